@@ -1,0 +1,443 @@
+/*
+ * portcullis — a C11 framework for high-concurrency TCP servers built around a
+ * completion port, with a dedicated accept thread that decides per connection
+ * whether to accept, reject or defer it.
+ *
+ * THREADING CONTRACT
+ *
+ * - One accept thread per listener runs the accept loop and the verdict
+ *   pipeline (capacity, rules, per-source limits, user condition). It blocks
+ *   only in the accept call itself, never allocates while deciding, and runs
+ *   no application code except the optional condition callback, which must be
+ *   fast and must not block: while it runs, no other connection is accepted on
+ *   that listener.
+ * - N worker threads (config.threads, default: number of CPUs) take
+ *   completions and run the callbacks on_open, on_data, on_drain, on_close.
+ *   Callbacks of one connection never run concurrently with each other.
+ *   On Linux a connection is owned by one worker for its whole life (per-worker
+ *   event loops), so all its callbacks run on that thread. On Windows all
+ *   workers share one completion port and a connection's callbacks may run on
+ *   different workers over time, one at a time (a per-connection strand).
+ * - A pc_conn_t pointer is valid from on_open until on_close returns. Inside a
+ *   callback of that connection every pc_conn_* function may be used. From any
+ *   other thread use the 64-bit connection id (pc_conn_id): pc_server_send_to
+ *   and pc_server_close_id are safe from any thread at any time and return
+ *   PC_ENOTCONN for an id whose connection has closed (ids carry a generation
+ *   and connection memory is never returned to the allocator while the server
+ *   exists, so a stale id never reaches freed memory or another connection).
+ *   pc_conn_send, pc_conn_close and pc_conn_abort are also safe from other
+ *   threads while the caller knows the connection is open.
+ * - pc_server_post runs a function on a worker thread; safe from any thread.
+ * - pc_server_stats and the pc_rules_* counters may be read from any thread.
+ * - pc_server_create, pc_server_listen, pc_server_start, pc_server_stop and
+ *   pc_server_destroy are called by the thread that owns the server, never
+ *   from a callback.
+ *
+ * ERRORS
+ *
+ * Functions return int: 0 on success, a positive count where documented, or a
+ * negative PC_E* code (pc_strerror, pc_err_name). Operating-system errors are
+ * translated to the same set on every platform.
+ */
+#ifndef PORTCULLIS_H
+#define PORTCULLIS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef _WIN32
+#include <winsock2.h>
+#include <ws2tcpip.h>
+#else
+#include <sys/socket.h>
+#include <netinet/in.h>
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32) && defined(PC_SHARED_BUILD)
+#define PC_API __declspec(dllexport)
+#elif defined(_WIN32) && defined(PC_SHARED)
+#define PC_API __declspec(dllimport)
+#elif defined(__GNUC__)
+#define PC_API __attribute__((visibility("default")))
+#else
+#define PC_API
+#endif
+
+#define PC_VERSION_MAJOR 0
+#define PC_VERSION_MINOR 1
+#define PC_VERSION_PATCH 0
+
+/* ------------------------------------------------------------------------ */
+/* Errors                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* One list generates the codes, pc_err_name and pc_strerror. */
+#define PC_ERRNO_MAP(XX)                                                                           \
+    XX(EINVAL, 1, "invalid argument")                                                              \
+    XX(ENOMEM, 2, "out of memory")                                                                 \
+    XX(EAGAIN, 3, "resource temporarily unavailable")                                              \
+    XX(ENOTCONN, 4, "connection is not open (closed or stale id)")                                 \
+    XX(ECONNRESET, 5, "connection reset by peer")                                                  \
+    XX(ECONNREFUSED, 6, "connection refused")                                                      \
+    XX(ECONNABORTED, 7, "connection aborted")                                                      \
+    XX(ETIMEDOUT, 8, "operation timed out")                                                        \
+    XX(ECANCELED, 9, "operation canceled")                                                         \
+    XX(EADDRINUSE, 10, "address already in use")                                                   \
+    XX(EADDRNOTAVAIL, 11, "address not available")                                                 \
+    XX(EACCES, 12, "permission denied")                                                            \
+    XX(EMFILE, 13, "too many open files")                                                          \
+    XX(ENOBUFS, 14, "no buffer space available")                                                   \
+    XX(EPIPE, 15, "broken pipe")                                                                   \
+    XX(ENOSYS, 16, "function not implemented")                                                     \
+    XX(ENOTSUP, 17, "operation not supported")                                                     \
+    XX(EBUSY, 18, "resource busy or wrong state")                                                  \
+    XX(ENOENT, 19, "no such file or directory")                                                    \
+    XX(EIO, 20, "input/output error")                                                              \
+    XX(EPARSE, 21, "parse error")                                                                  \
+    XX(ENETUNREACH, 22, "network is unreachable")                                                  \
+    XX(EHOSTUNREACH, 23, "host is unreachable")                                                    \
+    XX(ENOPROTOOPT, 24, "protocol option not available")                                           \
+    XX(EPERM, 25, "operation not permitted")                                                       \
+    XX(ERANGE, 26, "value out of range")                                                           \
+    XX(EEXIST, 27, "already exists")                                                               \
+    XX(EDEADLK, 28, "would deadlock (called from a worker or callback)")                           \
+    XX(EUNKNOWN, 99, "unknown error")
+
+typedef enum pc_errno_e {
+    PC_OK = 0,
+#define PC__ERR_ENUM(name, num, msg) PC_##name = -(num),
+    PC_ERRNO_MAP(PC__ERR_ENUM)
+#undef PC__ERR_ENUM
+} pc_errno_t;
+
+/* Human-readable message for a PC_E* code (or 0). Any thread. Never NULL. */
+PC_API const char *pc_strerror(int err);
+/* Symbolic name ("PC_ENOTCONN") for a PC_E* code. Any thread. Never NULL. */
+PC_API const char *pc_err_name(int err);
+
+/* ------------------------------------------------------------------------ */
+/* Logging                                                                  */
+/* ------------------------------------------------------------------------ */
+
+typedef enum pc_log_level_e {
+    PC_LOG_DEBUG = 0,
+    PC_LOG_INFO = 1,
+    PC_LOG_WARN = 2,
+    PC_LOG_ERROR = 3,
+    PC_LOG_OFF = 4,
+} pc_log_level_t;
+
+/* A log sink: receives one complete line without trailing newline. It may be
+ * called from any library thread, concurrently; it must be thread-safe. */
+typedef void (*pc_log_fn)(void *user, pc_log_level_t level, const char *line);
+
+/* Install a log sink (NULL restores the default: one line to stderr) and the
+ * minimum level passed to it (default PC_LOG_INFO). Call before creating
+ * servers; later calls are safe but racy with lines being logged. */
+PC_API void pc_log_set_handler(pc_log_fn fn, void *user);
+/* Set the minimum level logged. Any thread. */
+PC_API void pc_log_set_level(pc_log_level_t level);
+
+/* ------------------------------------------------------------------------ */
+/* Allocation                                                               */
+/* ------------------------------------------------------------------------ */
+
+/* All library allocation goes through these hooks; the default is mimalloc.
+ * Any hook may be NULL to keep the default for it. calloc/realloc follow the C
+ * library's semantics; free(NULL) must be a no-op. */
+typedef struct pc_allocator_s {
+    void *(*malloc_fn)(void *user, size_t size);
+    void *(*calloc_fn)(void *user, size_t n, size_t size);
+    void *(*realloc_fn)(void *user, void *ptr, size_t size);
+    void (*free_fn)(void *user, void *ptr);
+    void *user;
+} pc_allocator_t;
+
+/* Replace the allocator (NULL restores mimalloc). Only while no server exists
+ * and no rule set is alive: memory must be freed by the allocator that
+ * allocated it. Returns 0, or PC_EBUSY if library objects are alive. */
+PC_API int pc_set_allocator(const pc_allocator_t *a);
+
+/* ------------------------------------------------------------------------ */
+/* Buffers and addresses                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* A buffer descriptor with the layout of WSABUF on Windows and struct iovec
+ * elsewhere, so an array of them goes straight to WSASend / writev. */
+#ifdef _WIN32
+typedef struct pc_buf_s {
+    unsigned long len;
+    char *base;
+} pc_buf_t;
+#else
+typedef struct pc_buf_s {
+    void *base;
+    size_t len;
+} pc_buf_t;
+#endif
+
+/* Parse "1.2.3.4:80", "[::1]:80" or "host-less" ":80" (IPv4 any) into a
+ * socket address. No DNS. Returns 0 or PC_EINVAL. Any thread. */
+PC_API int pc_parse_endpoint(const char *text, struct sockaddr_storage *out, socklen_t *outlen);
+/* Format an address as "1.2.3.4:80" or "[::1]:80" into buf (at least 64
+ * bytes is always enough). Returns the length written or PC_EINVAL. */
+PC_API int pc_format_endpoint(const struct sockaddr *sa, char *buf, size_t size);
+
+/* ------------------------------------------------------------------------ */
+/* Server, connections, callbacks                                           */
+/* ------------------------------------------------------------------------ */
+
+typedef struct pc_server_s pc_server_t;
+typedef struct pc_conn_s pc_conn_t;
+/* Connection id: slot index in the low 32 bits, a generation in the high 32.
+ * Never 0. */
+typedef uint64_t pc_conn_id_t;
+
+/* Why a connection ended; passed to on_close. */
+#define PC_CLOSE_REASON_MAP(XX)                                                                    \
+    XX(PEER, "peer closed")                                                                        \
+    XX(LOCAL, "closed by the application")                                                         \
+    XX(ABORT, "aborted (reset) by the application")                                                \
+    XX(RESET, "reset by peer")                                                                     \
+    XX(ERROR, "I/O error")                                                                         \
+    XX(IDLE_TIMEOUT, "idle timeout")                                                               \
+    XX(HEADER_TIMEOUT, "first-request timeout")                                                    \
+    XX(WRITE_TIMEOUT, "write timeout (peer stopped reading)")                                      \
+    XX(SERVER_STOP, "server stopping")                                                             \
+    XX(NOMEM, "out of memory")
+
+typedef enum pc_close_reason_e {
+#define PC__CR_ENUM(name, msg) PC_CLOSE_##name,
+    PC_CLOSE_REASON_MAP(PC__CR_ENUM)
+#undef PC__CR_ENUM
+        PC_CLOSE_REASON_COUNT
+} pc_close_reason_t;
+
+/* Name of a close reason ("idle timeout"). Any thread. Never NULL. */
+PC_API const char *pc_close_reason_str(pc_close_reason_t r);
+
+/* Verdict of the accept pipeline and of the user condition callback. */
+typedef enum pc_verdict_e {
+    PC_ACCEPT = 0,
+    PC_REJECT = 1,
+    PC_DEFER = 2,
+} pc_verdict_t;
+
+/* The steps of the verdict pipeline, in evaluation order; stats count
+ * rejections per step. */
+typedef enum pc_step_e {
+    PC_STEP_CAPACITY = 0,
+    PC_STEP_RULES = 1,
+    PC_STEP_SOURCE_MAX = 2,
+    PC_STEP_SOURCE_RATE = 3,
+    PC_STEP_CONDITION = 4,
+    PC_STEP_COUNT = 5,
+} pc_step_t;
+
+/* Name of a pipeline step ("capacity", "rules", ...). Never NULL. */
+PC_API const char *pc_step_name(pc_step_t s);
+
+/* User condition, run on the accept thread for every connection that passed
+ * the other steps: decide from the peer and local addresses. Must be fast and
+ * must not block or call back into the library; returning PC_DEFER asks the
+ * accept thread to retry this connection shortly (on Linux it is rejected if
+ * still deferred after config.defer_timeout_ms). */
+typedef pc_verdict_t (*pc_condition_fn)(void *user, const struct sockaddr *peer,
+                                        const struct sockaddr *local);
+
+/* Callbacks, run on worker threads (see the threading contract). */
+typedef struct pc_callbacks_s {
+    /* A connection was accepted. Optional. */
+    void (*on_open)(pc_conn_t *c);
+    /* Bytes arrived. data is valid only during the call. Required. */
+    void (*on_data)(pc_conn_t *c, const void *data, size_t len);
+    /* The send queue fell below send_low_water after having exceeded
+     * send_high_water. Optional. */
+    void (*on_drain)(pc_conn_t *c);
+    /* The connection ended and its socket is closed. err is 0 or the PC_E*
+     * code behind reason. After return the pc_conn_t must not be used. */
+    void (*on_close)(pc_conn_t *c, pc_close_reason_t reason, int err);
+} pc_callbacks_t;
+
+typedef enum pc_backend_e {
+    PC_BACKEND_AUTO = 0,
+    PC_BACKEND_EPOLL = 1,
+    PC_BACKEND_URING = 2,
+    PC_BACKEND_IOCP = 3,
+} pc_backend_t;
+
+/* Name of a backend ("epoll", ...). Never NULL. */
+PC_API const char *pc_backend_name(pc_backend_t b);
+/* Parse a backend name; returns the value or PC_EINVAL. */
+PC_API int pc_backend_parse(const char *name);
+
+/* What the accept thread does when max_connections is reached. */
+typedef enum pc_capacity_policy_e {
+    PC_CAPACITY_DEFER = 0,  /* leave connections in the kernel's queue */
+    PC_CAPACITY_REJECT = 1, /* refuse (Windows) / reset (post-handshake) */
+} pc_capacity_policy_t;
+
+/* Conditional accept (Windows SO_CONDITIONAL_ACCEPT). */
+typedef enum pc_cond_accept_e {
+    PC_COND_ACCEPT_AUTO = 0, /* on where the platform has it (Windows) */
+    PC_COND_ACCEPT_ON = 1,   /* ask for it; fall back (logged) if refused */
+    PC_COND_ACCEPT_OFF = 2,  /* decide after the handshake */
+} pc_cond_accept_t;
+
+/* The mode actually in force, reported in the stats. */
+typedef enum pc_accept_mode_e {
+    PC_ACCEPT_MODE_POST_HANDSHAKE = 0, /* decide after accept, reject with a reset */
+    PC_ACCEPT_MODE_PRE_HANDSHAKE = 1,  /* WSAAccept condition before the handshake */
+} pc_accept_mode_t;
+
+typedef struct pc_server_config_s {
+    /* Worker threads. Default 0 = number of CPUs. */
+    int threads;
+    /* Maximum open connections; default 10000. */
+    unsigned max_connections;
+    /* At max_connections: defer (default) or reject. */
+    pc_capacity_policy_t at_capacity;
+    /* How long a deferred connection may wait (Linux: the accept thread stops
+     * taking connections off the backlog at most this long, then rejects the
+     * next one). Default 1000 ms. */
+    unsigned defer_timeout_ms;
+    /* Close connections with no received bytes for this long. 0 = never
+     * (default). */
+    unsigned idle_timeout_ms;
+    /* pc_conn_close and graceful stop: how long to read-and-discard after
+     * our FIN while waiting for the peer's, before closing. Default 5000. */
+    unsigned close_linger_ms;
+    /* Send queue marks: above high the connection stops reading; on_drain
+     * fires when it falls to low. Defaults 1 MiB and 256 KiB. */
+    size_t send_high_water;
+    size_t send_low_water;
+    /* Bytes read per receive (worker scratch buffer). Default 64 KiB. */
+    size_t recv_buffer_size;
+    /* listen() backlog. Default 511. */
+    int backlog;
+    /* Backend; default PC_BACKEND_AUTO. The PORTCULLIS_BACKEND environment
+     * variable, if set, overrides AUTO. */
+    pc_backend_t backend;
+    /* Conditional accept; default AUTO. */
+    pc_cond_accept_t conditional_accept;
+    /* Callbacks. on_data is required. */
+    pc_callbacks_t cb;
+    /* Optional user condition (pipeline step 5) and its argument. */
+    pc_condition_fn condition;
+    void *condition_user;
+    /* Opaque pointer for the application (pc_server_user_data). */
+    void *user_data;
+} pc_server_config_t;
+
+/* Fill a config with the documented defaults. Any thread. */
+PC_API void pc_server_config_init(pc_server_config_t *cfg);
+
+/* Create a server from a config (copied). Starts no thread. Errors:
+ * PC_EINVAL (bad config, e.g. on_data NULL), PC_ENOMEM, PC_ENOSYS (backend not
+ * built or not usable). */
+PC_API int pc_server_create(const pc_server_config_t *cfg, pc_server_t **out);
+
+/* Bind and listen on an address ("127.0.0.1:7000", "[::1]:0"); port 0 picks a
+ * free port, read it back with pc_server_listener_port. IPv6 listeners are
+ * IPv6-only. May be called several times before pc_server_start. Returns the
+ * listener index (>= 0) or PC_EINVAL, PC_EADDRINUSE, PC_EACCES, PC_EBUSY
+ * (already started), ... */
+PC_API int pc_server_listen(pc_server_t *s, const char *endpoint);
+/* Same with a socket address. */
+PC_API int pc_server_listen_addr(pc_server_t *s, const struct sockaddr *sa, socklen_t len);
+/* Bound port of listener idx, or PC_EINVAL. */
+PC_API int pc_server_listener_port(const pc_server_t *s, int idx);
+
+/* Start the worker threads and one accept thread per listener. Returns 0,
+ * PC_EBUSY (already started), PC_EINVAL (no listener), PC_ENOMEM, ... */
+PC_API int pc_server_start(pc_server_t *s);
+
+/* Stop gracefully: stop accepting, close every connection gracefully
+ * (queued bytes are flushed, FIN, read-and-discard until the peer closes),
+ * wait at most drain_ms for that, then abort what remains (reset), and join
+ * all threads. on_close runs for every connection before this returns.
+ * Returns 0, or PC_EDEADLK if called from a worker thread. Idempotent. */
+PC_API int pc_server_stop(pc_server_t *s, unsigned drain_ms);
+
+/* Free a server (stopping it first with a 0 ms drain if still running). */
+PC_API void pc_server_destroy(pc_server_t *s);
+
+/* The config's user_data. Any thread. */
+PC_API void *pc_server_user_data(const pc_server_t *s);
+
+/* Queue a copy of data for the connection with this id. Any thread. Returns
+ * 0, PC_ENOTCONN (closed, closing or stale id), PC_ENOMEM. */
+PC_API int pc_server_send_to(pc_server_t *s, pc_conn_id_t id, const void *data, size_t len);
+/* Gracefully close the connection with this id (as pc_conn_close). Any
+ * thread. Returns 0 or PC_ENOTCONN. */
+PC_API int pc_server_close_id(pc_server_t *s, pc_conn_id_t id);
+
+/* Run fn(s, arg) once on a worker thread. Any thread. Returns 0, PC_ENOMEM,
+ * PC_ENOTCONN (server not running). */
+PC_API int pc_server_post(pc_server_t *s, void (*fn)(pc_server_t *s, void *arg), void *arg);
+
+/* Queue a copy of len bytes for sending. From the connection's callbacks, or
+ * from any thread while the connection is known to be open. Returns 0,
+ * PC_ENOTCONN (closing or closed), PC_ENOMEM. Bytes are sent in order; once
+ * the queue exceeds send_high_water the connection stops reading until it
+ * drains (on_drain). */
+PC_API int pc_conn_send(pc_conn_t *c, const void *data, size_t len);
+/* Gather variant: one call, one copy. Same rules and errors. */
+PC_API int pc_conn_sendv(pc_conn_t *c, const pc_buf_t *bufs, unsigned n);
+/* Graceful close: flush queued bytes, send FIN, read and discard until the
+ * peer closes or close_linger_ms, then close. A well-behaved peer sees no
+ * reset. Idempotent. Returns 0 or PC_ENOTCONN. */
+PC_API int pc_conn_close(pc_conn_t *c);
+/* Abortive close: drop queued bytes and reset the connection (RST).
+ * Returns 0 or PC_ENOTCONN. */
+PC_API int pc_conn_abort(pc_conn_t *c);
+/* Stop / restart delivering on_data (TCP flow control pushes back on the
+ * peer meanwhile). From the connection's callbacks only. */
+PC_API int pc_conn_pause_read(pc_conn_t *c);
+PC_API int pc_conn_resume_read(pc_conn_t *c);
+/* The connection's id (see pc_conn_id_t). */
+PC_API pc_conn_id_t pc_conn_id(const pc_conn_t *c);
+/* The server owning the connection. */
+PC_API pc_server_t *pc_conn_server(const pc_conn_t *c);
+/* Application pointer of the connection (NULL initially). */
+PC_API void pc_conn_set_user_data(pc_conn_t *c, void *p);
+PC_API void *pc_conn_user_data(const pc_conn_t *c);
+/* Peer and local addresses (valid until on_close returns). */
+PC_API const struct sockaddr *pc_conn_peer_addr(const pc_conn_t *c);
+PC_API const struct sockaddr *pc_conn_local_addr(const pc_conn_t *c);
+/* Bytes queued and not yet sent. */
+PC_API size_t pc_conn_send_queued(const pc_conn_t *c);
+
+/* ------------------------------------------------------------------------ */
+/* Stats                                                                    */
+/* ------------------------------------------------------------------------ */
+
+typedef struct pc_server_stats_s {
+    uint64_t accepted;                   /* connections accepted (passed the pipeline) */
+    uint64_t rejected[PC_STEP_COUNT];    /* rejected, per pipeline step */
+    uint64_t would_reject[PC_STEP_COUNT];/* shadow mode: would have been rejected */
+    uint64_t deferred;                   /* defer decisions taken */
+    uint64_t accept_errors;              /* accept() failures (EMFILE, ...) */
+    uint64_t active;                     /* open connections now */
+    uint64_t closed[PC_CLOSE_REASON_COUNT]; /* connections ended, per reason */
+    uint64_t bytes_in;
+    uint64_t bytes_out;
+    uint64_t send_queued_bytes;          /* bytes waiting in send queues now */
+    pc_accept_mode_t accept_mode;        /* conditional accept mode in force */
+    pc_backend_t backend;                /* backend running */
+    int threads;
+} pc_server_stats_t;
+
+/* Snapshot of the counters (each read atomically; not one instant). Any
+ * thread. */
+PC_API void pc_server_stats(const pc_server_t *s, pc_server_stats_t *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PORTCULLIS_H */

@@ -1,0 +1,26 @@
+/* Stats counters: single-writer relaxed atomics, summed by readers. Each
+ * worker owns a block (no shared cache line on the hot path); the accept
+ * threads share one block with atomic adds. */
+#ifndef PC_CORE_STATS_H
+#define PC_CORE_STATS_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+typedef _Atomic uint64_t pc_counter_t;
+
+/* Add v (single writer or concurrent writers alike: fetch_add relaxed). */
+static inline void counter_add(pc_counter_t *c, uint64_t v)
+{
+    atomic_fetch_add_explicit(c, v, memory_order_relaxed);
+}
+static inline void counter_sub(pc_counter_t *c, uint64_t v)
+{
+    atomic_fetch_sub_explicit(c, v, memory_order_relaxed);
+}
+static inline uint64_t counter_get(const pc_counter_t *c)
+{
+    return atomic_load_explicit((pc_counter_t *)c, memory_order_relaxed);
+}
+
+#endif

@@ -1,0 +1,142 @@
+/* The Linux accept loop. Linux has no pre-handshake hook in accept, so the
+ * verdict pipeline runs right after accept4 and a rejected connection is
+ * closed with a reset (SO_LINGER 0). "Defer" means: stop taking connections
+ * off the backlog (the kernel queue holds them) until capacity frees or
+ * defer_timeout_ms passes; the connection that is then still over capacity
+ * is rejected. */
+#include "server.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "core/clock.h"
+#include "core/errno_map.h"
+#include "core/log.h"
+
+int accept_listener_open(pc_server_t *s, listener_t *l)
+{
+    int want = s->cfg.conditional_accept == PC_COND_ACCEPT_ON;
+    int rc = sock_listen((struct sockaddr *)&l->addr, l->addrlen, s->cfg.backlog, 0, &l->cond_err,
+                         &l->fd);
+    if (rc < 0) return rc;
+    l->mode = PC_ACCEPT_MODE_POST_HANDSHAKE;
+    char name[64];
+    pc_format_endpoint((struct sockaddr *)&l->addr, name, sizeof name);
+    if (want)
+        PC_LOGI("listener %s: conditional accept not available on this platform; "
+                "post-handshake mode (rejects are reset after accept)",
+                name);
+    else
+        PC_LOGD("listener %s: conditional accept: post-handshake mode", name);
+    return 0;
+}
+
+void accept_listener_wake(listener_t *l)
+{
+    if (l->fd != SOCK_INVALID) sock_unblock_accept(l->fd);
+}
+
+/* Block (bounded) while the server is at capacity. Returns 1 if capacity is
+ * available, 0 on timeout or stop. */
+static int wait_capacity(pc_server_t *s, listener_t *l, unsigned timeout_ms)
+{
+    if (atomic_load(&s->active) < s->cfg.max_connections) return 1;
+    counter_add(&s->deferred, 1);
+    uint64_t deadline = pc__now_ms() + timeout_ms;
+    int ok = 0;
+    pc__mutex_lock(&s->cap_lock);
+    for (;;) {
+        if (atomic_load(&l->stopping)) break;
+        if (atomic_load(&s->active) < s->cfg.max_connections) {
+            ok = 1;
+            break;
+        }
+        uint64_t now = pc__now_ms();
+        if (now >= deadline) break;
+        pc__cond_timedwait(&s->cap_cond, &s->cap_lock, (unsigned)(deadline - now));
+    }
+    pc__mutex_unlock(&s->cap_lock);
+    return ok;
+}
+
+static int is_transient(int e)
+{
+    return e == EINTR || e == ECONNABORTED || e == EPROTO || e == EPERM || e == ENETDOWN ||
+           e == ENOPROTOOPT || e == EHOSTDOWN || e == ENONET || e == EHOSTUNREACH ||
+           e == EOPNOTSUPP || e == ENETUNREACH || e == EAGAIN;
+}
+
+void accept_thread_main(void *arg)
+{
+    listener_t *l = arg;
+    pc_server_t *s = l->srv;
+    unsigned backoff = 0;
+    uint64_t last_log = 0;
+    unsigned suppressed = 0;
+    while (!atomic_load(&l->stopping)) {
+        if (s->cfg.at_capacity == PC_CAPACITY_DEFER)
+            wait_capacity(s, l, s->cfg.defer_timeout_ms);
+        if (atomic_load(&l->stopping)) break;
+
+        struct sockaddr_storage peer;
+        socklen_t plen = sizeof peer;
+        int fd = accept4(l->fd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            int e = errno;
+            if (atomic_load(&l->stopping)) break;
+            if (is_transient(e)) continue;
+            /* EMFILE, ENFILE, ENOBUFS, ENOMEM, ...: keep serving, back off,
+             * log at a bounded rate */
+            counter_add(&s->accept_errors, 1);
+            uint64_t now = pc__now_ms();
+            if (now - last_log >= 1000) {
+                PC_LOGW("accept failed: %s (%u similar suppressed); backing off",
+                        pc_strerror(pc__from_errno(e)), suppressed);
+                last_log = now;
+                suppressed = 0;
+            } else {
+                suppressed++;
+            }
+            backoff = backoff ? (backoff * 2 > 1000 ? 1000 : backoff * 2) : 10;
+            pc__sleep_ms(backoff);
+            continue;
+        }
+        backoff = 0;
+
+        int step = -1;
+        pc_verdict_t v = accept_decide(l, (struct sockaddr *)&peer,
+                                       (struct sockaddr *)&l->addr, &step);
+        if (v == PC_DEFER) {
+            /* Post-handshake defer: hold this connection (and, like a
+             * deferred request at the head of Winsock's queue, the ones
+             * behind it) until it passes or the timeout, then reject. */
+            uint64_t deadline = pc__now_ms() + s->cfg.defer_timeout_ms;
+            counter_add(&s->deferred, 1);
+            while (v == PC_DEFER && !atomic_load(&l->stopping)) {
+                uint64_t now = pc__now_ms();
+                if (now >= deadline) break;
+                if (step == PC_STEP_CAPACITY)
+                    wait_capacity(s, l, (unsigned)(deadline - now));
+                else
+                    pc__sleep_ms(5);
+                v = accept_decide(l, (struct sockaddr *)&peer, (struct sockaddr *)&l->addr,
+                                  &step);
+            }
+            if (v == PC_DEFER) {
+                v = PC_REJECT;
+                counter_add(&s->rejected[step >= 0 ? step : PC_STEP_CAPACITY], 1);
+            }
+        }
+        if (v != PC_ACCEPT) {
+            sock_close_reset(fd);
+            continue;
+        }
+        counter_add(&s->accepted, 1);
+        if (conn_start_accepted(s, l, fd, &peer, NULL) < 0) {
+            atomic_fetch_sub(&s->active, 1);
+            counter_add(&s->accept_errors, 1);
+            sock_close_reset(fd);
+        }
+    }
+}

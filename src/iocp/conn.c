@@ -1,0 +1,663 @@
+/* Connections: the per-connection strand, reading, the send queue, graceful
+ * and abortive close, timers. Written once against port.h for every backend.
+ *
+ * Serialisation: all of a connection's work runs inside its strand
+ * (conn_dispatch). On Linux every completion of a socket arrives on its
+ * home worker, so the strand never contends; on Windows completions of one
+ * connection may be dequeued by several workers at once and the strand
+ * defers the later ones (conn->deferred) until the first finishes. Other
+ * threads never touch strand state: they queue into the inbox (xsendq,
+ * xclose) under conn->lock and post the connection's kick op. */
+#include "server.h"
+
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/clock.h"
+#include "core/log.h"
+
+static PC_THREAD_LOCAL pc_conn_t *tls_conn; /* connection whose strand runs here */
+
+#define READ_BUDGET 16 /* receives per readable completion before yielding */
+
+static void conn_after(pc_conn_t *c);
+static void conn_close_socket(pc_conn_t *c, int abortive);
+
+static port_t *cport(pc_conn_t *c)
+{
+    return c->srv->port;
+}
+
+static void set_state(pc_conn_t *c, uint8_t st)
+{
+    pc__mutex_lock(&c->lock);
+    c->state = st;
+    pc__mutex_unlock(&c->lock);
+}
+
+/* ---- timers ---------------------------------------------------------------- */
+
+static void timer_arm(pc_conn_t *c, uint64_t at)
+{
+    worker_t *w = c->w;
+    pc__mutex_lock(&w->wheel_lock);
+    wheel_add(&w->wheel, &c->timer, at);
+    pc__mutex_unlock(&w->wheel_lock);
+}
+
+static void timer_disarm(pc_conn_t *c)
+{
+    worker_t *w = c->w;
+    pc__mutex_lock(&w->wheel_lock);
+    wheel_del(&w->wheel, &c->timer);
+    pc__mutex_unlock(&w->wheel_lock);
+}
+
+/* Arm the timer for the nearest deadline that applies in the current state. */
+static void timer_update(pc_conn_t *c)
+{
+    if (c->state == CS_CLOSING)
+        timer_arm(c, c->close_deadline_ms);
+    else if (c->state == CS_OPEN && c->srv->cfg.idle_timeout_ms)
+        timer_arm(c, c->last_rx_ms + c->srv->cfg.idle_timeout_ms);
+    else
+        timer_disarm(c);
+}
+
+static void handle_timer(pc_conn_t *c)
+{
+    uint64_t now = pc__now_ms();
+    if (c->state == CS_CLOSING) {
+        if (now >= c->close_deadline_ms) {
+            /* The peer neither read our data nor closed in time. */
+            conn_close_socket(c, !queue_empty(&c->sendq));
+            return;
+        }
+    } else if (c->state == CS_OPEN && c->srv->cfg.idle_timeout_ms) {
+        if (now >= c->last_rx_ms + c->srv->cfg.idle_timeout_ms) {
+            c->reason = PC_CLOSE_IDLE_TIMEOUT;
+            pc_conn_close(c);
+            return;
+        }
+    }
+    timer_update(c);
+}
+
+/* ---- sending ------------------------------------------------------------- */
+
+static void sendq_free(queue_t *q)
+{
+    while (!queue_empty(q)) {
+        queue_t *e = queue_head(q);
+        queue_remove(e);
+        chunk_free(pc_container_of(e, chunk_t, link));
+    }
+}
+
+/* Copy bufs into the tail of q (coalescing into the last chunk when it has
+ * room). Returns 0 or PC_ENOMEM (nothing appended). */
+static int sendq_append(queue_t *q, const pc_buf_t *bufs, unsigned n, size_t total)
+{
+    chunk_t *tail = queue_empty(q) ? NULL : pc_container_of(q->prev, chunk_t, link);
+    if (!tail || tail->cap - tail->len < total) {
+        tail = chunk_new(total);
+        if (!tail) return PC_ENOMEM;
+        queue_insert_tail(q, &tail->link);
+    }
+    for (unsigned i = 0; i < n; i++) {
+        memcpy(tail->data + tail->len, bufs[i].base, bufs[i].len);
+        tail->len += bufs[i].len;
+    }
+    return 0;
+}
+
+static void conn_flush(pc_conn_t *c)
+{
+    if (c->sending || c->state == CS_CLOSED || queue_empty(&c->sendq)) return;
+    unsigned n = 0;
+    size_t total = 0;
+    queue_t *e;
+    queue_foreach(e, &c->sendq)
+    {
+        if (n == PC_SEND_IOV) break;
+        chunk_t *ch = pc_container_of(e, chunk_t, link);
+        if (ch->len == ch->off) continue;
+        c->iov[n].base = ch->data + ch->off;
+        c->iov[n].len = ch->len - ch->off;
+        total += ch->len - ch->off;
+        n++;
+    }
+    if (!n) return;
+    c->sending = 1;
+    c->inflight_bytes = total;
+    c->ops_pending++;
+    int rc = port_send(cport(c), &c->ps, &c->send_op, c->iov, n);
+    if (rc < 0) {
+        c->sending = 0;
+        c->ops_pending--;
+        c->reason = PC_CLOSE_ERROR;
+        c->err = rc;
+        conn_close_socket(c, 1);
+    }
+}
+
+/* Drop n sent bytes from the head of the send queue. */
+static void sendq_consume(pc_conn_t *c, size_t n)
+{
+    size_t done = n;
+    while (n && !queue_empty(&c->sendq)) {
+        chunk_t *ch = pc_container_of(queue_head(&c->sendq), chunk_t, link);
+        size_t avail = ch->len - ch->off;
+        size_t take = n < avail ? n : avail;
+        ch->off += take;
+        n -= take;
+        if (ch->off == ch->len) {
+            queue_remove(&ch->link);
+            chunk_free(ch);
+        }
+    }
+    atomic_fetch_sub(&c->sendq_bytes, done);
+    counter_sub(&c->srv->send_queued, done);
+    counter_add(&c->w->bytes_out, done);
+}
+
+/* ---- reading ---------------------------------------------------------- */
+
+static int read_wanted(const pc_conn_t *c)
+{
+    if (c->state == CS_CLOSING) return !c->peer_eof;
+    return c->state == CS_OPEN && !c->paused_user && !c->paused_hw && !c->peer_eof;
+}
+
+/* Wait for readability (after EAGAIN, or on open). */
+static void conn_arm_read(pc_conn_t *c)
+{
+    if (c->reading || !read_wanted(c)) return;
+    c->reading = 1;
+    c->ops_pending++;
+    c->recv_op.tag = OPT_CONN_RECV;
+    int rc = port_recv(cport(c), &c->ps, &c->recv_op);
+    if (rc < 0) {
+        c->reading = 0;
+        c->ops_pending--;
+        c->reason = PC_CLOSE_ERROR;
+        c->err = rc;
+        conn_close_socket(c, 1);
+    }
+}
+
+/* Continue reading later without waiting for a new edge (data may remain). */
+static void conn_continue_read(pc_conn_t *c)
+{
+    if (c->reading || !read_wanted(c)) return;
+    c->reading = 1;
+    c->ops_pending++;
+    c->recv_op.tag = OPT_CONN_RECV;
+    port_post(cport(c), c->ps.q, &c->recv_op);
+}
+
+static void conn_fail(pc_conn_t *c, int err)
+{
+    if (c->state == CS_CLOSED) return;
+    if (c->state != CS_CLOSING || c->reason == PC_CLOSE_LOCAL)
+        c->reason = (err == PC_ECONNRESET) ? PC_CLOSE_RESET : PC_CLOSE_ERROR;
+    c->err = err;
+    conn_close_socket(c, 1);
+}
+
+static void do_fin(pc_conn_t *c)
+{
+    if (c->fin_sent || c->state != CS_CLOSING) return;
+    c->fin_sent = 1;
+    sock_shutdown_write(c->ps.fd);
+    if (c->peer_eof) conn_close_socket(c, 0);
+}
+
+static void handle_eof(pc_conn_t *c)
+{
+    c->peer_eof = 1;
+    if (c->state == CS_OPEN) {
+        c->reason = PC_CLOSE_PEER;
+        pc_conn_close(c); /* flush what is queued, FIN, close */
+    } else if (c->state == CS_CLOSING && c->fin_sent) {
+        conn_close_socket(c, 0);
+    }
+}
+
+static void conn_read(worker_t *w, pc_conn_t *c)
+{
+    const pc_callbacks_t *cb = &c->srv->cfg.cb;
+    for (int budget = READ_BUDGET; budget > 0; budget--) {
+        if (!read_wanted(c)) return;
+        int n = sock_recv(c->ps.fd, w->scratch, w->scratch_size);
+        if (n > 0) {
+            counter_add(&w->bytes_in, (uint64_t)n);
+            c->last_rx_ms = pc__now_ms();
+            if (c->state == CS_OPEN) cb->on_data(c, w->scratch, (size_t)n);
+            continue;
+        }
+        if (n == 0) {
+            handle_eof(c);
+            return;
+        }
+        if (n == PC_EAGAIN) {
+            conn_arm_read(c);
+            return;
+        }
+        conn_fail(c, n);
+        return;
+    }
+    conn_continue_read(c);
+}
+
+/* ---- open, close ---------------------------------------------------------- */
+
+static void conn_open(worker_t *w, pc_conn_t *c)
+{
+    pc_server_t *s = c->srv;
+    int rc = port_attach(s->port, &c->ps);
+    if (rc < 0) {
+        PC_LOGW("attaching an accepted socket failed: %s", pc_strerror(rc));
+        c->reason = PC_CLOSE_ERROR;
+        c->err = rc;
+        set_state(c, CS_OPEN);
+        conn_close_socket(c, 1);
+        return;
+    }
+    sock_set_nodelay(c->ps.fd);
+    sock_local_addr(c->ps.fd, &c->local);
+    pc__mutex_lock(&w->wheel_lock);
+    queue_insert_tail(&w->conns, &c->wlink);
+    pc__mutex_unlock(&w->wheel_lock);
+    c->last_rx_ms = pc__now_ms();
+    set_state(c, CS_OPEN);
+    timer_update(c);
+    if (s->cfg.cb.on_open) s->cfg.cb.on_open(c);
+    conn_arm_read(c);
+}
+
+/* Close the socket now; on_close runs; the memory is released once the
+ * backend has returned every pending operation. */
+static void conn_close_socket(pc_conn_t *c, int abortive)
+{
+    if (c->state == CS_CLOSED) return;
+    pc_server_t *s = c->srv;
+    set_state(c, CS_CLOSED);
+    timer_disarm(c);
+    pc__mutex_lock(&c->w->wheel_lock);
+    if (queue_linked(&c->wlink)) queue_remove(&c->wlink);
+    pc__mutex_unlock(&c->w->wheel_lock);
+    port_detach(s->port, &c->ps);
+    if (abortive)
+        sock_close_reset(c->ps.fd);
+    else
+        sock_close(c->ps.fd);
+    c->ps.fd = SOCK_INVALID;
+    counter_add(&c->w->closed[c->reason], 1);
+    if (s->cfg.cb.on_close) s->cfg.cb.on_close(c, c->reason, c->err);
+    atomic_fetch_sub(&s->active, 1);
+    server_capacity_changed(s);
+}
+
+/* Final release: every pending op has come back. */
+static void conn_release(pc_conn_t *c)
+{
+    pc_server_t *s = c->srv;
+    size_t q = atomic_load(&c->sendq_bytes);
+    sendq_free(&c->sendq);
+    counter_sub(&s->send_queued, q);
+    atomic_store(&c->sendq_bytes, 0);
+    pc__mutex_lock(&c->lock);
+    sendq_free(&c->xsendq);
+    counter_sub(&s->send_queued, c->xsend_bytes);
+    c->xsend_bytes = 0;
+    c->state = CS_FREE;
+    pc__mutex_unlock(&c->lock);
+    server_conn_release(s, c);
+}
+
+/* ---- the strand ------------------------------------------------------------- */
+
+static void handle_kick(worker_t *w, pc_conn_t *c)
+{
+    queue_t local;
+    queue_init(&local);
+    pc__mutex_lock(&c->lock);
+    c->kick_posted = 0;
+    queue_move_all(&local, &c->xsendq);
+    size_t xbytes = c->xsend_bytes;
+    c->xsend_bytes = 0;
+    int xclose = c->xclose;
+    pc_close_reason_t xreason = c->xclose_reason;
+    c->xclose = XCLOSE_NONE;
+    pc__mutex_unlock(&c->lock);
+
+    if (c->state == CS_OPENING) conn_open(w, c);
+    int accept_bytes = c->state == CS_OPEN || (c->state == CS_CLOSING && !c->fin_sent);
+    if (accept_bytes && !queue_empty(&local)) {
+        queue_move_all(&c->sendq, &local);
+        atomic_fetch_add(&c->sendq_bytes, xbytes);
+        if (atomic_load(&c->sendq_bytes) > c->srv->cfg.send_high_water) c->paused_hw = 1;
+    } else if (!queue_empty(&local)) {
+        sendq_free(&local);
+        counter_sub(&c->srv->send_queued, xbytes);
+    }
+    if (xclose == XCLOSE_ABORT && c->state != CS_CLOSED) {
+        c->reason = xreason;
+        conn_close_socket(c, 1);
+    } else if (xclose == XCLOSE_GRACEFUL && c->state == CS_OPEN) {
+        c->reason = xreason;
+        pc_conn_close(c);
+    }
+}
+
+static void handle(worker_t *w, pc_conn_t *c, const completion_t *cpl)
+{
+    switch (cpl->op->tag) {
+    case OPT_CONN_RECV:
+        c->reading = 0;
+        c->ops_pending--;
+        if (cpl->data) { /* backend-supplied data (io_uring provided buffers) */
+            if (cpl->bytes && c->state == CS_OPEN) {
+                counter_add(&w->bytes_in, cpl->bytes);
+                c->last_rx_ms = pc__now_ms();
+                c->srv->cfg.cb.on_data(c, cpl->data, cpl->bytes);
+            }
+            port_recv_done(cport(c), &c->ps, cpl->data);
+            if (c->state != CS_CLOSED && cpl->status == 0) conn_continue_read(c);
+            break;
+        }
+        if (c->state == CS_CLOSED || cpl->status == PC_ECANCELED) break;
+        if (cpl->status < 0) {
+            conn_fail(c, cpl->status);
+            break;
+        }
+        conn_read(w, c);
+        break;
+    case OPT_CONN_SEND:
+        c->sending = 0;
+        c->ops_pending--;
+        if (cpl->bytes) sendq_consume(c, cpl->bytes);
+        if (c->state == CS_CLOSED) break;
+        if (cpl->status < 0) {
+            conn_fail(c, cpl->status == PC_ECANCELED ? PC_ECONNABORTED : cpl->status);
+            break;
+        }
+        break;
+    case OPT_CONN_KICK:
+        handle_kick(w, c);
+        break;
+    case OPT_CONN_TIMER:
+        handle_timer(c);
+        break;
+    default:
+        break;
+    }
+    conn_after(c);
+}
+
+/* Work that follows every event: flush queued bytes (one send for all that
+ * the callbacks queued), backpressure transitions, FIN once flushed. */
+static void conn_after(pc_conn_t *c)
+{
+    if (c->state == CS_CLOSED || c->state == CS_OPENING) return;
+    conn_flush(c);
+    size_t q = atomic_load(&c->sendq_bytes);
+    if (c->paused_hw && q <= c->srv->cfg.send_low_water) {
+        c->paused_hw = 0;
+        if (c->state == CS_OPEN && c->srv->cfg.cb.on_drain) c->srv->cfg.cb.on_drain(c);
+        if (c->state == CS_CLOSED) return;
+        conn_flush(c);
+        conn_continue_read(c);
+    }
+    if (c->state == CS_CLOSING && !c->sending && queue_empty(&c->sendq)) {
+        do_fin(c);
+        if (c->state != CS_CLOSED) conn_arm_read(c);
+    }
+}
+
+void conn_dispatch(worker_t *w, const completion_t *cpl)
+{
+    pc_conn_t *c = cpl->op->owner;
+    pc__mutex_lock(&c->lock);
+    if (c->in_dispatch) {
+        /* Another worker runs this connection now (shared port): hand it the
+         * completion. At most one of each op is outstanding, so this fits. */
+        c->deferred[c->ndeferred++] = *cpl;
+        pc__mutex_unlock(&c->lock);
+        return;
+    }
+    c->in_dispatch = 1;
+    pc__mutex_unlock(&c->lock);
+
+    pc_conn_t *prev = tls_conn;
+    tls_conn = c;
+    completion_t cur = *cpl;
+    int release;
+    for (;;) {
+        handle(w, c, &cur);
+        pc__mutex_lock(&c->lock);
+        if (c->ndeferred) {
+            cur = c->deferred[0];
+            memmove(&c->deferred[0], &c->deferred[1], --c->ndeferred * sizeof cur);
+            pc__mutex_unlock(&c->lock);
+            continue;
+        }
+        c->in_dispatch = 0;
+        release = c->state == CS_CLOSED && c->ops_pending == 0 && !c->kick_posted;
+        pc__mutex_unlock(&c->lock);
+        break;
+    }
+    tls_conn = prev;
+    if (release) conn_release(c);
+}
+
+void conn_timer_expired(worker_t *w, pc_conn_t *c)
+{
+    completion_t cpl = {&c->timer_op, 0, 0, NULL};
+    conn_dispatch(w, &cpl);
+}
+
+/* ---- hand-off from the accept thread ------------------------------------------ */
+
+int conn_start_accepted(pc_server_t *s, listener_t *l, sock_t fd,
+                        const struct sockaddr_storage *peer, const struct sockaddr_storage *local)
+{
+    pc_conn_t *c = server_conn_alloc(s);
+    if (!c) return PC_ENOMEM;
+    worker_t *w = server_pick_worker(s);
+    c->w = w;
+    c->listener = l;
+    c->ps.fd = fd;
+    c->ps.q = w->idx;
+    c->ps.rd = c->ps.wr = NULL;
+    c->ps.bflags = 0;
+    c->ps.bpriv = NULL;
+    c->peer = *peer;
+    if (local)
+        c->local = *local;
+    else
+        memset(&c->local, 0, sizeof c->local);
+    c->reason = PC_CLOSE_LOCAL;
+    c->err = 0;
+    c->user = NULL;
+    pc__mutex_lock(&c->lock);
+    c->state = CS_OPENING;
+    c->kick_posted = 1;
+    pc__mutex_unlock(&c->lock);
+    port_post(s->port, w->idx, &c->kick_op);
+    return 0;
+}
+
+/* ---- cross-thread requests ------------------------------------------------------- */
+
+/* Queue bytes from another thread. id == 0: caller vouches for c. */
+static int conn_xsend(pc_conn_t *c, uint64_t id, const pc_buf_t *bufs, unsigned n, size_t total)
+{
+    chunk_t *ch = chunk_new(total);
+    if (!ch) return PC_ENOMEM;
+    for (unsigned i = 0; i < n; i++) {
+        memcpy(ch->data + ch->len, bufs[i].base, bufs[i].len);
+        ch->len += bufs[i].len;
+    }
+    pc__mutex_lock(&c->lock);
+    if ((id && atomic_load(&c->id) != id) || (c->state != CS_OPEN && c->state != CS_OPENING) ||
+        c->xclose) {
+        pc__mutex_unlock(&c->lock);
+        chunk_free(ch);
+        return PC_ENOTCONN;
+    }
+    queue_insert_tail(&c->xsendq, &ch->link);
+    c->xsend_bytes += total;
+    counter_add(&c->srv->send_queued, total);
+    int post = !c->kick_posted;
+    c->kick_posted = 1;
+    pc__mutex_unlock(&c->lock);
+    if (post) port_post(c->srv->port, c->ps.q, &c->kick_op);
+    return 0;
+}
+
+int conn_request_close(pc_conn_t *c, uint64_t id, int how, pc_close_reason_t reason)
+{
+    pc__mutex_lock(&c->lock);
+    if ((id && atomic_load(&c->id) != id) || c->state == CS_FREE || c->state == CS_CLOSED) {
+        pc__mutex_unlock(&c->lock);
+        return PC_ENOTCONN;
+    }
+    if (how > c->xclose) {
+        c->xclose = (uint8_t)how;
+        c->xclose_reason = reason;
+    }
+    int post = !c->kick_posted;
+    c->kick_posted = 1;
+    pc__mutex_unlock(&c->lock);
+    if (post) port_post(c->srv->port, c->ps.q, &c->kick_op);
+    return 0;
+}
+
+/* ---- public connection API ------------------------------------------------------- */
+
+int pc_conn_sendv(pc_conn_t *c, const pc_buf_t *bufs, unsigned n)
+{
+    if (!c || (!bufs && n)) return PC_EINVAL;
+    size_t total = 0;
+    for (unsigned i = 0; i < n; i++) total += bufs[i].len;
+    if (!total) return (c->state == CS_OPEN || c->state == CS_OPENING) ? 0 : PC_ENOTCONN;
+    if (tls_conn != c) return conn_xsend(c, 0, bufs, n, total);
+    if (c->state != CS_OPEN) return PC_ENOTCONN;
+    int rc = sendq_append(&c->sendq, bufs, n, total);
+    if (rc < 0) return rc;
+    size_t q = atomic_fetch_add(&c->sendq_bytes, total) + total;
+    counter_add(&c->srv->send_queued, total);
+    if (q > c->srv->cfg.send_high_water) c->paused_hw = 1;
+    /* the send itself starts in conn_after, once the callback returns, so
+     * that everything queued by one callback goes out in one gather write */
+    return 0;
+}
+
+int pc_conn_send(pc_conn_t *c, const void *data, size_t len)
+{
+    pc_buf_t b;
+    b.base = (void *)(uintptr_t)data;
+    b.len = len;
+    return pc_conn_sendv(c, &b, 1);
+}
+
+int pc_conn_close(pc_conn_t *c)
+{
+    if (!c) return PC_EINVAL;
+    if (tls_conn != c) return conn_request_close(c, 0, XCLOSE_GRACEFUL, PC_CLOSE_LOCAL);
+    if (c->state == CS_CLOSING) return 0;
+    if (c->state != CS_OPEN) return PC_ENOTCONN;
+    set_state(c, CS_CLOSING);
+    c->paused_user = 0;
+    c->paused_hw = 0;
+    c->close_deadline_ms = pc__now_ms() + c->srv->cfg.close_linger_ms;
+    timer_update(c);
+    /* FIN, discard-reading and the final close follow in conn_after */
+    return 0;
+}
+
+int pc_conn_abort(pc_conn_t *c)
+{
+    if (!c) return PC_EINVAL;
+    if (tls_conn != c) return conn_request_close(c, 0, XCLOSE_ABORT, PC_CLOSE_ABORT);
+    if (c->state == CS_CLOSED) return PC_ENOTCONN;
+    c->reason = PC_CLOSE_ABORT;
+    conn_close_socket(c, 1);
+    return 0;
+}
+
+int pc_conn_pause_read(pc_conn_t *c)
+{
+    if (!c || tls_conn != c) return PC_EINVAL;
+    if (c->state != CS_OPEN) return PC_ENOTCONN;
+    c->paused_user = 1;
+    return 0;
+}
+
+int pc_conn_resume_read(pc_conn_t *c)
+{
+    if (!c || tls_conn != c) return PC_EINVAL;
+    if (c->state != CS_OPEN) return PC_ENOTCONN;
+    if (c->paused_user) {
+        c->paused_user = 0;
+        conn_continue_read(c);
+    }
+    return 0;
+}
+
+pc_conn_id_t pc_conn_id(const pc_conn_t *c)
+{
+    return atomic_load(&((pc_conn_t *)c)->id);
+}
+
+pc_server_t *pc_conn_server(const pc_conn_t *c)
+{
+    return c->srv;
+}
+
+void pc_conn_set_user_data(pc_conn_t *c, void *p)
+{
+    c->user = p;
+}
+
+void *pc_conn_user_data(const pc_conn_t *c)
+{
+    return c->user;
+}
+
+const struct sockaddr *pc_conn_peer_addr(const pc_conn_t *c)
+{
+    return (const struct sockaddr *)&c->peer;
+}
+
+const struct sockaddr *pc_conn_local_addr(const pc_conn_t *c)
+{
+    return (const struct sockaddr *)&c->local;
+}
+
+size_t pc_conn_send_queued(const pc_conn_t *c)
+{
+    return atomic_load(&((pc_conn_t *)c)->sendq_bytes);
+}
+
+int pc_server_send_to(pc_server_t *s, pc_conn_id_t id, const void *data, size_t len)
+{
+    pc_conn_t *c = server_conn_lookup(s, id);
+    if (!c) return PC_ENOTCONN;
+    pc_buf_t b;
+    b.base = (void *)(uintptr_t)data;
+    b.len = len;
+    if (tls_conn == c && atomic_load(&c->id) == id) return pc_conn_sendv(c, &b, 1);
+    if (!len) return 0;
+    return conn_xsend(c, id, &b, 1, len);
+}
+
+int pc_server_close_id(pc_server_t *s, pc_conn_id_t id)
+{
+    pc_conn_t *c = server_conn_lookup(s, id);
+    if (!c) return PC_ENOTCONN;
+    if (tls_conn == c && atomic_load(&c->id) == id) return pc_conn_close(c);
+    return conn_request_close(c, id, XCLOSE_GRACEFUL, PC_CLOSE_LOCAL);
+}

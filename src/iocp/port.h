@@ -1,0 +1,173 @@
+/* The backend seam: a completion port. Shaped around completions, not
+ * readiness: the shared server and connection code starts operations and is
+ * told "operation X finished with status S and N bytes". Backends never call
+ * user code. Implemented by port_epoll.c, port_uring.c (Linux) and
+ * port_win.c (IOCP).
+ *
+ * Contract every backend keeps:
+ * - Every operation started with port_recv / port_send / port_connect /
+ *   port_post completes exactly once, through port_wait, on queue q (on
+ *   Windows: on any worker, all workers share one port). Operations pending
+ *   when the socket is detached complete with PC_ECANCELED (or their real
+ *   result if they finished first). Nothing completes inside the call that
+ *   started it: a synchronous success is queued and reported by port_wait.
+ * - An op_t is owned by the backend from the start call until its completion
+ *   is returned by port_wait; the caller keeps it (and the buffers it points
+ *   at) alive until then.
+ * - Queues: a port has nqueues queues, one per worker. On Linux each queue is
+ *   its own event loop and a socket attached to queue q completes only there,
+ *   so a connection is single-threaded; port_recv/send/connect/cancel/detach
+ *   for a socket are called only from its queue's worker. On Windows there is
+ *   one completion port and q only selects nothing; those calls may come from
+ *   any worker (the shared code serialises per connection).
+ */
+#ifndef PC_IOCP_PORT_H
+#define PC_IOCP_PORT_H
+
+#include <stdint.h>
+#include "portcullis.h"
+#include "sock.h"
+
+typedef enum op_kind_e {
+    OP_NONE = 0,
+    OP_RECV,    /* wait until the socket is readable (zero-byte read) */
+    OP_SEND,    /* send all of a gather list */
+    OP_CONNECT, /* outbound connect */
+    OP_POST,    /* posted by port_post */
+} op_kind_t;
+
+typedef struct op_s {
+#ifdef _WIN32
+    OVERLAPPED ov; /* first member: recovered from the OVERLAPPED* */
+#endif
+    uint8_t kind;       /* op_kind_t, set by the backend's start call */
+    uint8_t tag;        /* the shared code's meaning (server.h OPT_*) */
+    uint8_t busy;       /* 1 from start until completion (debug / asserts) */
+    void *owner;        /* conn, server or post record */
+    struct op_s *next;  /* backend-private queue link */
+    /* send: the gather list, owned by the caller; the epoll backend advances
+     * it in place on partial writes */
+    pc_buf_t *bufs;
+    unsigned nbufs;
+    /* backend-private result staging */
+    int res_status;
+    size_t res_bytes;
+} op_t;
+
+/* One finished operation. status: 0 or a PC_E* code. bytes: bytes
+ * transferred (send: all of them on success; recv: 0 = "readable", the
+ * shared code then reads with sock_recv; a backend that receives into its
+ * own buffers reports them in data/bytes and gets them back through
+ * port_recv_done). */
+typedef struct completion_s {
+    op_t *op;
+    int status;
+    size_t bytes;
+    void *data;
+} completion_t;
+
+/* Per-socket backend state, embedded in the connection. */
+typedef struct port_sock_s {
+    sock_t fd;
+    int q;         /* queue (worker) the socket completes on */
+    op_t *rd;      /* pending OP_RECV (epoll: waiting for EPOLLIN) */
+    op_t *wr;      /* pending OP_SEND/OP_CONNECT (epoll: waiting for EPOLLOUT) */
+    uint32_t bflags; /* backend-private flags */
+    void *bpriv;   /* backend-private pointer */
+} port_sock_t;
+
+typedef struct port_s port_t;
+
+typedef struct port_vtbl_s {
+    const char *name;
+    pc_backend_t id;
+    void (*close)(port_t *p);
+    int (*attach)(port_t *p, port_sock_t *s);
+    int (*recv)(port_t *p, port_sock_t *s, op_t *op);
+    void (*recv_done)(port_t *p, port_sock_t *s, void *data);
+    int (*send)(port_t *p, port_sock_t *s, op_t *op, pc_buf_t *bufs, unsigned n);
+    int (*connect)(port_t *p, port_sock_t *s, op_t *op, const struct sockaddr *sa,
+                   socklen_t len);
+    int (*cancel)(port_t *p, port_sock_t *s, op_t *op);
+    void (*detach)(port_t *p, port_sock_t *s);
+    int (*post)(port_t *p, int q, op_t *op);
+    int (*wait)(port_t *p, int q, completion_t *out, int max, int timeout_ms);
+} port_vtbl_t;
+
+struct port_s {
+    const port_vtbl_t *vt;
+    int nqueues;
+    /* 1 when every socket completes on one queue only (Linux): the shared
+     * code may skip per-connection strand locking. */
+    int single_owner;
+};
+
+/* Open a port with nqueues queues using backend want (AUTO picks the best
+ * available; the reason is logged). Returns 0, PC_ENOSYS (backend not built
+ * or refused by the kernel), PC_ENOMEM, ... */
+int port_open(port_t **out, pc_backend_t want, int nqueues);
+
+/* Backend constructors (each file provides its own). */
+int port_epoll_open(port_t **out, int nqueues);
+int port_uring_open(port_t **out, int nqueues);
+int port_win_open(port_t **out, int nqueues);
+/* io_uring probe: 0 if usable, else the reason (PC_ENOSYS, PC_EPERM, ...). */
+int port_uring_probe(void);
+
+/* Thin inline dispatch. */
+static inline void port_close(port_t *p)
+{
+    p->vt->close(p);
+}
+/* Associate s->fd with the port on queue s->q. */
+static inline int port_attach(port_t *p, port_sock_t *s)
+{
+    return p->vt->attach(p, s);
+}
+/* Completes when the socket is readable, at EOF or in error (bytes 0), or
+ * with received data where the backend supplies buffers. */
+static inline int port_recv(port_t *p, port_sock_t *s, op_t *op)
+{
+    return p->vt->recv(p, s, op);
+}
+/* Give back a buffer the backend reported in completion.data. */
+static inline void port_recv_done(port_t *p, port_sock_t *s, void *data)
+{
+    if (p->vt->recv_done) p->vt->recv_done(p, s, data);
+}
+/* Completes when all bytes of bufs are sent (bytes = total) or on error. */
+static inline int port_send(port_t *p, port_sock_t *s, op_t *op, pc_buf_t *bufs, unsigned n)
+{
+    return p->vt->send(p, s, op, bufs, n);
+}
+static inline int port_connect(port_t *p, port_sock_t *s, op_t *op, const struct sockaddr *sa,
+                               socklen_t len)
+{
+    return p->vt->connect(p, s, op, sa, len);
+}
+/* Cancel exactly this pending op: it completes with PC_ECANCELED (or its
+ * result, if it finished first). */
+static inline int port_cancel(port_t *p, port_sock_t *s, op_t *op)
+{
+    return p->vt->cancel(p, s, op);
+}
+/* Forget the socket before the caller closes it; pending ops complete with
+ * PC_ECANCELED. The fd itself is closed by the caller afterwards. */
+static inline void port_detach(port_t *p, port_sock_t *s)
+{
+    p->vt->detach(p, s);
+}
+/* Queue op for completion on queue q (status 0, bytes 0). Any thread. */
+static inline int port_post(port_t *p, int q, op_t *op)
+{
+    return p->vt->post(p, q, op);
+}
+/* Wait up to timeout_ms (-1 = forever, 0 = poll) for completions on queue q.
+ * Returns the number written to out (0 on timeout) or a PC_E* code. Only the
+ * queue's worker calls it. */
+static inline int port_wait(port_t *p, int q, completion_t *out, int max, int timeout_ms)
+{
+    return p->vt->wait(p, q, out, max, timeout_ms);
+}
+
+#endif

@@ -1,0 +1,511 @@
+/* Server lifecycle, worker threads, the connection table (stable memory,
+ * generation-checked ids), posted work and stats. */
+#include "server.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/clock.h"
+#include "core/log.h"
+
+typedef struct post_rec_s {
+    op_t op;
+    void (*fn)(pc_server_t *s, void *arg);
+    void *arg;
+} post_rec_t;
+
+#define WAIT_BATCH 64
+
+/* ---- config ------------------------------------------------------------------ */
+
+void pc_server_config_init(pc_server_config_t *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->threads = 0;
+    cfg->max_connections = 10000;
+    cfg->at_capacity = PC_CAPACITY_DEFER;
+    cfg->defer_timeout_ms = 1000;
+    cfg->idle_timeout_ms = 0;
+    cfg->close_linger_ms = 5000;
+    cfg->send_high_water = 1u << 20;
+    cfg->send_low_water = 256u << 10;
+    cfg->recv_buffer_size = 64u << 10;
+    cfg->backlog = 511;
+    cfg->backend = PC_BACKEND_AUTO;
+    cfg->conditional_accept = PC_COND_ACCEPT_AUTO;
+}
+
+const char *pc_backend_name(pc_backend_t b)
+{
+    switch (b) {
+    case PC_BACKEND_AUTO:
+        return "auto";
+    case PC_BACKEND_EPOLL:
+        return "epoll";
+    case PC_BACKEND_URING:
+        return "uring";
+    case PC_BACKEND_IOCP:
+        return "iocp";
+    }
+    return "unknown";
+}
+
+int pc_backend_parse(const char *name)
+{
+    if (!name) return PC_EINVAL;
+    static const pc_backend_t all[] = {PC_BACKEND_AUTO, PC_BACKEND_EPOLL, PC_BACKEND_URING,
+                                       PC_BACKEND_IOCP};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        if (strcmp(name, pc_backend_name(all[i])) == 0) return (int)all[i];
+    if (strcmp(name, "io_uring") == 0) return PC_BACKEND_URING;
+    return PC_EINVAL;
+}
+
+/* ---- connection table -------------------------------------------------------- */
+
+static int table_grow(pc_server_t *s)
+{
+    if (s->nchunks >= PC_CONN_CHUNKS_MAX) return PC_ENOMEM;
+    pc_conn_t *chunk = pc__calloc(PC_CONN_CHUNK, sizeof *chunk);
+    if (!chunk) return PC_ENOMEM;
+    uint32_t base = s->nchunks * PC_CONN_CHUNK;
+    for (uint32_t i = PC_CONN_CHUNK; i-- > 0;) {
+        pc_conn_t *c = &chunk[i];
+        c->srv = s;
+        c->slot = base + i;
+        pc__mutex_init(&c->lock);
+        queue_init(&c->xsendq);
+        queue_init(&c->sendq);
+        queue_init(&c->wlink);
+        wheel_timer_init(&c->timer);
+        c->recv_op.owner = c->send_op.owner = c->kick_op.owner = c->connect_op.owner = c;
+        c->timer_op.owner = c;
+        c->recv_op.tag = OPT_CONN_RECV;
+        c->send_op.tag = OPT_CONN_SEND;
+        c->kick_op.tag = OPT_CONN_KICK;
+        c->connect_op.tag = OPT_CONN_CONNECT;
+        c->timer_op.tag = OPT_CONN_TIMER;
+        atomic_store(&c->id, (uint64_t)c->slot); /* generation 0: never valid */
+        c->next_free = s->free_conns;
+        s->free_conns = c;
+    }
+    s->chunks[s->nchunks] = chunk;
+    /* publish after the chunk is fully initialised (lookups read nchunks) */
+    atomic_store_explicit(&s->nchunks, s->nchunks + 1, memory_order_release);
+    return 0;
+}
+
+pc_conn_t *server_conn_alloc(pc_server_t *s)
+{
+    pc__mutex_lock(&s->table_lock);
+    if (!s->free_conns && table_grow(s) < 0) {
+        pc__mutex_unlock(&s->table_lock);
+        return NULL;
+    }
+    pc_conn_t *c = s->free_conns;
+    s->free_conns = c->next_free;
+    pc__mutex_unlock(&s->table_lock);
+
+    uint64_t old = atomic_load(&c->id);
+    uint32_t gen = (uint32_t)(old >> 32) + 1;
+    if (gen == 0) gen = 1;
+    pc__mutex_lock(&c->lock);
+    atomic_store(&c->id, ((uint64_t)gen << 32) | c->slot);
+    c->in_dispatch = 0;
+    c->ndeferred = 0;
+    c->xsend_bytes = 0;
+    c->kick_posted = 0;
+    c->xclose = XCLOSE_NONE;
+    c->state = CS_FREE;
+    pc__mutex_unlock(&c->lock);
+    c->reading = c->sending = c->paused_user = c->paused_hw = 0;
+    c->fin_sent = c->peer_eof = c->abort_close = c->counted = 0;
+    c->ops_pending = 0;
+    atomic_store(&c->sendq_bytes, 0);
+    c->inflight_bytes = 0;
+    c->filter_ticket = NULL;
+    return c;
+}
+
+void server_conn_release(pc_server_t *s, pc_conn_t *c)
+{
+    pc__mutex_lock(&c->lock);
+    /* bump the generation now so stale ids fail even before reuse */
+    uint64_t id = atomic_load(&c->id);
+    atomic_store(&c->id, (id & 0xffffffff00000000ull) | c->slot);
+    pc__mutex_unlock(&c->lock);
+    pc__mutex_lock(&s->table_lock);
+    c->next_free = s->free_conns;
+    s->free_conns = c;
+    pc__mutex_unlock(&s->table_lock);
+}
+
+pc_conn_t *server_conn_lookup(pc_server_t *s, pc_conn_id_t id)
+{
+    if (!s || (id >> 32) == 0) return NULL;
+    uint32_t slot = (uint32_t)id;
+    uint32_t ci = slot / PC_CONN_CHUNK;
+    /* lock-free: chunks are published with release and never freed while
+     * the server exists */
+    if (ci >= atomic_load_explicit(&s->nchunks, memory_order_acquire)) return NULL;
+    pc_conn_t *chunk = s->chunks[ci];
+    pc_conn_t *c = &chunk[slot % PC_CONN_CHUNK];
+    return atomic_load(&c->id) == id ? c : NULL;
+}
+
+worker_t *server_pick_worker(pc_server_t *s)
+{
+    uint32_t i = atomic_fetch_add(&s->next_worker, 1);
+    return &s->workers[i % (uint32_t)s->nworkers];
+}
+
+void server_capacity_changed(pc_server_t *s)
+{
+    pc__mutex_lock(&s->cap_lock);
+    pc__cond_broadcast(&s->cap_cond);
+    pc__mutex_unlock(&s->cap_lock);
+}
+
+/* ---- workers ------------------------------------------------------------------ */
+
+static void worker_main(void *arg)
+{
+    worker_t *w = arg;
+    pc_server_t *s = w->srv;
+    completion_t cpl[WAIT_BATCH];
+    for (;;) {
+        uint64_t now = pc__now_ms();
+        pc__mutex_lock(&w->wheel_lock);
+        int timeout = wheel_timeout(&w->wheel, now);
+        pc__mutex_unlock(&w->wheel_lock);
+        if (w->exiting) timeout = 0;
+        int n = port_wait(s->port, w->idx, cpl, WAIT_BATCH, timeout);
+        if (n < 0) {
+            PC_LOGE("worker %d: waiting for completions failed: %s", w->idx, pc_strerror(n));
+            pc__sleep_ms(10);
+            n = 0;
+        }
+        for (int i = 0; i < n; i++) {
+            op_t *op = cpl[i].op;
+            switch (op->tag) {
+            case OPT_POST: {
+                post_rec_t *pr = (post_rec_t *)op;
+                pr->fn(s, pr->arg);
+                pc__free(pr);
+                break;
+            }
+            case OPT_EXIT:
+                if (w->exiting) /* shared port: that exit was another worker's */
+                    port_post(s->port, w->idx, op);
+                w->exiting = 1;
+                break;
+            default:
+                conn_dispatch(w, &cpl[i]);
+                break;
+            }
+        }
+        queue_t expired;
+        queue_init(&expired);
+        pc__mutex_lock(&w->wheel_lock);
+        wheel_expire(&w->wheel, pc__now_ms(), &expired);
+        pc__mutex_unlock(&w->wheel_lock);
+        while (!queue_empty(&expired)) {
+            queue_t *e = queue_head(&expired);
+            queue_remove(e);
+            pc_conn_t *c = pc_container_of(pc_container_of(e, wheel_timer_t, link), pc_conn_t,
+                                           timer);
+            conn_timer_expired(w, c);
+        }
+        if (w->exiting && n == 0) break;
+    }
+}
+
+/* ---- lifecycle ------------------------------------------------------------------ */
+
+static pc_backend_t env_backend(pc_backend_t b)
+{
+    if (b != PC_BACKEND_AUTO) return b;
+    const char *e = getenv("PORTCULLIS_BACKEND");
+    if (!e || !*e) return b;
+    int v = pc_backend_parse(e);
+    if (v < 0) {
+        PC_LOGW("PORTCULLIS_BACKEND=%s is not a backend name; using auto", e);
+        return b;
+    }
+    return (pc_backend_t)v;
+}
+
+int pc_server_create(const pc_server_config_t *cfg, pc_server_t **out)
+{
+    if (!cfg || !out || !cfg->cb.on_data || cfg->max_connections == 0 ||
+        cfg->send_low_water > cfg->send_high_water || cfg->threads < 0 ||
+        cfg->threads > 1024)
+        return PC_EINVAL;
+    int rc = sock_lib_init();
+    if (rc < 0) return rc;
+    pc_server_t *s = pc__calloc(1, sizeof *s);
+    if (!s) {
+        sock_lib_cleanup();
+        return PC_ENOMEM;
+    }
+    s->cfg = *cfg;
+    if (s->cfg.recv_buffer_size < 512) s->cfg.recv_buffer_size = 512;
+    if (s->cfg.backlog <= 0) s->cfg.backlog = 511;
+    s->nworkers = cfg->threads ? cfg->threads : pc__cpu_count();
+    pc__mutex_init(&s->table_lock);
+    pc__mutex_init(&s->cap_lock);
+    pc__cond_init(&s->cap_cond);
+    s->accept_mode = PC_ACCEPT_MODE_POST_HANDSHAKE;
+    pc__alloc_pin();
+
+    pc_backend_t want = env_backend(cfg->backend);
+    rc = port_open(&s->port, want, s->nworkers);
+    if (rc < 0) {
+        PC_LOGE("cannot open the %s backend: %s", pc_backend_name(want), pc_strerror(rc));
+        goto fail;
+    }
+    s->workers = pc__calloc((size_t)s->nworkers, sizeof *s->workers);
+    if (!s->workers) {
+        rc = PC_ENOMEM;
+        goto fail;
+    }
+    for (int i = 0; i < s->nworkers; i++) {
+        worker_t *w = &s->workers[i];
+        w->srv = s;
+        w->idx = i;
+        pc__mutex_init(&w->wheel_lock);
+        wheel_init(&w->wheel, pc__now_ms());
+        queue_init(&w->conns);
+        w->exit_op.tag = OPT_EXIT;
+        w->exit_op.owner = w;
+        w->scratch_size = s->cfg.recv_buffer_size;
+        w->scratch = pc__malloc(w->scratch_size);
+        if (!w->scratch) {
+            rc = PC_ENOMEM;
+            goto fail;
+        }
+    }
+    for (int i = 0; i < PC_MAX_LISTENERS; i++) s->listeners[i].fd = SOCK_INVALID;
+    *out = s;
+    return 0;
+fail:
+    pc_server_destroy(s);
+    return rc;
+}
+
+int pc_server_listen_addr(pc_server_t *s, const struct sockaddr *sa, socklen_t len)
+{
+    if (!s || !sa || len > (socklen_t)sizeof(struct sockaddr_storage)) return PC_EINVAL;
+    if (s->started) return PC_EBUSY;
+    if (s->nlisteners >= PC_MAX_LISTENERS) return PC_ENOBUFS;
+    listener_t *l = &s->listeners[s->nlisteners];
+    memset(l, 0, sizeof *l);
+    l->srv = s;
+    l->idx = s->nlisteners;
+    l->fd = SOCK_INVALID;
+    memcpy(&l->addr, sa, len);
+    l->addrlen = len;
+    int rc = accept_listener_open(s, l);
+    if (rc < 0) return rc;
+    sock_local_addr(l->fd, &l->addr);
+    s->nlisteners++;
+    return l->idx;
+}
+
+int pc_server_listen(pc_server_t *s, const char *endpoint)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    int rc = pc_parse_endpoint(endpoint, &ss, &len);
+    if (rc < 0) return rc;
+    return pc_server_listen_addr(s, (struct sockaddr *)&ss, len);
+}
+
+int pc_server_listener_port(const pc_server_t *s, int idx)
+{
+    if (!s || idx < 0 || idx >= s->nlisteners) return PC_EINVAL;
+    const struct sockaddr *sa = (const struct sockaddr *)&s->listeners[idx].addr;
+    if (sa->sa_family == AF_INET) return ntohs(((const struct sockaddr_in *)sa)->sin_port);
+    return ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+}
+
+int pc_server_start(pc_server_t *s)
+{
+    if (!s) return PC_EINVAL;
+    if (s->started) return PC_EBUSY;
+    if (!s->nlisteners) return PC_EINVAL;
+    int nstarted = 0, rc = 0;
+    for (; nstarted < s->nworkers; nstarted++) {
+        rc = pc__thread_start(&s->workers[nstarted].thread, worker_main, &s->workers[nstarted],
+                              "pc-worker");
+        if (rc < 0) break;
+    }
+    if (rc < 0) {
+        for (int i = 0; i < nstarted; i++) port_post(s->port, i, &s->workers[i].exit_op);
+        for (int i = 0; i < nstarted; i++) pc__thread_join(s->workers[i].thread);
+        return rc;
+    }
+    s->started = 1;
+    PC_LOGI("server started: backend %s, %d worker threads, %d listener(s), max %u connections",
+            s->port->vt->name, s->nworkers, s->nlisteners, s->cfg.max_connections);
+    for (int i = 0; i < s->nlisteners; i++) {
+        listener_t *l = &s->listeners[i];
+        rc = pc__thread_start(&l->thread, accept_thread_main, l, "pc-accept");
+        if (rc < 0) {
+            pc_server_stop(s, 0);
+            return rc;
+        }
+        l->thread_started = 1;
+    }
+    return 0;
+}
+
+/* Ask every live connection to close (gracefully or not). */
+static void close_all(pc_server_t *s, int how)
+{
+    uint32_t n = atomic_load_explicit(&s->nchunks, memory_order_acquire);
+    for (uint32_t ci = 0; ci < n; ci++) {
+        for (uint32_t i = 0; i < PC_CONN_CHUNK; i++) {
+            pc_conn_t *c = &s->chunks[ci][i];
+            uint64_t id = atomic_load(&c->id);
+            if (id >> 32) conn_request_close(c, id, how, PC_CLOSE_SERVER_STOP);
+        }
+    }
+}
+
+/* Wait until no connection is open or the deadline passes. */
+static int wait_idle(pc_server_t *s, uint64_t deadline)
+{
+    pc__mutex_lock(&s->cap_lock);
+    while (atomic_load(&s->active) > 0) {
+        uint64_t now = pc__now_ms();
+        if (now >= deadline) break;
+        uint64_t left = deadline - now;
+        pc__cond_timedwait(&s->cap_cond, &s->cap_lock, left > 100 ? 100 : (unsigned)left);
+    }
+    int idle = atomic_load(&s->active) == 0;
+    pc__mutex_unlock(&s->cap_lock);
+    return idle;
+}
+
+int pc_server_stop(pc_server_t *s, unsigned drain_ms)
+{
+    if (!s) return PC_EINVAL;
+    if (s->stopped || !s->started) return 0;
+    for (int i = 0; i < s->nworkers; i++)
+        if (pc__thread_is_self(s->workers[i].thread)) return PC_EDEADLK;
+    atomic_store(&s->stopping, 1);
+    /* 1. stop accepting */
+    for (int i = 0; i < s->nlisteners; i++) {
+        listener_t *l = &s->listeners[i];
+        atomic_store(&l->stopping, 1);
+        if (l->thread_started) accept_listener_wake(l);
+    }
+    server_capacity_changed(s); /* wake accept threads waiting on capacity */
+    for (int i = 0; i < s->nlisteners; i++) {
+        listener_t *l = &s->listeners[i];
+        if (l->thread_started) pc__thread_join(l->thread);
+        l->thread_started = 0;
+        if (l->fd != SOCK_INVALID) sock_close(l->fd);
+        l->fd = SOCK_INVALID;
+    }
+    /* 2. graceful close of every connection, bounded by drain_ms */
+    uint64_t t0 = pc__now_ms();
+    close_all(s, XCLOSE_GRACEFUL);
+    if (!wait_idle(s, t0 + drain_ms)) {
+        PC_LOGW("stop: %llu connection(s) still open after the %u ms drain; resetting them",
+                (unsigned long long)atomic_load(&s->active), drain_ms);
+        close_all(s, XCLOSE_ABORT);
+        if (!wait_idle(s, pc__now_ms() + 10000))
+            PC_LOGE("stop: %llu connection(s) did not close",
+                    (unsigned long long)atomic_load(&s->active));
+    }
+    /* 3. one exit completion per worker, then join */
+    for (int i = 0; i < s->nworkers; i++) port_post(s->port, i, &s->workers[i].exit_op);
+    for (int i = 0; i < s->nworkers; i++) pc__thread_join(s->workers[i].thread);
+    s->stopped = 1;
+    PC_LOGI("server stopped in %llu ms", (unsigned long long)(pc__now_ms() - t0));
+    return 0;
+}
+
+void pc_server_destroy(pc_server_t *s)
+{
+    if (!s) return;
+    if (s->started && !s->stopped) pc_server_stop(s, 0);
+    for (int i = 0; i < s->nlisteners; i++)
+        if (s->listeners[i].fd != SOCK_INVALID) sock_close(s->listeners[i].fd);
+    for (uint32_t ci = 0; ci < s->nchunks; ci++) {
+        for (uint32_t i = 0; i < PC_CONN_CHUNK; i++) {
+            pc_conn_t *c = &s->chunks[ci][i];
+            queue_t *qs[2] = {&c->sendq, &c->xsendq};
+            for (int k = 0; k < 2; k++) {
+                while (!queue_empty(qs[k])) {
+                    queue_t *e = queue_head(qs[k]);
+                    queue_remove(e);
+                    chunk_free(pc_container_of(e, chunk_t, link));
+                }
+            }
+            pc__mutex_destroy(&c->lock);
+        }
+        pc__free(s->chunks[ci]);
+    }
+    if (s->workers) {
+        for (int i = 0; i < s->nworkers; i++) {
+            pc__free(s->workers[i].scratch);
+            pc__mutex_destroy(&s->workers[i].wheel_lock);
+        }
+        pc__free(s->workers);
+    }
+    if (s->port) port_close(s->port);
+    pc__mutex_destroy(&s->table_lock);
+    pc__mutex_destroy(&s->cap_lock);
+    pc__cond_destroy(&s->cap_cond);
+    pc__free(s);
+    pc__alloc_unpin();
+    sock_lib_cleanup();
+}
+
+void *pc_server_user_data(const pc_server_t *s)
+{
+    return s ? s->cfg.user_data : NULL;
+}
+
+int pc_server_post(pc_server_t *s, void (*fn)(pc_server_t *s, void *arg), void *arg)
+{
+    if (!s || !fn) return PC_EINVAL;
+    if (!s->started || s->stopped) return PC_ENOTCONN;
+    post_rec_t *pr = pc__malloc(sizeof *pr);
+    if (!pr) return PC_ENOMEM;
+    memset(&pr->op, 0, sizeof pr->op);
+    pr->op.tag = OPT_POST;
+    pr->op.owner = s;
+    pr->fn = fn;
+    pr->arg = arg;
+    worker_t *w = server_pick_worker(s);
+    return port_post(s->port, w->idx, &pr->op);
+}
+
+void pc_server_stats(const pc_server_t *s, pc_server_stats_t *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!s) return;
+    out->accepted = counter_get(&s->accepted);
+    out->deferred = counter_get(&s->deferred);
+    out->accept_errors = counter_get(&s->accept_errors);
+    for (int i = 0; i < PC_STEP_COUNT; i++) {
+        out->rejected[i] = counter_get(&s->rejected[i]);
+        out->would_reject[i] = counter_get(&s->would_reject[i]);
+    }
+    out->active = atomic_load(&((pc_server_t *)s)->active);
+    for (int i = 0; i < s->nworkers; i++) {
+        const worker_t *w = &s->workers[i];
+        out->bytes_in += counter_get(&w->bytes_in);
+        out->bytes_out += counter_get(&w->bytes_out);
+        for (int r = 0; r < PC_CLOSE_REASON_COUNT; r++) out->closed[r] += counter_get(&w->closed[r]);
+    }
+    out->send_queued_bytes = counter_get(&s->send_queued);
+    out->accept_mode = s->accept_mode;
+    out->backend = s->port ? s->port->vt->id : PC_BACKEND_AUTO;
+    out->threads = s->nworkers;
+}

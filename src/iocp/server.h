@@ -1,0 +1,173 @@
+/* Engine internals shared by server.c, conn.c, accept*.c. */
+#ifndef PC_IOCP_SERVER_H
+#define PC_IOCP_SERVER_H
+
+#include "portcullis.h"
+#include "core/pool.h"
+#include "core/queue.h"
+#include "core/stats.h"
+#include "core/thread.h"
+#include "core/timer_wheel.h"
+#include "port.h"
+
+/* op tags: what a completion means to the shared code */
+enum {
+    OPT_CONN_RECV = 1, /* connection readable */
+    OPT_CONN_SEND,     /* connection send finished */
+    OPT_CONN_KICK,     /* cross-thread work queued for the connection */
+    OPT_CONN_CONNECT,  /* outbound connect finished */
+    OPT_POST,          /* pc_server_post record */
+    OPT_EXIT,          /* worker exit */
+    OPT_CONN_TIMER,    /* synthetic: the connection's timer expired */
+};
+
+enum conn_state_e {
+    CS_FREE = 0,
+    CS_OPENING, /* accepted, handed to its worker, on_open not yet run */
+    CS_OPEN,
+    CS_CLOSING, /* flushing, then FIN, then discarding until the peer's FIN */
+    CS_CLOSED,  /* socket closed, waiting for pending operations */
+};
+
+/* cross-thread close requests (conn->xclose) */
+enum { XCLOSE_NONE = 0, XCLOSE_GRACEFUL = 1, XCLOSE_ABORT = 2 };
+
+#define PC_SEND_IOV 64
+#define PC_CONN_DEFERRED 6
+
+typedef struct worker_s worker_t;
+typedef struct listener_s listener_t;
+
+struct pc_conn_s {
+    pc_server_t *srv;
+    worker_t *w; /* home worker: timer wheel, counters */
+    port_sock_t ps;
+    _Atomic uint64_t id; /* read by other threads (lookups by id) */
+    pc_mutex_t lock;     /* strand state and the cross-thread inbox */
+    /* strand (under lock) */
+    uint8_t in_dispatch;
+    uint8_t ndeferred;
+    completion_t deferred[PC_CONN_DEFERRED];
+    /* cross-thread inbox (under lock) */
+    queue_t xsendq;
+    size_t xsend_bytes;
+    uint8_t kick_posted;
+    uint8_t xclose;
+    pc_close_reason_t xclose_reason;
+    /* owned by the strand */
+    uint8_t state;
+    uint8_t reading;       /* an OP_RECV is pending */
+    uint8_t sending;       /* an OP_SEND is pending */
+    uint8_t paused_user;   /* pc_conn_pause_read */
+    uint8_t paused_hw;     /* send queue above high water */
+    uint8_t fin_sent;
+    uint8_t peer_eof;
+    uint8_t abort_close;
+    uint8_t counted;       /* counted in srv->active */
+    unsigned ops_pending;  /* ops the backend holds */
+    queue_t sendq;         /* chunk_t */
+    _Atomic size_t sendq_bytes;
+    size_t inflight_bytes;
+    pc_buf_t iov[PC_SEND_IOV];
+    op_t recv_op, send_op, kick_op, connect_op, timer_op;
+    wheel_timer_t timer;
+    uint64_t last_rx_ms;
+    uint64_t close_deadline_ms;
+    pc_close_reason_t reason;
+    int err;
+    struct sockaddr_storage peer, local;
+    void *user;
+    listener_t *listener;
+    void *filter_ticket; /* reserved for the accept filter */
+    queue_t wlink; /* worker's list of its connections */
+    uint32_t slot;
+    struct pc_conn_s *next_free;
+};
+
+struct worker_s {
+    pc_server_t *srv;
+    int idx;
+    pc_thread_t thread;
+    timer_wheel_t wheel;
+    pc_mutex_t wheel_lock; /* taken only when the port is shared (Windows) */
+    char *scratch;         /* receive buffer */
+    size_t scratch_size;
+    queue_t conns;         /* connections whose home is this worker (under wheel_lock) */
+    op_t exit_op;
+    int exiting;
+    /* counters written by this worker */
+    pc_counter_t bytes_in, bytes_out;
+    pc_counter_t closed[PC_CLOSE_REASON_COUNT];
+};
+
+struct listener_s {
+    pc_server_t *srv;
+    int idx;
+    sock_t fd;
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    pc_thread_t thread;
+    int thread_started;
+    int cond_err;             /* why SO_CONDITIONAL_ACCEPT was refused, or 0 */
+    pc_accept_mode_t mode;
+    _Atomic int stopping;
+};
+
+#define PC_MAX_LISTENERS 16
+#define PC_CONN_CHUNK 1024 /* connections per table chunk */
+#define PC_CONN_CHUNKS_MAX 4096
+
+struct pc_server_s {
+    pc_server_config_t cfg;
+    port_t *port;
+    int nworkers;
+    worker_t *workers;
+    listener_t listeners[PC_MAX_LISTENERS];
+    int nlisteners;
+    int started;
+    _Atomic int stopping;
+    int stopped;
+    /* connection table: chunks of stable memory, never freed before destroy */
+    pc_mutex_t table_lock;
+    pc_conn_t *chunks[PC_CONN_CHUNKS_MAX];
+    _Atomic uint32_t nchunks; /* published with release after chunks[] is set */
+    pc_conn_t *free_conns;
+    _Atomic uint32_t next_worker;
+    /* capacity: active connections; accept threads wait on cap_cond */
+    _Atomic uint64_t active;
+    pc_mutex_t cap_lock;
+    pc_cond_t cap_cond;
+    /* counters written by the accept threads */
+    pc_counter_t accepted, deferred, accept_errors;
+    pc_counter_t rejected[PC_STEP_COUNT];
+    pc_counter_t would_reject[PC_STEP_COUNT];
+    pc_counter_t send_queued;
+    pc_accept_mode_t accept_mode;
+};
+
+/* server.c */
+pc_conn_t *server_conn_alloc(pc_server_t *s);
+void server_conn_release(pc_server_t *s, pc_conn_t *c);
+pc_conn_t *server_conn_lookup(pc_server_t *s, pc_conn_id_t id);
+worker_t *server_pick_worker(pc_server_t *s);
+void server_capacity_changed(pc_server_t *s);
+
+/* conn.c */
+void conn_dispatch(worker_t *w, const completion_t *cpl);
+/* Hand an accepted socket to a worker (accept thread). */
+int conn_start_accepted(pc_server_t *s, listener_t *l, sock_t fd,
+                        const struct sockaddr_storage *peer, const struct sockaddr_storage *local);
+/* Timer expiry on the home worker. */
+void conn_timer_expired(worker_t *w, pc_conn_t *c);
+/* Cross-thread close by the server (stop). */
+int conn_request_close(pc_conn_t *c, uint64_t id, int how, pc_close_reason_t reason);
+
+/* accept.c: the verdict pipeline (shared by the accept loops) */
+pc_verdict_t accept_decide(listener_t *l, const struct sockaddr *peer,
+                           const struct sockaddr *local, int *step);
+/* Accept loops (accept_posix.c / accept_win.c). */
+void accept_thread_main(void *arg);
+int accept_listener_open(pc_server_t *s, listener_t *l);
+void accept_listener_wake(listener_t *l);
+
+#endif

@@ -1,0 +1,50 @@
+/* Portable socket primitives used by the shared engine code. Implemented by
+ * sock_posix.c (Linux) and sock_win.c (Winsock). All return PC_E* codes. */
+#ifndef PC_IOCP_SOCK_H
+#define PC_IOCP_SOCK_H
+
+#include <stddef.h>
+#include "portcullis.h"
+
+#ifdef _WIN32
+typedef SOCKET sock_t;
+#define SOCK_INVALID INVALID_SOCKET
+#else
+typedef int sock_t;
+#define SOCK_INVALID (-1)
+#endif
+
+/* Process-wide socket library start/stop (WSAStartup/WSACleanup on Windows;
+ * on Linux ignores SIGPIPE for writes by using MSG_NOSIGNAL). Reference
+ * counted. */
+int sock_lib_init(void);
+void sock_lib_cleanup(void);
+
+/* Create a listening socket bound to sa. cond_accept != 0 asks for
+ * SO_CONDITIONAL_ACCEPT before listen (Windows); *cond_err receives 0 or the
+ * error that refused it (PC_ENOPROTOOPT under Wine; always PC_ENOTSUP on
+ * Linux when asked). */
+int sock_listen(const struct sockaddr *sa, socklen_t len, int backlog, int cond_accept,
+                int *cond_err, sock_t *out);
+/* Non-blocking TCP socket for an outbound connection of sa's family. */
+int sock_open_stream(int family, sock_t *out);
+int sock_local_addr(sock_t s, struct sockaddr_storage *ss);
+int sock_peer_addr(sock_t s, struct sockaddr_storage *ss);
+int sock_set_nonblock(sock_t s);
+int sock_set_nodelay(sock_t s);
+/* Non-blocking receive: > 0 bytes, 0 orderly EOF, PC_EAGAIN, or an error. */
+int sock_recv(sock_t s, void *buf, size_t len);
+/* Non-blocking gather send: bytes written (>= 0), PC_EAGAIN, or an error. */
+int sock_sendv(sock_t s, const pc_buf_t *bufs, unsigned n);
+/* FIN: shutdown the send direction. */
+int sock_shutdown_write(sock_t s);
+/* Wake a thread blocked in accept() on s (shutdown on Linux, closesocket on
+ * Windows where closing unblocks WSAAccept). */
+void sock_unblock_accept(sock_t s);
+void sock_close(sock_t s);
+/* Abortive close: SO_LINGER {1, 0}, then close: the peer gets RST. */
+void sock_close_reset(sock_t s);
+/* Last socket error of the calling thread as a PC_E* code. */
+int sock_last_error(void);
+
+#endif
