@@ -20,7 +20,9 @@ void wheel_add(timer_wheel_t *w, wheel_timer_t *t, uint64_t expire_ms)
         w->count--;
     }
     t->expire_ms = expire_ms;
-    uint64_t tick = expire_ms / PC_WHEEL_TICK_MS;
+    /* round up: a timer fires at the first tick boundary at or after its
+     * expiry, never before it */
+    uint64_t tick = (expire_ms + PC_WHEEL_TICK_MS - 1) / PC_WHEEL_TICK_MS;
     if (tick < w->tick) tick = w->tick; /* already due: next processed tick */
     queue_insert_tail(&w->slots[tick % PC_WHEEL_SLOTS], &t->link);
     w->count++;
@@ -45,6 +47,7 @@ unsigned wheel_expire(timer_wheel_t *w, uint64_t now_ms, queue_t *expired)
 {
     uint64_t now_tick = now_ms / PC_WHEEL_TICK_MS;
     unsigned n = 0;
+    if (now_tick < w->tick) return 0; /* this tick was processed already */
     if (!w->count) {
         w->tick = now_tick + 1;
         return 0;
@@ -58,7 +61,8 @@ unsigned wheel_expire(timer_wheel_t *w, uint64_t now_ms, queue_t *expired)
         while (q != slot) {
             queue_t *nx = q->next;
             wheel_timer_t *tm = pc_container_of(q, wheel_timer_t, link);
-            if (tm->expire_ms <= now_ms) {
+            /* due when its tick has come (later rounds share the slot) */
+            if (tm->expire_ms <= now_tick * PC_WHEEL_TICK_MS) {
                 queue_remove(q);
                 queue_insert_tail(expired, q);
                 w->count--;

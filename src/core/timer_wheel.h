@@ -34,7 +34,8 @@ static inline int wheel_armed(const wheel_timer_t *t)
 /* Milliseconds until the next tick that may expire something, -1 if no
  * timer is armed. */
 int wheel_timeout(const timer_wheel_t *w, uint64_t now_ms);
-/* Move every timer with expire_ms <= now_ms to *expired (disarmed from the
+/* Move every timer whose tick has come (expire_ms <= now_ms rounded down
+ * to the tick) to *expired (disarmed from the
  * wheel, linked into expired). Returns how many. */
 unsigned wheel_expire(timer_wheel_t *w, uint64_t now_ms, queue_t *expired);
 

@@ -1,0 +1,732 @@
+/* Loopback integration tests: a real server, real sockets. Portable (the
+ * client side goes through shim.h) so the same suite runs on every backend
+ * (PORTCULLIS_BACKEND picks it) and under Wine. Run one test by passing its
+ * name as the first argument (CTest registers each separately). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "portcullis.h"
+#include "core/thread.h"
+#include "shim.h"
+
+#ifndef _WIN32
+#include <arpa/inet.h>
+#endif
+
+/* ---- server harness ------------------------------------------------------------ */
+
+enum behaviour {
+    B_ECHO = 0,
+    B_BIG_THEN_CLOSE, /* on_open: queue g_big bytes of pattern, then pc_conn_close */
+    B_ABORT_ON_DATA,  /* on_data: pc_conn_abort */
+    B_BIG_ON_OPEN,    /* on_open: queue g_big bytes of pattern, keep open */
+};
+
+static pc_server_t *g_srv;
+static int g_port;
+static int g_behaviour;
+static size_t g_big;
+static atomic_int g_opens, g_closes, g_drains;
+static atomic_int g_reasons[PC_CLOSE_REASON_COUNT];
+static _Atomic uint64_t g_last_id;
+static const char *g_reject_src; /* condition rejects this IPv4 source */
+
+static unsigned char pattern_byte(size_t i)
+{
+    return (unsigned char)((i * 131u + (i >> 12) * 7u) & 0xff);
+}
+
+static void fill_pattern(unsigned char *p, size_t off, size_t n)
+{
+    for (size_t i = 0; i < n; i++) p[i] = pattern_byte(off + i);
+}
+
+static void on_open(pc_conn_t *c)
+{
+    atomic_fetch_add(&g_opens, 1);
+    atomic_store(&g_last_id, pc_conn_id(c));
+    if (g_behaviour == B_BIG_THEN_CLOSE || g_behaviour == B_BIG_ON_OPEN) {
+        unsigned char *buf = malloc(g_big);
+        fill_pattern(buf, 0, g_big);
+        assert_int_equal(pc_conn_send(c, buf, g_big), 0);
+        free(buf);
+        if (g_behaviour == B_BIG_THEN_CLOSE) assert_int_equal(pc_conn_close(c), 0);
+    }
+}
+
+static void on_data(pc_conn_t *c, const void *data, size_t len)
+{
+    if (g_behaviour == B_ABORT_ON_DATA) {
+        pc_conn_abort(c);
+        return;
+    }
+    pc_conn_send(c, data, len);
+}
+
+static void on_drain(pc_conn_t *c)
+{
+    (void)c;
+    atomic_fetch_add(&g_drains, 1);
+}
+
+static void on_close(pc_conn_t *c, pc_close_reason_t r, int err)
+{
+    (void)c;
+    (void)err;
+    atomic_fetch_add(&g_reasons[r], 1);
+    atomic_fetch_add(&g_closes, 1);
+}
+
+static pc_verdict_t condition(void *user, const struct sockaddr *peer, const struct sockaddr *local)
+{
+    (void)user;
+    (void)local;
+    if (g_reject_src && peer->sa_family == AF_INET) {
+        struct in_addr a;
+        inet_pton(AF_INET, g_reject_src, &a);
+        if (((const struct sockaddr_in *)peer)->sin_addr.s_addr == a.s_addr) return PC_REJECT;
+    }
+    return PC_ACCEPT;
+}
+
+static void base_config(pc_server_config_t *cfg)
+{
+    pc_server_config_init(cfg);
+    cfg->threads = 2;
+    cfg->cb.on_open = on_open;
+    cfg->cb.on_data = on_data;
+    cfg->cb.on_drain = on_drain;
+    cfg->cb.on_close = on_close;
+    cfg->condition = condition;
+    cfg->close_linger_ms = 3000;
+}
+
+static void start_server(const pc_server_config_t *cfg)
+{
+    atomic_store(&g_opens, 0);
+    atomic_store(&g_closes, 0);
+    atomic_store(&g_drains, 0);
+    for (int i = 0; i < PC_CLOSE_REASON_COUNT; i++) atomic_store(&g_reasons[i], 0);
+    assert_int_equal(pc_server_create(cfg, &g_srv), 0);
+    int idx = pc_server_listen(g_srv, "127.0.0.1:0");
+    assert_true(idx >= 0);
+    g_port = pc_server_listener_port(g_srv, idx);
+    assert_true(g_port > 0);
+    assert_int_equal(pc_server_start(g_srv), 0);
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    if (g_srv) {
+        pc_server_stop(g_srv, 2000);
+        pc_server_destroy(g_srv);
+        g_srv = NULL;
+    }
+    g_behaviour = B_ECHO;
+    g_reject_src = NULL;
+    return 0;
+}
+
+/* Wait until cond() holds or ms pass. */
+#define WAIT_FOR(expr, ms)                                                                         \
+    do {                                                                                           \
+        uint64_t t_end_ = shim_now_ms() + (ms);                                                    \
+        while (!(expr) && shim_now_ms() < t_end_) shim_sleep_ms(5);                                \
+    } while (0)
+
+static void expect_echo(shim_sock_t s, const char *msg)
+{
+    size_t n = strlen(msg);
+    char buf[256];
+    assert_int_equal(shim_send_all(s, msg, n), 0);
+    assert_int_equal(shim_recv_exact(s, buf, n), n);
+    assert_memory_equal(buf, msg, n);
+}
+
+static pc_server_stats_t stats(void)
+{
+    pc_server_stats_t st;
+    pc_server_stats(g_srv, &st);
+    return st;
+}
+
+/* ---- tests ----------------------------------------------------------------------- */
+
+static void echo_concurrent(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    start_server(&cfg);
+    enum { N = 200 };
+    shim_sock_t socks[N];
+    for (int i = 0; i < N; i++) {
+        socks[i] = shim_connect("127.0.0.1", g_port, NULL, 5000);
+        assert_true(socks[i] != SHIM_INVALID);
+    }
+    char msg[N][64];
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < N; i++) {
+            snprintf(msg[i], sizeof msg[i], "conn %d round %d payload %08x", i, round, i * 7919);
+            assert_int_equal(shim_send_all(socks[i], msg[i], strlen(msg[i])), 0);
+        }
+        for (int i = 0; i < N; i++) {
+            char buf[64];
+            size_t n = strlen(msg[i]);
+            assert_int_equal(shim_recv_exact(socks[i], buf, n), n);
+            assert_memory_equal(buf, msg[i], n);
+        }
+    }
+    WAIT_FOR(atomic_load(&g_opens) == N, 2000);
+    assert_int_equal(atomic_load(&g_opens), N);
+    assert_int_equal(stats().active, N);
+    for (int i = 0; i < N; i++) shim_close(socks[i]);
+    WAIT_FOR(atomic_load(&g_closes) == N, 5000);
+    assert_int_equal(atomic_load(&g_closes), N);
+    assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_PEER]), N);
+    assert_int_equal(stats().active, 0);
+}
+
+typedef struct sender_s {
+    shim_sock_t s;
+    size_t total;
+    int rc;
+} sender_t;
+
+static void sender_main(void *arg)
+{
+    sender_t *sd = arg;
+    enum { CH = 65536 };
+    unsigned char *buf = malloc(CH);
+    sd->rc = 0;
+    for (size_t off = 0; off < sd->total; off += CH) {
+        size_t n = sd->total - off < CH ? sd->total - off : CH;
+        fill_pattern(buf, off, n);
+        if (shim_send_all(sd->s, buf, n) != 0) {
+            sd->rc = -1;
+            break;
+        }
+    }
+    free(buf);
+}
+
+static void echo_1mib(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    start_server(&cfg);
+    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 10000);
+    assert_true(s != SHIM_INVALID);
+    sender_t sd = {s, 1u << 20, 0};
+    pc_thread_t t;
+    assert_int_equal(pc__thread_start(&t, sender_main, &sd, "sender"), 0);
+    unsigned char *got = malloc(sd.total), *want = malloc(sd.total);
+    fill_pattern(want, 0, sd.total);
+    assert_int_equal(shim_recv_exact(s, got, sd.total), sd.total);
+    pc__thread_join(t);
+    assert_int_equal(sd.rc, 0);
+    assert_memory_equal(got, want, sd.total);
+    free(got);
+    free(want);
+    shim_close(s);
+}
+
+/* 16 MiB through a client that reads late: the server stops reading while
+ * its send queue is above the high-water mark, so its memory stays bounded
+ * whatever the client sends; every byte comes back exactly. */
+static void late_reader_16mib(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.send_high_water = 256u << 10;
+    cfg.send_low_water = 64u << 10;
+    start_server(&cfg);
+    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 20000);
+    assert_true(s != SHIM_INVALID);
+    shim_set_rcvbuf(s, 64 << 10);
+    sender_t sd = {s, 16u << 20, 0};
+    pc_thread_t t;
+    assert_int_equal(pc__thread_start(&t, sender_main, &sd, "sender"), 0);
+    uint64_t max_q = 0;
+    uint64_t until = shim_now_ms() + 1000;
+    while (shim_now_ms() < until) {
+        uint64_t q = stats().send_queued_bytes;
+        if (q > max_q) max_q = q;
+        shim_sleep_ms(5);
+    }
+    /* the queue filled up (the client really was late) but stayed bounded */
+    assert_true(max_q >= cfg.send_high_water / 2);
+    assert_true(max_q <= cfg.send_high_water + cfg.recv_buffer_size + 65536);
+    unsigned char *got = malloc(sd.total), *want = malloc(sd.total);
+    fill_pattern(want, 0, sd.total);
+    assert_int_equal(shim_recv_exact(s, got, sd.total), sd.total);
+    pc__thread_join(t);
+    assert_int_equal(sd.rc, 0);
+    assert_memory_equal(got, want, sd.total);
+    free(got);
+    free(want);
+    shim_close(s);
+    WAIT_FOR(stats().send_queued_bytes == 0 && stats().active == 0, 3000);
+    assert_int_equal(stats().send_queued_bytes, 0);
+}
+
+static void peer_reset_midtransfer(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.send_high_water = 128u << 10;
+    cfg.send_low_water = 32u << 10;
+    start_server(&cfg);
+    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 2000);
+    assert_true(s != SHIM_INVALID);
+    unsigned char *buf = malloc(1u << 20);
+    fill_pattern(buf, 0, 1u << 20);
+    shim_send_all(s, buf, 1u << 20); /* the server echoes into a client that never reads */
+    free(buf);
+    WAIT_FOR(stats().send_queued_bytes > 0, 2000);
+    shim_close_reset(s);
+    WAIT_FOR(atomic_load(&g_closes) == 1, 3000);
+    assert_int_equal(atomic_load(&g_closes), 1);
+    assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_RESET]) +
+                         atomic_load(&g_reasons[PC_CLOSE_ERROR]),
+                     1);
+    WAIT_FOR(stats().send_queued_bytes == 0, 2000);
+    assert_int_equal(stats().send_queued_bytes, 0);
+    assert_int_equal(stats().active, 0);
+    /* the server is unharmed */
+    shim_sock_t s2 = shim_connect("127.0.0.1", g_port, NULL, 2000);
+    assert_true(s2 != SHIM_INVALID);
+    expect_echo(s2, "still alive");
+    shim_close(s2);
+}
+
+static void close_by_id_other_thread(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    start_server(&cfg);
+    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 3000);
+    assert_true(s != SHIM_INVALID);
+    expect_echo(s, "hello");
+    uint64_t id = atomic_load(&g_last_id);
+    assert_true(id != 0);
+    assert_int_equal(pc_server_close_id(g_srv, id), 0);
+    size_t n = 99;
+    assert_int_equal(shim_wait_close(s, &n), 0); /* FIN, not a reset */
+    assert_int_equal(n, 0);
+    shim_close(s);
+    WAIT_FOR(atomic_load(&g_closes) == 1, 2000);
+    assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_LOCAL]), 1);
+}
+
+static void stale_id(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    start_server(&cfg);
+    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 3000);
+    assert_true(s != SHIM_INVALID);
+    expect_echo(s, "x");
+    uint64_t old = atomic_load(&g_last_id);
+    shim_close(s);
+    WAIT_FOR(atomic_load(&g_closes) == 1, 2000);
+    WAIT_FOR(pc_server_send_to(g_srv, old, "y", 1) == PC_ENOTCONN, 2000);
+    assert_int_equal(pc_server_send_to(g_srv, old, "y", 1), PC_ENOTCONN);
+    assert_int_equal(pc_server_close_id(g_srv, old), PC_ENOTCONN);
+    assert_int_equal(pc_server_send_to(g_srv, 0, "y", 1), PC_ENOTCONN);
+    assert_int_equal(pc_server_send_to(g_srv, 0xffffffff00001234ull, "y", 1), PC_ENOTCONN);
+    /* a new connection reusing the slot gets a new id; the old one stays dead */
+    shim_sock_t s2 = shim_connect("127.0.0.1", g_port, NULL, 3000);
+    assert_true(s2 != SHIM_INVALID);
+    expect_echo(s2, "z");
+    uint64_t nid = atomic_load(&g_last_id);
+    assert_true(nid != old);
+    assert_int_equal(pc_server_send_to(g_srv, old, "y", 1), PC_ENOTCONN);
+    assert_int_equal(pc_server_send_to(g_srv, nid, "w", 1), 0);
+    char c;
+    assert_int_equal(shim_recv_exact(s2, &c, 1), 1);
+    assert_int_equal(c, 'w');
+    shim_close(s2);
+}
+
+static void send_to_other_thread(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    start_server(&cfg);
+    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 3000);
+    assert_true(s != SHIM_INVALID);
+    expect_echo(s, "a");
+    uint64_t id = atomic_load(&g_last_id);
+    for (int i = 0; i < 100; i++) assert_int_equal(pc_server_send_to(g_srv, id, "push", 4), 0);
+    char buf[400];
+    assert_int_equal(shim_recv_exact(s, buf, 400), 400);
+    for (int i = 0; i < 100; i++) assert_memory_equal(buf + 4 * i, "push", 4);
+    shim_close(s);
+}
+
+typedef struct streamer_s {
+    shim_sock_t s;
+    size_t sent, received;
+    int mismatch;
+    int end; /* 0 FIN, -1 reset, -2 timeout */
+} streamer_t;
+
+static void streamer_main(void *arg)
+{
+    streamer_t *st = arg;
+    unsigned char out[4096], in[16384];
+    st->end = -2;
+    uint64_t deadline = shim_now_ms() + 15000;
+    int sending = 1;
+    shim_set_timeout(st->s, 5);
+    while (shim_now_ms() < deadline) {
+        if (sending) {
+            fill_pattern(out, st->sent, sizeof out);
+            if (shim_send_all(st->s, out, sizeof out) == 0)
+                st->sent += sizeof out;
+            else
+                sending = 0;
+        }
+        for (;;) {
+            int n = shim_recv_some(st->s, in, sizeof in);
+            if (n > 0) {
+                for (int i = 0; i < n; i++)
+                    if (in[i] != pattern_byte(st->received + (size_t)i)) st->mismatch = 1;
+                st->received += (size_t)n;
+                continue;
+            }
+            if (n == -2) break;
+            st->end = n == 0 ? 0 : -1;
+            return;
+        }
+    }
+}
+
+/* pc_server_stop under traffic: every connection ends with FIN and what the
+ * client received is exactly a prefix of what it sent. */
+static void graceful_stop_under_traffic(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    start_server(&cfg);
+    enum { N = 20 };
+    streamer_t st[N];
+    pc_thread_t th[N];
+    memset(st, 0, sizeof st);
+    for (int i = 0; i < N; i++) {
+        st[i].s = shim_connect("127.0.0.1", g_port, NULL, 3000);
+        assert_true(st[i].s != SHIM_INVALID);
+        assert_int_equal(pc__thread_start(&th[i], streamer_main, &st[i], "streamer"), 0);
+    }
+    shim_sleep_ms(300);
+    uint64_t t0 = shim_now_ms();
+    assert_int_equal(pc_server_stop(g_srv, 5000), 0);
+    assert_true(shim_now_ms() - t0 < 6000);
+    for (int i = 0; i < N; i++) {
+        pc__thread_join(th[i]);
+        shim_close(st[i].s);
+        assert_int_equal(st[i].end, 0);
+        assert_int_equal(st[i].mismatch, 0);
+        assert_true(st[i].received > 0);
+        assert_true(st[i].received <= st[i].sent);
+    }
+    assert_int_equal(atomic_load(&g_closes), N);
+    assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_SERVER_STOP]) +
+                         atomic_load(&g_reasons[PC_CLOSE_PEER]),
+                     N);
+}
+
+static void max_conns_reject(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.max_connections = 3;
+    cfg.at_capacity = PC_CAPACITY_REJECT;
+    start_server(&cfg);
+    shim_sock_t s[3];
+    for (int i = 0; i < 3; i++) {
+        s[i] = shim_connect("127.0.0.1", g_port, NULL, 3000);
+        assert_true(s[i] != SHIM_INVALID);
+        expect_echo(s[i], "in");
+    }
+    for (int k = 0; k < 3; k++) {
+        shim_sock_t x = shim_connect("127.0.0.1", g_port, NULL, 1000);
+        if (x != SHIM_INVALID) { /* post-handshake mode: reset right after accept */
+            char c;
+            shim_send_all(x, "?", 1);
+            int n = shim_recv_some(x, &c, 1);
+            assert_true(n == -1 || n == 0);
+            shim_close(x);
+        }
+    }
+    assert_int_equal(atomic_load(&g_opens), 3);
+    assert_true(stats().rejected[PC_STEP_CAPACITY] >= 3);
+    shim_close(s[0]);
+    WAIT_FOR(stats().active == 2, 2000);
+    shim_sock_t y = shim_connect("127.0.0.1", g_port, NULL, 3000);
+    assert_true(y != SHIM_INVALID);
+    expect_echo(y, "slot came back");
+    shim_close(y);
+    shim_close(s[1]);
+    shim_close(s[2]);
+}
+
+static void max_conns_defer(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.max_connections = 2;
+    cfg.at_capacity = PC_CAPACITY_DEFER;
+    cfg.defer_timeout_ms = 10000;
+    start_server(&cfg);
+    shim_sock_t a = shim_connect("127.0.0.1", g_port, NULL, 3000);
+    shim_sock_t b = shim_connect("127.0.0.1", g_port, NULL, 3000);
+    expect_echo(a, "a");
+    expect_echo(b, "b");
+    shim_sock_t c = shim_connect("127.0.0.1", g_port, NULL, 300);
+    assert_true(c != SHIM_INVALID); /* the kernel's backlog holds it */
+    assert_int_equal(shim_send_all(c, "c", 1), 0);
+    char ch;
+    assert_int_equal(shim_recv_some(c, &ch, 1), -2); /* not served while at capacity */
+    assert_int_equal(atomic_load(&g_opens), 2);
+    assert_true(stats().deferred >= 1);
+    shim_close(a);
+    shim_set_timeout(c, 3000);
+    assert_int_equal(shim_recv_exact(c, &ch, 1), 1); /* served once a slot frees */
+    assert_int_equal(ch, 'c');
+    assert_int_equal(stats().rejected[PC_STEP_CAPACITY], 0);
+    shim_close(b);
+    shim_close(c);
+}
+
+static void idle_timeout(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.idle_timeout_ms = 300;
+    start_server(&cfg);
+    shim_sock_t busy = shim_connect("127.0.0.1", g_port, NULL, 3000);
+    shim_sock_t idle = shim_connect("127.0.0.1", g_port, NULL, 3000);
+    expect_echo(idle, "once");
+    uint64_t t0 = shim_now_ms();
+    /* the busy one keeps talking and survives */
+    for (int i = 0; i < 8; i++) {
+        expect_echo(busy, "tick");
+        shim_sleep_ms(100);
+    }
+    shim_set_timeout(idle, 3000);
+    size_t n;
+    assert_int_equal(shim_wait_close(idle, &n), 0);
+    uint64_t dt = shim_now_ms() - t0;
+    assert_true(dt >= 250 && dt < 2000);
+    shim_close(idle); /* the server waits for our FIN before it closes */
+    WAIT_FOR(atomic_load(&g_reasons[PC_CLOSE_IDLE_TIMEOUT]) == 1, 1000);
+    assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_IDLE_TIMEOUT]), 1);
+    expect_echo(busy, "still here");
+    assert_int_equal(stats().closed[PC_CLOSE_IDLE_TIMEOUT], 1);
+    shim_close(busy);
+}
+
+static void condition_rejects_source(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    g_reject_src = "127.0.0.2";
+    start_server(&cfg);
+    for (int k = 0; k < 3; k++) {
+        shim_sock_t x = shim_connect("127.0.0.1", g_port, "127.0.0.2", 1000);
+        if (x != SHIM_INVALID) {
+            char c;
+            shim_send_all(x, "?", 1);
+            int n = shim_recv_some(x, &c, 1);
+            assert_true(n == -1 || n == 0);
+            shim_close(x);
+        }
+    }
+    shim_sock_t ok = shim_connect("127.0.0.1", g_port, "127.0.0.3", 3000);
+    assert_true(ok != SHIM_INVALID);
+    expect_echo(ok, "welcome");
+    assert_int_equal(atomic_load(&g_opens), 1); /* on_open never ran for 127.0.0.2 */
+    assert_int_equal(stats().rejected[PC_STEP_CONDITION], 3);
+    shim_close(ok);
+}
+
+static void ipv6_and_two_listeners(void **state)
+{
+    (void)state;
+    if (!shim_have_ipv6()) {
+        skip();
+    }
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    assert_int_equal(pc_server_create(&cfg, &g_srv), 0);
+    int i4 = pc_server_listen(g_srv, "127.0.0.1:0");
+    int i6 = pc_server_listen(g_srv, "[::1]:0");
+    assert_true(i4 >= 0 && i6 >= 0);
+    assert_int_equal(pc_server_listen(g_srv, "not an endpoint"), PC_EINVAL);
+    assert_int_equal(pc_server_listen(g_srv, "127.0.0.1:99999"), PC_EINVAL);
+    int p4 = pc_server_listener_port(g_srv, i4), p6 = pc_server_listener_port(g_srv, i6);
+    assert_true(p4 > 0 && p6 > 0);
+    assert_int_equal(pc_server_start(g_srv), 0);
+    assert_int_equal(pc_server_listen(g_srv, "127.0.0.1:0"), PC_EBUSY);
+    shim_sock_t a = shim_connect("127.0.0.1", p4, NULL, 3000);
+    shim_sock_t b = shim_connect("::1", p6, NULL, 3000);
+    assert_true(a != SHIM_INVALID && b != SHIM_INVALID);
+    expect_echo(a, "over IPv4");
+    expect_echo(b, "over IPv6");
+    shim_close(a);
+    shim_close(b);
+}
+
+static void graceful_close_flushes(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    g_behaviour = B_BIG_THEN_CLOSE;
+    g_big = 2u << 20;
+    start_server(&cfg);
+    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 5000);
+    assert_true(s != SHIM_INVALID);
+    shim_sleep_ms(200); /* read late */
+    unsigned char *got = malloc(g_big), *want = malloc(g_big);
+    fill_pattern(want, 0, g_big);
+    assert_int_equal(shim_recv_exact(s, got, g_big), g_big);
+    assert_memory_equal(got, want, g_big);
+    size_t extra = 1;
+    assert_int_equal(shim_wait_close(s, &extra), 0); /* then FIN */
+    assert_int_equal(extra, 0);
+    free(got);
+    free(want);
+    shim_close(s);
+    WAIT_FOR(atomic_load(&g_reasons[PC_CLOSE_LOCAL]) == 1, 3000);
+    assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_LOCAL]), 1);
+}
+
+static void abort_resets(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    g_behaviour = B_ABORT_ON_DATA;
+    start_server(&cfg);
+    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 3000);
+    assert_true(s != SHIM_INVALID);
+    assert_int_equal(shim_send_all(s, "boom", 4), 0);
+    size_t n;
+    assert_int_equal(shim_wait_close(s, &n), -1);
+    shim_close(s);
+    WAIT_FOR(atomic_load(&g_reasons[PC_CLOSE_ABORT]) == 1, 2000);
+    assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_ABORT]), 1);
+}
+
+static void on_drain_fires(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.send_high_water = 64u << 10;
+    cfg.send_low_water = 16u << 10;
+    g_behaviour = B_BIG_ON_OPEN;
+    g_big = 32u << 20; /* more than loopback's kernel buffers absorb */
+    start_server(&cfg);
+    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 5000);
+    assert_true(s != SHIM_INVALID);
+    shim_sleep_ms(100);
+    assert_int_equal(atomic_load(&g_drains), 0); /* nothing drained yet: nobody read */
+    unsigned char *got = malloc(g_big);
+    assert_int_equal(shim_recv_exact(s, got, g_big), g_big);
+    free(got);
+    WAIT_FOR(atomic_load(&g_drains) == 1, 2000);
+    assert_int_equal(atomic_load(&g_drains), 1);
+    expect_echo(s, "reading resumed");
+    shim_close(s);
+}
+
+static atomic_int g_posted;
+static void posted_fn(pc_server_t *s, void *arg)
+{
+    assert_ptr_equal(s, g_srv);
+    atomic_fetch_add(&g_posted, (int)(intptr_t)arg);
+}
+
+static void server_post_runs(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    start_server(&cfg);
+    atomic_store(&g_posted, 0);
+    for (int i = 1; i <= 100; i++) assert_int_equal(pc_server_post(g_srv, posted_fn, (void *)(intptr_t)i), 0);
+    WAIT_FOR(atomic_load(&g_posted) == 5050, 2000);
+    assert_int_equal(atomic_load(&g_posted), 5050);
+}
+
+static void stats_count(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    start_server(&cfg);
+    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 3000);
+    expect_echo(s, "0123456789");
+    pc_server_stats_t st = stats();
+    assert_int_equal(st.accepted, 1);
+    assert_int_equal(st.active, 1);
+    assert_int_equal(st.bytes_in, 10);
+    WAIT_FOR(stats().bytes_out == 10, 1000);
+    assert_int_equal(stats().bytes_out, 10);
+    assert_int_equal(st.threads, 2);
+    assert_true(st.backend != PC_BACKEND_AUTO);
+    shim_close(s);
+    WAIT_FOR(stats().closed[PC_CLOSE_PEER] == 1, 2000);
+    assert_int_equal(stats().closed[PC_CLOSE_PEER], 1);
+    assert_int_equal(stats().active, 0);
+}
+
+int main(int argc, char **argv)
+{
+    shim_init();
+    pc_log_set_level(PC_LOG_WARN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(echo_concurrent, teardown),
+        cmocka_unit_test_teardown(echo_1mib, teardown),
+        cmocka_unit_test_teardown(late_reader_16mib, teardown),
+        cmocka_unit_test_teardown(peer_reset_midtransfer, teardown),
+        cmocka_unit_test_teardown(close_by_id_other_thread, teardown),
+        cmocka_unit_test_teardown(stale_id, teardown),
+        cmocka_unit_test_teardown(send_to_other_thread, teardown),
+        cmocka_unit_test_teardown(graceful_stop_under_traffic, teardown),
+        cmocka_unit_test_teardown(max_conns_reject, teardown),
+        cmocka_unit_test_teardown(max_conns_defer, teardown),
+        cmocka_unit_test_teardown(idle_timeout, teardown),
+        cmocka_unit_test_teardown(condition_rejects_source, teardown),
+        cmocka_unit_test_teardown(ipv6_and_two_listeners, teardown),
+        cmocka_unit_test_teardown(graceful_close_flushes, teardown),
+        cmocka_unit_test_teardown(abort_resets, teardown),
+        cmocka_unit_test_teardown(on_drain_fires, teardown),
+        cmocka_unit_test_teardown(server_post_runs, teardown),
+        cmocka_unit_test_teardown(stats_count, teardown),
+    };
+    if (argc > 1) cmocka_set_test_filter(argv[1]);
+    return cmocka_run_group_tests_name("server", tests, NULL, NULL);
+}
