@@ -1,0 +1,32 @@
+# Shared helpers for the project's scripts (sourced).
+# shellcheck shell=bash
+
+PC_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+export PC_ROOT
+
+pc_log() { printf '\n==> %s\n' "$*"; }
+
+# Install Debian packages that are missing (non-interactive; apt-get update
+# at most once per run).
+pc_need_pkgs() {
+  local missing=()
+  local p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  pc_log "installing: ${missing[*]}"
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  if [ -z "${PC_APT_UPDATED:-}" ]; then
+    $sudo apt-get update -qq
+    PC_APT_UPDATED=1
+  fi
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+pc_base_pkgs() {
+  pc_need_pkgs build-essential cmake pkg-config libmimalloc-dev libcmocka-dev liburing-dev python3
+}
+
+pc_jobs() { nproc 2>/dev/null || echo 2; }

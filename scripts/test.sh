@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Set up this machine and pass every test: installs what is missing, builds
+# and runs CTest for each stage. Stages:
+#   linux    RelWithDebInfo build, every unit and integration test, on every
+#            Linux backend built (epoll, io_uring)
+#   windows  mingw-w64 cross build, the same suite under Wine (if the
+#            Windows engine is present)
+# Usage: scripts/test.sh [stage...]   (default: all stages)
+set -euo pipefail
+source "$(dirname "$0")/common.sh"
+cd "$PC_ROOT"
+
+stages=("$@")
+[ ${#stages[@]} -eq 0 ] && stages=(linux windows)
+failed=()
+
+stage_linux() {
+  pc_base_pkgs
+  local b="$PC_ROOT/build/test-linux"
+  cmake -S . -B "$b" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  cmake --build "$b" -j"$(pc_jobs)"
+  ctest --test-dir "$b" --output-on-failure -j2
+}
+
+stage_windows() {
+  if [ ! -f src/iocp/port_win.c ] || [ ! -x scripts/build-windows.sh ]; then
+    pc_log "windows: skipped (no Windows engine in this tree)"
+    return 0
+  fi
+  local b="$PC_ROOT/build/test-windows"
+  scripts/build-windows.sh "$b"
+  ctest --test-dir "$b" --output-on-failure -j2
+}
+
+for s in "${stages[@]}"; do
+  pc_log "stage: $s"
+  if ! "stage_$s"; then
+    failed+=("$s")
+  fi
+done
+
+if [ ${#failed[@]} -ne 0 ]; then
+  pc_log "FAILED stages: ${failed[*]}"
+  exit 1
+fi
+pc_log "all stages passed: ${stages[*]}"

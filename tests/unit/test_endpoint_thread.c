@@ -1,0 +1,133 @@
+/* Endpoints (parse/format), threads, condition variables, the clock, the
+ * log sink. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "portcullis.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/thread.h"
+
+static void roundtrip(const char *in, const char *out)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    char buf[80];
+    assert_int_equal(pc_parse_endpoint(in, &ss, &len), 0);
+    assert_true(pc_format_endpoint((struct sockaddr *)&ss, buf, sizeof buf) > 0);
+    assert_string_equal(buf, out);
+}
+
+static void endpoints(void **state)
+{
+    (void)state;
+    roundtrip("127.0.0.1:7000", "127.0.0.1:7000");
+    roundtrip("[::1]:80", "[::1]:80");
+    roundtrip(":8080", "0.0.0.0:8080");
+    roundtrip("[2001:db8::1]:0", "[2001:db8::1]:0");
+    struct sockaddr_storage ss;
+    socklen_t len;
+    const char *bad[] = {"", "127.0.0.1", "127.0.0.1:", "127.0.0.1:65536", "1.2.3:80",
+                         "[::1:80", "[::1]80", "::1:80", "host.example:80", "127.0.0.1:8x",
+                         "[zz::]:1", NULL};
+    for (int i = 0; bad[i]; i++) assert_int_equal(pc_parse_endpoint(bad[i], &ss, &len), PC_EINVAL);
+    char small[8];
+    pc_parse_endpoint("127.0.0.1:7000", &ss, &len);
+    assert_int_equal(pc_format_endpoint((struct sockaddr *)&ss, small, sizeof small), PC_EINVAL);
+}
+
+typedef struct shared_s {
+    pc_mutex_t m;
+    pc_cond_t c;
+    int value;
+    long counter;
+} shared_t;
+
+static void bump(void *arg)
+{
+    shared_t *s = arg;
+    for (int i = 0; i < 100000; i++) {
+        pc__mutex_lock(&s->m);
+        s->counter++;
+        pc__mutex_unlock(&s->m);
+    }
+    pc__mutex_lock(&s->m);
+    s->value++;
+    pc__cond_signal(&s->c);
+    pc__mutex_unlock(&s->m);
+}
+
+static void threads_and_conditions(void **state)
+{
+    (void)state;
+    shared_t s = {0};
+    pc__mutex_init(&s.m);
+    pc__cond_init(&s.c);
+    pc_thread_t t[4];
+    for (int i = 0; i < 4; i++) assert_int_equal(pc__thread_start(&t[i], bump, &s, "bump"), 0);
+    pc__mutex_lock(&s.m);
+    while (s.value < 4) pc__cond_wait(&s.c, &s.m);
+    pc__mutex_unlock(&s.m);
+    for (int i = 0; i < 4; i++) pc__thread_join(t[i]);
+    assert_int_equal(s.counter, 400000);
+    /* a timed wait with nobody signalling times out after about its time */
+    uint64_t t0 = pc__now_ms();
+    pc__mutex_lock(&s.m);
+    int rc = pc__cond_timedwait(&s.c, &s.m, 50);
+    pc__mutex_unlock(&s.m);
+    uint64_t dt = pc__now_ms() - t0;
+    assert_int_equal(rc, PC_ETIMEDOUT);
+    assert_true(dt >= 45 && dt < 1000);
+    assert_true(pc__cpu_count() >= 1);
+    pc__mutex_destroy(&s.m);
+    pc__cond_destroy(&s.c);
+}
+
+static void clock_is_monotonic(void **state)
+{
+    (void)state;
+    uint64_t a = pc__now_ns();
+    pc__sleep_ms(20);
+    uint64_t b = pc__now_ns();
+    assert_true(b - a >= 19000000ull);
+    assert_true(pc__now_ms() >= a / 1000000ull);
+}
+
+static char g_line[256];
+static int g_lines;
+static void sink(void *u, pc_log_level_t lvl, const char *line)
+{
+    (void)u;
+    (void)lvl;
+    strncpy(g_line, line, sizeof g_line - 1);
+    g_lines++;
+}
+
+static void log_sink_and_level(void **state)
+{
+    (void)state;
+    pc_log_set_handler(sink, NULL);
+    pc_log_set_level(PC_LOG_WARN);
+    pc__log(PC_LOG_INFO, "hidden %d", 1);
+    assert_int_equal(g_lines, 0);
+    pc__log(PC_LOG_WARN, "shown %d", 2);
+    assert_int_equal(g_lines, 1);
+    assert_string_equal(g_line, "shown 2");
+    pc_log_set_handler(NULL, NULL);
+    pc_log_set_level(PC_LOG_INFO);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(endpoints),
+        cmocka_unit_test(threads_and_conditions),
+        cmocka_unit_test(clock_is_monotonic),
+        cmocka_unit_test(log_sink_and_level),
+    };
+    return cmocka_run_group_tests_name("endpoint_thread", tests, NULL, NULL);
+}

@@ -1,0 +1,64 @@
+/* Error codes: names and messages come from one list and round-trip. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <string.h>
+#include <errno.h>
+
+#include <cmocka.h>
+
+#include "portcullis.h"
+#include "core/errno_map.h"
+
+static void names_and_messages(void **state)
+{
+    (void)state;
+    assert_string_equal(pc_err_name(PC_ENOTCONN), "PC_ENOTCONN");
+    assert_string_equal(pc_err_name(0), "PC_OK");
+    assert_string_equal(pc_strerror(PC_ENOMEM), "out of memory");
+    assert_string_equal(pc_err_name(-12345), "PC_EUNKNOWN");
+    assert_string_equal(pc_strerror(-12345), "unknown error");
+#define CHECK(name, num, msg)                                                                      \
+    assert_string_equal(pc_err_name(PC_##name), "PC_" #name);                                      \
+    assert_string_equal(pc_strerror(PC_##name), msg);                                              \
+    assert_int_equal(PC_##name, -(num));
+    PC_ERRNO_MAP(CHECK)
+#undef CHECK
+}
+
+static void errno_translation(void **state)
+{
+    (void)state;
+    assert_int_equal(pc__from_errno(0), 0);
+    assert_int_equal(pc__from_errno(ECONNRESET), PC_ECONNRESET);
+    assert_int_equal(pc__from_errno(EAGAIN), PC_EAGAIN);
+    assert_int_equal(pc__from_errno(EMFILE), PC_EMFILE);
+    assert_int_equal(pc__from_errno(ENFILE), PC_EMFILE);
+    assert_int_equal(pc__from_errno(EADDRINUSE), PC_EADDRINUSE);
+    assert_int_equal(pc__from_errno(EPIPE), PC_EPIPE);
+    assert_int_equal(pc__from_errno(123456), PC_EUNKNOWN);
+}
+
+static void other_names(void **state)
+{
+    (void)state;
+    assert_string_equal(pc_close_reason_str(PC_CLOSE_IDLE_TIMEOUT), "idle timeout");
+    assert_string_equal(pc_close_reason_str(PC_CLOSE_REASON_COUNT), "unknown");
+    assert_string_equal(pc_step_name(PC_STEP_RULES), "rules");
+    assert_string_equal(pc_step_name(PC_STEP_COUNT), "unknown");
+    assert_string_equal(pc_backend_name(PC_BACKEND_EPOLL), "epoll");
+    assert_int_equal(pc_backend_parse("uring"), PC_BACKEND_URING);
+    assert_int_equal(pc_backend_parse("io_uring"), PC_BACKEND_URING);
+    assert_int_equal(pc_backend_parse("kqueue"), PC_EINVAL);
+    assert_int_equal(pc_backend_parse(NULL), PC_EINVAL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(names_and_messages),
+        cmocka_unit_test(errno_translation),
+        cmocka_unit_test(other_names),
+    };
+    return cmocka_run_group_tests_name("error", tests, NULL, NULL);
+}
