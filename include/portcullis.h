@@ -352,8 +352,9 @@ PC_API int pc_server_listen_addr(pc_server_t *s, const struct sockaddr *sa, sock
 /* Bound port of listener idx, or PC_EINVAL. */
 PC_API int pc_server_listener_port(const pc_server_t *s, int idx);
 
-/* Start the worker threads and one accept thread per listener. Returns 0,
- * PC_EBUSY (already started), PC_EINVAL (no listener), PC_ENOMEM, ... */
+/* Start the worker threads and one accept thread per listener (a server
+ * with no listener only runs outbound connections, see pc_connect).
+ * Returns 0, PC_EBUSY (already started), PC_ENOMEM, ... */
 PC_API int pc_server_start(pc_server_t *s);
 
 /* Stop gracefully: stop accepting, close every connection gracefully
@@ -379,6 +380,20 @@ PC_API int pc_server_close_id(pc_server_t *s, pc_conn_id_t id);
 /* Run fn(s, arg) once on a worker thread. Any thread. Returns 0, PC_ENOMEM,
  * PC_ENOTCONN (server not running). */
 PC_API int pc_server_post(pc_server_t *s, void (*fn)(pc_server_t *s, void *arg), void *arg);
+
+/* Open an outbound TCP connection to endpoint ("127.0.0.1:80", "[::1]:80")
+ * on the server's workers, so clients are built on the same engine. source,
+ * if not NULL, is a local IP address to bind first ("127.0.0.2"). cb, if not
+ * NULL, replaces the server's callbacks for this connection (on_data is
+ * required then). user becomes the connection's user data. When connected,
+ * on_open runs; if the connection fails, on_close runs with PC_CLOSE_ERROR
+ * and the error (PC_ECONNREFUSED, ...) and on_open never does. The server
+ * must be started (it needs no listener). Outbound connections do not count
+ * against max_connections and skip the accept pipeline. Any thread. Returns
+ * 0 and the id in *id (may be NULL), or PC_EINVAL, PC_ENOMEM, PC_EMFILE,
+ * PC_ENOTCONN (server not running). */
+PC_API int pc_connect(pc_server_t *s, const char *endpoint, const char *source,
+                      const pc_callbacks_t *cb, void *user, pc_conn_id_t *id);
 
 /* Queue a copy of len bytes for sending. From the connection's callbacks, or
  * from any thread while the connection is known to be open. Returns 0,

@@ -10,6 +10,7 @@
  * xclose) under conn->lock and post the connection's kick op. */
 #include "server.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "core/alloc.h"
@@ -189,6 +190,10 @@ static void conn_arm_read(pc_conn_t *c)
 /* Continue reading later without waiting for a new edge (data may remain). */
 static void conn_continue_read(pc_conn_t *c)
 {
+    if (cport(c)->recv_data) { /* the backend holds received data, in order */
+        conn_arm_read(c);
+        return;
+    }
     if (c->reading || !read_wanted(c)) return;
     c->reading = 1;
     c->ops_pending++;
@@ -226,7 +231,7 @@ static void handle_eof(pc_conn_t *c)
 
 static void conn_read(worker_t *w, pc_conn_t *c)
 {
-    const pc_callbacks_t *cb = &c->srv->cfg.cb;
+    const pc_callbacks_t *cb = c->cb;
     for (int budget = READ_BUDGET; budget > 0; budget--) {
         if (!read_wanted(c)) return;
         int n = sock_recv(c->ps.fd, w->scratch, w->scratch_size);
@@ -252,28 +257,46 @@ static void conn_read(worker_t *w, pc_conn_t *c)
 
 /* ---- open, close ---------------------------------------------------------- */
 
-static void conn_open(worker_t *w, pc_conn_t *c)
+/* The socket is connected (accepted, or an outbound connect finished). */
+static void conn_established(worker_t *w, pc_conn_t *c)
 {
-    pc_server_t *s = c->srv;
-    int rc = port_attach(s->port, &c->ps);
-    if (rc < 0) {
-        PC_LOGW("attaching an accepted socket failed: %s", pc_strerror(rc));
-        c->reason = PC_CLOSE_ERROR;
-        c->err = rc;
-        set_state(c, CS_OPEN);
-        conn_close_socket(c, 1);
-        return;
-    }
     sock_set_nodelay(c->ps.fd);
     sock_local_addr(c->ps.fd, &c->local);
-    pc__mutex_lock(&w->wheel_lock);
-    queue_insert_tail(&w->conns, &c->wlink);
-    pc__mutex_unlock(&w->wheel_lock);
     c->last_rx_ms = pc__now_ms();
     set_state(c, CS_OPEN);
     timer_update(c);
-    if (s->cfg.cb.on_open) s->cfg.cb.on_open(c);
+    if (c->cb->on_open) c->cb->on_open(c);
     conn_arm_read(c);
+}
+
+/* First event of a connection on its worker: associate the socket with the
+ * port, then either it is established (accepted) or the connect starts. */
+static void conn_open(worker_t *w, pc_conn_t *c)
+{
+    pc_server_t *s = c->srv;
+    pc__mutex_lock(&w->wheel_lock);
+    queue_insert_tail(&w->conns, &c->wlink);
+    pc__mutex_unlock(&w->wheel_lock);
+    int rc = port_attach(s->port, &c->ps);
+    if (rc >= 0 && c->outbound) {
+        c->connecting = 1;
+        c->ops_pending++;
+        rc = port_connect(s->port, &c->ps, &c->connect_op, (struct sockaddr *)&c->peer,
+                          c->peer.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                        : sizeof(struct sockaddr_in));
+        if (rc < 0) {
+            c->connecting = 0;
+            c->ops_pending--;
+        }
+    }
+    if (rc < 0) {
+        PC_LOGD("starting a connection failed: %s", pc_strerror(rc));
+        c->reason = PC_CLOSE_ERROR;
+        c->err = rc;
+        conn_close_socket(c, 1);
+        return;
+    }
+    if (!c->outbound) conn_established(w, c);
 }
 
 /* Close the socket now; on_close runs; the memory is released once the
@@ -294,8 +317,11 @@ static void conn_close_socket(pc_conn_t *c, int abortive)
         sock_close(c->ps.fd);
     c->ps.fd = SOCK_INVALID;
     counter_add(&c->w->closed[c->reason], 1);
-    if (s->cfg.cb.on_close) s->cfg.cb.on_close(c, c->reason, c->err);
-    atomic_fetch_sub(&s->active, 1);
+    if (c->cb->on_close) c->cb->on_close(c, c->reason, c->err);
+    if (c->counted)
+        atomic_fetch_sub(&s->active, 1);
+    else
+        atomic_fetch_sub(&s->outbound, 1);
     server_capacity_changed(s);
 }
 
@@ -332,8 +358,11 @@ static void handle_kick(worker_t *w, pc_conn_t *c)
     c->xclose = XCLOSE_NONE;
     pc__mutex_unlock(&c->lock);
 
-    if (c->state == CS_OPENING) conn_open(w, c);
-    int accept_bytes = c->state == CS_OPEN || (c->state == CS_CLOSING && !c->fin_sent);
+    if (c->state == CS_OPENING && !c->connecting) conn_open(w, c);
+    /* while an outbound connect is in flight the bytes wait in the send
+     * queue; conn_after flushes once the connection is established */
+    int accept_bytes = c->state == CS_OPEN || c->state == CS_OPENING ||
+                       (c->state == CS_CLOSING && !c->fin_sent);
     if (accept_bytes && !queue_empty(&local)) {
         queue_move_all(&c->sendq, &local);
         atomic_fetch_add(&c->sendq_bytes, xbytes);
@@ -342,6 +371,7 @@ static void handle_kick(worker_t *w, pc_conn_t *c)
         sendq_free(&local);
         counter_sub(&c->srv->send_queued, xbytes);
     }
+    if (xclose == XCLOSE_GRACEFUL && c->state == CS_OPENING) xclose = XCLOSE_ABORT; /* connecting */
     if (xclose == XCLOSE_ABORT && c->state != CS_CLOSED) {
         c->reason = xreason;
         conn_close_socket(c, 1);
@@ -361,7 +391,7 @@ static void handle(worker_t *w, pc_conn_t *c, const completion_t *cpl)
             if (cpl->bytes && c->state == CS_OPEN) {
                 counter_add(&w->bytes_in, cpl->bytes);
                 c->last_rx_ms = pc__now_ms();
-                c->srv->cfg.cb.on_data(c, cpl->data, cpl->bytes);
+                c->cb->on_data(c, cpl->data, cpl->bytes);
             }
             port_recv_done(cport(c), &c->ps, cpl->data);
             if (c->state != CS_CLOSED && cpl->status == 0) conn_continue_read(c);
@@ -387,6 +417,18 @@ static void handle(worker_t *w, pc_conn_t *c, const completion_t *cpl)
     case OPT_CONN_KICK:
         handle_kick(w, c);
         break;
+    case OPT_CONN_CONNECT:
+        c->ops_pending--;
+        c->connecting = 0;
+        if (c->state == CS_CLOSED) break;
+        if (cpl->status < 0) {
+            c->reason = PC_CLOSE_ERROR;
+            c->err = cpl->status;
+            conn_close_socket(c, 1);
+            break;
+        }
+        conn_established(w, c);
+        break;
     case OPT_CONN_TIMER:
         handle_timer(c);
         break;
@@ -405,7 +447,7 @@ static void conn_after(pc_conn_t *c)
     size_t q = atomic_load(&c->sendq_bytes);
     if (c->paused_hw && q <= c->srv->cfg.send_low_water) {
         c->paused_hw = 0;
-        if (c->state == CS_OPEN && c->srv->cfg.cb.on_drain) c->srv->cfg.cb.on_drain(c);
+        if (c->state == CS_OPEN && c->cb->on_drain) c->cb->on_drain(c);
         if (c->state == CS_CLOSED) return;
         conn_flush(c);
         conn_continue_read(c);
@@ -481,10 +523,68 @@ int conn_start_accepted(pc_server_t *s, listener_t *l, sock_t fd,
     c->reason = PC_CLOSE_LOCAL;
     c->err = 0;
     c->user = NULL;
+    c->cb = &s->cfg.cb;
+    c->counted = 1;
     pc__mutex_lock(&c->lock);
     c->state = CS_OPENING;
     c->kick_posted = 1;
     pc__mutex_unlock(&c->lock);
+    port_post(s->port, w->idx, &c->kick_op);
+    return 0;
+}
+
+int pc_connect(pc_server_t *s, const char *endpoint, const char *source,
+               const pc_callbacks_t *cb, void *user, pc_conn_id_t *id)
+{
+    if (!s || !endpoint || (cb && !cb->on_data)) return PC_EINVAL;
+    if (!s->started || atomic_load(&s->stopping)) return PC_ENOTCONN;
+    struct sockaddr_storage peer;
+    socklen_t plen;
+    int rc = pc_parse_endpoint(endpoint, &peer, &plen);
+    if (rc < 0) return rc;
+    sock_t fd;
+    rc = sock_open_stream(peer.ss_family, &fd);
+    if (rc < 0) return rc;
+    if (source) {
+        struct sockaddr_storage src;
+        socklen_t slen;
+        char ep[80];
+        snprintf(ep, sizeof ep, peer.ss_family == AF_INET6 ? "[%s]:0" : "%s:0", source);
+        rc = pc_parse_endpoint(ep, &src, &slen);
+        if (rc == 0) rc = sock_bind(fd, (struct sockaddr *)&src, slen);
+        if (rc < 0) {
+            sock_close(fd);
+            return rc;
+        }
+    }
+    pc_conn_t *c = server_conn_alloc(s);
+    if (!c) {
+        sock_close(fd);
+        return PC_ENOMEM;
+    }
+    worker_t *w = server_pick_worker(s);
+    c->w = w;
+    c->listener = NULL;
+    c->ps.fd = fd;
+    c->ps.q = w->idx;
+    c->ps.rd = c->ps.wr = NULL;
+    c->ps.bflags = 0;
+    c->ps.bpriv = NULL;
+    c->peer = peer;
+    memset(&c->local, 0, sizeof c->local);
+    c->reason = PC_CLOSE_LOCAL;
+    c->err = 0;
+    c->user = user;
+    c->cb = cb ? cb : &s->cfg.cb;
+    c->counted = 0;
+    c->outbound = 1;
+    atomic_fetch_add(&s->outbound, 1);
+    pc_conn_id_t cid = atomic_load(&c->id);
+    pc__mutex_lock(&c->lock);
+    c->state = CS_OPENING;
+    c->kick_posted = 1;
+    pc__mutex_unlock(&c->lock);
+    if (id) *id = cid;
     port_post(s->port, w->idx, &c->kick_op);
     return 0;
 }

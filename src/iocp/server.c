@@ -121,6 +121,8 @@ pc_conn_t *server_conn_alloc(pc_server_t *s)
     pc__mutex_unlock(&c->lock);
     c->reading = c->sending = c->paused_user = c->paused_hw = 0;
     c->fin_sent = c->peer_eof = c->abort_close = c->counted = 0;
+    c->outbound = c->connecting = 0;
+    c->cb = &s->cfg.cb;
     c->ops_pending = 0;
     atomic_store(&c->sendq_bytes, 0);
     c->inflight_bytes = 0;
@@ -334,7 +336,6 @@ int pc_server_start(pc_server_t *s)
 {
     if (!s) return PC_EINVAL;
     if (s->started) return PC_EBUSY;
-    if (!s->nlisteners) return PC_EINVAL;
     int nstarted = 0, rc = 0;
     for (; nstarted < s->nworkers; nstarted++) {
         rc = pc__thread_start(&s->workers[nstarted].thread, worker_main, &s->workers[nstarted],
@@ -378,13 +379,13 @@ static void close_all(pc_server_t *s, int how)
 static int wait_idle(pc_server_t *s, uint64_t deadline)
 {
     pc__mutex_lock(&s->cap_lock);
-    while (atomic_load(&s->active) > 0) {
+    while (atomic_load(&s->active) + atomic_load(&s->outbound) > 0) {
         uint64_t now = pc__now_ms();
         if (now >= deadline) break;
         uint64_t left = deadline - now;
         pc__cond_timedwait(&s->cap_cond, &s->cap_lock, left > 100 ? 100 : (unsigned)left);
     }
-    int idle = atomic_load(&s->active) == 0;
+    int idle = atomic_load(&s->active) + atomic_load(&s->outbound) == 0;
     pc__mutex_unlock(&s->cap_lock);
     return idle;
 }

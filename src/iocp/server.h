@@ -63,7 +63,10 @@ struct pc_conn_s {
     uint8_t fin_sent;
     uint8_t peer_eof;
     uint8_t abort_close;
-    uint8_t counted;       /* counted in srv->active */
+    uint8_t counted;       /* counted in srv->active (accepted), else srv->outbound */
+    uint8_t outbound;      /* opened by pc_connect */
+    uint8_t connecting;    /* outbound connect in flight */
+    const pc_callbacks_t *cb; /* the server's, or pc_connect's */
     unsigned ops_pending;  /* ops the backend holds */
     queue_t sendq;         /* chunk_t */
     _Atomic size_t sendq_bytes;
@@ -135,6 +138,7 @@ struct pc_server_s {
     _Atomic uint32_t next_worker;
     /* capacity: active connections; accept threads wait on cap_cond */
     _Atomic uint64_t active;
+    _Atomic uint64_t outbound; /* open pc_connect connections */
     pc_mutex_t cap_lock;
     pc_cond_t cap_cond;
     /* counters written by the accept threads */

@@ -28,6 +28,8 @@ int sock_listen(const struct sockaddr *sa, socklen_t len, int backlog, int cond_
                 int *cond_err, sock_t *out);
 /* Non-blocking TCP socket for an outbound connection of sa's family. */
 int sock_open_stream(int family, sock_t *out);
+/* Bind s to a local address (outbound connections from a chosen source). */
+int sock_bind(sock_t s, const struct sockaddr *sa, socklen_t len);
 int sock_local_addr(sock_t s, struct sockaddr_storage *ss);
 int sock_peer_addr(sock_t s, struct sockaddr_storage *ss);
 int sock_set_nonblock(sock_t s);

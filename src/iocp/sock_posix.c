@@ -51,6 +51,11 @@ int sock_open_stream(int family, sock_t *out)
     return 0;
 }
 
+int sock_bind(sock_t s, const struct sockaddr *sa, socklen_t len)
+{
+    return bind(s, sa, len) == 0 ? 0 : sock_last_error();
+}
+
 int sock_local_addr(sock_t s, struct sockaddr_storage *ss)
 {
     socklen_t l = sizeof *ss;

@@ -703,6 +703,58 @@ static void stats_count(void **state)
     assert_int_equal(stats().active, 0);
 }
 
+/* Outbound connections on the same engine: a client connection (its own
+ * callbacks) talks to this server's echo listener; a refused connect reports
+ * on_close(ERROR, PC_ECONNREFUSED) and never on_open. */
+static atomic_int g_cli_open, g_cli_close, g_cli_err, g_cli_bytes;
+static void cli_open(pc_conn_t *c)
+{
+    atomic_fetch_add(&g_cli_open, 1);
+    pc_conn_send(c, "ping-pong", 9);
+}
+static void cli_data(pc_conn_t *c, const void *d, size_t n)
+{
+    (void)d;
+    if (atomic_fetch_add(&g_cli_bytes, (int)n) + (int)n >= 9) pc_conn_close(c);
+}
+static void cli_close(pc_conn_t *c, pc_close_reason_t r, int err)
+{
+    (void)c;
+    (void)r;
+    atomic_store(&g_cli_err, err);
+    atomic_fetch_add(&g_cli_close, 1);
+}
+
+static void connect_outbound(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    start_server(&cfg);
+    pc_callbacks_t cli = {cli_open, cli_data, NULL, cli_close};
+    char ep[64];
+    snprintf(ep, sizeof ep, "127.0.0.1:%d", g_port);
+    pc_conn_id_t id = 0;
+    assert_int_equal(pc_connect(g_srv, ep, "127.0.0.5", &cli, NULL, &id), 0);
+    assert_true(id != 0);
+    WAIT_FOR(atomic_load(&g_cli_close) == 1, 3000);
+    assert_int_equal(atomic_load(&g_cli_open), 1);
+    assert_int_equal(atomic_load(&g_cli_bytes), 9);
+    assert_int_equal(atomic_load(&g_cli_err), 0);
+    WAIT_FOR(atomic_load(&g_closes) == 1, 3000);
+    assert_int_equal(atomic_load(&g_opens), 1); /* the accepted side */
+    assert_int_equal(pc_server_send_to(g_srv, id, "x", 1), PC_ENOTCONN);
+    /* refused: nobody listens on port 1 */
+    atomic_store(&g_cli_open, 0);
+    atomic_store(&g_cli_close, 0);
+    assert_int_equal(pc_connect(g_srv, "127.0.0.1:1", NULL, &cli, NULL, NULL), 0);
+    WAIT_FOR(atomic_load(&g_cli_close) == 1, 3000);
+    assert_int_equal(atomic_load(&g_cli_close), 1);
+    assert_int_equal(atomic_load(&g_cli_open), 0);
+    assert_int_equal(atomic_load(&g_cli_err), PC_ECONNREFUSED);
+    assert_int_equal(pc_connect(g_srv, "nonsense", NULL, &cli, NULL, NULL), PC_EINVAL);
+}
+
 int main(int argc, char **argv)
 {
     shim_init();
@@ -726,6 +778,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(on_drain_fires, teardown),
         cmocka_unit_test_teardown(server_post_runs, teardown),
         cmocka_unit_test_teardown(stats_count, teardown),
+        cmocka_unit_test_teardown(connect_outbound, teardown),
     };
     if (argc > 1) cmocka_set_test_filter(argv[1]);
     return cmocka_run_group_tests_name("server", tests, NULL, NULL);
