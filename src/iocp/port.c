@@ -14,11 +14,16 @@ int port_open(port_t **out, pc_backend_t want, int nqueues)
     if (want == PC_BACKEND_URING) return port_uring_open(out, nqueues);
     if (want == PC_BACKEND_AUTO) {
         int why = port_uring_probe();
-        if (why == 0 && port_uring_open(out, nqueues) == 0) {
-            PC_LOGI("backend: io_uring (auto: the kernel supports every operation needed)");
-            return 0;
+        if (why == 0) {
+            why = port_uring_open(out, nqueues);
+            if (why == 0) {
+                PC_LOGI("backend: io_uring (auto: the kernel supports every operation needed)");
+                return 0;
+            }
+            /* out of memory is not "io_uring unavailable": report it */
+            if (why == PC_ENOMEM) return why;
         }
-        PC_LOGI("backend: epoll (auto: io_uring unavailable: %s)", pc_strerror(why ? why : -1));
+        PC_LOGI("backend: epoll (auto: io_uring unavailable: %s)", pc_strerror(why));
     }
 #else
     if (want == PC_BACKEND_URING) return PC_ENOSYS;
