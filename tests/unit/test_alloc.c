@@ -4,6 +4,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 
 #include <cmocka.h>
@@ -11,8 +12,9 @@
 #include "portcullis.h"
 #include "core/alloc.h"
 
-static long g_live, g_total;
-static long g_fail_at = -1; /* fail the Nth allocation (0-based), -1 never */
+/* the library allocates from worker threads too: atomic counters */
+static atomic_long g_live, g_total;
+static atomic_long g_fail_at = -1; /* fail the Nth allocation (0-based), -1 never */
 
 static int should_fail(void)
 {
