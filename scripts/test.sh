@@ -3,6 +3,9 @@
 # and runs CTest for each stage. Stages:
 #   linux    RelWithDebInfo build, every unit and integration test, on every
 #            Linux backend built (epoll, io_uring)
+#   asan     the whole suite built with -fsanitize=address,undefined
+#   tsan     the whole suite built with -fsanitize=thread
+#   fuzz     every libFuzzer target for a few seconds (scripts/fuzz.sh)
 #   windows  mingw-w64 cross build, the same suite under Wine (if the
 #            Windows engine is present)
 # Usage: scripts/test.sh [stage...]   (default: all stages)
@@ -11,7 +14,7 @@ source "$(dirname "$0")/common.sh"
 cd "$PC_ROOT"
 
 stages=("$@")
-[ ${#stages[@]} -eq 0 ] && stages=(linux windows)
+[ ${#stages[@]} -eq 0 ] && stages=(linux asan tsan fuzz windows)
 failed=()
 
 stage_linux() {
@@ -21,6 +24,20 @@ stage_linux() {
   cmake --build "$b" -j"$(pc_jobs)"
   ctest --test-dir "$b" --output-on-failure -j2
 }
+
+sanitized() {
+  pc_base_pkgs
+  local b="$PC_ROOT/build/test-$1"
+  cmake -S . -B "$b" -DCMAKE_BUILD_TYPE=Debug -DPC_SANITIZE="$2" -DPC_BUILD_SAMPLES=OFF >/dev/null
+  cmake --build "$b" -j"$(pc_jobs)"
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+    TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+    ctest --test-dir "$b" --output-on-failure -j2
+}
+
+stage_asan() { sanitized asan address,undefined; }
+stage_tsan() { sanitized tsan thread; }
+stage_fuzz() { bash scripts/fuzz.sh "${PC_FUZZ_SECONDS:-10}"; }
 
 stage_windows() {
   if [ ! -f src/iocp/port_win.c ] || [ ! -x scripts/build-windows.sh ]; then
