@@ -193,6 +193,8 @@ PC_API int pc_format_endpoint(const struct sockaddr *sa, char *buf, size_t size)
 
 typedef struct pc_server_s pc_server_t;
 typedef struct pc_conn_s pc_conn_t;
+/* A compiled allow/deny rule set (portcullis/filter.h). */
+typedef struct pc_rules_s pc_rules_t;
 /* Connection id: slot index in the low 32 bits, a generation in the high 32.
  * Never 0. */
 typedef uint64_t pc_conn_id_t;
@@ -326,6 +328,31 @@ typedef struct pc_server_config_s {
     pc_cond_accept_t conditional_accept;
     /* Callbacks. on_data is required. */
     pc_callbacks_t cb;
+    /* ---- accept filter (steps 2-4 of the pipeline; portcullis/filter.h) ---- */
+    /* Initial rule set; the server takes ownership (freed at destroy or when
+     * replaced). NULL: no rules (everyone passes step 2). */
+    pc_rules_t *rules;
+    /* Concurrent connections per source; 0 = unlimited (default). */
+    unsigned per_source_max;
+    /* New connections per second per source (token bucket) and the bucket
+     * size; rate 0 = unlimited (default); burst 0 = max(1, rate). */
+    double per_source_rate;
+    unsigned per_source_burst;
+    /* Source key: the address masked to these prefix lengths. Defaults 32
+     * (IPv4 address) and 64 (IPv6 /64). */
+    unsigned source_prefix_v4;
+    unsigned source_prefix_v6;
+    /* Entries of the per-source table (bounded; default 65536). When it is
+     * full, new sources share one overflow entry (limited together) and the
+     * stats count it; see docs/filter.md. */
+    unsigned source_table_size;
+    /* An explicit allow rule exempts its sources from the per-source limits
+     * (default 0: limits apply to everyone unless asked). */
+    int allow_exempts;
+    /* Shadow (dry-run) mode: evaluate rules and per-source limits, count
+     * what would have been rejected (stats.would_reject), accept anyway.
+     * Capacity and the user condition still apply. Default 0. */
+    int shadow;
     /* Optional user condition (pipeline step 5) and its argument. */
     pc_condition_fn condition;
     void *condition_user;
@@ -363,6 +390,18 @@ PC_API int pc_server_start(pc_server_t *s);
  * all threads. on_close runs for every connection before this returns.
  * Returns 0, or PC_EDEADLK if called from a worker thread. Idempotent. */
 PC_API int pc_server_stop(pc_server_t *s, unsigned drain_ms);
+
+/* Replace the rule set atomically, between two accepts: the accept threads
+ * never wait and never see a half-built set. The server takes ownership of
+ * rules (NULL removes every rule); the old set is freed once no accept thread
+ * uses it, and hit counters of rules present in both carry over. Any thread
+ * (not from the condition callback). Returns 0, PC_EINVAL. */
+PC_API int pc_server_set_rules(pc_server_t *s, pc_rules_t *rules);
+
+/* Copy up to max rules of the set in force, most hits first, into out
+ * (pc_rule_info_t, portcullis/filter.h). Any thread. Returns how many. */
+struct pc_rule_info_s;
+PC_API int pc_server_top_rules(pc_server_t *s, struct pc_rule_info_s *out, int max);
 
 /* Free a server (stopping it first with a 0 ms drain if still running). */
 PC_API void pc_server_destroy(pc_server_t *s);
@@ -442,6 +481,9 @@ typedef struct pc_server_stats_s {
     uint64_t bytes_in;
     uint64_t bytes_out;
     uint64_t send_queued_bytes;          /* bytes waiting in send queues now */
+    uint64_t source_table_full;          /* accepts that found the per-source table full */
+    uint64_t source_entries;             /* per-source entries in use now */
+    uint64_t rule_count;                 /* rules in force */
     pc_accept_mode_t accept_mode;        /* conditional accept mode in force */
     pc_backend_t backend;                /* backend running */
     int threads;
@@ -454,5 +496,7 @@ PC_API void pc_server_stats(const pc_server_t *s, pc_server_stats_t *out);
 #ifdef __cplusplus
 }
 #endif
+
+#include "portcullis/filter.h"
 
 #endif /* PORTCULLIS_H */

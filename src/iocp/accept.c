@@ -1,9 +1,12 @@
 /* The verdict pipeline as run by every accept loop (accept_posix.c after
  * accept4, accept_win.c inside the WSAAccept condition function). Runs on the
  * accept thread: no allocation, no lock, no blocking. The capacity step
- * reserves a slot in srv->active; any later rejection gives it back, so
- * max_connections holds exactly even with several listeners. */
+ * reserves a slot in srv->active with a CAS, so max_connections holds
+ * exactly even with several listeners; the filter (src/filter/pipeline.c)
+ * runs steps 1-5 and any rejection gives the slot back. */
 #include "server.h"
+
+#include "core/clock.h"
 
 static int reserve_slot(pc_server_t *s)
 {
@@ -14,30 +17,39 @@ static int reserve_slot(pc_server_t *s)
     return 0;
 }
 
+typedef struct cond_ctx_s {
+    pc_server_t *s;
+    const struct sockaddr *peer, *local;
+} cond_ctx_t;
+
+static pc_verdict_t run_condition(void *ud)
+{
+    cond_ctx_t *cx = ud;
+    return cx->s->cfg.condition(cx->s->cfg.condition_user, cx->peer, cx->local);
+}
+
 pc_verdict_t accept_decide(listener_t *l, const struct sockaddr *peer,
                            const struct sockaddr *local, int *step)
 {
     pc_server_t *s = l->srv;
-    /* 1. capacity */
-    if (!reserve_slot(s)) {
-        *step = PC_STEP_CAPACITY;
-        if (s->cfg.at_capacity == PC_CAPACITY_REJECT) {
-            counter_add(&s->rejected[PC_STEP_CAPACITY], 1);
-            return PC_REJECT;
-        }
-        return PC_DEFER;
+    int reserved = reserve_slot(s);
+    pc_addr_t a;
+    if (addr_from_sockaddr(peer, &a) != 0) {
+        /* not an IP peer: only capacity and the condition can judge it */
+        a.family = 0;
     }
-    /* 2-4. rules and per-source limits: see the accept filter (src/filter) */
-    /* 5. user condition */
-    if (s->cfg.condition) {
-        pc_verdict_t v = s->cfg.condition(s->cfg.condition_user, peer, local);
-        if (v != PC_ACCEPT) {
-            atomic_fetch_sub(&s->active, 1);
-            *step = PC_STEP_CONDITION;
-            if (v == PC_REJECT) counter_add(&s->rejected[PC_STEP_CONDITION], 1);
-            return v;
-        }
-    }
-    *step = -1;
-    return PC_ACCEPT;
+    cond_ctx_t cx = {s, peer, local};
+    pc_verdict_t v =
+        filter_decide(s->filter, l->idx, &a, pc__now_ms(), !reserved,
+                      s->cfg.condition ? run_condition : NULL, &cx, &l->pending_ticket, step);
+    if (v != PC_ACCEPT && reserved) atomic_fetch_sub(&s->active, 1);
+    return v;
+}
+
+void accept_undo(listener_t *l)
+{
+    pc_server_t *s = l->srv;
+    filter_release(s->filter, &l->pending_ticket);
+    atomic_fetch_sub(&s->active, 1);
+    server_capacity_changed(s);
 }

@@ -124,17 +124,18 @@ void accept_thread_main(void *arg)
                                   &step);
             }
             if (v == PC_DEFER) {
-                v = PC_REJECT;
-                counter_add(&s->rejected[step >= 0 ? step : PC_STEP_CAPACITY], 1);
+                v = PC_REJECT; /* deferred too long */
+                counter_add(&s->rejected[step >= 0 && step < PC_STEP_COUNT ? step
+                                                                           : PC_STEP_CAPACITY],
+                            1);
             }
         }
         if (v != PC_ACCEPT) {
             sock_close_reset(fd);
             continue;
         }
-        counter_add(&s->accepted, 1);
         if (conn_start_accepted(s, l, fd, &peer, NULL) < 0) {
-            atomic_fetch_sub(&s->active, 1);
+            accept_undo(l);
             counter_add(&s->accept_errors, 1);
             sock_close_reset(fd);
         }

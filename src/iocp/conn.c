@@ -318,9 +318,10 @@ static void conn_close_socket(pc_conn_t *c, int abortive)
     c->ps.fd = SOCK_INVALID;
     counter_add(&c->w->closed[c->reason], 1);
     if (c->cb->on_close) c->cb->on_close(c, c->reason, c->err);
-    if (c->counted)
+    if (c->counted) {
+        filter_release(s->filter, &c->ticket);
         atomic_fetch_sub(&s->active, 1);
-    else
+    } else
         atomic_fetch_sub(&s->outbound, 1);
     server_capacity_changed(s);
 }
@@ -525,6 +526,8 @@ int conn_start_accepted(pc_server_t *s, listener_t *l, sock_t fd,
     c->user = NULL;
     c->cb = &s->cfg.cb;
     c->counted = 1;
+    c->ticket = l->pending_ticket;
+    counter_add(&s->accepted, 1);
     pc__mutex_lock(&c->lock);
     c->state = CS_OPENING;
     c->kick_posted = 1;

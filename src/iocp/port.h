@@ -52,6 +52,7 @@ typedef struct op_s {
     /* backend-private result staging */
     int res_status;
     size_t res_bytes;
+    void *res_data;
 } op_t;
 
 /* One finished operation. status: 0 or a PC_E* code. bytes: bytes
@@ -100,6 +101,13 @@ struct port_s {
     /* 1 when every socket completes on one queue only (Linux): the shared
      * code may skip per-connection strand locking. */
     int single_owner;
+    /* 1 when OP_RECV completes with data the backend received into its own
+     * buffers (completion.data, returned with port_recv_done). The backend
+     * then holds received bytes in order, so the shared code reads the
+     * socket itself only after a completion with data NULL and status 0
+     * (EOF, or the backend ran out of buffers), and continues reading with
+     * port_recv, never with a post of its recv op. */
+    int recv_data;
 };
 
 /* Open a port with nqueues queues using backend want (AUTO picks the best
@@ -125,7 +133,8 @@ static inline int port_attach(port_t *p, port_sock_t *s)
     return p->vt->attach(p, s);
 }
 /* Completes when the socket is readable, at EOF or in error (bytes 0), or
- * with received data where the backend supplies buffers. */
+ * with received data where the backend supplies buffers (p->recv_data:
+ * completion.data/bytes, one buffer per completion, in stream order). */
 static inline int port_recv(port_t *p, port_sock_t *s, op_t *op)
 {
     return p->vt->recv(p, s, op);

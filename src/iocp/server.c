@@ -34,6 +34,10 @@ void pc_server_config_init(pc_server_config_t *cfg)
     cfg->backlog = 511;
     cfg->backend = PC_BACKEND_AUTO;
     cfg->conditional_accept = PC_COND_ACCEPT_AUTO;
+    cfg->source_prefix_v4 = 32;
+    cfg->source_prefix_v6 = 64;
+    cfg->source_table_size = 65536;
+    cfg->allow_exempts = 0;
 }
 
 const char *pc_backend_name(pc_backend_t b)
@@ -126,7 +130,7 @@ pc_conn_t *server_conn_alloc(pc_server_t *s)
     c->ops_pending = 0;
     atomic_store(&c->sendq_bytes, 0);
     c->inflight_bytes = 0;
-    c->filter_ticket = NULL;
+    c->ticket.slot = TRACK_NO_SLOT;
     return c;
 }
 
@@ -289,6 +293,30 @@ int pc_server_create(const pc_server_config_t *cfg, pc_server_t **out)
         }
     }
     for (int i = 0; i < PC_MAX_LISTENERS; i++) s->listeners[i].fd = SOCK_INVALID;
+
+    filter_config_t fc;
+    filter_config_init(&fc);
+    fc.per_source_max = cfg->per_source_max;
+    fc.per_source_rate = cfg->per_source_rate;
+    fc.per_source_burst = cfg->per_source_burst;
+    if (fc.per_source_rate > 0 && fc.per_source_burst == 0)
+        fc.per_source_burst = fc.per_source_rate < 1 ? 1 : (unsigned)(fc.per_source_rate + 0.999);
+    fc.source_prefix_v4 = (uint8_t)cfg->source_prefix_v4;
+    fc.source_prefix_v6 = (uint8_t)cfg->source_prefix_v6;
+    fc.source_table_size = cfg->source_table_size;
+    fc.allow_exempts = cfg->allow_exempts;
+    fc.shadow = cfg->shadow;
+    fc.at_capacity = cfg->at_capacity;
+    fc.max_readers = PC_MAX_LISTENERS;
+    if (cfg->source_prefix_v4 > 32 || cfg->source_prefix_v6 > 128) {
+        rc = PC_EINVAL;
+        goto fail;
+    }
+    rc = filter_create(&fc, &s->filter);
+    if (rc < 0) goto fail;
+    /* last: from here on the server owns cfg->rules */
+    if (cfg->rules) filter_set_rules(s->filter, cfg->rules);
+    s->cfg.rules = NULL;
     *out = s;
     return 0;
 fail:
@@ -459,12 +487,40 @@ void pc_server_destroy(pc_server_t *s)
         pc__free(s->workers);
     }
     if (s->port) port_close(s->port);
+    if (s->filter) filter_destroy(s->filter);
     pc__mutex_destroy(&s->table_lock);
     pc__mutex_destroy(&s->cap_lock);
     pc__cond_destroy(&s->cap_cond);
     pc__free(s);
     pc__alloc_unpin();
     sock_lib_cleanup();
+}
+
+int pc_server_set_rules(pc_server_t *s, pc_rules_t *rules)
+{
+    if (!s) return PC_EINVAL;
+    return filter_set_rules(s->filter, rules);
+}
+
+int pc_server_top_rules(pc_server_t *s, struct pc_rule_info_s *out, int max)
+{
+    if (!s || !out || max <= 0) return 0;
+    size_t n = filter_rules_count(s->filter);
+    int k = 0;
+    for (size_t i = 0; i < n; i++) {
+        pc_rule_info_t r;
+        if (filter_rules_get(s->filter, i, &r) != 0 || r.hits == 0) continue;
+        /* insertion into the small sorted array out[0..k) */
+        int j = k < max ? k++ : max;
+        if (j == max && out[max - 1].hits >= r.hits) continue;
+        if (j == max) j = max - 1;
+        while (j > 0 && out[j - 1].hits < r.hits) {
+            out[j] = out[j - 1];
+            j--;
+        }
+        out[j] = r;
+    }
+    return k;
 }
 
 void *pc_server_user_data(const pc_server_t *s)
@@ -494,10 +550,16 @@ void pc_server_stats(const pc_server_t *s, pc_server_stats_t *out)
     out->accepted = counter_get(&s->accepted);
     out->deferred = counter_get(&s->deferred);
     out->accept_errors = counter_get(&s->accept_errors);
+    filter_stats_t fs;
+    filter_stats(s->filter, &fs);
     for (int i = 0; i < PC_STEP_COUNT; i++) {
-        out->rejected[i] = counter_get(&s->rejected[i]);
-        out->would_reject[i] = counter_get(&s->would_reject[i]);
+        /* the filter's decisions, plus deferrals that timed out into rejects */
+        out->rejected[i] = fs.rejected[i] + counter_get(&s->rejected[i]);
+        out->would_reject[i] = fs.would_reject[i];
     }
+    out->source_table_full = fs.tracker_full;
+    out->source_entries = fs.tracker_used;
+    out->rule_count = fs.rules;
     out->active = atomic_load(&((pc_server_t *)s)->active);
     for (int i = 0; i < s->nworkers; i++) {
         const worker_t *w = &s->workers[i];

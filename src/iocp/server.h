@@ -8,6 +8,7 @@
 #include "core/stats.h"
 #include "core/thread.h"
 #include "core/timer_wheel.h"
+#include "filter/pipeline.h"
 #include "port.h"
 
 /* op tags: what a completion means to the shared code */
@@ -81,7 +82,7 @@ struct pc_conn_s {
     struct sockaddr_storage peer, local;
     void *user;
     listener_t *listener;
-    void *filter_ticket; /* reserved for the accept filter */
+    filter_ticket_t ticket; /* per-source slot held by an accepted connection */
     queue_t wlink; /* worker's list of its connections */
     uint32_t slot;
     struct pc_conn_s *next_free;
@@ -114,6 +115,9 @@ struct listener_s {
     int cond_err;             /* why SO_CONDITIONAL_ACCEPT was refused, or 0 */
     pc_accept_mode_t mode;
     _Atomic int stopping;
+    /* the ticket of the connection accept_decide last accepted; consumed by
+     * conn_start_accepted or accept_undo (one accept thread per listener) */
+    filter_ticket_t pending_ticket;
 };
 
 #define PC_MAX_LISTENERS 16
@@ -147,6 +151,7 @@ struct pc_server_s {
     pc_counter_t would_reject[PC_STEP_COUNT];
     pc_counter_t send_queued;
     pc_accept_mode_t accept_mode;
+    filter_t *filter; /* steps 1-5 of the verdict pipeline */
 };
 
 /* server.c */
@@ -166,9 +171,13 @@ void conn_timer_expired(worker_t *w, pc_conn_t *c);
 /* Cross-thread close by the server (stop). */
 int conn_request_close(pc_conn_t *c, uint64_t id, int how, pc_close_reason_t reason);
 
-/* accept.c: the verdict pipeline (shared by the accept loops) */
+/* accept.c: the verdict pipeline (shared by the accept loops). On
+ * PC_ACCEPT a capacity slot and a per-source ticket are held for the
+ * connection: hand it over with conn_start_accepted, or give both back with
+ * accept_undo if the socket cannot be had after all. */
 pc_verdict_t accept_decide(listener_t *l, const struct sockaddr *peer,
                            const struct sockaddr *local, int *step);
+void accept_undo(listener_t *l);
 /* Accept loops (accept_posix.c / accept_win.c). */
 void accept_thread_main(void *arg);
 int accept_listener_open(pc_server_t *s, listener_t *l);

@@ -1,0 +1,248 @@
+#include "server_opts.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "portcullis/filter.h"
+
+#ifdef _WIN32
+#include <windows.h>
+#else
+#include <unistd.h>
+#endif
+
+static volatile sig_atomic_t g_stop, g_reload;
+
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    g_stop = 1;
+}
+
+#ifdef SIGHUP
+static void on_hup(int sig)
+{
+    (void)sig;
+    g_reload = 1;
+}
+#endif
+
+void server_opts_init(server_opts_t *o, const char *prog, const char *default_listen,
+                      pc_server_config_t *cfg)
+{
+    memset(o, 0, sizeof *o);
+    o->prog = prog;
+    o->default_listen = default_listen;
+    o->drain_ms = 5000;
+    o->cfg = cfg;
+}
+
+void server_opts_usage(FILE *f)
+{
+    fprintf(f,
+            "  --listen ADDR:PORT        listen address (repeatable; IPv6 as [::1]:PORT;\n"
+            "                            port 0 picks a free port)\n"
+            "  --threads N               worker threads (default: number of CPUs)\n"
+            "  --max-conns N             maximum open connections (default 10000)\n"
+            "  --idle-timeout MS         close connections idle this long (default: never)\n"
+            "  --backend NAME            auto, epoll, uring or iocp (default auto)\n"
+            "  --rules FILE              allow/deny rules (one per line: allow|deny ADDR[/LEN]);\n"
+            "                            SIGHUP reloads the file\n"
+            "  --per-source-max N        concurrent connections per source (IPv4 address,\n"
+            "                            IPv6 /64)\n"
+            "  --per-source-rate R/B     new connections per second per source, bucket B\n"
+            "  --shadow                  count what the filter would reject, reject nothing\n"
+            "  --conditional-accept M    on, off or auto (Windows SO_CONDITIONAL_ACCEPT)\n");
+}
+
+static int parse_uint(const char *s, unsigned long max, unsigned long *out)
+{
+    char *end;
+    if (!s || !*s || *s == '-' || *s == '+') return -1;
+    unsigned long v = strtoul(s, &end, 10);
+    if (*end || v > max) return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_rate(const char *s, double *rate, unsigned *burst)
+{
+    char *end;
+    if (!s || !*s || *s == '-') return -1;
+    double r = strtod(s, &end);
+    if (end == s || r <= 0 || r > 1e9) return -1;
+    unsigned long b = 0;
+    if (*end == '/') {
+        if (parse_uint(end + 1, 1000000000ul, &b) || b == 0) return -1;
+    } else if (*end) {
+        return -1;
+    }
+    *rate = r;
+    *burst = (unsigned)b;
+    return 0;
+}
+
+int server_opts_parse(server_opts_t *o, int argc, char **argv, int *i)
+{
+    const char *a = argv[*i];
+    const char *v = *i + 1 < argc ? argv[*i + 1] : NULL;
+    pc_server_config_t *cfg = o->cfg;
+    unsigned long n;
+    int bad = 0;
+    if (!strcmp(a, "--shadow")) {
+        cfg->shadow = 1;
+        return 1;
+    }
+    static const char *const with_value[] = {
+        "--listen",       "--threads", "--max-conns",       "--idle-timeout",
+        "--backend",      "--rules",   "--per-source-max",  "--per-source-rate",
+        "--conditional-accept", NULL};
+    int known = 0;
+    for (int k = 0; with_value[k]; k++) known |= !strcmp(a, with_value[k]);
+    if (!known) return 0;
+    if (!v) {
+        fprintf(stderr, "%s: %s needs a value\n", o->prog, a);
+        return -1;
+    }
+    if (!strcmp(a, "--listen")) {
+        struct sockaddr_storage ss;
+        socklen_t len;
+        if (o->nlisten == SERVER_OPTS_MAX_LISTEN || pc_parse_endpoint(v, &ss, &len) < 0)
+            bad = 1;
+        else
+            o->listen[o->nlisten++] = v;
+    } else if (!strcmp(a, "--threads")) {
+        bad = parse_uint(v, 1024, &n) || n == 0;
+        if (!bad) cfg->threads = (int)n;
+    } else if (!strcmp(a, "--max-conns")) {
+        bad = parse_uint(v, 100000000ul, &n) || n == 0;
+        if (!bad) cfg->max_connections = (unsigned)n;
+    } else if (!strcmp(a, "--idle-timeout")) {
+        bad = parse_uint(v, 86400000ul, &n);
+        if (!bad) cfg->idle_timeout_ms = (unsigned)n;
+    } else if (!strcmp(a, "--backend")) {
+        int b = pc_backend_parse(v);
+        bad = b < 0;
+        if (!bad) cfg->backend = (pc_backend_t)b;
+    } else if (!strcmp(a, "--rules")) {
+        o->rules_path = v;
+    } else if (!strcmp(a, "--per-source-max")) {
+        bad = parse_uint(v, 100000000ul, &n);
+        if (!bad) cfg->per_source_max = (unsigned)n;
+    } else if (!strcmp(a, "--per-source-rate")) {
+        bad = parse_rate(v, &cfg->per_source_rate, &cfg->per_source_burst);
+    } else if (!strcmp(a, "--conditional-accept")) {
+        if (!strcmp(v, "on"))
+            cfg->conditional_accept = PC_COND_ACCEPT_ON;
+        else if (!strcmp(v, "off"))
+            cfg->conditional_accept = PC_COND_ACCEPT_OFF;
+        else if (!strcmp(v, "auto"))
+            cfg->conditional_accept = PC_COND_ACCEPT_AUTO;
+        else
+            bad = 1;
+    }
+    if (bad) {
+        fprintf(stderr, "%s: bad value for %s: '%s'\n", o->prog, a, v);
+        return -1;
+    }
+    (*i)++;
+    return 1;
+}
+
+int server_opts_start(server_opts_t *o, pc_server_t **out)
+{
+    if (!o->nlisten) o->listen[o->nlisten++] = o->default_listen;
+    if (o->rules_path) {
+        char err[512];
+        pc_rules_t *r;
+        if (pc_rules_load_file(o->rules_path, &r, err, sizeof err) < 0) {
+            fprintf(stderr, "%s: %s\n", o->prog, err);
+            return 1;
+        }
+        o->cfg->rules = r;
+    }
+    pc_server_t *srv;
+    int rc = pc_server_create(o->cfg, &srv);
+    if (rc < 0) {
+        fprintf(stderr, "%s: %s\n", o->prog, pc_strerror(rc));
+        if (o->cfg->rules) pc_rules_free(o->cfg->rules);
+        return 1;
+    }
+    for (int i = 0; i < o->nlisten; i++) {
+        int idx = pc_server_listen(srv, o->listen[i]);
+        if (idx < 0) {
+            fprintf(stderr, "%s: cannot listen on %s: %s\n", o->prog, o->listen[i],
+                    pc_strerror(idx));
+            pc_server_destroy(srv);
+            return 1;
+        }
+    }
+    signal(SIGINT, on_stop_signal);
+    signal(SIGTERM, on_stop_signal);
+#ifdef SIGHUP
+    signal(SIGHUP, on_hup);
+#endif
+    rc = pc_server_start(srv);
+    if (rc < 0) {
+        fprintf(stderr, "%s: start: %s\n", o->prog, pc_strerror(rc));
+        pc_server_destroy(srv);
+        return 1;
+    }
+    pc_server_stats_t st;
+    pc_server_stats(srv, &st);
+    printf("backend %s, %d threads, conditional accept: %s\n", pc_backend_name(st.backend),
+           st.threads,
+           st.accept_mode == PC_ACCEPT_MODE_PRE_HANDSHAKE ? "pre-handshake"
+                                                          : "post-handshake");
+    if (o->rules_path) printf("rules: %llu from %s\n", (unsigned long long)st.rule_count, o->rules_path);
+    for (int i = 0; i < o->nlisten; i++) {
+        struct sockaddr_storage ss;
+        socklen_t len;
+        char buf[80];
+        pc_parse_endpoint(o->listen[i], &ss, &len);
+        unsigned short port = (unsigned short)pc_server_listener_port(srv, i);
+        if (ss.ss_family == AF_INET)
+            ((struct sockaddr_in *)&ss)->sin_port = htons(port);
+        else
+            ((struct sockaddr_in6 *)&ss)->sin6_port = htons(port);
+        pc_format_endpoint((struct sockaddr *)&ss, buf, sizeof buf);
+        printf("listening on %s\n", buf);
+    }
+    fflush(stdout);
+    *out = srv;
+    return 0;
+}
+
+static void reload(server_opts_t *o, pc_server_t *srv)
+{
+    char err[512];
+    pc_rules_t *r;
+    if (pc_rules_load_file(o->rules_path, &r, err, sizeof err) < 0) {
+        fprintf(stderr, "%s: reload refused, rules in force kept: %s\n", o->prog, err);
+        return;
+    }
+    size_t n = pc_rules_count(r);
+    pc_server_set_rules(srv, r);
+    fprintf(stderr, "%s: reloaded %llu rules from %s\n", o->prog, (unsigned long long)n,
+            o->rules_path);
+}
+
+void server_opts_run(server_opts_t *o, pc_server_t *srv)
+{
+    while (!g_stop) {
+#ifdef _WIN32
+        Sleep(50);
+#else
+        usleep(50000);
+#endif
+        if (g_reload) {
+            g_reload = 0;
+            if (o->rules_path)
+                reload(o, srv);
+            else
+                fprintf(stderr, "%s: SIGHUP: no --rules file to reload\n", o->prog);
+        }
+    }
+    pc_server_stop(srv, o->drain_ms);
+}

@@ -1,0 +1,39 @@
+/* Command-line options shared by the sample servers (pc-echo, pc-http):
+ * listeners, threads, limits, backend, and the accept filter (rules file,
+ * per-source limits, shadow mode), plus the run loop that stops on
+ * SIGINT/SIGTERM and reloads the rules file on SIGHUP. */
+#ifndef PC_SAMPLES_SERVER_OPTS_H
+#define PC_SAMPLES_SERVER_OPTS_H
+
+#include <stdio.h>
+
+#include "portcullis.h"
+
+#define SERVER_OPTS_MAX_LISTEN 16
+
+typedef struct server_opts_s {
+    const char *prog;
+    const char *listen[SERVER_OPTS_MAX_LISTEN];
+    int nlisten;
+    const char *default_listen;
+    const char *rules_path;
+    unsigned drain_ms;
+    pc_server_config_t *cfg;
+} server_opts_t;
+
+void server_opts_init(server_opts_t *o, const char *prog, const char *default_listen,
+                      pc_server_config_t *cfg);
+/* Try argv[*i] (and its value) as a shared option. Returns 1 if consumed
+ * (*i advanced past the value), 0 if not a shared option, -1 if its value is
+ * bad (message printed). */
+int server_opts_parse(server_opts_t *o, int argc, char **argv, int *i);
+/* The shared options' usage lines. */
+void server_opts_usage(FILE *f);
+/* Load rules, create, listen, start, print "listening on ADDR:PORT" lines.
+ * Returns 0, or the process exit status to use (message printed). */
+int server_opts_start(server_opts_t *o, pc_server_t **out);
+/* Block until SIGINT/SIGTERM (then stop gracefully); SIGHUP reloads the
+ * rules file (a bad file logs FILE:LINE and keeps the rules in force). */
+void server_opts_run(server_opts_t *o, pc_server_t *srv);
+
+#endif

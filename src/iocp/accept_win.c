@@ -1,0 +1,353 @@
+/* The Windows accept loop: one thread per listener blocked in WSAAccept, whose
+ * condition function runs the verdict pipeline (accept.c).
+ *
+ * Pre-handshake mode (SO_CONDITIONAL_ACCEPT was accepted by the stack): the
+ * condition runs while the client's SYN waits, before the stack completes the
+ * handshake. CF_ACCEPT completes it; CF_REJECT refuses it (WSAAccept fails
+ * with WSAECONNREFUSED, the client never sees an established connection);
+ * CF_DEFER leaves the request queued (WSAAccept fails with WSATRY_AGAIN) and
+ * we retry it once capacity frees or after a short pause. A deferred request
+ * sits at the head of the queue and holds back the ones behind it, so a defer
+ * lasts at most config.defer_timeout_ms; then that request is refused.
+ *
+ * Post-handshake mode (the option was refused -- Wine answers WSAENOPROTOOPT --
+ * or turned off): the stack has completed the handshake before WSAAccept
+ * returns. The same condition function still runs (Wine and Windows both call
+ * it for an established connection), but it only records the verdict and
+ * returns CF_ACCEPT: we then reset a rejected connection ourselves (SO_LINGER
+ * 0), never relying on what the stack does with CF_REJECT there (Wine closes
+ * gracefully). A defer then behaves as on Linux: stop taking connections off
+ * the backlog until capacity frees, bounded by defer_timeout_ms. */
+#include "server.h"
+
+#include <string.h>
+
+#include "core/clock.h"
+#include "core/log.h"
+#include "error_win.h"
+
+#define DEFER_RETRY_MS 5 /* pause before re-asking about a request the user deferred */
+
+/* State shared by the loop and the condition function (one per thread; the
+ * condition runs on the accept thread, inside WSAAccept). */
+typedef struct cond_ctx_s {
+    listener_t *l;
+    int called;   /* the condition ran during this WSAAccept */
+    int reserved; /* ...and returned PC_ACCEPT: a capacity slot is held */
+    pc_verdict_t verdict;
+    int step;
+    /* pre-handshake defers: the request at the head of the queue */
+    uint64_t defer_since; /* ms; 0 = no request deferred */
+    struct sockaddr_storage defer_peer;
+    struct sockaddr_storage none; /* AF_UNSPEC stand-in for a missing caller id */
+} cond_ctx_t;
+
+/* ---- listener ------------------------------------------------------------------ */
+
+int accept_listener_open(pc_server_t *s, listener_t *l)
+{
+    int want = s->cfg.conditional_accept != PC_COND_ACCEPT_OFF;
+    int rc = sock_listen((struct sockaddr *)&l->addr, l->addrlen, s->cfg.backlog, want,
+                         &l->cond_err, &l->fd);
+    if (rc < 0) return rc;
+    l->mode = (want && l->cond_err == 0) ? PC_ACCEPT_MODE_PRE_HANDSHAKE
+                                         : PC_ACCEPT_MODE_POST_HANDSHAKE;
+    /* the server reports pre-handshake only if every listener runs it */
+    if (l->idx == 0 || l->mode == PC_ACCEPT_MODE_POST_HANDSHAKE) s->accept_mode = l->mode;
+
+    char name[64];
+    struct sockaddr_storage bound;
+    if (sock_local_addr(l->fd, &bound) < 0 ||
+        pc_format_endpoint((struct sockaddr *)&bound, name, sizeof name) < 0)
+        pc_format_endpoint((struct sockaddr *)&l->addr, name, sizeof name);
+    if (l->mode == PC_ACCEPT_MODE_PRE_HANDSHAKE)
+        PC_LOGI("listener %s: conditional accept: pre-handshake (SO_CONDITIONAL_ACCEPT; "
+                "connections are accepted, refused or deferred before the TCP handshake)",
+                name);
+    else if (want)
+        PC_LOGW("listener %s: conditional accept: post-handshake fallback (reason: "
+                "setsockopt(SO_CONDITIONAL_ACCEPT) failed: %s, %s); the same verdicts run "
+                "after the handshake and rejected connections are reset",
+                name, pc_err_name(l->cond_err), pc_strerror(l->cond_err));
+    else
+        PC_LOGI("listener %s: conditional accept: post-handshake (reason: turned off in the "
+                "configuration); rejected connections are reset after the handshake",
+                name);
+    return 0;
+}
+
+/* l->fd is swapped to SOCK_INVALID by accept_listener_wake (server owner's
+ * thread) while the accept thread reads it: both go through interlocked
+ * operations on the handle-sized field. */
+static sock_t listener_fd(listener_t *l)
+{
+    return (sock_t)InterlockedCompareExchange64((LONG64 volatile *)&l->fd, 0, 0);
+}
+
+void accept_listener_wake(listener_t *l)
+{
+    /* Closing the listener is what unblocks WSAAccept. The handle is
+     * forgotten first, so pc_server_stop does not close it a second time
+     * (a second closesocket could hit a reused handle value). */
+    LONG64 old = InterlockedExchange64((LONG64 volatile *)&l->fd, (LONG64)INVALID_SOCKET);
+    if ((sock_t)old != SOCK_INVALID) sock_unblock_accept((sock_t)old);
+}
+
+/* ---- waiting ---------------------------------------------------------------------- */
+
+/* Wait until capacity is available, the deadline passes or the listener
+ * stops. Returns 1 if capacity is available. */
+static int wait_capacity_until(pc_server_t *s, listener_t *l, uint64_t deadline)
+{
+    int ok = 0;
+    pc__mutex_lock(&s->cap_lock);
+    for (;;) {
+        if (atomic_load(&l->stopping)) break;
+        if (atomic_load(&s->active) < s->cfg.max_connections) {
+            ok = 1;
+            break;
+        }
+        uint64_t now = pc__now_ms();
+        if (now >= deadline) break;
+        pc__cond_timedwait(&s->cap_cond, &s->cap_lock, (unsigned)(deadline - now));
+    }
+    pc__mutex_unlock(&s->cap_lock);
+    return ok;
+}
+
+/* ---- the condition function ------------------------------------------------------------ */
+
+static const struct sockaddr *wsabuf_addr(const WSABUF *b)
+{
+    if (!b || !b->buf || b->len < sizeof(ADDRESS_FAMILY)) return NULL;
+    const struct sockaddr *sa = (const struct sockaddr *)(const void *)b->buf;
+    if (sa->sa_family == AF_INET && b->len >= sizeof(struct sockaddr_in)) return sa;
+    if (sa->sa_family == AF_INET6 && b->len >= sizeof(struct sockaddr_in6)) return sa;
+    return NULL; /* e.g. Wine passes a 16-byte callee id for IPv6 */
+}
+
+static size_t addr_len(const struct sockaddr *sa)
+{
+    return sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+}
+
+static void give_back_slot(pc_server_t *s)
+{
+    atomic_fetch_sub(&s->active, 1);
+    server_capacity_changed(s);
+}
+
+/* Runs on the accept thread inside WSAAccept: no allocation, no blocking. */
+static int CALLBACK accept_condition(LPWSABUF caller, LPWSABUF caller_data, LPQOS sqos,
+                                     LPQOS gqos, LPWSABUF callee, LPWSABUF callee_data,
+                                     GROUP *g, DWORD_PTR arg)
+{
+    (void)caller_data;
+    (void)sqos;
+    (void)gqos;
+    (void)callee_data;
+    (void)g;
+    cond_ctx_t *cx = (cond_ctx_t *)arg;
+    listener_t *l = cx->l;
+    pc_server_t *s = l->srv;
+    int pre = l->mode == PC_ACCEPT_MODE_PRE_HANDSHAKE;
+    if (cx->reserved) { /* called twice in one WSAAccept: never hold two slots */
+        give_back_slot(s);
+        cx->reserved = 0;
+    }
+    cx->called = 1;
+    cx->step = -1;
+    if (atomic_load(&l->stopping)) {
+        cx->verdict = PC_REJECT;
+        return pre ? CF_REJECT : CF_ACCEPT; /* post: the loop resets it */
+    }
+    const struct sockaddr *peer = wsabuf_addr(caller);
+    if (!peer) peer = (const struct sockaddr *)&cx->none;
+    const struct sockaddr *local = wsabuf_addr(callee);
+    if (!local) local = (const struct sockaddr *)&l->addr;
+
+    int step = -1;
+    pc_verdict_t v = accept_decide(l, peer, local, &step);
+    if (pre && v == PC_DEFER) {
+        uint64_t now = pc__now_ms();
+        int same = cx->defer_since && peer->sa_family == cx->defer_peer.ss_family &&
+                   memcmp(peer, &cx->defer_peer, addr_len(peer)) == 0;
+        if (!same) { /* a new head of the queue */
+            cx->defer_since = now ? now : 1;
+            memcpy(&cx->defer_peer, peer, peer->sa_family == AF_UNSPEC ? sizeof(ADDRESS_FAMILY)
+                                                                       : addr_len(peer));
+            counter_add(&s->deferred, 1);
+        } else if (now - cx->defer_since >= s->cfg.defer_timeout_ms) {
+            /* deferred too long: it blocks every request behind it */
+            v = PC_REJECT;
+            counter_add(&s->rejected[step >= 0 ? step : PC_STEP_CAPACITY], 1);
+        }
+    }
+    if (v != PC_DEFER) cx->defer_since = 0;
+    cx->verdict = v;
+    cx->step = step;
+    cx->reserved = v == PC_ACCEPT;
+    if (!pre) return CF_ACCEPT;
+    return v == PC_ACCEPT ? CF_ACCEPT : v == PC_REJECT ? CF_REJECT : CF_DEFER;
+}
+
+/* ---- after WSAAccept -------------------------------------------------------------------- */
+
+/* Post-handshake: apply the verdict to an established connection. Returns
+ * 1 if fd may be handed to the workers (a slot is reserved), 0 if it was
+ * closed. */
+static int post_handshake_verdict(pc_server_t *s, listener_t *l, cond_ctx_t *cx, sock_t fd,
+                                  const struct sockaddr_storage *peer)
+{
+    pc_verdict_t v = cx->verdict;
+    int step = cx->step;
+    if (!cx->called) /* a stack that did not call the condition */
+        v = accept_decide(l, (const struct sockaddr *)peer, (struct sockaddr *)&l->addr, &step);
+    if (v == PC_DEFER) {
+        /* Hold this connection (and, with it, the backlog behind it) until
+         * the verdict changes or the deferral times out; then reject. */
+        uint64_t deadline = pc__now_ms() + s->cfg.defer_timeout_ms;
+        counter_add(&s->deferred, 1);
+        while (v == PC_DEFER && !atomic_load(&l->stopping)) {
+            uint64_t now = pc__now_ms();
+            if (now >= deadline) break;
+            if (step == PC_STEP_CAPACITY)
+                wait_capacity_until(s, l, deadline);
+            else
+                pc__sleep_ms(DEFER_RETRY_MS);
+            v = accept_decide(l, (const struct sockaddr *)peer, (struct sockaddr *)&l->addr,
+                              &step);
+        }
+        if (v == PC_DEFER) {
+            v = PC_REJECT;
+            counter_add(&s->rejected[step >= 0 ? step : PC_STEP_CAPACITY], 1);
+        }
+    }
+    if (v == PC_ACCEPT && atomic_load(&l->stopping)) {
+        give_back_slot(s);
+        v = PC_REJECT;
+    }
+    if (v != PC_ACCEPT) {
+        sock_close_reset(fd); /* the client sees a reset; never served */
+        return 0;
+    }
+    return 1;
+}
+
+/* Give an accepted socket (slot reserved) to the workers. */
+static void hand_off(pc_server_t *s, listener_t *l, sock_t fd,
+                     const struct sockaddr_storage *peer)
+{
+    int rc = sock_set_nonblock(fd); /* the shared code drains with non-blocking recv */
+    if (rc == 0) rc = conn_start_accepted(s, l, fd, peer, NULL);
+    if (rc < 0) {
+        give_back_slot(s);
+        counter_add(&s->accept_errors, 1);
+        sock_close_reset(fd);
+        return;
+    }
+    counter_add(&s->accepted, 1);
+}
+
+/* ---- the loop --------------------------------------------------------------------------- */
+
+void accept_thread_main(void *arg)
+{
+    listener_t *l = arg;
+    pc_server_t *s = l->srv;
+    int pre = l->mode == PC_ACCEPT_MODE_PRE_HANDSHAKE;
+    cond_ctx_t cx;
+    memset(&cx, 0, sizeof cx);
+    cx.l = l;
+    cx.none.ss_family = AF_UNSPEC;
+    unsigned backoff = 0, suppressed = 0;
+    uint64_t last_log = 0;
+
+    while (!atomic_load(&l->stopping)) {
+        /* Post-handshake: at capacity, leave connections in the backlog (as
+         * on Linux). Pre-handshake needs no such wait: the condition defers
+         * the request and we wait below, only when a request exists. */
+        if (!pre && s->cfg.at_capacity == PC_CAPACITY_DEFER &&
+            atomic_load(&s->active) >= s->cfg.max_connections) {
+            counter_add(&s->deferred, 1);
+            wait_capacity_until(s, l, pc__now_ms() + s->cfg.defer_timeout_ms);
+        }
+        sock_t lfd = listener_fd(l);
+        if (lfd == SOCK_INVALID || atomic_load(&l->stopping)) break;
+
+        struct sockaddr_storage peer;
+        int plen = (int)sizeof peer;
+        cx.called = 0;
+        cx.reserved = 0;
+        cx.verdict = PC_ACCEPT;
+        cx.step = -1;
+        SOCKET fd = WSAAccept(lfd, (struct sockaddr *)&peer, &plen, accept_condition,
+                              (DWORD_PTR)&cx);
+        if (fd == INVALID_SOCKET) {
+            int e = WSAGetLastError();
+            if (cx.reserved) { /* CF_ACCEPT, then the connection failed anyway */
+                give_back_slot(s);
+                cx.reserved = 0;
+            }
+            if (atomic_load(&l->stopping)) break;
+            if (e == WSAECONNREFUSED) { /* our CF_REJECT: counted by the pipeline */
+                backoff = 0;
+                continue;
+            }
+            if (e == WSATRY_AGAIN) { /* our CF_DEFER: the request stays queued */
+                uint64_t deadline = cx.defer_since + s->cfg.defer_timeout_ms;
+                if (cx.step == PC_STEP_CAPACITY && cx.defer_since)
+                    wait_capacity_until(s, l, deadline);
+                else
+                    pc__sleep_ms(DEFER_RETRY_MS);
+                continue;
+            }
+            if (e == WSAEACCES || e == WSAECONNRESET || e == WSAECONNABORTED ||
+                e == WSAENETDOWN || e == WSAETIMEDOUT) {
+                /* the request was withdrawn (or reset) before it completed */
+                cx.defer_since = 0;
+                continue;
+            }
+            /* WSAEMFILE, WSAENOBUFS, ...: keep serving, back off, log at a
+             * bounded rate */
+            counter_add(&s->accept_errors, 1);
+            uint64_t now = pc__now_ms();
+            if (now - last_log >= 1000) {
+                int pe = pc__from_win32((unsigned long)e);
+                PC_LOGW("WSAAccept failed: %s (WSA error %d; %u similar suppressed); backing off",
+                        pc_strerror(pe ? pe : PC_EUNKNOWN), e, suppressed);
+                last_log = now;
+                suppressed = 0;
+            } else {
+                suppressed++;
+            }
+            backoff = backoff ? (backoff * 2 > 1000 ? 1000 : backoff * 2) : 10;
+            pc__sleep_ms(backoff);
+            continue;
+        }
+        backoff = 0;
+        if (plen <= 0 || peer.ss_family == AF_UNSPEC) sock_peer_addr(fd, &peer);
+
+        if (pre) {
+            if (!cx.reserved) { /* a stack that skipped the condition: decide now */
+                int step = -1;
+                if (accept_decide(l, (struct sockaddr *)&peer, (struct sockaddr *)&l->addr,
+                                  &step) != PC_ACCEPT) {
+                    sock_close_reset(fd);
+                    continue;
+                }
+            }
+            cx.reserved = 0;
+            if (atomic_load(&l->stopping)) {
+                give_back_slot(s);
+                sock_close_reset(fd);
+                break;
+            }
+        } else {
+            int ok = post_handshake_verdict(s, l, &cx, fd, &peer);
+            cx.reserved = 0;
+            if (!ok) continue;
+        }
+        hand_off(s, l, fd, &peer);
+    }
+}

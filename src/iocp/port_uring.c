@@ -1,0 +1,954 @@
+/* io_uring backend: Linux's native completion port behind the seam.
+ *
+ * One ring per queue, created in port_open with IORING_SETUP_R_DISABLED and
+ * enabled by the queue's worker on its first port_wait, so that the worker
+ * becomes the ring's single issuer (IORING_SETUP_SINGLE_ISSUER +
+ * DEFER_TASKRUN, falling back to COOP_TASKRUN and then to a plain ring on
+ * older kernels). Every SQE a worker prepares during a batch of callbacks is
+ * submitted by the next port_wait in the same io_uring_enter that waits for
+ * completions: one system call per loop iteration in the steady state.
+ *
+ * Receiving, two modes (docs/uring.md has the measurements):
+ * - multishot (default when the kernel takes a provided-buffer ring): one
+ *   multishot recv per socket picks buffers from the queue's buffer ring.
+ *   Received buffers queue per socket (in kernel order) and are handed to
+ *   the shared code one per port_recv completion (completion.data/bytes);
+ *   port_recv_done gives them back. A socket whose reader is paused holds at
+ *   most UR_RX_HIGH buffers: then its multishot is cancelled and re-armed
+ *   when the reader catches up. When the buffer ring is empty the kernel
+ *   ends the multishot with ENOBUFS; that becomes a "readable" completion
+ *   (data NULL, bytes 0) and the shared code reads into its own buffer, so
+ *   buffer exhaustion costs speed, never correctness.
+ * - poll: IORING_OP_POLL_ADD(POLLIN) as the zero-byte read of the seam.
+ *
+ * Sends: IORING_OP_SEND (one buffer) or SENDMSG (gather list) with
+ * MSG_WAITALL, so the kernel itself retries short writes; a short result is
+ * still resubmitted for the rest. Cancellation: ASYNC_CANCEL by user_data,
+ * i.e. exactly that operation. Posts from other threads: a mutex-protected
+ * list plus an eventfd with a pending IORING_OP_READ on the ring (the
+ * poster may be a thread without a ring, so IORING_OP_MSG_RING alone would
+ * not do); a post from the worker itself goes to the local ready list.
+ *
+ * user_data carries a pointer with a 3-bit tag: an op_t (UD_OP), a socket's
+ * receive state urx_t (UD_RX), the queue's wake-up read (UD_WAKE), or a
+ * cancel request whose result is ignored (UD_IGNORE). While an op is in the
+ * kernel, op->next points at its port_sock_t. */
+#include "port.h"
+
+#include <errno.h>
+#include <liburing.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core/alloc.h"
+#include "core/errno_map.h"
+#include "core/log.h"
+#include "core/thread.h"
+
+#define UR_SQ_ENTRIES 256
+#define UR_CQ_ENTRIES 4096
+#define UR_BUF_COUNT  256u         /* provided buffers per queue (power of two) */
+#define UR_BUF_SIZE   (16u << 10)  /* bytes per provided buffer */
+#define UR_BGID       0            /* buffer group id (one per ring) */
+#define UR_RX_HIGH    8            /* buffers a paused socket may hold */
+#define UR_RX_CHUNK   128          /* urx_t allocated together */
+#define UR_SEND_FLAGS (MSG_NOSIGNAL | MSG_WAITALL)
+
+enum { UD_OP = 0, UD_RX = 1, UD_WAKE = 2, UD_IGNORE = 3, UD_MASK = 7 };
+
+/* port_sock_t.bflags */
+enum {
+    UR_ATTACHED = 1u << 0,
+    UR_RD_KERNEL = 1u << 1, /* s->rd is a POLL_ADD in the kernel (poll mode) */
+};
+
+enum { RECV_POLL = 0, RECV_MULTISHOT = 1 };
+
+/* Receive state of one socket. Owned by the queue, not by the connection:
+ * a multishot recv may still be in the kernel after the socket is detached
+ * and its connection reused, so its CQEs must not point at the connection.
+ * Orphaned (s == NULL) until the multishot's final CQE, then recycled. */
+typedef struct urx_s {
+    port_sock_t *s;
+    uint32_t prep_gen;  /* q->gen when an SQE naming the fd was last prepared */
+    int32_t head, tail; /* received buffers (bids) not yet handed over */
+    uint16_t count;
+    uint8_t armed;      /* a multishot recv is in the kernel */
+    uint8_t stopping;   /* its cancellation is queued */
+    uint8_t term;       /* a final result waits behind the buffers */
+    int term_status;    /* 0: readable/EOF (the shared code reads); < 0: error */
+    struct urx_s *next_free;
+} urx_t;
+
+typedef struct urx_chunk_s {
+    struct urx_chunk_s *next;
+    urx_t rx[UR_RX_CHUNK];
+} urx_chunk_t;
+
+/* Per SQE slot, valid until the SQE is submitted (IORING_FEAT_SUBMIT_STABLE:
+ * the kernel has copied what it needs by then). */
+typedef union ur_side_u {
+    struct msghdr mh;
+    struct sockaddr_storage ss;
+} ur_side_t;
+
+typedef struct urq_s {
+    struct io_uring ring;
+    int ring_ok;
+    int enabled;
+    unsigned setup_flags;
+    uint32_t gen; /* bumped whenever the SQ ring has been emptied by a submit */
+    ur_side_t *side;
+    int evfd;
+    uint64_t evbuf;
+    int wake_armed;
+    atomic_int wake_pending;
+    pc_mutex_t lock;
+    op_t *posted_head, *posted_tail; /* under lock */
+    op_t *ready_head, *ready_tail;   /* owner thread only */
+    int recv_mode;
+    /* provided buffers: [ring | buffers] in one mapping */
+    void *map;
+    size_t map_len;
+    struct io_uring_buf_ring *br;
+    char *bufs;
+    int32_t *bnext; /* per-bid link of the per-socket FIFOs */
+    uint32_t *blen;
+    urx_t *rx_free;
+    urx_chunk_t *rx_chunks;
+} urq_t;
+
+typedef struct port_uring_s {
+    port_t base;
+    urq_t *qs;
+} port_uring_t;
+
+static PC_THREAD_LOCAL urq_t *tls_q;
+
+static int ur_err(int res)
+{
+    return pc__from_errno(-res);
+}
+
+static int env_flag(const char *name)
+{
+    const char *e = getenv(name);
+    return e && *e && strcmp(e, "0") != 0;
+}
+
+/* ---- queue helpers ------------------------------------------------------------ */
+
+static urq_t *sock_q(port_t *p, port_sock_t *s)
+{
+    return &((port_uring_t *)p)->qs[s->q];
+}
+
+static void ready_push(urq_t *q, op_t *op, int status, size_t bytes, void *data)
+{
+    op->res_status = status;
+    op->res_bytes = bytes;
+    op->res_data = data;
+    op->next = NULL;
+    if (q->ready_tail)
+        q->ready_tail->next = op;
+    else
+        q->ready_head = op;
+    q->ready_tail = op;
+}
+
+static void ur_submit(urq_t *q)
+{
+    int rc;
+    do {
+        rc = io_uring_submit(&q->ring);
+    } while (rc == -EINTR);
+    if (rc < 0 && rc != -EAGAIN && rc != -EBUSY)
+        PC_LOGE("io_uring: submit failed: %s", pc_strerror(ur_err(rc)));
+    if (io_uring_sq_ready(&q->ring) == 0) q->gen++;
+}
+
+/* An SQE; when the SQ ring is full, what is queued is submitted first.
+ * NULL only when the kernel refuses submissions. */
+static struct io_uring_sqe *ur_sqe(urq_t *q)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&q->ring);
+    if (!sqe) {
+        ur_submit(q);
+        sqe = io_uring_get_sqe(&q->ring);
+    }
+    return sqe;
+}
+
+static ur_side_t *ur_side(urq_t *q, const struct io_uring_sqe *sqe)
+{
+    return &q->side[sqe - q->ring.sq.sqes];
+}
+
+static void ur_set_data(struct io_uring_sqe *sqe, void *ptr, unsigned tag)
+{
+    io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)ptr | tag);
+}
+
+/* Cancel whatever carries user_data (ptr | tag); the result is ignored. */
+static int ur_cancel_ud(urq_t *q, void *ptr, unsigned tag)
+{
+    struct io_uring_sqe *sqe = ur_sqe(q);
+    if (!sqe) return PC_ENOMEM;
+    io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)ptr | tag, 0);
+    io_uring_sqe_set_data64(sqe, UD_IGNORE);
+    sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+    return 0;
+}
+
+/* ---- provided buffers and per-socket receive state ---------------------------- */
+
+static char *buf_addr(urq_t *q, unsigned bid)
+{
+    return q->bufs + (size_t)bid * UR_BUF_SIZE;
+}
+
+static void buf_recycle(urq_t *q, unsigned bid)
+{
+    io_uring_buf_ring_add(q->br, buf_addr(q, bid), UR_BUF_SIZE, (unsigned short)bid,
+                          io_uring_buf_ring_mask(UR_BUF_COUNT), 0);
+    io_uring_buf_ring_advance(q->br, 1);
+}
+
+static urx_t *rx_alloc(urq_t *q)
+{
+    if (!q->rx_free) {
+        urx_chunk_t *ch = pc__malloc(sizeof *ch);
+        if (!ch) return NULL;
+        ch->next = q->rx_chunks;
+        q->rx_chunks = ch;
+        for (int i = UR_RX_CHUNK; i-- > 0;) {
+            ch->rx[i].next_free = q->rx_free;
+            q->rx_free = &ch->rx[i];
+        }
+    }
+    urx_t *rx = q->rx_free;
+    q->rx_free = rx->next_free;
+    memset(rx, 0, sizeof *rx);
+    rx->head = rx->tail = -1;
+    rx->prep_gen = q->gen - 1;
+    return rx;
+}
+
+static void rx_drop_buffers(urq_t *q, urx_t *rx)
+{
+    while (rx->head >= 0) {
+        int32_t bid = rx->head;
+        rx->head = q->bnext[bid];
+        buf_recycle(q, (unsigned)bid);
+    }
+    rx->tail = -1;
+    rx->count = 0;
+}
+
+static void rx_free(urq_t *q, urx_t *rx)
+{
+    rx_drop_buffers(q, rx);
+    rx->next_free = q->rx_free;
+    q->rx_free = rx;
+}
+
+static int rx_arm(urq_t *q, urx_t *rx, port_sock_t *s)
+{
+    struct io_uring_sqe *sqe = ur_sqe(q);
+    if (!sqe) return PC_ENOMEM;
+    io_uring_prep_recv_multishot(sqe, s->fd, NULL, 0, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = UR_BGID;
+    ur_set_data(sqe, rx, UD_RX);
+    rx->armed = 1;
+    rx->stopping = 0;
+    rx->prep_gen = q->gen;
+    return 0;
+}
+
+/* s->rd waits: hand it the oldest buffer, else the final result, else make
+ * sure a multishot recv is armed. */
+static void rx_deliver(urq_t *q, urx_t *rx, port_sock_t *s)
+{
+    op_t *op = s->rd;
+    if (rx->count) {
+        int32_t bid = rx->head;
+        rx->head = q->bnext[bid];
+        if (rx->head < 0) rx->tail = -1;
+        rx->count--;
+        s->rd = NULL;
+        ready_push(q, op, 0, q->blen[bid], buf_addr(q, (unsigned)bid));
+    } else if (rx->term) {
+        rx->term = 0;
+        s->rd = NULL;
+        ready_push(q, op, rx->term_status, 0, NULL);
+    } else if (!rx->armed) {
+        int rc = rx_arm(q, rx, s);
+        if (rc < 0) {
+            s->rd = NULL;
+            ready_push(q, op, rc, 0, NULL);
+        }
+    }
+}
+
+static void on_rx_cqe(urq_t *q, urx_t *rx, int res, unsigned flags)
+{
+    if (!(flags & IORING_CQE_F_MORE)) rx->armed = rx->stopping = 0;
+    if (res > 0 && (flags & IORING_CQE_F_BUFFER)) {
+        unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
+        if (!rx->s) {
+            buf_recycle(q, bid);
+        } else {
+            q->bnext[bid] = -1;
+            q->blen[bid] = (uint32_t)res;
+            if (rx->tail >= 0)
+                q->bnext[rx->tail] = (int32_t)bid;
+            else
+                rx->head = (int32_t)bid;
+            rx->tail = (int32_t)bid;
+            rx->count++;
+        }
+    } else if (res == -ECANCELED) {
+        /* ours: the reader paused, or the socket was detached */
+    } else if (res == -EINVAL && rx->s && q->recv_mode == RECV_MULTISHOT && !rx->count) {
+        /* a kernel without multishot recv: poll from now on */
+        PC_LOGW("io_uring: multishot recv refused (EINVAL); queue falls back to poll mode");
+        q->recv_mode = RECV_POLL;
+        rx->term = 1;
+        rx->term_status = 0;
+    } else if (res <= 0 && !(flags & IORING_CQE_F_MORE)) {
+        /* 0: EOF; ENOBUFS: out of buffers, data still in the socket. Either
+         * way the shared code reads the socket itself and sees which. */
+        rx->term = 1;
+        rx->term_status = (res == 0 || res == -ENOBUFS) ? 0 : ur_err(res);
+    }
+    if (!rx->s) {
+        if (!rx->armed) rx_free(q, rx);
+        return;
+    }
+    port_sock_t *s = rx->s;
+    if (s->rd)
+        rx_deliver(q, rx, s);
+    else if (rx->count >= UR_RX_HIGH && rx->armed && !rx->stopping &&
+             ur_cancel_ud(q, rx, UD_RX) == 0)
+        rx->stopping = 1;
+}
+
+/* ---- operations ------------------------------------------------------------------ */
+
+static int ur_attach(port_t *p, port_sock_t *s)
+{
+    urq_t *q = sock_q(p, s);
+    s->rd = s->wr = NULL;
+    s->bflags = 0;
+    urx_t *rx = rx_alloc(q);
+    if (!rx) return PC_ENOMEM;
+    rx->s = s;
+    s->bpriv = rx;
+    s->bflags = UR_ATTACHED;
+    return 0;
+}
+
+static int ur_recv(port_t *p, port_sock_t *s, op_t *op)
+{
+    urq_t *q = sock_q(p, s);
+    urx_t *rx = s->bpriv;
+    op->kind = OP_RECV;
+    op->busy = 1;
+    op->next = (op_t *)(void *)s;
+    s->rd = op;
+    if (q->recv_mode == RECV_MULTISHOT || rx->count || rx->term || rx->armed) {
+        rx_deliver(q, rx, s);
+        return 0;
+    }
+    struct io_uring_sqe *sqe = ur_sqe(q);
+    if (!sqe) {
+        s->rd = NULL;
+        op->busy = 0;
+        return PC_ENOMEM;
+    }
+    io_uring_prep_poll_add(sqe, s->fd, POLLIN);
+    ur_set_data(sqe, op, UD_OP);
+    s->bflags |= UR_RD_KERNEL;
+    rx->prep_gen = q->gen;
+    return 0;
+}
+
+static void ur_recv_done(port_t *p, port_sock_t *s, void *data)
+{
+    urq_t *q = sock_q(p, s);
+    size_t off = (size_t)((char *)data - q->bufs);
+    buf_recycle(q, (unsigned)(off / UR_BUF_SIZE));
+}
+
+static int prep_send(urq_t *q, port_sock_t *s, op_t *op)
+{
+    struct io_uring_sqe *sqe = ur_sqe(q);
+    if (!sqe) return PC_ENOMEM;
+    if (op->nbufs == 1) {
+        io_uring_prep_send(sqe, s->fd, op->bufs[0].base, op->bufs[0].len, UR_SEND_FLAGS);
+    } else {
+        struct msghdr *mh = &ur_side(q, sqe)->mh;
+        memset(mh, 0, sizeof *mh);
+        mh->msg_iov = (struct iovec *)(void *)op->bufs; /* pc_buf_t has the iovec layout */
+        mh->msg_iovlen = op->nbufs;
+        io_uring_prep_sendmsg(sqe, s->fd, mh, UR_SEND_FLAGS);
+    }
+    ur_set_data(sqe, op, UD_OP);
+    op->next = (op_t *)(void *)s;
+    ((urx_t *)s->bpriv)->prep_gen = q->gen;
+    return 0;
+}
+
+static int ur_send(port_t *p, port_sock_t *s, op_t *op, pc_buf_t *bufs, unsigned n)
+{
+    urq_t *q = sock_q(p, s);
+    op->kind = OP_SEND;
+    op->busy = 1;
+    op->bufs = bufs;
+    op->nbufs = n;
+    op->res_bytes = 0;
+    while (op->nbufs > 0 && op->bufs[0].len == 0) {
+        op->bufs++;
+        op->nbufs--;
+    }
+    if (op->nbufs == 0) {
+        ready_push(q, op, 0, 0, NULL);
+        return 0;
+    }
+    int rc = prep_send(q, s, op);
+    if (rc < 0) {
+        op->busy = 0;
+        return rc;
+    }
+    s->wr = op;
+    return 0;
+}
+
+static int ur_connect(port_t *p, port_sock_t *s, op_t *op, const struct sockaddr *sa,
+                      socklen_t len)
+{
+    urq_t *q = sock_q(p, s);
+    if (len > (socklen_t)sizeof(struct sockaddr_storage)) return PC_EINVAL;
+    struct io_uring_sqe *sqe = ur_sqe(q);
+    if (!sqe) return PC_ENOMEM;
+    struct sockaddr_storage *ss = &ur_side(q, sqe)->ss;
+    memcpy(ss, sa, len);
+    op->kind = OP_CONNECT;
+    op->busy = 1;
+    op->res_bytes = 0;
+    op->next = (op_t *)(void *)s;
+    io_uring_prep_connect(sqe, s->fd, (struct sockaddr *)ss, len);
+    ur_set_data(sqe, op, UD_OP);
+    ((urx_t *)s->bpriv)->prep_gen = q->gen;
+    s->wr = op;
+    return 0;
+}
+
+static void on_send_cqe(urq_t *q, port_sock_t *s, op_t *op, int res)
+{
+    if (res < 0) {
+        s->wr = NULL;
+        ready_push(q, op, ur_err(res), op->res_bytes, NULL);
+        return;
+    }
+    size_t left = (size_t)res;
+    op->res_bytes += left;
+    while (op->nbufs > 0 && left >= op->bufs[0].len) {
+        left -= op->bufs[0].len;
+        op->bufs++;
+        op->nbufs--;
+    }
+    if (op->nbufs > 0 && left) {
+        op->bufs[0].base = (char *)op->bufs[0].base + left;
+        op->bufs[0].len -= left;
+    }
+    if (op->nbufs == 0) {
+        s->wr = NULL;
+        ready_push(q, op, 0, op->res_bytes, NULL);
+    } else if (res == 0 || !(s->bflags & UR_ATTACHED)) {
+        s->wr = NULL;
+        ready_push(q, op, res == 0 ? PC_EIO : PC_ECANCELED, op->res_bytes, NULL);
+    } else {
+        int rc = prep_send(q, s, op); /* short write: send the rest */
+        if (rc < 0) {
+            s->wr = NULL;
+            ready_push(q, op, rc, op->res_bytes, NULL);
+        }
+    }
+}
+
+static void on_op_cqe(urq_t *q, op_t *op, int res)
+{
+    port_sock_t *s = (port_sock_t *)(void *)op->next;
+    switch (op->kind) {
+    case OP_RECV: /* poll mode: readable (res = poll mask) or an error */
+        if (s->rd == op) {
+            s->rd = NULL;
+            s->bflags &= ~(uint32_t)UR_RD_KERNEL;
+        }
+        ready_push(q, op, res < 0 ? ur_err(res) : 0, 0, NULL);
+        break;
+    case OP_SEND:
+        on_send_cqe(q, s, op, res);
+        break;
+    case OP_CONNECT:
+        if (s->wr == op) s->wr = NULL;
+        ready_push(q, op, res < 0 ? ur_err(res) : 0, 0, NULL);
+        break;
+    default:
+        PC_LOGE("io_uring: completion for an op of kind %d", op->kind);
+        break;
+    }
+}
+
+static int ur_cancel(port_t *p, port_sock_t *s, op_t *op)
+{
+    urq_t *q = sock_q(p, s);
+    if (op == s->rd && !(s->bflags & UR_RD_KERNEL)) { /* waiting for buffers: ours */
+        s->rd = NULL;
+        ready_push(q, op, PC_ECANCELED, 0, NULL);
+        return 0;
+    }
+    if (op == s->rd || op == s->wr) return ur_cancel_ud(q, op, UD_OP);
+    return 0;
+}
+
+static void ur_detach(port_t *p, port_sock_t *s)
+{
+    urq_t *q = sock_q(p, s);
+    urx_t *rx = s->bpriv;
+    s->bflags &= ~(uint32_t)UR_ATTACHED;
+    if (s->rd) {
+        if (s->bflags & UR_RD_KERNEL) {
+            ur_cancel_ud(q, s->rd, UD_OP); /* completes through its own CQE */
+        } else {
+            ready_push(q, s->rd, PC_ECANCELED, 0, NULL);
+            s->rd = NULL;
+        }
+    }
+    if (s->wr) ur_cancel_ud(q, s->wr, UD_OP);
+    if (!rx) return;
+    s->bpriv = NULL;
+    rx_drop_buffers(q, rx);
+    rx->term = 0;
+    rx->s = NULL;
+    if (rx->armed && !rx->stopping && ur_cancel_ud(q, rx, UD_RX) == 0) rx->stopping = 1;
+    /* The caller closes the fd when we return: an SQE naming it must reach
+     * the kernel first, or it would name a closed (or reused) descriptor.
+     * Submitted requests hold the file itself and only need cancelling. */
+    if (rx->prep_gen == q->gen && io_uring_sq_ready(&q->ring)) ur_submit(q);
+    if (!rx->armed) rx_free(q, rx);
+}
+
+/* ---- posts and the wake-up read ------------------------------------------------ */
+
+static void arm_wake(urq_t *q)
+{
+    struct io_uring_sqe *sqe = ur_sqe(q);
+    if (!sqe) return; /* retried by the next port_wait */
+    io_uring_prep_read(sqe, q->evfd, &q->evbuf, sizeof q->evbuf, 0);
+    ur_set_data(sqe, q, UD_WAKE);
+    q->wake_armed = 1;
+}
+
+static void take_posted(urq_t *q)
+{
+    pc__mutex_lock(&q->lock);
+    op_t *h = q->posted_head;
+    q->posted_head = q->posted_tail = NULL;
+    pc__mutex_unlock(&q->lock);
+    while (h) {
+        op_t *n = h->next;
+        ready_push(q, h, 0, 0, NULL);
+        h = n;
+    }
+}
+
+static void on_wake(urq_t *q, int res)
+{
+    q->wake_armed = 0;
+    atomic_store(&q->wake_pending, 0); /* before taking: see ur_post */
+    take_posted(q);
+    if (res > 0 || res == -EINTR || res == -EAGAIN)
+        arm_wake(q);
+    else if (res != -ECANCELED)
+        PC_LOGE("io_uring: wake-up read failed: %s", pc_strerror(ur_err(res)));
+}
+
+static int ur_post(port_t *p, int qi, op_t *op)
+{
+    urq_t *q = &((port_uring_t *)p)->qs[qi];
+    op->kind = OP_POST;
+    op->busy = 1;
+    if (tls_q == q) { /* the worker posting to itself: no lock, no system call */
+        ready_push(q, op, 0, 0, NULL);
+        return 0;
+    }
+    op->next = NULL;
+    pc__mutex_lock(&q->lock);
+    if (q->posted_tail)
+        q->posted_tail->next = op;
+    else
+        q->posted_head = op;
+    q->posted_tail = op;
+    pc__mutex_unlock(&q->lock);
+    /* One eventfd write per wake-up: the worker clears wake_pending before
+     * it takes the list, so a post it misses always writes again. */
+    if (atomic_exchange(&q->wake_pending, 1) == 0) {
+        uint64_t one = 1;
+        ssize_t w;
+        do {
+            w = write(q->evfd, &one, sizeof one);
+        } while (w < 0 && errno == EINTR);
+    }
+    return 0;
+}
+
+/* ---- waiting ---------------------------------------------------------------------- */
+
+/* First port_wait of a queue, on its worker: enable the ring so that this
+ * thread is its single issuer, and arm the wake-up read. */
+static int ur_enable(urq_t *q)
+{
+    if (q->setup_flags & IORING_SETUP_R_DISABLED) {
+        int rc = io_uring_register(q->ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0);
+        if (rc < 0) {
+            PC_LOGE("io_uring: enabling the ring failed: %s", pc_strerror(ur_err(rc)));
+            return ur_err(rc);
+        }
+    }
+    /* saves a file-table lookup per io_uring_enter; optional */
+    (void)io_uring_register_ring_fd(&q->ring);
+    q->enabled = 1;
+    arm_wake(q);
+    return 0;
+}
+
+/* Is an io_uring_enter needed to make progress without waiting? */
+static int ur_need_enter(urq_t *q)
+{
+    if (io_uring_sq_ready(&q->ring)) return 1;
+    unsigned f = IO_URING_READ_ONCE(*q->ring.sq.kflags);
+    if (f & IORING_SQ_CQ_OVERFLOW) return 1;
+    if (q->setup_flags & IORING_SETUP_TASKRUN_FLAG) return (f & IORING_SQ_TASKRUN) != 0;
+    return (q->setup_flags & IORING_SETUP_DEFER_TASKRUN) != 0;
+}
+
+static void harvest(urq_t *q)
+{
+    struct io_uring_cqe *cqe;
+    unsigned head, n = 0;
+    io_uring_for_each_cqe(&q->ring, head, cqe)
+    {
+        uint64_t ud = cqe->user_data;
+        void *ptr = (void *)(uintptr_t)(ud & ~(uint64_t)UD_MASK);
+        switch (ud & UD_MASK) {
+        case UD_OP:
+            on_op_cqe(q, ptr, cqe->res);
+            break;
+        case UD_RX:
+            on_rx_cqe(q, ptr, cqe->res, cqe->flags);
+            break;
+        case UD_WAKE:
+            on_wake(q, cqe->res);
+            break;
+        default:
+            break;
+        }
+        n++;
+    }
+    io_uring_cq_advance(&q->ring, n);
+}
+
+static int ur_wait(port_t *p, int qi, completion_t *out, int max, int timeout_ms)
+{
+    urq_t *q = &((port_uring_t *)p)->qs[qi];
+    if (!q->enabled) {
+        int rc = ur_enable(q);
+        if (rc < 0) return rc;
+    }
+    tls_q = q;
+    if (!q->wake_armed) arm_wake(q);
+    int rc = 0;
+    if (q->ready_head || timeout_ms == 0) {
+        if (ur_need_enter(q)) rc = io_uring_submit_and_get_events(&q->ring);
+    } else {
+        struct __kernel_timespec ts, *tsp = NULL;
+        struct io_uring_cqe *cqe;
+        if (timeout_ms > 0) {
+            ts.tv_sec = timeout_ms / 1000;
+            ts.tv_nsec = (long long)(timeout_ms % 1000) * 1000000;
+            tsp = &ts;
+        }
+        rc = io_uring_submit_and_wait_timeout(&q->ring, &cqe, 1, tsp, NULL);
+    }
+    if (io_uring_sq_ready(&q->ring) == 0) q->gen++;
+    if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
+        return ur_err(rc);
+    harvest(q);
+    int k = 0;
+    while (k < max && q->ready_head) {
+        op_t *op = q->ready_head;
+        q->ready_head = op->next;
+        if (!q->ready_head) q->ready_tail = NULL;
+        op->busy = 0;
+        out[k].op = op;
+        out[k].status = op->res_status;
+        out[k].bytes = op->res_bytes;
+        out[k].data = op->res_data;
+        k++;
+    }
+    return k;
+}
+
+/* ---- setup and teardown -------------------------------------------------------------- */
+
+static void ur_close(port_t *p)
+{
+    port_uring_t *ur = (port_uring_t *)p;
+    for (int i = 0; i < p->nqueues; i++) {
+        urq_t *q = &ur->qs[i];
+        /* Closing the ring cancels what is still in the kernel; only then
+         * may the memory those requests name go away. */
+        if (q->ring_ok) io_uring_queue_exit(&q->ring);
+        if (q->evfd >= 0) close(q->evfd);
+        if (q->map) munmap(q->map, q->map_len);
+        pc__free(q->bnext);
+        pc__free(q->blen);
+        pc__free(q->side);
+        while (q->rx_chunks) {
+            urx_chunk_t *n = q->rx_chunks->next;
+            pc__free(q->rx_chunks);
+            q->rx_chunks = n;
+        }
+        pc__mutex_destroy(&q->lock);
+    }
+    pc__free(ur->qs);
+    pc__free(ur);
+}
+
+static const port_vtbl_t ur_vtbl = {
+    .name = "io_uring",
+    .id = PC_BACKEND_URING,
+    .close = ur_close,
+    .attach = ur_attach,
+    .recv = ur_recv,
+    .recv_done = ur_recv_done,
+    .send = ur_send,
+    .connect = ur_connect,
+    .cancel = ur_cancel,
+    .detach = ur_detach,
+    .post = ur_post,
+    .wait = ur_wait,
+};
+
+/* Ring set-ups from best to most compatible. DEFER_TASKRUN runs completion
+ * work only when the worker asks for completions, so it never interrupts the
+ * worker's other system calls; both it and SINGLE_ISSUER need the worker to
+ * be the only thread that submits, hence R_DISABLED until its first wait. */
+static const unsigned ur_setups[] = {
+    IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG |
+        IORING_SETUP_R_DISABLED,
+    IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG |
+        IORING_SETUP_R_DISABLED,
+    IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
+    0,
+};
+
+static int ring_init(urq_t *q, unsigned first)
+{
+    int rc = -EINVAL;
+    for (unsigned i = first; i < sizeof ur_setups / sizeof ur_setups[0]; i++) {
+        struct io_uring_params prm;
+        memset(&prm, 0, sizeof prm);
+        prm.flags = ur_setups[i] | IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL;
+        prm.cq_entries = UR_CQ_ENTRIES;
+        rc = io_uring_queue_init_params(UR_SQ_ENTRIES, &q->ring, &prm);
+        if (rc == -EINVAL) { /* older kernel: try without the optional flags */
+            prm.flags = ur_setups[i];
+            rc = io_uring_queue_init_params(UR_SQ_ENTRIES, &q->ring, &prm);
+        }
+        if (rc == 0) {
+            q->setup_flags = prm.flags;
+            q->ring_ok = 1;
+            return 0;
+        }
+        if (rc != -EINVAL) break; /* EPERM, ENOMEM, ...: flags do not help */
+    }
+    /* The kernel's ENOMEM here is its locked-memory limit for rings (before
+     * 5.12), not our heap: report io_uring as unavailable so AUTO uses epoll. */
+    return rc == -ENOMEM ? PC_ENOBUFS : ur_err(rc);
+}
+
+/* The queue's provided-buffer ring. PC_ENOMEM is fatal; anything else
+ * leaves this queue receiving with poll. */
+static int bufs_init(urq_t *q)
+{
+    q->bnext = pc__malloc(UR_BUF_COUNT * sizeof *q->bnext);
+    q->blen = pc__malloc(UR_BUF_COUNT * sizeof *q->blen);
+    if (!q->bnext || !q->blen) return PC_ENOMEM;
+    size_t ring_len = UR_BUF_COUNT * sizeof(struct io_uring_buf);
+    ring_len = (ring_len + 4095) & ~(size_t)4095;
+    size_t len = ring_len + (size_t)UR_BUF_COUNT * UR_BUF_SIZE;
+    /* mmap, not the allocator: the ring must be page-aligned, and after the
+     * ring is torn down the kernel must never write into memory that was
+     * handed back to a heap. Pages are committed as buffers are first used. */
+    void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return PC_ENOBUFS;
+    struct io_uring_buf_reg reg;
+    memset(&reg, 0, sizeof reg);
+    reg.ring_addr = (uint64_t)(uintptr_t)m;
+    reg.ring_entries = UR_BUF_COUNT;
+    reg.bgid = UR_BGID;
+    int rc = io_uring_register_buf_ring(&q->ring, &reg, 0);
+    if (rc < 0) {
+        munmap(m, len);
+        return rc == -ENOMEM ? PC_ENOBUFS : ur_err(rc);
+    }
+    q->map = m;
+    q->map_len = len;
+    q->br = m;
+    q->bufs = (char *)m + ring_len;
+    io_uring_buf_ring_init(q->br);
+    for (unsigned i = 0; i < UR_BUF_COUNT; i++)
+        io_uring_buf_ring_add(q->br, buf_addr(q, i), UR_BUF_SIZE, (unsigned short)i,
+                              io_uring_buf_ring_mask(UR_BUF_COUNT), (int)i);
+    io_uring_buf_ring_advance(q->br, UR_BUF_COUNT);
+    return 0;
+}
+
+int port_uring_open(port_t **out, int nqueues)
+{
+    int rc = port_uring_probe();
+    if (rc < 0) return rc;
+    port_uring_t *ur = pc__calloc(1, sizeof *ur);
+    if (!ur) return PC_ENOMEM;
+    ur->qs = pc__calloc((size_t)nqueues, sizeof *ur->qs);
+    if (!ur->qs) {
+        pc__free(ur);
+        return PC_ENOMEM;
+    }
+    ur->base.vt = &ur_vtbl;
+    ur->base.nqueues = nqueues;
+    ur->base.single_owner = 1;
+
+    const char *mode = getenv("PORTCULLIS_URING_RECV");
+    int want_multishot = !(mode && strcmp(mode, "poll") == 0);
+    const char *tr = getenv("PORTCULLIS_URING_TASKRUN");
+    unsigned first = 0;
+    if (tr && strcmp(tr, "coop") == 0) first = 1;
+    if (tr && strcmp(tr, "plain") == 0) first = 3;
+
+    for (int i = 0; i < nqueues; i++) {
+        urq_t *q = &ur->qs[i];
+        q->evfd = -1;
+        pc__mutex_init(&q->lock);
+    }
+    int nbuf_fail = 0;
+    for (int i = 0; i < nqueues; i++) {
+        urq_t *q = &ur->qs[i];
+        /* blocking eventfd: io_uring polls it instead of failing with EAGAIN */
+        q->evfd = eventfd(0, EFD_CLOEXEC);
+        if (q->evfd < 0) {
+            rc = sock_last_error();
+            goto fail;
+        }
+        rc = ring_init(q, first);
+        if (rc < 0) goto fail;
+        q->side = pc__calloc(q->ring.sq.ring_entries, sizeof *q->side);
+        if (!q->side) {
+            rc = PC_ENOMEM;
+            goto fail;
+        }
+        q->recv_mode = RECV_POLL;
+        if (want_multishot) {
+            rc = bufs_init(q);
+            if (rc == 0)
+                q->recv_mode = RECV_MULTISHOT;
+            else if (rc == PC_ENOMEM)
+                goto fail;
+            else
+                nbuf_fail = rc;
+        }
+    }
+    if (nbuf_fail)
+        PC_LOGI("io_uring: provided-buffer rings refused (%s); receiving with poll",
+                pc_strerror(nbuf_fail));
+    ur->base.recv_data = want_multishot && !nbuf_fail;
+    PC_LOGD("io_uring: %d rings, setup flags 0x%x, receive mode %s", nqueues,
+            ur->qs[0].setup_flags, ur->base.recv_data ? "multishot" : "poll");
+    *out = &ur->base;
+    return 0;
+fail:
+    PC_LOGW("io_uring: opening the rings failed: %s", pc_strerror(rc));
+    ur_close(&ur->base);
+    return rc;
+}
+
+/* ---- the probe ------------------------------------------------------------------- */
+
+int port_uring_probe(void)
+{
+    /* Test seam: behave as on a kernel without io_uring. */
+    if (env_flag("PORTCULLIS_URING_PROBE_FAIL")) {
+        PC_LOGI("io_uring probe: failing on request (PORTCULLIS_URING_PROBE_FAIL)");
+        return PC_ENOSYS;
+    }
+    struct io_uring ring;
+    struct io_uring_params prm;
+    memset(&prm, 0, sizeof prm);
+    int rc = io_uring_queue_init_params(4, &ring, &prm);
+    if (rc < 0) {
+        /* ENOSYS: no io_uring; EPERM: kernel.io_uring_disabled or seccomp
+         * (which may also say ENOSYS); EACCES is counted as EPERM */
+        int e = (rc == -EACCES) ? PC_EPERM : ur_err(rc);
+        if (e != PC_EPERM && e != PC_ENOMEM) e = PC_ENOSYS;
+        PC_LOGI("io_uring probe: io_uring_setup failed: %s", pc_strerror(ur_err(rc)));
+        return e;
+    }
+    static const struct {
+        unsigned feat;
+        const char *name;
+    } feats[] = {
+        {IORING_FEAT_NODROP, "IORING_FEAT_NODROP"},
+        {IORING_FEAT_SUBMIT_STABLE, "IORING_FEAT_SUBMIT_STABLE"},
+        {IORING_FEAT_FAST_POLL, "IORING_FEAT_FAST_POLL"},
+        {IORING_FEAT_CQE_SKIP, "IORING_FEAT_CQE_SKIP"},
+    };
+    static const struct {
+        int op;
+        const char *name;
+    } ops[] = {
+        {IORING_OP_POLL_ADD, "POLL_ADD"}, {IORING_OP_SEND, "SEND"},
+        {IORING_OP_SENDMSG, "SENDMSG"},   {IORING_OP_RECV, "RECV"},
+        {IORING_OP_CONNECT, "CONNECT"},   {IORING_OP_ASYNC_CANCEL, "ASYNC_CANCEL"},
+        {IORING_OP_READ, "READ"},
+    };
+    rc = 0;
+    for (size_t i = 0; i < sizeof feats / sizeof feats[0] && !rc; i++) {
+        if (!(prm.features & feats[i].feat)) {
+            PC_LOGI("io_uring probe: the kernel lacks %s", feats[i].name);
+            rc = PC_ENOSYS;
+        }
+    }
+    struct io_uring_probe *pr = rc ? NULL : io_uring_get_probe_ring(&ring);
+    if (!rc && !pr) {
+        PC_LOGI("io_uring probe: IORING_REGISTER_PROBE failed");
+        rc = PC_ENOSYS;
+    }
+    for (size_t i = 0; pr && i < sizeof ops / sizeof ops[0] && !rc; i++) {
+        if (!io_uring_opcode_supported(pr, ops[i].op)) {
+            PC_LOGI("io_uring probe: the kernel lacks IORING_OP_%s", ops[i].name);
+            rc = PC_ENOSYS;
+        }
+    }
+    if (pr) io_uring_free_probe(pr);
+    io_uring_queue_exit(&ring);
+    return rc;
+}
