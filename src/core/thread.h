@@ -14,7 +14,11 @@
 typedef HANDLE pc_thread_t;
 typedef SRWLOCK pc_mutex_t;
 typedef CONDITION_VARIABLE pc_cond_t;
+#if defined(_MSC_VER)
 #define PC_THREAD_LOCAL __declspec(thread)
+#else /* mingw-w64 gcc ignores __declspec(thread) (a plain global!); C11 works */
+#define PC_THREAD_LOCAL _Thread_local
+#endif
 #else
 #include <pthread.h>
 typedef pthread_t pc_thread_t;

@@ -1,0 +1,117 @@
+/*
+ * portcullis — accept rule sets (part of the public API; included by
+ * portcullis.h, may also be included alone).
+ *
+ * A rule set is a list of allow/deny rules over IPv4 and IPv6 prefixes,
+ * compiled into longest-prefix-match tables. The accept pipeline looks up
+ * each peer address: the longest matching prefix decides (deny rejects the
+ * connection; allow lets it through, optionally exempt from the per-source
+ * limits); an address no rule matches is allowed.
+ *
+ * TEXT FORMAT (one rule per line)
+ *
+ *     # comment                     whole-line comments, blank lines ignored
+ *     deny  10.0.0.0/8              IPv4 prefix
+ *     allow 10.1.0.0/16  # note     trailing comments
+ *     deny  192.0.2.7               no length: a single host (/32, /128)
+ *     deny  2001:db8::/32           IPv6 prefix (RFC 4291 text forms)
+ *
+ * Parsing is strict; any of these refuses the whole text:
+ *   - an action other than "allow" or "deny" (lowercase);
+ *   - a malformed address: IPv4 parts must be 0..255 without leading zeros
+ *     (010 is octal to some parsers), exactly four parts; IPv6 one "::" at
+ *     most, 1-4 hex digits per group, no zone index; no host names (no DNS);
+ *   - a length out of range (IPv4 0..32, IPv6 0..128) or with a leading zero;
+ *   - host bits set beyond the length ("10.0.0.1/8");
+ *   - an IPv4-mapped IPv6 prefix (::ffff:0:0/96 or longer): mapped peers are
+ *     matched as IPv4, so such a rule could never match — write it as IPv4;
+ *   - the same prefix twice (whatever the actions), naming the first line;
+ *   - anything but a comment after the address.
+ * The message names the first offending line: "FILE:LINE: what is wrong".
+ *
+ * THREADS AND LIFETIME
+ *
+ * Loading and freeing run on any thread. A loaded set is immutable apart from
+ * its hit counters; pc_rules_count, pc_rules_get and pc_rules_match may be
+ * called from any number of threads at once. While a rule set exists the
+ * allocator may not be replaced (pc_set_allocator returns PC_EBUSY). A set
+ * handed to a server belongs to the server: it is swapped in atomically
+ * between two accepts, counters of rules that survive a reload (same action
+ * and prefix) carry over, and the server frees it.
+ */
+#ifndef PORTCULLIS_FILTER_H
+#define PORTCULLIS_FILTER_H
+
+#include "portcullis.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct pc_rules_s pc_rules_t;
+
+typedef enum pc_rule_action_e {
+    PC_RULE_ALLOW = 0,
+    PC_RULE_DENY = 1,
+} pc_rule_action_t;
+
+/* Longest canonical rule text ("allow " + IPv6 address + "/128") plus NUL. */
+#define PC_RULE_TEXT_MAX 64
+
+/* One rule, as returned by pc_rules_get. */
+typedef struct pc_rule_info_s {
+    char text[PC_RULE_TEXT_MAX]; /* canonical form: "deny 10.0.0.0/8", "allow 2001:db8::/32" */
+    pc_rule_action_t action;
+    int family;          /* 4 or 6 */
+    unsigned prefix_len; /* 0..32 or 0..128 */
+    unsigned line;       /* line of the rule in its text, from 1 */
+    uint64_t hits;       /* connections this rule decided (longest match), including
+                            those counted before reloads that kept the rule */
+} pc_rule_info_t;
+
+/* Parse and compile len bytes of rule text (need not be NUL-terminated).
+ * name labels error messages ("rules.txt:12: ..."; NULL means "<string>").
+ * On success *out is a new rule set (free it with pc_rules_free unless a
+ * server takes it). On failure *out is NULL and, if err is not NULL, err
+ * receives a NUL-terminated message of at most errlen bytes.
+ * Returns 0, PC_EPARSE (bad text: "NAME:LINE: what is wrong"), PC_EINVAL
+ * (out NULL, or more than 2^26 rules), PC_ENOMEM. Any thread. */
+PC_API int pc_rules_load_string(const char *text, size_t len, const char *name,
+                                pc_rules_t **out, char *err, size_t errlen);
+
+/* Read a rule file and compile it as pc_rules_load_string does, naming the
+ * file in messages. Returns 0, PC_EPARSE ("PATH:LINE: ..."), PC_ENOENT (no
+ * such file), PC_EACCES (permission denied), PC_EIO (unreadable, e.g. a
+ * directory), PC_ENOMEM, PC_EINVAL; errors reading the file are reported as
+ * "PATH: reason". Any thread; blocks on the file system. */
+PC_API int pc_rules_load_file(const char *path, pc_rules_t **out, char *err, size_t errlen);
+
+/* Free a rule set (NULL is a no-op). Not for a set handed to a server. */
+PC_API void pc_rules_free(pc_rules_t *r);
+
+/* Number of rules (0 for NULL). Rules are numbered 0..count-1 in the order
+ * of their lines. Any thread. */
+PC_API size_t pc_rules_count(const pc_rules_t *r);
+
+/* Describe rule i (text, action, line, hit counter read atomically).
+ * Returns 0 or PC_EINVAL (r or out NULL, i out of range). Any thread. */
+PC_API int pc_rules_get(const pc_rules_t *r, size_t i, pc_rule_info_t *out);
+
+/* Look up an address (AF_INET or AF_INET6; IPv4-mapped IPv6 is matched as
+ * IPv4) without counting a hit. Returns 1 and sets *action and *rule_index
+ * (each may be NULL) when a rule matches (the longest prefix), 0 when none
+ * does (a NULL set matches nothing), PC_EINVAL for a NULL or unsupported
+ * address. Any thread. */
+PC_API int pc_rules_match(const pc_rules_t *r, const struct sockaddr *sa,
+                          pc_rule_action_t *action, size_t *rule_index);
+
+/* Same with an address in text ("192.0.2.1", "2001:db8::1", strict syntax,
+ * no length, no DNS). Returns 1, 0, or PC_EINVAL (bad text). Any thread. */
+PC_API int pc_rules_match_text(const pc_rules_t *r, const char *addr,
+                               pc_rule_action_t *action, size_t *rule_index);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PORTCULLIS_FILTER_H */

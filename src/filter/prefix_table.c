@@ -1,0 +1,518 @@
+/* Longest-prefix-match tables: build and lookup (see prefix_table.h).
+ *
+ * Build: the sorted prefixes become the list of disjoint address intervals
+ * with their longest-match value (a sweep with a stack of open prefixes,
+ * merging neighbours with equal values: "leaf pushing"). The trie is then
+ * cut from that list top-down: a span without an interval start inside is a
+ * leaf, one with few is a range list, any other is a node whose 256 children
+ * are built the same way. */
+#include "filter/prefix_table.h"
+
+#include <string.h>
+
+#include "portcullis.h"
+#include "core/alloc.h"
+
+/* Largest range list (intervals) before a span becomes a node. Chosen from
+ * pc-filter-bench runs (docs/filter.md): IPv4 keys are 2 bytes, so 16 fit in
+ * half a cache line and the binary search stays in L1 once the line is in;
+ * IPv6 keys are 8 bytes. */
+#ifndef RANGE_MAX4
+#define RANGE_MAX4 16
+#endif
+#ifndef RANGE_MAX6
+#define RANGE_MAX6 16
+#endif
+
+#define E_NONLEAF 0x80000000u
+#define E_RANGE   0x40000000u
+#define E_INDEX   0x3fffffffu
+
+#if defined(__GNUC__)
+#define LPM_INLINE static inline __attribute__((always_inline))
+#else
+#define LPM_INLINE static inline
+#endif
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) && !defined(__POPCNT__)
+/* Baseline x86-64 has no popcnt instruction: compile a second copy of the
+ * lookups for CPUs that have it (all since 2008) and pick one at build. */
+#define LPM_DISPATCH 1
+#define LPM_TARGET_POPCNT __attribute__((target("popcnt")))
+#else
+#define LPM_DISPATCH 0
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* 128-bit helpers                                                          */
+/* ------------------------------------------------------------------------ */
+
+typedef struct u128_s {
+    uint64_t hi, lo;
+} u128;
+
+static inline int u_lt(u128 a, u128 b)
+{
+    return a.hi < b.hi || (a.hi == b.hi && a.lo < b.lo);
+}
+static inline int u_eq(u128 a, u128 b)
+{
+    return a.hi == b.hi && a.lo == b.lo;
+}
+/* Low n bits set, 0 <= n <= 128. */
+static inline u128 u_ones(unsigned n)
+{
+    u128 r;
+    if (n == 0) {
+        r.hi = r.lo = 0;
+    } else if (n < 64) {
+        r.hi = 0;
+        r.lo = (1ull << n) - 1;
+    } else if (n < 128) {
+        r.lo = ~0ull;
+        r.hi = n == 64 ? 0 : (1ull << (n - 64)) - 1;
+    } else {
+        r.hi = r.lo = ~0ull;
+    }
+    return r;
+}
+/* a + 2^n (0 <= n < 128); *overflow set when it wraps past 2^128. */
+static inline u128 u_add_pow2(u128 a, unsigned n, int *overflow)
+{
+    u128 r = a;
+    if (n < 64) {
+        r.lo = a.lo + (1ull << n);
+        uint64_t carry = r.lo < a.lo;
+        r.hi = a.hi + carry;
+        *overflow = carry && r.hi == 0;
+    } else {
+        r.hi = a.hi + (1ull << (n - 64));
+        *overflow = r.hi < a.hi;
+    }
+    return r;
+}
+
+LPM_INLINE unsigned popc_portable(uint64_t x)
+{
+    x = x - ((x >> 1) & 0x5555555555555555ull);
+    x = (x & 0x3333333333333333ull) + ((x >> 2) & 0x3333333333333333ull);
+    x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0full;
+    return (unsigned)((x * 0x0101010101010101ull) >> 56);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Building                                                                 */
+/* ------------------------------------------------------------------------ */
+
+typedef struct builder_s {
+    lpm_t *t;
+    /* intervals: start (bhi, blo) and value bv, ascending, first start 0 */
+    uint64_t *bhi, *blo;
+    uint32_t *bv;
+    size_t nb;
+    size_t range_max;
+    int need_lo;
+    int err;
+    size_t cap_nodes, cap_nvals, cap_range;
+} builder_t;
+
+static void emit(builder_t *b, u128 at, uint32_t v)
+{
+    if (b->nb > 0 && b->bhi[b->nb - 1] == at.hi && b->blo[b->nb - 1] == at.lo) b->nb--;
+    if (b->nb > 0 && b->bv[b->nb - 1] == v) return;
+    b->bhi[b->nb] = at.hi;
+    b->blo[b->nb] = at.lo;
+    b->bv[b->nb] = v;
+    b->nb++;
+}
+
+/* Sorted prefixes -> disjoint intervals with longest-match values. */
+static int make_intervals(builder_t *b, int family, const lpm_prefix_t *p, size_t n)
+{
+    size_t cap = 2 * n + 2;
+    b->bhi = pc__malloc(cap * sizeof *b->bhi);
+    b->blo = pc__malloc(cap * sizeof *b->blo);
+    b->bv = pc__malloc(cap * sizeof *b->bv);
+    if (!b->bhi || !b->blo || !b->bv) return PC_ENOMEM;
+
+    struct {
+        u128 end;
+        uint32_t v;
+    } st[130];
+    int sp = 0;
+    unsigned maxlen = family == 4 ? 32 : 128;
+    u128 zero = {0, 0};
+    st[0].end = u_ones(128);
+    st[0].v = LPM_NONE;
+    b->nb = 0;
+    emit(b, zero, LPM_NONE);
+    for (size_t i = 0; i < n; i++) {
+        u128 s = {p[i].hi, p[i].lo};
+        unsigned len = p[i].len;
+        if (len > maxlen || p[i].value == LPM_NONE || p[i].value > LPM_MAX_VALUE) return PC_EINVAL;
+        u128 host = u_ones(128 - len);
+        if ((s.hi & host.hi) || (s.lo & host.lo)) return PC_EINVAL;
+        if (family == 4 && ((s.hi & 0xffffffffu) || s.lo)) return PC_EINVAL;
+        if (i > 0) {
+            u128 q = {p[i - 1].hi, p[i - 1].lo};
+            if (u_lt(s, q) || (u_eq(s, q) && len <= p[i - 1].len)) return PC_EINVAL;
+        }
+        u128 e = {s.hi | host.hi, s.lo | host.lo};
+        while (u_lt(st[sp].end, s)) {
+            int of;
+            u128 after = u_add_pow2(st[sp].end, 0, &of);
+            sp--;
+            emit(b, after, st[sp].v);
+        }
+        sp++;
+        st[sp].end = e;
+        st[sp].v = p[i].value;
+        emit(b, s, p[i].value);
+    }
+    while (sp > 0) {
+        int of;
+        u128 after = u_add_pow2(st[sp].end, 0, &of);
+        sp--;
+        if (!of) emit(b, after, st[sp].v);
+    }
+    return 0;
+}
+
+static int grow(void **p, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap) return 0;
+    size_t nc = *cap ? *cap : 1024;
+    while (nc < need) nc *= 2;
+    void *np = pc__realloc(*p, nc * elem);
+    if (!np) return PC_ENOMEM;
+    *p = np;
+    *cap = nc;
+    return 0;
+}
+
+/* Make room for `need` range entries in every range array. */
+static int grow_ranges(builder_t *b, size_t need)
+{
+    lpm_t *t = b->t;
+    if (need <= b->cap_range) return 0;
+    size_t nc = b->cap_range ? b->cap_range : 1024;
+    while (nc < need) nc *= 2;
+    /* Each array keeps at least the old capacity if a later one fails. */
+    void **arrays[4] = {(void **)&t->rvals, NULL, NULL, NULL};
+    size_t sizes[4] = {sizeof *t->rvals, 0, 0, 0};
+    if (t->family == 4) {
+        arrays[1] = (void **)&t->rk16;
+        sizes[1] = sizeof *t->rk16;
+    } else {
+        arrays[1] = (void **)&t->rkhi;
+        sizes[1] = sizeof *t->rkhi;
+        if (b->need_lo) {
+            arrays[2] = (void **)&t->rklo;
+            sizes[2] = sizeof *t->rklo;
+        }
+    }
+    for (int i = 0; i < 4 && arrays[i]; i++) {
+        void *np = pc__realloc(*arrays[i], nc * sizes[i]);
+        if (!np) return PC_ENOMEM;
+        *arrays[i] = np;
+    }
+    b->cap_range = nc;
+    return 0;
+}
+
+static uint32_t make_range(builder_t *b, size_t j, size_t last)
+{
+    lpm_t *t = b->t;
+    size_t m = last - j + 1, o = t->nrange;
+    if (o + m > E_INDEX || grow_ranges(b, o + m) != 0) {
+        b->err = PC_ENOMEM;
+        return LPM_NONE;
+    }
+    /* The first start equals the span start and is never compared: its key
+     * slot holds the number of starts that follow. */
+    for (size_t i = 0; i < m; i++) {
+        t->rvals[o + i] = b->bv[j + i];
+        if (t->family == 4) {
+            t->rk16[o + i] = i == 0 ? (uint16_t)(m - 1) : (uint16_t)(b->bhi[j + i] >> 32);
+        } else {
+            t->rkhi[o + i] = i == 0 ? (uint64_t)(m - 1) : b->bhi[j + i];
+            if (b->need_lo) t->rklo[o + i] = i == 0 ? 0 : b->blo[j + i];
+        }
+    }
+    t->nrange += m;
+    t->nranges++;
+    return E_NONLEAF | E_RANGE | (uint32_t)o;
+}
+
+static uint32_t build_span(builder_t *b, u128 s, unsigned depth, size_t j, size_t last);
+
+/* Entries for the 2^bits children of the span [s, s + 2^(128-depth)) whose
+ * first interval is j and last interval starting inside is last. */
+static void fill_children(builder_t *b, u128 s, unsigned depth, unsigned bits, size_t j,
+                          size_t last, uint32_t *out)
+{
+    unsigned cdepth = depth + bits;
+    size_t cur = j;
+    u128 cs = s;
+    size_t nchild = (size_t)1 << bits;
+    for (size_t c = 0; c < nchild && !b->err; c++) {
+        while (cur < last && !u_lt((u128){cs.hi, cs.lo}, (u128){b->bhi[cur + 1], b->blo[cur + 1]}))
+            cur++;
+        int of;
+        u128 ce = u_add_pow2(cs, 128 - cdepth, &of);
+        size_t cl = cur;
+        while (cl < last && (of || u_lt((u128){b->bhi[cl + 1], b->blo[cl + 1]}, ce))) cl++;
+        out[c] = build_span(b, cs, cdepth, cur, cl);
+        cur = cl;
+        cs = ce;
+    }
+}
+
+static uint32_t build_span(builder_t *b, u128 s, unsigned depth, size_t j, size_t last)
+{
+    if (last == j) return b->bv[j];
+    if (last - j + 1 <= b->range_max) return make_range(b, j, last);
+
+    uint32_t child[256];
+    fill_children(b, s, depth, 8, j, last, child);
+    if (b->err) return LPM_NONE;
+
+    lpm_t *t = b->t;
+    size_t runs = 1;
+    for (int c = 1; c < 256; c++) runs += child[c] != child[c - 1];
+    if (t->nnodes + 1 > E_INDEX ||
+        grow((void **)&t->nodes, &b->cap_nodes, t->nnodes + 1, sizeof *t->nodes) != 0 ||
+        grow((void **)&t->nvals, &b->cap_nvals, t->nnvals + runs, sizeof *t->nvals) != 0) {
+        b->err = PC_ENOMEM;
+        return LPM_NONE;
+    }
+    lpm_node_t *nd = &t->nodes[t->nnodes];
+    memset(nd, 0, sizeof *nd);
+    nd->base = (uint32_t)t->nnvals;
+    size_t k = 0;
+    for (int c = 0; c < 256; c++) {
+        if (c == 0 || child[c] != child[c - 1]) {
+            nd->bm[c >> 6] |= 1ull << (c & 63);
+            t->nvals[t->nnvals + k++] = child[c];
+        }
+    }
+    unsigned acc = 0;
+    for (int w = 0; w < 4; w++) {
+        nd->cnt[w] = (uint8_t)acc;
+        acc += popc_portable(nd->bm[w]);
+    }
+    t->nnvals += runs;
+    return E_NONLEAF | (uint32_t)t->nnodes++;
+}
+
+static void shrink(void **p, size_t n, size_t elem)
+{
+    if (!*p || n == 0) return;
+    void *np = pc__realloc(*p, n * elem);
+    if (np) *p = np;
+}
+
+static int cpu_has_popcnt(void)
+{
+#if LPM_DISPATCH
+    return __builtin_cpu_supports("popcnt") ? 1 : 0;
+#else
+    return 1;
+#endif
+}
+
+int lpm_build(lpm_t *t, int family, const lpm_prefix_t *p, size_t n)
+{
+    memset(t, 0, sizeof *t);
+    if (family != 4 && family != 6) return PC_EINVAL;
+    t->family = family;
+    t->hw_popcnt = cpu_has_popcnt();
+    if (n == 0) return 0;
+    if (n > LPM_MAX_VALUE) return PC_EINVAL;
+
+    builder_t b;
+    memset(&b, 0, sizeof b);
+    b.t = t;
+    b.range_max = family == 4 ? RANGE_MAX4 : RANGE_MAX6;
+    int rc = make_intervals(&b, family, p, n);
+    if (rc == 0) {
+        for (size_t i = 0; i < b.nb && !b.need_lo; i++) b.need_lo = b.blo[i] != 0;
+        t->root = pc__malloc(65536 * sizeof *t->root);
+        if (!t->root) rc = PC_ENOMEM;
+    }
+    if (rc == 0) {
+        u128 zero = {0, 0};
+        fill_children(&b, zero, 0, 16, 0, b.nb - 1, t->root);
+        rc = b.err;
+    }
+    pc__free(b.bhi);
+    pc__free(b.blo);
+    pc__free(b.bv);
+    if (rc != 0) {
+        lpm_free(t);
+        t->family = family;
+        return rc;
+    }
+    shrink((void **)&t->nodes, t->nnodes, sizeof *t->nodes);
+    shrink((void **)&t->nvals, t->nnvals, sizeof *t->nvals);
+    shrink((void **)&t->rvals, t->nrange, sizeof *t->rvals);
+    shrink((void **)&t->rk16, t->nrange, sizeof *t->rk16);
+    shrink((void **)&t->rkhi, t->nrange, sizeof *t->rkhi);
+    shrink((void **)&t->rklo, t->nrange, sizeof *t->rklo);
+    t->nprefixes = n;
+    return 0;
+}
+
+void lpm_free(lpm_t *t)
+{
+    pc__free(t->root);
+    pc__free(t->nodes);
+    pc__free(t->nvals);
+    pc__free(t->rvals);
+    pc__free(t->rk16);
+    pc__free(t->rkhi);
+    pc__free(t->rklo);
+    int family = t->family;
+    memset(t, 0, sizeof *t);
+    t->family = family;
+}
+
+size_t lpm_bytes(const lpm_t *t)
+{
+    size_t b = sizeof *t;
+    if (t->root) b += 65536 * sizeof *t->root;
+    b += t->nnodes * sizeof *t->nodes + t->nnvals * sizeof *t->nvals;
+    b += t->nrange * sizeof *t->rvals;
+    if (t->rk16) b += t->nrange * sizeof *t->rk16;
+    if (t->rkhi) b += t->nrange * sizeof *t->rkhi;
+    if (t->rklo) b += t->nrange * sizeof *t->rklo;
+    return b;
+}
+
+void lpm_shape(const lpm_t *t, lpm_shape_t *out)
+{
+    out->nodes = t->nnodes;
+    out->node_entries = t->nnvals;
+    out->range_lists = t->nranges;
+    out->range_entries = t->nrange;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Lookup                                                                   */
+/* ------------------------------------------------------------------------ */
+
+LPM_INLINE unsigned popc(uint64_t x, int hw)
+{
+#if defined(__GNUC__)
+    if (hw) return (unsigned)__builtin_popcountll(x);
+#endif
+    return popc_portable(x);
+}
+
+/* Follow a node entry e to child c. */
+LPM_INLINE uint32_t node_child(const lpm_t *t, uint32_t e, unsigned c, int hw)
+{
+    const lpm_node_t *nd = &t->nodes[e & E_INDEX];
+    unsigned w = c >> 6;
+    uint64_t upto = nd->bm[w] & (~0ull >> (63 - (c & 63)));
+    return t->nvals[nd->base + nd->cnt[w] + popc(upto, hw) - 1];
+}
+
+/* Range lists: the last entry whose start <= the address. Branch-free binary
+ * search; entry 0 is never read as a key (it is the span start). */
+LPM_INLINE uint32_t range4(const lpm_t *t, uint32_t e, uint32_t addr)
+{
+    size_t o = e & E_INDEX;
+    const uint16_t *k = t->rk16 + o, *p = k;
+    uint16_t x = (uint16_t)addr;
+    size_t len = (size_t)k[0] + 1;
+    while (len > 1) {
+        size_t half = len >> 1;
+        p = p[half] <= x ? p + half : p;
+        len -= half;
+    }
+    return t->rvals[o + (size_t)(p - k)];
+}
+
+LPM_INLINE uint32_t range6(const lpm_t *t, uint32_t e, uint64_t hi, uint64_t lo)
+{
+    size_t o = e & E_INDEX;
+    const uint64_t *k = t->rkhi + o;
+    size_t len = (size_t)k[0] + 1, at = 0;
+    if (!t->rklo) {
+        while (len > 1) {
+            size_t half = len >> 1;
+            at = k[at + half] <= hi ? at + half : at;
+            len -= half;
+        }
+    } else {
+        const uint64_t *kl = t->rklo + o;
+        while (len > 1) {
+            size_t half = len >> 1, m = at + half;
+            at = (k[m] < hi || (k[m] == hi && kl[m] <= lo)) ? m : at;
+            len -= half;
+        }
+    }
+    return t->rvals[o + at];
+}
+
+LPM_INLINE uint32_t lookup4_body(const lpm_t *t, uint32_t a, int hw)
+{
+    if (!t->root) return LPM_NONE;
+    uint32_t e = t->root[a >> 16];
+    int shift = 8;
+    while (e & E_NONLEAF) {
+        if (e & E_RANGE) return range4(t, e, a);
+        e = node_child(t, e, (a >> shift) & 255, hw);
+        shift -= 8;
+    }
+    return e;
+}
+
+LPM_INLINE uint32_t lookup6_body(const lpm_t *t, uint64_t hi, uint64_t lo, int hw)
+{
+    if (!t->root) return LPM_NONE;
+    uint32_t e = t->root[hi >> 48];
+    unsigned depth = 16;
+    while (e & E_NONLEAF) {
+        if (e & E_RANGE) return range6(t, e, hi, lo);
+        unsigned c = depth < 64 ? (unsigned)(hi >> (56 - depth)) & 255
+                                : (unsigned)(lo >> (120 - depth)) & 255;
+        e = node_child(t, e, c, hw);
+        depth += 8;
+    }
+    return e;
+}
+
+#if LPM_DISPATCH
+LPM_TARGET_POPCNT static uint32_t lookup4_hw(const lpm_t *t, uint32_t a)
+{
+    return lookup4_body(t, a, 1);
+}
+LPM_TARGET_POPCNT static uint32_t lookup6_hw(const lpm_t *t, uint64_t hi, uint64_t lo)
+{
+    return lookup6_body(t, hi, lo, 1);
+}
+
+uint32_t lpm_lookup4(const lpm_t *t, uint32_t a)
+{
+    if (t->hw_popcnt) return lookup4_hw(t, a);
+    return lookup4_body(t, a, 0);
+}
+
+uint32_t lpm_lookup6(const lpm_t *t, uint64_t hi, uint64_t lo)
+{
+    if (t->hw_popcnt) return lookup6_hw(t, hi, lo);
+    return lookup6_body(t, hi, lo, 0);
+}
+#else
+uint32_t lpm_lookup4(const lpm_t *t, uint32_t a)
+{
+    return lookup4_body(t, a, t->hw_popcnt);
+}
+
+uint32_t lpm_lookup6(const lpm_t *t, uint64_t hi, uint64_t lo)
+{
+    return lookup6_body(t, hi, lo, t->hw_popcnt);
+}
+#endif

@@ -1,0 +1,83 @@
+/* Longest-prefix-match tables for IPv4 and IPv6 (immutable once built).
+ *
+ * One structure serves both families: a multibit trie with a 16-bit
+ * direct-indexed root and 8-bit strides below it, leaf-pushed, where every
+ * slot holds one of
+ *   - a leaf: the value of the longest prefix covering the slot's whole span;
+ *   - a node: 256 child slots compressed by a 256-bit "run starts here"
+ *     bitmap (popcount finds the run; consecutive equal leaves share one
+ *     entry), as in Lulea/Poptrie;
+ *   - a range list: when the span holds few value changes, the sorted
+ *     interval starts inside it and their values (binary search), which keeps
+ *     the sparse IPv6 space (and scattered IPv4 /32s) from paying for a chain
+ *     of mostly empty nodes.
+ * docs/filter.md has the measurements behind these choices.
+ *
+ * Addresses are 128-bit values (hi, lo), big-endian in meaning; an IPv4
+ * address a sits in the top 32 bits: hi = (uint64_t)a << 32, lo = 0, and its
+ * prefix lengths are 0..32.
+ *
+ * Thread safety: building is single-threaded; a built table is read-only and
+ * may be looked up from any number of threads without synchronisation. */
+#ifndef PC_FILTER_PREFIX_TABLE_H
+#define PC_FILTER_PREFIX_TABLE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Lookup result when no prefix matches; stored values are 1..LPM_MAX_VALUE. */
+#define LPM_NONE      0u
+#define LPM_MAX_VALUE 0x3fffffffu
+
+typedef struct lpm_prefix_s {
+    uint64_t hi, lo; /* network address, host bits clear */
+    uint32_t value;  /* 1..LPM_MAX_VALUE */
+    uint8_t len;     /* 0..32 (IPv4) or 0..128 (IPv6) */
+} lpm_prefix_t;
+
+typedef struct lpm_node_s {
+    uint64_t bm[4];   /* bit c set: a run of equal slots starts at child c */
+    uint32_t base;    /* index in nvals of the run starting at child 0 */
+    uint8_t cnt[4];   /* runs starting in bm[0..w-1] */
+} lpm_node_t;
+
+typedef struct lpm_s {
+    int family;          /* 4 or 6 */
+    int hw_popcnt;       /* use the popcnt instruction (x86, detected at build) */
+    uint32_t *root;      /* 65536 slots, or NULL for an empty table */
+    lpm_node_t *nodes;   /* bitmap nodes */
+    uint32_t *nvals;     /* node run entries (slots) */
+    uint32_t *rvals;     /* range list values */
+    uint16_t *rk16;      /* IPv4 range keys: address bits 16..31 */
+    uint64_t *rkhi;      /* IPv6 range keys: address bits 0..63 */
+    uint64_t *rklo;      /* IPv6 range keys: bits 64..127 (NULL if all zero) */
+    size_t nnodes, nnvals, nrange, nranges;
+    size_t nprefixes;
+} lpm_t;
+
+/* Build t from n prefixes sorted by (address, length) ascending, without
+ * duplicates, host bits clear, values in 1..LPM_MAX_VALUE. t is overwritten
+ * (not freed). Returns 0, PC_EINVAL (input breaks a rule above), PC_ENOMEM.
+ * On error t is left empty (lpm_free is still safe). */
+int lpm_build(lpm_t *t, int family, const lpm_prefix_t *p, size_t n);
+
+/* Free what lpm_build allocated; t becomes an empty table. */
+void lpm_free(lpm_t *t);
+
+/* Value of the longest prefix containing the address, or LPM_NONE. */
+uint32_t lpm_lookup4(const lpm_t *t, uint32_t addr);
+uint32_t lpm_lookup6(const lpm_t *t, uint64_t hi, uint64_t lo);
+
+/* Bytes held by the table. */
+size_t lpm_bytes(const lpm_t *t);
+
+/* Shape of a table, for tests and the docs. */
+typedef struct lpm_shape_s {
+    size_t nodes;         /* bitmap nodes */
+    size_t node_entries;  /* run entries in nodes */
+    size_t range_lists;   /* range lists */
+    size_t range_entries; /* entries in range lists */
+} lpm_shape_t;
+void lpm_shape(const lpm_t *t, lpm_shape_t *out);
+
+#endif

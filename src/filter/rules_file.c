@@ -1,0 +1,84 @@
+/* pc_rules_load_file: the one place in src/filter that touches the file
+ * system (plain C stdio, the same on every platform). */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "portcullis.h"
+#include "portcullis/filter.h"
+#include "core/alloc.h"
+
+static int file_error(int e)
+{
+    switch (e) {
+    case ENOENT:
+    case ENOTDIR:
+        return PC_ENOENT;
+    case EACCES:
+    case EPERM:
+        return PC_EACCES;
+    case ENOMEM:
+        return PC_ENOMEM;
+    default:
+        return PC_EIO;
+    }
+}
+
+static int report(const char *path, int rc, int e, char *err, size_t errlen)
+{
+    if (err && errlen) {
+        const char *why = pc_strerror(rc);
+#ifdef EISDIR
+        if (e == EISDIR) why = "is a directory";
+#endif
+        snprintf(err, errlen, "%s: %s", path, why);
+    }
+    return rc;
+}
+
+int pc_rules_load_file(const char *path, pc_rules_t **out, char *err, size_t errlen)
+{
+    if (err && errlen) err[0] = '\0';
+    if (!out) return PC_EINVAL;
+    *out = NULL;
+    if (!path) return PC_EINVAL;
+
+    errno = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        int e = errno;
+        return report(path, file_error(e), e, err, errlen);
+    }
+    size_t cap = 64 * 1024, len = 0;
+    char *buf = pc__malloc(cap);
+    if (!buf) {
+        fclose(f);
+        return report(path, PC_ENOMEM, 0, err, errlen);
+    }
+    for (;;) {
+        if (len == cap) {
+            char *nb = cap <= SIZE_MAX / 2 ? pc__realloc(buf, cap * 2) : NULL;
+            if (!nb) {
+                pc__free(buf);
+                fclose(f);
+                return report(path, PC_ENOMEM, 0, err, errlen);
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        errno = 0;
+        size_t got = fread(buf + len, 1, cap - len, f);
+        len += got;
+        if (got == 0) break;
+    }
+    if (ferror(f)) {
+        int e = errno;
+        pc__free(buf);
+        fclose(f);
+        return report(path, e == ENOMEM ? PC_ENOMEM : PC_EIO, e, err, errlen);
+    }
+    fclose(f);
+    int rc = pc_rules_load_string(buf, len, path, out, err, errlen);
+    pc__free(buf);
+    return rc;
+}

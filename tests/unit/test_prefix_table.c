@@ -1,0 +1,397 @@
+/* Longest-prefix-match tables against a brute-force reference. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "portcullis.h"
+#include "filter/prefix_table.h"
+
+/* ---- helpers -------------------------------------------------------------- */
+
+static uint64_t rng_state;
+static uint64_t rnd(void)
+{
+    /* xorshift64*: fixed seeds keep failures reproducible */
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return rng_state * 0x2545f4914f6cdd1dull;
+}
+static void seed(uint64_t s)
+{
+    rng_state = s * 0x9e3779b97f4a7c15ull + 1;
+}
+
+static uint64_t top_mask(unsigned len) /* top len bits of 64, len 0..64 */
+{
+    return len == 0 ? 0 : len >= 64 ? ~0ull : ~0ull << (64 - len);
+}
+/* Mask of a prefix of len bits (0..128) over (hi, lo). */
+static void pmask(unsigned len, uint64_t *mh, uint64_t *ml)
+{
+    *mh = top_mask(len > 64 ? 64 : len);
+    *ml = len > 64 ? top_mask(len - 64) : 0;
+}
+
+static int cmp_prefix(const void *x, const void *y)
+{
+    const lpm_prefix_t *a = x, *b = y;
+    if (a->hi != b->hi) return a->hi < b->hi ? -1 : 1;
+    if (a->lo != b->lo) return a->lo < b->lo ? -1 : 1;
+    return (int)a->len - (int)b->len;
+}
+
+/* Random overlapping prefixes: addresses drawn near a few bases so that they
+ * nest and crowd (dense spans become nodes, sparse ones range lists), lengths
+ * over the whole range including /0 and full length. Sorted, unique,
+ * values 1..n. Returns n after de-duplication. */
+static size_t random_prefixes(lpm_prefix_t *p, size_t n, int family)
+{
+    unsigned maxlen = family == 4 ? 32 : 128;
+    uint64_t bh[6], bl[6];
+    for (int i = 0; i < 6; i++) {
+        bh[i] = rnd();
+        bl[i] = rnd();
+        if (family == 4) {
+            bh[i] &= 0xffffffff00000000ull;
+            bl[i] = 0;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned len;
+        unsigned r = (unsigned)(rnd() % 100);
+        if (r < 3)
+            len = 0;
+        else if (r < 20)
+            len = maxlen;
+        else
+            len = (unsigned)(rnd() % (maxlen + 1));
+        int b = (int)(rnd() % 6);
+        /* keep the base's top `keep` bits, randomise the rest */
+        unsigned keep = (unsigned)(rnd() % (maxlen + 1));
+        uint64_t kh, kl, hi, lo;
+        pmask(keep, &kh, &kl);
+        hi = (bh[b] & kh) | (rnd() & ~kh);
+        lo = (bl[b] & kl) | (rnd() & ~kl);
+        if (family == 4) {
+            hi &= 0xffffffff00000000ull;
+            lo = 0;
+        }
+        uint64_t mh, ml;
+        pmask(len, &mh, &ml);
+        p[i].hi = hi & mh;
+        p[i].lo = lo & ml;
+        p[i].len = (uint8_t)len;
+    }
+    qsort(p, n, sizeof *p, cmp_prefix);
+    size_t w = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (w && p[w - 1].hi == p[i].hi && p[w - 1].lo == p[i].lo && p[w - 1].len == p[i].len)
+            continue;
+        p[w++] = p[i];
+    }
+    for (size_t i = 0; i < w; i++) p[i].value = (uint32_t)i + 1;
+    return w;
+}
+
+static uint32_t brute(const lpm_prefix_t *p, size_t n, uint64_t hi, uint64_t lo)
+{
+    uint32_t best = LPM_NONE;
+    int bestlen = -1;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t mh, ml;
+        pmask(p[i].len, &mh, &ml);
+        if ((hi & mh) == p[i].hi && (lo & ml) == p[i].lo && (int)p[i].len > bestlen) {
+            best = p[i].value;
+            bestlen = p[i].len;
+        }
+    }
+    return best;
+}
+
+static uint32_t lookup(lpm_t *t, uint64_t hi, uint64_t lo)
+{
+    return t->family == 4 ? lpm_lookup4(t, (uint32_t)(hi >> 32)) : lpm_lookup6(t, hi, lo);
+}
+
+/* Check one address on both popcount paths. */
+static void check(lpm_t *t, const lpm_prefix_t *p, size_t n, uint64_t hi, uint64_t lo)
+{
+    if (t->family == 4) {
+        hi &= 0xffffffff00000000ull;
+        lo = 0;
+    }
+    uint32_t want = brute(p, n, hi, lo);
+    int hw = t->hw_popcnt;
+    t->hw_popcnt = 0;
+    uint32_t got_portable = lookup(t, hi, lo);
+    t->hw_popcnt = hw;
+    uint32_t got = lookup(t, hi, lo);
+    if (got != want || got_portable != want)
+        fail_msg("family %d addr %016llx:%016llx: got %u/%u want %u", t->family,
+                 (unsigned long long)hi, (unsigned long long)lo, got, got_portable, want);
+}
+
+static lpm_shape_t shape_sum;
+static int saw_lo_keys;
+
+/* Build from random prefixes and compare >= 1e5 random lookups plus the
+ * edges of every prefix. */
+static void random_round(int family, size_t n, uint64_t s)
+{
+    seed(s);
+    lpm_prefix_t *p = malloc(n * sizeof *p);
+    assert_non_null(p);
+    n = random_prefixes(p, n, family);
+    lpm_t t;
+    assert_int_equal(lpm_build(&t, family, p, n), 0);
+    lpm_shape_t sh;
+    lpm_shape(&t, &sh);
+    shape_sum.nodes += sh.nodes;
+    shape_sum.range_lists += sh.range_lists;
+    if (t.rklo) saw_lo_keys = 1;
+
+    for (int i = 0; i < 100000; i++) {
+        uint64_t hi = rnd(), lo = rnd();
+        if (i & 1) { /* inside a random prefix */
+            const lpm_prefix_t *q = &p[rnd() % n];
+            uint64_t mh, ml;
+            pmask(q->len, &mh, &ml);
+            hi = q->hi | (hi & ~mh);
+            lo = q->lo | (lo & ~ml);
+        }
+        check(&t, p, n, hi, lo);
+    }
+    /* first and last address of each prefix and their outside neighbours */
+    uint64_t unit_hi = family == 4 ? 1ull << 32 : 0, unit_lo = family == 4 ? 0 : 1;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t mh, ml;
+        pmask(p[i].len, &mh, &ml);
+        if (family == 4) mh |= 0xffffffffull;
+        uint64_t eh = p[i].hi | ~mh, el = family == 4 ? 0 : p[i].lo | ~ml;
+        check(&t, p, n, p[i].hi, p[i].lo);
+        check(&t, p, n, eh, el);
+        /* start - 1, end + 1 (wrapping at the ends of the space) */
+        uint64_t bh = p[i].hi - (p[i].lo < unit_lo ? 1 : 0) - unit_hi, bl = p[i].lo - unit_lo;
+        uint64_t ah = eh + (el + unit_lo < el ? 1 : 0) + unit_hi, al = el + unit_lo;
+        check(&t, p, n, bh, bl);
+        check(&t, p, n, ah, al);
+    }
+    lpm_free(&t);
+    free(p);
+}
+
+/* ---- tests ---------------------------------------------------------------- */
+
+static void test_empty(void **state)
+{
+    (void)state;
+    lpm_t t4, t6;
+    assert_int_equal(lpm_build(&t4, 4, NULL, 0), 0);
+    assert_int_equal(lpm_build(&t6, 6, NULL, 0), 0);
+    assert_int_equal(lpm_lookup4(&t4, 0x01020304), LPM_NONE);
+    assert_int_equal(lpm_lookup6(&t6, ~0ull, 1), LPM_NONE);
+    lpm_free(&t4);
+    lpm_free(&t6);
+}
+
+static void test_edges_v4(void **state)
+{
+    (void)state;
+    lpm_prefix_t p[] = {
+        {0, 0, 1, 0},                                   /* 0.0.0.0/0 */
+        {0, 0, 2, 32},                                  /* 0.0.0.0/32 */
+        {0x0a00000000000000ull, 0, 3, 8},               /* 10.0.0.0/8 */
+        {0x0a01020300000000ull, 0, 4, 32},              /* 10.1.2.3/32 */
+        {0xffffffff00000000ull, 0, 5, 32},              /* 255.255.255.255/32 */
+    };
+    lpm_t t;
+    assert_int_equal(lpm_build(&t, 4, p, 5), 0);
+    assert_int_equal(lpm_lookup4(&t, 0), 2);
+    assert_int_equal(lpm_lookup4(&t, 1), 1);
+    assert_int_equal(lpm_lookup4(&t, 0x0a000000), 3);
+    assert_int_equal(lpm_lookup4(&t, 0x0a010202), 3);
+    assert_int_equal(lpm_lookup4(&t, 0x0a010203), 4);
+    assert_int_equal(lpm_lookup4(&t, 0x0a010204), 3);
+    assert_int_equal(lpm_lookup4(&t, 0x0affffff), 3);
+    assert_int_equal(lpm_lookup4(&t, 0x0b000000), 1);
+    assert_int_equal(lpm_lookup4(&t, 0xfffffffe), 1);
+    assert_int_equal(lpm_lookup4(&t, 0xffffffff), 5);
+    lpm_free(&t);
+}
+
+static void test_edges_v6(void **state)
+{
+    (void)state;
+    lpm_prefix_t p[] = {
+        {0, 0, 1, 0},                                       /* ::/0 */
+        {0, 0, 2, 128},                                     /* ::/128 */
+        {0x20010db800000000ull, 0, 3, 32},                  /* 2001:db8::/32 */
+        {0x20010db800000000ull, 0x10ull, 4, 127},           /* 2001:db8::10/127 */
+        {0xffffffffffffffffull, 0xffffffffffffffffull, 5, 128},
+    };
+    lpm_t t;
+    assert_int_equal(lpm_build(&t, 6, p, 5), 0);
+    assert_int_equal(lpm_lookup6(&t, 0, 0), 2);
+    assert_int_equal(lpm_lookup6(&t, 0, 1), 1);
+    assert_int_equal(lpm_lookup6(&t, 0x20010db800000000ull, 0x0f), 3);
+    assert_int_equal(lpm_lookup6(&t, 0x20010db800000000ull, 0x10), 4);
+    assert_int_equal(lpm_lookup6(&t, 0x20010db800000000ull, 0x11), 4);
+    assert_int_equal(lpm_lookup6(&t, 0x20010db800000000ull, 0x12), 3);
+    assert_int_equal(lpm_lookup6(&t, 0x20010db8ffffffffull, ~0ull), 3);
+    assert_int_equal(lpm_lookup6(&t, 0x20010db900000000ull, 0), 1);
+    assert_int_equal(lpm_lookup6(&t, ~0ull, ~0ull - 1), 1);
+    assert_int_equal(lpm_lookup6(&t, ~0ull, ~0ull), 5);
+    lpm_free(&t);
+}
+
+static void test_random_v4(void **state)
+{
+    (void)state;
+    random_round(4, 50, 1);
+    random_round(4, 1000, 2);
+    random_round(4, 3000, 3);
+}
+
+static void test_random_v6(void **state)
+{
+    (void)state;
+    random_round(6, 50, 11);
+    random_round(6, 1000, 12);
+    random_round(6, 3000, 13);
+}
+
+/* The random rounds went through every representation. */
+static void test_random_covered_shapes(void **state)
+{
+    (void)state;
+    assert_true(shape_sum.nodes > 0);
+    assert_true(shape_sum.range_lists > 0);
+    assert_true(saw_lo_keys);
+}
+
+/* A crowded /16: every /24 and every /32 of one /24, checked exhaustively. */
+static void test_dense_v4(void **state)
+{
+    (void)state;
+    lpm_prefix_t *p = calloc(600, sizeof *p);
+    size_t n = 0;
+    p[n++] = (lpm_prefix_t){0xc0a8000000000000ull, 0, 0, 16}; /* 192.168.0.0/16 */
+    for (uint64_t c = 0; c < 256; c++) {
+        p[n++] = (lpm_prefix_t){(0xc0a80000ull | c << 8) << 32, 0, 0, 24};
+        if (c == 7)
+            for (uint64_t h = 0; h < 256; h += 1 + (h & 1))
+                p[n++] = (lpm_prefix_t){(0xc0a80700ull | h) << 32, 0, 0, 32};
+    }
+    for (size_t i = 0; i < n; i++) p[i].value = (uint32_t)i + 1;
+    lpm_t t;
+    assert_int_equal(lpm_build(&t, 4, p, n), 0);
+    lpm_shape_t sh;
+    lpm_shape(&t, &sh);
+    assert_true(sh.nodes >= 2); /* the /16 and the /24 full of hosts */
+    for (uint64_t a = 0xc0a70000; a < 0xc0a90100; a++) check(&t, p, n, a << 32, 0);
+    lpm_free(&t);
+    free(p);
+}
+
+static void test_invalid_input(void **state)
+{
+    (void)state;
+    lpm_t t;
+    lpm_prefix_t unsorted[] = {{0x0b00000000000000ull, 0, 1, 8}, {0x0a00000000000000ull, 0, 2, 8}};
+    assert_int_equal(lpm_build(&t, 4, unsorted, 2), PC_EINVAL);
+    lpm_prefix_t dup[] = {{0x0a00000000000000ull, 0, 1, 8}, {0x0a00000000000000ull, 0, 2, 8}};
+    assert_int_equal(lpm_build(&t, 4, dup, 2), PC_EINVAL);
+    lpm_prefix_t host[] = {{0x0a00000100000000ull, 0, 1, 8}};
+    assert_int_equal(lpm_build(&t, 4, host, 1), PC_EINVAL);
+    lpm_prefix_t zero[] = {{0x0a00000000000000ull, 0, 0, 8}};
+    assert_int_equal(lpm_build(&t, 4, zero, 1), PC_EINVAL);
+    lpm_prefix_t long4[] = {{0x0a00000000000000ull, 0, 1, 33}};
+    assert_int_equal(lpm_build(&t, 4, long4, 1), PC_EINVAL);
+    lpm_prefix_t v6in4[] = {{0x0a00000000000001ull, 0, 1, 64}};
+    assert_int_equal(lpm_build(&t, 4, v6in4, 1), PC_EINVAL);
+    assert_int_equal(lpm_build(&t, 5, NULL, 0), PC_EINVAL);
+    lpm_free(&t);
+}
+
+/* ---- allocation failures -------------------------------------------------- */
+
+static long alloc_budget, live_blocks;
+static void *fail_malloc(void *u, size_t n)
+{
+    (void)u;
+    if (alloc_budget-- <= 0) return NULL;
+    void *p = malloc(n);
+    if (p) live_blocks++;
+    return p;
+}
+static void *fail_calloc(void *u, size_t n, size_t s)
+{
+    (void)u;
+    if (alloc_budget-- <= 0) return NULL;
+    void *p = calloc(n, s);
+    if (p) live_blocks++;
+    return p;
+}
+static void *fail_realloc(void *u, void *p, size_t n)
+{
+    (void)u;
+    if (alloc_budget-- <= 0) return NULL;
+    void *q = realloc(p, n);
+    if (q && !p) live_blocks++;
+    return q;
+}
+static void fail_free(void *u, void *p)
+{
+    (void)u;
+    if (p) live_blocks--;
+    free(p);
+}
+
+static void test_alloc_failure(void **state)
+{
+    (void)state;
+    seed(99);
+    lpm_prefix_t *p = malloc(400 * sizeof *p);
+    size_t n = random_prefixes(p, 400, 6);
+    pc_allocator_t a = {fail_malloc, fail_calloc, fail_realloc, fail_free, NULL};
+    assert_int_equal(pc_set_allocator(&a), 0);
+    int ok = 0;
+    for (long budget = 0; budget < 10000 && !ok; budget++) {
+        alloc_budget = budget;
+        live_blocks = 0;
+        lpm_t t;
+        int rc = lpm_build(&t, 6, p, n);
+        if (rc == 0) {
+            ok = 1;
+            check(&t, p, n, p[n / 2].hi, p[n / 2].lo);
+        } else {
+            assert_int_equal(rc, PC_ENOMEM);
+        }
+        lpm_free(&t);
+        assert_int_equal(live_blocks, 0);
+    }
+    assert_true(ok);
+    assert_int_equal(pc_set_allocator(NULL), 0);
+    free(p);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_empty),
+        cmocka_unit_test(test_edges_v4),
+        cmocka_unit_test(test_edges_v6),
+        cmocka_unit_test(test_random_v4),
+        cmocka_unit_test(test_random_v6),
+        cmocka_unit_test(test_random_covered_shapes),
+        cmocka_unit_test(test_dense_v4),
+        cmocka_unit_test(test_invalid_input),
+        cmocka_unit_test(test_alloc_failure),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

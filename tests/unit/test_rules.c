@@ -1,0 +1,475 @@
+/* Rule sets: the address parser, the text format (every error with its line
+ * and message), lookups, files, allocation failures. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "portcullis.h"
+#include "portcullis/filter.h"
+#include "filter/addr.h"
+#include "filter/rules.h"
+
+/* ---- addresses ------------------------------------------------------------ */
+
+static void expect_addr(const char *text, int family, const char *hex, const char *canon)
+{
+    pc_addr_t a;
+    const char *why = NULL;
+    int rc = addr_parse(text, strlen(text), &a, &why);
+    if (rc != 0) fail_msg("'%s' refused: %s", text, why);
+    assert_int_equal(a.family, family);
+    char got[40] = "";
+    for (unsigned i = 0; i < (family == 4 ? 4u : 16u); i++)
+        snprintf(got + 2 * i, sizeof got - 2 * i, "%02x", a.b[i]);
+    assert_string_equal(got, hex);
+    char f[PC_ADDR_STRLEN];
+    size_t n = addr_format(&a, f, sizeof f);
+    assert_int_equal(n, strlen(canon));
+    assert_string_equal(f, canon);
+}
+
+static void expect_bad_addr(const char *text, const char *reason)
+{
+    pc_addr_t a;
+    const char *why = NULL;
+    if (addr_parse(text, strlen(text), &a, &why) == 0) fail_msg("'%s' accepted", text);
+    assert_non_null(why);
+    if (!strstr(why, reason)) fail_msg("'%s': reason '%s', expected '%s'", text, why, reason);
+}
+
+static void test_addr_valid(void **state)
+{
+    (void)state;
+    expect_addr("0.0.0.0", 4, "00000000", "0.0.0.0");
+    expect_addr("255.255.255.255", 4, "ffffffff", "255.255.255.255");
+    expect_addr("10.0.0.1", 4, "0a000001", "10.0.0.1");
+    expect_addr("::", 6, "00000000000000000000000000000000", "::");
+    expect_addr("::1", 6, "00000000000000000000000000000001", "::1");
+    expect_addr("1::", 6, "00010000000000000000000000000000", "1::");
+    expect_addr("2001:DB8:0:0:8:800:200C:417A", 6, "20010db80000000000080800200c417a",
+                "2001:db8::8:800:200c:417a");
+    expect_addr("2001:0db8:0000:0000:0000:0000:0000:0001", 6, "20010db8000000000000000000000001",
+                "2001:db8::1");
+    expect_addr("::ffff:192.0.2.1", 6, "00000000000000000000ffffc0000201", "::ffff:192.0.2.1");
+    expect_addr("1:2:3:4:5:6:7::", 6, "00010002000300040005000600070000", "1:2:3:4:5:6:7:0");
+    expect_addr("::2:3:4:5:6:7:8", 6, "00000002000300040005000600070008", "0:2:3:4:5:6:7:8");
+    expect_addr("1:2:3:4:5:6:1.2.3.4", 6, "00010002000300040005000601020304", "1:2:3:4:5:6:102:304");
+    expect_addr("1:0:0:1:0:0:0:1", 6, "00010000000000010000000000000001", "1:0:0:1::1");
+    expect_addr("1:0:0:2:0:0:3:4", 6, "00010000000000020000000000030004", "1::2:0:0:3:4");
+    expect_addr("fe80::", 6, "fe800000000000000000000000000000", "fe80::");
+}
+
+static void test_addr_invalid(void **state)
+{
+    (void)state;
+    expect_bad_addr("", "empty");
+    expect_bad_addr("1.2.3", "four dotted parts");
+    expect_bad_addr("1.2.3.4.5", "more than four parts");
+    expect_bad_addr("1.2.3.256", "greater than 255");
+    expect_bad_addr("1.2.3.1000", "more than three digits");
+    expect_bad_addr("01.2.3.4", "leading zero");
+    expect_bad_addr("1.2.3.00", "leading zero");
+    expect_bad_addr("1..3.4", "empty or non-decimal");
+    expect_bad_addr(".1.2.3", "empty or non-decimal");
+    expect_bad_addr("1.2.3.4.", "more than four parts");
+    expect_bad_addr("1.2.3.-4", "empty or non-decimal");
+    expect_bad_addr("1.2.3.4x", "unexpected character");
+    expect_bad_addr("example.com", "empty or non-decimal");
+    expect_bad_addr("1::2::3", "more than one '::'");
+    expect_bad_addr(":::", "empty group");
+    expect_bad_addr(":1::", "single ':'");
+    expect_bad_addr("1:", "single ':'");
+    expect_bad_addr("1:2:3:4:5:6:7:8:9", "more than eight groups");
+    expect_bad_addr("1:2:3:4:5:6:7:8::", "at least one zero group");
+    expect_bad_addr("12345::", "more than four hex digits");
+    expect_bad_addr("1:2:3", "eight groups");
+    expect_bad_addr("g::", "unexpected character");
+    expect_bad_addr("fe80::1%eth0", "zone index");
+    expect_bad_addr("::1.2.3", "embedded IPv4");
+    expect_bad_addr("::1.2.3.4:5", "embedded IPv4");
+    expect_bad_addr("1:2:3:4:5:6:7:1.2.3.4", "too many groups");
+    expect_bad_addr("[::1]", "unexpected character");
+}
+
+static void test_addr_mask_normalize(void **state)
+{
+    (void)state;
+    pc_addr_t a;
+    assert_int_equal(addr_parse("::ffff:10.1.2.3", 15, &a, NULL), 0);
+    assert_true(addr_is_v4mapped(&a));
+    addr_normalize(&a);
+    assert_int_equal(a.family, 4);
+    assert_int_equal(addr_v4_u32(&a), 0x0a010203);
+    assert_true(addr_host_bits_set(&a, 8));
+    addr_mask(&a, 12);
+    assert_int_equal(addr_v4_u32(&a), 0x0a000000);
+    assert_false(addr_host_bits_set(&a, 12));
+    assert_int_equal(addr_parse("2001:db8:ffff::1", 16, &a, NULL), 0);
+    addr_mask(&a, 36);
+    char f[PC_ADDR_STRLEN];
+    addr_format(&a, f, sizeof f);
+    assert_string_equal(f, "2001:db8:f000::");
+    /* truncating format still terminates */
+    assert_int_equal(addr_format(&a, f, 5), strlen("2001:db8:f000::"));
+    assert_string_equal(f, "2001");
+}
+
+/* ---- the text format ------------------------------------------------------ */
+
+static pc_rules_t *load_ok(const char *text)
+{
+    pc_rules_t *r = NULL;
+    char err[256];
+    int rc = pc_rules_load_string(text, strlen(text), "t.rules", &r, err, sizeof err);
+    if (rc != 0) fail_msg("load failed (%s): %s", pc_err_name(rc), err);
+    assert_non_null(r);
+    return r;
+}
+
+static void expect_rule(const pc_rules_t *r, size_t i, const char *text, unsigned line)
+{
+    pc_rule_info_t info;
+    assert_int_equal(pc_rules_get(r, i, &info), 0);
+    assert_string_equal(info.text, text);
+    assert_int_equal(info.line, line);
+    assert_int_equal(info.hits, 0);
+    assert_int_equal(info.action, strncmp(text, "deny", 4) == 0 ? PC_RULE_DENY : PC_RULE_ALLOW);
+}
+
+static void expect_match(const pc_rules_t *r, const char *addr, int matched, size_t idx)
+{
+    pc_rule_action_t act = PC_RULE_ALLOW;
+    size_t got = 999;
+    int rc = pc_rules_match_text(r, addr, &act, &got);
+    if (rc != matched) fail_msg("%s: matched %d, expected %d", addr, rc, matched);
+    if (matched == 1 && got != idx) fail_msg("%s: rule %zu, expected %zu", addr, got, idx);
+}
+
+static void test_format_valid(void **state)
+{
+    (void)state;
+    const char *text = "# header comment\n"
+                       "\n"
+                       "   deny 10.0.0.0/8   # trailing comment\n"
+                       "allow 10.1.0.0/16\n"
+                       "\tdeny\t192.0.2.7\r\n"
+                       "deny 2001:DB8::/32#attached comment\n"
+                       "   \t  \n"
+                       "allow ::/0\n"
+                       "deny 0.0.0.0/0\n"
+                       "#deny 1.1.1.1\n"
+                       "deny ::fffe:0:0/95\n"
+                       "deny 198.51.100.0/24"; /* no final newline */
+    pc_rules_t *r = load_ok(text);
+    assert_int_equal(pc_rules_count(r), 8);
+    expect_rule(r, 0, "deny 10.0.0.0/8", 3);
+    expect_rule(r, 1, "allow 10.1.0.0/16", 4);
+    expect_rule(r, 2, "deny 192.0.2.7/32", 5);
+    expect_rule(r, 3, "deny 2001:db8::/32", 6);
+    expect_rule(r, 4, "allow ::/0", 8);
+    expect_rule(r, 5, "deny 0.0.0.0/0", 9);
+    expect_rule(r, 6, "deny ::fffe:0:0/95", 11);
+    expect_rule(r, 7, "deny 198.51.100.0/24", 12);
+    pc_rule_info_t info;
+    assert_int_equal(pc_rules_get(r, 3, &info), 0);
+    assert_int_equal(info.family, 6);
+    assert_int_equal(info.prefix_len, 32);
+    assert_int_equal(pc_rules_get(r, 8, &info), PC_EINVAL);
+
+    expect_match(r, "10.2.3.4", 1, 0);
+    expect_match(r, "10.1.3.4", 1, 1);
+    expect_match(r, "192.0.2.7", 1, 2);
+    expect_match(r, "192.0.2.8", 1, 5);
+    expect_match(r, "198.51.100.255", 1, 7);
+    expect_match(r, "2001:db8:1::1", 1, 3);
+    expect_match(r, "2001:db9::1", 1, 4);
+    expect_match(r, "::1", 1, 4);
+    expect_match(r, "::fffe:1:2", 1, 6);
+    /* a mapped address is IPv4: 10.0.0.0/8, not ::fffe:0:0/95 */
+    expect_match(r, "::ffff:10.9.9.9", 1, 0);
+    assert_int_equal(pc_rules_match_text(r, "10.0.0.0/8", NULL, NULL), PC_EINVAL);
+    assert_int_equal(pc_rules_match_text(r, "host.example", NULL, NULL), PC_EINVAL);
+    pc_rules_free(r);
+}
+
+static void test_format_empty(void **state)
+{
+    (void)state;
+    pc_rules_t *r = load_ok("# nothing but comments\n\n   \n");
+    assert_int_equal(pc_rules_count(r), 0);
+    expect_match(r, "1.2.3.4", 0, 0);
+    expect_match(r, "::1", 0, 0);
+    pc_rules_free(r);
+    r = NULL;
+    assert_int_equal(pc_rules_load_string("", 0, NULL, &r, NULL, 0), 0);
+    assert_int_equal(pc_rules_count(r), 0);
+    pc_rules_free(r);
+    assert_int_equal(pc_rules_count(NULL), 0);
+    assert_int_equal(pc_rules_match_text(NULL, "1.2.3.4", NULL, NULL), 0);
+}
+
+struct bad_case {
+    const char *text;
+    const char *message; /* the whole message: "t.rules:LINE: ..." */
+};
+
+static const struct bad_case bad_cases[] = {
+    {"allow 1.2.3.4\nblock 1.2.3.4\n",
+     "t.rules:2: unknown action 'block' (expected 'allow' or 'deny')"},
+    {"Deny 1.2.3.4", "t.rules:1: unknown action 'Deny' (expected 'allow' or 'deny')"},
+    {"deny10.0.0.0/8", "t.rules:1: unknown action 'deny10.0.0.0/8' (expected 'allow' or 'deny')"},
+    {"# c\n\ndeny\n", "t.rules:3: missing address after 'deny'"},
+    {"allow   # nothing", "t.rules:1: missing address after 'allow'"},
+    {"deny 1.2.3", "t.rules:1: bad IPv4 address '1.2.3': needs four dotted parts"},
+    {"deny 1.2.3.256", "t.rules:1: bad IPv4 address '1.2.3.256': part greater than 255"},
+    {"deny 010.2.3.4",
+     "t.rules:1: bad IPv4 address '010.2.3.4': leading zero in a part (ambiguous: octal or "
+     "decimal?)"},
+    {"deny 1.2..4", "t.rules:1: bad IPv4 address '1.2..4': empty or non-decimal part"},
+    {"deny 1.2.3.4.5", "t.rules:1: bad IPv4 address '1.2.3.4.5': more than four parts"},
+    {"deny example.com", "t.rules:1: bad IPv4 address 'example.com': empty or non-decimal part"},
+    {"deny 1.2.3.4/33", "t.rules:1: prefix length 33 out of range for IPv4 (0-32)"},
+    {"deny ::/129", "t.rules:1: prefix length 129 out of range for IPv6 (0-128)"},
+    {"deny 1.2.3.4/99999", "t.rules:1: prefix length 99999 out of range for IPv4 (0-32)"},
+    {"deny 1.2.3.4/", "t.rules:1: missing prefix length after '/'"},
+    {"deny 1.2.3.4/x", "t.rules:1: bad prefix length 'x'"},
+    {"deny 1.2.3.4/-1", "t.rules:1: bad prefix length '-1'"},
+    {"deny 1.2.3.0/24/8", "t.rules:1: bad prefix length '24/8'"},
+    {"deny 1.2.3.4/08", "t.rules:1: prefix length '08' has a leading zero"},
+    {"deny 10.0.0.1/8",
+     "t.rules:1: host bits set beyond /8 in '10.0.0.1/8' (the network is 10.0.0.0/8)"},
+    {"deny 2001:db8::1/32",
+     "t.rules:1: host bits set beyond /32 in '2001:db8::1/32' (the network is 2001:db8::/32)"},
+    {"deny 1::2::3", "t.rules:1: bad IPv6 address '1::2::3': more than one '::'"},
+    {"deny 1:2:3:4:5:6:7:8:9",
+     "t.rules:1: bad IPv6 address '1:2:3:4:5:6:7:8:9': more than eight groups"},
+    {"deny 12345::", "t.rules:1: bad IPv6 address '12345::': group has more than four hex digits"},
+    {"deny 1:2:3", "t.rules:1: bad IPv6 address '1:2:3': needs eight groups or a '::'"},
+    {"deny fe80::1%eth0", "t.rules:1: bad IPv6 address 'fe80::1%eth0': zone index not allowed"},
+    {"deny 1:2:3:4:5:6:7:8::",
+     "t.rules:1: bad IPv6 address '1:2:3:4:5:6:7:8::': '::' must stand for at least one zero "
+     "group"},
+    {"deny ::ffff:1.2.3.0/120",
+     "t.rules:1: IPv4-mapped IPv6 prefix never matches (mapped peers are matched as IPv4): "
+     "write 1.2.3.0/24"},
+    {"deny 1.2.3.4 5.6.7.8", "t.rules:1: unexpected '5.6.7.8' after the address"},
+    {"deny 1.2.3.4 allow # c", "t.rules:1: unexpected 'allow' after the address"},
+    {"deny 10.0.0.0/8\nallow 10.0.0.0/8\n",
+     "t.rules:2: duplicate prefix 10.0.0.0/8 (already at line 1)"},
+    {"deny 2001:db8::/32\n# c\ndeny 2001:0db8:0::/32\n",
+     "t.rules:3: duplicate prefix 2001:db8::/32 (already at line 1)"},
+    {"deny 1.0.0.0/8\ndeny 2.0.0.0/8\ndeny 2.0.0.0/8\ndeny 1.0.0.0/8\n",
+     "t.rules:3: duplicate prefix 2.0.0.0/8 (already at line 2)"},
+    {"deny 1.2.3.4\ndeny 1.2.3.4/32\n", "t.rules:2: duplicate prefix 1.2.3.4/32 (already at line 1)"},
+    {"deny 1.2.3.4\r\ndeny x\r\n", "t.rules:2: bad IPv4 address 'x': empty or non-decimal part"},
+    {"deny 1:2:3:4:5:6:7:8:9:10:11:12:13:14:15:16:17:18:19:20",
+     "t.rules:1: bad IPv6 address '1:2:3:4:5:6:7:8:9:10:11:12:13:14:15:16:17:18...': more than "
+     "eight groups"},
+};
+
+static void test_format_errors(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof bad_cases / sizeof bad_cases[0]; i++) {
+        const struct bad_case *c = &bad_cases[i];
+        pc_rules_t *r = (pc_rules_t *)(uintptr_t)1;
+        char err[256] = "unchanged";
+        int rc = pc_rules_load_string(c->text, strlen(c->text), "t.rules", &r, err, sizeof err);
+        if (rc != PC_EPARSE) fail_msg("case %zu (%s): rc %s", i, c->text, pc_err_name(rc));
+        assert_null(r);
+        if (strcmp(err, c->message) != 0)
+            fail_msg("case %zu:\n  got      '%s'\n  expected '%s'", i, err, c->message);
+    }
+}
+
+static void test_format_error_details(void **state)
+{
+    (void)state;
+    pc_rules_t *r = NULL;
+    char err[32];
+    /* NULL name, truncated buffer, NUL byte in the text */
+    const char text[] = "deny 1.2.3.4\0";
+    assert_int_equal(pc_rules_load_string(text, sizeof text - 1, NULL, &r, err, sizeof err),
+                     PC_EPARSE);
+    assert_int_equal(strlen(err), sizeof err - 1);
+    assert_memory_equal(err, "<string>:1: bad IPv4 address '", 30);
+    /* no buffer at all */
+    assert_int_equal(pc_rules_load_string("bad", 3, NULL, &r, NULL, 0), PC_EPARSE);
+    assert_int_equal(pc_rules_load_string("deny 1.2.3.4", 12, NULL, NULL, err, sizeof err),
+                     PC_EINVAL);
+    assert_int_equal(pc_rules_load_string(NULL, 5, NULL, &r, err, sizeof err), PC_EINVAL);
+}
+
+static void test_match_sockaddr(void **state)
+{
+    (void)state;
+    pc_rules_t *r = load_ok("deny 10.0.0.0/8\nallow 10.1.0.0/16\ndeny 2001:db8::/32\n");
+    struct sockaddr_in in;
+    memset(&in, 0, sizeof in);
+    in.sin_family = AF_INET;
+    const uint8_t a4[4] = {10, 1, 2, 3};
+    memcpy(&in.sin_addr, a4, 4);
+    pc_rule_action_t act;
+    size_t idx;
+    assert_int_equal(pc_rules_match(r, (struct sockaddr *)&in, &act, &idx), 1);
+    assert_int_equal(act, PC_RULE_ALLOW);
+    assert_int_equal(idx, 1);
+
+    struct sockaddr_in6 in6;
+    memset(&in6, 0, sizeof in6);
+    in6.sin6_family = AF_INET6;
+    const uint8_t mapped[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 2, 0, 1};
+    memcpy(&in6.sin6_addr, mapped, 16);
+    assert_int_equal(pc_rules_match(r, (struct sockaddr *)&in6, &act, &idx), 1);
+    assert_int_equal(act, PC_RULE_DENY);
+    assert_int_equal(idx, 0);
+    const uint8_t v6[16] = {0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+    memcpy(&in6.sin6_addr, v6, 16);
+    assert_int_equal(pc_rules_match(r, (struct sockaddr *)&in6, &act, NULL), 1);
+    assert_int_equal(act, PC_RULE_DENY);
+    in6.sin6_addr.s6_addr[0] = 0x30;
+    assert_int_equal(pc_rules_match(r, (struct sockaddr *)&in6, &act, NULL), 0);
+
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    ss.ss_family = AF_UNSPEC;
+    assert_int_equal(pc_rules_match(r, (struct sockaddr *)&ss, NULL, NULL), PC_EINVAL);
+    assert_int_equal(pc_rules_match(r, NULL, NULL, NULL), PC_EINVAL);
+    pc_rules_free(r);
+}
+
+static void test_load_file(void **state)
+{
+    (void)state;
+    const char *path = "test_rules_tmp.rules";
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    fputs("# from a file\ndeny 203.0.113.0/24\nallow 203.0.113.8/29\n", f);
+    fclose(f);
+    pc_rules_t *r = NULL;
+    char err[256];
+    assert_int_equal(pc_rules_load_file(path, &r, err, sizeof err), 0);
+    assert_int_equal(pc_rules_count(r), 2);
+    expect_rule(r, 1, "allow 203.0.113.8/29", 3);
+    pc_rules_free(r);
+
+    f = fopen(path, "wb");
+    assert_non_null(f);
+    fputs("deny 203.0.113.0/24\ndeny 203.0.113.1/24\n", f);
+    fclose(f);
+    r = NULL;
+    assert_int_equal(pc_rules_load_file(path, &r, err, sizeof err), PC_EPARSE);
+    assert_null(r);
+    assert_string_equal(err, "test_rules_tmp.rules:2: host bits set beyond /24 in "
+                             "'203.0.113.1/24' (the network is 203.0.113.0/24)");
+    remove(path);
+
+    assert_int_equal(pc_rules_load_file("no/such/dir/x.rules", &r, err, sizeof err), PC_ENOENT);
+    assert_string_equal(err, "no/such/dir/x.rules: no such file or directory");
+    int rc = pc_rules_load_file(".", &r, err, sizeof err);
+    assert_true(rc == PC_EIO || rc == PC_EACCES);
+    assert_memory_equal(err, ".: ", 3);
+    assert_null(r);
+}
+
+static void test_allocator_pinned(void **state)
+{
+    (void)state;
+    pc_rules_t *r = load_ok("deny 1.2.3.4\n");
+    pc_allocator_t a = {NULL, NULL, NULL, NULL, NULL};
+    assert_int_equal(pc_set_allocator(&a), PC_EBUSY);
+    pc_rules_free(r);
+    assert_int_equal(pc_set_allocator(&a), 0);
+}
+
+/* ---- allocation failures -------------------------------------------------- */
+
+static long alloc_budget, live_blocks;
+static void *fail_malloc(void *u, size_t n)
+{
+    (void)u;
+    if (alloc_budget-- <= 0) return NULL;
+    void *p = malloc(n);
+    if (p) live_blocks++;
+    return p;
+}
+static void *fail_calloc(void *u, size_t n, size_t s)
+{
+    (void)u;
+    if (alloc_budget-- <= 0) return NULL;
+    void *p = calloc(n, s);
+    if (p) live_blocks++;
+    return p;
+}
+static void *fail_realloc(void *u, void *p, size_t n)
+{
+    (void)u;
+    if (alloc_budget-- <= 0) return NULL;
+    void *q = realloc(p, n);
+    if (q && !p) live_blocks++;
+    return q;
+}
+static void fail_free(void *u, void *p)
+{
+    (void)u;
+    if (p) live_blocks--;
+    free(p);
+}
+
+static void test_alloc_failure(void **state)
+{
+    (void)state;
+    char *text = malloc(64 * 1024);
+    size_t len = 0;
+    for (int i = 0; i < 600; i++)
+        len += (size_t)snprintf(text + len, 64 * 1024 - len, "deny 10.%d.%d.0/24\n", i / 200,
+                                i % 200);
+    for (int i = 0; i < 300; i++)
+        len += (size_t)snprintf(text + len, 64 * 1024 - len, "allow 2001:db8:%x::/48\n", i);
+    pc_allocator_t a = {fail_malloc, fail_calloc, fail_realloc, fail_free, NULL};
+    assert_int_equal(pc_set_allocator(&a), 0);
+    int ok = 0;
+    for (long budget = 0; budget < 100000 && !ok; budget++) {
+        alloc_budget = budget;
+        live_blocks = 0;
+        pc_rules_t *r = NULL;
+        char err[128];
+        int rc = pc_rules_load_string(text, len, "mem", &r, err, sizeof err);
+        if (rc == 0) {
+            ok = 1;
+            assert_int_equal(pc_rules_count(r), 900);
+            pc_rules_free(r);
+        } else {
+            assert_int_equal(rc, PC_ENOMEM);
+            assert_null(r);
+            assert_string_equal(err, "mem: out of memory");
+        }
+        assert_int_equal(live_blocks, 0);
+    }
+    assert_true(ok);
+    assert_int_equal(pc_set_allocator(NULL), 0);
+    free(text);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_addr_valid),
+        cmocka_unit_test(test_addr_invalid),
+        cmocka_unit_test(test_addr_mask_normalize),
+        cmocka_unit_test(test_format_valid),
+        cmocka_unit_test(test_format_empty),
+        cmocka_unit_test(test_format_errors),
+        cmocka_unit_test(test_format_error_details),
+        cmocka_unit_test(test_match_sockaddr),
+        cmocka_unit_test(test_load_file),
+        cmocka_unit_test(test_allocator_pinned),
+        cmocka_unit_test(test_alloc_failure),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
