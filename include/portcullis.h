@@ -76,35 +76,35 @@ extern "C" {
 /* ------------------------------------------------------------------------ */
 
 /* One list generates the codes, pc_err_name and pc_strerror. */
-#define PC_ERRNO_MAP(XX)                                                                           \
-    XX(EINVAL, 1, "invalid argument")                                                              \
-    XX(ENOMEM, 2, "out of memory")                                                                 \
-    XX(EAGAIN, 3, "resource temporarily unavailable")                                              \
-    XX(ENOTCONN, 4, "connection is not open (closed or stale id)")                                 \
-    XX(ECONNRESET, 5, "connection reset by peer")                                                  \
-    XX(ECONNREFUSED, 6, "connection refused")                                                      \
-    XX(ECONNABORTED, 7, "connection aborted")                                                      \
-    XX(ETIMEDOUT, 8, "operation timed out")                                                        \
-    XX(ECANCELED, 9, "operation canceled")                                                         \
-    XX(EADDRINUSE, 10, "address already in use")                                                   \
-    XX(EADDRNOTAVAIL, 11, "address not available")                                                 \
-    XX(EACCES, 12, "permission denied")                                                            \
-    XX(EMFILE, 13, "too many open files")                                                          \
-    XX(ENOBUFS, 14, "no buffer space available")                                                   \
-    XX(EPIPE, 15, "broken pipe")                                                                   \
-    XX(ENOSYS, 16, "function not implemented")                                                     \
-    XX(ENOTSUP, 17, "operation not supported")                                                     \
-    XX(EBUSY, 18, "resource busy or wrong state")                                                  \
-    XX(ENOENT, 19, "no such file or directory")                                                    \
-    XX(EIO, 20, "input/output error")                                                              \
-    XX(EPARSE, 21, "parse error")                                                                  \
-    XX(ENETUNREACH, 22, "network is unreachable")                                                  \
-    XX(EHOSTUNREACH, 23, "host is unreachable")                                                    \
-    XX(ENOPROTOOPT, 24, "protocol option not available")                                           \
-    XX(EPERM, 25, "operation not permitted")                                                       \
-    XX(ERANGE, 26, "value out of range")                                                           \
-    XX(EEXIST, 27, "already exists")                                                               \
-    XX(EDEADLK, 28, "would deadlock (called from a worker or callback)")                           \
+#define PC_ERRNO_MAP(XX)                                                 \
+    XX(EINVAL, 1, "invalid argument")                                    \
+    XX(ENOMEM, 2, "out of memory")                                       \
+    XX(EAGAIN, 3, "resource temporarily unavailable")                    \
+    XX(ENOTCONN, 4, "connection is not open (closed or stale id)")       \
+    XX(ECONNRESET, 5, "connection reset by peer")                        \
+    XX(ECONNREFUSED, 6, "connection refused")                            \
+    XX(ECONNABORTED, 7, "connection aborted")                            \
+    XX(ETIMEDOUT, 8, "operation timed out")                              \
+    XX(ECANCELED, 9, "operation canceled")                               \
+    XX(EADDRINUSE, 10, "address already in use")                         \
+    XX(EADDRNOTAVAIL, 11, "address not available")                       \
+    XX(EACCES, 12, "permission denied")                                  \
+    XX(EMFILE, 13, "too many open files")                                \
+    XX(ENOBUFS, 14, "no buffer space available")                         \
+    XX(EPIPE, 15, "broken pipe")                                         \
+    XX(ENOSYS, 16, "function not implemented")                           \
+    XX(ENOTSUP, 17, "operation not supported")                           \
+    XX(EBUSY, 18, "resource busy or wrong state")                        \
+    XX(ENOENT, 19, "no such file or directory")                          \
+    XX(EIO, 20, "input/output error")                                    \
+    XX(EPARSE, 21, "parse error")                                        \
+    XX(ENETUNREACH, 22, "network is unreachable")                        \
+    XX(EHOSTUNREACH, 23, "host is unreachable")                          \
+    XX(ENOPROTOOPT, 24, "protocol option not available")                 \
+    XX(EPERM, 25, "operation not permitted")                             \
+    XX(ERANGE, 26, "value out of range")                                 \
+    XX(EEXIST, 27, "already exists")                                     \
+    XX(EDEADLK, 28, "would deadlock (called from a worker or callback)") \
     XX(EUNKNOWN, 99, "unknown error")
 
 typedef enum pc_errno_e {
@@ -200,16 +200,16 @@ typedef struct pc_rules_s pc_rules_t;
 typedef uint64_t pc_conn_id_t;
 
 /* Why a connection ended; passed to on_close. */
-#define PC_CLOSE_REASON_MAP(XX)                                                                    \
-    XX(PEER, "peer closed")                                                                        \
-    XX(LOCAL, "closed by the application")                                                         \
-    XX(ABORT, "aborted (reset) by the application")                                                \
-    XX(RESET, "reset by peer")                                                                     \
-    XX(ERROR, "I/O error")                                                                         \
-    XX(IDLE_TIMEOUT, "idle timeout")                                                               \
-    XX(HEADER_TIMEOUT, "first-request timeout")                                                    \
-    XX(WRITE_TIMEOUT, "write timeout (peer stopped reading)")                                      \
-    XX(SERVER_STOP, "server stopping")                                                             \
+#define PC_CLOSE_REASON_MAP(XX)                               \
+    XX(PEER, "peer closed")                                   \
+    XX(LOCAL, "closed by the application")                    \
+    XX(ABORT, "aborted (reset) by the application")           \
+    XX(RESET, "reset by peer")                                \
+    XX(ERROR, "I/O error")                                    \
+    XX(IDLE_TIMEOUT, "idle timeout")                          \
+    XX(HEADER_TIMEOUT, "first-request timeout")               \
+    XX(WRITE_TIMEOUT, "write timeout (peer stopped reading)") \
+    XX(SERVER_STOP, "server stopping")                        \
     XX(NOMEM, "out of memory")
 
 typedef enum pc_close_reason_e {
@@ -471,21 +471,21 @@ PC_API size_t pc_conn_send_queued(const pc_conn_t *c);
 /* ------------------------------------------------------------------------ */
 
 typedef struct pc_server_stats_s {
-    uint64_t accepted;                   /* connections accepted (passed the pipeline) */
-    uint64_t rejected[PC_STEP_COUNT];    /* rejected, per pipeline step */
-    uint64_t would_reject[PC_STEP_COUNT];/* shadow mode: would have been rejected */
-    uint64_t deferred;                   /* defer decisions taken */
-    uint64_t accept_errors;              /* accept() failures (EMFILE, ...) */
-    uint64_t active;                     /* open connections now */
+    uint64_t accepted;                      /* connections accepted (passed the pipeline) */
+    uint64_t rejected[PC_STEP_COUNT];       /* rejected, per pipeline step */
+    uint64_t would_reject[PC_STEP_COUNT];   /* shadow mode: would have been rejected */
+    uint64_t deferred;                      /* defer decisions taken */
+    uint64_t accept_errors;                 /* accept() failures (EMFILE, ...) */
+    uint64_t active;                        /* open connections now */
     uint64_t closed[PC_CLOSE_REASON_COUNT]; /* connections ended, per reason */
     uint64_t bytes_in;
     uint64_t bytes_out;
-    uint64_t send_queued_bytes;          /* bytes waiting in send queues now */
-    uint64_t source_table_full;          /* accepts that found the per-source table full */
-    uint64_t source_entries;             /* per-source entries in use now */
-    uint64_t rule_count;                 /* rules in force */
-    pc_accept_mode_t accept_mode;        /* conditional accept mode in force */
-    pc_backend_t backend;                /* backend running */
+    uint64_t send_queued_bytes;   /* bytes waiting in send queues now */
+    uint64_t source_table_full;   /* accepts that found the per-source table full */
+    uint64_t source_entries;      /* per-source entries in use now */
+    uint64_t rule_count;          /* rules in force */
+    pc_accept_mode_t accept_mode; /* conditional accept mode in force */
+    pc_backend_t backend;         /* backend running */
     int threads;
 } pc_server_stats_t;
 

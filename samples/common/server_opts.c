@@ -95,11 +95,11 @@ int server_opts_parse(server_opts_t *o, int argc, char **argv, int *i)
         return 1;
     }
     static const char *const with_value[] = {
-        "--listen",       "--threads", "--max-conns",       "--idle-timeout",
-        "--backend",      "--rules",   "--per-source-max",  "--per-source-rate",
-        "--conditional-accept", NULL};
+        "--listen", "--threads",        "--max-conns",       "--idle-timeout",       "--backend",
+        "--rules",  "--per-source-max", "--per-source-rate", "--conditional-accept", NULL};
     int known = 0;
-    for (int k = 0; with_value[k]; k++) known |= !strcmp(a, with_value[k]);
+    for (int k = 0; with_value[k]; k++)
+        known |= !strcmp(a, with_value[k]);
     if (!known) return 0;
     if (!v) {
         fprintf(stderr, "%s: %s needs a value\n", o->prog, a);
@@ -193,9 +193,9 @@ int server_opts_start(server_opts_t *o, pc_server_t **out)
     pc_server_stats(srv, &st);
     printf("backend %s, %d threads, conditional accept: %s\n", pc_backend_name(st.backend),
            st.threads,
-           st.accept_mode == PC_ACCEPT_MODE_PRE_HANDSHAKE ? "pre-handshake"
-                                                          : "post-handshake");
-    if (o->rules_path) printf("rules: %llu from %s\n", (unsigned long long)st.rule_count, o->rules_path);
+           st.accept_mode == PC_ACCEPT_MODE_PRE_HANDSHAKE ? "pre-handshake" : "post-handshake");
+    if (o->rules_path)
+        printf("rules: %llu from %s\n", (unsigned long long)st.rule_count, o->rules_path);
     for (int i = 0; i < o->nlisten; i++) {
         struct sockaddr_storage ss;
         socklen_t len;

@@ -6,8 +6,8 @@ const char *pc_err_name(int err)
     switch (err) {
     case 0:
         return "PC_OK";
-#define PC__ERR_NAME(name, num, msg)                                                               \
-    case -(num):                                                                                   \
+#define PC__ERR_NAME(name, num, msg) \
+    case -(num):                     \
         return "PC_" #name;
         PC_ERRNO_MAP(PC__ERR_NAME)
 #undef PC__ERR_NAME
@@ -21,8 +21,8 @@ const char *pc_strerror(int err)
     switch (err) {
     case 0:
         return "success";
-#define PC__ERR_MSG(name, num, msg)                                                                \
-    case -(num):                                                                                   \
+#define PC__ERR_MSG(name, num, msg) \
+    case -(num):                    \
         return msg;
         PC_ERRNO_MAP(PC__ERR_MSG)
 #undef PC__ERR_MSG

@@ -17,7 +17,7 @@ typedef struct pool_s {
 } pool_t;
 
 void pool_init(pool_t *p, size_t obj_size, size_t per_slab);
-void *pool_get(pool_t *p);  /* NULL on allocation failure */
+void *pool_get(pool_t *p); /* NULL on allocation failure */
 void pool_put(pool_t *p, void *obj);
 void pool_destroy(pool_t *p);
 

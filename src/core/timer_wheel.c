@@ -2,7 +2,8 @@
 
 void wheel_init(timer_wheel_t *w, uint64_t now_ms)
 {
-    for (unsigned i = 0; i < PC_WHEEL_SLOTS; i++) queue_init(&w->slots[i]);
+    for (unsigned i = 0; i < PC_WHEEL_SLOTS; i++)
+        queue_init(&w->slots[i]);
     w->tick = now_ms / PC_WHEEL_TICK_MS;
     w->count = 0;
 }

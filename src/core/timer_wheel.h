@@ -8,7 +8,7 @@
 #include "queue.h"
 
 #define PC_WHEEL_TICK_MS 10u
-#define PC_WHEEL_SLOTS 512u /* 5.12 s per revolution; longer timers go round */
+#define PC_WHEEL_SLOTS   512u /* 5.12 s per revolution; longer timers go round */
 
 typedef struct wheel_timer_s {
     queue_t link;

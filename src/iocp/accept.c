@@ -28,8 +28,8 @@ static pc_verdict_t run_condition(void *ud)
     return cx->s->cfg.condition(cx->s->cfg.condition_user, cx->peer, cx->local);
 }
 
-pc_verdict_t accept_decide(listener_t *l, const struct sockaddr *peer,
-                           const struct sockaddr *local, int *step)
+pc_verdict_t accept_decide(listener_t *l, const struct sockaddr *peer, const struct sockaddr *local,
+                           int *step)
 {
     pc_server_t *s = l->srv;
     int reserved = reserve_slot(s);

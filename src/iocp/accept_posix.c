@@ -75,8 +75,7 @@ void accept_thread_main(void *arg)
     uint64_t last_log = 0;
     unsigned suppressed = 0;
     while (!atomic_load(&l->stopping)) {
-        if (s->cfg.at_capacity == PC_CAPACITY_DEFER)
-            wait_capacity(s, l, s->cfg.defer_timeout_ms);
+        if (s->cfg.at_capacity == PC_CAPACITY_DEFER) wait_capacity(s, l, s->cfg.defer_timeout_ms);
         if (atomic_load(&l->stopping)) break;
 
         struct sockaddr_storage peer;
@@ -105,8 +104,8 @@ void accept_thread_main(void *arg)
         backoff = 0;
 
         int step = -1;
-        pc_verdict_t v = accept_decide(l, (struct sockaddr *)&peer,
-                                       (struct sockaddr *)&l->addr, &step);
+        pc_verdict_t v =
+            accept_decide(l, (struct sockaddr *)&peer, (struct sockaddr *)&l->addr, &step);
         if (v == PC_DEFER) {
             /* Post-handshake defer: hold this connection (and, like a
              * deferred request at the head of Winsock's queue, the ones
@@ -120,14 +119,12 @@ void accept_thread_main(void *arg)
                     wait_capacity(s, l, (unsigned)(deadline - now));
                 else
                     pc__sleep_ms(5);
-                v = accept_decide(l, (struct sockaddr *)&peer, (struct sockaddr *)&l->addr,
-                                  &step);
+                v = accept_decide(l, (struct sockaddr *)&peer, (struct sockaddr *)&l->addr, &step);
             }
             if (v == PC_DEFER) {
                 v = PC_REJECT; /* deferred too long */
-                counter_add(&s->rejected[step >= 0 && step < PC_STEP_COUNT ? step
-                                                                           : PC_STEP_CAPACITY],
-                            1);
+                counter_add(
+                    &s->rejected[step >= 0 && step < PC_STEP_COUNT ? step : PC_STEP_CAPACITY], 1);
             }
         }
         if (v != PC_ACCEPT) {

@@ -362,8 +362,8 @@ static void handle_kick(worker_t *w, pc_conn_t *c)
     if (c->state == CS_OPENING && !c->connecting) conn_open(w, c);
     /* while an outbound connect is in flight the bytes wait in the send
      * queue; conn_after flushes once the connection is established */
-    int accept_bytes = c->state == CS_OPEN || c->state == CS_OPENING ||
-                       (c->state == CS_CLOSING && !c->fin_sent);
+    int accept_bytes =
+        c->state == CS_OPEN || c->state == CS_OPENING || (c->state == CS_CLOSING && !c->fin_sent);
     if (accept_bytes && !queue_empty(&local)) {
         queue_move_all(&c->sendq, &local);
         atomic_fetch_add(&c->sendq_bytes, xbytes);
@@ -536,8 +536,8 @@ int conn_start_accepted(pc_server_t *s, listener_t *l, sock_t fd,
     return 0;
 }
 
-int pc_connect(pc_server_t *s, const char *endpoint, const char *source,
-               const pc_callbacks_t *cb, void *user, pc_conn_id_t *id)
+int pc_connect(pc_server_t *s, const char *endpoint, const char *source, const pc_callbacks_t *cb,
+               void *user, pc_conn_id_t *id)
 {
     if (!s || !endpoint || (cb && !cb->on_data)) return PC_EINVAL;
     if (!s->started || atomic_load(&s->stopping)) return PC_ENOTCONN;
@@ -644,7 +644,8 @@ int pc_conn_sendv(pc_conn_t *c, const pc_buf_t *bufs, unsigned n)
 {
     if (!c || (!bufs && n)) return PC_EINVAL;
     size_t total = 0;
-    for (unsigned i = 0; i < n; i++) total += bufs[i].len;
+    for (unsigned i = 0; i < n; i++)
+        total += bufs[i].len;
     if (!total) return (c->state == CS_OPEN || c->state == CS_OPENING) ? 0 : PC_ENOTCONN;
     if (tls_conn != c) return conn_xsend(c, 0, bufs, n, total);
     if (c->state != CS_OPEN) return PC_ENOTCONN;

@@ -124,8 +124,7 @@ static int ep_send(port_t *p, port_sock_t *s, op_t *op, pc_buf_t *bufs, unsigned
     return 0;
 }
 
-static int ep_connect(port_t *p, port_sock_t *s, op_t *op, const struct sockaddr *sa,
-                      socklen_t len)
+static int ep_connect(port_t *p, port_sock_t *s, op_t *op, const struct sockaddr *sa, socklen_t len)
 {
     epq_t *q = sock_q(p, s);
     op->kind = OP_CONNECT;

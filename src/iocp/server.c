@@ -219,8 +219,8 @@ static void worker_main(void *arg)
         while (!queue_empty(&expired)) {
             queue_t *e = queue_head(&expired);
             queue_remove(e);
-            pc_conn_t *c = pc_container_of(pc_container_of(e, wheel_timer_t, link), pc_conn_t,
-                                           timer);
+            pc_conn_t *c =
+                pc_container_of(pc_container_of(e, wheel_timer_t, link), pc_conn_t, timer);
             conn_timer_expired(w, c);
         }
         if (w->exiting && n == 0) break;
@@ -245,8 +245,7 @@ static pc_backend_t env_backend(pc_backend_t b)
 int pc_server_create(const pc_server_config_t *cfg, pc_server_t **out)
 {
     if (!cfg || !out || !cfg->cb.on_data || cfg->max_connections == 0 ||
-        cfg->send_low_water > cfg->send_high_water || cfg->threads < 0 ||
-        cfg->threads > 1024)
+        cfg->send_low_water > cfg->send_high_water || cfg->threads < 0 || cfg->threads > 1024)
         return PC_EINVAL;
     int rc = sock_lib_init();
     if (rc < 0) return rc;
@@ -292,7 +291,8 @@ int pc_server_create(const pc_server_config_t *cfg, pc_server_t **out)
             goto fail;
         }
     }
-    for (int i = 0; i < PC_MAX_LISTENERS; i++) s->listeners[i].fd = SOCK_INVALID;
+    for (int i = 0; i < PC_MAX_LISTENERS; i++)
+        s->listeners[i].fd = SOCK_INVALID;
 
     filter_config_t fc;
     filter_config_init(&fc);
@@ -371,8 +371,10 @@ int pc_server_start(pc_server_t *s)
         if (rc < 0) break;
     }
     if (rc < 0) {
-        for (int i = 0; i < nstarted; i++) port_post(s->port, i, &s->workers[i].exit_op);
-        for (int i = 0; i < nstarted; i++) pc__thread_join(s->workers[i].thread);
+        for (int i = 0; i < nstarted; i++)
+            port_post(s->port, i, &s->workers[i].exit_op);
+        for (int i = 0; i < nstarted; i++)
+            pc__thread_join(s->workers[i].thread);
         return rc;
     }
     s->started = 1;
@@ -451,8 +453,10 @@ int pc_server_stop(pc_server_t *s, unsigned drain_ms)
                     (unsigned long long)atomic_load(&s->active));
     }
     /* 3. one exit completion per worker, then join */
-    for (int i = 0; i < s->nworkers; i++) port_post(s->port, i, &s->workers[i].exit_op);
-    for (int i = 0; i < s->nworkers; i++) pc__thread_join(s->workers[i].thread);
+    for (int i = 0; i < s->nworkers; i++)
+        port_post(s->port, i, &s->workers[i].exit_op);
+    for (int i = 0; i < s->nworkers; i++)
+        pc__thread_join(s->workers[i].thread);
     s->stopped = 1;
     PC_LOGI("server stopped in %llu ms", (unsigned long long)(pc__now_ms() - t0));
     return 0;
@@ -565,7 +569,8 @@ void pc_server_stats(const pc_server_t *s, pc_server_stats_t *out)
         const worker_t *w = &s->workers[i];
         out->bytes_in += counter_get(&w->bytes_in);
         out->bytes_out += counter_get(&w->bytes_out);
-        for (int r = 0; r < PC_CLOSE_REASON_COUNT; r++) out->closed[r] += counter_get(&w->closed[r]);
+        for (int r = 0; r < PC_CLOSE_REASON_COUNT; r++)
+            out->closed[r] += counter_get(&w->closed[r]);
     }
     out->send_queued_bytes = counter_get(&s->send_queued);
     out->accept_mode = s->accept_mode;

@@ -33,7 +33,7 @@ enum conn_state_e {
 /* cross-thread close requests (conn->xclose) */
 enum { XCLOSE_NONE = 0, XCLOSE_GRACEFUL = 1, XCLOSE_ABORT = 2 };
 
-#define PC_SEND_IOV 64
+#define PC_SEND_IOV      64
 #define PC_CONN_DEFERRED 6
 
 typedef struct worker_s worker_t;
@@ -57,19 +57,19 @@ struct pc_conn_s {
     pc_close_reason_t xclose_reason;
     /* owned by the strand */
     uint8_t state;
-    uint8_t reading;       /* an OP_RECV is pending */
-    uint8_t sending;       /* an OP_SEND is pending */
-    uint8_t paused_user;   /* pc_conn_pause_read */
-    uint8_t paused_hw;     /* send queue above high water */
+    uint8_t reading;     /* an OP_RECV is pending */
+    uint8_t sending;     /* an OP_SEND is pending */
+    uint8_t paused_user; /* pc_conn_pause_read */
+    uint8_t paused_hw;   /* send queue above high water */
     uint8_t fin_sent;
     uint8_t peer_eof;
     uint8_t abort_close;
-    uint8_t counted;       /* counted in srv->active (accepted), else srv->outbound */
-    uint8_t outbound;      /* opened by pc_connect */
-    uint8_t connecting;    /* outbound connect in flight */
+    uint8_t counted;          /* counted in srv->active (accepted), else srv->outbound */
+    uint8_t outbound;         /* opened by pc_connect */
+    uint8_t connecting;       /* outbound connect in flight */
     const pc_callbacks_t *cb; /* the server's, or pc_connect's */
-    unsigned ops_pending;  /* ops the backend holds */
-    queue_t sendq;         /* chunk_t */
+    unsigned ops_pending;     /* ops the backend holds */
+    queue_t sendq;            /* chunk_t */
     _Atomic size_t sendq_bytes;
     size_t inflight_bytes;
     pc_buf_t iov[PC_SEND_IOV];
@@ -83,7 +83,7 @@ struct pc_conn_s {
     void *user;
     listener_t *listener;
     filter_ticket_t ticket; /* per-source slot held by an accepted connection */
-    queue_t wlink; /* worker's list of its connections */
+    queue_t wlink;          /* worker's list of its connections */
     uint32_t slot;
     struct pc_conn_s *next_free;
 };
@@ -96,7 +96,7 @@ struct worker_s {
     pc_mutex_t wheel_lock; /* taken only when the port is shared (Windows) */
     char *scratch;         /* receive buffer */
     size_t scratch_size;
-    queue_t conns;         /* connections whose home is this worker (under wheel_lock) */
+    queue_t conns; /* connections whose home is this worker (under wheel_lock) */
     op_t exit_op;
     int exiting;
     /* counters written by this worker */
@@ -112,7 +112,7 @@ struct listener_s {
     socklen_t addrlen;
     pc_thread_t thread;
     int thread_started;
-    int cond_err;             /* why SO_CONDITIONAL_ACCEPT was refused, or 0 */
+    int cond_err; /* why SO_CONDITIONAL_ACCEPT was refused, or 0 */
     pc_accept_mode_t mode;
     _Atomic int stopping;
     /* the ticket of the connection accept_decide last accepted; consumed by
@@ -120,8 +120,8 @@ struct listener_s {
     filter_ticket_t pending_ticket;
 };
 
-#define PC_MAX_LISTENERS 16
-#define PC_CONN_CHUNK 1024 /* connections per table chunk */
+#define PC_MAX_LISTENERS   16
+#define PC_CONN_CHUNK      1024 /* connections per table chunk */
 #define PC_CONN_CHUNKS_MAX 4096
 
 struct pc_server_s {
@@ -175,8 +175,8 @@ int conn_request_close(pc_conn_t *c, uint64_t id, int how, pc_close_reason_t rea
  * PC_ACCEPT a capacity slot and a per-source ticket are held for the
  * connection: hand it over with conn_start_accepted, or give both back with
  * accept_undo if the socket cannot be had after all. */
-pc_verdict_t accept_decide(listener_t *l, const struct sockaddr *peer,
-                           const struct sockaddr *local, int *step);
+pc_verdict_t accept_decide(listener_t *l, const struct sockaddr *peer, const struct sockaddr *local,
+                           int *step);
 void accept_undo(listener_t *l);
 /* Accept loops (accept_posix.c / accept_win.c). */
 void accept_thread_main(void *arg);

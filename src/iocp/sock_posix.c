@@ -16,9 +16,7 @@ int sock_lib_init(void)
     return 0; /* sends use MSG_NOSIGNAL, so SIGPIPE needs no global change */
 }
 
-void sock_lib_cleanup(void)
-{
-}
+void sock_lib_cleanup(void) {}
 
 int sock_last_error(void)
 {

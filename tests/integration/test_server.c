@@ -13,149 +13,12 @@
 
 #include "portcullis.h"
 #include "core/thread.h"
+#include "harness.h"
 #include "shim.h"
 
 #ifndef _WIN32
 #include <arpa/inet.h>
 #endif
-
-/* ---- server harness ------------------------------------------------------------ */
-
-enum behaviour {
-    B_ECHO = 0,
-    B_BIG_THEN_CLOSE, /* on_open: queue g_big bytes of pattern, then pc_conn_close */
-    B_ABORT_ON_DATA,  /* on_data: pc_conn_abort */
-    B_BIG_ON_OPEN,    /* on_open: queue g_big bytes of pattern, keep open */
-};
-
-static pc_server_t *g_srv;
-static int g_port;
-static int g_behaviour;
-static size_t g_big;
-static atomic_int g_opens, g_closes, g_drains;
-static atomic_int g_reasons[PC_CLOSE_REASON_COUNT];
-static _Atomic uint64_t g_last_id;
-static const char *g_reject_src; /* condition rejects this IPv4 source */
-
-static unsigned char pattern_byte(size_t i)
-{
-    return (unsigned char)((i * 131u + (i >> 12) * 7u) & 0xff);
-}
-
-static void fill_pattern(unsigned char *p, size_t off, size_t n)
-{
-    for (size_t i = 0; i < n; i++) p[i] = pattern_byte(off + i);
-}
-
-static void on_open(pc_conn_t *c)
-{
-    atomic_fetch_add(&g_opens, 1);
-    atomic_store(&g_last_id, pc_conn_id(c));
-    if (g_behaviour == B_BIG_THEN_CLOSE || g_behaviour == B_BIG_ON_OPEN) {
-        unsigned char *buf = malloc(g_big);
-        fill_pattern(buf, 0, g_big);
-        assert_int_equal(pc_conn_send(c, buf, g_big), 0);
-        free(buf);
-        if (g_behaviour == B_BIG_THEN_CLOSE) assert_int_equal(pc_conn_close(c), 0);
-    }
-}
-
-static void on_data(pc_conn_t *c, const void *data, size_t len)
-{
-    if (g_behaviour == B_ABORT_ON_DATA) {
-        pc_conn_abort(c);
-        return;
-    }
-    pc_conn_send(c, data, len);
-}
-
-static void on_drain(pc_conn_t *c)
-{
-    (void)c;
-    atomic_fetch_add(&g_drains, 1);
-}
-
-static void on_close(pc_conn_t *c, pc_close_reason_t r, int err)
-{
-    (void)c;
-    (void)err;
-    atomic_fetch_add(&g_reasons[r], 1);
-    atomic_fetch_add(&g_closes, 1);
-}
-
-static pc_verdict_t condition(void *user, const struct sockaddr *peer, const struct sockaddr *local)
-{
-    (void)user;
-    (void)local;
-    if (g_reject_src && peer->sa_family == AF_INET) {
-        struct in_addr a;
-        inet_pton(AF_INET, g_reject_src, &a);
-        if (((const struct sockaddr_in *)peer)->sin_addr.s_addr == a.s_addr) return PC_REJECT;
-    }
-    return PC_ACCEPT;
-}
-
-static void base_config(pc_server_config_t *cfg)
-{
-    pc_server_config_init(cfg);
-    cfg->threads = 2;
-    cfg->cb.on_open = on_open;
-    cfg->cb.on_data = on_data;
-    cfg->cb.on_drain = on_drain;
-    cfg->cb.on_close = on_close;
-    cfg->condition = condition;
-    cfg->close_linger_ms = 3000;
-}
-
-static void start_server(const pc_server_config_t *cfg)
-{
-    atomic_store(&g_opens, 0);
-    atomic_store(&g_closes, 0);
-    atomic_store(&g_drains, 0);
-    for (int i = 0; i < PC_CLOSE_REASON_COUNT; i++) atomic_store(&g_reasons[i], 0);
-    assert_int_equal(pc_server_create(cfg, &g_srv), 0);
-    int idx = pc_server_listen(g_srv, "127.0.0.1:0");
-    assert_true(idx >= 0);
-    g_port = pc_server_listener_port(g_srv, idx);
-    assert_true(g_port > 0);
-    assert_int_equal(pc_server_start(g_srv), 0);
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    if (g_srv) {
-        pc_server_stop(g_srv, 2000);
-        pc_server_destroy(g_srv);
-        g_srv = NULL;
-    }
-    g_behaviour = B_ECHO;
-    g_reject_src = NULL;
-    return 0;
-}
-
-/* Wait until cond() holds or ms pass. */
-#define WAIT_FOR(expr, ms)                                                                         \
-    do {                                                                                           \
-        uint64_t t_end_ = shim_now_ms() + (ms);                                                    \
-        while (!(expr) && shim_now_ms() < t_end_) shim_sleep_ms(5);                                \
-    } while (0)
-
-static void expect_echo(shim_sock_t s, const char *msg)
-{
-    size_t n = strlen(msg);
-    char buf[256];
-    assert_int_equal(shim_send_all(s, msg, n), 0);
-    assert_int_equal(shim_recv_exact(s, buf, n), n);
-    assert_memory_equal(buf, msg, n);
-}
-
-static pc_server_stats_t stats(void)
-{
-    pc_server_stats_t st;
-    pc_server_stats(g_srv, &st);
-    return st;
-}
 
 /* ---- tests ----------------------------------------------------------------------- */
 
@@ -187,7 +50,8 @@ static void echo_concurrent(void **state)
     WAIT_FOR(atomic_load(&g_opens) == N, 2000);
     assert_int_equal(atomic_load(&g_opens), N);
     assert_int_equal(stats().active, N);
-    for (int i = 0; i < N; i++) shim_close(socks[i]);
+    for (int i = 0; i < N; i++)
+        shim_close(socks[i]);
     WAIT_FOR(atomic_load(&g_closes) == N, 5000);
     assert_int_equal(atomic_load(&g_closes), N);
     assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_PEER]), N);
@@ -297,9 +161,8 @@ static void peer_reset_midtransfer(void **state)
     shim_close_reset(s);
     WAIT_FOR(atomic_load(&g_closes) == 1, 3000);
     assert_int_equal(atomic_load(&g_closes), 1);
-    assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_RESET]) +
-                         atomic_load(&g_reasons[PC_CLOSE_ERROR]),
-                     1);
+    assert_int_equal(
+        atomic_load(&g_reasons[PC_CLOSE_RESET]) + atomic_load(&g_reasons[PC_CLOSE_ERROR]), 1);
     WAIT_FOR(stats().send_queued_bytes == 0, 2000);
     assert_int_equal(stats().send_queued_bytes, 0);
     assert_int_equal(stats().active, 0);
@@ -371,10 +234,12 @@ static void send_to_other_thread(void **state)
     assert_true(s != SHIM_INVALID);
     expect_echo(s, "a");
     uint64_t id = atomic_load(&g_last_id);
-    for (int i = 0; i < 100; i++) assert_int_equal(pc_server_send_to(g_srv, id, "push", 4), 0);
+    for (int i = 0; i < 100; i++)
+        assert_int_equal(pc_server_send_to(g_srv, id, "push", 4), 0);
     char buf[400];
     assert_int_equal(shim_recv_exact(s, buf, 400), 400);
-    for (int i = 0; i < 100; i++) assert_memory_equal(buf + 4 * i, "push", 4);
+    for (int i = 0; i < 100; i++)
+        assert_memory_equal(buf + 4 * i, "push", 4);
     shim_close(s);
 }
 
@@ -446,9 +311,8 @@ static void graceful_stop_under_traffic(void **state)
         assert_true(st[i].received <= st[i].sent);
     }
     assert_int_equal(atomic_load(&g_closes), N);
-    assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_SERVER_STOP]) +
-                         atomic_load(&g_reasons[PC_CLOSE_PEER]),
-                     N);
+    assert_int_equal(
+        atomic_load(&g_reasons[PC_CLOSE_SERVER_STOP]) + atomic_load(&g_reasons[PC_CLOSE_PEER]), N);
 }
 
 static void max_conns_reject(void **state)
@@ -676,7 +540,8 @@ static void server_post_runs(void **state)
     base_config(&cfg);
     start_server(&cfg);
     atomic_store(&g_posted, 0);
-    for (int i = 1; i <= 100; i++) assert_int_equal(pc_server_post(g_srv, posted_fn, (void *)(intptr_t)i), 0);
+    for (int i = 1; i <= 100; i++)
+        assert_int_equal(pc_server_post(g_srv, posted_fn, (void *)(intptr_t)i), 0);
     WAIT_FOR(atomic_load(&g_posted) == 5050, 2000);
     assert_int_equal(atomic_load(&g_posted), 5050);
 }

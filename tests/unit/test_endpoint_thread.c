@@ -31,10 +31,11 @@ static void endpoints(void **state)
     roundtrip("[2001:db8::1]:0", "[2001:db8::1]:0");
     struct sockaddr_storage ss;
     socklen_t len;
-    const char *bad[] = {"", "127.0.0.1", "127.0.0.1:", "127.0.0.1:65536", "1.2.3:80",
-                         "[::1:80", "[::1]80", "::1:80", "host.example:80", "127.0.0.1:8x",
+    const char *bad[] = {"",         "127.0.0.1", "127.0.0.1:", "127.0.0.1:65536", "1.2.3:80",
+                         "[::1:80",  "[::1]80",   "::1:80",     "host.example:80", "127.0.0.1:8x",
                          "[zz::]:1", NULL};
-    for (int i = 0; bad[i]; i++) assert_int_equal(pc_parse_endpoint(bad[i], &ss, &len), PC_EINVAL);
+    for (int i = 0; bad[i]; i++)
+        assert_int_equal(pc_parse_endpoint(bad[i], &ss, &len), PC_EINVAL);
     char small[8];
     pc_parse_endpoint("127.0.0.1:7000", &ss, &len);
     assert_int_equal(pc_format_endpoint((struct sockaddr *)&ss, small, sizeof small), PC_EINVAL);
@@ -68,11 +69,14 @@ static void threads_and_conditions(void **state)
     pc__mutex_init(&s.m);
     pc__cond_init(&s.c);
     pc_thread_t t[4];
-    for (int i = 0; i < 4; i++) assert_int_equal(pc__thread_start(&t[i], bump, &s, "bump"), 0);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pc__thread_start(&t[i], bump, &s, "bump"), 0);
     pc__mutex_lock(&s.m);
-    while (s.value < 4) pc__cond_wait(&s.c, &s.m);
+    while (s.value < 4)
+        pc__cond_wait(&s.c, &s.m);
     pc__mutex_unlock(&s.m);
-    for (int i = 0; i < 4; i++) pc__thread_join(t[i]);
+    for (int i = 0; i < 4; i++)
+        pc__thread_join(t[i]);
     assert_int_equal(s.counter, 400000);
     /* a timed wait with nobody signalling times out after about its time */
     uint64_t t0 = pc__now_ms();

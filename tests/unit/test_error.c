@@ -18,9 +18,9 @@ static void names_and_messages(void **state)
     assert_string_equal(pc_strerror(PC_ENOMEM), "out of memory");
     assert_string_equal(pc_err_name(-12345), "PC_EUNKNOWN");
     assert_string_equal(pc_strerror(-12345), "unknown error");
-#define CHECK(name, num, msg)                                                                      \
-    assert_string_equal(pc_err_name(PC_##name), "PC_" #name);                                      \
-    assert_string_equal(pc_strerror(PC_##name), msg);                                              \
+#define CHECK(name, num, msg)                                 \
+    assert_string_equal(pc_err_name(PC_##name), "PC_" #name); \
+    assert_string_equal(pc_strerror(PC_##name), msg);         \
     assert_int_equal(PC_##name, -(num));
     PC_ERRNO_MAP(CHECK)
 #undef CHECK

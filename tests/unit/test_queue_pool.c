@@ -58,10 +58,12 @@ static void pool_reuses(void **state)
     assert_int_equal(p.in_use, 20);
     assert_int_equal(p.capacity, 24);
     for (int i = 0; i < 20; i++)
-        for (int j = i + 1; j < 20; j++) assert_ptr_not_equal(objs[i], objs[j]);
+        for (int j = i + 1; j < 20; j++)
+            assert_ptr_not_equal(objs[i], objs[j]);
     pool_put(&p, objs[5]);
     assert_ptr_equal(pool_get(&p), objs[5]);
-    for (int i = 0; i < 20; i++) pool_put(&p, objs[i]);
+    for (int i = 0; i < 20; i++)
+        pool_put(&p, objs[i]);
     assert_int_equal(p.in_use, 0);
     pool_destroy(&p);
 }

@@ -1,0 +1,49 @@
+/* The echo server the integration tests run against (in-process), with
+ * counters the tests assert on, and small client helpers. */
+#ifndef PC_TEST_HARNESS_H
+#define PC_TEST_HARNESS_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "portcullis.h"
+#include "shim.h"
+
+enum behaviour {
+    B_ECHO = 0,
+    B_BIG_THEN_CLOSE, /* on_open: queue g_big bytes of pattern, then pc_conn_close */
+    B_ABORT_ON_DATA,  /* on_data: pc_conn_abort */
+    B_BIG_ON_OPEN,    /* on_open: queue g_big bytes of pattern, keep open */
+};
+
+extern pc_server_t *g_srv;
+extern int g_port;
+extern int g_behaviour;
+extern size_t g_big;
+extern atomic_int g_opens, g_closes, g_drains;
+extern atomic_int g_reasons[PC_CLOSE_REASON_COUNT];
+extern _Atomic uint64_t g_last_id;
+extern const char *g_reject_src; /* the user condition rejects this IPv4 source */
+
+unsigned char pattern_byte(size_t i);
+void fill_pattern(unsigned char *p, size_t off, size_t n);
+/* Defaults for the tests: 2 threads, the harness callbacks and condition. */
+void base_config(pc_server_config_t *cfg);
+/* Reset the counters, create, listen on 127.0.0.1:0 (g_port), start. */
+void start_server(const pc_server_config_t *cfg);
+/* cmocka teardown: stop and destroy g_srv, reset the behaviour. */
+int teardown(void **state);
+/* Send msg and expect it echoed exactly. */
+void expect_echo(shim_sock_t s, const char *msg);
+pc_server_stats_t stats(void);
+
+/* Wait until cond() holds or ms pass. */
+#define WAIT_FOR(expr, ms)                        \
+    do {                                          \
+        uint64_t t_end_ = shim_now_ms() + (ms);   \
+        while (!(expr) && shim_now_ms() < t_end_) \
+            shim_sleep_ms(5);                     \
+    } while (0)
+
+#endif

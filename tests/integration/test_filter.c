@@ -1,0 +1,186 @@
+/* The accept filter over loopback, with distinct client sources (127.0.0.2,
+ * 127.0.0.3, ...): deny by /32 and /24 (on_open never runs), allow,
+ * per-source maximum (slots come back after close), per-source rate, reload,
+ * bad reload, shadow mode. A rejected client is refused (Windows,
+ * pre-handshake) or reset right after accept (elsewhere): never served. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+
+/* 1: served (echo came back), 0: refused, reset or closed without data. */
+static int served_from(const char *src)
+{
+    shim_sock_t s = shim_connect("127.0.0.1", g_port, src, 1000);
+    if (s == SHIM_INVALID) return 0;
+    char c = 0;
+    int ok = shim_send_all(s, "s", 1) == 0 && shim_recv_some(s, &c, 1) == 1 && c == 's';
+    shim_close(s);
+    return ok;
+}
+
+static pc_rules_t *rules_from(const char *text)
+{
+    pc_rules_t *r = NULL;
+    char err[256];
+    assert_int_equal(pc_rules_load_string(text, strlen(text), "test", &r, err, sizeof err), 0);
+    return r;
+}
+
+static void deny_by_32_and_24(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.rules = rules_from("deny 127.0.0.2/32\n"
+                           "deny 127.0.1.0/24\n"
+                           "allow 127.0.0.0/8\n");
+    start_server(&cfg);
+    assert_int_equal(served_from("127.0.0.2"), 0);
+    assert_int_equal(served_from("127.0.1.1"), 0);
+    assert_int_equal(served_from("127.0.1.200"), 0);
+    int opens_after_denied = atomic_load(&g_opens);
+    assert_int_equal(opens_after_denied, 0); /* on_open never ran for them */
+    assert_int_equal(served_from("127.0.0.3"), 1);
+    assert_int_equal(served_from("127.0.2.1"), 1);
+    pc_server_stats_t st = stats();
+    assert_int_equal(st.rejected[PC_STEP_RULES], 3);
+    assert_int_equal(st.rule_count, 3);
+    /* the hits are counted per rule */
+    pc_rule_info_t top[3];
+    int n = pc_server_top_rules(g_srv, top, 3);
+    assert_int_equal(n, 3);
+    assert_string_equal(top[0].text, "deny 127.0.1.0/24");
+    assert_int_equal(top[0].hits, 2);
+    assert_int_equal(top[1].hits + top[2].hits, 3);
+}
+
+static void per_source_max(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.per_source_max = 5;
+    start_server(&cfg);
+    shim_sock_t held[5];
+    for (int i = 0; i < 5; i++) {
+        held[i] = shim_connect("127.0.0.1", g_port, "127.0.0.7", 2000);
+        assert_true(held[i] != SHIM_INVALID);
+        expect_echo(held[i], "held");
+    }
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(served_from("127.0.0.7"), 0);
+    assert_int_equal(served_from("127.0.0.8"), 1); /* another source is unaffected */
+    assert_int_equal(stats().rejected[PC_STEP_SOURCE_MAX], 3);
+    shim_close(held[0]);
+    shim_close(held[1]);
+    WAIT_FOR(stats().active == 3, 2000);
+    assert_int_equal(served_from("127.0.0.7"), 1); /* slots came back */
+    shim_sock_t again[2];
+    for (int i = 0; i < 2; i++) {
+        again[i] = shim_connect("127.0.0.1", g_port, "127.0.0.7", 2000);
+        expect_echo(again[i], "again");
+    }
+    assert_int_equal(served_from("127.0.0.7"), 0); /* 5 held again */
+    for (int i = 2; i < 5; i++)
+        shim_close(held[i]);
+    for (int i = 0; i < 2; i++)
+        shim_close(again[i]);
+}
+
+static void per_source_rate(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.per_source_rate = 20;
+    cfg.per_source_burst = 20;
+    start_server(&cfg);
+    int ok = 0;
+    uint64_t t0 = shim_now_ms();
+    for (int i = 0; i < 60; i++)
+        ok += served_from("127.0.0.9");
+    uint64_t dt = shim_now_ms() - t0;
+    /* burst 20, plus 20/s refill over the run */
+    int upper = 20 + (int)(dt * 20 / 1000) + 1;
+    assert_true(ok >= 15);
+    assert_true(ok <= upper);
+    assert_true(stats().rejected[PC_STEP_SOURCE_RATE] >= (uint64_t)(60 - upper));
+    assert_int_equal(served_from("127.0.0.10"), 1); /* another source has its own bucket */
+}
+
+static void reload_and_bad_reload(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.rules = rules_from("deny 127.0.0.2/32\n");
+    start_server(&cfg);
+    assert_int_equal(served_from("127.0.0.2"), 0);
+    assert_int_equal(served_from("127.0.0.3"), 1);
+    assert_int_equal(pc_server_set_rules(g_srv, rules_from("deny 127.0.0.3/32\n"
+                                                           "deny 127.0.0.2/32\n")),
+                     0);
+    assert_int_equal(served_from("127.0.0.3"), 0);
+    assert_int_equal(served_from("127.0.0.2"), 0);
+    /* the surviving rule kept its hits across the reload */
+    pc_rule_info_t top[2];
+    assert_int_equal(pc_server_top_rules(g_srv, top, 2), 2);
+    assert_string_equal(top[0].text, "deny 127.0.0.2/32");
+    assert_int_equal(top[0].hits, 2);
+    /* a bad rule set is refused whole with FILE:LINE, the old one stays */
+    pc_rules_t *bad = NULL;
+    char err[256];
+    const char *text = "deny 127.0.0.4/32\nallow 127.0.0.0/40\n";
+    assert_int_equal(pc_rules_load_string(text, strlen(text), "bad.rules", &bad, err, sizeof err),
+                     PC_EPARSE);
+    assert_null(bad);
+    assert_non_null(strstr(err, "bad.rules:2:"));
+    assert_int_equal(served_from("127.0.0.3"), 0);
+    assert_int_equal(served_from("127.0.0.4"), 1);
+    /* removing every rule */
+    assert_int_equal(pc_server_set_rules(g_srv, NULL), 0);
+    assert_int_equal(served_from("127.0.0.3"), 1);
+    assert_int_equal(stats().rule_count, 0);
+}
+
+static void shadow_counts_but_accepts(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.rules = rules_from("deny 127.0.0.2/32\n");
+    cfg.per_source_max = 1;
+    cfg.shadow = 1;
+    start_server(&cfg);
+    assert_int_equal(served_from("127.0.0.2"), 1);
+    shim_sock_t a = shim_connect("127.0.0.1", g_port, "127.0.0.5", 2000);
+    expect_echo(a, "first");
+    assert_int_equal(served_from("127.0.0.5"), 1); /* over the max, served anyway */
+    shim_close(a);
+    pc_server_stats_t st = stats();
+    assert_int_equal(st.would_reject[PC_STEP_RULES], 1);
+    assert_int_equal(st.would_reject[PC_STEP_SOURCE_MAX], 1);
+    assert_int_equal(st.rejected[PC_STEP_RULES] + st.rejected[PC_STEP_SOURCE_MAX], 0);
+    assert_int_equal(atomic_load(&g_opens), 3);
+}
+
+int main(int argc, char **argv)
+{
+    shim_init();
+    pc_log_set_level(PC_LOG_WARN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(deny_by_32_and_24, teardown),
+        cmocka_unit_test_teardown(per_source_max, teardown),
+        cmocka_unit_test_teardown(per_source_rate, teardown),
+        cmocka_unit_test_teardown(reload_and_bad_reload, teardown),
+        cmocka_unit_test_teardown(shadow_counts_but_accepts, teardown),
+    };
+    if (argc > 1) cmocka_set_test_filter(argv[1]);
+    return cmocka_run_group_tests_name("filter", tests, NULL, NULL);
+}
