@@ -14,6 +14,8 @@ endfunction()
 
 # Sanitizers apply to every target (tests and samples link the static library).
 if(PC_SANITIZE)
+  # the allocation seam uses the C library under sanitizers (see src/core/alloc.c)
+  add_compile_definitions(PC_ALLOC_SYSTEM=1)
   add_compile_options(-fsanitize=${PC_SANITIZE} -fno-omit-frame-pointer)
   add_link_options(-fsanitize=${PC_SANITIZE})
 endif()

@@ -5,9 +5,22 @@
 #include <string.h>
 #include <stdatomic.h>
 
+#include <stdlib.h>
+
 #include <mimalloc.h>
 
 #include "portcullis.h"
+
+/* Sanitizer builds (PC_SANITIZE) route the default allocator to the C
+ * library: ASan and TSan intercept malloc/free but not mimalloc, so with
+ * mimalloc they would miss heap errors and see cross-thread reuse of a
+ * block as a data race. */
+#ifdef PC_ALLOC_SYSTEM
+#define mi_malloc malloc
+#define mi_calloc calloc
+#define mi_realloc realloc
+#define mi_free free
+#endif
 
 static void *mi_malloc_hook(void *u, size_t n)
 {

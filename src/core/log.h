@@ -4,7 +4,13 @@
 
 #include "portcullis.h"
 
-#if defined(__GNUC__)
+#include <stdio.h>
+
+#if defined(__MINGW32__)
+/* To mingw's gcc "printf" means the msvcrt dialect (no %zu); -std=c11 turns
+ * on mingw's C99 stdio, whose dialect is __MINGW_PRINTF_FORMAT. */
+#define PC__PRINTF(a, b) __attribute__((format(__MINGW_PRINTF_FORMAT, a, b)))
+#elif defined(__GNUC__)
 #define PC__PRINTF(a, b) __attribute__((format(printf, a, b)))
 #else
 #define PC__PRINTF(a, b)

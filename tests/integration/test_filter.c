@@ -16,7 +16,9 @@
 /* 1: served (echo came back), 0: refused, reset or closed without data. */
 static int served_from(const char *src)
 {
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, src, 1000);
+    /* generous timeout: a reject is a reset or refusal and comes at once;
+     * only a sanitizer-slowed server makes a served client wait */
+    shim_sock_t s = shim_connect("127.0.0.1", g_port, src, 5000);
     if (s == SHIM_INVALID) return 0;
     char c = 0;
     int ok = shim_send_all(s, "s", 1) == 0 && shim_recv_some(s, &c, 1) == 1 && c == 's';
@@ -81,6 +83,8 @@ static void per_source_max(void **state)
     shim_close(held[1]);
     WAIT_FOR(stats().active == 3, 2000);
     assert_int_equal(served_from("127.0.0.7"), 1); /* slots came back */
+    /* that connection's slot is released when the server has closed it */
+    WAIT_FOR(stats().active == 3, 2000);
     shim_sock_t again[2];
     for (int i = 0; i < 2; i++) {
         again[i] = shim_connect("127.0.0.1", g_port, "127.0.0.7", 2000);
