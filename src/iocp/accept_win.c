@@ -50,8 +50,8 @@ int accept_listener_open(pc_server_t *s, listener_t *l)
     int rc = sock_listen((struct sockaddr *)&l->addr, l->addrlen, s->cfg.backlog, want,
                          &l->cond_err, &l->fd);
     if (rc < 0) return rc;
-    l->mode = (want && l->cond_err == 0) ? PC_ACCEPT_MODE_PRE_HANDSHAKE
-                                         : PC_ACCEPT_MODE_POST_HANDSHAKE;
+    l->mode =
+        (want && l->cond_err == 0) ? PC_ACCEPT_MODE_PRE_HANDSHAKE : PC_ACCEPT_MODE_POST_HANDSHAKE;
     /* the server reports pre-handshake only if every listener runs it */
     if (l->idx == 0 || l->mode == PC_ACCEPT_MODE_POST_HANDSHAKE) s->accept_mode = l->mode;
 
@@ -131,16 +131,9 @@ static size_t addr_len(const struct sockaddr *sa)
     return sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
 }
 
-static void give_back_slot(pc_server_t *s)
-{
-    atomic_fetch_sub(&s->active, 1);
-    server_capacity_changed(s);
-}
-
 /* Runs on the accept thread inside WSAAccept: no allocation, no blocking. */
-static int CALLBACK accept_condition(LPWSABUF caller, LPWSABUF caller_data, LPQOS sqos,
-                                     LPQOS gqos, LPWSABUF callee, LPWSABUF callee_data,
-                                     GROUP *g, DWORD_PTR arg)
+static int CALLBACK accept_condition(LPWSABUF caller, LPWSABUF caller_data, LPQOS sqos, LPQOS gqos,
+                                     LPWSABUF callee, LPWSABUF callee_data, GROUP *g, DWORD_PTR arg)
 {
     (void)caller_data;
     (void)sqos;
@@ -152,7 +145,7 @@ static int CALLBACK accept_condition(LPWSABUF caller, LPWSABUF caller_data, LPQO
     pc_server_t *s = l->srv;
     int pre = l->mode == PC_ACCEPT_MODE_PRE_HANDSHAKE;
     if (cx->reserved) { /* called twice in one WSAAccept: never hold two slots */
-        give_back_slot(s);
+        accept_undo(l);
         cx->reserved = 0;
     }
     cx->called = 1;
@@ -174,13 +167,14 @@ static int CALLBACK accept_condition(LPWSABUF caller, LPWSABUF caller_data, LPQO
                    memcmp(peer, &cx->defer_peer, addr_len(peer)) == 0;
         if (!same) { /* a new head of the queue */
             cx->defer_since = now ? now : 1;
-            memcpy(&cx->defer_peer, peer, peer->sa_family == AF_UNSPEC ? sizeof(ADDRESS_FAMILY)
-                                                                       : addr_len(peer));
+            memcpy(&cx->defer_peer, peer,
+                   peer->sa_family == AF_UNSPEC ? sizeof(ADDRESS_FAMILY) : addr_len(peer));
             counter_add(&s->deferred, 1);
         } else if (now - cx->defer_since >= s->cfg.defer_timeout_ms) {
             /* deferred too long: it blocks every request behind it */
             v = PC_REJECT;
-            counter_add(&s->rejected[step >= 0 ? step : PC_STEP_CAPACITY], 1);
+            counter_add(&s->rejected[step >= 0 && step < PC_STEP_COUNT ? step : PC_STEP_CAPACITY],
+                        1);
         }
     }
     if (v != PC_DEFER) cx->defer_since = 0;
@@ -215,16 +209,16 @@ static int post_handshake_verdict(pc_server_t *s, listener_t *l, cond_ctx_t *cx,
                 wait_capacity_until(s, l, deadline);
             else
                 pc__sleep_ms(DEFER_RETRY_MS);
-            v = accept_decide(l, (const struct sockaddr *)peer, (struct sockaddr *)&l->addr,
-                              &step);
+            v = accept_decide(l, (const struct sockaddr *)peer, (struct sockaddr *)&l->addr, &step);
         }
         if (v == PC_DEFER) {
             v = PC_REJECT;
-            counter_add(&s->rejected[step >= 0 ? step : PC_STEP_CAPACITY], 1);
+            counter_add(&s->rejected[step >= 0 && step < PC_STEP_COUNT ? step : PC_STEP_CAPACITY],
+                        1);
         }
     }
     if (v == PC_ACCEPT && atomic_load(&l->stopping)) {
-        give_back_slot(s);
+        accept_undo(l);
         v = PC_REJECT;
     }
     if (v != PC_ACCEPT) {
@@ -234,19 +228,17 @@ static int post_handshake_verdict(pc_server_t *s, listener_t *l, cond_ctx_t *cx,
     return 1;
 }
 
-/* Give an accepted socket (slot reserved) to the workers. */
-static void hand_off(pc_server_t *s, listener_t *l, sock_t fd,
-                     const struct sockaddr_storage *peer)
+/* Give an accepted socket (slot and ticket held) to the workers; it counts
+ * as accepted there. */
+static void hand_off(pc_server_t *s, listener_t *l, sock_t fd, const struct sockaddr_storage *peer)
 {
     int rc = sock_set_nonblock(fd); /* the shared code drains with non-blocking recv */
     if (rc == 0) rc = conn_start_accepted(s, l, fd, peer, NULL);
     if (rc < 0) {
-        give_back_slot(s);
+        accept_undo(l);
         counter_add(&s->accept_errors, 1);
         sock_close_reset(fd);
-        return;
     }
-    counter_add(&s->accepted, 1);
 }
 
 /* ---- the loop --------------------------------------------------------------------------- */
@@ -281,12 +273,12 @@ void accept_thread_main(void *arg)
         cx.reserved = 0;
         cx.verdict = PC_ACCEPT;
         cx.step = -1;
-        SOCKET fd = WSAAccept(lfd, (struct sockaddr *)&peer, &plen, accept_condition,
-                              (DWORD_PTR)&cx);
+        SOCKET fd =
+            WSAAccept(lfd, (struct sockaddr *)&peer, &plen, accept_condition, (DWORD_PTR)&cx);
         if (fd == INVALID_SOCKET) {
             int e = WSAGetLastError();
             if (cx.reserved) { /* CF_ACCEPT, then the connection failed anyway */
-                give_back_slot(s);
+                accept_undo(l);
                 cx.reserved = 0;
             }
             if (atomic_load(&l->stopping)) break;
@@ -302,8 +294,8 @@ void accept_thread_main(void *arg)
                     pc__sleep_ms(DEFER_RETRY_MS);
                 continue;
             }
-            if (e == WSAEACCES || e == WSAECONNRESET || e == WSAECONNABORTED ||
-                e == WSAENETDOWN || e == WSAETIMEDOUT) {
+            if (e == WSAEACCES || e == WSAECONNRESET || e == WSAECONNABORTED || e == WSAENETDOWN ||
+                e == WSAETIMEDOUT) {
                 /* the request was withdrawn (or reset) before it completed */
                 cx.defer_since = 0;
                 continue;
@@ -339,7 +331,7 @@ void accept_thread_main(void *arg)
             }
             cx.reserved = 0;
             if (atomic_load(&l->stopping)) {
-                give_back_slot(s);
+                accept_undo(l);
                 sock_close_reset(fd);
                 break;
             }

@@ -289,8 +289,8 @@ static LPFN_CONNECTEX load_connectex(sock_t fd)
     GUID guid = WSAID_CONNECTEX;
     LPFN_CONNECTEX fn = NULL;
     DWORD got = 0;
-    if (WSAIoctl(fd, SIO_GET_EXTENSION_FUNCTION_POINTER, &guid, sizeof guid, &fn, sizeof fn,
-                 &got, NULL, NULL) != 0)
+    if (WSAIoctl(fd, SIO_GET_EXTENSION_FUNCTION_POINTER, &guid, sizeof guid, &fn, sizeof fn, &got,
+                 NULL, NULL) != 0)
         return NULL;
     return fn;
 }
@@ -302,8 +302,7 @@ static void connect_finish(sock_t fd)
     setsockopt(fd, SOL_SOCKET, SO_UPDATE_CONNECT_CONTEXT, NULL, 0);
 }
 
-static int pw_connect(port_t *p, port_sock_t *s, op_t *op, const struct sockaddr *sa,
-                      socklen_t len)
+static int pw_connect(port_t *p, port_sock_t *s, op_t *op, const struct sockaddr *sa, socklen_t len)
 {
     port_win_t *pw = pwin(p);
     op->kind = OP_CONNECT;
@@ -498,9 +497,25 @@ static gqcsex_fn probe_gqcsex(HANDLE iocp, const char **why)
     return NULL;
 }
 
-/* Skip-on-success is only safe when every protocol provider is an IFS
- * provider (sockets are real kernel handles and completion behaviour is the
- * kernel's). Returns 1 if safe; *why says otherwise. */
+/* Is the provider serving TCP sockets of this family an IFS provider (its
+ * sockets are real kernel handles, so completion behaviour is the kernel's)?
+ * Asked of a real socket, so a layered provider on top shows. 1 yes, 0 no,
+ * -1 the family is not available. */
+static int family_is_ifs(int family)
+{
+    SOCKET s = WSASocketW(family, SOCK_STREAM, IPPROTO_TCP, NULL, 0, WSA_FLAG_OVERLAPPED);
+    if (s == INVALID_SOCKET) return -1;
+    WSAPROTOCOL_INFOW info;
+    int len = (int)sizeof info;
+    int ok = getsockopt(s, SOL_SOCKET, SO_PROTOCOL_INFOW, (char *)&info, &len) == 0 &&
+             (info.dwServiceFlags1 & XP1_IFS_HANDLES);
+    closesocket(s);
+    return ok;
+}
+
+/* Skip-on-success is only safe with IFS providers: a non-IFS (layered)
+ * provider may report a synchronous success and still queue a packet, or the
+ * reverse. Returns 1 if safe; *why says why or why not. */
 static int probe_skip(const char **why)
 {
     int force = env_switch("PORTCULLIS_IOCP_SKIP");
@@ -508,33 +523,21 @@ static int probe_skip(const char **why)
         *why = "disabled by PORTCULLIS_IOCP_SKIP";
         return 0;
     }
-    if (force == 1) { /* tests: Wine reports no provider as IFS */
+    if (force == 1) {
         *why = "forced by PORTCULLIS_IOCP_SKIP";
         return 1;
     }
-    DWORD len = 0;
-    if (WSAEnumProtocolsW(NULL, NULL, &len) != SOCKET_ERROR || WSAGetLastError() != WSAENOBUFS ||
-        len == 0) {
-        *why = "WSAEnumProtocols failed";
+    int v4 = family_is_ifs(AF_INET), v6 = family_is_ifs(AF_INET6);
+    if (v4 == 0 || v6 == 0) {
+        *why = "a non-IFS (layered) provider serves TCP sockets";
         return 0;
     }
-    WSAPROTOCOL_INFOW *info = pc__malloc(len);
-    if (!info) {
-        *why = "out of memory";
+    if (v4 < 0 && v6 < 0) {
+        *why = "cannot create a TCP socket to ask";
         return 0;
     }
-    int n = WSAEnumProtocolsW(NULL, info, &len);
-    int ok = n > 0;
-    *why = ok ? "every protocol provider is IFS" : "WSAEnumProtocols failed";
-    for (int i = 0; i < n; i++) {
-        if (!(info[i].dwServiceFlags1 & XP1_IFS_HANDLES)) {
-            ok = 0;
-            *why = "a non-IFS (layered) protocol provider is installed";
-            break;
-        }
-    }
-    pc__free(info);
-    return ok;
+    *why = "the TCP providers are IFS";
+    return 1;
 }
 
 int port_win_open(port_t **out, int nqueues)
@@ -564,8 +567,10 @@ int port_win_open(port_t **out, int nqueues)
     pw->base.vt = &vtbl;
     pw->base.nqueues = nqueues;
     pw->base.single_owner = 0;
-    for (int i = 0; i < PW_LOCKS; i++) InitializeSRWLock(&pw->locks[i]);
-    for (int i = 0; i < nqueues; i++) pw->qs[i].pw = pw;
+    for (int i = 0; i < PW_LOCKS; i++)
+        InitializeSRWLock(&pw->locks[i]);
+    for (int i = 0; i < nqueues; i++)
+        pw->qs[i].pw = pw;
     /* concurrency = number of workers: the kernel lets that many run */
     pw->iocp = CreateIoCompletionPort(INVALID_HANDLE_VALUE, NULL, 0, (DWORD)nqueues);
     if (!pw->iocp) {
