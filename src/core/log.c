@@ -13,6 +13,7 @@ static void default_sink(void *user, pc_log_level_t level, const char *line)
     char buf[1200];
     snprintf(buf, sizeof buf, "portcullis %s: %s\n", level_names[level], line);
     fputs(buf, stderr);
+    fflush(stderr); /* the Windows CRT buffers stderr to files and pipes */
 }
 
 static pc_log_fn g_sink = default_sink;

@@ -264,6 +264,11 @@ void accept_thread_main(void *arg)
             counter_add(&s->deferred, 1);
             wait_capacity_until(s, l, pc__now_ms() + s->cfg.defer_timeout_ms);
         }
+        /* stop sets l->stopping before it closes the listener and forgets
+         * the handle, so the handle was still ours at this check. Closing is
+         * the documented way to unblock WSAAccept; it leaves only the few
+         * instructions between this check and the call for a stop to close
+         * the handle and for a new socket to reuse its value. */
         sock_t lfd = listener_fd(l);
         if (lfd == SOCK_INVALID || atomic_load(&l->stopping)) break;
 
@@ -321,13 +326,16 @@ void accept_thread_main(void *arg)
         if (plen <= 0 || peer.ss_family == AF_UNSPEC) sock_peer_addr(fd, &peer);
 
         if (pre) {
-            if (!cx.reserved) { /* a stack that skipped the condition: decide now */
+            if (!cx.called) { /* a stack that skipped the condition: decide now */
                 int step = -1;
                 if (accept_decide(l, (struct sockaddr *)&peer, (struct sockaddr *)&l->addr,
                                   &step) != PC_ACCEPT) {
                     sock_close_reset(fd);
                     continue;
                 }
+            } else if (!cx.reserved) { /* a stack that connected a refused request */
+                sock_close_reset(fd);
+                continue;
             }
             cx.reserved = 0;
             if (atomic_load(&l->stopping)) {

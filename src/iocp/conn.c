@@ -204,7 +204,10 @@ static void conn_continue_read(pc_conn_t *c)
 static void conn_fail(pc_conn_t *c, int err)
 {
     if (c->state == CS_CLOSED) return;
-    if (c->state != CS_CLOSING || c->reason == PC_CLOSE_LOCAL)
+    /* a reset that follows an EOF we took for a peer close (a failed send
+     * can consume the socket's error first, so recv saw 0) is a reset */
+    if (c->state != CS_CLOSING || c->reason == PC_CLOSE_LOCAL ||
+        (c->reason == PC_CLOSE_PEER && err == PC_ECONNRESET))
         c->reason = (err == PC_ECONNRESET) ? PC_CLOSE_RESET : PC_CLOSE_ERROR;
     c->err = err;
     conn_close_socket(c, 1);

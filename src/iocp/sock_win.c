@@ -141,20 +141,20 @@ int pc__from_win32(unsigned long err)
 /* The NTSTATUS values sockets complete with, translated directly; anything
  * else goes through ntdll's RtlNtStatusToDosError. (ntstatus.h clashes with
  * winnt.h, hence local constants.) */
-#define NTS_CANCELLED             ((long)0xC0000120L)
-#define NTS_CONNECTION_RESET      ((long)0xC000020DL)
-#define NTS_CONNECTION_ABORTED    ((long)0xC0000241L)
-#define NTS_LOCAL_DISCONNECT      ((long)0xC000013BL)
-#define NTS_REMOTE_DISCONNECT     ((long)0xC000013CL)
-#define NTS_CONNECTION_REFUSED    ((long)0xC0000236L)
-#define NTS_GRACEFUL_DISCONNECT   ((long)0xC0000237L)
-#define NTS_IO_TIMEOUT            ((long)0xC00000B5L)
+#define NTS_CANCELLED              ((long)0xC0000120L)
+#define NTS_CONNECTION_RESET       ((long)0xC000020DL)
+#define NTS_CONNECTION_ABORTED     ((long)0xC0000241L)
+#define NTS_LOCAL_DISCONNECT       ((long)0xC000013BL)
+#define NTS_REMOTE_DISCONNECT      ((long)0xC000013CL)
+#define NTS_CONNECTION_REFUSED     ((long)0xC0000236L)
+#define NTS_GRACEFUL_DISCONNECT    ((long)0xC0000237L)
+#define NTS_IO_TIMEOUT             ((long)0xC00000B5L)
 #define NTS_INSUFFICIENT_RESOURCES ((long)0xC000009AL)
-#define NTS_NO_MEMORY             ((long)0xC0000017L)
-#define NTS_INVALID_HANDLE        ((long)0xC0000008L)
-#define NTS_HOST_UNREACHABLE      ((long)0xC000023DL)
-#define NTS_NETWORK_UNREACHABLE   ((long)0xC000023CL)
-#define NTS_PORT_UNREACHABLE      ((long)0xC000023FL)
+#define NTS_NO_MEMORY              ((long)0xC0000017L)
+#define NTS_INVALID_HANDLE         ((long)0xC0000008L)
+#define NTS_HOST_UNREACHABLE       ((long)0xC000023DL)
+#define NTS_NETWORK_UNREACHABLE    ((long)0xC000023CL)
+#define NTS_PORT_UNREACHABLE       ((long)0xC000023FL)
 
 typedef ULONG(WINAPI *nt_to_dos_fn)(LONG);
 
@@ -281,8 +281,7 @@ int sock_listen(const struct sockaddr *sa, socklen_t len, int backlog, int cond_
     if (cond_err) *cond_err = 0;
     if (cond_accept) {
         /* Must precede listen(): afterwards it fails with WSAEINVAL. */
-        if (setsockopt(s, SOL_SOCKET, SO_CONDITIONAL_ACCEPT, (const char *)&one, sizeof one) !=
-            0) {
+        if (setsockopt(s, SOL_SOCKET, SO_CONDITIONAL_ACCEPT, (const char *)&one, sizeof one) != 0) {
             int e = sock_last_error();
             if (cond_err) *cond_err = e;
         }
