@@ -150,20 +150,60 @@ int server_opts_parse(server_opts_t *o, int argc, char **argv, int *i)
     return 1;
 }
 
-int server_opts_start(server_opts_t *o, pc_server_t **out)
+int server_opts_load_rules(server_opts_t *o)
 {
     if (!o->nlisten) o->listen[o->nlisten++] = o->default_listen;
-    if (o->rules_path) {
-        char err[512];
-        pc_rules_t *r;
-        if (pc_rules_load_file(o->rules_path, &r, err, sizeof err) < 0) {
-            fprintf(stderr, "%s: %s\n", o->prog, err);
-            return 1;
-        }
-        o->cfg->rules = r;
+    if (!o->rules_path) return 0;
+    char err[512];
+    pc_rules_t *r;
+    if (pc_rules_load_file(o->rules_path, &r, err, sizeof err) < 0) {
+        fprintf(stderr, "%s: %s\n", o->prog, err);
+        return 1;
     }
+    o->cfg->rules = r;
+    return 0;
+}
+
+void server_opts_signals(void)
+{
+    signal(SIGINT, on_stop_signal);
+    signal(SIGTERM, on_stop_signal);
+#ifdef SIGHUP
+    signal(SIGHUP, on_hup);
+#endif
+}
+
+void server_opts_announce(server_opts_t *o, pc_server_t *srv)
+{
+    pc_server_stats_t st;
+    pc_server_stats(srv, &st);
+    printf("backend %s, %d threads, conditional accept: %s\n", pc_backend_name(st.backend),
+           st.threads,
+           st.accept_mode == PC_ACCEPT_MODE_PRE_HANDSHAKE ? "pre-handshake" : "post-handshake");
+    if (o->rules_path)
+        printf("rules: %llu from %s\n", (unsigned long long)st.rule_count, o->rules_path);
+    for (int i = 0; i < o->nlisten; i++) {
+        struct sockaddr_storage ss;
+        socklen_t len;
+        char buf[80];
+        if (pc_parse_endpoint(o->listen[i], &ss, &len) < 0) continue;
+        unsigned short port = (unsigned short)pc_server_listener_port(srv, i);
+        if (ss.ss_family == AF_INET)
+            ((struct sockaddr_in *)&ss)->sin_port = htons(port);
+        else
+            ((struct sockaddr_in6 *)&ss)->sin6_port = htons(port);
+        pc_format_endpoint((struct sockaddr *)&ss, buf, sizeof buf);
+        printf("listening on %s\n", buf);
+    }
+    fflush(stdout);
+}
+
+int server_opts_start(server_opts_t *o, pc_server_t **out)
+{
+    int rc = server_opts_load_rules(o);
+    if (rc) return rc;
     pc_server_t *srv;
-    int rc = pc_server_create(o->cfg, &srv);
+    rc = pc_server_create(o->cfg, &srv);
     if (rc < 0) {
         fprintf(stderr, "%s: %s\n", o->prog, pc_strerror(rc));
         if (o->cfg->rules) pc_rules_free(o->cfg->rules);
@@ -178,38 +218,14 @@ int server_opts_start(server_opts_t *o, pc_server_t **out)
             return 1;
         }
     }
-    signal(SIGINT, on_stop_signal);
-    signal(SIGTERM, on_stop_signal);
-#ifdef SIGHUP
-    signal(SIGHUP, on_hup);
-#endif
+    server_opts_signals();
     rc = pc_server_start(srv);
     if (rc < 0) {
         fprintf(stderr, "%s: start: %s\n", o->prog, pc_strerror(rc));
         pc_server_destroy(srv);
         return 1;
     }
-    pc_server_stats_t st;
-    pc_server_stats(srv, &st);
-    printf("backend %s, %d threads, conditional accept: %s\n", pc_backend_name(st.backend),
-           st.threads,
-           st.accept_mode == PC_ACCEPT_MODE_PRE_HANDSHAKE ? "pre-handshake" : "post-handshake");
-    if (o->rules_path)
-        printf("rules: %llu from %s\n", (unsigned long long)st.rule_count, o->rules_path);
-    for (int i = 0; i < o->nlisten; i++) {
-        struct sockaddr_storage ss;
-        socklen_t len;
-        char buf[80];
-        pc_parse_endpoint(o->listen[i], &ss, &len);
-        unsigned short port = (unsigned short)pc_server_listener_port(srv, i);
-        if (ss.ss_family == AF_INET)
-            ((struct sockaddr_in *)&ss)->sin_port = htons(port);
-        else
-            ((struct sockaddr_in6 *)&ss)->sin6_port = htons(port);
-        pc_format_endpoint((struct sockaddr *)&ss, buf, sizeof buf);
-        printf("listening on %s\n", buf);
-    }
-    fflush(stdout);
+    server_opts_announce(o, srv);
     *out = srv;
     return 0;
 }

@@ -29,8 +29,16 @@ void server_opts_init(server_opts_t *o, const char *prog, const char *default_li
 int server_opts_parse(server_opts_t *o, int argc, char **argv, int *i);
 /* The shared options' usage lines. */
 void server_opts_usage(FILE *f);
-/* Load rules, create, listen, start, print "listening on ADDR:PORT" lines.
- * Returns 0, or the process exit status to use (message printed). */
+/* The steps of server_opts_start, for servers that create their own
+ * pc_server_t (pc-http): load --rules into cfg->rules (returns 0 or the exit
+ * status, message with FILE:LINE printed); install the signal handlers;
+ * print the backend, accept mode, rule count and "listening on ADDR:PORT"
+ * for each listener (o->listen[i] is listener i). */
+int server_opts_load_rules(server_opts_t *o);
+void server_opts_signals(void);
+void server_opts_announce(server_opts_t *o, pc_server_t *srv);
+/* Load rules, create, listen, start, announce. Returns 0, or the process
+ * exit status to use (message printed). */
 int server_opts_start(server_opts_t *o, pc_server_t **out);
 /* Block until SIGINT/SIGTERM (then stop gracefully); SIGHUP reloads the
  * rules file (a bad file logs FILE:LINE and keeps the rules in force). */

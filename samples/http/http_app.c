@@ -1,0 +1,622 @@
+/* The pc-http responder: request framing over http_parser, routing, response
+ * formatting, /metrics. See http_app.h for the behaviour. */
+#include "http_app.h"
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "http_parser.h"
+
+#define OUT_CAP        16384 /* per-thread output buffer: one send per on_data */
+#define METRICS_CAP    16384
+#define PARTIAL_MIN    1024 /* first allocation for a partial head */
+#define COUNTER_SHARDS 16
+
+/* Status codes counted for /metrics; the last entry counts the others. */
+static const int k_codes[] = {200, 400, 404, 405, 413, 431, 501, 505, 0};
+#define NCODES (sizeof k_codes / sizeof k_codes[0])
+
+/* Response counters, sharded per worker thread so the request path never
+ * shares a cache line with another worker (each shard is padded to 128
+ * bytes, which keeps shards on separate lines at any 16-byte alignment). */
+typedef struct shard_s {
+    _Atomic uint64_t by_code[NCODES];
+    char pad[128 - NCODES * sizeof(uint64_t)];
+} shard_t;
+
+typedef struct app_s {
+    size_t max_head;
+    uint64_t max_body;
+    http_metrics_hook_fn metrics_hook;
+    void *metrics_hook_user;
+    shard_t shards[COUNTER_SHARDS];
+} app_t;
+
+/* What a connection keeps between reads: only while a head or a body is
+ * split across reads. The bytes of a partial head live in one block behind
+ * the header array the parser fills as lines complete. */
+typedef struct hstate_s {
+    uint64_t body_left; /* body bytes still to discard */
+    size_t len, cap;    /* partial head bytes buffered / room */
+    char *block;        /* http_header_t[HTTP_APP_MAX_HEADERS], then cap bytes */
+    http_parser_t p;
+    http_request_t req;
+} hstate_t;
+
+#define HDRS_BYTES (HTTP_APP_MAX_HEADERS * sizeof(http_header_t))
+
+/* A canned "200 Hello" response: head_len bytes of head, then the body. */
+typedef struct canned_s {
+    size_t len, head_len;
+    char text[256];
+} canned_t;
+
+/* Per-thread state: the Date header and the canned 200 responses (keep-alive
+ * and Connection: close; formatted once per second per thread), and the
+ * output buffer of the running on_data. */
+typedef struct tcache_s {
+    int64_t sec;
+    size_t date_len;
+    size_t out_len;
+    canned_t hello, hello_close;
+    char date[48];
+    char out[OUT_CAP];
+} tcache_t;
+
+static _Thread_local tcache_t tls;
+static _Thread_local int tls_shard = -1;
+static atomic_uint g_next_shard;
+
+static const char k_hello_body[] = "Hello, World!";
+
+/* ---- Date ------------------------------------------------------------------- */
+
+/* Civil date from days since 1970-01-01 (proleptic Gregorian, era-based). */
+static void civil_from_days(int64_t z, int *y, int *m, int *d)
+{
+    z += 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    int64_t doe = z - era * 146097;
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    int64_t mp = (5 * doy + 2) / 153;
+    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
+    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
+    *y = (int)(yoe + era * 400 + (*m <= 2));
+}
+
+/* "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n" (IMF-fixdate). */
+static size_t format_date(int64_t t, char *out, size_t cap)
+{
+    static const char wd[7][4] = {"Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"};
+    static const char mon[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                    "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    int64_t days = t / 86400, rem = t % 86400;
+    if (rem < 0) {
+        rem += 86400;
+        days--;
+    }
+    int y, m, d;
+    civil_from_days(days, &y, &m, &d);
+    int w = (int)(((days % 7) + 7) % 7);
+    int n = snprintf(out, cap, "Date: %s, %02d %s %04d %02d:%02d:%02d GMT\r\n", wd[w], d,
+                     mon[m - 1], y, (int)(rem / 3600), (int)(rem / 60 % 60), (int)(rem % 60));
+    return n > 0 && (size_t)n < cap ? (size_t)n : 0;
+}
+
+static void canned_hello(canned_t *c, const char *conn_line)
+{
+    int n = snprintf(c->text, sizeof c->text,
+                     "HTTP/1.1 200 OK\r\nServer: portcullis\r\n%.*s%s"
+                     "Content-Type: text/plain\r\nContent-Length: %u\r\n\r\n",
+                     (int)tls.date_len, tls.date, conn_line, (unsigned)(sizeof k_hello_body - 1));
+    c->head_len = (size_t)n;
+    memcpy(c->text + n, k_hello_body, sizeof k_hello_body - 1);
+    c->len = (size_t)n + sizeof k_hello_body - 1;
+}
+
+/* Refresh the per-thread Date and canned responses when the second changed.
+ * One time() per on_data call, one formatting per second per thread. */
+static tcache_t *tcache(void)
+{
+    int64_t now = (int64_t)time(NULL);
+    if (now != tls.sec || !tls.date_len) {
+        tls.sec = now;
+        tls.date_len = format_date(now, tls.date, sizeof tls.date);
+        canned_hello(&tls.hello, "");
+        canned_hello(&tls.hello_close, "Connection: close\r\n");
+    }
+    if (tls_shard < 0) tls_shard = (int)(atomic_fetch_add(&g_next_shard, 1) % COUNTER_SHARDS);
+    return &tls;
+}
+
+/* ---- output ------------------------------------------------------------------ */
+
+static void out_flush(pc_conn_t *c)
+{
+    if (tls.out_len) pc_conn_send(c, tls.out, tls.out_len);
+    tls.out_len = 0;
+}
+
+static void out_put(pc_conn_t *c, const void *p, size_t n)
+{
+    if (n > OUT_CAP - tls.out_len) out_flush(c);
+    if (n > OUT_CAP) {
+        pc_conn_send(c, p, n);
+        return;
+    }
+    memcpy(tls.out + tls.out_len, p, n);
+    tls.out_len += n;
+}
+
+static void count_code(app_t *app, int status)
+{
+    size_t i = 0;
+    while (k_codes[i] && k_codes[i] != status)
+        i++;
+    atomic_fetch_add_explicit(&app->shards[tls_shard].by_code[i], 1, memory_order_relaxed);
+}
+
+enum { CONN_HDR_NONE = 0, CONN_HDR_CLOSE, CONN_HDR_KEEP_ALIVE };
+
+/* A complete response with a small head built here and body (omitted for
+ * HEAD, Content-Length kept). */
+static void respond(app_t *app, pc_conn_t *c, int status, const char *extra, const char *ctype,
+                    const char *body, size_t blen, int head_only, int conn_hdr)
+{
+    static const char *const conn_line[] = {"", "Connection: close\r\n",
+                                            "Connection: keep-alive\r\n"};
+    char head[512];
+    size_t n = http_status_line(head, sizeof head, status);
+    int k =
+        snprintf(head + n, sizeof head - n,
+                 "Server: portcullis\r\n%.*s%s%sContent-Type: %s\r\nContent-Length: %llu\r\n\r\n",
+                 (int)tls.date_len, tls.date, conn_line[conn_hdr], extra ? extra : "", ctype,
+                 (unsigned long long)blen);
+    if (k < 0 || (size_t)k >= sizeof head - n) k = 0;
+    out_put(c, head, n + (size_t)k);
+    if (!head_only && blen) out_put(c, body, blen);
+    count_code(app, status);
+}
+
+static void respond_error(app_t *app, pc_conn_t *c, int status)
+{
+    char body[64];
+    int n = snprintf(body, sizeof body, "%s\n", http_reason(status));
+    respond(app, c, status, NULL, "text/plain", body, (size_t)n, 0, CONN_HDR_CLOSE);
+}
+
+/* ---- /metrics ---------------------------------------------------------------- */
+
+typedef struct mbuf_s {
+    char *p;
+    size_t len, cap;
+} mbuf_t;
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 2, 3)))
+#endif
+static void
+mput(mbuf_t *m, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(m->p + m->len, m->cap - m->len, fmt, ap);
+    va_end(ap);
+    if (n > 0) m->len += (size_t)n < m->cap - m->len ? (size_t)n : m->cap - m->len - 1;
+}
+
+static void mhead(mbuf_t *m, const char *name, const char *type, const char *help)
+{
+    mput(m, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static const char *const k_reason_label[] = {
+#define PC__REASON_NAME(name, msg) #name,
+    PC_CLOSE_REASON_MAP(PC__REASON_NAME)
+#undef PC__REASON_NAME
+};
+
+static void lower_copy(char *dst, const char *src, size_t cap)
+{
+    size_t i = 0;
+    for (; src[i] && i + 1 < cap; i++)
+        dst[i] = (char)(src[i] >= 'A' && src[i] <= 'Z' ? src[i] + 32 : src[i]);
+    dst[i] = 0;
+}
+
+static uint64_t code_total(const app_t *app, size_t i)
+{
+    uint64_t t = 0;
+    for (int s = 0; s < COUNTER_SHARDS; s++)
+        t += atomic_load_explicit(&app->shards[s].by_code[i], memory_order_relaxed);
+    return t;
+}
+
+/* Top rule hits: filled by the metrics hook once the filter lands (the lead
+ * wires --rules into pc-http and sets http_app_config_t.metrics_hook). */
+static void metrics_rule_hits(app_t *app, pc_server_t *s, mbuf_t *m)
+{
+    if (!app->metrics_hook) return;
+    size_t room = m->cap - m->len - 1;
+    size_t n = app->metrics_hook(app->metrics_hook_user, s, m->p + m->len, room);
+    m->len += n < room ? n : room;
+    m->p[m->len] = 0;
+}
+
+static size_t metrics_format(app_t *app, pc_server_t *s, char *out, size_t cap)
+{
+    pc_server_stats_t st;
+    pc_server_stats(s, &st);
+    mbuf_t m = {out, 0, cap};
+    out[0] = 0;
+    char label[32];
+
+    mhead(&m, "pc_connections_accepted_total", "counter",
+          "Connections accepted (passed the accept pipeline).");
+    mput(&m, "pc_connections_accepted_total %llu\n", (unsigned long long)st.accepted);
+    mhead(&m, "pc_connections_rejected_total", "counter",
+          "Connections rejected, by accept pipeline step.");
+    for (int i = 0; i < PC_STEP_COUNT; i++)
+        mput(&m, "pc_connections_rejected_total{step=\"%s\"} %llu\n", pc_step_name((pc_step_t)i),
+             (unsigned long long)st.rejected[i]);
+    mhead(&m, "pc_connections_would_reject_total", "counter",
+          "Shadow mode: connections that would have been rejected, by step.");
+    for (int i = 0; i < PC_STEP_COUNT; i++)
+        mput(&m, "pc_connections_would_reject_total{step=\"%s\"} %llu\n",
+             pc_step_name((pc_step_t)i), (unsigned long long)st.would_reject[i]);
+    mhead(&m, "pc_connections_deferred_total", "counter",
+          "Defer decisions of the accept pipeline.");
+    mput(&m, "pc_connections_deferred_total %llu\n", (unsigned long long)st.deferred);
+    mhead(&m, "pc_accept_errors_total", "counter", "accept() failures (EMFILE, ...).");
+    mput(&m, "pc_accept_errors_total %llu\n", (unsigned long long)st.accept_errors);
+    mhead(&m, "pc_connections_active", "gauge", "Open connections.");
+    mput(&m, "pc_connections_active %llu\n", (unsigned long long)st.active);
+    mhead(&m, "pc_connections_closed_total", "counter", "Connections ended, by reason.");
+    for (int i = 0; i < PC_CLOSE_REASON_COUNT; i++) {
+        lower_copy(label, k_reason_label[i], sizeof label);
+        mput(&m, "pc_connections_closed_total{reason=\"%s\"} %llu\n", label,
+             (unsigned long long)st.closed[i]);
+    }
+    mhead(&m, "pc_received_bytes_total", "counter", "Bytes received.");
+    mput(&m, "pc_received_bytes_total %llu\n", (unsigned long long)st.bytes_in);
+    mhead(&m, "pc_sent_bytes_total", "counter", "Bytes sent.");
+    mput(&m, "pc_sent_bytes_total %llu\n", (unsigned long long)st.bytes_out);
+    mhead(&m, "pc_send_queued_bytes", "gauge", "Bytes waiting in send queues.");
+    mput(&m, "pc_send_queued_bytes %llu\n", (unsigned long long)st.send_queued_bytes);
+    mhead(&m, "pc_conditional_accept_mode", "gauge",
+          "Conditional-accept mode in force (1 for the mode in force).");
+    mput(&m, "pc_conditional_accept_mode{mode=\"post_handshake\"} %d\n",
+         st.accept_mode == PC_ACCEPT_MODE_POST_HANDSHAKE);
+    mput(&m, "pc_conditional_accept_mode{mode=\"pre_handshake\"} %d\n",
+         st.accept_mode == PC_ACCEPT_MODE_PRE_HANDSHAKE);
+    mhead(&m, "pc_backend_info", "gauge", "Completion backend in use.");
+    mput(&m, "pc_backend_info{backend=\"%s\"} 1\n", pc_backend_name(st.backend));
+    mhead(&m, "pc_worker_threads", "gauge", "Worker threads.");
+    mput(&m, "pc_worker_threads %d\n", st.threads);
+    mhead(&m, "pc_http_responses_total", "counter", "HTTP responses sent, by status code.");
+    for (size_t i = 0; i < NCODES; i++) {
+        if (k_codes[i])
+            mput(&m, "pc_http_responses_total{code=\"%d\"} %llu\n", k_codes[i],
+                 (unsigned long long)code_total(app, i));
+        else
+            mput(&m, "pc_http_responses_total{code=\"other\"} %llu\n",
+                 (unsigned long long)code_total(app, i));
+    }
+    metrics_rule_hits(app, s, &m);
+    return m.len;
+}
+
+/* ---- requests ------------------------------------------------------------------ */
+
+enum { R_KEEP = 0, R_CLOSE = 1 };
+
+static int path_is(const http_request_t *r, const char *lit)
+{
+    size_t n = r->path_len;
+    const char *q = memchr(r->path, '?', n);
+    if (q) n = (size_t)(q - r->path);
+    size_t ln = strlen(lit);
+    if (n == 0) return ln == 1 && lit[0] == '/'; /* absolute-form with no path */
+    return n == ln && memcmp(r->path, lit, n) == 0;
+}
+
+/* Answer one complete head. *body_left receives the body bytes to discard.
+ * Returns R_CLOSE when the connection must close after the response. */
+static int handle_request(app_t *app, pc_conn_t *c, const http_request_t *r, uint64_t *body_left)
+{
+    *body_left = 0;
+    if (r->content_length > app->max_body) {
+        respond_error(app, c, 413);
+        return R_CLOSE;
+    }
+    *body_left = r->content_length;
+    int close = !(r->flags & HTTP_F_KEEP_ALIVE);
+    /* We answer as soon as the head is complete. A client that asked for
+     * 100-continue may then skip its body; rather than guess, close. */
+    if ((r->flags & HTTP_F_EXPECT) && r->content_length) close = 1;
+    int conn_hdr =
+        close ? CONN_HDR_CLOSE : (r->version_minor == 0 ? CONN_HDR_KEEP_ALIVE : CONN_HDR_NONE);
+    int head_only = r->method == HTTP_HEAD;
+    int get = r->method == HTTP_GET || head_only;
+
+    if (r->method == HTTP_METHOD_UNKNOWN) {
+        static const char b[] = "Not Implemented\n";
+        respond(app, c, 501, NULL, "text/plain", b, sizeof b - 1, 0, conn_hdr);
+    } else if (path_is(r, "/")) {
+        if (!get) {
+            static const char b[] = "Method Not Allowed\n";
+            respond(app, c, 405, "Allow: GET, HEAD\r\n", "text/plain", b, sizeof b - 1, 0,
+                    conn_hdr);
+        } else if (conn_hdr != CONN_HDR_KEEP_ALIVE) {
+            const canned_t *k = conn_hdr == CONN_HDR_NONE ? &tls.hello : &tls.hello_close;
+            out_put(c, k->text, head_only ? k->head_len : k->len);
+            count_code(app, 200);
+        } else {
+            respond(app, c, 200, NULL, "text/plain", k_hello_body, sizeof k_hello_body - 1,
+                    head_only, conn_hdr);
+        }
+    } else if (path_is(r, "/metrics")) {
+        if (!get) {
+            static const char b[] = "Method Not Allowed\n";
+            respond(app, c, 405, "Allow: GET, HEAD\r\n", "text/plain", b, sizeof b - 1, 0,
+                    conn_hdr);
+        } else {
+            char *body = malloc(METRICS_CAP);
+            if (!body) {
+                respond_error(app, c, 500);
+                return R_CLOSE;
+            }
+            size_t n = metrics_format(app, pc_conn_server(c), body, METRICS_CAP);
+            respond(app, c, 200, NULL, "text/plain; version=0.0.4; charset=utf-8", body, n,
+                    head_only, conn_hdr);
+            free(body);
+        }
+    } else {
+        static const char b[] = "Not Found\n";
+        respond(app, c, 404, NULL, "text/plain", b, sizeof b - 1, head_only, conn_hdr);
+    }
+    return close ? R_CLOSE : R_KEEP;
+}
+
+/* ---- per-connection state -------------------------------------------------------- */
+
+static hstate_t *state_get(pc_conn_t *c)
+{
+    hstate_t *h = pc_conn_user_data(c);
+    if (h) return h;
+    h = calloc(1, sizeof *h);
+    if (h) pc_conn_set_user_data(c, h);
+    return h;
+}
+
+static void state_free(pc_conn_t *c, hstate_t *h)
+{
+    free(h->block);
+    free(h);
+    pc_conn_set_user_data(c, NULL);
+}
+
+/* Make room for need bytes of partial head (need <= max_head). */
+static int partial_reserve(hstate_t *h, size_t need, size_t max_head)
+{
+    if (h->block && need <= h->cap) return 0;
+    size_t cap = h->cap ? h->cap * 2 : PARTIAL_MIN;
+    if (cap < need) cap = need;
+    if (cap > max_head) cap = max_head;
+    char *b = realloc(h->block, HDRS_BYTES + cap);
+    if (!b) return -1;
+    h->block = b;
+    h->cap = cap;
+    h->req.headers = (http_header_t *)(void *)b;
+    return 0;
+}
+
+/* The bytes at p are the start of a head that is not complete: keep them,
+ * with the parser and the header lines it has stored so far. */
+static int partial_save(app_t *app, pc_conn_t *c, const http_parser_t *ps, const http_request_t *rq,
+                        const char *p, size_t n)
+{
+    hstate_t *h = state_get(c);
+    if (!h || partial_reserve(h, n, app->max_head) < 0) return -1;
+    h->p = *ps;
+    http_header_t *hdrs = (http_header_t *)(void *)h->block;
+    h->req = *rq;
+    h->req.headers = hdrs;
+    memcpy(hdrs, rq->headers, rq->num_headers * sizeof *hdrs);
+    memcpy(h->block + HDRS_BYTES, p, n);
+    h->len = n;
+    return 0;
+}
+
+/* ---- callbacks -------------------------------------------------------------------- */
+
+static void on_data(pc_conn_t *c, const void *data, size_t len)
+{
+    app_t *app = pc_server_user_data(pc_conn_server(c));
+    hstate_t *h = pc_conn_user_data(c);
+    const char *p = data;
+    size_t n = len;
+    uint64_t body_left = h ? h->body_left : 0;
+    int close = 0, status = 0;
+
+    tcache();
+    tls.out_len = 0;
+    while (n) {
+        if (body_left) {
+            size_t take = body_left < n ? (size_t)body_left : n;
+            body_left -= take;
+            p += take;
+            n -= take;
+            continue;
+        }
+        http_request_t *req;
+        int r;
+        http_parser_t ps;
+        http_request_t rq;
+        http_header_t hd[HTTP_APP_MAX_HEADERS];
+        if (h && h->len) {
+            /* a head split across reads: append at most up to the head limit
+             * (the parser answers 431 once that many bytes are buffered) */
+            size_t old = h->len;
+            size_t add = app->max_head - old < n ? app->max_head - old : n;
+            if (partial_reserve(h, old + add, app->max_head) < 0) {
+                status = 500;
+                break;
+            }
+            memcpy(h->block + HDRS_BYTES + old, p, add);
+            h->len += add;
+            r = http_parse_request(&h->p, h->block + HDRS_BYTES, h->len, &h->req);
+            if (r == 0) {
+                n = 0;
+                break;
+            }
+            if (r < 0) {
+                status = -r;
+                break;
+            }
+            p += (size_t)r - old;
+            n -= (size_t)r - old;
+            h->len = 0;
+            req = &h->req;
+        } else {
+            http_parser_init(&ps, app->max_head);
+            http_request_init(&rq, hd, HTTP_APP_MAX_HEADERS);
+            r = http_parse_request(&ps, p, n, &rq);
+            if (r == 0) {
+                if (partial_save(app, c, &ps, &rq, p, n) < 0) status = 500;
+                h = pc_conn_user_data(c);
+                n = 0;
+                break;
+            }
+            if (r < 0) {
+                status = -r;
+                break;
+            }
+            p += r;
+            n -= (size_t)r;
+            req = &rq;
+        }
+        if (handle_request(app, c, req, &body_left) == R_CLOSE) {
+            close = 1;
+            break;
+        }
+    }
+    if (status) {
+        respond_error(app, c, status);
+        close = 1;
+    }
+    out_flush(c);
+    if (close) {
+        pc_conn_close(c);
+        return;
+    }
+    if (body_left && !h) h = state_get(c);
+    if (h) {
+        if (!body_left && !h->len) {
+            state_free(c, h);
+        } else {
+            h->body_left = body_left;
+            if (!h->len) http_parser_reset(&h->p);
+        }
+    }
+    if (body_left && !h) pc_conn_close(c); /* out of memory: cannot track the body */
+}
+
+static void on_close(pc_conn_t *c, pc_close_reason_t reason, int err)
+{
+    (void)reason;
+    (void)err;
+    hstate_t *h = pc_conn_user_data(c);
+    if (h) state_free(c, h);
+}
+
+/* ---- lifecycle -------------------------------------------------------------------- */
+
+void http_app_config_init(http_app_config_t *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    pc_server_config_init(&cfg->server);
+    cfg->max_header_bytes = HTTP_DEFAULT_MAX_HEAD;
+    cfg->max_body_bytes = 1024 * 1024;
+}
+
+int http_app_create(const http_app_config_t *cfg, pc_server_t **out, int *failed_listen)
+{
+    if (failed_listen) *failed_listen = -1;
+    if (!cfg || !out || cfg->nlisten < 0 || cfg->nlisten > HTTP_APP_MAX_LISTEN) return PC_EINVAL;
+    app_t *app = calloc(1, sizeof *app);
+    if (!app) return PC_ENOMEM;
+    app->max_head = cfg->max_header_bytes ? cfg->max_header_bytes : HTTP_DEFAULT_MAX_HEAD;
+    app->max_body = cfg->max_body_bytes;
+    app->metrics_hook = cfg->metrics_hook;
+    app->metrics_hook_user = cfg->metrics_hook_user;
+
+    pc_server_config_t sc = cfg->server;
+    sc.cb.on_open = NULL;
+    sc.cb.on_data = on_data;
+    sc.cb.on_drain = NULL;
+    sc.cb.on_close = on_close;
+    sc.user_data = app;
+    /* No header-timeout API in the library yet: the idle timeout stands in. */
+    if (cfg->header_timeout_ms &&
+        (!sc.idle_timeout_ms || cfg->header_timeout_ms < sc.idle_timeout_ms))
+        sc.idle_timeout_ms = cfg->header_timeout_ms;
+
+    pc_server_t *s;
+    int rc = pc_server_create(&sc, &s);
+    if (rc < 0) {
+        free(app);
+        return rc;
+    }
+    int nl = cfg->nlisten;
+    for (int i = 0; i < (nl ? nl : 1); i++) {
+        int idx = pc_server_listen(s, nl ? cfg->listen[i] : "127.0.0.1:8080");
+        if (idx < 0) {
+            if (failed_listen) *failed_listen = i;
+            pc_server_destroy(s);
+            free(app);
+            return idx;
+        }
+    }
+    *out = s;
+    return 0;
+}
+
+int http_app_start(const http_app_config_t *cfg, pc_server_t **out, int *port)
+{
+    pc_server_t *s;
+    int rc = http_app_create(cfg, &s, NULL);
+    if (rc < 0) return rc;
+    rc = pc_server_start(s);
+    if (rc < 0) {
+        http_app_destroy(s, 0);
+        return rc;
+    }
+    if (port) *port = pc_server_listener_port(s, 0);
+    *out = s;
+    return 0;
+}
+
+void http_app_destroy(pc_server_t *s, unsigned drain_ms)
+{
+    if (!s) return;
+    app_t *app = pc_server_user_data(s);
+    pc_server_stop(s, drain_ms);
+    pc_server_destroy(s);
+    free(app);
+}
+
+uint64_t http_app_responses(const pc_server_t *s, int status_class)
+{
+    const app_t *app = pc_server_user_data(s);
+    if (!app) return 0;
+    uint64_t t = 0;
+    for (size_t i = 0; i < NCODES; i++)
+        if (k_codes[i] / 100 == status_class) t += code_total(app, i);
+    return t;
+}

@@ -1,0 +1,135 @@
+/* pc-http: a small HTTP/1.1 responder on portcullis (see http_app.h).
+ *
+ *   pc-http [--listen ADDR:PORT]... [--threads N] [--max-conns N]
+ *           [--idle-timeout MS] [--backend NAME] [--rules FILE]
+ *           [--per-source-max N] [--per-source-rate R/B] [--shadow]
+ *           [--header-timeout MS] [--max-header-bytes N] [--max-body-bytes N]
+ *
+ * Prints "listening on ADDR:PORT" per listener when ready; SIGINT/SIGTERM
+ * stop it gracefully (exit 0); SIGHUP reloads the rules file; bad flags print
+ * usage and exit 2; a bad rules file at start exits 1 naming FILE:LINE. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http_app.h"
+#include "portcullis.h"
+#include "server_opts.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: pc-http [options]\n");
+    server_opts_usage(f);
+    fprintf(f,
+            "  --header-timeout MS       time allowed for a request head (currently applied\n"
+            "                            as the idle timeout when lower; default: none)\n"
+            "  --max-header-bytes N      request head limit, larger is a 431 (default 8192)\n"
+            "  --max-body-bytes N        request bodies read and discarded up to N bytes,\n"
+            "                            larger is a 413 (default 1048576)\n"
+            "Routes: GET|HEAD / -> 200 \"Hello, World!\"; GET|HEAD /metrics -> Prometheus text.\n");
+}
+
+static int parse_uint(const char *s, unsigned long long max, unsigned long long *out)
+{
+    char *end;
+    if (!s || !*s || *s == '-') return -1;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (*end || v > max) return -1;
+    *out = v;
+    return 0;
+}
+
+/* /metrics: the rules with the most hits, as a labelled counter. */
+static size_t top_rules_metrics(void *user, pc_server_t *srv, char *out, size_t cap)
+{
+    (void)user;
+    pc_rule_info_t top[10];
+    int n = pc_server_top_rules(srv, top, 10);
+    size_t len = 0;
+    int w = snprintf(out, cap,
+                     "# HELP pc_rule_hits_total Connections decided by a rule (top 10).\n"
+                     "# TYPE pc_rule_hits_total counter\n");
+    if (w < 0 || (size_t)w >= cap) return 0;
+    len = (size_t)w;
+    for (int i = 0; i < n; i++) {
+        w = snprintf(out + len, cap - len,
+                     "pc_rule_hits_total{rule=\"%s\",line=\"%u\"} %llu\n", top[i].text,
+                     top[i].line, (unsigned long long)top[i].hits);
+        if (w < 0 || (size_t)w >= cap - len) break;
+        len += (size_t)w;
+    }
+    return len;
+}
+
+int main(int argc, char **argv)
+{
+    http_app_config_t cfg;
+    http_app_config_init(&cfg);
+    server_opts_t o;
+    server_opts_init(&o, "pc-http", "127.0.0.1:8080", &cfg.server);
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        unsigned long long n;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        }
+        int r = server_opts_parse(&o, argc, argv, &i);
+        if (r == 1) continue;
+        if (r < 0) {
+            usage(stderr);
+            return 2;
+        }
+        if (!strcmp(a, "--header-timeout") && v && !parse_uint(v, 86400000, &n)) {
+            cfg.header_timeout_ms = (unsigned)n;
+        } else if (!strcmp(a, "--max-header-bytes") && v && !parse_uint(v, 1u << 30, &n) &&
+                   n >= 64) {
+            cfg.max_header_bytes = (size_t)n;
+        } else if (!strcmp(a, "--max-body-bytes") && v && !parse_uint(v, 1ull << 62, &n)) {
+            cfg.max_body_bytes = n;
+        } else {
+            fprintf(stderr, "pc-http: bad argument '%s'%s\n", a, v ? "" : " (missing value?)");
+            usage(stderr);
+            return 2;
+        }
+        i++;
+    }
+    int rc = server_opts_load_rules(&o);
+    if (rc) return rc;
+    for (int i = 0; i < o.nlisten; i++)
+        cfg.listen[i] = o.listen[i];
+    cfg.nlisten = o.nlisten;
+    cfg.metrics_hook = top_rules_metrics;
+
+    pc_server_t *srv;
+    int bad = -1;
+    rc = http_app_create(&cfg, &srv, &bad);
+    if (rc < 0) {
+        if (bad >= 0)
+            fprintf(stderr, "pc-http: cannot listen on %s: %s\n", cfg.listen[bad], pc_strerror(rc));
+        else
+            fprintf(stderr, "pc-http: %s\n", pc_strerror(rc));
+        return bad >= 0 && rc == PC_EINVAL ? 2 : 1;
+    }
+    server_opts_signals();
+    rc = pc_server_start(srv);
+    if (rc < 0) {
+        fprintf(stderr, "pc-http: start: %s\n", pc_strerror(rc));
+        http_app_destroy(srv, 0);
+        return 1;
+    }
+    server_opts_announce(&o, srv);
+    server_opts_run(&o, srv); /* SIGHUP reloads --rules; SIGINT/SIGTERM stop */
+    pc_server_stats_t st;
+    pc_server_stats(srv, &st);
+    printf("stopped: %llu accepted, %llu responses (%llu 2xx), %llu bytes in, %llu bytes out\n",
+           (unsigned long long)st.accepted,
+           (unsigned long long)(http_app_responses(srv, 2) + http_app_responses(srv, 4) +
+                                http_app_responses(srv, 5)),
+           (unsigned long long)http_app_responses(srv, 2), (unsigned long long)st.bytes_in,
+           (unsigned long long)st.bytes_out);
+    http_app_destroy(srv, 0);
+    return 0;
+}

@@ -1,0 +1,914 @@
+/* pc-stress: an HTTP/1.1 load generator built on portcullis: a server object
+ * with no listener whose worker threads run outbound connections (pc_connect).
+ *
+ *   pc-stress URL [-c CONNS] [-d SECONDS] [-t THREADS] [--pipeline N] [--close]
+ *             [--rate R] [--source ADDR] [--timeout MS] [-H "Name: value"]...
+ *             [--json]
+ *
+ * Closed loop by default: every connection keeps --pipeline requests in
+ * flight (keep-alive), or with --close opens a new connection per request
+ * (Connection: close: churn). With --rate the main thread paces requests
+ * open-loop at R per second over the connections, and latency is measured
+ * from each request's scheduled time (no coordinated omission). A progress
+ * line goes to stderr every second; the final report (or one JSON object
+ * with --json) to stdout. Exit 0 when the run completed (whatever the
+ * errors), 1 on setup failure, 2 on bad arguments. */
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hist.h"
+#include "portcullis.h"
+
+#ifdef _WIN32
+#include <windows.h>
+#else
+#include <time.h>
+#endif
+
+/* ---- clock and sleep --------------------------------------------------------- */
+
+static uint64_t now_ns(void)
+{
+#ifdef _WIN32
+    static LARGE_INTEGER freq;
+    LARGE_INTEGER c;
+    if (!freq.QuadPart) QueryPerformanceFrequency(&freq);
+    QueryPerformanceCounter(&c);
+    uint64_t f = (uint64_t)freq.QuadPart, v = (uint64_t)c.QuadPart;
+    return v / f * 1000000000u + v % f * 1000000000u / f;
+#else
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+#endif
+}
+
+/* Windows sleeps at least a scheduler tick (1 ms with a raised timer
+ * resolution, else about 15.6 ms): --rate pacing is coarser there. */
+static void sleep_us(unsigned us)
+{
+#ifdef _WIN32
+    Sleep(us < 1000 ? 1 : us / 1000);
+#else
+    struct timespec ts = {(time_t)(us / 1000000), (long)(us % 1000000) * 1000L};
+    nanosleep(&ts, NULL);
+#endif
+}
+
+/* ---- options ------------------------------------------------------------------ */
+
+#define MAX_HEADERS 16
+
+static struct {
+    char endpoint[80];  /* "127.0.0.1:8080" for pc_connect */
+    char authority[80]; /* Host header */
+    const char *url;
+    const char *path;
+    const char *headers[MAX_HEADERS];
+    int nheaders;
+    const char *source;
+    unsigned conns;
+    double duration;
+    int threads;
+    unsigned pipeline;
+    int close_mode;
+    double rate;
+    unsigned timeout_ms;
+    int json;
+} opt;
+
+static char *g_req; /* one request */
+static size_t g_req_len;
+static char *g_req_pipe; /* --pipeline copies of it */
+static size_t g_req_pipe_len;
+
+/* ---- statistics: one block per thread, merged at the end ------------------------ */
+
+#define ERROR_MAP(XX)                      \
+    XX(CONNECT_REFUSED, "connect_refused") \
+    XX(CONNECT_TIMEOUT, "connect_timeout") \
+    XX(CONNECT_OTHER, "connect_other")     \
+    XX(RESET, "reset")                     \
+    XX(TIMEOUT, "timeout")                 \
+    XX(CLOSED, "closed_early")             \
+    XX(STATUS, "bad_status")               \
+    XX(PARSE, "parse")                     \
+    XX(OTHER, "other")
+
+enum {
+#define XX_ENUM(name, label) E_##name,
+    ERROR_MAP(XX_ENUM)
+#undef XX_ENUM
+        E_COUNT
+};
+
+static const char *const k_error_names[] = {
+#define XX_NAME(name, label) label,
+    ERROR_MAP(XX_NAME)
+#undef XX_NAME
+};
+
+/* Counters are written only by the owning thread and read by the main thread
+ * for the progress line: relaxed single-writer updates, no locked ops. */
+typedef struct tstat_s {
+    _Atomic uint64_t requests;
+    _Atomic uint64_t bytes;
+    _Atomic uint64_t connects;
+    _Atomic uint64_t opened, closed;
+    _Atomic uint64_t errors[E_COUNT];
+    hist_t latency;
+    hist_t connect;
+} tstat_t;
+
+#define MAX_TSTATS 256
+static _Atomic(tstat_t *) g_tstats[MAX_TSTATS];
+static atomic_int g_ntstats;
+static _Thread_local tstat_t *tls_stat;
+static tstat_t g_overflow_stat; /* if more than MAX_TSTATS threads ever record (never here) */
+
+static tstat_t *my_stat(void)
+{
+    if (tls_stat) return tls_stat;
+    int i = atomic_fetch_add(&g_ntstats, 1);
+    tstat_t *t = i < MAX_TSTATS ? calloc(1, sizeof *t) : NULL;
+    if (!t) return tls_stat = &g_overflow_stat;
+    hist_init(&t->latency);
+    hist_init(&t->connect);
+    atomic_store(&g_tstats[i], t);
+    return tls_stat = t;
+}
+
+static void bump(_Atomic uint64_t *a, uint64_t v)
+{
+    atomic_store_explicit(a, atomic_load_explicit(a, memory_order_relaxed) + v,
+                          memory_order_relaxed);
+}
+
+static void count_error(int kind)
+{
+    bump(&my_stat()->errors[kind], 1);
+}
+
+/* ---- connection slots -------------------------------------------------------------- */
+
+/* Response parser states. */
+enum { RS_STATUS = 0, RS_HEADERS, RS_BODY, RS_BODY_TO_CLOSE };
+
+#define LINE_KEEP 96 /* bytes of a response line kept (the rest is skipped) */
+
+/* One entry per request in flight: when it was sent (or scheduled) and the
+ * id of the connection it went out on. */
+typedef struct sent_s {
+    uint64_t t;
+    uint64_t id;
+} sent_t;
+
+/* A slot is one of the -c concurrent connections. It outlives the
+ * connections it carries (a new one replaces one that ended), so the pacer
+ * thread may look at it at any time. The ring of requests in flight has one
+ * consumer (the worker that reads the responses); producers (the worker,
+ * and the pacer with --rate) take plock to push. */
+typedef struct slot_s {
+    _Atomic uint64_t id; /* pc_conn_id of the open connection, 0 if none */
+    atomic_int busy;     /* a connection is being opened or is open */
+    atomic_flag plock;   /* producer side of the ring */
+    uint64_t t_connect;  /* when pc_connect was called */
+    uint64_t intended;   /* --rate --close: scheduled time of its request */
+    int opened;
+    int aborted;
+    /* response parser (worker) */
+    uint8_t rs;
+    uint8_t conn_close;
+    uint8_t chunked;
+    uint8_t have_len;
+    int status;
+    uint64_t body_left;
+    unsigned line_len;
+    char line[LINE_KEEP];
+    /* requests in flight */
+    _Atomic uint32_t head, tail;
+    uint32_t mask;
+    sent_t *ring;
+} slot_t;
+
+static slot_t *g_slots;
+static pc_server_t *g_srv;
+static uint64_t g_t0;             /* start of the run */
+static _Atomic uint64_t g_issued; /* --rate: scheduled requests handed out */
+static atomic_int g_stopping;
+static volatile sig_atomic_t g_sigint;
+
+static void on_open(pc_conn_t *c);
+static void on_data(pc_conn_t *c, const void *data, size_t len);
+static void on_close(pc_conn_t *c, pc_close_reason_t reason, int err);
+static const pc_callbacks_t k_cb = {on_open, on_data, NULL, on_close};
+
+static uint32_t ring_inflight(slot_t *s)
+{
+    return atomic_load_explicit(&s->tail, memory_order_acquire) -
+           atomic_load_explicit(&s->head, memory_order_acquire);
+}
+
+static void plock(slot_t *s)
+{
+    while (atomic_flag_test_and_set_explicit(&s->plock, memory_order_acquire)) {
+    }
+}
+
+static void punlock(slot_t *s)
+{
+    atomic_flag_clear_explicit(&s->plock, memory_order_release);
+}
+
+/* Producer side (under plock when there is more than one producer).
+ * Returns 0, or -1 when the ring is full. */
+static int ring_push(slot_t *s, uint64_t t, uint64_t id)
+{
+    uint32_t tail = atomic_load_explicit(&s->tail, memory_order_relaxed);
+    if (tail - atomic_load_explicit(&s->head, memory_order_acquire) > s->mask) return -1;
+    s->ring[tail & s->mask].t = t;
+    s->ring[tail & s->mask].id = id;
+    atomic_store_explicit(&s->tail, tail + 1, memory_order_release);
+    return 0;
+}
+
+/* Consumer side: the send time of the oldest request of connection id, or
+ * 0 if none is in flight (entries of earlier connections are dropped). */
+static uint64_t ring_pop(slot_t *s, uint64_t id)
+{
+    uint32_t head = atomic_load_explicit(&s->head, memory_order_relaxed);
+    uint32_t tail = atomic_load_explicit(&s->tail, memory_order_acquire);
+    while (head != tail) {
+        sent_t e = s->ring[head & s->mask];
+        head++;
+        if (e.id == id) {
+            atomic_store_explicit(&s->head, head, memory_order_release);
+            return e.t;
+        }
+    }
+    atomic_store_explicit(&s->head, head, memory_order_release);
+    return 0;
+}
+
+/* Requests of connection id still in flight (consumer side). */
+static int ring_has(slot_t *s, uint64_t id)
+{
+    uint32_t head = atomic_load_explicit(&s->head, memory_order_relaxed);
+    uint32_t tail = atomic_load_explicit(&s->tail, memory_order_acquire);
+    for (; head != tail; head++)
+        if (s->ring[head & s->mask].id == id) return 1;
+    return 0;
+}
+
+/* --rate: take the oldest scheduled request not yet handed out, if it is due
+ * now. *when receives its scheduled time. Any thread. */
+static int claim(uint64_t *when)
+{
+    uint64_t now = now_ns();
+    uint64_t due = (uint64_t)((double)(now - g_t0) / 1e9 * opt.rate);
+    uint64_t k = atomic_load(&g_issued);
+    while (k < due) {
+        if (atomic_compare_exchange_weak(&g_issued, &k, k + 1)) {
+            *when = g_t0 + (uint64_t)((double)k * 1e9 / opt.rate);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* --rate, keep-alive: hand a due request to the slot's connection id if it
+ * has room. Returns 1 if sent (or its connection just died: the entry is
+ * then skipped), 0 if the slot is full, -1 if nothing is due. */
+static int rate_send(slot_t *s, uint64_t id, pc_conn_t *c)
+{
+    uint64_t when;
+    plock(s);
+    if (ring_inflight(s) >= opt.pipeline) {
+        punlock(s);
+        return 0;
+    }
+    if (!claim(&when)) {
+        punlock(s);
+        return -1;
+    }
+    ring_push(s, when, id);
+    punlock(s);
+    if (c)
+        pc_conn_send(c, g_req, g_req_len);
+    else
+        pc_server_send_to(g_srv, id, g_req, g_req_len);
+    return 1;
+}
+
+/* Open a connection for the slot (any thread). busy must be set by the
+ * caller. Returns 0 or a PC_E* code (then busy is cleared). */
+static int slot_connect(slot_t *s)
+{
+    s->opened = 0;
+    s->aborted = 0;
+    s->t_connect = now_ns();
+    int rc = pc_connect(g_srv, opt.endpoint, opt.source, &k_cb, s, NULL);
+    if (rc < 0) {
+        count_error(rc == PC_ECONNREFUSED ? E_CONNECT_REFUSED : E_CONNECT_OTHER);
+        atomic_store(&s->busy, 0);
+    }
+    return rc;
+}
+
+static void response_reset(slot_t *s)
+{
+    s->rs = RS_STATUS;
+    s->conn_close = s->chunked = s->have_len = 0;
+    s->status = 0;
+    s->body_left = 0;
+    s->line_len = 0;
+}
+
+static void on_open(pc_conn_t *c)
+{
+    slot_t *s = pc_conn_user_data(c);
+    tstat_t *ts = my_stat();
+    uint64_t now = now_ns();
+    uint64_t id = pc_conn_id(c);
+    s->opened = 1;
+    response_reset(s);
+    hist_record(&ts->connect, now - s->t_connect);
+    bump(&ts->connects, 1);
+    bump(&ts->opened, 1);
+    /* forget requests of the previous connection (the producer only pushes
+     * for a published id, and none is published now) */
+    atomic_store_explicit(&s->head, atomic_load(&s->tail), memory_order_release);
+    if (opt.rate > 0 && opt.close_mode) {
+        ring_push(s, s->intended, id);
+        pc_conn_send(c, g_req, g_req_len);
+    } else if (opt.rate <= 0) {
+        for (unsigned i = 0; i < opt.pipeline; i++)
+            ring_push(s, now, id);
+        pc_conn_send(c, g_req_pipe, g_req_pipe_len);
+    }
+    atomic_store(&s->id, id); /* the pacer may use it from now on */
+    if (opt.rate > 0 && !opt.close_mode)
+        while (rate_send(s, id, c) > 0) {
+        }
+}
+
+static int lower_prefix(const char *line, size_t n, const char *lit)
+{
+    size_t k = strlen(lit);
+    if (n < k) return 0;
+    for (size_t i = 0; i < k; i++) {
+        char ch = line[i];
+        if (ch >= 'A' && ch <= 'Z') ch = (char)(ch + 32);
+        if (ch != lit[i]) return 0;
+    }
+    return 1;
+}
+
+/* Parse a header line (without CRLF); only the framing headers matter. */
+static int header_line(slot_t *s, const char *l, size_t n)
+{
+    if (lower_prefix(l, n, "content-length:")) {
+        size_t i = 15;
+        while (i < n && (l[i] == ' ' || l[i] == '\t'))
+            i++;
+        if (i == n) return -1;
+        uint64_t v = 0;
+        for (; i < n && l[i] >= '0' && l[i] <= '9'; i++) {
+            if (v > UINT64_MAX / 10 - 1) return -1;
+            v = v * 10 + (uint64_t)(l[i] - '0');
+        }
+        while (i < n && (l[i] == ' ' || l[i] == '\t'))
+            i++;
+        if (i != n) return -1;
+        s->body_left = v;
+        s->have_len = 1;
+    } else if (lower_prefix(l, n, "connection:")) {
+        for (size_t i = 11; i + 5 <= n; i++)
+            if (lower_prefix(l + i, n - i, "close")) s->conn_close = 1;
+    } else if (lower_prefix(l, n, "transfer-encoding:")) {
+        s->chunked = 1;
+    }
+    return 0;
+}
+
+/* One response is complete. */
+static void response_done(pc_conn_t *c, slot_t *s)
+{
+    tstat_t *ts = my_stat();
+    uint64_t id = pc_conn_id(c);
+    uint64_t t = ring_pop(s, id);
+    int stopping = atomic_load_explicit(&g_stopping, memory_order_relaxed);
+    if (!stopping) {
+        uint64_t now = now_ns();
+        if (t) hist_record(&ts->latency, now > t ? now - t : 0);
+        bump(&ts->requests, 1);
+        if (s->status < 200 || s->status > 399) bump(&ts->errors[E_STATUS], 1);
+    }
+    int closing = s->conn_close;
+    response_reset(s);
+    if (stopping || opt.close_mode || closing) return;
+    if (opt.rate <= 0) {
+        ring_push(s, now_ns(), id);
+        pc_conn_send(c, g_req, g_req_len);
+    } else {
+        rate_send(s, id, c); /* a due request may be waiting for room */
+    }
+}
+
+static void parse_error(pc_conn_t *c, slot_t *s)
+{
+    if (!atomic_load(&g_stopping)) count_error(E_PARSE);
+    s->aborted = 1;
+    pc_conn_abort(c);
+}
+
+/* Process a complete line of the head (l, n without the line end). */
+static int head_line(pc_conn_t *c, slot_t *s, const char *l, size_t n)
+{
+    if (n && l[n - 1] == '\r') n--;
+    if (s->rs == RS_STATUS) {
+        if (n < 12 || memcmp(l, "HTTP/1.", 7) != 0 || l[8] != ' ' || l[9] < '1' || l[9] > '5' ||
+            l[10] < '0' || l[10] > '9' || l[11] < '0' || l[11] > '9')
+            return -1;
+        s->status = (l[9] - '0') * 100 + (l[10] - '0') * 10 + (l[11] - '0');
+        s->rs = RS_HEADERS;
+        return 0;
+    }
+    if (n) return header_line(s, l, n);
+    /* end of the head */
+    if (s->status >= 100 && s->status < 200) { /* interim response: the real one follows */
+        response_reset(s);
+        return 0;
+    }
+    if (s->chunked) return -1; /* not needed against the servers we drive */
+    if (s->status == 204 || s->status == 304)
+        s->body_left = 0;
+    else if (!s->have_len)
+        s->rs = RS_BODY_TO_CLOSE;
+    if (s->rs != RS_BODY_TO_CLOSE) {
+        s->rs = RS_BODY;
+        if (!s->body_left) response_done(c, s);
+    }
+    return 0;
+}
+
+static void on_data(pc_conn_t *c, const void *data, size_t len)
+{
+    slot_t *s = pc_conn_user_data(c);
+    const char *p = data, *end = p + len;
+    bump(&my_stat()->bytes, len);
+    while (p < end) {
+        if (s->rs == RS_BODY) {
+            size_t avail = (size_t)(end - p);
+            size_t take = s->body_left < avail ? (size_t)s->body_left : avail;
+            s->body_left -= take;
+            p += take;
+            if (!s->body_left) response_done(c, s);
+            continue;
+        }
+        if (s->rs == RS_BODY_TO_CLOSE) return;
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = (size_t)((nl ? nl : end) - p);
+        if (!nl || s->line_len) {
+            /* a line split across reads: keep its start */
+            size_t k = n < LINE_KEEP - s->line_len ? n : LINE_KEEP - s->line_len;
+            memcpy(s->line + s->line_len, p, k);
+            s->line_len += (unsigned)k;
+            p += n;
+            if (!nl) return;
+            p++;
+            int rc = head_line(c, s, s->line, s->line_len);
+            s->line_len = 0;
+            if (rc < 0) return parse_error(c, s);
+            continue;
+        }
+        if (head_line(c, s, p, n) < 0) return parse_error(c, s);
+        p = nl + 1;
+    }
+}
+
+static void on_close(pc_conn_t *c, pc_close_reason_t reason, int err)
+{
+    slot_t *s = pc_conn_user_data(c);
+    tstat_t *ts = my_stat();
+    uint64_t id = pc_conn_id(c);
+    int stopping = atomic_load(&g_stopping);
+    atomic_store(&s->id, 0);
+    if (s->opened) {
+        bump(&ts->closed, 1);
+        if (s->rs == RS_BODY_TO_CLOSE && reason == PC_CLOSE_PEER) response_done(c, s);
+    }
+    if (!stopping) {
+        int pending = s->opened && ring_has(s, id);
+        if (!s->opened) {
+            count_error(err == PC_ECONNREFUSED                                   ? E_CONNECT_REFUSED
+                        : err == PC_ETIMEDOUT || reason == PC_CLOSE_IDLE_TIMEOUT ? E_CONNECT_TIMEOUT
+                                                                                 : E_CONNECT_OTHER);
+        } else if (s->aborted) {
+            /* counted when we aborted */
+        } else if (reason == PC_CLOSE_RESET || err == PC_ECONNRESET) {
+            count_error(E_RESET);
+        } else if (reason == PC_CLOSE_IDLE_TIMEOUT) {
+            if (pending) count_error(E_TIMEOUT);
+        } else if (reason == PC_CLOSE_ERROR) {
+            count_error(E_OTHER);
+        } else if (pending || (s->rs != RS_STATUS && s->rs != RS_BODY_TO_CLOSE) || s->line_len) {
+            count_error(E_CLOSED);
+        }
+    }
+    /* Closed loop: replace a connection that worked at once; after a failed
+     * connect leave the slot to the main thread's next tick (a back-off). */
+    int was_open = s->opened;
+    if (!stopping && opt.rate <= 0 && was_open) {
+        slot_connect(s); /* busy stays set */
+        return;
+    }
+    uint64_t when;
+    if (!stopping && opt.rate > 0 && opt.close_mode && claim(&when)) {
+        s->intended = when;
+        slot_connect(s);
+        return;
+    }
+    atomic_store(&s->busy, 0);
+}
+
+/* ---- report ------------------------------------------------------------------------- */
+
+typedef struct totals_s {
+    uint64_t requests, bytes, connects, opened, closed, errors[E_COUNT], errors_total;
+} totals_t;
+
+static void sum_counters(totals_t *t)
+{
+    memset(t, 0, sizeof *t);
+    int n = atomic_load(&g_ntstats);
+    if (n > MAX_TSTATS) n = MAX_TSTATS;
+    for (int i = 0; i < n; i++) {
+        tstat_t *s = atomic_load(&g_tstats[i]);
+        if (!s) continue;
+        t->requests += atomic_load_explicit(&s->requests, memory_order_relaxed);
+        t->bytes += atomic_load_explicit(&s->bytes, memory_order_relaxed);
+        t->connects += atomic_load_explicit(&s->connects, memory_order_relaxed);
+        t->opened += atomic_load_explicit(&s->opened, memory_order_relaxed);
+        t->closed += atomic_load_explicit(&s->closed, memory_order_relaxed);
+        for (int k = 0; k < E_COUNT; k++) {
+            uint64_t e = atomic_load_explicit(&s->errors[k], memory_order_relaxed);
+            t->errors[k] += e;
+            t->errors_total += e;
+        }
+    }
+}
+
+static void merge_hists(hist_t *lat, hist_t *con)
+{
+    hist_init(lat);
+    hist_init(con);
+    int n = atomic_load(&g_ntstats);
+    if (n > MAX_TSTATS) n = MAX_TSTATS;
+    for (int i = 0; i < n; i++) {
+        tstat_t *s = atomic_load(&g_tstats[i]);
+        if (!s) continue;
+        hist_merge(lat, &s->latency);
+        hist_merge(con, &s->connect);
+    }
+}
+
+/* "1.23ms" style. */
+static const char *fmt_dur(uint64_t ns, char *buf, size_t cap)
+{
+    if (ns < 10000)
+        snprintf(buf, cap, "%lluns", (unsigned long long)ns);
+    else if (ns < 10000000)
+        snprintf(buf, cap, "%.1fus", (double)ns / 1e3);
+    else if (ns < 10000000000ull)
+        snprintf(buf, cap, "%.2fms", (double)ns / 1e6);
+    else
+        snprintf(buf, cap, "%.2fs", (double)ns / 1e9);
+    return buf;
+}
+
+static void report(double secs, uint64_t unsent)
+{
+    totals_t t;
+    sum_counters(&t);
+    static hist_t lat, con;
+    merge_hists(&lat, &con);
+    double rps = secs > 0 ? (double)t.requests / secs : 0;
+    double bps = secs > 0 ? (double)t.bytes / secs : 0;
+    double cps = secs > 0 ? (double)t.connects / secs : 0;
+    static const double pct[] = {50, 90, 99, 99.9};
+    static const char *const pname[] = {"p50", "p90", "p99", "p99_9"};
+    if (opt.json) {
+        printf("{\"url\":\"%s\",\"connections\":%u,\"threads\":%d,\"duration_s\":%.3f,"
+               "\"pipeline\":%u,\"close\":%s,\"rate\":%.1f,\"requests\":%llu,"
+               "\"req_per_s\":%.1f,\"bytes\":%llu,\"bytes_per_s\":%.1f,\"connects\":%llu,"
+               "\"connects_per_s\":%.1f,\"unsent\":%llu,\"latency_us\":{",
+               opt.url, opt.conns, opt.threads, secs, opt.pipeline,
+               opt.close_mode ? "true" : "false", opt.rate, (unsigned long long)t.requests, rps,
+               (unsigned long long)t.bytes, bps, (unsigned long long)t.connects, cps,
+               (unsigned long long)unsent);
+        for (int i = 0; i < 4; i++)
+            printf("\"%s\":%.1f,", pname[i], (double)hist_percentile(&lat, pct[i]) / 1e3);
+        printf("\"max\":%.1f,\"mean\":%.1f},\"connect_us\":{\"p50\":%.1f,\"p99\":%.1f,"
+               "\"max\":%.1f},\"errors_total\":%llu,\"errors\":{",
+               (double)lat.max / 1e3, hist_mean(&lat) / 1e3,
+               (double)hist_percentile(&con, 50) / 1e3, (double)hist_percentile(&con, 99) / 1e3,
+               (double)con.max / 1e3, (unsigned long long)t.errors_total);
+        for (int k = 0; k < E_COUNT; k++)
+            printf("%s\"%s\":%llu", k ? "," : "", k_error_names[k],
+                   (unsigned long long)t.errors[k]);
+        printf("}}\n");
+        fflush(stdout);
+        return;
+    }
+    char b1[32], b2[32], b3[32], b4[32], b5[32];
+    printf("pc-stress %s: %u connections, %d threads, %.2fs, pipeline %u%s", opt.url, opt.conns,
+           opt.threads, secs, opt.pipeline, opt.close_mode ? ", close (churn)" : ", keep-alive");
+    if (opt.rate > 0) printf(", rate %.0f/s", opt.rate);
+    printf("\n  requests   %llu (%.1f req/s), %.2f MB/s received\n", (unsigned long long)t.requests,
+           rps, bps / 1e6);
+    printf("  latency    p50 %s  p90 %s  p99 %s  p99.9 %s  max %s\n",
+           fmt_dur(hist_percentile(&lat, 50), b1, sizeof b1),
+           fmt_dur(hist_percentile(&lat, 90), b2, sizeof b2),
+           fmt_dur(hist_percentile(&lat, 99), b3, sizeof b3),
+           fmt_dur(hist_percentile(&lat, 99.9), b4, sizeof b4), fmt_dur(lat.max, b5, sizeof b5));
+    printf("  connects   %llu (%.1f/s), connect time p50 %s  p99 %s\n",
+           (unsigned long long)t.connects, cps, fmt_dur(hist_percentile(&con, 50), b1, sizeof b1),
+           fmt_dur(hist_percentile(&con, 99), b2, sizeof b2));
+    if (unsent)
+        printf("  unsent     %llu (scheduled, no connection free)\n", (unsigned long long)unsent);
+    printf("  errors     %llu", (unsigned long long)t.errors_total);
+    for (int k = 0; k < E_COUNT; k++)
+        if (t.errors[k]) printf("  %s %llu", k_error_names[k], (unsigned long long)t.errors[k]);
+    printf("\n");
+    fflush(stdout);
+}
+
+/* ---- setup -------------------------------------------------------------------------- */
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: pc-stress URL [-c CONNS] [-d SECONDS] [-t THREADS] [--pipeline N] [--close]\n"
+            "                 [--rate R] [--source ADDR] [--timeout MS] [-H HEADER]... [--json]\n"
+            "  URL             http://IP[:PORT][/path] (IPv6 as [::1]; 'localhost' = 127.0.0.1)\n"
+            "  -c CONNS        concurrent connections (default 10)\n"
+            "  -d SECONDS      duration (default 10)\n"
+            "  -t THREADS      worker threads (default 2)\n"
+            "  --pipeline N    requests in flight per connection (default 1)\n"
+            "  --close         a new connection per request (Connection: close)\n"
+            "  --rate R        open loop: R requests/s in total (latency from schedule)\n"
+            "  --source ADDR   bind this local IP address\n"
+            "  --timeout MS    close a connection with requests in flight and no data for\n"
+            "                  MS ms (counted as timeout; default 10000)\n"
+            "  -H HEADER       extra request header (repeatable)\n"
+            "  --json          final report as one JSON object on stdout\n");
+}
+
+static int parse_num(const char *s, double max, double *out)
+{
+    char *end;
+    if (!s || !*s || *s == '-') return -1;
+    double v = strtod(s, &end);
+    if (*end || v != v || v > max) return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_url(const char *url)
+{
+    if (strncmp(url, "http://", 7) != 0) return -1;
+    const char *a = url + 7;
+    const char *slash = strchr(a, '/');
+    size_t alen = slash ? (size_t)(slash - a) : strlen(a);
+    if (!alen || alen >= sizeof opt.authority) return -1;
+    memcpy(opt.authority, a, alen);
+    opt.authority[alen] = 0;
+    opt.path = slash ? slash : "/";
+    char host[80];
+    const char *port = NULL;
+    if (opt.authority[0] == '[') {
+        const char *rb = strchr(opt.authority, ']');
+        if (!rb) return -1;
+        snprintf(host, sizeof host, "%.*s", (int)(rb - opt.authority + 1), opt.authority);
+        if (rb[1] == ':')
+            port = rb + 2;
+        else if (rb[1])
+            return -1;
+    } else {
+        const char *colon = strchr(opt.authority, ':');
+        size_t hl = colon ? (size_t)(colon - opt.authority) : alen;
+        snprintf(host, sizeof host, "%.*s", (int)hl, opt.authority);
+        if (colon) port = colon + 1;
+        if (!strcmp(host, "localhost")) strcpy(host, "127.0.0.1");
+    }
+    const char *pp = port && *port ? port : "80";
+    if (strlen(host) + 1 + strlen(pp) >= sizeof opt.endpoint) return -1;
+    memcpy(opt.endpoint, host, strlen(host));
+    opt.endpoint[strlen(host)] = ':';
+    memcpy(opt.endpoint + strlen(host) + 1, pp, strlen(pp) + 1);
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    return pc_parse_endpoint(opt.endpoint, &ss, &sl) == 0 ? 0 : -1;
+}
+
+static int build_requests(void)
+{
+    size_t cap = 256 + strlen(opt.path) + strlen(opt.authority);
+    for (int i = 0; i < opt.nheaders; i++)
+        cap += strlen(opt.headers[i]) + 2;
+    g_req = malloc(cap);
+    if (!g_req) return -1;
+    int n = snprintf(g_req, cap, "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: pc-stress\r\n",
+                     opt.path, opt.authority);
+    for (int i = 0; i < opt.nheaders; i++)
+        n += snprintf(g_req + n, cap - (size_t)n, "%s\r\n", opt.headers[i]);
+    n += snprintf(g_req + n, cap - (size_t)n, "%s\r\n",
+                  opt.close_mode ? "Connection: close\r\n" : "");
+    g_req_len = (size_t)n;
+    g_req_pipe_len = g_req_len * opt.pipeline;
+    g_req_pipe = malloc(g_req_pipe_len);
+    if (!g_req_pipe) return -1;
+    for (unsigned i = 0; i < opt.pipeline; i++)
+        memcpy(g_req_pipe + i * g_req_len, g_req, g_req_len);
+    return 0;
+}
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    g_sigint = 1;
+}
+
+static int parse_args(int argc, char **argv)
+{
+    opt.conns = 10;
+    opt.duration = 10;
+    opt.threads = 2;
+    opt.pipeline = 1;
+    opt.timeout_ms = 10000;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        double d;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            exit(0);
+        } else if (!strcmp(a, "--close")) {
+            opt.close_mode = 1;
+            continue;
+        } else if (!strcmp(a, "--json")) {
+            opt.json = 1;
+            continue;
+        } else if (a[0] != '-' && !opt.url) {
+            opt.url = a;
+            continue;
+        } else if (!strcmp(a, "-c") && !parse_num(v, 1e6, &d) && d >= 1) {
+            opt.conns = (unsigned)d;
+        } else if (!strcmp(a, "-d") && !parse_num(v, 1e6, &d) && d > 0) {
+            opt.duration = d;
+        } else if (!strcmp(a, "-t") && !parse_num(v, 256, &d) && d >= 1) {
+            opt.threads = (int)d;
+        } else if (!strcmp(a, "--pipeline") && !parse_num(v, 1024, &d) && d >= 1) {
+            opt.pipeline = (unsigned)d;
+        } else if (!strcmp(a, "--rate") && !parse_num(v, 1e9, &d) && d > 0) {
+            opt.rate = d;
+        } else if (!strcmp(a, "--timeout") && !parse_num(v, 86400000, &d)) {
+            opt.timeout_ms = (unsigned)d;
+        } else if (!strcmp(a, "--source") && v) {
+            opt.source = v;
+        } else if (!strcmp(a, "-H") && v && opt.nheaders < MAX_HEADERS && strchr(v, ':') &&
+                   !strpbrk(v, "\r\n")) {
+            opt.headers[opt.nheaders++] = v;
+        } else {
+            fprintf(stderr, "pc-stress: bad argument '%s'%s\n", a, v ? "" : " (missing value?)");
+            return -1;
+        }
+        i++;
+    }
+    if (!opt.url) {
+        fprintf(stderr, "pc-stress: no URL\n");
+        return -1;
+    }
+    if (parse_url(opt.url) < 0) {
+        fprintf(stderr, "pc-stress: bad URL '%s' (want http://IP[:PORT][/path])\n", opt.url);
+        return -1;
+    }
+    if (opt.close_mode) opt.pipeline = 1;
+    return 0;
+}
+
+/* --rate, main thread: hand due requests to connections that have room (the
+ * workers also take them as responses free room). Returns how many
+ * scheduled requests are still waiting; their latency keeps counting from
+ * the schedule. */
+static uint64_t pace(unsigned *cursor)
+{
+    for (unsigned k = 0; k < opt.conns; k++) {
+        slot_t *s = &g_slots[*cursor];
+        *cursor = (*cursor + 1) % opt.conns;
+        if (opt.close_mode) {
+            int expect = 0;
+            if (!atomic_compare_exchange_strong(&s->busy, &expect, 1)) continue;
+            uint64_t when;
+            if (!claim(&when)) {
+                atomic_store(&s->busy, 0);
+                break;
+            }
+            s->intended = when;
+            slot_connect(s);
+        } else {
+            uint64_t id = atomic_load(&s->id);
+            if (!id) continue;
+            int r;
+            while ((r = rate_send(s, id, NULL)) > 0) {
+            }
+            if (r < 0) break;
+        }
+    }
+    uint64_t due = (uint64_t)((double)(now_ns() - g_t0) / 1e9 * opt.rate);
+    uint64_t issued = atomic_load(&g_issued);
+    return due > issued ? due - issued : 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (parse_args(argc, argv) < 0) {
+        usage(stderr);
+        return 2;
+    }
+    if (build_requests() < 0) return 1;
+    uint32_t ring = 1;
+    while (ring < opt.pipeline)
+        ring <<= 1;
+    g_slots = calloc(opt.conns, sizeof *g_slots);
+    sent_t *rings = calloc((size_t)opt.conns * ring, sizeof *rings);
+    if (!g_slots || !rings) {
+        fprintf(stderr, "pc-stress: out of memory\n");
+        return 1;
+    }
+    for (unsigned i = 0; i < opt.conns; i++) {
+        g_slots[i].ring = rings + (size_t)i * ring;
+        g_slots[i].mask = ring - 1;
+    }
+
+    pc_server_config_t cfg;
+    pc_server_config_init(&cfg);
+    cfg.threads = opt.threads;
+    cfg.idle_timeout_ms = opt.timeout_ms;
+    cfg.close_linger_ms = 1000;
+    cfg.cb = k_cb;
+    int rc = pc_server_create(&cfg, &g_srv);
+    if (rc == 0) rc = pc_server_start(g_srv);
+    if (rc < 0) {
+        fprintf(stderr, "pc-stress: %s\n", pc_strerror(rc));
+        return 1;
+    }
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    uint64_t t0 = now_ns();
+    g_t0 = t0;
+    uint64_t end = t0 + (uint64_t)(opt.duration * 1e9);
+    uint64_t next_progress = t0 + 1000000000u, unsent = 0, last_req = 0;
+    unsigned cursor = 0;
+    unsigned tick_us = opt.rate > 0 ? 250 : 5000;
+    if (!(opt.rate > 0 && opt.close_mode))
+        for (unsigned i = 0; i < opt.conns; i++) {
+            atomic_store(&g_slots[i].busy, 1);
+            slot_connect(&g_slots[i]);
+        }
+    for (;;) {
+        uint64_t now = now_ns();
+        if (now >= end || g_sigint) break;
+        if (opt.rate > 0) unsent = pace(&cursor);
+        if (!(opt.rate > 0 && opt.close_mode)) /* re-open slots whose connect failed */
+            for (unsigned i = 0; i < opt.conns; i++) {
+                int expect = 0;
+                if (atomic_compare_exchange_strong(&g_slots[i].busy, &expect, 1))
+                    slot_connect(&g_slots[i]);
+            }
+        if (now >= next_progress) {
+            totals_t t;
+            sum_counters(&t);
+            fprintf(stderr, "[%5.1fs] %9.0f req/s  errors %llu  open %llu\n",
+                    (double)(now - t0) / 1e9, (double)(t.requests - last_req),
+                    (unsigned long long)t.errors_total, (unsigned long long)(t.opened - t.closed));
+            last_req = t.requests;
+            next_progress += 1000000000u;
+        }
+        sleep_us(tick_us);
+    }
+    atomic_store(&g_stopping, 1);
+    double secs = (double)(now_ns() - t0) / 1e9;
+    pc_server_stop(g_srv, 1000);
+    report(secs, unsent);
+    pc_server_destroy(g_srv);
+    free(rings);
+    free(g_slots);
+    free(g_req);
+    free(g_req_pipe);
+    return 0;
+}

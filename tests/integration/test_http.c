@@ -1,0 +1,486 @@
+/* pc-http over real loopback sockets: the server logic of the sample
+ * (samples/http/http_app.c) driven by a plain blocking client (shim.h), on
+ * every backend (PORTCULLIS_BACKEND) and under Wine. Run one test by passing
+ * its name as the first argument (CTest registers each separately). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "http_app.h"
+#include "portcullis.h"
+#include "shim.h"
+
+/* ---- server harness
+ * ---------------------------------------------------------------- */
+
+static pc_server_t *g_srv;
+static int g_port;
+
+static void start(void)
+{
+    http_app_config_t cfg;
+    http_app_config_init(&cfg);
+    cfg.server.threads = 2;
+    cfg.server.close_linger_ms = 3000;
+    cfg.listen[0] = "127.0.0.1:0";
+    cfg.nlisten = 1;
+    assert_int_equal(http_app_start(&cfg, &g_srv, &g_port), 0);
+    assert_true(g_port > 0);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    start();
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    http_app_destroy(g_srv, 1000);
+    g_srv = NULL;
+    return 0;
+}
+
+/* ---- client
+ * ------------------------------------------------------------------------- */
+
+#define CBUF (256 * 1024)
+
+typedef struct client_s {
+    shim_sock_t s;
+    size_t len;
+    int eof; /* 1 FIN seen, -1 reset */
+    char buf[CBUF];
+} client_t;
+
+typedef struct resp_s {
+    int status;
+    char head[4096]; /* NUL-terminated */
+    size_t body_len;
+    char body[32768]; /* NUL-terminated */
+} resp_t;
+
+static client_t *client_open(void)
+{
+    client_t *c = calloc(1, sizeof *c);
+    assert_non_null(c);
+    c->s = shim_connect("127.0.0.1", g_port, NULL, 3000);
+    assert_true(c->s != SHIM_INVALID);
+    return c;
+}
+
+static void client_close(client_t *c)
+{
+    shim_close(c->s);
+    free(c);
+}
+
+static void client_send(client_t *c, const void *p, size_t n)
+{
+    assert_int_equal(shim_send_all(c->s, p, n), 0);
+}
+
+static void client_sends(client_t *c, const char *s)
+{
+    client_send(c, s, strlen(s));
+}
+
+/* Read more bytes into the buffer; 0 on EOF/reset/timeout. */
+static int client_fill(client_t *c)
+{
+    if (c->eof || c->len == CBUF) return 0;
+    int n = shim_recv_some(c->s, c->buf + c->len, CBUF - c->len);
+    if (n > 0) {
+        c->len += (size_t)n;
+        return 1;
+    }
+    if (n == 0) c->eof = 1;
+    if (n == -1) c->eof = -1;
+    return 0;
+}
+
+static void client_consume(client_t *c, size_t n)
+{
+    memmove(c->buf, c->buf + n, c->len - n);
+    c->len -= n;
+}
+
+static const char *find_mem(const char *h, size_t hn, const char *needle)
+{
+    size_t nn = strlen(needle);
+    for (size_t i = 0; i + nn <= hn; i++)
+        if (memcmp(h + i, needle, nn) == 0) return h + i;
+    return NULL;
+}
+
+/* Value of a header in r->head ("" if absent); case as sent by the server. */
+static const char *header(const resp_t *r, const char *name, char *out, size_t cap)
+{
+    char key[64];
+    snprintf(key, sizeof key, "\r\n%s: ", name);
+    const char *p = strstr(r->head, key);
+    out[0] = 0;
+    if (!p) return out;
+    p += strlen(key);
+    const char *e = strstr(p, "\r\n");
+    size_t n = (size_t)(e - p) < cap - 1 ? (size_t)(e - p) : cap - 1;
+    memcpy(out, p, n);
+    out[n] = 0;
+    return out;
+}
+
+/* Read one response (head, then Content-Length bytes of body unless
+ * head_only). Returns 0, or -1 if the connection ended first. */
+static int read_response(client_t *c, resp_t *r, int head_only)
+{
+    memset(r, 0, sizeof *r);
+    const char *end;
+    while (!(end = find_mem(c->buf, c->len, "\r\n\r\n")))
+        if (!client_fill(c)) return -1;
+    size_t hl = (size_t)(end - c->buf) + 4;
+    assert_true(hl < sizeof r->head);
+    memcpy(r->head, c->buf, hl);
+    r->head[hl] = 0;
+    client_consume(c, hl);
+    assert_true(sscanf(r->head, "HTTP/1.1 %d ", &r->status) == 1);
+    char v[64];
+    size_t clen = (size_t)strtoul(header(r, "Content-Length", v, sizeof v), NULL, 10);
+    if (head_only) return 0;
+    assert_true(clen < sizeof r->body);
+    while (c->len < clen)
+        if (!client_fill(c)) return -1;
+    memcpy(r->body, c->buf, clen);
+    r->body[clen] = 0;
+    r->body_len = clen;
+    client_consume(c, clen);
+    return 0;
+}
+
+/* After a Connection: close response: nothing more, then FIN (not a reset). */
+static void expect_fin(client_t *c)
+{
+    while (client_fill(c)) {
+    }
+    assert_int_equal(c->len, 0);
+    assert_int_equal(c->eof, 1);
+}
+
+/* One request on a new connection, expecting status and a close. */
+static void expect_error_close(const void *req, size_t n, int status)
+{
+    client_t *c = client_open();
+    client_send(c, req, n);
+    resp_t r;
+    char v[64];
+    assert_int_equal(read_response(c, &r, 0), 0);
+    assert_int_equal(r.status, status);
+    assert_string_equal(header(&r, "Connection", v, sizeof v), "close");
+    expect_fin(c);
+    client_close(c);
+}
+
+static void expect_hello(const resp_t *r)
+{
+    char v[64];
+    assert_int_equal(r->status, 200);
+    assert_true(strncmp(r->head, "HTTP/1.1 200 OK\r\n", 17) == 0);
+    assert_string_equal(header(r, "Content-Type", v, sizeof v), "text/plain");
+    assert_string_equal(header(r, "Content-Length", v, sizeof v), "13");
+    assert_string_equal(header(r, "Server", v, sizeof v), "portcullis");
+    /* IMF-fixdate: "Sun, 06 Nov 1994 08:49:37 GMT" */
+    header(r, "Date", v, sizeof v);
+    assert_int_equal(strlen(v), 29);
+    assert_true(v[3] == ',' && v[4] == ' ' && strcmp(v + 26, "GMT") == 0);
+}
+
+#define GET_ROOT "GET / HTTP/1.1\r\nHost: t\r\n\r\n"
+
+/* ---- tests
+ * ---------------------------------------------------------------------------
+ */
+
+static void get_root(void **state)
+{
+    (void)state;
+    client_t *c = client_open();
+    resp_t r;
+    for (int i = 0; i < 2; i++) { /* keep-alive: the same connection twice */
+        client_sends(c, GET_ROOT);
+        assert_int_equal(read_response(c, &r, 0), 0);
+        expect_hello(&r);
+        assert_string_equal(r.body, "Hello, World!");
+        assert_null(strstr(r.head, "Connection:"));
+    }
+    client_close(c);
+}
+
+static void head_root(void **state)
+{
+    (void)state;
+    client_t *c = client_open();
+    resp_t r;
+    client_sends(c, "HEAD / HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_int_equal(read_response(c, &r, 1), 0);
+    expect_hello(&r);
+    /* no body follows: the next bytes are the next response */
+    client_sends(c, GET_ROOT);
+    assert_int_equal(read_response(c, &r, 0), 0);
+    expect_hello(&r);
+    assert_string_equal(r.body, "Hello, World!");
+    assert_int_equal(c->len, 0);
+    client_close(c);
+}
+
+static void pipelined_three(void **state)
+{
+    (void)state;
+    client_t *c = client_open();
+    resp_t r;
+    client_sends(c, GET_ROOT "GET /nope HTTP/1.1\r\nHost: t\r\n\r\n"
+                             "HEAD / HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_int_equal(read_response(c, &r, 0), 0);
+    expect_hello(&r);
+    assert_string_equal(r.body, "Hello, World!");
+    assert_int_equal(read_response(c, &r, 0), 0);
+    assert_int_equal(r.status, 404);
+    assert_int_equal(read_response(c, &r, 1), 0);
+    expect_hello(&r);
+    assert_int_equal(c->len, 0);
+    /* the connection stays usable */
+    client_sends(c, GET_ROOT);
+    assert_int_equal(read_response(c, &r, 0), 0);
+    assert_int_equal(r.status, 200);
+    client_close(c);
+}
+
+static void garbage_400(void **state)
+{
+    (void)state;
+    static const char req[] = "garbage\r\n\r\n";
+    expect_error_close(req, sizeof req - 1, 400);
+}
+
+static void metrics_prometheus(void **state)
+{
+    (void)state;
+    client_t *c = client_open();
+    resp_t r;
+    char v[64];
+    client_sends(c, "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_int_equal(read_response(c, &r, 0), 0);
+    assert_int_equal(r.status, 200);
+    assert_true(strncmp(header(&r, "Content-Type", v, sizeof v), "text/plain; version=0.0.4", 25) ==
+                0);
+    assert_non_null(strstr(r.body, "# TYPE pc_connections_accepted_total counter\n"));
+    assert_non_null(strstr(r.body, "\npc_connections_accepted_total 1\n"));
+    assert_non_null(strstr(r.body, "# HELP pc_connections_rejected_total "));
+    assert_non_null(strstr(r.body, "\npc_connections_rejected_total{step=\"capacity\"} 0\n"));
+    assert_non_null(strstr(r.body, "\npc_connections_active 1\n"));
+    assert_non_null(strstr(r.body, "# TYPE pc_conditional_accept_mode gauge\n"));
+    assert_non_null(strstr(r.body, "pc_conditional_accept_mode{mode=\"post_handshake\"} "));
+    assert_non_null(strstr(r.body, "\npc_backend_info{backend=\""));
+    assert_non_null(strstr(r.body, "\npc_connections_closed_total{reason=\"peer\"} 0\n"));
+    /* every line is a comment or "name[{labels}] value" */
+    for (const char *l = r.body; *l;) {
+        const char *e = strchr(l, '\n');
+        assert_non_null(e);
+        if (*l != '#') assert_non_null(memchr(l, ' ', (size_t)(e - l)));
+        l = e + 1;
+    }
+    client_close(c);
+}
+
+static void not_found_404(void **state)
+{
+    (void)state;
+    client_t *c = client_open();
+    resp_t r;
+    client_sends(c, "GET /nope?x=1 HTTP/1.1\r\nHost: t\r\n\r\n" GET_ROOT);
+    assert_int_equal(read_response(c, &r, 0), 0);
+    assert_int_equal(r.status, 404);
+    assert_string_equal(r.body, "Not Found\n");
+    assert_int_equal(read_response(c, &r, 0), 0); /* still open */
+    assert_int_equal(r.status, 200);
+    client_close(c);
+}
+
+static void http10_closes(void **state)
+{
+    (void)state;
+    static const char req[] = "GET / HTTP/1.0\r\n\r\n";
+    expect_error_close(req, sizeof req - 1, 200);
+    /* HTTP/1.0 with keep-alive stays open and says so */
+    client_t *c = client_open();
+    resp_t r;
+    char v[64];
+    client_sends(c, "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    assert_int_equal(read_response(c, &r, 0), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(header(&r, "Connection", v, sizeof v), "keep-alive");
+    client_sends(c, GET_ROOT);
+    assert_int_equal(read_response(c, &r, 0), 0);
+    assert_int_equal(r.status, 200);
+    client_close(c);
+}
+
+static void connection_close(void **state)
+{
+    (void)state;
+    client_t *c = client_open();
+    resp_t r;
+    char v[64];
+    /* the request pipelined after the close is not answered */
+    client_sends(c, "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n" GET_ROOT);
+    assert_int_equal(read_response(c, &r, 0), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "Hello, World!");
+    assert_string_equal(header(&r, "Connection", v, sizeof v), "close");
+    expect_fin(c);
+    client_close(c);
+}
+
+static char g_big_req[(1 << 20) + 64];
+
+static void header_1mib_431(void **state)
+{
+    (void)state;
+    size_t n = 1024 * 1024;
+    char *req = g_big_req;
+    size_t k = (size_t)snprintf(req, 64, "GET / HTTP/1.1\r\nHost: t\r\nX-Big: ");
+    memset(req + k, 'a', n);
+    memcpy(req + k + n, "\r\n\r\n", 4);
+    /* the server answers after 8 KiB and reads and discards the rest */
+    expect_error_close(req, k + n + 4, 431);
+}
+
+static void duplicate_content_length_400(void **state)
+{
+    (void)state;
+    static const char req[] = "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n"
+                              "Content-Length: 3\r\n\r\nabc";
+    expect_error_close(req, sizeof req - 1, 400);
+}
+
+static void content_length_and_te_400(void **state)
+{
+    (void)state;
+    static const char req[] = "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n"
+                              "Transfer-Encoding: chunked\r\n\r\nabc";
+    expect_error_close(req, sizeof req - 1, 400);
+}
+
+static void transfer_encoding_501(void **state)
+{
+    (void)state;
+    static const char req[] = "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                              "0\r\n\r\n";
+    expect_error_close(req, sizeof req - 1, 501);
+}
+
+static void unknown_version_505(void **state)
+{
+    (void)state;
+    static const char req[] = "GET / HTTP/2.0\r\nHost: t\r\n\r\n";
+    expect_error_close(req, sizeof req - 1, 505);
+}
+
+static void control_bytes_400(void **state)
+{
+    (void)state;
+    static const char nul[] = "GET /a\0b HTTP/1.1\r\nHost: t\r\n\r\n";
+    expect_error_close(nul, sizeof nul - 1, 400);
+    static const char ctl[] = "GET /a\x01 HTTP/1.1\r\nHost: t\r\n\r\n";
+    expect_error_close(ctl, sizeof ctl - 1, 400);
+}
+
+static void body_discarded_pipelined(void **state)
+{
+    (void)state;
+    client_t *c = client_open();
+    resp_t r;
+    /* a body in the same write as the next request */
+    client_sends(c, "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello" GET_ROOT);
+    assert_int_equal(read_response(c, &r, 0), 0);
+    assert_int_equal(r.status, 405);
+    assert_int_equal(read_response(c, &r, 0), 0);
+    expect_hello(&r);
+    /* a body of 200000 bytes over many writes, then a request */
+    client_sends(c, "POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 200000\r\n\r\n");
+    char chunk[10000];
+    memset(chunk, 'G', sizeof chunk); /* looks like the start of a request */
+    for (int i = 0; i < 20; i++) {
+        client_send(c, chunk, sizeof chunk);
+        if (i % 5 == 0) shim_sleep_ms(5);
+    }
+    client_sends(c, GET_ROOT);
+    assert_int_equal(read_response(c, &r, 0), 0);
+    assert_int_equal(r.status, 404);
+    assert_int_equal(read_response(c, &r, 0), 0);
+    expect_hello(&r);
+    client_close(c);
+}
+
+static void body_too_large_413(void **state)
+{
+    (void)state;
+    static const char req[] = "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 2000000\r\n\r\nab";
+    expect_error_close(req, sizeof req - 1, 413);
+}
+
+static void head_split_across_reads(void **state)
+{
+    (void)state;
+    client_t *c = client_open();
+    resp_t r;
+    static const char req[] = "GET / HTTP/1.1\r\nHost: t\r\nX-Long: 0123456789abcdef0123456789\r\n"
+                              "Accept: */*\r\n\r\n";
+    for (size_t i = 0; i < sizeof req - 1; i++) {
+        client_send(c, req + i, 1);
+        if (i % 8 == 0) shim_sleep_ms(1);
+    }
+    assert_int_equal(read_response(c, &r, 0), 0);
+    expect_hello(&r);
+    /* a complete request followed by half of the next one, then the rest */
+    client_sends(c, GET_ROOT "GET / HT");
+    assert_int_equal(read_response(c, &r, 0), 0);
+    assert_int_equal(r.status, 200);
+    shim_sleep_ms(20);
+    client_sends(c, "TP/1.1\r\nHost: t\r\n\r\n");
+    assert_int_equal(read_response(c, &r, 0), 0);
+    expect_hello(&r);
+    client_close(c);
+}
+
+int main(int argc, char **argv)
+{
+    shim_init();
+    pc_log_set_level(PC_LOG_WARN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(get_root, setup, teardown),
+        cmocka_unit_test_setup_teardown(head_root, setup, teardown),
+        cmocka_unit_test_setup_teardown(pipelined_three, setup, teardown),
+        cmocka_unit_test_setup_teardown(garbage_400, setup, teardown),
+        cmocka_unit_test_setup_teardown(metrics_prometheus, setup, teardown),
+        cmocka_unit_test_setup_teardown(not_found_404, setup, teardown),
+        cmocka_unit_test_setup_teardown(http10_closes, setup, teardown),
+        cmocka_unit_test_setup_teardown(connection_close, setup, teardown),
+        cmocka_unit_test_setup_teardown(header_1mib_431, setup, teardown),
+        cmocka_unit_test_setup_teardown(duplicate_content_length_400, setup, teardown),
+        cmocka_unit_test_setup_teardown(content_length_and_te_400, setup, teardown),
+        cmocka_unit_test_setup_teardown(transfer_encoding_501, setup, teardown),
+        cmocka_unit_test_setup_teardown(unknown_version_505, setup, teardown),
+        cmocka_unit_test_setup_teardown(control_bytes_400, setup, teardown),
+        cmocka_unit_test_setup_teardown(body_discarded_pipelined, setup, teardown),
+        cmocka_unit_test_setup_teardown(body_too_large_413, setup, teardown),
+        cmocka_unit_test_setup_teardown(head_split_across_reads, setup, teardown),
+    };
+    if (argc > 1) cmocka_set_test_filter(argv[1]);
+    return cmocka_run_group_tests_name("http", tests, NULL, NULL);
+}
