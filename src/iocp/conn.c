@@ -264,7 +264,8 @@ static void conn_read(worker_t *w, pc_conn_t *c)
 static void conn_established(worker_t *w, pc_conn_t *c)
 {
     sock_set_nodelay(c->ps.fd);
-    sock_local_addr(c->ps.fd, &c->local);
+    struct sockaddr_storage ss;
+    if (sock_local_addr(c->ps.fd, &ss) == 0) sockaddr_store(&c->local, &ss);
     c->last_rx_ms = pc__now_ms();
     set_state(c, CS_OPEN);
     timer_update(c);
@@ -284,9 +285,9 @@ static void conn_open(worker_t *w, pc_conn_t *c)
     if (rc >= 0 && c->outbound) {
         c->connecting = 1;
         c->ops_pending++;
-        rc = port_connect(s->port, &c->ps, &c->connect_op, (struct sockaddr *)&c->peer,
-                          c->peer.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                                        : sizeof(struct sockaddr_in));
+        rc = port_connect(s->port, &c->ps, &c->connect_op, &c->peer.sa,
+                          c->peer.sa.sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                           : sizeof(struct sockaddr_in));
         if (rc < 0) {
             c->connecting = 0;
             c->ops_pending--;
@@ -504,6 +505,15 @@ void conn_timer_expired(worker_t *w, pc_conn_t *c)
     conn_dispatch(w, &cpl);
 }
 
+void sockaddr_store(pc_sockaddr_t *dst, const struct sockaddr_storage *src)
+{
+    memset(dst, 0, sizeof *dst);
+    if (src->ss_family == AF_INET)
+        memcpy(&dst->v4, src, sizeof dst->v4);
+    else if (src->ss_family == AF_INET6)
+        memcpy(&dst->v6, src, sizeof dst->v6);
+}
+
 /* ---- hand-off from the accept thread ------------------------------------------ */
 
 int conn_start_accepted(pc_server_t *s, listener_t *l, sock_t fd,
@@ -519,9 +529,9 @@ int conn_start_accepted(pc_server_t *s, listener_t *l, sock_t fd,
     c->ps.rd = c->ps.wr = NULL;
     c->ps.bflags = 0;
     c->ps.bpriv = NULL;
-    c->peer = *peer;
+    sockaddr_store(&c->peer, peer);
     if (local)
-        c->local = *local;
+        sockaddr_store(&c->local, local);
     else
         memset(&c->local, 0, sizeof c->local);
     c->reason = PC_CLOSE_LOCAL;
@@ -576,7 +586,7 @@ int pc_connect(pc_server_t *s, const char *endpoint, const char *source, const p
     c->ps.rd = c->ps.wr = NULL;
     c->ps.bflags = 0;
     c->ps.bpriv = NULL;
-    c->peer = peer;
+    sockaddr_store(&c->peer, &peer);
     memset(&c->local, 0, sizeof c->local);
     c->reason = PC_CLOSE_LOCAL;
     c->err = 0;
@@ -736,12 +746,12 @@ void *pc_conn_user_data(const pc_conn_t *c)
 
 const struct sockaddr *pc_conn_peer_addr(const pc_conn_t *c)
 {
-    return (const struct sockaddr *)&c->peer;
+    return &c->peer.sa;
 }
 
 const struct sockaddr *pc_conn_local_addr(const pc_conn_t *c)
 {
-    return (const struct sockaddr *)&c->local;
+    return &c->local.sa;
 }
 
 size_t pc_conn_send_queued(const pc_conn_t *c)

@@ -33,8 +33,20 @@ enum conn_state_e {
 /* cross-thread close requests (conn->xclose) */
 enum { XCLOSE_NONE = 0, XCLOSE_GRACEFUL = 1, XCLOSE_ABORT = 2 };
 
-#define PC_SEND_IOV      64
+/* buffers per gather write: with 4 KiB coalescing chunks this is 64 KiB or
+ * more per send; kept small because the array lives in every connection */
+#define PC_SEND_IOV      16
 #define PC_CONN_DEFERRED 6
+
+/* An IPv4 or IPv6 address, without sockaddr_storage's 128 bytes. */
+typedef union pc_sockaddr_u {
+    struct sockaddr sa;
+    struct sockaddr_in v4;
+    struct sockaddr_in6 v6;
+} pc_sockaddr_t;
+
+/* Copy an IPv4/IPv6 address out of a sockaddr_storage (others: zeroed). */
+void sockaddr_store(pc_sockaddr_t *dst, const struct sockaddr_storage *src);
 
 typedef struct worker_s worker_t;
 typedef struct listener_s listener_t;
@@ -79,7 +91,7 @@ struct pc_conn_s {
     uint64_t close_deadline_ms;
     pc_close_reason_t reason;
     int err;
-    struct sockaddr_storage peer, local;
+    pc_sockaddr_t peer, local;
     void *user;
     listener_t *listener;
     filter_ticket_t ticket; /* per-source slot held by an accepted connection */
