@@ -76,8 +76,8 @@ typedef struct pc_rule_info_s {
  * receives a NUL-terminated message of at most errlen bytes.
  * Returns 0, PC_EPARSE (bad text: "NAME:LINE: what is wrong"), PC_EINVAL
  * (out NULL, or more than 2^26 rules), PC_ENOMEM. Any thread. */
-PC_API int pc_rules_load_string(const char *text, size_t len, const char *name,
-                                pc_rules_t **out, char *err, size_t errlen);
+PC_API int pc_rules_load_string(const char *text, size_t len, const char *name, pc_rules_t **out,
+                                char *err, size_t errlen);
 
 /* Read a rule file and compile it as pc_rules_load_string does, naming the
  * file in messages. Returns 0, PC_EPARSE ("PATH:LINE: ..."), PC_ENOENT (no
@@ -102,13 +102,13 @@ PC_API int pc_rules_get(const pc_rules_t *r, size_t i, pc_rule_info_t *out);
  * (each may be NULL) when a rule matches (the longest prefix), 0 when none
  * does (a NULL set matches nothing), PC_EINVAL for a NULL or unsupported
  * address. Any thread. */
-PC_API int pc_rules_match(const pc_rules_t *r, const struct sockaddr *sa,
-                          pc_rule_action_t *action, size_t *rule_index);
+PC_API int pc_rules_match(const pc_rules_t *r, const struct sockaddr *sa, pc_rule_action_t *action,
+                          size_t *rule_index);
 
 /* Same with an address in text ("192.0.2.1", "2001:db8::1", strict syntax,
  * no length, no DNS). Returns 1, 0, or PC_EINVAL (bad text). Any thread. */
-PC_API int pc_rules_match_text(const pc_rules_t *r, const char *addr,
-                               pc_rule_action_t *action, size_t *rule_index);
+PC_API int pc_rules_match_text(const pc_rules_t *r, const char *addr, pc_rule_action_t *action,
+                               size_t *rule_index);
 
 #ifdef __cplusplus
 }

@@ -66,7 +66,8 @@ int addr_parse_v6(const char *s, size_t n, uint8_t out[16], const char **why)
     while (i < n) {
         /* A dotted quad may end the address: look ahead for '.' before ':'. */
         size_t j = i;
-        while (j < n && s[j] != ':' && s[j] != '.') j++;
+        while (j < n && s[j] != ':' && s[j] != '.')
+            j++;
         if (j < n && s[j] == '.') {
             if (ng > 6) return fail(why, "too many groups before the embedded IPv4 address");
             uint8_t q[4];
@@ -113,8 +114,10 @@ int addr_parse_v6(const char *s, size_t n, uint8_t out[16], const char **why)
         memcpy(full, g, sizeof full);
     } else {
         int tail = ng - dc;
-        for (int k = 0; k < dc; k++) full[k] = g[k];
-        for (int k = 0; k < tail; k++) full[8 - tail + k] = g[dc + k];
+        for (int k = 0; k < dc; k++)
+            full[k] = g[k];
+        for (int k = 0; k < tail; k++)
+            full[8 - tail + k] = g[dc + k];
     }
     for (int k = 0; k < 8; k++) {
         out[2 * k] = (uint8_t)(full[k] >> 8);
@@ -174,7 +177,8 @@ size_t addr_format(const pc_addr_t *a, char *buf, size_t size)
         len = snprintf(tmp, sizeof tmp, "%u.%u.%u.%u", a->b[0], a->b[1], a->b[2], a->b[3]);
     } else {
         unsigned g[8];
-        for (int k = 0; k < 8; k++) g[k] = (unsigned)a->b[2 * k] << 8 | a->b[2 * k + 1];
+        for (int k = 0; k < 8; k++)
+            g[k] = (unsigned)a->b[2 * k] << 8 | a->b[2 * k + 1];
         /* Longest run of >= 2 zero groups, the first one on a tie (RFC 5952). */
         int best = -1, bestlen = 1;
         for (int k = 0; k < 8;) {
@@ -183,7 +187,8 @@ size_t addr_format(const pc_addr_t *a, char *buf, size_t size)
                 continue;
             }
             int e = k;
-            while (e < 8 && g[e] == 0) e++;
+            while (e < 8 && g[e] == 0)
+                e++;
             if (e - k > bestlen) {
                 best = k;
                 bestlen = e - k;
@@ -199,7 +204,8 @@ size_t addr_format(const pc_addr_t *a, char *buf, size_t size)
                 k += bestlen;
                 continue;
             }
-            if (k > 0 && k != best + bestlen) len += snprintf(tmp + len, sizeof tmp - (size_t)len, ":");
+            if (k > 0 && k != best + bestlen)
+                len += snprintf(tmp + len, sizeof tmp - (size_t)len, ":");
             len += snprintf(tmp + len, sizeof tmp - (size_t)len, "%x", g[k]);
             k++;
         }

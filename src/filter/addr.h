@@ -70,7 +70,8 @@ static inline uint32_t addr_v4_u32(const pc_addr_t *a)
 static inline uint64_t addr_load_be64(const uint8_t *p)
 {
     uint64_t v = 0;
-    for (int i = 0; i < 8; i++) v = v << 8 | p[i];
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
     return v;
 }
 

@@ -35,7 +35,7 @@ void filter_config_init(filter_config_t *cfg)
     cfg->source_prefix_v4 = 32;
     cfg->source_prefix_v6 = 64;
     cfg->source_table_size = 65536;
-    cfg->full_policy = TRACKER_FULL_REJECT;
+    cfg->full_policy = TRACKER_FULL_SHARED;
     cfg->at_capacity = PC_CAPACITY_DEFER;
     cfg->max_readers = 1;
 }
@@ -139,11 +139,12 @@ pc_verdict_t filter_decide(filter_t *f, int reader, const pc_addr_t *peer_in, ui
     const int shadow = f->cfg.shadow;
     int first_fail = PC_STEP_COUNT;
     pc_addr_t peer = *peer_in;
+    int ip = peer.family == 4 || peer.family == 6;
     if (peer.family == 6) addr_normalize(&peer);
 
     /* 2. rules */
     int deny = 0, exempt = 0;
-    pc_rules_t *r = rules_holder_enter(&f->rules, reader);
+    pc_rules_t *r = ip ? rules_holder_enter(&f->rules, reader) : NULL;
     if (r) {
         uint32_t i = rules_lookup(r, &peer);
         if (i != RULE_NONE) {
@@ -167,11 +168,13 @@ pc_verdict_t filter_decide(filter_t *f, int reader, const pc_addr_t *peer_in, ui
 
     /* 3, 4. per-source concurrent connections and rate */
     uint32_t slot = TRACK_NO_SLOT;
-    if (f->tracker && !exempt) {
+    int token_taken = 0;
+    if (f->tracker && ip && !exempt) {
         unsigned res = tracker_acquire(f->tracker, &peer, now_ms, shadow, &slot);
+        token_taken = !(res & TRACK_OVER_RATE);
         if (res) {
-            int step = (res & (TRACK_OVER_MAX | TRACK_FULL)) ? PC_STEP_SOURCE_MAX
-                                                             : PC_STEP_SOURCE_RATE;
+            int step =
+                (res & (TRACK_OVER_MAX | TRACK_FULL)) ? PC_STEP_SOURCE_MAX : PC_STEP_SOURCE_RATE;
             if (!shadow) {
                 *step_out = step;
                 bump(&c->rejected[step]);
@@ -188,8 +191,13 @@ pc_verdict_t filter_decide(filter_t *f, int reader, const pc_addr_t *peer_in, ui
         pc_verdict_t v = cond(cond_ud);
         if (v != PC_ACCEPT) {
             if (v != PC_DEFER) v = PC_REJECT;
-            if (!shadow) {
-                if (slot != TRACK_NO_SLOT) tracker_undo(f->tracker, slot);
+            if (!shadow || !f->cfg.shadow_condition) {
+                if (slot != TRACK_NO_SLOT) {
+                    if (token_taken)
+                        tracker_undo(f->tracker, slot);
+                    else
+                        tracker_release(f->tracker, slot);
+                }
                 *step_out = PC_STEP_CONDITION;
                 bump(v == PC_REJECT ? &c->rejected[PC_STEP_CONDITION]
                                     : &c->deferred[PC_STEP_CONDITION]);
@@ -257,6 +265,11 @@ size_t filter_rules_count(filter_t *f)
 int filter_rules_get(filter_t *f, size_t i, pc_rule_info_t *out)
 {
     return rules_holder_get(&f->rules, i, out);
+}
+
+size_t filter_rules_top(filter_t *f, pc_rule_info_t *out, size_t max)
+{
+    return rules_holder_top(&f->rules, out, max);
 }
 
 tracker_t *filter_tracker(filter_t *f)

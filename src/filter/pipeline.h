@@ -13,8 +13,15 @@
  *   4. source_rate  per-source token bucket (per_source_rate, burst).
  *   5. condition    the caller's condition function, if any.
  *
- * Shadow mode evaluates steps 2-5, counts in would_reject[] every step that
- * would have rejected (one connection may count in several), and accepts.
+ * A peer that is not IPv4 or IPv6 (pc_addr_t family 0, e.g. a Unix socket)
+ * skips steps 2-4: only capacity and the condition judge it.
+ *
+ * Shadow mode evaluates steps 2-4, counts in would_reject[] every step that
+ * would have rejected (one connection may count in several), and lets the
+ * connection through them. Capacity and, by default, the user condition still
+ * apply: shadow mode dry-runs the filter configuration (rules and limits), not
+ * the application's own callback. With shadow_condition the condition is
+ * dry-run too (would_reject[PC_STEP_CONDITION], would_defer).
  *
  * A connection rejected or deferred after step 3 counted it is uncounted
  * again (and given back its rate token): only accepted connections hold a
@@ -37,17 +44,18 @@
 typedef struct filter_s filter_t;
 
 typedef struct filter_config_s {
-    unsigned per_source_max;   /* open connections per source; 0 = no limit */
-    double per_source_rate;    /* new connections per second per source; 0 = no limit */
-    unsigned per_source_burst; /* bucket size, >= 1 when a rate is set */
-    uint8_t source_prefix_v4;  /* source key: IPv4 prefix length (default 32) */
-    uint8_t source_prefix_v6;  /* source key: IPv6 prefix length (default 64) */
+    unsigned per_source_max;    /* open connections per source; 0 = no limit */
+    double per_source_rate;     /* new connections per second per source; 0 = no limit */
+    unsigned per_source_burst;  /* bucket size, >= 1 when a rate is set */
+    uint8_t source_prefix_v4;   /* source key: IPv4 prefix length (default 32) */
+    uint8_t source_prefix_v6;   /* source key: IPv6 prefix length (default 64) */
     unsigned source_table_size; /* tracker slots (default 65536) */
-    int full_policy;           /* tracker_full_policy_t (default TRACKER_FULL_REJECT) */
-    int allow_exempts;         /* an explicit allow rule skips the per-source limits (default 0) */
-    int shadow;                /* dry run (default 0) */
+    int full_policy;            /* tracker_full_policy_t (default TRACKER_FULL_SHARED) */
+    int allow_exempts;          /* an explicit allow rule skips the per-source limits (default 0) */
+    int shadow;                 /* dry run of steps 2-4 (default 0) */
+    int shadow_condition;       /* in shadow mode, dry-run step 5 too (default 0) */
     pc_capacity_policy_t at_capacity; /* default PC_CAPACITY_DEFER */
-    int max_readers;           /* accept threads calling filter_decide (default 1) */
+    int max_readers;                  /* accept threads calling filter_decide (default 1) */
 } filter_config_t;
 
 /* What an accepted connection holds; give it back with filter_release. */
@@ -56,18 +64,18 @@ typedef struct filter_ticket_s {
 } filter_ticket_t;
 
 typedef struct filter_stats_s {
-    uint64_t accepted;                     /* filter_decide returned PC_ACCEPT */
-    uint64_t rejected[PC_STEP_COUNT];      /* PC_REJECT, by deciding step */
-    uint64_t deferred[PC_STEP_COUNT];      /* PC_DEFER, by step (capacity, condition) */
-    uint64_t would_reject[PC_STEP_COUNT];  /* shadow mode: steps that would have rejected */
-    uint64_t would_defer;                  /* shadow mode: the condition asked to defer */
-    uint64_t exempted;                     /* accepted, per-source limits skipped by an allow rule */
-    uint64_t tracker_full;                 /* new sources that found no tracker slot */
-    uint64_t tracker_used;                 /* tracker slots holding a source */
-    uint64_t tracker_active;               /* sources with open connections */
-    uint64_t tracker_capacity;             /* 0 when no per-source limit is configured */
-    uint64_t rules;                        /* rules in force */
-    uint64_t rule_swaps;                   /* filter_set_rules calls that took effect */
+    uint64_t accepted;                    /* filter_decide returned PC_ACCEPT */
+    uint64_t rejected[PC_STEP_COUNT];     /* PC_REJECT, by deciding step */
+    uint64_t deferred[PC_STEP_COUNT];     /* PC_DEFER, by step (capacity, condition) */
+    uint64_t would_reject[PC_STEP_COUNT]; /* shadow mode: steps that would have rejected */
+    uint64_t would_defer;                 /* shadow_condition: the condition asked to defer */
+    uint64_t exempted;                    /* accepted, per-source limits skipped by an allow rule */
+    uint64_t tracker_full;                /* new sources that found no tracker slot */
+    uint64_t tracker_used;                /* tracker slots holding a source */
+    uint64_t tracker_active;              /* sources with open connections */
+    uint64_t tracker_capacity;            /* 0 when no per-source limit is configured */
+    uint64_t rules;                       /* rules in force */
+    uint64_t rule_swaps;                  /* filter_set_rules calls that took effect */
     int shadow;
     int full_policy;
 } filter_stats_t;
@@ -93,8 +101,9 @@ int filter_set_rules(filter_t *f, pc_rules_t *r);
 /* Decide for one connection from peer (IPv4-mapped IPv6 is treated as IPv4)
  * at now_ms (a monotonic clock in milliseconds). at_capacity: the server is
  * at max_connections. cond (may be NULL) is the user condition, called as
- * cond(cond_ud) only for connections that passed steps 1-4 (or all, in shadow
- * mode); any value other than PC_ACCEPT or PC_DEFER counts as PC_REJECT.
+ * cond(cond_ud) only for connections that passed steps 1-4 (in shadow mode:
+ * steps 1-4 let everything through); any value other than PC_ACCEPT or
+ * PC_DEFER counts as PC_REJECT.
  * On PC_ACCEPT *ticket must later go to filter_release exactly once (a ticket
  * of a rejected or deferred connection holds nothing). *step_out (may be
  * NULL) receives the deciding pc_step_t for PC_REJECT / PC_DEFER; for
@@ -115,6 +124,11 @@ void filter_stats(const filter_t *f, filter_stats_t *out);
 /* Rules in force and one rule's info and hit counter. Any thread. */
 size_t filter_rules_count(filter_t *f);
 int filter_rules_get(filter_t *f, size_t i, pc_rule_info_t *out);
+
+/* Up to max rules of the set in force with the most hits (rules without hits
+ * left out), most first, in one pass under one lock; meant for a small max.
+ * Returns how many were written. Any thread. */
+size_t filter_rules_top(filter_t *f, pc_rule_info_t *out, size_t max);
 
 /* The tracker (NULL when no per-source limit is configured); for tests. */
 tracker_t *filter_tracker(filter_t *f);

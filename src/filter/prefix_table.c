@@ -13,15 +13,18 @@
 #include "portcullis.h"
 #include "core/alloc.h"
 
-/* Largest range list (intervals) before a span becomes a node. Chosen from
- * pc-filter-bench runs (docs/filter.md): IPv4 keys are 2 bytes, so 16 fit in
- * half a cache line and the binary search stays in L1 once the line is in;
- * IPv6 keys are 8 bytes. */
-#ifndef RANGE_MAX4
-#define RANGE_MAX4 16
+/* Largest range list (intervals) before a span becomes a node, chosen with
+ * pc-filter-bench (docs/filter.md). IPv4: 16 two-byte keys are half a cache
+ * line; beyond that the binary search costs more than a node's popcount.
+ * IPv6: 32 eight-byte keys (four lines) keep a sparse /16 in one list instead
+ * of a node plus lists, which halves the table; a crowded span still becomes
+ * nodes, so a search never spans more than 32 keys. 1 gives a pure multibit
+ * trie, a huge value pure range buckets (for comparisons). */
+#ifndef PC_LPM_RANGE_MAX4
+#define PC_LPM_RANGE_MAX4 16
 #endif
-#ifndef RANGE_MAX6
-#define RANGE_MAX6 16
+#ifndef PC_LPM_RANGE_MAX6
+#define PC_LPM_RANGE_MAX6 32
 #endif
 
 #define E_NONLEAF 0x80000000u
@@ -37,7 +40,7 @@
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) && !defined(__POPCNT__)
 /* Baseline x86-64 has no popcnt instruction: compile a second copy of the
  * lookups for CPUs that have it (all since 2008) and pick one at build. */
-#define LPM_DISPATCH 1
+#define LPM_DISPATCH      1
 #define LPM_TARGET_POPCNT __attribute__((target("popcnt")))
 #else
 #define LPM_DISPATCH 0
@@ -182,7 +185,8 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem)
 {
     if (need <= *cap) return 0;
     size_t nc = *cap ? *cap : 1024;
-    while (nc < need) nc *= 2;
+    while (nc < need)
+        nc *= 2;
     void *np = pc__realloc(*p, nc * elem);
     if (!np) return PC_ENOMEM;
     *p = np;
@@ -196,7 +200,8 @@ static int grow_ranges(builder_t *b, size_t need)
     lpm_t *t = b->t;
     if (need <= b->cap_range) return 0;
     size_t nc = b->cap_range ? b->cap_range : 1024;
-    while (nc < need) nc *= 2;
+    while (nc < need)
+        nc *= 2;
     /* Each array keeps at least the old capacity if a later one fails. */
     void **arrays[4] = {(void **)&t->rvals, NULL, NULL, NULL};
     size_t sizes[4] = {sizeof *t->rvals, 0, 0, 0};
@@ -261,7 +266,8 @@ static void fill_children(builder_t *b, u128 s, unsigned depth, unsigned bits, s
         int of;
         u128 ce = u_add_pow2(cs, 128 - cdepth, &of);
         size_t cl = cur;
-        while (cl < last && (of || u_lt((u128){b->bhi[cl + 1], b->blo[cl + 1]}, ce))) cl++;
+        while (cl < last && (of || u_lt((u128){b->bhi[cl + 1], b->blo[cl + 1]}, ce)))
+            cl++;
         out[c] = build_span(b, cs, cdepth, cur, cl);
         cur = cl;
         cs = ce;
@@ -279,7 +285,8 @@ static uint32_t build_span(builder_t *b, u128 s, unsigned depth, size_t j, size_
 
     lpm_t *t = b->t;
     size_t runs = 1;
-    for (int c = 1; c < 256; c++) runs += child[c] != child[c - 1];
+    for (int c = 1; c < 256; c++)
+        runs += child[c] != child[c - 1];
     if (t->nnodes + 1 > E_INDEX ||
         grow((void **)&t->nodes, &b->cap_nodes, t->nnodes + 1, sizeof *t->nodes) != 0 ||
         grow((void **)&t->nvals, &b->cap_nvals, t->nnvals + runs, sizeof *t->nvals) != 0) {
@@ -333,10 +340,11 @@ int lpm_build(lpm_t *t, int family, const lpm_prefix_t *p, size_t n)
     builder_t b;
     memset(&b, 0, sizeof b);
     b.t = t;
-    b.range_max = family == 4 ? RANGE_MAX4 : RANGE_MAX6;
+    b.range_max = family == 4 ? PC_LPM_RANGE_MAX4 : PC_LPM_RANGE_MAX6;
     int rc = make_intervals(&b, family, p, n);
     if (rc == 0) {
-        for (size_t i = 0; i < b.nb && !b.need_lo; i++) b.need_lo = b.blo[i] != 0;
+        for (size_t i = 0; i < b.nb && !b.need_lo; i++)
+            b.need_lo = b.blo[i] != 0;
         t->root = pc__malloc(65536 * sizeof *t->root);
         if (!t->root) rc = PC_ENOMEM;
     }

@@ -36,21 +36,21 @@ typedef struct lpm_prefix_s {
 } lpm_prefix_t;
 
 typedef struct lpm_node_s {
-    uint64_t bm[4];   /* bit c set: a run of equal slots starts at child c */
-    uint32_t base;    /* index in nvals of the run starting at child 0 */
-    uint8_t cnt[4];   /* runs starting in bm[0..w-1] */
+    uint64_t bm[4]; /* bit c set: a run of equal slots starts at child c */
+    uint32_t base;  /* index in nvals of the run starting at child 0 */
+    uint8_t cnt[4]; /* runs starting in bm[0..w-1] */
 } lpm_node_t;
 
 typedef struct lpm_s {
-    int family;          /* 4 or 6 */
-    int hw_popcnt;       /* use the popcnt instruction (x86, detected at build) */
-    uint32_t *root;      /* 65536 slots, or NULL for an empty table */
-    lpm_node_t *nodes;   /* bitmap nodes */
-    uint32_t *nvals;     /* node run entries (slots) */
-    uint32_t *rvals;     /* range list values */
-    uint16_t *rk16;      /* IPv4 range keys: address bits 16..31 */
-    uint64_t *rkhi;      /* IPv6 range keys: address bits 0..63 */
-    uint64_t *rklo;      /* IPv6 range keys: bits 64..127 (NULL if all zero) */
+    int family;        /* 4 or 6 */
+    int hw_popcnt;     /* use the popcnt instruction (x86, detected at build) */
+    uint32_t *root;    /* 65536 slots, or NULL for an empty table */
+    lpm_node_t *nodes; /* bitmap nodes */
+    uint32_t *nvals;   /* node run entries (slots) */
+    uint32_t *rvals;   /* range list values */
+    uint16_t *rk16;    /* IPv4 range keys: address bits 16..31 */
+    uint64_t *rkhi;    /* IPv6 range keys: address bits 0..63 */
+    uint64_t *rklo;    /* IPv6 range keys: bits 64..127 (NULL if all zero) */
     size_t nnodes, nnvals, nrange, nranges;
     size_t nprefixes;
 } lpm_t;

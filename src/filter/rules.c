@@ -120,11 +120,13 @@ static int add_rule(parse_t *ps, unsigned line, pc_rule_action_t action, const p
 static int parse_line(parse_t *ps, unsigned line, const char *p, const char *e)
 {
     char q[48];
-    while (p < e && is_ws(*p)) p++;
+    while (p < e && is_ws(*p))
+        p++;
     if (p == e || *p == '#') return 0;
 
     const char *tok = p;
-    while (p < e && !is_delim(*p)) p++;
+    while (p < e && !is_delim(*p))
+        p++;
     size_t tn = (size_t)(p - tok);
     pc_rule_action_t action;
     if (tn == 5 && memcmp(tok, "allow", 5) == 0) {
@@ -135,11 +137,14 @@ static int parse_line(parse_t *ps, unsigned line, const char *p, const char *e)
         return perr(ps, line, "unknown action '%s' (expected 'allow' or 'deny')",
                     show(q, sizeof q, tok, tn));
     }
-    while (p < e && is_ws(*p)) p++;
-    if (p == e || *p == '#') return perr(ps, line, "missing address after '%s'", action_name(action));
+    while (p < e && is_ws(*p))
+        p++;
+    if (p == e || *p == '#')
+        return perr(ps, line, "missing address after '%s'", action_name(action));
 
     const char *at = p;
-    while (p < e && !is_delim(*p)) p++;
+    while (p < e && !is_delim(*p))
+        p++;
     size_t an = (size_t)(p - at);
     const char *slash = memchr(at, '/', an);
     size_t addr_n = slash ? (size_t)(slash - at) : an;
@@ -147,8 +152,8 @@ static int parse_line(parse_t *ps, unsigned line, const char *p, const char *e)
     pc_addr_t a;
     const char *why = "";
     if (addr_parse(at, addr_n, &a, &why) != 0) {
-        return perr(ps, line, "bad %s address '%s': %s",
-                    memchr(at, ':', addr_n) ? "IPv6" : "IPv4", show(q, sizeof q, at, addr_n), why);
+        return perr(ps, line, "bad %s address '%s': %s", memchr(at, ':', addr_n) ? "IPv6" : "IPv4",
+                    show(q, sizeof q, at, addr_n), why);
     }
     unsigned maxlen = addr_bits(&a), len = maxlen;
     if (slash) {
@@ -165,7 +170,8 @@ static int parse_line(parse_t *ps, unsigned line, const char *p, const char *e)
             return perr(ps, line, "prefix length %s out of range for IPv%d (0-%u)",
                         show(q, sizeof q, lt, ln), a.family, maxlen);
         len = 0;
-        for (size_t i = 0; i < ln; i++) len = len * 10 + (unsigned)(lt[i] - '0');
+        for (size_t i = 0; i < ln; i++)
+            len = len * 10 + (unsigned)(lt[i] - '0');
         if (len > maxlen)
             return perr(ps, line, "prefix length %u out of range for IPv%d (0-%u)", len, a.family,
                         maxlen);
@@ -189,10 +195,12 @@ static int parse_line(parse_t *ps, unsigned line, const char *p, const char *e)
         return perr(ps, line, "host bits set beyond /%u in '%s' (the network is %s/%u)", len,
                     show(q, sizeof q, at, an), t, len);
     }
-    while (p < e && is_ws(*p)) p++;
+    while (p < e && is_ws(*p))
+        p++;
     if (p < e && *p != '#') {
         const char *g = p;
-        while (p < e && !is_delim(*p)) p++;
+        while (p < e && !is_delim(*p))
+            p++;
         return perr(ps, line, "unexpected '%s' after the address",
                     show(q, sizeof q, g, (size_t)(p - g)));
     }
@@ -220,7 +228,8 @@ static int radix_sort(uint64_t *a, size_t n, unsigned lo_bit)
     uint64_t *src = a, *dst = tmp;
     for (unsigned sh = lo_bit; sh < 64; sh += DIGIT) {
         memset(cnt, 0, NB * sizeof *cnt);
-        for (size_t i = 0; i < n; i++) cnt[(src[i] >> sh) & (NB - 1)]++;
+        for (size_t i = 0; i < n; i++)
+            cnt[(src[i] >> sh) & (NB - 1)]++;
         if (n > 0 && cnt[(src[0] >> sh) & (NB - 1)] == n) continue; /* one bucket: no-op */
         size_t sum = 0;
         for (size_t b = 0; b < NB; b++) {
@@ -228,7 +237,8 @@ static int radix_sort(uint64_t *a, size_t n, unsigned lo_bit)
             cnt[b] = sum;
             sum += c;
         }
-        for (size_t i = 0; i < n; i++) dst[cnt[(src[i] >> sh) & (NB - 1)]++] = src[i];
+        for (size_t i = 0; i < n; i++)
+            dst[cnt[(src[i] >> sh) & (NB - 1)]++] = src[i];
         uint64_t *t = src;
         src = dst;
         dst = t;
@@ -292,6 +302,10 @@ static int compile(parse_t *ps, pc_rules_t **out)
     r->v6 = ps->v6;
     ps->rule = NULL;
     ps->v6 = NULL;
+    if (r->n > 0 && r->n < ps->cap) { /* comment lines reserved room too */
+        rule_t *shrunk = pc__realloc(r->rule, r->n * sizeof *r->rule);
+        if (shrunk) r->rule = shrunk;
+    }
     r->t4.family = 4;
     r->t6.family = 6;
 
@@ -406,7 +420,18 @@ int pc_rules_load_string(const char *text, size_t len, const char *name, pc_rule
     int rc = 0;
     unsigned line = 0;
     const char *p = text, *end = text ? text + len : text;
-    while (p < end) {
+
+    /* At most one rule per line: size the rule array once. */
+    size_t lines = 1;
+    for (const char *q = p; q < end && (q = memchr(q, '\n', (size_t)(end - q))) != NULL; q++)
+        lines++;
+    if (lines > RULES_MAX) lines = RULES_MAX;
+    ps.rule = pc__malloc(lines * sizeof *ps.rule);
+    if (ps.rule)
+        ps.cap = lines;
+    else
+        rc = PC_ENOMEM;
+    while (rc == 0 && p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         const char *e = nl ? nl : end;
         line++;
@@ -517,6 +542,30 @@ void rules_carry_hits(const pc_rules_t *from, pc_rules_t *to)
             j++;
         }
     }
+}
+
+size_t rules_top(const pc_rules_t *r, pc_rule_info_t *out, size_t max)
+{
+    if (!r || !out || max == 0) return 0;
+    /* out[].hits and out[].line carry (hits, index) while selecting */
+    size_t k = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        uint64_t h = atomic_load_explicit(&r->hits[i], memory_order_relaxed);
+        if (h == 0 || (k == max && out[k - 1].hits >= h)) continue;
+        size_t j = k < max ? k++ : max - 1;
+        while (j > 0 && out[j - 1].hits < h) {
+            out[j] = out[j - 1];
+            j--;
+        }
+        out[j].hits = h;
+        out[j].line = (unsigned)i;
+    }
+    for (size_t j = 0; j < k; j++) {
+        uint64_t h = out[j].hits;
+        pc_rules_get(r, out[j].line, &out[j]);
+        out[j].hits = h; /* the value ranked, even if it moved on since */
+    }
+    return k;
 }
 
 size_t rules_table_bytes(const pc_rules_t *r)

@@ -26,13 +26,13 @@ typedef struct rule_s {
 } rule_t;
 
 struct pc_rules_s {
-    size_t n;                /* rules */
-    size_t n4, n6;           /* of which IPv4 / IPv6 */
-    rule_t *rule;            /* in line order */
-    uint8_t (*v6)[16];       /* IPv6 addresses */
-    _Atomic uint64_t *hits;  /* per rule */
-    uint32_t *order;         /* rule indices: IPv4 by (address, length), then IPv6 */
-    lpm_t t4, t6;            /* values are rule index + 1 */
+    size_t n;               /* rules */
+    size_t n4, n6;          /* of which IPv4 / IPv6 */
+    rule_t *rule;           /* in line order */
+    uint8_t (*v6)[16];      /* IPv6 addresses */
+    _Atomic uint64_t *hits; /* per rule */
+    uint32_t *order;        /* rule indices: IPv4 by (address, length), then IPv6 */
+    lpm_t t4, t6;           /* values are rule index + 1 */
 };
 
 /* Index of the rule deciding for a (longest prefix), or RULE_NONE. a must be
@@ -62,6 +62,10 @@ static inline void rules_hit(pc_rules_t *r, uint32_t i)
  * same action and prefix. `from` must no longer be counted into (quiescent);
  * `to` may be. O(n + m), no allocation. */
 void rules_carry_hits(const pc_rules_t *from, pc_rules_t *to);
+
+/* Up to max rules with the most hits (hits > 0), most first: one pass over
+ * the counters, text formatted only for the winners. O(n * max). NULL r: 0. */
+size_t rules_top(const pc_rules_t *r, pc_rule_info_t *out, size_t max);
 
 /* Bytes of the two prefix tables / of the whole set. */
 size_t rules_table_bytes(const pc_rules_t *r);

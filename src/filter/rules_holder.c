@@ -15,7 +15,8 @@ int rules_holder_init(rules_holder_t *h, int nreaders)
     uintptr_t p = ((uintptr_t)h->readers_mem + 63) & ~(uintptr_t)63;
     h->readers = (rules_reader_t *)(void *)p;
     h->nreaders = nreaders;
-    for (int i = 0; i < nreaders; i++) atomic_init(&h->readers[i].hp, NULL);
+    for (int i = 0; i < nreaders; i++)
+        atomic_init(&h->readers[i].hp, NULL);
     atomic_init(&h->current, NULL);
     pc__mutex_init(&h->lock);
     return 0;
@@ -75,4 +76,12 @@ int rules_holder_get(rules_holder_t *h, size_t i, pc_rule_info_t *out)
     int rc = pc_rules_get(atomic_load_explicit(&h->current, memory_order_relaxed), i, out);
     pc__mutex_unlock(&h->lock);
     return rc;
+}
+
+size_t rules_holder_top(rules_holder_t *h, pc_rule_info_t *out, size_t max)
+{
+    pc__mutex_lock(&h->lock);
+    size_t n = rules_top(atomic_load_explicit(&h->current, memory_order_relaxed), out, max);
+    pc__mutex_unlock(&h->lock);
+    return n;
 }

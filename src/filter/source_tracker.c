@@ -45,10 +45,10 @@ struct tracker_s {
     tracker_config_t cfg;
     uint32_t mask; /* capacity - 1 */
     uint32_t capacity;
-    uint32_t m4;            /* IPv4 key mask */
-    uint64_t m6hi, m6lo;    /* IPv6 key mask */
-    uint64_t interval_ns;   /* 1/rate; 0 = no rate limit */
-    uint64_t tau_ns;        /* (burst - 1) * interval */
+    uint32_t m4;          /* IPv4 key mask */
+    uint64_t m6hi, m6lo;  /* IPv6 key mask */
+    uint64_t interval_ns; /* 1/rate; 0 = no rate limit */
+    uint64_t tau_ns;      /* (burst - 1) * interval */
     uint64_t seed;
     _Atomic uint64_t *tags;
     tracker_slot_t *slots; /* capacity + 1: the last is the shared overflow entry */
@@ -62,7 +62,7 @@ void tracker_config_init(tracker_config_t *c)
     c->prefix_v4 = 32;
     c->prefix_v6 = 64;
     c->capacity = 65536;
-    c->full_policy = TRACKER_FULL_REJECT;
+    c->full_policy = TRACKER_FULL_SHARED;
 }
 
 static uint64_t mask_bits(unsigned len) /* top len bits of 64 */
@@ -84,7 +84,8 @@ int tracker_create(const tracker_config_t *c, tracker_t **out)
     if (!t) return PC_ENOMEM;
     t->cfg = *c;
     uint32_t cap = PROBE;
-    while (cap < c->capacity) cap <<= 1;
+    while (cap < c->capacity)
+        cap <<= 1;
     t->capacity = cap;
     t->mask = cap - 1;
     t->m4 = (uint32_t)(mask_bits(c->prefix_v4) >> 32);
@@ -189,9 +190,8 @@ static inline int slot_idle(tracker_slot_t *s, uint64_t now)
 static void count_down(tracker_slot_t *s)
 {
     uint32_t c = atomic_load_explicit(&s->count, memory_order_relaxed);
-    while (c > 0 && !atomic_compare_exchange_weak_explicit(&s->count, &c, c - 1,
-                                                            memory_order_release,
-                                                            memory_order_relaxed)) {
+    while (c > 0 && !atomic_compare_exchange_weak_explicit(
+                        &s->count, &c, c - 1, memory_order_release, memory_order_relaxed)) {
     }
     if (c == 0) PC_LOGE("source tracker: release without a matching acquire");
 }

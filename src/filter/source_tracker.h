@@ -43,7 +43,7 @@ typedef struct tracker_config_s {
     uint8_t prefix_v4; /* source key length for IPv4, 0..32 (default 32) */
     uint8_t prefix_v6; /* source key length for IPv6, 0..128 (default 64) */
     unsigned capacity; /* slots, rounded up to a power of two >= 16 (default 65536) */
-    int full_policy;   /* tracker_full_policy_t (default TRACKER_FULL_REJECT) */
+    int full_policy;   /* tracker_full_policy_t (default TRACKER_FULL_SHARED) */
 } tracker_config_t;
 
 /* tracker_acquire result bits (0: within limits). */

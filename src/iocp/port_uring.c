@@ -1,12 +1,13 @@
 /* io_uring backend: Linux's native completion port behind the seam.
  *
- * One ring per queue, created in port_open with IORING_SETUP_R_DISABLED and
- * enabled by the queue's worker on its first port_wait, so that the worker
- * becomes the ring's single issuer (IORING_SETUP_SINGLE_ISSUER +
- * DEFER_TASKRUN, falling back to COOP_TASKRUN and then to a plain ring on
- * older kernels). Every SQE a worker prepares during a batch of callbacks is
- * submitted by the next port_wait in the same io_uring_enter that waits for
- * completions: one system call per loop iteration in the steady state.
+ * One ring per queue, created by port_open (on a helper thread, see
+ * run_on_helper) with IORING_SETUP_R_DISABLED and enabled by the queue's
+ * worker on its first port_wait, so that the worker becomes the ring's single
+ * issuer (IORING_SETUP_SINGLE_ISSUER + DEFER_TASKRUN, falling back to
+ * COOP_TASKRUN and then to a plain ring on older kernels). Every SQE a worker
+ * prepares during a batch of callbacks is submitted by the next port_wait in
+ * the same io_uring_enter that waits for completions: one system call per
+ * loop iteration in the steady state.
  *
  * Receiving, two modes (docs/uring.md has the measurements):
  * - multishot (default when the kernel takes a provided-buffer ring): one
@@ -14,11 +15,11 @@
  *   Received buffers queue per socket (in kernel order) and are handed to
  *   the shared code one per port_recv completion (completion.data/bytes);
  *   port_recv_done gives them back. A socket whose reader is paused holds at
- *   most UR_RX_HIGH buffers: then its multishot is cancelled and re-armed
- *   when the reader catches up. When the buffer ring is empty the kernel
- *   ends the multishot with ENOBUFS; that becomes a "readable" completion
- *   (data NULL, bytes 0) and the shared code reads into its own buffer, so
- *   buffer exhaustion costs speed, never correctness.
+ *   most rx_high buffers (1/16 of the pool): then its multishot is
+ *   cancelled and re-armed when the reader catches up. When the buffer ring
+ *   is empty the kernel ends the multishot with ENOBUFS; that becomes a
+ *   "readable" completion (data NULL, bytes 0) and the shared code reads into
+ *   its own buffer, so buffer exhaustion costs speed, never correctness.
  * - poll: IORING_OP_POLL_ADD(POLLIN) as the zero-byte read of the seam.
  *
  * Sends: IORING_OP_SEND (one buffer) or SENDMSG (gather list) with
@@ -50,14 +51,15 @@
 #include "core/log.h"
 #include "core/thread.h"
 
-#define UR_SQ_ENTRIES 256
-#define UR_CQ_ENTRIES 4096
-#define UR_BUF_COUNT  256u         /* provided buffers per queue (power of two) */
-#define UR_BUF_SIZE   (16u << 10)  /* bytes per provided buffer */
-#define UR_BGID       0            /* buffer group id (one per ring) */
-#define UR_RX_HIGH    8            /* buffers a paused socket may hold */
-#define UR_RX_CHUNK   128          /* urx_t allocated together */
-#define UR_SEND_FLAGS (MSG_NOSIGNAL | MSG_WAITALL)
+#define UR_SQ_ENTRIES   256
+#define UR_CQ_ENTRIES   4096
+#define UR_BUF_COUNT    256u        /* provided buffers per queue (power of two) */
+#define UR_BUF_SIZE     (32u << 10) /* bytes per provided buffer */
+#define UR_BGID         0           /* buffer group id (one per ring) */
+#define UR_DEFER_MAX    8           /* see ur_wait */
+#define UR_STREAM_POLLS 64          /* readiness rounds of a streaming socket */
+#define UR_RX_CHUNK     128         /* urx_t allocated together */
+#define UR_SEND_FLAGS   (MSG_NOSIGNAL | MSG_WAITALL)
 
 enum { UD_OP = 0, UD_RX = 1, UD_WAKE = 2, UD_IGNORE = 3, UD_MASK = 7 };
 
@@ -78,10 +80,12 @@ typedef struct urx_s {
     uint32_t prep_gen;  /* q->gen when an SQE naming the fd was last prepared */
     int32_t head, tail; /* received buffers (bids) not yet handed over */
     uint16_t count;
-    uint8_t armed;      /* a multishot recv is in the kernel */
-    uint8_t stopping;   /* its cancellation is queued */
-    uint8_t term;       /* a final result waits behind the buffers */
-    int term_status;    /* 0: readable/EOF (the shared code reads); < 0: error */
+    uint8_t armed;    /* a multishot recv is in the kernel */
+    uint8_t stopping; /* its cancellation is queued */
+    uint8_t term;     /* a final result waits behind the buffers */
+    uint8_t stream;   /* streaming: receive by readiness, see rx_wait_data */
+    uint16_t stream_polls;
+    int term_status; /* 0: readable/EOF (the shared code reads); < 0: error */
     struct urx_s *next_free;
 } urx_t;
 
@@ -112,7 +116,10 @@ typedef struct urq_s {
     op_t *posted_head, *posted_tail; /* under lock */
     op_t *ready_head, *ready_tail;   /* owner thread only */
     int recv_mode;
+    int deferred; /* port_waits that returned ready work without entering */
     /* provided buffers: [ring | buffers] in one mapping */
+    unsigned nbufs, buf_size;
+    unsigned rx_high; /* buffers a socket whose reader paused may hold */
     void *map;
     size_t map_len;
     struct io_uring_buf_ring *br;
@@ -139,6 +146,19 @@ static int env_flag(const char *name)
 {
     const char *e = getenv(name);
     return e && *e && strcmp(e, "0") != 0;
+}
+
+static unsigned env_uint(const char *name, unsigned def, unsigned lo, unsigned hi)
+{
+    const char *e = getenv(name);
+    if (!e || !*e) return def;
+    char *end;
+    unsigned long v = strtoul(e, &end, 10);
+    if (*end || v < lo || v > hi) {
+        PC_LOGW("%s=%s ignored (allowed: %u..%u)", name, e, lo, hi);
+        return def;
+    }
+    return (unsigned)v;
 }
 
 /* ---- queue helpers ------------------------------------------------------------ */
@@ -209,13 +229,13 @@ static int ur_cancel_ud(urq_t *q, void *ptr, unsigned tag)
 
 static char *buf_addr(urq_t *q, unsigned bid)
 {
-    return q->bufs + (size_t)bid * UR_BUF_SIZE;
+    return q->bufs + (size_t)bid * q->buf_size;
 }
 
 static void buf_recycle(urq_t *q, unsigned bid)
 {
-    io_uring_buf_ring_add(q->br, buf_addr(q, bid), UR_BUF_SIZE, (unsigned short)bid,
-                          io_uring_buf_ring_mask(UR_BUF_COUNT), 0);
+    io_uring_buf_ring_add(q->br, buf_addr(q, bid), q->buf_size, (unsigned short)bid,
+                          io_uring_buf_ring_mask(q->nbufs), 0);
     io_uring_buf_ring_advance(q->br, 1);
 }
 
@@ -271,8 +291,27 @@ static int rx_arm(urq_t *q, urx_t *rx, port_sock_t *s)
     return 0;
 }
 
+/* s->rd waits and nothing is queued: start what will complete it. A socket
+ * that streams (a receive filled a whole buffer) is read by readiness for a
+ * while: POLL_ADD, then the shared code reads into its worker's buffer, which
+ * stays in cache, where the provided buffers, recycled first-in first-out
+ * through the whole pool, are cold for every bulk byte. Request/response
+ * traffic never fills a buffer and stays on multishot. */
+static int rx_wait_data(urq_t *q, urx_t *rx, port_sock_t *s)
+{
+    if (q->recv_mode == RECV_MULTISHOT && !rx->stream) return rx_arm(q, rx, s);
+    struct io_uring_sqe *sqe = ur_sqe(q);
+    if (!sqe) return PC_ENOMEM;
+    io_uring_prep_poll_add(sqe, s->fd, POLLIN);
+    ur_set_data(sqe, s->rd, UD_OP);
+    s->bflags |= UR_RD_KERNEL;
+    rx->prep_gen = q->gen;
+    if (rx->stream && ++rx->stream_polls >= UR_STREAM_POLLS) rx->stream = 0;
+    return 0;
+}
+
 /* s->rd waits: hand it the oldest buffer, else the final result, else make
- * sure a multishot recv is armed. */
+ * sure a receive is under way. */
 static void rx_deliver(urq_t *q, urx_t *rx, port_sock_t *s)
 {
     op_t *op = s->rd;
@@ -288,7 +327,7 @@ static void rx_deliver(urq_t *q, urx_t *rx, port_sock_t *s)
         s->rd = NULL;
         ready_push(q, op, rx->term_status, 0, NULL);
     } else if (!rx->armed) {
-        int rc = rx_arm(q, rx, s);
+        int rc = rx_wait_data(q, rx, s);
         if (rc < 0) {
             s->rd = NULL;
             ready_push(q, op, rc, 0, NULL);
@@ -312,9 +351,14 @@ static void on_rx_cqe(urq_t *q, urx_t *rx, int res, unsigned flags)
                 rx->head = (int32_t)bid;
             rx->tail = (int32_t)bid;
             rx->count++;
+            if ((unsigned)res == q->buf_size && !rx->stream) { /* streaming */
+                rx->stream = 1;
+                rx->stream_polls = 0;
+                if (rx->armed && !rx->stopping && ur_cancel_ud(q, rx, UD_RX) == 0) rx->stopping = 1;
+            }
         }
     } else if (res == -ECANCELED) {
-        /* ours: the reader paused, or the socket was detached */
+        /* ours: the reader paused, the socket streams, or it was detached */
     } else if (res == -EINVAL && rx->s && q->recv_mode == RECV_MULTISHOT && !rx->count) {
         /* a kernel without multishot recv: poll from now on */
         PC_LOGW("io_uring: multishot recv refused (EINVAL); queue falls back to poll mode");
@@ -334,7 +378,7 @@ static void on_rx_cqe(urq_t *q, urx_t *rx, int res, unsigned flags)
     port_sock_t *s = rx->s;
     if (s->rd)
         rx_deliver(q, rx, s);
-    else if (rx->count >= UR_RX_HIGH && rx->armed && !rx->stopping &&
+    else if (rx->count >= q->rx_high && rx->armed && !rx->stopping &&
              ur_cancel_ud(q, rx, UD_RX) == 0)
         rx->stopping = 1;
 }
@@ -358,32 +402,28 @@ static int ur_recv(port_t *p, port_sock_t *s, op_t *op)
 {
     urq_t *q = sock_q(p, s);
     urx_t *rx = s->bpriv;
+    if (!rx) return PC_ENOTCONN;
     op->kind = OP_RECV;
     op->busy = 1;
     op->next = (op_t *)(void *)s;
     s->rd = op;
-    if (q->recv_mode == RECV_MULTISHOT || rx->count || rx->term || rx->armed) {
+    if (rx->count || rx->term || rx->armed) {
         rx_deliver(q, rx, s);
         return 0;
     }
-    struct io_uring_sqe *sqe = ur_sqe(q);
-    if (!sqe) {
+    int rc = rx_wait_data(q, rx, s);
+    if (rc < 0) {
         s->rd = NULL;
         op->busy = 0;
-        return PC_ENOMEM;
     }
-    io_uring_prep_poll_add(sqe, s->fd, POLLIN);
-    ur_set_data(sqe, op, UD_OP);
-    s->bflags |= UR_RD_KERNEL;
-    rx->prep_gen = q->gen;
-    return 0;
+    return rc;
 }
 
 static void ur_recv_done(port_t *p, port_sock_t *s, void *data)
 {
     urq_t *q = sock_q(p, s);
     size_t off = (size_t)((char *)data - q->bufs);
-    buf_recycle(q, (unsigned)(off / UR_BUF_SIZE));
+    buf_recycle(q, (unsigned)(off / q->buf_size));
 }
 
 static int prep_send(urq_t *q, port_sock_t *s, op_t *op)
@@ -408,6 +448,7 @@ static int prep_send(urq_t *q, port_sock_t *s, op_t *op)
 static int ur_send(port_t *p, port_sock_t *s, op_t *op, pc_buf_t *bufs, unsigned n)
 {
     urq_t *q = sock_q(p, s);
+    if (!s->bpriv) return PC_ENOTCONN;
     op->kind = OP_SEND;
     op->busy = 1;
     op->bufs = bufs;
@@ -430,10 +471,10 @@ static int ur_send(port_t *p, port_sock_t *s, op_t *op, pc_buf_t *bufs, unsigned
     return 0;
 }
 
-static int ur_connect(port_t *p, port_sock_t *s, op_t *op, const struct sockaddr *sa,
-                      socklen_t len)
+static int ur_connect(port_t *p, port_sock_t *s, op_t *op, const struct sockaddr *sa, socklen_t len)
 {
     urq_t *q = sock_q(p, s);
+    if (!s->bpriv) return PC_ENOTCONN;
     if (len > (socklen_t)sizeof(struct sockaddr_storage)) return PC_EINVAL;
     struct io_uring_sqe *sqe = ur_sqe(q);
     if (!sqe) return PC_ENOMEM;
@@ -676,9 +717,19 @@ static int ur_wait(port_t *p, int qi, completion_t *out, int max, int timeout_ms
     tls_q = q;
     if (!q->wake_armed) arm_wake(q);
     int rc = 0;
+    /* With work already on the ready list, entering the kernel only to push
+     * out what the last callbacks queued costs a system call per loop
+     * iteration, and a connection draining its received buffers one per
+     * iteration would pay it per buffer (and send per buffer). So the ready
+     * list is served up to UR_DEFER_MAX times before SQEs are flushed; sends
+     * queued meanwhile coalesce in the connection's send queue. */
     if (q->ready_head || timeout_ms == 0) {
-        if (ur_need_enter(q)) rc = io_uring_submit_and_get_events(&q->ring);
+        if (ur_need_enter(q) && (!q->ready_head || ++q->deferred >= UR_DEFER_MAX)) {
+            q->deferred = 0;
+            rc = io_uring_submit_and_get_events(&q->ring);
+        }
     } else {
+        q->deferred = 0;
         struct __kernel_timespec ts, *tsp = NULL;
         struct io_uring_cqe *cqe;
         if (timeout_ms > 0) {
@@ -689,8 +740,7 @@ static int ur_wait(port_t *p, int qi, completion_t *out, int max, int timeout_ms
         rc = io_uring_submit_and_wait_timeout(&q->ring, &cqe, 1, tsp, NULL);
     }
     if (io_uring_sq_ready(&q->ring) == 0) q->gen++;
-    if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
-        return ur_err(rc);
+    if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) return ur_err(rc);
     harvest(q);
     int k = 0;
     while (k < max && q->ready_head) {
@@ -790,12 +840,12 @@ static int ring_init(urq_t *q, unsigned first)
  * leaves this queue receiving with poll. */
 static int bufs_init(urq_t *q)
 {
-    q->bnext = pc__malloc(UR_BUF_COUNT * sizeof *q->bnext);
-    q->blen = pc__malloc(UR_BUF_COUNT * sizeof *q->blen);
+    q->bnext = pc__malloc(q->nbufs * sizeof *q->bnext);
+    q->blen = pc__malloc(q->nbufs * sizeof *q->blen);
     if (!q->bnext || !q->blen) return PC_ENOMEM;
-    size_t ring_len = UR_BUF_COUNT * sizeof(struct io_uring_buf);
+    size_t ring_len = q->nbufs * sizeof(struct io_uring_buf);
     ring_len = (ring_len + 4095) & ~(size_t)4095;
-    size_t len = ring_len + (size_t)UR_BUF_COUNT * UR_BUF_SIZE;
+    size_t len = ring_len + (size_t)q->nbufs * q->buf_size;
     /* mmap, not the allocator: the ring must be page-aligned, and after the
      * ring is torn down the kernel must never write into memory that was
      * handed back to a heap. Pages are committed as buffers are first used. */
@@ -804,7 +854,7 @@ static int bufs_init(urq_t *q)
     struct io_uring_buf_reg reg;
     memset(&reg, 0, sizeof reg);
     reg.ring_addr = (uint64_t)(uintptr_t)m;
-    reg.ring_entries = UR_BUF_COUNT;
+    reg.ring_entries = q->nbufs;
     reg.bgid = UR_BGID;
     int rc = io_uring_register_buf_ring(&q->ring, &reg, 0);
     if (rc < 0) {
@@ -816,11 +866,67 @@ static int bufs_init(urq_t *q)
     q->br = m;
     q->bufs = (char *)m + ring_len;
     io_uring_buf_ring_init(q->br);
-    for (unsigned i = 0; i < UR_BUF_COUNT; i++)
-        io_uring_buf_ring_add(q->br, buf_addr(q, i), UR_BUF_SIZE, (unsigned short)i,
-                              io_uring_buf_ring_mask(UR_BUF_COUNT), (int)i);
-    io_uring_buf_ring_advance(q->br, UR_BUF_COUNT);
+    for (unsigned i = 0; i < q->nbufs; i++)
+        io_uring_buf_ring_add(q->br, buf_addr(q, i), q->buf_size, (unsigned short)i,
+                              io_uring_buf_ring_mask(q->nbufs), (int)i);
+    io_uring_buf_ring_advance(q->br, (int)q->nbufs);
     return 0;
+}
+
+/* Rings are created (and probed) on a short-lived thread of our own. The
+ * kernel links a ring to each thread that created or submitted to it, and
+ * when the ring is torn down its exit work queues task_work with TWA_SIGNAL
+ * to those threads: a blocking system call with a timeout that one of them
+ * is in at that moment fails with EINTR. The application's threads must not
+ * see that; our workers, the only submitters, have exited by then. */
+static int run_on_helper(pc_thread_fn fn, void *arg)
+{
+    pc_thread_t t;
+    int rc = pc__thread_start(&t, fn, arg, "pc-uring-setup");
+    if (rc < 0) return rc;
+    pc__thread_join(t);
+    return 0;
+}
+
+typedef struct open_job_s {
+    port_uring_t *ur;
+    unsigned first;
+    int want_multishot;
+    int rc;
+    int nbuf_fail;
+} open_job_t;
+
+static void open_rings(void *arg)
+{
+    open_job_t *job = arg;
+    port_uring_t *ur = job->ur;
+    for (int i = 0; i < ur->base.nqueues; i++) {
+        urq_t *q = &ur->qs[i];
+        /* blocking eventfd: io_uring polls it instead of failing with EAGAIN */
+        q->evfd = eventfd(0, EFD_CLOEXEC);
+        if (q->evfd < 0) {
+            job->rc = sock_last_error();
+            return;
+        }
+        job->rc = ring_init(q, job->first);
+        if (job->rc < 0) return;
+        q->side = pc__calloc(q->ring.sq.ring_entries, sizeof *q->side);
+        if (!q->side) {
+            job->rc = PC_ENOMEM;
+            return;
+        }
+        q->recv_mode = RECV_POLL;
+        if (job->want_multishot) {
+            int rc = bufs_init(q);
+            if (rc == 0)
+                q->recv_mode = RECV_MULTISHOT;
+            else if (rc == PC_ENOMEM)
+                job->rc = rc;
+            else
+                job->nbuf_fail = rc;
+            if (job->rc < 0) return;
+        }
+    }
 }
 
 int port_uring_open(port_t **out, int nqueues)
@@ -838,68 +944,50 @@ int port_uring_open(port_t **out, int nqueues)
     ur->base.nqueues = nqueues;
     ur->base.single_owner = 1;
 
+    open_job_t job;
+    memset(&job, 0, sizeof job);
+    job.ur = ur;
     const char *mode = getenv("PORTCULLIS_URING_RECV");
-    int want_multishot = !(mode && strcmp(mode, "poll") == 0);
+    job.want_multishot = !(mode && strcmp(mode, "poll") == 0);
     const char *tr = getenv("PORTCULLIS_URING_TASKRUN");
-    unsigned first = 0;
-    if (tr && strcmp(tr, "coop") == 0) first = 1;
-    if (tr && strcmp(tr, "plain") == 0) first = 3;
+    if (tr && strcmp(tr, "coop") == 0) job.first = 1;
+    if (tr && strcmp(tr, "plain") == 0) job.first = 3;
+    /* buffer geometry: tuning and tests (a tiny pool exercises ENOBUFS) */
+    unsigned nbufs = env_uint("PORTCULLIS_URING_BUFFERS", UR_BUF_COUNT, 1, 32768);
+    unsigned buf_size = env_uint("PORTCULLIS_URING_BUFFER_SIZE", UR_BUF_SIZE, 512, 1u << 20);
+    while (nbufs & (nbufs - 1))
+        nbufs &= nbufs - 1; /* a power of two */
 
     for (int i = 0; i < nqueues; i++) {
         urq_t *q = &ur->qs[i];
         q->evfd = -1;
+        q->nbufs = nbufs;
+        q->buf_size = buf_size;
+        q->rx_high = nbufs / 16 > 4 ? nbufs / 16 : 4;
         pc__mutex_init(&q->lock);
     }
-    int nbuf_fail = 0;
-    for (int i = 0; i < nqueues; i++) {
-        urq_t *q = &ur->qs[i];
-        /* blocking eventfd: io_uring polls it instead of failing with EAGAIN */
-        q->evfd = eventfd(0, EFD_CLOEXEC);
-        if (q->evfd < 0) {
-            rc = sock_last_error();
-            goto fail;
-        }
-        rc = ring_init(q, first);
-        if (rc < 0) goto fail;
-        q->side = pc__calloc(q->ring.sq.ring_entries, sizeof *q->side);
-        if (!q->side) {
-            rc = PC_ENOMEM;
-            goto fail;
-        }
-        q->recv_mode = RECV_POLL;
-        if (want_multishot) {
-            rc = bufs_init(q);
-            if (rc == 0)
-                q->recv_mode = RECV_MULTISHOT;
-            else if (rc == PC_ENOMEM)
-                goto fail;
-            else
-                nbuf_fail = rc;
-        }
+    rc = run_on_helper(open_rings, &job);
+    if (rc == 0) rc = job.rc;
+    if (rc < 0) {
+        PC_LOGW("io_uring: opening the rings failed: %s", pc_strerror(rc));
+        ur_close(&ur->base);
+        return rc;
     }
-    if (nbuf_fail)
+    if (job.nbuf_fail)
         PC_LOGI("io_uring: provided-buffer rings refused (%s); receiving with poll",
-                pc_strerror(nbuf_fail));
-    ur->base.recv_data = want_multishot && !nbuf_fail;
-    PC_LOGD("io_uring: %d rings, setup flags 0x%x, receive mode %s", nqueues,
-            ur->qs[0].setup_flags, ur->base.recv_data ? "multishot" : "poll");
+                pc_strerror(job.nbuf_fail));
+    ur->base.recv_data = job.want_multishot && !job.nbuf_fail;
+    PC_LOGD("io_uring: %d rings, setup flags 0x%x, receive mode %s", nqueues, ur->qs[0].setup_flags,
+            ur->base.recv_data ? "multishot" : "poll");
     *out = &ur->base;
     return 0;
-fail:
-    PC_LOGW("io_uring: opening the rings failed: %s", pc_strerror(rc));
-    ur_close(&ur->base);
-    return rc;
 }
 
 /* ---- the probe ------------------------------------------------------------------- */
 
-int port_uring_probe(void)
+static void probe_kernel(void *arg)
 {
-    /* Test seam: behave as on a kernel without io_uring. */
-    if (env_flag("PORTCULLIS_URING_PROBE_FAIL")) {
-        PC_LOGI("io_uring probe: failing on request (PORTCULLIS_URING_PROBE_FAIL)");
-        return PC_ENOSYS;
-    }
+    int *out = arg;
     struct io_uring ring;
     struct io_uring_params prm;
     memset(&prm, 0, sizeof prm);
@@ -910,7 +998,8 @@ int port_uring_probe(void)
         int e = (rc == -EACCES) ? PC_EPERM : ur_err(rc);
         if (e != PC_EPERM && e != PC_ENOMEM) e = PC_ENOSYS;
         PC_LOGI("io_uring probe: io_uring_setup failed: %s", pc_strerror(ur_err(rc)));
-        return e;
+        *out = e;
+        return;
     }
     static const struct {
         unsigned feat;
@@ -950,5 +1039,24 @@ int port_uring_probe(void)
     }
     if (pr) io_uring_free_probe(pr);
     io_uring_queue_exit(&ring);
-    return rc;
+    *out = rc;
+}
+
+int port_uring_probe(void)
+{
+    /* Test seam: behave as on a kernel without io_uring. */
+    if (env_flag("PORTCULLIS_URING_PROBE_FAIL")) {
+        PC_LOGI("io_uring probe: failing on request (PORTCULLIS_URING_PROBE_FAIL)");
+        return PC_ENOSYS;
+    }
+    /* What the kernel allows does not change while the process runs: probe
+     * once (a failure for want of memory is not remembered). */
+    static atomic_int cached = 1; /* 1: not probed yet */
+    int rc = atomic_load(&cached);
+    if (rc != 1) return rc;
+    int res = PC_ENOSYS;
+    rc = run_on_helper(probe_kernel, &res);
+    if (rc < 0) return rc;
+    if (res != PC_ENOMEM) atomic_store(&cached, res);
+    return res;
 }

@@ -58,7 +58,8 @@ static void test_addr_valid(void **state)
     expect_addr("::ffff:192.0.2.1", 6, "00000000000000000000ffffc0000201", "::ffff:192.0.2.1");
     expect_addr("1:2:3:4:5:6:7::", 6, "00010002000300040005000600070000", "1:2:3:4:5:6:7:0");
     expect_addr("::2:3:4:5:6:7:8", 6, "00000002000300040005000600070008", "0:2:3:4:5:6:7:8");
-    expect_addr("1:2:3:4:5:6:1.2.3.4", 6, "00010002000300040005000601020304", "1:2:3:4:5:6:102:304");
+    expect_addr("1:2:3:4:5:6:1.2.3.4", 6, "00010002000300040005000601020304",
+                "1:2:3:4:5:6:102:304");
     expect_addr("1:0:0:1:0:0:0:1", 6, "00010000000000010000000000000001", "1:0:0:1::1");
     expect_addr("1:0:0:2:0:0:3:4", 6, "00010000000000020000000000030004", "1::2:0:0:3:4");
     expect_addr("fe80::", 6, "fe800000000000000000000000000000", "fe80::");
@@ -265,7 +266,8 @@ static const struct bad_case bad_cases[] = {
      "t.rules:3: duplicate prefix 2001:db8::/32 (already at line 1)"},
     {"deny 1.0.0.0/8\ndeny 2.0.0.0/8\ndeny 2.0.0.0/8\ndeny 1.0.0.0/8\n",
      "t.rules:3: duplicate prefix 2.0.0.0/8 (already at line 2)"},
-    {"deny 1.2.3.4\ndeny 1.2.3.4/32\n", "t.rules:2: duplicate prefix 1.2.3.4/32 (already at line 1)"},
+    {"deny 1.2.3.4\ndeny 1.2.3.4/32\n",
+     "t.rules:2: duplicate prefix 1.2.3.4/32 (already at line 1)"},
     {"deny 1.2.3.4\r\ndeny x\r\n", "t.rules:2: bad IPv4 address 'x': empty or non-decimal part"},
     {"deny 1:2:3:4:5:6:7:8:9:10:11:12:13:14:15:16:17:18:19:20",
      "t.rules:1: bad IPv6 address '1:2:3:4:5:6:7:8:9:10:11:12:13:14:15:16:17:18...': more than "
@@ -427,8 +429,8 @@ static void test_alloc_failure(void **state)
     char *text = malloc(64 * 1024);
     size_t len = 0;
     for (int i = 0; i < 600; i++)
-        len += (size_t)snprintf(text + len, 64 * 1024 - len, "deny 10.%d.%d.0/24\n", i / 200,
-                                i % 200);
+        len +=
+            (size_t)snprintf(text + len, 64 * 1024 - len, "deny 10.%d.%d.0/24\n", i / 200, i % 200);
     for (int i = 0; i < 300; i++)
         len += (size_t)snprintf(text + len, 64 * 1024 - len, "allow 2001:db8:%x::/48\n", i);
     pc_allocator_t a = {fail_malloc, fail_calloc, fail_realloc, fail_free, NULL};
