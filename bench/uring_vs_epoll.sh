@@ -174,7 +174,7 @@ done
 # (uring round r against epoll round r: robust when the machine's load drifts).
 echo
 echo "summary (ratio = uring / epoll; total: all rounds pooled; median: of the per-round ratios)"
-awk -F'\t' -v tick="$TICK" '
+awk -F'\t' -v tick="$TICK" -v order="$WORKLOADS" '
 { k = $1 SUBSEP $2; req[k] += $4; t[k] += $5; cpu[k] += $6
   rps[$1, $2, $3] = $4 / $5; cpr[$1, $2, $3] = $7; wl[$1] = 1; if ($3 > nr) nr = $3 }
 function median(a, n,   i, j, x) {
@@ -185,7 +185,9 @@ END {
          "total", "median", "uring cpu", "epoll cpu", "total", "median"
   printf "%-15s %11s %11s %7s %7s %11s %11s %7s %7s\n", "", "", "", "ratio", "ratio", "us/req",
          "us/req", "ratio", "ratio"
-  for (w in wl) {
+  nw = split(order, ws, " ")
+  for (iw = 1; iw <= nw; iw++) {
+    w = ws[iw]; if (!(w in wl)) continue
     u = w SUBSEP "uring"; e = w SUBSEP "epoll"
     if (!req[u] || !req[e]) continue
     n = 0; delete a; delete b
