@@ -53,3 +53,22 @@ void accept_undo(listener_t *l)
     atomic_fetch_sub(&s->active, 1);
     server_capacity_changed(s);
 }
+
+int accept_wait_capacity(listener_t *l, uint64_t deadline)
+{
+    pc_server_t *s = l->srv;
+    int ok = 0;
+    pc__mutex_lock(&s->cap_lock);
+    for (;;) {
+        if (atomic_load(&l->stopping)) break;
+        if (atomic_load(&s->active) < s->cfg.max_connections) {
+            ok = 1;
+            break;
+        }
+        uint64_t now = pc__now_ms();
+        if (now >= deadline) break;
+        pc__cond_timedwait(&s->cap_cond, &s->cap_lock, (unsigned)(deadline - now));
+    }
+    pc__mutex_unlock(&s->cap_lock);
+    return ok;
+}

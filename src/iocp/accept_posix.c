@@ -43,21 +43,7 @@ static int wait_capacity(pc_server_t *s, listener_t *l, unsigned timeout_ms)
 {
     if (atomic_load(&s->active) < s->cfg.max_connections) return 1;
     counter_add(&s->deferred, 1);
-    uint64_t deadline = pc__now_ms() + timeout_ms;
-    int ok = 0;
-    pc__mutex_lock(&s->cap_lock);
-    for (;;) {
-        if (atomic_load(&l->stopping)) break;
-        if (atomic_load(&s->active) < s->cfg.max_connections) {
-            ok = 1;
-            break;
-        }
-        uint64_t now = pc__now_ms();
-        if (now >= deadline) break;
-        pc__cond_timedwait(&s->cap_cond, &s->cap_lock, (unsigned)(deadline - now));
-    }
-    pc__mutex_unlock(&s->cap_lock);
-    return ok;
+    return accept_wait_capacity(l, pc__now_ms() + timeout_ms);
 }
 
 static int is_transient(int e)

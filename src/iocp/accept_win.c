@@ -95,26 +95,6 @@ void accept_listener_wake(listener_t *l)
 
 /* ---- waiting ---------------------------------------------------------------------- */
 
-/* Wait until capacity is available, the deadline passes or the listener
- * stops. Returns 1 if capacity is available. */
-static int wait_capacity_until(pc_server_t *s, listener_t *l, uint64_t deadline)
-{
-    int ok = 0;
-    pc__mutex_lock(&s->cap_lock);
-    for (;;) {
-        if (atomic_load(&l->stopping)) break;
-        if (atomic_load(&s->active) < s->cfg.max_connections) {
-            ok = 1;
-            break;
-        }
-        uint64_t now = pc__now_ms();
-        if (now >= deadline) break;
-        pc__cond_timedwait(&s->cap_cond, &s->cap_lock, (unsigned)(deadline - now));
-    }
-    pc__mutex_unlock(&s->cap_lock);
-    return ok;
-}
-
 /* ---- the condition function ------------------------------------------------------------ */
 
 static const struct sockaddr *wsabuf_addr(const WSABUF *b)
@@ -206,7 +186,7 @@ static int post_handshake_verdict(pc_server_t *s, listener_t *l, cond_ctx_t *cx,
             uint64_t now = pc__now_ms();
             if (now >= deadline) break;
             if (step == PC_STEP_CAPACITY)
-                wait_capacity_until(s, l, deadline);
+                accept_wait_capacity(l, deadline);
             else
                 pc__sleep_ms(DEFER_RETRY_MS);
             v = accept_decide(l, (const struct sockaddr *)peer, (struct sockaddr *)&l->addr, &step);
@@ -262,7 +242,7 @@ void accept_thread_main(void *arg)
         if (!pre && s->cfg.at_capacity == PC_CAPACITY_DEFER &&
             atomic_load(&s->active) >= s->cfg.max_connections) {
             counter_add(&s->deferred, 1);
-            wait_capacity_until(s, l, pc__now_ms() + s->cfg.defer_timeout_ms);
+            accept_wait_capacity(l, pc__now_ms() + s->cfg.defer_timeout_ms);
         }
         /* stop sets l->stopping before it closes the listener and forgets
          * the handle, so the handle was still ours at this check. Closing is
@@ -294,7 +274,7 @@ void accept_thread_main(void *arg)
             if (e == WSATRY_AGAIN) { /* our CF_DEFER: the request stays queued */
                 uint64_t deadline = cx.defer_since + s->cfg.defer_timeout_ms;
                 if (cx.step == PC_STEP_CAPACITY && cx.defer_since)
-                    wait_capacity_until(s, l, deadline);
+                    accept_wait_capacity(l, deadline);
                 else
                     pc__sleep_ms(DEFER_RETRY_MS);
                 continue;

@@ -190,6 +190,10 @@ int conn_request_close(pc_conn_t *c, uint64_t id, int how, pc_close_reason_t rea
 pc_verdict_t accept_decide(listener_t *l, const struct sockaddr *peer, const struct sockaddr *local,
                            int *step);
 void accept_undo(listener_t *l);
+/* Wait (on the capacity condvar) until the server is below max_connections,
+ * the monotonic deadline passes or the listener stops. Returns 1 if capacity
+ * is available. Accept threads. */
+int accept_wait_capacity(listener_t *l, uint64_t deadline);
 /* Accept loops (accept_posix.c / accept_win.c). */
 void accept_thread_main(void *arg);
 int accept_listener_open(pc_server_t *s, listener_t *l);
