@@ -52,9 +52,8 @@ static size_t top_rules_metrics(void *user, pc_server_t *srv, char *out, size_t 
     if (w < 0 || (size_t)w >= cap) return 0;
     len = (size_t)w;
     for (int i = 0; i < n; i++) {
-        w = snprintf(out + len, cap - len,
-                     "pc_rule_hits_total{rule=\"%s\",line=\"%u\"} %llu\n", top[i].text,
-                     top[i].line, (unsigned long long)top[i].hits);
+        w = snprintf(out + len, cap - len, "pc_rule_hits_total{rule=\"%s\",line=\"%u\"} %llu\n",
+                     top[i].text, top[i].line, (unsigned long long)top[i].hits);
         if (w < 0 || (size_t)w >= cap - len) break;
         len += (size_t)w;
     }

@@ -16,10 +16,10 @@
  * mimalloc they would miss heap errors and see cross-thread reuse of a
  * block as a data race. */
 #ifdef PC_ALLOC_SYSTEM
-#define mi_malloc malloc
-#define mi_calloc calloc
+#define mi_malloc  malloc
+#define mi_calloc  calloc
 #define mi_realloc realloc
-#define mi_free free
+#define mi_free    free
 #endif
 
 static void *mi_malloc_hook(void *u, size_t n)

@@ -40,11 +40,11 @@ typedef struct op_s {
 #ifdef _WIN32
     OVERLAPPED ov; /* first member: recovered from the OVERLAPPED* */
 #endif
-    uint8_t kind;       /* op_kind_t, set by the backend's start call */
-    uint8_t tag;        /* the shared code's meaning (server.h OPT_*) */
-    uint8_t busy;       /* 1 from start until completion (debug / asserts) */
-    void *owner;        /* conn, server or post record */
-    struct op_s *next;  /* backend-private queue link */
+    uint8_t kind;      /* op_kind_t, set by the backend's start call */
+    uint8_t tag;       /* the shared code's meaning (server.h OPT_*) */
+    uint8_t busy;      /* 1 from start until completion (debug / asserts) */
+    void *owner;       /* conn, server or post record */
+    struct op_s *next; /* backend-private queue link */
     /* send: the gather list, owned by the caller; the epoll backend advances
      * it in place on partial writes */
     pc_buf_t *bufs;
@@ -70,11 +70,11 @@ typedef struct completion_s {
 /* Per-socket backend state, embedded in the connection. */
 typedef struct port_sock_s {
     sock_t fd;
-    int q;         /* queue (worker) the socket completes on */
-    op_t *rd;      /* pending OP_RECV (epoll: waiting for EPOLLIN) */
-    op_t *wr;      /* pending OP_SEND/OP_CONNECT (epoll: waiting for EPOLLOUT) */
+    int q;           /* queue (worker) the socket completes on */
+    op_t *rd;        /* pending OP_RECV (epoll: waiting for EPOLLIN) */
+    op_t *wr;        /* pending OP_SEND/OP_CONNECT (epoll: waiting for EPOLLOUT) */
     uint32_t bflags; /* backend-private flags */
-    void *bpriv;   /* backend-private pointer */
+    void *bpriv;     /* backend-private pointer */
 } port_sock_t;
 
 typedef struct port_s port_t;
@@ -87,8 +87,7 @@ typedef struct port_vtbl_s {
     int (*recv)(port_t *p, port_sock_t *s, op_t *op);
     void (*recv_done)(port_t *p, port_sock_t *s, void *data);
     int (*send)(port_t *p, port_sock_t *s, op_t *op, pc_buf_t *bufs, unsigned n);
-    int (*connect)(port_t *p, port_sock_t *s, op_t *op, const struct sockaddr *sa,
-                   socklen_t len);
+    int (*connect)(port_t *p, port_sock_t *s, op_t *op, const struct sockaddr *sa, socklen_t len);
     int (*cancel)(port_t *p, port_sock_t *s, op_t *op);
     void (*detach)(port_t *p, port_sock_t *s);
     int (*post)(port_t *p, int q, op_t *op);
