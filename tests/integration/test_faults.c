@@ -1,0 +1,92 @@
+/* Faults the server must survive: running out of file descriptors in accept
+ * (EMFILE: the accept thread backs off, counts it, logs at a bounded rate and
+ * serves the waiting clients once descriptors free up). POSIX only: the
+ * descriptor limit is the process's RLIMIT_NOFILE (not built for Windows). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static int g_warns;
+static void count_warns(void *u, pc_log_level_t lvl, const char *line)
+{
+    (void)u;
+    if (lvl >= PC_LOG_WARN && strstr(line, "accept failed")) g_warns++;
+}
+
+/* The lowest descriptor number not in use, probed by dup. */
+static int next_fd(void)
+{
+    int fd = dup(0);
+    close(fd);
+    return fd;
+}
+
+static void emfile_backs_off_and_recovers(void **state)
+{
+    (void)state;
+    pc_log_set_handler(count_warns, NULL);
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    start_server(&cfg);
+    enum { N = 8 };
+    int cli[N];
+    for (int i = 0; i < N; i++)
+        cli[i] = socket(AF_INET, SOCK_STREAM, 0);
+    struct rlimit old;
+    getrlimit(RLIMIT_NOFILE, &old);
+    /* no descriptor left for accept4 */
+    struct rlimit tight = old;
+    tight.rlim_cur = (rlim_t)next_fd();
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &tight), 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_port = htons((unsigned short)g_port);
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    for (int i = 0; i < N; i++)
+        if (connect(cli[i], (struct sockaddr *)&a, sizeof a) != 0)
+            fail_msg("connect %d: %s", i, strerror(errno));
+    WAIT_FOR(stats().accept_errors >= 2, 3000);
+    uint64_t errs = stats().accept_errors;
+    assert_true(errs >= 2);
+    /* a descriptor another thread frees meanwhile may let one through */
+    assert_true(atomic_load(&g_opens) < N);
+    shim_sleep_ms(300);
+    /* backing off, not spinning: 10 ms doubling to 1 s gives a handful */
+    assert_true(stats().accept_errors - errs < 20);
+    assert_true(g_warns >= 1 && g_warns <= 3); /* logged at a bounded rate */
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+    /* every waiting client is served once descriptors are back */
+    for (int i = 0; i < N; i++) {
+        shim_set_timeout(cli[i], 5000);
+        expect_echo(cli[i], "after EMFILE");
+    }
+    assert_int_equal(atomic_load(&g_opens), N);
+    for (int i = 0; i < N; i++)
+        close(cli[i]);
+    pc_log_set_handler(NULL, NULL);
+}
+
+int main(int argc, char **argv)
+{
+    shim_init();
+    pc_log_set_level(PC_LOG_WARN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(emfile_backs_off_and_recovers, teardown),
+    };
+    if (argc > 1) cmocka_set_test_filter(argv[1]);
+    return cmocka_run_group_tests_name("faults", tests, NULL, NULL);
+}
