@@ -2,7 +2,11 @@
  * then measure longest-prefix lookups and whole pipeline decisions.
  *
  *   pc-filter-bench --v4 1000000 --v6 100000 [--seed S] [--lookups K]
- *                   [--portable-popcount]
+ *                   [--portable-popcount] [--v4-hosts]
+ *
+ * --v4-hosts makes the IPv4 prefixes all /32 (a deny list of addresses);
+ * --portable-popcount uses the lookups compiled without the popcnt
+ * instruction.
  *
  * Prints one line of key=value pairs. Lookups and decisions are timed in
  * batches of 256 with the monotonic clock (the clock is read once per batch);
@@ -51,12 +55,16 @@ static int gen_cmp(const void *x, const void *y)
     return (int)a->len - (int)b->len;
 }
 
+static int v4_hosts; /* --v4-hosts: a deny list of single addresses instead */
+
 /* IPv4 like a BGP table: ~60% /24, most of the rest /16-/23, 1% /8-/15;
  * unicast space 1.0.0.0-223.255.255.255. */
 static void gen_v4(gen_t *g)
 {
     unsigned r = (unsigned)(rnd() % 1000), len;
-    if (r < 600)
+    if (v4_hosts)
+        len = 32;
+    else if (r < 600)
         len = 24;
     else if (r < 990)
         len = 16 + (unsigned)(rnd() % 8);
@@ -210,7 +218,7 @@ static double time_dependent(const pc_rules_t *r, const pc_addr_t *addrs, size_t
 static void usage(void)
 {
     fprintf(stderr, "usage: pc-filter-bench [--v4 N] [--v6 M] [--seed S] [--lookups K] "
-                    "[--portable-popcount]\n");
+                    "[--portable-popcount] [--v4-hosts]\n");
     exit(2);
 }
 
@@ -222,6 +230,10 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--portable-popcount") == 0) { /* as on a CPU without popcnt */
             portable = 1;
+            continue;
+        }
+        if (strcmp(argv[i], "--v4-hosts") == 0) {
+            v4_hosts = 1;
             continue;
         }
         if (i + 1 >= argc) usage();
@@ -240,10 +252,10 @@ int main(int argc, char **argv)
             usage();
         i++;
     }
-    if (nlook == 0) { /* default: four per prefix, within [64Ki, 2Mi] */
+    if (nlook == 0) { /* default: four per prefix, within [64Ki, 1Mi] */
         nlook = 4 * (n4 + n6);
         if (nlook < 65536) nlook = 65536;
-        if (nlook > ((size_t)1 << 21)) nlook = (size_t)1 << 21;
+        if (nlook > ((size_t)1 << 20)) nlook = (size_t)1 << 20;
     }
     if (nlook < BATCH) nlook = BATCH;
     if (n4 > 16000000 || n6 > 16000000) {

@@ -116,7 +116,7 @@ typedef struct builder_s {
     size_t range_max;
     int need_lo;
     int err;
-    size_t cap_nodes, cap_nvals, cap_range;
+    size_t cap_nodes, cap_ranges;
 } builder_t;
 
 static void emit(builder_t *b, u128 at, uint32_t v)
@@ -194,59 +194,53 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem)
     return 0;
 }
 
-/* Make room for `need` range entries in every range array. */
-static int grow_ranges(builder_t *b, size_t need)
+/* Bytes of a range list block of m entries. */
+static size_t range_block_bytes(const lpm_t *t, int need_lo, size_t m)
 {
-    lpm_t *t = b->t;
-    if (need <= b->cap_range) return 0;
-    size_t nc = b->cap_range ? b->cap_range : 1024;
-    while (nc < need)
-        nc *= 2;
-    /* Each array keeps at least the old capacity if a later one fails. */
-    void **arrays[4] = {(void **)&t->rvals, NULL, NULL, NULL};
-    size_t sizes[4] = {sizeof *t->rvals, 0, 0, 0};
-    if (t->family == 4) {
-        arrays[1] = (void **)&t->rk16;
-        sizes[1] = sizeof *t->rk16;
-    } else {
-        arrays[1] = (void **)&t->rkhi;
-        sizes[1] = sizeof *t->rkhi;
-        if (b->need_lo) {
-            arrays[2] = (void **)&t->rklo;
-            sizes[2] = sizeof *t->rklo;
-        }
-    }
-    for (int i = 0; i < 4 && arrays[i]; i++) {
-        void *np = pc__realloc(*arrays[i], nc * sizes[i]);
-        if (!np) return PC_ENOMEM;
-        *arrays[i] = np;
-    }
-    b->cap_range = nc;
-    return 0;
+    if (t->family == 4) return ((2 * m + 3) & ~(size_t)3) + 4 * m;
+    return 8 * m * (need_lo ? 2 : 1) + ((4 * m + 7) & ~(size_t)7);
 }
 
 static uint32_t make_range(builder_t *b, size_t j, size_t last)
 {
     lpm_t *t = b->t;
-    size_t m = last - j + 1, o = t->nrange;
-    if (o + m > E_INDEX || grow_ranges(b, o + m) != 0) {
+    size_t m = last - j + 1, unit = t->family == 4 ? 4 : 8;
+    size_t o = t->ranges_bytes, need = o + range_block_bytes(t, b->need_lo, m);
+    if (o / unit > E_INDEX || grow((void **)&t->ranges, &b->cap_ranges, need, 1) != 0) {
         b->err = PC_ENOMEM;
         return LPM_NONE;
     }
     /* The first start equals the span start and is never compared: its key
      * slot holds the number of starts that follow. */
-    for (size_t i = 0; i < m; i++) {
-        t->rvals[o + i] = b->bv[j + i];
-        if (t->family == 4) {
-            t->rk16[o + i] = i == 0 ? (uint16_t)(m - 1) : (uint16_t)(b->bhi[j + i] >> 32);
-        } else {
-            t->rkhi[o + i] = i == 0 ? (uint64_t)(m - 1) : b->bhi[j + i];
-            if (b->need_lo) t->rklo[o + i] = i == 0 ? 0 : b->blo[j + i];
+    unsigned char *blk = t->ranges + o;
+    uint32_t *val;
+    if (t->family == 4) {
+        uint16_t *k = (uint16_t *)(void *)blk;
+        k[0] = (uint16_t)(m - 1);
+        for (size_t i = 1; i < m; i++)
+            k[i] = (uint16_t)(b->bhi[j + i] >> 32);
+        if (m & 1) k[m] = 0; /* padding */
+        val = (uint32_t *)(void *)(blk + ((2 * m + 3) & ~(size_t)3));
+    } else {
+        uint64_t *hi = (uint64_t *)(void *)blk;
+        hi[0] = (uint64_t)(m - 1);
+        for (size_t i = 1; i < m; i++)
+            hi[i] = b->bhi[j + i];
+        if (b->need_lo) {
+            uint64_t *lo = hi + m;
+            lo[0] = 0;
+            for (size_t i = 1; i < m; i++)
+                lo[i] = b->blo[j + i];
         }
+        val = (uint32_t *)(void *)(blk + 8 * m * (b->need_lo ? 2 : 1));
+        if (m & 1) val[m] = 0; /* padding */
     }
+    for (size_t i = 0; i < m; i++)
+        val[i] = b->bv[j + i];
+    t->ranges_bytes = need;
     t->nrange += m;
     t->nranges++;
-    return E_NONLEAF | E_RANGE | (uint32_t)o;
+    return E_NONLEAF | E_RANGE | (uint32_t)(o / unit);
 }
 
 static uint32_t build_span(builder_t *b, u128 s, unsigned depth, size_t j, size_t last);
@@ -261,7 +255,7 @@ static void fill_children(builder_t *b, u128 s, unsigned depth, unsigned bits, s
     u128 cs = s;
     size_t nchild = (size_t)1 << bits;
     for (size_t c = 0; c < nchild && !b->err; c++) {
-        while (cur < last && !u_lt((u128){cs.hi, cs.lo}, (u128){b->bhi[cur + 1], b->blo[cur + 1]}))
+        while (cur < last && !u_lt(cs, (u128){b->bhi[cur + 1], b->blo[cur + 1]}))
             cur++;
         int of;
         u128 ce = u_add_pow2(cs, 128 - cdepth, &of);
@@ -287,29 +281,31 @@ static uint32_t build_span(builder_t *b, u128 s, unsigned depth, size_t j, size_
     size_t runs = 1;
     for (int c = 1; c < 256; c++)
         runs += child[c] != child[c - 1];
-    if (t->nnodes + 1 > E_INDEX ||
-        grow((void **)&t->nodes, &b->cap_nodes, t->nnodes + 1, sizeof *t->nodes) != 0 ||
-        grow((void **)&t->nvals, &b->cap_nvals, t->nnvals + runs, sizeof *t->nvals) != 0) {
+    size_t o = t->nodes_bytes, need = o + ((36 + 4 * runs + 7) & ~(size_t)7);
+    if (o / 8 > E_INDEX || grow((void **)&t->nodes, &b->cap_nodes, need, 1) != 0) {
         b->err = PC_ENOMEM;
         return LPM_NONE;
     }
-    lpm_node_t *nd = &t->nodes[t->nnodes];
-    memset(nd, 0, sizeof *nd);
-    nd->base = (uint32_t)t->nnvals;
+    unsigned char *blk = t->nodes + o;
+    uint64_t *bm = (uint64_t *)(void *)blk;
+    uint32_t *run = (uint32_t *)(void *)(blk + 36);
+    memset(blk, 0, need - o);
     size_t k = 0;
     for (int c = 0; c < 256; c++) {
         if (c == 0 || child[c] != child[c - 1]) {
-            nd->bm[c >> 6] |= 1ull << (c & 63);
-            t->nvals[t->nnvals + k++] = child[c];
+            bm[c >> 6] |= 1ull << (c & 63);
+            run[k++] = child[c];
         }
     }
     unsigned acc = 0;
     for (int w = 0; w < 4; w++) {
-        nd->cnt[w] = (uint8_t)acc;
-        acc += popc_portable(nd->bm[w]);
+        blk[32 + w] = (uint8_t)acc;
+        acc += popc_portable(bm[w]);
     }
+    t->nodes_bytes = need;
+    t->nnodes++;
     t->nnvals += runs;
-    return E_NONLEAF | (uint32_t)t->nnodes++;
+    return E_NONLEAF | (uint32_t)(o / 8);
 }
 
 static void shrink(void **p, size_t n, size_t elem)
@@ -345,6 +341,7 @@ int lpm_build(lpm_t *t, int family, const lpm_prefix_t *p, size_t n)
     if (rc == 0) {
         for (size_t i = 0; i < b.nb && !b.need_lo; i++)
             b.need_lo = b.blo[i] != 0;
+        t->range_lo = b.need_lo;
         t->root = pc__malloc(65536 * sizeof *t->root);
         if (!t->root) rc = PC_ENOMEM;
     }
@@ -361,12 +358,8 @@ int lpm_build(lpm_t *t, int family, const lpm_prefix_t *p, size_t n)
         t->family = family;
         return rc;
     }
-    shrink((void **)&t->nodes, t->nnodes, sizeof *t->nodes);
-    shrink((void **)&t->nvals, t->nnvals, sizeof *t->nvals);
-    shrink((void **)&t->rvals, t->nrange, sizeof *t->rvals);
-    shrink((void **)&t->rk16, t->nrange, sizeof *t->rk16);
-    shrink((void **)&t->rkhi, t->nrange, sizeof *t->rkhi);
-    shrink((void **)&t->rklo, t->nrange, sizeof *t->rklo);
+    shrink((void **)&t->nodes, t->nodes_bytes, 1);
+    shrink((void **)&t->ranges, t->ranges_bytes, 1);
     t->nprefixes = n;
     return 0;
 }
@@ -375,11 +368,7 @@ void lpm_free(lpm_t *t)
 {
     pc__free(t->root);
     pc__free(t->nodes);
-    pc__free(t->nvals);
-    pc__free(t->rvals);
-    pc__free(t->rk16);
-    pc__free(t->rkhi);
-    pc__free(t->rklo);
+    pc__free(t->ranges);
     int family = t->family;
     memset(t, 0, sizeof *t);
     t->family = family;
@@ -389,11 +378,8 @@ size_t lpm_bytes(const lpm_t *t)
 {
     size_t b = sizeof *t;
     if (t->root) b += 65536 * sizeof *t->root;
-    b += t->nnodes * sizeof *t->nodes + t->nnvals * sizeof *t->nvals;
-    b += t->nrange * sizeof *t->rvals;
-    if (t->rk16) b += t->nrange * sizeof *t->rk16;
-    if (t->rkhi) b += t->nrange * sizeof *t->rkhi;
-    if (t->rklo) b += t->nrange * sizeof *t->rklo;
+    b += t->nodes_bytes;
+    b += t->ranges_bytes;
     return b;
 }
 
@@ -420,48 +406,54 @@ LPM_INLINE unsigned popc(uint64_t x, int hw)
 /* Follow a node entry e to child c. */
 LPM_INLINE uint32_t node_child(const lpm_t *t, uint32_t e, unsigned c, int hw)
 {
-    const lpm_node_t *nd = &t->nodes[e & E_INDEX];
+    const unsigned char *blk = t->nodes + ((size_t)(e & E_INDEX) << 3);
+    const uint64_t *bm = (const uint64_t *)(const void *)blk;
+    const uint32_t *run = (const uint32_t *)(const void *)(blk + 36);
     unsigned w = c >> 6;
-    uint64_t upto = nd->bm[w] & (~0ull >> (63 - (c & 63)));
-    return t->nvals[nd->base + nd->cnt[w] + popc(upto, hw) - 1];
+    uint64_t upto = bm[w] & (~0ull >> (63 - (c & 63)));
+    return run[blk[32 + w] + popc(upto, hw) - 1];
 }
 
 /* Range lists: the last entry whose start <= the address. Branch-free binary
  * search; entry 0 is never read as a key (it is the span start). */
 LPM_INLINE uint32_t range4(const lpm_t *t, uint32_t e, uint32_t addr)
 {
-    size_t o = e & E_INDEX;
-    const uint16_t *k = t->rk16 + o, *p = k;
+    const unsigned char *blk = t->ranges + ((size_t)(e & E_INDEX) << 2);
+    const uint16_t *k = (const uint16_t *)(const void *)blk, *p = k;
     uint16_t x = (uint16_t)addr;
-    size_t len = (size_t)k[0] + 1;
+    size_t m = (size_t)k[0] + 1, len = m;
     while (len > 1) {
         size_t half = len >> 1;
         p = p[half] <= x ? p + half : p;
         len -= half;
     }
-    return t->rvals[o + (size_t)(p - k)];
+    const uint32_t *val = (const uint32_t *)(const void *)(blk + ((2 * m + 3) & ~(size_t)3));
+    return val[p - k];
 }
 
 LPM_INLINE uint32_t range6(const lpm_t *t, uint32_t e, uint64_t hi, uint64_t lo)
 {
-    size_t o = e & E_INDEX;
-    const uint64_t *k = t->rkhi + o;
-    size_t len = (size_t)k[0] + 1, at = 0;
-    if (!t->rklo) {
+    const unsigned char *blk = t->ranges + ((size_t)(e & E_INDEX) << 3);
+    const uint64_t *k = (const uint64_t *)(const void *)blk;
+    size_t m = (size_t)k[0] + 1, len = m, at = 0;
+    const uint32_t *val;
+    if (!t->range_lo) {
         while (len > 1) {
             size_t half = len >> 1;
             at = k[at + half] <= hi ? at + half : at;
             len -= half;
         }
+        val = (const uint32_t *)(const void *)(k + m);
     } else {
-        const uint64_t *kl = t->rklo + o;
+        const uint64_t *kl = k + m;
         while (len > 1) {
-            size_t half = len >> 1, m = at + half;
-            at = (k[m] < hi || (k[m] == hi && kl[m] <= lo)) ? m : at;
+            size_t half = len >> 1, mid = at + half;
+            at = (k[mid] < hi || (k[mid] == hi && kl[mid] <= lo)) ? mid : at;
             len -= half;
         }
+        val = (const uint32_t *)(const void *)(kl + m);
     }
-    return t->rvals[o + at];
+    return val[at];
 }
 
 LPM_INLINE uint32_t lookup4_body(const lpm_t *t, uint32_t a, int hw)

@@ -8,9 +8,9 @@
  *     bitmap (popcount finds the run; consecutive equal leaves share one
  *     entry), as in Lulea/Poptrie;
  *   - a range list: when the span holds few value changes, the sorted
- *     interval starts inside it and their values (binary search), which keeps
- *     the sparse IPv6 space (and scattered IPv4 /32s) from paying for a chain
- *     of mostly empty nodes.
+ *     interval starts inside it and their values (binary search), keys and
+ *     values in one contiguous block, which keeps the sparse IPv6 space (and
+ *     scattered IPv4 /32s) from paying for a chain of mostly empty nodes.
  * docs/filter.md has the measurements behind these choices.
  *
  * Addresses are 128-bit values (hi, lo), big-endian in meaning; an IPv4
@@ -35,23 +35,29 @@ typedef struct lpm_prefix_s {
     uint8_t len;     /* 0..32 (IPv4) or 0..128 (IPv6) */
 } lpm_prefix_t;
 
-typedef struct lpm_node_s {
-    uint64_t bm[4]; /* bit c set: a run of equal slots starts at child c */
-    uint32_t base;  /* index in nvals of the run starting at child 0 */
-    uint8_t cnt[4]; /* runs starting in bm[0..w-1] */
-} lpm_node_t;
-
 typedef struct lpm_s {
-    int family;        /* 4 or 6 */
-    int hw_popcnt;     /* use the popcnt instruction (x86, detected at build) */
-    uint32_t *root;    /* 65536 slots, or NULL for an empty table */
-    lpm_node_t *nodes; /* bitmap nodes */
-    uint32_t *nvals;   /* node run entries (slots) */
-    uint32_t *rvals;   /* range list values */
-    uint16_t *rk16;    /* IPv4 range keys: address bits 16..31 */
-    uint64_t *rkhi;    /* IPv6 range keys: address bits 0..63 */
-    uint64_t *rklo;    /* IPv6 range keys: bits 64..127 (NULL if all zero) */
-    size_t nnodes, nnvals, nrange, nranges;
+    int family;     /* 4 or 6 */
+    int hw_popcnt;  /* use the popcnt instruction (x86, detected at build) */
+    uint32_t *root; /* 65536 slots, or NULL for an empty table */
+    /* Bitmap nodes, each one block at an offset in units of 8 bytes:
+     *   uint64 bm[4]   bit c set: a run of equal children starts at child c
+     *   uint8 cnt[4]   runs starting in bm[0..w-1]
+     *   uint32 run[n]  the entry of each run, padded to 8 bytes
+     * The runs follow the bitmap, so a lookup's two loads are close. */
+    unsigned char *nodes;
+    size_t nodes_bytes;
+    /* Range lists, each one block at an offset in units of 4 bytes (IPv4)
+     * or 8 bytes (IPv6):
+     *   IPv4: uint16 key[m] (key[0] = m - 1, the others address bits
+     *         16..31), padded to 4 bytes, then uint32 value[m];
+     *   IPv6: uint64 hi[m] (hi[0] = m - 1, the others address bits 0..63),
+     *         uint64 lo[m] only if range_lo, then uint32 value[m], padded. */
+    unsigned char *ranges;
+    int range_lo;          /* IPv6 keys carry bits 64..127 (some prefix > /64) */
+    size_t nnodes, nnvals; /* nodes, run entries in them */
+    size_t ranges_bytes;   /* used bytes of ranges */
+    size_t nranges;        /* range lists */
+    size_t nrange;         /* entries in all range lists */
     size_t nprefixes;
 } lpm_t;
 

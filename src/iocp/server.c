@@ -509,22 +509,8 @@ int pc_server_set_rules(pc_server_t *s, pc_rules_t *rules)
 int pc_server_top_rules(pc_server_t *s, struct pc_rule_info_s *out, int max)
 {
     if (!s || !out || max <= 0) return 0;
-    size_t n = filter_rules_count(s->filter);
-    int k = 0;
-    for (size_t i = 0; i < n; i++) {
-        pc_rule_info_t r;
-        if (filter_rules_get(s->filter, i, &r) != 0 || r.hits == 0) continue;
-        /* insertion into the small sorted array out[0..k) */
-        int j = k < max ? k++ : max;
-        if (j == max && out[max - 1].hits >= r.hits) continue;
-        if (j == max) j = max - 1;
-        while (j > 0 && out[j - 1].hits < r.hits) {
-            out[j] = out[j - 1];
-            j--;
-        }
-        out[j] = r;
-    }
-    return k;
+    /* one pass under one lock; only the winners are formatted */
+    return (int)filter_rules_top(s->filter, out, (size_t)max);
 }
 
 void *pc_server_user_data(const pc_server_t *s)

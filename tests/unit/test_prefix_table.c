@@ -170,8 +170,8 @@ static void random_round(int family, unsigned maxlen, size_t n, uint64_t s)
     lpm_shape(&t, &sh);
     shape_sum.nodes += sh.nodes;
     shape_sum.range_lists += sh.range_lists;
-    if (t.rklo) saw_lo_keys = 1;
-    if (maxlen <= 64) assert_null(t.rklo); /* the 64-bit-key search is the one tested */
+    if (t.range_lo) saw_lo_keys = 1;
+    if (maxlen <= 64) assert_false(t.range_lo); /* the 64-bit-key search is the one tested */
 
     for (int i = 0; i < 100000; i++) {
         uint64_t hi = rnd(), lo = rnd();
