@@ -101,11 +101,11 @@ int filter_set_rules(filter_t *f, pc_rules_t *r);
 /* Decide for one connection from peer (IPv4-mapped IPv6 is treated as IPv4)
  * at now_ms (a monotonic clock in milliseconds). at_capacity: the server is
  * at max_connections. cond (may be NULL) is the user condition, called as
- * cond(cond_ud) only for connections that passed steps 1-4 (in shadow mode:
- * steps 1-4 let everything through); any value other than PC_ACCEPT or
- * PC_DEFER counts as PC_REJECT.
- * On PC_ACCEPT *ticket must later go to filter_release exactly once (a ticket
- * of a rejected or deferred connection holds nothing). *step_out (may be
+ * cond(cond_ud) only for connections that passed steps 1-4 (in shadow mode
+ * steps 2-4 let everything through); any value other than PC_ACCEPT or
+ * PC_DEFER counts as PC_REJECT. ticket must not be NULL: on PC_ACCEPT *ticket
+ * must later go to filter_release exactly once (a ticket of a rejected or
+ * deferred connection holds nothing, releasing it is harmless). *step_out (may be
  * NULL) receives the deciding pc_step_t for PC_REJECT / PC_DEFER; for
  * PC_ACCEPT it is PC_STEP_COUNT, or in shadow mode the first step that would
  * have rejected. Accept threads, reader = the caller's index; no lock, no
