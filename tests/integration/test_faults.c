@@ -19,7 +19,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-static int g_warns;
+static atomic_int g_warns; /* written by the accept thread's log line */
 static void count_warns(void *u, pc_log_level_t lvl, const char *line)
 {
     (void)u;
