@@ -7,6 +7,7 @@
 #include "server.h"
 
 #include "core/clock.h"
+#include "core/log.h"
 
 static int reserve_slot(pc_server_t *s)
 {
@@ -71,4 +72,20 @@ int accept_wait_capacity(listener_t *l, uint64_t deadline)
     }
     pc__mutex_unlock(&s->cap_lock);
     return ok;
+}
+
+void accept_failed(listener_t *l, accept_backoff_t *b, int err, int os_err)
+{
+    counter_add(&l->srv->accept_errors, 1);
+    uint64_t now = pc__now_ms();
+    if (now - b->last_log_ms >= 1000) {
+        PC_LOGW("accept failed: %s (os error %d; %u similar suppressed); backing off",
+                pc_strerror(err ? err : PC_EUNKNOWN), os_err, b->suppressed);
+        b->last_log_ms = now;
+        b->suppressed = 0;
+    } else {
+        b->suppressed++;
+    }
+    b->delay_ms = b->delay_ms ? (b->delay_ms * 2 > 1000 ? 1000 : b->delay_ms * 2) : 10;
+    pc__sleep_ms(b->delay_ms);
 }

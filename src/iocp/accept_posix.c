@@ -57,9 +57,7 @@ void accept_thread_main(void *arg)
 {
     listener_t *l = arg;
     pc_server_t *s = l->srv;
-    unsigned backoff = 0;
-    uint64_t last_log = 0;
-    unsigned suppressed = 0;
+    accept_backoff_t bo = {0, 0, 0};
     while (!atomic_load(&l->stopping)) {
         if (s->cfg.at_capacity == PC_CAPACITY_DEFER) wait_capacity(s, l, s->cfg.defer_timeout_ms);
         if (atomic_load(&l->stopping)) break;
@@ -71,23 +69,11 @@ void accept_thread_main(void *arg)
             int e = errno;
             if (atomic_load(&l->stopping)) break;
             if (is_transient(e)) continue;
-            /* EMFILE, ENFILE, ENOBUFS, ENOMEM, ...: keep serving, back off,
-             * log at a bounded rate */
-            counter_add(&s->accept_errors, 1);
-            uint64_t now = pc__now_ms();
-            if (now - last_log >= 1000) {
-                PC_LOGW("accept failed: %s (%u similar suppressed); backing off",
-                        pc_strerror(pc__from_errno(e)), suppressed);
-                last_log = now;
-                suppressed = 0;
-            } else {
-                suppressed++;
-            }
-            backoff = backoff ? (backoff * 2 > 1000 ? 1000 : backoff * 2) : 10;
-            pc__sleep_ms(backoff);
+            /* EMFILE, ENFILE, ENOBUFS, ENOMEM, ...: keep serving, back off */
+            accept_failed(l, &bo, pc__from_errno(e), e);
             continue;
         }
-        backoff = 0;
+        bo.delay_ms = 0;
 
         int step = -1;
         pc_verdict_t v =

@@ -232,8 +232,7 @@ void accept_thread_main(void *arg)
     memset(&cx, 0, sizeof cx);
     cx.l = l;
     cx.none.ss_family = AF_UNSPEC;
-    unsigned backoff = 0, suppressed = 0;
-    uint64_t last_log = 0;
+    accept_backoff_t bo = {0, 0, 0};
 
     while (!atomic_load(&l->stopping)) {
         /* Post-handshake: at capacity, leave connections in the backlog (as
@@ -268,7 +267,7 @@ void accept_thread_main(void *arg)
             }
             if (atomic_load(&l->stopping)) break;
             if (e == WSAECONNREFUSED) { /* our CF_REJECT: counted by the pipeline */
-                backoff = 0;
+                bo.delay_ms = 0;
                 continue;
             }
             if (e == WSATRY_AGAIN) { /* our CF_DEFER: the request stays queued */
@@ -285,24 +284,11 @@ void accept_thread_main(void *arg)
                 cx.defer_since = 0;
                 continue;
             }
-            /* WSAEMFILE, WSAENOBUFS, ...: keep serving, back off, log at a
-             * bounded rate */
-            counter_add(&s->accept_errors, 1);
-            uint64_t now = pc__now_ms();
-            if (now - last_log >= 1000) {
-                int pe = pc__from_win32((unsigned long)e);
-                PC_LOGW("WSAAccept failed: %s (WSA error %d; %u similar suppressed); backing off",
-                        pc_strerror(pe ? pe : PC_EUNKNOWN), e, suppressed);
-                last_log = now;
-                suppressed = 0;
-            } else {
-                suppressed++;
-            }
-            backoff = backoff ? (backoff * 2 > 1000 ? 1000 : backoff * 2) : 10;
-            pc__sleep_ms(backoff);
+            /* WSAEMFILE, WSAENOBUFS, ...: keep serving, back off */
+            accept_failed(l, &bo, pc__from_win32((unsigned long)e), e);
             continue;
         }
-        backoff = 0;
+        bo.delay_ms = 0;
         if (plen <= 0 || peer.ss_family == AF_UNSPEC) sock_peer_addr(fd, &peer);
 
         if (pre) {

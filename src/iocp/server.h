@@ -194,6 +194,18 @@ void accept_undo(listener_t *l);
  * the monotonic deadline passes or the listener stops. Returns 1 if capacity
  * is available. Accept threads. */
 int accept_wait_capacity(listener_t *l, uint64_t deadline);
+
+/* Back-off state of an accept loop after accept errors. */
+typedef struct accept_backoff_s {
+    unsigned delay_ms;   /* 0 after a success; 10 ms doubling to 1 s */
+    unsigned suppressed; /* failures not logged since the last line */
+    uint64_t last_log_ms;
+} accept_backoff_t;
+
+/* An accept call failed with a non-transient error (EMFILE, ENOBUFS, ...):
+ * count it, log at most once a second (with the suppressed count), sleep the
+ * next back-off step. err: the PC_E* code; os_err: the errno / WSA code. */
+void accept_failed(listener_t *l, accept_backoff_t *b, int err, int os_err);
 /* Accept loops (accept_posix.c / accept_win.c). */
 void accept_thread_main(void *arg);
 int accept_listener_open(pc_server_t *s, listener_t *l);
