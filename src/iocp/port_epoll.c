@@ -5,6 +5,7 @@
  * next port_wait, never inside the call that started the operation.
  * Cross-thread posts go through a mutex-protected list and an eventfd. */
 #include "port.h"
+#include "post_list.h"
 
 #include <errno.h>
 #include <sys/epoll.h>
@@ -26,11 +27,8 @@ enum {
 
 typedef struct epq_s {
     int epfd;
-    int evfd;
-    atomic_int wake_pending;
-    pc_mutex_t lock;
-    op_t *posted_head, *posted_tail; /* under lock */
-    op_t *ready_head, *ready_tail;   /* owner thread only */
+    post_list_t posts;             /* cross-thread posts and their eventfd */
+    op_t *ready_head, *ready_tail; /* owner thread only */
     struct epoll_event events[EP_EVENTS];
 } epq_t;
 
@@ -172,30 +170,13 @@ static int ep_post(port_t *p, int qi, op_t *op)
         ready_push(q, op, 0, 0);
         return 0;
     }
-    op->next = NULL;
-    pc__mutex_lock(&q->lock);
-    if (q->posted_tail)
-        q->posted_tail->next = op;
-    else
-        q->posted_head = op;
-    q->posted_tail = op;
-    pc__mutex_unlock(&q->lock);
-    if (atomic_exchange(&q->wake_pending, 1) == 0) {
-        uint64_t one = 1;
-        ssize_t w;
-        do {
-            w = write(q->evfd, &one, sizeof one);
-        } while (w < 0 && errno == EINTR);
-    }
+    post_list_push(&q->posts, op);
     return 0;
 }
 
 static void take_posted(epq_t *q)
 {
-    pc__mutex_lock(&q->lock);
-    op_t *h = q->posted_head;
-    q->posted_head = q->posted_tail = NULL;
-    pc__mutex_unlock(&q->lock);
+    op_t *h = post_list_take(&q->posts);
     while (h) {
         op_t *n = h->next;
         ready_push(q, h, 0, 0);
@@ -241,9 +222,9 @@ static int ep_wait(port_t *p, int qi, completion_t *out, int max, int timeout_ms
         struct epoll_event *e = &q->events[i];
         if (e->data.ptr == q) {
             uint64_t v;
-            ssize_t r = read(q->evfd, &v, sizeof v);
+            ssize_t r = read(q->posts.evfd, &v, sizeof v);
             (void)r;
-            atomic_store(&q->wake_pending, 0);
+            post_list_woken(&q->posts);
             take_posted(q);
         } else {
             on_sock_event(q, e->data.ptr, e->events);
@@ -270,8 +251,8 @@ static void ep_close(port_t *p)
     for (int i = 0; i < p->nqueues; i++) {
         epq_t *q = &ep->qs[i];
         if (q->epfd >= 0) close(q->epfd);
-        if (q->evfd >= 0) close(q->evfd);
-        pc__mutex_destroy(&q->lock);
+        if (q->posts.evfd >= 0) close(q->posts.evfd);
+        post_list_destroy(&q->posts);
     }
     pc__free(ep->qs);
     pc__free(ep);
@@ -306,15 +287,16 @@ int port_epoll_open(port_t **out, int nqueues)
     ep->base.single_owner = 1;
     for (int i = 0; i < nqueues; i++) {
         epq_t *q = &ep->qs[i];
-        q->epfd = q->evfd = -1;
-        pc__mutex_init(&q->lock);
+        q->epfd = q->posts.evfd = -1;
+        post_list_init(&q->posts);
     }
     for (int i = 0; i < nqueues; i++) {
         epq_t *q = &ep->qs[i];
         q->epfd = epoll_create1(EPOLL_CLOEXEC);
-        q->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        q->posts.evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         struct epoll_event ev = {.events = EPOLLIN, .data.ptr = q};
-        if (q->epfd < 0 || q->evfd < 0 || epoll_ctl(q->epfd, EPOLL_CTL_ADD, q->evfd, &ev) != 0) {
+        if (q->epfd < 0 || q->posts.evfd < 0 ||
+            epoll_ctl(q->epfd, EPOLL_CTL_ADD, q->posts.evfd, &ev) != 0) {
             int e = sock_last_error();
             ep->base.nqueues = i + 1;
             ep_close(&ep->base);

@@ -35,6 +35,7 @@
  * cancel request whose result is ignored (UD_IGNORE). While an op is in the
  * kernel, op->next points at its port_sock_t. */
 #include "port.h"
+#include "post_list.h"
 
 #include <errno.h>
 #include <liburing.h>
@@ -108,13 +109,10 @@ typedef struct urq_s {
     unsigned setup_flags;
     uint32_t gen; /* bumped whenever the SQ ring has been emptied by a submit */
     ur_side_t *side;
-    int evfd;
+    post_list_t posts; /* cross-thread posts and their eventfd */
     uint64_t evbuf;
     int wake_armed;
-    atomic_int wake_pending;
-    pc_mutex_t lock;
-    op_t *posted_head, *posted_tail; /* under lock */
-    op_t *ready_head, *ready_tail;   /* owner thread only */
+    op_t *ready_head, *ready_tail; /* owner thread only */
     int recv_mode;
     int deferred; /* port_waits that returned ready work without entering */
     /* provided buffers: [ring | buffers] in one mapping */
@@ -593,17 +591,14 @@ static void arm_wake(urq_t *q)
 {
     struct io_uring_sqe *sqe = ur_sqe(q);
     if (!sqe) return; /* retried by the next port_wait */
-    io_uring_prep_read(sqe, q->evfd, &q->evbuf, sizeof q->evbuf, 0);
+    io_uring_prep_read(sqe, q->posts.evfd, &q->evbuf, sizeof q->evbuf, 0);
     ur_set_data(sqe, q, UD_WAKE);
     q->wake_armed = 1;
 }
 
 static void take_posted(urq_t *q)
 {
-    pc__mutex_lock(&q->lock);
-    op_t *h = q->posted_head;
-    q->posted_head = q->posted_tail = NULL;
-    pc__mutex_unlock(&q->lock);
+    op_t *h = post_list_take(&q->posts);
     while (h) {
         op_t *n = h->next;
         ready_push(q, h, 0, 0, NULL);
@@ -614,7 +609,7 @@ static void take_posted(urq_t *q)
 static void on_wake(urq_t *q, int res)
 {
     q->wake_armed = 0;
-    atomic_store(&q->wake_pending, 0); /* before taking: see ur_post */
+    post_list_woken(&q->posts); /* before taking: see post_list.h */
     take_posted(q);
     if (res > 0 || res == -EINTR || res == -EAGAIN)
         arm_wake(q);
@@ -631,23 +626,7 @@ static int ur_post(port_t *p, int qi, op_t *op)
         ready_push(q, op, 0, 0, NULL);
         return 0;
     }
-    op->next = NULL;
-    pc__mutex_lock(&q->lock);
-    if (q->posted_tail)
-        q->posted_tail->next = op;
-    else
-        q->posted_head = op;
-    q->posted_tail = op;
-    pc__mutex_unlock(&q->lock);
-    /* One eventfd write per wake-up: the worker clears wake_pending before
-     * it takes the list, so a post it misses always writes again. */
-    if (atomic_exchange(&q->wake_pending, 1) == 0) {
-        uint64_t one = 1;
-        ssize_t w;
-        do {
-            w = write(q->evfd, &one, sizeof one);
-        } while (w < 0 && errno == EINTR);
-    }
+    post_list_push(&q->posts, op);
     return 0;
 }
 
@@ -767,7 +746,7 @@ static void ur_close(port_t *p)
         /* Closing the ring cancels what is still in the kernel; only then
          * may the memory those requests name go away. */
         if (q->ring_ok) io_uring_queue_exit(&q->ring);
-        if (q->evfd >= 0) close(q->evfd);
+        if (q->posts.evfd >= 0) close(q->posts.evfd);
         if (q->map) munmap(q->map, q->map_len);
         pc__free(q->bnext);
         pc__free(q->blen);
@@ -777,7 +756,7 @@ static void ur_close(port_t *p)
             pc__free(q->rx_chunks);
             q->rx_chunks = n;
         }
-        pc__mutex_destroy(&q->lock);
+        post_list_destroy(&q->posts);
     }
     pc__free(ur->qs);
     pc__free(ur);
@@ -903,8 +882,8 @@ static void open_rings(void *arg)
     for (int i = 0; i < ur->base.nqueues; i++) {
         urq_t *q = &ur->qs[i];
         /* blocking eventfd: io_uring polls it instead of failing with EAGAIN */
-        q->evfd = eventfd(0, EFD_CLOEXEC);
-        if (q->evfd < 0) {
+        q->posts.evfd = eventfd(0, EFD_CLOEXEC);
+        if (q->posts.evfd < 0) {
             job->rc = sock_last_error();
             return;
         }
@@ -960,11 +939,11 @@ int port_uring_open(port_t **out, int nqueues)
 
     for (int i = 0; i < nqueues; i++) {
         urq_t *q = &ur->qs[i];
-        q->evfd = -1;
+        q->posts.evfd = -1;
         q->nbufs = nbufs;
         q->buf_size = buf_size;
         q->rx_high = nbufs / 16 > 4 ? nbufs / 16 : 4;
-        pc__mutex_init(&q->lock);
+        post_list_init(&q->posts);
     }
     rc = run_on_helper(open_rings, &job);
     if (rc == 0) rc = job.rc;
