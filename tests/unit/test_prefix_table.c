@@ -7,6 +7,8 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "budget_alloc.h"
+
 #include "portcullis.h"
 #include "filter/prefix_table.h"
 
@@ -341,38 +343,6 @@ static void test_invalid_input(void **state)
 
 /* ---- allocation failures -------------------------------------------------- */
 
-static long alloc_budget, live_blocks;
-static void *fail_malloc(void *u, size_t n)
-{
-    (void)u;
-    if (alloc_budget-- <= 0) return NULL;
-    void *p = malloc(n);
-    if (p) live_blocks++;
-    return p;
-}
-static void *fail_calloc(void *u, size_t n, size_t s)
-{
-    (void)u;
-    if (alloc_budget-- <= 0) return NULL;
-    void *p = calloc(n, s);
-    if (p) live_blocks++;
-    return p;
-}
-static void *fail_realloc(void *u, void *p, size_t n)
-{
-    (void)u;
-    if (alloc_budget-- <= 0) return NULL;
-    void *q = realloc(p, n);
-    if (q && !p) live_blocks++;
-    return q;
-}
-static void fail_free(void *u, void *p)
-{
-    (void)u;
-    if (p) live_blocks--;
-    free(p);
-}
-
 static void test_alloc_failure(void **state)
 {
     (void)state;
@@ -380,12 +350,10 @@ static void test_alloc_failure(void **state)
     lpm_prefix_t *p = malloc(400 * sizeof *p);
     size_t n = random_prefixes(p, 400, 6, 128);
     set_masks(p, n);
-    pc_allocator_t a = {fail_malloc, fail_calloc, fail_realloc, fail_free, NULL};
-    assert_int_equal(pc_set_allocator(&a), 0);
+    assert_int_equal(pc_set_allocator(&budget_allocator), 0);
     int ok = 0;
     for (long budget = 0; budget < 10000 && !ok; budget++) {
-        alloc_budget = budget;
-        live_blocks = 0;
+        budget_alloc_reset(budget);
         lpm_t t;
         int rc = lpm_build(&t, 6, p, n);
         if (rc == 0) {
@@ -395,7 +363,7 @@ static void test_alloc_failure(void **state)
             assert_int_equal(rc, PC_ENOMEM);
         }
         lpm_free(&t);
-        assert_int_equal(live_blocks, 0);
+        assert_int_equal(budget_alloc_live(), 0);
     }
     assert_true(ok);
     assert_int_equal(pc_set_allocator(NULL), 0);

@@ -9,6 +9,8 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "budget_alloc.h"
+
 #include "portcullis.h"
 #include "portcullis/filter.h"
 #include "filter/addr.h"
@@ -391,38 +393,6 @@ static void test_allocator_pinned(void **state)
 
 /* ---- allocation failures -------------------------------------------------- */
 
-static long alloc_budget, live_blocks;
-static void *fail_malloc(void *u, size_t n)
-{
-    (void)u;
-    if (alloc_budget-- <= 0) return NULL;
-    void *p = malloc(n);
-    if (p) live_blocks++;
-    return p;
-}
-static void *fail_calloc(void *u, size_t n, size_t s)
-{
-    (void)u;
-    if (alloc_budget-- <= 0) return NULL;
-    void *p = calloc(n, s);
-    if (p) live_blocks++;
-    return p;
-}
-static void *fail_realloc(void *u, void *p, size_t n)
-{
-    (void)u;
-    if (alloc_budget-- <= 0) return NULL;
-    void *q = realloc(p, n);
-    if (q && !p) live_blocks++;
-    return q;
-}
-static void fail_free(void *u, void *p)
-{
-    (void)u;
-    if (p) live_blocks--;
-    free(p);
-}
-
 static void test_alloc_failure(void **state)
 {
     (void)state;
@@ -433,12 +403,10 @@ static void test_alloc_failure(void **state)
             (size_t)snprintf(text + len, 64 * 1024 - len, "deny 10.%d.%d.0/24\n", i / 200, i % 200);
     for (int i = 0; i < 300; i++)
         len += (size_t)snprintf(text + len, 64 * 1024 - len, "allow 2001:db8:%x::/48\n", i);
-    pc_allocator_t a = {fail_malloc, fail_calloc, fail_realloc, fail_free, NULL};
-    assert_int_equal(pc_set_allocator(&a), 0);
+    assert_int_equal(pc_set_allocator(&budget_allocator), 0);
     int ok = 0;
     for (long budget = 0; budget < 100000 && !ok; budget++) {
-        alloc_budget = budget;
-        live_blocks = 0;
+        budget_alloc_reset(budget);
         pc_rules_t *r = NULL;
         char err[128];
         int rc = pc_rules_load_string(text, len, "mem", &r, err, sizeof err);
@@ -451,7 +419,7 @@ static void test_alloc_failure(void **state)
             assert_null(r);
             assert_string_equal(err, "mem: out of memory");
         }
-        assert_int_equal(live_blocks, 0);
+        assert_int_equal(budget_alloc_live(), 0);
     }
     assert_true(ok);
     assert_int_equal(pc_set_allocator(NULL), 0);
