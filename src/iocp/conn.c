@@ -130,7 +130,6 @@ static void conn_flush(pc_conn_t *c)
     }
     if (!n) return;
     c->sending = 1;
-    c->inflight_bytes = total;
     c->ops_pending++;
     int rc = port_send(cport(c), &c->ps, &c->send_op, c->iov, n);
     if (rc < 0) {
@@ -261,7 +260,7 @@ static void conn_read(worker_t *w, pc_conn_t *c)
 /* ---- open, close ---------------------------------------------------------- */
 
 /* The socket is connected (accepted, or an outbound connect finished). */
-static void conn_established(worker_t *w, pc_conn_t *c)
+static void conn_established(pc_conn_t *c)
 {
     sock_set_nodelay(c->ps.fd);
     struct sockaddr_storage ss;
@@ -275,12 +274,9 @@ static void conn_established(worker_t *w, pc_conn_t *c)
 
 /* First event of a connection on its worker: associate the socket with the
  * port, then either it is established (accepted) or the connect starts. */
-static void conn_open(worker_t *w, pc_conn_t *c)
+static void conn_open(pc_conn_t *c)
 {
     pc_server_t *s = c->srv;
-    pc__mutex_lock(&w->wheel_lock);
-    queue_insert_tail(&w->conns, &c->wlink);
-    pc__mutex_unlock(&w->wheel_lock);
     int rc = port_attach(s->port, &c->ps);
     if (rc >= 0 && c->outbound) {
         c->connecting = 1;
@@ -300,7 +296,7 @@ static void conn_open(worker_t *w, pc_conn_t *c)
         conn_close_socket(c, 1);
         return;
     }
-    if (!c->outbound) conn_established(w, c);
+    if (!c->outbound) conn_established(c);
 }
 
 /* Close the socket now; on_close runs; the memory is released once the
@@ -311,9 +307,6 @@ static void conn_close_socket(pc_conn_t *c, int abortive)
     pc_server_t *s = c->srv;
     set_state(c, CS_CLOSED);
     timer_disarm(c);
-    pc__mutex_lock(&c->w->wheel_lock);
-    if (queue_linked(&c->wlink)) queue_remove(&c->wlink);
-    pc__mutex_unlock(&c->w->wheel_lock);
     port_detach(s->port, &c->ps);
     if (abortive)
         sock_close_reset(c->ps.fd);
@@ -349,7 +342,7 @@ static void conn_release(pc_conn_t *c)
 
 /* ---- the strand ------------------------------------------------------------- */
 
-static void handle_kick(worker_t *w, pc_conn_t *c)
+static void handle_kick(pc_conn_t *c)
 {
     queue_t local;
     queue_init(&local);
@@ -363,7 +356,7 @@ static void handle_kick(worker_t *w, pc_conn_t *c)
     c->xclose = XCLOSE_NONE;
     pc__mutex_unlock(&c->lock);
 
-    if (c->state == CS_OPENING && !c->connecting) conn_open(w, c);
+    if (c->state == CS_OPENING && !c->connecting) conn_open(c);
     /* while an outbound connect is in flight the bytes wait in the send
      * queue; conn_after flushes once the connection is established */
     int accept_bytes =
@@ -420,7 +413,7 @@ static void handle(worker_t *w, pc_conn_t *c, const completion_t *cpl)
         }
         break;
     case OPT_CONN_KICK:
-        handle_kick(w, c);
+        handle_kick(c);
         break;
     case OPT_CONN_CONNECT:
         c->ops_pending--;
@@ -432,7 +425,7 @@ static void handle(worker_t *w, pc_conn_t *c, const completion_t *cpl)
             conn_close_socket(c, 1);
             break;
         }
-        conn_established(w, c);
+        conn_established(c);
         break;
     case OPT_CONN_TIMER:
         handle_timer(c);
@@ -523,7 +516,6 @@ int conn_start_accepted(pc_server_t *s, listener_t *l, sock_t fd,
     if (!c) return PC_ENOMEM;
     worker_t *w = server_pick_worker(s);
     c->w = w;
-    c->listener = l;
     c->ps.fd = fd;
     c->ps.q = w->idx;
     c->ps.rd = c->ps.wr = NULL;
@@ -580,7 +572,6 @@ int pc_connect(pc_server_t *s, const char *endpoint, const char *source, const p
     }
     worker_t *w = server_pick_worker(s);
     c->w = w;
-    c->listener = NULL;
     c->ps.fd = fd;
     c->ps.q = w->idx;
     c->ps.rd = c->ps.wr = NULL;

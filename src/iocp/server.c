@@ -81,7 +81,6 @@ static int table_grow(pc_server_t *s)
         pc__mutex_init(&c->lock);
         queue_init(&c->xsendq);
         queue_init(&c->sendq);
-        queue_init(&c->wlink);
         wheel_timer_init(&c->timer);
         c->recv_op.owner = c->send_op.owner = c->kick_op.owner = c->connect_op.owner = c;
         c->timer_op.owner = c;
@@ -124,12 +123,11 @@ pc_conn_t *server_conn_alloc(pc_server_t *s)
     c->state = CS_FREE;
     pc__mutex_unlock(&c->lock);
     c->reading = c->sending = c->paused_user = c->paused_hw = 0;
-    c->fin_sent = c->peer_eof = c->abort_close = c->counted = 0;
+    c->fin_sent = c->peer_eof = c->counted = 0;
     c->outbound = c->connecting = 0;
     c->cb = &s->cfg.cb;
     c->ops_pending = 0;
     atomic_store(&c->sendq_bytes, 0);
-    c->inflight_bytes = 0;
     c->ticket.slot = TRACK_NO_SLOT;
     return c;
 }
@@ -281,7 +279,6 @@ int pc_server_create(const pc_server_config_t *cfg, pc_server_t **out)
         w->idx = i;
         pc__mutex_init(&w->wheel_lock);
         wheel_init(&w->wheel, pc__now_ms());
-        queue_init(&w->conns);
         w->exit_op.tag = OPT_EXIT;
         w->exit_op.owner = w;
         w->scratch_size = s->cfg.recv_buffer_size;

@@ -75,7 +75,6 @@ struct pc_conn_s {
     uint8_t paused_hw;   /* send queue above high water */
     uint8_t fin_sent;
     uint8_t peer_eof;
-    uint8_t abort_close;
     uint8_t counted;          /* counted in srv->active (accepted), else srv->outbound */
     uint8_t outbound;         /* opened by pc_connect */
     uint8_t connecting;       /* outbound connect in flight */
@@ -83,7 +82,6 @@ struct pc_conn_s {
     unsigned ops_pending;     /* ops the backend holds */
     queue_t sendq;            /* chunk_t */
     _Atomic size_t sendq_bytes;
-    size_t inflight_bytes;
     pc_buf_t iov[PC_SEND_IOV];
     op_t recv_op, send_op, kick_op, connect_op, timer_op;
     wheel_timer_t timer;
@@ -93,9 +91,7 @@ struct pc_conn_s {
     int err;
     pc_sockaddr_t peer, local;
     void *user;
-    listener_t *listener;
     filter_ticket_t ticket; /* per-source slot held by an accepted connection */
-    queue_t wlink;          /* worker's list of its connections */
     uint32_t slot;
     struct pc_conn_s *next_free;
 };
@@ -105,10 +101,10 @@ struct worker_s {
     int idx;
     pc_thread_t thread;
     timer_wheel_t wheel;
-    pc_mutex_t wheel_lock; /* taken only when the port is shared (Windows) */
+    pc_mutex_t wheel_lock; /* the wheel: uncontended on Linux; on a shared port (Windows)
+                            * other workers arm timers of this worker's connections */
     char *scratch;         /* receive buffer */
     size_t scratch_size;
-    queue_t conns; /* connections whose home is this worker (under wheel_lock) */
     op_t exit_op;
     int exiting;
     /* counters written by this worker */
