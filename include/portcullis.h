@@ -263,6 +263,11 @@ typedef struct pc_callbacks_s {
     /* The connection ended and its socket is closed. err is 0 or the PC_E*
      * code behind reason. After return the pc_conn_t must not be used. */
     void (*on_close)(pc_conn_t *c, pc_close_reason_t reason, int err);
+    /* The server is stopping (pc_server_stop): runs once per open connection
+     * just before its graceful close starts, so the application can queue a
+     * last message (it is flushed before the FIN) or close it itself.
+     * pc_server_stopping() is already 1 when it runs. Optional. */
+    void (*on_shutdown)(pc_conn_t *c);
 } pc_callbacks_t;
 
 typedef enum pc_backend_e {
@@ -308,8 +313,21 @@ typedef struct pc_server_config_s {
      * next one). Default 1000 ms. */
     unsigned defer_timeout_ms;
     /* Close connections with no received bytes for this long. 0 = never
-     * (default). */
+     * (default). Reason PC_CLOSE_IDLE_TIMEOUT. */
     unsigned idle_timeout_ms;
+    /* First-request (header) timeout: a new connection must be told it has
+     * what it waits for (pc_conn_set_header_timeout(c, 0), typically once a
+     * request head is complete) within this long, or it is closed with
+     * PC_CLOSE_HEADER_TIMEOUT. Unlike the idle timeout, bytes trickling in
+     * do not extend it. 0 = none (default). */
+    unsigned header_timeout_ms;
+    /* Write timeout: a connection whose send queue has made no progress for
+     * this long (the peer stopped reading) is reset with
+     * PC_CLOSE_WRITE_TIMEOUT. Progress is a send operation (at most 256 KiB)
+     * completing; the kernel wakes a blocked sender only after a good part
+     * of its socket buffer (often megabytes) has drained, so like nginx's
+     * send_timeout this is meant in seconds. 0 = never (default). */
+    unsigned write_timeout_ms;
     /* pc_conn_close and graceful stop: how long to read-and-discard after
      * our FIN while waiting for the peer's, before closing. Default 5000. */
     unsigned close_linger_ms;
@@ -317,6 +335,11 @@ typedef struct pc_server_config_s {
      * fires when it falls to low. Defaults 1 MiB and 256 KiB. */
     size_t send_high_water;
     size_t send_low_water;
+    /* Global cap on bytes queued for sending over all connections: a send
+     * that would exceed it is refused with PC_ENOBUFS (counted in
+     * stats.send_refused) and, if that connection has bytes queued, it stops
+     * reading until they drain. 0 = no cap (default). */
+    size_t max_buffered_bytes;
     /* Bytes read per receive (worker scratch buffer). Default 64 KiB. */
     size_t recv_buffer_size;
     /* listen() backlog. Default 511. */
@@ -384,7 +407,8 @@ PC_API int pc_server_listener_port(const pc_server_t *s, int idx);
  * Returns 0, PC_EBUSY (already started), PC_ENOMEM, ... */
 PC_API int pc_server_start(pc_server_t *s);
 
-/* Stop gracefully: stop accepting, close every connection gracefully
+/* Stop gracefully: stop accepting, tell the application (on_shutdown per
+ * connection, pc_server_stopping), close every connection gracefully
  * (queued bytes are flushed, FIN, read-and-discard until the peer closes),
  * wait at most drain_ms for that, then abort what remains (reset), and join
  * all threads. on_close runs for every connection before this returns.
@@ -402,6 +426,10 @@ PC_API int pc_server_set_rules(pc_server_t *s, pc_rules_t *rules);
  * (pc_rule_info_t, portcullis/filter.h). Any thread. Returns how many. */
 struct pc_rule_info_s;
 PC_API int pc_server_top_rules(pc_server_t *s, struct pc_rule_info_s *out, int max);
+
+/* 1 once pc_server_stop has begun (the server no longer accepts and is
+ * closing its connections), else 0. Any thread. */
+PC_API int pc_server_stopping(const pc_server_t *s);
 
 /* Free a server (stopping it first with a 0 ms drain if still running). */
 PC_API void pc_server_destroy(pc_server_t *s);
@@ -436,9 +464,9 @@ PC_API int pc_connect(pc_server_t *s, const char *endpoint, const char *source,
 
 /* Queue a copy of len bytes for sending. From the connection's callbacks, or
  * from any thread while the connection is known to be open. Returns 0,
- * PC_ENOTCONN (closing or closed), PC_ENOMEM. Bytes are sent in order; once
- * the queue exceeds send_high_water the connection stops reading until it
- * drains (on_drain). */
+ * PC_ENOTCONN (closing or closed), PC_ENOMEM, PC_ENOBUFS (max_buffered_bytes
+ * reached; nothing queued). Bytes are sent in order; once the queue exceeds
+ * send_high_water the connection stops reading until it drains (on_drain). */
 PC_API int pc_conn_send(pc_conn_t *c, const void *data, size_t len);
 /* Gather variant: one call, one copy. Same rules and errors. */
 PC_API int pc_conn_sendv(pc_conn_t *c, const pc_buf_t *bufs, unsigned n);
@@ -449,6 +477,15 @@ PC_API int pc_conn_close(pc_conn_t *c);
 /* Abortive close: drop queued bytes and reset the connection (RST).
  * Returns 0 or PC_ENOTCONN. */
 PC_API int pc_conn_abort(pc_conn_t *c);
+/* Arm (ms > 0) or cancel (ms == 0) the connection's header timeout: unless
+ * cancelled first, the connection is closed gracefully ms from now with
+ * PC_CLOSE_HEADER_TIMEOUT. Arming while a deadline is already pending keeps
+ * the earlier one, so a peer cannot push it back by sending bytes. Accepted
+ * connections start armed with config.header_timeout_ms when it is set; a
+ * protocol cancels it once it has a complete request head and arms it again
+ * when the next request starts. From the connection's callbacks only.
+ * Returns 0, PC_EINVAL (other thread), PC_ENOTCONN. */
+PC_API int pc_conn_set_header_timeout(pc_conn_t *c, unsigned ms);
 /* Stop / restart delivering on_data (TCP flow control pushes back on the
  * peer meanwhile). From the connection's callbacks only. */
 PC_API int pc_conn_pause_read(pc_conn_t *c);
@@ -481,6 +518,7 @@ typedef struct pc_server_stats_s {
     uint64_t bytes_in;
     uint64_t bytes_out;
     uint64_t send_queued_bytes;   /* bytes waiting in send queues now */
+    uint64_t send_refused;        /* sends refused by max_buffered_bytes */
     uint64_t source_table_full;   /* accepts that found the per-source table full */
     uint64_t source_entries;      /* per-source entries in use now */
     uint64_t rule_count;          /* rules in force */

@@ -36,6 +36,8 @@ void server_opts_init(server_opts_t *o, const char *prog, const char *default_li
     o->default_listen = default_listen;
     o->drain_ms = 5000;
     o->cfg = cfg;
+    /* the samples bound the memory their send queues may hold in total */
+    cfg->max_buffered_bytes = SERVER_OPTS_MAX_BUFFERED;
 }
 
 void server_opts_usage(FILE *f)
@@ -46,6 +48,11 @@ void server_opts_usage(FILE *f)
             "  --threads N               worker threads (default: number of CPUs)\n"
             "  --max-conns N             maximum open connections (default 10000)\n"
             "  --idle-timeout MS         close connections idle this long (default: never)\n"
+            "  --write-timeout MS        reset connections whose peer stops reading for this\n"
+            "                            long while output is queued (default: never)\n"
+            "  --max-buffered BYTES      cap on bytes queued for sending, all connections\n"
+            "                            together; sends beyond it are refused (default\n"
+            "                            268435456, 0 = no cap)\n"
             "  --backend NAME            auto, epoll, uring or iocp (default auto)\n"
             "  --rules FILE              allow/deny rules (one per line: allow|deny ADDR[/LEN]);\n"
             "                            SIGHUP reloads the file\n"
@@ -94,9 +101,18 @@ int server_opts_parse(server_opts_t *o, int argc, char **argv, int *i)
         cfg->shadow = 1;
         return 1;
     }
-    static const char *const with_value[] = {
-        "--listen", "--threads",        "--max-conns",       "--idle-timeout",       "--backend",
-        "--rules",  "--per-source-max", "--per-source-rate", "--conditional-accept", NULL};
+    static const char *const with_value[] = {"--listen",
+                                             "--threads",
+                                             "--max-conns",
+                                             "--idle-timeout",
+                                             "--write-timeout",
+                                             "--max-buffered",
+                                             "--backend",
+                                             "--rules",
+                                             "--per-source-max",
+                                             "--per-source-rate",
+                                             "--conditional-accept",
+                                             NULL};
     int known = 0;
     for (int k = 0; with_value[k]; k++)
         known |= !strcmp(a, with_value[k]);
@@ -121,6 +137,12 @@ int server_opts_parse(server_opts_t *o, int argc, char **argv, int *i)
     } else if (!strcmp(a, "--idle-timeout")) {
         bad = parse_uint(v, 86400000ul, &n);
         if (!bad) cfg->idle_timeout_ms = (unsigned)n;
+    } else if (!strcmp(a, "--write-timeout")) {
+        bad = parse_uint(v, 86400000ul, &n);
+        if (!bad) cfg->write_timeout_ms = (unsigned)n;
+    } else if (!strcmp(a, "--max-buffered")) {
+        bad = parse_uint(v, 0xfffffffful, &n);
+        if (!bad) cfg->max_buffered_bytes = (size_t)n;
     } else if (!strcmp(a, "--backend")) {
         int b = pc_backend_parse(v);
         bad = b < 0;

@@ -10,6 +10,8 @@
 #include "portcullis.h"
 
 #define SERVER_OPTS_MAX_LISTEN 16
+/* default --max-buffered: 256 MiB of queued output over all connections */
+#define SERVER_OPTS_MAX_BUFFERED (256u << 20)
 
 typedef struct server_opts_s {
     const char *prog;

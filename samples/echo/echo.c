@@ -1,7 +1,8 @@
 /* pc-echo: an echo server on portcullis. Every byte received is sent back.
  *
  *   pc-echo [--listen ADDR:PORT]... [--threads N] [--max-conns N]
- *           [--idle-timeout MS] [--backend NAME] [--rules FILE]
+ *           [--idle-timeout MS] [--write-timeout MS] [--max-buffered BYTES]
+ *           [--backend NAME] [--rules FILE]
  *           [--per-source-max N] [--per-source-rate R/B] [--shadow]
  *
  * Prints "listening on ADDR:PORT" per listener when ready; SIGINT/SIGTERM
@@ -16,7 +17,9 @@
 
 static void on_data(pc_conn_t *c, const void *data, size_t len)
 {
-    pc_conn_send(c, data, len);
+    /* a refused send (out of memory, --max-buffered) would leave a gap in
+     * the echo: close instead, so the peer gets an exact prefix, then FIN */
+    if (pc_conn_send(c, data, len) < 0) pc_conn_close(c);
 }
 
 static void usage(FILE *f)

@@ -31,6 +31,7 @@ typedef struct shard_s {
 typedef struct app_s {
     size_t max_head;
     uint64_t max_body;
+    unsigned header_timeout_ms;
     http_metrics_hook_fn metrics_hook;
     void *metrics_hook_user;
     shard_t shards[COUNTER_SHARDS];
@@ -62,6 +63,7 @@ typedef struct tcache_s {
     int64_t sec;
     size_t date_len;
     size_t out_len;
+    int out_failed; /* a send of the running on_data was refused */
     canned_t hello, hello_close;
     char date[48];
     char out[OUT_CAP];
@@ -136,9 +138,18 @@ static tcache_t *tcache(void)
 
 /* ---- output ------------------------------------------------------------------ */
 
+/* A refused send (out of memory, or the server's cap on buffered output)
+ * leaves a gap in the response stream: nothing more is queued after it and
+ * on_data closes the connection (the client sees the responses before the
+ * gap, then the FIN). */
+static void out_send(pc_conn_t *c, const void *p, size_t n)
+{
+    if (!tls.out_failed && pc_conn_send(c, p, n) < 0) tls.out_failed = 1;
+}
+
 static void out_flush(pc_conn_t *c)
 {
-    if (tls.out_len) pc_conn_send(c, tls.out, tls.out_len);
+    if (tls.out_len) out_send(c, tls.out, tls.out_len);
     tls.out_len = 0;
 }
 
@@ -146,7 +157,7 @@ static void out_put(pc_conn_t *c, const void *p, size_t n)
 {
     if (n > OUT_CAP - tls.out_len) out_flush(c);
     if (n > OUT_CAP) {
-        pc_conn_send(c, p, n);
+        out_send(c, p, n);
         return;
     }
     memcpy(tls.out + tls.out_len, p, n);
@@ -442,10 +453,11 @@ static void on_data(pc_conn_t *c, const void *data, size_t len)
     const char *p = data;
     size_t n = len;
     uint64_t body_left = h ? h->body_left : 0;
-    int close = 0, status = 0;
+    int close = 0, status = 0, completed = 0;
 
     tcache();
     tls.out_len = 0;
+    tls.out_failed = 0;
     while (n) {
         if (body_left) {
             size_t take = body_left < n ? (size_t)body_left : n;
@@ -501,6 +513,7 @@ static void on_data(pc_conn_t *c, const void *data, size_t len)
             n -= (size_t)r;
             req = &rq;
         }
+        completed++;
         if (handle_request(app, c, req, &body_left) == R_CLOSE) {
             close = 1;
             break;
@@ -511,7 +524,7 @@ static void on_data(pc_conn_t *c, const void *data, size_t len)
         close = 1;
     }
     out_flush(c);
-    if (close) {
+    if (close || tls.out_failed) {
         pc_conn_close(c);
         return;
     }
@@ -524,7 +537,17 @@ static void on_data(pc_conn_t *c, const void *data, size_t len)
             if (!h->len) http_parser_reset(&h->p);
         }
     }
-    if (body_left && !h) pc_conn_close(c); /* out of memory: cannot track the body */
+    if (body_left && !h) {
+        pc_conn_close(c); /* out of memory: cannot track the body */
+        return;
+    }
+    if (app->header_timeout_ms) {
+        /* a completed head ends its deadline; a head still arriving runs
+         * against one (the first request's started when the connection
+         * opened and is not pushed back) */
+        if (completed) pc_conn_set_header_timeout(c, 0);
+        if (h && h->len) pc_conn_set_header_timeout(c, app->header_timeout_ms);
+    }
 }
 
 static void on_close(pc_conn_t *c, pc_close_reason_t reason, int err)
@@ -562,10 +585,10 @@ int http_app_create(const http_app_config_t *cfg, pc_server_t **out, int *failed
     sc.cb.on_drain = NULL;
     sc.cb.on_close = on_close;
     sc.user_data = app;
-    /* No header-timeout API in the library yet: the idle timeout stands in. */
-    if (cfg->header_timeout_ms &&
-        (!sc.idle_timeout_ms || cfg->header_timeout_ms < sc.idle_timeout_ms))
-        sc.idle_timeout_ms = cfg->header_timeout_ms;
+    /* the library arms it when a connection opens; on_data cancels it when
+     * a head completes and arms it again when the next one starts */
+    sc.header_timeout_ms = cfg->header_timeout_ms;
+    app->header_timeout_ms = cfg->header_timeout_ms;
 
     pc_server_t *s;
     int rc = pc_server_create(&sc, &s);

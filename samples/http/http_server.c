@@ -21,8 +21,9 @@ static void usage(FILE *f)
     fprintf(f, "usage: pc-http [options]\n");
     server_opts_usage(f);
     fprintf(f,
-            "  --header-timeout MS       time allowed for a request head (currently applied\n"
-            "                            as the idle timeout when lower; default: none)\n"
+            "  --header-timeout MS       time allowed for a request head: from the connection\n"
+            "                            for the first request, from its first byte for later\n"
+            "                            ones; trickled bytes do not extend it (default: none)\n"
             "  --max-header-bytes N      request head limit, larger is a 431 (default 8192)\n"
             "  --max-body-bytes N        request bodies read and discarded up to N bytes,\n"
             "                            larger is a 413 (default 1048576)\n"

@@ -204,7 +204,7 @@ static volatile sig_atomic_t g_sigint;
 static void on_open(pc_conn_t *c);
 static void on_data(pc_conn_t *c, const void *data, size_t len);
 static void on_close(pc_conn_t *c, pc_close_reason_t reason, int err);
-static const pc_callbacks_t k_cb = {on_open, on_data, NULL, on_close};
+static const pc_callbacks_t k_cb = {.on_open = on_open, .on_data = on_data, .on_close = on_close};
 
 static uint32_t ring_inflight(slot_t *s)
 {

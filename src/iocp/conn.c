@@ -31,9 +31,9 @@ static port_t *cport(pc_conn_t *c)
 
 static void set_state(pc_conn_t *c, uint8_t st)
 {
-    pc__mutex_lock(&c->lock);
+    pc__mutex_lock(conn_lock(c));
     c->state = st;
-    pc__mutex_unlock(&c->lock);
+    pc__mutex_unlock(conn_lock(c));
 }
 
 /* ---- timers ---------------------------------------------------------------- */
@@ -54,34 +54,93 @@ static void timer_disarm(pc_conn_t *c)
     pc__mutex_unlock(&w->wheel_lock);
 }
 
-/* Arm the timer for the nearest deadline that applies in the current state. */
+/* The nearest deadline that applies in the current state, 0 if none. */
+static uint64_t conn_next_deadline(const pc_conn_t *c)
+{
+    const pc_server_config_t *cfg = &c->srv->cfg;
+    if (c->state == CS_CLOSING) return c->deadline_ms;
+    if (c->state != CS_OPEN) return 0;
+    uint64_t at = c->deadline_ms; /* header deadline, 0 = none */
+    if (cfg->idle_timeout_ms) {
+        uint64_t t = c->last_rx_ms + cfg->idle_timeout_ms;
+        if (!at || t < at) at = t;
+    }
+    if (cfg->write_timeout_ms && atomic_load(&c->sendq_bytes)) {
+        uint64_t t = c->tx_since_ms + cfg->write_timeout_ms;
+        if (!at || t < at) at = t;
+    }
+    return at;
+}
+
+/* Arm the timer for the nearest deadline that applies in the current state.
+ * The idle deadline moves with every receive without re-arming: the expiry
+ * recomputes and re-arms, so the wheel is touched only when a deadline comes
+ * closer than the one armed. */
 static void timer_update(pc_conn_t *c)
 {
-    if (c->state == CS_CLOSING)
-        timer_arm(c, c->close_deadline_ms);
-    else if (c->state == CS_OPEN && c->srv->cfg.idle_timeout_ms)
-        timer_arm(c, c->last_rx_ms + c->srv->cfg.idle_timeout_ms);
-    else
+    uint64_t at = conn_next_deadline(c);
+    if (!at)
         timer_disarm(c);
+    else if (!wheel_armed(&c->timer) || c->timer.expire_ms != at)
+        timer_arm(c, at);
+}
+
+/* A deadline may have come closer (a send queue started, a header timeout
+ * was armed): re-arm only if it is before the timer already armed. */
+static void timer_sooner(pc_conn_t *c, uint64_t at)
+{
+    if (!wheel_armed(&c->timer) || at < c->timer.expire_ms) timer_arm(c, at);
 }
 
 static void handle_timer(pc_conn_t *c)
 {
+    const pc_server_config_t *cfg = &c->srv->cfg;
     uint64_t now = pc__now_ms();
     if (c->state == CS_CLOSING) {
-        if (now >= c->close_deadline_ms) {
+        if (now >= c->deadline_ms) {
             /* The peer neither read our data nor closed in time. */
             conn_close_socket(c, !queue_empty(&c->sendq));
             return;
         }
-    } else if (c->state == CS_OPEN && c->srv->cfg.idle_timeout_ms) {
-        if (now >= c->last_rx_ms + c->srv->cfg.idle_timeout_ms) {
+    } else if (c->state == CS_OPEN) {
+        if (cfg->write_timeout_ms && atomic_load(&c->sendq_bytes) &&
+            now >= c->tx_since_ms + cfg->write_timeout_ms) {
+            /* the peer stopped reading: nothing queued can be delivered */
+            c->reason = PC_CLOSE_WRITE_TIMEOUT;
+            conn_close_socket(c, 1);
+            return;
+        }
+        if (c->deadline_ms && now >= c->deadline_ms) {
+            c->reason = PC_CLOSE_HEADER_TIMEOUT;
+            pc_conn_close(c);
+            return;
+        }
+        if (cfg->idle_timeout_ms && now >= c->last_rx_ms + cfg->idle_timeout_ms) {
             c->reason = PC_CLOSE_IDLE_TIMEOUT;
             pc_conn_close(c);
             return;
         }
     }
     timer_update(c);
+}
+
+/* The send queue went from empty to non-empty: the write timeout starts. */
+static void sendq_started(pc_conn_t *c)
+{
+    unsigned wt = c->srv->cfg.write_timeout_ms;
+    if (!wt) return;
+    c->tx_since_ms = pc__now_ms();
+    if (c->state == CS_OPEN) timer_sooner(c, c->tx_since_ms + wt);
+}
+
+/* Refuse a send that would take the server's queued bytes over
+ * max_buffered_bytes. */
+static int over_buffer_cap(pc_server_t *s, size_t total)
+{
+    size_t cap = s->cfg.max_buffered_bytes;
+    if (!cap || counter_get(&s->send_queued) + total <= cap) return 0;
+    counter_add(&s->send_refused, 1);
+    return 1;
 }
 
 /* ---- sending ------------------------------------------------------------- */
@@ -115,23 +174,38 @@ static int sendq_append(queue_t *q, const pc_buf_t *bufs, unsigned n, size_t tot
 static void conn_flush(pc_conn_t *c)
 {
     if (c->sending || c->state == CS_CLOSED || queue_empty(&c->sendq)) return;
+    /* one chunk (the common case: a response) goes out of iov1; more take
+     * the iovx array, allocated for the send and freed when it completes
+     * (without memory, one chunk at a time still makes progress) */
+    pc_buf_t *iov = &c->iov1;
+    unsigned max = 1;
+    if (c->sendq.next->next != &c->sendq) { /* more than one chunk */
+        if (!c->iovx) c->iovx = pc__malloc(PC_SEND_IOV * sizeof *c->iovx);
+        if (c->iovx) {
+            iov = c->iovx;
+            max = PC_SEND_IOV;
+        }
+    }
     unsigned n = 0;
     size_t total = 0;
     queue_t *e;
     queue_foreach(e, &c->sendq)
     {
-        if (n == PC_SEND_IOV) break;
+        if (n == max || total >= PC_SEND_MAX) break;
         chunk_t *ch = pc_container_of(e, chunk_t, link);
-        if (ch->len == ch->off) continue;
-        c->iov[n].base = ch->data + ch->off;
-        c->iov[n].len = ch->len - ch->off;
-        total += ch->len - ch->off;
+        size_t len = ch->len - ch->off;
+        if (!len) continue;
+        if (len > PC_SEND_MAX - total) len = PC_SEND_MAX - total;
+        iov[n].base = ch->data + ch->off;
+        iov[n].len = len;
+        total += len;
         n++;
     }
     if (!n) return;
     c->sending = 1;
     c->ops_pending++;
-    int rc = port_send(cport(c), &c->ps, &c->send_op, c->iov, n);
+    c->wr_op.tag = OPT_CONN_SEND;
+    int rc = port_send(cport(c), &c->ps, &c->wr_op, iov, n);
     if (rc < 0) {
         c->sending = 0;
         c->ops_pending--;
@@ -159,6 +233,7 @@ static void sendq_consume(pc_conn_t *c, size_t n)
     atomic_fetch_sub(&c->sendq_bytes, done);
     counter_sub(&c->srv->send_queued, done);
     counter_add(&c->w->bytes_out, done);
+    if (c->srv->cfg.write_timeout_ms) c->tx_since_ms = pc__now_ms(); /* progress */
 }
 
 /* ---- reading ---------------------------------------------------------- */
@@ -266,6 +341,8 @@ static void conn_established(pc_conn_t *c)
     struct sockaddr_storage ss;
     if (sock_local_addr(c->ps.fd, &ss) == 0) sockaddr_store(&c->local, &ss);
     c->last_rx_ms = pc__now_ms();
+    unsigned ht = c->srv->cfg.header_timeout_ms;
+    c->deadline_ms = (ht && !c->outbound) ? c->last_rx_ms + ht : 0;
     set_state(c, CS_OPEN);
     timer_update(c);
     if (c->cb->on_open) c->cb->on_open(c);
@@ -281,7 +358,8 @@ static void conn_open(pc_conn_t *c)
     if (rc >= 0 && c->outbound) {
         c->connecting = 1;
         c->ops_pending++;
-        rc = port_connect(s->port, &c->ps, &c->connect_op, &c->peer.sa,
+        c->wr_op.tag = OPT_CONN_CONNECT;
+        rc = port_connect(s->port, &c->ps, &c->wr_op, &c->peer.sa,
                           c->peer.sa.sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
                                                            : sizeof(struct sockaddr_in));
         if (rc < 0) {
@@ -331,12 +409,14 @@ static void conn_release(pc_conn_t *c)
     sendq_free(&c->sendq);
     counter_sub(&s->send_queued, q);
     atomic_store(&c->sendq_bytes, 0);
-    pc__mutex_lock(&c->lock);
+    pc__free(c->iovx);
+    c->iovx = NULL;
+    pc__mutex_lock(conn_lock(c));
     sendq_free(&c->xsendq);
     counter_sub(&s->send_queued, c->xsend_bytes);
     c->xsend_bytes = 0;
     c->state = CS_FREE;
-    pc__mutex_unlock(&c->lock);
+    pc__mutex_unlock(conn_lock(c));
     server_conn_release(s, c);
 }
 
@@ -346,7 +426,7 @@ static void handle_kick(pc_conn_t *c)
 {
     queue_t local;
     queue_init(&local);
-    pc__mutex_lock(&c->lock);
+    pc__mutex_lock(conn_lock(c));
     c->kick_posted = 0;
     queue_move_all(&local, &c->xsendq);
     size_t xbytes = c->xsend_bytes;
@@ -354,7 +434,7 @@ static void handle_kick(pc_conn_t *c)
     int xclose = c->xclose;
     pc_close_reason_t xreason = c->xclose_reason;
     c->xclose = XCLOSE_NONE;
-    pc__mutex_unlock(&c->lock);
+    pc__mutex_unlock(conn_lock(c));
 
     if (c->state == CS_OPENING && !c->connecting) conn_open(c);
     /* while an outbound connect is in flight the bytes wait in the send
@@ -362,8 +442,10 @@ static void handle_kick(pc_conn_t *c)
     int accept_bytes =
         c->state == CS_OPEN || c->state == CS_OPENING || (c->state == CS_CLOSING && !c->fin_sent);
     if (accept_bytes && !queue_empty(&local)) {
+        int was_empty = queue_empty(&c->sendq);
         queue_move_all(&c->sendq, &local);
         atomic_fetch_add(&c->sendq_bytes, xbytes);
+        if (was_empty) sendq_started(c);
         if (atomic_load(&c->sendq_bytes) > c->srv->cfg.send_high_water) c->paused_hw = 1;
     } else if (!queue_empty(&local)) {
         sendq_free(&local);
@@ -374,6 +456,10 @@ static void handle_kick(pc_conn_t *c)
         c->reason = xreason;
         conn_close_socket(c, 1);
     } else if (xclose == XCLOSE_GRACEFUL && c->state == CS_OPEN) {
+        /* a stopping server tells the application first: what it queues
+         * now is flushed before the FIN */
+        if (xreason == PC_CLOSE_SERVER_STOP && c->cb->on_shutdown) c->cb->on_shutdown(c);
+        if (c->state != CS_OPEN) return;
         c->reason = xreason;
         pc_conn_close(c);
     }
@@ -405,6 +491,10 @@ static void handle(worker_t *w, pc_conn_t *c, const completion_t *cpl)
     case OPT_CONN_SEND:
         c->sending = 0;
         c->ops_pending--;
+        if (c->iovx) {
+            pc__free(c->iovx);
+            c->iovx = NULL;
+        }
         if (cpl->bytes) sendq_consume(c, cpl->bytes);
         if (c->state == CS_CLOSED) break;
         if (cpl->status < 0) {
@@ -456,46 +546,94 @@ static void conn_after(pc_conn_t *c)
     }
 }
 
-void conn_dispatch(worker_t *w, const completion_t *cpl)
+/* The timer's pseudo-op: its expiry runs through handle() like a completion
+ * (only the tag is read; the connection is the strand's). */
+static op_t timer_tag_op = {.tag = OPT_CONN_TIMER};
+
+/* Run one event in the connection's strand. If another worker runs the
+ * strand now (shared port), hand the event to it: the completion's results
+ * are parked in its op (which nobody else touches until it is restarted,
+ * and each op has at most one completion outstanding) or, for the timer, in
+ * timer_due; the running worker takes them in order before it leaves. */
+static void conn_run(worker_t *w, pc_conn_t *c, const completion_t *cpl)
 {
-    pc_conn_t *c = cpl->op->owner;
-    pc__mutex_lock(&c->lock);
+    pc__mutex_lock(conn_lock(c));
     if (c->in_dispatch) {
-        /* Another worker runs this connection now (shared port): hand it the
-         * completion. At most one of each op is outstanding, so this fits. */
-        c->deferred[c->ndeferred++] = *cpl;
-        pc__mutex_unlock(&c->lock);
+        if (!cpl) {
+            c->timer_due = 1;
+        } else {
+            op_t *op = cpl->op;
+            op->res_status = cpl->status;
+            op->res_bytes = cpl->bytes;
+            op->res_data = cpl->data;
+            op->next = NULL;
+            if (c->dfr_tail)
+                c->dfr_tail->next = op;
+            else
+                c->dfr_head = op;
+            c->dfr_tail = op;
+        }
+        pc__mutex_unlock(conn_lock(c));
         return;
     }
     c->in_dispatch = 1;
-    pc__mutex_unlock(&c->lock);
+    pc__mutex_unlock(conn_lock(c));
 
     pc_conn_t *prev = tls_conn;
     tls_conn = c;
-    completion_t cur = *cpl;
+    completion_t cur;
+    if (cpl)
+        cur = *cpl;
+    else
+        cur = (completion_t){&timer_tag_op, 0, 0, NULL};
     int release;
     for (;;) {
         handle(w, c, &cur);
-        pc__mutex_lock(&c->lock);
-        if (c->ndeferred) {
-            cur = c->deferred[0];
-            memmove(&c->deferred[0], &c->deferred[1], --c->ndeferred * sizeof cur);
-            pc__mutex_unlock(&c->lock);
+        pc__mutex_lock(conn_lock(c));
+        if (c->dfr_head) {
+            op_t *op = c->dfr_head;
+            c->dfr_head = op->next;
+            if (!c->dfr_head) c->dfr_tail = NULL;
+            cur = (completion_t){op, op->res_status, op->res_bytes, op->res_data};
+            pc__mutex_unlock(conn_lock(c));
+            continue;
+        }
+        if (c->timer_due) {
+            c->timer_due = 0;
+            cur = (completion_t){&timer_tag_op, 0, 0, NULL};
+            pc__mutex_unlock(conn_lock(c));
             continue;
         }
         c->in_dispatch = 0;
         release = c->state == CS_CLOSED && c->ops_pending == 0 && !c->kick_posted;
-        pc__mutex_unlock(&c->lock);
+        pc__mutex_unlock(conn_lock(c));
         break;
     }
     tls_conn = prev;
     if (release) conn_release(c);
 }
 
+void conn_dispatch(worker_t *w, const completion_t *cpl)
+{
+    op_t *op = cpl->op;
+    pc_conn_t *c;
+    switch (op->tag) {
+    case OPT_CONN_RECV:
+        c = pc_container_of(op, pc_conn_t, recv_op);
+        break;
+    case OPT_CONN_KICK:
+        c = pc_container_of(op, pc_conn_t, kick_op);
+        break;
+    default: /* OPT_CONN_SEND, OPT_CONN_CONNECT */
+        c = pc_container_of(op, pc_conn_t, wr_op);
+        break;
+    }
+    conn_run(w, c, cpl);
+}
+
 void conn_timer_expired(worker_t *w, pc_conn_t *c)
 {
-    completion_t cpl = {&c->timer_op, 0, 0, NULL};
-    conn_dispatch(w, &cpl);
+    conn_run(w, c, NULL);
 }
 
 void sockaddr_store(pc_sockaddr_t *dst, const struct sockaddr_storage *src)
@@ -533,10 +671,10 @@ int conn_start_accepted(pc_server_t *s, listener_t *l, sock_t fd,
     c->counted = 1;
     c->ticket = l->pending_ticket;
     counter_add(&s->accepted, 1);
-    pc__mutex_lock(&c->lock);
+    pc__mutex_lock(conn_lock(c));
     c->state = CS_OPENING;
     c->kick_posted = 1;
-    pc__mutex_unlock(&c->lock);
+    pc__mutex_unlock(conn_lock(c));
     port_post(s->port, w->idx, &c->kick_op);
     return 0;
 }
@@ -587,10 +725,10 @@ int pc_connect(pc_server_t *s, const char *endpoint, const char *source, const p
     c->outbound = 1;
     atomic_fetch_add(&s->outbound, 1);
     pc_conn_id_t cid = atomic_load(&c->id);
-    pc__mutex_lock(&c->lock);
+    pc__mutex_lock(conn_lock(c));
     c->state = CS_OPENING;
     c->kick_posted = 1;
-    pc__mutex_unlock(&c->lock);
+    pc__mutex_unlock(conn_lock(c));
     if (id) *id = cid;
     port_post(s->port, w->idx, &c->kick_op);
     return 0;
@@ -601,16 +739,17 @@ int pc_connect(pc_server_t *s, const char *endpoint, const char *source, const p
 /* Queue bytes from another thread. id == 0: caller vouches for c. */
 static int conn_xsend(pc_conn_t *c, uint64_t id, const pc_buf_t *bufs, unsigned n, size_t total)
 {
+    if (over_buffer_cap(c->srv, total)) return PC_ENOBUFS;
     chunk_t *ch = chunk_new(total);
     if (!ch) return PC_ENOMEM;
     for (unsigned i = 0; i < n; i++) {
         memcpy(ch->data + ch->len, bufs[i].base, bufs[i].len);
         ch->len += bufs[i].len;
     }
-    pc__mutex_lock(&c->lock);
+    pc__mutex_lock(conn_lock(c));
     if ((id && atomic_load(&c->id) != id) || (c->state != CS_OPEN && c->state != CS_OPENING) ||
         c->xclose) {
-        pc__mutex_unlock(&c->lock);
+        pc__mutex_unlock(conn_lock(c));
         chunk_free(ch);
         return PC_ENOTCONN;
     }
@@ -619,16 +758,16 @@ static int conn_xsend(pc_conn_t *c, uint64_t id, const pc_buf_t *bufs, unsigned 
     counter_add(&c->srv->send_queued, total);
     int post = !c->kick_posted;
     c->kick_posted = 1;
-    pc__mutex_unlock(&c->lock);
+    pc__mutex_unlock(conn_lock(c));
     if (post) port_post(c->srv->port, c->ps.q, &c->kick_op);
     return 0;
 }
 
 int conn_request_close(pc_conn_t *c, uint64_t id, int how, pc_close_reason_t reason)
 {
-    pc__mutex_lock(&c->lock);
+    pc__mutex_lock(conn_lock(c));
     if ((id && atomic_load(&c->id) != id) || c->state == CS_FREE || c->state == CS_CLOSED) {
-        pc__mutex_unlock(&c->lock);
+        pc__mutex_unlock(conn_lock(c));
         return PC_ENOTCONN;
     }
     if (how > c->xclose) {
@@ -637,7 +776,7 @@ int conn_request_close(pc_conn_t *c, uint64_t id, int how, pc_close_reason_t rea
     }
     int post = !c->kick_posted;
     c->kick_posted = 1;
-    pc__mutex_unlock(&c->lock);
+    pc__mutex_unlock(conn_lock(c));
     if (post) port_post(c->srv->port, c->ps.q, &c->kick_op);
     return 0;
 }
@@ -653,10 +792,17 @@ int pc_conn_sendv(pc_conn_t *c, const pc_buf_t *bufs, unsigned n)
     if (!total) return (c->state == CS_OPEN || c->state == CS_OPENING) ? 0 : PC_ENOTCONN;
     if (tls_conn != c) return conn_xsend(c, 0, bufs, n, total);
     if (c->state != CS_OPEN) return PC_ENOTCONN;
+    if (over_buffer_cap(c->srv, total)) {
+        /* stop reading (what it reads makes more output) until its own
+         * queue drains; with nothing queued there is nothing to wait for */
+        if (atomic_load(&c->sendq_bytes)) c->paused_hw = 1;
+        return PC_ENOBUFS;
+    }
     int rc = sendq_append(&c->sendq, bufs, n, total);
     if (rc < 0) return rc;
     size_t q = atomic_fetch_add(&c->sendq_bytes, total) + total;
     counter_add(&c->srv->send_queued, total);
+    if (q == total) sendq_started(c);
     if (q > c->srv->cfg.send_high_water) c->paused_hw = 1;
     /* the send itself starts in conn_after, once the callback returns, so
      * that everything queued by one callback goes out in one gather write */
@@ -680,7 +826,7 @@ int pc_conn_close(pc_conn_t *c)
     set_state(c, CS_CLOSING);
     c->paused_user = 0;
     c->paused_hw = 0;
-    c->close_deadline_ms = pc__now_ms() + c->srv->cfg.close_linger_ms;
+    c->deadline_ms = pc__now_ms() + c->srv->cfg.close_linger_ms;
     timer_update(c);
     /* FIN, discard-reading and the final close follow in conn_after */
     return 0;
@@ -693,6 +839,20 @@ int pc_conn_abort(pc_conn_t *c)
     if (c->state == CS_CLOSED) return PC_ENOTCONN;
     c->reason = PC_CLOSE_ABORT;
     conn_close_socket(c, 1);
+    return 0;
+}
+
+int pc_conn_set_header_timeout(pc_conn_t *c, unsigned ms)
+{
+    if (!c || tls_conn != c) return PC_EINVAL;
+    if (c->state != CS_OPEN) return PC_ENOTCONN;
+    if (!ms) {
+        c->deadline_ms = 0; /* the timer recomputes when it fires */
+        return 0;
+    }
+    if (c->deadline_ms) return 0; /* the earlier deadline stands */
+    c->deadline_ms = pc__now_ms() + ms;
+    timer_sooner(c, c->deadline_ms);
     return 0;
 }
 

@@ -41,17 +41,20 @@ typedef struct op_s {
     OVERLAPPED ov; /* first member: recovered from the OVERLAPPED* */
 #endif
     uint8_t kind;      /* op_kind_t, set by the backend's start call */
-    uint8_t tag;       /* the shared code's meaning (server.h OPT_*) */
+    uint8_t tag;       /* the shared code's meaning (server.h OPT_*); with it the
+                        * shared code finds the op's owner (container_of) */
     uint8_t busy;      /* 1 from start until completion (debug / asserts) */
-    void *owner;       /* conn, server or post record */
+    uint32_t nbufs;    /* send: entries left in bufs */
     struct op_s *next; /* backend-private queue link */
     /* send: the gather list, owned by the caller; the epoll backend advances
      * it in place on partial writes */
     pc_buf_t *bufs;
-    unsigned nbufs;
-    /* backend-private result staging */
+    /* backend-private result staging. Once port_wait has returned the op's
+     * completion, the op is the caller's again, these fields and next
+     * included (the strand parks deferred completions in them). An op moves
+     * at most UINT32_MAX bytes. */
     int res_status;
-    size_t res_bytes;
+    uint32_t res_bytes;
     void *res_data;
 } op_t;
 

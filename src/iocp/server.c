@@ -68,65 +68,68 @@ int pc_backend_parse(const char *name)
 
 /* ---- connection table -------------------------------------------------------- */
 
-static int table_grow(pc_server_t *s)
+/* Hand out a record never used before: the next slot of the table,
+ * allocating a chunk when the last one is full (under table_lock). The chunk
+ * is not zeroed: each record is initialised here, so memory becomes resident
+ * connection by connection rather than a chunk at a time. */
+static pc_conn_t *table_fresh(pc_server_t *s)
 {
-    if (s->nchunks >= PC_CONN_CHUNKS_MAX) return PC_ENOMEM;
-    pc_conn_t *chunk = pc__calloc(PC_CONN_CHUNK, sizeof *chunk);
-    if (!chunk) return PC_ENOMEM;
-    uint32_t base = s->nchunks * PC_CONN_CHUNK;
-    for (uint32_t i = PC_CONN_CHUNK; i-- > 0;) {
-        pc_conn_t *c = &chunk[i];
-        c->srv = s;
-        c->slot = base + i;
-        pc__mutex_init(&c->lock);
-        queue_init(&c->xsendq);
-        queue_init(&c->sendq);
-        wheel_timer_init(&c->timer);
-        c->recv_op.owner = c->send_op.owner = c->kick_op.owner = c->connect_op.owner = c;
-        c->timer_op.owner = c;
-        c->recv_op.tag = OPT_CONN_RECV;
-        c->send_op.tag = OPT_CONN_SEND;
-        c->kick_op.tag = OPT_CONN_KICK;
-        c->connect_op.tag = OPT_CONN_CONNECT;
-        c->timer_op.tag = OPT_CONN_TIMER;
-        atomic_store(&c->id, (uint64_t)c->slot); /* generation 0: never valid */
-        c->next_free = s->free_conns;
-        s->free_conns = c;
+    uint32_t slot = atomic_load_explicit(&s->nslots, memory_order_relaxed);
+    uint32_t ci = slot / PC_CONN_CHUNK;
+    if (ci >= PC_CONN_CHUNKS_MAX) return NULL;
+    if (ci >= s->nchunks) {
+        pc_conn_t *chunk = pc__malloc(PC_CONN_CHUNK * sizeof *chunk);
+        if (!chunk) return NULL;
+        s->chunks[ci] = chunk;
+        s->nchunks = ci + 1;
     }
-    s->chunks[s->nchunks] = chunk;
-    /* publish after the chunk is fully initialised (lookups read nchunks) */
-    atomic_store_explicit(&s->nchunks, s->nchunks + 1, memory_order_release);
-    return 0;
+    pc_conn_t *c = &s->chunks[ci][slot % PC_CONN_CHUNK];
+    memset(c, 0, sizeof *c);
+    c->srv = s;
+    c->slot = slot;
+    queue_init(&c->xsendq);
+    queue_init(&c->sendq);
+    wheel_timer_init(&c->timer);
+    c->recv_op.tag = OPT_CONN_RECV;
+    c->wr_op.tag = OPT_CONN_SEND;
+    c->kick_op.tag = OPT_CONN_KICK;
+    atomic_store(&c->id, (uint64_t)slot); /* generation 0: never valid */
+    /* publish after the record is initialised (lookups read nslots) */
+    atomic_store_explicit(&s->nslots, slot + 1, memory_order_release);
+    return c;
 }
 
 pc_conn_t *server_conn_alloc(pc_server_t *s)
 {
     pc__mutex_lock(&s->table_lock);
-    if (!s->free_conns && table_grow(s) < 0) {
-        pc__mutex_unlock(&s->table_lock);
-        return NULL;
-    }
     pc_conn_t *c = s->free_conns;
-    s->free_conns = c->next_free;
+    if (c)
+        s->free_conns = c->next_free;
+    else
+        c = table_fresh(s);
     pc__mutex_unlock(&s->table_lock);
+    if (!c) return NULL;
 
     uint64_t old = atomic_load(&c->id);
     uint32_t gen = (uint32_t)(old >> 32) + 1;
     if (gen == 0) gen = 1;
-    pc__mutex_lock(&c->lock);
+    pc__mutex_lock(conn_lock(c));
     atomic_store(&c->id, ((uint64_t)gen << 32) | c->slot);
     c->in_dispatch = 0;
-    c->ndeferred = 0;
+    c->timer_due = 0;
+    c->dfr_head = c->dfr_tail = NULL;
     c->xsend_bytes = 0;
     c->kick_posted = 0;
     c->xclose = XCLOSE_NONE;
     c->state = CS_FREE;
-    pc__mutex_unlock(&c->lock);
+    pc__mutex_unlock(conn_lock(c));
     c->reading = c->sending = c->paused_user = c->paused_hw = 0;
     c->fin_sent = c->peer_eof = c->counted = 0;
     c->outbound = c->connecting = 0;
     c->cb = &s->cfg.cb;
     c->ops_pending = 0;
+    c->deadline_ms = 0;
+    c->tx_since_ms = 0;
     atomic_store(&c->sendq_bytes, 0);
     c->ticket.slot = TRACK_NO_SLOT;
     return c;
@@ -134,11 +137,11 @@ pc_conn_t *server_conn_alloc(pc_server_t *s)
 
 void server_conn_release(pc_server_t *s, pc_conn_t *c)
 {
-    pc__mutex_lock(&c->lock);
+    pc__mutex_lock(conn_lock(c));
     /* bump the generation now so stale ids fail even before reuse */
     uint64_t id = atomic_load(&c->id);
     atomic_store(&c->id, (id & 0xffffffff00000000ull) | c->slot);
-    pc__mutex_unlock(&c->lock);
+    pc__mutex_unlock(conn_lock(c));
     pc__mutex_lock(&s->table_lock);
     c->next_free = s->free_conns;
     s->free_conns = c;
@@ -149,12 +152,10 @@ pc_conn_t *server_conn_lookup(pc_server_t *s, pc_conn_id_t id)
 {
     if (!s || (id >> 32) == 0) return NULL;
     uint32_t slot = (uint32_t)id;
-    uint32_t ci = slot / PC_CONN_CHUNK;
-    /* lock-free: chunks are published with release and never freed while
+    /* lock-free: records are published with release and never freed while
      * the server exists */
-    if (ci >= atomic_load_explicit(&s->nchunks, memory_order_acquire)) return NULL;
-    pc_conn_t *chunk = s->chunks[ci];
-    pc_conn_t *c = &chunk[slot % PC_CONN_CHUNK];
+    if (slot >= atomic_load_explicit(&s->nslots, memory_order_acquire)) return NULL;
+    pc_conn_t *c = &s->chunks[slot / PC_CONN_CHUNK][slot % PC_CONN_CHUNK];
     return atomic_load(&c->id) == id ? c : NULL;
 }
 
@@ -257,6 +258,8 @@ int pc_server_create(const pc_server_config_t *cfg, pc_server_t **out)
     if (s->cfg.backlog <= 0) s->cfg.backlog = 511;
     s->nworkers = cfg->threads ? cfg->threads : pc__cpu_count();
     pc__mutex_init(&s->table_lock);
+    for (int i = 0; i < PC_CONN_LOCKS; i++)
+        pc__mutex_init(&s->conn_locks[i]);
     pc__mutex_init(&s->cap_lock);
     pc__cond_init(&s->cap_cond);
     s->accept_mode = PC_ACCEPT_MODE_POST_HANDSHAKE;
@@ -280,7 +283,6 @@ int pc_server_create(const pc_server_config_t *cfg, pc_server_t **out)
         pc__mutex_init(&w->wheel_lock);
         wheel_init(&w->wheel, pc__now_ms());
         w->exit_op.tag = OPT_EXIT;
-        w->exit_op.owner = w;
         w->scratch_size = s->cfg.recv_buffer_size;
         w->scratch = pc__malloc(w->scratch_size);
         if (!w->scratch) {
@@ -392,13 +394,11 @@ int pc_server_start(pc_server_t *s)
 /* Ask every live connection to close (gracefully or not). */
 static void close_all(pc_server_t *s, int how)
 {
-    uint32_t n = atomic_load_explicit(&s->nchunks, memory_order_acquire);
-    for (uint32_t ci = 0; ci < n; ci++) {
-        for (uint32_t i = 0; i < PC_CONN_CHUNK; i++) {
-            pc_conn_t *c = &s->chunks[ci][i];
-            uint64_t id = atomic_load(&c->id);
-            if (id >> 32) conn_request_close(c, id, how, PC_CLOSE_SERVER_STOP);
-        }
+    uint32_t n = atomic_load_explicit(&s->nslots, memory_order_acquire);
+    for (uint32_t slot = 0; slot < n; slot++) {
+        pc_conn_t *c = &s->chunks[slot / PC_CONN_CHUNK][slot % PC_CONN_CHUNK];
+        uint64_t id = atomic_load(&c->id);
+        if (id >> 32) conn_request_close(c, id, how, PC_CLOSE_SERVER_STOP);
     }
 }
 
@@ -465,21 +465,23 @@ void pc_server_destroy(pc_server_t *s)
     if (s->started && !s->stopped) pc_server_stop(s, 0);
     for (int i = 0; i < s->nlisteners; i++)
         if (s->listeners[i].fd != SOCK_INVALID) sock_close(s->listeners[i].fd);
-    for (uint32_t ci = 0; ci < s->nchunks; ci++) {
-        for (uint32_t i = 0; i < PC_CONN_CHUNK; i++) {
-            pc_conn_t *c = &s->chunks[ci][i];
-            queue_t *qs[2] = {&c->sendq, &c->xsendq};
-            for (int k = 0; k < 2; k++) {
-                while (!queue_empty(qs[k])) {
-                    queue_t *e = queue_head(qs[k]);
-                    queue_remove(e);
-                    chunk_free(pc_container_of(e, chunk_t, link));
-                }
+    uint32_t nslots = atomic_load(&s->nslots);
+    for (uint32_t slot = 0; slot < nslots; slot++) {
+        pc_conn_t *c = &s->chunks[slot / PC_CONN_CHUNK][slot % PC_CONN_CHUNK];
+        queue_t *qs[2] = {&c->sendq, &c->xsendq};
+        for (int k = 0; k < 2; k++) {
+            while (!queue_empty(qs[k])) {
+                queue_t *e = queue_head(qs[k]);
+                queue_remove(e);
+                chunk_free(pc_container_of(e, chunk_t, link));
             }
-            pc__mutex_destroy(&c->lock);
         }
-        pc__free(s->chunks[ci]);
+        pc__free(c->iovx);
     }
+    for (uint32_t ci = 0; ci < s->nchunks; ci++)
+        pc__free(s->chunks[ci]);
+    for (int i = 0; i < PC_CONN_LOCKS; i++)
+        pc__mutex_destroy(&s->conn_locks[i]);
     if (s->workers) {
         for (int i = 0; i < s->nworkers; i++) {
             pc__free(s->workers[i].scratch);
@@ -510,6 +512,11 @@ int pc_server_top_rules(pc_server_t *s, struct pc_rule_info_s *out, int max)
     return (int)filter_rules_top(s->filter, out, (size_t)max);
 }
 
+int pc_server_stopping(const pc_server_t *s)
+{
+    return s ? atomic_load(&((pc_server_t *)s)->stopping) : 0;
+}
+
 void *pc_server_user_data(const pc_server_t *s)
 {
     return s ? s->cfg.user_data : NULL;
@@ -523,7 +530,6 @@ int pc_server_post(pc_server_t *s, void (*fn)(pc_server_t *s, void *arg), void *
     if (!pr) return PC_ENOMEM;
     memset(&pr->op, 0, sizeof pr->op);
     pr->op.tag = OPT_POST;
-    pr->op.owner = s;
     pr->fn = fn;
     pr->arg = arg;
     worker_t *w = server_pick_worker(s);
@@ -556,6 +562,7 @@ void pc_server_stats(const pc_server_t *s, pc_server_stats_t *out)
             out->closed[r] += counter_get(&w->closed[r]);
     }
     out->send_queued_bytes = counter_get(&s->send_queued);
+    out->send_refused = counter_get(&s->send_refused);
     out->accept_mode = s->accept_mode;
     out->backend = s->port ? s->port->vt->id : PC_BACKEND_AUTO;
     out->threads = s->nworkers;

@@ -34,9 +34,16 @@ enum conn_state_e {
 enum { XCLOSE_NONE = 0, XCLOSE_GRACEFUL = 1, XCLOSE_ABORT = 2 };
 
 /* buffers per gather write: with 4 KiB coalescing chunks this is 64 KiB or
- * more per send; kept small because the array lives in every connection */
-#define PC_SEND_IOV      16
-#define PC_CONN_DEFERRED 6
+ * more per send. The array is allocated only while a send of more than one
+ * buffer is pending; a one-buffer send uses conn->iov1. */
+#define PC_SEND_IOV 16
+/* bytes per send operation at most: a send completes when all of it is out,
+ * so this bounds how long progress stays invisible (the write timeout
+ * measures progress per send) */
+#define PC_SEND_MAX (256u * 1024u)
+/* connection locks: striped over the server (a mutex in every connection
+ * would be 40 bytes of each idle connection's record) */
+#define PC_CONN_LOCKS 256
 
 /* An IPv4 or IPv6 address, without sockaddr_storage's 128 bytes. */
 typedef union pc_sockaddr_u {
@@ -51,23 +58,27 @@ void sockaddr_store(pc_sockaddr_t *dst, const struct sockaddr_storage *src);
 typedef struct worker_s worker_t;
 typedef struct listener_s listener_t;
 
+/* One connection. Every idle connection costs this record and nothing else
+ * in user space, so it is kept small (docs/engine.md has the layout); what
+ * only an active connection needs is allocated while it is needed. */
 struct pc_conn_s {
     pc_server_t *srv;
     worker_t *w; /* home worker: timer wheel, counters */
     port_sock_t ps;
     _Atomic uint64_t id; /* read by other threads (lookups by id) */
-    pc_mutex_t lock;     /* strand state and the cross-thread inbox */
-    /* strand (under lock) */
-    uint8_t in_dispatch;
-    uint8_t ndeferred;
-    completion_t deferred[PC_CONN_DEFERRED];
-    /* cross-thread inbox (under lock) */
+    /* ---- under conn_lock(c): strand state and the cross-thread inbox ---- */
+    /* completions that arrived while another worker ran the strand (shared
+     * port only), in order: ops linked through op->next, results in
+     * op->res_*; the timer's expiry is the flag timer_due */
+    op_t *dfr_head, *dfr_tail;
     queue_t xsendq;
     size_t xsend_bytes;
+    uint8_t in_dispatch;
+    uint8_t timer_due;
     uint8_t kick_posted;
     uint8_t xclose;
-    pc_close_reason_t xclose_reason;
-    /* owned by the strand */
+    uint8_t xclose_reason; /* pc_close_reason_t */
+    /* ---- owned by the strand ---- */
     uint8_t state;
     uint8_t reading;     /* an OP_RECV is pending */
     uint8_t sending;     /* an OP_SEND is pending */
@@ -75,20 +86,25 @@ struct pc_conn_s {
     uint8_t paused_hw;   /* send queue above high water */
     uint8_t fin_sent;
     uint8_t peer_eof;
-    uint8_t counted;          /* counted in srv->active (accepted), else srv->outbound */
-    uint8_t outbound;         /* opened by pc_connect */
-    uint8_t connecting;       /* outbound connect in flight */
+    uint8_t counted;      /* counted in srv->active (accepted), else srv->outbound */
+    uint8_t outbound;     /* opened by pc_connect */
+    uint8_t connecting;   /* outbound connect in flight (wr_op) */
+    uint8_t reason;       /* pc_close_reason_t */
+    unsigned ops_pending; /* ops the backend holds */
+    int err;
     const pc_callbacks_t *cb; /* the server's, or pc_connect's */
-    unsigned ops_pending;     /* ops the backend holds */
     queue_t sendq;            /* chunk_t */
     _Atomic size_t sendq_bytes;
-    pc_buf_t iov[PC_SEND_IOV];
-    op_t recv_op, send_op, kick_op, connect_op, timer_op;
+    pc_buf_t iov1;  /* the gather list of a one-buffer send */
+    pc_buf_t *iovx; /* PC_SEND_IOV buffers, allocated while a longer send is pending */
+    op_t recv_op;
+    op_t wr_op; /* the pending send, or the outbound connect before it */
+    op_t kick_op;
     wheel_timer_t timer;
-    uint64_t last_rx_ms;
-    uint64_t close_deadline_ms;
-    pc_close_reason_t reason;
-    int err;
+    uint64_t last_rx_ms;  /* last receive (idle timeout) */
+    uint64_t tx_since_ms; /* send queue non-empty and no progress since (write timeout) */
+    /* CS_OPEN: header deadline, 0 = none; CS_CLOSING: the close deadline */
+    uint64_t deadline_ms;
     pc_sockaddr_t peer, local;
     void *user;
     filter_ticket_t ticket; /* per-source slot held by an accepted connection */
@@ -142,11 +158,15 @@ struct pc_server_s {
     int started;
     _Atomic int stopping;
     int stopped;
-    /* connection table: chunks of stable memory, never freed before destroy */
+    /* connection table: chunks of stable memory, never freed before destroy;
+     * records are initialised only when first handed out, so a chunk's
+     * untouched tail costs no resident memory */
     pc_mutex_t table_lock;
     pc_conn_t *chunks[PC_CONN_CHUNKS_MAX];
-    _Atomic uint32_t nchunks; /* published with release after chunks[] is set */
+    _Atomic uint32_t nslots; /* records initialised; published with release */
+    uint32_t nchunks;        /* chunks allocated (under table_lock) */
     pc_conn_t *free_conns;
+    pc_mutex_t conn_locks[PC_CONN_LOCKS];
     _Atomic uint32_t next_worker;
     /* capacity: active connections; accept threads wait on cap_cond */
     _Atomic uint64_t active;
@@ -157,10 +177,17 @@ struct pc_server_s {
     pc_counter_t accepted, deferred, accept_errors;
     pc_counter_t rejected[PC_STEP_COUNT];
     pc_counter_t would_reject[PC_STEP_COUNT];
-    pc_counter_t send_queued;
+    pc_counter_t send_queued;  /* bytes in all send queues */
+    pc_counter_t send_refused; /* sends refused by max_buffered_bytes */
     pc_accept_mode_t accept_mode;
     filter_t *filter; /* steps 1-5 of the verdict pipeline */
 };
+
+/* The lock of a connection's strand state and inbox (striped). */
+static inline pc_mutex_t *conn_lock(const pc_conn_t *c)
+{
+    return &c->srv->conn_locks[c->slot % PC_CONN_LOCKS];
+}
 
 /* server.c */
 pc_conn_t *server_conn_alloc(pc_server_t *s);

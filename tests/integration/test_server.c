@@ -596,7 +596,7 @@ static void connect_outbound(void **state)
     pc_server_config_t cfg;
     base_config(&cfg);
     start_server(&cfg);
-    pc_callbacks_t cli = {cli_open, cli_data, NULL, cli_close};
+    pc_callbacks_t cli = {.on_open = cli_open, .on_data = cli_data, .on_close = cli_close};
     char ep[64];
     snprintf(ep, sizeof ep, "127.0.0.1:%d", g_port);
     pc_conn_id_t id = 0;

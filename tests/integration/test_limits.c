@@ -1,0 +1,287 @@
+/* Timeouts and memory bounds on a live server: the header (first-request)
+ * timeout that trickled bytes cannot extend, the write timeout for a peer
+ * that stops reading (and not for one that reads slowly), the global cap on
+ * buffered output, and the on_shutdown notice of a graceful stop. Portable:
+ * runs on every backend and under Wine. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "portcullis.h"
+#include "core/thread.h"
+#include "harness.h"
+#include "shim.h"
+
+/* Trickle one byte every step_ms until the server ends the connection or
+ * limit_ms pass. Returns the ms from start to the server's FIN/reset, or -1
+ * if it never came. */
+static int trickle_until_closed(shim_sock_t s, uint64_t start, int step_ms, int limit_ms)
+{
+    shim_set_timeout(s, step_ms);
+    while (shim_now_ms() - start < (uint64_t)limit_ms) {
+        if (shim_send_all(s, "a", 1) != 0) return (int)(shim_now_ms() - start);
+        char buf[64];
+        int r = shim_recv_some(s, buf, sizeof buf);
+        if (r == 0 || r == -1) return (int)(shim_now_ms() - start);
+    }
+    return -1;
+}
+
+/* ---- header timeout ------------------------------------------------------------- */
+
+/* on_data: '!' completes a "head" (cancels the header timeout), '?' starts a
+ * new one (arms it for 300 ms); everything is echoed. */
+static void hdr_on_data(pc_conn_t *c, const void *data, size_t len)
+{
+    const char *p = data;
+    for (size_t i = 0; i < len; i++) {
+        if (p[i] == '!') assert_int_equal(pc_conn_set_header_timeout(c, 0), 0);
+        if (p[i] == '?') assert_int_equal(pc_conn_set_header_timeout(c, 300), 0);
+    }
+    pc_conn_send(c, data, len);
+}
+
+static void header_timeout_trickle(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.header_timeout_ms = 400;
+    cfg.idle_timeout_ms = 0;
+    cfg.cb.on_data = hdr_on_data;
+    start_server(&cfg);
+
+    /* a client that trickles a byte every 100 ms: bytes arrive all the
+     * time, yet it is cut off once the 400 ms have passed */
+    uint64_t t0 = shim_now_ms();
+    shim_sock_t slow = shim_connect("127.0.0.1", g_port, NULL, 2000);
+    assert_true(slow != SHIM_INVALID);
+    /* a client that completes its head at once stays */
+    shim_sock_t good = shim_connect("127.0.0.1", g_port, NULL, 2000);
+    assert_true(good != SHIM_INVALID);
+    expect_echo(good, "head!");
+    int cut = trickle_until_closed(slow, t0, 100, 3000);
+    assert_true(cut >= 350);
+    assert_true(cut <= 1500);
+    shim_close(slow);
+    WAIT_FOR(atomic_load(&g_reasons[PC_CLOSE_HEADER_TIMEOUT]) == 1, 3000);
+    assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_HEADER_TIMEOUT]), 1);
+    shim_sleep_ms(200); /* well past 400 ms since it opened */
+    expect_echo(good, "still here");
+
+    /* a second "request": armed again (300 ms), then trickled: cut again,
+     * and the trickle does not push the deadline back */
+    uint64_t t1 = shim_now_ms();
+    expect_echo(good, "?");
+    cut = trickle_until_closed(good, t1, 50, 3000);
+    assert_true(cut >= 250);
+    assert_true(cut <= 1200);
+    shim_close(good);
+    WAIT_FOR(atomic_load(&g_reasons[PC_CLOSE_HEADER_TIMEOUT]) == 2, 3000);
+    assert_int_equal(stats().closed[PC_CLOSE_HEADER_TIMEOUT], 2);
+}
+
+/* A connection that never sends a byte is cut by the header timeout too
+ * (the idle timeout is off). */
+static void header_timeout_silent(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.header_timeout_ms = 300;
+    start_server(&cfg);
+    uint64_t t0 = shim_now_ms();
+    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 3000);
+    assert_true(s != SHIM_INVALID);
+    size_t n = 0;
+    assert_int_equal(shim_wait_close(s, &n), 0); /* FIN: a graceful close */
+    uint64_t dt = shim_now_ms() - t0;
+    assert_true(dt >= 250 && dt <= 1500);
+    shim_close(s);
+    WAIT_FOR(atomic_load(&g_closes) == 1, 3000);
+    assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_HEADER_TIMEOUT]), 1);
+}
+
+/* ---- write timeout -------------------------------------------------------------- */
+
+/* A peer that never reads while 32 MiB are queued for it: reset with
+ * PC_CLOSE_WRITE_TIMEOUT once no progress was made for 300 ms. */
+static void write_timeout_stalled_peer(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.write_timeout_ms = 300;
+    cfg.send_high_water = 64u << 20; /* the whole burst is queued */
+    g_behaviour = B_BIG_ON_OPEN;
+    g_big = 32u << 20;
+    start_server(&cfg);
+    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 3000);
+    assert_true(s != SHIM_INVALID);
+    shim_set_rcvbuf(s, 16 << 10);
+    WAIT_FOR(atomic_load(&g_closes) == 1, 5000);
+    assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_WRITE_TIMEOUT]), 1);
+    assert_int_equal(stats().closed[PC_CLOSE_WRITE_TIMEOUT], 1);
+    WAIT_FOR(stats().send_queued_bytes == 0, 2000);
+    assert_int_equal(stats().send_queued_bytes, 0); /* the queue was dropped */
+    shim_close(s);
+}
+
+/* A peer that reads slowly but steadily is not a stalled peer: 4 MiB
+ * arrive exactly, at about 1 MiB/s, with a 3 s write timeout. (Progress is
+ * seen when the kernel takes more bytes, and with megabytes of socket send
+ * buffer it wakes the sender only once a good part of that has drained, so
+ * a write timeout, like nginx's send_timeout, is meant in seconds.) */
+static void write_timeout_slow_reader_survives(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.write_timeout_ms = 3000;
+    g_behaviour = B_BIG_ON_OPEN;
+    g_big = 4u << 20;
+    start_server(&cfg);
+    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 5000);
+    assert_true(s != SHIM_INVALID);
+    shim_set_rcvbuf(s, 32 << 10);
+    unsigned char *got = malloc(g_big), *want = malloc(g_big);
+    fill_pattern(want, 0, g_big);
+    size_t off = 0;
+    while (off < g_big) {
+        size_t n = g_big - off < 16384 ? g_big - off : 16384;
+        size_t r = shim_recv_exact(s, got + off, n);
+        if (r != n)
+            fprintf(stderr, "short read at %zu: closes %d write-timeout %d\n", off,
+                    atomic_load(&g_closes), atomic_load(&g_reasons[PC_CLOSE_WRITE_TIMEOUT]));
+        assert_int_equal(r, n);
+        off += n;
+        shim_sleep_ms(15);
+    }
+    assert_memory_equal(got, want, g_big);
+    free(got);
+    free(want);
+    assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_WRITE_TIMEOUT]), 0);
+    assert_int_equal(atomic_load(&g_closes), 0);
+    shim_close(s);
+}
+
+/* ---- global cap on buffered output ---------------------------------------------- */
+
+static atomic_int g_refused, g_first_rc;
+
+static void cap_on_open(pc_conn_t *c)
+{
+    enum { A = 200 << 10, B = 100 << 10 };
+    unsigned char *buf = malloc(A);
+    fill_pattern(buf, 0, A);
+    atomic_store(&g_first_rc, pc_conn_send(c, buf, A));
+    /* 300 KiB would pass the 256 KiB cap: refused, nothing queued */
+    if (pc_conn_send(c, buf, B) == PC_ENOBUFS) atomic_fetch_add(&g_refused, 1);
+    free(buf);
+    assert_int_equal(pc_conn_close(c), 0);
+}
+
+static void buffered_cap_refuses(void **state)
+{
+    (void)state;
+    atomic_store(&g_refused, 0);
+    atomic_store(&g_first_rc, 1);
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.max_buffered_bytes = 256u << 10;
+    cfg.cb.on_open = cap_on_open;
+    start_server(&cfg);
+    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 5000);
+    assert_true(s != SHIM_INVALID);
+    shim_set_rcvbuf(s, 16 << 10);
+    shim_sleep_ms(100); /* the server has queued what it could */
+    enum { A = 200 << 10 };
+    unsigned char *got = malloc(A + 1), *want = malloc(A);
+    fill_pattern(want, 0, A);
+    assert_int_equal(shim_recv_exact(s, got, A), A);
+    assert_memory_equal(got, want, A);
+    size_t extra = 0;
+    assert_int_equal(shim_wait_close(s, &extra), 0); /* then FIN, nothing more */
+    assert_int_equal(extra, 0);
+    free(got);
+    free(want);
+    shim_close(s);
+    assert_int_equal(atomic_load(&g_first_rc), 0);
+    assert_int_equal(atomic_load(&g_refused), 1);
+    assert_int_equal(stats().send_refused, 1);
+    WAIT_FOR(stats().send_queued_bytes == 0, 2000);
+    assert_int_equal(stats().send_queued_bytes, 0);
+}
+
+/* ---- graceful stop tells the application -------------------------------------- */
+
+static atomic_int g_shutdowns, g_stopping_seen;
+
+static void sd_on_shutdown(pc_conn_t *c)
+{
+    atomic_fetch_add(&g_shutdowns, 1);
+    if (pc_server_stopping(pc_conn_server(c))) atomic_fetch_add(&g_stopping_seen, 1);
+    assert_int_equal(pc_conn_send(c, "bye\n", 4), 0);
+}
+
+static void stop_main(void *arg)
+{
+    (void)arg;
+    pc_server_stop(g_srv, 5000);
+}
+
+static void stop_notifies_application(void **state)
+{
+    (void)state;
+    atomic_store(&g_shutdowns, 0);
+    atomic_store(&g_stopping_seen, 0);
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.cb.on_shutdown = sd_on_shutdown;
+    start_server(&cfg);
+    enum { N = 5 };
+    shim_sock_t socks[N];
+    for (int i = 0; i < N; i++) {
+        socks[i] = shim_connect("127.0.0.1", g_port, NULL, 5000);
+        assert_true(socks[i] != SHIM_INVALID);
+        expect_echo(socks[i], "hello");
+    }
+    assert_int_equal(pc_server_stopping(g_srv), 0);
+    pc_thread_t t;
+    assert_int_equal(pc__thread_start(&t, stop_main, NULL, "stopper"), 0);
+    for (int i = 0; i < N; i++) {
+        char buf[8];
+        assert_int_equal(shim_recv_exact(socks[i], buf, 4), 4);
+        assert_memory_equal(buf, "bye\n", 4);
+        size_t extra = 0;
+        assert_int_equal(shim_wait_close(socks[i], &extra), 0); /* FIN, not a reset */
+        assert_int_equal(extra, 0);
+        shim_close(socks[i]);
+    }
+    pc__thread_join(t);
+    assert_int_equal(atomic_load(&g_shutdowns), N);
+    assert_int_equal(atomic_load(&g_stopping_seen), N);
+    assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_SERVER_STOP]), N);
+    assert_int_equal(pc_server_stopping(g_srv), 1);
+}
+
+int main(int argc, char **argv)
+{
+    shim_init();
+    pc_log_set_level(PC_LOG_WARN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(header_timeout_trickle, teardown),
+        cmocka_unit_test_teardown(header_timeout_silent, teardown),
+        cmocka_unit_test_teardown(write_timeout_stalled_peer, teardown),
+        cmocka_unit_test_teardown(write_timeout_slow_reader_survives, teardown),
+        cmocka_unit_test_teardown(buffered_cap_refuses, teardown),
+        cmocka_unit_test_teardown(stop_notifies_application, teardown),
+    };
+    if (argc > 1) cmocka_set_test_filter(argv[1]);
+    return cmocka_run_group_tests_name("limits", tests, NULL, NULL);
+}
