@@ -21,10 +21,11 @@
 static pc_server_t *g_srv;
 static int g_port;
 
-static void start(void)
+static void start_opts(unsigned header_timeout_ms)
 {
     http_app_config_t cfg;
     http_app_config_init(&cfg);
+    cfg.header_timeout_ms = header_timeout_ms;
     cfg.server.threads = 2;
     cfg.server.close_linger_ms = 3000;
     cfg.listen[0] = "127.0.0.1:0";
@@ -36,7 +37,14 @@ static void start(void)
 static int setup(void **state)
 {
     (void)state;
-    start();
+    start_opts(0);
+    return 0;
+}
+
+static int setup_header_timeout(void **state)
+{
+    (void)state;
+    start_opts(400);
     return 0;
 }
 
@@ -458,6 +466,49 @@ static void head_split_across_reads(void **state)
     client_close(c);
 }
 
+/* --header-timeout: the first request's deadline runs from the connection,
+ * a completed head ends it (an idle keep-alive connection stays), and a later
+ * head trickled byte by byte is cut off 400 ms after its first byte. */
+static void header_timeout_keepalive(void **state)
+{
+    (void)state;
+    client_t *c = client_open();
+    resp_t r;
+    client_sends(c, GET_ROOT);
+    assert_int_equal(read_response(c, &r, 0), 0);
+    expect_hello(&r);
+    shim_sleep_ms(600); /* past the first deadline: it was cancelled */
+    client_sends(c, GET_ROOT);
+    assert_int_equal(read_response(c, &r, 0), 0);
+    expect_hello(&r);
+    uint64_t t0 = shim_now_ms();
+    client_sends(c, "GET / HTTP/1.1\r\n");
+    shim_set_timeout(c->s, 100);
+    int cut = -1;
+    while (shim_now_ms() - t0 < 3000) {
+        if (shim_send_all(c->s, "X", 1) != 0) {
+            cut = (int)(shim_now_ms() - t0);
+            break;
+        }
+        char b[256];
+        int n = shim_recv_some(c->s, b, sizeof b);
+        if (n == 0 || n == -1) {
+            cut = (int)(shim_now_ms() - t0);
+            break;
+        }
+        assert_true(n == -2); /* nothing is answered to a head in progress */
+    }
+    assert_true(cut >= 350 && cut <= 1500);
+    client_close(c);
+    pc_server_stats_t st;
+    uint64_t t_end = shim_now_ms() + 3000; /* counted when the socket closes */
+    do {
+        shim_sleep_ms(5);
+        pc_server_stats(g_srv, &st);
+    } while (st.closed[PC_CLOSE_HEADER_TIMEOUT] == 0 && shim_now_ms() < t_end);
+    assert_int_equal(st.closed[PC_CLOSE_HEADER_TIMEOUT], 1);
+}
+
 int main(int argc, char **argv)
 {
     shim_init();
@@ -480,6 +531,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(body_discarded_pipelined, setup, teardown),
         cmocka_unit_test_setup_teardown(body_too_large_413, setup, teardown),
         cmocka_unit_test_setup_teardown(head_split_across_reads, setup, teardown),
+        cmocka_unit_test_setup_teardown(header_timeout_keepalive, setup_header_timeout, teardown),
     };
     if (argc > 1) cmocka_set_test_filter(argv[1]);
     return cmocka_run_group_tests_name("http", tests, NULL, NULL);
