@@ -557,27 +557,32 @@ static op_t timer_tag_op = {.tag = OPT_CONN_TIMER};
  * timer_due; the running worker takes them in order before it leaves. */
 static void conn_run(worker_t *w, pc_conn_t *c, const completion_t *cpl)
 {
-    pc__mutex_lock(conn_lock(c));
-    if (c->in_dispatch) {
-        if (!cpl) {
-            c->timer_due = 1;
-        } else {
-            op_t *op = cpl->op;
-            op->res_status = cpl->status;
-            op->res_bytes = cpl->bytes;
-            op->res_data = cpl->data;
-            op->next = NULL;
-            if (c->dfr_tail)
-                c->dfr_tail->next = op;
-            else
-                c->dfr_head = op;
-            c->dfr_tail = op;
+    /* where every completion of a socket arrives on its own worker (Linux)
+     * the strand can never be busy elsewhere: no lock on the way in */
+    int shared = !cport(c)->single_owner;
+    if (shared) {
+        pc__mutex_lock(conn_lock(c));
+        if (c->in_dispatch) {
+            if (!cpl) {
+                c->timer_due = 1;
+            } else {
+                op_t *op = cpl->op;
+                op->res_status = cpl->status;
+                op->res_bytes = (uint32_t)cpl->bytes;
+                op->res_data = cpl->data;
+                op->next = NULL;
+                if (c->dfr_tail)
+                    c->dfr_tail->next = op;
+                else
+                    c->dfr_head = op;
+                c->dfr_tail = op;
+            }
+            pc__mutex_unlock(conn_lock(c));
+            return;
         }
+        c->in_dispatch = 1;
         pc__mutex_unlock(conn_lock(c));
-        return;
     }
-    c->in_dispatch = 1;
-    pc__mutex_unlock(conn_lock(c));
 
     pc_conn_t *prev = tls_conn;
     tls_conn = c;
@@ -586,9 +591,19 @@ static void conn_run(worker_t *w, pc_conn_t *c, const completion_t *cpl)
         cur = *cpl;
     else
         cur = (completion_t){&timer_tag_op, 0, 0, NULL};
-    int release;
+    int release = 0;
     for (;;) {
         handle(w, c, &cur);
+        if (!shared) {
+            /* kick_posted is set by other threads: read it under the lock,
+             * which is needed only once the connection is done */
+            if (c->state == CS_CLOSED && c->ops_pending == 0) {
+                pc__mutex_lock(conn_lock(c));
+                release = !c->kick_posted;
+                pc__mutex_unlock(conn_lock(c));
+            }
+            break;
+        }
         pc__mutex_lock(conn_lock(c));
         if (c->dfr_head) {
             op_t *op = c->dfr_head;
