@@ -369,7 +369,7 @@ static void conn_open(pc_conn_t *c)
     }
     if (rc < 0) {
         PC_LOGD("starting a connection failed: %s", pc_strerror(rc));
-        c->reason = PC_CLOSE_ERROR;
+        c->reason = rc == PC_ENOMEM ? PC_CLOSE_NOMEM : PC_CLOSE_ERROR;
         c->err = rc;
         conn_close_socket(c, 1);
         return;
@@ -383,6 +383,10 @@ static void conn_close_socket(pc_conn_t *c, int abortive)
 {
     if (c->state == CS_CLOSED) return;
     pc_server_t *s = c->srv;
+    /* an accepted connection that never opened (attaching it failed) was
+     * never shown to the application: no on_close either (an outbound one
+     * reports its failed connect through on_close, as documented) */
+    int notify = c->outbound || c->state != CS_OPENING;
     set_state(c, CS_CLOSED);
     timer_disarm(c);
     port_detach(s->port, &c->ps);
@@ -392,7 +396,7 @@ static void conn_close_socket(pc_conn_t *c, int abortive)
         sock_close(c->ps.fd);
     c->ps.fd = SOCK_INVALID;
     counter_add(&c->w->closed[c->reason], 1);
-    if (c->cb->on_close) c->cb->on_close(c, c->reason, c->err);
+    if (notify && c->cb->on_close) c->cb->on_close(c, c->reason, c->err);
     if (c->counted) {
         filter_release(s->filter, &c->ticket);
         atomic_fetch_sub(&s->active, 1);
@@ -754,6 +758,8 @@ int pc_connect(pc_server_t *s, const char *endpoint, const char *source, const p
 /* Queue bytes from another thread. id == 0: caller vouches for c. */
 static int conn_xsend(pc_conn_t *c, uint64_t id, const pc_buf_t *bufs, unsigned n, size_t total)
 {
+    /* a stale id costs no allocation (checked again under the lock) */
+    if (id && atomic_load(&c->id) != id) return PC_ENOTCONN;
     if (over_buffer_cap(c->srv, total)) return PC_ENOBUFS;
     chunk_t *ch = chunk_new(total);
     if (!ch) return PC_ENOMEM;

@@ -110,8 +110,9 @@ pc_conn_t *server_conn_alloc(pc_server_t *s)
     pc__mutex_unlock(&s->table_lock);
     if (!c) return NULL;
 
+    /* the generation was advanced at release (a fresh record has 0) */
     uint64_t old = atomic_load(&c->id);
-    uint32_t gen = (uint32_t)(old >> 32) + 1;
+    uint32_t gen = (uint32_t)(old >> 32);
     if (gen == 0) gen = 1;
     pc__mutex_lock(conn_lock(c));
     atomic_store(&c->id, ((uint64_t)gen << 32) | c->slot);
@@ -138,9 +139,12 @@ pc_conn_t *server_conn_alloc(pc_server_t *s)
 void server_conn_release(pc_server_t *s, pc_conn_t *c)
 {
     pc__mutex_lock(conn_lock(c));
-    /* bump the generation now so stale ids fail even before reuse */
-    uint64_t id = atomic_load(&c->id);
-    atomic_store(&c->id, (id & 0xffffffff00000000ull) | c->slot);
+    /* advance the generation now, so the ids of this connection fail at
+     * once, not only after reuse; the next allocation takes this one (no id
+     * with it was ever handed out) */
+    uint32_t gen = (uint32_t)(atomic_load(&c->id) >> 32) + 1;
+    if (gen == 0) gen = 1;
+    atomic_store(&c->id, ((uint64_t)gen << 32) | c->slot);
     pc__mutex_unlock(conn_lock(c));
     pc__mutex_lock(&s->table_lock);
     c->next_free = s->free_conns;

@@ -78,8 +78,11 @@ struct pc_conn_s {
     uint8_t kick_posted;
     uint8_t xclose;
     uint8_t xclose_reason; /* pc_close_reason_t */
-    /* ---- owned by the strand ---- */
-    uint8_t state;
+    /* ---- owned by the strand ----
+     * aligned apart from the locked bytes above: the compiler may read
+     * neighbouring strand bytes with one wider load, which must not span
+     * bytes other threads write under the lock (TSan reports it) */
+    _Alignas(8) uint8_t state;
     uint8_t reading;     /* an OP_RECV is pending */
     uint8_t sending;     /* an OP_SEND is pending */
     uint8_t paused_user; /* pc_conn_pause_read */

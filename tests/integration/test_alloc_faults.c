@@ -1,0 +1,803 @@
+/* Allocation failure on a live server (issue 6): an allocator installed with
+ * pc_set_allocator fails every Nth allocation once the server runs, while
+ * many clients talk to an echo application and the test thread pushes bytes
+ * (pc_server_send_to), posts work (pc_server_post) and swaps rule sets.
+ *
+ * What must hold: nothing crashes or hangs; a failed call reports PC_ENOMEM
+ * and changes nothing (every client receives exactly a prefix of what it
+ * sent, a refused push or post never arrives, an accepted one arrives once);
+ * once the allocator stops failing the same server serves a fresh batch of
+ * clients completely; after pc_server_destroy every block is back (no leak);
+ * and failures were really injected, or the test would prove nothing.
+ *
+ * Scenarios: every Nth allocation fails (N = 3, 7, 17, 101) under 50 echo
+ * clients; every allocation fails (a fresh server cannot take connections);
+ * a connection accepted while allocation fails; pc_server_stop while it
+ * fails; pc_server_send_to on a closed connection's id while it fails.
+ *
+ * The hooks are used whatever the default allocator is: PC_ALLOC_SYSTEM
+ * (sanitizer builds) only swaps mimalloc for the C library behind the
+ * default hooks, so the test means the same under ASan and TSan. Portable:
+ * the client side goes through shim.h. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+
+/* ---- the failing, counting allocator ----------------------------------------- */
+
+static atomic_long fa_live;    /* blocks handed out and not yet freed */
+static atomic_ulong fa_calls;  /* malloc/calloc/realloc calls while armed */
+static atomic_ulong fa_failed; /* calls failed on purpose */
+static atomic_ulong fa_every;  /* 0: never fail; N: fail every Nth armed call */
+static atomic_ulong fa_hooked; /* calls of any hook, armed or not */
+
+static int fa_should_fail(void)
+{
+    atomic_fetch_add(&fa_hooked, 1);
+    unsigned long n = atomic_load(&fa_every);
+    if (n == 0) return 0;
+    if ((atomic_fetch_add(&fa_calls, 1) + 1) % n != 0) return 0;
+    atomic_fetch_add(&fa_failed, 1);
+    return 1;
+}
+
+static void *fa_malloc(void *u, size_t n)
+{
+    (void)u;
+    if (fa_should_fail()) return NULL;
+    void *p = malloc(n);
+    if (p) atomic_fetch_add(&fa_live, 1);
+    return p;
+}
+
+static void *fa_calloc(void *u, size_t n, size_t sz)
+{
+    (void)u;
+    if (fa_should_fail()) return NULL;
+    void *p = calloc(n, sz);
+    if (p) atomic_fetch_add(&fa_live, 1);
+    return p;
+}
+
+/* The library never asks for size 0 (pc__realloc rounds it up to 1). */
+static void *fa_realloc(void *u, void *p, size_t n)
+{
+    (void)u;
+    if (fa_should_fail()) return NULL; /* p stays valid and live */
+    void *q = realloc(p, n);
+    if (q && !p) atomic_fetch_add(&fa_live, 1);
+    return q;
+}
+
+static void fa_free(void *u, void *p)
+{
+    (void)u;
+    atomic_fetch_add(&fa_hooked, 1);
+    if (p) atomic_fetch_sub(&fa_live, 1);
+    free(p);
+}
+
+static const pc_allocator_t fa_allocator = {fa_malloc, fa_calloc, fa_realloc, fa_free, NULL};
+
+static void fa_install(void)
+{
+    atomic_store(&fa_every, 0);
+    atomic_store(&fa_calls, 0);
+    atomic_store(&fa_failed, 0);
+    atomic_store(&fa_live, 0);
+    assert_int_equal(pc_set_allocator(&fa_allocator), 0);
+}
+
+static void fa_arm(unsigned long every)
+{
+    atomic_store(&fa_calls, 0);
+    atomic_store(&fa_every, every);
+}
+
+static void fa_disarm(void)
+{
+    atomic_store(&fa_every, 0);
+}
+
+/* Set once a client got no answer: the others then wait briefly, so that a
+ * server that stopped answering fails the test quickly instead of costing
+ * every client its full receive timeout. */
+static int g_hang_seen;
+
+/* ---- the application: echo; out of memory ends the connection ---------------- */
+
+static atomic_int app_opens, app_closes, app_nomem, app_send_other;
+static _Atomic uint64_t app_last_id;
+static atomic_int app_posts_run;
+/* on_close for a connection whose on_open never ran, and how it ended */
+static atomic_int app_orphan_closes, app_orphan_reason, app_orphan_err;
+static char app_marker; /* a connection's user data once on_open ran */
+
+static void app_open(pc_conn_t *c)
+{
+    pc_conn_set_user_data(c, &app_marker);
+    atomic_store(&app_last_id, pc_conn_id(c));
+    atomic_fetch_add(&app_opens, 1);
+}
+
+static void app_data(pc_conn_t *c, const void *data, size_t len)
+{
+    int rc = pc_conn_send(c, data, len);
+    if (rc == 0) return;
+    if (rc != PC_ENOMEM) {
+        atomic_fetch_add(&app_send_other, 1);
+        pc_conn_abort(c);
+        return;
+    }
+    /* The bytes were not queued: carrying on would corrupt the stream.
+     * End the connection, both ways over the population (odd slots reset,
+     * even ones close gracefully: what was queued is still flushed). */
+    atomic_fetch_add(&app_nomem, 1);
+    if (pc_conn_id(c) & 1)
+        pc_conn_abort(c);
+    else
+        pc_conn_close(c);
+}
+
+static void app_close(pc_conn_t *c, pc_close_reason_t r, int err)
+{
+    if (pc_conn_user_data(c) != &app_marker) {
+        atomic_store(&app_orphan_reason, (int)r);
+        atomic_store(&app_orphan_err, err);
+        atomic_fetch_add(&app_orphan_closes, 1);
+    }
+    atomic_fetch_add(&g_reasons[r], 1);
+    atomic_fetch_add(&app_closes, 1);
+}
+
+static void app_post(pc_server_t *s, void *arg)
+{
+    (void)s;
+    (void)arg;
+    atomic_fetch_add(&app_posts_run, 1);
+}
+
+/* Install the allocator, then create, listen and start: startup itself is
+ * not under test, so nothing fails yet. */
+static void af_start(void)
+{
+    fa_install();
+    g_hang_seen = 0;
+    atomic_store(&app_opens, 0);
+    atomic_store(&app_closes, 0);
+    atomic_store(&app_nomem, 0);
+    atomic_store(&app_send_other, 0);
+    atomic_store(&app_posts_run, 0);
+    atomic_store(&app_orphan_closes, 0);
+    for (int i = 0; i < PC_CLOSE_REASON_COUNT; i++)
+        atomic_store(&g_reasons[i], 0);
+    pc_server_config_t cfg;
+    pc_server_config_init(&cfg);
+    cfg.threads = 2;
+    cfg.close_linger_ms = 2000;
+    cfg.cb.on_open = app_open;
+    cfg.cb.on_data = app_data;
+    cfg.cb.on_close = app_close;
+    assert_int_equal(pc_server_create(&cfg, &g_srv), 0);
+    /* memory must go back to the allocator that gave it */
+    assert_int_equal(pc_set_allocator(NULL), PC_EBUSY);
+    int idx = pc_server_listen(g_srv, "127.0.0.1:0");
+    assert_true(idx >= 0);
+    g_port = pc_server_listener_port(g_srv, idx);
+    assert_true(g_port > 0);
+    assert_int_equal(pc_server_start(g_srv), 0);
+}
+
+/* Stop and destroy with the allocator disarmed, then every block must be
+ * back and the default allocator restorable. */
+static void af_finish(void)
+{
+    fa_disarm();
+    assert_int_equal(pc_server_stop(g_srv, 3000), 0);
+    pc_server_destroy(g_srv);
+    g_srv = NULL;
+    long live = atomic_load(&fa_live);
+    if (live != 0) fail_msg("%ld block(s) leaked (allocated through the hooks, never freed)", live);
+    assert_int_equal(pc_set_allocator(NULL), 0);
+    /* the default is back: a server's life no longer reaches the hooks */
+    unsigned long hooked = atomic_load(&fa_hooked);
+    pc_server_config_t cfg;
+    pc_server_config_init(&cfg);
+    cfg.threads = 1;
+    cfg.cb.on_data = app_data;
+    pc_server_t *s = NULL;
+    assert_int_equal(pc_server_create(&cfg, &s), 0);
+    pc_server_destroy(s);
+    assert_int_equal(atomic_load(&fa_hooked), hooked);
+}
+
+static int af_teardown(void **state)
+{
+    fa_disarm();
+    teardown(state); /* stops and destroys g_srv if a test failed half-way */
+    pc_set_allocator(NULL);
+    return 0;
+}
+
+/* Every accepted connection the application saw open got its on_close, and
+ * on_close never ran for a connection the application never saw open (its
+ * pc_conn_t would be one the application knows nothing of). */
+static void opens_and_closes_pair(void)
+{
+    WAIT_FOR(atomic_load(&app_closes) == atomic_load(&app_opens) + atomic_load(&app_orphan_closes),
+             5000);
+    int orphans = atomic_load(&app_orphan_closes);
+    if (orphans)
+        fail_msg("on_close ran %d time(s) for an accepted connection whose on_open never ran "
+                 "(last: reason \"%s\", err %s)",
+                 orphans, pc_close_reason_str((pc_close_reason_t)atomic_load(&app_orphan_reason)),
+                 pc_err_name(atomic_load(&app_orphan_err)));
+    assert_int_equal(atomic_load(&app_closes), atomic_load(&app_opens));
+}
+
+/* ---- echo clients --------------------------------------------------------------- */
+
+enum cli_state { CLI_LIVE = 0, CLI_ENDED, CLI_HUNG, CLI_CORRUPT, CLI_NOCONN };
+
+typedef struct echo_cli_s {
+    shim_sock_t s;
+    int idx;
+    int state;
+    size_t sent, got; /* bytes of the stream sent, and echoed back so far */
+} echo_cli_t;
+
+/* Byte off of client idx's stream: every client has its own phase, so bytes
+ * of another connection (or a repeat, or a hole) do not compare equal. */
+static unsigned char stream_byte(int idx, size_t off)
+{
+    return pattern_byte(off + (size_t)idx * 100003u);
+}
+
+static void cli_open(echo_cli_t *c, int idx, int timeout_ms)
+{
+    memset(c, 0, sizeof *c);
+    c->idx = idx;
+    c->s = shim_connect("127.0.0.1", g_port, NULL, timeout_ms);
+    c->state = c->s == SHIM_INVALID ? CLI_NOCONN : CLI_LIVE;
+}
+
+/* Queue this round's message (its length varies with client and round). */
+static void cli_send_round(echo_cli_t *c, int round)
+{
+    unsigned char buf[2048];
+    if (c->state != CLI_LIVE) return;
+    size_t len = 64 + (size_t)((c->idx * 37 + round * 101) % 1900);
+    for (size_t i = 0; i < len; i++)
+        buf[i] = stream_byte(c->idx, c->sent + i);
+    if (shim_send_all(c->s, buf, len) != 0) {
+        c->state = CLI_ENDED; /* the server already ended it (reset) */
+        return;
+    }
+    c->sent += len;
+}
+
+/* Read the echo of everything sent. The server may end the connection (EOF
+ * or reset) at any point, but what came back must be exactly the prefix of
+ * what was sent, and it must never just stop answering. */
+static void cli_read_round(echo_cli_t *c)
+{
+    unsigned char buf[4096];
+    if (g_hang_seen && c->state == CLI_LIVE) shim_set_timeout(c->s, 100);
+    while (c->state == CLI_LIVE && c->got < c->sent) {
+        size_t want = c->sent - c->got;
+        int n = shim_recv_some(c->s, buf, want < sizeof buf ? want : sizeof buf);
+        if (n > 0) {
+            for (int i = 0; i < n; i++) {
+                if (buf[i] != stream_byte(c->idx, c->got + (size_t)i)) {
+                    c->state = CLI_CORRUPT;
+                    return;
+                }
+            }
+            c->got += (size_t)n;
+        } else if (n == -2) {
+            c->state = CLI_HUNG;
+            g_hang_seen = 1;
+        } else {
+            c->state = CLI_ENDED; /* EOF, reset or another error: ended */
+        }
+    }
+}
+
+typedef struct tally_s {
+    int live, ended, hung, corrupt, noconn;
+} tally_t;
+
+static tally_t tally(const echo_cli_t *c, int n)
+{
+    tally_t t = {0, 0, 0, 0, 0};
+    for (int i = 0; i < n; i++) {
+        switch (c[i].state) {
+        case CLI_LIVE:
+            t.live++;
+            break;
+        case CLI_ENDED:
+            t.ended++;
+            break;
+        case CLI_HUNG:
+            t.hung++;
+            break;
+        case CLI_CORRUPT:
+            t.corrupt++;
+            break;
+        default:
+            t.noconn++;
+            break;
+        }
+    }
+    return t;
+}
+
+static void report_bad(const echo_cli_t *c, int n, const char *phase)
+{
+    for (int i = 0; i < n; i++)
+        if (c[i].state == CLI_HUNG || c[i].state == CLI_CORRUPT)
+            print_message("%s: client %d %s after %lu of %lu bytes echoed\n", phase, c[i].idx,
+                          c[i].state == CLI_HUNG ? "got no answer (hang)" : "got wrong bytes",
+                          (unsigned long)c[i].got, (unsigned long)c[i].sent);
+}
+
+static void close_all(echo_cli_t *c, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (c[i].state != CLI_NOCONN) shim_close(c[i].s);
+}
+
+/* Once the allocator is back to normal the same server serves a fresh batch
+ * completely and exactly. */
+static void fresh_batch_served(int first_idx)
+{
+    enum { M = 20, ROUNDS = 3 };
+    echo_cli_t c[M];
+    for (int i = 0; i < M; i++)
+        cli_open(&c[i], first_idx + i, 5000);
+    for (int r = 0; r < ROUNDS; r++) {
+        for (int i = 0; i < M; i++)
+            cli_send_round(&c[i], r);
+        for (int i = 0; i < M; i++)
+            cli_read_round(&c[i]);
+    }
+    tally_t t = tally(c, M);
+    report_bad(c, M, "after disarming");
+    close_all(c, M);
+    assert_int_equal(t.live, M);
+}
+
+/* ---- the test thread's own calls while armed ------------------------------------ */
+
+enum { NPUSH = 4, REC = 16, PUSHES_PER_ROUND = 20, POSTS_PER_ROUND = 20, MAX_ROUNDS = 8 };
+
+typedef struct pusher_s {
+    shim_sock_t s;
+    pc_conn_id_t id;
+    unsigned long seq;                                /* next record number */
+    unsigned long acc[MAX_ROUNDS * PUSHES_PER_ROUND]; /* records accepted, in order */
+    int nacc;
+} pusher_t;
+
+/* "k:sssssssssssss\n": pusher k's record number s, REC bytes. */
+static void make_rec(char rec[REC + 1], int k, unsigned long seq)
+{
+    char tmp[64]; /* wide enough for any int and unsigned long */
+    snprintf(tmp, sizeof tmp, "%1d:%013lu\n", k % 10, seq % 1000000000ul);
+    memcpy(rec, tmp, REC + 1);
+}
+
+typedef struct calls_s {
+    int push_ok, push_nomem, post_ok, post_nomem, rules_ok, rules_nomem, other;
+} calls_t;
+
+static const char rules_text[] = "deny  192.0.2.0/24\n"
+                                 "deny  198.51.100.7\n"
+                                 "allow 127.0.0.0/8\n"
+                                 "deny  10.0.0.0/8\n"
+                                 "allow 10.1.0.0/16\n"
+                                 "deny  2001:db8::/32\n"
+                                 "allow ::1\n"
+                                 "deny  203.0.113.0/24\n";
+
+/* One round of pushes to every pusher, posts, and a few rule set swaps. Each
+ * call must succeed or say PC_ENOMEM; nothing else. */
+static void armed_calls(pusher_t *p, calls_t *k)
+{
+    for (int i = 0; i < NPUSH; i++) {
+        for (int j = 0; j < PUSHES_PER_ROUND; j++) {
+            char rec[REC + 1];
+            make_rec(rec, i, p[i].seq);
+            int rc = pc_server_send_to(g_srv, p[i].id, rec, REC);
+            if (rc == 0) {
+                p[i].acc[p[i].nacc++] = p[i].seq;
+                k->push_ok++;
+            } else if (rc == PC_ENOMEM) {
+                k->push_nomem++;
+            } else {
+                print_message("pc_server_send_to: %s\n", pc_err_name(rc));
+                k->other++;
+            }
+            p[i].seq++;
+        }
+    }
+    for (int j = 0; j < POSTS_PER_ROUND; j++) {
+        int rc = pc_server_post(g_srv, app_post, NULL);
+        if (rc == 0)
+            k->post_ok++;
+        else if (rc == PC_ENOMEM)
+            k->post_nomem++;
+        else {
+            print_message("pc_server_post: %s\n", pc_err_name(rc));
+            k->other++;
+        }
+    }
+    for (int j = 0; j < 4; j++) {
+        pc_rules_t *r = NULL;
+        char err[128];
+        int rc =
+            pc_rules_load_string(rules_text, sizeof rules_text - 1, "armed", &r, err, sizeof err);
+        if (rc == 0) {
+            assert_non_null(r);
+            assert_int_equal(pc_server_set_rules(g_srv, r), 0); /* the server owns it now */
+            k->rules_ok++;
+        } else if (rc == PC_ENOMEM) {
+            assert_null(r);
+            k->rules_nomem++;
+        } else {
+            print_message("pc_rules_load_string: %s (%s)\n", pc_err_name(rc), err);
+            k->other++;
+        }
+    }
+}
+
+/* Each pusher receives exactly the records whose send_to returned 0, in
+ * order: a refused one left nothing behind. */
+static void check_pushers(pusher_t *p)
+{
+    for (int i = 0; i < NPUSH; i++) {
+        size_t want = (size_t)p[i].nacc * REC;
+        char *got = malloc(want + 1);
+        assert_non_null(got);
+        size_t n = shim_recv_exact(p[i].s, got, want);
+        if (n != want)
+            fail_msg("pusher %d: %lu of %lu pushed bytes arrived", i, (unsigned long)n,
+                     (unsigned long)want);
+        for (int j = 0; j < p[i].nacc; j++) {
+            char rec[REC + 1];
+            make_rec(rec, i, p[i].acc[j]);
+            if (memcmp(got + (size_t)j * REC, rec, REC) != 0)
+                fail_msg("pusher %d: record %d is not push #%lu", i, j, p[i].acc[j]);
+        }
+        free(got);
+        /* and nothing more: no refused record shows up late */
+        char extra;
+        shim_set_timeout(p[i].s, 200);
+        assert_int_equal(shim_recv_some(p[i].s, &extra, 1), -2);
+    }
+}
+
+/* ---- the scenario ----------------------------------------------------------------- */
+
+static void fail_every(unsigned long every)
+{
+    enum { N = 50, ROUNDS = 4 };
+    af_start();
+
+    /* Push targets, connected before arming: ids taken from on_open in
+     * order, one connection at a time. */
+    static pusher_t p[NPUSH];
+    memset(p, 0, sizeof p);
+    for (int i = 0; i < NPUSH; i++) {
+        p[i].s = shim_connect("127.0.0.1", g_port, NULL, 5000);
+        assert_true(p[i].s != SHIM_INVALID);
+        WAIT_FOR(atomic_load(&app_opens) == i + 1, 3000);
+        assert_int_equal(atomic_load(&app_opens), i + 1);
+        p[i].id = atomic_load(&app_last_id);
+    }
+
+    fa_arm(every);
+    static echo_cli_t c[N];
+    for (int i = 0; i < N; i++)
+        cli_open(&c[i], i, 5000);
+    calls_t k;
+    memset(&k, 0, sizeof k);
+    size_t echoed_msgs = 0;
+    for (int r = 0; r < ROUNDS; r++) {
+        for (int i = 0; i < N; i++)
+            cli_send_round(&c[i], r);
+        armed_calls(p, &k);
+        for (int i = 0; i < N; i++) {
+            cli_read_round(&c[i]);
+            if (c[i].state == CLI_LIVE) echoed_msgs++;
+        }
+    }
+    tally_t t = tally(c, N);
+    unsigned long calls = atomic_load(&fa_calls), failed = atomic_load(&fa_failed);
+    fa_disarm();
+    print_message("every %lu: %lu allocations, %lu failed; echo clients: %d served all rounds, "
+                  "%d ended by the server, %d hung, %d corrupt, %d not connected; app saw "
+                  "PC_ENOMEM %d times; send_to %d ok / %d ENOMEM, post %d / %d, rules %d / %d\n",
+                  every, calls, failed, t.live, t.ended, t.hung, t.corrupt, t.noconn,
+                  atomic_load(&app_nomem), k.push_ok, k.push_nomem, k.post_ok, k.post_nomem,
+                  k.rules_ok, k.rules_nomem);
+    report_bad(c, N, "armed");
+
+    /* (e) failures were injected, and they were seen where expected */
+    assert_true(failed > 0);
+    assert_true(atomic_load(&app_nomem) + k.push_nomem + k.post_nomem + k.rules_nomem > 0);
+    /* (b) nothing corrupted, nothing stuck, and the echo still worked */
+    assert_int_equal(t.hung, 0);
+    assert_int_equal(t.corrupt, 0);
+    assert_int_equal(t.noconn, 0);
+    assert_int_equal(k.other, 0);
+    assert_int_equal(atomic_load(&app_send_other), 0);
+    assert_true(echoed_msgs > 0);
+    assert_true(t.live > 0); /* some clients were served every round */
+    /* refused pushes and posts left nothing behind; accepted ones arrive once */
+    check_pushers(p);
+    WAIT_FOR(atomic_load(&app_posts_run) >= k.post_ok, 3000);
+    shim_sleep_ms(50);
+    assert_int_equal(atomic_load(&app_posts_run), k.post_ok);
+
+    /* (c) recovered */
+    close_all(c, N);
+    fresh_batch_served(1000);
+    for (int i = 0; i < NPUSH; i++)
+        shim_close(p[i].s);
+    opens_and_closes_pair();
+    /* (a) we are still here; (d) no leak, default allocator restorable */
+    af_finish();
+}
+
+static void fail_every_3(void **state)
+{
+    (void)state;
+    fail_every(3);
+}
+
+static void fail_every_7(void **state)
+{
+    (void)state;
+    fail_every(7);
+}
+
+static void fail_every_17(void **state)
+{
+    (void)state;
+    fail_every(17);
+}
+
+static void fail_every_101(void **state)
+{
+    (void)state;
+    fail_every(101);
+}
+
+/* Every allocation fails: a fresh server cannot even grow its connection
+ * table, so new clients are reset (counted as accept errors) and every call
+ * of the test thread says PC_ENOMEM; with an open connection the echo ends
+ * it. Then the allocator recovers and so does the server. */
+static void fail_all_then_recover(void **state)
+{
+    (void)state;
+    af_start();
+    fa_arm(1);
+    enum { N = 4 };
+    echo_cli_t c[N];
+    for (int i = 0; i < N; i++) {
+        cli_open(&c[i], i, 3000);
+        cli_send_round(&c[i], 0);
+        cli_read_round(&c[i]);
+    }
+    tally_t t = tally(c, N);
+    report_bad(c, N, "all failing");
+    close_all(c, N);
+    assert_int_equal(t.ended, N);
+    assert_int_equal(atomic_load(&app_opens), 0);
+    WAIT_FOR(stats().accept_errors >= N, 2000);
+    assert_true(stats().accept_errors >= N);
+    assert_int_equal(pc_server_post(g_srv, app_post, NULL), PC_ENOMEM);
+    pc_rules_t *r = NULL;
+    assert_int_equal(pc_rules_load_string(rules_text, sizeof rules_text - 1, NULL, &r, NULL, 0),
+                     PC_ENOMEM);
+    assert_null(r);
+
+    /* one connection opened while memory is there, then none is */
+    fa_disarm();
+    echo_cli_t one;
+    cli_open(&one, 100, 3000);
+    cli_send_round(&one, 0);
+    cli_read_round(&one);
+    assert_int_equal(one.state, CLI_LIVE);
+    WAIT_FOR(atomic_load(&app_opens) == 1, 2000);
+    pc_conn_id_t id = atomic_load(&app_last_id);
+    fa_arm(1);
+    assert_int_equal(pc_server_send_to(g_srv, id, "x", 1), PC_ENOMEM);
+    cli_send_round(&one, 1);
+    cli_read_round(&one); /* the echo cannot queue: the app ends the connection */
+    assert_int_equal(one.state, CLI_ENDED);
+    shim_close(one.s);
+    assert_true(atomic_load(&fa_failed) > 0);
+    fa_disarm();
+
+    fresh_batch_served(2000);
+    opens_and_closes_pair();
+    af_finish();
+}
+
+/* A connection accepted while memory runs out must still be either served
+ * or refused cleanly: the client sees it end, and the application is not
+ * told of a close for a connection it was never told of. With one
+ * connection open on worker 0, the next goes to worker 1 (round robin),
+ * whose per-worker connection state (io_uring: receive records, allocated
+ * by the first attach) does not exist yet, so attaching it to the port has
+ * to allocate, and fails. */
+static void accept_while_failing(void **state)
+{
+    (void)state;
+    af_start();
+    echo_cli_t one;
+    cli_open(&one, 0, 3000);
+    cli_send_round(&one, 0);
+    cli_read_round(&one);
+    assert_int_equal(one.state, CLI_LIVE);
+    fa_arm(1);
+    echo_cli_t two;
+    cli_open(&two, 1, 3000);
+    cli_send_round(&two, 0);
+    cli_read_round(&two);
+    assert_int_equal(two.state, CLI_ENDED);
+    shim_close(two.s);
+    assert_true(atomic_load(&fa_failed) > 0);
+    fa_disarm();
+    cli_send_round(&one, 1);
+    cli_read_round(&one);
+    assert_int_equal(one.state, CLI_LIVE); /* the first one was not disturbed */
+    shim_close(one.s);
+    fresh_batch_served(100);
+    opens_and_closes_pair();
+    af_finish();
+}
+
+/* The id of a closed connection gets PC_ENOTCONN from pc_server_send_to
+ * (the threading contract in portcullis.h), whatever the allocator does: a
+ * send to a connection that is gone must not depend on memory for the data
+ * it will never send. */
+static void send_to_closed_id_while_failing(void **state)
+{
+    (void)state;
+    af_start();
+    echo_cli_t one;
+    cli_open(&one, 0, 3000);
+    cli_send_round(&one, 0);
+    cli_read_round(&one);
+    assert_int_equal(one.state, CLI_LIVE);
+    pc_conn_id_t id = atomic_load(&app_last_id);
+    shim_close(one.s);
+    WAIT_FOR(atomic_load(&app_closes) == 1, 3000);
+    assert_int_equal(atomic_load(&app_closes), 1);
+    /* with memory: PC_ENOTCONN (once the record is released) */
+    WAIT_FOR(pc_server_send_to(g_srv, id, "x", 1) == PC_ENOTCONN, 2000);
+    assert_int_equal(pc_server_send_to(g_srv, id, "x", 1), PC_ENOTCONN);
+    assert_int_equal(pc_server_close_id(g_srv, id), PC_ENOTCONN);
+    fa_arm(1);
+    assert_int_equal(pc_server_close_id(g_srv, id), PC_ENOTCONN);
+    int rc = pc_server_send_to(g_srv, id, "x", 1);
+    fa_disarm();
+    if (rc != PC_ENOTCONN)
+        fail_msg("pc_server_send_to(id of a closed connection) with allocation failing: %s, "
+                 "not PC_ENOTCONN",
+                 pc_err_name(rc));
+    opens_and_closes_pair();
+    af_finish();
+}
+
+/* pc_server_stop while allocations keep failing: every connection still
+ * ends (nothing waits for memory), what was accepted for sending is
+ * flushed before the FIN, and stop + destroy give every block back. */
+static void stop_while_failing(void **state)
+{
+    (void)state;
+    enum { N = 30, NP = 2, PUSHES = 40 };
+    af_start();
+    shim_sock_t ps[NP];
+    pc_conn_id_t pid[NP];
+    for (int i = 0; i < NP; i++) {
+        ps[i] = shim_connect("127.0.0.1", g_port, NULL, 5000);
+        assert_true(ps[i] != SHIM_INVALID);
+        WAIT_FOR(atomic_load(&app_opens) == i + 1, 3000);
+        assert_int_equal(atomic_load(&app_opens), i + 1);
+        pid[i] = atomic_load(&app_last_id);
+    }
+    fa_arm(5);
+    static echo_cli_t c[N];
+    for (int i = 0; i < N; i++)
+        cli_open(&c[i], i, 5000);
+    for (int r = 0; r < 2; r++)
+        for (int i = 0; i < N; i++)
+            cli_send_round(&c[i], r);
+    unsigned long acc[NP][PUSHES];
+    int nacc[NP] = {0, 0};
+    for (int i = 0; i < NP; i++) {
+        for (int j = 0; j < PUSHES; j++) {
+            char rec[REC + 1];
+            make_rec(rec, i, (unsigned long)j);
+            int rc = pc_server_send_to(g_srv, pid[i], rec, REC);
+            if (rc == 0)
+                acc[i][nacc[i]++] = (unsigned long)j;
+            else
+                assert_int_equal(rc, PC_ENOMEM);
+        }
+    }
+    /* the echoes of most clients are in flight, some failed: stop now */
+    shim_sleep_ms(20);
+    uint64_t t0 = shim_now_ms();
+    assert_int_equal(pc_server_stop(g_srv, 3000), 0);
+    uint64_t took = shim_now_ms() - t0;
+    assert_int_equal(pc_server_post(g_srv, app_post, NULL), PC_ENOTCONN);
+    unsigned long failed = atomic_load(&fa_failed);
+    fa_disarm();
+    assert_int_equal(pc_server_send_to(g_srv, pid[0], "x", 1), PC_ENOTCONN);
+    print_message("stop under failing allocations: %lu failed, stop took %lu ms\n", failed,
+                  (unsigned long)took);
+    assert_true(took < 6000);
+    assert_true(failed > 0);
+    /* every echo client: a prefix of its stream, then the end */
+    for (int i = 0; i < N; i++) {
+        cli_read_round(&c[i]);
+        if (c[i].state == CLI_LIVE) { /* all echoed: the FIN follows */
+            size_t extra = 1;
+            c[i].state = shim_wait_close(c[i].s, &extra) == -2 || extra ? CLI_HUNG : CLI_ENDED;
+        }
+    }
+    tally_t t = tally(c, N);
+    report_bad(c, N, "stopped");
+    close_all(c, N);
+    assert_int_equal(t.ended, N);
+    /* the pushers: exactly the accepted records, then FIN */
+    for (int i = 0; i < NP; i++) {
+        size_t want = (size_t)nacc[i] * REC;
+        char got[PUSHES * REC];
+        size_t n = shim_recv_exact(ps[i], got, want);
+        if (n != want)
+            fail_msg("pusher %d: %lu of %lu pushed bytes arrived before the close", i,
+                     (unsigned long)n, (unsigned long)want);
+        for (int j = 0; j < nacc[i]; j++) {
+            char rec[REC + 1];
+            make_rec(rec, i, acc[i][j]);
+            assert_memory_equal(got + (size_t)j * REC, rec, REC);
+        }
+        size_t extra = 1;
+        assert_int_equal(shim_wait_close(ps[i], &extra), 0);
+        assert_int_equal(extra, 0);
+        shim_close(ps[i]);
+    }
+    opens_and_closes_pair();
+    af_finish(); /* stop again: a no-op */
+}
+
+int main(int argc, char **argv)
+{
+    shim_init();
+    pc_log_set_level(PC_LOG_ERROR);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(fail_every_3, af_teardown),
+        cmocka_unit_test_teardown(fail_every_7, af_teardown),
+        cmocka_unit_test_teardown(fail_every_17, af_teardown),
+        cmocka_unit_test_teardown(fail_every_101, af_teardown),
+        cmocka_unit_test_teardown(fail_all_then_recover, af_teardown),
+        cmocka_unit_test_teardown(accept_while_failing, af_teardown),
+        cmocka_unit_test_teardown(stop_while_failing, af_teardown),
+        cmocka_unit_test_teardown(send_to_closed_id_while_failing, af_teardown),
+    };
+    if (argc > 1) cmocka_set_test_filter(argv[1]);
+    return cmocka_run_group_tests_name("alloc_faults", tests, NULL, NULL);
+}
