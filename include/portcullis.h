@@ -261,7 +261,10 @@ typedef struct pc_callbacks_s {
      * send_high_water. Optional. */
     void (*on_drain)(pc_conn_t *c);
     /* The connection ended and its socket is closed. err is 0 or the PC_E*
-     * code behind reason. After return the pc_conn_t must not be used. */
+     * code behind reason. After return the pc_conn_t must not be used. For
+     * an accepted connection it runs only if on_open did (one that could not
+     * be set up, e.g. out of memory, is closed unseen and counted in
+     * stats.closed); for pc_connect see there. */
     void (*on_close)(pc_conn_t *c, pc_close_reason_t reason, int err);
     /* The server is stopping (pc_server_stop): runs once per open connection
      * just before its graceful close starts, so the application can queue a
