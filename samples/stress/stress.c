@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "hist.h"
+#include "http_resp.h"
 #include "portcullis.h"
 
 #ifdef _WIN32
@@ -154,11 +155,6 @@ static void count_error(int kind)
 
 /* ---- connection slots -------------------------------------------------------------- */
 
-/* Response parser states. */
-enum { RS_STATUS = 0, RS_HEADERS, RS_BODY, RS_BODY_TO_CLOSE };
-
-#define LINE_KEEP 96 /* bytes of a response line kept (the rest is skipped) */
-
 /* One entry per request in flight: when it was sent (or scheduled) and the
  * id of the connection it went out on. */
 typedef struct sent_s {
@@ -179,15 +175,7 @@ typedef struct slot_s {
     uint64_t intended;   /* --rate --close: scheduled time of its request */
     int opened;
     int aborted;
-    /* response parser (worker) */
-    uint8_t rs;
-    uint8_t conn_close;
-    uint8_t chunked;
-    uint8_t have_len;
-    int status;
-    uint64_t body_left;
-    unsigned line_len;
-    char line[LINE_KEEP];
+    http_resp_t resp; /* response parser (worker) */
     /* requests in flight */
     _Atomic uint32_t head, tail;
     uint32_t mask;
@@ -318,15 +306,6 @@ static int slot_connect(slot_t *s)
     return rc;
 }
 
-static void response_reset(slot_t *s)
-{
-    s->rs = RS_STATUS;
-    s->conn_close = s->chunked = s->have_len = 0;
-    s->status = 0;
-    s->body_left = 0;
-    s->line_len = 0;
-}
-
 static void on_open(pc_conn_t *c)
 {
     slot_t *s = pc_conn_user_data(c);
@@ -334,7 +313,7 @@ static void on_open(pc_conn_t *c)
     uint64_t now = now_ns();
     uint64_t id = pc_conn_id(c);
     s->opened = 1;
-    response_reset(s);
+    http_resp_init(&s->resp);
     hist_record(&ts->connect, now - s->t_connect);
     bump(&ts->connects, 1);
     bump(&ts->opened, 1);
@@ -355,48 +334,12 @@ static void on_open(pc_conn_t *c)
         }
 }
 
-static int lower_prefix(const char *line, size_t n, const char *lit)
+/* One response is complete (http_resp_cb; user is the connection): record
+ * it and send the next request. */
+static int response_done(void *user, int status, int closing)
 {
-    size_t k = strlen(lit);
-    if (n < k) return 0;
-    for (size_t i = 0; i < k; i++) {
-        char ch = line[i];
-        if (ch >= 'A' && ch <= 'Z') ch = (char)(ch + 32);
-        if (ch != lit[i]) return 0;
-    }
-    return 1;
-}
-
-/* Parse a header line (without CRLF); only the framing headers matter. */
-static int header_line(slot_t *s, const char *l, size_t n)
-{
-    if (lower_prefix(l, n, "content-length:")) {
-        size_t i = 15;
-        while (i < n && (l[i] == ' ' || l[i] == '\t'))
-            i++;
-        if (i == n) return -1;
-        uint64_t v = 0;
-        for (; i < n && l[i] >= '0' && l[i] <= '9'; i++) {
-            if (v > UINT64_MAX / 10 - 1) return -1;
-            v = v * 10 + (uint64_t)(l[i] - '0');
-        }
-        while (i < n && (l[i] == ' ' || l[i] == '\t'))
-            i++;
-        if (i != n) return -1;
-        s->body_left = v;
-        s->have_len = 1;
-    } else if (lower_prefix(l, n, "connection:")) {
-        for (size_t i = 11; i + 5 <= n; i++)
-            if (lower_prefix(l + i, n - i, "close")) s->conn_close = 1;
-    } else if (lower_prefix(l, n, "transfer-encoding:")) {
-        s->chunked = 1;
-    }
-    return 0;
-}
-
-/* One response is complete. */
-static void response_done(pc_conn_t *c, slot_t *s)
-{
+    pc_conn_t *c = user;
+    slot_t *s = pc_conn_user_data(c);
     tstat_t *ts = my_stat();
     uint64_t id = pc_conn_id(c);
     uint64_t t = ring_pop(s, id);
@@ -405,17 +348,16 @@ static void response_done(pc_conn_t *c, slot_t *s)
         uint64_t now = now_ns();
         if (t) hist_record(&ts->latency, now > t ? now - t : 0);
         bump(&ts->requests, 1);
-        if (s->status < 200 || s->status > 399) bump(&ts->errors[E_STATUS], 1);
+        if (status < 200 || status > 399) bump(&ts->errors[E_STATUS], 1);
     }
-    int closing = s->conn_close;
-    response_reset(s);
-    if (stopping || opt.close_mode || closing) return;
+    if (stopping || opt.close_mode || closing) return 0;
     if (opt.rate <= 0) {
         ring_push(s, now_ns(), id);
         pc_conn_send(c, g_req, g_req_len);
     } else {
         rate_send(s, id, c); /* a due request may be waiting for room */
     }
+    return 0;
 }
 
 static void parse_error(pc_conn_t *c, slot_t *s)
@@ -425,69 +367,11 @@ static void parse_error(pc_conn_t *c, slot_t *s)
     pc_conn_abort(c);
 }
 
-/* Process a complete line of the head (l, n without the line end). */
-static int head_line(pc_conn_t *c, slot_t *s, const char *l, size_t n)
-{
-    if (n && l[n - 1] == '\r') n--;
-    if (s->rs == RS_STATUS) {
-        if (n < 12 || memcmp(l, "HTTP/1.", 7) != 0 || l[8] != ' ' || l[9] < '1' || l[9] > '5' ||
-            l[10] < '0' || l[10] > '9' || l[11] < '0' || l[11] > '9')
-            return -1;
-        s->status = (l[9] - '0') * 100 + (l[10] - '0') * 10 + (l[11] - '0');
-        s->rs = RS_HEADERS;
-        return 0;
-    }
-    if (n) return header_line(s, l, n);
-    /* end of the head */
-    if (s->status >= 100 && s->status < 200) { /* interim response: the real one follows */
-        response_reset(s);
-        return 0;
-    }
-    if (s->chunked) return -1; /* not needed against the servers we drive */
-    if (s->status == 204 || s->status == 304)
-        s->body_left = 0;
-    else if (!s->have_len)
-        s->rs = RS_BODY_TO_CLOSE;
-    if (s->rs != RS_BODY_TO_CLOSE) {
-        s->rs = RS_BODY;
-        if (!s->body_left) response_done(c, s);
-    }
-    return 0;
-}
-
 static void on_data(pc_conn_t *c, const void *data, size_t len)
 {
     slot_t *s = pc_conn_user_data(c);
-    const char *p = data, *end = p + len;
     bump(&my_stat()->bytes, len);
-    while (p < end) {
-        if (s->rs == RS_BODY) {
-            size_t avail = (size_t)(end - p);
-            size_t take = s->body_left < avail ? (size_t)s->body_left : avail;
-            s->body_left -= take;
-            p += take;
-            if (!s->body_left) response_done(c, s);
-            continue;
-        }
-        if (s->rs == RS_BODY_TO_CLOSE) return;
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        size_t n = (size_t)((nl ? nl : end) - p);
-        if (!nl || s->line_len) {
-            /* a line split across reads: keep its start */
-            size_t k = n < LINE_KEEP - s->line_len ? n : LINE_KEEP - s->line_len;
-            memcpy(s->line + s->line_len, p, k);
-            s->line_len += (unsigned)k;
-            p += n;
-            if (!nl) return;
-            p++;
-            int rc = head_line(c, s, s->line, s->line_len);
-            s->line_len = 0;
-            if (rc < 0) return parse_error(c, s);
-            continue;
-        }
-        if (head_line(c, s, p, n) < 0) return parse_error(c, s);
-        p = nl + 1;
-    }
+    if (http_resp_feed(&s->resp, data, len, response_done, c) < 0) parse_error(c, s);
 }
 
 static void on_close(pc_conn_t *c, pc_close_reason_t reason, int err)
@@ -497,9 +381,13 @@ static void on_close(pc_conn_t *c, pc_close_reason_t reason, int err)
     uint64_t id = pc_conn_id(c);
     int stopping = atomic_load(&g_stopping);
     atomic_store(&s->id, 0);
+    /* a response cut short (not a read-to-close body: the peer's close
+     * completes that one) */
+    int cut = 0;
     if (s->opened) {
         bump(&ts->closed, 1);
-        if (s->rs == RS_BODY_TO_CLOSE && reason == PC_CLOSE_PEER) response_done(c, s);
+        cut = http_resp_busy(&s->resp);
+        if (reason == PC_CLOSE_PEER) http_resp_eof(&s->resp, response_done, c);
     }
     if (!stopping) {
         int pending = s->opened && ring_has(s, id);
@@ -515,7 +403,7 @@ static void on_close(pc_conn_t *c, pc_close_reason_t reason, int err)
             if (pending) count_error(E_TIMEOUT);
         } else if (reason == PC_CLOSE_ERROR) {
             count_error(E_OTHER);
-        } else if (pending || (s->rs != RS_STATUS && s->rs != RS_BODY_TO_CLOSE) || s->line_len) {
+        } else if (pending || cut) {
             count_error(E_CLOSED);
         }
     }
