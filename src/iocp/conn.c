@@ -574,12 +574,7 @@ static void conn_run(worker_t *w, pc_conn_t *c, const completion_t *cpl)
                 op->res_status = cpl->status;
                 op->res_bytes = (uint32_t)cpl->bytes;
                 op->res_data = cpl->data;
-                op->next = NULL;
-                if (c->dfr_tail)
-                    c->dfr_tail->next = op;
-                else
-                    c->dfr_head = op;
-                c->dfr_tail = op;
+                op_fifo_push(&c->dfr, op);
             }
             pc__mutex_unlock(conn_lock(c));
             return;
@@ -609,10 +604,8 @@ static void conn_run(worker_t *w, pc_conn_t *c, const completion_t *cpl)
             break;
         }
         pc__mutex_lock(conn_lock(c));
-        if (c->dfr_head) {
-            op_t *op = c->dfr_head;
-            c->dfr_head = op->next;
-            if (!c->dfr_head) c->dfr_tail = NULL;
+        op_t *op = op_fifo_pop(&c->dfr);
+        if (op) {
             cur = (completion_t){op, op->res_status, op->res_bytes, op->res_data};
             pc__mutex_unlock(conn_lock(c));
             continue;

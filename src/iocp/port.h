@@ -58,6 +58,33 @@ typedef struct op_s {
     void *res_data;
 } op_t;
 
+/* A FIFO of ops linked through op->next: a backend's results waiting for
+ * port_wait, a strand's parked completions. Not thread-safe. */
+typedef struct op_fifo_s {
+    op_t *head, *tail;
+} op_fifo_t;
+
+static inline void op_fifo_push(op_fifo_t *f, op_t *op)
+{
+    op->next = NULL;
+    if (f->tail)
+        f->tail->next = op;
+    else
+        f->head = op;
+    f->tail = op;
+}
+
+/* The oldest op, unlinked, or NULL. */
+static inline op_t *op_fifo_pop(op_fifo_t *f)
+{
+    op_t *op = f->head;
+    if (op) {
+        f->head = op->next;
+        if (!f->head) f->tail = NULL;
+    }
+    return op;
+}
+
 /* One finished operation. status: 0 or a PC_E* code. bytes: bytes
  * transferred (send: all of them on success; recv: 0 = "readable", the
  * shared code then reads with sock_recv; a backend that receives into its

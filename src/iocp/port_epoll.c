@@ -27,8 +27,8 @@ enum {
 
 typedef struct epq_s {
     int epfd;
-    post_list_t posts;             /* cross-thread posts and their eventfd */
-    op_t *ready_head, *ready_tail; /* owner thread only */
+    post_list_t posts; /* cross-thread posts and their eventfd */
+    op_fifo_t ready;   /* owner thread only */
     struct epoll_event events[EP_EVENTS];
 } epq_t;
 
@@ -42,13 +42,8 @@ static PC_THREAD_LOCAL epq_t *tls_q; /* the queue whose worker this thread is */
 static void ready_push(epq_t *q, op_t *op, int status, size_t bytes)
 {
     op->res_status = status;
-    op->res_bytes = bytes;
-    op->next = NULL;
-    if (q->ready_tail)
-        q->ready_tail->next = op;
-    else
-        q->ready_head = op;
-    q->ready_tail = op;
+    op->res_bytes = (uint32_t)bytes;
+    op_fifo_push(&q->ready, op);
 }
 
 static epq_t *sock_q(port_t *p, port_sock_t *s)
@@ -216,7 +211,7 @@ static int ep_wait(port_t *p, int qi, completion_t *out, int max, int timeout_ms
     epq_t *q = &ep->qs[qi];
     tls_q = q;
     take_posted(q);
-    int n = epoll_wait(q->epfd, q->events, EP_EVENTS, q->ready_head ? 0 : timeout_ms);
+    int n = epoll_wait(q->epfd, q->events, EP_EVENTS, q->ready.head ? 0 : timeout_ms);
     if (n < 0 && errno != EINTR) return sock_last_error();
     for (int i = 0; i < n; i++) {
         struct epoll_event *e = &q->events[i];
@@ -231,10 +226,8 @@ static int ep_wait(port_t *p, int qi, completion_t *out, int max, int timeout_ms
         }
     }
     int k = 0;
-    while (k < max && q->ready_head) {
-        op_t *op = q->ready_head;
-        q->ready_head = op->next;
-        if (!q->ready_head) q->ready_tail = NULL;
+    while (k < max && q->ready.head) {
+        op_t *op = op_fifo_pop(&q->ready);
         op->busy = 0;
         out[k].op = op;
         out[k].status = op->res_status;

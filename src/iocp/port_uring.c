@@ -112,7 +112,7 @@ typedef struct urq_s {
     post_list_t posts; /* cross-thread posts and their eventfd */
     uint64_t evbuf;
     int wake_armed;
-    op_t *ready_head, *ready_tail; /* owner thread only */
+    op_fifo_t ready; /* owner thread only */
     int recv_mode;
     int deferred; /* port_waits that returned ready work without entering */
     /* provided buffers: [ring | buffers] in one mapping */
@@ -169,14 +169,9 @@ static urq_t *sock_q(port_t *p, port_sock_t *s)
 static void ready_push(urq_t *q, op_t *op, int status, size_t bytes, void *data)
 {
     op->res_status = status;
-    op->res_bytes = bytes;
+    op->res_bytes = (uint32_t)bytes;
     op->res_data = data;
-    op->next = NULL;
-    if (q->ready_tail)
-        q->ready_tail->next = op;
-    else
-        q->ready_head = op;
-    q->ready_tail = op;
+    op_fifo_push(&q->ready, op);
 }
 
 static void ur_submit(urq_t *q)
@@ -702,8 +697,8 @@ static int ur_wait(port_t *p, int qi, completion_t *out, int max, int timeout_ms
      * iteration would pay it per buffer (and send per buffer). So the ready
      * list is served up to UR_DEFER_MAX times before SQEs are flushed; sends
      * queued meanwhile coalesce in the connection's send queue. */
-    if (q->ready_head || timeout_ms == 0) {
-        if (ur_need_enter(q) && (!q->ready_head || ++q->deferred >= UR_DEFER_MAX)) {
+    if (q->ready.head || timeout_ms == 0) {
+        if (ur_need_enter(q) && (!q->ready.head || ++q->deferred >= UR_DEFER_MAX)) {
             q->deferred = 0;
             rc = io_uring_submit_and_get_events(&q->ring);
         }
@@ -722,10 +717,8 @@ static int ur_wait(port_t *p, int qi, completion_t *out, int max, int timeout_ms
     if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) return ur_err(rc);
     harvest(q);
     int k = 0;
-    while (k < max && q->ready_head) {
-        op_t *op = q->ready_head;
-        q->ready_head = op->next;
-        if (!q->ready_head) q->ready_tail = NULL;
+    while (k < max && q->ready.head) {
+        op_t *op = op_fifo_pop(&q->ready);
         op->busy = 0;
         out[k].op = op;
         out[k].status = op->res_status;

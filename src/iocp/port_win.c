@@ -62,7 +62,7 @@ struct port_win_s;
 
 typedef struct pwq_s {
     struct port_win_s *pw;
-    op_t *ready_head, *ready_tail; /* staged results; owner thread only */
+    op_fifo_t ready; /* staged results; owner thread only */
     OVERLAPPED_ENTRY entries[PW_BATCH];
 } pwq_t;
 
@@ -105,15 +105,10 @@ static int last_wsa_error(int e)
 static int stage(port_win_t *pw, op_t *op, int status, size_t bytes)
 {
     op->res_status = status;
-    op->res_bytes = bytes;
+    op->res_bytes = (uint32_t)bytes;
     pwq_t *q = tls_q;
     if (q && q->pw == pw) {
-        op->next = NULL;
-        if (q->ready_tail)
-            q->ready_tail->next = op;
-        else
-            q->ready_head = op;
-        q->ready_tail = op;
+        op_fifo_push(&q->ready, op);
         return 0;
     }
     if (!PostQueuedCompletionStatus(pw->iocp, 0, KEY_STAGED, &op->ov)) return last_win_error();
@@ -393,10 +388,8 @@ static int pw_wait(port_t *p, int qi, completion_t *out, int max, int timeout_ms
     pwq_t *q = &pw->qs[qi];
     tls_q = q;
     int k = 0;
-    while (k < max && q->ready_head) {
-        op_t *op = q->ready_head;
-        q->ready_head = op->next;
-        if (!q->ready_head) q->ready_tail = NULL;
+    while (k < max && q->ready.head) {
+        op_t *op = op_fifo_pop(&q->ready);
         op->busy = BUSY_NO;
         out[k].op = op;
         out[k].status = op->res_status;

@@ -16,7 +16,7 @@
 
 typedef struct post_list_s {
     pc_mutex_t lock;
-    op_t *head, *tail; /* under lock */
+    op_fifo_t ops; /* under lock */
     atomic_int wake_pending;
     int evfd;
 } post_list_t;
@@ -24,7 +24,7 @@ typedef struct post_list_s {
 static inline void post_list_init(post_list_t *pl)
 {
     pc__mutex_init(&pl->lock);
-    pl->head = pl->tail = NULL;
+    pl->ops.head = pl->ops.tail = NULL;
     atomic_store(&pl->wake_pending, 0);
     pl->evfd = -1;
 }
@@ -37,13 +37,8 @@ static inline void post_list_destroy(post_list_t *pl)
 /* Append op (any thread) and wake the worker unless a wake-up is pending. */
 static inline void post_list_push(post_list_t *pl, op_t *op)
 {
-    op->next = NULL;
     pc__mutex_lock(&pl->lock);
-    if (pl->tail)
-        pl->tail->next = op;
-    else
-        pl->head = op;
-    pl->tail = op;
+    op_fifo_push(&pl->ops, op);
     pc__mutex_unlock(&pl->lock);
     if (atomic_exchange(&pl->wake_pending, 1) == 0) {
         uint64_t one = 1;
@@ -64,8 +59,8 @@ static inline void post_list_woken(post_list_t *pl)
 static inline op_t *post_list_take(post_list_t *pl)
 {
     pc__mutex_lock(&pl->lock);
-    op_t *h = pl->head;
-    pl->head = pl->tail = NULL;
+    op_t *h = pl->ops.head;
+    pl->ops.head = pl->ops.tail = NULL;
     pc__mutex_unlock(&pl->lock);
     return h;
 }

@@ -118,7 +118,7 @@ pc_conn_t *server_conn_alloc(pc_server_t *s)
     atomic_store(&c->id, ((uint64_t)gen << 32) | c->slot);
     c->in_dispatch = 0;
     c->timer_due = 0;
-    c->dfr_head = c->dfr_tail = NULL;
+    c->dfr.head = c->dfr.tail = NULL;
     c->xsend_bytes = 0;
     c->kick_posted = 0;
     c->xclose = XCLOSE_NONE;

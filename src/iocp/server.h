@@ -70,7 +70,7 @@ struct pc_conn_s {
     /* completions that arrived while another worker ran the strand (shared
      * port only), in order: ops linked through op->next, results in
      * op->res_*; the timer's expiry is the flag timer_due */
-    op_t *dfr_head, *dfr_tail;
+    op_fifo_t dfr;
     queue_t xsendq;
     size_t xsend_bytes;
     uint8_t in_dispatch;
