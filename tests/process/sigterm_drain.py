@@ -23,95 +23,20 @@ Python 3 standard library only; Linux.
 
 import argparse
 import collections
-import errno
 import os
 import random
-import re
 import selectors
 import signal
 import socket
 import subprocess
 import sys
-import threading
-import time
+
+from proclib import Fail, Server, errname, now  # noqa: E402
 
 HOST = "127.0.0.1"
 BLOCK = 16384  # the stream is generated in fixed blocks: sender and checker agree
 WINDOW = 256 * 1024  # at most this many bytes sent and not yet echoed, per connection
 EXIT_LIMIT = 10.0  # s from SIGTERM to process exit
-
-
-class Fail(Exception):
-    pass
-
-
-def now():
-    return time.monotonic()
-
-
-def _pdeathsig():
-    """Child side of Popen: die with the parent (Linux), even on SIGKILL of it."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
-
-
-class Server:
-    """A server process whose stdout/stderr are drained by threads (kept: last
-    lines for the report); kill() is idempotent."""
-
-    def __init__(self, argv):
-        self.lines = collections.deque(maxlen=80)
-        self.port = None
-        self._port_evt = threading.Event()
-        self.proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            preexec_fn=_pdeathsig if sys.platform.startswith("linux") else None,
-        )
-        self.readers = []
-        for stream, tag in ((self.proc.stdout, "out"), (self.proc.stderr, "err")):
-            t = threading.Thread(target=self._drain, args=(stream, tag), daemon=True)
-            t.start()
-            self.readers.append(t)
-
-    def _drain(self, stream, tag):
-        for raw in iter(stream.readline, b""):
-            line = raw.decode("utf-8", "replace").rstrip("\n")
-            self.lines.append("[%s] %s" % (tag, line))
-            m = re.match(r"listening on (\S+):(\d+)$", line)
-            if m and self.port is None:
-                self.port = int(m.group(2))
-                self._port_evt.set()
-        self._port_evt.set()
-
-    def wait_listening(self, timeout):
-        self._port_evt.wait(timeout)
-        if self.port is None:
-            raise Fail("server did not print 'listening on' within %.0f s (exit %s):\n%s"
-                       % (timeout, self.proc.poll(), self.tail()))
-        return self.port
-
-    def tail(self, n=30):
-        return "\n".join(list(self.lines)[-n:]) or "(no output)"
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            pass
-
-
-def errname(e):
-    return errno.errorcode.get(e.errno, str(e.errno)) if e.errno else type(e).__name__
 
 
 class Conn:

@@ -46,8 +46,9 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
+
+from proclib import Fail, Server, errname, now, pdeathsig  # noqa: E402
 
 HOST = "127.0.0.1"
 REQUEST = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -61,85 +62,6 @@ SLOW_TRICKLE = b"X-Slow-Header: " + b"a" * 4096
 # the PC_CLOSE_REASON_MAP entry (HEADER_TIMEOUT -> "header_timeout"), not with
 # pc_close_reason_str's text ("first-request timeout").
 HEADER_TIMEOUT_LABEL = "header_timeout"
-
-
-class Fail(Exception):
-    pass
-
-
-def now():
-    return time.monotonic()
-
-
-# --------------------------------------------------------------------------- #
-# server process
-
-
-def _pdeathsig():
-    """Child side of Popen: die with the parent (Linux), even on SIGKILL of it."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
-
-
-class Server:
-    """A server process whose stdout/stderr are drained by threads (kept: last
-    lines for the failure report); kill() is idempotent."""
-
-    def __init__(self, argv):
-        self.argv = argv
-        self.lines = collections.deque(maxlen=80)
-        self.port = None
-        self._port_evt = threading.Event()
-        self.proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            preexec_fn=_pdeathsig if sys.platform.startswith("linux") else None,
-        )
-        for stream, tag in ((self.proc.stdout, "out"), (self.proc.stderr, "err")):
-            t = threading.Thread(target=self._drain, args=(stream, tag), daemon=True)
-            t.start()
-
-    def _drain(self, stream, tag):
-        for raw in iter(stream.readline, b""):
-            line = raw.decode("utf-8", "replace").rstrip("\n")
-            self.lines.append("[%s] %s" % (tag, line))
-            m = re.match(r"listening on (\S+):(\d+)$", line)
-            if m and self.port is None:
-                self.port = int(m.group(2))
-                self._port_evt.set()
-        self._port_evt.set()  # EOF: wake wait_listening
-
-    def wait_listening(self, timeout):
-        self._port_evt.wait(timeout)
-        if self.port is None:
-            raise Fail("server did not print 'listening on' within %.0f s (exit %s):\n%s"
-                       % (timeout, self.proc.poll(), self.tail()))
-        return self.port
-
-    def alive(self):
-        return self.proc.poll() is None
-
-    def tail(self, n=30):
-        return "\n".join(list(self.lines)[-n:]) or "(no output)"
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            pass
-
-
-# --------------------------------------------------------------------------- #
-# keep-alive load (runs in its own process: --load-worker)
 
 
 def _content_length(head):
@@ -292,7 +214,7 @@ def start_load(script, port, seconds, nconns, lead=0.8):
         [sys.executable, script, "--load-worker", str(port), repr(start_at), repr(seconds),
          str(nconns)],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        preexec_fn=_pdeathsig if sys.platform.startswith("linux") else None)
+        preexec_fn=pdeathsig if sys.platform.startswith("linux") else None)
     return p, start_at
 
 
@@ -324,10 +246,6 @@ class Slow:
         self.sent = 0
         self.got_data = 0
         self.state = "new"  # new, connecting, open, done
-
-
-def errname(e):
-    return errno.errorcode.get(e.errno, str(e.errno)) if e.errno else type(e).__name__
 
 
 def slow_attack(port, n, start_at, ramp, interval, giveup, deadline):

@@ -1,0 +1,93 @@
+"""Shared pieces of the process-level tests: the server process (output
+drained, port read from its "listening on" line, killed on every exit path),
+the failure exception, a monotonic clock and errno names."""
+
+import collections
+import errno
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+
+class Fail(Exception):
+    pass
+
+
+def now():
+    return time.monotonic()
+
+
+def pdeathsig():
+    """Child side of Popen: die with the parent (Linux), even on SIGKILL of it."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
+class Server:
+    """A server process whose stdout/stderr are drained by threads (kept: last
+    lines for the failure report); kill() is idempotent."""
+
+    def __init__(self, argv):
+        self.argv = argv
+        self.lines = collections.deque(maxlen=80)
+        self.port = None
+        self._port_evt = threading.Event()
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            preexec_fn=pdeathsig if sys.platform.startswith("linux") else None,
+        )
+        self.readers = []  # the drain threads (joined to read the last lines)
+        for stream, tag in ((self.proc.stdout, "out"), (self.proc.stderr, "err")):
+            t = threading.Thread(target=self._drain, args=(stream, tag), daemon=True)
+            t.start()
+            self.readers.append(t)
+
+    def _drain(self, stream, tag):
+        for raw in iter(stream.readline, b""):
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            self.lines.append("[%s] %s" % (tag, line))
+            m = re.match(r"listening on (\S+):(\d+)$", line)
+            if m and self.port is None:
+                self.port = int(m.group(2))
+                self._port_evt.set()
+        self._port_evt.set()  # EOF: wake wait_listening
+
+    def wait_listening(self, timeout):
+        self._port_evt.wait(timeout)
+        if self.port is None:
+            raise Fail("server did not print 'listening on' within %.0f s (exit %s):\n%s"
+                       % (timeout, self.proc.poll(), self.tail()))
+        return self.port
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def tail(self, n=30):
+        return "\n".join(list(self.lines)[-n:]) or "(no output)"
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+# --------------------------------------------------------------------------- #
+# keep-alive load (runs in its own process: --load-worker)
+
+
+def errname(e):
+    return errno.errorcode.get(e.errno, str(e.errno)) if e.errno else type(e).__name__
