@@ -18,10 +18,12 @@ declare -A extra=(
   [fuzz_http_parser]="samples/http/http_parser.c"
   [fuzz_rules]="src/core/*.c src/filter/*.c"
   [fuzz_endpoint]="src/core/error.c src/iocp/endpoint.c"
+  [fuzz_http_resp]="samples/stress/http_resp.c"
 )
 
 flags=(-g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined
-       -fno-sanitize-recover=undefined -Iinclude -Isrc -Isamples/http)
+       -fno-sanitize-recover=undefined -Iinclude -Isrc -Isamples/http
+       -Isamples/stress)
 failed=()
 ran=0
 for src in tests/fuzz/fuzz_*.c; do

@@ -334,12 +334,18 @@ static void on_open(pc_conn_t *c)
         }
 }
 
-/* One response is complete (http_resp_cb; user is the connection): record
- * it and send the next request. */
+/* The connection and its slot, for the parser's callback. */
+typedef struct conn_ref_s {
+    pc_conn_t *c;
+    slot_t *s;
+} conn_ref_t;
+
+/* One response is complete (http_resp_cb; user is a conn_ref_t): record it
+ * and send the next request. */
 static int response_done(void *user, int status, int closing)
 {
-    pc_conn_t *c = user;
-    slot_t *s = pc_conn_user_data(c);
+    pc_conn_t *c = ((conn_ref_t *)user)->c;
+    slot_t *s = ((conn_ref_t *)user)->s;
     tstat_t *ts = my_stat();
     uint64_t id = pc_conn_id(c);
     uint64_t t = ring_pop(s, id);
@@ -371,7 +377,8 @@ static void on_data(pc_conn_t *c, const void *data, size_t len)
 {
     slot_t *s = pc_conn_user_data(c);
     bump(&my_stat()->bytes, len);
-    if (http_resp_feed(&s->resp, data, len, response_done, c) < 0) parse_error(c, s);
+    conn_ref_t ref = {c, s};
+    if (http_resp_feed(&s->resp, data, len, response_done, &ref) < 0) parse_error(c, s);
 }
 
 static void on_close(pc_conn_t *c, pc_close_reason_t reason, int err)
@@ -387,7 +394,8 @@ static void on_close(pc_conn_t *c, pc_close_reason_t reason, int err)
     if (s->opened) {
         bump(&ts->closed, 1);
         cut = http_resp_busy(&s->resp);
-        if (reason == PC_CLOSE_PEER) http_resp_eof(&s->resp, response_done, c);
+        conn_ref_t ref = {c, s};
+        if (reason == PC_CLOSE_PEER) http_resp_eof(&s->resp, response_done, &ref);
     }
     if (!stopping) {
         int pending = s->opened && ring_has(s, id);

@@ -581,6 +581,15 @@ static void fail_every_101(void **state)
     fail_every(101);
 }
 
+/* Open client idx and run one echo round on it, which must be served. */
+static void cli_open_live(echo_cli_t *c, int idx)
+{
+    cli_open(c, idx, 3000);
+    cli_send_round(c, 0);
+    cli_read_round(c);
+    assert_int_equal(c->state, CLI_LIVE);
+}
+
 /* Every allocation fails: a fresh server cannot even grow its connection
  * table, so new clients are reset (counted as accept errors) and every call
  * of the test thread says PC_ENOMEM; with an open connection the echo ends
@@ -613,10 +622,7 @@ static void fail_all_then_recover(void **state)
     /* one connection opened while memory is there, then none is */
     fa_disarm();
     echo_cli_t one;
-    cli_open(&one, 100, 3000);
-    cli_send_round(&one, 0);
-    cli_read_round(&one);
-    assert_int_equal(one.state, CLI_LIVE);
+    cli_open_live(&one, 100);
     WAIT_FOR(atomic_load(&app_opens) == 1, 2000);
     pc_conn_id_t id = atomic_load(&app_last_id);
     fa_arm(1);
@@ -645,10 +651,7 @@ static void accept_while_failing(void **state)
     (void)state;
     af_start();
     echo_cli_t one;
-    cli_open(&one, 0, 3000);
-    cli_send_round(&one, 0);
-    cli_read_round(&one);
-    assert_int_equal(one.state, CLI_LIVE);
+    cli_open_live(&one, 0);
     fa_arm(1);
     echo_cli_t two;
     cli_open(&two, 1, 3000);
@@ -676,10 +679,7 @@ static void send_to_closed_id_while_failing(void **state)
     (void)state;
     af_start();
     echo_cli_t one;
-    cli_open(&one, 0, 3000);
-    cli_send_round(&one, 0);
-    cli_read_round(&one);
-    assert_int_equal(one.state, CLI_LIVE);
+    cli_open_live(&one, 0);
     pc_conn_id_t id = atomic_load(&app_last_id);
     shim_close(one.s);
     WAIT_FOR(atomic_load(&app_closes) == 1, 3000);
