@@ -91,3 +91,19 @@ class Server:
 
 def errname(e):
     return errno.errorcode.get(e.errno, str(e.errno)) if e.errno else type(e).__name__
+
+
+def set_budget(seconds):
+    """End the run with Fail after seconds, or on SIGTERM/SIGINT (so every
+    exit path goes through the caller's cleanup)."""
+
+    def on_signal(sig, frame):
+        raise Fail("interrupted by signal %d" % sig)
+
+    def on_alarm(sig, frame):
+        raise Fail("overall time budget of %d s exceeded" % seconds)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(seconds)

@@ -31,7 +31,7 @@ import socket
 import subprocess
 import sys
 
-from proclib import Fail, Server, errname, now  # noqa: E402
+from proclib import Fail, Server, errname, now, set_budget  # noqa: E402
 
 HOST = "127.0.0.1"
 BLOCK = 16384  # the stream is generated in fixed blocks: sender and checker agree
@@ -268,16 +268,7 @@ def main():
     ap.add_argument("--budget", type=int, default=30, help="overall time limit, s")
     args = ap.parse_args()
 
-    def on_signal(sig, frame):
-        raise Fail("interrupted by signal %d" % sig)
-
-    def on_alarm(sig, frame):
-        raise Fail("overall time budget of %d s exceeded" % args.budget)
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(args.budget)
+    set_budget(args.budget)
     t_run = now()
     try:
         failures = run(args)

@@ -48,7 +48,7 @@ import subprocess
 import sys
 import time
 
-from proclib import Fail, Server, errname, now, pdeathsig  # noqa: E402
+from proclib import Fail, Server, errname, now, set_budget, pdeathsig  # noqa: E402
 
 HOST = "127.0.0.1"
 REQUEST = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -434,16 +434,7 @@ def main():
         print("FAIL: open-file limit %d is too low for %d slow clients" % (soft, args.slow))
         return 1
 
-    def on_signal(sig, frame):
-        raise Fail("interrupted by signal %d" % sig)
-
-    def on_alarm(sig, frame):
-        raise Fail("overall time budget of %d s exceeded" % args.budget)
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(args.budget)
+    set_budget(args.budget)
 
     argv = [exe, "--listen", HOST + ":0", "--threads", str(args.threads),
             "--header-timeout", str(args.header_timeout), "--max-conns", "6000"]
