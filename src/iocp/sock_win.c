@@ -267,7 +267,7 @@ static int new_socket(int family, sock_t *out)
 int sock_listen(const struct sockaddr *sa, socklen_t len, int backlog, int cond_accept,
                 int *cond_err, sock_t *out)
 {
-    sock_t s;
+    sock_t s = INVALID_SOCKET; /* set by new_socket on success */
     int rc = new_socket(sa->sa_family, &s);
     if (rc < 0) return rc;
     BOOL yes = TRUE;
@@ -297,7 +297,7 @@ int sock_listen(const struct sockaddr *sa, socklen_t len, int backlog, int cond_
 
 int sock_open_stream(int family, sock_t *out)
 {
-    sock_t s;
+    sock_t s = INVALID_SOCKET; /* set by new_socket on success */
     int rc = new_socket(family, &s);
     if (rc < 0) return rc;
     rc = sock_set_nonblock(s);
