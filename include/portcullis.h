@@ -477,6 +477,15 @@ PC_API int pc_conn_sendv(pc_conn_t *c, const pc_buf_t *bufs, unsigned n);
  * peer closes or close_linger_ms, then close. A well-behaved peer sees no
  * reset. Idempotent. Returns 0 or PC_ENOTCONN. */
 PC_API int pc_conn_close(pc_conn_t *c);
+/* Graceful close without the linger: flush queued bytes, then close the
+ * socket (FIN) at once instead of reading until the peer's FIN. For when the
+ * peer has said it sends nothing more (an HTTP request with "Connection:
+ * close" and no bytes after it): it saves a wake-up and a receive per
+ * connection. If the peer sends more anyway, or sent bytes not yet read, its
+ * kernel answers with a reset, which may discard what it had not read yet.
+ * From the connection's callbacks only. Returns 0, PC_EINVAL (other thread),
+ * PC_ENOTCONN. */
+PC_API int pc_conn_close_nolinger(pc_conn_t *c);
 /* Abortive close: drop queued bytes and reset the connection (RST).
  * Returns 0 or PC_ENOTCONN. */
 PC_API int pc_conn_abort(pc_conn_t *c);

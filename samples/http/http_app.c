@@ -324,7 +324,9 @@ static size_t metrics_format(app_t *app, pc_server_t *s, char *out, size_t cap)
 
 /* ---- requests ------------------------------------------------------------------ */
 
-enum { R_KEEP = 0, R_CLOSE = 1 };
+/* R_CLOSE_ASKED: the client asked to close (no keep-alive) and sends
+ * nothing more for this request: no linger needed once the response is out */
+enum { R_KEEP = 0, R_CLOSE = 1, R_CLOSE_ASKED = 2 };
 
 static int path_is(const http_request_t *r, const char *lit)
 {
@@ -337,7 +339,8 @@ static int path_is(const http_request_t *r, const char *lit)
 }
 
 /* Answer one complete head. *body_left receives the body bytes to discard.
- * Returns R_CLOSE when the connection must close after the response. */
+ * Returns R_CLOSE (or R_CLOSE_ASKED) when the connection must close after
+ * the response. */
 static int handle_request(app_t *app, pc_conn_t *c, const http_request_t *r, uint64_t *body_left)
 {
     *body_left = 0;
@@ -391,7 +394,8 @@ static int handle_request(app_t *app, pc_conn_t *c, const http_request_t *r, uin
         static const char b[] = "Not Found\n";
         respond(app, c, 404, NULL, "text/plain", b, sizeof b - 1, head_only, conn_hdr);
     }
-    return close ? R_CLOSE : R_KEEP;
+    if (!close) return R_KEEP;
+    return (r->flags & HTTP_F_EXPECT) ? R_CLOSE : R_CLOSE_ASKED; /* a body may still come */
 }
 
 /* ---- per-connection state -------------------------------------------------------- */
@@ -453,7 +457,7 @@ static void on_data(pc_conn_t *c, const void *data, size_t len)
     const char *p = data;
     size_t n = len;
     uint64_t body_left = h ? h->body_left : 0;
-    int close = 0, status = 0, completed = 0;
+    int close = 0, status = 0, completed = 0, asked = 0;
 
     tcache();
     tls.out_len = 0;
@@ -514,8 +518,10 @@ static void on_data(pc_conn_t *c, const void *data, size_t len)
             req = &rq;
         }
         completed++;
-        if (handle_request(app, c, req, &body_left) == R_CLOSE) {
+        int rr = handle_request(app, c, req, &body_left);
+        if (rr != R_KEEP) {
             close = 1;
+            asked = rr == R_CLOSE_ASKED;
             break;
         }
     }
@@ -525,7 +531,13 @@ static void on_data(pc_conn_t *c, const void *data, size_t len)
     }
     out_flush(c);
     if (close || tls.out_failed) {
-        pc_conn_close(c);
+        /* the client asked to close and sent nothing after its request: close
+         * right after the response; otherwise read and discard what it may
+         * still be sending, so its kernel does not reset the response away */
+        if (asked && !status && !tls.out_failed && n == 0 && !body_left)
+            pc_conn_close_nolinger(c);
+        else
+            pc_conn_close(c);
         return;
     }
     if (body_left && !h) h = state_get(c);

@@ -291,8 +291,11 @@ static void do_fin(pc_conn_t *c)
 {
     if (c->fin_sent || c->state != CS_CLOSING) return;
     c->fin_sent = 1;
+    if (c->peer_eof || c->no_linger) {
+        conn_close_socket(c, 0); /* close() sends the FIN; the kernel delivers what is queued */
+        return;
+    }
     sock_shutdown_write(c->ps.fd);
-    if (c->peer_eof) conn_close_socket(c, 0);
 }
 
 static void handle_eof(pc_conn_t *c)
@@ -337,9 +340,13 @@ static void conn_read(worker_t *w, pc_conn_t *c)
 /* The socket is connected (accepted, or an outbound connect finished). */
 static void conn_established(pc_conn_t *c)
 {
-    sock_set_nodelay(c->ps.fd);
+    /* two syscalls per connection saved where possible: accepted sockets
+     * inherit TCP_NODELAY (Linux), and the local address of a connection
+     * accepted on a specific address is the listener's */
+    if (c->outbound || !SOCK_ACCEPT_INHERITS_NODELAY) sock_set_nodelay(c->ps.fd);
     struct sockaddr_storage ss;
-    if (sock_local_addr(c->ps.fd, &ss) == 0) sockaddr_store(&c->local, &ss);
+    if (c->local.sa.sa_family == 0 && sock_local_addr(c->ps.fd, &ss) == 0)
+        sockaddr_store(&c->local, &ss);
     c->last_rx_ms = pc__now_ms();
     unsigned ht = c->srv->cfg.header_timeout_ms;
     c->deadline_ms = (ht && !c->outbound) ? c->last_rx_ms + ht : 0;
@@ -844,6 +851,14 @@ int pc_conn_close(pc_conn_t *c)
     timer_update(c);
     /* FIN, discard-reading and the final close follow in conn_after */
     return 0;
+}
+
+int pc_conn_close_nolinger(pc_conn_t *c)
+{
+    if (!c || tls_conn != c) return PC_EINVAL;
+    int rc = pc_conn_close(c);
+    if (rc == 0) c->no_linger = 1;
+    return rc;
 }
 
 int pc_conn_abort(pc_conn_t *c)

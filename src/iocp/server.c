@@ -126,7 +126,7 @@ pc_conn_t *server_conn_alloc(pc_server_t *s)
     pc__mutex_unlock(conn_lock(c));
     c->reading = c->sending = c->paused_user = c->paused_hw = 0;
     c->fin_sent = c->peer_eof = c->counted = 0;
-    c->outbound = c->connecting = 0;
+    c->outbound = c->connecting = c->no_linger = 0;
     c->cb = &s->cfg.cb;
     c->ops_pending = 0;
     c->deadline_ms = 0;
@@ -342,6 +342,13 @@ int pc_server_listen_addr(pc_server_t *s, const struct sockaddr *sa, socklen_t l
     int rc = accept_listener_open(s, l);
     if (rc < 0) return rc;
     sock_local_addr(l->fd, &l->addr);
+    if (l->addr.ss_family == AF_INET) {
+        l->specific = ((struct sockaddr_in *)&l->addr)->sin_addr.s_addr != htonl(INADDR_ANY);
+    } else if (l->addr.ss_family == AF_INET6) {
+        static const struct in6_addr any6; /* :: */
+        l->specific =
+            memcmp(&((struct sockaddr_in6 *)&l->addr)->sin6_addr, &any6, sizeof any6) != 0;
+    }
     s->nlisteners++;
     return l->idx;
 }

@@ -92,6 +92,7 @@ struct pc_conn_s {
     uint8_t counted;      /* counted in srv->active (accepted), else srv->outbound */
     uint8_t outbound;     /* opened by pc_connect */
     uint8_t connecting;   /* outbound connect in flight (wr_op) */
+    uint8_t no_linger;    /* pc_conn_close_nolinger: close at the FIN */
     uint8_t reason;       /* pc_close_reason_t */
     unsigned ops_pending; /* ops the backend holds */
     int err;
@@ -141,6 +142,8 @@ struct listener_s {
     int thread_started;
     int cond_err; /* why SO_CONDITIONAL_ACCEPT was refused, or 0 */
     pc_accept_mode_t mode;
+    int specific; /* bound to one address (not 0.0.0.0 / ::): it is every
+                   * accepted connection's local address */
     _Atomic int stopping;
     /* the ticket of the connection accept_decide last accepted; consumed by
      * conn_start_accepted or accept_undo (one accept thread per listener) */

@@ -20,6 +20,15 @@ typedef int sock_t;
 int sock_lib_init(void);
 void sock_lib_cleanup(void);
 
+/* Accepted sockets inherit TCP_NODELAY from the listener (Linux copies the
+ * listening socket's options into the connection), so sock_listen sets it
+ * and the engine skips the per-connection setsockopt. */
+#ifdef _WIN32
+#define SOCK_ACCEPT_INHERITS_NODELAY 0
+#else
+#define SOCK_ACCEPT_INHERITS_NODELAY 1
+#endif
+
 /* Create a listening socket bound to sa. cond_accept != 0 asks for
  * SO_CONDITIONAL_ACCEPT before listen (Windows); *cond_err receives 0 or the
  * error that refused it (PC_ENOPROTOOPT under Wine; always PC_ENOTSUP on

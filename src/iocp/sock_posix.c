@@ -31,6 +31,7 @@ int sock_listen(const struct sockaddr *sa, socklen_t len, int backlog, int cond_
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (sa->sa_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* inherited by accept */
     if (cond_err) *cond_err = cond_accept ? PC_ENOTSUP : 0;
     if (bind(fd, sa, len) != 0 || listen(fd, backlog) != 0) {
         int e = sock_last_error();

@@ -270,6 +270,41 @@ static void stop_notifies_application(void **state)
     assert_int_equal(pc_server_stopping(g_srv), 1);
 }
 
+/* ---- close without linger ------------------------------------------------------ */
+
+static void nolinger_on_data(pc_conn_t *c, const void *data, size_t len)
+{
+    (void)data;
+    (void)len;
+    assert_int_equal(pc_conn_send(c, "bye", 3), 0);
+    assert_int_equal(pc_conn_close_nolinger(c), 0);
+}
+
+/* pc_conn_close_nolinger: the peer gets everything queued, then a FIN (no
+ * reset), and the connection is closed on the server right away, without
+ * waiting for the peer's FIN (which pc_conn_close would, up to the linger). */
+static void close_nolinger(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.cb.on_data = nolinger_on_data;
+    start_server(&cfg);
+    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 3000);
+    assert_true(s != SHIM_INVALID);
+    assert_int_equal(shim_send_all(s, "x", 1), 0);
+    char buf[8];
+    assert_int_equal(shim_recv_exact(s, buf, 3), 3);
+    assert_memory_equal(buf, "bye", 3);
+    size_t extra = 0;
+    assert_int_equal(shim_wait_close(s, &extra), 0); /* FIN */
+    assert_int_equal(extra, 0);
+    /* our socket is still open, yet the server has closed its side */
+    WAIT_FOR(atomic_load(&g_closes) == 1, 2000);
+    assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_LOCAL]), 1);
+    shim_close(s);
+}
+
 int main(int argc, char **argv)
 {
     shim_init();
@@ -281,6 +316,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(write_timeout_slow_reader_survives, teardown),
         cmocka_unit_test_teardown(buffered_cap_refuses, teardown),
         cmocka_unit_test_teardown(stop_notifies_application, teardown),
+        cmocka_unit_test_teardown(close_nolinger, teardown),
     };
     if (argc > 1) cmocka_set_test_filter(argv[1]);
     return cmocka_run_group_tests_name("limits", tests, NULL, NULL);
