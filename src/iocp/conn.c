@@ -611,9 +611,7 @@ static void conn_run(worker_t *w, pc_conn_t *c, const completion_t *cpl)
             break;
         }
         pc__mutex_lock(conn_lock(c));
-        op_t *op = op_fifo_pop(&c->dfr);
-        if (op) {
-            cur = (completion_t){op, op->res_status, op->res_bytes, op->res_data};
+        if (op_fifo_drain(&c->dfr, &cur, 1)) { /* the next parked completion */
             pc__mutex_unlock(conn_lock(c));
             continue;
         }

@@ -97,6 +97,24 @@ typedef struct completion_s {
     void *data;
 } completion_t;
 
+/* Pop up to max ops of f into completions (results from op->res_*, which
+ * whoever pushed the op has set), marking them no longer busy. Returns how
+ * many. */
+static inline int op_fifo_drain(op_fifo_t *f, completion_t *out, int max)
+{
+    int k = 0;
+    while (k < max && f->head) {
+        op_t *op = op_fifo_pop(f);
+        op->busy = 0;
+        out[k].op = op;
+        out[k].status = op->res_status;
+        out[k].bytes = op->res_bytes;
+        out[k].data = op->res_data;
+        k++;
+    }
+    return k;
+}
+
 /* Per-socket backend state, embedded in the connection. */
 typedef struct port_sock_s {
     sock_t fd;

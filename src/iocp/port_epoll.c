@@ -43,6 +43,7 @@ static void ready_push(epq_t *q, op_t *op, int status, size_t bytes)
 {
     op->res_status = status;
     op->res_bytes = (uint32_t)bytes;
+    op->res_data = NULL;
     op_fifo_push(&q->ready, op);
 }
 
@@ -225,17 +226,7 @@ static int ep_wait(port_t *p, int qi, completion_t *out, int max, int timeout_ms
             on_sock_event(q, e->data.ptr, e->events);
         }
     }
-    int k = 0;
-    while (k < max && q->ready.head) {
-        op_t *op = op_fifo_pop(&q->ready);
-        op->busy = 0;
-        out[k].op = op;
-        out[k].status = op->res_status;
-        out[k].bytes = op->res_bytes;
-        out[k].data = NULL;
-        k++;
-    }
-    return k;
+    return op_fifo_drain(&q->ready, out, max);
 }
 
 static void ep_close(port_t *p)

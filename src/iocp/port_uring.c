@@ -716,17 +716,7 @@ static int ur_wait(port_t *p, int qi, completion_t *out, int max, int timeout_ms
     if (io_uring_sq_ready(&q->ring) == 0) q->gen++;
     if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) return ur_err(rc);
     harvest(q);
-    int k = 0;
-    while (k < max && q->ready.head) {
-        op_t *op = op_fifo_pop(&q->ready);
-        op->busy = 0;
-        out[k].op = op;
-        out[k].status = op->res_status;
-        out[k].bytes = op->res_bytes;
-        out[k].data = op->res_data;
-        k++;
-    }
-    return k;
+    return op_fifo_drain(&q->ready, out, max);
 }
 
 /* ---- setup and teardown -------------------------------------------------------------- */

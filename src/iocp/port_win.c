@@ -106,6 +106,7 @@ static int stage(port_win_t *pw, op_t *op, int status, size_t bytes)
 {
     op->res_status = status;
     op->res_bytes = (uint32_t)bytes;
+    op->res_data = NULL;
     pwq_t *q = tls_q;
     if (q && q->pw == pw) {
         op_fifo_push(&q->ready, op);
@@ -387,16 +388,7 @@ static int pw_wait(port_t *p, int qi, completion_t *out, int max, int timeout_ms
     port_win_t *pw = pwin(p);
     pwq_t *q = &pw->qs[qi];
     tls_q = q;
-    int k = 0;
-    while (k < max && q->ready.head) {
-        op_t *op = op_fifo_pop(&q->ready);
-        op->busy = BUSY_NO;
-        out[k].op = op;
-        out[k].status = op->res_status;
-        out[k].bytes = op->res_bytes;
-        out[k].data = NULL;
-        k++;
-    }
+    int k = op_fifo_drain(&q->ready, out, max); /* busy = 0 is BUSY_NO */
     if (k == max) return k;
     /* with staged results in hand, only poll the port */
     DWORD tmo = k ? 0 : (timeout_ms < 0 ? INFINITE : (DWORD)timeout_ms);
