@@ -74,6 +74,29 @@ int accept_wait_capacity(listener_t *l, uint64_t deadline)
     return ok;
 }
 
+pc_verdict_t accept_hold_deferred(listener_t *l, const struct sockaddr *peer, int *step)
+{
+    pc_server_t *s = l->srv;
+    const struct sockaddr *local = (const struct sockaddr *)&l->addr;
+    uint64_t deadline = pc__now_ms() + s->cfg.defer_timeout_ms;
+    pc_verdict_t v = PC_DEFER;
+    counter_add(&s->deferred, 1);
+    while (v == PC_DEFER && !atomic_load(&l->stopping)) {
+        if (pc__now_ms() >= deadline) break;
+        if (*step == PC_STEP_CAPACITY)
+            accept_wait_capacity(l, deadline);
+        else
+            pc__sleep_ms(ACCEPT_DEFER_RETRY_MS);
+        v = accept_decide(l, peer, local, step);
+    }
+    if (v == PC_DEFER) { /* deferred too long */
+        v = PC_REJECT;
+        counter_add(&s->rejected[*step >= 0 && *step < PC_STEP_COUNT ? *step : PC_STEP_CAPACITY],
+                    1);
+    }
+    return v;
+}
+
 void accept_failed(listener_t *l, accept_backoff_t *b, int err, int os_err)
 {
     counter_add(&l->srv->accept_errors, 1);

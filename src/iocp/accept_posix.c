@@ -78,27 +78,7 @@ void accept_thread_main(void *arg)
         int step = -1;
         pc_verdict_t v =
             accept_decide(l, (struct sockaddr *)&peer, (struct sockaddr *)&l->addr, &step);
-        if (v == PC_DEFER) {
-            /* Post-handshake defer: hold this connection (and, like a
-             * deferred request at the head of Winsock's queue, the ones
-             * behind it) until it passes or the timeout, then reject. */
-            uint64_t deadline = pc__now_ms() + s->cfg.defer_timeout_ms;
-            counter_add(&s->deferred, 1);
-            while (v == PC_DEFER && !atomic_load(&l->stopping)) {
-                uint64_t now = pc__now_ms();
-                if (now >= deadline) break;
-                if (step == PC_STEP_CAPACITY)
-                    wait_capacity(s, l, (unsigned)(deadline - now));
-                else
-                    pc__sleep_ms(5);
-                v = accept_decide(l, (struct sockaddr *)&peer, (struct sockaddr *)&l->addr, &step);
-            }
-            if (v == PC_DEFER) {
-                v = PC_REJECT; /* deferred too long */
-                counter_add(
-                    &s->rejected[step >= 0 && step < PC_STEP_COUNT ? step : PC_STEP_CAPACITY], 1);
-            }
-        }
+        if (v == PC_DEFER) v = accept_hold_deferred(l, (struct sockaddr *)&peer, &step);
         if (v != PC_ACCEPT) {
             sock_close_reset(fd);
             continue;

@@ -26,8 +26,6 @@
 #include "core/log.h"
 #include "error_win.h"
 
-#define DEFER_RETRY_MS 5 /* pause before re-asking about a request the user deferred */
-
 /* State shared by the loop and the condition function (one per thread; the
  * condition runs on the accept thread, inside WSAAccept). */
 typedef struct cond_ctx_s {
@@ -177,26 +175,7 @@ static int post_handshake_verdict(pc_server_t *s, listener_t *l, cond_ctx_t *cx,
     int step = cx->step;
     if (!cx->called) /* a stack that did not call the condition */
         v = accept_decide(l, (const struct sockaddr *)peer, (struct sockaddr *)&l->addr, &step);
-    if (v == PC_DEFER) {
-        /* Hold this connection (and, with it, the backlog behind it) until
-         * the verdict changes or the deferral times out; then reject. */
-        uint64_t deadline = pc__now_ms() + s->cfg.defer_timeout_ms;
-        counter_add(&s->deferred, 1);
-        while (v == PC_DEFER && !atomic_load(&l->stopping)) {
-            uint64_t now = pc__now_ms();
-            if (now >= deadline) break;
-            if (step == PC_STEP_CAPACITY)
-                accept_wait_capacity(l, deadline);
-            else
-                pc__sleep_ms(DEFER_RETRY_MS);
-            v = accept_decide(l, (const struct sockaddr *)peer, (struct sockaddr *)&l->addr, &step);
-        }
-        if (v == PC_DEFER) {
-            v = PC_REJECT;
-            counter_add(&s->rejected[step >= 0 && step < PC_STEP_COUNT ? step : PC_STEP_CAPACITY],
-                        1);
-        }
-    }
+    if (v == PC_DEFER) v = accept_hold_deferred(l, (const struct sockaddr *)peer, &step);
     if (v == PC_ACCEPT && atomic_load(&l->stopping)) {
         accept_undo(l);
         v = PC_REJECT;
@@ -275,7 +254,7 @@ void accept_thread_main(void *arg)
                 if (cx.step == PC_STEP_CAPACITY && cx.defer_since)
                     accept_wait_capacity(l, deadline);
                 else
-                    pc__sleep_ms(DEFER_RETRY_MS);
+                    pc__sleep_ms(ACCEPT_DEFER_RETRY_MS);
                 continue;
             }
             if (e == WSAEACCES || e == WSAECONNRESET || e == WSAECONNABORTED || e == WSAENETDOWN ||

@@ -224,6 +224,15 @@ void accept_undo(listener_t *l);
  * is available. Accept threads. */
 int accept_wait_capacity(listener_t *l, uint64_t deadline);
 
+/* The pipeline deferred a connection that is already established (Linux,
+ * or Windows without conditional accept): hold it, and so the backlog behind
+ * it, as Winsock's queue holds the requests behind a deferred one, until the
+ * verdict changes, the listener stops or defer_timeout_ms passes; a verdict
+ * still PC_DEFER then becomes PC_REJECT, counted at the step that deferred
+ * it. *step is accept_decide's. Accept threads. */
+#define ACCEPT_DEFER_RETRY_MS 5 /* pause before re-asking about a user-deferred connection */
+pc_verdict_t accept_hold_deferred(listener_t *l, const struct sockaddr *peer, int *step);
+
 /* Back-off state of an accept loop after accept errors. */
 typedef struct accept_backoff_s {
     unsigned delay_ms;   /* 0 after a success; 10 ms doubling to 1 s */
