@@ -168,7 +168,7 @@ static int CALLBACK accept_condition(LPWSABUF caller, LPWSABUF caller_data, LPQO
 /* Post-handshake: apply the verdict to an established connection. Returns
  * 1 if fd may be handed to the workers (a slot is reserved), 0 if it was
  * closed. */
-static int post_handshake_verdict(pc_server_t *s, listener_t *l, cond_ctx_t *cx, sock_t fd,
+static int post_handshake_verdict(listener_t *l, cond_ctx_t *cx, sock_t fd,
                                   const struct sockaddr_storage *peer)
 {
     pc_verdict_t v = cx->verdict;
@@ -289,7 +289,7 @@ void accept_thread_main(void *arg)
                 break;
             }
         } else {
-            int ok = post_handshake_verdict(s, l, &cx, fd, &peer);
+            int ok = post_handshake_verdict(l, &cx, fd, &peer);
             cx.reserved = 0;
             if (!ok) continue;
         }
