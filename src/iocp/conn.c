@@ -17,7 +17,8 @@
 #include "core/clock.h"
 #include "core/log.h"
 
-static PC_THREAD_LOCAL pc_conn_t *tls_conn; /* connection whose strand runs here */
+static PC_THREAD_LOCAL pc_conn_t *tls_conn;  /* connection whose strand runs here */
+static PC_THREAD_LOCAL worker_t *tls_worker; /* the worker running it */
 
 #define READ_BUDGET 16 /* receives per readable completion before yielding */
 
@@ -38,20 +39,34 @@ static void set_state(pc_conn_t *c, uint8_t st)
 
 /* ---- timers ---------------------------------------------------------------- */
 
+/* The timer goes on the wheel of the worker arming it (every arm runs in
+ * the strand, so on a worker): that worker computes its next wait after the
+ * callbacks, so the new deadline is waited for. Armed on the home worker's
+ * wheel instead, it could be missed on a shared port, where the home worker
+ * may block in a wait that no packet of this connection ends. */
 static void timer_arm(pc_conn_t *c, uint64_t at)
 {
-    worker_t *w = c->w;
+    worker_t *w = tls_worker ? tls_worker : c->w;
+    if (c->timer_wk != w->idx) {
+        worker_t *old = &c->srv->workers[c->timer_wk];
+        pc__mutex_lock(&old->wheel_lock);
+        wheel_del(&old->wheel, &c->timer);
+        pc__mutex_unlock(&old->wheel_lock);
+        c->timer_wk = (uint16_t)w->idx;
+    }
     pc__mutex_lock(&w->wheel_lock);
     wheel_add(&w->wheel, &c->timer, at);
     pc__mutex_unlock(&w->wheel_lock);
+    c->timer_on = 1;
 }
 
 static void timer_disarm(pc_conn_t *c)
 {
-    worker_t *w = c->w;
+    worker_t *w = &c->srv->workers[c->timer_wk];
     pc__mutex_lock(&w->wheel_lock);
     wheel_del(&w->wheel, &c->timer);
     pc__mutex_unlock(&w->wheel_lock);
+    c->timer_on = 0;
 }
 
 /* The nearest deadline that applies in the current state, 0 if none. */
@@ -81,7 +96,7 @@ static void timer_update(pc_conn_t *c)
     uint64_t at = conn_next_deadline(c);
     if (!at)
         timer_disarm(c);
-    else if (!wheel_armed(&c->timer) || c->timer.expire_ms != at)
+    else if (!c->timer_on || c->timer.expire_ms != at)
         timer_arm(c, at);
 }
 
@@ -89,13 +104,14 @@ static void timer_update(pc_conn_t *c)
  * was armed): re-arm only if it is before the timer already armed. */
 static void timer_sooner(pc_conn_t *c, uint64_t at)
 {
-    if (!wheel_armed(&c->timer) || at < c->timer.expire_ms) timer_arm(c, at);
+    if (!c->timer_on || at < c->timer.expire_ms) timer_arm(c, at);
 }
 
 static void handle_timer(pc_conn_t *c)
 {
     const pc_server_config_t *cfg = &c->srv->cfg;
     uint64_t now = pc__now_ms();
+    c->timer_on = 0; /* it fired (if re-armed since, arming again is exact) */
     if (c->state == CS_CLOSING) {
         if (now >= c->deadline_ms) {
             /* The peer neither read our data nor closed in time. */
@@ -561,42 +577,16 @@ static void conn_after(pc_conn_t *c)
  * (only the tag is read; the connection is the strand's). */
 static op_t timer_tag_op = {.tag = OPT_CONN_TIMER};
 
-/* Run one event in the connection's strand. If another worker runs the
- * strand now (shared port), hand the event to it: the completion's results
- * are parked in its op (which nobody else touches until it is restarted,
- * and each op has at most one completion outstanding) or, for the timer, in
- * timer_due; the running worker takes them in order before it leaves. */
-static void conn_run(worker_t *w, pc_conn_t *c, const completion_t *cpl)
+/* Run the strand from the event cur on: the caller owns it (in_dispatch on
+ * a shared port). Events parked meanwhile by other workers are taken in
+ * order before it is given up. */
+static void conn_strand(worker_t *w, pc_conn_t *c, completion_t cur)
 {
-    /* where every completion of a socket arrives on its own worker (Linux)
-     * the strand can never be busy elsewhere: no lock on the way in */
     int shared = !cport(c)->single_owner;
-    if (shared) {
-        pc__mutex_lock(conn_lock(c));
-        if (c->in_dispatch) {
-            if (!cpl) {
-                c->timer_due = 1;
-            } else {
-                op_t *op = cpl->op;
-                op->res_status = cpl->status;
-                op->res_bytes = (uint32_t)cpl->bytes;
-                op->res_data = cpl->data;
-                op_fifo_push(&c->dfr, op);
-            }
-            pc__mutex_unlock(conn_lock(c));
-            return;
-        }
-        c->in_dispatch = 1;
-        pc__mutex_unlock(conn_lock(c));
-    }
-
     pc_conn_t *prev = tls_conn;
+    worker_t *prev_w = tls_worker;
     tls_conn = c;
-    completion_t cur;
-    if (cpl)
-        cur = *cpl;
-    else
-        cur = (completion_t){&timer_tag_op, 0, 0, NULL};
+    tls_worker = w;
     int release = 0;
     for (;;) {
         handle(w, c, &cur);
@@ -627,9 +617,14 @@ static void conn_run(worker_t *w, pc_conn_t *c, const completion_t *cpl)
         break;
     }
     tls_conn = prev;
+    tls_worker = prev_w;
     if (release) conn_release(c);
 }
 
+/* Run one completion in the connection's strand. If another worker runs the
+ * strand now (shared port), hand it over: the results are parked in the op
+ * (which nobody else touches until it is restarted, and each op has at most
+ * one completion outstanding); the running worker takes them in order. */
 void conn_dispatch(worker_t *w, const completion_t *cpl)
 {
     op_t *op = cpl->op;
@@ -645,12 +640,44 @@ void conn_dispatch(worker_t *w, const completion_t *cpl)
         c = pc_container_of(op, pc_conn_t, wr_op);
         break;
     }
-    conn_run(w, c, cpl);
+    /* where every completion of a socket arrives on its own worker (Linux)
+     * the strand can never be busy elsewhere: no lock on the way in */
+    if (!cport(c)->single_owner) {
+        pc__mutex_lock(conn_lock(c));
+        if (c->in_dispatch) {
+            op->res_status = cpl->status;
+            op->res_bytes = (uint32_t)cpl->bytes;
+            op->res_data = cpl->data;
+            op_fifo_push(&c->dfr, op);
+            pc__mutex_unlock(conn_lock(c));
+            return;
+        }
+        c->in_dispatch = 1;
+        pc__mutex_unlock(conn_lock(c));
+    }
+    conn_strand(w, c, *cpl);
+}
+
+/* Called with the wheel locked, so the connection cannot be disarmed nor
+ * released meanwhile: every close disarms (under this lock) before the
+ * strand can decide the release, and once claimed here the strand is ours
+ * or holds timer_due, which it takes before deciding. */
+int conn_timer_claim(pc_conn_t *c)
+{
+    if (cport(c)->single_owner) return 1; /* only this worker runs it */
+    pc__mutex_lock(conn_lock(c));
+    int run = !c->in_dispatch;
+    if (run)
+        c->in_dispatch = 1;
+    else
+        c->timer_due = 1;
+    pc__mutex_unlock(conn_lock(c));
+    return run;
 }
 
 void conn_timer_expired(worker_t *w, pc_conn_t *c)
 {
-    conn_run(w, c, NULL);
+    conn_strand(w, c, (completion_t){&timer_tag_op, 0, 0, NULL});
 }
 
 void sockaddr_store(pc_sockaddr_t *dst, const struct sockaddr_storage *src)

@@ -127,6 +127,7 @@ pc_conn_t *server_conn_alloc(pc_server_t *s)
     c->reading = c->sending = c->paused_user = c->paused_hw = 0;
     c->fin_sent = c->peer_eof = c->counted = 0;
     c->outbound = c->connecting = c->no_linger = 0;
+    c->timer_on = 0; /* disarmed at close; timer_wk may stay as it was */
     c->cb = &s->cfg.cb;
     c->ops_pending = 0;
     c->deadline_ms = 0;
@@ -214,13 +215,24 @@ static void worker_main(void *arg)
                 break;
             }
         }
-        queue_t expired;
+        /* expired timers: each is claimed while the wheel is locked, so that
+         * neither a disarm nor the connection's release can race with it
+         * (conn_timer_claim); the claimed ones run after unlocking */
+        queue_t expired, run;
         queue_init(&expired);
+        queue_init(&run);
         pc__mutex_lock(&w->wheel_lock);
         wheel_expire(&w->wheel, pc__now_ms(), &expired);
-        pc__mutex_unlock(&w->wheel_lock);
         while (!queue_empty(&expired)) {
             queue_t *e = queue_head(&expired);
+            queue_remove(e);
+            pc_conn_t *c =
+                pc_container_of(pc_container_of(e, wheel_timer_t, link), pc_conn_t, timer);
+            if (conn_timer_claim(c)) queue_insert_tail(&run, e);
+        }
+        pc__mutex_unlock(&w->wheel_lock);
+        while (!queue_empty(&run)) {
+            queue_t *e = queue_head(&run);
             queue_remove(e);
             pc_conn_t *c =
                 pc_container_of(pc_container_of(e, wheel_timer_t, link), pc_conn_t, timer);

@@ -63,7 +63,7 @@ typedef struct listener_s listener_t;
  * only an active connection needs is allocated while it is needed. */
 struct pc_conn_s {
     pc_server_t *srv;
-    worker_t *w; /* home worker: timer wheel, counters */
+    worker_t *w; /* home worker: its queue, counters */
     port_sock_t ps;
     _Atomic uint64_t id; /* read by other threads (lookups by id) */
     /* ---- under conn_lock(c): strand state and the cross-thread inbox ---- */
@@ -94,6 +94,14 @@ struct pc_conn_s {
     uint8_t connecting;   /* outbound connect in flight (wr_op) */
     uint8_t no_linger;    /* pc_conn_close_nolinger: close at the FIN */
     uint8_t reason;       /* pc_close_reason_t */
+    /* the timer as the strand last left it (the wheel's link is touched
+     * by the expiring worker, under that wheel's lock only); stale only
+     * while an expiry is on its way to the strand, which re-evaluates */
+    uint8_t timer_on;
+    /* the worker whose wheel holds the timer: the one that armed it, which
+     * is awake and computes its next wait with the new deadline (on a shared
+     * port the home worker may sleep in a wait that no packet ends) */
+    uint16_t timer_wk;
     unsigned ops_pending; /* ops the backend holds */
     int err;
     const pc_callbacks_t *cb; /* the server's, or pc_connect's */
@@ -122,7 +130,7 @@ struct worker_s {
     pc_thread_t thread;
     timer_wheel_t wheel;
     pc_mutex_t wheel_lock; /* the wheel: uncontended on Linux; on a shared port (Windows)
-                            * other workers arm timers of this worker's connections */
+                            * other workers disarm timers this worker armed */
     char *scratch;         /* receive buffer */
     size_t scratch_size;
     op_t exit_op;
@@ -207,7 +215,12 @@ void conn_dispatch(worker_t *w, const completion_t *cpl);
 /* Hand an accepted socket to a worker (accept thread). */
 int conn_start_accepted(pc_server_t *s, listener_t *l, sock_t fd,
                         const struct sockaddr_storage *peer, const struct sockaddr_storage *local);
-/* Timer expiry on the home worker. */
+/* A timer just taken off w's wheel, with the wheel still locked: returns 1
+ * if the caller owns the connection's strand now and must run the expiry
+ * with conn_timer_expired once the wheel is unlocked; 0 if the worker
+ * running the strand was told instead (shared port). */
+int conn_timer_claim(pc_conn_t *c);
+/* Run a claimed timer expiry in the connection's strand. */
 void conn_timer_expired(worker_t *w, pc_conn_t *c);
 /* Cross-thread close by the server (stop). */
 int conn_request_close(pc_conn_t *c, uint64_t id, int how, pc_close_reason_t reason);

@@ -87,24 +87,31 @@ static void header_timeout_trickle(void **state)
 }
 
 /* A connection that never sends a byte is cut by the header timeout too
- * (the idle timeout is off). */
+ * (the idle timeout is off). One at a time, several times over four
+ * workers: on a shared port (Windows) a connection's first event often runs
+ * on a worker other than its home one, and the deadline must not wait for
+ * some other traffic to wake a worker up (it did, once). */
 static void header_timeout_silent(void **state)
 {
     (void)state;
+    enum { ROUNDS = 6 };
     pc_server_config_t cfg;
     base_config(&cfg);
+    cfg.threads = 4;
     cfg.header_timeout_ms = 300;
     start_server(&cfg);
-    uint64_t t0 = shim_now_ms();
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 3000);
-    assert_true(s != SHIM_INVALID);
-    size_t n = 0;
-    assert_int_equal(shim_wait_close(s, &n), 0); /* FIN: a graceful close */
-    uint64_t dt = shim_now_ms() - t0;
-    assert_true(dt >= 250 && dt <= 1500);
-    shim_close(s);
-    WAIT_FOR(atomic_load(&g_closes) == 1, 3000);
-    assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_HEADER_TIMEOUT]), 1);
+    for (int i = 0; i < ROUNDS; i++) {
+        uint64_t t0 = shim_now_ms();
+        shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 3000);
+        assert_true(s != SHIM_INVALID);
+        size_t n = 0;
+        assert_int_equal(shim_wait_close(s, &n), 0); /* FIN: a graceful close */
+        uint64_t dt = shim_now_ms() - t0;
+        assert_true(dt >= 250 && dt <= 1500);
+        shim_close(s);
+        WAIT_FOR(atomic_load(&g_closes) == i + 1, 3000);
+        assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_HEADER_TIMEOUT]), i + 1);
+    }
 }
 
 /* ---- write timeout -------------------------------------------------------------- */
