@@ -89,11 +89,11 @@ struct pc_conn_s {
     uint8_t paused_hw;   /* send queue above high water */
     uint8_t fin_sent;
     uint8_t peer_eof;
-    uint8_t counted;      /* counted in srv->active (accepted), else srv->outbound */
-    uint8_t outbound;     /* opened by pc_connect */
-    uint8_t connecting;   /* outbound connect in flight (wr_op) */
-    uint8_t no_linger;    /* pc_conn_close_nolinger: close at the FIN */
-    uint8_t reason;       /* pc_close_reason_t */
+    uint8_t counted;    /* counted in srv->active (accepted), else srv->outbound */
+    uint8_t outbound;   /* opened by pc_connect */
+    uint8_t connecting; /* outbound connect in flight (wr_op) */
+    uint8_t no_linger;  /* pc_conn_close_nolinger: close at the FIN */
+    uint8_t reason;     /* pc_close_reason_t */
     /* the timer as the strand last left it (the wheel's link is touched
      * by the expiring worker, under that wheel's lock only); stale only
      * while an expiry is on its way to the strand, which re-evaluates */
