@@ -2,14 +2,15 @@
  * and abortive close, timers. Written once against port.h for every backend.
  *
  * Serialisation: all of a connection's work runs inside its strand
- * (conn_dispatch). On Linux every completion of a socket arrives on its
+ * (conn_strand). On Linux every completion of a socket arrives on its
  * home worker, so the strand never contends; on Windows completions of one
  * connection may be dequeued by several workers at once and the strand
- * defers the later ones (conn->deferred) until the first finishes. Other
- * threads never touch strand state: they queue into the inbox (xsendq,
- * xclose) under conn->lock and post the connection's kick op. */
+ * parks the later ones (c->dfr, c->timer_due) until the first finishes.
+ * Other threads never touch strand state: they queue into the inbox
+ * (xsendq, xclose) under conn_lock(c) and post the connection's kick op. */
 #include "server.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -46,6 +47,7 @@ static void set_state(pc_conn_t *c, uint8_t st)
  * may block in a wait that no packet of this connection ends. */
 static void timer_arm(pc_conn_t *c, uint64_t at)
 {
+    assert(tls_worker); /* only strands arm timers */
     worker_t *w = tls_worker ? tls_worker : c->w;
     if (c->timer_wk != w->idx) {
         worker_t *old = &c->srv->workers[c->timer_wk];
@@ -768,6 +770,16 @@ int pc_connect(pc_server_t *s, const char *endpoint, const char *source, const p
     c->counted = 0;
     c->outbound = 1;
     atomic_fetch_add(&s->outbound, 1);
+    /* a stop that began after the check above may have found no outbound
+     * connection and gone on to end the workers: look again now that this
+     * one is counted (either the stop sees the count, or this sees it) */
+    if (atomic_load(&s->stopping)) {
+        atomic_fetch_sub(&s->outbound, 1);
+        server_capacity_changed(s);
+        server_conn_release(s, c);
+        sock_close(fd);
+        return PC_ENOTCONN;
+    }
     pc_conn_id_t cid = atomic_load(&c->id);
     pc__mutex_lock(conn_lock(c));
     c->state = CS_OPENING;

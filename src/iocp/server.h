@@ -94,9 +94,10 @@ struct pc_conn_s {
     uint8_t connecting; /* outbound connect in flight (wr_op) */
     uint8_t no_linger;  /* pc_conn_close_nolinger: close at the FIN */
     uint8_t reason;     /* pc_close_reason_t */
-    /* the timer as the strand last left it (the wheel's link is touched
-     * by the expiring worker, under that wheel's lock only); stale only
-     * while an expiry is on its way to the strand, which re-evaluates */
+    /* the timer as the strand last left it (the link is touched by the
+     * expiring worker under that wheel's lock, or after it in its list of
+     * claimed expiries, whose strands it owns); stale only while an expiry
+     * is on its way to the strand, which re-evaluates */
     uint8_t timer_on;
     /* the worker whose wheel holds the timer: the one that armed it, which
      * is awake and computes its next wait with the new deadline (on a shared
@@ -130,7 +131,9 @@ struct worker_s {
     pc_thread_t thread;
     timer_wheel_t wheel;
     pc_mutex_t wheel_lock; /* the wheel: uncontended on Linux; on a shared port (Windows)
-                            * other workers disarm timers this worker armed */
+                            * other workers disarm timers this worker armed, or move
+                            * them to their own wheels; expiry takes connection locks
+                            * while holding it (never the reverse) */
     char *scratch;         /* receive buffer */
     size_t scratch_size;
     op_t exit_op;
