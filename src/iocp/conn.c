@@ -693,11 +693,13 @@ void sockaddr_store(pc_sockaddr_t *dst, const struct sockaddr_storage *src)
 
 /* ---- hand-off from the accept thread ------------------------------------------ */
 
-int conn_start_accepted(pc_server_t *s, listener_t *l, sock_t fd,
-                        const struct sockaddr_storage *peer, const struct sockaddr_storage *local)
+/* A record for a new connection on socket fd, given a home worker (round
+ * robin), not yet visible to its worker. NULL when out of memory. */
+static pc_conn_t *conn_new(pc_server_t *s, sock_t fd, const struct sockaddr_storage *peer,
+                           const struct sockaddr_storage *local)
 {
     pc_conn_t *c = server_conn_alloc(s);
-    if (!c) return PC_ENOMEM;
+    if (!c) return NULL;
     worker_t *w = server_pick_worker(s);
     c->w = w;
     c->ps.fd = fd;
@@ -712,6 +714,15 @@ int conn_start_accepted(pc_server_t *s, listener_t *l, sock_t fd,
         memset(&c->local, 0, sizeof c->local);
     c->reason = PC_CLOSE_LOCAL;
     c->err = 0;
+    return c;
+}
+
+int conn_start_accepted(pc_server_t *s, listener_t *l, sock_t fd,
+                        const struct sockaddr_storage *peer, const struct sockaddr_storage *local)
+{
+    pc_conn_t *c = conn_new(s, fd, peer, local);
+    if (!c) return PC_ENOMEM;
+    worker_t *w = c->w;
     c->user = NULL;
     c->cb = &s->cfg.cb;
     c->counted = 1;
@@ -749,22 +760,12 @@ int pc_connect(pc_server_t *s, const char *endpoint, const char *source, const p
             return rc;
         }
     }
-    pc_conn_t *c = server_conn_alloc(s);
+    pc_conn_t *c = conn_new(s, fd, &peer, NULL);
     if (!c) {
         sock_close(fd);
         return PC_ENOMEM;
     }
-    worker_t *w = server_pick_worker(s);
-    c->w = w;
-    c->ps.fd = fd;
-    c->ps.q = w->idx;
-    c->ps.rd = c->ps.wr = NULL;
-    c->ps.bflags = 0;
-    c->ps.bpriv = NULL;
-    sockaddr_store(&c->peer, &peer);
-    memset(&c->local, 0, sizeof c->local);
-    c->reason = PC_CLOSE_LOCAL;
-    c->err = 0;
+    worker_t *w = c->w;
     c->user = user;
     c->cb = cb ? cb : &s->cfg.cb;
     c->counted = 0;
