@@ -47,8 +47,8 @@ static void set_state(pc_conn_t *c, uint8_t st)
  * may block in a wait that no packet of this connection ends. */
 static void timer_arm(pc_conn_t *c, uint64_t at)
 {
-    assert(tls_worker); /* only strands arm timers */
-    worker_t *w = tls_worker ? tls_worker : c->w;
+    worker_t *w = tls_worker;
+    assert(w); /* only strands arm timers (conn_strand sets it) */
     if (c->timer_wk != w->idx) {
         worker_t *old = &c->srv->workers[c->timer_wk];
         pc__mutex_lock(&old->wheel_lock);
@@ -623,10 +623,35 @@ static void conn_strand(worker_t *w, pc_conn_t *c, completion_t cur)
     if (release) conn_release(c);
 }
 
-/* Run one completion in the connection's strand. If another worker runs the
- * strand now (shared port), hand it over: the results are parked in the op
- * (which nobody else touches until it is restarted, and each op has at most
- * one completion outstanding); the running worker takes them in order. */
+/* Take the connection's strand for one event: cpl, or the timer's expiry
+ * when cpl is NULL. Returns 1 if the caller now runs the strand; 0 if
+ * another worker runs it (shared port) and was handed the event: a
+ * completion's results are parked in its op (which nobody else touches
+ * until it is restarted, and each op has at most one completion
+ * outstanding), an expiry in timer_due; the running worker takes them in
+ * order before it gives the strand up. */
+static int strand_claim(pc_conn_t *c, const completion_t *cpl)
+{
+    /* where every completion of a socket arrives on its own worker (Linux)
+     * the strand can never be busy elsewhere: no lock on the way in */
+    if (cport(c)->single_owner) return 1;
+    pc__mutex_lock(conn_lock(c));
+    int run = !c->in_dispatch;
+    if (run) {
+        c->in_dispatch = 1;
+    } else if (!cpl) {
+        c->timer_due = 1;
+    } else {
+        op_t *op = cpl->op;
+        op->res_status = cpl->status;
+        op->res_bytes = (uint32_t)cpl->bytes;
+        op->res_data = cpl->data;
+        op_fifo_push(&c->dfr, op);
+    }
+    pc__mutex_unlock(conn_lock(c));
+    return run;
+}
+
 void conn_dispatch(worker_t *w, const completion_t *cpl)
 {
     op_t *op = cpl->op;
@@ -642,22 +667,7 @@ void conn_dispatch(worker_t *w, const completion_t *cpl)
         c = pc_container_of(op, pc_conn_t, wr_op);
         break;
     }
-    /* where every completion of a socket arrives on its own worker (Linux)
-     * the strand can never be busy elsewhere: no lock on the way in */
-    if (!cport(c)->single_owner) {
-        pc__mutex_lock(conn_lock(c));
-        if (c->in_dispatch) {
-            op->res_status = cpl->status;
-            op->res_bytes = (uint32_t)cpl->bytes;
-            op->res_data = cpl->data;
-            op_fifo_push(&c->dfr, op);
-            pc__mutex_unlock(conn_lock(c));
-            return;
-        }
-        c->in_dispatch = 1;
-        pc__mutex_unlock(conn_lock(c));
-    }
-    conn_strand(w, c, *cpl);
+    if (strand_claim(c, cpl)) conn_strand(w, c, *cpl);
 }
 
 /* Called with the wheel locked, so the connection cannot be disarmed nor
@@ -666,15 +676,7 @@ void conn_dispatch(worker_t *w, const completion_t *cpl)
  * or holds timer_due, which it takes before deciding. */
 int conn_timer_claim(pc_conn_t *c)
 {
-    if (cport(c)->single_owner) return 1; /* only this worker runs it */
-    pc__mutex_lock(conn_lock(c));
-    int run = !c->in_dispatch;
-    if (run)
-        c->in_dispatch = 1;
-    else
-        c->timer_due = 1;
-    pc__mutex_unlock(conn_lock(c));
-    return run;
+    return strand_claim(c, NULL);
 }
 
 void conn_timer_expired(worker_t *w, pc_conn_t *c)

@@ -179,6 +179,12 @@ void server_capacity_changed(pc_server_t *s)
 
 /* ---- workers ------------------------------------------------------------------ */
 
+/* The connection whose timer's wheel link is e. */
+static pc_conn_t *timer_conn(queue_t *e)
+{
+    return pc_container_of(pc_container_of(e, wheel_timer_t, link), pc_conn_t, timer);
+}
+
 static void worker_main(void *arg)
 {
     worker_t *w = arg;
@@ -226,17 +232,13 @@ static void worker_main(void *arg)
         while (!queue_empty(&expired)) {
             queue_t *e = queue_head(&expired);
             queue_remove(e);
-            pc_conn_t *c =
-                pc_container_of(pc_container_of(e, wheel_timer_t, link), pc_conn_t, timer);
-            if (conn_timer_claim(c)) queue_insert_tail(&run, e);
+            if (conn_timer_claim(timer_conn(e))) queue_insert_tail(&run, e);
         }
         pc__mutex_unlock(&w->wheel_lock);
         while (!queue_empty(&run)) {
             queue_t *e = queue_head(&run);
             queue_remove(e);
-            pc_conn_t *c =
-                pc_container_of(pc_container_of(e, wheel_timer_t, link), pc_conn_t, timer);
-            conn_timer_expired(w, c);
+            conn_timer_expired(w, timer_conn(e));
         }
         if (w->exiting && n == 0) break;
     }
