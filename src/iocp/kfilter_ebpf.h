@@ -1,0 +1,88 @@
+/* The eBPF tier of the listener's kernel filter (Linux only).
+ *
+ * A BPF_PROG_TYPE_SOCKET_FILTER program attached to a listening socket with
+ * SO_ATTACH_BPF runs in the kernel on every packet for that socket before
+ * TCP looks at it (tcp_v4_rcv / tcp_v6_rcv -> tcp_filter). For a SYN it
+ * decides, before any SYN-ACK:
+ *   1. blocked source (the accept thread marked it: per_source_max reached)
+ *      -> drop until unmarked;
+ *   2. rules: longest-prefix match over the rule set (maps) -> a deny rule
+ *      drops, an allow rule or no match goes on;
+ *   3. per-source SYN token bucket (rate, burst) -> drop when empty.
+ * Anything that is not a SYN (no ACK) leaves the program at once with
+ * "pass": accepted sockets inherit the listener's filter. In shadow mode the
+ * program counts what it would drop and passes.
+ *
+ * A dual-stack (AF_INET6, not v6-only) listener receives IPv4 SYNs as IPv4
+ * packets; the program looks at the IP version of the network header, not at
+ * the listener's family.
+ *
+ * Per-rule drop counters are kept in the kernel and folded into the rule
+ * set's own hit counters by kf_ebpf_collect_hits.
+ *
+ * Threads: every function runs on a control thread (the one starting the
+ * server, the one swapping rules, the accept thread for block/unblock); a
+ * kf_ebpf_t is used by one thread at a time (the server serialises). None is
+ * on a hot path except kf_ebpf_block_source, which is one bpf() syscall. */
+#ifndef PC_IOCP_KFILTER_EBPF_H
+#define PC_IOCP_KFILTER_EBPF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "filter/addr.h"
+#include "filter/rules.h"
+
+typedef struct kf_ebpf_s kf_ebpf_t;
+
+typedef struct kf_ebpf_config_s {
+    double rate;              /* per-source SYNs per second; 0 = no bucket */
+    unsigned burst;           /* bucket size (>= 1 when rate > 0) */
+    uint8_t source_prefix_v4; /* source key: IPv4 prefix length (as the tracker) */
+    uint8_t source_prefix_v6; /* source key: IPv6 prefix length */
+    unsigned source_entries;  /* entries of the bucket / blocked maps (LRU) */
+    int shadow;               /* count, never drop */
+} kf_ebpf_config_t;
+
+/* Counters of SYNs the program saw (summed over CPUs). */
+typedef struct kf_ebpf_stats_s {
+    uint64_t syn_seen;
+    uint64_t dropped_rules;     /* denied by a rule */
+    uint64_t dropped_rate;      /* bucket empty */
+    uint64_t dropped_max;       /* source marked blocked */
+    uint64_t would_drop;        /* shadow mode: would have dropped (any step) */
+} kf_ebpf_stats_t;
+
+/* Build maps and program for rules (NULL: no rules) and attach them to the
+ * listening socket fd (SO_ATTACH_BPF). Returns 0, or: PC_EPERM (bpf() or the
+ * attach refused: no CAP_BPF / CAP_NET_ADMIN), PC_ENOSYS (no eBPF support,
+ * or the tier not built), PC_ENOMEM, PC_EINVAL. On failure nothing stays
+ * attached or allocated, *out is NULL and why (if not NULL) receives a
+ * one-line reason ("bpf(BPF_MAP_CREATE): Operation not permitted"). */
+int kf_ebpf_open(const kf_ebpf_config_t *cfg, const pc_rules_t *rules, int fd, kf_ebpf_t **out,
+                 char *why, size_t whylen);
+
+/* Put a new rule set in the kernel: new maps and program built beside the
+ * live ones, then swapped with one SO_ATTACH_BPF (atomic for the kernel: a
+ * SYN sees the old program or the new). Before the swap the old set's kernel
+ * drop counts are folded into old_rules' hit counters (so the server's carry
+ * of counters to the new set includes them). On failure the old program stays
+ * in force and the error is returned as for kf_ebpf_open. */
+int kf_ebpf_set_rules(kf_ebpf_t *k, pc_rules_t *old_rules, const pc_rules_t *new_rules, char *why,
+                      size_t whylen);
+
+/* Add the kernel drops per rule since the last call to the rule set's hit
+ * counters (rules must be the set the program was built from). */
+void kf_ebpf_collect_hits(kf_ebpf_t *k, pc_rules_t *rules);
+
+/* Mark (block = 1) or unmark (0) a source key (the address masked to the
+ * source prefix) so its SYNs are dropped / passed again. Returns 0 or a
+ * PC_E* code. */
+int kf_ebpf_block_source(kf_ebpf_t *k, const pc_addr_t *src, int block);
+
+void kf_ebpf_stats(kf_ebpf_t *k, kf_ebpf_stats_t *out);
+
+/* Detach (SO_DETACH_BPF) and free maps and program. NULL is a no-op. */
+void kf_ebpf_close(kf_ebpf_t *k, int fd);
+
+#endif
