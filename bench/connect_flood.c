@@ -14,9 +14,10 @@
  *
  *   attempts=N connected=N refused=N reset=N abandoned=N errors=N seconds=S
  *
- * "connected" means the handshake completed (the server sent a SYN-ACK);
- * "refused"/"reset" mean a RST came back; "abandoned" means no answer within
- * --hold (a SYN silently dropped). Only loopback destinations are accepted.
+ * "connected": the handshake completed (the server sent a SYN-ACK); "reset":
+ * it completed and a RST followed before the poll saw it (a post-handshake
+ * reject); "refused": a RST answered the SYN; "abandoned": no answer within
+ * --hold (the SYN was silently dropped). Only loopback destinations are accepted.
  * It measures and never judges: exit 0 after a run, 2 on bad usage. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
