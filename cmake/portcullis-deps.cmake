@@ -8,19 +8,29 @@
 #
 # One table says, per dependency, its header, its library names, an optional
 # CMake package that provides it (with the targets to prefer, in order) and
-# its flag in portcullis.pc's Libs.private. A new private dependency is one
-# more pc__dep_spec line here (and its name appended to PC_PRIVATE_DEPS
-# where CMakeLists.txt links it).
+# its flags in portcullis.pc's Libs.private (default: -l<first library>).
+# A new private dependency is one more pc__dep_spec line here, then in the
+# build: pc_private_dep(<name>) in cmake/PortcullisDeps.cmake and
+# list(APPEND PC_PRIVATE_DEPS <name>) in CMakeLists.txt where it is used;
+# the package config and portcullis.pc follow from that list. For libbpf:
+#   pc__dep_spec(bpf      bpf/libbpf.h bpf "" "" "-lbpf -lelf -lz")
 
-# pc__dep_spec(<name> <header> <libraries> [<package> <targets>])
+# pc__dep_spec(<name> <header> <libraries> [<package> <targets> [<pc flags>]])
 # Lists are ';'-separated strings; the targets are tried in order.
 macro(pc__dep_spec name header libs)
   set(PC_DEP_${name}_HEADER "${header}")
   set(PC_DEP_${name}_LIBS "${libs}")
-  set(PC_DEP_${name}_PACKAGE "${ARGV3}")
-  set(PC_DEP_${name}_TARGETS "${ARGV4}")
+  set(PC_DEP_${name}_PACKAGE "")
+  set(PC_DEP_${name}_TARGETS "")
   list(GET PC_DEP_${name}_LIBS 0 _pc_first_lib)
   set(PC_DEP_${name}_PC_LIBS "-l${_pc_first_lib}")
+  if(${ARGC} GREATER 4)
+    set(PC_DEP_${name}_PACKAGE "${ARGV3}")
+    set(PC_DEP_${name}_TARGETS "${ARGV4}")
+  endif()
+  if(${ARGC} GREATER 5 AND NOT "${ARGV5}" STREQUAL "")
+    set(PC_DEP_${name}_PC_LIBS "${ARGV5}")
+  endif()
 endmacro()
 
 if(WIN32)
