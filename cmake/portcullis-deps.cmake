@@ -33,13 +33,14 @@ macro(pc__dep_spec name header libs)
   endif()
 endmacro()
 
+# the mingw build links mimalloc's static library (scripts/deps-windows.sh)
 if(WIN32)
-  set(_pc_mimalloc_targets "mimalloc-static;mimalloc")
+  set(_pc_mimalloc "mimalloc-static;mimalloc")
 else()
-  set(_pc_mimalloc_targets "mimalloc;mimalloc-static")
+  set(_pc_mimalloc "mimalloc;mimalloc-static")
 endif()
-#           name      header       libraries                 package   targets
-pc__dep_spec(mimalloc mimalloc.h   "mimalloc;mimalloc-static" mimalloc "${_pc_mimalloc_targets}")
+#           name      header       libraries         package   targets
+pc__dep_spec(mimalloc mimalloc.h   "${_pc_mimalloc}" mimalloc "${_pc_mimalloc}")
 pc__dep_spec(uring    liburing.h   uring)
 
 # pc_private_dep(<name> [QUIET])
