@@ -46,6 +46,7 @@ static int round_trip(int port)
 
 int main(void)
 {
+    pc_log_set_level(PC_LOG_WARN);
     pc_server_config_t cfg;
     pc_server_config_init(&cfg);
     cfg.threads = 1;
