@@ -37,9 +37,6 @@ typedef struct app_s {
     shard_t shards[COUNTER_SHARDS];
 } app_t;
 
-/* What a connection keeps between reads: only while a head or a body is
- * split across reads. The bytes of a partial head live in one block behind
- * the header array the parser fills as lines complete. */
 /* What answering a request needs from its head, kept while a chunked body
  * is read (the response follows the body; the head's bytes are gone). */
 typedef struct route_s {
@@ -51,6 +48,9 @@ typedef struct route_s {
 
 enum { PATH_OTHER = 0, PATH_ROOT, PATH_METRICS };
 
+/* What a connection keeps between reads: only while a head or a body is
+ * split across reads. The bytes of a partial head live in one block behind
+ * the header array the parser fills as lines complete. */
 typedef struct hstate_s {
     uint64_t body_left; /* Content-Length body bytes still to discard */
     size_t len, cap;    /* partial head bytes buffered / room */

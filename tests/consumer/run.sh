@@ -18,6 +18,10 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/pc-consumer.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
 fail() { echo "consumer: FAIL: $*" >&2; exit 1; }
+for tool in cmake pkg-config readelf "$cc"; do
+  command -v "$tool" >/dev/null 2>&1 ||
+    fail "needs $tool (Debian: apt-get install cmake pkg-config binutils build-essential)"
+done
 # needs_portcullis BIN: whether BIN has libportcullis as a NEEDED entry
 needs_portcullis() { readelf -d "$1" | grep -q 'NEEDED.*\[libportcullis\.so'; }
 run() { # run NAME BIN: the consumer must print its echo line and exit 0
