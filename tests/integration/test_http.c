@@ -467,6 +467,30 @@ static void chunked_expect_continue(void **state)
     client_close(c);
 }
 
+/* A head that arrives a byte at a time, then its chunked body in two reads;
+ * with Connection: close the response follows the body, then a FIN. */
+static void chunked_split_head_close(void **state)
+{
+    (void)state;
+    client_t *c = client_open();
+    resp_t r;
+    char v[64];
+    static const char head[] = "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+                               "Transfer-Encoding: chunked\r\n\r\n";
+    for (size_t i = 0; i < sizeof head - 1; i++) {
+        client_send(c, head + i, 1);
+        if (i % 8 == 0) shim_sleep_ms(1);
+    }
+    client_sends(c, "3\r\nab");
+    shim_sleep_ms(20);
+    client_sends(c, "c\r\n0\r\n\r\n");
+    assert_int_equal(read_response(c, &r, 0), 0);
+    expect_hello(&r);
+    assert_string_equal(header(&r, "Connection", v, sizeof v), "close");
+    expect_fin(c);
+    client_close(c);
+}
+
 /* Malformed chunk framing: 400 and a close, whatever came before. */
 static void chunked_malformed_400(void **state)
 {
@@ -645,6 +669,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(transfer_encoding_501, setup, teardown),
         cmocka_unit_test_setup_teardown(chunked_body_pipelined, setup, teardown),
         cmocka_unit_test_setup_teardown(chunked_expect_continue, setup, teardown),
+        cmocka_unit_test_setup_teardown(chunked_split_head_close, setup, teardown),
         cmocka_unit_test_setup_teardown(chunked_malformed_400, setup, teardown),
         cmocka_unit_test_setup_teardown(chunked_too_large_413, setup, teardown),
         cmocka_unit_test_setup_teardown(unknown_version_505, setup, teardown),
