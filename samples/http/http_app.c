@@ -37,13 +37,27 @@ typedef struct app_s {
     shard_t shards[COUNTER_SHARDS];
 } app_t;
 
+/* What answering a request needs from its head, kept while a chunked body
+ * is read (the response follows the body; the head's bytes are gone). */
+typedef struct route_s {
+    unsigned char method; /* http_method_t */
+    unsigned char path;   /* PATH_* */
+    unsigned char minor;  /* HTTP/1.minor */
+    unsigned flags;       /* HTTP_F_* */
+} route_t;
+
+enum { PATH_OTHER = 0, PATH_ROOT, PATH_METRICS };
+
 /* What a connection keeps between reads: only while a head or a body is
  * split across reads. The bytes of a partial head live in one block behind
  * the header array the parser fills as lines complete. */
 typedef struct hstate_s {
-    uint64_t body_left; /* body bytes still to discard */
+    uint64_t body_left; /* Content-Length body bytes still to discard */
     size_t len, cap;    /* partial head bytes buffered / room */
     char *block;        /* http_header_t[HTTP_APP_MAX_HEADERS], then cap bytes */
+    int chunked;        /* a chunked body is being read: ck, then answer route */
+    http_chunked_t ck;
+    route_t route;
     http_parser_t p;
     http_request_t req;
 } hstate_t;
@@ -338,30 +352,28 @@ static int path_is(const http_request_t *r, const char *lit)
     return n == ln && memcmp(r->path, lit, n) == 0;
 }
 
-/* Answer one complete head. *body_left receives the body bytes to discard.
- * Returns R_CLOSE (or R_CLOSE_ASKED) when the connection must close after
- * the response. */
-static int handle_request(app_t *app, pc_conn_t *c, const http_request_t *r, uint64_t *body_left)
+static route_t route_of(const http_request_t *r)
 {
-    *body_left = 0;
-    if (r->content_length > app->max_body) {
-        respond_error(app, c, 413);
-        return R_CLOSE;
-    }
-    *body_left = r->content_length;
-    int close = !(r->flags & HTTP_F_KEEP_ALIVE);
-    /* We answer as soon as the head is complete. A client that asked for
-     * 100-continue may then skip its body; rather than guess, close. */
-    if ((r->flags & HTTP_F_EXPECT) && r->content_length) close = 1;
-    int conn_hdr =
-        close ? CONN_HDR_CLOSE : (r->version_minor == 0 ? CONN_HDR_KEEP_ALIVE : CONN_HDR_NONE);
-    int head_only = r->method == HTTP_HEAD;
-    int get = r->method == HTTP_GET || head_only;
+    route_t rt;
+    rt.method = (unsigned char)r->method;
+    rt.path = path_is(r, "/") ? PATH_ROOT : path_is(r, "/metrics") ? PATH_METRICS : PATH_OTHER;
+    rt.minor = (unsigned char)r->version_minor;
+    rt.flags = r->flags;
+    return rt;
+}
 
-    if (r->method == HTTP_METHOD_UNKNOWN) {
+/* The response to one request. Returns R_KEEP, R_CLOSE_ASKED when close is
+ * set (the caller decides whether a body may still come), or R_CLOSE. */
+static int answer(app_t *app, pc_conn_t *c, const route_t *rt, int close)
+{
+    int conn_hdr = close ? CONN_HDR_CLOSE : (rt->minor == 0 ? CONN_HDR_KEEP_ALIVE : CONN_HDR_NONE);
+    int head_only = rt->method == HTTP_HEAD;
+    int get = rt->method == HTTP_GET || head_only;
+
+    if (rt->method == HTTP_METHOD_UNKNOWN) {
         static const char b[] = "Not Implemented\n";
         respond(app, c, 501, NULL, "text/plain", b, sizeof b - 1, 0, conn_hdr);
-    } else if (path_is(r, "/")) {
+    } else if (rt->path == PATH_ROOT) {
         if (!get) {
             static const char b[] = "Method Not Allowed\n";
             respond(app, c, 405, "Allow: GET, HEAD\r\n", "text/plain", b, sizeof b - 1, 0,
@@ -374,7 +386,7 @@ static int handle_request(app_t *app, pc_conn_t *c, const http_request_t *r, uin
             respond(app, c, 200, NULL, "text/plain", k_hello_body, sizeof k_hello_body - 1,
                     head_only, conn_hdr);
         }
-    } else if (path_is(r, "/metrics")) {
+    } else if (rt->path == PATH_METRICS) {
         if (!get) {
             static const char b[] = "Method Not Allowed\n";
             respond(app, c, 405, "Allow: GET, HEAD\r\n", "text/plain", b, sizeof b - 1, 0,
@@ -394,7 +406,39 @@ static int handle_request(app_t *app, pc_conn_t *c, const http_request_t *r, uin
         static const char b[] = "Not Found\n";
         respond(app, c, 404, NULL, "text/plain", b, sizeof b - 1, head_only, conn_hdr);
     }
-    if (!close) return R_KEEP;
+    return close ? R_CLOSE_ASKED : R_KEEP;
+}
+
+/* Handle one complete head. A Content-Length body is answered at once and
+ * *body_left receives the bytes to discard after it. A chunked body is
+ * answered when it ends (a client sending a body of unknown length, such as
+ * curl -T -, stops sending and closes if an error status arrives first): the
+ * route is saved in *route, *chunked set, and "100 Continue" sent if the
+ * client waits for it. Returns R_CLOSE (or R_CLOSE_ASKED) when the
+ * connection must close after the response. */
+static int handle_request(app_t *app, pc_conn_t *c, const http_request_t *r, uint64_t *body_left,
+                          int *chunked, route_t *route)
+{
+    *body_left = 0;
+    *chunked = 0;
+    if (r->content_length > app->max_body) {
+        respond_error(app, c, 413);
+        return R_CLOSE;
+    }
+    *route = route_of(r);
+    if (r->flags & HTTP_F_CHUNKED) {
+        static const char k_continue[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        if (r->flags & HTTP_F_EXPECT_CONTINUE) out_put(c, k_continue, sizeof k_continue - 1);
+        *chunked = 1;
+        return R_KEEP;
+    }
+    *body_left = r->content_length;
+    int close = !(r->flags & HTTP_F_KEEP_ALIVE);
+    /* We answer as soon as the head is complete. A client that asked for
+     * 100-continue may then skip its body; rather than guess, close. */
+    if ((r->flags & HTTP_F_EXPECT) && r->content_length) close = 1;
+    int rr = answer(app, c, route, close);
+    if (rr != R_CLOSE_ASKED) return rr;
     return (r->flags & HTTP_F_EXPECT) ? R_CLOSE : R_CLOSE_ASKED; /* a body may still come */
 }
 
@@ -457,8 +501,17 @@ static void on_data(pc_conn_t *c, const void *data, size_t len)
     const char *p = data;
     size_t n = len;
     uint64_t body_left = h ? h->body_left : 0;
+    /* a chunked body in progress: its decoder and the route to answer after
+     * it live here while in this read, in h only across reads */
+    int chunked = h ? h->chunked : 0;
+    http_chunked_t ck;
+    route_t route;
     int close = 0, status = 0, completed = 0, asked = 0;
 
+    if (chunked) {
+        ck = h->ck;
+        route = h->route;
+    }
     tcache();
     tls.out_len = 0;
     tls.out_failed = 0;
@@ -468,6 +521,25 @@ static void on_data(pc_conn_t *c, const void *data, size_t len)
             body_left -= take;
             p += take;
             n -= take;
+            continue;
+        }
+        if (chunked) {
+            size_t used;
+            int r = http_chunked_parse(&ck, p, n, &used, NULL, NULL);
+            p += used;
+            n -= used;
+            if (r < 0) {
+                status = -r;
+                break;
+            }
+            if (r == 0) break; /* all used; the body goes on in the next read */
+            chunked = 0;
+            int rr = answer(app, c, &route, !(route.flags & HTTP_F_KEEP_ALIVE));
+            if (rr != R_KEEP) {
+                close = 1;
+                asked = rr == R_CLOSE_ASKED;
+                break;
+            }
             continue;
         }
         http_request_t *req;
@@ -518,12 +590,13 @@ static void on_data(pc_conn_t *c, const void *data, size_t len)
             req = &rq;
         }
         completed++;
-        int rr = handle_request(app, c, req, &body_left);
+        int rr = handle_request(app, c, req, &body_left, &chunked, &route);
         if (rr != R_KEEP) {
             close = 1;
             asked = rr == R_CLOSE_ASKED;
             break;
         }
+        if (chunked) http_chunked_init(&ck, app->max_body, app->max_head);
     }
     if (status) {
         respond_error(app, c, status);
@@ -540,16 +613,22 @@ static void on_data(pc_conn_t *c, const void *data, size_t len)
             pc_conn_close(c);
         return;
     }
-    if (body_left && !h) h = state_get(c);
+    int body = body_left || chunked;
+    if (body && !h) h = state_get(c);
     if (h) {
-        if (!body_left && !h->len) {
+        if (!body && !h->len) {
             state_free(c, h);
         } else {
             h->body_left = body_left;
+            h->chunked = chunked;
+            if (chunked) {
+                h->ck = ck;
+                h->route = route;
+            }
             if (!h->len) http_parser_reset(&h->p);
         }
     }
-    if (body_left && !h) {
+    if (body && !h) {
         pc_conn_close(c); /* out of memory: cannot track the body */
         return;
     }

@@ -8,10 +8,12 @@
  *
  * Keep-alive and pipelining: every complete request in one read is answered
  * in order from the same on_data call, so the responses leave in one gather
- * write. Request bodies (Content-Length) are read and discarded up to
- * max_body_bytes (beyond: 413). Parser errors (400, 431, 501 for
- * Transfer-Encoding, 505) and 413 are answered with Connection: close and a
- * graceful close.
+ * write. Request bodies (Content-Length, or chunked) are read and discarded
+ * up to max_body_bytes (beyond: 413). A Content-Length request is answered
+ * when its head is complete, a chunked one when its body ends ("100 Continue"
+ * first if the client asked for it). Parser errors (400, 431, 501 for a
+ * transfer coding other than chunked, 505), malformed chunked framing (400)
+ * and 413 are answered with Connection: close and a graceful close.
  *
  * Memory: a connection owns no application memory while it sits between
  * requests; a small state block (parser, the bytes of a partial head) is

@@ -175,6 +175,44 @@ static int parse_length(const unsigned char *v, size_t n, uint64_t *out)
     return 0;
 }
 
+/* Internal flags (never reported in http_request_t.flags): what the
+ * Transfer-Encoding lines said so far. The list may span several lines. */
+#define F_TE_CHUNKED_LAST 0x0800u /* the last coding so far is chunked */
+#define F_TE_OTHER        0x1000u /* a coding other than chunked */
+#define F_TE_BAD          0x2000u /* chunked not final or twice, chunked;params, bad syntax */
+#define F_INTERNAL        (F_TE_CHUNKED_LAST | F_TE_OTHER | F_TE_BAD)
+
+/* Transfer-Encoding = #transfer-coding, transfer-coding = token *(OWS ";" OWS
+ * param). Empty elements are ignored; codings compare case-insensitively. */
+static unsigned transfer_coding_flags(unsigned f, const unsigned char *v, size_t n)
+{
+    size_t k = 0;
+    while (k < n) {
+        while (k < n && (v[k] == ' ' || v[k] == '\t' || v[k] == ','))
+            k++;
+        if (k == n) break;
+        size_t s = k;
+        while (k < n && (cls[v[k]] & C_TCHAR))
+            k++;
+        size_t name_len = k - s;
+        size_t e = k;
+        while (e < n && (v[e] == ' ' || v[e] == '\t'))
+            e++;
+        int params = e < n && v[e] == ';';
+        if (name_len == 0 || (e < n && v[e] != ',' && !params)) return f | F_TE_BAD;
+        while (k < n && v[k] != ',') /* parameters (quoted commas are not expected here) */
+            k++;
+        if (f & F_TE_CHUNKED_LAST) f |= F_TE_BAD; /* something after chunked */
+        if (name_len == 7 && lower_eq(v + s, "chunked", 7)) {
+            if (params) f |= F_TE_BAD; /* chunked defines no parameters */
+            f |= F_TE_CHUNKED_LAST;
+        } else {
+            f = (f & ~F_TE_CHUNKED_LAST) | F_TE_OTHER;
+        }
+    }
+    return f;
+}
+
 /* Connection = #token, case-insensitive; empty elements and unknown tokens
  * are ignored. */
 static unsigned connection_flags(const unsigned char *v, size_t n)
@@ -247,7 +285,8 @@ static int header_done(http_parser_t *p, http_request_t *req, const unsigned cha
         p->flags |= HTTP_F_CONTENT_LENGTH;
         break;
     case 17:
-        if (lower_eq(name, "transfer-encoding", 17)) p->flags |= HTTP_F_TRANSFER_ENC;
+        if (!lower_eq(name, "transfer-encoding", 17)) break;
+        p->flags = (uint16_t)transfer_coding_flags(p->flags | HTTP_F_TRANSFER_ENC, v, vn);
         break;
     default:
         break;
@@ -255,16 +294,26 @@ static int header_done(http_parser_t *p, http_request_t *req, const unsigned cha
     return 0;
 }
 
-/* The final CRLF has arrived: checks that need the whole head. */
+/* The final CRLF has arrived: checks that need the whole head.
+ * Transfer-Encoding (RFC 9112 section 6): with Content-Length, or in an
+ * HTTP/1.0 request, the framing is faulty (400); chunked must be the final
+ * coding, once, without parameters (400); any other coding is not
+ * implemented (501); an empty list names no framing (400). */
 static int head_done(http_parser_t *p)
 {
     unsigned f = p->flags;
     if ((f & HTTP_F_TRANSFER_ENC) && (f & HTTP_F_CONTENT_LENGTH)) return 400;
     if (p->minor == 1 && !(f & HTTP_F_HOST)) return 400;
-    if (f & HTTP_F_TRANSFER_ENC) return 501;
+    if (f & HTTP_F_TRANSFER_ENC) {
+        if (p->minor == 0 || (f & F_TE_BAD)) return 400;
+        if (f & F_TE_OTHER) return 501;
+        if (!(f & F_TE_CHUNKED_LAST)) return 400;
+        f |= HTTP_F_CHUNKED;
+    }
     int ka = p->minor == 1 ? !(f & HTTP_F_CONN_CLOSE)
                            : (f & HTTP_F_CONN_KEEP_ALIVE) && !(f & HTTP_F_CONN_CLOSE);
-    if (ka) p->flags = (uint16_t)(f | HTTP_F_KEEP_ALIVE);
+    if (ka) f |= HTTP_F_KEEP_ALIVE;
+    p->flags = (uint16_t)f;
     return 0;
 }
 
@@ -282,7 +331,7 @@ static void fill_request(const http_parser_t *p, http_request_t *req, const char
     req->target_form = (http_target_form_t)p->form;
     req->version_minor = p->minor;
     req->content_length = p->content_length;
-    req->flags = p->flags;
+    req->flags = p->flags & ~F_INTERNAL;
     for (size_t k = 0; k < req->num_headers; k++) {
         http_header_t *h = &req->headers[k];
         h->name = buf + h->name_off;
@@ -499,6 +548,205 @@ fail:
     p->state = S_ERROR;
     p->status = (uint16_t)status;
     fill_request(p, req, buf);
+    return -status;
+}
+
+/* ---- chunked bodies ------------------------------------------------------------
+ * chunked-body = *chunk last-chunk trailer-section CRLF
+ * chunk        = chunk-size [ chunk-ext ] CRLF chunk-data CRLF
+ * last-chunk   = 1*"0" [ chunk-ext ] CRLF
+ * One state per grammar position; data bytes are passed over in one step. */
+enum {
+    K_SIZE0,    /* first hex digit of a chunk-size */
+    K_SIZE,     /* more hex digits */
+    K_EXT_BWS,  /* right after the size: ';', BWS or CR */
+    K_EXT_SEMI, /* after BWS: more BWS, then ';' */
+    K_EXT,      /* inside the extensions, up to CR */
+    K_SIZE_LF,  /* CR of the size line seen */
+    K_DATA,     /* left data bytes to pass */
+    K_DATA_CR,  /* CRLF after the data */
+    K_DATA_LF,
+    K_TR_LINE,  /* start of a trailer line, or of the final CRLF */
+    K_TR_NAME,  /* trailer field name, up to ':' */
+    K_TR_VALUE, /* trailer field value, up to CR */
+    K_TR_LF,
+    K_END_LF, /* CR of the final CRLF seen */
+    K_DONE,
+    K_ERROR
+};
+
+void http_chunked_init(http_chunked_t *c, uint64_t max_body, size_t max_trailer)
+{
+    memset(c, 0, sizeof(*c));
+    c->max_body = max_body;
+    if (max_trailer == 0) max_trailer = HTTP_DEFAULT_MAX_HEAD;
+    if (max_trailer > INT32_MAX) max_trailer = INT32_MAX;
+    c->max_trailer = (uint32_t)max_trailer;
+    c->state = K_SIZE0;
+}
+
+uint64_t http_chunked_total(const http_chunked_t *c)
+{
+    return c->total;
+}
+
+static int hex_value(unsigned char ch)
+{
+    if (IS_DIGIT(ch)) return ch - '0';
+    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+    return -1;
+}
+
+int http_chunked_parse(http_chunked_t *c, const char *buf, size_t len, size_t *consumed,
+                       http_chunk_data_fn on_data, void *user)
+{
+    const unsigned char *b = (const unsigned char *)buf;
+    size_t i = 0;
+    unsigned st = c->state;
+    int status = 0;
+
+    *consumed = 0;
+    if (st == K_DONE) return 1;
+    if (st == K_ERROR) return -c->status;
+
+/* One byte of a chunk-size line / of the trailer section is used: both are
+ * bounded (data is bounded by max_body). */
+#define TAKE_LINE()                                    \
+    do {                                               \
+        i++;                                           \
+        if (++c->line > HTTP_CHUNK_LINE_MAX) goto bad; \
+    } while (0)
+#define TAKE_TRAILER()                               \
+    do {                                             \
+        i++;                                         \
+        if (++c->trailer > c->max_trailer) goto big; \
+    } while (0)
+
+    while (i < len) {
+        unsigned char ch = b[i];
+        switch (st) {
+        case K_SIZE0:
+        case K_SIZE: {
+            int d = hex_value(ch);
+            if (d < 0) {
+                if (st == K_SIZE0) goto bad; /* no digit */
+                /* the size is known: refuse what would pass the limit before
+                 * any of its data arrives */
+                if (c->left > c->max_body - c->total) {
+                    status = 413;
+                    goto fail;
+                }
+                st = K_EXT_BWS;
+                continue; /* look at ch again */
+            }
+            if (c->left > (HTTP_MAX_CONTENT_LENGTH - (uint64_t)d) / 16) goto bad;
+            c->left = c->left * 16 + (uint64_t)d;
+            st = K_SIZE;
+            TAKE_LINE();
+            continue;
+        }
+        case K_EXT_BWS:
+        case K_EXT_SEMI:
+            if (ch == ';')
+                st = K_EXT;
+            else if (ch == '\r' && st == K_EXT_BWS)
+                st = K_SIZE_LF;
+            else if (ch == ' ' || ch == '\t')
+                st = K_EXT_SEMI;
+            else
+                goto bad;
+            TAKE_LINE();
+            continue;
+        case K_EXT:
+            /* extensions are skipped: any field-value bytes up to the CR */
+            while (i < len && (cls[b[i]] & C_VALUE))
+                TAKE_LINE();
+            if (i == len) goto out;
+            if (b[i] != '\r') goto bad;
+            st = K_SIZE_LF;
+            TAKE_LINE();
+            continue;
+        case K_SIZE_LF:
+            if (ch != '\n') goto bad;
+            TAKE_LINE();
+            c->line = 0;
+            st = c->left ? K_DATA : K_TR_LINE;
+            continue;
+        case K_DATA: {
+            size_t take = len - i;
+            if ((uint64_t)take > c->left) take = (size_t)c->left;
+            if (on_data) on_data(user, buf + i, take);
+            c->left -= take;
+            c->total += take;
+            i += take;
+            if (c->left == 0) st = K_DATA_CR;
+            continue;
+        }
+        case K_DATA_CR:
+            if (ch != '\r') goto bad;
+            st = K_DATA_LF;
+            i++;
+            continue;
+        case K_DATA_LF:
+            if (ch != '\n') goto bad;
+            st = K_SIZE0;
+            i++;
+            continue;
+        case K_TR_LINE:
+            if (ch == '\r')
+                st = K_END_LF;
+            else if (cls[ch] & C_TCHAR) /* SP/HTAB here would be obs-fold */
+                st = K_TR_NAME;
+            else
+                goto bad;
+            TAKE_TRAILER();
+            continue;
+        case K_TR_NAME:
+            if (ch == ':')
+                st = K_TR_VALUE;
+            else if (!(cls[ch] & C_TCHAR))
+                goto bad;
+            TAKE_TRAILER();
+            continue;
+        case K_TR_VALUE:
+            while (i < len && (cls[b[i]] & C_VALUE))
+                TAKE_TRAILER();
+            if (i == len) goto out;
+            if (b[i] != '\r') goto bad;
+            st = K_TR_LF;
+            TAKE_TRAILER();
+            continue;
+        case K_TR_LF:
+            if (ch != '\n') goto bad;
+            st = K_TR_LINE;
+            TAKE_TRAILER();
+            continue;
+        case K_END_LF:
+            if (ch != '\n') goto bad;
+            TAKE_TRAILER();
+            c->state = K_DONE;
+            *consumed = i;
+            return 1;
+        default:
+            goto bad;
+        }
+    }
+#undef TAKE_LINE
+#undef TAKE_TRAILER
+out:
+    c->state = (unsigned char)st;
+    *consumed = i;
+    return 0;
+big:
+    status = 431;
+    goto fail;
+bad:
+    status = 400;
+fail:
+    c->state = K_ERROR;
+    c->status = (uint16_t)status;
+    *consumed = i;
     return -status;
 }
 

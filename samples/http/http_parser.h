@@ -13,6 +13,10 @@
  * Every rejection is an HTTP status the server answers before closing: 400,
  * 431, 501 or 505 (see docs/http-parser.md for the grammar and the mapping).
  *
+ * A request with Transfer-Encoding: chunked (HTTP_F_CHUNKED) carries a
+ * chunked body after its head: http_chunked_parse walks it incrementally
+ * (RFC 9112 section 7), with the same no-allocation, examine-once design.
+ *
  * THREADING: none needed and none provided. A parser and its request belong to
  * one connection and are used by one thread at a time. The module has no
  * global mutable state, so different parsers may be used concurrently.
@@ -62,7 +66,8 @@ typedef enum http_target_form_e {
 #define HTTP_F_UPGRADE         0x040u /* an Upgrade header was present */
 #define HTTP_F_EXPECT          0x080u /* an Expect header was present */
 #define HTTP_F_EXPECT_CONTINUE 0x100u /* Expect is exactly "100-continue" */
-#define HTTP_F_TRANSFER_ENC    0x200u /* Transfer-Encoding seen (only on errors) */
+#define HTTP_F_TRANSFER_ENC    0x200u /* a Transfer-Encoding header was present */
+#define HTTP_F_CHUNKED         0x400u /* the body is chunked (Transfer-Encoding: chunked) */
 
 /*
  * One header line. name and value point into the caller's buffer and are not
@@ -163,9 +168,11 @@ void http_request_init(http_request_t *req, http_header_t *headers, size_t max_h
  *        Calling again returns the same value and leaves req alone.
  *   0    more bytes are needed (len is below the limit and no error yet).
  *   < 0  minus the HTTP status to answer before closing the connection:
- *        -400 malformed, -431 head longer than the limit or more headers than
- *        req->max_headers, -501 Transfer-Encoding present, -505 HTTP version
- *        other than 1.0 and 1.1. The error is sticky until
+ *        -400 malformed (including Transfer-Encoding with Content-Length, in
+ *        an HTTP/1.0 request, or with chunked not the final coding or listed
+ *        twice), -431 head longer than the limit or more headers than
+ *        req->max_headers, -501 a transfer coding other than chunked, -505
+ *        HTTP version other than 1.0 and 1.1. The error is sticky until
  *        http_parser_reset. req then holds what was parsed before the error
  *        (best effort, for logging).
  *
@@ -173,8 +180,76 @@ void http_request_init(http_request_t *req, http_header_t *headers, size_t max_h
  * many bytes are buffered, whatever len is. A valid head with an UNKNOWN method
  * is returned as success: the server answers 501 (and may keep the
  * connection, since the framing is known).
+ *
+ * The body: with HTTP_F_CHUNKED it is chunked (content_length is 0; see
+ * http_chunked_parse); otherwise it is content_length bytes (0 without
+ * HTTP_F_CONTENT_LENGTH).
  */
 int http_parse_request(http_parser_t *p, const char *buf, size_t len, http_request_t *req);
+
+/* ---- chunked bodies (RFC 9112 section 7.1) --------------------------------- */
+
+/* Longest chunk-size line (size, extensions, CRLF) accepted; longer is a 400. */
+#define HTTP_CHUNK_LINE_MAX 4096u
+
+/*
+ * State of one chunked body; fields are internal. 40 bytes, no allocation:
+ * keep it on the stack while the body is in one buffer, in the connection's
+ * state while it spans reads.
+ */
+typedef struct http_chunked_s {
+    uint64_t left;     /* data bytes left in the current chunk / the size being read */
+    uint64_t total;    /* data bytes so far */
+    uint64_t max_body; /* limit on total */
+    uint32_t line;     /* bytes of the current chunk-size line */
+    uint32_t trailer;  /* bytes of the trailer section so far */
+    uint32_t max_trailer;
+    uint16_t status; /* 0, or the status of a sticky error */
+    unsigned char state;
+} http_chunked_t;
+
+/* Receives the data bytes of a chunked body, in order, as they are found
+ * (a chunk split across calls comes in several pieces). */
+typedef void (*http_chunk_data_fn)(void *user, const char *data, size_t len);
+
+/*
+ * Prepares c for the body of one request. max_body limits the data bytes
+ * (the sum of the chunk sizes; UINT64_MAX for no limit); max_trailer limits
+ * the trailer section (field lines and the final CRLF), 0 meaning
+ * HTTP_DEFAULT_MAX_HEAD. Cannot fail.
+ */
+void http_chunked_init(http_chunked_t *c, uint64_t max_body, size_t max_trailer);
+
+/*
+ * Walks the next len bytes of a chunked body at buf. Unlike
+ * http_parse_request it takes only the bytes not passed before (nothing needs
+ * to be kept: the state machine remembers where it is) and reports in
+ * *consumed how many it used. Chunk extensions and trailer fields are
+ * checked for framing (CRLF line ends, no control bytes, a trailer line is
+ * "name: value") and skipped; data bytes go to on_data (may be NULL: the
+ * body is discarded).
+ *
+ * Returns:
+ *   1    the body is complete: *consumed bytes end with its final CRLF; the
+ *        next request starts at buf + *consumed. Calling again returns 1 and
+ *        consumes nothing.
+ *   0    all len bytes used (*consumed == len), the body goes on.
+ *   < 0  minus the HTTP status to answer before closing the connection:
+ *        -400 malformed framing (a size that is not hex, overflows
+ *        HTTP_MAX_CONTENT_LENGTH or whose line exceeds HTTP_CHUNK_LINE_MAX,
+ *        bytes other than ';' after it, a missing CRLF, control bytes in an
+ *        extension or trailer, a bad trailer line), -413 the data would
+ *        exceed max_body (found from the chunk-size line, before the data),
+ *        -431 trailer section over max_trailer. Sticky; *consumed says where
+ *        it was found.
+ *
+ * One thread at a time per http_chunked_t; no global state.
+ */
+int http_chunked_parse(http_chunked_t *c, const char *buf, size_t len, size_t *consumed,
+                       http_chunk_data_fn on_data, void *user);
+
+/* Data bytes of the body seen so far. Cannot fail. */
+uint64_t http_chunked_total(const http_chunked_t *c);
 
 /*
  * Reason phrase for an HTTP status ("Bad Request" for 400); a negative status

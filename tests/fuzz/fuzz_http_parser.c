@@ -10,7 +10,15 @@
  *     first byte, which must agree with the default limits unless it is 431.
  * Successful results must be self-consistent (head length within the input
  * and the limit, every slice inside the head, flags coherent), and the bytes
- * after a head are parsed as further pipelined requests.
+ * after a head are parsed as further pipelined requests (their Content-Length
+ * or chunked bodies skipped).
+ *
+ * The input after its first byte is also decoded as a chunked body, whole, a
+ * byte per call and split at a position from the first byte: the three must
+ * agree with each other and with a reference decoder written separately below
+ * (non-incremental, on the whole buffer): same outcome, same length, same
+ * data bytes. With small body and trailer limits the outcome is the same or
+ * 413/431.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -73,7 +81,11 @@ static void check_ok(const run_t *r, const char *base, size_t len, size_t limit,
     else
         CHECK(q->host == NULL);
     if (q->version_minor == 1) CHECK(q->flags & HTTP_F_HOST);
-    CHECK(!(q->flags & HTTP_F_TRANSFER_ENC));
+    /* a successful Transfer-Encoding is exactly chunked, in HTTP/1.1, without Content-Length */
+    CHECK(!(q->flags & HTTP_F_TRANSFER_ENC) == !(q->flags & HTTP_F_CHUNKED));
+    if (q->flags & HTTP_F_CHUNKED)
+        CHECK(q->version_minor == 1 && !(q->flags & HTTP_F_CONTENT_LENGTH));
+    CHECK((q->flags & ~0x7ffu) == 0); /* public flags only */
     CHECK(!((q->flags & HTTP_F_KEEP_ALIVE) && (q->flags & HTTP_F_CONN_CLOSE)));
     if (!(q->flags & HTTP_F_CONTENT_LENGTH)) CHECK(q->content_length == 0);
     CHECK(q->content_length <= HTTP_MAX_CONTENT_LENGTH);
@@ -120,6 +132,221 @@ static void parse_whole(run_t *r, const char *buf, size_t len, size_t limit, siz
     CHECK(r->rc <= 0 || (size_t)r->rc <= len);
     /* sticky */
     CHECK(http_parse_request(&p, buf, len, &r->req) == r->rc || r->rc == 0);
+}
+
+/* ---- chunked bodies ------------------------------------------------------------ */
+
+typedef struct ck_res_s {
+    int rc;          /* 1 complete, 0 incomplete, < 0 error (reference: -1) */
+    size_t consumed; /* when complete */
+    size_t data_len;
+    uint8_t *data; /* size bytes of room */
+} ck_res_t;
+
+static int ref_tchar(uint8_t c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+static int ref_vbyte(uint8_t c) /* field-value byte: HTAB, SP, VCHAR, obs-text */
+{
+    return c == '\t' || (c >= 0x20 && c != 0x7f);
+}
+
+static int ref_hex(uint8_t c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* CRLF at b[*pos]: 1 consumed, 0 need more, -1 wrong bytes. */
+static int ref_crlf(const uint8_t *b, size_t n, size_t *pos)
+{
+    if (*pos == n) return 0;
+    if (b[*pos] != '\r') return -1;
+    if (*pos + 1 == n) return 0;
+    if (b[*pos + 1] != '\n') return -1;
+    *pos += 2;
+    return 1;
+}
+
+/* The reference: RFC 9112 7.1 on the whole buffer, no body or trailer limit,
+ * a chunk-size line (CRLF included) of at most HTTP_CHUNK_LINE_MAX bytes. */
+static void ref_chunked(const uint8_t *b, size_t n, ck_res_t *r)
+{
+    size_t pos = 0;
+    r->data_len = 0;
+    for (;;) {
+        size_t line = pos;
+        uint64_t sz = 0;
+        int digits = 0, k;
+#define LINE_NEED_MORE()                                 \
+    do {                                                 \
+        r->rc = n - line > HTTP_CHUNK_LINE_MAX ? -1 : 0; \
+        return;                                          \
+    } while (0)
+        while (pos < n && (k = ref_hex(b[pos])) >= 0) {
+            if (sz > (HTTP_MAX_CONTENT_LENGTH - (uint64_t)k) / 16) goto bad;
+            sz = sz * 16 + (uint64_t)k;
+            digits++;
+            pos++;
+        }
+        if (pos == n) LINE_NEED_MORE();
+        if (!digits) goto bad;
+        if (b[pos] == ' ' || b[pos] == '\t' || b[pos] == ';') {
+            while (pos < n && (b[pos] == ' ' || b[pos] == '\t'))
+                pos++;
+            if (pos == n) LINE_NEED_MORE();
+            if (b[pos] != ';') goto bad;
+            while (pos < n && ref_vbyte(b[pos]))
+                pos++;
+        }
+        k = ref_crlf(b, n, &pos);
+        if (k < 0) goto bad;
+        if (k == 0) LINE_NEED_MORE();
+        if (pos - line > HTTP_CHUNK_LINE_MAX) goto bad;
+#undef LINE_NEED_MORE
+        if (sz == 0) break;
+        if (n - pos < sz) {
+            r->rc = 0;
+            return;
+        }
+        memcpy(r->data + r->data_len, b + pos, (size_t)sz);
+        r->data_len += (size_t)sz;
+        pos += (size_t)sz;
+        k = ref_crlf(b, n, &pos);
+        if (k < 0) goto bad;
+        if (k == 0) {
+            r->rc = 0;
+            return;
+        }
+    }
+    for (;;) { /* trailer section */
+        if (pos == n) {
+            r->rc = 0;
+            return;
+        }
+        if (b[pos] == '\r') {
+            int k = ref_crlf(b, n, &pos);
+            if (k < 0) goto bad;
+            r->rc = k; /* 1: complete; 0: the LF is missing */
+            r->consumed = pos;
+            return;
+        }
+        if (!ref_tchar(b[pos])) goto bad;
+        while (pos < n && ref_tchar(b[pos]))
+            pos++;
+        if (pos == n) {
+            r->rc = 0;
+            return;
+        }
+        if (b[pos++] != ':') goto bad;
+        while (pos < n && ref_vbyte(b[pos]))
+            pos++;
+        int k = ref_crlf(b, n, &pos);
+        if (k < 0) goto bad;
+        if (k == 0) {
+            r->rc = 0;
+            return;
+        }
+    }
+bad:
+    r->rc = -1;
+}
+
+static void ck_sink(void *user, const char *p, size_t n)
+{
+    ck_res_t *r = user;
+    CHECK(n > 0);
+    memcpy(r->data + r->data_len, p, n);
+    r->data_len += n;
+}
+
+/* Decodes b[0, n) in pieces ending at cuts[] (then at n). */
+static void dec_chunked(const uint8_t *b, size_t n, uint64_t max_body, size_t max_trailer,
+                        const size_t *cuts, size_t ncuts, ck_res_t *r)
+{
+    http_chunked_t c;
+    http_chunked_init(&c, max_body, max_trailer);
+    size_t pos = 0;
+    r->data_len = 0;
+    r->rc = 0;
+    for (size_t k = 0; k <= ncuts && r->rc == 0; k++) {
+        size_t end = k < ncuts ? cuts[k] : n;
+        if (end < pos) continue;
+        size_t used = 0;
+        r->rc = http_chunked_parse(&c, (const char *)b + pos, end - pos, &used, ck_sink, r);
+        CHECK(used <= end - pos);
+        if (r->rc == 0) CHECK(used == end - pos);
+        pos += used;
+    }
+    r->consumed = pos;
+    CHECK(http_chunked_total(&c) == r->data_len);
+    CHECK(r->data_len <= max_body);
+    CHECK(r->rc == 1 || r->rc == 0 || r->rc == -400 || r->rc == -413 || r->rc == -431);
+    if (r->rc != 0) { /* sticky, consumes nothing */
+        size_t used = 1, len = r->data_len;
+        CHECK(http_chunked_parse(&c, (const char *)b, n, &used, ck_sink, r) == r->rc);
+        CHECK(used == 0 && r->data_len == len);
+    }
+}
+
+static void same_ck(const ck_res_t *a, const ck_res_t *b)
+{
+    CHECK(a->rc == b->rc);
+    if (a->rc != 1) return;
+    CHECK(a->consumed == b->consumed);
+    CHECK(a->data_len == b->data_len);
+    CHECK(memcmp(a->data, b->data, a->data_len) == 0);
+}
+
+static void fuzz_chunked(uint8_t seed, const uint8_t *b, size_t n)
+{
+    ck_res_t ref, whole, other;
+    uint8_t *room = malloc(4 * n + 4);
+    CHECK(room != NULL);
+    ref.data = room;
+    whole.data = room + n + 1;
+    other.data = room + 2 * n + 2;
+
+    ref_chunked(b, n, &ref);
+    dec_chunked(b, n, UINT64_MAX, INT32_MAX, NULL, 0, &whole);
+    CHECK(whole.rc != -413 && whole.rc != -431); /* no limit that small */
+    CHECK((whole.rc == -400) == (ref.rc == -1));
+    if (ref.rc >= 0) same_ck(&ref, &whole);
+
+    size_t cut = (size_t)seed * n / 256;
+    dec_chunked(b, n, UINT64_MAX, INT32_MAX, &cut, 1, &other);
+    same_ck(&whole, &other);
+
+    size_t *cuts = malloc((n + 1) * sizeof *cuts);
+    CHECK(cuts != NULL);
+    for (size_t k = 0; k < n; k++)
+        cuts[k] = k + 1;
+    dec_chunked(b, n, UINT64_MAX, INT32_MAX, cuts, n, &other);
+    same_ck(&whole, &other);
+    free(cuts);
+
+    /* small limits: the same outcome, or the limit's status */
+    uint64_t max_body = (uint64_t)seed * 3;
+    size_t max_trailer = 1 + seed % 64;
+    dec_chunked(b, n, max_body, max_trailer, &cut, 1, &other);
+    if (other.rc == -413 || other.rc == -431) {
+        /* the limit was hit where the bytes so far are a valid, incomplete body
+         * (-431 counts the byte that went over) */
+        ck_res_t pre;
+        pre.data = room + 3 * n + 3;
+        dec_chunked(b, other.consumed - (other.rc == -431), UINT64_MAX, INT32_MAX, NULL, 0, &pre);
+        CHECK(pre.rc == 0);
+        if (other.rc == -413) CHECK(other.data_len <= max_body);
+    } else {
+        same_ck(&whole, &other);
+    }
+    if (whole.rc == 1 && whole.data_len <= max_body && other.rc != -431) same_ck(&whole, &other);
+    free(room);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -187,10 +414,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             parse_whole(&other, buf + pos, size - pos, 0, MAXH);
             if (other.rc <= 0) break;
             check_ok(&other, buf + pos, size - pos, HTTP_DEFAULT_MAX_HEAD, MAXH);
-            if (other.req.content_length > size - pos - (size_t)other.rc) break;
-            pos += (size_t)other.rc + (size_t)other.req.content_length;
+            pos += (size_t)other.rc;
+            if (other.req.flags & HTTP_F_CHUNKED) {
+                http_chunked_t ck;
+                size_t used;
+                http_chunked_init(&ck, UINT64_MAX, 0);
+                if (http_chunked_parse(&ck, buf + pos, size - pos, &used, NULL, NULL) != 1) break;
+                pos += used;
+                continue;
+            }
+            if (other.req.content_length > size - pos) break;
+            pos += (size_t)other.req.content_length;
         }
     }
+
+    /* the rest of the input as a chunked body */
+    fuzz_chunked(data[0], data + 1, size - 1);
 
     /* helpers never fail on any status */
     {

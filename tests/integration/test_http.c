@@ -387,9 +387,150 @@ static void content_length_and_te_400(void **state)
 static void transfer_encoding_501(void **state)
 {
     (void)state;
-    static const char req[] = "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
-                              "0\r\n\r\n";
+    /* a coding other than chunked is not implemented */
+    static const char req[] =
+        "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+        "0\r\n\r\n";
     expect_error_close(req, sizeof req - 1, 501);
+    /* chunked in HTTP/1.0 is faulty framing */
+    static const char req10[] = "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+    expect_error_close(req10, sizeof req10 - 1, 400);
+}
+
+#define POST_CHUNKED "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+
+/* Chunked bodies are read and discarded, answered when they end, and the
+ * connection goes on: in one write with the next request, and spread over
+ * many writes split anywhere. */
+static void chunked_body_pipelined(void **state)
+{
+    (void)state;
+    client_t *c = client_open();
+    resp_t r;
+    client_sends(c, POST_CHUNKED "\r\n5;ext=1\r\nhello\r\n1A\r\nabcdefghijklmnopqrstuvwxyz\r\n"
+                                 "0\r\nX-Trailer: t\r\n\r\n" GET_ROOT);
+    assert_int_equal(read_response(c, &r, 0), 0);
+    assert_int_equal(r.status, 405);
+    assert_int_equal(read_response(c, &r, 0), 0);
+    expect_hello(&r);
+
+    /* 300 chunks of 1000 bytes that look like requests, sent in pieces of
+     * 777 bytes so sizes, extensions, data and CRLFs all straddle reads */
+    size_t cap = 400000, n = 0;
+    char *body = malloc(cap);
+    assert_non_null(body);
+    n += (size_t)snprintf(body, cap,
+                          "GET /metrics HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: "
+                          "chunked\r\n\r\n");
+    for (int i = 0; i < 300; i++) {
+        n += (size_t)snprintf(body + n, cap - n, "3e8;i=%d\r\n", i);
+        for (int j = 0; j < 1000; j += 25)
+            memcpy(body + n + j, GET_ROOT, 25);
+        n += 1000;
+        memcpy(body + n, "\r\n", 2);
+        n += 2;
+    }
+    n += (size_t)snprintf(body + n, cap - n, "0\r\n\r\n" GET_ROOT);
+    for (size_t off = 0; off < n; off += 777) {
+        client_send(c, body + off, n - off < 777 ? n - off : 777);
+        if (off % (777 * 64) == 0) shim_sleep_ms(2);
+    }
+    free(body);
+    assert_int_equal(read_response(c, &r, 0), 0);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "pc_http_responses_total{code=\"405\"} 1"));
+    assert_int_equal(read_response(c, &r, 0), 0);
+    expect_hello(&r);
+    assert_int_equal(c->len, 0);
+    client_close(c);
+}
+
+/* Expect: 100-continue with a chunked body: "100 Continue", then the body,
+ * then the response, and the connection stays (what curl -T - does). */
+static void chunked_expect_continue(void **state)
+{
+    (void)state;
+    client_t *c = client_open();
+    resp_t r;
+    client_sends(c, "PUT / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+                    "Expect: 100-continue\r\n\r\n");
+    assert_int_equal(read_response(c, &r, 1), 0);
+    assert_int_equal(r.status, 100);
+    assert_string_equal(r.head, "HTTP/1.1 100 Continue\r\n\r\n");
+    client_sends(c, "4\r\ndata\r\n0\r\n\r\n");
+    assert_int_equal(read_response(c, &r, 0), 0);
+    assert_int_equal(r.status, 405);
+    assert_null(strstr(r.head, "Connection:"));
+    client_sends(c, GET_ROOT);
+    assert_int_equal(read_response(c, &r, 0), 0);
+    expect_hello(&r);
+    client_close(c);
+}
+
+/* A head that arrives a byte at a time, then its chunked body in two reads;
+ * with Connection: close the response follows the body, then a FIN. */
+static void chunked_split_head_close(void **state)
+{
+    (void)state;
+    client_t *c = client_open();
+    resp_t r;
+    char v[64];
+    static const char head[] = "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+                               "Transfer-Encoding: chunked\r\n\r\n";
+    for (size_t i = 0; i < sizeof head - 1; i++) {
+        client_send(c, head + i, 1);
+        if (i % 8 == 0) shim_sleep_ms(1);
+    }
+    client_sends(c, "3\r\nab");
+    shim_sleep_ms(20);
+    client_sends(c, "c\r\n0\r\n\r\n");
+    assert_int_equal(read_response(c, &r, 0), 0);
+    expect_hello(&r);
+    assert_string_equal(header(&r, "Connection", v, sizeof v), "close");
+    expect_fin(c);
+    client_close(c);
+}
+
+/* Malformed chunk framing: 400 and a close, whatever came before. */
+static void chunked_malformed_400(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        POST_CHUNKED "\r\nzz\r\nhello\r\n0\r\n\r\n",              /* not hex */
+        POST_CHUNKED "\r\n5\r\nhelloXX\r\n0\r\n\r\n",             /* no CRLF after data */
+        POST_CHUNKED "\r\n5\nhello\r\n0\r\n\r\n",                 /* bare LF */
+        POST_CHUNKED "\r\nfffffffffffffffffff\r\n",               /* overflow */
+        POST_CHUNKED "\r\n5\r\nhello\r\n0\r\n folded: t\r\n\r\n", /* bad trailer */
+        POST_CHUNKED "\r\n2\r\nok\r\n5 x\r\nhello\r\n0\r\n\r\n",  /* junk after a size */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        expect_error_close(bad[i], strlen(bad[i]), 400);
+}
+
+/* --max-body-bytes (1 MiB here) counts chunk data: one chunk over it is
+ * refused from its size line, and so are several that add up past it. */
+static void chunked_too_large_413(void **state)
+{
+    (void)state;
+    static const char one[] = POST_CHUNKED "\r\n100001\r\nabc";
+    expect_error_close(one, sizeof one - 1, 413);
+
+    client_t *c = client_open();
+    resp_t r;
+    char v[64];
+    static char chunk[65536 + 16];
+    size_t hn = (size_t)snprintf(chunk, 16, "10000\r\n");
+    memset(chunk + hn, 'x', 65536);
+    memcpy(chunk + hn + 65536, "\r\n", 2);
+    client_sends(c, POST_CHUNKED "\r\n");
+    for (int i = 0; i < 16; i++) /* exactly 1 MiB: accepted so far */
+        client_send(c, chunk, hn + 65536 + 2);
+    client_sends(c, "1\r\nx\r\n");
+    assert_int_equal(read_response(c, &r, 0), 0);
+    assert_int_equal(r.status, 413);
+    assert_string_equal(header(&r, "Connection", v, sizeof v), "close");
+    expect_fin(c);
+    client_close(c);
 }
 
 static void unknown_version_505(void **state)
@@ -526,6 +667,11 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(duplicate_content_length_400, setup, teardown),
         cmocka_unit_test_setup_teardown(content_length_and_te_400, setup, teardown),
         cmocka_unit_test_setup_teardown(transfer_encoding_501, setup, teardown),
+        cmocka_unit_test_setup_teardown(chunked_body_pipelined, setup, teardown),
+        cmocka_unit_test_setup_teardown(chunked_expect_continue, setup, teardown),
+        cmocka_unit_test_setup_teardown(chunked_split_head_close, setup, teardown),
+        cmocka_unit_test_setup_teardown(chunked_malformed_400, setup, teardown),
+        cmocka_unit_test_setup_teardown(chunked_too_large_413, setup, teardown),
         cmocka_unit_test_setup_teardown(unknown_version_505, setup, teardown),
         cmocka_unit_test_setup_teardown(control_bytes_400, setup, teardown),
         cmocka_unit_test_setup_teardown(body_discarded_pipelined, setup, teardown),

@@ -274,6 +274,7 @@ static const char *const sample_requests[] = {
     "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
     "GET /%zz HTTP/1.1\r\n\r\n",
     "GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+    "GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip,\r\n\r\n",
     "CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n",
 };
 
@@ -585,21 +586,338 @@ static void test_transfer_encoding(void **state)
 {
     (void)state;
     static const status_case_t c[] = {
-        {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n", -501},
+        {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n", OK},
+        {"POST / HTTP/1.1\r\nHost: h\r\ntransfer-encoding: ChUnKeD\r\n\r\n", OK},
+        {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: , chunked ,\r\n\r\n", OK},
+        /* a coding other than chunked: not implemented */
         {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: identity\r\n\r\n", -501},
-        {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding:\r\n\r\n", -501},
-        {"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", -501},
+        {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", -501},
+        {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n"
+         "\r\n",
+         -501},
+        {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip;q=1\r\n\r\n", -501},
+        /* no framing, or chunked not final / twice / with parameters: 400 */
+        {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding:\r\n\r\n", -400},
+        {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: ,\r\n\r\n", -400},
+        {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", -400},
+        {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", -400},
+        {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: "
+         "chunked\r\n"
+         "\r\n",
+         -400},
+        {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked;x=1\r\n\r\n", -400},
+        {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked x\r\n\r\n", -400},
+        {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: \"chunked\"\r\n\r\n", -400},
+        /* HTTP/1.0 with Transfer-Encoding: faulty framing (RFC 9112 6.1) */
+        {"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", -400},
+        {"POST / HTTP/1.0\r\nTransfer-Encoding: gzip\r\n\r\n", -400},
         {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
          -400},
         {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
          -400},
+        {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\nContent-Length: 3\r\n\r\n",
+         -400},
         /* the malformed request wins over the unimplemented one */
-        {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", -400},
+        {"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", -400},
     };
     run_cases(c, sizeof(c) / sizeof(c[0]));
     parsed_t o;
-    parse_s(&o, c[0].req);
+    assert_true(parse_s(&o, c[0].req) > 0);
+    assert_int_equal(o.req.flags & (HTTP_F_TRANSFER_ENC | HTTP_F_CHUNKED | HTTP_F_CONTENT_LENGTH),
+                     HTTP_F_TRANSFER_ENC | HTTP_F_CHUNKED);
+    assert_true(o.req.flags & HTTP_F_KEEP_ALIVE);
+    assert_true(o.req.content_length == 0);
+    /* only the public flags are reported */
+    assert_int_equal(o.req.flags & ~0x7ffu, 0);
+    parse_s(&o, c[3].req);
     assert_true(o.req.flags & HTTP_F_TRANSFER_ENC); /* best effort after an error */
+    assert_false(o.req.flags & HTTP_F_CHUNKED);
+}
+
+/* ---- chunked bodies ---------------------------------------------------------- */
+
+typedef struct ck_out_s {
+    int rc;
+    size_t consumed; /* over all calls */
+    size_t data_len;
+    char data[512];
+} ck_out_t;
+
+static void ck_sink(void *user, const char *p, size_t n)
+{
+    ck_out_t *o = user;
+    assert_true(n > 0);
+    assert_true(o->data_len + n <= sizeof o->data);
+    memcpy(o->data + o->data_len, p, n);
+    o->data_len += n;
+}
+
+/* Feeds s[0, n) in pieces ending at the cut positions (each call gets only
+ * the bytes not consumed yet); stops at the first non-zero result. */
+static void ck_feed(ck_out_t *o, const char *s, size_t n, uint64_t max_body, size_t max_trailer,
+                    const size_t *cuts, size_t ncuts)
+{
+    http_chunked_t c;
+    http_chunked_init(&c, max_body, max_trailer);
+    memset(o, 0, sizeof *o);
+    size_t pos = 0;
+    for (size_t k = 0; k <= ncuts; k++) {
+        size_t end = k < ncuts ? cuts[k] : n;
+        if (end < pos) continue;
+        size_t used = 0;
+        o->rc = http_chunked_parse(&c, s + pos, end - pos, &used, ck_sink, o);
+        assert_true(used <= end - pos);
+        pos += used;
+        if (o->rc != 0) break;
+        assert_int_equal(pos, end); /* 0: everything used */
+    }
+    o->consumed = pos;
+    if (o->rc == 1) {
+        size_t used = 99;
+        assert_int_equal(http_chunked_parse(&c, s + pos, n - pos, &used, ck_sink, o), 1);
+        assert_int_equal(used, 0); /* sticky, consumes nothing */
+        assert_true(http_chunked_total(&c) == o->data_len);
+    } else if (o->rc < 0) {
+        size_t used = 99;
+        assert_int_equal(http_chunked_parse(&c, s, n, &used, ck_sink, o), o->rc);
+        assert_int_equal(used, 0);
+    }
+}
+
+/* Whole, byte by byte and at every two-piece split: all must agree. */
+static void ck_all(ck_out_t *o, const char *s, size_t n, uint64_t max_body, size_t max_trailer)
+{
+    ck_out_t *t = malloc(sizeof *t);
+    assert_non_null(t);
+    ck_feed(o, s, n, max_body, max_trailer, NULL, 0);
+    size_t *cuts = malloc((n + 1) * sizeof *cuts);
+    assert_non_null(cuts);
+    for (size_t k = 0; k < n; k++)
+        cuts[k] = k + 1;
+    ck_feed(t, s, n, max_body, max_trailer, cuts, n);
+    assert_int_equal(t->rc, o->rc);
+    assert_int_equal(t->consumed, o->consumed);
+    assert_int_equal(t->data_len, o->data_len);
+    assert_memory_equal(t->data, o->data, o->data_len);
+    for (size_t cut = 0; cut <= n; cut++) {
+        ck_feed(t, s, n, max_body, max_trailer, &cut, 1);
+        assert_int_equal(t->rc, o->rc);
+        assert_int_equal(t->consumed, o->consumed);
+        assert_int_equal(t->data_len, o->data_len);
+        assert_memory_equal(t->data, o->data, o->data_len);
+    }
+    free(cuts);
+    free(t);
+}
+
+typedef struct {
+    const char *body;
+    int rc;           /* 1: complete; 0: incomplete; < 0: the error */
+    const char *data; /* the data when complete */
+    const char *rest; /* bytes after the body, when complete */
+} ck_case_t;
+
+static void run_ck_cases(const ck_case_t *c, size_t n, uint64_t max_body, size_t max_trailer)
+{
+    ck_out_t o;
+    for (size_t k = 0; k < n; k++) {
+        size_t len = strlen(c[k].body);
+        ck_all(&o, c[k].body, len, max_body, max_trailer);
+        if (o.rc != c[k].rc) print_error("case %u: %s\n", (unsigned)k, c[k].body);
+        assert_int_equal(o.rc, c[k].rc);
+        if (c[k].rc == 1) {
+            assert_int_equal(o.data_len, strlen(c[k].data));
+            assert_memory_equal(o.data, c[k].data, o.data_len);
+            assert_string_equal(c[k].body + o.consumed, c[k].rest);
+        }
+        if (c[k].rc == 0) assert_int_equal(o.consumed, len);
+    }
+}
+
+static void test_chunked_valid(void **state)
+{
+    (void)state;
+    static const ck_case_t c[] = {
+        {"0\r\n\r\n", 1, "", ""},
+        {"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\nGET / HTTP/1.1\r\n", 1, "hello world",
+         "GET / HTTP/1.1\r\n"},
+        /* hex in either case, leading zeros */
+        {"00000A\r\n0123456789\r\nf\r\nabcdefghijklmno\r\n000\r\n\r\n", 1,
+         "0123456789abcdefghijklmno", ""},
+        {"1a\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\n\r\nX", 1, "abcdefghijklmnopqrstuvwxyz", "X"},
+        /* extensions are skipped, with BWS before ';' */
+        {"5;name=val;q=\"x y;z\"\r\nhello\r\n0;last\r\n\r\n", 1, "hello", ""},
+        {"5 \t;a\r\nhello\r\n0 ;b=\xc3\xa9\r\n\r\n", 1, "hello", ""},
+        /* trailers are skipped */
+        {"3\r\nabc\r\n0\r\nX-Checksum: 1234\r\nEmpty:\r\nY:  \t v \r\n\r\nnext", 1, "abc", "next"},
+        /* data may hold anything, CRLF and NUL-free here for the string form */
+        {"4\r\n\r\n\r\n\r\n0\r\n\r\n", 1, "\r\n\r\n", ""},
+        /* incomplete at every stage */
+        {"5", 0, NULL, NULL},
+        {"5\r\nhel", 0, NULL, NULL},
+        {"5\r\nhello\r", 0, NULL, NULL},
+        {"5\r\nhello\r\n0\r\n", 0, NULL, NULL},
+        {"0\r\nX: y\r\n", 0, NULL, NULL},
+        {"0\r\n\r", 0, NULL, NULL},
+        {"5;ext", 0, NULL, NULL},
+    };
+    run_ck_cases(c, sizeof c / sizeof c[0], UINT64_MAX, 0);
+}
+
+static void test_chunked_malformed(void **state)
+{
+    (void)state;
+    static const ck_case_t c[] = {
+        {"\r\n", -400, NULL, NULL},  /* no size */
+        {"x\r\n", -400, NULL, NULL}, /* not hex */
+        {"-5\r\nhello\r\n0\r\n\r\n", -400, NULL, NULL},
+        {"+5\r\nhello\r\n0\r\n\r\n", -400, NULL, NULL},
+        {"0x5\r\nhello\r\n0\r\n\r\n", -400, NULL, NULL},
+        {" 5\r\nhello\r\n0\r\n\r\n", -400, NULL, NULL}, /* whitespace before the size */
+        {"5 \r\nhello\r\n0\r\n\r\n", -400, NULL, NULL}, /* BWS not followed by ';' */
+        {"5 x\r\nhello\r\n0\r\n\r\n", -400, NULL, NULL},
+        {"5x\r\nhello\r\n0\r\n\r\n", -400, NULL, NULL},
+        {"5\nhello\r\n0\r\n\r\n", -400, NULL, NULL}, /* bare LF */
+        {"5\r\rhello\r\n0\r\n\r\n", -400, NULL, NULL},
+        {"5\r\nhelloX\r\n0\r\n\r\n", -400, NULL, NULL}, /* data longer than its size */
+        {"5\r\nhello\n0\r\n\r\n", -400, NULL, NULL},    /* no CRLF after the data */
+        {"5\r\nhello\r0\r\n\r\n", -400, NULL, NULL},
+        {"5;a\x01\r\nhello\r\n0\r\n\r\n", -400, NULL, NULL}, /* control byte in an extension */
+        {"5;a\nhello\r\n0\r\n\r\n", -400, NULL, NULL},
+        {"5;a\x7f\r\nhello\r\n0\r\n\r\n", -400, NULL, NULL},
+        /* overflow: 2^63 and 17 digits */
+        {"8000000000000000\r\n", -400, NULL, NULL},
+        {"10000000000000000\r\n", -400, NULL, NULL},
+        {"ffffffffffffffffffff\r\n", -400, NULL, NULL},
+        /* trailers */
+        {"0\r\n X: folded\r\n\r\n", -400, NULL, NULL},
+        {"0\r\nNoColon\r\n\r\n", -400, NULL, NULL},
+        {"0\r\nBad Name: v\r\n\r\n", -400, NULL, NULL},
+        {"0\r\n: v\r\n\r\n", -400, NULL, NULL},
+        {"0\r\nX: a\x01\r\n\r\n", -400, NULL, NULL},
+        {"0\r\nX: a\n\r\n", -400, NULL, NULL},
+        {"0\r\n\r\r", -400, NULL, NULL},
+        {"0\r\n\n", -400, NULL, NULL},
+    };
+    run_ck_cases(c, sizeof c / sizeof c[0], UINT64_MAX, 0);
+    /* the largest size is framing-valid; only the body limit stops it */
+    static const ck_case_t big[] = {{"7fffffffffffffff\r\n", 0, NULL, NULL},
+                                    {"7FFFFFFFFFFFFFFF;x\r\nab", 0, NULL, NULL}};
+    run_ck_cases(big, 2, UINT64_MAX, 0);
+}
+
+static void test_chunked_limits(void **state)
+{
+    (void)state;
+    /* the body limit counts data bytes; refused at the size line */
+    static const ck_case_t body10[] = {
+        {"5\r\nhello\r\n5\r\nworld\r\n0\r\n\r\n", 1, "helloworld", ""},
+        {"a\r\n0123456789\r\n0\r\n\r\n", 1, "0123456789", ""},
+        {"b\r\n", -413, NULL, NULL},
+        {"5\r\nhello\r\n6\r\n", -413, NULL, NULL},
+        {"5\r\nhello\r\n5\r\nworld\r\n1\r\n", -413, NULL, NULL},
+        {"7fffffffffffffff\r\n", -413, NULL, NULL},
+    };
+    run_ck_cases(body10, sizeof body10 / sizeof body10[0], 10, 0);
+    static const ck_case_t body0[] = {{"0\r\n\r\n", 1, "", ""}, {"1\r\n", -413, NULL, NULL}};
+    run_ck_cases(body0, 2, 0, 0);
+
+    /* the trailer section (lines and the final CRLF) is bounded */
+    static const ck_case_t tr16[] = {
+        {"0\r\nX: 123456789\r\n\r\n", 1, "", ""},         /* 14 + 2 = 16 bytes */
+        {"0\r\nX: 1234567890\r\n\r\n", -431, NULL, NULL}, /* 17 */
+        {"0\r\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", -431, NULL, NULL},
+    };
+    run_ck_cases(tr16, sizeof tr16 / sizeof tr16[0], UINT64_MAX, 16);
+
+    /* a chunk-size line (size, extensions, CRLF) is at most HTTP_CHUNK_LINE_MAX */
+    size_t room = HTTP_CHUNK_LINE_MAX - 3; /* "5;" + ext + CRLF: one byte too many */
+    char *s = malloc(HTTP_CHUNK_LINE_MAX + 64);
+    assert_non_null(s);
+    memcpy(s, "5;", 2);
+    memset(s + 2, 'a', room);
+    strcpy(s + 2 + room, "\r\nhello\r\n0\r\n\r\n");
+    http_chunked_t c;
+    size_t used;
+    http_chunked_init(&c, UINT64_MAX, 0);
+    assert_int_equal(http_chunked_parse(&c, s, strlen(s), &used, NULL, NULL), -400);
+    room--;
+    memset(s + 2, 'a', room);
+    strcpy(s + 2 + room, "\r\nhello\r\n0\r\n\r\n");
+    http_chunked_init(&c, UINT64_MAX, 0);
+    assert_int_equal(http_chunked_parse(&c, s, strlen(s), &used, NULL, NULL), 1);
+    assert_int_equal(used, strlen(s));
+    assert_true(http_chunked_total(&c) == 5);
+    /* leading zeros count against the line too */
+    memset(s, '0', HTTP_CHUNK_LINE_MAX + 8);
+    http_chunked_init(&c, UINT64_MAX, 0);
+    assert_int_equal(http_chunked_parse(&c, s, HTTP_CHUNK_LINE_MAX + 8, &used, NULL, NULL), -400);
+    free(s);
+}
+
+/* A large body fed in uneven pieces: every data byte comes out once, in order. */
+typedef struct big_sink_s {
+    uint8_t *p;
+    size_t n, cap;
+} big_sink_t;
+
+static void big_sink(void *user, const char *p, size_t n)
+{
+    big_sink_t *b = user;
+    assert_true(n > 0 && b->n + n <= b->cap);
+    memcpy(b->p + b->n, p, n);
+    b->n += n;
+}
+
+static void test_chunked_large_uneven(void **state)
+{
+    (void)state;
+    enum { NCHUNK = 200 };
+    size_t cap = 200000;
+    char *s = malloc(cap);
+    uint8_t *want = malloc(cap);
+    big_sink_t got = {malloc(cap), 0, cap};
+    assert_non_null(s);
+    assert_non_null(want);
+    assert_non_null(got.p);
+    size_t n = 0, wn = 0;
+    unsigned seed = 12345;
+    for (int k = 0; k < NCHUNK; k++) {
+        seed = seed * 1103515245u + 12345u;
+        size_t sz = 1 + (seed >> 16) % 700;
+        n += (size_t)snprintf(s + n, cap - n, "%zx%s\r\n", sz, k % 3 ? "" : ";k=v");
+        for (size_t j = 0; j < sz; j++) {
+            seed = seed * 1103515245u + 12345u;
+            want[wn++] = (uint8_t)(seed >> 24);
+            s[n++] = (char)(seed >> 24);
+        }
+        memcpy(s + n, "\r\n", 2);
+        n += 2;
+    }
+    n += (size_t)snprintf(s + n, cap - n, "0\r\nT: v\r\n\r\nNEXT");
+
+    http_chunked_t c;
+    http_chunked_init(&c, UINT64_MAX, 0);
+    size_t pos = 0;
+    int rc = 0;
+    while (rc == 0) {
+        seed = seed * 1103515245u + 12345u;
+        size_t piece = 1 + (seed >> 16) % 997;
+        if (piece > n - pos) piece = n - pos;
+        size_t used = 0;
+        rc = http_chunked_parse(&c, s + pos, piece, &used, big_sink, &got);
+        if (rc == 0) assert_int_equal(used, piece);
+        pos += used;
+    }
+    assert_int_equal(rc, 1);
+    assert_int_equal(n - pos, 4);
+    assert_memory_equal(s + pos, "NEXT", 4);
+    assert_int_equal(got.n, wn);
+    assert_memory_equal(got.p, want, wn);
+    assert_true(http_chunked_total(&c) == wn);
+    free(got.p);
+    free(want);
+    free(s);
 }
 
 static void test_header_syntax(void **state)
@@ -856,6 +1174,10 @@ int main(void)
         cmocka_unit_test(test_content_length_invalid),
         cmocka_unit_test(test_content_length_duplicate),
         cmocka_unit_test(test_transfer_encoding),
+        cmocka_unit_test(test_chunked_valid),
+        cmocka_unit_test(test_chunked_malformed),
+        cmocka_unit_test(test_chunked_limits),
+        cmocka_unit_test(test_chunked_large_uneven),
         cmocka_unit_test(test_header_syntax),
         cmocka_unit_test(test_obs_fold_rejected),
         cmocka_unit_test(test_bare_lf_rejected),
