@@ -547,21 +547,23 @@ static void report(double secs, uint64_t unsent)
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: pc-stress URL [-c CONNS] [-d SECONDS] [-t THREADS] [--pipeline N] [--close]\n"
-            "                 [--rate R] [--source ADDR] [--timeout MS] [-H HEADER]... [--json]\n"
-            "  URL             http://IP[:PORT][/path] (IPv6 as [::1]; 'localhost' = 127.0.0.1)\n"
-            "  -c CONNS        concurrent connections (default 10)\n"
-            "  -d SECONDS      duration (default 10)\n"
-            "  -t THREADS      worker threads (default 2)\n"
-            "  --pipeline N    requests in flight per connection (default 1)\n"
-            "  --close         a new connection per request (Connection: close)\n"
-            "  --rate R        open loop: R requests/s in total (latency from schedule)\n"
-            "  --source ADDR   bind this local IP address\n"
-            "  --timeout MS    close a connection with requests in flight and no data for\n"
-            "                  MS ms (counted as timeout; default 10000)\n"
-            "  -H HEADER       extra request header (repeatable)\n"
-            "  --json          final report as one JSON object on stdout\n");
+    fprintf(
+        f,
+        "usage: pc-stress URL [-c CONNS] [-d SECONDS] [-t THREADS] [--pipeline N] [--close]\n"
+        "                 [--rate R] [--source ADDR] [--timeout MS] [-H HEADER]... [--json] [-v]\n"
+        "  URL             http://IP[:PORT][/path] (IPv6 as [::1]; 'localhost' = 127.0.0.1)\n"
+        "  -c CONNS        concurrent connections (default 10)\n"
+        "  -d SECONDS      duration (default 10)\n"
+        "  -t THREADS      worker threads (default 2)\n"
+        "  --pipeline N    requests in flight per connection (default 1)\n"
+        "  --close         a new connection per request (Connection: close)\n"
+        "  --rate R        open loop: R requests/s in total (latency from schedule)\n"
+        "  --source ADDR   bind this local IP address\n"
+        "  --timeout MS    close a connection with requests in flight and no data for\n"
+        "                  MS ms (counted as timeout; default 10000)\n"
+        "  -H HEADER       extra request header (repeatable)\n"
+        "  --json          final report as one JSON object on stdout\n"
+        "  -v, --verbose   the library's info lines too (default: warnings, errors)\n");
 }
 
 static int parse_num(const char *s, double max, double *out)
@@ -659,6 +661,9 @@ static int parse_args(int argc, char **argv)
         } else if (!strcmp(a, "--json")) {
             opt.json = 1;
             continue;
+        } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
+            pc_log_set_level(PC_LOG_INFO);
+            continue;
         } else if (a[0] != '-' && !opt.url) {
             opt.url = a;
             continue;
@@ -732,6 +737,7 @@ static uint64_t pace(unsigned *cursor)
 
 int main(int argc, char **argv)
 {
+    pc_log_set_level(PC_LOG_WARN); /* the report only; -v for the library's info lines */
     if (parse_args(argc, argv) < 0) {
         usage(stderr);
         return 2;
