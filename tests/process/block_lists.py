@@ -14,6 +14,8 @@
    "rules:" line; no library info line is printed (no -v).
 2. `--rules site.rules` with "allow 127.0.0.2" plus the same list: pc-echo
    exits 1 and its message names both places (site.rules:1 and big.txt:N).
+   pc-http with the same list shows pc_rules and pc_rule_duplicates in
+   /metrics.
 3. `pc-echo -v --deny-list fh.netset`: a FireHOL-shaped netset denying
    127.0.0.3; the netset is rewritten to deny 127.0.0.4 instead and SIGHUP
    reloads it (127.0.0.3 echoed, 127.0.0.4 refused); then a broken netset and
@@ -169,6 +171,32 @@ def run(args, tmp):
         info = [l for l in lines if "portcullis info" in l]
         if info:
             failures.append("library info lines without -v: %r" % info[:3])
+    finally:
+        srv.kill()
+
+    # 1b. pc-http with the same list: the counts in /metrics
+    http = [os.path.join(args.bin_dir, "pc-http"), "--listen", "127.0.0.1:0", "--threads", "2"]
+    if args.backend:
+        http += ["--backend", args.backend]
+    srv = Server(http + ["--deny-list", big])
+    try:
+        port = srv.wait_listening(30)
+        s = socket.create_connection((HOST, port), timeout=5)
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        body = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            body += chunk
+        s.close()
+        text = body.decode("utf-8", "replace")
+        for name, want in (("pc_rules", nlines - 6 - 6002), ("pc_rule_duplicates", 6002)):
+            m = re.search(r"^%s (\d+)\r?$" % name, text, re.M)
+            print("/metrics: %s" % (m.group(0).strip() if m else name + " missing"))
+            if not m or int(m.group(1)) != want:
+                failures.append("/metrics: %s is %s, expected %d"
+                                % (name, m.group(1) if m else "missing", want))
     finally:
         srv.kill()
 
