@@ -34,8 +34,9 @@
  * DUPLICATES: the same prefix again with the same action (as in lists built
  * by concatenating others) is accepted: the first line is kept, the later
  * ones are folded into it and counted. pc_rules_duplicates reports how many
- * and the first example with both lines, for the caller to log once; pc-echo
- * and pc-http print it at load and show the count in stats and /metrics.
+ * and the first example with both lines, for the caller to log once (the
+ * library logs nothing about it); the count of the set in force is also in
+ * pc_server_stats_t.rule_duplicates.
  *
  * PLAIN LISTS (PC_RULES_DENY_LIST, PC_RULES_ALLOW_LIST; the shapes of FireHOL
  * .netset and Spamhaus DROP files): one address or prefix per line, the
