@@ -547,23 +547,22 @@ static void report(double secs, uint64_t unsent)
 
 static void usage(FILE *f)
 {
-    fprintf(
-        f,
-        "usage: pc-stress URL [-c CONNS] [-d SECONDS] [-t THREADS] [--pipeline N] [--close]\n"
-        "                 [--rate R] [--source ADDR] [--timeout MS] [-H HEADER]... [--json] [-v]\n"
-        "  URL             http://IP[:PORT][/path] (IPv6 as [::1]; 'localhost' = 127.0.0.1)\n"
-        "  -c CONNS        concurrent connections (default 10)\n"
-        "  -d SECONDS      duration (default 10)\n"
-        "  -t THREADS      worker threads (default 2)\n"
-        "  --pipeline N    requests in flight per connection (default 1)\n"
-        "  --close         a new connection per request (Connection: close)\n"
-        "  --rate R        open loop: R requests/s in total (latency from schedule)\n"
-        "  --source ADDR   bind this local IP address\n"
-        "  --timeout MS    close a connection with requests in flight and no data for\n"
-        "                  MS ms (counted as timeout; default 10000)\n"
-        "  -H HEADER       extra request header (repeatable)\n"
-        "  --json          final report as one JSON object on stdout\n"
-        "  -v, --verbose   the library's info lines too (default: warnings, errors)\n");
+    fprintf(f,
+            "usage: pc-stress URL [-c CONNS] [-d SECONDS] [-t THREADS] [--pipeline N] [--close]\n"
+            "                 [--rate R] [--source ADDR] [--timeout MS] [-H HEADER]... [--json]\n"
+            "  URL             http://IP[:PORT][/path] (IPv6 as [::1]; 'localhost' = 127.0.0.1)\n"
+            "  -c CONNS        concurrent connections (default 10)\n"
+            "  -d SECONDS      duration (default 10)\n"
+            "  -t THREADS      worker threads (default 2)\n"
+            "  --pipeline N    requests in flight per connection (default 1)\n"
+            "  --close         a new connection per request (Connection: close)\n"
+            "  --rate R        open loop: R requests/s in total (latency from schedule)\n"
+            "  --source ADDR   bind this local IP address\n"
+            "  --timeout MS    close a connection with requests in flight and no data for\n"
+            "                  MS ms (counted as timeout; default 10000)\n"
+            "  -H HEADER       extra request header (repeatable)\n"
+            "  --json          final report as one JSON object on stdout\n"
+            "  -v, --verbose   the library's info lines too (default: warnings, errors)\n");
 }
 
 static int parse_num(const char *s, double max, double *out)
