@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Loading a big concatenated block list: portcullis against HAProxy and nginx,
 # in one run, on the same file.
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Process-level test: pc-echo with block lists as users have them (issue 15).
 
     block_lists.py BIN_DIR [--lines N] [--backend NAME] [--budget S]
