@@ -257,10 +257,13 @@ void server_opts_announce(server_opts_t *o, pc_server_t *srv)
            st.threads,
            st.accept_mode == PC_ACCEPT_MODE_PRE_HANDSHAKE ? "pre-handshake" : "post-handshake");
     char what[32];
-    if (o->rules_path || o->nlists)
-        printf("rules: %llu from %s (%llu duplicate lines ignored)\n",
-               (unsigned long long)st.rule_count, sources(o, what, sizeof what),
-               (unsigned long long)st.rule_duplicates);
+    if (o->rules_path || o->nlists) {
+        printf("rules: %llu from %s", (unsigned long long)st.rule_count,
+               sources(o, what, sizeof what));
+        if (st.rule_duplicates)
+            printf(" (%llu duplicate lines ignored)", (unsigned long long)st.rule_duplicates);
+        printf("\n");
+    }
     for (int i = 0; i < o->nlisten; i++) {
         struct sockaddr_storage ss;
         socklen_t len;
