@@ -534,6 +534,8 @@ typedef struct pc_server_stats_s {
     uint64_t source_table_full;   /* accepts that found the per-source table full */
     uint64_t source_entries;      /* per-source entries in use now */
     uint64_t rule_count;          /* rules in force */
+    uint64_t rule_duplicates;     /* lines of their sources folded as duplicates
+                                     (same prefix, same action; pc_rules_duplicates) */
     pc_accept_mode_t accept_mode; /* conditional accept mode in force */
     pc_backend_t backend;         /* backend running */
     int threads;

@@ -36,6 +36,7 @@ void server_opts_init(server_opts_t *o, const char *prog, const char *default_li
     o->default_listen = default_listen;
     o->drain_ms = 5000;
     o->cfg = cfg;
+    pc_log_set_level(PC_LOG_WARN); /* info lines only with -v */
     /* the samples bound the memory their send queues may hold in total */
     cfg->max_buffered_bytes = SERVER_OPTS_MAX_BUFFERED;
 }
@@ -55,12 +56,16 @@ void server_opts_usage(FILE *f)
             "                            268435456, 0 = no cap)\n"
             "  --backend NAME            auto, epoll, uring or iocp (default auto)\n"
             "  --rules FILE              allow/deny rules (one per line: allow|deny ADDR[/LEN]);\n"
-            "                            SIGHUP reloads the file\n"
+            "                            SIGHUP reloads it and the lists\n"
+            "  --deny-list FILE          deny every address or CIDR listed (one per line, # and\n"
+            "  --allow-list FILE         ; comments: FireHOL .netset, Spamhaus DROP); repeatable,\n"
+            "                            combined with --rules into one set\n"
             "  --per-source-max N        concurrent connections per source (IPv4 address,\n"
             "                            IPv6 /64)\n"
             "  --per-source-rate R/B     new connections per second per source, bucket B\n"
             "  --shadow                  count what the filter would reject, reject nothing\n"
-            "  --conditional-accept M    on, off or auto (Windows SO_CONDITIONAL_ACCEPT)\n");
+            "  --conditional-accept M    on, off or auto (Windows SO_CONDITIONAL_ACCEPT)\n"
+            "  -v, --verbose             library info lines too (default: warnings, errors)\n");
 }
 
 static int parse_uint(const char *s, unsigned long max, unsigned long *out)
@@ -101,6 +106,10 @@ int server_opts_parse(server_opts_t *o, int argc, char **argv, int *i)
         cfg->shadow = 1;
         return 1;
     }
+    if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
+        pc_log_set_level(PC_LOG_INFO);
+        return 1;
+    }
     static const char *const with_value[] = {"--listen",
                                              "--threads",
                                              "--max-conns",
@@ -109,6 +118,8 @@ int server_opts_parse(server_opts_t *o, int argc, char **argv, int *i)
                                              "--max-buffered",
                                              "--backend",
                                              "--rules",
+                                             "--deny-list",
+                                             "--allow-list",
                                              "--per-source-max",
                                              "--per-source-rate",
                                              "--conditional-accept",
@@ -149,6 +160,12 @@ int server_opts_parse(server_opts_t *o, int argc, char **argv, int *i)
         if (!bad) cfg->backend = (pc_backend_t)b;
     } else if (!strcmp(a, "--rules")) {
         o->rules_path = v;
+    } else if (!strcmp(a, "--deny-list") || !strcmp(a, "--allow-list")) {
+        bad = o->nlists == SERVER_OPTS_MAX_LISTS;
+        if (!bad) {
+            o->list_allow[o->nlists] = a[2] == 'a';
+            o->list[o->nlists++] = v;
+        }
     } else if (!strcmp(a, "--per-source-max")) {
         bad = parse_uint(v, 100000000ul, &n);
         if (!bad) cfg->per_source_max = (unsigned)n;
@@ -172,13 +189,50 @@ int server_opts_parse(server_opts_t *o, int argc, char **argv, int *i)
     return 1;
 }
 
+/* --rules then the lists, in the order given, as one set; duplicates folded
+ * are reported once. Returns 0 (*out NULL when there is no source) or an
+ * error with its message in err. */
+static int build_rules(server_opts_t *o, pc_rules_t **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    if (!o->rules_path && !o->nlists) return 0;
+    pc_rules_builder_t *b;
+    int rc = pc_rules_builder_new(&b);
+    if (rc) {
+        snprintf(err, errlen, "%s", pc_strerror(rc));
+        return rc;
+    }
+    if (o->rules_path) rc = pc_rules_builder_add_file(b, PC_RULES_TEXT, o->rules_path, err, errlen);
+    for (int i = 0; i < o->nlists && rc == 0; i++)
+        rc = pc_rules_builder_add_file(b,
+                                       o->list_allow[i] ? PC_RULES_ALLOW_LIST : PC_RULES_DENY_LIST,
+                                       o->list[i], err, errlen);
+    if (rc) {
+        pc_rules_builder_free(b);
+        return rc;
+    }
+    rc = pc_rules_builder_finish(b, out, err, errlen);
+    char msg[512];
+    if (rc == 0 && pc_rules_duplicates(*out, NULL, NULL, msg, sizeof msg))
+        fprintf(stderr, "%s: warning: %s\n", o->prog, msg);
+    return rc;
+}
+
+/* "FILE" for --rules alone, else "N files". */
+static const char *sources(const server_opts_t *o, char *buf, size_t n)
+{
+    int k = (o->rules_path != NULL) + o->nlists;
+    if (k == 1) return o->rules_path ? o->rules_path : o->list[0];
+    snprintf(buf, n, "%d files", k);
+    return buf;
+}
+
 int server_opts_load_rules(server_opts_t *o)
 {
     if (!o->nlisten) o->listen[o->nlisten++] = o->default_listen;
-    if (!o->rules_path) return 0;
     char err[512];
     pc_rules_t *r;
-    if (pc_rules_load_file(o->rules_path, &r, err, sizeof err) < 0) {
+    if (build_rules(o, &r, err, sizeof err) < 0) {
         fprintf(stderr, "%s: %s\n", o->prog, err);
         return 1;
     }
@@ -202,8 +256,14 @@ void server_opts_announce(server_opts_t *o, pc_server_t *srv)
     printf("backend %s, %d threads, conditional accept: %s\n", pc_backend_name(st.backend),
            st.threads,
            st.accept_mode == PC_ACCEPT_MODE_PRE_HANDSHAKE ? "pre-handshake" : "post-handshake");
-    if (o->rules_path)
-        printf("rules: %llu from %s\n", (unsigned long long)st.rule_count, o->rules_path);
+    char what[32];
+    if (o->rules_path || o->nlists) {
+        printf("rules: %llu from %s", (unsigned long long)st.rule_count,
+               sources(o, what, sizeof what));
+        if (st.rule_duplicates)
+            printf(" (%llu duplicate lines ignored)", (unsigned long long)st.rule_duplicates);
+        printf("\n");
+    }
     for (int i = 0; i < o->nlisten; i++) {
         struct sockaddr_storage ss;
         socklen_t len;
@@ -254,16 +314,16 @@ int server_opts_start(server_opts_t *o, pc_server_t **out)
 
 static void reload(server_opts_t *o, pc_server_t *srv)
 {
-    char err[512];
+    char err[512], what[32];
     pc_rules_t *r;
-    if (pc_rules_load_file(o->rules_path, &r, err, sizeof err) < 0) {
+    if (build_rules(o, &r, err, sizeof err) < 0) {
         fprintf(stderr, "%s: reload refused, rules in force kept: %s\n", o->prog, err);
         return;
     }
     size_t n = pc_rules_count(r);
     pc_server_set_rules(srv, r);
     fprintf(stderr, "%s: reloaded %llu rules from %s\n", o->prog, (unsigned long long)n,
-            o->rules_path);
+            sources(o, what, sizeof what));
 }
 
 void server_opts_run(server_opts_t *o, pc_server_t *srv)
@@ -276,10 +336,10 @@ void server_opts_run(server_opts_t *o, pc_server_t *srv)
 #endif
         if (g_reload) {
             g_reload = 0;
-            if (o->rules_path)
+            if (o->rules_path || o->nlists)
                 reload(o, srv);
             else
-                fprintf(stderr, "%s: SIGHUP: no --rules file to reload\n", o->prog);
+                fprintf(stderr, "%s: SIGHUP: no --rules or list file to reload\n", o->prog);
         }
     }
     pc_server_stop(srv, o->drain_ms);

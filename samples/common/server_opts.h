@@ -1,7 +1,8 @@
 /* Command-line options shared by the sample servers (pc-echo, pc-http):
- * listeners, threads, limits, backend, and the accept filter (rules file,
- * per-source limits, shadow mode), plus the run loop that stops on
- * SIGINT/SIGTERM and reloads the rules file on SIGHUP. */
+ * listeners, threads, limits, backend, the accept filter (rules file, deny
+ * and allow lists, per-source limits, shadow mode) and -v, plus the run loop
+ * that stops on SIGINT/SIGTERM and reloads the rules and lists on SIGHUP.
+ * Library logs: warnings and errors always, info lines only with -v. */
 #ifndef PC_SAMPLES_SERVER_OPTS_H
 #define PC_SAMPLES_SERVER_OPTS_H
 
@@ -10,6 +11,7 @@
 #include "portcullis.h"
 
 #define SERVER_OPTS_MAX_LISTEN 16
+#define SERVER_OPTS_MAX_LISTS  32
 /* default --max-buffered: 256 MiB of queued output over all connections */
 #define SERVER_OPTS_MAX_BUFFERED (256u << 20)
 
@@ -19,6 +21,9 @@ typedef struct server_opts_s {
     int nlisten;
     const char *default_listen;
     const char *rules_path;
+    const char *list[SERVER_OPTS_MAX_LISTS]; /* --deny-list / --allow-list, in order */
+    unsigned char list_allow[SERVER_OPTS_MAX_LISTS];
+    int nlists;
     unsigned drain_ms;
     pc_server_config_t *cfg;
 } server_opts_t;
@@ -32,8 +37,9 @@ int server_opts_parse(server_opts_t *o, int argc, char **argv, int *i);
 /* The shared options' usage lines. */
 void server_opts_usage(FILE *f);
 /* The steps of server_opts_start, for servers that create their own
- * pc_server_t (pc-http): load --rules into cfg->rules (returns 0 or the exit
- * status, message with FILE:LINE printed); install the signal handlers;
+ * pc_server_t (pc-http): load --rules and the lists into one set in
+ * cfg->rules (returns 0 or the exit status, message with FILE:LINE printed;
+ * duplicates folded are reported once as a warning); install the signal handlers;
  * print the backend, accept mode, rule count and "listening on ADDR:PORT"
  * for each listener (o->listen[i] is listener i). */
 int server_opts_load_rules(server_opts_t *o);
@@ -43,7 +49,8 @@ void server_opts_announce(server_opts_t *o, pc_server_t *srv);
  * exit status to use (message printed). */
 int server_opts_start(server_opts_t *o, pc_server_t **out);
 /* Block until SIGINT/SIGTERM (then stop gracefully); SIGHUP reloads the
- * rules file (a bad file logs FILE:LINE and keeps the rules in force). */
+ * rules file and the lists together (a bad one logs FILE:LINE and keeps the
+ * whole set in force). */
 void server_opts_run(server_opts_t *o, pc_server_t *srv);
 
 #endif

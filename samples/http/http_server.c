@@ -47,9 +47,16 @@ static size_t top_rules_metrics(void *user, pc_server_t *srv, char *out, size_t 
     pc_rule_info_t top[10];
     int n = pc_server_top_rules(srv, top, 10);
     size_t len = 0;
+    pc_server_stats_t st;
+    pc_server_stats(srv, &st);
     int w = snprintf(out, cap,
+                     "# HELP pc_rules Rules in force.\n# TYPE pc_rules gauge\npc_rules %llu\n"
+                     "# HELP pc_rule_duplicates Duplicate lines (same prefix, same action) "
+                     "folded into the rules in force.\n"
+                     "# TYPE pc_rule_duplicates gauge\npc_rule_duplicates %llu\n"
                      "# HELP pc_rule_hits_total Connections decided by a rule (top 10).\n"
-                     "# TYPE pc_rule_hits_total counter\n");
+                     "# TYPE pc_rule_hits_total counter\n",
+                     (unsigned long long)st.rule_count, (unsigned long long)st.rule_duplicates);
     if (w < 0 || (size_t)w >= cap) return 0;
     len = (size_t)w;
     for (int i = 0; i < n; i++) {

@@ -561,7 +561,8 @@ static void usage(FILE *f)
             "  --timeout MS    close a connection with requests in flight and no data for\n"
             "                  MS ms (counted as timeout; default 10000)\n"
             "  -H HEADER       extra request header (repeatable)\n"
-            "  --json          final report as one JSON object on stdout\n");
+            "  --json          final report as one JSON object on stdout\n"
+            "  -v, --verbose   the library's info lines too (default: warnings, errors)\n");
 }
 
 static int parse_num(const char *s, double max, double *out)
@@ -659,6 +660,9 @@ static int parse_args(int argc, char **argv)
         } else if (!strcmp(a, "--json")) {
             opt.json = 1;
             continue;
+        } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
+            pc_log_set_level(PC_LOG_INFO);
+            continue;
         } else if (a[0] != '-' && !opt.url) {
             opt.url = a;
             continue;
@@ -732,6 +736,7 @@ static uint64_t pace(unsigned *cursor)
 
 int main(int argc, char **argv)
 {
+    pc_log_set_level(PC_LOG_WARN); /* the report only; -v for the library's info lines */
     if (parse_args(argc, argv) < 0) {
         usage(stderr);
         return 2;

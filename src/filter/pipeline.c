@@ -252,6 +252,7 @@ void filter_stats(const filter_t *f, filter_stats_t *out)
         out->tracker_capacity = ts.capacity;
     }
     out->rules = rules_holder_count((rules_holder_t *)&f->rules);
+    out->rule_duplicates = rules_holder_duplicates((rules_holder_t *)&f->rules);
     out->rule_swaps = atomic_load_explicit(&f->rules.swaps, memory_order_relaxed);
     out->shadow = f->cfg.shadow;
     out->full_policy = f->cfg.full_policy;

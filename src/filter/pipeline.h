@@ -75,6 +75,7 @@ typedef struct filter_stats_s {
     uint64_t tracker_active;              /* sources with open connections */
     uint64_t tracker_capacity;            /* 0 when no per-source limit is configured */
     uint64_t rules;                       /* rules in force */
+    uint64_t rule_duplicates;             /* lines folded into them (pc_rules_duplicates) */
     uint64_t rule_swaps;                  /* filter_set_rules calls that took effect */
     int shadow;
     int full_policy;

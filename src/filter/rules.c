@@ -15,14 +15,23 @@
 /* ------------------------------------------------------------------------ */
 
 typedef struct parse_s {
-    const char *name;
+    const char *name; /* of the source being parsed */
     char *err;
     size_t errlen;
+    uint8_t src; /* its index */
     rule_t *rule;
     size_t n, cap;
     uint8_t (*v6)[16];
     size_t n4, n6, cap6;
 } parse_t;
+
+/* A builder is the parse state plus the names of its sources, kept for the
+ * messages that name two places (duplicates, conflicts). */
+struct pc_rules_builder_s {
+    parse_t ps;
+    char *names[RULES_MAX_SOURCES];
+    size_t nnames;
+};
 
 static int is_ws(char c)
 {
@@ -32,6 +41,12 @@ static int is_ws(char c)
 static int is_delim(char c)
 {
     return is_ws(c) || c == '#';
+}
+
+/* Plain lists also take ';' as a comment (Spamhaus DROP: "1.2.3.0/24 ; SBL1"). */
+static int is_list_delim(char c)
+{
+    return is_delim(c) || c == ';';
 }
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...) PC__PRINTF(3, 4);
@@ -98,6 +113,7 @@ static int add_rule(parse_t *ps, unsigned line, pc_rule_action_t action, const p
     r->family = a->family;
     r->len = (uint8_t)len;
     r->action = (uint8_t)action;
+    r->src = ps->src;
     if (a->family == 4) {
         r->a4 = addr_v4_u32(a);
         ps->n4++;
@@ -116,36 +132,11 @@ static int add_rule(parse_t *ps, unsigned line, pc_rule_action_t action, const p
     return 0;
 }
 
-/* One line [p, e) without its newline. */
-static int parse_line(parse_t *ps, unsigned line, const char *p, const char *e)
+/* The prefix "ADDR[/LEN]" in [at, at + an): checked and stored in *a, *len. */
+static int parse_prefix(parse_t *ps, unsigned line, const char *at, size_t an, pc_addr_t *out,
+                        unsigned *out_len)
 {
     char q[48];
-    while (p < e && is_ws(*p))
-        p++;
-    if (p == e || *p == '#') return 0;
-
-    const char *tok = p;
-    while (p < e && !is_delim(*p))
-        p++;
-    size_t tn = (size_t)(p - tok);
-    pc_rule_action_t action;
-    if (tn == 5 && memcmp(tok, "allow", 5) == 0) {
-        action = PC_RULE_ALLOW;
-    } else if (tn == 4 && memcmp(tok, "deny", 4) == 0) {
-        action = PC_RULE_DENY;
-    } else {
-        return perr(ps, line, "unknown action '%s' (expected 'allow' or 'deny')",
-                    show(q, sizeof q, tok, tn));
-    }
-    while (p < e && is_ws(*p))
-        p++;
-    if (p == e || *p == '#')
-        return perr(ps, line, "missing address after '%s'", action_name(action));
-
-    const char *at = p;
-    while (p < e && !is_delim(*p))
-        p++;
-    size_t an = (size_t)(p - at);
     const char *slash = memchr(at, '/', an);
     size_t addr_n = slash ? (size_t)(slash - at) : an;
 
@@ -195,16 +186,78 @@ static int parse_line(parse_t *ps, unsigned line, const char *p, const char *e)
         return perr(ps, line, "host bits set beyond /%u in '%s' (the network is %s/%u)", len,
                     show(q, sizeof q, at, an), t, len);
     }
+    *out = a;
+    *out_len = len;
+    return 0;
+}
+
+/* After the address: nothing, or a comment (delim tells which bytes end a token). */
+static int parse_tail(parse_t *ps, unsigned line, const char *p, const char *e, int (*delim)(char))
+{
+    char q[48];
     while (p < e && is_ws(*p))
         p++;
-    if (p < e && *p != '#') {
+    if (p < e && !delim(*p)) {
         const char *g = p;
-        while (p < e && !is_delim(*p))
+        while (p < e && !delim(*p))
             p++;
         return perr(ps, line, "unexpected '%s' after the address",
                     show(q, sizeof q, g, (size_t)(p - g)));
     }
-    return add_rule(ps, line, action, &a, len);
+    return 0;
+}
+
+/* One line [p, e) of rule text, without its newline. */
+static int parse_rule_line(parse_t *ps, unsigned line, const char *p, const char *e)
+{
+    char q[48];
+    while (p < e && is_ws(*p))
+        p++;
+    if (p == e || *p == '#') return 0;
+
+    const char *tok = p;
+    while (p < e && !is_delim(*p))
+        p++;
+    size_t tn = (size_t)(p - tok);
+    pc_rule_action_t action;
+    if (tn == 5 && memcmp(tok, "allow", 5) == 0) {
+        action = PC_RULE_ALLOW;
+    } else if (tn == 4 && memcmp(tok, "deny", 4) == 0) {
+        action = PC_RULE_DENY;
+    } else {
+        return perr(ps, line, "unknown action '%s' (expected 'allow' or 'deny')",
+                    show(q, sizeof q, tok, tn));
+    }
+    while (p < e && is_ws(*p))
+        p++;
+    if (p == e || *p == '#')
+        return perr(ps, line, "missing address after '%s'", action_name(action));
+
+    const char *at = p;
+    while (p < e && !is_delim(*p))
+        p++;
+    pc_addr_t a;
+    unsigned len;
+    int rc = parse_prefix(ps, line, at, (size_t)(p - at), &a, &len);
+    if (rc == 0) rc = parse_tail(ps, line, p, e, is_delim);
+    return rc ? rc : add_rule(ps, line, action, &a, len);
+}
+
+/* One line of a plain list: "ADDR[/LEN]", '#' and ';' comments. */
+static int parse_list_line(parse_t *ps, unsigned line, const char *p, const char *e,
+                           pc_rule_action_t action)
+{
+    while (p < e && is_ws(*p))
+        p++;
+    if (p == e || *p == '#' || *p == ';') return 0;
+    const char *at = p;
+    while (p < e && !is_list_delim(*p))
+        p++;
+    pc_addr_t a;
+    unsigned len;
+    int rc = parse_prefix(ps, line, at, (size_t)(p - at), &a, &len);
+    if (rc == 0) rc = parse_tail(ps, line, p, e, is_list_delim);
+    return rc ? rc : add_rule(ps, line, action, &a, len);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -286,13 +339,82 @@ static void free_set(pc_rules_t *r)
     pc__free(r);
 }
 
-/* Sort, refuse duplicates, build the tables. Takes the parsed arrays. */
-static int compile(parse_t *ps, pc_rules_t **out)
+/* "at line N" for the same source, "at NAME:N" for another one. */
+static void other_place(const pc_rules_builder_t *b, const rule_t *here, const rule_t *there,
+                        char *dst, size_t dn)
 {
+    if (here->src == there->src)
+        set_err(dst, dn, "line %u", there->line);
+    else
+        set_err(dst, dn, "%s:%u", b->names[there->src], there->line);
+}
+
+/* Drop the rules marked dead from r->rule and the sort keys, renumbering the
+ * survivors (their line order is kept). */
+static int drop_dead(pc_rules_t *r, const uint8_t *dead, uint64_t *k4, v6rec_t *k6)
+{
+    uint32_t *renum = pc__malloc(r->n * sizeof *renum);
+    if (!renum) return PC_ENOMEM;
+    size_t w = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        renum[i] = (uint32_t)w;
+        if (!dead[i]) r->rule[w++] = r->rule[i];
+    }
+    size_t w4 = 0, w6 = 0;
+    for (size_t i = 0; i < r->n4; i++) {
+        size_t idx = (size_t)(k4[i] & IDX_MASK);
+        if (!dead[idx]) k4[w4++] = (k4[i] & ~IDX_MASK) | renum[idx];
+    }
+    for (size_t i = 0; i < r->n6; i++) {
+        if (dead[k6[i].idx]) continue;
+        k6[w6] = k6[i];
+        k6[w6++].idx = renum[k6[i].idx];
+    }
+    pc__free(renum);
+    r->n = w;
+    r->n4 = w4;
+    r->n6 = w6;
+    return 0;
+}
+
+/* One group of equal prefixes, members in load order (sorting is stable):
+ * the first stays, later ones with its action are folded (counted), a later
+ * one with the other action is a conflict. Keeps the earliest example of
+ * each kind. */
+typedef struct dups_s {
+    uint8_t *dead; /* allocated at the first duplicate */
+    size_t n, ex, ex_of, cf, cf_of;
+} dups_t;
+
+static int dup_member(dups_t *d, const pc_rules_t *r, size_t lead, size_t m)
+{
+    if (r->rule[m].action != r->rule[lead].action) {
+        if (m < d->cf) {
+            d->cf = m;
+            d->cf_of = lead;
+        }
+        return 0;
+    }
+    if (!d->dead && !(d->dead = pc__calloc(r->n, 1))) return PC_ENOMEM;
+    d->dead[m] = 1;
+    d->n++;
+    if (m < d->ex) {
+        d->ex = m;
+        d->ex_of = lead;
+    }
+    return 0;
+}
+
+/* Sort, fold duplicates, refuse conflicts, build the tables. Takes the
+ * parsed arrays. */
+static int compile(pc_rules_builder_t *bld, pc_rules_t **out, char *err, size_t errlen)
+{
+    parse_t *ps = &bld->ps;
     int rc = PC_ENOMEM;
     uint64_t *k4 = NULL;
     v6rec_t *k6 = NULL;
     lpm_prefix_t *pf = NULL;
+    dups_t d = {NULL, 0, SIZE_MAX, 0, SIZE_MAX, 0};
     pc_rules_t *r = pc__calloc(1, sizeof *r);
     if (!r) return PC_ENOMEM;
     r->n = ps->n;
@@ -302,18 +424,13 @@ static int compile(parse_t *ps, pc_rules_t **out)
     r->v6 = ps->v6;
     ps->rule = NULL;
     ps->v6 = NULL;
-    if (r->n > 0 && r->n < ps->cap) { /* comment lines reserved room too */
-        rule_t *shrunk = pc__realloc(r->rule, r->n * sizeof *r->rule);
-        if (shrunk) r->rule = shrunk;
-    }
+    ps->n = ps->n4 = ps->n6 = ps->cap = ps->cap6 = 0;
     r->t4.family = 4;
     r->t6.family = 6;
 
-    r->order = pc__malloc((r->n ? r->n : 1) * sizeof *r->order);
-    r->hits = pc__calloc(r->n ? r->n : 1, sizeof *r->hits);
     k4 = pc__malloc((r->n4 ? r->n4 : 1) * sizeof *k4);
     k6 = pc__malloc((r->n6 ? r->n6 : 1) * sizeof *k6);
-    if (!r->order || !r->hits || !k4 || !k6) goto fail;
+    if (!k4 || !k6) goto fail;
 
     size_t i4 = 0, i6 = 0;
     for (size_t i = 0; i < r->n; i++) {
@@ -331,38 +448,54 @@ static int compile(parse_t *ps, pc_rules_t **out)
     if ((rc = radix_sort(k4, r->n4, IDX_BITS)) != 0) goto fail;
     qsort(k6, r->n6, sizeof *k6, v6rec_cmp);
 
-    /* Duplicates: report the one on the earliest line. Sorting is stable in
-     * line order, so each group's first member is its earliest line. */
-    size_t dup = SIZE_MAX, dup_of = 0, lead = 0;
-    for (size_t i = 0; i < r->n4; i++) {
-        if (i > 0 && (k4[i] >> IDX_BITS) == (k4[i - 1] >> IDX_BITS)) {
-            size_t later = (size_t)(k4[i] & IDX_MASK);
-            if (later < dup) {
-                dup = later;
-                dup_of = lead;
-            }
-        } else {
+    size_t lead = 0;
+    for (size_t i = 0; i < r->n4 && rc == 0; i++) {
+        if (i > 0 && (k4[i] >> IDX_BITS) == (k4[i - 1] >> IDX_BITS))
+            rc = dup_member(&d, r, lead, (size_t)(k4[i] & IDX_MASK));
+        else
             lead = (size_t)(k4[i] & IDX_MASK);
-        }
     }
-    for (size_t i = 0; i < r->n6; i++) {
+    for (size_t i = 0; i < r->n6 && rc == 0; i++) {
         if (i > 0 && k6[i].hi == k6[i - 1].hi && k6[i].lo == k6[i - 1].lo &&
-            k6[i].len == k6[i - 1].len) {
-            if (k6[i].idx < dup) {
-                dup = k6[i].idx;
-                dup_of = lead;
-            }
-        } else {
+            k6[i].len == k6[i - 1].len)
+            rc = dup_member(&d, r, lead, k6[i].idx);
+        else
             lead = k6[i].idx;
-        }
     }
-    if (dup != SIZE_MAX) {
+    if (rc) goto fail;
+    if (d.cf != SIZE_MAX || d.n) {
+        size_t m = d.cf != SIZE_MAX ? d.cf : d.ex, of = d.cf != SIZE_MAX ? d.cf_of : d.ex_of;
+        const rule_t *rm = &r->rule[m], *ro = &r->rule[of];
         pc_addr_t a;
-        char t[PC_ADDR_STRLEN];
-        rule_addr(r, (uint32_t)dup, &a);
+        char t[PC_ADDR_STRLEN], at[200];
+        rule_addr(r, (uint32_t)m, &a);
         addr_format(&a, t, sizeof t);
-        rc = perr(ps, r->rule[dup].line, "duplicate prefix %s/%u (already at line %u)", t,
-                  r->rule[dup].len, r->rule[dup_of].line);
+        other_place(bld, rm, ro, at, sizeof at);
+        if (d.cf != SIZE_MAX) {
+            set_err(err, errlen, "%s:%u: '%s %s/%u' conflicts with '%s %s/%u' at %s",
+                    bld->names[rm->src], rm->line, action_name(rm->action), t, rm->len,
+                    action_name(ro->action), t, ro->len, at);
+            rc = PC_EPARSE;
+            goto fail;
+        }
+        r->ndup = d.n;
+        r->dup_line = rm->line;
+        r->dup_first_line = ro->line;
+        set_err(r->dup_msg, sizeof r->dup_msg,
+                "%zu duplicate rule%s ignored (same prefix, same action); first: %s:%u: %s "
+                "%s/%u, already at %s",
+                d.n, d.n == 1 ? "" : "s", bld->names[rm->src], rm->line, action_name(rm->action), t,
+                rm->len, at);
+        if ((rc = drop_dead(r, d.dead, k4, k6)) != 0) goto fail;
+    }
+    if (r->n > 0) { /* comment lines and duplicates reserved room too */
+        rule_t *shrunk = pc__realloc(r->rule, r->n * sizeof *r->rule);
+        if (shrunk) r->rule = shrunk;
+    }
+    r->order = pc__malloc((r->n ? r->n : 1) * sizeof *r->order);
+    r->hits = pc__calloc(r->n ? r->n : 1, sizeof *r->hits);
+    if (!r->order || !r->hits) {
+        rc = PC_ENOMEM;
         goto fail;
     }
 
@@ -393,13 +526,131 @@ static int compile(parse_t *ps, pc_rules_t **out)
     pc__free(k4);
     pc__free(k6);
     pc__free(pf);
+    pc__free(d.dead);
     *out = r;
     return 0;
 fail:
     pc__free(k4);
     pc__free(k6);
     pc__free(pf);
+    pc__free(d.dead);
     free_set(r);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Builder                                                                  */
+/* ------------------------------------------------------------------------ */
+
+int pc_rules_builder_new(pc_rules_builder_t **out)
+{
+    if (!out) return PC_EINVAL;
+    pc_rules_builder_t *b = pc__calloc(1, sizeof *b);
+    *out = b;
+    if (!b) return PC_ENOMEM;
+    pc__alloc_pin(); /* it holds allocations until freed */
+    return 0;
+}
+
+void pc_rules_builder_free(pc_rules_builder_t *b)
+{
+    if (!b) return;
+    for (size_t i = 0; i < b->nnames; i++)
+        pc__free(b->names[i]);
+    pc__free(b->ps.rule);
+    pc__free(b->ps.v6);
+    pc__free(b);
+    pc__alloc_unpin();
+}
+
+static int add_text(pc_rules_builder_t *b, pc_rules_format_t fmt, const char *text, size_t len,
+                    const char *name, char *err, size_t errlen)
+{
+    parse_t *ps = &b->ps;
+    if (b->nnames == RULES_MAX_SOURCES) {
+        set_err(err, errlen, "%s: too many sources in one rule set (at most %d)", name,
+                RULES_MAX_SOURCES);
+        return PC_EINVAL;
+    }
+    size_t nl = strlen(name) + 1;
+    char *copy = pc__malloc(nl);
+    if (!copy) return PC_ENOMEM;
+    memcpy(copy, name, nl);
+
+    /* At most one rule per line: size the rule array once per source. */
+    size_t lines = 1;
+    const char *p = text, *end = text ? text + len : text;
+    for (const char *q = p; q < end && (q = memchr(q, '\n', (size_t)(end - q))) != NULL; q++)
+        lines++;
+    size_t want = ps->n + lines;
+    if (want > RULES_MAX) want = RULES_MAX;
+    if (want > ps->cap) {
+        rule_t *nr = pc__realloc(ps->rule, want * sizeof *nr);
+        if (!nr) {
+            pc__free(copy);
+            return PC_ENOMEM;
+        }
+        ps->rule = nr;
+        ps->cap = want;
+    }
+
+    size_t n0 = ps->n, n40 = ps->n4, n60 = ps->n6;
+    ps->name = copy;
+    ps->err = err;
+    ps->errlen = errlen;
+    ps->src = (uint8_t)b->nnames;
+    int rc = 0;
+    unsigned line = 0;
+    while (rc == 0 && p < end) {
+        const char *nlp = memchr(p, '\n', (size_t)(end - p));
+        const char *e = nlp ? nlp : end;
+        line++;
+        if (fmt == PC_RULES_TEXT)
+            rc = parse_rule_line(ps, line, p, e);
+        else
+            rc = parse_list_line(ps, line, p, e,
+                                 fmt == PC_RULES_DENY_LIST ? PC_RULE_DENY : PC_RULE_ALLOW);
+        p = nlp ? nlp + 1 : end;
+    }
+    ps->err = NULL;
+    ps->errlen = 0;
+    if (rc) { /* the builder is left as it was */
+        ps->n = n0;
+        ps->n4 = n40;
+        ps->n6 = n60;
+        pc__free(copy);
+        return rc;
+    }
+    b->names[b->nnames++] = copy;
+    return 0;
+}
+
+int pc_rules_builder_add_string(pc_rules_builder_t *b, pc_rules_format_t fmt, const char *text,
+                                size_t len, const char *name, char *err, size_t errlen)
+{
+    if (err && errlen) err[0] = '\0';
+    if (!name) name = "<string>";
+    if (!b || (!text && len) ||
+        (fmt != PC_RULES_TEXT && fmt != PC_RULES_DENY_LIST && fmt != PC_RULES_ALLOW_LIST))
+        return PC_EINVAL;
+    int rc = add_text(b, fmt, text, len, name, err, errlen);
+    if (rc == PC_ENOMEM) set_err(err, errlen, "%s: out of memory", name);
+    return rc;
+}
+
+int pc_rules_builder_finish(pc_rules_builder_t *b, pc_rules_t **out, char *err, size_t errlen)
+{
+    if (err && errlen) err[0] = '\0';
+    if (out) *out = NULL;
+    if (!b || !out) {
+        pc_rules_builder_free(b);
+        return PC_EINVAL;
+    }
+    int rc = compile(b, out, err, errlen);
+    if (rc == PC_ENOMEM)
+        set_err(err, errlen, "%s: out of memory", b->nnames == 1 ? b->names[0] : "rule set");
+    if (rc == 0) pc__alloc_pin(); /* the set's own pin */
+    pc_rules_builder_free(b);
     return rc;
 }
 
@@ -410,40 +661,28 @@ int pc_rules_load_string(const char *text, size_t len, const char *name, pc_rule
     if (!out) return PC_EINVAL;
     *out = NULL;
     if (!text && len) return PC_EINVAL;
-
-    parse_t ps;
-    memset(&ps, 0, sizeof ps);
-    ps.name = name ? name : "<string>";
-    ps.err = err;
-    ps.errlen = errlen;
-
-    int rc = 0;
-    unsigned line = 0;
-    const char *p = text, *end = text ? text + len : text;
-
-    /* At most one rule per line: size the rule array once. */
-    size_t lines = 1;
-    for (const char *q = p; q < end && (q = memchr(q, '\n', (size_t)(end - q))) != NULL; q++)
-        lines++;
-    if (lines > RULES_MAX) lines = RULES_MAX;
-    ps.rule = pc__malloc(lines * sizeof *ps.rule);
-    if (ps.rule)
-        ps.cap = lines;
-    else
-        rc = PC_ENOMEM;
-    while (rc == 0 && p < end) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        const char *e = nl ? nl : end;
-        line++;
-        if ((rc = parse_line(&ps, line, p, e)) != 0) break;
-        p = nl ? nl + 1 : end;
+    pc_rules_builder_t *b;
+    int rc = pc_rules_builder_new(&b);
+    if (rc) {
+        set_err(err, errlen, "%s: out of memory", name ? name : "<string>");
+        return rc;
     }
-    if (rc == 0) rc = compile(&ps, out);
-    if (rc == PC_ENOMEM) set_err(err, errlen, "%s: out of memory", ps.name);
-    pc__free(ps.rule);
-    pc__free(ps.v6);
-    if (rc == 0) pc__alloc_pin();
-    return rc;
+    rc = pc_rules_builder_add_string(b, PC_RULES_TEXT, text, len, name, err, errlen);
+    if (rc) {
+        pc_rules_builder_free(b);
+        return rc;
+    }
+    return pc_rules_builder_finish(b, out, err, errlen);
+}
+
+size_t pc_rules_duplicates(const pc_rules_t *r, unsigned *dup_line, unsigned *first_line, char *msg,
+                           size_t msglen)
+{
+    if (msg && msglen) snprintf(msg, msglen, "%s", r ? r->dup_msg : "");
+    if (!r || r->ndup == 0) return 0;
+    if (dup_line) *dup_line = r->dup_line;
+    if (first_line) *first_line = r->dup_first_line;
+    return r->ndup;
 }
 
 void pc_rules_free(pc_rules_t *r)

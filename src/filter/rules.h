@@ -13,6 +13,8 @@
 
 /* Most rules in one set: rule indices fit in 26 bits of the sort keys. */
 #define RULES_MAX ((size_t)1 << 26)
+/* Most sources (files, strings) in one set: a rule records its source in a byte. */
+#define RULES_MAX_SOURCES 255
 /* rules_lookup result when no rule matches. */
 #define RULE_NONE UINT32_MAX
 
@@ -22,7 +24,7 @@ typedef struct rule_s {
     uint8_t family; /* 4 or 6 */
     uint8_t len;
     uint8_t action; /* pc_rule_action_t */
-    uint8_t pad;
+    uint8_t src;    /* index of the source it came from (builder order) */
 } rule_t;
 
 struct pc_rules_s {
@@ -33,6 +35,11 @@ struct pc_rules_s {
     _Atomic uint64_t *hits; /* per rule */
     uint32_t *order;        /* rule indices: IPv4 by (address, length), then IPv6 */
     lpm_t t4, t6;           /* values are rule index + 1 */
+    /* Lines folded into an earlier one with the same action and prefix, and
+     * the first such line (the earliest loaded) with the line it repeats. */
+    size_t ndup;
+    unsigned dup_line, dup_first_line;
+    char dup_msg[256]; /* "SRC:LINE: duplicate ... (already at ...)" or "" */
 };
 
 /* Index of the rule deciding for a (longest prefix), or RULE_NONE. a must be

@@ -1,5 +1,6 @@
-/* pc_rules_load_file: the one place in src/filter that touches the file
- * system (plain C stdio, the same on every platform). */
+/* pc_rules_load_file and pc_rules_builder_add_file: the one place in
+ * src/filter that touches the file system (plain C stdio, the same on every
+ * platform). */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -36,13 +37,9 @@ static int report(const char *path, int rc, int e, char *err, size_t errlen)
     return rc;
 }
 
-int pc_rules_load_file(const char *path, pc_rules_t **out, char *err, size_t errlen)
+/* The whole file in a new buffer (*buf, *len); on failure a message "PATH: reason". */
+static int read_all(const char *path, char **out, size_t *out_len, char *err, size_t errlen)
 {
-    if (err && errlen) err[0] = '\0';
-    if (!out) return PC_EINVAL;
-    *out = NULL;
-    if (!path) return PC_EINVAL;
-
     errno = 0;
     FILE *f = fopen(path, "rb");
     if (!f) {
@@ -78,7 +75,38 @@ int pc_rules_load_file(const char *path, pc_rules_t **out, char *err, size_t err
         return report(path, e == ENOMEM ? PC_ENOMEM : PC_EIO, e, err, errlen);
     }
     fclose(f);
-    int rc = pc_rules_load_string(buf, len, path, out, err, errlen);
+    *out = buf;
+    *out_len = len;
+    return 0;
+}
+
+int pc_rules_builder_add_file(pc_rules_builder_t *b, pc_rules_format_t fmt, const char *path,
+                              char *err, size_t errlen)
+{
+    if (err && errlen) err[0] = '\0';
+    if (!b || !path) return PC_EINVAL;
+    char *buf = NULL;
+    size_t len = 0;
+    int rc = read_all(path, &buf, &len, err, errlen);
+    if (rc) return rc;
+    rc = pc_rules_builder_add_string(b, fmt, buf, len, path, err, errlen);
     pc__free(buf);
     return rc;
+}
+
+int pc_rules_load_file(const char *path, pc_rules_t **out, char *err, size_t errlen)
+{
+    if (err && errlen) err[0] = '\0';
+    if (!out) return PC_EINVAL;
+    *out = NULL;
+    if (!path) return PC_EINVAL;
+    pc_rules_builder_t *b;
+    int rc = pc_rules_builder_new(&b);
+    if (rc) return report(path, rc, 0, err, errlen);
+    rc = pc_rules_builder_add_file(b, PC_RULES_TEXT, path, err, errlen);
+    if (rc) {
+        pc_rules_builder_free(b);
+        return rc;
+    }
+    return pc_rules_builder_finish(b, out, err, errlen);
 }

@@ -70,6 +70,15 @@ size_t rules_holder_count(rules_holder_t *h)
     return n;
 }
 
+size_t rules_holder_duplicates(rules_holder_t *h)
+{
+    pc__mutex_lock(&h->lock);
+    pc_rules_t *r = atomic_load_explicit(&h->current, memory_order_relaxed);
+    size_t n = pc_rules_duplicates(r, NULL, NULL, NULL, 0);
+    pc__mutex_unlock(&h->lock);
+    return n;
+}
+
 int rules_holder_get(rules_holder_t *h, size_t i, pc_rule_info_t *out)
 {
     pc__mutex_lock(&h->lock);

@@ -68,6 +68,7 @@ int rules_holder_swap(rules_holder_t *h, pc_rules_t *r);
 /* Rules in force / one rule's info and counter (under the writer mutex, so
  * the set cannot be freed meanwhile). Any thread. */
 size_t rules_holder_count(rules_holder_t *h);
+size_t rules_holder_duplicates(rules_holder_t *h);
 int rules_holder_get(rules_holder_t *h, size_t i, pc_rule_info_t *out);
 /* rules_top on the set in force, under the writer mutex. */
 size_t rules_holder_top(rules_holder_t *h, pc_rule_info_t *out, size_t max);

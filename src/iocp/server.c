@@ -578,6 +578,7 @@ void pc_server_stats(const pc_server_t *s, pc_server_stats_t *out)
     out->source_table_full = fs.tracker_full;
     out->source_entries = fs.tracker_used;
     out->rule_count = fs.rules;
+    out->rule_duplicates = fs.rule_duplicates;
     out->active = atomic_load(&((pc_server_t *)s)->active);
     for (int i = 0; i < s->nworkers; i++) {
         const worker_t *w = &s->workers[i];

@@ -13,7 +13,14 @@
  *     IPv4-mapped IPv6) agrees with a brute-force longest-prefix match over
  *     the rules, and pc_rules_match_text agrees with pc_rules_match;
  *   - round trip: the canonical texts, one per line, load again into a set
- *     with the same rules (text, action, prefix) that decides the same.
+ *     with the same rules (text, action, prefix) that decides the same;
+ *   - duplicates: rules + folded duplicates <= lines; when there are any,
+ *     the first example's lines are ordered (repeat after the original),
+ *     within the input, and the summary names the repeat's line;
+ *   - the same input as a plain deny list (pc_rules_builder_*,
+ *     PC_RULES_DENY_LIST): a failure reads "NAME:LINE: reason" within the
+ *     input (or out of memory); a success passes the same checks as above,
+ *     every rule a deny.
  *
  * Library allocations are routed to the C library so ASan sees them (the
  * default allocator, mimalloc, is invisible to it). All scratch space here
@@ -37,9 +44,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define ERR_LEN 256
 #define ERR_BUF (ERR_LEN + 64) /* the tail past ERR_LEN must stay untouched */
 #define CANARY  0x5a
-/* The shortest rule ("deny ::", "deny 0.0.0.0") takes 7 bytes plus a
- * newline, so an input of IN_MAX bytes holds fewer rules than this. */
-#define RULES_CAP (IN_MAX / 7 + 1)
+/* The shortest rule takes 8 bytes ("deny ::" and a newline), the shortest
+ * list entry 3 ("::" and a newline), so an input of IN_MAX bytes holds fewer
+ * rules than this. */
+#define RULES_CAP (IN_MAX / 2 + 1)
 #define NAME      "fuzz.rules"
 #define RT_NAME   "roundtrip"
 
@@ -209,7 +217,8 @@ static size_t ref_match(size_t n, int family, const uint8_t *b)
     for (size_t i = 0; i < n; i++) {
         const ref_rule_t *r = &g_ref[i];
         if (r->family != family || !in_prefix(b, r->b, r->len)) continue;
-        /* duplicates are refused, so two matches never share a length */
+        /* repeats of a prefix are folded into one rule (or refused when the
+         * actions differ), so two matches never share a length */
         if (best != SIZE_MAX && g_ref[best].len == r->len) abort();
         if (best == SIZE_MAX || r->len > g_ref[best].len) best = i;
     }
@@ -289,6 +298,40 @@ static int addr_near_rule(size_t i, int outside, uint8_t *b)
     return r->family;
 }
 
+/* A failure's message: "NAME:LINE: reason" with LINE in 1..lines. */
+static void check_where(const char *msg, size_t lines)
+{
+    size_t nl = strlen(NAME);
+    if (strncmp(msg, NAME ":", nl + 1) != 0) abort();
+    const char *p = msg + nl + 1;
+    if (*p < '1' || *p > '9') abort();
+    size_t line = 0;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        line = line * 10 + (size_t)(*p - '0');
+        if (line > lines) abort();
+    }
+    if (p[0] != ':' || p[1] != ' ' || p[2] == '\0') abort();
+}
+
+static void check_duplicates(const pc_rules_t *set, size_t lines)
+{
+    unsigned dup = 0, first = 0;
+    char msg[ERR_LEN];
+    size_t nd = pc_rules_duplicates(set, &dup, &first, msg, sizeof msg);
+    if (pc_rules_count(set) + nd > lines) abort();
+    if (nd == 0) {
+        if (dup != 0 || first != 0 || msg[0] != '\0') abort();
+        return;
+    }
+    if (first == 0 || dup <= first || dup > lines) abort();
+    char where[64];
+    snprintf(where, sizeof where, "first: " NAME ":%u: ", dup);
+    if (!strstr(msg, where)) abort();
+}
+
+/* The input as a plain deny list. */
+static void check_as_list(const uint8_t *data, size_t size, size_t lines);
+
 /* ---- the failure path ---------------------------------------------------- */
 
 static void check_error(const uint8_t *data, size_t size, int rc, size_t lines)
@@ -313,6 +356,7 @@ static void check_error(const uint8_t *data, size_t size, int rc, size_t lines)
         if (line > lines) abort();
     }
     if (p[0] != ':' || p[1] != ' ' || p[2] == '\0') abort();
+    check_where(g_err, lines);
 
     /* Same text, smaller or absent buffer: same verdict, truncated message. */
     size_t small = (size_t)(rng_next() % 48);
@@ -340,6 +384,7 @@ static void check_set(const pc_rules_t *set, size_t lines)
 {
     size_t n = pc_rules_count(set);
     if (n > lines || n >= RULES_CAP) abort();
+    check_duplicates(set, lines);
     pc_rule_info_t in;
     if (pc_rules_get(set, n, &in) != PC_EINVAL) abort();
     if (pc_rules_get(set, 0, NULL) != PC_EINVAL) abort();
@@ -430,12 +475,44 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (rc != 0) {
         if (rc > 0 || set != NULL) abort();
         check_error(data, size, rc, lines);
-        return 0;
+    } else {
+        if (!set || g_err[0] != '\0') abort();
+        /* a live set pins the allocator */
+        if (pc_set_allocator(NULL) != PC_EBUSY) abort();
+        check_set(set, lines);
+        pc_rules_free(set);
     }
-    if (!set || g_err[0] != '\0') abort();
-    /* a live set pins the allocator */
-    if (pc_set_allocator(NULL) != PC_EBUSY) abort();
+    check_as_list(data, size, lines);
+    return 0;
+}
+
+static void check_as_list(const uint8_t *data, size_t size, size_t lines)
+{
+    pc_rules_builder_t *b = NULL;
+    if (pc_rules_builder_new(&b) != 0) return; /* out of memory */
+    memset(g_err, CANARY, sizeof g_err);
+    int rc = pc_rules_builder_add_string(b, PC_RULES_DENY_LIST, (const char *)data, size, NAME,
+                                         g_err, ERR_LEN);
+    pc_rules_t *set = SENTINEL;
+    if (rc == 0) {
+        rc = pc_rules_builder_finish(b, &set, g_err, ERR_LEN);
+        if (rc == 0 && (!set || g_err[0] != '\0')) abort();
+        if (rc != 0 && set != NULL) abort(); /* a deny list alone has no conflicts */
+    } else {
+        pc_rules_builder_free(b);
+    }
+    if (memchr(g_err, '\0', ERR_LEN) == NULL) abort();
+    for (size_t i = ERR_LEN; i < ERR_BUF; i++)
+        if ((unsigned char)g_err[i] != CANARY) abort();
+    if (rc == PC_ENOMEM) return;
+    if (rc != 0) {
+        if (rc != PC_EPARSE) abort();
+        check_where(g_err, lines);
+        return;
+    }
+    pc_rule_info_t in;
+    for (size_t i = 0; i < pc_rules_count(set); i++)
+        if (pc_rules_get(set, i, &in) != 0 || in.action != PC_RULE_DENY) abort();
     check_set(set, lines);
     pc_rules_free(set);
-    return 0;
 }

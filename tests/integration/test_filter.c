@@ -1,8 +1,8 @@
 /* The accept filter over loopback, with distinct client sources (127.0.0.2,
  * 127.0.0.3, ...): deny by /32 and /24 (on_open never runs), allow,
  * per-source maximum (slots come back after close), per-source rate, reload,
- * bad reload, shadow mode. A rejected client is refused (Windows,
- * pre-handshake) or reset right after accept (elsewhere): never served. */
+ * bad reload, shadow mode, a rules text plus a deny list with duplicates. A rejected client is
+ * refused (Windows, pre-handshake) or reset right after accept (elsewhere): never served. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -153,6 +153,47 @@ static void reload_and_bad_reload(void **state)
     assert_int_equal(stats().rule_count, 0);
 }
 
+/* A rules text plus a Spamhaus-shaped deny list with repeats, built into one
+ * set: what the lists deny is refused, the repeats are counted in the stats
+ * (also after a reload that drops them). */
+static void lists_with_duplicates(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    const char *site = "allow 127.0.0.9/32\n";
+    const char *drop = "; DROP-shaped\n"
+                       "127.0.1.0/24 ; SBL1\n"
+                       "127.0.0.2 ; SBL2\n"
+                       "127.0.1.0/24 ; SBL1 again, as concatenated lists have it\n"
+                       "127.0.0.2/32\n";
+    pc_rules_builder_t *b = NULL;
+    char err[256];
+    assert_int_equal(pc_rules_builder_new(&b), 0);
+    assert_int_equal(
+        pc_rules_builder_add_string(b, PC_RULES_TEXT, site, strlen(site), "site", err, sizeof err),
+        0);
+    assert_int_equal(pc_rules_builder_add_string(b, PC_RULES_DENY_LIST, drop, strlen(drop), "drop",
+                                                 err, sizeof err),
+                     0);
+    assert_int_equal(pc_rules_builder_finish(b, &cfg.rules, err, sizeof err), 0);
+    start_server(&cfg);
+    assert_int_equal(served_from("127.0.0.2"), 0);
+    assert_int_equal(served_from("127.0.1.7"), 0);
+    assert_int_equal(served_from("127.0.0.9"), 1);
+    assert_int_equal(served_from("127.0.0.3"), 1);
+    pc_server_stats_t st = stats();
+    assert_int_equal(st.rule_count, 3);
+    assert_int_equal(st.rule_duplicates, 2);
+    assert_int_equal(st.rejected[PC_STEP_RULES], 2);
+    assert_int_equal(pc_server_set_rules(g_srv, rules_from("deny 127.0.0.3/32\n")), 0);
+    assert_int_equal(served_from("127.0.0.3"), 0);
+    assert_int_equal(served_from("127.0.0.2"), 1);
+    st = stats();
+    assert_int_equal(st.rule_count, 1);
+    assert_int_equal(st.rule_duplicates, 0);
+}
+
 static void shadow_counts_but_accepts(void **state)
 {
     (void)state;
@@ -184,6 +225,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(per_source_rate, teardown),
         cmocka_unit_test_teardown(reload_and_bad_reload, teardown),
         cmocka_unit_test_teardown(shadow_counts_but_accepts, teardown),
+        cmocka_unit_test_teardown(lists_with_duplicates, teardown),
     };
     if (argc > 1) cmocka_set_test_filter(argv[1]);
     return cmocka_run_group_tests_name("filter", tests, NULL, NULL);

@@ -263,13 +263,14 @@ static const struct bad_case bad_cases[] = {
     {"deny 1.2.3.4 5.6.7.8", "t.rules:1: unexpected '5.6.7.8' after the address"},
     {"deny 1.2.3.4 allow # c", "t.rules:1: unexpected 'allow' after the address"},
     {"deny 10.0.0.0/8\nallow 10.0.0.0/8\n",
-     "t.rules:2: duplicate prefix 10.0.0.0/8 (already at line 1)"},
-    {"deny 2001:db8::/32\n# c\ndeny 2001:0db8:0::/32\n",
-     "t.rules:3: duplicate prefix 2001:db8::/32 (already at line 1)"},
-    {"deny 1.0.0.0/8\ndeny 2.0.0.0/8\ndeny 2.0.0.0/8\ndeny 1.0.0.0/8\n",
-     "t.rules:3: duplicate prefix 2.0.0.0/8 (already at line 2)"},
-    {"deny 1.2.3.4\ndeny 1.2.3.4/32\n",
-     "t.rules:2: duplicate prefix 1.2.3.4/32 (already at line 1)"},
+     "t.rules:2: 'allow 10.0.0.0/8' conflicts with 'deny 10.0.0.0/8' at line 1"},
+    {"allow 2001:db8::/32\n# c\ndeny 2001:0db8:0::/32\n",
+     "t.rules:3: 'deny 2001:db8::/32' conflicts with 'allow 2001:db8::/32' at line 1"},
+    {"deny 1.0.0.0/8\ndeny 2.0.0.0/8\ndeny 2.0.0.0/8\nallow 1.0.0.0/8\nallow 2.0.0.0/8\n",
+     "t.rules:4: 'allow 1.0.0.0/8' conflicts with 'deny 1.0.0.0/8' at line 1"},
+    {"deny 1.2.3.4\ndeny 1.2.3.4/32\nallow 1.2.3.4\n",
+     "t.rules:3: 'allow 1.2.3.4/32' conflicts with 'deny 1.2.3.4/32' at line 1"},
+    {"deny 1.2.3.4 ; SBL1\n", "t.rules:1: unexpected ';' after the address"},
     {"deny 1.2.3.4\r\ndeny x\r\n", "t.rules:2: bad IPv4 address 'x': empty or non-decimal part"},
     {"deny 1:2:3:4:5:6:7:8:9:10:11:12:13:14:15:16:17:18:19:20",
      "t.rules:1: bad IPv6 address '1:2:3:4:5:6:7:8:9:10:11:12:13:14:15:16:17:18...': more than "
@@ -391,6 +392,255 @@ static void test_allocator_pinned(void **state)
     assert_int_equal(pc_set_allocator(&a), 0);
 }
 
+/* Every allocation of a builder with duplicates across sources failing in turn:
+ * PC_ENOMEM and nothing leaked, until the budget suffices. */
+static void test_builder_alloc_failure(void **state)
+{
+    (void)state;
+    char *list = malloc(32 * 1024);
+    size_t len = 0;
+    for (int i = 0; i < 400; i++) /* every prefix twice, and a v6 one */
+        len += (size_t)snprintf(list + len, 32 * 1024 - len, "10.%d.0.0/16 ; x\n%s\n", i % 200,
+                                i % 50 ? "" : "2001:db8::/32");
+    assert_int_equal(pc_set_allocator(&budget_allocator), 0);
+    int ok = 0;
+    for (long budget = 0; budget < 100000 && !ok; budget++) {
+        budget_alloc_reset(budget);
+        pc_rules_t *r = NULL;
+        pc_rules_builder_t *b = NULL;
+        char err[128];
+        int rc = pc_rules_builder_new(&b);
+        if (rc == 0)
+            rc = pc_rules_builder_add_string(b, PC_RULES_TEXT, "allow 10.1.2.0/24\n", 18, "a", err,
+                                             sizeof err);
+        if (rc == 0)
+            rc =
+                pc_rules_builder_add_string(b, PC_RULES_DENY_LIST, list, len, "l", err, sizeof err);
+        if (rc == 0)
+            rc = pc_rules_builder_finish(b, &r, err, sizeof err);
+        else
+            pc_rules_builder_free(b);
+        if (rc == 0) {
+            ok = 1;
+            assert_int_equal(pc_rules_count(r), 202);
+            assert_int_equal(pc_rules_duplicates(r, NULL, NULL, NULL, 0), 207);
+            pc_rules_free(r);
+        } else {
+            assert_int_equal(rc, PC_ENOMEM);
+            assert_null(r);
+        }
+        assert_int_equal(budget_alloc_live(), 0);
+    }
+    assert_true(ok);
+    assert_int_equal(pc_set_allocator(NULL), 0);
+    free(list);
+}
+
+/* ---- duplicates, plain lists, several sources ------------------------------ */
+
+static void test_duplicates_folded(void **state)
+{
+    (void)state;
+    const char *text = "deny 1.0.0.0/8\n"                 /* 1 */
+                       "deny 2.0.0.0/8\n"                 /* 2 */
+                       "deny 2.0.0.0/8\n"                 /* 3: repeats 2 (the first example) */
+                       "deny 1.0.0.0/8\n"                 /* 4: repeats 1 */
+                       "allow 2001:db8::/32\n"            /* 5 */
+                       "allow 2001:0db8:0::/32 # again\n" /* 6: repeats 5 */
+                       "deny 2.0.0.0/8\n";                /* 7: repeats 2 */
+    pc_rules_t *r = load_ok(text);
+    assert_int_equal(pc_rules_count(r), 3);
+    expect_rule(r, 0, "deny 1.0.0.0/8", 1);
+    expect_rule(r, 1, "deny 2.0.0.0/8", 2);
+    expect_rule(r, 2, "allow 2001:db8::/32", 5);
+    expect_match(r, "1.2.3.4", 1, 0);
+    expect_match(r, "2.2.3.4", 1, 1);
+    expect_match(r, "2001:db8::7", 1, 2);
+    expect_match(r, "3.0.0.1", 0, 0);
+    unsigned dup = 0, first = 0;
+    char msg[256];
+    assert_int_equal(pc_rules_duplicates(r, &dup, &first, msg, sizeof msg), 4);
+    assert_int_equal(dup, 3);
+    assert_int_equal(first, 2);
+    assert_string_equal(msg, "4 duplicate rules ignored (same prefix, same action); first: "
+                             "t.rules:3: deny 2.0.0.0/8, already at line 2");
+    /* a short buffer gets a truncated, terminated message; NULLs are fine */
+    char small[8];
+    assert_int_equal(pc_rules_duplicates(r, NULL, NULL, small, sizeof small), 4);
+    assert_string_equal(small, "4 dupli");
+    pc_rules_free(r);
+
+    r = load_ok("deny 1.2.3.4\ndeny 5.6.7.8\n");
+    dup = first = 77;
+    assert_int_equal(pc_rules_duplicates(r, &dup, &first, msg, sizeof msg), 0);
+    assert_int_equal(dup, 77);
+    assert_string_equal(msg, "");
+    pc_rules_free(r);
+    assert_int_equal(pc_rules_duplicates(NULL, NULL, NULL, msg, sizeof msg), 0);
+    assert_string_equal(msg, "");
+}
+
+static void test_plain_lists(void **state)
+{
+    (void)state;
+    const char *netset = "#\n# firehol-style header\n#\n"
+                         "1.2.3.0/24\n"
+                         "  192.0.2.7\t# a host\n"
+                         "2001:db8::/32\r\n"
+                         "\n";
+    const char *drop = "; Spamhaus DROP List 2026/12/02\n"
+                       "; Last-Modified: Wed, 02 Dec 2026\n"
+                       "198.51.100.0/24 ; SBL123\n"
+                       "203.0.113.0/25;SBL7 trailing words ; and more\n"
+                       "1.2.3.0/24 ; SBL9, listed in the netset too\n";
+    pc_rules_builder_t *b = NULL;
+    char err[256];
+    assert_int_equal(pc_rules_builder_new(&b), 0);
+    assert_int_equal(
+        pc_rules_builder_add_string(b, PC_RULES_TEXT, "allow 1.2.3.128/25\n", 19, "r", err, 256),
+        0);
+    assert_int_equal(pc_rules_builder_add_string(b, PC_RULES_DENY_LIST, netset, strlen(netset),
+                                                 "fh.netset", err, sizeof err),
+                     0);
+    assert_int_equal(pc_rules_builder_add_string(b, PC_RULES_DENY_LIST, drop, strlen(drop),
+                                                 "drop.txt", err, sizeof err),
+                     0);
+    assert_int_equal(pc_rules_builder_add_string(b, PC_RULES_ALLOW_LIST, "198.51.100.9\n", 13,
+                                                 "ok.txt", err, sizeof err),
+                     0);
+    pc_rules_t *r = NULL;
+    assert_int_equal(pc_rules_builder_finish(b, &r, err, sizeof err), 0);
+    assert_string_equal(err, "");
+    assert_int_equal(pc_rules_count(r), 7);
+    expect_rule(r, 0, "allow 1.2.3.128/25", 1);
+    expect_rule(r, 1, "deny 1.2.3.0/24", 4);
+    expect_rule(r, 2, "deny 192.0.2.7/32", 5);
+    expect_rule(r, 3, "deny 2001:db8::/32", 6);
+    expect_rule(r, 4, "deny 198.51.100.0/24", 3);
+    expect_rule(r, 5, "deny 203.0.113.0/25", 4);
+    expect_rule(r, 6, "allow 198.51.100.9/32", 1);
+    expect_match(r, "1.2.3.4", 1, 1);
+    expect_match(r, "1.2.3.200", 1, 0);
+    expect_match(r, "198.51.100.8", 1, 4);
+    expect_match(r, "198.51.100.9", 1, 6);
+    expect_match(r, "203.0.113.127", 1, 5);
+    expect_match(r, "203.0.113.128", 0, 0);
+    unsigned dup = 0, first = 0;
+    char msg[256];
+    assert_int_equal(pc_rules_duplicates(r, &dup, &first, msg, sizeof msg), 1);
+    assert_int_equal(dup, 5);
+    assert_int_equal(first, 4);
+    assert_string_equal(msg, "1 duplicate rule ignored (same prefix, same action); first: "
+                             "drop.txt:5: deny 1.2.3.0/24, already at fh.netset:4");
+    pc_rules_free(r);
+}
+
+struct list_bad {
+    const char *text, *message;
+};
+static const struct list_bad list_bad_cases[] = {
+    {"1.2.3.0/24\n1.2.3.4/24\n",
+     "l.txt:2: host bits set beyond /24 in '1.2.3.4/24' (the network is 1.2.3.0/24)"},
+    {"deny 1.2.3.4\n", "l.txt:1: bad IPv4 address 'deny': empty or non-decimal part"},
+    {"# c\n1.2.3.4 5.6.7.8\n", "l.txt:2: unexpected '5.6.7.8' after the address"},
+    {"; c\n\n10.0.0.0/33 ; x\n", "l.txt:3: prefix length 33 out of range for IPv4 (0-32)"},
+    {"1.2.3.4/\n", "l.txt:1: missing prefix length after '/'"},
+};
+
+static void test_list_errors(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof list_bad_cases / sizeof list_bad_cases[0]; i++) {
+        const struct list_bad *c = &list_bad_cases[i];
+        pc_rules_builder_t *b = NULL;
+        char err[256] = "unchanged";
+        assert_int_equal(pc_rules_builder_new(&b), 0);
+        int rc = pc_rules_builder_add_string(b, PC_RULES_DENY_LIST, c->text, strlen(c->text),
+                                             "l.txt", err, sizeof err);
+        if (rc != PC_EPARSE) fail_msg("case %zu: rc %s", i, pc_err_name(rc));
+        if (strcmp(err, c->message) != 0)
+            fail_msg("case %zu:\n  got      '%s'\n  expected '%s'", i, err, c->message);
+        /* a refused source leaves the builder as it was, still usable */
+        assert_int_equal(pc_rules_builder_add_string(b, PC_RULES_DENY_LIST, "9.9.9.9\n", 8, "m.txt",
+                                                     err, sizeof err),
+                         0);
+        pc_rules_t *r = NULL;
+        assert_int_equal(pc_rules_builder_finish(b, &r, err, sizeof err), 0);
+        assert_int_equal(pc_rules_count(r), 1);
+        expect_rule(r, 0, "deny 9.9.9.9/32", 1);
+        pc_rules_free(r);
+    }
+    pc_rules_builder_t *b = NULL;
+    char err[256];
+    assert_int_equal(pc_rules_builder_new(&b), 0);
+    assert_int_equal(pc_rules_builder_add_string(b, (pc_rules_format_t)7, "", 0, NULL, err, 256),
+                     PC_EINVAL);
+    assert_int_equal(pc_rules_builder_add_string(NULL, PC_RULES_TEXT, "", 0, NULL, err, 256),
+                     PC_EINVAL);
+    assert_int_equal(pc_rules_builder_add_string(b, PC_RULES_TEXT, NULL, 3, NULL, err, 256),
+                     PC_EINVAL);
+    assert_int_equal(pc_rules_builder_finish(b, NULL, err, sizeof err), PC_EINVAL); /* frees b */
+    assert_int_equal(pc_rules_builder_new(NULL), PC_EINVAL);
+    pc_rules_builder_free(NULL);
+}
+
+static void test_conflict_across_sources(void **state)
+{
+    (void)state;
+    pc_rules_builder_t *b = NULL;
+    char err[256];
+    assert_int_equal(pc_rules_builder_new(&b), 0);
+    assert_int_equal(pc_rules_builder_add_string(b, PC_RULES_TEXT,
+                                                 "allow 10.0.0.0/8\nallow 2001:db8::/48\n", 37,
+                                                 "site.rules", err, sizeof err),
+                     0);
+    const char *list = "; drop\n192.0.2.0/24\n2001:db8::/48 ; SBL5\n10.0.0.0/8\n";
+    assert_int_equal(pc_rules_builder_add_string(b, PC_RULES_DENY_LIST, list, strlen(list),
+                                                 "drop.txt", err, sizeof err),
+                     0);
+    pc_rules_t *r = (pc_rules_t *)(uintptr_t)1;
+    assert_int_equal(pc_rules_builder_finish(b, &r, err, sizeof err), PC_EPARSE);
+    assert_null(r);
+    /* the earliest conflicting line is reported, with the line it contradicts */
+    assert_string_equal(err, "drop.txt:3: 'deny 2001:db8::/48' conflicts with "
+                             "'allow 2001:db8::/48' at site.rules:2");
+}
+
+static void test_builder_files(void **state)
+{
+    (void)state;
+    const char *rp = "test_rules_b.rules", *lp = "test_rules_b.netset";
+    FILE *f = fopen(rp, "wb");
+    assert_non_null(f);
+    fputs("allow 203.0.113.8/29\n", f);
+    fclose(f);
+    f = fopen(lp, "wb");
+    assert_non_null(f);
+    fputs("# netset\n203.0.113.0/24\n203.0.113.0/24\n", f);
+    fclose(f);
+    pc_rules_builder_t *b = NULL;
+    char err[256];
+    assert_int_equal(pc_rules_builder_new(&b), 0);
+    assert_int_equal(pc_rules_builder_add_file(b, PC_RULES_TEXT, rp, err, sizeof err), 0);
+    assert_int_equal(pc_rules_builder_add_file(b, PC_RULES_DENY_LIST, lp, err, sizeof err), 0);
+    assert_int_equal(
+        pc_rules_builder_add_file(b, PC_RULES_DENY_LIST, "no/such.netset", err, sizeof err),
+        PC_ENOENT);
+    assert_string_equal(err, "no/such.netset: no such file or directory");
+    pc_rules_t *r = NULL;
+    assert_int_equal(pc_rules_builder_finish(b, &r, err, sizeof err), 0);
+    assert_int_equal(pc_rules_count(r), 2);
+    expect_match(r, "203.0.113.9", 1, 0);
+    expect_match(r, "203.0.113.1", 1, 1);
+    char msg[256];
+    assert_int_equal(pc_rules_duplicates(r, NULL, NULL, msg, sizeof msg), 1);
+    assert_string_equal(msg, "1 duplicate rule ignored (same prefix, same action); first: "
+                             "test_rules_b.netset:3: deny 203.0.113.0/24, already at line 2");
+    pc_rules_free(r);
+    remove(rp);
+    remove(lp);
+}
+
 /* ---- allocation failures -------------------------------------------------- */
 
 static void test_alloc_failure(void **state)
@@ -440,6 +690,12 @@ int main(void)
         cmocka_unit_test(test_load_file),
         cmocka_unit_test(test_allocator_pinned),
         cmocka_unit_test(test_alloc_failure),
+        cmocka_unit_test(test_duplicates_folded),
+        cmocka_unit_test(test_plain_lists),
+        cmocka_unit_test(test_list_errors),
+        cmocka_unit_test(test_conflict_across_sources),
+        cmocka_unit_test(test_builder_files),
+        cmocka_unit_test(test_builder_alloc_failure),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
