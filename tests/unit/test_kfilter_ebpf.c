@@ -1,0 +1,540 @@
+/* SPDX-License-Identifier: MIT */
+/* The eBPF tier of the kernel filter: the loaded program driven with
+ * BPF_PROG_TEST_RUN on crafted Ethernet + IPv4/IPv6 + TCP packets (rules
+ * against pc_rules_match, ACKs, the SYN bucket, blocked sources, shadow
+ * mode, per-rule hits, rule swaps), then a real loopback listener. Needs
+ * CAP_BPF and CAP_NET_ADMIN: without them every test prints
+ * "skipped: needs CAP_BPF" and skips. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+
+#include "portcullis.h"
+#include "portcullis/filter.h"
+#include "filter/addr.h"
+#include "filter/rules.h"
+#include "iocp/kfilter_ebpf.h"
+
+#define TCP_SYN 0x02
+#define TCP_ACK 0x10
+#define TCP_RST 0x04
+
+static const kf_ebpf_config_t plain = {
+    .source_prefix_v4 = 32, .source_prefix_v6 = 128, .source_entries = 1024};
+
+/* Open, or skip the test when the kernel refuses for privilege. */
+static kf_ebpf_t *open_or_skip(const kf_ebpf_config_t *cfg, const pc_rules_t *r, int fd)
+{
+    kf_ebpf_t *k = NULL;
+    char why[200] = "";
+    int rc = kf_ebpf_open(cfg, r, fd, &k, why, sizeof why);
+    if (rc == PC_EPERM) {
+        printf("skipped: needs CAP_BPF (%s)\n", why);
+        skip();
+    }
+    if (rc != 0) fail_msg("kf_ebpf_open: %s (%s)", pc_err_name(rc), why);
+    assert_non_null(k);
+    assert_true(kf_ebpf_prog_fd(k) >= 0);
+    return k;
+}
+
+static pc_rules_t *rules(const char *text)
+{
+    pc_rules_t *r = NULL;
+    char err[200];
+    int rc = pc_rules_load_string(text, strlen(text), NULL, &r, err, sizeof err);
+    if (rc) fail_msg("rules: %s", err);
+    return r;
+}
+
+/* Ethernet + IP + TCP with the given source and flags; returns the length. */
+static size_t packet(uint8_t *p, const pc_addr_t *src, uint8_t flags)
+{
+    memset(p, 0, 128);
+    uint8_t *ip = p + 14, *tcp;
+    if (src->family == 4) {
+        p[12] = 0x08, p[13] = 0x00;
+        ip[0] = 0x45;
+        ip[3] = 40;
+        ip[8] = 64;
+        ip[9] = 6;
+        memcpy(ip + 12, src->b, 4);
+        ip[16] = 127, ip[19] = 1;
+        tcp = ip + 20;
+    } else {
+        p[12] = 0x86, p[13] = 0xdd;
+        ip[0] = 0x60;
+        ip[5] = 20;
+        ip[6] = 6;
+        ip[7] = 64;
+        memcpy(ip + 8, src->b, 16);
+        ip[39] = 1;
+        tcp = ip + 40;
+    }
+    tcp[0] = 0x9c, tcp[1] = 0x40; /* 40000 -> 80 */
+    tcp[3] = 80;
+    tcp[12] = 5 << 4;
+    tcp[13] = flags;
+    tcp[14] = 0xff;
+    return (size_t)(tcp + 20 - p);
+}
+
+/* Run the program on one packet: 1 = passed, 0 = dropped. */
+static int run(kf_ebpf_t *k, const pc_addr_t *src, uint8_t flags)
+{
+    uint8_t pkt[128];
+    size_t n = packet(pkt, src, flags);
+    LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = pkt, .data_size_in = (uint32_t)n, .repeat = 1);
+    int err = bpf_prog_test_run_opts(kf_ebpf_prog_fd(k), &o);
+    if (err) fail_msg("BPF_PROG_TEST_RUN: %s", strerror(errno));
+    return o.retval != 0;
+}
+
+static pc_addr_t addr(const char *s)
+{
+    pc_addr_t a;
+    const char *why;
+    if (addr_parse(s, strlen(s), &a, &why)) fail_msg("%s: %s", s, why);
+    return a;
+}
+
+static int syn(kf_ebpf_t *k, const char *s)
+{
+    pc_addr_t a = addr(s);
+    return run(k, &a, TCP_SYN);
+}
+
+/* pc_rules_match's verdict: 1 = pass (allow or no match), 0 = deny. */
+static int reference(const pc_rules_t *r, const pc_addr_t *a, size_t *rule)
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    if (a->family == 4) {
+        struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+        s4->sin_family = AF_INET;
+        memcpy(&s4->sin_addr, a->b, 4);
+    } else {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+        s6->sin6_family = AF_INET6;
+        memcpy(&s6->sin6_addr, a->b, 16);
+    }
+    pc_rule_action_t act;
+    int m = pc_rules_match(r, (struct sockaddr *)&ss, &act, rule);
+    assert_true(m >= 0);
+    return !(m == 1 && act == PC_RULE_DENY);
+}
+
+/* ---- rules ---------------------------------------------------------------- */
+
+static uint64_t rnd_state = 88172645463325252ull;
+static uint64_t rnd(void)
+{
+    rnd_state ^= rnd_state << 13;
+    rnd_state ^= rnd_state >> 7;
+    rnd_state ^= rnd_state << 17;
+    return rnd_state;
+}
+
+/* A random address near the interesting part of the space: IPv4 in
+ * 10.0.0.0/14 (so prefixes overlap), IPv6 in 2001:db8::/44 and a few bits
+ * far down (so /64../128 nest). */
+static pc_addr_t rnd_addr(int family)
+{
+    pc_addr_t a = {.family = (uint8_t)family};
+    uint64_t x = rnd();
+    if (family == 4) {
+        uint32_t v = 0x0a000000u | (uint32_t)(x & 0x3ffff);
+        if (x >> 60 == 0) v = (uint32_t)(x >> 20); /* anywhere */
+        a.b[0] = (uint8_t)(v >> 24), a.b[1] = (uint8_t)(v >> 16);
+        a.b[2] = (uint8_t)(v >> 8), a.b[3] = (uint8_t)v;
+    } else {
+        uint64_t hi = 0x20010db800000000ull | (x & 0xfffff), lo = rnd() & 0xff000000000000ffull;
+        if (x >> 60 == 0) hi = rnd(), lo = rnd();
+        addr_store_be64(a.b, hi);
+        addr_store_be64(a.b + 8, lo);
+    }
+    return a;
+}
+
+static unsigned rnd_len(int family)
+{
+    unsigned bits = family == 4 ? 32 : 128;
+    switch (rnd() % 8) {
+    case 0:
+        return rnd() % 50 == 0 ? 0 : bits; /* edges: /0 rarely, /32 or /128 */
+    case 1:
+        return bits;
+    default:
+        return family == 4 ? 14 + (unsigned)(rnd() % 19) : 40 + (unsigned)(rnd() % 89);
+    }
+}
+
+static char *rnd_rules(size_t n, pc_addr_t *probe, size_t *nprobe)
+{
+    unsigned *plen = calloc(n + 1, sizeof *plen);
+    assert_non_null(plen);
+    size_t cap = n * 64 + 1, len = 0;
+    char *t = malloc(cap);
+    assert_non_null(t);
+    size_t first = *nprobe;
+    for (size_t i = 0; i < n; i++) {
+        int fam = rnd() % 3 ? 4 : 6;
+        pc_addr_t a = rnd_addr(fam);
+        unsigned l = rnd_len(fam);
+        addr_mask(&a, l);
+        int dup = 0; /* a prefix twice is a parse error: skip it */
+        for (size_t j = first; j < *nprobe && !dup; j += 3)
+            dup = memcmp(&probe[j], &a, sizeof a) == 0 && plen[(j - first) / 3] == l;
+        if (dup) continue;
+        plen[(*nprobe - first) / 3] = l;
+        char s[PC_ADDR_STRLEN];
+        addr_format(&a, s, sizeof s);
+        len +=
+            (size_t)snprintf(t + len, cap - len, "%s %s/%u\n", rnd() % 3 ? "deny" : "allow", s, l);
+        /* probes at the prefix's first address, its last, and just past it */
+        probe[(*nprobe)++] = a;
+        pc_addr_t e = a;
+        unsigned bits = addr_bits(&a);
+        for (unsigned b = l; b < bits; b++)
+            e.b[b / 8] |= (uint8_t)(0x80 >> (b % 8));
+        probe[(*nprobe)++] = e;
+        for (int j = (int)bits / 8 - 1; j >= 0; j--)
+            if (++e.b[j]) break;
+        probe[(*nprobe)++] = e;
+    }
+    free(plen);
+    return t;
+}
+
+static void rules_match_reference(void **state)
+{
+    for (int round = 0; round < 6; round++) {
+        size_t n = round == 0 ? 1 : round < 3 ? 20 : 400;
+        size_t np = 0, nmax = 3 * n + 3000;
+        pc_addr_t *probe = calloc(nmax, sizeof *probe);
+        assert_non_null(probe);
+        char *text = rnd_rules(n, probe, &np);
+        while (np < nmax)
+            probe[np++] = rnd_addr(rnd() % 2 ? 4 : 6);
+        pc_rules_t *r = rules(text);
+        kf_ebpf_t *k = open_or_skip(&plain, r, -1);
+        size_t nr = pc_rules_count(r);
+        uint64_t *want = calloc(nr + 1, sizeof *want);
+        assert_non_null(want);
+        size_t denied = 0;
+        for (size_t i = 0; i < np; i++) {
+            size_t rule = SIZE_MAX;
+            int exp = reference(r, &probe[i], &rule);
+            int got = run(k, &probe[i], TCP_SYN);
+            if (got != exp) {
+                char s[PC_ADDR_STRLEN];
+                addr_format(&probe[i], s, sizeof s);
+                fail_msg("round %d: %s: program %s, reference %s\nrules:\n%s", round, s,
+                         got ? "passes" : "drops", exp ? "passes" : "drops", text);
+            }
+            if (!exp) want[rule]++, denied++;
+        }
+        kf_ebpf_collect_hits(k, r);
+        for (size_t i = 0; i < nr; i++) {
+            pc_rule_info_t info;
+            assert_int_equal(pc_rules_get(r, i, &info), 0);
+            assert_int_equal(info.hits, want[i]);
+        }
+        kf_ebpf_stats_t st;
+        kf_ebpf_stats(k, &st);
+        assert_int_equal(st.syn_seen, np);
+        assert_int_equal(st.dropped_rules, denied);
+        kf_ebpf_collect_hits(k, r); /* nothing new: counts stay */
+        for (size_t i = 0; i < nr; i++) {
+            pc_rule_info_t info;
+            assert_int_equal(pc_rules_get(r, i, &info), 0);
+            assert_int_equal(info.hits, want[i]);
+        }
+        kf_ebpf_close(k, -1);
+        pc_rules_free(r);
+        free(want);
+        free(text);
+        free(probe);
+    }
+}
+
+static void edges_and_exceptions(void **state)
+{
+    pc_rules_t *r =
+        rules("deny 0.0.0.0/0\nallow 10.0.0.0/8\ndeny 10.1.0.0/16\nallow 10.1.2.3/32\n"
+              "deny ::/0\nallow 2001:db8::/32\ndeny 2001:db8::1/128\n"
+              "allow 255.255.255.255/32\nallow ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128\n");
+    kf_ebpf_t *k = open_or_skip(&plain, r, -1);
+    assert_false(syn(k, "1.2.3.4"));
+    assert_false(syn(k, "0.0.0.0"));
+    assert_true(syn(k, "10.0.0.1"));
+    assert_false(syn(k, "10.1.0.0"));
+    assert_false(syn(k, "10.1.2.2"));
+    assert_true(syn(k, "10.1.2.3"));
+    assert_false(syn(k, "10.1.2.4"));
+    assert_true(syn(k, "10.2.0.0"));
+    assert_false(syn(k, "11.0.0.0"));
+    assert_false(syn(k, "255.255.255.254"));
+    assert_true(syn(k, "255.255.255.255"));
+    assert_false(syn(k, "::"));
+    assert_false(syn(k, "2001:db7:ffff:ffff:ffff:ffff:ffff:ffff"));
+    assert_true(syn(k, "2001:db8::"));
+    assert_false(syn(k, "2001:db8::1"));
+    assert_true(syn(k, "2001:db8::2"));
+    assert_true(syn(k, "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff"));
+    assert_false(syn(k, "2001:db9::"));
+    assert_true(syn(k, "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"));
+    /* an IPv4-mapped source meets the IPv4 rules, as in user space */
+    assert_true(syn(k, "::ffff:10.1.2.3"));
+    assert_false(syn(k, "::ffff:10.1.2.4"));
+    kf_ebpf_close(k, -1);
+    pc_rules_free(r);
+}
+
+static void non_syn_passes(void **state)
+{
+    pc_rules_t *r = rules("deny 0.0.0.0/0\ndeny ::/0\n");
+    kf_ebpf_t *k = open_or_skip(&plain, r, -1);
+    const char *srcs[] = {"192.0.2.1", "2001:db8::5"};
+    for (int i = 0; i < 2; i++) {
+        pc_addr_t a = addr(srcs[i]);
+        assert_false(run(k, &a, TCP_SYN));
+        assert_true(run(k, &a, TCP_ACK));
+        assert_true(run(k, &a, TCP_SYN | TCP_ACK));
+        assert_true(run(k, &a, TCP_RST));
+        assert_true(run(k, &a, 0x18)); /* PSH|ACK */
+    }
+    kf_ebpf_stats_t st;
+    kf_ebpf_stats(k, &st);
+    assert_int_equal(st.syn_seen, 2);
+    assert_int_equal(st.dropped_rules, 2);
+    kf_ebpf_close(k, -1);
+    pc_rules_free(r);
+}
+
+/* ---- bucket, blocked sources, shadow ---------------------------------------- */
+
+static void rate_bucket(void **state)
+{
+    kf_ebpf_config_t c = plain;
+    c.rate = 4; /* one token per 250 ms */
+    c.burst = 5;
+    c.source_prefix_v4 = 24;
+    kf_ebpf_t *k = open_or_skip(&c, NULL, -1);
+    int passed = 0;
+    for (int i = 0; i < 5; i++)
+        passed += syn(k, i % 2 ? "192.0.2.1" : "192.0.2.200"); /* same /24 */
+    /* the burst passes unless the machine stalled >= 250 ms meanwhile */
+    assert_int_equal(passed, 5);
+    assert_false(syn(k, "192.0.2.7"));
+    assert_false(syn(k, "192.0.2.7"));
+    assert_true(syn(k, "192.0.3.1"));   /* another source has its own bucket */
+    assert_true(syn(k, "2001:db8::1")); /* and IPv6 too */
+    assert_true(syn(k, "2001:db8::1"));
+    struct timespec ts = {.tv_sec = 0, .tv_nsec = 600 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    assert_true(syn(k, "192.0.2.7")); /* refilled: >= 2 tokens after 600 ms */
+    kf_ebpf_stats_t st;
+    kf_ebpf_stats(k, &st);
+    assert_int_equal(st.dropped_rate, 2);
+    assert_int_equal(st.would_drop, 0);
+    kf_ebpf_close(k, -1);
+}
+
+static void blocked_sources(void **state)
+{
+    kf_ebpf_config_t c = plain;
+    c.source_prefix_v4 = 24;
+    c.source_prefix_v6 = 64;
+    kf_ebpf_t *k = open_or_skip(&c, NULL, -1);
+    pc_addr_t a = addr("198.51.100.9"), b = addr("2001:db8:1:2::77");
+    assert_true(syn(k, "198.51.100.77"));
+    assert_int_equal(kf_ebpf_block_source(k, &a, 1), 0);
+    assert_int_equal(kf_ebpf_block_source(k, &b, 1), 0);
+    assert_false(syn(k, "198.51.100.77")); /* same /24 */
+    assert_true(syn(k, "198.51.101.77"));
+    assert_false(syn(k, "2001:db8:1:2:ffff::1")); /* same /64 */
+    assert_true(syn(k, "2001:db8:1:3::77"));
+    pc_addr_t ack = addr("198.51.100.77");
+    assert_true(run(k, &ack, TCP_ACK)); /* established traffic still flows */
+    assert_int_equal(kf_ebpf_block_source(k, &a, 0), 0);
+    assert_true(syn(k, "198.51.100.77"));
+    assert_int_equal(kf_ebpf_block_source(k, &a, 0), 0); /* unblocking twice is fine */
+    kf_ebpf_stats_t st;
+    kf_ebpf_stats(k, &st);
+    assert_int_equal(st.dropped_max, 2);
+    kf_ebpf_close(k, -1);
+}
+
+static void shadow_mode(void **state)
+{
+    kf_ebpf_config_t c = plain;
+    c.shadow = 1;
+    c.rate = 1;
+    c.burst = 2;
+    pc_rules_t *r = rules("deny 203.0.113.0/24\n");
+    kf_ebpf_t *k = open_or_skip(&c, r, -1);
+    pc_addr_t blk = addr("198.51.100.1");
+    assert_int_equal(kf_ebpf_block_source(k, &blk, 1), 0);
+    assert_true(syn(k, "203.0.113.5"));  /* denied by rule: would drop */
+    assert_true(syn(k, "198.51.100.1")); /* blocked: would drop */
+    assert_true(syn(k, "192.0.2.1"));
+    assert_true(syn(k, "192.0.2.1"));
+    assert_true(syn(k, "192.0.2.1")); /* bucket empty: would drop */
+    kf_ebpf_stats_t st;
+    kf_ebpf_stats(k, &st);
+    assert_int_equal(st.syn_seen, 5);
+    assert_int_equal(st.would_drop, 3);
+    assert_int_equal(st.dropped_rules + st.dropped_rate + st.dropped_max, 0);
+    kf_ebpf_collect_hits(k, r); /* user space counts shadow hits, not the kernel */
+    pc_rule_info_t info;
+    assert_int_equal(pc_rules_get(r, 0, &info), 0);
+    assert_int_equal(info.hits, 0);
+    kf_ebpf_close(k, -1);
+    pc_rules_free(r);
+}
+
+static void swap_rules(void **state)
+{
+    pc_rules_t *r1 = rules("deny 192.0.2.0/24\nallow 192.0.2.1/32\ndeny 2001:db8::/32\n");
+    pc_rules_t *r2 = rules("deny 198.51.100.0/24\n");
+    kf_ebpf_config_t c = plain;
+    kf_ebpf_t *k = open_or_skip(&c, r1, -1);
+    pc_addr_t blk = addr("203.0.113.1");
+    assert_int_equal(kf_ebpf_block_source(k, &blk, 1), 0);
+    assert_false(syn(k, "192.0.2.9"));
+    assert_false(syn(k, "192.0.2.10"));
+    assert_true(syn(k, "192.0.2.1"));
+    assert_false(syn(k, "2001:db8::9"));
+    int old_fd = kf_ebpf_prog_fd(k);
+    char why[200] = "";
+    assert_int_equal(kf_ebpf_set_rules(k, r1, r2, why, sizeof why), 0);
+    assert_true(kf_ebpf_prog_fd(k) >= 0);
+    (void)old_fd;
+    pc_rule_info_t info;
+    assert_int_equal(pc_rules_get(r1, 0, &info), 0);
+    assert_int_equal(info.hits, 2); /* folded at the swap */
+    assert_int_equal(pc_rules_get(r1, 2, &info), 0);
+    assert_int_equal(info.hits, 1);
+    assert_true(syn(k, "192.0.2.9"));
+    assert_true(syn(k, "2001:db8::9"));
+    assert_false(syn(k, "198.51.100.3"));
+    assert_false(syn(k, "203.0.113.1")); /* blocked sources survive the swap */
+    kf_ebpf_stats_t st;
+    kf_ebpf_stats(k, &st); /* and so do the counters */
+    assert_int_equal(st.syn_seen, 8);
+    assert_int_equal(st.dropped_rules, 4);
+    assert_int_equal(st.dropped_max, 1);
+    kf_ebpf_collect_hits(k, r2);
+    assert_int_equal(pc_rules_get(r2, 0, &info), 0);
+    assert_int_equal(info.hits, 1);
+    /* swapping to no rules at all */
+    assert_int_equal(kf_ebpf_set_rules(k, r2, NULL, why, sizeof why), 0);
+    assert_true(syn(k, "198.51.100.3"));
+    kf_ebpf_close(k, -1);
+    pc_rules_free(r1);
+    pc_rules_free(r2);
+}
+
+static void bad_config(void **state)
+{
+    kf_ebpf_config_t c = plain;
+    c.source_prefix_v4 = 33;
+    kf_ebpf_t *k = (kf_ebpf_t *)&c;
+    char why[100] = "";
+    assert_int_equal(kf_ebpf_open(&c, NULL, -1, &k, why, sizeof why), PC_EINVAL);
+    assert_null(k);
+    assert_true(why[0] != 0);
+    c = plain;
+    c.rate = 10;
+    c.burst = 0;
+    assert_int_equal(kf_ebpf_open(&c, NULL, -1, &k, why, sizeof why), PC_EINVAL);
+    kf_ebpf_close(NULL, -1);
+}
+
+/* ---- a real listener ---------------------------------------------------------- */
+
+/* Connect from src to 127.0.0.1:port; 1 = connected, 0 = no answer within
+ * ms (the SYN was dropped: no SYN-ACK, no reset). */
+static int try_connect(const char *src, int port, int ms)
+{
+    int s = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    assert_true(s >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    inet_pton(AF_INET, src, &a.sin_addr);
+    assert_int_equal(bind(s, (struct sockaddr *)&a, sizeof a), 0);
+    struct sockaddr_in d = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, "127.0.0.1", &d.sin_addr);
+    int rc = connect(s, (struct sockaddr *)&d, sizeof d);
+    assert_true(rc == 0 || errno == EINPROGRESS);
+    struct pollfd p = {.fd = s, .events = POLLOUT};
+    int n = poll(&p, 1, ms);
+    int ok = 0;
+    if (n == 1) {
+        int e = -1;
+        socklen_t l = sizeof e;
+        assert_int_equal(getsockopt(s, SOL_SOCKET, SO_ERROR, &e, &l), 0);
+        if (e != 0) fail_msg("connect from %s: %s (a reset, not a silent drop)", src, strerror(e));
+        ok = 1;
+    }
+    close(s);
+    return ok;
+}
+
+static void real_listener(void **state)
+{
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(l >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    assert_int_equal(bind(l, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(l, 64), 0);
+    socklen_t al = sizeof a;
+    assert_int_equal(getsockname(l, (struct sockaddr *)&a, &al), 0);
+    int port = ntohs(a.sin_port);
+    pc_rules_t *r = rules("deny 127.0.0.2/32\nallow 127.0.0.0/8\n");
+    kf_ebpf_t *k = open_or_skip(&plain, r, l);
+    assert_int_equal(try_connect("127.0.0.1", port, 5000), 1);
+    assert_int_equal(try_connect("127.0.0.2", port, 1500), 0);
+    assert_int_equal(try_connect("127.0.0.3", port, 5000), 1);
+    kf_ebpf_stats_t st;
+    kf_ebpf_stats(k, &st);
+    assert_true(st.dropped_rules >= 1); /* the client may have retransmitted */
+    assert_true(st.syn_seen >= 3);
+    kf_ebpf_close(k, l);
+    assert_int_equal(try_connect("127.0.0.2", port, 5000), 1); /* detached */
+    close(l);
+    pc_rules_free(r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(bad_config),
+        cmocka_unit_test(edges_and_exceptions),
+        cmocka_unit_test(rules_match_reference),
+        cmocka_unit_test(non_syn_passes),
+        cmocka_unit_test(rate_bucket),
+        cmocka_unit_test(blocked_sources),
+        cmocka_unit_test(shadow_mode),
+        cmocka_unit_test(swap_rules),
+        cmocka_unit_test(real_listener),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
