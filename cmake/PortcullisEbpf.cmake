@@ -34,29 +34,42 @@ if(NOT WIN32 AND CMAKE_SYSTEM_NAME STREQUAL "Linux" AND NOT PC_EBPF STREQUAL "OF
   endif()
 endif()
 
+# pc_bpf_embed(SRC NAME OUTVAR [DEPS...]): compile SRC with clang -target bpf
+# and generate a C file defining NAME[] / NAME_len with the object's bytes;
+# OUTVAR receives the generated file (add it to a target's sources).
+function(pc_bpf_embed src name outvar)
+  get_filename_component(_base ${src} NAME_WE)
+  set(_obj ${CMAKE_BINARY_DIR}/bpf/${_base}.bpf.o)
+  set(_c ${CMAKE_BINARY_DIR}/bpf/${name}.c)
+  add_custom_command(OUTPUT ${_obj}
+    COMMAND ${CMAKE_COMMAND} -E make_directory ${CMAKE_BINARY_DIR}/bpf
+    COMMAND ${PC_BPF_CLANG} ${PC_BPF_CFLAGS} -c ${src} -o ${_obj}
+    DEPENDS ${src} ${ARGN}
+    COMMENT "Compiling eBPF ${_base}"
+    VERBATIM)
+  add_custom_command(OUTPUT ${_c}
+    COMMAND ${CMAKE_COMMAND} -DIN=${_obj} -DOUT=${_c} -DNAME=${name}
+            -P ${PROJECT_SOURCE_DIR}/cmake/PortcullisEmbed.cmake
+    DEPENDS ${_obj} ${PROJECT_SOURCE_DIR}/cmake/PortcullisEmbed.cmake
+    COMMENT "Embedding eBPF ${_base}"
+    VERBATIM)
+  set(${outvar} ${_c} PARENT_SCOPE)
+endfunction()
+
 if(PC_HAVE_EBPF)
   # asm/ headers of the host for -target bpf
   set(_pc_bpf_inc "")
   if(CMAKE_LIBRARY_ARCHITECTURE)
     set(_pc_bpf_inc -I/usr/include/${CMAKE_LIBRARY_ARCHITECTURE})
   endif()
-  set(_pc_bpf_dir ${CMAKE_CURRENT_SOURCE_DIR}/src/iocp/bpf)
-  set(_pc_bpf_obj ${CMAKE_BINARY_DIR}/bpf/kfilter.bpf.o)
-  set(_pc_bpf_c ${CMAKE_BINARY_DIR}/bpf/kfilter_bpf_obj.c)
-  add_custom_command(OUTPUT ${_pc_bpf_obj}
-    COMMAND ${CMAKE_COMMAND} -E make_directory ${CMAKE_BINARY_DIR}/bpf
-    COMMAND ${PC_BPF_CLANG} -O2 -g -target bpf -mcpu=v3 -Wall -Werror ${_pc_bpf_inc}
-            -I${LIBBPF_INCLUDE_DIR} -c ${_pc_bpf_dir}/kfilter.bpf.c -o ${_pc_bpf_obj}
-    DEPENDS ${_pc_bpf_dir}/kfilter.bpf.c ${_pc_bpf_dir}/kfilter_shared.h
-    COMMENT "Compiling the eBPF kernel filter"
-    VERBATIM)
-  add_custom_command(OUTPUT ${_pc_bpf_c}
-    COMMAND ${CMAKE_COMMAND} -DIN=${_pc_bpf_obj} -DOUT=${_pc_bpf_c} -DNAME=pc_kfilter_bpf_obj
-            -P ${CMAKE_CURRENT_SOURCE_DIR}/cmake/PortcullisEmbed.cmake
-    DEPENDS ${_pc_bpf_obj} ${CMAKE_CURRENT_SOURCE_DIR}/cmake/PortcullisEmbed.cmake
-    COMMENT "Embedding the eBPF kernel filter"
-    VERBATIM)
+  set(PC_BPF_CFLAGS -O2 -g -target bpf -mcpu=v3 -Wall -Werror ${_pc_bpf_inc}
+    -I${LIBBPF_INCLUDE_DIR} -I${CMAKE_CURRENT_SOURCE_DIR}/src/iocp/bpf)
+  pc_bpf_embed(${CMAKE_CURRENT_SOURCE_DIR}/src/iocp/bpf/kfilter.bpf.c pc_kfilter_bpf_obj _pc_bpf_c
+    ${CMAKE_CURRENT_SOURCE_DIR}/src/iocp/bpf/kfilter_shared.h)
   set(PC_EBPF_SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/src/iocp/kfilter_ebpf.c ${_pc_bpf_c})
+  # one target generates the file for both libraries (Makefiles would run the
+  # command twice in parallel otherwise)
+  add_custom_target(pc_kfilter_bpf_gen DEPENDS ${_pc_bpf_c})
   add_library(pc::bpf UNKNOWN IMPORTED)
   set_target_properties(pc::bpf PROPERTIES IMPORTED_LOCATION ${LIBBPF_LIBRARY}
     INTERFACE_INCLUDE_DIRECTORIES ${LIBBPF_INCLUDE_DIR})
@@ -65,6 +78,7 @@ endif()
 function(pc_ebpf_link tgt)
   if(PC_HAVE_EBPF)
     target_link_libraries(${tgt} PRIVATE pc::bpf)
+    add_dependencies(${tgt} pc_kfilter_bpf_gen)
     target_compile_definitions(${tgt} PRIVATE PC_HAVE_EBPF=1)
   endif()
 endfunction()
