@@ -153,7 +153,8 @@ static pc_rules_t *compile(const gen_t *g4, size_t n4, const gen_t *g6, size_t n
 typedef struct lpm_prog_s {
     struct bpf_object *obj;
     int fd;
-    int batch; /* loaded with BPF_MAP_UPDATE_BATCH */
+    int pass_fd; /* pass_all: the test-run baseline */
+    int batch;   /* loaded with BPF_MAP_UPDATE_BATCH */
 } lpm_prog_t;
 
 struct lpm4_key {
@@ -190,6 +191,7 @@ static int lpm_open(lpm_prog_t *p, const gen_t *g4, size_t n4, const gen_t *g6, 
                              (uint32_t)(n4 + n6 + 1));
     if (bpf_object__load(p->obj)) return -1;
     p->fd = bpf_program__fd(bpf_object__find_program_by_name(p->obj, "kfilter_lpm"));
+    p->pass_fd = bpf_program__fd(bpf_object__find_program_by_name(p->obj, "pass_all"));
     struct lpm4_key *k4 = calloc(n4 + 1, sizeof *k4);
     struct lpm6_key *k6 = calloc(n6 + 1, sizeof *k6);
     uint32_t *v = calloc(n4 + n6 + 1, sizeof *v);
@@ -352,9 +354,16 @@ static void measure(const char *label, const opts_t *o, size_t n4, size_t n6)
     pc_addr_t a;
     probe_addr(g4, n4, 4, &a);
     packet(&ack, &a, 0x10);
-    printf("%s ack flat_hot_ns=%.1f lpm_hot_ns=%.1f\n", label,
-           run_all(ff, &ack, 1, o->repeat * 50, NULL),
-           run_all(lp.fd, &ack, 1, o->repeat * 50, NULL));
+    double base = run_all(lp.pass_fd, &ack, 1, o->repeat * 50, NULL);
+    double fa = run_all(ff, &ack, 1, o->repeat * 50, NULL);
+    struct bpf_prog_info info;
+    uint32_t il = sizeof info;
+    memset(&info, 0, sizeof info);
+    unsigned insns = 0;
+    if (bpf_obj_get_info_by_fd(ff, &info, &il) == 0) insns = info.xlated_prog_len / 8;
+    printf("%s ack flat_hot_ns=%.1f lpm_hot_ns=%.1f pass_all_ns=%.1f (test-run baseline) "
+           "flat_program_insns=%u\n",
+           label, fa, run_all(lp.fd, &ack, 1, o->repeat * 50, NULL), base, insns);
     printf("%s load v4=%zu v6=%zu rules_compile_ms=%.0f flat_load_ms=%.0f lpm_load_ms=%.0f "
            "lpm_updates=%s ratio_lpm_over_flat=%.1f\n",
            label, n4, n6, compile_ms, flat_ms, lpm_ms, lp.batch ? "batch" : "single",
