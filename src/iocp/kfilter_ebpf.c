@@ -264,13 +264,16 @@ static int obj_build(kf_ebpf_t *k, const pc_rules_t *rules, kf_obj_t **out, char
                                      : "too many prefixes for the eBPF tier");
         return rc;
     }
+    /* libbpf's messages go to our debug log while we load (its default
+     * prints to stderr); the previous handler is put back afterwards */
+    libbpf_print_fn_t prev_print = libbpf_set_print(libbpf_log);
     kf_obj_t *o = pc__calloc(1, sizeof *o);
     if (!o) {
         rc = PC_ENOMEM;
+        if (why && whylen) snprintf(why, whylen, "out of memory");
         goto done;
     }
     o->nrules = rules ? rules->n : 0;
-    libbpf_set_print(libbpf_log);
     LIBBPF_OPTS(bpf_object_open_opts, oo, .object_name = "pc_kfilter");
     o->obj = bpf_object__open_mem(pc_kfilter_bpf_obj, pc_kfilter_bpf_obj_len, &oo);
     if (!o->obj) {
@@ -356,6 +359,7 @@ static int obj_build(kf_ebpf_t *k, const pc_rules_t *rules, kf_obj_t **out, char
     }
     rc = 0;
 done:
+    libbpf_set_print(prev_print);
     pc__free(r4);
     pc__free(r6);
     if (rc) {

@@ -470,18 +470,34 @@ static void bad_config(void **state)
 
 /* ---- a real listener ---------------------------------------------------------- */
 
-/* Connect from src to 127.0.0.1:port; 1 = connected, 0 = no answer within
- * ms (the SYN was dropped: no SYN-ACK, no reset). */
-static int try_connect(const char *src, int port, int ms)
+/* Connect from src to dst:port (same family); 1 = connected, 0 = no answer
+ * within ms (the SYN was dropped: no SYN-ACK, no reset). */
+static int try_connect_to(const char *src, const char *dst, int port, int ms)
 {
-    int s = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    int v6 = strchr(dst, ':') != NULL;
+    int s = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
     assert_true(s >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    inet_pton(AF_INET, src, &a.sin_addr);
-    assert_int_equal(bind(s, (struct sockaddr *)&a, sizeof a), 0);
-    struct sockaddr_in d = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    inet_pton(AF_INET, "127.0.0.1", &d.sin_addr);
-    int rc = connect(s, (struct sockaddr *)&d, sizeof d);
+    struct sockaddr_storage a, d;
+    memset(&a, 0, sizeof a);
+    memset(&d, 0, sizeof d);
+    socklen_t len;
+    if (v6) {
+        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&a, *d6 = (struct sockaddr_in6 *)&d;
+        a6->sin6_family = d6->sin6_family = AF_INET6;
+        assert_int_equal(inet_pton(AF_INET6, src, &a6->sin6_addr), 1);
+        assert_int_equal(inet_pton(AF_INET6, dst, &d6->sin6_addr), 1);
+        d6->sin6_port = htons((uint16_t)port);
+        len = sizeof *a6;
+    } else {
+        struct sockaddr_in *a4 = (struct sockaddr_in *)&a, *d4 = (struct sockaddr_in *)&d;
+        a4->sin_family = d4->sin_family = AF_INET;
+        assert_int_equal(inet_pton(AF_INET, src, &a4->sin_addr), 1);
+        assert_int_equal(inet_pton(AF_INET, dst, &d4->sin_addr), 1);
+        d4->sin_port = htons((uint16_t)port);
+        len = sizeof *a4;
+    }
+    assert_int_equal(bind(s, (struct sockaddr *)&a, len), 0);
+    int rc = connect(s, (struct sockaddr *)&d, len);
     assert_true(rc == 0 || errno == EINPROGRESS);
     struct pollfd p = {.fd = s, .events = POLLOUT};
     int n = poll(&p, 1, ms);
@@ -495,6 +511,11 @@ static int try_connect(const char *src, int port, int ms)
     }
     close(s);
     return ok;
+}
+
+static int try_connect(const char *src, int port, int ms)
+{
+    return try_connect_to(src, "127.0.0.1", port, ms);
 }
 
 static void real_listener(void **state)
@@ -523,6 +544,60 @@ static void real_listener(void **state)
     pc_rules_free(r);
 }
 
+/* A dual-stack IPv6 listener: IPv4 SYNs reach it as IPv4 packets (rules by
+ * the packet's version, not the socket's family), IPv6 SYNs as IPv6; and a
+ * rule swap on the live socket. Skips if the machine has no ::1. */
+static void real_listener_v6(void **state)
+{
+    int l = socket(AF_INET6, SOCK_STREAM, 0);
+    assert_true(l >= 0);
+    int off = 0;
+    assert_int_equal(setsockopt(l, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off), 0);
+    struct sockaddr_in6 a = {.sin6_family = AF_INET6};
+    inet_pton(AF_INET6, "::ffff:127.0.0.1", &a.sin6_addr); /* reachable as 127.0.0.1 only */
+    assert_int_equal(bind(l, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(l, 64), 0);
+    socklen_t al = sizeof a;
+    assert_int_equal(getsockname(l, (struct sockaddr *)&a, &al), 0);
+    int port = ntohs(a.sin6_port);
+    pc_rules_t *r = rules("deny 127.0.0.3/32\n");
+    kf_ebpf_t *k = open_or_skip(&plain, r, l);
+    assert_int_equal(try_connect("127.0.0.1", port, 5000), 1);
+    assert_int_equal(try_connect("127.0.0.3", port, 1500), 0);
+    kf_ebpf_close(k, l);
+    close(l);
+    pc_rules_free(r);
+
+    l = socket(AF_INET6, SOCK_STREAM, 0);
+    assert_true(l >= 0);
+    memset(&a, 0, sizeof a);
+    a.sin6_family = AF_INET6;
+    a.sin6_addr = in6addr_loopback;
+    if (bind(l, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(l);
+        printf("skipped: no ::1 here\n");
+        return;
+    }
+    assert_int_equal(listen(l, 64), 0);
+    al = sizeof a;
+    assert_int_equal(getsockname(l, (struct sockaddr *)&a, &al), 0);
+    port = ntohs(a.sin6_port);
+    r = rules("deny ::1/128\n");
+    pc_rules_t *none = rules("allow ::/0\n");
+    k = open_or_skip(&plain, r, l);
+    assert_int_equal(try_connect_to("::1", "::1", port, 1500), 0);
+    char why[200] = "";
+    assert_int_equal(kf_ebpf_set_rules(k, r, none, why, sizeof why), 0);
+    assert_int_equal(try_connect_to("::1", "::1", port, 5000), 1);
+    pc_rule_info_t info;
+    assert_int_equal(pc_rules_get(r, 0, &info), 0);
+    assert_true(info.hits >= 1); /* the dropped SYN (and any retransmission) */
+    kf_ebpf_close(k, l);
+    close(l);
+    pc_rules_free(r);
+    pc_rules_free(none);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -535,6 +610,7 @@ int main(void)
         cmocka_unit_test(shadow_mode),
         cmocka_unit_test(swap_rules),
         cmocka_unit_test(real_listener),
+        cmocka_unit_test(real_listener_v6),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
