@@ -65,17 +65,21 @@ static __always_inline int load(struct __sk_buff *skb, __u32 off, void *to, __u3
 SEC("socket")
 int kfilter_lpm(struct __sk_buff *skb)
 {
-    __u8 b0, flags;
+    __u8 h[34], flags;
     __u32 thoff, *val;
-    if (load(skb, 0, &b0, 1)) return skb->len;
-    int v4 = (b0 >> 4) == 4;
-    if (v4)
-        thoff = (__u32)(b0 & 0xf) * 4;
-    else if ((b0 >> 4) == 6)
-        thoff = 40;
-    else
+    if (load(skb, 0, h, 34)) return skb->len;
+    int v4 = (h[0] >> 4) == 4;
+    if (v4) {
+        thoff = (__u32)(h[0] & 0xf) * 4;
+        if (thoff == 20)
+            flags = h[33];
+        else if (load(skb, thoff + 13, &flags, 1))
+            return skb->len;
+    } else if ((h[0] >> 4) == 6) {
+        if (load(skb, 40 + 13, &flags, 1)) return skb->len;
+    } else {
         return skb->len;
-    if (load(skb, thoff + 13, &flags, 1)) return skb->len;
+    }
     if ((flags & (KF_TCP_SYN | KF_TCP_ACK)) != KF_TCP_SYN) return skb->len;
     __u32 st = KF_ST_SYN;
     __u64 *c = bpf_map_lookup_elem(&stats, &st);
@@ -83,14 +87,14 @@ int kfilter_lpm(struct __sk_buff *skb)
     struct kf_src src = {};
     if (v4) {
         struct lpm4_key k = {.prefixlen = 32};
-        if (load(skb, 12, k.a, 4)) return skb->len;
+        __builtin_memcpy(k.a, h + 12, 4);
         src.family = 4;
-        src.hi = (__u64)__builtin_bswap32(*(__u32 *)k.a) << 32;
+        src.hi = (__u64)((__u32)h[12] << 24 | (__u32)h[13] << 16 | (__u32)h[14] << 8 | h[15]) << 32;
         if (bpf_map_lookup_elem(&blocked, &src)) return 0;
         val = bpf_map_lookup_elem(&lpm4, &k);
     } else {
         struct lpm6_key k = {.prefixlen = 128};
-        if (load(skb, 8, k.a, 16)) return skb->len;
+        __builtin_memcpy(k.a, h + 8, 16);
         src.family = 6;
         __builtin_memcpy(&src.hi, k.a, 8);
         __builtin_memcpy(&src.lo, k.a + 8, 8);

@@ -104,15 +104,28 @@ static size_t packet(uint8_t *p, const pc_addr_t *src, uint8_t flags)
     return (size_t)(tcp + 20 - p);
 }
 
-/* Run the program on one packet: 1 = passed, 0 = dropped. */
-static int run(kf_ebpf_t *k, const pc_addr_t *src, uint8_t flags)
+/* Run the program on one packet: 1 = passed, 0 = dropped. opt: IPv4 option
+ * words (0..10) inserted after the fixed header. */
+static int run_opt(kf_ebpf_t *k, const pc_addr_t *src, uint8_t flags, unsigned opt)
 {
     uint8_t pkt[128];
     size_t n = packet(pkt, src, flags);
+    if (opt) {
+        memmove(pkt + 34 + 4 * opt, pkt + 34, n - 34);
+        memset(pkt + 34, 1, 4 * opt); /* NOP options */
+        pkt[14] = (uint8_t)(0x40 | (5 + opt));
+        pkt[17] = (uint8_t)(40 + 4 * opt);
+        n += 4 * opt;
+    }
     LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = pkt, .data_size_in = (uint32_t)n, .repeat = 1);
     int err = bpf_prog_test_run_opts(kf_ebpf_prog_fd(k), &o);
     if (err) fail_msg("BPF_PROG_TEST_RUN: %s", strerror(errno));
     return o.retval != 0;
+}
+
+static int run(kf_ebpf_t *k, const pc_addr_t *src, uint8_t flags)
+{
+    return run_opt(k, src, flags, 0);
 }
 
 static pc_addr_t addr(const char *s)
@@ -333,6 +346,26 @@ static void non_syn_passes(void **state)
     kf_ebpf_stats(k, &st);
     assert_int_equal(st.syn_seen, 2);
     assert_int_equal(st.dropped_rules, 2);
+    kf_ebpf_close(k, -1);
+    pc_rules_free(r);
+}
+
+/* IPv4 headers with options: the TCP header is found by the IHL. */
+static void ipv4_options(void **state)
+{
+    pc_rules_t *r = rules("deny 192.0.2.0/24\n");
+    kf_ebpf_t *k = open_or_skip(&plain, r, -1);
+    pc_addr_t d = addr("192.0.2.1"), p = addr("198.51.100.1");
+    for (unsigned opt = 0; opt <= 10; opt++) {
+        assert_false(run_opt(k, &d, TCP_SYN, opt));
+        assert_true(run_opt(k, &d, TCP_ACK, opt));
+        assert_true(run_opt(k, &d, TCP_SYN | TCP_ACK, opt));
+        assert_true(run_opt(k, &p, TCP_SYN, opt));
+    }
+    kf_ebpf_stats_t st;
+    kf_ebpf_stats(k, &st);
+    assert_int_equal(st.syn_seen, 22);
+    assert_int_equal(st.dropped_rules, 11);
     kf_ebpf_close(k, -1);
     pc_rules_free(r);
 }
@@ -614,6 +647,7 @@ int main(void)
         cmocka_unit_test(edges_and_exceptions),
         cmocka_unit_test(rules_match_reference),
         cmocka_unit_test(non_syn_passes),
+        cmocka_unit_test(ipv4_options),
         cmocka_unit_test(rate_bucket),
         cmocka_unit_test(blocked_sources),
         cmocka_unit_test(shadow_mode),

@@ -163,20 +163,30 @@ static __always_inline int load(struct __sk_buff *skb, __u32 off, void *to, __u3
     return bpf_skb_load_bytes_relative(skb, off, to, len, BPF_HDR_START_NET);
 }
 
+/* The first bytes of a packet: an IPv4 header without options and the TCP
+ * header up to its flags, or the IPv6 header and its source address. One
+ * helper call reads them for the common case. */
+#define KF_HEAD 34
+
 SEC("socket")
 int kfilter(struct __sk_buff *skb)
 {
-    __u8 b0, flags;
+    __u8 h[KF_HEAD], flags;
     __u32 thoff;
-    if (load(skb, 0, &b0, 1)) return skb->len;
-    int v4 = (b0 >> 4) == 4;
-    if (v4)
-        thoff = (__u32)(b0 & 0xf) * 4;
-    else if ((b0 >> 4) == 6)
-        thoff = 40; /* TCP right after the fixed header (else: passed below) */
-    else
+    if (load(skb, 0, h, KF_HEAD)) return skb->len; /* no TCP packet is this short */
+    int v4 = (h[0] >> 4) == 4;
+    if (v4) {
+        thoff = (__u32)(h[0] & 0xf) * 4;
+        if (thoff == 20)
+            flags = h[33];
+        else if (load(skb, thoff + 13, &flags, 1))
+            return skb->len;
+    } else if ((h[0] >> 4) == 6) {
+        /* TCP right after the fixed header (else: passed below) */
+        if (load(skb, 40 + 13, &flags, 1)) return skb->len;
+    } else {
         return skb->len;
-    if (load(skb, thoff + 13, &flags, 1)) return skb->len;
+    }
     if ((flags & (KF_TCP_SYN | KF_TCP_ACK)) != KF_TCP_SYN) return skb->len;
 
     /* A SYN from here on. */
@@ -187,14 +197,12 @@ int kfilter(struct __sk_buff *skb)
     __u64 ah = 0, al = 0;
     __u32 a4 = 0;
     if (v4) {
-        __u8 proto;
-        if (load(skb, 9, &proto, 1) || proto != KF_IPPROTO_TCP) return skb->len;
-        if (load(skb, 12, &a4, 4)) return skb->len;
-        a4 = __builtin_bswap32(a4);
+        if (h[9] != KF_IPPROTO_TCP) return skb->len;
+        a4 = (__u32)h[12] << 24 | (__u32)h[13] << 16 | (__u32)h[14] << 8 | h[15];
     } else {
-        __u8 nh;
-        if (load(skb, 6, &nh, 1) || nh != KF_IPPROTO_TCP) return skb->len;
-        if (load(skb, 8, &ah, 8) || load(skb, 16, &al, 8)) return skb->len;
+        if (h[6] != KF_IPPROTO_TCP) return skb->len;
+        __builtin_memcpy(&ah, h + 8, 8);
+        __builtin_memcpy(&al, h + 16, 8);
         ah = __builtin_bswap64(ah);
         al = __builtin_bswap64(al);
         if (ah == 0 && (al >> 32) == 0xffff) { /* ::ffff:a.b.c.d is IPv4 */
