@@ -330,12 +330,14 @@ static int obj_build(kf_ebpf_t *k, const pc_rules_t *rules, kf_obj_t **out, char
     }
     memcpy(p4, r4, (size_t)n4 * sizeof *r4);
     memcpy(p6, r6, (size_t)n6 * sizeof *r6);
-    /* idx4[h]: first entry starting at or after h << 16 */
-    uint32_t j = 0;
-    for (uint64_t h = 0; h < KF_IDX4_N; h++) {
+    /* idx4[h] = first(h) | first(h + 1) << 32, first(h) the first entry
+     * starting at or after h << 16 (first(65536) = n4) */
+    uint32_t j = 0, prev = 0;
+    for (uint64_t h = 0; h <= KF_IDX4_N; h++) {
         while (j < n4 && (r4[j] >> 32) < (h << 16))
             j++;
-        pi[h] = j;
+        if (h) pi[h - 1] = prev | (uint64_t)j << 32;
+        prev = j;
     }
     munmap(p4, b4);
     munmap(pi, bi);

@@ -247,7 +247,10 @@ static char *rnd_rules(size_t n, pc_addr_t *probe, size_t *nprobe)
 static void rules_match_reference(void **state)
 {
     for (int round = 0; round < 6; round++) {
-        size_t n = round == 0 ? 1 : round < 3 ? 20 : 400;
+        size_t n = round == 0  ? 1
+                   : round < 3 ? 20
+                   : round < 5 ? 400
+                               : 3000; /* both IPv4 searches */
         size_t np = 0, nmax = 3 * n + 3000;
         pc_addr_t *probe = calloc(nmax, sizeof *probe);
         assert_non_null(probe);

@@ -16,9 +16,10 @@
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
 /* Rule ranges, IPv4: sorted disjoint intervals covering the address space,
- * entry = start << 32 | value (value: KF_VAL_*). idx4[h] is the first entry
- * whose start is >= h << 16 (h = 0..65536), so a lookup searches only the
- * entries of its top 16 bits. Filled through mmap by the loader. */
+ * entry = start << 32 | value (value: KF_VAL_*). idx4[h] holds first(h) |
+ * first(h + 1) << 32, first(h) being the first entry whose start is
+ * >= h << 16, so a lookup reads both bounds of its top 16 bits' entries at
+ * once and searches only those. Filled through mmap by the loader. */
 struct {
     __uint(type, BPF_MAP_TYPE_ARRAY);
     __uint(map_flags, BPF_F_MMAPABLE);
@@ -31,7 +32,7 @@ struct {
     __uint(type, BPF_MAP_TYPE_ARRAY);
     __uint(map_flags, BPF_F_MMAPABLE);
     __type(key, __u32);
-    __type(value, __u64); /* array elements are 8-byte aligned anyway */
+    __type(value, __u64);
     __uint(max_entries, KF_IDX4_N);
 } idx4 SEC(".maps");
 
@@ -92,15 +93,20 @@ static __always_inline void count(__u32 what)
 
 static __always_inline __u32 lookup4(const struct kf_cfg *c, __u32 a)
 {
-    __u32 h = a >> 16, h1 = h + 1;
-    __u64 *p = bpf_map_lookup_elem(&idx4, &h);
-    __u64 *q = bpf_map_lookup_elem(&idx4, &h1);
-    if (!p || !q) return 0;
-    /* Last entry with start <= a: search (lo, hi] for it, entry lo - 1 is
-     * known to start at or before h << 16 (idx4[h] - 1 >= 0 always: entry 0
-     * starts at 0). */
-    __u32 lo = (__u32)*p, hi = (__u32)*q; /* answer in [lo - 1, hi - 1] */
-    if (lo == 0) lo = 1;
+    /* Last entry with start <= a: search [lo, hi) for the first entry
+     * starting after a; the answer is the one before it. Entry 0 starts at
+     * 0, so lo >= 1 keeps the answer in range. */
+    __u32 lo = 1, hi = c->n4;
+    if (hi > KF_SMALL4) {
+        /* narrow to the entries of a's top 16 bits: entry first(h) - 1
+         * starts at or before h << 16 */
+        __u32 h = a >> 16;
+        __u64 *p = bpf_map_lookup_elem(&idx4, &h);
+        if (!p) return 0;
+        __u64 b = *p;
+        lo = (__u32)b, hi = (__u32)(b >> 32);
+        if (lo == 0) lo = 1;
+    }
     for (int i = 0; i < KF_SEARCH_STEPS4; i++) {
         if (lo >= hi) break;
         __u32 mid = lo + (hi - lo) / 2;

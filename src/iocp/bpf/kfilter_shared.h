@@ -22,8 +22,10 @@ typedef uint64_t kf_u64;
 #define KF_VAL_DENY 0x80000000u
 #define KF_VAL_RULE 0x7fffffffu
 
-/* idx4 entries: one per top-16-bit block plus the end. */
-#define KF_IDX4_N 65537u
+/* idx4 entries: one per top-16-bit block. Up to KF_SMALL4 IPv4 entries the
+ * program searches them all (a few cached lines) and leaves idx4 alone. */
+#define KF_IDX4_N 65536u
+#define KF_SMALL4 512u
 /* Binary search bounds: 2^22 entries per IPv4 block (more than any set of
  * 2^21 prefixes makes) and 2^22 IPv6 entries. */
 #define KF_SEARCH_STEPS4 23
