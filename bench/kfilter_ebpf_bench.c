@@ -5,14 +5,13 @@
  * LPM trie (bench/kfilter_lpm.bpf.c), side by side in one run.
  *
  *   pc-kfilter-ebpf-bench [--v4 1000000] [--v6 100000] [--probes 4096]
- *                         [--repeat 200] [--seed S]
+ *                         [--repeat 200] [--seed S] [--v4-hosts]
  *
  * Rule sets are random deny lists with a BGP-like prefix-length mix (as
- * pc-filter-bench). Each program runs on crafted Ethernet + IP + TCP SYNs
- * through BPF_PROG_TEST_RUN: "hot" is the kernel's mean over --repeat runs
- * of the same packet (caches warm), "single" one run per packet (the
- * kernel's timer around one run included, so it is an upper bound), both
- * averaged over --probes packets (half inside a prefix, half anywhere).
+ * pc-filter-bench; --v4-hosts: all IPv4 prefixes /32). Each program runs on crafted Ethernet + IP +
+ * TCP SYNs through BPF_PROG_TEST_RUN: "hot" is the kernel's mean over --repeat runs of the same
+ * packet (caches warm), "single" one run per packet (the kernel's timer around one run included, so
+ * it is an upper bound), both averaged over --probes packets (half inside a prefix, half anywhere).
  * Also: a small set, no rules, and a non-SYN packet (what an accepted
  * socket pays). Needs CAP_BPF; without it prints "skipped" and exits 0.
  * It measures; it never fails on a time (only on a verdict mismatch). */
@@ -63,11 +62,15 @@ static int gen_cmp(const void *x, const void *y)
     return (int)a->len - (int)b->len;
 }
 
+static int v4_hosts; /* --v4-hosts: IPv4 prefixes all /32 (a deny list of addresses) */
+
 /* IPv4: ~60% /24, most of the rest /16-/23, 1% /8-/15, in 1.0.0.0-223.x. */
 static void gen_v4(gen_t *g)
 {
     unsigned r = (unsigned)(rnd() % 1000), len;
-    if (r < 600)
+    if (v4_hosts)
+        len = 32;
+    else if (r < 600)
         len = 24;
     else if (r < 990)
         len = 16 + (unsigned)(rnd() % 8);
@@ -388,11 +391,15 @@ int main(int argc, char **argv)
             o.probes = strtoull(v, NULL, 10), i++;
         else if (!strcmp(argv[i], "--repeat") && v)
             o.repeat = (unsigned)strtoul(v, NULL, 10), i++;
+        else if (!strcmp(argv[i], "--v4-hosts"))
+            v4_hosts = 1;
         else if (!strcmp(argv[i], "--seed") && v)
             rng = strtoull(v, NULL, 10) | 1, i++;
         else {
-            fprintf(stderr, "usage: %s [--v4 N] [--v6 N] [--probes N] [--repeat N] [--seed S]\n",
-                    argv[0]);
+            fprintf(
+                stderr,
+                "usage: %s [--v4 N] [--v6 N] [--probes N] [--repeat N] [--seed S] [--v4-hosts]\n",
+                argv[0]);
             return 2;
         }
     }
