@@ -69,7 +69,9 @@ static int fail(char *why, size_t whylen, int e, const char *what)
     if (why && whylen) {
         const char *hint = "";
         if (e == EPERM || e == EACCES)
-            hint = strstr(what, "SO_ATTACH") ? " (needs CAP_NET_ADMIN)"
+            /* the attach: this kernel (6.18) takes CAP_BPF alone, others
+             * or an LSM may want CAP_NET_ADMIN as for classic filters */
+            hint = strstr(what, "SO_ATTACH") ? " (the kernel wants a capability: CAP_NET_ADMIN)"
                                              : " (needs CAP_BPF or CAP_SYS_ADMIN)";
         snprintf(why, whylen, "%s: %s%s", what, strerror(e), hint);
     }
