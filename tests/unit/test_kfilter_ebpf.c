@@ -589,6 +589,40 @@ static void real_listener(void **state)
     pc_rules_free(r);
 }
 
+/* The bucket and a blocked source on a real listener: SYNs over the burst
+ * and from a marked source get no SYN-ACK. */
+static void real_listener_rate_and_block(void **state)
+{
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(l >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    assert_int_equal(bind(l, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(l, 64), 0);
+    socklen_t al = sizeof a;
+    assert_int_equal(getsockname(l, (struct sockaddr *)&a, &al), 0);
+    int port = ntohs(a.sin_port);
+    kf_ebpf_config_t c = plain;
+    c.rate = 0.1; /* one SYN per 10 s after the burst: no refill during the test */
+    c.burst = 3;
+    kf_ebpf_t *k = open_or_skip(&c, NULL, l);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(try_connect("127.0.0.4", port, 5000), 1);
+    assert_int_equal(try_connect("127.0.0.4", port, 1500), 0); /* over the burst */
+    assert_int_equal(try_connect("127.0.0.1", port, 5000), 1); /* another source */
+    pc_addr_t b = addr("127.0.0.5");
+    assert_int_equal(kf_ebpf_block_source(k, &b, 1), 0);
+    assert_int_equal(try_connect("127.0.0.5", port, 1500), 0);
+    assert_int_equal(kf_ebpf_block_source(k, &b, 0), 0);
+    assert_int_equal(try_connect("127.0.0.5", port, 5000), 1);
+    kf_ebpf_stats_t st;
+    kf_ebpf_stats(k, &st);
+    assert_true(st.dropped_rate >= 1);
+    assert_true(st.dropped_max >= 1);
+    kf_ebpf_close(k, l);
+    close(l);
+}
+
 /* A dual-stack IPv6 listener: IPv4 SYNs reach it as IPv4 packets (rules by
  * the packet's version, not the socket's family), IPv6 SYNs as IPv6; and a
  * rule swap on the live socket. Skips if the machine has no ::1. */
@@ -657,6 +691,7 @@ int main(void)
         cmocka_unit_test(swap_rules),
         cmocka_unit_test(real_listener),
         cmocka_unit_test(real_listener_v6),
+        cmocka_unit_test(real_listener_rate_and_block),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
