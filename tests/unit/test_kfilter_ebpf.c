@@ -32,6 +32,8 @@ int main(void)
 #include <time.h>
 #include <unistd.h>
 
+#include <pthread.h>
+
 #include <bpf/bpf.h>
 
 #include "portcullis.h"
@@ -402,6 +404,49 @@ static void rate_bucket(void **state)
     kf_ebpf_close(k, -1);
 }
 
+/* Racing CPUs: threads sending SYNs of one source at once get the burst,
+ * plus at most one SYN per extra thread (docs/kernel-filter-ebpf.md). */
+typedef struct racer_s {
+    kf_ebpf_t *k;
+    int passed;
+} racer_t;
+
+static void *racer(void *arg)
+{
+    racer_t *r = arg;
+    pc_addr_t a = addr("192.0.2.99");
+    for (int i = 0; i < 400; i++)
+        r->passed += run(r->k, &a, TCP_SYN);
+    return NULL;
+}
+
+static void rate_bucket_race(void **state)
+{
+    kf_ebpf_config_t c = plain;
+    c.rate = 0.001; /* no refill during the test */
+    c.burst = 100;
+    kf_ebpf_t *k = open_or_skip(&c, NULL, -1);
+    enum { T = 4 };
+    racer_t r[T];
+    pthread_t th[T];
+    for (int i = 0; i < T; i++) {
+        r[i] = (racer_t){k, 0};
+        assert_int_equal(pthread_create(&th[i], NULL, racer, &r[i]), 0);
+    }
+    int passed = 0;
+    for (int i = 0; i < T; i++) {
+        pthread_join(th[i], NULL);
+        passed += r[i].passed;
+    }
+    printf("racing threads: %d of %d SYNs passed a burst of 100\n", passed, T * 400);
+    if (passed < 100 || passed > 100 + T - 1) fail_msg("%d SYNs passed a burst of 100", passed);
+    kf_ebpf_stats_t st;
+    kf_ebpf_stats(k, &st);
+    assert_int_equal(st.syn_seen, T * 400);
+    assert_int_equal(st.dropped_rate, (uint64_t)(T * 400 - passed));
+    kf_ebpf_close(k, -1);
+}
+
 static void blocked_sources(void **state)
 {
     kf_ebpf_config_t c = plain;
@@ -686,6 +731,7 @@ int main(void)
         cmocka_unit_test(non_syn_passes),
         cmocka_unit_test(ipv4_options),
         cmocka_unit_test(rate_bucket),
+        cmocka_unit_test(rate_bucket_race),
         cmocka_unit_test(blocked_sources),
         cmocka_unit_test(shadow_mode),
         cmocka_unit_test(swap_rules),

@@ -149,8 +149,10 @@ static __always_inline int rate_ok(const struct kf_cfg *c, const struct kf_src *
     __u64 *tat = bpf_map_lookup_elem(&buckets, src);
     if (!tat) {
         __u64 v = now + c->interval_ns;
-        bpf_map_update_elem(&buckets, src, &v, BPF_NOEXIST);
-        return 1;
+        if (bpf_map_update_elem(&buckets, src, &v, BPF_NOEXIST) == 0) return 1;
+        /* another CPU inserted it first: take the common path */
+        tat = bpf_map_lookup_elem(&buckets, src);
+        if (!tat) return 1; /* evicted meanwhile (LRU) or the map is full */
     }
     __u64 t = *tat;
     if (t < now) {
