@@ -10,10 +10,11 @@
 # CMake package that provides it (with the targets to prefer, in order) and
 # its flags in portcullis.pc's Libs.private (default: -l<first library>).
 # A new private dependency is one more pc__dep_spec line here, then in the
-# build: pc_private_dep(<name>) in cmake/PortcullisDeps.cmake and
+# build: pc_private_dep(<name>) in cmake/PortcullisDeps.cmake (or where the
+# feature is configured, as cmake/PortcullisEbpf.cmake does for bpf) and
 # list(APPEND PC_PRIVATE_DEPS <name>) in CMakeLists.txt where it is used;
-# the package config and portcullis.pc follow from that list. For libbpf:
-#   pc__dep_spec(bpf      bpf/libbpf.h bpf "" "" "-lbpf -lelf -lz")
+# the package config and portcullis.pc follow from that list (libbpf below is
+# one, used when the eBPF tier of the kernel filter is built).
 
 # pc__dep_spec(<name> <header> <libraries> [<package> <targets> [<pc flags>]])
 # Lists are ';'-separated strings; the targets are tried in order.
@@ -42,6 +43,7 @@ endif()
 #           name      header       libraries         package   targets
 pc__dep_spec(mimalloc mimalloc.h   "${_pc_mimalloc}" mimalloc "${_pc_mimalloc}")
 pc__dep_spec(uring    liburing.h   uring)
+pc__dep_spec(bpf      bpf/libbpf.h bpf "" "" "-lbpf -lelf -lz")
 
 # pc_private_dep(<name> [QUIET])
 # Defines the INTERFACE IMPORTED target pc::<name> (once) and sets

@@ -26,7 +26,8 @@ pc_need_pkgs() {
 }
 
 pc_base_pkgs() {
-  pc_need_pkgs build-essential cmake pkg-config libmimalloc-dev libcmocka-dev liburing-dev python3
+  pc_need_pkgs build-essential cmake pkg-config libmimalloc-dev libcmocka-dev liburing-dev python3 \
+    libbpf-dev clang # libbpf-dev, clang: the eBPF tier of the kernel filter (cmake/PortcullisEbpf.cmake)
 }
 
 pc_jobs() { nproc 2>/dev/null || echo 2; }

@@ -47,27 +47,30 @@ typedef struct kf_ebpf_config_s {
 /* Counters of SYNs the program saw (summed over CPUs). */
 typedef struct kf_ebpf_stats_s {
     uint64_t syn_seen;
-    uint64_t dropped_rules;     /* denied by a rule */
-    uint64_t dropped_rate;      /* bucket empty */
-    uint64_t dropped_max;       /* source marked blocked */
-    uint64_t would_drop;        /* shadow mode: would have dropped (any step) */
+    uint64_t dropped_rules; /* denied by a rule */
+    uint64_t dropped_rate;  /* bucket empty */
+    uint64_t dropped_max;   /* source marked blocked */
+    uint64_t would_drop;    /* shadow mode: would have dropped (any step) */
 } kf_ebpf_stats_t;
 
 /* Build maps and program for rules (NULL: no rules) and attach them to the
- * listening socket fd (SO_ATTACH_BPF). Returns 0, or: PC_EPERM (bpf() or the
- * attach refused: no CAP_BPF / CAP_NET_ADMIN), PC_ENOSYS (no eBPF support,
- * or the tier not built), PC_ENOMEM, PC_EINVAL. On failure nothing stays
- * attached or allocated, *out is NULL and why (if not NULL) receives a
- * one-line reason ("bpf(BPF_MAP_CREATE): Operation not permitted"). */
+ * listening socket fd (SO_ATTACH_BPF); fd < 0 builds without attaching (tests
+ * and the benchmark drive the program with BPF_PROG_TEST_RUN). Returns 0, or: PC_EPERM (bpf() or
+ * the attach refused: no CAP_BPF / CAP_NET_ADMIN), PC_ENOSYS (no eBPF support, or the tier not
+ * built), PC_ENOMEM, PC_EINVAL. On failure nothing stays attached or allocated, *out is NULL and
+ * why (if not NULL) receives a one-line reason ("bpf(BPF_MAP_CREATE): Operation not permitted"). */
 int kf_ebpf_open(const kf_ebpf_config_t *cfg, const pc_rules_t *rules, int fd, kf_ebpf_t **out,
                  char *why, size_t whylen);
 
 /* Put a new rule set in the kernel: new maps and program built beside the
  * live ones, then swapped with one SO_ATTACH_BPF (atomic for the kernel: a
- * SYN sees the old program or the new). Before the swap the old set's kernel
- * drop counts are folded into old_rules' hit counters (so the server's carry
- * of counters to the new set includes them). On failure the old program stays
- * in force and the error is returned as for kf_ebpf_open. */
+ * SYN sees the old program or the new). The source maps (buckets, blocked
+ * sources) and the stats carry over. Right after the swap, before returning,
+ * the old set's kernel drop counts are folded into old_rules' hit counters
+ * (so the server's carry of counters to the new set includes them, and no
+ * drop counted between a fold and the swap is lost); old_rules NULL drops
+ * them. On failure the old program stays in force and the error is returned
+ * as for kf_ebpf_open. */
 int kf_ebpf_set_rules(kf_ebpf_t *k, pc_rules_t *old_rules, const pc_rules_t *new_rules, char *why,
                       size_t whylen);
 
@@ -80,9 +83,16 @@ void kf_ebpf_collect_hits(kf_ebpf_t *k, pc_rules_t *rules);
  * PC_E* code. */
 int kf_ebpf_block_source(kf_ebpf_t *k, const pc_addr_t *src, int block);
 
+/* Counters since kf_ebpf_open (they survive kf_ebpf_set_rules). k NULL or a
+ * failing read: zeros. */
 void kf_ebpf_stats(kf_ebpf_t *k, kf_ebpf_stats_t *out);
 
-/* Detach (SO_DETACH_BPF) and free maps and program. NULL is a no-op. */
+/* File descriptor of the program in force (owned by k), or -1: for tests and
+ * the benchmark (BPF_PROG_TEST_RUN). */
+int kf_ebpf_prog_fd(const kf_ebpf_t *k);
+
+/* Detach (SO_DETACH_BPF on fd, if fd >= 0) and free maps and program. NULL
+ * is a no-op. */
 void kf_ebpf_close(kf_ebpf_t *k, int fd);
 
 #endif

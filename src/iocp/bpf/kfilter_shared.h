@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: MIT */
+/* Layouts shared by the eBPF program (kfilter.bpf.c) and its loader
+ * (kfilter_ebpf.c). Fixed-width types only; both sides are little-endian
+ * x86-64/arm64 and BPF of the same host. */
+#ifndef PC_IOCP_BPF_KFILTER_SHARED_H
+#define PC_IOCP_BPF_KFILTER_SHARED_H
+
+#ifdef __bpf__
+#include <linux/types.h>
+typedef __u8 kf_u8;
+typedef __u32 kf_u32;
+typedef __u64 kf_u64;
+#else
+#include <stdint.h>
+typedef uint8_t kf_u8;
+typedef uint32_t kf_u32;
+typedef uint64_t kf_u64;
+#endif
+
+/* Range value: 0 = no rule; else rule index + 1 in the low 31 bits and
+ * KF_VAL_DENY when that rule denies. */
+#define KF_VAL_DENY 0x80000000u
+#define KF_VAL_RULE 0x7fffffffu
+
+/* idx4 entries: one per top-16-bit block. Up to KF_SMALL4 IPv4 entries the
+ * program searches them all (a few cached lines) and leaves idx4 alone. */
+#define KF_IDX4_N 65536u
+#define KF_SMALL4 512u
+/* Binary search bounds: 2^22 entries per IPv4 block (more than any set of
+ * 2^21 prefixes makes) and 2^22 IPv6 entries. */
+#define KF_SEARCH_STEPS4 23
+#define KF_SEARCH_STEPS6 23
+#define KF_RANGES_MAX    ((kf_u32)1 << 22)
+
+#define KF_TCP_SYN     0x02
+#define KF_TCP_ACK     0x10
+#define KF_IPPROTO_TCP 6
+
+struct kf_range6 {
+    kf_u64 hi, lo; /* start of the interval */
+    kf_u32 val;
+    kf_u32 pad;
+};
+
+/* Source key of the bucket and blocked maps: the address masked to the
+ * source prefix, IPv4 in the top 32 bits of hi. */
+struct kf_src {
+    kf_u32 family;
+    kf_u32 pad;
+    kf_u64 hi, lo;
+};
+
+struct kf_cfg {
+    kf_u64 interval_ns; /* 1e9 / rate; 0: no bucket */
+    kf_u64 window_ns;   /* (burst - 1) * interval_ns */
+    kf_u64 mask6_hi, mask6_lo;
+    kf_u32 mask4;
+    kf_u32 shadow;
+    kf_u32 n4, n6; /* entries of ranges4 / ranges6 */
+};
+
+/* Slots of the per-CPU stats array. */
+enum {
+    KF_ST_SYN = 0,
+    KF_ST_DROP_RULES,
+    KF_ST_DROP_RATE,
+    KF_ST_DROP_MAX,
+    KF_ST_WOULD_DROP,
+    KF_ST_N
+};
+
+#endif
