@@ -606,6 +606,7 @@ typedef struct pc_server_stats_s {
     uint64_t send_refused;                     /* sends refused by max_buffered_bytes */
     uint64_t source_table_full;                /* accepts that found the per-source table full */
     uint64_t source_entries;                   /* per-source entries in use now */
+    uint64_t source_active;                    /* of which sources holding open connections */
     uint64_t rule_count;                       /* rules in force */
     uint64_t proxy_headers;                    /* PROXY headers parsed */
     uint64_t proxy_errors[PC_PROXY_ERR_COUNT]; /* malformed headers, per cause */
