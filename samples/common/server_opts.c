@@ -60,6 +60,10 @@ void server_opts_usage(FILE *f)
             "                            IPv6 /64)\n"
             "  --per-source-rate R/B     new connections per second per source, bucket B\n"
             "  --shadow                  count what the filter would reject, reject nothing\n"
+            "  --proxy-protocol FILE     trusted proxies, rules format (allow ADDR[/LEN] =\n"
+            "                            trusted): their connections must start with a\n"
+            "                            PROXY v1/v2 header naming the real client\n"
+            "  --proxy-timeout MS        time a trusted proxy has to send it (default 3000)\n"
             "  --conditional-accept M    on, off or auto (Windows SO_CONDITIONAL_ACCEPT)\n");
 }
 
@@ -112,6 +116,8 @@ int server_opts_parse(server_opts_t *o, int argc, char **argv, int *i)
                                              "--per-source-max",
                                              "--per-source-rate",
                                              "--conditional-accept",
+                                             "--proxy-protocol",
+                                             "--proxy-timeout",
                                              NULL};
     int known = 0;
     for (int k = 0; with_value[k]; k++)
@@ -149,6 +155,11 @@ int server_opts_parse(server_opts_t *o, int argc, char **argv, int *i)
         if (!bad) cfg->backend = (pc_backend_t)b;
     } else if (!strcmp(a, "--rules")) {
         o->rules_path = v;
+    } else if (!strcmp(a, "--proxy-protocol")) {
+        o->proxy_path = v;
+    } else if (!strcmp(a, "--proxy-timeout")) {
+        bad = parse_uint(v, 86400000ul, &n) || n == 0;
+        if (!bad) cfg->proxy_timeout_ms = (unsigned)n;
     } else if (!strcmp(a, "--per-source-max")) {
         bad = parse_uint(v, 100000000ul, &n);
         if (!bad) cfg->per_source_max = (unsigned)n;
@@ -175,11 +186,20 @@ int server_opts_parse(server_opts_t *o, int argc, char **argv, int *i)
 int server_opts_load_rules(server_opts_t *o)
 {
     if (!o->nlisten) o->listen[o->nlisten++] = o->default_listen;
-    if (!o->rules_path) return 0;
     char err[512];
     pc_rules_t *r;
+    if (o->proxy_path) {
+        if (pc_rules_load_file(o->proxy_path, &r, err, sizeof err) < 0) {
+            fprintf(stderr, "%s: --proxy-protocol: %s\n", o->prog, err);
+            return 1;
+        }
+        o->cfg->proxy_trusted = r;
+    }
+    if (!o->rules_path) return 0;
     if (pc_rules_load_file(o->rules_path, &r, err, sizeof err) < 0) {
         fprintf(stderr, "%s: %s\n", o->prog, err);
+        if (o->cfg->proxy_trusted) pc_rules_free(o->cfg->proxy_trusted);
+        o->cfg->proxy_trusted = NULL;
         return 1;
     }
     o->cfg->rules = r;
@@ -204,6 +224,7 @@ void server_opts_announce(server_opts_t *o, pc_server_t *srv)
            st.accept_mode == PC_ACCEPT_MODE_PRE_HANDSHAKE ? "pre-handshake" : "post-handshake");
     if (o->rules_path)
         printf("rules: %llu from %s\n", (unsigned long long)st.rule_count, o->rules_path);
+    if (o->proxy_path) printf("PROXY protocol: trusted proxies from %s\n", o->proxy_path);
     for (int i = 0; i < o->nlisten; i++) {
         struct sockaddr_storage ss;
         socklen_t len;
@@ -229,6 +250,7 @@ int server_opts_start(server_opts_t *o, pc_server_t **out)
     if (rc < 0) {
         fprintf(stderr, "%s: %s\n", o->prog, pc_strerror(rc));
         if (o->cfg->rules) pc_rules_free(o->cfg->rules);
+        if (o->cfg->proxy_trusted) pc_rules_free(o->cfg->proxy_trusted);
         return 1;
     }
     for (int i = 0; i < o->nlisten; i++) {

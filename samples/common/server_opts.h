@@ -19,6 +19,7 @@ typedef struct server_opts_s {
     int nlisten;
     const char *default_listen;
     const char *rules_path;
+    const char *proxy_path; /* --proxy-protocol: trusted proxies */
     unsigned drain_ms;
     pc_server_config_t *cfg;
 } server_opts_t;
@@ -32,7 +33,8 @@ int server_opts_parse(server_opts_t *o, int argc, char **argv, int *i);
 /* The shared options' usage lines. */
 void server_opts_usage(FILE *f);
 /* The steps of server_opts_start, for servers that create their own
- * pc_server_t (pc-http): load --rules into cfg->rules (returns 0 or the exit
+ * pc_server_t (pc-http): load --rules into cfg->rules and --proxy-protocol
+ * into cfg->proxy_trusted (returns 0 or the exit
  * status, message with FILE:LINE printed); install the signal handlers;
  * print the backend, accept mode, rule count and "listening on ADDR:PORT"
  * for each listener (o->listen[i] is listener i). */
