@@ -124,7 +124,9 @@ def run(args, failures):
         cfg = os.path.join(tmp, "haproxy.cfg")
         with open(cfg, "w") as f:
             f.write("global\n    maxconn 200\n"
-                    "defaults\n    mode tcp\n    timeout connect 5s\n"
+                    # retries 0: HAProxy takes a reset right after the header
+                    # for a failed connect and would retry it (counted again)
+                    "defaults\n    mode tcp\n    retries 0\n    timeout connect 5s\n"
                     "    timeout client 30s\n    timeout server 30s\n")
             for v, opt in (("v2", "send-proxy-v2"), ("v1", "send-proxy")):
                 f.write("frontend fe_%s\n    bind %s:%d\n    default_backend be_%s\n"
