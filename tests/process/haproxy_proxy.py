@@ -16,9 +16,10 @@ server line says send-proxy-v2, one send-proxy (v1). Through each frontend:
     (--per-source-max 2 keyed by the real client) while 127.0.0.9 is served;
     once the two close, 127.0.0.8 is served again (its slots came back).
 
-Then /metrics (asked directly from 127.0.0.3, an untrusted source that needs
-no header) must count 4 PROXY rejections (2 rules, 2 source_max), at least
-10 headers parsed and no malformed header.
+HAProxy health-checks the server (check inter 500: its checks carry a
+header too). Then /metrics (asked directly from 127.0.0.3, an untrusted
+source that needs no header) must count 4 PROXY rejections (2 rules, 2
+source_max), at least 10 headers parsed and no malformed header.
 
 Exit 0 on pass, 1 on failure (every failed check printed), 77 when HAProxy is
 not installed (scripts/test.sh installs it). HAProxy and pc-http are stopped
@@ -130,7 +131,7 @@ def run(args, failures):
                     "    timeout client 30s\n    timeout server 30s\n")
             for v, opt in (("v2", "send-proxy-v2"), ("v1", "send-proxy")):
                 f.write("frontend fe_%s\n    bind %s:%d\n    default_backend be_%s\n"
-                        "backend be_%s\n    server pc %s:%d %s\n"
+                        "backend be_%s\n    server pc %s:%d %s check inter 500\n"
                         % (v, HOST, fe[v], v, v, HOST, pc_port, opt))
         hap = subprocess.Popen([args.haproxy, "-db", "-f", cfg], stdin=subprocess.DEVNULL,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
