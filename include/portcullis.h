@@ -427,7 +427,9 @@ typedef struct pc_server_config_s {
      * Trusted proxies: a connection whose source matches an allow rule of
      * this set must begin with a PROXY header; any other source is never
      * parsed for one (its bytes are the application's). The server takes
-     * ownership. NULL (default): PROXY protocol off.
+     * ownership once pc_server_create succeeds (on failure the caller keeps
+     * it); it is fixed for the server's life. NULL (default): PROXY
+     * protocol off.
      * At the accept thread a trusted proxy is judged by capacity, the rules
      * and the condition on its own address, but not by the per-source limits
      * (its address is shared by all its clients). On the worker, before
