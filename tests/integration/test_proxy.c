@@ -445,6 +445,35 @@ static void per_source_slots_released(void **state)
     assert_int_equal(atomic_load(&g_closes), closes);
 }
 
+/* A proxy connecting over IPv6 (::1, trusted) for an IPv4 client. */
+static void proxy_over_ipv6(void **state)
+{
+    (void)state;
+    if (!shim_have_ipv6()) {
+        print_message("IPv6 loopback not available: skipped\n");
+        skip();
+    }
+    pc_server_config_t cfg;
+    px_config(&cfg, "allow ::1\n");
+    atomic_store(&g_opens, 0);
+    assert_int_equal(pc_server_create(&cfg, &g_srv), 0);
+    int idx = pc_server_listen(g_srv, "[::1]:0");
+    assert_true(idx >= 0);
+    int port = pc_server_listener_port(g_srv, idx);
+    assert_int_equal(pc_server_start(g_srv), 0);
+    shim_sock_t s = shim_connect("::1", port, NULL, 5000);
+    assert_true(s != SHIM_INVALID);
+    const char *h = "PROXY TCP4 203.0.113.5 192.0.2.1 7000 443\r\n";
+    send_bytewise(s, h, strlen(h));
+    char line[300];
+    read_line(s, line, sizeof line);
+    assert_string_equal(line, "peer=203.0.113.5:7000 proxy=::1 authority=-");
+    expect_echo(s, "six");
+    shim_close(s);
+    pc_server_stats_t st = stats();
+    assert_int_equal(st.proxy_headers, 1);
+}
+
 int main(int argc, char **argv)
 {
     shim_init();
@@ -457,6 +486,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(malformed_headers, teardown),
         cmocka_unit_test_teardown(second_verdict_on_real_client, teardown),
         cmocka_unit_test_teardown(per_source_slots_released, teardown),
+        cmocka_unit_test_teardown(proxy_over_ipv6, teardown),
     };
     if (argc > 1) cmocka_set_test_filter(argv[1]);
     return cmocka_run_group_tests_name("proxy", all, NULL, NULL);
