@@ -395,6 +395,9 @@ static int handle_request(app_t *app, pc_conn_t *c, const http_request_t *r, uin
             respond(app, c, 200, NULL, "text/plain", k_hello_body, sizeof k_hello_body - 1,
                     head_only, conn_hdr);
         }
+    } else if (path_is(r, "/whoami") && !get) {
+        static const char b[] = "Method Not Allowed\n";
+        respond(app, c, 405, "Allow: GET, HEAD\r\n", "text/plain", b, sizeof b - 1, 0, conn_hdr);
     } else if (path_is(r, "/whoami")) {
         /* the client as the server sees it: behind a trusted proxy, the real
          * client from the PROXY header, and the proxy */
