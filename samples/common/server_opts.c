@@ -64,6 +64,7 @@ void server_opts_usage(FILE *f)
             "                            trusted): their connections must start with a\n"
             "                            PROXY v1/v2 header naming the real client\n"
             "  --proxy-timeout MS        time a trusted proxy has to send it (default 3000)\n"
+            "  --proxy-versions V        versions accepted: v1, v2 or v1,v2 (default)\n"
             "  --conditional-accept M    on, off or auto (Windows SO_CONDITIONAL_ACCEPT)\n");
 }
 
@@ -118,6 +119,7 @@ int server_opts_parse(server_opts_t *o, int argc, char **argv, int *i)
                                              "--conditional-accept",
                                              "--proxy-protocol",
                                              "--proxy-timeout",
+                                             "--proxy-versions",
                                              NULL};
     int known = 0;
     for (int k = 0; with_value[k]; k++)
@@ -160,6 +162,15 @@ int server_opts_parse(server_opts_t *o, int argc, char **argv, int *i)
     } else if (!strcmp(a, "--proxy-timeout")) {
         bad = parse_uint(v, 86400000ul, &n) || n == 0;
         if (!bad) cfg->proxy_timeout_ms = (unsigned)n;
+    } else if (!strcmp(a, "--proxy-versions")) {
+        if (!strcmp(v, "v1"))
+            cfg->proxy_versions = PC_PROXY_V1;
+        else if (!strcmp(v, "v2"))
+            cfg->proxy_versions = PC_PROXY_V2;
+        else if (!strcmp(v, "v1,v2") || !strcmp(v, "v2,v1"))
+            cfg->proxy_versions = PC_PROXY_V1 | PC_PROXY_V2;
+        else
+            bad = 1;
     } else if (!strcmp(a, "--per-source-max")) {
         bad = parse_uint(v, 100000000ul, &n);
         if (!bad) cfg->per_source_max = (unsigned)n;
