@@ -210,7 +210,8 @@ typedef uint64_t pc_conn_id_t;
     XX(HEADER_TIMEOUT, "first-request timeout")               \
     XX(WRITE_TIMEOUT, "write timeout (peer stopped reading)") \
     XX(SERVER_STOP, "server stopping")                        \
-    XX(NOMEM, "out of memory")
+    XX(NOMEM, "out of memory")                                \
+    XX(PROXY, "PROXY header missing, malformed or client rejected")
 
 typedef enum pc_close_reason_e {
 #define PC__CR_ENUM(name, msg) PC_CLOSE_##name,
@@ -242,6 +243,46 @@ typedef enum pc_step_e {
 
 /* Name of a pipeline step ("capacity", "rules", ...). Never NULL. */
 PC_API const char *pc_step_name(pc_step_t s);
+
+/* PROXY protocol versions (config.proxy_versions is a mask of them). */
+#define PC_PROXY_V1 1
+#define PC_PROXY_V2 2
+
+/* Why a PROXY header was refused (stats.proxy_errors[]). */
+#define PC_PROXY_ERROR_MAP(XX)                                           \
+    XX(SIGNATURE, "not a PROXY protocol header")                         \
+    XX(VERSION, "PROXY protocol version unknown or not accepted")        \
+    XX(TOO_LONG, "header too long")                                      \
+    XX(V1_SYNTAX, "malformed v1 line")                                   \
+    XX(ADDRESS, "bad address or port")                                   \
+    XX(COMMAND, "unknown v2 command")                                    \
+    XX(FAMILY, "unsupported v2 family or transport, or block too short") \
+    XX(TLV, "malformed v2 TLV")
+
+typedef enum pc_proxy_error_e {
+#define PC__PE_ENUM(name, msg) PC_PROXY_ERR_##name,
+    PC_PROXY_ERROR_MAP(PC__PE_ENUM)
+#undef PC__PE_ENUM
+        PC_PROXY_ERR_COUNT
+} pc_proxy_error_t;
+
+/* Text of a PROXY header error cause. Any thread. Never NULL. */
+PC_API const char *pc_proxy_error_str(int cause);
+
+/* PROXY v2 TLV types (the spec's PP2_TYPE_*), for pc_conn_proxy_tlv. The
+ * PC_PROXY_TLV_SSL_* sub-fields are looked up inside the SSL TLV. */
+#define PC_PROXY_TLV_ALPN        0x01
+#define PC_PROXY_TLV_AUTHORITY   0x02
+#define PC_PROXY_TLV_CRC32C      0x03
+#define PC_PROXY_TLV_NOOP        0x04
+#define PC_PROXY_TLV_UNIQUE_ID   0x05
+#define PC_PROXY_TLV_SSL         0x20
+#define PC_PROXY_TLV_SSL_VERSION 0x21
+#define PC_PROXY_TLV_SSL_CN      0x22
+#define PC_PROXY_TLV_SSL_CIPHER  0x23
+#define PC_PROXY_TLV_SSL_SIG_ALG 0x24
+#define PC_PROXY_TLV_SSL_KEY_ALG 0x25
+#define PC_PROXY_TLV_NETNS       0x30
 
 /* User condition, run on the accept thread for every connection that passed
  * the other steps: decide from the peer and local addresses. Must be fast and
@@ -382,6 +423,28 @@ typedef struct pc_server_config_s {
     /* Optional user condition (pipeline step 5) and its argument. */
     pc_condition_fn condition;
     void *condition_user;
+    /* ---- PROXY protocol (v1/v2; docs/scale-out.md) ----
+     * Trusted proxies: a connection whose source matches an allow rule of
+     * this set must begin with a PROXY header; any other source is never
+     * parsed for one (its bytes are the application's). The server takes
+     * ownership once pc_server_create succeeds (on failure the caller keeps
+     * it); it is fixed for the server's life. NULL (default): PROXY
+     * protocol off.
+     * At the accept thread a trusted proxy is judged by capacity, the rules
+     * and the condition on its own address, but not by the per-source limits
+     * (its address is shared by all its clients). On the worker, before
+     * on_open, the header is read within proxy_timeout_ms, then the real
+     * client gets a second verdict: rules, per-source limits keyed by it,
+     * the condition (called with the real peer address; PC_DEFER counts as a
+     * reject there). A missing (timeout), malformed or rejected header resets
+     * the connection without on_open or on_close (reason PC_CLOSE_PROXY in
+     * stats.closed). A LOCAL header (or v1 UNKNOWN) keeps the socket's
+     * addresses and skips the second verdict. */
+    pc_rules_t *proxy_trusted;
+    /* Versions accepted: PC_PROXY_V1 | PC_PROXY_V2 (default both). */
+    unsigned proxy_versions;
+    /* How long a trusted connection has to deliver its header; default 3000. */
+    unsigned proxy_timeout_ms;
     /* Opaque pointer for the application (pc_server_user_data). */
     void *user_data;
 } pc_server_config_t;
@@ -514,6 +577,18 @@ PC_API const struct sockaddr *pc_conn_peer_addr(const pc_conn_t *c);
 PC_API const struct sockaddr *pc_conn_local_addr(const pc_conn_t *c);
 /* Bytes queued and not yet sent. */
 PC_API size_t pc_conn_send_queued(const pc_conn_t *c);
+/* PROXY protocol. pc_conn_peer_addr returns the real client named by the
+ * header; this returns the address of the proxy the connection came from,
+ * or NULL when the connection was not proxied (untrusted source, PROXY off)
+ * or the header was LOCAL / UNKNOWN (the peer address is then the proxy's).
+ * From the connection's callbacks (valid until on_close returns). */
+PC_API const struct sockaddr *pc_conn_proxy_addr(const pc_conn_t *c);
+/* The value of the first v2 TLV of this type (PC_PROXY_TLV_*; the SSL
+ * sub-fields are found inside PC_PROXY_TLV_SSL) and its length in *len, or
+ * NULL when the connection's header had none (or was v1, LOCAL, or there
+ * was no header). The value is not NUL-terminated. From the connection's
+ * callbacks (valid until on_close returns). */
+PC_API const void *pc_conn_proxy_tlv(const pc_conn_t *c, unsigned type, size_t *len);
 
 /* ------------------------------------------------------------------------ */
 /* Stats                                                                    */
@@ -529,15 +604,20 @@ typedef struct pc_server_stats_s {
     uint64_t closed[PC_CLOSE_REASON_COUNT]; /* connections ended, per reason */
     uint64_t bytes_in;
     uint64_t bytes_out;
-    uint64_t send_queued_bytes;   /* bytes waiting in send queues now */
-    uint64_t send_refused;        /* sends refused by max_buffered_bytes */
-    uint64_t source_table_full;   /* accepts that found the per-source table full */
-    uint64_t source_entries;      /* per-source entries in use now */
-    uint64_t rule_count;          /* rules in force */
-    uint64_t rule_duplicates;     /* lines of their sources folded as duplicates
-                                     (same prefix, same action; pc_rules_duplicates) */
-    pc_accept_mode_t accept_mode; /* conditional accept mode in force */
-    pc_backend_t backend;         /* backend running */
+    uint64_t send_queued_bytes;                /* bytes waiting in send queues now */
+    uint64_t send_refused;                     /* sends refused by max_buffered_bytes */
+    uint64_t source_table_full;                /* accepts that found the per-source table full */
+    uint64_t source_entries;                   /* per-source entries in use now */
+    uint64_t source_active;                    /* of which sources holding open connections */
+    uint64_t rule_count;                       /* rules in force */
+    uint64_t rule_duplicates;                  /* lines of their sources folded as duplicates
+                                                  (same prefix, same action; pc_rules_duplicates) */
+    uint64_t proxy_headers;                    /* PROXY headers parsed */
+    uint64_t proxy_errors[PC_PROXY_ERR_COUNT]; /* malformed headers, per cause */
+    uint64_t proxy_timeouts;                   /* trusted, no header in time */
+    uint64_t proxy_rejected;                   /* real client rejected (also in rejected[]) */
+    pc_accept_mode_t accept_mode;              /* conditional accept mode in force */
+    pc_backend_t backend;                      /* backend running */
     int threads;
 } pc_server_stats_t;
 

@@ -19,6 +19,7 @@ declare -A extra=(
   [fuzz_rules]="src/core/*.c src/filter/*.c"
   [fuzz_endpoint]="src/core/error.c src/iocp/endpoint.c"
   [fuzz_http_resp]="samples/stress/http_resp.c"
+  [fuzz_proxy_header]="src/filter/proxy_header.c src/filter/addr.c src/core/error.c"
 )
 
 flags=(-g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined

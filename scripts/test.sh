@@ -19,6 +19,7 @@ failed=()
 
 stage_linux() {
   pc_base_pkgs
+  pc_need_pkgs haproxy # tests/process/haproxy_proxy.py: a real HAProxy in front of pc-http
   local b="$PC_ROOT/build/test-linux"
   cmake -S . -B "$b" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
   cmake --build "$b" -j"$(pc_jobs)"

@@ -64,6 +64,11 @@ void server_opts_usage(FILE *f)
             "                            IPv6 /64)\n"
             "  --per-source-rate R/B     new connections per second per source, bucket B\n"
             "  --shadow                  count what the filter would reject, reject nothing\n"
+            "  --proxy-protocol FILE     trusted proxies, rules format (allow ADDR[/LEN] =\n"
+            "                            trusted): their connections must start with a\n"
+            "                            PROXY v1/v2 header naming the real client\n"
+            "  --proxy-timeout MS        time a trusted proxy has to send it (default 3000)\n"
+            "  --proxy-versions V        versions accepted: v1, v2 or v1,v2 (default)\n"
             "  --conditional-accept M    on, off or auto (Windows SO_CONDITIONAL_ACCEPT)\n"
             "  -v, --verbose             library info lines too (default: warnings, errors)\n");
 }
@@ -123,6 +128,9 @@ int server_opts_parse(server_opts_t *o, int argc, char **argv, int *i)
                                              "--per-source-max",
                                              "--per-source-rate",
                                              "--conditional-accept",
+                                             "--proxy-protocol",
+                                             "--proxy-timeout",
+                                             "--proxy-versions",
                                              NULL};
     int known = 0;
     for (int k = 0; with_value[k]; k++)
@@ -166,6 +174,20 @@ int server_opts_parse(server_opts_t *o, int argc, char **argv, int *i)
             o->list_allow[o->nlists] = a[2] == 'a';
             o->list[o->nlists++] = v;
         }
+    } else if (!strcmp(a, "--proxy-protocol")) {
+        o->proxy_path = v;
+    } else if (!strcmp(a, "--proxy-timeout")) {
+        bad = parse_uint(v, 86400000ul, &n) || n == 0;
+        if (!bad) cfg->proxy_timeout_ms = (unsigned)n;
+    } else if (!strcmp(a, "--proxy-versions")) {
+        if (!strcmp(v, "v1"))
+            cfg->proxy_versions = PC_PROXY_V1;
+        else if (!strcmp(v, "v2"))
+            cfg->proxy_versions = PC_PROXY_V2;
+        else if (!strcmp(v, "v1,v2") || !strcmp(v, "v2,v1"))
+            cfg->proxy_versions = PC_PROXY_V1 | PC_PROXY_V2;
+        else
+            bad = 1;
     } else if (!strcmp(a, "--per-source-max")) {
         bad = parse_uint(v, 100000000ul, &n);
         if (!bad) cfg->per_source_max = (unsigned)n;
@@ -232,8 +254,17 @@ int server_opts_load_rules(server_opts_t *o)
     if (!o->nlisten) o->listen[o->nlisten++] = o->default_listen;
     char err[512];
     pc_rules_t *r;
+    if (o->proxy_path) {
+        if (pc_rules_load_file(o->proxy_path, &r, err, sizeof err) < 0) {
+            fprintf(stderr, "%s: --proxy-protocol: %s\n", o->prog, err);
+            return 1;
+        }
+        o->cfg->proxy_trusted = r;
+    }
     if (build_rules(o, &r, err, sizeof err) < 0) {
         fprintf(stderr, "%s: %s\n", o->prog, err);
+        if (o->cfg->proxy_trusted) pc_rules_free(o->cfg->proxy_trusted);
+        o->cfg->proxy_trusted = NULL;
         return 1;
     }
     o->cfg->rules = r;
@@ -264,6 +295,7 @@ void server_opts_announce(server_opts_t *o, pc_server_t *srv)
             printf(" (%llu duplicate lines ignored)", (unsigned long long)st.rule_duplicates);
         printf("\n");
     }
+    if (o->proxy_path) printf("PROXY protocol: trusted proxies from %s\n", o->proxy_path);
     for (int i = 0; i < o->nlisten; i++) {
         struct sockaddr_storage ss;
         socklen_t len;
@@ -289,6 +321,7 @@ int server_opts_start(server_opts_t *o, pc_server_t **out)
     if (rc < 0) {
         fprintf(stderr, "%s: %s\n", o->prog, pc_strerror(rc));
         if (o->cfg->rules) pc_rules_free(o->cfg->rules);
+        if (o->cfg->proxy_trusted) pc_rules_free(o->cfg->proxy_trusted);
         return 1;
     }
     for (int i = 0; i < o->nlisten; i++) {

@@ -24,6 +24,7 @@ typedef struct server_opts_s {
     const char *list[SERVER_OPTS_MAX_LISTS]; /* --deny-list / --allow-list, in order */
     unsigned char list_allow[SERVER_OPTS_MAX_LISTS];
     int nlists;
+    const char *proxy_path; /* --proxy-protocol: trusted proxies */
     unsigned drain_ms;
     pc_server_config_t *cfg;
 } server_opts_t;
@@ -38,8 +39,9 @@ int server_opts_parse(server_opts_t *o, int argc, char **argv, int *i);
 void server_opts_usage(FILE *f);
 /* The steps of server_opts_start, for servers that create their own
  * pc_server_t (pc-http): load --rules and the lists into one set in
- * cfg->rules (returns 0 or the exit status, message with FILE:LINE printed;
- * duplicates folded are reported once as a warning); install the signal handlers;
+ * cfg->rules and --proxy-protocol into cfg->proxy_trusted (returns 0 or the
+ * exit status, message with FILE:LINE printed; duplicates folded are
+ * reported once as a warning); install the signal handlers;
  * print the backend, accept mode, rule count and "listening on ADDR:PORT"
  * for each listener (o->listen[i] is listener i). */
 int server_opts_load_rules(server_opts_t *o);

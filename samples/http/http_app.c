@@ -46,7 +46,7 @@ typedef struct route_s {
     unsigned flags;       /* HTTP_F_* */
 } route_t;
 
-enum { PATH_OTHER = 0, PATH_ROOT, PATH_METRICS };
+enum { PATH_OTHER = 0, PATH_ROOT, PATH_METRICS, PATH_WHOAMI };
 
 /* What a connection keeps between reads: only while a head or a body is
  * split across reads. The bytes of a partial head live in one block behind
@@ -246,6 +246,12 @@ static const char *const k_reason_label[] = {
 #undef PC__REASON_NAME
 };
 
+static const char *const k_proxy_cause_label[] = {
+#define PC__PE_NAME(name, msg) #name,
+    PC_PROXY_ERROR_MAP(PC__PE_NAME)
+#undef PC__PE_NAME
+};
+
 static void lower_copy(char *dst, const char *src, size_t cap)
 {
     size_t i = 0;
@@ -307,6 +313,21 @@ static size_t metrics_format(app_t *app, pc_server_t *s, char *out, size_t cap)
         mput(&m, "pc_connections_closed_total{reason=\"%s\"} %llu\n", label,
              (unsigned long long)st.closed[i]);
     }
+    mhead(&m, "pc_proxy_headers_total", "counter", "PROXY protocol headers parsed.");
+    mput(&m, "pc_proxy_headers_total %llu\n", (unsigned long long)st.proxy_headers);
+    mhead(&m, "pc_proxy_errors_total", "counter", "Malformed PROXY headers, by cause.");
+    for (int i = 0; i < PC_PROXY_ERR_COUNT; i++) {
+        lower_copy(label, k_proxy_cause_label[i], sizeof label);
+        mput(&m, "pc_proxy_errors_total{cause=\"%s\"} %llu\n", label,
+             (unsigned long long)st.proxy_errors[i]);
+    }
+    mhead(&m, "pc_proxy_timeouts_total", "counter",
+          "Connections from trusted proxies without a header in time.");
+    mput(&m, "pc_proxy_timeouts_total %llu\n", (unsigned long long)st.proxy_timeouts);
+    mhead(
+        &m, "pc_proxy_rejected_total", "counter",
+        "Real clients rejected after their PROXY header (also in pc_connections_rejected_total).");
+    mput(&m, "pc_proxy_rejected_total %llu\n", (unsigned long long)st.proxy_rejected);
     mhead(&m, "pc_received_bytes_total", "counter", "Bytes received.");
     mput(&m, "pc_received_bytes_total %llu\n", (unsigned long long)st.bytes_in);
     mhead(&m, "pc_sent_bytes_total", "counter", "Bytes sent.");
@@ -356,7 +377,10 @@ static route_t route_of(const http_request_t *r)
 {
     route_t rt;
     rt.method = (unsigned char)r->method;
-    rt.path = path_is(r, "/") ? PATH_ROOT : path_is(r, "/metrics") ? PATH_METRICS : PATH_OTHER;
+    rt.path = path_is(r, "/")          ? PATH_ROOT
+              : path_is(r, "/metrics") ? PATH_METRICS
+              : path_is(r, "/whoami")  ? PATH_WHOAMI
+                                       : PATH_OTHER;
     rt.minor = (unsigned char)r->version_minor;
     rt.flags = r->flags;
     return rt;
@@ -386,6 +410,18 @@ static int answer(app_t *app, pc_conn_t *c, const route_t *rt, int close)
             respond(app, c, 200, NULL, "text/plain", k_hello_body, sizeof k_hello_body - 1,
                     head_only, conn_hdr);
         }
+    } else if (rt->path == PATH_WHOAMI && !get) {
+        static const char b[] = "Method Not Allowed\n";
+        respond(app, c, 405, "Allow: GET, HEAD\r\n", "text/plain", b, sizeof b - 1, 0, conn_hdr);
+    } else if (rt->path == PATH_WHOAMI) {
+        /* the client as the server sees it: behind a trusted proxy, the real
+         * client from the PROXY header, and the proxy */
+        char body[160], peer[64], proxy[64] = "-";
+        pc_format_endpoint(pc_conn_peer_addr(c), peer, sizeof peer);
+        const struct sockaddr *pa = pc_conn_proxy_addr(c);
+        if (pa) pc_format_endpoint(pa, proxy, sizeof proxy);
+        int n = snprintf(body, sizeof body, "client %s\nproxy %s\n", peer, proxy);
+        respond(app, c, 200, NULL, "text/plain", body, (size_t)n, head_only, conn_hdr);
     } else if (rt->path == PATH_METRICS) {
         if (!get) {
             static const char b[] = "Method Not Allowed\n";

@@ -4,6 +4,8 @@
  *
  *   GET|HEAD /          200 "Hello, World!" (text/plain)
  *   GET|HEAD /metrics   the server's stats in Prometheus text format
+ *   GET|HEAD /whoami    "client ADDR:PORT\nproxy ADDR:PORT|-\n": the client as the
+ *                       server sees it (behind a trusted proxy: the real one)
  *   other paths         404; other known methods 405; unknown methods 501
  *
  * Keep-alive and pipelining: every complete request in one read is answered

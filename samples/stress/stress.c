@@ -3,7 +3,7 @@
  *
  *   pc-stress URL [-c CONNS] [-d SECONDS] [-t THREADS] [--pipeline N] [--close]
  *             [--rate R] [--source ADDR] [--timeout MS] [-H "Name: value"]...
- *             [--json]
+ *             [--json] [--proxy-v2]
  *
  * Closed loop by default: every connection keeps --pipeline requests in
  * flight (keep-alive), or with --close opens a new connection per request
@@ -12,7 +12,9 @@
  * from each request's scheduled time (no coordinated omission). A progress
  * line goes to stderr every second; the final report (or one JSON object
  * with --json) to stdout. Exit 0 when the run completed (whatever the
- * errors), 1 on setup failure, 2 on bad arguments. */
+ * errors), 1 on setup failure, 2 on bad arguments. With --proxy-v2 every
+ * connection starts with a PROXY protocol v2 header naming its own address
+ * (a server that trusts this source then parses it: the header's cost). */
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -79,6 +81,7 @@ static struct {
     double rate;
     unsigned timeout_ms;
     int json;
+    int proxy_v2;
 } opt;
 
 static char *g_req; /* one request */
@@ -306,9 +309,45 @@ static int slot_connect(slot_t *s)
     return rc;
 }
 
+/* --proxy-v2: a PROXY v2 header (PROXY command, TCP over the connection's
+ * family) naming the connection's own addresses. Returns its length. */
+static size_t proxy_v2_header(pc_conn_t *c, unsigned char *b)
+{
+    static const unsigned char sig[12] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D,
+                                          0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A};
+    const struct sockaddr *src = pc_conn_local_addr(c), *dst = pc_conn_peer_addr(c);
+    memcpy(b, sig, 12);
+    b[12] = 0x21;
+    size_t n;
+    if (src->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const void *)src, *d6 = (const void *)dst;
+        b[13] = 0x21;
+        memcpy(b + 16, &s6->sin6_addr, 16);
+        memcpy(b + 32, &d6->sin6_addr, 16);
+        memcpy(b + 48, &s6->sin6_port, 2);
+        memcpy(b + 50, &d6->sin6_port, 2);
+        n = 36;
+    } else {
+        const struct sockaddr_in *s4 = (const void *)src, *d4 = (const void *)dst;
+        b[13] = 0x11;
+        memcpy(b + 16, &s4->sin_addr, 4);
+        memcpy(b + 20, &d4->sin_addr, 4);
+        memcpy(b + 24, &s4->sin_port, 2);
+        memcpy(b + 26, &d4->sin_port, 2);
+        n = 12;
+    }
+    b[14] = 0;
+    b[15] = (unsigned char)n;
+    return 16 + n;
+}
+
 static void on_open(pc_conn_t *c)
 {
     slot_t *s = pc_conn_user_data(c);
+    if (opt.proxy_v2) { /* goes out with the first request, in one write */
+        unsigned char hdr[64];
+        pc_conn_send(c, hdr, proxy_v2_header(c, hdr));
+    }
     tstat_t *ts = my_stat();
     uint64_t now = now_ns();
     uint64_t id = pc_conn_id(c);
@@ -550,6 +589,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: pc-stress URL [-c CONNS] [-d SECONDS] [-t THREADS] [--pipeline N] [--close]\n"
             "                 [--rate R] [--source ADDR] [--timeout MS] [-H HEADER]... [--json]\n"
+            "                 [--proxy-v2]\n"
             "  URL             http://IP[:PORT][/path] (IPv6 as [::1]; 'localhost' = 127.0.0.1)\n"
             "  -c CONNS        concurrent connections (default 10)\n"
             "  -d SECONDS      duration (default 10)\n"
@@ -562,6 +602,8 @@ static void usage(FILE *f)
             "                  MS ms (counted as timeout; default 10000)\n"
             "  -H HEADER       extra request header (repeatable)\n"
             "  --json          final report as one JSON object on stdout\n"
+            "  --proxy-v2      start every connection with a PROXY v2 header naming itself\n"
+
             "  -v, --verbose   the library's info lines too (default: warnings, errors)\n");
 }
 
@@ -662,6 +704,9 @@ static int parse_args(int argc, char **argv)
             continue;
         } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
             pc_log_set_level(PC_LOG_INFO);
+            continue;
+        } else if (!strcmp(a, "--proxy-v2")) {
+            opt.proxy_v2 = 1;
             continue;
         } else if (a[0] != '-' && !opt.url) {
             opt.url = a;

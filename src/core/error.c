@@ -49,3 +49,14 @@ const char *pc_step_name(pc_step_t s)
     if ((unsigned)s >= PC_STEP_COUNT) return "unknown";
     return names[s];
 }
+
+const char *pc_proxy_error_str(int cause)
+{
+    static const char *const names[] = {
+#define PC__PE_STR(name, msg) msg,
+        PC_PROXY_ERROR_MAP(PC__PE_STR)
+#undef PC__PE_STR
+    };
+    if ((unsigned)cause >= PC_PROXY_ERR_COUNT) return "unknown";
+    return names[cause];
+}

@@ -114,6 +114,14 @@ pc_verdict_t filter_decide(filter_t *f, int reader, const pc_addr_t *peer_in, ui
                            int at_capacity, pc_verdict_t (*cond)(void *ud), void *cond_ud,
                            filter_ticket_t *ticket, int *step_out)
 {
+    return filter_decide_ex(f, reader, peer_in, now_ms, at_capacity, 0, cond, cond_ud, ticket,
+                            step_out);
+}
+
+pc_verdict_t filter_decide_ex(filter_t *f, int reader, const pc_addr_t *peer_in, uint64_t now_ms,
+                              int at_capacity, unsigned flags, pc_verdict_t (*cond)(void *ud),
+                              void *cond_ud, filter_ticket_t *ticket, int *step_out)
+{
     int step_dummy;
     if (!step_out) step_out = &step_dummy;
     ticket->slot = TRACK_NO_SLOT;
@@ -169,7 +177,7 @@ pc_verdict_t filter_decide(filter_t *f, int reader, const pc_addr_t *peer_in, ui
     /* 3, 4. per-source concurrent connections and rate */
     uint32_t slot = TRACK_NO_SLOT;
     int token_taken = 0;
-    if (f->tracker && ip && !exempt) {
+    if (f->tracker && ip && !exempt && !(flags & FILTER_SKIP_SOURCE)) {
         unsigned res = tracker_acquire(f->tracker, &peer, now_ms, shadow, &slot);
         token_taken = !(res & TRACK_OVER_RATE);
         if (res) {

@@ -27,8 +27,9 @@
  * again (and given back its rate token): only accepted connections hold a
  * tracker slot, through the ticket, until filter_release.
  *
- * Threads: filter_decide runs on accept threads, each passing its own reader
- * index (0..max_readers-1); it never locks or allocates. filter_release,
+ * Threads: filter_decide runs on accept threads (and, for the PROXY
+ * protocol's second verdict, on workers), each passing its own reader index
+ * (0..max_readers-1); it never locks or allocates. filter_release,
  * filter_set_rules, filter_stats and the rule accessors may be called from
  * any thread. */
 #ifndef PC_FILTER_PIPELINE_H
@@ -55,7 +56,7 @@ typedef struct filter_config_s {
     int shadow;                 /* dry run of steps 2-4 (default 0) */
     int shadow_condition;       /* in shadow mode, dry-run step 5 too (default 0) */
     pc_capacity_policy_t at_capacity; /* default PC_CAPACITY_DEFER */
-    int max_readers;                  /* accept threads calling filter_decide (default 1) */
+    int max_readers;                  /* threads calling filter_decide (default 1) */
 } filter_config_t;
 
 /* What an accepted connection holds; give it back with filter_release. */
@@ -114,6 +115,19 @@ int filter_set_rules(filter_t *f, pc_rules_t *r);
 pc_verdict_t filter_decide(filter_t *f, int reader, const pc_addr_t *peer, uint64_t now_ms,
                            int at_capacity, pc_verdict_t (*cond)(void *ud), void *cond_ud,
                            filter_ticket_t *ticket, int *step_out);
+
+/* filter_decide_ex flags */
+#define FILTER_SKIP_SOURCE                                           \
+    1u /* skip steps 3-4: a trusted proxy's own address is shared by \
+        * all its clients (the real client is judged later) */
+
+/* filter_decide with flags (FILTER_SKIP_SOURCE). The PROXY protocol's second
+ * verdict on the real client also runs through here, on worker threads, with
+ * at_capacity 0 (the connection already holds its capacity slot) and a reader
+ * index of its own (readers beyond the accept threads'). */
+pc_verdict_t filter_decide_ex(filter_t *f, int reader, const pc_addr_t *peer, uint64_t now_ms,
+                              int at_capacity, unsigned flags, pc_verdict_t (*cond)(void *ud),
+                              void *cond_ud, filter_ticket_t *ticket, int *step_out);
 
 /* The connection of an accepted ticket closed (any path). Any thread. */
 void filter_release(filter_t *f, const filter_ticket_t *t);

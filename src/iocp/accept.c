@@ -40,9 +40,13 @@ pc_verdict_t accept_decide(listener_t *l, const struct sockaddr *peer, const str
         a.family = 0;
     }
     cond_ctx_t cx = {s, peer, local};
-    pc_verdict_t v =
-        filter_decide(s->filter, l->idx, &a, pc__now_ms(), !reserved,
-                      s->cfg.condition ? run_condition : NULL, &cx, &l->pending_ticket, step);
+    /* a trusted proxy's address is shared by all its clients: no per-source
+     * limit on it here; its clients are limited after their PROXY header */
+    int proxied = server_proxy_trusted(s, &a);
+    l->pending_proxy = (uint8_t)proxied;
+    pc_verdict_t v = filter_decide_ex(
+        s->filter, l->idx, &a, pc__now_ms(), !reserved, proxied ? FILTER_SKIP_SOURCE : 0,
+        s->cfg.condition ? run_condition : NULL, &cx, &l->pending_ticket, step);
     if (v != PC_ACCEPT && reserved) atomic_fetch_sub(&s->active, 1);
     return v;
 }

@@ -25,6 +25,8 @@ static PC_THREAD_LOCAL worker_t *tls_worker; /* the worker running it */
 
 static void conn_after(pc_conn_t *c);
 static void conn_close_socket(pc_conn_t *c, int abortive);
+static void conn_deliver(worker_t *w, pc_conn_t *c, const char *data, size_t n);
+static int proxy_timer(pc_conn_t *c, uint64_t now);
 
 static port_t *cport(pc_conn_t *c)
 {
@@ -121,6 +123,7 @@ static void handle_timer(pc_conn_t *c)
             return;
         }
     } else if (c->state == CS_OPEN) {
+        if (proxy_timer(c, now)) return;
         if (cfg->write_timeout_ms && atomic_load(&c->sendq_bytes) &&
             now >= c->tx_since_ms + cfg->write_timeout_ms) {
             /* the peer stopped reading: nothing queued can be delivered */
@@ -329,14 +332,13 @@ static void handle_eof(pc_conn_t *c)
 
 static void conn_read(worker_t *w, pc_conn_t *c)
 {
-    const pc_callbacks_t *cb = c->cb;
     for (int budget = READ_BUDGET; budget > 0; budget--) {
         if (!read_wanted(c)) return;
         int n = sock_recv(c->ps.fd, w->scratch, w->scratch_size);
         if (n > 0) {
             counter_add(&w->bytes_in, (uint64_t)n);
             c->last_rx_ms = pc__now_ms();
-            if (c->state == CS_OPEN) cb->on_data(c, w->scratch, (size_t)n);
+            if (c->state == CS_OPEN) conn_deliver(w, c, w->scratch, (size_t)n);
             continue;
         }
         if (n == 0) {
@@ -353,6 +355,60 @@ static void conn_read(worker_t *w, pc_conn_t *c)
     conn_continue_read(c);
 }
 
+/* ---- the PROXY protocol phase (conn_proxy.c has the header and the verdict) ---- */
+
+/* A connection from a trusted proxy: open for reading, on_open deferred
+ * until its header has passed; the header deadline is the proxy timeout. */
+static void proxy_phase_start(pc_conn_t *c)
+{
+    int rc = conn_proxy_begin(c);
+    if (rc < 0) {
+        c->reason = PC_CLOSE_NOMEM;
+        c->err = rc;
+        conn_close_socket(c, 1); /* still CS_OPENING: the application never sees it */
+        return;
+    }
+    c->deadline_ms = c->last_rx_ms + c->srv->cfg.proxy_timeout_ms;
+    set_state(c, CS_OPEN);
+    timer_update(c);
+    conn_arm_read(c);
+}
+
+/* The header's deadline passed: reset. Returns 1 if the connection is gone. */
+static int proxy_timer(pc_conn_t *c, uint64_t now)
+{
+    if (c->px_state != PX_PENDING || now < c->deadline_ms) return 0;
+    conn_proxy_timed_out(c);
+    c->reason = PC_CLOSE_PROXY;
+    conn_close_socket(c, 1);
+    return 1;
+}
+
+/* Received bytes: the header's first while one is pending, then the
+ * application's (on_open runs once the real client passed its verdict). */
+static void conn_deliver(worker_t *w, pc_conn_t *c, const char *data, size_t n)
+{
+    if (c->px_state == PX_PENDING) {
+        size_t used = 0;
+        int rc = conn_proxy_feed(w, c, data, n, &used);
+        if (rc == 0) return;
+        if (rc < 0) { /* malformed, rejected or no memory: counted, reset */
+            c->reason = rc == PC_ENOMEM ? PC_CLOSE_NOMEM : PC_CLOSE_PROXY;
+            c->err = rc;
+            conn_close_socket(c, 1);
+            return;
+        }
+        unsigned ht = c->srv->cfg.header_timeout_ms;
+        c->deadline_ms = ht ? pc__now_ms() + ht : 0;
+        timer_update(c);
+        if (c->cb->on_open) c->cb->on_open(c);
+        data += used;
+        n -= used;
+        if (!n || c->state != CS_OPEN) return;
+    }
+    c->cb->on_data(c, data, n);
+}
+
 /* ---- open, close ---------------------------------------------------------- */
 
 /* The socket is connected (accepted, or an outbound connect finished). */
@@ -366,6 +422,10 @@ static void conn_established(pc_conn_t *c)
     if (c->local.sa.sa_family == 0 && sock_local_addr(c->ps.fd, &ss) == 0)
         sockaddr_store(&c->local, &ss);
     c->last_rx_ms = pc__now_ms();
+    if (c->px_state == PX_WANTED) {
+        proxy_phase_start(c); /* on_open waits for the header */
+        return;
+    }
     unsigned ht = c->srv->cfg.header_timeout_ms;
     c->deadline_ms = (ht && !c->outbound) ? c->last_rx_ms + ht : 0;
     set_state(c, CS_OPEN);
@@ -411,7 +471,7 @@ static void conn_close_socket(pc_conn_t *c, int abortive)
     /* an accepted connection that never opened (attaching it failed) was
      * never shown to the application: no on_close either (an outbound one
      * reports its failed connect through on_close, as documented) */
-    int notify = c->outbound || c->state != CS_OPENING;
+    int notify = c->outbound || (c->state != CS_OPENING && c->px_state != PX_PENDING);
     set_state(c, CS_CLOSED);
     timer_disarm(c);
     port_detach(s->port, &c->ps);
@@ -440,6 +500,7 @@ static void conn_release(pc_conn_t *c)
     atomic_store(&c->sendq_bytes, 0);
     pc__free(c->iovx);
     c->iovx = NULL;
+    conn_proxy_free(c);
     pc__mutex_lock(conn_lock(c));
     sendq_free(&c->xsendq);
     counter_sub(&s->send_queued, c->xsend_bytes);
@@ -487,7 +548,8 @@ static void handle_kick(pc_conn_t *c)
     } else if (xclose == XCLOSE_GRACEFUL && c->state == CS_OPEN) {
         /* a stopping server tells the application first: what it queues
          * now is flushed before the FIN */
-        if (xreason == PC_CLOSE_SERVER_STOP && c->cb->on_shutdown) c->cb->on_shutdown(c);
+        if (xreason == PC_CLOSE_SERVER_STOP && c->cb->on_shutdown && c->px_state != PX_PENDING)
+            c->cb->on_shutdown(c);
         if (c->state != CS_OPEN) return;
         c->reason = xreason;
         pc_conn_close(c);
@@ -504,7 +566,7 @@ static void handle(worker_t *w, pc_conn_t *c, const completion_t *cpl)
             if (cpl->bytes && c->state == CS_OPEN) {
                 counter_add(&w->bytes_in, cpl->bytes);
                 c->last_rx_ms = pc__now_ms();
-                c->cb->on_data(c, cpl->data, cpl->bytes);
+                conn_deliver(w, c, cpl->data, cpl->bytes);
             }
             port_recv_done(cport(c), &c->ps, cpl->data);
             if (c->state != CS_CLOSED && cpl->status == 0) conn_continue_read(c);
@@ -716,6 +778,8 @@ static pc_conn_t *conn_new(pc_server_t *s, sock_t fd, const struct sockaddr_stor
         memset(&c->local, 0, sizeof c->local);
     c->reason = PC_CLOSE_LOCAL;
     c->err = 0;
+    c->px_state = PX_NONE;
+    c->px = NULL;
     return c;
 }
 
@@ -729,6 +793,7 @@ int conn_start_accepted(pc_server_t *s, listener_t *l, sock_t fd,
     c->cb = &s->cfg.cb;
     c->counted = 1;
     c->ticket = l->pending_ticket;
+    if (l->pending_proxy) c->px_state = PX_WANTED;
     counter_add(&s->accepted, 1);
     pc__mutex_lock(conn_lock(c));
     c->state = CS_OPENING;

@@ -38,6 +38,8 @@ void pc_server_config_init(pc_server_config_t *cfg)
     cfg->source_prefix_v6 = 64;
     cfg->source_table_size = 65536;
     cfg->allow_exempts = 0;
+    cfg->proxy_versions = PC_PROXY_V1 | PC_PROXY_V2;
+    cfg->proxy_timeout_ms = 3000;
 }
 
 const char *pc_backend_name(pc_backend_t b)
@@ -272,6 +274,9 @@ int pc_server_create(const pc_server_config_t *cfg, pc_server_t **out)
         return PC_ENOMEM;
     }
     s->cfg = *cfg;
+    s->cfg.proxy_trusted = NULL; /* owned only once created */
+    if (!s->cfg.proxy_versions) s->cfg.proxy_versions = PC_PROXY_V1 | PC_PROXY_V2;
+    if (!s->cfg.proxy_timeout_ms) s->cfg.proxy_timeout_ms = 3000;
     if (s->cfg.recv_buffer_size < 512) s->cfg.recv_buffer_size = 512;
     if (s->cfg.backlog <= 0) s->cfg.backlog = 511;
     s->nworkers = cfg->threads ? cfg->threads : pc__cpu_count();
@@ -324,8 +329,10 @@ int pc_server_create(const pc_server_config_t *cfg, pc_server_t **out)
     fc.allow_exempts = cfg->allow_exempts;
     fc.shadow = cfg->shadow;
     fc.at_capacity = cfg->at_capacity;
-    fc.max_readers = PC_MAX_LISTENERS;
-    if (cfg->source_prefix_v4 > 32 || cfg->source_prefix_v6 > 128) {
+    /* accept threads, then one reader per worker (the PROXY second verdict) */
+    fc.max_readers = PC_MAX_LISTENERS + s->nworkers;
+    if (cfg->source_prefix_v4 > 32 || cfg->source_prefix_v6 > 128 ||
+        (cfg->proxy_versions & ~(unsigned)(PC_PROXY_V1 | PC_PROXY_V2))) {
         rc = PC_EINVAL;
         goto fail;
     }
@@ -334,6 +341,12 @@ int pc_server_create(const pc_server_config_t *cfg, pc_server_t **out)
     /* last: from here on the server owns cfg->rules */
     if (cfg->rules) filter_set_rules(s->filter, cfg->rules);
     s->cfg.rules = NULL;
+    s->cfg.proxy_trusted = cfg->proxy_trusted;
+    if (cfg->proxy_trusted)
+        PC_LOGI("PROXY protocol: %zu trusted-proxy rule(s), versions%s%s, timeout %u ms",
+                pc_rules_count(cfg->proxy_trusted),
+                (s->cfg.proxy_versions & PC_PROXY_V1) ? " v1" : "",
+                (s->cfg.proxy_versions & PC_PROXY_V2) ? " v2" : "", s->cfg.proxy_timeout_ms);
     *out = s;
     return 0;
 fail:
@@ -516,6 +529,7 @@ void pc_server_destroy(pc_server_t *s)
     }
     if (s->port) port_close(s->port);
     if (s->filter) filter_destroy(s->filter);
+    if (s->cfg.proxy_trusted) pc_rules_free(s->cfg.proxy_trusted);
     pc__mutex_destroy(&s->table_lock);
     pc__mutex_destroy(&s->cap_lock);
     pc__cond_destroy(&s->cap_cond);
@@ -577,6 +591,7 @@ void pc_server_stats(const pc_server_t *s, pc_server_stats_t *out)
     }
     out->source_table_full = fs.tracker_full;
     out->source_entries = fs.tracker_used;
+    out->source_active = fs.tracker_active;
     out->rule_count = fs.rules;
     out->rule_duplicates = fs.rule_duplicates;
     out->active = atomic_load(&((pc_server_t *)s)->active);
@@ -586,6 +601,11 @@ void pc_server_stats(const pc_server_t *s, pc_server_stats_t *out)
         out->bytes_out += counter_get(&w->bytes_out);
         for (int r = 0; r < PC_CLOSE_REASON_COUNT; r++)
             out->closed[r] += counter_get(&w->closed[r]);
+        out->proxy_headers += counter_get(&w->proxy_headers);
+        out->proxy_timeouts += counter_get(&w->proxy_timeouts);
+        out->proxy_rejected += counter_get(&w->proxy_rejected);
+        for (int e = 0; e < PC_PROXY_ERR_COUNT; e++)
+            out->proxy_errors[e] += counter_get(&w->proxy_errors[e]);
     }
     out->send_queued_bytes = counter_get(&s->send_queued);
     out->send_refused = counter_get(&s->send_refused);

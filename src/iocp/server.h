@@ -94,6 +94,7 @@ struct pc_conn_s {
     uint8_t connecting; /* outbound connect in flight (wr_op) */
     uint8_t no_linger;  /* pc_conn_close_nolinger: close at the FIN */
     uint8_t reason;     /* pc_close_reason_t */
+    uint8_t px_state;   /* PROXY protocol phase: PX_* (conn_proxy.c) */
     /* the timer as the strand last left it (the link is touched by the
      * expiring worker under that wheel's lock, or after it in its list of
      * claimed expiries, whose strands it owns); stale only while an expiry
@@ -120,6 +121,8 @@ struct pc_conn_s {
     uint64_t deadline_ms;
     pc_sockaddr_t peer, local;
     void *user;
+    void *px;               /* PX_PENDING: the header parser; PX_DONE: what the header said, if
+                             * anything is kept (conn_proxy.c); else NULL */
     filter_ticket_t ticket; /* per-source slot held by an accepted connection */
     uint32_t slot;
     struct pc_conn_s *next_free;
@@ -141,6 +144,8 @@ struct worker_s {
     /* counters written by this worker */
     pc_counter_t bytes_in, bytes_out;
     pc_counter_t closed[PC_CLOSE_REASON_COUNT];
+    pc_counter_t proxy_headers, proxy_timeouts, proxy_rejected;
+    pc_counter_t proxy_errors[PC_PROXY_ERR_COUNT];
 };
 
 struct listener_s {
@@ -159,6 +164,9 @@ struct listener_s {
     /* the ticket of the connection accept_decide last accepted; consumed by
      * conn_start_accepted or accept_undo (one accept thread per listener) */
     filter_ticket_t pending_ticket;
+    /* that connection came from a trusted proxy: it must start with a PROXY
+     * header (consumed by conn_start_accepted, like pending_ticket) */
+    uint8_t pending_proxy;
 };
 
 #define PC_MAX_LISTENERS   16
@@ -227,6 +235,27 @@ int conn_timer_claim(pc_conn_t *c);
 void conn_timer_expired(worker_t *w, pc_conn_t *c);
 /* Cross-thread close by the server (stop). */
 int conn_request_close(pc_conn_t *c, uint64_t id, int how, pc_close_reason_t reason);
+
+/* conn_proxy.c: the PROXY protocol phase of an accepted connection from a
+ * trusted proxy, between the socket's hand-over and on_open. The strand runs
+ * it (conn.c holds the state machine, this file the header and the verdict). */
+enum { PX_NONE = 0, PX_WANTED, PX_PENDING, PX_DONE };
+/* filter reader index of worker w (after the accept threads' indices) */
+#define PX_READER(w) (PC_MAX_LISTENERS + (w)->idx)
+/* Start reading the header: allocate the parser. 0 or PC_ENOMEM. */
+int conn_proxy_begin(pc_conn_t *c);
+/* Bytes arrived while PX_PENDING. Returns 0 (need more; all taken), 1 (the
+ * header is complete and the real client passed the second verdict: *used
+ * bytes were the header, the rest is the application's), or < 0: malformed
+ * or rejected (counted; the caller resets the connection). w: the worker
+ * running the strand (its filter reader index). */
+int conn_proxy_feed(worker_t *w, pc_conn_t *c, const char *data, size_t n, size_t *used);
+/* The header did not come in time (counts it). */
+void conn_proxy_timed_out(pc_conn_t *c);
+/* Free what the phase holds (at the connection's release). */
+void conn_proxy_free(pc_conn_t *c);
+/* Is this source a trusted proxy? Accept threads (the set never changes). */
+int server_proxy_trusted(const pc_server_t *s, const pc_addr_t *a);
 
 /* accept.c: the verdict pipeline (shared by the accept loops). On
  * PC_ACCEPT a capacity slot and a per-source ticket are held for the

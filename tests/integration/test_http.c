@@ -305,6 +305,24 @@ static void metrics_prometheus(void **state)
     client_close(c);
 }
 
+static void whoami_direct(void **state)
+{
+    (void)state;
+    client_t *c = client_open();
+    resp_t r;
+    client_sends(c, "GET /whoami HTTP/1.1\r\nHost: t\r\n\r\nPOST /whoami HTTP/1.1\r\nHost: "
+                    "t\r\nContent-Length: 0\r\n\r\n");
+    assert_int_equal(read_response(c, &r, 0), 0);
+    assert_int_equal(r.status, 200);
+    /* no PROXY protocol here: the socket's peer, no proxy */
+    assert_true(strncmp(r.body, "client 127.0.0.1:", 17) == 0);
+    assert_non_null(strstr(r.body, "\nproxy -\n"));
+    assert_int_equal(read_response(c, &r, 0), 0);
+    assert_int_equal(r.status, 405);
+    assert_non_null(strstr(r.body, "Method Not Allowed"));
+    client_close(c);
+}
+
 static void not_found_404(void **state)
 {
     (void)state;
@@ -660,6 +678,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(pipelined_three, setup, teardown),
         cmocka_unit_test_setup_teardown(garbage_400, setup, teardown),
         cmocka_unit_test_setup_teardown(metrics_prometheus, setup, teardown),
+        cmocka_unit_test_setup_teardown(whoami_direct, setup, teardown),
         cmocka_unit_test_setup_teardown(not_found_404, setup, teardown),
         cmocka_unit_test_setup_teardown(http10_closes, setup, teardown),
         cmocka_unit_test_setup_teardown(connection_close, setup, teardown),

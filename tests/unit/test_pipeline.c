@@ -190,6 +190,53 @@ static void test_source_steps(void **state)
     filter_destroy(f);
 }
 
+/* FILTER_SKIP_SOURCE (a trusted proxy at accept): steps 3-4 skipped, no slot
+ * taken; rules and the condition still judge; a second reader index (a
+ * worker's) decides for the real client with the limits. */
+static void test_skip_source(void **state)
+{
+    (void)state;
+    filter_config_t cfg;
+    filter_config_init(&cfg);
+    cfg.per_source_max = 1;
+    cfg.per_source_rate = 1.0;
+    cfg.per_source_burst = 1;
+    cfg.max_readers = 2;
+    filter_t *f = make(&cfg, "deny 192.0.2.66\n");
+    pc_addr_t proxy = A("192.0.2.1"), denied = A("192.0.2.66"), client = A("198.51.100.7");
+    filter_ticket_t t[4];
+    int step;
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(
+            filter_decide_ex(f, 0, &proxy, 0, 0, FILTER_SKIP_SOURCE, NULL, NULL, &t[i], &step),
+            PC_ACCEPT);
+        assert_int_equal(t[i].slot, TRACK_NO_SLOT);
+    }
+    assert_int_equal(
+        filter_decide_ex(f, 0, &denied, 0, 0, FILTER_SKIP_SOURCE, NULL, NULL, &t[0], &step),
+        PC_REJECT);
+    assert_int_equal(step, PC_STEP_RULES);
+    cond_t c = {PC_REJECT, 0};
+    assert_int_equal(
+        filter_decide_ex(f, 0, &proxy, 0, 0, FILTER_SKIP_SOURCE, cond_fn, &c, &t[0], &step),
+        PC_REJECT);
+    assert_int_equal(step, PC_STEP_CONDITION);
+    assert_int_equal(c.calls, 1);
+    /* the real client, from reader 1, is limited */
+    assert_int_equal(filter_decide_ex(f, 1, &client, 0, 0, 0, NULL, NULL, &t[1], &step), PC_ACCEPT);
+    assert_true(t[1].slot != TRACK_NO_SLOT);
+    assert_int_equal(filter_decide_ex(f, 1, &client, 0, 0, 0, NULL, NULL, &t[2], &step), PC_REJECT);
+    assert_int_equal(step, PC_STEP_SOURCE_MAX);
+    filter_release(f, &t[1]);
+    filter_stats_t st;
+    filter_stats(f, &st);
+    assert_int_equal(st.rejected[PC_STEP_SOURCE_MAX], 1);
+    assert_int_equal(st.rejected[PC_STEP_RULES], 1);
+    assert_int_equal(st.accepted, 5);
+    assert_int_equal(st.tracker_active, 0);
+    filter_destroy(f);
+}
+
 static void test_condition_step(void **state)
 {
     (void)state;
@@ -622,7 +669,7 @@ int main(void)
         cmocka_unit_test(test_shadow),         cmocka_unit_test(test_non_ip_peer),
         cmocka_unit_test(test_tracker_full),   cmocka_unit_test(test_ipv4_mapped),
         cmocka_unit_test(test_swap_counters),  cmocka_unit_test(test_swap_under_load),
-        cmocka_unit_test(test_config),
+        cmocka_unit_test(test_config),         cmocka_unit_test(test_skip_source),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,142 @@
+/* SPDX-License-Identifier: MIT */
+/* The PROXY protocol phase of a connection from a trusted proxy: feed the
+ * header parser (src/filter/proxy_header.c), replace the peer address with
+ * the real client's, run the second verdict on it (rules, per-source limits
+ * keyed by it, the user condition; capacity was settled at accept), and keep
+ * what the application may ask for later (the proxy's address, the TLVs).
+ *
+ * Memory: while the header is pending the connection holds one parser
+ * (PROXY_HEADER_MAX bytes and a few more); once it is parsed the parser is
+ * freed and, only for a proxied (not LOCAL) connection, one record with the
+ * proxy's address and a copy of the TLVs is kept until the connection's
+ * release. Runs in the connection's strand. */
+#include "server.h"
+
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "filter/proxy_header.h"
+#include "filter/rules.h"
+
+typedef struct conn_proxy_s {
+    pc_sockaddr_t proxy; /* the proxy's own address (the socket's peer) */
+    size_t tlv_len;
+    uint8_t tlv[]; /* v2 TLVs as received (checked by the parser) */
+} conn_proxy_t;
+
+int server_proxy_trusted(const pc_server_t *s, const pc_addr_t *a)
+{
+    const pc_rules_t *r = s->cfg.proxy_trusted;
+    if (!r || (a->family != 4 && a->family != 6)) return 0;
+    uint32_t i = rules_lookup(r, a);
+    return i != RULE_NONE && rules_action(r, i) == PC_RULE_ALLOW;
+}
+
+int conn_proxy_begin(pc_conn_t *c)
+{
+    proxy_parser_t *p = pc__malloc(sizeof *p);
+    if (!p) return PC_ENOMEM;
+    proxy_parser_init(p, c->srv->cfg.proxy_versions);
+    c->px = p;
+    c->px_state = PX_PENDING;
+    return 0;
+}
+
+void conn_proxy_free(pc_conn_t *c)
+{
+    pc__free(c->px);
+    c->px = NULL;
+    c->px_state = PX_NONE;
+}
+
+void conn_proxy_timed_out(pc_conn_t *c)
+{
+    counter_add(&c->w->proxy_timeouts, 1);
+}
+
+static void to_sockaddr(const pc_addr_t *a, uint16_t port, pc_sockaddr_t *out)
+{
+    memset(out, 0, sizeof *out);
+    if (a->family == 4) {
+        out->v4.sin_family = AF_INET;
+        out->v4.sin_port = htons(port);
+        memcpy(&out->v4.sin_addr, a->b, 4);
+    } else {
+        out->v6.sin6_family = AF_INET6;
+        out->v6.sin6_port = htons(port);
+        memcpy(&out->v6.sin6_addr, a->b, 16);
+    }
+}
+
+typedef struct px_cond_s {
+    pc_server_t *s;
+    const pc_conn_t *c;
+} px_cond_t;
+
+static pc_verdict_t run_condition(void *ud)
+{
+    px_cond_t *cx = ud;
+    pc_verdict_t v =
+        cx->s->cfg.condition(cx->s->cfg.condition_user, &cx->c->peer.sa, &cx->c->local.sa);
+    /* an established connection cannot wait in the kernel's queue */
+    return v == PC_ACCEPT ? PC_ACCEPT : PC_REJECT;
+}
+
+int conn_proxy_feed(worker_t *w, pc_conn_t *c, const char *data, size_t n, size_t *used)
+{
+    pc_server_t *s = c->srv;
+    proxy_parser_t *p = c->px;
+    proxy_header_t h;
+    int cause = 0;
+    int rc = proxy_parser_feed(p, data, n, used, &h, &cause);
+    if (rc == PROXY_NEED_MORE) return 0;
+    if (rc == PROXY_FAILED) {
+        counter_add(&c->w->proxy_errors[cause], 1);
+        PC_LOGD("PROXY header refused: %s", pc_proxy_error_str(cause));
+        return PC_EPARSE;
+    }
+    counter_add(&c->w->proxy_headers, 1);
+    conn_proxy_t *info = NULL;
+    if (!h.local) {
+        info = pc__malloc(sizeof *info + h.tlv_len);
+        if (!info) return PC_ENOMEM;
+        info->proxy = c->peer;
+        info->tlv_len = h.tlv_len;
+        if (h.tlv_len) memcpy(info->tlv, h.tlv, h.tlv_len);
+        to_sockaddr(&h.src, h.src_port, &c->peer);
+    }
+    pc__free(p);
+    c->px = info;
+    c->px_state = PX_DONE;
+    if (h.local) return 1; /* the proxy speaking for itself: judged at accept */
+    /* the second verdict, on the real client */
+    filter_release(s->filter, &c->ticket); /* holds nothing (steps 3-4 skipped), to be sure */
+    px_cond_t cx = {s, c};
+    int step = PC_STEP_COUNT;
+    pc_verdict_t v =
+        filter_decide_ex(s->filter, PX_READER(w), &h.src, pc__now_ms(), 0, 0,
+                         s->cfg.condition ? run_condition : NULL, &cx, &c->ticket, &step);
+    if (v != PC_ACCEPT) {
+        counter_add(&c->w->proxy_rejected, 1);
+        return PC_EACCES;
+    }
+    return 1;
+}
+
+const struct sockaddr *pc_conn_proxy_addr(const pc_conn_t *c)
+{
+    if (!c || c->px_state != PX_DONE || !c->px) return NULL;
+    return &((const conn_proxy_t *)c->px)->proxy.sa;
+}
+
+const void *pc_conn_proxy_tlv(const pc_conn_t *c, unsigned type, size_t *len)
+{
+    if (!c || c->px_state != PX_DONE || !c->px) return NULL;
+    const conn_proxy_t *info = c->px;
+    size_t vl = 0;
+    const uint8_t *v = proxy_tlv_find(info->tlv_len ? info->tlv : NULL, info->tlv_len, type, &vl);
+    if (v && len) *len = vl;
+    return v;
+}

@@ -1,0 +1,493 @@
+/* SPDX-License-Identifier: MIT */
+/* The PROXY protocol on a real server over loopback: v1 and v2 (IPv4, IPv6,
+ * LOCAL, TLVs) sent byte by byte, bytes after the header in the same segment,
+ * an untrusted source sending a header (it is data), a trusted source
+ * without a header (reset at the timeout), malformed headers (reset, counted
+ * per cause), the second verdict on the real client (rules, per-source
+ * maximum, condition) and per-source slots given back on every path. The
+ * server greets each opened connection with what it knows of it:
+ * "peer=ADDR:PORT proxy=ADDR|- authority=TEXT|-\n", then echoes. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+
+#ifndef _WIN32
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#endif
+
+static void fmt_addr(const struct sockaddr *sa, char *out, size_t cap, int with_port)
+{
+    char ip[INET6_ADDRSTRLEN] = "?";
+    unsigned port = 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, (void *)&a->sin_addr, ip, sizeof ip);
+        port = ntohs(a->sin_port);
+        if (with_port)
+            snprintf(out, cap, "%s:%u", ip, port);
+        else
+            snprintf(out, cap, "%s", ip);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, (void *)&a->sin6_addr, ip, sizeof ip);
+        port = ntohs(a->sin6_port);
+        if (with_port)
+            snprintf(out, cap, "[%s]:%u", ip, port);
+        else
+            snprintf(out, cap, "%s", ip);
+    } else {
+        snprintf(out, cap, "?");
+    }
+}
+
+static void px_on_open(pc_conn_t *c)
+{
+    atomic_fetch_add(&g_opens, 1);
+    char peer[80], proxy[80] = "-", auth[64] = "-", line[300];
+    fmt_addr(pc_conn_peer_addr(c), peer, sizeof peer, 1);
+    const struct sockaddr *pa = pc_conn_proxy_addr(c);
+    if (pa) fmt_addr(pa, proxy, sizeof proxy, 0);
+    size_t len = 0;
+    const char *v = pc_conn_proxy_tlv(c, PC_PROXY_TLV_AUTHORITY, &len);
+    if (v && len < sizeof auth) {
+        memcpy(auth, v, len);
+        auth[len] = 0;
+    }
+    int n = snprintf(line, sizeof line, "peer=%s proxy=%s authority=%s\n", peer, proxy, auth);
+    pc_conn_send(c, line, (size_t)n);
+}
+
+static void px_config(pc_server_config_t *cfg, const char *trusted)
+{
+    base_config(cfg);
+    cfg->cb.on_open = px_on_open;
+    pc_rules_t *r = NULL;
+    char err[256];
+    assert_int_equal(pc_rules_load_string(trusted, strlen(trusted), "trusted", &r, err, sizeof err),
+                     0);
+    cfg->proxy_trusted = r;
+}
+
+static shim_sock_t connect_nodelay(const char *src)
+{
+    shim_sock_t s = shim_connect("127.0.0.1", g_port, src, 5000);
+    assert_true(s != SHIM_INVALID);
+    int one = 1;
+    setsockopt(s, IPPROTO_TCP, TCP_NODELAY, (const char *)&one, sizeof one);
+    return s;
+}
+
+/* One byte per send, a pause between them, so the server reads them apart. */
+static void send_bytewise(shim_sock_t s, const void *buf, size_t n)
+{
+    const char *p = buf;
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(shim_send_all(s, p + i, 1), 0);
+        shim_sleep_ms(2);
+    }
+}
+
+static void read_line(shim_sock_t s, char *out, size_t cap)
+{
+    size_t n = 0;
+    while (n + 1 < cap) {
+        char ch;
+        int r = shim_recv_some(s, &ch, 1);
+        if (r != 1)
+            fail_msg("connection ended before the greeting (%d) after '%.*s'", r, (int)n, out);
+        if (ch == '\n') break;
+        out[n++] = ch;
+    }
+    out[n] = 0;
+}
+
+/* Connect from src, send the header (bytewise or whole), then "hello" and
+ * check the greeting and the echo. */
+static void expect_greeting(const char *src, const void *hdr, size_t n, int bytewise,
+                            const char *want)
+{
+    shim_sock_t s = connect_nodelay(src);
+    if (bytewise)
+        send_bytewise(s, hdr, n);
+    else if (n)
+        assert_int_equal(shim_send_all(s, hdr, n), 0);
+    char line[300];
+    read_line(s, line, sizeof line);
+    assert_string_equal(line, want);
+    expect_echo(s, "hello");
+    shim_close(s);
+}
+
+/* The connection ends without a greeting: 1 if reset or closed. */
+static int refused(shim_sock_t s)
+{
+    char buf[64];
+    int r = shim_recv_some(s, buf, sizeof buf);
+    return r == 0 || r == -1;
+}
+
+static const uint8_t v2sig[12] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D,
+                                  0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A};
+
+static size_t v2_ipv4(uint8_t *b, const uint8_t src[4], uint16_t sport)
+{
+    memcpy(b, v2sig, 12);
+    b[12] = 0x21;
+    b[13] = 0x11;
+    b[14] = 0;
+    b[15] = 12;
+    memcpy(b + 16, src, 4);
+    const uint8_t dst[4] = {127, 0, 0, 1};
+    memcpy(b + 20, dst, 4);
+    b[24] = (uint8_t)(sport >> 8);
+    b[25] = (uint8_t)sport;
+    b[26] = 0;
+    b[27] = 80;
+    return 28;
+}
+
+static void v1_byte_by_byte(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    px_config(&cfg, "allow 127.0.0.0/8\n");
+    start_server(&cfg);
+    const char *h = "PROXY TCP4 192.0.2.7 127.0.0.1 5555 80\r\n";
+    expect_greeting(NULL, h, strlen(h), 1, "peer=192.0.2.7:5555 proxy=127.0.0.1 authority=-");
+    const char *h6 = "PROXY TCP6 2001:db8::7 ::1 6000 80\r\n";
+    expect_greeting(NULL, h6, strlen(h6), 1, "peer=[2001:db8::7]:6000 proxy=127.0.0.1 authority=-");
+    const char *hu = "PROXY UNKNOWN\r\n";
+    shim_sock_t s = connect_nodelay("127.0.0.3");
+    send_bytewise(s, hu, strlen(hu));
+    char line[300];
+    read_line(s, line, sizeof line);
+    assert_true(strncmp(line, "peer=127.0.0.3:", 15) == 0); /* the socket's address */
+    assert_non_null(strstr(line, " proxy=- "));
+    shim_close(s);
+    /* the header and the first bytes in one segment: the bytes are data */
+    s = connect_nodelay(NULL);
+    const char *both = "PROXY TCP4 192.0.2.8 127.0.0.1 1 2\r\nfirst";
+    assert_int_equal(shim_send_all(s, both, strlen(both)), 0);
+    read_line(s, line, sizeof line);
+    assert_string_equal(line, "peer=192.0.2.8:1 proxy=127.0.0.1 authority=-");
+    char echo[5];
+    assert_int_equal(shim_recv_exact(s, echo, 5), 5);
+    assert_memory_equal(echo, "first", 5);
+    shim_close(s);
+    WAIT_FOR(stats().active == 0, 5000);
+    pc_server_stats_t st = stats();
+    assert_int_equal(st.proxy_headers, 4);
+    assert_int_equal(st.active, 0);
+}
+
+static void v2_ipv4_ipv6_tlv_local(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    px_config(&cfg, "allow 127.0.0.1\n");
+    cfg.proxy_versions = PC_PROXY_V2;
+    start_server(&cfg);
+    uint8_t b[256];
+    const uint8_t src4[4] = {198, 51, 100, 9};
+    size_t n = v2_ipv4(b, src4, 4444);
+    expect_greeting(NULL, b, n, 1, "peer=198.51.100.9:4444 proxy=127.0.0.1 authority=-");
+    /* IPv6 with TLVs: ALPN, authority */
+    memcpy(b, v2sig, 12);
+    b[12] = 0x21;
+    b[13] = 0x21;
+    uint8_t *p = b + 16;
+    const uint8_t s6[16] = {0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x42};
+    memcpy(p, s6, 16);
+    memset(p + 16, 0, 16);
+    p[31] = 1;
+    p[32] = 0x1F;
+    p[33] = 0x90; /* 8080 */
+    p[34] = 0;
+    p[35] = 80;
+    p += 36;
+    const uint8_t alpn[] = {PC_PROXY_TLV_ALPN, 0, 2, 'h', '2'};
+    memcpy(p, alpn, sizeof alpn);
+    p += sizeof alpn;
+    const uint8_t auth[] = {
+        PC_PROXY_TLV_AUTHORITY, 0, 11, 'e', 'x', 'a', 'm', 'p', 'l', 'e', '.', 'c', 'o', 'm'};
+    memcpy(p, auth, sizeof auth);
+    p += sizeof auth;
+    size_t blen = (size_t)(p - b) - 16;
+    b[14] = (uint8_t)(blen >> 8);
+    b[15] = (uint8_t)blen;
+    expect_greeting(NULL, b, (size_t)(p - b), 1,
+                    "peer=[2001:db8::42]:8080 proxy=127.0.0.1 authority=example.com");
+    /* LOCAL: the socket's addresses, no proxy address, no second verdict */
+    memcpy(b, v2sig, 12);
+    b[12] = 0x20;
+    b[13] = 0;
+    b[14] = b[15] = 0;
+    shim_sock_t s = connect_nodelay(NULL);
+    send_bytewise(s, b, 16);
+    char line[300];
+    read_line(s, line, sizeof line);
+    assert_true(strncmp(line, "peer=127.0.0.1:", 15) == 0);
+    assert_non_null(strstr(line, " proxy=- authority=-"));
+    expect_echo(s, "x");
+    shim_close(s);
+    /* v1 is not accepted here: reset, counted */
+    s = connect_nodelay(NULL);
+    const char *v1 = "PROXY TCP4 192.0.2.7 127.0.0.1 5555 80\r\n";
+    assert_int_equal(shim_send_all(s, v1, strlen(v1)), 0);
+    assert_true(refused(s));
+    shim_close(s);
+    WAIT_FOR(stats().active == 0, 5000);
+    pc_server_stats_t st = stats();
+    assert_int_equal(st.proxy_headers, 3);
+    assert_int_equal(st.proxy_errors[PC_PROXY_ERR_VERSION], 1);
+    assert_int_equal(st.closed[PC_CLOSE_PROXY], 1);
+    assert_int_equal(atomic_load(&g_opens), 3);
+}
+
+static void untrusted_header_is_data(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    px_config(&cfg, "allow 127.0.0.5\n");
+    start_server(&cfg);
+    shim_sock_t s = connect_nodelay("127.0.0.6");
+    char line[300];
+    read_line(s, line, sizeof line); /* opened at once: no header expected */
+    assert_true(strncmp(line, "peer=127.0.0.6:", 15) == 0);
+    assert_non_null(strstr(line, " proxy=- "));
+    expect_echo(s, "PROXY TCP4 192.0.2.7 127.0.0.1 5555 80\r\n");
+    shim_close(s);
+    pc_server_stats_t st = stats();
+    assert_int_equal(st.proxy_headers, 0);
+    for (int i = 0; i < PC_PROXY_ERR_COUNT; i++)
+        assert_int_equal(st.proxy_errors[i], 0);
+}
+
+static void trusted_without_header_times_out(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    px_config(&cfg, "allow 127.0.0.0/8\n");
+    cfg.proxy_timeout_ms = 300;
+    start_server(&cfg);
+    shim_sock_t s = connect_nodelay(NULL);
+    shim_set_timeout(s, 10000);
+    uint64_t t0 = shim_now_ms();
+    assert_true(refused(s));
+    assert_true(shim_now_ms() - t0 >= 250); /* not before the timeout */
+    shim_close(s);
+    /* a partial header does not push the deadline back */
+    s = connect_nodelay(NULL);
+    shim_set_timeout(s, 10000);
+    assert_int_equal(shim_send_all(s, "PROXY TCP4 ", 11), 0);
+    assert_true(refused(s));
+    shim_close(s);
+    WAIT_FOR(stats().active == 0, 5000);
+    pc_server_stats_t st = stats();
+    assert_int_equal(st.proxy_timeouts, 2);
+    assert_int_equal(st.closed[PC_CLOSE_PROXY], 2);
+    assert_int_equal(st.active, 0);
+    assert_int_equal(atomic_load(&g_opens), 0);
+    assert_int_equal(atomic_load(&g_closes), 0); /* never opened: no on_close */
+}
+
+static void malformed_headers(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    px_config(&cfg, "allow 127.0.0.0/8\n");
+    start_server(&cfg);
+    struct {
+        const char *bytes;
+        size_t n;
+        int cause;
+    } cases[] = {
+        {"GET / HTTP/1.1\r\n\r\n", 18, PC_PROXY_ERR_SIGNATURE},
+        {"PROXY TCP5 1.2.3.4 1.2.3.5 1 2\r\n", 32, PC_PROXY_ERR_V1_SYNTAX},
+        {"PROXY TCP4 1.2.3.400 1.2.3.5 1 2\r\n", 34, PC_PROXY_ERR_ADDRESS},
+        {"\r\n\r\n\0\r\nQUIT\n\x22\x11\0\0", 16, PC_PROXY_ERR_COMMAND},
+        {"\r\n\r\n\0\r\nQUIT\n\x21\x11\0\x02zz", 18, PC_PROXY_ERR_FAMILY},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        shim_sock_t s = connect_nodelay(NULL);
+        assert_int_equal(shim_send_all(s, cases[i].bytes, cases[i].n), 0);
+        assert_true(refused(s));
+        shim_close(s);
+    }
+    /* a v1 line that never ends */
+    char longl[200];
+    memset(longl, 'x', sizeof longl);
+    memcpy(longl, "PROXY ", 6);
+    shim_sock_t s = connect_nodelay(NULL);
+    assert_int_equal(shim_send_all(s, longl, sizeof longl), 0);
+    assert_true(refused(s));
+    shim_close(s);
+    WAIT_FOR(stats().active == 0, 5000);
+    pc_server_stats_t st = stats();
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        assert_int_equal(st.proxy_errors[cases[i].cause], 1);
+    assert_int_equal(st.proxy_errors[PC_PROXY_ERR_TOO_LONG], 1);
+    assert_int_equal(st.closed[PC_CLOSE_PROXY], 6);
+    assert_int_equal(atomic_load(&g_opens), 0);
+    assert_int_equal(st.active, 0);
+}
+
+static void second_verdict_on_real_client(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    px_config(&cfg, "allow 127.0.0.1\n");
+    cfg.rules = NULL;
+    pc_rules_t *r = NULL;
+    const char *deny = "deny 192.0.2.66\n";
+    assert_int_equal(pc_rules_load_string(deny, strlen(deny), "rules", &r, NULL, 0), 0);
+    cfg.rules = r;
+    start_server(&cfg);
+    g_reject_src = "192.0.2.99"; /* the condition sees the real client */
+    const char *h = "PROXY TCP4 192.0.2.66 127.0.0.1 1 80\r\n";
+    shim_sock_t s = connect_nodelay(NULL);
+    send_bytewise(s, h, strlen(h));
+    assert_true(refused(s));
+    shim_close(s);
+    h = "PROXY TCP4 192.0.2.99 127.0.0.1 1 80\r\n";
+    s = connect_nodelay(NULL);
+    assert_int_equal(shim_send_all(s, h, strlen(h)), 0);
+    assert_true(refused(s));
+    shim_close(s);
+    /* the proxy itself and another client are fine */
+    h = "PROXY TCP4 192.0.2.67 127.0.0.1 1 80\r\n";
+    expect_greeting(NULL, h, strlen(h), 0, "peer=192.0.2.67:1 proxy=127.0.0.1 authority=-");
+    WAIT_FOR(stats().active == 0, 5000);
+    pc_server_stats_t st = stats();
+    assert_int_equal(st.rejected[PC_STEP_RULES], 1);
+    assert_int_equal(st.rejected[PC_STEP_CONDITION], 1);
+    assert_int_equal(st.proxy_rejected, 2);
+    assert_int_equal(st.closed[PC_CLOSE_PROXY], 2);
+    assert_int_equal(atomic_load(&g_opens), 1);
+}
+
+/* per_source_max 1 keyed by the real client: the proxy's own address is not
+ * limited, a second connection of one real client is, and its slot comes back
+ * on every path (done, timeout, malformed, rejected, peer gone mid-header,
+ * server stop mid-header). */
+static void per_source_slots_released(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    px_config(&cfg, "allow 127.0.0.1\n");
+    cfg.per_source_max = 1;
+    cfg.proxy_timeout_ms = 300;
+    start_server(&cfg);
+    const char *ha = "PROXY TCP4 192.0.2.10 127.0.0.1 1 80\r\n";
+    const char *hb = "PROXY TCP4 192.0.2.11 127.0.0.1 1 80\r\n";
+    char line[300];
+    /* two real clients through one proxy address at once */
+    shim_sock_t a = connect_nodelay(NULL);
+    assert_int_equal(shim_send_all(a, ha, strlen(ha)), 0);
+    read_line(a, line, sizeof line);
+    shim_sock_t b = connect_nodelay(NULL);
+    assert_int_equal(shim_send_all(b, hb, strlen(hb)), 0);
+    read_line(b, line, sizeof line);
+    assert_string_equal(line, "peer=192.0.2.11:1 proxy=127.0.0.1 authority=-");
+    /* a second connection of the first client: over its maximum */
+    shim_sock_t a2 = connect_nodelay(NULL);
+    assert_int_equal(shim_send_all(a2, ha, strlen(ha)), 0);
+    assert_true(refused(a2));
+    shim_close(a2);
+    assert_int_equal(stats().rejected[PC_STEP_SOURCE_MAX], 1);
+    shim_close(a);
+    shim_close(b);
+    WAIT_FOR(stats().active == 0, 5000);
+    /* paths that end before on_open; after each the client is served again */
+    for (int path = 0; path < 4; path++) {
+        shim_sock_t s = connect_nodelay(NULL);
+        if (path == 1) assert_int_equal(shim_send_all(s, "PROXY TCP9\r\n", 12), 0);
+        if (path == 2) assert_int_equal(shim_send_all(s, "PROXY TCP4 ", 11), 0);
+        if (path == 3) assert_int_equal(shim_send_all(s, "PROXY TCP4 192.0.2.10 ", 22), 0);
+        if (path == 3)
+            shim_close_reset(s); /* gone mid-header */
+        else {
+            shim_set_timeout(s, 10000);
+            assert_true(refused(s)); /* 0: timeout; 1: malformed; 2: partial, then timeout */
+            shim_close(s);
+        }
+        WAIT_FOR(stats().active == 0, 5000);
+        expect_greeting(NULL, ha, strlen(ha), 0, "peer=192.0.2.10:1 proxy=127.0.0.1 authority=-");
+        WAIT_FOR(stats().active == 0, 5000);
+    }
+    WAIT_FOR(stats().source_active == 0, 5000);
+    pc_server_stats_t st = stats();
+    assert_int_equal(st.active, 0);
+    assert_int_equal(st.source_active, 0);
+    assert_int_equal(st.proxy_timeouts, 2);
+    assert_int_equal(st.proxy_errors[PC_PROXY_ERR_V1_SYNTAX], 1);
+    /* server stop while a header is pending: no on_close, nothing held */
+    shim_sock_t s = connect_nodelay(NULL);
+    assert_int_equal(shim_send_all(s, "PROXY ", 6), 0);
+    WAIT_FOR(stats().active == 1, 5000);
+    int closes = atomic_load(&g_closes);
+    assert_int_equal(pc_server_stop(g_srv, 1000), 0);
+    assert_true(refused(s));
+    shim_close(s);
+    st = stats();
+    assert_int_equal(st.active, 0);
+    assert_int_equal(st.source_active, 0);
+    assert_int_equal(atomic_load(&g_closes), closes);
+}
+
+/* A proxy connecting over IPv6 (::1, trusted) for an IPv4 client. */
+static void proxy_over_ipv6(void **state)
+{
+    (void)state;
+    if (!shim_have_ipv6()) {
+        print_message("IPv6 loopback not available: skipped\n");
+        skip();
+    }
+    pc_server_config_t cfg;
+    px_config(&cfg, "allow ::1\n");
+    atomic_store(&g_opens, 0);
+    assert_int_equal(pc_server_create(&cfg, &g_srv), 0);
+    int idx = pc_server_listen(g_srv, "[::1]:0");
+    assert_true(idx >= 0);
+    int port = pc_server_listener_port(g_srv, idx);
+    assert_int_equal(pc_server_start(g_srv), 0);
+    shim_sock_t s = shim_connect("::1", port, NULL, 5000);
+    assert_true(s != SHIM_INVALID);
+    const char *h = "PROXY TCP4 203.0.113.5 192.0.2.1 7000 443\r\n";
+    send_bytewise(s, h, strlen(h));
+    char line[300];
+    read_line(s, line, sizeof line);
+    assert_string_equal(line, "peer=203.0.113.5:7000 proxy=::1 authority=-");
+    expect_echo(s, "six");
+    shim_close(s);
+    pc_server_stats_t st = stats();
+    assert_int_equal(st.proxy_headers, 1);
+}
+
+int main(int argc, char **argv)
+{
+    shim_init();
+    pc_log_set_level(PC_LOG_WARN);
+    const struct CMUnitTest all[] = {
+        cmocka_unit_test_teardown(v1_byte_by_byte, teardown),
+        cmocka_unit_test_teardown(v2_ipv4_ipv6_tlv_local, teardown),
+        cmocka_unit_test_teardown(untrusted_header_is_data, teardown),
+        cmocka_unit_test_teardown(trusted_without_header_times_out, teardown),
+        cmocka_unit_test_teardown(malformed_headers, teardown),
+        cmocka_unit_test_teardown(second_verdict_on_real_client, teardown),
+        cmocka_unit_test_teardown(per_source_slots_released, teardown),
+        cmocka_unit_test_teardown(proxy_over_ipv6, teardown),
+    };
+    if (argc > 1) cmocka_set_test_filter(argv[1]);
+    return cmocka_run_group_tests_name("proxy", all, NULL, NULL);
+}
