@@ -578,7 +578,7 @@ PC_API int pc_conn_set_header_timeout(pc_conn_t *c, unsigned ms);
  * in the connection's strand ms from now (10 ms resolution, never early),
  * once; arming again replaces the deadline and fn. It never runs after the
  * close began (pc_conn_close, abort, peer close, stop): a close cancels it.
- * Costs nothing until first used (then a 16-byte record, freed with the
+ * Costs nothing until first used (then a 32-byte record, freed with the
  * connection). From the connection's callbacks (or a pc_server_post_to
  * function) only. Returns 0, PC_EINVAL (other thread, fn NULL with ms > 0),
  * PC_ENOTCONN (not open), PC_ENOMEM. */

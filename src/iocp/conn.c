@@ -34,6 +34,9 @@ static int over_limit(pc_conn_t *c, size_t total);
 static void sendq_take(pc_conn_t *c, queue_t *from);
 static void posts_run(pc_conn_t *c, struct xpost_s *p);
 static void conn_notify_sent(pc_conn_t *c);
+static int hold_data(pc_conn_t *c, void *data, uint32_t len);
+static void conn_deliver_held(pc_conn_t *c);
+static void drop_held(pc_conn_t *c);
 
 static port_t *cport(pc_conn_t *c)
 {
@@ -455,6 +458,7 @@ static void conn_release(pc_conn_t *c)
     atomic_store(&c->sendq_bytes, 0);
     pc__free(c->iovx);
     c->iovx = NULL;
+    drop_held(c);
     pc__free(c->ext);
     c->ext = NULL;
     pc__mutex_lock(conn_lock(c));
@@ -529,6 +533,10 @@ static void handle(worker_t *w, pc_conn_t *c, const completion_t *cpl)
         c->reading = 0;
         c->ops_pending--;
         if (cpl->data) { /* backend-supplied data (io_uring provided buffers) */
+            /* arrived for a receive started before a pause: kept for later */
+            if (cpl->bytes && c->state == CS_OPEN && !read_wanted(c) &&
+                hold_data(c, cpl->data, cpl->bytes))
+                break;
             if (cpl->bytes && c->state == CS_OPEN) {
                 counter_add(&w->bytes_in, cpl->bytes);
                 c->last_rx_ms = pc__now_ms();
@@ -597,6 +605,7 @@ static void conn_after(pc_conn_t *c)
         conn_flush(c);
         conn_continue_read(c);
     }
+    conn_deliver_held(c);
     conn_notify_sent(c);
     if (c->state == CS_CLOSING && !c->sending && queue_empty(&c->sendq)) {
         do_fin(c);
@@ -1137,7 +1146,62 @@ static void sendq_take(pc_conn_t *c, queue_t *from)
 typedef struct conn_ext_s {
     void (*timer_fn)(pc_conn_t *c);
     uint64_t timer_at; /* 0: not armed */
+    /* a backend buffer (io_uring provided buffers) that arrived while
+     * reading was paused: a receive started before the pause (from another
+     * thread with pc_server_post_to, or a cross-thread send passing high
+     * water) completes with data anyway; it is delivered on resume */
+    void *held;
+    uint32_t held_len;
 } conn_ext_t;
+
+static conn_ext_t *conn_ext(pc_conn_t *c)
+{
+    if (!c->ext) {
+        c->ext = pc__malloc(sizeof *c->ext);
+        if (c->ext) memset(c->ext, 0, sizeof *c->ext);
+    }
+    return c->ext;
+}
+
+/* Returns 1 if the buffer is kept (for conn_deliver_held), 0 to deliver it
+ * now (no memory for the record: delivered despite the pause). */
+static int hold_data(pc_conn_t *c, void *data, uint32_t len)
+{
+    conn_ext_t *x = conn_ext(c);
+    if (!x || x->held) return 0; /* one receive is pending at most: never two */
+    x->held = data;
+    x->held_len = len;
+    return 1;
+}
+
+/* Reading resumed (conn_after, outside callbacks): the kept buffer first,
+ * then the receive goes on. */
+static void conn_deliver_held(pc_conn_t *c)
+{
+    conn_ext_t *x = c->ext;
+    if (!x || !x->held || c->state == CS_CLOSED) return;
+    if (c->state == CS_OPEN && !read_wanted(c)) return;
+    void *data = x->held;
+    uint32_t len = x->held_len;
+    x->held = NULL;
+    if (c->state == CS_OPEN) {
+        counter_add(&c->w->bytes_in, len);
+        c->last_rx_ms = pc__now_ms();
+        c->cb->on_data(c, data, len);
+    }
+    port_recv_done(cport(c), &c->ps, data);
+    if (c->state == CS_CLOSED) return;
+    conn_flush(c);
+    conn_continue_read(c);
+}
+
+/* The connection is released with a kept buffer: give it back. */
+static void drop_held(pc_conn_t *c)
+{
+    if (!c->ext || !c->ext->held) return;
+    port_recv_done(cport(c), &c->ps, c->ext->held);
+    c->ext->held = NULL;
+}
 
 static uint64_t user_timer_deadline(const pc_conn_t *c, uint64_t at)
 {
@@ -1165,10 +1229,7 @@ int pc_conn_timer(pc_conn_t *c, unsigned ms, void (*fn)(pc_conn_t *c))
         if (c->ext) c->ext->timer_at = 0; /* the timer recomputes when it fires */
         return 0;
     }
-    if (!c->ext) {
-        c->ext = pc__malloc(sizeof *c->ext);
-        if (!c->ext) return PC_ENOMEM;
-    }
+    if (!conn_ext(c)) return PC_ENOMEM;
     c->ext->timer_fn = fn;
     c->ext->timer_at = pc__now_ms() + ms;
     timer_sooner(c, c->ext->timer_at);
