@@ -5,7 +5,7 @@
  * its send_queue_limit and kicked (reset) at once; a talker faster than the
  * broadcaster is paused until it catches up.
  *
- *   pc-chat [--max-line BYTES] [--send-limit BYTES] [--inbox BYTES]
+ *   pc-chat [--max-line BYTES] [--send-limit BYTES] [--inbox BYTES] [--patience MS]
  *           [--listen ADDR:PORT]... [--threads N] [--max-conns N]
  *           [--idle-timeout MS] [--write-timeout MS] [--max-buffered BYTES]
  *           [--backend NAME] [--rules FILE]
@@ -29,7 +29,9 @@ static void usage(FILE *f)
                "  --send-limit BYTES   per-client send queue; beyond it the client is kicked\n"
                "                       (default 256 KiB)\n"
                "  --inbox BYTES        lines waiting for the broadcaster before talkers are\n"
-               "                       paused (default 64 KiB)\n");
+               "                       paused (default 64 KiB)\n"
+               "  --patience MS        how long everybody waits for a client whose queue is\n"
+               "                       full before it is kicked (default 1000)\n");
     server_opts_usage(f);
 }
 
@@ -63,6 +65,8 @@ int main(int argc, char **argv)
         if (!strcmp(argv[i], "--max-line")) target = &cc.max_line;
         if (!strcmp(argv[i], "--send-limit")) target = &cfg.send_queue_limit;
         if (!strcmp(argv[i], "--inbox")) target = &cc.inbox_limit;
+        size_t patience = 0;
+        if (!strcmp(argv[i], "--patience")) target = &patience;
         if (target) {
             if (i + 1 >= argc || parse_size(argv[i + 1], target) < 0) {
                 fprintf(stderr, "pc-chat: %s needs a positive byte count\n", argv[i]);
@@ -70,6 +74,7 @@ int main(int argc, char **argv)
                 return 2;
             }
             i++;
+            if (target == &patience) cc.patience_ms = patience > 60000 ? 60000 : (unsigned)patience;
             continue;
         }
         int r = server_opts_parse(&o, argc, argv, &i);
