@@ -756,7 +756,21 @@ static void chat_broadcast(void **state)
     /* it was reset: what it had not read is gone */
     size_t discarded = 0;
     shim_set_timeout(nr, 5000);
-    assert_int_equal(shim_wait_close(nr, &discarded), -1);
+    int end = shim_wait_close(nr, &discarded);
+#ifdef _WIN32
+    /* a Wine client whose recv starts after the reset arrived gets 0, not
+     * WSAECONNRESET (docs/windows.md); the next send fails at once, where
+     * after a graceful close it would succeed */
+    if (end == 0) {
+        int failed = 0;
+        for (int i = 0; i < 3 && !failed; i++) {
+            failed = shim_send_all(nr, "?", 1) != 0;
+            if (!failed) shim_sleep_ms(20);
+        }
+        if (failed) end = -1;
+    }
+#endif
+    assert_int_equal(end, -1);
     pc_server_stop(g_srv, 2000);
     chat_stop(ch);
     for (int i = 0; i < READERS; i++)
