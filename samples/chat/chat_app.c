@@ -121,6 +121,9 @@ static void on_open(pc_conn_t *c)
     cl->len = 0;
     cl->paused = 0;
     pc_conn_set_user_data(c, cl);
+    /* from here on the broadcaster's snapshots include this client */
+    static const char hello[] = "* welcome\n";
+    pc_conn_send(c, hello, sizeof hello - 1);
 }
 
 /* A complete line (with its newline) for everyone. Worker thread. */

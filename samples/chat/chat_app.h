@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* pc-chat's server logic: a line broadcast server whose broadcaster is a
+/* pc-chat's server logic: a line broadcast server (a new client is greeted
+ * with "* welcome\n"; every line after it is a broadcast) whose broadcaster is a
  * thread of its own that reaches connections only by id (pc_server_conn_ids,
  * pc_server_send_to, pc_server_abort_id, pc_server_post_to). Used by pc-chat
  * and by the integration tests, on every backend. */

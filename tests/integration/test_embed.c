@@ -646,6 +646,7 @@ static void reader_main(void *arg)
     char line[64];
     size_t ll = 0;
     int next = 0;
+    int welcomed = 0;
     r->end_count = -1;
     for (;;) {
         int n = shim_recv_some(r->s, buf, sizeof buf);
@@ -655,7 +656,10 @@ static void reader_main(void *arg)
             if (buf[i] != '\n') continue;
             char want[64];
             int wl = snprintf(want, sizeof want, LINE_FMT, next);
-            if ((size_t)wl == ll && memcmp(line, want, ll) == 0) {
+            if (!welcomed) { /* the greeting comes first */
+                welcomed = ll == 10 && memcmp(line, "* welcome\n", 10) == 0;
+                if (!welcomed) r->bad++;
+            } else if ((size_t)wl == ll && memcmp(line, want, ll) == 0) {
                 next++;
             } else if (ll > 4 && memcmp(line, "end ", 4) == 0) {
                 r->end_count = atoi(line + 4);

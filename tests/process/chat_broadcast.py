@@ -35,6 +35,7 @@ from proclib import Fail, Server, errname, now, set_budget  # noqa: E402
 HOST = "127.0.0.1"
 LINE = b"line %07d padding-padding-padding\n"
 EXIT_LIMIT = 10.0
+WELCOME = b"* welcome\n"
 
 
 def rss_kib(pid):
@@ -110,6 +111,20 @@ def main():
         nr.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         nr.connect((HOST, port))
         socks.append(nr)
+        # every client is greeted once its server side is open: only then is
+        # it in the broadcaster's snapshots (a line sent before would miss it)
+        for r in readers:
+            r.sock.setblocking(True)
+            r.sock.settimeout(10)
+            got = b""
+            while len(got) < len(WELCOME):
+                d = r.sock.recv(len(WELCOME) - len(got))
+                if not d:
+                    raise Fail("reader %d: closed before the greeting" % r.i)
+                got += d
+            if got != WELCOME:
+                raise Fail("reader %d: greeted with %r" % (r.i, got))
+            r.sock.setblocking(False)
         sel = selectors.DefaultSelector()
         for r in readers:
             sel.register(r.sock, selectors.EVENT_READ, r)
@@ -143,8 +158,12 @@ def main():
             if not srv.alive():
                 raise Fail("pc-chat exited during the run (status %s)" % srv.proc.poll())
             if t - t0 > a.budget - 15:
-                raise Fail("no end after %.0f s (%d lines sent): the non-reader was %s" %
-                           (t - t0, sent_lines, "kicked" if kicked_at else "never kicked"))
+                stuck = ["%d: %d/%d bytes, %s" % (r.i, r.off, len(stream), r.closed or "open")
+                         for r in readers if not r.done][:8]
+                raise Fail("no end after %.0f s (%d lines sent, %d bytes of them unsent): the "
+                           "non-reader was %s; readers not done: %s"
+                           % (t - t0, sent_lines, len(out),
+                              "kicked" if kicked_at else "never kicked", "; ".join(stuck)))
             for key, ev in sel.select(0.05):
                 r = key.data
                 if ev & selectors.EVENT_WRITE:
