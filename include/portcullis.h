@@ -25,9 +25,16 @@
  *   PC_ENOTCONN for an id whose connection has closed (ids carry a generation
  *   and connection memory is never returned to the allocator while the server
  *   exists, so a stale id never reaches freed memory or another connection).
- *   pc_conn_send, pc_conn_close and pc_conn_abort are also safe from other
- *   threads while the caller knows the connection is open.
+ *   The same holds for every pc_server_*_id / *_to call: pc_server_sendv_to,
+ *   pc_server_abort_id, pc_server_send_queued, pc_server_post_to (which runs
+ *   a function inside the connection's strand, where every pc_conn_* call is
+ *   legal) and pc_server_conn_ids. pc_conn_send, pc_conn_close and
+ *   pc_conn_abort are also safe from other threads while the caller knows
+ *   the connection is open.
  * - pc_server_post runs a function on a worker thread; safe from any thread.
+ *   pc_server_timer / pc_server_timer_cancel: server timers on the workers'
+ *   timer wheels, from any thread; pc_conn_timer: one timer per connection,
+ *   from its callbacks.
  * - pc_server_stats and the pc_rules_* counters may be read from any thread.
  * - pc_server_create, pc_server_listen, pc_server_start, pc_server_stop and
  *   pc_server_destroy are called by the thread that owns the server, never
@@ -312,6 +319,11 @@ typedef struct pc_callbacks_s {
      * last message (it is flushed before the FIN) or close it itself.
      * pc_server_stopping() is already 1 when it runs. Optional. */
     void (*on_shutdown)(pc_conn_t *c);
+    /* The send queue became empty: every byte queued so far has been handed
+     * to the kernel (not necessarily received by the peer). Runs once per
+     * transition from non-empty to empty while the connection is open (not
+     * after pc_conn_close began), after on_drain when both apply. Optional. */
+    void (*on_sent)(pc_conn_t *c);
 } pc_callbacks_t;
 
 typedef enum pc_backend_e {
@@ -356,8 +368,10 @@ typedef struct pc_server_config_s {
      * taking connections off the backlog at most this long, then rejects the
      * next one). Default 1000 ms. */
     unsigned defer_timeout_ms;
-    /* Close connections with no received bytes for this long. 0 = never
-     * (default). Reason PC_CLOSE_IDLE_TIMEOUT. */
+    /* Close connections with no traffic for this long: neither a received
+     * byte nor a sent one (a send completing counts, so a client that only
+     * reads stays open while the server writes to it). 0 = never (default).
+     * Reason PC_CLOSE_IDLE_TIMEOUT. */
     unsigned idle_timeout_ms;
     /* First-request (header) timeout: a new connection must be told it has
      * what it waits for (pc_conn_set_header_timeout(c, 0), typically once a
@@ -379,11 +393,22 @@ typedef struct pc_server_config_s {
      * fires when it falls to low. Defaults 1 MiB and 256 KiB. */
     size_t send_high_water;
     size_t send_low_water;
-    /* Global cap on bytes queued for sending over all connections: a send
-     * that would exceed it is refused with PC_ENOBUFS (counted in
-     * stats.send_refused) and, if that connection has bytes queued, it stops
-     * reading until they drain. 0 = no cap (default). */
+    /* Global cap on the memory held by send queues over all connections
+     * (the capacity of their chunks, not only the payload, so it bounds the
+     * process's memory whatever the message sizes: small sends coalesce into
+     * a connection's tail chunk, from any thread): a send that needs a new
+     * chunk that would take the held memory past the cap is refused with
+     * PC_ENOBUFS (counted in stats.send_refused) and, if that connection has
+     * bytes queued, it stops reading until they drain. 0 = no cap
+     * (default). */
     size_t max_buffered_bytes;
+    /* Per-connection bound on queued bytes (sent or not yet handed over from
+     * other threads): a send, from any thread, that would take a non-empty
+     * queue past it is refused with PC_ENOBUFS, nothing queued, counted in
+     * stats.send_limit_refused. A send into an empty queue is never refused
+     * by it, so one message larger than the limit still goes out. 0 =
+     * 4 x send_high_water (default); SIZE_MAX = no limit. */
+    size_t send_queue_limit;
     /* Bytes read per receive (worker scratch buffer). Default 64 KiB. */
     size_t recv_buffer_size;
     /* listen() backlog. Default 511. */
@@ -503,12 +528,63 @@ PC_API void pc_server_destroy(pc_server_t *s);
 /* The config's user_data. Any thread. */
 PC_API void *pc_server_user_data(const pc_server_t *s);
 
-/* Queue a copy of data for the connection with this id. Any thread. Returns
- * 0, PC_ENOTCONN (closed, closing or stale id), PC_ENOMEM. */
+/* Queue a copy of data for the connection with this id. Any thread. Small
+ * sends coalesce into the connection's tail chunk. Returns 0, PC_ENOTCONN
+ * (closed, closing or stale id), PC_ENOMEM, PC_ENOBUFS (the connection's
+ * send_queue_limit or the server's max_buffered_bytes would be passed;
+ * nothing queued). */
 PC_API int pc_server_send_to(pc_server_t *s, pc_conn_id_t id, const void *data, size_t len);
+/* Gather variant of pc_server_send_to: n buffers, one call, one copy, queued
+ * as one message (all or nothing). Any thread. Same errors, and PC_EINVAL
+ * for bufs NULL with n > 0. */
+PC_API int pc_server_sendv_to(pc_server_t *s, pc_conn_id_t id, const pc_buf_t *bufs, unsigned n);
 /* Gracefully close the connection with this id (as pc_conn_close). Any
  * thread. Returns 0 or PC_ENOTCONN. */
 PC_API int pc_server_close_id(pc_server_t *s, pc_conn_id_t id);
+/* Abort the connection with this id (as pc_conn_abort): bytes not yet handed
+ * over by other threads are dropped at once, the connection's own queue as
+ * soon as its worker runs it (at once if it is idle), and the peer gets a
+ * reset; no later send is accepted. on_close runs with PC_CLOSE_ABORT. Any
+ * thread. Returns 0 or PC_ENOTCONN (closed or stale id). */
+PC_API int pc_server_abort_id(pc_server_t *s, pc_conn_id_t id);
+/* Bytes queued for the connection with this id and not yet handed to the
+ * kernel (its send queue plus what other threads queued and its worker has
+ * not taken yet; each read atomically, not one instant). Any thread.
+ * Returns the count (>= 0) or PC_ENOTCONN. */
+PC_API int64_t pc_server_send_queued(pc_server_t *s, pc_conn_id_t id);
+/* Run fn(c, arg) inside the connection's strand: on its worker, never
+ * concurrently with its callbacks, so every pc_conn_* function is legal
+ * there (pause/resume reading, send, close, timers). Functions posted to
+ * one connection run in the order posted. Once this returned 0, fn runs
+ * exactly once: with c the connection if it is still open then (or
+ * closing: pc_conn_* calls then return PC_ENOTCONN where they would in a
+ * callback), or with c == NULL, on a worker, if the connection closed
+ * (on_close ran) before fn's turn, so arg can always be freed in fn. Any
+ * thread, including the connection's own callbacks (fn runs after the
+ * current callback returns). Returns 0, PC_EINVAL (fn NULL), PC_ENOTCONN
+ * (closed or stale id; fn is not called), PC_ENOMEM. */
+PC_API int pc_server_post_to(pc_server_t *s, pc_conn_id_t id, void (*fn)(pc_conn_t *c, void *arg),
+                             void *arg);
+/* Copy the ids of the open connections (accepted and pc_connect, once
+ * on_open has run and until their close began) into out, at most max.
+ * A snapshot: connections may open or close meanwhile. Any thread. Returns
+ * how many were written (== max: there may be more). */
+PC_API int pc_server_conn_ids(pc_server_t *s, pc_conn_id_t *out, int max);
+
+/* Run fn(s, arg) on a worker thread ms milliseconds from now (timer wheel:
+ * 10 ms resolution, never early), then every ms milliseconds if repeat.
+ * Runs of one timer never overlap. Timers not yet cancelled are cancelled
+ * by pc_server_stop after its drain (while connections close, they still
+ * run). Any thread. Returns the timer's id (> 0), or PC_EINVAL (fn NULL,
+ * repeat with ms 0), PC_ENOMEM, PC_ENOTCONN (server not running or
+ * stopped). */
+PC_API int64_t pc_server_timer(pc_server_t *s, unsigned ms, int repeat,
+                               void (*fn)(pc_server_t *s, void *arg), void *arg);
+/* Cancel a server timer: fn is not started again after this returns. Any
+ * thread, including fn itself. Returns 0; PC_EBUSY when fn is running right
+ * now on another thread (it finishes that run; free arg after it returned);
+ * PC_ENOENT (unknown id, one-shot timer already run, already cancelled). */
+PC_API int pc_server_timer_cancel(pc_server_t *s, int64_t id);
 
 /* Run fn(s, arg) once on a worker thread. Any thread. Returns 0, PC_ENOMEM,
  * PC_ENOTCONN (server not running). */
@@ -531,7 +607,7 @@ PC_API int pc_connect(pc_server_t *s, const char *endpoint, const char *source,
 /* Queue a copy of len bytes for sending. From the connection's callbacks, or
  * from any thread while the connection is known to be open. Returns 0,
  * PC_ENOTCONN (closing or closed), PC_ENOMEM, PC_ENOBUFS (max_buffered_bytes
- * reached; nothing queued). Bytes are sent in order; once the queue exceeds
+ * or send_queue_limit reached; nothing queued). Bytes are sent in order; once the queue exceeds
  * send_high_water the connection stops reading until it drains (on_drain). */
 PC_API int pc_conn_send(pc_conn_t *c, const void *data, size_t len);
 /* Gather variant: one call, one copy. Same rules and errors. */
@@ -561,8 +637,18 @@ PC_API int pc_conn_abort(pc_conn_t *c);
  * when the next request starts. From the connection's callbacks only.
  * Returns 0, PC_EINVAL (other thread), PC_ENOTCONN. */
 PC_API int pc_conn_set_header_timeout(pc_conn_t *c, unsigned ms);
+/* Arm (ms > 0) or cancel (ms == 0) the connection's own timer: fn(c) runs
+ * in the connection's strand ms from now (10 ms resolution, never early),
+ * once; arming again replaces the deadline and fn. It never runs after the
+ * close began (pc_conn_close, abort, peer close, stop): a close cancels it.
+ * Costs nothing until first used (then a 32-byte record, freed with the
+ * connection). From the connection's callbacks (or a pc_server_post_to
+ * function) only. Returns 0, PC_EINVAL (other thread, fn NULL with ms > 0),
+ * PC_ENOTCONN (not open), PC_ENOMEM. */
+PC_API int pc_conn_timer(pc_conn_t *c, unsigned ms, void (*fn)(pc_conn_t *c));
 /* Stop / restart delivering on_data (TCP flow control pushes back on the
- * peer meanwhile). From the connection's callbacks only. */
+ * peer meanwhile). From the connection's callbacks (or a pc_server_post_to
+ * function) only. */
 PC_API int pc_conn_pause_read(pc_conn_t *c);
 PC_API int pc_conn_resume_read(pc_conn_t *c);
 /* The connection's id (see pc_conn_id_t). */
@@ -575,7 +661,7 @@ PC_API void *pc_conn_user_data(const pc_conn_t *c);
 /* Peer and local addresses (valid until on_close returns). */
 PC_API const struct sockaddr *pc_conn_peer_addr(const pc_conn_t *c);
 PC_API const struct sockaddr *pc_conn_local_addr(const pc_conn_t *c);
-/* Bytes queued and not yet sent. */
+/* Bytes queued and not yet handed to the kernel (as pc_server_send_queued). */
 PC_API size_t pc_conn_send_queued(const pc_conn_t *c);
 /* PROXY protocol. pc_conn_peer_addr returns the real client named by the
  * header; this returns the address of the proxy the connection came from,
@@ -605,7 +691,9 @@ typedef struct pc_server_stats_s {
     uint64_t bytes_in;
     uint64_t bytes_out;
     uint64_t send_queued_bytes;                /* bytes waiting in send queues now */
+    uint64_t send_held_bytes;                  /* memory held by send queues now (chunk sizes) */
     uint64_t send_refused;                     /* sends refused by max_buffered_bytes */
+    uint64_t send_limit_refused;               /* sends refused by send_queue_limit */
     uint64_t source_table_full;                /* accepts that found the per-source table full */
     uint64_t source_entries;                   /* per-source entries in use now */
     uint64_t source_active;                    /* of which sources holding open connections */

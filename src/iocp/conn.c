@@ -27,6 +27,18 @@ static void conn_after(pc_conn_t *c);
 static void conn_close_socket(pc_conn_t *c, int abortive);
 static void conn_deliver(worker_t *w, pc_conn_t *c, const char *data, size_t n);
 static int proxy_timer(pc_conn_t *c, uint64_t now);
+static uint64_t user_timer_deadline(const pc_conn_t *c, uint64_t at);
+static int user_timer_fire(pc_conn_t *c, uint64_t now);
+static chunk_t *sq_chunk_new(pc_server_t *s, size_t need);
+static void sq_chunk_free(pc_server_t *s, chunk_t *ch);
+static size_t sq_chunk_size(size_t need);
+static int over_limit(pc_conn_t *c, size_t total);
+static void sendq_take(pc_conn_t *c, queue_t *from);
+static void posts_run(pc_conn_t *c, struct xpost_s *p);
+static void conn_notify_sent(pc_conn_t *c);
+static int hold_data(pc_conn_t *c, void *data, uint32_t len);
+static void conn_deliver_held(pc_conn_t *c);
+static void drop_held(pc_conn_t *c);
 
 static port_t *cport(pc_conn_t *c)
 {
@@ -88,7 +100,7 @@ static uint64_t conn_next_deadline(const pc_conn_t *c)
         uint64_t t = c->tx_since_ms + cfg->write_timeout_ms;
         if (!at || t < at) at = t;
     }
-    return at;
+    return user_timer_deadline(c, at);
 }
 
 /* Arm the timer for the nearest deadline that applies in the current state.
@@ -124,6 +136,7 @@ static void handle_timer(pc_conn_t *c)
         }
     } else if (c->state == CS_OPEN) {
         if (proxy_timer(c, now)) return;
+        if (user_timer_fire(c, now)) return; /* its function closed the connection */
         if (cfg->write_timeout_ms && atomic_load(&c->sendq_bytes) &&
             now >= c->tx_since_ms + cfg->write_timeout_ms) {
             /* the peer stopped reading: nothing queued can be delivered */
@@ -154,34 +167,35 @@ static void sendq_started(pc_conn_t *c)
     if (c->state == CS_OPEN) timer_sooner(c, c->tx_since_ms + wt);
 }
 
-/* Refuse a send that would take the server's queued bytes over
- * max_buffered_bytes. */
-static int over_buffer_cap(pc_server_t *s, size_t total)
+/* Refuse a send that needs new send-queue memory (a chunk of grow bytes;
+ * 0 when it coalesces into a tail chunk) that would take the memory held by
+ * the server's send queues over max_buffered_bytes. */
+static int over_buffer_cap(pc_server_t *s, size_t grow)
 {
     size_t cap = s->cfg.max_buffered_bytes;
-    if (!cap || counter_get(&s->send_queued) + total <= cap) return 0;
+    if (!cap || !grow || counter_get(&s->send_held) + grow <= cap) return 0;
     counter_add(&s->send_refused, 1);
     return 1;
 }
 
 /* ---- sending ------------------------------------------------------------- */
 
-static void sendq_free(queue_t *q)
+static void sendq_free(pc_server_t *s, queue_t *q)
 {
     while (!queue_empty(q)) {
         queue_t *e = queue_head(q);
         queue_remove(e);
-        chunk_free(pc_container_of(e, chunk_t, link));
+        sq_chunk_free(s, pc_container_of(e, chunk_t, link));
     }
 }
 
 /* Copy bufs into the tail of q (coalescing into the last chunk when it has
  * room). Returns 0 or PC_ENOMEM (nothing appended). */
-static int sendq_append(queue_t *q, const pc_buf_t *bufs, unsigned n, size_t total)
+static int sendq_append(pc_server_t *s, queue_t *q, const pc_buf_t *bufs, unsigned n, size_t total)
 {
     chunk_t *tail = queue_empty(q) ? NULL : pc_container_of(q->prev, chunk_t, link);
     if (!tail || tail->cap - tail->len < total) {
-        tail = chunk_new(total);
+        tail = sq_chunk_new(s, total);
         if (!tail) return PC_ENOMEM;
         queue_insert_tail(q, &tail->link);
     }
@@ -248,12 +262,16 @@ static void sendq_consume(pc_conn_t *c, size_t n)
         n -= take;
         if (ch->off == ch->len) {
             queue_remove(&ch->link);
-            chunk_free(ch);
+            sq_chunk_free(c->srv, ch);
         }
     }
     atomic_fetch_sub(&c->sendq_bytes, done);
     counter_sub(&c->srv->send_queued, done);
     counter_add(&c->w->bytes_out, done);
+    if (done) {
+        c->sent_due = 1;              /* on_sent once the queue is empty */
+        c->last_rx_ms = pc__now_ms(); /* traffic out counts for the idle timeout */
+    }
     if (c->srv->cfg.write_timeout_ms) c->tx_since_ms = pc__now_ms(); /* progress */
 }
 
@@ -495,18 +513,22 @@ static void conn_release(pc_conn_t *c)
 {
     pc_server_t *s = c->srv;
     size_t q = atomic_load(&c->sendq_bytes);
-    sendq_free(&c->sendq);
+    sendq_free(s, &c->sendq);
     counter_sub(&s->send_queued, q);
     atomic_store(&c->sendq_bytes, 0);
     pc__free(c->iovx);
     c->iovx = NULL;
     conn_proxy_free(c);
+    drop_held(c);
+    pc__free(c->ext);
+    c->ext = NULL;
     pc__mutex_lock(conn_lock(c));
-    sendq_free(&c->xsendq);
-    counter_sub(&s->send_queued, c->xsend_bytes);
-    c->xsend_bytes = 0;
+    sendq_free(s, &c->xsendq);
+    counter_sub(&s->send_queued, atomic_load(&c->xsend_bytes));
+    atomic_store(&c->xsend_bytes, 0);
     c->state = CS_FREE;
     pc__mutex_unlock(conn_lock(c));
+    conn_drop_posts(c);
     server_conn_release(s, c);
 }
 
@@ -519,8 +541,15 @@ static void handle_kick(pc_conn_t *c)
     pc__mutex_lock(conn_lock(c));
     c->kick_posted = 0;
     queue_move_all(&local, &c->xsendq);
-    size_t xbytes = c->xsend_bytes;
-    c->xsend_bytes = 0;
+    size_t xbytes = atomic_load(&c->xsend_bytes);
+    /* the bytes move to sendq_bytes in the same critical section, so that
+     * per-connection limit checks never see them in neither (not while
+     * opening: conn_open below must not see bytes it has no queue for) */
+    int moved = xbytes && c->state != CS_OPENING;
+    if (moved) atomic_fetch_add(&c->sendq_bytes, xbytes);
+    atomic_store(&c->xsend_bytes, 0);
+    struct xpost_s *posts = c->xposts;
+    c->xposts = NULL;
     int xclose = c->xclose;
     pc_close_reason_t xreason = c->xclose_reason;
     c->xclose = XCLOSE_NONE;
@@ -533,14 +562,17 @@ static void handle_kick(pc_conn_t *c)
         c->state == CS_OPEN || c->state == CS_OPENING || (c->state == CS_CLOSING && !c->fin_sent);
     if (accept_bytes && !queue_empty(&local)) {
         int was_empty = queue_empty(&c->sendq);
-        queue_move_all(&c->sendq, &local);
-        atomic_fetch_add(&c->sendq_bytes, xbytes);
+        sendq_take(c, &local);
+        if (!moved) atomic_fetch_add(&c->sendq_bytes, xbytes);
         if (was_empty) sendq_started(c);
         if (atomic_load(&c->sendq_bytes) > c->srv->cfg.send_high_water) c->paused_hw = 1;
     } else if (!queue_empty(&local)) {
-        sendq_free(&local);
+        sendq_free(c->srv, &local);
+        if (moved) atomic_fetch_sub(&c->sendq_bytes, xbytes);
         counter_sub(&c->srv->send_queued, xbytes);
     }
+    /* after the bytes queued before them, before a close requested with them */
+    if (posts) posts_run(c, posts);
     if (xclose == XCLOSE_GRACEFUL && c->state == CS_OPENING) xclose = XCLOSE_ABORT; /* connecting */
     if (xclose == XCLOSE_ABORT && c->state != CS_CLOSED) {
         c->reason = xreason;
@@ -563,6 +595,10 @@ static void handle(worker_t *w, pc_conn_t *c, const completion_t *cpl)
         c->reading = 0;
         c->ops_pending--;
         if (cpl->data) { /* backend-supplied data (io_uring provided buffers) */
+            /* arrived for a receive started before a pause: kept for later */
+            if (cpl->bytes && c->state == CS_OPEN && !read_wanted(c) &&
+                hold_data(c, cpl->data, cpl->bytes))
+                break;
             if (cpl->bytes && c->state == CS_OPEN) {
                 counter_add(&w->bytes_in, cpl->bytes);
                 c->last_rx_ms = pc__now_ms();
@@ -631,6 +667,8 @@ static void conn_after(pc_conn_t *c)
         conn_flush(c);
         conn_continue_read(c);
     }
+    conn_deliver_held(c);
+    conn_notify_sent(c);
     if (c->state == CS_CLOSING && !c->sending && queue_empty(&c->sendq)) {
         do_fin(c);
         if (c->state != CS_CLOSED) conn_arm_read(c);
@@ -860,32 +898,73 @@ int pc_connect(pc_server_t *s, const char *endpoint, const char *source, const p
 
 /* ---- cross-thread requests ------------------------------------------------------- */
 
-/* Queue bytes from another thread. id == 0: caller vouches for c. */
-static int conn_xsend(pc_conn_t *c, uint64_t id, const pc_buf_t *bufs, unsigned n, size_t total)
+/* Under the lock: may bytes from another thread be queued now? */
+static int xsend_check_locked(pc_conn_t *c, uint64_t id, size_t total)
 {
-    /* a stale id costs no allocation (checked again under the lock) */
-    if (id && atomic_load(&c->id) != id) return PC_ENOTCONN;
-    if (over_buffer_cap(c->srv, total)) return PC_ENOBUFS;
-    chunk_t *ch = chunk_new(total);
-    if (!ch) return PC_ENOMEM;
+    if ((id && atomic_load(&c->id) != id) || (c->state != CS_OPEN && c->state != CS_OPENING) ||
+        c->xclose)
+        return PC_ENOTCONN;
+    if (over_limit(c, total)) return PC_ENOBUFS;
+    return 0;
+}
+
+/* Under the lock: bytes were added to the inbox; returns 1 if the kick op
+ * must be posted (once until it runs). */
+static int xsend_commit_locked(pc_conn_t *c, size_t total)
+{
+    atomic_fetch_add(&c->xsend_bytes, total);
+    counter_add(&c->srv->send_queued, total);
+    int post = !c->kick_posted;
+    c->kick_posted = 1;
+    return post;
+}
+
+static void copy_bufs(chunk_t *ch, const pc_buf_t *bufs, unsigned n)
+{
     for (unsigned i = 0; i < n; i++) {
         memcpy(ch->data + ch->len, bufs[i].base, bufs[i].len);
         ch->len += bufs[i].len;
     }
+}
+
+/* Queue bytes from another thread. id == 0: caller vouches for c. Bytes
+ * that fit the inbox's tail chunk are copied there under the lock (a
+ * stream of small messages costs its bytes, not a chunk each); others get
+ * a chunk of their own, allocated and filled outside the lock. */
+static int conn_xsend(pc_conn_t *c, uint64_t id, const pc_buf_t *bufs, unsigned n, size_t total)
+{
+    /* a stale id costs no allocation (checked again under the lock) */
+    if (id && atomic_load(&c->id) != id) return PC_ENOTCONN;
+    pc_server_t *s = c->srv;
     pc__mutex_lock(conn_lock(c));
-    if ((id && atomic_load(&c->id) != id) || (c->state != CS_OPEN && c->state != CS_OPENING) ||
-        c->xclose) {
+    int rc = xsend_check_locked(c, id, total);
+    if (rc == 0 && !queue_empty(&c->xsendq)) {
+        chunk_t *tail = pc_container_of(c->xsendq.prev, chunk_t, link);
+        if (tail->cap - tail->len >= total) {
+            copy_bufs(tail, bufs, n);
+            int post = xsend_commit_locked(c, total);
+            pc__mutex_unlock(conn_lock(c));
+            if (post) port_post(s->port, c->ps.q, &c->kick_op);
+            return 0;
+        }
+    }
+    pc__mutex_unlock(conn_lock(c));
+    if (rc < 0) return rc;
+    if (over_buffer_cap(s, sq_chunk_size(total))) return PC_ENOBUFS;
+    chunk_t *ch = sq_chunk_new(s, total);
+    if (!ch) return PC_ENOMEM;
+    copy_bufs(ch, bufs, n);
+    pc__mutex_lock(conn_lock(c));
+    rc = xsend_check_locked(c, id, total);
+    if (rc < 0) {
         pc__mutex_unlock(conn_lock(c));
-        chunk_free(ch);
-        return PC_ENOTCONN;
+        sq_chunk_free(s, ch);
+        return rc;
     }
     queue_insert_tail(&c->xsendq, &ch->link);
-    c->xsend_bytes += total;
-    counter_add(&c->srv->send_queued, total);
-    int post = !c->kick_posted;
-    c->kick_posted = 1;
+    int post = xsend_commit_locked(c, total);
     pc__mutex_unlock(conn_lock(c));
-    if (post) port_post(c->srv->port, c->ps.q, &c->kick_op);
+    if (post) port_post(s->port, c->ps.q, &c->kick_op);
     return 0;
 }
 
@@ -918,13 +997,16 @@ int pc_conn_sendv(pc_conn_t *c, const pc_buf_t *bufs, unsigned n)
     if (!total) return (c->state == CS_OPEN || c->state == CS_OPENING) ? 0 : PC_ENOTCONN;
     if (tls_conn != c) return conn_xsend(c, 0, bufs, n, total);
     if (c->state != CS_OPEN) return PC_ENOTCONN;
-    if (over_buffer_cap(c->srv, total)) {
+    if (over_limit(c, total)) return PC_ENOBUFS;
+    chunk_t *tail = queue_empty(&c->sendq) ? NULL : pc_container_of(c->sendq.prev, chunk_t, link);
+    size_t grow = tail && tail->cap - tail->len >= total ? 0 : sq_chunk_size(total);
+    if (over_buffer_cap(c->srv, grow)) {
         /* stop reading (what it reads makes more output) until its own
          * queue drains; with nothing queued there is nothing to wait for */
         if (atomic_load(&c->sendq_bytes)) c->paused_hw = 1;
         return PC_ENOBUFS;
     }
-    int rc = sendq_append(&c->sendq, bufs, n, total);
+    int rc = sendq_append(c->srv, &c->sendq, bufs, n, total);
     if (rc < 0) return rc;
     size_t q = atomic_fetch_add(&c->sendq_bytes, total) + total;
     counter_add(&c->srv->send_queued, total);
@@ -1041,7 +1123,8 @@ const struct sockaddr *pc_conn_local_addr(const pc_conn_t *c)
 
 size_t pc_conn_send_queued(const pc_conn_t *c)
 {
-    return atomic_load(&((pc_conn_t *)c)->sendq_bytes);
+    pc_conn_t *m = (pc_conn_t *)c;
+    return atomic_load(&m->sendq_bytes) + atomic_load(&m->xsend_bytes);
 }
 
 int pc_server_send_to(pc_server_t *s, pc_conn_id_t id, const void *data, size_t len)
@@ -1062,4 +1145,297 @@ int pc_server_close_id(pc_server_t *s, pc_conn_id_t id)
     if (!c) return PC_ENOTCONN;
     if (tls_conn == c && atomic_load(&c->id) == id) return pc_conn_close(c);
     return conn_request_close(c, id, XCLOSE_GRACEFUL, PC_CLOSE_LOCAL);
+}
+
+/* ---- embedding by id: true accounting, limits, post_to, timers, on_sent ---- */
+
+/* What a chunk for need bytes holds of memory (its header and capacity). */
+static size_t sq_chunk_size(size_t need)
+{
+    return sizeof(chunk_t) + (need < PC_CHUNK_MIN ? PC_CHUNK_MIN : need);
+}
+
+/* Send-queue chunks are counted in srv->send_held, which max_buffered_bytes
+ * bounds: memory held, not payload (16-byte messages in chunks of their own
+ * once held 256 times their bytes). */
+static chunk_t *sq_chunk_new(pc_server_t *s, size_t need)
+{
+    chunk_t *ch = chunk_new(need);
+    if (ch) counter_add(&s->send_held, sizeof(chunk_t) + ch->cap);
+    return ch;
+}
+
+static void sq_chunk_free(pc_server_t *s, chunk_t *ch)
+{
+    counter_sub(&s->send_held, sizeof(chunk_t) + ch->cap);
+    chunk_free(ch);
+}
+
+/* send_queue_limit: refuse a send that would take a non-empty queue (the
+ * strand's plus the inbox) past it. Strand or under the lock; the bytes
+ * move from the inbox to the queue under the lock, so neither caller sees
+ * them missing. */
+static int over_limit(pc_conn_t *c, size_t total)
+{
+    size_t lim = c->srv->cfg.send_queue_limit;
+    size_t q = atomic_load(&c->sendq_bytes) + atomic_load(&c->xsend_bytes);
+    if (!q || (total <= lim && q <= lim - total)) return 0;
+    counter_add(&c->srv->send_limit_refused, 1);
+    return 1;
+}
+
+/* Move the inbox's chunks to the send queue, copying those that fit into
+ * the queue's tail chunk (even one being sent: its pending range was fixed
+ * when the send started, bytes after it are free) and freeing them, so a
+ * stream of small cross-thread messages holds about its bytes. */
+static void sendq_take(pc_conn_t *c, queue_t *from)
+{
+    while (!queue_empty(from)) {
+        chunk_t *ch = pc_container_of(queue_head(from), chunk_t, link);
+        queue_remove(&ch->link);
+        size_t len = ch->len - ch->off;
+        chunk_t *tail =
+            queue_empty(&c->sendq) ? NULL : pc_container_of(c->sendq.prev, chunk_t, link);
+        if (tail && tail->cap - tail->len >= len) {
+            memcpy(tail->data + tail->len, ch->data + ch->off, len);
+            tail->len += len;
+            sq_chunk_free(c->srv, ch);
+        } else {
+            queue_insert_tail(&c->sendq, &ch->link);
+        }
+    }
+}
+
+/* ---- pc_conn_timer: one user deadline multiplexed on the connection's timer */
+
+typedef struct conn_ext_s {
+    void (*timer_fn)(pc_conn_t *c);
+    uint64_t timer_at; /* 0: not armed */
+    /* a backend buffer (io_uring provided buffers) that arrived while
+     * reading was paused: a receive started before the pause (from another
+     * thread with pc_server_post_to, or a cross-thread send passing high
+     * water) completes with data anyway; it is delivered on resume */
+    void *held;
+    uint32_t held_len;
+} conn_ext_t;
+
+static conn_ext_t *conn_ext(pc_conn_t *c)
+{
+    if (!c->ext) {
+        c->ext = pc__malloc(sizeof *c->ext);
+        if (c->ext) memset(c->ext, 0, sizeof *c->ext);
+    }
+    return c->ext;
+}
+
+/* Returns 1 if the buffer is kept (for conn_deliver_held), 0 to deliver it
+ * now (no memory for the record: delivered despite the pause). */
+static int hold_data(pc_conn_t *c, void *data, uint32_t len)
+{
+    conn_ext_t *x = conn_ext(c);
+    if (!x || x->held) return 0; /* one receive is pending at most: never two */
+    x->held = data;
+    x->held_len = len;
+    return 1;
+}
+
+/* Reading resumed (conn_after, outside callbacks): the kept buffer first,
+ * then the receive goes on. */
+static void conn_deliver_held(pc_conn_t *c)
+{
+    conn_ext_t *x = c->ext;
+    if (!x || !x->held || c->state == CS_CLOSED) return;
+    if (c->state == CS_OPEN && !read_wanted(c)) return;
+    void *data = x->held;
+    uint32_t len = x->held_len;
+    x->held = NULL;
+    if (c->state == CS_OPEN) {
+        counter_add(&c->w->bytes_in, len);
+        c->last_rx_ms = pc__now_ms();
+        c->cb->on_data(c, data, len);
+    }
+    port_recv_done(cport(c), &c->ps, data);
+    if (c->state == CS_CLOSED) return;
+    conn_flush(c);
+    conn_continue_read(c);
+}
+
+/* The connection is released with a kept buffer: give it back. */
+static void drop_held(pc_conn_t *c)
+{
+    if (!c->ext || !c->ext->held) return;
+    port_recv_done(cport(c), &c->ps, c->ext->held);
+    c->ext->held = NULL;
+}
+
+static uint64_t user_timer_deadline(const pc_conn_t *c, uint64_t at)
+{
+    if (!c->ext || !c->ext->timer_at) return at;
+    return (!at || c->ext->timer_at < at) ? c->ext->timer_at : at;
+}
+
+/* The timer expired while open: run the user's function if it is due.
+ * Returns 1 if the connection is no longer open after it. */
+static int user_timer_fire(pc_conn_t *c, uint64_t now)
+{
+    conn_ext_t *x = c->ext;
+    if (!x || !x->timer_at || now < x->timer_at) return 0;
+    x->timer_at = 0;
+    x->timer_fn(c); /* may re-arm, close, abort */
+    if (c->state == CS_OPEN) return 0;
+    return 1;
+}
+
+int pc_conn_timer(pc_conn_t *c, unsigned ms, void (*fn)(pc_conn_t *c))
+{
+    if (!c || tls_conn != c || (ms && !fn)) return PC_EINVAL;
+    if (c->state != CS_OPEN) return PC_ENOTCONN;
+    if (!ms) {
+        if (c->ext) c->ext->timer_at = 0; /* the timer recomputes when it fires */
+        return 0;
+    }
+    if (!conn_ext(c)) return PC_ENOMEM;
+    c->ext->timer_fn = fn;
+    c->ext->timer_at = pc__now_ms() + ms;
+    timer_sooner(c, c->ext->timer_at);
+    return 0;
+}
+
+/* ---- on_sent ---- */
+
+static void conn_notify_sent(pc_conn_t *c)
+{
+    if (!c->sent_due || c->sending || !queue_empty(&c->sendq)) return;
+    c->sent_due = 0;
+    if (c->state != CS_OPEN || !c->cb->on_sent) return;
+    c->cb->on_sent(c);
+    if (c->state != CS_CLOSED) conn_flush(c); /* what on_sent queued */
+}
+
+/* ---- pc_server_post_to ---- */
+
+typedef struct xpost_s {
+    struct xpost_s *next;
+    void (*fn)(pc_conn_t *c, void *arg);
+    void *arg;
+} xpost_t;
+
+/* Run posted functions (newest first in p) in the order posted. */
+static void posts_run(pc_conn_t *c, xpost_t *p)
+{
+    xpost_t *fifo = NULL;
+    while (p) { /* reverse */
+        xpost_t *nx = p->next;
+        p->next = fifo;
+        fifo = p;
+        p = nx;
+    }
+    while (fifo) {
+        xpost_t *nx = fifo->next;
+        /* open or closing: the connection; closed (on_close ran): NULL */
+        fifo->fn(c && c->state != CS_CLOSED ? c : NULL, fifo->arg);
+        pc__free(fifo);
+        fifo = nx;
+    }
+}
+
+void conn_drop_posts(pc_conn_t *c)
+{
+    pc__mutex_lock(conn_lock(c));
+    xpost_t *p = c->xposts;
+    c->xposts = NULL;
+    pc__mutex_unlock(conn_lock(c));
+    if (p) posts_run(NULL, p);
+}
+
+int pc_server_post_to(pc_server_t *s, pc_conn_id_t id, void (*fn)(pc_conn_t *c, void *arg),
+                      void *arg)
+{
+    if (!s || !fn) return PC_EINVAL;
+    pc_conn_t *c = server_conn_lookup(s, id);
+    if (!c) return PC_ENOTCONN;
+    xpost_t *p = pc__malloc(sizeof *p);
+    if (!p) return PC_ENOMEM;
+    p->fn = fn;
+    p->arg = arg;
+    pc__mutex_lock(conn_lock(c));
+    /* closed: on_close ran, the id is as good as stale */
+    if (atomic_load(&c->id) != id || c->state == CS_FREE || c->state == CS_CLOSED) {
+        pc__mutex_unlock(conn_lock(c));
+        pc__free(p);
+        return PC_ENOTCONN;
+    }
+    p->next = c->xposts;
+    c->xposts = p;
+    int post = !c->kick_posted;
+    c->kick_posted = 1;
+    pc__mutex_unlock(conn_lock(c));
+    if (post) port_post(s->port, c->ps.q, &c->kick_op);
+    return 0;
+}
+
+/* ---- other by-id calls ---- */
+
+int pc_server_sendv_to(pc_server_t *s, pc_conn_id_t id, const pc_buf_t *bufs, unsigned n)
+{
+    if (!s || (!bufs && n)) return PC_EINVAL;
+    pc_conn_t *c = server_conn_lookup(s, id);
+    if (!c) return PC_ENOTCONN;
+    if (tls_conn == c && atomic_load(&c->id) == id) return pc_conn_sendv(c, bufs, n);
+    size_t total = 0;
+    for (unsigned i = 0; i < n; i++)
+        total += bufs[i].len;
+    if (!total) return 0;
+    return conn_xsend(c, id, bufs, n, total);
+}
+
+int pc_server_abort_id(pc_server_t *s, pc_conn_id_t id)
+{
+    pc_conn_t *c = server_conn_lookup(s, id);
+    if (!c) return PC_ENOTCONN;
+    if (tls_conn == c && atomic_load(&c->id) == id) return pc_conn_abort(c);
+    int rc = conn_request_close(c, id, XCLOSE_ABORT, PC_CLOSE_ABORT);
+    if (rc < 0) return rc;
+    /* drop what other threads queued now: no later send is accepted (xclose) */
+    queue_t drop;
+    queue_init(&drop);
+    pc__mutex_lock(conn_lock(c));
+    size_t bytes = 0;
+    if (atomic_load(&c->id) == id) {
+        queue_move_all(&drop, &c->xsendq);
+        bytes = atomic_load(&c->xsend_bytes);
+        atomic_store(&c->xsend_bytes, 0);
+    }
+    pc__mutex_unlock(conn_lock(c));
+    sendq_free(s, &drop);
+    counter_sub(&s->send_queued, bytes);
+    return 0;
+}
+
+int64_t pc_server_send_queued(pc_server_t *s, pc_conn_id_t id)
+{
+    pc_conn_t *c = server_conn_lookup(s, id);
+    if (!c) return PC_ENOTCONN;
+    size_t q = pc_conn_send_queued(c);
+    /* the record may have been reused meanwhile: only a count read while the
+     * id still held is this connection's */
+    if (atomic_load(&c->id) != id) return PC_ENOTCONN;
+    return (int64_t)q;
+}
+
+int pc_server_conn_ids(pc_server_t *s, pc_conn_id_t *out, int max)
+{
+    if (!s || !out || max <= 0) return 0;
+    int n = 0;
+    uint32_t slots = atomic_load_explicit(&s->nslots, memory_order_acquire);
+    for (uint32_t slot = 0; slot < slots && n < max; slot++) {
+        pc_conn_t *c = &s->chunks[slot / PC_CONN_CHUNK][slot % PC_CONN_CHUNK];
+        if ((atomic_load(&c->id) >> 32) == 0) continue;
+        pc__mutex_lock(conn_lock(c));
+        uint64_t id = atomic_load(&c->id);
+        int open = c->state == CS_OPEN;
+        pc__mutex_unlock(conn_lock(c));
+        if (open) out[n++] = id;
+    }
+    return n;
 }

@@ -121,7 +121,8 @@ pc_conn_t *server_conn_alloc(pc_server_t *s)
     c->in_dispatch = 0;
     c->timer_due = 0;
     c->dfr.head = c->dfr.tail = NULL;
-    c->xsend_bytes = 0;
+    atomic_store(&c->xsend_bytes, 0);
+    c->xposts = NULL;
     c->kick_posted = 0;
     c->xclose = XCLOSE_NONE;
     c->state = CS_FREE;
@@ -129,6 +130,7 @@ pc_conn_t *server_conn_alloc(pc_server_t *s)
     c->reading = c->sending = c->paused_user = c->paused_hw = 0;
     c->fin_sent = c->peer_eof = c->counted = 0;
     c->outbound = c->connecting = c->no_linger = 0;
+    c->sent_due = 0;
     c->timer_on = 0; /* disarmed at close; timer_wk may stay as it was */
     c->cb = &s->cfg.cb;
     c->ops_pending = 0;
@@ -196,7 +198,9 @@ static void worker_main(void *arg)
         uint64_t now = pc__now_ms();
         pc__mutex_lock(&w->wheel_lock);
         int timeout = wheel_timeout(&w->wheel, now);
+        int stimeout = wheel_timeout(&w->swheel, now);
         pc__mutex_unlock(&w->wheel_lock);
+        if (stimeout >= 0 && (timeout < 0 || stimeout < timeout)) timeout = stimeout;
         if (w->exiting) timeout = 0;
         int n = port_wait(s->port, w->idx, cpl, WAIT_BATCH, timeout);
         if (n < 0) {
@@ -213,6 +217,9 @@ static void worker_main(void *arg)
                 pc__free(pr);
                 break;
             }
+            case OPT_STIMER:
+                stimer_arm_op(w, op);
+                break;
             case OPT_EXIT:
                 if (w->exiting) /* shared port: that exit was another worker's */
                     port_post(s->port, w->idx, op);
@@ -226,11 +233,14 @@ static void worker_main(void *arg)
         /* expired timers: each is claimed while the wheel is locked, so that
          * neither a disarm nor the connection's release can race with it
          * (conn_timer_claim); the claimed ones run after unlocking */
-        queue_t expired, run;
+        queue_t expired, run, sexpired;
         queue_init(&expired);
         queue_init(&run);
+        queue_init(&sexpired);
         pc__mutex_lock(&w->wheel_lock);
-        wheel_expire(&w->wheel, pc__now_ms(), &expired);
+        uint64_t tnow = pc__now_ms();
+        wheel_expire(&w->wheel, tnow, &expired);
+        wheel_expire(&w->swheel, tnow, &sexpired);
         while (!queue_empty(&expired)) {
             queue_t *e = queue_head(&expired);
             queue_remove(e);
@@ -242,6 +252,7 @@ static void worker_main(void *arg)
             queue_remove(e);
             conn_timer_expired(w, timer_conn(e));
         }
+        stimer_run_expired(w, &sexpired);
         if (w->exiting && n == 0) break;
     }
 }
@@ -273,10 +284,15 @@ int pc_server_create(const pc_server_config_t *cfg, pc_server_t **out)
         sock_lib_cleanup();
         return PC_ENOMEM;
     }
+    stimer_init(s);
     s->cfg = *cfg;
     s->cfg.proxy_trusted = NULL; /* owned only once created */
     if (!s->cfg.proxy_versions) s->cfg.proxy_versions = PC_PROXY_V1 | PC_PROXY_V2;
     if (!s->cfg.proxy_timeout_ms) s->cfg.proxy_timeout_ms = 3000;
+    if (s->cfg.send_queue_limit == 0) {
+        size_t hw = s->cfg.send_high_water;
+        s->cfg.send_queue_limit = hw > SIZE_MAX / 4 ? SIZE_MAX : 4 * hw;
+    }
     if (s->cfg.recv_buffer_size < 512) s->cfg.recv_buffer_size = 512;
     if (s->cfg.backlog <= 0) s->cfg.backlog = 511;
     s->nworkers = cfg->threads ? cfg->threads : pc__cpu_count();
@@ -305,6 +321,7 @@ int pc_server_create(const pc_server_config_t *cfg, pc_server_t **out)
         w->idx = i;
         pc__mutex_init(&w->wheel_lock);
         wheel_init(&w->wheel, pc__now_ms());
+        wheel_init(&w->swheel, pc__now_ms());
         w->exit_op.tag = OPT_EXIT;
         w->scratch_size = s->cfg.recv_buffer_size;
         w->scratch = pc__malloc(w->scratch_size);
@@ -487,7 +504,9 @@ int pc_server_stop(pc_server_t *s, unsigned drain_ms)
             PC_LOGE("stop: %llu connection(s) did not close",
                     (unsigned long long)atomic_load(&s->active));
     }
-    /* 3. one exit completion per worker, then join */
+    /* 3. server timers: cancelled (one running now finishes first) */
+    stimer_cancel_all(s);
+    /* 4. one exit completion per worker, then join */
     for (int i = 0; i < s->nworkers; i++)
         port_post(s->port, i, &s->workers[i].exit_op);
     for (int i = 0; i < s->nworkers; i++)
@@ -515,7 +534,10 @@ void pc_server_destroy(pc_server_t *s)
             }
         }
         pc__free(c->iovx);
+        pc__free(c->ext);
+        conn_drop_posts(c);
     }
+    stimer_destroy(s);
     for (uint32_t ci = 0; ci < s->nchunks; ci++)
         pc__free(s->chunks[ci]);
     for (int i = 0; i < PC_CONN_LOCKS; i++)
@@ -608,7 +630,9 @@ void pc_server_stats(const pc_server_t *s, pc_server_stats_t *out)
             out->proxy_errors[e] += counter_get(&w->proxy_errors[e]);
     }
     out->send_queued_bytes = counter_get(&s->send_queued);
+    out->send_held_bytes = counter_get(&s->send_held);
     out->send_refused = counter_get(&s->send_refused);
+    out->send_limit_refused = counter_get(&s->send_limit_refused);
     out->accept_mode = s->accept_mode;
     out->backend = s->port ? s->port->vt->id : PC_BACKEND_AUTO;
     out->threads = s->nworkers;

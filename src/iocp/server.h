@@ -20,6 +20,7 @@ enum {
     OPT_POST,          /* pc_server_post record */
     OPT_EXIT,          /* worker exit */
     OPT_CONN_TIMER,    /* synthetic: the connection's timer expired */
+    OPT_STIMER,        /* a server timer to put on the receiving worker's wheel */
 };
 
 enum conn_state_e {
@@ -72,7 +73,8 @@ struct pc_conn_s {
      * op->res_*; the timer's expiry is the flag timer_due */
     op_fifo_t dfr;
     queue_t xsendq;
-    size_t xsend_bytes;
+    _Atomic size_t xsend_bytes; /* written under the lock, read anywhere */
+    struct xpost_s *xposts;     /* pc_server_post_to records, newest first */
     uint8_t in_dispatch;
     uint8_t timer_due;
     uint8_t kick_posted;
@@ -93,6 +95,7 @@ struct pc_conn_s {
     uint8_t outbound;   /* opened by pc_connect */
     uint8_t connecting; /* outbound connect in flight (wr_op) */
     uint8_t no_linger;  /* pc_conn_close_nolinger: close at the FIN */
+    uint8_t sent_due;   /* bytes were handed over since on_sent last ran */
     uint8_t reason;     /* pc_close_reason_t */
     uint8_t px_state;   /* PROXY protocol phase: PX_* (conn_proxy.c) */
     /* the timer as the strand last left it (the link is touched by the
@@ -104,7 +107,7 @@ struct pc_conn_s {
      * is awake and computes its next wait with the new deadline (on a shared
      * port the home worker may sleep in a wait that no packet ends) */
     uint16_t timer_wk;
-    unsigned ops_pending; /* ops the backend holds */
+    uint16_t ops_pending; /* ops the backend holds (at most one per op of the record) */
     int err;
     const pc_callbacks_t *cb; /* the server's, or pc_connect's */
     queue_t sendq;            /* chunk_t */
@@ -123,6 +126,7 @@ struct pc_conn_s {
     void *user;
     void *px;               /* PX_PENDING: the header parser; PX_DONE: what the header said, if
                              * anything is kept (conn_proxy.c); else NULL */
+    struct conn_ext_s *ext; /* pc_conn_timer's state, allocated at first use */
     filter_ticket_t ticket; /* per-source slot held by an accepted connection */
     uint32_t slot;
     struct pc_conn_s *next_free;
@@ -133,6 +137,7 @@ struct worker_s {
     int idx;
     pc_thread_t thread;
     timer_wheel_t wheel;
+    timer_wheel_t swheel;  /* server timers (pc_server_timer), under wheel_lock too */
     pc_mutex_t wheel_lock; /* the wheel: uncontended on Linux; on a shared port (Windows)
                             * other workers disarm timers this worker armed, or move
                             * them to their own wheels; expiry takes connection locks
@@ -202,8 +207,16 @@ struct pc_server_s {
     pc_counter_t accepted, deferred, accept_errors;
     pc_counter_t rejected[PC_STEP_COUNT];
     pc_counter_t would_reject[PC_STEP_COUNT];
-    pc_counter_t send_queued;  /* bytes in all send queues */
-    pc_counter_t send_refused; /* sends refused by max_buffered_bytes */
+    pc_counter_t send_queued;        /* bytes in all send queues */
+    pc_counter_t send_held;          /* memory of all send queues' chunks */
+    pc_counter_t send_refused;       /* sends refused by max_buffered_bytes */
+    pc_counter_t send_limit_refused; /* sends refused by send_queue_limit */
+    /* server timers (server_timer.c): the registry of live timers; lock
+     * order stimer_lock, then a worker's wheel_lock */
+    pc_mutex_t stimer_lock;
+    queue_t stimers;
+    int64_t stimer_next_id;
+    int stimer_closed; /* stop cancelled them all: no new ones */
     pc_accept_mode_t accept_mode;
     filter_t *filter; /* steps 1-5 of the verdict pipeline */
 };
@@ -221,7 +234,21 @@ pc_conn_t *server_conn_lookup(pc_server_t *s, pc_conn_id_t id);
 worker_t *server_pick_worker(pc_server_t *s);
 void server_capacity_changed(pc_server_t *s);
 
+/* server_timer.c */
+void stimer_init(pc_server_t *s);
+/* An OPT_STIMER op reached worker w: arm the timer on w's server wheel. */
+void stimer_arm_op(worker_t *w, op_t *op);
+/* Run the expired server timers of w (the wheel_timer_t links in expired). */
+void stimer_run_expired(worker_t *w, queue_t *expired);
+/* Cancel every timer and refuse new ones (stop). */
+void stimer_cancel_all(pc_server_t *s);
+/* Free what is left (destroy, after the workers are joined). */
+void stimer_destroy(pc_server_t *s);
+
 /* conn.c */
+/* Run the post_to functions still queued on a connection being released,
+ * with c == NULL (destroy after a stop that could not close everything). */
+void conn_drop_posts(pc_conn_t *c);
 void conn_dispatch(worker_t *w, const completion_t *cpl);
 /* Hand an accepted socket to a worker (accept thread). */
 int conn_start_accepted(pc_server_t *s, listener_t *l, sock_t fd,

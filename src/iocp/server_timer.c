@@ -1,0 +1,198 @@
+/* SPDX-License-Identifier: MIT */
+/* Server timers (pc_server_timer): records on the workers' server wheels.
+ *
+ * A new timer is posted to a worker (OPT_STIMER), which puts it on its own
+ * wheel: the worker that will expire it is awake when the timer arrives and
+ * computes its next wait with it (a worker sleeping in port_wait would not
+ * see a timer another thread added to its wheel). A repeating timer goes
+ * back on the wheel of the worker that ran it.
+ *
+ * Every record is in the server's registry (stimer_lock) from creation to
+ * its free, so cancel finds it by id. Its state says who holds it:
+ * ARMING (the op is on its way to a worker), ARMED (on wk's wheel, or just
+ * taken off it by wk's expiry and not yet looked at), RUNNING (fn runs on
+ * wk). Cancel frees what is on a wheel and marks the rest, which its holder
+ * frees. Lock order: stimer_lock, then a wheel_lock; expiry takes the
+ * wheel_lock alone. */
+#include "server.h"
+
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/clock.h"
+
+enum { ST_ARMING = 0, ST_ARMED, ST_RUNNING };
+
+typedef struct stimer_s {
+    op_t op; /* OPT_STIMER while ARMING */
+    wheel_timer_t wt;
+    queue_t reg; /* s->stimers */
+    int64_t id;
+    void (*fn)(pc_server_t *s, void *arg);
+    void *arg;
+    uint64_t at; /* the deadline of the next run */
+    unsigned period_ms;
+    uint8_t repeat;
+    uint8_t state;
+    uint8_t cancelled;
+    int wk; /* the worker holding it (ARMED, RUNNING) */
+} stimer_t;
+
+void stimer_init(pc_server_t *s)
+{
+    pc__mutex_init(&s->stimer_lock);
+    queue_init(&s->stimers);
+    s->stimer_next_id = 1;
+    s->stimer_closed = 0;
+}
+
+/* Under stimer_lock. */
+static void stimer_free(stimer_t *t)
+{
+    queue_remove(&t->reg);
+    pc__free(t);
+}
+
+/* Under stimer_lock: put t on w's server wheel. */
+static void stimer_put(worker_t *w, stimer_t *t)
+{
+    t->state = ST_ARMED;
+    t->wk = w->idx;
+    pc__mutex_lock(&w->wheel_lock);
+    wheel_add(&w->swheel, &t->wt, t->at);
+    pc__mutex_unlock(&w->wheel_lock);
+}
+
+int64_t pc_server_timer(pc_server_t *s, unsigned ms, int repeat,
+                        void (*fn)(pc_server_t *s, void *arg), void *arg)
+{
+    if (!s || !fn || (repeat && ms == 0)) return PC_EINVAL;
+    if (!s->started || s->stopped) return PC_ENOTCONN;
+    stimer_t *t = pc__malloc(sizeof *t);
+    if (!t) return PC_ENOMEM;
+    memset(t, 0, sizeof *t);
+    t->op.tag = OPT_STIMER;
+    wheel_timer_init(&t->wt);
+    t->fn = fn;
+    t->arg = arg;
+    t->at = pc__now_ms() + ms;
+    t->period_ms = ms;
+    t->repeat = repeat != 0;
+    t->state = ST_ARMING;
+    pc__mutex_lock(&s->stimer_lock);
+    if (s->stimer_closed) {
+        pc__mutex_unlock(&s->stimer_lock);
+        pc__free(t);
+        return PC_ENOTCONN;
+    }
+    t->id = s->stimer_next_id++;
+    queue_insert_tail(&s->stimers, &t->reg);
+    int64_t id = t->id;
+    pc__mutex_unlock(&s->stimer_lock);
+    worker_t *w = server_pick_worker(s);
+    port_post(s->port, w->idx, &t->op);
+    return id;
+}
+
+void stimer_arm_op(worker_t *w, op_t *op)
+{
+    stimer_t *t = (stimer_t *)op;
+    pc_server_t *s = w->srv;
+    pc__mutex_lock(&s->stimer_lock);
+    if (t->cancelled)
+        stimer_free(t);
+    else
+        stimer_put(w, t);
+    pc__mutex_unlock(&s->stimer_lock);
+}
+
+void stimer_run_expired(worker_t *w, queue_t *expired)
+{
+    pc_server_t *s = w->srv;
+    while (!queue_empty(expired)) {
+        queue_t *e = queue_head(expired);
+        queue_remove(e);
+        stimer_t *t = pc_container_of(pc_container_of(e, wheel_timer_t, link), stimer_t, wt);
+        pc__mutex_lock(&s->stimer_lock);
+        if (t->cancelled) {
+            stimer_free(t);
+            pc__mutex_unlock(&s->stimer_lock);
+            continue;
+        }
+        t->state = ST_RUNNING;
+        t->wk = w->idx;
+        pc__mutex_unlock(&s->stimer_lock);
+        t->fn(s, t->arg);
+        pc__mutex_lock(&s->stimer_lock);
+        if (t->cancelled || !t->repeat) {
+            stimer_free(t);
+        } else {
+            /* the next period from the planned time, but never in the past
+             * (a slow run or a stall skips the missed periods) */
+            uint64_t now = pc__now_ms();
+            t->at += t->period_ms;
+            if (t->at < now) t->at = now + t->period_ms;
+            stimer_put(w, t);
+        }
+        pc__mutex_unlock(&s->stimer_lock);
+    }
+}
+
+/* Under stimer_lock: cancel t. Returns 0, or PC_EBUSY if it runs on
+ * another thread now. */
+static int stimer_cancel_locked(pc_server_t *s, stimer_t *t)
+{
+    t->cancelled = 1;
+    if (t->state == ST_RUNNING) return pc__thread_is_self(s->workers[t->wk].thread) ? 0 : PC_EBUSY;
+    if (t->state == ST_ARMED) {
+        worker_t *w = &s->workers[t->wk];
+        pc__mutex_lock(&w->wheel_lock);
+        int on_wheel = wheel_armed(&t->wt);
+        wheel_del(&w->swheel, &t->wt);
+        pc__mutex_unlock(&w->wheel_lock);
+        /* off the wheel already: the expiring worker holds it and frees it */
+        if (on_wheel) stimer_free(t);
+    }
+    return 0; /* ARMING: the worker receiving the op frees it */
+}
+
+int pc_server_timer_cancel(pc_server_t *s, int64_t id)
+{
+    if (!s || id <= 0) return PC_ENOENT;
+    int rc = PC_ENOENT;
+    pc__mutex_lock(&s->stimer_lock);
+    queue_t *e;
+    queue_foreach(e, &s->stimers)
+    {
+        stimer_t *t = pc_container_of(e, stimer_t, reg);
+        if (t->id != id) continue;
+        if (!t->cancelled) rc = stimer_cancel_locked(s, t);
+        break;
+    }
+    pc__mutex_unlock(&s->stimer_lock);
+    return rc;
+}
+
+void stimer_cancel_all(pc_server_t *s)
+{
+    pc__mutex_lock(&s->stimer_lock);
+    s->stimer_closed = 1;
+    queue_t *e = s->stimers.next;
+    while (e != &s->stimers) {
+        queue_t *nx = e->next; /* e may be freed */
+        stimer_t *t = pc_container_of(e, stimer_t, reg);
+        if (!t->cancelled) stimer_cancel_locked(s, t);
+        e = nx;
+    }
+    pc__mutex_unlock(&s->stimer_lock);
+}
+
+void stimer_destroy(pc_server_t *s)
+{
+    /* the workers are gone: whatever is left is nobody's */
+    while (!queue_empty(&s->stimers)) {
+        stimer_t *t = pc_container_of(queue_head(&s->stimers), stimer_t, reg);
+        stimer_free(t);
+    }
+    pc__mutex_destroy(&s->stimer_lock);
+}
