@@ -58,6 +58,16 @@ void sockaddr_store(pc_sockaddr_t *dst, const struct sockaddr_storage *src);
 typedef struct worker_s worker_t;
 typedef struct listener_s listener_t;
 
+/* A listener's kernel filter (kfilter_posix.c; docs/kernel-filter.md), under
+ * the server's kf_lock. */
+typedef struct kfilter_s {
+    pc_kernel_filter_t tier; /* in force: EBPF, CBPF, OFF */
+    unsigned insns;          /* CBPF program length */
+    int logged;              /* the state below was logged */
+    char why[160];           /* why lower than asked, "" if as asked */
+    struct kf_ebpf_s *ebpf;  /* EBPF tier */
+} kfilter_t;
+
 /* One connection. Every idle connection costs this record and nothing else
  * in user space, so it is kept small (docs/engine.md has the layout); what
  * only an active connection needs is allocated while it is needed. */
@@ -153,6 +163,7 @@ struct listener_s {
     int thread_started;
     int cond_err; /* why SO_CONDITIONAL_ACCEPT was refused, or 0 */
     pc_accept_mode_t mode;
+    kfilter_t kf;
     int specific; /* bound to one address (not 0.0.0.0 / ::): it is every
                    * accepted connection's local address */
     _Atomic int stopping;
@@ -197,7 +208,8 @@ struct pc_server_s {
     pc_counter_t send_queued;  /* bytes in all send queues */
     pc_counter_t send_refused; /* sends refused by max_buffered_bytes */
     pc_accept_mode_t accept_mode;
-    filter_t *filter; /* steps 1-5 of the verdict pipeline */
+    filter_t *filter;   /* steps 1-5 of the verdict pipeline */
+    pc_mutex_t kf_lock; /* listeners' kernel filters; serialises rule swaps */
 };
 
 /* The lock of a connection's strand state and inbox (striped). */
@@ -260,6 +272,35 @@ typedef struct accept_backoff_s {
  * count it, log at most once a second (with the suppressed count), sleep the
  * next back-off step. err: the PC_E* code; os_err: the errno / WSA code. */
 void accept_failed(listener_t *l, accept_backoff_t *b, int err, int os_err);
+/* The listener's kernel filter (kfilter_posix.c; none on Windows), all under
+ * s->kf_lock. kfilter_attach: choose the tier for a bound, not yet listening
+ * socket fd by trying (cfg.kernel_filter), attach, log the outcome; returns 0
+ * (a refused tier is not an error: the listener runs with less, logged).
+ * kfilter_reload: put rules (replacing old, the set in force) in the kernel,
+ * before the user-space swap; a tier that cannot take it is dropped (logged).
+ * kfilter_detach: detach and free before the listening socket closes. */
+#ifdef _WIN32
+static inline int kfilter_attach(pc_server_t *s, listener_t *l, sock_t fd, const pc_rules_t *r)
+{
+    (void)s, (void)fd, (void)r;
+    l->kf.tier = PC_KERNEL_FILTER_OFF;
+    return 0;
+}
+static inline void kfilter_reload(pc_server_t *s, listener_t *l, pc_rules_t *old,
+                                  const pc_rules_t *r)
+{
+    (void)s, (void)l, (void)old, (void)r;
+}
+static inline void kfilter_detach(pc_server_t *s, listener_t *l)
+{
+    (void)s, (void)l;
+}
+#else
+int kfilter_attach(pc_server_t *s, listener_t *l, sock_t fd, const pc_rules_t *rules);
+void kfilter_reload(pc_server_t *s, listener_t *l, pc_rules_t *old, const pc_rules_t *rules);
+void kfilter_detach(pc_server_t *s, listener_t *l);
+#endif
+
 /* Accept loops (accept_posix.c / accept_win.c). */
 void accept_thread_main(void *arg);
 int accept_listener_open(pc_server_t *s, listener_t *l);
