@@ -52,6 +52,8 @@ except socket.timeout:
     print("timeout"); sys.exit(0)
 except ConnectionRefusedError:
     print("refused"); sys.exit(0)
+except ConnectionResetError:  # handshake done, then reset before connect returned
+    print("closed"); sys.exit(0)
 except OSError as e:
     print("error %s" % e); sys.exit(0)
 try:
