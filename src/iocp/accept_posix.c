@@ -104,6 +104,8 @@ void accept_thread_main(void *arg)
             accept_undo(l);
             counter_add(&s->accept_errors, 1);
             sock_close_reset(fd);
+            continue;
         }
+        kfilter_source_changed(s, (struct sockaddr *)&peer);
     }
 }

@@ -155,10 +155,20 @@ static void choose(pc_server_t *s, kfilter_t *kf, int fd, pc_rules_t *old, const
         snprintf(kf->why, sizeof kf->why, "%s%s%s", e1, e1[0] && e2[0] ? "; " : "", e2);
 }
 
+/* Count the listeners with the eBPF tier (kf_lock held). */
+static void count_ebpf(pc_server_t *s)
+{
+    int n = 0;
+    for (int i = 0; i < s->nlisteners; i++)
+        n += s->listeners[i].kf.ebpf != NULL;
+    atomic_store(&s->kf_ebpf, n);
+}
+
 /* Log when the tier or its reason changed (once per listener and change). */
 static void settle(pc_server_t *s, kfilter_t *kf, int fd, pc_kernel_filter_t tier0,
                    const char *why0)
 {
+    count_ebpf(s);
     if (kf->logged && kf->tier == tier0 && strcmp(kf->why, why0) == 0) return;
     log_state(s, fd, kf);
     kf->logged = 1;
@@ -185,11 +195,29 @@ void kfilter_reload(pc_server_t *s, listener_t *l, pc_rules_t *old, const pc_rul
 
 void kfilter_detach(pc_server_t *s, listener_t *l)
 {
-    (void)s;
     if (l->kf.ebpf) kf_ebpf_close(l->kf.ebpf, l->fd); /* fd -1: the socket is gone */
     l->kf.ebpf = NULL;
+    count_ebpf(s);
     if (l->fd != SOCK_INVALID && l->kf.tier == PC_KERNEL_FILTER_CBPF) {
         int zero = 0;
         setsockopt(l->fd, SOL_SOCKET, SO_DETACH_FILTER, &zero, sizeof zero);
     }
+}
+
+void kfilter_source_changed(pc_server_t *s, const struct sockaddr *peer)
+{
+    if (!s->cfg.per_source_max || atomic_load_explicit(&s->kf_ebpf, memory_order_relaxed) == 0)
+        return;
+    tracker_t *t = filter_tracker(s->filter);
+    pc_addr_t a;
+    if (!t || addr_from_sockaddr(peer, &a) != 0) return;
+    pc__mutex_lock(&s->kf_lock);
+    /* read under the lock: whichever call comes last saw every change before it */
+    int block = tracker_count(t, &a) >= s->cfg.per_source_max;
+    addr_mask(&a, a.family == 4 ? s->cfg.source_prefix_v4 : s->cfg.source_prefix_v6);
+    for (int i = 0; i < s->nlisteners; i++) {
+        kf_ebpf_t *k = s->listeners[i].kf.ebpf;
+        if (k) kf_ebpf_block_source(k, &a, block);
+    }
+    pc__mutex_unlock(&s->kf_lock);
 }

@@ -208,8 +208,9 @@ struct pc_server_s {
     pc_counter_t send_queued;  /* bytes in all send queues */
     pc_counter_t send_refused; /* sends refused by max_buffered_bytes */
     pc_accept_mode_t accept_mode;
-    filter_t *filter;   /* steps 1-5 of the verdict pipeline */
-    pc_mutex_t kf_lock; /* listeners' kernel filters; serialises rule swaps */
+    filter_t *filter;    /* steps 1-5 of the verdict pipeline */
+    pc_mutex_t kf_lock;  /* listeners' kernel filters; serialises rule swaps */
+    _Atomic int kf_ebpf; /* listeners with the eBPF tier (per-source max in the kernel) */
 };
 
 /* The lock of a connection's strand state and inbox (striped). */
@@ -295,10 +296,20 @@ static inline void kfilter_detach(pc_server_t *s, listener_t *l)
 {
     (void)s, (void)l;
 }
+static inline void kfilter_source_changed(pc_server_t *s, const struct sockaddr *peer)
+{
+    (void)s, (void)peer;
+}
 #else
 int kfilter_attach(pc_server_t *s, listener_t *l, sock_t fd, const pc_rules_t *rules);
 void kfilter_reload(pc_server_t *s, listener_t *l, pc_rules_t *old, const pc_rules_t *rules);
 void kfilter_detach(pc_server_t *s, listener_t *l);
+/* A connection from peer was accepted or closed: with per_source_max and the
+ * eBPF tier, mark the source in the kernel while it holds its maximum (its
+ * SYNs are dropped) and unmark it below. Re-reads the count under kf_lock, so
+ * the last call leaves the mark right. No-op (no lock) without the eBPF tier.
+ * Accept threads and workers. */
+void kfilter_source_changed(pc_server_t *s, const struct sockaddr *peer);
 #endif
 
 /* Accept loops (accept_posix.c / accept_win.c). */
