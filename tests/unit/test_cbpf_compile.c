@@ -44,7 +44,9 @@ static uint32_t run(const cbpf_prog_t *prog, const pkt_t *p, unsigned *steps)
     size_t pc = 0;
     unsigned n = 0;
     for (;;) {
-        if (pc >= prog->len) fail_msg("pc %zu beyond the program (%zu)", pc, prog->len);
+        if (pc >= prog->len)
+            fail_msg("pc %lu beyond the program (%lu)", (unsigned long)pc,
+                     (unsigned long)prog->len);
         const cbpf_insn_t *in = &prog->insn[pc++];
         n++;
         int64_t k = (int32_t)in->k;
@@ -83,7 +85,7 @@ static uint32_t run(const cbpf_prog_t *prog, const pkt_t *p, unsigned *steps)
             *steps = n;
             return in->k;
         default:
-            fail_msg("unexpected opcode 0x%x at %zu", in->code, pc - 1);
+            fail_msg("unexpected opcode 0x%x at %lu", in->code, (unsigned long)(pc - 1));
         }
     }
 }
@@ -284,7 +286,7 @@ static void check_set(const pc_rules_t *r, const gen_t *g, int family, int dual,
 {
     cbpf_prog_t p;
     int rc = cbpf_compile(r, family, dual, &p);
-    if (rc != 0) fail_msg("compile: %s (len %zu)", pc_strerror(rc), p.len);
+    if (rc != 0) fail_msg("compile: %s (len %lu)", pc_strerror(rc), (unsigned long)p.len);
     assert_true(p.len >= 1 && p.len <= CBPF_MAXINSNS);
     assert_int_equal(p.insn[p.len - 1].code, CBPF_RET_K);
     int recv4 = family == 4 || dual, recv6 = family == 6;
@@ -498,9 +500,10 @@ static void test_capacity(void **state)
     (void)state;
     size_t c4 = capacity(4, 32, 0), c4d = capacity(4, 24, 1);
     size_t c6h = capacity(6, 128, 0), c6n = capacity(6, 64, 0), c6s = capacity(6, 48, 0);
-    print_message("cBPF capacity (isolated deny prefixes): IPv4 /32 %zu, IPv4 /24 on a "
-                  "dual-stack listener %zu, IPv6 /128 %zu, /64 %zu, /48 %zu\n",
-                  c4, c4d, c6h, c6n, c6s);
+    print_message("cBPF capacity (isolated deny prefixes): IPv4 /32 %lu, IPv4 /24 on a "
+                  "dual-stack listener %lu, IPv6 /128 %lu, /64 %lu, /48 %lu\n",
+                  (unsigned long)c4, (unsigned long)c4d, (unsigned long)c6h, (unsigned long)c6n,
+                  (unsigned long)c6s);
     assert_true(c4 >= 1000);
     assert_true(c4d >= 1000);
     assert_true(c6h >= 160);
