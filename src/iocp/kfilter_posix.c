@@ -155,20 +155,26 @@ static void choose(pc_server_t *s, kfilter_t *kf, int fd, pc_rules_t *old, const
         snprintf(kf->why, sizeof kf->why, "%s%s%s", e1, e1[0] && e2[0] ? "; " : "", e2);
 }
 
-/* Count the listeners with the eBPF tier (kf_lock held). */
-static void count_ebpf(pc_server_t *s)
+/* The lock-free summary of the listeners' tiers (kf_lock held): listeners
+ * with eBPF, and the weakest tier (EBPF < CBPF < OFF), OFF without
+ * listeners. nlisteners: the first ones to count (one being set up included). */
+static void kf_summary(pc_server_t *s, int nlisteners)
 {
     int n = 0;
-    for (int i = 0; i < s->nlisteners; i++)
+    pc_kernel_filter_t weakest = nlisteners ? PC_KERNEL_FILTER_EBPF : PC_KERNEL_FILTER_OFF;
+    for (int i = 0; i < nlisteners; i++) {
         n += s->listeners[i].kf.ebpf != NULL;
+        if (s->listeners[i].kf.tier > weakest) weakest = s->listeners[i].kf.tier;
+    }
     atomic_store(&s->kf_ebpf, n);
+    atomic_store(&s->kf_weakest, (int)weakest);
 }
 
 /* Log when the tier or its reason changed (once per listener and change). */
 static void settle(pc_server_t *s, kfilter_t *kf, int fd, pc_kernel_filter_t tier0,
-                   const char *why0)
+                   const char *why0, int nlisteners)
 {
-    count_ebpf(s);
+    kf_summary(s, nlisteners);
     if (kf->logged && kf->tier == tier0 && strcmp(kf->why, why0) == 0) return;
     log_state(s, fd, kf);
     kf->logged = 1;
@@ -179,7 +185,7 @@ int kfilter_attach(pc_server_t *s, listener_t *l, sock_t fd, const pc_rules_t *r
     memset(&l->kf, 0, sizeof l->kf);
     l->kf.tier = PC_KERNEL_FILTER_OFF;
     choose(s, &l->kf, fd, NULL, rules);
-    settle(s, &l->kf, fd, PC_KERNEL_FILTER_OFF, "");
+    settle(s, &l->kf, fd, PC_KERNEL_FILTER_OFF, "", l->idx + 1); /* l is being added */
     return 0;
 }
 
@@ -190,14 +196,14 @@ void kfilter_reload(pc_server_t *s, listener_t *l, pc_rules_t *old, const pc_rul
     memcpy(why0, l->kf.why, sizeof why0);
     pc_kernel_filter_t tier0 = l->kf.tier;
     choose(s, &l->kf, l->fd, old, rules);
-    settle(s, &l->kf, l->fd, tier0, why0);
+    settle(s, &l->kf, l->fd, tier0, why0, s->nlisteners);
 }
 
 void kfilter_detach(pc_server_t *s, listener_t *l)
 {
     if (l->kf.ebpf) kf_ebpf_close(l->kf.ebpf, l->fd); /* fd -1: the socket is gone */
     l->kf.ebpf = NULL;
-    count_ebpf(s);
+    kf_summary(s, s->nlisteners);
     if (l->fd != SOCK_INVALID && l->kf.tier == PC_KERNEL_FILTER_CBPF) {
         int zero = 0;
         setsockopt(l->fd, SOL_SOCKET, SO_DETACH_FILTER, &zero, sizeof zero);

@@ -304,6 +304,7 @@ int pc_server_create(const pc_server_config_t *cfg, pc_server_t **out)
     pc__mutex_init(&s->cap_lock);
     pc__cond_init(&s->cap_cond);
     pc__mutex_init(&s->kf_lock);
+    atomic_store(&s->kf_weakest, (int)PC_KERNEL_FILTER_OFF);
     s->accept_mode = PC_ACCEPT_MODE_POST_HANDSHAKE;
     pc__alloc_pin();
 
@@ -646,12 +647,8 @@ void pc_server_stats(const pc_server_t *s, pc_server_stats_t *out)
     out->send_queued_bytes = counter_get(&s->send_queued);
     out->send_refused = counter_get(&s->send_refused);
     out->accept_mode = s->accept_mode;
-    /* the weakest listener's kernel tier (EBPF < CBPF < OFF in strength order) */
-    pc_kernel_filter_t kt = s->nlisteners ? PC_KERNEL_FILTER_EBPF : PC_KERNEL_FILTER_OFF;
-    pc__mutex_lock(&((pc_server_t *)s)->kf_lock);
-    for (int i = 0; i < s->nlisteners; i++)
-        if (s->listeners[i].kf.tier > kt) kt = s->listeners[i].kf.tier;
-    pc__mutex_unlock(&((pc_server_t *)s)->kf_lock);
+    /* the weakest listener's kernel tier (kfilter_posix.c keeps it) */
+    pc_kernel_filter_t kt = (pc_kernel_filter_t)atomic_load(&((pc_server_t *)s)->kf_weakest);
     out->kernel_filter = kt;
     if (kt != PC_KERNEL_FILTER_OFF && out->accept_mode == PC_ACCEPT_MODE_POST_HANDSHAKE)
         out->accept_mode = PC_ACCEPT_MODE_KERNEL;

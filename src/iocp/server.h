@@ -208,9 +208,10 @@ struct pc_server_s {
     pc_counter_t send_queued;  /* bytes in all send queues */
     pc_counter_t send_refused; /* sends refused by max_buffered_bytes */
     pc_accept_mode_t accept_mode;
-    filter_t *filter;    /* steps 1-5 of the verdict pipeline */
-    pc_mutex_t kf_lock;  /* listeners' kernel filters; serialises rule swaps */
-    _Atomic int kf_ebpf; /* listeners with the eBPF tier (per-source max in the kernel) */
+    filter_t *filter;       /* steps 1-5 of the verdict pipeline */
+    pc_mutex_t kf_lock;     /* listeners' kernel filters; serialises rule swaps */
+    _Atomic int kf_ebpf;    /* listeners with the eBPF tier (per-source max in the kernel) */
+    _Atomic int kf_weakest; /* the weakest listener's tier, for the stats (no lock) */
 };
 
 /* The lock of a connection's strand state and inbox (striped). */

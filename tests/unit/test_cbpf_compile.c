@@ -513,12 +513,13 @@ static void test_capacity(void **state)
     assert_true(c4 < 8192 && c4d < 8192 && c6h < 8192 && c6n < 8192 && c6s < 8192);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_edges),       cmocka_unit_test(test_merge),
         cmocka_unit_test(test_random_sets), cmocka_unit_test(test_large_sets_trampolines),
         cmocka_unit_test(test_capacity),
     };
+    if (argc > 1) cmocka_set_test_filter(argv[1]); /* one test by name */
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
