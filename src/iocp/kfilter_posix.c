@@ -102,6 +102,16 @@ static void log_state(const pc_server_t *s, int fd, const kfilter_t *kf)
     }
 }
 
+/* Append src to the string in dst (cap bytes), cutting what does not fit. */
+static void cat(char *dst, size_t cap, const char *src)
+{
+    size_t d = strlen(dst), n = strlen(src);
+    if (d + 1 >= cap) return;
+    if (n > cap - d - 1) n = cap - d - 1;
+    memcpy(dst + d, src, n);
+    dst[d + n] = 0;
+}
+
 /* Choose and install the tier for rules on fd; old: the set the kernel holds
  * now (reload), for the eBPF tier's counters. */
 static void choose(pc_server_t *s, kfilter_t *kf, int fd, pc_rules_t *old, const pc_rules_t *rules)
@@ -129,8 +139,8 @@ static void choose(pc_server_t *s, kfilter_t *kf, int fd, pc_rules_t *old, const
             return;
         }
         if (strncmp(e1, "ebpf", 4) != 0) { /* prefix the reason with its tier */
-            char t[sizeof e1];
-            snprintf(t, sizeof t, "ebpf: %s", e1);
+            char t[sizeof e1] = "ebpf: ";
+            cat(t, sizeof t, e1);
             memcpy(e1, t, sizeof e1);
         }
     }
@@ -149,10 +159,11 @@ static void choose(pc_server_t *s, kfilter_t *kf, int fd, pc_rules_t *old, const
         int zero = 0;
         setsockopt(fd, SOL_SOCKET, SO_DETACH_FILTER, &zero, sizeof zero);
     }
-    if (want == PC_KERNEL_FILTER_OFF)
-        kf->why[0] = 0;
-    else
-        snprintf(kf->why, sizeof kf->why, "%s%s%s", e1, e1[0] && e2[0] ? "; " : "", e2);
+    kf->why[0] = 0;
+    if (want == PC_KERNEL_FILTER_OFF) return;
+    cat(kf->why, sizeof kf->why, e1);
+    if (e1[0] && e2[0]) cat(kf->why, sizeof kf->why, "; ");
+    cat(kf->why, sizeof kf->why, e2);
 }
 
 /* The lock-free summary of the listeners' tiers (kf_lock held): listeners
