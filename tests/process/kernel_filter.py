@@ -145,6 +145,31 @@ def case_root(args, tmp, failures):
         srv.kill()
 
 
+def have_ipv6():
+    try:
+        import socket
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def case_v6(args, tmp, failures):
+    rules = os.path.join(tmp, "v6.rules")
+    with open(rules, "w") as f:
+        f.write("deny ::1/128\n")
+    srv = Server(echo_argv(args, rules, listen="[::1]:0"))
+    try:
+        port = srv.wait_listening(10)
+        line = kernel_line(srv)
+        if line.startswith("kernel filter: off"):
+            failures.append("v6: no kernel tier: " + line)
+        expect(failures, "v6 [::1]", connect("::1", "::1", port, DENIED_WAIT), "timeout")
+    finally:
+        srv.kill()
+
+
 NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
 
 
@@ -241,6 +266,10 @@ def run(args):
     os.chmod(tmp, 0o755)  # nobody reads the rules file
     try:
         case_root(args, tmp, failures)
+        if have_ipv6():
+            case_v6(args, tmp, failures)
+        else:
+            print("no IPv6 loopback: the [::1] case is skipped")
         if shutil.which("setpriv"):
             case_nobody(args, tmp, failures, with_cap=True)
             case_nobody(args, tmp, failures, with_cap=False)
