@@ -157,10 +157,30 @@ static size_t node_mid(size_t lo, size_t hi)
     return lo + (hi - lo + 1) / 2;
 }
 
+/* Comparison instructions of the subtree over ranges lo..hi, leaves not
+ * counted (a region jumps to two shared returns instead). */
+static size_t cmp_size(const tree_t *t, size_t lo, size_t hi)
+{
+    if (lo == hi) return 0;
+    size_t mid = node_mid(lo, hi);
+    return block_size(t, mid) + cmp_size(t, lo, mid - 1) + cmp_size(t, mid, hi);
+}
+
+/* A subtree whose comparisons and two returns fit in a conditional jump's
+ * reach is a region: its leaves are jumps to the region's "ret pass" and
+ * "ret drop" at its end. */
+static int is_region(const tree_t *t, size_t lo, size_t hi, size_t *size)
+{
+    *size = cmp_size(t, lo, hi) + 2;
+    return *size <= 255;
+}
+
 /* Instructions of the subtree deciding among ranges lo..hi. */
 static size_t node_size(const tree_t *t, size_t lo, size_t hi)
 {
     if (lo == hi) return 1;
+    size_t r;
+    if (is_region(t, lo, hi, &r)) return r;
     size_t mid = node_mid(lo, hi);
     size_t left = node_size(t, lo, mid - 1);
     size_t b = block_size(t, mid);
@@ -183,11 +203,50 @@ static size_t rel(const emit_t *e, size_t target)
     return target - e->pos - 1;
 }
 
-/* Layout of a node: [compare][ja right, if right is out of reach][left][right]. */
+/* "address >= start[mid]": to ttarget if so, else to ftarget. */
+static void block_emit(const tree_t *t, emit_t *e, size_t mid, size_t ttarget, size_t ftarget)
+{
+    unsigned nw = start_words(t, mid);
+    for (unsigned w = 0; w < nw; w++) {
+        uint32_t k = start_word(t, mid, w);
+        if (t->v6) put(e, CBPF_LD_W_ABS, 0, 0, (uint32_t)(CBPF_NET_OFF + 8 + 4 * (int)w));
+        if (w + 1 < nw) {
+            put(e, CBPF_JGT_K, rel(e, ttarget), 0, k);
+            put(e, CBPF_JEQ_K, 0, rel(e, ftarget), k);
+        } else {
+            put(e, CBPF_JGE_K, rel(e, ttarget), rel(e, ftarget), k);
+        }
+    }
+}
+
+/* The comparisons of a region: [compare][left][right], a leaf child being
+ * the region's return for its verdict. */
+static void region_emit(const tree_t *t, emit_t *e, size_t lo, size_t hi, size_t ret_pass)
+{
+    if (lo == hi) return;
+    size_t mid = node_mid(lo, hi);
+    size_t base = e->pos, b = block_size(t, mid);
+    size_t lt = lo == mid - 1 ? ret_pass + t->deny[lo] : base + b;
+    size_t rt = mid == hi ? ret_pass + t->deny[hi] : base + b + cmp_size(t, lo, mid - 1);
+    block_emit(t, e, mid, rt, lt);
+    region_emit(t, e, lo, mid - 1, ret_pass);
+    region_emit(t, e, mid, hi, ret_pass);
+}
+
+/* Layout of a node: a region, or
+ * [compare][ja right, if right is out of reach][left][right]. */
 static void node_emit(const tree_t *t, emit_t *e, size_t lo, size_t hi)
 {
     if (lo == hi) {
         put(e, CBPF_RET_K, 0, 0, t->deny[lo] ? 0 : CBPF_PASS);
+        return;
+    }
+    size_t r;
+    if (is_region(t, lo, hi, &r)) {
+        size_t ret_pass = e->pos + r - 2; /* then ret drop */
+        region_emit(t, e, lo, hi, ret_pass);
+        put(e, CBPF_RET_K, 0, 0, CBPF_PASS);
+        put(e, CBPF_RET_K, 0, 0, 0);
         return;
     }
     size_t mid = node_mid(lo, hi);
@@ -196,18 +255,7 @@ static void node_emit(const tree_t *t, emit_t *e, size_t lo, size_t hi)
     size_t tramp = b - block_first_true(t) - 1 + left > 255;
     size_t base = e->pos;
     size_t lstart = base + b + tramp;
-    size_t ttarget = tramp ? base + b : lstart + left;
-    unsigned nw = start_words(t, mid);
-    for (unsigned w = 0; w < nw; w++) {
-        uint32_t k = start_word(t, mid, w);
-        if (t->v6) put(e, CBPF_LD_W_ABS, 0, 0, (uint32_t)(CBPF_NET_OFF + 8 + 4 * (int)w));
-        if (w + 1 < nw) {
-            put(e, CBPF_JGT_K, rel(e, ttarget), 0, k);
-            put(e, CBPF_JEQ_K, 0, rel(e, lstart), k);
-        } else {
-            put(e, CBPF_JGE_K, rel(e, ttarget), rel(e, lstart), k);
-        }
-    }
+    block_emit(t, e, mid, tramp ? base + b : lstart + left, lstart);
     if (tramp) put(e, CBPF_JA, 0, 0, (uint32_t)left);
     node_emit(t, e, lo, mid - 1);
     node_emit(t, e, mid, hi);

@@ -493,8 +493,9 @@ static size_t capacity(int fam, unsigned len, int dual)
 }
 
 /* The figures docs/kernel-filter.md quotes (printed), and floors that the
- * tree's shape guarantees (two boundaries per isolated prefix: about four
- * instructions per IPv4 prefix, 2 x (3 x words - 1) + 2 per IPv6 one). */
+ * tree's shape guarantees (two boundaries per isolated prefix, leaves shared
+ * in regions: about two instructions per IPv4 prefix, 2 x (3 x words - 1)
+ * per IPv6 one). */
 static void test_capacity(void **state)
 {
     (void)state;
@@ -504,11 +505,11 @@ static void test_capacity(void **state)
                   "dual-stack listener %lu, IPv6 /128 %lu, /64 %lu, /48 %lu\n",
                   (unsigned long)c4, (unsigned long)c4d, (unsigned long)c6h, (unsigned long)c6n,
                   (unsigned long)c6s);
-    assert_true(c4 >= 1000);
-    assert_true(c4d >= 1000);
-    assert_true(c6h >= 160);
-    assert_true(c6n >= 300);
-    assert_true(c6s >= 300);
+    assert_true(c4 >= 2000);
+    assert_true(c4d >= 2000);
+    assert_true(c6h >= 180);
+    assert_true(c6n >= 400);
+    assert_true(c6s >= 400);
     /* the searches ended on a set that did not fit (PC_ENOBUFS checked there) */
     assert_true(c4 < 8192 && c4d < 8192 && c6h < 8192 && c6n < 8192 && c6s < 8192);
 }
