@@ -155,9 +155,12 @@ static void choose(pc_server_t *s, kfilter_t *kf, int fd, pc_rules_t *old, const
             return;
         }
     }
-    if (was == PC_KERNEL_FILTER_CBPF) { /* take the old program off */
+    if (was == PC_KERNEL_FILTER_CBPF) { /* take the old program off (needs no privilege) */
         int zero = 0;
-        setsockopt(fd, SOL_SOCKET, SO_DETACH_FILTER, &zero, sizeof zero);
+        if (setsockopt(fd, SOL_SOCKET, SO_DETACH_FILTER, &zero, sizeof zero) != 0)
+            PC_LOGE("kernel filter: the old classic program could not be detached (%s); "
+                    "it stays in force with the previous rules",
+                    pc_strerror(pc__from_errno(errno)));
     }
     kf->why[0] = 0;
     if (want == PC_KERNEL_FILTER_OFF) return;
