@@ -355,7 +355,26 @@ typedef enum pc_cond_accept_e {
 typedef enum pc_accept_mode_e {
     PC_ACCEPT_MODE_POST_HANDSHAKE = 0, /* decide after accept, reject with a reset */
     PC_ACCEPT_MODE_PRE_HANDSHAKE = 1,  /* WSAAccept condition before the handshake */
+    PC_ACCEPT_MODE_KERNEL = 2,         /* Linux: every listener's kernel filter drops denied SYNs */
 } pc_accept_mode_t;
+
+/* The listener's kernel filter (Linux; docs/kernel-filter.md): a socket
+ * filter on the listening socket judges every SYN before the handshake, the
+ * accept thread's pipeline stays as the second stage. AUTO tries eBPF, then
+ * classic BPF (if the rule set fits and shadow mode is off), then runs
+ * without; an explicit tier is that tier or none (warning). Windows: ignored
+ * (conditional accept is its pre-handshake verdict). */
+typedef enum pc_kernel_filter_e {
+    PC_KERNEL_FILTER_AUTO = 0, /* best permitted tier (default) */
+    PC_KERNEL_FILTER_EBPF = 1, /* maps, counters, per-source limits in the kernel */
+    PC_KERNEL_FILTER_CBPF = 2, /* rules only, compiled into a classic program */
+    PC_KERNEL_FILTER_OFF = 3,  /* user space decides after the handshake */
+} pc_kernel_filter_t;
+
+/* "auto", "ebpf", "cbpf", "off". Any thread. */
+PC_API const char *pc_kernel_filter_name(pc_kernel_filter_t k);
+/* Parse one of those names; returns the value or PC_EINVAL. */
+PC_API int pc_kernel_filter_parse(const char *name);
 
 typedef struct pc_server_config_s {
     /* Worker threads. Default 0 = number of CPUs. */
@@ -418,6 +437,8 @@ typedef struct pc_server_config_s {
     pc_backend_t backend;
     /* Conditional accept; default AUTO. */
     pc_cond_accept_t conditional_accept;
+    /* Kernel filter on the listening sockets (Linux); default AUTO. */
+    pc_kernel_filter_t kernel_filter;
     /* Callbacks. on_data is required. */
     pc_callbacks_t cb;
     /* ---- accept filter (steps 2-4 of the pipeline; portcullis/filter.h) ---- */
@@ -509,8 +530,12 @@ PC_API int pc_server_stop(pc_server_t *s, unsigned drain_ms);
 /* Replace the rule set atomically, between two accepts: the accept threads
  * never wait and never see a half-built set. The server takes ownership of
  * rules (NULL removes every rule); the old set is freed once no accept thread
- * uses it, and hit counters of rules present in both carry over. Any thread
- * (not from the condition callback). Returns 0, PC_EINVAL. */
+ * uses it, and hit counters of rules present in both carry over. Listeners
+ * with a kernel filter get the new set in the kernel first; a listener whose
+ * tier cannot take it (too big for classic BPF, attach refused) drops its
+ * kernel filter (logged, pc_server_listener_filter) and user space judges it
+ * after the handshake. Any thread (not from the condition callback).
+ * Returns 0, PC_EINVAL. */
 PC_API int pc_server_set_rules(pc_server_t *s, pc_rules_t *rules);
 
 /* Copy up to max rules of the set in force, most hits first, into out
@@ -705,6 +730,9 @@ typedef struct pc_server_stats_s {
     uint64_t proxy_timeouts;                   /* trusted, no header in time */
     uint64_t proxy_rejected;                   /* real client rejected (also in rejected[]) */
     pc_accept_mode_t accept_mode;              /* conditional accept mode in force */
+    /* the weakest kernel filter tier over the listeners (OFF if any listener
+     * has none, or none listens); per listener: pc_server_listener_filter */
+    pc_kernel_filter_t kernel_filter;
     pc_backend_t backend;                      /* backend running */
     int threads;
 } pc_server_stats_t;
@@ -712,6 +740,17 @@ typedef struct pc_server_stats_s {
 /* Snapshot of the counters (each read atomically; not one instant). Any
  * thread. */
 PC_API void pc_server_stats(const pc_server_t *s, pc_server_stats_t *out);
+
+/* The kernel filter of one listener. */
+typedef struct pc_listener_filter_s {
+    pc_kernel_filter_t tier; /* in force: EBPF, CBPF or OFF */
+    unsigned insns;          /* CBPF: instructions of the program */
+    char why[160];           /* why lower than asked ("" when as asked) */
+} pc_listener_filter_t;
+
+/* The kernel filter in force on listener idx (it changes when a rule reload
+ * does not fit the tier). Any thread. Returns 0 or PC_EINVAL. */
+PC_API int pc_server_listener_filter(const pc_server_t *s, int idx, pc_listener_filter_t *out);
 
 #ifdef __cplusplus
 }

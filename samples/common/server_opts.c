@@ -70,6 +70,8 @@ void server_opts_usage(FILE *f)
             "  --proxy-timeout MS        time a trusted proxy has to send it (default 3000)\n"
             "  --proxy-versions V        versions accepted: v1, v2 or v1,v2 (default)\n"
             "  --conditional-accept M    on, off or auto (Windows SO_CONDITIONAL_ACCEPT)\n"
+            "  --kernel-filter T         auto, ebpf, cbpf or off: drop denied SYNs in the\n"
+            "                            kernel before the handshake (Linux; default auto)\n"
             "  -v, --verbose             library info lines too (default: warnings, errors)\n");
 }
 
@@ -131,6 +133,7 @@ int server_opts_parse(server_opts_t *o, int argc, char **argv, int *i)
                                              "--proxy-protocol",
                                              "--proxy-timeout",
                                              "--proxy-versions",
+                                             "--kernel-filter",
                                              NULL};
     int known = 0;
     for (int k = 0; with_value[k]; k++)
@@ -202,6 +205,10 @@ int server_opts_parse(server_opts_t *o, int argc, char **argv, int *i)
             cfg->conditional_accept = PC_COND_ACCEPT_AUTO;
         else
             bad = 1;
+    } else if (!strcmp(a, "--kernel-filter")) {
+        int k = pc_kernel_filter_parse(v);
+        bad = k < 0;
+        if (!bad) cfg->kernel_filter = (pc_kernel_filter_t)k;
     }
     if (bad) {
         fprintf(stderr, "%s: bad value for %s: '%s'\n", o->prog, a, v);
@@ -280,13 +287,31 @@ void server_opts_signals(void)
 #endif
 }
 
+/* "kernel filter: cbpf (N insns)" / "kernel filter: off: why" for listener i. */
+static void print_kernel_filter(FILE *f, pc_server_t *srv, int i)
+{
+#ifndef _WIN32
+    pc_listener_filter_t kf;
+    if (pc_server_listener_filter(srv, i, &kf) < 0) return;
+    if (kf.tier == PC_KERNEL_FILTER_CBPF)
+        fprintf(f, "kernel filter: cbpf (%u insns)", kf.insns);
+    else
+        fprintf(f, "kernel filter: %s", pc_kernel_filter_name(kf.tier));
+    fprintf(f, "%s%s\n", !kf.why[0] ? "" : kf.tier == PC_KERNEL_FILTER_OFF ? ": " : "; ", kf.why);
+#else
+    (void)f, (void)srv, (void)i;
+#endif
+}
+
 void server_opts_announce(server_opts_t *o, pc_server_t *srv)
 {
     pc_server_stats_t st;
     pc_server_stats(srv, &st);
     printf("backend %s, %d threads, conditional accept: %s\n", pc_backend_name(st.backend),
            st.threads,
-           st.accept_mode == PC_ACCEPT_MODE_PRE_HANDSHAKE ? "pre-handshake" : "post-handshake");
+           st.accept_mode == PC_ACCEPT_MODE_PRE_HANDSHAKE ? "pre-handshake"
+           : st.accept_mode == PC_ACCEPT_MODE_KERNEL      ? "kernel filter before the handshake"
+                                                          : "post-handshake");
     char what[32];
     if (o->rules_path || o->nlists) {
         printf("rules: %llu from %s", (unsigned long long)st.rule_count,
@@ -308,6 +333,7 @@ void server_opts_announce(server_opts_t *o, pc_server_t *srv)
             ((struct sockaddr_in6 *)&ss)->sin6_port = htons(port);
         pc_format_endpoint((struct sockaddr *)&ss, buf, sizeof buf);
         printf("listening on %s\n", buf);
+        print_kernel_filter(stdout, srv, i);
     }
     fflush(stdout);
 }
@@ -357,6 +383,8 @@ static void reload(server_opts_t *o, pc_server_t *srv)
     pc_server_set_rules(srv, r);
     fprintf(stderr, "%s: reloaded %llu rules from %s\n", o->prog, (unsigned long long)n,
             sources(o, what, sizeof what));
+    for (int i = 0; i < o->nlisten; i++)
+        print_kernel_filter(stderr, srv, i);
 }
 
 void server_opts_run(server_opts_t *o, pc_server_t *srv)

@@ -340,6 +340,15 @@ static size_t metrics_format(app_t *app, pc_server_t *s, char *out, size_t cap)
          st.accept_mode == PC_ACCEPT_MODE_POST_HANDSHAKE);
     mput(&m, "pc_conditional_accept_mode{mode=\"pre_handshake\"} %d\n",
          st.accept_mode == PC_ACCEPT_MODE_PRE_HANDSHAKE);
+    mput(&m, "pc_conditional_accept_mode{mode=\"kernel\"} %d\n",
+         st.accept_mode == PC_ACCEPT_MODE_KERNEL);
+    /* the weakest listener's tier; only eBPF counts kernel drops per rule */
+    mhead(&m, "pc_kernel_filter", "gauge",
+          "Kernel filter tier in force (weakest listener); kernel_counts: drops "
+          "counted per rule (eBPF) or not (cBPF: rule hits are post-handshake only)");
+    mput(&m, "pc_kernel_filter{tier=\"%s\",kernel_counts=\"%s\"} 1\n",
+         pc_kernel_filter_name(st.kernel_filter),
+         st.kernel_filter == PC_KERNEL_FILTER_EBPF ? "yes" : "no");
     mhead(&m, "pc_backend_info", "gauge", "Completion backend in use.");
     mput(&m, "pc_backend_info{backend=\"%s\"} 1\n", pc_backend_name(st.backend));
     mhead(&m, "pc_worker_threads", "gauge", "Worker threads.");

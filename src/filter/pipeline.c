@@ -266,6 +266,11 @@ void filter_stats(const filter_t *f, filter_stats_t *out)
     out->full_policy = f->cfg.full_policy;
 }
 
+pc_rules_t *filter_rules_peek(filter_t *f)
+{
+    return atomic_load(&f->rules.current);
+}
+
 size_t filter_rules_count(filter_t *f)
 {
     return rules_holder_count(&f->rules);

@@ -136,6 +136,11 @@ void filter_release(filter_t *f, const filter_ticket_t *t);
  * one instant; scans the tracker table). Any thread. */
 void filter_stats(const filter_t *f, filter_stats_t *out);
 
+/* The set in force, for a caller that serialises every filter_set_rules
+ * itself (the server, under its kernel-filter lock): valid until its next
+ * filter_set_rules. */
+pc_rules_t *filter_rules_peek(filter_t *f);
+
 /* Rules in force and one rule's info and hit counter. Any thread. */
 size_t filter_rules_count(filter_t *f);
 int filter_rules_get(filter_t *f, size_t i, pc_rule_info_t *out);

@@ -1,6 +1,8 @@
-/* The Linux accept loop. Linux has no pre-handshake hook in accept, so the
- * verdict pipeline runs right after accept4 and a rejected connection is
- * closed with a reset (SO_LINGER 0). "Defer" means: stop taking connections
+/* The Linux accept loop. Linux has no pre-handshake hook in accept: the
+ * listener's kernel filter (kfilter_posix.c), when a tier is in force, drops
+ * denied SYNs before the handshake; the verdict pipeline runs right after
+ * accept4 as the second stage, and a rejected connection is closed with a
+ * reset (SO_LINGER 0). "Defer" means: stop taking connections
  * off the backlog (the kernel queue holds them) until capacity frees or
  * defer_timeout_ms passes; the connection that is then still over capacity
  * is rejected. */
@@ -14,12 +16,27 @@
 #include "core/errno_map.h"
 #include "core/log.h"
 
+/* Between bind and listen: the kernel filter is in place before any SYN. */
+static int attach_kernel_filter(sock_t fd, void *ud)
+{
+    listener_t *l = ud;
+    pc_server_t *s = l->srv;
+    pc__mutex_lock(&s->kf_lock);
+    int rc = kfilter_attach(s, l, fd, filter_rules_peek(s->filter));
+    pc__mutex_unlock(&s->kf_lock);
+    return rc;
+}
+
 int accept_listener_open(pc_server_t *s, listener_t *l)
 {
     int want = s->cfg.conditional_accept == PC_COND_ACCEPT_ON;
-    int rc = sock_listen((struct sockaddr *)&l->addr, l->addrlen, s->cfg.backlog, 0, &l->cond_err,
-                         &l->fd);
-    if (rc < 0) return rc;
+    l->cond_err = want ? PC_ENOTSUP : 0;
+    int rc = sock_listen_with((struct sockaddr *)&l->addr, l->addrlen, s->cfg.backlog,
+                              attach_kernel_filter, l, &l->fd);
+    if (rc < 0) {
+        kfilter_detach(s, l); /* frees an eBPF tier attached before listen failed */
+        return rc;
+    }
     l->mode = PC_ACCEPT_MODE_POST_HANDSHAKE;
     char name[64];
     pc_format_endpoint((struct sockaddr *)&l->addr, name, sizeof name);
@@ -87,6 +104,8 @@ void accept_thread_main(void *arg)
             accept_undo(l);
             counter_add(&s->accept_errors, 1);
             sock_close_reset(fd);
+            continue;
         }
+        kfilter_source_changed(s, (struct sockaddr *)&peer);
     }
 }

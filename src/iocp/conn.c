@@ -502,6 +502,7 @@ static void conn_close_socket(pc_conn_t *c, int abortive)
     if (notify && c->cb->on_close) c->cb->on_close(c, c->reason, c->err);
     if (c->counted) {
         filter_release(s->filter, &c->ticket);
+        kfilter_source_changed(s, &c->peer.sa);
         atomic_fetch_sub(&s->active, 1);
     } else
         atomic_fetch_sub(&s->outbound, 1);

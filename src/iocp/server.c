@@ -68,6 +68,29 @@ int pc_backend_parse(const char *name)
     return PC_EINVAL;
 }
 
+const char *pc_kernel_filter_name(pc_kernel_filter_t k)
+{
+    switch (k) {
+    case PC_KERNEL_FILTER_AUTO:
+        return "auto";
+    case PC_KERNEL_FILTER_EBPF:
+        return "ebpf";
+    case PC_KERNEL_FILTER_CBPF:
+        return "cbpf";
+    case PC_KERNEL_FILTER_OFF:
+        return "off";
+    }
+    return "unknown";
+}
+
+int pc_kernel_filter_parse(const char *name)
+{
+    if (!name) return PC_EINVAL;
+    for (int k = PC_KERNEL_FILTER_AUTO; k <= PC_KERNEL_FILTER_OFF; k++)
+        if (strcmp(name, pc_kernel_filter_name((pc_kernel_filter_t)k)) == 0) return k;
+    return PC_EINVAL;
+}
+
 /* ---- connection table -------------------------------------------------------- */
 
 /* Hand out a record never used before: the next slot of the table,
@@ -301,6 +324,8 @@ int pc_server_create(const pc_server_config_t *cfg, pc_server_t **out)
         pc__mutex_init(&s->conn_locks[i]);
     pc__mutex_init(&s->cap_lock);
     pc__cond_init(&s->cap_cond);
+    pc__mutex_init(&s->kf_lock);
+    atomic_store(&s->kf_weakest, (int)PC_KERNEL_FILTER_OFF);
     s->accept_mode = PC_ACCEPT_MODE_POST_HANDSHAKE;
     pc__alloc_pin();
 
@@ -381,6 +406,7 @@ int pc_server_listen_addr(pc_server_t *s, const struct sockaddr *sa, socklen_t l
     l->srv = s;
     l->idx = s->nlisteners;
     l->fd = SOCK_INVALID;
+    l->kf.tier = PC_KERNEL_FILTER_OFF;
     memcpy(&l->addr, sa, len);
     l->addrlen = len;
     int rc = accept_listener_open(s, l);
@@ -490,7 +516,11 @@ int pc_server_stop(pc_server_t *s, unsigned drain_ms)
         listener_t *l = &s->listeners[i];
         if (l->thread_started) pc__thread_join(l->thread);
         l->thread_started = 0;
+        pc__mutex_lock(&s->kf_lock);
+        kfilter_detach(s, l);
         if (l->fd != SOCK_INVALID) sock_close(l->fd);
+        l->fd = SOCK_INVALID;
+        pc__mutex_unlock(&s->kf_lock);
         l->fd = SOCK_INVALID;
     }
     /* 2. graceful close of every connection, bounded by drain_ms */
@@ -520,8 +550,11 @@ void pc_server_destroy(pc_server_t *s)
 {
     if (!s) return;
     if (s->started && !s->stopped) pc_server_stop(s, 0);
-    for (int i = 0; i < s->nlisteners; i++)
-        if (s->listeners[i].fd != SOCK_INVALID) sock_close(s->listeners[i].fd);
+    for (int i = 0; i < s->nlisteners; i++) {
+        if (s->listeners[i].fd == SOCK_INVALID) continue;
+        kfilter_detach(s, &s->listeners[i]);
+        sock_close(s->listeners[i].fd);
+    }
     uint32_t nslots = atomic_load(&s->nslots);
     for (uint32_t slot = 0; slot < nslots; slot++) {
         pc_conn_t *c = &s->chunks[slot / PC_CONN_CHUNK][slot % PC_CONN_CHUNK];
@@ -555,6 +588,7 @@ void pc_server_destroy(pc_server_t *s)
     pc__mutex_destroy(&s->table_lock);
     pc__mutex_destroy(&s->cap_lock);
     pc__cond_destroy(&s->cap_cond);
+    pc__mutex_destroy(&s->kf_lock);
     pc__free(s);
     pc__alloc_unpin();
     sock_lib_cleanup();
@@ -563,7 +597,31 @@ void pc_server_destroy(pc_server_t *s)
 int pc_server_set_rules(pc_server_t *s, pc_rules_t *rules)
 {
     if (!s) return PC_EINVAL;
-    return filter_set_rules(s->filter, rules);
+    /* the kernel first: a SYN the new set denies is never let through by a
+     * kernel program older than the user-space set */
+    pc__mutex_lock(&s->kf_lock);
+    pc_rules_t *old = filter_rules_peek(s->filter);
+    int rc = PC_EINVAL;
+    if (rules != old || !rules) {
+        for (int i = 0; i < s->nlisteners; i++)
+            kfilter_reload(s, &s->listeners[i], old, rules);
+        rc = filter_set_rules(s->filter, rules);
+    }
+    pc__mutex_unlock(&s->kf_lock);
+    return rc;
+}
+
+int pc_server_listener_filter(const pc_server_t *s, int idx, pc_listener_filter_t *out)
+{
+    if (!s || !out || idx < 0 || idx >= s->nlisteners) return PC_EINVAL;
+    pc_server_t *ms = (pc_server_t *)s;
+    pc__mutex_lock(&ms->kf_lock);
+    const kfilter_t *kf = &s->listeners[idx].kf;
+    out->tier = kf->tier;
+    out->insns = kf->insns;
+    memcpy(out->why, kf->why, sizeof out->why);
+    pc__mutex_unlock(&ms->kf_lock);
+    return 0;
 }
 
 int pc_server_top_rules(pc_server_t *s, struct pc_rule_info_s *out, int max)
@@ -634,6 +692,11 @@ void pc_server_stats(const pc_server_t *s, pc_server_stats_t *out)
     out->send_refused = counter_get(&s->send_refused);
     out->send_limit_refused = counter_get(&s->send_limit_refused);
     out->accept_mode = s->accept_mode;
+    /* the weakest listener's kernel tier (kfilter_posix.c keeps it) */
+    pc_kernel_filter_t kt = (pc_kernel_filter_t)atomic_load(&((pc_server_t *)s)->kf_weakest);
+    out->kernel_filter = kt;
+    if (kt != PC_KERNEL_FILTER_OFF && out->accept_mode == PC_ACCEPT_MODE_POST_HANDSHAKE)
+        out->accept_mode = PC_ACCEPT_MODE_KERNEL;
     out->backend = s->port ? s->port->vt->id : PC_BACKEND_AUTO;
     out->threads = s->nworkers;
 }

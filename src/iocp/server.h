@@ -59,6 +59,16 @@ void sockaddr_store(pc_sockaddr_t *dst, const struct sockaddr_storage *src);
 typedef struct worker_s worker_t;
 typedef struct listener_s listener_t;
 
+/* A listener's kernel filter (kfilter_posix.c; docs/kernel-filter.md), under
+ * the server's kf_lock. */
+typedef struct kfilter_s {
+    pc_kernel_filter_t tier; /* in force: EBPF, CBPF, OFF */
+    unsigned insns;          /* CBPF program length */
+    int logged;              /* the state below was logged */
+    char why[160];           /* why lower than asked, "" if as asked */
+    struct kf_ebpf_s *ebpf;  /* EBPF tier */
+} kfilter_t;
+
 /* One connection. Every idle connection costs this record and nothing else
  * in user space, so it is kept small (docs/engine.md has the layout); what
  * only an active connection needs is allocated while it is needed. */
@@ -163,6 +173,7 @@ struct listener_s {
     int thread_started;
     int cond_err; /* why SO_CONDITIONAL_ACCEPT was refused, or 0 */
     pc_accept_mode_t mode;
+    kfilter_t kf;
     int specific; /* bound to one address (not 0.0.0.0 / ::): it is every
                    * accepted connection's local address */
     _Atomic int stopping;
@@ -218,7 +229,10 @@ struct pc_server_s {
     int64_t stimer_next_id;
     int stimer_closed; /* stop cancelled them all: no new ones */
     pc_accept_mode_t accept_mode;
-    filter_t *filter; /* steps 1-5 of the verdict pipeline */
+    filter_t *filter;       /* steps 1-5 of the verdict pipeline */
+    pc_mutex_t kf_lock;     /* listeners' kernel filters; serialises rule swaps */
+    _Atomic int kf_ebpf;    /* listeners with the eBPF tier (per-source max in the kernel) */
+    _Atomic int kf_weakest; /* the weakest listener's tier, for the stats (no lock) */
 };
 
 /* The lock of a connection's strand state and inbox (striped). */
@@ -316,6 +330,45 @@ typedef struct accept_backoff_s {
  * count it, log at most once a second (with the suppressed count), sleep the
  * next back-off step. err: the PC_E* code; os_err: the errno / WSA code. */
 void accept_failed(listener_t *l, accept_backoff_t *b, int err, int os_err);
+/* The listener's kernel filter (kfilter_posix.c; none on Windows), all under
+ * s->kf_lock. kfilter_attach: choose the tier for a bound, not yet listening
+ * socket fd by trying (cfg.kernel_filter), attach, log the outcome; returns 0
+ * (a refused tier is not an error: the listener runs with less, logged).
+ * kfilter_reload: put rules (replacing old, the set in force) in the kernel,
+ * before the user-space swap; a tier that cannot take it is dropped (logged).
+ * kfilter_detach: detach and free before the listening socket closes. */
+#ifdef _WIN32
+static inline int kfilter_attach(pc_server_t *s, listener_t *l, sock_t fd, const pc_rules_t *r)
+{
+    (void)s, (void)fd, (void)r;
+    l->kf.tier = PC_KERNEL_FILTER_OFF;
+    return 0;
+}
+static inline void kfilter_reload(pc_server_t *s, listener_t *l, pc_rules_t *old,
+                                  const pc_rules_t *r)
+{
+    (void)s, (void)l, (void)old, (void)r;
+}
+static inline void kfilter_detach(pc_server_t *s, listener_t *l)
+{
+    (void)s, (void)l;
+}
+static inline void kfilter_source_changed(pc_server_t *s, const struct sockaddr *peer)
+{
+    (void)s, (void)peer;
+}
+#else
+int kfilter_attach(pc_server_t *s, listener_t *l, sock_t fd, const pc_rules_t *rules);
+void kfilter_reload(pc_server_t *s, listener_t *l, pc_rules_t *old, const pc_rules_t *rules);
+void kfilter_detach(pc_server_t *s, listener_t *l);
+/* A connection from peer was accepted or closed: with per_source_max and the
+ * eBPF tier, mark the source in the kernel while it holds its maximum (its
+ * SYNs are dropped) and unmark it below. Re-reads the count under kf_lock, so
+ * the last call leaves the mark right. No-op (no lock) without the eBPF tier.
+ * Accept threads and workers. */
+void kfilter_source_changed(pc_server_t *s, const struct sockaddr *peer);
+#endif
+
 /* Accept loops (accept_posix.c / accept_win.c). */
 void accept_thread_main(void *arg);
 int accept_listener_open(pc_server_t *s, listener_t *l);

@@ -35,6 +35,13 @@ void sock_lib_cleanup(void);
  * Linux when asked). */
 int sock_listen(const struct sockaddr *sa, socklen_t len, int backlog, int cond_accept,
                 int *cond_err, sock_t *out);
+#ifndef _WIN32
+/* sock_listen with a step between bind and listen: before_listen(fd, ud) runs
+ * on the bound socket (the listener's kernel filter is attached there, so no
+ * SYN is ever judged without it); its error aborts. NULL: none. */
+int sock_listen_with(const struct sockaddr *sa, socklen_t len, int backlog,
+                     int (*before_listen)(sock_t fd, void *ud), void *ud, sock_t *out);
+#endif
 /* Non-blocking TCP socket for an outbound connection of sa's family. */
 int sock_open_stream(int family, sock_t *out);
 /* Bind s to a local address (outbound connections from a chosen source). */

@@ -26,17 +26,25 @@ int sock_last_error(void)
 int sock_listen(const struct sockaddr *sa, socklen_t len, int backlog, int cond_accept,
                 int *cond_err, sock_t *out)
 {
+    if (cond_err) *cond_err = cond_accept ? PC_ENOTSUP : 0;
+    return sock_listen_with(sa, len, backlog, NULL, NULL, out);
+}
+
+int sock_listen_with(const struct sockaddr *sa, socklen_t len, int backlog,
+                     int (*before_listen)(sock_t fd, void *ud), void *ud, sock_t *out)
+{
     int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return sock_last_error();
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (sa->sa_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* inherited by accept */
-    if (cond_err) *cond_err = cond_accept ? PC_ENOTSUP : 0;
-    if (bind(fd, sa, len) != 0 || listen(fd, backlog) != 0) {
-        int e = sock_last_error();
+    int rc = bind(fd, sa, len) == 0 ? 0 : sock_last_error();
+    if (rc == 0 && before_listen) rc = before_listen(fd, ud);
+    if (rc == 0 && listen(fd, backlog) != 0) rc = sock_last_error();
+    if (rc < 0) {
         close(fd);
-        return e;
+        return rc;
     }
     *out = fd;
     return 0;

@@ -92,6 +92,9 @@ void base_config(pc_server_config_t *cfg)
     cfg->cb.on_close = on_close;
     cfg->condition = condition;
     cfg->close_linger_ms = 3000;
+    /* these tests judge the post-handshake pipeline (hits, resets);
+     * test_kfilter.c tests the listener's kernel filter */
+    cfg->kernel_filter = PC_KERNEL_FILTER_OFF;
 }
 
 void start_server(const pc_server_config_t *cfg)

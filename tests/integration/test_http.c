@@ -293,6 +293,8 @@ static void metrics_prometheus(void **state)
     assert_non_null(strstr(r.body, "\npc_connections_active 1\n"));
     assert_non_null(strstr(r.body, "# TYPE pc_conditional_accept_mode gauge\n"));
     assert_non_null(strstr(r.body, "pc_conditional_accept_mode{mode=\"post_handshake\"} "));
+    assert_non_null(strstr(r.body, "# TYPE pc_kernel_filter gauge\n"));
+    assert_non_null(strstr(r.body, "\npc_kernel_filter{tier=\""));
     assert_non_null(strstr(r.body, "\npc_backend_info{backend=\""));
     assert_non_null(strstr(r.body, "\npc_connections_closed_total{reason=\"peer\"} 0\n"));
     /* every line is a comment or "name[{labels}] value" */

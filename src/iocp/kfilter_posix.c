@@ -1,0 +1,243 @@
+/* SPDX-License-Identifier: MIT */
+/* The listener's kernel filter on Linux: choose the tier by trying (eBPF via
+ * kfilter_ebpf.h, classic BPF compiled by src/filter/cbpf_compile.c and
+ * attached with SO_ATTACH_FILTER), replace the program on rule reloads
+ * (SO_ATTACH_* replaces atomically), detach on close. Every outcome that is
+ * less than asked is logged when it changes and kept for
+ * pc_server_listener_filter. docs/kernel-filter.md has the policy. */
+#include "server.h"
+
+#include <errno.h>
+#include <linux/filter.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "core/errno_map.h"
+#include "core/log.h"
+#include "filter/cbpf_compile.h"
+#include "kfilter_ebpf.h"
+
+_Static_assert(sizeof(struct sock_filter) == sizeof(cbpf_insn_t), "cbpf_insn_t is sock_filter");
+
+static void ebpf_config(const pc_server_t *s, kf_ebpf_config_t *c)
+{
+    memset(c, 0, sizeof *c);
+    c->rate = s->cfg.per_source_rate;
+    c->burst = s->cfg.per_source_burst;
+    if (c->rate > 0 && c->burst == 0) c->burst = c->rate < 1 ? 1 : (unsigned)(c->rate + 0.999);
+    c->source_prefix_v4 = (uint8_t)s->cfg.source_prefix_v4;
+    c->source_prefix_v6 = (uint8_t)s->cfg.source_prefix_v6;
+    c->source_entries = s->cfg.source_table_size;
+    c->shadow = s->cfg.shadow;
+}
+
+/* Family and dual-stack-ness of the listening socket. */
+static void sock_family(int fd, int *family, int *dual)
+{
+    struct sockaddr_storage ss;
+    *family = 4;
+    *dual = 0;
+    if (sock_local_addr(fd, &ss) == 0 && ss.ss_family == AF_INET6) {
+        *family = 6;
+        int v6only = 1;
+        socklen_t l = sizeof v6only;
+        if (getsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &l) == 0) *dual = !v6only;
+    }
+}
+
+static int cbpf_attach(int fd, const pc_rules_t *rules, unsigned *insns, char *why, size_t n)
+{
+    int family, dual;
+    sock_family(fd, &family, &dual);
+    cbpf_prog_t p;
+    int rc = cbpf_compile(rules, family, dual, &p);
+    if (rc == PC_ENOBUFS) {
+        snprintf(why, n, "cbpf: the rule set needs %zu instructions, more than %d", p.len,
+                 CBPF_MAXINSNS);
+        return rc;
+    }
+    if (rc < 0) {
+        snprintf(why, n, "cbpf: %s", pc_strerror(rc));
+        return rc;
+    }
+    struct sock_fprog fp;
+    fp.len = (unsigned short)p.len;
+    fp.filter = (struct sock_filter *)(void *)p.insn;
+    if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &fp, sizeof fp) != 0) {
+        rc = pc__from_errno(errno);
+        snprintf(why, n, "cbpf: SO_ATTACH_FILTER: %s", pc_strerror(rc));
+    } else {
+        *insns = (unsigned)p.len;
+    }
+    cbpf_prog_free(&p);
+    return rc;
+}
+
+static void log_state(const pc_server_t *s, int fd, const kfilter_t *kf)
+{
+    char name[64] = "?";
+    struct sockaddr_storage ss;
+    if (sock_local_addr(fd, &ss) == 0)
+        pc_format_endpoint((struct sockaddr *)&ss, name, sizeof name);
+    pc_kernel_filter_t want = s->cfg.kernel_filter;
+    char tier[48];
+    if (kf->tier == PC_KERNEL_FILTER_CBPF)
+        snprintf(tier, sizeof tier, "cbpf (%u insns)", kf->insns);
+    else if (kf->tier == PC_KERNEL_FILTER_OFF)
+        snprintf(tier, sizeof tier, "off (verdicts after the handshake)");
+    else
+        snprintf(tier, sizeof tier, "%s", pc_kernel_filter_name(kf->tier));
+    if (!kf->why[0]) {
+        if (want == PC_KERNEL_FILTER_OFF)
+            PC_LOGD("listener %s: kernel filter off (configured)", name);
+        else
+            PC_LOGI("listener %s: kernel filter %s", name, tier);
+    } else if (want == PC_KERNEL_FILTER_AUTO) {
+        PC_LOGI("listener %s: kernel filter %s; %s", name, tier, kf->why);
+    } else {
+        PC_LOGW("listener %s: kernel filter %s refused, running %s: %s", name,
+                pc_kernel_filter_name(want), tier, kf->why);
+    }
+}
+
+/* Append src to the string in dst (cap bytes), cutting what does not fit. */
+static void cat(char *dst, size_t cap, const char *src)
+{
+    size_t d = strlen(dst), n = strlen(src);
+    if (d + 1 >= cap) return;
+    if (n > cap - d - 1) n = cap - d - 1;
+    memcpy(dst + d, src, n);
+    dst[d + n] = 0;
+}
+
+/* Choose and install the tier for rules on fd; old: the set the kernel holds
+ * now (reload), for the eBPF tier's counters. */
+static void choose(pc_server_t *s, kfilter_t *kf, int fd, pc_rules_t *old, const pc_rules_t *rules)
+{
+    pc_kernel_filter_t want = s->cfg.kernel_filter, was = kf->tier;
+    char e1[160] = "", e2[160] = "";
+    kf->tier = PC_KERNEL_FILTER_OFF;
+    kf->insns = 0;
+    if (want == PC_KERNEL_FILTER_AUTO || want == PC_KERNEL_FILTER_EBPF) {
+        int rc;
+        if (kf->ebpf) {
+            rc = kf_ebpf_set_rules(kf->ebpf, old, rules, e1, sizeof e1);
+            if (rc < 0) { /* the old set would stay in the kernel, user space swaps: drop it */
+                kf_ebpf_close(kf->ebpf, fd);
+                kf->ebpf = NULL;
+            }
+        } else {
+            kf_ebpf_config_t c;
+            ebpf_config(s, &c);
+            rc = kf_ebpf_open(&c, rules, fd, &kf->ebpf, e1, sizeof e1);
+        }
+        if (rc == 0) {
+            kf->tier = PC_KERNEL_FILTER_EBPF;
+            kf->why[0] = 0;
+            return;
+        }
+        if (strncmp(e1, "ebpf", 4) != 0) { /* prefix the reason with its tier */
+            char t[sizeof e1] = "ebpf: ";
+            cat(t, sizeof t, e1);
+            memcpy(e1, t, sizeof e1);
+        }
+    }
+    if (want == PC_KERNEL_FILTER_AUTO || want == PC_KERNEL_FILTER_CBPF) {
+        if (s->cfg.shadow) {
+            snprintf(e2, sizeof e2,
+                     "cbpf: not used in shadow mode (a classic program cannot "
+                     "count what it would drop)");
+        } else if (cbpf_attach(fd, rules, &kf->insns, e2, sizeof e2) == 0) {
+            kf->tier = PC_KERNEL_FILTER_CBPF;
+            snprintf(kf->why, sizeof kf->why, "%s", want == PC_KERNEL_FILTER_AUTO ? e1 : "");
+            return;
+        }
+    }
+    if (was == PC_KERNEL_FILTER_CBPF) { /* take the old program off (needs no privilege) */
+        int zero = 0;
+        if (setsockopt(fd, SOL_SOCKET, SO_DETACH_FILTER, &zero, sizeof zero) != 0)
+            PC_LOGE("kernel filter: the old classic program could not be detached (%s); "
+                    "it stays in force with the previous rules",
+                    pc_strerror(pc__from_errno(errno)));
+    }
+    kf->why[0] = 0;
+    if (want == PC_KERNEL_FILTER_OFF) return;
+    cat(kf->why, sizeof kf->why, e1);
+    if (e1[0] && e2[0]) cat(kf->why, sizeof kf->why, "; ");
+    cat(kf->why, sizeof kf->why, e2);
+}
+
+/* The lock-free summary of the listeners' tiers (kf_lock held): listeners
+ * with eBPF, and the weakest tier (EBPF < CBPF < OFF), OFF without
+ * listeners. nlisteners: the first ones to count (one being set up included). */
+static void kf_summary(pc_server_t *s, int nlisteners)
+{
+    int n = 0;
+    pc_kernel_filter_t weakest = nlisteners ? PC_KERNEL_FILTER_EBPF : PC_KERNEL_FILTER_OFF;
+    for (int i = 0; i < nlisteners; i++) {
+        n += s->listeners[i].kf.ebpf != NULL;
+        if (s->listeners[i].kf.tier > weakest) weakest = s->listeners[i].kf.tier;
+    }
+    atomic_store(&s->kf_ebpf, n);
+    atomic_store(&s->kf_weakest, (int)weakest);
+}
+
+/* Log when the tier or its reason changed (once per listener and change). */
+static void settle(pc_server_t *s, kfilter_t *kf, int fd, pc_kernel_filter_t tier0,
+                   const char *why0, int nlisteners)
+{
+    kf_summary(s, nlisteners);
+    if (kf->logged && kf->tier == tier0 && strcmp(kf->why, why0) == 0) return;
+    log_state(s, fd, kf);
+    kf->logged = 1;
+}
+
+int kfilter_attach(pc_server_t *s, listener_t *l, sock_t fd, const pc_rules_t *rules)
+{
+    memset(&l->kf, 0, sizeof l->kf);
+    l->kf.tier = PC_KERNEL_FILTER_OFF;
+    choose(s, &l->kf, fd, NULL, rules);
+    settle(s, &l->kf, fd, PC_KERNEL_FILTER_OFF, "", l->idx + 1); /* l is being added */
+    return 0;
+}
+
+void kfilter_reload(pc_server_t *s, listener_t *l, pc_rules_t *old, const pc_rules_t *rules)
+{
+    if (l->fd == SOCK_INVALID || s->cfg.kernel_filter == PC_KERNEL_FILTER_OFF) return;
+    char why0[sizeof l->kf.why];
+    memcpy(why0, l->kf.why, sizeof why0);
+    pc_kernel_filter_t tier0 = l->kf.tier;
+    choose(s, &l->kf, l->fd, old, rules);
+    settle(s, &l->kf, l->fd, tier0, why0, s->nlisteners);
+}
+
+void kfilter_detach(pc_server_t *s, listener_t *l)
+{
+    if (l->kf.ebpf) kf_ebpf_close(l->kf.ebpf, l->fd); /* fd -1: the socket is gone */
+    l->kf.ebpf = NULL;
+    kf_summary(s, s->nlisteners);
+    if (l->fd != SOCK_INVALID && l->kf.tier == PC_KERNEL_FILTER_CBPF) {
+        int zero = 0;
+        setsockopt(l->fd, SOL_SOCKET, SO_DETACH_FILTER, &zero, sizeof zero);
+    }
+}
+
+void kfilter_source_changed(pc_server_t *s, const struct sockaddr *peer)
+{
+    if (!s->cfg.per_source_max || atomic_load_explicit(&s->kf_ebpf, memory_order_relaxed) == 0)
+        return;
+    tracker_t *t = filter_tracker(s->filter);
+    pc_addr_t a;
+    if (!t || addr_from_sockaddr(peer, &a) != 0) return;
+    pc__mutex_lock(&s->kf_lock);
+    /* read under the lock: whichever call comes last saw every change before it */
+    int block = tracker_count(t, &a) >= s->cfg.per_source_max;
+    addr_mask(&a, a.family == 4 ? s->cfg.source_prefix_v4 : s->cfg.source_prefix_v6);
+    for (int i = 0; i < s->nlisteners; i++) {
+        kf_ebpf_t *k = s->listeners[i].kf.ebpf;
+        if (k) kf_ebpf_block_source(k, &a, block);
+    }
+    pc__mutex_unlock(&s->kf_lock);
+}

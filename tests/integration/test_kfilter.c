@@ -1,0 +1,360 @@
+/* SPDX-License-Identifier: MIT */
+/* The listener's kernel filter (Linux, root: attaching a filter to a TCP
+ * socket needs CAP_NET_ADMIN; skipped with a message otherwise). A denied
+ * source gets no SYN-ACK: its connect times out, it is neither refused nor
+ * reset, and user space never sees it (no rule hit, no open); an allowed
+ * source is served. IPv6 on a [::1] listener; reloads (adding a deny, a set
+ * too big for classic BPF, a bad file); the tier reported in the stats. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "harness.h"
+
+/* How long a denied connect is given: the SYN is dropped, so nothing comes
+ * back; a reply (SYN-ACK or RST) on loopback takes microseconds. */
+#define DENIED_WAIT_MS 600
+
+enum { C_OK = 0, C_TIMEOUT = 1, C_REFUSED = 2, C_OTHER = 3, C_RESET = 4 };
+
+/* Connect from src to dst:port (family by dst), waiting ms: C_OK (fd in *out,
+ * or closed if out NULL), C_TIMEOUT (no answer), C_REFUSED (RST). */
+static int try_connect(const char *src, const char *dst, int port, int ms, int *out)
+{
+    struct sockaddr_storage sa, la;
+    memset(&sa, 0, sizeof sa);
+    memset(&la, 0, sizeof la);
+    socklen_t len;
+    int v6 = strchr(dst, ':') != NULL;
+    if (v6) {
+        struct sockaddr_in6 *d = (struct sockaddr_in6 *)&sa, *l = (struct sockaddr_in6 *)&la;
+        d->sin6_family = l->sin6_family = AF_INET6;
+        d->sin6_port = htons((uint16_t)port);
+        assert_int_equal(inet_pton(AF_INET6, dst, &d->sin6_addr), 1);
+        assert_int_equal(inet_pton(AF_INET6, src, &l->sin6_addr), 1);
+        len = sizeof *d;
+    } else {
+        struct sockaddr_in *d = (struct sockaddr_in *)&sa, *l = (struct sockaddr_in *)&la;
+        d->sin_family = l->sin_family = AF_INET;
+        d->sin_port = htons((uint16_t)port);
+        assert_int_equal(inet_pton(AF_INET, dst, &d->sin_addr), 1);
+        assert_int_equal(inet_pton(AF_INET, src, &l->sin_addr), 1);
+        len = sizeof *d;
+    }
+    int fd = socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&la, len), 0);
+    int rc = connect(fd, (struct sockaddr *)&sa, len);
+    int res = C_OTHER;
+    if (rc == 0) {
+        res = C_OK;
+    } else if (errno == EINPROGRESS) {
+        struct pollfd p = {fd, POLLOUT, 0};
+        int n = poll(&p, 1, ms);
+        if (n == 0) {
+            res = C_TIMEOUT;
+        } else {
+            int err = 0;
+            socklen_t el = sizeof err;
+            getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el);
+            res = err == 0              ? C_OK
+                  : err == ECONNREFUSED ? C_REFUSED
+                  : err == ECONNRESET   ? C_RESET /* established, then reset at once */
+                                        : C_OTHER;
+            errno = err;
+        }
+    } else if (errno == ECONNREFUSED) {
+        res = C_REFUSED;
+    }
+    if (res == C_OK && out) {
+        int fl = fcntl(fd, F_GETFL);
+        fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+        *out = fd;
+    } else {
+        close(fd);
+    }
+    return res;
+}
+
+/* Served: connects and gets its bytes echoed. */
+static void expect_served(const char *src, const char *dst, int port)
+{
+    int fd = -1;
+    int r = try_connect(src, dst, port, 5000, &fd);
+    if (r != C_OK) fail_msg("%s -> %s: not served (%d, errno %d)", src, dst, r, errno);
+    shim_set_timeout(fd, 5000);
+    expect_echo(fd, "through the filter");
+    close(fd);
+}
+
+static void expect_dropped(const char *src, const char *dst, int port)
+{
+    int r = try_connect(src, dst, port, DENIED_WAIT_MS, NULL);
+    if (r != C_TIMEOUT)
+        fail_msg("%s -> %s: expected no answer to the SYN, got %s", src, dst,
+                 r == C_OK        ? "a connection"
+                 : r == C_REFUSED ? "a reset"
+                                  : "an error");
+}
+
+/* Denied after the handshake (no kernel filter): connected, then reset or
+ * closed without an echo. */
+static void expect_reset_after_handshake(const char *src, const char *dst, int port)
+{
+    int fd = -1;
+    int c = try_connect(src, dst, port, 5000, &fd);
+    if (c == C_RESET) return; /* the reset beat the connect's wake-up */
+    assert_int_equal(c, C_OK);
+    shim_set_timeout(fd, 5000);
+    size_t n = 0;
+    int r = shim_wait_close(fd, &n);
+    assert_true(r == 0 || r == -1); /* FIN or reset, not a timeout */
+    assert_int_equal(n, 0);
+    close(fd);
+}
+
+static int need_root(void)
+{
+    if (geteuid() == 0) return 1;
+    print_message("SKIPPED: attaching a socket filter to a TCP socket needs CAP_NET_ADMIN "
+                  "(run as root); tests/process/kernel_filter.py covers the unprivileged "
+                  "fallback\n");
+    return 0;
+}
+
+static pc_rules_t *rules_from(const char *text)
+{
+    pc_rules_t *r = NULL;
+    char err[256];
+    if (pc_rules_load_string(text, strlen(text), "test", &r, err, sizeof err) != 0)
+        fail_msg("%s", err);
+    return r;
+}
+
+static pc_listener_filter_t listener_filter(int idx)
+{
+    pc_listener_filter_t kf;
+    assert_int_equal(pc_server_listener_filter(g_srv, idx, &kf), 0);
+    return kf;
+}
+
+static const char k_issue_rules[] = "deny 127.0.0.2/32\n"
+                                    "deny 127.0.9.0/24\n"
+                                    "allow 127.0.0.0/8\n";
+
+static void drop_v4(void **state)
+{
+    (void)state;
+    if (!need_root()) skip();
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.kernel_filter = PC_KERNEL_FILTER_AUTO;
+    cfg.rules = rules_from(k_issue_rules);
+    start_server(&cfg);
+    pc_listener_filter_t kf = listener_filter(0);
+    assert_int_not_equal(kf.tier, PC_KERNEL_FILTER_OFF);
+    if (kf.tier == PC_KERNEL_FILTER_CBPF) assert_true(kf.insns > 4);
+    pc_server_stats_t st = stats();
+    assert_int_equal(st.accept_mode, PC_ACCEPT_MODE_KERNEL);
+    assert_int_equal(st.kernel_filter, kf.tier);
+
+    expect_dropped("127.0.0.2", "127.0.0.1", g_port);
+    expect_dropped("127.0.9.7", "127.0.0.1", g_port);
+    expect_served("127.0.0.1", "127.0.0.1", g_port);
+    expect_served("127.0.8.1", "127.0.0.1", g_port); /* beside the denied /24 */
+    /* user space never saw the denied ones */
+    WAIT_FOR(atomic_load(&g_opens) == 2, 2000);
+    st = stats();
+    assert_int_equal(st.accepted, 2);
+    assert_int_equal(st.rejected[PC_STEP_RULES], 0);
+    assert_int_equal(atomic_load(&g_opens), 2);
+}
+
+/* An IPv6 listener: [::1] denied; another set leaves it served. */
+static void drop_v6(void **state)
+{
+    (void)state;
+    if (!need_root()) skip();
+    if (!shim_have_ipv6()) {
+        print_message("SKIPPED: no IPv6 loopback\n");
+        skip();
+    }
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.kernel_filter = PC_KERNEL_FILTER_AUTO;
+    cfg.rules = rules_from("deny ::1/128\ndeny 127.0.0.2/32\n");
+    assert_int_equal(pc_server_create(&cfg, &g_srv), 0);
+    int idx = pc_server_listen(g_srv, "[::1]:0");
+    assert_true(idx >= 0);
+    int port = pc_server_listener_port(g_srv, idx);
+    assert_int_equal(pc_server_start(g_srv), 0);
+    assert_int_not_equal(listener_filter(idx).tier, PC_KERNEL_FILTER_OFF);
+    expect_dropped("::1", "::1", port);
+    assert_int_equal(stats().rejected[PC_STEP_RULES], 0);
+
+    /* the IPv6 tree lets others through: ::1 allowed inside a denied ::/0 */
+    assert_int_equal(pc_server_set_rules(g_srv, rules_from("deny ::/0\nallow ::1/128\n")), 0);
+    assert_int_not_equal(listener_filter(idx).tier, PC_KERNEL_FILTER_OFF);
+    expect_served("::1", "::1", port);
+    assert_int_equal(pc_server_set_rules(g_srv, rules_from("deny ::/1\n")), 0);
+    expect_dropped("::1", "::1", port);
+}
+
+/* Reload: a new deny takes effect in the kernel; a bad file changes nothing;
+ * a set too big for classic BPF drops the kernel tier (user space judges
+ * after the handshake, reported) and a small one brings it back. */
+static void reload(void **state)
+{
+    (void)state;
+    if (!need_root()) skip();
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.kernel_filter = PC_KERNEL_FILTER_AUTO;
+    cfg.rules = rules_from(k_issue_rules);
+    start_server(&cfg);
+    expect_served("127.0.0.6", "127.0.0.1", g_port);
+
+    char text[256];
+    snprintf(text, sizeof text, "%sdeny 127.0.0.6\n", k_issue_rules);
+    assert_int_equal(pc_server_set_rules(g_srv, rules_from(text)), 0);
+    expect_dropped("127.0.0.6", "127.0.0.1", g_port);
+    expect_dropped("127.0.0.2", "127.0.0.1", g_port);
+    expect_served("127.0.0.1", "127.0.0.1", g_port);
+
+    /* a bad file: refused before the server sees it, everything stays */
+    pc_rules_t *bad = NULL;
+    char err[256];
+    const char *bt = "deny 127.0.0.7\nallow 127.0.0.0/40\n";
+    assert_int_equal(pc_rules_load_string(bt, strlen(bt), "bad", &bad, err, sizeof err), PC_EPARSE);
+    assert_null(bad);
+    pc_listener_filter_t before = listener_filter(0);
+    expect_dropped("127.0.0.6", "127.0.0.1", g_port);
+    expect_served("127.0.0.7", "127.0.0.1", g_port);
+    assert_int_equal(listener_filter(0).tier, before.tier);
+
+    /* too big for classic BPF (without the eBPF tier): AUTO runs without */
+    size_t cap = 3000 * 24 + 64, len = 0;
+    char *big = malloc(cap);
+    assert_non_null(big);
+    len += (size_t)snprintf(big + len, cap - len, "deny 127.0.0.6\n");
+    for (unsigned i = 0; i < 3000; i++)
+        len += (size_t)snprintf(big + len, cap - len, "deny 10.%u.%u.1\n", i / 250, i % 250);
+    pc_rules_t *bigr = NULL;
+    assert_int_equal(pc_rules_load_string(big, len, "big", &bigr, err, sizeof err), 0);
+    free(big);
+    assert_int_equal(pc_server_set_rules(g_srv, bigr), 0);
+    pc_listener_filter_t kf = listener_filter(0);
+    if (kf.tier == PC_KERNEL_FILTER_CBPF) fail_msg("3001 isolated /32s fitted classic BPF");
+    if (kf.tier == PC_KERNEL_FILTER_OFF) {
+        assert_non_null(strstr(kf.why, "instructions"));
+        assert_int_equal(stats().accept_mode, PC_ACCEPT_MODE_POST_HANDSHAKE);
+        uint64_t rej = stats().rejected[PC_STEP_RULES];
+        expect_reset_after_handshake("127.0.0.6", "127.0.0.1", g_port);
+        WAIT_FOR(stats().rejected[PC_STEP_RULES] == rej + 1, 2000);
+        assert_int_equal(stats().rejected[PC_STEP_RULES], rej + 1);
+        expect_served("127.0.0.2", "127.0.0.1", g_port); /* the new set no longer denies it */
+    }
+    /* a small set again: the kernel tier is back */
+    assert_int_equal(pc_server_set_rules(g_srv, rules_from(k_issue_rules)), 0);
+    kf = listener_filter(0);
+    assert_int_not_equal(kf.tier, PC_KERNEL_FILTER_OFF);
+    expect_dropped("127.0.0.2", "127.0.0.1", g_port);
+    expect_served("127.0.0.6", "127.0.0.1", g_port);
+    /* no rules at all: nothing dropped */
+    assert_int_equal(pc_server_set_rules(g_srv, NULL), 0);
+    expect_served("127.0.0.2", "127.0.0.1", g_port);
+}
+
+/* Asked off, or classic BPF asked in shadow mode: no kernel filter, the
+ * reason reported, denied clients reset after the handshake. */
+static void off_and_shadow(void **state)
+{
+    (void)state;
+    if (!need_root()) skip();
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.kernel_filter = PC_KERNEL_FILTER_OFF;
+    cfg.rules = rules_from(k_issue_rules);
+    start_server(&cfg);
+    pc_listener_filter_t kf = listener_filter(0);
+    assert_int_equal(kf.tier, PC_KERNEL_FILTER_OFF);
+    assert_string_equal(kf.why, "");
+    assert_int_equal(stats().accept_mode, PC_ACCEPT_MODE_POST_HANDSHAKE);
+    assert_int_equal(stats().kernel_filter, PC_KERNEL_FILTER_OFF);
+    expect_reset_after_handshake("127.0.0.2", "127.0.0.1", g_port);
+    WAIT_FOR(stats().rejected[PC_STEP_RULES] == 1, 2000);
+    assert_int_equal(stats().rejected[PC_STEP_RULES], 1);
+    teardown(NULL);
+
+    base_config(&cfg);
+    cfg.kernel_filter = PC_KERNEL_FILTER_CBPF;
+    cfg.shadow = 1;
+    cfg.rules = rules_from(k_issue_rules);
+    start_server(&cfg);
+    kf = listener_filter(0);
+    assert_int_equal(kf.tier, PC_KERNEL_FILTER_OFF);
+    assert_non_null(strstr(kf.why, "shadow"));
+    expect_served("127.0.0.2", "127.0.0.1", g_port); /* shadow: counted, let through */
+    WAIT_FOR(stats().would_reject[PC_STEP_RULES] == 1, 2000);
+    assert_int_equal(stats().would_reject[PC_STEP_RULES], 1);
+}
+
+/* Explicit classic tier: in force, and an accepted connection (which
+ * inherits the listener's filter) carries a large echo both ways. */
+static void explicit_cbpf_accepted_sockets(void **state)
+{
+    (void)state;
+    if (!need_root()) skip();
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.kernel_filter = PC_KERNEL_FILTER_CBPF;
+    cfg.rules = rules_from(k_issue_rules);
+    start_server(&cfg);
+    pc_listener_filter_t kf = listener_filter(0);
+    assert_int_equal(kf.tier, PC_KERNEL_FILTER_CBPF);
+    assert_string_equal(kf.why, "");
+    assert_int_equal(stats().kernel_filter, PC_KERNEL_FILTER_CBPF);
+    int fd = -1;
+    assert_int_equal(try_connect("127.0.0.1", "127.0.0.1", g_port, 5000, &fd), C_OK);
+    shim_set_timeout(fd, 10000);
+    size_t n = 1 << 20;
+    unsigned char *out = malloc(n), *in = malloc(n);
+    assert_non_null(out);
+    assert_non_null(in);
+    fill_pattern(out, 0, n);
+    for (size_t off = 0; off < n; off += 64 << 10) {
+        assert_int_equal(shim_send_all(fd, out + off, 64 << 10), 0);
+        assert_int_equal(shim_recv_exact(fd, in + off, 64 << 10), 64 << 10);
+    }
+    assert_memory_equal(in, out, n);
+    free(out);
+    free(in);
+    close(fd);
+}
+
+int main(int argc, char **argv)
+{
+    shim_init();
+    pc_log_set_level(PC_LOG_WARN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(drop_v4, teardown),
+        cmocka_unit_test_teardown(drop_v6, teardown),
+        cmocka_unit_test_teardown(reload, teardown),
+        cmocka_unit_test_teardown(off_and_shadow, teardown),
+        cmocka_unit_test_teardown(explicit_cbpf_accepted_sockets, teardown),
+    };
+    if (argc > 1) cmocka_set_test_filter(argv[1]);
+    return cmocka_run_group_tests_name("kfilter", tests, NULL, NULL);
+}
