@@ -733,7 +733,7 @@ typedef struct pc_server_stats_s {
     /* the weakest kernel filter tier over the listeners (OFF if any listener
      * has none, or none listens); per listener: pc_server_listener_filter */
     pc_kernel_filter_t kernel_filter;
-    pc_backend_t backend;                      /* backend running */
+    pc_backend_t backend; /* backend running */
     int threads;
 } pc_server_stats_t;
 
