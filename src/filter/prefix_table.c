@@ -461,6 +461,14 @@ LPM_INLINE uint32_t node_child(const lpm_t *t, uint32_t e, unsigned c, int hw)
     const unsigned char *blk = t->nodes + ((size_t)(e & E_INDEX) << 3);
     const uint64_t *bm = (const uint64_t *)(const void *)blk;
     const uint32_t *run = (const uint32_t *)(const void *)(blk + 36);
+#if defined(__GNUC__)
+    /* The run entry is in the bitmap's line only for the first 7 runs; ask
+     * for the next two lines now, so that their misses overlap the
+     * bitmap's instead of following it. A prefetch never faults; the
+     * addresses go through uintptr_t as they may lie past the last node. */
+    __builtin_prefetch((const void *)((uintptr_t)blk + 64));
+    __builtin_prefetch((const void *)((uintptr_t)blk + 128));
+#endif
     unsigned w = c >> 6;
     uint64_t upto = bm[w] & (~0ull >> (63 - (c & 63)));
     return run[blk[32 + w] + popc(upto, hw) - 1];
@@ -483,22 +491,13 @@ LPM_INLINE uint32_t range4(const lpm_t *t, uint32_t e, uint32_t addr)
     return val[p - k];
 }
 
-/* IPv6 lists hold up to 32 eight-byte keys, four cache lines: a plain
- * binary search walks them with up to five loads, each waiting for the one
- * before. So the search goes in two steps: every 8th key first (independent
- * loads, their misses overlap), which picks a block of 8 keys; then a binary
- * search inside that block, whose line the first step already fetched. */
-#define R6_STRIDE 8
-
 LPM_INLINE uint32_t range6(const lpm_t *t, uint32_t e, uint64_t hi, uint64_t lo)
 {
-    const uint64_t *k = (const uint64_t *)(const void *)(t->ranges + ((size_t)(e & E_INDEX) << 3));
-    size_t m = (size_t)k[0] + 1, at = 0, len;
+    const unsigned char *blk = t->ranges + ((size_t)(e & E_INDEX) << 3);
+    const uint64_t *k = (const uint64_t *)(const void *)blk;
+    size_t m = (size_t)k[0] + 1, len = m, at = 0;
     const uint32_t *val;
     if (!t->range_lo) {
-        for (size_t s = R6_STRIDE; s < m; s += R6_STRIDE)
-            at = k[s] <= hi ? s : at;
-        len = m - at < R6_STRIDE ? m - at : R6_STRIDE;
         while (len > 1) {
             size_t half = len >> 1;
             at = k[at + half] <= hi ? at + half : at;
@@ -507,9 +506,6 @@ LPM_INLINE uint32_t range6(const lpm_t *t, uint32_t e, uint64_t hi, uint64_t lo)
         val = (const uint32_t *)(const void *)(k + m);
     } else {
         const uint64_t *kl = k + m;
-        for (size_t s = R6_STRIDE; s < m; s += R6_STRIDE)
-            at = (k[s] < hi || (k[s] == hi && kl[s] <= lo)) ? s : at;
-        len = m - at < R6_STRIDE ? m - at : R6_STRIDE;
         while (len > 1) {
             size_t half = len >> 1, mid = at + half;
             at = (k[mid] < hi || (k[mid] == hi && kl[mid] <= lo)) ? mid : at;
