@@ -118,7 +118,8 @@ int main(int argc, char **argv)
     }
     int ep = epoll_create1(EPOLL_CLOEXEC);
     static attempt_t open_[MAX_OPEN];
-    for (int i = 0; i < MAX_OPEN; i++) open_[i].fd = -1;
+    for (int i = 0; i < MAX_OPEN; i++)
+        open_[i].fd = -1;
     unsigned long attempts = 0, connected = 0, refused = 0, reset = 0, abandoned = 0, errors = 0;
     unsigned nopen = 0;
     uint32_t src = src_first;
@@ -151,7 +152,8 @@ int main(int argc, char **argv)
             }
             attempts++;
             int slot = 0;
-            while (open_[slot].fd >= 0) slot++;
+            while (open_[slot].fd >= 0)
+                slot++;
             open_[slot].fd = fd;
             open_[slot].deadline_ns = now + (uint64_t)hold_ms * 1000000u;
             struct epoll_event ev = {.events = EPOLLOUT, .data.u32 = (uint32_t)slot};
