@@ -733,7 +733,14 @@ typedef struct pc_server_stats_s {
     /* the weakest kernel filter tier over the listeners (OFF if any listener
      * has none, or none listens); per listener: pc_server_listener_filter */
     pc_kernel_filter_t kernel_filter;
-    pc_backend_t backend; /* backend running */
+    /* SYNs the eBPF tier saw and dropped, per cause, over every listener
+     * since start (0 with the classic tier, which cannot count) */
+    uint64_t kernel_syn_seen;
+    uint64_t kernel_dropped_rules; /* a deny rule (also in the rules' hits) */
+    uint64_t kernel_dropped_rate;  /* per-source SYN bucket empty */
+    uint64_t kernel_dropped_max;   /* source holding per_source_max */
+    uint64_t kernel_would_drop;    /* shadow mode: counted, passed */
+    pc_backend_t backend;          /* backend running */
     int threads;
 } pc_server_stats_t;
 
