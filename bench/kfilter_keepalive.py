@@ -92,10 +92,10 @@ def main():
     # the least disturbed round of each (other load only ever adds CPU)
     low = {t: min(u for u, _ in v) for t, v in res.items()}
     ref = tiers[0]
-    for what, d, unit in (("median CPU/request", med, "us"), ("median req/s", rps, ""),
-                          ("best-round CPU/request", low, "us")):
-        print("%s: %s" % (what, ", ".join(
-            "%s %.3f%s (%.3f)" % (t, d[t], unit and " " + unit, d[t] / d[ref]) for t in tiers)))
+    for what, d, fmt in (("median CPU/request", med, "%.3f us"), ("median req/s", rps, "%.0f"),
+                         ("best-round CPU/request", low, "%.3f us")):
+        print("%s (ratio to %s): %s" % (what, ref, ", ".join(
+            "%s %s (%.3f)" % (t, fmt % d[t], d[t] / d[ref]) for t in tiers)))
     return 0
 
 
