@@ -539,7 +539,11 @@ PC_API int pc_server_stop(pc_server_t *s, unsigned drain_ms);
 PC_API int pc_server_set_rules(pc_server_t *s, pc_rules_t *rules);
 
 /* Copy up to max rules of the set in force, most hits first, into out
- * (pc_rule_info_t, portcullis/filter.h). Any thread. Returns how many. */
+ * (pc_rule_info_t, portcullis/filter.h). The eBPF kernel filter's drops are
+ * folded into the hits first (a bpf-map read, no syscall), so a rule's hits
+ * include the SYNs it dropped before the handshake (pc_rules_get on a set
+ * shows them once this or a reload folded them). Any thread. Returns how
+ * many. */
 struct pc_rule_info_s;
 PC_API int pc_server_top_rules(pc_server_t *s, struct pc_rule_info_s *out, int max);
 
