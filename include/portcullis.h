@@ -748,8 +748,10 @@ typedef struct pc_server_stats_s {
     int threads;
 } pc_server_stats_t;
 
-/* Snapshot of the counters (each read atomically; not one instant). Any
- * thread. */
+/* Snapshot of the counters (each read atomically; not one instant). With
+ * the eBPF kernel filter the kernel_* counters cost a few bpf() map reads
+ * per listener (under the kernel-filter lock): cheap, but not for a hot
+ * loop. Any thread. */
 PC_API void pc_server_stats(const pc_server_t *s, pc_server_stats_t *out);
 
 /* The kernel filter of one listener. */
