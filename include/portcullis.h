@@ -539,7 +539,11 @@ PC_API int pc_server_stop(pc_server_t *s, unsigned drain_ms);
 PC_API int pc_server_set_rules(pc_server_t *s, pc_rules_t *rules);
 
 /* Copy up to max rules of the set in force, most hits first, into out
- * (pc_rule_info_t, portcullis/filter.h). Any thread. Returns how many. */
+ * (pc_rule_info_t, portcullis/filter.h). The eBPF kernel filter's drops are
+ * folded into the hits first (a bpf-map read, no syscall), so a rule's hits
+ * include the SYNs it dropped before the handshake (pc_rules_get on a set
+ * shows them once this or a reload folded them). Any thread. Returns how
+ * many. */
 struct pc_rule_info_s;
 PC_API int pc_server_top_rules(pc_server_t *s, struct pc_rule_info_s *out, int max);
 
@@ -733,12 +737,21 @@ typedef struct pc_server_stats_s {
     /* the weakest kernel filter tier over the listeners (OFF if any listener
      * has none, or none listens); per listener: pc_server_listener_filter */
     pc_kernel_filter_t kernel_filter;
-    pc_backend_t backend; /* backend running */
+    /* SYNs the eBPF tier saw and dropped, per cause, over every listener
+     * since start (0 with the classic tier, which cannot count) */
+    uint64_t kernel_syn_seen;
+    uint64_t kernel_dropped_rules; /* a deny rule (also in the rules' hits) */
+    uint64_t kernel_dropped_rate;  /* per-source SYN bucket empty */
+    uint64_t kernel_dropped_max;   /* source holding per_source_max */
+    uint64_t kernel_would_drop;    /* shadow mode: counted, passed */
+    pc_backend_t backend;          /* backend running */
     int threads;
 } pc_server_stats_t;
 
-/* Snapshot of the counters (each read atomically; not one instant). Any
- * thread. */
+/* Snapshot of the counters (each read atomically; not one instant). With
+ * the eBPF kernel filter the kernel_* counters cost a few bpf() map reads
+ * per listener (under the kernel-filter lock): cheap, but not for a hot
+ * loop. Any thread. */
 PC_API void pc_server_stats(const pc_server_t *s, pc_server_stats_t *out);
 
 /* The kernel filter of one listener. */

@@ -349,6 +349,20 @@ static size_t metrics_format(app_t *app, pc_server_t *s, char *out, size_t cap)
     mput(&m, "pc_kernel_filter{tier=\"%s\",kernel_counts=\"%s\"} 1\n",
          pc_kernel_filter_name(st.kernel_filter),
          st.kernel_filter == PC_KERNEL_FILTER_EBPF ? "yes" : "no");
+    mhead(&m, "pc_kernel_syn_total", "counter",
+          "SYNs the eBPF kernel filter judged (0 with the classic tier, which cannot count).");
+    mput(&m, "pc_kernel_syn_total %llu\n", (unsigned long long)st.kernel_syn_seen);
+    mhead(&m, "pc_kernel_dropped_total", "counter",
+          "SYNs the eBPF kernel filter dropped before the handshake, by cause "
+          "(shadow: counted and passed).");
+    mput(&m, "pc_kernel_dropped_total{cause=\"rules\"} %llu\n",
+         (unsigned long long)st.kernel_dropped_rules);
+    mput(&m, "pc_kernel_dropped_total{cause=\"rate\"} %llu\n",
+         (unsigned long long)st.kernel_dropped_rate);
+    mput(&m, "pc_kernel_dropped_total{cause=\"max\"} %llu\n",
+         (unsigned long long)st.kernel_dropped_max);
+    mput(&m, "pc_kernel_dropped_total{cause=\"shadow\"} %llu\n",
+         (unsigned long long)st.kernel_would_drop);
     mhead(&m, "pc_backend_info", "gauge", "Completion backend in use.");
     mput(&m, "pc_backend_info{backend=\"%s\"} 1\n", pc_backend_name(st.backend));
     mhead(&m, "pc_worker_threads", "gauge", "Worker threads.");

@@ -627,6 +627,7 @@ int pc_server_listener_filter(const pc_server_t *s, int idx, pc_listener_filter_
 int pc_server_top_rules(pc_server_t *s, struct pc_rule_info_s *out, int max)
 {
     if (!s || !out || max <= 0) return 0;
+    kfilter_collect_hits(s); /* the kernel's drops count as hits */
     /* one pass under one lock; only the winners are formatted */
     return (int)filter_rules_top(s->filter, out, (size_t)max);
 }
@@ -697,6 +698,7 @@ void pc_server_stats(const pc_server_t *s, pc_server_stats_t *out)
     out->kernel_filter = kt;
     if (kt != PC_KERNEL_FILTER_OFF && out->accept_mode == PC_ACCEPT_MODE_POST_HANDSHAKE)
         out->accept_mode = PC_ACCEPT_MODE_KERNEL;
+    kfilter_counts((pc_server_t *)s, out);
     out->backend = s->port ? s->port->vt->id : PC_BACKEND_AUTO;
     out->threads = s->nworkers;
 }

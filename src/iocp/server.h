@@ -233,6 +233,7 @@ struct pc_server_s {
     pc_mutex_t kf_lock;     /* listeners' kernel filters; serialises rule swaps */
     _Atomic int kf_ebpf;    /* listeners with the eBPF tier (per-source max in the kernel) */
     _Atomic int kf_weakest; /* the weakest listener's tier, for the stats (no lock) */
+    uint64_t kf_gone[5];    /* eBPF SYN counters of closed programs (kf_lock; kfilter_counts) */
 };
 
 /* The lock of a connection's strand state and inbox (striped). */
@@ -357,6 +358,14 @@ static inline void kfilter_source_changed(pc_server_t *s, const struct sockaddr 
 {
     (void)s, (void)peer;
 }
+static inline void kfilter_collect_hits(pc_server_t *s)
+{
+    (void)s;
+}
+static inline void kfilter_counts(pc_server_t *s, pc_server_stats_t *out)
+{
+    (void)s, (void)out;
+}
 #else
 int kfilter_attach(pc_server_t *s, listener_t *l, sock_t fd, const pc_rules_t *rules);
 void kfilter_reload(pc_server_t *s, listener_t *l, pc_rules_t *old, const pc_rules_t *rules);
@@ -367,6 +376,12 @@ void kfilter_detach(pc_server_t *s, listener_t *l);
  * the last call leaves the mark right. No-op (no lock) without the eBPF tier.
  * Accept threads and workers. */
 void kfilter_source_changed(pc_server_t *s, const struct sockaddr *peer);
+/* Fold the eBPF tier's kernel drops per rule into the hit counters of the
+ * set in force (takes kf_lock). Any thread. */
+void kfilter_collect_hits(pc_server_t *s);
+/* Add the eBPF tier's SYN counters (every listener, those detached included)
+ * to out->kernel_* (takes kf_lock). Any thread. */
+void kfilter_counts(pc_server_t *s, pc_server_stats_t *out);
 #endif
 
 /* Accept loops (accept_posix.c / accept_win.c). */
