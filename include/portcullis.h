@@ -105,6 +105,7 @@ extern "C" {
     XX(ERANGE, 26, "value out of range")                                 \
     XX(EEXIST, 27, "already exists")                                     \
     XX(EDEADLK, 28, "would deadlock (called from a worker or callback)") \
+    XX(ETLS, 29, "TLS failure (handshake, certificate, record)")         \
     XX(EUNKNOWN, 99, "unknown error")
 
 typedef enum pc_errno_e {
@@ -211,6 +212,7 @@ typedef uint64_t pc_conn_id_t;
     XX(WRITE_TIMEOUT, "write timeout (peer stopped reading)") \
     XX(SERVER_STOP, "server stopping")                        \
     XX(NOMEM, "out of memory")                                \
+    XX(TLS, "TLS handshake failed or bad record")             \
     XX(PROXY, "PROXY header missing, malformed or client rejected")
 
 typedef enum pc_close_reason_e {
@@ -616,6 +618,9 @@ typedef struct pc_server_stats_s {
     uint64_t proxy_errors[PC_PROXY_ERR_COUNT]; /* malformed headers, per cause */
     uint64_t proxy_timeouts;                   /* trusted, no header in time */
     uint64_t proxy_rejected;                   /* real client rejected (also in rejected[]) */
+    uint64_t tls_handshakes;                   /* TLS handshakes started (sessions created) */
+    uint64_t tls_handshake_errors;             /* of which failed (alert, bad record, refused) */
+    uint64_t tls_resumed;                      /* of which completed by resumption */
     pc_accept_mode_t accept_mode;              /* conditional accept mode in force */
     pc_backend_t backend;                      /* backend running */
     int threads;
@@ -630,5 +635,6 @@ PC_API void pc_server_stats(const pc_server_t *s, pc_server_stats_t *out);
 #endif
 
 #include "portcullis/filter.h"
+#include "portcullis/tls.h"
 
 #endif /* PORTCULLIS_H */
