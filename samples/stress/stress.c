@@ -33,9 +33,7 @@
 #include "hist.h"
 #include "http_resp.h"
 #include "portcullis.h"
-#ifdef PC_STRESS_TLS
 #include "portcullis/tls.h"
-#endif
 
 #ifdef _WIN32
 #include <windows.h>
@@ -209,9 +207,7 @@ typedef struct slot_s {
 
 static slot_t *g_slots;
 static pc_server_t *g_srv;
-#ifdef PC_STRESS_TLS
-static pc_tls_ctx_t *g_tls; /* client context for https:// */
-#endif
+static pc_tls_ctx_t *g_tls;       /* client context for https:// */
 static uint64_t g_t0;             /* start of the run */
 static _Atomic uint64_t g_issued; /* --rate: scheduled requests handed out */
 static atomic_int g_stopping;
@@ -326,13 +322,9 @@ static int slot_connect(slot_t *s)
     s->opened = 0;
     s->aborted = 0;
     s->t_connect = now_ns();
-    int rc;
-#ifdef PC_STRESS_TLS
-    if (opt.tls)
-        rc = pc_connect_tls(g_srv, opt.endpoint, opt.source, g_tls, opt.tls_host, &k_cb, s, NULL);
-    else
-#endif
-        rc = pc_connect(g_srv, opt.endpoint, opt.source, &k_cb, s, NULL);
+    int rc = opt.tls ? pc_connect_tls(g_srv, opt.endpoint, opt.source, g_tls, opt.tls_host, &k_cb,
+                                      s, NULL)
+                     : pc_connect(g_srv, opt.endpoint, opt.source, &k_cb, s, NULL);
     if (rc < 0) {
         count_error(rc == PC_ECONNREFUSED ? E_CONNECT_REFUSED : E_CONNECT_OTHER);
         atomic_store(&s->busy, 0);
@@ -385,13 +377,11 @@ static void on_open(pc_conn_t *c)
     s->opened = 1;
     http_resp_init(&s->resp);
     hist_record(&ts->connect, now - s->t_connect);
-#ifdef PC_STRESS_TLS
     pc_tls_info_t info;
     if (opt.tls && pc_conn_tls_info(c, &info) == 0) {
         hist_record(info.resumed ? &ts->hs_resumed : &ts->hs_full, now - s->t_connect);
         bump(info.resumed ? &ts->tls_resumed : &ts->tls_full, 1);
     }
-#endif
     bump(&ts->connects, 1);
     bump(&ts->opened, 1);
     /* forget requests of the previous connection (the producer only pushes
@@ -462,12 +452,7 @@ static void on_data(pc_conn_t *c, const void *data, size_t len)
  * common version or cipher, not TLS at all). */
 static int is_tls_failure(pc_close_reason_t reason)
 {
-#ifdef PC_STRESS_TLS
     return reason == PC_CLOSE_TLS;
-#else
-    (void)reason;
-    return 0;
-#endif
 }
 
 static void on_close(pc_conn_t *c, pc_close_reason_t reason, int err)
@@ -927,7 +912,6 @@ int main(int argc, char **argv)
     }
 
     if (opt.tls) {
-#ifdef PC_STRESS_TLS
         pc_tls_client_config_t tc;
         pc_tls_client_config_init(&tc);
         tc.ca_file = opt.cacert;
@@ -940,10 +924,6 @@ int main(int argc, char **argv)
                     opt.cacert ? ", --cacert " : "", opt.cacert ? opt.cacert : "");
             return 1;
         }
-#else
-        fprintf(stderr, "pc-stress: this build has no TLS (https:// needs portcullis/tls.h)\n");
-        return 1;
-#endif
     }
     pc_server_config_t cfg;
     pc_server_config_init(&cfg);
@@ -996,9 +976,7 @@ int main(int argc, char **argv)
     pc_server_stop(g_srv, 1000);
     report(secs, unsent);
     pc_server_destroy(g_srv);
-#ifdef PC_STRESS_TLS
     pc_tls_ctx_free(g_tls);
-#endif
     free(rings);
     free(g_slots);
     free(g_req);
