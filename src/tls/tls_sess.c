@@ -300,7 +300,12 @@ int tls_sess_write(tls_sess_t *s, const pc_buf_t *bufs, unsigned n, const tls_io
         }
         return 0;
     }
-    sess_bind(s, NULL, 0, io, arg);
+    /* the application may send from on_data, inside a feed: the feed's
+     * input stays where it is */
+    const tls_io_t *saved_io = s->io;
+    void *saved_arg = s->arg;
+    s->io = io;
+    s->arg = arg;
     int rc = 0;
     size_t total = 0;
     for (unsigned i = 0; i < n; i++)
@@ -318,7 +323,8 @@ int tls_sess_write(tls_sess_t *s, const pc_buf_t *bufs, unsigned n, const tls_io
         for (unsigned i = 0; i < n && rc == 0; i++)
             if (bufs[i].len) rc = write_plain(s, bufs[i].base, bufs[i].len);
     }
-    sess_unbind(s);
+    s->io = saved_io;
+    s->arg = saved_arg;
     return rc;
 }
 
@@ -326,10 +332,16 @@ int tls_sess_close_notify(tls_sess_t *s, const tls_io_t *io, void *arg)
 {
     if (!s->established || s->failed || s->shut) return 0;
     s->shut = 1;
-    sess_bind(s, NULL, 0, io, arg);
+    /* may run inside a feed (pc_conn_close from on_data): keep its input */
+    const tls_io_t *saved_io = s->io;
+    void *saved_arg = s->arg;
+    s->io = io;
+    s->arg = arg;
+    ERR_clear_error();
     int r = SSL_shutdown(s->ssl); /* 0: our close_notify is out, the peer's not yet in */
     int rc = (r < 0 || s->out_err) ? sess_fail(s, "close_notify") : 0;
-    sess_unbind(s);
+    s->io = saved_io;
+    s->arg = saved_arg;
     return rc;
 }
 
