@@ -210,6 +210,7 @@ NGX_PIDS="$NGX_PID $(bench_children "$NGX_PID" | tr '\n' ' ')"
 port_of() { [ "$1" = pc ] && echo "$PC_PORT" || echo "$NGX_PORT"; }
 pids_of() { [ "$1" = pc ] && echo "$PC_PID" || echo "$NGX_PIDS"; }
 
+[ "$PC_TLS" = 1 ] && echo "pc-http said: $(cat "$TMP/pc.out" "$TMP/pc.err" | head -4 | paste -sd';')"
 for srv in $SERVERS; do
     hs=$(openssl s_client -connect "127.0.0.1:$(port_of "$srv")" -servername localhost \
         -CAfile "$C/ca.pem" -verify_return_error </dev/null 2>/dev/null |
