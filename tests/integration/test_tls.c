@@ -223,7 +223,8 @@ static void late_reader_16mib(void **state)
             } else {
                 int e = SSL_get_error(t.ssl, r);
                 if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
-                    fprintf(stderr, "SSL_read: error %d after %zu bytes\n", e, recvd);
+                    fprintf(stderr, "SSL_read: error %d after %llu bytes\n", e,
+                            (unsigned long long)recvd);
                     ERR_print_errors_fp(stderr);
                 }
                 assert_true(e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE);
