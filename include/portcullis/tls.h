@@ -174,8 +174,9 @@ typedef struct pc_tls_info_s {
 } pc_tls_info_t;
 
 /* Fill *out for a TLS connection whose handshake has completed. From the
- * connection's callbacks (on_open on). Returns 0, PC_ENOTSUP (not a TLS
- * connection), PC_EINVAL (NULL argument or other thread), PC_ENOSYS. */
+ * connection's callbacks (on_open on; the session belongs to its strand).
+ * Returns 0, PC_ENOTSUP (not a TLS connection, or its handshake is not
+ * complete), PC_EINVAL (NULL argument), PC_ENOSYS. */
 PC_API int pc_conn_tls_info(const pc_conn_t *c, pc_tls_info_t *out);
 
 #ifdef __cplusplus

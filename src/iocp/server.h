@@ -95,7 +95,6 @@ struct pc_conn_s {
     uint8_t no_linger;  /* pc_conn_close_nolinger: close at the FIN */
     uint8_t reason;     /* pc_close_reason_t */
     uint8_t px_state;   /* PROXY protocol phase: PX_* (conn_proxy.c) */
-    uint8_t tls_phase;  /* TLS phase: TLSP_* (conn_tls.c) */
     /* the timer as the strand last left it (the link is touched by the
      * expiring worker under that wheel's lock, or after it in its list of
      * claimed expiries, whose strands it owns); stale only while an expiry
@@ -128,6 +127,7 @@ struct pc_conn_s {
     void *tls;              /* TLSP_WANTED: the listener's pc_tls_ctx_t; later the
                              * connection's tls_sess_t (src/tls); else NULL */
     uint32_t slot;
+    uint8_t tls_phase; /* TLSP_* (conn_tls.c); strand-owned; here it costs no padding */
     struct pc_conn_s *next_free;
 };
 

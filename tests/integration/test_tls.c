@@ -31,6 +31,7 @@
 #define DATA(f) PC_TLS_TEST_DATA "/" f
 
 static pc_tls_ctx_t *g_tls;
+static int g_verify_client; /* start_tls_server: require client certificates */
 
 /* the harness's start_server, on a TLS listener */
 static void start_tls_server(pc_server_config_t *cfg, const char *alpn, int sni_pair)
@@ -42,6 +43,10 @@ static void start_tls_server(pc_server_config_t *cfg, const char *alpn, int sni_
     tc.certs = pairs;
     tc.ncerts = sni_pair ? 2 : 1;
     tc.alpn = alpn;
+    if (g_verify_client) {
+        tc.verify_client = PC_TLS_VERIFY_REQUIRED;
+        tc.client_ca_file = DATA("ca.pem");
+    }
     assert_int_equal(pc_tls_ctx_new_server(&tc, &g_tls), 0);
     atomic_store(&g_opens, 0);
     atomic_store(&g_closes, 0);
@@ -66,7 +71,8 @@ typedef struct tcli_s {
 
 /* Connect and handshake: verify against ca (NULL: no verification), send
  * sni (NULL: none) and check that name (else 127.0.0.1). 1 on success. */
-static int tcli_open(tcli_t *t, const char *ca, const char *sni, const char *src)
+static int tcli_open_pre(tcli_t *t, const char *ca, const char *sni, const char *src,
+                         const char *pre)
 {
     memset(t, 0, sizeof *t);
     t->cx = SSL_CTX_new(TLS_client_method());
@@ -79,6 +85,7 @@ static int tcli_open(tcli_t *t, const char *ca, const char *sni, const char *src
     t->fd = shim_connect("127.0.0.1", g_port, src, 10000);
     if (t->fd == SHIM_INVALID) return 0;
     shim_set_timeout(t->fd, 10000);
+    if (pre && shim_send_all(t->fd, pre, strlen(pre)) != 0) return 0;
     t->ssl = SSL_new(t->cx);
     SSL_set_fd(t->ssl, (int)t->fd);
     if (sni) {
@@ -89,6 +96,11 @@ static int tcli_open(tcli_t *t, const char *ca, const char *sni, const char *src
     }
     SSL_set_alpn_protos(t->ssl, (const unsigned char *)"\x08http/1.1", 9);
     return SSL_connect(t->ssl) == 1;
+}
+
+static int tcli_open(tcli_t *t, const char *ca, const char *sni, const char *src)
+{
+    return tcli_open_pre(t, ca, sni, src, NULL);
 }
 
 static void tcli_close(tcli_t *t)
@@ -211,7 +223,8 @@ static void late_reader_16mib(void **state)
             } else {
                 int e = SSL_get_error(t.ssl, r);
                 if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
-                    fprintf(stderr, "SSL_read: error %d after %zu bytes\n", e, recvd);
+                    fprintf(stderr, "SSL_read: error %d after %llu bytes\n", e,
+                            (unsigned long long)recvd);
                     ERR_print_errors_fp(stderr);
                 }
                 assert_true(e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE);
@@ -301,15 +314,82 @@ static pc_server_t *client_server(void)
     return cs;
 }
 
-static pc_tls_ctx_t *client_ctx(const char *ca, int resume)
+static pc_tls_ctx_t *client_ctx_cert(const char *ca, int resume, int with_cert)
 {
     pc_tls_client_config_t cc;
     pc_tls_client_config_init(&cc);
     cc.ca_file = ca;
     cc.resume = resume;
+    if (with_cert) {
+        cc.cert_file = DATA("client.pem");
+        cc.key_file = DATA("client.key");
+    }
     pc_tls_ctx_t *cx;
     assert_int_equal(pc_tls_ctx_new_client(&cc, &cx), 0);
     return cx;
+}
+
+static pc_tls_ctx_t *client_ctx(const char *ca, int resume)
+{
+    return client_ctx_cert(ca, resume, 0);
+}
+
+/* Client certificates required: the library's client with one is served;
+ * without one the server refuses the handshake (never opened there). */
+static void client_cert_required(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    g_verify_client = 1;
+    start_tls_server(&cfg, NULL, 0);
+    g_verify_client = 0;
+    pc_server_t *cs = client_server();
+    pc_tls_ctx_t *with = client_ctx_cert(DATA("ca.pem"), 0, 1);
+    pc_tls_ctx_t *without = client_ctx(DATA("ca.pem"), 0);
+    pcc_t p;
+    pcc_run(cs, with, NULL, &p);
+    assert_int_equal(atomic_load(&p.echoed), 1);
+    pcc_run(cs, without, NULL, &p);
+    assert_int_equal(atomic_load(&p.echoed), 0);
+    WAIT_FOR(stats().tls_handshake_errors == 1, 5000);
+    assert_int_equal(stats().tls_handshake_errors, 1);
+    assert_int_equal(atomic_load(&g_opens), 1);
+    pc_tls_ctx_free(with);
+    pc_tls_ctx_free(without);
+    pc_server_stop(cs, 1000);
+    pc_server_destroy(cs);
+}
+
+/* Behind a trusted proxy the PROXY header comes first, then the
+ * ClientHello; a real client the rules reject never reaches OpenSSL. */
+static void proxy_then_tls(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    pc_rules_t *r = NULL;
+    const char *trusted = "allow 127.0.0.1\n", *deny = "deny 192.0.2.66\n";
+    assert_int_equal(pc_rules_load_string(trusted, strlen(trusted), "trusted", &r, NULL, 0), 0);
+    cfg.proxy_trusted = r;
+    r = NULL;
+    assert_int_equal(pc_rules_load_string(deny, strlen(deny), "rules", &r, NULL, 0), 0);
+    cfg.rules = r;
+    start_tls_server(&cfg, NULL, 0);
+    tcli_t t;
+    assert_true(tcli_open_pre(&t, DATA("ca.pem"), NULL, NULL,
+                              "PROXY TCP4 192.0.2.7 127.0.0.1 5555 443\r\n"));
+    tcli_echo(&t, "through the proxy");
+    tcli_close(&t);
+    assert_false(
+        tcli_open_pre(&t, NULL, NULL, NULL, "PROXY TCP4 192.0.2.66 127.0.0.1 5555 443\r\n"));
+    tcli_close(&t);
+    WAIT_FOR(stats().proxy_rejected == 1, 5000);
+    pc_server_stats_t st = stats();
+    assert_int_equal(st.proxy_headers, 2);
+    assert_int_equal(st.proxy_rejected, 1);
+    assert_int_equal(st.tls_handshakes, 1);
+    assert_int_equal(atomic_load(&g_opens), 1);
 }
 
 /* pc client to pc server: verification on (chain and the IP address), then
@@ -544,6 +624,8 @@ SKIPPED(stop_close_notify)
 SKIPPED(plaintext_to_tls_port)
 SKIPPED(sni_second_cert)
 SKIPPED(denied_source_no_handshake)
+SKIPPED(client_cert_required)
+SKIPPED(proxy_then_tls)
 
 #endif
 
@@ -562,6 +644,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(plaintext_to_tls_port, teardown),
         cmocka_unit_test_teardown(sni_second_cert, teardown),
         cmocka_unit_test_teardown(denied_source_no_handshake, teardown),
+        cmocka_unit_test_teardown(client_cert_required, teardown),
+        cmocka_unit_test_teardown(proxy_then_tls, teardown),
     };
     if (argc > 1) cmocka_set_test_filter(argv[1]);
     return cmocka_run_group_tests(tests, NULL, NULL);
