@@ -112,6 +112,7 @@ extern "C" {
     XX(ERANGE, 26, "value out of range")                                 \
     XX(EEXIST, 27, "already exists")                                     \
     XX(EDEADLK, 28, "would deadlock (called from a worker or callback)") \
+    XX(ETLS, 29, "TLS failure (handshake, certificate, record)")         \
     XX(EUNKNOWN, 99, "unknown error")
 
 typedef enum pc_errno_e {
@@ -218,6 +219,7 @@ typedef uint64_t pc_conn_id_t;
     XX(WRITE_TIMEOUT, "write timeout (peer stopped reading)") \
     XX(SERVER_STOP, "server stopping")                        \
     XX(NOMEM, "out of memory")                                \
+    XX(TLS, "TLS handshake failed or bad record")             \
     XX(PROXY, "PROXY header missing, malformed or client rejected")
 
 typedef enum pc_close_reason_e {
@@ -733,6 +735,9 @@ typedef struct pc_server_stats_s {
     uint64_t proxy_errors[PC_PROXY_ERR_COUNT]; /* malformed headers, per cause */
     uint64_t proxy_timeouts;                   /* trusted, no header in time */
     uint64_t proxy_rejected;                   /* real client rejected (also in rejected[]) */
+    uint64_t tls_handshakes;                   /* TLS handshakes started (sessions created) */
+    uint64_t tls_handshake_errors;             /* of which failed (alert, bad record, refused) */
+    uint64_t tls_resumed;                      /* of which completed by resumption */
     pc_accept_mode_t accept_mode;              /* conditional accept mode in force */
     /* the weakest kernel filter tier over the listeners (OFF if any listener
      * has none, or none listens); per listener: pc_server_listener_filter */
@@ -770,5 +775,6 @@ PC_API int pc_server_listener_filter(const pc_server_t *s, int idx, pc_listener_
 #endif
 
 #include "portcullis/filter.h"
+#include "portcullis/tls.h"
 
 #endif /* PORTCULLIS_H */

@@ -748,7 +748,8 @@ int http_app_create(const http_app_config_t *cfg, pc_server_t **out, int *failed
     }
     int nl = cfg->nlisten;
     for (int i = 0; i < (nl ? nl : 1); i++) {
-        int idx = pc_server_listen(s, nl ? cfg->listen[i] : "127.0.0.1:8080");
+        const char *ep = nl ? cfg->listen[i] : "127.0.0.1:8080";
+        int idx = cfg->tls ? pc_server_listen_tls(s, ep, cfg->tls) : pc_server_listen(s, ep);
         if (idx < 0) {
             if (failed_listen) *failed_listen = i;
             pc_server_destroy(s);

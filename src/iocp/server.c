@@ -551,6 +551,7 @@ void pc_server_destroy(pc_server_t *s)
     if (!s) return;
     if (s->started && !s->stopped) pc_server_stop(s, 0);
     for (int i = 0; i < s->nlisteners; i++) {
+        pc_tls_ctx_free(s->listeners[i].tls);
         if (s->listeners[i].fd == SOCK_INVALID) continue;
         kfilter_detach(s, &s->listeners[i]);
         sock_close(s->listeners[i].fd);
@@ -687,6 +688,9 @@ void pc_server_stats(const pc_server_t *s, pc_server_stats_t *out)
         out->proxy_rejected += counter_get(&w->proxy_rejected);
         for (int e = 0; e < PC_PROXY_ERR_COUNT; e++)
             out->proxy_errors[e] += counter_get(&w->proxy_errors[e]);
+        out->tls_handshakes += counter_get(&w->tls_handshakes);
+        out->tls_handshake_errors += counter_get(&w->tls_handshake_errors);
+        out->tls_resumed += counter_get(&w->tls_resumed);
     }
     out->send_queued_bytes = counter_get(&s->send_queued);
     out->send_held_bytes = counter_get(&s->send_held);
