@@ -17,8 +17,10 @@
  *   the connection's callbacks decrypts what a receive delivered and hands
  *   the plaintext to on_data; pc_conn_send / pc_conn_sendv encrypt into the
  *   send queue; pc_server_send_to and sends from other threads are encrypted
- *   when the strand takes them. The application sees plaintext exactly as on
- *   a plain connection.
+ *   when the strand takes them. The application sees plaintext as on a plain
+ *   connection, one on_data per TLS record (at most 16 KiB); the records of
+ *   a receive already being decrypted are still delivered after
+ *   pc_conn_pause_read (the pause applies from the next receive).
  *
  * LIFE OF A TLS CONNECTION
  *

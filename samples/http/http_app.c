@@ -328,6 +328,13 @@ static size_t metrics_format(app_t *app, pc_server_t *s, char *out, size_t cap)
         &m, "pc_proxy_rejected_total", "counter",
         "Real clients rejected after their PROXY header (also in pc_connections_rejected_total).");
     mput(&m, "pc_proxy_rejected_total %llu\n", (unsigned long long)st.proxy_rejected);
+    mhead(&m, "pc_tls_handshakes_total", "counter",
+          "TLS handshakes started (after the accept verdict; a rejected client starts none).");
+    mput(&m, "pc_tls_handshakes_total %llu\n", (unsigned long long)st.tls_handshakes);
+    mhead(&m, "pc_tls_handshake_errors_total", "counter", "TLS handshakes that failed.");
+    mput(&m, "pc_tls_handshake_errors_total %llu\n", (unsigned long long)st.tls_handshake_errors);
+    mhead(&m, "pc_tls_resumed_total", "counter", "TLS handshakes completed by resumption.");
+    mput(&m, "pc_tls_resumed_total %llu\n", (unsigned long long)st.tls_resumed);
     mhead(&m, "pc_received_bytes_total", "counter", "Bytes received.");
     mput(&m, "pc_received_bytes_total %llu\n", (unsigned long long)st.bytes_in);
     mhead(&m, "pc_sent_bytes_total", "counter", "Bytes sent.");

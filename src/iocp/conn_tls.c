@@ -41,10 +41,7 @@ int conn_tls_begin(pc_conn_t *c)
     if (c->tls_phase == TLSP_WANTED) { /* accepted: c->tls is the listener's context */
         tls_sess_t *s = tls_sess_new(c->tls, NULL);
         c->tls = s;
-        if (!s) {
-            c->tls_phase = TLSP_NONE;
-            return PC_ENOMEM;
-        }
+        if (!s) return PC_ENOMEM; /* still TLSP_WANTED: closed unseen, nothing to free */
         c->tls_phase = TLSP_HANDSHAKE;
         counter_add(&c->w->tls_handshakes, 1);
         return 0;
