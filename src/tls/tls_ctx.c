@@ -180,8 +180,8 @@ static int ticket_mac_init(EVP_MAC_CTX *hctx, const tls_ticket_key_t *k)
 }
 
 /* OpenSSL's ticket key callback: enc = 1 to seal a new ticket with the
- * current key; enc = 0 to open one: 1 (current key), 2 (previous key: valid,
- * renew it), 0 (unknown key: full handshake). */
+ * current key; enc = 0 to open one: 1 (current key), 2 (previous key, or
+ * any key under TLS 1.3: valid, renew it), 0 (unknown key: full handshake). */
 static int ticket_cb(SSL *ssl, unsigned char key_name[16], unsigned char *iv, EVP_CIPHER_CTX *cctx,
                      EVP_MAC_CTX *hctx, int enc)
 {
@@ -194,6 +194,9 @@ static int ticket_cb(SSL *ssl, unsigned char key_name[16], unsigned char *iv, EV
         k = ctx->tk_cur;
     } else if (memcmp(key_name, ctx->tk_cur.name, 16) == 0) {
         k = ctx->tk_cur;
+        /* TLS 1.3 clients should not offer a ticket twice (RFC 8446, C.4):
+         * 2 makes OpenSSL send a fresh one after the resumed handshake */
+        if (SSL_version(ssl) >= TLS1_3_VERSION) rc = 2;
     } else if (ctx->tk_have_prev && memcmp(key_name, ctx->tk_prev.name, 16) == 0) {
         k = ctx->tk_prev;
         rc = 2;

@@ -19,6 +19,10 @@ BIN_DIR/pc-stress --json against it:
              would be possible, but resumed ones must appear (> 0), and full +
              resumed = connects;
   no resume  --close without --tls-resume: every handshake full;
+  renewal    openssl s_client (when the openssl tool is installed): a TLS 1.3
+             session resumed with its ticket gets a fresh NewSessionTicket
+             (RFC 8446 C.4: a client should not offer a ticket twice), and
+             that new ticket resumes too;
   usage      --cacert with an http:// URL, and --cacert with --insecure: exit 2.
 
 Exit 0 on pass, 1 on failure (every failed check printed), 77 when pc-http
@@ -30,8 +34,11 @@ exit path. Python 3 standard library only.
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+import time
 
 from proclib import Fail, Server, set_budget  # noqa: E402
 
@@ -50,6 +57,20 @@ def run_json(bin_dir, args):
         return json.loads(out)
     except ValueError:
         raise Fail("pc-stress %s: no JSON report: %r" % (" ".join(args), out[-300:]))
+
+
+def s_client(port, ca, sess_in, sess_out):
+    """One TLS 1.3 connection with openssl s_client: (reused?, tickets seen)."""
+    args = ["openssl", "s_client", "-connect", "127.0.0.1:%d" % port, "-CAfile", ca,
+            "-tls1_3", "-msg", "-sess_out", sess_out]
+    if sess_in:
+        args += ["-sess_in", sess_in]
+    p = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT)
+    time.sleep(0.5)  # stdin held open a moment: the tickets follow the handshake
+    out, _ = p.communicate(b"", timeout=10)
+    out = out.decode("utf-8", "replace")
+    return "Reused, TLSv1.3" in out, out.count("NewSessionTicket")
 
 
 def main():
@@ -124,6 +145,23 @@ def main():
         print("no resume: %d connects, tls %s" % (j["connects"], j["tls"]))
         check(j["connects"] > 1 and j["tls"]["full"] == j["connects"] and
               j["tls"]["resumed"] == 0, "no resume: every handshake full")
+
+        if shutil.which("openssl"):
+            d = tempfile.mkdtemp()
+            try:
+                s1, s2, s3 = (os.path.join(d, n) for n in ("s1", "s2", "s3"))
+                reused, t1 = s_client(port, ca, None, s1)
+                check(not reused and t1 > 0, "renewal: a full handshake gets tickets (%d)" % t1)
+                reused, t2 = s_client(port, ca, s1, s2)
+                check(reused and t2 > 0,
+                      "renewal: the resumed handshake gets a new ticket (reused %s, %d tickets)"
+                      % (reused, t2))
+                reused, _ = s_client(port, ca, s2, s3)
+                check(reused, "renewal: the renewed ticket resumes")
+            finally:
+                shutil.rmtree(d)
+        else:
+            print("skip: renewal (no openssl tool)")
 
         rc, _, err = run_stress(a.bin_dir, ["http://127.0.0.1:%d/" % port, "--cacert", ca])
         check(rc == 2 and "https://" in err, "usage: --cacert with http:// is exit 2 (%d)" % rc)
