@@ -411,7 +411,10 @@ int main(int argc, char **argv)
     dist_t look = time_lookups(r, mixed, nlook, buf);
     dist_t look4 = time_lookups(r, only4, nlook, buf);
     dist_t look6 = time_lookups(r, only6, nlook, buf);
-    double dep = time_dependent(r, mixed, nlook < 200000 ? nlook : 200000);
+    size_t ndep = nlook < 200000 ? nlook : 200000;
+    double dep = time_dependent(r, mixed, ndep);
+    double dep4 = time_dependent(r, only4, ndep);
+    double dep6 = time_dependent(r, only6, ndep);
     int hw = r->t4.hw_popcnt;
 
     /* ---- decisions: rules + per-source tracker, then release ---- */
@@ -456,9 +459,11 @@ int main(int argc, char **argv)
     printf("v4=%zu v6=%zu lookup_ns_median=%.1f lookup_ns_p99=%.1f build_ms=%.0f "
            "bytes_per_prefix=%.1f decision_ns_median=%.1f lookup_v4_ns_median=%.1f "
            "lookup_v6_ns_median=%.1f lookup_dep_ns=%.1f decision_ns_p99=%.1f "
-           "decision_accept_pct=%.0f tracker_full=%llu set_bytes_per_rule=%.1f popcnt=%s\n",
+           "lookup_dep_v4_ns=%.1f lookup_dep_v6_ns=%.1f decision_accept_pct=%.0f tracker_full=%llu "
+           "set_bytes_per_rule=%.1f popcnt=%s\n",
            n4, n6, look.median, look.p99, build_ms, bytes_per_prefix, dec.median, look4.median,
-           look6.median, dep, dec.p99, decided ? 100.0 * (double)accepted / (double)decided : 0,
+           look6.median, dep, dec.p99, dep4, dep6,
+           decided ? 100.0 * (double)accepted / (double)decided : 0,
            (unsigned long long)st.tracker_full, set_bytes, hw ? "hw" : "portable");
     free(mixed);
     free(only4);
