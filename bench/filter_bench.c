@@ -208,7 +208,9 @@ static dist_t time_lookups(const pc_rules_t *r, const pc_addr_t *addrs, size_t n
 }
 
 /* Dependent lookups: the next address depends on the previous result, so
- * nothing overlaps (the latency of one lookup on warm-but-not-hot caches). */
+ * nothing overlaps (the latency of one lookup on warm-but-not-hot caches).
+ * The result's low bit flips the address's last bit: byte 3 for IPv4
+ * (b[0..3] hold it), byte 15 for IPv6. */
 static double time_dependent(const pc_rules_t *r, const pc_addr_t *addrs, size_t n)
 {
     if (n == 0) return 0;
@@ -216,7 +218,7 @@ static double time_dependent(const pc_rules_t *r, const pc_addr_t *addrs, size_t
     uint64_t t0 = pc__now_ns();
     for (size_t i = 0; i < n; i++) {
         pc_addr_t a = addrs[i];
-        a.b[15] ^= (uint8_t)(prev & 1);
+        a.b[a.family == 4 ? 3 : 15] ^= (uint8_t)(prev & 1);
         prev = rules_lookup(r, &a);
     }
     uint64_t t1 = pc__now_ns();
