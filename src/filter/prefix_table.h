@@ -13,6 +13,11 @@
  *     scattered IPv4 /32s) from paying for a chain of mostly empty nodes.
  * docs/filter.md has the measurements behind these choices.
  *
+ * Nodes and range lists are reached through a 32-bit entry that also
+ * carries how many cache lines the block spans, so that a lookup asks for
+ * all of them at once: a search over several lines then waits for one
+ * round of cache misses instead of one per line in turn.
+ *
  * Addresses are 128-bit values (hi, lo), big-endian in meaning; an IPv4
  * address a sits in the top 32 bits: hi = (uint64_t)a << 32, lo = 0, and its
  * prefix lengths are 0..32.
@@ -91,5 +96,15 @@ typedef struct lpm_shape_s {
     size_t range_entries; /* entries in range lists */
 } lpm_shape_t;
 void lpm_shape(const lpm_t *t, lpm_shape_t *out);
+
+/* Layout check, for tests: every node and range list carries in its entry
+ * the number of cache lines its block reaches past its first (the lookup
+ * prefetches them); returns how many entries disagree with where their
+ * block lies in memory, and sets *checked to the number of blocks seen.
+ * Exact for a table in a huge-page block (its parts start 64-byte aligned);
+ * a smaller table's parts are where the allocator put them, so a nonzero
+ * result there only means a prefetch asks for a line too few or too many.
+ * Any thread, on a built table. */
+size_t lpm_check_lines(const lpm_t *t, size_t *checked);
 
 #endif

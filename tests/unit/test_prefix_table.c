@@ -329,9 +329,15 @@ static void test_huge_block_v4(void **state)
 {
     (void)state;
     seed(4242);
-    size_t n = 400000;
-    lpm_prefix_t *p = malloc(n * sizeof *p);
+    size_t n = 400000, dense = 256 + 128;
+    lpm_prefix_t *p = malloc((n + dense) * sizeof *p);
     assert_non_null(p);
+    /* and one crowded /16 (10.20.0.0/16: every /24, every other /32 of one):
+     * nodes of 256 runs, blocks longer than the 7 lines a hint can say */
+    for (uint64_t c = 0; c < 256; c++)
+        p[n + c] = (lpm_prefix_t){(0x0a140000ull | c << 8) << 32, 0, 0, 24};
+    for (uint64_t h = 0; h < 128; h++)
+        p[n + 256 + h] = (lpm_prefix_t){(0x0a140700ull | 2 * h) << 32, 0, 0, 32};
     for (size_t i = 0; i < n; i++) {
         static const uint8_t lens[] = {8, 16, 20, 22, 24, 24, 24, 24, 32, 32, 32, 32};
         unsigned len = lens[rnd() % sizeof lens];
@@ -341,6 +347,7 @@ static void test_huge_block_v4(void **state)
         p[i].lo = 0;
         p[i].len = (uint8_t)len;
     }
+    n += dense;
     qsort(p, n, sizeof *p, cmp_prefix);
     size_t w = 0;
     for (size_t i = 0; i < n; i++) {
@@ -358,8 +365,16 @@ static void test_huge_block_v4(void **state)
     assert_true((const unsigned char *)t.root >= (const unsigned char *)t.block &&
                 (const unsigned char *)t.root < (const unsigned char *)t.block + t.block_bytes);
     assert_int_equal((uintptr_t)t.root & ((2u << 20) - 1), 0);
+    /* every block's line hint matches where it lies (parts 64-byte aligned) */
+    size_t blocks;
+    assert_int_equal(lpm_check_lines(&t, &blocks), 0);
+    assert_true(blocks > 10000);
     for (int i = 0; i < 1500; i++)
         check(&t, p, n, rnd(), 0);
+    for (uint64_t a = 0x0a140000; a < 0x0a150000; a += 7)
+        check(&t, p, n, a << 32, 0);
+    for (uint64_t a = 0x0a140700; a < 0x0a140800; a++)
+        check(&t, p, n, a << 32, 0);
     for (size_t i = 0; i < n; i += 256) {
         uint64_t mh, ml;
         pmask(p[i].len, &mh, &ml);
@@ -368,6 +383,35 @@ static void test_huge_block_v4(void **state)
     }
     lpm_free(&t);
     assert_null(t.block);
+    free(p);
+}
+
+/* The same for IPv6 (keys of 128 bits: range lists up to 640 bytes, more
+ * lines than a hint can say): a table over the huge-page threshold. */
+static void test_huge_block_v6(void **state)
+{
+    (void)state;
+    seed(4343);
+    size_t n = 150000;
+    lpm_prefix_t *p = malloc(n * sizeof *p);
+    assert_non_null(p);
+    n = random_prefixes(p, n, 6, 128);
+    set_masks(p, n);
+    lpm_t t;
+    assert_int_equal(lpm_build(&t, 6, p, n), 0);
+    assert_non_null(t.block);
+    assert_true(t.range_lo);
+    size_t blocks;
+    assert_int_equal(lpm_check_lines(&t, &blocks), 0);
+    lpm_shape_t sh;
+    lpm_shape(&t, &sh);
+    assert_int_equal(blocks, sh.nodes + sh.range_lists);
+    for (int i = 0; i < 1500; i++) {
+        const lpm_prefix_t *q = &p[rnd() % n];
+        check(&t, p, n, rnd(), rnd());
+        check(&t, p, n, q->hi, q->lo);
+    }
+    lpm_free(&t);
     free(p);
 }
 
@@ -428,6 +472,7 @@ int main(void)
         cmocka_unit_test(test_random_v6),     cmocka_unit_test(test_random_covered_shapes),
         cmocka_unit_test(test_dense_v4),      cmocka_unit_test(test_invalid_input),
         cmocka_unit_test(test_alloc_failure), cmocka_unit_test(test_huge_block_v4),
+        cmocka_unit_test(test_huge_block_v6),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     free(mask_hi);
