@@ -15,8 +15,9 @@
  *
  * Nodes and range lists are reached through a 32-bit entry that also
  * carries how many cache lines the block spans, so that a lookup asks for
- * all of them at once: a search over several lines then waits for one
- * round of cache misses instead of one per line in turn.
+ * all of a range list's lines at once (and a node's first few): a search
+ * over several lines then waits for one round of cache misses instead of
+ * one per line in turn.
  *
  * Addresses are 128-bit values (hi, lo), big-endian in meaning; an IPv4
  * address a sits in the top 32 bits: hi = (uint64_t)a << 32, lo = 0, and its
