@@ -371,9 +371,9 @@ static void test_huge_block_v4(void **state)
     assert_true(blocks > 10000);
     for (int i = 0; i < 1500; i++)
         check(&t, p, n, rnd(), 0);
-    for (uint64_t a = 0x0a140000; a < 0x0a150000; a += 7)
+    for (uint64_t a = 0x0a140000; a < 0x0a150000; a += 251) /* each check scans all */
         check(&t, p, n, a << 32, 0);
-    for (uint64_t a = 0x0a140700; a < 0x0a140800; a++)
+    for (uint64_t a = 0x0a140700; a < 0x0a140800; a += 3)
         check(&t, p, n, a << 32, 0);
     for (size_t i = 0; i < n; i += 256) {
         uint64_t mh, ml;
@@ -406,7 +406,7 @@ static void test_huge_block_v6(void **state)
     lpm_shape_t sh;
     lpm_shape(&t, &sh);
     assert_int_equal(blocks, sh.nodes + sh.range_lists);
-    for (int i = 0; i < 1500; i++) {
+    for (int i = 0; i < 500; i++) {
         const lpm_prefix_t *q = &p[rnd() % n];
         check(&t, p, n, rnd(), rnd());
         check(&t, p, n, q->hi, q->lo);
