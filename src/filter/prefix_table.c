@@ -472,8 +472,11 @@ static size_t check_entry(const lpm_t *t, uint32_t e, size_t *checked)
     if (e & E_RANGE) {
         size_t unit = t->family == 4 ? 4 : 8;
         blk = t->ranges + (size_t)(e & E_INDEX) * unit;
-        size_t m = t->family == 4 ? (size_t) * (const uint16_t *)(const void *)blk + 1
-                                  : (size_t) * (const uint64_t *)(const void *)blk + 1;
+        size_t m = 1; /* the first key slot holds the count that follows */
+        if (t->family == 4)
+            m += ((const uint16_t *)(const void *)blk)[0];
+        else
+            m += (size_t)((const uint64_t *)(const void *)blk)[0];
         bytes = range_block_bytes(t, t->range_lo, m);
     } else {
         blk = t->nodes + ((size_t)(e & E_INDEX) << 3);
