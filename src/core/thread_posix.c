@@ -1,4 +1,11 @@
+/* SPDX-License-Identifier: MIT */
+/* Threads, mutexes and condition variables on POSIX threads (thread.h). */
 #include "thread.h"
+
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "alloc.h"
 #include "errno_map.h"
@@ -9,103 +16,6 @@ typedef struct thread_start_s {
     void *arg;
     char name[16];
 } thread_start_t;
-
-#ifdef _WIN32
-#include <process.h>
-
-static unsigned __stdcall thread_main(void *p)
-{
-    thread_start_t st = *(thread_start_t *)p;
-    pc__free(p);
-    st.fn(st.arg);
-    return 0;
-}
-
-int pc__thread_start(pc_thread_t *t, pc_thread_fn fn, void *arg, const char *name)
-{
-    thread_start_t *st = pc__malloc(sizeof *st);
-    if (!st) return PC_ENOMEM;
-    st->fn = fn;
-    st->arg = arg;
-    st->name[0] = 0;
-    (void)name;
-    uintptr_t h = _beginthreadex(NULL, 0, thread_main, st, 0, NULL);
-    if (!h) {
-        pc__free(st);
-        return PC_ENOMEM;
-    }
-    *t = (HANDLE)h;
-    return 0;
-}
-
-void pc__thread_join(pc_thread_t t)
-{
-    WaitForSingleObject(t, INFINITE);
-    CloseHandle(t);
-}
-
-int pc__thread_is_self(pc_thread_t t)
-{
-    return t && GetThreadId(t) == GetCurrentThreadId();
-}
-
-void pc__mutex_init(pc_mutex_t *m)
-{
-    InitializeSRWLock(m);
-}
-void pc__mutex_destroy(pc_mutex_t *m)
-{
-    (void)m;
-}
-void pc__mutex_lock(pc_mutex_t *m)
-{
-    AcquireSRWLockExclusive(m);
-}
-void pc__mutex_unlock(pc_mutex_t *m)
-{
-    ReleaseSRWLockExclusive(m);
-}
-void pc__cond_init(pc_cond_t *c)
-{
-    InitializeConditionVariable(c);
-}
-void pc__cond_destroy(pc_cond_t *c)
-{
-    (void)c;
-}
-void pc__cond_signal(pc_cond_t *c)
-{
-    WakeConditionVariable(c);
-}
-void pc__cond_broadcast(pc_cond_t *c)
-{
-    WakeAllConditionVariable(c);
-}
-void pc__cond_wait(pc_cond_t *c, pc_mutex_t *m)
-{
-    SleepConditionVariableSRW(c, m, INFINITE, 0);
-}
-int pc__cond_timedwait(pc_cond_t *c, pc_mutex_t *m, unsigned ms)
-{
-    if (SleepConditionVariableSRW(c, m, ms, 0)) return 0;
-    return GetLastError() == ERROR_TIMEOUT ? PC_ETIMEDOUT : 0;
-}
-int pc__cpu_count(void)
-{
-    SYSTEM_INFO si;
-    GetSystemInfo(&si);
-    return si.dwNumberOfProcessors > 0 ? (int)si.dwNumberOfProcessors : 1;
-}
-void pc__sleep_ms(unsigned ms)
-{
-    Sleep(ms);
-}
-
-#else /* POSIX */
-#include <errno.h>
-#include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 static void *thread_main(void *p)
 {
@@ -211,4 +121,3 @@ void pc__sleep_ms(unsigned ms)
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
     }
 }
-#endif
