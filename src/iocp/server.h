@@ -308,7 +308,12 @@ void accept_undo(listener_t *l);
 /* Wait (on the capacity condvar) until the server is below max_connections,
  * the monotonic deadline passes or the listener stops. Returns 1 if capacity
  * is available. Accept threads. */
-int accept_wait_capacity(listener_t *l, uint64_t deadline);
+int accept_wait_capacity_until(listener_t *l, uint64_t deadline);
+/* Before taking the next connection off the backlog: at capacity, count one
+ * deferral and wait (accept_wait_capacity_until, defer_timeout_ms from now),
+ * so the backlog holds what does not fit. Returns 1 if capacity is available,
+ * 0 on timeout or stop. Accept threads. */
+int accept_wait_capacity(listener_t *l);
 
 /* The pipeline deferred a connection that is already established (Linux,
  * or Windows without conditional accept): hold it, and so the backlog behind
