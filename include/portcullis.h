@@ -237,15 +237,20 @@ typedef enum pc_verdict_e {
     PC_DEFER = 2,
 } pc_verdict_t;
 
-/* The steps of the verdict pipeline, in evaluation order; stats count
- * rejections per step. */
+/* The steps of the verdict pipeline, in evaluation order (PC_STEP_CAPACITY
+ * is 0, PC_STEP_CONDITION 4); stats count rejections per step. */
+#define PC_STEP_MAP(XX)            \
+    XX(CAPACITY, "capacity")       \
+    XX(RULES, "rules")             \
+    XX(SOURCE_MAX, "source_max")   \
+    XX(SOURCE_RATE, "source_rate") \
+    XX(CONDITION, "condition")
+
 typedef enum pc_step_e {
-    PC_STEP_CAPACITY = 0,
-    PC_STEP_RULES = 1,
-    PC_STEP_SOURCE_MAX = 2,
-    PC_STEP_SOURCE_RATE = 3,
-    PC_STEP_CONDITION = 4,
-    PC_STEP_COUNT = 5,
+#define PC__STEP_ENUM(name, str) PC_STEP_##name,
+    PC_STEP_MAP(PC__STEP_ENUM)
+#undef PC__STEP_ENUM
+        PC_STEP_COUNT
 } pc_step_t;
 
 /* Name of a pipeline step ("capacity", "rules", ...). Never NULL. */
