@@ -38,6 +38,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/env.h"
 #include "core/log.h"
 #include "core/thread.h"
 #include "error_win.h"
@@ -434,21 +435,11 @@ static void pw_close(port_t *p)
     pc__free(pw);
 }
 
-/* A test and diagnosis knob: 0 = "0"/"off", 1 = "1"/"on", -1 = unset/other. */
-static int env_switch(const char *name)
-{
-    const char *v = getenv(name);
-    if (!v) return -1;
-    if (strcmp(v, "0") == 0 || strcmp(v, "off") == 0) return 0;
-    if (strcmp(v, "1") == 0 || strcmp(v, "on") == 0) return 1;
-    return -1;
-}
-
 /* GetQueuedCompletionStatusEx, if the system has it and it returns a posted
  * packet faithfully. NULL otherwise (why: in *why). */
 static gqcsex_fn probe_gqcsex(HANDLE iocp, const char **why)
 {
-    if (env_switch("PORTCULLIS_IOCP_GQCSEX") == 0) {
+    if (pc__env_switch("PORTCULLIS_IOCP_GQCSEX") == 0) {
         *why = "disabled by PORTCULLIS_IOCP_GQCSEX";
         return NULL;
     }
@@ -503,7 +494,7 @@ static int family_is_ifs(int family)
  * reverse. Returns 1 if safe; *why says why or why not. */
 static int probe_skip(const char **why)
 {
-    int force = env_switch("PORTCULLIS_IOCP_SKIP");
+    int force = pc__env_switch("PORTCULLIS_IOCP_SKIP");
     if (force == 0) {
         *why = "disabled by PORTCULLIS_IOCP_SKIP";
         return 0;

@@ -7,6 +7,7 @@
 
 #include "core/alloc.h"
 #include "core/clock.h"
+#include "core/env.h"
 #include "core/log.h"
 
 typedef struct post_rec_s {
@@ -285,8 +286,8 @@ static void worker_main(void *arg)
 static pc_backend_t env_backend(pc_backend_t b)
 {
     if (b != PC_BACKEND_AUTO) return b;
-    const char *e = getenv("PORTCULLIS_BACKEND");
-    if (!e || !*e) return b;
+    const char *e = pc__env("PORTCULLIS_BACKEND");
+    if (!e) return b;
     int v = pc_backend_parse(e);
     if (v < 0) {
         PC_LOGW("PORTCULLIS_BACKEND=%s is not a backend name; using auto", e);
