@@ -3,7 +3,7 @@
 #define PC_IOCP_SERVER_H
 
 #include "portcullis.h"
-#include "core/pool.h"
+#include "core/chunk.h"
 #include "core/queue.h"
 #include "core/stats.h"
 #include "core/thread.h"
