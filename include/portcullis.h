@@ -462,8 +462,13 @@ typedef struct pc_server_config_s {
     unsigned source_prefix_v6;
     /* Entries of the per-source table (bounded; default 65536). When it is
      * full, new sources share one overflow entry (limited together) and the
-     * stats count it; see docs/filter.md. */
+     * stats count it (stats.source_table_full); see docs/filter.md. */
     unsigned source_table_size;
+    /* Fail closed when the per-source table is full: a new source that finds
+     * no entry is refused (counted in stats.rejected[PC_STEP_SOURCE_MAX] and
+     * stats.source_table_full) instead of sharing the overflow entry.
+     * Default 0 (share). */
+    int source_table_full_reject;
     /* An explicit allow rule exempts its sources from the per-source limits
      * (default 0: limits apply to everyone unless asked). */
     int allow_exempts;
@@ -471,6 +476,10 @@ typedef struct pc_server_config_s {
      * what would have been rejected (stats.would_reject), accept anyway.
      * Capacity and the user condition still apply. Default 0. */
     int shadow;
+    /* With shadow: dry-run the user condition too. A reject from it is
+     * counted (stats.would_reject[PC_STEP_CONDITION]) and, like a defer, the
+     * connection is accepted. Ignored without shadow. Default 0. */
+    int shadow_condition;
     /* Optional user condition (pipeline step 5) and its argument. */
     pc_condition_fn condition;
     void *condition_user;

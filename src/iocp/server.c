@@ -369,8 +369,10 @@ int pc_server_create(const pc_server_config_t *cfg, pc_server_t **out)
     fc.source_prefix_v4 = (uint8_t)cfg->source_prefix_v4;
     fc.source_prefix_v6 = (uint8_t)cfg->source_prefix_v6;
     fc.source_table_size = cfg->source_table_size;
+    fc.full_policy = cfg->source_table_full_reject ? TRACKER_FULL_REJECT : TRACKER_FULL_SHARED;
     fc.allow_exempts = cfg->allow_exempts;
     fc.shadow = cfg->shadow;
+    fc.shadow_condition = cfg->shadow_condition;
     fc.at_capacity = cfg->at_capacity;
     /* accept threads, then one reader per worker (the PROXY second verdict) */
     fc.max_readers = PC_MAX_LISTENERS + s->nworkers;
