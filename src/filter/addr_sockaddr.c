@@ -2,15 +2,7 @@
  * socket headers; the accept layer calls it with the peer address. */
 #include "filter/addr.h"
 
-#ifdef _WIN32
-#include <winsock2.h>
-#include <ws2tcpip.h>
-#else
-#include <sys/socket.h>
-#include <netinet/in.h>
-#endif
-
-#include "portcullis.h"
+#include "portcullis.h" /* the platform's socket headers */
 
 int addr_from_sockaddr(const struct sockaddr *sa, pc_addr_t *out)
 {

@@ -4,9 +4,7 @@
 #include <string.h>
 
 #include "portcullis.h"
-#ifndef _WIN32
-#include <arpa/inet.h>
-#endif
+#include "sock.h" /* inet_pton, inet_ntop */
 
 static int parse_port(const char *p, unsigned *out)
 {

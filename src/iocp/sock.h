@@ -10,6 +10,7 @@
 typedef SOCKET sock_t;
 #define SOCK_INVALID INVALID_SOCKET
 #else
+#include <arpa/inet.h> /* inet_pton, inet_ntop (ws2tcpip.h on Windows) */
 typedef int sock_t;
 #define SOCK_INVALID (-1)
 #endif
