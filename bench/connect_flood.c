@@ -3,7 +3,7 @@
  * sources, to measure what a denied client costs a server (Linux only).
  *
  *   pc-connect-flood HOST PORT --sources 127.0.9.1-50 [--rate N] [--seconds S]
- *                    [--hold MS] [--max N]
+ *                    [--hold MS] [--max N] [--send FILE]
  *
  * Opens non-blocking connections, each bound to the next source address of
  * the range in turn, at about --rate attempts per second (default 5000) for
@@ -18,6 +18,18 @@
  * it completed and a RST followed before the poll saw it (a post-handshake
  * reject); "refused": a RST answered the SYN; "abandoned": no answer within
  * --hold (the SYN was silently dropped). Only loopback destinations are accepted.
+ *
+ * With --send FILE (at most 16 KiB, e.g. a TLS ClientHello) a connected
+ * attempt first sends the file's bytes and waits up to --hold ms more for the
+ * server's first answer, then closes (a client that never finishes: the cost
+ * of a handshake flood to a server that does TLS before deciding). The line
+ * then ends with
+ *
+ *   answered=N hungup=N silent=N
+ *
+ * "answered": the server sent bytes back (e.g. its ServerHello flight);
+ * "hungup": it closed or reset the connection without a byte; "silent": no
+ * answer within --hold.
  * It measures and never judges: exit 0 after a run, 2 on bad usage. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -38,6 +50,7 @@
 
 typedef struct attempt_s {
     int fd;
+    int sent; /* --send: the payload went out, waiting for the answer */
     uint64_t deadline_ns;
 } attempt_t;
 
@@ -51,7 +64,7 @@ static uint64_t now_ns(void)
 static int usage(void)
 {
     fprintf(stderr, "usage: pc-connect-flood HOST PORT --sources A.B.C.X-Y [--rate N] "
-                    "[--seconds S] [--hold MS] [--max N]\n");
+                    "[--seconds S] [--hold MS] [--max N] [--send FILE]\n");
     return 2;
 }
 
@@ -87,6 +100,9 @@ int main(int argc, char **argv)
     double rate = 5000, seconds = 5;
     unsigned hold_ms = 50;
     unsigned long max_attempts = 0;
+    static unsigned char payload[16384];
+    size_t payload_len = 0;
+    const char *send_file = NULL;
     for (int i = 3; i < argc; i++) {
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) return usage();
@@ -100,6 +116,8 @@ int main(int argc, char **argv)
             hold_ms = (unsigned)atoi(v);
         } else if (!strcmp(argv[i], "--max")) {
             max_attempts = strtoul(v, NULL, 10);
+        } else if (!strcmp(argv[i], "--send")) {
+            send_file = v;
         } else {
             return usage();
         }
@@ -110,6 +128,20 @@ int main(int argc, char **argv)
         inet_pton(AF_INET, host, &dst.sin_addr) != 1 || (ntohl(dst.sin_addr.s_addr) >> 24) != 127)
         return usage();
     if (seconds > 60) seconds = 60;
+    if (send_file) {
+        FILE *f = fopen(send_file, "rb");
+        if (!f) {
+            fprintf(stderr, "pc-connect-flood: cannot open %s\n", send_file);
+            return 2;
+        }
+        payload_len = fread(payload, 1, sizeof payload, f);
+        int more = fgetc(f) != EOF;
+        fclose(f);
+        if (!payload_len || more) {
+            fprintf(stderr, "pc-connect-flood: %s: want 1..%zu bytes\n", send_file, sizeof payload);
+            return 2;
+        }
+    }
 
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
@@ -118,8 +150,10 @@ int main(int argc, char **argv)
     }
     int ep = epoll_create1(EPOLL_CLOEXEC);
     static attempt_t open_[MAX_OPEN];
-    for (int i = 0; i < MAX_OPEN; i++) open_[i].fd = -1;
+    for (int i = 0; i < MAX_OPEN; i++)
+        open_[i].fd = -1;
     unsigned long attempts = 0, connected = 0, refused = 0, reset = 0, abandoned = 0, errors = 0;
+    unsigned long answered = 0, hungup = 0, silent = 0;
     unsigned nopen = 0;
     uint32_t src = src_first;
     uint64_t t0 = now_ns(), end = t0 + (uint64_t)(seconds * 1e9);
@@ -151,8 +185,10 @@ int main(int argc, char **argv)
             }
             attempts++;
             int slot = 0;
-            while (open_[slot].fd >= 0) slot++;
+            while (open_[slot].fd >= 0)
+                slot++;
             open_[slot].fd = fd;
+            open_[slot].sent = 0;
             open_[slot].deadline_ns = now + (uint64_t)hold_ms * 1000000u;
             struct epoll_event ev = {.events = EPOLLOUT, .data.u32 = (uint32_t)slot};
             epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
@@ -163,6 +199,19 @@ int main(int argc, char **argv)
         for (int i = 0; i < n; i++) {
             attempt_t *a = &open_[evs[i].data.u32];
             if (a->fd < 0) continue;
+            if (a->sent) { /* --send: the server's answer, or its close */
+                unsigned char buf[4096];
+                ssize_t r = recv(a->fd, buf, sizeof buf, MSG_DONTWAIT);
+                if (r < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+                if (r > 0)
+                    answered++;
+                else
+                    hungup++;
+                close(a->fd);
+                a->fd = -1;
+                nopen--;
+                continue;
+            }
             int err = 0;
             socklen_t el = sizeof err;
             getsockopt(a->fd, SOL_SOCKET, SO_ERROR, &err, &el);
@@ -174,6 +223,18 @@ int main(int argc, char **argv)
                 reset++;
             else
                 errors++;
+            if (err == 0 && payload_len) {
+                ssize_t w = send(a->fd, payload, payload_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+                if (w == (ssize_t)payload_len) {
+                    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP,
+                                             .data.u32 = evs[i].data.u32};
+                    epoll_ctl(ep, EPOLL_CTL_MOD, a->fd, &ev);
+                    a->sent = 1;
+                    a->deadline_ns = now_ns() + (uint64_t)hold_ms * 1000000u;
+                    continue;
+                }
+                hungup++; /* reset before the payload went out */
+            }
             close(a->fd);
             a->fd = -1;
             nopen--;
@@ -183,13 +244,18 @@ int main(int argc, char **argv)
             if (open_[i].fd >= 0 && open_[i].deadline_ns <= now) {
                 close(open_[i].fd);
                 open_[i].fd = -1;
-                abandoned++;
+                if (open_[i].sent)
+                    silent++;
+                else
+                    abandoned++;
                 nopen--;
             }
         }
     }
     printf("attempts=%lu connected=%lu refused=%lu reset=%lu abandoned=%lu errors=%lu "
-           "seconds=%.2f\n",
+           "seconds=%.2f",
            attempts, connected, refused, reset, abandoned, errors, (double)(now_ns() - t0) / 1e9);
+    if (payload_len) printf(" answered=%lu hungup=%lu silent=%lu", answered, hungup, silent);
+    printf("\n");
     return 0;
 }

@@ -3,14 +3,16 @@
 """Keep-alive cost of the listener's kernel filter (issue 11, requirement 3).
 
     kfilter_keepalive.py BUILD_DIR [--rounds N] [--seconds S] [--threads T]
+                         [--tiers off,cbpf,ebpf]
 
 Accepted sockets inherit the listening socket's filter, so every packet of
 every connection runs it; the classic program lets any packet with ACK set
-leave after 3 instructions. This measures what that costs: pc-http with the
-issue's rules file, `--kernel-filter cbpf` against `--kernel-filter off`, in
-alternating rounds of `wrk -t2 -c100 -dS http://127.0.0.1:PORT/`; server CPU
-(utime + stime from /proc) per request, median and best round of each, and
-the ratios cbpf/off. Needs root (CAP_NET_ADMIN) for the cbpf tier. Prints figures, never
+leave after 3 instructions, the eBPF program after its first test of the TCP
+flags. This measures what that costs: pc-http with the issue's rules file,
+each of --tiers (`--kernel-filter T`; default off, cbpf and ebpf), in rounds
+whose order rotates, of `wrk -t2 -c100 -dS http://127.0.0.1:PORT/`; server
+CPU (utime + stime from /proc) per request, median and best round of each,
+and the ratios to off. Needs root for the kernel tiers. Prints figures, never
 fails on them.
 """
 
@@ -66,14 +68,17 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--tiers", default="off,cbpf,ebpf",
+                    help="comma-separated --kernel-filter values; the first is the reference")
     args = ap.parse_args()
+    tiers = args.tiers.split(",")
     with tempfile.NamedTemporaryFile("w", suffix=".rules", delete=False) as f:
         f.write(RULES)
         rules = f.name
-    res = {"off": [], "cbpf": []}
+    res = {t: [] for t in tiers}
     try:
         for r in range(args.rounds):
-            for tier in (("off", "cbpf") if r % 2 == 0 else ("cbpf", "off")):
+            for tier in tiers[r % len(tiers):] + tiers[:r % len(tiers)]:
                 kline, reqs, cpu = one_round(args, rules, tier)
                 us = cpu / reqs * 1e6 if reqs else float("nan")
                 res[tier].append((us, reqs / args.seconds))
@@ -84,14 +89,13 @@ def main():
         os.unlink(rules)
     med = {t: statistics.median(u for u, _ in v) for t, v in res.items()}
     rps = {t: statistics.median(q for _, q in v) for t, v in res.items()}
-    print("median CPU/request: off %.3f us, cbpf %.3f us, ratio cbpf/off %.3f"
-          % (med["off"], med["cbpf"], med["cbpf"] / med["off"]))
-    print("median req/s: off %.0f, cbpf %.0f, ratio %.3f"
-          % (rps["off"], rps["cbpf"], rps["cbpf"] / rps["off"]))
     # the least disturbed round of each (other load only ever adds CPU)
     low = {t: min(u for u, _ in v) for t, v in res.items()}
-    print("best-round CPU/request: off %.3f us, cbpf %.3f us, ratio cbpf/off %.3f"
-          % (low["off"], low["cbpf"], low["cbpf"] / low["off"]))
+    ref = tiers[0]
+    for what, d, fmt in (("median CPU/request", med, "%.3f us"), ("median req/s", rps, "%.0f"),
+                         ("best-round CPU/request", low, "%.3f us")):
+        print("%s (ratio to %s): %s" % (what, ref, ", ".join(
+            "%s %s (%.3f)" % (t, fmt % d[t], d[t] / d[ref]) for t in tiers)))
     return 0
 
 

@@ -19,6 +19,23 @@ if(NOT WIN32)
   endif()
 endif()
 
+# TLS (src/tls): OpenSSL 3. PC_TLS=AUTO builds the layer when OpenSSL is
+# found, ON requires it, OFF leaves it out (the pc_tls_* functions then
+# answer PC_ENOSYS).
+set(PC_TLS "AUTO" CACHE STRING "TLS layer with OpenSSL 3: AUTO, ON, OFF")
+set_property(CACHE PC_TLS PROPERTY STRINGS AUTO ON OFF)
+set(PC_HAVE_TLS 0)
+if(NOT PC_TLS STREQUAL "OFF")
+  pc_private_dep(openssl QUIET)
+  if(PC_DEP_openssl_FOUND)
+    set(PC_HAVE_TLS 1)
+  elseif(PC_TLS STREQUAL "ON")
+    message(FATAL_ERROR "PC_TLS=ON needs OpenSSL 3 (libssl-dev, or scripts/deps-windows.sh)")
+  else()
+    message(STATUS "portcullis: OpenSSL 3 not found, TLS layer not built (PC_TLS=AUTO)")
+  endif()
+endif()
+
 if(PC_BUILD_TESTS)
   find_path(CMOCKA_INCLUDE_DIR cmocka.h)
   find_library(CMOCKA_LIBRARY NAMES cmocka cmocka-static)

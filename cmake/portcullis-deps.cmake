@@ -44,6 +44,9 @@ endif()
 pc__dep_spec(mimalloc mimalloc.h   "${_pc_mimalloc}" mimalloc "${_pc_mimalloc}")
 pc__dep_spec(uring    liburing.h   uring)
 pc__dep_spec(bpf      bpf/libbpf.h bpf "" "" "-lbpf -lelf -lz")
+# OpenSSL 3 (the TLS layer, src/tls): CMake's FindOpenSSL module; its
+# OpenSSL::SSL target carries libcrypto (and, on Windows, ws2_32/crypt32)
+pc__dep_spec(openssl  openssl/ssl.h "ssl;libssl" OpenSSL "OpenSSL::SSL" "-lssl -lcrypto")
 
 # pc_private_dep(<name> [QUIET])
 # Defines the INTERFACE IMPORTED target pc::<name> (once) and sets
@@ -62,7 +65,11 @@ function(pc_private_dep name)
   set(_link "")
   set(_inc "")
   if(PC_DEP_${name}_PACKAGE)
-    find_package(${PC_DEP_${name}_PACKAGE} CONFIG QUIET)
+    if(PC_DEP_${name}_PACKAGE STREQUAL "OpenSSL")
+      find_package(OpenSSL 3.0 QUIET) # a find module, not a package config
+    else()
+      find_package(${PC_DEP_${name}_PACKAGE} CONFIG QUIET)
+    endif()
     foreach(_t IN LISTS PC_DEP_${name}_TARGETS)
       if(TARGET ${_t})
         set(_link ${_t})

@@ -5,9 +5,15 @@
 #         -DPC_WIN_DEPS=$HOME/.cache/portcullis/win-deps
 #
 # Cache variables:
-#   PC_WIN_DEPS     prefix holding the mingw builds of mimalloc and cmocka
-#                   (scripts/deps-windows.sh). Default: $PC_WIN_DEPS, else
+#   PC_WIN_DEPS     prefix holding the mingw builds of mimalloc, cmocka and
+#                   OpenSSL (scripts/deps-windows.sh). Default: $PC_WIN_DEPS, else
 #                   ${PC_DEPS_CACHE:-$HOME/.cache/portcullis}/win-deps.
+#   OPENSSL_ROOT_DIR  where find_package(OpenSSL) looks. Default: PC_WIN_DEPS.
+#                   OPENSSL_USE_STATIC_LIBS is set: OpenSSL there is static
+#                   (libssl.a, libcrypto.a), and CMake's FindOpenSSL then adds
+#                   the Windows libraries it needs (ws2_32, crypt32) to
+#                   OpenSSL::Crypto; the rest (advapi32, user32, gdi32) are
+#                   in mingw's default link line.
 #   PC_WINEPREFIX   Wine prefix the tests run in. Default: $WINEPREFIX, else
 #                   ${PC_DEPS_CACHE:-$HOME/.cache/portcullis}/wineprefix.
 #   PC_WINE         the Wine loader (/usr/lib/wine/wine64, wine64 or wine).
@@ -54,8 +60,14 @@ if(NOT DEFINED PC_WINEPREFIX)
   set(PC_WINEPREFIX "${_pc_wineprefix_default}" CACHE PATH "Wine prefix used to run the Windows tests")
 endif()
 
+# OpenSSL 3 from scripts/deps-windows.sh: static, in the deps prefix.
+if(NOT DEFINED OPENSSL_ROOT_DIR)
+  set(OPENSSL_ROOT_DIR "${PC_WIN_DEPS}" CACHE PATH "Prefix of the mingw-w64 build of OpenSSL")
+endif()
+set(OPENSSL_USE_STATIC_LIBS TRUE)
+
 # try_compile projects re-read this file; hand them the same settings.
-list(APPEND CMAKE_TRY_COMPILE_PLATFORM_VARIABLES PC_WIN_DEPS PC_WINEPREFIX)
+list(APPEND CMAKE_TRY_COMPILE_PLATFORM_VARIABLES PC_WIN_DEPS PC_WINEPREFIX OPENSSL_ROOT_DIR)
 
 # Search only the mingw sysroot and the deps prefix for headers, libraries and
 # package configs; programs (pkg-config, python, ...) come from the host.
@@ -69,8 +81,8 @@ set(CMAKE_FIND_ROOT_PATH_MODE_PACKAGE ONLY)
 set(ENV{PKG_CONFIG_LIBDIR} "${PC_WIN_DEPS}/lib/pkgconfig")
 
 # No libgcc/libstdc++ DLLs next to the tests: link those runtimes statically.
-# (mimalloc and cmocka are static libraries in PC_WIN_DEPS; Windows system DLLs
-# such as ws2_32 come with Wine.)
+# (mimalloc, cmocka and OpenSSL are static libraries in PC_WIN_DEPS; Windows
+# system DLLs such as ws2_32 and crypt32 come with Wine.)
 set(CMAKE_EXE_LINKER_FLAGS_INIT "-static-libgcc -static-libstdc++")
 set(CMAKE_SHARED_LINKER_FLAGS_INIT "-static-libgcc -static-libstdc++")
 set(CMAKE_MODULE_LINKER_FLAGS_INIT "-static-libgcc -static-libstdc++")

@@ -112,6 +112,7 @@ extern "C" {
     XX(ERANGE, 26, "value out of range")                                 \
     XX(EEXIST, 27, "already exists")                                     \
     XX(EDEADLK, 28, "would deadlock (called from a worker or callback)") \
+    XX(ETLS, 29, "TLS failure (handshake, certificate, record)")         \
     XX(EUNKNOWN, 99, "unknown error")
 
 typedef enum pc_errno_e {
@@ -218,6 +219,7 @@ typedef uint64_t pc_conn_id_t;
     XX(WRITE_TIMEOUT, "write timeout (peer stopped reading)") \
     XX(SERVER_STOP, "server stopping")                        \
     XX(NOMEM, "out of memory")                                \
+    XX(TLS, "TLS handshake failed or bad record")             \
     XX(PROXY, "PROXY header missing, malformed or client rejected")
 
 typedef enum pc_close_reason_e {
@@ -553,7 +555,11 @@ PC_API int pc_server_stop(pc_server_t *s, unsigned drain_ms);
 PC_API int pc_server_set_rules(pc_server_t *s, pc_rules_t *rules);
 
 /* Copy up to max rules of the set in force, most hits first, into out
- * (pc_rule_info_t, portcullis/filter.h). Any thread. Returns how many. */
+ * (pc_rule_info_t, portcullis/filter.h). The eBPF kernel filter's drops are
+ * folded into the hits first (a bpf-map read, no syscall), so a rule's hits
+ * include the SYNs it dropped before the handshake (pc_rules_get on a set
+ * shows them once this or a reload folded them). Any thread. Returns how
+ * many. */
 struct pc_rule_info_s;
 PC_API int pc_server_top_rules(pc_server_t *s, struct pc_rule_info_s *out, int max);
 
@@ -743,16 +749,28 @@ typedef struct pc_server_stats_s {
     uint64_t proxy_errors[PC_PROXY_ERR_COUNT]; /* malformed headers, per cause */
     uint64_t proxy_timeouts;                   /* trusted, no header in time */
     uint64_t proxy_rejected;                   /* real client rejected (also in rejected[]) */
+    uint64_t tls_handshakes;                   /* TLS handshakes started (sessions created) */
+    uint64_t tls_handshake_errors;             /* of which failed (alert, bad record, refused) */
+    uint64_t tls_resumed;                      /* of which completed by resumption */
     pc_accept_mode_t accept_mode;              /* conditional accept mode in force */
     /* the weakest kernel filter tier over the listeners (OFF if any listener
      * has none, or none listens); per listener: pc_server_listener_filter */
     pc_kernel_filter_t kernel_filter;
-    pc_backend_t backend; /* backend running */
+    /* SYNs the eBPF tier saw and dropped, per cause, over every listener
+     * since start (0 with the classic tier, which cannot count) */
+    uint64_t kernel_syn_seen;
+    uint64_t kernel_dropped_rules; /* a deny rule (also in the rules' hits) */
+    uint64_t kernel_dropped_rate;  /* per-source SYN bucket empty */
+    uint64_t kernel_dropped_max;   /* source holding per_source_max */
+    uint64_t kernel_would_drop;    /* shadow mode: counted, passed */
+    pc_backend_t backend;          /* backend running */
     int threads;
 } pc_server_stats_t;
 
-/* Snapshot of the counters (each read atomically; not one instant). Any
- * thread. */
+/* Snapshot of the counters (each read atomically; not one instant). With
+ * the eBPF kernel filter the kernel_* counters cost a few bpf() map reads
+ * per listener (under the kernel-filter lock): cheap, but not for a hot
+ * loop. Any thread. */
 PC_API void pc_server_stats(const pc_server_t *s, pc_server_stats_t *out);
 
 /* The kernel filter of one listener. */
@@ -771,5 +789,6 @@ PC_API int pc_server_listener_filter(const pc_server_t *s, int idx, pc_listener_
 #endif
 
 #include "portcullis/filter.h"
+#include "portcullis/tls.h"
 
 #endif /* PORTCULLIS_H */

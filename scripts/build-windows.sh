@@ -4,7 +4,7 @@
 # Cross-builds portcullis for 64-bit Windows with mingw-w64 and prepares Wine to
 # run its tests:
 #   1. installs mingw-w64, Wine and CMake if missing (apt-get, non-interactive);
-#   2. builds mimalloc and cmocka into ${PC_DEPS_CACHE:-$HOME/.cache/portcullis}/win-deps
+#   2. builds mimalloc, cmocka and OpenSSL 3 (static) into ${PC_DEPS_CACHE:-$HOME/.cache/portcullis}/win-deps
 #      (scripts/deps-windows.sh; cached across runs);
 #   3. initialises the Wine prefix ${PC_DEPS_CACHE:-$HOME/.cache/portcullis}/wineprefix
 #      once (or $WINEPREFIX if set);

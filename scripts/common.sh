@@ -27,6 +27,7 @@ pc_need_pkgs() {
 
 pc_base_pkgs() {
   pc_need_pkgs build-essential cmake pkg-config libmimalloc-dev libcmocka-dev liburing-dev python3 \
+    libssl-dev openssl `# the TLS layer (src/tls), its test certificates` \
     libbpf-dev clang # libbpf-dev, clang: the eBPF tier of the kernel filter (cmake/PortcullisEbpf.cmake)
 }
 

@@ -1,14 +1,56 @@
 #!/usr/bin/env bash
 # Set up this machine, build Release and run the sample server in the
 # foreground (Ctrl-C stops it gracefully). Extra arguments go to the server.
+# It also makes a throw-away certificate authority and a server certificate for
+# 127.0.0.1/localhost (ECDSA P-256, openssl req) in build/release/demo-tls and
+# prints how to serve and fetch HTTPS with them.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 cd "$PC_ROOT"
 pc_base_pkgs
+pc_need_pkgs openssl curl
 b="$PC_ROOT/build/release"
 cmake -S . -B "$b" -DCMAKE_BUILD_TYPE=Release -DPC_BUILD_TESTS=OFF >/dev/null
 cmake --build "$b" -j"$(pc_jobs)"
 port=8080
+tls_port=8443
+
+# ---- a demo CA and a server certificate signed by it (kept across runs) -------------
+tls="$b/demo-tls"
+demo_certs() {
+  local d=$1
+  mkdir -p "$d"
+  [[ -s $d/ca.pem && -s $d/server.pem && -s $d/server.key ]] && return 0
+  openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 \
+    -subj "/CN=portcullis demo CA" -keyout "$d/ca.key" -out "$d/ca.pem" 2>/dev/null
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+    -subj "/CN=localhost" -keyout "$d/server.key" -out "$d/server.csr" 2>/dev/null
+  printf '%s\n' "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1" \
+    "basicConstraints=CA:FALSE" "keyUsage=digitalSignature" "extendedKeyUsage=serverAuth" \
+    >"$d/server.ext"
+  openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
+    -days 825 -extfile "$d/server.ext" -out "$d/server.crt" 2>/dev/null
+  # the chain the server sends: its certificate, then the CA's
+  cat "$d/server.crt" "$d/ca.pem" >"$d/server.pem"
+  rm -f "$d/server.csr" "$d/server.ext" "$d/ca.srl"
+  chmod 600 "$d/ca.key" "$d/server.key"
+}
+https_help="this build of pc-http has no TLS flags (--tls-cert): HTTPS is not available"
+if demo_certs "$tls" && "$b/bin/pc-http" --help 2>&1 | grep -q -- --tls-cert; then
+  https_help=$(
+    cat <<TLS
+HTTPS with a demo CA made for you in $tls (ECDSA P-256; the server
+certificate is for localhost, 127.0.0.1 and ::1). In another terminal:
+    $b/bin/pc-http --listen 127.0.0.1:$tls_port --tls-cert $tls/server.pem --tls-key $tls/server.key
+then:
+    curl --cacert $tls/ca.pem https://127.0.0.1:$tls_port/
+    curl --cacert $tls/ca.pem --http1.1 -v https://localhost:$tls_port/ 2>&1 | grep -i 'ALPN\\|SSL connection'
+    openssl s_client -connect 127.0.0.1:$tls_port -CAfile $tls/ca.pem -showcerts </dev/null
+    $b/bin/pc-stress https://127.0.0.1:$tls_port/ --cacert $tls/ca.pem -c 20 -d 2 --close --tls-resume
+TLS
+  )
+fi
+
 cat <<MSG
 
 pc-http is starting on 127.0.0.1:$port with the rules in samples/http/rules.example
@@ -18,6 +60,8 @@ pc-http is starting on 127.0.0.1:$port with the rules in samples/http/rules.exam
     curl --interface 127.0.0.66 http://127.0.0.1:$port/   # a denied source: reset
     $b/bin/pc-stress http://127.0.0.1:$port/ -c 50 -d 2
 Edit the rules file and send SIGHUP to reload it. Ctrl-C stops it gracefully.
+
+$https_help
 
 MSG
 exec "$b/bin/pc-http" --listen "127.0.0.1:$port" --rules "$PC_ROOT/samples/http/rules.example" "$@"

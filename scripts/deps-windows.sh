@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # deps-windows.sh PREFIX
 #
-# Builds the Windows dependencies of portcullis -- mimalloc and cmocka, as
-# static libraries -- with mingw-w64 into PREFIX, from Debian's source packages.
+# Builds the Windows dependencies of portcullis -- mimalloc, cmocka and OpenSSL 3,
+# as static libraries -- with mingw-w64 into PREFIX, from Debian's source packages.
 # The sources come through a private apt configuration (its own sources file,
 # lists and cache in a temporary directory); the system's apt setup is only
 # read, never changed.
 #
 # Cached: when PREFIX holds a stamp from the same recipe and suite and the
 # libraries are there, this exits at once without touching the network.
-# PC_DEPS_FORCE=1 rebuilds anyway.
+# PC_DEPS_FORCE=1 rebuilds anyway. The stamp has two recipes: `recipe` for
+# mimalloc and cmocka, `openssl_recipe` for OpenSSL; only the out-of-date group
+# is built (so a prefix made by an older copy of this script, which knew no
+# OpenSSL, gains OpenSSL without rebuilding the rest, and that older copy still
+# finds its own part up to date).
 #
 # Environment:
 #   PC_DEBIAN_SUITE   suite to take the sources from (default: bookworm)
@@ -21,13 +25,18 @@
 #   PREFIX/include/mimalloc.h, PREFIX/lib/libmimalloc-static.a,
 #   PREFIX/lib/cmake/mimalloc/  (find_package(mimalloc CONFIG) -> target mimalloc-static)
 #   PREFIX/include/cmocka.h, PREFIX/lib/libcmocka-static.a, PREFIX/lib/cmake/cmocka/
-#   PREFIX/.portcullis-deps     the stamp: recipe, suite, source package versions
+#   PREFIX/include/openssl/, PREFIX/lib/libssl.a, PREFIX/lib/libcrypto.a,
+#   PREFIX/lib/pkgconfig/{openssl,libssl,libcrypto}.pc
+#                               (cmake: OPENSSL_ROOT_DIR=PREFIX, OPENSSL_USE_STATIC_LIBS=ON;
+#                               link ws2_32 crypt32, which FindOpenSSL adds)
+#   PREFIX/.portcullis-deps     the stamp: recipes, suite, source package versions
 set -euo pipefail
 
-# Bump when anything below changes what ends up in PREFIX.
+# Bump when anything below changes what ends up in PREFIX: RECIPE for mimalloc
+# and cmocka, OPENSSL_RECIPE for OpenSSL.
 readonly RECIPE=1
+readonly OPENSSL_RECIPE=1
 readonly TRIPLET=x86_64-w64-mingw32
-readonly PACKAGES=(mimalloc cmocka)
 
 # shellcheck source=scripts/wine-env.sh
 source "$(dirname "${BASH_SOURCE[0]}")/wine-env.sh"
@@ -40,30 +49,44 @@ suite=${PC_DEBIAN_SUITE:-bookworm}
 toolchain=$PC_ROOT/cmake/toolchain-mingw64.cmake
 [[ -f $toolchain ]] || pc_die "missing $toolchain"
 
-readonly RESULT_FILES=(
+readonly BASE_FILES=(
   include/mimalloc.h lib/libmimalloc-static.a lib/cmake/mimalloc/mimalloc-config.cmake
   include/cmocka.h lib/libcmocka-static.a lib/cmake/cmocka/cmocka-config.cmake
 )
+readonly OPENSSL_FILES=(
+  include/openssl/ssl.h include/openssl/opensslv.h lib/libssl.a lib/libcrypto.a
+  lib/pkgconfig/openssl.pc
+)
 
 stamp_value() { # KEY FILE
+  [[ -f $2 ]] || return 0
   sed -n "s/^$1=//p" "$2"
 }
 
-up_to_date() {
+group_up_to_date() { # RECIPE-KEY RECIPE FILES...
+  local key=$1 recipe=$2 f
+  shift 2
   [[ -z ${PC_DEPS_FORCE:-} && -f $stamp ]] || return 1
-  [[ $(stamp_value recipe "$stamp") == "$RECIPE" && $(stamp_value suite "$stamp") == "$suite" ]] ||
+  [[ $(stamp_value "$key" "$stamp") == "$recipe" && $(stamp_value suite "$stamp") == "$suite" ]] ||
     return 1
-  local f
-  for f in "${RESULT_FILES[@]}"; do
+  for f in "$@"; do
     [[ -f $prefix/$f ]] || return 1
   done
 }
 
-report() {
-  pc_log "$1 $prefix: mimalloc $(stamp_value mimalloc "$stamp"), cmocka $(stamp_value cmocka "$stamp")"
+# Sets PACKAGES to the source packages that need building.
+plan() {
+  PACKAGES=()
+  group_up_to_date recipe "$RECIPE" "${BASE_FILES[@]}" || PACKAGES+=(mimalloc cmocka)
+  group_up_to_date openssl_recipe "$OPENSSL_RECIPE" "${OPENSSL_FILES[@]}" || PACKAGES+=(openssl)
 }
 
-if up_to_date; then
+report() {
+  pc_log "$1 $prefix: mimalloc $(stamp_value mimalloc "$stamp"), cmocka $(stamp_value cmocka "$stamp"), openssl $(stamp_value openssl "$stamp")"
+}
+
+plan
+if ((${#PACKAGES[@]} == 0)); then
   report "Windows deps cached in"
   exit 0
 fi
@@ -71,13 +94,15 @@ fi
 # One builder per PREFIX at a time; the other waits and then finds the stamp.
 exec {lock_fd}>"$prefix/.lock"
 flock "$lock_fd"
-if up_to_date; then
+plan
+if ((${#PACKAGES[@]} == 0)); then
   report "Windows deps cached in"
   exit 0
 fi
+want() { [[ " ${PACKAGES[*]} " == *" $1 "* ]]; }
 
 t_start=$SECONDS
-pc_need_pkgs gcc-mingw-w64-x86-64 g++-mingw-w64-x86-64 cmake dpkg-dev xz-utils
+pc_need_pkgs gcc-mingw-w64-x86-64 g++-mingw-w64-x86-64 cmake dpkg-dev xz-utils make perl
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/pc-win-deps.XXXXXX")
 # apt drops to the _apt user to download; let it into the work directory.
@@ -206,6 +231,8 @@ build_one() { # NAME CMAKE-ARGS...
 # straight in include/, lib/ and lib/cmake/mimalloc instead of the versioned
 # mimalloc-2.0 subdirectories, so plain find_path/find_library work as well as
 # find_package(mimalloc CONFIG).
+stage=$work/stage$prefix
+if want mimalloc; then
 build_one mimalloc \
   -DMI_BUILD_SHARED=OFF -DMI_BUILD_STATIC=ON -DMI_BUILD_OBJECT=OFF -DMI_BUILD_TESTS=OFF \
   -DMI_OVERRIDE=OFF -DMI_WIN_REDIRECT=OFF -DMI_INSTALL_TOPLEVEL=ON
@@ -216,7 +243,6 @@ build_one cmocka \
   -DWITH_STATIC_LIB=ON -DWITH_EXAMPLES=OFF -DUNIT_TESTING=OFF -DWITH_CMOCKERY_SUPPORT=OFF \
   -DPICKY_DEVELOPER=OFF
 
-stage=$work/stage$prefix
 # cmocka's DLL and import library are dropped: with them in PREFIX,
 # find_library(cmocka) would pick libcmocka.dll.a and every test would need
 # cmocka.dll at run time. Its package config names the import library, and
@@ -231,30 +257,82 @@ sed -i 's/-lcmocka\b/-lcmocka-static/' "$stage/lib/pkgconfig/cmocka.pc"
 # mimalloc names its static library mimalloc-static on Windows but its .pc still
 # says -lmimalloc.
 sed -i 's/-lmimalloc\b/-lmimalloc-static/' "$stage/lib/pkgconfig/mimalloc.pc"
+fi
+
+# OpenSSL: static libssl.a and libcrypto.a and the headers, nothing else (no
+# engines, legacy provider or loadable modules: everything a TLS client or
+# server needs is in the default provider, linked in). Built in a separate tree
+# (Configure supports out-of-source builds) with OpenSSL's own mingw64 target;
+# only the library targets are made: build_libs (which install_dev needs) skips
+# the openssl.exe app, the test programs and the manual pages. 3.0 has no
+# no-apps or no-docs option; build_libs is what keeps them out.
+if want openssl; then
+  pc_log "building openssl ${version[openssl]}"
+  mkdir -p "$work/build/openssl"
+  run_logged configure-openssl env -C "$work/build/openssl" \
+    perl "$work/src/openssl/Configure" mingw64 \
+    --cross-compile-prefix="$TRIPLET-" --prefix="$prefix" --libdir=lib \
+    no-shared no-module no-legacy no-engine no-tests no-ui-console
+  run_logged build-openssl make -C "$work/build/openssl" -j "$jobs" build_libs
+  run_logged install-openssl make -C "$work/build/openssl" DESTDIR="$work/stage" install_dev
+fi
+
 
 # ---- 4. check, then publish into PREFIX -------------------------------------------------
-for f in "${RESULT_FILES[@]}"; do
-  [[ -f $stage/$f ]] || pc_die "build did not produce $f"
-done
 nm_defines() { # LIB SYMBOL
   local syms
   syms=$("$TRIPLET-nm" -g --defined-only "$1") || return 1
   grep -Eq "[[:space:]]T[[:space:]]$2\$" <<<"$syms"
 }
-nm_defines "$stage/lib/libmimalloc-static.a" mi_malloc ||
-  pc_die "libmimalloc-static.a does not define mi_malloc"
-nm_defines "$stage/lib/libcmocka-static.a" _cmocka_run_group_tests ||
-  pc_die "libcmocka-static.a does not define _cmocka_run_group_tests"
+if want mimalloc; then
+  for f in "${BASE_FILES[@]}"; do
+    [[ -f $stage/$f ]] || pc_die "build did not produce $f"
+  done
+  nm_defines "$stage/lib/libmimalloc-static.a" mi_malloc ||
+    pc_die "libmimalloc-static.a does not define mi_malloc"
+  nm_defines "$stage/lib/libcmocka-static.a" _cmocka_run_group_tests ||
+    pc_die "libcmocka-static.a does not define _cmocka_run_group_tests"
+fi
+if want openssl; then
+  for f in "${OPENSSL_FILES[@]}"; do
+    [[ -f $stage/$f ]] || pc_die "build did not produce $f"
+  done
+  nm_defines "$stage/lib/libssl.a" SSL_CTX_new || pc_die "libssl.a does not define SSL_CTX_new"
+  nm_defines "$stage/lib/libcrypto.a" EVP_PKEY_get_bits ||
+    pc_die "libcrypto.a does not define EVP_PKEY_get_bits (not OpenSSL 3?)"
+fi
 
+# The stamp keeps what it said about the groups not rebuilt now.
+declare -A old
+for k in recipe mimalloc cmocka openssl_recipe openssl openssl_built compiler built; do
+  old[$k]=$(stamp_value "$k" "$stamp")
+done
 rm -f "$stamp"
 cp -a "$stage/." "$prefix/"
+now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 {
-  echo "recipe=$RECIPE"
   echo "suite=$suite"
-  echo "mimalloc=${version[mimalloc]}"
-  echo "cmocka=${version[cmocka]}"
   echo "compiler=$("$TRIPLET-gcc" -dumpversion)"
-  echo "built=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  if want mimalloc; then
+    echo "recipe=$RECIPE"
+    echo "mimalloc=${version[mimalloc]}"
+    echo "cmocka=${version[cmocka]}"
+    echo "built=$now"
+  elif [[ -n ${old[recipe]} ]]; then
+    echo "recipe=${old[recipe]}"
+    echo "mimalloc=${old[mimalloc]}"
+    echo "cmocka=${old[cmocka]}"
+    echo "built=${old[built]}"
+  fi
+  if want openssl; then
+    echo "openssl_recipe=$OPENSSL_RECIPE"
+    echo "openssl=${version[openssl]}"
+    echo "openssl_built=$now"
+  elif [[ -n ${old[openssl_recipe]} ]]; then
+    echo "openssl_recipe=${old[openssl_recipe]}"
+    echo "openssl=${old[openssl]}"
+    echo "openssl_built=${old[openssl_built]}"
+  fi
 } >"$stamp.tmp"
 mv "$stamp.tmp" "$stamp"
 

@@ -3,11 +3,12 @@
 # each for SECONDS (default 15) on its seed corpus (tests/fuzz/corpus/NAME).
 # Exits non-zero on any finding (crash, leak, timeout, sanitizer report).
 # New inputs found are kept in a scratch copy of the corpus, not in the repo.
+# FUZZ_ONLY=tests/fuzz/fuzz_NAME.c runs one target.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 cd "$PC_ROOT"
 secs=${1:-15}
-pc_need_pkgs clang libclang-rt-14-dev libmimalloc-dev
+pc_need_pkgs clang libclang-rt-14-dev libmimalloc-dev libssl-dev
 CC=${FUZZ_CC:-clang}
 out="$PC_ROOT/build/fuzz"
 mkdir -p "$out"
@@ -20,14 +21,15 @@ declare -A extra=(
   [fuzz_endpoint]="src/core/error.c src/iocp/endpoint.c"
   [fuzz_http_resp]="samples/stress/http_resp.c"
   [fuzz_proxy_header]="src/filter/proxy_header.c src/filter/addr.c src/core/error.c"
+  [fuzz_tls_recv]="src/tls/tls_ctx.c src/tls/tls_sess.c src/core/*.c -lssl -lcrypto"
 )
 
 flags=(-g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined
        -fno-sanitize-recover=undefined -Iinclude -Isrc -Isamples/http
-       -Isamples/stress)
+       -Isamples/stress -DPC_TLS_TEST_DATA=\"$PC_ROOT/tests/data/tls\")
 failed=()
 ran=0
-for src in tests/fuzz/fuzz_*.c; do
+for src in ${FUZZ_ONLY:-tests/fuzz/fuzz_*.c}; do
   name=$(basename "$src" .c)
   # shellcheck disable=SC2086
   srcs=$(eval echo ${extra[$name]:-})

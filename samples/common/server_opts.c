@@ -46,6 +46,11 @@ void server_opts_usage(FILE *f)
     fprintf(f,
             "  --listen ADDR:PORT        listen address (repeatable; IPv6 as [::1]:PORT;\n"
             "                            port 0 picks a free port)\n"
+            "  --tls-cert FILE           serve TLS on every listener: certificate chain (PEM);\n"
+            "  --tls-key FILE            and its key; repeat the pair for more certificates,\n"
+            "                            chosen by SNI (the first is the default)\n"
+            "  --tls-alpn LIST           ALPN protocols, comma-separated\n"
+            "  --tls-client-ca FILE      require client certificates signed by these CAs\n"
             "  --threads N               worker threads (default: number of CPUs)\n"
             "  --max-conns N             maximum open connections (default 10000)\n"
             "  --idle-timeout MS         close connections idle this long (default: never)\n"
@@ -134,6 +139,10 @@ int server_opts_parse(server_opts_t *o, int argc, char **argv, int *i)
                                              "--proxy-timeout",
                                              "--proxy-versions",
                                              "--kernel-filter",
+                                             "--tls-cert",
+                                             "--tls-key",
+                                             "--tls-alpn",
+                                             "--tls-client-ca",
                                              NULL};
     int known = 0;
     for (int k = 0; with_value[k]; k++)
@@ -143,7 +152,18 @@ int server_opts_parse(server_opts_t *o, int argc, char **argv, int *i)
         fprintf(stderr, "%s: %s needs a value\n", o->prog, a);
         return -1;
     }
-    if (!strcmp(a, "--listen")) {
+    if (!strcmp(a, "--tls-cert") || !strcmp(a, "--tls-key")) {
+        int cert = !strcmp(a, "--tls-cert");
+        int *cnt = cert ? &o->ntls_cert : &o->ntls_key;
+        if (*cnt == SERVER_OPTS_MAX_CERTS)
+            bad = 1;
+        else
+            (cert ? o->tls_cert : o->tls_key)[(*cnt)++] = v;
+    } else if (!strcmp(a, "--tls-alpn")) {
+        o->tls_alpn = v;
+    } else if (!strcmp(a, "--tls-client-ca")) {
+        o->tls_client_ca = v;
+    } else if (!strcmp(a, "--listen")) {
         struct sockaddr_storage ss;
         socklen_t len;
         if (o->nlisten == SERVER_OPTS_MAX_LISTEN || pc_parse_endpoint(v, &ss, &len) < 0)
@@ -321,6 +341,10 @@ void server_opts_announce(server_opts_t *o, pc_server_t *srv)
         printf("\n");
     }
     if (o->proxy_path) printf("PROXY protocol: trusted proxies from %s\n", o->proxy_path);
+    if (o->ntls_cert)
+        printf("TLS: %d certificate(s), ALPN %s%s\n", o->ntls_cert,
+               o->tls_alpn ? o->tls_alpn : "none",
+               o->tls_client_ca ? ", client certificates required" : "");
     for (int i = 0; i < o->nlisten; i++) {
         struct sockaddr_storage ss;
         socklen_t len;
@@ -338,9 +362,41 @@ void server_opts_announce(server_opts_t *o, pc_server_t *srv)
     fflush(stdout);
 }
 
+int server_opts_tls(server_opts_t *o)
+{
+    if (!o->ntls_cert && !o->ntls_key) return 0;
+    if (o->ntls_cert != o->ntls_key) {
+        fprintf(stderr, "%s: --tls-cert and --tls-key come in pairs\n", o->prog);
+        return 2;
+    }
+    pc_tls_cert_t pairs[SERVER_OPTS_MAX_CERTS];
+    for (int i = 0; i < o->ntls_cert; i++) {
+        pairs[i].cert_file = o->tls_cert[i];
+        pairs[i].key_file = o->tls_key[i];
+    }
+    pc_tls_server_config_t tc;
+    pc_tls_server_config_init(&tc);
+    tc.certs = pairs;
+    tc.ncerts = (unsigned)o->ntls_cert;
+    tc.alpn = o->tls_alpn;
+    if (o->tls_client_ca) {
+        tc.verify_client = PC_TLS_VERIFY_REQUIRED;
+        tc.client_ca_file = o->tls_client_ca;
+    }
+    int rc = pc_tls_ctx_new_server(&tc, &o->tls);
+    if (rc < 0) {
+        fprintf(stderr, "%s: TLS: %s (certificate %s, key %s)\n", o->prog, pc_strerror(rc),
+                o->tls_cert[0], o->tls_key[0]);
+        return rc == PC_ENOSYS ? 1 : 2;
+    }
+    return 0;
+}
+
 int server_opts_start(server_opts_t *o, pc_server_t **out)
 {
     int rc = server_opts_load_rules(o);
+    if (rc) return rc;
+    rc = server_opts_tls(o);
     if (rc) return rc;
     pc_server_t *srv;
     rc = pc_server_create(o->cfg, &srv);
@@ -351,14 +407,19 @@ int server_opts_start(server_opts_t *o, pc_server_t **out)
         return 1;
     }
     for (int i = 0; i < o->nlisten; i++) {
-        int idx = pc_server_listen(srv, o->listen[i]);
+        int idx = o->tls ? pc_server_listen_tls(srv, o->listen[i], o->tls)
+                         : pc_server_listen(srv, o->listen[i]);
         if (idx < 0) {
             fprintf(stderr, "%s: cannot listen on %s: %s\n", o->prog, o->listen[i],
                     pc_strerror(idx));
             pc_server_destroy(srv);
+            pc_tls_ctx_free(o->tls);
+            o->tls = NULL;
             return 1;
         }
     }
+    pc_tls_ctx_free(o->tls); /* the listeners hold theirs */
+    o->tls = NULL;
     server_opts_signals();
     rc = pc_server_start(srv);
     if (rc < 0) {

@@ -12,6 +12,7 @@
 
 #define SERVER_OPTS_MAX_LISTEN 16
 #define SERVER_OPTS_MAX_LISTS  32
+#define SERVER_OPTS_MAX_CERTS  8
 /* default --max-buffered: 256 MiB of queued output over all connections */
 #define SERVER_OPTS_MAX_BUFFERED (256u << 20)
 
@@ -25,6 +26,15 @@ typedef struct server_opts_s {
     unsigned char list_allow[SERVER_OPTS_MAX_LISTS];
     int nlists;
     const char *proxy_path; /* --proxy-protocol: trusted proxies */
+    /* TLS: --tls-cert / --tls-key pairs (in order; the first is the default,
+     * the others chosen by SNI), --tls-alpn (the program may set a default),
+     * --tls-client-ca (ask for client certificates, verify them) */
+    const char *tls_cert[SERVER_OPTS_MAX_CERTS];
+    const char *tls_key[SERVER_OPTS_MAX_CERTS];
+    int ntls_cert, ntls_key;
+    const char *tls_alpn;
+    const char *tls_client_ca;
+    pc_tls_ctx_t *tls; /* built by server_opts_tls when certificates were given */
     unsigned drain_ms;
     pc_server_config_t *cfg;
 } server_opts_t;
@@ -46,6 +56,9 @@ void server_opts_usage(FILE *f);
  * for each listener (o->listen[i] is listener i). */
 int server_opts_load_rules(server_opts_t *o);
 void server_opts_signals(void);
+/* Build o->tls from the --tls-* options (nothing without --tls-cert).
+ * Returns 0 or the exit status (message printed). */
+int server_opts_tls(server_opts_t *o);
 void server_opts_announce(server_opts_t *o, pc_server_t *srv);
 /* Load rules, create, listen, start, announce. Returns 0, or the process
  * exit status to use (message printed). */

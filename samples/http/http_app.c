@@ -328,6 +328,13 @@ static size_t metrics_format(app_t *app, pc_server_t *s, char *out, size_t cap)
         &m, "pc_proxy_rejected_total", "counter",
         "Real clients rejected after their PROXY header (also in pc_connections_rejected_total).");
     mput(&m, "pc_proxy_rejected_total %llu\n", (unsigned long long)st.proxy_rejected);
+    mhead(&m, "pc_tls_handshakes_total", "counter",
+          "TLS handshakes started (after the accept verdict; a rejected client starts none).");
+    mput(&m, "pc_tls_handshakes_total %llu\n", (unsigned long long)st.tls_handshakes);
+    mhead(&m, "pc_tls_handshake_errors_total", "counter", "TLS handshakes that failed.");
+    mput(&m, "pc_tls_handshake_errors_total %llu\n", (unsigned long long)st.tls_handshake_errors);
+    mhead(&m, "pc_tls_resumed_total", "counter", "TLS handshakes completed by resumption.");
+    mput(&m, "pc_tls_resumed_total %llu\n", (unsigned long long)st.tls_resumed);
     mhead(&m, "pc_received_bytes_total", "counter", "Bytes received.");
     mput(&m, "pc_received_bytes_total %llu\n", (unsigned long long)st.bytes_in);
     mhead(&m, "pc_sent_bytes_total", "counter", "Bytes sent.");
@@ -349,6 +356,20 @@ static size_t metrics_format(app_t *app, pc_server_t *s, char *out, size_t cap)
     mput(&m, "pc_kernel_filter{tier=\"%s\",kernel_counts=\"%s\"} 1\n",
          pc_kernel_filter_name(st.kernel_filter),
          st.kernel_filter == PC_KERNEL_FILTER_EBPF ? "yes" : "no");
+    mhead(&m, "pc_kernel_syn_total", "counter",
+          "SYNs the eBPF kernel filter judged (0 with the classic tier, which cannot count).");
+    mput(&m, "pc_kernel_syn_total %llu\n", (unsigned long long)st.kernel_syn_seen);
+    mhead(&m, "pc_kernel_dropped_total", "counter",
+          "SYNs the eBPF kernel filter dropped before the handshake, by cause "
+          "(shadow: counted and passed).");
+    mput(&m, "pc_kernel_dropped_total{cause=\"rules\"} %llu\n",
+         (unsigned long long)st.kernel_dropped_rules);
+    mput(&m, "pc_kernel_dropped_total{cause=\"rate\"} %llu\n",
+         (unsigned long long)st.kernel_dropped_rate);
+    mput(&m, "pc_kernel_dropped_total{cause=\"max\"} %llu\n",
+         (unsigned long long)st.kernel_dropped_max);
+    mput(&m, "pc_kernel_dropped_total{cause=\"shadow\"} %llu\n",
+         (unsigned long long)st.kernel_would_drop);
     mhead(&m, "pc_backend_info", "gauge", "Completion backend in use.");
     mput(&m, "pc_backend_info{backend=\"%s\"} 1\n", pc_backend_name(st.backend));
     mhead(&m, "pc_worker_threads", "gauge", "Worker threads.");
@@ -734,7 +755,8 @@ int http_app_create(const http_app_config_t *cfg, pc_server_t **out, int *failed
     }
     int nl = cfg->nlisten;
     for (int i = 0; i < (nl ? nl : 1); i++) {
-        int idx = pc_server_listen(s, nl ? cfg->listen[i] : "127.0.0.1:8080");
+        const char *ep = nl ? cfg->listen[i] : "127.0.0.1:8080";
+        int idx = cfg->tls ? pc_server_listen_tls(s, ep, cfg->tls) : pc_server_listen(s, ep);
         if (idx < 0) {
             if (failed_listen) *failed_listen = i;
             pc_server_destroy(s);

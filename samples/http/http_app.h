@@ -55,6 +55,9 @@ typedef struct http_app_config_s {
     /* Listen addresses; none means 127.0.0.1:8080. */
     const char *listen[HTTP_APP_MAX_LISTEN];
     int nlisten;
+    /* TLS context for every listener (HTTPS), or NULL. The listeners take
+     * their own references. */
+    pc_tls_ctx_t *tls;
     /* Limit on a request head (request line + headers); default 8 KiB. */
     size_t max_header_bytes;
     /* Largest request body read and discarded; larger is a 413. Default 1 MiB. */

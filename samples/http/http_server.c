@@ -4,6 +4,8 @@
  *           [--idle-timeout MS] [--backend NAME] [--rules FILE]
  *           [--per-source-max N] [--per-source-rate R/B] [--shadow]
  *           [--header-timeout MS] [--max-header-bytes N] [--max-body-bytes N]
+ *           [--tls-cert FILE --tls-key FILE]... [--tls-alpn LIST] (HTTPS; ALPN
+ *           defaults to http/1.1)
  *
  * Prints "listening on ADDR:PORT" per listener when ready; SIGINT/SIGTERM
  * stop it gracefully (exit 0); SIGHUP reloads the rules file; bad flags print
@@ -74,6 +76,7 @@ int main(int argc, char **argv)
     http_app_config_init(&cfg);
     server_opts_t o;
     server_opts_init(&o, "pc-http", "127.0.0.1:8080", &cfg.server);
+    o.tls_alpn = "http/1.1"; /* HTTPS when --tls-cert is given */
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -105,6 +108,9 @@ int main(int argc, char **argv)
     }
     int rc = server_opts_load_rules(&o);
     if (rc) return rc;
+    rc = server_opts_tls(&o);
+    if (rc) return rc;
+    cfg.tls = o.tls;
     for (int i = 0; i < o.nlisten; i++)
         cfg.listen[i] = o.listen[i];
     cfg.nlisten = o.nlisten;
@@ -113,6 +119,8 @@ int main(int argc, char **argv)
     pc_server_t *srv;
     int bad = -1;
     rc = http_app_create(&cfg, &srv, &bad);
+    pc_tls_ctx_free(o.tls); /* the listeners hold theirs */
+    o.tls = NULL;
     if (rc < 0) {
         if (bad >= 0)
             fprintf(stderr, "pc-http: cannot listen on %s: %s\n", cfg.listen[bad], pc_strerror(rc));

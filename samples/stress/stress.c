@@ -1,9 +1,10 @@
 /* pc-stress: an HTTP/1.1 load generator built on portcullis: a server object
- * with no listener whose worker threads run outbound connections (pc_connect).
+ * with no listener whose worker threads run outbound connections (pc_connect,
+ * or pc_connect_tls for https:// URLs).
  *
  *   pc-stress URL [-c CONNS] [-d SECONDS] [-t THREADS] [--pipeline N] [--close]
  *             [--rate R] [--source ADDR] [--timeout MS] [-H "Name: value"]...
- *             [--json] [--proxy-v2]
+ *             [--json] [--proxy-v2] [--cacert FILE | --insecure] [--tls-resume]
  *
  * Closed loop by default: every connection keeps --pipeline requests in
  * flight (keep-alive), or with --close opens a new connection per request
@@ -14,7 +15,15 @@
  * with --json) to stdout. Exit 0 when the run completed (whatever the
  * errors), 1 on setup failure, 2 on bad arguments. With --proxy-v2 every
  * connection starts with a PROXY protocol v2 header naming its own address
- * (a server that trusts this source then parses it: the header's cost). */
+ * (a server that trusts this source then parses it: the header's cost).
+ *
+ * https:// URLs: the connection's TLS handshake runs before on_open, so the
+ * connect time is TCP connect plus TLS handshake; it is reported split into
+ * full and resumed handshakes (--tls-resume offers the session ticket of an
+ * earlier connection; useful with --close). The server certificate is
+ * verified against --cacert FILE, else the system's store, and its name
+ * against the URL's host; --insecure skips both, as load generators often do.
+ * ALPN offers http/1.1. */
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -24,6 +33,7 @@
 #include "hist.h"
 #include "http_resp.h"
 #include "portcullis.h"
+#include "portcullis/tls.h"
 
 #ifdef _WIN32
 #include <windows.h>
@@ -82,6 +92,11 @@ static struct {
     unsigned timeout_ms;
     int json;
     int proxy_v2;
+    int tls;            /* https:// */
+    char tls_host[80];  /* the URL's host: SNI (a name) and the name checked */
+    const char *cacert; /* --cacert */
+    int insecure;       /* --insecure */
+    int tls_resume;     /* --tls-resume */
 } opt;
 
 static char *g_req; /* one request */
@@ -100,6 +115,7 @@ static size_t g_req_pipe_len;
     XX(CLOSED, "closed_early")             \
     XX(STATUS, "bad_status")               \
     XX(PARSE, "parse")                     \
+    XX(TLS, "tls_handshake")               \
     XX(OTHER, "other")
 
 enum {
@@ -123,8 +139,10 @@ typedef struct tstat_s {
     _Atomic uint64_t connects;
     _Atomic uint64_t opened, closed;
     _Atomic uint64_t errors[E_COUNT];
+    _Atomic uint64_t tls_full, tls_resumed;
     hist_t latency;
     hist_t connect;
+    hist_t hs_full, hs_resumed; /* https: connect + handshake, by kind */
 } tstat_t;
 
 #define MAX_TSTATS 256
@@ -141,6 +159,8 @@ static tstat_t *my_stat(void)
     if (!t) return tls_stat = &g_overflow_stat;
     hist_init(&t->latency);
     hist_init(&t->connect);
+    hist_init(&t->hs_full);
+    hist_init(&t->hs_resumed);
     atomic_store(&g_tstats[i], t);
     return tls_stat = t;
 }
@@ -187,6 +207,7 @@ typedef struct slot_s {
 
 static slot_t *g_slots;
 static pc_server_t *g_srv;
+static pc_tls_ctx_t *g_tls;       /* client context for https:// */
 static uint64_t g_t0;             /* start of the run */
 static _Atomic uint64_t g_issued; /* --rate: scheduled requests handed out */
 static atomic_int g_stopping;
@@ -301,7 +322,9 @@ static int slot_connect(slot_t *s)
     s->opened = 0;
     s->aborted = 0;
     s->t_connect = now_ns();
-    int rc = pc_connect(g_srv, opt.endpoint, opt.source, &k_cb, s, NULL);
+    int rc = opt.tls ? pc_connect_tls(g_srv, opt.endpoint, opt.source, g_tls, opt.tls_host, &k_cb,
+                                      s, NULL)
+                     : pc_connect(g_srv, opt.endpoint, opt.source, &k_cb, s, NULL);
     if (rc < 0) {
         count_error(rc == PC_ECONNREFUSED ? E_CONNECT_REFUSED : E_CONNECT_OTHER);
         atomic_store(&s->busy, 0);
@@ -354,6 +377,11 @@ static void on_open(pc_conn_t *c)
     s->opened = 1;
     http_resp_init(&s->resp);
     hist_record(&ts->connect, now - s->t_connect);
+    pc_tls_info_t info;
+    if (opt.tls && pc_conn_tls_info(c, &info) == 0) {
+        hist_record(info.resumed ? &ts->hs_resumed : &ts->hs_full, now - s->t_connect);
+        bump(info.resumed ? &ts->tls_resumed : &ts->tls_full, 1);
+    }
     bump(&ts->connects, 1);
     bump(&ts->opened, 1);
     /* forget requests of the previous connection (the producer only pushes
@@ -420,6 +448,13 @@ static void on_data(pc_conn_t *c, const void *data, size_t len)
     if (http_resp_feed(&s->resp, data, len, response_done, &ref) < 0) parse_error(c, s);
 }
 
+/* A connection that ended in its TLS handshake (refused certificate, no
+ * common version or cipher, not TLS at all). */
+static int is_tls_failure(pc_close_reason_t reason)
+{
+    return reason == PC_CLOSE_TLS;
+}
+
 static void on_close(pc_conn_t *c, pc_close_reason_t reason, int err)
 {
     slot_t *s = pc_conn_user_data(c);
@@ -438,7 +473,9 @@ static void on_close(pc_conn_t *c, pc_close_reason_t reason, int err)
     }
     if (!stopping) {
         int pending = s->opened && ring_has(s, id);
-        if (!s->opened) {
+        if (!s->opened && is_tls_failure(reason)) {
+            count_error(E_TLS);
+        } else if (!s->opened) {
             count_error(err == PC_ECONNREFUSED                                   ? E_CONNECT_REFUSED
                         : err == PC_ETIMEDOUT || reason == PC_CLOSE_IDLE_TIMEOUT ? E_CONNECT_TIMEOUT
                                                                                  : E_CONNECT_OTHER);
@@ -474,6 +511,7 @@ static void on_close(pc_conn_t *c, pc_close_reason_t reason, int err)
 
 typedef struct totals_s {
     uint64_t requests, bytes, connects, opened, closed, errors[E_COUNT], errors_total;
+    uint64_t tls_full, tls_resumed;
 } totals_t;
 
 static void sum_counters(totals_t *t)
@@ -489,6 +527,8 @@ static void sum_counters(totals_t *t)
         t->connects += atomic_load_explicit(&s->connects, memory_order_relaxed);
         t->opened += atomic_load_explicit(&s->opened, memory_order_relaxed);
         t->closed += atomic_load_explicit(&s->closed, memory_order_relaxed);
+        t->tls_full += atomic_load_explicit(&s->tls_full, memory_order_relaxed);
+        t->tls_resumed += atomic_load_explicit(&s->tls_resumed, memory_order_relaxed);
         for (int k = 0; k < E_COUNT; k++) {
             uint64_t e = atomic_load_explicit(&s->errors[k], memory_order_relaxed);
             t->errors[k] += e;
@@ -497,10 +537,12 @@ static void sum_counters(totals_t *t)
     }
 }
 
-static void merge_hists(hist_t *lat, hist_t *con)
+static void merge_hists(hist_t *lat, hist_t *con, hist_t *full, hist_t *resumed)
 {
     hist_init(lat);
     hist_init(con);
+    hist_init(full);
+    hist_init(resumed);
     int n = atomic_load(&g_ntstats);
     if (n > MAX_TSTATS) n = MAX_TSTATS;
     for (int i = 0; i < n; i++) {
@@ -508,6 +550,8 @@ static void merge_hists(hist_t *lat, hist_t *con)
         if (!s) continue;
         hist_merge(lat, &s->latency);
         hist_merge(con, &s->connect);
+        hist_merge(full, &s->hs_full);
+        hist_merge(resumed, &s->hs_resumed);
     }
 }
 
@@ -529,8 +573,8 @@ static void report(double secs, uint64_t unsent)
 {
     totals_t t;
     sum_counters(&t);
-    static hist_t lat, con;
-    merge_hists(&lat, &con);
+    static hist_t lat, con, hs_full, hs_resumed;
+    merge_hists(&lat, &con, &hs_full, &hs_resumed);
     double rps = secs > 0 ? (double)t.requests / secs : 0;
     double bps = secs > 0 ? (double)t.bytes / secs : 0;
     double cps = secs > 0 ? (double)t.connects / secs : 0;
@@ -555,7 +599,22 @@ static void report(double secs, uint64_t unsent)
         for (int k = 0; k < E_COUNT; k++)
             printf("%s\"%s\":%llu", k ? "," : "", k_error_names[k],
                    (unsigned long long)t.errors[k]);
-        printf("}}\n");
+        printf("}");
+        if (opt.tls) {
+            const hist_t *hh[2] = {&hs_full, &hs_resumed};
+            printf(",\"tls\":{\"resume\":%s,\"verify\":%s,\"full\":%llu,\"resumed\":%llu",
+                   opt.tls_resume ? "true" : "false", opt.insecure ? "false" : "true",
+                   (unsigned long long)t.tls_full, (unsigned long long)t.tls_resumed);
+            for (int k = 0; k < 2; k++) {
+                printf(",\"%s_handshake_us\":{", k ? "resumed" : "full");
+                for (int i = 0; i < 4; i++)
+                    printf("\"%s\":%.1f,", pname[i], (double)hist_percentile(hh[k], pct[i]) / 1e3);
+                printf("\"max\":%.1f,\"mean\":%.1f}", (double)hh[k]->max / 1e3,
+                       hist_mean(hh[k]) / 1e3);
+            }
+            printf("}");
+        }
+        printf("}\n");
         fflush(stdout);
         return;
     }
@@ -570,9 +629,30 @@ static void report(double secs, uint64_t unsent)
            fmt_dur(hist_percentile(&lat, 90), b2, sizeof b2),
            fmt_dur(hist_percentile(&lat, 99), b3, sizeof b3),
            fmt_dur(hist_percentile(&lat, 99.9), b4, sizeof b4), fmt_dur(lat.max, b5, sizeof b5));
-    printf("  connects   %llu (%.1f/s), connect time p50 %s  p99 %s\n",
+    printf("  connects   %llu (%.1f/s), connect time p50 %s  p99 %s%s\n",
            (unsigned long long)t.connects, cps, fmt_dur(hist_percentile(&con, 50), b1, sizeof b1),
-           fmt_dur(hist_percentile(&con, 99), b2, sizeof b2));
+           fmt_dur(hist_percentile(&con, 99), b2, sizeof b2),
+           opt.tls ? " (TCP connect + TLS handshake)" : "");
+    if (opt.tls) {
+        const hist_t *hh[2] = {&hs_full, &hs_resumed};
+        uint64_t n[2] = {t.tls_full, t.tls_resumed};
+        for (int k = 0; k < 2; k++) {
+            printf("  %-10s %llu", k ? "resumed" : "full hs", (unsigned long long)n[k]);
+            if (n[k])
+                printf(" (%.1f/s), handshake p50 %s  p90 %s  p99 %s  max %s",
+                       secs > 0 ? (double)n[k] / secs : 0,
+                       fmt_dur(hist_percentile(hh[k], 50), b1, sizeof b1),
+                       fmt_dur(hist_percentile(hh[k], 90), b2, sizeof b2),
+                       fmt_dur(hist_percentile(hh[k], 99), b3, sizeof b3),
+                       fmt_dur(hh[k]->max, b4, sizeof b4));
+            printf("\n");
+        }
+        printf("  tls        %s, %s\n",
+               opt.insecure ? "no verification (--insecure)"
+               : opt.cacert ? "verified against --cacert"
+                            : "verified against the system store",
+               opt.tls_resume ? "resumption offered (--tls-resume)" : "every handshake full");
+    }
     if (unsent)
         printf("  unsent     %llu (scheduled, no connection free)\n", (unsigned long long)unsent);
     printf("  errors     %llu", (unsigned long long)t.errors_total);
@@ -586,25 +666,29 @@ static void report(double secs, uint64_t unsent)
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: pc-stress URL [-c CONNS] [-d SECONDS] [-t THREADS] [--pipeline N] [--close]\n"
-            "                 [--rate R] [--source ADDR] [--timeout MS] [-H HEADER]... [--json]\n"
-            "                 [--proxy-v2]\n"
-            "  URL             http://IP[:PORT][/path] (IPv6 as [::1]; 'localhost' = 127.0.0.1)\n"
-            "  -c CONNS        concurrent connections (default 10)\n"
-            "  -d SECONDS      duration (default 10)\n"
-            "  -t THREADS      worker threads (default 2)\n"
-            "  --pipeline N    requests in flight per connection (default 1)\n"
-            "  --close         a new connection per request (Connection: close)\n"
-            "  --rate R        open loop: R requests/s in total (latency from schedule)\n"
-            "  --source ADDR   bind this local IP address\n"
-            "  --timeout MS    close a connection with requests in flight and no data for\n"
-            "                  MS ms (counted as timeout; default 10000)\n"
-            "  -H HEADER       extra request header (repeatable)\n"
-            "  --json          final report as one JSON object on stdout\n"
-            "  --proxy-v2      start every connection with a PROXY v2 header naming itself\n"
+    fprintf(
+        f, "usage: pc-stress URL [-c CONNS] [-d SECONDS] [-t THREADS] [--pipeline N] [--close]\n"
+           "                 [--rate R] [--source ADDR] [--timeout MS] [-H HEADER]... [--json]\n"
+           "                 [--proxy-v2] [--cacert FILE | --insecure] [--tls-resume]\n"
+           "  URL             http[s]://IP[:PORT][/path] (IPv6 as [::1]; 'localhost' = 127.0.0.1)\n"
+           "  -c CONNS        concurrent connections (default 10)\n"
+           "  -d SECONDS      duration (default 10)\n"
+           "  -t THREADS      worker threads (default 2)\n"
+           "  --pipeline N    requests in flight per connection (default 1)\n"
+           "  --close         a new connection per request (Connection: close)\n"
+           "  --rate R        open loop: R requests/s in total (latency from schedule)\n"
+           "  --source ADDR   bind this local IP address\n"
+           "  --timeout MS    close a connection with requests in flight and no data for\n"
+           "                  MS ms (counted as timeout; default 10000)\n"
+           "  -H HEADER       extra request header (repeatable)\n"
+           "  --json          final report as one JSON object on stdout\n"
+           "  --proxy-v2      start every connection with a PROXY v2 header naming itself\n"
+           "  --cacert FILE   https: trust the CAs in FILE (PEM) instead of the system store\n"
+           "  --insecure      https: no certificate or name verification\n"
+           "  --tls-resume    https: offer the session of an earlier connection (resumed\n"
+           "                  handshakes; see the report's full/resumed split; with --close)\n"
 
-            "  -v, --verbose   the library's info lines too (default: warnings, errors)\n");
+           "  -v, --verbose   the library's info lines too (default: warnings, errors)\n");
 }
 
 static int parse_num(const char *s, double max, double *out)
@@ -619,8 +703,15 @@ static int parse_num(const char *s, double max, double *out)
 
 static int parse_url(const char *url)
 {
-    if (strncmp(url, "http://", 7) != 0) return -1;
-    const char *a = url + 7;
+    const char *a;
+    if (!strncmp(url, "http://", 7)) {
+        a = url + 7;
+    } else if (!strncmp(url, "https://", 8)) {
+        a = url + 8;
+        opt.tls = 1;
+    } else {
+        return -1;
+    }
     const char *slash = strchr(a, '/');
     size_t alen = slash ? (size_t)(slash - a) : strlen(a);
     if (!alen || alen >= sizeof opt.authority) return -1;
@@ -642,9 +733,12 @@ static int parse_url(const char *url)
         size_t hl = colon ? (size_t)(colon - opt.authority) : alen;
         snprintf(host, sizeof host, "%.*s", (int)hl, opt.authority);
         if (colon) port = colon + 1;
+        snprintf(opt.tls_host, sizeof opt.tls_host, "%s", host);
         if (!strcmp(host, "localhost")) strcpy(host, "127.0.0.1");
     }
-    const char *pp = port && *port ? port : "80";
+    if (host[0] == '[') /* the certificate names the address without brackets */
+        snprintf(opt.tls_host, sizeof opt.tls_host, "%.*s", (int)strlen(host) - 2, host + 1);
+    const char *pp = port && *port ? port : opt.tls ? "443" : "80";
     if (strlen(host) + 1 + strlen(pp) >= sizeof opt.endpoint) return -1;
     memcpy(opt.endpoint, host, strlen(host));
     opt.endpoint[strlen(host)] = ':';
@@ -708,6 +802,14 @@ static int parse_args(int argc, char **argv)
         } else if (!strcmp(a, "--proxy-v2")) {
             opt.proxy_v2 = 1;
             continue;
+        } else if (!strcmp(a, "--insecure")) {
+            opt.insecure = 1;
+            continue;
+        } else if (!strcmp(a, "--tls-resume")) {
+            opt.tls_resume = 1;
+            continue;
+        } else if (!strcmp(a, "--cacert") && v && *v) {
+            opt.cacert = v;
         } else if (a[0] != '-' && !opt.url) {
             opt.url = a;
             continue;
@@ -739,7 +841,15 @@ static int parse_args(int argc, char **argv)
         return -1;
     }
     if (parse_url(opt.url) < 0) {
-        fprintf(stderr, "pc-stress: bad URL '%s' (want http://IP[:PORT][/path])\n", opt.url);
+        fprintf(stderr, "pc-stress: bad URL '%s' (want http[s]://IP[:PORT][/path])\n", opt.url);
+        return -1;
+    }
+    if (!opt.tls && (opt.cacert || opt.insecure || opt.tls_resume)) {
+        fprintf(stderr, "pc-stress: --cacert, --insecure and --tls-resume need an https:// URL\n");
+        return -1;
+    }
+    if (opt.cacert && opt.insecure) {
+        fprintf(stderr, "pc-stress: --cacert and --insecure contradict each other\n");
         return -1;
     }
     if (opt.close_mode) opt.pipeline = 1;
@@ -801,6 +911,20 @@ int main(int argc, char **argv)
         g_slots[i].mask = ring - 1;
     }
 
+    if (opt.tls) {
+        pc_tls_client_config_t tc;
+        pc_tls_client_config_init(&tc);
+        tc.ca_file = opt.cacert;
+        tc.insecure = opt.insecure;
+        tc.alpn = "http/1.1";
+        tc.resume = opt.tls_resume;
+        int trc = pc_tls_ctx_new_client(&tc, &g_tls);
+        if (trc < 0) {
+            fprintf(stderr, "pc-stress: TLS client context: %s%s%s\n", pc_strerror(trc),
+                    opt.cacert ? ", --cacert " : "", opt.cacert ? opt.cacert : "");
+            return 1;
+        }
+    }
     pc_server_config_t cfg;
     pc_server_config_init(&cfg);
     cfg.threads = opt.threads;
@@ -852,6 +976,7 @@ int main(int argc, char **argv)
     pc_server_stop(g_srv, 1000);
     report(secs, unsent);
     pc_server_destroy(g_srv);
+    pc_tls_ctx_free(g_tls);
     free(rings);
     free(g_slots);
     free(g_req);

@@ -10,6 +10,10 @@
 
 #include <string.h>
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 #include "portcullis.h"
 #include "core/alloc.h"
 
@@ -315,6 +319,48 @@ static void shrink(void **p, size_t n, size_t elem)
     if (np) *p = np;
 }
 
+/* Tables at least this large move into one huge-page-aligned block. Below,
+ * a table fits the TLB's reach anyway and 2 MiB of slack would dominate. */
+#ifndef PC_LPM_HUGE_MIN
+#define PC_LPM_HUGE_MIN ((size_t)4 << 20)
+#endif
+#define LPM_HUGE ((size_t)2 << 20)
+
+/* Move root, nodes and ranges into one block whose 2 MiB-aligned start holds
+ * them, so that a lookup's loads land in a few huge pages: with 4 KiB pages a
+ * table of ten megabytes spans thousands of pages, more than the TLB holds,
+ * and on a VM every TLB miss is a two-dimensional page walk. The hint needs
+ * the kernel's transparent huge pages in "madvise" or "always" mode; without
+ * it (or off Linux) the block still works, in small pages. Best effort: on
+ * any failure the table stays as built. */
+static void move_to_huge_block(lpm_t *t)
+{
+    size_t root_b = 65536 * sizeof *t->root;
+    size_t nodes_o = root_b, ranges_o = nodes_o + ((t->nodes_bytes + 7) & ~(size_t)7);
+    size_t total = ranges_o + t->ranges_bytes;
+    if (total < PC_LPM_HUGE_MIN) return;
+    size_t bytes = total + LPM_HUGE;
+    unsigned char *blk = pc__malloc(bytes);
+    if (!blk) return;
+    unsigned char *base =
+        (unsigned char *)(((uintptr_t)blk + LPM_HUGE - 1) & ~(uintptr_t)(LPM_HUGE - 1));
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    /* before the copy, so that the first touch faults in huge pages */
+    (void)madvise(base, (total + LPM_HUGE - 1) & ~(LPM_HUGE - 1), MADV_HUGEPAGE);
+#endif
+    memcpy(base, t->root, root_b);
+    if (t->nodes_bytes) memcpy(base + nodes_o, t->nodes, t->nodes_bytes);
+    if (t->ranges_bytes) memcpy(base + ranges_o, t->ranges, t->ranges_bytes);
+    pc__free(t->root);
+    pc__free(t->nodes);
+    pc__free(t->ranges);
+    t->root = (uint32_t *)(void *)base;
+    t->nodes = t->nodes_bytes ? base + nodes_o : NULL;
+    t->ranges = t->ranges_bytes ? base + ranges_o : NULL;
+    t->block = blk;
+    t->block_bytes = bytes;
+}
+
 static int cpu_has_popcnt(void)
 {
 #if LPM_DISPATCH
@@ -360,15 +406,20 @@ int lpm_build(lpm_t *t, int family, const lpm_prefix_t *p, size_t n)
     }
     shrink((void **)&t->nodes, t->nodes_bytes, 1);
     shrink((void **)&t->ranges, t->ranges_bytes, 1);
+    move_to_huge_block(t);
     t->nprefixes = n;
     return 0;
 }
 
 void lpm_free(lpm_t *t)
 {
-    pc__free(t->root);
-    pc__free(t->nodes);
-    pc__free(t->ranges);
+    if (t->block) {
+        pc__free(t->block);
+    } else {
+        pc__free(t->root);
+        pc__free(t->nodes);
+        pc__free(t->ranges);
+    }
     int family = t->family;
     memset(t, 0, sizeof *t);
     t->family = family;
@@ -377,6 +428,7 @@ void lpm_free(lpm_t *t)
 size_t lpm_bytes(const lpm_t *t)
 {
     size_t b = sizeof *t;
+    if (t->block) return b + t->block_bytes;
     if (t->root) b += 65536 * sizeof *t->root;
     b += t->nodes_bytes;
     b += t->ranges_bytes;
@@ -409,6 +461,14 @@ LPM_INLINE uint32_t node_child(const lpm_t *t, uint32_t e, unsigned c, int hw)
     const unsigned char *blk = t->nodes + ((size_t)(e & E_INDEX) << 3);
     const uint64_t *bm = (const uint64_t *)(const void *)blk;
     const uint32_t *run = (const uint32_t *)(const void *)(blk + 36);
+#if defined(__GNUC__)
+    /* The run entry is in the bitmap's line only for the first 7 runs; ask
+     * for the next two lines now, so that their misses overlap the
+     * bitmap's instead of following it. A prefetch never faults; the
+     * addresses go through uintptr_t as they may lie past the last node. */
+    __builtin_prefetch((const void *)((uintptr_t)blk + 64));
+    __builtin_prefetch((const void *)((uintptr_t)blk + 128));
+#endif
     unsigned w = c >> 6;
     uint64_t upto = bm[w] & (~0ull >> (63 - (c & 63)));
     return run[blk[32 + w] + popc(upto, hw) - 1];

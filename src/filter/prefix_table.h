@@ -59,6 +59,11 @@ typedef struct lpm_s {
     size_t nranges;        /* range lists */
     size_t nrange;         /* entries in all range lists */
     size_t nprefixes;
+    /* A large table is moved, once built, into one block whose 2 MiB-aligned
+     * part holds root, nodes and ranges (Linux: marked for transparent huge
+     * pages): a random lookup then takes no TLB miss. NULL otherwise. */
+    void *block;
+    size_t block_bytes;
 } lpm_t;
 
 /* Build t from n prefixes sorted by (address, length) ascending, without
@@ -74,7 +79,8 @@ void lpm_free(lpm_t *t);
 uint32_t lpm_lookup4(const lpm_t *t, uint32_t addr);
 uint32_t lpm_lookup6(const lpm_t *t, uint64_t hi, uint64_t lo);
 
-/* Bytes held by the table. */
+/* Bytes held by the table (allocated, including a huge-page block's
+ * alignment slack, which is never touched). */
 size_t lpm_bytes(const lpm_t *t);
 
 /* Shape of a table, for tests and the docs. */

@@ -17,6 +17,7 @@
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/log.h"
+#include "tls/tls_sess.h"
 
 static PC_THREAD_LOCAL pc_conn_t *tls_conn;  /* connection whose strand runs here */
 static PC_THREAD_LOCAL worker_t *tls_worker; /* the worker running it */
@@ -39,6 +40,10 @@ static void conn_notify_sent(pc_conn_t *c);
 static int hold_data(pc_conn_t *c, void *data, uint32_t len);
 static void conn_deliver_held(pc_conn_t *c);
 static void drop_held(pc_conn_t *c);
+static void tls_deliver(pc_conn_t *c, const char *data, size_t n);
+static void tls_phase_start(pc_conn_t *c);
+static void handle_eof(pc_conn_t *c);
+static int sendq_push(pc_conn_t *c, const pc_buf_t *bufs, unsigned n, size_t total);
 
 static port_t *cport(pc_conn_t *c)
 {
@@ -419,12 +424,62 @@ static void conn_deliver(worker_t *w, pc_conn_t *c, const char *data, size_t n)
         unsigned ht = c->srv->cfg.header_timeout_ms;
         c->deadline_ms = ht ? pc__now_ms() + ht : 0;
         timer_update(c);
-        if (c->cb->on_open) c->cb->on_open(c);
+        if (c->tls_phase) { /* the TLS handshake follows the header */
+            if (conn_tls_begin(c) < 0) {
+                c->reason = PC_CLOSE_NOMEM;
+                conn_close_socket(c, 1);
+                return;
+            }
+        } else if (c->cb->on_open) {
+            c->cb->on_open(c);
+        }
         data += used;
         n -= used;
         if (!n || c->state != CS_OPEN) return;
     }
+    if (c->tls_phase) {
+        tls_deliver(c, data, n);
+        return;
+    }
     c->cb->on_data(c, data, n);
+}
+
+/* ---- TLS (conn_tls.c has the phase, src/tls the session) ---- */
+
+/* Received bytes of a TLS connection: the session decrypts them. */
+static void tls_deliver(pc_conn_t *c, const char *data, size_t n)
+{
+    int rc = conn_tls_recv(c, data, n);
+    if (rc == TLS_FEED_EOF) {
+        handle_eof(c); /* close_notify: the peer's end of stream */
+    } else if (rc < 0 && c->state == CS_OPEN) {
+        c->reason = rc == PC_ENOMEM ? PC_CLOSE_NOMEM : PC_CLOSE_TLS;
+        c->err = rc;
+        pc_conn_close(c); /* the alert (if any) goes out before the FIN */
+    }
+}
+
+/* A TLS connection is established: on_open waits for the handshake, which
+ * the header timeout bounds (armed at accept). */
+static void tls_phase_start(pc_conn_t *c)
+{
+    unsigned ht = c->srv->cfg.header_timeout_ms;
+    c->deadline_ms = (ht && !c->outbound) ? c->last_rx_ms + ht : 0;
+    set_state(c, CS_OPEN);
+    timer_update(c);
+    int rc = conn_tls_begin(c);
+    if (rc < 0) {
+        c->reason = rc == PC_ENOMEM ? PC_CLOSE_NOMEM : PC_CLOSE_TLS;
+        c->err = rc;
+        conn_close_socket(c, 1);
+        return;
+    }
+    conn_arm_read(c);
+}
+
+void conn_opened(pc_conn_t *c)
+{
+    if (c->cb->on_open) c->cb->on_open(c);
 }
 
 /* ---- open, close ---------------------------------------------------------- */
@@ -442,6 +497,10 @@ static void conn_established(pc_conn_t *c)
     c->last_rx_ms = pc__now_ms();
     if (c->px_state == PX_WANTED) {
         proxy_phase_start(c); /* on_open waits for the header */
+        return;
+    }
+    if (c->tls_phase) {
+        tls_phase_start(c); /* on_open waits for the handshake */
         return;
     }
     unsigned ht = c->srv->cfg.header_timeout_ms;
@@ -489,7 +548,8 @@ static void conn_close_socket(pc_conn_t *c, int abortive)
     /* an accepted connection that never opened (attaching it failed) was
      * never shown to the application: no on_close either (an outbound one
      * reports its failed connect through on_close, as documented) */
-    int notify = c->outbound || (c->state != CS_OPENING && c->px_state != PX_PENDING);
+    int notify =
+        c->outbound || (c->state != CS_OPENING && c->px_state != PX_PENDING && !CONN_TLS_UNSEEN(c));
     set_state(c, CS_CLOSED);
     timer_disarm(c);
     port_detach(s->port, &c->ps);
@@ -523,6 +583,7 @@ static void conn_release(pc_conn_t *c)
     drop_held(c);
     pc__free(c->ext);
     c->ext = NULL;
+    conn_tls_free(c);
     pc__mutex_lock(conn_lock(c));
     sendq_free(s, &c->xsendq);
     counter_sub(&s->send_queued, atomic_load(&c->xsend_bytes));
@@ -561,7 +622,12 @@ static void handle_kick(pc_conn_t *c)
      * queue; conn_after flushes once the connection is established */
     int accept_bytes =
         c->state == CS_OPEN || c->state == CS_OPENING || (c->state == CS_CLOSING && !c->fin_sent);
-    if (accept_bytes && !queue_empty(&local)) {
+    if (accept_bytes && !queue_empty(&local) && c->tls_phase) {
+        /* encrypted into the send queue; the plaintext leaves it */
+        if (moved) atomic_fetch_sub(&c->sendq_bytes, xbytes);
+        conn_tls_send_chunks(c, &local, xbytes);
+        sendq_free(c->srv, &local);
+    } else if (accept_bytes && !queue_empty(&local)) {
         int was_empty = queue_empty(&c->sendq);
         sendq_take(c, &local);
         if (!moved) atomic_fetch_add(&c->sendq_bytes, xbytes);
@@ -581,7 +647,8 @@ static void handle_kick(pc_conn_t *c)
     } else if (xclose == XCLOSE_GRACEFUL && c->state == CS_OPEN) {
         /* a stopping server tells the application first: what it queues
          * now is flushed before the FIN */
-        if (xreason == PC_CLOSE_SERVER_STOP && c->cb->on_shutdown && c->px_state != PX_PENDING)
+        if (xreason == PC_CLOSE_SERVER_STOP && c->cb->on_shutdown && c->px_state != PX_PENDING &&
+            !CONN_TLS_UNSEEN(c))
             c->cb->on_shutdown(c);
         if (c->state != CS_OPEN) return;
         c->reason = xreason;
@@ -819,6 +886,8 @@ static pc_conn_t *conn_new(pc_server_t *s, sock_t fd, const struct sockaddr_stor
     c->err = 0;
     c->px_state = PX_NONE;
     c->px = NULL;
+    c->tls_phase = TLSP_NONE;
+    c->tls = NULL;
     return c;
 }
 
@@ -833,6 +902,10 @@ int conn_start_accepted(pc_server_t *s, listener_t *l, sock_t fd,
     c->counted = 1;
     c->ticket = l->pending_ticket;
     if (l->pending_proxy) c->px_state = PX_WANTED;
+    if (l->tls) { /* the session is made on the worker, once established */
+        c->tls = l->tls;
+        c->tls_phase = TLSP_WANTED;
+    }
     counter_add(&s->accepted, 1);
     pc__mutex_lock(conn_lock(c));
     c->state = CS_OPENING;
@@ -844,6 +917,12 @@ int conn_start_accepted(pc_server_t *s, listener_t *l, sock_t fd,
 
 int pc_connect(pc_server_t *s, const char *endpoint, const char *source, const pc_callbacks_t *cb,
                void *user, pc_conn_id_t *id)
+{
+    return conn_connect(s, endpoint, source, cb, user, id, NULL);
+}
+
+int conn_connect(pc_server_t *s, const char *endpoint, const char *source, const pc_callbacks_t *cb,
+                 void *user, pc_conn_id_t *id, void *tls)
 {
     if (!s || !endpoint || (cb && !cb->on_data)) return PC_EINVAL;
     if (!s->started || atomic_load(&s->stopping)) return PC_ENOTCONN;
@@ -876,6 +955,8 @@ int pc_connect(pc_server_t *s, const char *endpoint, const char *source, const p
     c->cb = cb ? cb : &s->cfg.cb;
     c->counted = 0;
     c->outbound = 1;
+    c->tls = tls; /* the caller frees it if this fails */
+    c->tls_phase = tls ? TLSP_HANDSHAKE : TLSP_NONE;
     atomic_fetch_add(&s->outbound, 1);
     /* a stop that began after the check above may have found no outbound
      * connection and gone on to end the workers: look again now that this
@@ -1007,15 +1088,30 @@ int pc_conn_sendv(pc_conn_t *c, const pc_buf_t *bufs, unsigned n)
         if (atomic_load(&c->sendq_bytes)) c->paused_hw = 1;
         return PC_ENOBUFS;
     }
+    if (c->tls_phase) return conn_tls_send(c, bufs, n); /* encrypted by conn_queue_raw */
+    return sendq_push(c, bufs, n, total);
+}
+
+/* Append bytes to the send queue (strand). The send itself starts in
+ * conn_after, once the callback returns, so that everything queued by one
+ * callback goes out in one gather write. */
+static int sendq_push(pc_conn_t *c, const pc_buf_t *bufs, unsigned n, size_t total)
+{
     int rc = sendq_append(c->srv, &c->sendq, bufs, n, total);
     if (rc < 0) return rc;
     size_t q = atomic_fetch_add(&c->sendq_bytes, total) + total;
     counter_add(&c->srv->send_queued, total);
     if (q == total) sendq_started(c);
     if (q > c->srv->cfg.send_high_water) c->paused_hw = 1;
-    /* the send itself starts in conn_after, once the callback returns, so
-     * that everything queued by one callback goes out in one gather write */
     return 0;
+}
+
+int conn_queue_raw(pc_conn_t *c, const void *data, size_t len)
+{
+    pc_buf_t b;
+    b.base = (void *)(uintptr_t)data;
+    b.len = len;
+    return sendq_push(c, &b, 1, len);
 }
 
 int pc_conn_send(pc_conn_t *c, const void *data, size_t len)
@@ -1032,6 +1128,7 @@ int pc_conn_close(pc_conn_t *c)
     if (tls_conn != c) return conn_request_close(c, 0, XCLOSE_GRACEFUL, PC_CLOSE_LOCAL);
     if (c->state == CS_CLOSING) return 0;
     if (c->state != CS_OPEN) return PC_ENOTCONN;
+    if (c->tls_phase == TLSP_OPEN) conn_tls_close_notify(c); /* before the FIN */
     set_state(c, CS_CLOSING);
     c->paused_user = 0;
     c->paused_hw = 0;

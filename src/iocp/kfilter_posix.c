@@ -112,6 +112,18 @@ static void cat(char *dst, size_t cap, const char *src)
     dst[d + n] = 0;
 }
 
+/* Keep the SYN counters of an eBPF tier about to close (kf_lock held). */
+static void keep_counts(pc_server_t *s, kf_ebpf_t *k)
+{
+    kf_ebpf_stats_t st;
+    kf_ebpf_stats(k, &st);
+    s->kf_gone[0] += st.syn_seen;
+    s->kf_gone[1] += st.dropped_rules;
+    s->kf_gone[2] += st.dropped_rate;
+    s->kf_gone[3] += st.dropped_max;
+    s->kf_gone[4] += st.would_drop;
+}
+
 /* Choose and install the tier for rules on fd; old: the set the kernel holds
  * now (reload), for the eBPF tier's counters. */
 static void choose(pc_server_t *s, kfilter_t *kf, int fd, pc_rules_t *old, const pc_rules_t *rules)
@@ -125,6 +137,8 @@ static void choose(pc_server_t *s, kfilter_t *kf, int fd, pc_rules_t *old, const
         if (kf->ebpf) {
             rc = kf_ebpf_set_rules(kf->ebpf, old, rules, e1, sizeof e1);
             if (rc < 0) { /* the old set would stay in the kernel, user space swaps: drop it */
+                kf_ebpf_collect_hits(kf->ebpf, old);
+                keep_counts(s, kf->ebpf);
                 kf_ebpf_close(kf->ebpf, fd);
                 kf->ebpf = NULL;
             }
@@ -215,7 +229,11 @@ void kfilter_reload(pc_server_t *s, listener_t *l, pc_rules_t *old, const pc_rul
 
 void kfilter_detach(pc_server_t *s, listener_t *l)
 {
-    if (l->kf.ebpf) kf_ebpf_close(l->kf.ebpf, l->fd); /* fd -1: the socket is gone */
+    if (l->kf.ebpf) {
+        kf_ebpf_collect_hits(l->kf.ebpf, filter_rules_peek(s->filter));
+        keep_counts(s, l->kf.ebpf);
+        kf_ebpf_close(l->kf.ebpf, l->fd); /* fd -1: the socket is gone */
+    }
     l->kf.ebpf = NULL;
     kf_summary(s, s->nlisteners);
     if (l->fd != SOCK_INVALID && l->kf.tier == PC_KERNEL_FILTER_CBPF) {
@@ -240,4 +258,37 @@ void kfilter_source_changed(pc_server_t *s, const struct sockaddr *peer)
         if (k) kf_ebpf_block_source(k, &a, block);
     }
     pc__mutex_unlock(&s->kf_lock);
+}
+
+void kfilter_collect_hits(pc_server_t *s)
+{
+    if (atomic_load_explicit(&s->kf_ebpf, memory_order_relaxed) == 0) return;
+    pc__mutex_lock(&s->kf_lock);
+    pc_rules_t *r = filter_rules_peek(s->filter); /* the set the kernel holds (kf_lock) */
+    for (int i = 0; i < s->nlisteners; i++)
+        if (s->listeners[i].kf.ebpf) kf_ebpf_collect_hits(s->listeners[i].kf.ebpf, r);
+    pc__mutex_unlock(&s->kf_lock);
+}
+
+void kfilter_counts(pc_server_t *s, pc_server_stats_t *out)
+{
+    uint64_t c[5];
+    pc__mutex_lock(&s->kf_lock);
+    memcpy(c, s->kf_gone, sizeof c);
+    for (int i = 0; i < s->nlisteners; i++) {
+        if (!s->listeners[i].kf.ebpf) continue;
+        kf_ebpf_stats_t st;
+        kf_ebpf_stats(s->listeners[i].kf.ebpf, &st);
+        c[0] += st.syn_seen;
+        c[1] += st.dropped_rules;
+        c[2] += st.dropped_rate;
+        c[3] += st.dropped_max;
+        c[4] += st.would_drop;
+    }
+    pc__mutex_unlock(&s->kf_lock);
+    out->kernel_syn_seen = c[0];
+    out->kernel_dropped_rules = c[1];
+    out->kernel_dropped_rate = c[2];
+    out->kernel_dropped_max = c[3];
+    out->kernel_would_drop = c[4];
 }

@@ -554,6 +554,7 @@ void pc_server_destroy(pc_server_t *s)
     if (!s) return;
     if (s->started && !s->stopped) pc_server_stop(s, 0);
     for (int i = 0; i < s->nlisteners; i++) {
+        pc_tls_ctx_free(s->listeners[i].tls);
         if (s->listeners[i].fd == SOCK_INVALID) continue;
         kfilter_detach(s, &s->listeners[i]);
         sock_close(s->listeners[i].fd);
@@ -630,6 +631,7 @@ int pc_server_listener_filter(const pc_server_t *s, int idx, pc_listener_filter_
 int pc_server_top_rules(pc_server_t *s, struct pc_rule_info_s *out, int max)
 {
     if (!s || !out || max <= 0) return 0;
+    kfilter_collect_hits(s); /* the kernel's drops count as hits */
     /* one pass under one lock; only the winners are formatted */
     return (int)filter_rules_top(s->filter, out, (size_t)max);
 }
@@ -689,6 +691,9 @@ void pc_server_stats(const pc_server_t *s, pc_server_stats_t *out)
         out->proxy_rejected += counter_get(&w->proxy_rejected);
         for (int e = 0; e < PC_PROXY_ERR_COUNT; e++)
             out->proxy_errors[e] += counter_get(&w->proxy_errors[e]);
+        out->tls_handshakes += counter_get(&w->tls_handshakes);
+        out->tls_handshake_errors += counter_get(&w->tls_handshake_errors);
+        out->tls_resumed += counter_get(&w->tls_resumed);
     }
     out->send_queued_bytes = counter_get(&s->send_queued);
     out->send_held_bytes = counter_get(&s->send_held);
@@ -700,6 +705,7 @@ void pc_server_stats(const pc_server_t *s, pc_server_stats_t *out)
     out->kernel_filter = kt;
     if (kt != PC_KERNEL_FILTER_OFF && out->accept_mode == PC_ACCEPT_MODE_POST_HANDSHAKE)
         out->accept_mode = PC_ACCEPT_MODE_KERNEL;
+    kfilter_counts((pc_server_t *)s, out);
     out->backend = s->port ? s->port->vt->id : PC_BACKEND_AUTO;
     out->threads = s->nworkers;
 }

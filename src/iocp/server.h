@@ -138,7 +138,10 @@ struct pc_conn_s {
                              * anything is kept (conn_proxy.c); else NULL */
     struct conn_ext_s *ext; /* pc_conn_timer's state, allocated at first use */
     filter_ticket_t ticket; /* per-source slot held by an accepted connection */
+    void *tls;              /* TLSP_WANTED: the listener's pc_tls_ctx_t; later the
+                             * connection's tls_sess_t (src/tls); else NULL */
     uint32_t slot;
+    uint8_t tls_phase; /* TLSP_* (conn_tls.c); strand-owned; here it costs no padding */
     struct pc_conn_s *next_free;
 };
 
@@ -161,6 +164,7 @@ struct worker_s {
     pc_counter_t closed[PC_CLOSE_REASON_COUNT];
     pc_counter_t proxy_headers, proxy_timeouts, proxy_rejected;
     pc_counter_t proxy_errors[PC_PROXY_ERR_COUNT];
+    pc_counter_t tls_handshakes, tls_handshake_errors, tls_resumed;
 };
 
 struct listener_s {
@@ -183,6 +187,7 @@ struct listener_s {
     /* that connection came from a trusted proxy: it must start with a PROXY
      * header (consumed by conn_start_accepted, like pending_ticket) */
     uint8_t pending_proxy;
+    pc_tls_ctx_t *tls; /* TLS listener (pc_server_listen_tls): its context, a reference */
 };
 
 #define PC_MAX_LISTENERS   16
@@ -233,6 +238,7 @@ struct pc_server_s {
     pc_mutex_t kf_lock;     /* listeners' kernel filters; serialises rule swaps */
     _Atomic int kf_ebpf;    /* listeners with the eBPF tier (per-source max in the kernel) */
     _Atomic int kf_weakest; /* the weakest listener's tier, for the stats (no lock) */
+    uint64_t kf_gone[5];    /* eBPF SYN counters of closed programs (kf_lock; kfilter_counts) */
 };
 
 /* The lock of a connection's strand state and inbox (striped). */
@@ -298,6 +304,39 @@ void conn_proxy_free(pc_conn_t *c);
 /* Is this source a trusted proxy? Accept threads (the set never changes). */
 int server_proxy_trusted(const pc_server_t *s, const pc_addr_t *a);
 
+/* conn_tls.c: the TLS phase and TLS I/O of a connection (src/tls holds the
+ * session; no OpenSSL header here). A TLS connection reads its handshake
+ * after the accept verdict and the PROXY header, and runs on_open once the
+ * handshake is complete; conn.c calls these where a plain connection would
+ * deliver, send or close. */
+enum { TLSP_NONE = 0, TLSP_WANTED, TLSP_HANDSHAKE, TLSP_OPEN };
+/* A connection the application has not seen (its handshake is pending). */
+#define CONN_TLS_UNSEEN(c) \
+    (!(c)->outbound && ((c)->tls_phase == TLSP_WANTED || (c)->tls_phase == TLSP_HANDSHAKE))
+/* The socket is established: create the session (accepted) and, for an
+ * outbound one, write the ClientHello. 0 or < 0 (the caller resets). */
+int conn_tls_begin(pc_conn_t *c);
+/* Received bytes of a TLS connection: on_open once the handshake is done,
+ * plaintext to on_data. Returns 0, TLS_FEED_EOF (close_notify), or < 0
+ * (failed: counted; the caller closes with PC_CLOSE_TLS). */
+int conn_tls_recv(pc_conn_t *c, const char *data, size_t n);
+/* Encrypt the application's bytes into the send queue (strand). */
+int conn_tls_send(pc_conn_t *c, const pc_buf_t *bufs, unsigned n);
+/* Encrypt chunks other threads queued (chunk_t in q, total bytes counted in
+ * send_queued) into the send queue; the caller frees them. */
+void conn_tls_send_chunks(pc_conn_t *c, const queue_t *q, size_t total);
+/* Graceful close: queue close_notify (after a completed handshake). */
+void conn_tls_close_notify(pc_conn_t *c);
+/* At the connection's release. */
+void conn_tls_free(pc_conn_t *c);
+/* conn.c for conn_tls.c: queue raw (encrypted) bytes; 0 or PC_ENOMEM. */
+int conn_queue_raw(pc_conn_t *c, const void *data, size_t len);
+/* conn.c for conn_tls.c: the handshake is complete, run on_open. */
+void conn_opened(pc_conn_t *c);
+/* conn.c: an outbound connection (pc_connect), with a TLS session or NULL. */
+int conn_connect(pc_server_t *s, const char *endpoint, const char *source, const pc_callbacks_t *cb,
+                 void *user, pc_conn_id_t *id, void *tls);
+
 /* accept.c: the verdict pipeline (shared by the accept loops). On
  * PC_ACCEPT a capacity slot and a per-source ticket are held for the
  * connection: hand it over with conn_start_accepted, or give both back with
@@ -362,6 +401,14 @@ static inline void kfilter_source_changed(pc_server_t *s, const struct sockaddr 
 {
     (void)s, (void)peer;
 }
+static inline void kfilter_collect_hits(pc_server_t *s)
+{
+    (void)s;
+}
+static inline void kfilter_counts(pc_server_t *s, pc_server_stats_t *out)
+{
+    (void)s, (void)out;
+}
 #else
 int kfilter_attach(pc_server_t *s, listener_t *l, sock_t fd, const pc_rules_t *rules);
 void kfilter_reload(pc_server_t *s, listener_t *l, pc_rules_t *old, const pc_rules_t *rules);
@@ -372,6 +419,12 @@ void kfilter_detach(pc_server_t *s, listener_t *l);
  * the last call leaves the mark right. No-op (no lock) without the eBPF tier.
  * Accept threads and workers. */
 void kfilter_source_changed(pc_server_t *s, const struct sockaddr *peer);
+/* Fold the eBPF tier's kernel drops per rule into the hit counters of the
+ * set in force (takes kf_lock). Any thread. */
+void kfilter_collect_hits(pc_server_t *s);
+/* Add the eBPF tier's SYN counters (every listener, those detached included)
+ * to out->kernel_* (takes kf_lock). Any thread. */
+void kfilter_counts(pc_server_t *s, pc_server_stats_t *out);
 #endif
 
 /* Accept loops (accept_posix.c / accept_win.c). */

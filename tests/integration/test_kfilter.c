@@ -150,21 +150,51 @@ static pc_listener_filter_t listener_filter(int idx)
     return kf;
 }
 
+/* The tier a test asks for (cmocka prestate), AUTO when none. */
+static pc_kernel_filter_t tier_of(void **state)
+{
+    return *state ? *(const pc_kernel_filter_t *)*state : PC_KERNEL_FILTER_AUTO;
+}
+
+static pc_kernel_filter_t k_ebpf = PC_KERNEL_FILTER_EBPF, k_cbpf = PC_KERNEL_FILTER_CBPF;
+
+/* A cmocka test entry running f with the tier t asked. */
+#define TIER_TEST(name, f, t)         \
+    {                                 \
+        name, f, NULL, teardown, &(t) \
+    }
+
+/* The asked tier is in force (AUTO: any kernel tier); an eBPF tier not built
+ * in skips. */
+static void expect_tier(int idx, pc_kernel_filter_t want)
+{
+    pc_listener_filter_t kf = listener_filter(idx);
+    if (want == PC_KERNEL_FILTER_EBPF && kf.tier != want && strstr(kf.why, "not built")) {
+        print_message("SKIPPED: %s\n", kf.why);
+        skip();
+    }
+    if (want == PC_KERNEL_FILTER_AUTO) {
+        if (kf.tier == PC_KERNEL_FILTER_OFF) fail_msg("no kernel tier: %s", kf.why);
+    } else if (kf.tier != want) {
+        fail_msg("asked %s, running %s: %s", pc_kernel_filter_name(want),
+                 pc_kernel_filter_name(kf.tier), kf.why);
+    }
+}
+
 static const char k_issue_rules[] = "deny 127.0.0.2/32\n"
                                     "deny 127.0.9.0/24\n"
                                     "allow 127.0.0.0/8\n";
 
 static void drop_v4(void **state)
 {
-    (void)state;
     if (!need_root()) skip();
     pc_server_config_t cfg;
     base_config(&cfg);
-    cfg.kernel_filter = PC_KERNEL_FILTER_AUTO;
+    cfg.kernel_filter = tier_of(state);
     cfg.rules = rules_from(k_issue_rules);
     start_server(&cfg);
+    expect_tier(0, cfg.kernel_filter);
     pc_listener_filter_t kf = listener_filter(0);
-    assert_int_not_equal(kf.tier, PC_KERNEL_FILTER_OFF);
     if (kf.tier == PC_KERNEL_FILTER_CBPF) assert_true(kf.insns > 4);
     pc_server_stats_t st = stats();
     assert_int_equal(st.accept_mode, PC_ACCEPT_MODE_KERNEL);
@@ -217,18 +247,19 @@ static void drop_v6(void **state)
  * after the handshake, reported) and a small one brings it back. */
 static void reload(void **state)
 {
-    (void)state;
     if (!need_root()) skip();
     pc_server_config_t cfg;
     base_config(&cfg);
-    cfg.kernel_filter = PC_KERNEL_FILTER_AUTO;
+    cfg.kernel_filter = tier_of(state);
     cfg.rules = rules_from(k_issue_rules);
     start_server(&cfg);
+    expect_tier(0, cfg.kernel_filter);
     expect_served("127.0.0.6", "127.0.0.1", g_port);
 
     char text[256];
     snprintf(text, sizeof text, "%sdeny 127.0.0.6\n", k_issue_rules);
     assert_int_equal(pc_server_set_rules(g_srv, rules_from(text)), 0);
+    expect_tier(0, cfg.kernel_filter);
     expect_dropped("127.0.0.6", "127.0.0.1", g_port);
     expect_dropped("127.0.0.2", "127.0.0.1", g_port);
     expect_served("127.0.0.1", "127.0.0.1", g_port);
@@ -257,6 +288,12 @@ static void reload(void **state)
     assert_int_equal(pc_server_set_rules(g_srv, bigr), 0);
     pc_listener_filter_t kf = listener_filter(0);
     if (kf.tier == PC_KERNEL_FILTER_CBPF) fail_msg("3001 isolated /32s fitted classic BPF");
+    if (cfg.kernel_filter == PC_KERNEL_FILTER_EBPF) {
+        assert_int_equal(kf.tier, PC_KERNEL_FILTER_EBPF); /* maps hold it */
+        expect_dropped("127.0.0.6", "127.0.0.1", g_port);
+        expect_served("127.0.0.2", "127.0.0.1", g_port);
+    }
+    if (cfg.kernel_filter == PC_KERNEL_FILTER_CBPF) assert_int_equal(kf.tier, PC_KERNEL_FILTER_OFF);
     if (kf.tier == PC_KERNEL_FILTER_OFF) {
         assert_non_null(strstr(kf.why, "instructions"));
         assert_int_equal(stats().accept_mode, PC_ACCEPT_MODE_POST_HANDSHAKE);
@@ -268,8 +305,7 @@ static void reload(void **state)
     }
     /* a small set again: the kernel tier is back */
     assert_int_equal(pc_server_set_rules(g_srv, rules_from(k_issue_rules)), 0);
-    kf = listener_filter(0);
-    assert_int_not_equal(kf.tier, PC_KERNEL_FILTER_OFF);
+    expect_tier(0, cfg.kernel_filter);
     expect_dropped("127.0.0.2", "127.0.0.1", g_port);
     expect_served("127.0.0.6", "127.0.0.1", g_port);
     /* no rules at all: nothing dropped */
@@ -344,14 +380,86 @@ static void explicit_cbpf_accepted_sockets(void **state)
     close(fd);
 }
 
+/* The hit of the rule that denied src (pc_server_top_rules), 0 if absent. */
+static uint64_t rule_hits(const char *text)
+{
+    pc_rule_info_t top[16];
+    int n = pc_server_top_rules(g_srv, top, 16);
+    for (int i = 0; i < n; i++)
+        if (strstr(top[i].text, text)) return top[i].hits;
+    return 0;
+}
+
+/* The eBPF tier counts what it drops: per rule (pc_server_top_rules, kept
+ * across a reload), per cause in the stats; in shadow mode it passes and
+ * counts. */
+static void ebpf_counts(void **state)
+{
+    (void)state;
+    if (!need_root()) skip();
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.kernel_filter = PC_KERNEL_FILTER_EBPF;
+    cfg.rules = rules_from(k_issue_rules);
+    start_server(&cfg);
+    expect_tier(0, PC_KERNEL_FILTER_EBPF);
+    expect_dropped("127.0.0.2", "127.0.0.1", g_port);
+    expect_dropped("127.0.0.2", "127.0.0.1", g_port);
+    expect_dropped("127.0.9.7", "127.0.0.1", g_port);
+    expect_served("127.0.0.1", "127.0.0.1", g_port);
+    /* a dropped SYN may be retransmitted once before the client gives up */
+    uint64_t h2 = rule_hits("127.0.0.2"), h9 = rule_hits("127.0.9.0/24");
+    if (h2 < 2 || h9 < 1)
+        fail_msg("kernel drops not in the rules' hits: %llu, %llu", (unsigned long long)h2,
+                 (unsigned long long)h9);
+    pc_server_stats_t st = stats();
+    assert_true(st.kernel_dropped_rules >= 3);
+    assert_int_equal(st.kernel_dropped_rules, h2 + h9);
+    assert_true(st.kernel_syn_seen >= st.kernel_dropped_rules + 1);
+    assert_int_equal(st.kernel_dropped_rate + st.kernel_dropped_max + st.kernel_would_drop, 0);
+    assert_int_equal(st.rejected[PC_STEP_RULES], 0); /* user space saw none */
+
+    /* a reload carries the hits over and keeps counting */
+    char text[256];
+    snprintf(text, sizeof text, "%sdeny 127.0.0.6\n", k_issue_rules);
+    assert_int_equal(pc_server_set_rules(g_srv, rules_from(text)), 0);
+    expect_tier(0, PC_KERNEL_FILTER_EBPF);
+    expect_dropped("127.0.0.6", "127.0.0.1", g_port);
+    expect_dropped("127.0.0.2", "127.0.0.1", g_port);
+    assert_true(rule_hits("127.0.0.6") >= 1);
+    assert_true(rule_hits("127.0.0.2") >= h2 + 1);
+    assert_true(stats().kernel_dropped_rules >= st.kernel_dropped_rules + 2);
+    teardown(NULL);
+
+    /* shadow: the kernel counts and passes; user space counts the verdict */
+    base_config(&cfg);
+    cfg.kernel_filter = PC_KERNEL_FILTER_EBPF;
+    cfg.shadow = 1;
+    cfg.rules = rules_from(k_issue_rules);
+    start_server(&cfg);
+    expect_tier(0, PC_KERNEL_FILTER_EBPF);
+    expect_served("127.0.0.2", "127.0.0.1", g_port);
+    expect_served("127.0.9.7", "127.0.0.1", g_port);
+    WAIT_FOR(stats().would_reject[PC_STEP_RULES] == 2, 2000);
+    st = stats();
+    assert_int_equal(st.would_reject[PC_STEP_RULES], 2);
+    assert_int_equal(st.kernel_would_drop, 2);
+    assert_int_equal(st.kernel_dropped_rules, 0);
+}
+
 int main(int argc, char **argv)
 {
     shim_init();
     pc_log_set_level(PC_LOG_WARN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(drop_v4, teardown),
+        TIER_TEST("drop_v4_ebpf", drop_v4, k_ebpf),
+        TIER_TEST("drop_v4_cbpf", drop_v4, k_cbpf),
         cmocka_unit_test_teardown(drop_v6, teardown),
         cmocka_unit_test_teardown(reload, teardown),
+        TIER_TEST("reload_ebpf", reload, k_ebpf),
+        TIER_TEST("reload_cbpf", reload, k_cbpf),
+        cmocka_unit_test_teardown(ebpf_counts, teardown),
         cmocka_unit_test_teardown(off_and_shadow, teardown),
         cmocka_unit_test_teardown(explicit_cbpf_accepted_sockets, teardown),
     };

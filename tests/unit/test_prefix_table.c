@@ -321,6 +321,56 @@ static void test_dense_v4(void **state)
     free(p);
 }
 
+/* A table large enough to move into the huge-page block (bench-like: 400k
+ * IPv4 prefixes spread over the space, /8 to /32): the block is used, its
+ * bytes counted, and lookups agree with the brute force on a sample plus the
+ * first and last address of every 256th prefix. */
+static void test_huge_block_v4(void **state)
+{
+    (void)state;
+    seed(4242);
+    size_t n = 400000;
+    lpm_prefix_t *p = malloc(n * sizeof *p);
+    assert_non_null(p);
+    for (size_t i = 0; i < n; i++) {
+        static const uint8_t lens[] = {8, 16, 20, 22, 24, 24, 24, 24, 32, 32, 32, 32};
+        unsigned len = lens[rnd() % sizeof lens];
+        uint64_t mh, ml;
+        pmask(len, &mh, &ml);
+        p[i].hi = (rnd() << 32) & mh;
+        p[i].lo = 0;
+        p[i].len = (uint8_t)len;
+    }
+    qsort(p, n, sizeof *p, cmp_prefix);
+    size_t w = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (w && p[w - 1].hi == p[i].hi && p[w - 1].len == p[i].len) continue;
+        p[w++] = p[i];
+    }
+    n = w;
+    for (size_t i = 0; i < n; i++)
+        p[i].value = (uint32_t)i + 1;
+    set_masks(p, n);
+    lpm_t t;
+    assert_int_equal(lpm_build(&t, 4, p, n), 0);
+    assert_non_null(t.block);
+    assert_true(lpm_bytes(&t) >= t.block_bytes);
+    assert_true((const unsigned char *)t.root >= (const unsigned char *)t.block &&
+                (const unsigned char *)t.root < (const unsigned char *)t.block + t.block_bytes);
+    assert_int_equal((uintptr_t)t.root & ((2u << 20) - 1), 0);
+    for (int i = 0; i < 1500; i++)
+        check(&t, p, n, rnd(), 0);
+    for (size_t i = 0; i < n; i += 256) {
+        uint64_t mh, ml;
+        pmask(p[i].len, &mh, &ml);
+        check(&t, p, n, p[i].hi, 0);
+        check(&t, p, n, p[i].hi | (~mh & 0xffffffff00000000ull), 0);
+    }
+    lpm_free(&t);
+    assert_null(t.block);
+    free(p);
+}
+
 static void test_invalid_input(void **state)
 {
     (void)state;
@@ -377,7 +427,7 @@ int main(void)
         cmocka_unit_test(test_edges_v6),      cmocka_unit_test(test_random_v4),
         cmocka_unit_test(test_random_v6),     cmocka_unit_test(test_random_covered_shapes),
         cmocka_unit_test(test_dense_v4),      cmocka_unit_test(test_invalid_input),
-        cmocka_unit_test(test_alloc_failure),
+        cmocka_unit_test(test_alloc_failure), cmocka_unit_test(test_huge_block_v4),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     free(mask_hi);

@@ -1,0 +1,402 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# pc-http over TLS against nginx over TLS, on the same machine, in one run.
+#
+#   bench/tls_vs_nginx.sh BUILD_DIR [--rounds N] [--duration S] [--threads N]
+#                         [--conns N] [--clients N] [--flood-rate N]
+#
+# The script makes one ECDSA P-256 certificate (a throw-away CA and a server
+# certificate for localhost/127.0.0.1, `openssl req`) and serves "/" with it
+# from both servers: BUILD_DIR/bin/pc-http --tls-cert/--tls-key --threads N
+# --rules (deny 127.0.9.0/24), and nginx (generated config in a temp dir:
+# worker_processes N, listen ssl, ssl_protocols TLSv1.2 TLSv1.3 like pc-http's
+# default minimum, session cache and tickets on, `deny 127.0.9.0/24` in the
+# location, return 200 "Hello, World!"). Every client offers TLS 1.3 and
+# both servers take it (checked with s_client and printed). For each round
+# (default 3, each load --duration seconds, default 5, at most 30), in
+# alternating order:
+#   ka        wrk -t2 -cCONNS https:// keep-alive      -> req/s, server CPU/request
+#   full      --clients (default 4) parallel `openssl s_time -new -www /`
+#                                                     -> handshakes/s, CPU/handshake
+#   resumed   the same with -reuse (session resumption) -> handshakes/s, CPU/handshake
+# then, per server, a TLS handshake flood from the denied sources
+# 127.0.9.1-50: pc-connect-flood --send CLIENTHELLO (a TLS 1.3 ClientHello made
+# by Python's ssl module; each attempt connects, sends it and waits up to 500
+# ms for the answer) at --flood-rate attempts/s (default 500: low enough that
+# nginx answers every one, so its figure is the whole cost), first alone
+# (server CPU per denied attempt, the server's idle CPU over as long
+# subtracted), then while wrk keeps the allowed clients busy (their req/s
+# under the flood against the mean of a run before and one after). nginx
+# judges `deny` only after the handshake and the request: the ClientHello
+# costs it its half of a full handshake. pc-http judges on the accept thread
+# before any TLS byte is read (the connection is reset).
+#
+# Server CPU = utime+stime from /proc/PID/stat (nginx: master + workers).
+# The clients share the machine's CPUs, so rates are a property of the pair;
+# CPU per unit is the server's own.
+#
+# Environment: PC_HTTP_ARGS (extra pc-http flags, e.g. "--kernel-filter off"
+# to have the accept thread judge instead of the kernel), NGINX.
+# It measures and never judges: the exit status is 0 whatever the figures.
+set -u
+
+usage() {
+    sed -n '3,39p' "$0" | sed 's/^# \{0,1\}//' >&2
+    exit 2
+}
+if [ $# -lt 1 ] || [ ! -d "$1" ]; then usage; fi
+BUILD=$(cd "$1" && pwd)
+shift
+ROUNDS=3
+SECS=5
+THREADS=2
+CONNS=50
+CLIENTS=4
+FLOOD_RATE=500
+while [ $# -gt 0 ]; do
+    case $1 in
+    --rounds) ROUNDS=$2; shift ;;
+    --duration) SECS=$2; shift ;;
+    --threads) THREADS=$2; shift ;;
+    --conns) CONNS=$2; shift ;;
+    --clients) CLIENTS=$2; shift ;;
+    --flood-rate) FLOOD_RATE=$2; shift ;;
+    *) usage ;;
+    esac
+    shift
+done
+[ "$SECS" -gt 30 ] 2>/dev/null && SECS=30
+[ "$SECS" -ge 1 ] 2>/dev/null || SECS=5
+[ "$ROUNDS" -ge 1 ] 2>/dev/null || ROUNDS=3
+[ "$CLIENTS" -ge 1 ] 2>/dev/null && [ "$CLIENTS" -le 16 ] || CLIENTS=4
+[ "$FLOOD_RATE" -ge 1 ] 2>/dev/null && [ "$FLOOD_RATE" -le 20000 ] || FLOOD_RATE=500
+
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
+
+PCHTTP=$BUILD/bin/pc-http
+FLOOD=$BUILD/bin/pc-connect-flood
+[ -x "$PCHTTP" ] || { echo "no $PCHTTP (build the pc-http target)" >&2; exit 2; }
+[ -x "$FLOOD" ] || { echo "no $FLOOD (build pc-connect-flood)" >&2; exit 2; }
+PC_TLS=1
+if ! "$PCHTTP" --help 2>&1 | grep -q -- --tls-cert; then
+    bench_log "this pc-http has no --tls-cert: nginx alone is measured"
+    PC_TLS=0
+fi
+NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
+if [ ! -x "$NGINX" ]; then
+    bench_need_cmd nginx nginx-light nginx
+    NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+fi
+command -v wrk >/dev/null || bench_need_cmd wrk wrk
+command -v openssl >/dev/null || bench_need_cmd openssl openssl
+[ -x "$NGINX" ] || { echo "nginx not available" >&2; exit 2; }
+command -v wrk >/dev/null || { echo "wrk not available" >&2; exit 2; }
+command -v openssl >/dev/null || { echo "openssl not available" >&2; exit 2; }
+
+ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+TMP=$(mktemp -d /tmp/pc-tlsbench.XXXXXX)
+PC_PID=
+NGX_PID=
+# shellcheck disable=SC2317 # called by the trap
+cleanup() {
+    bench_stop "$PC_PID" TERM
+    bench_stop "$NGX_PID" TERM
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---- certificate, rules, ClientHello ----------------------------------------------------
+C=$TMP/tls
+mkdir -p "$C"
+# shellcheck disable=SC2015 # the || runs when any step failed, as meant
+openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
+    -subj "/CN=portcullis bench CA" -keyout "$C/ca.key" -out "$C/ca.pem" 2>/dev/null &&
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=localhost" \
+        -keyout "$C/server.key" -out "$C/server.csr" 2>/dev/null &&
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' >"$C/ext" &&
+    openssl x509 -req -in "$C/server.csr" -CA "$C/ca.pem" -CAkey "$C/ca.key" -CAcreateserial \
+        -days 30 -extfile "$C/ext" -out "$C/server.crt" 2>/dev/null &&
+    cat "$C/server.crt" "$C/ca.pem" >"$C/server.pem" ||
+    { echo "openssl req failed" >&2; exit 1; }
+printf 'deny 127.0.9.0/24\n' >"$TMP/rules.txt"
+python3 - "$TMP/hello.bin" <<'EOF' || { echo "cannot make a ClientHello" >&2; exit 1; }
+import ssl, sys
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+i, o = ssl.MemoryBIO(), ssl.MemoryBIO()
+s = ctx.wrap_bio(i, o, server_hostname="localhost")
+try:
+    s.do_handshake()
+except ssl.SSLWantReadError:
+    pass
+open(sys.argv[1], "wb").write(o.read())
+EOF
+
+# ---- machine --------------------------------------------------------------------------
+echo "machine: $(nproc) CPUs, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)," \
+    "kernel $(uname -r), $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
+echo "nginx: $("$NGINX" -V 2>&1 | sed -n 's/.*version: //p;s/^built with //p' | paste -sd' ')," \
+    "openssl: $(openssl version), wrk: $(wrk -v 2>&1 | awk 'NR==1 {print $2}')"
+echo "pc-http: $PCHTTP ${PC_HTTP_ARGS:-}"
+echo "rounds $ROUNDS x ${SECS}s, $THREADS workers each, $CONNS wrk connections," \
+    "$CLIENTS s_time clients, flood $FLOOD_RATE/s, load avg $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# ---- servers --------------------------------------------------------------------------
+PC_PORT=$(bench_free_port)
+NGX_PORT=$(bench_free_port)
+while [ "$NGX_PORT" = "$PC_PORT" ]; do NGX_PORT=$(bench_free_port); done
+SERVERS=nginx
+if [ "$PC_TLS" = 1 ]; then
+    # shellcheck disable=SC2086 # PC_HTTP_ARGS is a list of flags
+    "$PCHTTP" --listen "127.0.0.1:$PC_PORT" --threads "$THREADS" --max-conns 15000 \
+        --rules "$TMP/rules.txt" --tls-cert "$C/server.pem" --tls-key "$C/server.key" \
+        ${PC_HTTP_ARGS:-} >"$TMP/pc.out" 2>"$TMP/pc.err" &
+    PC_PID=$!
+    SERVERS="pc nginx"
+fi
+mkdir -p "$TMP/nginx/tmp"
+cat >"$TMP/nginx/nginx.conf" <<EOF
+# generated by bench/tls_vs_nginx.sh: loopback only
+worker_processes $THREADS;
+worker_rlimit_nofile 20000;
+daemon off;
+master_process on;
+pid $TMP/nginx/nginx.pid;
+error_log $TMP/nginx/error.log crit;
+events {
+    worker_connections 15000;
+}
+http {
+    access_log off;
+    keepalive_requests 100000000;
+    keepalive_timeout 75s;
+    client_body_temp_path $TMP/nginx/tmp/body;
+    proxy_temp_path $TMP/nginx/tmp/proxy;
+    fastcgi_temp_path $TMP/nginx/tmp/fastcgi;
+    uwsgi_temp_path $TMP/nginx/tmp/uwsgi;
+    scgi_temp_path $TMP/nginx/tmp/scgi;
+    ssl_certificate $C/server.pem;
+    ssl_certificate_key $C/server.key;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_session_cache shared:SSL:10m;
+    ssl_session_tickets on;
+    server {
+        listen 127.0.0.1:$NGX_PORT ssl;
+        location = / {
+            deny 127.0.9.0/24;
+            allow all;
+            default_type text/plain;
+            return 200 "Hello, World!";
+        }
+    }
+}
+EOF
+"$NGINX" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" >"$TMP/nginx.out" 2>&1 &
+NGX_PID=$!
+if [ "$PC_TLS" = 1 ] && ! bench_wait_port "$PC_PORT"; then
+    echo "pc-http did not start: $(cat "$TMP/pc.err")" >&2
+    exit 1
+fi
+if ! bench_wait_port "$NGX_PORT"; then
+    echo "nginx did not start: $(cat "$TMP/nginx.out" "$TMP/nginx/error.log" 2>/dev/null)" >&2
+    exit 1
+fi
+sleep 0.3
+NGX_PIDS="$NGX_PID $(bench_children "$NGX_PID" | tr '\n' ' ')"
+port_of() { [ "$1" = pc ] && echo "$PC_PORT" || echo "$NGX_PORT"; }
+pids_of() { [ "$1" = pc ] && echo "$PC_PID" || echo "$NGX_PIDS"; }
+
+[ "$PC_TLS" = 1 ] && echo "pc-http said: $(cat "$TMP/pc.out" "$TMP/pc.err" | head -4 | paste -sd';')"
+for srv in $SERVERS; do
+    hs=$(openssl s_client -connect "127.0.0.1:$(port_of "$srv")" -servername localhost \
+        -CAfile "$C/ca.pem" -verify_return_error </dev/null 2>/dev/null |
+        sed -n 's/^New, \(.*\)$/\1/p;s/^ *Server Temp Key: \(.*\)$/\1/p;s/^Verify return code: \(.*\)$/verify \1/p' |
+        paste -sd' ')
+    body=$(curl -s --cacert "$C/ca.pem" "https://localhost:$(port_of "$srv")/" 2>&1)
+    echo "$srv: port $(port_of "$srv"), pids $(pids_of "$srv"): $hs; curl: $body"
+done
+
+RES=$TMP/results.tsv
+: >"$RES"
+record() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >>"$RES"; }
+now_s() { date +%s.%N; }
+
+# wrk over TLS: prints "requests req/s errors"
+run_wrk() { # port [secs]
+    timeout $((${2:-$SECS} + 15)) wrk -t2 -c"$CONNS" -d"${2:-$SECS}s" "https://127.0.0.1:$1/" \
+        >"$TMP/wrk.out" 2>&1
+    awk '/requests in/ {n=$1} /Requests\/sec/ {r=$2}
+         /Socket errors/ {gsub(",", ""); e+=$4+$6+$8+$10} /Non-2xx/ {e+=$NF}
+         END {printf "%d %.1f %d\n", n, r, e}' "$TMP/wrk.out"
+}
+
+# CLIENTS parallel s_time runs: prints "handshakes handshakes/s resumed"
+run_stime() { # port -new|-reuse
+    local port=$1 mode=$2 i t0 t1 n r
+    t0=$(now_s)
+    for i in $(seq "$CLIENTS"); do
+        timeout $((SECS + 20)) openssl s_time -connect "127.0.0.1:$port" "$mode" -www / \
+            -time "$SECS" >"$TMP/stime.$i" 2>&1 &
+    done
+    wait
+    t1=$(now_s)
+    n=0
+    r=0
+    for i in $(seq "$CLIENTS"); do
+        n=$((n + $(awk '/connections in .* real seconds/ {print $1; exit}' "$TMP/stime.$i" | grep . || echo 0)))
+        # s_time -reuse prints one 'r' per resumed connection, on lines of their own
+        r=$((r + $(grep -E '^[*r]+$' "$TMP/stime.$i" | tr -cd 'r' | wc -c)))
+    done
+    python3 -c "print($n, '%.1f' % ($n / ($t1 - $t0)), $r)"
+}
+
+cpu_per() { # ticks units -> microseconds per unit
+    python3 -c "print('%.2f' % ($1 * 1e6 / $CLK_TCK / $2) if $2 > 0 else 'nan')"
+}
+
+printf '\n%-8s %-6s %5s %11s %12s %13s %s\n' load server round count "per second" "cpu us/unit" note
+one_load() { # load server round
+    local load=$1 srv=$2 round=$3 port pids c0 c1 n rate err cpu note=""
+    port=$(port_of "$srv")
+    pids=$(pids_of "$srv")
+    # shellcheck disable=SC2086
+    c0=$(bench_cpu_ticks $pids)
+    case $load in
+    ka)
+        read -r n rate err < <(run_wrk "$port")
+        note="errors $err"
+        ;;
+    full)
+        read -r n rate err < <(run_stime "$port" -new)
+        note="resumed $err"
+        ;;
+    resumed)
+        read -r n rate err < <(run_stime "$port" -reuse)
+        note="resumed $err"
+        ;;
+    esac
+    # shellcheck disable=SC2086
+    c1=$(bench_cpu_ticks $pids)
+    cpu=$(cpu_per $((c1 - c0)) "${n:-0}")
+    printf '%-8s %-6s %5d %11d %12.0f %13s %s\n' "$load" "$srv" "$round" "${n:-0}" "${rate:-0}" \
+        "$cpu" "$note"
+    record "$load.rate" "$srv" "$round" "${rate:-0}"
+    record "$load.cpu" "$srv" "$round" "$cpu"
+}
+
+for r in $(seq "$ROUNDS"); do
+    for load in ka full resumed; do
+        if [ $((r % 2)) -eq 1 ]; then order=$SERVERS; else order=$(echo "$SERVERS" | awk '{for (i = NF; i; i--) printf "%s ", $i}'); fi
+        for srv in $order; do
+            one_load "$load" "$srv" "$r"
+            sleep 1 # TIME_WAIT and backlog settle between runs
+        done
+    done
+done
+
+# ---- handshake flood from denied sources ------------------------------------------------------
+printf '\n%-8s %-6s %9s %9s %9s %14s %12s %12s %8s\n' flood server attempts answered hungup \
+    "cpu us/attempt" "req/s alone" "req/s flood" ratio >"$TMP/flood.table"
+: >"$TMP/flood.raw"
+for srv in $SERVERS; do
+    port=$(port_of "$srv")
+    pids=$(pids_of "$srv")
+    # idle baseline over one phase
+    # shellcheck disable=SC2086
+    c0=$(bench_cpu_ticks $pids)
+    sleep "$SECS"
+    # shellcheck disable=SC2086
+    idle=$(($(bench_cpu_ticks $pids) - c0))
+    # the flood alone
+    # shellcheck disable=SC2086
+    c0=$(bench_cpu_ticks $pids)
+    out=$("$FLOOD" 127.0.0.1 "$port" --sources 127.0.9.1-50 --rate "$FLOOD_RATE" --seconds "$SECS" \
+        --hold 500 --send "$TMP/hello.bin")
+    echo "  $srv, flood alone: $out" >>"$TMP/flood.raw"
+    # shellcheck disable=SC2086
+    c1=$(bench_cpu_ticks $pids)
+    att=$(sed -n 's/.*attempts=\([0-9]*\).*/\1/p' <<<"$out")
+    ans=$(sed -n 's/.*answered=\([0-9]*\).*/\1/p' <<<"$out")
+    hup=$(sed -n 's/.*hungup=\([0-9]*\).*/\1/p' <<<"$out")
+    t=$((c1 - c0 - idle))
+    [ "$t" -lt 0 ] && t=0
+    cpu=$(cpu_per "$t" "${att:-0}")
+    sleep 1
+    # allowed clients alone, under the flood, alone again
+    read -r _ alone1 _ < <(run_wrk "$port")
+    sleep 1
+    "$FLOOD" 127.0.0.1 "$port" --sources 127.0.9.1-50 --rate "$FLOOD_RATE" --seconds $((SECS + 1)) \
+        --hold 500 --send "$TMP/hello.bin" >"$TMP/flood2.out" &
+    fpid=$!
+    read -r _ under _ < <(run_wrk "$port")
+    wait "$fpid"
+    echo "  $srv, flood beside wrk: $(cat "$TMP/flood2.out")" >>"$TMP/flood.raw"
+    sleep 1
+    read -r _ alone2 _ < <(run_wrk "$port")
+    alone=$(python3 -c "print(($alone1 + $alone2) / 2)")
+    ratio=$(python3 -c "print('%.2f' % ($under / $alone) if $alone > 0 else 'nan')")
+    printf '%-8s %-6s %9s %9s %9s %14s %12.0f %12.0f %8s\n' flood "$srv" "${att:-0}" "${ans:-0}" \
+        "${hup:-0}" "$cpu" "$alone" "$under" "$ratio" >>"$TMP/flood.table"
+    record flood.cpu "$srv" 1 "$cpu"
+    record flood.ka_ratio "$srv" 1 "$ratio"
+    sleep 1
+done
+
+cat "$TMP/flood.table"
+echo "pc-connect-flood said:"
+cat "$TMP/flood.raw"
+
+# ---- summary ------------------------------------------------------------------------------
+echo
+if [ "$PC_TLS" = 0 ]; then
+    echo "(no ratios: pc-http was not measured)"
+    exit 0
+fi
+python3 - "$RES" <<'EOF'
+import sys, statistics
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+vals, by_round = {}, {}
+for metric, srv, rnd, v in rows:
+    try:
+        x = float(v)
+    except ValueError:
+        continue
+    if x != x:
+        continue
+    vals.setdefault((metric, srv), []).append(x)
+    by_round[(metric, srv, rnd)] = x
+# metric, label, higher is better, target ratio (pc/nginx)
+table = [
+    ("ka.rate", "keep-alive HTTPS req/s (wrk)", True, None),
+    ("ka.cpu", "server CPU us/request (keep-alive)", False, 1.0),
+    ("full.rate", "full handshakes/s (s_time -new)", True, 1.0),
+    ("full.cpu", "server CPU us/full handshake", False, None),
+    ("resumed.rate", "resumed handshakes/s (s_time -reuse)", True, None),
+    ("resumed.cpu", "server CPU us/resumed handshake", False, None),
+    ("flood.cpu", "server CPU us/denied TLS attempt", False, 0.02),
+    ("flood.ka_ratio", "allowed req/s under flood / without", True, None),
+]
+print("summary: medians over rounds; ratio = median over rounds of pc-http / nginx within")
+print("the round (back-to-back runs, so background load cancels better)")
+fmt = "%-40s %12s %12s %7s  %s"
+print(fmt % ("metric", "pc-http", "nginx", "ratio", "target"))
+rounds = sorted({r for (_, _, r) in by_round})
+for key, label, higher, target in table:
+    a, b = vals.get((key, "pc")), vals.get((key, "nginx"))
+    if not a or not b:
+        continue
+    ma, mb = statistics.median(a), statistics.median(b)
+    per = [by_round[(key, "pc", r)] / by_round[(key, "nginx", r)] for r in rounds
+           if by_round.get((key, "pc", r)) is not None and by_round.get((key, "nginx", r))]
+    ratio = statistics.median(per) if per else float("nan")
+    t = ""
+    if target is not None:
+        ok = ratio >= target if higher else ratio <= target
+        t = "%s %.2f: %s" % (">=" if higher else "<", target, "met" if ok else "NOT met")
+    print(fmt % (label, "%.2f" % ma, "%.2f" % mb, "%.3f" % ratio, t))
+EOF
+exit 0

@@ -1,0 +1,153 @@
+/* SPDX-License-Identifier: MIT */
+/* The TLS phase of a connection and its TLS I/O, between the engine's
+ * completion path (conn.c) and the session (src/tls). A receive completion's
+ * bytes go through tls_sess_feed, which calls back here: ciphertext out goes
+ * to the send queue (conn_queue_raw), the end of the handshake runs on_open,
+ * plaintext goes to on_data. Everything runs in the connection's strand. */
+#include "server.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/log.h"
+#include "tls/tls_sess.h"
+
+static int io_out(void *arg, const void *data, size_t len)
+{
+    return conn_queue_raw(arg, data, len);
+}
+
+static int io_open(void *arg)
+{
+    pc_conn_t *c = arg;
+    c->tls_phase = TLSP_OPEN;
+    if (tls_sess_resumed(c->tls)) counter_add(&c->w->tls_resumed, 1);
+    conn_opened(c);
+    return c->state != CS_OPEN;
+}
+
+static int io_data(void *arg, const void *data, size_t len)
+{
+    pc_conn_t *c = arg;
+    c->cb->on_data(c, data, len);
+    return c->state != CS_OPEN;
+}
+
+static const tls_io_t conn_io = {io_out, io_open, io_data};
+
+int conn_tls_begin(pc_conn_t *c)
+{
+    if (c->tls_phase == TLSP_WANTED) { /* accepted: c->tls is the listener's context */
+        tls_sess_t *s = tls_sess_new(c->tls, NULL);
+        c->tls = s;
+        if (!s) return PC_ENOMEM; /* still TLSP_WANTED: closed unseen, nothing to free */
+        c->tls_phase = TLSP_HANDSHAKE;
+        counter_add(&c->w->tls_handshakes, 1);
+        return 0;
+    }
+    counter_add(&c->w->tls_handshakes, 1); /* outbound: made by pc_connect_tls */
+    int rc = tls_sess_start(c->tls, &conn_io, c);
+    if (rc < 0) counter_add(&c->w->tls_handshake_errors, 1);
+    return rc;
+}
+
+int conn_tls_recv(pc_conn_t *c, const char *data, size_t n)
+{
+    int in_handshake = c->tls_phase == TLSP_HANDSHAKE;
+    int rc = tls_sess_feed(c->tls, data, n, &conn_io, c);
+    if (rc == TLS_FEED_STOP) return 0;
+    if (rc < 0 && in_handshake && c->tls_phase == TLSP_HANDSHAKE)
+        counter_add(&c->w->tls_handshake_errors, 1);
+    return rc;
+}
+
+int conn_tls_send(pc_conn_t *c, const pc_buf_t *bufs, unsigned n)
+{
+    if (c->tls_phase == TLSP_WANTED) return PC_ENOTCONN;
+    int rc = tls_sess_write(c->tls, bufs, n, &conn_io, c);
+    return rc == PC_ETLS ? PC_ENOTCONN : rc;
+}
+
+void conn_tls_send_chunks(pc_conn_t *c, const queue_t *q, size_t total)
+{
+    int failed = c->tls_phase == TLSP_WANTED;
+    queue_t *e;
+    queue_foreach(e, q) {
+        if (failed) break;
+        chunk_t *ch = pc_container_of(e, chunk_t, link);
+        pc_buf_t b;
+        b.base = ch->data + ch->off;
+        b.len = ch->len - ch->off;
+        failed = tls_sess_write(c->tls, &b, 1, &conn_io, c) < 0;
+    }
+    /* the plaintext was counted when queued; the ciphertext is counted now */
+    counter_sub(&c->srv->send_queued, total);
+    if (failed) PC_LOGD("tls: bytes queued from another thread dropped (session closed)");
+}
+
+void conn_tls_close_notify(pc_conn_t *c)
+{
+    tls_sess_close_notify(c->tls, &conn_io, c);
+}
+
+void conn_tls_free(pc_conn_t *c)
+{
+    if (c->tls_phase >= TLSP_HANDSHAKE) tls_sess_free(c->tls);
+    c->tls = NULL;
+    c->tls_phase = TLSP_NONE;
+}
+
+/* ---- public API ------------------------------------------------------------------ */
+
+int pc_server_listen_tls(pc_server_t *s, const char *endpoint, pc_tls_ctx_t *ctx)
+{
+    if (!pc_tls_available()) return PC_ENOSYS;
+    if (!s || !ctx || !tls_ctx_is_server(ctx)) return PC_EINVAL;
+    int idx = pc_server_listen(s, endpoint);
+    if (idx < 0) return idx;
+    tls_ctx_ref(ctx);
+    s->listeners[idx].tls = ctx;
+    return idx;
+}
+
+/* "1.2.3.4:80" -> "1.2.3.4", "[::1]:80" -> "::1" */
+static int endpoint_host(const char *endpoint, char *out, size_t size)
+{
+    const char *p = endpoint, *e;
+    if (*p == '[') {
+        p++;
+        e = strchr(p, ']');
+    } else {
+        e = strrchr(p, ':');
+    }
+    if (!e || (size_t)(e - p) >= size) return PC_EINVAL;
+    memcpy(out, p, (size_t)(e - p));
+    out[e - p] = 0;
+    return 0;
+}
+
+int pc_connect_tls(pc_server_t *s, const char *endpoint, const char *source, pc_tls_ctx_t *ctx,
+                   const char *host, const pc_callbacks_t *cb, void *user, pc_conn_id_t *id)
+{
+    if (!pc_tls_available()) return PC_ENOSYS;
+    if (!s || !endpoint || !ctx || tls_ctx_is_server(ctx)) return PC_EINVAL;
+    char addr[64];
+    if (!host) {
+        if (endpoint_host(endpoint, addr, sizeof addr) < 0) return PC_EINVAL;
+        host = addr;
+    }
+    tls_sess_t *ts = tls_sess_new(ctx, host);
+    if (!ts) return PC_ENOMEM;
+    int rc = conn_connect(s, endpoint, source, cb, user, id, ts);
+    if (rc < 0) tls_sess_free(ts);
+    return rc;
+}
+
+int pc_conn_tls_info(const pc_conn_t *c, pc_tls_info_t *out)
+{
+    if (!pc_tls_available()) return PC_ENOSYS;
+    if (!c || !out) return PC_EINVAL;
+    if (c->tls_phase != TLSP_OPEN) return PC_ENOTSUP;
+    return tls_sess_info(c->tls, out);
+}

@@ -1,0 +1,68 @@
+/* SPDX-License-Identifier: MIT */
+/* The TLS layer as the engine sees it: a session per connection, fed with
+ * what a receive delivered and with the application's plaintext, talking
+ * back through tls_io_t. No OpenSSL type crosses this header, so src/iocp
+ * never includes OpenSSL. Every call on a session runs in its connection's
+ * strand (one thread at a time); contexts are shared and immutable.
+ *
+ * tls_ctx.c holds the contexts (pc_tls_ctx_t: certificates, SNI, ALPN,
+ * tickets and their rotation, verification); tls_sess.c the sessions (the
+ * handshake, records, close_notify, info); tls_none.c the build without
+ * OpenSSL. */
+#ifndef PC_TLS_SESS_H
+#define PC_TLS_SESS_H
+
+#include "portcullis.h"
+
+#include <stddef.h>
+
+typedef struct tls_sess_s tls_sess_t;
+
+/* How a session hands results back to its connection (arg). */
+typedef struct tls_io_s {
+    /* Ciphertext to send, in order. 0, or PC_ENOMEM (the session then
+     * fails). */
+    int (*out)(void *arg, const void *data, size_t len);
+    /* The handshake completed. Return nonzero to stop feeding (the
+     * connection closed meanwhile). */
+    int (*open)(void *arg);
+    /* Plaintext arrived. Return nonzero to stop feeding. */
+    int (*data)(void *arg, const void *data, size_t len);
+} tls_io_t;
+
+/* tls_sess_feed results besides 0 (all taken, need more) and < 0 errors */
+#define TLS_FEED_EOF  1 /* the peer sent close_notify */
+#define TLS_FEED_STOP 2 /* a callback asked to stop */
+
+/* Take / drop a reference on a context (pc_tls_ctx_free drops one). */
+void tls_ctx_ref(pc_tls_ctx_t *ctx);
+/* 1 for a server context, 0 for a client one. */
+int tls_ctx_is_server(const pc_tls_ctx_t *ctx);
+
+/* A session of ctx: server side, or client side checking host (may be
+ * NULL: no name check, no SNI). Holds a context reference. NULL when out of
+ * memory. */
+tls_sess_t *tls_sess_new(pc_tls_ctx_t *ctx, const char *host);
+void tls_sess_free(tls_sess_t *s);
+/* 1 once the handshake has completed. */
+int tls_sess_established(const tls_sess_t *s);
+/* 1 if the completed handshake resumed a session. */
+int tls_sess_resumed(const tls_sess_t *s);
+/* Client side: write the ClientHello. 0 or PC_ETLS / PC_ENOMEM. */
+int tls_sess_start(tls_sess_t *s, const tls_io_t *io, void *arg);
+/* Bytes received: handshake, then plaintext to io->data. Returns 0 (all
+ * taken), TLS_FEED_EOF, TLS_FEED_STOP, or PC_ETLS (handshake or record
+ * failure; an alert may have gone to io->out) / PC_ENOMEM. */
+int tls_sess_feed(tls_sess_t *s, const void *data, size_t n, const tls_io_t *io, void *arg);
+/* Encrypt the application's bytes to io->out; before the handshake has
+ * completed they are kept and written right after it. 0, PC_ENOMEM,
+ * PC_ETLS (the session failed or is shut down). */
+int tls_sess_write(tls_sess_t *s, const pc_buf_t *bufs, unsigned n, const tls_io_t *io, void *arg);
+/* Graceful close: write close_notify (only once, only after a completed
+ * handshake). 0 or < 0. */
+int tls_sess_close_notify(tls_sess_t *s, const tls_io_t *io, void *arg);
+/* The handshake's outcome (pc_conn_tls_info). 0 or PC_ENOTCONN (not
+ * established). */
+int tls_sess_info(const tls_sess_t *s, pc_tls_info_t *out);
+
+#endif

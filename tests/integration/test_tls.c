@@ -1,0 +1,782 @@
+/* SPDX-License-Identifier: MIT */
+/* TLS on the completion engine: the harness's echo server behind
+ * pc_server_listen_tls, driven by OpenSSL clients on plain sockets (what a
+ * browser or curl does) and by the library's own client (pc_connect_tls).
+ * Certificates: tests/data/tls (ECDSA P-256, gen.sh). Built without TLS,
+ * every test is skipped. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "portcullis.h"
+#include "harness.h"
+#include "shim.h"
+
+#ifdef PC_HAVE_TLS
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#ifdef _WIN32
+#include <winsock2.h>
+#else
+#include <fcntl.h>
+#endif
+
+#define DATA(f) PC_TLS_TEST_DATA "/" f
+
+static pc_tls_ctx_t *g_tls;
+static int g_verify_client; /* start_tls_server: require client certificates */
+static unsigned g_rotate_s; /* start_tls_server: ticket key rotation period (0: default) */
+
+/* the harness's start_server, on a TLS listener */
+static void start_tls_server(pc_server_config_t *cfg, const char *alpn, int sni_pair)
+{
+    pc_tls_cert_t pairs[2] = {{DATA("server.pem"), DATA("server.key")},
+                              {DATA("second.pem"), DATA("second.key")}};
+    pc_tls_server_config_t tc;
+    pc_tls_server_config_init(&tc);
+    tc.certs = pairs;
+    tc.ncerts = sni_pair ? 2 : 1;
+    tc.alpn = alpn;
+    if (g_rotate_s) tc.ticket_rotate_s = g_rotate_s;
+    if (g_verify_client) {
+        tc.verify_client = PC_TLS_VERIFY_REQUIRED;
+        tc.client_ca_file = DATA("ca.pem");
+    }
+    assert_int_equal(pc_tls_ctx_new_server(&tc, &g_tls), 0);
+    atomic_store(&g_opens, 0);
+    atomic_store(&g_closes, 0);
+    for (int i = 0; i < PC_CLOSE_REASON_COUNT; i++)
+        atomic_store(&g_reasons[i], 0);
+    assert_int_equal(pc_server_create(cfg, &g_srv), 0);
+    int idx = pc_server_listen_tls(g_srv, "127.0.0.1:0", g_tls);
+    assert_true(idx >= 0);
+    pc_tls_ctx_free(g_tls); /* the listener keeps its reference */
+    g_tls = NULL;
+    g_port = pc_server_listener_port(g_srv, idx);
+    assert_int_equal(pc_server_start(g_srv), 0);
+}
+
+/* ---- an OpenSSL client on a plain socket ---- */
+
+typedef struct tcli_s {
+    shim_sock_t fd;
+    SSL_CTX *cx;
+    SSL *ssl;
+} tcli_t;
+
+/* Connect and handshake: verify against ca (NULL: no verification), send
+ * sni (NULL: none) and check that name (else 127.0.0.1). 1 on success. */
+static int tcli_open_pre(tcli_t *t, const char *ca, const char *sni, const char *src,
+                         const char *pre)
+{
+    memset(t, 0, sizeof *t);
+    t->cx = SSL_CTX_new(TLS_client_method());
+    assert_non_null(t->cx);
+    SSL_CTX_set_mode(t->cx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    if (ca) {
+        assert_int_equal(SSL_CTX_load_verify_locations(t->cx, ca, NULL), 1);
+        SSL_CTX_set_verify(t->cx, SSL_VERIFY_PEER, NULL);
+    }
+    t->fd = shim_connect("127.0.0.1", g_port, src, 10000);
+    if (t->fd == SHIM_INVALID) return 0;
+    shim_set_timeout(t->fd, 10000);
+    if (pre && shim_send_all(t->fd, pre, strlen(pre)) != 0) return 0;
+    t->ssl = SSL_new(t->cx);
+    SSL_set_fd(t->ssl, (int)t->fd);
+    if (sni) {
+        SSL_set_tlsext_host_name(t->ssl, sni);
+        SSL_set1_host(t->ssl, sni);
+    } else {
+        X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ssl), "127.0.0.1");
+    }
+    SSL_set_alpn_protos(t->ssl, (const unsigned char *)"\x08http/1.1", 9);
+    return SSL_connect(t->ssl) == 1;
+}
+
+static int tcli_open(tcli_t *t, const char *ca, const char *sni, const char *src)
+{
+    return tcli_open_pre(t, ca, sni, src, NULL);
+}
+
+static void tcli_close(tcli_t *t)
+{
+    if (t->ssl) SSL_free(t->ssl);
+    if (t->fd != SHIM_INVALID) shim_close(t->fd);
+    SSL_CTX_free(t->cx);
+    ERR_clear_error();
+    memset(t, 0, sizeof *t);
+    t->fd = SHIM_INVALID;
+}
+
+static void tcli_echo(tcli_t *t, const char *msg)
+{
+    int n = (int)strlen(msg);
+    char buf[256];
+    assert_int_equal(SSL_write(t->ssl, msg, n), n);
+    int got = 0;
+    while (got < n) {
+        int r = SSL_read(t->ssl, buf + got, n - got);
+        assert_true(r > 0);
+        got += r;
+    }
+    assert_memory_equal(buf, msg, (size_t)n);
+}
+
+static void set_nonblocking(shim_sock_t fd)
+{
+#ifdef _WIN32
+    u_long on = 1;
+    ioctlsocket(fd, FIONBIO, &on);
+#else
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+#endif
+}
+
+/* ---- the tests ---- */
+
+/* 200 TLS connections open at once, each echoing through the session;
+ * ALPN http/1.1 agreed; every handshake counted. */
+static void echo_200(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    start_tls_server(&cfg, "http/1.1", 0);
+    enum { N = 200 };
+    tcli_t *cl = calloc(N, sizeof *cl);
+    for (int i = 0; i < N; i++)
+        assert_true(tcli_open(&cl[i], DATA("ca.pem"), NULL, NULL));
+    const unsigned char *alpn;
+    unsigned alen;
+    SSL_get0_alpn_selected(cl[0].ssl, &alpn, &alen);
+    assert_int_equal(alen, 8);
+    assert_memory_equal(alpn, "http/1.1", 8);
+    assert_int_equal(SSL_version(cl[0].ssl), TLS1_3_VERSION);
+    for (int i = 0; i < N; i++) {
+        char msg[64];
+        snprintf(msg, sizeof msg, "hello over tls %d", i);
+        tcli_echo(&cl[i], msg);
+    }
+    WAIT_FOR(atomic_load(&g_opens) == N, 5000);
+    assert_int_equal(atomic_load(&g_opens), N);
+    pc_server_stats_t st = stats();
+    assert_int_equal(st.tls_handshakes, N);
+    assert_int_equal(st.tls_handshake_errors, 0);
+    assert_int_equal(st.active, N);
+    for (int i = 0; i < N; i++)
+        tcli_close(&cl[i]);
+    free(cl);
+    WAIT_FOR(stats().active == 0, 5000);
+    assert_int_equal(stats().active, 0);
+}
+
+/* 16 MiB echoed to a client that reads late: the server stops reading
+ * while its (encrypted) send queue is above high water, so the queue stays
+ * bounded; every byte comes back in order. One thread drives the client's
+ * SSL on a non-blocking socket. */
+static void late_reader_16mib(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.send_high_water = 256u << 10;
+    cfg.send_low_water = 64u << 10;
+    start_tls_server(&cfg, NULL, 0);
+    tcli_t t;
+    assert_true(tcli_open(&t, DATA("ca.pem"), NULL, NULL));
+    shim_set_rcvbuf(t.fd, 64 << 10);
+    set_nonblocking(t.fd);
+    const size_t total = 16u << 20;
+    enum { CH = 16384 };
+    unsigned char *out = malloc(CH), *got = malloc(total);
+    size_t sent = 0, recvd = 0, out_len = 0;
+    uint64_t max_q = 0;
+    uint64_t start = shim_now_ms(), deadline = start + 60000;
+    while (recvd < total && shim_now_ms() < deadline) {
+        int progress = 0;
+        if (sent < total) {
+            if (!out_len) {
+                out_len = total - sent < CH ? total - sent : CH;
+                fill_pattern(out, sent, out_len);
+            }
+            int w = SSL_write(t.ssl, out, (int)out_len);
+            if (w > 0) {
+                memmove(out, out + w, out_len - (size_t)w);
+                out_len -= (size_t)w;
+                sent += (size_t)w;
+                progress = 1;
+            } else {
+                int e = SSL_get_error(t.ssl, w);
+                assert_true(e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ);
+            }
+        }
+        if (shim_now_ms() - start >= 1000) { /* read late */
+            int r = SSL_read(t.ssl, got + recvd, (int)(total - recvd < CH ? total - recvd : CH));
+            if (r > 0) {
+                recvd += (size_t)r;
+                progress = 1;
+            } else {
+                int e = SSL_get_error(t.ssl, r);
+                if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
+                    fprintf(stderr, "SSL_read: error %d after %llu bytes\n", e,
+                            (unsigned long long)recvd);
+                    ERR_print_errors_fp(stderr);
+                }
+                assert_true(e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE);
+            }
+        } else {
+            uint64_t q = stats().send_queued_bytes;
+            if (q > max_q) max_q = q;
+        }
+        if (!progress) shim_sleep_ms(1);
+    }
+    assert_int_equal(recvd, total);
+    unsigned char *want = malloc(total);
+    fill_pattern(want, 0, total);
+    assert_memory_equal(got, want, total);
+    /* the queue filled up (the client really was late) but stayed bounded:
+     * records add a few bytes per 16 KiB */
+    if (max_q < cfg.send_high_water / 2 ||
+        max_q > cfg.send_high_water + cfg.recv_buffer_size + 131072)
+        fprintf(stderr, "max queued %llu\n", (unsigned long long)max_q);
+    assert_true(max_q >= cfg.send_high_water / 2);
+    assert_true(max_q <= cfg.send_high_water + cfg.recv_buffer_size + 131072);
+    free(out);
+    free(got);
+    free(want);
+    tcli_close(&t);
+    WAIT_FOR(stats().send_queued_bytes == 0 && stats().active == 0, 5000);
+    assert_int_equal(stats().send_queued_bytes, 0);
+}
+
+/* ---- the library's own client ---- */
+
+typedef struct pcc_s {
+    atomic_int opened, closed, reason, err, echoed, resumed, verified;
+    char subject[256];
+} pcc_t;
+
+static void pcc_open(pc_conn_t *c)
+{
+    pcc_t *p = pc_conn_user_data(c);
+    pc_tls_info_t info;
+    assert_int_equal(pc_conn_tls_info(c, &info), 0);
+    atomic_store(&p->resumed, info.resumed);
+    atomic_store(&p->verified, info.peer_verified);
+    snprintf(p->subject, sizeof p->subject, "%s", info.peer_subject);
+    atomic_store(&p->opened, 1);
+    pc_conn_send(c, "ping", 4);
+}
+
+static void pcc_data(pc_conn_t *c, const void *data, size_t len)
+{
+    pcc_t *p = pc_conn_user_data(c);
+    if (len == 4 && memcmp(data, "ping", 4) == 0) atomic_store(&p->echoed, 1);
+    pc_conn_close(c);
+}
+
+static void pcc_close(pc_conn_t *c, pc_close_reason_t r, int err)
+{
+    pcc_t *p = pc_conn_user_data(c);
+    atomic_store(&p->reason, (int)r);
+    atomic_store(&p->err, err);
+    atomic_store(&p->closed, 1);
+}
+
+static const pc_callbacks_t pcc_cb = {
+    .on_open = pcc_open, .on_data = pcc_data, .on_close = pcc_close};
+
+/* One pc_connect_tls from a client-only server; waits for on_close. */
+static void pcc_run(pc_server_t *cs, pc_tls_ctx_t *cx, const char *host, pcc_t *p)
+{
+    memset(p, 0, sizeof *p);
+    char ep[64];
+    snprintf(ep, sizeof ep, "127.0.0.1:%d", g_port);
+    assert_int_equal(pc_connect_tls(cs, ep, NULL, cx, host, &pcc_cb, p, NULL), 0);
+    WAIT_FOR(atomic_load(&p->closed), 10000);
+    assert_int_equal(atomic_load(&p->closed), 1);
+}
+
+static pc_server_t *client_server(void)
+{
+    pc_server_config_t cc;
+    pc_server_config_init(&cc);
+    cc.threads = 1;
+    cc.cb = pcc_cb;
+    pc_server_t *cs;
+    assert_int_equal(pc_server_create(&cc, &cs), 0);
+    assert_int_equal(pc_server_start(cs), 0);
+    return cs;
+}
+
+static pc_tls_ctx_t *client_ctx_cert(const char *ca, int resume, int with_cert)
+{
+    pc_tls_client_config_t cc;
+    pc_tls_client_config_init(&cc);
+    cc.ca_file = ca;
+    cc.resume = resume;
+    if (with_cert) {
+        cc.cert_file = DATA("client.pem");
+        cc.key_file = DATA("client.key");
+    }
+    pc_tls_ctx_t *cx;
+    assert_int_equal(pc_tls_ctx_new_client(&cc, &cx), 0);
+    return cx;
+}
+
+static pc_tls_ctx_t *client_ctx(const char *ca, int resume)
+{
+    return client_ctx_cert(ca, resume, 0);
+}
+
+/* ---- sends from other threads ---- */
+
+typedef struct xc_s {
+    atomic_int opened, closed;
+    atomic_size_t got;
+    char buf[64];
+} xc_t;
+
+static void xc_open(pc_conn_t *c)
+{
+    xc_t *x = pc_conn_user_data(c);
+    atomic_store(&x->opened, 1);
+}
+
+static void xc_data(pc_conn_t *c, const void *data, size_t len)
+{
+    xc_t *x = pc_conn_user_data(c);
+    size_t at = atomic_load(&x->got);
+    if (at + len > sizeof x->buf) len = sizeof x->buf - at;
+    memcpy(x->buf + at, data, len);
+    atomic_store(&x->got, at + len);
+}
+
+static void xc_close(pc_conn_t *c, pc_close_reason_t r, int err)
+{
+    (void)r;
+    (void)err;
+    xc_t *x = pc_conn_user_data(c);
+    atomic_store(&x->closed, 1);
+}
+
+/* pc_server_send_to from another thread on TLS connections: bytes queued
+ * before the client's handshake completes wait for it, bytes queued after
+ * are encrypted by the connection's strand; the server echoes both in
+ * order. */
+static void cross_thread_send(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    start_tls_server(&cfg, NULL, 0);
+    pc_server_config_t cc;
+    pc_server_config_init(&cc);
+    cc.threads = 1;
+    cc.cb.on_open = xc_open;
+    cc.cb.on_data = xc_data;
+    cc.cb.on_close = xc_close;
+    pc_server_t *cs;
+    assert_int_equal(pc_server_create(&cc, &cs), 0);
+    assert_int_equal(pc_server_start(cs), 0);
+    pc_tls_ctx_t *cx = client_ctx(DATA("ca.pem"), 0);
+    xc_t *x = calloc(1, sizeof *x);
+    char ep[64];
+    snprintf(ep, sizeof ep, "127.0.0.1:%d", g_port);
+    pc_conn_id_t id = 0;
+    assert_int_equal(pc_connect_tls(cs, ep, NULL, cx, NULL, NULL, x, &id), 0);
+    assert_int_equal(pc_server_send_to(cs, id, "early|", 6), 0); /* handshake not done yet */
+    WAIT_FOR(atomic_load(&x->opened), 10000);
+    assert_int_equal(atomic_load(&x->opened), 1);
+    assert_int_equal(pc_server_send_to(cs, id, "late", 4), 0);
+    WAIT_FOR(atomic_load(&x->got) >= 10, 10000);
+    assert_int_equal(atomic_load(&x->got), 10);
+    assert_memory_equal(x->buf, "early|late", 10);
+    /* the server side, from this thread, by id: encrypted by its strand */
+    uint64_t sid = atomic_load(&g_last_id);
+    assert_int_equal(pc_server_send_to(g_srv, sid, "!", 1), 0);
+    WAIT_FOR(atomic_load(&x->got) >= 11, 10000);
+    assert_int_equal(atomic_load(&x->got), 11);
+    assert_int_equal(x->buf[10], '!');
+    assert_int_equal(pc_server_close_id(cs, id), 0);
+    WAIT_FOR(atomic_load(&x->closed), 10000);
+    pc_tls_ctx_free(cx);
+    pc_server_stop(cs, 1000);
+    pc_server_destroy(cs);
+    free(x);
+}
+
+/* Client certificates required: the library's client with one is served;
+ * without one the server refuses the handshake (never opened there). */
+static void client_cert_required(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    g_verify_client = 1;
+    start_tls_server(&cfg, NULL, 0);
+    g_verify_client = 0;
+    pc_server_t *cs = client_server();
+    pc_tls_ctx_t *with = client_ctx_cert(DATA("ca.pem"), 0, 1);
+    pc_tls_ctx_t *without = client_ctx(DATA("ca.pem"), 0);
+    pcc_t p;
+    pcc_run(cs, with, NULL, &p);
+    assert_int_equal(atomic_load(&p.echoed), 1);
+    pcc_run(cs, without, NULL, &p);
+    assert_int_equal(atomic_load(&p.echoed), 0);
+    WAIT_FOR(stats().tls_handshake_errors == 1, 5000);
+    assert_int_equal(stats().tls_handshake_errors, 1);
+    assert_int_equal(atomic_load(&g_opens), 1);
+    pc_tls_ctx_free(with);
+    pc_tls_ctx_free(without);
+    pc_server_stop(cs, 1000);
+    pc_server_destroy(cs);
+}
+
+/* Behind a trusted proxy the PROXY header comes first, then the
+ * ClientHello; a real client the rules reject never reaches OpenSSL. */
+static void proxy_then_tls(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    pc_rules_t *r = NULL;
+    const char *trusted = "allow 127.0.0.1\n", *deny = "deny 192.0.2.66\n";
+    assert_int_equal(pc_rules_load_string(trusted, strlen(trusted), "trusted", &r, NULL, 0), 0);
+    cfg.proxy_trusted = r;
+    r = NULL;
+    assert_int_equal(pc_rules_load_string(deny, strlen(deny), "rules", &r, NULL, 0), 0);
+    cfg.rules = r;
+    start_tls_server(&cfg, NULL, 0);
+    tcli_t t;
+    assert_true(tcli_open_pre(&t, DATA("ca.pem"), NULL, NULL,
+                              "PROXY TCP4 192.0.2.7 127.0.0.1 5555 443\r\n"));
+    tcli_echo(&t, "through the proxy");
+    tcli_close(&t);
+    assert_false(
+        tcli_open_pre(&t, NULL, NULL, NULL, "PROXY TCP4 192.0.2.66 127.0.0.1 5555 443\r\n"));
+    tcli_close(&t);
+    WAIT_FOR(stats().proxy_rejected == 1, 5000);
+    pc_server_stats_t st = stats();
+    assert_int_equal(st.proxy_headers, 2);
+    assert_int_equal(st.proxy_rejected, 1);
+    assert_int_equal(st.tls_handshakes, 1);
+    assert_int_equal(atomic_load(&g_opens), 1);
+}
+
+/* pc client to pc server: verification on (chain and the IP address), then
+ * the same against an unrelated CA and against a wrong name: refused. */
+static void pc_client_verify(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    start_tls_server(&cfg, NULL, 0);
+    pc_server_t *cs = client_server();
+    pcc_t p;
+    pc_tls_ctx_t *good = client_ctx(DATA("ca.pem"), 0);
+    pcc_run(cs, good, NULL, &p);
+    assert_int_equal(atomic_load(&p.opened), 1);
+    assert_int_equal(atomic_load(&p.echoed), 1);
+    assert_int_equal(atomic_load(&p.verified), 1);
+    assert_non_null(strstr(p.subject, "CN=localhost"));
+    pcc_run(cs, good, "localhost", &p); /* by name, sent as SNI */
+    assert_int_equal(atomic_load(&p.echoed), 1);
+    pcc_run(cs, good, "wrong.test", &p); /* name mismatch */
+    assert_int_equal(atomic_load(&p.opened), 0);
+    assert_int_equal(atomic_load(&p.reason), PC_CLOSE_TLS);
+    assert_int_equal(atomic_load(&p.err), PC_ETLS);
+    pc_tls_ctx_t *wrong = client_ctx(DATA("other-ca.pem"), 0);
+    pcc_run(cs, wrong, NULL, &p);
+    assert_int_equal(atomic_load(&p.opened), 0);
+    assert_int_equal(atomic_load(&p.reason), PC_CLOSE_TLS);
+    assert_int_equal(atomic_load(&p.err), PC_ETLS);
+    WAIT_FOR(stats().tls_handshake_errors == 2, 5000);
+    pc_server_stats_t st = stats();
+    assert_int_equal(st.tls_handshakes, 4);
+    assert_int_equal(st.tls_handshake_errors, 2);
+    assert_int_equal(atomic_load(&g_opens), 2); /* the refused ones never opened */
+    pc_tls_ctx_free(good);
+    pc_tls_ctx_free(wrong);
+    pc_server_stop(cs, 1000);
+    pc_server_destroy(cs);
+}
+
+/* The second connection of a client context that keeps tickets resumes. */
+static void resumption(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    start_tls_server(&cfg, NULL, 0);
+    pc_server_t *cs = client_server();
+    pc_tls_ctx_t *cx = client_ctx(DATA("ca.pem"), 1);
+    pcc_t p;
+    pcc_run(cs, cx, NULL, &p);
+    assert_int_equal(atomic_load(&p.echoed), 1);
+    assert_int_equal(atomic_load(&p.resumed), 0);
+    pcc_run(cs, cx, NULL, &p);
+    assert_int_equal(atomic_load(&p.echoed), 1);
+    assert_int_equal(atomic_load(&p.resumed), 1);
+    pc_server_stats_t st = stats();
+    assert_int_equal(st.tls_handshakes, 2);
+    assert_int_equal(st.tls_resumed, 1);
+    pc_tls_ctx_free(cx);
+    pc_server_stop(cs, 1000);
+    pc_server_destroy(cs);
+}
+
+static atomic_int g_rotations;
+
+static void count_rotations(void *user, pc_log_level_t level, const char *line)
+{
+    (void)user;
+    (void)level;
+    if (strstr(line, "session-ticket key rotated")) atomic_fetch_add(&g_rotations, 1);
+}
+
+/* Ticket keys rotate every period; a ticket sealed with the key just
+ * retired still opens (and the client gets a fresh one). */
+static void ticket_key_rotation(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    /* the sink is set while no library thread runs (it is a plain
+     * pointer), and restored once they are all gone */
+    atomic_store(&g_rotations, 0);
+    pc_log_set_handler(count_rotations, NULL);
+    g_rotate_s = 1;
+    start_tls_server(&cfg, NULL, 0);
+    g_rotate_s = 0;
+    pc_server_t *cs = client_server();
+    pc_log_set_level(PC_LOG_DEBUG);
+    pc_tls_ctx_t *cx = client_ctx(DATA("ca.pem"), 1);
+    pcc_t p;
+    pcc_run(cs, cx, NULL, &p);
+    assert_int_equal(atomic_load(&p.resumed), 0);
+    shim_sleep_ms(1300); /* the next ticket operation rotates the key */
+    pcc_run(cs, cx, NULL, &p);
+    assert_int_equal(atomic_load(&p.echoed), 1);
+    assert_int_equal(atomic_load(&p.resumed), 1); /* opened with the previous key */
+    pcc_run(cs, cx, NULL, &p);                    /* the renewed ticket, current key */
+    assert_int_equal(atomic_load(&p.resumed), 1);
+    assert_int_equal(stats().tls_resumed, 2);
+    pc_log_set_level(PC_LOG_WARN);
+    pc_tls_ctx_free(cx);
+    pc_server_stop(cs, 1000);
+    pc_server_destroy(cs);
+    pc_server_stop(g_srv, 1000);
+    pc_server_destroy(g_srv);
+    g_srv = NULL;
+    pc_log_set_handler(NULL, NULL);
+    assert_true(atomic_load(&g_rotations) >= 1); /* one, or more on a slow machine */
+}
+
+/* A client that connects and never finishes its ClientHello is cut by the
+ * header timeout; the application never sees it. */
+static void stalled_client_hello(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.header_timeout_ms = 300;
+    start_tls_server(&cfg, NULL, 0);
+    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 5000);
+    assert_true(s != SHIM_INVALID);
+    assert_int_equal(shim_send_all(s, "\x16\x03\x01\x02\x00\x01", 6), 0); /* a record's start */
+    shim_set_timeout(s, 10000);
+    uint64_t t0 = shim_now_ms();
+    size_t n = 0;
+    assert_true(shim_wait_close(s, &n) >= 0);
+    assert_true(shim_now_ms() - t0 < 8000);
+    shim_close(s);
+    WAIT_FOR(stats().closed[PC_CLOSE_HEADER_TIMEOUT] == 1, 3000);
+    assert_int_equal(stats().closed[PC_CLOSE_HEADER_TIMEOUT], 1);
+    assert_int_equal(stats().tls_handshakes, 1);
+    assert_int_equal(atomic_load(&g_opens), 0);
+    assert_int_equal(atomic_load(&g_closes), 0);
+}
+
+/* pc_conn_close on a TLS connection sends close_notify before the FIN: the
+ * client's SSL_read ends with SSL_ERROR_ZERO_RETURN, not a bare EOF. */
+static void close_notify(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    g_behaviour = B_BIG_THEN_CLOSE;
+    g_big = 100000;
+    start_tls_server(&cfg, NULL, 0);
+    tcli_t t;
+    assert_true(tcli_open(&t, DATA("ca.pem"), NULL, NULL));
+    unsigned char *buf = malloc(g_big + 1);
+    size_t got = 0;
+    int r;
+    while ((r = SSL_read(t.ssl, buf + got, (int)(g_big + 1 - got))) > 0)
+        got += (size_t)r;
+    assert_int_equal(got, g_big);
+    assert_int_equal(SSL_get_error(t.ssl, r), SSL_ERROR_ZERO_RETURN);
+    free(buf);
+    tcli_close(&t);
+}
+
+/* The server's graceful stop sends close_notify too. */
+static void stop_close_notify(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    start_tls_server(&cfg, NULL, 0);
+    tcli_t t;
+    int r;
+    assert_true(tcli_open(&t, DATA("ca.pem"), NULL, NULL));
+    tcli_echo(&t, "before stop");
+    pc_server_stop(g_srv, 2000);
+    char c;
+    r = SSL_read(t.ssl, &c, 1);
+    assert_true(r <= 0);
+    assert_int_equal(SSL_get_error(t.ssl, r), SSL_ERROR_ZERO_RETURN);
+    tcli_close(&t);
+}
+
+/* Plain HTTP to the TLS port: an alert and a close, counted, nothing shown
+ * to the application, the server still serves. */
+static void plaintext_to_tls_port(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    start_tls_server(&cfg, NULL, 0);
+    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 5000);
+    assert_true(s != SHIM_INVALID);
+    const char *req = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    assert_int_equal(shim_send_all(s, req, strlen(req)), 0);
+    shim_set_timeout(s, 10000);
+    size_t n = 0;
+    assert_true(shim_wait_close(s, &n) >= 0);
+    shim_close(s);
+    WAIT_FOR(stats().closed[PC_CLOSE_TLS] == 1, 5000);
+    pc_server_stats_t st = stats();
+    assert_int_equal(st.closed[PC_CLOSE_TLS], 1);
+    assert_int_equal(st.tls_handshake_errors, 1);
+    assert_int_equal(atomic_load(&g_opens), 0);
+    assert_int_equal(atomic_load(&g_closes), 0);
+    tcli_t t;
+    assert_true(tcli_open(&t, DATA("ca.pem"), NULL, NULL));
+    tcli_echo(&t, "still serving");
+    tcli_close(&t);
+}
+
+/* SNI picks the second certificate; no SNI (or another name) the first. */
+static void sni_second_cert(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    start_tls_server(&cfg, NULL, 1);
+    tcli_t t;
+    char name[256];
+    assert_true(tcli_open(&t, DATA("ca.pem"), "second.test", NULL));
+    X509_NAME_oneline(X509_get_subject_name(SSL_get0_peer_certificate(t.ssl)), name, sizeof name);
+    assert_non_null(strstr(name, "CN=second.test"));
+    tcli_echo(&t, "second");
+    tcli_close(&t);
+    assert_true(tcli_open(&t, DATA("ca.pem"), NULL, NULL));
+    X509_NAME_oneline(X509_get_subject_name(SSL_get0_peer_certificate(t.ssl)), name, sizeof name);
+    assert_non_null(strstr(name, "CN=localhost"));
+    tcli_close(&t);
+    assert_true(tcli_open(&t, NULL, "unknown.test", NULL));
+    X509_NAME_oneline(X509_get_subject_name(SSL_get0_peer_certificate(t.ssl)), name, sizeof name);
+    assert_non_null(strstr(name, "CN=localhost"));
+    tcli_close(&t);
+}
+
+/* A source the accept verdict rejects never reaches OpenSSL: its
+ * connections (ClientHellos sent) start no handshake; an allowed client
+ * right after does. */
+static void denied_source_no_handshake(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    g_reject_src = "127.0.0.2";
+    start_tls_server(&cfg, NULL, 0);
+    enum { N = 20 };
+    for (int i = 0; i < N; i++) {
+        tcli_t t;
+        assert_false(tcli_open(&t, NULL, NULL, "127.0.0.2")); /* refused or reset */
+        tcli_close(&t);
+    }
+    WAIT_FOR(stats().rejected[PC_STEP_CONDITION] >= N, 5000);
+    pc_server_stats_t st = stats();
+    assert_true(st.rejected[PC_STEP_CONDITION] >= N);
+    assert_int_equal(st.tls_handshakes, 0);
+    assert_int_equal(st.accepted, 0);
+    tcli_t t;
+    assert_true(tcli_open(&t, DATA("ca.pem"), NULL, NULL));
+    tcli_echo(&t, "allowed");
+    tcli_close(&t);
+    assert_int_equal(stats().tls_handshakes, 1);
+}
+
+#else /* built without TLS: the same tests, skipped */
+
+#define SKIPPED(name)                                                 \
+    static void name(void **state)                                    \
+    {                                                                 \
+        (void)state;                                                  \
+        assert_int_equal(pc_tls_available(), 0);                      \
+        pc_tls_ctx_t *cx = NULL;                                      \
+        pc_tls_server_config_t tc;                                    \
+        pc_tls_server_config_init(&tc);                               \
+        assert_int_equal(pc_tls_ctx_new_server(&tc, &cx), PC_ENOSYS); \
+        skip();                                                       \
+    }
+SKIPPED(echo_200)
+SKIPPED(late_reader_16mib)
+SKIPPED(pc_client_verify)
+SKIPPED(resumption)
+SKIPPED(ticket_key_rotation)
+SKIPPED(stalled_client_hello)
+SKIPPED(close_notify)
+SKIPPED(stop_close_notify)
+SKIPPED(plaintext_to_tls_port)
+SKIPPED(sni_second_cert)
+SKIPPED(denied_source_no_handshake)
+SKIPPED(client_cert_required)
+SKIPPED(proxy_then_tls)
+SKIPPED(cross_thread_send)
+
+#endif
+
+int main(int argc, char **argv)
+{
+    shim_init();
+    pc_log_set_level(PC_LOG_WARN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(echo_200, teardown),
+        cmocka_unit_test_teardown(late_reader_16mib, teardown),
+        cmocka_unit_test_teardown(pc_client_verify, teardown),
+        cmocka_unit_test_teardown(resumption, teardown),
+        cmocka_unit_test_teardown(ticket_key_rotation, teardown),
+        cmocka_unit_test_teardown(stalled_client_hello, teardown),
+        cmocka_unit_test_teardown(close_notify, teardown),
+        cmocka_unit_test_teardown(stop_close_notify, teardown),
+        cmocka_unit_test_teardown(plaintext_to_tls_port, teardown),
+        cmocka_unit_test_teardown(sni_second_cert, teardown),
+        cmocka_unit_test_teardown(denied_source_no_handshake, teardown),
+        cmocka_unit_test_teardown(client_cert_required, teardown),
+        cmocka_unit_test_teardown(proxy_then_tls, teardown),
+        cmocka_unit_test_teardown(cross_thread_send, teardown),
+    };
+    if (argc > 1) cmocka_set_test_filter(argv[1]);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

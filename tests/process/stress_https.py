@@ -1,0 +1,183 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""Process-level test: pc-stress https:// against pc-http over TLS.
+
+    stress_https.py BIN_DIR [--backend NAME] [--data DIR]
+
+Starts BIN_DIR/pc-http --tls-cert/--tls-key with the test certificates
+(tests/data/tls: a server certificate for localhost/127.0.0.1 signed by
+ca.pem, and other-ca.pem, a CA that signed nothing here) and runs
+BIN_DIR/pc-stress --json against it:
+
+  verified   https://localhost:PORT/ --cacert ca.pem, 4 keep-alive connections:
+             requests answered, no error, every connection one full handshake
+             and none resumed, the report says verified;
+  wrong CA   --cacert other-ca.pem: no request, every failure a tls_handshake
+             error;
+  insecure   --insecure with the same server: requests, no error;
+  resume     --close --tls-resume, one connection: several full handshakes
+             would be possible, but resumed ones must appear (> 0), and full +
+             resumed = connects;
+  no resume  --close without --tls-resume: every handshake full;
+  renewal    openssl s_client (when the openssl tool is installed): a TLS 1.3
+             session resumed with its ticket gets a fresh NewSessionTicket
+             (RFC 8446 C.4: a client should not offer a ticket twice), and
+             that new ticket resumes too;
+  usage      --cacert with an http:// URL, and --cacert with --insecure: exit 2.
+
+Exit 0 on pass, 1 on failure (every failed check printed), 77 when pc-http
+has no TLS (built without OpenSSL). Bounded: each pc-stress run has a time
+limit, an overall alarm (60 s) ends the run; the server is killed on every
+exit path. Python 3 standard library only.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+from proclib import Fail, Server, set_budget  # noqa: E402
+
+
+def run_stress(bin_dir, args, timeout=30):
+    p = subprocess.run([os.path.join(bin_dir, "pc-stress")] + args, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
+    return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
+
+
+def run_json(bin_dir, args):
+    rc, out, err = run_stress(bin_dir, args + ["--json"])
+    if rc != 0:
+        raise Fail("pc-stress %s: exit %d: %s" % (" ".join(args), rc, err.strip()[-300:]))
+    try:
+        return json.loads(out)
+    except ValueError:
+        raise Fail("pc-stress %s: no JSON report: %r" % (" ".join(args), out[-300:]))
+
+
+def s_client(port, ca, sess_in, sess_out):
+    """One TLS 1.3 connection with openssl s_client: (reused?, tickets seen)."""
+    args = ["openssl", "s_client", "-connect", "127.0.0.1:%d" % port, "-CAfile", ca,
+            "-tls1_3", "-msg", "-sess_out", sess_out]
+    if sess_in:
+        args += ["-sess_in", sess_in]
+    p = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT)
+    time.sleep(0.5)  # stdin held open a moment: the tickets follow the handshake
+    out, _ = p.communicate(b"", timeout=10)
+    out = out.decode("utf-8", "replace")
+    return "Reused, TLSv1.3" in out, out.count("NewSessionTicket")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("bin_dir")
+    ap.add_argument("--backend", default="auto")
+    ap.add_argument("--data", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                   "..", "data", "tls"))
+    a = ap.parse_args()
+    data = os.path.abspath(a.data)
+    ca, other = os.path.join(data, "ca.pem"), os.path.join(data, "other-ca.pem")
+    set_budget(60)
+
+    helptext = subprocess.run([os.path.join(a.bin_dir, "pc-http"), "--help"],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT).stdout
+    if b"--tls-cert" not in helptext:
+        print("SKIP: pc-http has no --tls-cert")
+        return 77
+
+    failures = []
+
+    def check(cond, what):
+        print("%s: %s" % ("ok" if cond else "FAIL", what))
+        if not cond:
+            failures.append(what)
+
+    srv = Server([os.path.join(a.bin_dir, "pc-http"), "--listen", "127.0.0.1:0", "--threads", "2",
+                  "--backend", a.backend, "--tls-cert", os.path.join(data, "server.pem"),
+                  "--tls-key", os.path.join(data, "server.key")])
+    try:
+        port = srv.wait_listening(10)
+        url = "https://localhost:%d/" % port
+        common = ["-t", "2", "--timeout", "5000"]
+
+        j = run_json(a.bin_dir, [url, "--cacert", ca, "-c", "4", "-d", "1"] + common)
+        tls = j.get("tls", {})
+        print("verified: %d requests, %d connects, tls %s" % (j["requests"], j["connects"], tls))
+        check(j["requests"] > 0, "verified: requests answered")
+        check(j["errors_total"] == 0, "verified: no error (%s)" % j["errors"])
+        check(tls.get("verify") is True and tls.get("resume") is False,
+              "verified: the report says verified, no resumption")
+        check(tls.get("full", 0) == j["connects"] and j["connects"] >= 4,
+              "verified: one full handshake per connection (%s full, %d connects)"
+              % (tls.get("full"), j["connects"]))
+        check(tls.get("resumed", -1) == 0, "verified: none resumed")
+        check(tls.get("full_handshake_us", {}).get("p50", 0) > 0,
+              "verified: handshake percentiles reported")
+
+        j = run_json(a.bin_dir, [url, "--cacert", other, "-c", "2", "-d", "0.5"] + common)
+        print("wrong CA: %d requests, errors %s" % (j["requests"], j["errors"]))
+        check(j["requests"] == 0, "wrong CA: no request")
+        check(j["errors"]["tls_handshake"] > 0 and
+              j["errors"]["tls_handshake"] == j["errors_total"],
+              "wrong CA: every failure is a tls_handshake error")
+
+        j = run_json(a.bin_dir, [url, "--insecure", "-c", "2", "-d", "0.5"] + common)
+        print("insecure: %d requests, errors %d" % (j["requests"], j["errors_total"]))
+        check(j["requests"] > 0 and j["errors_total"] == 0, "insecure: requests, no error")
+        check(j["tls"]["verify"] is False, "insecure: the report says not verified")
+
+        j = run_json(a.bin_dir, [url, "--cacert", ca, "--close", "--tls-resume", "-c", "1",
+                                 "-d", "1"] + common)
+        tls = j["tls"]
+        print("resume: %d connects, tls %s" % (j["connects"], tls))
+        check(j["errors_total"] == 0, "resume: no error (%s)" % j["errors"])
+        check(tls["resumed"] > 0, "resume: resumed handshakes (%d)" % tls["resumed"])
+        check(tls["full"] >= 1, "resume: the first handshake full")
+        check(tls["full"] + tls["resumed"] == j["connects"], "resume: full + resumed = connects")
+        check(tls["resumed_handshake_us"]["p50"] > 0, "resume: resumed percentiles reported")
+
+        j = run_json(a.bin_dir, [url, "--cacert", ca, "--close", "-c", "1", "-d", "0.5"] + common)
+        print("no resume: %d connects, tls %s" % (j["connects"], j["tls"]))
+        check(j["connects"] > 1 and j["tls"]["full"] == j["connects"] and
+              j["tls"]["resumed"] == 0, "no resume: every handshake full")
+
+        if shutil.which("openssl"):
+            d = tempfile.mkdtemp()
+            try:
+                s1, s2, s3 = (os.path.join(d, n) for n in ("s1", "s2", "s3"))
+                reused, t1 = s_client(port, ca, None, s1)
+                check(not reused and t1 > 0, "renewal: a full handshake gets tickets (%d)" % t1)
+                reused, t2 = s_client(port, ca, s1, s2)
+                check(reused and t2 > 0,
+                      "renewal: the resumed handshake gets a new ticket (reused %s, %d tickets)"
+                      % (reused, t2))
+                reused, _ = s_client(port, ca, s2, s3)
+                check(reused, "renewal: the renewed ticket resumes")
+            finally:
+                shutil.rmtree(d)
+        else:
+            print("skip: renewal (no openssl tool)")
+
+        rc, _, err = run_stress(a.bin_dir, ["http://127.0.0.1:%d/" % port, "--cacert", ca])
+        check(rc == 2 and "https://" in err, "usage: --cacert with http:// is exit 2 (%d)" % rc)
+        rc, _, err = run_stress(a.bin_dir, [url, "--cacert", ca, "--insecure"])
+        check(rc == 2, "usage: --cacert with --insecure is exit 2 (%d)" % rc)
+        check(srv.alive(), "pc-http still running")
+    except Fail as e:
+        failures.append(str(e))
+        print("FAIL: %s" % e)
+    finally:
+        srv.kill()
+    if failures:
+        print("server output:\n" + srv.tail())
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
