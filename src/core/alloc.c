@@ -91,3 +91,11 @@ void pc__free(void *ptr)
 {
     if (ptr) g_alloc.free_fn(g_alloc.user, ptr);
 }
+
+char *pc__strdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *d = pc__malloc(n);
+    if (d) memcpy(d, s, n);
+    return d;
+}

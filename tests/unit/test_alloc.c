@@ -77,6 +77,9 @@ static void default_allocator_works(void **state)
     p = pc__realloc(p, 1000);
     assert_non_null(p);
     pc__free(p);
+    char *d = pc__strdup("portcullis");
+    assert_string_equal(d, "portcullis");
+    pc__free(d);
     pc__free(NULL);
 }
 
