@@ -48,6 +48,7 @@
 #include <unistd.h>
 
 #include "core/alloc.h"
+#include "core/env.h"
 #include "core/errno_map.h"
 #include "core/log.h"
 #include "core/thread.h"
@@ -138,25 +139,6 @@ static PC_THREAD_LOCAL urq_t *tls_q;
 static int ur_err(int res)
 {
     return pc__from_errno(-res);
-}
-
-static int env_flag(const char *name)
-{
-    const char *e = getenv(name);
-    return e && *e && strcmp(e, "0") != 0;
-}
-
-static unsigned env_uint(const char *name, unsigned def, unsigned lo, unsigned hi)
-{
-    const char *e = getenv(name);
-    if (!e || !*e) return def;
-    char *end;
-    unsigned long v = strtoul(e, &end, 10);
-    if (*end || v < lo || v > hi) {
-        PC_LOGW("%s=%s ignored (allowed: %u..%u)", name, e, lo, hi);
-        return def;
-    }
-    return (unsigned)v;
 }
 
 /* ---- queue helpers ------------------------------------------------------------ */
@@ -909,14 +891,14 @@ int port_uring_open(port_t **out, int nqueues)
     open_job_t job;
     memset(&job, 0, sizeof job);
     job.ur = ur;
-    const char *mode = getenv("PORTCULLIS_URING_RECV");
+    const char *mode = pc__env("PORTCULLIS_URING_RECV");
     job.want_multishot = !(mode && strcmp(mode, "poll") == 0);
-    const char *tr = getenv("PORTCULLIS_URING_TASKRUN");
+    const char *tr = pc__env("PORTCULLIS_URING_TASKRUN");
     if (tr && strcmp(tr, "coop") == 0) job.first = 1;
     if (tr && strcmp(tr, "plain") == 0) job.first = 3;
     /* buffer geometry: tuning and tests (a tiny pool exercises ENOBUFS) */
-    unsigned nbufs = env_uint("PORTCULLIS_URING_BUFFERS", UR_BUF_COUNT, 1, 32768);
-    unsigned buf_size = env_uint("PORTCULLIS_URING_BUFFER_SIZE", UR_BUF_SIZE, 512, 1u << 20);
+    unsigned nbufs = pc__env_uint("PORTCULLIS_URING_BUFFERS", UR_BUF_COUNT, 1, 32768);
+    unsigned buf_size = pc__env_uint("PORTCULLIS_URING_BUFFER_SIZE", UR_BUF_SIZE, 512, 1u << 20);
     while (nbufs & (nbufs - 1))
         nbufs &= nbufs - 1; /* a power of two */
 
@@ -1007,7 +989,7 @@ static void probe_kernel(void *arg)
 int port_uring_probe(void)
 {
     /* Test seam: behave as on a kernel without io_uring. */
-    if (env_flag("PORTCULLIS_URING_PROBE_FAIL")) {
+    if (pc__env_flag("PORTCULLIS_URING_PROBE_FAIL")) {
         PC_LOGI("io_uring probe: failing on request (PORTCULLIS_URING_PROBE_FAIL)");
         return PC_ENOSYS;
     }
