@@ -2,10 +2,37 @@
 /* Threads, SRW locks and condition variables on Win32 (thread.h). */
 #include "thread.h"
 
+#include <windows.h>
+
 #include <process.h>
+#include <string.h>
 
 #include "alloc.h"
 #include "portcullis.h"
+
+_Static_assert(sizeof(HANDLE) <= sizeof(pc_thread_t) && _Alignof(HANDLE) <= _Alignof(pc_thread_t),
+               "pc_thread_t cannot hold a HANDLE");
+_Static_assert(sizeof(SRWLOCK) <= sizeof(pc_mutex_t) && _Alignof(SRWLOCK) <= _Alignof(pc_mutex_t),
+               "pc_mutex_t cannot hold an SRWLOCK");
+_Static_assert(sizeof(CONDITION_VARIABLE) <= sizeof(pc_cond_t) &&
+                   _Alignof(CONDITION_VARIABLE) <= _Alignof(pc_cond_t),
+               "pc_cond_t cannot hold a CONDITION_VARIABLE");
+
+/* The native objects inside the opaque storage of thread.h. */
+static SRWLOCK *mx(pc_mutex_t *m)
+{
+    return (SRWLOCK *)m;
+}
+static CONDITION_VARIABLE *cv(pc_cond_t *c)
+{
+    return (CONDITION_VARIABLE *)c;
+}
+static HANDLE th(pc_thread_t t)
+{
+    HANDLE h;
+    memcpy(&h, t.bytes, sizeof h);
+    return h;
+}
 
 typedef struct thread_start_s {
     pc_thread_fn fn;
@@ -32,24 +59,28 @@ int pc__thread_start(pc_thread_t *t, pc_thread_fn fn, void *arg, const char *nam
         pc__free(st);
         return PC_ENOMEM;
     }
-    *t = (HANDLE)h;
+    HANDLE hd = (HANDLE)h;
+    memset(t, 0, sizeof *t);
+    memcpy(t->bytes, &hd, sizeof hd);
     return 0;
 }
 
 void pc__thread_join(pc_thread_t t)
 {
-    WaitForSingleObject(t, INFINITE);
-    CloseHandle(t);
+    HANDLE h = th(t);
+    WaitForSingleObject(h, INFINITE);
+    CloseHandle(h);
 }
 
 int pc__thread_is_self(pc_thread_t t)
 {
-    return t && GetThreadId(t) == GetCurrentThreadId();
+    HANDLE h = th(t);
+    return h && GetThreadId(h) == GetCurrentThreadId();
 }
 
 void pc__mutex_init(pc_mutex_t *m)
 {
-    InitializeSRWLock(m);
+    InitializeSRWLock(mx(m));
 }
 void pc__mutex_destroy(pc_mutex_t *m)
 {
@@ -57,15 +88,15 @@ void pc__mutex_destroy(pc_mutex_t *m)
 }
 void pc__mutex_lock(pc_mutex_t *m)
 {
-    AcquireSRWLockExclusive(m);
+    AcquireSRWLockExclusive(mx(m));
 }
 void pc__mutex_unlock(pc_mutex_t *m)
 {
-    ReleaseSRWLockExclusive(m);
+    ReleaseSRWLockExclusive(mx(m));
 }
 void pc__cond_init(pc_cond_t *c)
 {
-    InitializeConditionVariable(c);
+    InitializeConditionVariable(cv(c));
 }
 void pc__cond_destroy(pc_cond_t *c)
 {
@@ -73,19 +104,19 @@ void pc__cond_destroy(pc_cond_t *c)
 }
 void pc__cond_signal(pc_cond_t *c)
 {
-    WakeConditionVariable(c);
+    WakeConditionVariable(cv(c));
 }
 void pc__cond_broadcast(pc_cond_t *c)
 {
-    WakeAllConditionVariable(c);
+    WakeAllConditionVariable(cv(c));
 }
 void pc__cond_wait(pc_cond_t *c, pc_mutex_t *m)
 {
-    SleepConditionVariableSRW(c, m, INFINITE, 0);
+    SleepConditionVariableSRW(cv(c), mx(m), INFINITE, 0);
 }
 int pc__cond_timedwait(pc_cond_t *c, pc_mutex_t *m, unsigned ms)
 {
-    if (SleepConditionVariableSRW(c, m, ms, 0)) return 0;
+    if (SleepConditionVariableSRW(cv(c), mx(m), ms, 0)) return 0;
     return GetLastError() == ERROR_TIMEOUT ? PC_ETIMEDOUT : 0;
 }
 int pc__cpu_count(void)

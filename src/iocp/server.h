@@ -374,42 +374,13 @@ typedef struct accept_backoff_s {
  * count it, log at most once a second (with the suppressed count), sleep the
  * next back-off step. err: the PC_E* code; os_err: the errno / WSA code. */
 void accept_failed(listener_t *l, accept_backoff_t *b, int err, int os_err);
-/* The listener's kernel filter (kfilter_posix.c; none on Windows), all under
+/* The listener's kernel filter (kfilter_posix.c; kfilter_win.c: none), all under
  * s->kf_lock. kfilter_attach: choose the tier for a bound, not yet listening
  * socket fd by trying (cfg.kernel_filter), attach, log the outcome; returns 0
  * (a refused tier is not an error: the listener runs with less, logged).
  * kfilter_reload: put rules (replacing old, the set in force) in the kernel,
  * before the user-space swap; a tier that cannot take it is dropped (logged).
  * kfilter_detach: detach and free before the listening socket closes. */
-#ifdef _WIN32
-static inline int kfilter_attach(pc_server_t *s, listener_t *l, sock_t fd, const pc_rules_t *r)
-{
-    (void)s, (void)fd, (void)r;
-    l->kf.tier = PC_KERNEL_FILTER_OFF;
-    return 0;
-}
-static inline void kfilter_reload(pc_server_t *s, listener_t *l, pc_rules_t *old,
-                                  const pc_rules_t *r)
-{
-    (void)s, (void)l, (void)old, (void)r;
-}
-static inline void kfilter_detach(pc_server_t *s, listener_t *l)
-{
-    (void)s, (void)l;
-}
-static inline void kfilter_source_changed(pc_server_t *s, const struct sockaddr *peer)
-{
-    (void)s, (void)peer;
-}
-static inline void kfilter_collect_hits(pc_server_t *s)
-{
-    (void)s;
-}
-static inline void kfilter_counts(pc_server_t *s, pc_server_stats_t *out)
-{
-    (void)s, (void)out;
-}
-#else
 int kfilter_attach(pc_server_t *s, listener_t *l, sock_t fd, const pc_rules_t *rules);
 void kfilter_reload(pc_server_t *s, listener_t *l, pc_rules_t *old, const pc_rules_t *rules);
 void kfilter_detach(pc_server_t *s, listener_t *l);
@@ -425,7 +396,6 @@ void kfilter_collect_hits(pc_server_t *s);
 /* Add the eBPF tier's SYN counters (every listener, those detached included)
  * to out->kernel_* (takes kf_lock). Any thread. */
 void kfilter_counts(pc_server_t *s, pc_server_stats_t *out);
-#endif
 
 /* Accept loops (accept_posix.c / accept_win.c). */
 void accept_thread_main(void *arg);
