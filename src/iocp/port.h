@@ -58,6 +58,24 @@ typedef struct op_s {
     void *res_data;
 } op_t;
 
+/* Account n bytes a send took from op's gather list: add them to
+ * op->res_bytes, drop the buffers they finish and trim a partly sent one, so
+ * that op->bufs / op->nbufs hold what is left (nbufs 0: all sent). Each
+ * backend's send path calls it after a write, short or not. */
+static inline void port_send_advance(op_t *op, size_t n)
+{
+    op->res_bytes += (uint32_t)n;
+    while (op->nbufs > 0 && n >= op->bufs[0].len) {
+        n -= op->bufs[0].len;
+        op->bufs++;
+        op->nbufs--;
+    }
+    if (op->nbufs > 0 && n) {
+        op->bufs[0].base = (char *)op->bufs[0].base + n;
+        op->bufs[0].len -= (unsigned long)n; /* < len: fits its type (unsigned long or size_t) */
+    }
+}
+
 /* A FIFO of ops linked through op->next: a backend's results waiting for
  * port_wait, a strand's parked completions. Not thread-safe. */
 typedef struct op_fifo_s {

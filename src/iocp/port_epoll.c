@@ -90,17 +90,7 @@ static int ep_try_send(epq_t *q, port_sock_t *s, op_t *op)
             ready_push(q, op, w, op->res_bytes);
             return 1;
         }
-        size_t left = (size_t)w;
-        op->res_bytes += left;
-        while (op->nbufs > 0 && left >= op->bufs[0].len) {
-            left -= op->bufs[0].len;
-            op->bufs++;
-            op->nbufs--;
-        }
-        if (op->nbufs > 0 && left) {
-            op->bufs[0].base = (char *)op->bufs[0].base + left;
-            op->bufs[0].len -= left;
-        }
+        port_send_advance(op, (size_t)w);
     }
     ready_push(q, op, 0, op->res_bytes);
     return 1;

@@ -473,17 +473,7 @@ static void on_send_cqe(urq_t *q, port_sock_t *s, op_t *op, int res)
         ready_push(q, op, ur_err(res), op->res_bytes, NULL);
         return;
     }
-    size_t left = (size_t)res;
-    op->res_bytes += left;
-    while (op->nbufs > 0 && left >= op->bufs[0].len) {
-        left -= op->bufs[0].len;
-        op->bufs++;
-        op->nbufs--;
-    }
-    if (op->nbufs > 0 && left) {
-        op->bufs[0].base = (char *)op->bufs[0].base + left;
-        op->bufs[0].len -= left;
-    }
+    port_send_advance(op, (size_t)res);
     if (op->nbufs == 0) {
         s->wr = NULL;
         ready_push(q, op, 0, op->res_bytes, NULL);

@@ -184,21 +184,6 @@ static int pw_recv(port_t *p, port_sock_t *s, op_t *op)
 
 /* ---- send ------------------------------------------------------------------------------ */
 
-/* Account n sent bytes: drop finished buffers, trim a partial one. */
-static void send_advance(op_t *op, size_t n)
-{
-    op->res_bytes += n;
-    while (op->nbufs > 0 && n >= op->bufs[0].len) {
-        n -= op->bufs[0].len;
-        op->bufs++;
-        op->nbufs--;
-    }
-    if (op->nbufs > 0 && n) {
-        op->bufs[0].base += n;
-        op->bufs[0].len -= (unsigned long)n;
-    }
-}
-
 /* Issue WSASend for what remains of op. Returns 0 if a packet will report
  * it, 1 if it finished here (result in op->res_status / res_bytes). */
 static int send_issue(sock_t fd, uint32_t bflags, op_t *op)
@@ -219,7 +204,7 @@ static int send_issue(sock_t fd, uint32_t bflags, op_t *op)
             op->res_status = PC_EIO;
             return 1;
         }
-        send_advance(op, sent);
+        port_send_advance(op, sent);
         if (op->nbufs == 0) {
             op->res_status = 0;
             return 1;
@@ -254,7 +239,7 @@ static int send_completed(port_win_t *pw, port_sock_t *s, op_t *op, int st, size
         op->res_bytes += n;
         return 1;
     }
-    send_advance(op, n);
+    port_send_advance(op, n);
     if (op->nbufs == 0) {
         op->res_status = 0;
         return 1;
