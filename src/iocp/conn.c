@@ -820,21 +820,8 @@ static int strand_claim(pc_conn_t *c, const completion_t *cpl)
     return run;
 }
 
-void conn_dispatch(worker_t *w, const completion_t *cpl)
+void conn_dispatch(worker_t *w, pc_conn_t *c, const completion_t *cpl)
 {
-    op_t *op = cpl->op;
-    pc_conn_t *c;
-    switch (op->tag) {
-    case OPT_CONN_RECV:
-        c = pc_container_of(op, pc_conn_t, recv_op);
-        break;
-    case OPT_CONN_KICK:
-        c = pc_container_of(op, pc_conn_t, kick_op);
-        break;
-    default: /* OPT_CONN_SEND, OPT_CONN_CONNECT */
-        c = pc_container_of(op, pc_conn_t, wr_op);
-        break;
-    }
     if (strand_claim(c, cpl)) conn_strand(w, c, *cpl);
 }
 

@@ -254,6 +254,11 @@ pc_conn_t *server_conn_lookup(pc_server_t *s, pc_conn_id_t id);
 worker_t *server_pick_worker(pc_server_t *s);
 void server_capacity_changed(pc_server_t *s);
 
+/* server_worker.c: a worker thread's body (arg: its worker_t), started by
+ * pc_server_start; returns after the worker's OPT_EXIT once it has nothing
+ * left to wait for. */
+void worker_main(void *arg);
+
 /* server_timer.c */
 void stimer_init(pc_server_t *s);
 /* An OPT_STIMER op reached worker w: arm the timer on w's server wheel. */
@@ -269,7 +274,10 @@ void stimer_destroy(pc_server_t *s);
 /* Run the post_to functions still queued on a connection being released,
  * with c == NULL (destroy after a stop that could not close everything). */
 void conn_drop_posts(pc_conn_t *c);
-void conn_dispatch(worker_t *w, const completion_t *cpl);
+/* A completion of one of c's ops (recv_op, wr_op, kick_op) reached worker w:
+ * run it in c's strand, now or, on a shared port, by the worker that runs
+ * the strand (server_worker.c's loop finds c from the op's tag). */
+void conn_dispatch(worker_t *w, pc_conn_t *c, const completion_t *cpl);
 /* Hand an accepted socket to a worker (accept thread). */
 int conn_start_accepted(pc_server_t *s, listener_t *l, sock_t fd,
                         const struct sockaddr_storage *peer, const struct sockaddr_storage *local);
