@@ -2,7 +2,7 @@
 # Set up this machine and pass every test: installs what is missing, builds
 # and runs CTest for each stage. Stages:
 #   linux    RelWithDebInfo build, every unit and integration test, on every
-#            Linux backend built (epoll, io_uring)
+#            Linux backend built (epoll, io_uring); a compile-only clang build
 #   asan     the whole suite built with -fsanitize=address,undefined
 #   tsan     the whole suite built with -fsanitize=thread
 #   fuzz     every libFuzzer target for a few seconds (scripts/fuzz.sh)
@@ -24,6 +24,10 @@ stage_linux() {
   cmake -S . -B "$b" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
   cmake --build "$b" -j"$(pc_jobs)"
   ctest --test-dir "$b" --output-on-failure -j2
+  # clang keeps warnings-as-errors too: a compile-only build (about 50 s here)
+  pc_need_pkgs clang
+  CC=clang cmake -S . -B "$PC_ROOT/build/test-clang" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  cmake --build "$PC_ROOT/build/test-clang" -j"$(pc_jobs)"
 }
 
 sanitized() {

@@ -78,6 +78,9 @@ static int fail(char *why, size_t whylen, int e, const char *what)
     return map_errno(e);
 }
 
+/* libbpf's messages, at debug level. The format attribute tells the compiler
+ * that fmt is a printf format checked at libbpf's call sites. */
+static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap) PC__PRINTF(2, 0);
 static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
     if (!pc__log_enabled(PC_LOG_DEBUG)) return 0;

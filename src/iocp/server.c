@@ -355,9 +355,9 @@ int pc_server_listen(pc_server_t *s, const char *endpoint)
 int pc_server_listener_port(const pc_server_t *s, int idx)
 {
     if (!s || idx < 0 || idx >= s->nlisteners) return PC_EINVAL;
-    const struct sockaddr *sa = (const struct sockaddr *)&s->listeners[idx].addr;
-    if (sa->sa_family == AF_INET) return ntohs(((const struct sockaddr_in *)sa)->sin_port);
-    return ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+    const struct sockaddr_storage *ss = &s->listeners[idx].addr;
+    if (ss->ss_family == AF_INET) return ntohs(((const struct sockaddr_in *)ss)->sin_port);
+    return ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
 }
 
 int pc_server_start(pc_server_t *s)

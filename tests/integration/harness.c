@@ -81,7 +81,9 @@ static pc_verdict_t condition(void *user, const struct sockaddr *peer, const str
     if (g_reject_src && peer->sa_family == AF_INET) {
         struct in_addr a;
         inet_pton(AF_INET, g_reject_src, &a);
-        if (((const struct sockaddr_in *)peer)->sin_addr.s_addr == a.s_addr) return PC_REJECT;
+        struct sockaddr_in p4; /* copied: a struct sockaddr promises less alignment */
+        memcpy(&p4, peer, sizeof p4);
+        if (p4.sin_addr.s_addr == a.s_addr) return PC_REJECT;
     }
     if (atomic_load(&g_defer_left) > 0) {
         atomic_fetch_sub(&g_defer_left, 1);
