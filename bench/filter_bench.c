@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* pc-filter-bench: build random rule sets with a BGP-like prefix-length mix,
  * then measure longest-prefix lookups and whole pipeline decisions.
  *

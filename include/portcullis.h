@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * portcullis — a C11 framework for high-concurrency TCP servers built around a
  * completion port, with a dedicated accept thread that decides per connection

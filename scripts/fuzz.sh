@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Build every libFuzzer target in tests/fuzz with clang (ASan + UBSan) and run
 # each for SECONDS (default 15) on its seed corpus (tests/fuzz/corpus/NAME).
 # Exits non-zero on any finding (crash, leak, timeout, sanitizer report).

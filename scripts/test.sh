@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Set up this machine and pass every test: installs what is missing, builds
 # and runs CTest for each stage. Stages:
 #   linux    RelWithDebInfo build, every unit and integration test, on every
-#            Linux backend built (epoll, io_uring); a compile-only clang build
+#            Linux backend built (epoll, io_uring); a compile-only clang build;
+#            scripts/check-spdx.sh
 #   asan     the whole suite built with -fsanitize=address,undefined
 #   tsan     the whole suite built with -fsanitize=thread
 #   fuzz     every libFuzzer target for a few seconds (scripts/fuzz.sh)
@@ -18,6 +20,7 @@ stages=("$@")
 failed=()
 
 stage_linux() {
+  bash scripts/check-spdx.sh # every source, script and CMake file says its licence
   pc_base_pkgs
   pc_need_pkgs haproxy # tests/process/haproxy_proxy.py: a real HAProxy in front of pc-http
   local b="$PC_ROOT/build/test-linux"

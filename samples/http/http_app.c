@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The pc-http responder: request framing over http_parser, routing, response
  * formatting, the response counters behind /metrics (metrics.c formats the
  * page). See http_app.h for the behaviour. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* pc-stress: an HTTP/1.1 load generator built on portcullis: a server object
  * with no listener whose worker threads run outbound connections (pc_connect,
  * or pc_connect_tls for https:// URLs).

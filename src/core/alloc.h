@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Allocation: every allocation of the library goes through here. */
 #ifndef PC_CORE_ALLOC_H
 #define PC_CORE_ALLOC_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 #include "clock.h"
 
 /* pc__now_ns is per platform: clock_posix.c, clock_win.c. */

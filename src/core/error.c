@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Error names and messages, generated from PC_ERRNO_MAP. */
 #include "portcullis.h"
 

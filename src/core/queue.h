@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Intrusive doubly linked queue (circular, with a sentinel head). An element
  * embeds a queue_t and is recovered with pc_container_of. No allocation. */
 #ifndef PC_CORE_QUEUE_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Stats counters: single-writer relaxed atomics, summed by readers. Each
  * worker owns a block (no shared cache line on the hot path); the accept
  * threads share one block with atomic adds. */

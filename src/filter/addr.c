@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Strict address text parsing and canonical formatting (see addr.h). */
 #include "filter/addr.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Addresses as the filter sees them: a family-tagged 16-byte value, parsed by
  * our own strict text parser (no inet_pton, no DNS: identical on every
  * platform) and converted from socket addresses in one small file

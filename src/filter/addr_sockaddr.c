@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Socket address -> pc_addr_t. The only file of src/filter that includes
  * socket headers; the accept layer calls it with the peer address. */
 #include "filter/addr.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The verdict pipeline (see pipeline.h). */
 #include "filter/pipeline.h"
 

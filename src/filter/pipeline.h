@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The verdict pipeline run by the accept thread(s) for every incoming
  * connection, in this order, each outcome counted per step:
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Longest-prefix-match tables: build and lookup (see prefix_table.h).
  *
  * Build: the sorted prefixes become the list of disjoint address intervals

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Rule sets: strict parsing of the text format, compilation into the prefix
  * tables, counters, lookups (see include/portcullis/filter.h). */
 #include "filter/rules.h"

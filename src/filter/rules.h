@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Compiled rule sets: internals shared by rules.c, the swap holder and the
  * pipeline. The public face is include/portcullis/filter.h. */
 #ifndef PC_FILTER_RULES_H

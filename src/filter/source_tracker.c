@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Per-source tracker (see source_tracker.h).
  *
  * Slot protocol. Each slot has a tag word: 0 (empty), or a fingerprint of

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Per-source tracking: concurrent connections and a token-bucket connection
  * rate per source key (the IPv4 address masked to prefix_v4, default /32;
  * the IPv6 address masked to prefix_v6, default /64).

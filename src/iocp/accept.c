@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The verdict pipeline as run by every accept loop (accept_posix.c after
  * accept4, accept_win.c inside the WSAAccept condition function). Runs on the
  * accept thread: no allocation, no lock, no blocking. The capacity step

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The Linux accept loop. Linux has no pre-handshake hook in accept: the
  * listener's kernel filter (kfilter_posix.c), when a tier is in force, drops
  * denied SYNs before the handshake; the verdict pipeline runs right after

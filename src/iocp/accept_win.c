@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The Windows accept loop: one thread per listener blocked in WSAAccept, whose
  * condition function runs the verdict pipeline (accept.c).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Connections: the per-connection strand, reading, the send queue, graceful
  * and abortive close, timers. Written once against port.h for every backend.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Parsing and formatting "ADDR:PORT" / "[V6]:PORT" endpoints. No DNS. */
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Translation of Windows error codes to PC_E* codes: the one place where the
  * Windows engine interprets a system error (implemented in error_win.c).
  * Winsock (WSAE*) and Win32 (ERROR_*) codes share one number space; NTSTATUS

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The eBPF tier of the listener's kernel filter (Linux only).
  *
  * A BPF_PROG_TYPE_SOCKET_FILTER program attached to a listening socket with

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The backend seam: a completion port. Shaped around completions, not
  * readiness: the shared server and connection code starts operations and is
  * told "operation X finished with status S and N bytes". Backends never call

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* epoll backend: the completion model emulated over per-worker edge-triggered
  * epoll loops. Each queue is one epoll instance serviced by one worker, so a
  * socket's operations start and complete on one thread without locks. A

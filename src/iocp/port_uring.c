@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* io_uring backend: Linux's native completion port behind the seam.
  *
  * One ring per queue, created by port_open (on a helper thread, see

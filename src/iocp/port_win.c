@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* IOCP backend: one I/O completion port shared by every worker.
  *
  * - Workers dequeue with GetQueuedCompletionStatusEx in batches. Where it is

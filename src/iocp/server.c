@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Server config, lifecycle (create, listen, start, stop, destroy), the
  * connection table (stable memory, generation-checked ids) and stats. The
  * worker threads' loop and posted work are in server_worker.c. */

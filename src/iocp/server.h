@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Engine internals shared by server.c, conn.c, accept*.c. */
 #ifndef PC_IOCP_SERVER_H
 #define PC_IOCP_SERVER_H

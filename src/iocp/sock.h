@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Portable socket primitives used by the shared engine code. Implemented by
  * sock_posix.c (Linux) and sock_win.c (Winsock). All return PC_E* codes. */
 #ifndef PC_IOCP_SOCK_H

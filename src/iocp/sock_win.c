@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Winsock socket primitives (sock.h). The translation of Windows error codes
  * to PC_E* codes is in error_win.c.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The in-process echo server of the integration tests. */
 #include <setjmp.h>
 #include <stdarg.h>

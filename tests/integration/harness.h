@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The echo server the integration tests run against (in-process), with
  * counters the tests assert on, and small client helpers. */
 #ifndef PC_TEST_HARNESS_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The accept filter over loopback, with distinct client sources (127.0.0.2,
  * 127.0.0.3, ...): deny by /32 and /24 (on_open never runs), allow,
  * per-source maximum (slots come back after close), per-source rate, reload,

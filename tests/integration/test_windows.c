@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Integration tests written for the Windows engine (IOCP, WSAAccept accept
  * thread), run under Wine by CTest. Most scenarios are portable and also run
  * on the Linux backends; the Windows-only ones (error translation, the IOCP

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The verdict pipeline: step order, counting, shadow mode, hot swap of rule
  * sets with their hit counters, IPv4-mapped peers. */
 #include <stdarg.h>

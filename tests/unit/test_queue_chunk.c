@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Intrusive queues and send chunks. */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Rule sets: the address parser, the text format (every error with its line
  * and message), lookups, files, allocation failures. */
 #include <stdarg.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Per-source tracker: token bucket on a fake clock, concurrent maximum,
  * source keys, the full-table policies, threads. */
 #include <stdarg.h>
