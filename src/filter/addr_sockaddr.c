@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: MIT */
-/* Socket address -> pc_addr_t. The only file of src/filter that includes
+/* Socket address -> addr_t. The only file of src/filter that includes
  * socket headers; the accept layer calls it with the peer address. */
 #include "filter/addr.h"
 
 #include "portcullis.h" /* the platform's socket headers */
 
-int addr_from_sockaddr(const struct sockaddr *sa, pc_addr_t *out)
+int addr_from_sockaddr(const struct sockaddr *sa, addr_t *out)
 {
     if (!sa || !out) return PC_EINVAL;
     memset(out, 0, sizeof *out);

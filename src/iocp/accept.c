@@ -35,7 +35,7 @@ pc_verdict_t accept_decide(listener_t *l, const struct sockaddr *peer, const str
 {
     pc_server_t *s = l->srv;
     int reserved = reserve_slot(s);
-    pc_addr_t a;
+    addr_t a;
     if (addr_from_sockaddr(peer, &a) != 0) {
         /* not an IP peer: only capacity and the condition can judge it */
         a.family = 0;

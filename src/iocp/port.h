@@ -137,11 +137,11 @@ static inline int op_fifo_drain(op_fifo_t *f, completion_t *out, int max)
 /* Per-socket backend state, embedded in the connection. */
 typedef struct port_sock_s {
     sock_t fd;
-    int q;           /* queue (worker) the socket completes on */
-    op_t *rd;        /* pending OP_RECV (epoll: waiting for EPOLLIN) */
-    op_t *wr;        /* pending OP_SEND/OP_CONNECT (epoll: waiting for EPOLLOUT) */
-    uint32_t bflags; /* backend-private flags */
-    void *bpriv;     /* backend-private pointer */
+    int q;                  /* queue (worker) the socket completes on */
+    op_t *rd;               /* pending OP_RECV (epoll: waiting for EPOLLIN) */
+    op_t *wr;               /* pending OP_SEND/OP_CONNECT (epoll: waiting for EPOLLOUT) */
+    uint32_t backend_flags; /* backend-private flags */
+    void *backend_priv;     /* backend-private pointer */
 } port_sock_t;
 
 typedef struct port_s port_t;

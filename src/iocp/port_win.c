@@ -124,13 +124,13 @@ static int pw_attach(port_t *p, port_sock_t *s)
 {
     port_win_t *pw = pwin(p);
     s->rd = s->wr = NULL;
-    s->bflags = 0;
+    s->backend_flags = 0;
     if (!CreateIoCompletionPort((HANDLE)s->fd, pw->iocp, (ULONG_PTR)s, 0)) return last_win_error();
-    s->bflags = PW_ATTACHED;
+    s->backend_flags = PW_ATTACHED;
     if (pw->skip_ok &&
         SetFileCompletionNotificationModes((HANDLE)s->fd, FILE_SKIP_COMPLETION_PORT_ON_SUCCESS |
                                                               FILE_SKIP_SET_EVENT_ON_HANDLE))
-        s->bflags |= PW_SKIP;
+        s->backend_flags |= PW_SKIP;
     return 0;
 }
 
@@ -153,8 +153,8 @@ static void pw_detach(port_t *p, port_sock_t *s)
     port_win_t *pw = pwin(p);
     SRWLOCK *l = stripe(pw, s);
     AcquireSRWLockExclusive(l);
-    uint32_t was = s->bflags;
-    s->bflags |= PW_DETACHED;
+    uint32_t was = s->backend_flags;
+    s->backend_flags |= PW_DETACHED;
     ReleaseSRWLockExclusive(l);
     if (was & PW_ATTACHED) CancelIoEx((HANDLE)s->fd, NULL);
 }
@@ -175,7 +175,7 @@ static int pw_recv(port_t *p, port_sock_t *s, op_t *op)
     memset(&op->ov, 0, sizeof op->ov);
     if (WSARecv(s->fd, &none, 1, &got, &flags, &op->ov, NULL) == 0) {
         /* readable now; without skip-on-success a packet follows anyway */
-        return (s->bflags & PW_SKIP) ? stage(pw, op, 0, 0) : 0;
+        return (s->backend_flags & PW_SKIP) ? stage(pw, op, 0, 0) : 0;
     }
     int e = WSAGetLastError();
     if (e == WSA_IO_PENDING) return 0;
@@ -187,7 +187,7 @@ static int pw_recv(port_t *p, port_sock_t *s, op_t *op)
 
 /* Issue WSASend for what remains of op. Returns 0 if a packet will report
  * it, 1 if it finished here (result in op->res_status / res_bytes). */
-static int send_issue(sock_t fd, uint32_t bflags, op_t *op)
+static int send_issue(sock_t fd, uint32_t backend_flags, op_t *op)
 {
     for (;;) {
         DWORD sent = 0;
@@ -200,8 +200,8 @@ static int send_issue(sock_t fd, uint32_t bflags, op_t *op)
             op->res_status = last_wsa_error(e);
             return 1;
         }
-        if (!(bflags & PW_SKIP)) return 0; /* the packet carries the count */
-        if (sent == 0) {                   /* cannot happen with bytes left; never spin */
+        if (!(backend_flags & PW_SKIP)) return 0; /* the packet carries the count */
+        if (sent == 0) {                          /* cannot happen with bytes left; never spin */
             op->res_status = PC_EIO;
             return 1;
         }
@@ -227,7 +227,8 @@ static int pw_send(port_t *p, port_sock_t *s, op_t *op, pc_buf_t *bufs, unsigned
         op->nbufs--;
     }
     if (op->nbufs == 0) return stage(pw, op, 0, 0);
-    if (send_issue(s->fd, s->bflags, op)) return stage(pw, op, op->res_status, op->res_bytes);
+    if (send_issue(s->fd, s->backend_flags, op))
+        return stage(pw, op, op->res_status, op->res_bytes);
     return 0;
 }
 
@@ -255,11 +256,11 @@ static int send_completed(port_win_t *pw, port_sock_t *s, op_t *op, int st, size
     SRWLOCK *l = stripe(pw, s);
     int done;
     AcquireSRWLockExclusive(l);
-    if ((s->bflags & PW_DETACHED) || op->busy == BUSY_CANCEL) {
+    if ((s->backend_flags & PW_DETACHED) || op->busy == BUSY_CANCEL) {
         op->res_status = PC_ECANCELED;
         done = 1;
     } else {
-        done = send_issue(s->fd, s->bflags, op);
+        done = send_issue(s->fd, s->backend_flags, op);
     }
     ReleaseSRWLockExclusive(l);
     return done;
@@ -306,7 +307,7 @@ static int pw_connect(port_t *p, port_sock_t *s, op_t *op, const struct sockaddr
         if (bind(s->fd, (struct sockaddr *)&local, llen) != 0) return sock_last_error();
     }
     if (connectex(s->fd, sa, len, NULL, 0, NULL, &op->ov)) {
-        if (!(s->bflags & PW_SKIP)) return 0;
+        if (!(s->backend_flags & PW_SKIP)) return 0;
         connect_finish(s->fd);
         return stage(pw, op, 0, 0);
     }
@@ -352,7 +353,7 @@ static int take_packet(port_win_t *pw, const OVERLAPPED_ENTRY *e, completion_t *
             if (st == 0) {
                 SRWLOCK *l = stripe(pw, s);
                 AcquireSRWLockExclusive(l);
-                if (!(s->bflags & PW_DETACHED)) connect_finish(s->fd);
+                if (!(s->backend_flags & PW_DETACHED)) connect_finish(s->fd);
                 ReleaseSRWLockExclusive(l);
             }
             status = st;

@@ -107,12 +107,12 @@ static pc_conn_t *table_fresh(pc_server_t *s)
     memset(c, 0, sizeof *c);
     c->srv = s;
     c->slot = slot;
-    queue_init(&c->xsendq);
+    queue_init(&c->inbox_sends);
     queue_init(&c->sendq);
     wheel_timer_init(&c->timer);
-    c->recv_op.tag = OPT_CONN_RECV;
-    c->wr_op.tag = OPT_CONN_SEND;
-    c->kick_op.tag = OPT_CONN_KICK;
+    c->recv_op.tag = TAG_CONN_RECV;
+    c->wr_op.tag = TAG_CONN_SEND;
+    c->kick_op.tag = TAG_CONN_KICK;
     atomic_store(&c->id, (uint64_t)slot); /* generation 0: never valid */
     /* publish after the record is initialised (lookups read nslots) */
     atomic_store_explicit(&s->nslots, slot + 1, memory_order_release);
@@ -138,11 +138,11 @@ pc_conn_t *server_conn_alloc(pc_server_t *s)
     atomic_store(&c->id, ((uint64_t)gen << 32) | c->slot);
     c->in_dispatch = 0;
     c->timer_due = 0;
-    c->dfr.head = c->dfr.tail = NULL;
-    atomic_store(&c->xsend_bytes, 0);
-    c->xposts = NULL;
+    c->parked_ops.head = c->parked_ops.tail = NULL;
+    atomic_store(&c->inbox_send_bytes, 0);
+    c->inbox_posts = NULL;
     c->kick_posted = 0;
-    c->xclose = XCLOSE_NONE;
+    c->inbox_close = INBOX_CLOSE_NONE;
     c->state = CS_FREE;
     pc__mutex_unlock(conn_lock(c));
     c->reading = c->sending = c->paused_user = c->paused_hw = 0;
@@ -266,7 +266,7 @@ int pc_server_create(const pc_server_config_t *cfg, pc_server_t **out)
         pc__mutex_init(&w->wheel_lock);
         wheel_init(&w->wheel, pc__now_ms());
         wheel_init(&w->swheel, pc__now_ms());
-        w->exit_op.tag = OPT_EXIT;
+        w->exit_op.tag = TAG_EXIT;
         w->scratch_size = s->cfg.recv_buffer_size;
         w->scratch = pc__malloc(w->scratch_size);
         if (!w->scratch) {
@@ -446,11 +446,11 @@ int pc_server_stop(pc_server_t *s, unsigned drain_ms)
     }
     /* 2. graceful close of every connection, bounded by drain_ms */
     uint64_t t0 = pc__now_ms();
-    close_all(s, XCLOSE_GRACEFUL);
+    close_all(s, INBOX_CLOSE_GRACEFUL);
     if (!wait_idle(s, t0 + drain_ms)) {
         PC_LOGW("stop: %llu connection(s) still open after the %u ms drain; resetting them",
                 (unsigned long long)atomic_load(&s->active), drain_ms);
-        close_all(s, XCLOSE_ABORT);
+        close_all(s, INBOX_CLOSE_ABORT);
         if (!wait_idle(s, pc__now_ms() + 10000))
             PC_LOGE("stop: %llu connection(s) did not close",
                     (unsigned long long)atomic_load(&s->active));
@@ -480,7 +480,7 @@ void pc_server_destroy(pc_server_t *s)
     uint32_t nslots = atomic_load(&s->nslots);
     for (uint32_t slot = 0; slot < nslots; slot++) {
         pc_conn_t *c = &s->chunks[slot / PC_CONN_CHUNK][slot % PC_CONN_CHUNK];
-        queue_t *qs[2] = {&c->sendq, &c->xsendq};
+        queue_t *qs[2] = {&c->sendq, &c->inbox_sends};
         for (int k = 0; k < 2; k++) {
             while (!queue_empty(qs[k])) {
                 queue_t *e = queue_head(qs[k]);

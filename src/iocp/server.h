@@ -14,14 +14,14 @@
 
 /* op tags: what a completion means to the shared code */
 enum {
-    OPT_CONN_RECV = 1, /* connection readable */
-    OPT_CONN_SEND,     /* connection send finished */
-    OPT_CONN_KICK,     /* cross-thread work queued for the connection */
-    OPT_CONN_CONNECT,  /* outbound connect finished */
-    OPT_POST,          /* pc_server_post record */
-    OPT_EXIT,          /* worker exit */
-    OPT_CONN_TIMER,    /* synthetic: the connection's timer expired */
-    OPT_STIMER,        /* a server timer to put on the receiving worker's wheel */
+    TAG_CONN_RECV = 1, /* connection readable */
+    TAG_CONN_SEND,     /* connection send finished */
+    TAG_CONN_KICK,     /* cross-thread work queued for the connection */
+    TAG_CONN_CONNECT,  /* outbound connect finished */
+    TAG_POST,          /* pc_server_post record */
+    TAG_EXIT,          /* worker exit */
+    TAG_CONN_TIMER,    /* synthetic: the connection's timer expired */
+    TAG_STIMER,        /* a server timer to put on the receiving worker's wheel */
 };
 
 enum conn_state_e {
@@ -32,13 +32,13 @@ enum conn_state_e {
     CS_CLOSED,  /* socket closed, waiting for pending operations */
 };
 
-/* cross-thread close requests (conn->xclose) */
-enum { XCLOSE_NONE = 0, XCLOSE_GRACEFUL = 1, XCLOSE_ABORT = 2 };
+/* cross-thread close requests (conn->inbox_close) */
+enum { INBOX_CLOSE_NONE = 0, INBOX_CLOSE_GRACEFUL = 1, INBOX_CLOSE_ABORT = 2 };
 
 /* buffers per gather write: with 4 KiB coalescing chunks this is 64 KiB or
  * more per send. The array is allocated only while a send of more than one
  * buffer is pending; a one-buffer send uses conn->iov1. */
-#define PC_SEND_IOV 16
+#define SEND_IOV_MAX 16
 /* bytes per send operation at most: a send completes when all of it is out,
  * so this bounds how long progress stays invisible (the write timeout
  * measures progress per send) */
@@ -48,14 +48,14 @@ enum { XCLOSE_NONE = 0, XCLOSE_GRACEFUL = 1, XCLOSE_ABORT = 2 };
 #define PC_CONN_LOCKS 256
 
 /* An IPv4 or IPv6 address, without sockaddr_storage's 128 bytes. */
-typedef union pc_sockaddr_u {
+typedef union sockaddr_any_u {
     struct sockaddr sa;
     struct sockaddr_in v4;
     struct sockaddr_in6 v6;
-} pc_sockaddr_t;
+} sockaddr_any_t;
 
 /* Copy an IPv4/IPv6 address out of a sockaddr_storage (others: zeroed). */
-void sockaddr_store(pc_sockaddr_t *dst, const struct sockaddr_storage *src);
+void sockaddr_store(sockaddr_any_t *dst, const struct sockaddr_storage *src);
 
 typedef struct worker_s worker_t;
 typedef struct listener_s listener_t;
@@ -82,15 +82,15 @@ struct pc_conn_s {
     /* completions that arrived while another worker ran the strand (shared
      * port only), in order: ops linked through op->next, results in
      * op->res_*; the timer's expiry is the flag timer_due */
-    op_fifo_t dfr;
-    queue_t xsendq;
-    _Atomic size_t xsend_bytes; /* written under the lock, read anywhere */
-    struct xpost_s *xposts;     /* pc_server_post_to records, newest first */
+    op_fifo_t parked_ops;
+    queue_t inbox_sends;
+    _Atomic size_t inbox_send_bytes;  /* written under the lock, read anywhere */
+    struct inbox_post_s *inbox_posts; /* pc_server_post_to records, newest first */
     uint8_t in_dispatch;
     uint8_t timer_due;
     uint8_t kick_posted;
-    uint8_t xclose;
-    uint8_t xclose_reason; /* pc_close_reason_t */
+    uint8_t inbox_close;
+    uint8_t inbox_close_reason; /* pc_close_reason_t */
     /* ---- owned by the strand ----
      * aligned apart from the locked bytes above: the compiler may read
      * neighbouring strand bytes with one wider load, which must not span
@@ -124,7 +124,7 @@ struct pc_conn_s {
     queue_t sendq;            /* chunk_t */
     _Atomic size_t sendq_bytes;
     pc_buf_t iov1;  /* the gather list of a one-buffer send */
-    pc_buf_t *iovx; /* PC_SEND_IOV buffers, allocated while a longer send is pending */
+    pc_buf_t *iovx; /* SEND_IOV_MAX buffers, allocated while a longer send is pending */
     op_t recv_op;
     op_t wr_op; /* the pending send, or the outbound connect before it */
     op_t kick_op;
@@ -133,7 +133,7 @@ struct pc_conn_s {
     uint64_t tx_since_ms; /* send queue non-empty and no progress since (write timeout) */
     /* CS_OPEN: header deadline, 0 = none; CS_CLOSING: the close deadline */
     uint64_t deadline_ms;
-    pc_sockaddr_t peer, local;
+    sockaddr_any_t peer, local;
     void *user;
     void *px;               /* PX_PENDING: the header parser; PX_DONE: what the header said, if
                              * anything is kept (conn_proxy.c); else NULL */
@@ -161,11 +161,11 @@ struct worker_s {
     op_t exit_op;
     int exiting;
     /* counters written by this worker */
-    pc_counter_t bytes_in, bytes_out;
-    pc_counter_t closed[PC_CLOSE_REASON_COUNT];
-    pc_counter_t proxy_headers, proxy_timeouts, proxy_rejected;
-    pc_counter_t proxy_errors[PC_PROXY_ERR_COUNT];
-    pc_counter_t tls_handshakes, tls_handshake_errors, tls_resumed;
+    counter_t bytes_in, bytes_out;
+    counter_t closed[PC_CLOSE_REASON_COUNT];
+    counter_t proxy_headers, proxy_timeouts, proxy_rejected;
+    counter_t proxy_errors[PC_PROXY_ERR_COUNT];
+    counter_t tls_handshakes, tls_handshake_errors, tls_resumed;
 };
 
 struct listener_s {
@@ -221,13 +221,13 @@ struct pc_server_s {
     pc_mutex_t cap_lock;
     pc_cond_t cap_cond;
     /* counters written by the accept threads */
-    pc_counter_t accepted, deferred, accept_errors;
-    pc_counter_t rejected[PC_STEP_COUNT];
-    pc_counter_t would_reject[PC_STEP_COUNT];
-    pc_counter_t send_queued;        /* bytes in all send queues */
-    pc_counter_t send_held;          /* memory of all send queues' chunks */
-    pc_counter_t send_refused;       /* sends refused by max_buffered_bytes */
-    pc_counter_t send_limit_refused; /* sends refused by send_queue_limit */
+    counter_t accepted, deferred, accept_errors;
+    counter_t rejected[PC_STEP_COUNT];
+    counter_t would_reject[PC_STEP_COUNT];
+    counter_t send_queued;        /* bytes in all send queues */
+    counter_t send_held;          /* memory of all send queues' chunks */
+    counter_t send_refused;       /* sends refused by max_buffered_bytes */
+    counter_t send_limit_refused; /* sends refused by send_queue_limit */
     /* server timers (server_timer.c): the registry of live timers; lock
      * order stimer_lock, then a worker's wheel_lock */
     pc_mutex_t stimer_lock;
@@ -256,13 +256,13 @@ worker_t *server_pick_worker(pc_server_t *s);
 void server_capacity_changed(pc_server_t *s);
 
 /* server_worker.c: a worker thread's body (arg: its worker_t), started by
- * pc_server_start; returns after the worker's OPT_EXIT once it has nothing
+ * pc_server_start; returns after the worker's TAG_EXIT once it has nothing
  * left to wait for. */
 void worker_main(void *arg);
 
 /* server_timer.c */
 void stimer_init(pc_server_t *s);
-/* An OPT_STIMER op reached worker w: arm the timer on w's server wheel. */
+/* An TAG_STIMER op reached worker w: arm the timer on w's server wheel. */
 void stimer_arm_op(worker_t *w, op_t *op);
 /* Run the expired server timers of w (the wheel_timer_t links in expired). */
 void stimer_run_expired(worker_t *w, queue_t *expired);
@@ -311,7 +311,7 @@ void conn_proxy_timed_out(pc_conn_t *c);
 /* Free what the phase holds (at the connection's release). */
 void conn_proxy_free(pc_conn_t *c);
 /* Is this source a trusted proxy? Accept threads (the set never changes). */
-int server_proxy_trusted(const pc_server_t *s, const pc_addr_t *a);
+int server_proxy_trusted(const pc_server_t *s, const addr_t *a);
 
 /* conn_tls.c: the TLS phase and TLS I/O of a connection (src/tls holds the
  * session; no OpenSSL header here). A TLS connection reads its handshake

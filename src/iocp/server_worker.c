@@ -50,27 +50,27 @@ void worker_main(void *arg)
         for (int i = 0; i < n; i++) {
             op_t *op = cpl[i].op;
             switch (op->tag) {
-            case OPT_POST: {
+            case TAG_POST: {
                 post_rec_t *pr = (post_rec_t *)op;
                 pr->fn(s, pr->arg);
                 pc__free(pr);
                 break;
             }
-            case OPT_STIMER:
+            case TAG_STIMER:
                 stimer_arm_op(w, op);
                 break;
-            case OPT_EXIT:
+            case TAG_EXIT:
                 if (w->exiting) /* shared port: that exit was another worker's */
                     port_post(s->port, w->idx, op);
                 w->exiting = 1;
                 break;
-            case OPT_CONN_RECV:
+            case TAG_CONN_RECV:
                 conn_dispatch(w, pc_container_of(op, pc_conn_t, recv_op), &cpl[i]);
                 break;
-            case OPT_CONN_KICK:
+            case TAG_CONN_KICK:
                 conn_dispatch(w, pc_container_of(op, pc_conn_t, kick_op), &cpl[i]);
                 break;
-            default: /* OPT_CONN_SEND, OPT_CONN_CONNECT */
+            default: /* TAG_CONN_SEND, TAG_CONN_CONNECT */
                 conn_dispatch(w, pc_container_of(op, pc_conn_t, wr_op), &cpl[i]);
                 break;
             }
@@ -109,7 +109,7 @@ int pc_server_post(pc_server_t *s, void (*fn)(pc_server_t *s, void *arg), void *
     post_rec_t *pr = pc__malloc(sizeof *pr);
     if (!pr) return PC_ENOMEM;
     memset(&pr->op, 0, sizeof pr->op);
-    pr->op.tag = OPT_POST;
+    pr->op.tag = TAG_POST;
     pr->fn = fn;
     pr->arg = arg;
     worker_t *w = server_pick_worker(s);
