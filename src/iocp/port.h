@@ -42,7 +42,7 @@ typedef struct op_s {
     OVERLAPPED ov; /* first member: recovered from the OVERLAPPED* */
 #endif
     uint8_t kind;      /* op_kind_t, set by the backend's start call */
-    uint8_t tag;       /* the shared code's meaning (server.h OPT_*); with it the
+    uint8_t tag;       /* the shared code's meaning (server.h TAG_*); with it the
                         * shared code finds the op's owner (container_of) */
     uint8_t busy;      /* 1 from start until completion (debug / asserts) */
     uint32_t nbufs;    /* send: entries left in bufs */
