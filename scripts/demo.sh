@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Set up this machine, build Release and run the sample server in the
 # foreground (Ctrl-C stops it gracefully). Extra arguments go to the server.
 # It also makes a throw-away certificate authority and a server certificate for

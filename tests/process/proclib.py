@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Shared pieces of the process-level tests: the server process (output
 drained, port read from its "listening on" line, killed on every exit path),
 the failure exception, a monotonic clock and errno names."""

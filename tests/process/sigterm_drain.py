@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Process-level test: SIGTERM to pc-echo under traffic drains gracefully.
 
     sigterm_drain.py BIN_DIR [--conns N] [--stream-seconds S] [--backend NAME]
