@@ -103,7 +103,7 @@ int main(int argc, char **argv)
     static unsigned char payload[16384];
     size_t payload_len = 0;
     const char *send_file = NULL;
-    for (int i = 3; i < argc; i++) {
+    for (int i = 3; i < argc; i += 2) { /* option, value */
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) return usage();
         if (!strcmp(argv[i], "--sources")) {
@@ -121,7 +121,6 @@ int main(int argc, char **argv)
         } else {
             return usage();
         }
-        i++;
     }
     struct sockaddr_in dst = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     if (!src_first || port <= 0 || port > 65535 || rate <= 0 || seconds <= 0 ||

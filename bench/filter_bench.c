@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* pc-filter-bench: build random rule sets with a BGP-like prefix-length mix,
  * then measure longest-prefix lookups and whole pipeline decisions.
  *
@@ -29,12 +30,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
 
 #include "portcullis.h"
 #include "core/clock.h"
+#include "core/vm.h"
 #include "filter/addr.h"
 #include "filter/pipeline.h"
 #include "filter/rules.h"
@@ -129,7 +128,7 @@ static gen_t *generate(size_t n, void (*one)(gen_t *))
     return g;
 }
 
-static void to_addr(const gen_t *g, int family, pc_addr_t *a)
+static void to_addr(const gen_t *g, int family, addr_t *a)
 {
     if (family == 4)
         addr_set_v4(a, (uint32_t)(g->hi >> 32));
@@ -139,7 +138,7 @@ static void to_addr(const gen_t *g, int family, pc_addr_t *a)
 
 /* An address: half inside a random generated prefix, half anywhere in the
  * space the prefixes come from (mostly unmatched). */
-static void random_addr(const gen_t *g, size_t n, int family, pc_addr_t *a)
+static void random_addr(const gen_t *g, size_t n, int family, addr_t *a)
 {
     if (n > 0 && (rnd() & 1)) {
         const gen_t *p = &g[rnd() % n];
@@ -189,13 +188,13 @@ static int better(dist_t d, dist_t best, int first)
 }
 
 /* Batched lookups over addrs[0..n). */
-static dist_t time_lookups(const pc_rules_t *r, const pc_addr_t *addrs, size_t n, double *buf)
+static dist_t time_lookups(const pc_rules_t *r, const addr_t *addrs, size_t n, double *buf)
 {
     size_t nb = n / BATCH;
     dist_t best = {0, 0};
     for (int pass = 0; pass <= PASSES; pass++) {
         for (size_t b = 0; b < nb; b++) {
-            const pc_addr_t *a = addrs + b * BATCH;
+            const addr_t *a = addrs + b * BATCH;
             uint64_t t0 = pc__now_ns();
             uint32_t acc = 0;
             for (int i = 0; i < BATCH; i++)
@@ -214,13 +213,13 @@ static dist_t time_lookups(const pc_rules_t *r, const pc_addr_t *addrs, size_t n
  * nothing overlaps (the latency of one lookup on warm-but-not-hot caches).
  * The result's low bit flips the address's last bit: byte 3 for IPv4
  * (b[0..3] hold it), byte 15 for IPv6. */
-static double time_dependent(const pc_rules_t *r, const pc_addr_t *addrs, size_t n)
+static double time_dependent(const pc_rules_t *r, const addr_t *addrs, size_t n)
 {
     if (n == 0) return 0;
     uint32_t prev = 0;
     uint64_t t0 = pc__now_ns();
     for (size_t i = 0; i < n; i++) {
-        pc_addr_t a = addrs[i];
+        addr_t a = addrs[i];
         a.b[a.family == 4 ? 3 : 15] ^= (uint8_t)(prev & 1);
         prev = rules_lookup(r, &a);
     }
@@ -243,9 +242,7 @@ static double time_load_chain(size_t bytes, size_t n)
     void *mem = malloc(total + huge);
     if (!mem) return 0;
     uint32_t *buf = (uint32_t *)(((uintptr_t)mem + huge - 1) & ~(uintptr_t)(huge - 1));
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-    (void)madvise(buf, total, MADV_HUGEPAGE);
-#endif
+    pc__vm_hint_huge(buf, total);
     uint32_t *perm = malloc(lines * sizeof *perm);
     if (!perm) {
         free(mem);
@@ -303,7 +300,7 @@ static int list_bench(size_t n, const char *out)
     for (size_t i = 0; i < n; i++) {
         size_t k = pick[i];
         int v6 = k >= n4;
-        pc_addr_t a;
+        addr_t a;
         char at[PC_ADDR_STRLEN];
         const gen_t *g = v6 ? &g6[k - n4] : &g4[k];
         to_addr(g, v6 ? 6 : 4, &a);
@@ -415,7 +412,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < n4 + n6; i++) {
         int v6 = i >= n4;
         const gen_t *g = v6 ? &g6[i - n4] : &g4[i];
-        pc_addr_t a;
+        addr_t a;
         char at[PC_ADDR_STRLEN];
         to_addr(g, v6 ? 6 : 4, &a);
         addr_format(&a, at, sizeof at);
@@ -442,9 +439,9 @@ int main(int argc, char **argv)
 
     /* ---- lookups ---- */
     size_t k4 = n4 + n6 ? (size_t)((double)nlook * (double)n4 / (double)(n4 + n6)) : nlook;
-    pc_addr_t *mixed = malloc(nlook * sizeof *mixed);
-    pc_addr_t *only4 = malloc(nlook * sizeof *only4);
-    pc_addr_t *only6 = malloc(nlook * sizeof *only6);
+    addr_t *mixed = malloc(nlook * sizeof *mixed);
+    addr_t *only4 = malloc(nlook * sizeof *only4);
+    addr_t *only6 = malloc(nlook * sizeof *only6);
     double *buf = malloc((nlook / BATCH + 1) * sizeof *buf);
     if (!mixed || !only4 || !only6 || !buf) {
         fprintf(stderr, "pc-filter-bench: out of memory\n");
@@ -485,7 +482,7 @@ int main(int argc, char **argv)
     dist_t dec = {0, 0};
     for (int pass = 0; pass <= PASSES; pass++) {
         for (size_t b = 0; b < nb; b++) {
-            const pc_addr_t *a = mixed + (b * BATCH) % pool;
+            const addr_t *a = mixed + (b * BATCH) % pool;
             uint64_t now = pc__now_ms();
             uint64_t s = pc__now_ns();
             for (int i = 0; i < BATCH; i++) {

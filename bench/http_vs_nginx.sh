@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # pc-http against nginx on the same machine, in the same run, alternating.
 #
 #   bench/http_vs_nginx.sh BUILD_DIR [--rounds N] [--duration S] [--threads N]

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Hold idle TCP connections open against a server, for memory-per-connection
 measurements (bench/http_vs_nginx.sh).
 

@@ -119,7 +119,7 @@ static gen_t *generate(size_t n, void (*one)(gen_t *))
     return g;
 }
 
-static void to_addr(const gen_t *g, pc_addr_t *a)
+static void to_addr(const gen_t *g, addr_t *a)
 {
     if (g->family == 4)
         addr_set_v4(a, (uint32_t)(g->hi >> 32));
@@ -135,7 +135,7 @@ static pc_rules_t *compile(const gen_t *g4, size_t n4, const gen_t *g6, size_t n
     if (!t) return NULL;
     for (size_t i = 0; i < n4 + n6; i++) {
         const gen_t *g = i < n4 ? &g4[i] : &g6[i - n4];
-        pc_addr_t a;
+        addr_t a;
         to_addr(g, &a);
         char s[PC_ADDR_STRLEN];
         addr_format(&a, s, sizeof s);
@@ -229,7 +229,7 @@ typedef struct pkt_s {
     uint32_t n;
 } pkt_t;
 
-static void packet(pkt_t *p, const pc_addr_t *src, uint8_t flags)
+static void packet(pkt_t *p, const addr_t *src, uint8_t flags)
 {
     memset(p, 0, sizeof *p);
     uint8_t *ip = p->b + 14, *tcp;
@@ -249,7 +249,7 @@ static void packet(pkt_t *p, const pc_addr_t *src, uint8_t flags)
 }
 
 /* Half inside a random prefix of the set, half anywhere in its space. */
-static void probe_addr(const gen_t *g, size_t n, int family, pc_addr_t *a)
+static void probe_addr(const gen_t *g, size_t n, int family, addr_t *a)
 {
     if (n && (rnd() & 1)) {
         const gen_t *p = &g[rnd() % n];
@@ -327,7 +327,7 @@ static void measure(const char *label, const opts_t *o, size_t n4, size_t n6)
     uint8_t *va = calloc(np, 1), *vb = calloc(np, 1);
     if (!p4 || !p6 || !va || !vb) exit(1);
     for (size_t i = 0; i < np; i++) {
-        pc_addr_t a;
+        addr_t a;
         probe_addr(g4, n4, 4, &a);
         packet(&p4[i], &a, 0x02);
         probe_addr(g6, n6, 6, &a);
@@ -354,7 +354,7 @@ static void measure(const char *label, const opts_t *o, size_t n4, size_t n6)
                label, fam[f].name, fh, lh, fh > 0 ? lh / fh : 0, fs, ls, dropped, np, bad);
     }
     pkt_t ack;
-    pc_addr_t a;
+    addr_t a;
     probe_addr(g4, n4, 4, &a);
     packet(&ack, &a, 0x10);
     double base = run_all(lp.pass_fd, &ack, 1, o->repeat * 50, NULL);

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # Shared helpers for the benchmark scripts (sourced, bash).
 # shellcheck shell=bash
 #

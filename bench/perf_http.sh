@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Profile pc-http under wrk with perf, loopback only, bounded in time.
 #
 #   bench/perf_http.sh BUILD_DIR [--churn] [--seconds S] [--threads N] [--conns N]

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # io_uring vs epoll, same binary, same machine, alternating rounds.
 #
 #   bench/uring_vs_epoll.sh BUILD_DIR [ROUNDS] [SECONDS]

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # Dependencies: mimalloc (required), liburing (Linux, optional), cmocka (tests).
 # Found through their CMake package configs or pkg-config, falling back to a
 # plain search under CMAKE_PREFIX_PATH (the mingw build's deps prefix).

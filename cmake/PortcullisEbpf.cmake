@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # ---- eBPF tier of the listener's kernel filter (docs/kernel-filter-ebpf.md) ----
 # PC_EBPF: AUTO builds the tier when libbpf and a clang that targets bpf are
 # found (Linux only); ON requires them; OFF never builds it. When not built,

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # cmake -DIN=file -DOUT=file.c -DNAME=symbol -P PortcullisEmbed.cmake
 # Writes a C file defining `const unsigned char NAME[]` and `NAME_len` with
 # the bytes of IN.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # Warnings are errors, for gcc, clang and mingw-w64.
 function(pc_target_warnings tgt)
   if(CMAKE_C_COMPILER_ID MATCHES "GNU|Clang")

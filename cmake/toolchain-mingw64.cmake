@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # CMake toolchain for cross-building portcullis for 64-bit Windows with
 # mingw-w64 on Linux, and running the resulting .exe files under Wine.
 #

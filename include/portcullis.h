@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * portcullis — a C11 framework for high-concurrency TCP servers built around a
  * completion port, with a dedicated accept thread that decides per connection
@@ -239,15 +240,20 @@ typedef enum pc_verdict_e {
     PC_DEFER = 2,
 } pc_verdict_t;
 
-/* The steps of the verdict pipeline, in evaluation order; stats count
- * rejections per step. */
+/* The steps of the verdict pipeline, in evaluation order (PC_STEP_CAPACITY
+ * is 0, PC_STEP_CONDITION 4); stats count rejections per step. */
+#define PC_STEP_MAP(XX)            \
+    XX(CAPACITY, "capacity")       \
+    XX(RULES, "rules")             \
+    XX(SOURCE_MAX, "source_max")   \
+    XX(SOURCE_RATE, "source_rate") \
+    XX(CONDITION, "condition")
+
 typedef enum pc_step_e {
-    PC_STEP_CAPACITY = 0,
-    PC_STEP_RULES = 1,
-    PC_STEP_SOURCE_MAX = 2,
-    PC_STEP_SOURCE_RATE = 3,
-    PC_STEP_CONDITION = 4,
-    PC_STEP_COUNT = 5,
+#define PC__STEP_ENUM(name, str) PC_STEP_##name,
+    PC_STEP_MAP(PC__STEP_ENUM)
+#undef PC__STEP_ENUM
+        PC_STEP_COUNT
 } pc_step_t;
 
 /* Name of a pipeline step ("capacity", "rules", ...). Never NULL. */
@@ -459,8 +465,13 @@ typedef struct pc_server_config_s {
     unsigned source_prefix_v6;
     /* Entries of the per-source table (bounded; default 65536). When it is
      * full, new sources share one overflow entry (limited together) and the
-     * stats count it; see docs/filter.md. */
+     * stats count it (stats.source_table_full); see docs/filter.md. */
     unsigned source_table_size;
+    /* Fail closed when the per-source table is full: a new source that finds
+     * no entry is refused (counted in stats.rejected[PC_STEP_SOURCE_MAX] and
+     * stats.source_table_full) instead of sharing the overflow entry.
+     * Default 0 (share). */
+    int source_table_full_reject;
     /* An explicit allow rule exempts its sources from the per-source limits
      * (default 0: limits apply to everyone unless asked). */
     int allow_exempts;
@@ -468,6 +479,10 @@ typedef struct pc_server_config_s {
      * what would have been rejected (stats.would_reject), accept anyway.
      * Capacity and the user condition still apply. Default 0. */
     int shadow;
+    /* With shadow: dry-run the user condition too. A reject from it is
+     * counted (stats.would_reject[PC_STEP_CONDITION]) and, like a defer, the
+     * connection is accepted. Ignored without shadow. Default 0. */
+    int shadow_condition;
     /* Optional user condition (pipeline step 5) and its argument. */
     pc_condition_fn condition;
     void *condition_user;

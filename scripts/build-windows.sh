@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # build-windows.sh BUILD_DIR [extra cmake args...]
 #
 # Cross-builds portcullis for 64-bit Windows with mingw-w64 and prepares Wine to

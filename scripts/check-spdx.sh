@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # Every source file under src include samples tests bench scripts cmake
-# (.c .h .py .sh .cmake .cmake.in CMakeLists.txt) carries an
+# (.c .h .py .sh .cmake .cmake.in CMakeLists.txt), and the top-level
+# CMakeLists.txt, carries an
 # "SPDX-License-Identifier: MIT" line within its first 5 lines.
 # Exits 0 when all do; otherwise lists the ones that do not and exits 1.
 # Usage: scripts/check-spdx.sh [ROOT]   (default: the repository root)
@@ -13,6 +14,7 @@ dirs=()
 for d in src include samples tests bench scripts cmake; do
   [ -d "$d" ] && dirs+=("$d")
 done
+[ -f CMakeLists.txt ] && dirs+=(CMakeLists.txt) # the top-level build file
 [ ${#dirs[@]} -gt 0 ] || { echo "check-spdx: no source directories under $root" >&2; exit 2; }
 
 missing=()

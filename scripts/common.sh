@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # Shared helpers for the project's scripts (sourced).
 # shellcheck shell=bash
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Set up this machine, build Release and run the sample server in the
 # foreground (Ctrl-C stops it gracefully). Extra arguments go to the server.
 # It also makes a throw-away certificate authority and a server certificate for
@@ -57,7 +58,7 @@ pc-http is starting on 127.0.0.1:$port with the rules in samples/http/rules.exam
 (everything denied but loopback; 127.0.0.66 denied). Try it from another terminal:
     curl -i http://127.0.0.1:$port/
     curl http://127.0.0.1:$port/metrics            # stats, per-step rejects, top rule hits
-    curl --interface 127.0.0.66 http://127.0.0.1:$port/   # a denied source: reset
+    curl --interface 127.0.0.66 --connect-timeout 3 http://127.0.0.1:$port/   # denied: no SYN-ACK with the kernel filter (root), else a reset
     $b/bin/pc-stress http://127.0.0.1:$port/ -c 50 -d 2
 Edit the rules file and send SIGHUP to reload it. Ctrl-C stops it gracefully.
 

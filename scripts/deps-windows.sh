@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # deps-windows.sh PREFIX
 #
 # Builds the Windows dependencies of portcullis -- mimalloc, cmocka and OpenSSL 3,

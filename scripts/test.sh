@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Set up this machine and pass every test: installs what is missing, builds
 # and runs CTest for each stage. Stages:
 #   linux    RelWithDebInfo build, every unit and integration test, on every
-#            Linux backend built (epoll, io_uring)
+#            Linux backend built (epoll, io_uring); a compile-only clang build;
+#            scripts/check-spdx.sh
 #   asan     the whole suite built with -fsanitize=address,undefined
 #   tsan     the whole suite built with -fsanitize=thread
 #   fuzz     every libFuzzer target for a few seconds (scripts/fuzz.sh)
@@ -18,12 +20,17 @@ stages=("$@")
 failed=()
 
 stage_linux() {
+  bash scripts/check-spdx.sh # every source, script and CMake file says its licence
   pc_base_pkgs
   pc_need_pkgs haproxy # tests/process/haproxy_proxy.py: a real HAProxy in front of pc-http
   local b="$PC_ROOT/build/test-linux"
   cmake -S . -B "$b" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
   cmake --build "$b" -j"$(pc_jobs)"
   ctest --test-dir "$b" --output-on-failure -j2
+  # clang keeps warnings-as-errors too: a compile-only build (about 50 s here)
+  pc_need_pkgs clang
+  CC=clang cmake -S . -B "$PC_ROOT/build/test-clang" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  cmake --build "$PC_ROOT/build/test-clang" -j"$(pc_jobs)"
 }
 
 sanitized() {

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # shellcheck shell=bash
 # Wine and cache settings shared by scripts/deps-windows.sh and
 # scripts/build-windows.sh. Source it; it defines functions and sets a few

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * portcullis — accept rule sets (part of the public API; included by
  * portcullis.h, may also be included alone).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Command-line options shared by the sample servers (pc-echo, pc-http):
  * listeners, threads, limits, backend, the accept filter (rules file, deny
  * and allow lists, per-source limits, shadow mode) and -v, plus the run loop

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* pc-echo: an echo server on portcullis. Every byte received is sent back.
  *
  *   pc-echo [--listen ADDR:PORT]... [--threads N] [--max-conns N]

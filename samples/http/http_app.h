@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * http_app — the HTTP/1.1 responder behind pc-http, as a library so the
  * integration tests run exactly the server logic that the sample ships.

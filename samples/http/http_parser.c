@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Strict incremental HTTP/1.x request-head parser: a byte-class table and a
  * small state machine whose states each run a tight loop over their token. */
 #include "http_parser.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * http_parser — a strict, incremental HTTP/1.0 and HTTP/1.1 request-head
  * parser for pc-http. Standalone: C11 and the C library only, no allocation.

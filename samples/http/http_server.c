@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* pc-http: a small HTTP/1.1 responder on portcullis (see http_app.h).
  *
  *   pc-http [--listen ADDR:PORT]... [--threads N] [--max-conns N]

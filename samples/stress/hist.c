@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Log-bucketed histogram: bucket index from the position of the highest set
  * bit and the HIST_SUB_BITS bits below it. */
 #include "hist.h"

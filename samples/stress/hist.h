@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * hist — a log-bucketed histogram of unsigned 64-bit values (pc-stress keeps
  * latencies in nanoseconds), in the manner of HdrHistogram: values below 128

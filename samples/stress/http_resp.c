@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Incremental HTTP/1.x response parser (framing only); see http_resp.h. */
 #include "http_resp.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Incremental HTTP/1.x response parser for pc-stress: framing only.
  *
  * Feed it the bytes of one connection as they arrive, split anywhere; it

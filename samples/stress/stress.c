@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* pc-stress: an HTTP/1.1 load generator built on portcullis: a server object
  * with no listener whose worker threads run outbound connections (pc_connect,
  * or pc_connect_tls for https:// URLs).
@@ -12,7 +13,7 @@
  * open-loop at R per second over the connections, and latency is measured
  * from each request's scheduled time (no coordinated omission). A progress
  * line goes to stderr every second; the final report (or one JSON object
- * with --json) to stdout. Exit 0 when the run completed (whatever the
+ * with --json; report.c writes both) to stdout. Exit 0 when the run completed (whatever the
  * errors), 1 on setup failure, 2 on bad arguments. With --proxy-v2 every
  * connection starts with a PROXY protocol v2 header naming its own address
  * (a server that trusts this source then parses it: the header's cost).
@@ -32,6 +33,7 @@
 
 #include "hist.h"
 #include "http_resp.h"
+#include "report.h"
 #include "portcullis.h"
 #include "portcullis/tls.h"
 
@@ -105,31 +107,6 @@ static char *g_req_pipe; /* --pipeline copies of it */
 static size_t g_req_pipe_len;
 
 /* ---- statistics: one block per thread, merged at the end ------------------------ */
-
-#define ERROR_MAP(XX)                      \
-    XX(CONNECT_REFUSED, "connect_refused") \
-    XX(CONNECT_TIMEOUT, "connect_timeout") \
-    XX(CONNECT_OTHER, "connect_other")     \
-    XX(RESET, "reset")                     \
-    XX(TIMEOUT, "timeout")                 \
-    XX(CLOSED, "closed_early")             \
-    XX(STATUS, "bad_status")               \
-    XX(PARSE, "parse")                     \
-    XX(TLS, "tls_handshake")               \
-    XX(OTHER, "other")
-
-enum {
-#define XX_ENUM(name, label) E_##name,
-    ERROR_MAP(XX_ENUM)
-#undef XX_ENUM
-        E_COUNT
-};
-
-static const char *const k_error_names[] = {
-#define XX_NAME(name, label) label,
-    ERROR_MAP(XX_NAME)
-#undef XX_NAME
-};
 
 /* Counters are written only by the owning thread and read by the main thread
  * for the progress line: relaxed single-writer updates, no locked ops. */
@@ -509,12 +486,7 @@ static void on_close(pc_conn_t *c, pc_close_reason_t reason, int err)
 
 /* ---- report ------------------------------------------------------------------------- */
 
-typedef struct totals_s {
-    uint64_t requests, bytes, connects, opened, closed, errors[E_COUNT], errors_total;
-    uint64_t tls_full, tls_resumed;
-} totals_t;
-
-static void sum_counters(totals_t *t)
+static void sum_counters(stress_totals_t *t)
 {
     memset(t, 0, sizeof *t);
     int n = atomic_load(&g_ntstats);
@@ -555,110 +527,20 @@ static void merge_hists(hist_t *lat, hist_t *con, hist_t *full, hist_t *resumed)
     }
 }
 
-/* "1.23ms" style. */
-static const char *fmt_dur(uint64_t ns, char *buf, size_t cap)
-{
-    if (ns < 10000)
-        snprintf(buf, cap, "%lluns", (unsigned long long)ns);
-    else if (ns < 10000000)
-        snprintf(buf, cap, "%.1fus", (double)ns / 1e3);
-    else if (ns < 10000000000ull)
-        snprintf(buf, cap, "%.2fms", (double)ns / 1e6);
-    else
-        snprintf(buf, cap, "%.2fs", (double)ns / 1e9);
-    return buf;
-}
-
+/* The final report (report.c): the run's options, counters and histograms. */
 static void report(double secs, uint64_t unsent)
 {
-    totals_t t;
+    stress_totals_t t;
     sum_counters(&t);
     static hist_t lat, con, hs_full, hs_resumed;
     merge_hists(&lat, &con, &hs_full, &hs_resumed);
-    double rps = secs > 0 ? (double)t.requests / secs : 0;
-    double bps = secs > 0 ? (double)t.bytes / secs : 0;
-    double cps = secs > 0 ? (double)t.connects / secs : 0;
-    static const double pct[] = {50, 90, 99, 99.9};
-    static const char *const pname[] = {"p50", "p90", "p99", "p99_9"};
-    if (opt.json) {
-        printf("{\"url\":\"%s\",\"connections\":%u,\"threads\":%d,\"duration_s\":%.3f,"
-               "\"pipeline\":%u,\"close\":%s,\"rate\":%.1f,\"requests\":%llu,"
-               "\"req_per_s\":%.1f,\"bytes\":%llu,\"bytes_per_s\":%.1f,\"connects\":%llu,"
-               "\"connects_per_s\":%.1f,\"unsent\":%llu,\"latency_us\":{",
-               opt.url, opt.conns, opt.threads, secs, opt.pipeline,
-               opt.close_mode ? "true" : "false", opt.rate, (unsigned long long)t.requests, rps,
-               (unsigned long long)t.bytes, bps, (unsigned long long)t.connects, cps,
-               (unsigned long long)unsent);
-        for (int i = 0; i < 4; i++)
-            printf("\"%s\":%.1f,", pname[i], (double)hist_percentile(&lat, pct[i]) / 1e3);
-        printf("\"max\":%.1f,\"mean\":%.1f},\"connect_us\":{\"p50\":%.1f,\"p99\":%.1f,"
-               "\"max\":%.1f},\"errors_total\":%llu,\"errors\":{",
-               (double)lat.max / 1e3, hist_mean(&lat) / 1e3,
-               (double)hist_percentile(&con, 50) / 1e3, (double)hist_percentile(&con, 99) / 1e3,
-               (double)con.max / 1e3, (unsigned long long)t.errors_total);
-        for (int k = 0; k < E_COUNT; k++)
-            printf("%s\"%s\":%llu", k ? "," : "", k_error_names[k],
-                   (unsigned long long)t.errors[k]);
-        printf("}");
-        if (opt.tls) {
-            const hist_t *hh[2] = {&hs_full, &hs_resumed};
-            printf(",\"tls\":{\"resume\":%s,\"verify\":%s,\"full\":%llu,\"resumed\":%llu",
-                   opt.tls_resume ? "true" : "false", opt.insecure ? "false" : "true",
-                   (unsigned long long)t.tls_full, (unsigned long long)t.tls_resumed);
-            for (int k = 0; k < 2; k++) {
-                printf(",\"%s_handshake_us\":{", k ? "resumed" : "full");
-                for (int i = 0; i < 4; i++)
-                    printf("\"%s\":%.1f,", pname[i], (double)hist_percentile(hh[k], pct[i]) / 1e3);
-                printf("\"max\":%.1f,\"mean\":%.1f}", (double)hh[k]->max / 1e3,
-                       hist_mean(hh[k]) / 1e3);
-            }
-            printf("}");
-        }
-        printf("}\n");
-        fflush(stdout);
-        return;
-    }
-    char b1[32], b2[32], b3[32], b4[32], b5[32];
-    printf("pc-stress %s: %u connections, %d threads, %.2fs, pipeline %u%s", opt.url, opt.conns,
-           opt.threads, secs, opt.pipeline, opt.close_mode ? ", close (churn)" : ", keep-alive");
-    if (opt.rate > 0) printf(", rate %.0f/s", opt.rate);
-    printf("\n  requests   %llu (%.1f req/s), %.2f MB/s received\n", (unsigned long long)t.requests,
-           rps, bps / 1e6);
-    printf("  latency    p50 %s  p90 %s  p99 %s  p99.9 %s  max %s\n",
-           fmt_dur(hist_percentile(&lat, 50), b1, sizeof b1),
-           fmt_dur(hist_percentile(&lat, 90), b2, sizeof b2),
-           fmt_dur(hist_percentile(&lat, 99), b3, sizeof b3),
-           fmt_dur(hist_percentile(&lat, 99.9), b4, sizeof b4), fmt_dur(lat.max, b5, sizeof b5));
-    printf("  connects   %llu (%.1f/s), connect time p50 %s  p99 %s%s\n",
-           (unsigned long long)t.connects, cps, fmt_dur(hist_percentile(&con, 50), b1, sizeof b1),
-           fmt_dur(hist_percentile(&con, 99), b2, sizeof b2),
-           opt.tls ? " (TCP connect + TLS handshake)" : "");
-    if (opt.tls) {
-        const hist_t *hh[2] = {&hs_full, &hs_resumed};
-        uint64_t n[2] = {t.tls_full, t.tls_resumed};
-        for (int k = 0; k < 2; k++) {
-            printf("  %-10s %llu", k ? "resumed" : "full hs", (unsigned long long)n[k]);
-            if (n[k])
-                printf(" (%.1f/s), handshake p50 %s  p90 %s  p99 %s  max %s",
-                       secs > 0 ? (double)n[k] / secs : 0,
-                       fmt_dur(hist_percentile(hh[k], 50), b1, sizeof b1),
-                       fmt_dur(hist_percentile(hh[k], 90), b2, sizeof b2),
-                       fmt_dur(hist_percentile(hh[k], 99), b3, sizeof b3),
-                       fmt_dur(hh[k]->max, b4, sizeof b4));
-            printf("\n");
-        }
-        printf("  tls        %s, %s\n",
-               opt.insecure ? "no verification (--insecure)"
-               : opt.cacert ? "verified against --cacert"
-                            : "verified against the system store",
-               opt.tls_resume ? "resumption offered (--tls-resume)" : "every handshake full");
-    }
-    if (unsent)
-        printf("  unsent     %llu (scheduled, no connection free)\n", (unsigned long long)unsent);
-    printf("  errors     %llu", (unsigned long long)t.errors_total);
-    for (int k = 0; k < E_COUNT; k++)
-        if (t.errors[k]) printf("  %s %llu", k_error_names[k], (unsigned long long)t.errors[k]);
-    printf("\n");
+    stress_run_t run = {opt.url,  opt.conns, opt.threads,    opt.pipeline, opt.close_mode,
+                        opt.rate, opt.tls,   opt.tls_resume, opt.insecure, opt.cacert};
+    stress_result_t res = {secs, unsent, &t, &lat, &con, &hs_full, &hs_resumed};
+    if (opt.json)
+        stress_report_json(stdout, &run, &res);
+    else
+        stress_report_text(stdout, &run, &res);
     fflush(stdout);
 }
 
@@ -961,7 +843,7 @@ int main(int argc, char **argv)
                     slot_connect(&g_slots[i]);
             }
         if (now >= next_progress) {
-            totals_t t;
+            stress_totals_t t;
             sum_counters(&t);
             fprintf(stderr, "[%5.1fs] %9.0f req/s  errors %llu  open %llu\n",
                     (double)(now - t0) / 1e9, (double)(t.requests - last_req),

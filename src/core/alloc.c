@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The allocation seam: mimalloc by default, replaceable through
  * pc_set_allocator (tests install counting or failing allocators). */
 #include "alloc.h"

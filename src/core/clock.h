@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Monotonic clock. */
 #ifndef PC_CORE_CLOCK_H
 #define PC_CORE_CLOCK_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 #include "errno_map.h"
 
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Translation of operating-system error codes to PC_E* codes. */
 #ifndef PC_CORE_ERRNO_MAP_H
 #define PC_CORE_ERRNO_MAP_H

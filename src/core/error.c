@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Error names and messages, generated from PC_ERRNO_MAP. */
 #include "portcullis.h"
 
@@ -44,8 +45,11 @@ const char *pc_close_reason_str(pc_close_reason_t r)
 
 const char *pc_step_name(pc_step_t s)
 {
-    static const char *const names[PC_STEP_COUNT] = {"capacity", "rules", "source_max",
-                                                     "source_rate", "condition"};
+    static const char *const names[] = {
+#define PC__STEP_STR(name, str) str,
+        PC_STEP_MAP(PC__STEP_STR)
+#undef PC__STEP_STR
+    };
     if ((unsigned)s >= PC_STEP_COUNT) return "unknown";
     return names[s];
 }

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Logging through the user-settable sink. No printf in library code. */
 #ifndef PC_CORE_LOG_H
 #define PC_CORE_LOG_H

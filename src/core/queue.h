@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Intrusive doubly linked queue (circular, with a sentinel head). An element
  * embeds a queue_t and is recovered with pc_container_of. No allocation. */
 #ifndef PC_CORE_QUEUE_H
@@ -10,7 +11,11 @@ typedef struct queue_s {
     struct queue_s *prev;
 } queue_t;
 
-#define pc_container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+/* The object of type whose member ptr points at. The byte arithmetic needs a
+ * char pointer; the result is the start of a real object of type (ptr lies
+ * inside one), so it is aligned for type: the void * step says so to
+ * -Wcast-align, which cannot see it. */
+#define pc_container_of(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
 static inline void queue_init(queue_t *h)
 {

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Stats counters: single-writer relaxed atomics, summed by readers. Each
  * worker owns a block (no shared cache line on the hot path); the accept
  * threads share one block with atomic adds. */
@@ -7,20 +8,20 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-typedef _Atomic uint64_t pc_counter_t;
+typedef _Atomic uint64_t counter_t;
 
 /* Add v (single writer or concurrent writers alike: fetch_add relaxed). */
-static inline void counter_add(pc_counter_t *c, uint64_t v)
+static inline void counter_add(counter_t *c, uint64_t v)
 {
     atomic_fetch_add_explicit(c, v, memory_order_relaxed);
 }
-static inline void counter_sub(pc_counter_t *c, uint64_t v)
+static inline void counter_sub(counter_t *c, uint64_t v)
 {
     atomic_fetch_sub_explicit(c, v, memory_order_relaxed);
 }
-static inline uint64_t counter_get(const pc_counter_t *c)
+static inline uint64_t counter_get(const counter_t *c)
 {
-    return atomic_load_explicit((pc_counter_t *)c, memory_order_relaxed);
+    return atomic_load_explicit((counter_t *)c, memory_order_relaxed);
 }
 
 #endif

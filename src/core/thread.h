@@ -1,29 +1,35 @@
-/* Threads, mutexes, condition variables, thread-locals: POSIX and Win32.
+/* SPDX-License-Identifier: MIT */
+/* Threads, mutexes, condition variables, thread-locals: POSIX and Win32
+ * (thread_posix.c, thread_win.c).
  * Atomics are C11 <stdatomic.h> on both (gcc and mingw-w64). */
 #ifndef PC_CORE_THREAD_H
 #define PC_CORE_THREAD_H
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 
-#ifdef _WIN32
-#ifndef WIN32_LEAN_AND_MEAN
-#define WIN32_LEAN_AND_MEAN
-#endif
-#include <windows.h>
-typedef HANDLE pc_thread_t;
-typedef SRWLOCK pc_mutex_t;
-typedef CONDITION_VARIABLE pc_cond_t;
+/* The handles are opaque storage, large and aligned enough for each
+ * platform's native object (pthread_t / pthread_mutex_t / pthread_cond_t on
+ * POSIX, HANDLE / SRWLOCK / CONDITION_VARIABLE on Windows): thread_posix.c
+ * and thread_win.c check the fit at compile time and are the only files that
+ * look inside. */
+typedef union pc_thread_u {
+    max_align_t align;
+    unsigned char bytes[16];
+} pc_thread_t;
+typedef union pc_mutex_u {
+    max_align_t align;
+    unsigned char bytes[64];
+} pc_mutex_t;
+typedef union pc_cond_u {
+    max_align_t align;
+    unsigned char bytes[64];
+} pc_cond_t;
+
 #if defined(_MSC_VER)
 #define PC_THREAD_LOCAL __declspec(thread)
 #else /* mingw-w64 gcc ignores __declspec(thread) (a plain global!); C11 works */
-#define PC_THREAD_LOCAL _Thread_local
-#endif
-#else
-#include <pthread.h>
-typedef pthread_t pc_thread_t;
-typedef pthread_mutex_t pc_mutex_t;
-typedef pthread_cond_t pc_cond_t;
 #define PC_THREAD_LOCAL _Thread_local
 #endif
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 #include "timer_wheel.h"
 
 void wheel_init(timer_wheel_t *w, uint64_t now_ms)

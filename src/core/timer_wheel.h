@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A hashed timing wheel: O(1) add and remove, expiry in tick order. One wheel
  * per worker; not thread-safe (its owner serialises access). Drives idle,
  * header, write and close-linger deadlines. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Strict address text parsing and canonical formatting (see addr.h). */
 #include "filter/addr.h"
 
@@ -126,7 +127,7 @@ int addr_parse_v6(const char *s, size_t n, uint8_t out[16], const char **why)
     return 0;
 }
 
-int addr_parse(const char *s, size_t n, pc_addr_t *out, const char **why)
+int addr_parse(const char *s, size_t n, addr_t *out, const char **why)
 {
     memset(out, 0, sizeof *out);
     if (memchr(s, ':', n)) {
@@ -137,13 +138,13 @@ int addr_parse(const char *s, size_t n, pc_addr_t *out, const char **why)
     return addr_parse_v4(s, n, out->b, why);
 }
 
-int addr_is_v4mapped(const pc_addr_t *a)
+int addr_is_v4mapped(const addr_t *a)
 {
     static const uint8_t pfx[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
     return a->family == 6 && memcmp(a->b, pfx, sizeof pfx) == 0;
 }
 
-void addr_normalize(pc_addr_t *a)
+void addr_normalize(addr_t *a)
 {
     if (!addr_is_v4mapped(a)) return;
     uint8_t v4[4];
@@ -153,7 +154,7 @@ void addr_normalize(pc_addr_t *a)
     a->family = 4;
 }
 
-void addr_mask(pc_addr_t *a, unsigned len)
+void addr_mask(addr_t *a, unsigned len)
 {
     unsigned bits = addr_bits(a);
     if (len >= bits) return;
@@ -162,14 +163,14 @@ void addr_mask(pc_addr_t *a, unsigned len)
     memset(a->b + byte, 0, 16 - byte);
 }
 
-int addr_host_bits_set(const pc_addr_t *a, unsigned len)
+int addr_host_bits_set(const addr_t *a, unsigned len)
 {
-    pc_addr_t m = *a;
+    addr_t m = *a;
     addr_mask(&m, len);
     return memcmp(m.b, a->b, sizeof a->b) != 0;
 }
 
-size_t addr_format(const pc_addr_t *a, char *buf, size_t size)
+size_t addr_format(const addr_t *a, char *buf, size_t size)
 {
     char tmp[PC_ADDR_STRLEN];
     int len;

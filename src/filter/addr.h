@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Addresses as the filter sees them: a family-tagged 16-byte value, parsed by
  * our own strict text parser (no inet_pton, no DNS: identical on every
  * platform) and converted from socket addresses in one small file
@@ -15,10 +16,10 @@
 
 struct sockaddr;
 
-typedef struct pc_addr_s {
+typedef struct addr_s {
     uint8_t family; /* 4 or 6 */
     uint8_t b[16];  /* network byte order; IPv4 uses b[0..3], the rest is zero */
-} pc_addr_t;
+} addr_t;
 
 /* Longest text addr_format produces ("ffff:...:255.255.255.255") plus NUL. */
 #define PC_ADDR_STRLEN 46
@@ -36,33 +37,33 @@ int addr_parse_v6(const char *s, size_t n, uint8_t out[16], const char **why);
 
 /* Parse either family (IPv6 if the text contains ':'). The result is not
  * normalised: "::ffff:1.2.3.4" stays IPv6 (see addr_normalize). */
-int addr_parse(const char *s, size_t n, pc_addr_t *out, const char **why);
+int addr_parse(const char *s, size_t n, addr_t *out, const char **why);
 
 /* Format canonically: dotted quad, or RFC 5952 IPv6 (lowercase, longest run
  * of two or more zero groups as "::", IPv4-mapped as ::ffff:a.b.c.d). Writes
  * at most size bytes including the NUL; returns the length of the full text
  * (like snprintf). */
-size_t addr_format(const pc_addr_t *a, char *buf, size_t size);
+size_t addr_format(const addr_t *a, char *buf, size_t size);
 
 /* Is a (IPv6) in ::ffff:0:0/96? */
-int addr_is_v4mapped(const pc_addr_t *a);
+int addr_is_v4mapped(const addr_t *a);
 
 /* Turn an IPv4-mapped IPv6 address into the IPv4 one; others unchanged. */
-void addr_normalize(pc_addr_t *a);
+void addr_normalize(addr_t *a);
 
 /* Maximum prefix length of the family (32 or 128). */
-static inline unsigned addr_bits(const pc_addr_t *a)
+static inline unsigned addr_bits(const addr_t *a)
 {
     return a->family == 4 ? 32u : 128u;
 }
 
 /* Clear every bit after the first len bits. */
-void addr_mask(pc_addr_t *a, unsigned len);
+void addr_mask(addr_t *a, unsigned len);
 
 /* Does a have any bit set after the first len bits? */
-int addr_host_bits_set(const pc_addr_t *a, unsigned len);
+int addr_host_bits_set(const addr_t *a, unsigned len);
 
-static inline uint32_t addr_v4_u32(const pc_addr_t *a)
+static inline uint32_t addr_v4_u32(const addr_t *a)
 {
     return (uint32_t)a->b[0] << 24 | (uint32_t)a->b[1] << 16 | (uint32_t)a->b[2] << 8 | a->b[3];
 }
@@ -83,7 +84,7 @@ static inline void addr_store_be64(uint8_t *p, uint64_t v)
     }
 }
 
-static inline void addr_set_v4(pc_addr_t *a, uint32_t v)
+static inline void addr_set_v4(addr_t *a, uint32_t v)
 {
     memset(a, 0, sizeof *a);
     a->family = 4;
@@ -93,17 +94,17 @@ static inline void addr_set_v4(pc_addr_t *a, uint32_t v)
     a->b[3] = (uint8_t)v;
 }
 
-static inline void addr_set_v6(pc_addr_t *a, uint64_t hi, uint64_t lo)
+static inline void addr_set_v6(addr_t *a, uint64_t hi, uint64_t lo)
 {
     a->family = 6;
     addr_store_be64(a->b, hi);
     addr_store_be64(a->b + 8, lo);
 }
 
-/* Convert a socket address (AF_INET or AF_INET6) to a pc_addr_t, IPv4-mapped
+/* Convert a socket address (AF_INET or AF_INET6) to a addr_t, IPv4-mapped
  * IPv6 becoming IPv4. Returns 0 or PC_EINVAL (NULL or another family).
  * Implemented in addr_sockaddr.c, the only file of src/filter that includes
  * socket headers. */
-int addr_from_sockaddr(const struct sockaddr *sa, pc_addr_t *out);
+int addr_from_sockaddr(const struct sockaddr *sa, addr_t *out);
 
 #endif

@@ -1,18 +1,11 @@
-/* Socket address -> pc_addr_t. The only file of src/filter that includes
+/* SPDX-License-Identifier: MIT */
+/* Socket address -> addr_t. The only file of src/filter that includes
  * socket headers; the accept layer calls it with the peer address. */
 #include "filter/addr.h"
 
-#ifdef _WIN32
-#include <winsock2.h>
-#include <ws2tcpip.h>
-#else
-#include <sys/socket.h>
-#include <netinet/in.h>
-#endif
+#include "portcullis.h" /* the platform's socket headers */
 
-#include "portcullis.h"
-
-int addr_from_sockaddr(const struct sockaddr *sa, pc_addr_t *out)
+int addr_from_sockaddr(const struct sockaddr *sa, addr_t *out)
 {
     if (!sa || !out) return PC_EINVAL;
     memset(out, 0, sizeof *out);

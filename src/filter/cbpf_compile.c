@@ -102,7 +102,7 @@ static int tree_build(const pc_rules_t *r, int v6, tree_t *t)
         if (i > 0 && u128_cmp(&t->start[i], &t->start[i - 1]) == 0) continue;
         int deny = 0;
         if (n > 0) {
-            pc_addr_t a;
+            addr_t a;
             if (v6)
                 addr_set_v6(&a, t->start[i].hi, t->start[i].lo);
             else

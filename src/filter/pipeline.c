@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The verdict pipeline (see pipeline.h). */
 #include "filter/pipeline.h"
 
@@ -110,7 +111,7 @@ static inline void bump(_Atomic uint64_t *c)
                           memory_order_relaxed);
 }
 
-pc_verdict_t filter_decide(filter_t *f, int reader, const pc_addr_t *peer_in, uint64_t now_ms,
+pc_verdict_t filter_decide(filter_t *f, int reader, const addr_t *peer_in, uint64_t now_ms,
                            int at_capacity, pc_verdict_t (*cond)(void *ud), void *cond_ud,
                            filter_ticket_t *ticket, int *step_out)
 {
@@ -118,7 +119,7 @@ pc_verdict_t filter_decide(filter_t *f, int reader, const pc_addr_t *peer_in, ui
                             step_out);
 }
 
-pc_verdict_t filter_decide_ex(filter_t *f, int reader, const pc_addr_t *peer_in, uint64_t now_ms,
+pc_verdict_t filter_decide_ex(filter_t *f, int reader, const addr_t *peer_in, uint64_t now_ms,
                               int at_capacity, unsigned flags, pc_verdict_t (*cond)(void *ud),
                               void *cond_ud, filter_ticket_t *ticket, int *step_out)
 {
@@ -146,7 +147,7 @@ pc_verdict_t filter_decide_ex(filter_t *f, int reader, const pc_addr_t *peer_in,
 
     const int shadow = f->cfg.shadow;
     int first_fail = PC_STEP_COUNT;
-    pc_addr_t peer = *peer_in;
+    addr_t peer = *peer_in;
     int ip = peer.family == 4 || peer.family == 6;
     if (peer.family == 6) addr_normalize(&peer);
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The verdict pipeline run by the accept thread(s) for every incoming
  * connection, in this order, each outcome counted per step:
  *
@@ -13,7 +14,7 @@
  *   4. source_rate  per-source token bucket (per_source_rate, burst).
  *   5. condition    the caller's condition function, if any.
  *
- * A peer that is not IPv4 or IPv6 (pc_addr_t family 0, e.g. a Unix socket)
+ * A peer that is not IPv4 or IPv6 (addr_t family 0, e.g. a Unix socket)
  * skips steps 2-4: only capacity and the condition judge it.
  *
  * Shadow mode evaluates steps 2-4, counts in would_reject[] every step that
@@ -112,7 +113,7 @@ int filter_set_rules(filter_t *f, pc_rules_t *r);
  * PC_ACCEPT it is PC_STEP_COUNT, or in shadow mode the first step that would
  * have rejected. Accept threads, reader = the caller's index; no lock, no
  * allocation. */
-pc_verdict_t filter_decide(filter_t *f, int reader, const pc_addr_t *peer, uint64_t now_ms,
+pc_verdict_t filter_decide(filter_t *f, int reader, const addr_t *peer, uint64_t now_ms,
                            int at_capacity, pc_verdict_t (*cond)(void *ud), void *cond_ud,
                            filter_ticket_t *ticket, int *step_out);
 
@@ -125,7 +126,7 @@ pc_verdict_t filter_decide(filter_t *f, int reader, const pc_addr_t *peer, uint6
  * verdict on the real client also runs through here, on worker threads, with
  * at_capacity 0 (the connection already holds its capacity slot) and a reader
  * index of its own (readers beyond the accept threads'). */
-pc_verdict_t filter_decide_ex(filter_t *f, int reader, const pc_addr_t *peer, uint64_t now_ms,
+pc_verdict_t filter_decide_ex(filter_t *f, int reader, const addr_t *peer, uint64_t now_ms,
                               int at_capacity, unsigned flags, pc_verdict_t (*cond)(void *ud),
                               void *cond_ud, filter_ticket_t *ticket, int *step_out);
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Longest-prefix-match tables: build and lookup (see prefix_table.h).
  *
  * Build: the sorted prefixes become the list of disjoint address intervals
@@ -10,12 +11,9 @@
 
 #include <string.h>
 
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
-
 #include "portcullis.h"
 #include "core/alloc.h"
+#include "core/vm.h"
 
 /* Largest range list (intervals) before a span becomes a node, chosen with
  * pc-filter-bench (docs/filter.md). IPv4: 16 two-byte keys are half a cache
@@ -363,10 +361,8 @@ static void move_to_huge_block(lpm_t *t)
     if (!blk) return;
     unsigned char *base =
         (unsigned char *)(((uintptr_t)blk + LPM_HUGE - 1) & ~(uintptr_t)(LPM_HUGE - 1));
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
     /* before the copy, so that the first touch faults in huge pages */
-    (void)madvise(base, (total + LPM_HUGE - 1) & ~(LPM_HUGE - 1), MADV_HUGEPAGE);
-#endif
+    pc__vm_hint_huge(base, (total + LPM_HUGE - 1) & ~(LPM_HUGE - 1));
     memcpy(base, t->root, root_b);
     if (t->nodes_bytes) memcpy(base + nodes_o, t->nodes, t->nodes_bytes);
     if (t->ranges_bytes) memcpy(base + ranges_o, t->ranges, t->ranges_bytes);

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Longest-prefix-match tables for IPv4 and IPv6 (immutable once built).
  *
  * One structure serves both families: a multibit trie with a 16-bit

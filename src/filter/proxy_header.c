@@ -76,7 +76,7 @@ static int parse_v1(const uint8_t *s, size_t n, proxy_header_t *h)
         n -= fl[i];
     }
     if (n != 0) return PC_PROXY_ERR_V1_SYNTAX;
-    pc_addr_t *a[2] = {&h->src, &h->dst};
+    addr_t *a[2] = {&h->src, &h->dst};
     for (int i = 0; i < 2; i++) {
         const char *why;
         memset(a[i], 0, sizeof *a[i]);

@@ -40,10 +40,10 @@ enum { PROXY_FAILED = -1, PROXY_NEED_MORE = 0, PROXY_DONE = 1 };
 
 /* A parsed header. Pointers refer into the parser's buffer. */
 typedef struct proxy_header_s {
-    uint8_t version;    /* 1 or 2 */
-    uint8_t local;      /* 1: no client address (v2 LOCAL, v1 UNKNOWN, v2 UNSPEC/UNIX
-                         * family): the connection keeps the socket's addresses */
-    pc_addr_t src, dst; /* family 4 or 6 when !local (IPv4-mapped IPv6 as IPv4) */
+    uint8_t version; /* 1 or 2 */
+    uint8_t local;   /* 1: no client address (v2 LOCAL, v1 UNKNOWN, v2 UNSPEC/UNIX
+                      * family): the connection keeps the socket's addresses */
+    addr_t src, dst; /* family 4 or 6 when !local (IPv4-mapped IPv6 as IPv4) */
     uint16_t src_port, dst_port;
     const uint8_t *tlv; /* v2 TLV block (NULL when none) */
     size_t tlv_len;

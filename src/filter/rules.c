@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Rule sets: strict parsing of the text format, compilation into the prefix
  * tables, counters, lookups (see include/portcullis/filter.h). */
 #include "filter/rules.h"
@@ -93,7 +94,7 @@ static const char *action_name(unsigned action)
     return action == PC_RULE_DENY ? "deny" : "allow";
 }
 
-static int add_rule(parse_t *ps, unsigned line, pc_rule_action_t action, const pc_addr_t *a,
+static int add_rule(parse_t *ps, unsigned line, pc_rule_action_t action, const addr_t *a,
                     unsigned len)
 {
     if (ps->n >= RULES_MAX) {
@@ -133,14 +134,14 @@ static int add_rule(parse_t *ps, unsigned line, pc_rule_action_t action, const p
 }
 
 /* The prefix "ADDR[/LEN]" in [at, at + an): checked and stored in *a, *len. */
-static int parse_prefix(parse_t *ps, unsigned line, const char *at, size_t an, pc_addr_t *out,
+static int parse_prefix(parse_t *ps, unsigned line, const char *at, size_t an, addr_t *out,
                         unsigned *out_len)
 {
     char q[48];
     const char *slash = memchr(at, '/', an);
     size_t addr_n = slash ? (size_t)(slash - at) : an;
 
-    pc_addr_t a;
+    addr_t a;
     const char *why = "";
     if (addr_parse(at, addr_n, &a, &why) != 0) {
         return perr(ps, line, "bad %s address '%s': %s", memchr(at, ':', addr_n) ? "IPv6" : "IPv4",
@@ -168,7 +169,7 @@ static int parse_prefix(parse_t *ps, unsigned line, const char *at, size_t an, p
                         maxlen);
     }
     if (a.family == 6 && len >= 96 && addr_is_v4mapped(&a)) {
-        pc_addr_t v4 = a;
+        addr_t v4 = a;
         char t[PC_ADDR_STRLEN];
         addr_normalize(&v4);
         addr_mask(&v4, len - 96);
@@ -180,7 +181,7 @@ static int parse_prefix(parse_t *ps, unsigned line, const char *at, size_t an, p
     }
     if (addr_host_bits_set(&a, len)) {
         char t[PC_ADDR_STRLEN];
-        pc_addr_t net = a;
+        addr_t net = a;
         addr_mask(&net, len);
         addr_format(&net, t, sizeof t);
         return perr(ps, line, "host bits set beyond /%u in '%s' (the network is %s/%u)", len,
@@ -236,7 +237,7 @@ static int parse_rule_line(parse_t *ps, unsigned line, const char *p, const char
     const char *at = p;
     while (p < e && !is_delim(*p))
         p++;
-    pc_addr_t a;
+    addr_t a;
     unsigned len;
     int rc = parse_prefix(ps, line, at, (size_t)(p - at), &a, &len);
     if (rc == 0) rc = parse_tail(ps, line, p, e, is_delim);
@@ -253,7 +254,7 @@ static int parse_list_line(parse_t *ps, unsigned line, const char *p, const char
     const char *at = p;
     while (p < e && !is_list_delim(*p))
         p++;
-    pc_addr_t a;
+    addr_t a;
     unsigned len;
     int rc = parse_prefix(ps, line, at, (size_t)(p - at), &a, &len);
     if (rc == 0) rc = parse_tail(ps, line, p, e, is_list_delim);
@@ -317,7 +318,7 @@ static int v6rec_cmp(const void *x, const void *y)
     return a->idx < b->idx ? -1 : a->idx > b->idx;
 }
 
-static void rule_addr(const pc_rules_t *r, uint32_t i, pc_addr_t *a)
+static void rule_addr(const pc_rules_t *r, uint32_t i, addr_t *a)
 {
     const rule_t *ru = &r->rule[i];
     if (ru->family == 4)
@@ -466,7 +467,7 @@ static int compile(pc_rules_builder_t *bld, pc_rules_t **out, char *err, size_t 
     if (d.cf != SIZE_MAX || d.n) {
         size_t m = d.cf != SIZE_MAX ? d.cf : d.ex, of = d.cf != SIZE_MAX ? d.cf_of : d.ex_of;
         const rule_t *rm = &r->rule[m], *ro = &r->rule[of];
-        pc_addr_t a;
+        addr_t a;
         char t[PC_ADDR_STRLEN], at[200];
         rule_addr(r, (uint32_t)m, &a);
         addr_format(&a, t, sizeof t);
@@ -701,7 +702,7 @@ int pc_rules_get(const pc_rules_t *r, size_t i, pc_rule_info_t *out)
 {
     if (!r || !out || i >= r->n) return PC_EINVAL;
     const rule_t *ru = &r->rule[i];
-    pc_addr_t a;
+    addr_t a;
     char t[PC_ADDR_STRLEN];
     rule_addr(r, (uint32_t)i, &a);
     addr_format(&a, t, sizeof t);
@@ -715,7 +716,7 @@ int pc_rules_get(const pc_rules_t *r, size_t i, pc_rule_info_t *out)
     return 0;
 }
 
-static int match_addr(const pc_rules_t *r, const pc_addr_t *a, pc_rule_action_t *action,
+static int match_addr(const pc_rules_t *r, const addr_t *a, pc_rule_action_t *action,
                       size_t *rule_index)
 {
     if (!r) return 0;
@@ -729,7 +730,7 @@ static int match_addr(const pc_rules_t *r, const pc_addr_t *a, pc_rule_action_t 
 int pc_rules_match(const pc_rules_t *r, const struct sockaddr *sa, pc_rule_action_t *action,
                    size_t *rule_index)
 {
-    pc_addr_t a;
+    addr_t a;
     if (addr_from_sockaddr(sa, &a) != 0) return PC_EINVAL;
     return match_addr(r, &a, action, rule_index);
 }
@@ -737,7 +738,7 @@ int pc_rules_match(const pc_rules_t *r, const struct sockaddr *sa, pc_rule_actio
 int pc_rules_match_text(const pc_rules_t *r, const char *text, pc_rule_action_t *action,
                         size_t *rule_index)
 {
-    pc_addr_t a;
+    addr_t a;
     if (!text || addr_parse(text, strlen(text), &a, NULL) != 0) return PC_EINVAL;
     addr_normalize(&a);
     return match_addr(r, &a, action, rule_index);

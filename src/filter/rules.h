@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Compiled rule sets: internals shared by rules.c, the swap holder and the
  * pipeline. The public face is include/portcullis/filter.h. */
 #ifndef PC_FILTER_RULES_H
@@ -44,7 +45,7 @@ struct pc_rules_s {
 
 /* Index of the rule deciding for a (longest prefix), or RULE_NONE. a must be
  * normalised (IPv4-mapped IPv6 as IPv4). Lock-free, any thread. */
-static inline uint32_t rules_lookup(const pc_rules_t *r, const pc_addr_t *a)
+static inline uint32_t rules_lookup(const pc_rules_t *r, const addr_t *a)
 {
     uint32_t v;
     if (a->family == 4)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* pc_rules_load_file and pc_rules_builder_add_file: the one place in
  * src/filter that touches the file system (plain C stdio, the same on every
  * platform). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Hot swap of the rule set in force (see rules_holder.h). */
 #include "filter/rules_holder.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The rule set in force, swapped whole while accept threads read it.
  *
  * Readers (accept threads, each with its own index) take no lock and never

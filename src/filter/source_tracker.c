@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Per-source tracker (see source_tracker.h).
  *
  * Slot protocol. Each slot has a tag word: 0 (empty), or a fingerprint of
@@ -137,7 +138,7 @@ typedef struct key_s {
     uint32_t pos; /* window start */
 } src_key_t;
 
-static inline void make_key(const tracker_t *t, const pc_addr_t *a, src_key_t *k)
+static inline void make_key(const tracker_t *t, const addr_t *a, src_key_t *k)
 {
     uint64_t fam6;
     if (a->family == 4) {
@@ -293,8 +294,7 @@ static void give_token(tracker_t *t, tracker_slot_t *s)
     }
 }
 
-unsigned tracker_acquire(tracker_t *t, const pc_addr_t *a, uint64_t now_ms, int shadow,
-                         uint32_t *slot)
+unsigned tracker_acquire(tracker_t *t, const addr_t *a, uint64_t now_ms, int shadow, uint32_t *slot)
 {
     src_key_t k;
     uint64_t now = now_ms * 1000000ull;
@@ -360,7 +360,7 @@ void tracker_stats(const tracker_t *t, tracker_stats_t *out)
     }
 }
 
-unsigned tracker_count(const tracker_t *t, const pc_addr_t *a)
+unsigned tracker_count(const tracker_t *t, const addr_t *a)
 {
     src_key_t k;
     make_key(t, a, &k);

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Per-source tracking: concurrent connections and a token-bucket connection
  * rate per source key (the IPv4 address masked to prefix_v4, default /32;
  * the IPv6 address masked to prefix_v6, default /64).
@@ -73,7 +74,7 @@ void tracker_destroy(tracker_t *t);
  * token). Shadow: every check is evaluated and returned as bits, and the slot
  * is held whenever one exists (a token is taken only if one was available).
  * Accept threads; lock-free, no allocation. */
-unsigned tracker_acquire(tracker_t *t, const pc_addr_t *a, uint64_t now_ms, int shadow,
+unsigned tracker_acquire(tracker_t *t, const addr_t *a, uint64_t now_ms, int shadow,
                          uint32_t *slot);
 
 /* The connection counted in slot closed. Any thread. TRACK_NO_SLOT: no-op. */
@@ -88,7 +89,7 @@ void tracker_stats(const tracker_t *t, tracker_stats_t *out);
 
 /* Open connections counted for a's source (0 if it has no slot); for tests
  * and diagnostics. Any thread. */
-unsigned tracker_count(const tracker_t *t, const pc_addr_t *a);
+unsigned tracker_count(const tracker_t *t, const addr_t *a);
 
 /* Open connections counted in the shared overflow entry. */
 unsigned tracker_overflow_count(const tracker_t *t);

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The verdict pipeline as run by every accept loop (accept_posix.c after
  * accept4, accept_win.c inside the WSAAccept condition function). Runs on the
  * accept thread: no allocation, no lock, no blocking. The capacity step
@@ -34,7 +35,7 @@ pc_verdict_t accept_decide(listener_t *l, const struct sockaddr *peer, const str
 {
     pc_server_t *s = l->srv;
     int reserved = reserve_slot(s);
-    pc_addr_t a;
+    addr_t a;
     if (addr_from_sockaddr(peer, &a) != 0) {
         /* not an IP peer: only capacity and the condition can judge it */
         a.family = 0;
@@ -59,7 +60,7 @@ void accept_undo(listener_t *l)
     server_capacity_changed(s);
 }
 
-int accept_wait_capacity(listener_t *l, uint64_t deadline)
+int accept_wait_capacity_until(listener_t *l, uint64_t deadline)
 {
     pc_server_t *s = l->srv;
     int ok = 0;
@@ -78,6 +79,14 @@ int accept_wait_capacity(listener_t *l, uint64_t deadline)
     return ok;
 }
 
+int accept_wait_capacity(listener_t *l)
+{
+    pc_server_t *s = l->srv;
+    if (atomic_load(&s->active) < s->cfg.max_connections) return 1;
+    counter_add(&s->deferred, 1);
+    return accept_wait_capacity_until(l, pc__now_ms() + s->cfg.defer_timeout_ms);
+}
+
 pc_verdict_t accept_hold_deferred(listener_t *l, const struct sockaddr *peer, int *step)
 {
     pc_server_t *s = l->srv;
@@ -88,7 +97,7 @@ pc_verdict_t accept_hold_deferred(listener_t *l, const struct sockaddr *peer, in
     while (v == PC_DEFER && !atomic_load(&l->stopping)) {
         if (pc__now_ms() >= deadline) break;
         if (*step == PC_STEP_CAPACITY)
-            accept_wait_capacity(l, deadline);
+            accept_wait_capacity_until(l, deadline);
         else
             pc__sleep_ms(ACCEPT_DEFER_RETRY_MS);
         v = accept_decide(l, peer, local, step);

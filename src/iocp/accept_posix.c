@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The Linux accept loop. Linux has no pre-handshake hook in accept: the
  * listener's kernel filter (kfilter_posix.c), when a tier is in force, drops
  * denied SYNs before the handshake; the verdict pipeline runs right after
@@ -54,15 +55,6 @@ void accept_listener_wake(listener_t *l)
     if (l->fd != SOCK_INVALID) sock_unblock_accept(l->fd);
 }
 
-/* Block (bounded) while the server is at capacity. Returns 1 if capacity is
- * available, 0 on timeout or stop. */
-static int wait_capacity(pc_server_t *s, listener_t *l, unsigned timeout_ms)
-{
-    if (atomic_load(&s->active) < s->cfg.max_connections) return 1;
-    counter_add(&s->deferred, 1);
-    return accept_wait_capacity(l, pc__now_ms() + timeout_ms);
-}
-
 static int is_transient(int e)
 {
     return e == EINTR || e == ECONNABORTED || e == EPROTO || e == EPERM || e == ENETDOWN ||
@@ -76,7 +68,7 @@ void accept_thread_main(void *arg)
     pc_server_t *s = l->srv;
     accept_backoff_t bo = {0, 0, 0};
     while (!atomic_load(&l->stopping)) {
-        if (s->cfg.at_capacity == PC_CAPACITY_DEFER) wait_capacity(s, l, s->cfg.defer_timeout_ms);
+        if (s->cfg.at_capacity == PC_CAPACITY_DEFER) accept_wait_capacity(l);
         if (atomic_load(&l->stopping)) break;
 
         struct sockaddr_storage peer;

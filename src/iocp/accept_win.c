@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The Windows accept loop: one thread per listener blocked in WSAAccept, whose
  * condition function runs the verdict pipeline (accept.c).
  *
@@ -217,11 +218,7 @@ void accept_thread_main(void *arg)
         /* Post-handshake: at capacity, leave connections in the backlog (as
          * on Linux). Pre-handshake needs no such wait: the condition defers
          * the request and we wait below, only when a request exists. */
-        if (!pre && s->cfg.at_capacity == PC_CAPACITY_DEFER &&
-            atomic_load(&s->active) >= s->cfg.max_connections) {
-            counter_add(&s->deferred, 1);
-            accept_wait_capacity(l, pc__now_ms() + s->cfg.defer_timeout_ms);
-        }
+        if (!pre && s->cfg.at_capacity == PC_CAPACITY_DEFER) accept_wait_capacity(l);
         /* stop sets l->stopping before it closes the listener and forgets
          * the handle, so the handle was still ours at this check. Closing is
          * the documented way to unblock WSAAccept; it leaves only the few
@@ -252,7 +249,7 @@ void accept_thread_main(void *arg)
             if (e == WSATRY_AGAIN) { /* our CF_DEFER: the request stays queued */
                 uint64_t deadline = cx.defer_since + s->cfg.defer_timeout_ms;
                 if (cx.step == PC_STEP_CAPACITY && cx.defer_since)
-                    accept_wait_capacity(l, deadline);
+                    accept_wait_capacity_until(l, deadline);
                 else
                     pc__sleep_ms(ACCEPT_DEFER_RETRY_MS);
                 continue;

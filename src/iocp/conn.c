@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Connections: the per-connection strand, reading, the send queue, graceful
  * and abortive close, timers. Written once against port.h for every backend.
  *
@@ -5,9 +6,9 @@
  * (conn_strand). On Linux every completion of a socket arrives on its
  * home worker, so the strand never contends; on Windows completions of one
  * connection may be dequeued by several workers at once and the strand
- * parks the later ones (c->dfr, c->timer_due) until the first finishes.
+ * parks the later ones (c->parked_ops, c->timer_due) until the first finishes.
  * Other threads never touch strand state: they queue into the inbox
- * (xsendq, xclose) under conn_lock(c) and post the connection's kick op. */
+ * (inbox_sends, inbox_close) under conn_lock(c) and post the connection's kick op. */
 #include "server.h"
 
 #include <assert.h>
@@ -35,7 +36,7 @@ static void sq_chunk_free(pc_server_t *s, chunk_t *ch);
 static size_t sq_chunk_size(size_t need);
 static int over_limit(pc_conn_t *c, size_t total);
 static void sendq_take(pc_conn_t *c, queue_t *from);
-static void posts_run(pc_conn_t *c, struct xpost_s *p);
+static void posts_run(pc_conn_t *c, struct inbox_post_s *p);
 static void conn_notify_sent(pc_conn_t *c);
 static int hold_data(pc_conn_t *c, void *data, uint32_t len);
 static void conn_deliver_held(pc_conn_t *c);
@@ -45,7 +46,7 @@ static void tls_phase_start(pc_conn_t *c);
 static void handle_eof(pc_conn_t *c);
 static int sendq_push(pc_conn_t *c, const pc_buf_t *bufs, unsigned n, size_t total);
 
-static port_t *cport(pc_conn_t *c)
+static port_t *conn_port(pc_conn_t *c)
 {
     return c->srv->port;
 }
@@ -220,10 +221,10 @@ static void conn_flush(pc_conn_t *c)
     pc_buf_t *iov = &c->iov1;
     unsigned max = 1;
     if (c->sendq.next->next != &c->sendq) { /* more than one chunk */
-        if (!c->iovx) c->iovx = pc__malloc(PC_SEND_IOV * sizeof *c->iovx);
+        if (!c->iovx) c->iovx = pc__malloc(SEND_IOV_MAX * sizeof *c->iovx);
         if (c->iovx) {
             iov = c->iovx;
-            max = PC_SEND_IOV;
+            max = SEND_IOV_MAX;
         }
     }
     unsigned n = 0;
@@ -244,8 +245,8 @@ static void conn_flush(pc_conn_t *c)
     if (!n) return;
     c->sending = 1;
     c->ops_pending++;
-    c->wr_op.tag = OPT_CONN_SEND;
-    int rc = port_send(cport(c), &c->ps, &c->wr_op, iov, n);
+    c->wr_op.tag = TAG_CONN_SEND;
+    int rc = port_send(conn_port(c), &c->ps, &c->wr_op, iov, n);
     if (rc < 0) {
         c->sending = 0;
         c->ops_pending--;
@@ -294,8 +295,8 @@ static void conn_arm_read(pc_conn_t *c)
     if (c->reading || !read_wanted(c)) return;
     c->reading = 1;
     c->ops_pending++;
-    c->recv_op.tag = OPT_CONN_RECV;
-    int rc = port_recv(cport(c), &c->ps, &c->recv_op);
+    c->recv_op.tag = TAG_CONN_RECV;
+    int rc = port_recv(conn_port(c), &c->ps, &c->recv_op);
     if (rc < 0) {
         c->reading = 0;
         c->ops_pending--;
@@ -308,15 +309,15 @@ static void conn_arm_read(pc_conn_t *c)
 /* Continue reading later without waiting for a new edge (data may remain). */
 static void conn_continue_read(pc_conn_t *c)
 {
-    if (cport(c)->recv_data) { /* the backend holds received data, in order */
+    if (conn_port(c)->recv_data) { /* the backend holds received data, in order */
         conn_arm_read(c);
         return;
     }
     if (c->reading || !read_wanted(c)) return;
     c->reading = 1;
     c->ops_pending++;
-    c->recv_op.tag = OPT_CONN_RECV;
-    port_post(cport(c), c->ps.q, &c->recv_op);
+    c->recv_op.tag = TAG_CONN_RECV;
+    port_post(conn_port(c), c->ps.q, &c->recv_op);
 }
 
 static void conn_fail(pc_conn_t *c, int err)
@@ -520,7 +521,7 @@ static void conn_open(pc_conn_t *c)
     if (rc >= 0 && c->outbound) {
         c->connecting = 1;
         c->ops_pending++;
-        c->wr_op.tag = OPT_CONN_CONNECT;
+        c->wr_op.tag = TAG_CONN_CONNECT;
         rc = port_connect(s->port, &c->ps, &c->wr_op, &c->peer.sa,
                           c->peer.sa.sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
                                                            : sizeof(struct sockaddr_in));
@@ -585,9 +586,9 @@ static void conn_release(pc_conn_t *c)
     c->ext = NULL;
     conn_tls_free(c);
     pc__mutex_lock(conn_lock(c));
-    sendq_free(s, &c->xsendq);
-    counter_sub(&s->send_queued, atomic_load(&c->xsend_bytes));
-    atomic_store(&c->xsend_bytes, 0);
+    sendq_free(s, &c->inbox_sends);
+    counter_sub(&s->send_queued, atomic_load(&c->inbox_send_bytes));
+    atomic_store(&c->inbox_send_bytes, 0);
     c->state = CS_FREE;
     pc__mutex_unlock(conn_lock(c));
     conn_drop_posts(c);
@@ -602,19 +603,19 @@ static void handle_kick(pc_conn_t *c)
     queue_init(&local);
     pc__mutex_lock(conn_lock(c));
     c->kick_posted = 0;
-    queue_move_all(&local, &c->xsendq);
-    size_t xbytes = atomic_load(&c->xsend_bytes);
+    queue_move_all(&local, &c->inbox_sends);
+    size_t xbytes = atomic_load(&c->inbox_send_bytes);
     /* the bytes move to sendq_bytes in the same critical section, so that
      * per-connection limit checks never see them in neither (not while
      * opening: conn_open below must not see bytes it has no queue for) */
     int moved = xbytes && c->state != CS_OPENING;
     if (moved) atomic_fetch_add(&c->sendq_bytes, xbytes);
-    atomic_store(&c->xsend_bytes, 0);
-    struct xpost_s *posts = c->xposts;
-    c->xposts = NULL;
-    int xclose = c->xclose;
-    pc_close_reason_t xreason = c->xclose_reason;
-    c->xclose = XCLOSE_NONE;
+    atomic_store(&c->inbox_send_bytes, 0);
+    struct inbox_post_s *posts = c->inbox_posts;
+    c->inbox_posts = NULL;
+    int inbox_close = c->inbox_close;
+    pc_close_reason_t xreason = c->inbox_close_reason;
+    c->inbox_close = INBOX_CLOSE_NONE;
     pc__mutex_unlock(conn_lock(c));
 
     if (c->state == CS_OPENING && !c->connecting) conn_open(c);
@@ -640,11 +641,12 @@ static void handle_kick(pc_conn_t *c)
     }
     /* after the bytes queued before them, before a close requested with them */
     if (posts) posts_run(c, posts);
-    if (xclose == XCLOSE_GRACEFUL && c->state == CS_OPENING) xclose = XCLOSE_ABORT; /* connecting */
-    if (xclose == XCLOSE_ABORT && c->state != CS_CLOSED) {
+    if (inbox_close == INBOX_CLOSE_GRACEFUL && c->state == CS_OPENING)
+        inbox_close = INBOX_CLOSE_ABORT; /* connecting */
+    if (inbox_close == INBOX_CLOSE_ABORT && c->state != CS_CLOSED) {
         c->reason = xreason;
         conn_close_socket(c, 1);
-    } else if (xclose == XCLOSE_GRACEFUL && c->state == CS_OPEN) {
+    } else if (inbox_close == INBOX_CLOSE_GRACEFUL && c->state == CS_OPEN) {
         /* a stopping server tells the application first: what it queues
          * now is flushed before the FIN */
         if (xreason == PC_CLOSE_SERVER_STOP && c->cb->on_shutdown && c->px_state != PX_PENDING &&
@@ -659,7 +661,7 @@ static void handle_kick(pc_conn_t *c)
 static void handle(worker_t *w, pc_conn_t *c, const completion_t *cpl)
 {
     switch (cpl->op->tag) {
-    case OPT_CONN_RECV:
+    case TAG_CONN_RECV:
         c->reading = 0;
         c->ops_pending--;
         if (cpl->data) { /* backend-supplied data (io_uring provided buffers) */
@@ -672,7 +674,7 @@ static void handle(worker_t *w, pc_conn_t *c, const completion_t *cpl)
                 c->last_rx_ms = pc__now_ms();
                 conn_deliver(w, c, cpl->data, cpl->bytes);
             }
-            port_recv_done(cport(c), &c->ps, cpl->data);
+            port_recv_done(conn_port(c), &c->ps, cpl->data);
             if (c->state != CS_CLOSED && cpl->status == 0) conn_continue_read(c);
             break;
         }
@@ -683,7 +685,7 @@ static void handle(worker_t *w, pc_conn_t *c, const completion_t *cpl)
         }
         conn_read(w, c);
         break;
-    case OPT_CONN_SEND:
+    case TAG_CONN_SEND:
         c->sending = 0;
         c->ops_pending--;
         if (c->iovx) {
@@ -697,10 +699,10 @@ static void handle(worker_t *w, pc_conn_t *c, const completion_t *cpl)
             break;
         }
         break;
-    case OPT_CONN_KICK:
+    case TAG_CONN_KICK:
         handle_kick(c);
         break;
-    case OPT_CONN_CONNECT:
+    case TAG_CONN_CONNECT:
         c->ops_pending--;
         c->connecting = 0;
         if (c->state == CS_CLOSED) break;
@@ -712,7 +714,7 @@ static void handle(worker_t *w, pc_conn_t *c, const completion_t *cpl)
         }
         conn_established(c);
         break;
-    case OPT_CONN_TIMER:
+    case TAG_CONN_TIMER:
         handle_timer(c);
         break;
     default:
@@ -745,14 +747,14 @@ static void conn_after(pc_conn_t *c)
 
 /* The timer's pseudo-op: its expiry runs through handle() like a completion
  * (only the tag is read; the connection is the strand's). */
-static op_t timer_tag_op = {.tag = OPT_CONN_TIMER};
+static op_t timer_tag_op = {.tag = TAG_CONN_TIMER};
 
 /* Run the strand from the event cur on: the caller owns it (in_dispatch on
  * a shared port). Events parked meanwhile by other workers are taken in
  * order before it is given up. */
 static void conn_strand(worker_t *w, pc_conn_t *c, completion_t cur)
 {
-    int shared = !cport(c)->single_owner;
+    int shared = !conn_port(c)->single_owner;
     pc_conn_t *prev = tls_conn;
     worker_t *prev_w = tls_worker;
     tls_conn = c;
@@ -771,7 +773,7 @@ static void conn_strand(worker_t *w, pc_conn_t *c, completion_t cur)
             break;
         }
         pc__mutex_lock(conn_lock(c));
-        if (op_fifo_drain(&c->dfr, &cur, 1)) { /* the next parked completion */
+        if (op_fifo_drain(&c->parked_ops, &cur, 1)) { /* the next parked completion */
             pc__mutex_unlock(conn_lock(c));
             continue;
         }
@@ -802,7 +804,7 @@ static int strand_claim(pc_conn_t *c, const completion_t *cpl)
 {
     /* where every completion of a socket arrives on its own worker (Linux)
      * the strand can never be busy elsewhere: no lock on the way in */
-    if (cport(c)->single_owner) return 1;
+    if (conn_port(c)->single_owner) return 1;
     pc__mutex_lock(conn_lock(c));
     int run = !c->in_dispatch;
     if (run) {
@@ -814,27 +816,14 @@ static int strand_claim(pc_conn_t *c, const completion_t *cpl)
         op->res_status = cpl->status;
         op->res_bytes = (uint32_t)cpl->bytes;
         op->res_data = cpl->data;
-        op_fifo_push(&c->dfr, op);
+        op_fifo_push(&c->parked_ops, op);
     }
     pc__mutex_unlock(conn_lock(c));
     return run;
 }
 
-void conn_dispatch(worker_t *w, const completion_t *cpl)
+void conn_dispatch(worker_t *w, pc_conn_t *c, const completion_t *cpl)
 {
-    op_t *op = cpl->op;
-    pc_conn_t *c;
-    switch (op->tag) {
-    case OPT_CONN_RECV:
-        c = pc_container_of(op, pc_conn_t, recv_op);
-        break;
-    case OPT_CONN_KICK:
-        c = pc_container_of(op, pc_conn_t, kick_op);
-        break;
-    default: /* OPT_CONN_SEND, OPT_CONN_CONNECT */
-        c = pc_container_of(op, pc_conn_t, wr_op);
-        break;
-    }
     if (strand_claim(c, cpl)) conn_strand(w, c, *cpl);
 }
 
@@ -852,7 +841,7 @@ void conn_timer_expired(worker_t *w, pc_conn_t *c)
     conn_strand(w, c, (completion_t){&timer_tag_op, 0, 0, NULL});
 }
 
-void sockaddr_store(pc_sockaddr_t *dst, const struct sockaddr_storage *src)
+void sockaddr_store(sockaddr_any_t *dst, const struct sockaddr_storage *src)
 {
     memset(dst, 0, sizeof *dst);
     if (src->ss_family == AF_INET)
@@ -875,8 +864,8 @@ static pc_conn_t *conn_new(pc_server_t *s, sock_t fd, const struct sockaddr_stor
     c->ps.fd = fd;
     c->ps.q = w->idx;
     c->ps.rd = c->ps.wr = NULL;
-    c->ps.bflags = 0;
-    c->ps.bpriv = NULL;
+    c->ps.backend_flags = 0;
+    c->ps.backend_priv = NULL;
     sockaddr_store(&c->peer, peer);
     if (local)
         sockaddr_store(&c->local, local);
@@ -984,7 +973,7 @@ int conn_connect(pc_server_t *s, const char *endpoint, const char *source, const
 static int xsend_check_locked(pc_conn_t *c, uint64_t id, size_t total)
 {
     if ((id && atomic_load(&c->id) != id) || (c->state != CS_OPEN && c->state != CS_OPENING) ||
-        c->xclose)
+        c->inbox_close)
         return PC_ENOTCONN;
     if (over_limit(c, total)) return PC_ENOBUFS;
     return 0;
@@ -994,7 +983,7 @@ static int xsend_check_locked(pc_conn_t *c, uint64_t id, size_t total)
  * must be posted (once until it runs). */
 static int xsend_commit_locked(pc_conn_t *c, size_t total)
 {
-    atomic_fetch_add(&c->xsend_bytes, total);
+    atomic_fetch_add(&c->inbox_send_bytes, total);
     counter_add(&c->srv->send_queued, total);
     int post = !c->kick_posted;
     c->kick_posted = 1;
@@ -1020,8 +1009,8 @@ static int conn_xsend(pc_conn_t *c, uint64_t id, const pc_buf_t *bufs, unsigned 
     pc_server_t *s = c->srv;
     pc__mutex_lock(conn_lock(c));
     int rc = xsend_check_locked(c, id, total);
-    if (rc == 0 && !queue_empty(&c->xsendq)) {
-        chunk_t *tail = pc_container_of(c->xsendq.prev, chunk_t, link);
+    if (rc == 0 && !queue_empty(&c->inbox_sends)) {
+        chunk_t *tail = pc_container_of(c->inbox_sends.prev, chunk_t, link);
         if (tail->cap - tail->len >= total) {
             copy_bufs(tail, bufs, n);
             int post = xsend_commit_locked(c, total);
@@ -1043,7 +1032,7 @@ static int conn_xsend(pc_conn_t *c, uint64_t id, const pc_buf_t *bufs, unsigned 
         sq_chunk_free(s, ch);
         return rc;
     }
-    queue_insert_tail(&c->xsendq, &ch->link);
+    queue_insert_tail(&c->inbox_sends, &ch->link);
     int post = xsend_commit_locked(c, total);
     pc__mutex_unlock(conn_lock(c));
     if (post) port_post(s->port, c->ps.q, &c->kick_op);
@@ -1057,9 +1046,9 @@ int conn_request_close(pc_conn_t *c, uint64_t id, int how, pc_close_reason_t rea
         pc__mutex_unlock(conn_lock(c));
         return PC_ENOTCONN;
     }
-    if (how > c->xclose) {
-        c->xclose = (uint8_t)how;
-        c->xclose_reason = reason;
+    if (how > c->inbox_close) {
+        c->inbox_close = (uint8_t)how;
+        c->inbox_close_reason = reason;
     }
     int post = !c->kick_posted;
     c->kick_posted = 1;
@@ -1125,7 +1114,7 @@ int pc_conn_send(pc_conn_t *c, const void *data, size_t len)
 int pc_conn_close(pc_conn_t *c)
 {
     if (!c) return PC_EINVAL;
-    if (tls_conn != c) return conn_request_close(c, 0, XCLOSE_GRACEFUL, PC_CLOSE_LOCAL);
+    if (tls_conn != c) return conn_request_close(c, 0, INBOX_CLOSE_GRACEFUL, PC_CLOSE_LOCAL);
     if (c->state == CS_CLOSING) return 0;
     if (c->state != CS_OPEN) return PC_ENOTCONN;
     if (c->tls_phase == TLSP_OPEN) conn_tls_close_notify(c); /* before the FIN */
@@ -1149,7 +1138,7 @@ int pc_conn_close_nolinger(pc_conn_t *c)
 int pc_conn_abort(pc_conn_t *c)
 {
     if (!c) return PC_EINVAL;
-    if (tls_conn != c) return conn_request_close(c, 0, XCLOSE_ABORT, PC_CLOSE_ABORT);
+    if (tls_conn != c) return conn_request_close(c, 0, INBOX_CLOSE_ABORT, PC_CLOSE_ABORT);
     if (c->state == CS_CLOSED) return PC_ENOTCONN;
     c->reason = PC_CLOSE_ABORT;
     conn_close_socket(c, 1);
@@ -1222,7 +1211,7 @@ const struct sockaddr *pc_conn_local_addr(const pc_conn_t *c)
 size_t pc_conn_send_queued(const pc_conn_t *c)
 {
     pc_conn_t *m = (pc_conn_t *)c;
-    return atomic_load(&m->sendq_bytes) + atomic_load(&m->xsend_bytes);
+    return atomic_load(&m->sendq_bytes) + atomic_load(&m->inbox_send_bytes);
 }
 
 int pc_server_send_to(pc_server_t *s, pc_conn_id_t id, const void *data, size_t len)
@@ -1242,7 +1231,7 @@ int pc_server_close_id(pc_server_t *s, pc_conn_id_t id)
     pc_conn_t *c = server_conn_lookup(s, id);
     if (!c) return PC_ENOTCONN;
     if (tls_conn == c && atomic_load(&c->id) == id) return pc_conn_close(c);
-    return conn_request_close(c, id, XCLOSE_GRACEFUL, PC_CLOSE_LOCAL);
+    return conn_request_close(c, id, INBOX_CLOSE_GRACEFUL, PC_CLOSE_LOCAL);
 }
 
 /* ---- embedding by id: true accounting, limits, post_to, timers, on_sent ---- */
@@ -1276,7 +1265,7 @@ static void sq_chunk_free(pc_server_t *s, chunk_t *ch)
 static int over_limit(pc_conn_t *c, size_t total)
 {
     size_t lim = c->srv->cfg.send_queue_limit;
-    size_t q = atomic_load(&c->sendq_bytes) + atomic_load(&c->xsend_bytes);
+    size_t q = atomic_load(&c->sendq_bytes) + atomic_load(&c->inbox_send_bytes);
     if (!q || (total <= lim && q <= lim - total)) return 0;
     counter_add(&c->srv->send_limit_refused, 1);
     return 1;
@@ -1352,7 +1341,7 @@ static void conn_deliver_held(pc_conn_t *c)
         c->last_rx_ms = pc__now_ms();
         c->cb->on_data(c, data, len);
     }
-    port_recv_done(cport(c), &c->ps, data);
+    port_recv_done(conn_port(c), &c->ps, data);
     if (c->state == CS_CLOSED) return;
     conn_flush(c);
     conn_continue_read(c);
@@ -1362,7 +1351,7 @@ static void conn_deliver_held(pc_conn_t *c)
 static void drop_held(pc_conn_t *c)
 {
     if (!c->ext || !c->ext->held) return;
-    port_recv_done(cport(c), &c->ps, c->ext->held);
+    port_recv_done(conn_port(c), &c->ps, c->ext->held);
     c->ext->held = NULL;
 }
 
@@ -1412,8 +1401,8 @@ static void conn_notify_sent(pc_conn_t *c)
 
 /* ---- pc_server_post_to ---- */
 
-typedef struct xpost_s {
-    struct xpost_s *next;
+typedef struct inbox_post_s {
+    struct inbox_post_s *next;
     void (*fn)(pc_conn_t *c, void *arg);
     void *arg;
 } xpost_t;
@@ -1440,8 +1429,8 @@ static void posts_run(pc_conn_t *c, xpost_t *p)
 void conn_drop_posts(pc_conn_t *c)
 {
     pc__mutex_lock(conn_lock(c));
-    xpost_t *p = c->xposts;
-    c->xposts = NULL;
+    xpost_t *p = c->inbox_posts;
+    c->inbox_posts = NULL;
     pc__mutex_unlock(conn_lock(c));
     if (p) posts_run(NULL, p);
 }
@@ -1463,8 +1452,8 @@ int pc_server_post_to(pc_server_t *s, pc_conn_id_t id, void (*fn)(pc_conn_t *c, 
         pc__free(p);
         return PC_ENOTCONN;
     }
-    p->next = c->xposts;
-    c->xposts = p;
+    p->next = c->inbox_posts;
+    c->inbox_posts = p;
     int post = !c->kick_posted;
     c->kick_posted = 1;
     pc__mutex_unlock(conn_lock(c));
@@ -1492,17 +1481,17 @@ int pc_server_abort_id(pc_server_t *s, pc_conn_id_t id)
     pc_conn_t *c = server_conn_lookup(s, id);
     if (!c) return PC_ENOTCONN;
     if (tls_conn == c && atomic_load(&c->id) == id) return pc_conn_abort(c);
-    int rc = conn_request_close(c, id, XCLOSE_ABORT, PC_CLOSE_ABORT);
+    int rc = conn_request_close(c, id, INBOX_CLOSE_ABORT, PC_CLOSE_ABORT);
     if (rc < 0) return rc;
-    /* drop what other threads queued now: no later send is accepted (xclose) */
+    /* drop what other threads queued now: no later send is accepted (inbox_close) */
     queue_t drop;
     queue_init(&drop);
     pc__mutex_lock(conn_lock(c));
     size_t bytes = 0;
     if (atomic_load(&c->id) == id) {
-        queue_move_all(&drop, &c->xsendq);
-        bytes = atomic_load(&c->xsend_bytes);
-        atomic_store(&c->xsend_bytes, 0);
+        queue_move_all(&drop, &c->inbox_sends);
+        bytes = atomic_load(&c->inbox_send_bytes);
+        atomic_store(&c->inbox_send_bytes, 0);
     }
     pc__mutex_unlock(conn_lock(c));
     sendq_free(s, &drop);

@@ -21,12 +21,12 @@
 #include "filter/rules.h"
 
 typedef struct conn_proxy_s {
-    pc_sockaddr_t proxy; /* the proxy's own address (the socket's peer) */
+    sockaddr_any_t proxy; /* the proxy's own address (the socket's peer) */
     size_t tlv_len;
     uint8_t tlv[]; /* v2 TLVs as received (checked by the parser) */
 } conn_proxy_t;
 
-int server_proxy_trusted(const pc_server_t *s, const pc_addr_t *a)
+int server_proxy_trusted(const pc_server_t *s, const addr_t *a)
 {
     const pc_rules_t *r = s->cfg.proxy_trusted;
     if (!r || (a->family != 4 && a->family != 6)) return 0;
@@ -56,7 +56,7 @@ void conn_proxy_timed_out(pc_conn_t *c)
     counter_add(&c->w->proxy_timeouts, 1);
 }
 
-static void to_sockaddr(const pc_addr_t *a, uint16_t port, pc_sockaddr_t *out)
+static void to_sockaddr(const addr_t *a, uint16_t port, sockaddr_any_t *out)
 {
     memset(out, 0, sizeof *out);
     if (a->family == 4) {

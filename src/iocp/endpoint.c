@@ -1,12 +1,11 @@
+/* SPDX-License-Identifier: MIT */
 /* Parsing and formatting "ADDR:PORT" / "[V6]:PORT" endpoints. No DNS. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "portcullis.h"
-#ifndef _WIN32
-#include <arpa/inet.h>
-#endif
+#include "sock.h" /* inet_pton, inet_ntop */
 
 static int parse_port(const char *p, unsigned *out)
 {
@@ -66,13 +65,16 @@ int pc_format_endpoint(const struct sockaddr *sa, char *buf, size_t size)
     int n;
     if (!sa || !buf || !size) return PC_EINVAL;
     if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
-        if (!inet_ntop(AF_INET, &s4->sin_addr, host, sizeof host)) return PC_EINVAL;
-        n = snprintf(buf, size, "%s:%u", host, (unsigned)ntohs(s4->sin_port));
+        /* copied: the caller's struct sockaddr promises less alignment */
+        struct sockaddr_in s4;
+        memcpy(&s4, sa, sizeof s4);
+        if (!inet_ntop(AF_INET, &s4.sin_addr, host, sizeof host)) return PC_EINVAL;
+        n = snprintf(buf, size, "%s:%u", host, (unsigned)ntohs(s4.sin_port));
     } else if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
-        if (!inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof host)) return PC_EINVAL;
-        n = snprintf(buf, size, "[%s]:%u", host, (unsigned)ntohs(s6->sin6_port));
+        struct sockaddr_in6 s6;
+        memcpy(&s6, sa, sizeof s6);
+        if (!inet_ntop(AF_INET6, &s6.sin6_addr, host, sizeof host)) return PC_EINVAL;
+        n = snprintf(buf, size, "[%s]:%u", host, (unsigned)ntohs(s6.sin6_port));
     } else {
         return PC_EINVAL;
     }

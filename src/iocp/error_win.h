@@ -1,5 +1,6 @@
+/* SPDX-License-Identifier: MIT */
 /* Translation of Windows error codes to PC_E* codes: the one place where the
- * Windows engine interprets a system error (implemented in sock_win.c).
+ * Windows engine interprets a system error (implemented in error_win.c).
  * Winsock (WSAE*) and Win32 (ERROR_*) codes share one number space; NTSTATUS
  * values are what a completed OVERLAPPED carries in its Internal field. */
 #ifndef PC_IOCP_ERROR_WIN_H

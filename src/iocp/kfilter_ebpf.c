@@ -78,6 +78,9 @@ static int fail(char *why, size_t whylen, int e, const char *what)
     return map_errno(e);
 }
 
+/* libbpf's messages, at debug level. The format attribute tells the compiler
+ * that fmt is a printf format checked at libbpf's call sites. */
+static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap) PC__PRINTF(2, 0);
 static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
     if (!pc__log_enabled(PC_LOG_DEBUG)) return 0;
@@ -104,7 +107,7 @@ static int cmp_r6(const void *a, const void *b)
     return (x->lo > y->lo) - (x->lo < y->lo);
 }
 
-static uint32_t encode(const pc_rules_t *r, const pc_addr_t *a)
+static uint32_t encode(const pc_rules_t *r, const addr_t *a)
 {
     if (!r) return 0;
     uint32_t i = rules_lookup(r, a);
@@ -139,7 +142,7 @@ static int build_v4(const pc_rules_t *r, uint64_t **out, uint32_t *n)
     size_t m = 0;
     for (size_t i = 0; i < nb; i++) {
         if (i && b[i] == b[i - 1]) continue;
-        pc_addr_t a = {.family = 4};
+        addr_t a = {.family = 4};
         a.b[0] = (uint8_t)(b[i] >> 24), a.b[1] = (uint8_t)(b[i] >> 16);
         a.b[2] = (uint8_t)(b[i] >> 8), a.b[3] = (uint8_t)b[i];
         uint32_t v = encode(r, &a);
@@ -185,7 +188,7 @@ static int build_v6(const pc_rules_t *r, struct kf_range6 **out, uint32_t *n)
     size_t m = 0;
     for (size_t i = 0; i < nb; i++) {
         if (i && b[i].hi == b[i - 1].hi && b[i].lo == b[i - 1].lo) continue;
-        pc_addr_t a = {.family = 6};
+        addr_t a = {.family = 6};
         addr_store_be64(a.b, b[i].hi);
         addr_store_be64(a.b + 8, b[i].lo);
         /* ::ffff:0:0/96 is matched as IPv4 in user space; the program
@@ -461,10 +464,10 @@ void kf_ebpf_collect_hits(kf_ebpf_t *k, pc_rules_t *rules)
     if (k) fold_hits(k->cur, rules);
 }
 
-int kf_ebpf_block_source(kf_ebpf_t *k, const pc_addr_t *src, int block)
+int kf_ebpf_block_source(kf_ebpf_t *k, const addr_t *src, int block)
 {
     if (!k || !src || (src->family != 4 && src->family != 6)) return PC_EINVAL;
-    pc_addr_t a = *src;
+    addr_t a = *src;
     addr_normalize(&a);
     struct kf_src key;
     memset(&key, 0, sizeof key);

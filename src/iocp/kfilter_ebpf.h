@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The eBPF tier of the listener's kernel filter (Linux only).
  *
  * A BPF_PROG_TYPE_SOCKET_FILTER program attached to a listening socket with
@@ -81,7 +82,7 @@ void kf_ebpf_collect_hits(kf_ebpf_t *k, pc_rules_t *rules);
 /* Mark (block = 1) or unmark (0) a source key (the address masked to the
  * source prefix) so its SYNs are dropped / passed again. Returns 0 or a
  * PC_E* code. */
-int kf_ebpf_block_source(kf_ebpf_t *k, const pc_addr_t *src, int block);
+int kf_ebpf_block_source(kf_ebpf_t *k, const addr_t *src, int block);
 
 /* Counters since kf_ebpf_open (they survive kf_ebpf_set_rules). k NULL or a
  * failing read: zeros. */

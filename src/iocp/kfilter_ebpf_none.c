@@ -23,7 +23,7 @@ int kf_ebpf_set_rules(kf_ebpf_t *k, pc_rules_t *old_rules, const pc_rules_t *new
 
 void kf_ebpf_collect_hits(kf_ebpf_t *k, pc_rules_t *rules) {}
 
-int kf_ebpf_block_source(kf_ebpf_t *k, const pc_addr_t *src, int block)
+int kf_ebpf_block_source(kf_ebpf_t *k, const addr_t *src, int block)
 {
     return PC_ENOSYS;
 }

@@ -247,7 +247,7 @@ void kfilter_source_changed(pc_server_t *s, const struct sockaddr *peer)
     if (!s->cfg.per_source_max || atomic_load_explicit(&s->kf_ebpf, memory_order_relaxed) == 0)
         return;
     tracker_t *t = filter_tracker(s->filter);
-    pc_addr_t a;
+    addr_t a;
     if (!t || addr_from_sockaddr(peer, &a) != 0) return;
     pc__mutex_lock(&s->kf_lock);
     /* read under the lock: whichever call comes last saw every change before it */

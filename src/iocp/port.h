@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The backend seam: a completion port. Shaped around completions, not
  * readiness: the shared server and connection code starts operations and is
  * told "operation X finished with status S and N bytes". Backends never call
@@ -41,7 +42,7 @@ typedef struct op_s {
     OVERLAPPED ov; /* first member: recovered from the OVERLAPPED* */
 #endif
     uint8_t kind;      /* op_kind_t, set by the backend's start call */
-    uint8_t tag;       /* the shared code's meaning (server.h OPT_*); with it the
+    uint8_t tag;       /* the shared code's meaning (server.h TAG_*); with it the
                         * shared code finds the op's owner (container_of) */
     uint8_t busy;      /* 1 from start until completion (debug / asserts) */
     uint32_t nbufs;    /* send: entries left in bufs */
@@ -57,6 +58,24 @@ typedef struct op_s {
     uint32_t res_bytes;
     void *res_data;
 } op_t;
+
+/* Account n bytes a send took from op's gather list: add them to
+ * op->res_bytes, drop the buffers they finish and trim a partly sent one, so
+ * that op->bufs / op->nbufs hold what is left (nbufs 0: all sent). Each
+ * backend's send path calls it after a write, short or not. */
+static inline void port_send_advance(op_t *op, size_t n)
+{
+    op->res_bytes += (uint32_t)n;
+    while (op->nbufs > 0 && n >= op->bufs[0].len) {
+        n -= op->bufs[0].len;
+        op->bufs++;
+        op->nbufs--;
+    }
+    if (op->nbufs > 0 && n) {
+        op->bufs[0].base = (char *)op->bufs[0].base + n;
+        op->bufs[0].len -= (unsigned long)n; /* < len: fits its type (unsigned long or size_t) */
+    }
+}
 
 /* A FIFO of ops linked through op->next: a backend's results waiting for
  * port_wait, a strand's parked completions. Not thread-safe. */
@@ -118,11 +137,11 @@ static inline int op_fifo_drain(op_fifo_t *f, completion_t *out, int max)
 /* Per-socket backend state, embedded in the connection. */
 typedef struct port_sock_s {
     sock_t fd;
-    int q;           /* queue (worker) the socket completes on */
-    op_t *rd;        /* pending OP_RECV (epoll: waiting for EPOLLIN) */
-    op_t *wr;        /* pending OP_SEND/OP_CONNECT (epoll: waiting for EPOLLOUT) */
-    uint32_t bflags; /* backend-private flags */
-    void *bpriv;     /* backend-private pointer */
+    int q;                  /* queue (worker) the socket completes on */
+    op_t *rd;               /* pending OP_RECV (epoll: waiting for EPOLLIN) */
+    op_t *wr;               /* pending OP_SEND/OP_CONNECT (epoll: waiting for EPOLLOUT) */
+    uint32_t backend_flags; /* backend-private flags */
+    void *backend_priv;     /* backend-private pointer */
 } port_sock_t;
 
 typedef struct port_s port_t;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* epoll backend: the completion model emulated over per-worker edge-triggered
  * epoll loops. Each queue is one epoll instance serviced by one worker, so a
  * socket's operations start and complete on one thread without locks. A
@@ -59,9 +60,9 @@ static int ep_attach(port_t *p, port_sock_t *s)
     ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
     ev.data.ptr = s;
     s->rd = s->wr = NULL;
-    s->bflags = 0;
+    s->backend_flags = 0;
     if (epoll_ctl(q->epfd, EPOLL_CTL_ADD, s->fd, &ev) != 0) return sock_last_error();
-    s->bflags |= EP_ATTACHED;
+    s->backend_flags |= EP_ATTACHED;
     return 0;
 }
 
@@ -70,8 +71,8 @@ static int ep_recv(port_t *p, port_sock_t *s, op_t *op)
     epq_t *q = sock_q(p, s);
     op->kind = OP_RECV;
     op->busy = 1;
-    if (s->bflags & EP_RD_READY) {
-        s->bflags &= ~EP_RD_READY;
+    if (s->backend_flags & EP_RD_READY) {
+        s->backend_flags &= ~EP_RD_READY;
         ready_push(q, op, 0, 0);
     } else {
         s->rd = op;
@@ -90,17 +91,7 @@ static int ep_try_send(epq_t *q, port_sock_t *s, op_t *op)
             ready_push(q, op, w, op->res_bytes);
             return 1;
         }
-        size_t left = (size_t)w;
-        op->res_bytes += left;
-        while (op->nbufs > 0 && left >= op->bufs[0].len) {
-            left -= op->bufs[0].len;
-            op->bufs++;
-            op->nbufs--;
-        }
-        if (op->nbufs > 0 && left) {
-            op->bufs[0].base = (char *)op->bufs[0].base + left;
-            op->bufs[0].len -= left;
-        }
+        port_send_advance(op, (size_t)w);
     }
     ready_push(q, op, 0, op->res_bytes);
     return 1;
@@ -150,8 +141,8 @@ static int ep_cancel(port_t *p, port_sock_t *s, op_t *op)
 static void ep_detach(port_t *p, port_sock_t *s)
 {
     epq_t *q = sock_q(p, s);
-    if (s->bflags & EP_ATTACHED) epoll_ctl(q->epfd, EPOLL_CTL_DEL, s->fd, NULL);
-    s->bflags = 0;
+    if (s->backend_flags & EP_ATTACHED) epoll_ctl(q->epfd, EPOLL_CTL_DEL, s->fd, NULL);
+    s->backend_flags = 0;
     if (s->rd) ep_cancel(p, s, s->rd);
     if (s->wr) ep_cancel(p, s, s->wr);
 }
@@ -188,7 +179,7 @@ static void on_sock_event(epq_t *q, port_sock_t *s, uint32_t ev)
             s->rd = NULL;
             ready_push(q, op, 0, 0);
         } else {
-            s->bflags |= EP_RD_READY;
+            s->backend_flags |= EP_RD_READY;
         }
     }
     if ((ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)) && s->wr) {

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* io_uring backend: Linux's native completion port behind the seam.
  *
  * One ring per queue, created by port_open (on a helper thread, see
@@ -48,6 +49,7 @@
 #include <unistd.h>
 
 #include "core/alloc.h"
+#include "core/env.h"
 #include "core/errno_map.h"
 #include "core/log.h"
 #include "core/thread.h"
@@ -64,7 +66,7 @@
 
 enum { UD_OP = 0, UD_RX = 1, UD_WAKE = 2, UD_IGNORE = 3, UD_MASK = 7 };
 
-/* port_sock_t.bflags */
+/* port_sock_t.backend_flags */
 enum {
     UR_ATTACHED = 1u << 0,
     UR_RD_KERNEL = 1u << 1, /* s->rd is a POLL_ADD in the kernel (poll mode) */
@@ -138,25 +140,6 @@ static PC_THREAD_LOCAL urq_t *tls_q;
 static int ur_err(int res)
 {
     return pc__from_errno(-res);
-}
-
-static int env_flag(const char *name)
-{
-    const char *e = getenv(name);
-    return e && *e && strcmp(e, "0") != 0;
-}
-
-static unsigned env_uint(const char *name, unsigned def, unsigned lo, unsigned hi)
-{
-    const char *e = getenv(name);
-    if (!e || !*e) return def;
-    char *end;
-    unsigned long v = strtoul(e, &end, 10);
-    if (*end || v < lo || v > hi) {
-        PC_LOGW("%s=%s ignored (allowed: %u..%u)", name, e, lo, hi);
-        return def;
-    }
-    return (unsigned)v;
 }
 
 /* ---- queue helpers ------------------------------------------------------------ */
@@ -297,7 +280,7 @@ static int rx_wait_data(urq_t *q, urx_t *rx, port_sock_t *s)
     if (!sqe) return PC_ENOMEM;
     io_uring_prep_poll_add(sqe, s->fd, POLLIN);
     ur_set_data(sqe, s->rd, UD_OP);
-    s->bflags |= UR_RD_KERNEL;
+    s->backend_flags |= UR_RD_KERNEL;
     rx->prep_gen = q->gen;
     if (rx->stream && ++rx->stream_polls >= UR_STREAM_POLLS) rx->stream = 0;
     return 0;
@@ -382,19 +365,19 @@ static int ur_attach(port_t *p, port_sock_t *s)
 {
     urq_t *q = sock_q(p, s);
     s->rd = s->wr = NULL;
-    s->bflags = 0;
+    s->backend_flags = 0;
     urx_t *rx = rx_alloc(q);
     if (!rx) return PC_ENOMEM;
     rx->s = s;
-    s->bpriv = rx;
-    s->bflags = UR_ATTACHED;
+    s->backend_priv = rx;
+    s->backend_flags = UR_ATTACHED;
     return 0;
 }
 
 static int ur_recv(port_t *p, port_sock_t *s, op_t *op)
 {
     urq_t *q = sock_q(p, s);
-    urx_t *rx = s->bpriv;
+    urx_t *rx = s->backend_priv;
     if (!rx) return PC_ENOTCONN;
     op->kind = OP_RECV;
     op->busy = 1;
@@ -434,14 +417,14 @@ static int prep_send(urq_t *q, port_sock_t *s, op_t *op)
     }
     ur_set_data(sqe, op, UD_OP);
     op->next = (op_t *)(void *)s;
-    ((urx_t *)s->bpriv)->prep_gen = q->gen;
+    ((urx_t *)s->backend_priv)->prep_gen = q->gen;
     return 0;
 }
 
 static int ur_send(port_t *p, port_sock_t *s, op_t *op, pc_buf_t *bufs, unsigned n)
 {
     urq_t *q = sock_q(p, s);
-    if (!s->bpriv) return PC_ENOTCONN;
+    if (!s->backend_priv) return PC_ENOTCONN;
     op->kind = OP_SEND;
     op->busy = 1;
     op->bufs = bufs;
@@ -467,7 +450,7 @@ static int ur_send(port_t *p, port_sock_t *s, op_t *op, pc_buf_t *bufs, unsigned
 static int ur_connect(port_t *p, port_sock_t *s, op_t *op, const struct sockaddr *sa, socklen_t len)
 {
     urq_t *q = sock_q(p, s);
-    if (!s->bpriv) return PC_ENOTCONN;
+    if (!s->backend_priv) return PC_ENOTCONN;
     if (len > (socklen_t)sizeof(struct sockaddr_storage)) return PC_EINVAL;
     struct io_uring_sqe *sqe = ur_sqe(q);
     if (!sqe) return PC_ENOMEM;
@@ -479,7 +462,7 @@ static int ur_connect(port_t *p, port_sock_t *s, op_t *op, const struct sockaddr
     op->next = (op_t *)(void *)s;
     io_uring_prep_connect(sqe, s->fd, (struct sockaddr *)ss, len);
     ur_set_data(sqe, op, UD_OP);
-    ((urx_t *)s->bpriv)->prep_gen = q->gen;
+    ((urx_t *)s->backend_priv)->prep_gen = q->gen;
     s->wr = op;
     return 0;
 }
@@ -491,21 +474,11 @@ static void on_send_cqe(urq_t *q, port_sock_t *s, op_t *op, int res)
         ready_push(q, op, ur_err(res), op->res_bytes, NULL);
         return;
     }
-    size_t left = (size_t)res;
-    op->res_bytes += left;
-    while (op->nbufs > 0 && left >= op->bufs[0].len) {
-        left -= op->bufs[0].len;
-        op->bufs++;
-        op->nbufs--;
-    }
-    if (op->nbufs > 0 && left) {
-        op->bufs[0].base = (char *)op->bufs[0].base + left;
-        op->bufs[0].len -= left;
-    }
+    port_send_advance(op, (size_t)res);
     if (op->nbufs == 0) {
         s->wr = NULL;
         ready_push(q, op, 0, op->res_bytes, NULL);
-    } else if (res == 0 || !(s->bflags & UR_ATTACHED)) {
+    } else if (res == 0 || !(s->backend_flags & UR_ATTACHED)) {
         s->wr = NULL;
         ready_push(q, op, res == 0 ? PC_EIO : PC_ECANCELED, op->res_bytes, NULL);
     } else {
@@ -524,7 +497,7 @@ static void on_op_cqe(urq_t *q, op_t *op, int res)
     case OP_RECV: /* poll mode: readable (res = poll mask) or an error */
         if (s->rd == op) {
             s->rd = NULL;
-            s->bflags &= ~(uint32_t)UR_RD_KERNEL;
+            s->backend_flags &= ~(uint32_t)UR_RD_KERNEL;
         }
         ready_push(q, op, res < 0 ? ur_err(res) : 0, 0, NULL);
         break;
@@ -544,7 +517,7 @@ static void on_op_cqe(urq_t *q, op_t *op, int res)
 static int ur_cancel(port_t *p, port_sock_t *s, op_t *op)
 {
     urq_t *q = sock_q(p, s);
-    if (op == s->rd && !(s->bflags & UR_RD_KERNEL)) { /* waiting for buffers: ours */
+    if (op == s->rd && !(s->backend_flags & UR_RD_KERNEL)) { /* waiting for buffers: ours */
         s->rd = NULL;
         ready_push(q, op, PC_ECANCELED, 0, NULL);
         return 0;
@@ -556,10 +529,10 @@ static int ur_cancel(port_t *p, port_sock_t *s, op_t *op)
 static void ur_detach(port_t *p, port_sock_t *s)
 {
     urq_t *q = sock_q(p, s);
-    urx_t *rx = s->bpriv;
-    s->bflags &= ~(uint32_t)UR_ATTACHED;
+    urx_t *rx = s->backend_priv;
+    s->backend_flags &= ~(uint32_t)UR_ATTACHED;
     if (s->rd) {
-        if (s->bflags & UR_RD_KERNEL) {
+        if (s->backend_flags & UR_RD_KERNEL) {
             ur_cancel_ud(q, s->rd, UD_OP); /* completes through its own CQE */
         } else {
             ready_push(q, s->rd, PC_ECANCELED, 0, NULL);
@@ -568,7 +541,7 @@ static void ur_detach(port_t *p, port_sock_t *s)
     }
     if (s->wr) ur_cancel_ud(q, s->wr, UD_OP);
     if (!rx) return;
-    s->bpriv = NULL;
+    s->backend_priv = NULL;
     rx_drop_buffers(q, rx);
     rx->term = 0;
     rx->s = NULL;
@@ -909,14 +882,14 @@ int port_uring_open(port_t **out, int nqueues)
     open_job_t job;
     memset(&job, 0, sizeof job);
     job.ur = ur;
-    const char *mode = getenv("PORTCULLIS_URING_RECV");
+    const char *mode = pc__env("PORTCULLIS_URING_RECV");
     job.want_multishot = !(mode && strcmp(mode, "poll") == 0);
-    const char *tr = getenv("PORTCULLIS_URING_TASKRUN");
+    const char *tr = pc__env("PORTCULLIS_URING_TASKRUN");
     if (tr && strcmp(tr, "coop") == 0) job.first = 1;
     if (tr && strcmp(tr, "plain") == 0) job.first = 3;
     /* buffer geometry: tuning and tests (a tiny pool exercises ENOBUFS) */
-    unsigned nbufs = env_uint("PORTCULLIS_URING_BUFFERS", UR_BUF_COUNT, 1, 32768);
-    unsigned buf_size = env_uint("PORTCULLIS_URING_BUFFER_SIZE", UR_BUF_SIZE, 512, 1u << 20);
+    unsigned nbufs = pc__env_uint("PORTCULLIS_URING_BUFFERS", UR_BUF_COUNT, 1, 32768);
+    unsigned buf_size = pc__env_uint("PORTCULLIS_URING_BUFFER_SIZE", UR_BUF_SIZE, 512, 1u << 20);
     while (nbufs & (nbufs - 1))
         nbufs &= nbufs - 1; /* a power of two */
 
@@ -1007,7 +980,7 @@ static void probe_kernel(void *arg)
 int port_uring_probe(void)
 {
     /* Test seam: behave as on a kernel without io_uring. */
-    if (env_flag("PORTCULLIS_URING_PROBE_FAIL")) {
+    if (pc__env_flag("PORTCULLIS_URING_PROBE_FAIL")) {
         PC_LOGI("io_uring probe: failing on request (PORTCULLIS_URING_PROBE_FAIL)");
         return PC_ENOSYS;
     }

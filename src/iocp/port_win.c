@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* IOCP backend: one I/O completion port shared by every worker.
  *
  * - Workers dequeue with GetQueuedCompletionStatusEx in batches. Where it is
@@ -38,6 +39,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/env.h"
 #include "core/log.h"
 #include "core/thread.h"
 #include "error_win.h"
@@ -122,13 +124,13 @@ static int pw_attach(port_t *p, port_sock_t *s)
 {
     port_win_t *pw = pwin(p);
     s->rd = s->wr = NULL;
-    s->bflags = 0;
+    s->backend_flags = 0;
     if (!CreateIoCompletionPort((HANDLE)s->fd, pw->iocp, (ULONG_PTR)s, 0)) return last_win_error();
-    s->bflags = PW_ATTACHED;
+    s->backend_flags = PW_ATTACHED;
     if (pw->skip_ok &&
         SetFileCompletionNotificationModes((HANDLE)s->fd, FILE_SKIP_COMPLETION_PORT_ON_SUCCESS |
                                                               FILE_SKIP_SET_EVENT_ON_HANDLE))
-        s->bflags |= PW_SKIP;
+        s->backend_flags |= PW_SKIP;
     return 0;
 }
 
@@ -151,8 +153,8 @@ static void pw_detach(port_t *p, port_sock_t *s)
     port_win_t *pw = pwin(p);
     SRWLOCK *l = stripe(pw, s);
     AcquireSRWLockExclusive(l);
-    uint32_t was = s->bflags;
-    s->bflags |= PW_DETACHED;
+    uint32_t was = s->backend_flags;
+    s->backend_flags |= PW_DETACHED;
     ReleaseSRWLockExclusive(l);
     if (was & PW_ATTACHED) CancelIoEx((HANDLE)s->fd, NULL);
 }
@@ -173,7 +175,7 @@ static int pw_recv(port_t *p, port_sock_t *s, op_t *op)
     memset(&op->ov, 0, sizeof op->ov);
     if (WSARecv(s->fd, &none, 1, &got, &flags, &op->ov, NULL) == 0) {
         /* readable now; without skip-on-success a packet follows anyway */
-        return (s->bflags & PW_SKIP) ? stage(pw, op, 0, 0) : 0;
+        return (s->backend_flags & PW_SKIP) ? stage(pw, op, 0, 0) : 0;
     }
     int e = WSAGetLastError();
     if (e == WSA_IO_PENDING) return 0;
@@ -183,24 +185,9 @@ static int pw_recv(port_t *p, port_sock_t *s, op_t *op)
 
 /* ---- send ------------------------------------------------------------------------------ */
 
-/* Account n sent bytes: drop finished buffers, trim a partial one. */
-static void send_advance(op_t *op, size_t n)
-{
-    op->res_bytes += n;
-    while (op->nbufs > 0 && n >= op->bufs[0].len) {
-        n -= op->bufs[0].len;
-        op->bufs++;
-        op->nbufs--;
-    }
-    if (op->nbufs > 0 && n) {
-        op->bufs[0].base += n;
-        op->bufs[0].len -= (unsigned long)n;
-    }
-}
-
 /* Issue WSASend for what remains of op. Returns 0 if a packet will report
  * it, 1 if it finished here (result in op->res_status / res_bytes). */
-static int send_issue(sock_t fd, uint32_t bflags, op_t *op)
+static int send_issue(sock_t fd, uint32_t backend_flags, op_t *op)
 {
     for (;;) {
         DWORD sent = 0;
@@ -213,12 +200,12 @@ static int send_issue(sock_t fd, uint32_t bflags, op_t *op)
             op->res_status = last_wsa_error(e);
             return 1;
         }
-        if (!(bflags & PW_SKIP)) return 0; /* the packet carries the count */
-        if (sent == 0) {                   /* cannot happen with bytes left; never spin */
+        if (!(backend_flags & PW_SKIP)) return 0; /* the packet carries the count */
+        if (sent == 0) {                          /* cannot happen with bytes left; never spin */
             op->res_status = PC_EIO;
             return 1;
         }
-        send_advance(op, sent);
+        port_send_advance(op, sent);
         if (op->nbufs == 0) {
             op->res_status = 0;
             return 1;
@@ -240,7 +227,8 @@ static int pw_send(port_t *p, port_sock_t *s, op_t *op, pc_buf_t *bufs, unsigned
         op->nbufs--;
     }
     if (op->nbufs == 0) return stage(pw, op, 0, 0);
-    if (send_issue(s->fd, s->bflags, op)) return stage(pw, op, op->res_status, op->res_bytes);
+    if (send_issue(s->fd, s->backend_flags, op))
+        return stage(pw, op, op->res_status, op->res_bytes);
     return 0;
 }
 
@@ -253,7 +241,7 @@ static int send_completed(port_win_t *pw, port_sock_t *s, op_t *op, int st, size
         op->res_bytes += n;
         return 1;
     }
-    send_advance(op, n);
+    port_send_advance(op, n);
     if (op->nbufs == 0) {
         op->res_status = 0;
         return 1;
@@ -268,11 +256,11 @@ static int send_completed(port_win_t *pw, port_sock_t *s, op_t *op, int st, size
     SRWLOCK *l = stripe(pw, s);
     int done;
     AcquireSRWLockExclusive(l);
-    if ((s->bflags & PW_DETACHED) || op->busy == BUSY_CANCEL) {
+    if ((s->backend_flags & PW_DETACHED) || op->busy == BUSY_CANCEL) {
         op->res_status = PC_ECANCELED;
         done = 1;
     } else {
-        done = send_issue(s->fd, s->bflags, op);
+        done = send_issue(s->fd, s->backend_flags, op);
     }
     ReleaseSRWLockExclusive(l);
     return done;
@@ -319,7 +307,7 @@ static int pw_connect(port_t *p, port_sock_t *s, op_t *op, const struct sockaddr
         if (bind(s->fd, (struct sockaddr *)&local, llen) != 0) return sock_last_error();
     }
     if (connectex(s->fd, sa, len, NULL, 0, NULL, &op->ov)) {
-        if (!(s->bflags & PW_SKIP)) return 0;
+        if (!(s->backend_flags & PW_SKIP)) return 0;
         connect_finish(s->fd);
         return stage(pw, op, 0, 0);
     }
@@ -365,7 +353,7 @@ static int take_packet(port_win_t *pw, const OVERLAPPED_ENTRY *e, completion_t *
             if (st == 0) {
                 SRWLOCK *l = stripe(pw, s);
                 AcquireSRWLockExclusive(l);
-                if (!(s->bflags & PW_DETACHED)) connect_finish(s->fd);
+                if (!(s->backend_flags & PW_DETACHED)) connect_finish(s->fd);
                 ReleaseSRWLockExclusive(l);
             }
             status = st;
@@ -434,21 +422,11 @@ static void pw_close(port_t *p)
     pc__free(pw);
 }
 
-/* A test and diagnosis knob: 0 = "0"/"off", 1 = "1"/"on", -1 = unset/other. */
-static int env_switch(const char *name)
-{
-    const char *v = getenv(name);
-    if (!v) return -1;
-    if (strcmp(v, "0") == 0 || strcmp(v, "off") == 0) return 0;
-    if (strcmp(v, "1") == 0 || strcmp(v, "on") == 0) return 1;
-    return -1;
-}
-
 /* GetQueuedCompletionStatusEx, if the system has it and it returns a posted
  * packet faithfully. NULL otherwise (why: in *why). */
 static gqcsex_fn probe_gqcsex(HANDLE iocp, const char **why)
 {
-    if (env_switch("PORTCULLIS_IOCP_GQCSEX") == 0) {
+    if (pc__env_switch("PORTCULLIS_IOCP_GQCSEX") == 0) {
         *why = "disabled by PORTCULLIS_IOCP_GQCSEX";
         return NULL;
     }
@@ -503,7 +481,7 @@ static int family_is_ifs(int family)
  * reverse. Returns 1 if safe; *why says why or why not. */
 static int probe_skip(const char **why)
 {
-    int force = env_switch("PORTCULLIS_IOCP_SKIP");
+    int force = pc__env_switch("PORTCULLIS_IOCP_SKIP");
     if (force == 0) {
         *why = "disabled by PORTCULLIS_IOCP_SKIP";
         return 0;

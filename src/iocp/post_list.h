@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Cross-thread posts to one worker of a Linux backend (epoll, io_uring): a
  * locked list of ops and an eventfd written once per wake-up. The worker
  * calls post_list_woken when the eventfd fires and only then takes the

@@ -1,5 +1,7 @@
-/* Server lifecycle, worker threads, the connection table (stable memory,
- * generation-checked ids), posted work and stats. */
+/* SPDX-License-Identifier: MIT */
+/* Server config, lifecycle (create, listen, start, stop, destroy), the
+ * connection table (stable memory, generation-checked ids) and stats. The
+ * worker threads' loop and posted work are in server_worker.c. */
 #include "server.h"
 
 #include <stdlib.h>
@@ -7,15 +9,8 @@
 
 #include "core/alloc.h"
 #include "core/clock.h"
+#include "core/env.h"
 #include "core/log.h"
-
-typedef struct post_rec_s {
-    op_t op;
-    void (*fn)(pc_server_t *s, void *arg);
-    void *arg;
-} post_rec_t;
-
-#define WAIT_BATCH 64
 
 /* ---- config ------------------------------------------------------------------ */
 
@@ -112,12 +107,12 @@ static pc_conn_t *table_fresh(pc_server_t *s)
     memset(c, 0, sizeof *c);
     c->srv = s;
     c->slot = slot;
-    queue_init(&c->xsendq);
+    queue_init(&c->inbox_sends);
     queue_init(&c->sendq);
     wheel_timer_init(&c->timer);
-    c->recv_op.tag = OPT_CONN_RECV;
-    c->wr_op.tag = OPT_CONN_SEND;
-    c->kick_op.tag = OPT_CONN_KICK;
+    c->recv_op.tag = TAG_CONN_RECV;
+    c->wr_op.tag = TAG_CONN_SEND;
+    c->kick_op.tag = TAG_CONN_KICK;
     atomic_store(&c->id, (uint64_t)slot); /* generation 0: never valid */
     /* publish after the record is initialised (lookups read nslots) */
     atomic_store_explicit(&s->nslots, slot + 1, memory_order_release);
@@ -143,11 +138,11 @@ pc_conn_t *server_conn_alloc(pc_server_t *s)
     atomic_store(&c->id, ((uint64_t)gen << 32) | c->slot);
     c->in_dispatch = 0;
     c->timer_due = 0;
-    c->dfr.head = c->dfr.tail = NULL;
-    atomic_store(&c->xsend_bytes, 0);
-    c->xposts = NULL;
+    c->parked_ops.head = c->parked_ops.tail = NULL;
+    atomic_store(&c->inbox_send_bytes, 0);
+    c->inbox_posts = NULL;
     c->kick_posted = 0;
-    c->xclose = XCLOSE_NONE;
+    c->inbox_close = INBOX_CLOSE_NONE;
     c->state = CS_FREE;
     pc__mutex_unlock(conn_lock(c));
     c->reading = c->sending = c->paused_user = c->paused_hw = 0;
@@ -204,89 +199,13 @@ void server_capacity_changed(pc_server_t *s)
     pc__mutex_unlock(&s->cap_lock);
 }
 
-/* ---- workers ------------------------------------------------------------------ */
-
-/* The connection whose timer's wheel link is e. */
-static pc_conn_t *timer_conn(queue_t *e)
-{
-    return pc_container_of(pc_container_of(e, wheel_timer_t, link), pc_conn_t, timer);
-}
-
-static void worker_main(void *arg)
-{
-    worker_t *w = arg;
-    pc_server_t *s = w->srv;
-    completion_t cpl[WAIT_BATCH];
-    for (;;) {
-        uint64_t now = pc__now_ms();
-        pc__mutex_lock(&w->wheel_lock);
-        int timeout = wheel_timeout(&w->wheel, now);
-        int stimeout = wheel_timeout(&w->swheel, now);
-        pc__mutex_unlock(&w->wheel_lock);
-        if (stimeout >= 0 && (timeout < 0 || stimeout < timeout)) timeout = stimeout;
-        if (w->exiting) timeout = 0;
-        int n = port_wait(s->port, w->idx, cpl, WAIT_BATCH, timeout);
-        if (n < 0) {
-            PC_LOGE("worker %d: waiting for completions failed: %s", w->idx, pc_strerror(n));
-            pc__sleep_ms(10);
-            n = 0;
-        }
-        for (int i = 0; i < n; i++) {
-            op_t *op = cpl[i].op;
-            switch (op->tag) {
-            case OPT_POST: {
-                post_rec_t *pr = (post_rec_t *)op;
-                pr->fn(s, pr->arg);
-                pc__free(pr);
-                break;
-            }
-            case OPT_STIMER:
-                stimer_arm_op(w, op);
-                break;
-            case OPT_EXIT:
-                if (w->exiting) /* shared port: that exit was another worker's */
-                    port_post(s->port, w->idx, op);
-                w->exiting = 1;
-                break;
-            default:
-                conn_dispatch(w, &cpl[i]);
-                break;
-            }
-        }
-        /* expired timers: each is claimed while the wheel is locked, so that
-         * neither a disarm nor the connection's release can race with it
-         * (conn_timer_claim); the claimed ones run after unlocking */
-        queue_t expired, run, sexpired;
-        queue_init(&expired);
-        queue_init(&run);
-        queue_init(&sexpired);
-        pc__mutex_lock(&w->wheel_lock);
-        uint64_t tnow = pc__now_ms();
-        wheel_expire(&w->wheel, tnow, &expired);
-        wheel_expire(&w->swheel, tnow, &sexpired);
-        while (!queue_empty(&expired)) {
-            queue_t *e = queue_head(&expired);
-            queue_remove(e);
-            if (conn_timer_claim(timer_conn(e))) queue_insert_tail(&run, e);
-        }
-        pc__mutex_unlock(&w->wheel_lock);
-        while (!queue_empty(&run)) {
-            queue_t *e = queue_head(&run);
-            queue_remove(e);
-            conn_timer_expired(w, timer_conn(e));
-        }
-        stimer_run_expired(w, &sexpired);
-        if (w->exiting && n == 0) break;
-    }
-}
-
 /* ---- lifecycle ------------------------------------------------------------------ */
 
 static pc_backend_t env_backend(pc_backend_t b)
 {
     if (b != PC_BACKEND_AUTO) return b;
-    const char *e = getenv("PORTCULLIS_BACKEND");
-    if (!e || !*e) return b;
+    const char *e = pc__env("PORTCULLIS_BACKEND");
+    if (!e) return b;
     int v = pc_backend_parse(e);
     if (v < 0) {
         PC_LOGW("PORTCULLIS_BACKEND=%s is not a backend name; using auto", e);
@@ -347,7 +266,7 @@ int pc_server_create(const pc_server_config_t *cfg, pc_server_t **out)
         pc__mutex_init(&w->wheel_lock);
         wheel_init(&w->wheel, pc__now_ms());
         wheel_init(&w->swheel, pc__now_ms());
-        w->exit_op.tag = OPT_EXIT;
+        w->exit_op.tag = TAG_EXIT;
         w->scratch_size = s->cfg.recv_buffer_size;
         w->scratch = pc__malloc(w->scratch_size);
         if (!w->scratch) {
@@ -368,8 +287,10 @@ int pc_server_create(const pc_server_config_t *cfg, pc_server_t **out)
     fc.source_prefix_v4 = (uint8_t)cfg->source_prefix_v4;
     fc.source_prefix_v6 = (uint8_t)cfg->source_prefix_v6;
     fc.source_table_size = cfg->source_table_size;
+    fc.full_policy = cfg->source_table_full_reject ? TRACKER_FULL_REJECT : TRACKER_FULL_SHARED;
     fc.allow_exempts = cfg->allow_exempts;
     fc.shadow = cfg->shadow;
+    fc.shadow_condition = cfg->shadow_condition;
     fc.at_capacity = cfg->at_capacity;
     /* accept threads, then one reader per worker (the PROXY second verdict) */
     fc.max_readers = PC_MAX_LISTENERS + s->nworkers;
@@ -435,9 +356,9 @@ int pc_server_listen(pc_server_t *s, const char *endpoint)
 int pc_server_listener_port(const pc_server_t *s, int idx)
 {
     if (!s || idx < 0 || idx >= s->nlisteners) return PC_EINVAL;
-    const struct sockaddr *sa = (const struct sockaddr *)&s->listeners[idx].addr;
-    if (sa->sa_family == AF_INET) return ntohs(((const struct sockaddr_in *)sa)->sin_port);
-    return ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+    const struct sockaddr_storage *ss = &s->listeners[idx].addr;
+    if (ss->ss_family == AF_INET) return ntohs(((const struct sockaddr_in *)ss)->sin_port);
+    return ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
 }
 
 int pc_server_start(pc_server_t *s)
@@ -525,11 +446,11 @@ int pc_server_stop(pc_server_t *s, unsigned drain_ms)
     }
     /* 2. graceful close of every connection, bounded by drain_ms */
     uint64_t t0 = pc__now_ms();
-    close_all(s, XCLOSE_GRACEFUL);
+    close_all(s, INBOX_CLOSE_GRACEFUL);
     if (!wait_idle(s, t0 + drain_ms)) {
         PC_LOGW("stop: %llu connection(s) still open after the %u ms drain; resetting them",
                 (unsigned long long)atomic_load(&s->active), drain_ms);
-        close_all(s, XCLOSE_ABORT);
+        close_all(s, INBOX_CLOSE_ABORT);
         if (!wait_idle(s, pc__now_ms() + 10000))
             PC_LOGE("stop: %llu connection(s) did not close",
                     (unsigned long long)atomic_load(&s->active));
@@ -559,7 +480,7 @@ void pc_server_destroy(pc_server_t *s)
     uint32_t nslots = atomic_load(&s->nslots);
     for (uint32_t slot = 0; slot < nslots; slot++) {
         pc_conn_t *c = &s->chunks[slot / PC_CONN_CHUNK][slot % PC_CONN_CHUNK];
-        queue_t *qs[2] = {&c->sendq, &c->xsendq};
+        queue_t *qs[2] = {&c->sendq, &c->inbox_sends};
         for (int k = 0; k < 2; k++) {
             while (!queue_empty(qs[k])) {
                 queue_t *e = queue_head(qs[k]);
@@ -641,20 +562,6 @@ int pc_server_stopping(const pc_server_t *s)
 void *pc_server_user_data(const pc_server_t *s)
 {
     return s ? s->cfg.user_data : NULL;
-}
-
-int pc_server_post(pc_server_t *s, void (*fn)(pc_server_t *s, void *arg), void *arg)
-{
-    if (!s || !fn) return PC_EINVAL;
-    if (!s->started || s->stopped) return PC_ENOTCONN;
-    post_rec_t *pr = pc__malloc(sizeof *pr);
-    if (!pr) return PC_ENOMEM;
-    memset(&pr->op, 0, sizeof pr->op);
-    pr->op.tag = OPT_POST;
-    pr->fn = fn;
-    pr->arg = arg;
-    worker_t *w = server_pick_worker(s);
-    return port_post(s->port, w->idx, &pr->op);
 }
 
 void pc_server_stats(const pc_server_t *s, pc_server_stats_t *out)

@@ -1,9 +1,10 @@
+/* SPDX-License-Identifier: MIT */
 /* Engine internals shared by server.c, conn.c, accept*.c. */
 #ifndef PC_IOCP_SERVER_H
 #define PC_IOCP_SERVER_H
 
 #include "portcullis.h"
-#include "core/pool.h"
+#include "core/chunk.h"
 #include "core/queue.h"
 #include "core/stats.h"
 #include "core/thread.h"
@@ -13,14 +14,14 @@
 
 /* op tags: what a completion means to the shared code */
 enum {
-    OPT_CONN_RECV = 1, /* connection readable */
-    OPT_CONN_SEND,     /* connection send finished */
-    OPT_CONN_KICK,     /* cross-thread work queued for the connection */
-    OPT_CONN_CONNECT,  /* outbound connect finished */
-    OPT_POST,          /* pc_server_post record */
-    OPT_EXIT,          /* worker exit */
-    OPT_CONN_TIMER,    /* synthetic: the connection's timer expired */
-    OPT_STIMER,        /* a server timer to put on the receiving worker's wheel */
+    TAG_CONN_RECV = 1, /* connection readable */
+    TAG_CONN_SEND,     /* connection send finished */
+    TAG_CONN_KICK,     /* cross-thread work queued for the connection */
+    TAG_CONN_CONNECT,  /* outbound connect finished */
+    TAG_POST,          /* pc_server_post record */
+    TAG_EXIT,          /* worker exit */
+    TAG_CONN_TIMER,    /* synthetic: the connection's timer expired */
+    TAG_STIMER,        /* a server timer to put on the receiving worker's wheel */
 };
 
 enum conn_state_e {
@@ -31,13 +32,13 @@ enum conn_state_e {
     CS_CLOSED,  /* socket closed, waiting for pending operations */
 };
 
-/* cross-thread close requests (conn->xclose) */
-enum { XCLOSE_NONE = 0, XCLOSE_GRACEFUL = 1, XCLOSE_ABORT = 2 };
+/* cross-thread close requests (conn->inbox_close) */
+enum { INBOX_CLOSE_NONE = 0, INBOX_CLOSE_GRACEFUL = 1, INBOX_CLOSE_ABORT = 2 };
 
 /* buffers per gather write: with 4 KiB coalescing chunks this is 64 KiB or
  * more per send. The array is allocated only while a send of more than one
  * buffer is pending; a one-buffer send uses conn->iov1. */
-#define PC_SEND_IOV 16
+#define SEND_IOV_MAX 16
 /* bytes per send operation at most: a send completes when all of it is out,
  * so this bounds how long progress stays invisible (the write timeout
  * measures progress per send) */
@@ -47,14 +48,14 @@ enum { XCLOSE_NONE = 0, XCLOSE_GRACEFUL = 1, XCLOSE_ABORT = 2 };
 #define PC_CONN_LOCKS 256
 
 /* An IPv4 or IPv6 address, without sockaddr_storage's 128 bytes. */
-typedef union pc_sockaddr_u {
+typedef union sockaddr_any_u {
     struct sockaddr sa;
     struct sockaddr_in v4;
     struct sockaddr_in6 v6;
-} pc_sockaddr_t;
+} sockaddr_any_t;
 
 /* Copy an IPv4/IPv6 address out of a sockaddr_storage (others: zeroed). */
-void sockaddr_store(pc_sockaddr_t *dst, const struct sockaddr_storage *src);
+void sockaddr_store(sockaddr_any_t *dst, const struct sockaddr_storage *src);
 
 typedef struct worker_s worker_t;
 typedef struct listener_s listener_t;
@@ -81,15 +82,15 @@ struct pc_conn_s {
     /* completions that arrived while another worker ran the strand (shared
      * port only), in order: ops linked through op->next, results in
      * op->res_*; the timer's expiry is the flag timer_due */
-    op_fifo_t dfr;
-    queue_t xsendq;
-    _Atomic size_t xsend_bytes; /* written under the lock, read anywhere */
-    struct xpost_s *xposts;     /* pc_server_post_to records, newest first */
+    op_fifo_t parked_ops;
+    queue_t inbox_sends;
+    _Atomic size_t inbox_send_bytes;  /* written under the lock, read anywhere */
+    struct inbox_post_s *inbox_posts; /* pc_server_post_to records, newest first */
     uint8_t in_dispatch;
     uint8_t timer_due;
     uint8_t kick_posted;
-    uint8_t xclose;
-    uint8_t xclose_reason; /* pc_close_reason_t */
+    uint8_t inbox_close;
+    uint8_t inbox_close_reason; /* pc_close_reason_t */
     /* ---- owned by the strand ----
      * aligned apart from the locked bytes above: the compiler may read
      * neighbouring strand bytes with one wider load, which must not span
@@ -123,7 +124,7 @@ struct pc_conn_s {
     queue_t sendq;            /* chunk_t */
     _Atomic size_t sendq_bytes;
     pc_buf_t iov1;  /* the gather list of a one-buffer send */
-    pc_buf_t *iovx; /* PC_SEND_IOV buffers, allocated while a longer send is pending */
+    pc_buf_t *iovx; /* SEND_IOV_MAX buffers, allocated while a longer send is pending */
     op_t recv_op;
     op_t wr_op; /* the pending send, or the outbound connect before it */
     op_t kick_op;
@@ -132,7 +133,7 @@ struct pc_conn_s {
     uint64_t tx_since_ms; /* send queue non-empty and no progress since (write timeout) */
     /* CS_OPEN: header deadline, 0 = none; CS_CLOSING: the close deadline */
     uint64_t deadline_ms;
-    pc_sockaddr_t peer, local;
+    sockaddr_any_t peer, local;
     void *user;
     void *px;               /* PX_PENDING: the header parser; PX_DONE: what the header said, if
                              * anything is kept (conn_proxy.c); else NULL */
@@ -160,11 +161,11 @@ struct worker_s {
     op_t exit_op;
     int exiting;
     /* counters written by this worker */
-    pc_counter_t bytes_in, bytes_out;
-    pc_counter_t closed[PC_CLOSE_REASON_COUNT];
-    pc_counter_t proxy_headers, proxy_timeouts, proxy_rejected;
-    pc_counter_t proxy_errors[PC_PROXY_ERR_COUNT];
-    pc_counter_t tls_handshakes, tls_handshake_errors, tls_resumed;
+    counter_t bytes_in, bytes_out;
+    counter_t closed[PC_CLOSE_REASON_COUNT];
+    counter_t proxy_headers, proxy_timeouts, proxy_rejected;
+    counter_t proxy_errors[PC_PROXY_ERR_COUNT];
+    counter_t tls_handshakes, tls_handshake_errors, tls_resumed;
 };
 
 struct listener_s {
@@ -220,13 +221,13 @@ struct pc_server_s {
     pc_mutex_t cap_lock;
     pc_cond_t cap_cond;
     /* counters written by the accept threads */
-    pc_counter_t accepted, deferred, accept_errors;
-    pc_counter_t rejected[PC_STEP_COUNT];
-    pc_counter_t would_reject[PC_STEP_COUNT];
-    pc_counter_t send_queued;        /* bytes in all send queues */
-    pc_counter_t send_held;          /* memory of all send queues' chunks */
-    pc_counter_t send_refused;       /* sends refused by max_buffered_bytes */
-    pc_counter_t send_limit_refused; /* sends refused by send_queue_limit */
+    counter_t accepted, deferred, accept_errors;
+    counter_t rejected[PC_STEP_COUNT];
+    counter_t would_reject[PC_STEP_COUNT];
+    counter_t send_queued;        /* bytes in all send queues */
+    counter_t send_held;          /* memory of all send queues' chunks */
+    counter_t send_refused;       /* sends refused by max_buffered_bytes */
+    counter_t send_limit_refused; /* sends refused by send_queue_limit */
     /* server timers (server_timer.c): the registry of live timers; lock
      * order stimer_lock, then a worker's wheel_lock */
     pc_mutex_t stimer_lock;
@@ -254,9 +255,14 @@ pc_conn_t *server_conn_lookup(pc_server_t *s, pc_conn_id_t id);
 worker_t *server_pick_worker(pc_server_t *s);
 void server_capacity_changed(pc_server_t *s);
 
+/* server_worker.c: a worker thread's body (arg: its worker_t), started by
+ * pc_server_start; returns after the worker's TAG_EXIT once it has nothing
+ * left to wait for. */
+void worker_main(void *arg);
+
 /* server_timer.c */
 void stimer_init(pc_server_t *s);
-/* An OPT_STIMER op reached worker w: arm the timer on w's server wheel. */
+/* An TAG_STIMER op reached worker w: arm the timer on w's server wheel. */
 void stimer_arm_op(worker_t *w, op_t *op);
 /* Run the expired server timers of w (the wheel_timer_t links in expired). */
 void stimer_run_expired(worker_t *w, queue_t *expired);
@@ -269,7 +275,10 @@ void stimer_destroy(pc_server_t *s);
 /* Run the post_to functions still queued on a connection being released,
  * with c == NULL (destroy after a stop that could not close everything). */
 void conn_drop_posts(pc_conn_t *c);
-void conn_dispatch(worker_t *w, const completion_t *cpl);
+/* A completion of one of c's ops (recv_op, wr_op, kick_op) reached worker w:
+ * run it in c's strand, now or, on a shared port, by the worker that runs
+ * the strand (server_worker.c's loop finds c from the op's tag). */
+void conn_dispatch(worker_t *w, pc_conn_t *c, const completion_t *cpl);
 /* Hand an accepted socket to a worker (accept thread). */
 int conn_start_accepted(pc_server_t *s, listener_t *l, sock_t fd,
                         const struct sockaddr_storage *peer, const struct sockaddr_storage *local);
@@ -302,7 +311,7 @@ void conn_proxy_timed_out(pc_conn_t *c);
 /* Free what the phase holds (at the connection's release). */
 void conn_proxy_free(pc_conn_t *c);
 /* Is this source a trusted proxy? Accept threads (the set never changes). */
-int server_proxy_trusted(const pc_server_t *s, const pc_addr_t *a);
+int server_proxy_trusted(const pc_server_t *s, const addr_t *a);
 
 /* conn_tls.c: the TLS phase and TLS I/O of a connection (src/tls holds the
  * session; no OpenSSL header here). A TLS connection reads its handshake
@@ -347,7 +356,12 @@ void accept_undo(listener_t *l);
 /* Wait (on the capacity condvar) until the server is below max_connections,
  * the monotonic deadline passes or the listener stops. Returns 1 if capacity
  * is available. Accept threads. */
-int accept_wait_capacity(listener_t *l, uint64_t deadline);
+int accept_wait_capacity_until(listener_t *l, uint64_t deadline);
+/* Before taking the next connection off the backlog: at capacity, count one
+ * deferral and wait (accept_wait_capacity_until, defer_timeout_ms from now),
+ * so the backlog holds what does not fit. Returns 1 if capacity is available,
+ * 0 on timeout or stop. Accept threads. */
+int accept_wait_capacity(listener_t *l);
 
 /* The pipeline deferred a connection that is already established (Linux,
  * or Windows without conditional accept): hold it, and so the backlog behind
@@ -369,42 +383,13 @@ typedef struct accept_backoff_s {
  * count it, log at most once a second (with the suppressed count), sleep the
  * next back-off step. err: the PC_E* code; os_err: the errno / WSA code. */
 void accept_failed(listener_t *l, accept_backoff_t *b, int err, int os_err);
-/* The listener's kernel filter (kfilter_posix.c; none on Windows), all under
+/* The listener's kernel filter (kfilter_posix.c; kfilter_win.c: none), all under
  * s->kf_lock. kfilter_attach: choose the tier for a bound, not yet listening
  * socket fd by trying (cfg.kernel_filter), attach, log the outcome; returns 0
  * (a refused tier is not an error: the listener runs with less, logged).
  * kfilter_reload: put rules (replacing old, the set in force) in the kernel,
  * before the user-space swap; a tier that cannot take it is dropped (logged).
  * kfilter_detach: detach and free before the listening socket closes. */
-#ifdef _WIN32
-static inline int kfilter_attach(pc_server_t *s, listener_t *l, sock_t fd, const pc_rules_t *r)
-{
-    (void)s, (void)fd, (void)r;
-    l->kf.tier = PC_KERNEL_FILTER_OFF;
-    return 0;
-}
-static inline void kfilter_reload(pc_server_t *s, listener_t *l, pc_rules_t *old,
-                                  const pc_rules_t *r)
-{
-    (void)s, (void)l, (void)old, (void)r;
-}
-static inline void kfilter_detach(pc_server_t *s, listener_t *l)
-{
-    (void)s, (void)l;
-}
-static inline void kfilter_source_changed(pc_server_t *s, const struct sockaddr *peer)
-{
-    (void)s, (void)peer;
-}
-static inline void kfilter_collect_hits(pc_server_t *s)
-{
-    (void)s;
-}
-static inline void kfilter_counts(pc_server_t *s, pc_server_stats_t *out)
-{
-    (void)s, (void)out;
-}
-#else
 int kfilter_attach(pc_server_t *s, listener_t *l, sock_t fd, const pc_rules_t *rules);
 void kfilter_reload(pc_server_t *s, listener_t *l, pc_rules_t *old, const pc_rules_t *rules);
 void kfilter_detach(pc_server_t *s, listener_t *l);
@@ -420,7 +405,6 @@ void kfilter_collect_hits(pc_server_t *s);
 /* Add the eBPF tier's SYN counters (every listener, those detached included)
  * to out->kernel_* (takes kf_lock). Any thread. */
 void kfilter_counts(pc_server_t *s, pc_server_stats_t *out);
-#endif
 
 /* Accept loops (accept_posix.c / accept_win.c). */
 void accept_thread_main(void *arg);

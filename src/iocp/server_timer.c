@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Server timers (pc_server_timer): records on the workers' server wheels.
  *
- * A new timer is posted to a worker (OPT_STIMER), which puts it on its own
+ * A new timer is posted to a worker (TAG_STIMER), which puts it on its own
  * wheel: the worker that will expire it is awake when the timer arrives and
  * computes its next wait with it (a worker sleeping in port_wait would not
  * see a timer another thread added to its wheel). A repeating timer goes
@@ -24,7 +24,7 @@
 enum { ST_ARMING = 0, ST_ARMED, ST_RUNNING };
 
 typedef struct stimer_s {
-    op_t op; /* OPT_STIMER while ARMING */
+    op_t op; /* TAG_STIMER while ARMING */
     wheel_timer_t wt;
     queue_t reg; /* s->stimers */
     int64_t id;
@@ -71,7 +71,7 @@ int64_t pc_server_timer(pc_server_t *s, unsigned ms, int repeat,
     stimer_t *t = pc__malloc(sizeof *t);
     if (!t) return PC_ENOMEM;
     memset(t, 0, sizeof *t);
-    t->op.tag = OPT_STIMER;
+    t->op.tag = TAG_STIMER;
     wheel_timer_init(&t->wt);
     t->fn = fn;
     t->arg = arg;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Portable socket primitives used by the shared engine code. Implemented by
  * sock_posix.c (Linux) and sock_win.c (Winsock). All return PC_E* codes. */
 #ifndef PC_IOCP_SOCK_H
@@ -10,6 +11,7 @@
 typedef SOCKET sock_t;
 #define SOCK_INVALID INVALID_SOCKET
 #else
+#include <arpa/inet.h> /* inet_pton, inet_ntop (ws2tcpip.h on Windows) */
 typedef int sock_t;
 #define SOCK_INVALID (-1)
 #endif

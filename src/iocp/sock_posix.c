@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* POSIX (Linux) socket primitives. */
 #include "sock.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Fuzz target: endpoint parsing ("ADDR:PORT", "[V6]:PORT") from untrusted
  * command lines and config; a parsed endpoint must format and re-parse to
  * the same address. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* libFuzzer target for samples/http/http_parser.
  *
  * Each input is parsed as a request head several ways, and any disagreement

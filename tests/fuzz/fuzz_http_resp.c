@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* libFuzzer target for samples/stress/http_resp (pc-stress's response parser).
  *
  * Each input is a byte stream from a server, fed several ways, and any

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Fuzz target: the accept rules text format (pc_rules_load_string), the last
  * parser of untrusted input (operators' rule files) without one.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The in-process echo server of the integration tests. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -22,6 +23,8 @@ atomic_int g_opens, g_closes, g_drains;
 atomic_int g_reasons[PC_CLOSE_REASON_COUNT];
 _Atomic uint64_t g_last_id;
 const char *g_reject_src; /* condition rejects this IPv4 source */
+atomic_int g_defer_left;
+_Atomic(pc_conn_t *) g_last_conn;
 
 unsigned char pattern_byte(size_t i)
 {
@@ -38,6 +41,7 @@ static void on_open(pc_conn_t *c)
 {
     atomic_fetch_add(&g_opens, 1);
     atomic_store(&g_last_id, pc_conn_id(c));
+    atomic_store(&g_last_conn, c);
     if (g_behaviour == B_BIG_THEN_CLOSE || g_behaviour == B_BIG_ON_OPEN) {
         unsigned char *buf = malloc(g_big);
         fill_pattern(buf, 0, g_big);
@@ -64,8 +68,9 @@ static void on_drain(pc_conn_t *c)
 
 static void on_close(pc_conn_t *c, pc_close_reason_t r, int err)
 {
-    (void)c;
     (void)err;
+    pc_conn_t *expected = c;
+    atomic_compare_exchange_strong(&g_last_conn, &expected, NULL);
     atomic_fetch_add(&g_reasons[r], 1);
     atomic_fetch_add(&g_closes, 1);
 }
@@ -77,7 +82,13 @@ static pc_verdict_t condition(void *user, const struct sockaddr *peer, const str
     if (g_reject_src && peer->sa_family == AF_INET) {
         struct in_addr a;
         inet_pton(AF_INET, g_reject_src, &a);
-        if (((const struct sockaddr_in *)peer)->sin_addr.s_addr == a.s_addr) return PC_REJECT;
+        struct sockaddr_in p4; /* copied: a struct sockaddr promises less alignment */
+        memcpy(&p4, peer, sizeof p4);
+        if (p4.sin_addr.s_addr == a.s_addr) return PC_REJECT;
+    }
+    if (atomic_load(&g_defer_left) > 0) {
+        atomic_fetch_sub(&g_defer_left, 1);
+        return PC_DEFER;
     }
     return PC_ACCEPT;
 }
@@ -122,6 +133,8 @@ int teardown(void **state)
     }
     g_behaviour = B_ECHO;
     g_reject_src = NULL;
+    atomic_store(&g_defer_left, 0);
+    atomic_store(&g_last_conn, NULL);
     return 0;
 }
 

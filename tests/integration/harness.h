@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The echo server the integration tests run against (in-process), with
  * counters the tests assert on, and small client helpers. */
 #ifndef PC_TEST_HARNESS_H
@@ -24,7 +25,9 @@ extern size_t g_big;
 extern atomic_int g_opens, g_closes, g_drains;
 extern atomic_int g_reasons[PC_CLOSE_REASON_COUNT];
 extern _Atomic uint64_t g_last_id;
-extern const char *g_reject_src; /* the user condition rejects this IPv4 source */
+extern const char *g_reject_src;         /* the user condition rejects this IPv4 source */
+extern atomic_int g_defer_left;          /* then the condition defers this many times */
+extern _Atomic(pc_conn_t *) g_last_conn; /* the last opened connection, NULL once it closed */
 
 unsigned char pattern_byte(size_t i);
 void fill_pattern(unsigned char *p, size_t off, size_t n);

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 #include "shim.h"
 
 #include <string.h>

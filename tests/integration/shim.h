@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A small portable socket shim for the client side of the integration tests
  * (POSIX sockets and Winsock), so the same suite runs on Linux and under
  * Wine. Blocking sockets with timeouts; loopback only. */

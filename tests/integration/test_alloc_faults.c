@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Allocation failure on a live server (issue 6): an allocator installed with
  * pc_set_allocator fails every Nth allocation once the server runs, while
  * many clients talk to an echo application and the test thread pushes bytes

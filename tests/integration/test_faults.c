@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Faults the server must survive: running out of file descriptors in accept
  * (EMFILE: the accept thread backs off, counts it, logs at a bounded rate and
  * serves the waiting clients once descriptors free up). POSIX only: the

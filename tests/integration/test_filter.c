@@ -1,8 +1,10 @@
+/* SPDX-License-Identifier: MIT */
 /* The accept filter over loopback, with distinct client sources (127.0.0.2,
  * 127.0.0.3, ...): deny by /32 and /24 (on_open never runs), allow,
  * per-source maximum (slots come back after close), per-source rate, reload,
- * bad reload, shadow mode, a rules text plus a deny list with duplicates. A rejected client is
- * refused (Windows, pre-handshake) or reset right after accept (elsewhere): never served. */
+ * bad reload, shadow mode (with and without the condition), a full per-source
+ * table (fail closed or shared), a rules text plus a deny list with duplicates. A rejected client
+ * is refused (Windows, pre-handshake) or reset right after accept (elsewhere): never served. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -215,6 +217,94 @@ static void shadow_counts_but_accepts(void **state)
     assert_int_equal(atomic_load(&g_opens), 3);
 }
 
+/* source_table_full_reject: a full per-source table fails closed. 16 sources
+ * hold a connection each in a table of 16 entries (the smallest); a 17th
+ * source finds no entry and is refused; a source already in the table is
+ * still served. */
+static void full_table_rejects(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.per_source_max = 4;
+    cfg.source_table_size = 1; /* rounded up to the probe window: 16 */
+    cfg.source_table_full_reject = 1;
+    start_server(&cfg);
+    shim_sock_t held[16];
+    char src[32];
+    for (int i = 0; i < 16; i++) {
+        snprintf(src, sizeof src, "127.0.0.%d", 10 + i);
+        held[i] = shim_connect("127.0.0.1", g_port, src, 2000);
+        assert_true(held[i] != SHIM_INVALID);
+        expect_echo(held[i], "held");
+    }
+    assert_int_equal(served_from("127.0.0.40"), 0);
+    pc_server_stats_t st = stats();
+    assert_true(st.source_table_full >= 1);
+    assert_int_equal(st.rejected[PC_STEP_SOURCE_MAX], 1);
+    assert_int_equal(served_from("127.0.0.10"), 1); /* has its entry */
+    for (int i = 0; i < 16; i++)
+        shim_close(held[i]);
+}
+
+/* The default: a full table shares one overflow entry, the new source is
+ * served. */
+static void full_table_shares(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.per_source_max = 4;
+    cfg.source_table_size = 1;
+    start_server(&cfg);
+    shim_sock_t held[16];
+    char src[32];
+    for (int i = 0; i < 16; i++) {
+        snprintf(src, sizeof src, "127.0.0.%d", 10 + i);
+        held[i] = shim_connect("127.0.0.1", g_port, src, 2000);
+        assert_true(held[i] != SHIM_INVALID);
+        expect_echo(held[i], "held");
+    }
+    assert_int_equal(served_from("127.0.0.40"), 1);
+    pc_server_stats_t st = stats();
+    assert_true(st.source_table_full >= 1);
+    assert_int_equal(st.rejected[PC_STEP_SOURCE_MAX], 0);
+    for (int i = 0; i < 16; i++)
+        shim_close(held[i]);
+}
+
+/* shadow_condition: in shadow mode the user condition is dry-run too; without
+ * it the condition still rejects. */
+static void shadow_condition_dry_runs(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    g_reject_src = "127.0.0.6";
+    cfg.shadow = 1;
+    cfg.shadow_condition = 1;
+    start_server(&cfg);
+    assert_int_equal(served_from("127.0.0.6"), 1);
+    pc_server_stats_t st = stats();
+    assert_int_equal(st.would_reject[PC_STEP_CONDITION], 1);
+    assert_int_equal(st.rejected[PC_STEP_CONDITION], 0);
+}
+
+static void shadow_keeps_condition(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    g_reject_src = "127.0.0.6";
+    cfg.shadow = 1;
+    start_server(&cfg);
+    assert_int_equal(served_from("127.0.0.6"), 0);
+    assert_int_equal(served_from("127.0.0.7"), 1);
+    pc_server_stats_t st = stats();
+    assert_int_equal(st.would_reject[PC_STEP_CONDITION], 0);
+    assert_int_equal(st.rejected[PC_STEP_CONDITION], 1);
+}
+
 int main(int argc, char **argv)
 {
     shim_init();
@@ -226,6 +316,10 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(reload_and_bad_reload, teardown),
         cmocka_unit_test_teardown(shadow_counts_but_accepts, teardown),
         cmocka_unit_test_teardown(lists_with_duplicates, teardown),
+        cmocka_unit_test_teardown(full_table_rejects, teardown),
+        cmocka_unit_test_teardown(full_table_shares, teardown),
+        cmocka_unit_test_teardown(shadow_condition_dry_runs, teardown),
+        cmocka_unit_test_teardown(shadow_keeps_condition, teardown),
     };
     if (argc > 1) cmocka_set_test_filter(argv[1]);
     return cmocka_run_group_tests_name("filter", tests, NULL, NULL);

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* pc-http over real loopback sockets: the server logic of the sample
  * (samples/http/http_app.c) driven by a plain blocking client (shim.h), on
  * every backend (PORTCULLIS_BACKEND) and under Wine. Run one test by passing

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Timeouts and memory bounds on a live server: the header (first-request)
  * timeout that trickled bytes cannot extend, the write timeout for a peer
  * that stops reading (and not for one that reads slowly), the global cap on

@@ -30,17 +30,19 @@ static void fmt_addr(const struct sockaddr *sa, char *out, size_t cap, int with_
     char ip[INET6_ADDRSTRLEN] = "?";
     unsigned port = 0;
     if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
-        inet_ntop(AF_INET, (void *)&a->sin_addr, ip, sizeof ip);
-        port = ntohs(a->sin_port);
+        struct sockaddr_in a; /* copied: a struct sockaddr promises less alignment */
+        memcpy(&a, sa, sizeof a);
+        inet_ntop(AF_INET, (void *)&a.sin_addr, ip, sizeof ip);
+        port = ntohs(a.sin_port);
         if (with_port)
             snprintf(out, cap, "%s:%u", ip, port);
         else
             snprintf(out, cap, "%s", ip);
     } else if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
-        inet_ntop(AF_INET6, (void *)&a->sin6_addr, ip, sizeof ip);
-        port = ntohs(a->sin6_port);
+        struct sockaddr_in6 a; /* copied: a struct sockaddr promises less alignment */
+        memcpy(&a, sa, sizeof a);
+        inet_ntop(AF_INET6, (void *)&a.sin6_addr, ip, sizeof ip);
+        port = ntohs(a.sin6_port);
         if (with_port)
             snprintf(out, cap, "[%s]:%u", ip, port);
         else

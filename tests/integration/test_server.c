@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Loopback integration tests: a real server, real sockets. Portable (the
  * client side goes through shim.h) so the same suite runs on every backend
  * (PORTCULLIS_BACKEND picks it) and under Wine. Run one test by passing its

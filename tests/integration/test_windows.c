@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Integration tests written for the Windows engine (IOCP, WSAAccept accept
  * thread), run under Wine by CTest. Most scenarios are portable and also run
  * on the Linux backends; the Windows-only ones (error translation, the IOCP
@@ -14,28 +15,17 @@
 
 #include "portcullis.h"
 #include "core/thread.h"
-#include "shim.h"
+#include "harness.h"
 
 #ifdef _WIN32
 #include <psapi.h>
 #include "iocp/error_win.h"
 #else
-#include <arpa/inet.h>
 #include <unistd.h>
 #endif
 
-/* ---- harness ---------------------------------------------------------------------- */
+/* ---- log capture (the echo server, its counters and helpers are harness.c's) ----------- */
 
-static pc_server_t *g_srv;
-static int g_port;
-static atomic_int g_opens, g_closes;
-static atomic_int g_reasons[PC_CLOSE_REASON_COUNT];
-static _Atomic(pc_conn_t *) g_last_conn;
-static const char *g_deny_src;  /* the condition rejects this IPv4 source */
-static atomic_int g_defer_left; /* the condition defers this many times first */
-static size_t g_big_on_open;    /* on_open queues this many bytes */
-
-/* log capture */
 #define LOG_LINES 64
 static pc_mutex_t g_log_lock;
 static char g_log[LOG_LINES][512];
@@ -70,112 +60,13 @@ static void log_start(void)
     pc_log_set_level(PC_LOG_DEBUG); /* Linux logs its (only) mode at debug level */
 }
 
-static void on_open(pc_conn_t *c)
+/* harness.c's teardown, then the log back to its default */
+static int win_teardown(void **state)
 {
-    atomic_fetch_add(&g_opens, 1);
-    atomic_store(&g_last_conn, c);
-    if (g_big_on_open) {
-        unsigned char *buf = malloc(g_big_on_open);
-        assert_non_null(buf);
-        memset(buf, 'z', g_big_on_open);
-        assert_int_equal(pc_conn_send(c, buf, g_big_on_open), 0);
-        free(buf);
-    }
-}
-
-static void on_data(pc_conn_t *c, const void *data, size_t len)
-{
-    pc_conn_send(c, data, len);
-}
-
-static void on_close(pc_conn_t *c, pc_close_reason_t r, int err)
-{
-    (void)err;
-    pc_conn_t *expected = c;
-    atomic_compare_exchange_strong(&g_last_conn, &expected, NULL);
-    atomic_fetch_add(&g_reasons[r], 1);
-    atomic_fetch_add(&g_closes, 1);
-}
-
-static pc_verdict_t condition(void *user, const struct sockaddr *peer, const struct sockaddr *local)
-{
-    (void)user;
-    (void)local;
-    if (g_deny_src && peer->sa_family == AF_INET) {
-        struct in_addr a;
-        inet_pton(AF_INET, g_deny_src, &a);
-        if (((const struct sockaddr_in *)peer)->sin_addr.s_addr == a.s_addr) return PC_REJECT;
-    }
-    if (atomic_load(&g_defer_left) > 0) {
-        atomic_fetch_sub(&g_defer_left, 1);
-        return PC_DEFER;
-    }
-    return PC_ACCEPT;
-}
-
-static void base_config(pc_server_config_t *cfg)
-{
-    pc_server_config_init(cfg);
-    cfg->threads = 2;
-    cfg->cb.on_open = on_open;
-    cfg->cb.on_data = on_data;
-    cfg->cb.on_close = on_close;
-    cfg->condition = condition;
-    cfg->close_linger_ms = 3000;
-}
-
-static void start_server(const pc_server_config_t *cfg)
-{
-    atomic_store(&g_opens, 0);
-    atomic_store(&g_closes, 0);
-    for (int i = 0; i < PC_CLOSE_REASON_COUNT; i++)
-        atomic_store(&g_reasons[i], 0);
-    assert_int_equal(pc_server_create(cfg, &g_srv), 0);
-    int idx = pc_server_listen(g_srv, "127.0.0.1:0");
-    assert_true(idx >= 0);
-    g_port = pc_server_listener_port(g_srv, idx);
-    assert_true(g_port > 0);
-    assert_int_equal(pc_server_start(g_srv), 0);
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    if (g_srv) {
-        pc_server_stop(g_srv, 2000);
-        pc_server_destroy(g_srv);
-        g_srv = NULL;
-    }
-    g_deny_src = NULL;
-    atomic_store(&g_defer_left, 0);
-    g_big_on_open = 0;
-    atomic_store(&g_last_conn, NULL);
+    teardown(state);
     pc_log_set_handler(NULL, NULL);
     pc_log_set_level(PC_LOG_WARN);
     return 0;
-}
-
-#define WAIT_FOR(expr, ms)                        \
-    do {                                          \
-        uint64_t t_end_ = shim_now_ms() + (ms);   \
-        while (!(expr) && shim_now_ms() < t_end_) \
-            shim_sleep_ms(5);                     \
-    } while (0)
-
-static pc_server_stats_t stats(void)
-{
-    pc_server_stats_t st;
-    pc_server_stats(g_srv, &st);
-    return st;
-}
-
-static void expect_echo(shim_sock_t s, const char *msg)
-{
-    size_t n = strlen(msg);
-    char buf[256];
-    assert_int_equal(shim_send_all(s, msg, n), 0);
-    assert_int_equal(shim_recv_exact(s, buf, n), n);
-    assert_memory_equal(buf, msg, n);
 }
 
 /* After recv said 0 (EOF): did the connection end with a reset? A Wine
@@ -269,7 +160,7 @@ static void denied_source_never_opens(void **state)
     (void)state;
     pc_server_config_t cfg;
     base_config(&cfg);
-    g_deny_src = "127.0.0.2";
+    g_reject_src = "127.0.0.2";
     start_server(&cfg);
     for (int i = 0; i < 3; i++) {
         shim_sock_t s = shim_connect("127.0.0.1", g_port, "127.0.0.2", 3000);
@@ -476,7 +367,8 @@ static void abort_during_big_send(void **state)
     base_config(&cfg);
     cfg.send_high_water = 64u << 20;
     cfg.send_low_water = 1u << 20;
-    g_big_on_open = 16u << 20;
+    g_behaviour = B_BIG_ON_OPEN; /* on_open queues g_big bytes, keeps the connection */
+    g_big = 16u << 20;
     start_server(&cfg);
     shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 5000);
     assert_true(s != SHIM_INVALID);
@@ -499,7 +391,7 @@ static void abort_during_big_send(void **state)
     assert_true(n < (16u << 20)); /* and never the whole 16 MiB */
     shim_close(s);
     /* the server is unharmed */
-    g_big_on_open = 0;
+    g_behaviour = B_ECHO;
     shim_sock_t s2 = shim_connect("127.0.0.1", g_port, NULL, 3000);
     assert_true(s2 != SHIM_INVALID);
     expect_echo(s2, "after abort");
@@ -633,17 +525,17 @@ int main(int argc, char **argv)
     pc__mutex_init(&g_log_lock);
     pc_log_set_level(PC_LOG_WARN);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(accept_mode_reported, teardown),
-        cmocka_unit_test_teardown(accept_mode_off_reported, teardown),
-        cmocka_unit_test_teardown(denied_source_never_opens, teardown),
-        cmocka_unit_test_teardown(condition_defer_then_accept, teardown),
-        cmocka_unit_test_teardown(defer_under_capacity, teardown),
-        cmocka_unit_test_teardown(idle_2000_connections, teardown),
-        cmocka_unit_test_teardown(stop_with_read_pending, teardown),
-        cmocka_unit_test_teardown(abort_during_big_send, teardown),
-        cmocka_unit_test_teardown(stop_unblocks_accept, teardown),
-        cmocka_unit_test_teardown(win_error_mapping, teardown),
-        cmocka_unit_test_teardown(iocp_variants_echo, teardown),
+        cmocka_unit_test_teardown(accept_mode_reported, win_teardown),
+        cmocka_unit_test_teardown(accept_mode_off_reported, win_teardown),
+        cmocka_unit_test_teardown(denied_source_never_opens, win_teardown),
+        cmocka_unit_test_teardown(condition_defer_then_accept, win_teardown),
+        cmocka_unit_test_teardown(defer_under_capacity, win_teardown),
+        cmocka_unit_test_teardown(idle_2000_connections, win_teardown),
+        cmocka_unit_test_teardown(stop_with_read_pending, win_teardown),
+        cmocka_unit_test_teardown(abort_during_big_send, win_teardown),
+        cmocka_unit_test_teardown(stop_unblocks_accept, win_teardown),
+        cmocka_unit_test_teardown(win_error_mapping, win_teardown),
+        cmocka_unit_test_teardown(iocp_variants_echo, win_teardown),
     };
     if (argc > 1) cmocka_set_test_filter(argv[1]);
     return cmocka_run_group_tests_name("windows", tests, NULL, NULL);

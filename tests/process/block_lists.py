@@ -38,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 
-from proclib import Fail, Server, now, pdeathsig, set_budget  # noqa: E402
+from proclib import Fail, Server, now, pdeathsig, run_checks  # noqa: E402
 
 HOST = "127.0.0.1"
 
@@ -269,23 +269,8 @@ def main():
     ap.add_argument("--budget", type=int, default=60, help="overall time limit, s")
     args = ap.parse_args()
 
-    set_budget(args.budget)
-    t_run = now()
     with tempfile.TemporaryDirectory(prefix="pc-block-lists-") as tmp:
-        try:
-            failures = run(args, tmp)
-        except Fail as e:
-            failures = [str(e)]
-        finally:
-            signal.alarm(0)
-    print("total time %.1f s" % (now() - t_run))
-    if failures:
-        for f in failures:
-            print("FAIL: " + f)
-        return 1
-    print("PASS")
-    return 0
-
+        return run_checks(lambda: run(args, tmp), args.budget)
 
 if __name__ == "__main__":
     sys.exit(main())

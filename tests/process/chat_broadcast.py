@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Process-level test: pc-chat with 50 reading clients and one that never reads.
 
     chat_broadcast.py BIN_DIR [--readers N] [--seconds S] [--rss-mib M] [--backend NAME]

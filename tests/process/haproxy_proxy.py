@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Process-level test: a real HAProxy in front of pc-http, PROXY v2 and v1.
 
     haproxy_proxy.py BIN_DIR [--backend NAME] [--haproxy PATH] [--budget S]

@@ -34,11 +34,10 @@ import sys
 import tempfile
 import time
 
-from proclib import Fail, Server, now, set_budget  # noqa: E402
+from proclib import SKIP, Fail, Server, now, run_checks  # noqa: E402
 
 RULES = "deny 127.0.0.2/32\ndeny 127.0.9.0/24\nallow 127.0.0.0/8\n"
 DENIED_WAIT = 0.8  # s without an answer to the SYN (loopback answers in microseconds)
-SKIP = 77
 
 # connect from src to dst:port within t seconds; prints ok / timeout / refused / closed / error
 CLIENT = r"""
@@ -302,22 +301,7 @@ def main():
     if os.geteuid() != 0:
         print("SKIPPED: kernel_filter.py needs root (CAP_NET_ADMIN, setpriv, namespaces)")
         return SKIP
-    set_budget(args.budget)
-    t_run = now()
-    try:
-        failures = run(args)
-    except Fail as e:
-        failures = [str(e)]
-    finally:
-        signal.alarm(0)
-    print("total time %.1f s" % (now() - t_run))
-    if failures:
-        for f in failures:
-            print("FAIL: " + f)
-        return 1
-    print("PASS")
-    return 0
-
+    return run_checks(lambda: run(args), args.budget)
 
 if __name__ == "__main__":
     sys.exit(main())

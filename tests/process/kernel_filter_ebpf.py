@@ -38,13 +38,7 @@ import time
 import urllib.request
 
 import kernel_filter as kf
-from proclib import Fail, Server, now, set_budget  # noqa: E402
-
-SKIP = 77
-
-
-class Skip(Exception):
-    pass
+from proclib import SKIP, Fail, Server, Skip, now, run_checks  # noqa: E402
 
 
 def http_argv(args, rules=None, extra=()):
@@ -298,25 +292,13 @@ def main():
     if os.geteuid() != 0:
         print("SKIPPED: kernel_filter_ebpf.py needs root (bpf(), SO_ATTACH_BPF, setpriv)")
         return SKIP
-    set_budget(args.budget)
-    t_run = now()
-    try:
-        failures = run(args)
-    except Skip as e:
-        print("SKIPPED: no eBPF tier: %s" % e)
-        return SKIP
-    except Fail as e:
-        failures = [str(e)]
-    finally:
-        signal.alarm(0)
-    print("total time %.1f s" % (now() - t_run))
-    if failures:
-        for f in failures:
-            print("FAIL: " + f)
-        return 1
-    print("PASS")
-    return 0
+    def run_or_skip():
+        try:
+            return run(args)
+        except Skip as e:
+            raise Skip("no eBPF tier: %s" % e)
 
+    return run_checks(run_or_skip, args.budget)
 
 if __name__ == "__main__":
     sys.exit(main())

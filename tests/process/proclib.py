@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Shared pieces of the process-level tests: the server process (output
 drained, port read from its "listening on" line, killed on every exit path),
 the failure exception, a monotonic clock and errno names."""
@@ -107,3 +108,36 @@ def set_budget(seconds):
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGALRM, on_alarm)
     signal.alarm(seconds)
+
+
+SKIP = 77  # CTest's SKIP_RETURN_CODE for the process tests
+
+
+class Skip(Exception):
+    """Raised by a run that cannot test here (missing privilege or tier)."""
+
+
+def run_checks(run, budget, max_shown=60):
+    """The common end of a process test: run() under the overall time budget
+    returns its list of failures (or raises Fail, or Skip); print them and
+    return the exit status: 0 PASS, 1 FAIL, SKIP."""
+    set_budget(budget)
+    t_run = now()
+    try:
+        failures = run()
+    except Skip as e:
+        print("SKIPPED: %s" % e)
+        return SKIP
+    except Fail as e:
+        failures = [str(e)]
+    finally:
+        signal.alarm(0)
+    print("total time %.1f s" % (now() - t_run))
+    if failures:
+        for f in failures[:max_shown]:
+            print("FAIL: " + f)
+        if len(failures) > max_shown:
+            print("FAIL: ... and %d more" % (len(failures) - max_shown))
+        return 1
+    print("PASS")
+    return 0

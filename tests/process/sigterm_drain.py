@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Process-level test: SIGTERM to pc-echo under traffic drains gracefully.
 
     sigterm_drain.py BIN_DIR [--conns N] [--stream-seconds S] [--backend NAME]
@@ -31,7 +32,7 @@ import socket
 import subprocess
 import sys
 
-from proclib import Fail, Server, errname, now, set_budget  # noqa: E402
+from proclib import Fail, Server, errname, now, run_checks  # noqa: E402
 
 HOST = "127.0.0.1"
 BLOCK = 16384  # the stream is generated in fixed blocks: sender and checker agree
@@ -268,24 +269,7 @@ def main():
     ap.add_argument("--budget", type=int, default=30, help="overall time limit, s")
     args = ap.parse_args()
 
-    set_budget(args.budget)
-    t_run = now()
-    try:
-        failures = run(args)
-    except Fail as e:
-        failures = [str(e)]
-    finally:
-        signal.alarm(0)
-    print("total time %.1f s" % (now() - t_run))
-    if failures:
-        for f in failures[:60]:
-            print("FAIL: " + f)
-        if len(failures) > 60:
-            print("FAIL: ... and %d more" % (len(failures) - 60))
-        return 1
-    print("PASS")
-    return 0
-
+    return run_checks(lambda: run(args), args.budget)
 
 if __name__ == "__main__":
     sys.exit(main())

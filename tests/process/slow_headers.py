@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Process-level test: pc-http under a slow-header (slowloris) attack.
 
     slow_headers.py BIN_DIR [--slow N] [--backend NAME] [--min-ratio R] ...

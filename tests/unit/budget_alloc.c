@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 #include "budget_alloc.h"
 
 #include <stdatomic.h>

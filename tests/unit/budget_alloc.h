@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A counting allocator for tests: once its budget of allocations is spent
  * every further allocation fails; it counts the blocks still live so a test
  * can assert that an error path leaked nothing. Atomic: servers allocate

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The allocation seam: a counting allocator sees every allocation of a
  * server's life and every one is freed; a failing allocator makes creation
  * fail cleanly with PC_ENOMEM at every step, leaking nothing. */

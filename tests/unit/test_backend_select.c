@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Backend selection: the environment variable picks a backend for AUTO; when
  * the io_uring probe fails (PORTCULLIS_URING_PROBE_FAIL, a test seam that
  * acts like a kernel refusing io_uring), AUTO falls back to epoll and an

@@ -90,7 +90,7 @@ static uint32_t run(const cbpf_prog_t *prog, const pkt_t *p, unsigned *steps)
     }
 }
 
-static void pkt_make(pkt_t *p, const pc_addr_t *src, uint8_t flags)
+static void pkt_make(pkt_t *p, const addr_t *src, uint8_t flags)
 {
     memset(p, 0, sizeof *p);
     p->tcp[12] = 5 << 4;
@@ -108,7 +108,7 @@ static void pkt_make(pkt_t *p, const pc_addr_t *src, uint8_t flags)
 
 /* ---- the reference ------------------------------------------------------------ */
 
-static int ref_denied(const pc_rules_t *r, const pc_addr_t *a)
+static int ref_denied(const pc_rules_t *r, const addr_t *a)
 {
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof ss);
@@ -141,7 +141,7 @@ static uint64_t rnd(void)
 }
 
 typedef struct gen_s {
-    pc_addr_t addr[1200];
+    addr_t addr[1200];
     unsigned len[1200];
     size_t n;
     char *text;
@@ -172,7 +172,7 @@ static unsigned pick_len(unsigned bits)
  * (allow inside deny, deny inside allow, ...). Returns 0 if it exists. */
 static int gen_prefix(gen_t *g, int fam)
 {
-    pc_addr_t a;
+    addr_t a;
     memset(&a, 0, sizeof a);
     a.family = (uint8_t)fam;
     for (int i = 0; i < 16; i++)
@@ -224,7 +224,7 @@ static pc_rules_t *gen_rules(gen_t *g, size_t n, int fam4, int fam6)
 }
 
 /* The address i positions (-1, 0, +1 ...) from a's value, wrapping. */
-static pc_addr_t addr_add(pc_addr_t a, int d)
+static addr_t addr_add(addr_t a, int d)
 {
     size_t n = a.family == 4 ? 4 : 16;
     while (d > 0) {
@@ -241,7 +241,7 @@ static pc_addr_t addr_add(pc_addr_t a, int d)
 }
 
 /* The last address of a prefix. */
-static pc_addr_t prefix_last(pc_addr_t a, unsigned len)
+static addr_t prefix_last(addr_t a, unsigned len)
 {
     unsigned bits = a.family == 4 ? 32 : 128;
     for (unsigned bit = len; bit < bits; bit++)
@@ -249,7 +249,7 @@ static pc_addr_t prefix_last(pc_addr_t a, unsigned len)
     return a;
 }
 
-static void check_addr(const cbpf_prog_t *p, const pc_rules_t *r, const pc_addr_t *a)
+static void check_addr(const cbpf_prog_t *p, const pc_rules_t *r, const addr_t *a)
 {
     pkt_t pk;
     unsigned steps;
@@ -269,9 +269,9 @@ static void check_addr(const cbpf_prog_t *p, const pc_rules_t *r, const pc_addr_
     assert_int_not_equal(run(p, &pk, &steps), 0);
 }
 
-static pc_addr_t rand_addr(int fam)
+static addr_t rand_addr(int fam)
 {
-    pc_addr_t a;
+    addr_t a;
     memset(&a, 0, sizeof a);
     a.family = (uint8_t)fam;
     for (int i = 0; i < (fam == 4 ? 4 : 16); i++)
@@ -291,17 +291,17 @@ static void check_set(const pc_rules_t *r, const gen_t *g, int family, int dual,
     assert_int_equal(p.insn[p.len - 1].code, CBPF_RET_K);
     int recv4 = family == 4 || dual, recv6 = family == 6;
     for (size_t i = 0; i < g->n; i++) {
-        const pc_addr_t *a = &g->addr[i];
+        const addr_t *a = &g->addr[i];
         if ((a->family == 4 && !recv4) || (a->family == 6 && !recv6)) continue;
-        pc_addr_t last = prefix_last(*a, g->len[i]);
-        pc_addr_t probes[4] = {*a, addr_add(*a, -1), last, addr_add(last, 1)};
+        addr_t last = prefix_last(*a, g->len[i]);
+        addr_t probes[4] = {*a, addr_add(*a, -1), last, addr_add(last, 1)};
         for (int k = 0; k < 4; k++)
             if (!(probes[k].family == 6 && addr_is_v4mapped(&probes[k])))
                 check_addr(&p, r, &probes[k]);
     }
     for (size_t i = 0; i < nrand; i++) {
         int fam = recv4 && recv6 ? (rnd() % 2 ? 4 : 6) : (recv4 ? 4 : 6);
-        pc_addr_t a = rand_addr(fam);
+        addr_t a = rand_addr(fam);
         check_addr(&p, r, &a);
     }
     cbpf_prog_free(&p);
@@ -369,7 +369,7 @@ static pc_rules_t *load(const char *text)
 
 static uint32_t verdict(const cbpf_prog_t *p, const char *addr, uint8_t flags)
 {
-    pc_addr_t a;
+    addr_t a;
     const char *why;
     assert_int_equal(addr_parse(addr, strlen(addr), &a, &why), 0);
     pkt_t pk;
@@ -462,7 +462,7 @@ static size_t capacity(int fam, unsigned len, int dual)
                 snprintf(line, sizeof line, "deny %u.%u.%u.%u/%u\n", v >> 24, (v >> 16) & 255,
                          (v >> 8) & 255, v & 255, len);
             } else {
-                pc_addr_t a;
+                addr_t a;
                 uint64_t odd = (uint64_t)i * 2 + 1; /* every other block */
                 addr_set_v6(&a, 0x20010db800000000ull | (len <= 64 ? odd << (64 - len) : 0),
                             len <= 64 ? 0 : odd << (128 - len));

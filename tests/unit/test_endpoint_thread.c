@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Endpoints (parse/format), threads, condition variables, the clock, the
  * log sink. */
 #include <setjmp.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Error codes: names and messages come from one list and round-trip. */
 #include <setjmp.h>
 #include <stdarg.h>

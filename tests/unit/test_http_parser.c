@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests for samples/http/http_parser: grammar, limits, error statuses, and
  * that any split of the input (down to one byte at a time) gives the result of
  * parsing it whole. */

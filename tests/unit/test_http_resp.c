@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests for samples/stress/http_resp (pc-stress's response parser):
  * framing (Content-Length, 1xx, 204/304, read-to-close), errors, long-line
  * truncation, and that any split of a stream (at every byte position, in two

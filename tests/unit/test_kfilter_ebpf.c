@@ -75,7 +75,7 @@ static pc_rules_t *rules(const char *text)
 }
 
 /* Ethernet + IP + TCP with the given source and flags; returns the length. */
-static size_t packet(uint8_t *p, const pc_addr_t *src, uint8_t flags)
+static size_t packet(uint8_t *p, const addr_t *src, uint8_t flags)
 {
     memset(p, 0, 128);
     uint8_t *ip = p + 14, *tcp;
@@ -108,7 +108,7 @@ static size_t packet(uint8_t *p, const pc_addr_t *src, uint8_t flags)
 
 /* Run the program on one packet: 1 = passed, 0 = dropped. opt: IPv4 option
  * words (0..10) inserted after the fixed header. */
-static int run_opt(kf_ebpf_t *k, const pc_addr_t *src, uint8_t flags, unsigned opt)
+static int run_opt(kf_ebpf_t *k, const addr_t *src, uint8_t flags, unsigned opt)
 {
     uint8_t pkt[128];
     size_t n = packet(pkt, src, flags);
@@ -125,14 +125,14 @@ static int run_opt(kf_ebpf_t *k, const pc_addr_t *src, uint8_t flags, unsigned o
     return o.retval != 0;
 }
 
-static int run(kf_ebpf_t *k, const pc_addr_t *src, uint8_t flags)
+static int run(kf_ebpf_t *k, const addr_t *src, uint8_t flags)
 {
     return run_opt(k, src, flags, 0);
 }
 
-static pc_addr_t addr(const char *s)
+static addr_t addr(const char *s)
 {
-    pc_addr_t a;
+    addr_t a;
     const char *why;
     if (addr_parse(s, strlen(s), &a, &why)) fail_msg("%s: %s", s, why);
     return a;
@@ -140,12 +140,12 @@ static pc_addr_t addr(const char *s)
 
 static int syn(kf_ebpf_t *k, const char *s)
 {
-    pc_addr_t a = addr(s);
+    addr_t a = addr(s);
     return run(k, &a, TCP_SYN);
 }
 
 /* pc_rules_match's verdict: 1 = pass (allow or no match), 0 = deny. */
-static int reference(const pc_rules_t *r, const pc_addr_t *a, size_t *rule)
+static int reference(const pc_rules_t *r, const addr_t *a, size_t *rule)
 {
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof ss);
@@ -178,9 +178,9 @@ static uint64_t rnd(void)
 /* A random address near the interesting part of the space: IPv4 in
  * 10.0.0.0/14 (so prefixes overlap), IPv6 in 2001:db8::/44 and a few bits
  * far down (so /64../128 nest). */
-static pc_addr_t rnd_addr(int family)
+static addr_t rnd_addr(int family)
 {
-    pc_addr_t a = {.family = (uint8_t)family};
+    addr_t a = {.family = (uint8_t)family};
     uint64_t x = rnd();
     if (family == 4) {
         uint32_t v = 0x0a000000u | (uint32_t)(x & 0x3ffff);
@@ -209,7 +209,7 @@ static unsigned rnd_len(int family)
     }
 }
 
-static char *rnd_rules(size_t n, pc_addr_t *probe, size_t *nprobe)
+static char *rnd_rules(size_t n, addr_t *probe, size_t *nprobe)
 {
     unsigned *plen = calloc(n + 1, sizeof *plen);
     assert_non_null(plen);
@@ -219,7 +219,7 @@ static char *rnd_rules(size_t n, pc_addr_t *probe, size_t *nprobe)
     size_t first = *nprobe;
     for (size_t i = 0; i < n; i++) {
         int fam = rnd() % 3 ? 4 : 6;
-        pc_addr_t a = rnd_addr(fam);
+        addr_t a = rnd_addr(fam);
         unsigned l = rnd_len(fam);
         addr_mask(&a, l);
         int dup = 0; /* a prefix twice is a parse error: skip it */
@@ -233,7 +233,7 @@ static char *rnd_rules(size_t n, pc_addr_t *probe, size_t *nprobe)
             (size_t)snprintf(t + len, cap - len, "%s %s/%u\n", rnd() % 3 ? "deny" : "allow", s, l);
         /* probes at the prefix's first address, its last, and just past it */
         probe[(*nprobe)++] = a;
-        pc_addr_t e = a;
+        addr_t e = a;
         unsigned bits = addr_bits(&a);
         for (unsigned b = l; b < bits; b++)
             e.b[b / 8] |= (uint8_t)(0x80 >> (b % 8));
@@ -254,7 +254,7 @@ static void rules_match_reference(void **state)
                    : round < 5 ? 400
                                : 3000; /* both IPv4 searches */
         size_t np = 0, nmax = 3 * n + 3000;
-        pc_addr_t *probe = calloc(nmax, sizeof *probe);
+        addr_t *probe = calloc(nmax, sizeof *probe);
         assert_non_null(probe);
         char *text = rnd_rules(n, probe, &np);
         while (np < nmax)
@@ -340,7 +340,7 @@ static void non_syn_passes(void **state)
     kf_ebpf_t *k = open_or_skip(&plain, r, -1);
     const char *srcs[] = {"192.0.2.1", "2001:db8::5"};
     for (int i = 0; i < 2; i++) {
-        pc_addr_t a = addr(srcs[i]);
+        addr_t a = addr(srcs[i]);
         assert_false(run(k, &a, TCP_SYN));
         assert_true(run(k, &a, TCP_ACK));
         assert_true(run(k, &a, TCP_SYN | TCP_ACK));
@@ -360,7 +360,7 @@ static void ipv4_options(void **state)
 {
     pc_rules_t *r = rules("deny 192.0.2.0/24\n");
     kf_ebpf_t *k = open_or_skip(&plain, r, -1);
-    pc_addr_t d = addr("192.0.2.1"), p = addr("198.51.100.1");
+    addr_t d = addr("192.0.2.1"), p = addr("198.51.100.1");
     for (unsigned opt = 0; opt <= 10; opt++) {
         assert_false(run_opt(k, &d, TCP_SYN, opt));
         assert_true(run_opt(k, &d, TCP_ACK, opt));
@@ -414,7 +414,7 @@ typedef struct racer_s {
 static void *racer(void *arg)
 {
     racer_t *r = arg;
-    pc_addr_t a = addr("192.0.2.99");
+    addr_t a = addr("192.0.2.99");
     for (int i = 0; i < 400; i++)
         r->passed += run(r->k, &a, TCP_SYN);
     return NULL;
@@ -453,7 +453,7 @@ static void blocked_sources(void **state)
     c.source_prefix_v4 = 24;
     c.source_prefix_v6 = 64;
     kf_ebpf_t *k = open_or_skip(&c, NULL, -1);
-    pc_addr_t a = addr("198.51.100.9"), b = addr("2001:db8:1:2::77");
+    addr_t a = addr("198.51.100.9"), b = addr("2001:db8:1:2::77");
     assert_true(syn(k, "198.51.100.77"));
     assert_int_equal(kf_ebpf_block_source(k, &a, 1), 0);
     assert_int_equal(kf_ebpf_block_source(k, &b, 1), 0);
@@ -461,7 +461,7 @@ static void blocked_sources(void **state)
     assert_true(syn(k, "198.51.101.77"));
     assert_false(syn(k, "2001:db8:1:2:ffff::1")); /* same /64 */
     assert_true(syn(k, "2001:db8:1:3::77"));
-    pc_addr_t ack = addr("198.51.100.77");
+    addr_t ack = addr("198.51.100.77");
     assert_true(run(k, &ack, TCP_ACK)); /* established traffic still flows */
     assert_int_equal(kf_ebpf_block_source(k, &a, 0), 0);
     assert_true(syn(k, "198.51.100.77"));
@@ -480,7 +480,7 @@ static void shadow_mode(void **state)
     c.burst = 2;
     pc_rules_t *r = rules("deny 203.0.113.0/24\n");
     kf_ebpf_t *k = open_or_skip(&c, r, -1);
-    pc_addr_t blk = addr("198.51.100.1");
+    addr_t blk = addr("198.51.100.1");
     assert_int_equal(kf_ebpf_block_source(k, &blk, 1), 0);
     assert_true(syn(k, "203.0.113.5"));  /* denied by rule: would drop */
     assert_true(syn(k, "198.51.100.1")); /* blocked: would drop */
@@ -506,7 +506,7 @@ static void swap_rules(void **state)
     pc_rules_t *r2 = rules("deny 198.51.100.0/24\n");
     kf_ebpf_config_t c = plain;
     kf_ebpf_t *k = open_or_skip(&c, r1, -1);
-    pc_addr_t blk = addr("203.0.113.1");
+    addr_t blk = addr("203.0.113.1");
     assert_int_equal(kf_ebpf_block_source(k, &blk, 1), 0);
     assert_false(syn(k, "192.0.2.9"));
     assert_false(syn(k, "192.0.2.10"));
@@ -655,7 +655,7 @@ static void real_listener_rate_and_block(void **state)
         assert_int_equal(try_connect("127.0.0.4", port, 5000), 1);
     assert_int_equal(try_connect("127.0.0.4", port, 1500), 0); /* over the burst */
     assert_int_equal(try_connect("127.0.0.1", port, 5000), 1); /* another source */
-    pc_addr_t b = addr("127.0.0.5");
+    addr_t b = addr("127.0.0.5");
     assert_int_equal(kf_ebpf_block_source(k, &b, 1), 0);
     assert_int_equal(try_connect("127.0.0.5", port, 1500), 0);
     assert_int_equal(kf_ebpf_block_source(k, &b, 0), 0);

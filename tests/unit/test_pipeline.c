@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The verdict pipeline: step order, counting, shadow mode, hot swap of rule
  * sets with their hit counters, IPv4-mapped peers. */
 #include <stdarg.h>
@@ -14,9 +15,9 @@
 #include "filter/addr.h"
 #include "filter/pipeline.h"
 
-static pc_addr_t A(const char *text)
+static addr_t A(const char *text)
 {
-    pc_addr_t a;
+    addr_t a;
     if (addr_parse(text, strlen(text), &a, NULL) != 0) fail_msg("bad address %s", text);
     return a; /* not normalised: the pipeline must handle mapped peers */
 }
@@ -54,7 +55,7 @@ static pc_verdict_t cond_fn(void *ud)
 static pc_verdict_t decide(filter_t *f, const char *addr, uint64_t now, int at_cap, cond_t *c,
                            filter_ticket_t *t, int *step)
 {
-    pc_addr_t a = A(addr);
+    addr_t a = A(addr);
     filter_ticket_t dummy;
     return filter_decide(f, 0, &a, now, at_cap, c ? cond_fn : NULL, c, t ? t : &dummy, step);
 }
@@ -203,7 +204,7 @@ static void test_skip_source(void **state)
     cfg.per_source_burst = 1;
     cfg.max_readers = 2;
     filter_t *f = make(&cfg, "deny 192.0.2.66\n");
-    pc_addr_t proxy = A("192.0.2.1"), denied = A("192.0.2.66"), client = A("198.51.100.7");
+    addr_t proxy = A("192.0.2.1"), denied = A("192.0.2.66"), client = A("198.51.100.7");
     filter_ticket_t t[4];
     int step;
     for (int i = 0; i < 4; i++) {
@@ -253,7 +254,7 @@ static void test_condition_step(void **state)
     assert_int_equal(decide(f, "192.0.2.9", 0, 0, &c, &t, &step), PC_REJECT);
     assert_int_equal(step, PC_STEP_CONDITION);
     assert_int_equal(t.slot, TRACK_NO_SLOT);
-    pc_addr_t a = A("192.0.2.9");
+    addr_t a = A("192.0.2.9");
     assert_int_equal(tracker_count(filter_tracker(f), &a), 0);
     c.verdict = PC_DEFER;
     assert_int_equal(decide(f, "192.0.2.9", 0, 0, &c, &t, &step), PC_DEFER);
@@ -329,7 +330,7 @@ static void test_shadow(void **state)
     c.verdict = PC_REJECT;
     assert_int_equal(decide(f, "192.0.2.1", 0, 0, &c, &t1, &step), PC_REJECT);
     assert_int_equal(step, PC_STEP_CONDITION);
-    pc_addr_t a = A("192.0.2.1");
+    addr_t a = A("192.0.2.1");
     assert_int_equal(tracker_count(filter_tracker(f), &a), 0); /* slot and token given back */
     c.verdict = PC_ACCEPT;
     assert_int_equal(decide(f, "192.0.2.1", 0, 0, &c, &t1, &step), PC_ACCEPT);
@@ -361,7 +362,7 @@ static void test_non_ip_peer(void **state)
     filter_config_init(&cfg);
     cfg.per_source_max = 1;
     filter_t *f = make(&cfg, "deny 0.0.0.0/0\ndeny ::/0\n");
-    pc_addr_t a;
+    addr_t a;
     memset(&a, 0, sizeof a);
     cond_t c = {PC_ACCEPT, 0};
     filter_ticket_t t1, t2;
@@ -459,7 +460,7 @@ static void test_ipv4_mapped(void **state)
     in6.sin6_family = AF_INET6;
     const uint8_t mapped[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 192, 0, 2, 77};
     memcpy(&in6.sin6_addr, mapped, 16);
-    pc_addr_t a;
+    addr_t a;
     assert_int_equal(addr_from_sockaddr((struct sockaddr *)&in6, &a), 0);
     assert_int_equal(a.family, 4);
     assert_int_equal(filter_decide(f, 0, &a, 0, 0, NULL, NULL, &t, &step), PC_REJECT);
@@ -562,7 +563,7 @@ static void reader_thread(void *arg)
 {
     (void)arg;
     int me = atomic_fetch_add(&ss.next_reader, 1);
-    pc_addr_t a = A(me == 0 ? "10.2.3.4" : "10.200.0.1");
+    addr_t a = A(me == 0 ? "10.2.3.4" : "10.200.0.1");
     long rejects = 0, n = 0;
     atomic_fetch_add(&ss.started, 1);
     while (!atomic_load(&ss.stop)) {
@@ -651,7 +652,7 @@ static void test_config(void **state)
     assert_int_equal(decide(f, "192.0.2.1", 0, 0, NULL, &t, &step), PC_ACCEPT);
     assert_int_equal(t.slot, TRACK_NO_SLOT);
     /* an out-of-range reader index is refused, not trusted */
-    pc_addr_t a = A("192.0.2.1");
+    addr_t a = A("192.0.2.1");
     pc_log_set_level(PC_LOG_OFF);
     assert_int_equal(filter_decide(f, 1, &a, 0, 0, NULL, NULL, &t, &step), PC_REJECT);
     pc_log_set_level(PC_LOG_INFO);

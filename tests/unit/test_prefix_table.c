@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Longest-prefix-match tables against a brute-force reference. */
 #include <stdarg.h>
 #include <stddef.h>

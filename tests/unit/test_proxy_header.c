@@ -96,7 +96,7 @@ static void expect_need_more(const void *in, size_t n)
     assert_int_equal(r.consumed, n);
 }
 
-static void check_addr(const pc_addr_t *a, int family, const char *text)
+static void check_addr(const addr_t *a, int family, const char *text)
 {
     char buf[PC_ADDR_STRLEN];
     assert_int_equal(a->family, family);

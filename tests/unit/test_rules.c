@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Rule sets: the address parser, the text format (every error with its line
  * and message), lookups, files, allocation failures. */
 #include <stdarg.h>
@@ -20,7 +21,7 @@
 
 static void expect_addr(const char *text, int family, const char *hex, const char *canon)
 {
-    pc_addr_t a;
+    addr_t a;
     const char *why = NULL;
     int rc = addr_parse(text, strlen(text), &a, &why);
     if (rc != 0) fail_msg("'%s' refused: %s", text, why);
@@ -37,7 +38,7 @@ static void expect_addr(const char *text, int family, const char *hex, const cha
 
 static void expect_bad_addr(const char *text, const char *reason)
 {
-    pc_addr_t a;
+    addr_t a;
     const char *why = NULL;
     if (addr_parse(text, strlen(text), &a, &why) == 0) fail_msg("'%s' accepted", text);
     assert_non_null(why);
@@ -102,7 +103,7 @@ static void test_addr_invalid(void **state)
 static void test_addr_mask_normalize(void **state)
 {
     (void)state;
-    pc_addr_t a;
+    addr_t a;
     assert_int_equal(addr_parse("::ffff:10.1.2.3", 15, &a, NULL), 0);
     assert_true(addr_is_v4mapped(&a));
     addr_normalize(&a);

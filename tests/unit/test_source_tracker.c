@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Per-source tracker: token bucket on a fake clock, concurrent maximum,
  * source keys, the full-table policies, threads. */
 #include <stdarg.h>
@@ -15,9 +16,9 @@
 #include "filter/addr.h"
 #include "filter/source_tracker.h"
 
-static pc_addr_t A(const char *text)
+static addr_t A(const char *text)
 {
-    pc_addr_t a;
+    addr_t a;
     if (addr_parse(text, strlen(text), &a, NULL) != 0) fail_msg("bad address %s", text);
     addr_normalize(&a);
     return a;
@@ -38,7 +39,7 @@ static tracker_t *make(unsigned max, double rate, unsigned burst, unsigned capac
 }
 
 /* Acquire and immediately release; returns the acquire result. */
-static unsigned touch(tracker_t *t, const pc_addr_t *a, uint64_t now_ms)
+static unsigned touch(tracker_t *t, const addr_t *a, uint64_t now_ms)
 {
     uint32_t slot;
     unsigned r = tracker_acquire(t, a, now_ms, 0, &slot);
@@ -55,7 +56,7 @@ static void test_token_bucket(void **state)
 {
     (void)state;
     tracker_t *t = make(0, 10.0, 5, 64, TRACKER_FULL_REJECT); /* 10/s, burst 5 */
-    pc_addr_t a = A("192.0.2.1");
+    addr_t a = A("192.0.2.1");
     for (int i = 0; i < 5; i++)
         assert_int_equal(touch(t, &a, 1000), 0);
     assert_int_equal(touch(t, &a, 1000), TRACK_OVER_RATE);
@@ -71,7 +72,7 @@ static void test_token_bucket(void **state)
         assert_int_equal(touch(t, &a, 60000), 0);
     assert_int_equal(touch(t, &a, 60000), TRACK_OVER_RATE);
     /* another source has its own bucket */
-    pc_addr_t b = A("192.0.2.2");
+    addr_t b = A("192.0.2.2");
     assert_int_equal(touch(t, &b, 60000), 0);
     tracker_destroy(t);
 
@@ -87,7 +88,7 @@ static void test_undo_returns_token(void **state)
 {
     (void)state;
     tracker_t *t = make(0, 1.0, 1, 64, TRACKER_FULL_REJECT);
-    pc_addr_t a = A("198.51.100.7");
+    addr_t a = A("198.51.100.7");
     uint32_t s1, s2;
     assert_int_equal(tracker_acquire(t, &a, 5000, 0, &s1), 0);
     tracker_undo(t, s1);
@@ -103,7 +104,7 @@ static void test_concurrent_max(void **state)
 {
     (void)state;
     tracker_t *t = make(3, 0, 0, 1024, TRACKER_FULL_REJECT);
-    pc_addr_t a = A("203.0.113.9"), b = A("203.0.113.10");
+    addr_t a = A("203.0.113.9"), b = A("203.0.113.10");
     uint32_t s[4];
     for (int i = 0; i < 3; i++)
         assert_int_equal(tracker_acquire(t, &a, 0, 0, &s[i]), 0);
@@ -141,7 +142,7 @@ static void test_double_release(void **state)
 {
     (void)state;
     tracker_t *t = make(1, 0, 0, 64, TRACKER_FULL_REJECT);
-    pc_addr_t a = A("203.0.113.1");
+    addr_t a = A("203.0.113.1");
     uint32_t s;
     assert_int_equal(tracker_acquire(t, &a, 0, 0, &s), 0);
     tracker_release(t, s);
@@ -167,19 +168,19 @@ static void test_source_keys(void **state)
     tracker_t *t;
     assert_int_equal(tracker_create(&c, &t), 0);
     uint32_t s1, s2;
-    pc_addr_t a = A("2001:db8::1"), b = A("2001:db8::ffff:1"), d = A("2001:db8:0:1::1");
+    addr_t a = A("2001:db8::1"), b = A("2001:db8::ffff:1"), d = A("2001:db8:0:1::1");
     assert_int_equal(tracker_acquire(t, &a, 0, 0, &s1), 0);
     assert_int_equal(tracker_acquire(t, &b, 0, 0, &s2), TRACK_OVER_MAX); /* same /64 */
     assert_int_equal(tracker_acquire(t, &d, 0, 0, &s2), 0);              /* next /64 */
     tracker_release(t, s2);
     /* IPv4 0.0.0.0 and IPv6 :: are different sources */
-    pc_addr_t z4 = A("0.0.0.0"), z6 = A("::");
+    addr_t z4 = A("0.0.0.0"), z6 = A("::");
     uint32_t s3, s4;
     assert_int_equal(tracker_acquire(t, &z4, 0, 0, &s3), 0);
     assert_int_equal(tracker_acquire(t, &z6, 0, 0, &s4), 0);
     assert_int_not_equal(s3, s4);
     /* IPv4-mapped IPv6 (normalised) is the IPv4 source */
-    pc_addr_t m = A("::ffff:0.0.0.0");
+    addr_t m = A("::ffff:0.0.0.0");
     assert_int_equal(tracker_acquire(t, &m, 0, 0, &s2), TRACK_OVER_MAX);
     tracker_release(t, s1);
     tracker_release(t, s3);
@@ -189,7 +190,7 @@ static void test_source_keys(void **state)
     c.prefix_v4 = 24;
     c.prefix_v6 = 128;
     assert_int_equal(tracker_create(&c, &t), 0);
-    pc_addr_t e = A("10.1.2.3"), f = A("10.1.2.200"), g = A("10.1.3.1");
+    addr_t e = A("10.1.2.3"), f = A("10.1.2.200"), g = A("10.1.3.1");
     assert_int_equal(tracker_acquire(t, &e, 0, 0, &s1), 0);
     assert_int_equal(tracker_acquire(t, &f, 0, 0, &s2), TRACK_OVER_MAX); /* same /24 */
     assert_int_equal(touch(t, &g, 0), 0);
@@ -203,7 +204,7 @@ static void test_shadow(void **state)
 {
     (void)state;
     tracker_t *t = make(1, 1.0, 1, 64, TRACKER_FULL_REJECT);
-    pc_addr_t a = A("192.0.2.50");
+    addr_t a = A("192.0.2.50");
     uint32_t s1, s2, s3;
     assert_int_equal(tracker_acquire(t, &a, 0, 1, &s1), 0);
     /* over both: reported, still counted (the connection is accepted) */
@@ -227,10 +228,10 @@ static void test_full_reject(void **state)
     char text[32];
     for (int i = 0; i < 16; i++) {
         snprintf(text, sizeof text, "10.0.0.%d", i);
-        pc_addr_t a = A(text);
+        addr_t a = A(text);
         assert_int_equal(tracker_acquire(t, &a, 0, 0, &s[i]), 0);
     }
-    pc_addr_t n = A("10.0.1.1");
+    addr_t n = A("10.0.1.1");
     assert_int_equal(tracker_acquire(t, &n, 0, 0, &s[16]), TRACK_FULL);
     assert_int_equal(s[16], TRACK_NO_SLOT);
     tracker_stats_t st;
@@ -244,7 +245,7 @@ static void test_full_reject(void **state)
     assert_int_equal(tracker_acquire(t, &n, 1000, 0, &s[16]), 0);
     assert_int_equal(s[16], s[3]);
     assert_int_equal(tracker_count(t, &n), 1);
-    pc_addr_t old = A("10.0.0.3"); /* its slot went to n: it is a new source now */
+    addr_t old = A("10.0.0.3"); /* its slot went to n: it is a new source now */
     assert_int_equal(tracker_count(t, &old), 0);
     tracker_stats(t, &st);
     assert_int_equal(st.full_events, 2);
@@ -263,11 +264,11 @@ static void test_full_shared(void **state)
     char text[32];
     for (int i = 0; i < 16; i++) {
         snprintf(text, sizeof text, "10.0.0.%d", i);
-        pc_addr_t a = A(text);
+        addr_t a = A(text);
         assert_int_equal(tracker_acquire(t, &a, 0, 0, &s[i]), 0);
     }
     /* new sources share one overflow entry with the per-source limit */
-    pc_addr_t x = A("10.9.0.1"), y = A("10.9.0.2"), z = A("2001:db8::1");
+    addr_t x = A("10.9.0.1"), y = A("10.9.0.2"), z = A("2001:db8::1");
     assert_int_equal(tracker_acquire(t, &x, 0, 0, &o1), 0);
     assert_int_equal(tracker_acquire(t, &y, 0, 0, &o2), 0);
     assert_int_equal(o1, o2);
@@ -342,9 +343,9 @@ typedef struct shared_s {
 static shared_t sh;
 static atomic_int next_id;
 
-static pc_addr_t key_addr(int k)
+static addr_t key_addr(int k)
 {
-    pc_addr_t a;
+    addr_t a;
     addr_set_v4(&a, 0xc6336400u + (uint32_t)k); /* 198.51.100.k... */
     return a;
 }
@@ -359,7 +360,7 @@ static void insert_race(void *arg)
     while (atomic_load(&sh.ready) < NTHREADS) {
     }
     for (int k = 0; k < NKEYS; k++) {
-        pc_addr_t a = key_addr(k);
+        addr_t a = key_addr(k);
         if (tracker_acquire(sh.t, &a, 0, 0, &sh.slots[id][k]) != 0)
             atomic_fetch_add(&sh.violations, 1);
     }
@@ -376,7 +377,7 @@ static void max_race(void *arg)
         x ^= x >> 7;
         x ^= x << 17;
         int k = (int)(x % 5);
-        pc_addr_t a = key_addr(k);
+        addr_t a = key_addr(k);
         uint32_t slot;
         if (tracker_acquire(sh.t, &a, 0, 0, &slot) == 0) {
             if (atomic_fetch_add(&sh.held[k], 1) + 1 > 3) atomic_fetch_add(&sh.violations, 1);
@@ -408,7 +409,7 @@ static void test_threads(void **state)
     tracker_stats(sh.t, &st);
     assert_int_equal(st.used, NKEYS);
     for (int k = 0; k < NKEYS; k++) {
-        pc_addr_t a = key_addr(k);
+        addr_t a = key_addr(k);
         assert_int_equal(tracker_count(sh.t, &a), NTHREADS);
     }
     /* released from another thread than the one that acquired */

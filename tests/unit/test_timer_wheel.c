@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Timer wheel: timers fire at the first tick at or after their expiry,
  * never before; removal works; long timers survive whole revolutions. */
 #include <setjmp.h>

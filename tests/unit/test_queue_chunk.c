@@ -1,4 +1,5 @@
-/* Intrusive queues, object pools and send chunks. */
+/* SPDX-License-Identifier: MIT */
+/* Intrusive queues and send chunks. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -6,7 +7,7 @@
 
 #include <cmocka.h>
 
-#include "core/pool.h"
+#include "core/chunk.h"
 #include "core/queue.h"
 
 typedef struct item_s {
@@ -43,31 +44,6 @@ static void queue_order_and_remove(void **state)
     assert_int_equal(k, 5);
 }
 
-static void pool_reuses(void **state)
-{
-    (void)state;
-    pool_t p;
-    pool_init(&p, 40, 8);
-    void *objs[20];
-    for (int i = 0; i < 20; i++) {
-        objs[i] = pool_get(&p);
-        assert_non_null(objs[i]);
-        assert_int_equal((uintptr_t)objs[i] % 16, 0);
-        memset(objs[i], i, 40);
-    }
-    assert_int_equal(p.in_use, 20);
-    assert_int_equal(p.capacity, 24);
-    for (int i = 0; i < 20; i++)
-        for (int j = i + 1; j < 20; j++)
-            assert_ptr_not_equal(objs[i], objs[j]);
-    pool_put(&p, objs[5]);
-    assert_ptr_equal(pool_get(&p), objs[5]);
-    for (int i = 0; i < 20; i++)
-        pool_put(&p, objs[i]);
-    assert_int_equal(p.in_use, 0);
-    pool_destroy(&p);
-}
-
 static void chunks(void **state)
 {
     (void)state;
@@ -85,8 +61,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(queue_order_and_remove),
-        cmocka_unit_test(pool_reuses),
         cmocka_unit_test(chunks),
     };
-    return cmocka_run_group_tests_name("queue_pool", tests, NULL, NULL);
+    return cmocka_run_group_tests_name("queue_chunk", tests, NULL, NULL);
 }

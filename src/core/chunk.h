@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: MIT */
+/* Byte chunks for send queues. Not thread-safe: a chunk has one owner. */
+#ifndef PC_CORE_CHUNK_H
+#define PC_CORE_CHUNK_H
+
+#include <stddef.h>
+#include "queue.h"
+
+/* A byte chunk of a send queue: data[off, len) is pending. */
+typedef struct chunk_s {
+    queue_t link;
+    size_t off;
+    size_t len;
+    size_t cap;
+    char data[];
+} chunk_t;
+
+#define PC_CHUNK_MIN 4096u
+
+/* A chunk with room for at least need bytes (rounded up to PC_CHUNK_MIN),
+ * empty and unlinked; NULL when out of memory. Any thread. */
+chunk_t *chunk_new(size_t need);
+/* Free a chunk (NULL is a no-op). Any thread. */
+void chunk_free(chunk_t *c);
+
+#endif

@@ -1,0 +1,117 @@
+/* SPDX-License-Identifier: MIT */
+/* The worker threads' loop: wait for completions on the port, dispatch each
+ * by its op tag (the one place that reads op->tag to find the op's owner:
+ * posted work, server timers, worker exit, a connection's strand), then run
+ * the expired connection and server timers. Also pc_server_post, whose
+ * record the loop runs. */
+#include "server.h"
+
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/clock.h"
+#include "core/log.h"
+
+typedef struct post_rec_s {
+    op_t op;
+    void (*fn)(pc_server_t *s, void *arg);
+    void *arg;
+} post_rec_t;
+
+#define WAIT_BATCH 64
+
+/* ---- workers ------------------------------------------------------------------ */
+
+/* The connection whose timer's wheel link is e. */
+static pc_conn_t *timer_conn(queue_t *e)
+{
+    return pc_container_of(pc_container_of(e, wheel_timer_t, link), pc_conn_t, timer);
+}
+
+void worker_main(void *arg)
+{
+    worker_t *w = arg;
+    pc_server_t *s = w->srv;
+    completion_t cpl[WAIT_BATCH];
+    for (;;) {
+        uint64_t now = pc__now_ms();
+        pc__mutex_lock(&w->wheel_lock);
+        int timeout = wheel_timeout(&w->wheel, now);
+        int stimeout = wheel_timeout(&w->swheel, now);
+        pc__mutex_unlock(&w->wheel_lock);
+        if (stimeout >= 0 && (timeout < 0 || stimeout < timeout)) timeout = stimeout;
+        if (w->exiting) timeout = 0;
+        int n = port_wait(s->port, w->idx, cpl, WAIT_BATCH, timeout);
+        if (n < 0) {
+            PC_LOGE("worker %d: waiting for completions failed: %s", w->idx, pc_strerror(n));
+            pc__sleep_ms(10);
+            n = 0;
+        }
+        for (int i = 0; i < n; i++) {
+            op_t *op = cpl[i].op;
+            switch (op->tag) {
+            case TAG_POST: {
+                post_rec_t *pr = (post_rec_t *)op;
+                pr->fn(s, pr->arg);
+                pc__free(pr);
+                break;
+            }
+            case TAG_STIMER:
+                stimer_arm_op(w, op);
+                break;
+            case TAG_EXIT:
+                if (w->exiting) /* shared port: that exit was another worker's */
+                    port_post(s->port, w->idx, op);
+                w->exiting = 1;
+                break;
+            case TAG_CONN_RECV:
+                conn_dispatch(w, pc_container_of(op, pc_conn_t, recv_op), &cpl[i]);
+                break;
+            case TAG_CONN_KICK:
+                conn_dispatch(w, pc_container_of(op, pc_conn_t, kick_op), &cpl[i]);
+                break;
+            default: /* TAG_CONN_SEND, TAG_CONN_CONNECT */
+                conn_dispatch(w, pc_container_of(op, pc_conn_t, wr_op), &cpl[i]);
+                break;
+            }
+        }
+        /* expired timers: each is claimed while the wheel is locked, so that
+         * neither a disarm nor the connection's release can race with it
+         * (conn_timer_claim); the claimed ones run after unlocking */
+        queue_t expired, run, sexpired;
+        queue_init(&expired);
+        queue_init(&run);
+        queue_init(&sexpired);
+        pc__mutex_lock(&w->wheel_lock);
+        uint64_t tnow = pc__now_ms();
+        wheel_expire(&w->wheel, tnow, &expired);
+        wheel_expire(&w->swheel, tnow, &sexpired);
+        while (!queue_empty(&expired)) {
+            queue_t *e = queue_head(&expired);
+            queue_remove(e);
+            if (conn_timer_claim(timer_conn(e))) queue_insert_tail(&run, e);
+        }
+        pc__mutex_unlock(&w->wheel_lock);
+        while (!queue_empty(&run)) {
+            queue_t *e = queue_head(&run);
+            queue_remove(e);
+            conn_timer_expired(w, timer_conn(e));
+        }
+        stimer_run_expired(w, &sexpired);
+        if (w->exiting && n == 0) break;
+    }
+}
+
+int pc_server_post(pc_server_t *s, void (*fn)(pc_server_t *s, void *arg), void *arg)
+{
+    if (!s || !fn) return PC_EINVAL;
+    if (!s->started || s->stopped) return PC_ENOTCONN;
+    post_rec_t *pr = pc__malloc(sizeof *pr);
+    if (!pr) return PC_ENOMEM;
+    memset(&pr->op, 0, sizeof pr->op);
+    pr->op.tag = TAG_POST;
+    pr->fn = fn;
+    pr->arg = arg;
+    worker_t *w = server_pick_worker(s);
+    return port_post(s->port, w->idx, &pr->op);
+}
