@@ -8,12 +8,17 @@
 # port, runs wrk -t2 -cCONNS (default 100) for S+2 seconds (default S=5; with
 # --churn every request carries "Connection: close"), records S seconds of
 # the server with `perf record -g` in the middle of the load, and prints the
-# CPU split per thread, per DSO, and the top symbols (self time). Extra
-# pc-http flags: PC_HTTP_ARGS. Needs perf (linux-perf); kernel symbols need
+# CPU split per thread, per DSO, and the top symbols (self time). Over the
+# same window it counts, per thread, context switches (voluntary = the thread
+# slept and was woken: a wake-up) and system calls (perf stat
+# raw_syscalls:sys_enter), and prints them per request (per connection with
+# --churn), the requests in the window estimated from wrk's rate. Extra
+# pc-http flags: PC_HTTP_ARGS (e.g. "--rules FILE" for the 1M-prefix list).
+# Needs perf (linux-perf); kernel symbols need
 # kernel.perf_event_paranoid <= 1 or root. Exit 0 whatever it finds.
 set -u
 if [ $# -lt 1 ] || [ ! -d "$1" ]; then
-    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 fi
 BUILD=$(cd "$1" && pwd)
@@ -53,11 +58,44 @@ hdr=()
 wrk -t2 -c"$CONNS" -d"$((SECS + 2))s" "${hdr[@]}" "http://127.0.0.1:$PORT/" >"$TMP/wrk.out" 2>&1 &
 WRK_PID=$!
 sleep 1
+# context switches per thread: /proc/PID/task/TID/status, before and after
+ctxsw() {
+    for t in /proc/"$PC_PID"/task/*; do
+        printf '%s %s %s\n' "${t##*/}" "$(cat "$t/comm" 2>/dev/null)" \
+            "$(awk '/^voluntary_ctxt_switches/ {v=$2} /^nonvoluntary_ctxt_switches/ {n=$2}
+                     END {print v+0, n+0}' "$t/status" 2>/dev/null)"
+    done
+}
+ctxsw >"$TMP/cs0"
+perf stat -e raw_syscalls:sys_enter --per-thread -p "$PC_PID" -x, -o "$TMP/sys.csv" \
+    -- sleep "$SECS" >/dev/null 2>&1 &
+STAT_PID=$!
 perf record -F 999 -g -p "$PC_PID" -o "$TMP/perf.data" -- sleep "$SECS" >/dev/null 2>&1
+wait "$STAT_PID" 2>/dev/null
+ctxsw >"$TMP/cs1"
 wait "$WRK_PID" 2>/dev/null
 WRK_PID=
+RATE=$(awk '/Requests\/sec/ {print $2}' "$TMP/wrk.out")
 echo "load: wrk -t2 -c$CONNS $([ "$CHURN" = 1 ] && echo "-H 'Connection: close'")" \
-    "-> $(awk '/Requests\/sec/ {print $2 " req/s"}' "$TMP/wrk.out")"
+    "-> ${RATE:-?} req/s"
+UNIT=request
+[ "$CHURN" = 1 ] && UNIT=connection
+echo "-- per $UNIT, by thread (window ${SECS}s, ~$(awk -v r="${RATE:-0}" -v s="$SECS" \
+    'BEGIN {printf "%.0f", r * s}') ${UNIT}s from wrk's rate)"
+awk -v r="${RATE:-0}" -v s="$SECS" -v f0="$TMP/cs0" -v fs="$TMP/sys.csv" '
+    BEGIN {
+        while ((getline l < f0) > 0) { split(l, a, " "); v0[a[1]] = a[3]; n0[a[1]] = a[4] }
+        # perf stat --per-thread -x,: "comm-TID,count,..."
+        while ((getline l < fs) > 0) {
+            split(l, a, ","); k = a[1]; sub(/.*-/, "", k); if (k ~ /^[0-9]+$/) sc[k] = a[2]
+        }
+        units = r * s; if (units <= 0) units = 1
+        printf "%-8s %-12s %12s %12s %12s\n", "tid", "thread", "wakeups", "preempted", "syscalls"
+    }
+    {
+        tid = $1; dv = $3 - v0[tid]; dn = $4 - n0[tid]
+        printf "%-8s %-12s %12.3f %12.3f %12.3f\n", tid, $2, dv / units, dn / units, sc[tid] / units
+    }' "$TMP/cs1"
 echo "-- CPU by thread"
 perf report -i "$TMP/perf.data" --stdio --no-children --sort comm,pid 2>/dev/null |
     grep -E '^ +[0-9]' | head -8
