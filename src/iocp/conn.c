@@ -8,7 +8,7 @@
  * connection may be dequeued by several workers at once and the strand
  * parks the later ones (c->parked_ops, c->timer_due) until the first finishes.
  * Other threads never touch strand state: they queue into the inbox
- * (inbox_sends, inbox_close) under conn_lock(c) and post the connection's kick op. */
+ * (inbox_tx, inbox_close) under conn_lock(c) and post the connection's kick op. */
 #include "server.h"
 
 #include <assert.h>
@@ -45,6 +45,7 @@ static void tls_deliver(pc_conn_t *c, const char *data, size_t n);
 static void tls_phase_start(pc_conn_t *c);
 static void handle_eof(pc_conn_t *c);
 static int sendq_push(pc_conn_t *c, const pc_buf_t *bufs, unsigned n, size_t total);
+static int tx_empty(const pc_conn_t *c);
 
 static port_t *conn_port(pc_conn_t *c)
 {
@@ -102,8 +103,8 @@ static uint64_t conn_next_deadline(const pc_conn_t *c)
         uint64_t t = c->last_rx_ms + cfg->idle_timeout_ms;
         if (!at || t < at) at = t;
     }
-    if (cfg->write_timeout_ms && atomic_load(&c->sendq_bytes)) {
-        uint64_t t = c->tx_since_ms + cfg->write_timeout_ms;
+    if (cfg->write_timeout_ms && atomic_load(&c->sendq_bytes) && c->tx) {
+        uint64_t t = c->tx->tx_since_ms + cfg->write_timeout_ms;
         if (!at || t < at) at = t;
     }
     return user_timer_deadline(c, at);
@@ -137,14 +138,14 @@ static void handle_timer(pc_conn_t *c)
     if (c->state == CS_CLOSING) {
         if (now >= c->deadline_ms) {
             /* The peer neither read our data nor closed in time. */
-            conn_close_socket(c, !queue_empty(&c->sendq));
+            conn_close_socket(c, !tx_empty(c));
             return;
         }
     } else if (c->state == CS_OPEN) {
         if (proxy_timer(c, now)) return;
         if (user_timer_fire(c, now)) return; /* its function closed the connection */
-        if (cfg->write_timeout_ms && atomic_load(&c->sendq_bytes) &&
-            now >= c->tx_since_ms + cfg->write_timeout_ms) {
+        if (cfg->write_timeout_ms && atomic_load(&c->sendq_bytes) && c->tx &&
+            now >= c->tx->tx_since_ms + cfg->write_timeout_ms) {
             /* the peer stopped reading: nothing queued can be delivered */
             c->reason = PC_CLOSE_WRITE_TIMEOUT;
             conn_close_socket(c, 1);
@@ -169,8 +170,8 @@ static void sendq_started(pc_conn_t *c)
 {
     unsigned wt = c->srv->cfg.write_timeout_ms;
     if (!wt) return;
-    c->tx_since_ms = pc__now_ms();
-    if (c->state == CS_OPEN) timer_sooner(c, c->tx_since_ms + wt);
+    c->tx->tx_since_ms = pc__now_ms();
+    if (c->state == CS_OPEN) timer_sooner(c, c->tx->tx_since_ms + wt);
 }
 
 /* Refuse a send that needs new send-queue memory (a chunk of grow bytes;
@@ -182,6 +183,95 @@ static int over_buffer_cap(pc_server_t *s, size_t grow)
     if (!cap || !grow || counter_get(&s->send_held) + grow <= cap) return 0;
     counter_add(&s->send_refused, 1);
     return 1;
+}
+
+/* ---- the send side (conn_tx_t) ------------------------------------------- */
+
+static void tx_init(conn_tx_t *tx, pc_conn_t *c)
+{
+    memset(&tx->wr_op, 0, sizeof tx->wr_op);
+    tx->wr_op.tag = TAG_CONN_SEND;
+    tx->u.c = c;
+    queue_init(&tx->sendq);
+    tx->iovx = NULL;
+    tx->tx_since_ms = 0;
+}
+
+/* Give an empty send side back: to w's cache (w: the worker whose thread
+ * this is, or NULL), or to the allocator. */
+static void tx_free(worker_t *w, conn_tx_t *tx)
+{
+    pc__free(tx->iovx);
+    tx->iovx = NULL;
+    if (w && w->tx_cached < TX_CACHE_MAX) {
+        tx->u.next_free = w->tx_cache;
+        w->tx_cache = tx;
+        w->tx_cached++;
+        return;
+    }
+    pc__free(tx);
+}
+
+/* The connection's send side, taken from the running worker's cache if it
+ * has none (strand). NULL: out of memory. */
+static conn_tx_t *tx_get(pc_conn_t *c)
+{
+    if (c->tx) return c->tx;
+    worker_t *w = tls_worker;
+    conn_tx_t *tx;
+    if (w && w->tx_cache) {
+        tx = w->tx_cache;
+        w->tx_cache = tx->u.next_free;
+        w->tx_cached--;
+    } else if (!(tx = pc__malloc(sizeof *tx))) {
+        return NULL;
+    }
+    tx_init(tx, c);
+    c->tx = tx;
+    return tx;
+}
+
+/* Nothing queued to send (the send side may be absent). */
+static int tx_empty(const pc_conn_t *c)
+{
+    return !c->tx || queue_empty(&c->tx->sendq);
+}
+
+/* Everything was handed to the kernel and nothing is pending: the
+ * connection is idle on the send side and gives it back (strand). */
+static void tx_idle(pc_conn_t *c)
+{
+    conn_tx_t *tx = c->tx;
+    if (!tx || c->sending || c->connecting || !queue_empty(&tx->sendq)) return;
+    c->tx = NULL;
+    tx_free(tls_worker, tx);
+}
+
+void conn_tx_cache_free(worker_t *w)
+{
+    while (w->tx_cache) {
+        conn_tx_t *tx = w->tx_cache;
+        w->tx_cache = tx->u.next_free;
+        pc__free(tx);
+    }
+    w->tx_cached = 0;
+}
+
+void conn_tx_destroy(pc_conn_t *c)
+{
+    conn_tx_t *txs[2] = {c->tx, c->inbox_tx};
+    for (int k = 0; k < 2; k++) {
+        conn_tx_t *tx = txs[k];
+        if (!tx) continue;
+        while (!queue_empty(&tx->sendq)) {
+            queue_t *e = queue_head(&tx->sendq);
+            queue_remove(e);
+            chunk_free(pc_container_of(e, chunk_t, link));
+        }
+        pc__free(tx->iovx);
+        pc__free(tx);
+    }
+    c->tx = c->inbox_tx = NULL;
 }
 
 /* ---- sending ------------------------------------------------------------- */
@@ -214,23 +304,24 @@ static int sendq_append(pc_server_t *s, queue_t *q, const pc_buf_t *bufs, unsign
 
 static void conn_flush(pc_conn_t *c)
 {
-    if (c->sending || c->state == CS_CLOSED || queue_empty(&c->sendq)) return;
+    conn_tx_t *tx = c->tx;
+    if (!tx || c->sending || c->state == CS_CLOSED || queue_empty(&tx->sendq)) return;
     /* one chunk (the common case: a response) goes out of iov1; more take
      * the iovx array, allocated for the send and freed when it completes
      * (without memory, one chunk at a time still makes progress) */
-    pc_buf_t *iov = &c->iov1;
+    pc_buf_t *iov = &tx->iov1;
     unsigned max = 1;
-    if (c->sendq.next->next != &c->sendq) { /* more than one chunk */
-        if (!c->iovx) c->iovx = pc__malloc(SEND_IOV_MAX * sizeof *c->iovx);
-        if (c->iovx) {
-            iov = c->iovx;
+    if (tx->sendq.next->next != &tx->sendq) { /* more than one chunk */
+        if (!tx->iovx) tx->iovx = pc__malloc(SEND_IOV_MAX * sizeof *tx->iovx);
+        if (tx->iovx) {
+            iov = tx->iovx;
             max = SEND_IOV_MAX;
         }
     }
     unsigned n = 0;
     size_t total = 0;
     queue_t *e;
-    queue_foreach(e, &c->sendq)
+    queue_foreach(e, &tx->sendq)
     {
         if (n == max || total >= PC_SEND_MAX) break;
         chunk_t *ch = pc_container_of(e, chunk_t, link);
@@ -245,8 +336,8 @@ static void conn_flush(pc_conn_t *c)
     if (!n) return;
     c->sending = 1;
     c->ops_pending++;
-    c->wr_op.tag = TAG_CONN_SEND;
-    int rc = port_send(conn_port(c), &c->ps, &c->wr_op, iov, n);
+    tx->wr_op.tag = TAG_CONN_SEND;
+    int rc = port_send(conn_port(c), &c->ps, &tx->wr_op, iov, n);
     if (rc < 0) {
         c->sending = 0;
         c->ops_pending--;
@@ -260,8 +351,9 @@ static void conn_flush(pc_conn_t *c)
 static void sendq_consume(pc_conn_t *c, size_t n)
 {
     size_t done = n;
-    while (n && !queue_empty(&c->sendq)) {
-        chunk_t *ch = pc_container_of(queue_head(&c->sendq), chunk_t, link);
+    conn_tx_t *tx = c->tx; /* a send completed: it has one */
+    while (n && !queue_empty(&tx->sendq)) {
+        chunk_t *ch = pc_container_of(queue_head(&tx->sendq), chunk_t, link);
         size_t avail = ch->len - ch->off;
         size_t take = n < avail ? n : avail;
         ch->off += take;
@@ -278,7 +370,7 @@ static void sendq_consume(pc_conn_t *c, size_t n)
         c->sent_due = 1;              /* on_sent once the queue is empty */
         c->last_rx_ms = pc__now_ms(); /* traffic out counts for the idle timeout */
     }
-    if (c->srv->cfg.write_timeout_ms) c->tx_since_ms = pc__now_ms(); /* progress */
+    if (c->srv->cfg.write_timeout_ms) tx->tx_since_ms = pc__now_ms(); /* progress */
 }
 
 /* ---- reading ---------------------------------------------------------- */
@@ -518,11 +610,13 @@ static void conn_open(pc_conn_t *c)
 {
     pc_server_t *s = c->srv;
     int rc = port_attach(s->port, &c->ps);
+    conn_tx_t *tx = NULL;
+    if (rc >= 0 && c->outbound && !(tx = tx_get(c))) rc = PC_ENOMEM; /* the connect's op */
     if (rc >= 0 && c->outbound) {
         c->connecting = 1;
         c->ops_pending++;
-        c->wr_op.tag = TAG_CONN_CONNECT;
-        rc = port_connect(s->port, &c->ps, &c->wr_op, &c->peer.sa,
+        tx->wr_op.tag = TAG_CONN_CONNECT;
+        rc = port_connect(s->port, &c->ps, &tx->wr_op, &c->peer.sa,
                           c->peer.sa.sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
                                                            : sizeof(struct sockaddr_in));
         if (rc < 0) {
@@ -571,26 +665,33 @@ static void conn_close_socket(pc_conn_t *c, int abortive)
 }
 
 /* Final release: every pending op has come back. */
-static void conn_release(pc_conn_t *c)
+static void conn_release(worker_t *w, pc_conn_t *c)
 {
     pc_server_t *s = c->srv;
     size_t q = atomic_load(&c->sendq_bytes);
-    sendq_free(s, &c->sendq);
+    if (c->tx) {
+        sendq_free(s, &c->tx->sendq);
+        tx_free(w, c->tx);
+        c->tx = NULL;
+    }
     counter_sub(&s->send_queued, q);
     atomic_store(&c->sendq_bytes, 0);
-    pc__free(c->iovx);
-    c->iovx = NULL;
     conn_proxy_free(c);
     drop_held(c);
     pc__free(c->ext);
     c->ext = NULL;
     conn_tls_free(c);
     pc__mutex_lock(conn_lock(c));
-    sendq_free(s, &c->inbox_sends);
+    conn_tx_t *itx = c->inbox_tx;
+    c->inbox_tx = NULL;
     counter_sub(&s->send_queued, atomic_load(&c->inbox_send_bytes));
     atomic_store(&c->inbox_send_bytes, 0);
     c->state = CS_FREE;
     pc__mutex_unlock(conn_lock(c));
+    if (itx) {
+        sendq_free(s, &itx->sendq);
+        tx_free(w, itx);
+    }
     conn_drop_posts(c);
     server_conn_release(s, c);
 }
@@ -603,7 +704,8 @@ static void handle_kick(pc_conn_t *c)
     queue_init(&local);
     pc__mutex_lock(conn_lock(c));
     c->kick_posted = 0;
-    queue_move_all(&local, &c->inbox_sends);
+    conn_tx_t *itx = c->inbox_tx; /* the inbox's bytes, in the sendq of a spare send side */
+    c->inbox_tx = NULL;
     size_t xbytes = atomic_load(&c->inbox_send_bytes);
     /* the bytes move to sendq_bytes in the same critical section, so that
      * per-connection limit checks never see them in neither (not while
@@ -617,6 +719,18 @@ static void handle_kick(pc_conn_t *c)
     pc_close_reason_t xreason = c->inbox_close_reason;
     c->inbox_close = INBOX_CLOSE_NONE;
     pc__mutex_unlock(conn_lock(c));
+    if (itx) {
+        /* the sender allocated it, so taking these bytes never needs memory:
+         * it becomes the send side if there is none (also the op of an
+         * outbound connect, below), else goes to this worker's cache */
+        queue_move_all(&local, &itx->sendq);
+        if (!c->tx && c->state != CS_CLOSED) {
+            tx_init(itx, c);
+            c->tx = itx;
+        } else {
+            tx_free(tls_worker, itx);
+        }
+    }
 
     if (c->state == CS_OPENING && !c->connecting) conn_open(c);
     /* while an outbound connect is in flight the bytes wait in the send
@@ -629,7 +743,7 @@ static void handle_kick(pc_conn_t *c)
         conn_tls_send_chunks(c, &local, xbytes);
         sendq_free(c->srv, &local);
     } else if (accept_bytes && !queue_empty(&local)) {
-        int was_empty = queue_empty(&c->sendq);
+        int was_empty = queue_empty(&c->tx->sendq); /* adopted above if it had none */
         sendq_take(c, &local);
         if (!moved) atomic_fetch_add(&c->sendq_bytes, xbytes);
         if (was_empty) sendq_started(c);
@@ -688,9 +802,9 @@ static void handle(worker_t *w, pc_conn_t *c, const completion_t *cpl)
     case TAG_CONN_SEND:
         c->sending = 0;
         c->ops_pending--;
-        if (c->iovx) {
-            pc__free(c->iovx);
-            c->iovx = NULL;
+        if (c->tx->iovx) {
+            pc__free(c->tx->iovx);
+            c->tx->iovx = NULL;
         }
         if (cpl->bytes) sendq_consume(c, cpl->bytes);
         if (c->state == CS_CLOSED) break;
@@ -739,10 +853,11 @@ static void conn_after(pc_conn_t *c)
     }
     conn_deliver_held(c);
     conn_notify_sent(c);
-    if (c->state == CS_CLOSING && !c->sending && queue_empty(&c->sendq)) {
+    if (c->state == CS_CLOSING && !c->sending && tx_empty(c)) {
         do_fin(c);
         if (c->state != CS_CLOSED) conn_arm_read(c);
     }
+    if (c->state != CS_CLOSED) tx_idle(c);
 }
 
 /* The timer's pseudo-op: its expiry runs through handle() like a completion
@@ -790,7 +905,7 @@ static void conn_strand(worker_t *w, pc_conn_t *c, completion_t cur)
     }
     tls_conn = prev;
     tls_worker = prev_w;
-    if (release) conn_release(c);
+    if (release) conn_release(w, c);
 }
 
 /* Take the connection's strand for one event: cpl, or the timer's expiry
@@ -1009,8 +1124,9 @@ static int conn_xsend(pc_conn_t *c, uint64_t id, const pc_buf_t *bufs, unsigned 
     pc_server_t *s = c->srv;
     pc__mutex_lock(conn_lock(c));
     int rc = xsend_check_locked(c, id, total);
-    if (rc == 0 && !queue_empty(&c->inbox_sends)) {
-        chunk_t *tail = pc_container_of(c->inbox_sends.prev, chunk_t, link);
+    int need_tx = !c->inbox_tx;
+    if (rc == 0 && c->inbox_tx && !queue_empty(&c->inbox_tx->sendq)) {
+        chunk_t *tail = pc_container_of(c->inbox_tx->sendq.prev, chunk_t, link);
         if (tail->cap - tail->len >= total) {
             copy_bufs(tail, bufs, n);
             int post = xsend_commit_locked(c, total);
@@ -1025,16 +1141,35 @@ static int conn_xsend(pc_conn_t *c, uint64_t id, const pc_buf_t *bufs, unsigned 
     chunk_t *ch = sq_chunk_new(s, total);
     if (!ch) return PC_ENOMEM;
     copy_bufs(ch, bufs, n);
-    pc__mutex_lock(conn_lock(c));
-    rc = xsend_check_locked(c, id, total);
+    /* an empty inbox needs a send side to carry its chunks, allocated here
+     * so that the kick never needs memory to take accepted bytes */
+    conn_tx_t *spare = NULL;
+    for (;;) {
+        if (need_tx && !spare && !(spare = pc__malloc(sizeof *spare))) {
+            sq_chunk_free(s, ch);
+            return PC_ENOMEM;
+        }
+        pc__mutex_lock(conn_lock(c));
+        rc = xsend_check_locked(c, id, total);
+        if (rc < 0 || c->inbox_tx || spare) break;
+        pc__mutex_unlock(conn_lock(c)); /* a kick took the inbox meanwhile */
+        need_tx = 1;
+    }
     if (rc < 0) {
         pc__mutex_unlock(conn_lock(c));
         sq_chunk_free(s, ch);
+        pc__free(spare);
         return rc;
     }
-    queue_insert_tail(&c->inbox_sends, &ch->link);
+    if (!c->inbox_tx) {
+        tx_init(spare, c);
+        c->inbox_tx = spare;
+        spare = NULL;
+    }
+    queue_insert_tail(&c->inbox_tx->sendq, &ch->link);
     int post = xsend_commit_locked(c, total);
     pc__mutex_unlock(conn_lock(c));
+    pc__free(spare); /* another sender's was there first */
     if (post) port_post(s->port, c->ps.q, &c->kick_op);
     return 0;
 }
@@ -1069,7 +1204,7 @@ int pc_conn_sendv(pc_conn_t *c, const pc_buf_t *bufs, unsigned n)
     if (tls_conn != c) return conn_xsend(c, 0, bufs, n, total);
     if (c->state != CS_OPEN) return PC_ENOTCONN;
     if (over_limit(c, total)) return PC_ENOBUFS;
-    chunk_t *tail = queue_empty(&c->sendq) ? NULL : pc_container_of(c->sendq.prev, chunk_t, link);
+    chunk_t *tail = tx_empty(c) ? NULL : pc_container_of(c->tx->sendq.prev, chunk_t, link);
     size_t grow = tail && tail->cap - tail->len >= total ? 0 : sq_chunk_size(total);
     if (over_buffer_cap(c->srv, grow)) {
         /* stop reading (what it reads makes more output) until its own
@@ -1086,8 +1221,10 @@ int pc_conn_sendv(pc_conn_t *c, const pc_buf_t *bufs, unsigned n)
  * callback goes out in one gather write. */
 static int sendq_push(pc_conn_t *c, const pc_buf_t *bufs, unsigned n, size_t total)
 {
-    int rc = sendq_append(c->srv, &c->sendq, bufs, n, total);
-    if (rc < 0) return rc;
+    conn_tx_t *tx = tx_get(c);
+    if (!tx) return PC_ENOMEM;
+    int rc = sendq_append(c->srv, &tx->sendq, bufs, n, total);
+    if (rc < 0) return rc; /* an empty send side goes back in conn_after */
     size_t q = atomic_fetch_add(&c->sendq_bytes, total) + total;
     counter_add(&c->srv->send_queued, total);
     if (q == total) sendq_started(c);
@@ -1282,13 +1419,13 @@ static void sendq_take(pc_conn_t *c, queue_t *from)
         queue_remove(&ch->link);
         size_t len = ch->len - ch->off;
         chunk_t *tail =
-            queue_empty(&c->sendq) ? NULL : pc_container_of(c->sendq.prev, chunk_t, link);
+            queue_empty(&c->tx->sendq) ? NULL : pc_container_of(c->tx->sendq.prev, chunk_t, link);
         if (tail && tail->cap - tail->len >= len) {
             memcpy(tail->data + tail->len, ch->data + ch->off, len);
             tail->len += len;
             sq_chunk_free(c->srv, ch);
         } else {
-            queue_insert_tail(&c->sendq, &ch->link);
+            queue_insert_tail(&c->tx->sendq, &ch->link);
         }
     }
 }
@@ -1392,7 +1529,7 @@ int pc_conn_timer(pc_conn_t *c, unsigned ms, void (*fn)(pc_conn_t *c))
 
 static void conn_notify_sent(pc_conn_t *c)
 {
-    if (!c->sent_due || c->sending || !queue_empty(&c->sendq)) return;
+    if (!c->sent_due || c->sending || !tx_empty(c)) return;
     c->sent_due = 0;
     if (c->state != CS_OPEN || !c->cb->on_sent) return;
     c->cb->on_sent(c);
@@ -1484,17 +1621,20 @@ int pc_server_abort_id(pc_server_t *s, pc_conn_id_t id)
     int rc = conn_request_close(c, id, INBOX_CLOSE_ABORT, PC_CLOSE_ABORT);
     if (rc < 0) return rc;
     /* drop what other threads queued now: no later send is accepted (inbox_close) */
-    queue_t drop;
-    queue_init(&drop);
+    conn_tx_t *drop = NULL;
     pc__mutex_lock(conn_lock(c));
     size_t bytes = 0;
     if (atomic_load(&c->id) == id) {
-        queue_move_all(&drop, &c->inbox_sends);
+        drop = c->inbox_tx;
+        c->inbox_tx = NULL;
         bytes = atomic_load(&c->inbox_send_bytes);
         atomic_store(&c->inbox_send_bytes, 0);
     }
     pc__mutex_unlock(conn_lock(c));
-    sendq_free(s, &drop);
+    if (drop) {
+        sendq_free(s, &drop->sendq);
+        pc__free(drop);
+    }
     counter_sub(&s->send_queued, bytes);
     return 0;
 }

@@ -107,11 +107,8 @@ static pc_conn_t *table_fresh(pc_server_t *s)
     memset(c, 0, sizeof *c);
     c->srv = s;
     c->slot = slot;
-    queue_init(&c->inbox_sends);
-    queue_init(&c->sendq);
     wheel_timer_init(&c->timer);
     c->recv_op.tag = TAG_CONN_RECV;
-    c->wr_op.tag = TAG_CONN_SEND;
     c->kick_op.tag = TAG_CONN_KICK;
     atomic_store(&c->id, (uint64_t)slot); /* generation 0: never valid */
     /* publish after the record is initialised (lookups read nslots) */
@@ -153,7 +150,6 @@ pc_conn_t *server_conn_alloc(pc_server_t *s)
     c->cb = &s->cfg.cb;
     c->ops_pending = 0;
     c->deadline_ms = 0;
-    c->tx_since_ms = 0;
     atomic_store(&c->sendq_bytes, 0);
     c->ticket.slot = TRACK_NO_SLOT;
     return c;
@@ -480,15 +476,7 @@ void pc_server_destroy(pc_server_t *s)
     uint32_t nslots = atomic_load(&s->nslots);
     for (uint32_t slot = 0; slot < nslots; slot++) {
         pc_conn_t *c = &s->chunks[slot / PC_CONN_CHUNK][slot % PC_CONN_CHUNK];
-        queue_t *qs[2] = {&c->sendq, &c->inbox_sends};
-        for (int k = 0; k < 2; k++) {
-            while (!queue_empty(qs[k])) {
-                queue_t *e = queue_head(qs[k]);
-                queue_remove(e);
-                chunk_free(pc_container_of(e, chunk_t, link));
-            }
-        }
-        pc__free(c->iovx);
+        conn_tx_destroy(c);
         pc__free(c->ext);
         conn_drop_posts(c);
     }
@@ -500,6 +488,7 @@ void pc_server_destroy(pc_server_t *s)
     if (s->workers) {
         for (int i = 0; i < s->nworkers; i++) {
             pc__free(s->workers[i].scratch);
+            conn_tx_cache_free(&s->workers[i]);
             pc__mutex_destroy(&s->workers[i].wheel_lock);
         }
         pc__free(s->workers);

@@ -37,7 +37,7 @@ enum { INBOX_CLOSE_NONE = 0, INBOX_CLOSE_GRACEFUL = 1, INBOX_CLOSE_ABORT = 2 };
 
 /* buffers per gather write: with 4 KiB coalescing chunks this is 64 KiB or
  * more per send. The array is allocated only while a send of more than one
- * buffer is pending; a one-buffer send uses conn->iov1. */
+ * buffer is pending; a one-buffer send uses conn_tx_t's iov1. */
 #define SEND_IOV_MAX 16
 /* bytes per send operation at most: a send completes when all of it is out,
  * so this bounds how long progress stays invisible (the write timeout
@@ -70,6 +70,28 @@ typedef struct kfilter_s {
     struct kf_ebpf_s *ebpf;  /* EBPF tier */
 } kfilter_t;
 
+/* The send side of a connection: what only a connection with bytes to send
+ * (or an outbound connect in flight) needs. Allocated from the running
+ * worker's cache when the send queue becomes non-empty (pc_conn_send, a
+ * kick adopting the inbox's, conn_open of an outbound connection), given
+ * back when everything was handed to the kernel and nothing is pending
+ * (conn_after), so an idle connection holds none. Strand-owned, except as
+ * the inbox (c->inbox_tx, under conn_lock(c)). */
+typedef struct conn_tx_s {
+    op_t wr_op; /* the pending send, or the outbound connect before it */
+    union {
+        pc_conn_t *c;                /* in use: the owner (wr_op's completion finds it) */
+        struct conn_tx_s *next_free; /* in a worker's cache */
+    } u;
+    queue_t sendq;        /* chunk_t */
+    pc_buf_t iov1;        /* the gather list of a one-buffer send */
+    pc_buf_t *iovx;       /* SEND_IOV_MAX buffers, allocated while a longer send is pending */
+    uint64_t tx_since_ms; /* send queue non-empty and no progress since (write timeout) */
+} conn_tx_t;
+
+/* conn_tx_t kept per worker for reuse (beyond it they are freed) */
+#define TX_CACHE_MAX 256
+
 /* One connection. Every idle connection costs this record and nothing else
  * in user space, so it is kept small (docs/engine.md has the layout); what
  * only an active connection needs is allocated while it is needed. */
@@ -83,7 +105,10 @@ struct pc_conn_s {
      * port only), in order: ops linked through op->next, results in
      * op->res_*; the timer's expiry is the flag timer_due */
     op_fifo_t parked_ops;
-    queue_t inbox_sends;
+    /* bytes other threads queued: chunks in the sendq of a conn_tx_t that
+     * the first of them allocated (the kick adopts it as c->tx or gives it
+     * to its worker's cache), NULL when the inbox is empty */
+    struct conn_tx_s *inbox_tx;
     _Atomic size_t inbox_send_bytes;  /* written under the lock, read anywhere */
     struct inbox_post_s *inbox_posts; /* pc_server_post_to records, newest first */
     uint8_t in_dispatch;
@@ -104,7 +129,7 @@ struct pc_conn_s {
     uint8_t peer_eof;
     uint8_t counted;    /* counted in srv->active (accepted), else srv->outbound */
     uint8_t outbound;   /* opened by pc_connect */
-    uint8_t connecting; /* outbound connect in flight (wr_op) */
+    uint8_t connecting; /* outbound connect in flight (tx->wr_op) */
     uint8_t no_linger;  /* pc_conn_close_nolinger: close at the FIN */
     uint8_t sent_due;   /* bytes were handed over since on_sent last ran */
     uint8_t reason;     /* pc_close_reason_t */
@@ -121,16 +146,14 @@ struct pc_conn_s {
     uint16_t ops_pending; /* ops the backend holds (at most one per op of the record) */
     int err;
     const pc_callbacks_t *cb; /* the server's, or pc_connect's */
-    queue_t sendq;            /* chunk_t */
-    _Atomic size_t sendq_bytes;
-    pc_buf_t iov1;  /* the gather list of a one-buffer send */
-    pc_buf_t *iovx; /* SEND_IOV_MAX buffers, allocated while a longer send is pending */
+    /* the send side, while the send queue holds bytes, a send or an
+     * outbound connect is pending; NULL when idle (conn.c: tx_get, tx_idle) */
+    struct conn_tx_s *tx;
+    _Atomic size_t sendq_bytes; /* read by other threads (pc_conn_send_queued) */
     op_t recv_op;
-    op_t wr_op; /* the pending send, or the outbound connect before it */
     op_t kick_op;
     wheel_timer_t timer;
-    uint64_t last_rx_ms;  /* last receive (idle timeout) */
-    uint64_t tx_since_ms; /* send queue non-empty and no progress since (write timeout) */
+    uint64_t last_rx_ms; /* last receive (idle timeout) */
     /* CS_OPEN: header deadline, 0 = none; CS_CLOSING: the close deadline */
     uint64_t deadline_ms;
     sockaddr_any_t peer, local;
@@ -156,7 +179,9 @@ struct worker_s {
                             * other workers disarm timers this worker armed, or move
                             * them to their own wheels; expiry takes connection locks
                             * while holding it (never the reverse) */
-    char *scratch;         /* receive buffer */
+    conn_tx_t *tx_cache;   /* free conn_tx_t, touched only by this worker's thread */
+    unsigned tx_cached;
+    char *scratch; /* receive buffer */
     size_t scratch_size;
     op_t exit_op;
     int exiting;
@@ -275,7 +300,11 @@ void stimer_destroy(pc_server_t *s);
 /* Run the post_to functions still queued on a connection being released,
  * with c == NULL (destroy after a stop that could not close everything). */
 void conn_drop_posts(pc_conn_t *c);
-/* A completion of one of c's ops (recv_op, wr_op, kick_op) reached worker w:
+/* A worker is done (destroy, after the join): free its conn_tx_t cache. */
+void conn_tx_cache_free(worker_t *w);
+/* Free a connection's send side and inbox (destroy, after the join). */
+void conn_tx_destroy(pc_conn_t *c);
+/* A completion of one of c's ops (recv_op, tx->wr_op, kick_op) reached worker w:
  * run it in c's strand, now or, on a shared port, by the worker that runs
  * the strand (server_worker.c's loop finds c from the op's tag). */
 void conn_dispatch(worker_t *w, pc_conn_t *c, const completion_t *cpl);
