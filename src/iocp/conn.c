@@ -365,7 +365,7 @@ static void sendq_consume(pc_conn_t *c, size_t n)
     }
     atomic_fetch_sub(&c->sendq_bytes, done);
     counter_sub(&c->srv->send_queued, done);
-    counter_add(&c->w->bytes_out, done);
+    counter_add(&conn_worker(c)->bytes_out, done);
     if (done) {
         c->sent_due = 1;              /* on_sent once the queue is empty */
         c->last_rx_ms = pc__now_ms(); /* traffic out counts for the idle timeout */
@@ -653,7 +653,7 @@ static void conn_close_socket(pc_conn_t *c, int abortive)
     else
         sock_close(c->ps.fd);
     c->ps.fd = SOCK_INVALID;
-    counter_add(&c->w->closed[c->reason], 1);
+    counter_add(&conn_worker(c)->closed[c->reason], 1);
     if (notify && c->cb->on_close) c->cb->on_close(c, c->reason, c->err);
     if (c->counted) {
         filter_release(s->filter, &c->ticket);
@@ -888,7 +888,11 @@ static void conn_strand(worker_t *w, pc_conn_t *c, completion_t cur)
             break;
         }
         pc__mutex_lock(conn_lock(c));
-        if (op_fifo_drain(&c->parked_ops, &cur, 1)) { /* the next parked completion */
+        op_t *op = c->parked_ops;
+        if (op) { /* the next parked completion */
+            c->parked_ops = op->next;
+            op->busy = 0;
+            cur = (completion_t){op, op->res_status, op->res_bytes, op->res_data};
             pc__mutex_unlock(conn_lock(c));
             continue;
         }
@@ -931,7 +935,11 @@ static int strand_claim(pc_conn_t *c, const completion_t *cpl)
         op->res_status = cpl->status;
         op->res_bytes = (uint32_t)cpl->bytes;
         op->res_data = cpl->data;
-        op_fifo_push(&c->parked_ops, op);
+        op->next = NULL;
+        op_t **tail = &c->parked_ops;
+        while (*tail)
+            tail = &(*tail)->next;
+        *tail = op;
     }
     pc__mutex_unlock(conn_lock(c));
     return run;
@@ -975,7 +983,6 @@ static pc_conn_t *conn_new(pc_server_t *s, sock_t fd, const struct sockaddr_stor
     pc_conn_t *c = server_conn_alloc(s);
     if (!c) return NULL;
     worker_t *w = server_pick_worker(s);
-    c->w = w;
     c->ps.fd = fd;
     c->ps.q = w->idx;
     c->ps.rd = c->ps.wr = NULL;
@@ -1000,8 +1007,8 @@ int conn_start_accepted(pc_server_t *s, listener_t *l, sock_t fd,
 {
     pc_conn_t *c = conn_new(s, fd, peer, local);
     if (!c) return PC_ENOMEM;
-    worker_t *w = c->w;
-    c->user = NULL;
+    worker_t *w = conn_worker(c);
+    c->u.user = NULL;
     c->cb = &s->cfg.cb;
     c->counted = 1;
     c->ticket = l->pending_ticket;
@@ -1054,8 +1061,8 @@ int conn_connect(pc_server_t *s, const char *endpoint, const char *source, const
         sock_close(fd);
         return PC_ENOMEM;
     }
-    worker_t *w = c->w;
-    c->user = user;
+    worker_t *w = conn_worker(c);
+    c->u.user = user;
     c->cb = cb ? cb : &s->cfg.cb;
     c->counted = 0;
     c->outbound = 1;
@@ -1327,12 +1334,12 @@ pc_server_t *pc_conn_server(const pc_conn_t *c)
 
 void pc_conn_set_user_data(pc_conn_t *c, void *p)
 {
-    c->user = p;
+    c->u.user = p;
 }
 
 void *pc_conn_user_data(const pc_conn_t *c)
 {
-    return c->user;
+    return c->u.user;
 }
 
 const struct sockaddr *pc_conn_peer_addr(const pc_conn_t *c)
@@ -1474,7 +1481,7 @@ static void conn_deliver_held(pc_conn_t *c)
     uint32_t len = x->held_len;
     x->held = NULL;
     if (c->state == CS_OPEN) {
-        counter_add(&c->w->bytes_in, len);
+        counter_add(&conn_worker(c)->bytes_in, len);
         c->last_rx_ms = pc__now_ms();
         c->cb->on_data(c, data, len);
     }

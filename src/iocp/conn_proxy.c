@@ -53,7 +53,7 @@ void conn_proxy_free(pc_conn_t *c)
 
 void conn_proxy_timed_out(pc_conn_t *c)
 {
-    counter_add(&c->w->proxy_timeouts, 1);
+    counter_add(&conn_worker(c)->proxy_timeouts, 1);
 }
 
 static void to_sockaddr(const addr_t *a, uint16_t port, sockaddr_any_t *out)
@@ -93,11 +93,11 @@ int conn_proxy_feed(worker_t *w, pc_conn_t *c, const char *data, size_t n, size_
     int rc = proxy_parser_feed(p, data, n, used, &h, &cause);
     if (rc == PROXY_NEED_MORE) return 0;
     if (rc == PROXY_FAILED) {
-        counter_add(&c->w->proxy_errors[cause], 1);
+        counter_add(&conn_worker(c)->proxy_errors[cause], 1);
         PC_LOGD("PROXY header refused: %s", pc_proxy_error_str(cause));
         return PC_EPARSE;
     }
-    counter_add(&c->w->proxy_headers, 1);
+    counter_add(&conn_worker(c)->proxy_headers, 1);
     conn_proxy_t *info = NULL;
     if (!h.local) {
         info = pc__malloc(sizeof *info + h.tlv_len);
@@ -119,7 +119,7 @@ int conn_proxy_feed(worker_t *w, pc_conn_t *c, const char *data, size_t n, size_
         filter_decide_ex(s->filter, PX_READER(w), &h.src, pc__now_ms(), 0, 0,
                          s->cfg.condition ? run_condition : NULL, &cx, &c->ticket, &step);
     if (v != PC_ACCEPT) {
-        counter_add(&c->w->proxy_rejected, 1);
+        counter_add(&conn_worker(c)->proxy_rejected, 1);
         return PC_EACCES;
     }
     return 1;

@@ -22,7 +22,7 @@ static int io_open(void *arg)
 {
     pc_conn_t *c = arg;
     c->tls_phase = TLSP_OPEN;
-    if (tls_sess_resumed(c->tls)) counter_add(&c->w->tls_resumed, 1);
+    if (tls_sess_resumed(c->tls)) counter_add(&conn_worker(c)->tls_resumed, 1);
     conn_opened(c);
     return c->state != CS_OPEN;
 }
@@ -43,12 +43,12 @@ int conn_tls_begin(pc_conn_t *c)
         c->tls = s;
         if (!s) return PC_ENOMEM; /* still TLSP_WANTED: closed unseen, nothing to free */
         c->tls_phase = TLSP_HANDSHAKE;
-        counter_add(&c->w->tls_handshakes, 1);
+        counter_add(&conn_worker(c)->tls_handshakes, 1);
         return 0;
     }
-    counter_add(&c->w->tls_handshakes, 1); /* outbound: made by pc_connect_tls */
+    counter_add(&conn_worker(c)->tls_handshakes, 1); /* outbound: made by pc_connect_tls */
     int rc = tls_sess_start(c->tls, &conn_io, c);
-    if (rc < 0) counter_add(&c->w->tls_handshake_errors, 1);
+    if (rc < 0) counter_add(&conn_worker(c)->tls_handshake_errors, 1);
     return rc;
 }
 
@@ -58,7 +58,7 @@ int conn_tls_recv(pc_conn_t *c, const char *data, size_t n)
     int rc = tls_sess_feed(c->tls, data, n, &conn_io, c);
     if (rc == TLS_FEED_STOP) return 0;
     if (rc < 0 && in_handshake && c->tls_phase == TLSP_HANDSHAKE)
-        counter_add(&c->w->tls_handshake_errors, 1);
+        counter_add(&conn_worker(c)->tls_handshake_errors, 1);
     return rc;
 }
 
@@ -73,7 +73,8 @@ void conn_tls_send_chunks(pc_conn_t *c, const queue_t *q, size_t total)
 {
     int failed = c->tls_phase == TLSP_WANTED;
     queue_t *e;
-    queue_foreach(e, q) {
+    queue_foreach(e, q)
+    {
         if (failed) break;
         chunk_t *ch = pc_container_of(e, chunk_t, link);
         pc_buf_t b;

@@ -121,7 +121,7 @@ pc_conn_t *server_conn_alloc(pc_server_t *s)
     pc__mutex_lock(&s->table_lock);
     pc_conn_t *c = s->free_conns;
     if (c)
-        s->free_conns = c->next_free;
+        s->free_conns = c->u.next_free;
     else
         c = table_fresh(s);
     pc__mutex_unlock(&s->table_lock);
@@ -135,7 +135,7 @@ pc_conn_t *server_conn_alloc(pc_server_t *s)
     atomic_store(&c->id, ((uint64_t)gen << 32) | c->slot);
     c->in_dispatch = 0;
     c->timer_due = 0;
-    c->parked_ops.head = c->parked_ops.tail = NULL;
+    c->parked_ops = NULL;
     atomic_store(&c->inbox_send_bytes, 0);
     c->inbox_posts = NULL;
     c->kick_posted = 0;
@@ -166,7 +166,7 @@ void server_conn_release(pc_server_t *s, pc_conn_t *c)
     atomic_store(&c->id, ((uint64_t)gen << 32) | c->slot);
     pc__mutex_unlock(conn_lock(c));
     pc__mutex_lock(&s->table_lock);
-    c->next_free = s->free_conns;
+    c->u.next_free = s->free_conns;
     s->free_conns = c;
     pc__mutex_unlock(&s->table_lock);
 }

@@ -97,14 +97,13 @@ typedef struct conn_tx_s {
  * only an active connection needs is allocated while it is needed. */
 struct pc_conn_s {
     pc_server_t *srv;
-    worker_t *w; /* home worker: its queue, counters */
-    port_sock_t ps;
+    port_sock_t ps;      /* ps.q: the home worker (conn_worker) */
     _Atomic uint64_t id; /* read by other threads (lookups by id) */
     /* ---- under conn_lock(c): strand state and the cross-thread inbox ---- */
     /* completions that arrived while another worker ran the strand (shared
      * port only), in order: ops linked through op->next, results in
      * op->res_*; the timer's expiry is the flag timer_due */
-    op_fifo_t parked_ops;
+    op_t *parked_ops; /* oldest first; at most one of each op, so a push walks <= 2 links */
     /* bytes other threads queued: chunks in the sendq of a conn_tx_t that
      * the first of them allocated (the kick adopts it as c->tx or gives it
      * to its worker's cache), NULL when the inbox is empty */
@@ -139,6 +138,7 @@ struct pc_conn_s {
      * claimed expiries, whose strands it owns); stale only while an expiry
      * is on its way to the strand, which re-evaluates */
     uint8_t timer_on;
+    uint8_t tls_phase; /* TLSP_* (conn_tls.c) */
     /* the worker whose wheel holds the timer: the one that armed it, which
      * is awake and computes its next wait with the new deadline (on a shared
      * port the home worker may sleep in a wait that no packet ends) */
@@ -157,16 +157,17 @@ struct pc_conn_s {
     /* CS_OPEN: header deadline, 0 = none; CS_CLOSING: the close deadline */
     uint64_t deadline_ms;
     sockaddr_any_t peer, local;
-    void *user;
+    union {
+        void *user;                  /* in use: pc_conn_set_user_data */
+        struct pc_conn_s *next_free; /* free: the server's free list (table_lock) */
+    } u;
     void *px;               /* PX_PENDING: the header parser; PX_DONE: what the header said, if
                              * anything is kept (conn_proxy.c); else NULL */
     struct conn_ext_s *ext; /* pc_conn_timer's state, allocated at first use */
-    filter_ticket_t ticket; /* per-source slot held by an accepted connection */
     void *tls;              /* TLSP_WANTED: the listener's pc_tls_ctx_t; later the
                              * connection's tls_sess_t (src/tls); else NULL */
+    filter_ticket_t ticket; /* per-source slot held by an accepted connection */
     uint32_t slot;
-    uint8_t tls_phase; /* TLSP_* (conn_tls.c); strand-owned; here it costs no padding */
-    struct pc_conn_s *next_free;
 };
 
 struct worker_s {
@@ -266,6 +267,11 @@ struct pc_server_s {
     _Atomic int kf_weakest; /* the weakest listener's tier, for the stats (no lock) */
     uint64_t kf_gone[5];    /* eBPF SYN counters of closed programs (kf_lock; kfilter_counts) */
 };
+
+/* The connection's home worker: its queue (Linux: the only one its
+ * completions arrive on), the counters it adds to. Derived, not stored: 8
+ * bytes of every idle connection. */
+#define conn_worker(c) (&(c)->srv->workers[(c)->ps.q])
 
 /* The lock of a connection's strand state and inbox (striped). */
 static inline pc_mutex_t *conn_lock(const pc_conn_t *c)
