@@ -581,12 +581,9 @@ void conn_opened(pc_conn_t *c)
 static void conn_established(pc_conn_t *c)
 {
     /* two syscalls per connection saved where possible: accepted sockets
-     * inherit TCP_NODELAY (Linux), and the local address of a connection
-     * accepted on a specific address is the listener's */
+     * inherit TCP_NODELAY (Linux), and the local address is read only when
+     * asked for (pc_conn_local_addr) */
     if (c->outbound || !SOCK_ACCEPT_INHERITS_NODELAY) sock_set_nodelay(c->ps.fd);
-    struct sockaddr_storage ss;
-    if (c->local.sa.sa_family == 0 && sock_local_addr(c->ps.fd, &ss) == 0)
-        sockaddr_store(&c->local, &ss);
     c->last_rx_ms = pc__now_ms();
     if (c->px_state == PX_WANTED) {
         proxy_phase_start(c); /* on_open waits for the header */
@@ -977,8 +974,7 @@ void sockaddr_store(sockaddr_any_t *dst, const struct sockaddr_storage *src)
 
 /* A record for a new connection on socket fd, given a home worker (round
  * robin), not yet visible to its worker. NULL when out of memory. */
-static pc_conn_t *conn_new(pc_server_t *s, sock_t fd, const struct sockaddr_storage *peer,
-                           const struct sockaddr_storage *local)
+static pc_conn_t *conn_new(pc_server_t *s, sock_t fd, const struct sockaddr_storage *peer)
 {
     pc_conn_t *c = server_conn_alloc(s);
     if (!c) return NULL;
@@ -989,10 +985,7 @@ static pc_conn_t *conn_new(pc_server_t *s, sock_t fd, const struct sockaddr_stor
     c->ps.backend_flags = 0;
     c->ps.backend_priv = NULL;
     sockaddr_store(&c->peer, peer);
-    if (local)
-        sockaddr_store(&c->local, local);
-    else
-        memset(&c->local, 0, sizeof c->local);
+    c->lst = 0;
     c->reason = PC_CLOSE_LOCAL;
     c->err = 0;
     c->px_state = PX_NONE;
@@ -1003,10 +996,11 @@ static pc_conn_t *conn_new(pc_server_t *s, sock_t fd, const struct sockaddr_stor
 }
 
 int conn_start_accepted(pc_server_t *s, listener_t *l, sock_t fd,
-                        const struct sockaddr_storage *peer, const struct sockaddr_storage *local)
+                        const struct sockaddr_storage *peer)
 {
-    pc_conn_t *c = conn_new(s, fd, peer, local);
+    pc_conn_t *c = conn_new(s, fd, peer);
     if (!c) return PC_ENOMEM;
+    c->lst = (uint8_t)(l->idx + 1);
     worker_t *w = conn_worker(c);
     c->u.user = NULL;
     c->cb = &s->cfg.cb;
@@ -1056,7 +1050,7 @@ int conn_connect(pc_server_t *s, const char *endpoint, const char *source, const
             return rc;
         }
     }
-    pc_conn_t *c = conn_new(s, fd, &peer, NULL);
+    pc_conn_t *c = conn_new(s, fd, &peer);
     if (!c) {
         sock_close(fd);
         return PC_ENOMEM;
@@ -1347,11 +1341,6 @@ const struct sockaddr *pc_conn_peer_addr(const pc_conn_t *c)
     return &c->peer.sa;
 }
 
-const struct sockaddr *pc_conn_local_addr(const pc_conn_t *c)
-{
-    return &c->local.sa;
-}
-
 size_t pc_conn_send_queued(const pc_conn_t *c)
 {
     pc_conn_t *m = (pc_conn_t *)c;
@@ -1448,6 +1437,7 @@ typedef struct conn_ext_s {
      * water) completes with data anyway; it is delivered on resume */
     void *held;
     uint32_t held_len;
+    sockaddr_any_t local; /* pc_conn_local_addr, once asked (family 0: not yet) */
 } conn_ext_t;
 
 static conn_ext_t *conn_ext(pc_conn_t *c)
@@ -1457,6 +1447,28 @@ static conn_ext_t *conn_ext(pc_conn_t *c)
         if (c->ext) memset(c->ext, 0, sizeof *c->ext);
     }
     return c->ext;
+}
+
+/* Not kept in the record (28 bytes of every idle connection): the
+ * listener's address when it is bound to a specific one, else read from the
+ * socket at the first call and kept in ext (strand). Unknown (AF_UNSPEC)
+ * without memory for ext, or when first asked after the socket closed (in
+ * on_close). */
+const struct sockaddr *pc_conn_local_addr(const pc_conn_t *cc)
+{
+    static const sockaddr_any_t unknown; /* zeroed: sa_family AF_UNSPEC */
+    pc_conn_t *c = (pc_conn_t *)cc;
+    if (c->lst) {
+        const listener_t *l = &c->srv->listeners[c->lst - 1];
+        if (l->specific) return (const struct sockaddr *)&l->addr;
+    }
+    if (c->ext && c->ext->local.sa.sa_family) return &c->ext->local.sa;
+    struct sockaddr_storage ss;
+    if (c->ps.fd == SOCK_INVALID || sock_local_addr(c->ps.fd, &ss) != 0) return &unknown.sa;
+    conn_ext_t *x = conn_ext(c);
+    if (!x) return &unknown.sa;
+    sockaddr_store(&x->local, &ss);
+    return &x->local.sa;
 }
 
 /* Returns 1 if the buffer is kept (for conn_deliver_held), 0 to deliver it

@@ -79,7 +79,7 @@ static pc_verdict_t run_condition(void *ud)
 {
     px_cond_t *cx = ud;
     pc_verdict_t v =
-        cx->s->cfg.condition(cx->s->cfg.condition_user, &cx->c->peer.sa, &cx->c->local.sa);
+        cx->s->cfg.condition(cx->s->cfg.condition_user, &cx->c->peer.sa, pc_conn_local_addr(cx->c));
     /* an established connection cannot wait in the kernel's queue */
     return v == PC_ACCEPT ? PC_ACCEPT : PC_REJECT;
 }

@@ -139,6 +139,7 @@ struct pc_conn_s {
      * is on its way to the strand, which re-evaluates */
     uint8_t timer_on;
     uint8_t tls_phase; /* TLSP_* (conn_tls.c) */
+    uint8_t lst;       /* accepted: its listener's index + 1 (pc_conn_local_addr); else 0 */
     /* the worker whose wheel holds the timer: the one that armed it, which
      * is awake and computes its next wait with the new deadline (on a shared
      * port the home worker may sleep in a wait that no packet ends) */
@@ -156,7 +157,10 @@ struct pc_conn_s {
     uint64_t last_rx_ms; /* last receive (idle timeout) */
     /* CS_OPEN: header deadline, 0 = none; CS_CLOSING: the close deadline */
     uint64_t deadline_ms;
-    sockaddr_any_t peer, local;
+    /* the local address is not kept: the listener's when it is bound to a
+     * specific address, else read from the socket when first asked for
+     * (pc_conn_local_addr, kept in ext) */
+    sockaddr_any_t peer;
     union {
         void *user;                  /* in use: pc_conn_set_user_data */
         struct pc_conn_s *next_free; /* free: the server's free list (table_lock) */
@@ -316,7 +320,7 @@ void conn_tx_destroy(pc_conn_t *c);
 void conn_dispatch(worker_t *w, pc_conn_t *c, const completion_t *cpl);
 /* Hand an accepted socket to a worker (accept thread). */
 int conn_start_accepted(pc_server_t *s, listener_t *l, sock_t fd,
-                        const struct sockaddr_storage *peer, const struct sockaddr_storage *local);
+                        const struct sockaddr_storage *peer);
 /* A timer just taken off w's wheel, with the wheel still locked: returns 1
  * if the caller owns the connection's strand now and must run the expiry
  * with conn_timer_expired once the wheel is unlocked; 0 if the worker

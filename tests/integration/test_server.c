@@ -665,8 +665,14 @@ static void stats_count(void **state)
  * callbacks) talks to this server's echo listener; a refused connect reports
  * on_close(ERROR, PC_ECONNREFUSED) and never on_open. */
 static atomic_int g_cli_open, g_cli_close, g_cli_err, g_cli_bytes;
+/* the outbound connection's local address: not kept in the record, read
+ * from the socket when asked (then kept: the same address again) */
+static char g_cli_local[80];
 static void cli_open(pc_conn_t *c)
 {
+    const struct sockaddr *a = pc_conn_local_addr(c);
+    if (a != pc_conn_local_addr(c) || pc_format_endpoint(a, g_cli_local, sizeof g_cli_local) < 0)
+        strcpy(g_cli_local, "?");
     atomic_fetch_add(&g_cli_open, 1);
     pc_conn_send(c, "ping-pong", 9);
 }
@@ -699,6 +705,9 @@ static void connect_outbound(void **state)
     assert_int_equal(atomic_load(&g_cli_open), 1);
     assert_int_equal(atomic_load(&g_cli_bytes), 9);
     assert_int_equal(atomic_load(&g_cli_err), 0);
+    /* bound to source 127.0.0.5, an ephemeral port */
+    assert_true(strncmp(g_cli_local, "127.0.0.5:", 10) == 0);
+    assert_true(atoi(g_cli_local + 10) > 0);
     WAIT_FOR(atomic_load(&g_closes) == 1, 3000);
     assert_int_equal(atomic_load(&g_opens), 1); /* the accepted side */
     assert_int_equal(pc_server_send_to(g_srv, id, "x", 1), PC_ENOTCONN);
