@@ -8,7 +8,7 @@
  * connection may be dequeued by several workers at once and the strand
  * parks the later ones (c->parked_ops, c->timer_due) until the first finishes.
  * Other threads never touch strand state: they queue into the inbox
- * (inbox_tx, inbox_close) under conn_lock(c) and post the connection's kick op. */
+ * (inbox_tx, inbox_close) under conn_lock(c) and kick it (conn_kick). */
 #include "server.h"
 
 #include <assert.h>
@@ -860,6 +860,9 @@ static void conn_after(pc_conn_t *c)
 /* The timer's pseudo-op: its expiry runs through handle() like a completion
  * (only the tag is read; the connection is the strand's). */
 static op_t timer_tag_op = {.tag = TAG_CONN_TIMER};
+/* A kick's, likewise: a connection has no kick op of its own (a worker's
+ * kick_op runs its list, conn_kicks_run) */
+static op_t kick_tag_op = {.tag = TAG_CONN_KICK};
 
 /* Run the strand from the event cur on: the caller owns it (in_dispatch on
  * a shared port). Events parked meanwhile by other workers are taken in
@@ -899,6 +902,12 @@ static void conn_strand(worker_t *w, pc_conn_t *c, completion_t cur)
             pc__mutex_unlock(conn_lock(c));
             continue;
         }
+        if (c->kick_due) {
+            c->kick_due = 0;
+            cur = (completion_t){&kick_tag_op, 0, 0, NULL};
+            pc__mutex_unlock(conn_lock(c));
+            continue;
+        }
         c->in_dispatch = 0;
         release = c->state == CS_CLOSED && c->ops_pending == 0 && !c->kick_posted;
         pc__mutex_unlock(conn_lock(c));
@@ -927,6 +936,8 @@ static int strand_claim(pc_conn_t *c, const completion_t *cpl)
         c->in_dispatch = 1;
     } else if (!cpl) {
         c->timer_due = 1;
+    } else if (cpl->op == &kick_tag_op) {
+        c->kick_due = 1;
     } else {
         op_t *op = cpl->op;
         op->res_status = cpl->status;
@@ -945,6 +956,51 @@ static int strand_claim(pc_conn_t *c, const completion_t *cpl)
 void conn_dispatch(worker_t *w, pc_conn_t *c, const completion_t *cpl)
 {
     if (strand_claim(c, cpl)) conn_strand(w, c, *cpl);
+}
+
+/* Cross-thread work was queued for c and its kick_posted set (under the
+ * connection's lock, by the caller, which has released it): put c on its
+ * home worker's kick list, and post that worker's kick_op unless it is
+ * already on its way. c cannot be released meanwhile (not while
+ * kick_posted), nor pushed twice (handle_kick clears kick_posted after it
+ * was taken off the list). Needs no memory. */
+static void conn_kick(pc_conn_t *c)
+{
+    worker_t *w = conn_worker(c);
+    pc__mutex_lock(&w->kick_lock);
+    c->kick_next = NULL;
+    if (w->kick_tail)
+        w->kick_tail->kick_next = c;
+    else
+        w->kick_head = c;
+    w->kick_tail = c;
+    int post = !w->kick_posted;
+    w->kick_posted = 1;
+    pc__mutex_unlock(&w->kick_lock);
+    if (post && port_post(c->srv->port, w->idx, &w->kick_op) < 0) {
+        /* not posted (IOCP out of resources): the next kick posts again */
+        pc__mutex_lock(&w->kick_lock);
+        w->kick_posted = 0;
+        pc__mutex_unlock(&w->kick_lock);
+        PC_LOGE("worker %d: posting its kicks failed", w->idx);
+    }
+}
+
+void conn_kicks_run(worker_t *w, worker_t *home)
+{
+    pc__mutex_lock(&home->kick_lock);
+    pc_conn_t *c = home->kick_head;
+    home->kick_head = home->kick_tail = NULL;
+    home->kick_posted = 0;
+    pc__mutex_unlock(&home->kick_lock);
+    completion_t kick = {&kick_tag_op, 0, 0, NULL};
+    while (c) {
+        /* read before the kick runs: once it has, c may be kicked again
+         * (kick_next rewritten) or released */
+        pc_conn_t *next = c->kick_next;
+        conn_dispatch(w, c, &kick);
+        c = next;
+    }
 }
 
 /* Called with the wheel locked, so the connection cannot be disarmed nor
@@ -1001,7 +1057,6 @@ int conn_start_accepted(pc_server_t *s, listener_t *l, sock_t fd,
     pc_conn_t *c = conn_new(s, fd, peer);
     if (!c) return PC_ENOMEM;
     c->lst = (uint8_t)(l->idx + 1);
-    worker_t *w = conn_worker(c);
     c->u.user = NULL;
     c->cb = &s->cfg.cb;
     c->counted = 1;
@@ -1016,7 +1071,7 @@ int conn_start_accepted(pc_server_t *s, listener_t *l, sock_t fd,
     c->state = CS_OPENING;
     c->kick_posted = 1;
     pc__mutex_unlock(conn_lock(c));
-    port_post(s->port, w->idx, &c->kick_op);
+    conn_kick(c);
     return 0;
 }
 
@@ -1055,7 +1110,6 @@ int conn_connect(pc_server_t *s, const char *endpoint, const char *source, const
         sock_close(fd);
         return PC_ENOMEM;
     }
-    worker_t *w = conn_worker(c);
     c->u.user = user;
     c->cb = cb ? cb : &s->cfg.cb;
     c->counted = 0;
@@ -1079,7 +1133,7 @@ int conn_connect(pc_server_t *s, const char *endpoint, const char *source, const
     c->kick_posted = 1;
     pc__mutex_unlock(conn_lock(c));
     if (id) *id = cid;
-    port_post(s->port, w->idx, &c->kick_op);
+    conn_kick(c);
     return 0;
 }
 
@@ -1132,7 +1186,7 @@ static int conn_xsend(pc_conn_t *c, uint64_t id, const pc_buf_t *bufs, unsigned 
             copy_bufs(tail, bufs, n);
             int post = xsend_commit_locked(c, total);
             pc__mutex_unlock(conn_lock(c));
-            if (post) port_post(s->port, c->ps.q, &c->kick_op);
+            if (post) conn_kick(c);
             return 0;
         }
     }
@@ -1171,7 +1225,7 @@ static int conn_xsend(pc_conn_t *c, uint64_t id, const pc_buf_t *bufs, unsigned 
     int post = xsend_commit_locked(c, total);
     pc__mutex_unlock(conn_lock(c));
     pc__free(spare); /* another sender's was there first */
-    if (post) port_post(s->port, c->ps.q, &c->kick_op);
+    if (post) conn_kick(c);
     return 0;
 }
 
@@ -1189,7 +1243,7 @@ int conn_request_close(pc_conn_t *c, uint64_t id, int how, pc_close_reason_t rea
     int post = !c->kick_posted;
     c->kick_posted = 1;
     pc__mutex_unlock(conn_lock(c));
-    if (post) port_post(c->srv->port, c->ps.q, &c->kick_op);
+    if (post) conn_kick(c);
     return 0;
 }
 
@@ -1613,7 +1667,7 @@ int pc_server_post_to(pc_server_t *s, pc_conn_id_t id, void (*fn)(pc_conn_t *c, 
     int post = !c->kick_posted;
     c->kick_posted = 1;
     pc__mutex_unlock(conn_lock(c));
-    if (post) port_post(s->port, c->ps.q, &c->kick_op);
+    if (post) conn_kick(c);
     return 0;
 }
 

@@ -109,7 +109,6 @@ static pc_conn_t *table_fresh(pc_server_t *s)
     c->slot = slot;
     wheel_timer_init(&c->timer);
     c->recv_op.tag = TAG_CONN_RECV;
-    c->kick_op.tag = TAG_CONN_KICK;
     atomic_store(&c->id, (uint64_t)slot); /* generation 0: never valid */
     /* publish after the record is initialised (lookups read nslots) */
     atomic_store_explicit(&s->nslots, slot + 1, memory_order_release);
@@ -139,6 +138,7 @@ pc_conn_t *server_conn_alloc(pc_server_t *s)
     atomic_store(&c->inbox_send_bytes, 0);
     c->inbox_posts = NULL;
     c->kick_posted = 0;
+    c->kick_due = 0;
     c->inbox_close = INBOX_CLOSE_NONE;
     c->state = CS_FREE;
     pc__mutex_unlock(conn_lock(c));
@@ -260,6 +260,8 @@ int pc_server_create(const pc_server_config_t *cfg, pc_server_t **out)
         w->srv = s;
         w->idx = i;
         pc__mutex_init(&w->wheel_lock);
+        pc__mutex_init(&w->kick_lock);
+        w->kick_op.tag = TAG_CONN_KICK;
         wheel_init(&w->wheel, pc__now_ms());
         wheel_init(&w->swheel, pc__now_ms());
         w->exit_op.tag = TAG_EXIT;
@@ -490,6 +492,7 @@ void pc_server_destroy(pc_server_t *s)
             pc__free(s->workers[i].scratch);
             conn_tx_cache_free(&s->workers[i]);
             pc__mutex_destroy(&s->workers[i].wheel_lock);
+            pc__mutex_destroy(&s->workers[i].kick_lock);
         }
         pc__free(s->workers);
     }

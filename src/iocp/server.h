@@ -16,7 +16,8 @@
 enum {
     TAG_CONN_RECV = 1, /* connection readable */
     TAG_CONN_SEND,     /* connection send finished */
-    TAG_CONN_KICK,     /* cross-thread work queued for the connection */
+    TAG_CONN_KICK,     /* cross-thread work queued: a worker's kick_op (its kick list), or
+                        * synthetic in a connection's strand (conn.c kick_tag_op) */
     TAG_CONN_CONNECT,  /* outbound connect finished */
     TAG_POST,          /* pc_server_post record */
     TAG_EXIT,          /* worker exit */
@@ -102,17 +103,21 @@ struct pc_conn_s {
     /* ---- under conn_lock(c): strand state and the cross-thread inbox ---- */
     /* completions that arrived while another worker ran the strand (shared
      * port only), in order: ops linked through op->next, results in
-     * op->res_*; the timer's expiry is the flag timer_due */
-    op_t *parked_ops; /* oldest first; at most one of each op, so a push walks <= 2 links */
+     * op->res_*; the timer's expiry is the flag timer_due, a kick kick_due */
+    op_t *parked_ops; /* oldest first; at most one of each op, so a push walks <= 1 link */
     /* bytes other threads queued: chunks in the sendq of a conn_tx_t that
      * the first of them allocated (the kick adopts it as c->tx or gives it
      * to its worker's cache), NULL when the inbox is empty */
     struct conn_tx_s *inbox_tx;
     _Atomic size_t inbox_send_bytes;  /* written under the lock, read anywhere */
     struct inbox_post_s *inbox_posts; /* pc_server_post_to records, newest first */
+    /* the home worker's kick list (under its kick_lock), while kick_posted:
+     * a kick costs 8 bytes of the record, not an op of 40 */
+    struct pc_conn_s *kick_next;
     uint8_t in_dispatch;
     uint8_t timer_due;
-    uint8_t kick_posted;
+    uint8_t kick_due;    /* shared port: a kick for the worker running the strand */
+    uint8_t kick_posted; /* on the home worker's kick list, or its kick running */
     uint8_t inbox_close;
     uint8_t inbox_close_reason; /* pc_close_reason_t */
     /* ---- owned by the strand ----
@@ -144,15 +149,13 @@ struct pc_conn_s {
      * is awake and computes its next wait with the new deadline (on a shared
      * port the home worker may sleep in a wait that no packet ends) */
     uint16_t timer_wk;
-    uint16_t ops_pending; /* ops the backend holds (at most one per op of the record) */
-    int err;
+    uint16_t ops_pending;     /* ops the backend holds (at most one per op of the record) */
     const pc_callbacks_t *cb; /* the server's, or pc_connect's */
     /* the send side, while the send queue holds bytes, a send or an
      * outbound connect is pending; NULL when idle (conn.c: tx_get, tx_idle) */
     struct conn_tx_s *tx;
     _Atomic size_t sendq_bytes; /* read by other threads (pc_conn_send_queued) */
     op_t recv_op;
-    op_t kick_op;
     wheel_timer_t timer;
     uint64_t last_rx_ms; /* last receive (idle timeout) */
     /* CS_OPEN: header deadline, 0 = none; CS_CLOSING: the close deadline */
@@ -161,6 +164,7 @@ struct pc_conn_s {
      * specific address, else read from the socket when first asked for
      * (pc_conn_local_addr, kept in ext) */
     sockaddr_any_t peer;
+    int err; /* here it fills the hole after peer */
     union {
         void *user;                  /* in use: pc_conn_set_user_data */
         struct pc_conn_s *next_free; /* free: the server's free list (table_lock) */
@@ -184,7 +188,13 @@ struct worker_s {
                             * other workers disarm timers this worker armed, or move
                             * them to their own wheels; expiry takes connection locks
                             * while holding it (never the reverse) */
-    conn_tx_t *tx_cache;   /* free conn_tx_t, touched only by this worker's thread */
+    /* connections of this home worker with cross-thread work queued (their
+     * kick_posted set), oldest first, run by whichever worker takes kick_op */
+    pc_mutex_t kick_lock;
+    struct pc_conn_s *kick_head, *kick_tail;
+    int kick_posted; /* kick_op is posted and has not yet taken the list */
+    op_t kick_op;
+    conn_tx_t *tx_cache; /* free conn_tx_t, touched only by this worker's thread */
     unsigned tx_cached;
     char *scratch; /* receive buffer */
     size_t scratch_size;
@@ -314,7 +324,10 @@ void conn_drop_posts(pc_conn_t *c);
 void conn_tx_cache_free(worker_t *w);
 /* Free a connection's send side and inbox (destroy, after the join). */
 void conn_tx_destroy(pc_conn_t *c);
-/* A completion of one of c's ops (recv_op, tx->wr_op, kick_op) reached worker w:
+/* Worker w took home's kick_op: run the kicks on home's list (each in its
+ * connection's strand). */
+void conn_kicks_run(worker_t *w, worker_t *home);
+/* A completion of one of c's ops (recv_op, tx->wr_op) reached worker w:
  * run it in c's strand, now or, on a shared port, by the worker that runs
  * the strand (server_worker.c's loop finds c from the op's tag). */
 void conn_dispatch(worker_t *w, pc_conn_t *c, const completion_t *cpl);
