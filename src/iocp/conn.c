@@ -6,7 +6,7 @@
  * (conn_strand). On Linux every completion of a socket arrives on its
  * home worker, so the strand never contends; on Windows completions of one
  * connection may be dequeued by several workers at once and the strand
- * parks the later ones (c->parked_ops, c->timer_due) until the first finishes.
+ * parks the later ones (c->parked, c->timer_due, c->kick_due) until the first finishes.
  * Other threads never touch strand state: they queue into the inbox
  * (inbox_tx, inbox_close) under conn_lock(c) and kick it (conn_kick). */
 #include "server.h"
@@ -652,7 +652,7 @@ static void conn_close_socket(pc_conn_t *c, int abortive)
     c->ps.fd = SOCK_INVALID;
     counter_add(&conn_worker(c)->closed[c->reason], 1);
     if (notify && c->cb->on_close) c->cb->on_close(c, c->reason, c->err);
-    if (c->counted) {
+    if (!c->outbound) {
         filter_release(s->filter, &c->ticket);
         kfilter_source_changed(s, &c->peer.sa);
         atomic_fetch_sub(&s->active, 1);
@@ -674,10 +674,10 @@ static void conn_release(worker_t *w, pc_conn_t *c)
     counter_sub(&s->send_queued, q);
     atomic_store(&c->sendq_bytes, 0);
     conn_proxy_free(c);
+    conn_tls_free(c);
     drop_held(c);
     pc__free(c->ext);
     c->ext = NULL;
-    conn_tls_free(c);
     pc__mutex_lock(conn_lock(c));
     conn_tx_t *itx = c->inbox_tx;
     c->inbox_tx = NULL;
@@ -857,6 +857,25 @@ static void conn_after(pc_conn_t *c)
     if (c->state != CS_CLOSED) tx_idle(c);
 }
 
+/* Parked completions (shared port): at most one of each of the two ops
+ * (the receive and tx->wr_op; a kick or a timer expiry is a flag of its
+ * own), so their order fits in three bits. Under conn_lock(c). */
+enum { PARK_RECV = 1, PARK_WR = 2, PARK_WR_FIRST = 4 };
+
+/* The oldest parked op, unparked, or NULL. */
+static op_t *parked_take(pc_conn_t *c)
+{
+    if ((c->parked & PARK_WR) && ((c->parked & PARK_WR_FIRST) || !(c->parked & PARK_RECV))) {
+        c->parked &= (uint8_t) ~(PARK_WR | PARK_WR_FIRST);
+        return &c->tx->wr_op; /* a parked send or connect keeps its send side */
+    }
+    if (c->parked & PARK_RECV) {
+        c->parked &= (uint8_t)~PARK_RECV;
+        return &c->recv_op;
+    }
+    return NULL;
+}
+
 /* The timer's pseudo-op: its expiry runs through handle() like a completion
  * (only the tag is read; the connection is the strand's). */
 static op_t timer_tag_op = {.tag = TAG_CONN_TIMER};
@@ -888,9 +907,8 @@ static void conn_strand(worker_t *w, pc_conn_t *c, completion_t cur)
             break;
         }
         pc__mutex_lock(conn_lock(c));
-        op_t *op = c->parked_ops;
+        op_t *op = parked_take(c);
         if (op) { /* the next parked completion */
-            c->parked_ops = op->next;
             op->busy = 0;
             cur = (completion_t){op, op->res_status, op->res_bytes, op->res_data};
             pc__mutex_unlock(conn_lock(c));
@@ -943,11 +961,10 @@ static int strand_claim(pc_conn_t *c, const completion_t *cpl)
         op->res_status = cpl->status;
         op->res_bytes = (uint32_t)cpl->bytes;
         op->res_data = cpl->data;
-        op->next = NULL;
-        op_t **tail = &c->parked_ops;
-        while (*tail)
-            tail = &(*tail)->next;
-        *tail = op;
+        if (op == &c->recv_op)
+            c->parked |= PARK_RECV;
+        else /* the send or connect: first unless the receive is parked */
+            c->parked |= (c->parked & PARK_RECV) ? PARK_WR : (PARK_WR | PARK_WR_FIRST);
     }
     pc__mutex_unlock(conn_lock(c));
     return run;
@@ -1036,7 +1053,7 @@ static pc_conn_t *conn_new(pc_server_t *s, sock_t fd, const struct sockaddr_stor
     if (!c) return NULL;
     worker_t *w = server_pick_worker(s);
     c->ps.fd = fd;
-    c->ps.q = w->idx;
+    c->ps.q = (uint16_t)w->idx;
     c->ps.rd = c->ps.wr = NULL;
     c->ps.backend_flags = 0;
     c->ps.backend_priv = NULL;
@@ -1045,9 +1062,7 @@ static pc_conn_t *conn_new(pc_server_t *s, sock_t fd, const struct sockaddr_stor
     c->reason = PC_CLOSE_LOCAL;
     c->err = 0;
     c->px_state = PX_NONE;
-    c->px = NULL;
     c->tls_phase = TLSP_NONE;
-    c->tls = NULL;
     return c;
 }
 
@@ -1059,13 +1074,9 @@ int conn_start_accepted(pc_server_t *s, listener_t *l, sock_t fd,
     c->lst = (uint8_t)(l->idx + 1);
     c->u.user = NULL;
     c->cb = &s->cfg.cb;
-    c->counted = 1;
     c->ticket = l->pending_ticket;
     if (l->pending_proxy) c->px_state = PX_WANTED;
-    if (l->tls) { /* the session is made on the worker, once established */
-        c->tls = l->tls;
-        c->tls_phase = TLSP_WANTED;
-    }
+    if (l->tls) c->tls_phase = TLSP_WANTED; /* the session is made on the worker (conn_tls_begin) */
     counter_add(&s->accepted, 1);
     pc__mutex_lock(conn_lock(c));
     c->state = CS_OPENING;
@@ -1112,10 +1123,18 @@ int conn_connect(pc_server_t *s, const char *endpoint, const char *source, const
     }
     c->u.user = user;
     c->cb = cb ? cb : &s->cfg.cb;
-    c->counted = 0;
     c->outbound = 1;
-    c->tls = tls; /* the caller frees it if this fails */
-    c->tls_phase = tls ? TLSP_HANDSHAKE : TLSP_NONE;
+    if (tls) { /* the caller frees it if this fails */
+        if (!conn_ext(c)) {
+            server_conn_release(s, c);
+            sock_close(fd);
+            return PC_ENOMEM;
+        }
+        c->ext->tls = tls;
+        c->tls_phase = TLSP_HANDSHAKE;
+    } else {
+        c->tls_phase = TLSP_NONE;
+    }
     atomic_fetch_add(&s->outbound, 1);
     /* a stop that began after the check above may have found no outbound
      * connection and gone on to end the workers: look again now that this
@@ -1123,6 +1142,8 @@ int conn_connect(pc_server_t *s, const char *endpoint, const char *source, const
     if (atomic_load(&s->stopping)) {
         atomic_fetch_sub(&s->outbound, 1);
         server_capacity_changed(s);
+        pc__free(c->ext); /* the session in it is the caller's again */
+        c->ext = NULL;
         server_conn_release(s, c);
         sock_close(fd);
         return PC_ENOTCONN;
@@ -1482,19 +1503,7 @@ static void sendq_take(pc_conn_t *c, queue_t *from)
 
 /* ---- pc_conn_timer: one user deadline multiplexed on the connection's timer */
 
-typedef struct conn_ext_s {
-    void (*timer_fn)(pc_conn_t *c);
-    uint64_t timer_at; /* 0: not armed */
-    /* a backend buffer (io_uring provided buffers) that arrived while
-     * reading was paused: a receive started before the pause (from another
-     * thread with pc_server_post_to, or a cross-thread send passing high
-     * water) completes with data anyway; it is delivered on resume */
-    void *held;
-    uint32_t held_len;
-    sockaddr_any_t local; /* pc_conn_local_addr, once asked (family 0: not yet) */
-} conn_ext_t;
-
-static conn_ext_t *conn_ext(pc_conn_t *c)
+conn_ext_t *conn_ext(pc_conn_t *c)
 {
     if (!c->ext) {
         c->ext = pc__malloc(sizeof *c->ext);

@@ -497,7 +497,7 @@ static void on_op_cqe(urq_t *q, op_t *op, int res)
     case OP_RECV: /* poll mode: readable (res = poll mask) or an error */
         if (s->rd == op) {
             s->rd = NULL;
-            s->backend_flags &= ~(uint32_t)UR_RD_KERNEL;
+            s->backend_flags &= (uint16_t)~UR_RD_KERNEL;
         }
         ready_push(q, op, res < 0 ? ur_err(res) : 0, 0, NULL);
         break;
@@ -530,7 +530,7 @@ static void ur_detach(port_t *p, port_sock_t *s)
 {
     urq_t *q = sock_q(p, s);
     urx_t *rx = s->backend_priv;
-    s->backend_flags &= ~(uint32_t)UR_ATTACHED;
+    s->backend_flags &= (uint16_t)~UR_ATTACHED;
     if (s->rd) {
         if (s->backend_flags & UR_RD_KERNEL) {
             ur_cancel_ud(q, s->rd, UD_OP); /* completes through its own CQE */

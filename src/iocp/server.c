@@ -106,7 +106,6 @@ static pc_conn_t *table_fresh(pc_server_t *s)
     pc_conn_t *c = &s->chunks[ci][slot % PC_CONN_CHUNK];
     memset(c, 0, sizeof *c);
     c->srv = s;
-    c->slot = slot;
     wheel_timer_init(&c->timer);
     c->recv_op.tag = TAG_CONN_RECV;
     atomic_store(&c->id, (uint64_t)slot); /* generation 0: never valid */
@@ -131,10 +130,10 @@ pc_conn_t *server_conn_alloc(pc_server_t *s)
     uint32_t gen = (uint32_t)(old >> 32);
     if (gen == 0) gen = 1;
     pc__mutex_lock(conn_lock(c));
-    atomic_store(&c->id, ((uint64_t)gen << 32) | c->slot);
+    atomic_store(&c->id, ((uint64_t)gen << 32) | conn_slot(c));
     c->in_dispatch = 0;
     c->timer_due = 0;
-    c->parked_ops = NULL;
+    c->parked = 0;
     atomic_store(&c->inbox_send_bytes, 0);
     c->inbox_posts = NULL;
     c->kick_posted = 0;
@@ -143,7 +142,7 @@ pc_conn_t *server_conn_alloc(pc_server_t *s)
     c->state = CS_FREE;
     pc__mutex_unlock(conn_lock(c));
     c->reading = c->sending = c->paused_user = c->paused_hw = 0;
-    c->fin_sent = c->peer_eof = c->counted = 0;
+    c->fin_sent = c->peer_eof = 0;
     c->outbound = c->connecting = c->no_linger = 0;
     c->sent_due = 0;
     c->timer_on = 0; /* disarmed at close; timer_wk may stay as it was */
@@ -163,7 +162,7 @@ void server_conn_release(pc_server_t *s, pc_conn_t *c)
      * with it was ever handed out) */
     uint32_t gen = (uint32_t)(atomic_load(&c->id) >> 32) + 1;
     if (gen == 0) gen = 1;
-    atomic_store(&c->id, ((uint64_t)gen << 32) | c->slot);
+    atomic_store(&c->id, ((uint64_t)gen << 32) | conn_slot(c));
     pc__mutex_unlock(conn_lock(c));
     pc__mutex_lock(&s->table_lock);
     c->u.next_free = s->free_conns;

@@ -90,6 +90,26 @@ typedef struct conn_tx_s {
     uint64_t tx_since_ms; /* send queue non-empty and no progress since (write timeout) */
 } conn_tx_t;
 
+/* What some connections need and an idle plain one does not: allocated at
+ * first use (conn_ext), freed at the connection's release. Strand-owned,
+ * or by pc_connect's caller before the connection is handed over. */
+typedef struct conn_ext_s {
+    void (*timer_fn)(pc_conn_t *c);
+    uint64_t timer_at; /* 0: not armed */
+    /* a backend buffer (io_uring provided buffers) that arrived while
+     * reading was paused: a receive started before the pause (from another
+     * thread with pc_server_post_to, or a cross-thread send passing high
+     * water) completes with data anyway; it is delivered on resume */
+    void *held;
+    uint32_t held_len;
+    sockaddr_any_t local; /* pc_conn_local_addr, once asked (family 0: not yet) */
+    /* PX_PENDING: the header parser; PX_DONE: what the header said, if
+     * anything is kept (conn_proxy.c); else NULL */
+    void *px;
+    /* TLSP_HANDSHAKE, TLSP_OPEN: the connection's tls_sess_t (src/tls) */
+    void *tls;
+} conn_ext_t;
+
 /* conn_tx_t kept per worker for reuse (beyond it they are freed) */
 #define TX_CACHE_MAX 256
 
@@ -101,10 +121,6 @@ struct pc_conn_s {
     port_sock_t ps;      /* ps.q: the home worker (conn_worker) */
     _Atomic uint64_t id; /* read by other threads (lookups by id) */
     /* ---- under conn_lock(c): strand state and the cross-thread inbox ---- */
-    /* completions that arrived while another worker ran the strand (shared
-     * port only), in order: ops linked through op->next, results in
-     * op->res_*; the timer's expiry is the flag timer_due, a kick kick_due */
-    op_t *parked_ops; /* oldest first; at most one of each op, so a push walks <= 1 link */
     /* bytes other threads queued: chunks in the sendq of a conn_tx_t that
      * the first of them allocated (the kick adopts it as c->tx or gives it
      * to its worker's cache), NULL when the inbox is empty */
@@ -115,6 +131,11 @@ struct pc_conn_s {
      * a kick costs 8 bytes of the record, not an op of 40 */
     struct pc_conn_s *kick_next;
     uint8_t in_dispatch;
+    /* completions that arrived while another worker ran the strand (shared
+     * port only): parked says which ops, in which order (PARK_*, conn.c),
+     * their results wait in op->res_*; a timer expiry is timer_due, a kick
+     * kick_due */
+    uint8_t parked;
     uint8_t timer_due;
     uint8_t kick_due;    /* shared port: a kick for the worker running the strand */
     uint8_t kick_posted; /* on the home worker's kick list, or its kick running */
@@ -131,8 +152,7 @@ struct pc_conn_s {
     uint8_t paused_hw;   /* send queue above high water */
     uint8_t fin_sent;
     uint8_t peer_eof;
-    uint8_t counted;    /* counted in srv->active (accepted), else srv->outbound */
-    uint8_t outbound;   /* opened by pc_connect */
+    uint8_t outbound;   /* opened by pc_connect (counted in srv->outbound, else in active) */
     uint8_t connecting; /* outbound connect in flight (tx->wr_op) */
     uint8_t no_linger;  /* pc_conn_close_nolinger: close at the FIN */
     uint8_t sent_due;   /* bytes were handed over since on_sent last ran */
@@ -150,6 +170,7 @@ struct pc_conn_s {
      * port the home worker may sleep in a wait that no packet ends) */
     uint16_t timer_wk;
     uint16_t ops_pending;     /* ops the backend holds (at most one per op of the record) */
+    filter_ticket_t ticket;   /* per-source slot held by an accepted connection */
     const pc_callbacks_t *cb; /* the server's, or pc_connect's */
     /* the send side, while the send queue holds bytes, a send or an
      * outbound connect is pending; NULL when idle (conn.c: tx_get, tx_idle) */
@@ -169,13 +190,9 @@ struct pc_conn_s {
         void *user;                  /* in use: pc_conn_set_user_data */
         struct pc_conn_s *next_free; /* free: the server's free list (table_lock) */
     } u;
-    void *px;               /* PX_PENDING: the header parser; PX_DONE: what the header said, if
-                             * anything is kept (conn_proxy.c); else NULL */
-    struct conn_ext_s *ext; /* pc_conn_timer's state, allocated at first use */
-    void *tls;              /* TLSP_WANTED: the listener's pc_tls_ctx_t; later the
-                             * connection's tls_sess_t (src/tls); else NULL */
-    filter_ticket_t ticket; /* per-source slot held by an accepted connection */
-    uint32_t slot;
+    /* pc_conn_timer's state, the local address once asked for, the PROXY
+     * header's parser or results, the TLS session: allocated at first use */
+    struct conn_ext_s *ext;
 };
 
 struct worker_s {
@@ -287,10 +304,17 @@ struct pc_server_s {
  * bytes of every idle connection. */
 #define conn_worker(c) (&(c)->srv->workers[(c)->ps.q])
 
+/* The connection's slot in the table: the low half of its id (never
+ * changes; only the generation, the high half, does). */
+static inline uint32_t conn_slot(const pc_conn_t *c)
+{
+    return (uint32_t)atomic_load_explicit(&((pc_conn_t *)c)->id, memory_order_relaxed);
+}
+
 /* The lock of a connection's strand state and inbox (striped). */
 static inline pc_mutex_t *conn_lock(const pc_conn_t *c)
 {
-    return &c->srv->conn_locks[c->slot % PC_CONN_LOCKS];
+    return &c->srv->conn_locks[conn_slot(c) % PC_CONN_LOCKS];
 }
 
 /* server.c */
@@ -317,6 +341,8 @@ void stimer_cancel_all(pc_server_t *s);
 void stimer_destroy(pc_server_t *s);
 
 /* conn.c */
+/* c's ext, allocated (zeroed) if it has none; NULL: out of memory. */
+conn_ext_t *conn_ext(pc_conn_t *c);
 /* Run the post_to functions still queued on a connection being released,
  * with c == NULL (destroy after a stop that could not close everything). */
 void conn_drop_posts(pc_conn_t *c);
