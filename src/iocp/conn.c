@@ -523,8 +523,8 @@ static void conn_deliver(worker_t *w, pc_conn_t *c, const char *data, size_t n)
                 conn_close_socket(c, 1);
                 return;
             }
-        } else if (c->cb->on_open) {
-            c->cb->on_open(c);
+        } else if (conn_cb(c)->on_open) {
+            conn_cb(c)->on_open(c);
         }
         data += used;
         n -= used;
@@ -534,7 +534,7 @@ static void conn_deliver(worker_t *w, pc_conn_t *c, const char *data, size_t n)
         tls_deliver(c, data, n);
         return;
     }
-    c->cb->on_data(c, data, n);
+    conn_cb(c)->on_data(c, data, n);
 }
 
 /* ---- TLS (conn_tls.c has the phase, src/tls the session) ---- */
@@ -572,7 +572,7 @@ static void tls_phase_start(pc_conn_t *c)
 
 void conn_opened(pc_conn_t *c)
 {
-    if (c->cb->on_open) c->cb->on_open(c);
+    if (conn_cb(c)->on_open) conn_cb(c)->on_open(c);
 }
 
 /* ---- open, close ---------------------------------------------------------- */
@@ -597,7 +597,7 @@ static void conn_established(pc_conn_t *c)
     c->deadline_ms = (ht && !c->outbound) ? c->last_rx_ms + ht : 0;
     set_state(c, CS_OPEN);
     timer_update(c);
-    if (c->cb->on_open) c->cb->on_open(c);
+    if (conn_cb(c)->on_open) conn_cb(c)->on_open(c);
     conn_arm_read(c);
 }
 
@@ -651,7 +651,7 @@ static void conn_close_socket(pc_conn_t *c, int abortive)
         sock_close(c->ps.fd);
     c->ps.fd = SOCK_INVALID;
     counter_add(&conn_worker(c)->closed[c->reason], 1);
-    if (notify && c->cb->on_close) c->cb->on_close(c, c->reason, c->err);
+    if (notify && conn_cb(c)->on_close) conn_cb(c)->on_close(c, c->reason, c->err);
     if (!c->outbound) {
         filter_release(s->filter, &c->ticket);
         kfilter_source_changed(s, &c->peer.sa);
@@ -760,9 +760,9 @@ static void handle_kick(pc_conn_t *c)
     } else if (inbox_close == INBOX_CLOSE_GRACEFUL && c->state == CS_OPEN) {
         /* a stopping server tells the application first: what it queues
          * now is flushed before the FIN */
-        if (xreason == PC_CLOSE_SERVER_STOP && c->cb->on_shutdown && c->px_state != PX_PENDING &&
-            !CONN_TLS_UNSEEN(c))
-            c->cb->on_shutdown(c);
+        if (xreason == PC_CLOSE_SERVER_STOP && conn_cb(c)->on_shutdown &&
+            c->px_state != PX_PENDING && !CONN_TLS_UNSEEN(c))
+            conn_cb(c)->on_shutdown(c);
         if (c->state != CS_OPEN) return;
         c->reason = xreason;
         pc_conn_close(c);
@@ -843,7 +843,7 @@ static void conn_after(pc_conn_t *c)
     size_t q = atomic_load(&c->sendq_bytes);
     if (c->paused_hw && q <= c->srv->cfg.send_low_water) {
         c->paused_hw = 0;
-        if (c->state == CS_OPEN && c->cb->on_drain) c->cb->on_drain(c);
+        if (c->state == CS_OPEN && conn_cb(c)->on_drain) conn_cb(c)->on_drain(c);
         if (c->state == CS_CLOSED) return;
         conn_flush(c);
         conn_continue_read(c);
@@ -1073,7 +1073,6 @@ int conn_start_accepted(pc_server_t *s, listener_t *l, sock_t fd,
     if (!c) return PC_ENOMEM;
     c->lst = (uint8_t)(l->idx + 1);
     c->u.user = NULL;
-    c->cb = &s->cfg.cb;
     c->ticket = l->pending_ticket;
     if (l->pending_proxy) c->px_state = PX_WANTED;
     if (l->tls) c->tls_phase = TLSP_WANTED; /* the session is made on the worker (conn_tls_begin) */
@@ -1122,19 +1121,18 @@ int conn_connect(pc_server_t *s, const char *endpoint, const char *source, const
         return PC_ENOMEM;
     }
     c->u.user = user;
-    c->cb = cb ? cb : &s->cfg.cb;
     c->outbound = 1;
-    if (tls) { /* the caller frees it if this fails */
+    /* its own callbacks or a TLS session go in ext (conn_cb) */
+    if ((cb && cb != &s->cfg.cb) || tls) {
         if (!conn_ext(c)) {
             server_conn_release(s, c);
             sock_close(fd);
             return PC_ENOMEM;
         }
-        c->ext->tls = tls;
-        c->tls_phase = TLSP_HANDSHAKE;
-    } else {
-        c->tls_phase = TLSP_NONE;
+        if (cb != &s->cfg.cb) c->ext->cb = cb;
+        c->ext->tls = tls; /* the caller frees it if this fails */
     }
+    c->tls_phase = tls ? TLSP_HANDSHAKE : TLSP_NONE;
     atomic_fetch_add(&s->outbound, 1);
     /* a stop that began after the check above may have found no outbound
      * connection and gone on to end the workers: look again now that this
@@ -1558,7 +1556,7 @@ static void conn_deliver_held(pc_conn_t *c)
     if (c->state == CS_OPEN) {
         counter_add(&conn_worker(c)->bytes_in, len);
         c->last_rx_ms = pc__now_ms();
-        c->cb->on_data(c, data, len);
+        conn_cb(c)->on_data(c, data, len);
     }
     port_recv_done(conn_port(c), &c->ps, data);
     if (c->state == CS_CLOSED) return;
@@ -1613,8 +1611,8 @@ static void conn_notify_sent(pc_conn_t *c)
 {
     if (!c->sent_due || c->sending || !tx_empty(c)) return;
     c->sent_due = 0;
-    if (c->state != CS_OPEN || !c->cb->on_sent) return;
-    c->cb->on_sent(c);
+    if (c->state != CS_OPEN || !conn_cb(c)->on_sent) return;
+    conn_cb(c)->on_sent(c);
     if (c->state != CS_CLOSED) conn_flush(c); /* what on_sent queued */
 }
 

@@ -30,7 +30,7 @@ static int io_open(void *arg)
 static int io_data(void *arg, const void *data, size_t len)
 {
     pc_conn_t *c = arg;
-    c->cb->on_data(c, data, len);
+    conn_cb(c)->on_data(c, data, len);
     return c->state != CS_OPEN;
 }
 

@@ -146,7 +146,6 @@ pc_conn_t *server_conn_alloc(pc_server_t *s)
     c->outbound = c->connecting = c->no_linger = 0;
     c->sent_due = 0;
     c->timer_on = 0; /* disarmed at close; timer_wk may stay as it was */
-    c->cb = &s->cfg.cb;
     c->ops_pending = 0;
     c->deadline_ms = 0;
     atomic_store(&c->sendq_bytes, 0);

@@ -108,6 +108,7 @@ typedef struct conn_ext_s {
     void *px;
     /* TLSP_HANDSHAKE, TLSP_OPEN: the connection's tls_sess_t (src/tls) */
     void *tls;
+    const pc_callbacks_t *cb; /* pc_connect's own callbacks, else NULL (conn_cb) */
 } conn_ext_t;
 
 /* conn_tx_t kept per worker for reuse (beyond it they are freed) */
@@ -169,9 +170,8 @@ struct pc_conn_s {
      * is awake and computes its next wait with the new deadline (on a shared
      * port the home worker may sleep in a wait that no packet ends) */
     uint16_t timer_wk;
-    uint16_t ops_pending;     /* ops the backend holds (at most one per op of the record) */
-    filter_ticket_t ticket;   /* per-source slot held by an accepted connection */
-    const pc_callbacks_t *cb; /* the server's, or pc_connect's */
+    uint16_t ops_pending;   /* ops the backend holds (at most one per op of the record) */
+    filter_ticket_t ticket; /* per-source slot held by an accepted connection */
     /* the send side, while the send queue holds bytes, a send or an
      * outbound connect is pending; NULL when idle (conn.c: tx_get, tx_idle) */
     struct conn_tx_s *tx;
@@ -303,6 +303,13 @@ struct pc_server_s {
  * completions arrive on), the counters it adds to. Derived, not stored: 8
  * bytes of every idle connection. */
 #define conn_worker(c) (&(c)->srv->workers[(c)->ps.q])
+
+/* The connection's callbacks: the server's, or those pc_connect was given
+ * (kept in ext: a pointer in every idle record would be 8 of its bytes). */
+static inline const pc_callbacks_t *conn_cb(const pc_conn_t *c)
+{
+    return c->ext && c->ext->cb ? c->ext->cb : &c->srv->cfg.cb;
+}
 
 /* The connection's slot in the table: the low half of its id (never
  * changes; only the generation, the high half, does). */
