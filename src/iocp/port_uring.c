@@ -61,10 +61,10 @@
 #define UR_BGID         0           /* buffer group id (one per ring) */
 #define UR_DEFER_MAX    8           /* see ur_wait */
 #define UR_STREAM_POLLS 64          /* readiness rounds of a streaming socket */
-/* urx_t allocated together: 127 of 32 bytes and the link fill 4 KiB, one
+/* urx_t allocated together: 170 of 24 bytes and the link fill 4 KiB, one
  * of the allocator's size classes (128 of 40 took a 6 KiB block: 48 bytes
- * per connection instead of 32, in every idle connection) */
-#define UR_RX_CHUNK   127
+ * per connection instead of 24, in every idle connection) */
+#define UR_RX_CHUNK   170
 #define UR_SEND_FLAGS (MSG_NOSIGNAL | MSG_WAITALL)
 
 enum { UD_OP = 0, UD_RX = 1, UD_WAKE = 2, UD_IGNORE = 3, UD_MASK = 7 };
@@ -88,15 +88,15 @@ typedef struct urx_s {
                                   * disarmed and detached) */
     };
     uint32_t prep_gen;  /* q->gen when an SQE naming the fd was last prepared */
-    int32_t head, tail; /* received buffers (bids) not yet handed over */
+    int16_t head, tail; /* received buffers (bids, < 32768) not yet handed over */
     uint16_t count;
-    uint8_t armed;    /* a multishot recv is in the kernel */
-    uint8_t stopping; /* its cancellation is queued */
-    uint8_t term;     /* a final result waits behind the buffers */
-    uint8_t stream;   /* streaming: receive by readiness, see rx_wait_data */
-    uint16_t stream_polls;
-    int term_status; /* 0: readable/EOF (the shared code reads); < 0: error */
-} urx_t;
+    int16_t term_status;  /* 0: readable/EOF (the shared code reads); < 0: a PC_E* error */
+    uint8_t armed : 1;    /* a multishot recv is in the kernel */
+    uint8_t stopping : 1; /* its cancellation is queued */
+    uint8_t term : 1;     /* a final result waits behind the buffers */
+    uint8_t stream : 1;   /* streaming: receive by readiness, see rx_wait_data */
+    uint8_t stream_polls; /* <= UR_STREAM_POLLS */
+} urx_t;                  /* 24 bytes: one per socket, so in every idle connection */
 
 typedef struct urx_chunk_s {
     struct urx_chunk_s *next;
@@ -245,7 +245,7 @@ static void rx_drop_buffers(urq_t *q, urx_t *rx)
 {
     while (rx->head >= 0) {
         int32_t bid = rx->head;
-        rx->head = q->bnext[bid];
+        rx->head = (int16_t)q->bnext[bid];
         buf_recycle(q, (unsigned)bid);
     }
     rx->tail = -1;
@@ -299,7 +299,7 @@ static void rx_deliver(urq_t *q, urx_t *rx, port_sock_t *s)
     op_t *op = s->rd;
     if (rx->count) {
         int32_t bid = rx->head;
-        rx->head = q->bnext[bid];
+        rx->head = (int16_t)q->bnext[bid];
         if (rx->head < 0) rx->tail = -1;
         rx->count--;
         s->rd = NULL;
@@ -330,8 +330,8 @@ static void on_rx_cqe(urq_t *q, urx_t *rx, int res, unsigned flags)
             if (rx->tail >= 0)
                 q->bnext[rx->tail] = (int32_t)bid;
             else
-                rx->head = (int32_t)bid;
-            rx->tail = (int32_t)bid;
+                rx->head = (int16_t)bid;
+            rx->tail = (int16_t)bid;
             rx->count++;
             if ((unsigned)res == q->buf_size && !rx->stream) { /* streaming */
                 rx->stream = 1;
@@ -351,7 +351,7 @@ static void on_rx_cqe(urq_t *q, urx_t *rx, int res, unsigned flags)
         /* 0: EOF; ENOBUFS: out of buffers, data still in the socket. Either
          * way the shared code reads the socket itself and sees which. */
         rx->term = 1;
-        rx->term_status = (res == 0 || res == -ENOBUFS) ? 0 : ur_err(res);
+        rx->term_status = (int16_t)((res == 0 || res == -ENOBUFS) ? 0 : ur_err(res));
     }
     if (!rx->s) {
         if (!rx->armed) rx_free(q, rx);
