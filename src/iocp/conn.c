@@ -195,6 +195,7 @@ static void tx_init(conn_tx_t *tx, pc_conn_t *c)
     queue_init(&tx->sendq);
     tx->iovx = NULL;
     tx->tx_since_ms = 0;
+    tx->posts = NULL;
 }
 
 /* Give an empty send side back: to w's cache (w: the worker whose thread
@@ -686,10 +687,12 @@ static void conn_release(worker_t *w, pc_conn_t *c)
     c->state = CS_FREE;
     pc__mutex_unlock(conn_lock(c));
     if (itx) {
+        /* closed: no post_to adds to it any more; its functions run with NULL */
+        if (itx->posts) posts_run(NULL, itx->posts);
+        itx->posts = NULL;
         sendq_free(s, &itx->sendq);
         tx_free(w, itx);
     }
-    conn_drop_posts(c);
     server_conn_release(s, c);
 }
 
@@ -710,13 +713,14 @@ static void handle_kick(pc_conn_t *c)
     int moved = xbytes && c->state != CS_OPENING;
     if (moved) atomic_fetch_add(&c->sendq_bytes, xbytes);
     atomic_store(&c->inbox_send_bytes, 0);
-    struct inbox_post_s *posts = c->inbox_posts;
-    c->inbox_posts = NULL;
     int inbox_close = c->inbox_close;
     pc_close_reason_t xreason = c->inbox_close_reason;
     c->inbox_close = INBOX_CLOSE_NONE;
     pc__mutex_unlock(conn_lock(c));
+    struct inbox_post_s *posts = NULL;
     if (itx) {
+        posts = itx->posts;
+        itx->posts = NULL;
         /* the sender allocated it, so taking these bytes never needs memory:
          * it becomes the send side if there is none (also the op of an
          * outbound connect, below), else goes to this worker's cache */
@@ -1646,8 +1650,8 @@ static void posts_run(pc_conn_t *c, xpost_t *p)
 void conn_drop_posts(pc_conn_t *c)
 {
     pc__mutex_lock(conn_lock(c));
-    xpost_t *p = c->inbox_posts;
-    c->inbox_posts = NULL;
+    xpost_t *p = c->inbox_tx ? c->inbox_tx->posts : NULL;
+    if (p) c->inbox_tx->posts = NULL;
     pc__mutex_unlock(conn_lock(c));
     if (p) posts_run(NULL, p);
 }
@@ -1662,18 +1666,36 @@ int pc_server_post_to(pc_server_t *s, pc_conn_id_t id, void (*fn)(pc_conn_t *c, 
     if (!p) return PC_ENOMEM;
     p->fn = fn;
     p->arg = arg;
-    pc__mutex_lock(conn_lock(c));
-    /* closed: on_close ran, the id is as good as stale */
-    if (atomic_load(&c->id) != id || c->state == CS_FREE || c->state == CS_CLOSED) {
+    /* the records wait in the inbox, a conn_tx_t (conn_xsend): allocated
+     * here if it is empty, so that the kick needs no memory */
+    conn_tx_t *spare = NULL;
+    for (;;) {
+        pc__mutex_lock(conn_lock(c));
+        /* closed: on_close ran, the id is as good as stale */
+        if (atomic_load(&c->id) != id || c->state == CS_FREE || c->state == CS_CLOSED) {
+            pc__mutex_unlock(conn_lock(c));
+            pc__free(p);
+            pc__free(spare);
+            return PC_ENOTCONN;
+        }
+        if (c->inbox_tx || spare) break;
         pc__mutex_unlock(conn_lock(c));
-        pc__free(p);
-        return PC_ENOTCONN;
+        if (!(spare = pc__malloc(sizeof *spare))) {
+            pc__free(p);
+            return PC_ENOMEM;
+        }
     }
-    p->next = c->inbox_posts;
-    c->inbox_posts = p;
+    if (!c->inbox_tx) {
+        tx_init(spare, c);
+        c->inbox_tx = spare;
+        spare = NULL;
+    }
+    p->next = c->inbox_tx->posts;
+    c->inbox_tx->posts = p;
     int post = !c->kick_posted;
     c->kick_posted = 1;
     pc__mutex_unlock(conn_lock(c));
+    pc__free(spare); /* another caller's was there first */
     if (post) conn_kick(c);
     return 0;
 }
@@ -1700,21 +1722,19 @@ int pc_server_abort_id(pc_server_t *s, pc_conn_id_t id)
     if (tls_conn == c && atomic_load(&c->id) == id) return pc_conn_abort(c);
     int rc = conn_request_close(c, id, INBOX_CLOSE_ABORT, PC_CLOSE_ABORT);
     if (rc < 0) return rc;
-    /* drop what other threads queued now: no later send is accepted (inbox_close) */
-    conn_tx_t *drop = NULL;
+    /* drop what other threads queued now: no later send is accepted
+     * (inbox_close); posted functions stay (they run, exactly once) */
+    queue_t drop;
+    queue_init(&drop);
     pc__mutex_lock(conn_lock(c));
     size_t bytes = 0;
-    if (atomic_load(&c->id) == id) {
-        drop = c->inbox_tx;
-        c->inbox_tx = NULL;
+    if (atomic_load(&c->id) == id && c->inbox_tx) {
+        queue_move_all(&drop, &c->inbox_tx->sendq);
         bytes = atomic_load(&c->inbox_send_bytes);
         atomic_store(&c->inbox_send_bytes, 0);
     }
     pc__mutex_unlock(conn_lock(c));
-    if (drop) {
-        sendq_free(s, &drop->sendq);
-        pc__free(drop);
-    }
+    sendq_free(s, &drop);
     counter_sub(&s->send_queued, bytes);
     return 0;
 }

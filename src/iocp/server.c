@@ -135,7 +135,6 @@ pc_conn_t *server_conn_alloc(pc_server_t *s)
     c->timer_due = 0;
     c->parked = 0;
     atomic_store(&c->inbox_send_bytes, 0);
-    c->inbox_posts = NULL;
     c->kick_posted = 0;
     c->kick_due = 0;
     c->inbox_close = INBOX_CLOSE_NONE;
@@ -476,9 +475,9 @@ void pc_server_destroy(pc_server_t *s)
     uint32_t nslots = atomic_load(&s->nslots);
     for (uint32_t slot = 0; slot < nslots; slot++) {
         pc_conn_t *c = &s->chunks[slot / PC_CONN_CHUNK][slot % PC_CONN_CHUNK];
+        conn_drop_posts(c); /* before the inbox that holds them goes */
         conn_tx_destroy(c);
         pc__free(c->ext);
-        conn_drop_posts(c);
     }
     stimer_destroy(s);
     for (uint32_t ci = 0; ci < s->nchunks; ci++)

@@ -88,6 +88,8 @@ typedef struct conn_tx_s {
     pc_buf_t iov1;        /* the gather list of a one-buffer send */
     pc_buf_t *iovx;       /* SEND_IOV_MAX buffers, allocated while a longer send is pending */
     uint64_t tx_since_ms; /* send queue non-empty and no progress since (write timeout) */
+    /* as the inbox (c->inbox_tx): pc_server_post_to records, newest first */
+    struct inbox_post_s *posts;
 } conn_tx_t;
 
 /* What some connections need and an idle plain one does not: allocated at
@@ -126,8 +128,7 @@ struct pc_conn_s {
      * the first of them allocated (the kick adopts it as c->tx or gives it
      * to its worker's cache), NULL when the inbox is empty */
     struct conn_tx_s *inbox_tx;
-    _Atomic size_t inbox_send_bytes;  /* written under the lock, read anywhere */
-    struct inbox_post_s *inbox_posts; /* pc_server_post_to records, newest first */
+    _Atomic size_t inbox_send_bytes; /* written under the lock, read anywhere */
     /* the home worker's kick list (under its kick_lock), while kick_posted:
      * a kick costs 8 bytes of the record, not an op of 40 */
     struct pc_conn_s *kick_next;
