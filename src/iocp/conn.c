@@ -49,7 +49,7 @@ static int tx_empty(const pc_conn_t *c);
 
 static port_t *conn_port(pc_conn_t *c)
 {
-    return c->srv->port;
+    return conn_srv(c)->port;
 }
 
 static void set_state(pc_conn_t *c, uint8_t st)
@@ -71,7 +71,7 @@ static void timer_arm(pc_conn_t *c, uint64_t at)
     worker_t *w = tls_worker;
     assert(w); /* only strands arm timers (conn_strand sets it) */
     if (c->timer_wk != w->idx) {
-        worker_t *old = &c->srv->workers[c->timer_wk];
+        worker_t *old = &conn_srv(c)->workers[c->timer_wk];
         pc__mutex_lock(&old->wheel_lock);
         wheel_del(&old->wheel, &c->timer);
         pc__mutex_unlock(&old->wheel_lock);
@@ -85,7 +85,7 @@ static void timer_arm(pc_conn_t *c, uint64_t at)
 
 static void timer_disarm(pc_conn_t *c)
 {
-    worker_t *w = &c->srv->workers[c->timer_wk];
+    worker_t *w = &conn_srv(c)->workers[c->timer_wk];
     pc__mutex_lock(&w->wheel_lock);
     wheel_del(&w->wheel, &c->timer);
     pc__mutex_unlock(&w->wheel_lock);
@@ -95,7 +95,7 @@ static void timer_disarm(pc_conn_t *c)
 /* The nearest deadline that applies in the current state, 0 if none. */
 static uint64_t conn_next_deadline(const pc_conn_t *c)
 {
-    const pc_server_config_t *cfg = &c->srv->cfg;
+    const pc_server_config_t *cfg = &conn_srv(c)->cfg;
     if (c->state == CS_CLOSING) return c->deadline_ms;
     if (c->state != CS_OPEN) return 0;
     uint64_t at = c->deadline_ms; /* header deadline, 0 = none */
@@ -132,7 +132,7 @@ static void timer_sooner(pc_conn_t *c, uint64_t at)
 
 static void handle_timer(pc_conn_t *c)
 {
-    const pc_server_config_t *cfg = &c->srv->cfg;
+    const pc_server_config_t *cfg = &conn_srv(c)->cfg;
     uint64_t now = pc__now_ms();
     c->timer_on = 0; /* it fired (if re-armed since, arming again is exact) */
     if (c->state == CS_CLOSING) {
@@ -168,7 +168,7 @@ static void handle_timer(pc_conn_t *c)
 /* The send queue went from empty to non-empty: the write timeout starts. */
 static void sendq_started(pc_conn_t *c)
 {
-    unsigned wt = c->srv->cfg.write_timeout_ms;
+    unsigned wt = conn_srv(c)->cfg.write_timeout_ms;
     if (!wt) return;
     c->tx->tx_since_ms = pc__now_ms();
     if (c->state == CS_OPEN) timer_sooner(c, c->tx->tx_since_ms + wt);
@@ -361,17 +361,17 @@ static void sendq_consume(pc_conn_t *c, size_t n)
         n -= take;
         if (ch->off == ch->len) {
             queue_remove(&ch->link);
-            sq_chunk_free(c->srv, ch);
+            sq_chunk_free(conn_srv(c), ch);
         }
     }
     atomic_fetch_sub(&c->sendq_bytes, done);
-    counter_sub(&c->srv->send_queued, done);
+    counter_sub(&conn_srv(c)->send_queued, done);
     counter_add(&conn_worker(c)->bytes_out, done);
     if (done) {
         c->sent_due = 1;              /* on_sent once the queue is empty */
         c->last_rx_ms = pc__now_ms(); /* traffic out counts for the idle timeout */
     }
-    if (c->srv->cfg.write_timeout_ms) tx->tx_since_ms = pc__now_ms(); /* progress */
+    if (conn_srv(c)->cfg.write_timeout_ms) tx->tx_since_ms = pc__now_ms(); /* progress */
 }
 
 /* ---- reading ---------------------------------------------------------- */
@@ -485,7 +485,7 @@ static void proxy_phase_start(pc_conn_t *c)
         conn_close_socket(c, 1); /* still CS_OPENING: the application never sees it */
         return;
     }
-    c->deadline_ms = c->last_rx_ms + c->srv->cfg.proxy_timeout_ms;
+    c->deadline_ms = c->last_rx_ms + conn_srv(c)->cfg.proxy_timeout_ms;
     set_state(c, CS_OPEN);
     timer_update(c);
     conn_arm_read(c);
@@ -515,7 +515,7 @@ static void conn_deliver(worker_t *w, pc_conn_t *c, const char *data, size_t n)
             conn_close_socket(c, 1);
             return;
         }
-        unsigned ht = c->srv->cfg.header_timeout_ms;
+        unsigned ht = conn_srv(c)->cfg.header_timeout_ms;
         c->deadline_ms = ht ? pc__now_ms() + ht : 0;
         timer_update(c);
         if (c->tls_phase) { /* the TLS handshake follows the header */
@@ -557,7 +557,7 @@ static void tls_deliver(pc_conn_t *c, const char *data, size_t n)
  * the header timeout bounds (armed at accept). */
 static void tls_phase_start(pc_conn_t *c)
 {
-    unsigned ht = c->srv->cfg.header_timeout_ms;
+    unsigned ht = conn_srv(c)->cfg.header_timeout_ms;
     c->deadline_ms = (ht && !c->outbound) ? c->last_rx_ms + ht : 0;
     set_state(c, CS_OPEN);
     timer_update(c);
@@ -594,7 +594,7 @@ static void conn_established(pc_conn_t *c)
         tls_phase_start(c); /* on_open waits for the handshake */
         return;
     }
-    unsigned ht = c->srv->cfg.header_timeout_ms;
+    unsigned ht = conn_srv(c)->cfg.header_timeout_ms;
     c->deadline_ms = (ht && !c->outbound) ? c->last_rx_ms + ht : 0;
     set_state(c, CS_OPEN);
     timer_update(c);
@@ -606,7 +606,7 @@ static void conn_established(pc_conn_t *c)
  * port, then either it is established (accepted) or the connect starts. */
 static void conn_open(pc_conn_t *c)
 {
-    pc_server_t *s = c->srv;
+    pc_server_t *s = conn_srv(c);
     int rc = port_attach(s->port, &c->ps);
     conn_tx_t *tx = NULL;
     if (rc >= 0 && c->outbound && !(tx = tx_get(c))) rc = PC_ENOMEM; /* the connect's op */
@@ -637,7 +637,7 @@ static void conn_open(pc_conn_t *c)
 static void conn_close_socket(pc_conn_t *c, int abortive)
 {
     if (c->state == CS_CLOSED) return;
-    pc_server_t *s = c->srv;
+    pc_server_t *s = conn_srv(c);
     /* an accepted connection that never opened (attaching it failed) was
      * never shown to the application: no on_close either (an outbound one
      * reports its failed connect through on_close, as documented) */
@@ -665,7 +665,7 @@ static void conn_close_socket(pc_conn_t *c, int abortive)
 /* Final release: every pending op has come back. */
 static void conn_release(worker_t *w, pc_conn_t *c)
 {
-    pc_server_t *s = c->srv;
+    pc_server_t *s = conn_srv(c);
     size_t q = atomic_load(&c->sendq_bytes);
     if (c->tx) {
         sendq_free(s, &c->tx->sendq);
@@ -742,17 +742,17 @@ static void handle_kick(pc_conn_t *c)
         /* encrypted into the send queue; the plaintext leaves it */
         if (moved) atomic_fetch_sub(&c->sendq_bytes, xbytes);
         conn_tls_send_chunks(c, &local, xbytes);
-        sendq_free(c->srv, &local);
+        sendq_free(conn_srv(c), &local);
     } else if (accept_bytes && !queue_empty(&local)) {
         int was_empty = queue_empty(&c->tx->sendq); /* adopted above if it had none */
         sendq_take(c, &local);
         if (!moved) atomic_fetch_add(&c->sendq_bytes, xbytes);
         if (was_empty) sendq_started(c);
-        if (atomic_load(&c->sendq_bytes) > c->srv->cfg.send_high_water) c->paused_hw = 1;
+        if (atomic_load(&c->sendq_bytes) > conn_srv(c)->cfg.send_high_water) c->paused_hw = 1;
     } else if (!queue_empty(&local)) {
-        sendq_free(c->srv, &local);
+        sendq_free(conn_srv(c), &local);
         if (moved) atomic_fetch_sub(&c->sendq_bytes, xbytes);
-        counter_sub(&c->srv->send_queued, xbytes);
+        counter_sub(&conn_srv(c)->send_queued, xbytes);
     }
     /* after the bytes queued before them, before a close requested with them */
     if (posts) posts_run(c, posts);
@@ -845,7 +845,7 @@ static void conn_after(pc_conn_t *c)
     if (c->state == CS_CLOSED || c->state == CS_OPENING) return;
     conn_flush(c);
     size_t q = atomic_load(&c->sendq_bytes);
-    if (c->paused_hw && q <= c->srv->cfg.send_low_water) {
+    if (c->paused_hw && q <= conn_srv(c)->cfg.send_low_water) {
         c->paused_hw = 0;
         if (c->state == CS_OPEN && conn_cb(c)->on_drain) conn_cb(c)->on_drain(c);
         if (c->state == CS_CLOSED) return;
@@ -998,7 +998,7 @@ static void conn_kick(pc_conn_t *c)
     int post = !w->kick_posted;
     w->kick_posted = 1;
     pc__mutex_unlock(&w->kick_lock);
-    if (post && port_post(c->srv->port, w->idx, &w->kick_op) < 0) {
+    if (post && port_post(conn_srv(c)->port, w->idx, &w->kick_op) < 0) {
         /* not posted (IOCP out of resources): the next kick posts again */
         pc__mutex_lock(&w->kick_lock);
         w->kick_posted = 0;
@@ -1177,7 +1177,7 @@ static int xsend_check_locked(pc_conn_t *c, uint64_t id, size_t total)
 static int xsend_commit_locked(pc_conn_t *c, size_t total)
 {
     atomic_fetch_add(&c->inbox_send_bytes, total);
-    counter_add(&c->srv->send_queued, total);
+    counter_add(&conn_srv(c)->send_queued, total);
     int post = !c->kick_posted;
     c->kick_posted = 1;
     return post;
@@ -1199,7 +1199,7 @@ static int conn_xsend(pc_conn_t *c, uint64_t id, const pc_buf_t *bufs, unsigned 
 {
     /* a stale id costs no allocation (checked again under the lock) */
     if (id && atomic_load(&c->id) != id) return PC_ENOTCONN;
-    pc_server_t *s = c->srv;
+    pc_server_t *s = conn_srv(c);
     pc__mutex_lock(conn_lock(c));
     int rc = xsend_check_locked(c, id, total);
     int need_tx = !c->inbox_tx;
@@ -1284,7 +1284,7 @@ int pc_conn_sendv(pc_conn_t *c, const pc_buf_t *bufs, unsigned n)
     if (over_limit(c, total)) return PC_ENOBUFS;
     chunk_t *tail = tx_empty(c) ? NULL : pc_container_of(c->tx->sendq.prev, chunk_t, link);
     size_t grow = tail && tail->cap - tail->len >= total ? 0 : sq_chunk_size(total);
-    if (over_buffer_cap(c->srv, grow)) {
+    if (over_buffer_cap(conn_srv(c), grow)) {
         /* stop reading (what it reads makes more output) until its own
          * queue drains; with nothing queued there is nothing to wait for */
         if (atomic_load(&c->sendq_bytes)) c->paused_hw = 1;
@@ -1301,12 +1301,12 @@ static int sendq_push(pc_conn_t *c, const pc_buf_t *bufs, unsigned n, size_t tot
 {
     conn_tx_t *tx = tx_get(c);
     if (!tx) return PC_ENOMEM;
-    int rc = sendq_append(c->srv, &tx->sendq, bufs, n, total);
+    int rc = sendq_append(conn_srv(c), &tx->sendq, bufs, n, total);
     if (rc < 0) return rc; /* an empty send side goes back in conn_after */
     size_t q = atomic_fetch_add(&c->sendq_bytes, total) + total;
-    counter_add(&c->srv->send_queued, total);
+    counter_add(&conn_srv(c)->send_queued, total);
     if (q == total) sendq_started(c);
-    if (q > c->srv->cfg.send_high_water) c->paused_hw = 1;
+    if (q > conn_srv(c)->cfg.send_high_water) c->paused_hw = 1;
     return 0;
 }
 
@@ -1336,7 +1336,7 @@ int pc_conn_close(pc_conn_t *c)
     set_state(c, CS_CLOSING);
     c->paused_user = 0;
     c->paused_hw = 0;
-    c->deadline_ms = pc__now_ms() + c->srv->cfg.close_linger_ms;
+    c->deadline_ms = pc__now_ms() + conn_srv(c)->cfg.close_linger_ms;
     timer_update(c);
     /* FIN, discard-reading and the final close follow in conn_after */
     return 0;
@@ -1400,7 +1400,7 @@ pc_conn_id_t pc_conn_id(const pc_conn_t *c)
 
 pc_server_t *pc_conn_server(const pc_conn_t *c)
 {
-    return c->srv;
+    return conn_srv(c);
 }
 
 void pc_conn_set_user_data(pc_conn_t *c, void *p)
@@ -1474,10 +1474,10 @@ static void sq_chunk_free(pc_server_t *s, chunk_t *ch)
  * them missing. */
 static int over_limit(pc_conn_t *c, size_t total)
 {
-    size_t lim = c->srv->cfg.send_queue_limit;
+    size_t lim = conn_srv(c)->cfg.send_queue_limit;
     size_t q = atomic_load(&c->sendq_bytes) + atomic_load(&c->inbox_send_bytes);
     if (!q || (total <= lim && q <= lim - total)) return 0;
-    counter_add(&c->srv->send_limit_refused, 1);
+    counter_add(&conn_srv(c)->send_limit_refused, 1);
     return 1;
 }
 
@@ -1496,7 +1496,7 @@ static void sendq_take(pc_conn_t *c, queue_t *from)
         if (tail && tail->cap - tail->len >= len) {
             memcpy(tail->data + tail->len, ch->data + ch->off, len);
             tail->len += len;
-            sq_chunk_free(c->srv, ch);
+            sq_chunk_free(conn_srv(c), ch);
         } else {
             queue_insert_tail(&c->tx->sendq, &ch->link);
         }
@@ -1524,7 +1524,7 @@ const struct sockaddr *pc_conn_local_addr(const pc_conn_t *cc)
     static const sockaddr_any_t unknown; /* zeroed: sa_family AF_UNSPEC */
     pc_conn_t *c = (pc_conn_t *)cc;
     if (c->lst) {
-        const listener_t *l = &c->srv->listeners[c->lst - 1];
+        const listener_t *l = &conn_srv(c)->listeners[c->lst - 1];
         if (l->specific) return (const struct sockaddr *)&l->addr;
     }
     if (c->ext && c->ext->local.sa.sa_family) return &c->ext->local.sa;

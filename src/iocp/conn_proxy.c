@@ -39,7 +39,7 @@ int conn_proxy_begin(pc_conn_t *c)
     conn_ext_t *x = conn_ext(c);
     proxy_parser_t *p = x ? pc__malloc(sizeof *p) : NULL;
     if (!p) return PC_ENOMEM;
-    proxy_parser_init(p, c->srv->cfg.proxy_versions);
+    proxy_parser_init(p, conn_srv(c)->cfg.proxy_versions);
     x->px = p;
     c->px_state = PX_PENDING;
     return 0;
@@ -89,7 +89,7 @@ static pc_verdict_t run_condition(void *ud)
 
 int conn_proxy_feed(worker_t *w, pc_conn_t *c, const char *data, size_t n, size_t *used)
 {
-    pc_server_t *s = c->srv;
+    pc_server_t *s = conn_srv(c);
     proxy_parser_t *p = c->ext->px; /* PX_PENDING: conn_proxy_begin made both */
     proxy_header_t h;
     int cause = 0;

@@ -40,7 +40,7 @@ int conn_tls_begin(pc_conn_t *c)
 {
     if (c->tls_phase == TLSP_WANTED) { /* accepted: a session of the listener's context */
         conn_ext_t *x = conn_ext(c);
-        tls_sess_t *s = x ? tls_sess_new(c->srv->listeners[c->lst - 1].tls, NULL) : NULL;
+        tls_sess_t *s = x ? tls_sess_new(conn_srv(c)->listeners[c->lst - 1].tls, NULL) : NULL;
         if (!s) return PC_ENOMEM; /* still TLSP_WANTED: closed unseen, nothing to free */
         x->tls = s;
         c->tls_phase = TLSP_HANDSHAKE;
@@ -84,7 +84,7 @@ void conn_tls_send_chunks(pc_conn_t *c, const queue_t *q, size_t total)
         failed = tls_sess_write(c->ext->tls, &b, 1, &conn_io, c) < 0;
     }
     /* the plaintext was counted when queued; the ciphertext is counted now */
-    counter_sub(&c->srv->send_queued, total);
+    counter_sub(&conn_srv(c)->send_queued, total);
     if (failed) PC_LOGD("tls: bytes queued from another thread dropped (session closed)");
 }
 

@@ -98,14 +98,14 @@ static pc_conn_t *table_fresh(pc_server_t *s)
     uint32_t ci = slot / PC_CONN_CHUNK;
     if (ci >= PC_CONN_CHUNKS_MAX) return NULL;
     if (ci >= s->nchunks) {
-        pc_conn_t *chunk = pc__malloc(PC_CONN_CHUNK * sizeof *chunk);
+        conn_chunk_t *chunk = pc__malloc(sizeof *chunk + PC_CONN_CHUNK * sizeof(pc_conn_t));
         if (!chunk) return NULL;
-        s->chunks[ci] = chunk;
+        chunk->srv = s;
+        s->chunks[ci] = chunk->conns;
         s->nchunks = ci + 1;
     }
     pc_conn_t *c = &s->chunks[ci][slot % PC_CONN_CHUNK];
     memset(c, 0, sizeof *c);
-    c->srv = s;
     wheel_timer_init(&c->timer);
     c->recv_op.tag = TAG_CONN_RECV;
     atomic_store(&c->id, (uint64_t)slot); /* generation 0: never valid */
@@ -481,7 +481,7 @@ void pc_server_destroy(pc_server_t *s)
     }
     stimer_destroy(s);
     for (uint32_t ci = 0; ci < s->nchunks; ci++)
-        pc__free(s->chunks[ci]);
+        pc__free(pc_container_of(s->chunks[ci], conn_chunk_t, conns));
     for (int i = 0; i < PC_CONN_LOCKS; i++)
         pc__mutex_destroy(&s->conn_locks[i]);
     if (s->workers) {

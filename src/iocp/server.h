@@ -120,8 +120,8 @@ typedef struct conn_ext_s {
  * in user space, so it is kept small (docs/engine.md has the layout); what
  * only an active connection needs is allocated while it is needed. */
 struct pc_conn_s {
-    pc_server_t *srv;
-    port_sock_t ps;      /* ps.q: the home worker (conn_worker) */
+    /* the server is not stored (conn_srv); ps.q is the home worker (conn_worker) */
+    port_sock_t ps;
     _Atomic uint64_t id; /* read by other threads (lookups by id) */
     /* ---- under conn_lock(c): strand state and the cross-thread inbox ---- */
     /* bytes other threads queued: chunks in the sendq of a conn_tx_t that
@@ -300,18 +300,6 @@ struct pc_server_s {
     uint64_t kf_gone[5];    /* eBPF SYN counters of closed programs (kf_lock; kfilter_counts) */
 };
 
-/* The connection's home worker: its queue (Linux: the only one its
- * completions arrive on), the counters it adds to. Derived, not stored: 8
- * bytes of every idle connection. */
-#define conn_worker(c) (&(c)->srv->workers[(c)->ps.q])
-
-/* The connection's callbacks: the server's, or those pc_connect was given
- * (kept in ext: a pointer in every idle record would be 8 of its bytes). */
-static inline const pc_callbacks_t *conn_cb(const pc_conn_t *c)
-{
-    return c->ext && c->ext->cb ? c->ext->cb : &c->srv->cfg.cb;
-}
-
 /* The connection's slot in the table: the low half of its id (never
  * changes; only the generation, the high half, does). */
 static inline uint32_t conn_slot(const pc_conn_t *c)
@@ -319,10 +307,36 @@ static inline uint32_t conn_slot(const pc_conn_t *c)
     return (uint32_t)atomic_load_explicit(&((pc_conn_t *)c)->id, memory_order_relaxed);
 }
 
+/* A chunk of the connection table: its records after a header naming the
+ * server, so that a record finds its server from its slot rather than a
+ * pointer of its own (8 bytes of every idle connection). */
+typedef struct conn_chunk_s {
+    pc_server_t *srv;
+    pc_conn_t conns[]; /* PC_CONN_CHUNK */
+} conn_chunk_t;
+
+static inline pc_server_t *conn_srv(const pc_conn_t *c)
+{
+    const pc_conn_t *first = c - conn_slot(c) % PC_CONN_CHUNK;
+    return pc_container_of(first, conn_chunk_t, conns)->srv;
+}
+
+/* The connection's home worker: its queue (Linux: the only one its
+ * completions arrive on), the counters it adds to. Derived, not stored: 8
+ * bytes of every idle connection. */
+#define conn_worker(c) (&conn_srv(c)->workers[(c)->ps.q])
+
+/* The connection's callbacks: the server's, or those pc_connect was given
+ * (kept in ext: a pointer in every idle record would be 8 of its bytes). */
+static inline const pc_callbacks_t *conn_cb(const pc_conn_t *c)
+{
+    return c->ext && c->ext->cb ? c->ext->cb : &conn_srv(c)->cfg.cb;
+}
+
 /* The lock of a connection's strand state and inbox (striped). */
 static inline pc_mutex_t *conn_lock(const pc_conn_t *c)
 {
-    return &c->srv->conn_locks[conn_slot(c) % PC_CONN_LOCKS];
+    return &conn_srv(c)->conn_locks[conn_slot(c) % PC_CONN_LOCKS];
 }
 
 /* server.c */
