@@ -456,8 +456,10 @@ static pc_verdict_t burst_condition(void *user, const struct sockaddr *peer,
     }
     if (peer->sa_family == AF_INET) {
         struct in_addr a;
+        struct sockaddr_in p4;
         inet_pton(AF_INET, "127.0.0.4", &a);
-        if (((const struct sockaddr_in *)peer)->sin_addr.s_addr == a.s_addr) return PC_REJECT;
+        memcpy(&p4, peer, sizeof p4); /* by copy: a struct sockaddr is 2-aligned */
+        if (p4.sin_addr.s_addr == a.s_addr) return PC_REJECT;
     }
     return PC_ACCEPT;
 }
