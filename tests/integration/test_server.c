@@ -456,8 +456,10 @@ static pc_verdict_t burst_condition(void *user, const struct sockaddr *peer,
     }
     if (peer->sa_family == AF_INET) {
         struct in_addr a;
+        struct sockaddr_in in; /* copied: peer is only 2-byte aligned for clang's -Wcast-align */
         inet_pton(AF_INET, "127.0.0.4", &a);
-        if (((const struct sockaddr_in *)peer)->sin_addr.s_addr == a.s_addr) return PC_REJECT;
+        memcpy(&in, peer, sizeof in);
+        if (in.sin_addr.s_addr == a.s_addr) return PC_REJECT;
     }
     return PC_ACCEPT;
 }
