@@ -7,7 +7,8 @@
 /* AUTO on Linux is epoll. io_uring has to earn the default by measurement
  * (issue 14: at most 0.9x epoll's server CPU per request on keep-alive HTTP
  * at 100 and 1000 connections); on this project's benchmark it spends
- * 0.8-0.97x, not reliably under 0.9, so it stays an explicit choice.
+ * 0.87-0.96x at 100 and 0.82-0.93x at 1000 connections (three runs), not
+ * reliably under 0.9, so it runs only when asked for.
  * docs/uring.md has the figures and the command that reproduces them. */
 int port_open(port_t **out, pc_backend_t want, int nqueues, char *why, size_t whylen)
 {

@@ -65,9 +65,15 @@ static void explicit_and_env(void **state)
     pc_backend_t got;
     char why[PC_BACKEND_WHY_MAX];
 #ifdef _WIN32
+    pc_log_set_handler(log_sink, NULL);
+    pc_log_set_level(PC_LOG_INFO);
+    last_backend_line[0] = 0;
     assert_int_equal(backend_why_of(PC_BACKEND_AUTO, &got, why), 0);
+    pc_log_set_level(PC_LOG_ERROR);
+    pc_log_set_handler(NULL, NULL);
     assert_int_equal(got, PC_BACKEND_IOCP);
-    assert_non_null(strstr(why, "auto"));
+    assert_string_equal(why, "auto: IOCP, the Windows backend");
+    assert_string_equal(last_backend_line, "backend: iocp (auto: IOCP, the Windows backend)");
     assert_int_equal(backend_of(PC_BACKEND_EPOLL, &got), PC_ENOSYS);
 #else
     assert_int_equal(backend_why_of(PC_BACKEND_EPOLL, &got, why), 0);
