@@ -443,10 +443,11 @@ typedef struct pc_server_config_s {
     size_t recv_buffer_size;
     /* listen() backlog. Default 511. */
     int backlog;
-    /* Backend; default PC_BACKEND_AUTO: IOCP on Windows, epoll on Linux
-     * (io_uring, PC_BACKEND_URING, only when asked for; docs/uring.md says
-     * why). The PORTCULLIS_BACKEND environment variable, if set, overrides
-     * AUTO. pc_server_stats reports the backend in force and why. */
+    /* Backend; default PC_BACKEND_AUTO: IOCP on Windows; on Linux io_uring
+     * when the kernel offers it (measured cheaper per request than epoll,
+     * docs/uring.md), else epoll. The PORTCULLIS_BACKEND environment
+     * variable, if set, overrides AUTO. pc_server_stats reports the backend
+     * in force and why. */
     pc_backend_t backend;
     /* Conditional accept; default AUTO. */
     pc_cond_accept_t conditional_accept;
@@ -771,8 +772,8 @@ typedef struct pc_server_stats_s {
     uint64_t kernel_would_drop;    /* shadow mode: counted, passed */
     pc_backend_t backend;          /* backend running */
     /* why that one: "requested by the configuration", "requested by
-     * PORTCULLIS_BACKEND=uring", or AUTO's reason ("auto: epoll, the Linux
-     * default; ..."); also in the start-up log */
+     * PORTCULLIS_BACKEND=uring", or AUTO's reason ("auto: io_uring, ...",
+     * "auto: io_uring unavailable (why)"); also in the start-up log */
     char backend_why[PC_BACKEND_WHY_MAX];
     int threads;
 } pc_server_stats_t;

