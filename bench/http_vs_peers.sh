@@ -217,17 +217,13 @@ start_servers
 
 RES=$TMP/results.tsv
 : >"$RES"
-record() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >>"$RES"; }
+record() { bench_record "$RES" "$@"; }
 
 # wrk run: prints "requests req/s errors"
 run_wrk() { # port extra-args...
     local port=$1
     shift
-    timeout $((SECS + 15)) wrk -t2 -c"$CONNS" -d"${SECS}s" "$@" "http://127.0.0.1:$port/" \
-        >"$TMP/wrk.out" 2>&1
-    awk '/requests in/ {n=$1} /Requests\/sec/ {r=$2}
-         /Socket errors/ {gsub(",", ""); e+=$4+$6+$8+$10} /Non-2xx/ {e+=$NF}
-         END {printf "%d %.1f %d\n", n, r, e}' "$TMP/wrk.out"
+    bench_wrk "$TMP/wrk.out" "http://127.0.0.1:$port/" "$SECS" "$CONNS" "$@"
 }
 
 # pc-stress run: prints "requests req/s connects/s errors"
@@ -369,58 +365,18 @@ fi
 # ---- summary ------------------------------------------------------------------------------
 echo
 echo "load avg at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
-python3 - "$RES" <<'EOF'
-import sys, statistics
-rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
-vals, by_round = {}, {}
-for metric, srv, rnd, v in rows:
-    try:
-        x = float(v)
-    except ValueError:
-        continue
-    if x != x:
-        continue
-    vals.setdefault((metric, srv), []).append(x)
-    by_round[(metric, srv, rnd)] = x
-# metric, label, higher is better, target pc/nginx, target pc/haproxy (issue 14)
-table = [
-    ("ka.rate", "keep-alive req/s (wrk)", True, None, None),
-    ("ka.cpu", "CPU us/request (wrk keep-alive)", False, 0.75, 0.75),
-    ("churn.rate", "churn conn/s (wrk Connection: close)", True, None, None),
-    ("churn.cpu", "CPU us/connection (wrk churn)", False, None, None),
-    ("churn-1m.rate", "churn conn/s, 1M-prefix deny list", True, 1.2, 1.0),
-    ("churn-1m.cpu", "CPU us/connection, 1M-prefix list", False, 0.85, None),
-    ("ka-ps.rate", "keep-alive req/s (pc-stress)", True, None, None),
-    ("churn-ps.rate", "churn conn/s (pc-stress --close)", True, None, None),
-    ("idle.bytes", "RSS bytes per idle conn (no request)", False, 0.5, None),
-    ("idle-ka.bytes", "RSS bytes per idle conn (1 request)", False, 0.5, None),
-]
-print("summary: per server the median over rounds; ratio = median over rounds of pc-http /")
-print("peer within the round (runs of a round are back to back, so background load on a")
-print("shared machine cancels better than in a ratio of medians); target from issue 14")
-fmt = "%-38s %9s %9s %9s %8s %8s  %s"
-print(fmt % ("metric", "pc-http", "nginx", "haproxy", "pc/ngx", "pc/hap", "target"))
-rounds = sorted({r for (_, _, r) in by_round})
-def med(key, srv):
-    v = vals.get((key, srv))
-    return "%.1f" % statistics.median(v) if v else "-"
-def ratio(key, peer):
-    per = [by_round[(key, "pc", r)] / by_round[(key, peer, r)] for r in rounds
-           if by_round.get((key, "pc", r)) is not None and by_round.get((key, peer, r))]
-    return statistics.median(per) if per else None
-for key, label, higher, tn, th in table:
-    if not vals.get((key, "pc")):
-        continue
-    rn, rh = ratio(key, "nginx"), ratio(key, "haproxy")
-    notes = []
-    for name, r, t in (("nginx", rn, tn), ("haproxy", rh, th)):
-        if t is None or r is None:
-            continue
-        ok = r >= t if higher else r <= t
-        notes.append("%s%s %.2f x %s: %s" % (">=" if higher else "<=", "", t, name,
-                                             "met" if ok else "NOT met"))
-    print(fmt % (label, med(key, "pc"), med(key, "nginx"), med(key, "haproxy"),
-                 "%.2f" % rn if rn is not None else "-", "%.2f" % rh if rh is not None else "-",
-                 "; ".join(notes)))
+cat >"$TMP/table" <<'EOF'
+# key|label|higher is better|target pc/nginx,pc/haproxy (issue 14)
+ka.rate|keep-alive req/s (wrk)|1|-,-
+ka.cpu|CPU us/request (wrk keep-alive)|0|0.75,0.75
+churn.rate|churn conn/s (wrk Connection: close)|1|-,-
+churn.cpu|CPU us/connection (wrk churn)|0|-,-
+churn-1m.rate|churn conn/s, 1M-prefix deny list|1|1.2,1.0
+churn-1m.cpu|CPU us/connection, 1M-prefix list|0|0.85,-
+ka-ps.rate|keep-alive req/s (pc-stress)|1|-,-
+churn-ps.rate|churn conn/s (pc-stress --close)|1|-,-
+idle.bytes|RSS bytes per idle conn (no request)|0|0.5,-
+idle-ka.bytes|RSS bytes per idle conn (1 request)|0|0.5,-
 EOF
+python3 "$BENCH_DIR/summary.py" "$RES" nginx,haproxy "$TMP/table"
 exit 0

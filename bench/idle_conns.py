@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
 """Hold idle TCP connections open against a server, for memory-per-connection
-measurements (bench/http_vs_nginx.sh).
+measurements (bench/http_vs_peers.sh).
 
     idle_conns.py HOST PORT COUNT [request|none]
 

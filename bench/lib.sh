@@ -164,3 +164,18 @@ bench_idle_close() {
     for p in "${IDLE_PIDS[@]}"; do bench_stop "$p" TERM; done
     IDLE_PIDS=()
 }
+
+# One measurement for bench/summary.py: bench_record FILE METRIC SERVER ROUND VALUE
+bench_record() { printf '%s\t%s\t%s\t%s\n' "$2" "$3" "$4" "$5" >>"$1"; }
+
+# One wrk run: bench_wrk OUTFILE URL SECS CONNS [wrk args...]; prints
+# "requests req/s errors" (errors: socket errors and non-2xx answers). wrk's
+# own output stays in OUTFILE.
+bench_wrk() {
+    local out=$1 url=$2 secs=$3 conns=$4
+    shift 4
+    timeout $((secs + 15)) wrk -t2 -c"$conns" -d"${secs}s" "$@" "$url" >"$out" 2>&1
+    awk '/requests in/ {n=$1} /Requests\/sec/ {r=$2}
+         /Socket errors/ {gsub(",", ""); e+=$4+$6+$8+$10} /Non-2xx/ {e+=$NF}
+         END {printf "%d %.1f %d\n", n, r, e}' "$out"
+}

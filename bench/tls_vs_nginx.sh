@@ -222,16 +222,12 @@ done
 
 RES=$TMP/results.tsv
 : >"$RES"
-record() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >>"$RES"; }
+record() { bench_record "$RES" "$@"; }
 now_s() { date +%s.%N; }
 
 # wrk over TLS: prints "requests req/s errors"
 run_wrk() { # port [secs]
-    timeout $((${2:-$SECS} + 15)) wrk -t2 -c"$CONNS" -d"${2:-$SECS}s" "https://127.0.0.1:$1/" \
-        >"$TMP/wrk.out" 2>&1
-    awk '/requests in/ {n=$1} /Requests\/sec/ {r=$2}
-         /Socket errors/ {gsub(",", ""); e+=$4+$6+$8+$10} /Non-2xx/ {e+=$NF}
-         END {printf "%d %.1f %d\n", n, r, e}' "$TMP/wrk.out"
+    bench_wrk "$TMP/wrk.out" "https://127.0.0.1:$1/" "${2:-$SECS}" "$CONNS"
 }
 
 # CLIENTS parallel s_time runs: prints "handshakes handshakes/s resumed"
@@ -356,47 +352,16 @@ if [ "$PC_TLS" = 0 ]; then
     echo "(no ratios: pc-http was not measured)"
     exit 0
 fi
-python3 - "$RES" <<'EOF'
-import sys, statistics
-rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
-vals, by_round = {}, {}
-for metric, srv, rnd, v in rows:
-    try:
-        x = float(v)
-    except ValueError:
-        continue
-    if x != x:
-        continue
-    vals.setdefault((metric, srv), []).append(x)
-    by_round[(metric, srv, rnd)] = x
-# metric, label, higher is better, target ratio (pc/nginx)
-table = [
-    ("ka.rate", "keep-alive HTTPS req/s (wrk)", True, None),
-    ("ka.cpu", "server CPU us/request (keep-alive)", False, 1.0),
-    ("full.rate", "full handshakes/s (s_time -new)", True, 1.0),
-    ("full.cpu", "server CPU us/full handshake", False, None),
-    ("resumed.rate", "resumed handshakes/s (s_time -reuse)", True, None),
-    ("resumed.cpu", "server CPU us/resumed handshake", False, None),
-    ("flood.cpu", "server CPU us/denied TLS attempt", False, 0.02),
-    ("flood.ka_ratio", "allowed req/s under flood / without", True, None),
-]
-print("summary: medians over rounds; ratio = median over rounds of pc-http / nginx within")
-print("the round (back-to-back runs, so background load cancels better)")
-fmt = "%-40s %12s %12s %7s  %s"
-print(fmt % ("metric", "pc-http", "nginx", "ratio", "target"))
-rounds = sorted({r for (_, _, r) in by_round})
-for key, label, higher, target in table:
-    a, b = vals.get((key, "pc")), vals.get((key, "nginx"))
-    if not a or not b:
-        continue
-    ma, mb = statistics.median(a), statistics.median(b)
-    per = [by_round[(key, "pc", r)] / by_round[(key, "nginx", r)] for r in rounds
-           if by_round.get((key, "pc", r)) is not None and by_round.get((key, "nginx", r))]
-    ratio = statistics.median(per) if per else float("nan")
-    t = ""
-    if target is not None:
-        ok = ratio >= target if higher else ratio <= target
-        t = "%s %.2f: %s" % (">=" if higher else "<", target, "met" if ok else "NOT met")
-    print(fmt % (label, "%.2f" % ma, "%.2f" % mb, "%.3f" % ratio, t))
+cat >"$TMP/table" <<'EOF'
+# key|label|higher is better|target pc/nginx (issue 12)
+ka.rate|keep-alive HTTPS req/s (wrk)|1|-
+ka.cpu|server CPU us/request (keep-alive)|0|1.0
+full.rate|full handshakes/s (s_time -new)|1|1.0
+full.cpu|server CPU us/full handshake|0|-
+resumed.rate|resumed handshakes/s (s_time -reuse)|1|-
+resumed.cpu|server CPU us/resumed handshake|0|-
+flood.cpu|server CPU us/denied TLS attempt|0|0.02
+flood.ka_ratio|allowed req/s under flood / without|1|-
 EOF
+python3 "$BENCH_DIR/summary.py" "$RES" nginx "$TMP/table"
 exit 0

@@ -16,10 +16,16 @@
 # and after the load and prints requests/s and server CPU microseconds per
 # request; the summary gives the totals per backend and the ratios
 # uring/epoll (CPU per request: lower is better; req/s: higher is better).
-# Environment: THREADS (server workers, default 2), CONNS (default 64),
-# MSG (echo message bytes, default 64), BULK_CONNS, WORKLOADS (default
+# Environment: THREADS (server workers, default 2), CONNS (default 64; a
+# list such as "100 1000" runs the connection workloads once per count, each
+# reported as WORKLOAD/cN, inside the same rounds), MSG (echo message bytes,
+# default 64), BULK_CONNS, WORKLOADS (default
 # "http-keepalive http-churn echo echo-bulk"). Other variables pass through to
 # the servers (PORTCULLIS_URING_*, see docs/uring.md).
+#
+# Within a round the backends take turns, and the one that goes first
+# alternates from round to round (uring-epoll, epoll-uring, ...), so a load
+# that drifts during a round does not favour either.
 #
 # It measures, it never judges: the exit status is 0 whatever the figures.
 # The load generator runs on the same machine and competes for the CPUs, so
@@ -126,13 +132,13 @@ cpu_ticks() { # utime+stime of $SPID (fields 14, 15; counted after the ")" of co
 run_load() { # workload -> prints the number of requests done
     case $1 in
     http-keepalive)
-        timeout $((SECS + 5)) wrk -t1 -c"$CONNS" -d"${SECS}s" "http://127.0.0.1:$PORT/" 2>/dev/null |
+        timeout $((SECS + 5)) wrk -t1 -c"$conns" -d"${SECS}s" "http://127.0.0.1:$PORT/" 2>/dev/null |
             awk '/requests in/ {print $1}' ;;
     http-churn)
-        timeout $((SECS + 5)) wrk -t1 -c"$CONNS" -d"${SECS}s" -H "Connection: close" \
+        timeout $((SECS + 5)) wrk -t1 -c"$conns" -d"${SECS}s" -H "Connection: close" \
             "http://127.0.0.1:$PORT/" 2>/dev/null | awk '/requests in/ {print $1}' ;;
     echo)
-        timeout $((SECS + 5)) python3 "$TMP/echo_load.py" "$PORT" "$SECS" "$CONNS" "$MSG" pingpong \
+        timeout $((SECS + 5)) python3 "$TMP/echo_load.py" "$PORT" "$SECS" "$conns" "$MSG" pingpong \
             2>/dev/null ;;
     echo-bulk)
         timeout $((SECS + 5)) python3 "$TMP/echo_load.py" "$PORT" "$SECS" "$BULK_CONNS" 0 bulk \
@@ -142,7 +148,8 @@ run_load() { # workload -> prints the number of requests done
 
 ROWS=$TMP/rows.tsv
 : >"$ROWS"
-printf '%-15s %-6s %5s %12s %10s %14s\n' workload backend round requests "req/s" "cpu us/req"
+# The units measured: WORKLOAD, or WORKLOAD/cN per connection count.
+UNITS=
 for wl in $WORKLOADS; do
     case $wl in
     http-*) bin=$BUILD/bin/pc-http; need=wrk ;;
@@ -150,9 +157,27 @@ for wl in $WORKLOADS; do
     *) echo "unknown workload $wl" >&2; continue ;;
     esac
     if [ ! -x "$bin" ]; then echo "  $wl: skipped ($(basename "$bin") not built)"; continue; fi
-    if ! command -v $need >/dev/null; then echo "  $wl: skipped ($need not installed)"; continue; fi
+    if ! command -v "$need" >/dev/null; then echo "  $wl: skipped ($need not installed)"; continue; fi
+    case $wl in
+    echo-bulk) UNITS="$UNITS $wl" ;;
+    *) read -ra counts <<<"$CONNS"
+       if [ ${#counts[@]} -gt 1 ]; then for c in "${counts[@]}"; do UNITS="$UNITS $wl/c$c"; done
+       else UNITS="$UNITS $wl"; fi ;;
+    esac
+done
+printf '%-20s %-6s %5s %12s %10s %14s\n' workload backend round requests "req/s" "cpu us/req"
+for unit in $UNITS; do
+    wl=${unit%%/*}
+    conns=$CONNS
+    case $unit in */c*) conns=${unit##*/c} ;; esac
+    case $wl in
+    http-*) bin=$BUILD/bin/pc-http ;;
+    *) bin=$BUILD/bin/pc-echo ;;
+    esac
     for r in $(seq "$ROUNDS"); do
-        for be in uring epoll; do
+        order="uring epoll"
+        [ $((r % 2)) -eq 0 ] && order="epoll uring"
+        for be in $order; do
             start_server "$bin" "$be" || continue
             c0=$(cpu_ticks)
             t0=$(date +%s.%N)
@@ -161,12 +186,12 @@ for wl in $WORKLOADS; do
             c1=$(cpu_ticks)
             stop_server
             n=${n:-0}
-            [ "$n" -gt 0 ] 2>/dev/null || { echo "  $wl $be round $r: no requests completed"; continue; }
+            [ "$n" -gt 0 ] 2>/dev/null || { echo "  $unit $be round $r: no requests completed"; continue; }
             dt=$(echo "$t1 - $t0" | bc -l)
             rps=$(echo "$n / $dt" | bc -l)
             cpr=$(echo "($c1 - $c0) * 1000000 / $TICK / $n" | bc -l)
-            printf '%s\t%s\t%d\t%d\t%s\t%s\t%s\n' "$wl" "$be" "$r" "$n" "$dt" "$((c1 - c0))" "$cpr" >>"$ROWS"
-            printf '%-15s %-6s %5d %12d %10.0f %14.2f\n' "$wl" "$be" "$r" "$n" "$rps" "$cpr"
+            printf '%s\t%s\t%d\t%d\t%s\t%s\t%s\n' "$unit" "$be" "$r" "$n" "$dt" "$((c1 - c0))" "$cpr" >>"$ROWS"
+            printf '%-20s %-6s %5d %12d %10.0f %14.2f\n' "$unit" "$be" "$r" "$n" "$rps" "$cpr"
         done
     done
 done
@@ -174,18 +199,18 @@ done
 # Totals over all rounds, and the median over rounds of the per-round ratio
 # (uring round r against epoll round r: robust when the machine's load drifts).
 echo
-echo "summary (ratio = uring / epoll; total: all rounds pooled; median: of the per-round ratios)"
-awk -F'\t' -v tick="$TICK" -v order="$WORKLOADS" '
+echo "summary (ratio = uring / epoll; total: all rounds pooled; median, min-max: of the per-round ratios)"
+awk -F'\t' -v tick="$TICK" -v order="$UNITS" '
 { k = $1 SUBSEP $2; req[k] += $4; t[k] += $5; cpu[k] += $6
   rps[$1, $2, $3] = $4 / $5; cpr[$1, $2, $3] = $7; wl[$1] = 1; if ($3 > nr) nr = $3 }
 function median(a, n,   i, j, x) {
   for (i = 2; i <= n; i++) { x = a[i]; for (j = i - 1; j >= 1 && a[j] > x; j--) a[j + 1] = a[j]; a[j + 1] = x }
   return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
 END {
-  printf "%-15s %11s %11s %7s %7s %11s %11s %7s %7s\n", "workload", "uring rq/s", "epoll rq/s",
-         "total", "median", "uring cpu", "epoll cpu", "total", "median"
-  printf "%-15s %11s %11s %7s %7s %11s %11s %7s %7s\n", "", "", "", "ratio", "ratio", "us/req",
-         "us/req", "ratio", "ratio"
+  printf "%-20s %11s %11s %7s %7s %11s %11s %7s %7s %11s\n", "workload", "uring rq/s", "epoll rq/s",
+         "total", "median", "uring cpu", "epoll cpu", "total", "median", "min-max"
+  printf "%-20s %11s %11s %7s %7s %11s %11s %7s %7s %11s\n", "", "", "", "ratio", "ratio", "us/req",
+         "us/req", "ratio", "ratio", "cpu ratio"
   nw = split(order, ws, " ")
   for (iw = 1; iw <= nw; iw++) {
     w = ws[iw]; if (!(w in wl)) continue
@@ -198,8 +223,9 @@ END {
         b[n] = cpr[w, "epoll", r] > 0 ? cpr[w, "uring", r] / cpr[w, "epoll", r] : 0 }
     ru = req[u] / t[u]; re = req[e] / t[e]
     cu = cpu[u] * 1e6 / tick / req[u]; ce = cpu[e] * 1e6 / tick / req[e]
-    printf "%-15s %11.0f %11.0f %7.2f %7.2f %11.2f %11.2f %7.2f %7.2f\n", w, ru, re, ru / re,
-           n ? median(a, n) : 0, cu, ce, ce ? cu / ce : 0, n ? median(b, n) : 0
+    mb = n ? median(b, n) : 0 # sorts b: b[1] is the lowest ratio, b[n] the highest
+    printf "%-20s %11.0f %11.0f %7.2f %7.2f %11.2f %11.2f %7.2f %7.2f %5.2f-%.2f\n", w, ru, re, ru / re,
+           n ? median(a, n) : 0, cu, ce, ce ? cu / ce : 0, mb, n ? b[1] : 0, n ? b[n] : 0
   }
 }' "$ROWS"
 exit 0

@@ -148,10 +148,18 @@ ulimit -n \"$(ulimit -Hn)\" 2>/dev/null || true
 # test's output pipe, and ctest would wait ~3 s after every test for them to
 # exit. So when no wineserver runs yet (-p5 fails with 2 if one does), start it
 # and the services detached from our stdout/stderr; the server then stays 5 s
-# after its last client, long enough for the next test to reuse it.
-if '${PC_WINESERVER}' -p5 </dev/null >/dev/null 2>&1; then
-  '${PC_WINE}' cmd /c exit 0 </dev/null >/dev/null 2>&1 || true
-fi
+# after its last client, long enough for the next test to reuse it. Under a
+# lock: a test started in parallel (ctest -j) must not find the server up
+# while the services are still starting, or its own Wine process would start
+# them with its output pipe and ctest would wait out the test's timeout.
+# (The lock's descriptor is closed for the server and the services, which
+# outlive this script and would hold the lock.)
+(
+  flock 9
+  if '${PC_WINESERVER}' -p5 </dev/null >/dev/null 2>&1 9>&-; then
+    '${PC_WINE}' cmd /c exit 0 </dev/null >/dev/null 2>&1 9>&- || true
+  fi
+) 9>'${PC_WINEPREFIX}.lock'
 exec '${PC_WINE}' \"$@\"
 ")
   file(CHMOD "${_pc_runner}" PERMISSIONS

@@ -341,6 +341,9 @@ typedef enum pc_backend_e {
     PC_BACKEND_IOCP = 3,
 } pc_backend_t;
 
+/* Size of pc_server_stats_t.backend_why. */
+#define PC_BACKEND_WHY_MAX 96
+
 /* Name of a backend ("epoll", ...). Never NULL. */
 PC_API const char *pc_backend_name(pc_backend_t b);
 /* Parse a backend name; returns the value or PC_EINVAL. */
@@ -440,8 +443,11 @@ typedef struct pc_server_config_s {
     size_t recv_buffer_size;
     /* listen() backlog. Default 511. */
     int backlog;
-    /* Backend; default PC_BACKEND_AUTO. The PORTCULLIS_BACKEND environment
-     * variable, if set, overrides AUTO. */
+    /* Backend; default PC_BACKEND_AUTO: IOCP on Windows; on Linux io_uring
+     * when the kernel offers it (measured cheaper per request than epoll,
+     * docs/uring.md), else epoll. The PORTCULLIS_BACKEND environment
+     * variable, if set, overrides AUTO. pc_server_stats reports the backend
+     * in force and why. */
     pc_backend_t backend;
     /* Conditional accept; default AUTO. */
     pc_cond_accept_t conditional_accept;
@@ -772,6 +778,10 @@ typedef struct pc_server_stats_s {
     uint64_t kernel_dropped_max;   /* source holding per_source_max */
     uint64_t kernel_would_drop;    /* shadow mode: counted, passed */
     pc_backend_t backend;          /* backend running */
+    /* why that one: "requested by the configuration", "requested by
+     * PORTCULLIS_BACKEND=uring", or AUTO's reason ("auto: io_uring, ...",
+     * "auto: io_uring unavailable (why)"); also in the start-up log */
+    char backend_why[PC_BACKEND_WHY_MAX];
     int threads;
 } pc_server_stats_t;
 

@@ -328,8 +328,8 @@ void server_opts_announce(server_opts_t *o, pc_server_t *srv)
 {
     pc_server_stats_t st;
     pc_server_stats(srv, &st);
-    printf("backend %s, %d threads, conditional accept: %s\n", pc_backend_name(st.backend),
-           st.threads,
+    printf("backend %s (%s), %d threads, conditional accept: %s\n", pc_backend_name(st.backend),
+           st.backend_why, st.threads,
            st.accept_mode == PC_ACCEPT_MODE_PRE_HANDSHAKE ? "pre-handshake"
            : st.accept_mode == PC_ACCEPT_MODE_KERNEL      ? "kernel filter before the handshake"
                                                           : "post-handshake");

@@ -182,10 +182,12 @@ struct port_s {
     int recv_data;
 };
 
-/* Open a port with nqueues queues using backend want (AUTO picks the best
- * available; the reason is logged). Returns 0, PC_ENOSYS (backend not built
- * or refused by the kernel), PC_ENOMEM, ... */
-int port_open(port_t **out, pc_backend_t want, int nqueues);
+/* Open a port with nqueues queues using backend want. AUTO is IOCP on
+ * Windows; on Linux io_uring when the kernel offers it, else epoll (port.c
+ * says why); for AUTO the reason for the choice is written to why (whylen
+ * bytes, NUL-terminated), otherwise why is left alone. Returns 0, PC_ENOSYS
+ * (backend not built or refused by the kernel), PC_ENOMEM, ... */
+int port_open(port_t **out, pc_backend_t want, int nqueues, char *why, size_t whylen);
 
 /* Backend constructors (each file provides its own). */
 int port_epoll_open(port_t **out, int nqueues);

@@ -4,6 +4,7 @@
  * worker threads' loop and posted work are in server_worker.c. */
 #include "server.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -194,9 +195,14 @@ void server_capacity_changed(pc_server_t *s)
 
 /* ---- lifecycle ------------------------------------------------------------------ */
 
-static pc_backend_t env_backend(pc_backend_t b)
+/* The backend asked for: the configuration's, else PORTCULLIS_BACKEND's, else
+ * AUTO; why says which of them asked (port_open explains an AUTO choice). */
+static pc_backend_t want_backend(pc_backend_t b, char *why, size_t whylen)
 {
-    if (b != PC_BACKEND_AUTO) return b;
+    if (b != PC_BACKEND_AUTO) {
+        snprintf(why, whylen, "requested by the configuration");
+        return b;
+    }
     const char *e = pc__env("PORTCULLIS_BACKEND");
     if (!e) return b;
     int v = pc_backend_parse(e);
@@ -204,6 +210,7 @@ static pc_backend_t env_backend(pc_backend_t b)
         PC_LOGW("PORTCULLIS_BACKEND=%s is not a backend name; using auto", e);
         return b;
     }
+    if (v != PC_BACKEND_AUTO) snprintf(why, whylen, "requested by PORTCULLIS_BACKEND=%.40s", e);
     return (pc_backend_t)v;
 }
 
@@ -241,12 +248,13 @@ int pc_server_create(const pc_server_config_t *cfg, pc_server_t **out)
     s->accept_mode = PC_ACCEPT_MODE_POST_HANDSHAKE;
     pc__alloc_pin();
 
-    pc_backend_t want = env_backend(cfg->backend);
-    rc = port_open(&s->port, want, s->nworkers);
+    pc_backend_t want = want_backend(cfg->backend, s->backend_why, sizeof s->backend_why);
+    rc = port_open(&s->port, want, s->nworkers, s->backend_why, sizeof s->backend_why);
     if (rc < 0) {
         PC_LOGE("cannot open the %s backend: %s", pc_backend_name(want), pc_strerror(rc));
         goto fail;
     }
+    PC_LOGI("backend: %s (%s)", s->port->vt->name, s->backend_why);
     s->workers = pc__calloc((size_t)s->nworkers, sizeof *s->workers);
     if (!s->workers) {
         rc = PC_ENOMEM;
@@ -374,8 +382,9 @@ int pc_server_start(pc_server_t *s)
         return rc;
     }
     s->started = 1;
-    PC_LOGI("server started: backend %s, %d worker threads, %d listener(s), max %u connections",
-            s->port->vt->name, s->nworkers, s->nlisteners, s->cfg.max_connections);
+    PC_LOGI("server started: backend %s (%s), %d worker threads, %d listener(s), max %u "
+            "connections",
+            s->port->vt->name, s->backend_why, s->nworkers, s->nlisteners, s->cfg.max_connections);
     for (int i = 0; i < s->nlisteners; i++) {
         listener_t *l = &s->listeners[i];
         rc = pc__thread_start(&l->thread, accept_thread_main, l, "pc-accept");
@@ -600,5 +609,6 @@ void pc_server_stats(const pc_server_t *s, pc_server_stats_t *out)
         out->accept_mode = PC_ACCEPT_MODE_KERNEL;
     kfilter_counts((pc_server_t *)s, out);
     out->backend = s->port ? s->port->vt->id : PC_BACKEND_AUTO;
+    memcpy(out->backend_why, s->backend_why, sizeof out->backend_why);
     out->threads = s->nworkers;
 }

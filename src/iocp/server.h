@@ -256,6 +256,7 @@ struct listener_s {
 struct pc_server_s {
     pc_server_config_t cfg;
     port_t *port;
+    char backend_why[PC_BACKEND_WHY_MAX]; /* why this backend (stats, start-up log) */
     int nworkers;
     worker_t *workers;
     listener_t listeners[PC_MAX_LISTENERS];

@@ -217,18 +217,16 @@ static void shadow_counts_but_accepts(void **state)
     assert_int_equal(atomic_load(&g_opens), 3);
 }
 
-/* source_table_full_reject: a full per-source table fails closed. 16 sources
- * hold a connection each in a table of 16 entries (the smallest); a 17th
- * source finds no entry and is refused; a source already in the table is
- * still served. */
-static void full_table_rejects(void **state)
+/* A per-source table of 16 entries (the smallest) filled by 16 sources that
+ * hold a connection each; a 17th source (127.0.0.40) then finds no entry.
+ * Closes the held connections at the end. */
+static void fill_source_table(int full_reject, int expect_new_served)
 {
-    (void)state;
     pc_server_config_t cfg;
     base_config(&cfg);
     cfg.per_source_max = 4;
     cfg.source_table_size = 1; /* rounded up to the probe window: 16 */
-    cfg.source_table_full_reject = 1;
+    cfg.source_table_full_reject = full_reject;
     start_server(&cfg);
     shim_sock_t held[16];
     char src[32];
@@ -238,13 +236,21 @@ static void full_table_rejects(void **state)
         assert_true(held[i] != SHIM_INVALID);
         expect_echo(held[i], "held");
     }
-    assert_int_equal(served_from("127.0.0.40"), 0);
+    assert_int_equal(served_from("127.0.0.40"), expect_new_served);
     pc_server_stats_t st = stats();
     assert_true(st.source_table_full >= 1);
-    assert_int_equal(st.rejected[PC_STEP_SOURCE_MAX], 1);
+    assert_int_equal(st.rejected[PC_STEP_SOURCE_MAX], expect_new_served ? 0 : 1);
     assert_int_equal(served_from("127.0.0.10"), 1); /* has its entry */
     for (int i = 0; i < 16; i++)
         shim_close(held[i]);
+}
+
+/* source_table_full_reject: a full per-source table fails closed: the new
+ * source is refused; a source already in the table is still served. */
+static void full_table_rejects(void **state)
+{
+    (void)state;
+    fill_source_table(1, 0);
 }
 
 /* The default: a full table shares one overflow entry, the new source is
@@ -252,25 +258,7 @@ static void full_table_rejects(void **state)
 static void full_table_shares(void **state)
 {
     (void)state;
-    pc_server_config_t cfg;
-    base_config(&cfg);
-    cfg.per_source_max = 4;
-    cfg.source_table_size = 1;
-    start_server(&cfg);
-    shim_sock_t held[16];
-    char src[32];
-    for (int i = 0; i < 16; i++) {
-        snprintf(src, sizeof src, "127.0.0.%d", 10 + i);
-        held[i] = shim_connect("127.0.0.1", g_port, src, 2000);
-        assert_true(held[i] != SHIM_INVALID);
-        expect_echo(held[i], "held");
-    }
-    assert_int_equal(served_from("127.0.0.40"), 1);
-    pc_server_stats_t st = stats();
-    assert_true(st.source_table_full >= 1);
-    assert_int_equal(st.rejected[PC_STEP_SOURCE_MAX], 0);
-    for (int i = 0; i < 16; i++)
-        shim_close(held[i]);
+    fill_source_table(0, 1);
 }
 
 /* shadow_condition: in shadow mode the user condition is dry-run too; without

@@ -1,12 +1,17 @@
 /* SPDX-License-Identifier: MIT */
-/* Backend selection: the environment variable picks a backend for AUTO; when
- * the io_uring probe fails (PORTCULLIS_URING_PROBE_FAIL, a test seam that
- * acts like a kernel refusing io_uring), AUTO falls back to epoll and an
- * explicit io_uring request fails with PC_ENOSYS. */
+/* Backend selection: AUTO is IOCP on Windows; on Linux io_uring where the
+ * kernel offers it (the cheaper backend, docs/uring.md), else epoll; the
+ * environment variable picks a backend for AUTO; pc_server_stats and the
+ * start-up log report the backend in force and why. When the io_uring probe
+ * fails (PORTCULLIS_URING_PROBE_FAIL, a test seam that acts like a kernel
+ * refusing io_uring), AUTO falls back to epoll and says why, and an explicit
+ * io_uring request fails with PC_ENOSYS (never another backend silently). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <cmocka.h>
 
@@ -19,7 +24,20 @@ static void on_data(pc_conn_t *c, const void *d, size_t n)
     (void)n;
 }
 
-static int backend_of(pc_backend_t want, pc_backend_t *got)
+/* The last "backend: ..." line logged (pc_server_create logs it). */
+static char last_backend_line[256];
+
+static void log_sink(void *user, pc_log_level_t level, const char *line)
+{
+    (void)user;
+    (void)level;
+    const char *b = strstr(line, "backend: ");
+    if (b) snprintf(last_backend_line, sizeof last_backend_line, "%s", b);
+}
+
+/* Create a server asking for want; *got is the backend in force and, if
+ * why is not NULL, the reason the stats give. */
+static int backend_why_of(pc_backend_t want, pc_backend_t *got, char *why)
 {
     pc_server_config_t cfg;
     pc_server_config_init(&cfg);
@@ -32,46 +50,116 @@ static int backend_of(pc_backend_t want, pc_backend_t *got)
     pc_server_stats_t st;
     pc_server_stats(s, &st);
     *got = st.backend;
+    if (why) memcpy(why, st.backend_why, sizeof st.backend_why);
     pc_server_destroy(s);
     return 0;
+}
+
+static int backend_of(pc_backend_t want, pc_backend_t *got)
+{
+    return backend_why_of(want, got, NULL);
 }
 
 static void explicit_and_env(void **state)
 {
     (void)state;
     pc_backend_t got;
+    char why[PC_BACKEND_WHY_MAX];
 #ifdef _WIN32
-    assert_int_equal(backend_of(PC_BACKEND_AUTO, &got), 0);
+    pc_log_set_handler(log_sink, NULL);
+    pc_log_set_level(PC_LOG_INFO);
+    last_backend_line[0] = 0;
+    assert_int_equal(backend_why_of(PC_BACKEND_AUTO, &got, why), 0);
+    pc_log_set_level(PC_LOG_ERROR);
+    pc_log_set_handler(NULL, NULL);
     assert_int_equal(got, PC_BACKEND_IOCP);
+    assert_string_equal(why, "auto: IOCP, the Windows backend");
+    assert_string_equal(last_backend_line, "backend: iocp (auto: IOCP, the Windows backend)");
     assert_int_equal(backend_of(PC_BACKEND_EPOLL, &got), PC_ENOSYS);
 #else
-    assert_int_equal(backend_of(PC_BACKEND_EPOLL, &got), 0);
+    assert_int_equal(backend_why_of(PC_BACKEND_EPOLL, &got, why), 0);
     assert_int_equal(got, PC_BACKEND_EPOLL);
+    assert_string_equal(why, "requested by the configuration");
     assert_int_equal(backend_of(PC_BACKEND_IOCP, &got), PC_ENOSYS);
     setenv("PORTCULLIS_BACKEND", "epoll", 1);
-    assert_int_equal(backend_of(PC_BACKEND_AUTO, &got), 0);
+    assert_int_equal(backend_why_of(PC_BACKEND_AUTO, &got, why), 0);
     assert_int_equal(got, PC_BACKEND_EPOLL);
+    assert_string_equal(why, "requested by PORTCULLIS_BACKEND=epoll");
+    /* the configuration wins over the environment */
+    setenv("PORTCULLIS_BACKEND", "iocp", 1);
+    assert_int_equal(backend_why_of(PC_BACKEND_EPOLL, &got, why), 0);
+    assert_int_equal(got, PC_BACKEND_EPOLL);
+    assert_string_equal(why, "requested by the configuration");
+    /* PORTCULLIS_BACKEND=auto is AUTO */
+    setenv("PORTCULLIS_BACKEND", "auto", 1);
+    assert_int_equal(backend_why_of(PC_BACKEND_AUTO, &got, why), 0);
+    assert_true(strncmp(why, "auto: ", 6) == 0);
     unsetenv("PORTCULLIS_BACKEND");
 #endif
 }
 
-static void probe_failure_falls_back(void **state)
+/* Issue 14: io_uring is the cheaper backend (docs/uring.md), so AUTO runs it
+ * where the kernel offers it, and says so in the stats and the log. */
+static void auto_prefers_uring(void **state)
+{
+    (void)state;
+#ifdef _WIN32
+    skip();
+#else
+    pc_backend_t got;
+    char why[PC_BACKEND_WHY_MAX];
+    unsetenv("PORTCULLIS_BACKEND");
+    unsetenv("PORTCULLIS_URING_PROBE_FAIL");
+    /* the start-up log says the same as the stats */
+    pc_log_set_handler(log_sink, NULL);
+    pc_log_set_level(PC_LOG_INFO);
+    last_backend_line[0] = 0;
+    assert_int_equal(backend_why_of(PC_BACKEND_AUTO, &got, why), 0);
+    pc_log_set_level(PC_LOG_ERROR);
+    pc_log_set_handler(NULL, NULL);
+    char line[256];
+    /* the log names the port's implementation: "io_uring", "epoll" */
+    snprintf(line, sizeof line, "backend: %s (%s)", got == PC_BACKEND_URING ? "io_uring" : "epoll",
+             why);
+    assert_string_equal(last_backend_line, line);
+#ifdef PC_HAVE_URING
+    assert_int_equal(got, PC_BACKEND_URING);
+    assert_string_equal(why, "auto: io_uring, the kernel offers every operation needed");
+    assert_int_equal(backend_why_of(PC_BACKEND_URING, &got, why), 0);
+    assert_int_equal(got, PC_BACKEND_URING);
+    assert_string_equal(why, "requested by the configuration");
+    setenv("PORTCULLIS_BACKEND", "uring", 1);
+    assert_int_equal(backend_why_of(PC_BACKEND_AUTO, &got, why), 0);
+    assert_int_equal(got, PC_BACKEND_URING);
+    assert_string_equal(why, "requested by PORTCULLIS_BACKEND=uring");
+    unsetenv("PORTCULLIS_BACKEND");
+#else
+    assert_int_equal(got, PC_BACKEND_EPOLL);
+    assert_string_equal(why, "auto: io_uring not built");
+    assert_int_equal(backend_of(PC_BACKEND_URING, &got), PC_ENOSYS);
+#endif
+#endif
+}
+
+static void probe_failure(void **state)
 {
     (void)state;
 #if defined(_WIN32) || !defined(PC_HAVE_URING)
     skip();
 #else
     pc_backend_t got;
+    char why[PC_BACKEND_WHY_MAX];
     unsetenv("PORTCULLIS_BACKEND");
     setenv("PORTCULLIS_URING_PROBE_FAIL", "1", 1);
-    assert_int_equal(backend_of(PC_BACKEND_AUTO, &got), 0);
+    assert_int_equal(backend_why_of(PC_BACKEND_AUTO, &got, why), 0);
     assert_int_equal(got, PC_BACKEND_EPOLL);
+    assert_true(strncmp(why, "auto: io_uring unavailable (", 28) == 0);
     assert_int_equal(backend_of(PC_BACKEND_URING, &got), PC_ENOSYS);
+    setenv("PORTCULLIS_BACKEND", "uring", 1);
+    assert_int_equal(backend_of(PC_BACKEND_AUTO, &got), PC_ENOSYS);
+    unsetenv("PORTCULLIS_BACKEND");
     unsetenv("PORTCULLIS_URING_PROBE_FAIL");
-    /* with the probe passing, AUTO prefers io_uring on this kernel */
     assert_int_equal(backend_of(PC_BACKEND_URING, &got), 0);
-    assert_int_equal(got, PC_BACKEND_URING);
-    assert_int_equal(backend_of(PC_BACKEND_AUTO, &got), 0);
     assert_int_equal(got, PC_BACKEND_URING);
 #endif
 }
@@ -81,7 +169,8 @@ int main(void)
     pc_log_set_level(PC_LOG_ERROR);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(explicit_and_env),
-        cmocka_unit_test(probe_failure_falls_back),
+        cmocka_unit_test(auto_prefers_uring),
+        cmocka_unit_test(probe_failure),
     };
     return cmocka_run_group_tests_name("backend_select", tests, NULL, NULL);
 }

@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""The summary table of a side-by-side benchmark (bench/*_vs_*.sh).
+
+    bench/summary.py RESULTS PEERS TABLE
+
+RESULTS: lines "metric<TAB>server<TAB>round<TAB>value" (bench_record in
+bench/lib.sh), pc-http's server name is "pc". PEERS: the peers' names,
+comma-separated ("nginx,haproxy"). TABLE: one line per metric,
+"key|label|higher|target,target..." where higher is 1 when more is better
+and each target (one per peer, "-" for none) is the ratio pc/peer the issue
+asks for; "#" lines are comments.
+
+Per server it prints the median over rounds; per peer the median over rounds
+of pc / peer *within* the round: a round's runs are back to back, so
+background load on a shared machine cancels better than in a ratio of
+medians. It measures and never fails on a figure.
+"""
+import statistics
+import sys
+
+
+def main():
+    if len(sys.argv) != 4:
+        sys.stderr.write(__doc__)
+        return 2
+    res, peers, spec = sys.argv[1], sys.argv[2].split(","), sys.argv[3]
+    vals, by_round = {}, {}
+    for line in open(res):
+        parts = line.rstrip("\n").split("\t")
+        if len(parts) != 4:
+            continue
+        metric, srv, rnd, v = parts
+        try:
+            x = float(v)
+        except ValueError:
+            continue
+        if x != x:  # nan: not measured
+            continue
+        vals.setdefault((metric, srv), []).append(x)
+        by_round[(metric, srv, rnd)] = x
+    rounds = sorted({r for (_, _, r) in by_round})
+
+    def med(key, srv):
+        v = vals.get((key, srv))
+        return "%.1f" % statistics.median(v) if v else "-"
+
+    def ratio(key, peer):
+        per = [by_round[(key, "pc", r)] / by_round[(key, peer, r)] for r in rounds
+               if by_round.get((key, "pc", r)) is not None and by_round.get((key, peer, r))]
+        return statistics.median(per) if per else None
+
+    print("summary: per server the median over rounds; ratio = median over rounds of")
+    print("pc-http / peer within the round (back-to-back runs: background load cancels better)")
+    fmt = "%-40s" + " %9s" * (1 + len(peers)) + " %10s" * len(peers) + "  %s"
+    print(fmt % (("metric", "pc-http") + tuple(peers) +
+                 tuple("pc/" + p for p in peers) + ("target",)))
+    for line in open(spec):
+        if not line.strip() or line.startswith("#"):
+            continue
+        key, label, higher, targets = line.rstrip("\n").split("|")
+        if not vals.get((key, "pc")):
+            continue
+        higher = higher == "1"
+        targets = [None if t == "-" else float(t) for t in targets.split(",")]
+        targets += [None] * (len(peers) - len(targets))
+        ratios = [ratio(key, p) for p in peers]
+        notes = []
+        for peer, r, t in zip(peers, ratios, targets):
+            if t is None or r is None:
+                continue
+            ok = r >= t if higher else r <= t
+            notes.append("%s %.2f x %s: %s" % (">=" if higher else "<=", t, peer,
+                                               "met" if ok else "NOT met"))
+        print(fmt % ((label, med(key, "pc")) + tuple(med(key, p) for p in peers) +
+                     tuple("%.2f" % r if r is not None else "-" for r in ratios) +
+                     ("; ".join(notes),)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
