@@ -710,14 +710,13 @@ PC_API pc_server_t *pc_conn_server(const pc_conn_t *c);
 /* Application pointer of the connection (NULL initially). */
 PC_API void pc_conn_set_user_data(pc_conn_t *c, void *p);
 PC_API void *pc_conn_user_data(const pc_conn_t *c);
-/* Peer and local addresses (valid until on_close returns). The local
- * address is not kept per connection: on a listener bound to a specific
- * address it is the listener's; otherwise (a wildcard listener, pc_connect)
- * it is read from the socket at the first call, which must then come from
- * the connection's callbacks (or a pc_server_post_to function), and kept
- * (a small record, as pc_conn_timer's). First asked in on_close, after the
- * socket closed, or without memory for that record, it is unknown: a zeroed
- * address (sa_family AF_UNSPEC). */
+/* Peer and local addresses (valid until on_close returns). From the
+ * connection's callbacks (or a pc_server_post_to function). The local
+ * address is known from the connection's start (connections accepted on the
+ * same address share one copy; pc_connect's keep theirs in a small record,
+ * as pc_conn_timer's); only when that record could not be allocated and the
+ * socket is already closed is it unknown: a zeroed address (sa_family
+ * AF_UNSPEC). */
 PC_API const struct sockaddr *pc_conn_peer_addr(const pc_conn_t *c);
 PC_API const struct sockaddr *pc_conn_local_addr(const pc_conn_t *c);
 /* Bytes queued and not yet handed to the kernel (as pc_server_send_queued). */

@@ -578,13 +578,62 @@ void conn_opened(pc_conn_t *c)
 
 /* ---- open, close ---------------------------------------------------------- */
 
+/* The entry of the local-address table for address a of listener li: an
+ * existing one, or a new one appended; 0 when the table is full. Any
+ * worker; entries never change once published (nlocals, release). */
+static uint8_t local_intern(pc_server_t *s, int li, const sockaddr_any_t *a)
+{
+    int n = atomic_load_explicit(&s->nlocals, memory_order_acquire);
+    for (int i = PC_MAX_LISTENERS + 1; i < n; i++)
+        if (s->locals[i].listener == li && memcmp(&s->locals[i].addr, a, sizeof *a) == 0)
+            return (uint8_t)i;
+    uint8_t ix = 0;
+    pc__mutex_lock(&s->locals_lock);
+    int m = atomic_load_explicit(&s->nlocals, memory_order_relaxed);
+    for (int i = n; i < m && !ix; i++) /* appended since the scan above */
+        if (s->locals[i].listener == li && memcmp(&s->locals[i].addr, a, sizeof *a) == 0)
+            ix = (uint8_t)i;
+    if (!ix && m < PC_LOCALS_MAX) {
+        s->locals[m].addr = *a;
+        s->locals[m].listener = (uint8_t)li;
+        atomic_store_explicit(&s->nlocals, m + 1, memory_order_release);
+        ix = (uint8_t)m;
+    }
+    pc__mutex_unlock(&s->locals_lock);
+    return ix;
+}
+
+/* Learn the local address of a connection while its socket is open (strand):
+ * nothing to do for a listener bound to a specific address; else read from
+ * the socket, then an entry of the server's table (accepted) or ext
+ * (outbound, or the table full). Without memory for ext it stays unknown
+ * until pc_conn_local_addr tries again. */
+static void local_learn(pc_conn_t *c)
+{
+    listener_t *l = conn_listener(c);
+    if ((l && l->specific) || c->lst > PC_MAX_LISTENERS) return;
+    if (c->ext && c->ext->local.sa.sa_family) return;
+    struct sockaddr_storage ss;
+    if (c->ps.fd == SOCK_INVALID || sock_local_addr(c->ps.fd, &ss) != 0) return;
+    sockaddr_any_t a;
+    sockaddr_store(&a, &ss);
+    uint8_t ix = l ? local_intern(conn_srv(c), l->idx, &a) : 0;
+    if (ix) {
+        c->lst = ix;
+        return;
+    }
+    conn_ext_t *x = conn_ext(c);
+    if (x) x->local = a;
+}
+
 /* The socket is connected (accepted, or an outbound connect finished). */
 static void conn_established(pc_conn_t *c)
 {
-    /* two syscalls per connection saved where possible: accepted sockets
-     * inherit TCP_NODELAY (Linux), and the local address is read only when
-     * asked for (pc_conn_local_addr) */
+    /* a syscall per connection saved where possible: accepted sockets
+     * inherit TCP_NODELAY (Linux), and on a listener bound to a specific
+     * address that address is the local one */
     if (c->outbound || !SOCK_ACCEPT_INHERITS_NODELAY) sock_set_nodelay(c->ps.fd);
+    local_learn(c);
     c->last_rx_ms = pc__now_ms();
     if (c->px_state == PX_WANTED) {
         proxy_phase_start(c); /* on_open waits for the header */
@@ -1514,26 +1563,25 @@ conn_ext_t *conn_ext(pc_conn_t *c)
     return c->ext;
 }
 
-/* Not kept in the record (28 bytes of every idle connection): the
- * listener's address when it is bound to a specific one, else read from the
- * socket at the first call and kept in ext (strand). Unknown (AF_UNSPEC)
- * without memory for ext, or when first asked after the socket closed (in
- * on_close). */
+/* Not kept in the record (28 bytes of every idle connection): an accepted
+ * connection's is an entry of the server's table (lst), shared by all the
+ * connections accepted on that address; an outbound connection's, or one
+ * the table had no room for, is in ext. Unknown (AF_UNSPEC) only when memory
+ * for ext was missing and the socket is closed by the time of the call. */
 const struct sockaddr *pc_conn_local_addr(const pc_conn_t *cc)
 {
     static const sockaddr_any_t unknown; /* zeroed: sa_family AF_UNSPEC */
     pc_conn_t *c = (pc_conn_t *)cc;
     if (c->lst) {
-        const listener_t *l = &conn_srv(c)->listeners[c->lst - 1];
-        if (l->specific) return (const struct sockaddr *)&l->addr;
+        const local_ent_t *e = &conn_srv(c)->locals[c->lst];
+        if (c->lst > PC_MAX_LISTENERS || conn_listener(c)->specific) return &e->addr.sa;
     }
     if (c->ext && c->ext->local.sa.sa_family) return &c->ext->local.sa;
-    struct sockaddr_storage ss;
-    if (c->ps.fd == SOCK_INVALID || sock_local_addr(c->ps.fd, &ss) != 0) return &unknown.sa;
-    conn_ext_t *x = conn_ext(c);
-    if (!x) return &unknown.sa;
-    sockaddr_store(&x->local, &ss);
-    return &x->local.sa;
+    /* local_learn found no memory: try again while the socket is open */
+    local_learn(c);
+    if (c->lst > PC_MAX_LISTENERS) return &conn_srv(c)->locals[c->lst].addr.sa;
+    if (c->ext && c->ext->local.sa.sa_family) return &c->ext->local.sa;
+    return &unknown.sa;
 }
 
 /* Returns 1 if the buffer is kept (for conn_deliver_held), 0 to deliver it

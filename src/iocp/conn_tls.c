@@ -40,7 +40,7 @@ int conn_tls_begin(pc_conn_t *c)
 {
     if (c->tls_phase == TLSP_WANTED) { /* accepted: a session of the listener's context */
         conn_ext_t *x = conn_ext(c);
-        tls_sess_t *s = x ? tls_sess_new(conn_srv(c)->listeners[c->lst - 1].tls, NULL) : NULL;
+        tls_sess_t *s = x ? tls_sess_new(conn_listener(c)->tls, NULL) : NULL;
         if (!s) return PC_ENOMEM; /* still TLSP_WANTED: closed unseen, nothing to free */
         x->tls = s;
         c->tls_phase = TLSP_HANDSHAKE;

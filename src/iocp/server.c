@@ -239,6 +239,8 @@ int pc_server_create(const pc_server_config_t *cfg, pc_server_t **out)
     if (s->cfg.backlog <= 0) s->cfg.backlog = 511;
     s->nworkers = cfg->threads ? cfg->threads : pc__cpu_count();
     pc__mutex_init(&s->table_lock);
+    pc__mutex_init(&s->locals_lock);
+    atomic_init(&s->nlocals, PC_MAX_LISTENERS + 1);
     for (int i = 0; i < PC_CONN_LOCKS; i++)
         pc__mutex_init(&s->conn_locks[i]);
     pc__mutex_init(&s->cap_lock);
@@ -343,6 +345,9 @@ int pc_server_listen_addr(pc_server_t *s, const struct sockaddr *sa, socklen_t l
         l->specific =
             memcmp(&((struct sockaddr_in6 *)&l->addr)->sin6_addr, &any6, sizeof any6) != 0;
     }
+    /* the listener's entry of the local-address table: its bound address */
+    sockaddr_store(&s->locals[l->idx + 1].addr, &l->addr);
+    s->locals[l->idx + 1].listener = (uint8_t)l->idx;
     s->nlisteners++;
     return l->idx;
 }
@@ -506,6 +511,7 @@ void pc_server_destroy(pc_server_t *s)
     if (s->filter) filter_destroy(s->filter);
     if (s->cfg.proxy_trusted) pc_rules_free(s->cfg.proxy_trusted);
     pc__mutex_destroy(&s->table_lock);
+    pc__mutex_destroy(&s->locals_lock);
     pc__mutex_destroy(&s->cap_lock);
     pc__cond_destroy(&s->cap_cond);
     pc__mutex_destroy(&s->kf_lock);

@@ -166,7 +166,10 @@ struct pc_conn_s {
      * is on its way to the strand, which re-evaluates */
     uint8_t timer_on;
     uint8_t tls_phase; /* TLSP_* (conn_tls.c) */
-    uint8_t lst;       /* accepted: its listener's index + 1 (pc_conn_local_addr); else 0 */
+    /* accepted: an entry of the server's local-address table (srv->locals:
+     * 1..PC_MAX_LISTENERS are the listeners, higher ones what a wildcard
+     * listener's connections were accepted on); 0 for pc_connect's */
+    uint8_t lst;
     /* the worker whose wheel holds the timer: the one that armed it, which
      * is awake and computes its next wait with the new deadline (on a shared
      * port the home worker may sleep in a wait that no packet ends) */
@@ -182,9 +185,8 @@ struct pc_conn_s {
     uint64_t last_rx_ms; /* last receive (idle timeout) */
     /* CS_OPEN: header deadline, 0 = none; CS_CLOSING: the close deadline */
     uint64_t deadline_ms;
-    /* the local address is not kept: the listener's when it is bound to a
-     * specific address, else read from the socket when first asked for
-     * (pc_conn_local_addr, kept in ext) */
+    /* the local address is not kept here: lst names it in the server's
+     * table, or it is in ext (pc_conn_local_addr) */
     sockaddr_any_t peer;
     int err; /* here it fills the hole after peer */
     union {
@@ -249,7 +251,16 @@ struct listener_s {
     pc_tls_ctx_t *tls; /* TLS listener (pc_server_listen_tls): its context, a reference */
 };
 
-#define PC_MAX_LISTENERS   16
+#define PC_MAX_LISTENERS 16
+/* entries of the local-address table: the listeners', then the addresses
+ * wildcard listeners accepted on (conn.c: local_intern) */
+#define PC_LOCALS_MAX 256
+
+/* The local address a connection was accepted on, and its listener. */
+typedef struct local_ent_s {
+    sockaddr_any_t addr;
+    uint8_t listener; /* index in srv->listeners */
+} local_ent_t;
 #define PC_CONN_CHUNK      1024 /* connections per table chunk */
 #define PC_CONN_CHUNKS_MAX 4096
 
@@ -261,6 +272,13 @@ struct pc_server_s {
     worker_t *workers;
     listener_t listeners[PC_MAX_LISTENERS];
     int nlisteners;
+    /* local addresses of accepted connections, shared by them (an idle
+     * connection keeps a byte, not 28): entry i + 1 is listener i, then the
+     * addresses wildcard listeners accepted on, appended under locals_lock
+     * and published by nlocals (release); never removed before destroy */
+    local_ent_t locals[PC_LOCALS_MAX];
+    _Atomic int nlocals;
+    pc_mutex_t locals_lock;
     int started;
     _Atomic int stopping;
     int stopped;
@@ -332,6 +350,14 @@ static inline pc_server_t *conn_srv(const pc_conn_t *c)
 static inline const pc_callbacks_t *conn_cb(const pc_conn_t *c)
 {
     return c->ext && c->ext->cb ? c->ext->cb : &conn_srv(c)->cfg.cb;
+}
+
+/* The listener an accepted connection came from (NULL: pc_connect's). */
+static inline listener_t *conn_listener(const pc_conn_t *c)
+{
+    if (!c->lst) return NULL;
+    pc_server_t *s = conn_srv(c);
+    return &s->listeners[s->locals[c->lst].listener];
 }
 
 /* The lock of a connection's strand state and inbox (striped). */
