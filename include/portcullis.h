@@ -693,7 +693,7 @@ PC_API int pc_conn_set_header_timeout(pc_conn_t *c, unsigned ms);
  * in the connection's strand ms from now (10 ms resolution, never early),
  * once; arming again replaces the deadline and fn. It never runs after the
  * close began (pc_conn_close, abort, peer close, stop): a close cancels it.
- * Costs nothing until first used (then a 32-byte record, freed with the
+ * Costs nothing until first used (then a 56-byte record, freed with the
  * connection). From the connection's callbacks (or a pc_server_post_to
  * function) only. Returns 0, PC_EINVAL (other thread, fn NULL with ms > 0),
  * PC_ENOTCONN (not open), PC_ENOMEM. */
@@ -710,7 +710,13 @@ PC_API pc_server_t *pc_conn_server(const pc_conn_t *c);
 /* Application pointer of the connection (NULL initially). */
 PC_API void pc_conn_set_user_data(pc_conn_t *c, void *p);
 PC_API void *pc_conn_user_data(const pc_conn_t *c);
-/* Peer and local addresses (valid until on_close returns). */
+/* Peer and local addresses (valid until on_close returns). From the
+ * connection's callbacks (or a pc_server_post_to function). The local
+ * address is known from the connection's start (connections accepted on the
+ * same address share one copy; pc_connect's keep theirs in a small record,
+ * as pc_conn_timer's); only when that record could not be allocated and the
+ * socket is already closed is it unknown: a zeroed address (sa_family
+ * AF_UNSPEC). */
 PC_API const struct sockaddr *pc_conn_peer_addr(const pc_conn_t *c);
 PC_API const struct sockaddr *pc_conn_local_addr(const pc_conn_t *c);
 /* Bytes queued and not yet handed to the kernel (as pc_server_send_queued). */

@@ -92,7 +92,7 @@ void accept_thread_main(void *arg)
             sock_close_reset(fd);
             continue;
         }
-        if (conn_start_accepted(s, l, fd, &peer, l->specific ? &l->addr : NULL) < 0) {
+        if (conn_start_accepted(s, l, fd, &peer) < 0) {
             accept_undo(l);
             counter_add(&s->accept_errors, 1);
             sock_close_reset(fd);

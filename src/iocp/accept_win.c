@@ -193,7 +193,7 @@ static int post_handshake_verdict(listener_t *l, cond_ctx_t *cx, sock_t fd,
 static void hand_off(pc_server_t *s, listener_t *l, sock_t fd, const struct sockaddr_storage *peer)
 {
     int rc = sock_set_nonblock(fd); /* the shared code drains with non-blocking recv */
-    if (rc == 0) rc = conn_start_accepted(s, l, fd, peer, NULL);
+    if (rc == 0) rc = conn_start_accepted(s, l, fd, peer);
     if (rc < 0) {
         accept_undo(l);
         counter_add(&s->accept_errors, 1);

@@ -6,9 +6,9 @@
  * (conn_strand). On Linux every completion of a socket arrives on its
  * home worker, so the strand never contends; on Windows completions of one
  * connection may be dequeued by several workers at once and the strand
- * parks the later ones (c->parked_ops, c->timer_due) until the first finishes.
+ * parks the later ones (c->parked, c->timer_due, c->kick_due) until the first finishes.
  * Other threads never touch strand state: they queue into the inbox
- * (inbox_sends, inbox_close) under conn_lock(c) and post the connection's kick op. */
+ * (inbox_tx, inbox_close) under conn_lock(c) and kick it (conn_kick). */
 #include "server.h"
 
 #include <assert.h>
@@ -45,10 +45,11 @@ static void tls_deliver(pc_conn_t *c, const char *data, size_t n);
 static void tls_phase_start(pc_conn_t *c);
 static void handle_eof(pc_conn_t *c);
 static int sendq_push(pc_conn_t *c, const pc_buf_t *bufs, unsigned n, size_t total);
+static int tx_empty(const pc_conn_t *c);
 
 static port_t *conn_port(pc_conn_t *c)
 {
-    return c->srv->port;
+    return conn_srv(c)->port;
 }
 
 static void set_state(pc_conn_t *c, uint8_t st)
@@ -70,7 +71,7 @@ static void timer_arm(pc_conn_t *c, uint64_t at)
     worker_t *w = tls_worker;
     assert(w); /* only strands arm timers (conn_strand sets it) */
     if (c->timer_wk != w->idx) {
-        worker_t *old = &c->srv->workers[c->timer_wk];
+        worker_t *old = &conn_srv(c)->workers[c->timer_wk];
         pc__mutex_lock(&old->wheel_lock);
         wheel_del(&old->wheel, &c->timer);
         pc__mutex_unlock(&old->wheel_lock);
@@ -84,7 +85,7 @@ static void timer_arm(pc_conn_t *c, uint64_t at)
 
 static void timer_disarm(pc_conn_t *c)
 {
-    worker_t *w = &c->srv->workers[c->timer_wk];
+    worker_t *w = &conn_srv(c)->workers[c->timer_wk];
     pc__mutex_lock(&w->wheel_lock);
     wheel_del(&w->wheel, &c->timer);
     pc__mutex_unlock(&w->wheel_lock);
@@ -94,7 +95,7 @@ static void timer_disarm(pc_conn_t *c)
 /* The nearest deadline that applies in the current state, 0 if none. */
 static uint64_t conn_next_deadline(const pc_conn_t *c)
 {
-    const pc_server_config_t *cfg = &c->srv->cfg;
+    const pc_server_config_t *cfg = &conn_srv(c)->cfg;
     if (c->state == CS_CLOSING) return c->deadline_ms;
     if (c->state != CS_OPEN) return 0;
     uint64_t at = c->deadline_ms; /* header deadline, 0 = none */
@@ -102,8 +103,8 @@ static uint64_t conn_next_deadline(const pc_conn_t *c)
         uint64_t t = c->last_rx_ms + cfg->idle_timeout_ms;
         if (!at || t < at) at = t;
     }
-    if (cfg->write_timeout_ms && atomic_load(&c->sendq_bytes)) {
-        uint64_t t = c->tx_since_ms + cfg->write_timeout_ms;
+    if (cfg->write_timeout_ms && atomic_load(&c->sendq_bytes) && c->tx) {
+        uint64_t t = c->tx->tx_since_ms + cfg->write_timeout_ms;
         if (!at || t < at) at = t;
     }
     return user_timer_deadline(c, at);
@@ -131,20 +132,20 @@ static void timer_sooner(pc_conn_t *c, uint64_t at)
 
 static void handle_timer(pc_conn_t *c)
 {
-    const pc_server_config_t *cfg = &c->srv->cfg;
+    const pc_server_config_t *cfg = &conn_srv(c)->cfg;
     uint64_t now = pc__now_ms();
     c->timer_on = 0; /* it fired (if re-armed since, arming again is exact) */
     if (c->state == CS_CLOSING) {
         if (now >= c->deadline_ms) {
             /* The peer neither read our data nor closed in time. */
-            conn_close_socket(c, !queue_empty(&c->sendq));
+            conn_close_socket(c, !tx_empty(c));
             return;
         }
     } else if (c->state == CS_OPEN) {
         if (proxy_timer(c, now)) return;
         if (user_timer_fire(c, now)) return; /* its function closed the connection */
-        if (cfg->write_timeout_ms && atomic_load(&c->sendq_bytes) &&
-            now >= c->tx_since_ms + cfg->write_timeout_ms) {
+        if (cfg->write_timeout_ms && atomic_load(&c->sendq_bytes) && c->tx &&
+            now >= c->tx->tx_since_ms + cfg->write_timeout_ms) {
             /* the peer stopped reading: nothing queued can be delivered */
             c->reason = PC_CLOSE_WRITE_TIMEOUT;
             conn_close_socket(c, 1);
@@ -167,10 +168,10 @@ static void handle_timer(pc_conn_t *c)
 /* The send queue went from empty to non-empty: the write timeout starts. */
 static void sendq_started(pc_conn_t *c)
 {
-    unsigned wt = c->srv->cfg.write_timeout_ms;
+    unsigned wt = conn_srv(c)->cfg.write_timeout_ms;
     if (!wt) return;
-    c->tx_since_ms = pc__now_ms();
-    if (c->state == CS_OPEN) timer_sooner(c, c->tx_since_ms + wt);
+    c->tx->tx_since_ms = pc__now_ms();
+    if (c->state == CS_OPEN) timer_sooner(c, c->tx->tx_since_ms + wt);
 }
 
 /* Refuse a send that needs new send-queue memory (a chunk of grow bytes;
@@ -182,6 +183,96 @@ static int over_buffer_cap(pc_server_t *s, size_t grow)
     if (!cap || !grow || counter_get(&s->send_held) + grow <= cap) return 0;
     counter_add(&s->send_refused, 1);
     return 1;
+}
+
+/* ---- the send side (conn_tx_t) ------------------------------------------- */
+
+static void tx_init(conn_tx_t *tx, pc_conn_t *c)
+{
+    memset(&tx->wr_op, 0, sizeof tx->wr_op);
+    tx->wr_op.tag = TAG_CONN_SEND;
+    tx->u.c = c;
+    queue_init(&tx->sendq);
+    tx->iovx = NULL;
+    tx->tx_since_ms = 0;
+    tx->posts = NULL;
+}
+
+/* Give an empty send side back: to w's cache (w: the worker whose thread
+ * this is, or NULL), or to the allocator. */
+static void tx_free(worker_t *w, conn_tx_t *tx)
+{
+    pc__free(tx->iovx);
+    tx->iovx = NULL;
+    if (w && w->tx_cached < TX_CACHE_MAX) {
+        tx->u.next_free = w->tx_cache;
+        w->tx_cache = tx;
+        w->tx_cached++;
+        return;
+    }
+    pc__free(tx);
+}
+
+/* The connection's send side, taken from the running worker's cache if it
+ * has none (strand). NULL: out of memory. */
+static conn_tx_t *tx_get(pc_conn_t *c)
+{
+    if (c->tx) return c->tx;
+    worker_t *w = tls_worker;
+    conn_tx_t *tx;
+    if (w && w->tx_cache) {
+        tx = w->tx_cache;
+        w->tx_cache = tx->u.next_free;
+        w->tx_cached--;
+    } else if (!(tx = pc__malloc(sizeof *tx))) {
+        return NULL;
+    }
+    tx_init(tx, c);
+    c->tx = tx;
+    return tx;
+}
+
+/* Nothing queued to send (the send side may be absent). */
+static int tx_empty(const pc_conn_t *c)
+{
+    return !c->tx || queue_empty(&c->tx->sendq);
+}
+
+/* Everything was handed to the kernel and nothing is pending: the
+ * connection is idle on the send side and gives it back (strand). */
+static void tx_idle(pc_conn_t *c)
+{
+    conn_tx_t *tx = c->tx;
+    if (!tx || c->sending || c->connecting || !queue_empty(&tx->sendq)) return;
+    c->tx = NULL;
+    tx_free(tls_worker, tx);
+}
+
+void conn_tx_cache_free(worker_t *w)
+{
+    while (w->tx_cache) {
+        conn_tx_t *tx = w->tx_cache;
+        w->tx_cache = tx->u.next_free;
+        pc__free(tx);
+    }
+    w->tx_cached = 0;
+}
+
+void conn_tx_destroy(pc_conn_t *c)
+{
+    conn_tx_t *txs[2] = {c->tx, c->inbox_tx};
+    for (int k = 0; k < 2; k++) {
+        conn_tx_t *tx = txs[k];
+        if (!tx) continue;
+        while (!queue_empty(&tx->sendq)) {
+            queue_t *e = queue_head(&tx->sendq);
+            queue_remove(e);
+            chunk_free(pc_container_of(e, chunk_t, link));
+        }
+        pc__free(tx->iovx);
+        pc__free(tx);
+    }
+    c->tx = c->inbox_tx = NULL;
 }
 
 /* ---- sending ------------------------------------------------------------- */
@@ -214,23 +305,24 @@ static int sendq_append(pc_server_t *s, queue_t *q, const pc_buf_t *bufs, unsign
 
 static void conn_flush(pc_conn_t *c)
 {
-    if (c->sending || c->state == CS_CLOSED || queue_empty(&c->sendq)) return;
+    conn_tx_t *tx = c->tx;
+    if (!tx || c->sending || c->state == CS_CLOSED || queue_empty(&tx->sendq)) return;
     /* one chunk (the common case: a response) goes out of iov1; more take
      * the iovx array, allocated for the send and freed when it completes
      * (without memory, one chunk at a time still makes progress) */
-    pc_buf_t *iov = &c->iov1;
+    pc_buf_t *iov = &tx->iov1;
     unsigned max = 1;
-    if (c->sendq.next->next != &c->sendq) { /* more than one chunk */
-        if (!c->iovx) c->iovx = pc__malloc(SEND_IOV_MAX * sizeof *c->iovx);
-        if (c->iovx) {
-            iov = c->iovx;
+    if (tx->sendq.next->next != &tx->sendq) { /* more than one chunk */
+        if (!tx->iovx) tx->iovx = pc__malloc(SEND_IOV_MAX * sizeof *tx->iovx);
+        if (tx->iovx) {
+            iov = tx->iovx;
             max = SEND_IOV_MAX;
         }
     }
     unsigned n = 0;
     size_t total = 0;
     queue_t *e;
-    queue_foreach(e, &c->sendq)
+    queue_foreach(e, &tx->sendq)
     {
         if (n == max || total >= PC_SEND_MAX) break;
         chunk_t *ch = pc_container_of(e, chunk_t, link);
@@ -245,8 +337,8 @@ static void conn_flush(pc_conn_t *c)
     if (!n) return;
     c->sending = 1;
     c->ops_pending++;
-    c->wr_op.tag = TAG_CONN_SEND;
-    int rc = port_send(conn_port(c), &c->ps, &c->wr_op, iov, n);
+    tx->wr_op.tag = TAG_CONN_SEND;
+    int rc = port_send(conn_port(c), &c->ps, &tx->wr_op, iov, n);
     if (rc < 0) {
         c->sending = 0;
         c->ops_pending--;
@@ -260,25 +352,26 @@ static void conn_flush(pc_conn_t *c)
 static void sendq_consume(pc_conn_t *c, size_t n)
 {
     size_t done = n;
-    while (n && !queue_empty(&c->sendq)) {
-        chunk_t *ch = pc_container_of(queue_head(&c->sendq), chunk_t, link);
+    conn_tx_t *tx = c->tx; /* a send completed: it has one */
+    while (n && !queue_empty(&tx->sendq)) {
+        chunk_t *ch = pc_container_of(queue_head(&tx->sendq), chunk_t, link);
         size_t avail = ch->len - ch->off;
         size_t take = n < avail ? n : avail;
         ch->off += take;
         n -= take;
         if (ch->off == ch->len) {
             queue_remove(&ch->link);
-            sq_chunk_free(c->srv, ch);
+            sq_chunk_free(conn_srv(c), ch);
         }
     }
     atomic_fetch_sub(&c->sendq_bytes, done);
-    counter_sub(&c->srv->send_queued, done);
-    counter_add(&c->w->bytes_out, done);
+    counter_sub(&conn_srv(c)->send_queued, done);
+    counter_add(&conn_worker(c)->bytes_out, done);
     if (done) {
         c->sent_due = 1;              /* on_sent once the queue is empty */
         c->last_rx_ms = pc__now_ms(); /* traffic out counts for the idle timeout */
     }
-    if (c->srv->cfg.write_timeout_ms) c->tx_since_ms = pc__now_ms(); /* progress */
+    if (conn_srv(c)->cfg.write_timeout_ms) tx->tx_since_ms = pc__now_ms(); /* progress */
 }
 
 /* ---- reading ---------------------------------------------------------- */
@@ -392,7 +485,7 @@ static void proxy_phase_start(pc_conn_t *c)
         conn_close_socket(c, 1); /* still CS_OPENING: the application never sees it */
         return;
     }
-    c->deadline_ms = c->last_rx_ms + c->srv->cfg.proxy_timeout_ms;
+    c->deadline_ms = c->last_rx_ms + conn_srv(c)->cfg.proxy_timeout_ms;
     set_state(c, CS_OPEN);
     timer_update(c);
     conn_arm_read(c);
@@ -422,7 +515,7 @@ static void conn_deliver(worker_t *w, pc_conn_t *c, const char *data, size_t n)
             conn_close_socket(c, 1);
             return;
         }
-        unsigned ht = c->srv->cfg.header_timeout_ms;
+        unsigned ht = conn_srv(c)->cfg.header_timeout_ms;
         c->deadline_ms = ht ? pc__now_ms() + ht : 0;
         timer_update(c);
         if (c->tls_phase) { /* the TLS handshake follows the header */
@@ -431,8 +524,8 @@ static void conn_deliver(worker_t *w, pc_conn_t *c, const char *data, size_t n)
                 conn_close_socket(c, 1);
                 return;
             }
-        } else if (c->cb->on_open) {
-            c->cb->on_open(c);
+        } else if (conn_cb(c)->on_open) {
+            conn_cb(c)->on_open(c);
         }
         data += used;
         n -= used;
@@ -442,7 +535,7 @@ static void conn_deliver(worker_t *w, pc_conn_t *c, const char *data, size_t n)
         tls_deliver(c, data, n);
         return;
     }
-    c->cb->on_data(c, data, n);
+    conn_cb(c)->on_data(c, data, n);
 }
 
 /* ---- TLS (conn_tls.c has the phase, src/tls the session) ---- */
@@ -464,7 +557,7 @@ static void tls_deliver(pc_conn_t *c, const char *data, size_t n)
  * the header timeout bounds (armed at accept). */
 static void tls_phase_start(pc_conn_t *c)
 {
-    unsigned ht = c->srv->cfg.header_timeout_ms;
+    unsigned ht = conn_srv(c)->cfg.header_timeout_ms;
     c->deadline_ms = (ht && !c->outbound) ? c->last_rx_ms + ht : 0;
     set_state(c, CS_OPEN);
     timer_update(c);
@@ -480,21 +573,67 @@ static void tls_phase_start(pc_conn_t *c)
 
 void conn_opened(pc_conn_t *c)
 {
-    if (c->cb->on_open) c->cb->on_open(c);
+    if (conn_cb(c)->on_open) conn_cb(c)->on_open(c);
 }
 
 /* ---- open, close ---------------------------------------------------------- */
 
+/* The entry of the local-address table for address a of listener li: an
+ * existing one, or a new one appended; 0 when the table is full. Any
+ * worker; entries never change once published (nlocals, release). */
+static uint8_t local_intern(pc_server_t *s, int li, const sockaddr_any_t *a)
+{
+    int n = atomic_load_explicit(&s->nlocals, memory_order_acquire);
+    for (int i = PC_MAX_LISTENERS + 1; i < n; i++)
+        if (s->locals[i].listener == li && memcmp(&s->locals[i].addr, a, sizeof *a) == 0)
+            return (uint8_t)i;
+    uint8_t ix = 0;
+    pc__mutex_lock(&s->locals_lock);
+    int m = atomic_load_explicit(&s->nlocals, memory_order_relaxed);
+    for (int i = n; i < m && !ix; i++) /* appended since the scan above */
+        if (s->locals[i].listener == li && memcmp(&s->locals[i].addr, a, sizeof *a) == 0)
+            ix = (uint8_t)i;
+    if (!ix && m < PC_LOCALS_MAX) {
+        s->locals[m].addr = *a;
+        s->locals[m].listener = (uint8_t)li;
+        atomic_store_explicit(&s->nlocals, m + 1, memory_order_release);
+        ix = (uint8_t)m;
+    }
+    pc__mutex_unlock(&s->locals_lock);
+    return ix;
+}
+
+/* Learn the local address of a connection while its socket is open (strand):
+ * nothing to do for a listener bound to a specific address; else read from
+ * the socket, then an entry of the server's table (accepted) or ext
+ * (outbound, or the table full). Without memory for ext it stays unknown
+ * until pc_conn_local_addr tries again. */
+static void local_learn(pc_conn_t *c)
+{
+    listener_t *l = conn_listener(c);
+    if ((l && l->specific) || c->lst > PC_MAX_LISTENERS) return;
+    if (c->ext && c->ext->local.sa.sa_family) return;
+    struct sockaddr_storage ss;
+    if (c->ps.fd == SOCK_INVALID || sock_local_addr(c->ps.fd, &ss) != 0) return;
+    sockaddr_any_t a;
+    sockaddr_store(&a, &ss);
+    uint8_t ix = l ? local_intern(conn_srv(c), l->idx, &a) : 0;
+    if (ix) {
+        c->lst = ix;
+        return;
+    }
+    conn_ext_t *x = conn_ext(c);
+    if (x) x->local = a;
+}
+
 /* The socket is connected (accepted, or an outbound connect finished). */
 static void conn_established(pc_conn_t *c)
 {
-    /* two syscalls per connection saved where possible: accepted sockets
-     * inherit TCP_NODELAY (Linux), and the local address of a connection
-     * accepted on a specific address is the listener's */
+    /* a syscall per connection saved where possible: accepted sockets
+     * inherit TCP_NODELAY (Linux), and on a listener bound to a specific
+     * address that address is the local one */
     if (c->outbound || !SOCK_ACCEPT_INHERITS_NODELAY) sock_set_nodelay(c->ps.fd);
-    struct sockaddr_storage ss;
-    if (c->local.sa.sa_family == 0 && sock_local_addr(c->ps.fd, &ss) == 0)
-        sockaddr_store(&c->local, &ss);
+    local_learn(c);
     c->last_rx_ms = pc__now_ms();
     if (c->px_state == PX_WANTED) {
         proxy_phase_start(c); /* on_open waits for the header */
@@ -504,11 +643,11 @@ static void conn_established(pc_conn_t *c)
         tls_phase_start(c); /* on_open waits for the handshake */
         return;
     }
-    unsigned ht = c->srv->cfg.header_timeout_ms;
+    unsigned ht = conn_srv(c)->cfg.header_timeout_ms;
     c->deadline_ms = (ht && !c->outbound) ? c->last_rx_ms + ht : 0;
     set_state(c, CS_OPEN);
     timer_update(c);
-    if (c->cb->on_open) c->cb->on_open(c);
+    if (conn_cb(c)->on_open) conn_cb(c)->on_open(c);
     conn_arm_read(c);
 }
 
@@ -516,13 +655,15 @@ static void conn_established(pc_conn_t *c)
  * port, then either it is established (accepted) or the connect starts. */
 static void conn_open(pc_conn_t *c)
 {
-    pc_server_t *s = c->srv;
+    pc_server_t *s = conn_srv(c);
     int rc = port_attach(s->port, &c->ps);
+    conn_tx_t *tx = NULL;
+    if (rc >= 0 && c->outbound && !(tx = tx_get(c))) rc = PC_ENOMEM; /* the connect's op */
     if (rc >= 0 && c->outbound) {
         c->connecting = 1;
         c->ops_pending++;
-        c->wr_op.tag = TAG_CONN_CONNECT;
-        rc = port_connect(s->port, &c->ps, &c->wr_op, &c->peer.sa,
+        tx->wr_op.tag = TAG_CONN_CONNECT;
+        rc = port_connect(s->port, &c->ps, &tx->wr_op, &c->peer.sa,
                           c->peer.sa.sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
                                                            : sizeof(struct sockaddr_in));
         if (rc < 0) {
@@ -545,7 +686,7 @@ static void conn_open(pc_conn_t *c)
 static void conn_close_socket(pc_conn_t *c, int abortive)
 {
     if (c->state == CS_CLOSED) return;
-    pc_server_t *s = c->srv;
+    pc_server_t *s = conn_srv(c);
     /* an accepted connection that never opened (attaching it failed) was
      * never shown to the application: no on_close either (an outbound one
      * reports its failed connect through on_close, as documented) */
@@ -559,9 +700,9 @@ static void conn_close_socket(pc_conn_t *c, int abortive)
     else
         sock_close(c->ps.fd);
     c->ps.fd = SOCK_INVALID;
-    counter_add(&c->w->closed[c->reason], 1);
-    if (notify && c->cb->on_close) c->cb->on_close(c, c->reason, c->err);
-    if (c->counted) {
+    counter_add(&conn_worker(c)->closed[c->reason], 1);
+    if (notify && conn_cb(c)->on_close) conn_cb(c)->on_close(c, c->reason, c->err);
+    if (!c->outbound) {
         filter_release(s->filter, &c->ticket);
         kfilter_source_changed(s, &c->peer.sa);
         atomic_fetch_sub(&s->active, 1);
@@ -571,27 +712,36 @@ static void conn_close_socket(pc_conn_t *c, int abortive)
 }
 
 /* Final release: every pending op has come back. */
-static void conn_release(pc_conn_t *c)
+static void conn_release(worker_t *w, pc_conn_t *c)
 {
-    pc_server_t *s = c->srv;
+    pc_server_t *s = conn_srv(c);
     size_t q = atomic_load(&c->sendq_bytes);
-    sendq_free(s, &c->sendq);
+    if (c->tx) {
+        sendq_free(s, &c->tx->sendq);
+        tx_free(w, c->tx);
+        c->tx = NULL;
+    }
     counter_sub(&s->send_queued, q);
     atomic_store(&c->sendq_bytes, 0);
-    pc__free(c->iovx);
-    c->iovx = NULL;
     conn_proxy_free(c);
+    conn_tls_free(c);
     drop_held(c);
     pc__free(c->ext);
     c->ext = NULL;
-    conn_tls_free(c);
     pc__mutex_lock(conn_lock(c));
-    sendq_free(s, &c->inbox_sends);
+    conn_tx_t *itx = c->inbox_tx;
+    c->inbox_tx = NULL;
     counter_sub(&s->send_queued, atomic_load(&c->inbox_send_bytes));
     atomic_store(&c->inbox_send_bytes, 0);
     c->state = CS_FREE;
     pc__mutex_unlock(conn_lock(c));
-    conn_drop_posts(c);
+    if (itx) {
+        /* closed: no post_to adds to it any more; its functions run with NULL */
+        if (itx->posts) posts_run(NULL, itx->posts);
+        itx->posts = NULL;
+        sendq_free(s, &itx->sendq);
+        tx_free(w, itx);
+    }
     server_conn_release(s, c);
 }
 
@@ -603,7 +753,8 @@ static void handle_kick(pc_conn_t *c)
     queue_init(&local);
     pc__mutex_lock(conn_lock(c));
     c->kick_posted = 0;
-    queue_move_all(&local, &c->inbox_sends);
+    conn_tx_t *itx = c->inbox_tx; /* the inbox's bytes, in the sendq of a spare send side */
+    c->inbox_tx = NULL;
     size_t xbytes = atomic_load(&c->inbox_send_bytes);
     /* the bytes move to sendq_bytes in the same critical section, so that
      * per-connection limit checks never see them in neither (not while
@@ -611,12 +762,25 @@ static void handle_kick(pc_conn_t *c)
     int moved = xbytes && c->state != CS_OPENING;
     if (moved) atomic_fetch_add(&c->sendq_bytes, xbytes);
     atomic_store(&c->inbox_send_bytes, 0);
-    struct inbox_post_s *posts = c->inbox_posts;
-    c->inbox_posts = NULL;
     int inbox_close = c->inbox_close;
     pc_close_reason_t xreason = c->inbox_close_reason;
     c->inbox_close = INBOX_CLOSE_NONE;
     pc__mutex_unlock(conn_lock(c));
+    struct inbox_post_s *posts = NULL;
+    if (itx) {
+        posts = itx->posts;
+        itx->posts = NULL;
+        /* the sender allocated it, so taking these bytes never needs memory:
+         * it becomes the send side if there is none (also the op of an
+         * outbound connect, below), else goes to this worker's cache */
+        queue_move_all(&local, &itx->sendq);
+        if (!c->tx && c->state != CS_CLOSED) {
+            tx_init(itx, c);
+            c->tx = itx;
+        } else {
+            tx_free(tls_worker, itx);
+        }
+    }
 
     if (c->state == CS_OPENING && !c->connecting) conn_open(c);
     /* while an outbound connect is in flight the bytes wait in the send
@@ -627,17 +791,17 @@ static void handle_kick(pc_conn_t *c)
         /* encrypted into the send queue; the plaintext leaves it */
         if (moved) atomic_fetch_sub(&c->sendq_bytes, xbytes);
         conn_tls_send_chunks(c, &local, xbytes);
-        sendq_free(c->srv, &local);
+        sendq_free(conn_srv(c), &local);
     } else if (accept_bytes && !queue_empty(&local)) {
-        int was_empty = queue_empty(&c->sendq);
+        int was_empty = queue_empty(&c->tx->sendq); /* adopted above if it had none */
         sendq_take(c, &local);
         if (!moved) atomic_fetch_add(&c->sendq_bytes, xbytes);
         if (was_empty) sendq_started(c);
-        if (atomic_load(&c->sendq_bytes) > c->srv->cfg.send_high_water) c->paused_hw = 1;
+        if (atomic_load(&c->sendq_bytes) > conn_srv(c)->cfg.send_high_water) c->paused_hw = 1;
     } else if (!queue_empty(&local)) {
-        sendq_free(c->srv, &local);
+        sendq_free(conn_srv(c), &local);
         if (moved) atomic_fetch_sub(&c->sendq_bytes, xbytes);
-        counter_sub(&c->srv->send_queued, xbytes);
+        counter_sub(&conn_srv(c)->send_queued, xbytes);
     }
     /* after the bytes queued before them, before a close requested with them */
     if (posts) posts_run(c, posts);
@@ -649,9 +813,9 @@ static void handle_kick(pc_conn_t *c)
     } else if (inbox_close == INBOX_CLOSE_GRACEFUL && c->state == CS_OPEN) {
         /* a stopping server tells the application first: what it queues
          * now is flushed before the FIN */
-        if (xreason == PC_CLOSE_SERVER_STOP && c->cb->on_shutdown && c->px_state != PX_PENDING &&
-            !CONN_TLS_UNSEEN(c))
-            c->cb->on_shutdown(c);
+        if (xreason == PC_CLOSE_SERVER_STOP && conn_cb(c)->on_shutdown &&
+            c->px_state != PX_PENDING && !CONN_TLS_UNSEEN(c))
+            conn_cb(c)->on_shutdown(c);
         if (c->state != CS_OPEN) return;
         c->reason = xreason;
         pc_conn_close(c);
@@ -688,9 +852,9 @@ static void handle(worker_t *w, pc_conn_t *c, const completion_t *cpl)
     case TAG_CONN_SEND:
         c->sending = 0;
         c->ops_pending--;
-        if (c->iovx) {
-            pc__free(c->iovx);
-            c->iovx = NULL;
+        if (c->tx->iovx) {
+            pc__free(c->tx->iovx);
+            c->tx->iovx = NULL;
         }
         if (cpl->bytes) sendq_consume(c, cpl->bytes);
         if (c->state == CS_CLOSED) break;
@@ -730,24 +894,47 @@ static void conn_after(pc_conn_t *c)
     if (c->state == CS_CLOSED || c->state == CS_OPENING) return;
     conn_flush(c);
     size_t q = atomic_load(&c->sendq_bytes);
-    if (c->paused_hw && q <= c->srv->cfg.send_low_water) {
+    if (c->paused_hw && q <= conn_srv(c)->cfg.send_low_water) {
         c->paused_hw = 0;
-        if (c->state == CS_OPEN && c->cb->on_drain) c->cb->on_drain(c);
+        if (c->state == CS_OPEN && conn_cb(c)->on_drain) conn_cb(c)->on_drain(c);
         if (c->state == CS_CLOSED) return;
         conn_flush(c);
         conn_continue_read(c);
     }
     conn_deliver_held(c);
     conn_notify_sent(c);
-    if (c->state == CS_CLOSING && !c->sending && queue_empty(&c->sendq)) {
+    if (c->state == CS_CLOSING && !c->sending && tx_empty(c)) {
         do_fin(c);
         if (c->state != CS_CLOSED) conn_arm_read(c);
     }
+    if (c->state != CS_CLOSED) tx_idle(c);
+}
+
+/* Parked completions (shared port): at most one of each of the two ops
+ * (the receive and tx->wr_op; a kick or a timer expiry is a flag of its
+ * own), so their order fits in three bits. Under conn_lock(c). */
+enum { PARK_RECV = 1, PARK_WR = 2, PARK_WR_FIRST = 4 };
+
+/* The oldest parked op, unparked, or NULL. */
+static op_t *parked_take(pc_conn_t *c)
+{
+    if ((c->parked & PARK_WR) && ((c->parked & PARK_WR_FIRST) || !(c->parked & PARK_RECV))) {
+        c->parked &= (uint8_t) ~(PARK_WR | PARK_WR_FIRST);
+        return &c->tx->wr_op; /* a parked send or connect keeps its send side */
+    }
+    if (c->parked & PARK_RECV) {
+        c->parked &= (uint8_t)~PARK_RECV;
+        return &c->recv_op;
+    }
+    return NULL;
 }
 
 /* The timer's pseudo-op: its expiry runs through handle() like a completion
  * (only the tag is read; the connection is the strand's). */
 static op_t timer_tag_op = {.tag = TAG_CONN_TIMER};
+/* A kick's, likewise: a connection has no kick op of its own (a worker's
+ * kick_op runs its list, conn_kicks_run) */
+static op_t kick_tag_op = {.tag = TAG_CONN_KICK};
 
 /* Run the strand from the event cur on: the caller owns it (in_dispatch on
  * a shared port). Events parked meanwhile by other workers are taken in
@@ -773,13 +960,22 @@ static void conn_strand(worker_t *w, pc_conn_t *c, completion_t cur)
             break;
         }
         pc__mutex_lock(conn_lock(c));
-        if (op_fifo_drain(&c->parked_ops, &cur, 1)) { /* the next parked completion */
+        op_t *op = parked_take(c);
+        if (op) { /* the next parked completion */
+            op->busy = 0;
+            cur = (completion_t){op, op->res_status, op->res_bytes, op->res_data};
             pc__mutex_unlock(conn_lock(c));
             continue;
         }
         if (c->timer_due) {
             c->timer_due = 0;
             cur = (completion_t){&timer_tag_op, 0, 0, NULL};
+            pc__mutex_unlock(conn_lock(c));
+            continue;
+        }
+        if (c->kick_due) {
+            c->kick_due = 0;
+            cur = (completion_t){&kick_tag_op, 0, 0, NULL};
             pc__mutex_unlock(conn_lock(c));
             continue;
         }
@@ -790,7 +986,7 @@ static void conn_strand(worker_t *w, pc_conn_t *c, completion_t cur)
     }
     tls_conn = prev;
     tls_worker = prev_w;
-    if (release) conn_release(c);
+    if (release) conn_release(w, c);
 }
 
 /* Take the connection's strand for one event: cpl, or the timer's expiry
@@ -811,12 +1007,17 @@ static int strand_claim(pc_conn_t *c, const completion_t *cpl)
         c->in_dispatch = 1;
     } else if (!cpl) {
         c->timer_due = 1;
+    } else if (cpl->op == &kick_tag_op) {
+        c->kick_due = 1;
     } else {
         op_t *op = cpl->op;
         op->res_status = cpl->status;
         op->res_bytes = (uint32_t)cpl->bytes;
         op->res_data = cpl->data;
-        op_fifo_push(&c->parked_ops, op);
+        if (op == &c->recv_op)
+            c->parked |= PARK_RECV;
+        else /* the send or connect: first unless the receive is parked */
+            c->parked |= (c->parked & PARK_RECV) ? PARK_WR : (PARK_WR | PARK_WR_FIRST);
     }
     pc__mutex_unlock(conn_lock(c));
     return run;
@@ -825,6 +1026,51 @@ static int strand_claim(pc_conn_t *c, const completion_t *cpl)
 void conn_dispatch(worker_t *w, pc_conn_t *c, const completion_t *cpl)
 {
     if (strand_claim(c, cpl)) conn_strand(w, c, *cpl);
+}
+
+/* Cross-thread work was queued for c and its kick_posted set (under the
+ * connection's lock, by the caller, which has released it): put c on its
+ * home worker's kick list, and post that worker's kick_op unless it is
+ * already on its way. c cannot be released meanwhile (not while
+ * kick_posted), nor pushed twice (handle_kick clears kick_posted after it
+ * was taken off the list). Needs no memory. */
+static void conn_kick(pc_conn_t *c)
+{
+    worker_t *w = conn_worker(c);
+    pc__mutex_lock(&w->kick_lock);
+    c->kick_next = NULL;
+    if (w->kick_tail)
+        w->kick_tail->kick_next = c;
+    else
+        w->kick_head = c;
+    w->kick_tail = c;
+    int post = !w->kick_posted;
+    w->kick_posted = 1;
+    pc__mutex_unlock(&w->kick_lock);
+    if (post && port_post(conn_srv(c)->port, w->idx, &w->kick_op) < 0) {
+        /* not posted (IOCP out of resources): the next kick posts again */
+        pc__mutex_lock(&w->kick_lock);
+        w->kick_posted = 0;
+        pc__mutex_unlock(&w->kick_lock);
+        PC_LOGE("worker %d: posting its kicks failed", w->idx);
+    }
+}
+
+void conn_kicks_run(worker_t *w, worker_t *home)
+{
+    pc__mutex_lock(&home->kick_lock);
+    pc_conn_t *c = home->kick_head;
+    home->kick_head = home->kick_tail = NULL;
+    home->kick_posted = 0;
+    pc__mutex_unlock(&home->kick_lock);
+    completion_t kick = {&kick_tag_op, 0, 0, NULL};
+    while (c) {
+        /* read before the kick runs: once it has, c may be kicked again
+         * (kick_next rewritten) or released */
+        pc_conn_t *next = c->kick_next;
+        conn_dispatch(w, c, &kick);
+        c = next;
+    }
 }
 
 /* Called with the wheel locked, so the connection cannot be disarmed nor
@@ -854,53 +1100,41 @@ void sockaddr_store(sockaddr_any_t *dst, const struct sockaddr_storage *src)
 
 /* A record for a new connection on socket fd, given a home worker (round
  * robin), not yet visible to its worker. NULL when out of memory. */
-static pc_conn_t *conn_new(pc_server_t *s, sock_t fd, const struct sockaddr_storage *peer,
-                           const struct sockaddr_storage *local)
+static pc_conn_t *conn_new(pc_server_t *s, sock_t fd, const struct sockaddr_storage *peer)
 {
     pc_conn_t *c = server_conn_alloc(s);
     if (!c) return NULL;
     worker_t *w = server_pick_worker(s);
-    c->w = w;
     c->ps.fd = fd;
-    c->ps.q = w->idx;
+    c->ps.q = (uint16_t)w->idx;
     c->ps.rd = c->ps.wr = NULL;
     c->ps.backend_flags = 0;
     c->ps.backend_priv = NULL;
     sockaddr_store(&c->peer, peer);
-    if (local)
-        sockaddr_store(&c->local, local);
-    else
-        memset(&c->local, 0, sizeof c->local);
+    c->lst = 0;
     c->reason = PC_CLOSE_LOCAL;
     c->err = 0;
     c->px_state = PX_NONE;
-    c->px = NULL;
     c->tls_phase = TLSP_NONE;
-    c->tls = NULL;
     return c;
 }
 
 int conn_start_accepted(pc_server_t *s, listener_t *l, sock_t fd,
-                        const struct sockaddr_storage *peer, const struct sockaddr_storage *local)
+                        const struct sockaddr_storage *peer)
 {
-    pc_conn_t *c = conn_new(s, fd, peer, local);
+    pc_conn_t *c = conn_new(s, fd, peer);
     if (!c) return PC_ENOMEM;
-    worker_t *w = c->w;
-    c->user = NULL;
-    c->cb = &s->cfg.cb;
-    c->counted = 1;
+    c->lst = (uint8_t)(l->idx + 1);
+    c->u.user = NULL;
     c->ticket = l->pending_ticket;
     if (l->pending_proxy) c->px_state = PX_WANTED;
-    if (l->tls) { /* the session is made on the worker, once established */
-        c->tls = l->tls;
-        c->tls_phase = TLSP_WANTED;
-    }
+    if (l->tls) c->tls_phase = TLSP_WANTED; /* the session is made on the worker (conn_tls_begin) */
     counter_add(&s->accepted, 1);
     pc__mutex_lock(conn_lock(c));
     c->state = CS_OPENING;
     c->kick_posted = 1;
     pc__mutex_unlock(conn_lock(c));
-    port_post(s->port, w->idx, &c->kick_op);
+    conn_kick(c);
     return 0;
 }
 
@@ -934,17 +1168,23 @@ int conn_connect(pc_server_t *s, const char *endpoint, const char *source, const
             return rc;
         }
     }
-    pc_conn_t *c = conn_new(s, fd, &peer, NULL);
+    pc_conn_t *c = conn_new(s, fd, &peer);
     if (!c) {
         sock_close(fd);
         return PC_ENOMEM;
     }
-    worker_t *w = c->w;
-    c->user = user;
-    c->cb = cb ? cb : &s->cfg.cb;
-    c->counted = 0;
+    c->u.user = user;
     c->outbound = 1;
-    c->tls = tls; /* the caller frees it if this fails */
+    /* its own callbacks or a TLS session go in ext (conn_cb) */
+    if ((cb && cb != &s->cfg.cb) || tls) {
+        if (!conn_ext(c)) {
+            server_conn_release(s, c);
+            sock_close(fd);
+            return PC_ENOMEM;
+        }
+        if (cb != &s->cfg.cb) c->ext->cb = cb;
+        c->ext->tls = tls; /* the caller frees it if this fails */
+    }
     c->tls_phase = tls ? TLSP_HANDSHAKE : TLSP_NONE;
     atomic_fetch_add(&s->outbound, 1);
     /* a stop that began after the check above may have found no outbound
@@ -953,6 +1193,8 @@ int conn_connect(pc_server_t *s, const char *endpoint, const char *source, const
     if (atomic_load(&s->stopping)) {
         atomic_fetch_sub(&s->outbound, 1);
         server_capacity_changed(s);
+        pc__free(c->ext); /* the session in it is the caller's again */
+        c->ext = NULL;
         server_conn_release(s, c);
         sock_close(fd);
         return PC_ENOTCONN;
@@ -963,7 +1205,7 @@ int conn_connect(pc_server_t *s, const char *endpoint, const char *source, const
     c->kick_posted = 1;
     pc__mutex_unlock(conn_lock(c));
     if (id) *id = cid;
-    port_post(s->port, w->idx, &c->kick_op);
+    conn_kick(c);
     return 0;
 }
 
@@ -984,7 +1226,7 @@ static int xsend_check_locked(pc_conn_t *c, uint64_t id, size_t total)
 static int xsend_commit_locked(pc_conn_t *c, size_t total)
 {
     atomic_fetch_add(&c->inbox_send_bytes, total);
-    counter_add(&c->srv->send_queued, total);
+    counter_add(&conn_srv(c)->send_queued, total);
     int post = !c->kick_posted;
     c->kick_posted = 1;
     return post;
@@ -1006,16 +1248,17 @@ static int conn_xsend(pc_conn_t *c, uint64_t id, const pc_buf_t *bufs, unsigned 
 {
     /* a stale id costs no allocation (checked again under the lock) */
     if (id && atomic_load(&c->id) != id) return PC_ENOTCONN;
-    pc_server_t *s = c->srv;
+    pc_server_t *s = conn_srv(c);
     pc__mutex_lock(conn_lock(c));
     int rc = xsend_check_locked(c, id, total);
-    if (rc == 0 && !queue_empty(&c->inbox_sends)) {
-        chunk_t *tail = pc_container_of(c->inbox_sends.prev, chunk_t, link);
+    int need_tx = !c->inbox_tx;
+    if (rc == 0 && c->inbox_tx && !queue_empty(&c->inbox_tx->sendq)) {
+        chunk_t *tail = pc_container_of(c->inbox_tx->sendq.prev, chunk_t, link);
         if (tail->cap - tail->len >= total) {
             copy_bufs(tail, bufs, n);
             int post = xsend_commit_locked(c, total);
             pc__mutex_unlock(conn_lock(c));
-            if (post) port_post(s->port, c->ps.q, &c->kick_op);
+            if (post) conn_kick(c);
             return 0;
         }
     }
@@ -1025,17 +1268,36 @@ static int conn_xsend(pc_conn_t *c, uint64_t id, const pc_buf_t *bufs, unsigned 
     chunk_t *ch = sq_chunk_new(s, total);
     if (!ch) return PC_ENOMEM;
     copy_bufs(ch, bufs, n);
-    pc__mutex_lock(conn_lock(c));
-    rc = xsend_check_locked(c, id, total);
+    /* an empty inbox needs a send side to carry its chunks, allocated here
+     * so that the kick never needs memory to take accepted bytes */
+    conn_tx_t *spare = NULL;
+    for (;;) {
+        if (need_tx && !spare && !(spare = pc__malloc(sizeof *spare))) {
+            sq_chunk_free(s, ch);
+            return PC_ENOMEM;
+        }
+        pc__mutex_lock(conn_lock(c));
+        rc = xsend_check_locked(c, id, total);
+        if (rc < 0 || c->inbox_tx || spare) break;
+        pc__mutex_unlock(conn_lock(c)); /* a kick took the inbox meanwhile */
+        need_tx = 1;
+    }
     if (rc < 0) {
         pc__mutex_unlock(conn_lock(c));
         sq_chunk_free(s, ch);
+        pc__free(spare);
         return rc;
     }
-    queue_insert_tail(&c->inbox_sends, &ch->link);
+    if (!c->inbox_tx) {
+        tx_init(spare, c);
+        c->inbox_tx = spare;
+        spare = NULL;
+    }
+    queue_insert_tail(&c->inbox_tx->sendq, &ch->link);
     int post = xsend_commit_locked(c, total);
     pc__mutex_unlock(conn_lock(c));
-    if (post) port_post(s->port, c->ps.q, &c->kick_op);
+    pc__free(spare); /* another sender's was there first */
+    if (post) conn_kick(c);
     return 0;
 }
 
@@ -1053,7 +1315,7 @@ int conn_request_close(pc_conn_t *c, uint64_t id, int how, pc_close_reason_t rea
     int post = !c->kick_posted;
     c->kick_posted = 1;
     pc__mutex_unlock(conn_lock(c));
-    if (post) port_post(c->srv->port, c->ps.q, &c->kick_op);
+    if (post) conn_kick(c);
     return 0;
 }
 
@@ -1069,9 +1331,9 @@ int pc_conn_sendv(pc_conn_t *c, const pc_buf_t *bufs, unsigned n)
     if (tls_conn != c) return conn_xsend(c, 0, bufs, n, total);
     if (c->state != CS_OPEN) return PC_ENOTCONN;
     if (over_limit(c, total)) return PC_ENOBUFS;
-    chunk_t *tail = queue_empty(&c->sendq) ? NULL : pc_container_of(c->sendq.prev, chunk_t, link);
+    chunk_t *tail = tx_empty(c) ? NULL : pc_container_of(c->tx->sendq.prev, chunk_t, link);
     size_t grow = tail && tail->cap - tail->len >= total ? 0 : sq_chunk_size(total);
-    if (over_buffer_cap(c->srv, grow)) {
+    if (over_buffer_cap(conn_srv(c), grow)) {
         /* stop reading (what it reads makes more output) until its own
          * queue drains; with nothing queued there is nothing to wait for */
         if (atomic_load(&c->sendq_bytes)) c->paused_hw = 1;
@@ -1086,12 +1348,14 @@ int pc_conn_sendv(pc_conn_t *c, const pc_buf_t *bufs, unsigned n)
  * callback goes out in one gather write. */
 static int sendq_push(pc_conn_t *c, const pc_buf_t *bufs, unsigned n, size_t total)
 {
-    int rc = sendq_append(c->srv, &c->sendq, bufs, n, total);
-    if (rc < 0) return rc;
+    conn_tx_t *tx = tx_get(c);
+    if (!tx) return PC_ENOMEM;
+    int rc = sendq_append(conn_srv(c), &tx->sendq, bufs, n, total);
+    if (rc < 0) return rc; /* an empty send side goes back in conn_after */
     size_t q = atomic_fetch_add(&c->sendq_bytes, total) + total;
-    counter_add(&c->srv->send_queued, total);
+    counter_add(&conn_srv(c)->send_queued, total);
     if (q == total) sendq_started(c);
-    if (q > c->srv->cfg.send_high_water) c->paused_hw = 1;
+    if (q > conn_srv(c)->cfg.send_high_water) c->paused_hw = 1;
     return 0;
 }
 
@@ -1121,7 +1385,7 @@ int pc_conn_close(pc_conn_t *c)
     set_state(c, CS_CLOSING);
     c->paused_user = 0;
     c->paused_hw = 0;
-    c->deadline_ms = pc__now_ms() + c->srv->cfg.close_linger_ms;
+    c->deadline_ms = pc__now_ms() + conn_srv(c)->cfg.close_linger_ms;
     timer_update(c);
     /* FIN, discard-reading and the final close follow in conn_after */
     return 0;
@@ -1185,27 +1449,22 @@ pc_conn_id_t pc_conn_id(const pc_conn_t *c)
 
 pc_server_t *pc_conn_server(const pc_conn_t *c)
 {
-    return c->srv;
+    return conn_srv(c);
 }
 
 void pc_conn_set_user_data(pc_conn_t *c, void *p)
 {
-    c->user = p;
+    c->u.user = p;
 }
 
 void *pc_conn_user_data(const pc_conn_t *c)
 {
-    return c->user;
+    return c->u.user;
 }
 
 const struct sockaddr *pc_conn_peer_addr(const pc_conn_t *c)
 {
     return &c->peer.sa;
-}
-
-const struct sockaddr *pc_conn_local_addr(const pc_conn_t *c)
-{
-    return &c->local.sa;
 }
 
 size_t pc_conn_send_queued(const pc_conn_t *c)
@@ -1264,10 +1523,10 @@ static void sq_chunk_free(pc_server_t *s, chunk_t *ch)
  * them missing. */
 static int over_limit(pc_conn_t *c, size_t total)
 {
-    size_t lim = c->srv->cfg.send_queue_limit;
+    size_t lim = conn_srv(c)->cfg.send_queue_limit;
     size_t q = atomic_load(&c->sendq_bytes) + atomic_load(&c->inbox_send_bytes);
     if (!q || (total <= lim && q <= lim - total)) return 0;
-    counter_add(&c->srv->send_limit_refused, 1);
+    counter_add(&conn_srv(c)->send_limit_refused, 1);
     return 1;
 }
 
@@ -1282,37 +1541,47 @@ static void sendq_take(pc_conn_t *c, queue_t *from)
         queue_remove(&ch->link);
         size_t len = ch->len - ch->off;
         chunk_t *tail =
-            queue_empty(&c->sendq) ? NULL : pc_container_of(c->sendq.prev, chunk_t, link);
+            queue_empty(&c->tx->sendq) ? NULL : pc_container_of(c->tx->sendq.prev, chunk_t, link);
         if (tail && tail->cap - tail->len >= len) {
             memcpy(tail->data + tail->len, ch->data + ch->off, len);
             tail->len += len;
-            sq_chunk_free(c->srv, ch);
+            sq_chunk_free(conn_srv(c), ch);
         } else {
-            queue_insert_tail(&c->sendq, &ch->link);
+            queue_insert_tail(&c->tx->sendq, &ch->link);
         }
     }
 }
 
 /* ---- pc_conn_timer: one user deadline multiplexed on the connection's timer */
 
-typedef struct conn_ext_s {
-    void (*timer_fn)(pc_conn_t *c);
-    uint64_t timer_at; /* 0: not armed */
-    /* a backend buffer (io_uring provided buffers) that arrived while
-     * reading was paused: a receive started before the pause (from another
-     * thread with pc_server_post_to, or a cross-thread send passing high
-     * water) completes with data anyway; it is delivered on resume */
-    void *held;
-    uint32_t held_len;
-} conn_ext_t;
-
-static conn_ext_t *conn_ext(pc_conn_t *c)
+conn_ext_t *conn_ext(pc_conn_t *c)
 {
     if (!c->ext) {
         c->ext = pc__malloc(sizeof *c->ext);
         if (c->ext) memset(c->ext, 0, sizeof *c->ext);
     }
     return c->ext;
+}
+
+/* Not kept in the record (28 bytes of every idle connection): an accepted
+ * connection's is an entry of the server's table (lst), shared by all the
+ * connections accepted on that address; an outbound connection's, or one
+ * the table had no room for, is in ext. Unknown (AF_UNSPEC) only when memory
+ * for ext was missing and the socket is closed by the time of the call. */
+const struct sockaddr *pc_conn_local_addr(const pc_conn_t *cc)
+{
+    static const sockaddr_any_t unknown; /* zeroed: sa_family AF_UNSPEC */
+    pc_conn_t *c = (pc_conn_t *)cc;
+    if (c->lst) {
+        const local_ent_t *e = &conn_srv(c)->locals[c->lst];
+        if (c->lst > PC_MAX_LISTENERS || conn_listener(c)->specific) return &e->addr.sa;
+    }
+    if (c->ext && c->ext->local.sa.sa_family) return &c->ext->local.sa;
+    /* local_learn found no memory: try again while the socket is open */
+    local_learn(c);
+    if (c->lst > PC_MAX_LISTENERS) return &conn_srv(c)->locals[c->lst].addr.sa;
+    if (c->ext && c->ext->local.sa.sa_family) return &c->ext->local.sa;
+    return &unknown.sa;
 }
 
 /* Returns 1 if the buffer is kept (for conn_deliver_held), 0 to deliver it
@@ -1337,9 +1606,9 @@ static void conn_deliver_held(pc_conn_t *c)
     uint32_t len = x->held_len;
     x->held = NULL;
     if (c->state == CS_OPEN) {
-        counter_add(&c->w->bytes_in, len);
+        counter_add(&conn_worker(c)->bytes_in, len);
         c->last_rx_ms = pc__now_ms();
-        c->cb->on_data(c, data, len);
+        conn_cb(c)->on_data(c, data, len);
     }
     port_recv_done(conn_port(c), &c->ps, data);
     if (c->state == CS_CLOSED) return;
@@ -1392,10 +1661,10 @@ int pc_conn_timer(pc_conn_t *c, unsigned ms, void (*fn)(pc_conn_t *c))
 
 static void conn_notify_sent(pc_conn_t *c)
 {
-    if (!c->sent_due || c->sending || !queue_empty(&c->sendq)) return;
+    if (!c->sent_due || c->sending || !tx_empty(c)) return;
     c->sent_due = 0;
-    if (c->state != CS_OPEN || !c->cb->on_sent) return;
-    c->cb->on_sent(c);
+    if (c->state != CS_OPEN || !conn_cb(c)->on_sent) return;
+    conn_cb(c)->on_sent(c);
     if (c->state != CS_CLOSED) conn_flush(c); /* what on_sent queued */
 }
 
@@ -1429,8 +1698,8 @@ static void posts_run(pc_conn_t *c, xpost_t *p)
 void conn_drop_posts(pc_conn_t *c)
 {
     pc__mutex_lock(conn_lock(c));
-    xpost_t *p = c->inbox_posts;
-    c->inbox_posts = NULL;
+    xpost_t *p = c->inbox_tx ? c->inbox_tx->posts : NULL;
+    if (p) c->inbox_tx->posts = NULL;
     pc__mutex_unlock(conn_lock(c));
     if (p) posts_run(NULL, p);
 }
@@ -1445,19 +1714,37 @@ int pc_server_post_to(pc_server_t *s, pc_conn_id_t id, void (*fn)(pc_conn_t *c, 
     if (!p) return PC_ENOMEM;
     p->fn = fn;
     p->arg = arg;
-    pc__mutex_lock(conn_lock(c));
-    /* closed: on_close ran, the id is as good as stale */
-    if (atomic_load(&c->id) != id || c->state == CS_FREE || c->state == CS_CLOSED) {
+    /* the records wait in the inbox, a conn_tx_t (conn_xsend): allocated
+     * here if it is empty, so that the kick needs no memory */
+    conn_tx_t *spare = NULL;
+    for (;;) {
+        pc__mutex_lock(conn_lock(c));
+        /* closed: on_close ran, the id is as good as stale */
+        if (atomic_load(&c->id) != id || c->state == CS_FREE || c->state == CS_CLOSED) {
+            pc__mutex_unlock(conn_lock(c));
+            pc__free(p);
+            pc__free(spare);
+            return PC_ENOTCONN;
+        }
+        if (c->inbox_tx || spare) break;
         pc__mutex_unlock(conn_lock(c));
-        pc__free(p);
-        return PC_ENOTCONN;
+        if (!(spare = pc__malloc(sizeof *spare))) {
+            pc__free(p);
+            return PC_ENOMEM;
+        }
     }
-    p->next = c->inbox_posts;
-    c->inbox_posts = p;
+    if (!c->inbox_tx) {
+        tx_init(spare, c);
+        c->inbox_tx = spare;
+        spare = NULL;
+    }
+    p->next = c->inbox_tx->posts;
+    c->inbox_tx->posts = p;
     int post = !c->kick_posted;
     c->kick_posted = 1;
     pc__mutex_unlock(conn_lock(c));
-    if (post) port_post(s->port, c->ps.q, &c->kick_op);
+    pc__free(spare); /* another caller's was there first */
+    if (post) conn_kick(c);
     return 0;
 }
 
@@ -1483,13 +1770,14 @@ int pc_server_abort_id(pc_server_t *s, pc_conn_id_t id)
     if (tls_conn == c && atomic_load(&c->id) == id) return pc_conn_abort(c);
     int rc = conn_request_close(c, id, INBOX_CLOSE_ABORT, PC_CLOSE_ABORT);
     if (rc < 0) return rc;
-    /* drop what other threads queued now: no later send is accepted (inbox_close) */
+    /* drop what other threads queued now: no later send is accepted
+     * (inbox_close); posted functions stay (they run, exactly once) */
     queue_t drop;
     queue_init(&drop);
     pc__mutex_lock(conn_lock(c));
     size_t bytes = 0;
-    if (atomic_load(&c->id) == id) {
-        queue_move_all(&drop, &c->inbox_sends);
+    if (atomic_load(&c->id) == id && c->inbox_tx) {
+        queue_move_all(&drop, &c->inbox_tx->sendq);
         bytes = atomic_load(&c->inbox_send_bytes);
         atomic_store(&c->inbox_send_bytes, 0);
     }

@@ -36,24 +36,27 @@ int server_proxy_trusted(const pc_server_t *s, const addr_t *a)
 
 int conn_proxy_begin(pc_conn_t *c)
 {
-    proxy_parser_t *p = pc__malloc(sizeof *p);
+    conn_ext_t *x = conn_ext(c);
+    proxy_parser_t *p = x ? pc__malloc(sizeof *p) : NULL;
     if (!p) return PC_ENOMEM;
-    proxy_parser_init(p, c->srv->cfg.proxy_versions);
-    c->px = p;
+    proxy_parser_init(p, conn_srv(c)->cfg.proxy_versions);
+    x->px = p;
     c->px_state = PX_PENDING;
     return 0;
 }
 
 void conn_proxy_free(pc_conn_t *c)
 {
-    pc__free(c->px);
-    c->px = NULL;
+    if (c->ext) {
+        pc__free(c->ext->px);
+        c->ext->px = NULL;
+    }
     c->px_state = PX_NONE;
 }
 
 void conn_proxy_timed_out(pc_conn_t *c)
 {
-    counter_add(&c->w->proxy_timeouts, 1);
+    counter_add(&conn_worker(c)->proxy_timeouts, 1);
 }
 
 static void to_sockaddr(const addr_t *a, uint16_t port, sockaddr_any_t *out)
@@ -79,25 +82,25 @@ static pc_verdict_t run_condition(void *ud)
 {
     px_cond_t *cx = ud;
     pc_verdict_t v =
-        cx->s->cfg.condition(cx->s->cfg.condition_user, &cx->c->peer.sa, &cx->c->local.sa);
+        cx->s->cfg.condition(cx->s->cfg.condition_user, &cx->c->peer.sa, pc_conn_local_addr(cx->c));
     /* an established connection cannot wait in the kernel's queue */
     return v == PC_ACCEPT ? PC_ACCEPT : PC_REJECT;
 }
 
 int conn_proxy_feed(worker_t *w, pc_conn_t *c, const char *data, size_t n, size_t *used)
 {
-    pc_server_t *s = c->srv;
-    proxy_parser_t *p = c->px;
+    pc_server_t *s = conn_srv(c);
+    proxy_parser_t *p = c->ext->px; /* PX_PENDING: conn_proxy_begin made both */
     proxy_header_t h;
     int cause = 0;
     int rc = proxy_parser_feed(p, data, n, used, &h, &cause);
     if (rc == PROXY_NEED_MORE) return 0;
     if (rc == PROXY_FAILED) {
-        counter_add(&c->w->proxy_errors[cause], 1);
+        counter_add(&conn_worker(c)->proxy_errors[cause], 1);
         PC_LOGD("PROXY header refused: %s", pc_proxy_error_str(cause));
         return PC_EPARSE;
     }
-    counter_add(&c->w->proxy_headers, 1);
+    counter_add(&conn_worker(c)->proxy_headers, 1);
     conn_proxy_t *info = NULL;
     if (!h.local) {
         info = pc__malloc(sizeof *info + h.tlv_len);
@@ -108,7 +111,7 @@ int conn_proxy_feed(worker_t *w, pc_conn_t *c, const char *data, size_t n, size_
         to_sockaddr(&h.src, h.src_port, &c->peer);
     }
     pc__free(p);
-    c->px = info;
+    c->ext->px = info;
     c->px_state = PX_DONE;
     if (h.local) return 1; /* the proxy speaking for itself: judged at accept */
     /* the second verdict, on the real client */
@@ -119,7 +122,7 @@ int conn_proxy_feed(worker_t *w, pc_conn_t *c, const char *data, size_t n, size_
         filter_decide_ex(s->filter, PX_READER(w), &h.src, pc__now_ms(), 0, 0,
                          s->cfg.condition ? run_condition : NULL, &cx, &c->ticket, &step);
     if (v != PC_ACCEPT) {
-        counter_add(&c->w->proxy_rejected, 1);
+        counter_add(&conn_worker(c)->proxy_rejected, 1);
         return PC_EACCES;
     }
     return 1;
@@ -127,14 +130,14 @@ int conn_proxy_feed(worker_t *w, pc_conn_t *c, const char *data, size_t n, size_
 
 const struct sockaddr *pc_conn_proxy_addr(const pc_conn_t *c)
 {
-    if (!c || c->px_state != PX_DONE || !c->px) return NULL;
-    return &((const conn_proxy_t *)c->px)->proxy.sa;
+    if (!c || c->px_state != PX_DONE || !c->ext || !c->ext->px) return NULL;
+    return &((const conn_proxy_t *)c->ext->px)->proxy.sa;
 }
 
 const void *pc_conn_proxy_tlv(const pc_conn_t *c, unsigned type, size_t *len)
 {
-    if (!c || c->px_state != PX_DONE || !c->px) return NULL;
-    const conn_proxy_t *info = c->px;
+    if (!c || c->px_state != PX_DONE || !c->ext || !c->ext->px) return NULL;
+    const conn_proxy_t *info = c->ext->px;
     size_t vl = 0;
     const uint8_t *v = proxy_tlv_find(info->tlv_len ? info->tlv : NULL, info->tlv_len, type, &vl);
     if (v && len) *len = vl;

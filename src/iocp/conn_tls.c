@@ -22,7 +22,7 @@ static int io_open(void *arg)
 {
     pc_conn_t *c = arg;
     c->tls_phase = TLSP_OPEN;
-    if (tls_sess_resumed(c->tls)) counter_add(&c->w->tls_resumed, 1);
+    if (tls_sess_resumed(c->ext->tls)) counter_add(&conn_worker(c)->tls_resumed, 1);
     conn_opened(c);
     return c->state != CS_OPEN;
 }
@@ -30,7 +30,7 @@ static int io_open(void *arg)
 static int io_data(void *arg, const void *data, size_t len)
 {
     pc_conn_t *c = arg;
-    c->cb->on_data(c, data, len);
+    conn_cb(c)->on_data(c, data, len);
     return c->state != CS_OPEN;
 }
 
@@ -38,34 +38,35 @@ static const tls_io_t conn_io = {io_out, io_open, io_data};
 
 int conn_tls_begin(pc_conn_t *c)
 {
-    if (c->tls_phase == TLSP_WANTED) { /* accepted: c->tls is the listener's context */
-        tls_sess_t *s = tls_sess_new(c->tls, NULL);
-        c->tls = s;
+    if (c->tls_phase == TLSP_WANTED) { /* accepted: a session of the listener's context */
+        conn_ext_t *x = conn_ext(c);
+        tls_sess_t *s = x ? tls_sess_new(conn_listener(c)->tls, NULL) : NULL;
         if (!s) return PC_ENOMEM; /* still TLSP_WANTED: closed unseen, nothing to free */
+        x->tls = s;
         c->tls_phase = TLSP_HANDSHAKE;
-        counter_add(&c->w->tls_handshakes, 1);
+        counter_add(&conn_worker(c)->tls_handshakes, 1);
         return 0;
     }
-    counter_add(&c->w->tls_handshakes, 1); /* outbound: made by pc_connect_tls */
-    int rc = tls_sess_start(c->tls, &conn_io, c);
-    if (rc < 0) counter_add(&c->w->tls_handshake_errors, 1);
+    counter_add(&conn_worker(c)->tls_handshakes, 1);   /* outbound: made by pc_connect_tls */
+    int rc = tls_sess_start(c->ext->tls, &conn_io, c); /* conn_connect made ext */
+    if (rc < 0) counter_add(&conn_worker(c)->tls_handshake_errors, 1);
     return rc;
 }
 
 int conn_tls_recv(pc_conn_t *c, const char *data, size_t n)
 {
     int in_handshake = c->tls_phase == TLSP_HANDSHAKE;
-    int rc = tls_sess_feed(c->tls, data, n, &conn_io, c);
+    int rc = tls_sess_feed(c->ext->tls, data, n, &conn_io, c);
     if (rc == TLS_FEED_STOP) return 0;
     if (rc < 0 && in_handshake && c->tls_phase == TLSP_HANDSHAKE)
-        counter_add(&c->w->tls_handshake_errors, 1);
+        counter_add(&conn_worker(c)->tls_handshake_errors, 1);
     return rc;
 }
 
 int conn_tls_send(pc_conn_t *c, const pc_buf_t *bufs, unsigned n)
 {
     if (c->tls_phase == TLSP_WANTED) return PC_ENOTCONN;
-    int rc = tls_sess_write(c->tls, bufs, n, &conn_io, c);
+    int rc = tls_sess_write(c->ext->tls, bufs, n, &conn_io, c);
     return rc == PC_ETLS ? PC_ENOTCONN : rc;
 }
 
@@ -73,28 +74,31 @@ void conn_tls_send_chunks(pc_conn_t *c, const queue_t *q, size_t total)
 {
     int failed = c->tls_phase == TLSP_WANTED;
     queue_t *e;
-    queue_foreach(e, q) {
+    queue_foreach(e, q)
+    {
         if (failed) break;
         chunk_t *ch = pc_container_of(e, chunk_t, link);
         pc_buf_t b;
         b.base = ch->data + ch->off;
         b.len = ch->len - ch->off;
-        failed = tls_sess_write(c->tls, &b, 1, &conn_io, c) < 0;
+        failed = tls_sess_write(c->ext->tls, &b, 1, &conn_io, c) < 0;
     }
     /* the plaintext was counted when queued; the ciphertext is counted now */
-    counter_sub(&c->srv->send_queued, total);
+    counter_sub(&conn_srv(c)->send_queued, total);
     if (failed) PC_LOGD("tls: bytes queued from another thread dropped (session closed)");
 }
 
 void conn_tls_close_notify(pc_conn_t *c)
 {
-    tls_sess_close_notify(c->tls, &conn_io, c);
+    tls_sess_close_notify(c->ext->tls, &conn_io, c);
 }
 
 void conn_tls_free(pc_conn_t *c)
 {
-    if (c->tls_phase >= TLSP_HANDSHAKE) tls_sess_free(c->tls);
-    c->tls = NULL;
+    if (c->tls_phase >= TLSP_HANDSHAKE && c->ext) {
+        tls_sess_free(c->ext->tls);
+        c->ext->tls = NULL;
+    }
     c->tls_phase = TLSP_NONE;
 }
 
@@ -149,5 +153,5 @@ int pc_conn_tls_info(const pc_conn_t *c, pc_tls_info_t *out)
     if (!pc_tls_available()) return PC_ENOSYS;
     if (!c || !out) return PC_EINVAL;
     if (c->tls_phase != TLSP_OPEN) return PC_ENOTSUP;
-    return tls_sess_info(c->tls, out);
+    return tls_sess_info(c->ext->tls, out);
 }

@@ -99,21 +99,16 @@ static pc_conn_t *table_fresh(pc_server_t *s)
     uint32_t ci = slot / PC_CONN_CHUNK;
     if (ci >= PC_CONN_CHUNKS_MAX) return NULL;
     if (ci >= s->nchunks) {
-        pc_conn_t *chunk = pc__malloc(PC_CONN_CHUNK * sizeof *chunk);
+        conn_chunk_t *chunk = pc__malloc(sizeof *chunk + PC_CONN_CHUNK * sizeof(pc_conn_t));
         if (!chunk) return NULL;
-        s->chunks[ci] = chunk;
+        chunk->srv = s;
+        s->chunks[ci] = chunk->conns;
         s->nchunks = ci + 1;
     }
     pc_conn_t *c = &s->chunks[ci][slot % PC_CONN_CHUNK];
     memset(c, 0, sizeof *c);
-    c->srv = s;
-    c->slot = slot;
-    queue_init(&c->inbox_sends);
-    queue_init(&c->sendq);
     wheel_timer_init(&c->timer);
     c->recv_op.tag = TAG_CONN_RECV;
-    c->wr_op.tag = TAG_CONN_SEND;
-    c->kick_op.tag = TAG_CONN_KICK;
     atomic_store(&c->id, (uint64_t)slot); /* generation 0: never valid */
     /* publish after the record is initialised (lookups read nslots) */
     atomic_store_explicit(&s->nslots, slot + 1, memory_order_release);
@@ -125,7 +120,7 @@ pc_conn_t *server_conn_alloc(pc_server_t *s)
     pc__mutex_lock(&s->table_lock);
     pc_conn_t *c = s->free_conns;
     if (c)
-        s->free_conns = c->next_free;
+        s->free_conns = c->u.next_free;
     else
         c = table_fresh(s);
     pc__mutex_unlock(&s->table_lock);
@@ -136,25 +131,23 @@ pc_conn_t *server_conn_alloc(pc_server_t *s)
     uint32_t gen = (uint32_t)(old >> 32);
     if (gen == 0) gen = 1;
     pc__mutex_lock(conn_lock(c));
-    atomic_store(&c->id, ((uint64_t)gen << 32) | c->slot);
+    atomic_store(&c->id, ((uint64_t)gen << 32) | conn_slot(c));
     c->in_dispatch = 0;
     c->timer_due = 0;
-    c->parked_ops.head = c->parked_ops.tail = NULL;
+    c->parked = 0;
     atomic_store(&c->inbox_send_bytes, 0);
-    c->inbox_posts = NULL;
     c->kick_posted = 0;
+    c->kick_due = 0;
     c->inbox_close = INBOX_CLOSE_NONE;
     c->state = CS_FREE;
     pc__mutex_unlock(conn_lock(c));
     c->reading = c->sending = c->paused_user = c->paused_hw = 0;
-    c->fin_sent = c->peer_eof = c->counted = 0;
+    c->fin_sent = c->peer_eof = 0;
     c->outbound = c->connecting = c->no_linger = 0;
     c->sent_due = 0;
     c->timer_on = 0; /* disarmed at close; timer_wk may stay as it was */
-    c->cb = &s->cfg.cb;
     c->ops_pending = 0;
     c->deadline_ms = 0;
-    c->tx_since_ms = 0;
     atomic_store(&c->sendq_bytes, 0);
     c->ticket.slot = TRACK_NO_SLOT;
     return c;
@@ -168,10 +161,10 @@ void server_conn_release(pc_server_t *s, pc_conn_t *c)
      * with it was ever handed out) */
     uint32_t gen = (uint32_t)(atomic_load(&c->id) >> 32) + 1;
     if (gen == 0) gen = 1;
-    atomic_store(&c->id, ((uint64_t)gen << 32) | c->slot);
+    atomic_store(&c->id, ((uint64_t)gen << 32) | conn_slot(c));
     pc__mutex_unlock(conn_lock(c));
     pc__mutex_lock(&s->table_lock);
-    c->next_free = s->free_conns;
+    c->u.next_free = s->free_conns;
     s->free_conns = c;
     pc__mutex_unlock(&s->table_lock);
 }
@@ -246,6 +239,8 @@ int pc_server_create(const pc_server_config_t *cfg, pc_server_t **out)
     if (s->cfg.backlog <= 0) s->cfg.backlog = 511;
     s->nworkers = cfg->threads ? cfg->threads : pc__cpu_count();
     pc__mutex_init(&s->table_lock);
+    pc__mutex_init(&s->locals_lock);
+    atomic_init(&s->nlocals, PC_MAX_LISTENERS + 1);
     for (int i = 0; i < PC_CONN_LOCKS; i++)
         pc__mutex_init(&s->conn_locks[i]);
     pc__mutex_init(&s->cap_lock);
@@ -272,6 +267,8 @@ int pc_server_create(const pc_server_config_t *cfg, pc_server_t **out)
         w->srv = s;
         w->idx = i;
         pc__mutex_init(&w->wheel_lock);
+        pc__mutex_init(&w->kick_lock);
+        w->kick_op.tag = TAG_CONN_KICK;
         wheel_init(&w->wheel, pc__now_ms());
         wheel_init(&w->swheel, pc__now_ms());
         w->exit_op.tag = TAG_EXIT;
@@ -348,6 +345,9 @@ int pc_server_listen_addr(pc_server_t *s, const struct sockaddr *sa, socklen_t l
         l->specific =
             memcmp(&((struct sockaddr_in6 *)&l->addr)->sin6_addr, &any6, sizeof any6) != 0;
     }
+    /* the listener's entry of the local-address table: its bound address */
+    sockaddr_store(&s->locals[l->idx + 1].addr, &l->addr);
+    s->locals[l->idx + 1].listener = (uint8_t)l->idx;
     s->nlisteners++;
     return l->idx;
 }
@@ -489,27 +489,21 @@ void pc_server_destroy(pc_server_t *s)
     uint32_t nslots = atomic_load(&s->nslots);
     for (uint32_t slot = 0; slot < nslots; slot++) {
         pc_conn_t *c = &s->chunks[slot / PC_CONN_CHUNK][slot % PC_CONN_CHUNK];
-        queue_t *qs[2] = {&c->sendq, &c->inbox_sends};
-        for (int k = 0; k < 2; k++) {
-            while (!queue_empty(qs[k])) {
-                queue_t *e = queue_head(qs[k]);
-                queue_remove(e);
-                chunk_free(pc_container_of(e, chunk_t, link));
-            }
-        }
-        pc__free(c->iovx);
+        conn_drop_posts(c); /* before the inbox that holds them goes */
+        conn_tx_destroy(c);
         pc__free(c->ext);
-        conn_drop_posts(c);
     }
     stimer_destroy(s);
     for (uint32_t ci = 0; ci < s->nchunks; ci++)
-        pc__free(s->chunks[ci]);
+        pc__free(pc_container_of(s->chunks[ci], conn_chunk_t, conns));
     for (int i = 0; i < PC_CONN_LOCKS; i++)
         pc__mutex_destroy(&s->conn_locks[i]);
     if (s->workers) {
         for (int i = 0; i < s->nworkers; i++) {
             pc__free(s->workers[i].scratch);
+            conn_tx_cache_free(&s->workers[i]);
             pc__mutex_destroy(&s->workers[i].wheel_lock);
+            pc__mutex_destroy(&s->workers[i].kick_lock);
         }
         pc__free(s->workers);
     }
@@ -517,6 +511,7 @@ void pc_server_destroy(pc_server_t *s)
     if (s->filter) filter_destroy(s->filter);
     if (s->cfg.proxy_trusted) pc_rules_free(s->cfg.proxy_trusted);
     pc__mutex_destroy(&s->table_lock);
+    pc__mutex_destroy(&s->locals_lock);
     pc__mutex_destroy(&s->cap_lock);
     pc__cond_destroy(&s->cap_cond);
     pc__mutex_destroy(&s->kf_lock);

@@ -16,7 +16,8 @@
 enum {
     TAG_CONN_RECV = 1, /* connection readable */
     TAG_CONN_SEND,     /* connection send finished */
-    TAG_CONN_KICK,     /* cross-thread work queued for the connection */
+    TAG_CONN_KICK,     /* cross-thread work queued: a worker's kick_op (its kick list), or
+                        * synthetic in a connection's strand (conn.c kick_tag_op) */
     TAG_CONN_CONNECT,  /* outbound connect finished */
     TAG_POST,          /* pc_server_post record */
     TAG_EXIT,          /* worker exit */
@@ -37,7 +38,7 @@ enum { INBOX_CLOSE_NONE = 0, INBOX_CLOSE_GRACEFUL = 1, INBOX_CLOSE_ABORT = 2 };
 
 /* buffers per gather write: with 4 KiB coalescing chunks this is 64 KiB or
  * more per send. The array is allocated only while a send of more than one
- * buffer is pending; a one-buffer send uses conn->iov1. */
+ * buffer is pending; a one-buffer send uses conn_tx_t's iov1. */
 #define SEND_IOV_MAX 16
 /* bytes per send operation at most: a send completes when all of it is out,
  * so this bounds how long progress stays invisible (the write timeout
@@ -70,25 +71,76 @@ typedef struct kfilter_s {
     struct kf_ebpf_s *ebpf;  /* EBPF tier */
 } kfilter_t;
 
+/* The send side of a connection: what only a connection with bytes to send
+ * (or an outbound connect in flight) needs. Allocated from the running
+ * worker's cache when the send queue becomes non-empty (pc_conn_send, a
+ * kick adopting the inbox's, conn_open of an outbound connection), given
+ * back when everything was handed to the kernel and nothing is pending
+ * (conn_after), so an idle connection holds none. Strand-owned, except as
+ * the inbox (c->inbox_tx, under conn_lock(c)). */
+typedef struct conn_tx_s {
+    op_t wr_op; /* the pending send, or the outbound connect before it */
+    union {
+        pc_conn_t *c;                /* in use: the owner (wr_op's completion finds it) */
+        struct conn_tx_s *next_free; /* in a worker's cache */
+    } u;
+    queue_t sendq;        /* chunk_t */
+    pc_buf_t iov1;        /* the gather list of a one-buffer send */
+    pc_buf_t *iovx;       /* SEND_IOV_MAX buffers, allocated while a longer send is pending */
+    uint64_t tx_since_ms; /* send queue non-empty and no progress since (write timeout) */
+    /* as the inbox (c->inbox_tx): pc_server_post_to records, newest first */
+    struct inbox_post_s *posts;
+} conn_tx_t;
+
+/* What some connections need and an idle plain one does not: allocated at
+ * first use (conn_ext), freed at the connection's release. Strand-owned,
+ * or by pc_connect's caller before the connection is handed over. */
+typedef struct conn_ext_s {
+    void (*timer_fn)(pc_conn_t *c);
+    uint64_t timer_at; /* 0: not armed */
+    /* a backend buffer (io_uring provided buffers) that arrived while
+     * reading was paused: a receive started before the pause (from another
+     * thread with pc_server_post_to, or a cross-thread send passing high
+     * water) completes with data anyway; it is delivered on resume */
+    void *held;
+    uint32_t held_len;
+    sockaddr_any_t local; /* pc_conn_local_addr, once asked (family 0: not yet) */
+    /* PX_PENDING: the header parser; PX_DONE: what the header said, if
+     * anything is kept (conn_proxy.c); else NULL */
+    void *px;
+    /* TLSP_HANDSHAKE, TLSP_OPEN: the connection's tls_sess_t (src/tls) */
+    void *tls;
+    const pc_callbacks_t *cb; /* pc_connect's own callbacks, else NULL (conn_cb) */
+} conn_ext_t;
+
+/* conn_tx_t kept per worker for reuse (beyond it they are freed) */
+#define TX_CACHE_MAX 256
+
 /* One connection. Every idle connection costs this record and nothing else
  * in user space, so it is kept small (docs/engine.md has the layout); what
  * only an active connection needs is allocated while it is needed. */
 struct pc_conn_s {
-    pc_server_t *srv;
-    worker_t *w; /* home worker: its queue, counters */
+    /* the server is not stored (conn_srv); ps.q is the home worker (conn_worker) */
     port_sock_t ps;
     _Atomic uint64_t id; /* read by other threads (lookups by id) */
     /* ---- under conn_lock(c): strand state and the cross-thread inbox ---- */
-    /* completions that arrived while another worker ran the strand (shared
-     * port only), in order: ops linked through op->next, results in
-     * op->res_*; the timer's expiry is the flag timer_due */
-    op_fifo_t parked_ops;
-    queue_t inbox_sends;
-    _Atomic size_t inbox_send_bytes;  /* written under the lock, read anywhere */
-    struct inbox_post_s *inbox_posts; /* pc_server_post_to records, newest first */
+    /* bytes other threads queued: chunks in the sendq of a conn_tx_t that
+     * the first of them allocated (the kick adopts it as c->tx or gives it
+     * to its worker's cache), NULL when the inbox is empty */
+    struct conn_tx_s *inbox_tx;
+    _Atomic size_t inbox_send_bytes; /* written under the lock, read anywhere */
+    /* the home worker's kick list (under its kick_lock), while kick_posted:
+     * a kick costs 8 bytes of the record, not an op of 40 */
+    struct pc_conn_s *kick_next;
     uint8_t in_dispatch;
+    /* completions that arrived while another worker ran the strand (shared
+     * port only): parked says which ops, in which order (PARK_*, conn.c),
+     * their results wait in op->res_*; a timer expiry is timer_due, a kick
+     * kick_due */
+    uint8_t parked;
     uint8_t timer_due;
-    uint8_t kick_posted;
+    uint8_t kick_due;    /* shared port: a kick for the worker running the strand */
+    uint8_t kick_posted; /* on the home worker's kick list, or its kick running */
     uint8_t inbox_close;
     uint8_t inbox_close_reason; /* pc_close_reason_t */
     /* ---- owned by the strand ----
@@ -102,9 +154,8 @@ struct pc_conn_s {
     uint8_t paused_hw;   /* send queue above high water */
     uint8_t fin_sent;
     uint8_t peer_eof;
-    uint8_t counted;    /* counted in srv->active (accepted), else srv->outbound */
-    uint8_t outbound;   /* opened by pc_connect */
-    uint8_t connecting; /* outbound connect in flight (wr_op) */
+    uint8_t outbound;   /* opened by pc_connect (counted in srv->outbound, else in active) */
+    uint8_t connecting; /* outbound connect in flight (tx->wr_op) */
     uint8_t no_linger;  /* pc_conn_close_nolinger: close at the FIN */
     uint8_t sent_due;   /* bytes were handed over since on_sent last ran */
     uint8_t reason;     /* pc_close_reason_t */
@@ -114,36 +165,37 @@ struct pc_conn_s {
      * claimed expiries, whose strands it owns); stale only while an expiry
      * is on its way to the strand, which re-evaluates */
     uint8_t timer_on;
+    uint8_t tls_phase; /* TLSP_* (conn_tls.c) */
+    /* accepted: an entry of the server's local-address table (srv->locals:
+     * 1..PC_MAX_LISTENERS are the listeners, higher ones what a wildcard
+     * listener's connections were accepted on); 0 for pc_connect's */
+    uint8_t lst;
     /* the worker whose wheel holds the timer: the one that armed it, which
      * is awake and computes its next wait with the new deadline (on a shared
      * port the home worker may sleep in a wait that no packet ends) */
     uint16_t timer_wk;
-    uint16_t ops_pending; /* ops the backend holds (at most one per op of the record) */
-    int err;
-    const pc_callbacks_t *cb; /* the server's, or pc_connect's */
-    queue_t sendq;            /* chunk_t */
-    _Atomic size_t sendq_bytes;
-    pc_buf_t iov1;  /* the gather list of a one-buffer send */
-    pc_buf_t *iovx; /* SEND_IOV_MAX buffers, allocated while a longer send is pending */
+    uint16_t ops_pending;   /* ops the backend holds (at most one per op of the record) */
+    filter_ticket_t ticket; /* per-source slot held by an accepted connection */
+    /* the send side, while the send queue holds bytes, a send or an
+     * outbound connect is pending; NULL when idle (conn.c: tx_get, tx_idle) */
+    struct conn_tx_s *tx;
+    _Atomic size_t sendq_bytes; /* read by other threads (pc_conn_send_queued) */
     op_t recv_op;
-    op_t wr_op; /* the pending send, or the outbound connect before it */
-    op_t kick_op;
     wheel_timer_t timer;
-    uint64_t last_rx_ms;  /* last receive (idle timeout) */
-    uint64_t tx_since_ms; /* send queue non-empty and no progress since (write timeout) */
+    uint64_t last_rx_ms; /* last receive (idle timeout) */
     /* CS_OPEN: header deadline, 0 = none; CS_CLOSING: the close deadline */
     uint64_t deadline_ms;
-    sockaddr_any_t peer, local;
-    void *user;
-    void *px;               /* PX_PENDING: the header parser; PX_DONE: what the header said, if
-                             * anything is kept (conn_proxy.c); else NULL */
-    struct conn_ext_s *ext; /* pc_conn_timer's state, allocated at first use */
-    filter_ticket_t ticket; /* per-source slot held by an accepted connection */
-    void *tls;              /* TLSP_WANTED: the listener's pc_tls_ctx_t; later the
-                             * connection's tls_sess_t (src/tls); else NULL */
-    uint32_t slot;
-    uint8_t tls_phase; /* TLSP_* (conn_tls.c); strand-owned; here it costs no padding */
-    struct pc_conn_s *next_free;
+    /* the local address is not kept here: lst names it in the server's
+     * table, or it is in ext (pc_conn_local_addr) */
+    sockaddr_any_t peer;
+    int err; /* here it fills the hole after peer */
+    union {
+        void *user;                  /* in use: pc_conn_set_user_data */
+        struct pc_conn_s *next_free; /* free: the server's free list (table_lock) */
+    } u;
+    /* pc_conn_timer's state, the local address once asked for, the PROXY
+     * header's parser or results, the TLS session: allocated at first use */
+    struct conn_ext_s *ext;
 };
 
 struct worker_s {
@@ -156,7 +208,15 @@ struct worker_s {
                             * other workers disarm timers this worker armed, or move
                             * them to their own wheels; expiry takes connection locks
                             * while holding it (never the reverse) */
-    char *scratch;         /* receive buffer */
+    /* connections of this home worker with cross-thread work queued (their
+     * kick_posted set), oldest first, run by whichever worker takes kick_op */
+    pc_mutex_t kick_lock;
+    struct pc_conn_s *kick_head, *kick_tail;
+    int kick_posted; /* kick_op is posted and has not yet taken the list */
+    op_t kick_op;
+    conn_tx_t *tx_cache; /* free conn_tx_t, touched only by this worker's thread */
+    unsigned tx_cached;
+    char *scratch; /* receive buffer */
     size_t scratch_size;
     op_t exit_op;
     int exiting;
@@ -191,7 +251,16 @@ struct listener_s {
     pc_tls_ctx_t *tls; /* TLS listener (pc_server_listen_tls): its context, a reference */
 };
 
-#define PC_MAX_LISTENERS   16
+#define PC_MAX_LISTENERS 16
+/* entries of the local-address table: the listeners', then the addresses
+ * wildcard listeners accepted on (conn.c: local_intern) */
+#define PC_LOCALS_MAX 256
+
+/* The local address a connection was accepted on, and its listener. */
+typedef struct local_ent_s {
+    sockaddr_any_t addr;
+    uint8_t listener; /* index in srv->listeners */
+} local_ent_t;
 #define PC_CONN_CHUNK      1024 /* connections per table chunk */
 #define PC_CONN_CHUNKS_MAX 4096
 
@@ -203,6 +272,13 @@ struct pc_server_s {
     worker_t *workers;
     listener_t listeners[PC_MAX_LISTENERS];
     int nlisteners;
+    /* local addresses of accepted connections, shared by them (an idle
+     * connection keeps a byte, not 28): entry i + 1 is listener i, then the
+     * addresses wildcard listeners accepted on, appended under locals_lock
+     * and published by nlocals (release); never removed before destroy */
+    local_ent_t locals[PC_LOCALS_MAX];
+    _Atomic int nlocals;
+    pc_mutex_t locals_lock;
     int started;
     _Atomic int stopping;
     int stopped;
@@ -243,10 +319,51 @@ struct pc_server_s {
     uint64_t kf_gone[5];    /* eBPF SYN counters of closed programs (kf_lock; kfilter_counts) */
 };
 
+/* The connection's slot in the table: the low half of its id (never
+ * changes; only the generation, the high half, does). */
+static inline uint32_t conn_slot(const pc_conn_t *c)
+{
+    return (uint32_t)atomic_load_explicit(&((pc_conn_t *)c)->id, memory_order_relaxed);
+}
+
+/* A chunk of the connection table: its records after a header naming the
+ * server, so that a record finds its server from its slot rather than a
+ * pointer of its own (8 bytes of every idle connection). */
+typedef struct conn_chunk_s {
+    pc_server_t *srv;
+    pc_conn_t conns[]; /* PC_CONN_CHUNK */
+} conn_chunk_t;
+
+static inline pc_server_t *conn_srv(const pc_conn_t *c)
+{
+    const pc_conn_t *first = c - conn_slot(c) % PC_CONN_CHUNK;
+    return pc_container_of(first, conn_chunk_t, conns)->srv;
+}
+
+/* The connection's home worker: its queue (Linux: the only one its
+ * completions arrive on), the counters it adds to. Derived, not stored: 8
+ * bytes of every idle connection. */
+#define conn_worker(c) (&conn_srv(c)->workers[(c)->ps.q])
+
+/* The connection's callbacks: the server's, or those pc_connect was given
+ * (kept in ext: a pointer in every idle record would be 8 of its bytes). */
+static inline const pc_callbacks_t *conn_cb(const pc_conn_t *c)
+{
+    return c->ext && c->ext->cb ? c->ext->cb : &conn_srv(c)->cfg.cb;
+}
+
+/* The listener an accepted connection came from (NULL: pc_connect's). */
+static inline listener_t *conn_listener(const pc_conn_t *c)
+{
+    if (!c->lst) return NULL;
+    pc_server_t *s = conn_srv(c);
+    return &s->listeners[s->locals[c->lst].listener];
+}
+
 /* The lock of a connection's strand state and inbox (striped). */
 static inline pc_mutex_t *conn_lock(const pc_conn_t *c)
 {
-    return &c->srv->conn_locks[c->slot % PC_CONN_LOCKS];
+    return &conn_srv(c)->conn_locks[conn_slot(c) % PC_CONN_LOCKS];
 }
 
 /* server.c */
@@ -273,16 +390,25 @@ void stimer_cancel_all(pc_server_t *s);
 void stimer_destroy(pc_server_t *s);
 
 /* conn.c */
+/* c's ext, allocated (zeroed) if it has none; NULL: out of memory. */
+conn_ext_t *conn_ext(pc_conn_t *c);
 /* Run the post_to functions still queued on a connection being released,
  * with c == NULL (destroy after a stop that could not close everything). */
 void conn_drop_posts(pc_conn_t *c);
-/* A completion of one of c's ops (recv_op, wr_op, kick_op) reached worker w:
+/* A worker is done (destroy, after the join): free its conn_tx_t cache. */
+void conn_tx_cache_free(worker_t *w);
+/* Free a connection's send side and inbox (destroy, after the join). */
+void conn_tx_destroy(pc_conn_t *c);
+/* Worker w took home's kick_op: run the kicks on home's list (each in its
+ * connection's strand). */
+void conn_kicks_run(worker_t *w, worker_t *home);
+/* A completion of one of c's ops (recv_op, tx->wr_op) reached worker w:
  * run it in c's strand, now or, on a shared port, by the worker that runs
  * the strand (server_worker.c's loop finds c from the op's tag). */
 void conn_dispatch(worker_t *w, pc_conn_t *c, const completion_t *cpl);
 /* Hand an accepted socket to a worker (accept thread). */
 int conn_start_accepted(pc_server_t *s, listener_t *l, sock_t fd,
-                        const struct sockaddr_storage *peer, const struct sockaddr_storage *local);
+                        const struct sockaddr_storage *peer);
 /* A timer just taken off w's wheel, with the wheel still locked: returns 1
  * if the caller owns the connection's strand now and must run the expiry
  * with conn_timer_expired once the wheel is unlocked; 0 if the worker

@@ -68,10 +68,10 @@ void worker_main(void *arg)
                 conn_dispatch(w, pc_container_of(op, pc_conn_t, recv_op), &cpl[i]);
                 break;
             case TAG_CONN_KICK:
-                conn_dispatch(w, pc_container_of(op, pc_conn_t, kick_op), &cpl[i]);
+                conn_kicks_run(w, pc_container_of(op, worker_t, kick_op));
                 break;
             default: /* TAG_CONN_SEND, TAG_CONN_CONNECT */
-                conn_dispatch(w, pc_container_of(op, pc_conn_t, wr_op), &cpl[i]);
+                conn_dispatch(w, pc_container_of(op, conn_tx_t, wr_op)->u.c, &cpl[i]);
                 break;
             }
         }

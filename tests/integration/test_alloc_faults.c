@@ -791,6 +791,70 @@ static void stop_while_failing(void **state)
     af_finish(); /* stop again: a no-op */
 }
 
+/* The first cross-thread send into an empty inbox allocates its chunk and
+ * then the connection's send side (conn_tx_t) that carries the inbox to
+ * the strand, so that the kick never needs memory for bytes already
+ * accepted. The second allocation failing must refuse that send with
+ * PC_ENOMEM and free the chunk (af_finish checks for leaks); the connection
+ * goes on: a later send arrives, the refused one never does. */
+static void send_to_carrier_fails(void **state)
+{
+    (void)state;
+    af_start();
+    echo_cli_t one;
+    cli_open_live(&one, 0);
+    WAIT_FOR(atomic_load(&app_opens) == 1, 2000);
+    pc_conn_id_t id = atomic_load(&app_last_id);
+    fa_arm(2); /* the chunk (first call) is had, the carrier (second) is not */
+    int rc = pc_server_send_to(g_srv, id, "refused\n", 8);
+    unsigned long failed = atomic_load(&fa_failed);
+    fa_disarm();
+    assert_int_equal(rc, PC_ENOMEM);
+    assert_int_equal(failed, 1);
+    assert_int_equal(pc_server_send_to(g_srv, id, "accepted\n", 9), 0);
+    char got[9];
+    assert_int_equal(shim_recv_exact(one.s, got, sizeof got), sizeof got);
+    assert_memory_equal(got, "accepted\n", sizeof got);
+    shim_close(one.s);
+    opens_and_closes_pair();
+    af_finish();
+}
+
+/* The same for pc_server_post_to: its record (first allocation), then the
+ * inbox that carries it (second) when the inbox is empty. Refused with
+ * PC_ENOMEM, the function never runs; a later post runs once. */
+static atomic_int carrier_posts_run;
+
+static void carrier_post(pc_conn_t *c, void *arg)
+{
+    (void)arg;
+    if (c) atomic_fetch_add(&carrier_posts_run, 1);
+}
+
+static void post_to_carrier_fails(void **state)
+{
+    (void)state;
+    af_start();
+    echo_cli_t one;
+    cli_open_live(&one, 0);
+    WAIT_FOR(atomic_load(&app_opens) == 1, 2000);
+    pc_conn_id_t id = atomic_load(&app_last_id);
+    atomic_store(&carrier_posts_run, 0);
+    fa_arm(2); /* the record is had, the inbox is not */
+    int rc = pc_server_post_to(g_srv, id, carrier_post, NULL);
+    unsigned long failed = atomic_load(&fa_failed);
+    fa_disarm();
+    assert_int_equal(rc, PC_ENOMEM);
+    assert_int_equal(failed, 1);
+    assert_int_equal(pc_server_post_to(g_srv, id, carrier_post, NULL), 0);
+    WAIT_FOR(atomic_load(&carrier_posts_run) == 1, 2000);
+    shim_sleep_ms(50);
+    assert_int_equal(atomic_load(&carrier_posts_run), 1);
+    shim_close(one.s);
+    opens_and_closes_pair();
+    af_finish();
+}
+
 int main(int argc, char **argv)
 {
     shim_init();
@@ -804,6 +868,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(accept_while_failing, af_teardown),
         cmocka_unit_test_teardown(stop_while_failing, af_teardown),
         cmocka_unit_test_teardown(send_to_closed_id_while_failing, af_teardown),
+        cmocka_unit_test_teardown(send_to_carrier_fails, af_teardown),
+        cmocka_unit_test_teardown(post_to_carrier_fails, af_teardown),
     };
     if (argc > 1) cmocka_set_test_filter(argv[1]);
     return cmocka_run_group_tests_name("alloc_faults", tests, NULL, NULL);

@@ -20,6 +20,13 @@
 #ifndef _WIN32
 #include <arpa/inet.h>
 #endif
+#ifdef __linux__
+#include <net/if.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#endif
 
 /* ---- tests ----------------------------------------------------------------------- */
 
@@ -663,6 +670,85 @@ static void stats_count(void **state)
     assert_int_equal(stats().active, 0);
 }
 
+/* ---- the local address on a wildcard listener ---- */
+
+#ifdef __linux__
+/* on_close: the local address, asked for the first time there */
+static char g_wild_local[3][64];
+static const struct sockaddr *g_wild_ptr[3];
+static atomic_int g_wild_n;
+static void wild_close(pc_conn_t *c, pc_close_reason_t r, int err)
+{
+    (void)r;
+    (void)err;
+    /* the test closes one connection at a time and waits for its on_close:
+     * record, then publish the count the test waits for */
+    int i = atomic_load(&g_wild_n);
+    if (i < 3) {
+        g_wild_ptr[i] = pc_conn_local_addr(c);
+        pc_format_endpoint(g_wild_ptr[i], g_wild_local[i], sizeof g_wild_local[i]);
+    }
+    atomic_fetch_add(&g_wild_n, 1);
+}
+
+/* A network namespace of this process's own with only its loopback up, so a
+ * listener on 0.0.0.0 is reachable from nowhere else. 0 if it could not be
+ * made (not root). */
+static int own_loopback_namespace(void)
+{
+    if (unshare(CLONE_NEWNET) != 0) return 0;
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    if (fd < 0) return 0;
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "lo");
+    int ok = ioctl(fd, SIOCGIFFLAGS, &ifr) == 0;
+    ifr.ifr_flags |= IFF_UP;
+    ok = ok && ioctl(fd, SIOCSIFFLAGS, &ifr) == 0;
+    close(fd);
+    return ok;
+}
+#endif
+
+/* A wildcard listener: the local address of each connection is the one the
+ * client reached (127.0.0.2 or 127.0.0.3 here), known in on_close even when
+ * asked for the first time there; connections accepted on the same address
+ * share one entry of the server's table. Linux, as root (its own network
+ * namespace). */
+static void local_addr_wildcard(void **state)
+{
+    (void)state;
+#ifndef __linux__
+    skip();
+#else
+    if (!own_loopback_namespace()) skip();
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.cb.on_close = wild_close;
+    atomic_store(&g_wild_n, 0);
+    assert_int_equal(pc_server_create(&cfg, &g_srv), 0);
+    int idx = pc_server_listen(g_srv, "0.0.0.0:0");
+    assert_true(idx >= 0);
+    int port = pc_server_listener_port(g_srv, idx);
+    assert_int_equal(pc_server_start(g_srv), 0);
+    const char *dst[3] = {"127.0.0.2", "127.0.0.3", "127.0.0.2"};
+    char want[3][64];
+    for (int i = 0; i < 3; i++) {
+        snprintf(want[i], sizeof want[i], "%s:%d", dst[i], port);
+        shim_sock_t s = shim_connect(dst[i], port, NULL, 2000);
+        assert_true(s != SHIM_INVALID);
+        expect_echo(s, "local");
+        shim_close(s);
+        WAIT_FOR(atomic_load(&g_wild_n) == i + 1, 3000);
+        assert_int_equal(atomic_load(&g_wild_n), i + 1);
+        assert_string_equal(g_wild_local[i], want[i]);
+    }
+    /* the third (127.0.0.2 again) shares the first one's entry */
+    assert_true(g_wild_ptr[2] == g_wild_ptr[0]);
+    assert_true(g_wild_ptr[0] != g_wild_ptr[1]);
+#endif
+}
+
 /* Outbound connections on the same engine: a client connection (its own
  * callbacks) talks to this server's echo listener; a refused connect reports
  * on_close(ERROR, PC_ECONNREFUSED) and never on_open. */
@@ -739,6 +825,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(server_post_runs, teardown),
         cmocka_unit_test_teardown(stats_count, teardown),
         cmocka_unit_test_teardown(connect_outbound, teardown),
+        cmocka_unit_test_teardown(local_addr_wildcard, teardown),
         cmocka_unit_test_teardown(accept_burst, teardown),
     };
     if (argc > 1) cmocka_set_test_filter(argv[1]);
