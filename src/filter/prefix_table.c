@@ -214,6 +214,13 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem)
     return 0;
 }
 
+/* Bytes of a node block with runs run entries: the 32-byte bitmap, the
+ * runs counted before each bitmap word (4 bytes), the runs; 8-byte aligned. */
+static size_t node_block_bytes(size_t runs)
+{
+    return (36 + 4 * runs + 7) & ~(size_t)7;
+}
+
 /* Bytes of a range list block of m entries. */
 static size_t range_block_bytes(const lpm_t *t, int need_lo, size_t m)
 {
@@ -301,7 +308,7 @@ static uint32_t build_span(builder_t *b, u128 s, unsigned depth, size_t j, size_
     size_t runs = 1;
     for (int c = 1; c < 256; c++)
         runs += child[c] != child[c - 1];
-    size_t o = t->nodes_bytes, need = o + ((36 + 4 * runs + 7) & ~(size_t)7);
+    size_t o = t->nodes_bytes, need = o + node_block_bytes(runs);
     if (o / 8 > E_INDEX || grow((void **)&t->nodes, &b->cap_nodes, need, 1) != 0) {
         b->err = PC_ENOMEM;
         return LPM_NONE;
@@ -481,15 +488,14 @@ static size_t check_entry(const lpm_t *t, uint32_t e, size_t *checked)
         size_t runs = 0;
         for (int w = 0; w < 4; w++)
             runs += popc_portable(bm[w]);
-        bytes = (36 + 4 * runs + 7) & ~(size_t)7;
+        bytes = node_block_bytes(runs);
         for (size_t i = 0; i < runs; i++)
             bad += check_entry(t, run[i], checked);
     }
-    uintptr_t a = (uintptr_t)blk;
-    size_t extra = ((a + bytes - 1) >> 6) - (a >> 6);
-    if (extra > E_LINES_MAX) extra = E_LINES_MAX;
     (*checked)++;
-    return bad + (((e >> E_LINES_SHIFT) & E_LINES_MAX) != extra);
+    /* the hint the block would get at its address in memory */
+    uint32_t want = lines_hint((size_t)(uintptr_t)blk, bytes);
+    return bad + ((e & (E_LINES_MAX << E_LINES_SHIFT)) != want);
 }
 
 size_t lpm_check_lines(const lpm_t *t, size_t *checked)
