@@ -46,6 +46,7 @@ static void tls_phase_start(pc_conn_t *c);
 static void handle_eof(pc_conn_t *c);
 static int sendq_push(pc_conn_t *c, const pc_buf_t *bufs, unsigned n, size_t total);
 static int tx_empty(const pc_conn_t *c);
+static void sendq_free(pc_server_t *s, queue_t *q);
 
 static port_t *conn_port(pc_conn_t *c)
 {
@@ -262,15 +263,9 @@ void conn_tx_destroy(pc_conn_t *c)
 {
     conn_tx_t *txs[2] = {c->tx, c->inbox_tx};
     for (int k = 0; k < 2; k++) {
-        conn_tx_t *tx = txs[k];
-        if (!tx) continue;
-        while (!queue_empty(&tx->sendq)) {
-            queue_t *e = queue_head(&tx->sendq);
-            queue_remove(e);
-            chunk_free(pc_container_of(e, chunk_t, link));
-        }
-        pc__free(tx->iovx);
-        pc__free(tx);
+        if (!txs[k]) continue;
+        sendq_free(conn_srv(c), &txs[k]->sendq);
+        tx_free(NULL, txs[k]);
     }
     c->tx = c->inbox_tx = NULL;
 }
@@ -578,21 +573,27 @@ void conn_opened(pc_conn_t *c)
 
 /* ---- open, close ---------------------------------------------------------- */
 
+/* The entry in [from, to) of the local-address table for address a of
+ * listener li, or 0. */
+static uint8_t local_find(const pc_server_t *s, int from, int to, int li, const sockaddr_any_t *a)
+{
+    for (int i = from; i < to; i++)
+        if (s->locals[i].listener == li && memcmp(&s->locals[i].addr, a, sizeof *a) == 0)
+            return (uint8_t)i;
+    return 0;
+}
+
 /* The entry of the local-address table for address a of listener li: an
  * existing one, or a new one appended; 0 when the table is full. Any
  * worker; entries never change once published (nlocals, release). */
 static uint8_t local_intern(pc_server_t *s, int li, const sockaddr_any_t *a)
 {
     int n = atomic_load_explicit(&s->nlocals, memory_order_acquire);
-    for (int i = PC_MAX_LISTENERS + 1; i < n; i++)
-        if (s->locals[i].listener == li && memcmp(&s->locals[i].addr, a, sizeof *a) == 0)
-            return (uint8_t)i;
-    uint8_t ix = 0;
+    uint8_t ix = local_find(s, PC_MAX_LISTENERS + 1, n, li, a);
+    if (ix) return ix;
     pc__mutex_lock(&s->locals_lock);
     int m = atomic_load_explicit(&s->nlocals, memory_order_relaxed);
-    for (int i = n; i < m && !ix; i++) /* appended since the scan above */
-        if (s->locals[i].listener == li && memcmp(&s->locals[i].addr, a, sizeof *a) == 0)
-            ix = (uint8_t)i;
+    ix = local_find(s, n, m, li, a); /* appended since the scan above */
     if (!ix && m < PC_LOCALS_MAX) {
         s->locals[m].addr = *a;
         s->locals[m].listener = (uint8_t)li;
@@ -603,6 +604,15 @@ static uint8_t local_intern(pc_server_t *s, int li, const sockaddr_any_t *a)
     return ix;
 }
 
+/* The connection's local address if it is known yet, else NULL. */
+static const sockaddr_any_t *local_known(const pc_conn_t *c)
+{
+    if (c->lst > PC_MAX_LISTENERS || (c->lst && conn_listener(c)->specific))
+        return &conn_srv(c)->locals[c->lst].addr;
+    if (c->ext && c->ext->local.sa.sa_family) return &c->ext->local;
+    return NULL;
+}
+
 /* Learn the local address of a connection while its socket is open (strand):
  * nothing to do for a listener bound to a specific address; else read from
  * the socket, then an entry of the server's table (accepted) or ext
@@ -610,9 +620,8 @@ static uint8_t local_intern(pc_server_t *s, int li, const sockaddr_any_t *a)
  * until pc_conn_local_addr tries again. */
 static void local_learn(pc_conn_t *c)
 {
+    if (local_known(c)) return;
     listener_t *l = conn_listener(c);
-    if ((l && l->specific) || c->lst > PC_MAX_LISTENERS) return;
-    if (c->ext && c->ext->local.sa.sa_family) return;
     struct sockaddr_storage ss;
     if (c->ps.fd == SOCK_INVALID || sock_local_addr(c->ps.fd, &ss) != 0) return;
     sockaddr_any_t a;
@@ -1028,6 +1037,17 @@ void conn_dispatch(worker_t *w, pc_conn_t *c, const completion_t *cpl)
     if (strand_claim(c, cpl)) conn_strand(w, c, *cpl);
 }
 
+/* An empty inbox takes *spare (allocated by the caller outside the lock)
+ * as the conn_tx_t that carries it to the strand; a non-empty one has its
+ * own and leaves *spare to the caller to free. Under conn_lock(c). */
+static void inbox_open_locked(pc_conn_t *c, conn_tx_t **spare)
+{
+    if (c->inbox_tx) return;
+    tx_init(*spare, c);
+    c->inbox_tx = *spare;
+    *spare = NULL;
+}
+
 /* Cross-thread work was queued for c and its kick_posted set (under the
  * connection's lock, by the caller, which has released it): put c on its
  * home worker's kick list, and post that worker's kick_op unless it is
@@ -1288,11 +1308,7 @@ static int conn_xsend(pc_conn_t *c, uint64_t id, const pc_buf_t *bufs, unsigned 
         pc__free(spare);
         return rc;
     }
-    if (!c->inbox_tx) {
-        tx_init(spare, c);
-        c->inbox_tx = spare;
-        spare = NULL;
-    }
+    inbox_open_locked(c, &spare);
     queue_insert_tail(&c->inbox_tx->sendq, &ch->link);
     int post = xsend_commit_locked(c, total);
     pc__mutex_unlock(conn_lock(c));
@@ -1572,16 +1588,12 @@ const struct sockaddr *pc_conn_local_addr(const pc_conn_t *cc)
 {
     static const sockaddr_any_t unknown; /* zeroed: sa_family AF_UNSPEC */
     pc_conn_t *c = (pc_conn_t *)cc;
-    if (c->lst) {
-        const local_ent_t *e = &conn_srv(c)->locals[c->lst];
-        if (c->lst > PC_MAX_LISTENERS || conn_listener(c)->specific) return &e->addr.sa;
+    const sockaddr_any_t *a = local_known(c);
+    if (!a) { /* local_learn found no memory: try again while the socket is open */
+        local_learn(c);
+        a = local_known(c);
     }
-    if (c->ext && c->ext->local.sa.sa_family) return &c->ext->local.sa;
-    /* local_learn found no memory: try again while the socket is open */
-    local_learn(c);
-    if (c->lst > PC_MAX_LISTENERS) return &conn_srv(c)->locals[c->lst].addr.sa;
-    if (c->ext && c->ext->local.sa.sa_family) return &c->ext->local.sa;
-    return &unknown.sa;
+    return a ? &a->sa : &unknown.sa;
 }
 
 /* Returns 1 if the buffer is kept (for conn_deliver_held), 0 to deliver it
@@ -1733,11 +1745,7 @@ int pc_server_post_to(pc_server_t *s, pc_conn_id_t id, void (*fn)(pc_conn_t *c, 
             return PC_ENOMEM;
         }
     }
-    if (!c->inbox_tx) {
-        tx_init(spare, c);
-        c->inbox_tx = spare;
-        spare = NULL;
-    }
+    inbox_open_locked(c, &spare);
     p->next = c->inbox_tx->posts;
     c->inbox_tx->posts = p;
     int post = !c->kick_posted;
