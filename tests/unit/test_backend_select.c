@@ -55,6 +55,19 @@ static int backend_why_of(pc_backend_t want, pc_backend_t *got, char *why)
     return 0;
 }
 
+/* backend_why_of with the log at INFO: last_backend_line is the start-up
+ * line it logged ("" if none). */
+static int backend_logged(pc_backend_t want, pc_backend_t *got, char *why)
+{
+    pc_log_set_handler(log_sink, NULL);
+    pc_log_set_level(PC_LOG_INFO);
+    last_backend_line[0] = 0;
+    int rc = backend_why_of(want, got, why);
+    pc_log_set_level(PC_LOG_ERROR);
+    pc_log_set_handler(NULL, NULL);
+    return rc;
+}
+
 static int backend_of(pc_backend_t want, pc_backend_t *got)
 {
     return backend_why_of(want, got, NULL);
@@ -66,12 +79,7 @@ static void explicit_and_env(void **state)
     pc_backend_t got;
     char why[PC_BACKEND_WHY_MAX];
 #ifdef _WIN32
-    pc_log_set_handler(log_sink, NULL);
-    pc_log_set_level(PC_LOG_INFO);
-    last_backend_line[0] = 0;
-    assert_int_equal(backend_why_of(PC_BACKEND_AUTO, &got, why), 0);
-    pc_log_set_level(PC_LOG_ERROR);
-    pc_log_set_handler(NULL, NULL);
+    assert_int_equal(backend_logged(PC_BACKEND_AUTO, &got, why), 0);
     assert_int_equal(got, PC_BACKEND_IOCP);
     assert_string_equal(why, "auto: IOCP, the Windows backend");
     assert_string_equal(last_backend_line, "backend: iocp (auto: IOCP, the Windows backend)");
@@ -111,12 +119,7 @@ static void auto_prefers_uring(void **state)
     unsetenv("PORTCULLIS_BACKEND");
     unsetenv("PORTCULLIS_URING_PROBE_FAIL");
     /* the start-up log says the same as the stats */
-    pc_log_set_handler(log_sink, NULL);
-    pc_log_set_level(PC_LOG_INFO);
-    last_backend_line[0] = 0;
-    assert_int_equal(backend_why_of(PC_BACKEND_AUTO, &got, why), 0);
-    pc_log_set_level(PC_LOG_ERROR);
-    pc_log_set_handler(NULL, NULL);
+    assert_int_equal(backend_logged(PC_BACKEND_AUTO, &got, why), 0);
     char line[256];
     /* the log names the port's implementation: "io_uring", "epoll" */
     snprintf(line, sizeof line, "backend: %s (%s)", got == PC_BACKEND_URING ? "io_uring" : "epoll",
