@@ -148,14 +148,17 @@ run_load() { # workload -> prints the number of requests done
 
 ROWS=$TMP/rows.tsv
 : >"$ROWS"
+# The server a workload runs against, and the client it needs.
+bin_of() { case $1 in http-*) echo "$BUILD/bin/pc-http" ;; *) echo "$BUILD/bin/pc-echo" ;; esac; }
 # The units measured: WORKLOAD, or WORKLOAD/cN per connection count.
 UNITS=
 for wl in $WORKLOADS; do
     case $wl in
-    http-*) bin=$BUILD/bin/pc-http; need=wrk ;;
-    echo*) bin=$BUILD/bin/pc-echo; need=python3 ;;
+    http-*) need=wrk ;;
+    echo*) need=python3 ;;
     *) echo "unknown workload $wl" >&2; continue ;;
     esac
+    bin=$(bin_of "$wl")
     if [ ! -x "$bin" ]; then echo "  $wl: skipped ($(basename "$bin") not built)"; continue; fi
     if ! command -v "$need" >/dev/null; then echo "  $wl: skipped ($need not installed)"; continue; fi
     case $wl in
@@ -170,10 +173,7 @@ for unit in $UNITS; do
     wl=${unit%%/*}
     conns=$CONNS
     case $unit in */c*) conns=${unit##*/c} ;; esac
-    case $wl in
-    http-*) bin=$BUILD/bin/pc-http ;;
-    *) bin=$BUILD/bin/pc-echo ;;
-    esac
+    bin=$(bin_of "$wl")
     for r in $(seq "$ROUNDS"); do
         order="uring epoll"
         [ $((r % 2)) -eq 0 ] && order="epoll uring"
