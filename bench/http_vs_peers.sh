@@ -38,7 +38,9 @@
 # property of the pair; CPU per request is the server's alone.
 #
 # Environment: PC_HTTP_ARGS (extra pc-http flags, e.g. "--backend epoll"),
-# NGINX, HAPROXY (binaries), SERVERS (default "pc nginx haproxy").
+# NGINX, HAPROXY (binaries), SERVERS (default "pc nginx haproxy"; add "pcb"
+# for a second pc-http with PC_BATCH_ARGS, default "--batch-wait-us 300",
+# in the same rounds: the summary then has a table for each).
 #
 # It measures and never judges: the exit status is 0 whatever the figures
 # (non-zero only for bad usage or when a server cannot be started).
@@ -133,6 +135,7 @@ echo "machine: $(nproc) CPUs, $(awk -F': ' '/model name/ {print $2; exit}' /proc
     "kernel $(uname -r), $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
 echo "nginx: $("$NGINX" -v 2>&1 | sed 's/.*version: //'), haproxy: $("$HAPROXY" -v 2>&1 |
     awk 'NR==1 {print $3}'), wrk: $(wrk -v 2>&1 | awk 'NR==1 {print $2}'), pc-http: $PCHTTP ${PC_HTTP_ARGS:-}"
+case " $SERVERS " in *" pcb "*) echo "pcb: pc-http ${PC_HTTP_ARGS:-} ${PC_BATCH_ARGS:---batch-wait-us 300}" ;; esac
 echo "rounds $ROUNDS x ${SECS}s, $THREADS workers each, $CONNS connections, idle $IDLE," \
     "file limit $FDLIM, load avg $(cut -d' ' -f1-3 /proc/loadavg)"
 
@@ -145,12 +148,13 @@ start_server() {
     for p in "${PORT[@]}"; do [ "$p" = "$port" ] && port=$(bench_free_port); done
     PORT[$srv]=$port
     case $srv in
-    pc)
-        local rules=()
+    pc | pcb)
+        local rules=() extra=
         [ -n "$list" ] && rules=(--rules "$list/rules.txt")
-        # shellcheck disable=SC2086 # PC_HTTP_ARGS is a list of flags
+        [ "$srv" = pcb ] && extra=${PC_BATCH_ARGS:---batch-wait-us 300}
+        # shellcheck disable=SC2086 # PC_HTTP_ARGS and extra are lists of flags
         "$PCHTTP" --listen "127.0.0.1:$port" --threads "$THREADS" --max-conns $((IDLE + 2000)) \
-            "${rules[@]}" ${PC_HTTP_ARGS:-} >"$dir/out.log" 2>"$dir/err.log" &
+            "${rules[@]}" ${PC_HTTP_ARGS:-} $extra >"$dir/out.log" 2>"$dir/err.log" &
         ;;
     nginx)
         bench_nginx_conf "$dir" "$port" "$THREADS"

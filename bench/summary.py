@@ -5,7 +5,8 @@
     bench/summary.py RESULTS PEERS TABLE
 
 RESULTS: lines "metric<TAB>server<TAB>round<TAB>value" (bench_record in
-bench/lib.sh), pc-http's server name is "pc". PEERS: the peers' names,
+bench/lib.sh), pc-http's server name is "pc"; a second pc-http set-up
+"pcb" (http_vs_peers.sh: with batch waits), when present, gets its own table. PEERS: the peers' names,
 comma-separated ("nginx,haproxy"). TABLE: one line per metric,
 "key|label|higher|target,target..." where higher is 1 when more is better
 and each target (one per peer, "-" for none) is the ratio pc/peer the issue
@@ -45,26 +46,33 @@ def main():
         v = vals.get((key, srv))
         return "%.1f" % statistics.median(v) if v else "-"
 
-    def ratio(key, peer):
-        per = [by_round[(key, "pc", r)] / by_round[(key, peer, r)] for r in rounds
-               if by_round.get((key, "pc", r)) is not None and by_round.get((key, peer, r))]
+    def ratio(key, pc, peer):
+        per = [by_round[(key, pc, r)] / by_round[(key, peer, r)] for r in rounds
+               if by_round.get((key, pc, r)) is not None and by_round.get((key, peer, r))]
         return statistics.median(per) if per else None
 
     print("summary: per server the median over rounds; ratio = median over rounds of")
     print("pc-http / peer within the round (back-to-back runs: background load cancels better)")
+    for pc, name in (("pc", "pc-http"), ("pcb", "pc-http batch")):
+        if any(s == pc for (_, s) in vals):
+            table(pc, name, peers, spec, vals, med, ratio)
+    return 0
+
+
+def table(pc, name, peers, spec, vals, med, ratio):
     fmt = "%-40s" + " %9s" * (1 + len(peers)) + " %10s" * len(peers) + "  %s"
-    print(fmt % (("metric", "pc-http") + tuple(peers) +
+    print(fmt % (("metric", name) + tuple(peers) +
                  tuple("pc/" + p for p in peers) + ("target",)))
     for line in open(spec):
         if not line.strip() or line.startswith("#"):
             continue
         key, label, higher, targets = line.rstrip("\n").split("|")
-        if not vals.get((key, "pc")):
+        if not vals.get((key, pc)):
             continue
         higher = higher == "1"
         targets = [None if t == "-" else float(t) for t in targets.split(",")]
         targets += [None] * (len(peers) - len(targets))
-        ratios = [ratio(key, p) for p in peers]
+        ratios = [ratio(key, pc, p) for p in peers]
         notes = []
         for peer, r, t in zip(peers, ratios, targets):
             if t is None or r is None:
@@ -72,10 +80,9 @@ def main():
             ok = r >= t if higher else r <= t
             notes.append("%s %.2f x %s: %s" % (">=" if higher else "<=", t, peer,
                                                "met" if ok else "NOT met"))
-        print(fmt % ((label, med(key, "pc")) + tuple(med(key, p) for p in peers) +
+        print(fmt % ((label, med(key, pc)) + tuple(med(key, p) for p in peers) +
                      tuple("%.2f" % r if r is not None else "-" for r in ratios) +
                      ("; ".join(notes),)))
-    return 0
 
 
 if __name__ == "__main__":

@@ -6,12 +6,21 @@
  * reset (SO_LINGER 0). "Defer" means: stop taking connections
  * off the backlog (the kernel queue holds them) until capacity frees or
  * defer_timeout_ms passes; the connection that is then still over capacity
- * is rejected. */
+ * is rejected.
+ *
+ * Batching (cfg.batch_wait_us): the listener is non-blocking and the thread
+ * waits in poll() for a connection, then takes the backlog until it is
+ * empty. When that took two or more since the last sleep, connections are
+ * piling up (the server is busy): the thread sleeps batch_wait_us and takes
+ * what gathered meanwhile, rather than waking per connection. A lone
+ * connection finds the thread in poll() and is taken at once. */
 #include "server.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "core/clock.h"
 #include "core/errno_map.h"
@@ -38,6 +47,12 @@ int accept_listener_open(pc_server_t *s, listener_t *l)
         kfilter_detach(s, l); /* frees an eBPF tier attached before listen failed */
         return rc;
     }
+    if (s->cfg.batch_wait_us && (rc = sock_set_nonblock(l->fd)) < 0) {
+        sock_close(l->fd);
+        l->fd = SOCK_INVALID;
+        kfilter_detach(s, l);
+        return rc;
+    }
     l->mode = PC_ACCEPT_MODE_POST_HANDSHAKE;
     char name[64];
     pc_format_endpoint((struct sockaddr *)&l->addr, name, sizeof name);
@@ -55,6 +70,28 @@ void accept_listener_wake(listener_t *l)
     if (l->fd != SOCK_INVALID) sock_unblock_accept(l->fd);
 }
 
+unsigned accept_batch_us(const pc_server_t *s)
+{
+    return s->cfg.batch_wait_us;
+}
+
+/* The backlog is empty: sleep batch_wait_us when the last round took two or
+ * more connections, else wait for the next one (a stop's shutdown of the
+ * listener wakes poll()). */
+static void accept_idle(listener_t *l, unsigned *got)
+{
+    pc_server_t *s = l->srv;
+    if (*got >= 2) {
+        counter_add(&s->accept_batch_waits, 1);
+        struct timespec ts = {0, (long)s->cfg.batch_wait_us * 1000}; /* < 1 s */
+        nanosleep(&ts, NULL);
+    } else {
+        struct pollfd pf = {l->fd, POLLIN, 0};
+        (void)poll(&pf, 1, -1);
+    }
+    *got = 0;
+}
+
 static int is_transient(int e)
 {
     return e == EINTR || e == ECONNABORTED || e == EPROTO || e == EPERM || e == ENETDOWN ||
@@ -67,6 +104,8 @@ void accept_thread_main(void *arg)
     listener_t *l = arg;
     pc_server_t *s = l->srv;
     accept_backoff_t bo = {0, 0, 0};
+    int batch = s->cfg.batch_wait_us != 0;
+    unsigned got = 0; /* connections taken since the thread last slept */
     while (!atomic_load(&l->stopping)) {
         if (s->cfg.at_capacity == PC_CAPACITY_DEFER) accept_wait_capacity(l);
         if (atomic_load(&l->stopping)) break;
@@ -77,12 +116,17 @@ void accept_thread_main(void *arg)
         if (fd < 0) {
             int e = errno;
             if (atomic_load(&l->stopping)) break;
+            if (batch && (e == EAGAIN || e == EWOULDBLOCK)) {
+                accept_idle(l, &got);
+                continue;
+            }
             if (is_transient(e)) continue;
             /* EMFILE, ENFILE, ENOBUFS, ENOMEM, ...: keep serving, back off */
             accept_failed(l, &bo, pc__from_errno(e), e);
             continue;
         }
         bo.delay_ms = 0;
+        got++;
 
         int step = -1;
         pc_verdict_t v =

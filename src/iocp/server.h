@@ -299,6 +299,7 @@ struct pc_server_s {
     pc_cond_t cap_cond;
     /* counters written by the accept threads */
     counter_t accepted, deferred, accept_errors;
+    counter_t accept_batch_waits; /* accept-thread sleeps that gathered a batch */
     counter_t rejected[PC_STEP_COUNT];
     counter_t would_reject[PC_STEP_COUNT];
     counter_t send_queued;        /* bytes in all send queues */
@@ -535,6 +536,9 @@ void kfilter_counts(pc_server_t *s, pc_server_stats_t *out);
 
 /* Accept loops (accept_posix.c / accept_win.c). */
 void accept_thread_main(void *arg);
+/* The batch wait the accept threads keep (cfg.batch_wait_us on Linux; 0 on
+ * Windows, whose accept loop takes connections as WSAAccept returns them). */
+unsigned accept_batch_us(const pc_server_t *s);
 int accept_listener_open(pc_server_t *s, listener_t *l);
 void accept_listener_wake(listener_t *l);
 
