@@ -6,8 +6,8 @@
 
 RESULTS: lines "metric<TAB>server<TAB>round<TAB>value" (bench_record in
 bench/lib.sh), pc-http's server name is "pc"; a second pc-http set-up
-"pcb" (http_vs_peers.sh: with batch waits), when present, gets its own table. PEERS: the peers' names,
-comma-separated ("nginx,haproxy"). TABLE: one line per metric,
+"pcb" (http_vs_peers.sh: with accept batching), when present, gets its own
+table. PEERS: the peers' names, comma-separated ("nginx,haproxy"). TABLE: one line per metric,
 "key|label|higher|target,target..." where higher is 1 when more is better
 and each target (one per peer, "-" for none) is the ratio pc/peer the issue
 asks for; "#" lines are comments.
@@ -53,7 +53,7 @@ def main():
 
     print("summary: per server the median over rounds; ratio = median over rounds of")
     print("pc-http / peer within the round (back-to-back runs: background load cancels better)")
-    for pc, name in (("pc", "pc-http"), ("pcb", "pc-http batch")):
+    for pc, name in (("pc", "pc-http"), ("pcb", "pc-http acc-batch")):
         if any(s == pc for (_, s) in vals):
             table(pc, name, peers, spec, vals, med, ratio)
     return 0

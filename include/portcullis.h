@@ -453,22 +453,18 @@ typedef struct pc_server_config_s {
     pc_cond_accept_t conditional_accept;
     /* Kernel filter on the listening sockets (Linux); default AUTO. */
     pc_kernel_filter_t kernel_filter;
-    /* Batching under load, in microseconds; 0 (default) = off: every
-     * completion and every new connection wakes its thread at once. With N >
-     * 0 a thread that found work piled up when it woke (a worker: at least
-     * 4 completions since its last sleep; an accept thread: 2 connections
-     * or more taken since its last sleep) lets the next batch gather before it
-     * wakes again: a worker sleeps until 32 completions are ready or N us
-     * have passed (io_uring backend, kernel 6.12+: IORING_FEAT_MIN_TIMEOUT),
-     * an accept thread (Linux) sleeps N us and then takes the whole backlog.
-     * A lone request/response exchange never piles up, so it is not delayed;
-     * under load, each request or connection may wait up to N us more, for
-     * fewer thread wake-ups per request (docs/batch-wait.md has the figures;
-     * 100-300 fits a busy server). What runs is in pc_server_stats
-     * (batch_wait_us, batch_waits) and logged once at start when less than
-     * asked (epoll and IOCP workers, Windows accept threads: not batched).
-     * At most 100000. */
-    unsigned batch_wait_us;
+    /* Accept batching under churn, in microseconds; 0 (default) = off:
+     * the accept thread wakes for each new connection. With N > 0 (Linux),
+     * an accept thread that took 2 or more connections since it last slept,
+     * with 16 or more open, sleeps N us and then takes the whole backlog:
+     * one wake-up per batch instead of one per connection, for up to N us
+     * more before a new connection is handed over. A lone connection, or a
+     * few clients reconnecting in turn, never wait. Every connection still
+     * gets its verdict on the accept thread. Windows accept threads take
+     * connections as WSAAccept returns them (logged once at start).
+     * pc_server_stats has what runs (accept_batch_us) and the sleeps
+     * (accept_batch_waits); docs/accept-batch.md the figures. At most 100000. */
+    unsigned accept_batch_us;
     /* Callbacks. on_data is required. */
     pc_callbacks_t cb;
     /* ---- accept filter (steps 2-4 of the pipeline; portcullis/filter.h) ---- */
@@ -793,12 +789,10 @@ typedef struct pc_server_stats_s {
     uint64_t kernel_dropped_max;   /* source holding per_source_max */
     uint64_t kernel_would_drop;    /* shadow mode: counted, passed */
     pc_backend_t backend;          /* backend running */
-    /* batching in force (pc_server_config_t.batch_wait_us): the workers'
-     * (0 when the backend cannot, or when not asked) and the accept
-     * threads' (Linux); and the sleeps that gathered a batch, all threads */
-    unsigned batch_wait_us_workers;
-    unsigned batch_wait_us_accept;
-    uint64_t batch_waits;
+    /* accept batching in force (pc_server_config_t.accept_batch_us; 0
+     * on Windows) and the accept-thread sleeps that gathered a batch */
+    unsigned accept_batch_us;
+    uint64_t accept_batch_waits;
     /* why that one: "requested by the configuration", "requested by
      * PORTCULLIS_BACKEND=uring", or AUTO's reason ("auto: io_uring, ...",
      * "auto: io_uring unavailable (why)"); also in the start-up log */

@@ -61,9 +61,8 @@ void server_opts_usage(FILE *f)
             "                            together; sends beyond it are refused (default\n"
             "                            268435456, 0 = no cap)\n"
             "  --backend NAME            auto, epoll, uring or iocp (default auto)\n"
-            "  --batch-wait-us N         under load, let up to N us of work gather before a\n"
-            "                            thread wakes (io_uring workers, Linux accept\n"
-            "                            threads; default 0: wake at once)\n"
+            "  --accept-batch-us N       under churn, let new connections gather up to N us\n"
+            "                            before the accept thread wakes (Linux; default 0)\n"
             "  --rules FILE              allow/deny rules (one per line: allow|deny ADDR[/LEN]);\n"
             "                            SIGHUP reloads it and the lists\n"
             "  --deny-list FILE          deny every address or CIDR listed (one per line, # and\n"
@@ -133,7 +132,7 @@ int server_opts_parse(server_opts_t *o, int argc, char **argv, int *i)
                                              "--write-timeout",
                                              "--max-buffered",
                                              "--backend",
-                                             "--batch-wait-us",
+                                             "--accept-batch-us",
                                              "--rules",
                                              "--deny-list",
                                              "--allow-list",
@@ -190,9 +189,9 @@ int server_opts_parse(server_opts_t *o, int argc, char **argv, int *i)
     } else if (!strcmp(a, "--max-buffered")) {
         bad = parse_uint(v, 0xfffffffful, &n);
         if (!bad) cfg->max_buffered_bytes = (size_t)n;
-    } else if (!strcmp(a, "--batch-wait-us")) {
+    } else if (!strcmp(a, "--accept-batch-us")) {
         bad = parse_uint(v, 100000ul, &n);
-        if (!bad) cfg->batch_wait_us = (unsigned)n;
+        if (!bad) cfg->accept_batch_us = (unsigned)n;
     } else if (!strcmp(a, "--backend")) {
         int b = pc_backend_parse(v);
         bad = b < 0;
@@ -340,9 +339,7 @@ void server_opts_announce(server_opts_t *o, pc_server_t *srv)
            st.accept_mode == PC_ACCEPT_MODE_PRE_HANDSHAKE ? "pre-handshake"
            : st.accept_mode == PC_ACCEPT_MODE_KERNEL      ? "kernel filter before the handshake"
                                                           : "post-handshake");
-    if (o->cfg->batch_wait_us)
-        printf("batch wait: workers %u us, accept %u us\n", st.batch_wait_us_workers,
-               st.batch_wait_us_accept);
+    if (o->cfg->accept_batch_us) printf("accept batching: %u us\n", st.accept_batch_us);
     char what[32];
     if (o->rules_path || o->nlists) {
         printf("rules: %llu from %s", (unsigned long long)st.rule_count,

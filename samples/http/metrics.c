@@ -152,9 +152,9 @@ size_t http_metrics_format(const http_metrics_src_t *src, pc_server_t *s, char *
          (unsigned long long)st.kernel_would_drop);
     mhead(&m, "pc_backend_info", "gauge", "Completion backend in use.");
     mput(&m, "pc_backend_info{backend=\"%s\"} 1\n", pc_backend_name(st.backend));
-    mhead(&m, "pc_batch_waits_total", "counter",
-          "Sleeps that let a batch gather (batch_wait_us; workers and accept threads).");
-    mput(&m, "pc_batch_waits_total %llu\n", (unsigned long long)st.batch_waits);
+    mhead(&m, "pc_accept_batch_waits_total", "counter",
+          "Accept-thread sleeps that let new connections gather (accept_batch_us).");
+    mput(&m, "pc_accept_batch_waits_total %llu\n", (unsigned long long)st.accept_batch_waits);
     mhead(&m, "pc_worker_threads", "gauge", "Worker threads.");
     mput(&m, "pc_worker_threads %d\n", st.threads);
     mhead(&m, "pc_http_responses_total", "counter", "HTTP responses sent, by status code.");

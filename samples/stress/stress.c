@@ -303,7 +303,10 @@ static int slot_connect(slot_t *s)
                                       s, NULL)
                      : pc_connect(g_srv, opt.endpoint, opt.source, &k_cb, s, NULL);
     if (rc < 0) {
-        count_error(rc == PC_ECONNREFUSED ? E_CONNECT_REFUSED : E_CONNECT_OTHER);
+        /* PC_ENOTCONN: the run ended between a close and this reconnect, and
+         * our own server, stopping, takes no new connection: not an error */
+        if (rc != PC_ENOTCONN || !atomic_load(&g_stopping))
+            count_error(rc == PC_ECONNREFUSED ? E_CONNECT_REFUSED : E_CONNECT_OTHER);
         atomic_store(&s->busy, 0);
     }
     return rc;

@@ -8,12 +8,13 @@
  * defer_timeout_ms passes; the connection that is then still over capacity
  * is rejected.
  *
- * Batching (cfg.batch_wait_us): the listener is non-blocking and the thread
+ * Batching (cfg.accept_batch_us): the listener is non-blocking and the thread
  * waits in poll() for a connection, then takes the backlog until it is
- * empty. When that took two or more since the last sleep, connections are
- * piling up (the server is busy): the thread sleeps batch_wait_us and takes
- * what gathered meanwhile, rather than waking per connection. A lone
- * connection finds the thread in poll() and is taken at once. */
+ * empty. When that took two or more since the last sleep, with 16 or more
+ * connections open, connections are piling up (the server is busy): the
+ * thread sleeps accept_batch_us and takes what gathered meanwhile, rather
+ * than waking per connection. A lone connection finds the thread in poll()
+ * and is taken at once. */
 #include "server.h"
 
 #include <errno.h>
@@ -47,7 +48,7 @@ int accept_listener_open(pc_server_t *s, listener_t *l)
         kfilter_detach(s, l); /* frees an eBPF tier attached before listen failed */
         return rc;
     }
-    if (s->cfg.batch_wait_us && (rc = sock_set_nonblock(l->fd)) < 0) {
+    if (s->cfg.accept_batch_us && (rc = sock_set_nonblock(l->fd)) < 0) {
         sock_close(l->fd);
         l->fd = SOCK_INVALID;
         kfilter_detach(s, l);
@@ -70,20 +71,23 @@ void accept_listener_wake(listener_t *l)
     if (l->fd != SOCK_INVALID) sock_unblock_accept(l->fd);
 }
 
+#define ACCEPT_BATCH_ACTIVE 16
+
 unsigned accept_batch_us(const pc_server_t *s)
 {
-    return s->cfg.batch_wait_us;
+    return s->cfg.accept_batch_us;
 }
 
-/* The backlog is empty: sleep batch_wait_us when the last round took two or
- * more connections, else wait for the next one (a stop's shutdown of the
- * listener wakes poll()). */
+/* The backlog is empty: sleep accept_batch_us when the last round took two or
+ * more connections and at least ACCEPT_BATCH_ACTIVE are open (a few clients
+ * reconnecting in turn would only wait for each other), else wait for the
+ * next one (a stop's shutdown of the listener wakes poll()). */
 static void accept_idle(listener_t *l, unsigned *got)
 {
     pc_server_t *s = l->srv;
-    if (*got >= 2) {
+    if (*got >= 2 && atomic_load(&s->active) >= ACCEPT_BATCH_ACTIVE) {
         counter_add(&s->accept_batch_waits, 1);
-        struct timespec ts = {0, (long)s->cfg.batch_wait_us * 1000}; /* < 1 s */
+        struct timespec ts = {0, (long)s->cfg.accept_batch_us * 1000}; /* < 1 s */
         nanosleep(&ts, NULL);
     } else {
         struct pollfd pf = {l->fd, POLLIN, 0};
@@ -104,7 +108,7 @@ void accept_thread_main(void *arg)
     listener_t *l = arg;
     pc_server_t *s = l->srv;
     accept_backoff_t bo = {0, 0, 0};
-    int batch = s->cfg.batch_wait_us != 0;
+    int batch = s->cfg.accept_batch_us != 0;
     unsigned got = 0; /* connections taken since the thread last slept */
     while (!atomic_load(&l->stopping)) {
         if (s->cfg.at_capacity == PC_CAPACITY_DEFER) accept_wait_capacity(l);

@@ -27,7 +27,6 @@
 
 #include <stdint.h>
 #include "portcullis.h"
-#include "core/stats.h"
 #include "sock.h"
 
 typedef enum op_kind_e {
@@ -171,13 +170,6 @@ typedef struct port_vtbl_s {
 struct port_s {
     const port_vtbl_t *vt;
     int nqueues;
-    /* Batch waits (pc_server_config_t.batch_wait_us). batch_ok: set by the
-     * backend at open when its wait can gather a batch; batch_us: set by the
-     * server before the workers start (0 = off); batch_waits: waits that
-     * gathered one, any worker (relaxed). */
-    int batch_ok;
-    unsigned batch_us;
-    counter_t batch_waits;
     /* 1 when every socket completes on one queue only (Linux): the shared
      * code may skip per-connection strand locking. */
     int single_owner;

@@ -46,7 +46,6 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "core/alloc.h"
@@ -55,18 +54,13 @@
 #include "core/log.h"
 #include "core/thread.h"
 
-#define UR_SQ_ENTRIES 256
-#define UR_CQ_ENTRIES 4096
-#define UR_BUF_COUNT  256u        /* provided buffers per queue (power of two) */
-#define UR_BUF_SIZE   (32u << 10) /* bytes per provided buffer */
-#define UR_BGID       0           /* buffer group id (one per ring) */
-#define UR_DEFER_MAX  8           /* see ur_wait */
-#define UR_BATCH_BUSY 4           /* completions between sleeps that make a worker busy */
-#define UR_BATCH_NR   32          /* a busy worker's batch: completions, or batch_us */
-/* IORING_FEAT_MIN_TIMEOUT (Linux 6.12): io_uring_getevents_arg's former pad
- * is min_wait_usec; the system headers may predate both */
-#define UR_FEAT_MIN_TIMEOUT (1u << 15)
-#define UR_STREAM_POLLS     64 /* readiness rounds of a streaming socket */
+#define UR_SQ_ENTRIES   256
+#define UR_CQ_ENTRIES   4096
+#define UR_BUF_COUNT    256u        /* provided buffers per queue (power of two) */
+#define UR_BUF_SIZE     (32u << 10) /* bytes per provided buffer */
+#define UR_BGID         0           /* buffer group id (one per ring) */
+#define UR_DEFER_MAX    8           /* see ur_wait */
+#define UR_STREAM_POLLS 64          /* readiness rounds of a streaming socket */
 /* urx_t allocated together: 170 of 24 bytes and the link fill 4 KiB, one
  * of the allocator's size classes (128 of 40 took a 6 KiB block: 48 bytes
  * per connection instead of 24, in every idle connection) */
@@ -121,9 +115,7 @@ typedef struct urq_s {
     int ring_ok;
     int enabled;
     unsigned setup_flags;
-    uint32_t gen;         /* bumped whenever the SQ ring has been emptied by a submit */
-    uint32_t since_sleep; /* CQEs harvested since the last blocking wait */
-    unsigned features;    /* io_uring_params.features */
+    uint32_t gen; /* bumped whenever the SQ ring has been emptied by a submit */
     ur_side_t *side;
     post_list_t posts; /* cross-thread posts and their eventfd */
     uint64_t evbuf;
@@ -642,7 +634,7 @@ static int ur_need_enter(urq_t *q)
     return (q->setup_flags & IORING_SETUP_DEFER_TASKRUN) != 0;
 }
 
-static unsigned harvest(urq_t *q)
+static void harvest(urq_t *q)
 {
     struct io_uring_cqe *cqe;
     unsigned head, n = 0;
@@ -666,35 +658,6 @@ static unsigned harvest(urq_t *q)
         n++;
     }
     io_uring_cq_advance(&q->ring, n);
-    return n;
-}
-
-/* io_uring_getevents_arg with the 6.12 field (the headers may name it pad) */
-typedef struct ur_wait_arg_s {
-    uint64_t sigmask;
-    uint32_t sigmask_sz;
-    uint32_t min_wait_usec;
-    uint64_t ts;
-} ur_wait_arg_t;
-
-/* Submit what is queued and sleep until nr completions are ready or min_us
- * have passed with at least one (then, none ready: until ts). liburing 2.3
- * (Debian 12) has no call for it, so the SQ tail is published here the way
- * io_uring_submit does (no SQPOLL: only this thread and the kernel, inside
- * io_uring_enter, touch the SQ ring). Returns >= 0 or a negative errno. */
-static int ur_enter_batch(urq_t *q, unsigned nr, unsigned min_us, struct __kernel_timespec *ts)
-{
-    struct io_uring *r = &q->ring;
-    unsigned tail = r->sq.sqe_tail;
-    if (r->sq.sqe_head != tail) {
-        r->sq.sqe_head = tail;
-        io_uring_smp_store_release(r->sq.ktail, tail);
-    }
-    unsigned submit = tail - IO_URING_READ_ONCE(*r->sq.khead);
-    ur_wait_arg_t arg = {0, 0, min_us, (uint64_t)(uintptr_t)ts};
-    long rc = syscall(__NR_io_uring_enter, r->ring_fd, submit, nr,
-                      IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, &arg, sizeof arg);
-    return rc < 0 ? -errno : (int)rc;
 }
 
 static int ur_wait(port_t *p, int qi, completion_t *out, int max, int timeout_ms)
@@ -727,19 +690,11 @@ static int ur_wait(port_t *p, int qi, completion_t *out, int max, int timeout_ms
             ts.tv_nsec = (long long)(timeout_ms % 1000) * 1000000;
             tsp = &ts;
         }
-        /* batch only when completions piled up since the last sleep: a lone
-         * exchange (one completion per sleep) is never held back */
-        if (p->batch_us && q->since_sleep >= UR_BATCH_BUSY) {
-            counter_add(&p->batch_waits, 1);
-            rc = ur_enter_batch(q, UR_BATCH_NR, p->batch_us, tsp);
-        } else {
-            rc = io_uring_submit_and_wait_timeout(&q->ring, &cqe, 1, tsp, NULL);
-        }
-        q->since_sleep = 0;
+        rc = io_uring_submit_and_wait_timeout(&q->ring, &cqe, 1, tsp, NULL);
     }
     if (io_uring_sq_ready(&q->ring) == 0) q->gen++;
     if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) return ur_err(rc);
-    q->since_sleep += harvest(q);
+    harvest(q);
     return op_fifo_drain(&q->ready, out, max);
 }
 
@@ -812,7 +767,6 @@ static int ring_init(urq_t *q, unsigned first)
         }
         if (rc == 0) {
             q->setup_flags = prm.flags;
-            q->features = prm.features;
             q->ring_ok = 1;
             return 0;
         }
@@ -964,9 +918,6 @@ int port_uring_open(port_t **out, int nqueues)
         PC_LOGI("io_uring: provided-buffer rings refused (%s); receiving with poll",
                 pc_strerror(job.nbuf_fail));
     ur->base.recv_data = job.want_multishot && !job.nbuf_fail;
-    /* PORTCULLIS_URING_NO_BATCH: tests of the not-available path */
-    ur->base.batch_ok = (ur->qs[0].features & UR_FEAT_MIN_TIMEOUT) != 0 &&
-                        !pc__env_flag("PORTCULLIS_URING_NO_BATCH");
     PC_LOGD("io_uring: %d rings, setup flags 0x%x, receive mode %s", nqueues, ur->qs[0].setup_flags,
             ur->base.recv_data ? "multishot" : "poll");
     *out = &ur->base;

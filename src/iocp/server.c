@@ -214,31 +214,20 @@ static pc_backend_t want_backend(pc_backend_t b, char *why, size_t whylen)
     return (pc_backend_t)v;
 }
 
-/* cfg.batch_wait_us: what the backend and the accept threads can do of it,
- * said once when less than asked. */
-static void batch_setup(pc_server_t *s)
+/* cfg.accept_batch_us where the accept loop cannot batch: said once. */
+static void accept_batch_check(const pc_server_t *s)
 {
-    unsigned us = s->cfg.batch_wait_us;
-    if (!us) return;
-    if (s->port->batch_ok)
-        s->port->batch_us = us;
-    else
-        PC_LOGW(
-            "batch_wait_us=%u: the %s workers wake on every completion (%s)", us, s->port->vt->name,
-            s->port->vt->id == PC_BACKEND_URING
-                ? "this kernel's io_uring has no batch wait: IORING_FEAT_MIN_TIMEOUT, Linux 6.12"
-                : "the backend has no batch wait");
-    if (!accept_batch_us(s))
-        PC_LOGW("batch_wait_us=%u: the accept threads take connections as they come "
-                "(no batching on this platform)",
-                us);
+    if (s->cfg.accept_batch_us && !accept_batch_us(s))
+        PC_LOGW("accept_batch_us=%u: the accept threads take connections as they come "
+                "(no accept batching on this platform)",
+                s->cfg.accept_batch_us);
 }
 
 int pc_server_create(const pc_server_config_t *cfg, pc_server_t **out)
 {
     if (!cfg || !out || !cfg->cb.on_data || cfg->max_connections == 0 ||
         cfg->send_low_water > cfg->send_high_water || cfg->threads < 0 || cfg->threads > 1024 ||
-        cfg->batch_wait_us > 100000)
+        cfg->accept_batch_us > 100000)
         return PC_EINVAL;
     int rc = sock_lib_init();
     if (rc < 0) return rc;
@@ -278,7 +267,7 @@ int pc_server_create(const pc_server_config_t *cfg, pc_server_t **out)
         goto fail;
     }
     PC_LOGI("backend: %s (%s)", s->port->vt->name, s->backend_why);
-    batch_setup(s);
+    accept_batch_check(s);
     s->workers = pc__calloc((size_t)s->nworkers, sizeof *s->workers);
     if (!s->workers) {
         rc = PC_ENOMEM;
@@ -639,8 +628,6 @@ void pc_server_stats(const pc_server_t *s, pc_server_stats_t *out)
     out->backend = s->port ? s->port->vt->id : PC_BACKEND_AUTO;
     memcpy(out->backend_why, s->backend_why, sizeof out->backend_why);
     out->threads = s->nworkers;
-    out->batch_wait_us_workers = s->port ? s->port->batch_us : 0;
-    out->batch_wait_us_accept = accept_batch_us(s);
-    out->batch_waits =
-        counter_get(&s->accept_batch_waits) + (s->port ? counter_get(&s->port->batch_waits) : 0);
+    out->accept_batch_us = accept_batch_us(s);
+    out->accept_batch_waits = counter_get(&s->accept_batch_waits);
 }

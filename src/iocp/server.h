@@ -536,7 +536,7 @@ void kfilter_counts(pc_server_t *s, pc_server_stats_t *out);
 
 /* Accept loops (accept_posix.c / accept_win.c). */
 void accept_thread_main(void *arg);
-/* The batch wait the accept threads keep (cfg.batch_wait_us on Linux; 0 on
+/* The accept batching in force (cfg.accept_batch_us on Linux; 0 on
  * Windows, whose accept loop takes connections as WSAAccept returns them). */
 unsigned accept_batch_us(const pc_server_t *s);
 int accept_listener_open(pc_server_t *s, listener_t *l);
