@@ -39,7 +39,7 @@
 #
 # Environment: PC_HTTP_ARGS (extra pc-http flags, e.g. "--backend epoll"),
 # NGINX, HAPROXY (binaries), SERVERS (default "pc nginx haproxy"; add "pcb"
-# for a second pc-http with PC_BATCH_ARGS, default "--accept-batch-us 300",
+# for a second pc-http with PC_BATCH_ARGS, default "--accept-batch-us 1000",
 # in the same rounds: the summary then has a table for each).
 #
 # It measures and never judges: the exit status is 0 whatever the figures
@@ -135,7 +135,7 @@ echo "machine: $(nproc) CPUs, $(awk -F': ' '/model name/ {print $2; exit}' /proc
     "kernel $(uname -r), $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
 echo "nginx: $("$NGINX" -v 2>&1 | sed 's/.*version: //'), haproxy: $("$HAPROXY" -v 2>&1 |
     awk 'NR==1 {print $3}'), wrk: $(wrk -v 2>&1 | awk 'NR==1 {print $2}'), pc-http: $PCHTTP ${PC_HTTP_ARGS:-}"
-case " $SERVERS " in *" pcb "*) echo "pcb: pc-http ${PC_HTTP_ARGS:-} ${PC_BATCH_ARGS:---accept-batch-us 300}" ;; esac
+case " $SERVERS " in *" pcb "*) echo "pcb: pc-http ${PC_HTTP_ARGS:-} ${PC_BATCH_ARGS:---accept-batch-us 1000}" ;; esac
 echo "rounds $ROUNDS x ${SECS}s, $THREADS workers each, $CONNS connections, idle $IDLE," \
     "file limit $FDLIM, load avg $(cut -d' ' -f1-3 /proc/loadavg)"
 
@@ -151,7 +151,7 @@ start_server() {
     pc | pcb)
         local rules=() extra=
         [ -n "$list" ] && rules=(--rules "$list/rules.txt")
-        [ "$srv" = pcb ] && extra=${PC_BATCH_ARGS:---accept-batch-us 300}
+        [ "$srv" = pcb ] && extra=${PC_BATCH_ARGS:---accept-batch-us 1000}
         # shellcheck disable=SC2086 # PC_HTTP_ARGS and extra are lists of flags
         "$PCHTTP" --listen "127.0.0.1:$port" --threads "$THREADS" --max-conns $((IDLE + 2000)) \
             "${rules[@]}" ${PC_HTTP_ARGS:-} $extra >"$dir/out.log" 2>"$dir/err.log" &

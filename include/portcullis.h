@@ -456,7 +456,7 @@ typedef struct pc_server_config_s {
     /* Accept batching under churn, in microseconds; 0 (default) = off:
      * the accept thread wakes for each new connection. With N > 0 (Linux),
      * an accept thread that took 2 or more connections since it last slept,
-     * with 16 or more open, sleeps N us and then takes the whole backlog:
+     * with 32 or more open, sleeps N us and then takes the whole backlog:
      * one wake-up per batch instead of one per connection, for up to N us
      * more before a new connection is handed over. A lone connection, or a
      * few clients reconnecting in turn, never wait. Every connection still

@@ -10,7 +10,7 @@
  *
  * Batching (cfg.accept_batch_us): the listener is non-blocking and the thread
  * waits in poll() for a connection, then takes the backlog until it is
- * empty. When that took two or more since the last sleep, with 16 or more
+ * empty. When that took two or more since the last sleep, with 32 or more
  * connections open, connections are piling up (the server is busy): the
  * thread sleeps accept_batch_us and takes what gathered meanwhile, rather
  * than waking per connection. A lone connection finds the thread in poll()
@@ -71,7 +71,7 @@ void accept_listener_wake(listener_t *l)
     if (l->fd != SOCK_INVALID) sock_unblock_accept(l->fd);
 }
 
-#define ACCEPT_BATCH_ACTIVE 16
+#define ACCEPT_BATCH_ACTIVE 32
 
 unsigned accept_batch_us(const pc_server_t *s)
 {

@@ -145,7 +145,7 @@ static void lone_connections_not_held(void **state)
     start_batched(100000);
     assert_true(lone_connections(12) < 500); /* 12 held take >= 1200 ms */
     /* four clients at a time, piled up in the backlog, ten rounds: the
-     * thread takes two or more at once, but fewer than 16 are open: never
+     * thread takes two or more at once, but fewer than 32 are open: never
      * held */
     uint64_t t0 = shim_now_ms();
     for (int r = 0; r < 10; r++) {
