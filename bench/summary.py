@@ -53,7 +53,7 @@ def main():
 
     print("summary: per server the median over rounds; ratio = median over rounds of")
     print("pc-http / peer within the round (back-to-back runs: background load cancels better)")
-    for pc, name in (("pc", "pc-http"), ("pcb", "pc-http acc-batch")):
+    for pc, name in (("pc", "pc-http"), ("pcb", "pc-batch")):
         if any(s == pc for (_, s) in vals):
             table(pc, name, peers, spec, vals, med, ratio)
     return 0

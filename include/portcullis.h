@@ -387,6 +387,9 @@ PC_API const char *pc_kernel_filter_name(pc_kernel_filter_t k);
 /* Parse one of those names; returns the value or PC_EINVAL. */
 PC_API int pc_kernel_filter_parse(const char *name);
 
+/* The largest pc_server_config_t.accept_batch_us (100 ms). */
+#define PC_ACCEPT_BATCH_MAX_US 100000u
+
 typedef struct pc_server_config_s {
     /* Worker threads. Default 0 = number of CPUs. */
     int threads;
@@ -455,15 +458,17 @@ typedef struct pc_server_config_s {
     pc_kernel_filter_t kernel_filter;
     /* Accept batching under churn, in microseconds; 0 (default) = off:
      * the accept thread wakes for each new connection. With N > 0 (Linux),
-     * an accept thread that took 2 or more connections since it last slept,
-     * with 32 or more open, sleeps N us and then takes the whole backlog:
+     * an accept thread whose last drain of the backlog took 2 or more
+     * connections, with 32 or more open, sleeps N us and then takes the
+     * whole backlog:
      * one wake-up per batch instead of one per connection, for up to N us
      * more before a new connection is handed over. A lone connection, or a
      * few clients reconnecting in turn, never wait. Every connection still
      * gets its verdict on the accept thread. Windows accept threads take
      * connections as WSAAccept returns them (logged once at start).
      * pc_server_stats has what runs (accept_batch_us) and the sleeps
-     * (accept_batch_waits); docs/accept-batch.md the figures. At most 100000. */
+     * (accept_batch_waits); docs/accept-batch.md the figures. At most
+     * PC_ACCEPT_BATCH_MAX_US, else pc_server_create fails with PC_EINVAL. */
     unsigned accept_batch_us;
     /* Callbacks. on_data is required. */
     pc_callbacks_t cb;

@@ -190,7 +190,7 @@ int server_opts_parse(server_opts_t *o, int argc, char **argv, int *i)
         bad = parse_uint(v, 0xfffffffful, &n);
         if (!bad) cfg->max_buffered_bytes = (size_t)n;
     } else if (!strcmp(a, "--accept-batch-us")) {
-        bad = parse_uint(v, 100000ul, &n);
+        bad = parse_uint(v, PC_ACCEPT_BATCH_MAX_US, &n);
         if (!bad) cfg->accept_batch_us = (unsigned)n;
     } else if (!strcmp(a, "--backend")) {
         int b = pc_backend_parse(v);
@@ -339,7 +339,12 @@ void server_opts_announce(server_opts_t *o, pc_server_t *srv)
            st.accept_mode == PC_ACCEPT_MODE_PRE_HANDSHAKE ? "pre-handshake"
            : st.accept_mode == PC_ACCEPT_MODE_KERNEL      ? "kernel filter before the handshake"
                                                           : "post-handshake");
-    if (o->cfg->accept_batch_us) printf("accept batching: %u us\n", st.accept_batch_us);
+    if (o->cfg->accept_batch_us) {
+        if (st.accept_batch_us)
+            printf("accept batching: %u us\n", st.accept_batch_us);
+        else
+            printf("accept batching: off (not on this platform)\n");
+    }
     char what[32];
     if (o->rules_path || o->nlists) {
         printf("rules: %llu from %s", (unsigned long long)st.rule_count,

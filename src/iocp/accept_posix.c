@@ -10,11 +10,11 @@
  *
  * Batching (cfg.accept_batch_us): the listener is non-blocking and the thread
  * waits in poll() for a connection, then takes the backlog until it is
- * empty. When that took two or more since the last sleep, with 32 or more
- * connections open, connections are piling up (the server is busy): the
- * thread sleeps accept_batch_us and takes what gathered meanwhile, rather
- * than waking per connection. A lone connection finds the thread in poll()
- * and is taken at once. */
+ * empty. When that drain took ACCEPT_BATCH_TAKEN (2) or more, with
+ * ACCEPT_BATCH_OPEN (32) or more connections open, connections are piling
+ * up (the server is busy): the thread sleeps accept_batch_us and takes what
+ * gathered meanwhile, rather than waking per connection. A lone connection
+ * finds the thread in poll() and is taken at once. */
 #include "server.h"
 
 #include <errno.h>
@@ -48,7 +48,7 @@ int accept_listener_open(pc_server_t *s, listener_t *l)
         kfilter_detach(s, l); /* frees an eBPF tier attached before listen failed */
         return rc;
     }
-    if (s->cfg.accept_batch_us && (rc = sock_set_nonblock(l->fd)) < 0) {
+    if (accept_batch_us(s) && (rc = sock_set_nonblock(l->fd)) < 0) {
         sock_close(l->fd);
         l->fd = SOCK_INVALID;
         kfilter_detach(s, l);
@@ -71,29 +71,31 @@ void accept_listener_wake(listener_t *l)
     if (l->fd != SOCK_INVALID) sock_unblock_accept(l->fd);
 }
 
-#define ACCEPT_BATCH_ACTIVE 32
+#define ACCEPT_BATCH_TAKEN 2  /* connections in one drain, */
+#define ACCEPT_BATCH_OPEN  32 /* with this many open: the server is busy */
 
 unsigned accept_batch_us(const pc_server_t *s)
 {
     return s->cfg.accept_batch_us;
 }
 
-/* The backlog is empty: sleep accept_batch_us when the last round took two or
- * more connections and at least ACCEPT_BATCH_ACTIVE are open (a few clients
- * reconnecting in turn would only wait for each other), else wait for the
- * next one (a stop's shutdown of the listener wakes poll()). */
-static void accept_idle(listener_t *l, unsigned *got)
+/* The backlog is empty after a drain that took `got` connections: sleep
+ * accept_batch_us when the server is busy (fewer open connections are a few
+ * clients reconnecting in turn, which would only wait for each other), else
+ * wait in poll() for the next one (a stop's shutdown of the listener wakes
+ * it). Returns 1 after poll(): a connection arrived at an empty backlog. */
+static int accept_idle(listener_t *l, unsigned got)
 {
     pc_server_t *s = l->srv;
-    if (*got >= 2 && atomic_load(&s->active) >= ACCEPT_BATCH_ACTIVE) {
+    if (got >= ACCEPT_BATCH_TAKEN && atomic_load(&s->active) >= ACCEPT_BATCH_OPEN) {
         counter_add(&s->accept_batch_waits, 1);
-        struct timespec ts = {0, (long)s->cfg.accept_batch_us * 1000}; /* < 1 s */
+        struct timespec ts = {0, (long)accept_batch_us(s) * 1000}; /* < 1 s */
         nanosleep(&ts, NULL);
-    } else {
-        struct pollfd pf = {l->fd, POLLIN, 0};
-        (void)poll(&pf, 1, -1);
+        return 0;
     }
-    *got = 0;
+    struct pollfd pf = {l->fd, POLLIN, 0};
+    (void)poll(&pf, 1, -1);
+    return 1;
 }
 
 static int is_transient(int e)
@@ -108,10 +110,13 @@ void accept_thread_main(void *arg)
     listener_t *l = arg;
     pc_server_t *s = l->srv;
     accept_backoff_t bo = {0, 0, 0};
-    int batch = s->cfg.accept_batch_us != 0;
-    unsigned got = 0; /* connections taken since the thread last slept */
+    int batch = accept_batch_us(s) != 0;
+    unsigned got = 0; /* connections taken in this drain of the backlog */
+    int arrived = 0;  /* poll() saw a connection: take it, as a blocking
+                       * accept would have, without a second capacity wait */
     while (!atomic_load(&l->stopping)) {
-        if (s->cfg.at_capacity == PC_CAPACITY_DEFER) accept_wait_capacity(l);
+        if (s->cfg.at_capacity == PC_CAPACITY_DEFER && !arrived) accept_wait_capacity(l);
+        arrived = 0;
         if (atomic_load(&l->stopping)) break;
 
         struct sockaddr_storage peer;
@@ -121,7 +126,8 @@ void accept_thread_main(void *arg)
             int e = errno;
             if (atomic_load(&l->stopping)) break;
             if (batch && (e == EAGAIN || e == EWOULDBLOCK)) {
-                accept_idle(l, &got);
+                arrived = accept_idle(l, got);
+                got = 0;
                 continue;
             }
             if (is_transient(e)) continue;

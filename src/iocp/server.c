@@ -227,7 +227,7 @@ int pc_server_create(const pc_server_config_t *cfg, pc_server_t **out)
 {
     if (!cfg || !out || !cfg->cb.on_data || cfg->max_connections == 0 ||
         cfg->send_low_water > cfg->send_high_water || cfg->threads < 0 || cfg->threads > 1024 ||
-        cfg->accept_batch_us > 100000)
+        cfg->accept_batch_us > PC_ACCEPT_BATCH_MAX_US)
         return PC_EINVAL;
     int rc = sock_lib_init();
     if (rc < 0) return rc;

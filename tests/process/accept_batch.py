@@ -5,12 +5,13 @@
     accept_batch.py BIN_DIR [--backend NAME]
 
   announce  pc-http --accept-batch-us 300 prints "accept batching: 300 us";
-  load      pc-stress --close then keep-alive, 64 connections: every request
+  load      pc-stress --close then keep-alive, 128 connections: every request
             answered, no error, one request per connection; /metrics counts
             accept-batch sleeps (> 0);
-  lone      pc-http --accept-batch-us 50000 (50 ms: a held connection would
-            show): 10 connections one after the other, each with one request,
-            then 4 at a time for 10 rounds, well under 50 ms each.
+  lone      pc-http --accept-batch-us 50000: 10 connections one after the
+            other, each with one request, then 4 at a time for 10 rounds
+            (fewer than 32 open): the accept thread never slept for them
+            (/metrics; the /metrics connections themselves are lone ones).
 
 Exit 0 on pass, 1 on failure (every failed check printed). Bounded: pc-stress
 runs have time limits, an overall alarm (60 s) ends the run, the servers are
@@ -24,7 +25,6 @@ import re
 import socket
 import subprocess
 import sys
-import time
 
 from proclib import Fail, Server, set_budget  # noqa: E402
 
@@ -74,6 +74,11 @@ def metrics(port):
     return out.decode("utf-8", "replace")
 
 
+def batch_waits(port):
+    m = re.search(r"^pc_accept_batch_waits_total (\d+)$", metrics(port), re.M)
+    return int(m.group(1)) if m else None
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("bin_dir")
@@ -94,19 +99,18 @@ def main():
         port = srv.wait_listening(10)
         check("accept batching: 300 us" in "\n".join(srv.lines), "announce: accept batching 300 us")
         url = "http://127.0.0.1:%d/" % port
-        common = ["-t", "2", "-c", "64", "--timeout", "5000"]
+        common = ["-t", "2", "-c", "128", "--timeout", "5000"]
         j = run_json(a.bin_dir, [url, "--close", "-d", "1"] + common)
         print("churn: %d requests, %d connects, errors %s" % (j["requests"], j["connects"],
                                                              j["errors"]))
         check(j["requests"] > 0 and j["errors_total"] == 0, "load: churn, no error")
-        check(0 <= j["connects"] - j["requests"] <= 64,
+        check(0 <= j["connects"] - j["requests"] <= 128,
               "load: churn, one request per connection (those open when the run ended aside)")
         j = run_json(a.bin_dir, [url, "-d", "1"] + common)
         print("keep-alive: %d requests, errors %s" % (j["requests"], j["errors"]))
         check(j["requests"] > 0 and j["errors_total"] == 0, "load: keep-alive, no error")
-        m = re.search(r"^pc_accept_batch_waits_total (\d+)$", metrics(port), re.M)
-        check(m is not None and int(m.group(1)) > 0,
-              "load: /metrics counts accept-batch sleeps (%s)" % (m.group(1) if m else "missing"))
+        n = batch_waits(port)
+        check(n is not None and n > 0, "load: /metrics counts accept-batch sleeps (%s)" % n)
     finally:
         srv.kill()
 
@@ -114,15 +118,13 @@ def main():
                   "--accept-batch-us", "50000"])
     try:
         port = srv.wait_listening(10)
-        t0 = time.monotonic()
         for _ in range(10):
             s = socket.create_connection(("127.0.0.1", port), 5)
             s.sendall(REQ)
             read_response(s, b"")
             s.close()
-        ms = (time.monotonic() - t0) * 1000
-        check(ms < 250, "lone: 10 connections in %.0f ms (held ones take 50 ms each)" % ms)
-        t0 = time.monotonic()
+        n = batch_waits(port)
+        check(n == 0, "lone: 10 connections one after the other, no sleep (%s)" % n)
         for _ in range(10):
             socks = [socket.create_connection(("127.0.0.1", port), 5) for _ in range(4)]
             for s in socks:
@@ -130,8 +132,8 @@ def main():
             for s in socks:
                 read_response(s, b"")
                 s.close()
-        ms = (time.monotonic() - t0) * 1000
-        check(ms < 500, "lone: 10 rounds of 4 clients in %.0f ms (held rounds take 50 ms)" % ms)
+        n = batch_waits(port)
+        check(n == 0, "lone: 10 rounds of 4 clients (fewer than 32 open), no sleep (%s)" % n)
     finally:
         srv.kill()
 
