@@ -26,7 +26,7 @@ import socket
 import subprocess
 import sys
 
-from proclib import Fail, Server, set_budget  # noqa: E402
+from proclib import Fail, Server, http_metrics, set_budget  # noqa: E402
 
 REQ = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
 
@@ -61,21 +61,8 @@ def read_response(s, buf):
     return rest[n:]
 
 
-def metrics(port):
-    s = socket.create_connection(("127.0.0.1", port), 5)
-    s.sendall(b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-    out = b""
-    while True:
-        d = s.recv(65536)
-        if not d:
-            break
-        out += d
-    s.close()
-    return out.decode("utf-8", "replace")
-
-
 def batch_waits(port):
-    m = re.search(r"^pc_accept_batch_waits_total (\d+)$", metrics(port), re.M)
+    m = re.search(r"^pc_accept_batch_waits_total (\d+)$", http_metrics(port), re.M)
     return int(m.group(1)) if m else None
 
 

@@ -38,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 
-from proclib import Fail, Server, now, pdeathsig, run_checks  # noqa: E402
+from proclib import Fail, Server, http_metrics, now, pdeathsig, run_checks  # noqa: E402
 
 HOST = "127.0.0.1"
 
@@ -185,16 +185,7 @@ def run(args, tmp):
     srv = Server(http + ["--deny-list", big])
     try:
         port = srv.wait_listening(30)
-        s = socket.create_connection((HOST, port), timeout=5)
-        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-        body = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            body += chunk
-        s.close()
-        text = body.decode("utf-8", "replace")
+        text = http_metrics(port, HOST)
         for name, want in (("pc_rules", nlines - 6 - 6002), ("pc_rule_duplicates", 6002)):
             m = re.search(r"^%s (\d+)\r?$" % name, text, re.M)
             print("/metrics: %s" % (m.group(0).strip() if m else name + " missing"))

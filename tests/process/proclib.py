@@ -1,12 +1,14 @@
 # SPDX-License-Identifier: MIT
 """Shared pieces of the process-level tests: the server process (output
 drained, port read from its "listening on" line, killed on every exit path),
-the failure exception, a monotonic clock and errno names."""
+the failure exception, a monotonic clock, errno names and pc-http's
+/metrics page."""
 
 import collections
 import errno
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -15,6 +17,20 @@ import time
 
 class Fail(Exception):
     pass
+
+
+def http_metrics(port, host="127.0.0.1"):
+    """pc-http's /metrics page (one connection, Connection: close) as text."""
+    s = socket.create_connection((host, port), timeout=5)
+    s.sendall(b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    body = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    s.close()
+    return body.decode("utf-8", "replace")
 
 
 def now():
