@@ -677,6 +677,16 @@ static void accept_while_failing(void **state)
     af_finish();
 }
 
+/* The fault-injected server with one live client open on it: the
+ * connection's id. */
+static pc_conn_id_t start_with_one_open(echo_cli_t *one)
+{
+    af_start();
+    cli_open_live(one, 0);
+    WAIT_FOR(atomic_load(&app_opens) == 1, 2000);
+    return atomic_load(&app_last_id);
+}
+
 /* The id of a closed connection gets PC_ENOTCONN from pc_server_send_to
  * (the threading contract in portcullis.h), whatever the allocator does: a
  * send to a connection that is gone must not depend on memory for the data
@@ -684,10 +694,8 @@ static void accept_while_failing(void **state)
 static void send_to_closed_id_while_failing(void **state)
 {
     (void)state;
-    af_start();
     echo_cli_t one;
-    cli_open_live(&one, 0);
-    pc_conn_id_t id = atomic_load(&app_last_id);
+    pc_conn_id_t id = start_with_one_open(&one);
     shim_close(one.s);
     WAIT_FOR(atomic_load(&app_closes) == 1, 3000);
     assert_int_equal(atomic_load(&app_closes), 1);
@@ -800,11 +808,8 @@ static void stop_while_failing(void **state)
 static void send_to_carrier_fails(void **state)
 {
     (void)state;
-    af_start();
     echo_cli_t one;
-    cli_open_live(&one, 0);
-    WAIT_FOR(atomic_load(&app_opens) == 1, 2000);
-    pc_conn_id_t id = atomic_load(&app_last_id);
+    pc_conn_id_t id = start_with_one_open(&one);
     fa_arm(2); /* the chunk (first call) is had, the carrier (second) is not */
     int rc = pc_server_send_to(g_srv, id, "refused\n", 8);
     unsigned long failed = atomic_load(&fa_failed);
@@ -834,11 +839,8 @@ static void carrier_post(pc_conn_t *c, void *arg)
 static void post_to_carrier_fails(void **state)
 {
     (void)state;
-    af_start();
     echo_cli_t one;
-    cli_open_live(&one, 0);
-    WAIT_FOR(atomic_load(&app_opens) == 1, 2000);
-    pc_conn_id_t id = atomic_load(&app_last_id);
+    pc_conn_id_t id = start_with_one_open(&one);
     atomic_store(&carrier_posts_run, 0);
     fa_arm(2); /* the record is had, the inbox is not */
     int rc = pc_server_post_to(g_srv, id, carrier_post, NULL);
