@@ -115,12 +115,18 @@ void start_server(const pc_server_config_t *cfg)
     atomic_store(&g_drains, 0);
     for (int i = 0; i < PC_CLOSE_REASON_COUNT; i++)
         atomic_store(&g_reasons[i], 0);
+    start_server_on(cfg, "127.0.0.1:0");
+}
+
+int start_server_on(const pc_server_config_t *cfg, const char *endpoint)
+{
     assert_int_equal(pc_server_create(cfg, &g_srv), 0);
-    int idx = pc_server_listen(g_srv, "127.0.0.1:0");
+    int idx = pc_server_listen(g_srv, endpoint);
     assert_true(idx >= 0);
     g_port = pc_server_listener_port(g_srv, idx);
     assert_true(g_port > 0);
     assert_int_equal(pc_server_start(g_srv), 0);
+    return g_port;
 }
 
 int teardown(void **state)

@@ -35,6 +35,9 @@ void fill_pattern(unsigned char *p, size_t off, size_t n);
 void base_config(pc_server_config_t *cfg);
 /* Reset the counters, create, listen on 127.0.0.1:0 (g_port), start. */
 void start_server(const pc_server_config_t *cfg);
+/* Create, listen on endpoint (port 0: a free one), start; the port, also
+ * in g_port. The counters are left alone. */
+int start_server_on(const pc_server_config_t *cfg, const char *endpoint);
 /* cmocka teardown: stop and destroy g_srv, reset the behaviour. */
 int teardown(void **state);
 /* Send msg and expect it echoed exactly. */

@@ -225,11 +225,8 @@ static void drop_v6(void **state)
     base_config(&cfg);
     cfg.kernel_filter = PC_KERNEL_FILTER_AUTO;
     cfg.rules = rules_from("deny ::1/128\ndeny 127.0.0.2/32\n");
-    assert_int_equal(pc_server_create(&cfg, &g_srv), 0);
-    int idx = pc_server_listen(g_srv, "[::1]:0");
-    assert_true(idx >= 0);
-    int port = pc_server_listener_port(g_srv, idx);
-    assert_int_equal(pc_server_start(g_srv), 0);
+    int port = start_server_on(&cfg, "[::1]:0");
+    int idx = 0; /* the only listener */
     assert_int_not_equal(listener_filter(idx).tier, PC_KERNEL_FILTER_OFF);
     expect_dropped("::1", "::1", port);
     assert_int_equal(stats().rejected[PC_STEP_RULES], 0);

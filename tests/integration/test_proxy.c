@@ -458,11 +458,7 @@ static void proxy_over_ipv6(void **state)
     pc_server_config_t cfg;
     px_config(&cfg, "allow ::1\n");
     atomic_store(&g_opens, 0);
-    assert_int_equal(pc_server_create(&cfg, &g_srv), 0);
-    int idx = pc_server_listen(g_srv, "[::1]:0");
-    assert_true(idx >= 0);
-    int port = pc_server_listener_port(g_srv, idx);
-    assert_int_equal(pc_server_start(g_srv), 0);
+    int port = start_server_on(&cfg, "[::1]:0");
     shim_sock_t s = shim_connect("::1", port, NULL, 5000);
     assert_true(s != SHIM_INVALID);
     const char *h = "PROXY TCP4 203.0.113.5 192.0.2.1 7000 443\r\n";

@@ -726,11 +726,7 @@ static void local_addr_wildcard(void **state)
     base_config(&cfg);
     cfg.cb.on_close = wild_close;
     atomic_store(&g_wild_n, 0);
-    assert_int_equal(pc_server_create(&cfg, &g_srv), 0);
-    int idx = pc_server_listen(g_srv, "0.0.0.0:0");
-    assert_true(idx >= 0);
-    int port = pc_server_listener_port(g_srv, idx);
-    assert_int_equal(pc_server_start(g_srv), 0);
+    int port = start_server_on(&cfg, "0.0.0.0:0");
     const char *dst[3] = {"127.0.0.2", "127.0.0.3", "127.0.0.2"};
     char want[3][64];
     for (int i = 0; i < 3; i++) {
