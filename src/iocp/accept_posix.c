@@ -27,11 +27,17 @@
 #include "core/errno_map.h"
 #include "core/log.h"
 
-/* Between bind and listen: the kernel filter is in place before any SYN. */
-static int attach_kernel_filter(sock_t fd, void *ud)
+/* Between bind and listen: the kernel filter is in place before any SYN,
+ * and with accept batching the listener is non-blocking. A failure here is
+ * a failure to listen (sock_listen_with closes the socket). */
+static int prepare_listener(sock_t fd, void *ud)
 {
     listener_t *l = ud;
     pc_server_t *s = l->srv;
+    if (accept_batch_us(s)) {
+        int rc = sock_set_nonblock(fd);
+        if (rc < 0) return rc;
+    }
     pc__mutex_lock(&s->kf_lock);
     int rc = kfilter_attach(s, l, fd, filter_rules_peek(s->filter));
     pc__mutex_unlock(&s->kf_lock);
@@ -43,15 +49,9 @@ int accept_listener_open(pc_server_t *s, listener_t *l)
     int want = s->cfg.conditional_accept == PC_COND_ACCEPT_ON;
     l->cond_err = want ? PC_ENOTSUP : 0;
     int rc = sock_listen_with((struct sockaddr *)&l->addr, l->addrlen, s->cfg.backlog,
-                              attach_kernel_filter, l, &l->fd);
+                              prepare_listener, l, &l->fd);
     if (rc < 0) {
         kfilter_detach(s, l); /* frees an eBPF tier attached before listen failed */
-        return rc;
-    }
-    if (accept_batch_us(s) && (rc = sock_set_nonblock(l->fd)) < 0) {
-        sock_close(l->fd);
-        l->fd = SOCK_INVALID;
-        kfilter_detach(s, l);
         return rc;
     }
     l->mode = PC_ACCEPT_MODE_POST_HANDSHAKE;
