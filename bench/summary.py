@@ -15,7 +15,9 @@ asks for; "#" lines are comments.
 Per server it prints the median over rounds; per peer the median over rounds
 of pc / peer *within* the round: a round's runs are back to back, so
 background load on a shared machine cancels better than in a ratio of
-medians. It measures and never fails on a figure.
+medians. Against each target it says met or NOT met (by that median) and in
+how many rounds the round's own ratio met it. It measures and never fails on
+a figure.
 """
 import statistics
 import sys
@@ -47,9 +49,9 @@ def main():
         return "%.1f" % statistics.median(v) if v else "-"
 
     def ratio(key, pc, peer):
-        per = [by_round[(key, pc, r)] / by_round[(key, peer, r)] for r in rounds
-               if by_round.get((key, pc, r)) is not None and by_round.get((key, peer, r))]
-        return statistics.median(per) if per else None
+        """The per-round ratios pc / peer (empty when not measured)."""
+        return [by_round[(key, pc, r)] / by_round[(key, peer, r)] for r in rounds
+                if by_round.get((key, pc, r)) is not None and by_round.get((key, peer, r))]
 
     print("summary: per server the median over rounds; ratio = median over rounds of")
     print("pc-http / peer within the round (back-to-back runs: background load cancels better)")
@@ -72,14 +74,18 @@ def table(pc, name, peers, spec, vals, med, ratio):
         higher = higher == "1"
         targets = [None if t == "-" else float(t) for t in targets.split(",")]
         targets += [None] * (len(peers) - len(targets))
-        ratios = [ratio(key, pc, p) for p in peers]
+        per_round = [ratio(key, pc, p) for p in peers]
+        ratios = [statistics.median(v) if v else None for v in per_round]
         notes = []
-        for peer, r, t in zip(peers, ratios, targets):
+        for peer, r, v, t in zip(peers, ratios, per_round, targets):
             if t is None or r is None:
                 continue
-            ok = r >= t if higher else r <= t
-            notes.append("%s %.2f x %s: %s" % (">=" if higher else "<=", t, peer,
-                                               "met" if ok else "NOT met"))
+            def meets(x):
+                return x >= t if higher else x <= t
+            # the median decides; how many rounds met it shows how firm that is
+            notes.append("%s %.2f x %s: %s (%d of %d rounds)" %
+                         (">=" if higher else "<=", t, peer, "met" if meets(r) else "NOT met",
+                          sum(1 for x in v if meets(x)), len(v)))
         print(fmt % ((label, med(key, pc)) + tuple(med(key, p) for p in peers) +
                      tuple("%.2f" % r if r is not None else "-" for r in ratios) +
                      ("; ".join(notes),)))
