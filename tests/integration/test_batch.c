@@ -43,15 +43,20 @@ static pc_verdict_t gated_condition(void *user, const struct sockaddr *peer,
     return PC_ACCEPT;
 }
 
+static void open_all(shim_sock_t *c, int n)
+{
+    for (int i = 0; i < n; i++) {
+        c[i] = shim_connect("127.0.0.1", g_port, NULL, 2000);
+        assert_true(c[i] != SHIM_INVALID);
+    }
+}
+
 /* n connections opened while the accept thread is held: they wait in the
  * backlog, and the thread takes them in one drain once released. */
 static void open_piled(shim_sock_t *c, int n)
 {
     atomic_store(&gate, 1);
-    for (int i = 0; i < n; i++) {
-        c[i] = shim_connect("127.0.0.1", g_port, NULL, 2000);
-        assert_true(c[i] != SHIM_INVALID);
-    }
+    open_all(c, n);
     atomic_store(&gate, 0);
 }
 
@@ -79,14 +84,6 @@ static void lone_connections(int n)
         assert_true(s != SHIM_INVALID);
         expect_echo(s, "hello");
         shim_close(s);
-    }
-}
-
-static void open_all(shim_sock_t *c, int n)
-{
-    for (int i = 0; i < n; i++) {
-        c[i] = shim_connect("127.0.0.1", g_port, NULL, 2000);
-        assert_true(c[i] != SHIM_INVALID);
     }
 }
 
