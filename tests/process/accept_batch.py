@@ -19,46 +19,21 @@ killed on every exit path. Python 3 standard library only.
 """
 
 import argparse
-import json
 import os
 import re
 import socket
-import subprocess
 import sys
 
-from proclib import Fail, Server, http_metrics, set_budget  # noqa: E402
+from proclib import Fail, Server, http_metrics, read_response, run_checks, stress_json  # noqa: E402
 
 REQ = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
 
 
-def run_json(bin_dir, args):
-    p = subprocess.run([os.path.join(bin_dir, "pc-stress")] + args + ["--json"],
-                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       timeout=30)
-    if p.returncode != 0:
-        raise Fail("pc-stress %s: exit %d: %s" % (" ".join(args), p.returncode,
-                                                  p.stderr.decode("utf-8", "replace")[-300:]))
-    return json.loads(p.stdout.decode("utf-8", "replace"))
-
-
-def read_response(s, buf):
-    """One HTTP response off s (Content-Length framed); returns the rest."""
-    while b"\r\n\r\n" not in buf:
-        d = s.recv(4096)
-        if not d:
-            raise Fail("connection closed before a response")
-        buf += d
-    head, rest = buf.split(b"\r\n\r\n", 1)
-    m = re.search(rb"Content-Length: (\d+)", head, re.I)
-    n = int(m.group(1)) if m else 0
-    while len(rest) < n:
-        d = s.recv(4096)
-        if not d:
-            raise Fail("connection closed inside a body")
-        rest += d
-    if not head.startswith(b"HTTP/1.1 200"):
-        raise Fail("unexpected response %r" % head[:40])
-    return rest[n:]
+def expect_200(s):
+    """Read one response off s: it must be a 200."""
+    r = read_response(s)
+    if r is None or r[0] != 200:
+        raise Fail("unexpected response %r" % (r,))
 
 
 def batch_waits(port):
@@ -66,12 +41,7 @@ def batch_waits(port):
     return int(m.group(1)) if m else None
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("bin_dir")
-    ap.add_argument("--backend", default="auto")
-    a = ap.parse_args()
-    set_budget(60)
+def run(a):
     failures = []
 
     def check(cond, what):
@@ -87,13 +57,13 @@ def main():
         check("accept batching: 300 us" in "\n".join(srv.lines), "announce: accept batching 300 us")
         url = "http://127.0.0.1:%d/" % port
         common = ["-t", "2", "-c", "128", "--timeout", "5000"]
-        j = run_json(a.bin_dir, [url, "--close", "-d", "1"] + common)
+        j = stress_json(a.bin_dir, [url, "--close", "-d", "1"] + common)
         print("churn: %d requests, %d connects, errors %s" % (j["requests"], j["connects"],
                                                              j["errors"]))
         check(j["requests"] > 0 and j["errors_total"] == 0, "load: churn, no error")
         check(0 <= j["connects"] - j["requests"] <= 128,
               "load: churn, one request per connection (those open when the run ended aside)")
-        j = run_json(a.bin_dir, [url, "-d", "1"] + common)
+        j = stress_json(a.bin_dir, [url, "-d", "1"] + common)
         print("keep-alive: %d requests, errors %s" % (j["requests"], j["errors"]))
         check(j["requests"] > 0 and j["errors_total"] == 0, "load: keep-alive, no error")
         n = batch_waits(port)
@@ -108,7 +78,7 @@ def main():
         for _ in range(10):
             s = socket.create_connection(("127.0.0.1", port), 5)
             s.sendall(REQ)
-            read_response(s, b"")
+            expect_200(s)
             s.close()
         n = batch_waits(port)
         check(n == 0, "lone: 10 connections one after the other, no sleep (%s)" % n)
@@ -117,23 +87,22 @@ def main():
             for s in socks:
                 s.sendall(REQ)
             for s in socks:
-                read_response(s, b"")
+                expect_200(s)
                 s.close()
         n = batch_waits(port)
         check(n == 0, "lone: 10 rounds of 4 clients (fewer than 32 open), no sleep (%s)" % n)
     finally:
         srv.kill()
+    return failures
 
-    if failures:
-        print("FAILED: %d check(s)" % len(failures))
-        return 1
-    print("PASS")
-    return 0
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("bin_dir")
+    ap.add_argument("--backend", default="auto")
+    a = ap.parse_args()
+    return run_checks(lambda: run(a), 60)
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except Fail as e:
-        print("FAIL: %s" % e)
-        sys.exit(1)
+    sys.exit(main())

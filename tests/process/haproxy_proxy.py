@@ -38,7 +38,7 @@ import sys
 import tempfile
 import time
 
-from proclib import Fail, Server, now, pdeathsig, set_budget  # noqa: E402
+from proclib import Fail, Server, now, pdeathsig, read_response, set_budget  # noqa: E402
 
 HOST = "127.0.0.1"
 
@@ -57,30 +57,6 @@ def connect(port, src, timeout=5.0):
     s.bind((src, 0))
     s.connect((HOST, port))
     return s
-
-
-def read_response(s):
-    """One HTTP/1.1 response with Content-Length: (status, body), or None if
-    the connection ended (FIN or reset) before a whole response."""
-    buf = b""
-    try:
-        while b"\r\n\r\n" not in buf:
-            d = s.recv(4096)
-            if not d:
-                return None
-            buf += d
-        head, _, rest = buf.partition(b"\r\n\r\n")
-        m = re.search(rb"(?i)content-length:\s*(\d+)", head)
-        n = int(m.group(1)) if m else 0
-        while len(rest) < n:
-            d = s.recv(4096)
-            if not d:
-                return None
-            rest += d
-        status = int(head.split(b" ", 2)[1])
-        return status, rest[:n].decode()
-    except ConnectionResetError:
-        return None
 
 
 def get(s, path):

@@ -1,11 +1,13 @@
 # SPDX-License-Identifier: MIT
 """Shared pieces of the process-level tests: the server process (output
 drained, port read from its "listening on" line, killed on every exit path),
-the failure exception, a monotonic clock, errno names and pc-http's
-/metrics page."""
+the failure exception, a monotonic clock, errno names, pc-http's /metrics
+page, reading one HTTP response and pc-stress's JSON report."""
 
 import collections
 import errno
+import json
+import os
 import re
 import signal
 import socket
@@ -31,6 +33,49 @@ def http_metrics(port, host="127.0.0.1"):
         body += chunk
     s.close()
     return body.decode("utf-8", "replace")
+
+
+def read_response(s):
+    """One HTTP/1.1 response with Content-Length: (status, body), or None if
+    the connection ended (FIN or reset) before a whole response."""
+    buf = b""
+    try:
+        while b"\r\n\r\n" not in buf:
+            d = s.recv(4096)
+            if not d:
+                return None
+            buf += d
+        head, _, rest = buf.partition(b"\r\n\r\n")
+        m = re.search(rb"(?i)content-length:\s*(\d+)", head)
+        n = int(m.group(1)) if m else 0
+        while len(rest) < n:
+            d = s.recv(4096)
+            if not d:
+                return None
+            rest += d
+        status = int(head.split(b" ", 2)[1])
+        return status, rest[:n].decode()
+    except ConnectionResetError:
+        return None
+
+
+def run_stress(bin_dir, args, timeout=30):
+    """pc-stress ARGS: (exit status, stdout, stderr)."""
+    p = subprocess.run([os.path.join(bin_dir, "pc-stress")] + args, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
+    return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
+
+
+def stress_json(bin_dir, args):
+    """pc-stress ARGS --json: its report as a dict; Fail on a non-zero exit
+    or a report that is not JSON."""
+    rc, out, err = run_stress(bin_dir, args + ["--json"])
+    if rc != 0:
+        raise Fail("pc-stress %s: exit %d: %s" % (" ".join(args), rc, err.strip()[-300:]))
+    try:
+        return json.loads(out)
+    except ValueError:
+        raise Fail("pc-stress %s: no JSON report: %r" % (" ".join(args), out[-300:]))
 
 
 def now():

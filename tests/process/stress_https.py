@@ -32,7 +32,6 @@ exit path. Python 3 standard library only.
 """
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -40,23 +39,7 @@ import sys
 import tempfile
 import time
 
-from proclib import Fail, Server, set_budget  # noqa: E402
-
-
-def run_stress(bin_dir, args, timeout=30):
-    p = subprocess.run([os.path.join(bin_dir, "pc-stress")] + args, stdin=subprocess.DEVNULL,
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
-    return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
-
-
-def run_json(bin_dir, args):
-    rc, out, err = run_stress(bin_dir, args + ["--json"])
-    if rc != 0:
-        raise Fail("pc-stress %s: exit %d: %s" % (" ".join(args), rc, err.strip()[-300:]))
-    try:
-        return json.loads(out)
-    except ValueError:
-        raise Fail("pc-stress %s: no JSON report: %r" % (" ".join(args), out[-300:]))
+from proclib import Fail, Server, run_stress, set_budget, stress_json  # noqa: E402
 
 
 def s_client(port, ca, sess_in, sess_out):
@@ -105,7 +88,7 @@ def main():
         url = "https://localhost:%d/" % port
         common = ["-t", "2", "--timeout", "5000"]
 
-        j = run_json(a.bin_dir, [url, "--cacert", ca, "-c", "4", "-d", "1"] + common)
+        j = stress_json(a.bin_dir, [url, "--cacert", ca, "-c", "4", "-d", "1"] + common)
         tls = j.get("tls", {})
         print("verified: %d requests, %d connects, tls %s" % (j["requests"], j["connects"], tls))
         check(j["requests"] > 0, "verified: requests answered")
@@ -119,19 +102,19 @@ def main():
         check(tls.get("full_handshake_us", {}).get("p50", 0) > 0,
               "verified: handshake percentiles reported")
 
-        j = run_json(a.bin_dir, [url, "--cacert", other, "-c", "2", "-d", "0.5"] + common)
+        j = stress_json(a.bin_dir, [url, "--cacert", other, "-c", "2", "-d", "0.5"] + common)
         print("wrong CA: %d requests, errors %s" % (j["requests"], j["errors"]))
         check(j["requests"] == 0, "wrong CA: no request")
         check(j["errors"]["tls_handshake"] > 0 and
               j["errors"]["tls_handshake"] == j["errors_total"],
               "wrong CA: every failure is a tls_handshake error")
 
-        j = run_json(a.bin_dir, [url, "--insecure", "-c", "2", "-d", "0.5"] + common)
+        j = stress_json(a.bin_dir, [url, "--insecure", "-c", "2", "-d", "0.5"] + common)
         print("insecure: %d requests, errors %d" % (j["requests"], j["errors_total"]))
         check(j["requests"] > 0 and j["errors_total"] == 0, "insecure: requests, no error")
         check(j["tls"]["verify"] is False, "insecure: the report says not verified")
 
-        j = run_json(a.bin_dir, [url, "--cacert", ca, "--close", "--tls-resume", "-c", "1",
+        j = stress_json(a.bin_dir, [url, "--cacert", ca, "--close", "--tls-resume", "-c", "1",
                                  "-d", "1"] + common)
         tls = j["tls"]
         print("resume: %d connects, tls %s" % (j["connects"], tls))
@@ -141,7 +124,7 @@ def main():
         check(tls["full"] + tls["resumed"] == j["connects"], "resume: full + resumed = connects")
         check(tls["resumed_handshake_us"]["p50"] > 0, "resume: resumed percentiles reported")
 
-        j = run_json(a.bin_dir, [url, "--cacert", ca, "--close", "-c", "1", "-d", "0.5"] + common)
+        j = stress_json(a.bin_dir, [url, "--cacert", ca, "--close", "-c", "1", "-d", "0.5"] + common)
         print("no resume: %d connects, tls %s" % (j["connects"], j["tls"]))
         check(j["connects"] > 1 and j["tls"]["full"] == j["connects"] and
               j["tls"]["resumed"] == 0, "no resume: every handshake full")
