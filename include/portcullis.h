@@ -460,15 +460,15 @@ typedef struct pc_server_config_s {
      * the accept thread wakes for each new connection. With N > 0 (Linux),
      * an accept thread whose last drain of the backlog took 2 or more
      * connections, with 32 or more open, sleeps N us and then takes the
-     * whole backlog:
-     * one wake-up per batch instead of one per connection, for up to N us
-     * more before a new connection is handed over. A lone connection, or a
-     * few clients reconnecting in turn, never wait. Every connection still
-     * gets its verdict on the accept thread. Windows accept threads take
-     * connections as WSAAccept returns them (logged once at start).
-     * pc_server_stats has what runs (accept_batch_us) and the sleeps
-     * (accept_batch_waits); docs/accept-batch.md the figures. At most
-     * PC_ACCEPT_BATCH_MAX_US, else pc_server_create fails with PC_EINVAL. */
+     * whole backlog: one wake-up per batch instead of one per connection,
+     * for up to N us more before a new connection is handed over. A lone
+     * connection, or a few clients reconnecting in turn, never wait. Every
+     * connection still gets its verdict on the accept thread. Windows
+     * accept threads take connections as WSAAccept returns them (logged
+     * once at start). pc_server_stats has what runs (accept_batch_us) and
+     * the sleeps (accept_batch_waits); docs/accept-batch.md the figures. At
+     * most PC_ACCEPT_BATCH_MAX_US, else pc_server_create fails with
+     * PC_EINVAL. */
     unsigned accept_batch_us;
     /* Callbacks. on_data is required. */
     pc_callbacks_t cb;
