@@ -389,6 +389,8 @@ PC_API int pc_kernel_filter_parse(const char *name);
 
 /* The largest pc_server_config_t.accept_batch_us (100 ms). */
 #define PC_ACCEPT_BATCH_MAX_US 100000u
+/* The largest pc_server_config_t.accept_data_wait_s (5 minutes). */
+#define PC_ACCEPT_DATA_WAIT_MAX_S 300u
 
 typedef struct pc_server_config_s {
     /* Worker threads. Default 0 = number of CPUs. */
@@ -470,6 +472,24 @@ typedef struct pc_server_config_s {
      * most PC_ACCEPT_BATCH_MAX_US, else pc_server_create fails with
      * PC_EINVAL. */
     unsigned accept_batch_us;
+    /* Accept once data arrived (Linux), in seconds; 0 (default) = off. With
+     * N > 0 the kernel holds a new connection whose handshake completed
+     * until the client's first bytes arrive (TCP_DEFER_ACCEPT), and only
+     * then queues it for the accept thread: the verdict, the hand-over and
+     * the worker's first receive then happen with the request already
+     * there, instead of a worker waking once for the connection and again
+     * for its data. For protocols where the client speaks first (HTTP, TLS,
+     * a PROXY header). A client that sends nothing is accepted after about
+     * N s, when it answers the SYN-ACK the kernel sends again (the kernel
+     * rounds N up to its retransmission schedule, 1, 3, 7, 15... s), so a
+     * protocol where the server speaks first would wait that long for every
+     * client: leave it off there. While held, a connection takes a place in
+     * the listener's SYN queue (backlog), not a socket or a record.
+     * Windows' WSAAccept has no equivalent (logged once at start).
+     * pc_server_stats has what runs (accept_data_wait_s, as the kernel
+     * rounded it). At most PC_ACCEPT_DATA_WAIT_MAX_S, else pc_server_create
+     * fails with PC_EINVAL. */
+    unsigned accept_data_wait_s;
     /* Callbacks. on_data is required. */
     pc_callbacks_t cb;
     /* ---- accept filter (steps 2-4 of the pipeline; portcullis/filter.h) ---- */
@@ -798,6 +818,10 @@ typedef struct pc_server_stats_s {
      * on Windows) and the accept-thread sleeps that gathered a batch */
     unsigned accept_batch_us;
     uint64_t accept_batch_waits;
+    /* the accept data wait in force, in seconds as the kernel rounded
+     * pc_server_config_t.accept_data_wait_s; the smallest over the
+     * listeners, 0 when off, on Windows, or before any listener */
+    unsigned accept_data_wait_s;
     /* why that one: "requested by the configuration", "requested by
      * PORTCULLIS_BACKEND=uring", or AUTO's reason ("auto: io_uring, ...",
      * "auto: io_uring unavailable (why)"); also in the start-up log */

@@ -63,6 +63,9 @@ void server_opts_usage(FILE *f)
             "  --backend NAME            auto, epoll, uring or iocp (default auto)\n"
             "  --accept-batch-us N       under churn, let new connections gather up to N us\n"
             "                            before the accept thread wakes (Linux; default 0)\n"
+            "  --accept-data-wait S      accept a connection once its first bytes arrived,\n"
+            "                            holding it in the kernel up to S s (Linux; 0 = off;\n"
+            "                            default: pc-http 3, the other samples 0)\n"
             "  --rules FILE              allow/deny rules (one per line: allow|deny ADDR[/LEN]);\n"
             "                            SIGHUP reloads it and the lists\n"
             "  --deny-list FILE          deny every address or CIDR listed (one per line, # and\n"
@@ -125,29 +128,15 @@ int server_opts_parse(server_opts_t *o, int argc, char **argv, int *i)
         pc_log_set_level(PC_LOG_INFO);
         return 1;
     }
-    static const char *const with_value[] = {"--listen",
-                                             "--threads",
-                                             "--max-conns",
-                                             "--idle-timeout",
-                                             "--write-timeout",
-                                             "--max-buffered",
-                                             "--backend",
-                                             "--accept-batch-us",
-                                             "--rules",
-                                             "--deny-list",
-                                             "--allow-list",
-                                             "--per-source-max",
-                                             "--per-source-rate",
-                                             "--conditional-accept",
-                                             "--proxy-protocol",
-                                             "--proxy-timeout",
-                                             "--proxy-versions",
-                                             "--kernel-filter",
-                                             "--tls-cert",
-                                             "--tls-key",
-                                             "--tls-alpn",
-                                             "--tls-client-ca",
-                                             NULL};
+    static const char *const with_value[] = {
+        "--listen",         "--threads",         "--max-conns",
+        "--idle-timeout",   "--write-timeout",   "--max-buffered",
+        "--backend",        "--accept-batch-us", "--accept-data-wait",
+        "--rules",          "--deny-list",       "--allow-list",
+        "--per-source-max", "--per-source-rate", "--conditional-accept",
+        "--proxy-protocol", "--proxy-timeout",   "--proxy-versions",
+        "--kernel-filter",  "--tls-cert",        "--tls-key",
+        "--tls-alpn",       "--tls-client-ca",   NULL};
     int known = 0;
     for (int k = 0; with_value[k]; k++)
         known |= !strcmp(a, with_value[k]);
@@ -192,6 +181,9 @@ int server_opts_parse(server_opts_t *o, int argc, char **argv, int *i)
     } else if (!strcmp(a, "--accept-batch-us")) {
         bad = parse_uint(v, PC_ACCEPT_BATCH_MAX_US, &n);
         if (!bad) cfg->accept_batch_us = (unsigned)n;
+    } else if (!strcmp(a, "--accept-data-wait")) {
+        bad = parse_uint(v, PC_ACCEPT_DATA_WAIT_MAX_S, &n);
+        if (!bad) cfg->accept_data_wait_s = (unsigned)n;
     } else if (!strcmp(a, "--backend")) {
         int b = pc_backend_parse(v);
         bad = b < 0;
@@ -344,6 +336,14 @@ void server_opts_announce(server_opts_t *o, pc_server_t *srv)
             printf("accept batching: %u us\n", st.accept_batch_us);
         else
             printf("accept batching: off (not on this platform)\n");
+    }
+    if (o->cfg->accept_data_wait_s) {
+        if (st.accept_data_wait_s)
+            printf("accept data wait: up to %u s (connections are accepted once their first "
+                   "bytes arrived)\n",
+                   st.accept_data_wait_s);
+        else
+            printf("accept data wait: off (not on this platform)\n");
     }
     char what[32];
     if (o->rules_path || o->nlists) {

@@ -78,6 +78,9 @@ int main(int argc, char **argv)
     server_opts_t o;
     server_opts_init(&o, "pc-http", "127.0.0.1:8080", &cfg.server);
     o.tls_alpn = "http/1.1"; /* HTTPS when --tls-cert is given */
+    /* HTTP clients speak first: a connection is worth a worker's time once
+     * its request arrived (--accept-data-wait 0 turns it off) */
+    cfg.server.accept_data_wait_s = 3;
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];

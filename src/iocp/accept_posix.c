@@ -14,10 +14,16 @@
  * ACCEPT_BATCH_OPEN (32) or more connections open, connections are piling
  * up (the server is busy): the thread sleeps accept_batch_us and takes what
  * gathered meanwhile, rather than waking per connection. A lone connection
- * finds the thread in poll() and is taken at once. */
+ * finds the thread in poll() and is taken at once.
+ *
+ * Data wait (cfg.accept_data_wait_s): TCP_DEFER_ACCEPT on the listener; the
+ * kernel queues a connection for accept4 once its first bytes arrived (or
+ * the wait ended), so the loop below is the same with or without it. */
 #include "server.h"
 
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -27,13 +33,44 @@
 #include "core/errno_map.h"
 #include "core/log.h"
 
+int accept_data_wait_available(void)
+{
+    return 1;
+}
+
+/* cfg.accept_data_wait_s on the listener: TCP_DEFER_ACCEPT, and what the
+ * kernel made of it (it rounds the seconds up to its SYN-ACK retransmission
+ * schedule). Refused (no kernel has refused it on a TCP socket), the
+ * listener takes connections as their handshake completes and says so. */
+static void set_data_wait(listener_t *l, sock_t fd)
+{
+    unsigned want = l->srv->cfg.accept_data_wait_s;
+    l->data_wait_s = 0;
+    if (!want) return;
+    int v = (int)want;
+    socklen_t len = sizeof v;
+    if (setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &v, sizeof v) != 0 ||
+        getsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &v, &len) != 0 || v <= 0) {
+        PC_LOGW("accept_data_wait_s=%u: TCP_DEFER_ACCEPT refused (%s); this listener "
+                "accepts connections as their handshake completes",
+                want, strerror(errno));
+        return;
+    }
+    l->data_wait_s = (unsigned)v;
+    if (l->data_wait_s != want)
+        PC_LOGD("accept data wait: %u s asked, %u s in force (the kernel's rounding)", want,
+                l->data_wait_s);
+}
+
 /* Between bind and listen: the kernel filter is in place before any SYN,
- * and with accept batching the listener is non-blocking. A failure here is
- * a failure to listen (sock_listen_with closes the socket). */
+ * the data wait is set, and with accept batching the listener is
+ * non-blocking. A failure here is a failure to listen (sock_listen_with
+ * closes the socket). */
 static int prepare_listener(sock_t fd, void *ud)
 {
     listener_t *l = ud;
     pc_server_t *s = l->srv;
+    set_data_wait(l, fd);
     if (accept_batch_us(s)) {
         int rc = sock_set_nonblock(fd);
         if (rc < 0) return rc;

@@ -209,6 +209,11 @@ unsigned accept_batch_us(const pc_server_t *s)
     return 0;
 }
 
+int accept_data_wait_available(void)
+{
+    return 0; /* WSAAccept returns a connection once its handshake completes */
+}
+
 void accept_thread_main(void *arg)
 {
     listener_t *l = arg;

@@ -223,11 +223,21 @@ static void accept_batch_check(const pc_server_t *s)
                 s->cfg.accept_batch_us);
 }
 
+/* cfg.accept_data_wait_s where listeners cannot hold connections: said once. */
+static void accept_data_wait_check(const pc_server_t *s)
+{
+    if (s->cfg.accept_data_wait_s && !accept_data_wait_available())
+        PC_LOGW("accept_data_wait_s=%u: connections are accepted as their handshake "
+                "completes (no accept data wait on this platform)",
+                s->cfg.accept_data_wait_s);
+}
+
 int pc_server_create(const pc_server_config_t *cfg, pc_server_t **out)
 {
     if (!cfg || !out || !cfg->cb.on_data || cfg->max_connections == 0 ||
         cfg->send_low_water > cfg->send_high_water || cfg->threads < 0 || cfg->threads > 1024 ||
-        cfg->accept_batch_us > PC_ACCEPT_BATCH_MAX_US)
+        cfg->accept_batch_us > PC_ACCEPT_BATCH_MAX_US ||
+        cfg->accept_data_wait_s > PC_ACCEPT_DATA_WAIT_MAX_S)
         return PC_EINVAL;
     int rc = sock_lib_init();
     if (rc < 0) return rc;
@@ -268,6 +278,7 @@ int pc_server_create(const pc_server_config_t *cfg, pc_server_t **out)
     }
     PC_LOGI("backend: %s (%s)", s->port->vt->name, s->backend_why);
     accept_batch_check(s);
+    accept_data_wait_check(s);
     s->workers = pc__calloc((size_t)s->nworkers, sizeof *s->workers);
     if (!s->workers) {
         rc = PC_ENOMEM;
@@ -630,4 +641,8 @@ void pc_server_stats(const pc_server_t *s, pc_server_stats_t *out)
     out->threads = s->nworkers;
     out->accept_batch_us = accept_batch_us(s);
     out->accept_batch_waits = counter_get(&s->accept_batch_waits);
+    out->accept_data_wait_s = 0;
+    for (int i = 0; i < s->nlisteners; i++)
+        if (i == 0 || s->listeners[i].data_wait_s < out->accept_data_wait_s)
+            out->accept_data_wait_s = s->listeners[i].data_wait_s;
 }

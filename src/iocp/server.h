@@ -248,7 +248,8 @@ struct listener_s {
     /* that connection came from a trusted proxy: it must start with a PROXY
      * header (consumed by conn_start_accepted, like pending_ticket) */
     uint8_t pending_proxy;
-    pc_tls_ctx_t *tls; /* TLS listener (pc_server_listen_tls): its context, a reference */
+    pc_tls_ctx_t *tls;    /* TLS listener (pc_server_listen_tls): its context, a reference */
+    unsigned data_wait_s; /* TCP_DEFER_ACCEPT in force, as the kernel rounded it; 0: none */
 };
 
 #define PC_MAX_LISTENERS 16
@@ -539,6 +540,9 @@ void accept_thread_main(void *arg);
 /* The accept batching in force (cfg.accept_batch_us on Linux; 0 on
  * Windows, whose accept loop takes connections as WSAAccept returns them). */
 unsigned accept_batch_us(const pc_server_t *s);
+/* 1 when listeners can hold connections until data arrives (Linux:
+ * TCP_DEFER_ACCEPT), 0 on Windows. */
+int accept_data_wait_available(void);
 int accept_listener_open(pc_server_t *s, listener_t *l);
 void accept_listener_wake(listener_t *l);
 

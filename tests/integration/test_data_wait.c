@@ -1,0 +1,155 @@
+/* SPDX-License-Identifier: MIT */
+/* pc_server_config_t.accept_data_wait_s: on Linux a connection reaches the
+ * accept thread (and the application) only once its first bytes arrived, a
+ * silent one after the wait; every connection still gets its verdict; what
+ * runs is in the stats, and where it cannot run (Windows) that is said. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+
+static char wait_lines[4][256];
+static int nwait_lines;
+
+static void log_sink(void *user, pc_log_level_t level, const char *line)
+{
+    (void)user;
+    (void)level;
+    if (strstr(line, "accept_data_wait_s") && nwait_lines < 4)
+        snprintf(wait_lines[nwait_lines++], sizeof wait_lines[0], "%s", line);
+}
+
+static void start_waiting(unsigned s)
+{
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.accept_data_wait_s = s;
+    nwait_lines = 0;
+    pc_log_set_handler(log_sink, NULL);
+    start_server(&cfg);
+    pc_log_set_handler(NULL, NULL);
+}
+
+/* A client that connected and sent nothing is not accepted; its first bytes
+ * bring it to the accept thread and the application at once. */
+static void held_until_first_bytes(void **state)
+{
+    (void)state;
+    start_waiting(3);
+    shim_sock_t c = shim_connect("127.0.0.1", g_port, NULL, 2000);
+    assert_true(c != SHIM_INVALID);
+#ifdef _WIN32
+    assert_int_equal(stats().accept_data_wait_s, 0);
+    assert_int_equal(nwait_lines, 1); /* no data wait here: said once */
+    assert_non_null(strstr(wait_lines[0], "no accept data wait on this platform"));
+    WAIT_FOR(stats().accepted == 1, 2000); /* accepted at the handshake */
+    assert_int_equal(stats().accepted, 1);
+#else
+    assert_int_equal(stats().accept_data_wait_s, 3); /* 3 s is on the kernel's schedule */
+    assert_int_equal(nwait_lines, 0);
+    shim_sleep_ms(400); /* long enough for an accept (a few ms), well inside the wait */
+    assert_int_equal(stats().accepted, 0);
+    assert_int_equal(atomic_load(&g_opens), 0);
+#endif
+    uint64_t t0 = shim_now_ms();
+    expect_echo(c, "first bytes");
+    assert_true(shim_now_ms() - t0 < 1000); /* not held to the end of the wait */
+    assert_int_equal(stats().accepted, 1);
+    assert_int_equal(atomic_load(&g_opens), 1);
+    shim_close(c);
+}
+
+/* Without the option a silent client is accepted as its handshake
+ * completes: the difference the option makes. */
+static void off_accepts_at_handshake(void **state)
+{
+    (void)state;
+    start_waiting(0);
+    assert_int_equal(stats().accept_data_wait_s, 0);
+    shim_sock_t c = shim_connect("127.0.0.1", g_port, NULL, 2000);
+    assert_true(c != SHIM_INVALID);
+    WAIT_FOR(atomic_load(&g_opens) == 1, 2000);
+    assert_int_equal(atomic_load(&g_opens), 1);
+    assert_int_equal(stats().accepted, 1);
+    assert_int_equal(nwait_lines, 0);
+    shim_close(c);
+}
+
+/* A client that never sends is not lost: it is accepted once the wait
+ * ends (when it answers the SYN-ACK the kernel sends again), and served. */
+static void silent_client_accepted_after_wait(void **state)
+{
+    (void)state;
+    start_waiting(1);
+    uint64_t t0 = shim_now_ms();
+    shim_sock_t c = shim_connect("127.0.0.1", g_port, NULL, 5000);
+    assert_true(c != SHIM_INVALID);
+    WAIT_FOR(atomic_load(&g_opens) == 1, 5000);
+    assert_int_equal(atomic_load(&g_opens), 1);
+#ifndef _WIN32
+    assert_int_equal(stats().accept_data_wait_s, 1);
+    assert_true(shim_now_ms() - t0 >= 800); /* the SYN-ACK is sent again after ~1 s */
+#else
+    (void)t0;
+#endif
+    expect_echo(c, "late");
+    shim_close(c);
+}
+
+/* The verdict still comes first: a rejected source's first bytes bring it
+ * to the accept thread, which refuses it; the application never sees it. */
+static void verdict_still_applies(void **state)
+{
+    (void)state;
+    g_reject_src = "127.0.0.2"; /* start_server keeps it; teardown clears it */
+    start_waiting(3);
+    shim_sock_t x = shim_connect("127.0.0.1", g_port, "127.0.0.2", 2000);
+    if (x != SHIM_INVALID) {
+        char ch;
+        shim_send_all(x, "?", 1);
+        int n = shim_recv_some(x, &ch, 1);
+        assert_true(n == -1 || n == 0);
+        shim_close(x);
+    }
+    shim_sock_t ok = shim_connect("127.0.0.1", g_port, "127.0.0.3", 2000);
+    assert_true(ok != SHIM_INVALID);
+    expect_echo(ok, "welcome");
+    assert_int_equal(stats().rejected[PC_STEP_CONDITION], 1);
+    assert_int_equal(atomic_load(&g_opens), 1);
+    shim_close(ok);
+}
+
+static void bounds(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    pc_server_t *s = NULL;
+    cfg.accept_data_wait_s = PC_ACCEPT_DATA_WAIT_MAX_S + 1;
+    assert_int_equal(pc_server_create(&cfg, &s), PC_EINVAL);
+    assert_null(s);
+    cfg.accept_data_wait_s = PC_ACCEPT_DATA_WAIT_MAX_S;
+    assert_int_equal(pc_server_create(&cfg, &s), 0);
+    pc_server_destroy(s);
+}
+
+int main(int argc, char **argv)
+{
+    shim_init();
+    pc_log_set_level(PC_LOG_WARN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(held_until_first_bytes, teardown),
+        cmocka_unit_test_teardown(off_accepts_at_handshake, teardown),
+        cmocka_unit_test_teardown(silent_client_accepted_after_wait, teardown),
+        cmocka_unit_test_teardown(verdict_still_applies, teardown),
+        cmocka_unit_test(bounds),
+    };
+    if (argc > 1) cmocka_set_test_filter(argv[1]);
+    return cmocka_run_group_tests_name("data_wait", tests, NULL, NULL);
+}

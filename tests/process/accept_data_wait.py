@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""Process-level test: pc-http's accept data wait, as a user runs it.
+
+    accept_data_wait.py BIN_DIR [--backend NAME]
+
+  default   pc-http without the flag prints "accept data wait: up to 3 s" and
+            /metrics has pc_accept_data_wait_seconds 3; 8 clients connect and
+            send nothing: 0.5 s later none is accepted (each /metrics request
+            is one accepted connection, counted in the expected figure); then
+            each sends its request and gets a 200 at once;
+  silent    pc-http --accept-data-wait 1: a client that never sends is
+            accepted after about a second (pc_connections_active goes to 1),
+            and a request it sends then is answered;
+  off       pc-http --accept-data-wait 0: no announce line, the gauge is 0,
+            and 8 silent clients are accepted at once.
+
+Exit 0 on pass, 1 on failure (every failed check printed). Bounded: an
+overall alarm (40 s) ends the run, the servers are killed on every exit
+path. Python 3 standard library only.
+"""
+
+import argparse
+import os
+import re
+import socket
+import sys
+import time
+
+from proclib import Fail, Server, http_metrics, read_response, run_checks  # noqa: E402
+
+REQ = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
+
+
+def metric(port, name):
+    m = re.search(r"^%s (\d+)$" % name, http_metrics(port), re.M)
+    return int(m.group(1)) if m else None
+
+
+def expect_200(s):
+    r = read_response(s)
+    if r is None or r[0] != 200:
+        raise Fail("unexpected response %r" % (r,))
+
+
+def connect_silent(port, n):
+    return [socket.create_connection(("127.0.0.1", port), 5) for _ in range(n)]
+
+
+def run(a):
+    failures = []
+
+    def check(cond, what):
+        print("%s: %s" % ("ok" if cond else "FAIL", what))
+        if not cond:
+            failures.append(what)
+
+    http = os.path.join(a.bin_dir, "pc-http")
+    base = [http, "--listen", "127.0.0.1:0", "--threads", "2", "--backend", a.backend]
+
+    srv = Server(base)
+    try:
+        port = srv.wait_listening(10)
+        check("accept data wait: up to 3 s" in "\n".join(srv.lines), "default: announced, 3 s")
+        check(metric(port, "pc_accept_data_wait_seconds") == 3, "default: /metrics gauge 3")
+        before = metric(port, "pc_connections_accepted_total")  # counts its own connection
+        socks = connect_silent(port, 8)
+        time.sleep(0.5)
+        held = metric(port, "pc_connections_accepted_total")
+        check(before is not None and held == before + 1,
+              "default: 8 silent clients, none accepted after 0.5 s (%s -> %s, 1 is /metrics)"
+              % (before, held))
+        t0 = time.monotonic()
+        for s in socks:
+            s.sendall(REQ)
+        for s in socks:
+            expect_200(s)
+            s.close()
+        took = time.monotonic() - t0
+        check(took < 1.0, "default: their requests answered at once (%.3f s)" % took)
+        after = metric(port, "pc_connections_accepted_total")
+        check(after == held + 9, "default: the 8 then accepted (%s -> %s)" % (held, after))
+    finally:
+        srv.kill()
+
+    srv = Server(base + ["--accept-data-wait", "1"])
+    try:
+        port = srv.wait_listening(10)
+        check(metric(port, "pc_accept_data_wait_seconds") == 1, "silent: /metrics gauge 1")
+        t0 = time.monotonic()
+        s = connect_silent(port, 1)[0]
+        active = None
+        while time.monotonic() - t0 < 5:
+            active = metric(port, "pc_connections_active")  # the /metrics one is open too
+            if active == 2:
+                break
+            time.sleep(0.05)
+        took = time.monotonic() - t0
+        check(active == 2 and took >= 0.8,
+              "silent: the silent client accepted after the wait (%.2f s)" % took)
+        s.sendall(REQ)
+        expect_200(s)
+        s.close()
+    finally:
+        srv.kill()
+
+    srv = Server(base + ["--accept-data-wait", "0"])
+    try:
+        port = srv.wait_listening(10)
+        check("accept data wait" not in "\n".join(srv.lines), "off: no announce line")
+        check(metric(port, "pc_accept_data_wait_seconds") == 0, "off: /metrics gauge 0")
+        before = metric(port, "pc_connections_accepted_total")
+        socks = connect_silent(port, 8)
+        n = None
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 2:
+            n = metric(port, "pc_connections_accepted_total")
+            if before is not None and n == before + 9:
+                break
+            time.sleep(0.05)
+        check(before is not None and n == before + 9,
+              "off: 8 silent clients accepted at once (%s -> %s)" % (before, n))
+        for s in socks:
+            s.close()
+    finally:
+        srv.kill()
+    return failures
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("bin_dir")
+    ap.add_argument("--backend", default="auto")
+    a = ap.parse_args()
+    return run_checks(lambda: run(a), 40)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
