@@ -37,17 +37,23 @@
 # generators run on the same machine and share its CPUs, so req/s is a
 # property of the pair; CPU per request is the server's alone.
 #
+# pc-http runs as shipped: its accept data wait (3 s, TCP_DEFER_ACCEPT) is
+# on; nginx's and HAProxy's equivalents (listen ... deferred, bind ...
+# defer-accept) are off, as they ship.
+#
 # Environment: PC_HTTP_ARGS (extra pc-http flags, e.g. "--backend epoll"),
-# NGINX, HAPROXY (binaries), SERVERS (default "pc nginx haproxy"; add "pcb"
-# for a second pc-http with PC_BATCH_ARGS, default "--accept-batch-us 1000",
-# in the same rounds: the summary then has a table for each).
+# NGINX, HAPROXY (binaries), SERVERS (default "pc nginx haproxy"; add, in
+# the same rounds, "pcb" for a second pc-http with PC_BATCH_ARGS, default
+# "--accept-batch-us 1000", and "pcn" for one with "--accept-data-wait 0":
+# the summary then has a table for each; add "nginxd" for an nginx with
+# "listen ... deferred", nginx's accept data wait: a peer in every table).
 #
 # It measures and never judges: the exit status is 0 whatever the figures
 # (non-zero only for bad usage or when a server cannot be started).
 set -u
 
 usage() {
-    sed -n '3,46p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '3,52p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 if [ $# -lt 1 ] || [ ! -d "$1" ]; then usage; fi
@@ -136,6 +142,8 @@ echo "machine: $(nproc) CPUs, $(awk -F': ' '/model name/ {print $2; exit}' /proc
 echo "nginx: $("$NGINX" -v 2>&1 | sed 's/.*version: //'), haproxy: $("$HAPROXY" -v 2>&1 |
     awk 'NR==1 {print $3}'), wrk: $(wrk -v 2>&1 | awk 'NR==1 {print $2}'), pc-http: $PCHTTP ${PC_HTTP_ARGS:-}"
 case " $SERVERS " in *" pcb "*) echo "pcb: pc-http ${PC_HTTP_ARGS:-} ${PC_BATCH_ARGS:---accept-batch-us 1000}" ;; esac
+case " $SERVERS " in *" pcn "*) echo "pcn: pc-http ${PC_HTTP_ARGS:-} --accept-data-wait 0" ;; esac
+case " $SERVERS " in *" nginxd "*) echo "nginxd: nginx with listen ... deferred" ;; esac
 echo "rounds $ROUNDS x ${SECS}s, $THREADS workers each, $CONNS connections, idle $IDLE," \
     "file limit $FDLIM, load avg $(cut -d' ' -f1-3 /proc/loadavg)"
 
@@ -148,16 +156,18 @@ start_server() {
     for p in "${PORT[@]}"; do [ "$p" = "$port" ] && port=$(bench_free_port); done
     PORT[$srv]=$port
     case $srv in
-    pc | pcb)
+    pc | pcb | pcn)
         local rules=() extra=
         [ -n "$list" ] && rules=(--rules "$list/rules.txt")
         [ "$srv" = pcb ] && extra=${PC_BATCH_ARGS:---accept-batch-us 1000}
+        [ "$srv" = pcn ] && extra="--accept-data-wait 0"
         # shellcheck disable=SC2086 # PC_HTTP_ARGS and extra are lists of flags
         "$PCHTTP" --listen "127.0.0.1:$port" --threads "$THREADS" --max-conns $((IDLE + 2000)) \
             "${rules[@]}" ${PC_HTTP_ARGS:-} $extra >"$dir/out.log" 2>"$dir/err.log" &
         ;;
-    nginx)
+    nginx | nginxd)
         bench_nginx_conf "$dir" "$port" "$THREADS"
+        [ "$srv" = nginxd ] && sed -i "s|^\( *listen 127.0.0.1:$port\);|\1 deferred;|" "$dir/nginx.conf"
         if [ -n "$list" ]; then
             sed -i "s|^    server {|    geo \$bad { default 0; include $list/nginx_geo.conf; }\n    server {\n        if (\$bad) { return 444; }|" \
                 "$dir/nginx.conf"
@@ -370,17 +380,21 @@ fi
 echo
 echo "load avg at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 cat >"$TMP/table" <<'EOF'
-# key|label|higher is better|target pc/nginx,pc/haproxy (issue 14)
-ka.rate|keep-alive req/s (wrk)|1|-,-
-ka.cpu|CPU us/request (wrk keep-alive)|0|0.75,0.75
-churn.rate|churn conn/s (wrk Connection: close)|1|-,-
-churn.cpu|CPU us/connection (wrk churn)|0|-,-
-churn-1m.rate|churn conn/s, 1M-prefix deny list|1|1.2,1.0
-churn-1m.cpu|CPU us/connection, 1M-prefix list|0|0.85,-
-ka-ps.rate|keep-alive req/s (pc-stress)|1|-,-
-churn-ps.rate|churn conn/s (pc-stress --close)|1|-,-
-idle.bytes|RSS bytes per idle conn (no request)|0|0.5,-
-idle-ka.bytes|RSS bytes per idle conn (1 request)|0|0.5,-
+# key|label|higher is better|targets pc/PEER (issue 14), by peer name
+ka.rate|keep-alive req/s (wrk)|1|-
+ka.cpu|CPU us/request (wrk keep-alive)|0|nginx=0.75,haproxy=0.75
+churn.rate|churn conn/s (wrk Connection: close)|1|-
+churn.cpu|CPU us/connection (wrk churn)|0|-
+churn-1m.rate|churn conn/s, 1M-prefix deny list|1|nginx=1.2,haproxy=1.0
+churn-1m.cpu|CPU us/connection, 1M-prefix list|0|nginx=0.85
+ka-ps.rate|keep-alive req/s (pc-stress)|1|-
+churn-ps.rate|churn conn/s (pc-stress --close)|1|-
+idle.bytes|RSS bytes per idle conn (no request)|0|nginx=0.5
+idle-ka.bytes|RSS bytes per idle conn (1 request)|0|nginx=0.5
 EOF
-python3 "$BENCH_DIR/summary.py" "$RES" nginx,haproxy "$TMP/table"
+PEERS=
+for srv in nginx nginxd haproxy; do
+    case " $SERVERS " in *" $srv "*) PEERS=${PEERS:+$PEERS,}$srv ;; esac
+done
+python3 "$BENCH_DIR/summary.py" "$RES" "$PEERS" "$TMP/table"
 exit 0

@@ -5,12 +5,14 @@
     bench/summary.py RESULTS PEERS TABLE
 
 RESULTS: lines "metric<TAB>server<TAB>round<TAB>value" (bench_record in
-bench/lib.sh), pc-http's server name is "pc"; a second pc-http set-up
-"pcb" (http_vs_peers.sh: with accept batching), when present, gets its own
-table. PEERS: the peers' names, comma-separated ("nginx,haproxy"). TABLE: one line per metric,
-"key|label|higher|target,target..." where higher is 1 when more is better
-and each target (one per peer, "-" for none) is the ratio pc/peer the issue
-asks for; "#" lines are comments.
+bench/lib.sh), pc-http's server name is "pc"; other pc-http set-ups, "pcb"
+(http_vs_peers.sh: with accept batching) and "pcn" (without the accept data
+wait), when present, get a table each. PEERS: the peers' names,
+comma-separated ("nginx,haproxy"). TABLE: one line per metric,
+"key|label|higher|targets" where higher is 1 when more is better and the
+targets are the ratios pc/peer the issue asks for, either by peer name
+("nginx=0.75,haproxy=1.0"; a peer not named has none) or one per peer in
+PEERS' order ("0.75,-"); "-" alone: none. "#" lines are comments.
 
 Per server it prints the median over rounds; per peer the median over rounds
 of pc / peer *within* the round: a round's runs are back to back, so
@@ -55,10 +57,20 @@ def main():
 
     print("summary: per server the median over rounds; ratio = median over rounds of")
     print("pc-http / peer within the round (back-to-back runs: background load cancels better)")
-    for pc, name in (("pc", "pc-http"), ("pcb", "pc-batch")):
+    for pc, name in (("pc", "pc-http"), ("pcb", "pc-batch"), ("pcn", "pc-no-wait")):
         if any(s == pc for (_, s) in vals):
             table(pc, name, peers, spec, vals, med, ratio)
     return 0
+
+
+def parse_targets(text, peers):
+    """One target (a float, or None) per peer, from "name=x,..." or "x,-,..."."""
+    items = [t for t in text.split(",") if t and t != "-"]
+    if any("=" in t for t in items):
+        named = dict((k, float(v)) for k, v in (t.split("=", 1) for t in items))
+        return [named.get(p) for p in peers]
+    out = [None if t == "-" else float(t) for t in text.split(",")]
+    return (out + [None] * len(peers))[:len(peers)]
 
 
 def table(pc, name, peers, spec, vals, med, ratio):
@@ -72,8 +84,7 @@ def table(pc, name, peers, spec, vals, med, ratio):
         if not vals.get((key, pc)):
             continue
         higher = higher == "1"
-        targets = [None if t == "-" else float(t) for t in targets.split(",")]
-        targets += [None] * (len(peers) - len(targets))
+        targets = parse_targets(targets, peers)
         per_round = [ratio(key, pc, p) for p in peers]
         ratios = [statistics.median(v) if v else None for v in per_round]
         notes = []
