@@ -159,3 +159,14 @@ pc_server_stats_t stats(void)
     pc_server_stats(g_srv, &st);
     return st;
 }
+
+void expect_bound(pc_server_config_t *cfg, unsigned *field, unsigned max)
+{
+    pc_server_t *s = NULL;
+    *field = max + 1;
+    assert_int_equal(pc_server_create(cfg, &s), PC_EINVAL);
+    assert_null(s);
+    *field = max;
+    assert_int_equal(pc_server_create(cfg, &s), 0);
+    pc_server_destroy(s);
+}

@@ -43,6 +43,9 @@ int teardown(void **state);
 /* Send msg and expect it echoed exactly. */
 void expect_echo(shim_sock_t s, const char *msg);
 pc_server_stats_t stats(void);
+/* pc_server_create refuses *field = max + 1 (PC_EINVAL, nothing created)
+ * and accepts max; field points into cfg. */
+void expect_bound(pc_server_config_t *cfg, unsigned *field, unsigned max);
 
 /* Wait until cond() holds or ms pass. */
 #define WAIT_FOR(expr, ms)                        \

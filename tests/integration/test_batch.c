@@ -173,13 +173,7 @@ static void bounds(void **state)
     (void)state;
     pc_server_config_t cfg;
     base_config(&cfg);
-    pc_server_t *s = NULL;
-    cfg.accept_batch_us = PC_ACCEPT_BATCH_MAX_US + 1;
-    assert_int_equal(pc_server_create(&cfg, &s), PC_EINVAL);
-    assert_null(s);
-    cfg.accept_batch_us = PC_ACCEPT_BATCH_MAX_US;
-    assert_int_equal(pc_server_create(&cfg, &s), 0);
-    pc_server_destroy(s);
+    expect_bound(&cfg, &cfg.accept_batch_us, PC_ACCEPT_BATCH_MAX_US);
 }
 
 int main(int argc, char **argv)

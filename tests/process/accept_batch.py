@@ -18,27 +18,17 @@ runs have time limits, an overall alarm (60 s) ends the run, the servers are
 killed on every exit path. Python 3 standard library only.
 """
 
-import argparse
 import os
-import re
 import socket
 import sys
 
-from proclib import Fail, Server, http_metrics, read_response, run_checks, stress_json  # noqa: E402
+from proclib import Server, backend_main, expect_200, metric, stress_json  # noqa: E402
 
 REQ = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
 
 
-def expect_200(s):
-    """Read one response off s: it must be a 200."""
-    r = read_response(s)
-    if r is None or r[0] != 200:
-        raise Fail("unexpected response %r" % (r,))
-
-
 def batch_waits(port):
-    m = re.search(r"^pc_accept_batch_waits_total (\d+)$", http_metrics(port), re.M)
-    return int(m.group(1)) if m else None
+    return metric(port, "pc_accept_batch_waits_total")
 
 
 def run(a):
@@ -96,13 +86,5 @@ def run(a):
     return failures
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("bin_dir")
-    ap.add_argument("--backend", default="auto")
-    a = ap.parse_args()
-    return run_checks(lambda: run(a), 60)
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(backend_main(run, 60))

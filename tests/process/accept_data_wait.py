@@ -20,27 +20,14 @@ overall alarm (40 s) ends the run, the servers are killed on every exit
 path. Python 3 standard library only.
 """
 
-import argparse
 import os
-import re
 import socket
 import sys
 import time
 
-from proclib import Fail, Server, http_metrics, read_response, run_checks  # noqa: E402
+from proclib import Server, backend_main, expect_200, metric  # noqa: E402
 
 REQ = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
-
-
-def metric(port, name):
-    m = re.search(r"^%s (\d+)$" % name, http_metrics(port), re.M)
-    return int(m.group(1)) if m else None
-
-
-def expect_200(s):
-    r = read_response(s)
-    if r is None or r[0] != 200:
-        raise Fail("unexpected response %r" % (r,))
 
 
 def connect_silent(port, n):
@@ -127,13 +114,5 @@ def run(a):
     return failures
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("bin_dir")
-    ap.add_argument("--backend", default="auto")
-    a = ap.parse_args()
-    return run_checks(lambda: run(a), 40)
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(backend_main(run, 40))

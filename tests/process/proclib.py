@@ -2,8 +2,10 @@
 """Shared pieces of the process-level tests: the server process (output
 drained, port read from its "listening on" line, killed on every exit path),
 the failure exception, a monotonic clock, errno names, pc-http's /metrics
-page, reading one HTTP response and pc-stress's JSON report."""
+page and one value of it, reading one HTTP response (or expecting a 200),
+pc-stress's JSON report, and the main() of a BIN_DIR [--backend] script."""
 
+import argparse
 import collections
 import errno
 import json
@@ -35,6 +37,13 @@ def http_metrics(port, host="127.0.0.1"):
     return body.decode("utf-8", "replace")
 
 
+def metric(port, name):
+    """The value of an unlabelled integer metric on pc-http's /metrics, or
+    None if the page does not have it."""
+    m = re.search(r"^%s (\d+)$" % re.escape(name), http_metrics(port), re.M)
+    return int(m.group(1)) if m else None
+
+
 def read_response(s):
     """One HTTP/1.1 response with Content-Length: (status, body), or None if
     the connection ended (FIN or reset) before a whole response."""
@@ -57,6 +66,13 @@ def read_response(s):
         return status, rest[:n].decode()
     except ConnectionResetError:
         return None
+
+
+def expect_200(s):
+    """Read one response off s: Fail unless it is a 200."""
+    r = read_response(s)
+    if r is None or r[0] != 200:
+        raise Fail("unexpected response %r" % (r,))
 
 
 def run_stress(bin_dir, args, timeout=30):
@@ -202,3 +218,13 @@ def run_checks(run, budget, max_shown=60):
         return 1
     print("PASS")
     return 0
+
+
+def backend_main(run, budget):
+    """main() of a script run as SCRIPT BIN_DIR [--backend NAME]: run(args)
+    through run_checks (args.bin_dir, args.backend)."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("bin_dir")
+    ap.add_argument("--backend", default="auto")
+    a = ap.parse_args()
+    return run_checks(lambda: run(a), budget)
