@@ -167,7 +167,11 @@ start_server() {
         ;;
     nginx | nginxd)
         bench_nginx_conf "$dir" "$port" "$THREADS"
-        [ "$srv" = nginxd ] && sed -i "s|^\( *listen 127.0.0.1:$port\);|\1 deferred;|" "$dir/nginx.conf"
+        if [ "$srv" = nginxd ]; then
+            sed -i "s|^\( *listen 127.0.0.1:$port\);|\1 deferred;|" "$dir/nginx.conf"
+            grep -q "listen 127.0.0.1:$port deferred;" "$dir/nginx.conf" ||
+                { echo "nginxd: could not add deferred to $dir/nginx.conf" >&2; exit 1; }
+        fi
         if [ -n "$list" ]; then
             sed -i "s|^    server {|    geo \$bad { default 0; include $list/nginx_geo.conf; }\n    server {\n        if (\$bad) { return 444; }|" \
                 "$dir/nginx.conf"
@@ -396,5 +400,9 @@ PEERS=
 for srv in nginx nginxd haproxy; do
     case " $SERVERS " in *" $srv "*) PEERS=${PEERS:+$PEERS,}$srv ;; esac
 done
-python3 "$BENCH_DIR/summary.py" "$RES" "$PEERS" "$TMP/table"
+if [ -n "$PEERS" ]; then
+    python3 "$BENCH_DIR/summary.py" "$RES" "$PEERS" "$TMP/table"
+else
+    echo "no peer in SERVERS ($SERVERS): no ratios to print"
+fi
 exit 0

@@ -63,11 +63,18 @@ def main():
     return 0
 
 
+# the peers a table may name (a peer of a run is any subset of them)
+KNOWN_PEERS = ("nginx", "nginxd", "haproxy")
+
+
 def parse_targets(text, peers):
     """One target (a float, or None) per peer, from "name=x,..." or "x,-,..."."""
     items = [t for t in text.split(",") if t and t != "-"]
     if any("=" in t for t in items):
         named = dict((k, float(v)) for k, v in (t.split("=", 1) for t in items))
+        unknown = sorted(set(named) - set(KNOWN_PEERS))
+        if unknown:
+            sys.stderr.write("summary.py: targets for unknown peers %s\n" % ", ".join(unknown))
         return [named.get(p) for p in peers]
     out = [None if t == "-" else float(t) for t in text.split(",")]
     return (out + [None] * len(peers))[:len(peers)]

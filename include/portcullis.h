@@ -481,14 +481,17 @@ typedef struct pc_server_config_s {
      * for its data. For protocols where the client speaks first (HTTP, TLS,
      * a PROXY header). A client that sends nothing is accepted after about
      * N s, when it answers the SYN-ACK the kernel sends again (the kernel
-     * rounds N up to its retransmission schedule, 1, 3, 7, 15... s), so a
-     * protocol where the server speaks first would wait that long for every
-     * client: leave it off there. While held, a connection takes a place in
-     * the listener's SYN queue (backlog), not a socket or a record.
-     * Windows' WSAAccept has no equivalent (logged once at start).
-     * pc_server_stats has what runs (accept_data_wait_s, as the kernel
-     * rounded it). At most PC_ACCEPT_DATA_WAIT_MAX_S, else pc_server_create
-     * fails with PC_EINVAL. */
+     * rounds N up to its retransmission schedule, 1, 3, 7, 15, ... s; 300
+     * becomes 367), so a protocol where the server speaks first would wait
+     * that long for every client: leave it off there. While held, a
+     * connection takes a place in the listener's SYN queue (backlog), not a
+     * socket or a record; once that queue is full the kernel answers new
+     * SYNs with cookies (net.ipv4.tcp_syncookies), and those connections
+     * are accepted without the wait. Windows' WSAAccept has no equivalent
+     * (logged once by pc_server_create). pc_server_stats has what runs
+     * (accept_data_wait_s, as the kernel rounded it). At most
+     * PC_ACCEPT_DATA_WAIT_MAX_S, else pc_server_create fails with
+     * PC_EINVAL. */
     unsigned accept_data_wait_s;
     /* Callbacks. on_data is required. */
     pc_callbacks_t cb;
@@ -820,7 +823,8 @@ typedef struct pc_server_stats_s {
     uint64_t accept_batch_waits;
     /* the accept data wait in force, in seconds as the kernel rounded
      * pc_server_config_t.accept_data_wait_s; the smallest over the
-     * listeners, 0 when off, on Windows, or before any listener */
+     * listeners, 0 when off, on Windows, before any listener, or when a
+     * listener's kernel refused it (logged) */
     unsigned accept_data_wait_s;
     /* why that one: "requested by the configuration", "requested by
      * PORTCULLIS_BACKEND=uring", or AUTO's reason ("auto: io_uring, ...",

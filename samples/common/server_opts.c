@@ -65,7 +65,7 @@ void server_opts_usage(FILE *f)
             "                            before the accept thread wakes (Linux; default 0)\n"
             "  --accept-data-wait S      accept a connection once its first bytes arrived,\n"
             "                            holding it in the kernel up to S s (Linux; 0 = off;\n"
-            "                            default: pc-http 3, the other samples 0)\n"
+            "                            default: pc-http 3 on Linux, otherwise 0)\n"
             "  --rules FILE              allow/deny rules (one per line: allow|deny ADDR[/LEN]);\n"
             "                            SIGHUP reloads it and the lists\n"
             "  --deny-list FILE          deny every address or CIDR listed (one per line, # and\n"
@@ -343,7 +343,11 @@ void server_opts_announce(server_opts_t *o, pc_server_t *srv)
                    "bytes arrived)\n",
                    st.accept_data_wait_s);
         else
+#ifdef _WIN32
             printf("accept data wait: off (not on this platform)\n");
+#else
+            printf("accept data wait: off (the kernel refused it; see the log)\n");
+#endif
     }
     char what[32];
     if (o->rules_path || o->nlists) {

@@ -24,9 +24,11 @@ static void usage(FILE *f)
     fprintf(f, "usage: pc-http [options]\n");
     server_opts_usage(f);
     fprintf(f,
-            "  --header-timeout MS       time allowed for a request head: from the connection\n"
-            "                            for the first request, from its first byte for later\n"
-            "                            ones; trickled bytes do not extend it (default: none)\n"
+            "  --header-timeout MS       time allowed for a request head: from the accept for\n"
+            "                            the first request (with --accept-data-wait, once its\n"
+            "                            first byte arrived or the wait ended), from its first\n"
+            "                            byte for later ones; trickled bytes do not extend it\n"
+            "                            (default: none)\n"
             "  --max-header-bytes N      request head limit, larger is a 431 (default 8192)\n"
             "  --max-body-bytes N        request bodies read and discarded up to N bytes,\n"
             "                            larger is a 413 (default 1048576)\n"
@@ -78,9 +80,12 @@ int main(int argc, char **argv)
     server_opts_t o;
     server_opts_init(&o, "pc-http", "127.0.0.1:8080", &cfg.server);
     o.tls_alpn = "http/1.1"; /* HTTPS when --tls-cert is given */
+#ifdef __linux__
     /* HTTP clients speak first: a connection is worth a worker's time once
-     * its request arrived (--accept-data-wait 0 turns it off) */
+     * its request arrived (--accept-data-wait 0 turns it off; Windows has
+     * no such wait, so it is not asked for there by default) */
     cfg.server.accept_data_wait_s = 3;
+#endif
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];

@@ -41,19 +41,28 @@ int accept_data_wait_available(void)
 /* cfg.accept_data_wait_s on the listener: TCP_DEFER_ACCEPT, and what the
  * kernel made of it (it rounds the seconds up to its SYN-ACK retransmission
  * schedule). Refused (no kernel has refused it on a TCP socket), the
- * listener takes connections as their handshake completes and says so. */
+ * listener takes connections as their handshake completes; said once per
+ * server, and the stats report 0. */
 static void set_data_wait(listener_t *l, sock_t fd)
 {
-    unsigned want = l->srv->cfg.accept_data_wait_s;
+    pc_server_t *s = l->srv;
+    unsigned want = s->cfg.accept_data_wait_s;
     l->data_wait_s = 0;
     if (!want) return;
     int v = (int)want;
     socklen_t len = sizeof v;
+    const char *why = NULL;
     if (setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &v, sizeof v) != 0 ||
-        getsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &v, &len) != 0 || v <= 0) {
-        PC_LOGW("accept_data_wait_s=%u: TCP_DEFER_ACCEPT refused (%s); this listener "
-                "accepts connections as their handshake completes",
-                want, strerror(errno));
+        getsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &v, &len) != 0)
+        why = strerror(errno);
+    else if (v <= 0)
+        why = "the kernel reads it back as 0";
+    if (why) {
+        if (!s->data_wait_logged)
+            PC_LOGW("accept_data_wait_s=%u: TCP_DEFER_ACCEPT refused (%s); connections are "
+                    "accepted as their handshake completes",
+                    want, why);
+        s->data_wait_logged = 1;
         return;
     }
     l->data_wait_s = (unsigned)v;

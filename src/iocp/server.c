@@ -6,6 +6,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <limits.h>
 #include <string.h>
 
 #include "core/alloc.h"
@@ -248,6 +249,7 @@ int pc_server_create(const pc_server_config_t *cfg, pc_server_t **out)
     }
     stimer_init(s);
     s->cfg = *cfg;
+    atomic_init(&s->data_wait_min, UINT_MAX);
     s->cfg.proxy_trusted = NULL; /* owned only once created */
     if (!s->cfg.proxy_versions) s->cfg.proxy_versions = PC_PROXY_V1 | PC_PROXY_V2;
     if (!s->cfg.proxy_timeout_ms) s->cfg.proxy_timeout_ms = 3000;
@@ -371,6 +373,8 @@ int pc_server_listen_addr(pc_server_t *s, const struct sockaddr *sa, socklen_t l
     sockaddr_store(&s->locals[l->idx + 1].addr, &l->addr);
     s->locals[l->idx + 1].listener = (uint8_t)l->idx;
     s->nlisteners++;
+    if (l->data_wait_s < atomic_load(&s->data_wait_min))
+        atomic_store(&s->data_wait_min, l->data_wait_s);
     return l->idx;
 }
 
@@ -641,8 +645,6 @@ void pc_server_stats(const pc_server_t *s, pc_server_stats_t *out)
     out->threads = s->nworkers;
     out->accept_batch_us = accept_batch_us(s);
     out->accept_batch_waits = counter_get(&s->accept_batch_waits);
-    out->accept_data_wait_s = 0;
-    for (int i = 0; i < s->nlisteners; i++)
-        if (i == 0 || s->listeners[i].data_wait_s < out->accept_data_wait_s)
-            out->accept_data_wait_s = s->listeners[i].data_wait_s;
+    unsigned dw = atomic_load(&((pc_server_t *)s)->data_wait_min);
+    out->accept_data_wait_s = dw == UINT_MAX ? 0 : dw;
 }

@@ -319,6 +319,11 @@ struct pc_server_s {
     _Atomic int kf_ebpf;    /* listeners with the eBPF tier (per-source max in the kernel) */
     _Atomic int kf_weakest; /* the weakest listener's tier, for the stats (no lock) */
     uint64_t kf_gone[5];    /* eBPF SYN counters of closed programs (kf_lock; kfilter_counts) */
+    /* the smallest accept data wait in force over the listeners (seconds,
+     * as the kernel rounded it), UINT_MAX before the first listener: read
+     * by pc_server_stats from any thread */
+    _Atomic unsigned data_wait_min;
+    int data_wait_logged; /* a listener's refusal was logged (listen: setup thread) */
 };
 
 /* The connection's slot in the table: the low half of its id (never
