@@ -316,14 +316,21 @@ static void conn_flush(pc_conn_t *c)
     }
     unsigned n = 0;
     size_t total = 0;
+    int all = 1; /* the send takes the whole queue */
     queue_t *e;
     queue_foreach(e, &tx->sendq)
     {
-        if (n == max || total >= PC_SEND_MAX) break;
         chunk_t *ch = pc_container_of(e, chunk_t, link);
         size_t len = ch->len - ch->off;
         if (!len) continue;
-        if (len > PC_SEND_MAX - total) len = PC_SEND_MAX - total;
+        if (n == max || total >= PC_SEND_MAX) {
+            all = 0;
+            break;
+        }
+        if (len > PC_SEND_MAX - total) {
+            len = PC_SEND_MAX - total;
+            all = 0;
+        }
         iov[n].base = ch->data + ch->off;
         iov[n].len = len;
         total += len;
@@ -333,6 +340,9 @@ static void conn_flush(pc_conn_t *c)
     c->sending = 1;
     c->ops_pending++;
     tx->wr_op.tag = TAG_CONN_SEND;
+    /* closing, and these are the last bytes: the FIN follows this send's
+     * completion (conn_after, do_fin), so it may ride in their segment */
+    tx->wr_op.fin_next = (uint8_t)(all && c->state == CS_CLOSING);
     int rc = port_send(conn_port(c), &c->ps, &tx->wr_op, iov, n);
     if (rc < 0) {
         c->sending = 0;

@@ -45,6 +45,9 @@ typedef struct op_s {
     uint8_t tag;       /* the shared code's meaning (server.h TAG_*); with it the
                         * shared code finds the op's owner (container_of) */
     uint8_t busy;      /* 1 from start until completion (debug / asserts) */
+    uint8_t fin_next;  /* send: the connection's last bytes, its FIN follows the
+                        * completion: Linux sends them with MSG_MORE, so that
+                        * the FIN goes in the same segment (set by the caller) */
     uint32_t nbufs;    /* send: entries left in bufs */
     struct op_s *next; /* backend-private queue link */
     /* backend-private result staging. Once port_wait has returned the op's

@@ -85,7 +85,7 @@ static int ep_recv(port_t *p, port_sock_t *s, op_t *op)
 static int ep_try_send(epq_t *q, port_sock_t *s, op_t *op)
 {
     while (op->nbufs > 0) {
-        int w = sock_sendv(s->fd, op->bufs, op->nbufs);
+        int w = sock_sendv(s->fd, op->bufs, op->nbufs, op->fin_next);
         if (w == PC_EAGAIN) return 0;
         if (w < 0) {
             ready_push(q, op, w, op->res_bytes);

@@ -54,8 +54,10 @@ int sock_set_nonblock(sock_t s);
 int sock_set_nodelay(sock_t s);
 /* Non-blocking receive: > 0 bytes, 0 orderly EOF, PC_EAGAIN, or an error. */
 int sock_recv(sock_t s, void *buf, size_t len);
-/* Non-blocking gather send: bytes written (>= 0), PC_EAGAIN, or an error. */
-int sock_sendv(sock_t s, const pc_buf_t *bufs, unsigned n);
+/* Non-blocking gather send: bytes written (>= 0), PC_EAGAIN, or an error.
+ * more (POSIX): MSG_MORE, the last bytes before a FIN that follows at once;
+ * ignored on Windows. */
+int sock_sendv(sock_t s, const pc_buf_t *bufs, unsigned n, int more);
 /* FIN: shutdown the send direction. */
 int sock_shutdown_write(sock_t s);
 /* Wake a thread blocked in accept() on s (shutdown on Linux, closesocket on

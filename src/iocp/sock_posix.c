@@ -99,13 +99,13 @@ int sock_recv(sock_t s, void *buf, size_t len)
     }
 }
 
-int sock_sendv(sock_t s, const pc_buf_t *bufs, unsigned n)
+int sock_sendv(sock_t s, const pc_buf_t *bufs, unsigned n, int more)
 {
     struct msghdr m = {0};
     m.msg_iov = (struct iovec *)(void *)bufs; /* pc_buf_t has the iovec layout */
     m.msg_iovlen = n;
     for (;;) {
-        ssize_t w = sendmsg(s, &m, MSG_NOSIGNAL);
+        ssize_t w = sendmsg(s, &m, MSG_NOSIGNAL | (more ? MSG_MORE : 0));
         if (w >= 0) return (int)w;
         if (errno == EINTR) continue;
         return sock_last_error();

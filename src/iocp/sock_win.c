@@ -152,8 +152,9 @@ int sock_recv(sock_t s, void *buf, size_t len)
     return sock_last_error(); /* WSAEWOULDBLOCK -> PC_EAGAIN */
 }
 
-int sock_sendv(sock_t s, const pc_buf_t *bufs, unsigned n)
+int sock_sendv(sock_t s, const pc_buf_t *bufs, unsigned n, int more)
 {
+    (void)more; /* Winsock has no MSG_MORE */
     DWORD sent = 0;
     /* pc_buf_t has the WSABUF layout (portcullis.h) */
     if (WSASend(s, (WSABUF *)(uintptr_t)bufs, n, &sent, 0, NULL, NULL) == 0)

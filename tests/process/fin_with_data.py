@@ -1,0 +1,159 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""Process-level test: a closing connection's last bytes carry its FIN.
+
+    fin_with_data.py BIN_DIR [--backend NAME]
+
+pc-http on loopback, every segment of the port watched with an AF_PACKET
+socket on lo (root), checks that:
+
+  close     a request with "Connection: close" (pc_conn_close_nolinger: the
+            FIN comes from close()) is answered by one segment that carries
+            the whole response and the FIN; no bare FIN follows;
+  graceful  a malformed request is answered 400 and closed gracefully
+            (pc_conn_close: the FIN comes from shutdown()): the 400's last
+            segment carries the FIN, and the client reads the whole answer
+            then EOF;
+  keepalive five requests on one keep-alive connection are each answered
+            at once (no answer is held back waiting for a FIN: each within
+            0.2 s), and none of those segments carries a FIN.
+
+Needs root for the capture (exits 77, "skipped", otherwise). Bounded by an
+overall alarm (30 s); the server is killed on every exit path. Python 3
+standard library only; Linux.
+"""
+
+import os
+import socket
+import struct
+import sys
+import time
+
+from proclib import Server, Skip, backend_main, read_response  # noqa: E402
+
+ETH_P_ALL = 0x0003
+FIN, PSH = 0x01, 0x08
+
+
+class Capture:
+    """Segments on lo to or from one TCP port: (src port, dst port, flags,
+    payload length), each once (the copy the receiving side sees)."""
+
+    def __init__(self, port):
+        self.port = port
+        self.s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        self.s.bind(("lo", 0))
+        self.s.settimeout(0.05)
+
+    def take(self, seconds):
+        out, end = [], time.monotonic() + seconds
+        while time.monotonic() < end:
+            try:
+                data, addr = self.s.recvfrom(65536)
+            except socket.timeout:
+                continue
+            if addr[2] == socket.PACKET_OUTGOING:
+                continue
+            seg = self.parse(data[14:])  # lo has a 14-byte Ethernet-shaped header
+            if seg and self.port in seg[:2]:
+                out.append(seg)
+        return out
+
+    @staticmethod
+    def parse(ip):
+        if len(ip) < 20 or ip[0] >> 4 != 4 or ip[9] != socket.IPPROTO_TCP:
+            return None
+        ihl = (ip[0] & 15) * 4
+        total = struct.unpack("!H", ip[2:4])[0]
+        tcp = ip[ihl:]
+        sport, dport = struct.unpack("!HH", tcp[:4])
+        doff = (tcp[12] >> 4) * 4
+        return sport, dport, tcp[13], total - ihl - doff
+
+    def close(self):
+        self.s.close()
+
+
+def server_segments(segs, port, cport):
+    return [(f, n) for (sp, dp, f, n) in segs if sp == port and dp == cport]
+
+
+def read_all(s):
+    data = b""
+    while True:
+        d = s.recv(65536)
+        if not d:
+            return data
+        data += d
+
+
+def run(a):
+    if os.geteuid() != 0:
+        raise Skip("fin_with_data.py needs root (an AF_PACKET capture on lo)")
+    failures = []
+
+    def check(cond, what):
+        print("%s: %s" % ("ok" if cond else "FAIL", what))
+        if not cond:
+            failures.append(what)
+
+    http = os.path.join(a.bin_dir, "pc-http")
+    srv = Server([http, "--listen", "127.0.0.1:0", "--threads", "2", "--backend", a.backend])
+    try:
+        port = srv.wait_listening(10)
+        cap = Capture(port)
+        try:
+            # close: the answer and the FIN in one segment
+            c = socket.create_connection(("127.0.0.1", port), 5)
+            cport = c.getsockname()[1]
+            c.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            body = read_all(c)
+            c.close()
+            segs = server_segments(cap.take(0.3), port, cport)
+            data = [(f, n) for (f, n) in segs if n > 0]
+            bare_fin = [(f, n) for (f, n) in segs if n == 0 and f & FIN]
+            print("close: server segments (flags, bytes) %s" % segs)
+            check(body.startswith(b"HTTP/1.1 200") and len(data) == 1 and
+                  data[0][1] == len(body), "close: the whole answer in one segment")
+            check(len(data) == 1 and data[0][0] & FIN and not bare_fin,
+                  "close: that segment carries the FIN, no bare FIN follows")
+
+            # graceful: a 400, then shutdown(): the FIN rides on the 400
+            c = socket.create_connection(("127.0.0.1", port), 5)
+            cport = c.getsockname()[1]
+            c.sendall(b"BOGUS\r\n\r\n")
+            body = read_all(c)
+            c.close()
+            segs = server_segments(cap.take(0.3), port, cport)
+            data = [(f, n) for (f, n) in segs if n > 0]
+            bare_fin = [(f, n) for (f, n) in segs if n == 0 and f & FIN]
+            print("graceful: server segments (flags, bytes) %s" % segs)
+            check(body.startswith(b"HTTP/1.1 400") and sum(n for _, n in data) == len(body),
+                  "graceful: the whole 400 read, then EOF")
+            check(data and data[-1][0] & FIN and not bare_fin,
+                  "graceful: its last segment carries the FIN, no bare FIN follows")
+
+            # keep-alive: nothing held back
+            c = socket.create_connection(("127.0.0.1", port), 5)
+            cport = c.getsockname()[1]
+            worst = 0.0
+            ok = True
+            for _ in range(5):
+                t0 = time.monotonic()
+                c.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+                r = read_response(c)
+                worst = max(worst, time.monotonic() - t0)
+                ok = ok and r is not None and r[0] == 200
+            segs = server_segments(cap.take(0.2), port, cport)
+            c.close()
+            check(ok and worst < 0.2, "keepalive: 5 answers, each at once (slowest %.3f s)" % worst)
+            check(not any(f & FIN for f, _ in segs), "keepalive: no FIN while the connection is open")
+        finally:
+            cap.close()
+    finally:
+        srv.kill()
+    return failures
+
+
+if __name__ == "__main__":
+    sys.exit(backend_main(run, 30))
