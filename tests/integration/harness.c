@@ -160,6 +160,17 @@ pc_server_stats_t stats(void)
     return st;
 }
 
+void expect_refused(const char *src)
+{
+    shim_sock_t x = shim_connect("127.0.0.1", g_port, src, 1000);
+    if (x == SHIM_INVALID) return;
+    char c;
+    shim_send_all(x, "?", 1);
+    int n = shim_recv_some(x, &c, 1);
+    assert_true(n == -1 || n == 0);
+    shim_close(x);
+}
+
 void expect_bound(pc_server_config_t *cfg, unsigned *field, unsigned max)
 {
     pc_server_t *s = NULL;

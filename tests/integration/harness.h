@@ -43,6 +43,9 @@ int teardown(void **state);
 /* Send msg and expect it echoed exactly. */
 void expect_echo(shim_sock_t s, const char *msg);
 pc_server_stats_t stats(void);
+/* A connection from src (IPv4 text) to g_port is refused: the connect fails,
+ * or a byte sent on it gets EOF or a reset, never an answer. */
+void expect_refused(const char *src);
 /* pc_server_create refuses *field = max + 1 (PC_EINVAL, nothing created)
  * and accepts max; field points into cfg. */
 void expect_bound(pc_server_config_t *cfg, unsigned *field, unsigned max);

@@ -22,7 +22,7 @@ import os
 import socket
 import sys
 
-from proclib import Server, backend_main, expect_200, metric, stress_json  # noqa: E402
+from proclib import Checks, Server, backend_main, expect_200, metric, stress_json  # noqa: E402
 
 REQ = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
 
@@ -32,12 +32,7 @@ def batch_waits(port):
 
 
 def run(a):
-    failures = []
-
-    def check(cond, what):
-        print("%s: %s" % ("ok" if cond else "FAIL", what))
-        if not cond:
-            failures.append(what)
+    check = Checks()
 
     http = os.path.join(a.bin_dir, "pc-http")
     srv = Server([http, "--listen", "127.0.0.1:0", "--threads", "2", "--backend", a.backend,
@@ -83,7 +78,7 @@ def run(a):
         check(n == 0, "lone: 10 rounds of 4 clients (fewer than 32 open), no sleep (%s)" % n)
     finally:
         srv.kill()
-    return failures
+    return check.failures
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import socket
 import sys
 import time
 
-from proclib import Server, backend_main, expect_200, metric  # noqa: E402
+from proclib import Checks, Server, backend_main, expect_200, metric  # noqa: E402
 
 REQ = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
 
@@ -50,12 +50,7 @@ def connect_silent(port, n):
 
 
 def run(a):
-    failures = []
-
-    def check(cond, what):
-        print("%s: %s" % ("ok" if cond else "FAIL", what))
-        if not cond:
-            failures.append(what)
+    check = Checks()
 
     http = os.path.join(a.bin_dir, "pc-http")
     base = [http, "--listen", "127.0.0.1:0", "--threads", "2", "--backend", a.backend]
@@ -116,7 +111,7 @@ def run(a):
             s.close()
     finally:
         srv.kill()
-    return failures
+    return check.failures
 
 
 if __name__ == "__main__":

@@ -29,10 +29,10 @@ import struct
 import sys
 import time
 
-from proclib import Server, Skip, backend_main, read_response  # noqa: E402
+from proclib import Checks, Server, Skip, backend_main, read_response  # noqa: E402
 
 ETH_P_ALL = 0x0003
-FIN, PSH = 0x01, 0x08
+FIN = 0x01
 
 
 class Capture:
@@ -78,24 +78,30 @@ def server_segments(segs, port, cport):
     return [(f, n) for (sp, dp, f, n) in segs if sp == port and dp == cport]
 
 
-def read_all(s):
-    data = b""
+def exchange(cap, port, request, name):
+    """Send request on a new connection, read to EOF, close. Returns the
+    answer, the server's segments with data and its bare FINs, as (flags,
+    bytes)."""
+    c = socket.create_connection(("127.0.0.1", port), 5)
+    cport = c.getsockname()[1]
+    c.sendall(request)
+    body = b""
     while True:
-        d = s.recv(65536)
+        d = c.recv(65536)
         if not d:
-            return data
-        data += d
+            break
+        body += d
+    c.close()
+    segs = server_segments(cap.take(0.3), port, cport)
+    print("%s: server segments (flags, bytes) %s" % (name, segs))
+    return (body, [(f, n) for (f, n) in segs if n > 0],
+            [(f, n) for (f, n) in segs if n == 0 and f & FIN])
 
 
 def run(a):
     if os.geteuid() != 0:
         raise Skip("fin_with_data.py needs root (an AF_PACKET capture on lo)")
-    failures = []
-
-    def check(cond, what):
-        print("%s: %s" % ("ok" if cond else "FAIL", what))
-        if not cond:
-            failures.append(what)
+    check = Checks()
 
     http = os.path.join(a.bin_dir, "pc-http")
     srv = Server([http, "--listen", "127.0.0.1:0", "--threads", "2", "--backend", a.backend])
@@ -104,30 +110,15 @@ def run(a):
         cap = Capture(port)
         try:
             # close: the answer and the FIN in one segment
-            c = socket.create_connection(("127.0.0.1", port), 5)
-            cport = c.getsockname()[1]
-            c.sendall(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-            body = read_all(c)
-            c.close()
-            segs = server_segments(cap.take(0.3), port, cport)
-            data = [(f, n) for (f, n) in segs if n > 0]
-            bare_fin = [(f, n) for (f, n) in segs if n == 0 and f & FIN]
-            print("close: server segments (flags, bytes) %s" % segs)
+            body, data, bare_fin = exchange(
+                cap, port, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", "close")
             check(body.startswith(b"HTTP/1.1 200") and len(data) == 1 and
                   data[0][1] == len(body), "close: the whole answer in one segment")
             check(len(data) == 1 and data[0][0] & FIN and not bare_fin,
                   "close: that segment carries the FIN, no bare FIN follows")
 
             # graceful: a 400, then shutdown(): the FIN rides on the 400
-            c = socket.create_connection(("127.0.0.1", port), 5)
-            cport = c.getsockname()[1]
-            c.sendall(b"BOGUS\r\n\r\n")
-            body = read_all(c)
-            c.close()
-            segs = server_segments(cap.take(0.3), port, cport)
-            data = [(f, n) for (f, n) in segs if n > 0]
-            bare_fin = [(f, n) for (f, n) in segs if n == 0 and f & FIN]
-            print("graceful: server segments (flags, bytes) %s" % segs)
+            body, data, bare_fin = exchange(cap, port, b"BOGUS\r\n\r\n", "graceful")
             check(body.startswith(b"HTTP/1.1 400") and sum(n for _, n in data) == len(body),
                   "graceful: the whole 400 read, then EOF")
             check(data and data[-1][0] & FIN and not bare_fin,
@@ -152,7 +143,7 @@ def run(a):
             cap.close()
     finally:
         srv.kill()
-    return failures
+    return check.failures
 
 
 if __name__ == "__main__":

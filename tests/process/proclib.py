@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
 """Shared pieces of the process-level tests: the server process (output
 drained, port read from its "listening on" line, killed on every exit path),
-the failure exception, a monotonic clock, errno names, pc-http's /metrics
+the failure exception and a run's checks, a monotonic clock, errno names, pc-http's /metrics
 page and one value of it, reading one HTTP response (or expecting a 200),
 pc-stress's JSON report, and the main() of a BIN_DIR [--backend] script."""
 
@@ -21,6 +21,20 @@ import time
 
 class Fail(Exception):
     pass
+
+
+class Checks:
+    """The checks of a run: check(cond, what) prints "ok: what" or
+    "FAIL: what" and keeps the failures (check.failures) for run_checks."""
+
+    def __init__(self):
+        self.failures = []
+
+    def __call__(self, cond, what):
+        print("%s: %s" % ("ok" if cond else "FAIL", what))
+        if not cond:
+            self.failures.append(what)
+        return cond
 
 
 def http_metrics(port, host="127.0.0.1"):

@@ -39,7 +39,7 @@ import sys
 import tempfile
 import time
 
-from proclib import Fail, Server, run_stress, set_budget, stress_json  # noqa: E402
+from proclib import Checks, Fail, Server, run_stress, set_budget, stress_json  # noqa: E402
 
 
 def s_client(port, ca, sess_in, sess_out):
@@ -73,12 +73,7 @@ def main():
         print("SKIP: pc-http has no --tls-cert")
         return 77
 
-    failures = []
-
-    def check(cond, what):
-        print("%s: %s" % ("ok" if cond else "FAIL", what))
-        if not cond:
-            failures.append(what)
+    check = Checks()
 
     srv = Server([os.path.join(a.bin_dir, "pc-http"), "--listen", "127.0.0.1:0", "--threads", "2",
                   "--backend", a.backend, "--tls-cert", os.path.join(data, "server.pem"),
@@ -152,11 +147,10 @@ def main():
         check(rc == 2, "usage: --cacert with --insecure is exit 2 (%d)" % rc)
         check(srv.alive(), "pc-http still running")
     except Fail as e:
-        failures.append(str(e))
-        print("FAIL: %s" % e)
+        check(False, str(e))
     finally:
         srv.kill()
-    if failures:
+    if check.failures:
         print("server output:\n" + srv.tail())
         return 1
     return 0
