@@ -29,7 +29,7 @@ import struct
 import sys
 import time
 
-from proclib import Checks, Server, Skip, backend_main, read_response  # noqa: E402
+from proclib import Checks, Server, Skip, backend_main, read_response, read_to_eof  # noqa: E402
 
 ETH_P_ALL = 0x0003
 FIN = 0x01
@@ -85,12 +85,7 @@ def exchange(cap, port, request, name):
     c = socket.create_connection(("127.0.0.1", port), 5)
     cport = c.getsockname()[1]
     c.sendall(request)
-    body = b""
-    while True:
-        d = c.recv(65536)
-        if not d:
-            break
-        body += d
+    body = read_to_eof(c)
     c.close()
     segs = server_segments(cap.take(0.3), port, cport)
     print("%s: server segments (flags, bytes) %s" % (name, segs))

@@ -37,16 +37,21 @@ class Checks:
         return cond
 
 
+def read_to_eof(s):
+    """Everything s receives until the peer's FIN, as bytes."""
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
 def http_metrics(port, host="127.0.0.1"):
     """pc-http's /metrics page (one connection, Connection: close) as text."""
     s = socket.create_connection((host, port), timeout=5)
     s.sendall(b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-    body = b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        body += chunk
+    body = read_to_eof(s)
     s.close()
     return body.decode("utf-8", "replace")
 
