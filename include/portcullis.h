@@ -712,8 +712,9 @@ PC_API int pc_conn_close(pc_conn_t *c);
  * socket (FIN) at once instead of reading until the peer's FIN. For when the
  * peer has said it sends nothing more (an HTTP request with "Connection:
  * close" and no bytes after it): it saves a wake-up and a receive per
- * connection. If the peer sends more anyway, or sent bytes not yet read, its
- * kernel answers with a reset, which may discard what it had not read yet.
+ * connection. If the peer sends more anyway, or sent bytes not yet read, the
+ * close resets the connection once the queued bytes have left, and the
+ * peer's kernel may then discard what the peer had not read yet.
  * From the connection's callbacks only. Returns 0, PC_EINVAL (other thread),
  * PC_ENOTCONN. */
 PC_API int pc_conn_close_nolinger(pc_conn_t *c);

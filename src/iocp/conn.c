@@ -343,6 +343,7 @@ static void conn_flush(pc_conn_t *c)
     /* closing, and these are the last bytes: the FIN follows this send's
      * completion (conn_after, do_fin), so it may ride in their segment */
     tx->wr_op.fin_next = (uint8_t)(all && c->state == CS_CLOSING);
+    if (tx->wr_op.fin_next && c->no_linger) c->no_linger = NL_HELD;
     int rc = port_send(conn_port(c), &c->ps, &tx->wr_op, iov, n);
     if (rc < 0) {
         c->sending = 0;
@@ -435,6 +436,10 @@ static void do_fin(pc_conn_t *c)
     if (c->fin_sent || c->state != CS_CLOSING) return;
     c->fin_sent = 1;
     if (c->peer_eof || c->no_linger) {
+        /* close() on a socket with bytes not yet read resets at once and
+         * drops what the kernel still holds: a last segment held for the
+         * FIN (MSG_MORE) goes out with it through shutdown() first */
+        if (c->no_linger == NL_HELD && !c->peer_eof) sock_shutdown_write(c->ps.fd);
         conn_close_socket(c, 0); /* close() sends the FIN; the kernel delivers what is queued */
         return;
     }
@@ -1421,7 +1426,7 @@ int pc_conn_close_nolinger(pc_conn_t *c)
 {
     if (!c || tls_conn != c) return PC_EINVAL;
     int rc = pc_conn_close(c);
-    if (rc == 0) c->no_linger = 1;
+    if (rc == 0) c->no_linger = NL_ASKED;
     return rc;
 }
 

@@ -36,6 +36,10 @@ enum conn_state_e {
 /* cross-thread close requests (conn->inbox_close) */
 enum { INBOX_CLOSE_NONE = 0, INBOX_CLOSE_GRACEFUL = 1, INBOX_CLOSE_ABORT = 2 };
 
+/* conn->no_linger: 0, or pc_conn_close_nolinger asked (NL_ASKED), or asked
+ * and the last bytes went with MSG_MORE, held for the FIN (NL_HELD) */
+enum { NL_ASKED = 1, NL_HELD = 2 };
+
 /* buffers per gather write: with 4 KiB coalescing chunks this is 64 KiB or
  * more per send. The array is allocated only while a send of more than one
  * buffer is pending; a one-buffer send uses conn_tx_t's iov1. */
@@ -156,7 +160,8 @@ struct pc_conn_s {
     uint8_t peer_eof;
     uint8_t outbound;   /* opened by pc_connect (counted in srv->outbound, else in active) */
     uint8_t connecting; /* outbound connect in flight (tx->wr_op) */
-    uint8_t no_linger;  /* pc_conn_close_nolinger: close at the FIN */
+    uint8_t no_linger;  /* pc_conn_close_nolinger: close at the FIN; NL_HELD once the
+                         * last bytes went with MSG_MORE (conn_flush, do_fin) */
     uint8_t sent_due;   /* bytes were handed over since on_sent last ran */
     uint8_t reason;     /* pc_close_reason_t */
     uint8_t px_state;   /* PROXY protocol phase: PX_* (conn_proxy.c) */

@@ -16,7 +16,7 @@ socket on lo (root), checks that:
             then EOF;
   keepalive five requests on one keep-alive connection are each answered
             at once (no answer is held back waiting for a FIN: each within
-            0.2 s), and none of those segments carries a FIN.
+            0.1 s), and none of those segments carries a FIN.
 
 Needs root for the capture (exits 77, "skipped", otherwise). Bounded by an
 overall alarm (30 s); the server is killed on every exit path. Python 3
@@ -132,7 +132,7 @@ def run(a):
                 ok = ok and r is not None and r[0] == 200
             segs = server_segments(cap.take(0.2), port, cport)
             c.close()
-            check(ok and worst < 0.2, "keepalive: 5 answers, each at once (slowest %.3f s)" % worst)
+            check(ok and worst < 0.1, "keepalive: 5 answers, each at once (slowest %.3f s)" % worst)
             check(not any(f & FIN for f, _ in segs), "keepalive: no FIN while the connection is open")
         finally:
             cap.close()
