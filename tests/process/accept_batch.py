@@ -22,9 +22,7 @@ import os
 import socket
 import sys
 
-from proclib import Checks, Server, backend_main, expect_200, metric, stress_json  # noqa: E402
-
-REQ = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
+from proclib import GET_ROOT, Checks, Server, backend_main, expect_200, metric, stress_json  # noqa: E402
 
 
 def batch_waits(port):
@@ -62,7 +60,7 @@ def run(a):
         port = srv.wait_listening(10)
         for _ in range(10):
             s = socket.create_connection(("127.0.0.1", port), 5)
-            s.sendall(REQ)
+            s.sendall(GET_ROOT)
             expect_200(s)
             s.close()
         n = batch_waits(port)
@@ -70,7 +68,7 @@ def run(a):
         for _ in range(10):
             socks = [socket.create_connection(("127.0.0.1", port), 5) for _ in range(4)]
             for s in socks:
-                s.sendall(REQ)
+                s.sendall(GET_ROOT)
             for s in socks:
                 expect_200(s)
                 s.close()

@@ -26,9 +26,7 @@ import socket
 import sys
 import time
 
-from proclib import Checks, Server, backend_main, expect_200, metric  # noqa: E402
-
-REQ = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
+from proclib import GET_ROOT, Checks, Server, backend_main, expect_200, metric  # noqa: E402
 
 
 def accepted_after(port, before, k, limit):
@@ -69,7 +67,7 @@ def run(a):
               % (before, held))
         t0 = time.monotonic()
         for s in socks:
-            s.sendall(REQ)
+            s.sendall(GET_ROOT)
         for s in socks:
             expect_200(s)
             s.close()
@@ -91,7 +89,7 @@ def run(a):
         took = time.monotonic() - t0
         check(before is not None and n == before + polls + 1 and took >= 0.8,
               "silent: the silent client accepted after the wait (%.2f s)" % took)
-        s.sendall(REQ)
+        s.sendall(GET_ROOT)
         expect_200(s)
         s.close()
     finally:

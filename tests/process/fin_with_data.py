@@ -29,7 +29,7 @@ import struct
 import sys
 import time
 
-from proclib import Checks, Server, Skip, backend_main, read_response, read_to_eof  # noqa: E402
+from proclib import GET_ROOT, Checks, Server, Skip, backend_main, read_response, read_to_eof  # noqa: E402
 
 ETH_P_ALL = 0x0003
 FIN = 0x01
@@ -126,7 +126,7 @@ def run(a):
             ok = True
             for _ in range(5):
                 t0 = time.monotonic()
-                c.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+                c.sendall(GET_ROOT)
                 r = read_response(c)
                 worst = max(worst, time.monotonic() - t0)
                 ok = ok and r is not None and r[0] == 200

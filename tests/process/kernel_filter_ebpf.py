@@ -38,7 +38,7 @@ import time
 import urllib.request
 
 import kernel_filter as kf
-from proclib import SKIP, Fail, Server, Skip, now, run_checks  # noqa: E402
+from proclib import GET_ROOT, SKIP, Fail, Server, Skip, now, run_checks  # noqa: E402
 
 
 def http_argv(args, rules=None, extra=()):
@@ -85,7 +85,7 @@ def get(sock):
     """One GET / on a connected socket: True when answered 200."""
     try:
         sock.settimeout(5)
-        sock.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        sock.sendall(GET_ROOT)
         return sock.recv(64).startswith(b"HTTP/1.1 200")
     except OSError:
         return False

@@ -37,6 +37,10 @@ class Checks:
         return cond
 
 
+# one keep-alive request for pc-http's "/"
+GET_ROOT = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
+
+
 def read_to_eof(s):
     """Everything s receives until the peer's FIN, as bytes."""
     data = b""
