@@ -331,9 +331,13 @@ static void close_nolinger_unread_bytes(void **state)
     start_server(&cfg);
     shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 3000);
     assert_true(s != SHIM_INVALID);
+    /* more than the server reads before it closes (it reads up to 16 x 4 KiB
+     * per wake-up and goes on discarding while closing), so bytes are left
+     * unread; the reset this provokes may reach us while we are still
+     * sending, so the send may fail: the reply must arrive either way */
     static char big[256 * 1024];
     memset(big, 'x', sizeof big);
-    assert_int_equal(shim_send_all(s, big, sizeof big), 0);
+    (void)shim_send_all(s, big, sizeof big);
     char buf[8];
     assert_int_equal(shim_recv_exact(s, buf, 3), 3); /* then a reset */
     assert_memory_equal(buf, "bye", 3);
