@@ -65,6 +65,7 @@ int accept_wait_capacity_until(listener_t *l, uint64_t deadline)
     pc_server_t *s = l->srv;
     int ok = 0;
     pc__mutex_lock(&s->cap_lock);
+    server_cap_wait_begin(s);
     for (;;) {
         if (atomic_load(&l->stopping)) break;
         if (atomic_load(&s->active) < s->cfg.max_connections) {
@@ -75,6 +76,7 @@ int accept_wait_capacity_until(listener_t *l, uint64_t deadline)
         if (now >= deadline) break;
         pc__cond_timedwait(&s->cap_cond, &s->cap_lock, (unsigned)(deadline - now));
     }
+    server_cap_wait_end(s);
     pc__mutex_unlock(&s->cap_lock);
     return ok;
 }

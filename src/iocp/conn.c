@@ -23,7 +23,8 @@
 static PC_THREAD_LOCAL pc_conn_t *tls_conn;  /* connection whose strand runs here */
 static PC_THREAD_LOCAL worker_t *tls_worker; /* the worker running it */
 
-#define READ_BUDGET 16 /* receives per readable completion before yielding */
+#define READ_BUDGET     16 /* receives per readable completion before yielding */
+#define CONN_FREE_BATCH 32 /* released records handed to the table at once (conn_release) */
 
 static void conn_after(pc_conn_t *c);
 static void conn_close_socket(pc_conn_t *c, int abortive);
@@ -758,6 +759,7 @@ static void conn_release(worker_t *w, pc_conn_t *c)
     counter_sub(&s->send_queued, atomic_load(&c->inbox_send_bytes));
     atomic_store(&c->inbox_send_bytes, 0);
     c->state = CS_FREE;
+    server_conn_retire_id(c);
     pc__mutex_unlock(conn_lock(c));
     if (itx) {
         /* closed: no post_to adds to it any more; its functions run with NULL */
@@ -766,7 +768,16 @@ static void conn_release(worker_t *w, pc_conn_t *c)
         sendq_free(s, &itx->sendq);
         tx_free(w, itx);
     }
-    server_conn_release(s, c);
+    /* to the table's free list in batches: its lock is shared by every
+     * worker and the accept threads, and each closed connection passes here */
+    c->u.next_free = w->free_head;
+    if (!w->free_head) w->free_tail = c;
+    w->free_head = c;
+    if (++w->free_n >= CONN_FREE_BATCH) {
+        server_conn_free_list(s, w->free_head, w->free_tail);
+        w->free_head = w->free_tail = NULL;
+        w->free_n = 0;
+    }
 }
 
 /* ---- the strand ------------------------------------------------------------- */

@@ -154,20 +154,30 @@ pc_conn_t *server_conn_alloc(pc_server_t *s)
     return c;
 }
 
-void server_conn_release(pc_server_t *s, pc_conn_t *c)
+void server_conn_retire_id(pc_conn_t *c)
 {
-    pc__mutex_lock(conn_lock(c));
     /* advance the generation now, so the ids of this connection fail at
      * once, not only after reuse; the next allocation takes this one (no id
      * with it was ever handed out) */
     uint32_t gen = (uint32_t)(atomic_load(&c->id) >> 32) + 1;
     if (gen == 0) gen = 1;
     atomic_store(&c->id, ((uint64_t)gen << 32) | conn_slot(c));
-    pc__mutex_unlock(conn_lock(c));
+}
+
+void server_conn_free_list(pc_server_t *s, pc_conn_t *first, pc_conn_t *last)
+{
     pc__mutex_lock(&s->table_lock);
-    c->u.next_free = s->free_conns;
-    s->free_conns = c;
+    last->u.next_free = s->free_conns;
+    s->free_conns = first;
     pc__mutex_unlock(&s->table_lock);
+}
+
+void server_conn_release(pc_server_t *s, pc_conn_t *c)
+{
+    pc__mutex_lock(conn_lock(c));
+    server_conn_retire_id(c);
+    pc__mutex_unlock(conn_lock(c));
+    server_conn_free_list(s, c, c);
 }
 
 pc_conn_t *server_conn_lookup(pc_server_t *s, pc_conn_id_t id)
@@ -187,8 +197,26 @@ worker_t *server_pick_worker(pc_server_t *s)
     return &s->workers[i % (uint32_t)s->nworkers];
 }
 
+/* Every connection that closes calls server_capacity_changed, and a lock
+ * shared by all workers on each close is a point of contention on a large
+ * machine; nearly always nobody waits. The waiter counts itself (seq_cst)
+ * before it checks its condition, the notifier changed the condition
+ * (seq_cst) before it reads the count: so either the waiter sees the new
+ * state and does not sleep, or the notifier sees the waiter and takes the
+ * lock, which the waiter holds from its check into the wait. */
+void server_cap_wait_begin(pc_server_t *s)
+{
+    atomic_fetch_add(&s->cap_waiters, 1);
+}
+
+void server_cap_wait_end(pc_server_t *s)
+{
+    atomic_fetch_sub(&s->cap_waiters, 1);
+}
+
 void server_capacity_changed(pc_server_t *s)
 {
+    if (atomic_load(&s->cap_waiters) == 0) return;
     pc__mutex_lock(&s->cap_lock);
     pc__cond_broadcast(&s->cap_cond);
     pc__mutex_unlock(&s->cap_lock);
@@ -443,6 +471,7 @@ static void close_all(pc_server_t *s, int how)
 static int wait_idle(pc_server_t *s, uint64_t deadline)
 {
     pc__mutex_lock(&s->cap_lock);
+    server_cap_wait_begin(s);
     while (atomic_load(&s->active) + atomic_load(&s->outbound) > 0) {
         uint64_t now = pc__now_ms();
         if (now >= deadline) break;
@@ -450,6 +479,7 @@ static int wait_idle(pc_server_t *s, uint64_t deadline)
         pc__cond_timedwait(&s->cap_cond, &s->cap_lock, left > 100 ? 100 : (unsigned)left);
     }
     int idle = atomic_load(&s->active) + atomic_load(&s->outbound) == 0;
+    server_cap_wait_end(s);
     pc__mutex_unlock(&s->cap_lock);
     return idle;
 }

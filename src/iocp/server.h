@@ -221,6 +221,11 @@ struct worker_s {
     op_t kick_op;
     conn_tx_t *tx_cache; /* free conn_tx_t, touched only by this worker's thread */
     unsigned tx_cached;
+    /* released connection records on their way to the table's free list,
+     * handed over CONN_FREE_BATCH at a time (one table_lock for the batch);
+     * touched only by this worker's thread */
+    struct pc_conn_s *free_head, *free_tail;
+    unsigned free_n;
     char *scratch; /* receive buffer */
     size_t scratch_size;
     op_t exit_op;
@@ -303,6 +308,9 @@ struct pc_server_s {
     _Atomic uint64_t outbound; /* open pc_connect connections */
     pc_mutex_t cap_lock;
     pc_cond_t cap_cond;
+    /* threads inside a cap_cond wait loop; server_capacity_changed takes
+     * cap_lock only when there is one (see cap_wait_begin in server.c) */
+    _Atomic int cap_waiters;
     /* counters written by the accept threads */
     counter_t accepted, deferred, accept_errors;
     counter_t accept_batch_waits; /* accept-thread sleeps that gathered a batch */
@@ -381,9 +389,20 @@ static inline pc_mutex_t *conn_lock(const pc_conn_t *c)
 /* server.c */
 pc_conn_t *server_conn_alloc(pc_server_t *s);
 void server_conn_release(pc_server_t *s, pc_conn_t *c);
+/* The two halves of server_conn_release: retire_id under conn_lock(c) (ids
+ * of this connection fail from then on), then free_list hands records
+ * first..last (linked through u.next_free) back to the table. */
+void server_conn_retire_id(pc_conn_t *c);
+void server_conn_free_list(pc_server_t *s, pc_conn_t *first, pc_conn_t *last);
 pc_conn_t *server_conn_lookup(pc_server_t *s, pc_conn_id_t id);
 worker_t *server_pick_worker(pc_server_t *s);
+/* Wakes the threads waiting on capacity (cap_cond). Call after changing
+ * active, outbound or a stopping flag: it skips the lock when nobody waits. */
 void server_capacity_changed(pc_server_t *s);
+/* The wait loop on cap_cond is bracketed by these, under cap_lock: begin
+ * before the loop's first check of the condition, end after its last. */
+void server_cap_wait_begin(pc_server_t *s);
+void server_cap_wait_end(pc_server_t *s);
 
 /* server_worker.c: a worker thread's body (arg: its worker_t), started by
  * pc_server_start; returns after the worker's TAG_EXIT once it has nothing
