@@ -48,7 +48,10 @@ pc_verdict_t accept_decide(listener_t *l, const struct sockaddr *peer, const str
     pc_verdict_t v = filter_decide_ex(
         s->filter, l->idx, &a, pc__now_ms(), !reserved, proxied ? FILTER_SKIP_SOURCE : 0,
         s->cfg.condition ? run_condition : NULL, &cx, &l->pending_ticket, step);
-    if (v != PC_ACCEPT && reserved) atomic_fetch_sub(&s->active, 1);
+    if (v != PC_ACCEPT && reserved) {
+        atomic_fetch_sub(&s->active, 1);
+        server_capacity_changed(s); /* another listener may wait for this slot */
+    }
     return v;
 }
 

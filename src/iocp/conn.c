@@ -773,11 +773,15 @@ static void conn_release(worker_t *w, pc_conn_t *c)
     c->u.next_free = w->free_head;
     if (!w->free_head) w->free_tail = c;
     w->free_head = c;
-    if (++w->free_n >= CONN_FREE_BATCH) {
-        server_conn_free_list(s, w->free_head, w->free_tail);
-        w->free_head = w->free_tail = NULL;
-        w->free_n = 0;
-    }
+    if (++w->free_n >= CONN_FREE_BATCH) conn_release_flush(w);
+}
+
+void conn_release_flush(worker_t *w)
+{
+    if (!w->free_head) return;
+    server_conn_free_list(w->srv, w->free_head, w->free_tail);
+    w->free_head = w->free_tail = NULL;
+    w->free_n = 0;
 }
 
 /* ---- the strand ------------------------------------------------------------- */

@@ -196,7 +196,8 @@ struct pc_conn_s {
     int err; /* here it fills the hole after peer */
     union {
         void *user;                  /* in use: pc_conn_set_user_data */
-        struct pc_conn_s *next_free; /* free: the server's free list (table_lock) */
+        struct pc_conn_s *next_free; /* free: the server's free list (table_lock),
+                                      * or before that a worker's batch (its thread) */
     } u;
     /* pc_conn_timer's state, the local address once asked for, the PROXY
      * header's parser or results, the TLS session: allocated at first use */
@@ -222,7 +223,8 @@ struct worker_s {
     conn_tx_t *tx_cache; /* free conn_tx_t, touched only by this worker's thread */
     unsigned tx_cached;
     /* released connection records on their way to the table's free list,
-     * handed over CONN_FREE_BATCH at a time (one table_lock for the batch);
+     * handed over CONN_FREE_BATCH at a time (one table_lock for the batch),
+     * and at the latest when the worker finds nothing to do (worker_main);
      * touched only by this worker's thread */
     struct pc_conn_s *free_head, *free_tail;
     unsigned free_n;
@@ -303,13 +305,14 @@ struct pc_server_s {
     pc_conn_t *free_conns;
     pc_mutex_t conn_locks[PC_CONN_LOCKS];
     _Atomic uint32_t next_worker;
-    /* capacity: active connections; accept threads wait on cap_cond */
+    /* capacity: active connections; accept threads (room for one more) and
+     * pc_server_stop (none left) wait on cap_cond */
     _Atomic uint64_t active;
     _Atomic uint64_t outbound; /* open pc_connect connections */
     pc_mutex_t cap_lock;
     pc_cond_t cap_cond;
     /* threads inside a cap_cond wait loop; server_capacity_changed takes
-     * cap_lock only when there is one (see cap_wait_begin in server.c) */
+     * cap_lock only when there is one (see server_cap_wait_begin) */
     _Atomic int cap_waiters;
     /* counters written by the accept threads */
     counter_t accepted, deferred, accept_errors;
@@ -426,6 +429,9 @@ conn_ext_t *conn_ext(pc_conn_t *c);
 /* Run the post_to functions still queued on a connection being released,
  * with c == NULL (destroy after a stop that could not close everything). */
 void conn_drop_posts(pc_conn_t *c);
+/* Hand the worker's batch of released records (conn_release) to the
+ * table's free list now; the worker's thread only. */
+void conn_release_flush(worker_t *w);
 /* A worker is done (destroy, after the join): free its conn_tx_t cache. */
 void conn_tx_cache_free(worker_t *w);
 /* Free a connection's send side and inbox (destroy, after the join). */

@@ -18,7 +18,8 @@ typedef struct post_rec_s {
     void *arg;
 } post_rec_t;
 
-#define WAIT_BATCH 64
+#define WAIT_BATCH    64
+#define FREE_FLUSH_MS 10 /* longest a worker keeps released records (conn_release) */
 
 /* ---- workers ------------------------------------------------------------------ */
 
@@ -40,6 +41,9 @@ void worker_main(void *arg)
         int stimeout = wheel_timeout(&w->swheel, now);
         pc__mutex_unlock(&w->wheel_lock);
         if (stimeout >= 0 && (timeout < 0 || stimeout < timeout)) timeout = stimeout;
+        /* released records are not kept from the table for long: a worker
+         * holding some wakes within FREE_FLUSH_MS to hand them over */
+        if (w->free_head && (timeout < 0 || timeout > FREE_FLUSH_MS)) timeout = FREE_FLUSH_MS;
         if (w->exiting) timeout = 0;
         int n = port_wait(s->port, w->idx, cpl, WAIT_BATCH, timeout);
         if (n < 0) {
@@ -98,6 +102,7 @@ void worker_main(void *arg)
             conn_timer_expired(w, timer_conn(e));
         }
         stimer_run_expired(w, &sexpired);
+        if (n == 0) conn_release_flush(w);
         if (w->exiting && n == 0) break;
     }
 }
