@@ -107,7 +107,11 @@ static void send_to_16b_bounded(void **state)
     print_message("16-byte sends: %llu accepted, held %llu B (cap %zu), RSS +%lld KiB\n",
                   (unsigned long long)accepted, (unsigned long long)max_held,
                   cfg.max_buffered_bytes, ((long long)rss1 - (long long)rss0) / 1024);
-    assert_true(rss1 <= rss0 + 2 * cfg.max_buffered_bytes);
+    /* plus 256 KiB: the allocator commits memory a page of a size class
+     * and a thread heap at a time (+388..472 KiB here in 30 runs, +516
+     * once under a loaded CI run); the defect this guards against held
+     * the whole 64 MiB */
+    assert_true(rss1 <= rss0 + 2 * cfg.max_buffered_bytes + (256u << 10));
 #endif
     /* refused sends queued nothing: aborting frees everything */
     assert_int_equal(pc_server_abort_id(g_srv, id), 0);
