@@ -57,9 +57,21 @@ stage_windows() {
   ctest --test-dir "$b" --output-on-failure -j2
 }
 
+# Each stage runs in a subshell with -e, outside any condition or || list,
+# so it stops at its first failing command: inside `if ! stage_x` (or
+# `stage_x || ...`) bash ignores -e and only the stage's last command would
+# count (a failing ctest followed by a passing clang build once reported the
+# linux stage passed).
 for s in "${stages[@]}"; do
   pc_log "stage: $s"
-  if ! "stage_$s"; then
+  set +e
+  (
+    set -e
+    "stage_$s"
+  )
+  rc=$?
+  set -e
+  if [ "$rc" -ne 0 ]; then
     failed+=("$s")
   fi
 done
