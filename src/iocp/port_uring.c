@@ -412,15 +412,15 @@ static int prep_send(urq_t *q, port_sock_t *s, op_t *op)
 {
     struct io_uring_sqe *sqe = ur_sqe(q);
     if (!sqe) return PC_ENOMEM;
+    int flags = UR_SEND_FLAGS | (op->fin_next ? MSG_MORE : 0);
     if (op->nbufs == 1) {
-        io_uring_prep_send(sqe, s->fd, op->bufs[0].base, op->bufs[0].len,
-                           UR_SEND_FLAGS | (op->fin_next ? MSG_MORE : 0));
+        io_uring_prep_send(sqe, s->fd, op->bufs[0].base, op->bufs[0].len, flags);
     } else {
         struct msghdr *mh = &ur_side(q, sqe)->mh;
         memset(mh, 0, sizeof *mh);
         mh->msg_iov = (struct iovec *)(void *)op->bufs; /* pc_buf_t has the iovec layout */
         mh->msg_iovlen = op->nbufs;
-        io_uring_prep_sendmsg(sqe, s->fd, mh, UR_SEND_FLAGS | (op->fin_next ? MSG_MORE : 0));
+        io_uring_prep_sendmsg(sqe, s->fd, mh, (unsigned)flags);
     }
     ur_set_data(sqe, op, UD_OP);
     op->next = (op_t *)(void *)s;

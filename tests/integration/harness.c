@@ -118,6 +118,27 @@ void start_server(const pc_server_config_t *cfg)
     start_server_on(cfg, "127.0.0.1:0");
 }
 
+char g_start_lines[4][256];
+int g_nstart_lines;
+static const char *start_key;
+
+static void start_log_sink(void *user, pc_log_level_t level, const char *line)
+{
+    (void)user;
+    (void)level;
+    if (strstr(line, start_key) && g_nstart_lines < 4)
+        snprintf(g_start_lines[g_nstart_lines++], sizeof g_start_lines[0], "%s", line);
+}
+
+void start_server_logging(const pc_server_config_t *cfg, const char *key)
+{
+    start_key = key;
+    g_nstart_lines = 0;
+    pc_log_set_handler(start_log_sink, NULL);
+    start_server(cfg);
+    pc_log_set_handler(NULL, NULL);
+}
+
 int start_server_on(const pc_server_config_t *cfg, const char *endpoint)
 {
     assert_int_equal(pc_server_create(cfg, &g_srv), 0);

@@ -35,6 +35,11 @@ void fill_pattern(unsigned char *p, size_t off, size_t n);
 void base_config(pc_server_config_t *cfg);
 /* Reset the counters, create, listen on 127.0.0.1:0 (g_port), start. */
 void start_server(const pc_server_config_t *cfg);
+/* start_server, keeping the log lines that contain key (up to 4) in
+ * g_start_lines / g_nstart_lines: what creating and listening said. */
+void start_server_logging(const pc_server_config_t *cfg, const char *key);
+extern char g_start_lines[4][256];
+extern int g_nstart_lines;
 /* Create, listen on endpoint (port 0: a free one), start; the port, also
  * in g_port. The counters are left alone. */
 int start_server_on(const pc_server_config_t *cfg, const char *endpoint);
@@ -43,7 +48,7 @@ int teardown(void **state);
 /* Send msg and expect it echoed exactly. */
 void expect_echo(shim_sock_t s, const char *msg);
 pc_server_stats_t stats(void);
-/* A connection from src (IPv4 text) to g_port is refused: the connect fails,
+/* A connection from src (IPv4 text; NULL: any) to g_port is refused: the connect fails,
  * or a byte sent on it gets EOF or a reset, never an answer. */
 void expect_refused(const char *src);
 /* pc_server_create refuses *field = max + 1 (PC_EINVAL, nothing created)

@@ -15,17 +15,6 @@
 
 #define NCONN 48
 
-static char batch_lines[4][256];
-static int nbatch_lines;
-
-static void log_sink(void *user, pc_log_level_t level, const char *line)
-{
-    (void)user;
-    (void)level;
-    if (strstr(line, "accept_batch_us") && nbatch_lines < 4)
-        snprintf(batch_lines[nbatch_lines++], sizeof batch_lines[0], "%s", line);
-}
-
 /* The user condition runs on the accept thread: while the gate is closed it
  * holds the thread (at most 5 s), so that the connections the test opens
  * meanwhile pile up in the backlog, as a busy server's do. */
@@ -70,10 +59,7 @@ static void start_batched(unsigned us)
      * by the gate would hold the connects themselves */
     cfg.conditional_accept = PC_COND_ACCEPT_OFF;
     atomic_store(&gate, 0);
-    nbatch_lines = 0;
-    pc_log_set_handler(log_sink, NULL);
-    start_server(&cfg);
-    pc_log_set_handler(NULL, NULL);
+    start_server_logging(&cfg, "accept_batch_us");
 }
 
 /* n connections one after the other, each answering one echo, closed. */
@@ -111,11 +97,11 @@ static void busy_backlog_gathers(void **state)
     pc_server_stats_t st = stats();
 #ifdef _WIN32
     assert_int_equal(st.accept_batch_us, 0);
-    assert_int_equal(nbatch_lines, 1); /* no accept batching here: said once */
-    assert_non_null(strstr(batch_lines[0], "no accept batching on this platform"));
+    assert_int_equal(g_nstart_lines, 1); /* no accept batching here: said once */
+    assert_non_null(strstr(g_start_lines[0], "no accept batching on this platform"));
 #else
     assert_int_equal(st.accept_batch_us, 2000);
-    assert_int_equal(nbatch_lines, 0);
+    assert_int_equal(g_nstart_lines, 0);
 #endif
     assert_int_equal(st.accept_batch_waits, 0);
     shim_sock_t c[NCONN];

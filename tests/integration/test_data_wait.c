@@ -14,26 +14,12 @@
 
 #include "harness.h"
 
-static char wait_lines[4][256];
-static int nwait_lines;
-
-static void log_sink(void *user, pc_log_level_t level, const char *line)
-{
-    (void)user;
-    (void)level;
-    if (strstr(line, "accept_data_wait_s") && nwait_lines < 4)
-        snprintf(wait_lines[nwait_lines++], sizeof wait_lines[0], "%s", line);
-}
-
 static void start_waiting(unsigned s)
 {
     pc_server_config_t cfg;
     base_config(&cfg);
     cfg.accept_data_wait_s = s;
-    nwait_lines = 0;
-    pc_log_set_handler(log_sink, NULL);
-    start_server(&cfg);
-    pc_log_set_handler(NULL, NULL);
+    start_server_logging(&cfg, "accept_data_wait_s");
 }
 
 /* A client that connected and sent nothing is not accepted; its first bytes
@@ -46,13 +32,13 @@ static void held_until_first_bytes(void **state)
     assert_true(c != SHIM_INVALID);
 #ifdef _WIN32
     assert_int_equal(stats().accept_data_wait_s, 0);
-    assert_int_equal(nwait_lines, 1); /* no data wait here: said once */
-    assert_non_null(strstr(wait_lines[0], "no accept data wait on this platform"));
+    assert_int_equal(g_nstart_lines, 1); /* no data wait here: said once */
+    assert_non_null(strstr(g_start_lines[0], "no accept data wait on this platform"));
     WAIT_FOR(stats().accepted == 1, 2000); /* accepted at the handshake */
     assert_int_equal(stats().accepted, 1);
 #else
     assert_int_equal(stats().accept_data_wait_s, 3); /* 3 s is on the kernel's schedule */
-    assert_int_equal(nwait_lines, 0);
+    assert_int_equal(g_nstart_lines, 0);
     shim_sleep_ms(400); /* long enough for an accept (a few ms), well inside the wait */
     assert_int_equal(stats().accepted, 0);
     assert_int_equal(atomic_load(&g_opens), 0);
@@ -77,7 +63,7 @@ static void off_accepts_at_handshake(void **state)
     WAIT_FOR(atomic_load(&g_opens) == 1, 2000);
     assert_int_equal(atomic_load(&g_opens), 1);
     assert_int_equal(stats().accepted, 1);
-    assert_int_equal(nwait_lines, 0);
+    assert_int_equal(g_nstart_lines, 0);
     shim_close(c);
 }
 
