@@ -35,7 +35,11 @@
 # Server CPU = utime+stime from /proc/PID/stat (nginx: master + workers)
 # over the load, divided by the requests (or connections) served. The load
 # generators run on the same machine and share its CPUs, so req/s is a
-# property of the pair; CPU per request is the server's alone.
+# property of the pair; CPU per request is the server's alone. Wake-ups =
+# voluntary context switches of all the server's threads (a thread slept
+# and was woken) over the load, divided the same way: where two servers do
+# the same work per request, the one that sleeps and is woken more often
+# pays the scheduler for it.
 #
 # pc-http runs as shipped: its accept data wait (3 s, TCP_DEFER_ACCEPT) is
 # on; nginx's and HAProxy's equivalents (listen ... deferred, bind ...
@@ -47,13 +51,20 @@
 # "--accept-batch-us 1000", and "pcn" for one with "--accept-data-wait 0":
 # the summary then has a table for each; add "nginxd" for an nginx with
 # "listen ... deferred", nginx's accept data wait: a peer in every table).
+# SESSION=own starts each server in a session of its own (setsid), as a
+# service manager or a login would: with the kernel's autogroup scheduling
+# (kernel.sched_autogroup_enabled=1, Debian's default) each server is then
+# scheduled as a group against the load generators' group, instead of as
+# threads among theirs (SESSION=shared, the default). The machine line says
+# which, and whether autogroup is on. docs/benchmarks.md shows what it
+# changes.
 #
 # It measures and never judges: the exit status is 0 whatever the figures
 # (non-zero only for bad usage or when a server cannot be started).
 set -u
 
 usage() {
-    sed -n '3,52p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '3,63p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 if [ $# -lt 1 ] || [ ! -d "$1" ]; then usage; fi
@@ -97,6 +108,12 @@ PCSTRESS=$BUILD/bin/pc-stress
 [ -x "$PCHTTP" ] || { echo "no $PCHTTP (build the pc-http target)" >&2; exit 2; }
 [ -x "$PCSTRESS" ] || DO_STRESS=0
 SERVERS=${SERVERS:-pc nginx haproxy}
+SESSION=${SESSION:-shared}
+case $SESSION in
+shared) LAUNCH=() ;;
+own) LAUNCH=(setsid) ;; # not a group leader here (no job control): exec, same PID
+*) echo "SESSION must be shared or own" >&2; exit 2 ;;
+esac
 NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
 if [ ! -x "$NGINX" ]; then
     bench_need_cmd nginx nginx-light nginx
@@ -141,6 +158,7 @@ echo "machine: $(nproc) CPUs, $(awk -F': ' '/model name/ {print $2; exit}' /proc
     "kernel $(uname -r), $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
 echo "nginx: $("$NGINX" -v 2>&1 | sed 's/.*version: //'), haproxy: $("$HAPROXY" -v 2>&1 |
     awk 'NR==1 {print $3}'), wrk: $(wrk -v 2>&1 | awk 'NR==1 {print $2}'), pc-http: $PCHTTP ${PC_HTTP_ARGS:-}"
+echo "servers' session: $SESSION (kernel.sched_autogroup_enabled=$(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null || echo n/a))"
 case " $SERVERS " in *" pcb "*) echo "pcb: pc-http ${PC_HTTP_ARGS:-} ${PC_BATCH_ARGS:---accept-batch-us 1000}" ;; esac
 case " $SERVERS " in *" pcn "*) echo "pcn: pc-http ${PC_HTTP_ARGS:-} --accept-data-wait 0" ;; esac
 case " $SERVERS " in *" nginxd "*) echo "nginxd: nginx with listen ... deferred" ;; esac
@@ -162,7 +180,7 @@ start_server() {
         [ "$srv" = pcb ] && extra=${PC_BATCH_ARGS:---accept-batch-us 1000}
         [ "$srv" = pcn ] && extra="--accept-data-wait 0"
         # shellcheck disable=SC2086 # PC_HTTP_ARGS and extra are lists of flags
-        "$PCHTTP" --listen "127.0.0.1:$port" --threads "$THREADS" --max-conns $((IDLE + 2000)) \
+        "${LAUNCH[@]}" "$PCHTTP" --listen "127.0.0.1:$port" --threads "$THREADS" --max-conns $((IDLE + 2000)) \
             "${rules[@]}" ${PC_HTTP_ARGS:-} $extra >"$dir/out.log" 2>"$dir/err.log" &
         ;;
     nginx | nginxd)
@@ -176,7 +194,7 @@ start_server() {
             sed -i "s|^    server {|    geo \$bad { default 0; include $list/nginx_geo.conf; }\n    server {\n        if (\$bad) { return 444; }|" \
                 "$dir/nginx.conf"
         fi
-        "$NGINX" -p "$dir" -c "$dir/nginx.conf" >"$dir/out.log" 2>"$dir/err.log" &
+        "${LAUNCH[@]}" "$NGINX" -p "$dir" -c "$dir/nginx.conf" >"$dir/out.log" 2>"$dir/err.log" &
         ;;
     haproxy)
         {
@@ -200,7 +218,7 @@ start_server() {
             fi
             echo '    http-request return status 200 content-type text/plain string "Hello, World!"'
         } >"$dir/haproxy.cfg"
-        "$HAPROXY" -db -f "$dir/haproxy.cfg" >"$dir/out.log" 2>"$dir/err.log" &
+        "${LAUNCH[@]}" "$HAPROXY" -db -f "$dir/haproxy.cfg" >"$dir/out.log" 2>"$dir/err.log" &
         ;;
     esac
     PID[$srv]=$!
@@ -221,7 +239,9 @@ start_server() {
 start_servers() { # [LIST]
     local srv
     for srv in $SERVERS; do start_server "$srv" "${1:-}"; done
-    for srv in $SERVERS; do echo "  $srv: pids ${PIDS[$srv]}port ${PORT[$srv]}"; done
+    for srv in $SERVERS; do
+        echo "  $srv: pids ${PIDS[$srv]}port ${PORT[$srv]}, $(cut -d' ' -f1 "/proc/${PID[$srv]}/autogroup" 2>/dev/null)"
+    done
     grep -o 'backend [a-z_]*' "$TMP/pc/err.log" 2>/dev/null | head -1 | sed 's/^/  pc-http /'
 }
 stop_servers() {
@@ -258,12 +278,14 @@ except Exception:
     print(0, 0, 0, 0)' "$TMP/ps.out"
 }
 
-printf '\n%-9s %-8s %5s %11s %12s %13s %7s\n' load server round requests "per second" \
-    "cpu us/unit" errors
+printf '\n%-9s %-8s %5s %11s %12s %13s %7s %12s\n' load server round requests "per second" \
+    "cpu us/unit" errors "wakeups/unit"
 one_load() { # load server round
-    local load=$1 srv=$2 round=$3 port pids c0 c1 n rate err cpu
+    local load=$1 srv=$2 round=$3 port pids c0 c1 w0 w1 n rate err cpu wake
     port=${PORT[$srv]}
     pids=${PIDS[$srv]}
+    # shellcheck disable=SC2086
+    w0=$(bench_wakeups $pids)
     # shellcheck disable=SC2086
     c0=$(bench_cpu_ticks $pids)
     case $load in
@@ -274,11 +296,15 @@ one_load() { # load server round
     esac
     # shellcheck disable=SC2086
     c1=$(bench_cpu_ticks $pids)
+    # shellcheck disable=SC2086
+    w1=$(bench_wakeups $pids)
     cpu=$(python3 -c "print('%.2f' % (($c1 - $c0) * 1e6 / $CLK_TCK / $n) if $n > 0 else 'nan')")
-    printf '%-9s %-8s %5d %11d %12.0f %13s %7d\n' "$load" "$srv" "$round" "${n:-0}" "${rate:-0}" \
-        "$cpu" "${err:-0}"
+    wake=$(python3 -c "print('%.3f' % (($w1 - $w0) / $n) if $n > 0 else 'nan')")
+    printf '%-9s %-8s %5d %11d %12.0f %13s %7d %12s\n' "$load" "$srv" "$round" "${n:-0}" "${rate:-0}" \
+        "$cpu" "${err:-0}" "$wake"
     record "$load.rate" "$srv" "$round" "${rate:-0}"
     record "$load.cpu" "$srv" "$round" "$cpu"
+    record "$load.wake" "$srv" "$round" "$wake"
 }
 
 # the order of the servers in round R: rotated by R
@@ -320,8 +346,8 @@ if [ "$DO_LIST" = 1 ]; then
         # shellcheck disable=SC2086
         echo "  $srv RSS with the list: $(bench_rss_kb ${PIDS[$srv]}) kB"
     done
-    printf '\n%-9s %-8s %5s %11s %12s %13s %7s\n' load server round requests "per second" \
-        "cpu us/unit" errors
+    printf '\n%-9s %-8s %5s %11s %12s %13s %7s %12s\n' load server round requests "per second" \
+        "cpu us/unit" errors "wakeups/unit"
     run_rounds churn-1m
 fi
 
@@ -391,6 +417,9 @@ churn.rate|churn conn/s (wrk Connection: close)|1|-
 churn.cpu|CPU us/connection (wrk churn)|0|-
 churn-1m.rate|churn conn/s, 1M-prefix deny list|1|nginx=1.2,haproxy=1.0
 churn-1m.cpu|CPU us/connection, 1M-prefix list|0|nginx=0.85
+ka.wake|wake-ups/request (wrk keep-alive)|0|-
+churn.wake|wake-ups/connection (wrk churn)|0|-
+churn-1m.wake|wake-ups/connection, 1M-prefix list|0|-
 ka-ps.rate|keep-alive req/s (pc-stress)|1|-
 churn-ps.rate|churn conn/s (pc-stress --close)|1|-
 idle.bytes|RSS bytes per idle conn (no request)|0|nginx=0.5

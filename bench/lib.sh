@@ -65,6 +65,15 @@ bench_cpu_ticks() {
     echo "$sum"
 }
 
+# Voluntary context switches (a thread slept and was woken: a wake-up),
+# summed over every thread of the PIDs given.
+bench_wakeups() {
+    local p
+    for p in "$@"; do
+        cat /proc/"$p"/task/*/status 2>/dev/null
+    done | awk '/^voluntary_ctxt_switches/ {s += $2} END {print s + 0}'
+}
+
 # VmRSS in kB, summed over the PIDs given.
 bench_rss_kb() {
     local sum=0 p r

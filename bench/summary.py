@@ -48,7 +48,10 @@ def main():
 
     def med(key, srv):
         v = vals.get((key, srv))
-        return "%.1f" % statistics.median(v) if v else "-"
+        if not v:
+            return "-"
+        m = statistics.median(v)
+        return "%.1f" % m if abs(m) >= 10 else "%.3g" % m  # wake-ups per unit: 0.0xx
 
     def ratio(key, pc, peer):
         """The per-round ratios pc / peer (empty when not measured)."""
