@@ -278,8 +278,12 @@ except Exception:
     print(0, 0, 0, 0)' "$TMP/ps.out"
 }
 
-printf '\n%-9s %-8s %5s %11s %12s %13s %7s %12s\n' load server round requests "per second" \
-    "cpu us/unit" errors "wakeups/unit"
+# the heading of the per-round lines one_load prints
+round_heading() {
+    printf '\n%-9s %-8s %5s %11s %12s %13s %7s %12s\n' load server round requests "per second" \
+        "cpu us/unit" errors "wakeups/unit"
+}
+round_heading
 one_load() { # load server round
     local load=$1 srv=$2 round=$3 port pids c0 c1 w0 w1 n rate err cpu wake
     port=${PORT[$srv]}
@@ -346,8 +350,7 @@ if [ "$DO_LIST" = 1 ]; then
         # shellcheck disable=SC2086
         echo "  $srv RSS with the list: $(bench_rss_kb ${PIDS[$srv]}) kB"
     done
-    printf '\n%-9s %-8s %5s %11s %12s %13s %7s %12s\n' load server round requests "per second" \
-        "cpu us/unit" errors "wakeups/unit"
+    round_heading
     run_rounds churn-1m
 fi
 
