@@ -360,7 +360,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(stop_notifies_application, teardown),
         cmocka_unit_test_teardown(close_nolinger, teardown),
 #ifndef _WIN32
-        cmocka_unit_test_teardown(close_nolinger_unread_bytes, teardown),
+        cmocka_unit_test_teardown(close_nolinger_unread_bytes, teardown), /* not on Windows */
 #endif
     };
     if (argc > 1) cmocka_set_test_filter(argv[1]);
