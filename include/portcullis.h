@@ -493,6 +493,22 @@ typedef struct pc_server_config_s {
      * PC_ACCEPT_DATA_WAIT_MAX_S, else pc_server_create fails with
      * PC_EINVAL. */
     unsigned accept_data_wait_s;
+    /* Batch scheduling for the server's threads (Linux); 0 (default) = off.
+     * With 1, pc_server_start puts the accept and worker threads under
+     * SCHED_BATCH, nice value unchanged: a woken server thread does not
+     * preempt the thread running on its CPU, it waits for that one's turn
+     * to end, and then finds more work waiting. A CPU with time to spare
+     * runs it at once, as before; on busy CPUs connections and requests
+     * gather per wake-up instead of each waking a thread. The cost is
+     * latency while the CPUs are busy: a woken thread may wait the kernel's
+     * time slice (a few ms). The application's callbacks run on these
+     * workers, so they are scheduled the same way. A thread started under
+     * another policy than the default (threads inherit their creator's:
+     * real-time, SCHED_IDLE) keeps it. pc_server_stats.sched_batch reports
+     * what runs; where it cannot be had (Windows, another policy kept, the
+     * call refused) pc_server_start logs why once and starts anyway.
+     * docs/sched-batch.md has the figures. */
+    int sched_batch;
     /* Callbacks. on_data is required. */
     pc_callbacks_t cb;
     /* ---- accept filter (steps 2-4 of the pipeline; portcullis/filter.h) ---- */
@@ -827,6 +843,10 @@ typedef struct pc_server_stats_s {
      * listeners, 0 when off, on Windows, before any listener, or when a
      * listener's kernel refused it (logged) */
     unsigned accept_data_wait_s;
+    /* 1 when every thread of the server runs under batch scheduling
+     * (pc_server_config_t.sched_batch): 0 when off, before
+     * pc_server_start, or where it could not be had (logged) */
+    int sched_batch;
     /* why that one: "requested by the configuration", "requested by
      * PORTCULLIS_BACKEND=uring", or AUTO's reason ("auto: io_uring, ...",
      * "auto: io_uring unavailable (why)"); also in the start-up log */

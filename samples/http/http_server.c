@@ -85,6 +85,10 @@ int main(int argc, char **argv)
      * its request arrived (--accept-data-wait 0 turns it off; Windows has
      * no such wait, so it is not asked for there by default) */
     cfg.server.accept_data_wait_s = 3;
+    /* a busy HTTP server is throughput work: its threads gather requests
+     * and connections per wake-up rather than preempt whoever runs
+     * (--sched default turns it off; docs/sched-batch.md) */
+    cfg.server.sched_batch = 1;
 #endif
 
     for (int i = 1; i < argc; i++) {

@@ -158,6 +158,9 @@ size_t http_metrics_format(const http_metrics_src_t *src, pc_server_t *s, char *
     mhead(&m, "pc_accept_data_wait_seconds", "gauge",
           "How long the kernel holds a new connection for its first bytes (0: off).");
     mput(&m, "pc_accept_data_wait_seconds %u\n", st.accept_data_wait_s);
+    mhead(&m, "pc_sched_batch", "gauge",
+          "1 when the server's threads run under batch scheduling (SCHED_BATCH).");
+    mput(&m, "pc_sched_batch %d\n", st.sched_batch);
     mhead(&m, "pc_worker_threads", "gauge", "Worker threads.");
     mput(&m, "pc_worker_threads %d\n", st.threads);
     mhead(&m, "pc_http_responses_total", "counter", "HTTP responses sent, by status code.");

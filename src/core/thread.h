@@ -41,6 +41,14 @@ int pc__thread_start(pc_thread_t *t, pc_thread_fn fn, void *arg, const char *nam
 void pc__thread_join(pc_thread_t t);
 /* Is t the calling thread? */
 int pc__thread_is_self(pc_thread_t t);
+/* Put thread t in the platform's batch scheduling class (Linux SCHED_BATCH,
+ * nice value unchanged): when woken it does not preempt the thread running
+ * on its CPU, it waits for that one's turn to end. Only a thread under the
+ * default policy is moved: one under another (real-time, idle) keeps it.
+ * Returns 0 (t runs under SCHED_BATCH now, or already did), PC_EEXIST (t
+ * runs under another policy than the default, kept; *why says which),
+ * PC_ENOTSUP (no batch class: Windows) or the error of the system call. */
+int pc__thread_sched_batch(pc_thread_t t, const char **why);
 
 void pc__mutex_init(pc_mutex_t *m);
 void pc__mutex_destroy(pc_mutex_t *m);

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -85,6 +86,33 @@ void pc__thread_join(pc_thread_t t)
 int pc__thread_is_self(pc_thread_t t)
 {
     return pthread_equal(th(t), pthread_self());
+}
+
+int pc__thread_sched_batch(pc_thread_t t, const char **why)
+{
+    *why = NULL;
+#ifdef SCHED_BATCH
+    int pol;
+    struct sched_param sp;
+    int rc = pthread_getschedparam(th(t), &pol, &sp);
+    if (rc) return pc__from_errno(rc);
+    if (pol == SCHED_BATCH) return 0;
+    if (pol != SCHED_OTHER) {
+        *why = "a policy other than SCHED_OTHER";
+        if (pol == SCHED_FIFO) *why = "SCHED_FIFO";
+        if (pol == SCHED_RR) *why = "SCHED_RR";
+#ifdef SCHED_IDLE
+        if (pol == SCHED_IDLE) *why = "SCHED_IDLE";
+#endif
+        return PC_EEXIST;
+    }
+    memset(&sp, 0, sizeof sp); /* the priority of the non-real-time policies is 0 */
+    rc = pthread_setschedparam(th(t), SCHED_BATCH, &sp);
+    return rc ? pc__from_errno(rc) : 0;
+#else
+    (void)t;
+    return PC_ENOTSUP;
+#endif
 }
 
 void pc__mutex_init(pc_mutex_t *m)

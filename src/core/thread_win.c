@@ -78,6 +78,13 @@ int pc__thread_is_self(pc_thread_t t)
     return h && GetThreadId(h) == GetCurrentThreadId();
 }
 
+int pc__thread_sched_batch(pc_thread_t t, const char **why)
+{
+    (void)t;
+    *why = NULL;
+    return PC_ENOTSUP; /* Windows has no batch scheduling class */
+}
+
 void pc__mutex_init(pc_mutex_t *m)
 {
     InitializeSRWLock(mx(m));

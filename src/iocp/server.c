@@ -278,6 +278,7 @@ int pc_server_create(const pc_server_config_t *cfg, pc_server_t **out)
     stimer_init(s);
     s->cfg = *cfg;
     atomic_init(&s->data_wait_min, UINT_MAX);
+    atomic_init(&s->sched_batch_on, 0);
     s->cfg.proxy_trusted = NULL; /* owned only once created */
     if (!s->cfg.proxy_versions) s->cfg.proxy_versions = PC_PROXY_V1 | PC_PROXY_V2;
     if (!s->cfg.proxy_timeout_ms) s->cfg.proxy_timeout_ms = 3000;
@@ -423,6 +424,29 @@ int pc_server_listener_port(const pc_server_t *s, int idx)
     return ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
 }
 
+/* cfg.sched_batch on a thread the server has just started. The first thread
+ * that cannot have it says why, once; the others are then left as they are,
+ * and the stats report it off. */
+static void sched_batch_apply(pc_server_t *s, pc_thread_t t)
+{
+    if (!s->cfg.sched_batch || s->sched_batch_failed) return;
+    const char *why = NULL;
+    int rc = pc__thread_sched_batch(t, &why);
+    if (rc == 0) return;
+    s->sched_batch_failed = 1;
+    if (rc == PC_ENOTSUP)
+        PC_LOGW("sched_batch: the server's threads keep the default scheduling (no batch "
+                "scheduling class on this platform)");
+    else if (rc == PC_EEXIST)
+        PC_LOGW("sched_batch: the server's threads keep %s, the policy they inherited from "
+                "the thread that started the server",
+                why);
+    else
+        PC_LOGW("sched_batch: the server's threads keep the default scheduling (SCHED_BATCH "
+                "refused: %s)",
+                pc_strerror(rc));
+}
+
 int pc_server_start(pc_server_t *s)
 {
     if (!s) return PC_EINVAL;
@@ -432,6 +456,7 @@ int pc_server_start(pc_server_t *s)
         rc = pc__thread_start(&s->workers[nstarted].thread, worker_main, &s->workers[nstarted],
                               "pc-worker");
         if (rc < 0) break;
+        sched_batch_apply(s, s->workers[nstarted].thread);
     }
     if (rc < 0) {
         for (int i = 0; i < nstarted; i++)
@@ -441,9 +466,6 @@ int pc_server_start(pc_server_t *s)
         return rc;
     }
     s->started = 1;
-    PC_LOGI("server started: backend %s (%s), %d worker threads, %d listener(s), max %u "
-            "connections",
-            s->port->vt->name, s->backend_why, s->nworkers, s->nlisteners, s->cfg.max_connections);
     for (int i = 0; i < s->nlisteners; i++) {
         listener_t *l = &s->listeners[i];
         rc = pc__thread_start(&l->thread, accept_thread_main, l, "pc-accept");
@@ -452,7 +474,14 @@ int pc_server_start(pc_server_t *s)
             return rc;
         }
         l->thread_started = 1;
+        sched_batch_apply(s, l->thread);
     }
+    int batch = s->cfg.sched_batch && !s->sched_batch_failed;
+    atomic_store(&s->sched_batch_on, batch);
+    PC_LOGI("server started: backend %s (%s), %d worker threads, %d listener(s), max %u "
+            "connections, %s scheduling",
+            s->port->vt->name, s->backend_why, s->nworkers, s->nlisteners, s->cfg.max_connections,
+            batch ? "batch" : "default");
     return 0;
 }
 
@@ -677,4 +706,5 @@ void pc_server_stats(const pc_server_t *s, pc_server_stats_t *out)
     out->accept_batch_waits = counter_get(&s->accept_batch_waits);
     unsigned dw = atomic_load(&((pc_server_t *)s)->data_wait_min);
     out->accept_data_wait_s = dw == UINT_MAX ? 0 : dw;
+    out->sched_batch = atomic_load(&((pc_server_t *)s)->sched_batch_on);
 }
