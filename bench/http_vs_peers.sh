@@ -43,14 +43,20 @@
 #
 # pc-http runs as shipped: its accept data wait (3 s, TCP_DEFER_ACCEPT) is
 # on; nginx's and HAProxy's equivalents (listen ... deferred, bind ...
-# defer-accept) are off, as they ship.
+# defer-accept) are off, as they ship. So is its batch scheduling (its
+# threads under SCHED_BATCH, --sched batch); nginx and HAProxy have no
+# setting for it and run under the default policy, unless PEER_SCHED=batch.
 #
 # Environment: PC_HTTP_ARGS (extra pc-http flags, e.g. "--backend epoll"),
 # NGINX, HAPROXY (binaries), SERVERS (default "pc nginx haproxy"; add, in
 # the same rounds, "pcb" for a second pc-http with PC_BATCH_ARGS, default
 # "--accept-batch-us 1000", and "pcn" for one with "--accept-data-wait 0":
 # the summary then has a table for each; add "nginxd" for an nginx with
-# "listen ... deferred", nginx's accept data wait: a peer in every table).
+# "listen ... deferred", nginx's accept data wait: a peer in every table;
+# "pcd" for a pc-http with "--sched default").
+# PEER_SCHED=batch starts nginx and HAProxy under "chrt -b 0" (SCHED_BATCH,
+# what a service manager can give any server: systemd's
+# CPUSchedulingPolicy=batch), to compare like with like.
 # SESSION=own starts each server in a session of its own (setsid), as a
 # service manager or a login would: with the kernel's autogroup scheduling
 # (kernel.sched_autogroup_enabled=1, Debian's default) each server is then
@@ -64,7 +70,7 @@
 set -u
 
 usage() {
-    sed -n '3,63p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '3,70p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 if [ $# -lt 1 ] || [ ! -d "$1" ]; then usage; fi
@@ -114,6 +120,12 @@ shared) LAUNCH=() ;;
 own) LAUNCH=(setsid) ;; # not a group leader here (no job control): exec, same PID
 *) echo "SESSION must be shared or own" >&2; exit 2 ;;
 esac
+PEER_SCHED=${PEER_SCHED:-default}
+case $PEER_SCHED in
+default) PEER_LAUNCH=() ;;
+batch) PEER_LAUNCH=(chrt -b 0) ;;
+*) echo "PEER_SCHED must be default or batch" >&2; exit 2 ;;
+esac
 NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
 if [ ! -x "$NGINX" ]; then
     bench_need_cmd nginx nginx-light nginx
@@ -161,6 +173,8 @@ echo "nginx: $("$NGINX" -v 2>&1 | sed 's/.*version: //'), haproxy: $("$HAPROXY" 
 echo "servers' session: $SESSION (kernel.sched_autogroup_enabled=$(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null || echo n/a))"
 case " $SERVERS " in *" pcb "*) echo "pcb: pc-http ${PC_HTTP_ARGS:-} ${PC_BATCH_ARGS:---accept-batch-us 1000}" ;; esac
 case " $SERVERS " in *" pcn "*) echo "pcn: pc-http ${PC_HTTP_ARGS:-} --accept-data-wait 0" ;; esac
+case " $SERVERS " in *" pcd "*) echo "pcd: pc-http ${PC_HTTP_ARGS:-} --sched default" ;; esac
+echo "peers' scheduling: $PEER_SCHED"
 case " $SERVERS " in *" nginxd "*) echo "nginxd: nginx with listen ... deferred" ;; esac
 echo "rounds $ROUNDS x ${SECS}s, $THREADS workers each, $CONNS connections, idle $IDLE," \
     "file limit $FDLIM, load avg $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -174,11 +188,12 @@ start_server() {
     for p in "${PORT[@]}"; do [ "$p" = "$port" ] && port=$(bench_free_port); done
     PORT[$srv]=$port
     case $srv in
-    pc | pcb | pcn)
+    pc | pcb | pcn | pcd)
         local rules=() extra=
         [ -n "$list" ] && rules=(--rules "$list/rules.txt")
         [ "$srv" = pcb ] && extra=${PC_BATCH_ARGS:---accept-batch-us 1000}
         [ "$srv" = pcn ] && extra="--accept-data-wait 0"
+        [ "$srv" = pcd ] && extra="--sched default"
         # shellcheck disable=SC2086 # PC_HTTP_ARGS and extra are lists of flags
         "${LAUNCH[@]}" "$PCHTTP" --listen "127.0.0.1:$port" --threads "$THREADS" --max-conns $((IDLE + 2000)) \
             "${rules[@]}" ${PC_HTTP_ARGS:-} $extra >"$dir/out.log" 2>"$dir/err.log" &
@@ -194,7 +209,7 @@ start_server() {
             sed -i "s|^    server {|    geo \$bad { default 0; include $list/nginx_geo.conf; }\n    server {\n        if (\$bad) { return 444; }|" \
                 "$dir/nginx.conf"
         fi
-        "${LAUNCH[@]}" "$NGINX" -p "$dir" -c "$dir/nginx.conf" >"$dir/out.log" 2>"$dir/err.log" &
+        "${LAUNCH[@]}" "${PEER_LAUNCH[@]}" "$NGINX" -p "$dir" -c "$dir/nginx.conf" >"$dir/out.log" 2>"$dir/err.log" &
         ;;
     haproxy)
         {
@@ -218,7 +233,7 @@ start_server() {
             fi
             echo '    http-request return status 200 content-type text/plain string "Hello, World!"'
         } >"$dir/haproxy.cfg"
-        "${LAUNCH[@]}" "$HAPROXY" -db -f "$dir/haproxy.cfg" >"$dir/out.log" 2>"$dir/err.log" &
+        "${LAUNCH[@]}" "${PEER_LAUNCH[@]}" "$HAPROXY" -db -f "$dir/haproxy.cfg" >"$dir/out.log" 2>"$dir/err.log" &
         ;;
     esac
     PID[$srv]=$!

@@ -6,10 +6,10 @@
 
 RESULTS: lines "metric<TAB>server<TAB>round<TAB>value" (bench_record in
 bench/lib.sh), pc-http's server name is "pc"; other pc-http set-ups, "pcb"
-(http_vs_peers.sh: with accept batching) and "pcn" (without the accept data
-wait), when present, get a table each. PEERS: the peers' names,
-comma-separated ("nginx,haproxy"). TABLE: one line per metric,
-"key|label|higher|targets" where higher is 1 when more is better and the
+(http_vs_peers.sh: with accept batching), "pcn" (without the accept data
+wait) and "pcd" (default scheduling), when present, get a table each.
+PEERS: the peers' names, comma-separated ("nginx,haproxy"). TABLE: one
+line per metric, "key|label|higher|targets" where higher is 1 when more is better and the
 targets are the ratios pc/peer the issue asks for, either by peer name
 ("nginx=0.75,haproxy=1.0"; a peer not named has none) or one per peer in
 PEERS' order ("0.75,-"); "-" alone: none. "#" lines are comments.
@@ -60,7 +60,8 @@ def main():
 
     print("summary: per server the median over rounds; ratio = median over rounds of")
     print("pc-http / peer within the round (back-to-back runs: background load cancels better)")
-    for pc, name in (("pc", "pc-http"), ("pcb", "pc-batch"), ("pcn", "pc-no-wait")):
+    for pc, name in (("pc", "pc-http"), ("pcb", "pc-batch"), ("pcn", "pc-no-wait"),
+                     ("pcd", "pc-sched-default")):
         if any(s == pc for (_, s) in vals):
             table(pc, name, peers, spec, vals, med, ratio)
     return 0
