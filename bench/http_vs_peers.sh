@@ -70,7 +70,7 @@
 set -u
 
 usage() {
-    sed -n '3,70p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '3,69p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 if [ $# -lt 1 ] || [ ! -d "$1" ]; then usage; fi

@@ -845,7 +845,8 @@ typedef struct pc_server_stats_s {
     unsigned accept_data_wait_s;
     /* 1 when every thread of the server runs under batch scheduling
      * (pc_server_config_t.sched_batch): 0 when off, before
-     * pc_server_start, or where it could not be had (logged) */
+     * pc_server_start, after pc_server_stop, or where it could not be had
+     * (logged) */
     int sched_batch;
     /* why that one: "requested by the configuration", "requested by
      * PORTCULLIS_BACKEND=uring", or AUTO's reason ("auto: io_uring, ...",

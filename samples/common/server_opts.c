@@ -357,9 +357,16 @@ void server_opts_announce(server_opts_t *o, pc_server_t *srv)
             printf("accept data wait: off (the kernel refused it; see the log)\n");
 #endif
     }
-    if (o->cfg->sched_batch)
-        printf("scheduling: %s\n",
-               st.sched_batch ? "batch (SCHED_BATCH)" : "default (batch not had; see the log)");
+    if (o->cfg->sched_batch) {
+        if (st.sched_batch)
+            printf("scheduling: batch (SCHED_BATCH)\n");
+        else
+#ifdef _WIN32
+            printf("scheduling: default (no batch scheduling on this platform)\n");
+#else
+            printf("scheduling: default (batch not had; see the log)\n");
+#endif
+    }
     char what[32];
     if (o->rules_path || o->nlists) {
         printf("rules: %llu from %s", (unsigned long long)st.rule_count,

@@ -424,39 +424,45 @@ int pc_server_listener_port(const pc_server_t *s, int idx)
     return ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
 }
 
-/* cfg.sched_batch on a thread the server has just started. The first thread
- * that cannot have it says why, once; the others are then left as they are,
- * and the stats report it off. */
-static void sched_batch_apply(pc_server_t *s, pc_thread_t t)
+/* cfg.sched_batch on a thread the server has just started (moved counts
+ * those moved so far). The first thread that cannot have it says why, once;
+ * the threads started after it are left as they are, and the stats report
+ * it off. Every thread inherits the same policy from the caller, so in
+ * practice that first one is the first thread. */
+static void sched_batch_apply(pc_server_t *s, pc_thread_t t, int *moved)
 {
     if (!s->cfg.sched_batch || s->sched_batch_failed) return;
     const char *why = NULL;
     int rc = pc__thread_sched_batch(t, &why);
-    if (rc == 0) return;
+    if (rc == 0) {
+        (*moved)++;
+        return;
+    }
     s->sched_batch_failed = 1;
+    const char *rest = *moved ? "the threads started before it keep SCHED_BATCH, the others "
+                                "their scheduling"
+                              : "the server's threads keep their scheduling";
     if (rc == PC_ENOTSUP)
-        PC_LOGW("sched_batch: the server's threads keep the default scheduling (no batch "
+        PC_LOGW("sched_batch=1: the server's threads keep the default scheduling (no batch "
                 "scheduling class on this platform)");
     else if (rc == PC_EEXIST)
-        PC_LOGW("sched_batch: the server's threads keep %s, the policy they inherited from "
+        PC_LOGW("sched_batch=1: the server's threads keep %s, the policy they inherited from "
                 "the thread that started the server",
                 why);
     else
-        PC_LOGW("sched_batch: the server's threads keep the default scheduling (SCHED_BATCH "
-                "refused: %s)",
-                pc_strerror(rc));
+        PC_LOGW("sched_batch=1: SCHED_BATCH refused (%s): %s", pc_strerror(rc), rest);
 }
 
 int pc_server_start(pc_server_t *s)
 {
     if (!s) return PC_EINVAL;
     if (s->started) return PC_EBUSY;
-    int nstarted = 0, rc = 0;
+    int nstarted = 0, rc = 0, moved = 0;
     for (; nstarted < s->nworkers; nstarted++) {
         rc = pc__thread_start(&s->workers[nstarted].thread, worker_main, &s->workers[nstarted],
                               "pc-worker");
         if (rc < 0) break;
-        sched_batch_apply(s, s->workers[nstarted].thread);
+        sched_batch_apply(s, s->workers[nstarted].thread, &moved);
     }
     if (rc < 0) {
         for (int i = 0; i < nstarted; i++)
@@ -474,7 +480,7 @@ int pc_server_start(pc_server_t *s)
             return rc;
         }
         l->thread_started = 1;
-        sched_batch_apply(s, l->thread);
+        sched_batch_apply(s, l->thread, &moved);
     }
     int batch = s->cfg.sched_batch && !s->sched_batch_failed;
     atomic_store(&s->sched_batch_on, batch);
@@ -556,6 +562,7 @@ int pc_server_stop(pc_server_t *s, unsigned drain_ms)
         port_post(s->port, i, &s->workers[i].exit_op);
     for (int i = 0; i < s->nworkers; i++)
         pc__thread_join(s->workers[i].thread);
+    atomic_store(&s->sched_batch_on, 0); /* no thread left */
     s->stopped = 1;
     PC_LOGI("server stopped in %llu ms", (unsigned long long)(pc__now_ms() - t0));
     return 0;

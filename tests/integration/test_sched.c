@@ -16,7 +16,12 @@
 
 #ifdef __linux__
 #include <dirent.h>
+#include <errno.h>
 #include <sched.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "core/thread.h"
 
 /* The scheduling policy of each of this process's threads named name:
  * how many there are, and how many run under policy. */
@@ -49,8 +54,9 @@ static int named(const char *name)
     return n;
 }
 
-/* Every worker (2) and the accept thread (1 listener) run under policy. */
-static void expect_server_threads(int policy)
+/* Every worker (2) and the accept thread (1 listener) run under policy,
+ * with nice value nice. */
+static void expect_server_threads(int policy, int nice)
 {
     /* each thread names itself once it runs: maybe after start returned */
     WAIT_FOR(named("pc-worker") == 2 && named("pc-accept") == 1, 2000);
@@ -61,6 +67,74 @@ static void expect_server_threads(int policy)
     count_threads("pc-accept", policy, &n, &under);
     assert_int_equal(n, 1);
     assert_int_equal(under, 1);
+    DIR *d = opendir("/proc/self/task");
+    assert_non_null(d);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        int tid = atoi(e->d_name);
+        if (tid <= 0 || tid == gettid()) continue;
+        if (sched_getscheduler(tid) != policy) continue; /* not a server thread */
+        errno = 0;
+        int v = getpriority(PRIO_PROCESS, (id_t)tid);
+        if (errno == 0) assert_int_equal(v, nice);
+    }
+    closedir(d);
+}
+
+/* What pc_server_start logged about sched_batch (from any thread). */
+static char start_log[256];
+static atomic_int start_logs;
+
+static void start_sink(void *user, pc_log_level_t level, const char *line)
+{
+    (void)user;
+    (void)level;
+    if (strstr(line, "sched_batch") && atomic_fetch_add(&start_logs, 1) == 0)
+        snprintf(start_log, sizeof start_log, "%s", line);
+}
+
+/* Threads inherit their creator's scheduling: pc_server_start called from
+ * a thread of its own that first takes policy (prio: its priority) and nice
+ * value nice, so that this test's thread keeps its own. */
+static int start_policy, start_prio, start_nice, start_rc, start_setup_rc;
+
+static void starter(void *arg)
+{
+    (void)arg;
+    struct sched_param sp = {0};
+    sp.sched_priority = start_prio;
+    start_setup_rc = sched_setscheduler(0, start_policy, &sp) == 0 &&
+                             setpriority(PRIO_PROCESS, 0, start_nice) == 0
+                         ? 0
+                         : errno;
+    start_rc = start_setup_rc ? -1 : pc_server_start(g_srv);
+}
+
+/* Create g_srv from cfg and listen (not started). */
+static void create_listening(const pc_server_config_t *cfg)
+{
+    assert_int_equal(pc_server_create(cfg, &g_srv), 0);
+    int idx = pc_server_listen(g_srv, "127.0.0.1:0");
+    assert_true(idx >= 0);
+    g_port = pc_server_listener_port(g_srv, idx);
+}
+
+/* Start g_srv from a starter thread under policy (prio), nice value nice:
+ * 0, or the errno of taking them there (nothing started). */
+static int start_under(int policy, int prio, int nice)
+{
+    start_policy = policy;
+    start_prio = prio;
+    start_nice = nice;
+    atomic_store(&start_logs, 0);
+    pc_log_set_handler(start_sink, NULL);
+    pc_thread_t t;
+    assert_int_equal(pc__thread_start(&t, starter, NULL, "test-starter"), 0);
+    pc__thread_join(t);
+    pc_log_set_handler(NULL, NULL);
+    if (start_setup_rc) return start_setup_rc;
+    assert_int_equal(start_rc, 0);
+    return 0;
 }
 #endif
 
@@ -78,18 +152,23 @@ static void batch_on_every_thread(void **state)
     pc_server_config_t cfg;
     base_config(&cfg);
     cfg.sched_batch = 1;
-    start_server_logging(&cfg, "sched_batch");
 #ifdef _WIN32
+    start_server_logging(&cfg, "sched_batch");
     assert_int_equal(stats().sched_batch, 0);
     assert_int_equal(g_nstart_lines, 1); /* said once, not per thread */
     assert_non_null(strstr(g_start_lines[0], "no batch scheduling class on this platform"));
-#else
-    assert_int_equal(g_nstart_lines, 0);
+#elif defined(__linux__)
+    /* started from a thread at nice 3: the threads keep that nice value */
+    create_listening(&cfg);
+    assert_int_equal(start_under(SCHED_OTHER, 0, 3), 0);
+    assert_int_equal(atomic_load(&start_logs), 0);
     assert_int_equal(stats().sched_batch, 1);
-    expect_server_threads(SCHED_BATCH);
-    assert_int_equal(sched_getscheduler(0), SCHED_OTHER); /* the caller's own is left alone */
+    expect_server_threads(SCHED_BATCH, 3);
+    assert_int_equal(sched_getscheduler(0), SCHED_OTHER); /* this thread's is left alone */
 #endif
     echo_once();
+    pc_server_stop(g_srv, 2000);
+    assert_int_equal(stats().sched_batch, 0); /* no thread left */
 }
 
 static void off_by_default(void **state)
@@ -103,31 +182,34 @@ static void off_by_default(void **state)
     assert_int_equal(g_nstart_lines, 0);
     assert_int_equal(stats().sched_batch, 0);
 #ifdef __linux__
-    expect_server_threads(SCHED_OTHER);
+    expect_server_threads(SCHED_OTHER, 0);
 #endif
     echo_once();
 }
 
 #ifdef __linux__
-/* Threads inherit their creator's policy: a server started from a
- * SCHED_IDLE thread keeps SCHED_IDLE (batch would raise it), says so once
- * and reports batch scheduling off, and serves. */
+/* A server started from a thread under another policy than the default
+ * keeps it: SCHED_RR where this test may take it (root), else SCHED_IDLE
+ * (batch would raise it). It says so once, reports batch scheduling off,
+ * and serves. */
 static void other_policy_kept(void **state)
 {
     (void)state;
-    struct sched_param sp = {0};
-    assert_int_equal(sched_setscheduler(0, SCHED_IDLE, &sp), 0);
     pc_server_config_t cfg;
     base_config(&cfg);
     cfg.sched_batch = 1;
-    start_server_logging(&cfg, "sched_batch");
-    /* back to the default (root, or RLIMIT_NICE allowing it; else this
-     * test's process stays idle-class, which changes nothing below) */
-    (void)sched_setscheduler(0, SCHED_OTHER, &sp);
-    assert_int_equal(g_nstart_lines, 1);
-    assert_non_null(strstr(g_start_lines[0], "keep SCHED_IDLE"));
+    create_listening(&cfg);
+    int policy = SCHED_RR;
+    int rc = start_under(SCHED_RR, 1, 0);
+    if (rc == EPERM) {
+        policy = SCHED_IDLE;
+        rc = start_under(SCHED_IDLE, 0, 0);
+    }
+    assert_int_equal(rc, 0);
+    assert_int_equal(atomic_load(&start_logs), 1);
+    assert_non_null(strstr(start_log, policy == SCHED_RR ? "keep SCHED_RR" : "keep SCHED_IDLE"));
     assert_int_equal(stats().sched_batch, 0);
-    expect_server_threads(SCHED_IDLE);
+    expect_server_threads(policy, 0);
     echo_once();
 }
 #endif
