@@ -114,12 +114,7 @@ PCSTRESS=$BUILD/bin/pc-stress
 [ -x "$PCHTTP" ] || { echo "no $PCHTTP (build the pc-http target)" >&2; exit 2; }
 [ -x "$PCSTRESS" ] || DO_STRESS=0
 SERVERS=${SERVERS:-pc nginx haproxy}
-SESSION=${SESSION:-shared}
-case $SESSION in
-shared) LAUNCH=() ;;
-own) LAUNCH=(setsid) ;; # not a group leader here (no job control): exec, same PID
-*) echo "SESSION must be shared or own" >&2; exit 2 ;;
-esac
+bench_session_launch shared
 PEER_SCHED=${PEER_SCHED:-default}
 case $PEER_SCHED in
 default) PEER_LAUNCH=() ;;

@@ -175,6 +175,19 @@ bench_idle_close() {
 }
 
 # One measurement for bench/summary.py: bench_record FILE METRIC SERVER ROUND VALUE
+# LAUNCH: the prefix that starts a server in the session asked by SESSION
+# (default $1): "shared" (the script's, no prefix) or "own" (setsid; this
+# script is not a group leader, having no job control, so setsid execs and
+# the PID stays the server's). Exits 2 on another value.
+# shellcheck disable=SC2034 # LAUNCH is the caller's
+bench_session_launch() {
+    SESSION=${SESSION:-$1}
+    case $SESSION in
+    shared) LAUNCH=() ;;
+    own) LAUNCH=(setsid) ;;
+    *) echo "SESSION must be shared or own" >&2; exit 2 ;;
+    esac
+}
 bench_record() { printf '%s\t%s\t%s\t%s\n' "$2" "$3" "$4" "$5" >>"$1"; }
 
 # One wrk run: bench_wrk OUTFILE URL SECS CONNS [wrk args...]; prints

@@ -54,12 +54,7 @@ source "$(dirname "$0")/lib.sh"
 PCHTTP=$BUILD/bin/pc-http
 [ -x "$PCHTTP" ] || { echo "no $PCHTTP (build the pc-http target)" >&2; exit 2; }
 command -v wrk >/dev/null || bench_need_cmd wrk wrk
-SESSION=${SESSION:-own}
-case $SESSION in
-shared) LAUNCH=() ;;
-own) LAUNCH=(setsid) ;;
-*) echo "SESSION must be shared or own" >&2; exit 2 ;;
-esac
+bench_session_launch own
 
 TMP=$(mktemp -d /tmp/pc-sched.XXXXXX)
 declare -A PID PORT
