@@ -424,24 +424,16 @@ int pc_server_listener_port(const pc_server_t *s, int idx)
     return ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
 }
 
-/* cfg.sched_batch on a thread the server has just started (moved counts
- * those moved so far). The first thread that cannot have it says why, once;
- * the threads started after it are left as they are, and the stats report
- * it off. Every thread inherits the same policy from the caller, so in
- * practice that first one is the first thread. */
-static void sched_batch_apply(pc_server_t *s, pc_thread_t t, int *moved)
+/* cfg.sched_batch on a thread the server has just started, after `moved`
+ * threads were. Returns 0, or -1 when the thread cannot have it: said once
+ * (the caller stops asking), the threads after it are left as they are,
+ * and the stats report it off. Every thread inherits the same policy from
+ * the caller, so in practice only the first can be refused. */
+static int sched_batch_apply(pc_thread_t t, int moved)
 {
-    if (!s->cfg.sched_batch || s->sched_batch_failed) return;
     const char *why = NULL;
     int rc = pc__thread_sched_batch(t, &why);
-    if (rc == 0) {
-        (*moved)++;
-        return;
-    }
-    s->sched_batch_failed = 1;
-    const char *rest = *moved ? "the threads started before it keep SCHED_BATCH, the others "
-                                "their scheduling"
-                              : "the server's threads keep their scheduling";
+    if (rc == 0) return 0;
     if (rc == PC_ENOTSUP)
         PC_LOGW("sched_batch=1: the server's threads keep the default scheduling (no batch "
                 "scheduling class on this platform)");
@@ -450,7 +442,11 @@ static void sched_batch_apply(pc_server_t *s, pc_thread_t t, int *moved)
                 "the thread that started the server",
                 why);
     else
-        PC_LOGW("sched_batch=1: SCHED_BATCH refused (%s): %s", pc_strerror(rc), rest);
+        PC_LOGW("sched_batch=1: SCHED_BATCH refused (%s): %s", pc_strerror(rc),
+                moved ? "the threads started before it keep SCHED_BATCH, the others their "
+                        "scheduling"
+                      : "the server's threads keep their scheduling");
+    return -1;
 }
 
 int pc_server_start(pc_server_t *s)
@@ -458,11 +454,12 @@ int pc_server_start(pc_server_t *s)
     if (!s) return PC_EINVAL;
     if (s->started) return PC_EBUSY;
     int nstarted = 0, rc = 0, moved = 0;
+    int batch = s->cfg.sched_batch != 0; /* asked, and no thread refused yet */
     for (; nstarted < s->nworkers; nstarted++) {
         rc = pc__thread_start(&s->workers[nstarted].thread, worker_main, &s->workers[nstarted],
                               "pc-worker");
         if (rc < 0) break;
-        sched_batch_apply(s, s->workers[nstarted].thread, &moved);
+        if (batch && sched_batch_apply(s->workers[nstarted].thread, moved++) < 0) batch = 0;
     }
     if (rc < 0) {
         for (int i = 0; i < nstarted; i++)
@@ -480,9 +477,8 @@ int pc_server_start(pc_server_t *s)
             return rc;
         }
         l->thread_started = 1;
-        sched_batch_apply(s, l->thread, &moved);
+        if (batch && sched_batch_apply(l->thread, moved++) < 0) batch = 0;
     }
-    int batch = s->cfg.sched_batch && !s->sched_batch_failed;
     atomic_store(&s->sched_batch_on, batch);
     PC_LOGI("server started: backend %s (%s), %d worker threads, %d listener(s), max %u "
             "connections, %s scheduling",

@@ -341,9 +341,8 @@ struct pc_server_s {
     _Atomic unsigned data_wait_min;
     int data_wait_logged; /* a listener's refusal was logged (listen: setup thread) */
     /* cfg.sched_batch: 1 once every thread of the server runs under batch
-     * scheduling; sched_batch_failed: one could not be moved (logged) */
+     * scheduling (pc_server_stats from any thread) */
     atomic_int sched_batch_on;
-    int sched_batch_failed;
 };
 
 /* The connection's slot in the table: the low half of its id (never
