@@ -130,22 +130,38 @@ static void start_log_sink(void *user, pc_log_level_t level, const char *line)
         snprintf(g_start_lines[g_nstart_lines++], sizeof g_start_lines[0], "%s", line);
 }
 
-void start_server_logging(const pc_server_config_t *cfg, const char *key)
+void log_capture_begin(const char *key)
 {
     start_key = key;
     g_nstart_lines = 0;
     pc_log_set_handler(start_log_sink, NULL);
-    start_server(cfg);
+}
+
+void log_capture_end(void)
+{
     pc_log_set_handler(NULL, NULL);
 }
 
-int start_server_on(const pc_server_config_t *cfg, const char *endpoint)
+void start_server_logging(const pc_server_config_t *cfg, const char *key)
+{
+    log_capture_begin(key);
+    start_server(cfg);
+    log_capture_end();
+}
+
+int create_server_on(const pc_server_config_t *cfg, const char *endpoint)
 {
     assert_int_equal(pc_server_create(cfg, &g_srv), 0);
     int idx = pc_server_listen(g_srv, endpoint);
     assert_true(idx >= 0);
     g_port = pc_server_listener_port(g_srv, idx);
     assert_true(g_port > 0);
+    return g_port;
+}
+
+int start_server_on(const pc_server_config_t *cfg, const char *endpoint)
+{
+    create_server_on(cfg, endpoint);
     assert_int_equal(pc_server_start(g_srv), 0);
     return g_port;
 }

@@ -40,6 +40,14 @@ void start_server(const pc_server_config_t *cfg);
 void start_server_logging(const pc_server_config_t *cfg, const char *key);
 extern char g_start_lines[4][256];
 extern int g_nstart_lines;
+/* Keep the log lines that contain key (up to 4) in g_start_lines /
+ * g_nstart_lines until log_capture_end, whichever thread logs them (read
+ * them once that thread is joined, or after log_capture_end). */
+void log_capture_begin(const char *key);
+void log_capture_end(void);
+/* Create g_srv from cfg and listen on endpoint (port 0: a free one), not
+ * started; the port, also in g_port. The counters are left alone. */
+int create_server_on(const pc_server_config_t *cfg, const char *endpoint);
 /* Create, listen on endpoint (port 0: a free one), start; the port, also
  * in g_port. The counters are left alone. */
 int start_server_on(const pc_server_config_t *cfg, const char *endpoint);

@@ -19,15 +19,14 @@
 #include <errno.h>
 #include <sched.h>
 #include <sys/resource.h>
-#include <unistd.h>
 
 #include "core/thread.h"
 
-/* The scheduling policy of each of this process's threads named name:
- * how many there are, and how many run under policy. */
-static void count_threads(const char *name, int policy, int *n, int *under)
+/* Of this process's threads named name: how many (*n), and how many run
+ * under policy at nice value nice (*match). */
+static void count_threads(const char *name, int policy, int nice, int *n, int *match)
 {
-    *n = *under = 0;
+    *n = *match = 0;
     DIR *d = opendir("/proc/self/task");
     assert_non_null(d);
     struct dirent *e;
@@ -42,15 +41,18 @@ static void count_threads(const char *name, int policy, int *n, int *under)
         comm[strcspn(comm, "\n")] = 0;
         if (strcmp(comm, name) != 0) continue;
         (*n)++;
-        if (sched_getscheduler(atoi(e->d_name)) == policy) (*under)++;
+        int tid = atoi(e->d_name);
+        errno = 0;
+        int v = getpriority(PRIO_PROCESS, (id_t)tid);
+        if (errno == 0 && v == nice && sched_getscheduler(tid) == policy) (*match)++;
     }
     closedir(d);
 }
 
 static int named(const char *name)
 {
-    int n, under;
-    count_threads(name, SCHED_OTHER, &n, &under);
+    int n, match;
+    count_threads(name, SCHED_OTHER, 0, &n, &match);
     return n;
 }
 
@@ -60,37 +62,13 @@ static void expect_server_threads(int policy, int nice)
 {
     /* each thread names itself once it runs: maybe after start returned */
     WAIT_FOR(named("pc-worker") == 2 && named("pc-accept") == 1, 2000);
-    int n, under;
-    count_threads("pc-worker", policy, &n, &under);
+    int n, match;
+    count_threads("pc-worker", policy, nice, &n, &match);
     assert_int_equal(n, 2);
-    assert_int_equal(under, 2);
-    count_threads("pc-accept", policy, &n, &under);
+    assert_int_equal(match, 2);
+    count_threads("pc-accept", policy, nice, &n, &match);
     assert_int_equal(n, 1);
-    assert_int_equal(under, 1);
-    DIR *d = opendir("/proc/self/task");
-    assert_non_null(d);
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        int tid = atoi(e->d_name);
-        if (tid <= 0 || tid == gettid()) continue;
-        if (sched_getscheduler(tid) != policy) continue; /* not a server thread */
-        errno = 0;
-        int v = getpriority(PRIO_PROCESS, (id_t)tid);
-        if (errno == 0) assert_int_equal(v, nice);
-    }
-    closedir(d);
-}
-
-/* What pc_server_start logged about sched_batch (from any thread). */
-static char start_log[256];
-static atomic_int start_logs;
-
-static void start_sink(void *user, pc_log_level_t level, const char *line)
-{
-    (void)user;
-    (void)level;
-    if (strstr(line, "sched_batch") && atomic_fetch_add(&start_logs, 1) == 0)
-        snprintf(start_log, sizeof start_log, "%s", line);
+    assert_int_equal(match, 1);
 }
 
 /* Threads inherit their creator's scheduling: pc_server_start called from
@@ -110,15 +88,6 @@ static void starter(void *arg)
     start_rc = start_setup_rc ? -1 : pc_server_start(g_srv);
 }
 
-/* Create g_srv from cfg and listen (not started). */
-static void create_listening(const pc_server_config_t *cfg)
-{
-    assert_int_equal(pc_server_create(cfg, &g_srv), 0);
-    int idx = pc_server_listen(g_srv, "127.0.0.1:0");
-    assert_true(idx >= 0);
-    g_port = pc_server_listener_port(g_srv, idx);
-}
-
 /* Start g_srv from a starter thread under policy (prio), nice value nice:
  * 0, or the errno of taking them there (nothing started). */
 static int start_under(int policy, int prio, int nice)
@@ -126,12 +95,11 @@ static int start_under(int policy, int prio, int nice)
     start_policy = policy;
     start_prio = prio;
     start_nice = nice;
-    atomic_store(&start_logs, 0);
-    pc_log_set_handler(start_sink, NULL);
+    log_capture_begin("sched_batch"); /* pc_server_start logs on the starter */
     pc_thread_t t;
     assert_int_equal(pc__thread_start(&t, starter, NULL, "test-starter"), 0);
     pc__thread_join(t);
-    pc_log_set_handler(NULL, NULL);
+    log_capture_end();
     if (start_setup_rc) return start_setup_rc;
     assert_int_equal(start_rc, 0);
     return 0;
@@ -159,9 +127,9 @@ static void batch_on_every_thread(void **state)
     assert_non_null(strstr(g_start_lines[0], "no batch scheduling class on this platform"));
 #elif defined(__linux__)
     /* started from a thread at nice 3: the threads keep that nice value */
-    create_listening(&cfg);
+    create_server_on(&cfg, "127.0.0.1:0");
     assert_int_equal(start_under(SCHED_OTHER, 0, 3), 0);
-    assert_int_equal(atomic_load(&start_logs), 0);
+    assert_int_equal(g_nstart_lines, 0);
     assert_int_equal(stats().sched_batch, 1);
     expect_server_threads(SCHED_BATCH, 3);
     assert_int_equal(sched_getscheduler(0), SCHED_OTHER); /* this thread's is left alone */
@@ -198,7 +166,7 @@ static void other_policy_kept(void **state)
     pc_server_config_t cfg;
     base_config(&cfg);
     cfg.sched_batch = 1;
-    create_listening(&cfg);
+    create_server_on(&cfg, "127.0.0.1:0");
     int policy = SCHED_RR;
     int rc = start_under(SCHED_RR, 1, 0);
     if (rc == EPERM) {
@@ -206,8 +174,9 @@ static void other_policy_kept(void **state)
         rc = start_under(SCHED_IDLE, 0, 0);
     }
     assert_int_equal(rc, 0);
-    assert_int_equal(atomic_load(&start_logs), 1);
-    assert_non_null(strstr(start_log, policy == SCHED_RR ? "keep SCHED_RR" : "keep SCHED_IDLE"));
+    assert_int_equal(g_nstart_lines, 1);
+    assert_non_null(
+        strstr(g_start_lines[0], policy == SCHED_RR ? "keep SCHED_RR" : "keep SCHED_IDLE"));
     assert_int_equal(stats().sched_batch, 0);
     expect_server_threads(policy, 0);
     echo_once();
