@@ -192,11 +192,12 @@ bench_record() { printf '%s\t%s\t%s\t%s\n' "$2" "$3" "$4" "$5" >>"$1"; }
 
 # One wrk run: bench_wrk OUTFILE URL SECS CONNS [wrk args...]; prints
 # "requests req/s errors" (errors: socket errors and non-2xx answers). wrk's
-# own output stays in OUTFILE.
+# own output stays in OUTFILE. WRK_THREADS: wrk's threads (default 2; wrk
+# wants no more than CONNS).
 bench_wrk() {
     local out=$1 url=$2 secs=$3 conns=$4
     shift 4
-    timeout $((secs + 15)) wrk -t2 -c"$conns" -d"${secs}s" "$@" "$url" >"$out" 2>&1
+    timeout $((secs + 15)) wrk -t"${WRK_THREADS:-2}" -c"$conns" -d"${secs}s" "$@" "$url" >"$out" 2>&1
     awk '/requests in/ {n=$1} /Requests\/sec/ {r=$2}
          /Socket errors/ {gsub(",", ""); e+=$4+$6+$8+$10} /Non-2xx/ {e+=$NF}
          END {printf "%d %.1f %d\n", n, r, e}' "$out"

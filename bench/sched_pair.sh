@@ -94,8 +94,8 @@ one_load() {
     out=$TMP/wrk.txt
     c0=$(bench_cpu_ticks "${PID[$srv]}")
     w0=$(bench_wakeups "${PID[$srv]}")
-    timeout $((SECS + 15)) wrk -t$t -c"$c" -d"${SECS}s" --latency "${hdr[@]}" \
-        "http://127.0.0.1:${PORT[$srv]}/" >"$out" 2>&1
+    WRK_THREADS=$t bench_wrk "$out" "http://127.0.0.1:${PORT[$srv]}/" "$SECS" "$c" \
+        --latency "${hdr[@]}" >/dev/null
     c1=$(bench_cpu_ticks "${PID[$srv]}")
     w1=$(bench_wakeups "${PID[$srv]}")
     awk -v srv="$srv" -v c="$c" -v wl="$wl" -v r="$r" -v secs="$SECS" -v tick="$(getconf CLK_TCK)" \
