@@ -5,6 +5,7 @@
  *   pc-filter-bench --v4 1000000 --v6 100000 [--seed S] [--lookups K]
  *                   [--portable-popcount] [--v4-hosts]
  *   pc-filter-bench --list-file N [--list-out PATH] [--seed S]
+ *   pc-filter-bench --mem-curve
  *
  * --list-file writes a deny list of N lines the way users build one by
  * concatenating FireHOL .netset and Spamhaus DROP files (5% of the entries
@@ -17,6 +18,11 @@
  * --v4-hosts makes the IPv4 prefixes all /32 (a deny list of addresses);
  * --portable-popcount uses the lookups compiled without the popcnt
  * instruction.
+ *
+ * --mem-curve prints, for buffers from 256 KiB to 64 MiB, what one dependent
+ * load from a random cache line costs (the best of three passes; huge pages
+ * where the kernel gives them, as the tables): where this machine's caches
+ * end. The main run's table4_kib and table6_kib say where each table falls.
  *
  * Prints one line of key=value pairs. Lookups and decisions are timed in
  * batches of 256 with the monotonic clock (the clock is read once per batch);
@@ -273,8 +279,33 @@ static void usage(void)
 {
     fprintf(stderr, "usage: pc-filter-bench [--v4 N] [--v6 M] [--seed S] [--lookups K] "
                     "[--portable-popcount] [--v4-hosts]\n"
-                    "       pc-filter-bench --list-file N [--list-out PATH] [--seed S]\n");
+                    "       pc-filter-bench --list-file N [--list-out PATH] [--seed S]\n"
+                    "       pc-filter-bench --mem-curve\n");
     exit(2);
+}
+
+/* --mem-curve: one dependent load from a random line of a buffer of each
+ * size, as load_dep_ns measures for the tables' size: where the machine's
+ * caches end, and so how small a table must be for a lookup that waits on
+ * its loads to be served from them. */
+static int mem_curve(void)
+{
+    static const unsigned kib[] = {256,  512,  1024,  1536,  2048, 3072,
+                                   4096, 8192, 16384, 32768, 65536};
+    for (size_t i = 0; i < sizeof kib / sizeof kib[0]; i++) {
+        double best = 0;
+        /* the best of three passes: the machine's figure, not a neighbour's */
+        for (int pass = 0; pass < 3; pass++) {
+            double d = time_load_chain((size_t)kib[i] << 10, 1000000);
+            if (pass == 0 || (d > 0 && d < best)) best = d;
+        }
+        if (best <= 0) {
+            fprintf(stderr, "pc-filter-bench: out of memory\n");
+            return 1;
+        }
+        printf("mem_curve kib=%u load_dep_ns=%.1f\n", kib[i], best);
+    }
+    return 0;
 }
 
 /* --list-file: write a concatenated deny list, time loading it. */
@@ -356,6 +387,7 @@ int main(int argc, char **argv)
     int portable = 0;
     size_t list_lines = 0;
     const char *list_out = NULL;
+    int mem_curve_only = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--portable-popcount") == 0) { /* as on a CPU without popcnt */
             portable = 1;
@@ -363,6 +395,10 @@ int main(int argc, char **argv)
         }
         if (strcmp(argv[i], "--v4-hosts") == 0) {
             v4_hosts = 1;
+            continue;
+        }
+        if (strcmp(argv[i], "--mem-curve") == 0) {
+            mem_curve_only = 1;
             continue;
         }
         if (i + 1 >= argc) usage();
@@ -399,6 +435,7 @@ int main(int argc, char **argv)
     }
     rng = seed * 0x9e3779b97f4a7c15ull + 1;
     if (list_lines) return list_bench(list_lines, list_out);
+    if (mem_curve_only) return mem_curve();
 
     /* ---- rule text ---- */
     gen_t *g4 = generate(n4, gen_v4), *g6 = generate(n6, gen_v6);
@@ -462,6 +499,7 @@ int main(int argc, char **argv)
     double dep6 = time_dependent(r, only6, ndep);
     double chain = time_load_chain(rules_table_bytes(r), ndep);
     int hw = r->t4.hw_popcnt;
+    size_t kib4 = lpm_bytes(&r->t4) >> 10, kib6 = lpm_bytes(&r->t6) >> 10;
 
     /* ---- decisions: rules + per-source tracker, then release ---- */
     filter_config_t cfg;
@@ -507,11 +545,11 @@ int main(int argc, char **argv)
            "lookup_v6_ns_median=%.1f lookup_dep_ns=%.1f decision_ns_p99=%.1f "
            "lookup_dep_v4_ns=%.1f lookup_dep_v6_ns=%.1f load_dep_ns=%.1f "
            "lookup_dep_over_load=%.2f decision_accept_pct=%.0f tracker_full=%llu "
-           "set_bytes_per_rule=%.1f popcnt=%s\n",
+           "set_bytes_per_rule=%.1f popcnt=%s table4_kib=%zu table6_kib=%zu\n",
            n4, n6, look.median, look.p99, build_ms, bytes_per_prefix, dec.median, look4.median,
            look6.median, dep, dec.p99, dep4, dep6, chain, chain > 0 ? dep / chain : 0,
            decided ? 100.0 * (double)accepted / (double)decided : 0,
-           (unsigned long long)st.tracker_full, set_bytes, hw ? "hw" : "portable");
+           (unsigned long long)st.tracker_full, set_bytes, hw ? "hw" : "portable", kib4, kib6);
     free(mixed);
     free(only4);
     free(only6);
