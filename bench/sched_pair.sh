@@ -5,7 +5,7 @@
 # rate and latency, from one client to many.
 #
 #   bench/sched_pair.sh BUILD_DIR [--rounds N] [--duration S] [--threads N]
-#                       [--conns "1 16 100"]
+#                       [--conns "1 16 100"] [--watch FILE]
 #
 # For each client count and each round (default 3; each load --duration
 # seconds, default 3), wrk -t(1 or 2) -cN drives both servers, the order
@@ -16,6 +16,12 @@
 # The summary has the median over rounds per server and the median of the
 # per-round ratios batch / default.
 #
+# --watch FILE appends, per load, what to look at when a round is slow: the
+# kernel's TCP counters that moved (nstat: retransmissions, timeouts,
+# listen-queue overflows and drops, resets) and each server thread's run
+# time, run-queue wait and involuntary switches (/proc/PID/task/*/schedstat
+# and sched), with wrk's latency lines.
+#
 # SESSION=own (default) starts each server in a session of its own
 # (setsid), as a service manager would: with the kernel's autogroup
 # scheduling it then competes with wrk as a group. SESSION=shared leaves
@@ -25,7 +31,7 @@
 set -u
 
 usage() {
-    sed -n '3,24p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '3,30p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 if [ $# -lt 1 ] || [ ! -d "$1" ]; then usage; fi
@@ -35,12 +41,14 @@ ROUNDS=3
 SECS=3
 THREADS=2
 CONNS_LIST="1 16 100"
+WATCH=
 while [ $# -gt 0 ]; do
     case $1 in
     --rounds) ROUNDS=$2; shift ;;
     --duration) SECS=$2; shift ;;
     --threads) THREADS=$2; shift ;;
     --conns) CONNS_LIST=$2; shift ;;
+    --watch) WATCH=$2; shift ;;
     *) usage ;;
     esac
     shift
@@ -84,6 +92,25 @@ for srv in batch default; do
 done
 grep -h '^scheduling' "$TMP/batch.out" | sed 's/^/  batch: /'
 
+# thread states of server SRV: name, schedstat (run ns, wait ns, slices), involuntary switches
+threads_state() {
+    local tk
+    for tk in /proc/"${PID[$1]}"/task/*; do
+        echo "$(tr -d ' ' <"$tk/comm") $(cat "$tk/schedstat") $(awk '/nr_involuntary/ {print $3}' "$tk/sched")"
+    done
+}
+# watch_end SRV CONNS WORKLOAD ROUND WRK_OUTPUT: the --watch record of one load
+watch_end() {
+    {
+        echo "== $1 c$2 $3 round $4"
+        nstat 2>/dev/null | grep -E 'Retrans|Timeouts|ListenOverflows|ListenDrops|ReqQFull|BacklogDrop|Resets|AttemptFails'
+        threads_state "$1" >"$TMP/ss1"
+        paste -d' ' "$TMP/ss0" "$TMP/ss1" | awk '{printf "  %s run_ms=%.1f wait_ms=%.1f slices=%d involuntary=%d\n",
+            $1, ($7 - $2) / 1e6, ($8 - $3) / 1e6, $9 - $4, $10 - $5}'
+        grep -E 'Latency|Socket errors|Non-2xx' "$5"
+    } >>"$WATCH"
+}
+
 RES=$TMP/results.tsv
 : >"$RES"
 # one load: one_load SRV CONNS WORKLOAD ROUND
@@ -92,12 +119,17 @@ one_load() {
     [ "$c" -lt 2 ] && t=1
     [ "$wl" = churn ] && hdr=(-H "Connection: close")
     out=$TMP/wrk.txt
+    if [ -n "$WATCH" ]; then
+        threads_state "$srv" >"$TMP/ss0"
+        nstat -n >/dev/null 2>&1
+    fi
     c0=$(bench_cpu_ticks "${PID[$srv]}")
     w0=$(bench_wakeups "${PID[$srv]}")
     WRK_THREADS=$t bench_wrk "$out" "http://127.0.0.1:${PORT[$srv]}/" "$SECS" "$c" \
         --latency "${hdr[@]}" >/dev/null
     c1=$(bench_cpu_ticks "${PID[$srv]}")
     w1=$(bench_wakeups "${PID[$srv]}")
+    [ -n "$WATCH" ] && watch_end "$srv" "$c" "$wl" "$r" "$out"
     awk -v srv="$srv" -v c="$c" -v wl="$wl" -v r="$r" -v secs="$SECS" -v tick="$(getconf CLK_TCK)" \
         -v cpu=$((c1 - c0)) -v wk=$((w1 - w0)) '
         function us(v) { if (v ~ /us$/) return v + 0; if (v ~ /ms$/) return v * 1000; return v * 1e6 }
