@@ -97,6 +97,7 @@ typedef struct urx_s {
     uint8_t stream : 1;   /* streaming: receive by readiness, see rx_wait_data */
     uint8_t stream_polls; /* <= UR_STREAM_POLLS */
 } urx_t;                  /* 24 bytes: one per socket, so in every idle connection */
+_Static_assert(sizeof(urx_t) <= 24, "urx_t is in every idle connection (docs/engine.md)");
 
 typedef struct urx_chunk_s {
     struct urx_chunk_s *next;
