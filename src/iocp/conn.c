@@ -20,14 +20,6 @@
 #include "core/log.h"
 #include "tls/tls_sess.h"
 
-#if defined(__linux__) && UINTPTR_MAX == UINT64_MAX
-/* An idle connection costs its record (and on io_uring a 24-byte urx_t):
- * 260 bytes per idle connection against nginx's 525, where issue 14's
- * target is half. Growing the record is a decision to take with that
- * figure in hand (docs/engine.md, "The connection record"). */
-_Static_assert(sizeof(struct pc_conn_s) <= 232, "the idle connection record grew");
-#endif
-
 static PC_THREAD_LOCAL pc_conn_t *tls_conn;  /* connection whose strand runs here */
 static PC_THREAD_LOCAL worker_t *tls_worker; /* the worker running it */
 
