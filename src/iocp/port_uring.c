@@ -31,9 +31,25 @@
  * poster may be a thread without a ring, so IORING_OP_MSG_RING alone would
  * not do); a post from the worker itself goes to the local ready list.
  *
+ * Registered files: each ring has a sparse table of file slots (as many as
+ * RLIMIT_NOFILE allows at open, at most UR_FIXED_MAX). A socket that has
+ * lived to its UR_FIXED_SEND-th send is put in a free slot by an
+ * IORING_OP_FILES_UPDATE queued before that send, and every later SQE names
+ * the slot (IOSQE_FIXED_FILE): the kernel then skips the fd-table lookup and
+ * the file reference count per operation. Not at attach: filling and
+ * emptying a slot costs more than a short connection's few operations save
+ * (docs/uring.md). SQEs run in ring order, so the update is in force before
+ * the first SQE that uses it. The slot holds a reference to the file:
+ * ur_detach queues the update that empties it, and the socket really closes
+ * (FIN or reset) when that reaches the kernel, at the latest with the
+ * worker's next io_uring_enter. A socket that finds no free slot (or no SQE)
+ * goes on with its fd, as every socket does when the table was refused or
+ * PORTCULLIS_URING_FIXED_FILES=0.
+ *
  * user_data carries a pointer with a 3-bit tag: an op_t (UD_OP), a socket's
  * receive state urx_t (UD_RX), the queue's wake-up read (UD_WAKE), or a
- * cancel request whose result is ignored (UD_IGNORE). While an op is in the
+ * cancel request whose result is ignored (UD_IGNORE), or a registered-file
+ * update (UD_SLOT, which completes only when it fails). While an op is in the
  * kernel, op->next points at its port_sock_t. */
 #include "port.h"
 #include "post_list.h"
@@ -45,6 +61,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -66,8 +83,10 @@
  * per connection instead of 24, in every idle connection) */
 #define UR_RX_CHUNK   170
 #define UR_SEND_FLAGS (MSG_NOSIGNAL | MSG_WAITALL)
+#define UR_FIXED_MAX  65535u /* registered file slots per ring (urx_t.slot is 16 bits) */
+#define UR_FIXED_SEND 7      /* a socket takes a slot with this send (urx_t.sends) */
 
-enum { UD_OP = 0, UD_RX = 1, UD_WAKE = 2, UD_IGNORE = 3, UD_MASK = 7 };
+enum { UD_OP = 0, UD_RX = 1, UD_WAKE = 2, UD_IGNORE = 3, UD_SLOT = 4, UD_MASK = 7 };
 
 /* port_sock_t.backend_flags */
 enum {
@@ -87,7 +106,7 @@ typedef struct urx_s {
         struct urx_s *next_free; /* free (never orphaned: freed only once
                                   * disarmed and detached) */
     };
-    uint32_t prep_gen;  /* q->gen when an SQE naming the fd was last prepared */
+    uint32_t prep_gen;  /* q->gen when an SQE naming the fd (not a slot) was last prepared */
     int16_t head, tail; /* received buffers (bids, < 32768) not yet handed over */
     uint16_t count;
     int16_t term_status;  /* 0: readable/EOF (the shared code reads); < 0: a PC_E* error */
@@ -95,7 +114,9 @@ typedef struct urx_s {
     uint8_t stopping : 1; /* its cancellation is queued */
     uint8_t term : 1;     /* a final result waits behind the buffers */
     uint8_t stream : 1;   /* streaming: receive by readiness, see rx_wait_data */
+    uint8_t sends : 3;    /* sends prepared, counted up to UR_FIXED_SEND */
     uint8_t stream_polls; /* <= UR_STREAM_POLLS */
+    uint16_t slot;        /* registered file slot + 1; 0: the socket's fd is used */
 } urx_t;                  /* 24 bytes: one per socket, so in every idle connection */
 _Static_assert(sizeof(urx_t) <= 24, "urx_t is in every idle connection (docs/engine.md)");
 
@@ -109,6 +130,7 @@ typedef struct urx_chunk_s {
 typedef union ur_side_u {
     struct msghdr mh;
     struct sockaddr_storage ss;
+    int fd; /* IORING_OP_FILES_UPDATE reads it at submission */
 } ur_side_t;
 
 typedef struct urq_s {
@@ -135,6 +157,10 @@ typedef struct urq_s {
     uint32_t *blen;
     urx_t *rx_free;
     urx_chunk_t *rx_chunks;
+    /* registered file slots: 0..slots_used-1 have been handed out; the
+     * free ones among them are stacked in slot_free */
+    unsigned nslots, slots_used, nslot_free;
+    uint16_t *slot_free;
 } urq_t;
 
 typedef struct port_uring_s {
@@ -195,6 +221,50 @@ static ur_side_t *ur_side(urq_t *q, const struct io_uring_sqe *sqe)
 static void ur_set_data(struct io_uring_sqe *sqe, void *ptr, unsigned tag)
 {
     io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)ptr | tag);
+}
+
+/* Point a prepared SQE at the socket: its registered slot, else its fd
+ * (which ur_detach then knows to submit before the fd is closed). */
+static void ur_target(urq_t *q, struct io_uring_sqe *sqe, urx_t *rx)
+{
+    if (rx->slot) {
+        sqe->fd = rx->slot - 1;
+        sqe->flags |= IOSQE_FIXED_FILE;
+    } else {
+        rx->prep_gen = q->gen;
+    }
+}
+
+/* Queue the update that puts fd (-1: nothing) in registered slot i. */
+static int slot_update(urq_t *q, unsigned i, int fd)
+{
+    struct io_uring_sqe *sqe = ur_sqe(q);
+    if (!sqe) return PC_ENOMEM;
+    int *arg = &ur_side(q, sqe)->fd;
+    *arg = fd;
+    io_uring_prep_files_update(sqe, arg, 1, (int)i);
+    io_uring_sqe_set_data64(sqe, UD_SLOT);
+    sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+    return 0;
+}
+
+/* Put the socket in a free registered slot, if there is one (and an SQE). */
+static void slot_take(urq_t *q, urx_t *rx, int fd)
+{
+    unsigned i;
+    if (q->nslot_free)
+        i = q->slot_free[q->nslot_free - 1];
+    else if (q->slots_used < q->nslots)
+        i = q->slots_used;
+    else
+        return;
+    if (slot_update(q, i, fd) < 0) return;
+    rx->prep_gen = q->gen; /* the update names the fd */
+    if (q->nslot_free)
+        q->nslot_free--;
+    else
+        q->slots_used++;
+    rx->slot = (uint16_t)(i + 1);
 }
 
 /* Cancel whatever carries user_data (ptr | tag); the result is ignored. */
@@ -265,12 +335,12 @@ static int rx_arm(urq_t *q, urx_t *rx, port_sock_t *s)
     struct io_uring_sqe *sqe = ur_sqe(q);
     if (!sqe) return PC_ENOMEM;
     io_uring_prep_recv_multishot(sqe, s->fd, NULL, 0, 0);
+    ur_target(q, sqe, rx);
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = UR_BGID;
     ur_set_data(sqe, rx, UD_RX);
     rx->armed = 1;
     rx->stopping = 0;
-    rx->prep_gen = q->gen;
     return 0;
 }
 
@@ -286,9 +356,9 @@ static int rx_wait_data(urq_t *q, urx_t *rx, port_sock_t *s)
     struct io_uring_sqe *sqe = ur_sqe(q);
     if (!sqe) return PC_ENOMEM;
     io_uring_prep_poll_add(sqe, s->fd, POLLIN);
+    ur_target(q, sqe, rx);
     ur_set_data(sqe, s->rd, UD_OP);
     s->backend_flags |= UR_RD_KERNEL;
-    rx->prep_gen = q->gen;
     if (rx->stream && ++rx->stream_polls >= UR_STREAM_POLLS) rx->stream = 0;
     return 0;
 }
@@ -411,6 +481,9 @@ static void ur_recv_done(port_t *p, port_sock_t *s, void *data)
 
 static int prep_send(urq_t *q, port_sock_t *s, op_t *op)
 {
+    urx_t *rx = s->backend_priv;
+    if (rx->sends < UR_FIXED_SEND && ++rx->sends == UR_FIXED_SEND && q->nslots)
+        slot_take(q, rx, s->fd); /* a connection that lasts: see the top */
     struct io_uring_sqe *sqe = ur_sqe(q);
     if (!sqe) return PC_ENOMEM;
     int flags = UR_SEND_FLAGS | (op->fin_next ? MSG_MORE : 0);
@@ -423,9 +496,9 @@ static int prep_send(urq_t *q, port_sock_t *s, op_t *op)
         mh->msg_iovlen = op->nbufs;
         io_uring_prep_sendmsg(sqe, s->fd, mh, (unsigned)flags);
     }
+    ur_target(q, sqe, rx);
     ur_set_data(sqe, op, UD_OP);
     op->next = (op_t *)(void *)s;
-    ((urx_t *)s->backend_priv)->prep_gen = q->gen;
     return 0;
 }
 
@@ -469,8 +542,9 @@ static int ur_connect(port_t *p, port_sock_t *s, op_t *op, const struct sockaddr
     op->res_bytes = 0;
     op->next = (op_t *)(void *)s;
     io_uring_prep_connect(sqe, s->fd, (struct sockaddr *)ss, len);
+    urx_t *rx = s->backend_priv;
+    ur_target(q, sqe, rx);
     ur_set_data(sqe, op, UD_OP);
-    ((urx_t *)s->backend_priv)->prep_gen = q->gen;
     s->wr = op;
     return 0;
 }
@@ -554,9 +628,24 @@ static void ur_detach(port_t *p, port_sock_t *s)
     rx->term = 0;
     rx->s = NULL;
     if (rx->armed && !rx->stopping && ur_cancel_ud(q, rx, UD_RX) == 0) rx->stopping = 1;
-    /* The caller closes the fd when we return: an SQE naming it must reach
-     * the kernel first, or it would name a closed (or reused) descriptor.
-     * Submitted requests hold the file itself and only need cancelling. */
+    if (rx->slot) {
+        /* SQEs naming the slot run before this update empties it, and the
+         * slot's reference keeps the socket open until then: the caller's
+         * close only drops the fd. Without an SQE the slot is emptied by a
+         * system call of its own. */
+        unsigned i = rx->slot - 1u;
+        int none = -1;
+        rx->slot = 0;
+        if (slot_update(q, i, -1) == 0 ||
+            io_uring_register_files_update(&q->ring, i, &none, 1) == 1)
+            q->slot_free[q->nslot_free++] = (uint16_t)i;
+        else
+            PC_LOGE("io_uring: emptying registered file slot %u failed; slot retired", i);
+    }
+    /* The caller closes the fd when we return: an SQE naming it (not a
+     * slot) must reach the kernel first, or it would name a closed (or
+     * reused) descriptor. Submitted requests hold the file itself and only
+     * need cancelling. */
     if (rx->prep_gen == q->gen && io_uring_sq_ready(&q->ring)) ur_submit(q);
     if (!rx->armed) rx_free(q, rx);
 }
@@ -654,6 +743,9 @@ static void harvest(urq_t *q)
         case UD_WAKE:
             on_wake(q, cqe->res);
             break;
+        case UD_SLOT: /* only failures complete: the socket's ops will fail */
+            PC_LOGE("io_uring: registered file update failed: %s", pc_strerror(ur_err(cqe->res)));
+            break;
         default:
             break;
         }
@@ -715,6 +807,7 @@ static void ur_close(port_t *p)
         pc__free(q->bnext);
         pc__free(q->blen);
         pc__free(q->side);
+        pc__free(q->slot_free);
         while (q->rx_chunks) {
             urx_chunk_t *n = q->rx_chunks->next;
             pc__free(q->rx_chunks);
@@ -835,9 +928,33 @@ typedef struct open_job_s {
     port_uring_t *ur;
     unsigned first;
     int want_multishot;
+    unsigned want_slots;
     int rc;
     int nbuf_fail;
+    int slot_fail;
 } open_job_t;
+
+/* The queue's table of registered file slots, all empty. The raw register
+ * call, not liburing's helper, which raises RLIMIT_NOFILE on EMFILE: a
+ * library must not change the process's limits. PC_ENOMEM is fatal;
+ * anything else leaves the queue's sockets on their fds. */
+static int slots_init(urq_t *q, unsigned n)
+{
+    q->slot_free = pc__malloc(n * sizeof *q->slot_free);
+    if (!q->slot_free) return PC_ENOMEM;
+    struct io_uring_rsrc_register reg;
+    memset(&reg, 0, sizeof reg);
+    reg.flags = IORING_RSRC_REGISTER_SPARSE;
+    reg.nr = n;
+    int rc = io_uring_register(q->ring.ring_fd, IORING_REGISTER_FILES2, &reg, sizeof reg);
+    if (rc < 0) {
+        pc__free(q->slot_free);
+        q->slot_free = NULL;
+        return rc == -ENOMEM ? PC_ENOBUFS : ur_err(rc);
+    }
+    q->nslots = n;
+    return 0;
+}
 
 static void open_rings(void *arg)
 {
@@ -868,6 +985,14 @@ static void open_rings(void *arg)
             else
                 job->nbuf_fail = rc;
             if (job->rc < 0) return;
+        }
+        if (job->want_slots && !job->slot_fail) {
+            int rc = slots_init(q, job->want_slots);
+            if (rc == PC_ENOMEM) {
+                job->rc = rc;
+                return;
+            }
+            if (rc < 0) job->slot_fail = rc;
         }
     }
 }
@@ -900,6 +1025,14 @@ int port_uring_open(port_t **out, int nqueues)
     unsigned buf_size = pc__env_uint("PORTCULLIS_URING_BUFFER_SIZE", UR_BUF_SIZE, 512, 1u << 20);
     while (nbufs & (nbufs - 1))
         nbufs &= nbufs - 1; /* a power of two */
+    /* registered file slots per ring: as many descriptors as the process
+     * may open now, at most UR_FIXED_MAX (the kernel refuses more than
+     * RLIMIT_NOFILE; each slot costs it 8 bytes or so) */
+    struct rlimit rl;
+    unsigned slots = UR_FIXED_MAX;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < UR_FIXED_MAX)
+        slots = (unsigned)rl.rlim_cur;
+    job.want_slots = pc__env_uint("PORTCULLIS_URING_FIXED_FILES", slots, 0, slots);
 
     for (int i = 0; i < nqueues; i++) {
         urq_t *q = &ur->qs[i];
@@ -919,9 +1052,22 @@ int port_uring_open(port_t **out, int nqueues)
     if (job.nbuf_fail)
         PC_LOGI("io_uring: provided-buffer rings refused (%s); receiving with poll",
                 pc_strerror(job.nbuf_fail));
+    if (job.slot_fail) {
+        PC_LOGI("io_uring: registered file tables refused (%s); operations name fds",
+                pc_strerror(job.slot_fail));
+        for (int i = 0; i < nqueues; i++) { /* all queues alike */
+            urq_t *q = &ur->qs[i];
+            if (q->nslots) io_uring_unregister_files(&q->ring);
+            pc__free(q->slot_free);
+            q->slot_free = NULL;
+            q->nslots = 0;
+        }
+    }
     ur->base.recv_data = job.want_multishot && !job.nbuf_fail;
-    PC_LOGD("io_uring: %d rings, setup flags 0x%x, receive mode %s", nqueues, ur->qs[0].setup_flags,
-            ur->base.recv_data ? "multishot" : "poll");
+    PC_LOGD("io_uring: %d rings, setup flags 0x%x, receive mode %s, %u registered file slots "
+            "per ring",
+            nqueues, ur->qs[0].setup_flags, ur->base.recv_data ? "multishot" : "poll",
+            ur->qs[0].nslots);
     *out = &ur->base;
     return 0;
 }

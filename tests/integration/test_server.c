@@ -21,6 +21,7 @@
 #include <arpa/inet.h>
 #endif
 #ifdef __linux__
+#include <dirent.h>
 #include <net/if.h>
 #include <sched.h>
 #include <sys/ioctl.h>
@@ -781,6 +782,144 @@ static void connect_outbound(void **state)
     assert_int_equal(pc_connect(g_srv, "nonsense", NULL, &cli, NULL, NULL), PC_EINVAL);
 }
 
+#ifdef __linux__
+/* Sockets held in the registered file tables of this process's io_uring
+ * rings: a ring's fdinfo lists each occupied slot as "N: socket:[inode]"
+ * after its "UserFiles:" line. -1 when the process has no ring, -2 when a
+ * ring's table could not be read this time (the kernel prints it only when
+ * it gets the ring's lock at once). */
+static int uring_slot_sockets(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (!d) return -2;
+    int rings = 0, total = 0, unread = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        char path[300], link[64];
+        snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
+        ssize_t n = readlink(path, link, sizeof link - 1);
+        if (n <= 0) continue;
+        link[n] = 0;
+        if (strcmp(link, "anon_inode:[io_uring]") != 0) continue;
+        rings++;
+        snprintf(path, sizeof path, "/proc/self/fdinfo/%s", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f) {
+            unread = 1;
+            continue;
+        }
+        char line[256];
+        int in_files = 0, seen = 0;
+        while (fgets(line, sizeof line, f)) {
+            unsigned slot;
+            char what[16];
+            if (strncmp(line, "UserFiles:", 10) == 0) {
+                in_files = seen = 1;
+            } else if (in_files && sscanf(line, " %u: %15s", &slot, what) == 2) {
+                if (strncmp(what, "socket:[", 8) == 0) total++;
+            } else {
+                in_files = 0;
+            }
+        }
+        fclose(f);
+        if (!seen) unread = 1;
+    }
+    closedir(d);
+    return rings == 0 ? -1 : unread ? -2 : total;
+}
+
+/* Read the tables until they hold want sockets (or 3 s pass). */
+static int slot_sockets_become(int want)
+{
+    int n = uring_slot_sockets();
+    for (int i = 0; i < 600 && n != want; i++) {
+        shim_sleep_ms(5);
+        n = uring_slot_sockets();
+    }
+    return n;
+}
+
+/* n echoes, each answered by one send of the server */
+static void echo_times(shim_sock_t s, int n, const char *msg)
+{
+    for (int i = 0; i < n; i++)
+        expect_echo(s, msg);
+}
+
+/* io_uring: a socket is put in a registered file slot of its ring with its
+ * 7th send (a short connection keeps its fd), and the slot is emptied when
+ * the connection closes (else the socket would stay open in the kernel).
+ * epoll: no ring at all. */
+static void uring_file_slots(void **state) /* not on Windows */
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    unsetenv("PORTCULLIS_URING_FIXED_FILES"); /* the default table, whatever the run sets */
+    start_server(&cfg);
+    enum { N = 6 };
+    shim_sock_t s[N];
+    for (int i = 0; i < N; i++) {
+        s[i] = shim_connect("127.0.0.1", g_port, NULL, 3000);
+        assert_true(s[i] != SHIM_INVALID);
+        echo_times(s[i], 6, "short so far");
+    }
+    int uring = stats().backend == PC_BACKEND_URING;
+    assert_int_equal(uring_slot_sockets(), uring ? 0 : -1);
+    for (int i = 0; i < N; i++)
+        expect_echo(s[i], "seventh");
+    assert_int_equal(slot_sockets_become(uring ? N : -1), uring ? N : -1);
+    for (int i = 0; i < N; i++)
+        shim_close(s[i]);
+    WAIT_FOR(atomic_load(&g_closes) == N, 3000);
+    assert_int_equal(atomic_load(&g_closes), N);
+    assert_int_equal(slot_sockets_become(uring ? 0 : -1), uring ? 0 : -1);
+}
+
+/* A table with fewer slots than connections (PORTCULLIS_URING_FIXED_FILES):
+ * the sockets past it use their fds and are served alike; a freed slot is
+ * taken by the next connection; closing empties every slot. */
+static void uring_file_slots_run_out(void **state) /* not on Windows */
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.threads = 1; /* one ring: slots go to connections in the order they open */
+    setenv("PORTCULLIS_URING_FIXED_FILES", "3", 1);
+    start_server(&cfg);
+    unsetenv("PORTCULLIS_URING_FIXED_FILES");
+    int uring = stats().backend == PC_BACKEND_URING;
+    enum { N = 5 };
+    shim_sock_t s[N + 2];
+    for (int i = 0; i < N; i++) {
+        s[i] = shim_connect("127.0.0.1", g_port, NULL, 3000);
+        assert_true(s[i] != SHIM_INVALID);
+        echo_times(s[i], 7, "first seven");
+    }
+    assert_int_equal(slot_sockets_become(uring ? 3 : -1), uring ? 3 : -1);
+    for (int i = 0; i < N; i++)
+        expect_echo(s[i], "again, slot or not");
+    shim_close(s[0]); /* two of the three with a slot */
+    shim_close(s[1]);
+    WAIT_FOR(atomic_load(&g_closes) == 2, 3000);
+    assert_int_equal(atomic_load(&g_closes), 2);
+    assert_int_equal(slot_sockets_become(uring ? 1 : -1), uring ? 1 : -1);
+    for (int i = N; i < N + 2; i++) { /* take the freed slots */
+        s[i] = shim_connect("127.0.0.1", g_port, NULL, 3000);
+        assert_true(s[i] != SHIM_INVALID);
+        echo_times(s[i], 7, "reused");
+    }
+    assert_int_equal(slot_sockets_become(uring ? 3 : -1), uring ? 3 : -1);
+    for (int i = 2; i < N + 2; i++) {
+        expect_echo(s[i], "all served");
+        shim_close(s[i]);
+    }
+    WAIT_FOR(atomic_load(&g_closes) == N + 2, 3000);
+    assert_int_equal(atomic_load(&g_closes), N + 2);
+    assert_int_equal(slot_sockets_become(uring ? 0 : -1), uring ? 0 : -1);
+}
+#endif
+
 int main(int argc, char **argv)
 {
     shim_init();
@@ -807,6 +946,10 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(connect_outbound, teardown),
         cmocka_unit_test_teardown(local_addr_wildcard, teardown),
         cmocka_unit_test_teardown(accept_burst, teardown),
+#ifdef __linux__
+        cmocka_unit_test_teardown(uring_file_slots, teardown),         /* not on Windows */
+        cmocka_unit_test_teardown(uring_file_slots_run_out, teardown), /* not on Windows */
+#endif
     };
     if (argc > 1) cmocka_set_test_filter(argv[1]);
     return cmocka_run_group_tests_name("server", tests, NULL, NULL);
