@@ -31,9 +31,10 @@
  * poster may be a thread without a ring, so IORING_OP_MSG_RING alone would
  * not do); a post from the worker itself goes to the local ready list.
  *
- * Registered files: each ring has a sparse table of file slots (as many as
- * RLIMIT_NOFILE allows at open, at most UR_FIXED_MAX). A socket that has
- * lived to its UR_FIXED_SEND-th send is put in a free slot by an
+ * Registered files (Linux 6.13 and later, see files_wanted): each ring has a
+ * sparse table of file slots (RLIMIT_NOFILE at open shared among the rings,
+ * at most UR_FIXED_MAX each). A socket that has lived to its
+ * UR_FIXED_SEND-th send is put in a free slot by an
  * IORING_OP_FILES_UPDATE queued before that send, and every later SQE names
  * the slot (IOSQE_FIXED_FILE): the kernel then skips the fd-table lookup and
  * the file reference count per operation. Not at attach: filling and
@@ -57,12 +58,14 @@
 #include <errno.h>
 #include <liburing.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include "core/alloc.h"
@@ -85,6 +88,7 @@
 #define UR_SEND_FLAGS (MSG_NOSIGNAL | MSG_WAITALL)
 #define UR_FIXED_MAX  65535u /* registered file slots per ring (urx_t.slot is 16 bits) */
 #define UR_FIXED_SEND 7      /* a socket takes a slot with this send (urx_t.sends) */
+_Static_assert(UR_FIXED_SEND <= 7, "urx_t.sends counts to UR_FIXED_SEND in 3 bits");
 
 enum { UD_OP = 0, UD_RX = 1, UD_WAKE = 2, UD_IGNORE = 3, UD_SLOT = 4, UD_MASK = 7 };
 
@@ -631,8 +635,10 @@ static void ur_detach(port_t *p, port_sock_t *s)
     if (rx->slot) {
         /* SQEs naming the slot run before this update empties it, and the
          * slot's reference keeps the socket open until then: the caller's
-         * close only drops the fd. Without an SQE the slot is emptied by a
-         * system call of its own. */
+         * close only drops the fd. Without an SQE (the kernel refuses
+         * submissions) the slot is emptied by a system call of its own;
+         * SQEs of the socket still queued then fail with EBADF, as they
+         * would once the fd is closed. */
         unsigned i = rx->slot - 1u;
         int none = -1;
         rx->slot = 0;
@@ -743,8 +749,10 @@ static void harvest(urq_t *q)
         case UD_WAKE:
             on_wake(q, cqe->res);
             break;
-        case UD_SLOT: /* only failures complete: the socket's ops will fail */
-            PC_LOGE("io_uring: registered file update failed: %s", pc_strerror(ur_err(cqe->res)));
+        case UD_SLOT: /* only failures complete: never seen. A failed filling
+                       * fails the socket's later ops (EBADF); a failed emptying
+                       * keeps its file until the slot is filled again. */
+            PC_LOGE("io_uring: a registered file update failed: %s", pc_strerror(ur_err(cqe->res)));
             break;
         default:
             break;
@@ -934,6 +942,35 @@ typedef struct open_job_s {
     int slot_fail;
 } open_job_t;
 
+/* Registered file slots per ring, 0 for none. Before Linux 6.13 the kernel
+ * released the files of emptied slots in the order of its resource nodes:
+ * one request that names any slot and stays in the kernel (a POLL_ADD or a
+ * re-armed multishot recv of an idle connection) held back every later
+ * close of a socket that had a slot, so a closed connection sent no FIN
+ * until then. So on those kernels the table stays off. Otherwise the
+ * process's RLIMIT_NOFILE is shared among the rings, at most UR_FIXED_MAX
+ * each (the kernel spends about 8 bytes per slot); a socket past its
+ * ring's table keeps its fd. PORTCULLIS_URING_FIXED_FILES sets the size,
+ * up to RLIMIT_NOFILE. */
+static unsigned files_wanted(int nqueues)
+{
+    struct utsname u;
+    unsigned major = 0, minor = 0;
+    if (uname(&u) != 0 || sscanf(u.release, "%u.%u", &major, &minor) != 2) major = 0;
+    if (major < 6 || (major == 6 && minor < 13)) {
+        PC_LOGI("io_uring: registered files off: Linux %s holds an emptied slot's file "
+                "until older requests finish (6.13 and later do not)",
+                major ? u.release : "(unknown)");
+        return 0;
+    }
+    struct rlimit rl;
+    unsigned cap = UR_FIXED_MAX;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < UR_FIXED_MAX)
+        cap = (unsigned)rl.rlim_cur;
+    unsigned share = cap / (unsigned)nqueues;
+    return pc__env_uint("PORTCULLIS_URING_FIXED_FILES", share ? share : 1, 0, cap);
+}
+
 /* The queue's table of registered file slots, all empty. The raw register
  * call, not liburing's helper, which raises RLIMIT_NOFILE on EMFILE: a
  * library must not change the process's limits. PC_ENOMEM is fatal;
@@ -1025,14 +1062,7 @@ int port_uring_open(port_t **out, int nqueues)
     unsigned buf_size = pc__env_uint("PORTCULLIS_URING_BUFFER_SIZE", UR_BUF_SIZE, 512, 1u << 20);
     while (nbufs & (nbufs - 1))
         nbufs &= nbufs - 1; /* a power of two */
-    /* registered file slots per ring: as many descriptors as the process
-     * may open now, at most UR_FIXED_MAX (the kernel refuses more than
-     * RLIMIT_NOFILE; each slot costs it 8 bytes or so) */
-    struct rlimit rl;
-    unsigned slots = UR_FIXED_MAX;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < UR_FIXED_MAX)
-        slots = (unsigned)rl.rlim_cur;
-    job.want_slots = pc__env_uint("PORTCULLIS_URING_FIXED_FILES", slots, 0, slots);
+    job.want_slots = files_wanted(nqueues);
 
     for (int i = 0; i < nqueues; i++) {
         urq_t *q = &ur->qs[i];

@@ -57,6 +57,10 @@ static void on_data(pc_conn_t *c, const void *data, size_t len)
         pc_conn_abort(c);
         return;
     }
+    if (g_behaviour == B_ECHO_BYE_ABORTS && len >= 3 && memcmp(data, "bye", 3) == 0) {
+        pc_conn_abort(c);
+        return;
+    }
     pc_conn_send(c, data, len);
 }
 

@@ -13,9 +13,10 @@
 
 enum behaviour {
     B_ECHO = 0,
-    B_BIG_THEN_CLOSE, /* on_open: queue g_big bytes of pattern, then pc_conn_close */
-    B_ABORT_ON_DATA,  /* on_data: pc_conn_abort */
-    B_BIG_ON_OPEN,    /* on_open: queue g_big bytes of pattern, keep open */
+    B_BIG_THEN_CLOSE,  /* on_open: queue g_big bytes of pattern, then pc_conn_close */
+    B_ABORT_ON_DATA,   /* on_data: pc_conn_abort */
+    B_BIG_ON_OPEN,     /* on_open: queue g_big bytes of pattern, keep open */
+    B_ECHO_BYE_ABORTS, /* echo; data starting with "bye": pc_conn_abort instead */
 };
 
 extern pc_server_t *g_srv;
