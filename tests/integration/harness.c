@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "harness.h"
+#include "pick.h"
 
 #ifndef _WIN32
 #include <arpa/inet.h>
@@ -221,4 +222,17 @@ void expect_bound(pc_server_config_t *cfg, unsigned *field, unsigned max)
     *field = max;
     assert_int_equal(pc_server_create(cfg, &s), 0);
     pc_server_destroy(s);
+}
+
+int pick_test(const struct CMUnitTest *tests, size_t n, int argc, char **argv)
+{
+    if (argc < 2) return 0;
+    for (size_t i = 0; i < n; i++) {
+        if (tests[i].name && strcmp(tests[i].name, argv[1]) == 0) {
+            cmocka_set_test_filter(argv[1]);
+            return 0;
+        }
+    }
+    fprintf(stderr, "%s: no test named '%s' in this build\n", argv[0], argv[1]);
+    return -1;
 }

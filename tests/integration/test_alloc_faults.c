@@ -30,6 +30,7 @@
 #include <cmocka.h>
 
 #include "harness.h"
+#include "pick.h"
 
 /* ---- the failing, counting allocator ----------------------------------------- */
 
@@ -873,6 +874,6 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(send_to_carrier_fails, af_teardown),
         cmocka_unit_test_teardown(post_to_carrier_fails, af_teardown),
     };
-    if (argc > 1) cmocka_set_test_filter(argv[1]);
+    if (PICK_TEST(tests, argc, argv) != 0) return 1;
     return cmocka_run_group_tests_name("alloc_faults", tests, NULL, NULL);
 }

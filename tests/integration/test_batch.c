@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "harness.h"
+#include "pick.h"
 
 #define NCONN 48
 
@@ -171,6 +172,6 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(lone_connections_not_held, teardown),
         cmocka_unit_test(bounds),
     };
-    if (argc > 1) cmocka_set_test_filter(argv[1]);
+    if (PICK_TEST(tests, argc, argv) != 0) return 1;
     return cmocka_run_group_tests_name("batch", tests, NULL, NULL);
 }

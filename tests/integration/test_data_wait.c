@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "harness.h"
+#include "pick.h"
 
 static void start_waiting(unsigned s)
 {
@@ -123,6 +124,6 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(verdict_still_applies, teardown),
         cmocka_unit_test(bounds),
     };
-    if (argc > 1) cmocka_set_test_filter(argv[1]);
+    if (PICK_TEST(tests, argc, argv) != 0) return 1;
     return cmocka_run_group_tests_name("data_wait", tests, NULL, NULL);
 }

@@ -16,6 +16,7 @@
 #include "chat_app.h"
 #include "core/thread.h"
 #include "harness.h"
+#include "pick.h"
 #include "portcullis.h"
 #include "shim.h"
 
@@ -820,6 +821,6 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(write_only_client_kept_alive, teardown),
         cmocka_unit_test_teardown(chat_broadcast, teardown),
     };
-    if (argc > 1) cmocka_set_test_filter(argv[1]);
+    if (PICK_TEST(tests, argc, argv) != 0) return 1;
     return cmocka_run_group_tests_name("embed", tests, NULL, NULL);
 }

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "harness.h"
+#include "pick.h"
 
 /* 1: served (echo came back), 0: refused, reset or closed without data. */
 static int served_from(const char *src)
@@ -309,6 +310,6 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(shadow_condition_dry_runs, teardown),
         cmocka_unit_test_teardown(shadow_keeps_condition, teardown),
     };
-    if (argc > 1) cmocka_set_test_filter(argv[1]);
+    if (PICK_TEST(tests, argc, argv) != 0) return 1;
     return cmocka_run_group_tests_name("filter", tests, NULL, NULL);
 }

@@ -14,6 +14,7 @@
 
 #include "http_app.h"
 #include "portcullis.h"
+#include "pick.h"
 #include "shim.h"
 
 /* ---- server harness
@@ -701,6 +702,6 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(head_split_across_reads, setup, teardown),
         cmocka_unit_test_setup_teardown(header_timeout_keepalive, setup_header_timeout, teardown),
     };
-    if (argc > 1) cmocka_set_test_filter(argv[1]);
+    if (PICK_TEST(tests, argc, argv) != 0) return 1;
     return cmocka_run_group_tests_name("http", tests, NULL, NULL);
 }

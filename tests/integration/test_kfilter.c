@@ -22,6 +22,7 @@
 #include <cmocka.h>
 
 #include "harness.h"
+#include "pick.h"
 
 /* How long a denied connect is given: the SYN is dropped, so nothing comes
  * back; a reply (SYN-ACK or RST) on loopback takes microseconds. */
@@ -460,6 +461,6 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(off_and_shadow, teardown),
         cmocka_unit_test_teardown(explicit_cbpf_accepted_sockets, teardown),
     };
-    if (argc > 1) cmocka_set_test_filter(argv[1]);
+    if (PICK_TEST(tests, argc, argv) != 0) return 1;
     return cmocka_run_group_tests_name("kfilter", tests, NULL, NULL);
 }

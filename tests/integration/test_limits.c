@@ -16,6 +16,7 @@
 #include "portcullis.h"
 #include "core/thread.h"
 #include "harness.h"
+#include "pick.h"
 #include "shim.h"
 
 /* Trickle one byte every step_ms until the server ends the connection or
@@ -363,6 +364,6 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(close_nolinger_unread_bytes, teardown), /* not on Windows */
 #endif
     };
-    if (argc > 1) cmocka_set_test_filter(argv[1]);
+    if (PICK_TEST(tests, argc, argv) != 0) return 1;
     return cmocka_run_group_tests_name("limits", tests, NULL, NULL);
 }

@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "harness.h"
+#include "pick.h"
 
 #ifndef _WIN32
 #include <arpa/inet.h>
@@ -486,6 +487,6 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(per_source_slots_released, teardown),
         cmocka_unit_test_teardown(proxy_over_ipv6, teardown),
     };
-    if (argc > 1) cmocka_set_test_filter(argv[1]);
+    if (PICK_TEST(all, argc, argv) != 0) return 1;
     return cmocka_run_group_tests_name("proxy", all, NULL, NULL);
 }

@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "harness.h"
+#include "pick.h"
 
 #ifdef __linux__
 #include <dirent.h>
@@ -194,6 +195,6 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(other_policy_kept, teardown), /* not on Windows */
 #endif
     };
-    if (argc > 1) cmocka_set_test_filter(argv[1]);
+    if (PICK_TEST(tests, argc, argv) != 0) return 1;
     return cmocka_run_group_tests_name("sched", tests, NULL, NULL);
 }

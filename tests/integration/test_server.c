@@ -15,6 +15,7 @@
 #include "portcullis.h"
 #include "core/thread.h"
 #include "harness.h"
+#include "pick.h"
 #include "shim.h"
 
 #ifndef _WIN32
@@ -1031,6 +1032,6 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(uring_slot_abort_is_prompt, teardown), /* not on Windows */
 #endif
     };
-    if (argc > 1) cmocka_set_test_filter(argv[1]);
+    if (PICK_TEST(tests, argc, argv) != 0) return 1;
     return cmocka_run_group_tests_name("server", tests, NULL, NULL);
 }

@@ -15,6 +15,7 @@
 
 #include "portcullis.h"
 #include "harness.h"
+#include "pick.h"
 #include "shim.h"
 
 #ifdef PC_HAVE_TLS
@@ -777,6 +778,6 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(proxy_then_tls, teardown),
         cmocka_unit_test_teardown(cross_thread_send, teardown),
     };
-    if (argc > 1) cmocka_set_test_filter(argv[1]);
+    if (PICK_TEST(tests, argc, argv) != 0) return 1;
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -16,6 +16,7 @@
 #include "portcullis.h"
 #include "core/thread.h"
 #include "harness.h"
+#include "pick.h"
 
 #ifdef _WIN32
 #include <psapi.h>
@@ -537,6 +538,6 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(win_error_mapping, win_teardown),
         cmocka_unit_test_teardown(iocp_variants_echo, win_teardown),
     };
-    if (argc > 1) cmocka_set_test_filter(argv[1]);
+    if (PICK_TEST(tests, argc, argv) != 0) return 1;
     return cmocka_run_group_tests_name("windows", tests, NULL, NULL);
 }
