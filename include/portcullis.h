@@ -29,7 +29,10 @@
  *   The same holds for every pc_server_*_id / *_to call: pc_server_sendv_to,
  *   pc_server_abort_id, pc_server_send_queued, pc_server_post_to (which runs
  *   a function inside the connection's strand, where every pc_conn_* call is
- *   legal) and pc_server_conn_ids. pc_conn_send, pc_conn_close and
+ *   legal) and pc_server_conn_ids. An accepted connection is reached by id
+ *   from its on_open on (before it, while a PROXY header or a TLS handshake
+ *   is awaited, these calls treat it as not open); a pc_connect one from the
+ *   moment its id is returned. pc_conn_send, pc_conn_close and
  *   pc_conn_abort are also safe from other threads while the caller knows
  *   the connection is open.
  * - pc_server_post runs a function on a worker thread; safe from any thread.
@@ -329,8 +332,10 @@ typedef struct pc_callbacks_s {
     void (*on_shutdown)(pc_conn_t *c);
     /* The send queue became empty: every byte queued so far has been handed
      * to the kernel (not necessarily received by the peer). Runs once per
-     * transition from non-empty to empty while the connection is open (not
-     * after pc_conn_close began), after on_drain when both apply. Optional. */
+     * transition from non-empty to empty after the application queued bytes
+     * (bytes the library writes itself, such as a TLS handshake, do not
+     * count), while the connection is open (not after pc_conn_close began),
+     * after on_drain when both apply. Optional. */
     void (*on_sent)(pc_conn_t *c);
 } pc_callbacks_t;
 
@@ -694,8 +699,10 @@ PC_API int64_t pc_server_timer(pc_server_t *s, unsigned ms, int repeat,
  * PC_ENOENT (unknown id, one-shot timer already run, already cancelled). */
 PC_API int pc_server_timer_cancel(pc_server_t *s, int64_t id);
 
-/* Run fn(s, arg) once on a worker thread. Any thread. Returns 0, PC_ENOMEM,
- * PC_ENOTCONN (server not running). */
+/* Run fn(s, arg) once on a worker thread. Any thread. A post that returned
+ * 0 runs, also when pc_server_stop is under way (it runs before the workers
+ * exit). Returns 0, PC_ENOMEM, PC_ENOTCONN (server not started, or its
+ * stop is past the drain). */
 PC_API int pc_server_post(pc_server_t *s, void (*fn)(pc_server_t *s, void *arg), void *arg);
 
 /* Open an outbound TCP connection to endpoint ("127.0.0.1:80", "[::1]:80")
@@ -750,8 +757,8 @@ PC_API int pc_conn_set_header_timeout(pc_conn_t *c, unsigned ms);
  * in the connection's strand ms from now (10 ms resolution, never early),
  * once; arming again replaces the deadline and fn. It never runs after the
  * close began (pc_conn_close, abort, peer close, stop): a close cancels it.
- * Costs nothing until first used (then a 56-byte record, freed with the
- * connection). From the connection's callbacks (or a pc_server_post_to
+ * Costs nothing until first used (then a record of about 80 bytes, freed
+ * with the connection). From the connection's callbacks (or a pc_server_post_to
  * function) only. Returns 0, PC_EINVAL (other thread, fn NULL with ms > 0),
  * PC_ENOTCONN (not open), PC_ENOMEM. */
 PC_API int pc_conn_timer(pc_conn_t *c, unsigned ms, void (*fn)(pc_conn_t *c));

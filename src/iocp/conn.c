@@ -61,6 +61,17 @@ static void set_state(pc_conn_t *c, uint8_t st)
     pc__mutex_unlock(conn_lock(c));
 }
 
+/* Open for a PROXY header or a TLS handshake before on_open: readable and
+ * writable, and an accepted connection is not yet visible by id (its id
+ * has not been shown to the application; conn_opened shows it). */
+static void set_open_hidden(pc_conn_t *c)
+{
+    pc__mutex_lock(conn_lock(c));
+    c->state = CS_OPEN;
+    c->hidden = !c->outbound;
+    pc__mutex_unlock(conn_lock(c));
+}
+
 /* ---- timers ---------------------------------------------------------------- */
 
 /* The timer goes on the wheel of the worker arming it (every arm runs in
@@ -374,10 +385,7 @@ static void sendq_consume(pc_conn_t *c, size_t n)
     atomic_fetch_sub(&c->sendq_bytes, done);
     counter_sub(&conn_srv(c)->send_queued, done);
     counter_add(&conn_worker(c)->bytes_out, done);
-    if (done) {
-        c->sent_due = 1;              /* on_sent once the queue is empty */
-        c->last_rx_ms = pc__now_ms(); /* traffic out counts for the idle timeout */
-    }
+    if (done) c->last_rx_ms = pc__now_ms(); /* traffic out counts for the idle timeout */
     if (conn_srv(c)->cfg.write_timeout_ms) tx->tx_since_ms = pc__now_ms(); /* progress */
 }
 
@@ -497,7 +505,7 @@ static void proxy_phase_start(pc_conn_t *c)
         return;
     }
     c->deadline_ms = c->last_rx_ms + conn_srv(c)->cfg.proxy_timeout_ms;
-    set_state(c, CS_OPEN);
+    set_open_hidden(c);
     timer_update(c);
     conn_arm_read(c);
 }
@@ -535,8 +543,8 @@ static void conn_deliver(worker_t *w, pc_conn_t *c, const char *data, size_t n)
                 conn_close_socket(c, 1);
                 return;
             }
-        } else if (conn_cb(c)->on_open) {
-            conn_cb(c)->on_open(c);
+        } else {
+            conn_opened(c);
         }
         data += used;
         n -= used;
@@ -570,7 +578,7 @@ static void tls_phase_start(pc_conn_t *c)
 {
     unsigned ht = conn_srv(c)->cfg.header_timeout_ms;
     c->deadline_ms = (ht && !c->outbound) ? c->last_rx_ms + ht : 0;
-    set_state(c, CS_OPEN);
+    set_open_hidden(c);
     timer_update(c);
     int rc = conn_tls_begin(c);
     if (rc < 0) {
@@ -584,6 +592,11 @@ static void tls_phase_start(pc_conn_t *c)
 
 void conn_opened(pc_conn_t *c)
 {
+    if (c->hidden) { /* only the strand sets it */
+        pc__mutex_lock(conn_lock(c));
+        c->hidden = 0; /* calls by id reach it from now on */
+        pc__mutex_unlock(conn_lock(c));
+    }
     if (conn_cb(c)->on_open) conn_cb(c)->on_open(c);
 }
 
@@ -801,9 +814,9 @@ static void handle_kick(pc_conn_t *c)
     int moved = xbytes && c->state != CS_OPENING;
     if (moved) atomic_fetch_add(&c->sendq_bytes, xbytes);
     atomic_store(&c->inbox_send_bytes, 0);
-    int inbox_close = c->inbox_close;
+    int inbox_close = c->inbox_close & INBOX_CLOSE_HOW;
     pc_close_reason_t xreason = c->inbox_close_reason;
-    c->inbox_close = INBOX_CLOSE_NONE;
+    if (inbox_close) c->inbox_close = INBOX_CLOSE_TAKEN; /* sends stay refused */
     pc__mutex_unlock(conn_lock(c));
     struct inbox_post_s *posts = NULL;
     if (itx) {
@@ -831,12 +844,14 @@ static void handle_kick(pc_conn_t *c)
         if (moved) atomic_fetch_sub(&c->sendq_bytes, xbytes);
         conn_tls_send_chunks(c, &local, xbytes);
         sendq_free(conn_srv(c), &local);
+        c->sent_due = 1;
     } else if (accept_bytes && !queue_empty(&local)) {
         int was_empty = queue_empty(&c->tx->sendq); /* adopted above if it had none */
         sendq_take(c, &local);
         if (!moved) atomic_fetch_add(&c->sendq_bytes, xbytes);
         if (was_empty) sendq_started(c);
         if (atomic_load(&c->sendq_bytes) > conn_srv(c)->cfg.send_high_water) c->paused_hw = 1;
+        c->sent_due = 1;
     } else if (!queue_empty(&local)) {
         sendq_free(conn_srv(c), &local);
         if (moved) atomic_fetch_sub(&c->sendq_bytes, xbytes);
@@ -1264,8 +1279,8 @@ int conn_connect(pc_server_t *s, const char *endpoint, const char *source, const
 /* Under the lock: may bytes from another thread be queued now? */
 static int xsend_check_locked(pc_conn_t *c, uint64_t id, size_t total)
 {
-    if ((id && atomic_load(&c->id) != id) || (c->state != CS_OPEN && c->state != CS_OPENING) ||
-        c->inbox_close)
+    if ((id && (atomic_load(&c->id) != id || c->hidden)) ||
+        (c->state != CS_OPEN && c->state != CS_OPENING) || c->inbox_close)
         return PC_ENOTCONN;
     if (over_limit(c, total)) return PC_ENOBUFS;
     return 0;
@@ -1347,15 +1362,19 @@ static int conn_xsend(pc_conn_t *c, uint64_t id, const pc_buf_t *bufs, unsigned 
     return 0;
 }
 
-int conn_request_close(pc_conn_t *c, uint64_t id, int how, pc_close_reason_t reason)
+/* Ask c's strand to close it (how: INBOX_CLOSE_*). id: 0 (the caller
+ * holds c) or the id named, checked under the lock. by_app: a call by id
+ * of the application, to which a hidden connection is not open. */
+static int request_close(pc_conn_t *c, uint64_t id, int how, pc_close_reason_t reason, int by_app)
 {
     pc__mutex_lock(conn_lock(c));
-    if ((id && atomic_load(&c->id) != id) || c->state == CS_FREE || c->state == CS_CLOSED) {
+    if ((id && atomic_load(&c->id) != id) || (by_app && c->hidden) || c->state == CS_FREE ||
+        c->state == CS_CLOSED) {
         pc__mutex_unlock(conn_lock(c));
         return PC_ENOTCONN;
     }
-    if (how > c->inbox_close) {
-        c->inbox_close = (uint8_t)how;
+    if (how > (c->inbox_close & INBOX_CLOSE_HOW)) {
+        c->inbox_close = (uint8_t)((c->inbox_close & INBOX_CLOSE_TAKEN) | how);
         c->inbox_close_reason = reason;
     }
     int post = !c->kick_posted;
@@ -1363,6 +1382,11 @@ int conn_request_close(pc_conn_t *c, uint64_t id, int how, pc_close_reason_t rea
     pc__mutex_unlock(conn_lock(c));
     if (post) conn_kick(c);
     return 0;
+}
+
+int conn_request_close(pc_conn_t *c, uint64_t id, int how, pc_close_reason_t reason)
+{
+    return request_close(c, id, how, reason, 0);
 }
 
 /* ---- public connection API ------------------------------------------------------- */
@@ -1385,8 +1409,10 @@ int pc_conn_sendv(pc_conn_t *c, const pc_buf_t *bufs, unsigned n)
         if (atomic_load(&c->sendq_bytes)) c->paused_hw = 1;
         return PC_ENOBUFS;
     }
-    if (c->tls_phase) return conn_tls_send(c, bufs, n); /* encrypted by conn_queue_raw */
-    return sendq_push(c, bufs, n, total);
+    /* encrypted by conn_queue_raw with a TLS session */
+    int rc = c->tls_phase ? conn_tls_send(c, bufs, n) : sendq_push(c, bufs, n, total);
+    if (rc == 0) c->sent_due = 1; /* on_sent once the queue is empty */
+    return rc;
 }
 
 /* Append bytes to the send queue (strand). The send itself starts in
@@ -1536,7 +1562,7 @@ int pc_server_close_id(pc_server_t *s, pc_conn_id_t id)
     pc_conn_t *c = server_conn_lookup(s, id);
     if (!c) return PC_ENOTCONN;
     if (tls_conn == c && atomic_load(&c->id) == id) return pc_conn_close(c);
-    return conn_request_close(c, id, INBOX_CLOSE_GRACEFUL, PC_CLOSE_LOCAL);
+    return request_close(c, id, INBOX_CLOSE_GRACEFUL, PC_CLOSE_LOCAL, 1);
 }
 
 /* ---- embedding by id: true accounting, limits, post_to, timers, on_sent ---- */
@@ -1762,7 +1788,8 @@ int pc_server_post_to(pc_server_t *s, pc_conn_id_t id, void (*fn)(pc_conn_t *c, 
     for (;;) {
         pc__mutex_lock(conn_lock(c));
         /* closed: on_close ran, the id is as good as stale */
-        if (atomic_load(&c->id) != id || c->state == CS_FREE || c->state == CS_CLOSED) {
+        if (atomic_load(&c->id) != id || c->state == CS_FREE || c->state == CS_CLOSED ||
+            c->hidden) {
             pc__mutex_unlock(conn_lock(c));
             pc__free(p);
             pc__free(spare);
@@ -1806,7 +1833,7 @@ int pc_server_abort_id(pc_server_t *s, pc_conn_id_t id)
     pc_conn_t *c = server_conn_lookup(s, id);
     if (!c) return PC_ENOTCONN;
     if (tls_conn == c && atomic_load(&c->id) == id) return pc_conn_abort(c);
-    int rc = conn_request_close(c, id, INBOX_CLOSE_ABORT, PC_CLOSE_ABORT);
+    int rc = request_close(c, id, INBOX_CLOSE_ABORT, PC_CLOSE_ABORT, 1);
     if (rc < 0) return rc;
     /* drop what other threads queued now: no later send is accepted
      * (inbox_close); posted functions stay (they run, exactly once) */
@@ -1829,11 +1856,14 @@ int64_t pc_server_send_queued(pc_server_t *s, pc_conn_id_t id)
 {
     pc_conn_t *c = server_conn_lookup(s, id);
     if (!c) return PC_ENOTCONN;
-    size_t q = pc_conn_send_queued(c);
+    pc__mutex_lock(conn_lock(c));
     /* the record may have been reused meanwhile: only a count read while the
-     * id still held is this connection's */
-    if (atomic_load(&c->id) != id) return PC_ENOTCONN;
-    return (int64_t)q;
+     * id holds is this connection's */
+    int open =
+        atomic_load(&c->id) == id && c->state != CS_FREE && c->state != CS_CLOSED && !c->hidden;
+    size_t q = pc_conn_send_queued(c);
+    pc__mutex_unlock(conn_lock(c));
+    return open ? (int64_t)q : PC_ENOTCONN;
 }
 
 int pc_server_conn_ids(pc_server_t *s, pc_conn_id_t *out, int max)
@@ -1846,7 +1876,8 @@ int pc_server_conn_ids(pc_server_t *s, pc_conn_id_t *out, int max)
         if ((atomic_load(&c->id) >> 32) == 0) continue;
         pc__mutex_lock(conn_lock(c));
         uint64_t id = atomic_load(&c->id);
-        int open = c->state == CS_OPEN;
+        /* not before on_open, not once a close was asked for */
+        int open = c->state == CS_OPEN && !c->hidden && !c->inbox_close;
         pc__mutex_unlock(conn_lock(c));
         if (open) out[n++] = id;
     }

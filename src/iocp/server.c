@@ -140,6 +140,7 @@ pc_conn_t *server_conn_alloc(pc_server_t *s)
     c->kick_posted = 0;
     c->kick_due = 0;
     c->inbox_close = INBOX_CLOSE_NONE;
+    c->hidden = 0;
     c->state = CS_FREE;
     pc__mutex_unlock(conn_lock(c));
     c->reading = c->sending = c->paused_user = c->paused_hw = 0;
@@ -195,6 +196,22 @@ worker_t *server_pick_worker(pc_server_t *s)
 {
     uint32_t i = atomic_fetch_add(&s->next_worker, 1);
     return &s->workers[i % (uint32_t)s->nworkers];
+}
+
+int server_post_admit(pc_server_t *s)
+{
+    /* counted before the check, the stop closes before it reads the count
+     * (both seq_cst): either the post sees the gate closed or the stop
+     * sees the post and waits for it */
+    atomic_fetch_add(&s->posts_inflight, 1);
+    if (atomic_load(&s->started) && !atomic_load(&s->posts_closed)) return 1;
+    atomic_fetch_sub(&s->posts_inflight, 1);
+    return 0;
+}
+
+void server_post_done(pc_server_t *s)
+{
+    atomic_fetch_sub(&s->posts_inflight, 1);
 }
 
 /* Every connection that closes calls server_capacity_changed, and a lock
@@ -553,7 +570,11 @@ int pc_server_stop(pc_server_t *s, unsigned drain_ms)
     }
     /* 3. server timers: cancelled (one running now finishes first) */
     stimer_cancel_all(s);
-    /* 4. one exit completion per worker, then join */
+    /* 4. no more posts (those under way are queued first), then one exit
+     * completion per worker, and join */
+    atomic_store(&s->posts_closed, 1);
+    while (atomic_load(&s->posts_inflight) > 0)
+        pc__sleep_ms(1);
     for (int i = 0; i < s->nworkers; i++)
         port_post(s->port, i, &s->workers[i].exit_op);
     for (int i = 0; i < s->nworkers; i++)

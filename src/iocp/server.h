@@ -33,8 +33,17 @@ enum conn_state_e {
     CS_CLOSED,  /* socket closed, waiting for pending operations */
 };
 
-/* cross-thread close requests (conn->inbox_close) */
-enum { INBOX_CLOSE_NONE = 0, INBOX_CLOSE_GRACEFUL = 1, INBOX_CLOSE_ABORT = 2 };
+/* cross-thread close requests (conn->inbox_close): the low bits hold the
+ * request not yet taken by the strand (INBOX_CLOSE_HOW); INBOX_CLOSE_TAKEN
+ * stays once the strand took one, so that no send from another thread is
+ * accepted between the request and the close itself */
+enum {
+    INBOX_CLOSE_NONE = 0,
+    INBOX_CLOSE_GRACEFUL = 1,
+    INBOX_CLOSE_ABORT = 2,
+    INBOX_CLOSE_HOW = 3,
+    INBOX_CLOSE_TAKEN = 4,
+};
 
 /* conn->no_linger: 0, or pc_conn_close_nolinger asked (NL_ASKED), or asked
  * and the last bytes went with MSG_MORE, held for the FIN (NL_HELD) */
@@ -147,6 +156,10 @@ struct pc_conn_s {
     uint8_t kick_posted; /* on the home worker's kick list, or its kick running */
     uint8_t inbox_close;
     uint8_t inbox_close_reason; /* pc_close_reason_t */
+    /* open for I/O but not shown to the application yet (an accepted
+     * connection's PROXY header or TLS handshake before on_open): calls by
+     * id treat it as not open */
+    uint8_t hidden;
     /* ---- owned by the strand ----
      * aligned apart from the locked bytes above: the compiler may read
      * neighbouring strand bytes with one wider load, which must not span
@@ -162,7 +175,7 @@ struct pc_conn_s {
     uint8_t connecting; /* outbound connect in flight (tx->wr_op) */
     uint8_t no_linger;  /* pc_conn_close_nolinger: close at the FIN; NL_HELD once the
                          * last bytes went with MSG_MORE (conn_flush, do_fin) */
-    uint8_t sent_due;   /* bytes were handed over since on_sent last ran */
+    uint8_t sent_due;   /* the application queued bytes since on_sent last ran */
     uint8_t reason;     /* pc_close_reason_t */
     uint8_t px_state;   /* PROXY protocol phase: PX_* (conn_proxy.c) */
     /* the timer as the strand last left it (the link is touched by the
@@ -300,9 +313,12 @@ struct pc_server_s {
     local_ent_t locals[PC_LOCALS_MAX];
     _Atomic int nlocals;
     pc_mutex_t locals_lock;
-    int started;
+    _Atomic int started;
     _Atomic int stopping;
-    int stopped;
+    int stopped; /* the owner's thread only */
+    /* the gate of posts to the workers' queues (server_post_admit) */
+    _Atomic int posts_closed;
+    _Atomic int posts_inflight;
     /* connection table: chunks of stable memory, never freed before destroy;
      * records are initialised only when first handed out, so a chunk's
      * untouched tail costs no resident memory */
@@ -410,6 +426,14 @@ void server_conn_retire_id(pc_conn_t *c);
 void server_conn_free_list(pc_server_t *s, pc_conn_t *first, pc_conn_t *last);
 pc_conn_t *server_conn_lookup(pc_server_t *s, pc_conn_id_t id);
 worker_t *server_pick_worker(pc_server_t *s);
+/* Posts from any thread to the workers' queues (pc_server_post, a server
+ * timer's arming) pass a gate that pc_server_stop closes before it posts
+ * the workers' exits; it then waits for the posts inside the gate, so
+ * every admitted post is queued ahead of the exits and runs. Returns 1
+ * (admitted: port_post, then server_post_done) or 0 (not started, or the
+ * stop is past its drain). */
+int server_post_admit(pc_server_t *s);
+void server_post_done(pc_server_t *s);
 /* Wakes the threads waiting on capacity (cap_cond). Call after changing
  * active, outbound or a stopping flag: it skips the lock when nobody waits. */
 void server_capacity_changed(pc_server_t *s);
@@ -427,8 +451,12 @@ void worker_main(void *arg);
 void stimer_init(pc_server_t *s);
 /* An TAG_STIMER op reached worker w: arm the timer on w's server wheel. */
 void stimer_arm_op(worker_t *w, op_t *op);
-/* Run the expired server timers of w (the wheel_timer_t links in expired). */
-void stimer_run_expired(worker_t *w, queue_t *expired);
+/* Under w's wheel_lock: move the server timers wheel_expire put on expired
+ * to w's own list due, off the wheel for good (a cancel from now on leaves
+ * them to w). */
+void stimer_claim(queue_t *expired, queue_t *due);
+/* Run the server timers stimer_claim put on due. */
+void stimer_run_expired(worker_t *w, queue_t *due);
 /* Cancel every timer and refuse new ones (stop). */
 void stimer_cancel_all(pc_server_t *s);
 /* Free what is left (destroy, after the workers are joined). */
@@ -464,7 +492,8 @@ int conn_start_accepted(pc_server_t *s, listener_t *l, sock_t fd,
 int conn_timer_claim(pc_conn_t *c);
 /* Run a claimed timer expiry in the connection's strand. */
 void conn_timer_expired(worker_t *w, pc_conn_t *c);
-/* Cross-thread close by the server (stop). */
+/* Cross-thread close by the server (stop): also a connection not yet shown
+ * to the application. 0, or PC_ENOTCONN (closed, or id no longer c's). */
 int conn_request_close(pc_conn_t *c, uint64_t id, int how, pc_close_reason_t reason);
 
 /* conn_proxy.c: the PROXY protocol phase of an accepted connection from a

@@ -12,8 +12,11 @@
  * ARMING (the op is on its way to a worker), ARMED (on wk's wheel, or just
  * taken off it by wk's expiry and not yet looked at), RUNNING (fn runs on
  * wk). Cancel frees what is on a wheel and marks the rest, which its holder
- * frees. Lock order: stimer_lock, then a wheel_lock; expiry takes the
- * wheel_lock alone. */
+ * frees. Expiry moves a record from the wheel to the worker's own list
+ * through a second link (stimer_claim, under the wheel_lock), so a record
+ * on that list is off the wheel for cancel, which never touches the list.
+ * Lock order: stimer_lock, then a wheel_lock; expiry takes the wheel_lock
+ * alone. */
 #include "server.h"
 
 #include <string.h>
@@ -26,6 +29,7 @@ enum { ST_ARMING = 0, ST_ARMED, ST_RUNNING };
 typedef struct stimer_s {
     op_t op; /* TAG_STIMER while ARMING */
     wheel_timer_t wt;
+    queue_t due; /* on the expiring worker's list (stimer_claim) */
     queue_t reg; /* s->stimers */
     int64_t id;
     void (*fn)(pc_server_t *s, void *arg);
@@ -67,7 +71,7 @@ int64_t pc_server_timer(pc_server_t *s, unsigned ms, int repeat,
                         void (*fn)(pc_server_t *s, void *arg), void *arg)
 {
     if (!s || !fn || (repeat && ms == 0)) return PC_EINVAL;
-    if (!s->started || s->stopped) return PC_ENOTCONN;
+    if (!atomic_load(&s->started) || atomic_load(&s->posts_closed)) return PC_ENOTCONN;
     stimer_t *t = pc__malloc(sizeof *t);
     if (!t) return PC_ENOMEM;
     memset(t, 0, sizeof *t);
@@ -89,9 +93,19 @@ int64_t pc_server_timer(pc_server_t *s, unsigned ms, int repeat,
     queue_insert_tail(&s->stimers, &t->reg);
     int64_t id = t->id;
     pc__mutex_unlock(&s->stimer_lock);
-    worker_t *w = server_pick_worker(s);
-    port_post(s->port, w->idx, &t->op);
-    return id;
+    int rc = PC_ENOTCONN;
+    if (server_post_admit(s)) {
+        worker_t *w = server_pick_worker(s);
+        rc = port_post(s->port, w->idx, &t->op);
+        server_post_done(s);
+    }
+    if (rc == 0) return id;
+    /* no worker will receive it, so nobody else holds it (a cancel
+     * meanwhile only marked it) */
+    pc__mutex_lock(&s->stimer_lock);
+    stimer_free(t);
+    pc__mutex_unlock(&s->stimer_lock);
+    return rc;
 }
 
 void stimer_arm_op(worker_t *w, op_t *op)
@@ -106,13 +120,23 @@ void stimer_arm_op(worker_t *w, op_t *op)
     pc__mutex_unlock(&s->stimer_lock);
 }
 
-void stimer_run_expired(worker_t *w, queue_t *expired)
+void stimer_claim(queue_t *expired, queue_t *due)
 {
-    pc_server_t *s = w->srv;
     while (!queue_empty(expired)) {
         queue_t *e = queue_head(expired);
-        queue_remove(e);
+        queue_remove(e); /* wheel_armed() is false from here on */
         stimer_t *t = pc_container_of(pc_container_of(e, wheel_timer_t, link), stimer_t, wt);
+        queue_insert_tail(due, &t->due);
+    }
+}
+
+void stimer_run_expired(worker_t *w, queue_t *due)
+{
+    pc_server_t *s = w->srv;
+    while (!queue_empty(due)) {
+        queue_t *e = queue_head(due);
+        queue_remove(e);
+        stimer_t *t = pc_container_of(e, stimer_t, due);
         pc__mutex_lock(&s->stimer_lock);
         if (t->cancelled) {
             stimer_free(t);

@@ -82,14 +82,16 @@ void worker_main(void *arg)
         /* expired timers: each is claimed while the wheel is locked, so that
          * neither a disarm nor the connection's release can race with it
          * (conn_timer_claim); the claimed ones run after unlocking */
-        queue_t expired, run, sexpired;
+        queue_t expired, run, sexpired, sdue;
         queue_init(&expired);
         queue_init(&run);
         queue_init(&sexpired);
+        queue_init(&sdue);
         pc__mutex_lock(&w->wheel_lock);
         uint64_t tnow = pc__now_ms();
         wheel_expire(&w->wheel, tnow, &expired);
         wheel_expire(&w->swheel, tnow, &sexpired);
+        stimer_claim(&sexpired, &sdue);
         while (!queue_empty(&expired)) {
             queue_t *e = queue_head(&expired);
             queue_remove(e);
@@ -101,7 +103,7 @@ void worker_main(void *arg)
             queue_remove(e);
             conn_timer_expired(w, timer_conn(e));
         }
-        stimer_run_expired(w, &sexpired);
+        stimer_run_expired(w, &sdue);
         if (n == 0) conn_release_flush(w);
         if (w->exiting && n == 0) break;
     }
@@ -110,13 +112,19 @@ void worker_main(void *arg)
 int pc_server_post(pc_server_t *s, void (*fn)(pc_server_t *s, void *arg), void *arg)
 {
     if (!s || !fn) return PC_EINVAL;
-    if (!s->started || s->stopped) return PC_ENOTCONN;
+    if (!atomic_load(&s->started) || atomic_load(&s->posts_closed)) return PC_ENOTCONN;
     post_rec_t *pr = pc__malloc(sizeof *pr);
     if (!pr) return PC_ENOMEM;
     memset(&pr->op, 0, sizeof pr->op);
     pr->op.tag = TAG_POST;
     pr->fn = fn;
     pr->arg = arg;
-    worker_t *w = server_pick_worker(s);
-    return port_post(s->port, w->idx, &pr->op);
+    int rc = PC_ENOTCONN;
+    if (server_post_admit(s)) {
+        worker_t *w = server_pick_worker(s);
+        rc = port_post(s->port, w->idx, &pr->op);
+        server_post_done(s);
+    }
+    if (rc < 0) pc__free(pr);
+    return rc;
 }

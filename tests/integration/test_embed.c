@@ -2,8 +2,10 @@
 /* Embedding by id (issue 17): memory held by send queues bounded whatever the
  * message sizes, the per-connection send limit, control by id from other
  * threads (post_to, abort_id, stale ids), on_sent, per-connection and server
- * timers, the idle timeout with outbound-only traffic, and pc-chat's
- * broadcast scenario. Run on every backend. */
+ * timers, the idle timeout with outbound-only traffic, pc-chat's broadcast
+ * scenario, and what a review found racy (a send after abort_id, ids of
+ * connections before on_open, timers due together, posts during a stop).
+ * Run on every backend. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -805,6 +807,246 @@ static void chat_broadcast(void **state)
     chat_destroy(ch);
 }
 
+/* ---- 10. a close by id shuts sends at once; hidden before on_open */
+
+static atomic_int g_gate_in, g_gate_open, g_second_in;
+
+/* holds the strand until g_gate_open, so that the next kick waits */
+static void post_gate(pc_conn_t *c, void *arg)
+{
+    (void)c;
+    (void)arg;
+    atomic_store(&g_gate_in, 1);
+    WAIT_FOR(atomic_load(&g_gate_open), 10000);
+}
+
+/* runs in the kick that takes the abort, before the close itself */
+static void post_second(pc_conn_t *c, void *arg)
+{
+    (void)arg;
+    assert_non_null(c);
+    atomic_store(&g_second_in, 1);
+    shim_sleep_ms(200);
+}
+
+static void abort_id_refuses_later_sends(void **state)
+{
+    (void)state;
+    atomic_store(&g_gate_in, 0);
+    atomic_store(&g_gate_open, 0);
+    atomic_store(&g_second_in, 0);
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    start_server(&cfg);
+    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 10000);
+    assert_true(s != SHIM_INVALID);
+    pc_conn_id_t id = wait_open_id(1);
+    assert_int_equal(pc_server_post_to(g_srv, id, post_gate, NULL), 0);
+    WAIT_FOR(atomic_load(&g_gate_in), 5000);
+    assert_true(atomic_load(&g_gate_in));
+    assert_int_equal(pc_server_post_to(g_srv, id, post_second, NULL), 0);
+    assert_int_equal(pc_server_abort_id(g_srv, id), 0);
+    assert_int_equal(pc_server_send_to(g_srv, id, "A", 1), PC_ENOTCONN);
+    pc_conn_id_t ids[4];
+    assert_int_equal(pc_server_conn_ids(g_srv, ids, 4), 0);
+    atomic_store(&g_gate_open, 1);
+    /* the strand took the abort and runs the posted function before the
+     * close: still no send is accepted */
+    WAIT_FOR(atomic_load(&g_second_in), 5000);
+    assert_true(atomic_load(&g_second_in));
+    assert_int_equal(pc_server_send_to(g_srv, id, "B", 1), PC_ENOTCONN);
+    assert_int_equal(pc_server_close_id(g_srv, id), 0); /* not closed yet */
+    WAIT_FOR(atomic_load(&g_closes) == 1, 5000);
+    assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_ABORT]), 1);
+    assert_int_equal(pc_server_send_queued(g_srv, id), PC_ENOTCONN);
+    pc_server_stats_t st = stats();
+    assert_int_equal(st.send_queued_bytes, 0);
+    assert_int_equal(st.send_held_bytes, 0);
+    char buf[4];
+    shim_set_timeout(s, 5000);
+    int r = shim_recv_some(s, buf, sizeof buf);
+    assert_true(r == -1 || r == 0); /* closed (a reset; Wine reports EOF), no byte */
+    shim_close(s);
+}
+
+/* A trusted proxy's connection waits for its header before on_open; until
+ * then no call by id reaches it (the application has not seen its id). */
+static void hidden_until_on_open(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    pc_rules_t *r = NULL;
+    const char *trusted = "allow 127.0.0.1\n";
+    assert_int_equal(pc_rules_load_string(trusted, strlen(trusted), "trusted", &r, NULL, 0), 0);
+    cfg.proxy_trusted = r;
+    cfg.proxy_timeout_ms = 30000; /* the header's deadline ends nothing here */
+    start_server(&cfg);
+    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 10000);
+    assert_true(s != SHIM_INVALID);
+    WAIT_FOR(stats().accepted == 1, 5000);
+    assert_int_equal(stats().accepted, 1);
+    shim_sleep_ms(100); /* on its worker, waiting for the header */
+    pc_conn_id_t ids[4];
+    assert_int_equal(pc_server_conn_ids(g_srv, ids, 4), 0);
+    assert_int_equal(atomic_load(&g_opens), 0);
+    const char *hdr = "PROXY TCP4 127.0.0.9 127.0.0.1 5555 80\r\n";
+    assert_int_equal(shim_send_all(s, hdr, strlen(hdr)), 0);
+    pc_conn_id_t id = wait_open_id(1);
+    assert_int_equal(pc_server_conn_ids(g_srv, ids, 4), 1);
+    assert_true(ids[0] == id);
+    assert_int_equal(pc_server_send_to(g_srv, id, "hi", 2), 0);
+    char buf[2];
+    shim_set_timeout(s, 5000);
+    assert_int_equal(shim_recv_exact(s, buf, 2), 2); /* nothing came before */
+    assert_memory_equal(buf, "hi", 2);
+    expect_echo(s, "after");
+    /* the server's own close reaches a hidden connection: a stop's graceful
+     * close sends it a FIN, then (neither client answers) its reset ends the
+     * 300 ms drain; it is not left to a 10 s wait */
+    shim_sock_t s2 = shim_connect("127.0.0.1", g_port, NULL, 10000);
+    assert_true(s2 != SHIM_INVALID);
+    WAIT_FOR(stats().accepted == 2, 5000);
+    shim_sleep_ms(100);
+    assert_int_equal(pc_server_conn_ids(g_srv, ids, 4), 1);
+    uint64_t t0 = shim_now_ms();
+    assert_int_equal(pc_server_stop(g_srv, 300), 0);
+    assert_true(shim_now_ms() - t0 < 2000);
+    size_t n = 0;
+    shim_set_timeout(s2, 5000);
+    assert_int_equal(shim_wait_close(s2, &n), 0); /* the FIN */
+    shim_close(s2);
+    shim_close(s);
+}
+
+/* ---- 11. server timers due in one pass; posts racing a stop */
+
+static _Atomic int64_t g_pair[2];
+static atomic_int g_pair_runs, g_pair_cancel_rc;
+
+static void block_worker(pc_server_t *s, void *arg)
+{
+    (void)s;
+    (void)arg;
+    shim_sleep_ms(150);
+}
+
+/* each cancels the other: whichever runs first, the other is due in the
+ * same pass and must not run */
+static void st_pair(pc_server_t *s, void *arg)
+{
+    int me = (int)(intptr_t)arg;
+    atomic_fetch_add(&g_pair_runs, 1);
+    atomic_store(&g_pair_cancel_rc, pc_server_timer_cancel(s, atomic_load(&g_pair[!me])));
+}
+
+#ifdef __linux__
+#include <dirent.h>
+/* Voluntary context switches of this process's pc-worker threads. */
+static long worker_wakeups(void)
+{
+    long total = 0;
+    DIR *d = opendir("/proc/self/task");
+    assert_non_null(d);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.') continue;
+        char path[300], line[128] = "";
+        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f) continue;
+        if (!fgets(line, sizeof line, f)) line[0] = 0;
+        fclose(f);
+        if (strncmp(line, "pc-worker", 9) != 0) continue;
+        snprintf(path, sizeof path, "/proc/self/task/%s/status", e->d_name);
+        if (!(f = fopen(path, "r"))) continue;
+        while (fgets(line, sizeof line, f))
+            if (strncmp(line, "voluntary_ctxt_switches:", 24) == 0) total += atol(line + 24);
+        fclose(f);
+    }
+    closedir(d);
+    return total;
+}
+#endif
+
+static void server_timer_cancels_one_due_with_it(void **state)
+{
+    (void)state;
+    atomic_store(&g_pair_runs, 0);
+    atomic_store(&g_pair_cancel_rc, 1);
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.threads = 1;
+    start_server(&cfg);
+    /* the worker is busy while both come due: they expire in one pass */
+    assert_int_equal(pc_server_post(g_srv, block_worker, NULL), 0);
+    atomic_store(&g_pair[0], pc_server_timer(g_srv, 10, 0, st_pair, (void *)(intptr_t)0));
+    atomic_store(&g_pair[1], pc_server_timer(g_srv, 20, 0, st_pair, (void *)(intptr_t)1));
+    assert_true(atomic_load(&g_pair[0]) > 0 && atomic_load(&g_pair[1]) > 0);
+    WAIT_FOR(atomic_load(&g_pair_runs) >= 1, 5000);
+    shim_sleep_ms(200);
+    assert_int_equal(atomic_load(&g_pair_runs), 1);
+    assert_int_equal(atomic_load(&g_pair_cancel_rc), 0);
+#ifdef __linux__
+    /* no timer left: the worker sleeps until there is work (a miscounted
+     * wheel woke it every 10 ms, ~50 times in this half second) */
+    long w0 = worker_wakeups();
+    shim_sleep_ms(500);
+    long woke = worker_wakeups() - w0;
+    assert_true(woke < 10);
+#endif
+    /* and timers still work */
+    atomic_store(&g_once, 0);
+    static int answer = 42;
+    assert_true(pc_server_timer(g_srv, 10, 0, st_once, &answer) > 0);
+    WAIT_FOR(atomic_load(&g_once) == 1, 5000);
+    assert_int_equal(atomic_load(&g_once), 1);
+}
+
+static atomic_int g_posted, g_post_ran, g_poster_stop;
+
+static void post_count(pc_server_t *s, void *arg)
+{
+    (void)s;
+    (void)arg;
+    atomic_fetch_add(&g_post_ran, 1);
+}
+
+static void poster_main(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&g_poster_stop))
+        if (pc_server_post(g_srv, post_count, NULL) == 0) atomic_fetch_add(&g_posted, 1);
+}
+
+/* pc_server_post from another thread while the server stops: every post
+ * that returned 0 has run when pc_server_stop returns (none lost, none
+ * leaked), later ones are refused. */
+static void post_racing_stop_runs_or_refused(void **state)
+{
+    (void)state;
+    for (int round = 0; round < 10; round++) {
+        atomic_store(&g_posted, 0);
+        atomic_store(&g_post_ran, 0);
+        atomic_store(&g_poster_stop, 0);
+        pc_server_config_t cfg;
+        base_config(&cfg);
+        start_server(&cfg);
+        pc_thread_t th;
+        assert_int_equal(pc__thread_start(&th, poster_main, NULL, "poster"), 0);
+        WAIT_FOR(atomic_load(&g_posted) >= 100, 5000);
+        assert_int_equal(pc_server_stop(g_srv, 0), 0);
+        int ran = atomic_load(&g_post_ran);
+        assert_int_equal(pc_server_post(g_srv, post_count, NULL), PC_ENOTCONN);
+        atomic_store(&g_poster_stop, 1);
+        pc__thread_join(th);
+        assert_true(ran >= 100);
+        assert_int_equal(atomic_load(&g_posted), ran);
+        pc_server_destroy(g_srv);
+        g_srv = NULL;
+    }
+}
+
 int main(int argc, char **argv)
 {
     shim_init();
@@ -820,6 +1062,10 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(server_timers, teardown),
         cmocka_unit_test_teardown(write_only_client_kept_alive, teardown),
         cmocka_unit_test_teardown(chat_broadcast, teardown),
+        cmocka_unit_test_teardown(abort_id_refuses_later_sends, teardown),
+        cmocka_unit_test_teardown(hidden_until_on_open, teardown),
+        cmocka_unit_test_teardown(server_timer_cancels_one_due_with_it, teardown),
+        cmocka_unit_test_teardown(post_racing_stop_runs_or_refused, teardown),
     };
     if (PICK_TEST(tests, argc, argv) != 0) return 1;
     return cmocka_run_group_tests_name("embed", tests, NULL, NULL);

@@ -728,6 +728,52 @@ static void denied_source_no_handshake(void **state)
     assert_int_equal(stats().tls_handshakes, 1);
 }
 
+/* What the library writes itself (the handshake, session tickets) is not
+ * the application's: on_sent runs for the echo, not before; and a
+ * connection whose handshake is not done is not reached by id. */
+static atomic_int g_tls_sent, g_tls_sent_unopened;
+
+static void count_sent(pc_conn_t *c)
+{
+    (void)c;
+    atomic_fetch_add(&g_tls_sent, 1);
+    if (atomic_load(&g_opens) == 0) atomic_fetch_add(&g_tls_sent_unopened, 1);
+}
+
+static void on_sent_application_bytes_only(void **state)
+{
+    (void)state;
+    atomic_store(&g_tls_sent, 0);
+    atomic_store(&g_tls_sent_unopened, 0);
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.cb.on_sent = count_sent;
+    start_tls_server(&cfg, NULL, 0);
+    /* a client that has not sent its ClientHello */
+    shim_sock_t raw = shim_connect("127.0.0.1", g_port, NULL, 5000);
+    assert_true(raw != SHIM_INVALID);
+    WAIT_FOR(stats().accepted == 1, 5000);
+    assert_int_equal(stats().accepted, 1);
+    shim_sleep_ms(100);
+    pc_conn_id_t ids[4];
+    assert_int_equal(pc_server_conn_ids(g_srv, ids, 4), 0);
+    tcli_t t;
+    assert_true(tcli_open(&t, DATA("ca.pem"), NULL, NULL));
+    WAIT_FOR(atomic_load(&g_opens) == 1, 5000);
+    assert_int_equal(atomic_load(&g_opens), 1);
+    shim_sleep_ms(200); /* the handshake's last flight and the tickets are out */
+    assert_int_equal(atomic_load(&g_tls_sent), 0);
+    /* the handshaking one stays hidden, the open one is listed */
+    assert_int_equal(pc_server_conn_ids(g_srv, ids, 4), 1);
+    assert_true(ids[0] == atomic_load(&g_last_id));
+    tcli_echo(&t, "ping");
+    WAIT_FOR(atomic_load(&g_tls_sent) >= 1, 5000);
+    assert_int_equal(atomic_load(&g_tls_sent), 1);
+    assert_int_equal(atomic_load(&g_tls_sent_unopened), 0);
+    tcli_close(&t);
+    shim_close(raw);
+}
+
 #else /* built without TLS: the same tests, skipped */
 
 #define SKIPPED(name)                                                 \
@@ -755,6 +801,7 @@ SKIPPED(denied_source_no_handshake)
 SKIPPED(client_cert_required)
 SKIPPED(proxy_then_tls)
 SKIPPED(cross_thread_send)
+SKIPPED(on_sent_application_bytes_only)
 
 #endif
 
@@ -777,6 +824,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(client_cert_required, teardown),
         cmocka_unit_test_teardown(proxy_then_tls, teardown),
         cmocka_unit_test_teardown(cross_thread_send, teardown),
+        cmocka_unit_test_teardown(on_sent_application_bytes_only, teardown),
     };
     if (PICK_TEST(tests, argc, argv) != 0) return 1;
     return cmocka_run_group_tests(tests, NULL, NULL);
