@@ -535,6 +535,7 @@ static void on_data(pc_conn_t *c, const void *data, size_t len)
     if (h) {
         if (!body && !h->len) {
             state_free(c, h);
+            h = NULL; /* no head in progress: the deadline below is cancelled */
         } else {
             h->body_left = body_left;
             h->chunked = chunked;

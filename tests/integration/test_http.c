@@ -672,6 +672,24 @@ static void header_timeout_keepalive(void **state)
     assert_int_equal(st.closed[PC_CLOSE_HEADER_TIMEOUT], 1);
 }
 
+/* A head that arrives in two reads with a header timeout set: the state
+ * kept between them is freed once the head completes, and nothing reads it
+ * after (a use after free the ASan build caught in a soak). */
+static void header_timeout_split_head(void **state)
+{
+    (void)state;
+    client_t *c = client_open();
+    resp_t r;
+    for (int i = 0; i < 3; i++) {
+        client_sends(c, "GET / HTTP/1.1\r\n");
+        shim_sleep_ms(50);
+        client_sends(c, "Host: x\r\n\r\n");
+        assert_int_equal(read_response(c, &r, 0), 0);
+        expect_hello(&r);
+    }
+    client_close(c);
+}
+
 int main(int argc, char **argv)
 {
     shim_init();
@@ -701,6 +719,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(body_too_large_413, setup, teardown),
         cmocka_unit_test_setup_teardown(head_split_across_reads, setup, teardown),
         cmocka_unit_test_setup_teardown(header_timeout_keepalive, setup_header_timeout, teardown),
+        cmocka_unit_test_setup_teardown(header_timeout_split_head, setup_header_timeout, teardown),
     };
     if (PICK_TEST(tests, argc, argv) != 0) return 1;
     return cmocka_run_group_tests_name("http", tests, NULL, NULL);
