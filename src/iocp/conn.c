@@ -1736,6 +1736,13 @@ static void conn_notify_sent(pc_conn_t *c)
     if (c->state != CS_CLOSED) conn_flush(c); /* what on_sent queued */
 }
 
+/* Under the lock: is c the connection the application knows by this id,
+ * and not closed (on_close has not run)? */
+static int id_open_locked(pc_conn_t *c, uint64_t id)
+{
+    return atomic_load(&c->id) == id && !c->hidden && c->state != CS_FREE && c->state != CS_CLOSED;
+}
+
 /* ---- pc_server_post_to ---- */
 
 typedef struct inbox_post_s {
@@ -1788,8 +1795,7 @@ int pc_server_post_to(pc_server_t *s, pc_conn_id_t id, void (*fn)(pc_conn_t *c, 
     for (;;) {
         pc__mutex_lock(conn_lock(c));
         /* closed: on_close ran, the id is as good as stale */
-        if (atomic_load(&c->id) != id || c->state == CS_FREE || c->state == CS_CLOSED ||
-            c->hidden) {
+        if (!id_open_locked(c, id)) {
             pc__mutex_unlock(conn_lock(c));
             pc__free(p);
             pc__free(spare);
@@ -1859,8 +1865,7 @@ int64_t pc_server_send_queued(pc_server_t *s, pc_conn_id_t id)
     pc__mutex_lock(conn_lock(c));
     /* the record may have been reused meanwhile: only a count read while the
      * id holds is this connection's */
-    int open =
-        atomic_load(&c->id) == id && c->state != CS_FREE && c->state != CS_CLOSED && !c->hidden;
+    int open = id_open_locked(c, id);
     size_t q = pc_conn_send_queued(c);
     pc__mutex_unlock(conn_lock(c));
     return open ? (int64_t)q : PC_ENOTCONN;
