@@ -862,7 +862,9 @@ typedef struct pc_server_stats_s {
     int threads;
 } pc_server_stats_t;
 
-/* Snapshot of the counters (each read atomically; not one instant). With
+/* Snapshot of the counters (each read atomically; not one instant). The
+ * per-source figures are counts kept as connections come and go, not a scan
+ * of the source table, so a scrape costs the same at any table size. With
  * the eBPF kernel filter the kernel_* counters cost a few bpf() map reads
  * per listener (under the kernel-filter lock): cheap, but not for a hot
  * loop. Any thread. */

@@ -429,6 +429,68 @@ static void test_threads(void **state)
     tracker_destroy(sh.t);
 }
 
+/* Threads churn 300 sources through a 64-slot table (slots reused for new
+ * sources, the overflow entry shared, max and rate refusals, undo), each
+ * keeping some connections open and releasing them from another thread; at
+ * each pause the running counts equal a scan of the table. */
+#define CHURN_HOLD 24
+static uint32_t churn_held[NTHREADS][CHURN_HOLD];
+
+static void churn(void *arg)
+{
+    (void)arg;
+    int id = atomic_fetch_add(&next_id, 1);
+    uint64_t x = (uint64_t)id * 104729 + 17;
+    for (int i = 0; i < 30000; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        addr_t a = key_addr((int)(x % 300));
+        uint32_t slot;
+        unsigned r = tracker_acquire(sh.t, &a, (uint64_t)i / 16, (x >> 40) % 7 == 0, &slot);
+        if (slot == TRACK_NO_SLOT) continue;
+        if ((x >> 20) % 5 == 0 && r == 0)
+            tracker_undo(sh.t, slot);
+        else if (i >= 30000 - CHURN_HOLD)
+            churn_held[id][i - (30000 - CHURN_HOLD)] = slot; /* kept open */
+        else
+            tracker_release(sh.t, slot);
+    }
+}
+
+static void check_counts(tracker_t *t, size_t want_active_min)
+{
+    tracker_stats_t run, scan;
+    tracker_stats(t, &run);
+    tracker_scan(t, &scan);
+    assert_int_equal(run.used, scan.used);
+    assert_int_equal(run.active, scan.active);
+    assert_int_equal(run.full_events, scan.full_events);
+    assert_true(run.active >= want_active_min);
+}
+
+static void test_running_counts(void **state)
+{
+    (void)state;
+    memset(&sh, 0, sizeof sh);
+    memset(churn_held, 0xff, sizeof churn_held); /* TRACK_NO_SLOT */
+    sh.t = make(4, 2000, 8, 64, TRACKER_FULL_SHARED);
+    run_threads(churn);
+    check_counts(sh.t, 1);
+    tracker_stats_t st;
+    tracker_stats(sh.t, &st);
+    assert_true(st.full_events > 0); /* the overflow entry was used */
+    assert_int_equal(st.used, 64);   /* every slot was taken at some point */
+    /* released by other threads than the ones that acquired */
+    for (int id = 0; id < NTHREADS; id++)
+        for (int k = 0; k < CHURN_HOLD; k++)
+            tracker_release(sh.t, churn_held[(id + 1) % NTHREADS][k]);
+    check_counts(sh.t, 0);
+    tracker_stats(sh.t, &st);
+    assert_int_equal(st.active, 0);
+    tracker_destroy(sh.t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -437,6 +499,7 @@ int main(void)
         cmocka_unit_test(test_source_keys),    cmocka_unit_test(test_shadow),
         cmocka_unit_test(test_full_reject),    cmocka_unit_test(test_full_shared),
         cmocka_unit_test(test_config_invalid), cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_running_counts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
