@@ -143,10 +143,16 @@ static void timer_sooner(pc_conn_t *c, uint64_t at)
     if (!c->timer_on || at < c->timer.expire_ms) timer_arm(c, at);
 }
 
-static void handle_timer(pc_conn_t *c)
+/* The timer fired. The application's own timer runs by the clock; the
+ * deadlines that judge the peer run by what the worker has seen (seen_ms):
+ * one that passed while the worker was busy with others, before it took
+ * this connection's bytes from the port, waits for the next pass, which
+ * takes them first (worker_main). */
+static void handle_timer(worker_t *w, pc_conn_t *c)
 {
     const pc_server_config_t *cfg = &conn_srv(c)->cfg;
-    uint64_t now = pc__now_ms();
+    uint64_t clock = pc__now_ms();
+    uint64_t now = w->seen_ms < clock ? w->seen_ms : clock;
     c->timer_on = 0; /* it fired (if re-armed since, arming again is exact) */
     if (c->state == CS_CLOSING) {
         if (now >= c->deadline_ms) {
@@ -156,7 +162,7 @@ static void handle_timer(pc_conn_t *c)
         }
     } else if (c->state == CS_OPEN) {
         if (proxy_timer(c, now)) return;
-        if (user_timer_fire(c, now)) return; /* its function closed the connection */
+        if (user_timer_fire(c, clock)) return; /* its function closed the connection */
         if (cfg->write_timeout_ms && atomic_load(&c->sendq_bytes) && c->tx &&
             now >= c->tx->tx_since_ms + cfg->write_timeout_ms) {
             /* the peer stopped reading: nothing queued can be delivered */
@@ -933,7 +939,7 @@ static void handle(worker_t *w, pc_conn_t *c, const completion_t *cpl)
         conn_established(c);
         break;
     case TAG_CONN_TIMER:
-        handle_timer(c);
+        handle_timer(w, c);
         break;
     default:
         break;

@@ -340,6 +340,7 @@ int pc_server_create(const pc_server_config_t *cfg, pc_server_t **out)
         pc__mutex_init(&w->kick_lock);
         w->kick_op.tag = TAG_CONN_KICK;
         wheel_init(&w->wheel, pc__now_ms());
+        w->seen_ms = pc__now_ms();
         wheel_init(&w->swheel, pc__now_ms());
         w->exit_op.tag = TAG_EXIT;
         w->scratch_size = s->cfg.recv_buffer_size;

@@ -253,6 +253,13 @@ struct worker_s {
     size_t scratch_size;
     op_t exit_op;
     int exiting;
+    /* Completions that arrived up to this time have been taken from the port
+     * (worker_main): the time its last wait returned without filling its
+     * batch, or at most JUDGE_LAG_MS older than the last wait. Deadlines that
+     * judge the peer (idle, header, write, PROXY, linger) are judged against
+     * it rather than the clock, so bytes that waited in the port while this
+     * worker was busy count as arrived in time. This worker's thread only. */
+    uint64_t seen_ms;
     /* counters written by this worker */
     counter_t bytes_in, bytes_out;
     counter_t closed[PC_CLOSE_REASON_COUNT];

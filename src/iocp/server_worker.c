@@ -20,6 +20,8 @@ typedef struct post_rec_s {
 
 #define WAIT_BATCH    64
 #define FREE_FLUSH_MS 10 /* longest a worker keeps released records (conn_release) */
+/* longest the seen mark (worker_t.seen_ms) lags while every wait fills its batch */
+#define JUDGE_LAG_MS 1000
 
 /* ---- workers ------------------------------------------------------------------ */
 
@@ -46,6 +48,12 @@ void worker_main(void *arg)
         if (w->free_head && (timeout < 0 || timeout > FREE_FLUSH_MS)) timeout = FREE_FLUSH_MS;
         if (w->exiting) timeout = 0;
         int n = port_wait(s->port, w->idx, cpl, WAIT_BATCH, timeout);
+        /* everything that arrived until now has been taken, unless the batch
+         * is full (more may wait): then the mark moves on only once it lags
+         * JUDGE_LAG_MS, so that a worker that stays overloaded still times
+         * connections out, at most that much later */
+        uint64_t woke = pc__now_ms();
+        if (n < WAIT_BATCH || woke - w->seen_ms > JUDGE_LAG_MS) w->seen_ms = woke;
         if (n < 0) {
             PC_LOGE("worker %d: waiting for completions failed: %s", w->idx, pc_strerror(n));
             pc__sleep_ms(10);
@@ -88,9 +96,12 @@ void worker_main(void *arg)
         queue_init(&sexpired);
         queue_init(&sdue);
         pc__mutex_lock(&w->wheel_lock);
-        uint64_t tnow = pc__now_ms();
-        wheel_expire(&w->wheel, tnow, &expired);
-        wheel_expire(&w->swheel, tnow, &sexpired);
+        /* connection deadlines by what this worker has seen: one that
+         * passed while the batch ran waits for the next wait (timeout 0),
+         * which takes the bytes that came meanwhile first; server timers by
+         * the clock */
+        wheel_expire(&w->wheel, w->seen_ms, &expired);
+        wheel_expire(&w->swheel, pc__now_ms(), &sexpired);
         stimer_claim(&sexpired, &sdue);
         while (!queue_empty(&expired)) {
             queue_t *e = queue_head(&expired);

@@ -26,6 +26,8 @@ _Atomic uint64_t g_last_id;
 const char *g_reject_src; /* condition rejects this IPv4 source */
 atomic_int g_defer_left;
 _Atomic(pc_conn_t *) g_last_conn;
+atomic_int g_stalls;
+unsigned g_stall_ms;
 
 unsigned char pattern_byte(size_t i)
 {
@@ -61,6 +63,10 @@ static void on_data(pc_conn_t *c, const void *data, size_t len)
     if (g_behaviour == B_ECHO_BYE_ABORTS && len >= 3 && memcmp(data, "bye", 3) == 0) {
         pc_conn_abort(c);
         return;
+    }
+    if (g_behaviour == B_ECHO_STALL && len >= 5 && memcmp(data, "stall", 5) == 0) {
+        atomic_fetch_add(&g_stalls, 1);
+        shim_sleep_ms(g_stall_ms); /* the worker is busy: nothing else runs on it */
     }
     pc_conn_send(c, data, len);
 }
@@ -183,6 +189,8 @@ int teardown(void **state)
     g_reject_src = NULL;
     atomic_store(&g_defer_left, 0);
     atomic_store(&g_last_conn, NULL);
+    atomic_store(&g_stalls, 0);
+    g_stall_ms = 0;
     return 0;
 }
 

@@ -17,6 +17,8 @@ enum behaviour {
     B_ABORT_ON_DATA,   /* on_data: pc_conn_abort */
     B_BIG_ON_OPEN,     /* on_open: queue g_big bytes of pattern, keep open */
     B_ECHO_BYE_ABORTS, /* echo; data starting with "bye": pc_conn_abort instead */
+    B_ECHO_STALL,      /* echo; data starting with "stall": g_stalls++, then the
+                        * worker sleeps g_stall_ms before echoing */
 };
 
 extern pc_server_t *g_srv;
@@ -29,6 +31,8 @@ extern _Atomic uint64_t g_last_id;
 extern const char *g_reject_src;         /* the user condition rejects this IPv4 source */
 extern atomic_int g_defer_left;          /* then the condition defers this many times */
 extern _Atomic(pc_conn_t *) g_last_conn; /* the last opened connection, NULL once it closed */
+extern atomic_int g_stalls;              /* B_ECHO_STALL: stalls begun */
+extern unsigned g_stall_ms;
 
 unsigned char pattern_byte(size_t i);
 void fill_pattern(unsigned char *p, size_t off, size_t n);

@@ -412,6 +412,52 @@ static void idle_timeout(void **state)
     shim_close(busy);
 }
 
+/* Bytes that reach a connection before its idle deadline while its worker
+ * is busy with another connection arrived in time: the worker, back after
+ * the deadline, takes them before it judges the deadline (it used to run the
+ * expired timers first and close the connection with its request unread, as
+ * an ASan soak of pc-http found). The deadline still applies once the
+ * connection is idle for real. */
+static void idle_timeout_while_worker_busy(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.threads = 1; /* both connections on the one worker */
+    cfg.idle_timeout_ms = 1000;
+    g_behaviour = B_ECHO_STALL;
+    g_stall_ms = 2500;
+    start_server(&cfg);
+    shim_sock_t a = shim_connect("127.0.0.1", g_port, NULL, 3000);
+    shim_sock_t b = shim_connect("127.0.0.1", g_port, NULL, 3000);
+    assert_true(a != SHIM_INVALID && b != SHIM_INVALID);
+    expect_echo(b, "b");
+    expect_echo(a, "first"); /* a's idle deadline: about now + 1000 */
+    uint64_t t0 = shim_now_ms();
+    assert_int_equal(shim_send_all(b, "stall", 5), 0);
+    WAIT_FOR(atomic_load(&g_stalls) == 1, 2000);
+    assert_int_equal(atomic_load(&g_stalls), 1); /* the worker sleeps 2.5 s from here */
+    assert_int_equal(shim_send_all(a, "second", 6), 0);
+    assert_true(shim_now_ms() - t0 < 800); /* well before a's deadline */
+    shim_set_timeout(a, 8000);
+    char buf[8];
+    assert_int_equal(shim_recv_exact(a, buf, 6), 6); /* EOF before the fix */
+    assert_memory_equal(buf, "second", 6);
+    assert_true(shim_now_ms() - t0 >= 2000); /* answered after the stall */
+    assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_IDLE_TIMEOUT]), 0);
+    shim_set_timeout(b, 8000);
+    assert_int_equal(shim_recv_exact(b, buf, 5), 5);
+    assert_memory_equal(buf, "stall", 5);
+    /* then both stay silent: the idle timeout closes them (FIN) */
+    size_t n;
+    assert_int_equal(shim_wait_close(a, &n), 0);
+    assert_int_equal(n, 0);
+    shim_close(a);
+    WAIT_FOR(atomic_load(&g_reasons[PC_CLOSE_IDLE_TIMEOUT]) >= 1, 5000);
+    assert_true(atomic_load(&g_reasons[PC_CLOSE_IDLE_TIMEOUT]) >= 1);
+    shim_close(b);
+}
+
 static void condition_rejects_source(void **state)
 {
     (void)state;
@@ -1016,6 +1062,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(max_conns_reject, teardown),
         cmocka_unit_test_teardown(max_conns_defer, teardown),
         cmocka_unit_test_teardown(idle_timeout, teardown),
+        cmocka_unit_test_teardown(idle_timeout_while_worker_busy, teardown),
         cmocka_unit_test_teardown(condition_rejects_source, teardown),
         cmocka_unit_test_teardown(ipv6_and_two_listeners, teardown),
         cmocka_unit_test_teardown(graceful_close_flushes, teardown),
