@@ -304,3 +304,49 @@ int proxy_parser_feed(proxy_parser_t *p, const void *data, size_t n, size_t *con
     *consumed = used;
     return PROXY_NEED_MORE;
 }
+
+/* ---- building (outbound) ---------------------------------------------------- */
+
+static void put16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)(v >> 8);
+    p[1] = (uint8_t)v;
+}
+
+/* a's 16 bytes as IPv6 (IPv4 as ::ffff:a.b.c.d) */
+static void as_v6(const addr_t *a, uint8_t out[16])
+{
+    if (a->family == 6) {
+        memcpy(out, a->b, 16);
+        return;
+    }
+    memset(out, 0, 10);
+    out[10] = out[11] = 0xff;
+    memcpy(out + 12, a->b, 4);
+}
+
+size_t proxy_v2_build(const addr_t *src, uint16_t sport, const addr_t *dst, uint16_t dport,
+                      uint8_t out[PROXY_V2_BUILT_MAX])
+{
+    if ((src->family != 4 && src->family != 6) || (dst->family != 4 && dst->family != 6)) return 0;
+    memcpy(out, sig_v2, sizeof sig_v2);
+    out[12] = 0x21; /* version 2, command PROXY */
+    size_t n;
+    if (src->family == 4 && dst->family == 4) {
+        out[13] = 0x11; /* INET, STREAM */
+        memcpy(out + 16, src->b, 4);
+        memcpy(out + 20, dst->b, 4);
+        put16(out + 24, sport);
+        put16(out + 26, dport);
+        n = 12;
+    } else {
+        out[13] = 0x21; /* INET6, STREAM */
+        as_v6(src, out + 16);
+        as_v6(dst, out + 32);
+        put16(out + 48, sport);
+        put16(out + 50, dport);
+        n = 36;
+    }
+    put16(out + 14, (uint16_t)n);
+    return 16 + n;
+}

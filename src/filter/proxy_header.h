@@ -72,6 +72,17 @@ void proxy_parser_init(proxy_parser_t *p, unsigned versions);
 int proxy_parser_feed(proxy_parser_t *p, const void *data, size_t n, size_t *consumed,
                       proxy_header_t *out, int *cause);
 
+/* Longest header proxy_v2_build writes (INET6: 16 + 36 bytes). */
+#define PROXY_V2_BUILT_MAX 52u
+
+/* Write a v2 header for a connection going out: command PROXY, transport
+ * STREAM, naming src:sport -> dst:dport (ports in host order), no TLVs.
+ * Both addresses IPv4: family INET (28 bytes); otherwise INET6 (52 bytes),
+ * an IPv4 address written IPv4-mapped. Returns the length, or 0 when an
+ * address is of no family (not 4 or 6). Pure; any thread. */
+size_t proxy_v2_build(const addr_t *src, uint16_t sport, const addr_t *dst, uint16_t dport,
+                      uint8_t out[PROXY_V2_BUILT_MAX]);
+
 /* Check that a TLV block is a sequence of whole TLVs. Returns 0 or -1. */
 int proxy_tlv_check(const uint8_t *tlv, size_t len);
 
