@@ -719,6 +719,35 @@ PC_API int pc_server_post(pc_server_t *s, void (*fn)(pc_server_t *s, void *arg),
 PC_API int pc_connect(pc_server_t *s, const char *endpoint, const char *source,
                       const pc_callbacks_t *cb, void *user, pc_conn_id_t *id);
 
+/* Options of pc_connect_ex; pc_connect_opts_init sets them all off. */
+typedef struct pc_connect_opts_s {
+    const char *source; /* local IP address to bind first; NULL: any */
+    /* A client context (pc_tls_ctx_new_client): TLS over the connection, as
+     * pc_connect_tls; NULL: plain. tls_host as pc_connect_tls's host. */
+    struct pc_tls_ctx_s *tls;
+    const char *tls_host;
+    /* 1: the connection starts with a PROXY protocol v2 header (command
+     * PROXY, TCP), sent before any other byte, the TLS handshake included,
+     * as a load balancer does for the server behind it. It names proxy_src
+     * -> proxy_dst (AF_INET or AF_INET6 addresses with their ports, copied
+     * by the call); NULL names the connection's own local (src) or remote
+     * (dst) address. A mix of families is sent as IPv6, the IPv4 address
+     * mapped. Bytes queued by id while connecting go after it. */
+    int proxy_v2;
+    const struct sockaddr *proxy_src;
+    const struct sockaddr *proxy_dst;
+} pc_connect_opts_t;
+
+/* Fill o with the defaults (no source, plain, no PROXY header). Any thread. */
+PC_API void pc_connect_opts_init(pc_connect_opts_t *o);
+
+/* pc_connect with options (o NULL: the defaults); pc_connect and
+ * pc_connect_tls are shorthands of it. Any thread. Returns as pc_connect
+ * and pc_connect_tls, and PC_EINVAL for a proxy address that is not
+ * AF_INET or AF_INET6, PC_ENOSYS for o->tls in a build without TLS. */
+PC_API int pc_connect_ex(pc_server_t *s, const char *endpoint, const pc_connect_opts_t *o,
+                         const pc_callbacks_t *cb, void *user, pc_conn_id_t *id);
+
 /* Queue a copy of len bytes for sending. From the connection's callbacks, or
  * from any thread while the connection is known to be open. Returns 0,
  * PC_ENOTCONN (closing or closed), PC_ENOMEM, PC_ENOBUFS (max_buffered_bytes

@@ -671,6 +671,18 @@ static void local_learn(pc_conn_t *c)
 }
 
 /* The socket is connected (accepted, or an outbound connect finished). */
+static int sendq_push_front(pc_conn_t *c, const void *data, size_t len);
+
+/* An outbound connection asked for a PROXY v2 header: queue it ahead of
+ * anything queued while connecting (bytes sent by id), before any TLS byte. */
+static int send_proxy_header(pc_conn_t *c)
+{
+    uint8_t hdr[CONN_PROXY_OUT_MAX];
+    size_t n = conn_proxy_out_build(c, hdr);
+    if (!n) return PC_EINVAL; /* the connection's own address is not IP */
+    return sendq_push_front(c, hdr, n);
+}
+
 static void conn_established(pc_conn_t *c)
 {
     /* a syscall per connection saved where possible: accepted sockets
@@ -679,6 +691,15 @@ static void conn_established(pc_conn_t *c)
     if (c->outbound || !SOCK_ACCEPT_INHERITS_NODELAY) sock_set_nodelay(c->ps.fd);
     local_learn(c);
     c->last_rx_ms = pc__now_ms();
+    if (c->outbound && c->ext && c->ext->px) { /* pc_connect_ex: a PROXY header first */
+        int rc = send_proxy_header(c);
+        if (rc < 0) {
+            c->reason = rc == PC_ENOMEM ? PC_CLOSE_NOMEM : PC_CLOSE_ERROR;
+            c->err = rc;
+            conn_close_socket(c, 1);
+            return;
+        }
+    }
     if (c->px_state == PX_WANTED) {
         proxy_phase_start(c); /* on_open waits for the header */
         return;
@@ -1212,11 +1233,16 @@ int conn_start_accepted(pc_server_t *s, listener_t *l, sock_t fd,
 int pc_connect(pc_server_t *s, const char *endpoint, const char *source, const pc_callbacks_t *cb,
                void *user, pc_conn_id_t *id)
 {
-    return conn_connect(s, endpoint, source, cb, user, id, NULL);
+    return conn_connect(s, endpoint, source, cb, user, id, NULL, NULL);
+}
+
+void pc_connect_opts_init(pc_connect_opts_t *o)
+{
+    if (o) memset(o, 0, sizeof *o);
 }
 
 int conn_connect(pc_server_t *s, const char *endpoint, const char *source, const pc_callbacks_t *cb,
-                 void *user, pc_conn_id_t *id, void *tls)
+                 void *user, pc_conn_id_t *id, void *tls, const pc_connect_opts_t *o)
 {
     if (!s || !endpoint || (cb && !cb->on_data)) return PC_EINVAL;
     if (!s->started || atomic_load(&s->stopping)) return PC_ENOTCONN;
@@ -1224,9 +1250,15 @@ int conn_connect(pc_server_t *s, const char *endpoint, const char *source, const
     socklen_t plen;
     int rc = pc_parse_endpoint(endpoint, &peer, &plen);
     if (rc < 0) return rc;
+    void *px_out = NULL; /* the PROXY header's record, kept in ext->px until connected */
+    rc = conn_proxy_out_new(o, &px_out);
+    if (rc < 0) return rc;
     sock_t fd;
     rc = sock_open_stream(peer.ss_family, &fd);
-    if (rc < 0) return rc;
+    if (rc < 0) {
+        pc__free(px_out);
+        return rc;
+    }
     if (source) {
         struct sockaddr_storage src;
         socklen_t slen;
@@ -1236,25 +1268,29 @@ int conn_connect(pc_server_t *s, const char *endpoint, const char *source, const
         if (rc == 0) rc = sock_bind(fd, (struct sockaddr *)&src, slen);
         if (rc < 0) {
             sock_close(fd);
+            pc__free(px_out);
             return rc;
         }
     }
     pc_conn_t *c = conn_new(s, fd, &peer);
     if (!c) {
         sock_close(fd);
+        pc__free(px_out);
         return PC_ENOMEM;
     }
     c->u.user = user;
     c->outbound = 1;
-    /* its own callbacks or a TLS session go in ext (conn_cb) */
-    if ((cb && cb != &s->cfg.cb) || tls) {
+    /* its own callbacks, a TLS session or a PROXY header go in ext (conn_cb) */
+    if ((cb && cb != &s->cfg.cb) || tls || px_out) {
         if (!conn_ext(c)) {
             server_conn_release(s, c);
             sock_close(fd);
+            pc__free(px_out);
             return PC_ENOMEM;
         }
-        if (cb != &s->cfg.cb) c->ext->cb = cb;
+        if (cb && cb != &s->cfg.cb) c->ext->cb = cb;
         c->ext->tls = tls; /* the caller frees it if this fails */
+        c->ext->px = px_out;
     }
     c->tls_phase = tls ? TLSP_HANDSHAKE : TLSP_NONE;
     atomic_fetch_add(&s->outbound, 1);
@@ -1264,6 +1300,7 @@ int conn_connect(pc_server_t *s, const char *endpoint, const char *source, const
     if (atomic_load(&s->stopping)) {
         atomic_fetch_sub(&s->outbound, 1);
         server_capacity_changed(s);
+        pc__free(px_out);
         pc__free(c->ext); /* the session in it is the caller's again */
         c->ext = NULL;
         server_conn_release(s, c);
@@ -1433,6 +1470,27 @@ static int sendq_push(pc_conn_t *c, const pc_buf_t *bufs, unsigned n, size_t tot
     size_t q = atomic_fetch_add(&c->sendq_bytes, total) + total;
     counter_add(&conn_srv(c)->send_queued, total);
     if (q == total) sendq_started(c);
+    if (q > conn_srv(c)->cfg.send_high_water) c->paused_hw = 1;
+    return 0;
+}
+
+/* sendq_push ahead of what is queued; only before anything was sent. */
+static int sendq_push_front(pc_conn_t *c, const void *data, size_t len)
+{
+    conn_tx_t *tx = tx_get(c);
+    if (!tx) return PC_ENOMEM;
+    queue_t front;
+    queue_init(&front);
+    pc_buf_t b;
+    b.base = (void *)(uintptr_t)data;
+    b.len = len;
+    int rc = sendq_append(conn_srv(c), &front, &b, 1, len);
+    if (rc < 0) return rc;
+    queue_move_all(&front, &tx->sendq); /* the queued bytes after it */
+    queue_move_all(&tx->sendq, &front);
+    size_t q = atomic_fetch_add(&c->sendq_bytes, len) + len;
+    counter_add(&conn_srv(c)->send_queued, len);
+    if (q == len) sendq_started(c);
     if (q > conn_srv(c)->cfg.send_high_water) c->paused_hw = 1;
     return 0;
 }

@@ -143,3 +143,62 @@ const void *pc_conn_proxy_tlv(const pc_conn_t *c, unsigned type, size_t *len)
     if (v && len) *len = vl;
     return v;
 }
+
+/* ---- outbound: the header a connection sends first (pc_connect_ex) ---- */
+
+/* The addresses the header names; family 0: the connection's own. */
+typedef struct conn_proxy_out_s {
+    sockaddr_any_t src, dst;
+} conn_proxy_out_t;
+
+static int sa_copy(const struct sockaddr *sa, sockaddr_any_t *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!sa) return 0;
+    if (sa->sa_family == AF_INET)
+        memcpy(&out->v4, sa, sizeof out->v4);
+    else if (sa->sa_family == AF_INET6)
+        memcpy(&out->v6, sa, sizeof out->v6);
+    else
+        return PC_EINVAL;
+    return 0;
+}
+
+int conn_proxy_out_new(const pc_connect_opts_t *o, void **out)
+{
+    *out = NULL;
+    if (!o || !o->proxy_v2) return 0;
+    conn_proxy_out_t r;
+    if (sa_copy(o->proxy_src, &r.src) < 0 || sa_copy(o->proxy_dst, &r.dst) < 0) return PC_EINVAL;
+    conn_proxy_out_t *p = pc__malloc(sizeof *p);
+    if (!p) return PC_ENOMEM;
+    *p = r;
+    *out = p;
+    return 0;
+}
+
+/* sa's address and port (host order). Returns 0 or -1 (no IP family). */
+static int sa_split(const struct sockaddr *sa, addr_t *a, uint16_t *port)
+{
+    sockaddr_any_t u;
+    if (!sa || sa_copy(sa, &u) < 0 || addr_from_sockaddr(&u.sa, a) < 0) return -1;
+    const uint8_t *p = sa->sa_family == AF_INET ? (const uint8_t *)&u.v4.sin_port
+                                                : (const uint8_t *)&u.v6.sin6_port;
+    *port = (uint16_t)(p[0] << 8 | p[1]);
+    return 0;
+}
+
+size_t conn_proxy_out_build(pc_conn_t *c, uint8_t buf[CONN_PROXY_OUT_MAX])
+{
+    conn_proxy_out_t *r = c->ext->px;
+    const struct sockaddr *src = r->src.sa.sa_family ? &r->src.sa : pc_conn_local_addr(c);
+    const struct sockaddr *dst = r->dst.sa.sa_family ? &r->dst.sa : pc_conn_peer_addr(c);
+    addr_t sa, da;
+    uint16_t sp = 0, dp = 0;
+    size_t n = 0;
+    if (sa_split(src, &sa, &sp) == 0 && sa_split(dst, &da, &dp) == 0)
+        n = proxy_v2_build(&sa, sp, &da, dp, buf);
+    pc__free(r);
+    c->ext->px = NULL;
+    return n;
+}

@@ -135,15 +135,35 @@ int pc_connect_tls(pc_server_t *s, const char *endpoint, const char *source, pc_
                    const char *host, const pc_callbacks_t *cb, void *user, pc_conn_id_t *id)
 {
     if (!pc_tls_available()) return PC_ENOSYS;
-    if (!s || !endpoint || !ctx || tls_ctx_is_server(ctx)) return PC_EINVAL;
+    if (!ctx) return PC_EINVAL;
+    pc_connect_opts_t o;
+    pc_connect_opts_init(&o);
+    o.source = source;
+    o.tls = ctx;
+    o.tls_host = host;
+    return pc_connect_ex(s, endpoint, &o, cb, user, id);
+}
+
+int pc_connect_ex(pc_server_t *s, const char *endpoint, const pc_connect_opts_t *o,
+                  const pc_callbacks_t *cb, void *user, pc_conn_id_t *id)
+{
+    pc_connect_opts_t none;
+    if (!o) {
+        pc_connect_opts_init(&none);
+        o = &none;
+    }
+    if (!o->tls) return conn_connect(s, endpoint, o->source, cb, user, id, NULL, o);
+    if (!pc_tls_available()) return PC_ENOSYS;
+    if (!s || !endpoint || tls_ctx_is_server(o->tls)) return PC_EINVAL;
+    const char *host = o->tls_host;
     char addr[64];
     if (!host) {
         if (endpoint_host(endpoint, addr, sizeof addr) < 0) return PC_EINVAL;
         host = addr;
     }
-    tls_sess_t *ts = tls_sess_new(ctx, host);
+    tls_sess_t *ts = tls_sess_new(o->tls, host);
     if (!ts) return PC_ENOMEM;
-    int rc = conn_connect(s, endpoint, source, cb, user, id, ts);
+    int rc = conn_connect(s, endpoint, o->source, cb, user, id, ts, o);
     if (rc < 0) tls_sess_free(ts);
     return rc;
 }

@@ -521,6 +521,15 @@ int conn_proxy_feed(worker_t *w, pc_conn_t *c, const char *data, size_t n, size_
 void conn_proxy_timed_out(pc_conn_t *c);
 /* Free what the phase holds (at the connection's release). */
 void conn_proxy_free(pc_conn_t *c);
+/* An outbound connection's PROXY v2 header (pc_connect_opts_t.proxy_v2):
+ * conn_proxy_out_new checks o's addresses (PC_EINVAL) and returns the record
+ * kept in ext->px until connected (*out NULL when o asks for none; PC_ENOMEM);
+ * conn_proxy_out_build writes the header once connected, from the record and
+ * the connection's own addresses, frees the record, and returns the length
+ * (0: an address of no usable family). */
+int conn_proxy_out_new(const pc_connect_opts_t *o, void **out);
+#define CONN_PROXY_OUT_MAX 64 /* >= PROXY_V2_BUILT_MAX */
+size_t conn_proxy_out_build(pc_conn_t *c, uint8_t buf[CONN_PROXY_OUT_MAX]);
 /* Is this source a trusted proxy? Accept threads (the set never changes). */
 int server_proxy_trusted(const pc_server_t *s, const addr_t *a);
 
@@ -553,9 +562,10 @@ void conn_tls_free(pc_conn_t *c);
 int conn_queue_raw(pc_conn_t *c, const void *data, size_t len);
 /* conn.c for conn_tls.c: the handshake is complete, run on_open. */
 void conn_opened(pc_conn_t *c);
-/* conn.c: an outbound connection (pc_connect), with a TLS session or NULL. */
+/* conn.c: an outbound connection (pc_connect), with a TLS session or NULL,
+ * and o's PROXY header if o asks for one (o may be NULL). */
 int conn_connect(pc_server_t *s, const char *endpoint, const char *source, const pc_callbacks_t *cb,
-                 void *user, pc_conn_id_t *id, void *tls);
+                 void *user, pc_conn_id_t *id, void *tls, const pc_connect_opts_t *o);
 
 /* accept.c: the verdict pipeline (shared by the accept loops). On
  * PC_ACCEPT a capacity slot and a per-source ticket are held for the

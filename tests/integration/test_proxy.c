@@ -473,6 +473,103 @@ static void proxy_over_ipv6(void **state)
     assert_int_equal(st.proxy_headers, 1);
 }
 
+/* ---- the library's own client sending the header (pc_connect_ex) ---- */
+
+/* What an outbound connection received (its worker writes, the test reads
+ * once `lines` says enough arrived). */
+static struct {
+    char buf[512];
+    size_t len;
+    atomic_int lines, closed;
+} g_out;
+
+static void out_on_data(pc_conn_t *c, const void *data, size_t len)
+{
+    (void)c;
+    for (size_t i = 0; i < len && g_out.len + 1 < sizeof g_out.buf; i++) {
+        g_out.buf[g_out.len++] = ((const char *)data)[i];
+        if (((const char *)data)[i] == '\n') atomic_fetch_add(&g_out.lines, 1);
+    }
+}
+
+static void out_on_close(pc_conn_t *c, pc_close_reason_t r, int err)
+{
+    (void)c;
+    (void)r;
+    (void)err;
+    atomic_store(&g_out.closed, 1);
+}
+
+static const pc_callbacks_t out_cb = {.on_data = out_on_data, .on_close = out_on_close};
+
+/* Connect to our own listener with opts; bytes sent by id right after the
+ * call (while connecting) must follow the header, then the greeting and
+ * their echo come back. Returns the two lines in g_out.buf. */
+static void connect_ex_greeting(const pc_connect_opts_t *o, int port)
+{
+    memset(g_out.buf, 0, sizeof g_out.buf);
+    g_out.len = 0;
+    atomic_store(&g_out.lines, 0);
+    atomic_store(&g_out.closed, 0);
+    char ep[64];
+    snprintf(ep, sizeof ep, "127.0.0.1:%d", port);
+    pc_conn_id_t id = 0;
+    assert_int_equal(pc_connect_ex(g_srv, ep, o, &out_cb, NULL, &id), 0);
+    assert_int_equal(pc_server_send_to(g_srv, id, "early\n", 6), 0);
+    WAIT_FOR(atomic_load(&g_out.lines) >= 2 || atomic_load(&g_out.closed), 5000);
+    assert_int_equal(atomic_load(&g_out.lines), 2);
+    assert_int_equal(pc_server_close_id(g_srv, id), 0);
+    WAIT_FOR(atomic_load(&g_out.closed), 5000);
+}
+
+/* pc_connect_ex with proxy_v2: the header goes first, naming the addresses
+ * given (or the connection's own), and the server takes the real client
+ * from it; a proxy address of no IP family is refused. */
+static void connect_ex_sends_header(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    px_config(&cfg, "allow 127.0.0.6\n");
+    start_server(&cfg);
+    pc_connect_opts_t o;
+    pc_connect_opts_init(&o);
+    o.source = "127.0.0.6";
+    o.proxy_v2 = 1;
+    struct sockaddr_in real;
+    memset(&real, 0, sizeof real);
+    real.sin_family = AF_INET;
+    real.sin_port = htons(4444);
+    inet_pton(AF_INET, "203.0.113.9", &real.sin_addr);
+    o.proxy_src = (const struct sockaddr *)&real;
+    connect_ex_greeting(&o, g_port);
+    assert_string_equal(g_out.buf, "peer=203.0.113.9:4444 proxy=127.0.0.6 authority=-\nearly\n");
+
+    /* its own addresses: the real client is the connection itself */
+    o.proxy_src = NULL;
+    connect_ex_greeting(&o, g_port);
+    assert_memory_equal(g_out.buf, "peer=127.0.0.6:", 15);
+    assert_non_null(strstr(g_out.buf, " proxy=127.0.0.6 authority=-\nearly\n"));
+
+    /* an IPv6 real client behind an IPv4 connection: sent as IPv6 */
+    struct sockaddr_in6 real6;
+    memset(&real6, 0, sizeof real6);
+    real6.sin6_family = AF_INET6;
+    real6.sin6_port = htons(6666);
+    inet_pton(AF_INET6, "2001:db8::9", &real6.sin6_addr);
+    o.proxy_src = (const struct sockaddr *)&real6;
+    connect_ex_greeting(&o, g_port);
+    assert_string_equal(g_out.buf, "peer=[2001:db8::9]:6666 proxy=127.0.0.6 authority=-\nearly\n");
+
+    struct sockaddr bad;
+    memset(&bad, 0, sizeof bad); /* AF_UNSPEC */
+    o.proxy_src = &bad;
+    char ep[64];
+    snprintf(ep, sizeof ep, "127.0.0.1:%d", g_port);
+    assert_int_equal(pc_connect_ex(g_srv, ep, &o, &out_cb, NULL, NULL), PC_EINVAL);
+    assert_int_equal(stats().proxy_headers, 3);
+    assert_int_equal(atomic_load(&g_opens), 3);
+}
+
 int main(int argc, char **argv)
 {
     shim_init();
@@ -486,6 +583,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(second_verdict_on_real_client, teardown),
         cmocka_unit_test_teardown(per_source_slots_released, teardown),
         cmocka_unit_test_teardown(proxy_over_ipv6, teardown),
+        cmocka_unit_test_teardown(connect_ex_sends_header, teardown),
     };
     if (PICK_TEST(all, argc, argv) != 0) return 1;
     return cmocka_run_group_tests_name("proxy", all, NULL, NULL);

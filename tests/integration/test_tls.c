@@ -414,6 +414,89 @@ static void cross_thread_send(void **state)
     free(x);
 }
 
+/* What the TLS server's on_open saw of its peer (connect_ex_proxy_then_tls). */
+static struct sockaddr_in6 g_seen_peer;
+static atomic_int g_seen_proxied;
+
+static void seen_open(pc_conn_t *c)
+{
+    const struct sockaddr *pa = pc_conn_peer_addr(c);
+    memset(&g_seen_peer, 0, sizeof g_seen_peer);
+    memcpy(&g_seen_peer, pa,
+           pa->sa_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6));
+    atomic_store(&g_seen_proxied, pc_conn_proxy_addr(c) != NULL);
+    atomic_store(&g_last_id, pc_conn_id(c));
+    atomic_fetch_add(&g_opens, 1);
+}
+
+/* pc_connect_ex with TLS and a PROXY v2 header: the header goes out in the
+ * clear before the ClientHello (as a load balancer's send-proxy-v2 with
+ * ssl does), the server behind takes the real client from it, then the
+ * handshake; bytes queued by id before either follow both. (pc-stress
+ * --proxy-v2 on https used to send the header inside TLS.) */
+static void connect_ex_proxy_then_tls(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.cb.on_open = seen_open;
+    pc_rules_t *r = NULL;
+    char err[256];
+    const char *trusted = "allow 127.0.0.6\n";
+    assert_int_equal(pc_rules_load_string(trusted, strlen(trusted), "trusted", &r, err, sizeof err),
+                     0);
+    cfg.proxy_trusted = r;
+    start_tls_server(&cfg, NULL, 0);
+    pc_server_config_t cc;
+    pc_server_config_init(&cc);
+    cc.threads = 1;
+    cc.cb.on_open = xc_open;
+    cc.cb.on_data = xc_data;
+    cc.cb.on_close = xc_close;
+    pc_server_t *cs;
+    assert_int_equal(pc_server_create(&cc, &cs), 0);
+    assert_int_equal(pc_server_start(cs), 0);
+    pc_tls_ctx_t *cx = client_ctx(DATA("ca.pem"), 0);
+    xc_t *x = calloc(1, sizeof *x);
+    struct sockaddr_in real;
+    memset(&real, 0, sizeof real);
+    real.sin_family = AF_INET;
+    real.sin_port = htons(4444);
+    real.sin_addr.s_addr = htonl(0xcb007109); /* 203.0.113.9 */
+    pc_connect_opts_t o;
+    pc_connect_opts_init(&o);
+    o.source = "127.0.0.6";
+    o.tls = cx;
+    o.tls_host = "127.0.0.1";
+    o.proxy_v2 = 1;
+    o.proxy_src = (const struct sockaddr *)&real;
+    char ep[64];
+    snprintf(ep, sizeof ep, "127.0.0.1:%d", g_port);
+    pc_conn_id_t id = 0;
+    assert_int_equal(pc_connect_ex(cs, ep, &o, NULL, x, &id), 0);
+    assert_int_equal(pc_server_send_to(cs, id, "early", 5), 0);
+    WAIT_FOR(atomic_load(&x->got) >= 5 || atomic_load(&x->closed), 10000);
+    assert_int_equal(atomic_load(&x->opened), 1); /* the handshake passed */
+    assert_int_equal(atomic_load(&x->got), 5);
+    assert_memory_equal(x->buf, "early", 5);
+    assert_int_equal(atomic_load(&g_opens), 1);
+    assert_int_equal(atomic_load(&g_seen_proxied), 1);
+    struct sockaddr_in seen;
+    memcpy(&seen, &g_seen_peer, sizeof seen);
+    assert_int_equal(seen.sin_family, AF_INET);
+    assert_int_equal(ntohl(seen.sin_addr.s_addr), 0xcb007109u);
+    assert_int_equal(ntohs(seen.sin_port), 4444);
+    pc_server_stats_t st = stats();
+    assert_int_equal(st.proxy_headers, 1);
+    assert_int_equal(st.tls_handshakes, 1);
+    assert_int_equal(pc_server_close_id(cs, id), 0);
+    WAIT_FOR(atomic_load(&x->closed), 10000);
+    pc_tls_ctx_free(cx);
+    pc_server_stop(cs, 1000);
+    pc_server_destroy(cs);
+    free(x);
+}
+
 /* Client certificates required: the library's client with one is served;
  * without one the server refuses the handshake (never opened there). */
 static void client_cert_required(void **state)
@@ -800,6 +883,7 @@ SKIPPED(sni_second_cert)
 SKIPPED(denied_source_no_handshake)
 SKIPPED(client_cert_required)
 SKIPPED(proxy_then_tls)
+SKIPPED(connect_ex_proxy_then_tls)
 SKIPPED(cross_thread_send)
 SKIPPED(on_sent_application_bytes_only)
 
@@ -824,6 +908,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(client_cert_required, teardown),
         cmocka_unit_test_teardown(proxy_then_tls, teardown),
         cmocka_unit_test_teardown(cross_thread_send, teardown),
+        cmocka_unit_test_teardown(connect_ex_proxy_then_tls, teardown),
         cmocka_unit_test_teardown(on_sent_application_bytes_only, teardown),
     };
     if (PICK_TEST(tests, argc, argv) != 0) return 1;
