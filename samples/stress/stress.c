@@ -16,7 +16,8 @@
  * with --json; report.c writes both) to stdout. Exit 0 when the run completed (whatever the
  * errors), 1 on setup failure, 2 on bad arguments. With --proxy-v2 every
  * connection starts with a PROXY protocol v2 header naming its own address
- * (a server that trusts this source then parses it: the header's cost).
+ * (a server that trusts this source then parses it: the header's cost),
+ * sent by the library ahead of everything, the TLS handshake included.
  *
  * https:// URLs: the connection's TLS handshake runs before on_open, so the
  * connect time is TCP connect plus TLS handshake; it is reported split into
@@ -299,9 +300,15 @@ static int slot_connect(slot_t *s)
     s->opened = 0;
     s->aborted = 0;
     s->t_connect = now_ns();
-    int rc = opt.tls ? pc_connect_tls(g_srv, opt.endpoint, opt.source, g_tls, opt.tls_host, &k_cb,
-                                      s, NULL)
-                     : pc_connect(g_srv, opt.endpoint, opt.source, &k_cb, s, NULL);
+    /* --proxy-v2: the library sends the header first (before the TLS
+     * handshake on https), naming the connection's own addresses */
+    pc_connect_opts_t o;
+    pc_connect_opts_init(&o);
+    o.source = opt.source;
+    o.tls = opt.tls ? g_tls : NULL;
+    o.tls_host = opt.tls_host;
+    o.proxy_v2 = opt.proxy_v2;
+    int rc = pc_connect_ex(g_srv, opt.endpoint, &o, &k_cb, s, NULL);
     if (rc < 0) {
         /* PC_ENOTCONN: the run ended between a close and this reconnect, and
          * our own server, stopping, takes no new connection: not an error */
@@ -312,45 +319,9 @@ static int slot_connect(slot_t *s)
     return rc;
 }
 
-/* --proxy-v2: a PROXY v2 header (PROXY command, TCP over the connection's
- * family) naming the connection's own addresses. Returns its length. */
-static size_t proxy_v2_header(pc_conn_t *c, unsigned char *b)
-{
-    static const unsigned char sig[12] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D,
-                                          0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A};
-    const struct sockaddr *src = pc_conn_local_addr(c), *dst = pc_conn_peer_addr(c);
-    memcpy(b, sig, 12);
-    b[12] = 0x21;
-    size_t n;
-    if (src->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *s6 = (const void *)src, *d6 = (const void *)dst;
-        b[13] = 0x21;
-        memcpy(b + 16, &s6->sin6_addr, 16);
-        memcpy(b + 32, &d6->sin6_addr, 16);
-        memcpy(b + 48, &s6->sin6_port, 2);
-        memcpy(b + 50, &d6->sin6_port, 2);
-        n = 36;
-    } else {
-        const struct sockaddr_in *s4 = (const void *)src, *d4 = (const void *)dst;
-        b[13] = 0x11;
-        memcpy(b + 16, &s4->sin_addr, 4);
-        memcpy(b + 20, &d4->sin_addr, 4);
-        memcpy(b + 24, &s4->sin_port, 2);
-        memcpy(b + 26, &d4->sin_port, 2);
-        n = 12;
-    }
-    b[14] = 0;
-    b[15] = (unsigned char)n;
-    return 16 + n;
-}
-
 static void on_open(pc_conn_t *c)
 {
     slot_t *s = pc_conn_user_data(c);
-    if (opt.proxy_v2) { /* goes out with the first request, in one write */
-        unsigned char hdr[64];
-        pc_conn_send(c, hdr, proxy_v2_header(c, hdr));
-    }
     tstat_t *ts = my_stat();
     uint64_t now = now_ns();
     uint64_t id = pc_conn_id(c);

@@ -23,6 +23,11 @@ BIN_DIR/pc-stress --json against it:
              session resumed with its ticket gets a fresh NewSessionTicket
              (RFC 8446 C.4: a client should not offer a ticket twice), and
              that new ticket resumes too;
+  proxy v2   --proxy-v2 from 127.0.0.4 to a second pc-http that trusts it
+             (--proxy-protocol): requests, no error, and that server counts
+             one PROXY header per connection (up to -c more: cut off by the end) (its /metrics, asked over TLS
+             from an untrusted source): the header goes before the TLS
+             handshake;
   usage      --cacert with an http:// URL, and --cacert with --insecure: exit 2.
 
 Exit 0 on pass, 1 on failure (every failed check printed), 77 when pc-http
@@ -33,7 +38,10 @@ exit path. Python 3 standard library only.
 
 import argparse
 import os
+import re
 import shutil
+import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -54,6 +62,55 @@ def s_client(port, ca, sess_in, sess_out):
     out, _ = p.communicate(b"", timeout=10)
     out = out.decode("utf-8", "replace")
     return "Reused, TLSv1.3" in out, out.count("NewSessionTicket")
+
+
+def https_get(port, ca, path, src):
+    ctx = ssl.create_default_context(cafile=ca)
+    raw = socket.socket()
+    raw.settimeout(5)
+    raw.bind((src, 0))
+    raw.connect(("127.0.0.1", port))
+    with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+        s.sendall(("GET %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+                   % path).encode())
+        out = b""
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            out += d
+    return out.decode("latin-1")
+
+
+def proxy_v2(a, data, ca, common, check):
+    d = tempfile.mkdtemp()
+    trusted = os.path.join(d, "trusted")
+    with open(trusted, "w") as f:
+        f.write("allow 127.0.0.4\n")
+    srv = Server([os.path.join(a.bin_dir, "pc-http"), "--listen", "127.0.0.1:0", "--threads", "2",
+                  "--backend", a.backend, "--tls-cert", os.path.join(data, "server.pem"),
+                  "--tls-key", os.path.join(data, "server.key"), "--proxy-protocol", trusted])
+    try:
+        port = srv.wait_listening(10)
+        url = "https://localhost:%d/" % port
+        j = stress_json(a.bin_dir, [url, "--cacert", ca, "--proxy-v2", "--source", "127.0.0.4",
+                                 "--close", "-c", "2", "-d", "0.5"] + common)
+        print("proxy v2: %d requests, %d connects, errors %s"
+              % (j["requests"], j["connects"], j["errors"]))
+        check(j["requests"] > 0 and j["errors_total"] == 0,
+              "proxy v2: requests answered, no error (%s)" % j["errors"])
+        m = re.search(r"^pc_proxy_headers_total (\d+)$", https_get(port, ca, "/metrics", "127.0.0.9"),
+                      re.M)
+        headers = int(m.group(1)) if m else -1
+        # a connection the run's end cut off after its header but before
+        # its handshake completed is not in connects: at most one per -c
+        check(j["connects"] <= headers <= j["connects"] + 2,
+              "proxy v2: one header parsed per connection (%d for %d connects)"
+              % (headers, j["connects"]))
+        check(srv.alive(), "proxy v2: pc-http still running")
+    finally:
+        srv.kill()
+        shutil.rmtree(d)
 
 
 def main():
@@ -140,6 +197,8 @@ def main():
                 shutil.rmtree(d)
         else:
             print("skip: renewal (no openssl tool)")
+
+        proxy_v2(a, data, ca, common, check)
 
         rc, _, err = run_stress(a.bin_dir, ["http://127.0.0.1:%d/" % port, "--cacert", ca])
         check(rc == 2 and "https://" in err, "usage: --cacert with http:// is exit 2 (%d)" % rc)
