@@ -105,7 +105,10 @@ PC_API int pc_rules_load_string(const char *text, size_t len, const char *name, 
                                 char *err, size_t errlen);
 
 /* Read a rule file and compile it as pc_rules_load_string does, naming the
- * file in messages. Returns 0, PC_EPARSE ("PATH:LINE: ..."), PC_ENOENT (no
+ * file in messages. An empty file (0 bytes) is refused with PC_EPARSE: a file
+ * being rewritten in place reads empty, and a reload taking it would drop
+ * every rule; a file of comments alone loads no rules. Returns 0, PC_EPARSE
+ * ("PATH:LINE: ..."), PC_ENOENT (no
  * such file), PC_EACCES (permission denied), PC_EIO (unreadable, e.g. a
  * directory), PC_ENOMEM, PC_EINVAL; errors reading the file are reported as
  * "PATH: reason". Any thread; blocks on the file system. */
@@ -141,7 +144,8 @@ PC_API int pc_rules_builder_add_string(pc_rules_builder_t *b, pc_rules_format_t 
                                        size_t errlen);
 
 /* Read the file at path and add it as pc_rules_builder_add_string does,
- * named by its path. Errors as pc_rules_load_file's (PC_ENOENT, PC_EACCES,
+ * named by its path; an empty file (0 bytes) is refused as by
+ * pc_rules_load_file (PC_EPARSE). Errors as pc_rules_load_file's (PC_ENOENT, PC_EACCES,
  * PC_EIO: "PATH: reason"), plus those of pc_rules_builder_add_string. Blocks
  * on the file system. */
 PC_API int pc_rules_builder_add_file(pc_rules_builder_t *b, pc_rules_format_t fmt, const char *path,

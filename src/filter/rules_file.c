@@ -90,6 +90,16 @@ int pc_rules_builder_add_file(pc_rules_builder_t *b, pc_rules_format_t fmt, cons
     size_t len = 0;
     int rc = read_all(path, &buf, &len, err, errlen);
     if (rc) return rc;
+    if (len == 0) {
+        /* what a file being rewritten in place reads like: taking it would
+         * drop every rule at a reload; a file of comments alone loads none */
+        pc__free(buf);
+        if (err && errlen)
+            snprintf(err, errlen,
+                     "%s:1: empty file (0 bytes), refused; to load no rules, write a comment line",
+                     path);
+        return PC_EPARSE;
+    }
     rc = pc_rules_builder_add_string(b, fmt, buf, len, path, err, errlen);
     pc__free(buf);
     return rc;

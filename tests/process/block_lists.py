@@ -20,8 +20,10 @@
 3. `pc-echo -v --deny-list fh.netset`: a FireHOL-shaped netset denying
    127.0.0.3; the netset is rewritten to deny 127.0.0.4 instead and SIGHUP
    reloads it (127.0.0.3 echoed, 127.0.0.4 refused); then a broken netset and
-   SIGHUP: "reload refused" naming FILE:LINE, the rules in force kept. With
-   -v the library's info lines are printed.
+   SIGHUP: "reload refused" naming FILE:LINE, the rules in force kept; then
+   the netset truncated to 0 bytes (a file being rewritten in place) and
+   SIGHUP: refused as empty, the rules in force kept. With -v the library's
+   info lines are printed.
 
 Exit 0 on pass, 1 on failure (every failed check printed). Bounded: an
 overall alarm (default 60 s) ends the run; servers are killed on every exit
@@ -245,6 +247,15 @@ def run(args, tmp):
             if got != want:
                 failures.append("after a refused reload: from %s: %s, expected %s"
                                 % (src, got, want))
+        open(netset, "w").close()  # truncated in place, not yet rewritten
+        srv.proc.send_signal(signal.SIGHUP)
+        m = wait_line(srv, r"reload refused, rules in force kept: (\S+fh\.netset:1: empty file.*)$",
+                      10)
+        print("empty reload: " + m.group(1))
+        got = echo_or_refused(port, "127.0.0.4")
+        if got != "refused":
+            failures.append("after an empty file's reload: from 127.0.0.4: %s, expected refused"
+                            % got)
         if not srv.alive():
             failures.append("pc-echo died:\n" + srv.tail())
     finally:

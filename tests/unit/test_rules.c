@@ -373,6 +373,28 @@ static void test_load_file(void **state)
     assert_null(r);
     assert_string_equal(err, "test_rules_tmp.rules:2: host bits set beyond /24 in "
                              "'203.0.113.1/24' (the network is 203.0.113.0/24)");
+
+    /* empty (a file being rewritten reads so): refused; comments alone: no rules */
+    f = fopen(path, "wb");
+    assert_non_null(f);
+    fclose(f);
+    assert_int_equal(pc_rules_load_file(path, &r, err, sizeof err), PC_EPARSE);
+    assert_null(r);
+    assert_string_equal(err, "test_rules_tmp.rules:1: empty file (0 bytes), refused; to load no "
+                             "rules, write a comment line");
+    pc_rules_builder_t *b = NULL;
+    assert_int_equal(pc_rules_builder_new(&b), 0);
+    assert_int_equal(pc_rules_builder_add_file(b, PC_RULES_DENY_LIST, path, err, sizeof err),
+                     PC_EPARSE);
+    pc_rules_builder_free(b);
+    f = fopen(path, "wb");
+    assert_non_null(f);
+    fputs("# no rules for now\n", f);
+    fclose(f);
+    assert_int_equal(pc_rules_load_file(path, &r, err, sizeof err), 0);
+    assert_int_equal(pc_rules_count(r), 0);
+    pc_rules_free(r);
+    r = NULL;
     remove(path);
 
     assert_int_equal(pc_rules_load_file("no/such/dir/x.rules", &r, err, sizeof err), PC_ENOENT);
