@@ -535,11 +535,9 @@ static void connect_ex_sends_header(void **state)
     pc_connect_opts_init(&o);
     o.source = "127.0.0.6";
     o.proxy_v2 = 1;
-    struct sockaddr_in real;
-    memset(&real, 0, sizeof real);
-    real.sin_family = AF_INET;
-    real.sin_port = htons(4444);
-    inet_pton(AF_INET, "203.0.113.9", &real.sin_addr);
+    struct sockaddr_storage real;
+    socklen_t rlen;
+    assert_int_equal(pc_parse_endpoint("203.0.113.9:4444", &real, &rlen), 0);
     o.proxy_src = (const struct sockaddr *)&real;
     connect_ex_greeting(&o, g_port);
     assert_string_equal(g_out.buf, "peer=203.0.113.9:4444 proxy=127.0.0.6 authority=-\nearly\n");
@@ -551,12 +549,8 @@ static void connect_ex_sends_header(void **state)
     assert_non_null(strstr(g_out.buf, " proxy=127.0.0.6 authority=-\nearly\n"));
 
     /* an IPv6 real client behind an IPv4 connection: sent as IPv6 */
-    struct sockaddr_in6 real6;
-    memset(&real6, 0, sizeof real6);
-    real6.sin6_family = AF_INET6;
-    real6.sin6_port = htons(6666);
-    inet_pton(AF_INET6, "2001:db8::9", &real6.sin6_addr);
-    o.proxy_src = (const struct sockaddr *)&real6;
+    assert_int_equal(pc_parse_endpoint("[2001:db8::9]:6666", &real, &rlen), 0);
+    o.proxy_src = (const struct sockaddr *)&real;
     connect_ex_greeting(&o, g_port);
     assert_string_equal(g_out.buf, "peer=[2001:db8::9]:6666 proxy=127.0.0.6 authority=-\nearly\n");
 

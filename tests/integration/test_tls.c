@@ -368,6 +368,32 @@ static void xc_close(pc_conn_t *c, pc_close_reason_t r, int err)
     atomic_store(&x->closed, 1);
 }
 
+/* A started client-only server whose connections run the xc_ callbacks. */
+static pc_server_t *xc_server(void)
+{
+    pc_server_config_t cc;
+    pc_server_config_init(&cc);
+    cc.threads = 1;
+    cc.cb.on_open = xc_open;
+    cc.cb.on_data = xc_data;
+    cc.cb.on_close = xc_close;
+    pc_server_t *cs;
+    assert_int_equal(pc_server_create(&cc, &cs), 0);
+    assert_int_equal(pc_server_start(cs), 0);
+    return cs;
+}
+
+/* Close connection id of cs, wait for its on_close, free everything. */
+static void xc_finish(pc_server_t *cs, pc_conn_id_t id, pc_tls_ctx_t *cx, xc_t *x)
+{
+    assert_int_equal(pc_server_close_id(cs, id), 0);
+    WAIT_FOR(atomic_load(&x->closed), 10000);
+    pc_tls_ctx_free(cx);
+    pc_server_stop(cs, 1000);
+    pc_server_destroy(cs);
+    free(x);
+}
+
 /* pc_server_send_to from another thread on TLS connections: bytes queued
  * before the client's handshake completes wait for it, bytes queued after
  * are encrypted by the connection's strand; the server echoes both in
@@ -378,15 +404,7 @@ static void cross_thread_send(void **state)
     pc_server_config_t cfg;
     base_config(&cfg);
     start_tls_server(&cfg, NULL, 0);
-    pc_server_config_t cc;
-    pc_server_config_init(&cc);
-    cc.threads = 1;
-    cc.cb.on_open = xc_open;
-    cc.cb.on_data = xc_data;
-    cc.cb.on_close = xc_close;
-    pc_server_t *cs;
-    assert_int_equal(pc_server_create(&cc, &cs), 0);
-    assert_int_equal(pc_server_start(cs), 0);
+    pc_server_t *cs = xc_server();
     pc_tls_ctx_t *cx = client_ctx(DATA("ca.pem"), 0);
     xc_t *x = calloc(1, sizeof *x);
     char ep[64];
@@ -406,12 +424,7 @@ static void cross_thread_send(void **state)
     WAIT_FOR(atomic_load(&x->got) >= 11, 10000);
     assert_int_equal(atomic_load(&x->got), 11);
     assert_int_equal(x->buf[10], '!');
-    assert_int_equal(pc_server_close_id(cs, id), 0);
-    WAIT_FOR(atomic_load(&x->closed), 10000);
-    pc_tls_ctx_free(cx);
-    pc_server_stop(cs, 1000);
-    pc_server_destroy(cs);
-    free(x);
+    xc_finish(cs, id, cx, x);
 }
 
 /* What the TLS server's on_open saw of its peer (connect_ex_proxy_then_tls). */
@@ -447,15 +460,7 @@ static void connect_ex_proxy_then_tls(void **state)
                      0);
     cfg.proxy_trusted = r;
     start_tls_server(&cfg, NULL, 0);
-    pc_server_config_t cc;
-    pc_server_config_init(&cc);
-    cc.threads = 1;
-    cc.cb.on_open = xc_open;
-    cc.cb.on_data = xc_data;
-    cc.cb.on_close = xc_close;
-    pc_server_t *cs;
-    assert_int_equal(pc_server_create(&cc, &cs), 0);
-    assert_int_equal(pc_server_start(cs), 0);
+    pc_server_t *cs = xc_server();
     pc_tls_ctx_t *cx = client_ctx(DATA("ca.pem"), 0);
     xc_t *x = calloc(1, sizeof *x);
     struct sockaddr_in real;
@@ -489,12 +494,7 @@ static void connect_ex_proxy_then_tls(void **state)
     pc_server_stats_t st = stats();
     assert_int_equal(st.proxy_headers, 1);
     assert_int_equal(st.tls_handshakes, 1);
-    assert_int_equal(pc_server_close_id(cs, id), 0);
-    WAIT_FOR(atomic_load(&x->closed), 10000);
-    pc_tls_ctx_free(cx);
-    pc_server_stop(cs, 1000);
-    pc_server_destroy(cs);
-    free(x);
+    xc_finish(cs, id, cx, x);
 }
 
 /* Client certificates required: the library's client with one is served;
