@@ -732,7 +732,10 @@ typedef struct pc_connect_opts_s {
      * -> proxy_dst (AF_INET or AF_INET6 addresses with their ports, copied
      * by the call); NULL names the connection's own local (src) or remote
      * (dst) address. A mix of families is sent as IPv6, the IPv4 address
-     * mapped. Bytes queued by id while connecting go after it. */
+     * mapped. Bytes queued by id while connecting go after it. If the
+     * header cannot be made once connected (the connection's own address
+     * is not IP), the connection closes: on_close with PC_CLOSE_ERROR and
+     * PC_EINVAL, on_open never runs. */
     int proxy_v2;
     const struct sockaddr *proxy_src;
     const struct sockaddr *proxy_dst;

@@ -146,6 +146,8 @@ const void *pc_conn_proxy_tlv(const pc_conn_t *c, unsigned type, size_t *len)
 
 /* ---- outbound: the header a connection sends first (pc_connect_ex) ---- */
 
+_Static_assert(CONN_PROXY_OUT_MAX >= PROXY_V2_BUILT_MAX, "room for the longest header");
+
 /* The addresses the header names; family 0: the connection's own. */
 typedef struct conn_proxy_out_s {
     sockaddr_any_t src, dst;

@@ -167,7 +167,7 @@ typedef struct port_vtbl_s {
     int (*cancel)(port_t *p, port_sock_t *s, op_t *op);
     void (*detach)(port_t *p, port_sock_t *s);
     int (*post)(port_t *p, int q, op_t *op);
-    int (*wait)(port_t *p, int q, completion_t *out, int max, int timeout_ms);
+    int (*wait)(port_t *p, int q, completion_t *out, int max, int timeout_ms, int *drained);
 } port_vtbl_t;
 
 struct port_s {
@@ -250,10 +250,16 @@ static inline int port_post(port_t *p, int q, op_t *op)
 }
 /* Wait up to timeout_ms (-1 = forever, 0 = poll) for completions on queue q.
  * Returns the number written to out (0 on timeout) or a PC_E* code. Only the
- * queue's worker calls it. */
-static inline int port_wait(port_t *p, int q, completion_t *out, int max, int timeout_ms)
+ * queue's worker calls it. *drained is set to 1 when this call took from the
+ * kernel everything that had completed by its return and out holds all of
+ * it (nothing stays staged in the backend): whatever completes later arrived
+ * after the call; 0 when more may wait (a full batch, results staged, the
+ * kernel not entered). The worker judges peer deadlines by it. */
+static inline int port_wait(port_t *p, int q, completion_t *out, int max, int timeout_ms,
+                            int *drained)
 {
-    return p->vt->wait(p, q, out, max, timeout_ms);
+    *drained = 0;
+    return p->vt->wait(p, q, out, max, timeout_ms, drained);
 }
 
 #endif

@@ -197,7 +197,7 @@ static void on_sock_event(epq_t *q, port_sock_t *s, uint32_t ev)
     }
 }
 
-static int ep_wait(port_t *p, int qi, completion_t *out, int max, int timeout_ms)
+static int ep_wait(port_t *p, int qi, completion_t *out, int max, int timeout_ms, int *drained)
 {
     port_epoll_t *ep = (port_epoll_t *)p;
     epq_t *q = &ep->qs[qi];
@@ -217,7 +217,9 @@ static int ep_wait(port_t *p, int qi, completion_t *out, int max, int timeout_ms
             on_sock_event(q, e->data.ptr, e->events);
         }
     }
-    return op_fifo_drain(&q->ready, out, max);
+    int k = op_fifo_drain(&q->ready, out, max);
+    *drained = n >= 0 && n < EP_EVENTS && !q->ready.head;
+    return k;
 }
 
 static void ep_close(port_t *p)

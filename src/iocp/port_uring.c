@@ -762,7 +762,7 @@ static void harvest(urq_t *q)
     io_uring_cq_advance(&q->ring, n);
 }
 
-static int ur_wait(port_t *p, int qi, completion_t *out, int max, int timeout_ms)
+static int ur_wait(port_t *p, int qi, completion_t *out, int max, int timeout_ms, int *drained)
 {
     urq_t *q = &((port_uring_t *)p)->qs[qi];
     if (!q->enabled) {
@@ -796,8 +796,14 @@ static int ur_wait(port_t *p, int qi, completion_t *out, int max, int timeout_ms
     }
     if (io_uring_sq_ready(&q->ring) == 0) q->gen++;
     if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) return ur_err(rc);
+    /* the CQ holds every completion unless the kernel still has work to run
+     * for this ring (deferred task work, an overflow) or SQEs wait: then a
+     * deferred wait (above) left data in the kernel */
+    int whole = !ur_need_enter(q);
     harvest(q);
-    return op_fifo_drain(&q->ready, out, max);
+    int k = op_fifo_drain(&q->ready, out, max);
+    *drained = whole && !q->ready.head;
+    return k;
 }
 
 /* ---- setup and teardown -------------------------------------------------------------- */

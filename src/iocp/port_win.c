@@ -371,7 +371,7 @@ static int take_packet(port_win_t *pw, const OVERLAPPED_ENTRY *e, completion_t *
     return 1;
 }
 
-static int pw_wait(port_t *p, int qi, completion_t *out, int max, int timeout_ms)
+static int pw_wait(port_t *p, int qi, completion_t *out, int max, int timeout_ms, int *drained)
 {
     port_win_t *pw = pwin(p);
     pwq_t *q = &pw->qs[qi];
@@ -409,6 +409,8 @@ static int pw_wait(port_t *p, int qi, completion_t *out, int max, int timeout_ms
     }
     for (ULONG i = 0; i < got; i++)
         if (take_packet(pw, &q->entries[i], &out[k])) k++;
+    /* fewer packets than asked for: the port was empty then */
+    *drained = got < want && !q->ready.head;
     return k;
 }
 

@@ -253,13 +253,18 @@ struct worker_s {
     size_t scratch_size;
     op_t exit_op;
     int exiting;
-    /* Completions that arrived up to this time have been taken from the port
-     * (worker_main): the time its last wait returned without filling its
-     * batch, or at most JUDGE_LAG_MS older than the last wait. Deadlines that
-     * judge the peer (idle, header, write, PROXY, linger) are judged against
-     * it rather than the clock, so bytes that waited in the port while this
-     * worker was busy count as arrived in time. This worker's thread only. */
+    /* Every completion that arrived before this time has been dispatched,
+     * as far as this worker can tell at its last timer pass (worker_main:
+     * the last drained wait, or at most JUDGE_LAG_MS behind the clock).
+     * Deadlines that judge the peer (idle, header, write, PROXY, linger) are
+     * judged against it rather than the clock, so bytes that waited in the
+     * port while the worker was busy count as arrived in time. This worker's
+     * thread only. */
     uint64_t seen_ms;
+    /* Shared port: while this worker dispatches a batch, a time before which
+     * nothing in the batch arrived (the port was empty then); UINT64_MAX
+     * while it holds none. Other workers judge no deadline past it. */
+    _Atomic uint64_t hold_lb;
     /* counters written by this worker */
     counter_t bytes_in, bytes_out;
     counter_t closed[PC_CLOSE_REASON_COUNT];
@@ -325,6 +330,8 @@ struct pc_server_s {
     int stopped; /* the owner's thread only */
     /* the gate of posts to the workers' queues (server_post_admit) */
     _Atomic int posts_closed;
+    /* shared port: the last time a wait found the port empty (drained) */
+    _Atomic uint64_t port_empty_ms;
     _Atomic int posts_inflight;
     /* connection table: chunks of stable memory, never freed before destroy;
      * records are initialised only when first handed out, so a chunk's

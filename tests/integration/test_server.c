@@ -424,9 +424,9 @@ static void idle_timeout_while_worker_busy(void **state)
     pc_server_config_t cfg;
     base_config(&cfg);
     cfg.threads = 1; /* both connections on the one worker */
-    cfg.idle_timeout_ms = 1000;
+    cfg.idle_timeout_ms = 2000;
     g_behaviour = B_ECHO_STALL;
-    g_stall_ms = 2500;
+    g_stall_ms = 3500;
     start_server(&cfg);
     shim_sock_t a = shim_connect("127.0.0.1", g_port, NULL, 3000);
     shim_sock_t b = shim_connect("127.0.0.1", g_port, NULL, 3000);
@@ -436,14 +436,14 @@ static void idle_timeout_while_worker_busy(void **state)
     uint64_t t0 = shim_now_ms();
     assert_int_equal(shim_send_all(b, "stall", 5), 0);
     WAIT_FOR(atomic_load(&g_stalls) == 1, 2000);
-    assert_int_equal(atomic_load(&g_stalls), 1); /* the worker sleeps 2.5 s from here */
+    assert_int_equal(atomic_load(&g_stalls), 1); /* the worker sleeps 3.5 s from here */
     assert_int_equal(shim_send_all(a, "second", 6), 0);
-    assert_true(shim_now_ms() - t0 < 800); /* well before a's deadline */
-    shim_set_timeout(a, 8000);
+    assert_true(shim_now_ms() - t0 < 1500); /* well before a's deadline */
+    shim_set_timeout(a, 10000);
     char buf[8];
     assert_int_equal(shim_recv_exact(a, buf, 6), 6); /* EOF before the fix */
     assert_memory_equal(buf, "second", 6);
-    assert_true(shim_now_ms() - t0 >= 2000); /* answered after the stall */
+    assert_true(shim_now_ms() - t0 >= 3000); /* answered after the stall */
     assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_IDLE_TIMEOUT]), 0);
     shim_set_timeout(b, 8000);
     assert_int_equal(shim_recv_exact(b, buf, 5), 5);
@@ -456,6 +456,53 @@ static void idle_timeout_while_worker_busy(void **state)
     WAIT_FOR(atomic_load(&g_reasons[PC_CLOSE_IDLE_TIMEOUT]) >= 1, 5000);
     assert_true(atomic_load(&g_reasons[PC_CLOSE_IDLE_TIMEOUT]) >= 1);
     shim_close(b);
+}
+
+/* The same while the backend holds buffers of the busy connection: on
+ * io_uring a wait with buffers on its ready list returns them without
+ * entering the kernel, so the worker must not take such a wait as having
+ * seen everything (port_wait's drained flag). z stalls the worker, then b
+ * sends a stall followed by ~200 KB (many buffers held), and a sends while
+ * b's stall runs, before its deadline. (Found by a review; a was closed on
+ * io_uring when any short batch counted as seen.) */
+static void idle_timeout_busy_with_held_buffers(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.threads = 1;
+    cfg.idle_timeout_ms = 2500;
+    g_behaviour = B_ECHO_STALL;
+    g_stall_ms = 1500;
+    start_server(&cfg);
+    shim_sock_t a = shim_connect("127.0.0.1", g_port, NULL, 3000);
+    shim_sock_t b = shim_connect("127.0.0.1", g_port, NULL, 3000);
+    shim_sock_t z = shim_connect("127.0.0.1", g_port, NULL, 3000);
+    assert_true(a != SHIM_INVALID && b != SHIM_INVALID && z != SHIM_INVALID);
+    shim_set_rcvbuf(b, 1 << 20);
+    expect_echo(b, "b");
+    expect_echo(z, "z");
+    expect_echo(a, "first"); /* a's deadline: about t0 + 2500 */
+    uint64_t t0 = shim_now_ms();
+    assert_int_equal(shim_send_all(z, "stall", 5), 0); /* the worker: busy t0 .. t0+1500 */
+    WAIT_FOR(atomic_load(&g_stalls) == 1, 1000);
+    assert_int_equal(atomic_load(&g_stalls), 1);
+    static char big[200000];
+    memset(big, 'x', sizeof big);
+    memcpy(big, "stall", 5);
+    assert_int_equal(shim_send_all(b, big, sizeof big), 0); /* arrives while z's stall runs */
+    WAIT_FOR(atomic_load(&g_stalls) == 2, 4000);            /* b's: t0+1500 .. t0+3000 */
+    assert_int_equal(atomic_load(&g_stalls), 2);
+    assert_int_equal(shim_send_all(a, "second", 6), 0);
+    assert_true(shim_now_ms() - t0 < 2300); /* before a's deadline */
+    shim_set_timeout(a, 10000);
+    char buf[8];
+    assert_int_equal(shim_recv_exact(a, buf, 6), 6);
+    assert_memory_equal(buf, "second", 6);
+    assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_IDLE_TIMEOUT]), 0);
+    shim_close(a);
+    shim_close(b);
+    shim_close(z);
 }
 
 static void condition_rejects_source(void **state)
@@ -1063,6 +1110,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(max_conns_defer, teardown),
         cmocka_unit_test_teardown(idle_timeout, teardown),
         cmocka_unit_test_teardown(idle_timeout_while_worker_busy, teardown),
+        cmocka_unit_test_teardown(idle_timeout_busy_with_held_buffers, teardown),
         cmocka_unit_test_teardown(condition_rejects_source, teardown),
         cmocka_unit_test_teardown(ipv6_and_two_listeners, teardown),
         cmocka_unit_test_teardown(graceful_close_flushes, teardown),

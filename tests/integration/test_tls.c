@@ -446,7 +446,9 @@ static void seen_open(pc_conn_t *c)
  * clear before the ClientHello (as a load balancer's send-proxy-v2 with
  * ssl does), the server behind takes the real client from it, then the
  * handshake; bytes queued by id before either follow both. (pc-stress
- * --proxy-v2 on https used to send the header inside TLS.) */
+ * --proxy-v2 on https used to send the header inside TLS.) The header's
+ * place ahead of bytes queued while connecting is test_proxy's
+ * connect_ex_sends_header: here such bytes wait in the TLS session anyway. */
 static void connect_ex_proxy_then_tls(void **state)
 {
     (void)state;

@@ -25,9 +25,9 @@ BIN_DIR/pc-stress --json against it:
              that new ticket resumes too;
   proxy v2   --proxy-v2 from 127.0.0.4 to a second pc-http that trusts it
              (--proxy-protocol): requests, no error, and that server counts
-             one PROXY header per connection (up to -c more: cut off by the end) (its /metrics, asked over TLS
-             from an untrusted source): the header goes before the TLS
-             handshake;
+             one PROXY header per connection, up to -c more for connections
+             the run's end cut off (its /metrics, asked over TLS from an
+             untrusted source): the header goes before the TLS handshake;
   usage      --cacert with an http:// URL, and --cacert with --insecure: exit 2.
 
 Exit 0 on pass, 1 on failure (every failed check printed), 77 when pc-http
