@@ -786,13 +786,16 @@ PC_API int pc_conn_abort(pc_conn_t *c);
  * Returns 0, PC_EINVAL (other thread), PC_ENOTCONN. */
 PC_API int pc_conn_set_header_timeout(pc_conn_t *c, unsigned ms);
 /* Arm (ms > 0) or cancel (ms == 0) the connection's own timer: fn(c) runs
- * in the connection's strand ms from now (10 ms resolution, never early),
- * once; arming again replaces the deadline and fn. It never runs after the
- * close began (pc_conn_close, abort, peer close, stop): a close cancels it.
- * Costs nothing until first used (then a record of about 80 bytes, freed
- * with the connection). From the connection's callbacks (or a pc_server_post_to
- * function) only. Returns 0, PC_EINVAL (other thread, fn NULL with ms > 0),
- * PC_ENOTCONN (not open), PC_ENOMEM. */
+ * in the connection's strand ms from now (10 ms resolution, never early;
+ * late by up to 1 s while the worker cannot keep up with its completions,
+ * as the connection's timeouts are judged by what it has dispatched:
+ * docs/engine.md, Timeouts), once; arming again replaces the deadline and
+ * fn. It never runs after the close began (pc_conn_close, abort, peer
+ * close, stop): a close cancels it. Costs nothing until first used (then a
+ * record of about 80 bytes, freed with the connection). From the
+ * connection's callbacks (or a pc_server_post_to function) only. Returns 0,
+ * PC_EINVAL (other thread, fn NULL with ms > 0), PC_ENOTCONN (not open),
+ * PC_ENOMEM. */
 PC_API int pc_conn_timer(pc_conn_t *c, unsigned ms, void (*fn)(pc_conn_t *c));
 /* Stop / restart delivering on_data (TCP flow control pushes back on the
  * peer meanwhile). From the connection's callbacks (or a pc_server_post_to

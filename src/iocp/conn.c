@@ -143,6 +143,19 @@ static void timer_sooner(pc_conn_t *c, uint64_t at)
     if (!c->timer_on || at < c->timer.expire_ms) timer_arm(c, at);
 }
 
+/* A peer deadline (PROXY header, request header, idle) has passed, but the
+ * backend holds bytes of the peer the strand has not been given yet
+ * (port_input_held: received before this pass looked): judge it a tick
+ * later, once they are delivered, up to JUDGE_LAG_MS past the deadline. Not
+ * while reading is paused (nothing would take them). Returns 1 if put off. */
+static int input_defers(pc_conn_t *c, uint64_t deadline, uint64_t clock)
+{
+    if (!c->reading || c->paused_user || c->paused_hw || clock >= deadline + JUDGE_LAG_MS) return 0;
+    if (!port_input_held(conn_port(c), &c->ps, &c->recv_op)) return 0;
+    timer_arm(c, clock + PC_WHEEL_TICK_MS);
+    return 1;
+}
+
 /* The timer fired. The application's own timer runs by the clock; the
  * deadlines that judge the peer run by what the worker has seen (seen_ms):
  * one that passed while the worker was busy with others, before it took
@@ -161,6 +174,9 @@ static void handle_timer(worker_t *w, pc_conn_t *c)
             return;
         }
     } else if (c->state == CS_OPEN) {
+        if (c->px_state == PX_PENDING && now >= c->deadline_ms &&
+            input_defers(c, c->deadline_ms, clock))
+            return;
         if (proxy_timer(c, now)) return;
         if (user_timer_fire(c, clock)) return; /* its function closed the connection */
         if (cfg->write_timeout_ms && atomic_load(&c->sendq_bytes) && c->tx &&
@@ -171,11 +187,13 @@ static void handle_timer(worker_t *w, pc_conn_t *c)
             return;
         }
         if (c->deadline_ms && now >= c->deadline_ms) {
+            if (input_defers(c, c->deadline_ms, clock)) return;
             c->reason = PC_CLOSE_HEADER_TIMEOUT;
             pc_conn_close(c);
             return;
         }
         if (cfg->idle_timeout_ms && now >= c->last_rx_ms + cfg->idle_timeout_ms) {
+            if (input_defers(c, c->last_rx_ms + cfg->idle_timeout_ms, clock)) return;
             c->reason = PC_CLOSE_IDLE_TIMEOUT;
             pc_conn_close(c);
             return;

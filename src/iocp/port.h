@@ -168,6 +168,8 @@ typedef struct port_vtbl_s {
     void (*detach)(port_t *p, port_sock_t *s);
     int (*post)(port_t *p, int q, op_t *op);
     int (*wait)(port_t *p, int q, completion_t *out, int max, int timeout_ms, int *drained);
+    int (*input_held)(port_t *p, port_sock_t *s, op_t *rd); /* NULL: never */
+    int (*staged)(port_t *p, int q);
 } port_vtbl_t;
 
 struct port_s {
@@ -260,6 +262,24 @@ static inline int port_wait(port_t *p, int q, completion_t *out, int max, int ti
 {
     *drained = 0;
     return p->vt->wait(p, q, out, max, timeout_ms, drained);
+}
+/* Has queue q results staged for its next wait (its worker's callbacks
+ * started operations that completed at once)? Only the queue's worker. */
+static inline int port_staged(port_t *p, int q)
+{
+    return p->vt->staged(p, q);
+}
+/* Does the backend hold input for s that the strand has not been given:
+ * its receive rd (pending from the strand's view) completed but its result
+ * not yet returned by a wait? Only a shared port (IOCP) needs it: there the
+ * completion may sit in the port or in a batch another worker has not
+ * dispatched. On Linux a queue's completions reach only its own worker,
+ * whose seen_ms covers them (io_uring's held buffers included: the reader
+ * is handed the next one as it finishes one, which stages it). A peer
+ * deadline is not judged while it holds. The strand only. */
+static inline int port_input_held(port_t *p, port_sock_t *s, op_t *rd)
+{
+    return p->vt->input_held ? p->vt->input_held(p, s, rd) : 0;
 }
 
 #endif

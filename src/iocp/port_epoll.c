@@ -222,6 +222,11 @@ static int ep_wait(port_t *p, int qi, completion_t *out, int max, int timeout_ms
     return k;
 }
 
+static int ep_staged(port_t *p, int qi)
+{
+    return ((port_epoll_t *)p)->qs[qi].ready.head != NULL;
+}
+
 static void ep_close(port_t *p)
 {
     port_epoll_t *ep = (port_epoll_t *)p;
@@ -248,6 +253,7 @@ static const port_vtbl_t ep_vtbl = {
     .detach = ep_detach,
     .post = ep_post,
     .wait = ep_wait,
+    .staged = ep_staged,
 };
 
 int port_epoll_open(port_t **out, int nqueues)

@@ -802,8 +802,14 @@ static int ur_wait(port_t *p, int qi, completion_t *out, int max, int timeout_ms
     int whole = !ur_need_enter(q);
     harvest(q);
     int k = op_fifo_drain(&q->ready, out, max);
-    *drained = whole && !q->ready.head;
+    /* and no receive re-armed by the harvest still waits to be submitted */
+    *drained = whole && !q->ready.head && !io_uring_sq_ready(&q->ring);
     return k;
+}
+
+static int ur_staged(port_t *p, int qi)
+{
+    return ((port_uring_t *)p)->qs[qi].ready.head != NULL;
 }
 
 /* ---- setup and teardown -------------------------------------------------------------- */
@@ -846,6 +852,7 @@ static const port_vtbl_t ur_vtbl = {
     .detach = ur_detach,
     .post = ur_post,
     .wait = ur_wait,
+    .staged = ur_staged,
 };
 
 /* Ring set-ups from best to most compatible. DEFER_TASKRUN runs completion

@@ -382,11 +382,13 @@ static int pw_wait(port_t *p, int qi, completion_t *out, int max, int timeout_ms
     DWORD tmo = k ? 0 : (timeout_ms < 0 ? INFINITE : (DWORD)timeout_ms);
     ULONG want = (ULONG)(max - k) < PW_BATCH ? (ULONG)(max - k) : PW_BATCH;
     ULONG got = 0;
+    int failed = 0;
     if (pw->gqcsex) {
         if (!pw->gqcsex(pw->iocp, q->entries, want, &got, tmo, FALSE)) {
             DWORD e = GetLastError();
             got = 0;
             if (e != WAIT_TIMEOUT && !k) return pc__from_win32(e) ? pc__from_win32(e) : PC_EIO;
+            failed = e != WAIT_TIMEOUT;
         }
     } else {
         while (got < want) {
@@ -396,6 +398,7 @@ static int pw_wait(port_t *p, int qi, completion_t *out, int max, int timeout_ms
             GetQueuedCompletionStatus(pw->iocp, &bytes, &key, &ov, got ? 0 : tmo);
             if (!ov) { /* timeout or failure of the wait itself */
                 DWORD e = GetLastError();
+                failed = e != WAIT_TIMEOUT;
                 if (e == WAIT_TIMEOUT || got || k) break;
                 return pc__from_win32(e) ? pc__from_win32(e) : PC_EIO;
             }
@@ -409,9 +412,26 @@ static int pw_wait(port_t *p, int qi, completion_t *out, int max, int timeout_ms
     }
     for (ULONG i = 0; i < got; i++)
         if (take_packet(pw, &q->entries[i], &out[k])) k++;
-    /* fewer packets than asked for: the port was empty then */
-    *drained = got < want && !q->ready.head;
+    /* fewer packets than asked for: the port was empty then (unless the
+     * wait itself failed) */
+    *drained = !failed && got < want && !q->ready.head;
     return k;
+}
+
+static int pw_staged(port_t *p, int qi)
+{
+    return pwin(p)->qs[qi].ready.head != NULL;
+}
+
+/* The pending zero-byte receive has completed (the system sets Internal to
+ * STATUS_PENDING when it issues the request and to the result when it
+ * completes), and its result has not reached the strand: it is queued in
+ * the port, in a batch another worker has not dispatched yet, or staged. */
+static int pw_input_held(port_t *p, port_sock_t *s, op_t *rd)
+{
+    (void)p;
+    (void)s;
+    return rd && rd->ov.Internal != (ULONG_PTR)0x103L; /* STATUS_PENDING */
 }
 
 /* ---- open, close ----------------------------------------------------------------------- */
@@ -528,6 +548,8 @@ int port_win_open(port_t **out, int nqueues)
         .detach = pw_detach,
         .post = pw_post,
         .wait = pw_wait,
+        .input_held = pw_input_held,
+        .staged = pw_staged,
     };
     pw->base.vt = &vtbl;
     pw->base.nqueues = nqueues;

@@ -332,7 +332,6 @@ int pc_server_create(const pc_server_config_t *cfg, pc_server_t **out)
         rc = PC_ENOMEM;
         goto fail;
     }
-    atomic_store(&s->port_empty_ms, pc__now_ms());
     for (int i = 0; i < s->nworkers; i++) {
         worker_t *w = &s->workers[i];
         w->srv = s;
@@ -342,7 +341,6 @@ int pc_server_create(const pc_server_config_t *cfg, pc_server_t **out)
         w->kick_op.tag = TAG_CONN_KICK;
         wheel_init(&w->wheel, pc__now_ms());
         w->seen_ms = pc__now_ms();
-        atomic_store(&w->hold_lb, UINT64_MAX);
         wheel_init(&w->swheel, pc__now_ms());
         w->exit_op.tag = TAG_EXIT;
         w->scratch_size = s->cfg.recv_buffer_size;

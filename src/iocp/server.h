@@ -60,6 +60,11 @@ enum { NL_ASKED = 1, NL_HELD = 2 };
 /* connection locks: striped over the server (a mutex in every connection
  * would be 40 bytes of each idle connection's record) */
 #define PC_CONN_LOCKS 256
+/* How far behind a peer deadline may be judged: worker_t.seen_ms lags its
+ * last wait by at most this while no wait drains (overload), and a deadline
+ * is put off for input the backend holds (port_input_held) at most this
+ * long past it. */
+#define JUDGE_LAG_MS 1000
 
 /* An IPv4 or IPv6 address, without sockaddr_storage's 128 bytes. */
 typedef union sockaddr_any_u {
@@ -253,18 +258,13 @@ struct worker_s {
     size_t scratch_size;
     op_t exit_op;
     int exiting;
-    /* Every completion that arrived before this time has been dispatched,
-     * as far as this worker can tell at its last timer pass (worker_main:
-     * the last drained wait, or at most JUDGE_LAG_MS behind the clock).
-     * Deadlines that judge the peer (idle, header, write, PROXY, linger) are
-     * judged against it rather than the clock, so bytes that waited in the
-     * port while the worker was busy count as arrived in time. This worker's
-     * thread only. */
+    /* Every completion of this worker's queue that arrived before this time
+     * has been dispatched (worker_main: the return of the last drained wait,
+     * kept at most JUDGE_LAG_MS behind the last wait). Deadlines that judge
+     * the peer (idle, header, write, PROXY, linger) are judged against it
+     * rather than the clock, so bytes that waited in the port while the
+     * worker was busy count as arrived in time. This worker's thread only. */
     uint64_t seen_ms;
-    /* Shared port: while this worker dispatches a batch, a time before which
-     * nothing in the batch arrived (the port was empty then); UINT64_MAX
-     * while it holds none. Other workers judge no deadline past it. */
-    _Atomic uint64_t hold_lb;
     /* counters written by this worker */
     counter_t bytes_in, bytes_out;
     counter_t closed[PC_CLOSE_REASON_COUNT];
@@ -330,8 +330,6 @@ struct pc_server_s {
     int stopped; /* the owner's thread only */
     /* the gate of posts to the workers' queues (server_post_admit) */
     _Atomic int posts_closed;
-    /* shared port: the last time a wait found the port empty (drained) */
-    _Atomic uint64_t port_empty_ms;
     _Atomic int posts_inflight;
     /* connection table: chunks of stable memory, never freed before destroy;
      * records are initialised only when first handed out, so a chunk's

@@ -20,8 +20,6 @@ typedef struct post_rec_s {
 
 #define WAIT_BATCH    64
 #define FREE_FLUSH_MS 10 /* longest a worker keeps released records (conn_release) */
-/* longest the seen mark (worker_t.seen_ms) lags while every wait fills its batch */
-#define JUDGE_LAG_MS 1000
 
 /* ---- workers ------------------------------------------------------------------ */
 
@@ -31,42 +29,15 @@ static pc_conn_t *timer_conn(queue_t *e)
     return pc_container_of(pc_container_of(e, wheel_timer_t, link), pc_conn_t, timer);
 }
 
-static void atomic_max_u64(_Atomic uint64_t *a, uint64_t v)
-{
-    uint64_t cur = atomic_load(a);
-    while (cur < v && !atomic_compare_exchange_weak(a, &cur, v)) {
-    }
-}
-
-/* Shared port (Windows): the time before which every completion has been
- * dispatched: the port's last empty time, unless another worker still
- * dispatches a batch taken since (what it holds arrived after its hold_lb). */
-static uint64_t shared_seen(pc_server_t *s, const worker_t *self)
-{
-    uint64_t t = atomic_load(&s->port_empty_ms);
-    for (int i = 0; i < s->nworkers; i++) {
-        if (&s->workers[i] == self) continue;
-        uint64_t h = atomic_load(&s->workers[i].hold_lb);
-        if (h < t) t = h;
-    }
-    return t;
-}
-
 void worker_main(void *arg)
 {
     worker_t *w = arg;
     pc_server_t *s = w->srv;
-    const int shared = !s->port->single_owner;
     completion_t cpl[WAIT_BATCH];
     for (;;) {
         uint64_t now = pc__now_ms();
         pc__mutex_lock(&w->wheel_lock);
         int timeout = wheel_timeout(&w->wheel, now);
-        /* shared port: a deadline held back by a batch another worker
-         * dispatches (seen_ms) is looked at again a tick later, not in a
-         * loop of zero-timeout waits */
-        if (shared && timeout == 0 && wheel_timeout(&w->wheel, w->seen_ms) > 0)
-            timeout = PC_WHEEL_TICK_MS;
         int stimeout = wheel_timeout(&w->swheel, now);
         pc__mutex_unlock(&w->wheel_lock);
         if (stimeout >= 0 && (timeout < 0 || stimeout < timeout)) timeout = stimeout;
@@ -77,16 +48,10 @@ void worker_main(void *arg)
         int drained;
         int n = port_wait(s->port, w->idx, cpl, WAIT_BATCH, timeout, &drained);
         uint64_t woke = pc__now_ms();
-        if (!shared) {
-            /* a drained wait took everything that had arrived by now */
-            if (n >= 0 && drained) w->seen_ms = woke;
-        } else {
-            /* what this batch holds arrived after the port was last seen
-             * empty; published before this wait's own empty time */
-            uint64_t empty = atomic_load(&s->port_empty_ms);
-            if (n > 0) atomic_store(&w->hold_lb, empty);
-            if (n >= 0 && drained) atomic_max_u64(&s->port_empty_ms, woke);
-        }
+        /* a drained wait took everything that had completed by now (on a
+         * shared port, what another worker holds undispatched is the
+         * connection's own check: port_input_held in handle_timer) */
+        int seen_all = n >= 0 && drained;
         if (n < 0) {
             PC_LOGE("worker %d: waiting for completions failed: %s", w->idx, pc_strerror(n));
             pc__sleep_ms(10);
@@ -120,10 +85,10 @@ void worker_main(void *arg)
                 break;
             }
         }
-        if (shared) {
-            atomic_store(&w->hold_lb, UINT64_MAX); /* all dispatched */
-            w->seen_ms = shared_seen(s, w);
-        }
+        /* ... once it is dispatched: what the callbacks' operations staged
+         * for the next wait (a reader handed its next held buffer) came in
+         * before, and is not yet */
+        if (seen_all && !port_staged(s->port, w->idx)) w->seen_ms = woke;
         /* an overloaded worker (no drained wait for a while) still times
          * connections out, judging at most JUDGE_LAG_MS behind its last wait
          * (not behind the clock: a long batch must not count as overload) */

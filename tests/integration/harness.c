@@ -68,6 +68,8 @@ static void on_data(pc_conn_t *c, const void *data, size_t len)
         atomic_fetch_add(&g_stalls, 1);
         shim_sleep_ms(g_stall_ms); /* the worker is busy: nothing else runs on it */
     }
+    if (g_behaviour == B_ECHO_STALL && memchr(data, '\n', len))
+        pc_conn_set_header_timeout(c, 0); /* the head is complete */
     pc_conn_send(c, data, len);
 }
 

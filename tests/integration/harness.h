@@ -18,7 +18,8 @@ enum behaviour {
     B_BIG_ON_OPEN,     /* on_open: queue g_big bytes of pattern, keep open */
     B_ECHO_BYE_ABORTS, /* echo; data starting with "bye": pc_conn_abort instead */
     B_ECHO_STALL,      /* echo; data starting with "stall": g_stalls++, then the
-                        * worker sleeps g_stall_ms before echoing */
+                        * worker sleeps g_stall_ms before echoing; a '\n' in
+                        * the data ends the header timeout (a request head) */
 };
 
 extern pc_server_t *g_srv;

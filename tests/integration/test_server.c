@@ -505,6 +505,58 @@ static void idle_timeout_busy_with_held_buffers(void **state)
     shim_close(z);
 }
 
+/* A connection's own bytes held by the backend: b's head (40 KB: ten
+ * io_uring buffers of 4 KiB here) arrives whole before its header deadline while the
+ * worker is busy with z; back after the deadline, the worker is handed the
+ * first buffer only (one per wait) and must not time b out while the rest,
+ * with the head's end, waits in the backend (port_input_held). (Found by a
+ * review: a drained wait counted b's held buffers as dispatched.) */
+static void header_timeout_head_in_held_buffers(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.threads = 1;
+    cfg.header_timeout_ms = 1500;
+    g_behaviour = B_ECHO_STALL;
+    g_stall_ms = 2000;
+#ifdef __linux__
+    setenv("PORTCULLIS_URING_BUFFER_SIZE", "4096", 1); /* io_uring: the head in 10 buffers */
+#endif
+    start_server(&cfg);
+#ifdef __linux__
+    unsetenv("PORTCULLIS_URING_BUFFER_SIZE");
+#endif
+    shim_sock_t z = shim_connect("127.0.0.1", g_port, NULL, 3000);
+    assert_true(z != SHIM_INVALID);
+    expect_echo(z, "z\n"); /* z's head: no header deadline for it */
+    shim_sock_t b = shim_connect("127.0.0.1", g_port, NULL, 3000);
+    assert_true(b != SHIM_INVALID);
+    shim_set_rcvbuf(b, 1 << 20);
+    WAIT_FOR(atomic_load(&g_opens) == 2, 2000); /* b's deadline runs from its open */
+    assert_int_equal(atomic_load(&g_opens), 2);
+    uint64_t t0 = shim_now_ms();                       /* b's header deadline: before t0 + 1500 */
+    assert_int_equal(shim_send_all(z, "stall", 5), 0); /* the worker: busy t0 .. t0+2000 */
+    WAIT_FOR(atomic_load(&g_stalls) == 1, 1000);
+    assert_int_equal(atomic_load(&g_stalls), 1);
+    enum { HEAD = 40001 };
+    static char head[HEAD], back[HEAD];
+    memset(head, 'x', HEAD - 1);
+    head[HEAD - 1] = '\n';
+    assert_int_equal(shim_send_all(b, head, HEAD), 0);
+    assert_true(shim_now_ms() - t0 < 1200); /* before b's deadline */
+    shim_set_timeout(b, 10000);
+    assert_int_equal(shim_recv_exact(b, back, HEAD), HEAD); /* all of it: not cut off */
+    assert_memory_equal(back, head, HEAD);
+    assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_HEADER_TIMEOUT]), 0);
+    assert_int_equal(stats().closed[PC_CLOSE_HEADER_TIMEOUT], 0);
+    shim_set_timeout(z, 10000);
+    char buf[5];
+    assert_int_equal(shim_recv_exact(z, buf, 5), 5);
+    shim_close(b);
+    shim_close(z);
+}
+
 static void condition_rejects_source(void **state)
 {
     (void)state;
@@ -1111,6 +1163,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(idle_timeout, teardown),
         cmocka_unit_test_teardown(idle_timeout_while_worker_busy, teardown),
         cmocka_unit_test_teardown(idle_timeout_busy_with_held_buffers, teardown),
+        cmocka_unit_test_teardown(header_timeout_head_in_held_buffers, teardown),
         cmocka_unit_test_teardown(condition_rejects_source, teardown),
         cmocka_unit_test_teardown(ipv6_and_two_listeners, teardown),
         cmocka_unit_test_teardown(graceful_close_flushes, teardown),
