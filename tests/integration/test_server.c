@@ -506,11 +506,12 @@ static void idle_timeout_busy_with_held_buffers(void **state)
 }
 
 /* A connection's own bytes held by the backend: b's head (40 KB: ten
- * io_uring buffers of 4 KiB here) arrives whole before its header deadline while the
- * worker is busy with z; back after the deadline, the worker is handed the
- * first buffer only (one per wait) and must not time b out while the rest,
- * with the head's end, waits in the backend (port_input_held). (Found by a
- * review: a drained wait counted b's held buffers as dispatched.) */
+ * io_uring buffers of 4 KiB here) arrives whole before its header deadline
+ * while the worker is busy with z; back after the deadline, the worker is
+ * handed one buffer per wait and must not time b out while the rest, with
+ * the head's end, is still to come (the reader's next buffer is staged as
+ * it finishes one: port_staged holds seen_ms back). (Found by a review: a
+ * drained wait counted b's held buffers as dispatched.) */
 static void header_timeout_head_in_held_buffers(void **state)
 {
     (void)state;
