@@ -29,7 +29,7 @@ static PC_THREAD_LOCAL worker_t *tls_worker; /* the worker running it */
 static void conn_after(pc_conn_t *c);
 static void conn_close_socket(pc_conn_t *c, int abortive);
 static void conn_deliver(worker_t *w, pc_conn_t *c, const char *data, size_t n);
-static int proxy_timer(pc_conn_t *c, uint64_t now);
+static int proxy_timer(pc_conn_t *c, uint64_t now, uint64_t clock);
 static uint64_t user_timer_deadline(const pc_conn_t *c, uint64_t at);
 static int user_timer_fire(pc_conn_t *c, uint64_t now);
 static chunk_t *sq_chunk_new(pc_server_t *s, size_t need);
@@ -174,10 +174,7 @@ static void handle_timer(worker_t *w, pc_conn_t *c)
             return;
         }
     } else if (c->state == CS_OPEN) {
-        if (c->px_state == PX_PENDING && now >= c->deadline_ms &&
-            input_defers(c, c->deadline_ms, clock))
-            return;
-        if (proxy_timer(c, now)) return;
+        if (proxy_timer(c, now, clock)) return;
         if (user_timer_fire(c, clock)) return; /* its function closed the connection */
         if (cfg->write_timeout_ms && atomic_load(&c->sendq_bytes) && c->tx &&
             now >= c->tx->tx_since_ms + cfg->write_timeout_ms) {
@@ -534,10 +531,13 @@ static void proxy_phase_start(pc_conn_t *c)
     conn_arm_read(c);
 }
 
-/* The header's deadline passed: reset. Returns 1 if the connection is gone. */
-static int proxy_timer(pc_conn_t *c, uint64_t now)
+/* The header's deadline passed: reset, unless the header's bytes are
+ * held (input_defers). Returns 1 if the timer is done with (the connection
+ * gone, or the judgement put off). */
+static int proxy_timer(pc_conn_t *c, uint64_t now, uint64_t clock)
 {
     if (c->px_state != PX_PENDING || now < c->deadline_ms) return 0;
+    if (input_defers(c, c->deadline_ms, clock)) return 1;
     conn_proxy_timed_out(c);
     c->reason = PC_CLOSE_PROXY;
     conn_close_socket(c, 1);
@@ -1476,6 +1476,16 @@ int pc_conn_sendv(pc_conn_t *c, const pc_buf_t *bufs, unsigned n)
     return rc;
 }
 
+/* total bytes went into the send queue: count them, start the write
+ * timeout if it was empty, stop reading above high water. */
+static void sendq_counted(pc_conn_t *c, size_t total)
+{
+    size_t q = atomic_fetch_add(&c->sendq_bytes, total) + total;
+    counter_add(&conn_srv(c)->send_queued, total);
+    if (q == total) sendq_started(c);
+    if (q > conn_srv(c)->cfg.send_high_water) c->paused_hw = 1;
+}
+
 /* Append bytes to the send queue (strand). The send itself starts in
  * conn_after, once the callback returns, so that everything queued by one
  * callback goes out in one gather write. */
@@ -1485,10 +1495,7 @@ static int sendq_push(pc_conn_t *c, const pc_buf_t *bufs, unsigned n, size_t tot
     if (!tx) return PC_ENOMEM;
     int rc = sendq_append(conn_srv(c), &tx->sendq, bufs, n, total);
     if (rc < 0) return rc; /* an empty send side goes back in conn_after */
-    size_t q = atomic_fetch_add(&c->sendq_bytes, total) + total;
-    counter_add(&conn_srv(c)->send_queued, total);
-    if (q == total) sendq_started(c);
-    if (q > conn_srv(c)->cfg.send_high_water) c->paused_hw = 1;
+    sendq_counted(c, total);
     return 0;
 }
 
@@ -1506,10 +1513,7 @@ static int sendq_push_front(pc_conn_t *c, const void *data, size_t len)
     if (rc < 0) return rc;
     queue_move_all(&front, &tx->sendq); /* the queued bytes after it */
     queue_move_all(&tx->sendq, &front);
-    size_t q = atomic_fetch_add(&c->sendq_bytes, len) + len;
-    counter_add(&conn_srv(c)->send_queued, len);
-    if (q == len) sendq_started(c);
-    if (q > conn_srv(c)->cfg.send_high_water) c->paused_hw = 1;
+    sendq_counted(c, len);
     return 0;
 }
 

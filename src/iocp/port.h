@@ -253,10 +253,10 @@ static inline int port_post(port_t *p, int q, op_t *op)
 /* Wait up to timeout_ms (-1 = forever, 0 = poll) for completions on queue q.
  * Returns the number written to out (0 on timeout) or a PC_E* code. Only the
  * queue's worker calls it. *drained is set to 1 when this call took from the
- * kernel everything that had completed by its return and out holds all of
- * it (nothing stays staged in the backend): whatever completes later arrived
- * after the call; 0 when more may wait (a full batch, results staged, the
- * kernel not entered). The worker judges peer deadlines by it. */
+ * kernel everything that had completed by its return; 0 when the kernel may
+ * hold more (a full batch, the kernel not entered, the wait failed). What
+ * was taken but did not fit in out stays staged (port_staged). The worker
+ * judges peer deadlines by both. */
 static inline int port_wait(port_t *p, int q, completion_t *out, int max, int timeout_ms,
                             int *drained)
 {

@@ -218,7 +218,7 @@ static int ep_wait(port_t *p, int qi, completion_t *out, int max, int timeout_ms
         }
     }
     int k = op_fifo_drain(&q->ready, out, max);
-    *drained = n >= 0 && n < EP_EVENTS && !q->ready.head;
+    *drained = n >= 0 && n < EP_EVENTS;
     return k;
 }
 

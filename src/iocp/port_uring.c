@@ -803,7 +803,7 @@ static int ur_wait(port_t *p, int qi, completion_t *out, int max, int timeout_ms
     harvest(q);
     int k = op_fifo_drain(&q->ready, out, max);
     /* and no receive re-armed by the harvest still waits to be submitted */
-    *drained = whole && !q->ready.head && !io_uring_sq_ready(&q->ring);
+    *drained = whole && !io_uring_sq_ready(&q->ring);
     return k;
 }
 

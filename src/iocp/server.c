@@ -198,7 +198,7 @@ worker_t *server_pick_worker(pc_server_t *s)
     return &s->workers[i % (uint32_t)s->nworkers];
 }
 
-int server_post_admit(pc_server_t *s)
+static int server_post_admit(pc_server_t *s)
 {
     /* counted before the check, the stop closes before it reads the count
      * (both seq_cst): either the post sees the gate closed or the stop
@@ -209,9 +209,18 @@ int server_post_admit(pc_server_t *s)
     return 0;
 }
 
-void server_post_done(pc_server_t *s)
+static void server_post_done(pc_server_t *s)
 {
     atomic_fetch_sub(&s->posts_inflight, 1);
+}
+
+int server_post_op(pc_server_t *s, op_t *op)
+{
+    if (!server_post_admit(s)) return PC_ENOTCONN;
+    worker_t *w = server_pick_worker(s);
+    int rc = port_post(s->port, w->idx, op);
+    server_post_done(s);
+    return rc;
 }
 
 /* Every connection that closes calls server_capacity_changed, and a lock

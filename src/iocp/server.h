@@ -438,14 +438,13 @@ void server_conn_retire_id(pc_conn_t *c);
 void server_conn_free_list(pc_server_t *s, pc_conn_t *first, pc_conn_t *last);
 pc_conn_t *server_conn_lookup(pc_server_t *s, pc_conn_id_t id);
 worker_t *server_pick_worker(pc_server_t *s);
-/* Posts from any thread to the workers' queues (pc_server_post, a server
- * timer's arming) pass a gate that pc_server_stop closes before it posts
- * the workers' exits; it then waits for the posts inside the gate, so
- * every admitted post is queued ahead of the exits and runs. Returns 1
- * (admitted: port_post, then server_post_done) or 0 (not started, or the
- * stop is past its drain). */
-int server_post_admit(pc_server_t *s);
-void server_post_done(pc_server_t *s);
+/* Post op to a worker's queue from any thread (pc_server_post, a server
+ * timer's arming), through a gate that pc_server_stop closes before it
+ * posts the workers' exits; it then waits for the posts inside the gate, so
+ * every admitted post is queued ahead of the exits and runs. Returns 0, the
+ * error of port_post, or PC_ENOTCONN (not started, or the stop is past its
+ * drain): then nobody holds op. */
+int server_post_op(pc_server_t *s, op_t *op);
 /* Wakes the threads waiting on capacity (cap_cond). Call after changing
  * active, outbound or a stopping flag: it skips the lock when nobody waits. */
 void server_capacity_changed(pc_server_t *s);

@@ -93,12 +93,7 @@ int64_t pc_server_timer(pc_server_t *s, unsigned ms, int repeat,
     queue_insert_tail(&s->stimers, &t->reg);
     int64_t id = t->id;
     pc__mutex_unlock(&s->stimer_lock);
-    int rc = PC_ENOTCONN;
-    if (server_post_admit(s)) {
-        worker_t *w = server_pick_worker(s);
-        rc = port_post(s->port, w->idx, &t->op);
-        server_post_done(s);
-    }
+    int rc = server_post_op(s, &t->op);
     if (rc == 0) return id;
     /* no worker will receive it, so nobody else holds it (a cancel
      * meanwhile only marked it) */

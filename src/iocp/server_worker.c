@@ -137,12 +137,7 @@ int pc_server_post(pc_server_t *s, void (*fn)(pc_server_t *s, void *arg), void *
     pr->op.tag = TAG_POST;
     pr->fn = fn;
     pr->arg = arg;
-    int rc = PC_ENOTCONN;
-    if (server_post_admit(s)) {
-        worker_t *w = server_pick_worker(s);
-        rc = port_post(s->port, w->idx, &pr->op);
-        server_post_done(s);
-    }
+    int rc = server_post_op(s, &pr->op);
     if (rc < 0) pc__free(pr);
     return rc;
 }
