@@ -184,9 +184,7 @@ static int sa_split(const struct sockaddr *sa, addr_t *a, uint16_t *port)
 {
     sockaddr_any_t u;
     if (!sa || sa_copy(sa, &u) < 0 || addr_from_sockaddr(&u.sa, a) < 0) return -1;
-    const uint8_t *p = sa->sa_family == AF_INET ? (const uint8_t *)&u.v4.sin_port
-                                                : (const uint8_t *)&u.v6.sin6_port;
-    *port = (uint16_t)(p[0] << 8 | p[1]);
+    *port = ntohs(sa->sa_family == AF_INET ? u.v4.sin_port : u.v6.sin6_port);
     return 0;
 }
 
