@@ -752,9 +752,22 @@ static void on_drain_fires(void **state)
     assert_true(s != SHIM_INVALID);
     shim_sleep_ms(100);
     assert_int_equal(atomic_load(&g_drains), 0); /* nothing drained yet: nobody read */
+    /* the whole burst must come; the wait is long because a sanitizer build
+     * on a loaded host can hold the worker in on_open for seconds (a CI run
+     * once saw no byte in the 5 s of the connect timeout), and a shortfall
+     * says where the bytes stopped */
+    shim_set_timeout(s, 30000);
     unsigned char *got = malloc(g_big);
-    assert_int_equal(shim_recv_exact(s, got, g_big), g_big);
+    uint64_t t0 = shim_now_ms();
+    size_t n = shim_recv_exact(s, got, g_big);
     free(got);
+    if (n != g_big) {
+        pc_server_stats_t st = stats();
+        print_error("received %zu of %zu bytes in %llu ms; opens %d, bytes_out %llu, queued %llu\n",
+                    n, g_big, (unsigned long long)(shim_now_ms() - t0), atomic_load(&g_opens),
+                    (unsigned long long)st.bytes_out, (unsigned long long)st.send_queued_bytes);
+    }
+    assert_int_equal(n, g_big);
     WAIT_FOR(atomic_load(&g_drains) == 1, 2000);
     assert_int_equal(atomic_load(&g_drains), 1);
     expect_echo(s, "reading resumed");
