@@ -798,8 +798,11 @@ PC_API int pc_conn_set_header_timeout(pc_conn_t *c, unsigned ms);
  * PC_ENOMEM. */
 PC_API int pc_conn_timer(pc_conn_t *c, unsigned ms, void (*fn)(pc_conn_t *c));
 /* Stop / restart delivering on_data (TCP flow control pushes back on the
- * peer meanwhile). From the connection's callbacks (or a pc_server_post_to
- * function) only. */
+ * peer meanwhile). Paused inside on_data, no further on_data runs until the
+ * resume, on a TLS connection too (the rest of a receive holding several
+ * records is kept and delivered first after the resume). From the
+ * connection's callbacks (or a pc_server_post_to function) only. Returns 0,
+ * PC_EINVAL (other thread), PC_ENOTCONN (not open). */
 PC_API int pc_conn_pause_read(pc_conn_t *c);
 PC_API int pc_conn_resume_read(pc_conn_t *c);
 /* The connection's id (see pc_conn_id_t). */

@@ -1754,8 +1754,17 @@ static int hold_data(pc_conn_t *c, void *data, uint32_t len)
 static void conn_deliver_held(pc_conn_t *c)
 {
     conn_ext_t *x = c->ext;
-    if (!x || !x->held || c->state == CS_CLOSED) return;
+    if (!x || c->state == CS_CLOSED) return;
     if (c->state == CS_OPEN && !read_wanted(c)) return;
+    /* received before the held buffer: the TLS input a pause kept (a
+     * closing connection reads and discards; the rest goes with it) */
+    if (c->state == CS_OPEN && c->tls_phase == TLSP_OPEN && tls_sess_has_rest(x->tls)) {
+        tls_deliver(c, NULL, 0);
+        if (c->state == CS_CLOSED) return;
+        conn_flush(c);
+        if (c->state != CS_OPEN || !read_wanted(c)) return; /* paused again */
+    }
+    if (!x->held) return;
     void *data = x->held;
     uint32_t len = x->held_len;
     x->held = NULL;

@@ -18,20 +18,29 @@ static int io_out(void *arg, const void *data, size_t len)
     return conn_queue_raw(arg, data, len);
 }
 
+/* After a callback: go on decrypting, stop (closed), or keep the rest of
+ * the input while reading is paused (pc_conn_pause_read, or the send queue
+ * above high water), as a plain connection stops after this receive. */
+static int io_answer(const pc_conn_t *c)
+{
+    if (c->state != CS_OPEN) return TLS_IO_STOP;
+    return c->paused_user || c->paused_hw ? TLS_IO_PAUSE : TLS_IO_GO;
+}
+
 static int io_open(void *arg)
 {
     pc_conn_t *c = arg;
     c->tls_phase = TLSP_OPEN;
     if (tls_sess_resumed(c->ext->tls)) counter_add(&conn_worker(c)->tls_resumed, 1);
     conn_opened(c);
-    return c->state != CS_OPEN;
+    return io_answer(c);
 }
 
 static int io_data(void *arg, const void *data, size_t len)
 {
     pc_conn_t *c = arg;
     conn_cb(c)->on_data(c, data, len);
-    return c->state != CS_OPEN;
+    return io_answer(c);
 }
 
 static const tls_io_t conn_io = {io_out, io_open, io_data};

@@ -86,6 +86,12 @@ int tls_sess_feed(tls_sess_t *s, const void *data, size_t n, const tls_io_t *io,
     return PC_ENOSYS;
 }
 
+int tls_sess_has_rest(const tls_sess_t *s)
+{
+    (void)s;
+    return 0;
+}
+
 int tls_sess_write(tls_sess_t *s, const pc_buf_t *bufs, unsigned n, const tls_io_t *io, void *arg)
 {
     (void)s;

@@ -19,6 +19,9 @@
 /* plaintext per SSL_read: one record's worth */
 #define TLS_PLAIN_CHUNK 16384
 
+/* feed() stopped for a pause (tls_sess_feed keeps the rest; never returned) */
+#define TLS_FEED_PAUSE 3
+
 struct tls_sess_s {
     SSL *ssl;
     pc_tls_ctx_t *ctx;
@@ -32,6 +35,11 @@ struct tls_sess_s {
     /* plaintext written before the handshake completed (sent after it) */
     unsigned char *pend;
     size_t pend_len;
+    /* received bytes not yet fed: a callback paused reading (the next feed
+     * takes them first) */
+    unsigned char *rest;
+    size_t rest_len;
+    uint8_t no_pause; /* keeping the rest failed: this feed ignores pauses */
     uint8_t established;
     uint8_t failed;
     uint8_t shut;
@@ -173,6 +181,7 @@ void tls_sess_free(tls_sess_t *s)
     if (!s) return;
     SSL_free(s->ssl);
     pc__free(s->pend);
+    pc__free(s->rest);
     pc__free(s->host);
     pc_tls_ctx_t *ctx = s->ctx;
     pc__free(s);
@@ -252,7 +261,8 @@ static int feed(tls_sess_t *s)
             return sess_fail(s, "handshake");
         }
         s->established = 1;
-        if (io->open(arg)) return TLS_FEED_STOP;
+        int opened = io->open(arg);
+        if (opened == TLS_IO_STOP) return TLS_FEED_STOP;
         if (s->pend_len) {
             int rc = write_plain(s, s->pend, s->pend_len);
             pc__free(s->pend);
@@ -260,12 +270,17 @@ static int feed(tls_sess_t *s)
             s->pend_len = 0;
             if (rc < 0) return rc;
         }
+        if (opened == TLS_IO_PAUSE && !s->no_pause) return TLS_FEED_PAUSE;
     }
     unsigned char buf[TLS_PLAIN_CHUNK];
     for (;;) {
         size_t got = 0;
         if (SSL_read_ex(s->ssl, buf, sizeof buf, &got) == 1) {
-            if (io->data(arg, buf, got)) return TLS_FEED_STOP;
+            int r = io->data(arg, buf, got);
+            if (r == TLS_IO_STOP) return TLS_FEED_STOP;
+            /* a record is read whole into buf (one record's plaintext at
+             * most): what is left is in the input, kept by the caller */
+            if (r == TLS_IO_PAUSE && !s->no_pause) return TLS_FEED_PAUSE;
             continue;
         }
         int e = SSL_get_error(s->ssl, 0);
@@ -278,10 +293,52 @@ static int feed(tls_sess_t *s)
 int tls_sess_feed(tls_sess_t *s, const void *data, size_t n, const tls_io_t *io, void *arg)
 {
     if (s->failed) return PC_ETLS;
+    /* input an earlier pause kept goes first, then this feed's */
+    unsigned char *own = NULL;
+    if (s->rest_len) {
+        own = s->rest;
+        if (n) {
+            unsigned char *p = pc__realloc(own, s->rest_len + n);
+            if (!p) return PC_ENOMEM; /* the session cannot go on in order */
+            memcpy(p + s->rest_len, data, n);
+            own = p;
+        }
+        data = own;
+        n += s->rest_len;
+        s->rest = NULL;
+        s->rest_len = 0;
+    }
     sess_bind(s, data, n, io, arg);
     int rc = feed(s);
+    if (rc == TLS_FEED_PAUSE) {
+        rc = 0;
+        if (s->in_len && own) { /* the kept block holds it: move it to the front */
+            memmove(own, s->in, s->in_len);
+            s->rest = own;
+            s->rest_len = s->in_len;
+            own = NULL;
+        } else if (s->in_len) {
+            s->rest = pc__malloc(s->in_len);
+            if (s->rest) {
+                memcpy(s->rest, s->in, s->in_len);
+                s->rest_len = s->in_len;
+            } else { /* delivered despite the pause */
+                s->no_pause = 1;
+                rc = feed(s);
+                s->no_pause = 0;
+            }
+        }
+    }
     sess_unbind(s);
+    pc__free(own);
     return rc;
+}
+
+int tls_sess_has_rest(const tls_sess_t *s)
+{
+    /* or plaintext OpenSSL decrypted and has not handed out (a record is
+     * read whole, so none is expected; if there is, the next feed takes it) */
+    return s->rest_len != 0 || (s->established && SSL_pending(s->ssl) > 0);
 }
 
 int tls_sess_write(tls_sess_t *s, const pc_buf_t *bufs, unsigned n, const tls_io_t *io, void *arg)

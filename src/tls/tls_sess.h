@@ -23,12 +23,15 @@ typedef struct tls_io_s {
     /* Ciphertext to send, in order. 0, or PC_ENOMEM (the session then
      * fails). */
     int (*out)(void *arg, const void *data, size_t len);
-    /* The handshake completed. Return nonzero to stop feeding (the
-     * connection closed meanwhile). */
+    /* The handshake completed. Return TLS_IO_GO, TLS_IO_STOP (the
+     * connection closed meanwhile: stop feeding) or TLS_IO_PAUSE (reading
+     * is paused: keep the rest of the input, tls_sess_has_rest). */
     int (*open)(void *arg);
-    /* Plaintext arrived. Return nonzero to stop feeding. */
+    /* Plaintext arrived. Same answers as open. */
     int (*data)(void *arg, const void *data, size_t len);
 } tls_io_t;
+
+enum { TLS_IO_GO = 0, TLS_IO_STOP = 1, TLS_IO_PAUSE = 2 };
 
 /* tls_sess_feed results besides 0 (all taken, need more) and < 0 errors */
 #define TLS_FEED_EOF  1 /* the peer sent close_notify */
@@ -51,9 +54,17 @@ int tls_sess_resumed(const tls_sess_t *s);
 /* Client side: write the ClientHello. 0 or PC_ETLS / PC_ENOMEM. */
 int tls_sess_start(tls_sess_t *s, const tls_io_t *io, void *arg);
 /* Bytes received: handshake, then plaintext to io->data. Returns 0 (all
- * taken), TLS_FEED_EOF, TLS_FEED_STOP, or PC_ETLS (handshake or record
- * failure; an alert may have gone to io->out) / PC_ENOMEM. */
+ * taken, or kept: a callback paused), TLS_FEED_EOF, TLS_FEED_STOP, or
+ * PC_ETLS (handshake or record failure; an alert may have gone to io->out) /
+ * PC_ENOMEM. When io->open or io->data answers TLS_IO_PAUSE, the input not
+ * yet decrypted is kept in the session (at most what this feed brought and
+ * what an earlier pause kept) and goes first in the next feed, which may
+ * bring no new bytes (n == 0). Without memory to keep it, the feed goes on
+ * despite the pause. */
 int tls_sess_feed(tls_sess_t *s, const void *data, size_t n, const tls_io_t *io, void *arg);
+/* 1 while a pause keeps input in the session (tls_sess_feed with n == 0
+ * delivers it). */
+int tls_sess_has_rest(const tls_sess_t *s);
 /* Encrypt the application's bytes to io->out; before the handshake has
  * completed they are kept and written right after it. 0, PC_ENOMEM,
  * PC_ETLS (the session failed or is shut down). */

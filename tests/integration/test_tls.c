@@ -859,6 +859,74 @@ static void on_sent_application_bytes_only(void **state)
     shim_close(raw);
 }
 
+/* pc_conn_pause_read in on_data holds a TLS connection's input as it holds
+ * a plain one's: ten records and the client's close_notify arrive in one
+ * receive; the first record's on_data pauses, and so does the fifth's (in
+ * what the first pause kept); nothing is delivered while paused, each
+ * timer resumes, the records come in order, then the peer's close. The
+ * feed used to go on through every record of the receive, paused or not. */
+#define PAUSE_RECORDS 10
+#define PAUSE_RECORD  100
+static atomic_int g_pause_calls, g_pause_calls_paused, g_paused, g_pause_len;
+static char g_pause_got[PAUSE_RECORDS * PAUSE_RECORD];
+
+static void pause_resume(pc_conn_t *c)
+{
+    atomic_store(&g_paused, 0);
+    assert_int_equal(pc_conn_resume_read(c), 0);
+}
+
+static void pause_data(pc_conn_t *c, const void *data, size_t len)
+{
+    int n = atomic_fetch_add(&g_pause_calls, 1);
+    if (atomic_load(&g_paused)) atomic_fetch_add(&g_pause_calls_paused, 1);
+    size_t at = (size_t)atomic_load(&g_pause_len);
+    if (at + len <= sizeof g_pause_got) memcpy(g_pause_got + at, data, len);
+    atomic_store(&g_pause_len, (int)(at + len));
+    if (n == 0 || n == 4) {
+        atomic_store(&g_paused, 1);
+        assert_int_equal(pc_conn_pause_read(c), 0);
+        assert_int_equal(pc_conn_timer(c, 200, pause_resume), 0);
+    }
+}
+
+static void pause_keeps_tls_records(void **state)
+{
+    (void)state;
+    atomic_store(&g_pause_calls, 0);
+    atomic_store(&g_pause_calls_paused, 0);
+    atomic_store(&g_paused, 0);
+    atomic_store(&g_pause_len, 0);
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.cb.on_data = pause_data;
+    start_tls_server(&cfg, NULL, 0);
+    tcli_t t;
+    assert_true(tcli_open(&t, DATA("ca.pem"), NULL, NULL));
+    /* the records and the close_notify go to memory, then out in one send */
+    BIO *mem = BIO_new(BIO_s_mem());
+    assert_non_null(mem);
+    SSL_set0_wbio(t.ssl, mem);
+    char want[PAUSE_RECORDS * PAUSE_RECORD];
+    for (int i = 0; i < PAUSE_RECORDS; i++) {
+        memset(want + i * PAUSE_RECORD, 'a' + i, PAUSE_RECORD);
+        assert_int_equal(SSL_write(t.ssl, want + i * PAUSE_RECORD, PAUSE_RECORD), PAUSE_RECORD);
+    }
+    assert_true(SSL_shutdown(t.ssl) >= 0);
+    char *flight;
+    long fl = BIO_get_mem_data(mem, &flight);
+    assert_true(fl > PAUSE_RECORDS * PAUSE_RECORD);
+    assert_int_equal(shim_send_all(t.fd, flight, (size_t)fl), 0);
+    WAIT_FOR(atomic_load(&g_pause_len) == (int)sizeof want, 5000);
+    assert_int_equal(atomic_load(&g_pause_len), (int)sizeof want);
+    assert_int_equal(atomic_load(&g_pause_calls_paused), 0); /* none while paused */
+    assert_true(atomic_load(&g_pause_calls) >= PAUSE_RECORDS);
+    assert_memory_equal(g_pause_got, want, sizeof want);
+    WAIT_FOR(atomic_load(&g_closes) == 1, 5000);
+    assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_PEER]), 1); /* close_notify, after them */
+    tcli_close(&t);
+}
+
 #else /* built without TLS: the same tests, skipped */
 
 #define SKIPPED(name)                                                 \
@@ -888,6 +956,7 @@ SKIPPED(proxy_then_tls)
 SKIPPED(connect_ex_proxy_then_tls)
 SKIPPED(cross_thread_send)
 SKIPPED(on_sent_application_bytes_only)
+SKIPPED(pause_keeps_tls_records)
 
 #endif
 
@@ -912,6 +981,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(cross_thread_send, teardown),
         cmocka_unit_test_teardown(connect_ex_proxy_then_tls, teardown),
         cmocka_unit_test_teardown(on_sent_application_bytes_only, teardown),
+        cmocka_unit_test_teardown(pause_keeps_tls_records, teardown),
     };
     if (PICK_TEST(tests, argc, argv) != 0) return 1;
     return cmocka_run_group_tests(tests, NULL, NULL);
