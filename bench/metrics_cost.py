@@ -36,9 +36,9 @@ def fill(port, n):
 
 
 def scrape(port, k, batch=50):
-    """k answers to "GET /metrics", pipelined batch at a time (a whole
-    flood in one read would queue more answers than pc-http lets one
-    connection hold, and it closes such a connection)."""
+    """k answers to "GET /metrics", pipelined batch at a time (pc-http
+    answers a whole flood too, letting requests wait while its send queue
+    is past high water; batches keep this client's buffers small)."""
     s = socket.socket()
     s.settimeout(60)
     s.bind(("127.0.0.73", 0))

@@ -32,6 +32,7 @@ typedef struct shard_s {
 
 typedef struct app_s {
     size_t max_head;
+    size_t send_high_water; /* the server's: past it, pipelined requests wait */
     uint64_t max_body;
     unsigned header_timeout_ms;
     http_metrics_hook_fn metrics_hook;
@@ -51,10 +52,13 @@ typedef struct route_s {
 enum { PATH_OTHER = 0, PATH_ROOT, PATH_METRICS, PATH_WHOAMI };
 
 /* What a connection keeps between reads: only while a head or a body is
- * split across reads. The bytes of a partial head live in one block behind
- * the header array the parser fills as lines complete. */
+ * split across reads, or pipelined requests wait for the send queue to
+ * drain. The bytes of a partial head live in one block behind the header
+ * array the parser fills as lines complete. */
 typedef struct hstate_s {
     uint64_t body_left; /* Content-Length body bytes still to discard */
+    char *waiting;      /* bytes of a read not parsed yet: the send queue is */
+    size_t waiting_len; /* past high water (on_drain takes them) */
     size_t len, cap;    /* partial head bytes buffered / room */
     char *block;        /* http_header_t[HTTP_APP_MAX_HEADERS], then cap bytes */
     int chunked;        /* a chunked body is being read: ck, then answer route */
@@ -372,6 +376,7 @@ static hstate_t *state_get(pc_conn_t *c)
 
 static void state_free(pc_conn_t *c, hstate_t *h)
 {
+    free(h->waiting);
     free(h->block);
     free(h);
     pc_conn_set_user_data(c, NULL);
@@ -411,7 +416,36 @@ static int partial_save(app_t *app, pc_conn_t *c, const http_parser_t *ps, const
 
 /* ---- callbacks -------------------------------------------------------------------- */
 
-static void on_data(pc_conn_t *c, const void *data, size_t len)
+/* Past high water (the whole queue: what is queued plus this call's
+ * output), the rest of a read waits: with many requests pipelined in one
+ * read, answering them all at once would queue without bound (past
+ * send_queue_limit a response is refused and the connection closed). */
+static int over_high_water(const app_t *app, pc_conn_t *c)
+{
+    return pc_conn_send_queued(c) + tls.out_len > app->send_high_water;
+}
+
+/* Keep the unparsed rest of a read until the queue drains, and pause
+ * reading. The output is queued first: the queue is then past high water,
+ * so the library has paused reading too and on_drain follows once it has
+ * drained to low water (pc-http sends only from its callbacks, so
+ * pc_conn_send_queued is that queue). 0, or -1 (no memory, or the output
+ * was refused: the caller goes on as before). */
+static int wait_for_drain(pc_conn_t *c, const char *p, size_t n)
+{
+    out_flush(c);
+    if (tls.out_failed) return -1;
+    hstate_t *h = state_get(c);
+    char *w = h ? malloc(n) : NULL;
+    if (!w) return -1;
+    memcpy(w, p, n);
+    h->waiting = w;
+    h->waiting_len = n;
+    pc_conn_pause_read(c);
+    return 0;
+}
+
+static void take_requests(pc_conn_t *c, const char *data, size_t len)
 {
     app_t *app = pc_server_user_data(pc_conn_server(c));
     hstate_t *h = pc_conn_user_data(c);
@@ -423,7 +457,7 @@ static void on_data(pc_conn_t *c, const void *data, size_t len)
     int chunked = h ? h->chunked : 0;
     http_chunked_t ck;
     route_t route;
-    int close = 0, status = 0, completed = 0, asked = 0;
+    int close = 0, status = 0, completed = 0, asked = 0, waits = 0;
 
     if (chunked) {
         ck = h->ck;
@@ -464,6 +498,12 @@ static void on_data(pc_conn_t *c, const void *data, size_t len)
         http_parser_t ps;
         http_request_t rq;
         http_header_t hd[HTTP_APP_MAX_HEADERS];
+        if (!(h && h->len) && over_high_water(app, c) && wait_for_drain(c, p, n) == 0) {
+            h = pc_conn_user_data(c);
+            waits = 1;
+            n = 0;
+            break;
+        }
         if (h && h->len) {
             /* a head split across reads: append at most up to the head limit
              * (the parser answers 431 once that many bytes are buffered) */
@@ -533,7 +573,7 @@ static void on_data(pc_conn_t *c, const void *data, size_t len)
     int body = body_left || chunked;
     if (body && !h) h = state_get(c);
     if (h) {
-        if (!body && !h->len) {
+        if (!body && !h->len && !waits) {
             state_free(c, h);
             h = NULL; /* no head in progress: the deadline below is cancelled */
         } else {
@@ -557,6 +597,41 @@ static void on_data(pc_conn_t *c, const void *data, size_t len)
         if (completed) pc_conn_set_header_timeout(c, 0);
         if (h && h->len) pc_conn_set_header_timeout(c, app->header_timeout_ms);
     }
+}
+
+static void on_data(pc_conn_t *c, const void *data, size_t len)
+{
+    hstate_t *h = pc_conn_user_data(c);
+    if (h && h->waiting_len) {
+        /* reading is paused while requests wait; bytes delivered anyway (a
+         * receive the library could not hold) go behind them */
+        char *w = realloc(h->waiting, h->waiting_len + len);
+        if (!w) {
+            pc_conn_close(c);
+            return;
+        }
+        memcpy(w + h->waiting_len, data, len);
+        h->waiting = w;
+        h->waiting_len += len;
+        return;
+    }
+    take_requests(c, data, len);
+}
+
+/* The send queue drained to low water: answer the requests that waited
+ * (they may wait again), then read on. */
+static void on_drain(pc_conn_t *c)
+{
+    hstate_t *h = pc_conn_user_data(c);
+    if (!h || !h->waiting_len) return;
+    char *w = h->waiting;
+    size_t n = h->waiting_len;
+    h->waiting = NULL;
+    h->waiting_len = 0;
+    take_requests(c, w, n);
+    free(w);
+    h = pc_conn_user_data(c);
+    if (!h || !h->waiting_len) pc_conn_resume_read(c);
 }
 
 static void on_close(pc_conn_t *c, pc_close_reason_t reason, int err)
@@ -585,13 +660,14 @@ int http_app_create(const http_app_config_t *cfg, pc_server_t **out, int *failed
     if (!app) return PC_ENOMEM;
     app->max_head = cfg->max_header_bytes ? cfg->max_header_bytes : HTTP_DEFAULT_MAX_HEAD;
     app->max_body = cfg->max_body_bytes;
+    app->send_high_water = cfg->server.send_high_water;
     app->metrics_hook = cfg->metrics_hook;
     app->metrics_hook_user = cfg->metrics_hook_user;
 
     pc_server_config_t sc = cfg->server;
     sc.cb.on_open = NULL;
     sc.cb.on_data = on_data;
-    sc.cb.on_drain = NULL;
+    sc.cb.on_drain = on_drain;
     sc.cb.on_close = on_close;
     sc.user_data = app;
     /* the library arms it when a connection opens; on_data cancels it when

@@ -11,17 +11,22 @@
  *
  * Keep-alive and pipelining: every complete request in one read is answered
  * in order from the same on_data call, so the responses leave in one gather
- * write. Request bodies (Content-Length, or chunked) are read and discarded
- * up to max_body_bytes (beyond: 413). A Content-Length request is answered
- * when its head is complete, a chunked one when its body ends ("100 Continue"
- * first if the client asked for it). Parser errors (400, 431, 501 for a
- * transfer coding other than chunked, 505), malformed chunked framing (400)
- * and 413 are answered with Connection: close and a graceful close.
+ * write, up to the server's send_high_water: past it, the rest of the read
+ * waits (reading paused) until the send queue drains to low water
+ * (on_drain), so a pipelined flood is answered whole at bounded memory
+ * instead of running into send_queue_limit. Request bodies (Content-Length,
+ * or chunked) are read and discarded up to max_body_bytes (beyond: 413). A
+ * Content-Length request is answered when its head is complete, a chunked
+ * one when its body ends ("100 Continue" first if the client asked for it).
+ * Parser errors (400, 431, 501 for a transfer coding other than chunked,
+ * 505), malformed chunked framing (400) and 413 are answered with
+ * Connection: close and a graceful close.
  *
  * Memory: a connection owns no application memory while it sits between
  * requests; a small state block (parser, the bytes of a partial head) is
- * allocated only while a request head or body is split across reads, and
- * freed as soon as it completes.
+ * allocated only while a request head or body is split across reads, or
+ * while pipelined requests wait for the queue to drain (at most the rest of
+ * one read), and freed as soon as that ends.
  *
  * THREADING: callbacks run on the server's workers (see portcullis.h); the
  * app keeps no lock on the request path (per-thread caches and counters).

@@ -598,6 +598,46 @@ static void body_discarded_pipelined(void **state)
     client_close(c);
 }
 
+/* A pipelined flood whose answers are far more than a connection may queue
+ * (2000 /metrics pages, about 12 MB, against send_queue_limit's 4 MiB):
+ * requests past high water wait for the queue to drain instead of being
+ * answered into a refused send. Every one is answered, in order (a body
+ * between them included), none refused, then the peer's FIN closes it. It
+ * used to close after about 660 answers, one read's worth queued. */
+static void pipelined_flood_waits_for_drain(void **state)
+{
+    (void)state;
+    enum { FLOOD = 2000 };
+    static const char get_metrics[] = "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n";
+    static const char post_body[] = "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello";
+    size_t cap = FLOOD * sizeof post_body, len = 0;
+    char *flood = malloc(cap);
+    assert_non_null(flood);
+    for (int i = 0; i < FLOOD; i++) {
+        const char *q = i % 50 == 49 ? post_body : get_metrics;
+        memcpy(flood + len, q, strlen(q));
+        len += strlen(q);
+    }
+    client_t *c = client_open();
+    client_send(c, flood, len);
+    shim_shutdown_write(c->s);
+    free(flood);
+    resp_t *r = malloc(sizeof *r);
+    assert_non_null(r);
+    for (int i = 0; i < FLOOD; i++) {
+        if (read_response(c, r, 0) != 0)
+            fail_msg("connection ended after %d of %d answers", i, FLOOD);
+        assert_int_equal(r->status, i % 50 == 49 ? 405 : 200);
+    }
+    free(r);
+    expect_fin(c);
+    client_close(c);
+    pc_server_stats_t st;
+    pc_server_stats(g_srv, &st);
+    assert_int_equal(st.send_limit_refused, 0);
+    assert_int_equal(st.send_refused, 0);
+}
+
 static void body_too_large_413(void **state)
 {
     (void)state;
@@ -716,6 +756,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(unknown_version_505, setup, teardown),
         cmocka_unit_test_setup_teardown(control_bytes_400, setup, teardown),
         cmocka_unit_test_setup_teardown(body_discarded_pipelined, setup, teardown),
+        cmocka_unit_test_setup_teardown(pipelined_flood_waits_for_drain, setup, teardown),
         cmocka_unit_test_setup_teardown(body_too_large_413, setup, teardown),
         cmocka_unit_test_setup_teardown(head_split_across_reads, setup, teardown),
         cmocka_unit_test_setup_teardown(header_timeout_keepalive, setup_header_timeout, teardown),
