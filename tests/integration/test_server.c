@@ -763,9 +763,11 @@ static void on_drain_fires(void **state)
     free(got);
     if (n != g_big) {
         pc_server_stats_t st = stats();
-        print_error("received %zu of %zu bytes in %llu ms; opens %d, bytes_out %llu, queued %llu\n",
-                    n, g_big, (unsigned long long)(shim_now_ms() - t0), atomic_load(&g_opens),
-                    (unsigned long long)st.bytes_out, (unsigned long long)st.send_queued_bytes);
+        print_error(
+            "received %llu of %llu bytes in %llu ms; opens %d, bytes_out %llu, queued %llu\n",
+            (unsigned long long)n, (unsigned long long)g_big,
+            (unsigned long long)(shim_now_ms() - t0), (int)atomic_load(&g_opens),
+            (unsigned long long)st.bytes_out, (unsigned long long)st.send_queued_bytes);
     }
     assert_int_equal(n, g_big);
     WAIT_FOR(atomic_load(&g_drains) == 1, 2000);
