@@ -418,10 +418,23 @@ static int read_wanted(const pc_conn_t *c)
     return c->state == CS_OPEN && !c->paused_user && !c->paused_hw && !c->peer_eof;
 }
 
+/* Received bytes a pause kept: a backend buffer (x->held) or, while open,
+ * the rest of a TLS receive. No receive starts while there are some: they
+ * go first (conn_deliver_held, at the end of every event), and a receive
+ * started meanwhile would deliver newer bytes ahead of them (a closing
+ * connection discards what it reads: the TLS rest goes with it). */
+static int conn_kept(const pc_conn_t *c)
+{
+    const conn_ext_t *x = c->ext;
+    if (!x || c->state == CS_CLOSED) return 0;
+    return x->held != NULL ||
+           (c->state == CS_OPEN && c->tls_phase == TLSP_OPEN && tls_sess_has_rest(x->tls));
+}
+
 /* Wait for readability (after EAGAIN, or on open). */
 static void conn_arm_read(pc_conn_t *c)
 {
-    if (c->reading || !read_wanted(c)) return;
+    if (c->reading || !read_wanted(c) || conn_kept(c)) return;
     c->reading = 1;
     c->ops_pending++;
     c->recv_op.tag = TAG_CONN_RECV;
@@ -442,7 +455,7 @@ static void conn_continue_read(pc_conn_t *c)
         conn_arm_read(c);
         return;
     }
-    if (c->reading || !read_wanted(c)) return;
+    if (c->reading || !read_wanted(c) || conn_kept(c)) return;
     c->reading = 1;
     c->ops_pending++;
     c->recv_op.tag = TAG_CONN_RECV;
@@ -490,7 +503,7 @@ static void handle_eof(pc_conn_t *c)
 static void conn_read(worker_t *w, pc_conn_t *c)
 {
     for (int budget = READ_BUDGET; budget > 0; budget--) {
-        if (!read_wanted(c)) return;
+        if (!read_wanted(c) || conn_kept(c)) return; /* kept bytes first: conn_after */
         int n = sock_recv(c->ps.fd, w->scratch, w->scratch_size);
         if (n > 0) {
             counter_add(&w->bytes_in, (uint64_t)n);
@@ -1000,8 +1013,10 @@ static void conn_after(pc_conn_t *c)
         conn_flush(c);
         conn_continue_read(c);
     }
-    conn_deliver_held(c);
     conn_notify_sent(c);
+    /* last: a resume from any callback above (on_drain, on_sent) finds
+     * what a pause kept delivered before a receive is started */
+    conn_deliver_held(c);
     if (c->state == CS_CLOSING && !c->sending && tx_empty(c)) {
         do_fin(c);
         if (c->state != CS_CLOSED) conn_arm_read(c);
@@ -1753,30 +1768,30 @@ static int hold_data(pc_conn_t *c, void *data, uint32_t len)
  * then the receive goes on. */
 static void conn_deliver_held(pc_conn_t *c)
 {
+    if (!conn_kept(c)) return;
     conn_ext_t *x = c->ext;
-    if (!x || c->state == CS_CLOSED) return;
     if (c->state == CS_OPEN && !read_wanted(c)) return;
-    /* received before the held buffer: the TLS input a pause kept (a
-     * closing connection reads and discards; the rest goes with it) */
+    /* received before the held buffer: the TLS input a pause kept */
     if (c->state == CS_OPEN && c->tls_phase == TLSP_OPEN && tls_sess_has_rest(x->tls)) {
         tls_deliver(c, NULL, 0);
         if (c->state == CS_CLOSED) return;
         conn_flush(c);
-        if (c->state != CS_OPEN || !read_wanted(c)) return; /* paused again */
+        if (c->state == CS_OPEN && !read_wanted(c)) return; /* paused again */
     }
-    if (!x->held) return;
-    void *data = x->held;
-    uint32_t len = x->held_len;
-    x->held = NULL;
-    if (c->state == CS_OPEN) {
-        counter_add(&conn_worker(c)->bytes_in, len);
-        c->last_rx_ms = pc__now_ms();
-        conn_cb(c)->on_data(c, data, len);
+    if (x->held) {
+        void *data = x->held;
+        uint32_t len = x->held_len;
+        x->held = NULL;
+        if (c->state == CS_OPEN) { /* as a receive: through TLS or the PROXY parser */
+            counter_add(&conn_worker(c)->bytes_in, len);
+            c->last_rx_ms = pc__now_ms();
+            conn_deliver(tls_worker, c, data, len);
+        }
+        port_recv_done(conn_port(c), &c->ps, data);
+        if (c->state == CS_CLOSED) return;
+        conn_flush(c);
     }
-    port_recv_done(conn_port(c), &c->ps, data);
-    if (c->state == CS_CLOSED) return;
-    conn_flush(c);
-    conn_continue_read(c);
+    conn_continue_read(c); /* nothing kept: receive again (unless paused) */
 }
 
 /* The connection is released with a kept buffer: give it back. */

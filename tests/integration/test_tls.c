@@ -860,13 +860,18 @@ static void on_sent_application_bytes_only(void **state)
 }
 
 /* pc_conn_pause_read in on_data holds a TLS connection's input as it holds
- * a plain one's: ten records and the client's close_notify arrive in one
- * receive; the first record's on_data pauses, and so does the fifth's (in
- * what the first pause kept); nothing is delivered while paused, each
- * timer resumes, the records come in order, then the peer's close. The
- * feed used to go on through every record of the receive, paused or not. */
+ * a plain one's: the client's records come in one receive (or two), and
+ * nothing is delivered while paused; each resume delivers what the pause
+ * kept first, in order, then the peer's end. The feed used to go on through
+ * every record of a receive, paused or not. */
 #define PAUSE_RECORDS 10
 #define PAUSE_RECORD  100
+enum {
+    PAUSE_AT_0_AND_4, /* pause at the 1st record and the 5th (in what the 1st kept) */
+    PAUSE_EVERY,      /* pause at every record */
+    PAUSE_UNTIL_SENT  /* pause at the 1st, send a byte, resume in on_sent */
+};
+static int g_pause_mode;
 static atomic_int g_pause_calls, g_pause_calls_paused, g_paused, g_pause_len;
 static char g_pause_got[PAUSE_RECORDS * PAUSE_RECORD];
 
@@ -876,6 +881,11 @@ static void pause_resume(pc_conn_t *c)
     assert_int_equal(pc_conn_resume_read(c), 0);
 }
 
+static void pause_sent(pc_conn_t *c)
+{
+    if (atomic_load(&g_paused)) pause_resume(c);
+}
+
 static void pause_data(pc_conn_t *c, const void *data, size_t len)
 {
     int n = atomic_fetch_add(&g_pause_calls, 1);
@@ -883,16 +893,22 @@ static void pause_data(pc_conn_t *c, const void *data, size_t len)
     size_t at = (size_t)atomic_load(&g_pause_len);
     if (at + len <= sizeof g_pause_got) memcpy(g_pause_got + at, data, len);
     atomic_store(&g_pause_len, (int)(at + len));
-    if (n == 0 || n == 4) {
-        atomic_store(&g_paused, 1);
-        assert_int_equal(pc_conn_pause_read(c), 0);
-        assert_int_equal(pc_conn_timer(c, 200, pause_resume), 0);
-    }
+    int pause =
+        g_pause_mode == PAUSE_EVERY || n == 0 || (g_pause_mode == PAUSE_AT_0_AND_4 && n == 4);
+    if (!pause) return;
+    atomic_store(&g_paused, 1);
+    assert_int_equal(pc_conn_pause_read(c), 0);
+    if (g_pause_mode == PAUSE_UNTIL_SENT)
+        assert_int_equal(pc_conn_send(c, "x", 1), 0);
+    else
+        assert_int_equal(pc_conn_timer(c, g_pause_mode == PAUSE_EVERY ? 60 : 200, pause_resume), 0);
 }
 
-static void pause_keeps_tls_records(void **state)
+/* The client writes the records (in two flights 30 ms apart, or one) and
+ * ends with close_notify in the last flight, or with a bare FIN after it. */
+static void pause_run(int mode, int two_flights, int fin)
 {
-    (void)state;
+    g_pause_mode = mode;
     atomic_store(&g_pause_calls, 0);
     atomic_store(&g_pause_calls_paused, 0);
     atomic_store(&g_paused, 0);
@@ -900,31 +916,64 @@ static void pause_keeps_tls_records(void **state)
     pc_server_config_t cfg;
     base_config(&cfg);
     cfg.cb.on_data = pause_data;
+    cfg.cb.on_sent = pause_sent;
     start_tls_server(&cfg, NULL, 0);
     tcli_t t;
     assert_true(tcli_open(&t, DATA("ca.pem"), NULL, NULL));
-    /* the records and the close_notify go to memory, then out in one send */
+    /* records go to memory, then out in one send per flight */
     BIO *mem = BIO_new(BIO_s_mem());
     assert_non_null(mem);
     SSL_set0_wbio(t.ssl, mem);
-    char want[PAUSE_RECORDS * PAUSE_RECORD];
+    char want[PAUSE_RECORDS * PAUSE_RECORD], *flight;
     for (int i = 0; i < PAUSE_RECORDS; i++) {
         memset(want + i * PAUSE_RECORD, 'a' + i, PAUSE_RECORD);
         assert_int_equal(SSL_write(t.ssl, want + i * PAUSE_RECORD, PAUSE_RECORD), PAUSE_RECORD);
+        if (two_flights && i == PAUSE_RECORDS / 2 - 1) {
+            long fl = BIO_get_mem_data(mem, &flight);
+            assert_int_equal(shim_send_all(t.fd, flight, (size_t)fl), 0);
+            assert_int_equal(BIO_reset(mem), 1);
+            shim_sleep_ms(30);
+        }
     }
-    assert_true(SSL_shutdown(t.ssl) >= 0);
-    char *flight;
+    if (!fin) assert_true(SSL_shutdown(t.ssl) >= 0);
     long fl = BIO_get_mem_data(mem, &flight);
-    assert_true(fl > PAUSE_RECORDS * PAUSE_RECORD);
+    assert_true(fl > 0);
     assert_int_equal(shim_send_all(t.fd, flight, (size_t)fl), 0);
+    if (fin) shim_shutdown_write(t.fd);
     WAIT_FOR(atomic_load(&g_pause_len) == (int)sizeof want, 5000);
     assert_int_equal(atomic_load(&g_pause_len), (int)sizeof want);
     assert_int_equal(atomic_load(&g_pause_calls_paused), 0); /* none while paused */
     assert_true(atomic_load(&g_pause_calls) >= PAUSE_RECORDS);
     assert_memory_equal(g_pause_got, want, sizeof want);
     WAIT_FOR(atomic_load(&g_closes) == 1, 5000);
-    assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_PEER]), 1); /* close_notify, after them */
+    assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_PEER]), 1); /* its end, after them */
     tcli_close(&t);
+}
+
+/* ten records and close_notify in one receive; pauses at the 1st record
+ * and at the 5th, in what the 1st pause kept */
+static void pause_keeps_tls_records(void **state)
+{
+    (void)state;
+    pause_run(PAUSE_AT_0_AND_4, 0, 0);
+}
+
+/* a pause at every record, the records in two receives: the second
+ * arrives while the first's rest is kept (io_uring used to hold it and
+ * hand its ciphertext to on_data undecrypted) */
+static void pause_every_tls_record(void **state)
+{
+    (void)state;
+    pause_run(PAUSE_EVERY, 1, 0);
+}
+
+/* resumed from on_sent, with the client's FIN behind the records: the
+ * kept records come before the FIN is read (they used to be dropped, or
+ * never fed on io_uring) */
+static void pause_resumed_in_on_sent(void **state)
+{
+    (void)state;
+    pause_run(PAUSE_UNTIL_SENT, 0, 1);
 }
 
 #else /* built without TLS: the same tests, skipped */
@@ -957,6 +1006,8 @@ SKIPPED(connect_ex_proxy_then_tls)
 SKIPPED(cross_thread_send)
 SKIPPED(on_sent_application_bytes_only)
 SKIPPED(pause_keeps_tls_records)
+SKIPPED(pause_every_tls_record)
+SKIPPED(pause_resumed_in_on_sent)
 
 #endif
 
@@ -982,6 +1033,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(connect_ex_proxy_then_tls, teardown),
         cmocka_unit_test_teardown(on_sent_application_bytes_only, teardown),
         cmocka_unit_test_teardown(pause_keeps_tls_records, teardown),
+        cmocka_unit_test_teardown(pause_every_tls_record, teardown),
+        cmocka_unit_test_teardown(pause_resumed_in_on_sent, teardown),
     };
     if (PICK_TEST(tests, argc, argv) != 0) return 1;
     return cmocka_run_group_tests(tests, NULL, NULL);

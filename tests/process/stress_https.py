@@ -28,6 +28,11 @@ BIN_DIR/pc-stress --json against it:
              one PROXY header per connection, up to -c more for connections
              the run's end cut off (its /metrics, asked over TLS from an
              untrusted source): the header goes before the TLS handshake;
+  flood      one TLS connection pipelines 3000 GET /metrics (about 19 MB of
+             answers, past the 4 MiB a connection may queue) and a last request
+             with Connection: close: every one answered, then the close; the
+             requests past high water wait for the queue to drain, and the
+             records a pause kept are decrypted before newer ones;
   usage      --cacert with an http:// URL, and --cacert with --insecure: exit 2.
 
 Exit 0 on pass, 1 on failure (every failed check printed), 77 when pc-http
@@ -45,6 +50,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 from proclib import Checks, Fail, Server, run_stress, set_budget, stress_json  # noqa: E402
@@ -80,6 +86,32 @@ def https_get(port, ca, path, src):
                 break
             out += d
     return out.decode("latin-1")
+
+
+def tls_flood(port, ca, n):
+    """n pipelined GET /metrics and a closing GET / on one TLS connection,
+    sent by a thread while this one reads: (200 answers, other statuses)."""
+    ctx = ssl.create_default_context(cafile=ca)
+    raw = socket.create_connection(("127.0.0.1", port), timeout=20)
+    s = ctx.wrap_socket(raw, server_hostname="localhost")
+    reqs = (b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n" * n +
+            b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+    sender = threading.Thread(target=s.sendall, args=(reqs,), daemon=True)
+    sender.start()
+    out = bytearray()
+    try:
+        while True:
+            d = s.recv(1 << 20)
+            if not d:
+                break
+            out += d
+    except (OSError, ssl.SSLError) as e:
+        print("flood: read ended: %s" % e)
+    sender.join(5)
+    s.close()
+    statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", bytes(out))
+    ok = sum(1 for st in statuses if st == b"200")
+    return ok, len(statuses) - ok
 
 
 def proxy_v2(a, data, ca, common, check):
@@ -197,6 +229,11 @@ def main():
                 shutil.rmtree(d)
         else:
             print("skip: renewal (no openssl tool)")
+
+        ok, other = tls_flood(port, ca, 3000)
+        print("flood: %d answered 200, %d other" % (ok, other))
+        check(ok == 3001 and other == 0,
+              "flood: 3001 pipelined requests over TLS all answered (%d, %d other)" % (ok, other))
 
         proxy_v2(a, data, ca, common, check)
 
