@@ -57,11 +57,14 @@ enum { PATH_OTHER = 0, PATH_ROOT, PATH_METRICS, PATH_WHOAMI };
  * array the parser fills as lines complete. */
 typedef struct hstate_s {
     uint64_t body_left; /* Content-Length body bytes still to discard */
-    char *waiting;      /* bytes of a read not parsed yet: the send queue is */
-    size_t waiting_len; /* past high water (on_drain takes them) */
-    size_t len, cap;    /* partial head bytes buffered / room */
-    char *block;        /* http_header_t[HTTP_APP_MAX_HEADERS], then cap bytes */
-    int chunked;        /* a chunked body is being read: ck, then answer route */
+    /* bytes of a read not parsed yet, the send queue being past high water
+     * (on_drain takes them): waiting_len bytes at waiting + waiting_off */
+    char *waiting;
+    size_t waiting_off, waiting_len;
+    char *taking;    /* the block on_drain is parsing: a new wait keeps it */
+    size_t len, cap; /* partial head bytes buffered / room */
+    char *block;     /* http_header_t[HTTP_APP_MAX_HEADERS], then cap bytes */
+    int chunked;     /* a chunked body is being read: ck, then answer route */
     http_chunked_t ck;
     route_t route;
     http_parser_t p;
@@ -436,10 +439,18 @@ static int wait_for_drain(pc_conn_t *c, const char *p, size_t n)
     out_flush(c);
     if (tls.out_failed) return -1;
     hstate_t *h = state_get(c);
-    char *w = h ? malloc(n) : NULL;
-    if (!w) return -1;
-    memcpy(w, p, n);
-    h->waiting = w;
+    if (!h) return -1;
+    if (h->taking) { /* p is in the block on_drain parses: keep it, no copy */
+        h->waiting = h->taking;
+        h->waiting_off = (size_t)(p - h->taking);
+        h->taking = NULL;
+    } else {
+        char *w = malloc(n);
+        if (!w) return -1;
+        memcpy(w, p, n);
+        h->waiting = w;
+        h->waiting_off = 0;
+    }
     h->waiting_len = n;
     pc_conn_pause_read(c);
     return 0;
@@ -457,7 +468,7 @@ static void take_requests(pc_conn_t *c, const char *data, size_t len)
     int chunked = h ? h->chunked : 0;
     http_chunked_t ck;
     route_t route;
-    int close = 0, status = 0, completed = 0, asked = 0, waits = 0;
+    int close = 0, status = 0, completed = 0, asked = 0, waits = 0, can_wait = 1;
 
     if (chunked) {
         ck = h->ck;
@@ -498,11 +509,15 @@ static void take_requests(pc_conn_t *c, const char *data, size_t len)
         http_parser_t ps;
         http_request_t rq;
         http_header_t hd[HTTP_APP_MAX_HEADERS];
-        if (!(h && h->len) && over_high_water(app, c) && wait_for_drain(c, p, n) == 0) {
+        if (can_wait && !(h && h->len) && over_high_water(app, c)) {
+            int rc = wait_for_drain(c, p, n);
             h = pc_conn_user_data(c);
-            waits = 1;
-            n = 0;
-            break;
+            if (rc == 0) {
+                waits = 1;
+                n = 0;
+                break;
+            }
+            can_wait = 0; /* no memory: answered as they come, as before */
         }
         if (h && h->len) {
             /* a head split across reads: append at most up to the head limit
@@ -605,12 +620,13 @@ static void on_data(pc_conn_t *c, const void *data, size_t len)
     if (h && h->waiting_len) {
         /* reading is paused while requests wait; bytes delivered anyway (a
          * receive the library could not hold) go behind them */
-        char *w = realloc(h->waiting, h->waiting_len + len);
+        size_t end = h->waiting_off + h->waiting_len;
+        char *w = realloc(h->waiting, end + len);
         if (!w) {
             pc_conn_close(c);
             return;
         }
-        memcpy(w + h->waiting_len, data, len);
+        memcpy(w + end, data, len);
         h->waiting = w;
         h->waiting_len += len;
         return;
@@ -628,9 +644,13 @@ static void on_drain(pc_conn_t *c)
     size_t n = h->waiting_len;
     h->waiting = NULL;
     h->waiting_len = 0;
-    take_requests(c, w, n);
-    free(w);
+    h->taking = w;
+    take_requests(c, w + h->waiting_off, n);
+    /* the block stays if the requests wait again (wait_for_drain took it);
+     * h is gone if nothing was left to keep */
     h = pc_conn_user_data(c);
+    if (!h || h->waiting != w) free(w);
+    if (h) h->taking = NULL;
     if (!h || !h->waiting_len) pc_conn_resume_read(c);
 }
 
