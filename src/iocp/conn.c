@@ -40,6 +40,7 @@ static void sendq_take(pc_conn_t *c, queue_t *from);
 static void posts_run(pc_conn_t *c, struct inbox_post_s *p);
 static void conn_notify_sent(pc_conn_t *c);
 static int hold_data(pc_conn_t *c, void *data, uint32_t len);
+static int hold_copy(pc_conn_t *c, const char *data, size_t n);
 static void conn_deliver_held(pc_conn_t *c);
 static void drop_held(pc_conn_t *c);
 static void tls_deliver(pc_conn_t *c, const char *data, size_t n);
@@ -586,6 +587,9 @@ static void conn_deliver(worker_t *w, pc_conn_t *c, const char *data, size_t n)
         data += used;
         n -= used;
         if (!n || c->state != CS_OPEN) return;
+        /* on_open paused: the bytes after the header wait, as a receive
+         * would (without memory, delivered despite the pause) */
+        if (!c->tls_phase && !read_wanted(c) && hold_copy(c, data, n)) return;
     }
     if (c->tls_phase) {
         tls_deliver(c, data, n);
@@ -867,9 +871,11 @@ static void handle_kick(pc_conn_t *c)
     c->inbox_tx = NULL;
     size_t xbytes = atomic_load(&c->inbox_send_bytes);
     /* the bytes move to sendq_bytes in the same critical section, so that
-     * per-connection limit checks never see them in neither (not while
-     * opening: conn_open below must not see bytes it has no queue for) */
-    int moved = xbytes && c->state != CS_OPENING;
+     * per-connection limit checks never see them in neither (not before
+     * conn_open below, whose failure closes with sendq_bytes: the bytes
+     * are then not queued; while an outbound connect is in flight they
+     * are, as when open) */
+    int moved = xbytes && (c->state != CS_OPENING || c->connecting);
     if (moved) atomic_fetch_add(&c->sendq_bytes, xbytes);
     atomic_store(&c->inbox_send_bytes, 0);
     int inbox_close = c->inbox_close & INBOX_CLOSE_HOW;
@@ -1753,6 +1759,11 @@ const struct sockaddr *pc_conn_local_addr(const pc_conn_t *cc)
     return a ? &a->sa : &unknown.sa;
 }
 
+/* held_len's top bit: the held bytes are the library's own copy (bytes
+ * after a PROXY header that on_open paused), counted when they were read
+ * and freed after delivery, not a backend buffer */
+#define HELD_COPY 0x80000000u
+
 /* Returns 1 if the buffer is kept (for conn_deliver_held), 0 to deliver it
  * now (no memory for the record: delivered despite the pause). */
 static int hold_data(pc_conn_t *c, void *data, uint32_t len)
@@ -1762,6 +1773,26 @@ static int hold_data(pc_conn_t *c, void *data, uint32_t len)
     x->held = data;
     x->held_len = len;
     return 1;
+}
+
+/* Keep a copy of received bytes that a pause stopped (the same rules). */
+static int hold_copy(pc_conn_t *c, const char *data, size_t n)
+{
+    if (n >= HELD_COPY) return 0;
+    void *p = pc__malloc(n);
+    if (!p) return 0;
+    memcpy(p, data, n);
+    if (hold_data(c, p, (uint32_t)n | HELD_COPY)) return 1;
+    pc__free(p);
+    return 0;
+}
+
+static void held_free(pc_conn_t *c, void *data, uint32_t len)
+{
+    if (len & HELD_COPY)
+        pc__free(data);
+    else
+        port_recv_done(conn_port(c), &c->ps, data);
 }
 
 /* Reading resumed (conn_after, outside callbacks): the kept buffer first,
@@ -1780,14 +1811,14 @@ static void conn_deliver_held(pc_conn_t *c)
     }
     if (x->held) {
         void *data = x->held;
-        uint32_t len = x->held_len;
+        uint32_t tag = x->held_len, len = tag & ~HELD_COPY;
         x->held = NULL;
         if (c->state == CS_OPEN) { /* as a receive: through TLS or the PROXY parser */
-            counter_add(&conn_worker(c)->bytes_in, len);
+            if (!(tag & HELD_COPY)) counter_add(&conn_worker(c)->bytes_in, len);
             c->last_rx_ms = pc__now_ms();
             conn_deliver(tls_worker, c, data, len);
         }
-        port_recv_done(conn_port(c), &c->ps, data);
+        held_free(c, data, tag);
         if (c->state == CS_CLOSED) return;
         conn_flush(c);
     }
@@ -1798,7 +1829,7 @@ static void conn_deliver_held(pc_conn_t *c)
 static void drop_held(pc_conn_t *c)
 {
     if (!c->ext || !c->ext->held) return;
-    port_recv_done(conn_port(c), &c->ps, c->ext->held);
+    held_free(c, c->ext->held, c->ext->held_len);
     c->ext->held = NULL;
 }
 

@@ -593,6 +593,56 @@ static void connect_ex_sends_header(void **state)
     assert_int_equal(atomic_load(&g_opens), 3);
 }
 
+/* on_open pauses reading (the header's segment also carries the first
+ * bytes): those bytes wait for the resume, as a receive would, and count
+ * once in bytes_in. They used to go to on_data right after on_open. */
+static atomic_int g_px_early, g_px_resumed;
+
+static void px_resume(pc_conn_t *c)
+{
+    atomic_store(&g_px_resumed, 1);
+    assert_int_equal(pc_conn_resume_read(c), 0);
+}
+
+static void px_pause_open(pc_conn_t *c)
+{
+    px_on_open(c);
+    assert_int_equal(pc_conn_pause_read(c), 0);
+    assert_int_equal(pc_conn_timer(c, 300, px_resume), 0);
+}
+
+static void px_echo_data(pc_conn_t *c, const void *data, size_t len)
+{
+    if (!atomic_load(&g_px_resumed)) atomic_fetch_add(&g_px_early, 1);
+    pc_conn_send(c, data, len);
+}
+
+static void pause_in_on_open_keeps_bytes(void **state)
+{
+    (void)state;
+    atomic_store(&g_px_early, 0);
+    atomic_store(&g_px_resumed, 0);
+    pc_server_config_t cfg;
+    px_config(&cfg, "allow 127.0.0.0/8\n");
+    cfg.cb.on_open = px_pause_open;
+    cfg.cb.on_data = px_echo_data;
+    start_server(&cfg);
+    shim_sock_t s = connect_nodelay(NULL);
+    const char *both = "PROXY TCP4 192.0.2.8 127.0.0.1 1 2\r\nfirst";
+    assert_int_equal(shim_send_all(s, both, strlen(both)), 0);
+    char line[300];
+    read_line(s, line, sizeof line);
+    assert_string_equal(line, "peer=192.0.2.8:1 proxy=127.0.0.1 authority=-");
+    char echo[5];
+    assert_int_equal(shim_recv_exact(s, echo, 5), 5); /* after the resume */
+    assert_memory_equal(echo, "first", 5);
+    assert_int_equal(atomic_load(&g_px_resumed), 1);
+    assert_int_equal(atomic_load(&g_px_early), 0);
+    expect_echo(s, "more");
+    assert_int_equal(stats().bytes_in, strlen(both) + 4);
+    shim_close(s);
+}
+
 int main(int argc, char **argv)
 {
     shim_init();
@@ -607,6 +657,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(per_source_slots_released, teardown),
         cmocka_unit_test_teardown(proxy_over_ipv6, teardown),
         cmocka_unit_test_teardown(connect_ex_sends_header, teardown),
+        cmocka_unit_test_teardown(pause_in_on_open_keeps_bytes, teardown),
     };
     if (PICK_TEST(all, argc, argv) != 0) return 1;
     return cmocka_run_group_tests_name("proxy", all, NULL, NULL);
