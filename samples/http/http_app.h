@@ -14,10 +14,12 @@
  * write, up to the server's send_high_water: past it, the rest of the read
  * waits (reading paused) until the send queue drains to low water
  * (on_drain), so a pipelined flood is answered whole at bounded memory
- * instead of running into send_queue_limit. Request bodies (Content-Length,
- * or chunked) are read and discarded up to max_body_bytes (beyond: 413). A
- * Content-Length request is answered when its head is complete, a chunked
- * one when its body ends ("100 Continue" first if the client asked for it).
+ * instead of running into send_queue_limit (set below send_high_water, that
+ * limit refuses first, and the connection closes). Request bodies
+ * (Content-Length, or chunked) are read and discarded up to max_body_bytes
+ * (beyond: 413). A Content-Length request is answered when its head is
+ * complete, a chunked one when its body ends ("100 Continue" first if the
+ * client asked for it).
  * Parser errors (400, 431, 501 for a transfer coding other than chunked,
  * 505), malformed chunked framing (400) and 413 are answered with
  * Connection: close and a graceful close.
