@@ -23,6 +23,11 @@
 static PC_THREAD_LOCAL pc_conn_t *tls_conn;  /* connection whose strand runs here */
 static PC_THREAD_LOCAL worker_t *tls_worker; /* the worker running it */
 
+/* held_len's top bit: the held bytes are the library's own copy (bytes
+ * after a PROXY header that on_open paused), counted when they were read
+ * and freed after delivery, not a backend buffer */
+#define HELD_COPY 0x80000000u
+
 #define READ_BUDGET     16 /* receives per readable completion before yielding */
 #define CONN_FREE_BATCH 32 /* released records handed to the table at once (conn_release) */
 
@@ -41,6 +46,7 @@ static void posts_run(pc_conn_t *c, struct inbox_post_s *p);
 static void conn_notify_sent(pc_conn_t *c);
 static int hold_data(pc_conn_t *c, void *data, uint32_t len);
 static int hold_copy(pc_conn_t *c, const char *data, size_t n);
+static int hold_append(pc_conn_t *c, const void *data, uint32_t len);
 static void conn_deliver_held(pc_conn_t *c);
 static void drop_held(pc_conn_t *c);
 static void tls_deliver(pc_conn_t *c, const char *data, size_t n);
@@ -302,6 +308,13 @@ void conn_tx_destroy(pc_conn_t *c)
         tx_free(NULL, txs[k]);
     }
     c->tx = c->inbox_tx = NULL;
+    /* what conn_release would have freed with the record's extension (a
+     * backend buffer goes with the port) */
+    conn_proxy_free(c);
+    conn_tls_free(c);
+    if (c->ext && c->ext->held && (c->ext->held_len & HELD_COPY)) pc__free(c->ext->held);
+    pc__free(c->ext);
+    c->ext = NULL;
 }
 
 /* ---- sending ------------------------------------------------------------- */
@@ -948,9 +961,14 @@ static void handle(worker_t *w, pc_conn_t *c, const completion_t *cpl)
         c->ops_pending--;
         if (cpl->data) { /* backend-supplied data (io_uring provided buffers) */
             /* arrived for a receive started before a pause: kept for later */
-            if (cpl->bytes && c->state == CS_OPEN && !read_wanted(c) &&
-                hold_data(c, cpl->data, cpl->bytes))
-                break;
+            if (cpl->bytes && c->state == CS_OPEN && !read_wanted(c)) {
+                if (hold_data(c, cpl->data, cpl->bytes)) break;
+                if (hold_append(c, cpl->data, cpl->bytes)) { /* counted as the copy was */
+                    counter_add(&w->bytes_in, cpl->bytes);
+                    port_recv_done(conn_port(c), &c->ps, cpl->data);
+                    break;
+                }
+            }
             if (cpl->bytes && c->state == CS_OPEN) {
                 counter_add(&w->bytes_in, cpl->bytes);
                 c->last_rx_ms = pc__now_ms();
@@ -1014,7 +1032,12 @@ static void conn_after(pc_conn_t *c)
     size_t q = atomic_load(&c->sendq_bytes);
     if (c->paused_hw && q <= conn_srv(c)->cfg.send_low_water) {
         c->paused_hw = 0;
-        if (c->state == CS_OPEN && conn_cb(c)->on_drain) conn_cb(c)->on_drain(c);
+        /* not for a connection the application has not seen (its PROXY
+         * header or TLS handshake pending: the handshake's own flight can
+         * pass a small high water) */
+        if (c->state == CS_OPEN && conn_cb(c)->on_drain && c->px_state != PX_PENDING &&
+            !CONN_TLS_UNSEEN(c))
+            conn_cb(c)->on_drain(c);
         if (c->state == CS_CLOSED) return;
         conn_flush(c);
         conn_continue_read(c);
@@ -1759,11 +1782,6 @@ const struct sockaddr *pc_conn_local_addr(const pc_conn_t *cc)
     return a ? &a->sa : &unknown.sa;
 }
 
-/* held_len's top bit: the held bytes are the library's own copy (bytes
- * after a PROXY header that on_open paused), counted when they were read
- * and freed after delivery, not a backend buffer */
-#define HELD_COPY 0x80000000u
-
 /* Returns 1 if the buffer is kept (for conn_deliver_held), 0 to deliver it
  * now (no memory for the record: delivered despite the pause). */
 static int hold_data(pc_conn_t *c, void *data, uint32_t len)
@@ -1785,6 +1803,23 @@ static int hold_copy(pc_conn_t *c, const char *data, size_t n)
     if (hold_data(c, p, (uint32_t)n | HELD_COPY)) return 1;
     pc__free(p);
     return 0;
+}
+
+/* A receive completed while a copy is held (a receive was in flight when
+ * the copy was made: on_open resumed, then paused again): its bytes go
+ * behind the copy. 1 if appended (the caller gives the buffer back). */
+static int hold_append(pc_conn_t *c, const void *data, uint32_t len)
+{
+    conn_ext_t *x = c->ext;
+    if (!x || !x->held || !(x->held_len & HELD_COPY)) return 0;
+    uint32_t have = x->held_len & ~HELD_COPY;
+    if (len >= HELD_COPY - have) return 0;
+    char *p = pc__realloc(x->held, (size_t)have + len);
+    if (!p) return 0;
+    memcpy(p + have, data, len);
+    x->held = p;
+    x->held_len = (have + len) | HELD_COPY;
+    return 1;
 }
 
 static void held_free(pc_conn_t *c, void *data, uint32_t len)

@@ -609,8 +609,7 @@ void pc_server_destroy(pc_server_t *s)
     for (uint32_t slot = 0; slot < nslots; slot++) {
         pc_conn_t *c = &s->chunks[slot / PC_CONN_CHUNK][slot % PC_CONN_CHUNK];
         conn_drop_posts(c); /* before the inbox that holds them goes */
-        conn_tx_destroy(c);
-        pc__free(c->ext);
+        conn_tx_destroy(c); /* and the extension */
     }
     stimer_destroy(s);
     for (uint32_t ci = 0; ci < s->nchunks; ci++)

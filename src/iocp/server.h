@@ -484,7 +484,8 @@ void conn_drop_posts(pc_conn_t *c);
 void conn_release_flush(worker_t *w);
 /* A worker is done (destroy, after the join): free its conn_tx_t cache. */
 void conn_tx_cache_free(worker_t *w);
-/* Free a connection's send side and inbox (destroy, after the join). */
+/* Free a connection's send side, inbox and extension (destroy, after the
+ * join: a record a stop left unreleased). */
 void conn_tx_destroy(pc_conn_t *c);
 /* Worker w took home's kick_op: run the kicks on home's list (each in its
  * connection's strand). */

@@ -39,7 +39,8 @@ struct tls_sess_s {
      * takes them first) */
     unsigned char *rest;
     size_t rest_len;
-    uint8_t no_pause; /* keeping the rest failed: this feed ignores pauses */
+    uint8_t no_pause;   /* keeping the rest failed: this feed ignores pauses */
+    uint8_t plain_kept; /* a pause left decrypted bytes inside OpenSSL */
     uint8_t established;
     uint8_t failed;
     uint8_t shut;
@@ -309,9 +310,13 @@ int tls_sess_feed(tls_sess_t *s, const void *data, size_t n, const tls_io_t *io,
         s->rest_len = 0;
     }
     sess_bind(s, data, n, io, arg);
+    s->plain_kept = 0;
     int rc = feed(s);
     if (rc == TLS_FEED_PAUSE) {
         rc = 0;
+        /* a record is read whole (no read-ahead), so none is expected; if
+         * there is, the next feed (has_rest) takes it */
+        s->plain_kept = SSL_pending(s->ssl) > 0;
         if (s->in_len && own) { /* the kept block holds it: move it to the front */
             memmove(own, s->in, s->in_len);
             s->rest = own;
@@ -326,6 +331,7 @@ int tls_sess_feed(tls_sess_t *s, const void *data, size_t n, const tls_io_t *io,
                 s->no_pause = 1;
                 rc = feed(s);
                 s->no_pause = 0;
+                s->plain_kept = 0;
             }
         }
     }
@@ -336,9 +342,7 @@ int tls_sess_feed(tls_sess_t *s, const void *data, size_t n, const tls_io_t *io,
 
 int tls_sess_has_rest(const tls_sess_t *s)
 {
-    /* or plaintext OpenSSL decrypted and has not handed out (a record is
-     * read whole, so none is expected; if there is, the next feed takes it) */
-    return s->rest_len != 0 || (s->established && SSL_pending(s->ssl) > 0);
+    return s->rest_len != 0 || s->plain_kept; /* asked per event: no OpenSSL call */
 }
 
 int tls_sess_write(tls_sess_t *s, const pc_buf_t *bufs, unsigned n, const tls_io_t *io, void *arg)

@@ -597,6 +597,7 @@ static void connect_ex_sends_header(void **state)
  * bytes): those bytes wait for the resume, as a receive would, and count
  * once in bytes_in. They used to go to on_data right after on_open. */
 static atomic_int g_px_early, g_px_resumed;
+static int g_px_flicker; /* on_open pauses, resumes (a receive starts), pauses */
 
 static void px_resume(pc_conn_t *c)
 {
@@ -608,6 +609,10 @@ static void px_pause_open(pc_conn_t *c)
 {
     px_on_open(c);
     assert_int_equal(pc_conn_pause_read(c), 0);
+    if (g_px_flicker) {
+        assert_int_equal(pc_conn_resume_read(c), 0);
+        assert_int_equal(pc_conn_pause_read(c), 0);
+    }
     assert_int_equal(pc_conn_timer(c, 300, px_resume), 0);
 }
 
@@ -620,6 +625,7 @@ static void px_echo_data(pc_conn_t *c, const void *data, size_t len)
 static void pause_in_on_open_keeps_bytes(void **state)
 {
     (void)state;
+    g_px_flicker = 0;
     atomic_store(&g_px_early, 0);
     atomic_store(&g_px_resumed, 0);
     pc_server_config_t cfg;
@@ -643,6 +649,35 @@ static void pause_in_on_open_keeps_bytes(void **state)
     shim_close(s);
 }
 
+/* The same with a receive started while on_open ran (it resumed, then
+ * paused again): bytes that receive brings go behind the kept ones, not
+ * ahead (io_uring delivered "second" first). */
+static void pause_in_on_open_then_more(void **state)
+{
+    (void)state;
+    g_px_flicker = 1;
+    atomic_store(&g_px_early, 0);
+    atomic_store(&g_px_resumed, 0);
+    pc_server_config_t cfg;
+    px_config(&cfg, "allow 127.0.0.0/8\n");
+    cfg.cb.on_open = px_pause_open;
+    cfg.cb.on_data = px_echo_data;
+    start_server(&cfg);
+    shim_sock_t s = connect_nodelay(NULL);
+    const char *both = "PROXY TCP4 192.0.2.8 127.0.0.1 1 2\r\nfirst";
+    assert_int_equal(shim_send_all(s, both, strlen(both)), 0);
+    char line[300];
+    read_line(s, line, sizeof line);
+    shim_sleep_ms(50);
+    assert_int_equal(shim_send_all(s, "second", 6), 0);
+    char echo[11];
+    assert_int_equal(shim_recv_exact(s, echo, 11), 11);
+    assert_memory_equal(echo, "firstsecond", 11);
+    assert_int_equal(atomic_load(&g_px_early), 0);
+    assert_int_equal(stats().bytes_in, strlen(both) + 6);
+    shim_close(s);
+}
+
 int main(int argc, char **argv)
 {
     shim_init();
@@ -658,6 +693,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(proxy_over_ipv6, teardown),
         cmocka_unit_test_teardown(connect_ex_sends_header, teardown),
         cmocka_unit_test_teardown(pause_in_on_open_keeps_bytes, teardown),
+        cmocka_unit_test_teardown(pause_in_on_open_then_more, teardown),
     };
     if (PICK_TEST(all, argc, argv) != 0) return 1;
     return cmocka_run_group_tests_name("proxy", all, NULL, NULL);

@@ -976,6 +976,37 @@ static void pause_resumed_in_on_sent(void **state)
     pause_run(PAUSE_UNTIL_SENT, 0, 1);
 }
 
+/* A high water below the handshake's own flight: the connection pauses and
+ * drains before the application has seen it, and on_drain waits for
+ * on_open (it used to run first, for a connection not yet shown). */
+static atomic_int g_drain_unseen;
+
+static void drain_check_open(pc_conn_t *c)
+{
+    (void)c;
+    atomic_fetch_add(&g_drains, 1);
+    if (atomic_load(&g_opens) == 0) atomic_fetch_add(&g_drain_unseen, 1);
+}
+
+static void no_drain_before_open(void **state)
+{
+    (void)state;
+    atomic_store(&g_drain_unseen, 0);
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.send_high_water = 512;
+    cfg.send_low_water = 128;
+    cfg.cb.on_drain = drain_check_open;
+    start_tls_server(&cfg, NULL, 0);
+    tcli_t t;
+    assert_true(tcli_open(&t, DATA("ca.pem"), NULL, NULL));
+    tcli_echo(&t, "after a small high water");
+    WAIT_FOR(atomic_load(&g_opens) == 1, 5000);
+    assert_int_equal(atomic_load(&g_opens), 1);
+    assert_int_equal(atomic_load(&g_drain_unseen), 0);
+    tcli_close(&t);
+}
+
 #else /* built without TLS: the same tests, skipped */
 
 #define SKIPPED(name)                                                 \
@@ -1008,6 +1039,7 @@ SKIPPED(on_sent_application_bytes_only)
 SKIPPED(pause_keeps_tls_records)
 SKIPPED(pause_every_tls_record)
 SKIPPED(pause_resumed_in_on_sent)
+SKIPPED(no_drain_before_open)
 
 #endif
 
@@ -1035,6 +1067,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(pause_keeps_tls_records, teardown),
         cmocka_unit_test_teardown(pause_every_tls_record, teardown),
         cmocka_unit_test_teardown(pause_resumed_in_on_sent, teardown),
+        cmocka_unit_test_teardown(no_drain_before_open, teardown),
     };
     if (PICK_TEST(tests, argc, argv) != 0) return 1;
     return cmocka_run_group_tests(tests, NULL, NULL);
