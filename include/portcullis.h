@@ -317,7 +317,8 @@ typedef struct pc_callbacks_s {
     /* Bytes arrived. data is valid only during the call. Required. */
     void (*on_data)(pc_conn_t *c, const void *data, size_t len);
     /* The send queue fell below send_low_water after having exceeded
-     * send_high_water. Optional. */
+     * send_high_water, on a connection on_open has shown (a TLS handshake
+     * or PROXY header still pending gets none). Optional. */
     void (*on_drain)(pc_conn_t *c);
     /* The connection ended and its socket is closed. err is 0 or the PC_E*
      * code behind reason. After return the pc_conn_t must not be used. For
