@@ -622,10 +622,14 @@ static void px_echo_data(pc_conn_t *c, const void *data, size_t len)
     pc_conn_send(c, data, len);
 }
 
-static void pause_in_on_open_keeps_bytes(void **state)
+#define PX_BOTH "PROXY TCP4 192.0.2.8 127.0.0.1 1 2\r\nfirst"
+
+/* A server whose on_open pauses (flicker: resumes and pauses again), a
+ * client that sent the header and "first" in one segment and has read the
+ * greeting. */
+static shim_sock_t px_pause_start(int flicker)
 {
-    (void)state;
-    g_px_flicker = 0;
+    g_px_flicker = flicker;
     atomic_store(&g_px_early, 0);
     atomic_store(&g_px_resumed, 0);
     pc_server_config_t cfg;
@@ -634,18 +638,24 @@ static void pause_in_on_open_keeps_bytes(void **state)
     cfg.cb.on_data = px_echo_data;
     start_server(&cfg);
     shim_sock_t s = connect_nodelay(NULL);
-    const char *both = "PROXY TCP4 192.0.2.8 127.0.0.1 1 2\r\nfirst";
-    assert_int_equal(shim_send_all(s, both, strlen(both)), 0);
+    assert_int_equal(shim_send_all(s, PX_BOTH, strlen(PX_BOTH)), 0);
     char line[300];
     read_line(s, line, sizeof line);
     assert_string_equal(line, "peer=192.0.2.8:1 proxy=127.0.0.1 authority=-");
+    return s;
+}
+
+static void pause_in_on_open_keeps_bytes(void **state)
+{
+    (void)state;
+    shim_sock_t s = px_pause_start(0);
     char echo[5];
     assert_int_equal(shim_recv_exact(s, echo, 5), 5); /* after the resume */
     assert_memory_equal(echo, "first", 5);
     assert_int_equal(atomic_load(&g_px_resumed), 1);
     assert_int_equal(atomic_load(&g_px_early), 0);
     expect_echo(s, "more");
-    assert_int_equal(stats().bytes_in, strlen(both) + 4);
+    assert_int_equal(stats().bytes_in, strlen(PX_BOTH) + 4);
     shim_close(s);
 }
 
@@ -655,26 +665,14 @@ static void pause_in_on_open_keeps_bytes(void **state)
 static void pause_in_on_open_then_more(void **state)
 {
     (void)state;
-    g_px_flicker = 1;
-    atomic_store(&g_px_early, 0);
-    atomic_store(&g_px_resumed, 0);
-    pc_server_config_t cfg;
-    px_config(&cfg, "allow 127.0.0.0/8\n");
-    cfg.cb.on_open = px_pause_open;
-    cfg.cb.on_data = px_echo_data;
-    start_server(&cfg);
-    shim_sock_t s = connect_nodelay(NULL);
-    const char *both = "PROXY TCP4 192.0.2.8 127.0.0.1 1 2\r\nfirst";
-    assert_int_equal(shim_send_all(s, both, strlen(both)), 0);
-    char line[300];
-    read_line(s, line, sizeof line);
+    shim_sock_t s = px_pause_start(1);
     shim_sleep_ms(50);
     assert_int_equal(shim_send_all(s, "second", 6), 0);
     char echo[11];
     assert_int_equal(shim_recv_exact(s, echo, 11), 11);
     assert_memory_equal(echo, "firstsecond", 11);
     assert_int_equal(atomic_load(&g_px_early), 0);
-    assert_int_equal(stats().bytes_in, strlen(both) + 6);
+    assert_int_equal(stats().bytes_in, strlen(PX_BOTH) + 6);
     shim_close(s);
 }
 
