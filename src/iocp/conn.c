@@ -878,19 +878,24 @@ static void handle_kick(pc_conn_t *c)
 {
     queue_t local;
     queue_init(&local);
+    /* an outbound TLS connection before its handshake: its session keeps
+     * what it is given, and that stays counted in the inbox (conn_tls_pend) */
+    int keep = c->tls_phase == TLSP_HANDSHAKE;
+    size_t pend = keep ? conn_tls_pend(c) : 0;
     pc__mutex_lock(conn_lock(c));
     c->kick_posted = 0;
     conn_tx_t *itx = c->inbox_tx; /* the inbox's bytes, in the sendq of a spare send side */
     c->inbox_tx = NULL;
-    size_t xbytes = atomic_load(&c->inbox_send_bytes);
+    size_t counted = atomic_load(&c->inbox_send_bytes);
+    size_t xbytes = counted > pend ? counted - pend : 0;
     /* the bytes move to sendq_bytes in the same critical section, so that
      * per-connection limit checks never see them in neither (not before
      * conn_open below, whose failure closes with sendq_bytes: the bytes
      * are then not queued; while an outbound connect is in flight they
-     * are, as when open) */
-    int moved = xbytes && (c->state != CS_OPENING || c->connecting);
+     * are, as when open); kept for a handshake, they stay where they are */
+    int moved = !keep && xbytes && (c->state != CS_OPENING || c->connecting);
     if (moved) atomic_fetch_add(&c->sendq_bytes, xbytes);
-    atomic_store(&c->inbox_send_bytes, 0);
+    if (!keep) atomic_store(&c->inbox_send_bytes, counted - xbytes);
     int inbox_close = c->inbox_close & INBOX_CLOSE_HOW;
     pc_close_reason_t xreason = c->inbox_close_reason;
     if (inbox_close) c->inbox_close = INBOX_CLOSE_TAKEN; /* sends stay refused */
@@ -936,6 +941,19 @@ static void handle_kick(pc_conn_t *c)
     }
     /* after the bytes queued before them, before a close requested with them */
     if (posts) posts_run(c, posts);
+    if (keep) {
+        /* the inbox counted xbytes, the session now keeps grown more (what
+         * it took of them, and what post functions sent): the inbox counts
+         * that instead; send_queued lost xbytes with the chunks */
+        size_t grown = conn_tls_pend(c) - pend;
+        pc__mutex_lock(conn_lock(c));
+        if (grown >= xbytes)
+            atomic_fetch_add(&c->inbox_send_bytes, grown - xbytes);
+        else
+            atomic_fetch_sub(&c->inbox_send_bytes, xbytes - grown);
+        pc__mutex_unlock(conn_lock(c));
+        counter_add(&conn_srv(c)->send_queued, grown);
+    }
     if (inbox_close == INBOX_CLOSE_GRACEFUL && c->state == CS_OPENING)
         inbox_close = INBOX_CLOSE_ABORT; /* connecting */
     if (inbox_close == INBOX_CLOSE_ABORT && c->state != CS_CLOSED) {

@@ -27,9 +27,26 @@ static int io_answer(const pc_conn_t *c)
     return c->paused_user || c->paused_hw ? TLS_IO_PAUSE : TLS_IO_GO;
 }
 
+size_t conn_tls_pend(const pc_conn_t *c)
+{
+    return c->tls_phase >= TLSP_HANDSHAKE && c->ext && c->ext->tls ? tls_sess_pend_len(c->ext->tls)
+                                                                   : 0;
+}
+
 static int io_open(void *arg)
 {
     pc_conn_t *c = arg;
+    /* the session writes what it kept right after this: from here on it
+     * is counted as ciphertext in the send queue */
+    size_t pend = conn_tls_pend(c);
+    if (pend) {
+        pc__mutex_lock(conn_lock(c));
+        size_t in = atomic_load(&c->inbox_send_bytes);
+        if (pend > in) pend = in; /* only what handle_kick counted */
+        atomic_store(&c->inbox_send_bytes, in - pend);
+        pc__mutex_unlock(conn_lock(c));
+        counter_sub(&conn_srv(c)->send_queued, pend);
+    }
     c->tls_phase = TLSP_OPEN;
     if (tls_sess_resumed(c->ext->tls)) counter_add(&conn_worker(c)->tls_resumed, 1);
     conn_opened(c);

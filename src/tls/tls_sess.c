@@ -340,6 +340,11 @@ int tls_sess_feed(tls_sess_t *s, const void *data, size_t n, const tls_io_t *io,
     return rc;
 }
 
+size_t tls_sess_pend_len(const tls_sess_t *s)
+{
+    return s->pend_len;
+}
+
 int tls_sess_has_rest(const tls_sess_t *s)
 {
     return s->rest_len != 0 || s->plain_kept; /* asked per event: no OpenSSL call */

@@ -65,6 +65,8 @@ int tls_sess_feed(tls_sess_t *s, const void *data, size_t n, const tls_io_t *io,
 /* 1 while a pause keeps input in the session (tls_sess_feed with n == 0
  * delivers it). */
 int tls_sess_has_rest(const tls_sess_t *s);
+/* Plaintext written before the handshake completed and kept for it. */
+size_t tls_sess_pend_len(const tls_sess_t *s);
 /* Encrypt the application's bytes to io->out; before the handshake has
  * completed they are kept and written right after it. 0, PC_ENOMEM,
  * PC_ETLS (the session failed or is shut down). */
