@@ -156,7 +156,8 @@ PC_API int pc_server_listen_tls(pc_server_t *s, const char *endpoint, pc_tls_ctx
  * is complete (the certificate verified); a failed handshake runs on_close
  * with PC_CLOSE_TLS and PC_ETLS (or PC_CLOSE_ERROR and the connect error).
  * Bytes sent (pc_server_send_to) before the handshake completes wait for it,
- * counted as queued (send_queue_limit, pc_server_send_queued).
+ * counted as queued (send_queue_limit, pc_server_send_queued), and go out
+ * as it completes, before on_open runs.
  * Any thread. Returns as pc_connect, and PC_EINVAL (ctx not a client
  * context), PC_ENOSYS. */
 PC_API int pc_connect_tls(pc_server_t *s, const char *endpoint, const char *source,

@@ -924,7 +924,7 @@ static void handle_kick(pc_conn_t *c)
     if (accept_bytes && !queue_empty(&local) && c->tls_phase) {
         /* encrypted into the send queue; the plaintext leaves it */
         if (moved) atomic_fetch_sub(&c->sendq_bytes, xbytes);
-        conn_tls_send_chunks(c, &local, xbytes);
+        conn_tls_send_chunks(c, &local, xbytes, keep);
         sendq_free(conn_srv(c), &local);
         c->sent_due = 1;
     } else if (accept_bytes && !queue_empty(&local)) {
@@ -938,22 +938,15 @@ static void handle_kick(pc_conn_t *c)
         sendq_free(conn_srv(c), &local);
         if (moved) atomic_fetch_sub(&c->sendq_bytes, xbytes);
         counter_sub(&conn_srv(c)->send_queued, xbytes);
+        if (keep) { /* still counted in the inbox */
+            pc__mutex_lock(conn_lock(c));
+            size_t in = atomic_load(&c->inbox_send_bytes);
+            atomic_store(&c->inbox_send_bytes, in > xbytes ? in - xbytes : 0);
+            pc__mutex_unlock(conn_lock(c));
+        }
     }
     /* after the bytes queued before them, before a close requested with them */
     if (posts) posts_run(c, posts);
-    if (keep) {
-        /* the inbox counted xbytes, the session now keeps grown more (what
-         * it took of them, and what post functions sent): the inbox counts
-         * that instead; send_queued lost xbytes with the chunks */
-        size_t grown = conn_tls_pend(c) - pend;
-        pc__mutex_lock(conn_lock(c));
-        if (grown >= xbytes)
-            atomic_fetch_add(&c->inbox_send_bytes, grown - xbytes);
-        else
-            atomic_fetch_sub(&c->inbox_send_bytes, xbytes - grown);
-        pc__mutex_unlock(conn_lock(c));
-        counter_add(&conn_srv(c)->send_queued, grown);
-    }
     if (inbox_close == INBOX_CLOSE_GRACEFUL && c->state == CS_OPENING)
         inbox_close = INBOX_CLOSE_ABORT; /* connecting */
     if (inbox_close == INBOX_CLOSE_ABORT && c->state != CS_CLOSED) {
@@ -2043,8 +2036,18 @@ int pc_server_abort_id(pc_server_t *s, pc_conn_id_t id)
     size_t bytes = 0;
     if (atomic_load(&c->id) == id && c->inbox_tx) {
         queue_move_all(&drop, &c->inbox_tx->sendq);
-        bytes = atomic_load(&c->inbox_send_bytes);
-        atomic_store(&c->inbox_send_bytes, 0);
+        /* the dropped chunks' bytes only: the count may also hold bytes a
+         * kick is handing over right now, or a TLS session's pend
+         * (conn_tls_pend), which their own paths settle */
+        queue_t *e;
+        queue_foreach(e, &drop)
+        {
+            chunk_t *ch = pc_container_of(e, chunk_t, link);
+            bytes += ch->len - ch->off;
+        }
+        size_t in = atomic_load(&c->inbox_send_bytes);
+        if (bytes > in) bytes = in;
+        atomic_store(&c->inbox_send_bytes, in - bytes);
     }
     pc__mutex_unlock(conn_lock(c));
     sendq_free(s, &drop);

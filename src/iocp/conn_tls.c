@@ -33,19 +33,26 @@ size_t conn_tls_pend(const pc_conn_t *c)
                                                                    : 0;
 }
 
+/* The session's pend changed by +add plaintext bytes while sub bytes left
+ * the inbox's count for it (conn_tls_pend): the inbox counts the pend. */
+static void pend_count(pc_conn_t *c, size_t add, size_t sub)
+{
+    if (add == sub) return;
+    pc__mutex_lock(conn_lock(c));
+    size_t in = atomic_load(&c->inbox_send_bytes) + add;
+    atomic_store(&c->inbox_send_bytes, in > sub ? in - sub : 0);
+    pc__mutex_unlock(conn_lock(c));
+}
+
 static int io_open(void *arg)
 {
     pc_conn_t *c = arg;
-    /* the session writes what it kept right after this: from here on it
-     * is counted as ciphertext in the send queue */
-    size_t pend = conn_tls_pend(c);
-    if (pend) {
-        pc__mutex_lock(conn_lock(c));
-        size_t in = atomic_load(&c->inbox_send_bytes);
-        if (pend > in) pend = in; /* only what handle_kick counted */
-        atomic_store(&c->inbox_send_bytes, in - pend);
-        pc__mutex_unlock(conn_lock(c));
-        counter_sub(&conn_srv(c)->send_queued, pend);
+    /* what the session kept went out just now, counted as ciphertext in
+     * the send queue: no longer in the inbox's count */
+    size_t flushed = tls_sess_pend_flushed(c->ext->tls);
+    if (flushed) {
+        pend_count(c, 0, flushed);
+        counter_sub(&conn_srv(c)->send_queued, flushed);
     }
     c->tls_phase = TLSP_OPEN;
     if (tls_sess_resumed(c->ext->tls)) counter_add(&conn_worker(c)->tls_resumed, 1);
@@ -92,12 +99,19 @@ int conn_tls_recv(pc_conn_t *c, const char *data, size_t n)
 int conn_tls_send(pc_conn_t *c, const pc_buf_t *bufs, unsigned n)
 {
     if (c->tls_phase == TLSP_WANTED) return PC_ENOTCONN;
+    size_t before = conn_tls_pend(c);
     int rc = tls_sess_write(c->ext->tls, bufs, n, &conn_io, c);
+    size_t grown = conn_tls_pend(c) - before; /* kept for the handshake: counted */
+    if (grown) {
+        pend_count(c, grown, 0);
+        counter_add(&conn_srv(c)->send_queued, grown);
+    }
     return rc == PC_ETLS ? PC_ENOTCONN : rc;
 }
 
-void conn_tls_send_chunks(pc_conn_t *c, const queue_t *q, size_t total)
+void conn_tls_send_chunks(pc_conn_t *c, const queue_t *q, size_t total, int in_inbox)
 {
+    size_t before = conn_tls_pend(c);
     int failed = c->tls_phase == TLSP_WANTED;
     queue_t *e;
     queue_foreach(e, q)
@@ -109,8 +123,12 @@ void conn_tls_send_chunks(pc_conn_t *c, const queue_t *q, size_t total)
         b.len = ch->len - ch->off;
         failed = tls_sess_write(c->ext->tls, &b, 1, &conn_io, c) < 0;
     }
-    /* the plaintext was counted when queued; the ciphertext is counted now */
+    /* the plaintext was counted when queued; the ciphertext is counted now,
+     * or, kept for the handshake, the plaintext stays counted as the pend */
+    size_t grown = conn_tls_pend(c) - before;
+    pend_count(c, grown, in_inbox ? total : 0);
     counter_sub(&conn_srv(c)->send_queued, total);
+    counter_add(&conn_srv(c)->send_queued, grown);
     if (failed) PC_LOGD("tls: bytes queued from another thread dropped (session closed)");
 }
 

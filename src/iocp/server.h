@@ -557,15 +557,17 @@ int conn_tls_recv(pc_conn_t *c, const char *data, size_t n);
 /* Encrypt the application's bytes into the send queue (strand). */
 int conn_tls_send(pc_conn_t *c, const pc_buf_t *bufs, unsigned n);
 /* Encrypt chunks other threads queued (chunk_t in q, total bytes counted in
- * send_queued) into the send queue; the caller frees them. */
-void conn_tls_send_chunks(pc_conn_t *c, const queue_t *q, size_t total);
+ * send_queued, and still in inbox_send_bytes if in_inbox) into the send
+ * queue; the caller frees them. */
+void conn_tls_send_chunks(pc_conn_t *c, const queue_t *q, size_t total, int in_inbox);
 /* Plaintext the session keeps until its handshake completes (an outbound
  * connection's bytes queued by id, or sent by a pc_server_post_to function,
  * meanwhile). It stays counted in inbox_send_bytes and send_queued, so that
  * send_queue_limit and pc_server_send_queued see it (max_buffered_bytes,
  * which counts chunks, does not: the session holds it in one block):
- * handle_kick adds what a kick made it grow, io_open takes it out as the
- * session writes it. Strand only. */
+ * conn_tls_send and conn_tls_send_chunks add what they made it grow,
+ * io_open takes out what the session wrote as the handshake completed.
+ * Strand only. */
 size_t conn_tls_pend(const pc_conn_t *c);
 /* Graceful close: queue close_notify (after a completed handshake). */
 void conn_tls_close_notify(pc_conn_t *c);

@@ -35,6 +35,7 @@ struct tls_sess_s {
     /* plaintext written before the handshake completed (sent after it) */
     unsigned char *pend;
     size_t pend_len;
+    size_t pend_flushed; /* how much of it went out as the handshake completed */
     /* received bytes not yet fed: a callback paused reading (the next feed
      * takes them first) */
     unsigned char *rest;
@@ -262,8 +263,9 @@ static int feed(tls_sess_t *s)
             return sess_fail(s, "handshake");
         }
         s->established = 1;
-        int opened = io->open(arg);
-        if (opened == TLS_IO_STOP) return TLS_FEED_STOP;
+        /* what was kept goes first, in the order it was written, then
+         * open (whose callback may send more) */
+        s->pend_flushed = s->pend_len;
         if (s->pend_len) {
             int rc = write_plain(s, s->pend, s->pend_len);
             pc__free(s->pend);
@@ -271,6 +273,8 @@ static int feed(tls_sess_t *s)
             s->pend_len = 0;
             if (rc < 0) return rc;
         }
+        int opened = io->open(arg);
+        if (opened == TLS_IO_STOP) return TLS_FEED_STOP;
         if (opened == TLS_IO_PAUSE && !s->no_pause) return TLS_FEED_PAUSE;
     }
     unsigned char buf[TLS_PLAIN_CHUNK];
@@ -343,6 +347,11 @@ int tls_sess_feed(tls_sess_t *s, const void *data, size_t n, const tls_io_t *io,
 size_t tls_sess_pend_len(const tls_sess_t *s)
 {
     return s->pend_len;
+}
+
+size_t tls_sess_pend_flushed(const tls_sess_t *s)
+{
+    return s->pend_flushed;
 }
 
 int tls_sess_has_rest(const tls_sess_t *s)

@@ -67,8 +67,11 @@ int tls_sess_feed(tls_sess_t *s, const void *data, size_t n, const tls_io_t *io,
 int tls_sess_has_rest(const tls_sess_t *s);
 /* Plaintext written before the handshake completed and kept for it. */
 size_t tls_sess_pend_len(const tls_sess_t *s);
+/* What of it was written as the handshake completed (before io->open,
+ * which may read it). */
+size_t tls_sess_pend_flushed(const tls_sess_t *s);
 /* Encrypt the application's bytes to io->out; before the handshake has
- * completed they are kept and written right after it. 0, PC_ENOMEM,
+ * completed they are kept and written as it completes, before io->open. 0, PC_ENOMEM,
  * PC_ETLS (the session failed or is shut down). */
 int tls_sess_write(tls_sess_t *s, const pc_buf_t *bufs, unsigned n, const tls_io_t *io, void *arg);
 /* Graceful close: write close_notify (only once, only after a completed
