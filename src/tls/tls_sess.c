@@ -34,7 +34,7 @@ struct tls_sess_s {
     int out_err;
     /* plaintext written before the handshake completed (sent after it) */
     unsigned char *pend;
-    size_t pend_len;
+    size_t pend_len, pend_cap;
     size_t pend_flushed; /* how much of it went out as the handshake completed */
     /* received bytes not yet fed: a callback paused reading (the next feed
      * takes them first) */
@@ -270,7 +270,7 @@ static int feed(tls_sess_t *s)
             int rc = write_plain(s, s->pend, s->pend_len);
             pc__free(s->pend);
             s->pend = NULL;
-            s->pend_len = 0;
+            s->pend_len = s->pend_cap = 0;
             if (rc < 0) return rc;
         }
         int opened = io->open(arg);
@@ -366,10 +366,15 @@ int tls_sess_write(tls_sess_t *s, const pc_buf_t *bufs, unsigned n, const tls_io
         size_t total = s->pend_len;
         for (unsigned i = 0; i < n; i++)
             total += bufs[i].len;
-        unsigned char *p = pc__realloc(s->pend, total ? total : 1);
-        if (!p) return PC_ENOMEM;
-        s->pend = p;
+        if (total > s->pend_cap) { /* doubling: many small writes copy O(total) */
+            size_t cap = s->pend_cap * 2 > total ? s->pend_cap * 2 : total;
+            unsigned char *p = pc__realloc(s->pend, cap ? cap : 1);
+            if (!p) return PC_ENOMEM;
+            s->pend = p;
+            s->pend_cap = cap;
+        }
         for (unsigned i = 0; i < n; i++) {
+            if (!bufs[i].len) continue; /* pend may still be NULL */
             memcpy(s->pend + s->pend_len, bufs[i].base, bufs[i].len);
             s->pend_len += bufs[i].len;
         }
