@@ -399,6 +399,23 @@ static void xc_finish(pc_server_t *cs, pc_conn_id_t id, pc_tls_ctx_t *cx, xc_t *
     free(x);
 }
 
+/* A client-only server (*cs) with a TLS connection to 127.0.0.1:port
+ * (verified against ca.pem) whose callbacks record into a new *x; its id. */
+static pc_conn_id_t xc_connect(int port, pc_server_t **cs, pc_tls_ctx_t **cx, xc_t **x,
+                               const char *open_msg)
+{
+    *cs = xc_server();
+    *cx = client_ctx(DATA("ca.pem"), 0);
+    *x = calloc(1, sizeof **x);
+    assert_non_null(*x);
+    (*x)->open_msg = open_msg;
+    char ep[64];
+    snprintf(ep, sizeof ep, "127.0.0.1:%d", port);
+    pc_conn_id_t id = 0;
+    assert_int_equal(pc_connect_tls(*cs, ep, NULL, *cx, NULL, NULL, *x, &id), 0);
+    return id;
+}
+
 /* pc_server_send_to from another thread on TLS connections: bytes queued
  * before the client's handshake completes wait for it, bytes queued after
  * are encrypted by the connection's strand; the server echoes both in
@@ -409,13 +426,10 @@ static void cross_thread_send(void **state)
     pc_server_config_t cfg;
     base_config(&cfg);
     start_tls_server(&cfg, NULL, 0);
-    pc_server_t *cs = xc_server();
-    pc_tls_ctx_t *cx = client_ctx(DATA("ca.pem"), 0);
-    xc_t *x = calloc(1, sizeof *x);
-    char ep[64];
-    snprintf(ep, sizeof ep, "127.0.0.1:%d", g_port);
-    pc_conn_id_t id = 0;
-    assert_int_equal(pc_connect_tls(cs, ep, NULL, cx, NULL, NULL, x, &id), 0);
+    pc_server_t *cs;
+    pc_tls_ctx_t *cx;
+    xc_t *x;
+    pc_conn_id_t id = xc_connect(g_port, &cs, &cx, &x, NULL);
     assert_int_equal(pc_server_send_to(cs, id, "early|", 6), 0); /* handshake not done yet */
     WAIT_FOR(atomic_load(&x->opened), 10000);
     assert_int_equal(atomic_load(&x->opened), 1);
@@ -459,13 +473,10 @@ static void send_to_during_handshake_bounded(void **state)
     (void)state;
     shim_sock_t l;
     int port = silent_listener(&l);
-    pc_server_t *cs = xc_server(); /* send_queue_limit: 4 x 1 MiB */
-    pc_tls_ctx_t *cx = client_ctx(DATA("ca.pem"), 0);
-    xc_t *x = calloc(1, sizeof *x);
-    char ep[64];
-    snprintf(ep, sizeof ep, "127.0.0.1:%d", port);
-    pc_conn_id_t id = 0;
-    assert_int_equal(pc_connect_tls(cs, ep, NULL, cx, NULL, NULL, x, &id), 0);
+    pc_server_t *cs;
+    pc_tls_ctx_t *cx;
+    xc_t *x;
+    pc_conn_id_t id = xc_connect(port, &cs, &cx, &x, NULL);
     static char kib[1024];
     size_t taken = 0;
     int rc = 0;
@@ -524,13 +535,10 @@ static void timer_sends_during_handshake_bounded(void **state)
     atomic_store(&g_arm_tries, 0);
     shim_sock_t l;
     int port = silent_listener(&l);
-    pc_server_t *cs = xc_server();
-    pc_tls_ctx_t *cx = client_ctx(DATA("ca.pem"), 0);
-    xc_t *x = calloc(1, sizeof *x);
-    char ep[64];
-    snprintf(ep, sizeof ep, "127.0.0.1:%d", port);
-    pc_conn_id_t id = 0;
-    assert_int_equal(pc_connect_tls(cs, ep, NULL, cx, NULL, NULL, x, &id), 0);
+    pc_server_t *cs;
+    pc_tls_ctx_t *cx;
+    xc_t *x;
+    pc_conn_id_t id = xc_connect(port, &cs, &cx, &x, NULL);
     assert_int_equal(pc_server_post_to(cs, id, arm_ticks, &id), 0);
     WAIT_FOR(atomic_load(&g_tick_refused) > 0 || atomic_load(&g_ticks) > 100, 10000);
     assert_true(atomic_load(&g_ticks) > 0); /* armed */
@@ -551,14 +559,10 @@ static void early_bytes_before_on_open(void **state)
     pc_server_config_t cfg;
     base_config(&cfg);
     start_tls_server(&cfg, NULL, 0);
-    pc_server_t *cs = xc_server();
-    pc_tls_ctx_t *cx = client_ctx(DATA("ca.pem"), 0);
-    xc_t *x = calloc(1, sizeof *x);
-    x->open_msg = "open|";
-    char ep[64];
-    snprintf(ep, sizeof ep, "127.0.0.1:%d", g_port);
-    pc_conn_id_t id = 0;
-    assert_int_equal(pc_connect_tls(cs, ep, NULL, cx, NULL, NULL, x, &id), 0);
+    pc_server_t *cs;
+    pc_tls_ctx_t *cx;
+    xc_t *x;
+    pc_conn_id_t id = xc_connect(g_port, &cs, &cx, &x, "open|");
     static char early[40000];
     memset(early, 'e', sizeof early);
     assert_int_equal(pc_server_send_to(cs, id, early, sizeof early), 0);
