@@ -31,10 +31,11 @@
 
 typedef enum op_kind_e {
     OP_NONE = 0,
-    OP_RECV,    /* wait until the socket is readable (zero-byte read) */
-    OP_SEND,    /* send all of a gather list */
-    OP_CONNECT, /* outbound connect */
-    OP_POST,    /* posted by port_post */
+    OP_RECV,      /* wait until the socket is readable (zero-byte read) */
+    OP_SEND,      /* send all of a gather list */
+    OP_CONNECT,   /* outbound connect */
+    OP_POST,      /* posted by port_post */
+    OP_SEND_WAIT, /* io_uring: a send waiting for POLLOUT (the kernel said EAGAIN) */
 } op_kind_t;
 
 typedef struct op_s {

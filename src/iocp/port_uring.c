@@ -25,11 +25,13 @@
  *
  * Sends: IORING_OP_SEND (one buffer) or SENDMSG (gather list) with
  * MSG_WAITALL, so the kernel itself retries short writes; a short result is
- * still resubmitted for the rest. Cancellation: ASYNC_CANCEL by user_data,
- * i.e. exactly that operation. Posts from other threads: a mutex-protected
- * list plus an eventfd with a pending IORING_OP_READ on the ring (the
- * poster may be a thread without a ring, so IORING_OP_MSG_RING alone would
- * not do); a post from the worker itself goes to the local ready list.
+ * still resubmitted for the rest, and an EAGAIN (the kernel has answered a
+ * resubmitted rest so, on a full socket) waits for POLLOUT first.
+ * Cancellation: ASYNC_CANCEL by user_data, i.e. exactly that operation.
+ * Posts from other threads: a mutex-protected list plus an eventfd with a
+ * pending IORING_OP_READ on the ring (the poster may be a thread without a
+ * ring, so IORING_OP_MSG_RING alone would not do); a post from the worker
+ * itself goes to the local ready list.
  *
  * Registered files (Linux 6.13 and later, see files_wanted): each ring has a
  * sparse table of file slots (RLIMIT_NOFILE at open shared among the rings,
@@ -553,8 +555,28 @@ static int ur_connect(port_t *p, port_sock_t *s, op_t *op, const struct sockaddr
     return 0;
 }
 
+/* The kernel answered a send with EAGAIN instead of waiting for room
+ * (seen on a resubmitted rest of a short MSG_WAITALL sendmsg): wait for
+ * POLLOUT under the op's own user_data, so a cancellation of the send
+ * cancels the wait, then send the rest (on_op_cqe, OP_SEND_WAIT). */
+static int send_wait_room(urq_t *q, port_sock_t *s, op_t *op)
+{
+    struct io_uring_sqe *sqe = ur_sqe(q);
+    if (!sqe) return PC_ENOMEM;
+    io_uring_prep_poll_add(sqe, s->fd, POLLOUT);
+    ur_target(q, sqe, s->backend_priv);
+    ur_set_data(sqe, op, UD_OP);
+    op->kind = OP_SEND_WAIT;
+    return 0;
+}
+
 static void on_send_cqe(urq_t *q, port_sock_t *s, op_t *op, int res)
 {
+    if (res == -EAGAIN && (s->backend_flags & UR_ATTACHED)) {
+        int rc = send_wait_room(q, s, op);
+        if (rc == 0) return;
+        res = -EAGAIN;
+    }
     if (res < 0) {
         s->wr = NULL;
         ready_push(q, op, ur_err(res), op->res_bytes, NULL);
@@ -589,6 +611,16 @@ static void on_op_cqe(urq_t *q, op_t *op, int res)
         break;
     case OP_SEND:
         on_send_cqe(q, s, op, res);
+        break;
+    case OP_SEND_WAIT: /* room to send (poll mask), or cancelled / failed */
+        op->kind = OP_SEND;
+        if (res >= 0 && (s->backend_flags & UR_ATTACHED)) {
+            int rc = prep_send(q, s, op);
+            if (rc == 0) break;
+            res = rc == PC_ENOMEM ? -ENOMEM : -EIO;
+        }
+        s->wr = NULL;
+        ready_push(q, op, res < 0 ? ur_err(res) : PC_ECANCELED, op->res_bytes, NULL);
         break;
     case OP_CONNECT:
         if (s->wr == op) s->wr = NULL;

@@ -637,8 +637,22 @@ static void pipelined_flood_waits_for_drain(void **state)
     resp_t *r = malloc(sizeof *r);
     assert_non_null(r);
     for (int i = 0; i < FLOOD; i++) {
-        if (read_response(c, r, 0) != 0)
-            fail_msg("connection ended after %d of %d answers", i, FLOOD);
+        if (read_response(c, r, 0) != 0) {
+            pc_server_stats_t st;
+            pc_server_stats(g_srv, &st);
+            char why[256];
+            int k = 0;
+            for (int j = 0; j < PC_CLOSE_REASON_COUNT && k < 200; j++)
+                if (st.closed[j])
+                    k += snprintf(why + k, sizeof why - (size_t)k, " %s=%llu",
+                                  pc_close_reason_str((pc_close_reason_t)j),
+                                  (unsigned long long)st.closed[j]);
+            fail_msg("connection ended after %d of %d answers (eof %d, %d bytes left);%s; limit "
+                     "refusals %llu, cap refusals %llu",
+                     i, FLOOD, c->eof, (int)c->len, k ? why : " none closed",
+                     (unsigned long long)st.send_limit_refused,
+                     (unsigned long long)st.send_refused);
+        }
         assert_int_equal(r->status, i % 50 == 49 ? 405 : 200);
     }
     free(r);

@@ -399,10 +399,23 @@ static void xc_finish(pc_server_t *cs, pc_conn_id_t id, pc_tls_ctx_t *cx, xc_t *
     free(x);
 }
 
+static atomic_int g_xc_hold; /* xc_hold blocks the client's worker while 1 */
+
+static void xc_hold(pc_server_t *s, void *arg)
+{
+    (void)s;
+    (void)arg;
+    uint64_t end = shim_now_ms() + 5000;
+    while (atomic_load(&g_xc_hold) && shim_now_ms() < end)
+        shim_sleep_ms(1);
+}
+
 /* A client-only server (*cs) with a TLS connection to 127.0.0.1:port
- * (verified against ca.pem) whose callbacks record into a new *x; its id. */
+ * (verified against ca.pem) whose callbacks record into a new *x; its id.
+ * early (early_len bytes), if given, is queued by id while the client's
+ * worker is held, so it is there before the connect even starts. */
 static pc_conn_id_t xc_connect(int port, pc_server_t **cs, pc_tls_ctx_t **cx, xc_t **x,
-                               const char *open_msg)
+                               const char *open_msg, const void *early, size_t early_len)
 {
     *cs = xc_server();
     *cx = client_ctx(DATA("ca.pem"), 0);
@@ -412,7 +425,15 @@ static pc_conn_id_t xc_connect(int port, pc_server_t **cs, pc_tls_ctx_t **cx, xc
     char ep[64];
     snprintf(ep, sizeof ep, "127.0.0.1:%d", port);
     pc_conn_id_t id = 0;
+    if (early) {
+        atomic_store(&g_xc_hold, 1);
+        assert_int_equal(pc_server_post(*cs, xc_hold, NULL), 0);
+    }
     assert_int_equal(pc_connect_tls(*cs, ep, NULL, *cx, NULL, NULL, *x, &id), 0);
+    if (early) {
+        assert_int_equal(pc_server_send_to(*cs, id, early, early_len), 0);
+        atomic_store(&g_xc_hold, 0);
+    }
     return id;
 }
 
@@ -429,7 +450,7 @@ static void cross_thread_send(void **state)
     pc_server_t *cs;
     pc_tls_ctx_t *cx;
     xc_t *x;
-    pc_conn_id_t id = xc_connect(g_port, &cs, &cx, &x, NULL);
+    pc_conn_id_t id = xc_connect(g_port, &cs, &cx, &x, NULL, NULL, 0);
     assert_int_equal(pc_server_send_to(cs, id, "early|", 6), 0); /* handshake not done yet */
     WAIT_FOR(atomic_load(&x->opened), 10000);
     assert_int_equal(atomic_load(&x->opened), 1);
@@ -476,7 +497,7 @@ static void send_to_during_handshake_bounded(void **state)
     pc_server_t *cs;
     pc_tls_ctx_t *cx;
     xc_t *x;
-    pc_conn_id_t id = xc_connect(port, &cs, &cx, &x, NULL);
+    pc_conn_id_t id = xc_connect(port, &cs, &cx, &x, NULL, NULL, 0);
     static char kib[1024];
     size_t taken = 0;
     int rc = 0;
@@ -538,7 +559,7 @@ static void timer_sends_during_handshake_bounded(void **state)
     pc_server_t *cs;
     pc_tls_ctx_t *cx;
     xc_t *x;
-    pc_conn_id_t id = xc_connect(port, &cs, &cx, &x, NULL);
+    pc_conn_id_t id = xc_connect(port, &cs, &cx, &x, NULL, NULL, 0);
     assert_int_equal(pc_server_post_to(cs, id, arm_ticks, &id), 0);
     WAIT_FOR(atomic_load(&g_tick_refused) > 0 || atomic_load(&g_ticks) > 100, 10000);
     assert_true(atomic_load(&g_ticks) > 0); /* armed */
@@ -562,10 +583,9 @@ static void early_bytes_before_on_open(void **state)
     pc_server_t *cs;
     pc_tls_ctx_t *cx;
     xc_t *x;
-    pc_conn_id_t id = xc_connect(g_port, &cs, &cx, &x, "open|");
     static char early[40000];
     memset(early, 'e', sizeof early);
-    assert_int_equal(pc_server_send_to(cs, id, early, sizeof early), 0);
+    pc_conn_id_t id = xc_connect(g_port, &cs, &cx, &x, "open|", early, sizeof early);
     WAIT_FOR(atomic_load(&x->total) >= sizeof early + 5, 10000);
     assert_int_equal(atomic_load(&x->total), sizeof early + 5);
     assert_true(atomic_load(&x->queued_at_open) >= sizeof early);
