@@ -48,7 +48,7 @@ static int hold_data(pc_conn_t *c, void *data, uint32_t len);
 static int hold_copy(pc_conn_t *c, const char *data, size_t n);
 static int hold_append(pc_conn_t *c, const void *data, uint32_t len);
 static void conn_deliver_held(pc_conn_t *c);
-static void drop_held(pc_conn_t *c);
+static void conn_ext_free(pc_conn_t *c);
 static void tls_deliver(pc_conn_t *c, const char *data, size_t n);
 static void tls_phase_start(pc_conn_t *c);
 static void handle_eof(pc_conn_t *c);
@@ -308,13 +308,7 @@ void conn_tx_destroy(pc_conn_t *c)
         tx_free(NULL, txs[k]);
     }
     c->tx = c->inbox_tx = NULL;
-    /* what conn_release would have freed with the record's extension (a
-     * backend buffer goes with the port) */
-    conn_proxy_free(c);
-    conn_tls_free(c);
-    if (c->ext && c->ext->held && (c->ext->held_len & HELD_COPY)) pc__free(c->ext->held);
-    pc__free(c->ext);
-    c->ext = NULL;
+    conn_ext_free(c); /* as conn_release would have (the port is still open) */
 }
 
 /* ---- sending ------------------------------------------------------------- */
@@ -437,12 +431,15 @@ static int read_wanted(const pc_conn_t *c)
  * go first (conn_deliver_held, at the end of every event), and a receive
  * started meanwhile would deliver newer bytes ahead of them (a closing
  * connection discards what it reads: the TLS rest goes with it). */
+static int tls_rest_kept(const pc_conn_t *c)
+{
+    return c->state == CS_OPEN && c->tls_phase == TLSP_OPEN && tls_sess_has_rest(c->ext->tls);
+}
+
 static int conn_kept(const pc_conn_t *c)
 {
-    const conn_ext_t *x = c->ext;
-    if (!x || c->state == CS_CLOSED) return 0;
-    return x->held != NULL ||
-           (c->state == CS_OPEN && c->tls_phase == TLSP_OPEN && tls_sess_has_rest(x->tls));
+    if (!c->ext || c->state == CS_CLOSED) return 0;
+    return c->ext->held != NULL || tls_rest_kept(c);
 }
 
 /* Wait for readability (after EAGAIN, or on open). */
@@ -708,7 +705,7 @@ static void local_learn(pc_conn_t *c)
     struct sockaddr_storage ss;
     if (c->ps.fd == SOCK_INVALID || sock_local_addr(c->ps.fd, &ss) != 0) return;
     sockaddr_any_t a;
-    sockaddr_store(&a, &ss);
+    sockaddr_store(&a, (const struct sockaddr *)&ss);
     uint8_t ix = l ? local_intern(conn_srv(c), l->idx, &a) : 0;
     if (ix) {
         c->lst = ix;
@@ -836,11 +833,7 @@ static void conn_release(worker_t *w, pc_conn_t *c)
     }
     counter_sub(&s->send_queued, q);
     atomic_store(&c->sendq_bytes, 0);
-    conn_proxy_free(c);
-    conn_tls_free(c);
-    drop_held(c);
-    pc__free(c->ext);
-    c->ext = NULL;
+    conn_ext_free(c);
     pc__mutex_lock(conn_lock(c));
     conn_tx_t *itx = c->inbox_tx;
     c->inbox_tx = NULL;
@@ -873,6 +866,15 @@ void conn_release_flush(worker_t *w)
 }
 
 /* ---- the strand ------------------------------------------------------------- */
+
+void conn_inbox_count(pc_conn_t *c, size_t add, size_t sub)
+{
+    if (add == sub) return;
+    pc__mutex_lock(conn_lock(c));
+    size_t in = atomic_load(&c->inbox_send_bytes) + add;
+    atomic_store(&c->inbox_send_bytes, in > sub ? in - sub : 0);
+    pc__mutex_unlock(conn_lock(c));
+}
 
 static void handle_kick(pc_conn_t *c)
 {
@@ -938,12 +940,7 @@ static void handle_kick(pc_conn_t *c)
         sendq_free(conn_srv(c), &local);
         if (moved) atomic_fetch_sub(&c->sendq_bytes, xbytes);
         counter_sub(&conn_srv(c)->send_queued, xbytes);
-        if (keep) { /* still counted in the inbox */
-            pc__mutex_lock(conn_lock(c));
-            size_t in = atomic_load(&c->inbox_send_bytes);
-            atomic_store(&c->inbox_send_bytes, in > xbytes ? in - xbytes : 0);
-            pc__mutex_unlock(conn_lock(c));
-        }
+        if (keep) conn_inbox_count(c, 0, xbytes); /* still counted in the inbox */
     }
     /* after the bytes queued before them, before a close requested with them */
     if (posts) posts_run(c, posts);
@@ -1252,13 +1249,16 @@ void conn_timer_expired(worker_t *w, pc_conn_t *c)
     conn_strand(w, c, (completion_t){&timer_tag_op, 0, 0, NULL});
 }
 
-void sockaddr_store(sockaddr_any_t *dst, const struct sockaddr_storage *src)
+int sockaddr_store(sockaddr_any_t *dst, const struct sockaddr *src)
 {
     memset(dst, 0, sizeof *dst);
-    if (src->ss_family == AF_INET)
+    if (src->sa_family == AF_INET)
         memcpy(&dst->v4, src, sizeof dst->v4);
-    else if (src->ss_family == AF_INET6)
+    else if (src->sa_family == AF_INET6)
         memcpy(&dst->v6, src, sizeof dst->v6);
+    else
+        return PC_EINVAL;
+    return 0;
 }
 
 /* ---- hand-off from the accept thread ------------------------------------------ */
@@ -1275,7 +1275,7 @@ static pc_conn_t *conn_new(pc_server_t *s, sock_t fd, const struct sockaddr_stor
     c->ps.rd = c->ps.wr = NULL;
     c->ps.backend_flags = 0;
     c->ps.backend_priv = NULL;
-    sockaddr_store(&c->peer, peer);
+    sockaddr_store(&c->peer, (const struct sockaddr *)peer);
     c->lst = 0;
     c->reason = PC_CLOSE_LOCAL;
     c->err = 0;
@@ -1849,7 +1849,7 @@ static void conn_deliver_held(pc_conn_t *c)
     conn_ext_t *x = c->ext;
     if (c->state == CS_OPEN && !read_wanted(c)) return;
     /* received before the held buffer: the TLS input a pause kept */
-    if (c->state == CS_OPEN && c->tls_phase == TLSP_OPEN && tls_sess_has_rest(x->tls)) {
+    if (tls_rest_kept(c)) {
         tls_deliver(c, NULL, 0);
         if (c->state == CS_CLOSED) return;
         conn_flush(c);
@@ -1871,12 +1871,15 @@ static void conn_deliver_held(pc_conn_t *c)
     conn_continue_read(c); /* nothing kept: receive again (unless paused) */
 }
 
-/* The connection is released with a kept buffer: give it back. */
-static void drop_held(pc_conn_t *c)
+/* The record's extension and what it holds: the PROXY phase, the TLS
+ * session, a kept buffer (given back to the backend, or freed). */
+static void conn_ext_free(pc_conn_t *c)
 {
-    if (!c->ext || !c->ext->held) return;
-    held_free(c, c->ext->held, c->ext->held_len);
-    c->ext->held = NULL;
+    conn_proxy_free(c);
+    conn_tls_free(c);
+    if (c->ext && c->ext->held) held_free(c, c->ext->held, c->ext->held_len);
+    pc__free(c->ext);
+    c->ext = NULL;
 }
 
 static uint64_t user_timer_deadline(const pc_conn_t *c, uint64_t at)

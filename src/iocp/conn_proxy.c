@@ -153,16 +153,11 @@ typedef struct conn_proxy_out_s {
     sockaddr_any_t src, dst;
 } conn_proxy_out_t;
 
+/* o's address, or family 0 for NULL. */
 static int sa_copy(const struct sockaddr *sa, sockaddr_any_t *out)
 {
+    if (sa) return sockaddr_store(out, sa);
     memset(out, 0, sizeof *out);
-    if (!sa) return 0;
-    if (sa->sa_family == AF_INET)
-        memcpy(&out->v4, sa, sizeof out->v4);
-    else if (sa->sa_family == AF_INET6)
-        memcpy(&out->v6, sa, sizeof out->v6);
-    else
-        return PC_EINVAL;
     return 0;
 }
 
@@ -183,7 +178,7 @@ int conn_proxy_out_new(const pc_connect_opts_t *o, void **out)
 static int sa_split(const struct sockaddr *sa, addr_t *a, uint16_t *port)
 {
     sockaddr_any_t u;
-    if (!sa || sa_copy(sa, &u) < 0 || addr_from_sockaddr(&u.sa, a) < 0) return -1;
+    if (!sa || sockaddr_store(&u, sa) < 0 || addr_from_sockaddr(&u.sa, a) < 0) return -1;
     *port = ntohs(sa->sa_family == AF_INET ? u.v4.sin_port : u.v6.sin6_port);
     return 0;
 }

@@ -33,17 +33,6 @@ size_t conn_tls_pend(const pc_conn_t *c)
                                                                    : 0;
 }
 
-/* The session's pend changed by +add plaintext bytes while sub bytes left
- * the inbox's count for it (conn_tls_pend): the inbox counts the pend. */
-static void pend_count(pc_conn_t *c, size_t add, size_t sub)
-{
-    if (add == sub) return;
-    pc__mutex_lock(conn_lock(c));
-    size_t in = atomic_load(&c->inbox_send_bytes) + add;
-    atomic_store(&c->inbox_send_bytes, in > sub ? in - sub : 0);
-    pc__mutex_unlock(conn_lock(c));
-}
-
 static int io_open(void *arg)
 {
     pc_conn_t *c = arg;
@@ -51,7 +40,7 @@ static int io_open(void *arg)
      * the send queue: no longer in the inbox's count */
     size_t flushed = tls_sess_pend_flushed(c->ext->tls);
     if (flushed) {
-        pend_count(c, 0, flushed);
+        conn_inbox_count(c, 0, flushed);
         counter_sub(&conn_srv(c)->send_queued, flushed);
     }
     c->tls_phase = TLSP_OPEN;
@@ -103,7 +92,7 @@ int conn_tls_send(pc_conn_t *c, const pc_buf_t *bufs, unsigned n)
     int rc = tls_sess_write(c->ext->tls, bufs, n, &conn_io, c);
     size_t grown = conn_tls_pend(c) - before; /* kept for the handshake: counted */
     if (grown) {
-        pend_count(c, grown, 0);
+        conn_inbox_count(c, grown, 0);
         counter_add(&conn_srv(c)->send_queued, grown);
     }
     return rc == PC_ETLS ? PC_ENOTCONN : rc;
@@ -126,7 +115,7 @@ void conn_tls_send_chunks(pc_conn_t *c, const queue_t *q, size_t total, int in_i
     /* the plaintext was counted when queued; the ciphertext is counted now,
      * or, kept for the handshake, the plaintext stays counted as the pend */
     size_t grown = conn_tls_pend(c) - before;
-    pend_count(c, grown, in_inbox ? total : 0);
+    conn_inbox_count(c, grown, in_inbox ? total : 0); /* the inbox counts the pend */
     counter_sub(&conn_srv(c)->send_queued, total);
     counter_add(&conn_srv(c)->send_queued, grown);
     if (failed) PC_LOGD("tls: bytes queued from another thread dropped (session closed)");

@@ -426,7 +426,7 @@ int pc_server_listen_addr(pc_server_t *s, const struct sockaddr *sa, socklen_t l
             memcmp(&((struct sockaddr_in6 *)&l->addr)->sin6_addr, &any6, sizeof any6) != 0;
     }
     /* the listener's entry of the local-address table: its bound address */
-    sockaddr_store(&s->locals[l->idx + 1].addr, &l->addr);
+    sockaddr_store(&s->locals[l->idx + 1].addr, (const struct sockaddr *)&l->addr);
     s->locals[l->idx + 1].listener = (uint8_t)l->idx;
     s->nlisteners++;
     if (l->data_wait_s < atomic_load(&s->data_wait_min))

@@ -73,8 +73,9 @@ typedef union sockaddr_any_u {
     struct sockaddr_in6 v6;
 } sockaddr_any_t;
 
-/* Copy an IPv4/IPv6 address out of a sockaddr_storage (others: zeroed). */
-void sockaddr_store(sockaddr_any_t *dst, const struct sockaddr_storage *src);
+/* Copy an IPv4/IPv6 address (src points at a sockaddr_in or sockaddr_in6 of
+ * that family). Other families: dst zeroed, PC_EINVAL. */
+int sockaddr_store(sockaddr_any_t *dst, const struct sockaddr *src);
 
 typedef struct worker_s worker_t;
 typedef struct listener_s listener_t;
@@ -560,6 +561,9 @@ int conn_tls_send(pc_conn_t *c, const pc_buf_t *bufs, unsigned n);
  * send_queued, and still in inbox_send_bytes if in_inbox) into the send
  * queue; the caller frees them. */
 void conn_tls_send_chunks(pc_conn_t *c, const queue_t *q, size_t total, int in_inbox);
+/* inbox_send_bytes += add - sub, under the connection's lock (never below
+ * 0): bytes a TLS session keeps for its handshake are counted there. */
+void conn_inbox_count(pc_conn_t *c, size_t add, size_t sub);
 /* Plaintext the session keeps until its handshake completes (an outbound
  * connection's bytes queued by id, or sent by a pc_server_post_to function,
  * meanwhile). It stays counted in inbox_send_bytes and send_queued, so that
