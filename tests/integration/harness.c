@@ -196,6 +196,44 @@ int teardown(void **state)
     return 0;
 }
 
+pc_server_t *start_client_server(const pc_callbacks_t *cb)
+{
+    pc_server_config_t cc;
+    pc_server_config_init(&cc);
+    cc.threads = 1;
+    cc.cb = *cb;
+    pc_server_t *cs;
+    assert_int_equal(pc_server_create(&cc, &cs), 0);
+    assert_int_equal(pc_server_start(cs), 0);
+    return cs;
+}
+
+static atomic_int g_hold, g_held;
+
+static void hold_fn(pc_server_t *s, void *arg)
+{
+    (void)s;
+    (void)arg;
+    atomic_store(&g_held, 1);
+    uint64_t end = shim_now_ms() + 5000;
+    while (atomic_load(&g_hold) && shim_now_ms() < end)
+        shim_sleep_ms(1);
+}
+
+void worker_hold(pc_server_t *s)
+{
+    atomic_store(&g_held, 0);
+    atomic_store(&g_hold, 1);
+    assert_int_equal(pc_server_post(s, hold_fn, NULL), 0);
+    WAIT_FOR(atomic_load(&g_held), 5000);
+    assert_int_equal(atomic_load(&g_held), 1);
+}
+
+void worker_release(void)
+{
+    atomic_store(&g_hold, 0);
+}
+
 void expect_echo(shim_sock_t s, const char *msg)
 {
     size_t n = strlen(msg);

@@ -68,6 +68,14 @@ void expect_refused(const char *src);
 /* pc_server_create refuses *field = max + 1 (PC_EINVAL, nothing created)
  * and accepts max; field points into cfg. */
 void expect_bound(pc_server_config_t *cfg, unsigned *field, unsigned max);
+/* A started one-worker server without listeners, for pc_connect clients
+ * whose connections run cb. */
+pc_server_t *start_client_server(const pc_callbacks_t *cb);
+/* Hold s's worker busy (at most 5 s) until worker_release, returning once
+ * it is held: what is posted or kicked to it meanwhile waits (for instance
+ * bytes queued by id before a connect starts). One hold at a time. */
+void worker_hold(pc_server_t *s);
+void worker_release(void);
 
 /* Wait until cond() holds or ms pass. */
 #define WAIT_FOR(expr, ms)                        \

@@ -502,18 +502,6 @@ static void out_on_close(pc_conn_t *c, pc_close_reason_t r, int err)
 
 static const pc_callbacks_t out_cb = {.on_data = out_on_data, .on_close = out_on_close};
 
-static atomic_int g_hold; /* hold_worker blocks while it is 1 */
-
-static void hold_worker(pc_server_t *s, void *arg)
-{
-    (void)s;
-    atomic_int *running = arg;
-    atomic_store(running, 1);
-    uint64_t end = shim_now_ms() + 5000;
-    while (atomic_load(&g_hold) && shim_now_ms() < end)
-        shim_sleep_ms(1);
-}
-
 /* Connect from a one-worker client server to our listener with opts. Its
  * worker is held busy until the connection's bytes are queued by id, so
  * they are always queued before the connect starts, ahead of the header the
@@ -525,24 +513,14 @@ static void connect_ex_greeting(const pc_connect_opts_t *o, int port)
     g_out.len = 0;
     atomic_store(&g_out.lines, 0);
     atomic_store(&g_out.closed, 0);
-    pc_server_config_t cc;
-    pc_server_config_init(&cc);
-    cc.threads = 1;
-    cc.cb = out_cb;
-    pc_server_t *cs;
-    assert_int_equal(pc_server_create(&cc, &cs), 0);
-    assert_int_equal(pc_server_start(cs), 0);
-    atomic_int running = 0;
-    atomic_store(&g_hold, 1);
-    assert_int_equal(pc_server_post(cs, hold_worker, &running), 0);
-    WAIT_FOR(atomic_load(&running), 5000);
-    assert_int_equal(atomic_load(&running), 1);
+    pc_server_t *cs = start_client_server(&out_cb);
+    worker_hold(cs);
     char ep[64];
     snprintf(ep, sizeof ep, "127.0.0.1:%d", port);
     pc_conn_id_t id = 0;
     assert_int_equal(pc_connect_ex(cs, ep, o, NULL, NULL, &id), 0);
     assert_int_equal(pc_server_send_to(cs, id, "early\n", 6), 0);
-    atomic_store(&g_hold, 0);
+    worker_release();
     WAIT_FOR(atomic_load(&g_out.lines) >= 2 || atomic_load(&g_out.closed), 5000);
     assert_int_equal(atomic_load(&g_out.lines), 2);
     assert_int_equal(pc_server_close_id(cs, id), 0);

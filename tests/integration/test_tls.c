@@ -307,14 +307,7 @@ static void pcc_run(pc_server_t *cs, pc_tls_ctx_t *cx, const char *host, pcc_t *
 
 static pc_server_t *client_server(void)
 {
-    pc_server_config_t cc;
-    pc_server_config_init(&cc);
-    cc.threads = 1;
-    cc.cb = pcc_cb;
-    pc_server_t *cs;
-    assert_int_equal(pc_server_create(&cc, &cs), 0);
-    assert_int_equal(pc_server_start(cs), 0);
-    return cs;
+    return start_client_server(&pcc_cb);
 }
 
 static pc_tls_ctx_t *client_ctx_cert(const char *ca, int resume, int with_cert)
@@ -376,16 +369,9 @@ static void xc_close(pc_conn_t *c, pc_close_reason_t r, int err)
 /* A started client-only server whose connections run the xc_ callbacks. */
 static pc_server_t *xc_server(void)
 {
-    pc_server_config_t cc;
-    pc_server_config_init(&cc);
-    cc.threads = 1;
-    cc.cb.on_open = xc_open;
-    cc.cb.on_data = xc_data;
-    cc.cb.on_close = xc_close;
-    pc_server_t *cs;
-    assert_int_equal(pc_server_create(&cc, &cs), 0);
-    assert_int_equal(pc_server_start(cs), 0);
-    return cs;
+    static const pc_callbacks_t xc_cb = {
+        .on_open = xc_open, .on_data = xc_data, .on_close = xc_close};
+    return start_client_server(&xc_cb);
 }
 
 /* Close connection id of cs, wait for its on_close, free everything. */
@@ -397,17 +383,6 @@ static void xc_finish(pc_server_t *cs, pc_conn_id_t id, pc_tls_ctx_t *cx, xc_t *
     pc_server_stop(cs, 1000);
     pc_server_destroy(cs);
     free(x);
-}
-
-static atomic_int g_xc_hold; /* xc_hold blocks the client's worker while 1 */
-
-static void xc_hold(pc_server_t *s, void *arg)
-{
-    (void)s;
-    (void)arg;
-    uint64_t end = shim_now_ms() + 5000;
-    while (atomic_load(&g_xc_hold) && shim_now_ms() < end)
-        shim_sleep_ms(1);
 }
 
 /* A client-only server (*cs) with a TLS connection to 127.0.0.1:port
@@ -425,14 +400,11 @@ static pc_conn_id_t xc_connect(int port, pc_server_t **cs, pc_tls_ctx_t **cx, xc
     char ep[64];
     snprintf(ep, sizeof ep, "127.0.0.1:%d", port);
     pc_conn_id_t id = 0;
-    if (early) {
-        atomic_store(&g_xc_hold, 1);
-        assert_int_equal(pc_server_post(*cs, xc_hold, NULL), 0);
-    }
+    if (early) worker_hold(*cs);
     assert_int_equal(pc_connect_tls(*cs, ep, NULL, *cx, NULL, NULL, *x, &id), 0);
     if (early) {
         assert_int_equal(pc_server_send_to(*cs, id, early, early_len), 0);
-        atomic_store(&g_xc_hold, 0);
+        worker_release();
     }
     return id;
 }
