@@ -437,8 +437,10 @@ typedef struct pc_server_config_s {
     /* Global cap on the memory held by send queues over all connections
      * (the capacity of their chunks, not only the payload, so it bounds the
      * process's memory whatever the message sizes: small sends coalesce into
-     * a connection's tail chunk, from any thread): a send that needs a new
-     * chunk that would take the held memory past the cap is refused with
+     * a connection's tail chunk, from any thread; a TLS connection's
+     * plaintext kept until its handshake completes counts with its
+     * buffer's capacity): a send that needs a new chunk (or a larger
+     * buffer) that would take the held memory past the cap is refused with
      * PC_ENOBUFS (counted in stats.send_refused) and, if that connection has
      * bytes queued, it stops reading until they drain. 0 = no cap
      * (default). */
@@ -852,7 +854,7 @@ typedef struct pc_server_stats_s {
     uint64_t bytes_in;
     uint64_t bytes_out;
     uint64_t send_queued_bytes;                /* bytes waiting in send queues now */
-    uint64_t send_held_bytes;                  /* memory held by send queues now (chunk sizes) */
+    uint64_t send_held_bytes;                  /* memory send queues hold (chunks, TLS pend) */
     uint64_t send_refused;                     /* sends refused by max_buffered_bytes */
     uint64_t send_limit_refused;               /* sends refused by send_queue_limit */
     uint64_t source_table_full;                /* accepts that found the per-source table full */

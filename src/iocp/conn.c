@@ -218,7 +218,7 @@ static void sendq_started(pc_conn_t *c)
 /* Refuse a send that needs new send-queue memory (a chunk of grow bytes;
  * 0 when it coalesces into a tail chunk) that would take the memory held by
  * the server's send queues over max_buffered_bytes. */
-static int over_buffer_cap(pc_server_t *s, size_t grow)
+int conn_over_buffer_cap(pc_server_t *s, size_t grow)
 {
     size_t cap = s->cfg.max_buffered_bytes;
     if (!cap || !grow || counter_get(&s->send_held) + grow <= cap) return 0;
@@ -1445,7 +1445,7 @@ static int conn_xsend(pc_conn_t *c, uint64_t id, const pc_buf_t *bufs, unsigned 
     }
     pc__mutex_unlock(conn_lock(c));
     if (rc < 0) return rc;
-    if (over_buffer_cap(s, sq_chunk_size(total))) return PC_ENOBUFS;
+    if (conn_over_buffer_cap(s, sq_chunk_size(total))) return PC_ENOBUFS;
     chunk_t *ch = sq_chunk_new(s, total);
     if (!ch) return PC_ENOMEM;
     copy_bufs(ch, bufs, n);
@@ -1519,7 +1519,7 @@ int pc_conn_sendv(pc_conn_t *c, const pc_buf_t *bufs, unsigned n)
     if (over_limit(c, total)) return PC_ENOBUFS;
     chunk_t *tail = tx_empty(c) ? NULL : pc_container_of(c->tx->sendq.prev, chunk_t, link);
     size_t grow = tail && tail->cap - tail->len >= total ? 0 : sq_chunk_size(total);
-    if (over_buffer_cap(conn_srv(c), grow)) {
+    if (conn_over_buffer_cap(conn_srv(c), grow)) {
         /* stop reading (what it reads makes more output) until its own
          * queue drains; with nothing queued there is nothing to wait for */
         if (atomic_load(&c->sendq_bytes)) c->paused_hw = 1;

@@ -33,6 +33,19 @@ size_t conn_tls_pend(const pc_conn_t *c)
                                                                    : 0;
 }
 
+/* send_held counts the session's buffer for kept plaintext at its
+ * capacity, as it counts send-queue chunks, so that max_buffered_bytes
+ * bounds it: bring the count to what the session holds now. */
+static void pend_held_sync(pc_conn_t *c)
+{
+    conn_ext_t *x = c->ext;
+    if (!x) return;
+    size_t cap = x->tls ? tls_sess_pend_cap(x->tls) : 0;
+    if (cap > x->tls_pend_held) counter_add(&conn_srv(c)->send_held, cap - x->tls_pend_held);
+    if (cap < x->tls_pend_held) counter_sub(&conn_srv(c)->send_held, x->tls_pend_held - cap);
+    x->tls_pend_held = cap;
+}
+
 static int io_open(void *arg)
 {
     pc_conn_t *c = arg;
@@ -43,6 +56,7 @@ static int io_open(void *arg)
         conn_inbox_count(c, 0, flushed);
         counter_sub(&conn_srv(c)->send_queued, flushed);
     }
+    pend_held_sync(c); /* the session freed its buffer */
     c->tls_phase = TLSP_OPEN;
     if (tls_sess_resumed(c->ext->tls)) counter_add(&conn_worker(c)->tls_resumed, 1);
     conn_opened(c);
@@ -88,12 +102,18 @@ int conn_tls_recv(pc_conn_t *c, const char *data, size_t n)
 int conn_tls_send(pc_conn_t *c, const pc_buf_t *bufs, unsigned n)
 {
     if (c->tls_phase == TLSP_WANTED) return PC_ENOTCONN;
+    size_t total = 0;
+    for (unsigned i = 0; i < n; i++)
+        total += bufs[i].len;
+    size_t grow = tls_sess_pend_grow(c->ext->tls, total); /* kept for the handshake */
+    if (grow && conn_over_buffer_cap(conn_srv(c), grow)) return PC_ENOBUFS;
     size_t before = conn_tls_pend(c);
     int rc = tls_sess_write(c->ext->tls, bufs, n, &conn_io, c);
     size_t grown = conn_tls_pend(c) - before; /* kept for the handshake: counted */
     if (grown) {
         conn_inbox_count(c, grown, 0);
         counter_add(&conn_srv(c)->send_queued, grown);
+        pend_held_sync(c);
     }
     return rc == PC_ETLS ? PC_ENOTCONN : rc;
 }
@@ -118,6 +138,7 @@ void conn_tls_send_chunks(pc_conn_t *c, const queue_t *q, size_t total, int in_i
     conn_inbox_count(c, grown, in_inbox ? total : 0); /* the inbox counts the pend */
     counter_sub(&conn_srv(c)->send_queued, total);
     counter_add(&conn_srv(c)->send_queued, grown);
+    pend_held_sync(c); /* the chunks' memory is freed by the caller */
     if (failed) PC_LOGD("tls: bytes queued from another thread dropped (session closed)");
 }
 
@@ -131,6 +152,7 @@ void conn_tls_free(pc_conn_t *c)
     if (c->tls_phase >= TLSP_HANDSHAKE && c->ext) {
         tls_sess_free(c->ext->tls);
         c->ext->tls = NULL;
+        pend_held_sync(c); /* 0 now */
     }
     c->tls_phase = TLSP_NONE;
 }

@@ -129,6 +129,9 @@ typedef struct conn_ext_s {
     void *px;
     /* TLSP_HANDSHAKE, TLSP_OPEN: the connection's tls_sess_t (src/tls) */
     void *tls;
+    /* what of srv->send_held is the session's buffer for plaintext kept
+     * until the handshake completes (conn_tls.c) */
+    size_t tls_pend_held;
     const pc_callbacks_t *cb; /* pc_connect's own callbacks, else NULL (conn_cb) */
 } conn_ext_t;
 
@@ -567,16 +570,20 @@ void conn_inbox_count(pc_conn_t *c, size_t add, size_t sub);
 /* Plaintext the session keeps until its handshake completes (an outbound
  * connection's bytes queued by id, or sent by a pc_server_post_to function,
  * meanwhile). It stays counted in inbox_send_bytes and send_queued, so that
- * send_queue_limit and pc_server_send_queued see it (max_buffered_bytes,
- * which counts chunks, does not: the session holds it in one block):
- * conn_tls_send and conn_tls_send_chunks add what they made it grow,
- * io_open takes out what the session wrote as the handshake completed.
- * Strand only. */
+ * send_queue_limit and pc_server_send_queued see it, and the memory holding
+ * it in send_held, which max_buffered_bytes bounds (conn_ext_t
+ * tls_pend_held): conn_tls_send and conn_tls_send_chunks add what they made
+ * it grow, io_open takes out what the session wrote as the handshake
+ * completed, conn_tls_free the rest. Strand only. */
 size_t conn_tls_pend(const pc_conn_t *c);
 /* Graceful close: queue close_notify (after a completed handshake). */
 void conn_tls_close_notify(pc_conn_t *c);
 /* At the connection's release. */
 void conn_tls_free(pc_conn_t *c);
+/* conn.c for conn_tls.c: 1 (counted in stats.send_refused) if memory for
+ * grow more bytes would take what the send queues hold past
+ * max_buffered_bytes. Any thread. */
+int conn_over_buffer_cap(pc_server_t *s, size_t grow);
 /* conn.c for conn_tls.c: queue raw (encrypted) bytes; 0 or PC_ENOMEM. */
 int conn_queue_raw(pc_conn_t *c, const void *data, size_t len);
 /* conn.c for conn_tls.c: the handshake is complete, run on_open. */

@@ -354,6 +354,25 @@ size_t tls_sess_pend_flushed(const tls_sess_t *s)
     return s->pend_flushed;
 }
 
+size_t tls_sess_pend_cap(const tls_sess_t *s)
+{
+    return s->pend_cap;
+}
+
+/* The capacity the buffer needs for total kept bytes: doubling, so many
+ * small writes copy O(total). */
+static size_t pend_cap_for(const tls_sess_t *s, size_t total)
+{
+    if (total <= s->pend_cap) return s->pend_cap;
+    return s->pend_cap * 2 > total ? s->pend_cap * 2 : total;
+}
+
+size_t tls_sess_pend_grow(const tls_sess_t *s, size_t add)
+{
+    if (s->established || s->failed || s->shut) return 0;
+    return pend_cap_for(s, s->pend_len + add) - s->pend_cap;
+}
+
 int tls_sess_has_rest(const tls_sess_t *s)
 {
     return s->rest_len != 0 || s->plain_kept; /* asked per event: no OpenSSL call */
@@ -366,8 +385,8 @@ int tls_sess_write(tls_sess_t *s, const pc_buf_t *bufs, unsigned n, const tls_io
         size_t total = s->pend_len;
         for (unsigned i = 0; i < n; i++)
             total += bufs[i].len;
-        if (total > s->pend_cap) { /* doubling: many small writes copy O(total) */
-            size_t cap = s->pend_cap * 2 > total ? s->pend_cap * 2 : total;
+        if (total > s->pend_cap) {
+            size_t cap = pend_cap_for(s, total);
             unsigned char *p = pc__realloc(s->pend, cap ? cap : 1);
             if (!p) return PC_ENOMEM;
             s->pend = p;

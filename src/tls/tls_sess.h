@@ -70,6 +70,13 @@ size_t tls_sess_pend_len(const tls_sess_t *s);
 /* What of it was written as the handshake completed (before io->open,
  * which may read it). */
 size_t tls_sess_pend_flushed(const tls_sess_t *s);
+/* Memory the session holds for that plaintext (its buffer's capacity; 0
+ * before the first kept byte and from the handshake's completion on). */
+size_t tls_sess_pend_cap(const tls_sess_t *s);
+/* How much that memory would grow if add more bytes were written now: 0
+ * once the handshake has completed (they are encrypted, not kept) or while
+ * the buffer has room. */
+size_t tls_sess_pend_grow(const tls_sess_t *s, size_t add);
 /* Encrypt the application's bytes to io->out; before the handshake has
  * completed they are kept and written as it completes, before io->open. 0, PC_ENOMEM,
  * PC_ETLS (the session failed or is shut down). */

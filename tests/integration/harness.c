@@ -196,10 +196,13 @@ int teardown(void **state)
     return 0;
 }
 
-pc_server_t *start_client_server(const pc_callbacks_t *cb)
+pc_server_t *start_client_server(const pc_callbacks_t *cb, const pc_server_config_t *base)
 {
     pc_server_config_t cc;
-    pc_server_config_init(&cc);
+    if (base)
+        cc = *base;
+    else
+        pc_server_config_init(&cc);
     cc.threads = 1;
     cc.cb = *cb;
     pc_server_t *cs;

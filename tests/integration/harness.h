@@ -69,8 +69,8 @@ void expect_refused(const char *src);
  * and accepts max; field points into cfg. */
 void expect_bound(pc_server_config_t *cfg, unsigned *field, unsigned max);
 /* A started one-worker server without listeners, for pc_connect clients
- * whose connections run cb. */
-pc_server_t *start_client_server(const pc_callbacks_t *cb);
+ * whose connections run cb; base: the other settings (NULL: defaults). */
+pc_server_t *start_client_server(const pc_callbacks_t *cb, const pc_server_config_t *base);
 /* Hold s's worker busy (at most 5 s) until worker_release, returning once
  * it is held: what is posted or kicked to it meanwhile waits (for instance
  * bytes queued by id before a connect starts). One hold at a time. */

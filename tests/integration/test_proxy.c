@@ -513,7 +513,7 @@ static void connect_ex_greeting(const pc_connect_opts_t *o, int port)
     g_out.len = 0;
     atomic_store(&g_out.lines, 0);
     atomic_store(&g_out.closed, 0);
-    pc_server_t *cs = start_client_server(&out_cb);
+    pc_server_t *cs = start_client_server(&out_cb, NULL);
     worker_hold(cs);
     char ep[64];
     snprintf(ep, sizeof ep, "127.0.0.1:%d", port);

@@ -307,7 +307,7 @@ static void pcc_run(pc_server_t *cs, pc_tls_ctx_t *cx, const char *host, pcc_t *
 
 static pc_server_t *client_server(void)
 {
-    return start_client_server(&pcc_cb);
+    return start_client_server(&pcc_cb, NULL);
 }
 
 static pc_tls_ctx_t *client_ctx_cert(const char *ca, int resume, int with_cert)
@@ -367,18 +367,34 @@ static void xc_close(pc_conn_t *c, pc_close_reason_t r, int err)
 }
 
 /* A started client-only server whose connections run the xc_ callbacks. */
+/* max_buffered_bytes of the next xc_server (0: none) */
+static size_t g_xc_max_buffered;
+
 static pc_server_t *xc_server(void)
 {
     static const pc_callbacks_t xc_cb = {
         .on_open = xc_open, .on_data = xc_data, .on_close = xc_close};
-    return start_client_server(&xc_cb);
+    pc_server_config_t cc;
+    pc_server_config_init(&cc);
+    cc.max_buffered_bytes = g_xc_max_buffered;
+    return start_client_server(&xc_cb, &cc);
 }
 
-/* Close connection id of cs, wait for its on_close, free everything. */
+static uint64_t send_held(pc_server_t *s)
+{
+    pc_server_stats_t st;
+    pc_server_stats(s, &st);
+    return st.send_held_bytes;
+}
+
+/* Close connection id of cs, wait for its on_close, free everything. The
+ * memory held for its sends is given back (stats.send_held_bytes). */
 static void xc_finish(pc_server_t *cs, pc_conn_id_t id, pc_tls_ctx_t *cx, xc_t *x)
 {
     assert_int_equal(pc_server_close_id(cs, id), 0);
     WAIT_FOR(atomic_load(&x->closed), 10000);
+    WAIT_FOR(send_held(cs) == 0, 5000); /* released after on_close */
+    assert_int_equal(send_held(cs), 0);
     pc_tls_ctx_free(cx);
     pc_server_stop(cs, 1000);
     pc_server_destroy(cs);
@@ -490,6 +506,45 @@ static void send_to_during_handshake_bounded(void **state)
     shim_close(l);
 }
 
+/* What the session keeps for the handshake is memory max_buffered_bytes
+ * bounds: with a 256 KiB cap, 1 KiB sends by id are refused once the kept
+ * bytes' buffer reaches it (send_queue_limit, 4 MiB, is not what stops
+ * them), and stats.send_held_bytes shows the buffer. The buffer was not
+ * counted: 4 MiB taken, 0 held. */
+static void send_to_during_handshake_capped(void **state)
+{
+    (void)state;
+    shim_sock_t l;
+    int port = silent_listener(&l);
+    pc_server_t *cs;
+    pc_tls_ctx_t *cx;
+    xc_t *x;
+    g_xc_max_buffered = (size_t)256 << 10;
+    pc_conn_id_t id = xc_connect(port, &cs, &cx, &x, NULL, NULL, 0);
+    g_xc_max_buffered = 0;
+    static char kib[1024];
+    size_t taken = 0;
+    int rc = 0;
+    for (int i = 0; i < 20000 && rc == 0; i++) {
+        rc = pc_server_send_to(cs, id, kib, sizeof kib);
+        if (rc == 0) taken += sizeof kib;
+        if (i % 64 == 0) shim_sleep_ms(1); /* let the kicks hand them over */
+    }
+    assert_int_equal(rc, PC_ENOBUFS);
+    assert_true(taken <= (size_t)256 << 10);
+    assert_int_equal(atomic_load(&x->opened), 0);
+    WAIT_FOR(pc_server_send_queued(cs, id) == (int64_t)taken && send_held(cs) >= taken, 5000);
+    pc_server_stats_t st;
+    pc_server_stats(cs, &st);
+    assert_true(st.send_held_bytes >= taken); /* the kept bytes' buffer */
+    assert_true(st.send_held_bytes <= (size_t)512 << 10);
+    assert_true(st.send_refused >= 1);
+    assert_int_equal(st.send_limit_refused, 0);
+    assert_int_equal(pc_server_send_queued(cs, id), (int64_t)taken);
+    xc_finish(cs, id, cx, x); /* and the buffer is given back */
+    shim_close(l);
+}
+
 /* Bytes kept for the handshake are counted whichever callback sends them:
  * a timer armed during the handshake (by a pc_server_post_to function)
  * sends 64 KiB per tick; send_queue_limit refuses past 4 MiB. They used to
@@ -519,9 +574,10 @@ static void arm_ticks(pc_conn_t *c, void *arg)
         pc_server_post_to(pc_conn_server(c), id, arm_ticks, arg);
 }
 
-static void timer_sends_during_handshake_bounded(void **state)
+/* Ticks of 64 KiB sent by a timer during the handshake until refused;
+ * cap: the client server's max_buffered_bytes. */
+static void timer_sends_until_refused(size_t cap, size_t limit)
 {
-    (void)state;
     atomic_store(&g_tick_taken, 0);
     atomic_store(&g_tick_refused, 0);
     atomic_store(&g_ticks, 0);
@@ -531,16 +587,38 @@ static void timer_sends_during_handshake_bounded(void **state)
     pc_server_t *cs;
     pc_tls_ctx_t *cx;
     xc_t *x;
+    g_xc_max_buffered = cap;
     pc_conn_id_t id = xc_connect(port, &cs, &cx, &x, NULL, NULL, 0);
+    g_xc_max_buffered = 0;
     assert_int_equal(pc_server_post_to(cs, id, arm_ticks, &id), 0);
     WAIT_FOR(atomic_load(&g_tick_refused) > 0 || atomic_load(&g_ticks) > 100, 10000);
     assert_true(atomic_load(&g_ticks) > 0); /* armed */
     assert_int_equal(atomic_load(&g_tick_refused), 1);
     size_t taken = atomic_load(&g_tick_taken);
-    assert_true(taken <= (size_t)4 << 20);
+    assert_true(taken <= limit);
     assert_int_equal(pc_server_send_queued(cs, id), (int64_t)taken);
+    pc_server_stats_t st;
+    pc_server_stats(cs, &st);
+    assert_true(st.send_held_bytes >= taken);
+    /* which bound refused: the buffer cap, or else send_queue_limit */
+    assert_int_equal(st.send_refused, cap ? 1 : 0);
+    assert_int_equal(st.send_limit_refused, cap ? 0 : 1);
     xc_finish(cs, id, cx, x);
     shim_close(l);
+}
+
+static void timer_sends_during_handshake_bounded(void **state)
+{
+    (void)state;
+    timer_sends_until_refused(0, (size_t)4 << 20);
+}
+
+/* The same bounded by max_buffered_bytes (256 KiB): the kept bytes' buffer
+ * counts (the ticks went on to send_queue_limit's 4 MiB before). */
+static void timer_sends_during_handshake_capped(void **state)
+{
+    (void)state;
+    timer_sends_until_refused((size_t)256 << 10, (size_t)256 << 10);
 }
 
 /* Bytes queued by id before the handshake go out first as it completes:
@@ -1180,6 +1258,8 @@ SKIPPED(pause_resumed_in_on_sent)
 SKIPPED(no_drain_before_open)
 SKIPPED(send_to_during_handshake_bounded)
 SKIPPED(timer_sends_during_handshake_bounded)
+SKIPPED(send_to_during_handshake_capped)
+SKIPPED(timer_sends_during_handshake_capped)
 SKIPPED(early_bytes_before_on_open)
 
 #endif
@@ -1211,6 +1291,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(no_drain_before_open, teardown),
         cmocka_unit_test_teardown(send_to_during_handshake_bounded, teardown),
         cmocka_unit_test_teardown(timer_sends_during_handshake_bounded, teardown),
+        cmocka_unit_test_teardown(send_to_during_handshake_capped, teardown),
+        cmocka_unit_test_teardown(timer_sends_during_handshake_capped, teardown),
         cmocka_unit_test_teardown(early_bytes_before_on_open, teardown),
     };
     if (PICK_TEST(tests, argc, argv) != 0) return 1;
