@@ -844,15 +844,15 @@ PC_API const void *pc_conn_proxy_tlv(const pc_conn_t *c, unsigned type, size_t *
 /* ------------------------------------------------------------------------ */
 
 typedef struct pc_server_stats_s {
-    uint64_t accepted;                      /* connections accepted (passed the pipeline) */
-    uint64_t rejected[PC_STEP_COUNT];       /* rejected, per pipeline step */
-    uint64_t would_reject[PC_STEP_COUNT];   /* shadow mode: would have been rejected */
-    uint64_t deferred;                      /* defer decisions taken */
-    uint64_t accept_errors;                 /* accept() failures (EMFILE, ...) */
-    uint64_t active;                        /* open connections now */
-    uint64_t closed[PC_CLOSE_REASON_COUNT]; /* connections ended, per reason */
-    uint64_t bytes_in;
-    uint64_t bytes_out;
+    uint64_t accepted;                         /* connections accepted (passed the pipeline) */
+    uint64_t rejected[PC_STEP_COUNT];          /* rejected, per pipeline step */
+    uint64_t would_reject[PC_STEP_COUNT];      /* shadow mode: would have been rejected */
+    uint64_t deferred;                         /* defer decisions taken */
+    uint64_t accept_errors;                    /* accept() failures (EMFILE, ...) */
+    uint64_t active;                           /* open connections now */
+    uint64_t closed[PC_CLOSE_REASON_COUNT];    /* connections ended, per reason */
+    uint64_t bytes_in;                         /* read from sockets (any state, TLS: records) */
+    uint64_t bytes_out;                        /* written to sockets */
     uint64_t send_queued_bytes;                /* bytes waiting in send queues now */
     uint64_t send_held_bytes;                  /* memory send queues hold (chunks, TLS pend) */
     uint64_t send_refused;                     /* sends refused by max_buffered_bytes */

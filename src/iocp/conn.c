@@ -968,17 +968,18 @@ static void handle(worker_t *w, pc_conn_t *c, const completion_t *cpl)
         c->reading = 0;
         c->ops_pending--;
         if (cpl->data) { /* backend-supplied data (io_uring provided buffers) */
+            /* every byte received counts, kept, delivered or discarded
+             * while closing, as conn_read counts them */
+            counter_add(&w->bytes_in, cpl->bytes);
             /* arrived for a receive started before a pause: kept for later */
             if (cpl->bytes && c->state == CS_OPEN && !read_wanted(c)) {
                 if (hold_data(c, cpl->data, cpl->bytes)) break;
-                if (hold_append(c, cpl->data, cpl->bytes)) { /* counted as the copy was */
-                    counter_add(&w->bytes_in, cpl->bytes);
+                if (hold_append(c, cpl->data, cpl->bytes)) {
                     port_recv_done(conn_port(c), &c->ps, cpl->data);
                     break;
                 }
             }
             if (cpl->bytes && c->state == CS_OPEN) {
-                counter_add(&w->bytes_in, cpl->bytes);
                 c->last_rx_ms = pc__now_ms();
                 conn_deliver(w, c, cpl->data, cpl->bytes);
             }
@@ -1860,7 +1861,6 @@ static void conn_deliver_held(pc_conn_t *c)
         uint32_t tag = x->held_len, len = tag & ~HELD_COPY;
         x->held = NULL;
         if (c->state == CS_OPEN) { /* as a receive: through TLS or the PROXY parser */
-            if (!(tag & HELD_COPY)) counter_add(&conn_worker(c)->bytes_in, len);
             c->last_rx_ms = pc__now_ms();
             conn_deliver(tls_worker, c, data, len);
         }

@@ -314,6 +314,40 @@ static void close_nolinger(void **state)
     shim_close(s);
 }
 
+static void close_on_data(pc_conn_t *c, const void *data, size_t len)
+{
+    (void)data;
+    (void)len;
+    assert_int_equal(pc_conn_close(c), 0);
+}
+
+/* stats.bytes_in counts every byte received, also what a closing
+ * connection reads and discards while it waits for the peer's FIN (the
+ * io_uring backend counted only bytes received while open: 1 here). */
+static void linger_bytes_counted(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.cb.on_data = close_on_data;
+    start_server(&cfg);
+    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 3000);
+    assert_true(s != SHIM_INVALID);
+    assert_int_equal(shim_send_all(s, "x", 1), 0);
+    size_t extra = 0;
+    assert_int_equal(shim_wait_close(s, &extra), 0); /* the server's FIN */
+    assert_int_equal(extra, 0);
+    static char more[64 * 1024];
+    memset(more, 'm', sizeof more);
+    assert_int_equal(shim_send_all(s, more, sizeof more), 0); /* read and discarded */
+    shim_shutdown_write(s);
+    WAIT_FOR(atomic_load(&g_closes) == 1, 5000);
+    assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_LOCAL]), 1);
+    WAIT_FOR(stats().bytes_in == 1 + sizeof more, 5000);
+    assert_int_equal(stats().bytes_in, 1 + sizeof more);
+    shim_close(s);
+}
+
 #ifndef _WIN32
 /* The peer sent more than the server read when it closed without linger:
  * the kernel resets the connection at close(), and the reply must have
@@ -360,6 +394,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(buffered_cap_refuses, teardown),
         cmocka_unit_test_teardown(stop_notifies_application, teardown),
         cmocka_unit_test_teardown(close_nolinger, teardown),
+        cmocka_unit_test_teardown(linger_bytes_counted, teardown),
 #ifndef _WIN32
         cmocka_unit_test_teardown(close_nolinger_unread_bytes, teardown), /* not on Windows */
 #endif
