@@ -289,19 +289,26 @@ static void nolinger_on_data(pc_conn_t *c, const void *data, size_t len)
     assert_int_equal(pc_conn_close_nolinger(c), 0);
 }
 
+/* A server whose on_data is on_data, and a connection to it that sent "x". */
+static shim_sock_t start_and_poke(void (*on_data)(pc_conn_t *, const void *, size_t))
+{
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.cb.on_data = on_data;
+    start_server(&cfg);
+    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 3000);
+    assert_true(s != SHIM_INVALID);
+    assert_int_equal(shim_send_all(s, "x", 1), 0);
+    return s;
+}
+
 /* pc_conn_close_nolinger: the peer gets everything queued, then a FIN (no
  * reset), and the connection is closed on the server right away, without
  * waiting for the peer's FIN (which pc_conn_close would, up to the linger). */
 static void close_nolinger(void **state)
 {
     (void)state;
-    pc_server_config_t cfg;
-    base_config(&cfg);
-    cfg.cb.on_data = nolinger_on_data;
-    start_server(&cfg);
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 3000);
-    assert_true(s != SHIM_INVALID);
-    assert_int_equal(shim_send_all(s, "x", 1), 0);
+    shim_sock_t s = start_and_poke(nolinger_on_data);
     char buf[8];
     assert_int_equal(shim_recv_exact(s, buf, 3), 3);
     assert_memory_equal(buf, "bye", 3);
@@ -327,13 +334,7 @@ static void close_on_data(pc_conn_t *c, const void *data, size_t len)
 static void linger_bytes_counted(void **state)
 {
     (void)state;
-    pc_server_config_t cfg;
-    base_config(&cfg);
-    cfg.cb.on_data = close_on_data;
-    start_server(&cfg);
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 3000);
-    assert_true(s != SHIM_INVALID);
-    assert_int_equal(shim_send_all(s, "x", 1), 0);
+    shim_sock_t s = start_and_poke(close_on_data);
     size_t extra = 0;
     assert_int_equal(shim_wait_close(s, &extra), 0); /* the server's FIN */
     assert_int_equal(extra, 0);

@@ -477,6 +477,22 @@ static int silent_listener(shim_sock_t *l)
  * pc_server_send_queued reports them. They used to leave every count as
  * the kick handed them over: 14 MiB taken against a 4 MiB limit, 0
  * reported. */
+/* 1 KiB sends to id by id (at most 20000) until one is refused with
+ * PC_ENOBUFS; the bytes taken. */
+static size_t send_kib_until_refused(pc_server_t *cs, pc_conn_id_t id)
+{
+    static char kib[1024];
+    size_t taken = 0;
+    int rc = 0;
+    for (int i = 0; i < 20000 && rc == 0; i++) {
+        rc = pc_server_send_to(cs, id, kib, sizeof kib);
+        if (rc == 0) taken += sizeof kib;
+        if (i % 64 == 0) shim_sleep_ms(1); /* let the kicks hand them over */
+    }
+    assert_int_equal(rc, PC_ENOBUFS);
+    return taken;
+}
+
 static void send_to_during_handshake_bounded(void **state)
 {
     (void)state;
@@ -486,15 +502,7 @@ static void send_to_during_handshake_bounded(void **state)
     pc_tls_ctx_t *cx;
     xc_t *x;
     pc_conn_id_t id = xc_connect(port, &cs, &cx, &x, NULL, NULL, 0);
-    static char kib[1024];
-    size_t taken = 0;
-    int rc = 0;
-    for (int i = 0; i < 20000 && rc == 0; i++) {
-        rc = pc_server_send_to(cs, id, kib, sizeof kib);
-        if (rc == 0) taken += sizeof kib;
-        if (i % 256 == 0) shim_sleep_ms(1); /* let the kicks hand them over */
-    }
-    assert_int_equal(rc, PC_ENOBUFS);
+    size_t taken = send_kib_until_refused(cs, id);
     assert_true(taken <= (size_t)4 << 20);
     assert_int_equal(atomic_load(&x->opened), 0);
     assert_int_equal(pc_server_send_queued(cs, id), (int64_t)taken);
@@ -522,15 +530,7 @@ static void send_to_during_handshake_capped(void **state)
     g_xc_max_buffered = (size_t)256 << 10;
     pc_conn_id_t id = xc_connect(port, &cs, &cx, &x, NULL, NULL, 0);
     g_xc_max_buffered = 0;
-    static char kib[1024];
-    size_t taken = 0;
-    int rc = 0;
-    for (int i = 0; i < 20000 && rc == 0; i++) {
-        rc = pc_server_send_to(cs, id, kib, sizeof kib);
-        if (rc == 0) taken += sizeof kib;
-        if (i % 64 == 0) shim_sleep_ms(1); /* let the kicks hand them over */
-    }
-    assert_int_equal(rc, PC_ENOBUFS);
+    size_t taken = send_kib_until_refused(cs, id);
     assert_true(taken <= (size_t)256 << 10);
     assert_int_equal(atomic_load(&x->opened), 0);
     WAIT_FOR(pc_server_send_queued(cs, id) == (int64_t)taken && send_held(cs) >= taken, 5000);
