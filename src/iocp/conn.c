@@ -1518,8 +1518,13 @@ int pc_conn_sendv(pc_conn_t *c, const pc_buf_t *bufs, unsigned n)
     if (tls_conn != c) return conn_xsend(c, 0, bufs, n, total);
     if (c->state != CS_OPEN) return PC_ENOTCONN;
     if (over_limit(c, total)) return PC_ENOBUFS;
-    chunk_t *tail = tx_empty(c) ? NULL : pc_container_of(c->tx->sendq.prev, chunk_t, link);
-    size_t grow = tail && tail->cap - tail->len >= total ? 0 : sq_chunk_size(total);
+    size_t grow;
+    if (c->tls_phase == TLSP_HANDSHAKE) { /* kept by the session, not in a chunk */
+        grow = conn_tls_pend_grow(c, total);
+    } else {
+        chunk_t *tail = tx_empty(c) ? NULL : pc_container_of(c->tx->sendq.prev, chunk_t, link);
+        grow = tail && tail->cap - tail->len >= total ? 0 : sq_chunk_size(total);
+    }
     if (conn_over_buffer_cap(conn_srv(c), grow)) {
         /* stop reading (what it reads makes more output) until its own
          * queue drains; with nothing queued there is nothing to wait for */

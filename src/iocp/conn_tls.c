@@ -102,11 +102,6 @@ int conn_tls_recv(pc_conn_t *c, const char *data, size_t n)
 int conn_tls_send(pc_conn_t *c, const pc_buf_t *bufs, unsigned n)
 {
     if (c->tls_phase == TLSP_WANTED) return PC_ENOTCONN;
-    size_t total = 0;
-    for (unsigned i = 0; i < n; i++)
-        total += bufs[i].len;
-    size_t grow = tls_sess_pend_grow(c->ext->tls, total); /* kept for the handshake */
-    if (grow && conn_over_buffer_cap(conn_srv(c), grow)) return PC_ENOBUFS;
     size_t before = conn_tls_pend(c);
     int rc = tls_sess_write(c->ext->tls, bufs, n, &conn_io, c);
     size_t grown = conn_tls_pend(c) - before; /* kept for the handshake: counted */
@@ -118,10 +113,35 @@ int conn_tls_send(pc_conn_t *c, const pc_buf_t *bufs, unsigned n)
     return rc == PC_ETLS ? PC_ENOTCONN : rc;
 }
 
+size_t conn_tls_pend_grow(const pc_conn_t *c, size_t add)
+{
+    return c->tls_phase == TLSP_HANDSHAKE && c->ext && c->ext->tls
+               ? tls_sess_pend_grow(c->ext->tls, add)
+               : 0;
+}
+
+/* The chunks of q are about to be freed and their bytes kept by the session:
+ * near max_buffered_bytes, grow its buffer only by what they need (which
+ * their memory covers) instead of doubling, so that the hand-over never
+ * takes the held memory up; below the cap, doubling keeps many small
+ * hand-overs from copying the buffer each time. */
+static void pend_reserve_for(pc_conn_t *c, const queue_t *q, size_t total)
+{
+    pc_server_t *s = conn_srv(c);
+    size_t cap = s->cfg.max_buffered_bytes, grow = conn_tls_pend_grow(c, total);
+    if (!cap || !grow) return;
+    size_t freed = 0;
+    const queue_t *e;
+    queue_foreach(e, q) freed += sizeof(chunk_t) + pc_container_of(e, chunk_t, link)->cap;
+    if (counter_get(&s->send_held) + grow > cap + freed)
+        (void)tls_sess_pend_reserve(c->ext->tls, total);
+}
+
 void conn_tls_send_chunks(pc_conn_t *c, const queue_t *q, size_t total, int in_inbox)
 {
     size_t before = conn_tls_pend(c);
     int failed = c->tls_phase == TLSP_WANTED;
+    pend_reserve_for(c, q, total); /* on failure, the writes below try again */
     queue_t *e;
     queue_foreach(e, q)
     {

@@ -576,6 +576,10 @@ void conn_inbox_count(pc_conn_t *c, size_t add, size_t sub);
  * it grow, io_open takes out what the session wrote as the handshake
  * completed, conn_tls_free the rest. Strand only. */
 size_t conn_tls_pend(const pc_conn_t *c);
+/* How much the session's buffer for the handshake would grow if add more
+ * bytes were sent now: 0 outside the handshake (they then go to send-queue
+ * chunks) or while the buffer has room. Strand only. */
+size_t conn_tls_pend_grow(const pc_conn_t *c, size_t add);
 /* Graceful close: queue close_notify (after a completed handshake). */
 void conn_tls_close_notify(pc_conn_t *c);
 /* At the connection's release. */

@@ -373,6 +373,22 @@ size_t tls_sess_pend_grow(const tls_sess_t *s, size_t add)
     return pend_cap_for(s, s->pend_len + add) - s->pend_cap;
 }
 
+/* Grow the buffer to cap bytes (> pend_cap). */
+static int pend_resize(tls_sess_t *s, size_t cap)
+{
+    unsigned char *p = pc__realloc(s->pend, cap ? cap : 1);
+    if (!p) return PC_ENOMEM;
+    s->pend = p;
+    s->pend_cap = cap;
+    return 0;
+}
+
+int tls_sess_pend_reserve(tls_sess_t *s, size_t add)
+{
+    if (s->established || s->failed || s->shut || s->pend_len + add <= s->pend_cap) return 0;
+    return pend_resize(s, s->pend_len + add);
+}
+
 int tls_sess_has_rest(const tls_sess_t *s)
 {
     return s->rest_len != 0 || s->plain_kept; /* asked per event: no OpenSSL call */
@@ -385,13 +401,7 @@ int tls_sess_write(tls_sess_t *s, const pc_buf_t *bufs, unsigned n, const tls_io
         size_t total = s->pend_len;
         for (unsigned i = 0; i < n; i++)
             total += bufs[i].len;
-        if (total > s->pend_cap) {
-            size_t cap = pend_cap_for(s, total);
-            unsigned char *p = pc__realloc(s->pend, cap ? cap : 1);
-            if (!p) return PC_ENOMEM;
-            s->pend = p;
-            s->pend_cap = cap;
-        }
+        if (total > s->pend_cap && pend_resize(s, pend_cap_for(s, total)) < 0) return PC_ENOMEM;
         for (unsigned i = 0; i < n; i++) {
             if (!bufs[i].len) continue; /* pend may still be NULL */
             memcpy(s->pend + s->pend_len, bufs[i].base, bufs[i].len);
