@@ -22,5 +22,11 @@ typedef struct chunk_s {
 chunk_t *chunk_new(size_t need);
 /* Free a chunk (NULL is a no-op). Any thread. */
 void chunk_free(chunk_t *c);
+/* The memory a chunk holds: its header and capacity (what the server's
+ * send_held counts for it). Any thread. */
+static inline size_t chunk_mem(const chunk_t *c)
+{
+    return sizeof(chunk_t) + c->cap;
+}
 
 #endif

@@ -1726,13 +1726,13 @@ static size_t sq_chunk_size(size_t need)
 static chunk_t *sq_chunk_new(pc_server_t *s, size_t need)
 {
     chunk_t *ch = chunk_new(need);
-    if (ch) counter_add(&s->send_held, sizeof(chunk_t) + ch->cap);
+    if (ch) counter_add(&s->send_held, chunk_mem(ch));
     return ch;
 }
 
 static void sq_chunk_free(pc_server_t *s, chunk_t *ch)
 {
-    counter_sub(&s->send_held, sizeof(chunk_t) + ch->cap);
+    counter_sub(&s->send_held, chunk_mem(ch));
     chunk_free(ch);
 }
 

@@ -132,7 +132,7 @@ static void pend_reserve_for(pc_conn_t *c, const queue_t *q, size_t total)
     if (!cap || !grow) return;
     size_t freed = 0;
     const queue_t *e;
-    queue_foreach(e, q) freed += sizeof(chunk_t) + pc_container_of(e, chunk_t, link)->cap;
+    queue_foreach(e, q) freed += chunk_mem(pc_container_of(e, chunk_t, link));
     if (counter_get(&s->send_held) + grow > cap + freed)
         (void)tls_sess_pend_reserve(c->ext->tls, total);
 }
