@@ -487,29 +487,35 @@ static size_t send_kib_until_refused(pc_server_t *cs, pc_conn_id_t id)
     return taken;
 }
 
-/* A client server (max_buffered_bytes cap) with a TLS connection to a
- * peer that accepts TCP and never answers (*l, its listener); its id. */
-static pc_conn_id_t silent_connect(size_t cap, shim_sock_t *l, pc_server_t **cs, pc_tls_ctx_t **cx,
-                                   xc_t **x)
+/* A client server (max_buffered_bytes cap) with a TLS connection (id) to
+ * a peer that accepts TCP and never answers (l, its listener). */
+typedef struct silent_s {
+    shim_sock_t l;
+    pc_server_t *cs;
+    pc_tls_ctx_t *cx;
+    xc_t *x;
+    pc_conn_id_t id;
+} silent_t;
+
+static void silent_connect(size_t cap, silent_t *sc)
 {
-    int port = silent_listener(l);
+    int port = silent_listener(&sc->l);
     g_xc_max_buffered = cap;
-    pc_conn_id_t id = xc_connect(port, cs, cx, x, NULL, NULL, 0);
+    sc->id = xc_connect(port, &sc->cs, &sc->cx, &sc->x, NULL, NULL, 0);
     g_xc_max_buffered = 0;
-    return id;
 }
 
-/* taken bytes were sent into id's handshake: all still queued, their
+/* taken bytes were sent into the handshake: all still queued, their
  * buffer held (at most cap, if cap: max_buffered_bytes), and refusals sends
  * refused (-1: at least one) by the bound in force (max_buffered_bytes if
- * cap, else send_queue_limit); then close and free (xc_finish: the buffer
- * is given back). */
-static void expect_held_then_finish(pc_server_t *cs, pc_conn_id_t id, pc_tls_ctx_t *cx, xc_t *x,
-                                    size_t cap, size_t taken, int refusals)
+ * cap, else send_queue_limit); then close and free everything (xc_finish:
+ * the buffer is given back). */
+static void expect_held_then_finish(silent_t *sc, size_t cap, size_t taken, int refusals)
 {
-    assert_int_equal(atomic_load(&x->opened), 0);
-    WAIT_FOR(pc_server_send_queued(cs, id) == (int64_t)taken && send_held(cs) >= taken, 5000);
-    assert_int_equal(pc_server_send_queued(cs, id), (int64_t)taken);
+    pc_server_t *cs = sc->cs;
+    assert_int_equal(atomic_load(&sc->x->opened), 0);
+    WAIT_FOR(pc_server_send_queued(cs, sc->id) == (int64_t)taken && send_held(cs) >= taken, 5000);
+    assert_int_equal(pc_server_send_queued(cs, sc->id), (int64_t)taken);
     pc_server_stats_t st;
     pc_server_stats(cs, &st);
     assert_int_equal(st.send_queued_bytes, taken);
@@ -522,7 +528,8 @@ static void expect_held_then_finish(pc_server_t *cs, pc_conn_id_t id, pc_tls_ctx
     else
         assert_int_equal(by_bound, refusals);
     assert_int_equal(by_other, 0);
-    xc_finish(cs, id, cx, x);
+    xc_finish(cs, sc->id, sc->cx, sc->x);
+    shim_close(sc->l);
 }
 
 /* 1 KiB sends by id into a handshake that never completes, until refused;
@@ -530,15 +537,11 @@ static void expect_held_then_finish(pc_server_t *cs, pc_conn_id_t id, pc_tls_ctx
  * 4 MiB refuses). */
 static void send_to_until_refused(size_t cap, size_t limit)
 {
-    shim_sock_t l;
-    pc_server_t *cs;
-    pc_tls_ctx_t *cx;
-    xc_t *x;
-    pc_conn_id_t id = silent_connect(cap, &l, &cs, &cx, &x);
-    size_t taken = send_kib_until_refused(cs, id);
+    silent_t sc;
+    silent_connect(cap, &sc);
+    size_t taken = send_kib_until_refused(sc.cs, sc.id);
     assert_true(taken <= limit);
-    expect_held_then_finish(cs, id, cx, x, cap, taken, -1);
-    shim_close(l);
+    expect_held_then_finish(&sc, cap, taken, -1);
 }
 
 /* Bytes sent by id to an outbound TLS connection whose handshake does not
@@ -571,22 +574,17 @@ static void send_to_near_cap_stays_under(void **state)
 {
     (void)state;
     const size_t cap = (size_t)256 << 10;
-    shim_sock_t l;
-    pc_server_t *cs;
-    pc_tls_ctx_t *cx;
-    xc_t *x;
-    pc_conn_id_t id = silent_connect(cap, &l, &cs, &cx, &x);
+    silent_t sc;
+    silent_connect(cap, &sc);
     static char big[232 << 10];
-    assert_int_equal(pc_server_send_to(cs, id, big, sizeof big), 0);
+    assert_int_equal(pc_server_send_to(sc.cs, sc.id, big, sizeof big), 0);
     /* handed over: the chunk (with its header) became the buffer */
-    WAIT_FOR(send_held(cs) == sizeof big, 5000);
-    assert_int_equal(send_held(cs), sizeof big);
-    assert_int_equal(pc_server_send_to(cs, id, "!", 1), 0);
-    WAIT_FOR(send_held(cs) == sizeof big + 1, 5000);
-    assert_int_equal(send_held(cs), sizeof big + 1);
-    assert_int_equal(pc_server_send_queued(cs, id), (int64_t)sizeof big + 1);
-    expect_held_then_finish(cs, id, cx, x, cap, sizeof big + 1, 0);
-    shim_close(l);
+    WAIT_FOR(send_held(sc.cs) == sizeof big, 5000);
+    assert_int_equal(send_held(sc.cs), sizeof big);
+    assert_int_equal(pc_server_send_to(sc.cs, sc.id, "!", 1), 0);
+    WAIT_FOR(send_held(sc.cs) == sizeof big + 1, 5000);
+    assert_int_equal(send_held(sc.cs), sizeof big + 1);
+    expect_held_then_finish(&sc, cap, sizeof big + 1, 0);
 }
 
 /* A send from the strand (here a pc_server_post_to function) during the
@@ -614,18 +612,14 @@ static void strand_send_near_cap_refused(void **state)
     atomic_store(&g_two_done, 0);
     atomic_store(&g_two_tries, 0);
     const size_t cap = (size_t)256 << 10;
-    shim_sock_t l;
-    pc_server_t *cs;
-    pc_tls_ctx_t *cx;
-    xc_t *x;
-    pc_conn_id_t id = silent_connect(cap, &l, &cs, &cx, &x);
-    assert_int_equal(pc_server_post_to(cs, id, send_two, &id), 0);
+    silent_t sc;
+    silent_connect(cap, &sc);
+    assert_int_equal(pc_server_post_to(sc.cs, sc.id, send_two, &sc.id), 0);
     WAIT_FOR(atomic_load(&g_two_done), 5000);
     assert_int_equal(atomic_load(&g_two_done), 1);
     assert_int_equal(atomic_load(&g_two_rc1), 0);
     assert_int_equal(atomic_load(&g_two_rc2), PC_ENOBUFS);
-    expect_held_then_finish(cs, id, cx, x, cap, (size_t)140 << 10, 1);
-    shim_close(l);
+    expect_held_then_finish(&sc, cap, (size_t)140 << 10, 1);
 }
 
 /* Bytes kept for the handshake are counted whichever callback sends them:
@@ -665,19 +659,15 @@ static void timer_sends_until_refused(size_t cap, size_t limit)
     atomic_store(&g_tick_refused, 0);
     atomic_store(&g_ticks, 0);
     atomic_store(&g_arm_tries, 0);
-    shim_sock_t l;
-    pc_server_t *cs;
-    pc_tls_ctx_t *cx;
-    xc_t *x;
-    pc_conn_id_t id = silent_connect(cap, &l, &cs, &cx, &x);
-    assert_int_equal(pc_server_post_to(cs, id, arm_ticks, &id), 0);
+    silent_t sc;
+    silent_connect(cap, &sc);
+    assert_int_equal(pc_server_post_to(sc.cs, sc.id, arm_ticks, &sc.id), 0);
     WAIT_FOR(atomic_load(&g_tick_refused) > 0 || atomic_load(&g_ticks) > 100, 10000);
     assert_true(atomic_load(&g_ticks) > 0);            /* armed */
     assert_int_equal(atomic_load(&g_tick_refused), 1); /* the ticks stop there */
     size_t taken = atomic_load(&g_tick_taken);
     assert_true(taken <= limit);
-    expect_held_then_finish(cs, id, cx, x, cap, taken, 1);
-    shim_close(l);
+    expect_held_then_finish(&sc, cap, taken, 1);
 }
 
 static void timer_sends_during_handshake_bounded(void **state)
