@@ -23,5 +23,16 @@ static inline uint64_t counter_get(const counter_t *c)
 {
     return atomic_load_explicit((counter_t *)c, memory_order_relaxed);
 }
+/* Add v unless the sum would pass limit, in one step against concurrent
+ * writers: 1 if added, 0 (nothing added) if not. */
+static inline int counter_add_within(counter_t *c, uint64_t v, uint64_t limit)
+{
+    uint64_t cur = counter_get(c);
+    do {
+        if (cur > limit || v > limit - cur) return 0;
+    } while (!atomic_compare_exchange_weak_explicit(c, &cur, cur + v, memory_order_relaxed,
+                                                    memory_order_relaxed));
+    return 1;
+}
 
 #endif

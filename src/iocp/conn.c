@@ -215,15 +215,37 @@ static void sendq_started(pc_conn_t *c)
     if (c->state == CS_OPEN) timer_sooner(c, c->tx->tx_since_ms + wt);
 }
 
-/* Refuse a send that needs new send-queue memory (a chunk of grow bytes;
- * 0 when it coalesces into a tail chunk) that would take the memory held by
- * the server's send queues over max_buffered_bytes. */
-int conn_over_buffer_cap(pc_server_t *s, size_t grow)
+/* What this thread took from max_buffered_bytes for the allocation it is
+ * about to make (conn_buffer_take), already counted in send_held: one
+ * send's worth, between its take and its settle. */
+static PC_THREAD_LOCAL size_t held_taken;
+
+/* A send that needs new memory (a chunk of grow bytes, 0 when it coalesces
+ * into a tail chunk; or the growth of a TLS session's buffer) takes it from
+ * max_buffered_bytes first, or is refused. */
+int conn_buffer_take(pc_server_t *s, size_t grow)
 {
     size_t cap = s->cfg.max_buffered_bytes;
-    if (!cap || !grow || counter_get(&s->send_held) + grow <= cap) return 0;
-    counter_add(&s->send_refused, 1);
-    return 1;
+    if (!cap || !grow) return 0;
+    if (!counter_add_within(&s->send_held, grow, cap)) {
+        counter_add(&s->send_refused, 1);
+        return 1;
+    }
+    held_taken += grow;
+    return 0;
+}
+
+void conn_buffer_settle(pc_server_t *s)
+{
+    if (held_taken) counter_sub(&s->send_held, held_taken);
+    held_taken = 0;
+}
+
+void conn_held_add(pc_server_t *s, size_t mem)
+{
+    size_t use = mem < held_taken ? mem : held_taken;
+    held_taken -= use;
+    if (mem > use) counter_add(&s->send_held, mem - use);
 }
 
 /* ---- the send side (conn_tx_t) ------------------------------------------- */
@@ -1446,8 +1468,9 @@ static int conn_xsend(pc_conn_t *c, uint64_t id, const pc_buf_t *bufs, unsigned 
     }
     pc__mutex_unlock(conn_lock(c));
     if (rc < 0) return rc;
-    if (conn_over_buffer_cap(s, sq_chunk_size(total))) return PC_ENOBUFS;
+    if (conn_buffer_take(s, sq_chunk_size(total))) return PC_ENOBUFS;
     chunk_t *ch = sq_chunk_new(s, total);
+    conn_buffer_settle(s);
     if (!ch) return PC_ENOMEM;
     copy_bufs(ch, bufs, n);
     /* an empty inbox needs a send side to carry its chunks, allocated here
@@ -1525,7 +1548,7 @@ int pc_conn_sendv(pc_conn_t *c, const pc_buf_t *bufs, unsigned n)
         chunk_t *tail = tx_empty(c) ? NULL : pc_container_of(c->tx->sendq.prev, chunk_t, link);
         grow = tail && tail->cap - tail->len >= total ? 0 : sq_chunk_size(total);
     }
-    if (conn_over_buffer_cap(conn_srv(c), grow)) {
+    if (conn_buffer_take(conn_srv(c), grow)) {
         /* stop reading (what it reads makes more output) until its own
          * queue drains; with nothing queued there is nothing to wait for */
         if (atomic_load(&c->sendq_bytes)) c->paused_hw = 1;
@@ -1533,6 +1556,7 @@ int pc_conn_sendv(pc_conn_t *c, const pc_buf_t *bufs, unsigned n)
     }
     /* encrypted by conn_queue_raw with a TLS session */
     int rc = c->tls_phase ? conn_tls_send(c, bufs, n) : sendq_push(c, bufs, n, total);
+    conn_buffer_settle(conn_srv(c));
     if (rc == 0) c->sent_due = 1; /* on_sent once the queue is empty */
     return rc;
 }
@@ -1726,7 +1750,7 @@ static size_t sq_chunk_size(size_t need)
 static chunk_t *sq_chunk_new(pc_server_t *s, size_t need)
 {
     chunk_t *ch = chunk_new(need);
-    if (ch) counter_add(&s->send_held, chunk_mem(ch));
+    if (ch) conn_held_add(s, chunk_mem(ch));
     return ch;
 }
 

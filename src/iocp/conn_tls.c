@@ -41,7 +41,7 @@ static void pend_held_sync(pc_conn_t *c)
     conn_ext_t *x = c->ext;
     if (!x) return;
     size_t cap = x->tls ? tls_sess_pend_cap(x->tls) : 0;
-    if (cap > x->tls_pend_held) counter_add(&conn_srv(c)->send_held, cap - x->tls_pend_held);
+    if (cap > x->tls_pend_held) conn_held_add(conn_srv(c), cap - x->tls_pend_held);
     if (cap < x->tls_pend_held) counter_sub(&conn_srv(c)->send_held, x->tls_pend_held - cap);
     x->tls_pend_held = cap;
 }

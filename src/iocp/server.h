@@ -584,10 +584,20 @@ size_t conn_tls_pend_grow(const pc_conn_t *c, size_t add);
 void conn_tls_close_notify(pc_conn_t *c);
 /* At the connection's release. */
 void conn_tls_free(pc_conn_t *c);
-/* conn.c for conn_tls.c: 1 (counted in stats.send_refused) if memory for
- * grow more bytes would take what the send queues hold past
- * max_buffered_bytes. Any thread. */
-int conn_over_buffer_cap(pc_server_t *s, size_t grow);
+/* conn.c: take memory for grow more bytes of send queue or TLS buffer
+ * from max_buffered_bytes before allocating it. 0: send_held counts them
+ * from now, and what this thread allocates next for a send queue or TLS
+ * buffer uses them up (conn_held_add); 1 if they would take the held
+ * memory past the cap (counted in stats.send_refused, nothing taken). The
+ * check and the count are one step, so senders on several threads never
+ * pass the cap together. Every take is followed, once allocated, by
+ * conn_buffer_settle on the same thread. Any thread. */
+int conn_buffer_take(pc_server_t *s, size_t grow);
+/* Give back what this thread took and its allocations did not use. */
+void conn_buffer_settle(pc_server_t *s);
+/* Count mem bytes just allocated for a send queue or a TLS session's
+ * kept plaintext in send_held, out of what this thread took first. */
+void conn_held_add(pc_server_t *s, size_t mem);
 /* conn.c for conn_tls.c: queue raw (encrypted) bytes; 0 or PC_ENOMEM. */
 int conn_queue_raw(pc_conn_t *c, const void *data, size_t len);
 /* conn.c for conn_tls.c: the handshake is complete, run on_open. */

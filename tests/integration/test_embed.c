@@ -126,6 +126,100 @@ static void send_to_16b_bounded(void **state)
     shim_close(s);
 }
 
+/* ---- 1b. senders by id racing: the cap is never passed */
+
+enum { RACERS = 4, RACE_TRIALS = 20 };
+#define RACE_CAP ((size_t)4 << 20)
+static char g_race_msg[RACE_CAP / 2 + 8192];
+static atomic_int g_race_ready, g_race_go;
+
+typedef struct {
+    pc_conn_id_t id;
+    size_t len;
+    int rc;
+} racer_t;
+
+static void racer_main(void *arg)
+{
+    racer_t *r = arg;
+    atomic_fetch_add(&g_race_ready, 1);
+    while (!atomic_load(&g_race_go)) {
+    }
+    r->rc = pc_server_send_to(g_srv, r->id, g_race_msg, r->len);
+}
+
+/* Queue bytes to the non-reader, a MiB at a time, until the kernel's
+ * buffers are full (a few MiB on loopback) and at least 256 KiB wait in its
+ * send queue, which then stays still. */
+static void fill_until_held(pc_conn_id_t id)
+{
+    size_t last = 0;
+    for (int i = 0; i < 400; i++) {
+        size_t q = pc_server_send_queued(g_srv, id);
+        if (q >= (256u << 10) && q == last) return;
+        last = q;
+        if (q < (256u << 10))
+            assert_int_equal(pc_server_send_to(g_srv, id, g_race_msg, 1u << 20), 0);
+        shim_sleep_ms(20);
+    }
+    fail_msg("the send queue did not settle");
+}
+
+/* Threads sending by id at the same moment, each a message that needs a
+ * chunk of its own more than half the room left under the cap: exactly
+ * one is taken, the others are refused, and the memory held never passes
+ * the cap (a check followed by the count let two or more through). */
+static void send_to_racers_cap_exact(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.max_buffered_bytes = RACE_CAP;
+    cfg.send_queue_limit = SIZE_MAX; /* only the global cap applies here */
+    start_server(&cfg);
+    memset(g_race_msg, 'r', sizeof g_race_msg);
+    for (int trial = 0; trial < RACE_TRIALS; trial++) {
+        shim_sock_t s = connect_nonreader();
+        pc_conn_id_t id = wait_open_id(trial + 1);
+        fill_until_held(id);
+        uint64_t held = stats().send_held_bytes;
+        assert_true(held > 0 && held < RACE_CAP / 2);
+        size_t len = (size_t)(RACE_CAP - held) / 2 + 4096; /* one fits, two do not */
+        racer_t r[RACERS];
+        pc_thread_t th[RACERS];
+        atomic_store(&g_race_ready, 0);
+        atomic_store(&g_race_go, 0);
+        for (int i = 0; i < RACERS; i++) {
+            r[i].id = id;
+            r[i].len = len;
+            r[i].rc = 1;
+            assert_int_equal(pc__thread_start(&th[i], racer_main, &r[i], "racer"), 0);
+        }
+        WAIT_FOR(atomic_load(&g_race_ready) == RACERS, 5000);
+        atomic_store(&g_race_go, 1);
+        int taken = 0;
+        for (int i = 0; i < RACERS; i++) {
+            pc__thread_join(th[i]);
+            if (r[i].rc == 0)
+                taken++;
+            else
+                assert_int_equal(r[i].rc, PC_ENOBUFS);
+        }
+        pc_server_stats_t st = stats();
+        if (taken != 1 || st.send_held_bytes > RACE_CAP)
+            print_message("trial %d: %d of %d taken, %llu B held (cap %zu)\n", trial, taken, RACERS,
+                          (unsigned long long)st.send_held_bytes, RACE_CAP);
+        assert_int_equal(taken, 1);
+        assert_true(st.send_held_bytes <= RACE_CAP);
+        assert_int_equal(pc_server_abort_id(g_srv, id), 0);
+        WAIT_FOR(atomic_load(&g_closes) == trial + 1, 5000);
+        assert_int_equal(atomic_load(&g_closes), trial + 1);
+        WAIT_FOR(stats().send_held_bytes == 0, 5000);
+        assert_int_equal(stats().send_held_bytes, 0);
+        shim_close(s);
+    }
+}
+
 /* ---- 2. per-connection limit: the non-reader is refused, a reader is not */
 
 static void send_queue_limit_per_connection(void **state)
@@ -1053,6 +1147,7 @@ int main(int argc, char **argv)
     pc_log_set_level(PC_LOG_WARN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(send_to_16b_bounded, teardown),
+        cmocka_unit_test_teardown(send_to_racers_cap_exact, teardown),
         cmocka_unit_test_teardown(send_queue_limit_per_connection, teardown),
         cmocka_unit_test_teardown(post_to_pause_resume, teardown),
         cmocka_unit_test_teardown(post_to_after_close_gets_null, teardown),

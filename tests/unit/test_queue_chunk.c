@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Intrusive queues and send chunks. */
+/* Intrusive queues, send chunks and the counter that bounds their memory. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +9,7 @@
 
 #include "core/chunk.h"
 #include "core/queue.h"
+#include "core/stats.h"
 
 typedef struct item_s {
     int v;
@@ -57,11 +58,31 @@ static void chunks(void **state)
     chunk_free(c);
 }
 
+/* counter_add_within (max_buffered_bytes's take): up to the limit
+ * exactly, nothing added past it, no wrap-around for a huge add. */
+static void counter_within_limit(void **state)
+{
+    (void)state;
+    counter_t c = 0;
+    assert_int_equal(counter_add_within(&c, 600, 1000), 1);
+    assert_int_equal(counter_add_within(&c, 401, 1000), 0);
+    assert_int_equal(counter_get(&c), 600);
+    assert_int_equal(counter_add_within(&c, 400, 1000), 1);
+    assert_int_equal(counter_get(&c), 1000);
+    assert_int_equal(counter_add_within(&c, 1, 1000), 0);
+    assert_int_equal(counter_add_within(&c, UINT64_MAX - 10, 1000), 0);
+    assert_int_equal(counter_get(&c), 1000);
+    counter_sub(&c, 1000);
+    assert_int_equal(counter_add_within(&c, UINT64_MAX, UINT64_MAX), 1);
+    assert_int_equal(counter_add_within(&c, 1, UINT64_MAX), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(queue_order_and_remove),
         cmocka_unit_test(chunks),
+        cmocka_unit_test(counter_within_limit),
     };
     return cmocka_run_group_tests_name("queue_chunk", tests, NULL, NULL);
 }
