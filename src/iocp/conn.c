@@ -215,36 +215,47 @@ static void sendq_started(pc_conn_t *c)
     if (c->state == CS_OPEN) timer_sooner(c, c->tx->tx_since_ms + wt);
 }
 
-/* What this thread took from max_buffered_bytes for the allocation it is
- * about to make (conn_buffer_take), already counted in send_held: one
- * send's worth, between its take and its settle. */
-static PC_THREAD_LOCAL size_t held_taken;
+/* What this thread took from max_buffered_bytes for the allocations it
+ * is about to make, already counted in srv->send_held: one send's worth,
+ * between its take and its settle. Thread-local, so the connection record
+ * does not grow; keyed by server, and saved and restored around a nested
+ * take, so nothing else that runs on the thread meanwhile uses it. */
+static PC_THREAD_LOCAL held_take_t held_taken;
 
 /* A send that needs new memory (a chunk of grow bytes, 0 when it coalesces
  * into a tail chunk; or the growth of a TLS session's buffer) takes it from
  * max_buffered_bytes first, or is refused. */
-int conn_buffer_take(pc_server_t *s, size_t grow)
+int conn_buffer_take(pc_server_t *s, size_t grow, held_take_t *outer)
 {
     size_t cap = s->cfg.max_buffered_bytes;
-    if (!cap || !grow) return 0;
-    if (!counter_add_within(&s->send_held, grow, cap)) {
+    if (cap && grow && !counter_add_within(&s->send_held, grow, cap)) {
         counter_add(&s->send_refused, 1);
         return 1;
     }
-    held_taken += grow;
+    *outer = held_taken;
+    held_taken.srv = s;
+    held_taken.n = cap ? grow : 0; /* no cap: counted as allocated */
     return 0;
 }
 
-void conn_buffer_settle(pc_server_t *s)
+void conn_buffer_take_anyway(pc_server_t *s, size_t grow, held_take_t *outer)
 {
-    if (held_taken) counter_sub(&s->send_held, held_taken);
-    held_taken = 0;
+    counter_add(&s->send_held, grow);
+    *outer = held_taken;
+    held_taken.srv = s;
+    held_taken.n = grow;
+}
+
+void conn_buffer_settle(const held_take_t *outer)
+{
+    if (held_taken.n) counter_sub(&held_taken.srv->send_held, held_taken.n);
+    held_taken = *outer;
 }
 
 void conn_held_add(pc_server_t *s, size_t mem)
 {
-    size_t use = mem < held_taken ? mem : held_taken;
-    held_taken -= use;
+    size_t use = held_taken.srv != s ? 0 : mem < held_taken.n ? mem : held_taken.n;
+    held_taken.n -= use;
     if (mem > use) counter_add(&s->send_held, mem - use);
 }
 
@@ -1468,9 +1479,10 @@ static int conn_xsend(pc_conn_t *c, uint64_t id, const pc_buf_t *bufs, unsigned 
     }
     pc__mutex_unlock(conn_lock(c));
     if (rc < 0) return rc;
-    if (conn_buffer_take(s, sq_chunk_size(total))) return PC_ENOBUFS;
+    held_take_t outer;
+    if (conn_buffer_take(s, sq_chunk_size(total), &outer)) return PC_ENOBUFS;
     chunk_t *ch = sq_chunk_new(s, total);
-    conn_buffer_settle(s);
+    conn_buffer_settle(&outer);
     if (!ch) return PC_ENOMEM;
     copy_bufs(ch, bufs, n);
     /* an empty inbox needs a send side to carry its chunks, allocated here
@@ -1548,7 +1560,8 @@ int pc_conn_sendv(pc_conn_t *c, const pc_buf_t *bufs, unsigned n)
         chunk_t *tail = tx_empty(c) ? NULL : pc_container_of(c->tx->sendq.prev, chunk_t, link);
         grow = tail && tail->cap - tail->len >= total ? 0 : sq_chunk_size(total);
     }
-    if (conn_buffer_take(conn_srv(c), grow)) {
+    held_take_t outer;
+    if (conn_buffer_take(conn_srv(c), grow, &outer)) {
         /* stop reading (what it reads makes more output) until its own
          * queue drains; with nothing queued there is nothing to wait for */
         if (atomic_load(&c->sendq_bytes)) c->paused_hw = 1;
@@ -1556,7 +1569,7 @@ int pc_conn_sendv(pc_conn_t *c, const pc_buf_t *bufs, unsigned n)
     }
     /* encrypted by conn_queue_raw with a TLS session */
     int rc = c->tls_phase ? conn_tls_send(c, bufs, n) : sendq_push(c, bufs, n, total);
-    conn_buffer_settle(conn_srv(c));
+    conn_buffer_settle(&outer);
     if (rc == 0) c->sent_due = 1; /* on_sent once the queue is empty */
     return rc;
 }

@@ -120,28 +120,36 @@ size_t conn_tls_pend_grow(const pc_conn_t *c, size_t add)
                : 0;
 }
 
-/* The chunks of q are about to be freed and their bytes kept by the session:
- * near max_buffered_bytes, grow its buffer only by what they need (which
+/* The chunks of q are about to be freed and their bytes kept by the
+ * session: make room for all of them at once, the growth counted in
+ * send_held before the buffer grows (conn_buffer_take_anyway: the bytes were
+ * accepted, so it is never refused), so that senders on other threads see
+ * it meanwhile. Near max_buffered_bytes, grow only by what they need (which
  * their memory covers) instead of doubling, so that the hand-over never
- * takes the held memory up; below the cap, doubling keeps many small
- * hand-overs from copying the buffer each time. */
-static void pend_reserve_for(pc_conn_t *c, const queue_t *q, size_t total)
+ * takes the held memory up once they are freed; below the cap, doubling
+ * keeps many small hand-overs from copying the buffer each time. */
+static void pend_reserve_for(pc_conn_t *c, const queue_t *q, size_t total, held_take_t *outer)
 {
     pc_server_t *s = conn_srv(c);
     size_t cap = s->cfg.max_buffered_bytes, grow = conn_tls_pend_grow(c, total);
-    if (!cap || !grow) return;
-    size_t freed = 0;
-    const queue_t *e;
-    queue_foreach(e, q) freed += chunk_mem(pc_container_of(e, chunk_t, link));
-    if (counter_get(&s->send_held) + grow > cap + freed)
-        (void)tls_sess_pend_reserve(c->ext->tls, total);
+    int exact = 0;
+    if (cap && grow) {
+        size_t freed = 0;
+        const queue_t *e;
+        queue_foreach(e, q) freed += chunk_mem(pc_container_of(e, chunk_t, link));
+        exact = counter_get(&s->send_held) + grow > cap + freed;
+        if (exact) grow = conn_tls_pend(c) + total - tls_sess_pend_cap(c->ext->tls);
+    }
+    conn_buffer_take_anyway(s, grow, outer);
+    if (grow) (void)tls_sess_pend_reserve(c->ext->tls, total, exact);
 }
 
 void conn_tls_send_chunks(pc_conn_t *c, const queue_t *q, size_t total, int in_inbox)
 {
     size_t before = conn_tls_pend(c);
     int failed = c->tls_phase == TLSP_WANTED;
-    pend_reserve_for(c, q, total); /* on failure, the writes below try again */
+    held_take_t outer;
+    pend_reserve_for(c, q, total, &outer); /* on failure, the writes below try again */
     queue_t *e;
     queue_foreach(e, q)
     {
@@ -159,6 +167,7 @@ void conn_tls_send_chunks(pc_conn_t *c, const queue_t *q, size_t total, int in_i
     counter_sub(&conn_srv(c)->send_queued, total);
     counter_add(&conn_srv(c)->send_queued, grown);
     pend_held_sync(c); /* the chunks' memory is freed by the caller */
+    conn_buffer_settle(&outer);
     if (failed) PC_LOGD("tls: bytes queued from another thread dropped (session closed)");
 }
 

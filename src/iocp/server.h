@@ -584,19 +584,32 @@ size_t conn_tls_pend_grow(const pc_conn_t *c, size_t add);
 void conn_tls_close_notify(pc_conn_t *c);
 /* At the connection's release. */
 void conn_tls_free(pc_conn_t *c);
+/* Memory a thread took from max_buffered_bytes for the allocations it is
+ * about to make, already counted in srv->send_held (conn.c). */
+typedef struct held_take_s {
+    pc_server_t *srv;
+    size_t n;
+} held_take_t;
 /* conn.c: take memory for grow more bytes of send queue or TLS buffer
  * from max_buffered_bytes before allocating it. 0: send_held counts them
- * from now, and what this thread allocates next for a send queue or TLS
- * buffer uses them up (conn_held_add); 1 if they would take the held
- * memory past the cap (counted in stats.send_refused, nothing taken). The
- * check and the count are one step, so senders on several threads never
- * pass the cap together. Every take is followed, once allocated, by
- * conn_buffer_settle on the same thread. Any thread. */
-int conn_buffer_take(pc_server_t *s, size_t grow);
+ * from now, and what this thread allocates next for s's send queues or TLS
+ * buffers uses them up (conn_held_add); 1 if they would take the held
+ * memory past the cap (counted in stats.send_refused, nothing taken, no
+ * settle). The check and the count are one step, so senders on several
+ * threads do not pass the cap together. A take that returned 0 is
+ * followed, once allocated, by conn_buffer_settle(outer) on the same
+ * thread; outer keeps the take it nests in (a log handler that sends).
+ * Any thread. */
+int conn_buffer_take(pc_server_t *s, size_t grow, held_take_t *outer);
+/* The same for memory that will be held whatever the cap (bytes already
+ * accepted changing hands): counted before it is allocated, never
+ * refused. */
+void conn_buffer_take_anyway(pc_server_t *s, size_t grow, held_take_t *outer);
 /* Give back what this thread took and its allocations did not use. */
-void conn_buffer_settle(pc_server_t *s);
-/* Count mem bytes just allocated for a send queue or a TLS session's
- * kept plaintext in send_held, out of what this thread took first. */
+void conn_buffer_settle(const held_take_t *outer);
+/* Count mem bytes just allocated for one of s's send queues or TLS
+ * sessions' kept plaintext in send_held, out of what this thread took
+ * first. */
 void conn_held_add(pc_server_t *s, size_t mem);
 /* conn.c for conn_tls.c: queue raw (encrypted) bytes; 0 or PC_ENOMEM. */
 int conn_queue_raw(pc_conn_t *c, const void *data, size_t len);

@@ -117,10 +117,11 @@ size_t tls_sess_pend_grow(const tls_sess_t *s, size_t add)
     return 0;
 }
 
-int tls_sess_pend_reserve(tls_sess_t *s, size_t add)
+int tls_sess_pend_reserve(tls_sess_t *s, size_t add, int exact)
 {
     (void)s;
     (void)add;
+    (void)exact;
     return 0;
 }
 

@@ -383,10 +383,11 @@ static int pend_resize(tls_sess_t *s, size_t cap)
     return 0;
 }
 
-int tls_sess_pend_reserve(tls_sess_t *s, size_t add)
+int tls_sess_pend_reserve(tls_sess_t *s, size_t add, int exact)
 {
-    if (s->established || s->failed || s->shut || s->pend_len + add <= s->pend_cap) return 0;
-    return pend_resize(s, s->pend_len + add);
+    size_t total = s->pend_len + add;
+    if (s->established || s->failed || s->shut || total <= s->pend_cap) return 0;
+    return pend_resize(s, exact ? total : pend_cap_for(s, total));
 }
 
 int tls_sess_has_rest(const tls_sess_t *s)

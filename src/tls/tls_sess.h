@@ -77,11 +77,11 @@ size_t tls_sess_pend_cap(const tls_sess_t *s);
  * once the handshake has completed (they are encrypted, not kept) or while
  * the buffer has room. */
 size_t tls_sess_pend_grow(const tls_sess_t *s, size_t add);
-/* Make room for add more kept bytes, growing the buffer to exactly what
- * they need rather than doubling (for a caller near a memory cap). No-op
- * once the handshake has completed or while there is room. 0 or
- * PC_ENOMEM. */
-int tls_sess_pend_reserve(tls_sess_t *s, size_t add);
+/* Make room for add more kept bytes at once: growing the buffer by
+ * tls_sess_pend_grow(s, add), or with exact to just what they need rather
+ * than doubling (for a caller near a memory cap). No-op once the handshake
+ * has completed or while there is room. 0 or PC_ENOMEM. */
+int tls_sess_pend_reserve(tls_sess_t *s, size_t add, int exact);
 /* Encrypt the application's bytes to io->out; before the handshake has
  * completed they are kept and written as it completes, before io->open. 0, PC_ENOMEM,
  * PC_ETLS (the session failed or is shut down). */

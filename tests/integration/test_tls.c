@@ -17,6 +17,7 @@
 #include "harness.h"
 #include "pick.h"
 #include "shim.h"
+#include "core/thread.h"
 
 #ifdef PC_HAVE_TLS
 
@@ -585,6 +586,80 @@ static void send_to_near_cap_stays_under(void **state)
     WAIT_FOR(send_held(sc.cs) == sizeof big + 1, 5000);
     assert_int_equal(send_held(sc.cs), sizeof big + 1);
     expect_held_then_finish(&sc, cap, sizeof big + 1, 0);
+}
+
+/* A sender by id while a hand-over grows the session's buffer: the growth
+ * is counted before the buffer is reallocated, so the sender sees it. A
+ * realloc hook holds the growth from 1 to 2 MiB until a 2.5 MiB send by id
+ * has answered; counted only after the realloc, that send was taken and
+ * 4.5 MiB held under a 4 MiB cap. */
+static atomic_int g_hr_armed, g_hr_in, g_hr_done, g_hr_rc;
+static pc_server_t *g_hr_cs;
+static pc_conn_id_t g_hr_id;
+static char g_hr_big[(size_t)5 << 19]; /* 2.5 MiB */
+
+static void *hr_malloc(void *u, size_t n)
+{
+    (void)u;
+    return malloc(n);
+}
+static void *hr_calloc(void *u, size_t n, size_t m)
+{
+    (void)u;
+    return calloc(n, m);
+}
+static void hr_free(void *u, void *p)
+{
+    (void)u;
+    free(p);
+}
+static void *hr_realloc(void *u, void *p, size_t n)
+{
+    (void)u;
+    if (atomic_load(&g_hr_armed) && n == ((size_t)2 << 20)) {
+        atomic_store(&g_hr_armed, 0);
+        atomic_store(&g_hr_in, 1);
+        for (int i = 0; i < 4000 && !atomic_load(&g_hr_done); i++)
+            shim_sleep_ms(1);
+    }
+    return realloc(p, n);
+}
+
+static void hr_racer(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 5000 && !atomic_load(&g_hr_in); i++)
+        shim_sleep_ms(1);
+    atomic_store(&g_hr_rc, pc_server_send_to(g_hr_cs, g_hr_id, g_hr_big, sizeof g_hr_big));
+    atomic_store(&g_hr_done, 1);
+}
+
+static void handover_growth_counted_first(void **state)
+{
+    (void)state;
+    pc_allocator_t al = {hr_malloc, hr_calloc, hr_realloc, hr_free, NULL};
+    assert_int_equal(pc_set_allocator(&al), 0);
+    const size_t cap = (size_t)4 << 20;
+    silent_t sc;
+    silent_connect(cap, &sc);
+    g_hr_cs = sc.cs;
+    g_hr_id = sc.id;
+    static char mib[1 << 20];
+    assert_int_equal(pc_server_send_to(sc.cs, sc.id, mib, sizeof mib), 0);
+    WAIT_FOR(send_held(sc.cs) == sizeof mib, 5000);
+    assert_int_equal(send_held(sc.cs), sizeof mib);
+    atomic_store(&g_hr_armed, 1);
+    pc_thread_t t;
+    assert_int_equal(pc__thread_start(&t, hr_racer, NULL, "racer"), 0);
+    /* handed over, this doubles the buffer: the hook holds it */
+    assert_int_equal(pc_server_send_to(sc.cs, sc.id, mib, 100), 0);
+    pc__thread_join(t);
+    assert_int_equal(atomic_load(&g_hr_in), 1);
+    assert_int_equal(atomic_load(&g_hr_rc), PC_ENOBUFS);
+    WAIT_FOR(send_held(sc.cs) == (size_t)2 << 20, 5000);
+    assert_int_equal(send_held(sc.cs), (size_t)2 << 20);
+    expect_held_then_finish(&sc, cap, sizeof mib + 100, 1);
+    assert_int_equal(pc_set_allocator(NULL), 0);
 }
 
 /* A send from the strand (here a pc_server_post_to function) during the
@@ -1326,6 +1401,7 @@ SKIPPED(timer_sends_during_handshake_capped)
 SKIPPED(send_to_near_cap_stays_under)
 SKIPPED(strand_send_near_cap_refused)
 SKIPPED(early_bytes_before_on_open)
+SKIPPED(handover_growth_counted_first)
 
 #endif
 
@@ -1361,6 +1437,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(send_to_near_cap_stays_under, teardown),
         cmocka_unit_test_teardown(strand_send_near_cap_refused, teardown),
         cmocka_unit_test_teardown(early_bytes_before_on_open, teardown),
+        cmocka_unit_test_teardown(handover_growth_counted_first, teardown),
     };
     if (PICK_TEST(tests, argc, argv) != 0) return 1;
     return cmocka_run_group_tests(tests, NULL, NULL);
