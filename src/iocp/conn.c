@@ -225,6 +225,13 @@ static PC_THREAD_LOCAL held_take_t held_taken;
 /* A send that needs new memory (a chunk of grow bytes, 0 when it coalesces
  * into a tail chunk; or the growth of a TLS session's buffer) takes it from
  * max_buffered_bytes first, or is refused. */
+static void take_begin(pc_server_t *s, size_t n, held_take_t *outer)
+{
+    *outer = held_taken;
+    held_taken.srv = s;
+    held_taken.n = n;
+}
+
 int conn_buffer_take(pc_server_t *s, size_t grow, held_take_t *outer)
 {
     size_t cap = s->cfg.max_buffered_bytes;
@@ -232,18 +239,13 @@ int conn_buffer_take(pc_server_t *s, size_t grow, held_take_t *outer)
         counter_add(&s->send_refused, 1);
         return 1;
     }
-    *outer = held_taken;
-    held_taken.srv = s;
-    held_taken.n = cap ? grow : 0; /* no cap: counted as allocated */
+    take_begin(s, cap ? grow : 0, outer); /* no cap: counted as allocated */
     return 0;
 }
 
-void conn_buffer_take_anyway(pc_server_t *s, size_t grow, held_take_t *outer)
+void conn_buffer_taken(pc_server_t *s, size_t n, held_take_t *outer)
 {
-    counter_add(&s->send_held, grow);
-    *outer = held_taken;
-    held_taken.srv = s;
-    held_taken.n = grow;
+    take_begin(s, n, outer);
 }
 
 void conn_buffer_settle(const held_take_t *outer)
@@ -959,8 +961,7 @@ static void handle_kick(pc_conn_t *c)
     if (accept_bytes && !queue_empty(&local) && c->tls_phase) {
         /* encrypted into the send queue; the plaintext leaves it */
         if (moved) atomic_fetch_sub(&c->sendq_bytes, xbytes);
-        conn_tls_send_chunks(c, &local, xbytes, keep);
-        sendq_free(conn_srv(c), &local);
+        conn_tls_send_chunks(c, &local, xbytes, keep); /* and frees them */
         c->sent_due = 1;
     } else if (accept_bytes && !queue_empty(&local)) {
         int was_empty = queue_empty(&c->tx->sendq); /* adopted above if it had none */

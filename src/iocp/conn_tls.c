@@ -120,36 +120,42 @@ size_t conn_tls_pend_grow(const pc_conn_t *c, size_t add)
                : 0;
 }
 
-/* The chunks of q are about to be freed and their bytes kept by the
- * session: make room for all of them at once, the growth counted in
- * send_held before the buffer grows (conn_buffer_take_anyway: the bytes were
- * accepted, so it is never refused), so that senders on other threads see
- * it meanwhile. Near max_buffered_bytes, grow only by what they need (which
- * their memory covers) instead of doubling, so that the hand-over never
- * takes the held memory up once they are freed; below the cap, doubling
- * keeps many small hand-overs from copying the buffer each time. */
-static void pend_reserve_for(pc_conn_t *c, const queue_t *q, size_t total, held_take_t *outer)
+/* The chunks of q move into the session and are freed: their memory leaves
+ * send_held, and what the session's buffer grows by to keep their bytes
+ * for the handshake enters it, in one step and before the buffer grows
+ * (the growth is this thread's to allocate: conn_buffer_taken), so that
+ * the count never stands above max_buffered_bytes for a hand-over and a
+ * sender on another thread sees the growth meanwhile. The buffer grows once
+ * for all the bytes: doubling (many small hand-overs then copy O(total))
+ * if the held memory stays within the cap that way, else by what the bytes
+ * need, which the chunks' memory covers, so that the hand-over never takes
+ * the held memory up. */
+static void handover_count(pc_conn_t *c, const queue_t *q, size_t total, held_take_t *outer)
 {
     pc_server_t *s = conn_srv(c);
-    size_t cap = s->cfg.max_buffered_bytes, grow = conn_tls_pend_grow(c, total);
+    size_t cap = s->cfg.max_buffered_bytes, grow = conn_tls_pend_grow(c, total), freed = 0;
+    const queue_t *e;
+    queue_foreach(e, q) freed += chunk_mem(pc_container_of(e, chunk_t, link));
     int exact = 0;
-    if (cap && grow) {
-        size_t freed = 0;
-        const queue_t *e;
-        queue_foreach(e, q) freed += chunk_mem(pc_container_of(e, chunk_t, link));
-        exact = counter_get(&s->send_held) + grow > cap + freed;
-        if (exact) grow = conn_tls_pend(c) + total - tls_sess_pend_cap(c->ext->tls);
+    if (grow <= freed) {
+        counter_sub(&s->send_held, freed - grow);
+    } else if (!cap) {
+        counter_add(&s->send_held, grow - freed);
+    } else if (!counter_add_within(&s->send_held, grow - freed, cap)) {
+        exact = 1; /* len + total - buffer <= total < freed */
+        grow = conn_tls_pend(c) + total - tls_sess_pend_cap(c->ext->tls);
+        counter_sub(&s->send_held, freed - grow);
     }
-    conn_buffer_take_anyway(s, grow, outer);
+    conn_buffer_taken(s, grow, outer);
     if (grow) (void)tls_sess_pend_reserve(c->ext->tls, total, exact);
 }
 
-void conn_tls_send_chunks(pc_conn_t *c, const queue_t *q, size_t total, int in_inbox)
+void conn_tls_send_chunks(pc_conn_t *c, queue_t *q, size_t total, int in_inbox)
 {
     size_t before = conn_tls_pend(c);
     int failed = c->tls_phase == TLSP_WANTED;
     held_take_t outer;
-    pend_reserve_for(c, q, total, &outer); /* on failure, the writes below try again */
+    handover_count(c, q, total, &outer); /* on failure, the writes below try again */
     queue_t *e;
     queue_foreach(e, q)
     {
@@ -166,8 +172,13 @@ void conn_tls_send_chunks(pc_conn_t *c, const queue_t *q, size_t total, int in_i
     conn_inbox_count(c, grown, in_inbox ? total : 0); /* the inbox counts the pend */
     counter_sub(&conn_srv(c)->send_queued, total);
     counter_add(&conn_srv(c)->send_queued, grown);
-    pend_held_sync(c); /* the chunks' memory is freed by the caller */
+    pend_held_sync(c);
     conn_buffer_settle(&outer);
+    while (!queue_empty(q)) { /* no longer in send_held: handover_count */
+        queue_t *h = queue_head(q);
+        queue_remove(h);
+        chunk_free(pc_container_of(h, chunk_t, link));
+    }
     if (failed) PC_LOGD("tls: bytes queued from another thread dropped (session closed)");
 }
 

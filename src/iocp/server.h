@@ -562,8 +562,8 @@ int conn_tls_recv(pc_conn_t *c, const char *data, size_t n);
 int conn_tls_send(pc_conn_t *c, const pc_buf_t *bufs, unsigned n);
 /* Encrypt chunks other threads queued (chunk_t in q, total bytes counted in
  * send_queued, and still in inbox_send_bytes if in_inbox) into the send
- * queue; the caller frees them. */
-void conn_tls_send_chunks(pc_conn_t *c, const queue_t *q, size_t total, int in_inbox);
+ * queue, or keep them for the handshake, and free them. */
+void conn_tls_send_chunks(pc_conn_t *c, queue_t *q, size_t total, int in_inbox);
 /* inbox_send_bytes += add - sub, under the connection's lock (never below
  * 0): bytes a TLS session keeps for its handshake are counted there. */
 void conn_inbox_count(pc_conn_t *c, size_t add, size_t sub);
@@ -601,10 +601,10 @@ typedef struct held_take_s {
  * thread; outer keeps the take it nests in (a log handler that sends).
  * Any thread. */
 int conn_buffer_take(pc_server_t *s, size_t grow, held_take_t *outer);
-/* The same for memory that will be held whatever the cap (bytes already
- * accepted changing hands): counted before it is allocated, never
- * refused. */
-void conn_buffer_take_anyway(pc_server_t *s, size_t grow, held_take_t *outer);
+/* The same for n bytes the caller has already counted in send_held (a
+ * hand-over that counts its growth and the chunks it frees in one step):
+ * what this thread allocates next uses them up. Never refused. */
+void conn_buffer_taken(pc_server_t *s, size_t n, held_take_t *outer);
 /* Give back what this thread took and its allocations did not use. */
 void conn_buffer_settle(const held_take_t *outer);
 /* Count mem bytes just allocated for one of s's send queues or TLS
