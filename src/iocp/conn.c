@@ -222,16 +222,16 @@ static void sendq_started(pc_conn_t *c)
  * take, so nothing else that runs on the thread meanwhile uses it. */
 static PC_THREAD_LOCAL held_take_t held_taken;
 
-/* A send that needs new memory (a chunk of grow bytes, 0 when it coalesces
- * into a tail chunk; or the growth of a TLS session's buffer) takes it from
- * max_buffered_bytes first, or is refused. */
-static void take_begin(pc_server_t *s, size_t n, held_take_t *outer)
+void conn_buffer_taken(pc_server_t *s, size_t n, held_take_t *outer)
 {
     *outer = held_taken;
     held_taken.srv = s;
     held_taken.n = n;
 }
 
+/* A send that needs new memory (a chunk of grow bytes, 0 when it coalesces
+ * into a tail chunk; or the growth of a TLS session's buffer) takes it from
+ * max_buffered_bytes first, or is refused. */
 int conn_buffer_take(pc_server_t *s, size_t grow, held_take_t *outer)
 {
     size_t cap = s->cfg.max_buffered_bytes;
@@ -239,13 +239,8 @@ int conn_buffer_take(pc_server_t *s, size_t grow, held_take_t *outer)
         counter_add(&s->send_refused, 1);
         return 1;
     }
-    take_begin(s, cap ? grow : 0, outer); /* no cap: counted as allocated */
+    conn_buffer_taken(s, cap ? grow : 0, outer); /* no cap: counted as allocated */
     return 0;
-}
-
-void conn_buffer_taken(pc_server_t *s, size_t n, held_take_t *outer)
-{
-    take_begin(s, n, outer);
 }
 
 void conn_buffer_settle(const held_take_t *outer)
