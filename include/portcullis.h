@@ -444,7 +444,9 @@ typedef struct pc_server_config_s {
      * PC_ENOBUFS (counted in stats.send_refused) and, if that connection has
      * bytes queued, it stops reading until they drain. A send takes its
      * memory from the cap before allocating it, so senders on several
-     * threads at once do not pass it together. 0 = no cap (default). */
+     * threads at once do not pass it together; on an open TLS connection,
+     * the memory its records can take (docs/engine.md). 0 = no cap
+     * (default). */
     size_t max_buffered_bytes;
     /* Per-connection bound on queued bytes (sent or not yet handed over from
      * other threads): a send, from any thread, that would take a non-empty

@@ -1554,7 +1554,11 @@ int pc_conn_sendv(pc_conn_t *c, const pc_buf_t *bufs, unsigned n)
         grow = conn_tls_pend_grow(c, total);
     } else {
         chunk_t *tail = tx_empty(c) ? NULL : pc_container_of(c->tx->sendq.prev, chunk_t, link);
-        grow = tail && tail->cap - tail->len >= total ? 0 : sq_chunk_size(total);
+        size_t room = tail ? tail->cap - tail->len : 0;
+        if (c->tls_phase == TLSP_OPEN) /* its records, longer than it, go in the queue */
+            grow = conn_tls_send_mem(c, bufs, n, room);
+        else
+            grow = tail && room >= total ? 0 : sq_chunk_size(total);
     }
     held_take_t outer;
     if (conn_buffer_take(conn_srv(c), grow, &outer)) {

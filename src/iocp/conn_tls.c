@@ -113,6 +113,12 @@ int conn_tls_send(pc_conn_t *c, const pc_buf_t *bufs, unsigned n)
     return rc == PC_ETLS ? PC_ENOTCONN : rc;
 }
 
+size_t conn_tls_send_mem(const pc_conn_t *c, const pc_buf_t *bufs, unsigned n, size_t room)
+{
+    return tls_write_mem_max(bufs, n, tls_sess_fragment(c->ext->tls), room, sizeof(chunk_t),
+                             PC_CHUNK_MIN);
+}
+
 size_t conn_tls_pend_grow(const pc_conn_t *c, size_t add)
 {
     return c->tls_phase == TLSP_HANDSHAKE && c->ext && c->ext->tls

@@ -580,6 +580,11 @@ size_t conn_tls_pend(const pc_conn_t *c);
  * bytes were sent now: 0 outside the handshake (they then go to send-queue
  * chunks) or while the buffer has room. Strand only. */
 size_t conn_tls_pend_grow(const pc_conn_t *c, size_t add);
+/* The most memory a send of bufs takes in the send queue, as TLS records,
+ * when its last chunk has room bytes free (tls_write_mem_max): what
+ * max_buffered_bytes checks a send on an open TLS connection against.
+ * TLSP_OPEN only; strand. */
+size_t conn_tls_send_mem(const pc_conn_t *c, const pc_buf_t *bufs, unsigned n, size_t room);
 /* Graceful close: queue close_notify (after a completed handshake). */
 void conn_tls_close_notify(pc_conn_t *c);
 /* At the connection's release. */

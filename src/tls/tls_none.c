@@ -156,6 +156,12 @@ int tls_sess_established(const tls_sess_t *s)
     return 0;
 }
 
+size_t tls_sess_fragment(const tls_sess_t *s)
+{
+    (void)s;
+    return TLS_PLAIN_CHUNK;
+}
+
 int tls_sess_resumed(const tls_sess_t *s)
 {
     (void)s;

@@ -16,9 +16,6 @@
 #include "core/alloc.h"
 #include "core/log.h"
 
-/* plaintext per SSL_read: one record's worth */
-#define TLS_PLAIN_CHUNK 16384
-
 /* feed() stopped for a pause (tls_sess_feed keeps the rest; never returned) */
 #define TLS_FEED_PAUSE 3
 
@@ -193,6 +190,18 @@ void tls_sess_free(tls_sess_t *s)
 int tls_sess_established(const tls_sess_t *s)
 {
     return s->established;
+}
+
+_Static_assert(TLS_RECORD_OVERHEAD_MAX == SSL3_RT_HEADER_LENGTH + SSL3_RT_MAX_ENCRYPTED_OVERHEAD,
+               "a record's overhead at most, as OpenSSL bounds it");
+
+size_t tls_sess_fragment(const tls_sess_t *s)
+{
+    SSL_SESSION *ss = SSL_get_session(s->ssl);
+    uint8_t mfl = ss ? SSL_SESSION_get_max_fragment_length(ss) : 0;
+    if (mfl >= TLSEXT_max_fragment_length_512 && mfl <= TLSEXT_max_fragment_length_4096)
+        return (size_t)256 << mfl; /* 1: 512 ... 4: 4096 */
+    return TLS_PLAIN_CHUNK;
 }
 
 int tls_sess_resumed(const tls_sess_t *s)

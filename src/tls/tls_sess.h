@@ -82,6 +82,54 @@ size_t tls_sess_pend_grow(const tls_sess_t *s, size_t add);
  * than doubling (for a caller near a memory cap). No-op once the handshake
  * has completed or while there is room. 0 or PC_ENOMEM. */
 int tls_sess_pend_reserve(tls_sess_t *s, size_t add, int exact);
+/* Plaintext that tls_sess_write joins into one write when it comes in
+ * several pieces (and one SSL_read's worth). */
+#define TLS_PLAIN_CHUNK 16384
+/* The most a record adds to the plaintext it carries (its header, an
+ * explicit IV, a MAC or tag, padding): OpenSSL's bound for its own record
+ * buffers, SSL3_RT_HEADER_LENGTH + SSL3_RT_MAX_ENCRYPTED_OVERHEAD. TLS 1.3
+ * with AES-GCM adds 22 bytes, TLS 1.2 with it 29. */
+#define TLS_RECORD_OVERHEAD_MAX (5 + 256 + 64)
+
+/* The largest plaintext one record of s carries: 16384, or the fragment
+ * negotiated with the max_fragment_length extension. Established only. */
+size_t tls_sess_fragment(const tls_sess_t *s);
+
+/* Bytes on the wire, at most, of the records of one write of len bytes of
+ * plaintext in records of at most frag bytes; *records gets their number
+ * and *last the plaintext in the last one. */
+static inline size_t tls_records_max(size_t len, size_t frag, size_t *records, size_t *last)
+{
+    size_t full = len / frag, rest = len % frag;
+    *records = full + (rest != 0);
+    *last = rest ? rest : frag;
+    return len + *records * (size_t)TLS_RECORD_OVERHEAD_MAX;
+}
+
+/* The most memory the records of tls_sess_write(s, bufs, n) take (once
+ * established; frag: tls_sess_fragment) in a send queue whose last chunk
+ * has room bytes free, where a record that fits the last chunk goes there
+ * and one that does not gets a chunk of hdr + max(min, its bytes): 0 when
+ * all of them, at their largest, fit the room; else as if every record got
+ * a chunk of its own. Pure: the engine checks a send against its cap with
+ * it before the records are made (they cannot be taken back). */
+static inline size_t tls_write_mem_max(const pc_buf_t *bufs, unsigned n, size_t frag, size_t room,
+                                       size_t hdr, size_t min)
+{
+    size_t total = 0, wire = 0, mem = 0, records, last;
+    for (unsigned i = 0; i < n; i++)
+        total += bufs[i].len;
+    int joined = n > 1 && total <= TLS_PLAIN_CHUNK; /* as tls_sess_write does */
+    for (unsigned i = 0; i < (joined ? 1u : n); i++) {
+        size_t len = joined ? total : bufs[i].len;
+        if (!len) continue;
+        wire += tls_records_max(len, frag, &records, &last);
+        size_t full = frag + TLS_RECORD_OVERHEAD_MAX, tail = last + TLS_RECORD_OVERHEAD_MAX;
+        mem += (records - 1) * (hdr + (full > min ? full : min)) + hdr + (tail > min ? tail : min);
+    }
+    return wire <= room ? 0 : mem;
+}
+
 /* Encrypt the application's bytes to io->out; before the handshake has
  * completed they are kept and written as it completes, before io->open. 0, PC_ENOMEM,
  * PC_ETLS (the session failed or is shut down). */

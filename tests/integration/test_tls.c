@@ -700,6 +700,64 @@ static void strand_send_near_cap_refused(void **state)
     expect_held_then_finish(&sc, cap, (size_t)140 << 10, 1);
 }
 
+/* Once the handshake has completed, a send is checked against the memory its
+ * records take, not its plaintext's: on_open sends 2032-byte messages (half
+ * a 4 KiB chunk less 16 bytes) to a client that does not read, under a 256
+ * KiB cap, until refused. Each plaintext fits the room the previous record
+ * left in its chunk and was taken as needing nothing; its record, 22 bytes
+ * longer under TLS 1.3, does not fit and took a chunk of its own, unchecked:
+ * all 4000 sends were taken, 16.5 MB held. */
+#define OR_MSG   2032
+#define OR_TRIES 4000
+static atomic_int g_or_taken, g_or_rc, g_or_done;
+static _Atomic uint64_t g_or_held;
+
+static void or_open(pc_conn_t *c)
+{
+    static char msg[OR_MSG];
+    int rc = 0, taken = 0;
+    while (taken < OR_TRIES && (rc = pc_conn_send(c, msg, sizeof msg)) == 0)
+        taken++;
+    atomic_store(&g_or_held, send_held(pc_conn_server(c)));
+    atomic_store(&g_or_taken, taken);
+    atomic_store(&g_or_rc, rc);
+    atomic_store(&g_or_done, 1);
+}
+
+static void open_records_near_tail_capped(void **state)
+{
+    (void)state;
+    atomic_store(&g_or_done, 0);
+    const size_t cap = (size_t)256 << 10;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.cb.on_open = or_open;
+    cfg.max_buffered_bytes = cap;
+    cfg.send_queue_limit = (size_t)64 << 20; /* not the bound that stops it */
+    start_tls_server(&cfg, NULL, 0);
+    tcli_t t;
+    assert_true(tcli_open(&t, DATA("ca.pem"), NULL, NULL));
+    WAIT_FOR(atomic_load(&g_or_done), 5000);
+    assert_int_equal(atomic_load(&g_or_done), 1);
+    int taken = atomic_load(&g_or_taken);
+    uint64_t held = atomic_load(&g_or_held);
+    if (held > cap)
+        print_message("%d sends taken, held %llu B, cap %llu\n", taken, (unsigned long long)held,
+                      (unsigned long long)cap);
+    assert_int_equal(atomic_load(&g_or_rc), PC_ENOBUFS);
+    assert_true(held <= cap);
+    /* a chunk per record: about cap / 4 KiB of them, none refused early */
+    assert_true((size_t)taken * (4096 + 64) > cap / 2);
+    assert_true((size_t)taken * OR_MSG < cap);
+    pc_server_stats_t st;
+    pc_server_stats(g_srv, &st);
+    assert_int_equal(st.send_refused, 1);
+    assert_int_equal(st.send_limit_refused, 0);
+    tcli_close(&t);
+    WAIT_FOR(send_held(g_srv) == 0, 5000);
+    assert_int_equal(send_held(g_srv), 0);
+}
+
 /* Bytes kept for the handshake are counted whichever callback sends them:
  * a timer armed during the handshake (by a pc_server_post_to function)
  * sends 64 KiB per tick; send_queue_limit refuses past 4 MiB. They used to
@@ -1441,6 +1499,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(strand_send_near_cap_refused, teardown),
         cmocka_unit_test_teardown(early_bytes_before_on_open, teardown),
         cmocka_unit_test_teardown(handover_growth_counted_first, teardown),
+        cmocka_unit_test_teardown(open_records_near_tail_capped, teardown),
     };
     if (PICK_TEST(tests, argc, argv) != 0) return 1;
     return cmocka_run_group_tests(tests, NULL, NULL);
