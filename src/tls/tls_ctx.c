@@ -259,6 +259,9 @@ static int server_ssl_setup(pc_tls_ctx_t *ctx, SSL_CTX *sc, const pc_tls_server_
     SSL_CTX_set_min_proto_version(sc, minv);
     SSL_CTX_set_mode(sc, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     SSL_CTX_set_options(sc, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+    /* no record padding, whatever openssl.cnf's RecordPadding says: a
+     * record's size must follow from its plaintext (tls_write_mem_max) */
+    SSL_CTX_set_block_padding(sc, 0);
     SSL_CTX_set_session_id_context(sc, (const unsigned char *)SESSION_ID_CONTEXT,
                                    sizeof SESSION_ID_CONTEXT - 1);
     /* stateless tickets only: no server-side session cache to grow */
@@ -393,6 +396,7 @@ int pc_tls_ctx_new_client(const pc_tls_client_config_t *cfg, pc_tls_ctx_t **out)
         if (maxv) SSL_CTX_set_max_proto_version(sc, maxv);
         SSL_CTX_set_mode(sc, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
         SSL_CTX_set_options(sc, SSL_OP_NO_RENEGOTIATION);
+        SSL_CTX_set_block_padding(sc, 0); /* as the server's: tls_write_mem_max */
         if (ctx->resume) {
             SSL_CTX_set_session_cache_mode(sc, SSL_SESS_CACHE_CLIENT |
                                                    SSL_SESS_CACHE_NO_INTERNAL_STORE);

@@ -86,10 +86,14 @@ int tls_sess_pend_reserve(tls_sess_t *s, size_t add, int exact);
  * several pieces (and one SSL_read's worth). */
 #define TLS_PLAIN_CHUNK 16384
 /* The most a record adds to the plaintext it carries (its header, an
- * explicit IV, a MAC or tag, padding): OpenSSL's bound for its own record
- * buffers, SSL3_RT_HEADER_LENGTH + SSL3_RT_MAX_ENCRYPTED_OVERHEAD. TLS 1.3
- * with AES-GCM adds 22 bytes, TLS 1.2 with it 29. */
+ * explicit IV, a MAC or tag, block padding; the sessions pad no further,
+ * see tls_ctx.c): SSL3_RT_HEADER_LENGTH + SSL3_RT_MAX_ENCRYPTED_OVERHEAD,
+ * the largest expansion OpenSSL allows a record it reads. Measured: 22
+ * bytes under TLS 1.3, 29 with TLS 1.2 AES-GCM, 53-81 with CBC ciphers. */
 #define TLS_RECORD_OVERHEAD_MAX (5 + 256 + 64)
+/* A record an application write may carry ahead of its own: the KeyUpdate
+ * a peer asked for is answered by the next write (5 bytes of plaintext). */
+#define TLS_EXTRA_RECORD_MAX (5 + TLS_RECORD_OVERHEAD_MAX)
 
 /* The largest plaintext one record of s carries: 16384, or the fragment
  * negotiated with the max_fragment_length extension. Established only. */
@@ -106,26 +110,56 @@ static inline size_t tls_records_max(size_t len, size_t frag, size_t *records, s
     return len + *records * (size_t)TLS_RECORD_OVERHEAD_MAX;
 }
 
+/* New chunks' memory, at most, for one write of len bytes in records of
+ * at most unit bytes of plaintext each, and one extra record ahead (see
+ * tls_write_mem_max). */
+static inline size_t tls_write_chunks_max(size_t len, size_t unit, size_t hdr, size_t min)
+{
+    size_t records, last, rec = unit + TLS_RECORD_OVERHEAD_MAX;
+    (void)tls_records_max(len, unit, &records, &last);
+    if (rec <= min) { /* records share chunks of min bytes */
+        size_t per = min / rec;
+        return (records + 1 + per - 1) / per * (hdr + min);
+    }
+    size_t tail = last + TLS_RECORD_OVERHEAD_MAX;
+    return (records - 1) * (hdr + rec) + hdr + (tail > min ? tail : min) + hdr + min;
+}
+
 /* The most memory the records of tls_sess_write(s, bufs, n) take (once
  * established; frag: tls_sess_fragment) in a send queue whose last chunk
  * has room bytes free, where a record that fits the last chunk goes there
- * and one that does not gets a chunk of hdr + max(min, its bytes): 0 when
- * all of them, at their largest, fit the room; else as if every record got
- * a chunk of its own. Pure: the engine checks a send against its cap with
- * it before the records are made (they cannot be taken back). */
+ * and one that does not starts a chunk of hdr + max(min, its bytes): 0 when
+ * all of them at their largest fit the room, else an upper bound on the
+ * new chunks. Each write may carry one extra record (a KeyUpdate); records
+ * up to min bytes share chunks (each holds min / their largest), larger
+ * ones take a chunk each; a write of 4 fragments or more, when the
+ * fragment is a multiple of 4 KiB, may also be cut into records of 512
+ * bytes less (OpenSSL's multi-block writes with TLS 1.2 CBC-HMAC ciphers,
+ * 4 or 8 records at once), and is counted both ways, the larger kept.
+ * SIZE_MAX for lengths near the address space. Pure: the engine checks a
+ * send against its cap with it before the records are made (they cannot
+ * be taken back). */
 static inline size_t tls_write_mem_max(const pc_buf_t *bufs, unsigned n, size_t frag, size_t room,
                                        size_t hdr, size_t min)
 {
+    const size_t huge = (size_t)-1 / 16;
     size_t total = 0, wire = 0, mem = 0, records, last;
-    for (unsigned i = 0; i < n; i++)
+    for (unsigned i = 0; i < n; i++) {
+        if (bufs[i].len > huge - total) return (size_t)-1;
         total += bufs[i].len;
+    }
     int joined = n > 1 && total <= TLS_PLAIN_CHUNK; /* as tls_sess_write does */
     for (unsigned i = 0; i < (joined ? 1u : n); i++) {
         size_t len = joined ? total : bufs[i].len;
         if (!len) continue;
-        wire += tls_records_max(len, frag, &records, &last);
-        size_t full = frag + TLS_RECORD_OVERHEAD_MAX, tail = last + TLS_RECORD_OVERHEAD_MAX;
-        mem += (records - 1) * (hdr + (full > min ? full : min)) + hdr + (tail > min ? tail : min);
+        size_t unit = len >= 4 * frag && !(frag & 0xfff) ? frag - 512 : frag;
+        wire += tls_records_max(len, unit, &records, &last) + TLS_EXTRA_RECORD_MAX;
+        size_t m = tls_write_chunks_max(len, frag, hdr, min);
+        if (unit != frag) {
+            size_t cut = tls_write_chunks_max(len, unit, hdr, min);
+            m = cut > m ? cut : m;
+        }
+        mem += m;
     }
     return wire <= room ? 0 : mem;
 }

@@ -86,27 +86,39 @@ static void counter_within_limit(void **state)
 static void tls_write_bound_by_case(void **state)
 {
     (void)state;
-    const size_t o = TLS_RECORD_OVERHEAD_MAX, f = 16384;
-    pc_buf_t one = {NULL, 2032};
-    /* fits the room at its largest: nothing new */
-    assert_int_equal(tls_write_mem_max(&one, 1, f, 2032 + o, HDR, PC_CHUNK_MIN), 0);
-    /* a byte short: a chunk of its own (the plaintext alone would fit) */
-    assert_int_equal(tls_write_mem_max(&one, 1, f, 2032 + o - 1, HDR, PC_CHUNK_MIN),
-                     HDR + PC_CHUNK_MIN);
+    const size_t o = TLS_RECORD_OVERHEAD_MAX, e = TLS_EXTRA_RECORD_MAX, f = 16384;
+    const size_t small = HDR + PC_CHUNK_MIN, big = HDR + f + o;
+    pc_buf_t one = {.base = NULL, .len = 2032};
+    /* fits the room at its largest, with a KeyUpdate ahead: nothing new */
+    assert_int_equal(tls_write_mem_max(&one, 1, f, 2032 + o + e, HDR, PC_CHUNK_MIN), 0);
+    /* a byte short: a chunk for it and one for the extra record (the
+     * plaintext alone would fit) */
+    assert_int_equal(tls_write_mem_max(&one, 1, f, 2032 + o + e - 1, HDR, PC_CHUNK_MIN), 2 * small);
     /* small pieces are joined into one record */
-    pc_buf_t three[3] = {{NULL, 100}, {NULL, 100}, {NULL, 100}};
-    assert_int_equal(tls_write_mem_max(three, 3, f, 0, HDR, PC_CHUNK_MIN), HDR + PC_CHUNK_MIN);
+    pc_buf_t three[3] = {
+        {.base = NULL, .len = 100}, {.base = NULL, .len = 100}, {.base = NULL, .len = 100}};
+    assert_int_equal(tls_write_mem_max(three, 3, f, 0, HDR, PC_CHUNK_MIN), 2 * small);
     /* larger ones are written one by one: a full record, then a small one */
-    pc_buf_t two[2] = {{NULL, f}, {NULL, 10}};
-    assert_int_equal(tls_write_mem_max(two, 2, f, 0, HDR, PC_CHUNK_MIN),
-                     HDR + f + o + HDR + PC_CHUNK_MIN);
-    /* 2 MiB: 128 full records */
-    pc_buf_t big = {NULL, (size_t)2 << 20};
-    assert_int_equal(tls_write_mem_max(&big, 1, f, 0, HDR, PC_CHUNK_MIN), 128 * (HDR + f + o));
-    /* a negotiated 512-byte fragment: 2048 bytes are four records */
-    pc_buf_t k2 = {NULL, 2048};
-    assert_int_equal(tls_write_mem_max(&k2, 1, 512, 0, HDR, PC_CHUNK_MIN),
-                     4 * (HDR + PC_CHUNK_MIN));
+    pc_buf_t two[2] = {{.base = NULL, .len = f}, {.base = NULL, .len = 10}};
+    assert_int_equal(tls_write_mem_max(two, 2, f, 0, HDR, PC_CHUNK_MIN), big + 3 * small);
+    /* 64 KiB: counted in records of 15872 bytes as a multi-block write may
+     * cut it (five, the last of 2048), and the extra one */
+    pc_buf_t k64 = {.base = NULL, .len = (size_t)64 << 10};
+    assert_int_equal(tls_write_mem_max(&k64, 1, f, 0, HDR, PC_CHUNK_MIN),
+                     4 * (HDR + f - 512 + o) + 2 * small);
+    /* below 4 fragments, in fragments */
+    pc_buf_t k48 = {.base = NULL, .len = (size_t)48 << 10};
+    assert_int_equal(tls_write_mem_max(&k48, 1, f, 0, HDR, PC_CHUNK_MIN), 3 * big + small);
+    /* a negotiated 512-byte fragment: records of at most 837 bytes, four to
+     * a chunk; 2048 bytes are four records and the extra one */
+    pc_buf_t k2 = {.base = NULL, .len = 2048};
+    assert_int_equal(tls_write_mem_max(&k2, 1, 512, 0, HDR, PC_CHUNK_MIN), 2 * small);
+#ifndef _WIN32 /* a WSABUF's length is 32 bits */
+    /* lengths near the address space: refused, not wrapped */
+    pc_buf_t huge[2] = {{.base = NULL, .len = (size_t)-1 / 2},
+                        {.base = NULL, .len = (size_t)-1 / 2}};
+    assert_true(tls_write_mem_max(huge, 2, f, 0, HDR, PC_CHUNK_MIN) == (size_t)-1);
+#endif
     size_t records, last;
     assert_int_equal(tls_records_max(16385, f, &records, &last), 16385 + 2 * o);
     assert_int_equal(records, 2);
@@ -125,49 +137,110 @@ static size_t rnd(size_t n)
     return (size_t)(rng_state % n);
 }
 
-/* The bound is never below what the records take: a queue is simulated as
- * the engine fills it (a record goes in the last chunk if it fits, else in a
- * new one of HDR + max(PC_CHUNK_MIN, record)), with records cut as
- * tls_sess_write cuts them and any overhead up to the maximum. */
+/* A simulated send queue, filled as the engine fills it: bytes of one
+ * BIO write go in the last chunk if they fit, else in a new one of
+ * HDR + max(PC_CHUNK_MIN, bytes). Returns the new chunks' memory. */
+typedef struct simq_s {
+    size_t left, mem;
+} simq_t;
+
+static void simq_put(simq_t *q, size_t bytes)
+{
+    if (bytes <= q->left) {
+        q->left -= bytes;
+        return;
+    }
+    size_t cap = bytes > PC_CHUNK_MIN ? bytes : PC_CHUNK_MIN;
+    q->mem += HDR + cap;
+    q->left = cap - bytes;
+}
+
+/* How OpenSSL cuts writes into records, for the simulation: each record
+ * expanded by over (a stream or AEAD cipher) or by any amount up to it (CBC
+ * padding: !fixed); a KeyUpdate ahead of a write (always, or now and then:
+ * keyupdate 2); multi-block groups for a fragment that is a multiple of
+ * 4 KiB (4 or 8 records of frag - 512 bytes in one BIO write, started by a
+ * write of 4 fragments, while 4 of them remain). */
+typedef struct cut_s {
+    size_t frag, over;
+    int fixed, multi, keyupdate;
+} cut_t;
+
+static size_t expand(const cut_t *k)
+{
+    return k->fixed ? k->over : rnd(k->over + 1);
+}
+
+/* New chunks' memory the records of tls_sess_write(b, n) take in a queue
+ * whose last chunk has room bytes free. */
+static size_t sim_write(const pc_buf_t *b, unsigned n, size_t room, const cut_t *k)
+{
+    size_t total = 0;
+    for (unsigned i = 0; i < n; i++)
+        total += b[i].len;
+    int joined = n > 1 && total <= TLS_PLAIN_CHUNK;
+    simq_t q = {room, 0};
+    for (unsigned i = 0; i < (joined ? 1u : n); i++) {
+        size_t len = joined ? total : b[i].len;
+        if (!len) continue;
+        if (k->keyupdate == 1 || (k->keyupdate == 2 && rnd(3) == 0)) simq_put(&q, 5 + expand(k));
+        size_t cut = k->frag - 512;
+        int grouped = k->multi && !(k->frag & 0xfff) && len >= 4 * k->frag;
+        while (grouped && len >= 4 * cut) {
+            size_t group = len >= 8 * cut ? 8 : 4, bytes = 0;
+            for (size_t r = 0; r < group; r++)
+                bytes += cut + expand(k);
+            simq_put(&q, bytes);
+            len -= group * cut;
+        }
+        while (len) {
+            size_t p = len < k->frag ? len : k->frag;
+            simq_put(&q, p + expand(k));
+            len -= p;
+        }
+    }
+    return q.mem;
+}
+
+static void expect_covered(const pc_buf_t *b, unsigned n, size_t room, const cut_t *k)
+{
+    size_t bound = tls_write_mem_max(b, n, k->frag, room, HDR, PC_CHUNK_MIN);
+    size_t mem = sim_write(b, n, room, k);
+    if (mem > bound)
+        print_message(
+            "frag %llu over %llu fixed %d multi %d room %llu n %u len0 %llu: %llu > %llu\n",
+            (unsigned long long)k->frag, (unsigned long long)k->over, k->fixed, k->multi,
+            (unsigned long long)room, n, (unsigned long long)b[0].len, (unsigned long long)mem,
+            (unsigned long long)bound);
+    assert_true(mem <= bound);
+}
+
+/* The bound is never below what the records take: random writes, cuts and
+ * rooms, then the worst cases (the largest expansion on every record, a
+ * KeyUpdate ahead of every write, long writes). */
 static void tls_write_bound_covers_every_record(void **state)
 {
     (void)state;
     const size_t frags[] = {512, 1024, 2048, 4096, 16384};
-    for (int trial = 0; trial < 20000; trial++) {
-        size_t frag = frags[rnd(5)], over = rnd(TLS_RECORD_OVERHEAD_MAX + 1);
+    for (int trial = 0; trial < 40000; trial++) {
+        cut_t k = {frags[rnd(5)], rnd(TLS_RECORD_OVERHEAD_MAX + 1), (int)rnd(2), (int)rnd(2), 2};
         size_t room = rnd(3) ? rnd(PC_CHUNK_MIN + 1) : rnd(40000);
         unsigned n = 1 + (unsigned)rnd(4);
         pc_buf_t b[4];
-        size_t total = 0;
         for (unsigned i = 0; i < n; i++) {
             b[i].base = NULL;
-            b[i].len = rnd(4) ? rnd(3000) : rnd(70000);
-            total += b[i].len;
+            b[i].len = rnd(4) ? rnd(3000) : rnd(4) ? rnd(70000) : rnd(3000000);
         }
-        size_t bound = tls_write_mem_max(b, n, frag, room, HDR, PC_CHUNK_MIN);
-        int joined = n > 1 && total <= TLS_PLAIN_CHUNK;
-        size_t mem = 0, left = room;
-        for (unsigned i = 0; i < (joined ? 1u : n); i++) {
-            size_t len = joined ? total : b[i].len;
-            while (len) {
-                size_t r = (len < frag ? len : frag) + over;
-                len -= len < frag ? len : frag;
-                if (r <= left) {
-                    left -= r;
-                } else {
-                    size_t cap = r > PC_CHUNK_MIN ? r : PC_CHUNK_MIN;
-                    mem += HDR + cap;
-                    left = cap - r;
-                }
-            }
-        }
-        if (mem > bound)
-            print_message("frag %llu over %llu room %llu n %u: %llu > %llu\n",
-                          (unsigned long long)frag, (unsigned long long)over,
-                          (unsigned long long)room, n, (unsigned long long)mem,
-                          (unsigned long long)bound);
-        assert_true(mem <= bound);
+        expect_covered(b, n, room, &k);
     }
+    for (int f = 0; f < 5; f++)
+        for (int multi = 0; multi < 2; multi++)
+            for (size_t len = 1; len <= ((size_t)8 << 20); len = len * 3 + 1) {
+                cut_t k = {frags[f], TLS_RECORD_OVERHEAD_MAX, 1, multi, 1};
+                pc_buf_t b = {.base = NULL, .len = len};
+                expect_covered(&b, 1, 0, &k);
+                expect_covered(&b, 1, PC_CHUNK_MIN - 1, &k);
+            }
 }
 
 int main(void)
