@@ -115,8 +115,9 @@ int conn_tls_send(pc_conn_t *c, const pc_buf_t *bufs, unsigned n)
 
 size_t conn_tls_send_mem(const pc_conn_t *c, const pc_buf_t *bufs, unsigned n, size_t room)
 {
-    return tls_write_mem_max(bufs, n, tls_sess_fragment(c->ext->tls), room, sizeof(chunk_t),
-                             PC_CHUNK_MIN);
+    const tls_sess_t *t = c->ext->tls;
+    return tls_write_mem_max(bufs, n, tls_sess_fragment(t), tls_sess_multiblock(t), room,
+                             sizeof(chunk_t), PC_CHUNK_MIN);
 }
 
 size_t conn_tls_pend_grow(const pc_conn_t *c, size_t add)

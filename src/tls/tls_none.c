@@ -162,6 +162,12 @@ size_t tls_sess_fragment(const tls_sess_t *s)
     return TLS_PLAIN_CHUNK;
 }
 
+int tls_sess_multiblock(const tls_sess_t *s)
+{
+    (void)s;
+    return 0;
+}
+
 int tls_sess_resumed(const tls_sess_t *s)
 {
     (void)s;

@@ -204,6 +204,12 @@ size_t tls_sess_fragment(const tls_sess_t *s)
     return TLS_PLAIN_CHUNK;
 }
 
+int tls_sess_multiblock(const tls_sess_t *s)
+{
+    const SSL_CIPHER *c = SSL_get_current_cipher(s->ssl);
+    return SSL_version(s->ssl) < TLS1_3_VERSION && (!c || !SSL_CIPHER_is_aead(c));
+}
+
 int tls_sess_resumed(const tls_sess_t *s)
 {
     return s->established && SSL_session_reused(s->ssl);

@@ -98,6 +98,10 @@ int tls_sess_pend_reserve(tls_sess_t *s, size_t add, int exact);
 /* The largest plaintext one record of s carries: 16384, or the fragment
  * negotiated with the max_fragment_length extension. Established only. */
 size_t tls_sess_fragment(const tls_sess_t *s);
+/* 1 if OpenSSL may write s's records in multi-block groups: TLS 1.2 with a
+ * cipher that is not AEAD (it does so with CBC-HMAC ciphers on CPUs with
+ * AES instructions, when encrypt-then-MAC is off). Established only. */
+int tls_sess_multiblock(const tls_sess_t *s);
 
 /* Bytes on the wire, at most, of the records of one write of len bytes of
  * plaintext in records of at most frag bytes; *records gets their number
@@ -111,17 +115,32 @@ static inline size_t tls_records_max(size_t len, size_t frag, size_t *records, s
 }
 
 /* New chunks' memory, at most, for one write of len bytes in records of
- * at most unit bytes of plaintext each, and one extra record ahead (see
+ * at most frag bytes of plaintext, with one extra record ahead; with multi
+ * also in OpenSSL's multi-block writes of 4 or 8 records of unit bytes
+ * (frag, or 512 less) followed by records of frag bytes (see
  * tls_write_mem_max). */
-static inline size_t tls_write_chunks_max(size_t len, size_t unit, size_t hdr, size_t min)
+static inline size_t tls_write_chunks_max(size_t len, size_t frag, size_t unit, int multi,
+                                          size_t hdr, size_t min)
 {
-    size_t records, last, rec = unit + TLS_RECORD_OVERHEAD_MAX;
+    size_t records, last, rec = frag + TLS_RECORD_OVERHEAD_MAX;
     (void)tls_records_max(len, unit, &records, &last);
-    if (rec <= min) { /* records share chunks of min bytes */
-        size_t per = min / rec;
-        return (records + 1 + per - 1) / per * (hdr + min);
+    if (rec <= min) { /* records share chunks of min bytes (unit == frag) */
+        size_t per = min / rec, m = (records + 1 + per - 1) / per * (hdr + min);
+        if (multi) { /* groups of 4 (or 8) records in one write each, then
+                      * up to 4 records and the extra one sharing */
+            size_t four = 4 * rec;
+            size_t g =
+                records / 4 * (hdr + (four > min ? four : min)) + (5 + per - 1) / per * (hdr + min);
+            m = g > m ? g : m;
+        }
+        return m;
     }
     size_t tail = last + TLS_RECORD_OVERHEAD_MAX;
+    /* one record and the extra one fit a chunk of min bytes together */
+    if (records == 1 && tail + TLS_EXTRA_RECORD_MAX <= min) return hdr + min;
+    /* as many records as the shorter unit makes (full ones may follow a
+     * multi-block group), each charged as a full one; a group of 4 or 8
+     * takes no more than its records would alone */
     return (records - 1) * (hdr + rec) + hdr + (tail > min ? tail : min) + hdr + min;
 }
 
@@ -130,17 +149,17 @@ static inline size_t tls_write_chunks_max(size_t len, size_t unit, size_t hdr, s
  * has room bytes free, where a record that fits the last chunk goes there
  * and one that does not starts a chunk of hdr + max(min, its bytes): 0 when
  * all of them at their largest fit the room, else an upper bound on the
- * new chunks. Each write may carry one extra record (a KeyUpdate); records
- * up to min bytes share chunks (each holds min / their largest), larger
- * ones take a chunk each; a write of 4 fragments or more, when the
- * fragment is a multiple of 4 KiB, may also be cut into records of 512
- * bytes less (OpenSSL's multi-block writes with TLS 1.2 CBC-HMAC ciphers,
- * 4 or 8 records at once), and is counted both ways, the larger kept.
- * SIZE_MAX for lengths near the address space. Pure: the engine checks a
- * send against its cap with it before the records are made (they cannot
- * be taken back). */
-static inline size_t tls_write_mem_max(const pc_buf_t *bufs, unsigned n, size_t frag, size_t room,
-                                       size_t hdr, size_t min)
+ * new chunks. Each write may carry one extra record ahead of its own (a
+ * KeyUpdate). Records are cut at frag bytes of plaintext; with multiblock
+ * (tls_sess_multiblock), a write of 4 fragments or more may go out in
+ * OpenSSL's multi-block writes, 4 or 8 records in one, cut 512 bytes short of a
+ * fragment that is a multiple of 4 KiB (the rest then in full records),
+ * and is counted so that either way is covered. Records that surely fit
+ * min bytes several at once share chunks; larger ones take a chunk each. SIZE_MAX for lengths near
+ * the address space. Pure: the engine checks a send against its cap with it before the records are
+ * made (they cannot be taken back). */
+static inline size_t tls_write_mem_max(const pc_buf_t *bufs, unsigned n, size_t frag,
+                                       int multiblock, size_t room, size_t hdr, size_t min)
 {
     const size_t huge = (size_t)-1 / 16;
     size_t total = 0, wire = 0, mem = 0, records, last;
@@ -152,14 +171,10 @@ static inline size_t tls_write_mem_max(const pc_buf_t *bufs, unsigned n, size_t 
     for (unsigned i = 0; i < (joined ? 1u : n); i++) {
         size_t len = joined ? total : bufs[i].len;
         if (!len) continue;
-        size_t unit = len >= 4 * frag && !(frag & 0xfff) ? frag - 512 : frag;
+        int multi = multiblock && len >= 4 * frag;
+        size_t unit = multi && !(frag & 0xfff) ? frag - 512 : frag;
         wire += tls_records_max(len, unit, &records, &last) + TLS_EXTRA_RECORD_MAX;
-        size_t m = tls_write_chunks_max(len, frag, hdr, min);
-        if (unit != frag) {
-            size_t cut = tls_write_chunks_max(len, unit, hdr, min);
-            m = cut > m ? cut : m;
-        }
-        mem += m;
+        mem += tls_write_chunks_max(len, frag, unit, multi, hdr, min);
     }
     return wire <= room ? 0 : mem;
 }

@@ -90,34 +90,41 @@ static void tls_write_bound_by_case(void **state)
     const size_t small = HDR + PC_CHUNK_MIN, big = HDR + f + o;
     pc_buf_t one = {.base = NULL, .len = 2032};
     /* fits the room at its largest, with a KeyUpdate ahead: nothing new */
-    assert_int_equal(tls_write_mem_max(&one, 1, f, 2032 + o + e, HDR, PC_CHUNK_MIN), 0);
-    /* a byte short: a chunk for it and one for the extra record (the
-     * plaintext alone would fit) */
-    assert_int_equal(tls_write_mem_max(&one, 1, f, 2032 + o + e - 1, HDR, PC_CHUNK_MIN), 2 * small);
+    assert_int_equal(tls_write_mem_max(&one, 1, f, 1, 2032 + o + e, HDR, PC_CHUNK_MIN), 0);
+    /* a byte short: a chunk, which the extra record would share (the
+     * plaintext alone would fit the room) */
+    assert_int_equal(tls_write_mem_max(&one, 1, f, 1, 2032 + o + e - 1, HDR, PC_CHUNK_MIN), small);
     /* small pieces are joined into one record */
     pc_buf_t three[3] = {
         {.base = NULL, .len = 100}, {.base = NULL, .len = 100}, {.base = NULL, .len = 100}};
-    assert_int_equal(tls_write_mem_max(three, 3, f, 0, HDR, PC_CHUNK_MIN), 2 * small);
+    assert_int_equal(tls_write_mem_max(three, 3, f, 1, 0, HDR, PC_CHUNK_MIN), small);
     /* larger ones are written one by one: a full record, then a small one */
     pc_buf_t two[2] = {{.base = NULL, .len = f}, {.base = NULL, .len = 10}};
-    assert_int_equal(tls_write_mem_max(two, 2, f, 0, HDR, PC_CHUNK_MIN), big + 3 * small);
-    /* 64 KiB: counted in records of 15872 bytes as a multi-block write may
-     * cut it (five, the last of 2048), and the extra one */
+    assert_int_equal(tls_write_mem_max(two, 2, f, 1, 0, HDR, PC_CHUNK_MIN), big + 2 * small);
+    /* 64 KiB: as many records as a multi-block write may cut (five of
+     * 15872 bytes, the last of 2048; full records may follow a group), the
+     * first four charged as full ones, and the extra one */
     pc_buf_t k64 = {.base = NULL, .len = (size_t)64 << 10};
-    assert_int_equal(tls_write_mem_max(&k64, 1, f, 0, HDR, PC_CHUNK_MIN),
-                     4 * (HDR + f - 512 + o) + 2 * small);
+    assert_int_equal(tls_write_mem_max(&k64, 1, f, 1, 0, HDR, PC_CHUNK_MIN), 4 * big + 2 * small);
+    /* in a session that does not write multi-block (TLS 1.3, AEAD), in
+     * fragments */
+    assert_int_equal(tls_write_mem_max(&k64, 1, f, 0, 0, HDR, PC_CHUNK_MIN), 4 * big + small);
     /* below 4 fragments, in fragments */
     pc_buf_t k48 = {.base = NULL, .len = (size_t)48 << 10};
-    assert_int_equal(tls_write_mem_max(&k48, 1, f, 0, HDR, PC_CHUNK_MIN), 3 * big + small);
+    assert_int_equal(tls_write_mem_max(&k48, 1, f, 1, 0, HDR, PC_CHUNK_MIN), 3 * big + small);
     /* a negotiated 512-byte fragment: records of at most 837 bytes, four to
-     * a chunk; 2048 bytes are four records and the extra one */
+     * a chunk; 2048 bytes are four records and the extra one (2 chunks), or
+     * a multi-block write of the four (one) and the extra one (2 more, as
+     * 4 more records might follow a group) */
     pc_buf_t k2 = {.base = NULL, .len = 2048};
-    assert_int_equal(tls_write_mem_max(&k2, 1, 512, 0, HDR, PC_CHUNK_MIN), 2 * small);
+    assert_int_equal(tls_write_mem_max(&k2, 1, 512, 1, 0, HDR, PC_CHUNK_MIN), 3 * small);
+    pc_buf_t k15 = {.base = NULL, .len = 1500};
+    assert_int_equal(tls_write_mem_max(&k15, 1, 512, 1, 0, HDR, PC_CHUNK_MIN), small);
 #ifndef _WIN32 /* a WSABUF's length is 32 bits */
     /* lengths near the address space: refused, not wrapped */
     pc_buf_t huge[2] = {{.base = NULL, .len = (size_t)-1 / 2},
                         {.base = NULL, .len = (size_t)-1 / 2}};
-    assert_true(tls_write_mem_max(huge, 2, f, 0, HDR, PC_CHUNK_MIN) == (size_t)-1);
+    assert_true(tls_write_mem_max(huge, 2, f, 1, 0, HDR, PC_CHUNK_MIN) == (size_t)-1);
 #endif
     size_t records, last;
     assert_int_equal(tls_records_max(16385, f, &records, &last), 16385 + 2 * o);
@@ -158,9 +165,9 @@ static void simq_put(simq_t *q, size_t bytes)
 /* How OpenSSL cuts writes into records, for the simulation: each record
  * expanded by over (a stream or AEAD cipher) or by any amount up to it (CBC
  * padding: !fixed); a KeyUpdate ahead of a write (always, or now and then:
- * keyupdate 2); multi-block groups for a fragment that is a multiple of
- * 4 KiB (4 or 8 records of frag - 512 bytes in one BIO write, started by a
- * write of 4 fragments, while 4 of them remain). */
+ * keyupdate 2); multi-block groups (4 or 8 records in one BIO write, of
+ * frag - 512 bytes when frag is a multiple of 4 KiB, else frag, started by
+ * a write of 4 fragments, while 4 of them remain). */
 typedef struct cut_s {
     size_t frag, over;
     int fixed, multi, keyupdate;
@@ -184,8 +191,8 @@ static size_t sim_write(const pc_buf_t *b, unsigned n, size_t room, const cut_t 
         size_t len = joined ? total : b[i].len;
         if (!len) continue;
         if (k->keyupdate == 1 || (k->keyupdate == 2 && rnd(3) == 0)) simq_put(&q, 5 + expand(k));
-        size_t cut = k->frag - 512;
-        int grouped = k->multi && !(k->frag & 0xfff) && len >= 4 * k->frag;
+        size_t cut = k->frag & 0xfff ? k->frag : k->frag - 512;
+        int grouped = k->multi && len >= 4 * k->frag;
         while (grouped && len >= 4 * cut) {
             size_t group = len >= 8 * cut ? 8 : 4, bytes = 0;
             for (size_t r = 0; r < group; r++)
@@ -204,7 +211,8 @@ static size_t sim_write(const pc_buf_t *b, unsigned n, size_t room, const cut_t 
 
 static void expect_covered(const pc_buf_t *b, unsigned n, size_t room, const cut_t *k)
 {
-    size_t bound = tls_write_mem_max(b, n, k->frag, room, HDR, PC_CHUNK_MIN);
+    /* without multi-block writes, the bound that does not count them */
+    size_t bound = tls_write_mem_max(b, n, k->frag, k->multi, room, HDR, PC_CHUNK_MIN);
     size_t mem = sim_write(b, n, room, k);
     if (mem > bound)
         print_message(
@@ -213,6 +221,8 @@ static void expect_covered(const pc_buf_t *b, unsigned n, size_t room, const cut
             (unsigned long long)room, n, (unsigned long long)b[0].len, (unsigned long long)mem,
             (unsigned long long)bound);
     assert_true(mem <= bound);
+    if (!k->multi) /* and the bound that counts them covers it too */
+        assert_true(mem <= tls_write_mem_max(b, n, k->frag, 1, room, HDR, PC_CHUNK_MIN));
 }
 
 /* The bound is never below what the records take: random writes, cuts and
@@ -234,13 +244,21 @@ static void tls_write_bound_covers_every_record(void **state)
         expect_covered(b, n, room, &k);
     }
     for (int f = 0; f < 5; f++)
-        for (int multi = 0; multi < 2; multi++)
+        for (int multi = 0; multi < 2; multi++) {
+            cut_t k = {frags[f], TLS_RECORD_OVERHEAD_MAX, 1, multi, 1};
             for (size_t len = 1; len <= ((size_t)8 << 20); len = len * 3 + 1) {
-                cut_t k = {frags[f], TLS_RECORD_OVERHEAD_MAX, 1, multi, 1};
                 pc_buf_t b = {.base = NULL, .len = len};
                 expect_covered(&b, 1, 0, &k);
                 expect_covered(&b, 1, PC_CHUNK_MIN - 1, &k);
             }
+            /* every length up to 9 fragments (in steps of 1/512 of one) */
+            size_t step = frags[f] / 512;
+            for (size_t len = 1; len <= 9 * frags[f]; len += step) {
+                pc_buf_t b = {.base = NULL, .len = len};
+                expect_covered(&b, 1, 0, &k);
+                expect_covered(&b, 1, 700, &k);
+            }
+        }
 }
 
 int main(void)
