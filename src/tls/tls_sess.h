@@ -152,12 +152,13 @@ static inline size_t tls_write_chunks_max(size_t len, size_t frag, size_t unit, 
  * new chunks. Each write may carry one extra record ahead of its own (a
  * KeyUpdate). Records are cut at frag bytes of plaintext; with multiblock
  * (tls_sess_multiblock), a write of 4 fragments or more may go out in
- * OpenSSL's multi-block writes, 4 or 8 records in one, cut 512 bytes short of a
- * fragment that is a multiple of 4 KiB (the rest then in full records),
- * and is counted so that either way is covered. Records that surely fit
- * min bytes several at once share chunks; larger ones take a chunk each. SIZE_MAX for lengths near
- * the address space. Pure: the engine checks a send against its cap with it before the records are
- * made (they cannot be taken back). */
+ * OpenSSL's multi-block writes, 4 or 8 records in one, cut 512 bytes short
+ * of a fragment that is a multiple of 4 KiB (the rest then in full
+ * records), and is counted so that either way is covered. Records that
+ * surely fit min bytes several at once share chunks; larger ones take a
+ * chunk each. SIZE_MAX for lengths near the address space. Pure: the
+ * engine checks a send against its cap with it before the records are
+ * made (they cannot be taken back). Any thread. */
 static inline size_t tls_write_mem_max(const pc_buf_t *bufs, unsigned n, size_t frag,
                                        int multiblock, size_t room, size_t hdr, size_t min)
 {
