@@ -248,6 +248,17 @@ static int alpn_select_cb(SSL *ssl, const unsigned char **out, unsigned char *ou
     return SSL_TLSEXT_ERR_OK;
 }
 
+/* How every SSL_CTX, server or client, writes records: buffers released
+ * when idle, a retried write accepted from a moved buffer, and no record
+ * padding, whatever openssl.cnf's RecordPadding says: a record's size must
+ * follow from its plaintext, which max_buffered_bytes checks sends
+ * against (tls_write_mem_max). */
+static void ssl_records_setup(SSL_CTX *sc)
+{
+    SSL_CTX_set_mode(sc, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_CTX_set_block_padding(sc, 0);
+}
+
 /* Settings every SSL_CTX of a server context shares (SNI switches between
  * them mid-handshake, and some settings are read from the switched-to one). */
 static int server_ssl_setup(pc_tls_ctx_t *ctx, SSL_CTX *sc, const pc_tls_server_config_t *cfg,
@@ -257,11 +268,8 @@ static int server_ssl_setup(pc_tls_ctx_t *ctx, SSL_CTX *sc, const pc_tls_server_
     if (version_of(cfg->min_version ? cfg->min_version : PC_TLS_V1_2, &minv) < 0) return PC_EINVAL;
     SSL_CTX_set_app_data(sc, ctx);
     SSL_CTX_set_min_proto_version(sc, minv);
-    SSL_CTX_set_mode(sc, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    ssl_records_setup(sc);
     SSL_CTX_set_options(sc, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
-    /* no record padding, whatever openssl.cnf's RecordPadding says: a
-     * record's size must follow from its plaintext (tls_write_mem_max) */
-    SSL_CTX_set_block_padding(sc, 0);
     SSL_CTX_set_session_id_context(sc, (const unsigned char *)SESSION_ID_CONTEXT,
                                    sizeof SESSION_ID_CONTEXT - 1);
     /* stateless tickets only: no server-side session cache to grow */
@@ -394,9 +402,8 @@ int pc_tls_ctx_new_client(const pc_tls_client_config_t *cfg, pc_tls_ctx_t **out)
         SSL_CTX_set_app_data(sc, ctx);
         SSL_CTX_set_min_proto_version(sc, minv ? minv : TLS1_2_VERSION);
         if (maxv) SSL_CTX_set_max_proto_version(sc, maxv);
-        SSL_CTX_set_mode(sc, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+        ssl_records_setup(sc);
         SSL_CTX_set_options(sc, SSL_OP_NO_RENEGOTIATION);
-        SSL_CTX_set_block_padding(sc, 0); /* as the server's: tls_write_mem_max */
         if (ctx->resume) {
             SSL_CTX_set_session_cache_mode(sc, SSL_SESS_CACHE_CLIENT |
                                                    SSL_SESS_CACHE_NO_INTERNAL_STORE);

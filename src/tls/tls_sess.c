@@ -435,8 +435,7 @@ int tls_sess_write(tls_sess_t *s, const pc_buf_t *bufs, unsigned n, const tls_io
     size_t total = 0;
     for (unsigned i = 0; i < n; i++)
         total += bufs[i].len;
-    if (n > 1 && total <= TLS_PLAIN_CHUNK) {
-        /* small pieces (a head and a body) make one record, not several */
+    if (tls_write_joins(n, total)) {
         unsigned char one[TLS_PLAIN_CHUNK];
         size_t off = 0;
         for (unsigned i = 0; i < n; i++) {

@@ -85,6 +85,13 @@ int tls_sess_pend_reserve(tls_sess_t *s, size_t add, int exact);
 /* Plaintext that tls_sess_write joins into one write when it comes in
  * several pieces (and one SSL_read's worth). */
 #define TLS_PLAIN_CHUNK 16384
+/* 1 if tls_sess_write makes one write of n pieces of total bytes (small
+ * pieces, a head and a body, make one record, not several), 0 if it writes
+ * them one by one. */
+static inline int tls_write_joins(unsigned n, size_t total)
+{
+    return n > 1 && total <= TLS_PLAIN_CHUNK;
+}
 /* The most a record adds to the plaintext it carries (its header, an
  * explicit IV, a MAC or tag, block padding; the sessions pad no further,
  * see tls_ctx.c): SSL3_RT_HEADER_LENGTH + SSL3_RT_MAX_ENCRYPTED_OVERHEAD,
@@ -114,16 +121,15 @@ static inline size_t tls_records_max(size_t len, size_t frag, size_t *records, s
     return len + *records * (size_t)TLS_RECORD_OVERHEAD_MAX;
 }
 
-/* New chunks' memory, at most, for one write of len bytes in records of
- * at most frag bytes of plaintext, with one extra record ahead; with multi
- * also in OpenSSL's multi-block writes of 4 or 8 records of unit bytes
- * (frag, or 512 less) followed by records of frag bytes (see
- * tls_write_mem_max). */
-static inline size_t tls_write_chunks_max(size_t len, size_t frag, size_t unit, int multi,
+/* New chunks' memory, at most, for one write cut (tls_records_max) into
+ * records of plaintext, the last of last bytes, each of at most frag, with
+ * one extra record ahead; with multi also in OpenSSL's multi-block writes
+ * of 4 or 8 records of a shorter unit followed by records of frag bytes
+ * (records and last then counted in the unit; see tls_write_mem_max). */
+static inline size_t tls_write_chunks_max(size_t records, size_t last, size_t frag, int multi,
                                           size_t hdr, size_t min)
 {
-    size_t records, last, rec = frag + TLS_RECORD_OVERHEAD_MAX;
-    (void)tls_records_max(len, unit, &records, &last);
+    size_t rec = frag + TLS_RECORD_OVERHEAD_MAX;
     if (rec <= min) { /* records share chunks of min bytes (unit == frag) */
         size_t per = min / rec, m = (records + 1 + per - 1) / per * (hdr + min);
         if (multi) { /* groups of 4 (or 8) records in one write each, then
@@ -168,14 +174,14 @@ static inline size_t tls_write_mem_max(const pc_buf_t *bufs, unsigned n, size_t 
         if (bufs[i].len > huge - total) return (size_t)-1;
         total += bufs[i].len;
     }
-    int joined = n > 1 && total <= TLS_PLAIN_CHUNK; /* as tls_sess_write does */
+    int joined = tls_write_joins(n, total);
     for (unsigned i = 0; i < (joined ? 1u : n); i++) {
         size_t len = joined ? total : bufs[i].len;
         if (!len) continue;
         int multi = multiblock && len >= 4 * frag;
         size_t unit = multi && !(frag & 0xfff) ? frag - 512 : frag;
         wire += tls_records_max(len, unit, &records, &last) + TLS_EXTRA_RECORD_MAX;
-        mem += tls_write_chunks_max(len, frag, unit, multi, hdr, min);
+        mem += tls_write_chunks_max(records, last, frag, multi, hdr, min);
     }
     return wire <= room ? 0 : mem;
 }

@@ -185,7 +185,7 @@ static size_t sim_write(const pc_buf_t *b, unsigned n, size_t room, const cut_t 
     size_t total = 0;
     for (unsigned i = 0; i < n; i++)
         total += b[i].len;
-    int joined = n > 1 && total <= TLS_PLAIN_CHUNK;
+    int joined = tls_write_joins(n, total);
     simq_t q = {room, 0};
     for (unsigned i = 0; i < (joined ? 1u : n); i++) {
         size_t len = joined ? total : b[i].len;
