@@ -42,6 +42,14 @@ void shim_set_rcvbuf(shim_sock_t s, int bytes)
     setsockopt(s, SOL_SOCKET, SO_RCVBUF, (const char *)&bytes, sizeof bytes);
 }
 
+/* Did the last failed shim_connect fail because the peer reset it? */
+static int g_connect_reset;
+
+int shim_connect_was_reset(void)
+{
+    return g_connect_reset;
+}
+
 shim_sock_t shim_connect(const char *ip, int port, const char *src, int timeout_ms)
 {
     struct sockaddr_storage ss;
@@ -73,7 +81,14 @@ shim_sock_t shim_connect(const char *ip, int port, const char *src, int timeout_
         }
     }
     shim_set_timeout(s, timeout_ms);
+    g_connect_reset = 0;
     if (connect(s, (struct sockaddr *)&ss, len) != 0) {
+#ifdef _WIN32
+        int e = WSAGetLastError();
+        g_connect_reset = e == WSAECONNRESET || e == WSAECONNABORTED;
+#else
+        g_connect_reset = errno == ECONNRESET || errno == ECONNABORTED;
+#endif
         shim_close(s);
         return SHIM_INVALID;
     }
