@@ -42,8 +42,9 @@ void shim_set_rcvbuf(shim_sock_t s, int bytes)
     setsockopt(s, SOL_SOCKET, SO_RCVBUF, (const char *)&bytes, sizeof bytes);
 }
 
-/* Did the last failed shim_connect fail because the peer reset it? */
-static int g_connect_reset;
+/* Did this thread's last failed shim_connect fail because the peer reset
+ * it? */
+static _Thread_local int g_connect_reset;
 
 int shim_connect_was_reset(void)
 {
@@ -54,6 +55,7 @@ shim_sock_t shim_connect(const char *ip, int port, const char *src, int timeout_
 {
     struct sockaddr_storage ss;
     socklen_t len;
+    g_connect_reset = 0;
     memset(&ss, 0, sizeof ss);
     if (strchr(ip, ':')) {
         struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
@@ -81,7 +83,6 @@ shim_sock_t shim_connect(const char *ip, int port, const char *src, int timeout_
         }
     }
     shim_set_timeout(s, timeout_ms);
-    g_connect_reset = 0;
     if (connect(s, (struct sockaddr *)&ss, len) != 0) {
 #ifdef _WIN32
         int e = WSAGetLastError();

@@ -24,10 +24,10 @@ void shim_init(void);
  * first when src is not NULL. Receive timeout set to timeout_ms. Returns
  * SHIM_INVALID on failure. */
 shim_sock_t shim_connect(const char *ip, int port, const char *src, int timeout_ms);
-/* After shim_connect returned SHIM_INVALID: 1 when the connection was made
- * and then reset by the server before connect() returned (a server that
- * accepts and resets at once can win that race), 0 for any other failure.
- * One caller thread at a time. */
+/* After shim_connect returned SHIM_INVALID on this thread: 1 when the
+ * connection was made and then reset by the server before connect()
+ * returned (a server that accepts and resets at once can win that race), 0
+ * for any other failure. */
 int shim_connect_was_reset(void);
 /* Send all bytes; 0 on success, -1 on error. */
 int shim_send_all(shim_sock_t s, const void *buf, size_t len);
