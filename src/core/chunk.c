@@ -19,3 +19,20 @@ void chunk_free(chunk_t *c)
 {
     pc__free(c);
 }
+
+size_t chunks_mem(const queue_t *q)
+{
+    size_t mem = 0;
+    const queue_t *e;
+    queue_foreach(e, q) mem += chunk_mem(pc_container_of(e, chunk_t, link));
+    return mem;
+}
+
+void chunks_free(queue_t *q)
+{
+    while (!queue_empty(q)) {
+        queue_t *e = queue_head(q);
+        queue_remove(e);
+        chunk_free(pc_container_of(e, chunk_t, link));
+    }
+}

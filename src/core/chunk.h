@@ -28,5 +28,11 @@ static inline size_t chunk_mem(const chunk_t *c)
 {
     return sizeof(chunk_t) + c->cap;
 }
+/* The memory the chunks linked in q hold (chunk_mem of each). The
+ * queue's owner. */
+size_t chunks_mem(const queue_t *q);
+/* Unlink and free every chunk of q, which is left empty. The queue's
+ * owner. */
+void chunks_free(queue_t *q);
 
 #endif

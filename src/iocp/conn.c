@@ -345,11 +345,8 @@ void conn_tx_destroy(pc_conn_t *c)
 
 static void sendq_free(pc_server_t *s, queue_t *q)
 {
-    while (!queue_empty(q)) {
-        queue_t *e = queue_head(q);
-        queue_remove(e);
-        sq_chunk_free(s, pc_container_of(e, chunk_t, link));
-    }
+    counter_sub(&s->send_held, chunks_mem(q));
+    chunks_free(q);
 }
 
 /* Copy bufs into the tail of q (coalescing into the last chunk when it has

@@ -140,9 +140,8 @@ size_t conn_tls_pend_grow(const pc_conn_t *c, size_t add)
 static void handover_count(pc_conn_t *c, const queue_t *q, size_t total, held_take_t *outer)
 {
     pc_server_t *s = conn_srv(c);
-    size_t cap = s->cfg.max_buffered_bytes, grow = conn_tls_pend_grow(c, total), freed = 0;
-    const queue_t *e;
-    queue_foreach(e, q) freed += chunk_mem(pc_container_of(e, chunk_t, link));
+    size_t cap = s->cfg.max_buffered_bytes, grow = conn_tls_pend_grow(c, total);
+    size_t freed = chunks_mem(q);
     int exact = 0;
     if (grow <= freed) {
         counter_sub(&s->send_held, freed - grow);
@@ -181,11 +180,7 @@ void conn_tls_send_chunks(pc_conn_t *c, queue_t *q, size_t total, int in_inbox)
     counter_add(&conn_srv(c)->send_queued, grown);
     pend_held_sync(c);
     conn_buffer_settle(&outer);
-    while (!queue_empty(q)) { /* no longer in send_held: handover_count */
-        queue_t *h = queue_head(q);
-        queue_remove(h);
-        chunk_free(pc_container_of(h, chunk_t, link));
-    }
+    chunks_free(q); /* no longer in send_held: handover_count */
     if (failed) PC_LOGD("tls: bytes queued from another thread dropped (session closed)");
 }
 
