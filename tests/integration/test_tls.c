@@ -700,13 +700,8 @@ static void strand_send_near_cap_refused(void **state)
     expect_held_then_finish(&sc, cap, (size_t)140 << 10, 1);
 }
 
-/* Once the handshake has completed, a send is checked against the memory its
- * records take, not its plaintext's: on_open sends 2032-byte messages (half
- * a 4 KiB chunk less 16 bytes) to a client that does not read, under a 256
- * KiB cap, until refused. Each plaintext fits the room the previous record
- * left in its chunk and was taken as needing nothing; its record, 22 bytes
- * longer under TLS 1.3, does not fit and took a chunk of its own, unchecked:
- * all 4000 sends were taken, 16.5 MB held. */
+/* open_sends: on_open sends g_or_len bytes at a time, up to OR_TRIES times
+ * or until refused, and says what it saw. */
 #define OR_TRIES 4000
 static atomic_int g_or_taken, g_or_rc, g_or_done;
 static _Atomic uint64_t g_or_held;
@@ -725,9 +720,10 @@ static void or_open(pc_conn_t *c)
 }
 
 /* A TLS server under a cap of max_buffered_bytes whose on_open sends len
- * bytes at a time, up to 4000 times or until refused, to a client that
- * does not read; *taken, what on_open saw held after the sends, the
- * result of the last send. Checks that the cap held, then frees it all. */
+ * bytes at a time, up to OR_TRIES times or until refused, to a client that
+ * does not read: *taken gets the sends taken and *rc the last send's
+ * result. Checks that the memory held after the sends was within the cap,
+ * then frees it all. */
 static void open_sends(size_t len, size_t cap, int *taken, int *rc)
 {
     atomic_store(&g_or_done, 0);
