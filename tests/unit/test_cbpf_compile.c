@@ -19,6 +19,7 @@
 #include "filter/addr.h"
 #include "filter/cbpf_compile.h"
 #include "filter/rules.h"
+#include "xorshift.h"
 
 /* ---- interpreter ------------------------------------------------------------ */
 
@@ -133,11 +134,7 @@ static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 
 static uint64_t rnd(void)
 {
-    uint64_t x = rng_state;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return rng_state = x;
+    return xorshift64(&rng_state);
 }
 
 typedef struct gen_s {

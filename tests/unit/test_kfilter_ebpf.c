@@ -41,6 +41,7 @@ int main(void)
 #include "filter/addr.h"
 #include "filter/rules.h"
 #include "iocp/kfilter_ebpf.h"
+#include "xorshift.h"
 
 #define TCP_SYN 0x02
 #define TCP_ACK 0x10
@@ -169,10 +170,7 @@ static int reference(const pc_rules_t *r, const addr_t *a, size_t *rule)
 static uint64_t rnd_state = 88172645463325252ull;
 static uint64_t rnd(void)
 {
-    rnd_state ^= rnd_state << 13;
-    rnd_state ^= rnd_state >> 7;
-    rnd_state ^= rnd_state << 17;
-    return rnd_state;
+    return xorshift64(&rnd_state);
 }
 
 /* A random address near the interesting part of the space: IPv4 in

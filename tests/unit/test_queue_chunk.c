@@ -13,6 +13,7 @@
 #include "core/queue.h"
 #include "core/stats.h"
 #include "tls/tls_sess.h"
+#include "xorshift.h"
 
 typedef struct item_s {
     int v;
@@ -162,17 +163,15 @@ static void tls_write_bound_by_case(void **state)
 static uint64_t rng_state = 88172645463325252ull;
 static size_t rnd(size_t n)
 {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (size_t)(rng_state % n);
+    return (size_t)(xorshift64(&rng_state) % n);
 }
 
 /* A simulated send queue, filled as the engine fills it: bytes of one
  * BIO write go in the last chunk if they fit, else in a new one of
- * HDR + max(PC_CHUNK_MIN, bytes). Returns the new chunks' memory. */
+ * HDR + max(PC_CHUNK_MIN, bytes). */
 typedef struct simq_s {
-    size_t left, mem;
+    size_t left; /* room in the last chunk */
+    size_t mem;  /* the new chunks' memory */
 } simq_t;
 
 static void simq_put(simq_t *q, size_t bytes)

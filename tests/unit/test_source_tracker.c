@@ -15,6 +15,7 @@
 #include "core/thread.h"
 #include "filter/addr.h"
 #include "filter/source_tracker.h"
+#include "xorshift.h"
 
 static addr_t A(const char *text)
 {
@@ -373,9 +374,7 @@ static void max_race(void *arg)
     (void)arg;
     uint64_t x = (uint64_t)atomic_fetch_add(&next_id, 1) * 7919 + 1;
     for (int i = 0; i < 20000; i++) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
+        xorshift64(&x);
         int k = (int)(x % 5);
         addr_t a = key_addr(k);
         uint32_t slot;
@@ -442,9 +441,7 @@ static void churn(void *arg)
     int id = atomic_fetch_add(&next_id, 1);
     uint64_t x = (uint64_t)id * 104729 + 17;
     for (int i = 0; i < 30000; i++) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
+        xorshift64(&x);
         addr_t a = key_addr((int)(x % 300));
         uint32_t slot;
         unsigned r = tracker_acquire(sh.t, &a, (uint64_t)i / 16, (x >> 40) % 7 == 0, &slot);
