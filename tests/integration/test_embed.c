@@ -245,7 +245,7 @@ static void send_queue_limit_per_connection(void **state)
      * buffers are full and the queue stays where the refusal left it. */
     int64_t q = -1, last = -1;
     int settled = 0;
-    for (int round = 0; round < 250 && !settled; round++) { /* bounded: 250 x 64 KiB, 5 s */
+    for (int round = 0; round < 250 && !settled; round++) { /* bounded: 250 rounds of 20 ms */
         int rc = 0;
         for (int i = 0; i < 100000 && rc == 0; i++)
             rc = pc_server_send_to(g_srv, slow_id, line, sizeof line);
