@@ -305,6 +305,9 @@ static int head_done(http_parser_t *p)
     unsigned f = p->flags;
     if ((f & HTTP_F_TRANSFER_ENC) && (f & HTTP_F_CONTENT_LENGTH)) return 400;
     if (p->minor == 1 && !(f & HTTP_F_HOST)) return 400;
+    /* a server MUST ignore a 100-continue expectation in HTTP/1.0 (RFC 9110
+     * section 10.1.1); no other expectation is defined */
+    if (p->minor == 0) f &= ~(HTTP_F_EXPECT | HTTP_F_EXPECT_CONTINUE);
     if (f & HTTP_F_TRANSFER_ENC) {
         if (p->minor == 0 || (f & F_TE_BAD)) return 400;
         if (f & F_TE_OTHER) return 501;
@@ -540,7 +543,9 @@ out:
     p->off = (uint32_t)i;
     p->state = (unsigned char)st;
     if (i < p->max_head) return 0;
-    status = 431; /* max_head bytes buffered and the head is not complete */
+    /* max_head bytes buffered and the head is not complete: a request-target
+     * that long is a 414 (RFC 9112 section 3), anything else a 431 */
+    status = st == S_TARGET || st == S_PCT1 || st == S_PCT2 ? 414 : 431;
     goto fail;
 bad:
     status = 400;
@@ -623,6 +628,15 @@ int http_chunked_parse(http_chunked_t *c, const char *buf, size_t len, size_t *c
         i++;                                         \
         if (++c->trailer > c->max_trailer) goto big; \
     } while (0)
+/* A byte of a size line that carries no size: an extension byte or a leading
+ * zero past the first digit. Over the whole body they are bounded by
+ * max_trailer too (RFC 9112 section 7.1.1: limit the chunk extensions), so a
+ * body costs at most a few wire bytes per data byte plus that. */
+#define TAKE_EXTRA()                               \
+    do {                                           \
+        TAKE_LINE();                               \
+        if (++c->extra > c->max_trailer) goto big; \
+    } while (0)
 
     while (i < len) {
         unsigned char ch = b[i];
@@ -642,27 +656,32 @@ int http_chunked_parse(http_chunked_t *c, const char *buf, size_t len, size_t *c
                 continue; /* look at ch again */
             }
             if (c->left > (HTTP_MAX_CONTENT_LENGTH - (uint64_t)d) / 16) goto bad;
+            if (d == 0 && c->left == 0 && st == K_SIZE)
+                TAKE_EXTRA(); /* a leading zero after the first */
+            else
+                TAKE_LINE();
             c->left = c->left * 16 + (uint64_t)d;
             st = K_SIZE;
-            TAKE_LINE();
             continue;
         }
         case K_EXT_BWS:
         case K_EXT_SEMI:
             if (ch == ';')
                 st = K_EXT;
-            else if (ch == '\r' && st == K_EXT_BWS)
+            else if (ch == '\r' && st == K_EXT_BWS) {
                 st = K_SIZE_LF;
-            else if (ch == ' ' || ch == '\t')
+                TAKE_LINE();
+                continue;
+            } else if (ch == ' ' || ch == '\t')
                 st = K_EXT_SEMI;
             else
                 goto bad;
-            TAKE_LINE();
+            TAKE_EXTRA();
             continue;
         case K_EXT:
             /* extensions are skipped: any field-value bytes up to the CR */
             while (i < len && (cls[b[i]] & C_VALUE))
-                TAKE_LINE();
+                TAKE_EXTRA();
             if (i == len) goto out;
             if (b[i] != '\r') goto bad;
             st = K_SIZE_LF;
@@ -735,6 +754,7 @@ int http_chunked_parse(http_chunked_t *c, const char *buf, size_t len, size_t *c
     }
 #undef TAKE_LINE
 #undef TAKE_TRAILER
+#undef TAKE_EXTRA
 out:
     c->state = (unsigned char)st;
     *consumed = i;

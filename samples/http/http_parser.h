@@ -12,7 +12,8 @@
  * request, starts right after it.
  *
  * Every rejection is an HTTP status the server answers before closing: 400,
- * 431, 501 or 505 (see docs/http-parser.md for the grammar and the mapping).
+ * 414, 431, 501 or 505 (see docs/http-parser.md for the grammar and the
+ * mapping).
  *
  * A request with Transfer-Encoding: chunked (HTTP_F_CHUNKED) carries a
  * chunked body after its head: http_chunked_parse walks it incrementally
@@ -65,8 +66,8 @@ typedef enum http_target_form_e {
 #define HTTP_F_CONN_KEEP_ALIVE 0x010u /* Connection lists "keep-alive" */
 #define HTTP_F_CONN_UPGRADE    0x020u /* Connection lists "upgrade" */
 #define HTTP_F_UPGRADE         0x040u /* an Upgrade header was present */
-#define HTTP_F_EXPECT          0x080u /* an Expect header was present */
-#define HTTP_F_EXPECT_CONTINUE 0x100u /* Expect is exactly "100-continue" */
+#define HTTP_F_EXPECT          0x080u /* an Expect header was present (HTTP/1.1 only) */
+#define HTTP_F_EXPECT_CONTINUE 0x100u /* Expect is exactly "100-continue" (HTTP/1.1 only) */
 #define HTTP_F_TRANSFER_ENC    0x200u /* a Transfer-Encoding header was present */
 #define HTTP_F_CHUNKED         0x400u /* the body is chunked (Transfer-Encoding: chunked) */
 
@@ -171,14 +172,16 @@ void http_request_init(http_request_t *req, http_header_t *headers, size_t max_h
  *   < 0  minus the HTTP status to answer before closing the connection:
  *        -400 malformed (including Transfer-Encoding with Content-Length, in
  *        an HTTP/1.0 request, or with chunked not the final coding or listed
- *        twice), -431 head longer than the limit or more headers than
- *        req->max_headers, -501 a transfer coding other than chunked, -505
+ *        twice), -414 request-target running past the head limit, -431
+ *        head longer than the limit or more headers than req->max_headers,
+ *        -501 a transfer coding other than chunked, -505
  *        HTTP version other than 1.0 and 1.1. The error is sticky until
  *        http_parser_reset. req then holds what was parsed before the error
  *        (best effort, for logging).
  *
- * A head that is not complete within max_head_bytes is a -431 as soon as that
- * many bytes are buffered, whatever len is. A valid head with an UNKNOWN method
+ * A head that is not complete within max_head_bytes is a -431 (a -414 while
+ * still in the request-target) as soon as that many bytes are buffered,
+ * whatever len is. A valid head with an UNKNOWN method
  * is returned as success: the server answers 501 (and may keep the
  * connection, since the framing is known).
  *
@@ -194,7 +197,7 @@ int http_parse_request(http_parser_t *p, const char *buf, size_t len, http_reque
 #define HTTP_CHUNK_LINE_MAX 4096u
 
 /*
- * State of one chunked body; fields are internal. 40 bytes, no allocation:
+ * State of one chunked body; fields are internal. 48 bytes, no allocation:
  * keep it on the stack while the body is in one buffer, in the connection's
  * state while it spans reads.
  */
@@ -204,6 +207,7 @@ typedef struct http_chunked_s {
     uint64_t max_body; /* limit on total */
     uint32_t line;     /* bytes of the current chunk-size line */
     uint32_t trailer;  /* bytes of the trailer section so far */
+    uint32_t extra;    /* extension bytes and extra leading zeros so far */
     uint32_t max_trailer;
     uint16_t status; /* 0, or the status of a sticky error */
     unsigned char state;
@@ -216,8 +220,10 @@ typedef void (*http_chunk_data_fn)(void *user, const char *data, size_t len);
 /*
  * Prepares c for the body of one request. max_body limits the data bytes
  * (the sum of the chunk sizes; UINT64_MAX for no limit); max_trailer limits
- * the trailer section (field lines and the final CRLF), 0 meaning
- * HTTP_DEFAULT_MAX_HEAD. Cannot fail.
+ * the trailer section (field lines and the final CRLF) and, counted apart,
+ * the size-line bytes that carry no size over the whole body (chunk
+ * extensions with the blanks and ';' before them, leading zeros after a
+ * size's first digit); 0 means HTTP_DEFAULT_MAX_HEAD. Cannot fail.
  */
 void http_chunked_init(http_chunked_t *c, uint64_t max_body, size_t max_trailer);
 
@@ -241,8 +247,9 @@ void http_chunked_init(http_chunked_t *c, uint64_t max_body, size_t max_trailer)
  *        bytes other than ';' after it, a missing CRLF, control bytes in an
  *        extension or trailer, a bad trailer line), -413 the data would
  *        exceed max_body (found from the chunk-size line, before the data),
- *        -431 trailer section over max_trailer. Sticky; *consumed says where
- *        it was found.
+ *        -431 trailer section, or extensions and extra leading zeros, over
+ *        max_trailer (*consumed counts the byte that went over). Sticky;
+ *        *consumed says where it was found.
  *
  * One thread at a time per http_chunked_t; no global state.
  */

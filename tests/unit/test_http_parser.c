@@ -256,6 +256,10 @@ static void test_expect_upgrade_flags(void **state)
     assert_true(parse_s(&o, "GET / HTTP/1.1\r\nHost: h\r\nExpect: 200-ok\r\n\r\n") > 0);
     assert_true(o.req.flags & HTTP_F_EXPECT);
     assert_false(o.req.flags & HTTP_F_EXPECT_CONTINUE);
+    /* HTTP/1.0: the expectation is ignored (RFC 9110 section 10.1.1) */
+    assert_true(parse_s(&o, "PUT /f HTTP/1.0\r\nExpect: 100-continue\r\n"
+                            "Content-Length: 3\r\n\r\n") > 0);
+    assert_false(o.req.flags & (HTTP_F_EXPECT | HTTP_F_EXPECT_CONTINUE));
     assert_true(parse_s(&o, "GET / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\n"
                             "Upgrade: websocket\r\n\r\n") > 0);
     assert_true(o.req.flags & HTTP_F_UPGRADE);
@@ -831,6 +835,32 @@ static void test_chunked_limits(void **state)
     };
     run_ck_cases(tr16, sizeof tr16 / sizeof tr16[0], UINT64_MAX, 16);
 
+    /* size-line bytes that carry no size (extensions with their BWS and ';',
+     * leading zeros after the first) are bounded by the same number over the
+     * whole body, counted apart from the trailer section */
+    static const ck_case_t ext16[] = {
+        {"5;abcdefghijklmno\r\nhello\r\n0\r\n\r\n", 1, "hello", ""},    /* 16 */
+        {"5;abcdefghijklmnop\r\nhello\r\n0\r\n\r\n", -431, NULL, NULL}, /* 17 */
+        {"5 \t;abcdefghijklm\r\nhello\r\n0\r\n\r\n", 1, "hello", ""},   /* 16 */
+        {"5 \t;abcdefghijklmn\r\nhello\r\n0\r\n\r\n", -431, NULL, NULL},
+        /* over the body, not per line: 8 + 8, then one more */
+        {"1;abcdefg\r\nx\r\n1;abcdefg\r\ny\r\n0\r\n\r\n", 1, "xy", ""},
+        {"1;abcdefg\r\nx\r\n1;abcdefg\r\ny\r\n1;\r\nz\r\n", -431, NULL, NULL},
+        {"1;abcdefg\r\nx\r\n1;abcdefg\r\ny\r\n0;\r\n\r\n", -431, NULL, NULL},
+        /* 17 zeros: the first is the size's own digit, 16 extra */
+        {"000000000000000001\r\nx\r\n0\r\n\r\n", 1, "x", ""},
+        {"0000000000000000001\r\nx\r\n0\r\n\r\n", -431, NULL, NULL},
+        {"1\r\nx\r\n00000000000000000\r\n\r\n", 1, "x", ""},
+        {"1\r\nx\r\n000000000000000000\r\n\r\n", -431, NULL, NULL},
+        /* a full extension budget and a full trailer section together */
+        {"0;abcdefghijklmno\r\nX: 123456789\r\n\r\n", 1, "", ""},
+        /* significant digits and the CRLFs are not counted */
+        {"a\r\n0123456789\r\na\r\n0123456789\r\na\r\n0123456789\r\n"
+         "a\r\n0123456789\r\na\r\n0123456789\r\na\r\n0123456789\r\n0\r\n\r\n",
+         1, "012345678901234567890123456789012345678901234567890123456789", ""},
+    };
+    run_ck_cases(ext16, sizeof ext16 / sizeof ext16[0], UINT64_MAX, 16);
+
     /* a chunk-size line (size, extensions, CRLF) is at most HTTP_CHUNK_LINE_MAX */
     size_t room = HTTP_CHUNK_LINE_MAX - 3; /* "5;" + ext + CRLF: one byte too many */
     char *s = malloc(HTTP_CHUNK_LINE_MAX + 64);
@@ -1050,12 +1080,51 @@ static void test_huge_header_431_early(void **state)
         rc = http_parse_request(&p, buf, have, &o->req);
     assert_int_equal(rc, -431);
     assert_int_equal(have - 1, limit);
-    /* a long request line is bounded by the same limit */
+    /* a long request line is bounded by the same limit: inside the target
+     * it is a 414 (RFC 9112 section 3), see test_long_target_414 */
     memcpy(buf, "GET /", 5);
     memset(buf + 5, 'a', 20000);
-    assert_int_equal(parse_whole(o, buf, 20005, limit, MAXH), -431);
+    assert_int_equal(parse_whole(o, buf, 20005, limit, MAXH), -414);
     free(o);
     free(buf);
+}
+
+/* The head limit reached inside the request-target is a 414, whole, as it
+ * arrives and byte by byte (also inside a %-escape); in the method, the
+ * version or a header it stays a 431. */
+static void test_long_target_414(void **state)
+{
+    (void)state;
+    enum { LIMIT = 64 };
+    char buf[256];
+    parsed_t o;
+    memcpy(buf, "GET /", 5);
+    memset(buf + 5, 'a', 200);
+    assert_int_equal(parse_whole(&o, buf, 205, LIMIT, MAXH), -414);
+    assert_int_equal(parse_n(&o, buf, 205, LIMIT, MAXH), -414);
+    http_parser_t p;
+    http_request_t req;
+    int rc = 0;
+    size_t have;
+    http_parser_init(&p, LIMIT);
+    http_request_init(&req, NULL, 0);
+    for (have = 1; rc == 0; have++)
+        rc = http_parse_request(&p, buf, have, &req);
+    assert_int_equal(rc, -414);
+    assert_int_equal(have - 1, LIMIT);
+    assert_int_equal(req.method, HTTP_GET); /* parsed before the error */
+    /* the limit falls between '%' and its two hex digits */
+    memcpy(buf + LIMIT - 1, "%41", 3);
+    assert_int_equal(parse_whole(&o, buf, 205, LIMIT, MAXH), -414);
+    memcpy(buf + LIMIT - 2, "%41", 3);
+    assert_int_equal(parse_whole(&o, buf, 205, LIMIT, MAXH), -414);
+    /* a target that fits is not affected, the head beyond it is a 431 */
+    size_t n = (size_t)snprintf(buf, sizeof buf, "GET /%050d HTTP/1.1\r\nHost: h\r\n\r\n", 0);
+    assert_int_equal(parse_whole(&o, buf, n, LIMIT, MAXH), -431);
+    assert_true(n > LIMIT);
+    memset(buf, 'G', 200); /* a method running past the limit */
+    assert_int_equal(parse_whole(&o, buf, 200, LIMIT, MAXH), -431);
+    assert_string_equal(http_reason(414), "URI Too Long");
 }
 
 static void test_head_exactly_at_limit(void **state)
@@ -1113,10 +1182,14 @@ static void test_default_and_clamped_limit(void **state)
     parsed_t o;
     char *buf = malloc(HTTP_DEFAULT_MAX_HEAD + 16);
     assert_non_null(buf);
-    memcpy(buf, "GET /", 5);
-    memset(buf + 5, 'x', HTTP_DEFAULT_MAX_HEAD + 11);
+    memcpy(buf, "GET / HTTP/1.1\r\nX: ", 19);
+    memset(buf + 19, 'x', HTTP_DEFAULT_MAX_HEAD - 3);
     assert_int_equal(parse_whole(&o, buf, HTTP_DEFAULT_MAX_HEAD - 1, 0, MAXH), 0);
     assert_int_equal(parse_whole(&o, buf, HTTP_DEFAULT_MAX_HEAD, 0, MAXH), -431);
+    memcpy(buf, "GET /", 5); /* the same limit in the request-target */
+    memset(buf + 5, 'x', HTTP_DEFAULT_MAX_HEAD + 11);
+    assert_int_equal(parse_whole(&o, buf, HTTP_DEFAULT_MAX_HEAD - 1, 0, MAXH), 0);
+    assert_int_equal(parse_whole(&o, buf, HTTP_DEFAULT_MAX_HEAD, 0, MAXH), -414);
     free(buf);
 }
 
@@ -1184,6 +1257,7 @@ int main(void)
         cmocka_unit_test(test_bare_lf_rejected),
         cmocka_unit_test(test_keep_alive_rules),
         cmocka_unit_test(test_huge_header_431_early),
+        cmocka_unit_test(test_long_target_414),
         cmocka_unit_test(test_head_exactly_at_limit),
         cmocka_unit_test(test_header_count_limit),
         cmocka_unit_test(test_default_and_clamped_limit),
