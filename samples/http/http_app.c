@@ -19,7 +19,7 @@
 #define COUNTER_SHARDS 16
 
 /* Status codes counted for /metrics; the last entry counts the others. */
-static const int k_codes[] = {200, 400, 404, 405, 413, 431, 501, 505, 0};
+static const int k_codes[] = {200, 400, 404, 405, 413, 414, 431, 501, 505, 0};
 #define NCODES (sizeof k_codes / sizeof k_codes[0])
 
 /* Response counters, sharded per worker thread so the request path never
@@ -217,11 +217,13 @@ static void respond(app_t *app, pc_conn_t *c, int status, const char *extra, con
     count_code(app, status);
 }
 
-static void respond_error(app_t *app, pc_conn_t *c, int status)
+/* An error response, then the connection closes; head_only for a request
+ * known to be HEAD (its response has no body, RFC 9110 section 9.3.2). */
+static void respond_error(app_t *app, pc_conn_t *c, int status, int head_only)
 {
     char body[64];
     int n = snprintf(body, sizeof body, "%s\n", http_reason(status));
-    respond(app, c, status, NULL, "text/plain", body, (size_t)n, 0, CONN_HDR_CLOSE);
+    respond(app, c, status, NULL, "text/plain", body, (size_t)n, head_only, CONN_HDR_CLOSE);
 }
 
 /* ---- /metrics ---------------------------------------------------------------- */
@@ -318,7 +320,7 @@ static int answer(app_t *app, pc_conn_t *c, const route_t *rt, int close)
         } else {
             char *body = malloc(METRICS_CAP);
             if (!body) {
-                respond_error(app, c, 500);
+                respond_error(app, c, 500, head_only);
                 return R_CLOSE;
             }
             size_t n = metrics_format(app, pc_conn_server(c), body, METRICS_CAP);
@@ -346,7 +348,7 @@ static int handle_request(app_t *app, pc_conn_t *c, const http_request_t *r, uin
     *body_left = 0;
     *chunked = 0;
     if (r->content_length > app->max_body) {
-        respond_error(app, c, 413);
+        respond_error(app, c, 413, r->method == HTTP_HEAD);
         return R_CLOSE;
     }
     *route = route_of(r);
@@ -469,6 +471,7 @@ static void take_requests(pc_conn_t *c, const char *data, size_t len)
     http_chunked_t ck;
     route_t route;
     int close = 0, status = 0, completed = 0, asked = 0, waits = 0, can_wait = 1;
+    int err_head = 0; /* status answers a HEAD request: no body */
 
     if (chunked) {
         ck = h->ck;
@@ -492,6 +495,7 @@ static void take_requests(pc_conn_t *c, const char *data, size_t len)
             n -= used;
             if (r < 0) {
                 status = -r;
+                err_head = route.method == HTTP_HEAD;
                 break;
             }
             if (r == 0) break; /* all used; the body goes on in the next read */
@@ -521,7 +525,7 @@ static void take_requests(pc_conn_t *c, const char *data, size_t len)
         }
         if (h && h->len) {
             /* a head split across reads: append at most up to the head limit
-             * (the parser answers 431 once that many bytes are buffered) */
+             * (the parser answers 431 or 414 once that many bytes are buffered) */
             size_t old = h->len;
             size_t add = app->max_head - old < n ? app->max_head - old : n;
             if (partial_reserve(h, old + add, app->max_head) < 0) {
@@ -537,6 +541,7 @@ static void take_requests(pc_conn_t *c, const char *data, size_t len)
             }
             if (r < 0) {
                 status = -r;
+                err_head = h->req.method == HTTP_HEAD; /* best effort, as parsed */
                 break;
             }
             p += (size_t)r - old;
@@ -555,6 +560,7 @@ static void take_requests(pc_conn_t *c, const char *data, size_t len)
             }
             if (r < 0) {
                 status = -r;
+                err_head = rq.method == HTTP_HEAD; /* best effort, as parsed */
                 break;
             }
             p += r;
@@ -571,7 +577,7 @@ static void take_requests(pc_conn_t *c, const char *data, size_t len)
         if (chunked) http_chunked_init(&ck, app->max_body, app->max_head);
     }
     if (status) {
-        respond_error(app, c, status);
+        respond_error(app, c, status, err_head);
         close = 1;
     }
     out_flush(c);

@@ -70,10 +70,10 @@ typedef struct http_app_config_s {
     size_t max_header_bytes;
     /* Largest request body read and discarded; larger is a 413. Default 1 MiB. */
     uint64_t max_body_bytes;
-    /* Time allowed for the first request head. The library has no
-     * header-timeout API yet (issue 6): until it does, a non-zero value
-     * lowers server.idle_timeout_ms to it, which also applies between
-     * keep-alive requests. */
+    /* Time allowed for a request head (the server's header_timeout_ms):
+     * from the accept for the first request, from its first byte for later
+     * ones; 0 for none. It does not bound the idle time between keep-alive
+     * requests (server.idle_timeout_ms does). */
     unsigned header_timeout_ms;
     /* Optional extra /metrics output (see http_metrics_hook_fn). */
     http_metrics_hook_fn metrics_hook;

@@ -567,6 +567,105 @@ static void chunked_too_large_413(void **state)
     client_close(c);
 }
 
+/* Chunk extensions (and extra leading zeros) are bounded over the whole body
+ * (max_trailer, pc-http's head limit: 8 KiB), not only per line: chunks of
+ * one data byte behind 4000-byte extension lines are refused by the third,
+ * where each line alone is under HTTP_CHUNK_LINE_MAX and the data far under
+ * the body limit. */
+static void chunk_extensions_bounded_431(void **state)
+{
+    (void)state;
+    static char line[4096];
+    size_t n = (size_t)snprintf(line, 8, "1;");
+    memset(line + n, 'e', 4000);
+    n += 4000;
+    memcpy(line + n, "\r\nx\r\n", 5);
+    n += 5;
+    client_t *c = client_open();
+    resp_t r;
+    char v[64];
+    client_sends(c, POST_CHUNKED "\r\n");
+    for (int i = 0; i < 3; i++)
+        client_send(c, line, n);
+    assert_int_equal(read_response(c, &r, 0), 0);
+    assert_int_equal(r.status, 431);
+    assert_string_equal(header(&r, "Connection", v, sizeof v), "close");
+    expect_fin(c);
+    client_close(c);
+    /* within the bound: two such chunks, then the end, are served */
+    c = client_open();
+    client_sends(c, POST_CHUNKED "\r\n");
+    for (int i = 0; i < 2; i++)
+        client_send(c, line, n);
+    client_sends(c, "0\r\n\r\n");
+    assert_int_equal(read_response(c, &r, 0), 0);
+    assert_int_equal(r.status, 405); /* POST /: the body was read to its end */
+    client_close(c);
+}
+
+/* A request-target longer than the head limit is a 414 (RFC 9112 section 3),
+ * not a 431. */
+static void target_too_long_414(void **state)
+{
+    (void)state;
+    static char req[9100];
+    memcpy(req, "GET /", 5);
+    memset(req + 5, 'a', 9000);
+    size_t n = 5 + 9000;
+    n += (size_t)snprintf(req + n, sizeof req - n, " HTTP/1.1\r\nHost: t\r\n\r\n");
+    expect_error_close(req, n, 414);
+}
+
+/* An error response to HEAD has no body (RFC 9110 section 9.3.2): the head,
+ * then the close. */
+static void head_error_no_body(void **state)
+{
+    (void)state;
+    static const char *const reqs[] = {
+        "HEAD / HTTP/1.1\r\nHost: t\r\nContent-Length: 99999999\r\n\r\n", /* 413 */
+        "HEAD / HTTP/1.1\r\n\r\n",                                        /* 400: no Host */
+        POST_CHUNKED "\r\nzz\r\n",                                        /* 400, not HEAD */
+    };
+    static const int status[] = {413, 400, 400};
+    for (int i = 0; i < 3; i++) {
+        client_t *c = client_open();
+        resp_t r;
+        char v[64];
+        client_sends(c, reqs[i]);
+        assert_int_equal(read_response(c, &r, 1), 0);
+        assert_int_equal(r.status, status[i]);
+        assert_string_equal(header(&r, "Connection", v, sizeof v), "close");
+        size_t clen = (size_t)strtoul(header(&r, "Content-Length", v, sizeof v), NULL, 10);
+        assert_true(clen > 0); /* the length the body would have */
+        while (client_fill(c)) {
+        }
+        assert_int_equal(c->eof, 1);
+        /* HEAD: nothing after the head; otherwise the body */
+        assert_int_equal(c->len, i < 2 ? 0 : clen);
+        client_close(c);
+    }
+}
+
+/* Expect: 100-continue in HTTP/1.0 is ignored (RFC 9110 section 10.1.1): a
+ * keep-alive connection stays open and the pipelined request is answered. */
+static void http10_expect_ignored(void **state)
+{
+    (void)state;
+    client_t *c = client_open();
+    resp_t r;
+    char v[64];
+    client_sends(c, "POST / HTTP/1.0\r\nConnection: keep-alive\r\nExpect: 100-continue\r\n"
+                    "Content-Length: 3\r\n\r\nabc"
+                    "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    assert_int_equal(read_response(c, &r, 0), 0);
+    assert_int_equal(r.status, 405);
+    assert_string_equal(header(&r, "Connection", v, sizeof v), "keep-alive");
+    assert_int_equal(read_response(c, &r, 0), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "Hello, World!");
+    client_close(c);
+}
+
 static void unknown_version_505(void **state)
 {
     (void)state;
@@ -784,6 +883,10 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(chunked_split_head_close, setup, teardown),
         cmocka_unit_test_setup_teardown(chunked_malformed_400, setup, teardown),
         cmocka_unit_test_setup_teardown(chunked_too_large_413, setup, teardown),
+        cmocka_unit_test_setup_teardown(chunk_extensions_bounded_431, setup, teardown),
+        cmocka_unit_test_setup_teardown(target_too_long_414, setup, teardown),
+        cmocka_unit_test_setup_teardown(head_error_no_body, setup, teardown),
+        cmocka_unit_test_setup_teardown(http10_expect_ignored, setup, teardown),
         cmocka_unit_test_setup_teardown(unknown_version_505, setup, teardown),
         cmocka_unit_test_setup_teardown(control_bytes_400, setup, teardown),
         cmocka_unit_test_setup_teardown(body_discarded_pipelined, setup, teardown),
