@@ -40,8 +40,8 @@ int rules_holder_init(rules_holder_t *h, int nreaders);
 /* Free the set in force. No reader may be active. */
 void rules_holder_destroy(rules_holder_t *h);
 
-/* Reader `reader` starts using the current set (NULL: none). Pair with
- * rules_holder_leave before blocking. */
+/* Reader `reader` starts using the current set (NULL: none, and nothing to
+ * leave). Pair a non-NULL result with rules_holder_leave before blocking. */
 static inline pc_rules_t *rules_holder_enter(rules_holder_t *h, int reader)
 {
     _Atomic(pc_rules_t *) *hp = &h->readers[reader].hp;
@@ -52,6 +52,10 @@ static inline pc_rules_t *rules_holder_enter(rules_holder_t *h, int reader)
         if (again == r) break;
         r = again;
     }
+    /* The loop may have published a set that a swap to NULL then replaced:
+     * the caller does not leave when it gets NULL, so clear the slot here or
+     * that swap would wait for it forever. */
+    if (!r) atomic_store_explicit(hp, NULL, memory_order_release);
     return r;
 }
 

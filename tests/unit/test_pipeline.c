@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "portcullis.h"
+#include "core/clock.h"
 #include "core/thread.h"
 #include "filter/addr.h"
 #include "filter/pipeline.h"
@@ -621,6 +622,67 @@ static void test_swap_under_load(void **state)
     filter_destroy(ss.f);
 }
 
+/* Swaps to NULL (no rules) and back while two accept threads decide: a
+ * reader that published the old set and then found none must not leave it
+ * published, or the swap waits for it forever (and with it every later
+ * swap and stats call, which take the writer mutex). The swaps run on their
+ * own thread so that a stall fails the test instead of hanging it. */
+#define NULL_SWAPS 3000
+
+static atomic_int g_null_swaps_done;
+
+static void null_swapper(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < NULL_SWAPS; i++) {
+        pc_rules_t *r = (i & 1) ? NULL : R("deny 10.0.0.0/8\n");
+        if (filter_set_rules(ss.f, r) != 0) return;
+        atomic_store(&g_null_swaps_done, i + 1);
+    }
+}
+
+static void test_swap_to_null_under_load(void **state)
+{
+    (void)state;
+    filter_config_t cfg;
+    filter_config_init(&cfg);
+    cfg.max_readers = 2;
+    cfg.per_source_max = 100;
+    memset(&ss, 0, sizeof ss);
+    atomic_store(&g_null_swaps_done, 0);
+    ss.f = make(&cfg, "deny 10.0.0.0/8\n");
+    pc_thread_t th[2], sw;
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pc__thread_start(&th[i], reader_thread, NULL, "reader"), 0);
+    while (atomic_load(&ss.started) < 2)
+        pc__sleep_ms(1);
+    assert_int_equal(pc__thread_start(&sw, null_swapper, NULL, "swapper"), 0);
+    int last = -1;
+    uint64_t still_since = pc__now_ms();
+    while (atomic_load(&g_null_swaps_done) < NULL_SWAPS) {
+        int done = atomic_load(&g_null_swaps_done);
+        if (done != last) {
+            last = done;
+            still_since = pc__now_ms();
+        } else if (pc__now_ms() - still_since > 10000) {
+            /* the threads cannot be joined; the process reports the failure */
+            atomic_store(&ss.stop, 1);
+            fail_msg("a swap has not returned for 10 s after %d swaps", done);
+        }
+        pc__sleep_ms(5);
+    }
+    pc__thread_join(sw);
+    atomic_store(&ss.stop, 1);
+    for (int i = 0; i < 2; i++)
+        pc__thread_join(th[i]);
+    assert_true(atomic_load(&ss.decisions) > 0);
+    filter_stats_t st;
+    filter_stats(ss.f, &st);
+    assert_int_equal(st.rule_swaps, NULL_SWAPS + 1);
+    assert_int_equal(filter_rules_count(ss.f), 0); /* the last swap removed the rules */
+    filter_destroy(ss.f);
+}
+
 static void test_config(void **state)
 {
     (void)state;
@@ -665,12 +727,19 @@ static void test_config(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_capacity_first), cmocka_unit_test(test_rules_step),
-        cmocka_unit_test(test_source_steps),   cmocka_unit_test(test_condition_step),
-        cmocka_unit_test(test_shadow),         cmocka_unit_test(test_non_ip_peer),
-        cmocka_unit_test(test_tracker_full),   cmocka_unit_test(test_ipv4_mapped),
-        cmocka_unit_test(test_swap_counters),  cmocka_unit_test(test_swap_under_load),
-        cmocka_unit_test(test_config),         cmocka_unit_test(test_skip_source),
+        cmocka_unit_test(test_capacity_first),
+        cmocka_unit_test(test_rules_step),
+        cmocka_unit_test(test_source_steps),
+        cmocka_unit_test(test_condition_step),
+        cmocka_unit_test(test_shadow),
+        cmocka_unit_test(test_non_ip_peer),
+        cmocka_unit_test(test_tracker_full),
+        cmocka_unit_test(test_ipv4_mapped),
+        cmocka_unit_test(test_swap_counters),
+        cmocka_unit_test(test_swap_under_load),
+        cmocka_unit_test(test_swap_to_null_under_load),
+        cmocka_unit_test(test_config),
+        cmocka_unit_test(test_skip_source),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
