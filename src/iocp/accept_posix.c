@@ -97,7 +97,12 @@ int accept_listener_open(pc_server_t *s, listener_t *l)
     int rc = sock_listen_with((struct sockaddr *)&l->addr, l->addrlen, s->cfg.backlog,
                               prepare_listener, l, &l->fd);
     if (rc < 0) {
-        kfilter_detach(s, l); /* frees an eBPF tier attached before listen failed */
+        /* frees an eBPF tier attached before listen failed; under kf_lock, as
+         * it reads the set in force, which pc_server_set_rules may replace
+         * from another thread meanwhile */
+        pc__mutex_lock(&s->kf_lock);
+        kfilter_detach(s, l);
+        pc__mutex_unlock(&s->kf_lock);
         return rc;
     }
     l->mode = PC_ACCEPT_MODE_POST_HANDSHAKE;

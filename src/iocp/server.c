@@ -602,7 +602,9 @@ void pc_server_destroy(pc_server_t *s)
     for (int i = 0; i < s->nlisteners; i++) {
         pc_tls_ctx_free(s->listeners[i].tls);
         if (s->listeners[i].fd == SOCK_INVALID) continue;
+        pc__mutex_lock(&s->kf_lock); /* kfilter_detach's contract */
         kfilter_detach(s, &s->listeners[i]);
+        pc__mutex_unlock(&s->kf_lock);
         sock_close(s->listeners[i].fd);
     }
     uint32_t nslots = atomic_load(&s->nslots);
