@@ -529,7 +529,9 @@ typedef struct pc_server_config_s {
     /* Concurrent connections per source; 0 = unlimited (default). */
     unsigned per_source_max;
     /* New connections per second per source (token bucket) and the bucket
-     * size; rate 0 = unlimited (default); burst 0 = max(1, rate). */
+     * size; rate 0 = unlimited (default); burst 0 = max(1, rate). A rate
+     * below 1e-6 (one per ~11.6 days), or a bucket whose burst - 1 tokens
+     * take over ~146 years to refill, is refused (PC_EINVAL). */
     double per_source_rate;
     unsigned per_source_burst;
     /* Source key: the address masked to these prefix lengths. Defaults 32

@@ -78,7 +78,8 @@ void server_opts_usage(FILE *f)
             "                            combined with --rules into one set\n"
             "  --per-source-max N        concurrent connections per source (IPv4 address,\n"
             "                            IPv6 /64)\n"
-            "  --per-source-rate R/B     new connections per second per source, bucket B\n"
+            "  --per-source-rate R/B     new connections per second per source (1e-6 to 1e9),\n"
+            "                            bucket B (refilled within ~146 years)\n"
             "  --shadow                  count what the filter would reject, reject nothing\n"
             "  --proxy-protocol FILE     trusted proxies, rules format (allow ADDR[/LEN] =\n"
             "                            trusted): their connections must start with a\n"
@@ -106,13 +107,14 @@ static int parse_rate(const char *s, double *rate, unsigned *burst)
     char *end;
     if (!s || !*s || *s == '-') return -1;
     double r = strtod(s, &end);
-    if (end == s || r <= 0 || r > 1e9) return -1;
+    if (end == s || !(r >= 1e-6) || r > 1e9) return -1;
     unsigned long b = 0;
     if (*end == '/') {
         if (parse_uint(end + 1, 1000000000ul, &b) || b == 0) return -1;
     } else if (*end) {
         return -1;
     }
+    if ((double)(b ? b - 1 : 0) / r > 4.6e9) return -1; /* the library's bucket window */
     *rate = r;
     *burst = (unsigned)b;
     return 0;

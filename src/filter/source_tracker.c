@@ -89,6 +89,19 @@ int tracker_create(const tracker_config_t *c, tracker_t **out)
     if (c->full_policy != TRACKER_FULL_REJECT && c->full_policy != TRACKER_FULL_SHARED)
         return PC_EINVAL;
     if (c->capacity > (1u << 30)) return PC_EINVAL;
+    uint64_t interval = 0, tau = 0;
+    if (c->rate > 0) {
+        /* one token per ~11.6 days at the slowest: a slower rate is refused
+         * rather than raised */
+        if (c->rate < TRACKER_RATE_MIN) return PC_EINVAL;
+        double iv = 1e9 / c->rate;
+        interval = iv < 1 ? 1 : (uint64_t)iv;
+        /* the bucket's window, (burst - 1) intervals, must stay within the
+         * clock arithmetic of take_token (now + tau + interval < 2^64 for
+         * ~146 years of uptime); refused, not cut short */
+        if ((uint64_t)(c->burst - 1) > TRACKER_WINDOW_MAX_NS / interval) return PC_EINVAL;
+        tau = (uint64_t)(c->burst - 1) * interval;
+    }
 
     tracker_t *t = pc__calloc(1, sizeof *t);
     if (!t) return PC_ENOMEM;
@@ -101,13 +114,8 @@ int tracker_create(const tracker_config_t *c, tracker_t **out)
     t->m4 = (uint32_t)(mask_bits(c->prefix_v4) >> 32);
     t->m6hi = mask_bits(c->prefix_v6);
     t->m6lo = c->prefix_v6 > 64 ? mask_bits(c->prefix_v6 - 64u) : 0;
-    if (c->rate > 0) {
-        double iv = 1e9 / c->rate;
-        if (iv < 1) iv = 1;
-        if (iv > 1e15) iv = 1e15; /* one token per ~11 days at most */
-        t->interval_ns = (uint64_t)iv;
-        t->tau_ns = (uint64_t)(c->burst - 1) * t->interval_ns;
-    }
+    t->interval_ns = interval;
+    t->tau_ns = tau;
     /* Seeded per tracker: a peer cannot aim its sources at one window
      * without knowing it. */
     t->seed = pc__now_ns() ^ (uint64_t)(uintptr_t)t ^ 0x9e3779b97f4a7c15ull;

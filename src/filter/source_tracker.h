@@ -63,7 +63,15 @@ typedef struct tracker_stats_s {
 
 void tracker_config_init(tracker_config_t *c);
 
-/* Allocate a tracker. Returns 0, PC_EINVAL (bad config), PC_ENOMEM. */
+/* Slowest rate accepted (one token per ~11.6 days) and longest bucket
+ * window, (burst - 1) / rate, in ns (2^62: ~146 years). */
+#define TRACKER_RATE_MIN      1e-6
+#define TRACKER_WINDOW_MAX_NS (1ull << 62)
+
+/* Allocate a tracker. Returns 0, PC_EINVAL (bad config: a prefix too long,
+ * a rate below TRACKER_RATE_MIN or not a number, no burst with a rate, a
+ * window over TRACKER_WINDOW_MAX_NS, an unknown policy, capacity over 2^30),
+ * PC_ENOMEM. */
 int tracker_create(const tracker_config_t *c, tracker_t **out);
 void tracker_destroy(tracker_t *t);
 

@@ -367,8 +367,11 @@ int pc_server_create(const pc_server_config_t *cfg, pc_server_t **out)
     fc.per_source_max = cfg->per_source_max;
     fc.per_source_rate = cfg->per_source_rate;
     fc.per_source_burst = cfg->per_source_burst;
-    if (fc.per_source_rate > 0 && fc.per_source_burst == 0)
-        fc.per_source_burst = fc.per_source_rate < 1 ? 1 : (unsigned)(fc.per_source_rate + 0.999);
+    if (fc.per_source_rate > 0 && fc.per_source_burst == 0) {
+        /* max(1, rate), rounded up, within an unsigned */
+        double b = fc.per_source_rate + 0.999;
+        fc.per_source_burst = b < 1 ? 1 : b >= (double)UINT_MAX ? UINT_MAX : (unsigned)b;
+    }
     fc.source_prefix_v4 = (uint8_t)cfg->source_prefix_v4;
     fc.source_prefix_v6 = (uint8_t)cfg->source_prefix_v6;
     fc.source_table_size = cfg->source_table_size;
@@ -385,6 +388,11 @@ int pc_server_create(const pc_server_config_t *cfg, pc_server_t **out)
         goto fail;
     }
     rc = filter_create(&fc, &s->filter);
+    if (rc == PC_EINVAL)
+        PC_LOGE("filter configuration refused: per_source_rate %g, per_source_burst %u, "
+                "at_capacity %d (a rate is at least 1e-6 per second, and burst - 1 tokens "
+                "refill within ~146 years)",
+                fc.per_source_rate, fc.per_source_burst, (int)fc.at_capacity);
     if (rc < 0) goto fail;
     /* last: from here on the server owns cfg->rules */
     if (cfg->rules) filter_set_rules(s->filter, cfg->rules);

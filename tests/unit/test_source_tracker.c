@@ -85,6 +85,25 @@ static void test_token_bucket(void **state)
     tracker_destroy(t);
 }
 
+/* A large window (here 1e6 tokens at one per 1000 s: ~31 700 years) keeps
+ * its whole burst: every token is there, and one more is not. */
+static void test_token_bucket_long_window(void **state)
+{
+    (void)state;
+    tracker_t *t = make(0, 1e-3, 1000000, 64, TRACKER_FULL_REJECT);
+    addr_t a = A("192.0.2.9");
+    uint32_t slot;
+    for (int i = 0; i < 1000000; i++) {
+        unsigned r = tracker_acquire(t, &a, 5000, 0, &slot);
+        if (r != 0) fail_msg("token %d of 1000000 refused", i + 1);
+        tracker_release(t, slot);
+    }
+    assert_int_equal(touch(t, &a, 5000), TRACK_OVER_RATE);
+    assert_int_equal(touch(t, &a, 5000 + 999999), TRACK_OVER_RATE);
+    assert_int_equal(touch(t, &a, 5000 + 1000000), 0); /* one refilled after 1000 s */
+    tracker_destroy(t);
+}
+
 static void test_undo_returns_token(void **state)
 {
     (void)state;
@@ -315,6 +334,19 @@ static void test_config_invalid(void **state)
     assert_int_equal(tracker_create(&c, &t), PC_EINVAL);
     c.rate = NAN;
     assert_int_equal(tracker_create(&c, &t), PC_EINVAL);
+    /* slower than one token per ~11.6 days: refused, not raised */
+    c.rate = 0.9e-6;
+    assert_int_equal(tracker_create(&c, &t), PC_EINVAL);
+    /* a window (burst - 1 intervals) past 2^62 ns: refused, where it used to
+     * wrap and cut the burst short (20000 at 1e-6/s gave 1553) */
+    c.rate = 1e-6;
+    c.burst = 20000;
+    assert_int_equal(tracker_create(&c, &t), PC_EINVAL);
+    c.burst = 4612; /* 4611 x 1e15 ns: just under 2^62 */
+    assert_int_equal(tracker_create(&c, &t), 0);
+    tracker_destroy(t);
+    c.burst = 4613;
+    assert_int_equal(tracker_create(&c, &t), PC_EINVAL);
     tracker_config_init(&c);
     c.full_policy = 7;
     assert_int_equal(tracker_create(&c, &t), PC_EINVAL);
@@ -491,7 +523,8 @@ static void test_running_counts(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_token_bucket),   cmocka_unit_test(test_undo_returns_token),
+        cmocka_unit_test(test_token_bucket),
+        cmocka_unit_test(test_token_bucket_long_window),   cmocka_unit_test(test_undo_returns_token),
         cmocka_unit_test(test_concurrent_max), cmocka_unit_test(test_double_release),
         cmocka_unit_test(test_source_keys),    cmocka_unit_test(test_shadow),
         cmocka_unit_test(test_full_reject),    cmocka_unit_test(test_full_shared),
