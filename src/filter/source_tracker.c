@@ -11,6 +11,11 @@
  *     idle slot to CLAIMING (a reused slot is checked idle again after the
  *     CAS: count 0, bucket full — the lookup above and this check are the two
  *     sides of a store-then-load handshake, so at least one sees the other).
+ *     Until the claim stands, the slot keeps the previous key's words, and a
+ *     lookup of that key waits on it as on a claim of its own key: the claim
+ *     may yet be undone (the slot found busy, or a back-off below) and the
+ *     old tag put back, and a key counted absent meanwhile would be inserted
+ *     a second time. Only lookups wait so (they hold no claim), so no cycle.
  *     Then look for another thread inserting the same key: a READY copy, or a
  *     CLAIMING one earlier in the window, wins and we back off (restoring the
  *     slot's previous tag); a CLAIMING one later in the window is waited for
@@ -30,6 +35,16 @@
 #include "core/thread.h"
 
 #define PROBE 16
+
+/* Points where a test that includes this file runs other threads' steps
+ * (tests/unit/test_tracker_claim.c): just before and after an insert's
+ * claim of its candidate slot. Nothing in the library's build. */
+#ifndef TRACKER_HOOK_BEFORE_CLAIM
+#define TRACKER_HOOK_BEFORE_CLAIM(t, idx) ((void)0)
+#endif
+#ifndef TRACKER_HOOK_AFTER_CLAIM
+#define TRACKER_HOOK_AFTER_CLAIM(t, idx) ((void)0)
+#endif
 
 #define ST_MASK     3ull
 #define ST_CLAIMING 1ull
@@ -246,7 +261,12 @@ static uint32_t find_and_count(tracker_t *t, const src_key_t *k, uint64_t now, u
                 }
                 count_down(t, s);
                 again = 1;
-            } else if (tg == claiming) {
+            } else if ((tg & ST_MASK) == ST_CLAIMING && (tg == claiming || slot_has_key(s, k))) {
+                /* Another thread inserts this key, or claims this key's idle
+                 * slot for another key and may yet put it back (the key
+                 * words change only once that claim is sure to stand):
+                 * either way the key may be here after all. Counting it
+                 * absent would put it in a second slot and split its count. */
                 wait_change(&t->tags[idx], tg);
                 again = 1;
             } else if (cand == TRACK_NO_SLOT &&
@@ -259,10 +279,12 @@ static uint32_t find_and_count(tracker_t *t, const src_key_t *k, uint64_t now, u
         if (again) continue;
         if (cand == TRACK_NO_SLOT) return TRACK_NO_SLOT;
 
+        TRACKER_HOOK_BEFORE_CLAIM(t, cand);
         uint64_t expect = cand_tag;
         if (!atomic_compare_exchange_strong_explicit(&t->tags[cand], &expect, claiming,
                                                      memory_order_seq_cst, memory_order_relaxed))
             continue;
+        TRACKER_HOOK_AFTER_CLAIM(t, cand);
         tracker_slot_t *s = &t->slots[cand];
         if (cand_tag != 0 && !slot_idle(s, now)) {
             atomic_store_explicit(&t->tags[cand], cand_tag, memory_order_release);
