@@ -579,23 +579,30 @@ static void reader_thread(void *arg)
     atomic_fetch_add(&ss.decisions, n);
 }
 
-/* Two accept threads decide continuously while sets are swapped under them:
- * no decision is lost or double counted, and the surviving rule's counter
- * ends exactly at the number of decisions it made. */
-static void test_swap_under_load(void **state)
+/* A filter with "deny 10.0.0.0/8" in force and two accept threads deciding
+ * on it (reader_thread) until ss.stop. */
+static void start_readers(pc_thread_t th[2])
 {
-    (void)state;
     filter_config_t cfg;
     filter_config_init(&cfg);
     cfg.max_readers = 2;
     cfg.per_source_max = 100;
     memset(&ss, 0, sizeof ss);
     ss.f = make(&cfg, "deny 10.0.0.0/8\n");
-    pc_thread_t th[2];
     for (int i = 0; i < 2; i++)
         assert_int_equal(pc__thread_start(&th[i], reader_thread, NULL, "reader"), 0);
     while (atomic_load(&ss.started) < 2)
         pc__sleep_ms(1);
+}
+
+/* Two accept threads decide continuously while sets are swapped under them:
+ * no decision is lost or double counted, and the surviving rule's counter
+ * ends exactly at the number of decisions it made. */
+static void test_swap_under_load(void **state)
+{
+    (void)state;
+    pc_thread_t th[2];
+    start_readers(th);
     for (int i = 0; i < SWAPS; i++) {
         const char *text = (i & 1) ? "allow 172.16.0.0/12\ndeny 10.0.0.0/8\n"
                                    : "deny 10.0.0.0/8\ndeny 192.0.2.0/24\n";
@@ -644,18 +651,9 @@ static void null_swapper(void *arg)
 static void test_swap_to_null_under_load(void **state)
 {
     (void)state;
-    filter_config_t cfg;
-    filter_config_init(&cfg);
-    cfg.max_readers = 2;
-    cfg.per_source_max = 100;
-    memset(&ss, 0, sizeof ss);
     atomic_store(&g_null_swaps_done, 0);
-    ss.f = make(&cfg, "deny 10.0.0.0/8\n");
     pc_thread_t th[2], sw;
-    for (int i = 0; i < 2; i++)
-        assert_int_equal(pc__thread_start(&th[i], reader_thread, NULL, "reader"), 0);
-    while (atomic_load(&ss.started) < 2)
-        pc__sleep_ms(1);
+    start_readers(th);
     assert_int_equal(pc__thread_start(&sw, null_swapper, NULL, "swapper"), 0);
     int last = -1;
     uint64_t still_since = pc__now_ms();
