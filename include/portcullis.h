@@ -921,6 +921,12 @@ typedef struct pc_listener_filter_s {
     pc_kernel_filter_t tier; /* in force: EBPF, CBPF or OFF */
     unsigned insns;          /* CBPF: instructions of the program */
     char why[160];           /* why lower than asked ("" when as asked) */
+    /* 1: the per-source limits (rate, max) are also applied to SYNs in the
+     * kernel (EBPF). 0: they run after the accept only: not configured, a
+     * tier that cannot, or some sources are exempt from them (a trusted
+     * PROXY set, allow_exempts), which the kernel program cannot tell
+     * apart (logged once). */
+    int per_source;
 } pc_listener_filter_t;
 
 /* The kernel filter in force on listener idx (it changes when a rule reload

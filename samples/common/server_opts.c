@@ -317,7 +317,7 @@ void server_opts_signals(void)
 }
 
 /* "kernel filter: cbpf (N insns)" / "kernel filter: off: why" for listener i. */
-static void print_kernel_filter(FILE *f, pc_server_t *srv, int i)
+static void print_kernel_filter(FILE *f, const server_opts_t *o, pc_server_t *srv, int i)
 {
 #ifndef _WIN32
     pc_listener_filter_t kf;
@@ -326,9 +326,12 @@ static void print_kernel_filter(FILE *f, pc_server_t *srv, int i)
         fprintf(f, "kernel filter: cbpf (%u insns)", kf.insns);
     else
         fprintf(f, "kernel filter: %s", pc_kernel_filter_name(kf.tier));
+    if (kf.tier == PC_KERNEL_FILTER_EBPF && !kf.per_source &&
+        (o->cfg->per_source_rate > 0 || o->cfg->per_source_max > 0))
+        fprintf(f, " (per-source limits after the accept only)");
     fprintf(f, "%s%s\n", !kf.why[0] ? "" : kf.tier == PC_KERNEL_FILTER_OFF ? ": " : "; ", kf.why);
 #else
-    (void)f, (void)srv, (void)i;
+    (void)f, (void)o, (void)srv, (void)i;
 #endif
 }
 
@@ -394,7 +397,7 @@ void server_opts_announce(server_opts_t *o, pc_server_t *srv)
             ((struct sockaddr_in6 *)&ss)->sin6_port = htons(port);
         pc_format_endpoint((struct sockaddr *)&ss, buf, sizeof buf);
         printf("listening on %s\n", buf);
-        print_kernel_filter(stdout, srv, i);
+        print_kernel_filter(stdout, o, srv, i);
     }
     fflush(stdout);
 }
@@ -482,7 +485,7 @@ static void reload(server_opts_t *o, pc_server_t *srv)
     fprintf(stderr, "%s: reloaded %llu rules from %s\n", o->prog, (unsigned long long)n,
             sources(o, what, sizeof what));
     for (int i = 0; i < o->nlisten; i++)
-        print_kernel_filter(stderr, srv, i);
+        print_kernel_filter(stderr, o, srv, i);
 }
 
 void server_opts_run(server_opts_t *o, pc_server_t *srv)

@@ -21,9 +21,28 @@
 
 _Static_assert(sizeof(struct sock_filter) == sizeof(cbpf_insn_t), "cbpf_insn_t is sock_filter");
 
+/* Per-source limits configured, but some sources are exempt from them: the
+ * addresses of trusted PROXY sources (each carries all its clients, who are
+ * limited one by one once the header is read) and, with allow_exempts, the
+ * sources an allow rule matches. The eBPF program cannot tell those apart
+ * from others, so it must not apply the limits on SYNs: they stay with the
+ * accept thread and the second verdict, which can. */
+static int per_source_exempts(const pc_server_t *s)
+{
+    return (s->cfg.per_source_rate > 0 || s->cfg.per_source_max > 0) &&
+           (s->cfg.proxy_trusted != NULL || s->cfg.allow_exempts);
+}
+
 static void ebpf_config(const pc_server_t *s, kf_ebpf_config_t *c)
 {
     memset(c, 0, sizeof *c);
+    if (per_source_exempts(s)) {
+        c->source_prefix_v4 = (uint8_t)s->cfg.source_prefix_v4;
+        c->source_prefix_v6 = (uint8_t)s->cfg.source_prefix_v6;
+        c->source_entries = s->cfg.source_table_size;
+        c->shadow = s->cfg.shadow;
+        return; /* rate 0: no rate on SYNs */
+    }
     c->rate = s->cfg.per_source_rate;
     c->burst = s->cfg.per_source_burst;
     if (c->rate > 0 && c->burst == 0) c->burst = c->rate < 1 ? 1 : (unsigned)(c->rate + 0.999);
@@ -214,7 +233,21 @@ int kfilter_attach(pc_server_t *s, listener_t *l, sock_t fd, const pc_rules_t *r
     l->kf.tier = PC_KERNEL_FILTER_OFF;
     choose(s, &l->kf, fd, NULL, rules);
     settle(s, &l->kf, fd, PC_KERNEL_FILTER_OFF, "", l->idx + 1); /* l is being added */
+    if (l->kf.tier == PC_KERNEL_FILTER_EBPF && per_source_exempts(s) && !s->kf_exempt_logged) {
+        s->kf_exempt_logged = 1; /* once per server */
+        PC_LOGI("kernel filter: per-source limits are not applied to SYNs (%s exempt from "
+                "them and the eBPF program cannot tell them apart); the accept thread and "
+                "the PROXY second verdict apply them",
+                s->cfg.proxy_trusted ? "trusted PROXY sources are"
+                                     : "allow_exempts makes allowed sources");
+    }
     return 0;
+}
+
+int kfilter_per_source_in_kernel(const pc_server_t *s, const listener_t *l)
+{
+    return l->kf.tier == PC_KERNEL_FILTER_EBPF &&
+           (s->cfg.per_source_rate > 0 || s->cfg.per_source_max > 0) && !per_source_exempts(s);
 }
 
 void kfilter_reload(pc_server_t *s, listener_t *l, pc_rules_t *old, const pc_rules_t *rules)
@@ -244,7 +277,8 @@ void kfilter_detach(pc_server_t *s, listener_t *l)
 
 void kfilter_source_changed(pc_server_t *s, const struct sockaddr *peer)
 {
-    if (!s->cfg.per_source_max || atomic_load_explicit(&s->kf_ebpf, memory_order_relaxed) == 0)
+    if (!s->cfg.per_source_max || atomic_load_explicit(&s->kf_ebpf, memory_order_relaxed) == 0 ||
+        per_source_exempts(s))
         return;
     tracker_t *t = filter_tracker(s->filter);
     addr_t a;

@@ -27,6 +27,12 @@ void kfilter_source_changed(pc_server_t *s, const struct sockaddr *peer)
     (void)s, (void)peer;
 }
 
+int kfilter_per_source_in_kernel(const pc_server_t *s, const listener_t *l)
+{
+    (void)s, (void)l;
+    return 0;
+}
+
 void kfilter_collect_hits(pc_server_t *s)
 {
     (void)s;

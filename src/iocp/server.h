@@ -375,6 +375,7 @@ struct pc_server_s {
     _Atomic int kf_ebpf;    /* listeners with the eBPF tier (per-source max in the kernel) */
     _Atomic int kf_weakest; /* the weakest listener's tier, for the stats (no lock) */
     uint64_t kf_gone[5];    /* eBPF SYN counters of closed programs (kf_lock; kfilter_counts) */
+    int kf_exempt_logged;   /* "per-source limits not on SYNs" was logged (kf_lock) */
     /* the smallest accept data wait in force over the listeners (seconds,
      * as the kernel rounded it), UINT_MAX before the first listener: read
      * by pc_server_stats from any thread */
@@ -672,6 +673,10 @@ void accept_failed(listener_t *l, accept_backoff_t *b, int err, int os_err);
 int kfilter_attach(pc_server_t *s, listener_t *l, sock_t fd, const pc_rules_t *rules);
 void kfilter_reload(pc_server_t *s, listener_t *l, pc_rules_t *old, const pc_rules_t *rules);
 void kfilter_detach(pc_server_t *s, listener_t *l);
+/* 1 when listener l's kernel filter applies the per-source limits to SYNs:
+ * the eBPF tier, limits configured, and no source exempt from them (trusted
+ * PROXY sources, allow_exempts). kf_lock held. */
+int kfilter_per_source_in_kernel(const pc_server_t *s, const listener_t *l);
 /* A connection from peer was accepted or closed: with per_source_max and the
  * eBPF tier, mark the source in the kernel while it holds its maximum (its
  * SYNs are dropped) and unmark it below. Re-reads the count under kf_lock, so

@@ -445,6 +445,92 @@ static void ebpf_counts(void **state)
     assert_int_equal(st.kernel_dropped_rules, 0);
 }
 
+/* Per-source limits with sources exempt from them. A trusted PROXY source's
+ * address carries all its clients (limited one by one after the header),
+ * and allow_exempts lets allowed sources past the limits: the eBPF program
+ * cannot tell those apart, so it must not apply the limits on SYNs (it used
+ * to: the balancer's clients shared one bucket in the kernel). The rules
+ * stay in the kernel; the accept thread and the second verdict limit. */
+static void ebpf_per_source_exempt(void **state)
+{
+    (void)state;
+    if (!need_root()) skip();
+    pc_server_config_t cfg;
+
+    /* without exemptions the kernel applies the limits */
+    base_config(&cfg);
+    cfg.kernel_filter = PC_KERNEL_FILTER_EBPF;
+    cfg.per_source_rate = 3;
+    cfg.per_source_burst = 3;
+    start_server(&cfg);
+    expect_tier(0, PC_KERNEL_FILTER_EBPF);
+    assert_int_equal(listener_filter(0).per_source, 1);
+    teardown(NULL);
+
+    /* a trusted proxy: ten clients through it at once, past the burst of 3 */
+    base_config(&cfg);
+    cfg.kernel_filter = PC_KERNEL_FILTER_EBPF;
+    cfg.per_source_rate = 3;
+    cfg.per_source_burst = 3;
+    cfg.rules = rules_from("deny 127.0.0.2\n");
+    cfg.proxy_trusted = rules_from("allow 127.0.0.1\n");
+    start_server(&cfg);
+    expect_tier(0, PC_KERNEL_FILTER_EBPF);
+    assert_int_equal(listener_filter(0).per_source, 0);
+    for (int i = 1; i <= 10; i++) {
+        int fd = -1;
+        int r = try_connect("127.0.0.1", "127.0.0.1", g_port, DENIED_WAIT_MS, &fd);
+        if (r != C_OK) fail_msg("proxied client %d: SYN not answered (%d)", i, r);
+        char hdr[64];
+        snprintf(hdr, sizeof hdr, "PROXY TCP4 10.7.0.%d 127.0.0.1 4000 80\r\n", i);
+        shim_set_timeout(fd, 5000);
+        assert_int_equal(shim_send_all(fd, hdr, strlen(hdr)), 0);
+        expect_echo(fd, "behind the balancer");
+        close(fd);
+    }
+    expect_dropped("127.0.0.2", "127.0.0.1", g_port); /* the rules are still in the kernel */
+    pc_server_stats_t st = stats();
+    assert_int_equal(st.kernel_dropped_rate + st.kernel_dropped_max, 0);
+    assert_true(st.kernel_dropped_rules >= 1);
+    /* a direct client is still limited, after the accept */
+    int served = 0;
+    for (int i = 0; i < 6; i++) {
+        int fd = -1;
+        int r = try_connect("127.0.0.5", "127.0.0.1", g_port, 5000, &fd);
+        if (r == C_RESET) continue;
+        assert_int_equal(r, C_OK);
+        shim_set_timeout(fd, 5000);
+        char c = 0;
+        if (shim_send_all(fd, "x", 1) == 0 && shim_recv_some(fd, &c, 1) == 1) served++;
+        close(fd);
+    }
+    assert_true(served >= 3 && served < 6);
+    WAIT_FOR(stats().rejected[PC_STEP_SOURCE_RATE] >= 1, 2000);
+    assert_true(stats().rejected[PC_STEP_SOURCE_RATE] >= 1);
+    assert_int_equal(stats().kernel_dropped_rate, 0);
+    teardown(NULL);
+
+    /* allow_exempts: an allowed source is not limited, in the kernel either */
+    base_config(&cfg);
+    cfg.kernel_filter = PC_KERNEL_FILTER_EBPF;
+    cfg.per_source_rate = 3;
+    cfg.per_source_burst = 3;
+    cfg.allow_exempts = 1;
+    cfg.rules = rules_from("allow 127.0.0.6\n");
+    start_server(&cfg);
+    expect_tier(0, PC_KERNEL_FILTER_EBPF);
+    assert_int_equal(listener_filter(0).per_source, 0);
+    for (int i = 0; i < 8; i++) {
+        int fd = -1;
+        int r = try_connect("127.0.0.6", "127.0.0.1", g_port, DENIED_WAIT_MS, &fd);
+        if (r != C_OK) fail_msg("allowed source, connection %d: SYN not answered (%d)", i, r);
+        shim_set_timeout(fd, 5000);
+        expect_echo(fd, "exempt");
+        close(fd);
+    }
+    assert_int_equal(stats().kernel_dropped_rate, 0);
+}
+
 int main(int argc, char **argv)
 {
     shim_init();
@@ -460,6 +546,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(ebpf_counts, teardown),
         cmocka_unit_test_teardown(off_and_shadow, teardown),
         cmocka_unit_test_teardown(explicit_cbpf_accepted_sockets, teardown),
+        cmocka_unit_test_teardown(ebpf_per_source_exempt, teardown),
     };
     if (PICK_TEST(tests, argc, argv) != 0) return 1;
     return cmocka_run_group_tests_name("kfilter", tests, NULL, NULL);
