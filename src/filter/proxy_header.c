@@ -147,6 +147,9 @@ static int parse_v2(const uint8_t *b, size_t total, proxy_header_t *h)
         return 0;
     }
     if (cmd != 1) return PC_PROXY_ERR_COMMAND;
+    /* transports are UNSPEC, STREAM, DGRAM; other values must be rejected
+     * (spec 2.2), whatever the family */
+    if (tp > 2) return PC_PROXY_ERR_FAMILY;
     size_t need;
     switch (af) {
     case 0: /* UNSPEC: the addresses are to be ignored */
@@ -158,14 +161,14 @@ static int parse_v2(const uint8_t *b, size_t total, proxy_header_t *h)
     case 2:
         need = 36;
         break;
-    case 3: /* UNIX: no IP address to judge */
-        if (blen < 216) return PC_PROXY_ERR_FAMILY;
+    case 3: /* UNIX: no IP address to judge; DGRAM refused as for IP */
+        if (tp == 2 || blen < 216) return PC_PROXY_ERR_FAMILY;
         h->local = 1;
         return 0;
     default:
         return PC_PROXY_ERR_FAMILY;
     }
-    if (tp > 1) return PC_PROXY_ERR_FAMILY; /* DGRAM or unknown */
+    if (tp == 2) return PC_PROXY_ERR_FAMILY; /* DGRAM */
     if (blen < need) return PC_PROXY_ERR_FAMILY;
     memset(&h->src, 0, sizeof h->src);
     memset(&h->dst, 0, sizeof h->dst);

@@ -327,6 +327,16 @@ static void v2_local_unspec_unix(void **state)
     assert_int_equal(r.h.local, 1);
     n = v2(b, 0x21, 0x31, ux, 215);
     expect_fail(b, n, 0, PC_PROXY_ERR_FAMILY);
+    /* UNIX DGRAM is refused as IP DGRAM is; a transport past DGRAM is
+     * invalid for every family (spec 2.2), not only for INET/INET6 */
+    n = v2(b, 0x21, 0x32, ux, sizeof ux);
+    expect_fail(b, n, 0, PC_PROXY_ERR_FAMILY);
+    n = v2(b, 0x21, 0x3F, ux, sizeof ux);
+    expect_fail(b, n, 0, PC_PROXY_ERR_FAMILY);
+    n = v2(b, 0x21, 0x0F, junk, sizeof junk);
+    expect_fail(b, n, 0, PC_PROXY_ERR_FAMILY);
+    n = v2(b, 0x21, 0x03, junk, sizeof junk);
+    expect_fail(b, n, 0, PC_PROXY_ERR_FAMILY);
 }
 
 static size_t put_tlv(uint8_t *p, uint8_t type, const void *v, size_t len)
