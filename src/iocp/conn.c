@@ -118,8 +118,8 @@ static uint64_t conn_next_deadline(const pc_conn_t *c)
     const pc_server_config_t *cfg = &conn_srv(c)->cfg;
     if (c->state == CS_CLOSING) return c->deadline_ms;
     if (c->state != CS_OPEN) return 0;
-    uint64_t at = c->deadline_ms; /* header deadline, 0 = none */
-    if (cfg->idle_timeout_ms) {
+    uint64_t at = c->deadline_ms;                            /* header deadline, 0 = none */
+    if (cfg->idle_timeout_ms && c->px_state != PX_PENDING) { /* the PROXY deadline bounds that */
         uint64_t t = c->last_rx_ms + cfg->idle_timeout_ms;
         if (!at || t < at) at = t;
     }
@@ -196,7 +196,8 @@ static void handle_timer(worker_t *w, pc_conn_t *c)
             pc_conn_close(c);
             return;
         }
-        if (cfg->idle_timeout_ms && now >= c->last_rx_ms + cfg->idle_timeout_ms) {
+        if (cfg->idle_timeout_ms && c->px_state != PX_PENDING &&
+            now >= c->last_rx_ms + cfg->idle_timeout_ms) {
             if (input_defers(c, c->last_rx_ms + cfg->idle_timeout_ms, clock)) return;
             c->reason = PC_CLOSE_IDLE_TIMEOUT;
             pc_conn_close(c);
@@ -837,6 +838,10 @@ static void conn_close_socket(pc_conn_t *c, int abortive)
     else
         sock_close(c->ps.fd);
     c->ps.fd = SOCK_INVALID;
+    /* the peer ended it while its PROXY header was awaited: a missing header */
+    if (c->px_state == PX_PENDING &&
+        (c->reason == PC_CLOSE_PEER || c->reason == PC_CLOSE_RESET || c->reason == PC_CLOSE_ERROR))
+        c->reason = PC_CLOSE_PROXY;
     counter_add(&conn_worker(c)->closed[c->reason], 1);
     if (notify && conn_cb(c)->on_close) conn_cb(c)->on_close(c, c->reason, c->err);
     if (!c->outbound) {

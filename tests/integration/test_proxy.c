@@ -304,6 +304,57 @@ static void trusted_without_header_times_out(void **state)
     assert_int_equal(atomic_load(&g_closes), 0); /* never opened: no on_close */
 }
 
+/* Every end in the header phase that the peer causes counts as
+ * PC_CLOSE_PROXY, and the PROXY deadline alone bounds that phase: a shorter
+ * idle timeout does not cut it (it used to, with a FIN counted as an idle
+ * timeout); a FIN or reset before the header is complete is a missing
+ * header, not "peer" or "reset". */
+static void header_phase_ends_count_as_proxy(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    px_config(&cfg, "allow 127.0.0.0/8\n");
+    cfg.proxy_timeout_ms = 600;
+    cfg.idle_timeout_ms = 150;
+    start_server(&cfg);
+    shim_sock_t s = connect_nodelay(NULL);
+    shim_set_timeout(s, 10000);
+    uint64_t t0 = shim_now_ms();
+    assert_true(refused(s)); /* reset at the PROXY deadline */
+    assert_true(shim_now_ms() - t0 >= 500);
+    shim_close(s);
+    s = connect_nodelay(NULL); /* part of a header, then FIN */
+    assert_int_equal(shim_send_all(s, "PROXY TCP4 ", 11), 0);
+    shim_shutdown_write(s);
+    shim_set_timeout(s, 10000);
+    size_t n = 0;
+    assert_true(shim_wait_close(s, &n) != -2);
+    shim_close(s);
+    s = connect_nodelay(NULL); /* part of a header, then a reset */
+    assert_int_equal(shim_send_all(s, "PROXY TCP4 ", 11), 0);
+    shim_sleep_ms(50);
+    shim_close_reset(s);
+    WAIT_FOR(stats().closed[PC_CLOSE_PROXY] == 3 && stats().active == 0, 5000);
+    pc_server_stats_t st = stats();
+    assert_int_equal(st.closed[PC_CLOSE_PROXY], 3);
+    assert_int_equal(st.proxy_timeouts, 1);
+    assert_int_equal(st.closed[PC_CLOSE_PEER] + st.closed[PC_CLOSE_RESET] +
+                         st.closed[PC_CLOSE_IDLE_TIMEOUT] + st.closed[PC_CLOSE_ERROR],
+                     0);
+    assert_int_equal(atomic_load(&g_opens), 0);
+    /* past the header, the idle timeout applies as before */
+    s = connect_nodelay(NULL);
+    const char *hdr = "PROXY TCP4 192.0.2.7 192.0.2.1 4000 80\r\n";
+    assert_int_equal(shim_send_all(s, hdr, strlen(hdr)), 0);
+    WAIT_FOR(atomic_load(&g_opens) == 1, 5000);
+    shim_set_timeout(s, 10000);
+    char line[128];
+    read_line(s, line, sizeof line); /* px_on_open's greeting */
+    WAIT_FOR(stats().closed[PC_CLOSE_IDLE_TIMEOUT] == 1, 5000);
+    assert_int_equal(stats().closed[PC_CLOSE_IDLE_TIMEOUT], 1);
+    shim_close(s);
+}
+
 static void malformed_headers(void **state)
 {
     (void)state;
@@ -663,6 +714,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(v2_ipv4_ipv6_tlv_local, teardown),
         cmocka_unit_test_teardown(untrusted_header_is_data, teardown),
         cmocka_unit_test_teardown(trusted_without_header_times_out, teardown),
+        cmocka_unit_test_teardown(header_phase_ends_count_as_proxy, teardown),
         cmocka_unit_test_teardown(malformed_headers, teardown),
         cmocka_unit_test_teardown(second_verdict_on_real_client, teardown),
         cmocka_unit_test_teardown(per_source_slots_released, teardown),
