@@ -578,8 +578,9 @@ typedef struct pc_server_config_s {
      * the connection without on_open or on_close (reason PC_CLOSE_PROXY in
      * stats.closed, as is a peer that closes or resets before its header is
      * complete); until then proxy_timeout_ms alone bounds the connection
-     * (idle_timeout_ms starts counting from on_open). A LOCAL header (or v1 UNKNOWN) keeps the
-     * socket's addresses and skips the second verdict. */
+     * (idle_timeout_ms starts counting from on_open). A LOCAL header (or
+     * v1 UNKNOWN) keeps the socket's addresses and skips the second
+     * verdict. */
     pc_rules_t *proxy_trusted;
     /* Versions accepted: PC_PROXY_V1 | PC_PROXY_V2 (default both). */
     unsigned proxy_versions;
