@@ -663,7 +663,9 @@ PC_API int pc_server_send_to(pc_server_t *s, pc_conn_id_t id, const void *data, 
  * for bufs NULL with n > 0. */
 PC_API int pc_server_sendv_to(pc_server_t *s, pc_conn_id_t id, const pc_buf_t *bufs, unsigned n);
 /* Gracefully close the connection with this id (as pc_conn_close). Any
- * thread. Returns 0 or PC_ENOTCONN. */
+ * thread. Returns 0 or PC_ENOTCONN. A pc_connect connection still
+ * connecting is reset instead, its queue dropped (a known defect, see
+ * docs/embedding.md). */
 PC_API int pc_server_close_id(pc_server_t *s, pc_conn_id_t id);
 /* Abort the connection with this id (as pc_conn_abort): bytes not yet handed
  * over by other threads are dropped at once, the connection's own queue as
