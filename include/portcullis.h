@@ -664,8 +664,8 @@ PC_API int pc_server_send_to(pc_server_t *s, pc_conn_id_t id, const void *data, 
 PC_API int pc_server_sendv_to(pc_server_t *s, pc_conn_id_t id, const pc_buf_t *bufs, unsigned n);
 /* Gracefully close the connection with this id (as pc_conn_close). Any
  * thread. Returns 0 or PC_ENOTCONN. A pc_connect connection still
- * connecting is reset instead, its queue dropped (a known defect, see
- * docs/embedding.md). */
+ * connecting closes once connected (after its on_open; with TLS, as its
+ * handshake starts), flushing what was sent to it. */
 PC_API int pc_server_close_id(pc_server_t *s, pc_conn_id_t id);
 /* Abort the connection with this id (as pc_conn_abort): bytes not yet handed
  * over by other threads are dropped at once, the connection's own queue as
@@ -685,7 +685,9 @@ PC_API int64_t pc_server_send_queued(pc_server_t *s, pc_conn_id_t id);
  * exactly once: with c the connection if it is still open then (or
  * closing: pc_conn_* calls then return PC_ENOTCONN where they would in a
  * callback), or with c == NULL, on a worker, if the connection closed
- * (on_close ran) before fn's turn, so arg can always be freed in fn. Any
+ * (on_close ran) before fn's turn, so arg can always be freed in fn. On a
+ * pc_connect connection still connecting, fn waits for the connect: after
+ * on_open (with TLS, as the handshake starts), or NULL if it fails. Any
  * thread, including the connection's own callbacks (fn runs after the
  * current callback returns). Returns 0, PC_EINVAL (fn NULL), PC_ENOTCONN
  * (closed or stale id; fn is not called), PC_ENOMEM. */

@@ -42,7 +42,15 @@ static void sq_chunk_free(pc_server_t *s, chunk_t *ch);
 static size_t sq_chunk_size(size_t need);
 static int over_limit(pc_conn_t *c, size_t total);
 static void sendq_take(pc_conn_t *c, queue_t *from);
-static void posts_run(pc_conn_t *c, struct inbox_post_s *p);
+/* A pc_server_post_to record (in an inbox, or kept until on_open). */
+typedef struct inbox_post_s {
+    struct inbox_post_s *next;
+    void (*fn)(pc_conn_t *c, void *arg);
+    void *arg;
+} xpost_t;
+
+static void posts_run(pc_conn_t *c, xpost_t *p);
+static void open_kept(pc_conn_t *c);
 static void conn_notify_sent(pc_conn_t *c);
 static int hold_data(pc_conn_t *c, void *data, uint32_t len);
 static int hold_copy(pc_conn_t *c, const char *data, size_t n);
@@ -779,6 +787,7 @@ static void conn_established(pc_conn_t *c)
     }
     if (c->tls_phase) {
         tls_phase_start(c); /* on_open waits for the handshake */
+        open_kept(c);
         return;
     }
     unsigned ht = conn_srv(c)->cfg.header_timeout_ms;
@@ -787,6 +796,7 @@ static void conn_established(pc_conn_t *c)
     timer_update(c);
     if (conn_cb(c)->on_open) conn_cb(c)->on_open(c);
     conn_arm_read(c);
+    open_kept(c);
 }
 
 /* First event of a connection on its worker: associate the socket with the
@@ -844,6 +854,11 @@ static void conn_close_socket(pc_conn_t *c, int abortive)
         c->reason = PC_CLOSE_PROXY;
     counter_add(&conn_worker(c)->closed[c->reason], 1);
     if (notify && conn_cb(c)->on_close) conn_cb(c)->on_close(c, c->reason, c->err);
+    if (c->ext && c->ext->open_posts) { /* it never opened: they run with NULL */
+        xpost_t *p = c->ext->open_posts;
+        c->ext->open_posts = NULL;
+        posts_run(c, p);
+    }
     if (!c->outbound) {
         filter_release(s->filter, &c->ticket);
         kfilter_source_changed(s, &c->peer.sa);
@@ -906,6 +921,26 @@ void conn_inbox_count(pc_conn_t *c, size_t add, size_t sub)
     size_t in = atomic_load(&c->inbox_send_bytes) + add;
     atomic_store(&c->inbox_send_bytes, in > sub ? in - sub : 0);
     pc__mutex_unlock(conn_lock(c));
+}
+
+/* What handle_kick kept while a pc_connect connection was connecting runs
+ * once it is established: right after on_open, or as its TLS handshake
+ * starts (where posted functions always ran, their sends kept for the
+ * handshake, and where a close by id always closed). The posted functions
+ * first, in order, then the graceful close. */
+static void open_kept(pc_conn_t *c)
+{
+    conn_ext_t *x = c->ext;
+    if (!x || (!x->open_posts && !x->close_when_open)) return;
+    xpost_t *p = x->open_posts;
+    x->open_posts = NULL;
+    int close = x->close_when_open;
+    x->close_when_open = 0;
+    if (p) posts_run(c, p);
+    if (close && c->state == CS_OPEN) {
+        c->reason = x->close_when_open_reason;
+        pc_conn_close(c);
+    }
 }
 
 static void handle_kick(pc_conn_t *c)
@@ -973,10 +1008,28 @@ static void handle_kick(pc_conn_t *c)
         counter_sub(&conn_srv(c)->send_queued, xbytes);
         if (keep) conn_inbox_count(c, 0, xbytes); /* still counted in the inbox */
     }
+    /* A pc_connect connection still connecting: posted functions and a
+     * graceful close wait for the connect (open_kept), as its bytes wait in
+     * the queue (an abort does not wait). Without the memory to keep them:
+     * run now, and the close becomes a reset, as before. */
+    int connecting = c->outbound && c->state == CS_OPENING;
+    if (posts && connecting && conn_ext(c)) {
+        xpost_t *last = posts; /* newest first: the new ones go before the kept ones */
+        while (last->next)
+            last = last->next;
+        last->next = c->ext->open_posts;
+        c->ext->open_posts = posts;
+        posts = NULL;
+    }
+    if (inbox_close == INBOX_CLOSE_GRACEFUL && connecting && conn_ext(c)) {
+        c->ext->close_when_open = 1;
+        c->ext->close_when_open_reason = (uint8_t)xreason;
+        inbox_close = 0;
+    }
     /* after the bytes queued before them, before a close requested with them */
     if (posts) posts_run(c, posts);
     if (inbox_close == INBOX_CLOSE_GRACEFUL && c->state == CS_OPENING)
-        inbox_close = INBOX_CLOSE_ABORT; /* connecting */
+        inbox_close = INBOX_CLOSE_ABORT; /* connecting, nothing kept */
     if (inbox_close == INBOX_CLOSE_ABORT && c->state != CS_CLOSED) {
         c->reason = xreason;
         conn_close_socket(c, 1);
@@ -1978,12 +2031,6 @@ static int id_open_locked(pc_conn_t *c, uint64_t id)
 }
 
 /* ---- pc_server_post_to ---- */
-
-typedef struct inbox_post_s {
-    struct inbox_post_s *next;
-    void (*fn)(pc_conn_t *c, void *arg);
-    void *arg;
-} xpost_t;
 
 /* Run posted functions (newest first in p) in the order posted. */
 static void posts_run(pc_conn_t *c, xpost_t *p)

@@ -133,6 +133,12 @@ typedef struct conn_ext_s {
      * until the handshake completes (conn_tls.c) */
     size_t tls_pend_held;
     const pc_callbacks_t *cb; /* pc_connect's own callbacks, else NULL (conn_cb) */
+    /* a pc_connect connection not yet open (connecting, or its TLS
+     * handshake): pc_server_post_to records kept for after on_open (newest
+     * first), and a graceful close by id kept for then too */
+    struct inbox_post_s *open_posts;
+    uint8_t close_when_open;
+    uint8_t close_when_open_reason;
 } conn_ext_t;
 
 /* conn_tx_t kept per worker for reuse (beyond it they are freed) */

@@ -1151,6 +1151,99 @@ static void post_racing_stop_runs_or_refused(void **state)
     }
 }
 
+/* A pc_connect connection is used by id before it is open (here: its only
+ * worker is busy, so the connect has not even started): a function posted
+ * to it runs after its on_open, where it can send, and a graceful close by
+ * id waits for the open too, then flushes what was sent and sends a FIN.
+ * (Before: the post ran first with a c that could not send, and the close
+ * reset the connection, dropping its queue, on_open never ran.) If the
+ * connect fails, the posted function runs with NULL. */
+static atomic_int g_oc_open, g_oc_close, g_oc_reason = -1, g_oc_post, g_oc_post_rc = 99;
+static atomic_int g_oc_post_saw_open = -1, g_oc_post_null;
+static char g_oc_buf[64];
+static atomic_int g_oc_len;
+
+static void oc_open(pc_conn_t *c)
+{
+    (void)c;
+    atomic_fetch_add(&g_oc_open, 1);
+}
+static void oc_close(pc_conn_t *c, pc_close_reason_t r, int err)
+{
+    (void)c;
+    (void)err;
+    atomic_store(&g_oc_reason, (int)r);
+    atomic_fetch_add(&g_oc_close, 1);
+}
+static void oc_post(pc_conn_t *c, void *arg)
+{
+    (void)arg;
+    if (!c) {
+        atomic_fetch_add(&g_oc_post_null, 1);
+        return;
+    }
+    atomic_store(&g_oc_post_saw_open, atomic_load(&g_oc_open));
+    atomic_store(&g_oc_post_rc, pc_conn_send(c, "post!", 5));
+    atomic_fetch_add(&g_oc_post, 1);
+}
+static void oc_cli_data(pc_conn_t *c, const void *d, size_t n)
+{
+    (void)c, (void)d, (void)n;
+}
+static void oc_srv_data(pc_conn_t *c, const void *d, size_t n) /* one worker */
+{
+    (void)c;
+    int at = atomic_load(&g_oc_len);
+    if ((size_t)at + n > sizeof g_oc_buf) n = sizeof g_oc_buf - (size_t)at;
+    memcpy(g_oc_buf + at, d, n);
+    atomic_store(&g_oc_len, at + (int)n);
+}
+
+static void outbound_post_and_close_wait_for_open(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.threads = 1;
+    cfg.cb.on_data = oc_srv_data; /* the accepted side keeps what it gets */
+    start_server(&cfg);
+    pc_callbacks_t cli = {.on_open = oc_open, .on_data = oc_cli_data, .on_close = oc_close};
+    char ep[64];
+    snprintf(ep, sizeof ep, "127.0.0.1:%d", g_port);
+    assert_int_equal(pc_server_post(g_srv, block_worker, NULL), 0);
+    pc_conn_id_t id = 0;
+    assert_int_equal(pc_connect(g_srv, ep, "127.0.0.5", &cli, NULL, &id), 0);
+    assert_int_equal(pc_server_send_to(g_srv, id, "hello", 5), 0);
+    assert_int_equal(pc_server_post_to(g_srv, id, oc_post, NULL), 0);
+    assert_int_equal(pc_server_close_id(g_srv, id), 0);
+    assert_int_equal(pc_server_send_to(g_srv, id, "late", 4), PC_ENOTCONN);
+    WAIT_FOR(atomic_load(&g_oc_close) == 1 && atomic_load(&g_reasons[PC_CLOSE_PEER]) == 1, 5000);
+    assert_int_equal(atomic_load(&g_oc_open), 1);
+    assert_int_equal(atomic_load(&g_oc_close), 1);
+    assert_int_equal(atomic_load(&g_oc_reason), PC_CLOSE_LOCAL);
+    assert_int_equal(atomic_load(&g_oc_post), 1);
+    assert_int_equal(atomic_load(&g_oc_post_saw_open), 1); /* after on_open */
+    assert_int_equal(atomic_load(&g_oc_post_rc), 0);
+    /* the accepted side got both, in order, then a FIN (not a reset) */
+    assert_int_equal(atomic_load(&g_oc_len), 10);
+    assert_memory_equal(g_oc_buf, "hellopost!", 10);
+    assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_PEER]), 1);
+    assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_RESET]), 0);
+
+    /* a connect that fails: the kept function runs with NULL */
+    atomic_store(&g_oc_close, 0);
+    atomic_store(&g_oc_open, 0);
+    assert_int_equal(pc_server_post(g_srv, block_worker, NULL), 0);
+    assert_int_equal(pc_connect(g_srv, "127.0.0.1:1", NULL, &cli, NULL, &id), 0);
+    assert_int_equal(pc_server_post_to(g_srv, id, oc_post, NULL), 0);
+    WAIT_FOR(atomic_load(&g_oc_post_null) == 1, 5000);
+    assert_int_equal(atomic_load(&g_oc_post_null), 1);
+    assert_int_equal(atomic_load(&g_oc_close), 1);
+    assert_int_equal(atomic_load(&g_oc_open), 0);
+    assert_int_equal(atomic_load(&g_oc_reason), PC_CLOSE_ERROR);
+    assert_int_equal(atomic_load(&g_oc_post), 1); /* not run again */
+}
+
 int main(int argc, char **argv)
 {
     shim_init();
@@ -1170,6 +1263,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(abort_id_refuses_later_sends, teardown),
         cmocka_unit_test_teardown(hidden_until_on_open, teardown),
         cmocka_unit_test_teardown(server_timer_cancels_one_due_with_it, teardown),
+        cmocka_unit_test_teardown(outbound_post_and_close_wait_for_open, teardown),
         cmocka_unit_test_teardown(post_racing_stop_runs_or_refused, teardown),
     };
     if (PICK_TEST(tests, argc, argv) != 0) return 1;
