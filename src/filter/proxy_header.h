@@ -15,9 +15,9 @@
  *       addresses; the rest of the block is skipped) or PROXY; families
  *       INET and INET6 over STREAM (or UNSPEC transport); UNSPEC and UNIX
  *       families are taken like LOCAL (no IP address to judge); DGRAM is
- *       refused (this is a TCP server), and so is a transport above 2. The TLVs after the addresses must
- *       tile the rest of the block exactly. The whole header must fit in
- *       PROXY_HEADER_MAX bytes.
+ *       refused (this is a TCP server), and so is a transport above 2.
+ *       The TLVs after the addresses must tile the rest of the block
+ *       exactly. The whole header must fit in PROXY_HEADER_MAX bytes.
  *
  * Threads: a parser belongs to one connection (its strand); the functions
  * keep no global state and may run on any thread. */

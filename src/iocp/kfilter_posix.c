@@ -21,6 +21,12 @@
 
 _Static_assert(sizeof(struct sock_filter) == sizeof(cbpf_insn_t), "cbpf_insn_t is sock_filter");
 
+/* A per-source rate or maximum is configured. */
+static int per_source_limits(const pc_server_t *s)
+{
+    return s->cfg.per_source_rate > 0 || s->cfg.per_source_max > 0;
+}
+
 /* Per-source limits configured, but some sources are exempt from them: the
  * addresses of trusted PROXY sources (each carries all its clients, who are
  * limited one by one once the header is read) and, with allow_exempts, the
@@ -29,23 +35,16 @@ _Static_assert(sizeof(struct sock_filter) == sizeof(cbpf_insn_t), "cbpf_insn_t i
  * accept thread and the second verdict, which can. */
 static int per_source_exempts(const pc_server_t *s)
 {
-    return (s->cfg.per_source_rate > 0 || s->cfg.per_source_max > 0) &&
-           (s->cfg.proxy_trusted != NULL || s->cfg.allow_exempts);
+    return per_source_limits(s) && (s->cfg.proxy_trusted != NULL || s->cfg.allow_exempts);
 }
 
 static void ebpf_config(const pc_server_t *s, kf_ebpf_config_t *c)
 {
     memset(c, 0, sizeof *c);
-    if (per_source_exempts(s)) {
-        c->source_prefix_v4 = (uint8_t)s->cfg.source_prefix_v4;
-        c->source_prefix_v6 = (uint8_t)s->cfg.source_prefix_v6;
-        c->source_entries = s->cfg.source_table_size;
-        c->shadow = s->cfg.shadow;
-        return; /* rate 0: no rate on SYNs */
+    if (!per_source_exempts(s)) { /* else rate 0: no rate on SYNs */
+        c->rate = s->cfg.per_source_rate;
+        c->burst = s->cfg.per_source_burst; /* pc_server_create set burst 0's default */
     }
-    c->rate = s->cfg.per_source_rate;
-    c->burst = s->cfg.per_source_burst;
-    if (c->rate > 0 && c->burst == 0) c->burst = c->rate < 1 ? 1 : (unsigned)(c->rate + 0.999);
     c->source_prefix_v4 = (uint8_t)s->cfg.source_prefix_v4;
     c->source_prefix_v6 = (uint8_t)s->cfg.source_prefix_v6;
     c->source_entries = s->cfg.source_table_size;
@@ -246,8 +245,7 @@ int kfilter_attach(pc_server_t *s, listener_t *l, sock_t fd, const pc_rules_t *r
 
 int kfilter_per_source_in_kernel(const pc_server_t *s, const listener_t *l)
 {
-    return l->kf.tier == PC_KERNEL_FILTER_EBPF &&
-           (s->cfg.per_source_rate > 0 || s->cfg.per_source_max > 0) && !per_source_exempts(s);
+    return l->kf.tier == PC_KERNEL_FILTER_EBPF && per_source_limits(s) && !per_source_exempts(s);
 }
 
 void kfilter_reload(pc_server_t *s, listener_t *l, pc_rules_t *old, const pc_rules_t *rules)

@@ -366,12 +366,13 @@ int pc_server_create(const pc_server_config_t *cfg, pc_server_t **out)
     filter_config_init(&fc);
     fc.per_source_max = cfg->per_source_max;
     fc.per_source_rate = cfg->per_source_rate;
-    fc.per_source_burst = cfg->per_source_burst;
-    if (fc.per_source_rate > 0 && fc.per_source_burst == 0) {
-        /* max(1, rate), rounded up, within an unsigned */
-        double b = fc.per_source_rate + 0.999;
-        fc.per_source_burst = b < 1 ? 1 : b >= (double)UINT_MAX ? UINT_MAX : (unsigned)b;
+    if (s->cfg.per_source_rate > 0 && s->cfg.per_source_burst == 0) {
+        /* max(1, rate), rounded up, within an unsigned; kept in s->cfg, where
+         * the kernel filter's program reads it too */
+        double b = s->cfg.per_source_rate + 0.999;
+        s->cfg.per_source_burst = b < 1 ? 1 : b >= (double)UINT_MAX ? UINT_MAX : (unsigned)b;
     }
+    fc.per_source_burst = s->cfg.per_source_burst;
     fc.source_prefix_v4 = (uint8_t)cfg->source_prefix_v4;
     fc.source_prefix_v6 = (uint8_t)cfg->source_prefix_v6;
     fc.source_table_size = cfg->source_table_size;

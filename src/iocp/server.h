@@ -133,9 +133,9 @@ typedef struct conn_ext_s {
      * until the handshake completes (conn_tls.c) */
     size_t tls_pend_held;
     const pc_callbacks_t *cb; /* pc_connect's own callbacks, else NULL (conn_cb) */
-    /* a pc_connect connection not yet open (connecting, or its TLS
-     * handshake): pc_server_post_to records kept for after on_open (newest
-     * first), and a graceful close by id kept for then too */
+    /* a pc_connect connection still connecting: pc_server_post_to records
+     * and a graceful close by id kept for the connect (newest first;
+     * conn.c open_kept runs them) */
     struct inbox_post_s *open_posts;
     uint8_t close_when_open;
     uint8_t close_when_open_reason;

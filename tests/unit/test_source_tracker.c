@@ -524,11 +524,16 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_token_bucket),
-        cmocka_unit_test(test_token_bucket_long_window),   cmocka_unit_test(test_undo_returns_token),
-        cmocka_unit_test(test_concurrent_max), cmocka_unit_test(test_double_release),
-        cmocka_unit_test(test_source_keys),    cmocka_unit_test(test_shadow),
-        cmocka_unit_test(test_full_reject),    cmocka_unit_test(test_full_shared),
-        cmocka_unit_test(test_config_invalid), cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_token_bucket_long_window),
+        cmocka_unit_test(test_undo_returns_token),
+        cmocka_unit_test(test_concurrent_max),
+        cmocka_unit_test(test_double_release),
+        cmocka_unit_test(test_source_keys),
+        cmocka_unit_test(test_shadow),
+        cmocka_unit_test(test_full_reject),
+        cmocka_unit_test(test_full_shared),
+        cmocka_unit_test(test_config_invalid),
+        cmocka_unit_test(test_threads),
         cmocka_unit_test(test_running_counts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
