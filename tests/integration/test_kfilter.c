@@ -445,6 +445,15 @@ static void ebpf_counts(void **state)
     assert_int_equal(st.kernel_dropped_rules, 0);
 }
 
+/* The eBPF tier asked, 3 new connections a second per source, burst 3. */
+static void ebpf_rate3_config(pc_server_config_t *cfg)
+{
+    base_config(cfg);
+    cfg->kernel_filter = PC_KERNEL_FILTER_EBPF;
+    cfg->per_source_rate = 3;
+    cfg->per_source_burst = 3;
+}
+
 /* Per-source limits with sources exempt from them. A trusted PROXY source's
  * address carries all its clients (limited one by one after the header),
  * and allow_exempts lets allowed sources past the limits: the eBPF program
@@ -458,20 +467,14 @@ static void ebpf_per_source_exempt(void **state)
     pc_server_config_t cfg;
 
     /* without exemptions the kernel applies the limits */
-    base_config(&cfg);
-    cfg.kernel_filter = PC_KERNEL_FILTER_EBPF;
-    cfg.per_source_rate = 3;
-    cfg.per_source_burst = 3;
+    ebpf_rate3_config(&cfg);
     start_server(&cfg);
     expect_tier(0, PC_KERNEL_FILTER_EBPF);
     assert_int_equal(listener_filter(0).per_source, 1);
     teardown(NULL);
 
     /* a trusted proxy: ten clients through it at once, past the burst of 3 */
-    base_config(&cfg);
-    cfg.kernel_filter = PC_KERNEL_FILTER_EBPF;
-    cfg.per_source_rate = 3;
-    cfg.per_source_burst = 3;
+    ebpf_rate3_config(&cfg);
     cfg.rules = rules_from("deny 127.0.0.2\n");
     cfg.proxy_trusted = rules_from("allow 127.0.0.1\n");
     start_server(&cfg);
@@ -511,10 +514,7 @@ static void ebpf_per_source_exempt(void **state)
     teardown(NULL);
 
     /* allow_exempts: an allowed source is not limited, in the kernel either */
-    base_config(&cfg);
-    cfg.kernel_filter = PC_KERNEL_FILTER_EBPF;
-    cfg.per_source_rate = 3;
-    cfg.per_source_burst = 3;
+    ebpf_rate3_config(&cfg);
     cfg.allow_exempts = 1;
     cfg.rules = rules_from("allow 127.0.0.6\n");
     start_server(&cfg);
