@@ -54,7 +54,8 @@ void server_opts_usage(FILE *f)
             "  --tls-client-ca FILE      require client certificates signed by these CAs\n"
             "  --threads N               worker threads (default: number of CPUs)\n"
             "  --max-conns N             maximum open connections (default 10000)\n"
-            "  --idle-timeout MS         close connections idle this long (default: never)\n"
+            "  --idle-timeout MS         close connections idle this long (0 = never;\n"
+            "                            default: pc-http 75000, otherwise never)\n"
             "  --write-timeout MS        reset connections whose peer stops reading for this\n"
             "                            long while output is queued (default: never)\n"
             "  --max-buffered BYTES      cap on bytes queued for sending, all connections\n"
@@ -370,6 +371,10 @@ void server_opts_announce(server_opts_t *o, pc_server_t *srv)
 #else
             printf("scheduling: default (batch not had; see the log)\n");
 #endif
+    }
+    if (o->cfg->idle_timeout_ms || o->cfg->write_timeout_ms) {
+        printf("timeouts: idle %u ms, write %u ms (0 = none)\n", o->cfg->idle_timeout_ms,
+               o->cfg->write_timeout_ms);
     }
     char what[32];
     if (o->rules_path || o->nlists) {

@@ -49,7 +49,7 @@ typedef struct route_s {
     unsigned flags;       /* HTTP_F_* */
 } route_t;
 
-enum { PATH_OTHER = 0, PATH_ROOT, PATH_METRICS, PATH_WHOAMI };
+enum { PATH_OTHER = 0, PATH_ROOT, PATH_METRICS, PATH_WHOAMI, PATH_STAR };
 
 /* What a connection keeps between reads: only while a head or a body is
  * split across reads, or pipelined requests wait for the send queue to
@@ -267,10 +267,13 @@ static route_t route_of(const http_request_t *r)
 {
     route_t rt;
     rt.method = (unsigned char)r->method;
-    rt.path = path_is(r, "/")          ? PATH_ROOT
-              : path_is(r, "/metrics") ? PATH_METRICS
-              : path_is(r, "/whoami")  ? PATH_WHOAMI
-                                       : PATH_OTHER;
+    /* "*" (asterisk-form) comes only with OPTIONS: the parser answers 400
+     * to any other method */
+    rt.path = r->path_len == 1 && r->path[0] == '*' ? PATH_STAR
+              : path_is(r, "/")                     ? PATH_ROOT
+              : path_is(r, "/metrics")              ? PATH_METRICS
+              : path_is(r, "/whoami")               ? PATH_WHOAMI
+                                                    : PATH_OTHER;
     rt.minor = (unsigned char)r->version_minor;
     rt.flags = r->flags;
     return rt;
@@ -287,6 +290,10 @@ static int answer(app_t *app, pc_conn_t *c, const route_t *rt, int close)
     if (rt->method == HTTP_METHOD_UNKNOWN) {
         static const char b[] = "Not Implemented\n";
         respond(app, c, 501, NULL, "text/plain", b, sizeof b - 1, 0, conn_hdr);
+    } else if (rt->path == PATH_STAR) {
+        /* OPTIONS * asks what the server as a whole supports (RFC 9110
+         * section 9.3.7): every route here takes GET and HEAD */
+        respond(app, c, 200, "Allow: GET, HEAD\r\n", "text/plain", "", 0, 0, conn_hdr);
     } else if (rt->path == PATH_ROOT) {
         if (!get) {
             static const char b[] = "Method Not Allowed\n";

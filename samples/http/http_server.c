@@ -28,7 +28,7 @@ static void usage(FILE *f)
             "                            the first request (with --accept-data-wait, once its\n"
             "                            first byte arrived or the wait ended), from its first\n"
             "                            byte for later ones; trickled bytes do not extend it\n"
-            "                            (default: none)\n"
+            "                            (0 = none; default 60000)\n"
             "  --max-header-bytes N      request head limit, larger is a 431 (default 8192)\n"
             "  --max-body-bytes N        request bodies read and discarded up to N bytes,\n"
             "                            larger is a 413 (default 1048576)\n"
@@ -80,6 +80,13 @@ int main(int argc, char **argv)
     server_opts_t o;
     server_opts_init(&o, "pc-http", "127.0.0.1:8080", &cfg.server);
     o.tls_alpn = "http/1.1"; /* HTTPS when --tls-cert is given */
+    /* a server on a network bounds what a silent or trickling client holds:
+     * a request head gets 60 s, and a connection that sends nothing for
+     * 75 s (between requests, or in the middle of a body) is closed, as
+     * nginx's client_header_timeout and keepalive_timeout do by default;
+     * 0 turns either off */
+    cfg.header_timeout_ms = 60000;
+    cfg.server.idle_timeout_ms = 75000;
 #ifdef __linux__
     /* HTTP clients speak first: a connection is worth a worker's time once
      * its request arrived (--accept-data-wait 0 turns it off; Windows has
@@ -149,6 +156,8 @@ int main(int argc, char **argv)
         return 1;
     }
     server_opts_announce(&o, srv);
+    if (cfg.header_timeout_ms) printf("request head timeout: %u ms\n", cfg.header_timeout_ms);
+    fflush(stdout);
     server_opts_run(&o, srv); /* SIGHUP reloads --rules; SIGINT/SIGTERM stop */
     pc_server_stats_t st;
     pc_server_stats(srv, &st);

@@ -646,6 +646,31 @@ static void head_error_no_body(void **state)
     }
 }
 
+/* OPTIONS * asks about the server as a whole (RFC 9110 section 9.3.7): 200
+ * with what every route takes and an empty body, and the connection stays
+ * open for the next request; another method with "*" is a 400. */
+static void options_star_200(void **state)
+{
+    (void)state;
+    client_t *c = client_open();
+    resp_t r;
+    char v[64];
+    client_sends(c, "OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_int_equal(read_response(c, &r, 0), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(header(&r, "Allow", v, sizeof v), "GET, HEAD");
+    assert_string_equal(header(&r, "Content-Length", v, sizeof v), "0");
+    assert_int_equal(read_response(c, &r, 0), 0);
+    assert_int_equal(r.status, 200);
+    client_close(c);
+
+    c = client_open();
+    client_sends(c, "DELETE * HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_int_equal(read_response(c, &r, 0), 0);
+    assert_int_equal(r.status, 400);
+    client_close(c);
+}
+
 /* Expect: 100-continue in HTTP/1.0 is ignored (RFC 9110 section 10.1.1): a
  * keep-alive connection stays open and the pipelined request is answered. */
 static void http10_expect_ignored(void **state)
@@ -887,6 +912,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(target_too_long_414, setup, teardown),
         cmocka_unit_test_setup_teardown(head_error_no_body, setup, teardown),
         cmocka_unit_test_setup_teardown(http10_expect_ignored, setup, teardown),
+        cmocka_unit_test_setup_teardown(options_star_200, setup, teardown),
         cmocka_unit_test_setup_teardown(unknown_version_505, setup, teardown),
         cmocka_unit_test_setup_teardown(control_bytes_400, setup, teardown),
         cmocka_unit_test_setup_teardown(body_discarded_pipelined, setup, teardown),

@@ -403,6 +403,37 @@ def closed_by_reason(metrics_text):
 # --------------------------------------------------------------------------- #
 
 
+def check_defaults(exe):
+    """pc-http bounds silent and trickling clients by default (a request head
+    60 s, a connection that sends nothing 75 s), and 0 turns both off: what the
+    start-up lines say it configured. Returns the failures."""
+    failures = []
+    cases = (([], True), (["--header-timeout", "0", "--idle-timeout", "0"], False))
+    for extra, expect in cases:
+        srv = Server([exe, "--listen", HOST + ":0", "--threads", "1"] + extra)
+        try:
+            srv.wait_listening(15.0)
+            end = now() + 3.0
+            want = ("request head timeout: 60000 ms", "timeouts: idle 75000 ms, write 0 ms")
+            while now() < end:
+                text = "\n".join(srv.lines)
+                if all(w in text for w in want):
+                    break
+                time.sleep(0.05)
+            time.sleep(0.2)  # a line printed when it should not be has arrived too
+            text = "\n".join(srv.lines)
+            for w in want:
+                if (w in text) != expect:
+                    failures.append("pc-http %s: start-up lines %s '%s':\n%s"
+                                    % (" ".join(extra) or "(no timeout flags)",
+                                       "lack" if expect else "have", w, srv.tail()))
+            print("defaults %s: %s" % (" ".join(extra) or "(none given)",
+                                       "timeouts on" if expect else "timeouts off"), flush=True)
+        finally:
+            srv.kill()
+    return failures
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("bin_dir", help="directory holding pc-http (<build>/bin)")
@@ -436,6 +467,7 @@ def main():
         return 1
 
     set_budget(args.budget)
+    failures = check_defaults(exe)
 
     argv = [exe, "--listen", HOST + ":0", "--threads", str(args.threads),
             "--header-timeout", str(args.header_timeout), "--max-conns", "6000"]
@@ -444,7 +476,6 @@ def main():
     script = os.path.abspath(__file__)
     srv = None
     workers = []
-    failures = []
     t_run = now()
     try:
         print("server: %s" % " ".join(argv), flush=True)
