@@ -25,21 +25,25 @@
 static void usage(FILE *f)
 {
     fprintf(f, "usage: pc-chat [options]\n"
-               "  --max-line BYTES     longest line accepted (default 1024)\n"
+               "  --max-line BYTES     longest line accepted (default 1024, at most 1 MiB)\n"
                "  --send-limit BYTES   per-client send queue; beyond it the client is kicked\n"
                "                       (default 256 KiB)\n"
                "  --inbox BYTES        lines waiting for the broadcaster before talkers are\n"
                "                       paused (default 64 KiB)\n"
-               "  --patience MS        how long everybody waits for a client whose queue is\n"
-               "                       full before it is kicked (default 1000)\n");
+               "  --patience MS        how long everybody waits for clients whose queues are\n"
+               "                       full before those that did not read are kicked\n"
+               "                       (default 1000, at most 60000)\n");
     server_opts_usage(f);
 }
 
-static int parse_size(const char *s, size_t *out)
+/* A whole number from 1 to max, digits only (strtoull would take "-2" as
+ * 2^64 - 2, and leading blanks or a sign). */
+static int parse_size(const char *s, unsigned long long max, size_t *out)
 {
     char *end;
+    if (*s < '0' || *s > '9') return -1;
     unsigned long long v = strtoull(s, &end, 10);
-    if (end == s || *end || v == 0) return -1;
+    if (*end || v == 0 || v > max) return -1;
     *out = (size_t)v;
     return 0;
 }
@@ -62,25 +66,41 @@ int main(int argc, char **argv)
             return 0;
         }
         size_t *target = NULL;
-        if (!strcmp(argv[i], "--max-line")) target = &cc.max_line;
+        unsigned long long max = 1ull << 30; /* byte counts: up to 1 GiB */
+        const char *what = "a byte count from 1 to 1073741824";
+        if (!strcmp(argv[i], "--max-line")) {
+            target = &cc.max_line;
+            max = 1u << 20;
+            what = "a byte count from 1 to 1048576";
+        }
         if (!strcmp(argv[i], "--send-limit")) target = &cfg.send_queue_limit;
         if (!strcmp(argv[i], "--inbox")) target = &cc.inbox_limit;
         size_t patience = 0;
-        if (!strcmp(argv[i], "--patience")) target = &patience;
+        if (!strcmp(argv[i], "--patience")) {
+            target = &patience;
+            max = 60000;
+            what = "milliseconds from 1 to 60000";
+        }
         if (target) {
-            if (i + 1 >= argc || parse_size(argv[i + 1], target) < 0) {
-                fprintf(stderr, "pc-chat: %s needs a positive byte count\n", argv[i]);
+            if (i + 1 >= argc || parse_size(argv[i + 1], max, target) < 0) {
+                fprintf(stderr, "pc-chat: %s needs %s\n", argv[i], what);
                 usage(stderr);
                 return 2;
             }
             i++;
-            if (target == &patience) cc.patience_ms = patience > 60000 ? 60000 : (unsigned)patience;
+            if (target == &patience) cc.patience_ms = (unsigned)patience;
             continue;
         }
         int r = server_opts_parse(&o, argc, argv, &i);
         if (r == 1) continue;
         if (r == 0) fprintf(stderr, "pc-chat: unknown argument '%s'\n", argv[i]);
         usage(stderr);
+        return 2;
+    }
+    if (cfg.send_queue_limit <= cc.max_line) {
+        /* a longest line could never be queued: every client would be kicked */
+        fprintf(stderr, "pc-chat: --send-limit (%zu) must be larger than --max-line (%zu)\n",
+                cfg.send_queue_limit, cc.max_line);
         return 2;
     }
     if (cc.batch_max > cfg.send_queue_limit / 4) cc.batch_max = cfg.send_queue_limit / 4;

@@ -8,9 +8,10 @@
  *   noted;
  * - the broadcaster thread takes the inbox, snapshots the open ids
  *   (pc_server_conn_ids) and sends the batch to each by id. A refused send
- *   (PC_ENOBUFS: that client's send_queue_limit) means the client stopped
- *   reading: it is aborted by id at once, its queue dropped, so one slow
- *   client costs neither memory nor the others' lines. Paused talkers are
+ *   (PC_ENOBUFS) is retried until the round's deadline (patience_ms); then
+ *   every client whose queue did not shrink meanwhile has stopped reading
+ *   and is aborted by id, its queue dropped, so clients that stopped
+ *   reading cost neither memory nor the others' lines. Paused talkers are
  *   resumed by running a function in their strand (pc_server_post_to),
  *   since pause/resume are strand-only calls.
  * A connection's own state (its partial line, paused flag) is touched only
@@ -209,36 +210,109 @@ static void resume_talker(pc_conn_t *c, void *arg)
     mutex_unlock(&ch->mu);
 }
 
-static void broadcast(chat_t *ch, const char *p, size_t n, pc_conn_id_t **ids, int *cap)
+/* What a round knows of each open client. */
+typedef struct slot_s {
+    pc_conn_id_t id;
+    int64_t ref; /* its queued bytes when last judged: one that does not go
+                    below it in patience_ms, while not empty, is not reading */
+    int pending; /* the batch has not gone to it yet */
+} slot_t;
+
+static uint64_t now_ms(void)
+{
+#ifdef _WIN32
+    return (uint64_t)GetTickCount64();
+#else
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+#endif
+}
+
+static int stopping(chat_t *ch)
+{
+    mutex_lock(&ch->mu);
+    int s = ch->stop;
+    mutex_unlock(&ch->mu);
+    return s;
+}
+
+/* Snapshot the open connections into *slots (grown as needed). Returns
+ * how many. */
+static int snapshot(chat_t *ch, slot_t **slots, pc_conn_id_t **ids, int *cap)
 {
     int k;
-    for (;;) { /* a snapshot of the open connections */
+    for (;;) {
         k = pc_server_conn_ids(ch->srv, *ids, *cap);
         if (k < *cap) break;
         pc_conn_id_t *more = realloc(*ids, 2 * (size_t)*cap * sizeof **ids);
         if (!more) break;
         *ids = more;
+        slot_t *ms = realloc(*slots, 2 * (size_t)*cap * sizeof **slots);
+        if (!ms) break;
+        *slots = ms;
         *cap *= 2;
     }
+    for (int i = 0; i < k; i++) {
+        (*slots)[i].id = (*ids)[i];
+        (*slots)[i].pending = 1;
+        (*slots)[i].ref = 0;
+    }
+    return k;
+}
+
+/* One round: the batch to every open client, by id. A send refused with
+ * PC_ENOBUFS (that client's send_queue_limit, or the server's
+ * max_buffered_bytes when many queues are full) is retried until a deadline
+ * shared by the whole round, patience_ms away, so a reader slowed for a
+ * moment loses nothing and the others wait at most patience_ms however
+ * many clients stopped reading. At the deadline every client whose queue
+ * is not empty and has not shrunk meanwhile has stopped reading: it is
+ * kicked (aborted, its queue dropped: a graceful close would keep it until
+ * close_linger_ms). A client still refused although it reads (the server's
+ * cap, held by others) gets another window. */
+static void broadcast(chat_t *ch, const char *p, size_t n, slot_t *sl, int k)
+{
     uint64_t kicked = 0;
     pc_conn_id_t last = 0;
-    for (int i = 0; i < k; i++) {
-        /* no room in its queue: give it patience_ms to catch up */
-        for (unsigned waited = 0; waited < ch->cc.patience_ms; waited++) {
-            int64_t q = pc_server_send_queued(ch->srv, (*ids)[i]);
-            if (q < 0 || (size_t)q + n <= ch->send_limit) break;
-            sleep_ms(1);
+    int npend = 0;
+    uint64_t deadline = now_ms() + ch->cc.patience_ms;
+    for (;;) {
+        npend = 0;
+        for (int i = 0; i < k; i++) {
+            if (!sl[i].pending) continue;
+            int64_t before = pc_server_send_queued(ch->srv, sl[i].id);
+            int rc = before < 0 ? PC_ENOTCONN : pc_server_send_to(ch->srv, sl[i].id, p, n);
+            if (rc == PC_ENOBUFS) {
+                if (!sl[i].ref || before < sl[i].ref) sl[i].ref = before;
+                npend++;
+                continue;
+            }
+            sl[i].pending = 0; /* sent, or gone (PC_ENOTCONN) */
+            sl[i].ref = rc == 0 ? pc_server_send_queued(ch->srv, sl[i].id) : -1;
         }
-        int rc = pc_server_send_to(ch->srv, (*ids)[i], p, n);
-        if (rc == PC_ENOBUFS) {
-            /* its queue is full: it stopped reading. Kick it now (a
-             * graceful close would keep its queue until close_linger_ms) */
-            if (pc_server_abort_id(ch->srv, (*ids)[i]) == 0) {
-                kicked++;
-                last = (*ids)[i];
+        if (!npend) break;
+        if (now_ms() < deadline) {
+            sleep_ms(1);
+            continue;
+        }
+        if (stopping(ch)) break;
+        /* patience is over: whoever has not read since is gone */
+        for (int i = 0; i < k; i++) {
+            if (sl[i].ref <= 0) continue; /* empty, gone or already judged */
+            int64_t q = pc_server_send_queued(ch->srv, sl[i].id);
+            if (q > 0 && q >= sl[i].ref) {
+                if (pc_server_abort_id(ch->srv, sl[i].id) == 0) {
+                    kicked++;
+                    last = sl[i].id;
+                }
+                sl[i].pending = 0;
+                sl[i].ref = -1;
+            } else {
+                sl[i].ref = q; /* it reads: judged again from here */
             }
         }
-        /* PC_ENOTCONN: it closed meanwhile; nothing to do */
+        deadline = now_ms() + ch->cc.patience_ms;
     }
     mutex_lock(&ch->mu);
     ch->st.rounds++;
@@ -257,6 +331,7 @@ static void *broadcaster(void *arg)
     bytes_t batch = {0};
     int cap = 64;
     pc_conn_id_t *ids = malloc((size_t)cap * sizeof *ids);
+    slot_t *slots = malloc((size_t)cap * sizeof *slots);
     pc_conn_id_t *resume = NULL;
     size_t nresume = 0;
     for (;;) {
@@ -289,13 +364,15 @@ static void *broadcaster(void *arg)
             ch->npaused = ch->cap_paused = 0;
         }
         mutex_unlock(&ch->mu);
-        if (batch.len && ids) broadcast(ch, batch.p, batch.len, &ids, &cap);
+        if (batch.len && ids && slots)
+            broadcast(ch, batch.p, batch.len, slots, snapshot(ch, &slots, &ids, &cap));
         for (size_t i = 0; i < nresume; i++)
             pc_server_post_to(ch->srv, resume[i], resume_talker, ch); /* stale: ENOTCONN */
         nresume = 0;
     }
     free(resume);
     free(ids);
+    free(slots);
     free(batch.p);
 #ifdef _WIN32
     return 0;

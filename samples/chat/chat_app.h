@@ -26,11 +26,14 @@ typedef struct chat_config_s {
      * keep it well under send_queue_limit, so that only a client that
      * really stopped reading is refused. Default 16 KiB. */
     size_t batch_max;
-    /* Before sending a batch to a client whose queue has no room for it
-     * (send_queue_limit), the broadcaster waits up to this long for that
-     * client to catch up: a reader slowed for a moment loses nothing, and
-     * everybody waits at most this long for one that stopped reading,
-     * whose send is then refused and who is kicked. Default 1000 ms. */
+    /* A batch refused for lack of room (the client's send_queue_limit, or
+     * the server's max_buffered_bytes) is retried for up to this long,
+     * counted once per round however many clients are refused: a reader
+     * slowed for a moment loses nothing, and everybody waits at most this
+     * long for those that stopped reading. Then a client whose queue has
+     * not shrunk meanwhile (not empty) is kicked; a reader refused only by
+     * the server's cap is retried for another such window. Default 1000 ms,
+     * at most 60000. */
     unsigned patience_ms;
 } chat_config_t;
 
