@@ -161,10 +161,17 @@ static int build_v4(const pc_rules_t *r, uint64_t **out, uint32_t *n)
 
 static int build_v6(const pc_rules_t *r, struct kf_range6 **out, uint32_t *n)
 {
-    size_t nb = 1;
-    size_t cap = 1 + (r ? 2 * r->n6 : 0);
+    /* ::, and the edges of ::ffff:0:0/96 (matched as IPv4 in user space:
+     * the program sends such sources to the IPv4 table, so the value of the
+     * range inside it is moot). Without the end edge, the range starting
+     * at ::ffff:0:0 would run on into ::1:0:0:0 and beyond, which are
+     * plain IPv6 with verdicts of their own. */
+    size_t nb = 3;
+    size_t cap = 3 + (r ? 2 * r->n6 : 0);
     struct kf_range6 *b = pc__calloc(cap, sizeof *b);
     if (!b) return PC_ENOMEM;
+    b[1].lo = 0x0000ffff00000000ull;
+    b[2].lo = 0x0001000000000000ull;
     for (size_t i = 0; r && i < r->n; i++) {
         const rule_t *ru = &r->rule[i];
         if (ru->family != 6) continue;
@@ -191,8 +198,6 @@ static int build_v6(const pc_rules_t *r, struct kf_range6 **out, uint32_t *n)
         addr_t a = {.family = 6};
         addr_store_be64(a.b, b[i].hi);
         addr_store_be64(a.b + 8, b[i].lo);
-        /* ::ffff:0:0/96 is matched as IPv4 in user space; the program
-         * sends such sources to the IPv4 table, so the value here is moot. */
         uint32_t v = addr_is_v4mapped(&a) ? 0 : encode(r, &a);
         if (m && b[m - 1].val == v) continue;
         b[m] = b[i];
