@@ -74,7 +74,7 @@ static void set_data_wait(listener_t *l, sock_t fd)
 /* Between bind and listen: the kernel filter is in place before any SYN,
  * the data wait is set, and with accept batching the listener is
  * non-blocking. A failure here is a failure to listen (sock_listen_with
- * closes the socket). */
+ * closes the socket). kf_lock is held (accept_listener_open). */
 static int prepare_listener(sock_t fd, void *ud)
 {
     listener_t *l = ud;
@@ -84,10 +84,7 @@ static int prepare_listener(sock_t fd, void *ud)
         int rc = sock_set_nonblock(fd);
         if (rc < 0) return rc;
     }
-    pc__mutex_lock(&s->kf_lock);
-    int rc = kfilter_attach(s, l, fd, filter_rules_peek(s->filter));
-    pc__mutex_unlock(&s->kf_lock);
-    return rc;
+    return kfilter_attach(s, l, fd, filter_rules_peek(s->filter));
 }
 
 int accept_listener_open(pc_server_t *s, listener_t *l)
@@ -97,12 +94,7 @@ int accept_listener_open(pc_server_t *s, listener_t *l)
     int rc = sock_listen_with((struct sockaddr *)&l->addr, l->addrlen, s->cfg.backlog,
                               prepare_listener, l, &l->fd);
     if (rc < 0) {
-        /* frees an eBPF tier attached before listen failed; under kf_lock, as
-         * it reads the set in force, which pc_server_set_rules may replace
-         * from another thread meanwhile */
-        pc__mutex_lock(&s->kf_lock);
-        kfilter_detach(s, l);
-        pc__mutex_unlock(&s->kf_lock);
+        kfilter_detach(s, l); /* an eBPF tier attached before listen failed */
         return rc;
     }
     l->mode = PC_ACCEPT_MODE_POST_HANDSHAKE;

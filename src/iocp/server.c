@@ -424,8 +424,12 @@ int pc_server_listen_addr(pc_server_t *s, const struct sockaddr *sa, socklen_t l
     l->kf.tier = PC_KERNEL_FILTER_OFF;
     memcpy(&l->addr, sa, len);
     l->addrlen = len;
+    pc__mutex_lock(&s->kf_lock); /* accept_listener_open's contract */
     int rc = accept_listener_open(s, l);
-    if (rc < 0) return rc;
+    if (rc < 0) {
+        pc__mutex_unlock(&s->kf_lock);
+        return rc;
+    }
     sock_local_addr(l->fd, &l->addr);
     if (l->addr.ss_family == AF_INET) {
         l->specific = ((struct sockaddr_in *)&l->addr)->sin_addr.s_addr != htonl(INADDR_ANY);
@@ -438,6 +442,7 @@ int pc_server_listen_addr(pc_server_t *s, const struct sockaddr *sa, socklen_t l
     sockaddr_store(&s->locals[l->idx + 1].addr, (const struct sockaddr *)&l->addr);
     s->locals[l->idx + 1].listener = (uint8_t)l->idx;
     s->nlisteners++;
+    pc__mutex_unlock(&s->kf_lock);
     if (l->data_wait_s < atomic_load(&s->data_wait_min))
         atomic_store(&s->data_wait_min, l->data_wait_s);
     return l->idx;

@@ -704,6 +704,12 @@ unsigned accept_batch_us(const pc_server_t *s);
 /* 1 when listeners can hold connections until data arrives (Linux:
  * TCP_DEFER_ACCEPT), 0 on Windows. */
 int accept_data_wait_available(void);
+/* Open, bind and listen l (its kernel filter attached before listen).
+ * Called with s->kf_lock held, which pc_server_listen_addr keeps until the
+ * listener is counted in s->nlisteners: a pc_server_set_rules meanwhile
+ * waits, then reloads this listener's filter with the others, instead of
+ * missing it (it loops over nlisteners) while it holds the set attached
+ * before the swap. */
 int accept_listener_open(pc_server_t *s, listener_t *l);
 void accept_listener_wake(listener_t *l);
 

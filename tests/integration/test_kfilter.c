@@ -10,8 +10,10 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -531,6 +533,64 @@ static void ebpf_per_source_exempt(void **state)
     assert_int_equal(stats().kernel_dropped_rate, 0);
 }
 
+/* listen(2) is wrapped in this test's link (-Wl,--wrap=listen): while
+ * g_slow_listen is set it takes 200 ms, so that a reload from another
+ * thread lands between a new listener's filter attach and the moment the
+ * server counts the listener. */
+int __real_listen(int fd, int backlog);
+int __wrap_listen(int fd, int backlog);
+static atomic_int g_slow_listen, g_in_listen;
+
+int __wrap_listen(int fd, int backlog)
+{
+    if (atomic_load(&g_slow_listen)) {
+        atomic_store(&g_in_listen, 1);
+        shim_sleep_ms(200);
+    }
+    return __real_listen(fd, backlog);
+}
+
+static void *reload_when_listening(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 5000 && !atomic_load(&g_in_listen); i++)
+        shim_sleep_ms(1);
+    /* 127.0.0.2 is no longer denied */
+    int rc = pc_server_set_rules(g_srv, rules_from("deny 10.0.0.0/8\n"));
+    return (void *)(intptr_t)rc;
+}
+
+/* A reload while a listener is being opened reaches that listener too: it
+ * either waits for the listener or the listener starts with the new set,
+ * never keeps the set attached before the swap (which dropped 127.0.0.2's
+ * SYNs on the new listener while user space allowed it). */
+static void reload_during_listen(void **state)
+{
+    if (!need_root()) skip();
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.kernel_filter = tier_of(state);
+    cfg.rules = rules_from(k_issue_rules);
+    create_server_on(&cfg, "127.0.0.1:0");
+    int port0 = g_port;
+    atomic_store(&g_in_listen, 0);
+    atomic_store(&g_slow_listen, 1);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, reload_when_listening, NULL), 0);
+    int idx = pc_server_listen(g_srv, "127.0.0.1:0");
+    atomic_store(&g_slow_listen, 0);
+    void *rc;
+    pthread_join(t, &rc);
+    assert_int_equal(idx, 1);
+    assert_int_equal((int)(intptr_t)rc, 0);
+    assert_int_equal(atomic_load(&g_in_listen), 1);
+    assert_int_equal(pc_server_start(g_srv), 0);
+    expect_tier(0, cfg.kernel_filter);
+    expect_tier(1, cfg.kernel_filter);
+    expect_served("127.0.0.2", "127.0.0.1", port0);
+    expect_served("127.0.0.2", "127.0.0.1", pc_server_listener_port(g_srv, 1));
+}
+
 int main(int argc, char **argv)
 {
     shim_init();
@@ -547,6 +607,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(off_and_shadow, teardown),
         cmocka_unit_test_teardown(explicit_cbpf_accepted_sockets, teardown),
         cmocka_unit_test_teardown(ebpf_per_source_exempt, teardown),
+        TIER_TEST("reload_during_listen_ebpf", reload_during_listen, k_ebpf),
+        TIER_TEST("reload_during_listen_cbpf", reload_during_listen, k_cbpf),
     };
     if (PICK_TEST(tests, argc, argv) != 0) return 1;
     return cmocka_run_group_tests_name("kfilter", tests, NULL, NULL);
