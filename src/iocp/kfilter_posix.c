@@ -65,7 +65,15 @@ static void sock_family(int fd, int *family, int *dual)
     }
 }
 
-static int cbpf_attach(int fd, const pc_rules_t *rules, unsigned *insns, char *why, size_t n)
+/* Compile rules and attach them to fd; replacing: a classic program is
+ * attached now. The kernel charges the new program to the socket's option
+ * memory (net.core.optmem_max) before it uncharges the old one: when the
+ * two do not fit together (128 KiB held an IPv6 program of about 2200
+ * instructions twice, not one of 4000), the old one is detached and the new
+ * one attached. Meanwhile SYNs reach the accept thread, which judges them
+ * with the set in force (pc_server_set_rules swaps it after the kernel). */
+static int cbpf_attach(int fd, const pc_rules_t *rules, int replacing, unsigned *insns, char *why,
+                       size_t n)
 {
     int family, dual;
     sock_family(fd, &family, &dual);
@@ -83,7 +91,15 @@ static int cbpf_attach(int fd, const pc_rules_t *rules, unsigned *insns, char *w
     struct sock_fprog fp;
     fp.len = (unsigned short)p.len;
     fp.filter = (struct sock_filter *)(void *)p.insn;
-    if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &fp, sizeof fp) != 0) {
+    int ok = setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &fp, sizeof fp) == 0;
+    if (!ok && errno == ENOMEM && replacing) {
+        int zero = 0;
+        if (setsockopt(fd, SOL_SOCKET, SO_DETACH_FILTER, &zero, sizeof zero) == 0)
+            ok = setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &fp, sizeof fp) == 0;
+        else
+            errno = ENOMEM;
+    }
+    if (!ok) {
         rc = pc__from_errno(errno);
         snprintf(why, n, "cbpf: SO_ATTACH_FILTER: %s", pc_strerror(rc));
     } else {
@@ -181,7 +197,8 @@ static void choose(pc_server_t *s, kfilter_t *kf, int fd, pc_rules_t *old, const
             snprintf(e2, sizeof e2,
                      "cbpf: not used in shadow mode (a classic program cannot "
                      "count what it would drop)");
-        } else if (cbpf_attach(fd, rules, &kf->insns, e2, sizeof e2) == 0) {
+        } else if (cbpf_attach(fd, rules, was == PC_KERNEL_FILTER_CBPF, &kf->insns, e2,
+                               sizeof e2) == 0) {
             kf->tier = PC_KERNEL_FILTER_CBPF;
             snprintf(kf->why, sizeof kf->why, "%s", want == PC_KERNEL_FILTER_AUTO ? e1 : "");
             return;
@@ -189,7 +206,8 @@ static void choose(pc_server_t *s, kfilter_t *kf, int fd, pc_rules_t *old, const
     }
     if (was == PC_KERNEL_FILTER_CBPF) { /* take the old program off (needs no privilege) */
         int zero = 0;
-        if (setsockopt(fd, SOL_SOCKET, SO_DETACH_FILTER, &zero, sizeof zero) != 0)
+        if (setsockopt(fd, SOL_SOCKET, SO_DETACH_FILTER, &zero, sizeof zero) != 0 &&
+            errno != ENOENT) /* ENOENT: cbpf_attach took it off already */
             PC_LOGE("kernel filter: the old classic program could not be detached (%s); "
                     "it stays in force with the previous rules",
                     pc_strerror(pc__from_errno(errno)));

@@ -313,6 +313,46 @@ static void reload(void **state)
     expect_served("127.0.0.2", "127.0.0.1", g_port);
 }
 
+/* Reload of a large IPv6 set on the classic tier: SO_ATTACH_FILTER charges
+ * the new program to the socket's option memory (net.core.optmem_max)
+ * before it uncharges the old one, so a reload needs room for both (128 KiB
+ * held about 2200 instructions of an IPv6 program twice). 180 isolated
+ * /128s (near the 184 that fit in 4096 instructions) attach at start;
+ * reloading the very same set keeps the tier. */
+static void reload_cbpf_large_v6(void **state)
+{
+    (void)state;
+    if (!need_root()) skip();
+    if (!shim_have_ipv6()) {
+        print_message("SKIPPED: no IPv6 loopback\n");
+        skip();
+    }
+    size_t cap = 180 * 64 + 64, len = 0;
+    char *text = malloc(cap);
+    assert_non_null(text);
+    len += (size_t)snprintf(text + len, cap - len, "deny ::1/128\n");
+    for (unsigned i = 1; i < 180; i++)
+        len += (size_t)snprintf(text + len, cap - len, "deny 2001:db8:%x:%x::%x:%x/128\n", i * 7,
+                                i * 13, i * 31, i);
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.kernel_filter = PC_KERNEL_FILTER_CBPF;
+    cfg.rules = rules_from(text);
+    int port = start_server_on(&cfg, "[::1]:0");
+    expect_tier(0, PC_KERNEL_FILTER_CBPF);
+    unsigned insns = listener_filter(0).insns;
+    expect_dropped("::1", "::1", port);
+    for (int round = 0; round < 2; round++) {
+        assert_int_equal(pc_server_set_rules(g_srv, rules_from(text)), 0);
+        pc_listener_filter_t kf = listener_filter(0);
+        if (kf.tier != PC_KERNEL_FILTER_CBPF)
+            fail_msg("reload %d of the same %u-instruction set: tier %s: %s", round, insns,
+                     pc_kernel_filter_name(kf.tier), kf.why);
+        expect_dropped("::1", "::1", port);
+    }
+    free(text);
+}
+
 /* Asked off, or classic BPF asked in shadow mode: no kernel filter, the
  * reason reported, denied clients reset after the handshake. */
 static void off_and_shadow(void **state)
@@ -603,6 +643,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(reload, teardown),
         TIER_TEST("reload_ebpf", reload, k_ebpf),
         TIER_TEST("reload_cbpf", reload, k_cbpf),
+        cmocka_unit_test_teardown(reload_cbpf_large_v6, teardown),
         cmocka_unit_test_teardown(ebpf_counts, teardown),
         cmocka_unit_test_teardown(off_and_shadow, teardown),
         cmocka_unit_test_teardown(explicit_cbpf_accepted_sockets, teardown),
