@@ -835,11 +835,12 @@ static void conn_close_socket(pc_conn_t *c, int abortive)
 {
     if (c->state == CS_CLOSED) return;
     pc_server_t *s = conn_srv(c);
-    /* an accepted connection that never opened (attaching it failed) was
-     * never shown to the application: no on_close either (an outbound one
-     * reports its failed connect through on_close, as documented) */
-    int notify =
-        c->outbound || (c->state != CS_OPENING && c->px_state != PX_PENDING && !CONN_TLS_UNSEEN(c));
+    /* an accepted connection that never opened (attaching it failed, its
+     * PROXY header or its real client refused, its TLS handshake unfinished)
+     * was never shown to the application: no on_close either (an outbound
+     * one reports its failed connect through on_close, as documented) */
+    int notify = c->outbound || (c->state != CS_OPENING && !c->hidden &&
+                                 c->px_state != PX_PENDING && !CONN_TLS_UNSEEN(c));
     set_state(c, CS_CLOSED);
     timer_disarm(c);
     port_detach(s->port, &c->ps);

@@ -428,6 +428,9 @@ static void second_verdict_on_real_client(void **state)
     assert_int_equal(st.proxy_rejected, 2);
     assert_int_equal(st.closed[PC_CLOSE_PROXY], 2);
     assert_int_equal(atomic_load(&g_opens), 1);
+    /* the refused two never reached the application: no on_close either */
+    assert_int_equal(atomic_load(&g_closes), 1);
+    assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_PROXY]), 0);
 }
 
 /* per_source_max 1 keyed by the real client: the proxy's own address is not
