@@ -665,7 +665,8 @@ PC_API int pc_server_sendv_to(pc_server_t *s, pc_conn_id_t id, const pc_buf_t *b
 /* Gracefully close the connection with this id (as pc_conn_close). Any
  * thread. Returns 0 or PC_ENOTCONN. A pc_connect connection still
  * connecting closes once connected (after its on_open; with TLS, as its
- * handshake starts), flushing what was sent to it. */
+ * handshake starts, and once it completes if bytes were sent to it: see
+ * pc_conn_close), flushing what was sent to it. */
 PC_API int pc_server_close_id(pc_server_t *s, pc_conn_id_t id);
 /* Abort the connection with this id (as pc_conn_abort): bytes not yet handed
  * over by other threads are dropped at once, the connection's own queue as
@@ -776,7 +777,11 @@ PC_API int pc_conn_send(pc_conn_t *c, const void *data, size_t len);
 PC_API int pc_conn_sendv(pc_conn_t *c, const pc_buf_t *bufs, unsigned n);
 /* Graceful close: flush queued bytes, send FIN, read and discard until the
  * peer closes or close_linger_ms, then close. A well-behaved peer sees no
- * reset. Idempotent. Returns 0 or PC_ENOTCONN. */
+ * reset. Idempotent. Returns 0 or PC_ENOTCONN. On a pc_connect_tls
+ * connection whose handshake is still running (a posted function runs as
+ * it starts) with bytes sent to it, the close waits for the handshake (at
+ * most close_linger_ms, then it is cut as a header timeout), on_open runs,
+ * and the bytes go out before close_notify and FIN. */
 PC_API int pc_conn_close(pc_conn_t *c);
 /* Graceful close without the linger: flush queued bytes, then close the
  * socket (FIN) at once instead of reading until the peer's FIN. For when the

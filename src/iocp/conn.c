@@ -1693,6 +1693,22 @@ int pc_conn_close(pc_conn_t *c)
     if (tls_conn != c) return conn_request_close(c, 0, INBOX_CLOSE_GRACEFUL, PC_CLOSE_LOCAL);
     if (c->state == CS_CLOSING) return 0;
     if (c->state != CS_OPEN) return PC_ENOTCONN;
+    if (c->tls_phase == TLSP_HANDSHAKE && c->reason == PC_CLOSE_LOCAL && c->ext &&
+        (conn_tls_pend(c) || atomic_load(&c->inbox_send_bytes))) {
+        /* plaintext waits for the handshake (an outbound connection: sent by
+         * id or from its strand): a closing connection would read nothing
+         * more, so the handshake would never end and the bytes never leave.
+         * Close once it completes (io_open), within close_linger_ms: a
+         * handshake still running then is cut as a header timeout. */
+        if (!c->ext->close_when_open) {
+            c->ext->close_when_open = 1;
+            c->ext->close_when_open_reason = PC_CLOSE_LOCAL;
+            uint64_t at = pc__now_ms() + conn_srv(c)->cfg.close_linger_ms;
+            if (!c->deadline_ms || at < c->deadline_ms) c->deadline_ms = at;
+            timer_update(c);
+        }
+        return 0;
+    }
     if (c->tls_phase == TLSP_OPEN) conn_tls_close_notify(c); /* before the FIN */
     set_state(c, CS_CLOSING);
     c->paused_user = 0;

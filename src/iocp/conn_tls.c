@@ -60,6 +60,11 @@ static int io_open(void *arg)
     c->tls_phase = TLSP_OPEN;
     if (tls_sess_resumed(c->ext->tls)) counter_add(&conn_worker(c)->tls_resumed, 1);
     conn_opened(c);
+    if (c->state == CS_OPEN && c->ext->close_when_open) { /* asked during the handshake */
+        c->ext->close_when_open = 0;
+        c->reason = c->ext->close_when_open_reason;
+        pc_conn_close(c);
+    }
     return io_answer(c);
 }
 

@@ -135,7 +135,9 @@ typedef struct conn_ext_s {
     const pc_callbacks_t *cb; /* pc_connect's own callbacks, else NULL (conn_cb) */
     /* a pc_connect connection still connecting: pc_server_post_to records
      * and a graceful close by id kept for the connect (newest first;
-     * conn.c open_kept runs them) */
+     * conn.c open_kept runs them); close_when_open also marks a graceful
+     * close asked during a TLS handshake that holds plaintext, run once
+     * the handshake completes (pc_conn_close, conn_tls.c io_open) */
     struct inbox_post_s *open_posts;
     uint8_t close_when_open;
     uint8_t close_when_open_reason;

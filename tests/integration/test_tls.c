@@ -1452,6 +1452,101 @@ static void no_drain_before_open(void **state)
     tcli_close(&t);
 }
 
+/* ---- a graceful close during an outbound handshake ---- */
+
+static atomic_size_t g_fl_got; /* plaintext the server's on_data received */
+static char g_fl_buf[64];
+
+static void flush_server_data(pc_conn_t *c, const void *data, size_t len)
+{
+    (void)c;
+    size_t at = atomic_load(&g_fl_got);
+    size_t k = at + len > sizeof g_fl_buf ? sizeof g_fl_buf - at : len;
+    memcpy(g_fl_buf + at, data, k);
+    atomic_store(&g_fl_got, at + len);
+}
+
+/* pc_server_close_id on a pc_connect TLS connection still connecting,
+ * after bytes sent by id: it "closes once connected ..., flushing what was
+ * sent to it" (portcullis.h). The handshake completes first (a closing
+ * connection reads nothing, so it never would), the bytes go out, then
+ * close_notify and FIN; they used to be dropped with the session. */
+static void close_id_while_connecting_flushes(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.cb.on_data = flush_server_data;
+    atomic_store(&g_fl_got, 0);
+    start_tls_server(&cfg, NULL, 0);
+    pc_server_t *cs = xc_server();
+    pc_tls_ctx_t *cx = client_ctx(DATA("ca.pem"), 0);
+    xc_t *x = calloc(1, sizeof *x);
+    char ep[64];
+    snprintf(ep, sizeof ep, "127.0.0.1:%d", g_port);
+    pc_conn_id_t id = 0;
+    worker_hold(cs);
+    assert_int_equal(pc_connect_tls(cs, ep, NULL, cx, NULL, NULL, x, &id), 0);
+    assert_int_equal(pc_server_send_to(cs, id, "early", 5), 0);
+    assert_int_equal(pc_server_close_id(cs, id), 0);
+    worker_release();
+    WAIT_FOR(atomic_load(&x->closed), 10000);
+    assert_int_equal(atomic_load(&x->closed), 1);
+    WAIT_FOR(atomic_load(&g_fl_got) >= 5, 3000);
+    int opened = atomic_load(&x->opened), server_opens = atomic_load(&g_opens);
+    size_t got = atomic_load(&g_fl_got);
+    print_message("client on_open %d, server on_open %d, server got %zu bytes\n", opened,
+                  server_opens, got);
+    pc_tls_ctx_free(cx);
+    pc_server_stop(cs, 1000);
+    pc_server_destroy(cs);
+    free(x);
+    assert_int_equal(got, 5); /* documented: flushed */
+    assert_memory_equal(g_fl_buf, "early", 5);
+}
+
+/* The same close from the connection's own strand while its handshake is
+ * in flight (a function posted with pc_server_post_to runs as the
+ * handshake starts), after pc_conn_send returned 0: the bytes kept for the
+ * handshake reach the server. */
+static void send_close_fn(pc_conn_t *c, void *arg)
+{
+    (void)arg;
+    if (!c) return;
+    assert_int_equal(pc_conn_send(c, "kept", 4), 0);
+    assert_int_equal(pc_conn_close(c), 0);
+}
+
+static void close_in_handshake_flushes(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.cb.on_data = flush_server_data;
+    atomic_store(&g_fl_got, 0);
+    start_tls_server(&cfg, NULL, 0);
+    pc_server_t *cs = xc_server();
+    pc_tls_ctx_t *cx = client_ctx(DATA("ca.pem"), 0);
+    xc_t *x = calloc(1, sizeof *x);
+    char ep[64];
+    snprintf(ep, sizeof ep, "127.0.0.1:%d", g_port);
+    pc_conn_id_t id = 0;
+    worker_hold(cs);
+    assert_int_equal(pc_connect_tls(cs, ep, NULL, cx, NULL, NULL, x, &id), 0);
+    assert_int_equal(pc_server_post_to(cs, id, send_close_fn, NULL), 0);
+    worker_release();
+    WAIT_FOR(atomic_load(&x->closed), 10000);
+    WAIT_FOR(atomic_load(&g_fl_got) >= 4, 3000);
+    size_t got = atomic_load(&g_fl_got);
+    print_message("client on_open %d, server on_open %d, server got %zu bytes\n",
+                  atomic_load(&x->opened), atomic_load(&g_opens), got);
+    pc_tls_ctx_free(cx);
+    pc_server_stop(cs, 1000);
+    pc_server_destroy(cs);
+    free(x);
+    assert_int_equal(got, 4);
+}
+
 #else /* built without TLS: the same tests, skipped */
 
 #define SKIPPED(name)                                                 \
@@ -1493,6 +1588,8 @@ SKIPPED(send_to_near_cap_stays_under)
 SKIPPED(strand_send_near_cap_refused)
 SKIPPED(early_bytes_before_on_open)
 SKIPPED(handover_growth_counted_first)
+SKIPPED(close_id_while_connecting_flushes)
+SKIPPED(close_in_handshake_flushes)
 
 #endif
 
@@ -1531,6 +1628,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(handover_growth_counted_first, teardown),
         cmocka_unit_test_teardown(open_records_near_tail_capped, teardown),
         cmocka_unit_test_teardown(open_small_records_capped, teardown),
+        cmocka_unit_test_teardown(close_id_while_connecting_flushes, teardown),
+        cmocka_unit_test_teardown(close_in_handshake_flushes, teardown),
     };
     if (PICK_TEST(tests, argc, argv) != 0) return 1;
     return cmocka_run_group_tests(tests, NULL, NULL);
