@@ -7,7 +7,8 @@
 void http_resp_init(http_resp_t *st)
 {
     st->state = HTTP_RESP_S_STATUS;
-    st->conn_close = st->chunked = st->have_len = 0;
+    st->conn_close = st->keep_alive = st->chunked = st->have_len = 0;
+    st->minor = 0;
     st->status = 0;
     st->body_left = 0;
     st->line_len = 0;
@@ -23,6 +24,30 @@ static int lower_prefix(const char *line, size_t n, const char *lit)
         if (ch != lit[i]) return 0;
     }
     return 1;
+}
+
+static int is_ows(char ch)
+{
+    return ch == ' ' || ch == '\t';
+}
+
+/* The options of a Connection header (l, n: its value): a comma-separated
+ * list of tokens, any case, blanks around them; only "close" and
+ * "keep-alive" matter. */
+static void connection_options(http_resp_t *st, const char *l, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        size_t b = i;
+        while (i < n && l[i] != ',')
+            i++;
+        size_t e = i++;
+        while (b < e && is_ows(l[b]))
+            b++;
+        while (e > b && is_ows(l[e - 1]))
+            e--;
+        if (e - b == 5 && lower_prefix(l + b, 5, "close")) st->conn_close = 1;
+        if (e - b == 10 && lower_prefix(l + b, 10, "keep-alive")) st->keep_alive = 1;
+    }
 }
 
 /* A header line (without its line end); only the framing headers matter.
@@ -45,20 +70,28 @@ static int header_line(http_resp_t *st, const char *l, size_t n)
         st->body_left = v;
         st->have_len = 1;
     } else if (lower_prefix(l, n, "connection:")) {
-        for (size_t i = 11; i + 5 <= n; i++)
-            if (lower_prefix(l + i, n - i, "close")) st->conn_close = 1;
+        connection_options(st, l + 11, n - 11);
     } else if (lower_prefix(l, n, "transfer-encoding:")) {
         st->chunked = 1;
     }
     return 0;
 }
 
+/* Whether the connection ends after the response being parsed: the server
+ * said so (Connection: close), or it is HTTP/1.0 and did not ask for
+ * keep-alive, or its body runs to the end of the connection. */
+static int closing(const http_resp_t *st)
+{
+    return st->conn_close || (st->minor == 0 && !st->keep_alive) ||
+           st->state == HTTP_RESP_S_BODY_TO_CLOSE;
+}
+
 /* A response is complete: reset, then report it. Returns cb's verdict. */
 static int response_done(http_resp_t *st, http_resp_cb cb, void *user)
 {
-    int status = st->status, conn_close = st->conn_close;
+    int status = st->status, closes = closing(st);
     http_resp_init(st);
-    return cb(user, status, conn_close);
+    return cb(user, status, closes);
 }
 
 /* A complete line of the head (l, n: at most HTTP_RESP_LINE_KEEP bytes, no
@@ -68,9 +101,10 @@ static int head_line(http_resp_t *st, const char *l, size_t n)
 {
     if (n && l[n - 1] == '\r') n--;
     if (st->state == HTTP_RESP_S_STATUS) {
-        if (n < 12 || memcmp(l, "HTTP/1.", 7) != 0 || l[8] != ' ' || l[9] < '1' || l[9] > '5' ||
-            l[10] < '0' || l[10] > '9' || l[11] < '0' || l[11] > '9')
+        if (n < 12 || memcmp(l, "HTTP/1.", 7) != 0 || l[7] < '0' || l[7] > '9' || l[8] != ' ' ||
+            l[9] < '1' || l[9] > '5' || l[10] < '0' || l[10] > '9' || l[11] < '0' || l[11] > '9')
             return -1;
+        st->minor = (uint8_t)(l[7] - '0');
         st->status = (l[9] - '0') * 100 + (l[10] - '0') * 10 + (l[11] - '0');
         st->state = HTTP_RESP_S_HEADERS;
         return 0;
@@ -159,9 +193,9 @@ int http_resp_eof(http_resp_t *st, http_resp_cb cb, void *user)
     if (st->state == HTTP_RESP_S_FAILED) return HTTP_RESP_ERROR;
     int busy = http_resp_busy(st);
     int to_close = st->state == HTTP_RESP_S_BODY_TO_CLOSE;
-    int status = st->status, conn_close = st->conn_close;
+    int status = st->status, closes = closing(st);
     http_resp_init(st);
     st->state = HTTP_RESP_S_ENDED;
-    if (to_close && cb) cb(user, status, conn_close);
+    if (to_close && cb) cb(user, status, closes);
     return busy;
 }

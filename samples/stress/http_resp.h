@@ -2,17 +2,23 @@
 /* Incremental HTTP/1.x response parser for pc-stress: framing only.
  *
  * Feed it the bytes of one connection as they arrive, split anywhere; it
- * reports each complete response (status, and whether the server asked to
- * close) through a callback. No allocation, no copies on the fast path (a
+ * reports each complete response (status, and whether the connection ends
+ * after it) through a callback. No allocation, no copies on the fast path (a
  * line that arrives in one piece is parsed where it is; only a line split
  * across calls is kept, up to HTTP_RESP_LINE_KEEP bytes), no I/O.
  *
  * What it understands:
- *   - a status line "HTTP/1.x NNN ..." with NNN in 100..599;
+ *   - a status line "HTTP/1.D NNN ..." (D a digit) with NNN in 100..599;
  *   - Content-Length (digits with optional blanks around; the last one wins),
- *     Connection containing "close" (any case, anywhere in the value), and
- *     Transfer-Encoding (any value: an error, chunked bodies are not
- *     supported);
+ *     Connection (a comma-separated list of options, any case, blanks
+ *     around them; "close" and "keep-alive" are the ones that matter; every
+ *     Connection line counts), and Transfer-Encoding (any value: an error,
+ *     chunked bodies are not supported);
+ *   - whether the connection ends after a response (RFC 9112 section 9.3):
+ *     it does with a "close" option (any version, whatever else is listed),
+ *     in HTTP/1.0 unless the response has a "keep-alive" option, and after
+ *     a body that runs to the end of the connection; HTTP/1.1 (and 1.2..1.9)
+ *     responses are persistent otherwise;
  *   - 1xx interim responses (skipped, not reported), 204 and 304 (no body
  *     whatever the headers say), and a body without Content-Length, which
  *     runs to the end of the connection (http_resp_eof completes it).
@@ -42,6 +48,8 @@ enum {
 typedef struct http_resp_s {
     uint8_t state;
     uint8_t conn_close; /* Connection: close seen in this response */
+    uint8_t keep_alive; /* Connection: keep-alive seen in this response */
+    uint8_t minor;      /* HTTP/1.minor of this response's status line */
     uint8_t chunked;    /* Transfer-Encoding seen in this response */
     uint8_t have_len;   /* Content-Length seen in this response */
     int status;
@@ -51,10 +59,14 @@ typedef struct http_resp_s {
 } http_resp_t;
 
 /* Called once per complete final (non-1xx) response, in order, from
- * http_resp_feed or http_resp_eof. The parser is already reset for the next
- * response when it runs. Return 0 to go on, non-zero to make http_resp_feed
- * return right after this response's last byte. */
-typedef int (*http_resp_cb)(void *user, int status, int conn_close);
+ * http_resp_feed or http_resp_eof. closing is 1 when the connection ends
+ * after this response (the server closes it: Connection: close, HTTP/1.0
+ * without keep-alive, or a body read to the end of the connection), else 0.
+ * The parser is already reset for the next response when it runs, and keeps
+ * parsing what follows (a server may send nothing more, or answer anyway).
+ * Return 0 to go on, non-zero to make http_resp_feed return right after
+ * this response's last byte. */
+typedef int (*http_resp_cb)(void *user, int status, int closing);
 
 /* Start of a connection. */
 void http_resp_init(http_resp_t *st);

@@ -9,8 +9,8 @@
  *   - whole again with a callback that stops after every response, feeding
  *     the rest from where the parser stopped (which must be the end of that
  *     response);
- * and each must report the responses (status, close flag, and for the last
- * run where each ended) of a plain whole-buffer reference parser written
+ * and each must report the responses (status, whether the connection ends
+ * after it, and for the last run where each ended) of a plain whole-buffer reference parser written
  * from the rules in http_resp.h. Every call consumes at most what it was
  * given (all of it unless told to stop); after an error or the end nothing
  * more is accepted; statuses are within 100..599 (never 1xx, which are
@@ -74,12 +74,25 @@ static int is_blank(char ch)
     return ch == ' ' || ch == '\t';
 }
 
+/* One element of a Connection list (l[0, n), blanks trimmed here) equal
+ * to lit, any case. */
+static int option_is(const char *l, size_t n, const char *lit)
+{
+    while (n && is_blank(*l)) {
+        l++;
+        n--;
+    }
+    while (n && is_blank(l[n - 1]))
+        n--;
+    return n == strlen(lit) && lower_is(l, n, lit);
+}
+
 static void reference(const char *buf, size_t len, res_t *r)
 {
     memset(r, 0, sizeof *r);
     size_t pos = 0;
     for (;;) { /* one response (or interim response) */
-        int status = 0, conn_close = 0, te = 0, have_len = 0;
+        int status = 0, conn_close = 0, keep_alive = 0, http10 = 0, te = 0, have_len = 0;
         uint64_t cl = 0;
         if (pos == len) return; /* clean end between responses */
         for (int first = 1;; first = 0) {
@@ -97,8 +110,9 @@ static void reference(const char *buf, size_t len, res_t *r)
                 int ok = n >= 12 && !memcmp(l, "HTTP/1.", 7) && l[8] == ' ';
                 for (int k = 9; ok && k < 12; k++)
                     ok = l[k] >= '0' && l[k] <= '9';
-                if (!ok || l[9] == '0' || l[9] > '5') goto error;
+                if (!ok || l[7] < '0' || l[7] > '9' || l[9] == '0' || l[9] > '5') goto error;
                 status = atoi((char[4]){l[9], l[10], l[11], 0});
+                http10 = l[7] == '0';
             } else if (n == 0) {
                 break;
             } else if (lower_is(l, n, "content-length:")) {
@@ -117,8 +131,12 @@ static void reference(const char *buf, size_t len, res_t *r)
                 if (i != n) goto error;
                 have_len = 1;
             } else if (lower_is(l, n, "connection:")) {
-                for (size_t i = 11; i < n; i++)
-                    if (lower_is(l + i, n - i, "close")) conn_close = 1;
+                for (size_t b = 11, i = 11; i <= n; i++) {
+                    if (i < n && l[i] != ',') continue;
+                    if (option_is(l + b, i - b, "close")) conn_close = 1;
+                    if (option_is(l + b, i - b, "keep-alive")) keep_alive = 1;
+                    b = i + 1;
+                }
             } else if (lower_is(l, n, "transfer-encoding:")) {
                 te = 1;
             }
@@ -129,10 +147,11 @@ static void reference(const char *buf, size_t len, res_t *r)
         }
         if (status < 200) continue; /* interim */
         if (te) goto error;
+        int closing = conn_close || (http10 && !keep_alive);
         if (status == 204 || status == 304) {
             cl = 0;
-        } else if (!have_len) { /* to the end of the stream */
-            add(r, status, conn_close, len);
+        } else if (!have_len) { /* to the end of the stream, which it ends */
+            add(r, status, 1, len);
             return;
         }
         if (cl > len - pos) {
@@ -140,7 +159,7 @@ static void reference(const char *buf, size_t len, res_t *r)
             return;
         }
         pos += (size_t)cl;
-        add(r, status, conn_close, pos);
+        add(r, status, closing, pos);
     }
 error:
     r->error = 1;

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* Unit tests for samples/stress/http_resp (pc-stress's response parser):
- * framing (Content-Length, 1xx, 204/304, read-to-close), errors, long-line
- * truncation, and that any split of a stream (at every byte position, in two
+ * framing (Content-Length, 1xx, 204/304, read-to-close), whether the
+ * connection ends after a response (version, Connection options), errors,
+ * long-line truncation, and that any split of a stream (at every byte position, in two
  * and three pieces, one byte at a time, stopping after each response) gives
  * the responses of feeding it whole. */
 #include <stdarg.h>
@@ -169,7 +170,9 @@ static void test_pipelined_stream(void **state)
     got_t w;
     run_whole(&w, S(k_pipelined));
     static const int status[] = {200, 404, 204, 304, 301, 500, 200, 200};
-    static const int close[] = {0, 0, 0, 0, 0, 0, 1, 0};
+    /* HTTP/1.0 without keep-alive, Connection: close, and a body that runs to
+     * the end each end the connection */
+    static const int close[] = {0, 0, 0, 0, 1, 0, 1, 1};
     assert_int_equal(w.error, 0);
     assert_int_equal(w.n, 8); /* the last one completed by the end of the stream */
     assert_int_equal(w.eof, 0);
@@ -227,6 +230,65 @@ static void test_no_body_statuses(void **state)
     assert_split_invariant(S(in), &w);
 }
 
+/* Whether the connection ends after a response: the version's default, and
+ * the Connection options (whole tokens, any case, any line, close wins). */
+static void test_which_responses_end_the_connection(void **state)
+{
+    (void)state;
+#define R(v, hdrs) "HTTP/1." v " 200 OK\r\n" hdrs "Content-Length: 2\r\n\r\nok"
+    static const struct {
+        const char *in;
+        int close;
+    } cases[] = {
+        {R("1", ""), 0},
+        {R("0", ""), 1}, /* HTTP/1.0: no keep-alive unless asked for */
+        {R("0", "Connection: keep-alive\r\n"), 0},
+        {R("0", "connection:\tKeep-Alive \r\n"), 0},
+        {R("0", "Connection: Upgrade,keep-alive\r\n"), 0},
+        {R("0", "Connection: keep-alive, close\r\n"), 1},
+        {R("0", "Connection: keep-alive\r\nConnection: close\r\n"), 1},
+        {R("0", "Connection: keep-alives\r\n"), 1},
+        {R("0", "Connection: keep alive\r\n"), 1},
+        {R("0", "Keep-Alive: timeout=5\r\n"), 1}, /* not the Connection option */
+        {R("1", "Connection: close\r\n"), 1},
+        {R("1", "Connection: CLOSE\r\n"), 1},
+        {R("1", "Connection: , ,close,\r\n"), 1},
+        {R("1", "Connection: keep-alive\r\n"), 0},
+        {R("1", "Connection: closed\r\n"), 0}, /* whole options only */
+        {R("1", "Connection: not-close\r\n"), 0},
+        {R("1", "Connection:\r\n"), 0},
+        {R("1", "X-Connection: close\r\n"), 0},
+        {R("9", ""), 0}, /* a later 1.x is persistent like 1.1 */
+        {"HTTP/1.0 204 No Content\r\n\r\n", 1},
+        {"HTTP/1.0 304 Not Modified\r\nConnection: keep-alive\r\n\r\n", 0},
+    };
+#undef R
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        got_t w;
+        run_whole(&w, cases[k].in, strlen(cases[k].in));
+        assert_int_equal(w.error, 0);
+        assert_int_equal(w.n, 1);
+        assert_int_equal(w.close[0], cases[k].close);
+        assert_int_equal(w.eof, 0);
+        assert_split_invariant(cases[k].in, strlen(cases[k].in), &w);
+    }
+    /* each response on its own: a closing one does not leak into the next,
+     * and the parser reads on after it (a server may answer anyway) */
+    static const char in[] =
+        "HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n"
+        "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+        "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+        "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n";
+    got_t w;
+    run_whole(&w, S(in));
+    assert_int_equal(w.n, 4);
+    assert_int_equal(w.close[0], 1);
+    assert_int_equal(w.close[1], 0);
+    assert_int_equal(w.close[2], 1);
+    assert_int_equal(w.close[3], 0);
+    assert_split_invariant(S(in), &w);
+}
+
 /* Content-Length 0 completes at the end of the head, in the same call. */
 static void test_content_length_zero(void **state)
 {
@@ -275,13 +337,17 @@ static void test_read_to_close(void **state)
     assert_int_equal(http_resp_eof(&st, on_resp, &g), 0);
     assert_int_equal(g.n, 1);
 
-    /* without Connection: close the response still ends with the stream */
+    /* without Connection: close the response still ends with the stream, and
+     * the connection with it */
     got_t w;
     run_whole(&w, S("HTTP/1.1 404 Not Found\r\n\r\n"));
     assert_int_equal(w.n, 1);
     assert_int_equal(w.status[0], 404);
-    assert_int_equal(w.close[0], 0);
+    assert_int_equal(w.close[0], 1);
     assert_int_equal(w.eof, 0);
+    run_whole(&w, S("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n\r\nbody"));
+    assert_int_equal(w.n, 1);
+    assert_int_equal(w.close[0], 1);
 }
 
 /* Where the end of the stream falls decides http_resp_eof's answer. */
@@ -346,6 +412,7 @@ static void test_bad_status_line(void **state)
         "HTTP/1.1 099 Low\r\n\r\n", "HTTP/1.1  200 OK\r\n\r\n", "HTTP/1.1 2x0 OK\r\n\r\n",
         "http/1.1 200 OK\r\n\r\n",  "\r\nHTTP/1.1 200 OK\r\n",  "GET / HTTP/1.1\r\n\r\n",
         "HTTP/1.1\t200 OK\r\n",     "HTTP/1.1 -20 OK\r\n",      "XTTP/1.1 200 OK\r\n\r\n",
+        "HTTP/1.x 200 OK\r\n\r\n",  "HTTP/1. 200 OK\r\n\r\n",   "HTTP/1.10 200 OK\r\n\r\n",
     };
     for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++)
         expect_error(bad[k], strlen(bad[k]), 0);
@@ -423,12 +490,16 @@ static void test_long_lines(void **state)
     assert_split_invariant(buf, (size_t)n, &w);
 
     /* "close" past the kept part of a Connection line is not seen */
-    n = snprintf(buf, sizeof buf, "HTTP/1.1 200 OK\r\nConnection: %.*sclose\r\n\r\n", 90, pad);
+    n = snprintf(buf, sizeof buf,
+                 "HTTP/1.1 200 OK\r\nConnection: %.*s, close\r\nContent-Length: 0\r\n\r\n", 88,
+                 pad);
     run_whole(&w, buf, (size_t)n);
     assert_int_equal(w.n, 1);
     assert_int_equal(w.close[0], 0);
     assert_split_invariant(buf, (size_t)n, &w);
-    n = snprintf(buf, sizeof buf, "HTTP/1.1 200 OK\r\nConnection: %.*sclose\r\n\r\n", 79, pad);
+    n = snprintf(buf, sizeof buf,
+                 "HTTP/1.1 200 OK\r\nConnection: %.*s, close\r\nContent-Length: 0\r\n\r\n", 77,
+                 pad);
     run_whole(&w, buf, (size_t)n);
     assert_int_equal(w.n, 1);
     assert_int_equal(w.close[0], 1); /* ends exactly at the limit */
@@ -450,6 +521,7 @@ int main(void)
         cmocka_unit_test(test_pipelined_stream),
         cmocka_unit_test(test_interim_then_final),
         cmocka_unit_test(test_no_body_statuses),
+        cmocka_unit_test(test_which_responses_end_the_connection),
         cmocka_unit_test(test_content_length_zero),
         cmocka_unit_test(test_read_to_close),
         cmocka_unit_test(test_eof_positions),
