@@ -37,11 +37,13 @@ void stress_report_json(FILE *out, const stress_run_t *run, const stress_result_
             "{\"url\":\"%s\",\"connections\":%u,\"threads\":%d,\"duration_s\":%.3f,"
             "\"pipeline\":%u,\"close\":%s,\"rate\":%.1f,\"requests\":%llu,"
             "\"req_per_s\":%.1f,\"bytes\":%llu,\"bytes_per_s\":%.1f,\"connects\":%llu,"
-            "\"connects_per_s\":%.1f,\"unsent\":%llu,\"latency_us\":{",
+            "\"connects_per_s\":%.1f,\"unsent\":%llu,\"unanswered\":%llu,\"dropped\":%llu,"
+            "\"latency_us\":{",
             run->url, run->conns, run->threads, r->secs, run->pipeline,
             run->close_mode ? "true" : "false", run->rate, (unsigned long long)t->requests, rps,
             (unsigned long long)t->bytes, bps, (unsigned long long)t->connects, cps,
-            (unsigned long long)r->unsent);
+            (unsigned long long)r->unsent, (unsigned long long)t->unanswered,
+            (unsigned long long)t->dropped);
     for (int i = 0; i < 4; i++)
         fprintf(out, "\"%s\":%.1f,", k_pname[i], (double)hist_percentile(lat, k_pct[i]) / 1e3);
     fprintf(out,
@@ -119,9 +121,15 @@ void stress_report_text(FILE *out, const stress_run_t *run, const stress_result_
     if (r->unsent)
         fprintf(out, "  unsent     %llu (scheduled, no connection free)\n",
                 (unsigned long long)r->unsent);
+    fprintf(out, "  unanswered %llu (in flight when the run ended)\n",
+            (unsigned long long)t->unanswered);
+    if (t->dropped)
+        fprintf(out, "  dropped    %llu (pipelined behind a response that closed its connection)\n",
+                (unsigned long long)t->dropped);
     fprintf(out, "  errors     %llu", (unsigned long long)t->errors_total);
     for (int k = 0; k < E_COUNT; k++)
         if (t->errors[k])
             fprintf(out, "  %s %llu", stress_error_names[k], (unsigned long long)t->errors[k]);
     fprintf(out, "\n");
+    if (!t->requests) fprintf(out, "  no request was answered\n");
 }

@@ -32,9 +32,16 @@ enum {
 /* The labels of the error kinds, by E_* index. */
 extern const char *const stress_error_names[E_COUNT];
 
-/* Counters summed over every thread. */
+/* Counters summed over every thread. requests: responses received in the
+ * run. Requests sent and never answered are in unanswered (still in flight
+ * when the run ended, the connection open) or dropped (pipelined behind a
+ * response that announced the connection's close, which the server then
+ * made), or are part of an error (a connection that ended otherwise: one
+ * error per connection, whatever it had in flight). None of the three is
+ * counted in errors_total. */
 typedef struct stress_totals_s {
     uint64_t requests, bytes, connects, opened, closed, errors[E_COUNT], errors_total;
+    uint64_t unanswered, dropped;
     uint64_t tls_full, tls_resumed;
 } stress_totals_t;
 

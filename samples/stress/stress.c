@@ -13,8 +13,10 @@
  * open-loop at R per second over the connections, and latency is measured
  * from each request's scheduled time (no coordinated omission). A progress
  * line goes to stderr every second; the final report (or one JSON object
- * with --json; report.c writes both) to stdout. Exit 0 when the run completed (whatever the
- * errors), 1 on setup failure, 2 on bad arguments. With --proxy-v2 every
+ * with --json; report.c writes both) to stdout. Exit 0 when the run
+ * completed, whatever it measured (errors, or no request answered at all:
+ * the report says so, and stderr too), 1 on setup failure, 2 on bad
+ * arguments. With --proxy-v2 every
  * connection starts with a PROXY protocol v2 header naming its own address
  * (a server that trusts this source then parses it: the header's cost),
  * sent by the library ahead of everything, the TLS handshake included.
@@ -25,7 +27,17 @@
  * earlier connection; useful with --close). The server certificate is
  * verified against --cacert FILE, else the system's store, and its name
  * against the URL's host; --insecure skips both, as load generators often do.
- * ALPN offers http/1.1. */
+ * ALPN offers http/1.1.
+ *
+ * A response after which the server closes the connection (Connection:
+ * close, HTTP/1.0 without keep-alive, a body that runs to the close) ends
+ * the requests on that connection: pc-stress waits for the server's close
+ * and opens a new one, as with --close. Requests sent and never answered
+ * are reported: "unanswered" when the run ended with them in flight,
+ * "dropped" when pipelined behind such a closing response (the server
+ * answers none of them, RFC 9112 section 9.6); a connection that ends
+ * otherwise with requests in flight is one error (reset, timeout,
+ * closed_early...). Neither unanswered nor dropped is an error. */
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -117,6 +129,8 @@ typedef struct tstat_s {
     _Atomic uint64_t connects;
     _Atomic uint64_t opened, closed;
     _Atomic uint64_t errors[E_COUNT];
+    _Atomic uint64_t unanswered; /* in flight when the run ended */
+    _Atomic uint64_t dropped;    /* pipelined behind a response that closed */
     _Atomic uint64_t tls_full, tls_resumed;
     hist_t latency;
     hist_t connect;
@@ -176,6 +190,7 @@ typedef struct slot_s {
     uint64_t intended;   /* --rate --close: scheduled time of its request */
     int opened;
     int aborted;
+    int closing;      /* a response said the connection ends after it (worker) */
     http_resp_t resp; /* response parser (worker) */
     /* requests in flight */
     _Atomic uint32_t head, tail;
@@ -243,14 +258,15 @@ static uint64_t ring_pop(slot_t *s, uint64_t id)
     return 0;
 }
 
-/* Requests of connection id still in flight (consumer side). */
-static int ring_has(slot_t *s, uint64_t id)
+/* How many requests of connection id are in flight (consumer side). */
+static uint32_t ring_count(slot_t *s, uint64_t id)
 {
     uint32_t head = atomic_load_explicit(&s->head, memory_order_relaxed);
     uint32_t tail = atomic_load_explicit(&s->tail, memory_order_acquire);
+    uint32_t n = 0;
     for (; head != tail; head++)
-        if (s->ring[head & s->mask].id == id) return 1;
-    return 0;
+        n += s->ring[head & s->mask].id == id;
+    return n;
 }
 
 /* --rate: take the oldest scheduled request not yet handed out, if it is due
@@ -299,6 +315,7 @@ static int slot_connect(slot_t *s)
 {
     s->opened = 0;
     s->aborted = 0;
+    s->closing = 0;
     s->t_connect = now_ns();
     /* --proxy-v2: the library sends the header first (before the TLS
      * handshake on https), naming the connection's own addresses */
@@ -338,6 +355,9 @@ static void on_open(pc_conn_t *c)
     /* forget requests of the previous connection (the producer only pushes
      * for a published id, and none is published now) */
     atomic_store_explicit(&s->head, atomic_load(&s->tail), memory_order_release);
+    /* the run ended while this one was connecting: nothing to measure (it
+     * closes with the server), and no request sent is then left unanswered */
+    if (atomic_load(&g_stopping)) return;
     if (opt.rate > 0 && opt.close_mode) {
         ring_push(s, s->intended, id);
         pc_conn_send(c, g_req, g_req_len);
@@ -356,25 +376,36 @@ static void on_open(pc_conn_t *c)
 typedef struct conn_ref_s {
     pc_conn_t *c;
     slot_t *s;
+    int ending; /* from on_close: the connection is gone, send nothing more */
 } conn_ref_t;
 
 /* One response is complete (http_resp_cb; user is a conn_ref_t): record it
- * and send the next request. */
+ * and send the next request, unless the connection is ending. */
 static int response_done(void *user, int status, int closing)
 {
-    pc_conn_t *c = ((conn_ref_t *)user)->c;
-    slot_t *s = ((conn_ref_t *)user)->s;
+    conn_ref_t *ref = user;
+    pc_conn_t *c = ref->c;
+    slot_t *s = ref->s;
+    /* after the run's end its request stays in flight: on_close counts it
+     * as unanswered */
+    if (atomic_load_explicit(&g_stopping, memory_order_relaxed)) return 0;
     tstat_t *ts = my_stat();
     uint64_t id = pc_conn_id(c);
     uint64_t t = ring_pop(s, id);
-    int stopping = atomic_load_explicit(&g_stopping, memory_order_relaxed);
-    if (!stopping) {
-        uint64_t now = now_ns();
-        if (t) hist_record(&ts->latency, now > t ? now - t : 0);
-        bump(&ts->requests, 1);
-        if (status < 200 || status > 399) bump(&ts->errors[E_STATUS], 1);
+    uint64_t now = now_ns();
+    if (t) hist_record(&ts->latency, now > t ? now - t : 0);
+    bump(&ts->requests, 1);
+    if (status < 200 || status > 399) bump(&ts->errors[E_STATUS], 1);
+    if (closing && !s->closing) {
+        /* the server closes after this response (Connection: close, HTTP/1.0
+         * without keep-alive, a body read to the close): no request more on
+         * this connection, the pacer's included; its close brings a new one
+         * (on_close), and what was pipelined behind this response is counted
+         * there as dropped */
+        s->closing = 1;
+        atomic_store(&s->id, 0);
     }
-    if (stopping || opt.close_mode || closing) return 0;
+    if (opt.close_mode || s->closing || ref->ending) return 0;
     if (opt.rate <= 0) {
         ring_push(s, now_ns(), id);
         pc_conn_send(c, g_req, g_req_len);
@@ -395,7 +426,7 @@ static void on_data(pc_conn_t *c, const void *data, size_t len)
 {
     slot_t *s = pc_conn_user_data(c);
     bump(&my_stat()->bytes, len);
-    conn_ref_t ref = {c, s};
+    conn_ref_t ref = {c, s, 0};
     if (http_resp_feed(&s->resp, data, len, response_done, &ref) < 0) parse_error(c, s);
 }
 
@@ -416,14 +447,21 @@ static void on_close(pc_conn_t *c, pc_close_reason_t reason, int err)
     /* a response cut short (not a read-to-close body: the peer's close
      * completes that one) */
     int cut = 0;
+    uint32_t left = 0; /* requests sent on this connection and not answered */
     if (s->opened) {
         bump(&ts->closed, 1);
         cut = http_resp_busy(&s->resp);
-        conn_ref_t ref = {c, s};
+        conn_ref_t ref = {c, s, 1};
         if (reason == PC_CLOSE_PEER) http_resp_eof(&s->resp, response_done, &ref);
+        left = ring_count(s, id);
     }
-    if (!stopping) {
-        int pending = s->opened && ring_has(s, id);
+    if (stopping) {
+        /* the run ended with these in flight: not errors (a keep-alive run
+         * always ends with some), but reported, so that a server that never
+         * answers does not look clean */
+        bump(&ts->unanswered, left);
+    } else {
+        int pending = left > 0;
         if (!s->opened && is_tls_failure(reason)) {
             count_error(E_TLS);
         } else if (!s->opened) {
@@ -438,7 +476,14 @@ static void on_close(pc_conn_t *c, pc_close_reason_t reason, int err)
             if (pending) count_error(E_TIMEOUT);
         } else if (reason == PC_CLOSE_ERROR) {
             count_error(E_OTHER);
-        } else if (pending || cut) {
+        } else if (cut) {
+            count_error(E_CLOSED);
+        } else if (pending && s->closing && reason == PC_CLOSE_PEER) {
+            /* requests pipelined behind a response that announced the close,
+             * which the server then made: it answers none of them (RFC 9112
+             * section 9.6), not an error; counted one by one */
+            bump(&ts->dropped, left);
+        } else if (pending) {
             count_error(E_CLOSED);
         }
     }
@@ -473,6 +518,8 @@ static void sum_counters(stress_totals_t *t)
         t->connects += atomic_load_explicit(&s->connects, memory_order_relaxed);
         t->opened += atomic_load_explicit(&s->opened, memory_order_relaxed);
         t->closed += atomic_load_explicit(&s->closed, memory_order_relaxed);
+        t->unanswered += atomic_load_explicit(&s->unanswered, memory_order_relaxed);
+        t->dropped += atomic_load_explicit(&s->dropped, memory_order_relaxed);
         t->tls_full += atomic_load_explicit(&s->tls_full, memory_order_relaxed);
         t->tls_resumed += atomic_load_explicit(&s->tls_resumed, memory_order_relaxed);
         for (int k = 0; k < E_COUNT; k++) {
@@ -501,8 +548,9 @@ static void merge_hists(hist_t *lat, hist_t *con, hist_t *full, hist_t *resumed)
     }
 }
 
-/* The final report (report.c): the run's options, counters and histograms. */
-static void report(double secs, uint64_t unsent)
+/* The final report (report.c): the run's options, counters and histograms.
+ * Returns the responses counted. */
+static uint64_t report(double secs, uint64_t unsent)
 {
     stress_totals_t t;
     sum_counters(&t);
@@ -516,6 +564,7 @@ static void report(double secs, uint64_t unsent)
     else
         stress_report_text(stdout, &run, &res);
     fflush(stdout);
+    return t.requests;
 }
 
 /* ---- setup -------------------------------------------------------------------------- */
@@ -544,7 +593,14 @@ static void usage(FILE *f)
            "  --tls-resume    https: offer the session of an earlier connection (resumed\n"
            "                  handshakes; see the report's full/resumed split; with --close)\n"
 
-           "  -v, --verbose   the library's info lines too (default: warnings, errors)\n");
+           "  -v, --verbose   the library's info lines too (default: warnings, errors)\n"
+           "The report counts responses (requests), errors by kind, and requests never\n"
+           "answered: unanswered (in flight when the run ended) and dropped (pipelined\n"
+           "behind a response that closed its connection: Connection: close, HTTP/1.0\n"
+           "without keep-alive, a body that runs to the close).\n"
+           "Exit status: 0 when the run completed, whatever it measured: errors, or no\n"
+           "request answered at all (the report then says so, and so does stderr); 1 on\n"
+           "a setup failure; 2 on bad arguments.\n");
 }
 
 static int parse_num(const char *s, double max, double *out)
@@ -830,7 +886,9 @@ int main(int argc, char **argv)
     atomic_store(&g_stopping, 1);
     double secs = (double)(now_ns() - t0) / 1e9;
     pc_server_stop(g_srv, 1000);
-    report(secs, unsent);
+    uint64_t answered = report(secs, unsent);
+    if (!answered) /* exit 0 still, as with errors: the report is the verdict */
+        fprintf(stderr, "pc-stress: no request was answered in %.2f s\n", secs);
     pc_server_destroy(g_srv);
     pc_tls_ctx_free(g_tls);
     free(rings);
