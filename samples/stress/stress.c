@@ -16,7 +16,7 @@
  * with --json; report.c writes both) to stdout. Exit 0 when the run
  * completed, whatever it measured (errors, or no request answered at all:
  * the report says so, and stderr too), 1 on setup failure, 2 on bad
- * arguments. With --proxy-v2 every
+ * arguments (counts and milliseconds are whole numbers). With --proxy-v2 every
  * connection starts with a PROXY protocol v2 header naming its own address
  * (a server that trusts this source then parses it: the header's cost),
  * sent by the library ahead of everything, the TLS handshake included.
@@ -576,15 +576,17 @@ static void usage(FILE *f)
            "                 [--rate R] [--source ADDR] [--timeout MS] [-H HEADER]... [--json]\n"
            "                 [--proxy-v2] [--cacert FILE | --insecure] [--tls-resume]\n"
            "  URL             http[s]://IP[:PORT][/path] (IPv6 as [::1]; 'localhost' = 127.0.0.1)\n"
-           "  -c CONNS        concurrent connections (default 10)\n"
-           "  -d SECONDS      duration (default 10)\n"
-           "  -t THREADS      worker threads (default 2)\n"
-           "  --pipeline N    requests in flight per connection (default 1)\n"
+           "  -c CONNS        concurrent connections, 1 to 1000000 (default 10)\n"
+           "  -d SECONDS      duration, fractions allowed, up to 1000000 (default 10)\n"
+           "  -t THREADS      worker threads, 1 to 256 (default 2)\n"
+           "  --pipeline N    requests in flight per connection, 1 to 1024 (default 1)\n"
            "  --close         a new connection per request (Connection: close)\n"
            "  --rate R        open loop: R requests/s in total (latency from schedule)\n"
            "  --source ADDR   bind this local IP address\n"
            "  --timeout MS    close a connection with requests in flight and no data for\n"
-           "                  MS ms (counted as timeout; default 10000)\n"
+           "                  MS ms (counted as timeout), 0 to 86400000; 0 = never (a\n"
+           "                  silent server then holds its connections to the end; they\n"
+           "                  show as unanswered; default 10000)\n"
            "  -H HEADER       extra request header (repeatable)\n"
            "  --json          final report as one JSON object on stdout\n"
            "  --proxy-v2      start every connection with a PROXY v2 header naming itself\n"
@@ -594,6 +596,7 @@ static void usage(FILE *f)
            "                  handshakes; see the report's full/resumed split; with --close)\n"
 
            "  -v, --verbose   the library's info lines too (default: warnings, errors)\n"
+           "Counts and milliseconds are whole numbers: digits only, no sign or blank.\n"
            "The report counts responses (requests), errors by kind, and requests never\n"
            "answered: unanswered (in flight when the run ended) and dropped (pipelined\n"
            "behind a response that closed its connection: Connection: close, HTTP/1.0\n"
@@ -603,15 +606,44 @@ static void usage(FILE *f)
            "a setup failure; 2 on bad arguments.\n");
 }
 
+/* A decimal number from 0 to max: digits first (no blank, sign, inf or nan
+ * before them), a fraction and an exponent allowed, nothing after. */
 static int parse_num(const char *s, double max, double *out)
 {
     char *end;
-    if (!s || !*s || *s == '-') return -1;
+    if (!s || ((*s < '0' || *s > '9') && *s != '.')) return -1;
+    if (s[strspn(s, "0123456789.eE+-")]) return -1; /* no hex floats */
     double v = strtod(s, &end);
-    if (*end || v != v || v > max) return -1;
+    if (end == s || *end || v != v || v > max) return -1;
     *out = v;
     return 0;
 }
+
+/* A whole number from min to max, digits only (strtoul would take leading
+ * blanks and a sign, and wrap "-5"). */
+static int parse_whole(const char *s, unsigned long min, unsigned long max, unsigned long *out)
+{
+    char *end;
+    if (!s || *s < '0' || *s > '9') return -1;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (*end || v < min || v > max) return -1;
+    *out = (unsigned long)v;
+    return 0;
+}
+
+/* The whole-number options: their flag, range and what they set. */
+typedef struct whole_opt_s {
+    const char *flag;
+    unsigned long min, max;
+    const char *what;
+} whole_opt_t;
+
+static const whole_opt_t k_whole[] = {
+    {"-c", 1, 1000000, "a whole number of connections from 1 to 1000000"},
+    {"-t", 1, 256, "a whole number of threads from 1 to 256"},
+    {"--pipeline", 1, 1024, "a whole number of requests from 1 to 1024"},
+    {"--timeout", 0, 86400000, "whole milliseconds from 0 (never) to 86400000"},
+};
 
 static int parse_url(const char *url)
 {
@@ -699,6 +731,25 @@ static int parse_args(int argc, char **argv)
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         double d;
+        const whole_opt_t *w = NULL;
+        for (size_t k = 0; k < sizeof k_whole / sizeof k_whole[0]; k++)
+            if (!strcmp(a, k_whole[k].flag)) w = &k_whole[k];
+        if (w) {
+            unsigned long n;
+            if (parse_whole(v, w->min, w->max, &n) < 0) {
+                if (v)
+                    fprintf(stderr, "pc-stress: %s needs %s, not '%s'\n", a, w->what, v);
+                else
+                    fprintf(stderr, "pc-stress: %s needs %s\n", a, w->what);
+                return -1;
+            }
+            if (!strcmp(a, "-c")) opt.conns = (unsigned)n;
+            if (!strcmp(a, "-t")) opt.threads = (int)n;
+            if (!strcmp(a, "--pipeline")) opt.pipeline = (unsigned)n;
+            if (!strcmp(a, "--timeout")) opt.timeout_ms = (unsigned)n;
+            i++;
+            continue;
+        }
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
             exit(0);
@@ -725,18 +776,17 @@ static int parse_args(int argc, char **argv)
         } else if (a[0] != '-' && !opt.url) {
             opt.url = a;
             continue;
-        } else if (!strcmp(a, "-c") && !parse_num(v, 1e6, &d) && d >= 1) {
-            opt.conns = (unsigned)d;
-        } else if (!strcmp(a, "-d") && !parse_num(v, 1e6, &d) && d > 0) {
-            opt.duration = d;
-        } else if (!strcmp(a, "-t") && !parse_num(v, 256, &d) && d >= 1) {
-            opt.threads = (int)d;
-        } else if (!strcmp(a, "--pipeline") && !parse_num(v, 1024, &d) && d >= 1) {
-            opt.pipeline = (unsigned)d;
-        } else if (!strcmp(a, "--rate") && !parse_num(v, 1e9, &d) && d > 0) {
-            opt.rate = d;
-        } else if (!strcmp(a, "--timeout") && !parse_num(v, 86400000, &d)) {
-            opt.timeout_ms = (unsigned)d;
+        } else if (!strcmp(a, "-d") || !strcmp(a, "--rate")) {
+            int rate = !strcmp(a, "--rate");
+            if (parse_num(v, rate ? 1e9 : 1e6, &d) < 0 || !(d > 0)) {
+                fprintf(stderr, "pc-stress: %s needs %s above 0, up to %s (digits first)\n", a,
+                        rate ? "requests per second" : "seconds", rate ? "1e9" : "1e6");
+                return -1;
+            }
+            if (rate)
+                opt.rate = d;
+            else
+                opt.duration = d;
         } else if (!strcmp(a, "--source") && v) {
             opt.source = v;
         } else if (!strcmp(a, "-H") && v && opt.nheaders < MAX_HEADERS && strchr(v, ':') &&
