@@ -1,0 +1,243 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""Process-level test: pc-stress counts what the server did, no more, no less.
+
+    stress_accounting.py BIN_DIR
+
+Runs a small HTTP server in this process (threads, loopback, an ephemeral
+port) in one of several modes, and BIN_DIR/pc-stress --json (-c 2 -t 1,
+about 0.5 s) against it:
+
+  http10     "HTTP/1.0 200" + Content-Length, then the server closes (HTTP/1.0
+             is not persistent unless it says keep-alive; python3 -m
+             http.server): requests answered, no error, one connection per
+             response (pc-stress sends nothing more on a closing connection);
+  http10     with --pipeline 4: no error, and the 3 requests pipelined behind
+             each closing response are counted as dropped (3 per connection);
+  http10ka   "HTTP/1.0 200" + Connection: keep-alive, the connection kept:
+             no error, the 2 connections reused;
+  http11     "HTTP/1.1 200" + Content-Length, --pipeline 4: no error, 2
+             connections, nothing dropped;
+  close11    "HTTP/1.1 200" + Connection: close + Content-Length, then close:
+             no error, one connection per response;
+  toclose    "HTTP/1.1 200" with no length: the body runs to the close, which
+             completes it: no error, one connection per response;
+  silent     reads requests, never answers (--timeout longer than the run):
+             exit 0 (as with errors), but the report is not clean: the 2
+             requests in flight at the end are "unanswered", the text report
+             and stderr say no request was answered;
+  numbers    -c 1.5, -t 1.9, --timeout 0.9, --timeout ' -5' (a blank, then a
+             sign: was an out-of-range double to unsigned conversion),
+             --timeout +5, -c 0, --pipeline 0x10, -d ' 1', -d nan: exit 2 with
+             the flag named on stderr; --timeout 0 (never) is accepted.
+
+A closing server shuts its side down after the response and reads until the
+client closes (RFC 9112 section 9.6's staged close), so that pipelined
+requests it never read cannot turn its close into a reset.
+Exit 0 on pass, 1 on failure (every failed check printed). Bounded: each
+pc-stress run has a time limit, an overall alarm (60 s) ends the run, and the
+server threads are stopped and the listening socket closed on every exit
+path. Python 3 standard library only.
+"""
+
+import argparse
+import json
+import os
+import socket
+import sys
+import threading
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from proclib import Checks, run_checks, run_stress, stress_json  # noqa: E402
+
+HOST = "127.0.0.1"
+ANSWER = {
+    "http10": b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    "http10ka": b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok",
+    "http11": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    "close11": b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
+    "toclose": b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nbody to the close",
+    "silent": None,
+}
+CLOSES = ("http10", "close11", "toclose")
+
+
+class TestServer:
+    """HTTP/1.x server on 127.0.0.1 in one mode: one thread per connection.
+    stop() ends every thread within about 0.2 s and closes the sockets."""
+
+    def __init__(self, mode):
+        self.mode = mode
+        self.stop_evt = threading.Event()
+        self.ls = socket.socket()
+        self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.ls.bind((HOST, 0))
+        self.ls.listen(512)
+        self.ls.settimeout(0.2)
+        self.port = self.ls.getsockname()[1]
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        while not self.stop_evt.is_set():
+            try:
+                c, _ = self.ls.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+            threading.Thread(target=self._conn, args=(c,), daemon=True).start()
+
+    def _conn(self, c):
+        c.settimeout(0.2)
+        buf = b""
+        answer = ANSWER[self.mode]
+        try:
+            while not self.stop_evt.is_set():
+                try:
+                    d = c.recv(65536)
+                except socket.timeout:
+                    continue
+                if not d:
+                    break
+                buf += d
+                while b"\r\n\r\n" in buf:
+                    buf = buf.split(b"\r\n\r\n", 1)[1]
+                    if answer is None:
+                        continue
+                    c.sendall(answer)
+                    if self.mode in CLOSES:
+                        # staged close: FIN, then read until the client closes
+                        c.shutdown(socket.SHUT_WR)
+                        self._drain(c)
+                        return
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+    def _drain(self, c):
+        for _ in range(25):  # at most about 5 s
+            if self.stop_evt.is_set():
+                return
+            try:
+                if not c.recv(65536):
+                    return
+            except socket.timeout:
+                continue
+
+    def stop(self):
+        self.stop_evt.set()
+        self.thread.join(5)
+        self.ls.close()
+
+
+def nonzero(errors):
+    return {k: v for k, v in errors.items() if v}
+
+
+def stress(a, mode, extra, seconds="0.5"):
+    """pc-stress --json against a TestServer in mode: the report (a dict)."""
+    srv = TestServer(mode)
+    try:
+        j = stress_json(a.bin_dir, ["http://%s:%d/" % (HOST, srv.port), "-c", "2", "-t", "1",
+                                    "-d", seconds, "--timeout", "5000"] + extra)
+    finally:
+        srv.stop()
+    errs = nonzero(j["errors"])
+    print("%-9s %-14s requests %d connects %d unanswered %s dropped %s errors %d %s"
+          % (mode, " ".join(extra), j["requests"], j["connects"], j.get("unanswered"),
+             j.get("dropped"), j["errors_total"], errs))
+    return j
+
+
+def run(a):
+    check = Checks()
+
+    # correct responses are correct, whatever the connection does after them
+    for mode in ("http10", "close11", "toclose"):
+        j = stress(a, mode, [])
+        check(j["requests"] > 0, "%s: requests answered" % mode)
+        check(j["errors_total"] == 0, "%s: no error for correct responses (%s)"
+              % (mode, nonzero(j["errors"])))
+        # one connection per response: none reused after a closing one (the
+        # run's end may cut a connection before its response: -c more)
+        check(j["requests"] <= j["connects"] <= j["requests"] + 2,
+              "%s: one connection per response (%d connects, %d requests)"
+              % (mode, j["connects"], j["requests"]))
+        check(j.get("dropped") == 0, "%s: nothing dropped without pipelining" % mode)
+
+    # pipelined behind a closing response: dropped, counted one by one
+    j = stress(a, "http10", ["--pipeline", "4"])
+    check(j["requests"] > 0 and j["errors_total"] == 0,
+          "http10 --pipeline 4: requests answered, no error (%s)" % nonzero(j["errors"]))
+    dropped = j.get("dropped", -1)
+    # each closed connection drops the 3 requests behind its response; at
+    # the run's end up to 2 connections are cut with theirs (unanswered)
+    check(3 * (j["requests"] - 2) <= dropped <= 3 * j["requests"],
+          "http10 --pipeline 4: 3 requests dropped per response (%d for %d)"
+          % (dropped, j["requests"]))
+
+    # persistent connections stay persistent
+    for mode, extra in (("http10ka", []), ("http11", ["--pipeline", "4"])):
+        j = stress(a, mode, extra)
+        what = " ".join([mode] + extra)
+        check(j["requests"] > 0 and j["errors_total"] == 0,
+              "%s: requests answered, no error (%s)" % (what, nonzero(j["errors"])))
+        check(j["connects"] == 2, "%s: the 2 connections reused (%d connects)"
+              % (what, j["connects"]))
+        check(j.get("dropped") == 0, "%s: nothing dropped" % what)
+        # the run ends with every connection's requests in flight
+        inflight = 2 * (4 if extra else 1)
+        check(j.get("unanswered", -1) <= inflight,
+              "%s: at most %d unanswered at the end (%s)" % (what, inflight, j.get("unanswered")))
+
+    # a server that never answers: not a clean report
+    srv = TestServer("silent")
+    try:
+        url = "http://%s:%d/" % (HOST, srv.port)
+        args = [url, "-c", "2", "-t", "1", "-d", "0.5", "--timeout", "10000"]
+        rc, out, err = run_stress(a.bin_dir, args + ["--json"])
+        print("silent: exit %d, %s; stderr %r" % (rc, out.strip(), err.strip()[-200:]))
+        check(rc == 0, "silent: exit 0, as with errors (%d)" % rc)
+        try:
+            j = json.loads(out)
+        except ValueError:
+            j = {}
+        check(j.get("requests") == 0 and j.get("errors_total") == 0,
+              "silent: no response and no error counted")
+        check(j.get("unanswered") == 2,
+              "silent: the 2 requests in flight reported as unanswered (%s)" % j.get("unanswered"))
+        check("no request was answered" in err, "silent: stderr says no request was answered")
+        rc, out, err = run_stress(a.bin_dir, args)
+        check(rc == 0 and "unanswered 2" in out and "no request was answered" in out,
+              "silent: the text report says unanswered 2 and no request was answered:\n" + out)
+        # --timeout 0 is "never": accepted, and the run still ends on time
+        rc, out, err = run_stress(a.bin_dir, [url, "-c", "1", "-d", "0.3", "--timeout", "0",
+                                              "--json"], timeout=10)
+        check(rc == 0 and '"unanswered":1' in out,
+              "silent: --timeout 0 runs, 1 unanswered (exit %d, %s)" % (rc, out.strip()[-120:]))
+    finally:
+        srv.stop()
+
+    # numbers: whole, in range, digits first; exit 2 naming the flag
+    url = "http://%s:9/" % HOST
+    for flag, value in (("-c", "1.5"), ("-t", "1.9"), ("--timeout", "0.9"), ("--timeout", " -5"),
+                        ("--timeout", "+5"), ("-c", "0"), ("--pipeline", "0x10"), ("-d", " 1"),
+                        ("-d", "nan"), ("--rate", "-1")):
+        rc, out, err = run_stress(a.bin_dir, [url, "-d", "0.1", flag, value], timeout=10)
+        check(rc == 2 and ("pc-stress: %s needs" % flag) in err,
+              "numbers: %s %r refused with exit 2 (exit %d, %r)"
+              % (flag, value, rc, err.strip().split("\n")[0]))
+    return check.failures
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("bin_dir")
+    a = ap.parse_args()
+    return run_checks(lambda: run(a), 60)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
