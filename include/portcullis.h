@@ -420,6 +420,14 @@ typedef struct pc_server_config_s {
      * PC_CLOSE_HEADER_TIMEOUT. Unlike the idle timeout, bytes trickling in
      * do not extend it. 0 = none (default). */
     unsigned header_timeout_ms;
+    /* TLS handshake timeout: a TLS connection whose handshake has not
+     * completed this long after it started (accepted: from the accept;
+     * pc_connect_tls: from the connect) is closed before on_open, counted
+     * and reported as PC_CLOSE_HEADER_TIMEOUT. On accepted connections
+     * header_timeout_ms, when set, bounds the handshake instead (with the
+     * first request). Default 10000 ms, so that peers that connect and
+     * never finish a handshake cannot hold connection slots; 0 = none. */
+    unsigned handshake_timeout_ms;
     /* Write timeout: a connection whose send queue has made no progress for
      * this long (the peer stopped reading) is reset with
      * PC_CLOSE_WRITE_TIMEOUT. Progress is a send operation (at most 256 KiB)

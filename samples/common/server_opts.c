@@ -56,6 +56,9 @@ void server_opts_usage(FILE *f)
             "  --max-conns N             maximum open connections (default 10000)\n"
             "  --idle-timeout MS         close connections idle this long (0 = never;\n"
             "                            default: pc-http 75000, otherwise never)\n"
+            "  --handshake-timeout MS    close TLS connections whose handshake has not\n"
+            "                            completed this long after the accept (default 10000;\n"
+            "                            0 = none; pc-http's --header-timeout covers it)\n"
             "  --write-timeout MS        reset connections whose peer stops reading for this\n"
             "                            long while output is queued (default: never)\n"
             "  --max-buffered BYTES      cap on bytes queued for sending, all connections\n"
@@ -136,14 +139,32 @@ int server_opts_parse(server_opts_t *o, int argc, char **argv, int *i)
         return 1;
     }
     static const char *const with_value[] = {
-        "--listen",         "--threads",         "--max-conns",
-        "--idle-timeout",   "--write-timeout",   "--max-buffered",
-        "--backend",        "--accept-batch-us", "--accept-data-wait",
-        "--rules",          "--deny-list",       "--allow-list",
-        "--per-source-max", "--per-source-rate", "--conditional-accept",
-        "--proxy-protocol", "--proxy-timeout",   "--proxy-versions",
-        "--kernel-filter",  "--tls-cert",        "--tls-key",
-        "--tls-alpn",       "--tls-client-ca",   "--sched"};
+        "--listen",
+        "--threads",
+        "--max-conns",
+        "--idle-timeout",
+        "--handshake-timeout",
+        "--write-timeout",
+        "--max-buffered",
+        "--backend",
+        "--accept-batch-us",
+        "--accept-data-wait",
+        "--rules",
+        "--deny-list",
+        "--allow-list",
+        "--per-source-max",
+        "--per-source-rate",
+        "--conditional-accept",
+        "--proxy-protocol",
+        "--proxy-timeout",
+        "--proxy-versions",
+        "--kernel-filter",
+        "--tls-cert",
+        "--tls-key",
+        "--tls-alpn",
+        "--tls-client-ca",
+        "--sched",
+    };
     int known = 0;
     for (size_t k = 0; k < sizeof with_value / sizeof with_value[0]; k++)
         known |= !strcmp(a, with_value[k]);
@@ -179,6 +200,9 @@ int server_opts_parse(server_opts_t *o, int argc, char **argv, int *i)
     } else if (!strcmp(a, "--idle-timeout")) {
         bad = parse_uint(v, 86400000ul, &n);
         if (!bad) cfg->idle_timeout_ms = (unsigned)n;
+    } else if (!strcmp(a, "--handshake-timeout")) {
+        bad = parse_uint(v, 86400000ul, &n);
+        if (!bad) cfg->handshake_timeout_ms = (unsigned)n;
     } else if (!strcmp(a, "--write-timeout")) {
         bad = parse_uint(v, 86400000ul, &n);
         if (!bad) cfg->write_timeout_ms = (unsigned)n;

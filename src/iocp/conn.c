@@ -619,6 +619,7 @@ static void conn_deliver(worker_t *w, pc_conn_t *c, const char *data, size_t n)
             return;
         }
         unsigned ht = conn_srv(c)->cfg.header_timeout_ms;
+        if (!ht && c->tls_phase) ht = conn_srv(c)->cfg.handshake_timeout_ms;
         c->deadline_ms = ht ? pc__now_ms() + ht : 0;
         timer_update(c);
         if (c->tls_phase) { /* the TLS handshake follows the header */
@@ -660,11 +661,14 @@ static void tls_deliver(pc_conn_t *c, const char *data, size_t n)
 }
 
 /* A TLS connection is established: on_open waits for the handshake, which
- * the header timeout bounds (armed at accept). */
+ * the header timeout bounds (accepted, armed at accept), else the
+ * handshake timeout (io_open disarms that one). */
 static void tls_phase_start(pc_conn_t *c)
 {
-    unsigned ht = conn_srv(c)->cfg.header_timeout_ms;
-    c->deadline_ms = (ht && !c->outbound) ? c->last_rx_ms + ht : 0;
+    const pc_server_config_t *cfg = &conn_srv(c)->cfg;
+    unsigned ht = c->outbound ? 0 : cfg->header_timeout_ms;
+    if (!ht) ht = cfg->handshake_timeout_ms;
+    c->deadline_ms = ht ? (c->outbound ? pc__now_ms() : c->last_rx_ms) + ht : 0;
     set_open_hidden(c);
     timer_update(c);
     int rc = conn_tls_begin(c);

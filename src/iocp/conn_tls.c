@@ -59,6 +59,9 @@ static int io_open(void *arg)
     pend_held_sync(c); /* the session freed its buffer */
     c->tls_phase = TLSP_OPEN;
     if (tls_sess_resumed(c->ext->tls)) counter_add(&conn_worker(c)->tls_resumed, 1);
+    /* the handshake timeout has done its work; the header timeout goes on
+     * to the first request */
+    if (c->outbound || !conn_srv(c)->cfg.header_timeout_ms) c->deadline_ms = 0;
     conn_opened(c);
     if (c->state == CS_OPEN && c->ext->close_when_open) { /* asked during the handshake */
         c->ext->close_when_open = 0;

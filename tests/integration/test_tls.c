@@ -370,6 +370,8 @@ static void xc_close(pc_conn_t *c, pc_close_reason_t r, int err)
 /* A started client-only server whose connections run the xc_ callbacks. */
 /* max_buffered_bytes of the next xc_server (0: none) */
 static size_t g_xc_max_buffered;
+/* handshake_timeout_ms of the next xc_server (0: the default) */
+static unsigned g_xc_handshake_ms;
 
 static pc_server_t *xc_server(void)
 {
@@ -378,6 +380,7 @@ static pc_server_t *xc_server(void)
     pc_server_config_t cc;
     pc_server_config_init(&cc);
     cc.max_buffered_bytes = g_xc_max_buffered;
+    if (g_xc_handshake_ms) cc.handshake_timeout_ms = g_xc_handshake_ms;
     return start_client_server(&xc_cb, &cc);
 }
 
@@ -1136,6 +1139,76 @@ static void stalled_client_hello(void **state)
     assert_int_equal(atomic_load(&g_closes), 0);
 }
 
+/* Without a header timeout, the handshake timeout (10 s by default) cuts a
+ * client that connects and never finishes its handshake; it used to hold
+ * its connection slot for ever. Once a handshake completed, it no longer
+ * applies: a quiet client stays. */
+static void stalled_handshake_default_bound(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    pc_server_config_init(&cfg);
+    assert_int_equal(cfg.header_timeout_ms, 0);
+    assert_int_equal(cfg.handshake_timeout_ms, 10000);
+    base_config(&cfg);
+    assert_int_equal(cfg.header_timeout_ms, 0);
+    cfg.handshake_timeout_ms = 300;
+    start_tls_server(&cfg, NULL, 0);
+    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 5000);
+    assert_true(s != SHIM_INVALID);
+    shim_sock_t silent = shim_connect("127.0.0.1", g_port, NULL, 5000); /* sends nothing */
+    assert_true(silent != SHIM_INVALID);
+    assert_int_equal(shim_send_all(s, "\x16\x03\x01\x02\x00\x01", 6), 0); /* a record's start */
+    tcli_t t;
+    assert_true(tcli_open(&t, DATA("ca.pem"), NULL, NULL)); /* completes */
+    shim_set_timeout(s, 10000);
+    shim_set_timeout(silent, 10000);
+    uint64_t t0 = shim_now_ms();
+    size_t n = 0;
+    assert_true(shim_wait_close(s, &n) >= 0);
+    assert_true(shim_wait_close(silent, &n) >= 0);
+    assert_true(shim_now_ms() - t0 < 8000);
+    shim_close(s);
+    shim_close(silent);
+    WAIT_FOR(stats().closed[PC_CLOSE_HEADER_TIMEOUT] == 2, 3000);
+    assert_int_equal(stats().closed[PC_CLOSE_HEADER_TIMEOUT], 2);
+    shim_sleep_ms(400); /* past the 300 ms from its accept */
+    tcli_echo(&t, "still open");
+    assert_int_equal(stats().closed[PC_CLOSE_HEADER_TIMEOUT], 2);
+    assert_int_equal(atomic_load(&g_opens), 1);
+    assert_int_equal(atomic_load(&g_closes), 0);
+    tcli_close(&t);
+}
+
+/* pc_connect_tls to a peer that accepts TCP and never answers the
+ * ClientHello: the handshake timeout closes it (on_close, no on_open). */
+static void outbound_handshake_timeout(void **state)
+{
+    (void)state;
+    shim_sock_t l;
+    int port = silent_listener(&l);
+    pc_server_t *cs;
+    pc_tls_ctx_t *cx;
+    xc_t *x;
+    g_xc_handshake_ms = 300;
+    uint64_t t0 = shim_now_ms();
+    pc_conn_id_t id = xc_connect(port, &cs, &cx, &x, NULL, NULL, 0);
+    g_xc_handshake_ms = 0;
+    (void)id;
+    WAIT_FOR(atomic_load(&x->closed), 8000);
+    assert_int_equal(atomic_load(&x->closed), 1);
+    assert_int_equal(atomic_load(&x->opened), 0);
+    assert_true(shim_now_ms() - t0 >= 250);
+    pc_server_stats_t st;
+    pc_server_stats(cs, &st);
+    assert_int_equal(st.closed[PC_CLOSE_HEADER_TIMEOUT], 1);
+    pc_tls_ctx_free(cx);
+    pc_server_stop(cs, 1000);
+    pc_server_destroy(cs);
+    free(x);
+    shim_close(l);
+}
+
 /* pc_conn_close on a TLS connection sends close_notify before the FIN: the
  * client's SSL_read ends with SSL_ERROR_ZERO_RETURN, not a bare EOF. */
 static void close_notify(void **state)
@@ -1590,6 +1663,8 @@ SKIPPED(early_bytes_before_on_open)
 SKIPPED(handover_growth_counted_first)
 SKIPPED(close_id_while_connecting_flushes)
 SKIPPED(close_in_handshake_flushes)
+SKIPPED(stalled_handshake_default_bound)
+SKIPPED(outbound_handshake_timeout)
 
 #endif
 
@@ -1630,6 +1705,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(open_small_records_capped, teardown),
         cmocka_unit_test_teardown(close_id_while_connecting_flushes, teardown),
         cmocka_unit_test_teardown(close_in_handshake_flushes, teardown),
+        cmocka_unit_test_teardown(stalled_handshake_default_bound, teardown),
+        cmocka_unit_test_teardown(outbound_handshake_timeout, teardown),
     };
     if (PICK_TEST(tests, argc, argv) != 0) return 1;
     return cmocka_run_group_tests(tests, NULL, NULL);
