@@ -405,9 +405,23 @@ typedef struct pc_server_config_s {
     unsigned max_connections;
     /* At max_connections: defer (default) or reject. */
     pc_capacity_policy_t at_capacity;
-    /* How long a deferred connection may wait (Linux: the accept thread stops
-     * taking connections off the backlog at most this long, then rejects the
-     * next one). Default 1000 ms. */
+    /* How long a deferred connection may wait; still deferred then, it is
+     * rejected. At capacity after the handshake (Linux; Windows without
+     * conditional accept) the accept thread stops taking connections off
+     * the backlog at most this long: the connection it then takes, if still
+     * over capacity, is rejected at once, and the next pause starts; a pause
+     * that ended with no connection queued rejects nobody (the next one to
+     * arrive may wait this long from its arrival). Windows with conditional
+     * accept: the request at the head of the queue is refused after this
+     * long. Default 1000 ms.
+     * stats.deferred counts the connections made to wait, each once, whether
+     * then accepted or rejected: deferred by a PC_DEFER verdict (the
+     * condition's, or capacity's with PC_CAPACITY_DEFER), or queued in the
+     * backlog while the accept thread paused at capacity (counted while
+     * they wait: the paused thread looks at the backlog every 50 ms;
+     * Windows without conditional accept sees only whether one is queued,
+     * so counts the others as they reach the head of the queue during a
+     * pause). */
     unsigned defer_timeout_ms;
     /* Close connections with no traffic for this long: neither a received
      * byte nor a sent one (a send completing counts, so a client that only
@@ -872,7 +886,8 @@ typedef struct pc_server_stats_s {
     uint64_t accepted;                         /* connections accepted (passed the pipeline) */
     uint64_t rejected[PC_STEP_COUNT];          /* rejected, per pipeline step */
     uint64_t would_reject[PC_STEP_COUNT];      /* shadow mode: would have been rejected */
-    uint64_t deferred;                         /* defer decisions taken */
+    uint64_t deferred;                         /* connections made to wait, once each (see
+                                                * config.defer_timeout_ms) */
     uint64_t accept_errors;                    /* accept() failures (EMFILE, ...) */
     uint64_t active;                           /* open connections now */
     uint64_t closed[PC_CLOSE_REASON_COUNT];    /* connections ended, per reason */

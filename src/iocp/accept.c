@@ -84,21 +84,42 @@ int accept_wait_capacity_until(listener_t *l, uint64_t deadline)
     return ok;
 }
 
-int accept_wait_capacity(listener_t *l)
+/* Count the connections queued on the listener beyond the *held already
+ * counted (the backlog is FIFO: those are at its head). */
+static void count_queued(listener_t *l, unsigned *held)
 {
-    pc_server_t *s = l->srv;
-    if (atomic_load(&s->active) < s->cfg.max_connections) return 1;
-    counter_add(&s->deferred, 1);
-    return accept_wait_capacity_until(l, pc__now_ms() + s->cfg.defer_timeout_ms);
+    unsigned q = accept_backlog_queued(l);
+    if (q > *held) {
+        counter_add(&l->srv->deferred, q - *held);
+        *held = q;
+    }
 }
 
-pc_verdict_t accept_hold_deferred(listener_t *l, const struct sockaddr *peer, int *step)
+uint64_t accept_wait_capacity(listener_t *l, unsigned *held)
+{
+    pc_server_t *s = l->srv;
+    if (atomic_load(&s->active) < s->cfg.max_connections) return 0;
+    uint64_t deadline = pc__now_ms() + s->cfg.defer_timeout_ms;
+    for (;;) { /* look at the backlog every ACCEPT_PAUSE_LOOK_MS, and at the end */
+        uint64_t look = pc__now_ms() + ACCEPT_PAUSE_LOOK_MS;
+        int ok = accept_wait_capacity_until(l, look < deadline ? look : deadline);
+        if (atomic_load(&l->stopping)) break;
+        count_queued(l, held);
+        if (ok || pc__now_ms() >= deadline) break;
+    }
+    return deadline;
+}
+
+pc_verdict_t accept_hold_deferred(listener_t *l, const struct sockaddr *peer, int *step,
+                                  uint64_t deadline)
 {
     pc_server_t *s = l->srv;
     const struct sockaddr *local = (const struct sockaddr *)&l->addr;
-    uint64_t deadline = pc__now_ms() + s->cfg.defer_timeout_ms;
     pc_verdict_t v = PC_DEFER;
-    counter_add(&s->deferred, 1);
+    if (!deadline) { /* a new deferral; else the pause's, counted as it saw it */
+        deadline = pc__now_ms() + s->cfg.defer_timeout_ms;
+        counter_add(&s->deferred, 1);
+    }
     while (v == PC_DEFER && !atomic_load(&l->stopping)) {
         if (pc__now_ms() >= deadline) break;
         if (*step == PC_STEP_CAPACITY)

@@ -6,7 +6,13 @@
  * reset (SO_LINGER 0). "Defer" means: stop taking connections
  * off the backlog (the kernel queue holds them) until capacity frees or
  * defer_timeout_ms passes; the connection that is then still over capacity
- * is rejected.
+ * is rejected. One pause for one connection: the connections queued during a
+ * pause are deferred (counted once each, as the pause sees them), and the
+ * first of them, still over capacity after a pause that timed out, is
+ * rejected at once rather than held for a second defer_timeout_ms. A pause
+ * that ended with nothing queued defers nobody: the next connection is
+ * taken as it comes and, still over capacity, held defer_timeout_ms of its
+ * own (accept_hold_deferred).
  *
  * Batching (cfg.accept_batch_us): the listener is non-blocking and the thread
  * waits in poll() for a connection, then takes the backlog until it is
@@ -25,6 +31,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -141,6 +148,22 @@ static int accept_idle(listener_t *l, unsigned got)
     return 1;
 }
 
+/* TCP_INFO on a listener reports its accept queue's length in tcpi_unacked;
+ * failing that, poll() tells whether there is one. */
+unsigned accept_backlog_queued(listener_t *l)
+{
+    sock_t fd = l->fd;
+    struct tcp_info ti;
+    socklen_t len = sizeof ti;
+    memset(&ti, 0, sizeof ti);
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 &&
+        len >= offsetof(struct tcp_info, tcpi_unacked) + sizeof ti.tcpi_unacked &&
+        ti.tcpi_state == TCP_LISTEN)
+        return ti.tcpi_unacked;
+    struct pollfd pf = {fd, POLLIN, 0};
+    return poll(&pf, 1, 0) == 1 && (pf.revents & POLLIN) ? 1u : 0u;
+}
+
 static int is_transient(int e)
 {
     return e == EINTR || e == ECONNABORTED || e == EPROTO || e == EPERM || e == ENETDOWN ||
@@ -154,11 +177,16 @@ void accept_thread_main(void *arg)
     pc_server_t *s = l->srv;
     accept_backoff_t bo = {0, 0, 0};
     int batch = accept_batch_us(s) != 0;
-    unsigned got = 0; /* connections taken in this drain of the backlog */
-    int arrived = 0;  /* poll() saw a connection: take it, as a blocking
-                       * accept would have, without a second capacity wait */
+    unsigned got = 0;     /* connections taken in this drain of the backlog */
+    int arrived = 0;      /* poll() saw a connection: take it, as a blocking
+                           * accept would have, without a second capacity wait */
+    unsigned held = 0;    /* connections queued through a pause (counted), not yet taken */
+    uint64_t held_dl = 0; /* that pause's deadline */
     while (!atomic_load(&l->stopping)) {
-        if (s->cfg.at_capacity == PC_CAPACITY_DEFER && !arrived) accept_wait_capacity(l);
+        if (s->cfg.at_capacity == PC_CAPACITY_DEFER && !arrived) {
+            uint64_t dl = accept_wait_capacity(l, &held);
+            if (dl) held_dl = dl;
+        }
         arrived = 0;
         if (atomic_load(&l->stopping)) break;
 
@@ -169,6 +197,7 @@ void accept_thread_main(void *arg)
             int e = errno;
             if (atomic_load(&l->stopping)) break;
             if (batch && (e == EAGAIN || e == EWOULDBLOCK)) {
+                held = 0; /* the backlog is empty */
                 arrived = accept_idle(l, got);
                 got = 0;
                 continue;
@@ -180,11 +209,16 @@ void accept_thread_main(void *arg)
         }
         bo.delay_ms = 0;
         got++;
+        uint64_t dl = 0; /* 0: not deferred yet */
+        if (held) {      /* it waited through a pause: deferred (and counted) already */
+            held--;
+            dl = held_dl;
+        }
 
         int step = -1;
         pc_verdict_t v =
             accept_decide(l, (struct sockaddr *)&peer, (struct sockaddr *)&l->addr, &step);
-        if (v == PC_DEFER) v = accept_hold_deferred(l, (struct sockaddr *)&peer, &step);
+        if (v == PC_DEFER) v = accept_hold_deferred(l, (struct sockaddr *)&peer, &step, dl);
         if (v != PC_ACCEPT) {
             sock_close_reset(fd);
             continue;

@@ -94,6 +94,19 @@ void accept_listener_wake(listener_t *l)
 
 /* ---- waiting ---------------------------------------------------------------------- */
 
+/* Winsock does not say how many connections are queued: select() tells
+ * whether one is. */
+unsigned accept_backlog_queued(listener_t *l)
+{
+    sock_t fd = listener_fd(l);
+    if (fd == SOCK_INVALID || atomic_load(&l->stopping)) return 0;
+    fd_set rd;
+    FD_ZERO(&rd);
+    FD_SET(fd, &rd);
+    struct timeval tv = {0, 0};
+    return select(0, &rd, NULL, NULL, &tv) == 1 ? 1u : 0u;
+}
+
 /* ---- the condition function ------------------------------------------------------------ */
 
 static const struct sockaddr *wsabuf_addr(const WSABUF *b)
@@ -166,17 +179,18 @@ static int CALLBACK accept_condition(LPWSABUF caller, LPWSABUF caller_data, LPQO
 
 /* ---- after WSAAccept -------------------------------------------------------------------- */
 
-/* Post-handshake: apply the verdict to an established connection. Returns
+/* Post-handshake: apply the verdict to an established connection; deadline
+ * as accept_hold_deferred's (0, or the pause it was queued through). Returns
  * 1 if fd may be handed to the workers (a slot is reserved), 0 if it was
  * closed. */
 static int post_handshake_verdict(listener_t *l, cond_ctx_t *cx, sock_t fd,
-                                  const struct sockaddr_storage *peer)
+                                  const struct sockaddr_storage *peer, uint64_t deadline)
 {
     pc_verdict_t v = cx->verdict;
     int step = cx->step;
     if (!cx->called) /* a stack that did not call the condition */
         v = accept_decide(l, (const struct sockaddr *)peer, (struct sockaddr *)&l->addr, &step);
-    if (v == PC_DEFER) v = accept_hold_deferred(l, (const struct sockaddr *)peer, &step);
+    if (v == PC_DEFER) v = accept_hold_deferred(l, (const struct sockaddr *)peer, &step, deadline);
     if (v == PC_ACCEPT && atomic_load(&l->stopping)) {
         accept_undo(l);
         v = PC_REJECT;
@@ -225,11 +239,21 @@ void accept_thread_main(void *arg)
     cx.none.ss_family = AF_UNSPEC;
     accept_backoff_t bo = {0, 0, 0};
 
+    /* post-handshake: connections queued through a pause for capacity
+     * (counted), not yet taken */
+    unsigned held = 0;
+    uint64_t held_dl = 0; /* that pause's deadline */
+
     while (!atomic_load(&l->stopping)) {
         /* Post-handshake: at capacity, leave connections in the backlog (as
-         * on Linux). Pre-handshake needs no such wait: the condition defers
-         * the request and we wait below, only when a request exists. */
-        if (!pre && s->cfg.at_capacity == PC_CAPACITY_DEFER) accept_wait_capacity(l);
+         * on Linux); a connection queued during the pause was deferred
+         * through it, and is rejected at once if still over capacity after
+         * a pause that timed out. Pre-handshake needs no such wait: the condition
+         * defers the request and we wait below, only when a request exists. */
+        if (!pre && s->cfg.at_capacity == PC_CAPACITY_DEFER) {
+            uint64_t dl = accept_wait_capacity(l, &held);
+            if (dl) held_dl = dl;
+        }
         /* stop sets l->stopping before it closes the listener and forgets
          * the handle, so the handle was still ours at this check. Closing is
          * the documented way to unblock WSAAccept; it leaves only the few
@@ -248,6 +272,7 @@ void accept_thread_main(void *arg)
             WSAAccept(lfd, (struct sockaddr *)&peer, &plen, accept_condition, (DWORD_PTR)&cx);
         if (fd == INVALID_SOCKET) {
             int e = WSAGetLastError();
+            held = 0;          /* post-handshake: the queued connection is gone */
             if (cx.reserved) { /* CF_ACCEPT, then the connection failed anyway */
                 accept_undo(l);
                 cx.reserved = 0;
@@ -297,7 +322,12 @@ void accept_thread_main(void *arg)
                 break;
             }
         } else {
-            int ok = post_handshake_verdict(l, &cx, fd, &peer);
+            uint64_t dl = 0; /* 0: not deferred yet */
+            if (held) {      /* it waited through a pause: deferred (and counted) already */
+                held--;
+                dl = held_dl;
+            }
+            int ok = post_handshake_verdict(l, &cx, fd, &peer, dl);
             cx.reserved = 0;
             if (!ok) continue;
         }

@@ -645,20 +645,36 @@ void accept_undo(listener_t *l);
  * the monotonic deadline passes or the listener stops. Returns 1 if capacity
  * is available. Accept threads. */
 int accept_wait_capacity_until(listener_t *l, uint64_t deadline);
-/* Before taking the next connection off the backlog: at capacity, count one
- * deferral and wait (accept_wait_capacity_until, defer_timeout_ms from now),
- * so the backlog holds what does not fit. Returns 1 if capacity is available,
- * 0 on timeout or stop. Accept threads. */
-int accept_wait_capacity(listener_t *l);
+/* Before taking the next connection off the backlog: at capacity, pause
+ * until capacity frees, defer_timeout_ms passes or the listener stops, so
+ * the backlog holds what does not fit. Meanwhile, every
+ * ACCEPT_PAUSE_LOOK_MS and when the pause ends, look at the backlog: the
+ * connections queued there beyond the *held already counted are deferred,
+ * counted once each in `deferred` now, and *held grows to the number
+ * queued. The loop takes *held connections as deferred through the pause
+ * (not counted again, see accept_hold_deferred's deadline), decrementing it
+ * for each. Returns the pause's deadline, 0 if there was no pause (below
+ * capacity). Accept threads. */
+#define ACCEPT_PAUSE_LOOK_MS 50
+uint64_t accept_wait_capacity(listener_t *l, unsigned *held);
+/* accept_posix.c / accept_win.c: how many connections the listener's
+ * backlog holds (Linux: its accept queue's length; Windows: 1 if one is
+ * queued, as Winsock does not say how many). 0 once it stops. */
+unsigned accept_backlog_queued(listener_t *l);
 
 /* The pipeline deferred a connection that is already established (Linux,
  * or Windows without conditional accept): hold it, and so the backlog behind
  * it, as Winsock's queue holds the requests behind a deferred one, until the
- * verdict changes, the listener stops or defer_timeout_ms passes; a verdict
+ * verdict changes, the listener stops or the deadline passes; a verdict
  * still PC_DEFER then becomes PC_REJECT, counted at the step that deferred
- * it. *step is accept_decide's. Accept threads. */
+ * it. deadline 0: a new deferral, counted in `deferred`, that may last
+ * defer_timeout_ms from now; else the deadline of the pause the connection
+ * was queued through (already counted; passed: rejected at once, so the
+ * pause and the hold together last at most defer_timeout_ms). *step is
+ * accept_decide's. Accept threads. */
 #define ACCEPT_DEFER_RETRY_MS 5 /* pause before re-asking about a user-deferred connection */
-pc_verdict_t accept_hold_deferred(listener_t *l, const struct sockaddr *peer, int *step);
+pc_verdict_t accept_hold_deferred(listener_t *l, const struct sockaddr *peer, int *step,
+                                  uint64_t deadline);
 
 /* Back-off state of an accept loop after accept errors. */
 typedef struct accept_backoff_s {

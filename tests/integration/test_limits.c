@@ -179,6 +179,171 @@ static void write_timeout_slow_reader_survives(void **state)
     shim_close(s);
 }
 
+/* ---- deferral at capacity ------------------------------------------------------ */
+
+/* A new client to g_port is refused, reset or closed: never an answer (the
+ * connect itself may fail if the reset wins the race). Returns the ms from
+ * t0 until the client saw it. */
+static int wait_rejected(uint64_t t0, int timeout_ms)
+{
+    shim_sock_t b = shim_connect("127.0.0.1", g_port, NULL, timeout_ms);
+    if (b != SHIM_INVALID) {
+        shim_send_all(b, "b", 1);
+        char ch;
+        int n = shim_recv_some(b, &ch, 1);
+        shim_close(b);
+        assert_true(n == -1 || n == 0); /* rejected, not served, not timed out */
+    }
+    return (int)(shim_now_ms() - t0);
+}
+
+/* One slot, PC_CAPACITY_DEFER, post-handshake (Linux; Windows without
+ * conditional accept), with or without accept batching. */
+static void defer_config(pc_server_config_t *cfg, unsigned timeout_ms, unsigned batch_us)
+{
+    base_config(cfg);
+    cfg->max_connections = 1;
+    cfg->at_capacity = PC_CAPACITY_DEFER;
+    cfg->defer_timeout_ms = timeout_ms;
+    cfg->accept_batch_us = batch_us; /* Linux: a non-blocking listener and poll() */
+    /* native Windows would defer before the handshake (connect() itself
+     * waits; test_windows covers it): here the accept thread's pauses */
+    cfg->conditional_accept = PC_COND_ACCEPT_OFF;
+}
+
+/* A client arriving while the accept thread already pauses for capacity is
+ * rejected when that pause ends, at most defer_timeout_ms after it connected
+ * (it used to be held for a second full timeout, ~1.95 s), and is counted as
+ * deferred once (it was 3). */
+static void run_defer_timeout_bounds_wait(unsigned batch_us)
+{
+    pc_server_config_t cfg;
+    defer_config(&cfg, 1000, batch_us);
+    start_server(&cfg);
+    shim_sock_t a = shim_connect("127.0.0.1", g_port, NULL, 3000);
+    assert_true(a != SHIM_INVALID);
+    expect_echo(a, "a");
+    shim_sleep_ms(50); /* the accept thread pauses for capacity */
+    int took = wait_rejected(shim_now_ms(), 5000);
+    pc_server_stats_t st = stats();
+    fprintf(stderr, "deferred client rejected after %d ms (defer_timeout_ms 1000), deferred %llu\n",
+            took, (unsigned long long)st.deferred);
+    assert_true(took < 1500);
+    assert_int_equal(st.deferred, 1);
+    assert_int_equal(st.rejected[PC_STEP_CAPACITY], 1);
+    assert_int_equal(st.accepted, 1);
+    assert_int_equal(atomic_load(&g_opens), 1);
+    expect_echo(a, "still served"); /* the holder is untouched */
+    shim_close(a);
+}
+
+static void defer_timeout_bounds_wait(void **state)
+{
+    (void)state;
+    run_defer_timeout_bounds_wait(0);
+}
+
+static void defer_timeout_bounds_wait_batch(void **state)
+{
+    (void)state;
+    run_defer_timeout_bounds_wait(1000);
+}
+
+/* A pause for capacity that ended with no client queued rejects nobody: the
+ * client arriving later still gets its own defer_timeout_ms, and is counted
+ * once (it was 2: the empty pause counted too). */
+static void run_defer_timeout_after_empty_pause(unsigned batch_us)
+{
+    pc_server_config_t cfg;
+    defer_config(&cfg, 600, batch_us);
+    start_server(&cfg);
+    shim_sock_t a = shim_connect("127.0.0.1", g_port, NULL, 3000);
+    assert_true(a != SHIM_INVALID);
+    expect_echo(a, "a");
+    shim_sleep_ms(900); /* a pause of 600 ms began and ended, nobody queued */
+    assert_int_equal(stats().deferred, 0);
+    int took = wait_rejected(shim_now_ms(), 5000);
+    pc_server_stats_t st = stats();
+    fprintf(stderr, "late client rejected after %d ms (defer_timeout_ms 600), deferred %llu\n",
+            took, (unsigned long long)st.deferred);
+    assert_true(took >= 400); /* deferred, not rejected at once */
+    assert_true(took < 900);
+    assert_int_equal(st.deferred, 1);
+    assert_int_equal(st.rejected[PC_STEP_CAPACITY], 1);
+    shim_close(a);
+}
+
+static void defer_timeout_after_empty_pause(void **state)
+{
+    (void)state;
+    run_defer_timeout_after_empty_pause(0);
+}
+
+static void defer_timeout_after_empty_pause_batch(void **state)
+{
+    (void)state;
+    run_defer_timeout_after_empty_pause(1000);
+}
+
+/* Clients queued while at capacity are counted as deferred while they wait,
+ * once each, and served in turn as the slot frees: the pauses around them
+ * count nothing more (each pause used to count one, whether or not anyone
+ * was queued). */
+static void run_defer_counted_once_when_admitted(unsigned batch_us)
+{
+    enum { N = 4 };
+    pc_server_config_t cfg;
+    defer_config(&cfg, 5000, batch_us);
+    start_server(&cfg);
+    shim_sock_t s[N];
+    s[0] = shim_connect("127.0.0.1", g_port, NULL, 3000);
+    assert_true(s[0] != SHIM_INVALID);
+    expect_echo(s[0], "0");
+    shim_sleep_ms(50);
+    for (int i = 1; i < N; i++) { /* queued behind the one slot */
+        s[i] = shim_connect("127.0.0.1", g_port, NULL, 5000);
+        assert_true(s[i] != SHIM_INVALID);
+        char m = (char)('0' + i);
+        assert_int_equal(shim_send_all(s[i], &m, 1), 0);
+    }
+    /* counted while they wait (Windows without conditional accept sees one
+     * queued connection at a time: the others as they reach the head) */
+    WAIT_FOR(stats().deferred >= 1, 2000);
+#ifndef _WIN32
+    WAIT_FOR(stats().deferred == N - 1, 2000);
+    assert_int_equal(stats().deferred, N - 1);
+#endif
+    shim_sleep_ms(200);
+    assert_int_equal(atomic_load(&g_opens), 1); /* they wait */
+    for (int i = 1; i < N; i++) {
+        shim_close(s[i - 1]);
+        char ch;
+        assert_int_equal(shim_recv_exact(s[i], &ch, 1), 1); /* served once the slot frees */
+        assert_int_equal(ch, '0' + i);
+        shim_sleep_ms(100); /* the accept thread pauses again (s[i] holds the slot) */
+#ifndef _WIN32
+        assert_int_equal(stats().deferred, N - 1); /* nothing more */
+#endif
+    }
+    pc_server_stats_t st = stats();
+    assert_int_equal(st.deferred, N - 1);
+    assert_int_equal(st.rejected[PC_STEP_CAPACITY], 0);
+    assert_int_equal(st.accepted, N);
+    shim_close(s[N - 1]);
+}
+
+static void defer_counted_once_when_admitted(void **state)
+{
+    (void)state;
+    run_defer_counted_once_when_admitted(0);
+}
+
+static void defer_counted_once_when_admitted_batch(void **state)
+{
+    (void)state;
+    run_defer_counted_once_when_admitted(1000);
+}
+
 /* ---- global cap on buffered output ---------------------------------------------- */
 
 static atomic_int g_refused, g_first_rc;
@@ -393,6 +558,12 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(write_timeout_stalled_peer, teardown),
         cmocka_unit_test_teardown(write_timeout_slow_reader_survives, teardown),
         cmocka_unit_test_teardown(buffered_cap_refuses, teardown),
+        cmocka_unit_test_teardown(defer_timeout_bounds_wait, teardown),
+        cmocka_unit_test_teardown(defer_timeout_after_empty_pause, teardown),
+        cmocka_unit_test_teardown(defer_counted_once_when_admitted, teardown),
+        cmocka_unit_test_teardown(defer_timeout_bounds_wait_batch, teardown),
+        cmocka_unit_test_teardown(defer_timeout_after_empty_pause_batch, teardown),
+        cmocka_unit_test_teardown(defer_counted_once_when_admitted_batch, teardown),
         cmocka_unit_test_teardown(stop_notifies_application, teardown),
         cmocka_unit_test_teardown(close_nolinger, teardown),
         cmocka_unit_test_teardown(linger_bytes_counted, teardown),
