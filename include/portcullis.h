@@ -450,7 +450,11 @@ typedef struct pc_server_config_s {
      * send_timeout this is meant in seconds. 0 = never (default). */
     unsigned write_timeout_ms;
     /* pc_conn_close and graceful stop: how long to read-and-discard after
-     * our FIN while waiting for the peer's, before closing. Default 5000. */
+     * our FIN while waiting for the peer's, before closing. Before the FIN,
+     * while the queue flushes, it bounds each stretch without progress (a
+     * send completing): a peer that reads slowly gets everything, one that
+     * stopped reading is reset. pc_server_stop's own deadline bounds both.
+     * Default 5000. */
     unsigned close_linger_ms;
     /* Send queue marks: above high the connection stops reading; on_drain
      * fires when it falls to low. Defaults 1 MiB and 256 KiB. */

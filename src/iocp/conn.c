@@ -452,6 +452,12 @@ static void sendq_consume(pc_conn_t *c, size_t n)
     counter_add(&conn_worker(c)->bytes_out, done);
     if (done) c->last_rx_ms = pc__now_ms(); /* traffic out counts for the idle timeout */
     if (conn_srv(c)->cfg.write_timeout_ms) tx->tx_since_ms = pc__now_ms(); /* progress */
+    /* a graceful close flushing its queue: close_linger_ms bounds a stretch
+     * without progress, not the whole flush (a peer reading a large answer
+     * slowly was reset half-way); the deadline moves without re-arming, the
+     * timer re-reads it when it fires */
+    if (done && c->state == CS_CLOSING && !c->fin_sent)
+        c->deadline_ms = pc__now_ms() + conn_srv(c)->cfg.close_linger_ms;
 }
 
 /* ---- reading ---------------------------------------------------------- */
@@ -534,6 +540,9 @@ static void do_fin(pc_conn_t *c)
         return;
     }
     sock_shutdown_write(c->ps.fd);
+    /* close_linger_ms of read-and-discard, from our FIN (the timer re-reads
+     * the later deadline when the earlier one fires) */
+    c->deadline_ms = pc__now_ms() + conn_srv(c)->cfg.close_linger_ms;
 }
 
 static void handle_eof(pc_conn_t *c)

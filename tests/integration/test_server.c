@@ -721,6 +721,67 @@ static void graceful_close_flushes(void **state)
     assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_LOCAL]), 1);
 }
 
+/* close_linger_ms bounds a graceful close's flush by progress, and the
+ * read-and-discard from our FIN: a client that reads 8 MiB slowly (about
+ * 1.6 s) after the server closed with a 500 ms linger gets every byte and
+ * the FIN. It used to be reset 500 ms after pc_conn_close, half-way. */
+static void graceful_close_slow_reader(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.close_linger_ms = 500;
+    g_behaviour = B_BIG_THEN_CLOSE;
+    g_big = 8u << 20;
+    start_server(&cfg);
+    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 5000);
+    assert_true(s != SHIM_INVALID);
+    unsigned char *got = malloc(g_big), *want = malloc(g_big);
+    fill_pattern(want, 0, g_big);
+    size_t n = 0;
+    uint64_t t0 = shim_now_ms();
+    while (n < g_big) {
+        size_t want_n = g_big - n < (256u << 10) ? g_big - n : (256u << 10);
+        size_t k = shim_recv_exact(s, got + n, want_n);
+        n += k;
+        if (k < want_n) break;
+        shim_sleep_ms(50);
+    }
+    if (n != g_big)
+        print_error("received %lu of %lu bytes in %lu ms\n", (unsigned long)n, (unsigned long)g_big,
+                    (unsigned long)(shim_now_ms() - t0));
+    assert_int_equal(n, g_big);
+    assert_memory_equal(got, want, g_big);
+    size_t extra = 1;
+    assert_int_equal(shim_wait_close(s, &extra), 0); /* then FIN */
+    assert_int_equal(extra, 0);
+    free(got);
+    free(want);
+    shim_close(s);
+    WAIT_FOR(atomic_load(&g_reasons[PC_CLOSE_LOCAL]) == 1, 3000);
+    assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_LOCAL]), 1);
+}
+
+/* ... while a client that reads nothing after the close is still cut about
+ * close_linger_ms after the last progress: the server lets it go without
+ * any read from it. */
+static void graceful_close_non_reader_cut(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.close_linger_ms = 300;
+    g_behaviour = B_BIG_THEN_CLOSE;
+    g_big = 32u << 20; /* more than loopback's kernel buffers absorb */
+    start_server(&cfg);
+    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 5000);
+    assert_true(s != SHIM_INVALID);
+    WAIT_FOR(atomic_load(&g_closes) == 1, 5000);
+    assert_int_equal(atomic_load(&g_closes), 1);
+    assert_int_equal(stats().active, 0);
+    shim_close_reset(s);
+}
+
 static void abort_resets(void **state)
 {
     (void)state;
@@ -1183,6 +1244,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(condition_rejects_source, teardown),
         cmocka_unit_test_teardown(ipv6_and_two_listeners, teardown),
         cmocka_unit_test_teardown(graceful_close_flushes, teardown),
+        cmocka_unit_test_teardown(graceful_close_slow_reader, teardown),
+        cmocka_unit_test_teardown(graceful_close_non_reader_cut, teardown),
         cmocka_unit_test_teardown(abort_resets, teardown),
         cmocka_unit_test_teardown(on_drain_fires, teardown),
         cmocka_unit_test_teardown(server_post_runs, teardown),

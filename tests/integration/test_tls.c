@@ -1568,8 +1568,8 @@ static void close_id_while_connecting_flushes(void **state)
     WAIT_FOR(atomic_load(&g_fl_got) >= 5, 3000);
     int opened = atomic_load(&x->opened), server_opens = atomic_load(&g_opens);
     size_t got = atomic_load(&g_fl_got);
-    print_message("client on_open %d, server on_open %d, server got %zu bytes\n", opened,
-                  server_opens, got);
+    print_message("client on_open %d, server on_open %d, server got %lu bytes\n", opened,
+                  server_opens, (unsigned long)got);
     pc_tls_ctx_free(cx);
     pc_server_stop(cs, 1000);
     pc_server_destroy(cs);
@@ -1611,8 +1611,8 @@ static void close_in_handshake_flushes(void **state)
     WAIT_FOR(atomic_load(&x->closed), 10000);
     WAIT_FOR(atomic_load(&g_fl_got) >= 4, 3000);
     size_t got = atomic_load(&g_fl_got);
-    print_message("client on_open %d, server on_open %d, server got %zu bytes\n",
-                  atomic_load(&x->opened), atomic_load(&g_opens), got);
+    print_message("client on_open %d, server on_open %d, server got %lu bytes\n",
+                  atomic_load(&x->opened), atomic_load(&g_opens), (unsigned long)got);
     pc_tls_ctx_free(cx);
     pc_server_stop(cs, 1000);
     pc_server_destroy(cs);
