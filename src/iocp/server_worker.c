@@ -20,6 +20,13 @@ typedef struct post_rec_s {
 
 #define WAIT_BATCH    64
 #define FREE_FLUSH_MS 10 /* longest a worker keeps released records (conn_release) */
+/* A long wait may end late by a share of it: Linux gives epoll_wait a timer
+ * slack of 0.1% of its timeout (0.5% for a niced thread, up to 100 ms), so
+ * a worker waiting 600 s for its next timer woke up to 100 ms after it. A
+ * wait is cut by 1/WAIT_SLACK_DIV, more than that slack, and the worker
+ * waits the rest: a few wake-ups per long wait, the last one short enough
+ * (under WAIT_SLACK_DIV ms) to end within a millisecond of the tick. */
+#define WAIT_SLACK_DIV 200
 
 /* ---- workers ------------------------------------------------------------------ */
 
@@ -41,6 +48,7 @@ void worker_main(void *arg)
         int stimeout = wheel_timeout(&w->swheel, now);
         pc__mutex_unlock(&w->wheel_lock);
         if (stimeout >= 0 && (timeout < 0 || stimeout < timeout)) timeout = stimeout;
+        if (timeout > WAIT_SLACK_DIV) timeout -= (timeout + WAIT_SLACK_DIV - 1) / WAIT_SLACK_DIV;
         /* released records are not kept from the table for long: a worker
          * holding some wakes within FREE_FLUSH_MS to hand them over */
         if (w->free_head && (timeout < 0 || timeout > FREE_FLUSH_MS)) timeout = FREE_FLUSH_MS;
