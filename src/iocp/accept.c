@@ -84,30 +84,37 @@ int accept_wait_capacity_until(listener_t *l, uint64_t deadline)
     return ok;
 }
 
-/* Count the connections queued on the listener beyond the *held already
+/* Count the connections queued on the listener beyond the p->held already
  * counted (the backlog is FIFO: those are at its head). */
-static void count_queued(listener_t *l, unsigned *held)
+static void count_queued(listener_t *l, accept_pause_t *p)
 {
     unsigned q = accept_backlog_queued(l);
-    if (q > *held) {
-        counter_add(&l->srv->deferred, q - *held);
-        *held = q;
+    if (q > p->held) {
+        counter_add(&l->srv->deferred, q - p->held);
+        p->held = q;
     }
 }
 
-uint64_t accept_wait_capacity(listener_t *l, unsigned *held)
+void accept_wait_capacity(listener_t *l, accept_pause_t *p)
 {
     pc_server_t *s = l->srv;
-    if (atomic_load(&s->active) < s->cfg.max_connections) return 0;
+    if (atomic_load(&s->active) < s->cfg.max_connections) return;
     uint64_t deadline = pc__now_ms() + s->cfg.defer_timeout_ms;
+    p->deadline = deadline;
     for (;;) { /* look at the backlog every ACCEPT_PAUSE_LOOK_MS, and at the end */
         uint64_t look = pc__now_ms() + ACCEPT_PAUSE_LOOK_MS;
         int ok = accept_wait_capacity_until(l, look < deadline ? look : deadline);
         if (atomic_load(&l->stopping)) break;
-        count_queued(l, held);
+        count_queued(l, p);
         if (ok || pc__now_ms() >= deadline) break;
     }
-    return deadline;
+}
+
+uint64_t accept_pause_take(accept_pause_t *p)
+{
+    if (!p->held) return 0;
+    p->held--;
+    return p->deadline;
 }
 
 pc_verdict_t accept_hold_deferred(listener_t *l, const struct sockaddr *peer, int *step,

@@ -177,16 +177,12 @@ void accept_thread_main(void *arg)
     pc_server_t *s = l->srv;
     accept_backoff_t bo = {0, 0, 0};
     int batch = accept_batch_us(s) != 0;
-    unsigned got = 0;     /* connections taken in this drain of the backlog */
-    int arrived = 0;      /* poll() saw a connection: take it, as a blocking
-                           * accept would have, without a second capacity wait */
-    unsigned held = 0;    /* connections queued through a pause (counted), not yet taken */
-    uint64_t held_dl = 0; /* that pause's deadline */
+    unsigned got = 0; /* connections taken in this drain of the backlog */
+    int arrived = 0;  /* poll() saw a connection: take it, as a blocking
+                       * accept would have, without a second capacity wait */
+    accept_pause_t capwait = {0, 0};
     while (!atomic_load(&l->stopping)) {
-        if (s->cfg.at_capacity == PC_CAPACITY_DEFER && !arrived) {
-            uint64_t dl = accept_wait_capacity(l, &held);
-            if (dl) held_dl = dl;
-        }
+        if (s->cfg.at_capacity == PC_CAPACITY_DEFER && !arrived) accept_wait_capacity(l, &capwait);
         arrived = 0;
         if (atomic_load(&l->stopping)) break;
 
@@ -197,7 +193,7 @@ void accept_thread_main(void *arg)
             int e = errno;
             if (atomic_load(&l->stopping)) break;
             if (batch && (e == EAGAIN || e == EWOULDBLOCK)) {
-                held = 0; /* the backlog is empty */
+                capwait.held = 0; /* the backlog is empty */
                 arrived = accept_idle(l, got);
                 got = 0;
                 continue;
@@ -209,11 +205,7 @@ void accept_thread_main(void *arg)
         }
         bo.delay_ms = 0;
         got++;
-        uint64_t dl = 0; /* 0: not deferred yet */
-        if (held) {      /* it waited through a pause: deferred (and counted) already */
-            held--;
-            dl = held_dl;
-        }
+        uint64_t dl = accept_pause_take(&capwait); /* 0: not deferred yet */
 
         int step = -1;
         pc_verdict_t v =

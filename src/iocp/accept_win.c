@@ -241,8 +241,7 @@ void accept_thread_main(void *arg)
 
     /* post-handshake: connections queued through a pause for capacity
      * (counted), not yet taken */
-    unsigned held = 0;
-    uint64_t held_dl = 0; /* that pause's deadline */
+    accept_pause_t capwait = {0, 0};
 
     while (!atomic_load(&l->stopping)) {
         /* Post-handshake: at capacity, leave connections in the backlog (as
@@ -250,10 +249,7 @@ void accept_thread_main(void *arg)
          * through it, and is rejected at once if still over capacity after
          * a pause that timed out. Pre-handshake needs no such wait: the condition
          * defers the request and we wait below, only when a request exists. */
-        if (!pre && s->cfg.at_capacity == PC_CAPACITY_DEFER) {
-            uint64_t dl = accept_wait_capacity(l, &held);
-            if (dl) held_dl = dl;
-        }
+        if (!pre && s->cfg.at_capacity == PC_CAPACITY_DEFER) accept_wait_capacity(l, &capwait);
         /* stop sets l->stopping before it closes the listener and forgets
          * the handle, so the handle was still ours at this check. Closing is
          * the documented way to unblock WSAAccept; it leaves only the few
@@ -272,7 +268,7 @@ void accept_thread_main(void *arg)
             WSAAccept(lfd, (struct sockaddr *)&peer, &plen, accept_condition, (DWORD_PTR)&cx);
         if (fd == INVALID_SOCKET) {
             int e = WSAGetLastError();
-            held = 0;          /* post-handshake: the queued connection is gone */
+            capwait.held = 0;  /* post-handshake: the queued connection is gone */
             if (cx.reserved) { /* CF_ACCEPT, then the connection failed anyway */
                 accept_undo(l);
                 cx.reserved = 0;
@@ -322,11 +318,7 @@ void accept_thread_main(void *arg)
                 break;
             }
         } else {
-            uint64_t dl = 0; /* 0: not deferred yet */
-            if (held) {      /* it waited through a pause: deferred (and counted) already */
-                held--;
-                dl = held_dl;
-            }
+            uint64_t dl = accept_pause_take(&capwait); /* 0: not deferred yet */
             int ok = post_handshake_verdict(l, &cx, fd, &peer, dl);
             cx.reserved = 0;
             if (!ok) continue;

@@ -645,18 +645,26 @@ void accept_undo(listener_t *l);
  * the monotonic deadline passes or the listener stops. Returns 1 if capacity
  * is available. Accept threads. */
 int accept_wait_capacity_until(listener_t *l, uint64_t deadline);
+/* The connections an accept loop saw queued through its last pause for
+ * capacity: deferred and counted already, not yet taken. */
+typedef struct accept_pause_s {
+    unsigned held;
+    uint64_t deadline; /* that pause's */
+} accept_pause_t;
 /* Before taking the next connection off the backlog: at capacity, pause
  * until capacity frees, defer_timeout_ms passes or the listener stops, so
  * the backlog holds what does not fit. Meanwhile, every
  * ACCEPT_PAUSE_LOOK_MS and when the pause ends, look at the backlog: the
- * connections queued there beyond the *held already counted are deferred,
- * counted once each in `deferred` now, and *held grows to the number
- * queued. The loop takes *held connections as deferred through the pause
- * (not counted again, see accept_hold_deferred's deadline), decrementing it
- * for each. Returns the pause's deadline, 0 if there was no pause (below
- * capacity). Accept threads. */
+ * connections queued there beyond the p->held already counted are
+ * deferred, counted once each in `deferred` now, and p->held grows to the
+ * number queued; p->deadline becomes the pause's. Below capacity, p is
+ * left as it is. Accept threads. */
 #define ACCEPT_PAUSE_LOOK_MS 50
-uint64_t accept_wait_capacity(listener_t *l, unsigned *held);
+void accept_wait_capacity(listener_t *l, accept_pause_t *p);
+/* The connection just taken off the backlog: the deadline to give
+ * accept_hold_deferred, that of the pause it was queued through (taking
+ * it from p->held), 0 if none (not deferred yet). Accept threads. */
+uint64_t accept_pause_take(accept_pause_t *p);
 /* accept_posix.c / accept_win.c: how many connections the listener's
  * backlog holds (Linux: its accept queue's length; Windows: 1 if one is
  * queued, as Winsock does not say how many). 0 once it stops. */
