@@ -120,6 +120,18 @@ static void timer_disarm(pc_conn_t *c)
     c->timer_on = 0;
 }
 
+/* How long a new connection has for what on_open waits for and its first
+ * request: header_timeout_ms on an accepted connection; a TLS handshake
+ * without one (outbound: always) gets handshake_timeout_ms, which io_open
+ * disarms. 0: no deadline. */
+static unsigned first_deadline_ms(const pc_conn_t *c)
+{
+    const pc_server_config_t *cfg = &conn_srv(c)->cfg;
+    unsigned ht = c->outbound ? 0 : cfg->header_timeout_ms;
+    if (!ht && c->tls_phase) ht = cfg->handshake_timeout_ms;
+    return ht;
+}
+
 /* The nearest deadline that applies in the current state, 0 if none. */
 static uint64_t conn_next_deadline(const pc_conn_t *c)
 {
@@ -627,8 +639,7 @@ static void conn_deliver(worker_t *w, pc_conn_t *c, const char *data, size_t n)
             conn_close_socket(c, 1);
             return;
         }
-        unsigned ht = conn_srv(c)->cfg.header_timeout_ms;
-        if (!ht && c->tls_phase) ht = conn_srv(c)->cfg.handshake_timeout_ms;
+        unsigned ht = first_deadline_ms(c);
         c->deadline_ms = ht ? pc__now_ms() + ht : 0;
         timer_update(c);
         if (c->tls_phase) { /* the TLS handshake follows the header */
@@ -670,13 +681,10 @@ static void tls_deliver(pc_conn_t *c, const char *data, size_t n)
 }
 
 /* A TLS connection is established: on_open waits for the handshake, which
- * the header timeout bounds (accepted, armed at accept), else the
- * handshake timeout (io_open disarms that one). */
+ * first_deadline_ms bounds (accepted: from the accept). */
 static void tls_phase_start(pc_conn_t *c)
 {
-    const pc_server_config_t *cfg = &conn_srv(c)->cfg;
-    unsigned ht = c->outbound ? 0 : cfg->header_timeout_ms;
-    if (!ht) ht = cfg->handshake_timeout_ms;
+    unsigned ht = first_deadline_ms(c);
     c->deadline_ms = ht ? (c->outbound ? pc__now_ms() : c->last_rx_ms) + ht : 0;
     set_open_hidden(c);
     timer_update(c);
@@ -803,8 +811,8 @@ static void conn_established(pc_conn_t *c)
         open_kept(c);
         return;
     }
-    unsigned ht = conn_srv(c)->cfg.header_timeout_ms;
-    c->deadline_ms = (ht && !c->outbound) ? c->last_rx_ms + ht : 0;
+    unsigned ht = first_deadline_ms(c);
+    c->deadline_ms = ht ? c->last_rx_ms + ht : 0;
     set_state(c, CS_OPEN);
     timer_update(c);
     if (conn_cb(c)->on_open) conn_cb(c)->on_open(c);
