@@ -13,6 +13,11 @@ static void used_clear(timer_wheel_t *w, unsigned slot)
     w->used[slot / 64u] &= ~((uint64_t)1 << (slot % 64u));
 }
 
+static int used_test(const timer_wheel_t *w, unsigned slot)
+{
+    return (w->used[slot / 64u] >> (slot % 64u)) & 1u;
+}
+
 static unsigned lowest_bit(uint64_t v) /* v != 0 */
 {
 #if defined(__GNUC__) || defined(__clang__)
@@ -176,7 +181,7 @@ unsigned wheel_expire(timer_wheel_t *w, uint64_t now_ms, queue_t *expired)
     if (last - w->tick >= PC_WHEEL_SLOTS) last = w->tick + PC_WHEEL_SLOTS - 1;
     for (uint64_t t = w->tick; t <= last; t++) {
         unsigned slot = (unsigned)(t % PC_WHEEL_SLOTS);
-        if (!(w->used[slot / 64u] & ((uint64_t)1 << (slot % 64u)))) continue;
+        if (!used_test(w, slot)) continue;
         queue_t *head = &w->slots[slot];
         queue_t *q = head->next;
         while (q != head) {
