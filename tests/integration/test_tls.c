@@ -409,8 +409,8 @@ static void xc_finish(pc_server_t *cs, pc_conn_id_t id, pc_tls_ctx_t *cx, xc_t *
  * (verified against ca.pem) whose callbacks record into a new *x; its id.
  * early (early_len bytes), if given, is queued by id while the client's
  * worker is held, so it is there before the connect even starts. */
-static pc_conn_id_t xc_connect(int port, pc_server_t **cs, pc_tls_ctx_t **cx, xc_t **x,
-                               const char *open_msg, const void *early, size_t early_len)
+static pc_conn_id_t xc_connect_with(int port, pc_server_t **cs, pc_tls_ctx_t **cx, xc_t **x,
+                                    const char *open_msg, int hold)
 {
     *cs = xc_server();
     *cx = client_ctx(DATA("ca.pem"), 0);
@@ -420,13 +420,27 @@ static pc_conn_id_t xc_connect(int port, pc_server_t **cs, pc_tls_ctx_t **cx, xc
     char ep[64];
     snprintf(ep, sizeof ep, "127.0.0.1:%d", port);
     pc_conn_id_t id = 0;
-    if (early) worker_hold(*cs);
+    if (hold) worker_hold(*cs);
     assert_int_equal(pc_connect_tls(*cs, ep, NULL, *cx, NULL, NULL, *x, &id), 0);
+    return id;
+}
+
+static pc_conn_id_t xc_connect(int port, pc_server_t **cs, pc_tls_ctx_t **cx, xc_t **x,
+                               const char *open_msg, const void *early, size_t early_len)
+{
+    pc_conn_id_t id = xc_connect_with(port, cs, cx, x, open_msg, early != NULL);
     if (early) {
         assert_int_equal(pc_server_send_to(*cs, id, early, early_len), 0);
         worker_release();
     }
     return id;
+}
+
+/* xc_connect with the client's worker held (the caller releases it):
+ * what the caller does meanwhile comes before the connect even starts. */
+static pc_conn_id_t xc_connect_held(int port, pc_server_t **cs, pc_tls_ctx_t **cx, xc_t **x)
+{
+    return xc_connect_with(port, cs, cx, x, NULL, 1);
 }
 
 /* pc_server_send_to from another thread on TLS connections: bytes queued
@@ -1544,37 +1558,45 @@ static void flush_server_data(pc_conn_t *c, const void *data, size_t len)
  * sent to it" (portcullis.h). The handshake completes first (a closing
  * connection reads nothing, so it never would), the bytes go out, then
  * close_notify and FIN; they used to be dropped with the session. */
-static void close_id_while_connecting_flushes(void **state)
+/* A TLS server whose on_data keeps what it receives in g_fl_buf. */
+static void flush_server_start(void)
 {
-    (void)state;
     pc_server_config_t cfg;
     base_config(&cfg);
     cfg.cb.on_data = flush_server_data;
     atomic_store(&g_fl_got, 0);
     start_tls_server(&cfg, NULL, 0);
-    pc_server_t *cs = xc_server();
-    pc_tls_ctx_t *cx = client_ctx(DATA("ca.pem"), 0);
-    xc_t *x = calloc(1, sizeof *x);
-    char ep[64];
-    snprintf(ep, sizeof ep, "127.0.0.1:%d", g_port);
-    pc_conn_id_t id = 0;
-    worker_hold(cs);
-    assert_int_equal(pc_connect_tls(cs, ep, NULL, cx, NULL, NULL, x, &id), 0);
-    assert_int_equal(pc_server_send_to(cs, id, "early", 5), 0);
-    assert_int_equal(pc_server_close_id(cs, id), 0);
-    worker_release();
+}
+
+/* Wait for the client connection's on_close and for want bytes at the
+ * server, free the client side; the bytes the server got. */
+static size_t flush_finish(pc_server_t *cs, pc_tls_ctx_t *cx, xc_t *x, size_t want)
+{
     WAIT_FOR(atomic_load(&x->closed), 10000);
     assert_int_equal(atomic_load(&x->closed), 1);
-    WAIT_FOR(atomic_load(&g_fl_got) >= 5, 3000);
-    int opened = atomic_load(&x->opened), server_opens = atomic_load(&g_opens);
+    WAIT_FOR(atomic_load(&g_fl_got) >= want, 3000);
     size_t got = atomic_load(&g_fl_got);
-    print_message("client on_open %d, server on_open %d, server got %lu bytes\n", opened,
-                  server_opens, (unsigned long)got);
+    print_message("client on_open %d, server on_open %d, server got %lu bytes\n",
+                  atomic_load(&x->opened), atomic_load(&g_opens), (unsigned long)got);
     pc_tls_ctx_free(cx);
     pc_server_stop(cs, 1000);
     pc_server_destroy(cs);
     free(x);
-    assert_int_equal(got, 5); /* documented: flushed */
+    return got;
+}
+
+static void close_id_while_connecting_flushes(void **state)
+{
+    (void)state;
+    flush_server_start();
+    pc_server_t *cs;
+    pc_tls_ctx_t *cx;
+    xc_t *x;
+    pc_conn_id_t id = xc_connect_held(g_port, &cs, &cx, &x);
+    assert_int_equal(pc_server_send_to(cs, id, "early", 5), 0);
+    assert_int_equal(pc_server_close_id(cs, id), 0);
+    worker_release();
+    assert_int_equal(flush_finish(cs, cx, x, 5), 5); /* documented: flushed */
     assert_memory_equal(g_fl_buf, "early", 5);
 }
 
@@ -1593,31 +1615,14 @@ static void send_close_fn(pc_conn_t *c, void *arg)
 static void close_in_handshake_flushes(void **state)
 {
     (void)state;
-    pc_server_config_t cfg;
-    base_config(&cfg);
-    cfg.cb.on_data = flush_server_data;
-    atomic_store(&g_fl_got, 0);
-    start_tls_server(&cfg, NULL, 0);
-    pc_server_t *cs = xc_server();
-    pc_tls_ctx_t *cx = client_ctx(DATA("ca.pem"), 0);
-    xc_t *x = calloc(1, sizeof *x);
-    char ep[64];
-    snprintf(ep, sizeof ep, "127.0.0.1:%d", g_port);
-    pc_conn_id_t id = 0;
-    worker_hold(cs);
-    assert_int_equal(pc_connect_tls(cs, ep, NULL, cx, NULL, NULL, x, &id), 0);
+    flush_server_start();
+    pc_server_t *cs;
+    pc_tls_ctx_t *cx;
+    xc_t *x;
+    pc_conn_id_t id = xc_connect_held(g_port, &cs, &cx, &x);
     assert_int_equal(pc_server_post_to(cs, id, send_close_fn, NULL), 0);
     worker_release();
-    WAIT_FOR(atomic_load(&x->closed), 10000);
-    WAIT_FOR(atomic_load(&g_fl_got) >= 4, 3000);
-    size_t got = atomic_load(&g_fl_got);
-    print_message("client on_open %d, server on_open %d, server got %lu bytes\n",
-                  atomic_load(&x->opened), atomic_load(&g_opens), (unsigned long)got);
-    pc_tls_ctx_free(cx);
-    pc_server_stop(cs, 1000);
-    pc_server_destroy(cs);
-    free(x);
-    assert_int_equal(got, 4);
+    assert_int_equal(flush_finish(cs, cx, x, 4), 4);
 }
 
 #else /* built without TLS: the same tests, skipped */
