@@ -159,7 +159,8 @@ PC_API int pc_server_listen_tls(pc_server_t *s, const char *endpoint, pc_tls_ctx
  * counted as queued (send_queue_limit, pc_server_send_queued), and go out
  * as it completes, before on_open runs.
  * Any thread. Returns as pc_connect, and PC_EINVAL (ctx not a client
- * context), PC_ENOSYS. */
+ * context; host empty, longer than 255 bytes, or with spaces or control
+ * characters), PC_ENOSYS. */
 PC_API int pc_connect_tls(pc_server_t *s, const char *endpoint, const char *source,
                           pc_tls_ctx_t *ctx, const char *host, const pc_callbacks_t *cb, void *user,
                           pc_conn_id_t *id);

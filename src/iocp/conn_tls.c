@@ -236,6 +236,20 @@ static int endpoint_host(const char *endpoint, char *out, size_t size)
     return 0;
 }
 
+/* A name or address the peer's certificate can be checked against: not
+ * empty (an empty name would check nothing), at most 255 bytes (SNI's
+ * limit), no spaces or control characters. */
+static int tls_host_valid(const char *h)
+{
+    size_t n = strlen(h);
+    if (n == 0 || n > 255) return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)h[i];
+        if (ch <= 0x20 || ch == 0x7f) return 0;
+    }
+    return 1;
+}
+
 int pc_connect_tls(pc_server_t *s, const char *endpoint, const char *source, pc_tls_ctx_t *ctx,
                    const char *host, const pc_callbacks_t *cb, void *user, pc_conn_id_t *id)
 {
@@ -266,6 +280,7 @@ int pc_connect_ex(pc_server_t *s, const char *endpoint, const pc_connect_opts_t 
         if (endpoint_host(endpoint, addr, sizeof addr) < 0) return PC_EINVAL;
         host = addr;
     }
+    if (!tls_host_valid(host)) return PC_EINVAL;
     tls_sess_t *ts = tls_sess_new(o->tls, host);
     if (!ts) return PC_ENOMEM;
     int rc = conn_connect(s, endpoint, o->source, cb, user, id, ts, o);

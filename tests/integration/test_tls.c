@@ -1057,6 +1057,39 @@ static void pc_client_verify(void **state)
     pc_server_destroy(cs);
 }
 
+/* A host that cannot be checked is refused at the call: an empty name
+ * would have skipped the name check (the connection opened to any
+ * certificate the CA signed). */
+static void pc_client_host_invalid(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    start_tls_server(&cfg, NULL, 0);
+    pc_server_t *cs = client_server();
+    pc_tls_ctx_t *cx = client_ctx(DATA("ca.pem"), 0);
+    char ep[64], longname[300];
+    snprintf(ep, sizeof ep, "127.0.0.1:%d", g_port);
+    memset(longname, 'a', sizeof longname - 1);
+    longname[sizeof longname - 1] = 0;
+    pcc_t p;
+    memset(&p, 0, sizeof p);
+    const char *bad[] = {"", "local host", "localhost\n", longname};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(pc_connect_tls(cs, ep, NULL, cx, bad[i], &pcc_cb, &p, NULL), PC_EINVAL);
+    pc_connect_opts_t o;
+    pc_connect_opts_init(&o);
+    o.tls = cx;
+    o.tls_host = "";
+    assert_int_equal(pc_connect_ex(cs, ep, &o, &pcc_cb, &p, NULL), PC_EINVAL);
+    pcc_run(cs, cx, "localhost", &p); /* the context still works */
+    assert_int_equal(atomic_load(&p.echoed), 1);
+    assert_int_equal(atomic_load(&g_opens), 1);
+    pc_tls_ctx_free(cx);
+    pc_server_stop(cs, 1000);
+    pc_server_destroy(cs);
+}
+
 /* The second connection of a client context that keeps tickets resumes. */
 static void resumption(void **state)
 {
@@ -1681,6 +1714,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(echo_200, teardown),
         cmocka_unit_test_teardown(late_reader_16mib, teardown),
         cmocka_unit_test_teardown(pc_client_verify, teardown),
+        cmocka_unit_test_teardown(pc_client_host_invalid, teardown),
         cmocka_unit_test_teardown(resumption, teardown),
         cmocka_unit_test_teardown(ticket_key_rotation, teardown),
         cmocka_unit_test_teardown(stalled_client_hello, teardown),
