@@ -913,6 +913,8 @@ typedef struct pc_server_stats_s {
     uint64_t proxy_rejected;                   /* real client rejected (also in rejected[]) */
     uint64_t tls_handshakes;                   /* TLS handshakes started (sessions created) */
     uint64_t tls_handshake_errors;             /* of which failed (alert, bad record, refused) */
+    uint64_t tls_handshakes_done;              /* of which completed (full or resumed); the
+                                                  rest were cut (hang-up, timeout, stop) or run */
     uint64_t tls_resumed;                      /* of which completed by resumption */
     pc_accept_mode_t accept_mode;              /* conditional accept mode in force */
     /* the weakest kernel filter tier over the listeners (OFF if any listener

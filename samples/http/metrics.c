@@ -113,6 +113,11 @@ size_t http_metrics_format(const http_metrics_src_t *src, pc_server_t *s, char *
     mput(&m, "pc_tls_handshakes_total %llu\n", (unsigned long long)st.tls_handshakes);
     mhead(&m, "pc_tls_handshake_errors_total", "counter", "TLS handshakes that failed.");
     mput(&m, "pc_tls_handshake_errors_total %llu\n", (unsigned long long)st.tls_handshake_errors);
+    mhead(&m, "pc_tls_handshakes_completed_total", "counter",
+          "TLS handshakes completed (full or resumed); started minus completed minus failed were "
+          "cut by a hang-up, a timeout or a stop, or are running.");
+    mput(&m, "pc_tls_handshakes_completed_total %llu\n",
+         (unsigned long long)st.tls_handshakes_done);
     mhead(&m, "pc_tls_resumed_total", "counter", "TLS handshakes completed by resumption.");
     mput(&m, "pc_tls_resumed_total %llu\n", (unsigned long long)st.tls_resumed);
     mhead(&m, "pc_received_bytes_total", "counter", "Bytes received.");

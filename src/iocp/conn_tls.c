@@ -58,6 +58,7 @@ static int io_open(void *arg)
     }
     pend_held_sync(c); /* the session freed its buffer */
     c->tls_phase = TLSP_OPEN;
+    counter_add(&conn_worker(c)->tls_handshakes_done, 1);
     if (tls_sess_resumed(c->ext->tls)) counter_add(&conn_worker(c)->tls_resumed, 1);
     /* the handshake timeout has done its work; the header timeout goes on
      * to the first request */

@@ -737,6 +737,7 @@ void pc_server_stats(const pc_server_t *s, pc_server_stats_t *out)
             out->proxy_errors[e] += counter_get(&w->proxy_errors[e]);
         out->tls_handshakes += counter_get(&w->tls_handshakes);
         out->tls_handshake_errors += counter_get(&w->tls_handshake_errors);
+        out->tls_handshakes_done += counter_get(&w->tls_handshakes_done);
         out->tls_resumed += counter_get(&w->tls_resumed);
     }
     out->send_queued_bytes = counter_get(&s->send_queued);

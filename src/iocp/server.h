@@ -282,7 +282,7 @@ struct worker_s {
     counter_t closed[PC_CLOSE_REASON_COUNT];
     counter_t proxy_headers, proxy_timeouts, proxy_rejected;
     counter_t proxy_errors[PC_PROXY_ERR_COUNT];
-    counter_t tls_handshakes, tls_handshake_errors, tls_resumed;
+    counter_t tls_handshakes, tls_handshake_errors, tls_handshakes_done, tls_resumed;
 };
 
 struct listener_s {

@@ -1050,6 +1050,7 @@ static void pc_client_verify(void **state)
     pc_server_stats_t st = stats();
     assert_int_equal(st.tls_handshakes, 4);
     assert_int_equal(st.tls_handshake_errors, 2);
+    assert_int_equal(st.tls_handshakes_done, 2);
     assert_int_equal(atomic_load(&g_opens), 2); /* the refused ones never opened */
     pc_tls_ctx_free(good);
     pc_tls_ctx_free(wrong);
@@ -1182,6 +1183,8 @@ static void stalled_client_hello(void **state)
     WAIT_FOR(stats().closed[PC_CLOSE_HEADER_TIMEOUT] == 1, 3000);
     assert_int_equal(stats().closed[PC_CLOSE_HEADER_TIMEOUT], 1);
     assert_int_equal(stats().tls_handshakes, 1);
+    assert_int_equal(stats().tls_handshakes_done, 0); /* cut, not failed, not completed */
+    assert_int_equal(stats().tls_handshake_errors, 0);
     assert_int_equal(atomic_load(&g_opens), 0);
     assert_int_equal(atomic_load(&g_closes), 0);
 }
