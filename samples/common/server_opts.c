@@ -111,7 +111,7 @@ static int parse_rate(const char *s, double *rate, unsigned *burst)
     char *end;
     if (!s || !*s || *s == '-') return -1;
     double r = strtod(s, &end);
-    if (end == s || r <= 0 || r > 1e9) return -1; /* the library refuses below 1e-6 */
+    if (end == s || !(r >= 1e-6 && r <= 1e9)) return -1; /* NaN too; the library's range */
     unsigned long b = 0;
     if (*end == '/') {
         if (parse_uint(end + 1, 1000000000ul, &b) || b == 0) return -1;
