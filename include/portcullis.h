@@ -620,8 +620,9 @@ typedef struct pc_server_config_s {
 PC_API void pc_server_config_init(pc_server_config_t *cfg);
 
 /* Create a server from a config (copied). Starts no thread. Errors:
- * PC_EINVAL (bad config, e.g. on_data NULL), PC_ENOMEM, PC_ENOSYS (backend not
- * built or not usable). */
+ * PC_EINVAL (bad config, e.g. on_data NULL, or an enum field such as backend
+ * or kernel_filter holding none of its values: logged with the field's name),
+ * PC_ENOMEM, PC_ENOSYS (backend not built or not usable). */
 PC_API int pc_server_create(const pc_server_config_t *cfg, pc_server_t **out);
 
 /* Bind and listen on an address ("127.0.0.1:7000", "[::1]:0"); port 0 picks a
@@ -630,9 +631,14 @@ PC_API int pc_server_create(const pc_server_config_t *cfg, pc_server_t **out);
  * listener index (>= 0) or PC_EINVAL, PC_EADDRINUSE, PC_EACCES, PC_EBUSY
  * (already started), ... */
 PC_API int pc_server_listen(pc_server_t *s, const char *endpoint);
-/* Same with a socket address. */
+/* Same with a socket address: AF_INET (len at least sizeof(struct
+ * sockaddr_in)) or AF_INET6 (at least sizeof(struct sockaddr_in6)); any
+ * other family (AF_UNIX, ...) or a shorter len is PC_EINVAL. The thread
+ * that owns the server, before pc_server_start, as pc_server_listen. */
 PC_API int pc_server_listen_addr(pc_server_t *s, const struct sockaddr *sa, socklen_t len);
-/* Bound port of listener idx, or PC_EINVAL. */
+/* Bound port of listener idx, or PC_EINVAL (s NULL, idx not a listener).
+ * Any thread once the server is started; before, the thread that adds the
+ * listeners. */
 PC_API int pc_server_listener_port(const pc_server_t *s, int idx);
 
 /* Start the worker threads and one accept thread per listener (a server

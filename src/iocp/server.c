@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <limits.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "core/alloc.h"
@@ -288,8 +289,44 @@ static void accept_data_wait_check(const pc_server_t *s)
                 s->cfg.accept_data_wait_s);
 }
 
+_Static_assert(sizeof(pc_backend_t) == sizeof(int) && sizeof(pc_cond_accept_t) == sizeof(int) &&
+                   sizeof(pc_kernel_filter_t) == sizeof(int) &&
+                   sizeof(pc_capacity_policy_t) == sizeof(int),
+               "config_enum_bad reads the enum fields as int");
+
+/* The enum field of cfg that holds none of its values, or NULL. */
+static const char *config_enum_bad(const pc_server_config_t *cfg, int *value)
+{
+    static const struct {
+        const char *name;
+        size_t off;
+        unsigned last;
+    } f[] = {
+        {"backend", offsetof(pc_server_config_t, backend), PC_BACKEND_IOCP},
+        {"conditional_accept", offsetof(pc_server_config_t, conditional_accept),
+         PC_COND_ACCEPT_OFF},
+        {"kernel_filter", offsetof(pc_server_config_t, kernel_filter), PC_KERNEL_FILTER_OFF},
+        {"at_capacity", offsetof(pc_server_config_t, at_capacity), PC_CAPACITY_REJECT},
+    };
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+        int v;
+        memcpy(&v, (const char *)cfg + f[i].off, sizeof v); /* enums are int-sized */
+        if ((unsigned)v > f[i].last) {
+            *value = v;
+            return f[i].name;
+        }
+    }
+    return NULL;
+}
+
 int pc_server_create(const pc_server_config_t *cfg, pc_server_t **out)
 {
+    int bad_value = 0;
+    const char *bad_field = cfg ? config_enum_bad(cfg, &bad_value) : NULL;
+    if (bad_field) {
+        PC_LOGE("server configuration refused: %s %d is none of its values", bad_field, bad_value);
+        return PC_EINVAL;
+    }
     if (!cfg || !out || !cfg->cb.on_data || cfg->max_connections == 0 ||
         cfg->send_low_water > cfg->send_high_water || cfg->threads < 0 || cfg->threads > 1024 ||
         cfg->accept_batch_us > PC_ACCEPT_BATCH_MAX_US ||
@@ -391,10 +428,10 @@ int pc_server_create(const pc_server_config_t *cfg, pc_server_t **out)
     }
     rc = filter_create(&fc, &s->filter);
     if (rc == PC_EINVAL)
-        PC_LOGE("filter configuration refused: per_source_rate %g, per_source_burst %u, "
-                "at_capacity %d (a rate is at least 1e-6 per second, and burst - 1 tokens "
-                "refill within ~146 years)",
-                fc.per_source_rate, fc.per_source_burst, (int)fc.at_capacity);
+        PC_LOGE("filter configuration refused: per_source_rate %g, per_source_burst %u (a "
+                "rate is at least 1e-6 per second, and burst - 1 tokens refill within ~146 "
+                "years)",
+                fc.per_source_rate, fc.per_source_burst);
     if (rc < 0) goto fail;
     /* last: from here on the server owns cfg->rules */
     if (cfg->rules) filter_set_rules(s->filter, cfg->rules);
@@ -414,7 +451,12 @@ fail:
 
 int pc_server_listen_addr(pc_server_t *s, const struct sockaddr *sa, socklen_t len)
 {
-    if (!s || !sa || len > (socklen_t)sizeof(struct sockaddr_storage)) return PC_EINVAL;
+    if (!s || !sa) return PC_EINVAL;
+    /* TCP over IPv4 or IPv6 only: the filter judges IP sources */
+    if (!(sa->sa_family == AF_INET && len >= (socklen_t)sizeof(struct sockaddr_in)) &&
+        !(sa->sa_family == AF_INET6 && len >= (socklen_t)sizeof(struct sockaddr_in6)))
+        return PC_EINVAL;
+    if (len > (socklen_t)sizeof(struct sockaddr_storage)) return PC_EINVAL;
     if (s->started) return PC_EBUSY;
     if (s->nlisteners >= PC_MAX_LISTENERS) return PC_ENOBUFS;
     listener_t *l = &s->listeners[s->nlisteners];

@@ -1222,12 +1222,61 @@ static void uring_slot_abort_is_prompt(void **state) /* not on Windows */
 }
 #endif
 
+/* pc_server_create refuses an enum field out of its range (it used to take
+ * backend 77 as epoll and kernel_filter 9 as off), and pc_server_listen_addr
+ * anything but an IPv4 or IPv6 address of its full size (an AF_UNIX
+ * listener was taken, and its port read out of the path). */
+static void config_checked(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    pc_server_t *s = NULL;
+    const int bad[] = {-1, 4, 77};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        pc_server_config_t c = cfg;
+        c.backend = (pc_backend_t)bad[i];
+        assert_int_equal(pc_server_create(&c, &s), PC_EINVAL);
+        c = cfg;
+        c.kernel_filter = (pc_kernel_filter_t)bad[i];
+        assert_int_equal(pc_server_create(&c, &s), PC_EINVAL);
+        c = cfg;
+        c.conditional_accept = (pc_cond_accept_t)(bad[i] == 4 ? 3 : bad[i]);
+        assert_int_equal(pc_server_create(&c, &s), PC_EINVAL);
+        c = cfg;
+        c.at_capacity = (pc_capacity_policy_t)(bad[i] == 4 ? 2 : bad[i]);
+        assert_int_equal(pc_server_create(&c, &s), PC_EINVAL);
+        assert_null(s);
+    }
+    pc_server_config_t c = cfg; /* the last value of each is taken */
+    c.kernel_filter = PC_KERNEL_FILTER_OFF;
+    c.conditional_accept = PC_COND_ACCEPT_OFF;
+    c.at_capacity = PC_CAPACITY_REJECT;
+    assert_int_equal(pc_server_create(&c, &s), 0);
+
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    ss.ss_family = 1; /* AF_UNIX on Linux and Windows */
+    assert_int_equal(pc_server_listen_addr(s, (struct sockaddr *)&ss, sizeof ss), PC_EINVAL);
+    struct sockaddr_in sin;
+    memset(&sin, 0, sizeof sin);
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(0x7f000001);
+    assert_int_equal(pc_server_listen_addr(s, (struct sockaddr *)&sin, 8), PC_EINVAL);
+    int idx = pc_server_listen_addr(s, (struct sockaddr *)&sin, sizeof sin);
+    assert_int_equal(idx, 0);
+    assert_true(pc_server_listener_port(s, idx) > 0);
+    assert_int_equal(pc_server_listener_port(s, 1), PC_EINVAL);
+    pc_server_destroy(s);
+}
+
 int main(int argc, char **argv)
 {
     shim_init();
     pc_log_set_level(PC_LOG_WARN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(echo_concurrent, teardown),
+        cmocka_unit_test_teardown(config_checked, teardown),
         cmocka_unit_test_teardown(echo_1mib, teardown),
         cmocka_unit_test_teardown(late_reader_16mib, teardown),
         cmocka_unit_test_teardown(peer_reset_midtransfer, teardown),
