@@ -171,7 +171,8 @@ typedef struct pc_allocator_s {
 
 /* Replace the allocator (NULL restores mimalloc). Only while no server exists
  * and no rule set is alive: memory must be freed by the allocator that
- * allocated it. Returns 0, or PC_EBUSY if library objects are alive. */
+ * allocated it. Call it once, from one thread, before any other thread uses
+ * the library. Returns 0, or PC_EBUSY if library objects are alive. */
 PC_API int pc_set_allocator(const pc_allocator_t *a);
 
 /* ------------------------------------------------------------------------ */
@@ -196,7 +197,8 @@ typedef struct pc_buf_s {
  * socket address. No DNS. Returns 0 or PC_EINVAL. Any thread. */
 PC_API int pc_parse_endpoint(const char *text, struct sockaddr_storage *out, socklen_t *outlen);
 /* Format an address as "1.2.3.4:80" or "[::1]:80" into buf (at least 64
- * bytes is always enough). Returns the length written or PC_EINVAL. */
+ * bytes is always enough). Returns the length written or PC_EINVAL (not
+ * AF_INET or AF_INET6, buf too small). Any thread. */
 PC_API int pc_format_endpoint(const struct sockaddr *sa, char *buf, size_t size);
 
 /* ------------------------------------------------------------------------ */
@@ -259,7 +261,8 @@ typedef enum pc_step_e {
         PC_STEP_COUNT
 } pc_step_t;
 
-/* Name of a pipeline step ("capacity", "rules", ...). Never NULL. */
+/* Name of a pipeline step ("capacity", "rules", ...). Never NULL. Any
+ * thread. */
 PC_API const char *pc_step_name(pc_step_t s);
 
 /* PROXY protocol versions (config.proxy_versions is a mask of them). */
@@ -350,9 +353,9 @@ typedef enum pc_backend_e {
 /* Size of pc_server_stats_t.backend_why. */
 #define PC_BACKEND_WHY_MAX 96
 
-/* Name of a backend ("epoll", ...). Never NULL. */
+/* Name of a backend ("epoll", ...). Never NULL. Any thread. */
 PC_API const char *pc_backend_name(pc_backend_t b);
-/* Parse a backend name; returns the value or PC_EINVAL. */
+/* Parse a backend name; returns the value or PC_EINVAL. Any thread. */
 PC_API int pc_backend_parse(const char *name);
 
 /* What the accept thread does when max_connections is reached. */
@@ -390,7 +393,7 @@ typedef enum pc_kernel_filter_e {
 
 /* "auto", "ebpf", "cbpf", "off". Any thread. */
 PC_API const char *pc_kernel_filter_name(pc_kernel_filter_t k);
-/* Parse one of those names; returns the value or PC_EINVAL. */
+/* Parse one of those names; returns the value or PC_EINVAL. Any thread. */
 PC_API int pc_kernel_filter_parse(const char *name);
 
 /* The largest pc_server_config_t.accept_batch_us (100 ms). */
@@ -662,7 +665,8 @@ PC_API int pc_server_stop(pc_server_t *s, unsigned drain_ms);
  * tier cannot take it (too big for classic BPF, attach refused) drops its
  * kernel filter (logged, pc_server_listener_filter) and user space judges it
  * after the handshake. Any thread (not from the condition callback).
- * Returns 0, PC_EINVAL. */
+ * Returns 0, or PC_EINVAL (s NULL, or rules is the set already in force);
+ * on PC_EINVAL the server takes nothing: the caller still owns rules. */
 PC_API int pc_server_set_rules(pc_server_t *s, pc_rules_t *rules);
 
 /* Copy up to max rules of the set in force, most hits first, into out
@@ -670,7 +674,7 @@ PC_API int pc_server_set_rules(pc_server_t *s, pc_rules_t *rules);
  * folded into the hits first (a bpf-map read, no syscall), so a rule's hits
  * include the SYNs it dropped before the handshake (pc_rules_get on a set
  * shows them once this or a reload folded them). Any thread. Returns how
- * many. */
+ * many (0 when s or out is NULL or max <= 0). */
 struct pc_rule_info_s;
 PC_API int pc_server_top_rules(pc_server_t *s, struct pc_rule_info_s *out, int max);
 
@@ -729,7 +733,8 @@ PC_API int pc_server_post_to(pc_server_t *s, pc_conn_id_t id, void (*fn)(pc_conn
 /* Copy the ids of the open connections (accepted and pc_connect, once
  * on_open has run and until their close began) into out, at most max.
  * A snapshot: connections may open or close meanwhile. Any thread. Returns
- * how many were written (== max: there may be more). */
+ * how many were written (== max: there may be more; 0 when s or out is NULL
+ * or max <= 0). */
 PC_API int pc_server_conn_ids(pc_server_t *s, pc_conn_id_t *out, int max);
 
 /* Run fn(s, arg) on a worker thread ms milliseconds from now (timer wheel:
@@ -825,8 +830,10 @@ PC_API int pc_conn_close(pc_conn_t *c);
  * From the connection's callbacks only. Returns 0, PC_EINVAL (other thread),
  * PC_ENOTCONN. */
 PC_API int pc_conn_close_nolinger(pc_conn_t *c);
-/* Abortive close: drop queued bytes and reset the connection (RST).
- * Returns 0 or PC_ENOTCONN. */
+/* Abortive close: drop queued bytes and reset the connection (RST). Also
+ * after pc_conn_close or pc_conn_close_nolinger, while that close is still
+ * flushing or lingering: the graceful close becomes a reset and on_close
+ * says PC_CLOSE_ABORT. Returns 0 or PC_ENOTCONN (already closed). */
 PC_API int pc_conn_abort(pc_conn_t *c);
 /* Arm (ms > 0) or cancel (ms == 0) the connection's header timeout: unless
  * cancelled first, the connection is closed gracefully ms from now with
@@ -857,11 +864,15 @@ PC_API int pc_conn_timer(pc_conn_t *c, unsigned ms, void (*fn)(pc_conn_t *c));
  * PC_EINVAL (other thread), PC_ENOTCONN (not open). */
 PC_API int pc_conn_pause_read(pc_conn_t *c);
 PC_API int pc_conn_resume_read(pc_conn_t *c);
-/* The connection's id (see pc_conn_id_t). */
+/* The connection's id (see pc_conn_id_t). From the connection's callbacks,
+ * or any thread that knows the connection is open (see the contract above);
+ * other threads keep the id, not the pointer. */
 PC_API pc_conn_id_t pc_conn_id(const pc_conn_t *c);
-/* The server owning the connection. */
+/* The server owning the connection. Threads as pc_conn_id. */
 PC_API pc_server_t *pc_conn_server(const pc_conn_t *c);
-/* Application pointer of the connection (NULL initially). */
+/* Application pointer of the connection (NULL initially). From the
+ * connection's callbacks (its strand): nothing orders a write from another
+ * thread with them. */
 PC_API void pc_conn_set_user_data(pc_conn_t *c, void *p);
 PC_API void *pc_conn_user_data(const pc_conn_t *c);
 /* Peer and local addresses (valid until on_close returns). From the
@@ -873,7 +884,8 @@ PC_API void *pc_conn_user_data(const pc_conn_t *c);
  * AF_UNSPEC). */
 PC_API const struct sockaddr *pc_conn_peer_addr(const pc_conn_t *c);
 PC_API const struct sockaddr *pc_conn_local_addr(const pc_conn_t *c);
-/* Bytes queued and not yet handed to the kernel (as pc_server_send_queued). */
+/* Bytes queued and not yet handed to the kernel (as pc_server_send_queued).
+ * Threads as pc_conn_id; other threads ask pc_server_send_queued by id. */
 PC_API size_t pc_conn_send_queued(const pc_conn_t *c);
 /* PROXY protocol. pc_conn_peer_addr returns the real client named by the
  * header; this returns the address of the proxy the connection came from,

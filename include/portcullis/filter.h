@@ -72,7 +72,7 @@
 extern "C" {
 #endif
 
-typedef struct pc_rules_s pc_rules_t;
+/* pc_rules_t is declared in portcullis.h (included above). */
 
 typedef enum pc_rule_action_e {
     PC_RULE_ALLOW = 0,
