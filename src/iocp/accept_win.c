@@ -287,9 +287,12 @@ void accept_thread_main(void *arg)
                 continue;
             }
             if (e == WSAEACCES || e == WSAECONNRESET || e == WSAECONNABORTED || e == WSAENETDOWN ||
-                e == WSAETIMEDOUT) {
-                /* the request was withdrawn (or reset) before it completed */
+                e == WSAETIMEDOUT || e == WSAENOTCONN || e == WSAENETRESET) {
+                /* the request was withdrawn (or reset) before it completed;
+                 * Wine says WSAENOTCONN for a client that reset in the
+                 * backlog. Not an error of ours: no back-off. */
                 cx.defer_since = 0;
+                bo.delay_ms = 0;
                 continue;
             }
             /* WSAEMFILE, WSAENOBUFS, ...: keep serving, back off */
