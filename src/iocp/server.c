@@ -583,17 +583,24 @@ static void close_all(pc_server_t *s, int how)
 }
 
 /* Wait until no connection is open or the deadline passes. */
+/* Connections stop waits for: accepted ones and pc_connect's (also those
+ * still connecting). */
+static uint64_t open_count(pc_server_t *s)
+{
+    return (uint64_t)atomic_load(&s->active) + (uint64_t)atomic_load(&s->outbound);
+}
+
 static int wait_idle(pc_server_t *s, uint64_t deadline)
 {
     pc__mutex_lock(&s->cap_lock);
     server_cap_wait_begin(s);
-    while (atomic_load(&s->active) + atomic_load(&s->outbound) > 0) {
+    while (open_count(s) > 0) {
         uint64_t now = pc__now_ms();
         if (now >= deadline) break;
         uint64_t left = deadline - now;
         pc__cond_timedwait(&s->cap_cond, &s->cap_lock, left > 100 ? 100 : (unsigned)left);
     }
-    int idle = atomic_load(&s->active) + atomic_load(&s->outbound) == 0;
+    int idle = open_count(s) == 0;
     server_cap_wait_end(s);
     pc__mutex_unlock(&s->cap_lock);
     return idle;
@@ -629,11 +636,10 @@ int pc_server_stop(pc_server_t *s, unsigned drain_ms)
     close_all(s, INBOX_CLOSE_GRACEFUL);
     if (!wait_idle(s, t0 + drain_ms)) {
         PC_LOGW("stop: %llu connection(s) still open after the %u ms drain; resetting them",
-                (unsigned long long)atomic_load(&s->active), drain_ms);
+                (unsigned long long)open_count(s), drain_ms);
         close_all(s, INBOX_CLOSE_ABORT);
         if (!wait_idle(s, pc__now_ms() + 10000))
-            PC_LOGE("stop: %llu connection(s) did not close",
-                    (unsigned long long)atomic_load(&s->active));
+            PC_LOGE("stop: %llu connection(s) did not close", (unsigned long long)open_count(s));
     }
     /* 3. server timers: cancelled (one running now finishes first) */
     stimer_cancel_all(s);
