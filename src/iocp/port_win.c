@@ -11,8 +11,9 @@
  *   layout). A send that completes short is re-issued for the rest from
  *   port_wait; the caller sees one completion with the total.
  * - OP_CONNECT is ConnectEx (the socket is bound to the wildcard first).
- * - FILE_SKIP_COMPLETION_PORT_ON_SUCCESS is set only when every installed
- *   protocol provider is an IFS provider (a non-IFS layered provider may
+ * - FILE_SKIP_COMPLETION_PORT_ON_SUCCESS is set only when the providers that
+ *   serve our TCP sockets (asked of a real socket per family, so a layered
+ *   provider over TCP shows) are IFS providers (a non-IFS layered one may
  *   complete synchronously and still queue a packet, or the reverse). With it,
  *   an operation that succeeds synchronously queues no packet: the result is
  *   staged on the calling worker's ready list and returned by its next
