@@ -147,11 +147,15 @@ typedef enum pc_log_level_e {
  * called from any library thread, concurrently; it must be thread-safe. */
 typedef void (*pc_log_fn)(void *user, pc_log_level_t level, const char *line);
 
-/* Install a log sink (NULL restores the default: one line to stderr) and the
- * minimum level passed to it (default PC_LOG_INFO). Call before creating
- * servers; later calls are safe but racy with lines being logged. */
+/* Install a log sink (NULL restores the default: one line to stderr); the
+ * minimum level passed to it is pc_log_set_level's. Any thread, any time:
+ * fn and user are switched together, so each line goes to the old pair or
+ * the new one, never one's function with the other's pointer; a line being
+ * logged as the call returns may still reach the old sink, so keep what its
+ * user pointer points to alive. Each distinct pair set keeps a few bytes for
+ * the life of the process. */
 PC_API void pc_log_set_handler(pc_log_fn fn, void *user);
-/* Set the minimum level logged. Any thread. */
+/* Set the minimum level logged (default PC_LOG_INFO). Any thread. */
 PC_API void pc_log_set_level(pc_log_level_t level);
 
 /* ------------------------------------------------------------------------ */
