@@ -915,8 +915,13 @@ typedef struct pc_server_stats_s {
     uint64_t deferred;                         /* connections made to wait, once each (see
                                                 * config.defer_timeout_ms) */
     uint64_t accept_errors;                    /* accept() failures (EMFILE, ...) */
-    uint64_t active;                           /* open connections now */
-    uint64_t closed[PC_CLOSE_REASON_COUNT];    /* connections ended, per reason */
+    uint64_t active;                           /* open accepted connections now */
+    uint64_t connects;                         /* pc_connect connections made (each ends
+                                                  once, in closed[], failed connects too) */
+    uint64_t outbound;                         /* pc_connect connections open or connecting
+                                                  now (active + outbound: every open one) */
+    uint64_t closed[PC_CLOSE_REASON_COUNT];    /* connections ended, per reason, accepted
+                                                  and pc_connect's */
     uint64_t bytes_in;                         /* read from sockets (any state, TLS: records) */
     uint64_t bytes_out;                        /* written to sockets */
     uint64_t send_queued_bytes;                /* bytes waiting in send queues now */

@@ -1492,6 +1492,7 @@ int conn_connect(pc_server_t *s, const char *endpoint, const char *source, const
     c->state = CS_OPENING;
     c->kick_posted = 1;
     pc__mutex_unlock(conn_lock(c));
+    counter_add(&s->connects, 1);
     if (id) *id = cid;
     conn_kick(c);
     return 0;

@@ -772,6 +772,8 @@ void pc_server_stats(const pc_server_t *s, pc_server_stats_t *out)
     out->rule_count = fs.rules;
     out->rule_duplicates = fs.rule_duplicates;
     out->active = atomic_load(&((pc_server_t *)s)->active);
+    out->outbound = atomic_load(&((pc_server_t *)s)->outbound);
+    out->connects = counter_get(&s->connects);
     for (int i = 0; i < s->nworkers; i++) {
         const worker_t *w = &s->workers[i];
         out->bytes_in += counter_get(&w->bytes_in);

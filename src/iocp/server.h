@@ -363,7 +363,7 @@ struct pc_server_s {
      * cap_lock only when there is one (see server_cap_wait_begin) */
     _Atomic int cap_waiters;
     /* counters written by the accept threads */
-    counter_t accepted, deferred, accept_errors;
+    counter_t accepted, deferred, accept_errors, connects;
     counter_t accept_batch_waits; /* accept-thread sleeps that gathered a batch */
     counter_t rejected[PC_STEP_COUNT];
     counter_t would_reject[PC_STEP_COUNT];

@@ -1007,8 +1007,10 @@ static void connect_outbound(void **state)
 }
 
 /* Stop's drain warning counts pc_connect connections too (it said "0
- * connection(s) still open" with three connects pending). The connects wait
- * on a listener whose backlog is full, so their SYNs go unanswered. */
+ * connection(s) still open" with three connects pending), and so do the
+ * stats (outbound, connects; closed[] adds up to accepted + connects). The
+ * connects wait on a listener whose backlog is full, so their SYNs go
+ * unanswered. */
 static void stop_counts_pending_connects(void **state)
 {
     (void)state;
@@ -1037,9 +1039,20 @@ static void stop_counts_pending_connects(void **state)
         assert_int_equal(pc_connect(g_srv, ep, NULL, &cli, NULL, NULL), 0);
     shim_sleep_ms(300);
     int pending = 3 - atomic_load(&g_cli_open) - atomic_load(&g_cli_close);
+    pc_server_stats_t st = stats(); /* counted as outbound, not as active */
+    assert_int_equal(st.connects, 3);
+    assert_int_equal(st.outbound, (uint64_t)pending);
+    assert_int_equal(st.active, 0);
     log_capture_begin("still open after");
     pc_server_stop(g_srv, 200);
     log_capture_end();
+    st = stats(); /* every connection ended once: accepted + connects */
+    uint64_t ended = 0;
+    for (int i = 0; i < PC_CLOSE_REASON_COUNT; i++)
+        ended += st.closed[i];
+    assert_int_equal(ended, st.accepted + st.connects);
+    assert_int_equal(st.outbound, 0);
+    assert_int_equal(st.closed[PC_CLOSE_SERVER_STOP], (uint64_t)pending);
     assert_true(pending >= 1); /* at least one SYN went unanswered */
     assert_int_equal(g_nstart_lines, 1);
     char want[64];
