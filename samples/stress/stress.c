@@ -582,7 +582,8 @@ static void usage(FILE *f)
            "  --pipeline N    requests in flight per connection, 1 to 1024 (default 1)\n"
            "  --close         a new connection per request (Connection: close)\n"
            "  --rate R        open loop: R requests/s in total (latency from schedule)\n"
-           "  --source ADDR   bind this local IP address\n"
+           "  --source ADDR   bind this local IP address: IPv4, or IPv6 without brackets\n"
+           "                  (no port), of the URL's family\n"
            "  --timeout MS    close a connection with requests in flight and no data for\n"
            "                  MS ms (counted as timeout), 0 to 86400000; 0 = never (a\n"
            "                  silent server then holds its connections to the end; they\n"
@@ -644,6 +645,22 @@ static const whole_opt_t k_whole[] = {
     {"--pipeline", 1, 1024, "a whole number of requests from 1 to 1024"},
     {"--timeout", 0, 86400000, "whole milliseconds from 0 (never) to 86400000"},
 };
+
+/* --source: an IP address as pc_connect_ex binds it (IPv4, or IPv6 without
+ * brackets; no port): AF_INET or AF_INET6, or -1 if it is none. Parsed the
+ * way the library parses it, so whatever passes here binds there. */
+static int source_family(const char *s)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    char ep[80];
+    if (!*s || strlen(s) > 64 || strpbrk(s, "[]")) return -1;
+    snprintf(ep, sizeof ep, "[%s]:0", s);
+    if (pc_parse_endpoint(ep, &ss, &sl) == 0) return AF_INET6;
+    snprintf(ep, sizeof ep, "%s:0", s);
+    if (pc_parse_endpoint(ep, &ss, &sl) == 0) return AF_INET;
+    return -1;
+}
 
 static int parse_url(const char *url)
 {
@@ -788,6 +805,13 @@ static int parse_args(int argc, char **argv)
             else
                 opt.duration = d;
         } else if (!strcmp(a, "--source") && v) {
+            if (source_family(v) < 0) {
+                fprintf(stderr,
+                        "pc-stress: --source needs a local IP address (IPv4, or IPv6 without "
+                        "brackets; no port), not '%s'\n",
+                        v);
+                return -1;
+            }
             opt.source = v;
         } else if (!strcmp(a, "-H") && v && opt.nheaders < MAX_HEADERS && strchr(v, ':') &&
                    !strpbrk(v, "\r\n")) {
@@ -805,6 +829,16 @@ static int parse_args(int argc, char **argv)
     if (parse_url(opt.url) < 0) {
         fprintf(stderr, "pc-stress: bad URL '%s' (want http[s]://IP[:PORT][/path])\n", opt.url);
         return -1;
+    }
+    if (opt.source) {
+        struct sockaddr_storage ss;
+        socklen_t sl;
+        int fam = source_family(opt.source);
+        if (pc_parse_endpoint(opt.endpoint, &ss, &sl) == 0 && ss.ss_family != fam) {
+            fprintf(stderr, "pc-stress: --source %s is %s, the URL's address is not\n", opt.source,
+                    fam == AF_INET6 ? "IPv6" : "IPv4");
+            return -1;
+        }
     }
     if (!opt.tls && (opt.cacert || opt.insecure || opt.tls_resume)) {
         fprintf(stderr, "pc-stress: --cacert, --insecure and --tls-resume need an https:// URL\n");
