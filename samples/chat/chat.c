@@ -97,6 +97,7 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    if (server_opts_check(&o)) return 2;
     if (cfg.send_queue_limit <= cc.max_line) {
         /* a longest line could never be queued: every client would be kicked */
         fprintf(stderr, "pc-chat: --send-limit (%zu) must be larger than --max-line (%zu)\n",

@@ -50,8 +50,9 @@ void server_opts_usage(FILE *f)
             "  --tls-cert FILE           serve TLS on every listener: certificate chain (PEM);\n"
             "  --tls-key FILE            and its key; repeat the pair for more certificates,\n"
             "                            chosen by SNI (the first is the default)\n"
-            "  --tls-alpn LIST           ALPN protocols, comma-separated\n"
+            "  --tls-alpn LIST           ALPN protocols, comma-separated (with --tls-cert)\n"
             "  --tls-client-ca FILE      require client certificates signed by these CAs\n"
+            "                            (with --tls-cert)\n"
             "  --threads N               worker threads (default: number of CPUs)\n"
             "  --max-conns N             maximum open connections (default 10000)\n"
             "  --idle-timeout MS         close connections idle this long (0 = never;\n"
@@ -182,6 +183,7 @@ int server_opts_parse(server_opts_t *o, int argc, char **argv, int *i)
             (cert ? o->tls_cert : o->tls_key)[(*cnt)++] = v;
     } else if (!strcmp(a, "--tls-alpn")) {
         o->tls_alpn = v;
+        o->tls_alpn_given = 1;
     } else if (!strcmp(a, "--tls-client-ca")) {
         o->tls_client_ca = v;
     } else if (!strcmp(a, "--listen")) {
@@ -430,13 +432,30 @@ void server_opts_announce(server_opts_t *o, pc_server_t *srv)
     fflush(stdout);
 }
 
-int server_opts_tls(server_opts_t *o)
+int server_opts_check(server_opts_t *o)
 {
-    if (!o->ntls_cert && !o->ntls_key) return 0;
     if (o->ntls_cert != o->ntls_key) {
         fprintf(stderr, "%s: --tls-cert and --tls-key come in pairs\n", o->prog);
         return 2;
     }
+    /* without a certificate the listeners are plain TCP: a TLS option that
+     * would be ignored is a mistake to report, not to run with */
+    const char *tls_only = o->tls_client_ca    ? "--tls-client-ca"
+                           : o->tls_alpn_given ? "--tls-alpn"
+                                               : NULL;
+    if (!o->ntls_cert && tls_only) {
+        fprintf(stderr,
+                "%s: %s needs --tls-cert/--tls-key (without them the listeners are plain TCP)\n",
+                o->prog, tls_only);
+        return 2;
+    }
+    return 0;
+}
+
+int server_opts_tls(server_opts_t *o)
+{
+    int rc = server_opts_check(o);
+    if (rc || !o->ntls_cert) return rc;
     pc_tls_cert_t pairs[SERVER_OPTS_MAX_CERTS];
     for (int i = 0; i < o->ntls_cert; i++) {
         pairs[i].cert_file = o->tls_cert[i];
@@ -451,7 +470,7 @@ int server_opts_tls(server_opts_t *o)
         tc.verify_client = PC_TLS_VERIFY_REQUIRED;
         tc.client_ca_file = o->tls_client_ca;
     }
-    int rc = pc_tls_ctx_new_server(&tc, &o->tls);
+    rc = pc_tls_ctx_new_server(&tc, &o->tls);
     if (rc < 0) {
         fprintf(stderr, "%s: TLS: %s (certificate %s, key %s)\n", o->prog, pc_strerror(rc),
                 o->tls_cert[0], o->tls_key[0]);

@@ -34,6 +34,7 @@ typedef struct server_opts_s {
     const char *tls_key[SERVER_OPTS_MAX_CERTS];
     int ntls_cert, ntls_key;
     const char *tls_alpn;
+    int tls_alpn_given; /* --tls-alpn was on the command line (not the default) */
     const char *tls_client_ca;
     pc_tls_ctx_t *tls; /* built by server_opts_tls when certificates were given */
     unsigned drain_ms;
@@ -46,6 +47,10 @@ void server_opts_init(server_opts_t *o, const char *prog, const char *default_li
  * (*i advanced past the value), 0 if not a shared option, -1 if its value is
  * bad (message printed). */
 int server_opts_parse(server_opts_t *o, int argc, char **argv, int *i);
+/* After the parse loop: the checks that concern several shared options
+ * (--tls-cert and --tls-key in pairs; --tls-alpn and --tls-client-ca only
+ * with them). Returns 0 or 2 (message printed). */
+int server_opts_check(server_opts_t *o);
 /* The shared options' usage lines. */
 void server_opts_usage(FILE *f);
 /* The steps of server_opts_start, for servers that create their own
@@ -57,8 +62,8 @@ void server_opts_usage(FILE *f);
  * for each listener (o->listen[i] is listener i). */
 int server_opts_load_rules(server_opts_t *o);
 void server_opts_signals(void);
-/* Build o->tls from the --tls-* options (nothing without --tls-cert).
- * Returns 0 or the exit status (message printed). */
+/* Build o->tls from the --tls-* options (nothing without --tls-cert;
+ * server_opts_check first). Returns 0 or the exit status (message printed). */
 int server_opts_tls(server_opts_t *o);
 void server_opts_announce(server_opts_t *o, pc_server_t *srv);
 /* Load rules, create, listen, start, announce. Returns 0, or the process

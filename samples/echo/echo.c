@@ -47,8 +47,10 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    int rc = server_opts_check(&o);
+    if (rc) return rc;
     pc_server_t *srv;
-    int rc = server_opts_start(&o, &srv);
+    rc = server_opts_start(&o, &srv);
     if (rc) return rc;
     server_opts_run(&o, srv);
     pc_server_stats_t st;

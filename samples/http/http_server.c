@@ -126,7 +126,9 @@ int main(int argc, char **argv)
         }
         i++;
     }
-    int rc = server_opts_load_rules(&o);
+    int rc = server_opts_check(&o);
+    if (rc) return rc;
+    rc = server_opts_load_rules(&o);
     if (rc) return rc;
     rc = server_opts_tls(&o);
     if (rc) return rc;
