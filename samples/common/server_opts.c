@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "server_opts.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,6 +108,19 @@ static int parse_uint(const char *s, unsigned long max, unsigned long *out)
     return 0;
 }
 
+/* --tls-alpn: protocol names of 1 to 255 bytes, comma-separated ("h2,http/1.1"),
+ * or "" for no ALPN. */
+static int alpn_ok(const char *s)
+{
+    while (*s) {
+        size_t n = strcspn(s, ",");
+        if (n == 0 || n > 255) return 0;
+        s += n;
+        if (*s == ',' && !*++s) return 0; /* a trailing comma: an empty name */
+    }
+    return 1;
+}
+
 static int parse_rate(const char *s, double *rate, unsigned *burst)
 {
     char *end;
@@ -131,6 +145,7 @@ int server_opts_parse(server_opts_t *o, int argc, char **argv, int *i)
     pc_server_config_t *cfg = o->cfg;
     unsigned long n;
     int bad = 0;
+    const char *hint = "";
     if (!strcmp(a, "--shadow")) {
         cfg->shadow = 1;
         return 1;
@@ -182,6 +197,8 @@ int server_opts_parse(server_opts_t *o, int argc, char **argv, int *i)
         else
             (cert ? o->tls_cert : o->tls_key)[(*cnt)++] = v;
     } else if (!strcmp(a, "--tls-alpn")) {
+        bad = !alpn_ok(v);
+        hint = " (protocol names of 1 to 255 bytes, comma-separated)";
         o->tls_alpn = v;
         o->tls_alpn_given = 1;
     } else if (!strcmp(a, "--tls-client-ca")) {
@@ -266,7 +283,7 @@ int server_opts_parse(server_opts_t *o, int argc, char **argv, int *i)
         if (!bad) cfg->kernel_filter = (pc_kernel_filter_t)k;
     }
     if (bad) {
-        fprintf(stderr, "%s: bad value for %s: '%s'\n", o->prog, a, v);
+        fprintf(stderr, "%s: bad value for %s: '%s'%s\n", o->prog, a, v, hint);
         return -1;
     }
     (*i)++;
@@ -413,7 +430,7 @@ void server_opts_announce(server_opts_t *o, pc_server_t *srv)
     if (o->proxy_path) printf("PROXY protocol: trusted proxies from %s\n", o->proxy_path);
     if (o->ntls_cert)
         printf("TLS: %d certificate(s), ALPN %s%s\n", o->ntls_cert,
-               o->tls_alpn ? o->tls_alpn : "none",
+               o->tls_alpn && *o->tls_alpn ? o->tls_alpn : "none",
                o->tls_client_ca ? ", client certificates required" : "");
     for (int i = 0; i < o->nlisten; i++) {
         struct sockaddr_storage ss;
@@ -452,6 +469,19 @@ int server_opts_check(server_opts_t *o)
     return 0;
 }
 
+/* 1 if FILE (the value of FLAG) opens for reading, else 0 with the reason
+ * printed. */
+static int readable(const server_opts_t *o, const char *flag, const char *file)
+{
+    FILE *f = fopen(file, "rb");
+    if (!f) {
+        fprintf(stderr, "%s: TLS: cannot read %s %s: %s\n", o->prog, flag, file, strerror(errno));
+        return 0;
+    }
+    fclose(f);
+    return 1;
+}
+
 int server_opts_tls(server_opts_t *o)
 {
     int rc = server_opts_check(o);
@@ -470,10 +500,25 @@ int server_opts_tls(server_opts_t *o)
         tc.verify_client = PC_TLS_VERIFY_REQUIRED;
         tc.client_ca_file = o->tls_client_ca;
     }
+    /* pc_tls_ctx_new_server does not say which input it could not use: the
+     * files are tried here first, so that a missing one is named with its
+     * flag (the ALPN list was checked at its flag) */
+    for (int i = 0; pc_tls_available() && i < o->ntls_cert; i++)
+        if (!readable(o, "--tls-cert", o->tls_cert[i]) || !readable(o, "--tls-key", o->tls_key[i]))
+            return 2;
+    if (pc_tls_available() && o->tls_client_ca && !readable(o, "--tls-client-ca", o->tls_client_ca))
+        return 2;
     rc = pc_tls_ctx_new_server(&tc, &o->tls);
     if (rc < 0) {
-        fprintf(stderr, "%s: TLS: %s (certificate %s, key %s)\n", o->prog, pc_strerror(rc),
-                o->tls_cert[0], o->tls_key[0]);
+        /* a file OpenSSL refused (PC_ETLS; its warning above names it), or
+         * something else: every input, as given */
+        fprintf(stderr, "%s: TLS: %s%s; from", o->prog, pc_strerror(rc),
+                rc == PC_ETLS ? " (the warning above names the file)" : "");
+        for (int i = 0; i < o->ntls_cert; i++)
+            fprintf(stderr, " --tls-cert %s --tls-key %s", o->tls_cert[i], o->tls_key[i]);
+        if (o->tls_client_ca) fprintf(stderr, " --tls-client-ca %s", o->tls_client_ca);
+        if (o->tls_alpn) fprintf(stderr, " --tls-alpn '%s'", o->tls_alpn);
+        fprintf(stderr, "\n");
         return rc == PC_ENOSYS ? 1 : 2;
     }
     return 0;
