@@ -112,15 +112,26 @@ int main(int argc, char **argv)
             usage(stderr);
             return 2;
         }
-        if (!strcmp(a, "--header-timeout") && v && !parse_uint(v, 86400000, &n)) {
-            cfg.header_timeout_ms = (unsigned)n;
-        } else if (!strcmp(a, "--max-header-bytes") && v && !parse_uint(v, 1u << 30, &n) &&
-                   n >= 64) {
-            cfg.max_header_bytes = (size_t)n;
-        } else if (!strcmp(a, "--max-body-bytes") && v && !parse_uint(v, 1ull << 62, &n)) {
-            cfg.max_body_bytes = n;
+        /* the same words as the shared options: unknown, no value, bad value */
+        int hdr_to = !strcmp(a, "--header-timeout"), hdr_max = !strcmp(a, "--max-header-bytes");
+        int body_max = !strcmp(a, "--max-body-bytes");
+        int bad = 0;
+        if (!hdr_to && !hdr_max && !body_max) {
+            fprintf(stderr, "pc-http: unknown argument '%s'\n", a);
+        } else if (!v) {
+            fprintf(stderr, "pc-http: %s needs a value\n", a);
+        } else if (hdr_to) {
+            bad = parse_uint(v, 86400000, &n);
+            if (!bad) cfg.header_timeout_ms = (unsigned)n;
+        } else if (hdr_max) {
+            bad = parse_uint(v, 1u << 30, &n) || n < 64;
+            if (!bad) cfg.max_header_bytes = (size_t)n;
         } else {
-            fprintf(stderr, "pc-http: bad argument '%s'%s\n", a, v ? "" : " (missing value?)");
+            bad = parse_uint(v, 1ull << 62, &n);
+            if (!bad) cfg.max_body_bytes = n;
+        }
+        if (bad) fprintf(stderr, "pc-http: bad value for %s: '%s'\n", a, v);
+        if (bad || !v || !(hdr_to || hdr_max || body_max)) {
             usage(stderr);
             return 2;
         }

@@ -788,11 +788,22 @@ static int parse_args(int argc, char **argv)
         } else if (!strcmp(a, "--tls-resume")) {
             opt.tls_resume = 1;
             continue;
-        } else if (!strcmp(a, "--cacert") && v && *v) {
-            opt.cacert = v;
-        } else if (a[0] != '-' && !opt.url) {
+        } else if (a[0] != '-') {
+            if (opt.url) {
+                fprintf(stderr, "pc-stress: a second URL '%s' (one URL only)\n", a);
+                return -1;
+            }
             opt.url = a;
             continue;
+        } else if (!v && (!strcmp(a, "--cacert") || !strcmp(a, "--source") || !strcmp(a, "-H"))) {
+            fprintf(stderr, "pc-stress: %s needs a value\n", a);
+            return -1;
+        } else if (!strcmp(a, "--cacert")) {
+            if (!*v) {
+                fprintf(stderr, "pc-stress: bad value for --cacert: '' (a PEM file)\n");
+                return -1;
+            }
+            opt.cacert = v;
         } else if (!strcmp(a, "-d") || !strcmp(a, "--rate")) {
             int rate = !strcmp(a, "--rate");
             if (parse_num(v, rate ? 1e9 : 1e6, &d) < 0 || !(d > 0)) {
@@ -804,7 +815,7 @@ static int parse_args(int argc, char **argv)
                 opt.rate = d;
             else
                 opt.duration = d;
-        } else if (!strcmp(a, "--source") && v) {
+        } else if (!strcmp(a, "--source")) {
             if (source_family(v) < 0) {
                 fprintf(stderr,
                         "pc-stress: --source needs a local IP address (IPv4, or IPv6 without "
@@ -813,11 +824,18 @@ static int parse_args(int argc, char **argv)
                 return -1;
             }
             opt.source = v;
-        } else if (!strcmp(a, "-H") && v && opt.nheaders < MAX_HEADERS && strchr(v, ':') &&
-                   !strpbrk(v, "\r\n")) {
+        } else if (!strcmp(a, "-H")) {
+            if (!strchr(v, ':') || strpbrk(v, "\r\n")) {
+                fprintf(stderr, "pc-stress: bad value for -H: '%s' (want \"Name: value\")\n", v);
+                return -1;
+            }
+            if (opt.nheaders == MAX_HEADERS) {
+                fprintf(stderr, "pc-stress: at most %d -H headers\n", MAX_HEADERS);
+                return -1;
+            }
             opt.headers[opt.nheaders++] = v;
         } else {
-            fprintf(stderr, "pc-stress: bad argument '%s'%s\n", a, v ? "" : " (missing value?)");
+            fprintf(stderr, "pc-stress: unknown argument '%s'\n", a);
             return -1;
         }
         i++;
