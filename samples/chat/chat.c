@@ -22,6 +22,8 @@
 #include "portcullis.h"
 #include "server_opts.h"
 
+#define DEFAULT_LISTEN "127.0.0.1:7001"
+
 static void usage(FILE *f)
 {
     fprintf(f, "usage: pc-chat [options]\n"
@@ -33,7 +35,7 @@ static void usage(FILE *f)
                "  --patience MS        how long everybody waits for clients whose queues are\n"
                "                       full before those that did not read are kicked\n"
                "                       (default 1000, at most 60000)\n");
-    server_opts_usage(f);
+    server_opts_usage(f, DEFAULT_LISTEN);
 }
 
 /* A whole number from 1 to max, digits only (strtoull would take "-2" as
@@ -59,7 +61,7 @@ int main(int argc, char **argv)
     chat_config_t cc;
     chat_config_init(&cc);
     server_opts_t o;
-    server_opts_init(&o, "pc-chat", "127.0.0.1:7001", &cfg);
+    server_opts_init(&o, "pc-chat", DEFAULT_LISTEN, &cfg);
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             usage(stdout);

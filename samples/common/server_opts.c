@@ -43,11 +43,13 @@ void server_opts_init(server_opts_t *o, const char *prog, const char *default_li
     cfg->max_buffered_bytes = SERVER_OPTS_MAX_BUFFERED;
 }
 
-void server_opts_usage(FILE *f)
+void server_opts_usage(FILE *f, const char *default_listen)
 {
     fprintf(f,
-            "  --listen ADDR:PORT        listen address (repeatable; IPv6 as [::1]:PORT;\n"
-            "                            port 0 picks a free port)\n"
+            "  --listen ADDR:PORT        listen address (default %s; repeatable;\n"
+            "                            IPv6 as [::1]:PORT; port 0 picks a free port)\n",
+            default_listen);
+    fprintf(f,
             "  --tls-cert FILE           serve TLS on every listener: certificate chain (PEM);\n"
             "  --tls-key FILE            and its key; repeat the pair for more certificates,\n"
             "                            chosen by SNI (the first is the default)\n"

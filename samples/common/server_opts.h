@@ -51,8 +51,9 @@ int server_opts_parse(server_opts_t *o, int argc, char **argv, int *i);
  * (--tls-cert and --tls-key in pairs; --tls-alpn and --tls-client-ca only
  * with them). Returns 0 or 2 (message printed). */
 int server_opts_check(server_opts_t *o);
-/* The shared options' usage lines. */
-void server_opts_usage(FILE *f);
+/* The shared options' usage lines; default_listen is the program's own
+ * (the one given to server_opts_init). */
+void server_opts_usage(FILE *f, const char *default_listen);
 /* The steps of server_opts_start, for servers that create their own
  * pc_server_t (pc-http): load --rules and the lists into one set in
  * cfg->rules and --proxy-protocol into cfg->proxy_trusted (returns 0 or the

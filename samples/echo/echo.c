@@ -16,6 +16,8 @@
 #include "portcullis.h"
 #include "server_opts.h"
 
+#define DEFAULT_LISTEN "127.0.0.1:7000"
+
 static void on_data(pc_conn_t *c, const void *data, size_t len)
 {
     /* a refused send (out of memory, --max-buffered) would leave a gap in
@@ -26,7 +28,7 @@ static void on_data(pc_conn_t *c, const void *data, size_t len)
 static void usage(FILE *f)
 {
     fprintf(f, "usage: pc-echo [options]\n");
-    server_opts_usage(f);
+    server_opts_usage(f, DEFAULT_LISTEN);
 }
 
 int main(int argc, char **argv)
@@ -35,7 +37,7 @@ int main(int argc, char **argv)
     pc_server_config_init(&cfg);
     cfg.cb.on_data = on_data;
     server_opts_t o;
-    server_opts_init(&o, "pc-echo", "127.0.0.1:7000", &cfg);
+    server_opts_init(&o, "pc-echo", DEFAULT_LISTEN, &cfg);
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             usage(stdout);

@@ -19,10 +19,12 @@
 #include "portcullis.h"
 #include "server_opts.h"
 
+#define DEFAULT_LISTEN "127.0.0.1:8080"
+
 static void usage(FILE *f)
 {
     fprintf(f, "usage: pc-http [options]\n");
-    server_opts_usage(f);
+    server_opts_usage(f, DEFAULT_LISTEN);
     fprintf(f,
             "  --header-timeout MS       time allowed for a request head: from the accept for\n"
             "                            the first request (with --accept-data-wait, once its\n"
@@ -78,7 +80,7 @@ int main(int argc, char **argv)
     http_app_config_t cfg;
     http_app_config_init(&cfg);
     server_opts_t o;
-    server_opts_init(&o, "pc-http", "127.0.0.1:8080", &cfg.server);
+    server_opts_init(&o, "pc-http", DEFAULT_LISTEN, &cfg.server);
     o.tls_alpn = "http/1.1"; /* HTTPS when --tls-cert is given */
     /* a server on a network bounds what a silent or trickling client holds:
      * a request head gets 60 s, and a connection that sends nothing for
