@@ -229,7 +229,9 @@ def run(args, tmp):
             got = echo_or_refused(port, src)
             if got != want:
                 failures.append("netset: from %s: %s, expected %s" % (src, got, want))
-        if not any("portcullis info" in l for l in srv.lines):
+        try:  # the server's stderr is read by another thread: wait for it
+            wait_line(srv, r"portcullis info", 10)
+        except Fail:
             failures.append("-v: no library info line printed:\n" + srv.tail())
         write_netset("10.9.0.0/16\n127.0.0.4/32\n192.0.2.0/24 ; listed\n")
         srv.proc.send_signal(signal.SIGHUP)
