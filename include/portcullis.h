@@ -449,6 +449,12 @@ typedef struct pc_server_config_s {
      * first request). Default 10000 ms, so that peers that connect and
      * never finish a handshake cannot hold connection slots; 0 = none. */
     unsigned handshake_timeout_ms;
+    /* Connect timeout: a pc_connect (any form) not connected this long after
+     * it started is closed, on_close with PC_CLOSE_ERROR and PC_ETIMEDOUT,
+     * and on_open never runs. The idle, header and handshake timeouts start
+     * once connected. Default 10000 ms; 0 = the system's own bound (SYN
+     * retries: about 2 minutes on Linux, 21 s on Windows). */
+    unsigned connect_timeout_ms;
     /* Write timeout: a connection whose send queue has made no progress for
      * this long (the peer stopped reading) is reset with
      * PC_CLOSE_WRITE_TIMEOUT. Progress is a send operation (at most 256 KiB)

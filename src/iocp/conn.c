@@ -137,6 +137,7 @@ static uint64_t conn_next_deadline(const pc_conn_t *c)
 {
     const pc_server_config_t *cfg = &conn_srv(c)->cfg;
     if (c->state == CS_CLOSING) return c->deadline_ms;
+    if (c->state == CS_OPENING) return c->connecting ? c->deadline_ms : 0; /* connect timeout */
     if (c->state != CS_OPEN) return 0;
     uint64_t at = c->deadline_ms;                            /* header deadline, 0 = none */
     if (cfg->idle_timeout_ms && c->px_state != PX_PENDING) { /* the PROXY deadline bounds that */
@@ -198,6 +199,13 @@ static void handle_timer(worker_t *w, pc_conn_t *c)
         if (now >= c->deadline_ms) {
             /* The peer neither read our data nor closed in time. */
             conn_close_socket(c, !tx_empty(c));
+            return;
+        }
+    } else if (c->state == CS_OPENING && c->connecting) {
+        if (c->deadline_ms && clock >= c->deadline_ms) { /* connect_timeout_ms */
+            c->reason = PC_CLOSE_ERROR;
+            c->err = PC_ETIMEDOUT;
+            conn_close_socket(c, 1);
             return;
         }
     } else if (c->state == CS_OPEN) {
@@ -793,6 +801,7 @@ static void conn_established(pc_conn_t *c)
     if (c->outbound || !SOCK_ACCEPT_INHERITS_NODELAY) sock_set_nodelay(c->ps.fd);
     local_learn(c);
     c->last_rx_ms = pc__now_ms();
+    c->deadline_ms = 0;                        /* an outbound connect's timeout has done its work */
     if (c->outbound && c->ext && c->ext->px) { /* pc_connect_ex: a PROXY header first */
         int rc = send_proxy_header(c);
         if (rc < 0) {
@@ -838,6 +847,9 @@ static void conn_open(pc_conn_t *c)
         if (rc < 0) {
             c->connecting = 0;
             c->ops_pending--;
+        } else if (s->cfg.connect_timeout_ms) {
+            c->deadline_ms = pc__now_ms() + s->cfg.connect_timeout_ms;
+            timer_update(c);
         }
     }
     if (rc < 0) {

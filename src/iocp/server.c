@@ -27,6 +27,7 @@ void pc_server_config_init(pc_server_config_t *cfg)
     cfg->idle_timeout_ms = 0;
     cfg->close_linger_ms = 5000;
     cfg->handshake_timeout_ms = 10000;
+    cfg->connect_timeout_ms = 10000;
     cfg->send_high_water = 1u << 20;
     cfg->send_low_water = 256u << 10;
     cfg->recv_buffer_size = 64u << 10;

@@ -958,6 +958,7 @@ static void local_addr_wildcard(void **state)
  * callbacks) talks to this server's echo listener; a refused connect reports
  * on_close(ERROR, PC_ECONNREFUSED) and never on_open. */
 static atomic_int g_cli_open, g_cli_close, g_cli_err, g_cli_bytes;
+static atomic_int g_cli_keep; /* set: the client does not close after the echo */
 static void cli_open(pc_conn_t *c)
 {
     atomic_fetch_add(&g_cli_open, 1);
@@ -966,7 +967,8 @@ static void cli_open(pc_conn_t *c)
 static void cli_data(pc_conn_t *c, const void *d, size_t n)
 {
     (void)d;
-    if (atomic_fetch_add(&g_cli_bytes, (int)n) + (int)n >= 9) pc_conn_close(c);
+    if (atomic_fetch_add(&g_cli_bytes, (int)n) + (int)n >= 9 && !atomic_load(&g_cli_keep))
+        pc_conn_close(c);
 }
 static void cli_close(pc_conn_t *c, pc_close_reason_t r, int err)
 {
@@ -1006,6 +1008,41 @@ static void connect_outbound(void **state)
     assert_int_equal(pc_connect(g_srv, "nonsense", NULL, &cli, NULL, NULL), PC_EINVAL);
 }
 
+/* A listener whose one backlog place is taken: SYNs to it go unanswered, so
+ * a connect to it stays in progress. */
+typedef struct {
+    shim_sock_t listener, fill;
+    char ep[64];
+} full_listener_t;
+
+static void full_listener_open(full_listener_t *fl)
+{
+    fl->listener = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fl->listener != SHIM_INVALID);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(0x7f000001);
+    assert_int_equal(bind(fl->listener, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(fl->listener, 0), 0);
+    socklen_t al = sizeof a;
+    assert_int_equal(getsockname(fl->listener, (struct sockaddr *)&a, &al), 0);
+    int port = ntohs(a.sin_port);
+    fl->fill = shim_connect("127.0.0.1", port, NULL, 1000); /* the backlog's one */
+    assert_true(fl->fill != SHIM_INVALID);
+    snprintf(fl->ep, sizeof fl->ep, "127.0.0.1:%d", port);
+}
+
+static void full_listener_close(full_listener_t *fl)
+{
+    shim_close(fl->fill);
+#ifdef _WIN32
+    closesocket(fl->listener);
+#else
+    close(fl->listener);
+#endif
+}
+
 /* Stop's drain warning counts pc_connect connections too (it said "0
  * connection(s) still open" with three connects pending), and so do the
  * stats (outbound, connects; closed[] adds up to accepted + connects). The
@@ -1017,21 +1054,9 @@ static void stop_counts_pending_connects(void **state)
     pc_server_config_t cfg;
     base_config(&cfg);
     start_server(&cfg);
-    shim_sock_t bl = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(bl != SHIM_INVALID);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(0x7f000001);
-    assert_int_equal(bind(bl, (struct sockaddr *)&a, sizeof a), 0);
-    assert_int_equal(listen(bl, 0), 0);
-    socklen_t al = sizeof a;
-    assert_int_equal(getsockname(bl, (struct sockaddr *)&a, &al), 0);
-    int bport = ntohs(a.sin_port);
-    shim_sock_t fill = shim_connect("127.0.0.1", bport, NULL, 1000); /* the backlog's one */
-    assert_true(fill != SHIM_INVALID);
-    char ep[64];
-    snprintf(ep, sizeof ep, "127.0.0.1:%d", bport);
+    full_listener_t fl;
+    full_listener_open(&fl);
+    const char *ep = fl.ep;
     pc_callbacks_t cli = {.on_open = cli_open, .on_data = cli_data, .on_close = cli_close};
     atomic_store(&g_cli_open, 0);
     atomic_store(&g_cli_close, 0);
@@ -1060,12 +1085,53 @@ static void stop_counts_pending_connects(void **state)
     fprintf(stderr, "%s\n", g_start_lines[0]);
     assert_non_null(strstr(g_start_lines[0], want));
     assert_int_equal(atomic_load(&g_cli_close), 3);
-    shim_close(fill);
-#ifdef _WIN32
-    closesocket(bl);
-#else
-    close(bl);
-#endif
+    full_listener_close(&fl);
+}
+
+/* A pc_connect that does not connect within connect_timeout_ms ends with
+ * PC_CLOSE_ERROR and PC_ETIMEDOUT, on_open never runs (it waited for the
+ * system's SYN retries: about 2 minutes on Linux); one that connects is not
+ * cut by it afterwards. */
+static void connect_timeout(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    pc_server_config_init(&cfg);
+    assert_int_equal(cfg.connect_timeout_ms, 10000);
+    base_config(&cfg);
+    cfg.connect_timeout_ms = 300;
+    start_server(&cfg);
+    full_listener_t fl;
+    full_listener_open(&fl);
+    pc_callbacks_t cli = {.on_open = cli_open, .on_data = cli_data, .on_close = cli_close};
+    atomic_store(&g_cli_open, 0);
+    atomic_store(&g_cli_close, 0);
+    uint64_t t0 = shim_now_ms();
+    assert_int_equal(pc_connect(g_srv, fl.ep, NULL, &cli, NULL, NULL), 0);
+    WAIT_FOR(atomic_load(&g_cli_close) == 1, 5000);
+    uint64_t took = shim_now_ms() - t0;
+    fprintf(stderr, "unanswered connect closed after %llu ms (connect_timeout_ms 300)\n",
+            (unsigned long long)took);
+    assert_int_equal(atomic_load(&g_cli_close), 1);
+    assert_int_equal(atomic_load(&g_cli_open), 0);
+    assert_int_equal(atomic_load(&g_cli_err), PC_ETIMEDOUT);
+    assert_int_equal(stats().closed[PC_CLOSE_ERROR], 1);
+    assert_true(took >= 250 && took < 2000);
+    full_listener_close(&fl);
+    /* connected: the connect timeout no longer applies */
+    atomic_store(&g_cli_close, 0);
+    char ep[64];
+    snprintf(ep, sizeof ep, "127.0.0.1:%d", g_port);
+    pc_conn_id_t id = 0;
+    atomic_store(&g_cli_keep, 1);
+    assert_int_equal(pc_connect(g_srv, ep, NULL, &cli, NULL, &id), 0);
+    WAIT_FOR(atomic_load(&g_cli_open) == 1, 3000);
+    shim_sleep_ms(700);
+    assert_int_equal(atomic_load(&g_cli_close), 0);
+    assert_int_equal(pc_server_close_id(g_srv, id), 0);
+    WAIT_FOR(atomic_load(&g_cli_close) == 1, 3000);
+    assert_int_equal(atomic_load(&g_cli_close), 1);
+    atomic_store(&g_cli_keep, 0);
 }
 
 #ifdef __linux__
@@ -1363,6 +1429,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(stats_count, teardown),
         cmocka_unit_test_teardown(connect_outbound, teardown),
         cmocka_unit_test_teardown(stop_counts_pending_connects, teardown),
+        cmocka_unit_test_teardown(connect_timeout, teardown),
         cmocka_unit_test_teardown(local_addr_wildcard, teardown),
         cmocka_unit_test_teardown(accept_burst, teardown),
 #ifdef __linux__
