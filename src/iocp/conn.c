@@ -875,6 +875,7 @@ static void conn_close_socket(pc_conn_t *c, int abortive)
     int notify = c->outbound || (c->state != CS_OPENING && !c->hidden &&
                                  c->px_state != PX_PENDING && !CONN_TLS_UNSEEN(c));
     set_state(c, CS_CLOSED);
+    atomic_fetch_add(&conn_worker(c)->unreleased, 1);
     timer_disarm(c);
     port_detach(s->port, &c->ps);
     if (abortive)
@@ -906,6 +907,7 @@ static void conn_close_socket(pc_conn_t *c, int abortive)
 static void conn_release(worker_t *w, pc_conn_t *c)
 {
     pc_server_t *s = conn_srv(c);
+    atomic_fetch_sub(&conn_worker(c)->unreleased, 1);
     size_t q = atomic_load(&c->sendq_bytes);
     if (c->tx) {
         sendq_free(s, &c->tx->sendq);

@@ -270,6 +270,12 @@ struct worker_s {
     size_t scratch_size;
     op_t exit_op;
     int exiting;
+    uint64_t exit_by; /* exiting: the longest it waits for unreleased (worker_main) */
+    /* connections of this home worker closed and not yet released (from
+     * conn_close_socket to conn_release: operations still in the backend);
+     * an exiting worker waits for them. Atomic: on a shared port (Windows)
+     * another worker may release them. */
+    _Atomic unsigned unreleased;
     /* Every completion of this worker's queue that arrived before this time
      * has been dispatched (worker_main: the return of the last drained wait,
      * kept at most JUDGE_LAG_MS behind the last wait). Deadlines that judge

@@ -27,6 +27,12 @@ typedef struct post_rec_s {
  * waits the rest: a few wake-ups per long wait, the last one short enough
  * (under WAIT_SLACK_DIV ms) to end within a millisecond of the tick. */
 #define WAIT_SLACK_DIV 200
+/* An exiting worker waits (polling every EXIT_POLL_MS) until its closed
+ * connections are released, i.e. the backend has returned their cancelled
+ * operations, but at most EXIT_WAIT_MS: then it logs and leaves them to
+ * pc_server_destroy, which closes the port. */
+#define EXIT_POLL_MS 10
+#define EXIT_WAIT_MS 5000
 
 /* ---- workers ------------------------------------------------------------------ */
 
@@ -52,7 +58,7 @@ void worker_main(void *arg)
         /* released records are not kept from the table for long: a worker
          * holding some wakes within FREE_FLUSH_MS to hand them over */
         if (w->free_head && (timeout < 0 || timeout > FREE_FLUSH_MS)) timeout = FREE_FLUSH_MS;
-        if (w->exiting) timeout = 0;
+        if (w->exiting) timeout = atomic_load(&w->unreleased) ? EXIT_POLL_MS : 0;
         int drained;
         int n = port_wait(s->port, w->idx, cpl, WAIT_BATCH, timeout, &drained);
         uint64_t woke = pc__now_ms();
@@ -131,7 +137,20 @@ void worker_main(void *arg)
         }
         stimer_run_expired(w, &sdue);
         if (n == 0) conn_release_flush(w);
-        if (w->exiting && n == 0) break;
+        if (w->exiting && n == 0) {
+            /* io_uring: a cancelled operation may complete later than the
+             * first wait that finds nothing (and with DEFER_TASKRUN only
+             * while this thread enters the ring) */
+            unsigned left = atomic_load(&w->unreleased);
+            if (!left) break;
+            if (!w->exit_by) w->exit_by = woke + EXIT_WAIT_MS;
+            if (woke >= w->exit_by) {
+                PC_LOGE("worker %d: %u closed connection(s) not released %d ms after the stop "
+                        "(operations still in the backend); pc_server_destroy frees them",
+                        w->idx, left, EXIT_WAIT_MS);
+                break;
+            }
+        }
     }
 }
 
