@@ -27,7 +27,10 @@
  * MSG_WAITALL, so the kernel itself retries short writes; a short result is
  * still resubmitted for the rest, and an EAGAIN (the kernel has answered a
  * resubmitted rest so, on a full socket) waits for POLLOUT first.
- * Cancellation: ASYNC_CANCEL by user_data, i.e. exactly that operation.
+ * Cancellation: ASYNC_CANCEL by user_data, i.e. exactly that operation,
+ * with its result checked: a send between two of its partial writes is
+ * queued in the kernel for its next try, where the cancel does not find it
+ * (-ENOENT); it is asked again (op_cancel, on_cancel_cqe).
  * Posts from other threads: a mutex-protected list plus an eventfd with a
  * pending IORING_OP_READ on the ring (the poster may be a thread without a
  * ring, so IORING_OP_MSG_RING alone would not do); a post from the worker
@@ -92,7 +95,18 @@
 #define UR_FIXED_SEND 7      /* a socket takes a slot with this send (urx_t.sends) */
 _Static_assert(UR_FIXED_SEND <= 7, "urx_t.sends counts to UR_FIXED_SEND in 3 bits");
 
-enum { UD_OP = 0, UD_RX = 1, UD_WAKE = 2, UD_IGNORE = 3, UD_SLOT = 4, UD_MASK = 7 };
+enum { UD_OP = 0, UD_RX = 1, UD_WAKE = 2, UD_IGNORE = 3, UD_SLOT = 4, UD_CANCEL = 5, UD_MASK = 7 };
+
+/* op->busy of an op in the kernel (port.h leaves values above 1 to the
+ * backend): a cancellation of it is in the kernel (its CQE, UD_CANCEL, is
+ * still to come); its own result came first and is staged in op->res_*
+ * until then; and how often the cancellation has been asked again. */
+enum {
+    OPB_CANCEL = 1u << 1,
+    OPB_DONE = 1u << 2,
+    OPB_TRY_SHIFT = 3,
+    OPB_TRY_MAX = 31, /* asked again at most this often (5 bits) */
+};
 
 /* port_sock_t.backend_flags */
 enum {
@@ -273,7 +287,9 @@ static void slot_take(urq_t *q, urx_t *rx, int fd)
     rx->slot = (uint16_t)(i + 1);
 }
 
-/* Cancel whatever carries user_data (ptr | tag); the result is ignored. */
+/* Cancel whatever carries user_data (ptr | tag); the result is ignored
+ * (a receive's multishot: one it misses has ended, and its final CQE
+ * recycles the urx_t). Operations: op_cancel. */
 static int ur_cancel_ud(urq_t *q, void *ptr, unsigned tag)
 {
     struct io_uring_sqe *sqe = ur_sqe(q);
@@ -282,6 +298,73 @@ static int ur_cancel_ud(urq_t *q, void *ptr, unsigned tag)
     io_uring_sqe_set_data64(sqe, UD_IGNORE);
     sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
     return 0;
+}
+
+/* The final result of op: to the ready list, or, while a cancellation of
+ * it is in the kernel, staged until that cancellation's CQE (on_cancel_cqe):
+ * then no CQE names the op once its completion is returned. */
+static void op_done(urq_t *q, op_t *op, int status, size_t bytes)
+{
+    if (op->busy & OPB_CANCEL) {
+        op->res_status = status;
+        op->res_bytes = (uint32_t)bytes;
+        op->res_data = NULL;
+        op->busy |= OPB_DONE;
+        return;
+    }
+    ready_push(q, op, status, bytes, NULL);
+}
+
+/* Cancel op (in the kernel, as op | UD_OP: a send's POLLOUT wait and its
+ * rest use that user_data too), its result checked by on_cancel_cqe.
+ * Without an SQE, a synchronous cancel, whose miss is only logged. */
+static int op_cancel(urq_t *q, op_t *op)
+{
+    if (op->busy & OPB_CANCEL) return 0; /* already asked */
+    struct io_uring_sqe *sqe = ur_sqe(q);
+    if (sqe) {
+        io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op | UD_OP, 0);
+        ur_set_data(sqe, op, UD_CANCEL);
+        op->busy |= OPB_CANCEL;
+        return 0;
+    }
+    struct io_uring_sync_cancel_reg reg;
+    memset(&reg, 0, sizeof reg);
+    reg.addr = (uint64_t)(uintptr_t)op | UD_OP;
+    reg.timeout.tv_sec = reg.timeout.tv_nsec = -1;
+    int rc = io_uring_register_sync_cancel(&q->ring, &reg);
+    if (rc < 0 && rc != -EALREADY) {
+        PC_LOGE("io_uring: cancelling an operation failed (no SQE; synchronous cancel: %s)",
+                pc_strerror(ur_err(rc)));
+        return ur_err(rc);
+    }
+    return 0;
+}
+
+/* The result of op_cancel's ASYNC_CANCEL. -ENOENT while the op is still in
+ * the kernel: it was between two tries (a send's partial writes, queued to
+ * run again when this worker next enters the kernel), so it is asked again;
+ * each ask goes with the next io_uring_enter, which runs those tries first.
+ * Found (0), or running in io-wq and interrupted (-EALREADY): its own CQE
+ * follows. */
+static void on_cancel_cqe(urq_t *q, op_t *op, int res)
+{
+    if (op->busy & OPB_DONE) { /* the op's own result came first */
+        op->busy = 1;
+        op_fifo_push(&q->ready, op);
+        return;
+    }
+    unsigned tries = (unsigned)op->busy >> OPB_TRY_SHIFT;
+    op->busy = 1;
+    if (res != -ENOENT) return;
+    if (tries >= OPB_TRY_MAX) {
+        PC_LOGW("io_uring: an operation was not found by %u cancellations; it completes on its "
+                "own",
+                tries + 1);
+        return;
+    }
+    op->busy = (uint8_t)(1 | ((tries + 1) << OPB_TRY_SHIFT));
+    if (op_cancel(q, op) < 0) op->busy = 1;
 }
 
 /* ---- provided buffers and per-socket receive state ---------------------------- */
@@ -579,21 +662,21 @@ static void on_send_cqe(urq_t *q, port_sock_t *s, op_t *op, int res)
     }
     if (res < 0) {
         s->wr = NULL;
-        ready_push(q, op, ur_err(res), op->res_bytes, NULL);
+        op_done(q, op, ur_err(res), op->res_bytes);
         return;
     }
     port_send_advance(op, (size_t)res);
     if (op->nbufs == 0) {
         s->wr = NULL;
-        ready_push(q, op, 0, op->res_bytes, NULL);
+        op_done(q, op, 0, op->res_bytes);
     } else if (res == 0 || !(s->backend_flags & UR_ATTACHED)) {
         s->wr = NULL;
-        ready_push(q, op, res == 0 ? PC_EIO : PC_ECANCELED, op->res_bytes, NULL);
+        op_done(q, op, res == 0 ? PC_EIO : PC_ECANCELED, op->res_bytes);
     } else {
         int rc = prep_send(q, s, op); /* short write: send the rest */
         if (rc < 0) {
             s->wr = NULL;
-            ready_push(q, op, rc, op->res_bytes, NULL);
+            op_done(q, op, rc, op->res_bytes);
         }
     }
 }
@@ -607,7 +690,7 @@ static void on_op_cqe(urq_t *q, op_t *op, int res)
             s->rd = NULL;
             s->backend_flags &= (uint16_t)~UR_RD_KERNEL;
         }
-        ready_push(q, op, res < 0 ? ur_err(res) : 0, 0, NULL);
+        op_done(q, op, res < 0 ? ur_err(res) : 0, 0);
         break;
     case OP_SEND:
         on_send_cqe(q, s, op, res);
@@ -620,11 +703,11 @@ static void on_op_cqe(urq_t *q, op_t *op, int res)
             res = rc == PC_ENOMEM ? -ENOMEM : -EIO;
         }
         s->wr = NULL;
-        ready_push(q, op, res < 0 ? ur_err(res) : PC_ECANCELED, op->res_bytes, NULL);
+        op_done(q, op, res < 0 ? ur_err(res) : PC_ECANCELED, op->res_bytes);
         break;
     case OP_CONNECT:
         if (s->wr == op) s->wr = NULL;
-        ready_push(q, op, res < 0 ? ur_err(res) : 0, 0, NULL);
+        op_done(q, op, res < 0 ? ur_err(res) : 0, 0);
         break;
     default:
         PC_LOGE("io_uring: completion for an op of kind %d", op->kind);
@@ -640,7 +723,7 @@ static int ur_cancel(port_t *p, port_sock_t *s, op_t *op)
         ready_push(q, op, PC_ECANCELED, 0, NULL);
         return 0;
     }
-    if (op == s->rd || op == s->wr) return ur_cancel_ud(q, op, UD_OP);
+    if (op == s->rd || op == s->wr) return op_cancel(q, op);
     return 0;
 }
 
@@ -651,13 +734,13 @@ static void ur_detach(port_t *p, port_sock_t *s)
     s->backend_flags &= (uint16_t)~UR_ATTACHED;
     if (s->rd) {
         if (s->backend_flags & UR_RD_KERNEL) {
-            ur_cancel_ud(q, s->rd, UD_OP); /* completes through its own CQE */
+            op_cancel(q, s->rd); /* completes through its own CQE */
         } else {
             ready_push(q, s->rd, PC_ECANCELED, 0, NULL);
             s->rd = NULL;
         }
     }
-    if (s->wr) ur_cancel_ud(q, s->wr, UD_OP);
+    if (s->wr) op_cancel(q, s->wr);
     if (!rx) return;
     s->backend_priv = NULL;
     rx_drop_buffers(q, rx);
@@ -780,6 +863,9 @@ static void harvest(urq_t *q)
             break;
         case UD_WAKE:
             on_wake(q, cqe->res);
+            break;
+        case UD_CANCEL:
+            on_cancel_cqe(q, ptr, cqe->res);
             break;
         case UD_SLOT: /* only failures complete: never seen. A failed filling
                        * fails the socket's later ops (EBADF); a failed emptying
