@@ -24,9 +24,14 @@
  * - poll: IORING_OP_POLL_ADD(POLLIN) as the zero-byte read of the seam.
  *
  * Sends: IORING_OP_SEND (one buffer) or SENDMSG (gather list) with
- * MSG_WAITALL, so the kernel itself retries short writes; a short result is
- * still resubmitted for the rest, and an EAGAIN (the kernel has answered a
- * resubmitted rest so, on a full socket) waits for POLLOUT first.
+ * MSG_WAITALL, so the kernel itself retries short writes, and MSG_DONTWAIT:
+ * without it a send whose POLLOUT arming found room at once was retried
+ * blocking in an io-wq thread, where it waited for room (a peer that does
+ * not read: for ever) and no ASYNC_CANCEL by user_data found it (-ENOENT,
+ * seen on 6.18), so a closed connection was never released. With it the
+ * kernel answers a full socket with a short result or EAGAIN: a short
+ * result is resubmitted for the rest, and an EAGAIN waits for POLLOUT first
+ * (send_wait_room), a POLL_ADD under the op's user_data that a cancel finds.
  * Cancellation: ASYNC_CANCEL by user_data, i.e. exactly that operation,
  * with its result checked: a send between two of its partial writes is
  * queued in the kernel for its next try, where the cancel does not find it
@@ -90,7 +95,7 @@
  * of the allocator's size classes (128 of 40 took a 6 KiB block: 48 bytes
  * per connection instead of 24, in every idle connection) */
 #define UR_RX_CHUNK   170
-#define UR_SEND_FLAGS (MSG_NOSIGNAL | MSG_WAITALL)
+#define UR_SEND_FLAGS (MSG_NOSIGNAL | MSG_WAITALL | MSG_DONTWAIT)
 #define UR_FIXED_MAX  65535u /* registered file slots per ring (urx_t.slot is 16 bits) */
 #define UR_FIXED_SEND 7      /* a socket takes a slot with this send (urx_t.sends) */
 _Static_assert(UR_FIXED_SEND <= 7, "urx_t.sends counts to UR_FIXED_SEND in 3 bits");
