@@ -664,7 +664,9 @@ PC_API int pc_server_start(pc_server_t *s);
  * (queued bytes are flushed, FIN, read-and-discard until the peer closes),
  * wait at most drain_ms for that, then abort what remains (reset), and join
  * all threads. on_close runs for every connection before this returns.
- * Returns 0, or PC_EDEADLK if called from a worker thread. Idempotent. */
+ * Returns 0, or PC_EDEADLK if called from one of the server's own threads
+ * (a callback or posted function on a worker, the condition callback on an
+ * accept thread): nothing is stopped then. Idempotent. */
 PC_API int pc_server_stop(pc_server_t *s, unsigned drain_ms);
 
 /* Replace the rule set atomically, between two accepts: the accept threads
@@ -692,7 +694,9 @@ PC_API int pc_server_top_rules(pc_server_t *s, struct pc_rule_info_s *out, int m
  * closing its connections), else 0. Any thread. */
 PC_API int pc_server_stopping(const pc_server_t *s);
 
-/* Free a server (stopping it first with a 0 ms drain if still running). */
+/* Free a server (stopping it first with a 0 ms drain if still running). The
+ * thread that owns the server; from one of the server's own threads (see
+ * pc_server_stop) it refuses, logged, and the server goes on running. */
 PC_API void pc_server_destroy(pc_server_t *s);
 
 /* The config's user_data. Any thread. */

@@ -607,12 +607,23 @@ static int wait_idle(pc_server_t *s, uint64_t deadline)
     return idle;
 }
 
+/* Is the caller one of the server's own threads (a worker, or an accept
+ * thread running the condition callback)? Those cannot join themselves. */
+static int server_own_thread(const pc_server_t *s)
+{
+    if (!s->started) return 0;
+    for (int i = 0; i < s->nworkers; i++)
+        if (pc__thread_is_self(s->workers[i].thread)) return 1;
+    for (int i = 0; i < s->nlisteners; i++)
+        if (s->listeners[i].thread_started && pc__thread_is_self(s->listeners[i].thread)) return 1;
+    return 0;
+}
+
 int pc_server_stop(pc_server_t *s, unsigned drain_ms)
 {
     if (!s) return PC_EINVAL;
     if (s->stopped || !s->started) return 0;
-    for (int i = 0; i < s->nworkers; i++)
-        if (pc__thread_is_self(s->workers[i].thread)) return PC_EDEADLK;
+    if (server_own_thread(s)) return PC_EDEADLK;
     atomic_store(&s->stopping, 1);
     /* 1. stop accepting */
     for (int i = 0; i < s->nlisteners; i++) {
@@ -662,6 +673,11 @@ int pc_server_stop(pc_server_t *s, unsigned drain_ms)
 void pc_server_destroy(pc_server_t *s)
 {
     if (!s) return;
+    if (!s->stopped && server_own_thread(s)) { /* it would free the thread running it */
+        PC_LOGE("pc_server_destroy called from the server's own thread (a callback): refused, "
+                "the server goes on; call it from the thread that owns the server");
+        return;
+    }
     if (s->started && !s->stopped) pc_server_stop(s, 0);
     for (int i = 0; i < s->nlisteners; i++) {
         pc_tls_ctx_free(s->listeners[i].tls);

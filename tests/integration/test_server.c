@@ -1008,6 +1008,53 @@ static void connect_outbound(void **state)
     assert_int_equal(pc_connect(g_srv, "nonsense", NULL, &cli, NULL, NULL), PC_EINVAL);
 }
 
+/* pc_server_stop and pc_server_destroy from the server's own threads are
+ * refused and the server goes on: from a worker (a posted function) and from
+ * the accept thread (the condition callback). Destroy used to free the
+ * server under its running workers. */
+static atomic_int g_own_stop_rc, g_own_done, g_cond_stop_rc;
+static pc_verdict_t stopping_condition(void *user, const struct sockaddr *peer,
+                                       const struct sockaddr *local)
+{
+    (void)user;
+    (void)peer;
+    (void)local;
+    atomic_store(&g_cond_stop_rc, pc_server_stop(g_srv, 0));
+    return PC_ACCEPT;
+}
+
+static void stop_from_worker(pc_server_t *s, void *arg)
+{
+    (void)arg;
+    atomic_store(&g_own_stop_rc, pc_server_stop(s, 0));
+    pc_server_destroy(s); /* refused, logged */
+    atomic_store(&g_own_done, 1);
+}
+
+static void stop_destroy_from_own_threads(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.condition = stopping_condition;
+    atomic_store(&g_own_done, 0);
+    atomic_store(&g_cond_stop_rc, 1);
+    log_capture_begin("pc_server_destroy called from");
+    start_server(&cfg);
+    assert_int_equal(pc_server_post(g_srv, stop_from_worker, NULL), 0);
+    WAIT_FOR(atomic_load(&g_own_done), 3000);
+    log_capture_end();
+    assert_int_equal(atomic_load(&g_own_done), 1);
+    assert_int_equal(atomic_load(&g_own_stop_rc), PC_EDEADLK);
+    assert_int_equal(g_nstart_lines, 1); /* the refusal is said */
+    assert_int_equal(pc_server_stopping(g_srv), 0);
+    shim_sock_t c = shim_connect("127.0.0.1", g_port, NULL, 3000);
+    assert_true(c != SHIM_INVALID);
+    expect_echo(c, "still serving");
+    assert_int_equal(atomic_load(&g_cond_stop_rc), PC_EDEADLK); /* from the accept thread */
+    shim_close(c);
+}
+
 /* A listener whose one backlog place is taken: SYNs to it go unanswered, so
  * a connect to it stays in progress. */
 typedef struct {
@@ -1430,6 +1477,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(connect_outbound, teardown),
         cmocka_unit_test_teardown(stop_counts_pending_connects, teardown),
         cmocka_unit_test_teardown(connect_timeout, teardown),
+        cmocka_unit_test_teardown(stop_destroy_from_own_threads, teardown),
         cmocka_unit_test_teardown(local_addr_wildcard, teardown),
         cmocka_unit_test_teardown(accept_burst, teardown),
 #ifdef __linux__
