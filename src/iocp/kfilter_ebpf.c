@@ -88,7 +88,8 @@ static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap
     vsnprintf(line, sizeof line, fmt, ap);
     size_t n = strlen(line);
     if (n && line[n - 1] == '\n') line[n - 1] = 0;
-    PC_LOGD("libbpf: %s", line);
+    /* most of libbpf's lines already begin with "libbpf: " */
+    PC_LOGD("%s%s", strncmp(line, "libbpf: ", 8) ? "libbpf: " : "", line);
     return 0;
 }
 
