@@ -207,11 +207,16 @@ static urq_t *sock_q(port_t *p, port_sock_t *s)
     return &((port_uring_t *)p)->qs[s->q];
 }
 
-static void ready_push(urq_t *q, op_t *op, int status, size_t bytes, void *data)
+static void op_set_result(op_t *op, int status, size_t bytes, void *data)
 {
     op->res_status = status;
     op->res_bytes = (uint32_t)bytes;
     op->res_data = data;
+}
+
+static void ready_push(urq_t *q, op_t *op, int status, size_t bytes, void *data)
+{
+    op_set_result(op, status, bytes, data);
     op_fifo_push(&q->ready, op);
 }
 
@@ -311,9 +316,7 @@ static int ur_cancel_ud(urq_t *q, void *ptr, unsigned tag)
 static void op_done(urq_t *q, op_t *op, int status, size_t bytes)
 {
     if (op->busy & OPB_CANCEL) {
-        op->res_status = status;
-        op->res_bytes = (uint32_t)bytes;
-        op->res_data = NULL;
+        op_set_result(op, status, bytes, NULL);
         op->busy |= OPB_DONE;
         return;
     }
