@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <limits.h>
-#include <stddef.h>
 #include <string.h>
 
 #include "core/alloc.h"
@@ -290,33 +289,19 @@ static void accept_data_wait_check(const pc_server_t *s)
                 s->cfg.accept_data_wait_s);
 }
 
-_Static_assert(sizeof(pc_backend_t) == sizeof(int) && sizeof(pc_cond_accept_t) == sizeof(int) &&
-                   sizeof(pc_kernel_filter_t) == sizeof(int) &&
-                   sizeof(pc_capacity_policy_t) == sizeof(int),
-               "config_enum_bad reads the enum fields as int");
-
 /* The enum field of cfg that holds none of its values, or NULL. */
 static const char *config_enum_bad(const pc_server_config_t *cfg, int *value)
 {
-    static const struct {
-        const char *name;
-        size_t off;
-        unsigned last;
-    } f[] = {
-        {"backend", offsetof(pc_server_config_t, backend), PC_BACKEND_IOCP},
-        {"conditional_accept", offsetof(pc_server_config_t, conditional_accept),
-         PC_COND_ACCEPT_OFF},
-        {"kernel_filter", offsetof(pc_server_config_t, kernel_filter), PC_KERNEL_FILTER_OFF},
-        {"at_capacity", offsetof(pc_server_config_t, at_capacity), PC_CAPACITY_REJECT},
-    };
-    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
-        int v;
-        memcpy(&v, (const char *)cfg + f[i].off, sizeof v); /* enums are int-sized */
-        if ((unsigned)v > f[i].last) {
-            *value = v;
-            return f[i].name;
-        }
+#define ENUM_CHECK(field, last)                    \
+    if ((unsigned)cfg->field > (unsigned)(last)) { \
+        *value = (int)cfg->field;                  \
+        return #field;                             \
     }
+    ENUM_CHECK(backend, PC_BACKEND_IOCP)
+    ENUM_CHECK(conditional_accept, PC_COND_ACCEPT_OFF)
+    ENUM_CHECK(kernel_filter, PC_KERNEL_FILTER_OFF)
+    ENUM_CHECK(at_capacity, PC_CAPACITY_REJECT)
+#undef ENUM_CHECK
     return NULL;
 }
 
