@@ -696,6 +696,24 @@ static void ipv6_and_two_listeners(void **state)
     shim_close(b);
 }
 
+/* The g_big bytes of B_BIG_THEN_CLOSE were received into got (freed here):
+ * they are the pattern, the server's FIN follows them, and the server closed
+ * once, as PC_CLOSE_LOCAL. */
+static void expect_pattern_then_fin(shim_sock_t s, unsigned char *got)
+{
+    unsigned char *want = malloc(g_big);
+    fill_pattern(want, 0, g_big);
+    assert_memory_equal(got, want, g_big);
+    size_t extra = 1;
+    assert_int_equal(shim_wait_close(s, &extra), 0); /* then FIN */
+    assert_int_equal(extra, 0);
+    free(got);
+    free(want);
+    shim_close(s);
+    WAIT_FOR(atomic_load(&g_reasons[PC_CLOSE_LOCAL]) == 1, 3000);
+    assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_LOCAL]), 1);
+}
+
 static void graceful_close_flushes(void **state)
 {
     (void)state;
@@ -707,18 +725,9 @@ static void graceful_close_flushes(void **state)
     shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 5000);
     assert_true(s != SHIM_INVALID);
     shim_sleep_ms(200); /* read late */
-    unsigned char *got = malloc(g_big), *want = malloc(g_big);
-    fill_pattern(want, 0, g_big);
+    unsigned char *got = malloc(g_big);
     assert_int_equal(shim_recv_exact(s, got, g_big), g_big);
-    assert_memory_equal(got, want, g_big);
-    size_t extra = 1;
-    assert_int_equal(shim_wait_close(s, &extra), 0); /* then FIN */
-    assert_int_equal(extra, 0);
-    free(got);
-    free(want);
-    shim_close(s);
-    WAIT_FOR(atomic_load(&g_reasons[PC_CLOSE_LOCAL]) == 1, 3000);
-    assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_LOCAL]), 1);
+    expect_pattern_then_fin(s, got);
 }
 
 /* close_linger_ms bounds a graceful close's flush by progress, and the
@@ -736,8 +745,7 @@ static void graceful_close_slow_reader(void **state)
     start_server(&cfg);
     shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 5000);
     assert_true(s != SHIM_INVALID);
-    unsigned char *got = malloc(g_big), *want = malloc(g_big);
-    fill_pattern(want, 0, g_big);
+    unsigned char *got = malloc(g_big);
     size_t n = 0;
     uint64_t t0 = shim_now_ms();
     while (n < g_big) {
@@ -751,15 +759,7 @@ static void graceful_close_slow_reader(void **state)
         print_error("received %lu of %lu bytes in %lu ms\n", (unsigned long)n, (unsigned long)g_big,
                     (unsigned long)(shim_now_ms() - t0));
     assert_int_equal(n, g_big);
-    assert_memory_equal(got, want, g_big);
-    size_t extra = 1;
-    assert_int_equal(shim_wait_close(s, &extra), 0); /* then FIN */
-    assert_int_equal(extra, 0);
-    free(got);
-    free(want);
-    shim_close(s);
-    WAIT_FOR(atomic_load(&g_reasons[PC_CLOSE_LOCAL]) == 1, 3000);
-    assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_LOCAL]), 1);
+    expect_pattern_then_fin(s, got);
 }
 
 /* ... while a client that reads nothing after the close is still cut about
