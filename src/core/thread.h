@@ -53,6 +53,8 @@ int pc__thread_sched_batch(pc_thread_t t, const char **why);
 void pc__mutex_init(pc_mutex_t *m);
 void pc__mutex_destroy(pc_mutex_t *m);
 void pc__mutex_lock(pc_mutex_t *m);
+/* Take m if it is free: 1 (taken, unlock it), 0 (held elsewhere; not taken). */
+int pc__mutex_trylock(pc_mutex_t *m);
 void pc__mutex_unlock(pc_mutex_t *m);
 
 void pc__cond_init(pc_cond_t *c);

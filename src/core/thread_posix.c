@@ -127,6 +127,10 @@ void pc__mutex_lock(pc_mutex_t *m)
 {
     pthread_mutex_lock(mx(m));
 }
+int pc__mutex_trylock(pc_mutex_t *m)
+{
+    return pthread_mutex_trylock(mx(m)) == 0;
+}
 void pc__mutex_unlock(pc_mutex_t *m)
 {
     pthread_mutex_unlock(mx(m));

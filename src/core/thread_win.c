@@ -97,6 +97,10 @@ void pc__mutex_lock(pc_mutex_t *m)
 {
     AcquireSRWLockExclusive(mx(m));
 }
+int pc__mutex_trylock(pc_mutex_t *m)
+{
+    return TryAcquireSRWLockExclusive(mx(m)) != 0;
+}
 void pc__mutex_unlock(pc_mutex_t *m)
 {
     ReleaseSRWLockExclusive(mx(m));

@@ -22,9 +22,12 @@
  * set's own hit counters by kf_ebpf_collect_hits.
  *
  * Threads: every function runs on a control thread (the one starting the
- * server, the one swapping rules, the accept thread for block/unblock); a
- * kf_ebpf_t is used by one thread at a time (the server serialises). None is
- * on a hot path except kf_ebpf_block_source, which is one bpf() syscall. */
+ * server, the one swapping rules) except kf_ebpf_block_source (accept thread
+ * and workers, one bpf() syscall) and kf_ebpf_stats (any thread). The server
+ * serialises the calls on one kf_ebpf_t, with one exception: those two use
+ * only the maps shared by every program, fixed by kf_ebpf_open, and may run
+ * while kf_ebpf_set_rules builds and swaps in a new program (the server does
+ * not make a swap wait for them, nor them for a swap). */
 #ifndef PC_IOCP_KFILTER_EBPF_H
 #define PC_IOCP_KFILTER_EBPF_H
 

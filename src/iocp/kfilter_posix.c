@@ -146,16 +146,27 @@ static void cat(char *dst, size_t cap, const char *src)
     dst[d + n] = 0;
 }
 
-/* Keep the SYN counters of an eBPF tier about to close (kf_lock held). */
-static void keep_counts(pc_server_t *s, kf_ebpf_t *k)
+/* Take a listener's eBPF tier out of service (kf_lock held): fold its drops
+ * into rules (the set it was built from), keep its SYN counters and close
+ * it. The counters move to kf_gone and the pointer goes in one step under
+ * kf_mu, so kfilter_counts counts them once and kf_mu's users never reach a
+ * closed object. fd: the listening socket, or -1 when it is gone. */
+static void ebpf_drop(pc_server_t *s, kfilter_t *kf, pc_rules_t *rules, int fd)
 {
+    kf_ebpf_t *k = kf->ebpf;
+    if (!k) return;
+    kf_ebpf_collect_hits(k, rules);
     kf_ebpf_stats_t st;
+    pc__mutex_lock(&s->kf_mu);
     kf_ebpf_stats(k, &st);
     s->kf_gone[0] += st.syn_seen;
     s->kf_gone[1] += st.dropped_rules;
     s->kf_gone[2] += st.dropped_rate;
     s->kf_gone[3] += st.dropped_max;
     s->kf_gone[4] += st.would_drop;
+    kf->ebpf = NULL;
+    pc__mutex_unlock(&s->kf_mu);
+    kf_ebpf_close(k, fd);
 }
 
 /* Choose and install the tier for rules on fd; old: the set the kernel holds
@@ -169,17 +180,21 @@ static void choose(pc_server_t *s, kfilter_t *kf, int fd, pc_rules_t *old, const
     if (want == PC_KERNEL_FILTER_AUTO || want == PC_KERNEL_FILTER_EBPF) {
         int rc;
         if (kf->ebpf) {
+            /* the long part (new maps, program, verifier) runs beside the
+             * live program; kf_mu's users go on with the object meanwhile */
             rc = kf_ebpf_set_rules(kf->ebpf, old, rules, e1, sizeof e1);
-            if (rc < 0) { /* the old set would stay in the kernel, user space swaps: drop it */
-                kf_ebpf_collect_hits(kf->ebpf, old);
-                keep_counts(s, kf->ebpf);
-                kf_ebpf_close(kf->ebpf, fd);
-                kf->ebpf = NULL;
-            }
+            if (rc < 0) /* the old set would stay in the kernel, user space swaps: drop it */
+                ebpf_drop(s, kf, old, fd);
         } else {
             kf_ebpf_config_t c;
             ebpf_config(s, &c);
-            rc = kf_ebpf_open(&c, rules, fd, &kf->ebpf, e1, sizeof e1);
+            kf_ebpf_t *k = NULL;
+            rc = kf_ebpf_open(&c, rules, fd, &k, e1, sizeof e1);
+            if (rc == 0) {
+                pc__mutex_lock(&s->kf_mu);
+                kf->ebpf = k;
+                pc__mutex_unlock(&s->kf_mu);
+            }
         }
         if (rc == 0) {
             kf->tier = PC_KERNEL_FILTER_EBPF;
@@ -278,12 +293,7 @@ void kfilter_reload(pc_server_t *s, listener_t *l, pc_rules_t *old, const pc_rul
 
 void kfilter_detach(pc_server_t *s, listener_t *l)
 {
-    if (l->kf.ebpf) {
-        kf_ebpf_collect_hits(l->kf.ebpf, filter_rules_peek(s->filter));
-        keep_counts(s, l->kf.ebpf);
-        kf_ebpf_close(l->kf.ebpf, l->fd); /* fd -1: the socket is gone */
-    }
-    l->kf.ebpf = NULL;
+    ebpf_drop(s, &l->kf, filter_rules_peek(s->filter), l->fd); /* fd -1: the socket is gone */
     kf_summary(s, s->nlisteners);
     if (l->fd != SOCK_INVALID && l->kf.tier == PC_KERNEL_FILTER_CBPF) {
         int zero = 0;
@@ -299,7 +309,10 @@ void kfilter_source_changed(pc_server_t *s, const struct sockaddr *peer)
     tracker_t *t = filter_tracker(s->filter);
     addr_t a;
     if (!t || addr_from_sockaddr(peer, &a) != 0) return;
-    pc__mutex_lock(&s->kf_lock);
+    /* kf_mu, not kf_lock: a rule swap compiling meanwhile must not stall the
+     * accept thread and the workers; the objects stay theirs (a swap
+     * replaces the program inside them, not the maps this touches) */
+    pc__mutex_lock(&s->kf_mu);
     /* read under the lock: whichever call comes last saw every change before it */
     int block = tracker_count(t, &a) >= s->cfg.per_source_max;
     addr_mask(&a, a.family == 4 ? s->cfg.source_prefix_v4 : s->cfg.source_prefix_v6);
@@ -307,13 +320,17 @@ void kfilter_source_changed(pc_server_t *s, const struct sockaddr *peer)
         kf_ebpf_t *k = s->listeners[i].kf.ebpf;
         if (k) kf_ebpf_block_source(k, &a, block);
     }
-    pc__mutex_unlock(&s->kf_lock);
+    pc__mutex_unlock(&s->kf_mu);
 }
 
 void kfilter_collect_hits(pc_server_t *s)
 {
     if (atomic_load_explicit(&s->kf_ebpf, memory_order_relaxed) == 0) return;
-    pc__mutex_lock(&s->kf_lock);
+    /* Held elsewhere: a swap (or a listener's set-up or close) is under way,
+     * its program and the set in force may not match, and it folds the old
+     * program's drops itself. Waiting would stall the caller (pc-http's
+     * /metrics, on a worker) for the whole compile. */
+    if (!pc__mutex_trylock(&s->kf_lock)) return;
     pc_rules_t *r = filter_rules_peek(s->filter); /* the set the kernel holds (kf_lock) */
     for (int i = 0; i < s->nlisteners; i++)
         if (s->listeners[i].kf.ebpf) kf_ebpf_collect_hits(s->listeners[i].kf.ebpf, r);
@@ -323,7 +340,7 @@ void kfilter_collect_hits(pc_server_t *s)
 void kfilter_counts(pc_server_t *s, pc_server_stats_t *out)
 {
     uint64_t c[5];
-    pc__mutex_lock(&s->kf_lock);
+    pc__mutex_lock(&s->kf_mu); /* not kf_lock: never waits for a rule swap */
     memcpy(c, s->kf_gone, sizeof c);
     for (int i = 0; i < s->nlisteners; i++) {
         if (!s->listeners[i].kf.ebpf) continue;
@@ -335,7 +352,7 @@ void kfilter_counts(pc_server_t *s, pc_server_stats_t *out)
         c[3] += st.dropped_max;
         c[4] += st.would_drop;
     }
-    pc__mutex_unlock(&s->kf_lock);
+    pc__mutex_unlock(&s->kf_mu);
     out->kernel_syn_seen = c[0];
     out->kernel_dropped_rules = c[1];
     out->kernel_dropped_rate = c[2];

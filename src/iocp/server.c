@@ -347,6 +347,7 @@ int pc_server_create(const pc_server_config_t *cfg, pc_server_t **out)
     pc__mutex_init(&s->cap_lock);
     pc__cond_init(&s->cap_cond);
     pc__mutex_init(&s->kf_lock);
+    pc__mutex_init(&s->kf_mu);
     atomic_store(&s->kf_weakest, (int)PC_KERNEL_FILTER_OFF);
     s->accept_mode = PC_ACCEPT_MODE_POST_HANDSHAKE;
     pc__alloc_pin();
@@ -470,7 +471,9 @@ int pc_server_listen_addr(pc_server_t *s, const struct sockaddr *sa, socklen_t l
     /* the listener's entry of the local-address table: its bound address */
     sockaddr_store(&s->locals[l->idx + 1].addr, (const struct sockaddr *)&l->addr);
     s->locals[l->idx + 1].listener = (uint8_t)l->idx;
+    pc__mutex_lock(&s->kf_mu); /* kfilter_counts reads it under kf_mu only */
     s->nlisteners++;
+    pc__mutex_unlock(&s->kf_mu);
     pc__mutex_unlock(&s->kf_lock);
     if (l->data_wait_s < atomic_load(&s->data_wait_min))
         atomic_store(&s->data_wait_min, l->data_wait_s);
@@ -700,6 +703,7 @@ void pc_server_destroy(pc_server_t *s)
     pc__mutex_destroy(&s->cap_lock);
     pc__cond_destroy(&s->cap_cond);
     pc__mutex_destroy(&s->kf_lock);
+    pc__mutex_destroy(&s->kf_mu);
     pc__free(s);
     pc__alloc_unpin();
     sock_lib_cleanup();

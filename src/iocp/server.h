@@ -384,11 +384,18 @@ struct pc_server_s {
     int64_t stimer_next_id;
     int stimer_closed; /* stop cancelled them all: no new ones */
     pc_accept_mode_t accept_mode;
-    filter_t *filter;       /* steps 1-5 of the verdict pipeline */
-    pc_mutex_t kf_lock;     /* listeners' kernel filters; serialises rule swaps */
+    filter_t *filter; /* steps 1-5 of the verdict pipeline */
+    /* kf_lock: listeners' kernel filters; serialises rule swaps and listener
+     * set-up, held through a compile (a large set: a third of a second).
+     * kf_mu: short; which eBPF objects the listeners hold (a pointer changes
+     * and an object closes under both), kf_gone, nlisteners. The accept
+     * thread, the workers and the stats take only kf_mu, so a swap under way
+     * never stalls them. Order: kf_lock, then kf_mu. */
+    pc_mutex_t kf_lock;
+    pc_mutex_t kf_mu;
     _Atomic int kf_ebpf;    /* listeners with the eBPF tier (per-source max in the kernel) */
     _Atomic int kf_weakest; /* the weakest listener's tier, for the stats (no lock) */
-    uint64_t kf_gone[5];    /* eBPF SYN counters of closed programs (kf_lock; kfilter_counts) */
+    uint64_t kf_gone[5];    /* eBPF SYN counters of closed programs (kf_mu; kfilter_counts) */
     int kf_exempt_logged;   /* "per-source limits not on SYNs" was logged (kf_lock) */
     /* the smallest accept data wait in force over the listeners (seconds,
      * as the kernel rounded it), UINT_MAX before the first listener: read
@@ -702,7 +709,8 @@ typedef struct accept_backoff_s {
  * next back-off step. err: the PC_E* code; os_err: the errno / WSA code. */
 void accept_failed(listener_t *l, accept_backoff_t *b, int err, int os_err);
 /* The listener's kernel filter (kfilter_posix.c; kfilter_win.c: none), all under
- * s->kf_lock. kfilter_attach: choose the tier for a bound, not yet listening
+ * s->kf_lock (they take kf_mu for the moments an eBPF object changes
+ * hands). kfilter_attach: choose the tier for a bound, not yet listening
  * socket fd by trying (cfg.kernel_filter), attach, log the outcome; returns 0
  * (a refused tier is not an error: the listener runs with less, logged).
  * kfilter_reload: put rules (replacing old, the set in force) in the kernel,
@@ -717,15 +725,18 @@ void kfilter_detach(pc_server_t *s, listener_t *l);
 int kfilter_per_source_in_kernel(const pc_server_t *s, const listener_t *l);
 /* A connection from peer was accepted or closed: with per_source_max and the
  * eBPF tier, mark the source in the kernel while it holds its maximum (its
- * SYNs are dropped) and unmark it below. Re-reads the count under kf_lock, so
+ * SYNs are dropped) and unmark it below. Re-reads the count under kf_mu, so
  * the last call leaves the mark right. No-op (no lock) without the eBPF tier.
- * Accept threads and workers. */
+ * Accept threads and workers; never waits for a rule swap (kf_mu only). */
 void kfilter_source_changed(pc_server_t *s, const struct sockaddr *peer);
 /* Fold the eBPF tier's kernel drops per rule into the hit counters of the
- * set in force (takes kf_lock). Any thread. */
+ * set in force. Any thread. While kf_lock is held elsewhere (a rule swap,
+ * a listener being set up or closed) it returns at once: the program and
+ * the set in force may not match then, and the swap folds the old
+ * program's drops itself. */
 void kfilter_collect_hits(pc_server_t *s);
 /* Add the eBPF tier's SYN counters (every listener, those detached included)
- * to out->kernel_* (takes kf_lock). Any thread. */
+ * to out->kernel_* (takes kf_mu; never waits for a rule swap). Any thread. */
 void kfilter_counts(pc_server_t *s, pc_server_stats_t *out);
 
 /* Accept loops (accept_posix.c / accept_win.c). */
