@@ -37,13 +37,13 @@ void stress_report_json(FILE *out, const stress_run_t *run, const stress_result_
             "{\"url\":\"%s\",\"connections\":%u,\"threads\":%d,\"duration_s\":%.3f,"
             "\"pipeline\":%u,\"close\":%s,\"rate\":%.1f,\"requests\":%llu,"
             "\"req_per_s\":%.1f,\"bytes\":%llu,\"bytes_per_s\":%.1f,\"connects\":%llu,"
-            "\"connects_per_s\":%.1f,\"unsent\":%llu,\"unanswered\":%llu,\"dropped\":%llu,"
-            "\"latency_us\":{",
+            "\"connects_per_s\":%.1f,\"late_connects\":%llu,\"unsent\":%llu,\"unanswered\":%llu,"
+            "\"dropped\":%llu,\"latency_us\":{",
             run->url, run->conns, run->threads, r->secs, run->pipeline,
             run->close_mode ? "true" : "false", run->rate, (unsigned long long)t->requests, rps,
             (unsigned long long)t->bytes, bps, (unsigned long long)t->connects, cps,
-            (unsigned long long)r->unsent, (unsigned long long)t->unanswered,
-            (unsigned long long)t->dropped);
+            (unsigned long long)t->late_connects, (unsigned long long)r->unsent,
+            (unsigned long long)t->unanswered, (unsigned long long)t->dropped);
     for (int i = 0; i < 4; i++)
         fprintf(out, "\"%s\":%.1f,", k_pname[i], (double)hist_percentile(lat, k_pct[i]) / 1e3);
     fprintf(out,
@@ -98,6 +98,9 @@ void stress_report_text(FILE *out, const stress_run_t *run, const stress_result_
             (unsigned long long)t->connects, cps, fmt_dur(hist_percentile(con, 50), b1, sizeof b1),
             fmt_dur(hist_percentile(con, 99), b2, sizeof b2),
             run->tls ? " (TCP connect + TLS handshake)" : "");
+    if (t->late_connects)
+        fprintf(out, "             %llu more completed after the end (not counted)\n",
+                (unsigned long long)t->late_connects);
     if (run->tls) {
         const hist_t *hh[2] = {hs_full, hs_resumed};
         uint64_t n[2] = {t->tls_full, t->tls_resumed};

@@ -41,6 +41,9 @@ extern const char *const stress_error_names[E_COUNT];
  * counted in errors_total. */
 typedef struct stress_totals_s {
     uint64_t requests, bytes, connects, opened, closed, errors[E_COUNT], errors_total;
+    /* connections that completed after the run ended (while it stopped):
+     * not in connects nor in the connect times */
+    uint64_t late_connects;
     uint64_t unanswered, dropped;
     uint64_t tls_full, tls_resumed;
 } stress_totals_t;

@@ -127,6 +127,7 @@ typedef struct tstat_s {
     _Atomic uint64_t requests;
     _Atomic uint64_t bytes;
     _Atomic uint64_t connects;
+    _Atomic uint64_t late_connects; /* completed after the run ended */
     _Atomic uint64_t opened, closed;
     _Atomic uint64_t errors[E_COUNT];
     _Atomic uint64_t unanswered; /* in flight when the run ended */
@@ -344,6 +345,18 @@ static void on_open(pc_conn_t *c)
     uint64_t id = pc_conn_id(c);
     s->opened = 1;
     http_resp_init(&s->resp);
+    bump(&ts->opened, 1);
+    /* forget requests of the previous connection (the producer only pushes
+     * for a published id, and none is published now) */
+    atomic_store_explicit(&s->head, atomic_load(&s->tail), memory_order_release);
+    /* the run ended while this one was connecting: nothing to measure (it
+     * closes with the server), and no request sent is then left unanswered;
+     * not a connect of the run either (a SYN retried past the end would add
+     * seconds to the connect times and a connect to a rate over the run) */
+    if (atomic_load(&g_stopping)) {
+        bump(&ts->late_connects, 1);
+        return;
+    }
     hist_record(&ts->connect, now - s->t_connect);
     pc_tls_info_t info;
     if (opt.tls && pc_conn_tls_info(c, &info) == 0) {
@@ -351,13 +364,6 @@ static void on_open(pc_conn_t *c)
         bump(info.resumed ? &ts->tls_resumed : &ts->tls_full, 1);
     }
     bump(&ts->connects, 1);
-    bump(&ts->opened, 1);
-    /* forget requests of the previous connection (the producer only pushes
-     * for a published id, and none is published now) */
-    atomic_store_explicit(&s->head, atomic_load(&s->tail), memory_order_release);
-    /* the run ended while this one was connecting: nothing to measure (it
-     * closes with the server), and no request sent is then left unanswered */
-    if (atomic_load(&g_stopping)) return;
     if (opt.rate > 0 && opt.close_mode) {
         ring_push(s, s->intended, id);
         pc_conn_send(c, g_req, g_req_len);
@@ -516,6 +522,7 @@ static void sum_counters(stress_totals_t *t)
         t->requests += atomic_load_explicit(&s->requests, memory_order_relaxed);
         t->bytes += atomic_load_explicit(&s->bytes, memory_order_relaxed);
         t->connects += atomic_load_explicit(&s->connects, memory_order_relaxed);
+        t->late_connects += atomic_load_explicit(&s->late_connects, memory_order_relaxed);
         t->opened += atomic_load_explicit(&s->opened, memory_order_relaxed);
         t->closed += atomic_load_explicit(&s->closed, memory_order_relaxed);
         t->unanswered += atomic_load_explicit(&s->unanswered, memory_order_relaxed);
