@@ -946,7 +946,9 @@ typedef struct pc_server_stats_s {
     uint64_t send_refused;                     /* sends refused by max_buffered_bytes */
     uint64_t send_limit_refused;               /* sends refused by send_queue_limit */
     uint64_t source_table_full;                /* accepts that found the per-source table full */
-    uint64_t source_entries;                   /* per-source entries in use now */
+    uint64_t source_entries;                   /* source table slots holding a source now
+                                                * (an idle one keeps its slot until another
+                                                * source needs it) */
     uint64_t source_active;                    /* of which sources holding open connections */
     uint64_t rule_count;                       /* rules in force */
     uint64_t rule_duplicates;                  /* lines of their sources folded as duplicates

@@ -25,7 +25,9 @@
  *   - a length out of range (IPv4 0..32, IPv6 0..128) or with a leading zero;
  *   - host bits set beyond the length ("10.0.0.1/8");
  *   - an IPv4-mapped IPv6 prefix (::ffff:0:0/96 or longer): mapped peers are
- *     matched as IPv4, so such a rule could never match — write it as IPv4;
+ *     matched as IPv4, so such a rule could never match — write it as IPv4
+ *     (a shorter IPv6 prefix that covers them, such as ::/0, is accepted and
+ *     matches IPv6 peers only);
  *   - the same prefix with both actions (allow on one line, deny on another),
  *     naming both lines: "FILE:LINE: 'allow P' conflicts with 'deny P' at
  *     line N" (or "at OTHERFILE:N" across sources);
@@ -186,7 +188,8 @@ PC_API size_t pc_rules_count(const pc_rules_t *r);
 PC_API int pc_rules_get(const pc_rules_t *r, size_t i, pc_rule_info_t *out);
 
 /* Look up an address (AF_INET or AF_INET6; IPv4-mapped IPv6 is matched as
- * IPv4) without counting a hit. Returns 1 and sets *action and *rule_index
+ * IPv4, so only IPv4 rules match it: ::/0 covers IPv6 peers only) without
+ * counting a hit. Returns 1 and sets *action and *rule_index
  * (each may be NULL) when a rule matches (the longest prefix), 0 when none
  * does (a NULL set matches nothing), PC_EINVAL for a NULL or unsupported
  * address. Any thread. */
