@@ -1371,9 +1371,12 @@ static void uring_slot_abort_is_prompt(void **state) /* not on Windows */
     cfg.threads = 1;
     g_behaviour = B_ECHO_BYE_ABORTS;
     char *old = env_save("PORTCULLIS_URING_RECV");
+    char *old_ff = env_save("PORTCULLIS_URING_FIXED_FILES"); /* the default table */
     setenv("PORTCULLIS_URING_RECV", "poll", 1);
+    unsetenv("PORTCULLIS_URING_FIXED_FILES");
     start_server(&cfg);
     env_restore("PORTCULLIS_URING_RECV", old);
+    env_restore("PORTCULLIS_URING_FIXED_FILES", old_ff);
     shim_sock_t idle = shim_connect("127.0.0.1", g_port, NULL, 3000);
     assert_true(idle != SHIM_INVALID);
     echo_times(idle, 7, "idle from now on");
