@@ -154,7 +154,8 @@ PC_API int pc_server_listen_tls(pc_server_t *s, const char *endpoint, pc_tls_ctx
  * certificate must match and, when a DNS name, is sent as SNI (NULL: the
  * endpoint's address is checked, no SNI). on_open runs once the handshake
  * is complete (the certificate verified); a failed handshake runs on_close
- * with PC_CLOSE_TLS and PC_ETLS (or PC_CLOSE_ERROR and the connect error).
+ * with PC_CLOSE_TLS and PC_ETLS (refused, or the peer closed during it;
+ * PC_ECONNRESET: the peer reset it), or PC_CLOSE_ERROR and the connect error.
  * Bytes sent (pc_server_send_to) before the handshake completes wait for it,
  * counted as queued (send_queue_limit, pc_server_send_queued), and go out
  * as it completes, before on_open runs.

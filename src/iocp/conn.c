@@ -887,6 +887,14 @@ static void conn_close_socket(pc_conn_t *c, int abortive)
     if (c->px_state == PX_PENDING &&
         (c->reason == PC_CLOSE_PEER || c->reason == PC_CLOSE_RESET || c->reason == PC_CLOSE_ERROR))
         c->reason = PC_CLOSE_PROXY;
+    /* the peer ended an outbound connection during its TLS handshake: the
+     * handshake failed (tls.h), not a close the application could take for
+     * one after on_open */
+    if (c->outbound && c->tls_phase == TLSP_HANDSHAKE && !c->connecting &&
+        (c->reason == PC_CLOSE_PEER || c->reason == PC_CLOSE_RESET)) {
+        c->err = c->reason == PC_CLOSE_RESET ? PC_ECONNRESET : PC_ETLS;
+        c->reason = PC_CLOSE_TLS;
+    }
     counter_add(&conn_worker(c)->closed[c->reason], 1);
     if (notify && conn_cb(c)->on_close) conn_cb(c)->on_close(c, c->reason, c->err);
     if (c->ext && c->ext->open_posts) { /* it never opened: they run with NULL */

@@ -1091,6 +1091,56 @@ static void pc_client_host_invalid(void **state)
     pc_server_destroy(cs);
 }
 
+/* A peer that reads the ClientHello and hangs up, with a FIN, then with a
+ * reset: the handshake failed, and on_close says so (PC_CLOSE_TLS with
+ * PC_ETLS, or PC_ECONNRESET for the reset). It said PC_CLOSE_PEER with 0
+ * (and PC_CLOSE_RESET): a normal close, which an application could not
+ * tell from one after on_open without tracking on_open itself. */
+static void pc_client_handshake_cut(void **state)
+{
+    (void)state;
+    shim_sock_t l;
+    int port = silent_listener(&l);
+    pc_server_t *cs = client_server();
+    pc_tls_ctx_t *cx = client_ctx(DATA("ca.pem"), 0);
+    char ep[64];
+    snprintf(ep, sizeof ep, "127.0.0.1:%d", port);
+    for (int reset = 0; reset < 2; reset++) {
+        pcc_t p;
+        memset(&p, 0, sizeof p);
+        assert_int_equal(pc_connect_tls(cs, ep, NULL, cx, NULL, &pcc_cb, &p, NULL), 0);
+        shim_sock_t a = accept(l, NULL, NULL);
+        assert_true(a != SHIM_INVALID);
+        shim_set_timeout(a, 5000);
+        /* the ClientHello record, all of it (a close with bytes unread
+         * would reset, not FIN) */
+        unsigned char rec[5];
+        static char body[1 << 14];
+        assert_int_equal(shim_recv_exact(a, rec, sizeof rec), sizeof rec);
+        assert_int_equal(rec[0], 22); /* a handshake record */
+        size_t len = (size_t)rec[3] << 8 | rec[4];
+        assert_true(len <= sizeof body);
+        assert_int_equal(shim_recv_exact(a, body, len), len);
+        if (reset)
+            shim_close_reset(a);
+        else
+            shim_close(a);
+        WAIT_FOR(atomic_load(&p.closed), 10000);
+        assert_int_equal(atomic_load(&p.closed), 1);
+        assert_int_equal(atomic_load(&p.opened), 0);
+        assert_int_equal(atomic_load(&p.reason), PC_CLOSE_TLS);
+        assert_int_equal(atomic_load(&p.err), reset ? PC_ECONNRESET : PC_ETLS);
+    }
+    pc_server_stats_t st;
+    pc_server_stats(cs, &st);
+    assert_int_equal(st.closed[PC_CLOSE_TLS], 2);
+    assert_int_equal(st.closed[PC_CLOSE_PEER] + st.closed[PC_CLOSE_RESET], 0);
+    pc_tls_ctx_free(cx);
+    pc_server_stop(cs, 1000);
+    pc_server_destroy(cs);
+    shim_close(l);
+}
+
 /* The second connection of a client context that keeps tickets resumes. */
 static void resumption(void **state)
 {
@@ -1718,6 +1768,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(late_reader_16mib, teardown),
         cmocka_unit_test_teardown(pc_client_verify, teardown),
         cmocka_unit_test_teardown(pc_client_host_invalid, teardown),
+        cmocka_unit_test_teardown(pc_client_handshake_cut, teardown),
         cmocka_unit_test_teardown(resumption, teardown),
         cmocka_unit_test_teardown(ticket_key_rotation, teardown),
         cmocka_unit_test_teardown(stalled_client_hello, teardown),
