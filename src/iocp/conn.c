@@ -535,6 +535,15 @@ static void conn_continue_read(pc_conn_t *c)
     port_post(conn_port(c), c->ps.q, &c->recv_op);
 }
 
+/* Received bytes cannot be kept for a paused connection (no memory): reset
+ * it rather than deliver them against the pause. */
+static void conn_fail_nomem(pc_conn_t *c)
+{
+    c->reason = PC_CLOSE_NOMEM;
+    c->err = PC_ENOMEM;
+    conn_close_socket(c, 1);
+}
+
 static void conn_fail(pc_conn_t *c, int err)
 {
     if (c->state == CS_CLOSED) return;
@@ -663,8 +672,12 @@ static void conn_deliver(worker_t *w, pc_conn_t *c, const char *data, size_t n)
         n -= used;
         if (!n || c->state != CS_OPEN) return;
         /* on_open paused: the bytes after the header wait, as a receive
-         * would (without memory, delivered despite the pause) */
-        if (!c->tls_phase && !read_wanted(c) && hold_copy(c, data, n)) return;
+         * would; without memory to keep them the pause still holds, and
+         * the connection goes */
+        if (!c->tls_phase && !read_wanted(c)) {
+            if (!hold_copy(c, data, n)) conn_fail_nomem(c);
+            return;
+        }
     }
     if (c->tls_phase) {
         tls_deliver(c, data, n);
@@ -1099,13 +1112,15 @@ static void handle(worker_t *w, pc_conn_t *c, const completion_t *cpl)
             /* every byte received counts, kept, delivered or discarded
              * while closing, as conn_read counts them */
             counter_add(&w->bytes_in, cpl->bytes);
-            /* arrived for a receive started before a pause: kept for later */
+            /* arrived for a receive started before a pause: kept for later
+             * (without memory for that, the pause still holds: the
+             * connection goes) */
             if (cpl->bytes && c->state == CS_OPEN && !read_wanted(c)) {
                 if (hold_data(c, cpl->data, cpl->bytes)) break;
-                if (hold_append(c, cpl->data, cpl->bytes)) {
-                    port_recv_done(conn_port(c), &c->ps, cpl->data);
-                    break;
-                }
+                int appended = hold_append(c, cpl->data, cpl->bytes);
+                port_recv_done(conn_port(c), &c->ps, cpl->data);
+                if (!appended) conn_fail_nomem(c);
+                break;
             }
             if (cpl->bytes && c->state == CS_OPEN) {
                 c->last_rx_ms = pc__now_ms();
@@ -1952,8 +1967,8 @@ const struct sockaddr *pc_conn_local_addr(const pc_conn_t *cc)
     return a ? &a->sa : &unknown.sa;
 }
 
-/* Returns 1 if the buffer is kept (for conn_deliver_held), 0 to deliver it
- * now (no memory for the record: delivered despite the pause). */
+/* Returns 1 if the buffer is kept (for conn_deliver_held), 0 if not: no
+ * memory for the record, or bytes are held already (hold_append). */
 static int hold_data(pc_conn_t *c, void *data, uint32_t len)
 {
     conn_ext_t *x = conn_ext(c);
@@ -1975,17 +1990,27 @@ static int hold_copy(pc_conn_t *c, const char *data, size_t n)
     return 0;
 }
 
-/* A receive completed while a copy is held (a receive was in flight when
+/* A receive completed while bytes are held (a receive was in flight when
  * the copy was made: on_open resumed, then paused again): its bytes go
- * behind the copy. 1 if appended (the caller gives the buffer back). */
+ * behind them, in one copy (a held backend buffer is copied and given
+ * back). 1 if appended (the caller gives the new buffer back), 0 when there
+ * is no memory for it. */
 static int hold_append(pc_conn_t *c, const void *data, uint32_t len)
 {
     conn_ext_t *x = c->ext;
-    if (!x || !x->held || !(x->held_len & HELD_COPY)) return 0;
+    if (!x || !x->held) return 0;
     uint32_t have = x->held_len & ~HELD_COPY;
     if (len >= HELD_COPY - have) return 0;
-    char *p = pc__realloc(x->held, (size_t)have + len);
-    if (!p) return 0;
+    char *p;
+    if (x->held_len & HELD_COPY) {
+        p = pc__realloc(x->held, (size_t)have + len);
+        if (!p) return 0;
+    } else {
+        p = pc__malloc((size_t)have + len);
+        if (!p) return 0;
+        memcpy(p, x->held, have);
+        port_recv_done(conn_port(c), &c->ps, x->held);
+    }
     memcpy(p + have, data, len);
     x->held = p;
     x->held_len = (have + len) | HELD_COPY;

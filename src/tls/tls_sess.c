@@ -37,7 +37,6 @@ struct tls_sess_s {
      * takes them first) */
     unsigned char *rest;
     size_t rest_len;
-    uint8_t no_pause;   /* keeping the rest failed: this feed ignores pauses */
     uint8_t plain_kept; /* a pause left decrypted bytes inside OpenSSL */
     uint8_t established;
     uint8_t failed;
@@ -290,7 +289,7 @@ static int feed(tls_sess_t *s)
         }
         int opened = io->open(arg);
         if (opened == TLS_IO_STOP) return TLS_FEED_STOP;
-        if (opened == TLS_IO_PAUSE && !s->no_pause) return TLS_FEED_PAUSE;
+        if (opened == TLS_IO_PAUSE) return TLS_FEED_PAUSE;
     }
     unsigned char buf[TLS_PLAIN_CHUNK];
     for (;;) {
@@ -300,7 +299,7 @@ static int feed(tls_sess_t *s)
             if (r == TLS_IO_STOP) return TLS_FEED_STOP;
             /* a record is read whole into buf (one record's plaintext at
              * most): what is left is in the input, kept by the caller */
-            if (r == TLS_IO_PAUSE && !s->no_pause) return TLS_FEED_PAUSE;
+            if (r == TLS_IO_PAUSE) return TLS_FEED_PAUSE;
             continue;
         }
         int e = SSL_get_error(s->ssl, 0);
@@ -346,11 +345,8 @@ int tls_sess_feed(tls_sess_t *s, const void *data, size_t n, const tls_io_t *io,
             if (s->rest) {
                 memcpy(s->rest, s->in, s->in_len);
                 s->rest_len = s->in_len;
-            } else { /* delivered despite the pause */
-                s->no_pause = 1;
-                rc = feed(s);
-                s->no_pause = 0;
-                s->plain_kept = 0;
+            } else { /* the pause must hold: the connection goes */
+                rc = PC_ENOMEM;
             }
         }
     }

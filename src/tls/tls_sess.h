@@ -59,8 +59,8 @@ int tls_sess_start(tls_sess_t *s, const tls_io_t *io, void *arg);
  * PC_ENOMEM. When io->open or io->data answers TLS_IO_PAUSE, the input not
  * yet decrypted is kept in the session (at most what this feed brought and
  * what an earlier pause kept) and goes first in the next feed, which may
- * bring no new bytes (n == 0). Without memory to keep it, the feed goes on
- * despite the pause. */
+ * bring no new bytes (n == 0). Without memory to keep it: PC_ENOMEM (the
+ * pause holds; the caller closes the connection). */
 int tls_sess_feed(tls_sess_t *s, const void *data, size_t n, const tls_io_t *io, void *arg);
 /* 1 while a pause keeps input in the session (tls_sess_feed with n == 0
  * delivers it). */

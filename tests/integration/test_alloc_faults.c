@@ -167,8 +167,9 @@ static void app_post(pc_server_t *s, void *arg)
 }
 
 /* Install the allocator, then create, listen and start: startup itself is
- * not under test, so nothing fails yet. */
-static void af_start(void)
+ * not under test, so nothing fails yet. tweak (if not NULL) changes the
+ * configuration before the create. */
+static void af_start_with(void (*tweak)(pc_server_config_t *cfg))
 {
     fa_install();
     g_hang_seen = 0;
@@ -187,6 +188,7 @@ static void af_start(void)
     cfg.cb.on_open = app_open;
     cfg.cb.on_data = app_data;
     cfg.cb.on_close = app_close;
+    if (tweak) tweak(&cfg);
     assert_int_equal(pc_server_create(&cfg, &g_srv), 0);
     /* memory must go back to the allocator that gave it */
     assert_int_equal(pc_set_allocator(NULL), PC_EBUSY);
@@ -195,6 +197,11 @@ static void af_start(void)
     g_port = pc_server_listener_port(g_srv, idx);
     assert_true(g_port > 0);
     assert_int_equal(pc_server_start(g_srv), 0);
+}
+
+static void af_start(void)
+{
+    af_start_with(NULL);
 }
 
 /* Stop and destroy with the allocator disarmed, then every block must be
@@ -863,6 +870,75 @@ static void post_to_carrier_fails(void **state)
     af_finish();
 }
 
+/* A trusted proxy's client sends its first bytes in the segment of its
+ * PROXY header, and on_open pauses: those bytes must wait for the resume.
+ * Keeping them takes a copy; with no memory for it the connection goes
+ * (PC_CLOSE_NOMEM, a reset). It used to deliver them anyway: on_data ran on
+ * a paused connection, against pc_conn_pause_read's contract. on_open arms
+ * "every allocation fails" right after its pause, so the copy is the call
+ * that fails; on_data and on_close disarm. */
+static atomic_int pp_data_runs;
+
+static void pp_open(pc_conn_t *c)
+{
+    app_open(c);
+    assert_int_equal(pc_conn_pause_read(c), 0);
+    fa_arm(1);
+}
+
+static void pp_data(pc_conn_t *c, const void *data, size_t len)
+{
+    (void)c;
+    (void)data;
+    (void)len;
+    fa_disarm();
+    atomic_fetch_add(&pp_data_runs, 1);
+}
+
+static void pp_close(pc_conn_t *c, pc_close_reason_t r, int err)
+{
+    fa_disarm();
+    app_close(c, r, err);
+}
+
+static void pp_config(pc_server_config_t *cfg)
+{
+    static const char trusted[] = "allow 127.0.0.1\n";
+    pc_rules_t *r = NULL;
+    assert_int_equal(pc_rules_load_string(trusted, strlen(trusted), "trusted", &r, NULL, 0), 0);
+    cfg->proxy_trusted = r;
+    cfg->threads = 1;
+    cfg->cb.on_open = pp_open;
+    cfg->cb.on_data = pp_data;
+    cfg->cb.on_close = pp_close;
+}
+
+static void proxy_pause_without_memory(void **state)
+{
+    (void)state;
+    atomic_store(&pp_data_runs, 0);
+    af_start_with(pp_config);
+    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 3000);
+    assert_true(s != SHIM_INVALID);
+    static const char msg[] = "PROXY TCP4 192.0.2.7 127.0.0.1 5555 80\r\nhello";
+    assert_int_equal(shim_send_all(s, msg, sizeof msg - 1), 0);
+    WAIT_FOR(atomic_load(&app_closes) == 1 || atomic_load(&pp_data_runs) > 0, 5000);
+    fa_disarm();
+    if (atomic_load(&pp_data_runs))
+        fail_msg("on_data ran on a paused connection (no memory to keep the bytes)");
+    assert_int_equal(atomic_load(&app_opens), 1);
+    assert_int_equal(atomic_load(&app_closes), 1);
+    assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_NOMEM]), 1);
+    assert_true(atomic_load(&fa_failed) > 0);
+    size_t n;
+    shim_set_timeout(s, 3000);
+    int r = shim_wait_close(s, &n); /* a reset (Wine's shows as a FIN) */
+    assert_true(r == -1 || r == 0);
+    shim_close(s);
+    opens_and_closes_pair();
+    af_finish();
+}
+
 int main(int argc, char **argv)
 {
     shim_init();
@@ -878,6 +954,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(send_to_closed_id_while_failing, af_teardown),
         cmocka_unit_test_teardown(send_to_carrier_fails, af_teardown),
         cmocka_unit_test_teardown(post_to_carrier_fails, af_teardown),
+        cmocka_unit_test_teardown(proxy_pause_without_memory, af_teardown),
     };
     if (PICK_TEST(tests, argc, argv) != 0) return 1;
     return cmocka_run_group_tests_name("alloc_faults", tests, NULL, NULL);

@@ -1594,6 +1594,92 @@ static void pause_resumed_in_on_sent(void **state)
     pause_run(PAUSE_UNTIL_SENT, 0, 1);
 }
 
+/* The same pause with no memory to keep the rest of the receive (the
+ * records behind the one that paused): the connection goes (PC_CLOSE_NOMEM)
+ * rather than on_data running while paused, which the feed used to do. An
+ * allocator installed for this test fails every allocation from the pause
+ * on (the rest's copy is the next one); the test thread disarms it. */
+static atomic_int g_oom_armed, g_oom_failed;
+
+static int oom_fail(void)
+{
+    if (!atomic_load(&g_oom_armed)) return 0;
+    atomic_fetch_add(&g_oom_failed, 1);
+    return 1;
+}
+static void *oom_malloc(void *u, size_t n)
+{
+    (void)u;
+    return oom_fail() ? NULL : malloc(n);
+}
+static void *oom_calloc(void *u, size_t n, size_t sz)
+{
+    (void)u;
+    return oom_fail() ? NULL : calloc(n, sz);
+}
+static void *oom_realloc(void *u, void *p, size_t n)
+{
+    (void)u;
+    return oom_fail() ? NULL : realloc(p, n);
+}
+static void oom_free(void *u, void *p)
+{
+    (void)u;
+    free(p);
+}
+
+static void oom_pause_data(pc_conn_t *c, const void *data, size_t len)
+{
+    (void)data;
+    (void)len;
+    if (atomic_fetch_add(&g_pause_calls, 1) == 0) {
+        assert_int_equal(pc_conn_pause_read(c), 0);
+        atomic_store(&g_paused, 1);
+        atomic_store(&g_oom_armed, 1);
+    } else if (atomic_load(&g_paused)) {
+        atomic_fetch_add(&g_pause_calls_paused, 1);
+    }
+}
+
+static void pause_tls_rest_without_memory(void **state)
+{
+    (void)state;
+    static const pc_allocator_t oom = {oom_malloc, oom_calloc, oom_realloc, oom_free, NULL};
+    atomic_store(&g_oom_armed, 0);
+    atomic_store(&g_oom_failed, 0);
+    atomic_store(&g_pause_calls, 0);
+    atomic_store(&g_pause_calls_paused, 0);
+    atomic_store(&g_paused, 0);
+    assert_int_equal(pc_set_allocator(&oom), 0);
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.cb.on_data = oom_pause_data;
+    start_tls_server(&cfg, NULL, 0);
+    tcli_t t;
+    assert_true(tcli_open(&t, DATA("ca.pem"), NULL, NULL));
+    BIO *mem = BIO_new(BIO_s_mem()); /* three records, one send */
+    assert_non_null(mem);
+    SSL_set0_wbio(t.ssl, mem);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(SSL_write(t.ssl, "record", 6), 6);
+    char *flight;
+    long fl = BIO_get_mem_data(mem, &flight);
+    assert_int_equal(shim_send_all(t.fd, flight, (size_t)fl), 0);
+    WAIT_FOR(atomic_load(&g_closes) == 1 || atomic_load(&g_pause_calls_paused) > 0, 5000);
+    atomic_store(&g_oom_armed, 0);
+    if (atomic_load(&g_pause_calls_paused))
+        fail_msg("on_data ran on a paused TLS connection (no memory to keep the rest)");
+    assert_int_equal(atomic_load(&g_pause_calls), 1);
+    assert_true(atomic_load(&g_oom_failed) > 0);
+    WAIT_FOR(atomic_load(&g_closes) == 1, 5000);
+    assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_NOMEM]), 1);
+    tcli_close(&t);
+    pc_server_stop(g_srv, 1000);
+    pc_server_destroy(g_srv);
+    g_srv = NULL;
+    assert_int_equal(pc_set_allocator(NULL), 0);
+}
+
 /* A high water below the handshake's own flight: the connection pauses and
  * drains before the application has seen it, and on_drain waits for
  * on_open (it used to run first, for a connection not yet shown). */
@@ -1769,6 +1855,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(pc_client_verify, teardown),
         cmocka_unit_test_teardown(pc_client_host_invalid, teardown),
         cmocka_unit_test_teardown(pc_client_handshake_cut, teardown),
+        cmocka_unit_test_teardown(pause_tls_rest_without_memory, teardown),
         cmocka_unit_test_teardown(resumption, teardown),
         cmocka_unit_test_teardown(ticket_key_rotation, teardown),
         cmocka_unit_test_teardown(stalled_client_hello, teardown),
