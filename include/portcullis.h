@@ -491,8 +491,13 @@ typedef struct pc_server_config_s {
      * other threads): a send, from any thread, that would take a non-empty
      * queue past it is refused with PC_ENOBUFS, nothing queued, counted in
      * stats.send_limit_refused. A send into an empty queue is never refused
-     * by it, so one message larger than the limit still goes out. 0 =
-     * 4 x send_high_water (default); SIZE_MAX = no limit. */
+     * by it, so one message larger than the limit still goes out. On an
+     * open TLS connection the queue holds records: a send from the
+     * connection's callbacks counts the record bytes it makes (its
+     * plaintext plus each record's header and tag, 22 bytes per record
+     * under TLS 1.3), a send by id its plaintext until its worker encrypts
+     * it; so the same sends fill the limit a little sooner from the
+     * callbacks. 0 = 4 x send_high_water (default); SIZE_MAX = no limit. */
     size_t send_queue_limit;
     /* Bytes read per receive (worker scratch buffer). Default 64 KiB. */
     size_t recv_buffer_size;
