@@ -2,6 +2,7 @@
 /* Environment-variable knobs (env.h). */
 #include "env.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,10 +16,23 @@ const char *pc__env(const char *name)
 
 int pc__env_switch(const char *name)
 {
-    const char *v = getenv(name);
+    static const char *const words[] = {"0", "off", "1", "on"};
+    int i = pc__env_choice(name, words, 4);
+    return i < 0 ? -1 : i / 2;
+}
+
+int pc__env_choice(const char *name, const char *const *choices, int n)
+{
+    const char *v = pc__env(name);
     if (!v) return -1;
-    if (strcmp(v, "0") == 0 || strcmp(v, "off") == 0) return 0;
-    if (strcmp(v, "1") == 0 || strcmp(v, "on") == 0) return 1;
+    char allowed[128] = "";
+    size_t used = 0;
+    for (int i = 0; i < n; i++) {
+        if (strcmp(v, choices[i]) == 0) return i;
+        int w = snprintf(allowed + used, sizeof allowed - used, "%s%s", i ? ", " : "", choices[i]);
+        if (w > 0 && (size_t)w < sizeof allowed - used) used += (size_t)w;
+    }
+    PC_LOGW("%s=%s ignored (allowed: %s)", name, v, allowed);
     return -1;
 }
 

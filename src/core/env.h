@@ -12,8 +12,14 @@
 const char *pc__env(const char *name);
 
 /* An on/off switch: 0 for "0" or "off", 1 for "1" or "on", -1 when unset or
- * anything else (the caller's default applies). */
+ * anything else (the caller's default applies; anything else is also
+ * logged as a warning, "NAME=... ignored (allowed: 0, 1, off, on)"). */
 int pc__env_switch(const char *name);
+
+/* One of n words: the index of the value in choices, -1 when unset or
+ * empty. Any other value is ignored with a warning ("NAME=... ignored
+ * (allowed: a, b)") and -1 is returned. */
+int pc__env_choice(const char *name, const char *const *choices, int n);
 
 /* A flag: 1 when set, non-empty and not "0"; 0 otherwise. */
 int pc__env_flag(const char *name);

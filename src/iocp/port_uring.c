@@ -1191,11 +1191,12 @@ int port_uring_open(port_t **out, int nqueues)
     open_job_t job;
     memset(&job, 0, sizeof job);
     job.ur = ur;
-    const char *mode = pc__env("PORTCULLIS_URING_RECV");
-    job.want_multishot = !(mode && strcmp(mode, "poll") == 0);
-    const char *tr = pc__env("PORTCULLIS_URING_TASKRUN");
-    if (tr && strcmp(tr, "coop") == 0) job.first = 1;
-    if (tr && strcmp(tr, "plain") == 0) job.first = 3;
+    static const char *const recv_modes[] = {"multishot", "poll"};
+    job.want_multishot = pc__env_choice("PORTCULLIS_URING_RECV", recv_modes, 2) != 1;
+    static const char *const taskruns[] = {"coop", "plain"};
+    int tr = pc__env_choice("PORTCULLIS_URING_TASKRUN", taskruns, 2);
+    if (tr == 0) job.first = 1;
+    if (tr == 1) job.first = 3;
     /* buffer geometry: tuning and tests (a tiny pool exercises ENOBUFS) */
     unsigned nbufs = pc__env_uint("PORTCULLIS_URING_BUFFERS", UR_BUF_COUNT, 1, 32768);
     unsigned buf_size = pc__env_uint("PORTCULLIS_URING_BUFFER_SIZE", UR_BUF_SIZE, 512, 1u << 20);

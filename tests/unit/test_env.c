@@ -3,11 +3,14 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <cmocka.h>
 
 #include "core/env.h"
+#include "portcullis.h"
 
 #define VAR "PORTCULLIS_TEST_ENV_KNOB"
 
@@ -21,6 +24,30 @@ static void set(const char *v)
     else
         unsetenv(VAR);
 #endif
+}
+
+/* Warnings logged while a check runs: how many, and the last one. */
+static int g_warns;
+static char g_last[256];
+
+static void sink(void *user, pc_log_level_t level, const char *line)
+{
+    (void)user;
+    if (level != PC_LOG_WARN) return;
+    g_warns++;
+    snprintf(g_last, sizeof g_last, "%s", line);
+}
+
+static void warns_begin(void)
+{
+    g_warns = 0;
+    g_last[0] = 0;
+    pc_log_set_handler(sink, NULL);
+}
+
+static void warns_end(void)
+{
+    pc_log_set_handler(NULL, NULL);
 }
 
 static void value(void **state)
@@ -48,11 +75,46 @@ static void on_off_switch(void **state)
     assert_int_equal(pc__env_switch(VAR), 1);
     set("on");
     assert_int_equal(pc__env_switch(VAR), 1);
-    set("yes");
+    assert_int_equal(g_warns, 0);
+    warns_begin();
+    set("yes"); /* not a switch: the default, and a warning that says so */
     assert_int_equal(pc__env_switch(VAR), -1);
+    assert_int_equal(g_warns, 1);
+    assert_non_null(strstr(g_last, VAR "=yes ignored (allowed: 0, off, 1, on)"));
     set("2");
     assert_int_equal(pc__env_switch(VAR), -1);
+    assert_int_equal(g_warns, 2);
     set(NULL);
+    assert_int_equal(pc__env_switch(VAR), -1);
+    assert_int_equal(g_warns, 2); /* unset is not a mistake */
+    warns_end();
+}
+
+/* A word among a few (PORTCULLIS_URING_RECV, _TASKRUN): a misspelt one ran
+ * the default without a word. */
+static void choice(void **state)
+{
+    (void)state;
+    static const char *const modes[] = {"multishot", "poll"};
+    warns_begin();
+    set(NULL);
+    assert_int_equal(pc__env_choice(VAR, modes, 2), -1);
+    set("");
+    assert_int_equal(pc__env_choice(VAR, modes, 2), -1);
+    set("multishot");
+    assert_int_equal(pc__env_choice(VAR, modes, 2), 0);
+    set("poll");
+    assert_int_equal(pc__env_choice(VAR, modes, 2), 1);
+    assert_int_equal(g_warns, 0);
+    set("pol");
+    assert_int_equal(pc__env_choice(VAR, modes, 2), -1);
+    assert_int_equal(g_warns, 1);
+    assert_non_null(strstr(g_last, VAR "=pol ignored (allowed: multishot, poll)"));
+    set("POLL"); /* exact words only */
+    assert_int_equal(pc__env_choice(VAR, modes, 2), -1);
+    assert_int_equal(g_warns, 2);
+    set(NULL);
+    warns_end();
 }
 
 static void flag(void **state)
@@ -98,10 +160,8 @@ static void bounded_uint(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(value),
-        cmocka_unit_test(on_off_switch),
-        cmocka_unit_test(flag),
-        cmocka_unit_test(bounded_uint),
+        cmocka_unit_test(value), cmocka_unit_test(on_off_switch), cmocka_unit_test(choice),
+        cmocka_unit_test(flag),  cmocka_unit_test(bounded_uint),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
