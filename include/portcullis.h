@@ -499,9 +499,10 @@ typedef struct pc_server_config_s {
      * it; so the same sends fill the limit a little sooner from the
      * callbacks. 0 = 4 x send_high_water (default); SIZE_MAX = no limit. */
     size_t send_queue_limit;
-    /* Bytes read per receive (worker scratch buffer). Default 64 KiB. */
+    /* Bytes read per receive (worker scratch buffer). Default 64 KiB; less
+     * than 512 runs as 512. */
     size_t recv_buffer_size;
-    /* listen() backlog. Default 511. */
+    /* listen() backlog. Default 511 (also for 0 or less). */
     int backlog;
     /* Backend; default PC_BACKEND_AUTO: IOCP on Windows; on Linux io_uring
      * when the kernel offers it (measured cheaper per request than epoll,
@@ -522,7 +523,7 @@ typedef struct pc_server_config_s {
      * connection, or a few clients reconnecting in turn, never wait. Every
      * connection still gets its verdict on the accept thread. Windows
      * accept threads take connections as WSAAccept returns them (logged
-     * once at start). pc_server_stats has what runs (accept_batch_us) and
+     * once, by pc_server_create). pc_server_stats has what runs (accept_batch_us) and
      * the sleeps (accept_batch_waits); docs/accept-batch.md the figures. At
      * most PC_ACCEPT_BATCH_MAX_US, else pc_server_create fails with
      * PC_EINVAL. */
@@ -626,9 +627,10 @@ typedef struct pc_server_config_s {
      * v1 UNKNOWN) keeps the socket's addresses and skips the second
      * verdict. */
     pc_rules_t *proxy_trusted;
-    /* Versions accepted: PC_PROXY_V1 | PC_PROXY_V2 (default both). */
+    /* Versions accepted: PC_PROXY_V1 | PC_PROXY_V2 (default, and 0: both). */
     unsigned proxy_versions;
-    /* How long a trusted connection has to deliver its header; default 3000. */
+    /* How long a trusted connection has to deliver its header; default (and
+     * 0) 3000. */
     unsigned proxy_timeout_ms;
     /* Opaque pointer for the application (pc_server_user_data). */
     void *user_data;
@@ -780,8 +782,8 @@ PC_API int pc_server_timer_cancel(pc_server_t *s, int64_t id);
 
 /* Run fn(s, arg) once on a worker thread. Any thread. A post that returned
  * 0 runs, also when pc_server_stop is under way (it runs before the workers
- * exit). Returns 0, PC_ENOMEM, PC_ENOTCONN (server not started, or its
- * stop is past the drain). */
+ * exit). Returns 0, PC_EINVAL (s or fn NULL), PC_ENOMEM, PC_ENOTCONN
+ * (server not started, or its stop is past the drain). */
 PC_API int pc_server_post(pc_server_t *s, void (*fn)(pc_server_t *s, void *arg), void *arg);
 
 /* Open an outbound TCP connection to endpoint ("127.0.0.1:80", "[::1]:80")
@@ -794,7 +796,8 @@ PC_API int pc_server_post(pc_server_t *s, void (*fn)(pc_server_t *s, void *arg),
  * must be started (it needs no listener). Outbound connections do not count
  * against max_connections and skip the accept pipeline. Any thread. Returns
  * 0 and the id in *id (may be NULL), or PC_EINVAL, PC_ENOMEM, PC_EMFILE,
- * PC_ENOTCONN (server not running). */
+ * PC_ENOTCONN (server not running), or what binding source failed with
+ * (PC_EADDRNOTAVAIL, PC_EADDRINUSE, PC_EACCES). */
 PC_API int pc_connect(pc_server_t *s, const char *endpoint, const char *source,
                       const pc_callbacks_t *cb, void *user, pc_conn_id_t *id);
 
@@ -877,7 +880,7 @@ PC_API int pc_conn_set_header_timeout(pc_conn_t *c, unsigned ms);
  * docs/engine.md, Timeouts), once; arming again replaces the deadline and
  * fn. It never runs after the close began (pc_conn_close, abort, peer
  * close, stop): a close cancels it. Costs nothing until first used (then a
- * record of about 80 bytes, freed with the connection). From the
+ * record of about 100 bytes, freed with the connection). From the
  * connection's callbacks (or a pc_server_post_to function) only. Returns 0,
  * PC_EINVAL (other thread, fn NULL with ms > 0), PC_ENOTCONN (not open),
  * PC_ENOMEM. */

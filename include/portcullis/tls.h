@@ -28,8 +28,9 @@
  *   header where the source is a trusted proxy) runs before any TLS byte is
  *   read: a rejected client never reaches OpenSSL.
  * - on_open runs once the handshake is complete. A handshake not complete
- *   within config.header_timeout_ms (armed at accept) is closed (counted in
- *   stats.closed[PC_CLOSE_HEADER_TIMEOUT]); a failed handshake (bad record,
+ *   within config.handshake_timeout_ms (default 10 s; on accepted
+ *   connections config.header_timeout_ms instead when set; armed at accept)
+ *   is closed (counted in stats.closed[PC_CLOSE_HEADER_TIMEOUT]); a failed handshake (bad record,
  *   plain text on the TLS port, certificate refused) is closed after the
  *   alert, counted in stats.tls_handshake_errors and
  *   stats.closed[PC_CLOSE_TLS]; neither is shown to the application.
@@ -46,7 +47,8 @@
  * As elsewhere: 0 or a negative PC_E* code. PC_ETLS: OpenSSL refused a file,
  * key or setting (details logged at PC_LOG_WARN), or a handshake / record
  * failed. PC_ENOSYS: the library was built without TLS (every function of
- * this header then returns it).
+ * this header that returns an error then returns it; pc_tls_available
+ * returns 0).
  */
 #ifndef PORTCULLIS_TLS_H
 #define PORTCULLIS_TLS_H

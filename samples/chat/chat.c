@@ -27,7 +27,7 @@
 static void usage(FILE *f)
 {
     fprintf(f, "usage: pc-chat [options]\n"
-               "  --max-line BYTES     longest line accepted (default 1024, at most 1 MiB)\n"
+               "  --max-line BYTES     longest line accepted (default 1024, 16 to 1 MiB)\n"
                "  --send-limit BYTES   per-client send queue; beyond it the client is kicked\n"
                "                       (default 256 KiB)\n"
                "  --inbox BYTES        lines waiting for the broadcaster before talkers are\n"
@@ -73,7 +73,7 @@ int main(int argc, char **argv)
         if (!strcmp(argv[i], "--max-line")) {
             target = &cc.max_line;
             max = 1u << 20;
-            what = "a byte count from 1 to 1048576";
+            what = "a byte count from 16 to 1048576";
         }
         if (!strcmp(argv[i], "--send-limit")) target = &cfg.send_queue_limit;
         if (!strcmp(argv[i], "--inbox")) target = &cc.inbox_limit;
@@ -84,7 +84,8 @@ int main(int argc, char **argv)
             what = "milliseconds from 1 to 60000";
         }
         if (target) {
-            if (i + 1 >= argc || parse_size(argv[i + 1], max, target) < 0) {
+            if (i + 1 >= argc || parse_size(argv[i + 1], max, target) < 0 ||
+                (target == &cc.max_line && cc.max_line < 16)) {
                 fprintf(stderr, "pc-chat: %s needs %s\n", argv[i], what);
                 usage(stderr);
                 return 2;

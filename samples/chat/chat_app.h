@@ -16,7 +16,7 @@ typedef struct chat_s chat_t;
 
 typedef struct chat_config_s {
     /* A line longer than this (without its newline): the client is told
-     * and closed. Default 1024. */
+     * and closed. Default 1024; less than 16 runs as 16. */
     size_t max_line;
     /* Bytes of lines waiting for the broadcaster. A talker whose line takes
      * them past it stops being read until the broadcaster has caught up

@@ -35,7 +35,8 @@ static void usage(FILE *f)
             "  --max-header-bytes N      request head limit, larger is a 431 (default 8192)\n"
             "  --max-body-bytes N        request bodies read and discarded up to N bytes,\n"
             "                            larger is a 413 (default 1048576)\n"
-            "Routes: GET|HEAD / -> 200 \"Hello, World!\"; GET|HEAD /metrics -> Prometheus text.\n");
+            "Routes: GET|HEAD / -> 200 \"Hello, World!\"; GET|HEAD /metrics -> Prometheus text;\n"
+            "        GET|HEAD /whoami -> the client's address (and the proxy's, behind one).\n");
 }
 
 static int parse_uint(const char *s, unsigned long long max, unsigned long long *out)

@@ -26,6 +26,7 @@ takes no fixed port; it is killed after 3 s and counted as a failure.
              flag at the end of the line: "FLAG needs a value";
   rate       --per-source-rate nan and 1e-7: exit 2 at the flag ("bad value
              for --per-source-rate"; NaN got to the library, exit 1);
+  max-line   pc-chat --max-line 8: exit 2 at the flag (it ran as 16);
   help       each server's --help gives its default listen address on the
              --listen line (pc-echo 7000, pc-http 8080, pc-chat 7001);
   good       pc-echo plain; pc-http plain (its default ALPN is no flag given);
@@ -185,6 +186,10 @@ def body(bin_dir):
         for rate in ("nan", "1e-7"):
             refused(check, bin_dir, prog, LISTEN + ["--per-source-rate", rate],
                     "bad value for --per-source-rate: '%s'" % rate)
+
+    # 7. pc-chat --max-line below the 16 it runs with at least
+    refused(check, bin_dir, "pc-chat", LISTEN + ["--max-line", "8"],
+            "--max-line needs a byte count from 16 to 1048576")
 
     # 5. --help: the default listen address on the --listen line
     for prog, addr in (("pc-echo", "127.0.0.1:7000"), ("pc-http", "127.0.0.1:8080"),
