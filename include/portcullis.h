@@ -698,9 +698,9 @@ PC_API int pc_server_set_rules(pc_server_t *s, pc_rules_t *rules);
  * folded into the hits first (a bpf-map read, no syscall), so a rule's hits
  * include the SYNs it dropped before the handshake (pc_rules_get on a set
  * shows them once this or a reload folded them). While a pc_server_set_rules
- * is putting a set in the kernel, the fold is skipped rather than waited for
- * (the swap folds them itself). Any thread. Returns how many (0 when s or
- * out is NULL or max <= 0). */
+ * is putting a set in the kernel (or a listener is being added), the fold is
+ * skipped rather than waited for (the swap folds them itself). Any thread.
+ * Returns how many (0 when s or out is NULL or max <= 0). */
 struct pc_rule_info_s;
 PC_API int pc_server_top_rules(pc_server_t *s, struct pc_rule_info_s *out, int max);
 

@@ -433,6 +433,26 @@ unsigned tracker_count(const tracker_t *t, const addr_t *a)
     return 0;
 }
 
+void tracker_each_at(const tracker_t *t, unsigned min, void (*fn)(void *arg, const addr_t *key),
+                     void *arg)
+{
+    for (uint32_t i = 0; i < t->capacity; i++) {
+        uint64_t tg = atomic_load_explicit(&t->tags[i], memory_order_acquire);
+        if ((tg & ST_MASK) != ST_READY) continue;
+        const tracker_slot_t *s = &t->slots[i];
+        if (atomic_load_explicit(&s->count, memory_order_relaxed) < min) continue;
+        uint64_t hi = atomic_load_explicit(&s->key_hi, memory_order_relaxed);
+        uint64_t lo = atomic_load_explicit(&s->key_lo, memory_order_relaxed);
+        if (atomic_load_explicit(&t->tags[i], memory_order_acquire) != tg) continue; /* reused */
+        addr_t a;
+        if (tg & 4) /* the family bit of the tag (make_key) */
+            addr_set_v6(&a, hi, lo);
+        else
+            addr_set_v4(&a, (uint32_t)hi);
+        fn(arg, &a);
+    }
+}
+
 unsigned tracker_overflow_count(const tracker_t *t)
 {
     return atomic_load_explicit(&t->slots[t->capacity].count, memory_order_relaxed);

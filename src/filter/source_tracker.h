@@ -108,4 +108,12 @@ unsigned tracker_count(const tracker_t *t, const addr_t *a);
 /* Open connections counted in the shared overflow entry. */
 unsigned tracker_overflow_count(const tracker_t *t);
 
+/* Call fn(arg, key) for every source holding at least min open connections
+ * now (key: its address masked to the source prefix; the overflow entry,
+ * which has no address, is left out). O(capacity): a scan of the table, for
+ * rare events (a kernel program replaced). Any thread; counts changing
+ * meanwhile may or may not be seen. */
+void tracker_each_at(const tracker_t *t, unsigned min, void (*fn)(void *arg, const addr_t *key),
+                     void *arg);
+
 #endif

@@ -544,13 +544,24 @@ static void conn_fail_nomem(pc_conn_t *c)
     conn_close_socket(c, 1);
 }
 
+/* The peer ended an open outbound connection during its TLS handshake (a
+ * FIN, or a reset): the handshake failed (tls.h), not a close the
+ * application could take for one after on_open. Not when the application
+ * asked for the close first (the connection is closing then). */
+static int tls_cut_by_peer(const pc_conn_t *c)
+{
+    return c->outbound && c->state == CS_OPEN && c->tls_phase == TLSP_HANDSHAKE;
+}
+
 static void conn_fail(pc_conn_t *c, int err)
 {
     if (c->state == CS_CLOSED) return;
     /* a reset that follows an EOF we took for a peer close (a failed send
      * can consume the socket's error first, so recv saw 0) is a reset */
-    if (c->state != CS_CLOSING || c->reason == PC_CLOSE_LOCAL ||
-        (c->reason == PC_CLOSE_PEER && err == PC_ECONNRESET))
+    if (tls_cut_by_peer(c) && err == PC_ECONNRESET)
+        c->reason = PC_CLOSE_TLS;
+    else if (c->state != CS_CLOSING || c->reason == PC_CLOSE_LOCAL ||
+             (c->reason == PC_CLOSE_PEER && err == PC_ECONNRESET))
         c->reason = (err == PC_ECONNRESET) ? PC_CLOSE_RESET : PC_CLOSE_ERROR;
     c->err = err;
     conn_close_socket(c, 1);
@@ -577,7 +588,11 @@ static void do_fin(pc_conn_t *c)
 static void handle_eof(pc_conn_t *c)
 {
     c->peer_eof = 1;
-    if (c->state == CS_OPEN) {
+    if (tls_cut_by_peer(c)) {
+        c->reason = PC_CLOSE_TLS;
+        c->err = PC_ETLS;
+        pc_conn_close(c);
+    } else if (c->state == CS_OPEN) {
         c->reason = PC_CLOSE_PEER;
         pc_conn_close(c); /* flush what is queued, FIN, close */
     } else if (c->state == CS_CLOSING && c->fin_sent) {
@@ -900,14 +915,6 @@ static void conn_close_socket(pc_conn_t *c, int abortive)
     if (c->px_state == PX_PENDING &&
         (c->reason == PC_CLOSE_PEER || c->reason == PC_CLOSE_RESET || c->reason == PC_CLOSE_ERROR))
         c->reason = PC_CLOSE_PROXY;
-    /* the peer ended an outbound connection during its TLS handshake: the
-     * handshake failed (tls.h), not a close the application could take for
-     * one after on_open */
-    if (c->outbound && c->tls_phase == TLSP_HANDSHAKE && !c->connecting &&
-        (c->reason == PC_CLOSE_PEER || c->reason == PC_CLOSE_RESET)) {
-        c->err = c->reason == PC_CLOSE_RESET ? PC_ECONNRESET : PC_ETLS;
-        c->reason = PC_CLOSE_TLS;
-    }
     counter_add(&conn_worker(c)->closed[c->reason], 1);
     if (notify && conn_cb(c)->on_close) conn_cb(c)->on_close(c, c->reason, c->err);
     if (c->ext && c->ext->open_posts) { /* it never opened: they run with NULL */

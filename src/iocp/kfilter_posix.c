@@ -169,6 +169,29 @@ static void ebpf_drop(pc_server_t *s, kfilter_t *kf, pc_rules_t *rules, int fd)
     kf_ebpf_close(k, fd);
 }
 
+static void mark_source(void *arg, const addr_t *key)
+{
+    kf_ebpf_block_source(arg, key, 1);
+}
+
+/* Put a newly opened eBPF object in service on listener kf (kf_lock held).
+ * A new program starts with no marks: when the tier comes back on a
+ * reload, the sources holding their maximum meanwhile get theirs again
+ * (else their SYNs would pass until their count next changes). The count
+ * of eBPF listeners goes up in the same kf_mu section, so an accept or a
+ * close from now on takes kf_mu and marks for itself (settle recomputes the
+ * same count). */
+static void ebpf_publish(pc_server_t *s, kfilter_t *kf, kf_ebpf_t *k)
+{
+    pc__mutex_lock(&s->kf_mu);
+    kf->ebpf = k;
+    atomic_fetch_add(&s->kf_ebpf, 1);
+    tracker_t *t = filter_tracker(s->filter);
+    if (s->cfg.per_source_max && !per_source_exempts(s) && t)
+        tracker_each_at(t, s->cfg.per_source_max, mark_source, k);
+    pc__mutex_unlock(&s->kf_mu);
+}
+
 /* Choose and install the tier for rules on fd; old: the set the kernel holds
  * now (reload), for the eBPF tier's counters. */
 static void choose(pc_server_t *s, kfilter_t *kf, int fd, pc_rules_t *old, const pc_rules_t *rules)
@@ -190,11 +213,7 @@ static void choose(pc_server_t *s, kfilter_t *kf, int fd, pc_rules_t *old, const
             ebpf_config(s, &c);
             kf_ebpf_t *k = NULL;
             rc = kf_ebpf_open(&c, rules, fd, &k, e1, sizeof e1);
-            if (rc == 0) {
-                pc__mutex_lock(&s->kf_mu);
-                kf->ebpf = k;
-                pc__mutex_unlock(&s->kf_mu);
-            }
+            if (rc == 0) ebpf_publish(s, kf, k);
         }
         if (rc == 0) {
             kf->tier = PC_KERNEL_FILTER_EBPF;
@@ -326,11 +345,15 @@ void kfilter_source_changed(pc_server_t *s, const struct sockaddr *peer)
 void kfilter_collect_hits(pc_server_t *s)
 {
     if (atomic_load_explicit(&s->kf_ebpf, memory_order_relaxed) == 0) return;
-    /* Held elsewhere: a swap (or a listener's set-up or close) is under way,
-     * its program and the set in force may not match, and it folds the old
-     * program's drops itself. Waiting would stall the caller (pc-http's
-     * /metrics, on a worker) for the whole compile. */
-    if (!pc__mutex_trylock(&s->kf_lock)) return;
+    /* A swap (or a listener's set-up) is under way: its program and the set
+     * in force may not match, and it folds the old program's drops itself.
+     * Waiting would stall the caller (pc-http's /metrics, on a worker) for
+     * the whole compile. Any other holder of kf_lock holds it briefly
+     * (pc_server_listener_filter, a listener's close): wait for it. */
+    while (!pc__mutex_trylock(&s->kf_lock)) {
+        if (atomic_load(&s->kf_long)) return;
+        pc__sleep_ms(0);
+    }
     pc_rules_t *r = filter_rules_peek(s->filter); /* the set the kernel holds (kf_lock) */
     for (int i = 0; i < s->nlisteners; i++)
         if (s->listeners[i].kf.ebpf) kf_ebpf_collect_hits(s->listeners[i].kf.ebpf, r);

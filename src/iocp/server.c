@@ -454,10 +454,12 @@ int pc_server_listen_addr(pc_server_t *s, const struct sockaddr *sa, socklen_t l
     l->kf.tier = PC_KERNEL_FILTER_OFF;
     memcpy(&l->addr, sa, len);
     l->addrlen = len;
+    atomic_fetch_add(&s->kf_long, 1);
     pc__mutex_lock(&s->kf_lock); /* accept_listener_open's contract */
     int rc = accept_listener_open(s, l);
     if (rc < 0) {
         pc__mutex_unlock(&s->kf_lock);
+        atomic_fetch_sub(&s->kf_long, 1);
         return rc;
     }
     sock_local_addr(l->fd, &l->addr);
@@ -475,6 +477,7 @@ int pc_server_listen_addr(pc_server_t *s, const struct sockaddr *sa, socklen_t l
     s->nlisteners++;
     pc__mutex_unlock(&s->kf_mu);
     pc__mutex_unlock(&s->kf_lock);
+    atomic_fetch_sub(&s->kf_long, 1);
     if (l->data_wait_s < atomic_load(&s->data_wait_min))
         atomic_store(&s->data_wait_min, l->data_wait_s);
     return l->idx;
@@ -714,6 +717,7 @@ int pc_server_set_rules(pc_server_t *s, pc_rules_t *rules)
     if (!s) return PC_EINVAL;
     /* the kernel first: a SYN the new set denies is never let through by a
      * kernel program older than the user-space set */
+    atomic_fetch_add(&s->kf_long, 1);
     pc__mutex_lock(&s->kf_lock);
     pc_rules_t *old = filter_rules_peek(s->filter);
     int rc = PC_EINVAL;
@@ -723,6 +727,7 @@ int pc_server_set_rules(pc_server_t *s, pc_rules_t *rules)
         rc = filter_set_rules(s->filter, rules);
     }
     pc__mutex_unlock(&s->kf_lock);
+    atomic_fetch_sub(&s->kf_long, 1);
     return rc;
 }
 

@@ -393,6 +393,9 @@ struct pc_server_s {
      * never stalls them. Order: kf_lock, then kf_mu. */
     pc_mutex_t kf_lock;
     pc_mutex_t kf_mu;
+    /* a rule swap or a listener's set-up wants or holds kf_lock (for a
+     * compile): kfilter_collect_hits skips rather than waits */
+    _Atomic int kf_long;
     _Atomic int kf_ebpf;    /* listeners with the eBPF tier (per-source max in the kernel) */
     _Atomic int kf_weakest; /* the weakest listener's tier, for the stats (no lock) */
     uint64_t kf_gone[5];    /* eBPF SYN counters of closed programs (kf_mu; kfilter_counts) */
@@ -730,10 +733,9 @@ int kfilter_per_source_in_kernel(const pc_server_t *s, const listener_t *l);
  * Accept threads and workers; never waits for a rule swap (kf_mu only). */
 void kfilter_source_changed(pc_server_t *s, const struct sockaddr *peer);
 /* Fold the eBPF tier's kernel drops per rule into the hit counters of the
- * set in force. Any thread. While kf_lock is held elsewhere (a rule swap,
- * a listener being set up or closed) it returns at once: the program and
- * the set in force may not match then, and the swap folds the old
- * program's drops itself. */
+ * set in force. Any thread. During a rule swap or a listener's set-up
+ * (kf_long) it returns at once: the program and the set in force may not
+ * match then, and the swap folds the old program's drops itself. */
 void kfilter_collect_hits(pc_server_t *s);
 /* Add the eBPF tier's SYN counters (every listener, those detached included)
  * to out->kernel_* (takes kf_mu; never waits for a rule swap). Any thread. */

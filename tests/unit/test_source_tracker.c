@@ -220,6 +220,61 @@ static void test_source_keys(void **state)
     tracker_destroy(t);
 }
 
+/* tracker_each_at: the sources at or above a count, as masked keys. */
+typedef struct seen_s {
+    int n;
+    char text[8][PC_ADDR_STRLEN];
+} seen_t;
+
+static void seen_add(void *arg, const addr_t *key)
+{
+    seen_t *s = arg;
+    if (s->n < 8) addr_format(key, s->text[s->n], sizeof s->text[0]);
+    s->n++;
+}
+
+static int seen_has(const seen_t *s, const char *text)
+{
+    for (int i = 0; i < s->n && i < 8; i++)
+        if (strcmp(s->text[i], text) == 0) return 1;
+    return 0;
+}
+
+static void test_each_at(void **state)
+{
+    (void)state;
+    tracker_config_t c;
+    tracker_config_init(&c);
+    c.max = 3;
+    c.capacity = 256;
+    c.prefix_v4 = 24;
+    tracker_t *t;
+    assert_int_equal(tracker_create(&c, &t), 0);
+    uint32_t s[8];
+    addr_t a = A("10.1.2.3"), b = A("10.1.2.99"), d = A("10.9.9.9"), v6 = A("2001:db8::7");
+    assert_int_equal(tracker_acquire(t, &a, 0, 0, &s[0]), 0);
+    assert_int_equal(tracker_acquire(t, &b, 0, 0, &s[1]), 0); /* the same /24: 2 */
+    assert_int_equal(tracker_acquire(t, &d, 0, 0, &s[2]), 0); /* 1 */
+    for (int i = 3; i < 6; i++)                               /* the /64: 3 */
+        assert_int_equal(tracker_acquire(t, &v6, 0, 0, &s[i]), 0);
+    seen_t at2 = {0}, at3 = {0}, at1 = {0};
+    tracker_each_at(t, 2, seen_add, &at2);
+    assert_int_equal(at2.n, 2);
+    assert_true(seen_has(&at2, "10.1.2.0"));
+    assert_true(seen_has(&at2, "2001:db8::"));
+    tracker_each_at(t, 3, seen_add, &at3);
+    assert_int_equal(at3.n, 1);
+    assert_true(seen_has(&at3, "2001:db8::"));
+    tracker_release(t, s[0]);
+    tracker_release(t, s[1]);
+    tracker_each_at(t, 1, seen_add, &at1); /* 10.1.2.0 idle: kept slot, count 0 */
+    assert_int_equal(at1.n, 2);
+    assert_false(seen_has(&at1, "10.1.2.0"));
+    for (int i = 2; i < 6; i++)
+        tracker_release(t, s[i]);
+    tracker_destroy(t);
+}
+
 static void test_shadow(void **state)
 {
     (void)state;
@@ -529,6 +584,7 @@ int main(void)
         cmocka_unit_test(test_concurrent_max),
         cmocka_unit_test(test_double_release),
         cmocka_unit_test(test_source_keys),
+        cmocka_unit_test(test_each_at),
         cmocka_unit_test(test_shadow),
         cmocka_unit_test(test_full_reject),
         cmocka_unit_test(test_full_shared),
