@@ -13,7 +13,7 @@ const char *pc__env(const char *name);
 
 /* An on/off switch: 0 for "0" or "off", 1 for "1" or "on", -1 when unset or
  * anything else (the caller's default applies; anything else is also
- * logged as a warning, "NAME=... ignored (allowed: 0, 1, off, on)"). */
+ * logged as a warning, "NAME=... ignored (allowed: 0, off, 1, on)"). */
 int pc__env_switch(const char *name);
 
 /* One of n words: the index of the value in choices, -1 when unset or
