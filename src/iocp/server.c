@@ -436,6 +436,20 @@ fail:
     return rc;
 }
 
+/* kf_lock for a compile (a rule swap, a listener's set-up): kf_long says so
+ * first, so that kfilter_collect_hits skips instead of waiting for it. */
+static void kf_lock_long(pc_server_t *s)
+{
+    atomic_fetch_add(&s->kf_long, 1);
+    pc__mutex_lock(&s->kf_lock);
+}
+
+static void kf_unlock_long(pc_server_t *s)
+{
+    pc__mutex_unlock(&s->kf_lock);
+    atomic_fetch_sub(&s->kf_long, 1);
+}
+
 int pc_server_listen_addr(pc_server_t *s, const struct sockaddr *sa, socklen_t len)
 {
     if (!s || !sa) return PC_EINVAL;
@@ -454,12 +468,10 @@ int pc_server_listen_addr(pc_server_t *s, const struct sockaddr *sa, socklen_t l
     l->kf.tier = PC_KERNEL_FILTER_OFF;
     memcpy(&l->addr, sa, len);
     l->addrlen = len;
-    atomic_fetch_add(&s->kf_long, 1);
-    pc__mutex_lock(&s->kf_lock); /* accept_listener_open's contract */
+    kf_lock_long(s); /* accept_listener_open's contract */
     int rc = accept_listener_open(s, l);
     if (rc < 0) {
-        pc__mutex_unlock(&s->kf_lock);
-        atomic_fetch_sub(&s->kf_long, 1);
+        kf_unlock_long(s);
         return rc;
     }
     sock_local_addr(l->fd, &l->addr);
@@ -476,8 +488,7 @@ int pc_server_listen_addr(pc_server_t *s, const struct sockaddr *sa, socklen_t l
     pc__mutex_lock(&s->kf_mu); /* kfilter_counts reads it under kf_mu only */
     s->nlisteners++;
     pc__mutex_unlock(&s->kf_mu);
-    pc__mutex_unlock(&s->kf_lock);
-    atomic_fetch_sub(&s->kf_long, 1);
+    kf_unlock_long(s);
     if (l->data_wait_s < atomic_load(&s->data_wait_min))
         atomic_store(&s->data_wait_min, l->data_wait_s);
     return l->idx;
@@ -574,7 +585,6 @@ static void close_all(pc_server_t *s, int how)
     }
 }
 
-/* Wait until no connection is open or the deadline passes. */
 /* Connections stop waits for: accepted ones and pc_connect's (also those
  * still connecting). */
 static uint64_t open_count(pc_server_t *s)
@@ -582,6 +592,7 @@ static uint64_t open_count(pc_server_t *s)
     return (uint64_t)atomic_load(&s->active) + (uint64_t)atomic_load(&s->outbound);
 }
 
+/* Wait until no connection is open or the deadline passes. */
 static int wait_idle(pc_server_t *s, uint64_t deadline)
 {
     pc__mutex_lock(&s->cap_lock);
@@ -717,8 +728,7 @@ int pc_server_set_rules(pc_server_t *s, pc_rules_t *rules)
     if (!s) return PC_EINVAL;
     /* the kernel first: a SYN the new set denies is never let through by a
      * kernel program older than the user-space set */
-    atomic_fetch_add(&s->kf_long, 1);
-    pc__mutex_lock(&s->kf_lock);
+    kf_lock_long(s);
     pc_rules_t *old = filter_rules_peek(s->filter);
     int rc = PC_EINVAL;
     if (rules != old || !rules) {
@@ -726,8 +736,7 @@ int pc_server_set_rules(pc_server_t *s, pc_rules_t *rules)
             kfilter_reload(s, &s->listeners[i], old, rules);
         rc = filter_set_rules(s->filter, rules);
     }
-    pc__mutex_unlock(&s->kf_lock);
-    atomic_fetch_sub(&s->kf_long, 1);
+    kf_unlock_long(s);
     return rc;
 }
 
