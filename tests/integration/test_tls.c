@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "portcullis.h"
+#include "budget_alloc.h"
 #include "harness.h"
 #include "pick.h"
 #include "shim.h"
@@ -1611,38 +1612,10 @@ static void pause_resumed_in_on_sent(void **state)
 
 /* The same pause with no memory to keep the rest of the receive (the
  * records behind the one that paused): the connection goes (PC_CLOSE_NOMEM)
- * rather than on_data running while paused, which the feed used to do. An
- * allocator installed for this test fails every allocation from the pause
- * on (the rest's copy is the next one); the test thread disarms it. */
-static atomic_int g_oom_armed, g_oom_failed;
-
-static int oom_fail(void)
-{
-    if (!atomic_load(&g_oom_armed)) return 0;
-    atomic_fetch_add(&g_oom_failed, 1);
-    return 1;
-}
-static void *oom_malloc(void *u, size_t n)
-{
-    (void)u;
-    return oom_fail() ? NULL : malloc(n);
-}
-static void *oom_calloc(void *u, size_t n, size_t sz)
-{
-    (void)u;
-    return oom_fail() ? NULL : calloc(n, sz);
-}
-static void *oom_realloc(void *u, void *p, size_t n)
-{
-    (void)u;
-    return oom_fail() ? NULL : realloc(p, n);
-}
-static void oom_free(void *u, void *p)
-{
-    (void)u;
-    free(p);
-}
-
+ * rather than on_data running while paused, which the feed used to do. The
+ * budget allocator (tests/unit/budget_alloc.h), unlimited until the pause,
+ * fails every allocation from it on (the rest's copy is the next one); the
+ * test thread lifts the budget again. */
 static void oom_pause_data(pc_conn_t *c, const void *data, size_t len)
 {
     (void)data;
@@ -1650,7 +1623,7 @@ static void oom_pause_data(pc_conn_t *c, const void *data, size_t len)
     if (atomic_fetch_add(&g_pause_calls, 1) == 0) {
         assert_int_equal(pc_conn_pause_read(c), 0);
         atomic_store(&g_paused, 1);
-        atomic_store(&g_oom_armed, 1);
+        budget_alloc_reset(0);
     } else if (atomic_load(&g_paused)) {
         atomic_fetch_add(&g_pause_calls_paused, 1);
     }
@@ -1659,13 +1632,11 @@ static void oom_pause_data(pc_conn_t *c, const void *data, size_t len)
 static void pause_tls_rest_without_memory(void **state)
 {
     (void)state;
-    static const pc_allocator_t oom = {oom_malloc, oom_calloc, oom_realloc, oom_free, NULL};
-    atomic_store(&g_oom_armed, 0);
-    atomic_store(&g_oom_failed, 0);
+    budget_alloc_reset(-1);
     atomic_store(&g_pause_calls, 0);
     atomic_store(&g_pause_calls_paused, 0);
     atomic_store(&g_paused, 0);
-    assert_int_equal(pc_set_allocator(&oom), 0);
+    assert_int_equal(pc_set_allocator(&budget_allocator), 0);
     pc_server_config_t cfg;
     base_config(&cfg);
     cfg.cb.on_data = oom_pause_data;
@@ -1681,11 +1652,12 @@ static void pause_tls_rest_without_memory(void **state)
     long fl = BIO_get_mem_data(mem, &flight);
     assert_int_equal(shim_send_all(t.fd, flight, (size_t)fl), 0);
     WAIT_FOR(atomic_load(&g_closes) == 1 || atomic_load(&g_pause_calls_paused) > 0, 5000);
-    atomic_store(&g_oom_armed, 0);
+    long failed = budget_alloc_failed();
+    budget_alloc_reset(-1);
     if (atomic_load(&g_pause_calls_paused))
         fail_msg("on_data ran on a paused TLS connection (no memory to keep the rest)");
     assert_int_equal(atomic_load(&g_pause_calls), 1);
-    assert_true(atomic_load(&g_oom_failed) > 0);
+    assert_true(failed > 0);
     WAIT_FOR(atomic_load(&g_closes) == 1, 5000);
     assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_NOMEM]), 1);
     tcli_close(&t);

@@ -4,12 +4,21 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
-static atomic_long g_budget = -1, g_live;
+static atomic_long g_budget = -1, g_live, g_failed;
 
+/* One allocation from the budget: 1, or 0 once it is spent (and from then
+ * on: the budget never goes below 0, which would read as unlimited). */
 static int take(void)
 {
-    if (atomic_load(&g_budget) < 0) return 1;
-    return atomic_fetch_sub(&g_budget, 1) > 0;
+    long b = atomic_load(&g_budget);
+    for (;;) {
+        if (b < 0) return 1;
+        if (b == 0) {
+            atomic_fetch_add(&g_failed, 1);
+            return 0;
+        }
+        if (atomic_compare_exchange_weak(&g_budget, &b, b - 1)) return 1;
+    }
 }
 
 static void *b_malloc(void *u, size_t n)
@@ -52,6 +61,12 @@ void budget_alloc_reset(long budget)
 {
     atomic_store(&g_budget, budget < 0 ? -1 : budget);
     atomic_store(&g_live, 0);
+    atomic_store(&g_failed, 0);
+}
+
+long budget_alloc_failed(void)
+{
+    return atomic_load(&g_failed);
 }
 
 long budget_alloc_live(void)

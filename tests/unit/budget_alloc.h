@@ -10,9 +10,12 @@
 
 extern const pc_allocator_t budget_allocator;
 
-/* Allow budget more allocations (< 0: unlimited) and zero the live count. */
+/* Allow budget more allocations (< 0: unlimited) and zero the live and
+ * failed counts. */
 void budget_alloc_reset(long budget);
 /* Blocks allocated and not yet freed since the last reset. */
 long budget_alloc_live(void);
+/* Allocations refused since the last reset. */
+long budget_alloc_failed(void);
 
 #endif
