@@ -11,6 +11,22 @@ const char *const stress_error_names[E_COUNT] = {
 static const double k_pct[] = {50, 90, 99, 99.9};
 static const char *const k_pname[] = {"p50", "p90", "p99", "p99_9"};
 
+/* s as a JSON string, quotes included: '"', '\\' and control bytes
+ * escaped (a URL may hold any of them). */
+static void json_string(FILE *out, const char *s)
+{
+    fputc('"', out);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(out, "\\%c", *p);
+        else if (*p < 0x20 || *p == 0x7f)
+            fprintf(out, "\\u%04x", *p);
+        else
+            fputc(*p, out);
+    }
+    fputc('"', out);
+}
+
 /* "1.23ms" style. */
 static const char *fmt_dur(uint64_t ns, char *buf, size_t cap)
 {
@@ -33,17 +49,19 @@ void stress_report_json(FILE *out, const stress_run_t *run, const stress_result_
     double rps = r->secs > 0 ? (double)t->requests / r->secs : 0;
     double bps = r->secs > 0 ? (double)t->bytes / r->secs : 0;
     double cps = r->secs > 0 ? (double)t->connects / r->secs : 0;
+    fputs("{\"url\":", out);
+    json_string(out, run->url);
     fprintf(out,
-            "{\"url\":\"%s\",\"connections\":%u,\"threads\":%d,\"duration_s\":%.3f,"
+            ",\"connections\":%u,\"threads\":%d,\"duration_s\":%.3f,"
             "\"pipeline\":%u,\"close\":%s,\"rate\":%.1f,\"requests\":%llu,"
             "\"req_per_s\":%.1f,\"bytes\":%llu,\"bytes_per_s\":%.1f,\"connects\":%llu,"
             "\"connects_per_s\":%.1f,\"late_connects\":%llu,\"unsent\":%llu,\"unanswered\":%llu,"
             "\"dropped\":%llu,\"latency_us\":{",
-            run->url, run->conns, run->threads, r->secs, run->pipeline,
-            run->close_mode ? "true" : "false", run->rate, (unsigned long long)t->requests, rps,
-            (unsigned long long)t->bytes, bps, (unsigned long long)t->connects, cps,
-            (unsigned long long)t->late_connects, (unsigned long long)r->unsent,
-            (unsigned long long)t->unanswered, (unsigned long long)t->dropped);
+            run->conns, run->threads, r->secs, run->pipeline, run->close_mode ? "true" : "false",
+            run->rate, (unsigned long long)t->requests, rps, (unsigned long long)t->bytes, bps,
+            (unsigned long long)t->connects, cps, (unsigned long long)t->late_connects,
+            (unsigned long long)r->unsent, (unsigned long long)t->unanswered,
+            (unsigned long long)t->dropped);
     for (int i = 0; i < 4; i++)
         fprintf(out, "\"%s\":%.1f,", k_pname[i], (double)hist_percentile(lat, k_pct[i]) / 1e3);
     fprintf(out,

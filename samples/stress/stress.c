@@ -11,7 +11,11 @@
  * flight (keep-alive), or with --close opens a new connection per request
  * (Connection: close: churn). With --rate the main thread paces requests
  * open-loop at R per second over the connections, and latency is measured
- * from each request's scheduled time (no coordinated omission). A progress
+ * from each request's scheduled time (no coordinated omission; request k is
+ * scheduled at k / R from the start, and the main thread wakes for it, or
+ * at least every 250 us). Each connection needs a descriptor: the soft
+ * open-file limit is raised to what -c needs, and a hard limit below that
+ * refuses the run (exit 1). A progress
  * line goes to stderr every second; the final report (or one JSON object
  * with --json; report.c writes both) to stdout. Exit 0 when the run
  * completed, whatever it measured (errors, or no request answered at all:
@@ -53,6 +57,7 @@
 #ifdef _WIN32
 #include <windows.h>
 #else
+#include <sys/resource.h>
 #include <time.h>
 #endif
 
@@ -83,6 +88,32 @@ static void sleep_us(unsigned us)
 #else
     struct timespec ts = {(time_t)(us / 1000000), (long)(us % 1000000) * 1000L};
     nanosleep(&ts, NULL);
+#endif
+}
+
+/* Every connection holds a descriptor: raise the soft open-file limit to
+ * what -c needs (up to the hard limit), or refuse the run, rather than
+ * have connects fail with EMFILE and count as errors. Returns 0 or -1. */
+static int fd_room(unsigned conns)
+{
+#ifdef _WIN32
+    (void)conns;
+    return 0;
+#else
+    const rlim_t need = (rlim_t)conns + 64; /* stdio, the engine's own descriptors */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need)
+        return 0;
+    if (rl.rlim_max >= need) { /* RLIM_INFINITY is the largest value */
+        rl.rlim_cur = need;
+        if (setrlimit(RLIMIT_NOFILE, &rl) == 0) return 0;
+    }
+    fprintf(stderr,
+            "pc-stress: -c %u needs about %llu open files; the limit is %llu (hard %llu): "
+            "raise it (ulimit -n) or use fewer connections\n",
+            conns, (unsigned long long)need, (unsigned long long)rl.rlim_cur,
+            (unsigned long long)rl.rlim_max);
+    return -1;
 #endif
 }
 
@@ -270,12 +301,19 @@ static uint32_t ring_count(slot_t *s, uint64_t id)
     return n;
 }
 
+/* --rate: how many scheduled requests are due at now. Request k is
+ * scheduled at g_t0 + k / rate, so request 0 is due at once and
+ * floor(elapsed * rate) + 1 are due after elapsed seconds. */
+static uint64_t due_at(uint64_t now)
+{
+    return (uint64_t)((double)(now - g_t0) / 1e9 * opt.rate) + 1;
+}
+
 /* --rate: take the oldest scheduled request not yet handed out, if it is due
  * now. *when receives its scheduled time. Any thread. */
 static int claim(uint64_t *when)
 {
-    uint64_t now = now_ns();
-    uint64_t due = (uint64_t)((double)(now - g_t0) / 1e9 * opt.rate);
+    uint64_t due = due_at(now_ns());
     uint64_t k = atomic_load(&g_issued);
     while (k < due) {
         if (atomic_compare_exchange_weak(&g_issued, &k, k + 1)) {
@@ -905,7 +943,7 @@ static uint64_t pace(unsigned *cursor)
             if (r < 0) break;
         }
     }
-    uint64_t due = (uint64_t)((double)(now_ns() - g_t0) / 1e9 * opt.rate);
+    uint64_t due = due_at(now_ns());
     uint64_t issued = atomic_load(&g_issued);
     return due > issued ? due - issued : 0;
 }
@@ -917,7 +955,7 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    if (build_requests() < 0) return 1;
+    if (build_requests() < 0 || fd_room(opt.conns) < 0) return 1;
     uint32_t ring = 1;
     while (ring < opt.pipeline)
         ring <<= 1;
@@ -990,7 +1028,14 @@ int main(int argc, char **argv)
             last_req = t.requests;
             next_progress += 1000000000u;
         }
-        sleep_us(tick_us);
+        unsigned sleep_for = tick_us;
+        if (opt.rate > 0) { /* wake for the next scheduled request if it comes sooner */
+            uint64_t next = g_t0 + (uint64_t)((double)atomic_load(&g_issued) * 1e9 / opt.rate),
+                     t = now_ns();
+            if (next > t && next - t < (uint64_t)tick_us * 1000u)
+                sleep_for = (unsigned)((next - t) / 1000u) + 1;
+        }
+        sleep_us(sleep_for);
     }
     atomic_store(&g_stopping, 1);
     double secs = (double)(now_ns() - t0) / 1e9;

@@ -98,10 +98,16 @@ def expect_200(s):
         raise Fail("unexpected response %r" % (r,))
 
 
-def run_stress(bin_dir, args, timeout=30):
-    """pc-stress ARGS: (exit status, stdout, stderr)."""
+def run_stress(bin_dir, args, timeout=30, nofile=None):
+    """pc-stress ARGS: (exit status, stdout, stderr). nofile: (soft, hard)
+    open-file limits to run it with."""
+    pre = None
+    if nofile:
+        import resource
+        pre = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, nofile)  # noqa: E731
     p = subprocess.run([os.path.join(bin_dir, "pc-stress")] + args, stdin=subprocess.DEVNULL,
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout,
+                       preexec_fn=pre)
     return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
 
 

@@ -26,6 +26,15 @@ about 0.5 s) against it:
              exit 0 (as with errors), but the report is not clean: the 2
              requests in flight at the end are "unanswered", the text report
              and stderr say no request was answered;
+  rate       --rate 20 -c 1 against http11: about 20 requests a second, the
+             first at once, and a latency measured from each request's
+             scheduled time that is the server's time, not the 50 ms
+             interval (request k was sent at (k+1)/rate, timed from k/rate);
+  url        a URL path holding '"' and '\\': the JSON report parses and
+             names the URL as given;
+  nofile     -c 200 with an open-file limit of 100: refused at start (exit 1,
+             stderr names the limit), not 100 connects failing; with a hard
+             limit of 1000 the soft limit is raised and all 200 connect;
   numbers    -c 1.5, -t 1.9, --timeout 0.9, --timeout ' -5' (a blank, then a
              sign: was an out-of-range double to unsigned conversion),
              --timeout +5, -c 0, --pipeline 0x10, -d ' 1', -d nan: exit 2 with
@@ -217,6 +226,48 @@ def run(a):
                                               "--json"], timeout=10)
         check(rc == 0 and '"unanswered":1' in out,
               "silent: --timeout 0 runs, 1 unanswered (exit %d, %s)" % (rc, out.strip()[-120:]))
+    finally:
+        srv.stop()
+
+    # --rate: request k goes out at k / rate and is timed from there
+    j = stress(a, "http11", ["-c", "1", "--rate", "20"], seconds="1.0")
+    check(15 <= j["requests"] <= 23, "rate 20/s for 1 s: 21 scheduled, %d answered"
+          % j["requests"])
+    p50 = j["latency_us"]["p50"]
+    check(p50 < 25000, "rate 20/s: latency p50 %.0f us is the server's, not the 50 ms interval"
+          % p50)
+
+    # the URL in the JSON report is a JSON string whatever it holds
+    srv = TestServer("http11")
+    try:
+        url = 'http://%s:%d/a"b\\c' % (HOST, srv.port)
+        rc, out, err = run_stress(a.bin_dir, [url, "-c", "1", "-d", "0.2", "--json"])
+        try:
+            j = json.loads(out)
+        except ValueError:
+            j = {}
+        check(rc == 0 and j.get("url") == url and j.get("requests", 0) > 0,
+              "url: the JSON report parses and names %r (exit %d, %r)" % (url, rc, out[:120]))
+    finally:
+        srv.stop()
+
+    # -c beyond the open-file limit: raised to the hard limit, else refused
+    srv = TestServer("http11")
+    try:
+        url = "http://%s:%d/" % (HOST, srv.port)
+        args = [url, "-c", "200", "-t", "1", "-d", "0.3", "--json"]
+        rc, out, err = run_stress(a.bin_dir, args, nofile=(100, 100))
+        check(rc == 1 and "open files" in err and "100" in err,
+              "nofile: -c 200 under a limit of 100 refused at start (exit %d, %r)"
+              % (rc, err.strip()[-200:]))
+        rc, out, err = run_stress(a.bin_dir, args, nofile=(100, 1000))
+        try:
+            j = json.loads(out)
+        except ValueError:
+            j = {}
+        check(rc == 0 and j.get("connects") == 200 and j.get("errors_total") == 0,
+              "nofile: soft 100, hard 1000: raised, 200 connects, no error (exit %d, %s, %s)"
+              % (rc, j.get("connects"), nonzero(j.get("errors", {}))))
     finally:
         srv.stop()
 
