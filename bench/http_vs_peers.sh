@@ -121,19 +121,24 @@ default) PEER_LAUNCH=() ;;
 batch) PEER_LAUNCH=(chrt -b 0) ;;
 *) echo "PEER_SCHED must be default or batch" >&2; exit 2 ;;
 esac
+# the peers SERVERS names, installed if missing (and only those)
 NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
-if [ ! -x "$NGINX" ]; then
-    bench_need_cmd nginx nginx-light nginx
-    NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-fi
 HAPROXY=${HAPROXY:-$(command -v haproxy || echo /usr/sbin/haproxy)}
-if [ ! -x "$HAPROXY" ]; then
-    bench_need_cmd haproxy haproxy
-    HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
-fi
+case " $SERVERS " in *" nginx "* | *" nginxd "*)
+    if [ ! -x "$NGINX" ]; then
+        bench_need_cmd nginx nginx-light nginx
+        NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+    fi
+    [ -x "$NGINX" ] || { echo "nginx not available (install it, or leave it out of SERVERS)" >&2; exit 2; } ;;
+esac
+case " $SERVERS " in *" haproxy "*)
+    if [ ! -x "$HAPROXY" ]; then
+        bench_need_cmd haproxy haproxy
+        HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
+    fi
+    [ -x "$HAPROXY" ] || { echo "haproxy not available (install it, or leave it out of SERVERS)" >&2; exit 2; } ;;
+esac
 command -v wrk >/dev/null || bench_need_cmd wrk wrk
-[ -x "$NGINX" ] || { echo "nginx not available" >&2; exit 2; }
-[ -x "$HAPROXY" ] || { echo "haproxy not available" >&2; exit 2; }
 command -v wrk >/dev/null || { echo "wrk not available" >&2; exit 2; }
 
 # 15k idle connections per server plus the load generators' own sockets.
@@ -163,8 +168,10 @@ trap 'exit 130' INT TERM
 # ---- machine --------------------------------------------------------------------------
 echo "machine: $(nproc) CPUs, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)," \
     "kernel $(uname -r), $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
-echo "nginx: $("$NGINX" -v 2>&1 | sed 's/.*version: //'), haproxy: $("$HAPROXY" -v 2>&1 |
-    awk 'NR==1 {print $3}'), wrk: $(wrk -v 2>&1 | awk 'NR==1 {print $2}'), pc-http: $PCHTTP ${PC_HTTP_ARGS:-}"
+NGINX_V=none HAPROXY_V=none
+[ -x "$NGINX" ] && NGINX_V=$("$NGINX" -v 2>&1 | sed 's/.*version: //')
+[ -x "$HAPROXY" ] && HAPROXY_V=$("$HAPROXY" -v 2>&1 | awk 'NR==1 {print $3}')
+echo "nginx: $NGINX_V, haproxy: $HAPROXY_V, wrk: $(wrk -v 2>&1 | awk 'NR==1 {print $2}'), pc-http: $PCHTTP ${PC_HTTP_ARGS:-}"
 echo "servers' session: $SESSION (kernel.sched_autogroup_enabled=$(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null || echo n/a))"
 case " $SERVERS " in *" pcb "*) echo "pcb: pc-http ${PC_HTTP_ARGS:-} ${PC_BATCH_ARGS:---accept-batch-us 1000}" ;; esac
 case " $SERVERS " in *" pcn "*) echo "pcn: pc-http ${PC_HTTP_ARGS:-} --accept-data-wait 0" ;; esac
@@ -245,6 +252,12 @@ start_server() {
     fi
     sleep 0.3
     PIDS[$srv]="${PID[$srv]} $(bench_children "${PID[$srv]}" | tr '\n' ' ')"
+    # shellcheck disable=SC2086 # a list of PIDs
+    if ! kill -0 "${PID[$srv]}" 2>/dev/null || ! bench_port_owned "$port" ${PIDS[$srv]}; then
+        echo "$srv did not start: 127.0.0.1:$port is not its listener ($(ss -Hltnp "sport = :$port" 2>/dev/null | grep -o 'users:.*'))" \
+            "$(cat "$dir/err.log" "$dir/out.log" "$dir/error.log" 2>/dev/null | tail -3)" >&2
+        exit 1
+    fi
 }
 start_servers() { # [LIST]
     local srv
@@ -310,6 +323,10 @@ one_load() { # load server round
     esac
     # shellcheck disable=SC2086
     c1=$(bench_cpu_ticks $pids)
+    if ! kill -0 "${PID[$srv]}" 2>/dev/null; then # its CPU and counts would be wrong
+        echo "$srv died during $load round $round: $(tail -3 "$TMP/$srv/err.log" "$TMP/$srv/error.log" 2>/dev/null)" >&2
+        exit 1
+    fi
     # shellcheck disable=SC2086
     w1=$(bench_wakeups $pids)
     cpu=$(python3 -c "print('%.2f' % (($c1 - $c0) * 1e6 / $CLK_TCK / $n) if $n > 0 else 'nan')")

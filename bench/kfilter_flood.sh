@@ -100,7 +100,8 @@ cleanup() {
     bench_stop "$SERVER_PID"
     rm -rf "$WORK"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT TERM # through the EXIT trap; a trap on INT alone would resume the script
 
 # ---- lists -----------------------------------------------------------------
 python3 "$BENCH_DIR/gen_prefixes.py" "$WORK/small" 0 0 --deny 127.0.9.0/24 --deny 127.0.0.2 >/dev/null

@@ -45,6 +45,21 @@ bench_wait_port() {
     return 1
 }
 
+# Is the listening socket on 127.0.0.1:PORT held by one of the PIDs given?
+# (Ports come from bench_free_port, which can race with another process.)
+# Returns 0 too when ss (iproute2) is missing: the check is then skipped.
+# bench_port_owned PORT PID...
+bench_port_owned() {
+    local port=$1 line p
+    shift
+    command -v ss >/dev/null 2>&1 || return 0
+    line=$(ss -Hltnp "sport = :$port" 2>/dev/null)
+    for p in "$@"; do
+        case $line in *"pid=$p,"*) return 0 ;; esac
+    done
+    return 1
+}
+
 # PIDs of the children of PID (from /proc, no procps needed).
 bench_children() {
     local parent=$1 f

@@ -31,7 +31,8 @@ cleanup() {
 trap cleanup EXIT
 echo "allow 127.0.0.1" >"$tmp/trusted"
 
-# one round: MODE (off|on) -> prints "conns us_per_conn"
+# one round: MODE (off|on) -> prints "conns errors us_per_conn". Runs in the
+# main shell (not a subshell), so that the EXIT trap sees $srv and stops it.
 round() {
     local mode=$1 port extra=() sx=()
     port=$(bench_free_port)
@@ -41,8 +42,11 @@ round() {
     bench_wait_port "$port" || { echo "pc-http did not start" >&2; exit 1; }
     local t0 t1 n
     t0=$(bench_cpu_ticks "$srv")
-    "$bin/pc-stress" "http://127.0.0.1:$port/" -c "$conns" -t 1 -d "$secs" --close --json \
-        "${sx[@]}" >"$tmp/out.json" 2>/dev/null
+    if ! "$bin/pc-stress" "http://127.0.0.1:$port/" -c "$conns" -t 1 -d "$secs" --close --json \
+        "${sx[@]}" >"$tmp/out.json" 2>"$tmp/stress.err"; then
+        echo "pc-stress failed: $(head -2 "$tmp/stress.err")" >&2
+        exit 1
+    fi
     t1=$(bench_cpu_ticks "$srv")
     bench_stop "$srv" || true
     srv=""
@@ -55,7 +59,8 @@ declare -a off on
 printf '%-6s %-4s %10s %7s %12s\n' round mode requests errors "us/conn"
 for r in $(seq "$rounds"); do
     for mode in off on; do
-        read -r req err us < <(round "$mode")
+        round "$mode" >"$tmp/round"
+        read -r req err us <"$tmp/round"
         printf '%-6s %-4s %10s %7s %12s\n' "$r" "$mode" "$req" "$err" "$us"
         if [ "$mode" = off ]; then off+=("$us"); else on+=("$us"); fi
     done

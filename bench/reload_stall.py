@@ -15,8 +15,12 @@ swap) and goes on for 5 s. Prints, per setting and round, the slowest request
 before and during the reload. A reload that stalls the accept thread or a
 worker shows as a slowest request near the reload's own length (0.3-0.45 s
 here with 1.1M prefixes before 0db6287); one that does not, as with no
-kernel filter. Needs root for the kernel tiers (a tier refused is printed as
-pc-http announces it). Measures only: exits 0 whatever the figures.
+kernel filter. The notes column gives the tier pc-http says it runs (its
+"kernel filter" log line): a setting the kernel or the list refuses runs
+another tier - cbpf holds a few thousand prefixes at most, so with the
+default list "cbpf" runs off after a cbpf compile that fails, and each
+reload tries that compile again. Needs root for the kernel tiers. Measures
+only: exits 0 whatever the figures.
 Loopback only; every process it starts is stopped on exit.
 """
 import os
@@ -55,6 +59,14 @@ def run(bindir, rules, extra):
     cmd = [os.path.join(bindir, "pc-http"), "--listen", "127.0.0.1:%d" % port,
            "--rules", rules, "--threads", "2"] + extra
     srv = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log = []  # pc-http's stderr, read all along (a full pipe would block it)
+
+    def drain():
+        for line in srv.stderr:
+            log.append(line.decode(errors="replace").rstrip())
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
     try:
         for _ in range(600):
             try:
@@ -62,7 +74,8 @@ def run(bindir, rules, extra):
                 break
             except OSError:
                 if srv.poll() is not None:
-                    return None, srv.stderr.read().decode(errors="replace")
+                    reader.join(5)
+                    return None, "\n".join(log)
                 time.sleep(0.1)
         worst = {"before": 0.0, "during": 0.0}
         phase = ["before"]
@@ -90,14 +103,16 @@ def run(bindir, rules, extra):
         stop.set()
         for t in threads:
             t.join()
-        return (worst, errors), None
+        tier = next((ln for ln in log if "kernel filter" in ln), "kernel filter: not said")
+        return (worst, errors, tier[tier.find("kernel filter"):]), None
     finally:
         srv.terminate()
         try:
-            srv.communicate(timeout=30)
+            srv.wait(timeout=30)
         except subprocess.TimeoutExpired:
             srv.kill()
-            srv.communicate()
+            srv.wait()
+        reader.join(5)
 
 
 def main():
@@ -129,8 +144,8 @@ def main():
                     print("%-9s %5d %12s %12s  pc-http did not start: %s"
                           % (name, r + 1, "-", "-", err.strip().splitlines()[-1:] or ""))
                     continue
-                worst, errors = res
-                note = ("%d request errors" % len(errors)) if errors else ""
+                worst, errors, tier = res
+                note = tier[:70] + ("; %d request errors" % len(errors) if errors else "")
                 print("%-9s %5d %12.1f %12.1f  %s" % (name, r + 1, worst["before"] * 1e3,
                                                      worst["during"] * 1e3, note))
                 sys.stdout.flush()

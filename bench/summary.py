@@ -54,9 +54,11 @@ def main():
         return "%.1f" % m if abs(m) >= 10 else "%.3g" % m  # wake-ups per unit: 0.0xx
 
     def ratio(key, pc, peer):
-        """The per-round ratios pc / peer (empty when not measured)."""
+        """The per-round ratios pc / peer (empty when not measured). A zero on
+        either side is no measurement (a failed run), never a ratio of 0 that
+        would pass a lower-is-better target."""
         return [by_round[(key, pc, r)] / by_round[(key, peer, r)] for r in rounds
-                if by_round.get((key, pc, r)) is not None and by_round.get((key, peer, r))]
+                if by_round.get((key, pc, r)) and by_round.get((key, peer, r))]
 
     print("summary: per server the median over rounds; ratio = median over rounds of")
     print("pc-http / peer within the round (back-to-back runs: background load cancels better)")

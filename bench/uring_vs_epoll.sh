@@ -184,6 +184,11 @@ for unit in $UNITS; do
             n=$(run_load "$wl")
             t1=$(date +%s.%N)
             c1=$(cpu_ticks)
+            if ! kill -0 "$SPID" 2>/dev/null; then # its CPU and requests would be wrong
+                echo "$(basename "$bin") --backend $be died during $unit round $r:" \
+                    "$(tail -3 "$TMP/server.err")" >&2
+                exit 1
+            fi
             stop_server
             n=${n:-0}
             [ "$n" -gt 0 ] 2>/dev/null || { echo "  $unit $be round $r: no requests completed"; continue; }
