@@ -2100,7 +2100,7 @@ int pc_conn_timer(pc_conn_t *c, unsigned ms, void (*fn)(pc_conn_t *c))
     }
     if (!conn_ext(c)) return PC_ENOMEM;
     c->ext->timer_fn = fn;
-    c->ext->timer_at = pc__now_ms() + ms;
+    c->ext->timer_at = pc__deadline_ms(ms); /* never early */
     timer_sooner(c, c->ext->timer_at);
     return 0;
 }

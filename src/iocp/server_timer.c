@@ -8,15 +8,16 @@
  * back on the wheel of the worker that ran it.
  *
  * Every record is in the server's registry (stimer_lock) from creation to
- * its free, so cancel finds it by id. Its state says who holds it:
- * ARMING (the op is on its way to a worker), ARMED (on wk's wheel, or just
- * taken off it by wk's expiry and not yet looked at), RUNNING (fn runs on
- * wk). Cancel frees what is on a wheel and marks the rest, which its holder
- * frees. Expiry moves a record from the wheel to the worker's own list
- * through a second link (stimer_claim, under the wheel_lock), so a record
- * on that list is off the wheel for cancel, which never touches the list.
- * Lock order: stimer_lock, then a wheel_lock; expiry takes the wheel_lock
- * alone. */
+ * its free, a list (for the cancel at stop) and a table chained by id (for
+ * a cancel by id, which costs the same with 100k live timers as with one).
+ * Its state says who holds it: ARMING (the op is on its way to a worker),
+ * ARMED (on wk's wheel, or just taken off it by wk's expiry and not yet
+ * looked at), RUNNING (fn runs on wk). Cancel frees what is on a wheel and
+ * marks the rest, which its holder frees. Expiry moves a record from the
+ * wheel to the worker's own list through a second link (stimer_claim, under
+ * the wheel_lock), so a record on that list is off the wheel for cancel,
+ * which never touches the list. Lock order: stimer_lock, then a wheel_lock;
+ * expiry takes the wheel_lock alone. */
 #include "server.h"
 
 #include <string.h>
@@ -29,8 +30,9 @@ enum { ST_ARMING = 0, ST_ARMED, ST_RUNNING };
 typedef struct stimer_s {
     op_t op; /* TAG_STIMER while ARMING */
     wheel_timer_t wt;
-    queue_t due; /* on the expiring worker's list (stimer_claim) */
-    queue_t reg; /* s->stimers */
+    queue_t due;            /* on the expiring worker's list (stimer_claim) */
+    queue_t reg;            /* s->stimers */
+    struct stimer_s *hnext; /* s->stimer_tab's chain */
     int64_t id;
     void (*fn)(pc_server_t *s, void *arg);
     void *arg;
@@ -46,13 +48,62 @@ void stimer_init(pc_server_t *s)
 {
     pc__mutex_init(&s->stimer_lock);
     queue_init(&s->stimers);
+    s->stimer_tab = NULL;
+    s->stimer_tab_n = s->stimer_count = 0;
     s->stimer_next_id = 1;
     s->stimer_closed = 0;
 }
 
-/* Under stimer_lock. */
-static void stimer_free(stimer_t *t)
+/* The chain of s->stimer_tab (a power of two long) that holds id. */
+static stimer_t **stimer_chain(pc_server_t *s, int64_t id)
 {
+    return &s->stimer_tab[(uint64_t)id & (s->stimer_tab_n - 1)];
+}
+
+/* Under stimer_lock: the record with this id, or NULL. */
+static stimer_t *stimer_find(pc_server_t *s, int64_t id)
+{
+    if (!s->stimer_tab) return NULL;
+    stimer_t *t = *stimer_chain(s, id);
+    while (t && t->id != id)
+        t = t->hnext;
+    return t;
+}
+
+/* Under stimer_lock: room in the table for one more record, doubling it
+ * (ids are sequential, so the low bits spread them) once it holds two per
+ * chain. Returns 0, or PC_ENOMEM when there is no table at all; a table
+ * that cannot grow stays, with longer chains. */
+static int stimer_tab_room(pc_server_t *s)
+{
+    if (s->stimer_tab && s->stimer_count < 2 * s->stimer_tab_n) return 0;
+    size_t n = s->stimer_tab ? 2 * s->stimer_tab_n : 64;
+    stimer_t **tab = pc__calloc(n, sizeof *tab);
+    if (!tab) return s->stimer_tab ? 0 : PC_ENOMEM;
+    for (size_t i = 0; i < s->stimer_tab_n; i++) {
+        stimer_t *t = s->stimer_tab[i];
+        while (t) {
+            stimer_t *nx = t->hnext;
+            stimer_t **head = &tab[(uint64_t)t->id & (n - 1)];
+            t->hnext = *head;
+            *head = t;
+            t = nx;
+        }
+    }
+    pc__free(s->stimer_tab);
+    s->stimer_tab = tab;
+    s->stimer_tab_n = n;
+    return 0;
+}
+
+/* Under stimer_lock. */
+static void stimer_free(pc_server_t *s, stimer_t *t)
+{
+    stimer_t **pp = stimer_chain(s, t->id);
+    while (*pp != t)
+        pp = &(*pp)->hnext;
+    *pp = t->hnext;
+    s->stimer_count--;
     queue_remove(&t->reg);
     pc__free(t);
 }
@@ -79,7 +130,7 @@ int64_t pc_server_timer(pc_server_t *s, unsigned ms, int repeat,
     wheel_timer_init(&t->wt);
     t->fn = fn;
     t->arg = arg;
-    t->at = pc__now_ms() + ms;
+    t->at = pc__deadline_ms(ms); /* never early */
     t->period_ms = ms;
     t->repeat = repeat != 0;
     t->state = ST_ARMING;
@@ -89,8 +140,17 @@ int64_t pc_server_timer(pc_server_t *s, unsigned ms, int repeat,
         pc__free(t);
         return PC_ENOTCONN;
     }
+    if (stimer_tab_room(s) < 0) {
+        pc__mutex_unlock(&s->stimer_lock);
+        pc__free(t);
+        return PC_ENOMEM;
+    }
     t->id = s->stimer_next_id++;
     queue_insert_tail(&s->stimers, &t->reg);
+    stimer_t **head = stimer_chain(s, t->id);
+    t->hnext = *head;
+    *head = t;
+    s->stimer_count++;
     int64_t id = t->id;
     pc__mutex_unlock(&s->stimer_lock);
     int rc = server_post_op(s, &t->op);
@@ -98,7 +158,7 @@ int64_t pc_server_timer(pc_server_t *s, unsigned ms, int repeat,
     /* no worker will receive it, so nobody else holds it (a cancel
      * meanwhile only marked it) */
     pc__mutex_lock(&s->stimer_lock);
-    stimer_free(t);
+    stimer_free(s, t);
     pc__mutex_unlock(&s->stimer_lock);
     return rc;
 }
@@ -109,7 +169,7 @@ void stimer_arm_op(worker_t *w, op_t *op)
     pc_server_t *s = w->srv;
     pc__mutex_lock(&s->stimer_lock);
     if (t->cancelled)
-        stimer_free(t);
+        stimer_free(s, t);
     else
         stimer_put(w, t);
     pc__mutex_unlock(&s->stimer_lock);
@@ -134,7 +194,7 @@ void stimer_run_expired(worker_t *w, queue_t *due)
         stimer_t *t = pc_container_of(e, stimer_t, due);
         pc__mutex_lock(&s->stimer_lock);
         if (t->cancelled) {
-            stimer_free(t);
+            stimer_free(s, t);
             pc__mutex_unlock(&s->stimer_lock);
             continue;
         }
@@ -144,7 +204,7 @@ void stimer_run_expired(worker_t *w, queue_t *due)
         t->fn(s, t->arg);
         pc__mutex_lock(&s->stimer_lock);
         if (t->cancelled || !t->repeat) {
-            stimer_free(t);
+            stimer_free(s, t);
         } else {
             /* the next period from the planned time, but never in the past
              * (a slow run or a stall skips the missed periods) */
@@ -170,7 +230,7 @@ static int stimer_cancel_locked(pc_server_t *s, stimer_t *t)
         wheel_del(&w->swheel, &t->wt);
         pc__mutex_unlock(&w->wheel_lock);
         /* off the wheel already: the expiring worker holds it and frees it */
-        if (on_wheel) stimer_free(t);
+        if (on_wheel) stimer_free(s, t);
     }
     return 0; /* ARMING: the worker receiving the op frees it */
 }
@@ -180,14 +240,8 @@ int pc_server_timer_cancel(pc_server_t *s, int64_t id)
     if (!s || id <= 0) return PC_ENOENT;
     int rc = PC_ENOENT;
     pc__mutex_lock(&s->stimer_lock);
-    queue_t *e;
-    queue_foreach(e, &s->stimers)
-    {
-        stimer_t *t = pc_container_of(e, stimer_t, reg);
-        if (t->id != id) continue;
-        if (!t->cancelled) rc = stimer_cancel_locked(s, t);
-        break;
-    }
+    stimer_t *t = stimer_find(s, id);
+    if (t && !t->cancelled) rc = stimer_cancel_locked(s, t);
     pc__mutex_unlock(&s->stimer_lock);
     return rc;
 }
@@ -211,7 +265,10 @@ void stimer_destroy(pc_server_t *s)
     /* the workers are gone: whatever is left is nobody's */
     while (!queue_empty(&s->stimers)) {
         stimer_t *t = pc_container_of(queue_head(&s->stimers), stimer_t, reg);
-        stimer_free(t);
+        stimer_free(s, t);
     }
+    pc__free(s->stimer_tab);
+    s->stimer_tab = NULL;
+    s->stimer_tab_n = 0;
     pc__mutex_destroy(&s->stimer_lock);
 }
