@@ -1753,6 +1753,52 @@ int pc_conn_send(pc_conn_t *c, const void *data, size_t len)
     return pc_conn_sendv(c, &b, 1);
 }
 
+/* A graceful close begins on the strand: the connection becomes closing
+ * and, in the same critical section, the bytes other threads queued before
+ * it (their sends returned 0) leave the inbox, so that no send after the
+ * close is accepted and none before it is lost: the kick that would carry
+ * them finds the FIN sent (and with TLS, close_notify written). Posted
+ * functions stay for the kick. Returns how many bytes were taken into q;
+ * they are counted in sendq_bytes from here (as handle_kick moves them).
+ * Not during a TLS handshake, whose session keeps what it is given. */
+static size_t close_begin(pc_conn_t *c, queue_t *q)
+{
+    size_t n = 0;
+    queue_init(q);
+    pc__mutex_lock(conn_lock(c));
+    if (c->inbox_tx && !queue_empty(&c->inbox_tx->sendq) && c->tls_phase != TLSP_HANDSHAKE) {
+        queue_move_all(q, &c->inbox_tx->sendq);
+        n = atomic_load(&c->inbox_send_bytes);
+        atomic_store(&c->inbox_send_bytes, 0);
+        atomic_fetch_add(&c->sendq_bytes, n);
+    }
+    c->state = CS_CLOSING;
+    pc__mutex_unlock(conn_lock(c));
+    return n;
+}
+
+/* close_begin's bytes into the send queue (encrypted with TLS), ahead of
+ * close_notify and the FIN. Returns 0, or -1 when there was no memory for a
+ * send side (the bytes are dropped; the caller resets the connection). */
+static int close_queue_taken(pc_conn_t *c, queue_t *q, size_t n)
+{
+    if (c->tls_phase) {
+        atomic_fetch_sub(&c->sendq_bytes, n); /* the records are counted instead */
+        conn_tls_send_chunks(c, q, n, 0);     /* and frees them */
+        return 0;
+    }
+    if (!tx_get(c)) {
+        sendq_free(conn_srv(c), q);
+        atomic_fetch_sub(&c->sendq_bytes, n);
+        counter_sub(&conn_srv(c)->send_queued, n);
+        return -1;
+    }
+    int was_empty = queue_empty(&c->tx->sendq);
+    sendq_take(c, q);
+    if (was_empty) sendq_started(c);
+    return 0;
+}
+
 int pc_conn_close(pc_conn_t *c)
 {
     if (!c) return PC_EINVAL;
@@ -1775,8 +1821,13 @@ int pc_conn_close(pc_conn_t *c)
         }
         return 0;
     }
+    queue_t taken;
+    size_t n = close_begin(c, &taken);
+    if (n && close_queue_taken(c, &taken, n) < 0) {
+        conn_fail_nomem(c);
+        return 0;
+    }
     if (c->tls_phase == TLSP_OPEN) conn_tls_close_notify(c); /* before the FIN */
-    set_state(c, CS_CLOSING);
     c->paused_user = 0;
     c->paused_hw = 0;
     c->deadline_ms = pc__now_ms() + conn_srv(c)->cfg.close_linger_ms;
@@ -2109,7 +2160,9 @@ int pc_conn_timer(pc_conn_t *c, unsigned ms, void (*fn)(pc_conn_t *c))
 
 static void conn_notify_sent(pc_conn_t *c)
 {
-    if (!c->sent_due || c->sending || !tx_empty(c)) return;
+    /* bytes other threads queued wait in the inbox (or, during a TLS
+     * handshake, in the session) for a kick: not handed over yet either */
+    if (!c->sent_due || c->sending || !tx_empty(c) || atomic_load(&c->inbox_send_bytes)) return;
     c->sent_due = 0;
     if (c->state != CS_OPEN || !conn_cb(c)->on_sent) return;
     conn_cb(c)->on_sent(c);

@@ -532,6 +532,144 @@ static void on_sent_order(void **state)
     assert_memory_equal(g_ev, "owsdsc", 6);
 }
 
+/* ---- 5b. bytes sent by id before a close from the strand, and on_sent */
+
+/* An application thread sends XC_LEN bytes by id when asked; the
+ * connection's callback waits until that send returned, then closes
+ * gracefully: the bytes were accepted before the close, so they go out
+ * before the FIN (they were dropped: the close sent the FIN with the
+ * connection's own queue empty, and the kick that carried the inbox found
+ * the FIN sent). */
+#define XC_LEN 100000
+static atomic_int g_xc_req, g_xc_done, g_xc_rc, g_xc_len = XC_LEN;
+static _Atomic uint64_t g_xc_id;
+
+static void xc_sender(void *arg)
+{
+    (void)arg;
+    static char b[XC_LEN];
+    memset(b, 'z', sizeof b);
+    for (;;) {
+        while (!atomic_load(&g_xc_req))
+            shim_sleep_ms(1);
+        if (atomic_load(&g_xc_req) < 0) return;
+        atomic_store(&g_xc_req, 0);
+        atomic_store(&g_xc_rc, pc_server_send_to(g_srv, atomic_load(&g_xc_id), b,
+                                                 (size_t)atomic_load(&g_xc_len)));
+        atomic_store(&g_xc_done, 1);
+    }
+}
+
+/* In a callback: have xc_sender send g_xc_len bytes to c by id, and wait
+ * until that send returned (they wait in c's inbox for the kick). */
+static void xc_send_by_other_thread(pc_conn_t *c)
+{
+    atomic_store(&g_xc_id, pc_conn_id(c));
+    atomic_store(&g_xc_done, 0);
+    atomic_store(&g_xc_req, 1);
+    for (int i = 0; i < 5000 && !atomic_load(&g_xc_done); i++)
+        shim_sleep_ms(1);
+}
+
+static void xc_on_data(pc_conn_t *c, const void *data, size_t len)
+{
+    (void)data;
+    (void)len;
+    xc_send_by_other_thread(c);
+    pc_conn_close(c);
+}
+
+static void close_keeps_bytes_sent_by_id(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.cb.on_data = xc_on_data;
+    start_server(&cfg);
+    atomic_store(&g_xc_req, 0);
+    atomic_store(&g_xc_len, XC_LEN);
+    pc_thread_t th;
+    assert_int_equal(pc__thread_start(&th, xc_sender, NULL, "xc-sender"), 0);
+    for (int round = 0; round < 5; round++) {
+        shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 10000);
+        assert_true(s != SHIM_INVALID);
+        assert_int_equal(shim_send_all(s, "x", 1), 0);
+        size_t got = 0;
+        int end = shim_wait_close(s, &got);
+        shim_close(s);
+        if (got != XC_LEN || end != 0)
+            print_message("round %d: send_to %s, %llu of %d bytes, then %s\n", round,
+                          pc_err_name(atomic_load(&g_xc_rc)), (unsigned long long)got, XC_LEN,
+                          end == 0    ? "FIN"
+                          : end == -1 ? "reset"
+                                      : "timeout");
+        assert_int_equal(atomic_load(&g_xc_rc), 0);
+        assert_int_equal(got, XC_LEN);
+        assert_int_equal(end, 0);
+    }
+    atomic_store(&g_xc_req, -1);
+    pc__thread_join(th);
+    WAIT_FOR(stats().send_queued_bytes == 0, 5000);
+    assert_int_equal(stats().send_queued_bytes, 0);
+}
+
+/* on_sent means every byte queued so far has been handed to the kernel,
+ * bytes sent by id included. The callback queues a byte of its own, then
+ * has another thread send three by id and waits for that send to return
+ * (they wait in the inbox for the kick): on_sent must not run until those
+ * have left too (it ran as soon as the connection's own queue was empty,
+ * with the three still waiting). Nothing else is sent, so on_sent must see
+ * nothing queued, once per round. */
+static atomic_int g_os_bad, g_os_runs;
+
+static void os_on_data(pc_conn_t *c, const void *data, size_t len)
+{
+    (void)data;
+    (void)len;
+    assert_int_equal(pc_conn_send(c, "x", 1), 0);
+    xc_send_by_other_thread(c);
+    assert_int_equal(atomic_load(&g_xc_rc), 0);
+}
+
+static void os_on_sent(pc_conn_t *c)
+{
+    atomic_fetch_add(&g_os_runs, 1);
+    if (pc_conn_send_queued(c)) atomic_fetch_add(&g_os_bad, 1);
+}
+
+static void on_sent_counts_sends_by_id(void **state)
+{
+    (void)state;
+    atomic_store(&g_os_bad, 0);
+    atomic_store(&g_os_runs, 0);
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.cb.on_data = os_on_data;
+    cfg.cb.on_sent = os_on_sent;
+    start_server(&cfg);
+    atomic_store(&g_xc_req, 0);
+    atomic_store(&g_xc_len, 3);
+    pc_thread_t th;
+    assert_int_equal(pc__thread_start(&th, xc_sender, NULL, "xc-sender"), 0);
+    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 10000);
+    assert_true(s != SHIM_INVALID);
+    for (int round = 0; round < 20; round++) {
+        char got[4];
+        assert_int_equal(shim_send_all(s, "g", 1), 0);
+        assert_int_equal(shim_recv_exact(s, got, sizeof got), sizeof got);
+        assert_memory_equal(got, "xzzz", 4);
+        WAIT_FOR(atomic_load(&g_os_runs) > round, 5000);
+    }
+    shim_close(s);
+    atomic_store(&g_xc_req, -1);
+    pc__thread_join(th);
+    if (atomic_load(&g_os_bad) || atomic_load(&g_os_runs) != 20)
+        print_message("on_sent ran %d times in 20 rounds, %d with bytes sent by id queued\n",
+                      atomic_load(&g_os_runs), atomic_load(&g_os_bad));
+    assert_int_equal(atomic_load(&g_os_bad), 0);
+    assert_int_equal(atomic_load(&g_os_runs), 20); /* once per round */
+}
+
 /* ---- 6. per-connection timer: fires, re-arms, cancelled on close */
 
 static atomic_int g_ticks;
@@ -1357,6 +1495,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(post_to_after_close_gets_null, teardown),
         cmocka_unit_test_teardown(stale_ids_every_call, teardown),
         cmocka_unit_test_teardown(on_sent_order, teardown),
+        cmocka_unit_test_teardown(close_keeps_bytes_sent_by_id, teardown),
+        cmocka_unit_test_teardown(on_sent_counts_sends_by_id, teardown),
         cmocka_unit_test_teardown(conn_timer_fires_and_cancelled, teardown),
         cmocka_unit_test_teardown(server_timers, teardown),
         cmocka_unit_test_teardown(server_timer_never_early, teardown),

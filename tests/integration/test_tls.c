@@ -1157,6 +1157,74 @@ static void pc_client_handshake_cut(void **state)
     shim_close(l);
 }
 
+/* Bytes sent by id before a close from the strand go out before
+ * close_notify and the FIN: an application thread sends XT_LEN bytes by id
+ * and the callback closes once that send returned (they were dropped, as on
+ * a plain connection: the kick that carried them came after the FIN). The
+ * client reads them all, then close_notify. */
+#define XT_LEN 100000
+static atomic_int g_xt_req, g_xt_done, g_xt_rc;
+static _Atomic uint64_t g_xt_id;
+
+static void xt_sender(void *arg)
+{
+    (void)arg;
+    static char b[XT_LEN];
+    memset(b, 'z', sizeof b);
+    for (;;) {
+        while (!atomic_load(&g_xt_req))
+            shim_sleep_ms(1);
+        if (atomic_load(&g_xt_req) < 0) return;
+        atomic_store(&g_xt_req, 0);
+        atomic_store(&g_xt_rc, pc_server_send_to(g_srv, atomic_load(&g_xt_id), b, XT_LEN));
+        atomic_store(&g_xt_done, 1);
+    }
+}
+
+static void xt_on_data(pc_conn_t *c, const void *data, size_t len)
+{
+    (void)data;
+    (void)len;
+    atomic_store(&g_xt_id, pc_conn_id(c));
+    atomic_store(&g_xt_done, 0);
+    atomic_store(&g_xt_req, 1);
+    for (int i = 0; i < 5000 && !atomic_load(&g_xt_done); i++)
+        shim_sleep_ms(1);
+    pc_conn_close(c);
+}
+
+static void close_keeps_bytes_sent_by_id_tls(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.cb.on_data = xt_on_data;
+    start_tls_server(&cfg, NULL, 0);
+    atomic_store(&g_xt_req, 0);
+    pc_thread_t th;
+    assert_int_equal(pc__thread_start(&th, xt_sender, NULL, "xt-sender"), 0);
+    for (int round = 0; round < 3; round++) {
+        tcli_t t;
+        assert_true(tcli_open(&t, DATA("ca.pem"), NULL, NULL));
+        assert_int_equal(SSL_write(t.ssl, "x", 1), 1);
+        static char buf[1 << 14];
+        size_t got = 0;
+        int r;
+        while ((r = SSL_read(t.ssl, buf, sizeof buf)) > 0)
+            got += (size_t)r;
+        int err = SSL_get_error(t.ssl, r);
+        if (got != XT_LEN || err != SSL_ERROR_ZERO_RETURN)
+            print_message("round %d: send_to %s, %llu of %d bytes, then SSL error %d\n", round,
+                          pc_err_name(atomic_load(&g_xt_rc)), (unsigned long long)got, XT_LEN, err);
+        tcli_close(&t);
+        assert_int_equal(atomic_load(&g_xt_rc), 0);
+        assert_int_equal(got, XT_LEN);
+        assert_int_equal(err, SSL_ERROR_ZERO_RETURN); /* close_notify after the bytes */
+    }
+    atomic_store(&g_xt_req, -1);
+    pc__thread_join(th);
+}
+
 /* The second connection of a client context that keeps tickets resumes. */
 static void resumption(void **state)
 {
@@ -1842,6 +1910,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(pc_client_verify, teardown),
         cmocka_unit_test_teardown(pc_client_host_invalid, teardown),
         cmocka_unit_test_teardown(pc_client_handshake_cut, teardown),
+        cmocka_unit_test_teardown(close_keeps_bytes_sent_by_id_tls, teardown),
         cmocka_unit_test_teardown(pause_tls_rest_without_memory, teardown),
         cmocka_unit_test_teardown(resumption, teardown),
         cmocka_unit_test_teardown(ticket_key_rotation, teardown),
