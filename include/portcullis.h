@@ -338,8 +338,9 @@ typedef struct pc_callbacks_s {
      * last message (it is flushed before the FIN) or close it itself.
      * pc_server_stopping() is already 1 when it runs. Optional. */
     void (*on_shutdown)(pc_conn_t *c);
-    /* The send queue became empty: every byte queued so far has been handed
-     * to the kernel (not necessarily received by the peer). Runs once per
+    /* The send queue became empty: every byte queued so far, sends by id
+     * from other threads included, has been handed to the kernel (not
+     * necessarily received by the peer). Runs once per
      * transition from non-empty to empty after the application queued bytes
      * (bytes the library writes itself, such as a TLS handshake, do not
      * count), while the connection is open (not after pc_conn_close began),
@@ -746,8 +747,11 @@ PC_API int64_t pc_server_send_queued(pc_server_t *s, pc_conn_id_t id);
 /* Run fn(c, arg) inside the connection's strand: on its worker, never
  * concurrently with its callbacks, so every pc_conn_* function is legal
  * there (pause/resume reading, send, close, timers). Functions posted to
- * one connection run in the order posted. Once this returned 0, fn runs
- * exactly once: with c the connection if it is still open then (or
+ * one connection run in the order posted, after the bytes sent to it by id
+ * before them; bytes sent by id after the post may go out before what fn
+ * sends (the worker takes every byte waiting before it runs the posts): to
+ * follow fn's output, send them from fn, or post them. Once this returned
+ * 0, fn runs exactly once: with c the connection if it is still open then (or
  * closing: pc_conn_* calls then return PC_ENOTCONN where they would in a
  * callback), or with c == NULL, on a worker, if the connection closed
  * (on_close ran) before fn's turn, so arg can always be freed in fn. On a
@@ -841,8 +845,9 @@ PC_API int pc_connect_ex(pc_server_t *s, const char *endpoint, const pc_connect_
 PC_API int pc_conn_send(pc_conn_t *c, const void *data, size_t len);
 /* Gather variant: one call, one copy. Same rules and errors. */
 PC_API int pc_conn_sendv(pc_conn_t *c, const pc_buf_t *bufs, unsigned n);
-/* Graceful close: flush queued bytes, send FIN, read and discard until the
- * peer closes or close_linger_ms, then close. A well-behaved peer sees no
+/* Graceful close: flush queued bytes (also what other threads' sends by id
+ * had queued before it: later ones are refused), send FIN, read and discard
+ * until the peer closes or close_linger_ms, then close. A well-behaved peer sees no
  * reset. Idempotent. Returns 0 or PC_ENOTCONN. On a pc_connect_tls
  * connection whose handshake is still running (a posted function runs as
  * it starts) with bytes sent to it, the close waits for the handshake (at

@@ -2,8 +2,9 @@
 /* pc-chat: a line broadcast server on portcullis. Every line a client sends
  * goes to every connected client, in order, from a broadcaster thread that
  * reaches connections only by id. A client that stops reading is refused by
- * its send_queue_limit and kicked (reset) at once; a talker faster than the
- * broadcaster is paused until it catches up.
+ * its send_queue_limit, retried for --patience, and kicked (reset) if its
+ * queue has not shrunk by then; a talker faster than the broadcaster is
+ * paused until it catches up.
  *
  *   pc-chat [--max-line BYTES] [--send-limit BYTES] [--inbox BYTES] [--patience MS]
  *           [--listen ADDR:PORT]... [--threads N] [--max-conns N]
@@ -28,8 +29,9 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: pc-chat [options]\n"
                "  --max-line BYTES     longest line accepted (default 1024, 16 to 1 MiB)\n"
-               "  --send-limit BYTES   per-client send queue; beyond it the client is kicked\n"
-               "                       (default 256 KiB)\n"
+               "  --send-limit BYTES   per-client send queue; beyond it the client's lines\n"
+               "                       wait, and it is kicked after --patience if it has not\n"
+               "                       read meanwhile (default 256 KiB)\n"
                "  --inbox BYTES        lines waiting for the broadcaster before talkers are\n"
                "                       paused (default 64 KiB)\n"
                "  --patience MS        how long everybody waits for clients whose queues are\n"
