@@ -1760,17 +1760,26 @@ int pc_conn_send(pc_conn_t *c, const void *data, size_t len)
  * them finds the FIN sent (and with TLS, close_notify written). Posted
  * functions stay for the kick. Returns how many bytes were taken into q;
  * they are counted in sendq_bytes from here (as handle_kick moves them).
- * Not during a TLS handshake, whose session keeps what it is given. */
-static size_t close_begin(pc_conn_t *c, queue_t *q)
+ * Not during a TLS handshake, whose session keeps what it is given. When
+ * the connection has no send side and the inbox holds no posted function,
+ * *spare receives the inbox's own (allocated by the sender so that taking
+ * accepted bytes never needs memory, as in handle_kick). */
+static size_t close_begin(pc_conn_t *c, queue_t *q, conn_tx_t **spare)
 {
     size_t n = 0;
     queue_init(q);
+    *spare = NULL;
     pc__mutex_lock(conn_lock(c));
-    if (c->inbox_tx && !queue_empty(&c->inbox_tx->sendq) && c->tls_phase != TLSP_HANDSHAKE) {
-        queue_move_all(q, &c->inbox_tx->sendq);
+    conn_tx_t *itx = c->inbox_tx;
+    if (itx && !queue_empty(&itx->sendq) && c->tls_phase != TLSP_HANDSHAKE) {
+        queue_move_all(q, &itx->sendq);
         n = atomic_load(&c->inbox_send_bytes);
         atomic_store(&c->inbox_send_bytes, 0);
         atomic_fetch_add(&c->sendq_bytes, n);
+        if (!c->tx && !itx->posts) {
+            *spare = itx;
+            c->inbox_tx = NULL;
+        }
     }
     c->state = CS_CLOSING;
     pc__mutex_unlock(conn_lock(c));
@@ -1778,10 +1787,17 @@ static size_t close_begin(pc_conn_t *c, queue_t *q)
 }
 
 /* close_begin's bytes into the send queue (encrypted with TLS), ahead of
- * close_notify and the FIN. Returns 0, or -1 when there was no memory for a
- * send side (the bytes are dropped; the caller resets the connection). */
-static int close_queue_taken(pc_conn_t *c, queue_t *q, size_t n)
+ * close_notify and the FIN; spare becomes the send side if there is none.
+ * Returns 0, or -1 when there was no memory for a send side (the bytes are
+ * dropped; the caller resets the connection). */
+static int close_queue_taken(pc_conn_t *c, queue_t *q, size_t n, conn_tx_t *spare)
 {
+    if (spare && !c->tx) {
+        tx_init(spare, c);
+        c->tx = spare;
+    } else if (spare) {
+        tx_free(tls_worker, spare);
+    }
     if (c->tls_phase) {
         atomic_fetch_sub(&c->sendq_bytes, n); /* the records are counted instead */
         conn_tls_send_chunks(c, q, n, 0);     /* and frees them */
@@ -1822,8 +1838,9 @@ int pc_conn_close(pc_conn_t *c)
         return 0;
     }
     queue_t taken;
-    size_t n = close_begin(c, &taken);
-    if (n && close_queue_taken(c, &taken, n) < 0) {
+    conn_tx_t *spare;
+    size_t n = close_begin(c, &taken, &spare);
+    if (n && close_queue_taken(c, &taken, n, spare) < 0) {
         conn_fail_nomem(c);
         return 0;
     }

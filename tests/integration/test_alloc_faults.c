@@ -29,6 +29,7 @@
 
 #include <cmocka.h>
 
+#include "core/thread.h"
 #include "harness.h"
 #include "pick.h"
 
@@ -939,6 +940,71 @@ static void proxy_pause_without_memory(void **state)
     af_finish();
 }
 
+/* A graceful close from the strand flushes what another thread's send by
+ * id had queued without needing memory: the inbox's own send side (its
+ * sender allocated it) becomes the connection's, as when a kick takes the
+ * bytes. Every allocation fails during the pc_conn_close call; the peer
+ * still gets all the bytes, then a FIN. (The close took a second send side
+ * from the allocator: the bytes were dropped and the connection reset,
+ * PC_CLOSE_NOMEM; found by the review of the change.) */
+#define CN_LEN 50000
+static atomic_int cn_rc;
+static _Atomic uint64_t cn_id;
+
+static void cn_sender(void *arg)
+{
+    (void)arg;
+    static char b[CN_LEN];
+    memset(b, 'n', sizeof b);
+    atomic_store(&cn_rc, pc_server_send_to(g_srv, atomic_load(&cn_id), b, sizeof b));
+}
+
+static void cn_data(pc_conn_t *c, const void *data, size_t len)
+{
+    (void)data;
+    (void)len;
+    atomic_store(&cn_id, pc_conn_id(c));
+    pc_thread_t th;
+    assert_int_equal(pc__thread_start(&th, cn_sender, NULL, "cn-sender"), 0);
+    pc__thread_join(th);
+    fa_arm(1);
+    pc_conn_close(c);
+    fa_disarm();
+}
+
+static void cn_config(pc_server_config_t *cfg)
+{
+    cfg->threads = 1;
+    cfg->cb.on_data = cn_data;
+}
+
+static void close_flushes_by_id_without_memory(void **state)
+{
+    (void)state;
+    atomic_store(&cn_rc, 99);
+    af_start_with(cn_config);
+    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 3000);
+    assert_true(s != SHIM_INVALID);
+    assert_int_equal(shim_send_all(s, "x", 1), 0);
+    size_t n = 0;
+    shim_set_timeout(s, 5000);
+    int r = shim_wait_close(s, &n);
+    shim_close(s);
+    WAIT_FOR(atomic_load(&app_closes) == 1, 5000);
+    if (r != 0 || n != CN_LEN)
+        print_message("%llu of %d bytes, then %s; close reason %s\n", (unsigned long long)n, CN_LEN,
+                      r == 0    ? "FIN"
+                      : r == -1 ? "reset"
+                                : "timeout",
+                      atomic_load(&g_reasons[PC_CLOSE_NOMEM]) ? "nomem" : "other");
+    assert_int_equal(atomic_load(&cn_rc), 0);
+    assert_int_equal(n, CN_LEN);
+    assert_int_equal(r, 0);
+    assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_NOMEM]), 0);
+    opens_and_closes_pair();
+    af_finish();
+}
+
 int main(int argc, char **argv)
 {
     shim_init();
@@ -955,6 +1021,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(send_to_carrier_fails, af_teardown),
         cmocka_unit_test_teardown(post_to_carrier_fails, af_teardown),
         cmocka_unit_test_teardown(proxy_pause_without_memory, af_teardown),
+        cmocka_unit_test_teardown(close_flushes_by_id_without_memory, af_teardown),
     };
     if (PICK_TEST(tests, argc, argv) != 0) return 1;
     return cmocka_run_group_tests_name("alloc_faults", tests, NULL, NULL);
