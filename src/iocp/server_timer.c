@@ -210,7 +210,7 @@ void stimer_run_expired(worker_t *w, queue_t *due)
              * (a slow run or a stall skips the missed periods) */
             uint64_t now = pc__now_ms();
             t->at += t->period_ms;
-            if (t->at < now) t->at = now + t->period_ms;
+            if (t->at < now) t->at = pc__deadline_ms(t->period_ms);
             stimer_put(w, t);
         }
         pc__mutex_unlock(&s->stimer_lock);
