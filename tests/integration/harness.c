@@ -9,6 +9,7 @@
 
 #include <cmocka.h>
 
+#include "core/thread.h"
 #include "harness.h"
 #include "pick.h"
 
@@ -235,6 +236,51 @@ void worker_hold(pc_server_t *s)
 void worker_release(void)
 {
     atomic_store(&g_hold, 0);
+}
+
+static atomic_int xs_req, xs_done, xs_rc; /* xs_req: 0 idle, 1 send, -1 exit */
+static _Atomic uint64_t xs_id;
+static atomic_size_t xs_len;
+static pc_thread_t xs_thread;
+
+static void xsender_main(void *arg)
+{
+    (void)arg;
+    static char b[XSENDER_MAX];
+    memset(b, 'z', sizeof b);
+    for (;;) {
+        while (!atomic_load(&xs_req))
+            shim_sleep_ms(1);
+        if (atomic_load(&xs_req) < 0) return;
+        atomic_store(&xs_req, 0);
+        atomic_store(&xs_rc,
+                     pc_server_send_to(g_srv, atomic_load(&xs_id), b, atomic_load(&xs_len)));
+        atomic_store(&xs_done, 1);
+    }
+}
+
+void xsender_start(void)
+{
+    atomic_store(&xs_req, 0);
+    assert_int_equal(pc__thread_start(&xs_thread, xsender_main, NULL, "xsender"), 0);
+}
+
+int xsender_send(pc_conn_t *c, size_t len)
+{
+    assert_true(len <= XSENDER_MAX);
+    atomic_store(&xs_id, pc_conn_id(c));
+    atomic_store(&xs_len, len);
+    atomic_store(&xs_done, 0);
+    atomic_store(&xs_req, 1);
+    for (int i = 0; i < 5000 && !atomic_load(&xs_done); i++)
+        shim_sleep_ms(1);
+    return atomic_load(&xs_done) ? atomic_load(&xs_rc) : -1;
+}
+
+void xsender_stop(void)
+{
+    atomic_store(&xs_req, -1);
+    pc__thread_join(xs_thread);
 }
 
 void expect_echo(shim_sock_t s, const char *msg)

@@ -76,6 +76,17 @@ pc_server_t *start_client_server(const pc_callbacks_t *cb, const pc_server_confi
  * bytes queued by id before a connect starts). One hold at a time. */
 void worker_hold(pc_server_t *s);
 void worker_release(void);
+/* A thread that sends by id on request, for tests where another thread's
+ * send must land while a connection's callback runs. xsender_start before
+ * the first xsender_send, xsender_stop after the last. */
+#define XSENDER_MAX 100000
+void xsender_start(void);
+/* From a callback of c (on g_srv): the thread sends len bytes of 'z' (at
+ * most XSENDER_MAX) to c by id; returns that send's result once it
+ * returned, so the bytes wait in c's inbox for the kick (-1: no answer in
+ * 5 s). */
+int xsender_send(pc_conn_t *c, size_t len);
+void xsender_stop(void);
 
 /* Wait until cond() holds or ms pass. */
 #define WAIT_FOR(expr, ms)                        \

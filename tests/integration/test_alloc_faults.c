@@ -29,7 +29,6 @@
 
 #include <cmocka.h>
 
-#include "core/thread.h"
 #include "harness.h"
 #include "pick.h"
 
@@ -947,26 +946,13 @@ static void proxy_pause_without_memory(void **state)
  * still gets all the bytes, then a FIN. (The close took a second send side
  * from the allocator: the bytes were dropped and the connection reset,
  * PC_CLOSE_NOMEM; found by the review of the change.) */
-#define CN_LEN 50000
 static atomic_int cn_rc;
-static _Atomic uint64_t cn_id;
-
-static void cn_sender(void *arg)
-{
-    (void)arg;
-    static char b[CN_LEN];
-    memset(b, 'n', sizeof b);
-    atomic_store(&cn_rc, pc_server_send_to(g_srv, atomic_load(&cn_id), b, sizeof b));
-}
 
 static void cn_data(pc_conn_t *c, const void *data, size_t len)
 {
     (void)data;
     (void)len;
-    atomic_store(&cn_id, pc_conn_id(c));
-    pc_thread_t th;
-    assert_int_equal(pc__thread_start(&th, cn_sender, NULL, "cn-sender"), 0);
-    pc__thread_join(th);
+    atomic_store(&cn_rc, xsender_send(c, XSENDER_MAX / 2));
     fa_arm(1);
     pc_conn_close(c);
     fa_disarm();
@@ -983,6 +969,7 @@ static void close_flushes_by_id_without_memory(void **state)
     (void)state;
     atomic_store(&cn_rc, 99);
     af_start_with(cn_config);
+    xsender_start();
     shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 3000);
     assert_true(s != SHIM_INVALID);
     assert_int_equal(shim_send_all(s, "x", 1), 0);
@@ -991,16 +978,18 @@ static void close_flushes_by_id_without_memory(void **state)
     int r = shim_wait_close(s, &n);
     shim_close(s);
     WAIT_FOR(atomic_load(&app_closes) == 1, 5000);
-    if (r != 0 || n != CN_LEN)
-        print_message("%llu of %d bytes, then %s; close reason %s\n", (unsigned long long)n, CN_LEN,
+    if (r != 0 || n != XSENDER_MAX / 2)
+        print_message("%llu of %d bytes, then %s; close reason %s\n", (unsigned long long)n,
+                      XSENDER_MAX / 2,
                       r == 0    ? "FIN"
                       : r == -1 ? "reset"
                                 : "timeout",
                       atomic_load(&g_reasons[PC_CLOSE_NOMEM]) ? "nomem" : "other");
     assert_int_equal(atomic_load(&cn_rc), 0);
-    assert_int_equal(n, CN_LEN);
+    assert_int_equal(n, XSENDER_MAX / 2);
     assert_int_equal(r, 0);
     assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_NOMEM]), 0);
+    xsender_stop();
     opens_and_closes_pair();
     af_finish();
 }

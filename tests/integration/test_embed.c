@@ -534,48 +534,19 @@ static void on_sent_order(void **state)
 
 /* ---- 5b. bytes sent by id before a close from the strand, and on_sent */
 
-/* An application thread sends XC_LEN bytes by id when asked; the
- * connection's callback waits until that send returned, then closes
- * gracefully: the bytes were accepted before the close, so they go out
- * before the FIN (they were dropped: the close sent the FIN with the
- * connection's own queue empty, and the kick that carried the inbox found
- * the FIN sent). */
-#define XC_LEN 100000
-static atomic_int g_xc_req, g_xc_done, g_xc_rc, g_xc_len = XC_LEN;
-static _Atomic uint64_t g_xc_id;
-
-static void xc_sender(void *arg)
-{
-    (void)arg;
-    static char b[XC_LEN];
-    memset(b, 'z', sizeof b);
-    for (;;) {
-        while (!atomic_load(&g_xc_req))
-            shim_sleep_ms(1);
-        if (atomic_load(&g_xc_req) < 0) return;
-        atomic_store(&g_xc_req, 0);
-        atomic_store(&g_xc_rc, pc_server_send_to(g_srv, atomic_load(&g_xc_id), b,
-                                                 (size_t)atomic_load(&g_xc_len)));
-        atomic_store(&g_xc_done, 1);
-    }
-}
-
-/* In a callback: have xc_sender send g_xc_len bytes to c by id, and wait
- * until that send returned (they wait in c's inbox for the kick). */
-static void xc_send_by_other_thread(pc_conn_t *c)
-{
-    atomic_store(&g_xc_id, pc_conn_id(c));
-    atomic_store(&g_xc_done, 0);
-    atomic_store(&g_xc_req, 1);
-    for (int i = 0; i < 5000 && !atomic_load(&g_xc_done); i++)
-        shim_sleep_ms(1);
-}
+/* An application thread sends XSENDER_MAX bytes by id when asked (the
+ * harness's xsender); the connection's callback waits until that send
+ * returned, then closes gracefully: the bytes were accepted before the
+ * close, so they go out before the FIN (they were dropped: the close sent
+ * the FIN with the connection's own queue empty, and the kick that carried
+ * the inbox found the FIN sent). */
+static atomic_int g_xc_rc;
 
 static void xc_on_data(pc_conn_t *c, const void *data, size_t len)
 {
     (void)data;
     (void)len;
-    xc_send_by_other_thread(c);
+    atomic_store(&g_xc_rc, xsender_send(c, XSENDER_MAX));
     pc_conn_close(c);
 }
 
@@ -586,10 +557,7 @@ static void close_keeps_bytes_sent_by_id(void **state)
     base_config(&cfg);
     cfg.cb.on_data = xc_on_data;
     start_server(&cfg);
-    atomic_store(&g_xc_req, 0);
-    atomic_store(&g_xc_len, XC_LEN);
-    pc_thread_t th;
-    assert_int_equal(pc__thread_start(&th, xc_sender, NULL, "xc-sender"), 0);
+    xsender_start();
     for (int round = 0; round < 5; round++) {
         shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 10000);
         assert_true(s != SHIM_INVALID);
@@ -597,18 +565,17 @@ static void close_keeps_bytes_sent_by_id(void **state)
         size_t got = 0;
         int end = shim_wait_close(s, &got);
         shim_close(s);
-        if (got != XC_LEN || end != 0)
+        if (got != XSENDER_MAX || end != 0)
             print_message("round %d: send_to %s, %llu of %d bytes, then %s\n", round,
-                          pc_err_name(atomic_load(&g_xc_rc)), (unsigned long long)got, XC_LEN,
+                          pc_err_name(atomic_load(&g_xc_rc)), (unsigned long long)got, XSENDER_MAX,
                           end == 0    ? "FIN"
                           : end == -1 ? "reset"
                                       : "timeout");
         assert_int_equal(atomic_load(&g_xc_rc), 0);
-        assert_int_equal(got, XC_LEN);
+        assert_int_equal(got, XSENDER_MAX);
         assert_int_equal(end, 0);
     }
-    atomic_store(&g_xc_req, -1);
-    pc__thread_join(th);
+    xsender_stop();
     WAIT_FOR(stats().send_queued_bytes == 0, 5000);
     assert_int_equal(stats().send_queued_bytes, 0);
 }
@@ -627,8 +594,7 @@ static void os_on_data(pc_conn_t *c, const void *data, size_t len)
     (void)data;
     (void)len;
     assert_int_equal(pc_conn_send(c, "x", 1), 0);
-    xc_send_by_other_thread(c);
-    assert_int_equal(atomic_load(&g_xc_rc), 0);
+    assert_int_equal(xsender_send(c, 3), 0);
 }
 
 static void os_on_sent(pc_conn_t *c)
@@ -647,10 +613,7 @@ static void on_sent_counts_sends_by_id(void **state)
     cfg.cb.on_data = os_on_data;
     cfg.cb.on_sent = os_on_sent;
     start_server(&cfg);
-    atomic_store(&g_xc_req, 0);
-    atomic_store(&g_xc_len, 3);
-    pc_thread_t th;
-    assert_int_equal(pc__thread_start(&th, xc_sender, NULL, "xc-sender"), 0);
+    xsender_start();
     shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 10000);
     assert_true(s != SHIM_INVALID);
     for (int round = 0; round < 20; round++) {
@@ -661,8 +624,7 @@ static void on_sent_counts_sends_by_id(void **state)
         WAIT_FOR(atomic_load(&g_os_runs) > round, 5000);
     }
     shim_close(s);
-    atomic_store(&g_xc_req, -1);
-    pc__thread_join(th);
+    xsender_stop();
     if (atomic_load(&g_os_bad) || atomic_load(&g_os_runs) != 20)
         print_message("on_sent ran %d times in 20 rounds, %d with bytes sent by id queued\n",
                       atomic_load(&g_os_runs), atomic_load(&g_os_bad));

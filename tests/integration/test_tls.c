@@ -1158,38 +1158,17 @@ static void pc_client_handshake_cut(void **state)
 }
 
 /* Bytes sent by id before a close from the strand go out before
- * close_notify and the FIN: an application thread sends XT_LEN bytes by id
- * and the callback closes once that send returned (they were dropped, as on
- * a plain connection: the kick that carried them came after the FIN). The
- * client reads them all, then close_notify. */
-#define XT_LEN 100000
-static atomic_int g_xt_req, g_xt_done, g_xt_rc;
-static _Atomic uint64_t g_xt_id;
-
-static void xt_sender(void *arg)
-{
-    (void)arg;
-    static char b[XT_LEN];
-    memset(b, 'z', sizeof b);
-    for (;;) {
-        while (!atomic_load(&g_xt_req))
-            shim_sleep_ms(1);
-        if (atomic_load(&g_xt_req) < 0) return;
-        atomic_store(&g_xt_req, 0);
-        atomic_store(&g_xt_rc, pc_server_send_to(g_srv, atomic_load(&g_xt_id), b, XT_LEN));
-        atomic_store(&g_xt_done, 1);
-    }
-}
+ * close_notify and the FIN: the harness's xsender sends XSENDER_MAX bytes
+ * by id and the callback closes once that send returned (they were
+ * dropped, as on a plain connection: the kick that carried them came after
+ * the FIN). The client reads them all, then close_notify. */
+static atomic_int g_xt_rc;
 
 static void xt_on_data(pc_conn_t *c, const void *data, size_t len)
 {
     (void)data;
     (void)len;
-    atomic_store(&g_xt_id, pc_conn_id(c));
-    atomic_store(&g_xt_done, 0);
-    atomic_store(&g_xt_req, 1);
-    for (int i = 0; i < 5000 && !atomic_load(&g_xt_done); i++)
-        shim_sleep_ms(1);
+    atomic_store(&g_xt_rc, xsender_send(c, XSENDER_MAX));
     pc_conn_close(c);
 }
 
@@ -1200,9 +1179,7 @@ static void close_keeps_bytes_sent_by_id_tls(void **state)
     base_config(&cfg);
     cfg.cb.on_data = xt_on_data;
     start_tls_server(&cfg, NULL, 0);
-    atomic_store(&g_xt_req, 0);
-    pc_thread_t th;
-    assert_int_equal(pc__thread_start(&th, xt_sender, NULL, "xt-sender"), 0);
+    xsender_start();
     for (int round = 0; round < 3; round++) {
         tcli_t t;
         assert_true(tcli_open(&t, DATA("ca.pem"), NULL, NULL));
@@ -1213,16 +1190,16 @@ static void close_keeps_bytes_sent_by_id_tls(void **state)
         while ((r = SSL_read(t.ssl, buf, sizeof buf)) > 0)
             got += (size_t)r;
         int err = SSL_get_error(t.ssl, r);
-        if (got != XT_LEN || err != SSL_ERROR_ZERO_RETURN)
+        if (got != XSENDER_MAX || err != SSL_ERROR_ZERO_RETURN)
             print_message("round %d: send_to %s, %llu of %d bytes, then SSL error %d\n", round,
-                          pc_err_name(atomic_load(&g_xt_rc)), (unsigned long long)got, XT_LEN, err);
+                          pc_err_name(atomic_load(&g_xt_rc)), (unsigned long long)got, XSENDER_MAX,
+                          err);
         tcli_close(&t);
         assert_int_equal(atomic_load(&g_xt_rc), 0);
-        assert_int_equal(got, XT_LEN);
+        assert_int_equal(got, XSENDER_MAX);
         assert_int_equal(err, SSL_ERROR_ZERO_RETURN); /* close_notify after the bytes */
     }
-    atomic_store(&g_xt_req, -1);
-    pc__thread_join(th);
+    xsender_stop();
 }
 
 /* The second connection of a client context that keeps tickets resumes. */
