@@ -1857,7 +1857,8 @@ int pc_conn_close_nolinger(pc_conn_t *c)
 {
     if (!c || tls_conn != c) return PC_EINVAL;
     int rc = pc_conn_close(c);
-    if (rc == 0) c->no_linger = NL_ASKED;
+    if (rc == 0 && c->state != CS_CLOSED)
+        c->no_linger = NL_ASKED; /* not reset for lack of memory */
     return rc;
 }
 
