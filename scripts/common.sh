@@ -18,7 +18,13 @@ pc_need_pkgs() {
   [ ${#missing[@]} -eq 0 ] && return 0
   pc_log "installing: ${missing[*]}"
   local sudo=""
-  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  if [ "$(id -u)" -ne 0 ]; then
+    if ! command -v sudo >/dev/null 2>&1; then
+      echo "installing ${missing[*]} needs root: run this as root, or install sudo" >&2
+      exit 1
+    fi
+    sudo="sudo"
+  fi
   if [ -z "${PC_APT_UPDATED:-}" ]; then
     $sudo apt-get update -qq
     PC_APT_UPDATED=1

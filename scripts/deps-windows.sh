@@ -129,7 +129,7 @@ run_logged() { # NAME CMD... -- output to $work/NAME.log, shown on failure
 
 # ---- 1. a private apt configuration for deb-src -----------------------------------
 # The URIs and Signed-By of the system's entry for $suite, from the deb822 file.
-source_entry() {
+source_entry_deb822() {
   local f=/etc/apt/sources.list.d/debian.sources
   [[ -r $f ]] || return 0
   awk -v suite="$suite" '
@@ -154,6 +154,36 @@ source_entry() {
         exit
       }
     }' "$f"
+}
+
+# The same from the one-line format (/etc/apt/sources.list and *.list:
+# "deb [signed-by=KEY ...] URI SUITE COMPONENT..."), which the Debian 12
+# installer still writes for some setups.
+source_entry_oneline() {
+  local f
+  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+    [[ -r $f ]] || continue
+    awk -v suite="$suite" '
+      $1 != "deb" { next }
+      {
+        signed = ""; i = 2
+        if ($2 ~ /^\[/) { # options up to the closing bracket
+          for (; i <= NF; i++) {
+            o = $i; gsub(/[][]/, "", o)
+            if (o ~ /^signed-by=/) signed = substr(o, 11)
+            if ($i ~ /\]$/) { i++; break }
+          }
+        }
+        if ($(i + 1) == suite) { print $i "\t" signed; exit }
+      }' "$f"
+  done | head -n 1
+}
+
+source_entry() {
+  local e
+  e=$(source_entry_deb822)
+  [[ -n $e ]] || e=$(source_entry_oneline)
+  printf '%s' "$e"
 }
 
 entry=$(source_entry)

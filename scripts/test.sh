@@ -23,6 +23,7 @@ stage_linux() {
   bash scripts/check-spdx.sh # every source, script and CMake file says its licence
   pc_base_pkgs
   pc_need_pkgs haproxy # tests/process/haproxy_proxy.py: a real HAProxy in front of pc-http
+  pc_need_pkgs iproute2 # tests/process/kernel_filter.py's network-namespace case (ip netns)
   local b="$PC_ROOT/build/test-linux"
   cmake -S . -B "$b" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
   cmake --build "$b" -j"$(pc_jobs)"

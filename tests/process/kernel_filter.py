@@ -286,7 +286,8 @@ def run(args):
         if shutil.which("ip"):
             case_netns(args, tmp, failures)
         else:
-            print("ip (iproute2) missing: the network-namespace case is skipped")
+            print("ip (iproute2) missing: the network-namespace case is skipped "
+                  "(scripts/test.sh installs iproute2)")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return failures
