@@ -246,16 +246,16 @@ start_server() {
         kill -0 "${PID[$srv]}" 2>/dev/null || break
         sleep 0.1
     done
-    if ! kill -0 "${PID[$srv]}" 2>/dev/null || ! bench_wait_port "$port"; then
-        echo "$srv did not start: $(cat "$dir/err.log" "$dir/out.log" "$dir/error.log" 2>/dev/null | tail -5)" >&2
-        exit 1
-    fi
     sleep 0.3
     PIDS[$srv]="${PID[$srv]} $(bench_children "${PID[$srv]}" | tr '\n' ' ')"
+    # alive, answering, and the listener its own (not another process that
+    # took the port bench_free_port gave: nginx retries its bind for seconds)
     # shellcheck disable=SC2086 # a list of PIDs
-    if ! kill -0 "${PID[$srv]}" 2>/dev/null || ! bench_port_owned "$port" ${PIDS[$srv]}; then
-        echo "$srv did not start: 127.0.0.1:$port is not its listener ($(ss -Hltnp "sport = :$port" 2>/dev/null | grep -o 'users:.*'))" \
-            "$(cat "$dir/err.log" "$dir/out.log" "$dir/error.log" 2>/dev/null | tail -3)" >&2
+    if ! kill -0 "${PID[$srv]}" 2>/dev/null || ! bench_wait_port "$port" ||
+        ! bench_port_owned "$port" ${PIDS[$srv]}; then
+        echo "$srv did not start (listener on 127.0.0.1:$port:" \
+            "$(ss -Hltnp "sport = :$port" 2>/dev/null | grep -o 'users:.*' || echo none))" \
+            "$(cat "$dir/err.log" "$dir/out.log" "$dir/error.log" 2>/dev/null | tail -5)" >&2
         exit 1
     fi
 }
