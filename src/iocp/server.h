@@ -380,9 +380,8 @@ struct pc_server_s {
     /* server timers (server_timer.c): the registry of live timers; lock
      * order stimer_lock, then a worker's wheel_lock */
     pc_mutex_t stimer_lock;
-    queue_t stimers;
-    /* the same records by id (server_timer.c): cancel finds one without a
-     * walk of every live timer under stimer_lock */
+    /* the live timers, chained by id (server_timer.c): cancel finds one
+     * without a walk of every live timer under stimer_lock */
     struct stimer_s **stimer_tab;
     size_t stimer_tab_n, stimer_count;
     int64_t stimer_next_id;

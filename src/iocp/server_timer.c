@@ -8,8 +8,8 @@
  * back on the wheel of the worker that ran it.
  *
  * Every record is in the server's registry (stimer_lock) from creation to
- * its free, a list (for the cancel at stop) and a table chained by id (for
- * a cancel by id, which costs the same with 100k live timers as with one).
+ * its free: a table chained by id, so a cancel by id costs the same with
+ * 100k live timers as with one (the cancel at stop walks the table).
  * Its state says who holds it: ARMING (the op is on its way to a worker),
  * ARMED (on wk's wheel, or just taken off it by wk's expiry and not yet
  * looked at), RUNNING (fn runs on wk). Cancel frees what is on a wheel and
@@ -31,7 +31,6 @@ typedef struct stimer_s {
     op_t op; /* TAG_STIMER while ARMING */
     wheel_timer_t wt;
     queue_t due;            /* on the expiring worker's list (stimer_claim) */
-    queue_t reg;            /* s->stimers */
     struct stimer_s *hnext; /* s->stimer_tab's chain */
     int64_t id;
     void (*fn)(pc_server_t *s, void *arg);
@@ -47,7 +46,6 @@ typedef struct stimer_s {
 void stimer_init(pc_server_t *s)
 {
     pc__mutex_init(&s->stimer_lock);
-    queue_init(&s->stimers);
     s->stimer_tab = NULL;
     s->stimer_tab_n = s->stimer_count = 0;
     s->stimer_next_id = 1;
@@ -58,6 +56,14 @@ void stimer_init(pc_server_t *s)
 static stimer_t **stimer_chain(pc_server_t *s, int64_t id)
 {
     return &s->stimer_tab[(uint64_t)id & (s->stimer_tab_n - 1)];
+}
+
+/* Put t at the head of its chain in tab (n chains, a power of two). */
+static void stimer_chain_push(stimer_t **tab, size_t n, stimer_t *t)
+{
+    stimer_t **head = &tab[(uint64_t)t->id & (n - 1)];
+    t->hnext = *head;
+    *head = t;
 }
 
 /* Under stimer_lock: the record with this id, or NULL. */
@@ -84,9 +90,7 @@ static int stimer_tab_room(pc_server_t *s)
         stimer_t *t = s->stimer_tab[i];
         while (t) {
             stimer_t *nx = t->hnext;
-            stimer_t **head = &tab[(uint64_t)t->id & (n - 1)];
-            t->hnext = *head;
-            *head = t;
+            stimer_chain_push(tab, n, t);
             t = nx;
         }
     }
@@ -104,7 +108,6 @@ static void stimer_free(pc_server_t *s, stimer_t *t)
         pp = &(*pp)->hnext;
     *pp = t->hnext;
     s->stimer_count--;
-    queue_remove(&t->reg);
     pc__free(t);
 }
 
@@ -146,10 +149,7 @@ int64_t pc_server_timer(pc_server_t *s, unsigned ms, int repeat,
         return PC_ENOMEM;
     }
     t->id = s->stimer_next_id++;
-    queue_insert_tail(&s->stimers, &t->reg);
-    stimer_t **head = stimer_chain(s, t->id);
-    t->hnext = *head;
-    *head = t;
+    stimer_chain_push(s->stimer_tab, s->stimer_tab_n, t);
     s->stimer_count++;
     int64_t id = t->id;
     pc__mutex_unlock(&s->stimer_lock);
@@ -250,12 +250,13 @@ void stimer_cancel_all(pc_server_t *s)
 {
     pc__mutex_lock(&s->stimer_lock);
     s->stimer_closed = 1;
-    queue_t *e = s->stimers.next;
-    while (e != &s->stimers) {
-        queue_t *nx = e->next; /* e may be freed */
-        stimer_t *t = pc_container_of(e, stimer_t, reg);
-        if (!t->cancelled) stimer_cancel_locked(s, t);
-        e = nx;
+    for (size_t i = 0; i < s->stimer_tab_n; i++) {
+        stimer_t *t = s->stimer_tab[i];
+        while (t) {
+            stimer_t *nx = t->hnext; /* t may be freed */
+            if (!t->cancelled) stimer_cancel_locked(s, t);
+            t = nx;
+        }
     }
     pc__mutex_unlock(&s->stimer_lock);
 }
@@ -263,10 +264,9 @@ void stimer_cancel_all(pc_server_t *s)
 void stimer_destroy(pc_server_t *s)
 {
     /* the workers are gone: whatever is left is nobody's */
-    while (!queue_empty(&s->stimers)) {
-        stimer_t *t = pc_container_of(queue_head(&s->stimers), stimer_t, reg);
-        stimer_free(s, t);
-    }
+    for (size_t i = 0; i < s->stimer_tab_n; i++)
+        while (s->stimer_tab[i])
+            stimer_free(s, s->stimer_tab[i]);
     pc__free(s->stimer_tab);
     s->stimer_tab = NULL;
     s->stimer_tab_n = 0;
