@@ -313,6 +313,20 @@ static void tx_free(worker_t *w, conn_tx_t *tx)
     pc__free(tx);
 }
 
+/* An inbox's send side whose chunks were taken (strand): it becomes the
+ * connection's if the connection has none (so taking accepted bytes never
+ * needs memory: the sender allocated it), else goes to this worker's
+ * cache. */
+static void tx_adopt(pc_conn_t *c, conn_tx_t *itx)
+{
+    if (!c->tx && c->state != CS_CLOSED) {
+        tx_init(itx, c);
+        c->tx = itx;
+    } else {
+        tx_free(tls_worker, itx);
+    }
+}
+
 /* The connection's send side, taken from the running worker's cache if it
  * has none (strand). NULL: out of memory. */
 static conn_tx_t *tx_get(pc_conn_t *c)
@@ -1041,12 +1055,7 @@ static void handle_kick(pc_conn_t *c)
          * it becomes the send side if there is none (also the op of an
          * outbound connect, below), else goes to this worker's cache */
         queue_move_all(&local, &itx->sendq);
-        if (!c->tx && c->state != CS_CLOSED) {
-            tx_init(itx, c);
-            c->tx = itx;
-        } else {
-            tx_free(tls_worker, itx);
-        }
+        tx_adopt(c, itx);
     }
 
     if (c->state == CS_OPENING && !c->connecting) conn_open(c);
@@ -1792,12 +1801,7 @@ static size_t close_begin(pc_conn_t *c, queue_t *q, conn_tx_t **spare)
  * dropped; the caller resets the connection). */
 static int close_queue_taken(pc_conn_t *c, queue_t *q, size_t n, conn_tx_t *spare)
 {
-    if (spare && !c->tx) {
-        tx_init(spare, c);
-        c->tx = spare;
-    } else if (spare) {
-        tx_free(tls_worker, spare);
-    }
+    if (spare) tx_adopt(c, spare);
     if (c->tls_phase) {
         atomic_fetch_sub(&c->sendq_bytes, n); /* the records are counted instead */
         conn_tls_send_chunks(c, q, n, 0);     /* and frees them */
