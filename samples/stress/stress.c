@@ -309,6 +309,12 @@ static uint64_t due_at(uint64_t now)
     return (uint64_t)((double)(now - g_t0) / 1e9 * opt.rate) + 1;
 }
 
+/* --rate: the scheduled time of request k (due_at's inverse). */
+static uint64_t sched_at(uint64_t k)
+{
+    return g_t0 + (uint64_t)((double)k * 1e9 / opt.rate);
+}
+
 /* --rate: take the oldest scheduled request not yet handed out, if it is due
  * now. *when receives its scheduled time. Any thread. */
 static int claim(uint64_t *when)
@@ -317,7 +323,7 @@ static int claim(uint64_t *when)
     uint64_t k = atomic_load(&g_issued);
     while (k < due) {
         if (atomic_compare_exchange_weak(&g_issued, &k, k + 1)) {
-            *when = g_t0 + (uint64_t)((double)k * 1e9 / opt.rate);
+            *when = sched_at(k);
             return 1;
         }
     }
@@ -1030,8 +1036,7 @@ int main(int argc, char **argv)
         }
         unsigned sleep_for = tick_us;
         if (opt.rate > 0) { /* wake for the next scheduled request if it comes sooner */
-            uint64_t next = g_t0 + (uint64_t)((double)atomic_load(&g_issued) * 1e9 / opt.rate),
-                     t = now_ns();
+            uint64_t next = sched_at(atomic_load(&g_issued)), t = now_ns();
             if (next > t && next - t < (uint64_t)tick_us * 1000u)
                 sleep_for = (unsigned)((next - t) / 1000u) + 1;
         }
