@@ -747,12 +747,13 @@ PC_API int64_t pc_server_send_queued(pc_server_t *s, pc_conn_id_t id);
 /* Run fn(c, arg) inside the connection's strand: on its worker, never
  * concurrently with its callbacks, so every pc_conn_* function is legal
  * there (pause/resume reading, send, close, timers). Functions posted to
- * one connection run in the order posted, after the bytes sent to it by id
- * before them; bytes sent by id after the post may go out before what fn
- * sends (the worker takes every byte waiting before it runs the posts): to
- * follow fn's output, send them from fn, or post them. Once this returned
- * 0, fn runs exactly once: with c the connection if it is still open then (or
- * closing: pc_conn_* calls then return PC_ENOTCONN where they would in a
+ * one connection and bytes sent to it by id keep the order they were
+ * given in: fn runs after the bytes sent before it, and what fn sends
+ * goes out before the bytes sent by id after it (if fn closes the
+ * connection gracefully, those still go before the FIN: they were
+ * accepted before the close). Once this returned 0, fn runs exactly
+ * once: with c the connection if it is still open then (or closing:
+ * pc_conn_* calls then return PC_ENOTCONN where they would in a
  * callback), or with c == NULL, on a worker, if the connection closed
  * (on_close ran) before fn's turn, so arg can always be freed in fn. On a
  * pc_connect connection still connecting, fn waits for the connect: after

@@ -42,14 +42,37 @@ static void sq_chunk_free(pc_server_t *s, chunk_t *ch);
 static size_t sq_chunk_size(size_t need);
 static int over_limit(pc_conn_t *c, size_t total);
 static void sendq_take(pc_conn_t *c, queue_t *from);
-/* A pc_server_post_to record (in an inbox, or kept until on_open). */
+/* A pc_server_post_to record (in an inbox, or kept until on_open). The
+ * bytes sent by id after it (until the next post) wait in its follow
+ * queue, so that they leave after what fn sends: the inbox is the bytes
+ * before the oldest post (its sendq), then each post with its follow. */
 typedef struct inbox_post_s {
     struct inbox_post_s *next;
     void (*fn)(pc_conn_t *c, void *arg);
     void *arg;
+    queue_t follow; /* chunk_t */
 } xpost_t;
 
-static void posts_run(pc_conn_t *c, xpost_t *p);
+/* Where the bytes a kick hands over are counted: in sendq_bytes (counted),
+ * or still in the inbox, kept by a TLS handshake (in_inbox); neither: in
+ * send_queued only, until they are queued. */
+typedef struct kick_count_s {
+    int counted;
+    int in_inbox;
+} kick_count_t;
+
+/* The posted functions a kick (or open_kept) runs now, from the one
+ * running on (oldest first): a graceful close from one of them takes the
+ * bytes sent after it and after those still to run (close_begin). Set
+ * while they run, on the strand's thread. */
+typedef struct posts_rest_s {
+    pc_conn_t *c;
+    xpost_t *cur;
+    kick_count_t k;
+} posts_rest_t;
+static PC_THREAD_LOCAL posts_rest_t *tls_posts_rest;
+
+static void posts_run(pc_conn_t *c, xpost_t *p, const kick_count_t *k);
 static void open_kept(pc_conn_t *c);
 static void conn_notify_sent(pc_conn_t *c);
 static int hold_data(pc_conn_t *c, void *data, uint32_t len);
@@ -934,7 +957,7 @@ static void conn_close_socket(pc_conn_t *c, int abortive)
     if (c->ext && c->ext->open_posts) { /* it never opened: they run with NULL */
         xpost_t *p = c->ext->open_posts;
         c->ext->open_posts = NULL;
-        posts_run(c, p);
+        posts_run(c, p, NULL); /* their bytes: counted in sendq_bytes, settled at release */
     }
     if (!c->outbound) {
         filter_release(s->filter, &c->ticket);
@@ -969,7 +992,7 @@ static void conn_release(worker_t *w, pc_conn_t *c)
     pc__mutex_unlock(conn_lock(c));
     if (itx) {
         /* closed: no post_to adds to it any more; its functions run with NULL */
-        if (itx->posts) posts_run(NULL, itx->posts);
+        if (itx->posts) posts_run(c, itx->posts, NULL);
         itx->posts = NULL;
         sendq_free(s, &itx->sendq);
         tx_free(w, itx);
@@ -1014,11 +1037,62 @@ static void open_kept(pc_conn_t *c)
     x->open_posts = NULL;
     int close = x->close_when_open;
     x->close_when_open = 0;
-    if (p) posts_run(c, p);
+    /* their bytes went into sendq_bytes with the connect's (handle_kick) */
+    kick_count_t k = {1, 0};
+    if (p) posts_run(c, p, &k);
     if (close && c->state == CS_OPEN) {
         c->reason = x->close_when_open_reason;
         pc_conn_close(c);
     }
+}
+
+/* Bytes (not chunk memory) waiting in a queue of chunks. */
+static size_t chunks_bytes(const queue_t *q)
+{
+    size_t n = 0;
+    queue_t *e;
+    queue_foreach(e, q)
+    {
+        const chunk_t *ch = pc_container_of(e, chunk_t, link);
+        n += ch->len - ch->off;
+    }
+    return n;
+}
+
+/* Bytes a kick took from the inbox (all of them, or those sent after a
+ * posted function, once it ran) go to the send queue, encrypted with TLS;
+ * closed (or the FIN sent), they are dropped. k says where they are
+ * counted (strand). */
+static void kick_bytes(pc_conn_t *c, queue_t *q, const kick_count_t *k)
+{
+    if (queue_empty(q)) return;
+    pc_server_t *s = conn_srv(c);
+    size_t n = chunks_bytes(q);
+    int accept =
+        c->state == CS_OPEN || c->state == CS_OPENING || (c->state == CS_CLOSING && !c->fin_sent);
+    if (accept && c->tls_phase) {
+        /* encrypted into the send queue; the plaintext leaves it */
+        if (k->counted) atomic_fetch_sub(&c->sendq_bytes, n);
+        conn_tls_send_chunks(c, q, n, k->in_inbox); /* and frees them */
+        c->sent_due = 1;
+        return;
+    }
+    /* the send side is there (handle_kick adopted the inbox's if there
+     * was none); tx_get only if a posted function gave it back */
+    if (accept && tx_get(c)) {
+        int was_empty = queue_empty(&c->tx->sendq);
+        sendq_take(c, q);
+        if (!k->counted) atomic_fetch_add(&c->sendq_bytes, n);
+        if (was_empty) sendq_started(c);
+        if (atomic_load(&c->sendq_bytes) > s->cfg.send_high_water) c->paused_hw = 1;
+        c->sent_due = 1;
+        return;
+    }
+    sendq_free(s, q);
+    if (k->counted) atomic_fetch_sub(&c->sendq_bytes, n);
+    counter_sub(&s->send_queued, n);
+    if (k->in_inbox) conn_inbox_count(c, 0, n); /* still counted in the inbox */
+    if (accept) conn_fail_nomem(c);             /* no memory for a send side */
 }
 
 static void handle_kick(pc_conn_t *c)
@@ -1047,7 +1121,7 @@ static void handle_kick(pc_conn_t *c)
     pc_close_reason_t xreason = c->inbox_close_reason;
     if (inbox_close) c->inbox_close = INBOX_CLOSE_TAKEN; /* sends stay refused */
     pc__mutex_unlock(conn_lock(c));
-    struct inbox_post_s *posts = NULL;
+    xpost_t *posts = NULL;
     if (itx) {
         posts = itx->posts;
         itx->posts = NULL;
@@ -1059,33 +1133,27 @@ static void handle_kick(pc_conn_t *c)
     }
 
     if (c->state == CS_OPENING && !c->connecting) conn_open(c);
-    /* while an outbound connect is in flight the bytes wait in the send
-     * queue; conn_after flushes once the connection is established */
-    int accept_bytes =
-        c->state == CS_OPEN || c->state == CS_OPENING || (c->state == CS_CLOSING && !c->fin_sent);
-    if (accept_bytes && !queue_empty(&local) && c->tls_phase) {
-        /* encrypted into the send queue; the plaintext leaves it */
-        if (moved) atomic_fetch_sub(&c->sendq_bytes, xbytes);
-        conn_tls_send_chunks(c, &local, xbytes, keep); /* and frees them */
-        c->sent_due = 1;
-    } else if (accept_bytes && !queue_empty(&local)) {
-        int was_empty = queue_empty(&c->tx->sendq); /* adopted above if it had none */
-        sendq_take(c, &local);
-        if (!moved) atomic_fetch_add(&c->sendq_bytes, xbytes);
-        if (was_empty) sendq_started(c);
-        if (atomic_load(&c->sendq_bytes) > conn_srv(c)->cfg.send_high_water) c->paused_hw = 1;
-        c->sent_due = 1;
-    } else if (!queue_empty(&local)) {
-        sendq_free(conn_srv(c), &local);
-        if (moved) atomic_fetch_sub(&c->sendq_bytes, xbytes);
-        counter_sub(&conn_srv(c)->send_queued, xbytes);
-        if (keep) conn_inbox_count(c, 0, xbytes); /* still counted in the inbox */
+    /* opened: the bytes count as queued from here (those after a post too,
+     * which wait for it); closed, they were never queued */
+    if (!moved && !keep && xbytes && c->state != CS_CLOSED) {
+        atomic_fetch_add(&c->sendq_bytes, xbytes);
+        moved = 1;
     }
-    /* A pc_connect connection still connecting: posted functions and a
-     * graceful close wait for the connect (open_kept), as its bytes wait in
-     * the queue (an abort does not wait). Without the memory to keep them:
-     * run now, and the close becomes a reset, as before. */
+    kick_count_t k = {moved, keep};
+    /* A pc_connect connection still connecting: posted functions (with the
+     * bytes sent after them) and a graceful close wait for the connect
+     * (open_kept), as its bytes wait in the queue (an abort does not wait).
+     * Without the memory to keep them: run now, and the close becomes a
+     * reset, as before. */
     int connecting = c->outbound && c->state == CS_OPENING;
+    /* the bytes before the first post: after the posts an earlier kick kept
+     * for the connect, or else into the send queue (while an outbound
+     * connect is in flight they wait there; conn_after flushes once the
+     * connection is established); counted in sendq_bytes either way */
+    if (connecting && c->ext && c->ext->open_posts)
+        queue_move_all(&c->ext->open_posts->follow, &local); /* the newest kept one */
+    else
+        kick_bytes(c, &local, &k);
     if (posts && connecting && conn_ext(c)) {
         xpost_t *last = posts; /* newest first: the new ones go before the kept ones */
         while (last->next)
@@ -1099,8 +1167,9 @@ static void handle_kick(pc_conn_t *c)
         c->ext->close_when_open_reason = (uint8_t)xreason;
         inbox_close = 0;
     }
-    /* after the bytes queued before them, before a close requested with them */
-    if (posts) posts_run(c, posts);
+    /* after the bytes queued before them, each before the bytes sent after
+     * it, and before a close requested with them */
+    if (posts) posts_run(c, posts, &k);
     if (inbox_close == INBOX_CLOSE_GRACEFUL && c->state == CS_OPENING)
         inbox_close = INBOX_CLOSE_ABORT; /* connecting, nothing kept */
     if (inbox_close == INBOX_CLOSE_ABORT && c->state != CS_CLOSED) {
@@ -1582,6 +1651,13 @@ static void copy_bufs(chunk_t *ch, const pc_buf_t *bufs, unsigned n)
     }
 }
 
+/* Where bytes sent by id go in an inbox: after the newest posted function,
+ * if there is one (under the lock). */
+static queue_t *inbox_tail_queue(conn_tx_t *itx)
+{
+    return itx->posts ? &itx->posts->follow : &itx->sendq;
+}
+
 /* Queue bytes from another thread. id == 0: caller vouches for c. Bytes
  * that fit the inbox's tail chunk are copied there under the lock (a
  * stream of small messages costs its bytes, not a chunk each); others get
@@ -1594,8 +1670,9 @@ static int conn_xsend(pc_conn_t *c, uint64_t id, const pc_buf_t *bufs, unsigned 
     pc__mutex_lock(conn_lock(c));
     int rc = xsend_check_locked(c, id, total);
     int need_tx = !c->inbox_tx;
-    if (rc == 0 && c->inbox_tx && !queue_empty(&c->inbox_tx->sendq)) {
-        chunk_t *tail = pc_container_of(c->inbox_tx->sendq.prev, chunk_t, link);
+    queue_t *iq = c->inbox_tx ? inbox_tail_queue(c->inbox_tx) : NULL;
+    if (rc == 0 && iq && !queue_empty(iq)) {
+        chunk_t *tail = pc_container_of(iq->prev, chunk_t, link);
         if (tail->cap - tail->len >= total) {
             copy_bufs(tail, bufs, n);
             int post = xsend_commit_locked(c, total);
@@ -1633,7 +1710,7 @@ static int conn_xsend(pc_conn_t *c, uint64_t id, const pc_buf_t *bufs, unsigned 
         return rc;
     }
     inbox_open_locked(c, &spare);
-    queue_insert_tail(&c->inbox_tx->sendq, &ch->link);
+    queue_insert_tail(inbox_tail_queue(c->inbox_tx), &ch->link);
     int post = xsend_commit_locked(c, total);
     pc__mutex_unlock(conn_lock(c));
     pc__free(spare); /* another sender's was there first */
@@ -1762,29 +1839,75 @@ int pc_conn_send(pc_conn_t *c, const void *data, size_t len)
     return pc_conn_sendv(c, &b, 1);
 }
 
+/* Reverse a list of posts (newest first <-> oldest first). */
+static xpost_t *posts_reverse(xpost_t *p)
+{
+    xpost_t *r = NULL;
+    while (p) {
+        xpost_t *nx = p->next;
+        p->next = r;
+        r = p;
+        p = nx;
+    }
+    return r;
+}
+
+/* Do the posts of a list (newest first) hold bytes sent after them? */
+static int follows_any(const xpost_t *p)
+{
+    for (; p; p = p->next)
+        if (!queue_empty(&p->follow)) return 1;
+    return 0;
+}
+
+/* Move the follow queues of a list of posts (newest first) to the tail of
+ * q, oldest first. Returns the list, unchanged. */
+static xpost_t *follows_take(queue_t *q, xpost_t *posts)
+{
+    xpost_t *fifo = posts_reverse(posts);
+    for (xpost_t *p = fifo; p; p = p->next)
+        queue_move_all(q, &p->follow);
+    return posts_reverse(fifo);
+}
+
 /* A graceful close begins on the strand: the connection becomes closing
  * and, in the same critical section, the bytes other threads queued before
  * it (their sends returned 0) leave the inbox, so that no send after the
  * close is accepted and none before it is lost: the kick that would carry
- * them finds the FIN sent (and with TLS, close_notify written). Posted
- * functions stay for the kick. Returns how many bytes were taken into q;
- * they are counted in sendq_bytes from here (as handle_kick moves them).
- * Not during a TLS handshake, whose session keeps what it is given. When
- * the connection has no send side and the inbox holds no posted function,
- * *spare receives the inbox's own (allocated by the sender so that taking
- * accepted bytes never needs memory, as in handle_kick). */
+ * them finds the FIN sent (and with TLS, close_notify written). So do the
+ * bytes a running kick holds after the posted function closing and after
+ * the ones still to run (tls_posts_rest), which came before the inbox's.
+ * Posted functions stay for the kick. Returns how many bytes were taken
+ * into q; they are counted in sendq_bytes from here (as handle_kick moves
+ * them). Not during a TLS handshake, whose session keeps what it is given.
+ * When the connection has no send side and the inbox holds no posted
+ * function, *spare receives the inbox's own (allocated by the sender so
+ * that taking accepted bytes never needs memory, as in handle_kick). */
 static size_t close_begin(pc_conn_t *c, queue_t *q, conn_tx_t **spare)
 {
     size_t n = 0;
     queue_init(q);
     *spare = NULL;
+    posts_rest_t *rest = tls_posts_rest;
+    int handshake = c->tls_phase == TLSP_HANDSHAKE;
+    if (rest && rest->c == c && !handshake && !rest->k.in_inbox) {
+        xpost_t *fifo = rest->cur; /* oldest first already */
+        for (; fifo; fifo = fifo->next) {
+            size_t b = chunks_bytes(&fifo->follow);
+            queue_move_all(q, &fifo->follow);
+            if (!rest->k.counted) atomic_fetch_add(&c->sendq_bytes, b);
+            n += b;
+        }
+    }
     pc__mutex_lock(conn_lock(c));
     conn_tx_t *itx = c->inbox_tx;
-    if (itx && !queue_empty(&itx->sendq) && c->tls_phase != TLSP_HANDSHAKE) {
+    if (itx && (!queue_empty(&itx->sendq) || follows_any(itx->posts)) && !handshake) {
         queue_move_all(q, &itx->sendq);
-        n = atomic_load(&c->inbox_send_bytes);
+        itx->posts = follows_take(q, itx->posts);
+        size_t in = atomic_load(&c->inbox_send_bytes);
+        n += in;
         atomic_store(&c->inbox_send_bytes, 0);
-        atomic_fetch_add(&c->sendq_bytes, n);
+        atomic_fetch_add(&c->sendq_bytes, in);
         if (!c->tx && !itx->posts) {
             *spare = itx;
             c->inbox_tx = NULL;
@@ -2200,23 +2323,32 @@ static int id_open_locked(pc_conn_t *c, uint64_t id)
 
 /* ---- pc_server_post_to ---- */
 
-/* Run posted functions (newest first in p) in the order posted. */
-static void posts_run(pc_conn_t *c, xpost_t *p)
+/* Run posted functions (newest first in p) in the order posted, each
+ * followed by the bytes sent by id after it (kick_bytes, counted as k
+ * says). k NULL: the connection is gone, every fn gets NULL, and their
+ * bytes are freed, the caller settling the byte counts. */
+static void posts_run(pc_conn_t *c, xpost_t *p, const kick_count_t *k)
 {
-    xpost_t *fifo = NULL;
-    while (p) { /* reverse */
-        xpost_t *nx = p->next;
-        p->next = fifo;
-        fifo = p;
-        p = nx;
+    xpost_t *fifo = posts_reverse(p);
+    posts_rest_t rest = {c, NULL, {0, 0}};
+    posts_rest_t *prev = tls_posts_rest;
+    if (k) {
+        rest.k = *k;
+        tls_posts_rest = &rest;
     }
     while (fifo) {
         xpost_t *nx = fifo->next;
+        rest.cur = fifo;
         /* open or closing: the connection; closed (on_close ran): NULL */
-        fifo->fn(c && c->state != CS_CLOSED ? c : NULL, fifo->arg);
+        fifo->fn(k && c->state != CS_CLOSED ? c : NULL, fifo->arg);
+        if (k)
+            kick_bytes(c, &fifo->follow, k);
+        else
+            sendq_free(conn_srv(c), &fifo->follow);
         pc__free(fifo);
         fifo = nx;
     }
+    tls_posts_rest = prev;
 }
 
 void conn_drop_posts(pc_conn_t *c)
@@ -2225,7 +2357,7 @@ void conn_drop_posts(pc_conn_t *c)
     xpost_t *p = c->inbox_tx ? c->inbox_tx->posts : NULL;
     if (p) c->inbox_tx->posts = NULL;
     pc__mutex_unlock(conn_lock(c));
-    if (p) posts_run(NULL, p);
+    if (p) posts_run(c, p, NULL);
 }
 
 int pc_server_post_to(pc_server_t *s, pc_conn_id_t id, void (*fn)(pc_conn_t *c, void *arg),
@@ -2238,6 +2370,7 @@ int pc_server_post_to(pc_server_t *s, pc_conn_id_t id, void (*fn)(pc_conn_t *c, 
     if (!p) return PC_ENOMEM;
     p->fn = fn;
     p->arg = arg;
+    queue_init(&p->follow);
     /* the records wait in the inbox, a conn_tx_t (conn_xsend): allocated
      * here if it is empty, so that the kick needs no memory */
     conn_tx_t *spare = NULL;
@@ -2298,6 +2431,7 @@ int pc_server_abort_id(pc_server_t *s, pc_conn_id_t id)
     size_t bytes = 0;
     if (atomic_load(&c->id) == id && c->inbox_tx) {
         queue_move_all(&drop, &c->inbox_tx->sendq);
+        c->inbox_tx->posts = follows_take(&drop, c->inbox_tx->posts);
         /* the dropped chunks' bytes only: the count may also hold bytes a
          * kick is handing over right now, or a TLS session's pend
          * (conn_tls_pend), which their own paths settle */

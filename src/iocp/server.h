@@ -107,7 +107,9 @@ typedef struct conn_tx_s {
     pc_buf_t iov1;        /* the gather list of a one-buffer send */
     pc_buf_t *iovx;       /* SEND_IOV_MAX buffers, allocated while a longer send is pending */
     uint64_t tx_since_ms; /* send queue non-empty and no progress since (write timeout) */
-    /* as the inbox (c->inbox_tx): pc_server_post_to records, newest first */
+    /* as the inbox (c->inbox_tx): pc_server_post_to records, newest first,
+     * each with the bytes sent by id after it (sendq: those before the
+     * oldest) */
     struct inbox_post_s *posts;
 } conn_tx_t;
 
@@ -134,8 +136,9 @@ typedef struct conn_ext_s {
     size_t tls_pend_held;
     const pc_callbacks_t *cb; /* pc_connect's own callbacks, else NULL (conn_cb) */
     /* a pc_connect connection still connecting: pc_server_post_to records
-     * and a graceful close by id kept for the connect (newest first;
-     * conn.c open_kept runs them); close_when_open also marks a graceful
+     * and a graceful close by id kept for the connect (newest first, each
+     * with the bytes sent by id after it, counted in sendq_bytes; conn.c
+     * open_kept runs them); close_when_open also marks a graceful
      * close asked during a TLS handshake that holds plaintext, run once
      * the handshake completes (pc_conn_close, conn_tls.c io_open) */
     struct inbox_post_s *open_posts;

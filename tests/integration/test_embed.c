@@ -33,6 +33,13 @@
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define PC_SANITIZED 1
 #endif
+#ifdef __linux__
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+#endif
 #if defined(__linux__) && !defined(PC_SANITIZED)
 #define CHECK_RSS 1
 #include <unistd.h>
@@ -576,6 +583,73 @@ static void close_keeps_bytes_sent_by_id(void **state)
         assert_int_equal(end, 0);
     }
     xsender_stop();
+    WAIT_FOR(stats().send_queued_bytes == 0, 5000);
+    assert_int_equal(stats().send_queued_bytes, 0);
+}
+
+/* Bytes sent by id and functions posted to a connection leave in the
+ * order they were given from one thread: send "a", post (sends "b"), send
+ * the middle, post (sends "d"), send "e" reach the peer as "ab...de" (the
+ * worker used to move every waiting byte into the send queue before it ran
+ * the posts: "a...ebd"). The middle is one byte (it joins the tail of what
+ * waits) or 48 KiB (a buffer of its own). The first round queues all of it
+ * while the worker is held, so it is all waiting when the worker takes it;
+ * the others race the worker. Then a posted close: the byte sent after it
+ * was accepted before the close ran, and leaves before the FIN. */
+#define ORD_BIG (48u << 10)
+
+static void ord_send(pc_conn_t *c, void *arg)
+{
+    if (c) assert_int_equal(pc_conn_send(c, arg, 1), 0);
+}
+
+static void ord_close(pc_conn_t *c, void *arg)
+{
+    (void)arg;
+    if (c) assert_int_equal(pc_conn_close(c), 0);
+}
+
+static void sends_and_posts_keep_order(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.threads = 1;
+    start_server(&cfg);
+    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 10000);
+    assert_true(s != SHIM_INVALID);
+    pc_conn_id_t id = wait_open_id(1);
+    static char big[ORD_BIG], got[ORD_BIG + 4];
+    memset(big, 'c', sizeof big);
+    int bad = 0;
+    for (int round = 0; round < 100; round++) {
+        size_t mid = round % 2 ? ORD_BIG : 1;
+        if (round == 0) worker_hold(g_srv);
+        assert_int_equal(pc_server_send_to(g_srv, id, "a", 1), 0);
+        assert_int_equal(pc_server_post_to(g_srv, id, ord_send, "b"), 0);
+        assert_int_equal(pc_server_send_to(g_srv, id, big, mid), 0);
+        assert_int_equal(pc_server_post_to(g_srv, id, ord_send, "d"), 0);
+        assert_int_equal(pc_server_send_to(g_srv, id, "e", 1), 0);
+        if (round == 0) worker_release();
+        assert_int_equal(shim_recv_exact(s, got, mid + 4), mid + 4);
+        int ok = got[0] == 'a' && got[1] == 'b' && got[mid + 2] == 'd' && got[mid + 3] == 'e' &&
+                 memcmp(got + 2, big, mid) == 0;
+        if (!ok && bad++ == 0)
+            print_message("round %d (middle %llu bytes): got %c%c..%c%c\n", round,
+                          (unsigned long long)mid, got[0], got[1], got[mid + 2], got[mid + 3]);
+    }
+    assert_int_equal(bad, 0);
+    worker_hold(g_srv);
+    assert_int_equal(pc_server_send_to(g_srv, id, "x", 1), 0);
+    assert_int_equal(pc_server_post_to(g_srv, id, ord_close, NULL), 0);
+    assert_int_equal(pc_server_send_to(g_srv, id, "y", 1), 0);
+    worker_release();
+    assert_int_equal(shim_recv_exact(s, got, 2), 2);
+    assert_memory_equal(got, "xy", 2);
+    size_t more = 0;
+    assert_int_equal(shim_wait_close(s, &more), 0); /* a FIN, nothing after it */
+    assert_int_equal(more, 0);
+    shim_close(s);
     WAIT_FOR(stats().send_queued_bytes == 0, 5000);
     assert_int_equal(stats().send_queued_bytes, 0);
 }
@@ -1416,6 +1490,7 @@ static void outbound_post_and_close_wait_for_open(void **state)
     assert_int_equal(pc_connect(g_srv, ep, "127.0.0.5", &cli, NULL, &id), 0);
     assert_int_equal(pc_server_send_to(g_srv, id, "hello", 5), 0);
     assert_int_equal(pc_server_post_to(g_srv, id, oc_post, NULL), 0);
+    assert_int_equal(pc_server_send_to(g_srv, id, "after", 5), 0); /* follows the post's */
     assert_int_equal(pc_server_close_id(g_srv, id), 0);
     assert_int_equal(pc_server_send_to(g_srv, id, "late", 4), PC_ENOTCONN);
     WAIT_FOR(atomic_load(&g_oc_close) == 1 && atomic_load(&g_reasons[PC_CLOSE_PEER]) == 1, 5000);
@@ -1425,9 +1500,9 @@ static void outbound_post_and_close_wait_for_open(void **state)
     assert_int_equal(atomic_load(&g_oc_post), 1);
     assert_int_equal(atomic_load(&g_oc_post_saw_open), 1); /* after on_open */
     assert_int_equal(atomic_load(&g_oc_post_rc), 0);
-    /* the accepted side got both, in order, then a FIN (not a reset) */
-    assert_int_equal(atomic_load(&g_oc_len), 10);
-    assert_memory_equal(g_oc_buf, "hellopost!", 10);
+    /* the accepted side got all three, in order, then a FIN (not a reset) */
+    assert_int_equal(atomic_load(&g_oc_len), 15);
+    assert_memory_equal(g_oc_buf, "hellopost!after", 15);
     assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_PEER]), 1);
     assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_RESET]), 0);
 
@@ -1445,6 +1520,72 @@ static void outbound_post_and_close_wait_for_open(void **state)
     assert_int_equal(atomic_load(&g_oc_post), 1); /* not run again */
 }
 
+/* A pc_connect connection whose connect is slow: a function posted while
+ * it connects waits for the connect, and bytes sent by id after it, even
+ * those another kick takes later, still wait behind it: the accepted side
+ * reads "abc". The connect is held back by a listener whose accept queue is
+ * full (backlog 0 and a connection not yet accepted: Linux drops the SYN
+ * and the client sends it again about a second later); the queue is freed
+ * once both sends and the post have been taken. Linux: Winsock refuses a
+ * connect to a full queue. */
+#ifdef __linux__
+static void outbound_slow_connect_keeps_order(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.threads = 1;
+    start_server(&cfg);
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(l >= 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t alen = sizeof a;
+    assert_int_equal(bind(l, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(l, 0), 0);
+    assert_int_equal(getsockname(l, (struct sockaddr *)&a, &alen), 0);
+    struct timeval tv = {10, 0};
+    assert_int_equal(setsockopt(l, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv), 0);
+    int port = ntohs(a.sin_port);
+    shim_sock_t filler = shim_connect("127.0.0.1", port, NULL, 5000);
+    assert_true(filler != SHIM_INVALID);
+    /* pc_connect keeps a pointer to these until the connection is gone */
+    static const pc_callbacks_t cli = {.on_data = oc_cli_data, .on_close = oc_close};
+    atomic_store(&g_oc_close, 0);
+    char ep[64];
+    snprintf(ep, sizeof ep, "127.0.0.1:%d", port);
+    pc_conn_id_t id = 0;
+    assert_int_equal(pc_connect(g_srv, ep, NULL, &cli, NULL, &id), 0);
+    assert_int_equal(pc_server_send_to(g_srv, id, "a", 1), 0);
+    assert_int_equal(pc_server_post_to(g_srv, id, ord_send, "b"), 0);
+    shim_sleep_ms(200); /* the kick has kept the post */
+    assert_int_equal(pc_server_send_to(g_srv, id, "c", 1), 0);
+    shim_sleep_ms(200);            /* and another has taken "c" */
+    int f = accept(l, NULL, NULL); /* the filler: room for the next SYN */
+    assert_true(f >= 0);
+    int p = accept(l, NULL, NULL);
+    assert_true(p >= 0);
+    char got[4] = {0};
+    size_t n = 0;
+    while (n < 3) {
+        ssize_t r = recv(p, got + n, 3 - n, 0);
+        if (r <= 0) break;
+        n += (size_t)r;
+    }
+    assert_int_equal(n, 3);
+    assert_memory_equal(got, "abc", 3);
+    assert_int_equal(pc_server_close_id(g_srv, id), 0);
+    close(p);
+    WAIT_FOR(atomic_load(&g_oc_close) == 1, 5000);
+    assert_int_equal(atomic_load(&g_oc_close), 1);
+    close(f);
+    close(l);
+    shim_close(filler);
+}
+#endif
+
 int main(int argc, char **argv)
 {
     shim_init();
@@ -1459,6 +1600,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(on_sent_order, teardown),
         cmocka_unit_test_teardown(close_keeps_bytes_sent_by_id, teardown),
         cmocka_unit_test_teardown(on_sent_counts_sends_by_id, teardown),
+        cmocka_unit_test_teardown(sends_and_posts_keep_order, teardown),
         cmocka_unit_test_teardown(conn_timer_fires_and_cancelled, teardown),
         cmocka_unit_test_teardown(server_timers, teardown),
         cmocka_unit_test_teardown(server_timer_never_early, teardown),
@@ -1469,6 +1611,9 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(hidden_until_on_open, teardown),
         cmocka_unit_test_teardown(server_timer_cancels_one_due_with_it, teardown),
         cmocka_unit_test_teardown(outbound_post_and_close_wait_for_open, teardown),
+#ifdef __linux__
+        cmocka_unit_test_teardown(outbound_slow_connect_keeps_order, teardown),
+#endif
         cmocka_unit_test_teardown(post_racing_stop_runs_or_refused, teardown),
     };
     if (PICK_TEST(tests, argc, argv) != 0) return 1;
