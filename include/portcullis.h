@@ -796,7 +796,9 @@ PC_API int pc_server_post(pc_server_t *s, void (*fn)(pc_server_t *s, void *arg),
  * on the server's workers, so clients are built on the same engine. source,
  * if not NULL, is a local IP address to bind first ("127.0.0.2"). cb, if not
  * NULL, replaces the server's callbacks for this connection (on_data is
- * required then). user becomes the connection's user data. When connected,
+ * required then); it is kept, not copied, so it must stay valid until the
+ * connection's on_close has returned (a static or long-lived struct). user
+ * becomes the connection's user data. When connected,
  * on_open runs; if the connection fails, on_close runs with PC_CLOSE_ERROR
  * and the error (PC_ECONNREFUSED, ...) and on_open never does. The server
  * must be started (it needs no listener). Outbound connections do not count
