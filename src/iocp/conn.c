@@ -957,7 +957,7 @@ static void conn_close_socket(pc_conn_t *c, int abortive)
     if (c->ext && c->ext->open_posts) { /* it never opened: they run with NULL */
         xpost_t *p = c->ext->open_posts;
         c->ext->open_posts = NULL;
-        posts_run(c, p, NULL); /* their bytes: counted in sendq_bytes, settled at release */
+        posts_run(c, p, NULL); /* their bytes are settled at release */
     }
     if (!c->outbound) {
         filter_release(s->filter, &c->ticket);
@@ -1037,8 +1037,8 @@ static void open_kept(pc_conn_t *c)
     x->open_posts = NULL;
     int close = x->close_when_open;
     x->close_when_open = 0;
-    /* their bytes went into sendq_bytes with the connect's (handle_kick) */
-    kick_count_t k = {1, 0};
+    /* their bytes are counted where handle_kick left them */
+    kick_count_t k = {!x->open_posts_in_inbox, x->open_posts_in_inbox};
     if (p) posts_run(c, p, &k);
     if (close && c->state == CS_OPEN) {
         c->reason = x->close_when_open_reason;
@@ -1149,7 +1149,7 @@ static void handle_kick(pc_conn_t *c)
     /* the bytes before the first post: after the posts an earlier kick kept
      * for the connect, or else into the send queue (while an outbound
      * connect is in flight they wait there; conn_after flushes once the
-     * connection is established); counted in sendq_bytes either way */
+     * connection is established); counted as k says either way */
     if (connecting && c->ext && c->ext->open_posts)
         queue_move_all(&c->ext->open_posts->follow, &local); /* the newest kept one */
     else
@@ -1160,6 +1160,7 @@ static void handle_kick(pc_conn_t *c)
             last = last->next;
         last->next = c->ext->open_posts;
         c->ext->open_posts = posts;
+        c->ext->open_posts_in_inbox = (uint8_t)keep; /* the same for every kick while connecting */
         posts = NULL;
     }
     if (inbox_close == INBOX_CLOSE_GRACEFUL && connecting && conn_ext(c)) {

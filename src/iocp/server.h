@@ -137,11 +137,13 @@ typedef struct conn_ext_s {
     const pc_callbacks_t *cb; /* pc_connect's own callbacks, else NULL (conn_cb) */
     /* a pc_connect connection still connecting: pc_server_post_to records
      * and a graceful close by id kept for the connect (newest first, each
-     * with the bytes sent by id after it, counted in sendq_bytes; conn.c
-     * open_kept runs them); close_when_open also marks a graceful
+     * with the bytes sent by id after it, counted in sendq_bytes, or in
+     * the inbox if open_posts_in_inbox: a pc_connect_tls connection, whose
+     * handshake keeps them; conn.c open_kept runs them); close_when_open also marks a graceful
      * close asked during a TLS handshake that holds plaintext, run once
      * the handshake completes (pc_conn_close, conn_tls.c io_open) */
     struct inbox_post_s *open_posts;
+    uint8_t open_posts_in_inbox;
     uint8_t close_when_open;
     uint8_t close_when_open_reason;
 } conn_ext_t;
