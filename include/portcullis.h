@@ -751,15 +751,18 @@ PC_API int64_t pc_server_send_queued(pc_server_t *s, pc_conn_id_t id);
  * given in: fn runs after the bytes sent before it, and what fn sends
  * goes out before the bytes sent by id after it (if fn closes the
  * connection gracefully, those still go before the FIN: they were
- * accepted before the close). Once this returned 0, fn runs exactly
- * once: with c the connection if it is still open then (or closing:
- * pc_conn_* calls then return PC_ENOTCONN where they would in a
- * callback), or with c == NULL, on a worker, if the connection closed
- * (on_close ran) before fn's turn, so arg can always be freed in fn. On a
- * pc_connect connection still connecting, fn waits for the connect: after
- * on_open (with TLS, as the handshake starts), or NULL if it fails. Any
- * thread, including the connection's own callbacks (fn runs after the
- * current callback returns). Returns 0, PC_EINVAL (fn NULL), PC_ENOTCONN
+ * accepted before the close). That is the order of calls from other
+ * threads: from the connection's own callbacks (fn included) the by-id
+ * calls act at once, as pc_conn_send/close/abort do, while a function
+ * posted there runs after the callback returns, so after them. Once this
+ * returned 0, fn runs exactly once: with c the connection if it is still
+ * open then (or closing: pc_conn_* calls then return PC_ENOTCONN where
+ * they would in a callback), or with c == NULL, on a worker, if the
+ * connection closed (on_close ran) before fn's turn, so arg can always be
+ * freed in fn. On a pc_connect connection still connecting, fn waits for
+ * the connect: after on_open (with TLS, as the handshake starts), or NULL
+ * if it fails. Any thread, including the connection's own callbacks (fn
+ * runs after the current callback returns). Returns 0, PC_EINVAL (fn NULL), PC_ENOTCONN
  * (closed or stale id; fn is not called), PC_ENOMEM. */
 PC_API int pc_server_post_to(pc_server_t *s, pc_conn_id_t id, void (*fn)(pc_conn_t *c, void *arg),
                              void *arg);

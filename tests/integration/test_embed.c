@@ -661,6 +661,36 @@ static void sends_and_posts_keep_order(void **state)
     assert_int_equal(stats().send_queued_bytes, 0);
 }
 
+/* From the connection's own callback the by-id calls act at once, and a
+ * function posted there runs after the callback returns (documented):
+ * post_to(own id, fn sending "b") then send_to(own id, "c") sends "cb". */
+static void own_order_data(pc_conn_t *c, const void *data, size_t len)
+{
+    (void)data;
+    (void)len;
+    pc_server_t *s = pc_conn_server(c);
+    assert_int_equal(pc_server_post_to(s, pc_conn_id(c), ord_send, "b"), 0);
+    assert_int_equal(pc_server_send_to(s, pc_conn_id(c), "c", 1), 0);
+}
+
+static void own_callback_by_id_acts_at_once(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.cb.on_data = own_order_data;
+    start_server(&cfg);
+    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 10000);
+    assert_true(s != SHIM_INVALID);
+    char got[2];
+    for (int round = 0; round < 10; round++) {
+        assert_int_equal(shim_send_all(s, "x", 1), 0);
+        assert_int_equal(shim_recv_exact(s, got, 2), 2);
+        assert_memory_equal(got, "cb", 2);
+    }
+    shim_close(s);
+}
+
 /* on_sent means every byte queued so far has been handed to the kernel,
  * bytes sent by id included. The callback queues a byte of its own, then
  * has another thread send three by id and waits for that send to return
@@ -1608,6 +1638,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(close_keeps_bytes_sent_by_id, teardown),
         cmocka_unit_test_teardown(on_sent_counts_sends_by_id, teardown),
         cmocka_unit_test_teardown(sends_and_posts_keep_order, teardown),
+        cmocka_unit_test_teardown(own_callback_by_id_acts_at_once, teardown),
         cmocka_unit_test_teardown(conn_timer_fires_and_cancelled, teardown),
         cmocka_unit_test_teardown(server_timers, teardown),
         cmocka_unit_test_teardown(server_timer_never_early, teardown),
