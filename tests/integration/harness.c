@@ -283,6 +283,17 @@ void xsender_stop(void)
     pc__thread_join(xs_thread);
 }
 
+void post_send_str(pc_conn_t *c, void *arg)
+{
+    if (c) assert_int_equal(pc_conn_send(c, arg, strlen(arg)), 0);
+}
+
+void post_close(pc_conn_t *c, void *arg)
+{
+    (void)arg;
+    if (c) assert_int_equal(pc_conn_close(c), 0);
+}
+
 void expect_echo(shim_sock_t s, const char *msg)
 {
     size_t n = strlen(msg);

@@ -87,6 +87,11 @@ void xsender_start(void);
  * 5 s). */
 int xsender_send(pc_conn_t *c, size_t len);
 void xsender_stop(void);
+/* Functions to post with pc_server_post_to: send the string arg (its
+ * strlen) from the strand, or close gracefully; nothing when c is NULL.
+ * Each asserts the call returned 0. */
+void post_send_str(pc_conn_t *c, void *arg);
+void post_close(pc_conn_t *c, void *arg);
 
 /* Wait until cond() holds or ms pass. */
 #define WAIT_FOR(expr, ms)                        \

@@ -609,17 +609,6 @@ static void close_keeps_bytes_sent_by_id(void **state)
  * was accepted before the close ran, and leaves before the FIN. */
 #define ORD_BIG (48u << 10)
 
-static void ord_send(pc_conn_t *c, void *arg)
-{
-    if (c) assert_int_equal(pc_conn_send(c, arg, 1), 0);
-}
-
-static void ord_close(pc_conn_t *c, void *arg)
-{
-    (void)arg;
-    if (c) assert_int_equal(pc_conn_close(c), 0);
-}
-
 static void sends_and_posts_keep_order(void **state)
 {
     (void)state;
@@ -637,9 +626,9 @@ static void sends_and_posts_keep_order(void **state)
         size_t mid = round % 2 ? ORD_BIG : 1;
         if (round == 0) worker_hold(g_srv);
         assert_int_equal(pc_server_send_to(g_srv, id, "a", 1), 0);
-        assert_int_equal(pc_server_post_to(g_srv, id, ord_send, "b"), 0);
+        assert_int_equal(pc_server_post_to(g_srv, id, post_send_str, "b"), 0);
         assert_int_equal(pc_server_send_to(g_srv, id, big, mid), 0);
-        assert_int_equal(pc_server_post_to(g_srv, id, ord_send, "d"), 0);
+        assert_int_equal(pc_server_post_to(g_srv, id, post_send_str, "d"), 0);
         assert_int_equal(pc_server_send_to(g_srv, id, "e", 1), 0);
         if (round == 0) worker_release();
         assert_int_equal(shim_recv_exact(s, got, mid + 4), mid + 4);
@@ -652,7 +641,7 @@ static void sends_and_posts_keep_order(void **state)
     assert_int_equal(bad, 0);
     worker_hold(g_srv);
     assert_int_equal(pc_server_send_to(g_srv, id, "x", 1), 0);
-    assert_int_equal(pc_server_post_to(g_srv, id, ord_close, NULL), 0);
+    assert_int_equal(pc_server_post_to(g_srv, id, post_close, NULL), 0);
     assert_int_equal(pc_server_send_to(g_srv, id, "y", 1), 0);
     worker_release();
     assert_int_equal(shim_recv_exact(s, got, 2), 2);
@@ -673,7 +662,7 @@ static void own_order_data(pc_conn_t *c, const void *data, size_t len)
     (void)data;
     (void)len;
     pc_server_t *s = pc_conn_server(c);
-    assert_int_equal(pc_server_post_to(s, pc_conn_id(c), ord_send, "b"), 0);
+    assert_int_equal(pc_server_post_to(s, pc_conn_id(c), post_send_str, "b"), 0);
     assert_int_equal(pc_server_send_to(s, pc_conn_id(c), "c", 1), 0);
 }
 
@@ -1600,7 +1589,7 @@ static void outbound_slow_connect_keeps_order(void **state)
     pc_conn_id_t id = 0;
     assert_int_equal(pc_connect(g_srv, ep, NULL, &cli, NULL, &id), 0);
     assert_int_equal(pc_server_send_to(g_srv, id, "a", 1), 0);
-    assert_int_equal(pc_server_post_to(g_srv, id, ord_send, "b"), 0);
+    assert_int_equal(pc_server_post_to(g_srv, id, post_send_str, "b"), 0);
     shim_sleep_ms(200); /* the kick has kept the post */
     assert_int_equal(pc_server_send_to(g_srv, id, "c", 1), 0);
     shim_sleep_ms(200);            /* and another has taken "c" */

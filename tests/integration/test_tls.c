@@ -481,17 +481,6 @@ static void cross_thread_send(void **state)
  * echoes them). The server's side, queued while its worker is held, the
  * last function closing: the byte sent after it leaves before
  * close_notify. */
-static void ord_tls_send(pc_conn_t *c, void *arg)
-{
-    if (c) assert_int_equal(pc_conn_send(c, arg, strlen(arg)), 0);
-}
-
-static void ord_tls_close(pc_conn_t *c, void *arg)
-{
-    (void)arg;
-    if (c) assert_int_equal(pc_conn_close(c), 0);
-}
-
 static void sends_and_posts_keep_order_tls(void **state)
 {
     (void)state;
@@ -504,7 +493,7 @@ static void sends_and_posts_keep_order_tls(void **state)
     xc_t *x;
     pc_conn_id_t id = xc_connect_held(g_port, &cs, &cx, &x);
     assert_int_equal(pc_server_send_to(cs, id, "a|", 2), 0);
-    assert_int_equal(pc_server_post_to(cs, id, ord_tls_send, "b|"), 0);
+    assert_int_equal(pc_server_post_to(cs, id, post_send_str, "b|"), 0);
     assert_int_equal(pc_server_send_to(cs, id, "c|", 2), 0);
     worker_release();
     WAIT_FOR(atomic_load(&x->got) >= 6, 10000);
@@ -513,9 +502,9 @@ static void sends_and_posts_keep_order_tls(void **state)
     uint64_t sid = atomic_load(&g_last_id);
     worker_hold(g_srv);
     assert_int_equal(pc_server_send_to(g_srv, sid, "1", 1), 0);
-    assert_int_equal(pc_server_post_to(g_srv, sid, ord_tls_send, "2"), 0);
+    assert_int_equal(pc_server_post_to(g_srv, sid, post_send_str, "2"), 0);
     assert_int_equal(pc_server_send_to(g_srv, sid, "3", 1), 0);
-    assert_int_equal(pc_server_post_to(g_srv, sid, ord_tls_close, NULL), 0);
+    assert_int_equal(pc_server_post_to(g_srv, sid, post_close, NULL), 0);
     assert_int_equal(pc_server_send_to(g_srv, sid, "4", 1), 0);
     worker_release();
     WAIT_FOR(atomic_load(&x->closed), 10000);
@@ -571,7 +560,7 @@ static void kept_post_follow_counts_tls(void **state)
     memset(big, 'x', sizeof big);
     worker_hold(cs);
     assert_int_equal(pc_connect_tls(cs, ep, NULL, cx, NULL, &cb, NULL, &id), 0);
-    assert_int_equal(pc_server_post_to(cs, id, ord_tls_send, "b|"), 0);
+    assert_int_equal(pc_server_post_to(cs, id, post_send_str, "b|"), 0);
     assert_int_equal(pc_server_send_to(cs, id, big, sizeof big), 0);
     worker_release();
     WAIT_FOR(atomic_load(&g_kf_got) == sizeof big + 2 && atomic_load(&g_kf_sent) >= 1, 10000);
@@ -579,7 +568,7 @@ static void kept_post_follow_counts_tls(void **state)
     assert_true(atomic_load(&g_kf_sent) >= 1);
     assert_int_equal(pc_server_send_queued(cs, id), 0);
     int sent = atomic_load(&g_kf_sent);
-    assert_int_equal(pc_server_post_to(cs, id, ord_tls_send, "z"), 0);
+    assert_int_equal(pc_server_post_to(cs, id, post_send_str, "z"), 0);
     WAIT_FOR(atomic_load(&g_kf_got) == sizeof big + 3 && atomic_load(&g_kf_sent) > sent, 5000);
     assert_int_equal(atomic_load(&g_kf_got), sizeof big + 3); /* still reading */
     assert_true(atomic_load(&g_kf_sent) > sent);
