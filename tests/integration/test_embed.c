@@ -1643,7 +1643,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(server_timer_cancels_one_due_with_it, teardown),
         cmocka_unit_test_teardown(outbound_post_and_close_wait_for_open, teardown),
 #ifdef __linux__
-        cmocka_unit_test_teardown(outbound_slow_connect_keeps_order, teardown),
+        cmocka_unit_test_teardown(outbound_slow_connect_keeps_order, teardown), /* not on Windows */
 #endif
         cmocka_unit_test_teardown(post_racing_stop_runs_or_refused, teardown),
     };
