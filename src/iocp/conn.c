@@ -1877,7 +1877,8 @@ static xpost_t *follows_take(queue_t *q, xpost_t *posts)
  * close is accepted and none before it is lost: the kick that would carry
  * them finds the FIN sent (and with TLS, close_notify written). So do the
  * bytes a running kick holds after the posted function closing and after
- * the ones still to run (tls_posts_rest), which came before the inbox's.
+ * the ones still to run (tls_posts_rest), and those kept with posts that
+ * wait for a connect's open_kept, which came before the inbox's.
  * Posted functions stay for the kick. Returns how many bytes were taken
  * into q; they are counted in sendq_bytes from here (as handle_kick moves
  * them). Not during a TLS handshake, whose session keeps what it is given.
@@ -1899,6 +1900,14 @@ static size_t close_begin(pc_conn_t *c, queue_t *q, conn_tx_t **spare)
             if (!rest->k.counted) atomic_fetch_add(&c->sendq_bytes, b);
             n += b;
         }
+    }
+    /* a pc_connect connection closing from on_open: the bytes kept with
+     * the posts that wait for open_kept, also older than the inbox's */
+    conn_ext_t *x = c->ext;
+    if (x && x->open_posts && !x->open_posts_in_inbox && !handshake) {
+        size_t before = chunks_bytes(q);
+        x->open_posts = follows_take(q, x->open_posts);
+        n += chunks_bytes(q) - before; /* counted in sendq_bytes by the kick */
     }
     pc__mutex_lock(conn_lock(c));
     conn_tx_t *itx = c->inbox_tx;

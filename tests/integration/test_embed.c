@@ -1550,6 +1550,59 @@ static void outbound_post_and_close_wait_for_open(void **state)
     assert_int_equal(atomic_load(&g_oc_post), 1); /* not run again */
 }
 
+/* A pc_connect connection that closes itself gracefully from on_open,
+ * while a function posted during the connect still waits for open_kept
+ * with a byte sent after it ("c"), and on_open has another thread send
+ * one more ("z", waiting in the inbox): the close takes the kept byte
+ * before the inbox's, so the accepted side reads "acz", then a FIN (the
+ * close took only the inbox: "azc"). The posted function runs after the
+ * close began: its own send is refused. */
+static atomic_int g_ocz_post_rc;
+
+static void ocz_open(pc_conn_t *c)
+{
+    assert_int_equal(xsender_send(c, 1), 0);
+    assert_int_equal(pc_conn_close(c), 0);
+}
+
+static void ocz_post(pc_conn_t *c, void *arg)
+{
+    (void)arg;
+    atomic_store(&g_ocz_post_rc, c ? pc_conn_send(c, "b", 1) : 1);
+}
+
+static void outbound_close_in_on_open_keeps_order(void **state)
+{
+    (void)state;
+    atomic_store(&g_oc_len, 0);
+    atomic_store(&g_oc_close, 0);
+    atomic_store(&g_ocz_post_rc, 1);
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.threads = 1;
+    cfg.cb.on_data = oc_srv_data; /* the accepted side keeps what it gets */
+    start_server(&cfg);
+    xsender_start();
+    static const pc_callbacks_t cli = {
+        .on_open = ocz_open, .on_data = oc_cli_data, .on_close = oc_close};
+    char ep[64];
+    snprintf(ep, sizeof ep, "127.0.0.1:%d", g_port);
+    pc_conn_id_t id = 0;
+    worker_hold(g_srv);
+    assert_int_equal(pc_connect(g_srv, ep, NULL, &cli, NULL, &id), 0);
+    assert_int_equal(pc_server_send_to(g_srv, id, "a", 1), 0);
+    assert_int_equal(pc_server_post_to(g_srv, id, ocz_post, NULL), 0);
+    assert_int_equal(pc_server_send_to(g_srv, id, "c", 1), 0);
+    worker_release();
+    WAIT_FOR(atomic_load(&g_oc_close) == 1 && atomic_load(&g_reasons[PC_CLOSE_PEER]) == 1, 5000);
+    xsender_stop();
+    assert_int_equal(atomic_load(&g_oc_close), 1);
+    assert_int_equal(atomic_load(&g_ocz_post_rc), PC_ENOTCONN);
+    assert_int_equal(atomic_load(&g_oc_len), 3);
+    assert_memory_equal(g_oc_buf, "acz", 3);
+    assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_PEER]), 1); /* a FIN */
+}
+
 /* A pc_connect connection whose connect is slow: a function posted while
  * it connects waits for the connect, and bytes sent by id after it, even
  * those another kick takes later, still wait behind it: the accepted side
@@ -1642,6 +1695,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(hidden_until_on_open, teardown),
         cmocka_unit_test_teardown(server_timer_cancels_one_due_with_it, teardown),
         cmocka_unit_test_teardown(outbound_post_and_close_wait_for_open, teardown),
+        cmocka_unit_test_teardown(outbound_close_in_on_open_keeps_order, teardown),
 #ifdef __linux__
         cmocka_unit_test_teardown(outbound_slow_connect_keeps_order, teardown), /* not on Windows */
 #endif
