@@ -2363,6 +2363,12 @@ static void posts_run(pc_conn_t *c, xpost_t *p, const kick_count_t *k)
 
 void conn_drop_posts(pc_conn_t *c)
 {
+    /* first those kept for a connect that never completed (older) */
+    if (c->ext && c->ext->open_posts) {
+        xpost_t *kept = c->ext->open_posts;
+        c->ext->open_posts = NULL;
+        posts_run(c, kept, NULL);
+    }
     pc__mutex_lock(conn_lock(c));
     xpost_t *p = c->inbox_tx ? c->inbox_tx->posts : NULL;
     if (p) c->inbox_tx->posts = NULL;

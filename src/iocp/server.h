@@ -513,8 +513,9 @@ void stimer_destroy(pc_server_t *s);
 /* conn.c */
 /* c's ext, allocated (zeroed) if it has none; NULL: out of memory. */
 conn_ext_t *conn_ext(pc_conn_t *c);
-/* Run the post_to functions still queued on a connection being released,
- * with c == NULL (destroy after a stop that could not close everything). */
+/* Run the post_to functions still queued on a connection being released
+ * (in its inbox, or kept for a connect), with c == NULL (destroy after a
+ * stop that could not close everything). */
 void conn_drop_posts(pc_conn_t *c);
 /* Hand the worker's batch of released records (conn_release) to the
  * table's free list now; the worker's thread only. */
