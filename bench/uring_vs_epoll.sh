@@ -27,10 +27,15 @@
 # alternates from round to round (uring-epoll, epoll-uring, ...), so a load
 # that drifts during a round does not favour either.
 #
+# A missing client (wrk) is installed from Debian's packages when it can be
+# (root or sudo); a workload that still cannot run is skipped with a line,
+# and a run left with nothing to measure exits 2.
 # It measures, it never judges: the exit status is 0 whatever the figures.
 # The load generator runs on the same machine and competes for the CPUs, so
 # req/s is a property of the pair; CPU per request is the server's alone.
 set -u
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 if [ $# -lt 1 ] || [ ! -d "$1" ]; then
     echo "usage: $0 BUILD_DIR [ROUNDS] [SECONDS]" >&2
@@ -160,6 +165,7 @@ for wl in $WORKLOADS; do
     esac
     bin=$(bin_of "$wl")
     if [ ! -x "$bin" ]; then echo "  $wl: skipped ($(basename "$bin") not built)"; continue; fi
+    [ "$need" = wrk ] && bench_need_cmd wrk wrk
     if ! command -v "$need" >/dev/null; then echo "  $wl: skipped ($need not installed)"; continue; fi
     case $wl in
     echo-bulk) UNITS="$UNITS $wl" ;;
@@ -168,6 +174,10 @@ for wl in $WORKLOADS; do
        else UNITS="$UNITS $wl"; fi ;;
     esac
 done
+if [ -z "$UNITS" ]; then
+    echo "nothing to measure: every workload was skipped" >&2
+    exit 2
+fi
 printf '%-20s %-6s %5s %12s %10s %14s\n' workload backend round requests "req/s" "cpu us/req"
 for unit in $UNITS; do
     wl=${unit%%/*}
