@@ -28,6 +28,18 @@ size_t chunks_mem(const queue_t *q)
     return mem;
 }
 
+size_t chunks_bytes(const queue_t *q)
+{
+    size_t n = 0;
+    const queue_t *e;
+    queue_foreach(e, q)
+    {
+        const chunk_t *c = pc_container_of(e, chunk_t, link);
+        n += c->len - c->off;
+    }
+    return n;
+}
+
 void chunks_free(queue_t *q)
 {
     while (!queue_empty(q)) {

@@ -31,6 +31,9 @@ static inline size_t chunk_mem(const chunk_t *c)
 /* The memory the chunks linked in q hold (chunk_mem of each). The
  * queue's owner. */
 size_t chunks_mem(const queue_t *q);
+/* The bytes pending in the chunks linked in q (data[off, len) of each).
+ * The queue's owner. */
+size_t chunks_bytes(const queue_t *q);
 /* Unlink and free every chunk of q, which is left empty. The queue's
  * owner. */
 void chunks_free(queue_t *q);

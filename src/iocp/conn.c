@@ -1046,19 +1046,6 @@ static void open_kept(pc_conn_t *c)
     }
 }
 
-/* Bytes (not chunk memory) waiting in a queue of chunks. */
-static size_t chunks_bytes(const queue_t *q)
-{
-    size_t n = 0;
-    queue_t *e;
-    queue_foreach(e, q)
-    {
-        const chunk_t *ch = pc_container_of(e, chunk_t, link);
-        n += ch->len - ch->off;
-    }
-    return n;
-}
-
 /* Bytes a kick took from the inbox (all of them, or those sent after a
  * posted function, once it ran) go to the send queue, encrypted with TLS;
  * closed (or the FIN sent), they are dropped. k says where they are
@@ -2451,12 +2438,7 @@ int pc_server_abort_id(pc_server_t *s, pc_conn_id_t id)
         /* the dropped chunks' bytes only: the count may also hold bytes a
          * kick is handing over right now, or a TLS session's pend
          * (conn_tls_pend), which their own paths settle */
-        queue_t *e;
-        queue_foreach(e, &drop)
-        {
-            chunk_t *ch = pc_container_of(e, chunk_t, link);
-            bytes += ch->len - ch->off;
-        }
+        bytes = chunks_bytes(&drop);
         size_t in = atomic_load(&c->inbox_send_bytes);
         if (bytes > in) bytes = in;
         atomic_store(&c->inbox_send_bytes, in - bytes);

@@ -62,23 +62,28 @@ static void chunks_round_up(void **state)
     chunk_free(c);
 }
 
-/* A queue's chunks: their memory summed, then all freed (ASan and valgrind
- * see a leak if one is left), the queue empty and reusable. */
+/* A queue's chunks: their memory and their pending bytes (data[off, len))
+ * summed, then all freed (ASan and valgrind see a leak if one is left), the
+ * queue empty and reusable. */
 static void chunks_of_a_queue(void **state)
 {
     (void)state;
     queue_t q;
     queue_init(&q);
     assert_int_equal(chunks_mem(&q), 0);
+    assert_int_equal(chunks_bytes(&q), 0);
     const size_t need[] = {10, 5000, 100000};
     size_t want = 0;
     for (int i = 0; i < 3; i++) {
         chunk_t *c = chunk_new(need[i]);
         assert_non_null(c);
+        c->len = need[i];
+        c->off = (size_t)i; /* 0, 1 and 2 bytes already sent */
         queue_insert_tail(&q, &c->link);
         want += chunk_mem(c);
     }
     assert_int_equal(chunks_mem(&q), want);
+    assert_int_equal(chunks_bytes(&q), 10 + 5000 + 100000 - 3);
     assert_true(want >= 3 * sizeof(chunk_t) + PC_CHUNK_MIN + 5000 + 100000);
     chunks_free(&q);
     assert_true(queue_empty(&q));
