@@ -283,6 +283,61 @@ static void test_edges_v6(void **state)
     lpm_free(&t);
 }
 
+/* One root slot cut into m intervals: m - 1 adjacent prefixes at its start
+ * (values 2..m) under a prefix covering the slot (value 1). Lists of every
+ * size up to the largest (16 IPv4, 32 IPv6: PC_LPM_RANGE_MAX4/6) and one
+ * past it (a node); the search takes a fixed number of steps, which must be
+ * enough for the largest. Every interval's first and last address, and the
+ * addresses either side of the slot. */
+static void test_list_sizes(void **state)
+{
+    (void)state;
+    for (int family = 4; family <= 6; family += 2) {
+        size_t max = family == 4 ? 16 : 32;
+        /* 10.11.0.0/16 cut into /24s; 2001::/16 cut into /32s */
+        uint64_t base = family == 4 ? 0x0a0b000000000000ull : 0x2001000000000000ull;
+        unsigned shift = family == 4 ? 40 : 32, sub = family == 4 ? 24 : 32;
+        for (size_t m = 2; m <= max + 1; m++) {
+            lpm_prefix_t p[40];
+            p[0] = (lpm_prefix_t){base, 0, 1, 16};
+            for (size_t i = 0; i + 1 < m; i++)
+                p[i + 1] =
+                    (lpm_prefix_t){base | (uint64_t)i << shift, 0, (uint32_t)i + 2, (uint8_t)sub};
+            lpm_t t;
+            assert_int_equal(lpm_build(&t, family, p, m), 0);
+            lpm_shape_t sh;
+            lpm_shape(&t, &sh);
+            if (m <= max) {
+                assert_int_equal(sh.range_lists, 1);
+                assert_int_equal(sh.nodes, 0);
+            } else {
+                assert_true(sh.nodes >= 1); /* IPv6: a node under a node */
+            }
+            uint64_t unit = 1ull << shift, slot = 1ull << 48;
+            for (size_t i = 0; i < m; i++) {
+                uint32_t want = i + 1 < m ? (uint32_t)i + 2 : 1;
+                uint64_t first = base + i * unit;
+                uint64_t last = i + 1 < m ? first + unit - 1 : base + slot - 1;
+                if (family == 4) {
+                    assert_int_equal(lpm_lookup4(&t, (uint32_t)(first >> 32)), want);
+                    assert_int_equal(lpm_lookup4(&t, (uint32_t)(last >> 32)), want);
+                } else {
+                    assert_int_equal(lpm_lookup6(&t, first, 0), want);
+                    assert_int_equal(lpm_lookup6(&t, last, ~0ull), want);
+                }
+            }
+            if (family == 4) {
+                assert_int_equal(lpm_lookup4(&t, (uint32_t)((base - 1) >> 32)), LPM_NONE);
+                assert_int_equal(lpm_lookup4(&t, (uint32_t)((base + slot) >> 32)), LPM_NONE);
+            } else {
+                assert_int_equal(lpm_lookup6(&t, base - 1, ~0ull), LPM_NONE);
+                assert_int_equal(lpm_lookup6(&t, base + slot, 0), LPM_NONE);
+            }
+            lpm_free(&t);
+        }
+    }
+}
+
 /* 1e5 random lookups per round (fixed seeds). */
 static void test_random_v4(void **state)
 {
@@ -486,7 +541,7 @@ int main(void)
         cmocka_unit_test(test_random_v6),     cmocka_unit_test(test_random_covered_shapes),
         cmocka_unit_test(test_dense_v4),      cmocka_unit_test(test_invalid_input),
         cmocka_unit_test(test_alloc_failure), cmocka_unit_test(test_huge_block_v4),
-        cmocka_unit_test(test_huge_block_v6),
+        cmocka_unit_test(test_huge_block_v6), cmocka_unit_test(test_list_sizes),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     free(mask_hi);
