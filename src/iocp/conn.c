@@ -1848,14 +1848,26 @@ static int follows_any(const xpost_t *p)
     return 0;
 }
 
-/* Move the follow queues of a list of posts (newest first) to the tail of
- * q, oldest first. Returns the list, unchanged. */
-static xpost_t *follows_take(queue_t *q, xpost_t *posts)
+/* Move the follow queues of the posts from fifo on (oldest first) to the
+ * tail of q. Returns their bytes. */
+static size_t follows_move(queue_t *q, xpost_t *fifo)
 {
-    xpost_t *fifo = posts_reverse(posts);
-    for (xpost_t *p = fifo; p; p = p->next)
-        queue_move_all(q, &p->follow);
-    return posts_reverse(fifo);
+    queue_t taken;
+    queue_init(&taken);
+    for (; fifo; fifo = fifo->next)
+        queue_move_all(&taken, &fifo->follow);
+    size_t n = chunks_bytes(&taken);
+    queue_move_all(q, &taken);
+    return n;
+}
+
+/* follows_move for a list of posts (newest first), left as it was. */
+static size_t follows_take(queue_t *q, xpost_t **posts)
+{
+    xpost_t *fifo = posts_reverse(*posts);
+    size_t n = follows_move(q, fifo);
+    *posts = posts_reverse(fifo);
+    return n;
 }
 
 /* A graceful close begins on the strand: the connection becomes closing
@@ -1880,27 +1892,19 @@ static size_t close_begin(pc_conn_t *c, queue_t *q, conn_tx_t **spare)
     posts_rest_t *rest = tls_posts_rest;
     int handshake = c->tls_phase == TLSP_HANDSHAKE;
     if (rest && rest->c == c && !handshake && !rest->k.in_inbox) {
-        xpost_t *fifo = rest->cur; /* oldest first already */
-        for (; fifo; fifo = fifo->next) {
-            size_t b = chunks_bytes(&fifo->follow);
-            queue_move_all(q, &fifo->follow);
-            if (!rest->k.counted) atomic_fetch_add(&c->sendq_bytes, b);
-            n += b;
-        }
+        n = follows_move(q, rest->cur); /* oldest first already */
+        if (!rest->k.counted) atomic_fetch_add(&c->sendq_bytes, n);
     }
     /* a pc_connect connection closing from on_open: the bytes kept with
      * the posts that wait for open_kept, also older than the inbox's */
     conn_ext_t *x = c->ext;
-    if (x && x->open_posts && !x->open_posts_in_inbox && !handshake) {
-        size_t before = chunks_bytes(q);
-        x->open_posts = follows_take(q, x->open_posts);
-        n += chunks_bytes(q) - before; /* counted in sendq_bytes by the kick */
-    }
+    if (x && x->open_posts && !x->open_posts_in_inbox && !handshake)
+        n += follows_take(q, &x->open_posts); /* counted in sendq_bytes by the kick */
     pc__mutex_lock(conn_lock(c));
     conn_tx_t *itx = c->inbox_tx;
     if (itx && (!queue_empty(&itx->sendq) || follows_any(itx->posts)) && !handshake) {
         queue_move_all(q, &itx->sendq);
-        itx->posts = follows_take(q, itx->posts);
+        follows_take(q, &itx->posts); /* counted in inbox_send_bytes */
         size_t in = atomic_load(&c->inbox_send_bytes);
         n += in;
         atomic_store(&c->inbox_send_bytes, 0);
@@ -2434,7 +2438,7 @@ int pc_server_abort_id(pc_server_t *s, pc_conn_id_t id)
     size_t bytes = 0;
     if (atomic_load(&c->id) == id && c->inbox_tx) {
         queue_move_all(&drop, &c->inbox_tx->sendq);
-        c->inbox_tx->posts = follows_take(&drop, c->inbox_tx->posts);
+        follows_take(&drop, &c->inbox_tx->posts);
         /* the dropped chunks' bytes only: the count may also hold bytes a
          * kick is handing over right now, or a TLS session's pend
          * (conn_tls_pend), which their own paths settle */
