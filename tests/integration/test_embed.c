@@ -37,7 +37,6 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <unistd.h>
 #endif
 #if defined(__linux__) && !defined(PC_SANITIZED)
@@ -1629,8 +1628,7 @@ static void outbound_slow_connect_keeps_order(void **state)
     assert_int_equal(bind(l, (struct sockaddr *)&a, sizeof a), 0);
     assert_int_equal(listen(l, 0), 0);
     assert_int_equal(getsockname(l, (struct sockaddr *)&a, &alen), 0);
-    struct timeval tv = {10, 0};
-    assert_int_equal(setsockopt(l, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv), 0);
+    shim_set_timeout(l, 10000);
     int port = ntohs(a.sin_port);
     shim_sock_t filler = shim_connect("127.0.0.1", port, NULL, 5000);
     assert_true(filler != SHIM_INVALID);
@@ -1650,14 +1648,9 @@ static void outbound_slow_connect_keeps_order(void **state)
     assert_true(f >= 0);
     int p = accept(l, NULL, NULL);
     assert_true(p >= 0);
+    shim_set_timeout(p, 10000);
     char got[4] = {0};
-    size_t n = 0;
-    while (n < 3) {
-        ssize_t r = recv(p, got + n, 3 - n, 0);
-        if (r <= 0) break;
-        n += (size_t)r;
-    }
-    assert_int_equal(n, 3);
+    assert_int_equal(shim_recv_exact(p, got, 3), 3);
     assert_memory_equal(got, "abc", 3);
     assert_int_equal(pc_server_close_id(g_srv, id), 0);
     close(p);
