@@ -76,16 +76,14 @@ static stimer_t *stimer_find(pc_server_t *s, int64_t id)
     return t;
 }
 
-/* Under stimer_lock: room in the table for one more record, doubling it
- * (ids are sequential, so the low bits spread them) once it holds two per
- * chain. Returns 0, or PC_ENOMEM when there is no table at all; a table
- * that cannot grow stays, with longer chains. */
-static int stimer_tab_room(pc_server_t *s)
+enum { STIMER_TAB_MIN = 64 };
+
+/* Under stimer_lock: move every record into a table of n chains. Returns
+ * 0, or PC_ENOMEM with the table as it was. */
+static int stimer_tab_resize(pc_server_t *s, size_t n)
 {
-    if (s->stimer_tab && s->stimer_count < 2 * s->stimer_tab_n) return 0;
-    size_t n = s->stimer_tab ? 2 * s->stimer_tab_n : 64;
     stimer_t **tab = pc__calloc(n, sizeof *tab);
-    if (!tab) return s->stimer_tab ? 0 : PC_ENOMEM;
+    if (!tab) return PC_ENOMEM;
     for (size_t i = 0; i < s->stimer_tab_n; i++) {
         stimer_t *t = s->stimer_tab[i];
         while (t) {
@@ -100,7 +98,23 @@ static int stimer_tab_room(pc_server_t *s)
     return 0;
 }
 
-/* Under stimer_lock. */
+/* Under stimer_lock: room in the table for one more record, doubling it
+ * (ids are sequential, so the low bits spread them) once it holds two per
+ * chain. Returns 0, or PC_ENOMEM when there is no table at all; a table
+ * that cannot grow stays, with longer chains. */
+static int stimer_tab_room(pc_server_t *s)
+{
+    if (s->stimer_tab && s->stimer_count < 2 * s->stimer_tab_n) return 0;
+    int rc = stimer_tab_resize(s, s->stimer_tab ? 2 * s->stimer_tab_n : STIMER_TAB_MIN);
+    return s->stimer_tab ? 0 : rc;
+}
+
+/* Under stimer_lock. Once a spike of timers is over, the table halves
+ * when it holds fewer than one record per four chains (it doubled at two
+ * per chain, so a count going up and down around one size never resizes
+ * every time), down to STIMER_TAB_MIN chains. Not while stop cancels
+ * (stimer_closed): stimer_cancel_all walks the chains. A table that cannot
+ * shrink stays as it is. */
 static void stimer_free(pc_server_t *s, stimer_t *t)
 {
     stimer_t **pp = stimer_chain(s, t->id);
@@ -109,6 +123,9 @@ static void stimer_free(pc_server_t *s, stimer_t *t)
     *pp = t->hnext;
     s->stimer_count--;
     pc__free(t);
+    if (!s->stimer_closed && s->stimer_tab_n > STIMER_TAB_MIN &&
+        s->stimer_count < s->stimer_tab_n / 4)
+        (void)stimer_tab_resize(s, s->stimer_tab_n / 2);
 }
 
 /* Under stimer_lock: put t on w's server wheel. */
@@ -264,6 +281,7 @@ void stimer_cancel_all(pc_server_t *s)
 void stimer_destroy(pc_server_t *s)
 {
     /* the workers are gone: whatever is left is nobody's */
+    s->stimer_closed = 1; /* no resize under the walk below */
     for (size_t i = 0; i < s->stimer_tab_n; i++)
         while (s->stimer_tab[i])
             stimer_free(s, s->stimer_tab[i]);
