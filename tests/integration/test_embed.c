@@ -15,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include "budget_alloc.h"
 #include "chat_app.h"
 #include "core/clock.h"
 #include "core/thread.h"
@@ -1000,60 +1001,12 @@ static void server_timer_cancel_cost_flat(void **state)
 /* After a spike of server timers the registry gives its memory back: 50k
  * timers armed and cancelled leave the library holding about what it held
  * before them (the table of chains by id used to keep its peak size, 256
- * KiB of chains for 50k timers). Counted by an allocator that knows the
- * size of every block it hands out, so the test means the same under the
- * sanitizers. */
+ * KiB of chains for 50k timers). Counted by the unit tests' budget
+ * allocator, which knows the size of every block it hands out, so the test
+ * means the same under the sanitizers. */
 #define SP_TIMERS 50000
 
-static atomic_llong sp_live; /* bytes handed out and not yet freed */
-
-typedef union {
-    size_t n;
-    max_align_t align;
-} sp_head_t;
-
-static void *sp_malloc(void *u, size_t n)
-{
-    (void)u;
-    sp_head_t *h = malloc(sizeof *h + n);
-    if (!h) return NULL;
-    h->n = n;
-    atomic_fetch_add(&sp_live, (long long)n);
-    return h + 1;
-}
-
-static void *sp_calloc(void *u, size_t n, size_t sz)
-{
-    if (sz && n > (SIZE_MAX - sizeof(sp_head_t)) / sz) return NULL;
-    void *p = sp_malloc(u, n * sz);
-    if (p) memset(p, 0, n * sz);
-    return p;
-}
-
-static void sp_free(void *u, void *p)
-{
-    (void)u;
-    if (!p) return;
-    sp_head_t *h = (sp_head_t *)p - 1;
-    atomic_fetch_sub(&sp_live, (long long)h->n);
-    free(h);
-}
-
-static void *sp_realloc(void *u, void *p, size_t n)
-{
-    if (!p) return sp_malloc(u, n);
-    sp_head_t *h = (sp_head_t *)p - 1;
-    size_t old = h->n;
-    sp_head_t *q = realloc(h, sizeof *q + n);
-    if (!q) return NULL;
-    q->n = n;
-    atomic_fetch_add(&sp_live, (long long)n - (long long)old);
-    return q + 1;
-}
-
-static const pc_allocator_t sp_allocator = {sp_malloc, sp_calloc, sp_realloc, sp_free, NULL};
-
-static int sp_teardown(void **state)
+static int budget_teardown(void **state)
 {
     int rc = teardown(state);
     assert_int_equal(pc_set_allocator(NULL), 0);
@@ -1064,8 +1017,8 @@ static void server_timer_memory_returns(void **state)
 {
     (void)state;
     atomic_store(&g_never, 0);
-    atomic_store(&sp_live, 0);
-    assert_int_equal(pc_set_allocator(&sp_allocator), 0);
+    budget_alloc_reset(-1);
+    assert_int_equal(pc_set_allocator(&budget_allocator), 0);
     pc_server_config_t cfg;
     base_config(&cfg);
     start_server(&cfg);
@@ -1073,22 +1026,22 @@ static void server_timer_memory_returns(void **state)
     int64_t keep = pc_server_timer(g_srv, 60000, 0, st_never, NULL);
     assert_true(keep > 0);
     shim_sleep_ms(100);
-    long long before = atomic_load(&sp_live);
+    long long before = budget_alloc_live_bytes();
     int64_t *ids = malloc(SP_TIMERS * sizeof *ids);
     assert_non_null(ids);
     for (int i = 0; i < SP_TIMERS; i++) {
         ids[i] = pc_server_timer(g_srv, 60000, 0, st_never, NULL);
         assert_true(ids[i] > 0);
     }
-    long long peak = atomic_load(&sp_live);
+    long long peak = budget_alloc_live_bytes();
     for (int i = 0; i < SP_TIMERS; i++)
         assert_int_equal(pc_server_timer_cancel(g_srv, ids[i]), 0);
     free(ids);
     /* a timer cancelled on its way to a worker is freed by that worker */
-    long long after = atomic_load(&sp_live);
+    long long after = budget_alloc_live_bytes();
     for (int i = 0; i < 50 && after - before >= 4096; i++) {
         shim_sleep_ms(20);
-        after = atomic_load(&sp_live);
+        after = budget_alloc_live_bytes();
     }
     print_message("library memory: %lld bytes before %d timers, %lld with them, %lld after "
                   "their cancel\n",
@@ -1786,7 +1739,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(server_timers, teardown),
         cmocka_unit_test_teardown(server_timer_never_early, teardown),
         cmocka_unit_test_teardown(server_timer_cancel_cost_flat, teardown),
-        cmocka_unit_test_teardown(server_timer_memory_returns, sp_teardown),
+        cmocka_unit_test_teardown(server_timer_memory_returns, budget_teardown),
         cmocka_unit_test_teardown(write_only_client_kept_alive, teardown),
         cmocka_unit_test_teardown(chat_broadcast, teardown),
         cmocka_unit_test_teardown(abort_id_refuses_later_sends, teardown),
