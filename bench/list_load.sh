@@ -25,7 +25,7 @@ usage() {
     sed -n '3,21p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
-[ $# -ge 1 ] && [ -d "$1" ] || usage
+if [ $# -lt 1 ] || [ ! -d "$1" ]; then usage; fi
 BUILD=$(cd "$1" && pwd)
 shift
 LINES=1000000
@@ -37,6 +37,7 @@ while [ $# -gt 0 ]; do
     *) usage ;;
     esac
 done
+# shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
 PATH=$PATH:/usr/sbin
 TMP=$(mktemp -d /tmp/pc-list-load.XXXXXX)
@@ -49,8 +50,8 @@ pc_lib=$(sed -n 's/.* list_load_ms=\([0-9]*\) .*/\1/p' <<<"$lib")
 
 # median of the R wall-clock times (ms) of a command
 median_ms() {
-    local i t0 t1 all=()
-    for i in $(seq "$RUNS"); do
+    local t0 t1 all=()
+    for _ in $(seq "$RUNS"); do
         t0=$(date +%s%N)
         "$@" >/dev/null 2>&1
         t1=$(date +%s%N)
@@ -60,6 +61,7 @@ median_ms() {
 }
 
 # pc-echo: exec to "listening on" (then SIGTERM)
+# shellcheck disable=SC2317 # called through median_ms
 echo_ready() {
     python3 - "$BUILD/bin/pc-echo" "$LIST" <<'EOF'
 import subprocess, sys

@@ -9,6 +9,7 @@
 #
 #   bench/proxy_churn.sh BUILD_DIR [--rounds N] [--seconds S] [--conns N]
 set -euo pipefail
+# shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
 build=${1:?usage: proxy_churn.sh BUILD_DIR [--rounds N] [--seconds S] [--conns N]}
 shift

@@ -6,6 +6,7 @@
 # 127.0.0.1/localhost (ECDSA P-256, openssl req) in build/release/demo-tls and
 # prints how to serve and fetch HTTPS with them.
 set -euo pipefail
+# shellcheck source=scripts/common.sh
 source "$(dirname "$0")/common.sh"
 cd "$PC_ROOT"
 pc_base_pkgs

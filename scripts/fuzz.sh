@@ -6,6 +6,7 @@
 # New inputs found are kept in a scratch copy of the corpus, not in the repo.
 # FUZZ_ONLY=tests/fuzz/fuzz_NAME.c runs one target.
 set -euo pipefail
+# shellcheck source=scripts/common.sh
 source "$(dirname "$0")/common.sh"
 cd "$PC_ROOT"
 secs=${1:-15}
@@ -17,7 +18,10 @@ mkdir -p "$out"
 # target -> extra sources (the library's core and filter layers are plain C
 # with no I/O, so targets compile them directly; the core's Windows files stay
 # out)
-core=$(ls src/core/*.c | grep -v '_win\.c$' | tr '\n' ' ')
+core=""
+for f in src/core/*.c; do
+  case $f in *_win.c) ;; *) core="$core$f " ;; esac
+done
 declare -A extra=(
   [fuzz_http_parser]="samples/http/http_parser.c"
   [fuzz_rules]="$core src/filter/*.c"
@@ -27,9 +31,10 @@ declare -A extra=(
   [fuzz_tls_recv]="src/tls/tls_ctx.c src/tls/tls_sess.c $core -lssl -lcrypto"
 )
 
+# shellcheck disable=SC2054 # the commas belong to -fsanitize
 flags=(-g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined
        -fno-sanitize-recover=undefined -Iinclude -Isrc -Isamples/http
-       -Isamples/stress -DPC_TLS_TEST_DATA=\"$PC_ROOT/tests/data/tls\")
+       -Isamples/stress "-DPC_TLS_TEST_DATA=\"$PC_ROOT/tests/data/tls\"")
 failed=()
 ran=0
 for src in ${FUZZ_ONLY:-tests/fuzz/fuzz_*.c}; do
@@ -37,6 +42,7 @@ for src in ${FUZZ_ONLY:-tests/fuzz/fuzz_*.c}; do
   # shellcheck disable=SC2086
   srcs=$(eval echo ${extra[$name]:-})
   pc_log "fuzz: building $name"
+  # shellcheck disable=SC2086 # srcs: one file or flag per word
   $CC "${flags[@]}" "$src" $srcs -lmimalloc -lpthread -o "$out/$name"
   corpus="$out/corpus-$name"
   rm -rf "$corpus"

@@ -4,7 +4,7 @@
 # and runs CTest for each stage. Stages:
 #   linux    RelWithDebInfo build, every unit and integration test, on every
 #            Linux backend built (epoll, io_uring); a compile-only clang build;
-#            scripts/check-spdx.sh
+#            scripts/check-spdx.sh; shellcheck over every shell script
 #   asan     the whole suite built with -fsanitize=address,undefined
 #   tsan     the whole suite built with -fsanitize=thread
 #   fuzz     every libFuzzer target for a few seconds (scripts/fuzz.sh)
@@ -12,6 +12,7 @@
 #            Windows engine is present)
 # Usage: scripts/test.sh [stage...]   (default: all stages)
 set -euo pipefail
+# shellcheck source=scripts/common.sh
 source "$(dirname "$0")/common.sh"
 cd "$PC_ROOT"
 
@@ -21,6 +22,10 @@ failed=()
 
 stage_linux() {
   bash scripts/check-spdx.sh # every source, script and CMake file says its licence
+  pc_need_pkgs shellcheck # every shell script in the repo, warnings included
+  local scripts
+  mapfile -t scripts < <(find scripts bench tests -name '*.sh')
+  shellcheck "${scripts[@]}" .ci/run
   pc_base_pkgs
   pc_need_pkgs haproxy # tests/process/haproxy_proxy.py: a real HAProxy in front of pc-http
   pc_need_pkgs iproute2 # tests/process/kernel_filter.py's network-namespace case (ip netns)

@@ -54,7 +54,8 @@ for target in portcullis::portcullis portcullis::static; do
 done
 
 # 3: pkg-config, shared
-export PKG_CONFIG_PATH="$(dirname "$pcfile")"
+PKG_CONFIG_PATH=$(dirname "$pcfile")
+export PKG_CONFIG_PATH
 flags=$(pkg-config --cflags --libs portcullis) || fail "pkg-config --cflags --libs portcullis"
 # shellcheck disable=SC2086
 "$cc" -std=c11 -D_GNU_SOURCE -o "$work/pc-shared" "$here/main.c" $flags
