@@ -31,7 +31,7 @@
 # that mean; base and base2 apart show the noise), server
 # CPU per denied attempt (utime+stime of the server's processes over the
 # flood phase, minus its idle baseline, divided by the attempts), machine CPU
-# per attempt (all CPUs from /proc/stat: includes the flooder and the
+# per attempt (all CPUs, busy time from /proc/stat: includes the flooder and the
 # kernel's work on both ends of loopback, so it is an upper bound), and
 # what the denied clients saw (handshakes completed vs SYNs unanswered).
 #
@@ -96,6 +96,7 @@ fi
 ulimit -n 20000 2>/dev/null
 WORK=$(mktemp -d /tmp/pc-kflood.XXXXXX)
 SERVER_PID=""
+# shellcheck disable=SC2317 # called by the trap
 cleanup() {
     bench_stop "$SERVER_PID"
     rm -rf "$WORK"
@@ -173,10 +174,11 @@ EOF
     return 1
 }
 
+# shellcheck disable=SC2046 # one PID per word
 server_pids() { echo "$SERVER_PID" $(bench_children "$SERVER_PID"); }
-
-# Machine CPU ticks in use (all CPUs, user+nice+system+irq+softirq+steal).
-machine_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
+# CPU ticks of the server's processes ($pids: one PID per word)
+# shellcheck disable=SC2086
+server_cpu() { bench_cpu_ticks $pids; }
 
 # wrk for SECS against PORT; prints req/s
 run_wrk() {
@@ -198,21 +200,21 @@ for list in $LISTS; do
         pids=$(server_pids)
         sleep 1
         # idle CPU of the server over one phase (timers, ...)
-        c0=$(bench_cpu_ticks $pids)
+        c0=$(server_cpu)
         sleep "$SECS"
-        idle=$(($(bench_cpu_ticks $pids) - c0))
+        idle=$(($(server_cpu) - c0))
 
         base=$(run_wrk "$port")
 
         # the connect flood alone: server CPU per attempt
-        c0=$(bench_cpu_ticks $pids)
-        m0=$(machine_ticks)
+        c0=$(server_cpu)
+        m0=$(bench_machine_ticks)
         fl=$("$FLOOD" 127.0.0.1 "$port" --sources 127.0.9.1-50 --rate "$RATE" --seconds "$SECS")
-        m1=$(machine_ticks)
-        c1=$(bench_cpu_ticks $pids)
-        att=$(echo "$fl" | sed 's/.*attempts=\([0-9]*\).*/\1/')
+        m1=$(bench_machine_ticks)
+        c1=$(server_cpu)
+        att=$(sed -n 's/.*attempts=\([0-9]*\).*/\1/p' <<<"$fl")
         hs=$(echo "$fl" | awk '{for (i = 1; i <= NF; i++) {split($i, kv, "="); v[kv[1]] = kv[2]} print v["connected"] + v["reset"]}')
-        ab=$(echo "$fl" | sed 's/.*abandoned=\([0-9]*\).*/\1/')
+        ab=$(sed -n 's/.*abandoned=\([0-9]*\).*/\1/p' <<<"$fl")
         srv_us=$(awk -v t=$((c1 - c0 - idle)) -v a="$att" -v hz="$CLK_TCK" \
             'BEGIN { if (t < 0) t = 0; printf "%.2f", a ? t * 1e6 / hz / a : 0 }')
         mach_us=$(awk -v t=$((m1 - m0)) -v a="$att" -v hz="$CLK_TCK" \

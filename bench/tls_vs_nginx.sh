@@ -33,7 +33,11 @@
 #
 # Server CPU = utime+stime from /proc/PID/stat (nginx: master + workers).
 # The clients share the machine's CPUs, so rates are a property of the pair;
-# CPU per unit is the server's own.
+# CPU per unit is the server's own. Machine CPU = the busy time of every CPU
+# (bench_machine_ticks) over the same span, per unit: clients included, and the
+# kernel's softirq work (TCP handshakes, resets, the kernel filter's drops)
+# that no process is charged for. For the flood, both have their idle
+# baseline subtracted.
 #
 # Environment: PC_HTTP_ARGS (extra pc-http flags, e.g. "--kernel-filter off"
 # to have the accept thread judge instead of the kernel), NGINX.
@@ -41,7 +45,7 @@
 set -u
 
 usage() {
-    sed -n '3,39p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '3,44p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 if [ $# -lt 1 ] || [ ! -d "$1" ]; then usage; fi
@@ -254,13 +258,15 @@ cpu_per() { # ticks units -> microseconds per unit
     python3 -c "print('%.2f' % ($1 * 1e6 / $CLK_TCK / $2) if $2 > 0 else 'nan')"
 }
 
-printf '\n%-8s %-6s %5s %11s %12s %13s %s\n' load server round count "per second" "cpu us/unit" note
+printf '\n%-8s %-6s %5s %11s %12s %13s %13s %s\n' load server round count "per second" "cpu us/unit" \
+    "machine us" note
 one_load() { # load server round
-    local load=$1 srv=$2 round=$3 port pids c0 c1 n rate err cpu note=""
+    local load=$1 srv=$2 round=$3 port pids c0 c1 m0 m1 n rate err cpu mcpu note=""
     port=$(port_of "$srv")
     pids=$(pids_of "$srv")
     # shellcheck disable=SC2086
     c0=$(bench_cpu_ticks $pids)
+    m0=$(bench_machine_ticks)
     case $load in
     ka)
         read -r n rate err < <(run_wrk "$port")
@@ -275,13 +281,16 @@ one_load() { # load server round
         note="resumed $err"
         ;;
     esac
+    m1=$(bench_machine_ticks)
     # shellcheck disable=SC2086
     c1=$(bench_cpu_ticks $pids)
     cpu=$(cpu_per $((c1 - c0)) "${n:-0}")
-    printf '%-8s %-6s %5d %11d %12.0f %13s %s\n' "$load" "$srv" "$round" "${n:-0}" "${rate:-0}" \
-        "$cpu" "$note"
+    mcpu=$(cpu_per $((m1 - m0)) "${n:-0}")
+    printf '%-8s %-6s %5d %11d %12.0f %13s %13s %s\n' "$load" "$srv" "$round" "${n:-0}" "${rate:-0}" \
+        "$cpu" "$mcpu" "$note"
     record "$load.rate" "$srv" "$round" "${rate:-0}"
     record "$load.cpu" "$srv" "$round" "$cpu"
+    record "$load.mcpu" "$srv" "$round" "$mcpu"
 }
 
 for r in $(seq "$ROUNDS"); do
@@ -295,8 +304,8 @@ for r in $(seq "$ROUNDS"); do
 done
 
 # ---- handshake flood from denied sources ------------------------------------------------------
-printf '\n%-8s %-6s %9s %9s %9s %14s %12s %12s %8s\n' flood server attempts answered hungup \
-    "cpu us/attempt" "req/s alone" "req/s flood" ratio >"$TMP/flood.table"
+printf '\n%-8s %-6s %9s %9s %9s %14s %12s %12s %12s %8s\n' flood server attempts answered hungup \
+    "cpu us/attempt" "machine us" "req/s alone" "req/s flood" ratio >"$TMP/flood.table"
 : >"$TMP/flood.raw"
 for srv in $SERVERS; do
     port=$(port_of "$srv")
@@ -304,15 +313,23 @@ for srv in $SERVERS; do
     # idle baseline over one phase
     # shellcheck disable=SC2086
     c0=$(bench_cpu_ticks $pids)
+    m0=$(bench_machine_ticks)
+    t0=$(now_s)
     sleep "$SECS"
+    t1=$(now_s)
     # shellcheck disable=SC2086
     idle=$(($(bench_cpu_ticks $pids) - c0))
+    midle=$(($(bench_machine_ticks) - m0))
     # the flood alone
     # shellcheck disable=SC2086
     c0=$(bench_cpu_ticks $pids)
+    m0=$(bench_machine_ticks)
+    t2=$(now_s)
     out=$("$FLOOD" 127.0.0.1 "$port" --sources 127.0.9.1-50 --rate "$FLOOD_RATE" --seconds "$SECS" \
         --hold 500 --send "$TMP/hello.bin")
     echo "  $srv, flood alone: $out" >>"$TMP/flood.raw"
+    m1=$(bench_machine_ticks)
+    t3=$(now_s)
     # shellcheck disable=SC2086
     c1=$(bench_cpu_ticks $pids)
     att=$(sed -n 's/.*attempts=\([0-9]*\).*/\1/p' <<<"$out")
@@ -321,6 +338,10 @@ for srv in $SERVERS; do
     t=$((c1 - c0 - idle))
     [ "$t" -lt 0 ] && t=0
     cpu=$(cpu_per "$t" "${att:-0}")
+    # the machine's idle baseline, scaled to the flood's span (it runs a
+    # little longer than SECS: the last attempts' 500 ms wait)
+    t=$(python3 -c "print(max(0, round($m1 - $m0 - $midle * ($t3 - $t2) / ($t1 - $t0))))")
+    mcpu=$(cpu_per "$t" "${att:-0}")
     sleep 1
     # allowed clients alone, under the flood, alone again
     read -r _ alone1 _ < <(run_wrk "$port")
@@ -335,9 +356,10 @@ for srv in $SERVERS; do
     read -r _ alone2 _ < <(run_wrk "$port")
     alone=$(python3 -c "print(($alone1 + $alone2) / 2)")
     ratio=$(python3 -c "print('%.2f' % ($under / $alone) if $alone > 0 else 'nan')")
-    printf '%-8s %-6s %9s %9s %9s %14s %12.0f %12.0f %8s\n' flood "$srv" "${att:-0}" "${ans:-0}" \
-        "${hup:-0}" "$cpu" "$alone" "$under" "$ratio" >>"$TMP/flood.table"
+    printf '%-8s %-6s %9s %9s %9s %14s %12s %12.0f %12.0f %8s\n' flood "$srv" "${att:-0}" "${ans:-0}" \
+        "${hup:-0}" "$cpu" "$mcpu" "$alone" "$under" "$ratio" >>"$TMP/flood.table"
     record flood.cpu "$srv" 1 "$cpu"
+    record flood.mcpu "$srv" 1 "$mcpu"
     record flood.ka_ratio "$srv" 1 "$ratio"
     sleep 1
 done
@@ -356,11 +378,15 @@ cat >"$TMP/table" <<'EOF'
 # key|label|higher is better|target pc/nginx (issue 12)
 ka.rate|keep-alive HTTPS req/s (wrk)|1|-
 ka.cpu|server CPU us/request (keep-alive)|0|1.0
+ka.mcpu|machine CPU us/request (keep-alive)|0|-
 full.rate|full handshakes/s (s_time -new)|1|1.0
 full.cpu|server CPU us/full handshake|0|-
+full.mcpu|machine CPU us/full handshake|0|-
 resumed.rate|resumed handshakes/s (s_time -reuse)|1|-
 resumed.cpu|server CPU us/resumed handshake|0|-
+resumed.mcpu|machine CPU us/resumed handshake|0|-
 flood.cpu|server CPU us/denied TLS attempt|0|0.02
+flood.mcpu|machine CPU us/denied TLS attempt|0|-
 flood.ka_ratio|allowed req/s under flood / without|1|-
 EOF
 python3 "$BENCH_DIR/summary.py" "$RES" nginx "$TMP/table"
