@@ -993,7 +993,11 @@ typedef struct pc_server_stats_s {
     uint64_t kernel_dropped_rate;  /* per-source SYN bucket empty */
     uint64_t kernel_dropped_max;   /* source holding per_source_max */
     uint64_t kernel_would_drop;    /* shadow mode: counted, passed */
-    pc_backend_t backend;          /* backend running */
+    /* retransmitted SYNs the per-source rate did not charge again: a SYN
+     * repeating one that took a token (same source address, port and
+     * initial sequence number) within 16 s, at most 3 times per attempt */
+    uint64_t kernel_syn_retransmits;
+    pc_backend_t backend; /* backend running */
     /* accept batching in force (pc_server_config_t.accept_batch_us; 0
      * on Windows) and the accept-thread sleeps that gathered a batch */
     unsigned accept_batch_us;

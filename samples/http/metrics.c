@@ -155,6 +155,11 @@ size_t http_metrics_format(const http_metrics_src_t *src, pc_server_t *s, char *
          (unsigned long long)st.kernel_dropped_max);
     mput(&m, "pc_kernel_dropped_total{cause=\"shadow\"} %llu\n",
          (unsigned long long)st.kernel_would_drop);
+    mhead(&m, "pc_kernel_syn_retransmits_total", "counter",
+          "Retransmitted SYNs the eBPF kernel filter passed without charging the "
+          "per-source rate again.");
+    mput(&m, "pc_kernel_syn_retransmits_total %llu\n",
+         (unsigned long long)st.kernel_syn_retransmits);
     mhead(&m, "pc_backend_info", "gauge", "Completion backend in use.");
     mput(&m, "pc_backend_info{backend=\"%s\"} 1\n", pc_backend_name(st.backend));
     mhead(&m, "pc_accept_batch_waits_total", "counter",

@@ -527,6 +527,7 @@ void kf_ebpf_stats(kf_ebpf_t *k, kf_ebpf_stats_t *out)
     out->dropped_rate = sum[KF_ST_DROP_RATE];
     out->dropped_max = sum[KF_ST_DROP_MAX];
     out->would_drop = sum[KF_ST_WOULD_DROP];
+    out->syn_retransmits = sum[KF_ST_SYN_RETX];
 }
 
 int kf_ebpf_prog_fd(const kf_ebpf_t *k)

@@ -51,10 +51,11 @@ typedef struct kf_ebpf_config_s {
 /* Counters of SYNs the program saw (summed over CPUs). */
 typedef struct kf_ebpf_stats_s {
     uint64_t syn_seen;
-    uint64_t dropped_rules; /* denied by a rule */
-    uint64_t dropped_rate;  /* bucket empty */
-    uint64_t dropped_max;   /* source marked blocked */
-    uint64_t would_drop;    /* shadow mode: would have dropped (any step) */
+    uint64_t dropped_rules;   /* denied by a rule */
+    uint64_t dropped_rate;    /* bucket empty */
+    uint64_t dropped_max;     /* source marked blocked */
+    uint64_t would_drop;      /* shadow mode: would have dropped (any step) */
+    uint64_t syn_retransmits; /* retransmitted SYNs passed without a token */
 } kf_ebpf_stats_t;
 
 /* Build maps and program for rules (NULL: no rules) and attach them to the

@@ -164,6 +164,7 @@ static void ebpf_drop(pc_server_t *s, kfilter_t *kf, pc_rules_t *rules, int fd)
     s->kf_gone[2] += st.dropped_rate;
     s->kf_gone[3] += st.dropped_max;
     s->kf_gone[4] += st.would_drop;
+    s->kf_gone[5] += st.syn_retransmits;
     kf->ebpf = NULL;
     pc__mutex_unlock(&s->kf_mu);
     kf_ebpf_close(k, fd);
@@ -362,7 +363,7 @@ void kfilter_collect_hits(pc_server_t *s)
 
 void kfilter_counts(pc_server_t *s, pc_server_stats_t *out)
 {
-    uint64_t c[5];
+    uint64_t c[6];
     pc__mutex_lock(&s->kf_mu); /* not kf_lock: never waits for a rule swap */
     memcpy(c, s->kf_gone, sizeof c);
     for (int i = 0; i < s->nlisteners; i++) {
@@ -374,6 +375,7 @@ void kfilter_counts(pc_server_t *s, pc_server_stats_t *out)
         c[2] += st.dropped_rate;
         c[3] += st.dropped_max;
         c[4] += st.would_drop;
+        c[5] += st.syn_retransmits;
     }
     pc__mutex_unlock(&s->kf_mu);
     out->kernel_syn_seen = c[0];
@@ -381,4 +383,5 @@ void kfilter_counts(pc_server_t *s, pc_server_stats_t *out)
     out->kernel_dropped_rate = c[2];
     out->kernel_dropped_max = c[3];
     out->kernel_would_drop = c[4];
+    out->kernel_syn_retransmits = c[5];
 }

@@ -406,7 +406,7 @@ struct pc_server_s {
     _Atomic int kf_long;
     _Atomic int kf_ebpf;    /* listeners with the eBPF tier (per-source max in the kernel) */
     _Atomic int kf_weakest; /* the weakest listener's tier, for the stats (no lock) */
-    uint64_t kf_gone[5];    /* eBPF SYN counters of closed programs (kf_mu; kfilter_counts) */
+    uint64_t kf_gone[6];    /* eBPF SYN counters of closed programs (kf_mu; kfilter_counts) */
     int kf_exempt_logged;   /* "per-source limits not on SYNs" was logged (kf_lock) */
     /* the smallest accept data wait in force over the listeners (seconds,
      * as the kernel rounded it), UINT_MAX before the first listener: read

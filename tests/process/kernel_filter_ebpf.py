@@ -18,7 +18,12 @@ pc-http with --kernel-filter ebpf (root), checks that:
   4. shadow mode: a denied source is served, the kernel counts it;
   5. a set too large for classic BPF (100000 prefixes), pc-echo as nobody
      with only CAP_NET_ADMIN (no CAP_BPF): off, with both tiers' reasons
-     logged; a denied client is closed after the handshake.
+     logged; a denied client is closed after the handshake;
+  6. --per-source-rate 0.01/1 (one token, no refill during the test): a SYN
+     from 127.0.0.13 sent twice by a raw socket (same port and initial
+     sequence number: a retransmission) passes both times, the second
+     without a token; a SYN of a new attempt from there is dropped: /metrics
+     counts one retransmission and one rate drop.
 
 Needs root (exits 77, "skipped", otherwise) and an eBPF tier built in (77
 with the reason otherwise); setpriv for case 5. Bounded by an overall alarm;
@@ -138,6 +143,52 @@ def case_rate(args, tmp, failures):
         if metric(m, "pc_kernel_dropped_total", 'cause="rate"') < unanswered:
             failures.append("rate: /metrics counts fewer kernel rate drops than %d:\n%s"
                             % (unanswered, m))
+    finally:
+        srv.kill()
+
+
+def csum(data):
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(int.from_bytes(data[i:i + 2], "big") for i in range(0, len(data), 2))
+    while total >> 16:
+        total = (total & 0xffff) + (total >> 16)
+    return ~total & 0xffff
+
+
+def raw_syn(src, port, sport, isn):
+    """One TCP SYN from src:sport with sequence number isn to 127.0.0.1:port,
+    through a raw socket (the kernel adds the IP header)."""
+    hdr = bytearray(sport.to_bytes(2, "big") + port.to_bytes(2, "big") + isn.to_bytes(4, "big")
+                    + bytes(4) + bytes([5 << 4, 0x02]) + (65535).to_bytes(2, "big") + bytes(4))
+    pseudo = (socket.inet_aton(src) + socket.inet_aton("127.0.0.1")
+              + bytes([0, socket.IPPROTO_TCP]) + len(hdr).to_bytes(2, "big"))
+    hdr[16:18] = csum(pseudo + bytes(hdr)).to_bytes(2, "big")
+    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP) as s:
+        s.bind((src, 0))
+        s.sendto(bytes(hdr), ("127.0.0.1", 0))
+
+
+def case_retransmit(args, tmp, failures):
+    # one token per source (127.0.0.1's goes to the /metrics request)
+    srv, port = start(http_argv(args, extra=["--per-source-rate", "0.01/1"]))
+    try:
+        # the SYN-ACKs go to ports with no socket: the kernel resets them
+        raw_syn("127.0.0.13", port, 40000, 0x12345678)
+        time.sleep(0.1)
+        raw_syn("127.0.0.13", port, 40000, 0x12345678)  # the same SYN again
+        time.sleep(0.1)
+        raw_syn("127.0.0.13", port, 40001, 0x12345678)  # a new attempt: no token left
+        time.sleep(0.1)
+        m = metrics(port)
+        retx = metric(m, "pc_kernel_syn_retransmits_total")
+        rate = metric(m, "pc_kernel_dropped_total", 'cause="rate"')
+        print("a SYN, the same SYN again, a new attempt: %d retransmission(s) passed, "
+              "%d rate drop(s)" % (retx, rate))
+        if retx != 1 or rate != 1:
+            failures.append("retransmit: %d retransmission(s) passed, %d rate drop(s); expected "
+                            "1 and 1 (the retransmission free, the new attempt dropped)"
+                            % (retx, rate))
     finally:
         srv.kill()
 
@@ -274,6 +325,7 @@ def run(args):
         case_rate(args, tmp, failures)
         case_max(args, tmp, failures)
         case_shadow(args, tmp, failures)
+        case_retransmit(args, tmp, failures)
         if shutil.which("setpriv"):
             case_big_nobody(args, tmp, failures)
         else:

@@ -33,6 +33,7 @@ int main(void)
 #include <unistd.h>
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include <bpf/bpf.h>
 
@@ -40,6 +41,7 @@ int main(void)
 #include "portcullis/filter.h"
 #include "filter/addr.h"
 #include "filter/rules.h"
+#include "iocp/bpf/kfilter_shared.h"
 #include "iocp/kfilter_ebpf.h"
 #include "xorshift.h"
 
@@ -75,8 +77,14 @@ static pc_rules_t *rules(const char *text)
     return r;
 }
 
-/* Ethernet + IP + TCP with the given source and flags; returns the length. */
-static size_t packet(uint8_t *p, const addr_t *src, uint8_t flags)
+/* Every packet is a new connection attempt (its own source port and
+ * initial sequence number) unless a test names them: identical SYNs are
+ * retransmissions, which the bucket does not charge twice. */
+static atomic_uint g_attempt;
+
+/* Ethernet + IP + TCP with the given source, flags, source port and
+ * sequence number; returns the length. */
+static size_t packet_id(uint8_t *p, const addr_t *src, uint8_t flags, uint16_t sport, uint32_t seq)
 {
     memset(p, 0, 128);
     uint8_t *ip = p + 14, *tcp;
@@ -99,12 +107,29 @@ static size_t packet(uint8_t *p, const addr_t *src, uint8_t flags)
         ip[39] = 1;
         tcp = ip + 40;
     }
-    tcp[0] = 0x9c, tcp[1] = 0x40; /* 40000 -> 80 */
+    tcp[0] = (uint8_t)(sport >> 8), tcp[1] = (uint8_t)sport; /* -> 80 */
     tcp[3] = 80;
+    tcp[4] = (uint8_t)(seq >> 24), tcp[5] = (uint8_t)(seq >> 16);
+    tcp[6] = (uint8_t)(seq >> 8), tcp[7] = (uint8_t)seq;
     tcp[12] = 5 << 4;
     tcp[13] = flags;
     tcp[14] = 0xff;
     return (size_t)(tcp + 20 - p);
+}
+
+static size_t packet(uint8_t *p, const addr_t *src, uint8_t flags)
+{
+    unsigned n = atomic_fetch_add(&g_attempt, 1);
+    return packet_id(p, src, flags, (uint16_t)(1024 + n % 60000), n * 2654435761u);
+}
+
+/* Run the program on pkt (n bytes): 1 = passed, 0 = dropped. */
+static int run_pkt(kf_ebpf_t *k, uint8_t *pkt, size_t n)
+{
+    LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = pkt, .data_size_in = (uint32_t)n, .repeat = 1);
+    int err = bpf_prog_test_run_opts(kf_ebpf_prog_fd(k), &o);
+    if (err) fail_msg("BPF_PROG_TEST_RUN: %s", strerror(errno));
+    return o.retval != 0;
 }
 
 /* Run the program on one packet: 1 = passed, 0 = dropped. opt: IPv4 option
@@ -120,10 +145,7 @@ static int run_opt(kf_ebpf_t *k, const addr_t *src, uint8_t flags, unsigned opt)
         pkt[17] = (uint8_t)(40 + 4 * opt);
         n += 4 * opt;
     }
-    LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = pkt, .data_size_in = (uint32_t)n, .repeat = 1);
-    int err = bpf_prog_test_run_opts(kf_ebpf_prog_fd(k), &o);
-    if (err) fail_msg("BPF_PROG_TEST_RUN: %s", strerror(errno));
-    return o.retval != 0;
+    return run_pkt(k, pkt, n);
 }
 
 static int run(kf_ebpf_t *k, const addr_t *src, uint8_t flags)
@@ -506,6 +528,64 @@ static void rate_bucket(void **state)
     kf_ebpf_close(k, -1);
 }
 
+/* A retransmitted SYN (the source address, port and initial sequence
+ * number of one that took a token) passes without a token, KF_RETX_MAX
+ * times at most; any other attempt of the source still finds the bucket
+ * empty, and a SYN the bucket dropped earns no free repeats. A source
+ * remembers its last KF_SLOTS attempts. */
+static void rate_retransmit(void **state)
+{
+    kf_ebpf_config_t c = plain;
+    c.rate = 0.001; /* no refill during the test */
+    c.burst = 1;
+    c.source_prefix_v4 = 24;
+    c.source_prefix_v6 = 64;
+    kf_ebpf_t *k = open_or_skip(&c, NULL, -1);
+    const char *src[2] = {"192.0.2.5", "2001:db8::5"};
+    const char *neighbour[2] = {"192.0.2.6", "2001:db8::6"}; /* same bucket */
+    for (int f = 0; f < 2; f++) {
+        addr_t a = addr(src[f]), b = addr(neighbour[f]);
+        uint8_t first[128], port[128], isn[128], nb[128];
+        size_t n = packet_id(first, &a, TCP_SYN, 40000, 0x12345678);
+        packet_id(port, &a, TCP_SYN, 40001, 0x12345678);
+        packet_id(isn, &a, TCP_SYN, 40000, 0x12345679);
+        packet_id(nb, &b, TCP_SYN, 40000, 0x12345678);
+        assert_true(run_pkt(k, first, n)); /* takes the one token */
+        assert_false(run_pkt(k, port, n)); /* new attempts: the bucket is empty */
+        assert_false(run_pkt(k, isn, n));
+        assert_false(run_pkt(k, nb, n));
+        for (unsigned i = 0; i < KF_RETX_MAX; i++)
+            if (!run_pkt(k, first, n)) fail_msg("family %d: retransmission %u dropped", f, i + 1);
+        assert_false(run_pkt(k, first, n)); /* no free repeat left: charged, bucket empty */
+        assert_false(run_pkt(k, port, n));  /* dropped before: not an attempt that took a token */
+    }
+    kf_ebpf_stats_t st;
+    kf_ebpf_stats(k, &st);
+    assert_int_equal(st.syn_retransmits, 2 * KF_RETX_MAX);
+    assert_int_equal(st.dropped_rate, 2 * 5);
+    assert_int_equal(st.syn_seen, 2 * (KF_RETX_MAX + 6));
+    kf_ebpf_close(k, -1);
+
+    /* a source remembers its last KF_SLOTS attempts that took a token */
+    c.burst = KF_SLOTS + 1;
+    k = open_or_skip(&c, NULL, -1);
+    addr_t a = addr("198.51.100.7");
+    uint8_t att[KF_SLOTS + 1][128];
+    size_t n = 0;
+    for (int i = 0; i <= KF_SLOTS; i++) {
+        n = packet_id(att[i], &a, TCP_SYN, (uint16_t)(50000 + i), 777);
+        assert_true(run_pkt(k, att[i], n));
+    }
+    for (int i = 1; i <= KF_SLOTS; i++)
+        if (!run_pkt(k, att[i], n))
+            fail_msg("attempt %d of %d: retransmission dropped", i + 1, KF_SLOTS + 1);
+    assert_false(run_pkt(k, att[0], n)); /* the oldest was forgotten: charged, none left */
+    kf_ebpf_stats(k, &st);
+    assert_int_equal(st.syn_retransmits, KF_SLOTS);
+    assert_int_equal(st.dropped_rate, 1);
+    kf_ebpf_close(k, -1);
+}
+
 /* Racing CPUs: threads sending SYNs of one source at once get the burst,
  * plus at most one SYN per extra thread (docs/kernel-filter-ebpf.md). */
 typedef struct racer_s {
@@ -836,6 +916,7 @@ int main(void)
         cmocka_unit_test(ipv4_options),
         cmocka_unit_test(rate_bucket),
         cmocka_unit_test(rate_bucket_race),
+        cmocka_unit_test(rate_retransmit),
         cmocka_unit_test(blocked_sources),
         cmocka_unit_test(shadow_mode),
         cmocka_unit_test(swap_rules),

@@ -74,7 +74,7 @@ struct {
 struct {
     __uint(type, BPF_MAP_TYPE_LRU_HASH);
     __type(key, struct kf_src);
-    __type(value, __u64); /* GCRA: theoretical arrival time, ns */
+    __type(value, struct kf_bucket); /* GCRA time and recent attempts */
     __uint(max_entries, 1);
 } buckets SEC(".maps");
 
@@ -140,30 +140,65 @@ static __always_inline __u32 lookup6(const struct kf_cfg *c, __u64 ah, __u64 al)
     return e ? e->val : 0;
 }
 
+/* The slot hash of a connection attempt: its full source address, port and
+ * initial sequence number mixed into 32 bits, never 0 (an empty slot). */
+static __always_inline __u64 attempt_hash(__u64 hi, __u64 lo, __u32 sport, __u32 isn)
+{
+    __u64 x = (hi * 0x9e3779b97f4a7c15ull) ^ lo ^ ((__u64)sport << 32 | isn);
+    x = (x ^ (x >> 31)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 29)) * 0x94d049bb133111ebull;
+    __u64 h = x >> 32;
+    return h ? h : 1;
+}
+
 /* Per-source SYN rate as GCRA (equivalent to a token bucket of size burst
  * refilled at rate): pass when the source's theoretical arrival time is at
- * most window ns ahead of now, then push it one interval further. */
-static __always_inline int rate_ok(const struct kf_cfg *c, const struct kf_src *src)
+ * most window ns ahead of now, then push it one interval further. Before
+ * that, a SYN repeating one of the source's recent attempts that took a
+ * token passes free (kf_bucket). Returns KF_DROP, KF_PASS (charged) or
+ * KF_RETX. */
+enum { KF_DROP, KF_PASS, KF_RETX };
+static __always_inline int rate_check(const struct kf_cfg *c, const struct kf_src *src, __u64 h,
+                                      __u64 now)
 {
-    __u64 now = bpf_ktime_get_ns();
-    __u64 *tat = bpf_map_lookup_elem(&buckets, src);
-    if (!tat) {
-        __u64 v = now + c->interval_ns;
-        if (bpf_map_update_elem(&buckets, src, &v, BPF_NOEXIST) == 0) return 1;
+    __u64 t = (now >> 30) & 0xffffff;
+    __u64 mine = h << 32 | t << 8; /* this attempt's slot once it took a token */
+    struct kf_bucket *b = bpf_map_lookup_elem(&buckets, src);
+    if (!b) {
+        struct kf_bucket nb = {.tat = now + c->interval_ns, .slot = {mine}};
+        if (bpf_map_update_elem(&buckets, src, &nb, BPF_NOEXIST) == 0) return KF_PASS;
         /* another CPU inserted it first: take the common path */
-        tat = bpf_map_lookup_elem(&buckets, src);
-        if (!tat) return 1; /* evicted meanwhile (LRU) or the map is full */
+        b = bpf_map_lookup_elem(&buckets, src);
+        if (!b) return KF_PASS; /* evicted meanwhile (LRU) or the map is full */
     }
-    __u64 t = *tat;
-    if (t < now) {
+    /* A retransmission? Else the slot this attempt takes if it passes: its
+     * own used-up one, else an empty or the oldest one. */
+    __u32 put = 0;
+    __u64 put_age = 0;
+    for (__u32 i = 0; i < KF_SLOTS; i++) {
+        __u64 s = b->slot[i];
+        __u64 age = (t - (s >> 8)) & 0xffffff;
+        if (s && s >> 32 == h && age <= KF_RETX_UNITS) {
+            if ((s & 0xff) < KF_RETX_MAX && __sync_val_compare_and_swap(&b->slot[i], s, s + 1) == s)
+                return KF_RETX;
+            put = i; /* used up (or a racing CPU counted it first): charged */
+            break;
+        }
+        if (!s) age = 0x1000000; /* an empty slot goes first */
+        if (age > put_age) put = i, put_age = age;
+    }
+    __u64 *tat = &b->tat;
+    __u64 v = *tat;
+    if (v < now) {
         /* Idle source: restart from now. A CPU racing us either wins this
          * exchange or has already added its interval; both are fine. */
-        __sync_val_compare_and_swap(tat, t, now);
-        t = now;
+        __sync_val_compare_and_swap(tat, v, now);
+        v = now;
     }
-    if (t - now > c->window_ns) return 0;
+    if (v - now > c->window_ns) return KF_DROP;
     __sync_fetch_and_add(tat, c->interval_ns);
-    return 1;
+    b->slot[put & (KF_SLOTS - 1)] = mine; /* a race here loses a slot, no more */
+    return KF_PASS;
 }
 
 static __always_inline int load(struct __sk_buff *skb, __u32 off, void *to, __u32 len)
@@ -179,23 +214,26 @@ static __always_inline int load(struct __sk_buff *skb, __u32 off, void *to, __u3
 SEC("socket")
 int kfilter(struct __sk_buff *skb)
 {
-    __u8 h[KF_HEAD], flags;
-    __u32 thoff;
+    __u8 h[KF_HEAD], t[14];
+    const __u8 *th; /* the TCP header's first 14 bytes: in h, or read into t */
     if (load(skb, 0, h, KF_HEAD)) return skb->len; /* no TCP packet is this short */
     int v4 = (h[0] >> 4) == 4;
     if (v4) {
-        thoff = (__u32)(h[0] & 0xf) * 4;
-        if (thoff == 20)
-            flags = h[33];
-        else if (load(skb, thoff + 13, &flags, 1))
-            return skb->len;
+        __u32 thoff = (__u32)(h[0] & 0xf) * 4;
+        if (thoff == 20) {
+            th = h + 20;
+        } else {
+            if (load(skb, thoff, t, sizeof t)) return skb->len;
+            th = t;
+        }
     } else if ((h[0] >> 4) == 6) {
         /* TCP right after the fixed header (else: passed below) */
-        if (load(skb, 40 + 13, &flags, 1)) return skb->len;
+        if (load(skb, 40, t, sizeof t)) return skb->len;
+        th = t;
     } else {
         return skb->len;
     }
-    if ((flags & (KF_TCP_SYN | KF_TCP_ACK)) != KF_TCP_SYN) return skb->len;
+    if ((th[13] & (KF_TCP_SYN | KF_TCP_ACK)) != KF_TCP_SYN) return skb->len;
 
     /* A SYN from here on. */
     __u32 zero = 0;
@@ -250,13 +288,16 @@ int kfilter(struct __sk_buff *skb)
         return 0;
     }
 
-    if (c->interval_ns && !rate_ok(c, &src)) {
-        if (c->shadow) {
-            count(KF_ST_WOULD_DROP);
-            return skb->len;
-        }
-        count(KF_ST_DROP_RATE);
-        return 0;
+    if (!c->interval_ns) return skb->len;
+    __u64 ha = attempt_hash(v4 ? (__u64)a4 << 32 : ah, v4 ? 0 : al, (__u32)th[0] << 8 | th[1],
+                            (__u32)th[4] << 24 | (__u32)th[5] << 16 | (__u32)th[6] << 8 | th[7]);
+    int r = rate_check(c, &src, ha, bpf_ktime_get_ns());
+    if (r == KF_RETX) count(KF_ST_SYN_RETX);
+    if (r != KF_DROP) return skb->len;
+    if (c->shadow) {
+        count(KF_ST_WOULD_DROP);
+        return skb->len;
     }
-    return skb->len;
+    count(KF_ST_DROP_RATE);
+    return 0;
 }

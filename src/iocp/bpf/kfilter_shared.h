@@ -50,6 +50,29 @@ struct kf_src {
     kf_u64 hi, lo;
 };
 
+/* Value of the buckets map: the source's GCRA theoretical arrival time
+ * (ns), and its last KF_SLOTS connection attempts that took a token, so
+ * that a retransmitted SYN (the SYN-ACK was lost, or the kernel dropped the
+ * SYN after this filter passed it, e.g. with the accept queue full) is not
+ * charged again. A slot: a hash of the attempt (full source address, port,
+ * initial sequence number; never 0) in the top 32 bits, when it took the
+ * token in units of 2^30 ns (~1.07 s, 24 bits, wrapping) in the next 24,
+ * and how many retransmissions passed since in the low 8; 0 = empty. */
+#define KF_SLOTS 4
+struct kf_bucket {
+    kf_u64 tat;
+    kf_u64 slot[KF_SLOTS];
+};
+
+/* A SYN that repeats a charged attempt within KF_RETX_UNITS (~16 s) is a
+ * retransmission and passes without a token, KF_RETX_MAX times at most:
+ * Linux sends its first three retransmissions 1, 3 and 7 s after the SYN,
+ * Windows its two 3 and 9 s after. A source that completes handshakes and
+ * opens the same port and ISN again could pass at most 1 + KF_RETX_MAX
+ * SYNs per token; the accept thread's own rate still judges each. */
+#define KF_RETX_UNITS 15u
+#define KF_RETX_MAX   3u
+
 struct kf_cfg {
     kf_u64 interval_ns; /* 1e9 / rate; 0: no bucket */
     kf_u64 window_ns;   /* (burst - 1) * interval_ns */
@@ -66,6 +89,7 @@ enum {
     KF_ST_DROP_RATE,
     KF_ST_DROP_MAX,
     KF_ST_WOULD_DROP,
+    KF_ST_SYN_RETX, /* retransmitted SYNs passed without a token */
     KF_ST_N
 };
 
