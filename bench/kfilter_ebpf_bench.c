@@ -12,9 +12,10 @@
  * TCP SYNs through BPF_PROG_TEST_RUN: "hot" is the kernel's mean over --repeat runs of the same
  * packet (caches warm), "single" one run per packet (the kernel's timer around one run included, so
  * it is an upper bound), both averaged over --probes packets (half inside a prefix, half anywhere).
- * Also: a small set, no rules, and a non-SYN packet (what an accepted
- * socket pays). Needs CAP_BPF; without it prints "skipped" and exits 0.
- * It measures; it never fails on a time (only on a verdict mismatch). */
+ * Also: a small set, no rules, a non-SYN packet (what an accepted socket
+ * pays), and a SYN of a new attempt with a per-source rate on and off. Needs CAP_BPF; without it
+ * prints "skipped" and exits 0. It measures; it never fails on a time (only on a verdict mismatch).
+ */
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -248,6 +249,15 @@ static void packet(pkt_t *p, const addr_t *src, uint8_t flags)
     p->n = (uint32_t)(tcp + 20 - p->b);
 }
 
+/* Give the SYN p its own source port and initial sequence number. */
+static void set_attempt(pkt_t *p, uint16_t sport, uint32_t isn)
+{
+    uint8_t *tcp = p->b + (p->b[12] == 0x08 ? 34 : 54);
+    tcp[0] = (uint8_t)(sport >> 8), tcp[1] = (uint8_t)sport;
+    tcp[4] = (uint8_t)(isn >> 24), tcp[5] = (uint8_t)(isn >> 16);
+    tcp[6] = (uint8_t)(isn >> 8), tcp[7] = (uint8_t)isn;
+}
+
 /* Half inside a random prefix of the set, half anywhere in its space. */
 static void probe_addr(const gen_t *g, size_t n, int family, addr_t *a)
 {
@@ -378,6 +388,69 @@ static void measure(const char *label, const opts_t *o, size_t n4, size_t n6)
     free(g4), free(g6), free(p4), free(p6), free(va), free(vb);
 }
 
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* One run per packet (repeat 1): median and mean in-kernel ns. */
+static void run_single(int fd, const pkt_t *p, size_t n, uint32_t *d, double *median, double *mean)
+{
+    double sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = p[i].b, .data_size_in = p[i].n, .repeat = 1);
+        if (bpf_prog_test_run_opts(fd, &o)) {
+            fprintf(stderr, "BPF_PROG_TEST_RUN: %s\n", strerror(errno));
+            exit(1);
+        }
+        d[i] = o.duration;
+        sum += o.duration;
+    }
+    qsort(d, n, sizeof *d, cmp_u32);
+    *median = n ? d[n / 2] : 0;
+    *mean = n ? sum / (double)n : 0;
+}
+
+/* The per-source rate's cost: a SYN of a new connection attempt (its own
+ * port and ISN) from one of 4096 sources, with a rate that never runs out
+ * (the bucket and its attempt slots are read and written on every SYN)
+ * against the same program without a rate, one run per packet. */
+static void measure_rate(const opts_t *o)
+{
+    size_t np = o->probes * 16;
+    pkt_t *p = calloc(np, sizeof *p);
+    uint32_t *d = calloc(np, sizeof *d);
+    if (!p || !d) exit(1);
+    for (size_t i = 0; i < np; i++) {
+        addr_t a;
+        addr_set_v4(&a, 0x0a000000u | (uint32_t)(i % 4096));
+        packet(&p[i], &a, 0x02);
+        set_attempt(&p[i], (uint16_t)(1024 + i % 60000), (uint32_t)i * 2654435761u);
+    }
+    kf_ebpf_config_t none = {
+        .source_prefix_v4 = 32, .source_prefix_v6 = 64, .source_entries = 65536};
+    kf_ebpf_config_t rate = none;
+    rate.rate = 1e9, rate.burst = 1000000000u;
+    kf_ebpf_t *kn = NULL, *kr = NULL;
+    char why[200] = "";
+    if (kf_ebpf_open(&none, NULL, -1, &kn, why, sizeof why) ||
+        kf_ebpf_open(&rate, NULL, -1, &kr, why, sizeof why)) {
+        fprintf(stderr, "kf_ebpf_open: %s\n", why);
+        exit(1);
+    }
+    double mn, an, mr, ar;
+    run_single(kf_ebpf_prog_fd(kn), p, np, d, &mn, &an);
+    run_single(kf_ebpf_prog_fd(kr), p, np, d, &mr, &ar);
+    printf("rate syn_new_attempt packets=%zu sources=4096 no_rate_single_ns=%.0f (mean %.1f) "
+           "rate_single_ns=%.0f (mean %.1f) rate_over_none=%.2f\n",
+           np, mn, an, mr, ar, mn > 0 ? mr / mn : 0);
+    fflush(stdout);
+    kf_ebpf_close(kn, -1);
+    kf_ebpf_close(kr, -1);
+    free(p), free(d);
+}
+
 int main(int argc, char **argv)
 {
     opts_t o = {.v4 = 1000000, .v6 = 100000, .probes = 4096, .repeat = 200};
@@ -404,6 +477,7 @@ int main(int argc, char **argv)
         }
     }
     measure("none", &o, 0, 0);
+    measure_rate(&o);
     measure("small", &o, 100, 10);
     measure("large", &o, o.v4, o.v6);
     if (mismatches) {

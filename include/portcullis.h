@@ -995,7 +995,8 @@ typedef struct pc_server_stats_s {
     uint64_t kernel_would_drop;    /* shadow mode: counted, passed */
     /* retransmitted SYNs the per-source rate did not charge again: a SYN
      * repeating one that took a token (same source address, port and
-     * initial sequence number) within 16 s, at most 3 times per attempt */
+     * initial sequence number) within ~16 s, at most 3 times per attempt,
+     * for the last 4 attempts of the source that took a token */
     uint64_t kernel_syn_retransmits;
     pc_backend_t backend; /* backend running */
     /* accept batching in force (pc_server_config_t.accept_batch_us; 0

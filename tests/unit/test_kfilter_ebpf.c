@@ -134,17 +134,22 @@ static int run_pkt(kf_ebpf_t *k, uint8_t *pkt, size_t n)
 
 /* Run the program on one packet: 1 = passed, 0 = dropped. opt: IPv4 option
  * words (0..10) inserted after the fixed header. */
+/* Insert opt IPv4 option words (0..10, NOPs) after the fixed header of the
+ * IPv4 packet pkt (n bytes, room for 128); returns the new length. */
+static size_t with_options(uint8_t *pkt, size_t n, unsigned opt)
+{
+    if (!opt) return n;
+    memmove(pkt + 34 + 4 * opt, pkt + 34, n - 34);
+    memset(pkt + 34, 1, 4 * opt);
+    pkt[14] = (uint8_t)(0x40 | (5 + opt));
+    pkt[17] = (uint8_t)(40 + 4 * opt);
+    return n + 4 * opt;
+}
+
 static int run_opt(kf_ebpf_t *k, const addr_t *src, uint8_t flags, unsigned opt)
 {
     uint8_t pkt[128];
-    size_t n = packet(pkt, src, flags);
-    if (opt) {
-        memmove(pkt + 34 + 4 * opt, pkt + 34, n - 34);
-        memset(pkt + 34, 1, 4 * opt); /* NOP options */
-        pkt[14] = (uint8_t)(0x40 | (5 + opt));
-        pkt[17] = (uint8_t)(40 + 4 * opt);
-        n += 4 * opt;
-    }
+    size_t n = with_options(pkt, packet(pkt, src, flags), opt);
     return run_pkt(k, pkt, n);
 }
 
@@ -541,48 +546,57 @@ static void rate_retransmit(void **state)
     c.source_prefix_v4 = 24;
     c.source_prefix_v6 = 64;
     kf_ebpf_t *k = open_or_skip(&c, NULL, -1);
-    const char *src[2] = {"192.0.2.5", "2001:db8::5"};
-    const char *neighbour[2] = {"192.0.2.6", "2001:db8::6"}; /* same bucket */
-    for (int f = 0; f < 2; f++) {
-        addr_t a = addr(src[f]), b = addr(neighbour[f]);
+    /* IPv4, IPv6, IPv4 with options (the TCP header read on its own) */
+    static const struct {
+        const char *src, *neighbour; /* same bucket */
+        unsigned opt;
+    } cs[] = {{"192.0.2.5", "192.0.2.6", 0},
+              {"2001:db8::5", "2001:db8::6", 0},
+              {"203.0.113.5", "203.0.113.6", 3}};
+    enum { NC = sizeof cs / sizeof cs[0] };
+    for (int f = 0; f < NC; f++) {
+        addr_t a = addr(cs[f].src), b = addr(cs[f].neighbour);
         uint8_t first[128], port[128], isn[128], nb[128];
-        size_t n = packet_id(first, &a, TCP_SYN, 40000, 0x12345678);
-        packet_id(port, &a, TCP_SYN, 40001, 0x12345678);
-        packet_id(isn, &a, TCP_SYN, 40000, 0x12345679);
-        packet_id(nb, &b, TCP_SYN, 40000, 0x12345678);
+        unsigned o = cs[f].opt;
+        size_t n = with_options(first, packet_id(first, &a, TCP_SYN, 40000, 0x12345678), o);
+        with_options(port, packet_id(port, &a, TCP_SYN, 40001, 0x12345678), o);
+        with_options(isn, packet_id(isn, &a, TCP_SYN, 40000, 0x12345679), o);
+        with_options(nb, packet_id(nb, &b, TCP_SYN, 40000, 0x12345678), o);
         assert_true(run_pkt(k, first, n)); /* takes the one token */
         assert_false(run_pkt(k, port, n)); /* new attempts: the bucket is empty */
         assert_false(run_pkt(k, isn, n));
         assert_false(run_pkt(k, nb, n));
         for (unsigned i = 0; i < KF_RETX_MAX; i++)
-            if (!run_pkt(k, first, n)) fail_msg("family %d: retransmission %u dropped", f, i + 1);
+            if (!run_pkt(k, first, n)) fail_msg("case %d: retransmission %u dropped", f, i + 1);
         assert_false(run_pkt(k, first, n)); /* no free repeat left: charged, bucket empty */
         assert_false(run_pkt(k, port, n));  /* dropped before: not an attempt that took a token */
     }
     kf_ebpf_stats_t st;
     kf_ebpf_stats(k, &st);
-    assert_int_equal(st.syn_retransmits, 2 * KF_RETX_MAX);
-    assert_int_equal(st.dropped_rate, 2 * 5);
-    assert_int_equal(st.syn_seen, 2 * (KF_RETX_MAX + 6));
+    assert_int_equal(st.syn_retransmits, NC * KF_RETX_MAX);
+    assert_int_equal(st.dropped_rate, NC * 5);
+    assert_int_equal(st.syn_seen, NC * (KF_RETX_MAX + 6));
     kf_ebpf_close(k, -1);
 
-    /* a source remembers its last KF_SLOTS attempts that took a token */
-    c.burst = KF_SLOTS + 1;
+    /* a source remembers its last KF_SLOTS attempts that took a token, also
+     * when they all came within one time unit */
+    enum { NA = KF_SLOTS + 2 };
+    c.burst = NA;
     k = open_or_skip(&c, NULL, -1);
     addr_t a = addr("198.51.100.7");
-    uint8_t att[KF_SLOTS + 1][128];
+    uint8_t att[NA][128];
     size_t n = 0;
-    for (int i = 0; i <= KF_SLOTS; i++) {
+    for (int i = 0; i < NA; i++) {
         n = packet_id(att[i], &a, TCP_SYN, (uint16_t)(50000 + i), 777);
         assert_true(run_pkt(k, att[i], n));
     }
-    for (int i = 1; i <= KF_SLOTS; i++)
-        if (!run_pkt(k, att[i], n))
-            fail_msg("attempt %d of %d: retransmission dropped", i + 1, KF_SLOTS + 1);
-    assert_false(run_pkt(k, att[0], n)); /* the oldest was forgotten: charged, none left */
+    for (int i = NA - KF_SLOTS; i < NA; i++)
+        if (!run_pkt(k, att[i], n)) fail_msg("attempt %d of %d: retransmission dropped", i + 1, NA);
+    for (int i = 0; i < NA - KF_SLOTS; i++) /* forgotten: charged, no token left */
+        if (run_pkt(k, att[i], n)) fail_msg("attempt %d of %d: passed free", i + 1, NA);
     kf_ebpf_stats(k, &st);
     assert_int_equal(st.syn_retransmits, KF_SLOTS);
-    assert_int_equal(st.dropped_rate, 1);
+    assert_int_equal(st.dropped_rate, NA - KF_SLOTS);
     kf_ebpf_close(k, -1);
 }
 

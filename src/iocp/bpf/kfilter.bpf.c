@@ -144,9 +144,11 @@ static __always_inline __u32 lookup6(const struct kf_cfg *c, __u64 ah, __u64 al)
  * initial sequence number mixed into 32 bits, never 0 (an empty slot). */
 static __always_inline __u64 attempt_hash(__u64 hi, __u64 lo, __u32 sport, __u32 isn)
 {
-    __u64 x = (hi * 0x9e3779b97f4a7c15ull) ^ lo ^ ((__u64)sport << 32 | isn);
+    __u64 x = (hi * 0x9e3779b97f4a7c15ull) ^ lo;
     x = (x ^ (x >> 31)) * 0xbf58476d1ce4e5b9ull;
+    x ^= (__u64)sport << 32 | isn; /* after a round: no address bit cancels them */
     x = (x ^ (x >> 29)) * 0x94d049bb133111ebull;
+    x = (x ^ (x >> 32)) * 0xd6e8feb86659fd93ull;
     __u64 h = x >> 32;
     return h ? h : 1;
 }
@@ -171,21 +173,18 @@ static __always_inline int rate_check(const struct kf_cfg *c, const struct kf_sr
         b = bpf_map_lookup_elem(&buckets, src);
         if (!b) return KF_PASS; /* evicted meanwhile (LRU) or the map is full */
     }
-    /* A retransmission? Else the slot this attempt takes if it passes: its
-     * own used-up one, else an empty or the oldest one. */
-    __u32 put = 0;
-    __u64 put_age = 0;
+    /* A retransmission? The slots run from the newest attempt (0) to the
+     * oldest; a charged attempt goes in front, dropping the oldest, or its
+     * own used-up slot if it had one. */
+    __u32 gone = KF_SLOTS - 1;
     for (__u32 i = 0; i < KF_SLOTS; i++) {
         __u64 s = b->slot[i];
-        __u64 age = (t - (s >> 8)) & 0xffffff;
-        if (s && s >> 32 == h && age <= KF_RETX_UNITS) {
+        if (s && s >> 32 == h && ((t - (s >> 8)) & 0xffffff) <= KF_RETX_UNITS) {
             if ((s & 0xff) < KF_RETX_MAX && __sync_val_compare_and_swap(&b->slot[i], s, s + 1) == s)
                 return KF_RETX;
-            put = i; /* used up (or a racing CPU counted it first): charged */
+            gone = i; /* used up (or a racing CPU counted it first): charged */
             break;
         }
-        if (!s) age = 0x1000000; /* an empty slot goes first */
-        if (age > put_age) put = i, put_age = age;
     }
     __u64 *tat = &b->tat;
     __u64 v = *tat;
@@ -197,7 +196,10 @@ static __always_inline int rate_check(const struct kf_cfg *c, const struct kf_sr
     }
     if (v - now > c->window_ns) return KF_DROP;
     __sync_fetch_and_add(tat, c->interval_ns);
-    b->slot[put & (KF_SLOTS - 1)] = mine; /* a race here loses a slot, no more */
+    /* (a race with another CPU here can lose or repeat a slot, no more) */
+    for (__u32 i = KF_SLOTS - 1; i > 0; i--)
+        if (i <= gone) b->slot[i] = b->slot[i - 1];
+    b->slot[0] = mine;
     return KF_PASS;
 }
 

@@ -51,10 +51,10 @@ struct kf_src {
 };
 
 /* Value of the buckets map: the source's GCRA theoretical arrival time
- * (ns), and its last KF_SLOTS connection attempts that took a token, so
- * that a retransmitted SYN (the SYN-ACK was lost, or the kernel dropped the
- * SYN after this filter passed it, e.g. with the accept queue full) is not
- * charged again. A slot: a hash of the attempt (full source address, port,
+ * (ns), and its last KF_SLOTS connection attempts that took a token, newest
+ * first, so that a retransmitted SYN (the SYN-ACK was lost, or the kernel
+ * dropped the SYN after this filter passed it, e.g. with the accept queue
+ * full) is not charged again. A slot: a hash of the attempt (full source address, port,
  * initial sequence number; never 0) in the top 32 bits, when it took the
  * token in units of 2^30 ns (~1.07 s, 24 bits, wrapping) in the next 24,
  * and how many retransmissions passed since in the low 8; 0 = empty. */
