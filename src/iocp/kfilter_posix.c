@@ -146,6 +146,19 @@ static void cat(char *dst, size_t cap, const char *src)
     dst[d + n] = 0;
 }
 
+/* Add the SYN counters of k to c (in KF_COUNTS order; kfilter_counts). */
+static void kf_counts_add(uint64_t c[KF_COUNTS], kf_ebpf_t *k)
+{
+    kf_ebpf_stats_t st;
+    kf_ebpf_stats(k, &st);
+    c[0] += st.syn_seen;
+    c[1] += st.dropped_rules;
+    c[2] += st.dropped_rate;
+    c[3] += st.dropped_max;
+    c[4] += st.would_drop;
+    c[5] += st.syn_retransmits;
+}
+
 /* Take a listener's eBPF tier out of service (kf_lock held): fold its drops
  * into rules (the set it was built from), keep its SYN counters and close
  * it. The counters move to kf_gone and the pointer goes in one step under
@@ -156,15 +169,8 @@ static void ebpf_drop(pc_server_t *s, kfilter_t *kf, pc_rules_t *rules, int fd)
     kf_ebpf_t *k = kf->ebpf;
     if (!k) return;
     kf_ebpf_collect_hits(k, rules);
-    kf_ebpf_stats_t st;
     pc__mutex_lock(&s->kf_mu);
-    kf_ebpf_stats(k, &st);
-    s->kf_gone[0] += st.syn_seen;
-    s->kf_gone[1] += st.dropped_rules;
-    s->kf_gone[2] += st.dropped_rate;
-    s->kf_gone[3] += st.dropped_max;
-    s->kf_gone[4] += st.would_drop;
-    s->kf_gone[5] += st.syn_retransmits;
+    kf_counts_add(s->kf_gone, k);
     kf->ebpf = NULL;
     pc__mutex_unlock(&s->kf_mu);
     kf_ebpf_close(k, fd);
@@ -363,20 +369,11 @@ void kfilter_collect_hits(pc_server_t *s)
 
 void kfilter_counts(pc_server_t *s, pc_server_stats_t *out)
 {
-    uint64_t c[6];
+    uint64_t c[KF_COUNTS];
     pc__mutex_lock(&s->kf_mu); /* not kf_lock: never waits for a rule swap */
     memcpy(c, s->kf_gone, sizeof c);
-    for (int i = 0; i < s->nlisteners; i++) {
-        if (!s->listeners[i].kf.ebpf) continue;
-        kf_ebpf_stats_t st;
-        kf_ebpf_stats(s->listeners[i].kf.ebpf, &st);
-        c[0] += st.syn_seen;
-        c[1] += st.dropped_rules;
-        c[2] += st.dropped_rate;
-        c[3] += st.dropped_max;
-        c[4] += st.would_drop;
-        c[5] += st.syn_retransmits;
-    }
+    for (int i = 0; i < s->nlisteners; i++)
+        if (s->listeners[i].kf.ebpf) kf_counts_add(c, s->listeners[i].kf.ebpf);
     pc__mutex_unlock(&s->kf_mu);
     out->kernel_syn_seen = c[0];
     out->kernel_dropped_rules = c[1];

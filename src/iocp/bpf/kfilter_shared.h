@@ -54,10 +54,11 @@ struct kf_src {
  * (ns), and its last KF_SLOTS connection attempts that took a token, newest
  * first, so that a retransmitted SYN (the SYN-ACK was lost, or the kernel
  * dropped the SYN after this filter passed it, e.g. with the accept queue
- * full) is not charged again. A slot: a hash of the attempt (full source address, port,
- * initial sequence number; never 0) in the top 32 bits, when it took the
- * token in units of 2^30 ns (~1.07 s, 24 bits, wrapping) in the next 24,
- * and how many retransmissions passed since in the low 8; 0 = empty. */
+ * full) is not charged again. A slot: a hash of the attempt (full source
+ * address, port, initial sequence number; never 0) in the top 32 bits,
+ * when it took the token in units of 2^30 ns (~1.07 s, 24 bits, wrapping)
+ * in the next 24, and how many retransmissions passed since in the low 8;
+ * 0 = empty. */
 #define KF_SLOTS 4
 struct kf_bucket {
     kf_u64 tat;
