@@ -18,6 +18,7 @@
 
 #include "portcullis.h"
 #include "core/alloc.h"
+#include "core/errno_map.h"
 #include "core/log.h"
 #include "iocp/kfilter_ebpf.h"
 #include "iocp/bpf/kfilter_shared.h"
@@ -245,6 +246,7 @@ static void cfg_fill(const kf_ebpf_config_t *c, struct kf_cfg *out, uint32_t n4,
     out->mask6_hi = p6 == 0 ? 0 : p6 >= 64 ? ~(uint64_t)0 : ~(uint64_t)0 << (64 - p6);
     out->mask6_lo = p6 <= 64 ? 0 : p6 == 128 ? ~(uint64_t)0 : ~(uint64_t)0 << (128 - p6);
     out->shadow = c->shadow ? 1 : 0;
+    out->blocks = c->block_sources ? 1 : 0;
     out->n4 = n4;
     out->n6 = n6;
 }
@@ -305,12 +307,15 @@ static int obj_build(kf_ebpf_t *k, const pc_rules_t *rules, kf_obj_t **out, char
         rc = fail(why, whylen, EINVAL, "eBPF filter object incomplete");
         goto done;
     }
-    unsigned entries = k->cfg.source_entries ? k->cfg.source_entries : 1;
+    /* the kernel preallocates every entry of both source maps: one entry
+     * for a map the program does not use (set with the first program; the
+     * next ones reuse the maps) */
+    unsigned entries = k->cfg.source_entries;
     bpf_map__set_max_entries(m4, n4);
     bpf_map__set_max_entries(m6, n6);
     bpf_map__set_max_entries(md, o->nrules ? (uint32_t)o->nrules : 1);
-    bpf_map__set_max_entries(mb, entries);
-    bpf_map__set_max_entries(mk, entries);
+    bpf_map__set_max_entries(mb, k->cfg.rate > 0 ? entries : 1);
+    bpf_map__set_max_entries(mk, k->cfg.block_sources ? entries : 1);
     if (k->stats_fd >= 0) {
         int e = 0;
         if (bpf_map__reuse_fd(ms, k->stats_fd) || bpf_map__reuse_fd(mb, k->buckets_fd) ||
@@ -472,7 +477,8 @@ void kf_ebpf_collect_hits(kf_ebpf_t *k, pc_rules_t *rules)
 
 int kf_ebpf_block_source(kf_ebpf_t *k, const addr_t *src, int block)
 {
-    if (!k || !src || (src->family != 4 && src->family != 6)) return PC_EINVAL;
+    if (!k || !k->cfg.block_sources || !src || (src->family != 4 && src->family != 6))
+        return PC_EINVAL;
     addr_t a = *src;
     addr_normalize(&a);
     struct kf_src key;
@@ -533,6 +539,23 @@ void kf_ebpf_stats(kf_ebpf_t *k, kf_ebpf_stats_t *out)
 int kf_ebpf_prog_fd(const kf_ebpf_t *k)
 {
     return k && k->cur ? k->cur->prog_fd : -1;
+}
+
+static int map_entries(int fd, unsigned *out)
+{
+    struct bpf_map_info info;
+    uint32_t len = sizeof info;
+    memset(&info, 0, sizeof info);
+    if (bpf_obj_get_info_by_fd(fd, &info, &len)) return pc__from_errno(errno);
+    *out = info.max_entries;
+    return 0;
+}
+
+int kf_ebpf_source_map_entries(const kf_ebpf_t *k, unsigned *buckets, unsigned *blocked)
+{
+    if (!k || !buckets || !blocked) return PC_EINVAL;
+    int rc = map_entries(k->buckets_fd, buckets);
+    return rc ? rc : map_entries(k->blocked_fd, blocked);
 }
 
 void kf_ebpf_close(kf_ebpf_t *k, int fd)

@@ -44,7 +44,11 @@ typedef struct kf_ebpf_config_s {
     unsigned burst;           /* bucket size (>= 1 when rate > 0) */
     uint8_t source_prefix_v4; /* source key: IPv4 prefix length (as the tracker) */
     uint8_t source_prefix_v6; /* source key: IPv6 prefix length */
-    unsigned source_entries;  /* entries of the bucket / blocked maps (LRU) */
+    unsigned source_entries;  /* entries of the bucket map (if rate > 0) and the blocked map
+                               * (if block_sources); 0 = 65536. A map not in use is made with
+                               * one entry: the kernel preallocates every entry of both (about
+                               * 8 and 6 MiB at 65536), and the program skips them. */
+    int block_sources;        /* kf_ebpf_block_source will be used (per-source maximum) */
     int shadow;               /* count, never drop */
 } kf_ebpf_config_t;
 
@@ -84,8 +88,9 @@ int kf_ebpf_set_rules(kf_ebpf_t *k, pc_rules_t *old_rules, const pc_rules_t *new
 void kf_ebpf_collect_hits(kf_ebpf_t *k, pc_rules_t *rules);
 
 /* Mark (block = 1) or unmark (0) a source key (the address masked to the
- * source prefix) so its SYNs are dropped / passed again. Returns 0 or a
- * PC_E* code. */
+ * source prefix) so its SYNs are dropped / passed again. Returns 0, or
+ * PC_EINVAL (k opened without block_sources, or a bad address), PC_ENOBUFS
+ * (the blocked map is full), another PC_E* code from bpf(). */
 int kf_ebpf_block_source(kf_ebpf_t *k, const addr_t *src, int block);
 
 /* Counters since kf_ebpf_open (they survive kf_ebpf_set_rules). k NULL or a
@@ -95,6 +100,11 @@ void kf_ebpf_stats(kf_ebpf_t *k, kf_ebpf_stats_t *out);
 /* File descriptor of the program in force (owned by k), or -1: for tests and
  * the benchmark (BPF_PROG_TEST_RUN). */
 int kf_ebpf_prog_fd(const kf_ebpf_t *k);
+
+/* Entries the kernel gave the source maps (read back with
+ * BPF_OBJ_GET_INFO_BY_FD): the bucket map and the blocked map. Returns 0, or
+ * PC_EINVAL (k NULL), PC_ENOSYS (tier not built), a PC_E* code from bpf(). */
+int kf_ebpf_source_map_entries(const kf_ebpf_t *k, unsigned *buckets, unsigned *blocked);
 
 /* Detach (SO_DETACH_BPF on fd, if fd >= 0) and free maps and program. NULL
  * is a no-op. */

@@ -38,4 +38,9 @@ int kf_ebpf_prog_fd(const kf_ebpf_t *k)
     return -1;
 }
 
+int kf_ebpf_source_map_entries(const kf_ebpf_t *k, unsigned *buckets, unsigned *blocked)
+{
+    return PC_ENOSYS;
+}
+
 void kf_ebpf_close(kf_ebpf_t *k, int fd) {}

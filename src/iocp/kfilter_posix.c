@@ -48,6 +48,7 @@ static void ebpf_config(const pc_server_t *s, kf_ebpf_config_t *c)
     c->source_prefix_v4 = (uint8_t)s->cfg.source_prefix_v4;
     c->source_prefix_v6 = (uint8_t)s->cfg.source_prefix_v6;
     c->source_entries = s->cfg.source_table_size;
+    c->block_sources = s->cfg.per_source_max > 0 && !per_source_exempts(s);
     c->shadow = s->cfg.shadow;
 }
 

@@ -646,6 +646,7 @@ static void rate_bucket_race(void **state)
 static void blocked_sources(void **state)
 {
     kf_ebpf_config_t c = plain;
+    c.block_sources = 1;
     c.source_prefix_v4 = 24;
     c.source_prefix_v6 = 64;
     kf_ebpf_t *k = open_or_skip(&c, NULL, -1);
@@ -671,6 +672,7 @@ static void blocked_sources(void **state)
 static void shadow_mode(void **state)
 {
     kf_ebpf_config_t c = plain;
+    c.block_sources = 1;
     c.shadow = 1;
     c.rate = 1;
     c.burst = 2;
@@ -701,6 +703,7 @@ static void swap_rules(void **state)
     pc_rules_t *r1 = rules("deny 192.0.2.0/24\nallow 192.0.2.1/32\ndeny 2001:db8::/32\n");
     pc_rules_t *r2 = rules("deny 198.51.100.0/24\n");
     kf_ebpf_config_t c = plain;
+    c.block_sources = 1;
     kf_ebpf_t *k = open_or_skip(&c, r1, -1);
     addr_t blk = addr("203.0.113.1");
     assert_int_equal(kf_ebpf_block_source(k, &blk, 1), 0);
@@ -736,6 +739,62 @@ static void swap_rules(void **state)
     kf_ebpf_close(k, -1);
     pc_rules_free(r1);
     pc_rules_free(r2);
+}
+
+/* The kernel preallocates every entry of the source maps, so a map the
+ * configuration does not use gets one entry; the sizes hold across a rule
+ * swap (the maps are reused), and a full blocked map is an error. */
+static void source_maps_sized_by_use(void **state)
+{
+    static const struct {
+        double rate;
+        int block;
+        unsigned entries, want_buckets, want_blocked;
+    } cs[] = {{0, 0, 1024, 1, 1},
+              {1, 0, 1024, 1024, 1},
+              {0, 1, 1024, 1, 1024},
+              {1, 1, 0, 65536, 65536}}; /* 0: the default */
+    pc_rules_t *r = rules("deny 192.0.2.0/24\n");
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) {
+        kf_ebpf_config_t c = plain;
+        c.rate = cs[i].rate;
+        c.burst = cs[i].rate > 0 ? 10 : 0;
+        c.block_sources = cs[i].block;
+        c.source_entries = cs[i].entries;
+        kf_ebpf_t *k = open_or_skip(&c, NULL, -1);
+        unsigned nb = 0, nk = 0;
+        assert_int_equal(kf_ebpf_source_map_entries(k, &nb, &nk), 0);
+        assert_int_equal(nb, cs[i].want_buckets);
+        assert_int_equal(nk, cs[i].want_blocked);
+        char why[200] = "";
+        assert_int_equal(kf_ebpf_set_rules(k, NULL, r, why, sizeof why), 0);
+        assert_int_equal(kf_ebpf_source_map_entries(k, &nb, &nk), 0);
+        assert_int_equal(nb, cs[i].want_buckets);
+        assert_int_equal(nk, cs[i].want_blocked);
+        addr_t a = addr("198.51.100.1"), b = addr("198.51.100.2");
+        if (cs[i].block) { /* two marks fit: the map is not the one-entry one */
+            assert_int_equal(kf_ebpf_block_source(k, &a, 1), 0);
+            assert_int_equal(kf_ebpf_block_source(k, &b, 1), 0);
+            assert_false(syn(k, "198.51.100.2"));
+        } else {
+            assert_int_equal(kf_ebpf_block_source(k, &a, 1), PC_EINVAL);
+            assert_true(syn(k, "198.51.100.1"));
+        }
+        assert_true(syn(k, "198.51.100.3"));
+        assert_false(syn(k, "192.0.2.1"));
+        kf_ebpf_close(k, -1);
+    }
+    kf_ebpf_config_t c = plain;
+    c.block_sources = 1;
+    c.source_entries = 2;
+    kf_ebpf_t *k = open_or_skip(&c, NULL, -1);
+    addr_t a = addr("198.51.100.1"), b = addr("198.51.100.2"), d = addr("198.51.100.3");
+    assert_int_equal(kf_ebpf_block_source(k, &a, 1), 0);
+    assert_int_equal(kf_ebpf_block_source(k, &b, 1), 0);
+    assert_int_equal(kf_ebpf_block_source(k, &d, 1), PC_ENOBUFS);
+    assert_true(syn(k, "198.51.100.3"));
+    kf_ebpf_close(k, -1);
+    pc_rules_free(r);
 }
 
 static void bad_config(void **state)
@@ -846,6 +905,7 @@ static void real_listener_rate_and_block(void **state)
     kf_ebpf_config_t c = plain;
     c.rate = 0.1; /* one SYN per 10 s after the burst: no refill during the test */
     c.burst = 3;
+    c.block_sources = 1;
     kf_ebpf_t *k = open_or_skip(&c, NULL, l);
     for (int i = 0; i < 3; i++)
         assert_int_equal(try_connect("127.0.0.4", port, 5000), 1);
@@ -932,6 +992,7 @@ int main(void)
         cmocka_unit_test(rate_bucket_race),
         cmocka_unit_test(rate_retransmit),
         cmocka_unit_test(blocked_sources),
+        cmocka_unit_test(source_maps_sized_by_use),
         cmocka_unit_test(shadow_mode),
         cmocka_unit_test(swap_rules),
         cmocka_unit_test(real_listener),

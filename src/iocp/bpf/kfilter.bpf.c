@@ -268,7 +268,7 @@ int kfilter(struct __sk_buff *skb)
     }
     count(KF_ST_SYN);
 
-    if (bpf_map_lookup_elem(&blocked, &src)) {
+    if (c->blocks && bpf_map_lookup_elem(&blocked, &src)) {
         if (c->shadow) {
             count(KF_ST_WOULD_DROP);
             return skb->len;

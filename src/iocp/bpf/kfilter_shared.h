@@ -81,6 +81,8 @@ struct kf_cfg {
     kf_u32 mask4;
     kf_u32 shadow;
     kf_u32 n4, n6; /* entries of ranges4 / ranges6 */
+    kf_u32 blocks; /* 1: look the source up in the blocked map */
+    kf_u32 pad;
 };
 
 /* Slots of the per-CPU stats array. */
