@@ -38,6 +38,14 @@ static int per_source_exempts(const pc_server_t *s)
     return per_source_limits(s) && (s->cfg.proxy_trusted != NULL || s->cfg.allow_exempts);
 }
 
+/* The eBPF tier drops the SYNs of sources holding per_source_max: the
+ * accept thread marks them in its blocked map, which is made for it (one
+ * condition for the map's size and for every mark). */
+static int max_in_kernel(const pc_server_t *s)
+{
+    return s->cfg.per_source_max > 0 && !per_source_exempts(s);
+}
+
 static void ebpf_config(const pc_server_t *s, kf_ebpf_config_t *c)
 {
     memset(c, 0, sizeof *c);
@@ -48,7 +56,7 @@ static void ebpf_config(const pc_server_t *s, kf_ebpf_config_t *c)
     c->source_prefix_v4 = (uint8_t)s->cfg.source_prefix_v4;
     c->source_prefix_v6 = (uint8_t)s->cfg.source_prefix_v6;
     c->source_entries = s->cfg.source_table_size;
-    c->block_sources = s->cfg.per_source_max > 0 && !per_source_exempts(s);
+    c->block_sources = max_in_kernel(s);
     c->shadow = s->cfg.shadow;
 }
 
@@ -195,8 +203,7 @@ static void ebpf_publish(pc_server_t *s, kfilter_t *kf, kf_ebpf_t *k)
     kf->ebpf = k;
     atomic_fetch_add(&s->kf_ebpf, 1);
     tracker_t *t = filter_tracker(s->filter);
-    if (s->cfg.per_source_max && !per_source_exempts(s) && t)
-        tracker_each_at(t, s->cfg.per_source_max, mark_source, k);
+    if (max_in_kernel(s) && t) tracker_each_at(t, s->cfg.per_source_max, mark_source, k);
     pc__mutex_unlock(&s->kf_mu);
 }
 
@@ -330,9 +337,7 @@ void kfilter_detach(pc_server_t *s, listener_t *l)
 
 void kfilter_source_changed(pc_server_t *s, const struct sockaddr *peer)
 {
-    if (!s->cfg.per_source_max || atomic_load_explicit(&s->kf_ebpf, memory_order_relaxed) == 0 ||
-        per_source_exempts(s))
-        return;
+    if (!max_in_kernel(s) || atomic_load_explicit(&s->kf_ebpf, memory_order_relaxed) == 0) return;
     tracker_t *t = filter_tracker(s->filter);
     addr_t a;
     if (!t || addr_from_sockaddr(peer, &a) != 0) return;
