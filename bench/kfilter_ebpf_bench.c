@@ -275,8 +275,10 @@ static void probe_addr(const gen_t *g, size_t n, int family, addr_t *a)
     }
 }
 
-/* Mean ns per run over the packets; verdicts[i] = passed. */
-static double run_all(int fd, const pkt_t *p, size_t n, unsigned repeat, uint8_t *verdict)
+/* Mean ns per run over the packets; verdict[i] = passed, ns[i] = packet i's
+ * ns per run (each if not NULL). */
+static double run_all(int fd, const pkt_t *p, size_t n, unsigned repeat, uint8_t *verdict,
+                      uint32_t *ns)
 {
     double sum = 0;
     for (size_t i = 0; i < n; i++) {
@@ -288,6 +290,7 @@ static double run_all(int fd, const pkt_t *p, size_t n, unsigned repeat, uint8_t
         }
         sum += o.duration;
         if (verdict) verdict[i] = o.retval != 0;
+        if (ns) ns[i] = o.duration;
     }
     return n ? sum / (double)n : 0;
 }
@@ -349,12 +352,12 @@ static void measure(const char *label, const opts_t *o, size_t n4, size_t n6)
         const pkt_t *p;
     } fam[2] = {{"v4", p4}, {"v6", p6}};
     for (int f = 0; f < 2; f++) {
-        run_all(ff, fam[f].p, np, 1, NULL); /* warm-up */
-        run_all(lp.fd, fam[f].p, np, 1, NULL);
-        double fh = run_all(ff, fam[f].p, np, o->repeat, va);
-        double lh = run_all(lp.fd, fam[f].p, np, o->repeat, vb);
-        double fs = run_all(ff, fam[f].p, np, 1, NULL);
-        double ls = run_all(lp.fd, fam[f].p, np, 1, NULL);
+        run_all(ff, fam[f].p, np, 1, NULL, NULL); /* warm-up */
+        run_all(lp.fd, fam[f].p, np, 1, NULL, NULL);
+        double fh = run_all(ff, fam[f].p, np, o->repeat, va, NULL);
+        double lh = run_all(lp.fd, fam[f].p, np, o->repeat, vb, NULL);
+        double fs = run_all(ff, fam[f].p, np, 1, NULL, NULL);
+        double ls = run_all(lp.fd, fam[f].p, np, 1, NULL, NULL);
         size_t bad = 0, dropped = 0;
         for (size_t i = 0; i < np; i++)
             bad += va[i] != vb[i], dropped += !va[i];
@@ -367,8 +370,8 @@ static void measure(const char *label, const opts_t *o, size_t n4, size_t n6)
     addr_t a;
     probe_addr(g4, n4, 4, &a);
     packet(&ack, &a, 0x10);
-    double base = run_all(lp.pass_fd, &ack, 1, o->repeat * 50, NULL);
-    double fa = run_all(ff, &ack, 1, o->repeat * 50, NULL);
+    double base = run_all(lp.pass_fd, &ack, 1, o->repeat * 50, NULL, NULL);
+    double fa = run_all(ff, &ack, 1, o->repeat * 50, NULL, NULL);
     struct bpf_prog_info info;
     uint32_t il = sizeof info;
     memset(&info, 0, sizeof info);
@@ -376,7 +379,7 @@ static void measure(const char *label, const opts_t *o, size_t n4, size_t n6)
     if (bpf_obj_get_info_by_fd(ff, &info, &il) == 0) insns = info.xlated_prog_len / 8;
     printf("%s ack flat_hot_ns=%.1f lpm_hot_ns=%.1f pass_all_ns=%.1f (test-run baseline) "
            "flat_program_insns=%u\n",
-           label, fa, run_all(lp.fd, &ack, 1, o->repeat * 50, NULL), base, insns);
+           label, fa, run_all(lp.fd, &ack, 1, o->repeat * 50, NULL, NULL), base, insns);
     printf("%s load v4=%zu v6=%zu rules_compile_ms=%.0f flat_load_ms=%.0f lpm_load_ms=%.0f "
            "lpm_updates=%s ratio_lpm_over_flat=%.1f\n",
            label, n4, n6, compile_ms, flat_ms, lpm_ms, lp.batch ? "batch" : "single",
@@ -397,19 +400,9 @@ static int cmp_u32(const void *a, const void *b)
 /* One run per packet (repeat 1): median and mean in-kernel ns. */
 static void run_single(int fd, const pkt_t *p, size_t n, uint32_t *d, double *median, double *mean)
 {
-    double sum = 0;
-    for (size_t i = 0; i < n; i++) {
-        LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = p[i].b, .data_size_in = p[i].n, .repeat = 1);
-        if (bpf_prog_test_run_opts(fd, &o)) {
-            fprintf(stderr, "BPF_PROG_TEST_RUN: %s\n", strerror(errno));
-            exit(1);
-        }
-        d[i] = o.duration;
-        sum += o.duration;
-    }
+    *mean = run_all(fd, p, n, 1, NULL, d);
     qsort(d, n, sizeof *d, cmp_u32);
     *median = n ? d[n / 2] : 0;
-    *mean = n ? sum / (double)n : 0;
 }
 
 /* The per-source rate's cost: a SYN of a new connection attempt (its own
