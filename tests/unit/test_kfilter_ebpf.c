@@ -132,8 +132,6 @@ static int run_pkt(kf_ebpf_t *k, uint8_t *pkt, size_t n)
     return o.retval != 0;
 }
 
-/* Run the program on one packet: 1 = passed, 0 = dropped. opt: IPv4 option
- * words (0..10) inserted after the fixed header. */
 /* Insert opt IPv4 option words (0..10, NOPs) after the fixed header of the
  * IPv4 packet pkt (n bytes, room for 128); returns the new length. */
 static size_t with_options(uint8_t *pkt, size_t n, unsigned opt)
@@ -146,6 +144,8 @@ static size_t with_options(uint8_t *pkt, size_t n, unsigned opt)
     return n + 4 * opt;
 }
 
+/* Run the program on one packet: 1 = passed, 0 = dropped. opt: IPv4 option
+ * words (0..10) inserted after the fixed header. */
 static int run_opt(kf_ebpf_t *k, const addr_t *src, uint8_t flags, unsigned opt)
 {
     uint8_t pkt[128];
