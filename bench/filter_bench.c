@@ -31,7 +31,11 @@
  * lookups are independent, so the CPU overlaps their cache misses: this is
  * the throughput cost per lookup, not the latency of a lone lookup after a
  * system call (lookup_dep_ns reports that: each address depends on the
- * previous result). It measures; it never fails on a time. */
+ * previous result; one pass, on tables the batched passes pushed out of the
+ * caches. lookup_dep_warm_ns is the best of three more passes over the same
+ * addresses: the tables as warm as this machine's caches keep them, as a
+ * busy accept thread finds them; --mem-curve gives the floor under it). It
+ * measures; it never fails on a time. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -216,9 +220,9 @@ static dist_t time_lookups(const pc_rules_t *r, const addr_t *addrs, size_t n, d
 }
 
 /* Dependent lookups: the next address depends on the previous result, so
- * nothing overlaps (the latency of one lookup on warm-but-not-hot caches).
- * The result's low bit flips the address's last bit: byte 3 for IPv4
- * (b[0..3] hold it), byte 15 for IPv6. */
+ * nothing overlaps: the latency of one lookup. The result's low bit flips
+ * the address's last bit: byte 3 for IPv4 (b[0..3] hold it), byte 15 for
+ * IPv6. */
 static double time_dependent(const pc_rules_t *r, const addr_t *addrs, size_t n)
 {
     if (n == 0) return 0;
@@ -232,6 +236,19 @@ static double time_dependent(const pc_rules_t *r, const addr_t *addrs, size_t n)
     uint64_t t1 = pc__now_ns();
     sink += prev;
     return (double)(t1 - t0) / (double)n;
+}
+
+/* The same, the best of three passes over the same addresses (the first
+ * of them after the caller's cold pass): the tables are then as warm as the
+ * caches keep them. */
+static double time_dependent_warm(const pc_rules_t *r, const addr_t *addrs, size_t n)
+{
+    double best = 0;
+    for (int pass = 0; pass < 3; pass++) {
+        double d = time_dependent(r, addrs, n);
+        if (pass == 0 || d < best) best = d;
+    }
+    return best;
 }
 
 /* The floor under lookup_dep_ns: n dependent loads, each from a random
@@ -498,6 +515,9 @@ int main(int argc, char **argv)
     double dep4 = time_dependent(r, only4, ndep);
     double dep6 = time_dependent(r, only6, ndep);
     double chain = time_load_chain(rules_table_bytes(r), ndep);
+    double wdep = time_dependent_warm(r, mixed, ndep);
+    double wdep4 = time_dependent_warm(r, only4, ndep);
+    double wdep6 = time_dependent_warm(r, only6, ndep);
     int hw = r->t4.hw_popcnt;
     size_t kib4 = lpm_bytes(&r->t4) >> 10, kib6 = lpm_bytes(&r->t6) >> 10;
 
@@ -545,11 +565,13 @@ int main(int argc, char **argv)
            "lookup_v6_ns_median=%.1f lookup_dep_ns=%.1f decision_ns_p99=%.1f "
            "lookup_dep_v4_ns=%.1f lookup_dep_v6_ns=%.1f load_dep_ns=%.1f "
            "lookup_dep_over_load=%.2f decision_accept_pct=%.0f tracker_full=%llu "
-           "set_bytes_per_rule=%.1f popcnt=%s table4_kib=%zu table6_kib=%zu\n",
+           "set_bytes_per_rule=%.1f popcnt=%s table4_kib=%zu table6_kib=%zu "
+           "lookup_dep_warm_ns=%.1f lookup_dep_warm_v4_ns=%.1f lookup_dep_warm_v6_ns=%.1f\n",
            n4, n6, look.median, look.p99, build_ms, bytes_per_prefix, dec.median, look4.median,
            look6.median, dep, dec.p99, dep4, dep6, chain, chain > 0 ? dep / chain : 0,
            decided ? 100.0 * (double)accepted / (double)decided : 0,
-           (unsigned long long)st.tracker_full, set_bytes, hw ? "hw" : "portable", kib4, kib6);
+           (unsigned long long)st.tracker_full, set_bytes, hw ? "hw" : "portable", kib4, kib6, wdep,
+           wdep4, wdep6);
     free(mixed);
     free(only4);
     free(only6);
