@@ -1039,6 +1039,11 @@ typedef struct pc_listener_filter_s {
      * PROXY set, allow_exempts), which the kernel program cannot tell
      * apart (logged once). */
     int per_source;
+    /* EBPF: kernel memory the listener's program and maps hold, in bytes, as
+     * the kernel accounts it (their /proc fdinfo "memlock"; the per-source
+     * maps are sized by the configuration, docs/kernel-filter-ebpf.md). 0
+     * with another tier, or where the kernel does not say. */
+    uint64_t kernel_bytes;
 } pc_listener_filter_t;
 
 /* The kernel filter in force on listener idx (it changes when a rule reload

@@ -361,7 +361,8 @@ void server_opts_signals(void)
 #endif
 }
 
-/* "kernel filter: cbpf (N insns)" / "kernel filter: off: why" for listener i. */
+/* "kernel filter: cbpf (N insns)", "kernel filter: ebpf (M MiB of kernel
+ * memory)" / "kernel filter: off: why" for listener i. */
 static void print_kernel_filter(FILE *f, const server_opts_t *o, pc_server_t *srv, int i)
 {
 #ifndef _WIN32
@@ -371,6 +372,8 @@ static void print_kernel_filter(FILE *f, const server_opts_t *o, pc_server_t *sr
         fprintf(f, "kernel filter: cbpf (%u insns)", kf.insns);
     else
         fprintf(f, "kernel filter: %s", pc_kernel_filter_name(kf.tier));
+    if (kf.kernel_bytes) /* eBPF: its maps and program */
+        fprintf(f, " (%.1f MiB of kernel memory)", (double)kf.kernel_bytes / (1024.0 * 1024.0));
     if (kf.tier == PC_KERNEL_FILTER_EBPF && !kf.per_source &&
         (o->cfg->per_source_rate > 0 || o->cfg->per_source_max > 0))
         fprintf(f, " (per-source limits after the accept only)");

@@ -558,6 +558,40 @@ int kf_ebpf_source_map_entries(const kf_ebpf_t *k, unsigned *buckets, unsigned *
     return rc ? rc : map_entries(k->blocked_fd, blocked);
 }
 
+/* The kernel memory behind a bpf map or program fd, as the kernel accounts
+ * it (the "memlock" line of its fdinfo). */
+static int fd_memlock(int fd, uint64_t *out)
+{
+    char path[64], line[128];
+    snprintf(path, sizeof path, "/proc/self/fdinfo/%d", fd);
+    FILE *f = fopen(path, "re");
+    if (!f) return pc__from_errno(errno);
+    int rc = PC_ENOSYS; /* no memlock line */
+    unsigned long long v;
+    while (rc != 0 && fgets(line, sizeof line, f))
+        if (sscanf(line, "memlock: %llu", &v) == 1) {
+            *out = v;
+            rc = 0;
+        }
+    fclose(f);
+    return rc;
+}
+
+int kf_ebpf_kernel_bytes(const kf_ebpf_t *k, uint64_t *bytes)
+{
+    if (!k || !k->cur || !bytes) return PC_EINVAL;
+    uint64_t sum, v;
+    int rc = fd_memlock(k->cur->prog_fd, &sum);
+    struct bpf_map *m;
+    /* the object's maps include the shared ones (reused into every object) */
+    bpf_object__for_each_map(m, k->cur->obj)
+    {
+        if (rc == 0 && (rc = fd_memlock(bpf_map__fd(m), &v)) == 0) sum += v;
+    }
+    if (rc == 0) *bytes = sum;
+    return rc;
+}
+
 void kf_ebpf_close(kf_ebpf_t *k, int fd)
 {
     if (!k) return;

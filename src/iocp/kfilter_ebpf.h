@@ -106,6 +106,13 @@ int kf_ebpf_prog_fd(const kf_ebpf_t *k);
  * PC_EINVAL (k NULL), PC_ENOSYS (tier not built), a PC_E* code from bpf(). */
 int kf_ebpf_source_map_entries(const kf_ebpf_t *k, unsigned *buckets, unsigned *blocked);
 
+/* Kernel memory held by the program in force and its maps (the shared ones
+ * included), as the kernel accounts it: the sum of the "memlock" lines of
+ * their /proc/self/fdinfo entries. Returns 0, or PC_EINVAL (k NULL),
+ * PC_ENOSYS (tier not built, or a kernel without the line), a PC_E* code
+ * from opening fdinfo (no /proc). */
+int kf_ebpf_kernel_bytes(const kf_ebpf_t *k, uint64_t *bytes);
+
 /* Detach (SO_DETACH_BPF on fd, if fd >= 0) and free maps and program. NULL
  * is a no-op. */
 void kf_ebpf_close(kf_ebpf_t *k, int fd);

@@ -43,4 +43,9 @@ int kf_ebpf_source_map_entries(const kf_ebpf_t *k, unsigned *buckets, unsigned *
     return PC_ENOSYS;
 }
 
+int kf_ebpf_kernel_bytes(const kf_ebpf_t *k, uint64_t *bytes)
+{
+    return PC_ENOSYS;
+}
+
 void kf_ebpf_close(kf_ebpf_t *k, int fd) {}

@@ -315,6 +315,13 @@ int kfilter_per_source_in_kernel(const pc_server_t *s, const listener_t *l)
     return l->kf.tier == PC_KERNEL_FILTER_EBPF && per_source_limits(s) && !per_source_exempts(s);
 }
 
+uint64_t kfilter_kernel_bytes(const listener_t *l)
+{
+    uint64_t n = 0;
+    if (l->kf.tier != PC_KERNEL_FILTER_EBPF || kf_ebpf_kernel_bytes(l->kf.ebpf, &n) != 0) return 0;
+    return n;
+}
+
 void kfilter_reload(pc_server_t *s, listener_t *l, pc_rules_t *old, const pc_rules_t *rules)
 {
     if (l->fd == SOCK_INVALID || s->cfg.kernel_filter == PC_KERNEL_FILTER_OFF) return;

@@ -182,6 +182,13 @@ static void expect_tier(int idx, pc_kernel_filter_t want)
         fail_msg("asked %s, running %s: %s", pc_kernel_filter_name(want),
                  pc_kernel_filter_name(kf.tier), kf.why);
     }
+    /* the eBPF tier's maps and program hold kernel memory; no other tier
+     * reports any */
+    if (kf.tier == PC_KERNEL_FILTER_EBPF && kf.kernel_bytes == 0)
+        fail_msg("eBPF tier in force, kernel_bytes 0");
+    if (kf.tier != PC_KERNEL_FILTER_EBPF && kf.kernel_bytes != 0)
+        fail_msg("%s tier, kernel_bytes %llu", pc_kernel_filter_name(kf.tier),
+                 (unsigned long long)kf.kernel_bytes);
 }
 
 static const char k_issue_rules[] = "deny 127.0.0.2/32\n"

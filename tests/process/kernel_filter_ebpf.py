@@ -65,6 +65,11 @@ def start(argv):
         if "not built" in line:
             raise Skip(line)
         raise Fail("asked the eBPF tier, got: " + line)
+    # the kernel memory its maps and program hold, as the kernel accounts it
+    m = re.search(r"\(([0-9.]+) MiB of kernel memory\)", line)
+    if not m or float(m.group(1)) <= 0:
+        srv.kill()
+        raise Fail("no kernel memory on the kernel filter line: " + line)
     return srv, port
 
 

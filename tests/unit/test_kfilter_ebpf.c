@@ -800,6 +800,45 @@ static void source_maps_sized_by_use(void **state)
     pc_rules_free(r);
 }
 
+/* kf_ebpf_kernel_bytes is the kernel's own account of the program and its
+ * maps: it grows by at least the entries' keys and values when the bucket
+ * map is made full size, and with the rule maps when a larger set is swapped
+ * in. */
+static void kernel_bytes_follow_maps(void **state)
+{
+    uint64_t none = 0, rate = 0, big = 0;
+    assert_int_equal(kf_ebpf_kernel_bytes(NULL, &none), PC_EINVAL);
+    kf_ebpf_config_t c = plain;
+    c.source_entries = 65536;
+    kf_ebpf_t *k = open_or_skip(&c, NULL, -1);
+    assert_int_equal(kf_ebpf_kernel_bytes(k, &none), 0);
+    assert_true(none > 0);
+    /* a set of 4096 /24s: the rule maps grow with it */
+    size_t cap = 4096 * 32, len = 0;
+    char *text = malloc(cap);
+    assert_non_null(text);
+    for (unsigned i = 0; i < 4096; i++)
+        len += (size_t)snprintf(text + len, cap - len, "deny 10.%u.%u.0/24\n", i >> 8, i & 255);
+    pc_rules_t *r = rules(text);
+    free(text);
+    char why[200] = "";
+    assert_int_equal(kf_ebpf_set_rules(k, NULL, r, why, sizeof why), 0);
+    assert_int_equal(kf_ebpf_kernel_bytes(k, &big), 0);
+    assert_true(big > none);
+    kf_ebpf_close(k, -1);
+    c.rate = 1;
+    c.burst = 10;
+    k = open_or_skip(&c, NULL, -1);
+    assert_int_equal(kf_ebpf_kernel_bytes(k, &rate), 0);
+    uint64_t entries = 65536 * (uint64_t)(sizeof(struct kf_src) + sizeof(struct kf_bucket));
+    if (rate < none + entries)
+        fail_msg("with a rate %llu bytes, without %llu: the bucket map's %llu bytes of entries "
+                 "are missing",
+                 (unsigned long long)rate, (unsigned long long)none, (unsigned long long)entries);
+    kf_ebpf_close(k, -1);
+    pc_rules_free(r);
+}
+
 static void bad_config(void **state)
 {
     kf_ebpf_config_t c = plain;
@@ -996,6 +1035,7 @@ int main(void)
         cmocka_unit_test(rate_retransmit),
         cmocka_unit_test(blocked_sources),
         cmocka_unit_test(source_maps_sized_by_use),
+        cmocka_unit_test(kernel_bytes_follow_maps),
         cmocka_unit_test(shadow_mode),
         cmocka_unit_test(swap_rules),
         cmocka_unit_test(real_listener),
