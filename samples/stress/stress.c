@@ -481,10 +481,12 @@ static void on_data(pc_conn_t *c, const void *data, size_t len)
 }
 
 /* A connection that ended in its TLS handshake (refused certificate, no
- * common version or cipher, not TLS at all). */
-static int is_tls_failure(pc_close_reason_t reason)
+ * common version or cipher, not TLS at all). Not one the server reset
+ * during it (err PC_ECONNRESET): that is how it rejects a client after the
+ * accept or after a PROXY header, counted as a reset as without TLS. */
+static int is_tls_failure(pc_close_reason_t reason, int err)
 {
-    return reason == PC_CLOSE_TLS;
+    return reason == PC_CLOSE_TLS && err != PC_ECONNRESET;
 }
 
 static void on_close(pc_conn_t *c, pc_close_reason_t reason, int err)
@@ -512,8 +514,10 @@ static void on_close(pc_conn_t *c, pc_close_reason_t reason, int err)
         bump(&ts->unanswered, left);
     } else {
         int pending = left > 0;
-        if (!s->opened && is_tls_failure(reason)) {
+        if (!s->opened && is_tls_failure(reason, err)) {
             count_error(E_TLS);
+        } else if (!s->opened && err == PC_ECONNRESET) {
+            count_error(E_RESET); /* reset during the TLS handshake */
         } else if (!s->opened) {
             count_error(err == PC_ECONNREFUSED                                   ? E_CONNECT_REFUSED
                         : err == PC_ETIMEDOUT || reason == PC_CLOSE_IDLE_TIMEOUT ? E_CONNECT_TIMEOUT

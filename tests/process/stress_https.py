@@ -33,6 +33,9 @@ BIN_DIR/pc-stress --json against it:
              with Connection: close: every one answered, then the close; the
              requests past high water wait for the queue to drain, and the
              records a pause kept are decrypted before newer ones;
+  rejected   from 127.0.0.5 to a third pc-http whose rules deny it, kernel
+             filter off: no request, every failure a reset (the server resets
+             the connection during the handshake), none a tls_handshake error;
   usage      --cacert with an http:// URL, and --cacert with --insecure: exit 2.
 
 Exit 0 on pass, 1 on failure (every failed check printed), 77 when pc-http
@@ -164,6 +167,32 @@ def proxy_v2(a, data, ca, common, check):
         shutil.rmtree(d)
 
 
+def rejected(a, data, common, check):
+    """A client the rules deny, judged after the accept (no kernel filter):
+    the server resets it during the TLS handshake, and pc-stress counts a
+    reset, as it does without TLS, not a TLS failure."""
+    d = tempfile.mkdtemp()
+    rules = os.path.join(d, "rules")
+    with open(rules, "w") as f:
+        f.write("deny 127.0.0.5\nallow 127.0.0.0/8\n")
+    srv = Server([os.path.join(a.bin_dir, "pc-http"), "--listen", "127.0.0.1:0", "--threads", "2",
+                  "--backend", a.backend, "--tls-cert", os.path.join(data, "server.pem"),
+                  "--tls-key", os.path.join(data, "server.key"), "--rules", rules,
+                  "--kernel-filter", "off"])
+    try:
+        port = srv.wait_listening(10)
+        j = stress_json(a.bin_dir, ["https://127.0.0.1:%d/" % port, "--insecure", "--source",
+                                 "127.0.0.5", "-c", "2", "-d", "0.5"] + common)
+        print("rejected: %d requests, errors %s" % (j["requests"], j["errors"]))
+        check(j["requests"] == 0 and j["errors_total"] > 0 and
+              j["errors"]["reset"] == j["errors_total"],
+              "rejected: every connection a reset, none a tls_handshake error (%s)" % j["errors"])
+        check(srv.alive(), "rejected: pc-http still running")
+    finally:
+        srv.kill()
+        shutil.rmtree(d)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("bin_dir")
@@ -255,6 +284,7 @@ def main():
               "flood: 3001 pipelined requests over TLS all answered (%d, %d other)" % (ok, other))
 
         proxy_v2(a, data, ca, common, check)
+        rejected(a, data, common, check)
 
         rc, _, err = run_stress(a.bin_dir, ["http://127.0.0.1:%d/" % port, "--cacert", ca])
         check(rc == 2 and "https://" in err, "usage: --cacert with http:// is exit 2 (%d)" % rc)
