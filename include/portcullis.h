@@ -1039,10 +1039,14 @@ typedef struct pc_listener_filter_s {
      * PROXY set, allow_exempts), which the kernel program cannot tell
      * apart (logged once). */
     int per_source;
-    /* EBPF: kernel memory the listener's program and maps hold, in bytes, as
-     * the kernel accounts it (their /proc fdinfo "memlock"; the per-source
-     * maps are sized by the configuration, docs/kernel-filter-ebpf.md). 0
-     * with another tier, or where the kernel does not say. */
+    /* EBPF: kernel memory the listener's program and maps hold, in bytes:
+     * the sum of their /proc fdinfo "memlock" figures, read when the
+     * program was installed (at start and on each rule swap). Linux 6.4
+     * and later count what was allocated; 5.11 to 6.3 give an estimate
+     * from the maps' sizes; the program's JIT image is not included. The
+     * per-source maps are sized by the configuration
+     * (docs/kernel-filter-ebpf.md). 0 with another tier, after
+     * pc_server_stop, or when the kernel did not say. */
     uint64_t kernel_bytes;
 } pc_listener_filter_t;
 

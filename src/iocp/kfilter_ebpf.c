@@ -586,7 +586,8 @@ int kf_ebpf_kernel_bytes(const kf_ebpf_t *k, uint64_t *bytes)
     /* the object's maps include the shared ones (reused into every object) */
     bpf_object__for_each_map(m, k->cur->obj)
     {
-        if (rc == 0 && (rc = fd_memlock(bpf_map__fd(m), &v)) == 0) sum += v;
+        int fd = bpf_map__fd(m); /* < 0: a map the object did not create */
+        if (rc == 0 && fd >= 0 && (rc = fd_memlock(fd, &v)) == 0) sum += v;
     }
     if (rc == 0) *bytes = sum;
     return rc;

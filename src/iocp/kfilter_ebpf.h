@@ -107,10 +107,12 @@ int kf_ebpf_prog_fd(const kf_ebpf_t *k);
 int kf_ebpf_source_map_entries(const kf_ebpf_t *k, unsigned *buckets, unsigned *blocked);
 
 /* Kernel memory held by the program in force and its maps (the shared ones
- * included), as the kernel accounts it: the sum of the "memlock" lines of
- * their /proc/self/fdinfo entries. Returns 0, or PC_EINVAL (k NULL),
- * PC_ENOSYS (tier not built, or a kernel without the line), a PC_E* code
- * from opening fdinfo (no /proc). */
+ * included): the sum of the "memlock" lines of their /proc/self/fdinfo
+ * entries (Linux 6.4 and later: what the kernel allocated for them; 5.11 to
+ * 6.3: an estimate from the maps' sizes; the program's JIT image is not in
+ * it). A few open/read calls. Returns 0, or PC_EINVAL (k NULL, k without a
+ * program, bytes NULL), PC_ENOSYS (tier not built, or a kernel without the
+ * line), a PC_E* code from opening fdinfo (no /proc, no descriptor left). */
 int kf_ebpf_kernel_bytes(const kf_ebpf_t *k, uint64_t *bytes);
 
 /* Detach (SO_DETACH_BPF on fd, if fd >= 0) and free maps and program. NULL

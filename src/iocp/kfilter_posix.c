@@ -182,6 +182,7 @@ static void ebpf_drop(pc_server_t *s, kfilter_t *kf, pc_rules_t *rules, int fd)
     kf_counts_add(s->kf_gone, k);
     kf->ebpf = NULL;
     pc__mutex_unlock(&s->kf_mu);
+    kf->kernel_bytes = 0;
     kf_ebpf_close(k, fd);
 }
 
@@ -215,6 +216,7 @@ static void choose(pc_server_t *s, kfilter_t *kf, int fd, pc_rules_t *old, const
     char e1[160] = "", e2[160] = "";
     kf->tier = PC_KERNEL_FILTER_OFF;
     kf->insns = 0;
+    kf->kernel_bytes = 0;
     if (want == PC_KERNEL_FILTER_AUTO || want == PC_KERNEL_FILTER_EBPF) {
         int rc;
         if (kf->ebpf) {
@@ -233,6 +235,9 @@ static void choose(pc_server_t *s, kfilter_t *kf, int fd, pc_rules_t *old, const
         if (rc == 0) {
             kf->tier = PC_KERNEL_FILTER_EBPF;
             kf->why[0] = 0;
+            /* read once here (a few /proc reads), not by every
+             * pc_server_listener_filter under kf_lock; 0 if unreadable */
+            if (kf_ebpf_kernel_bytes(kf->ebpf, &kf->kernel_bytes) != 0) kf->kernel_bytes = 0;
             return;
         }
         if (strncmp(e1, "ebpf", 4) != 0) { /* prefix the reason with its tier */
@@ -313,13 +318,6 @@ int kfilter_attach(pc_server_t *s, listener_t *l, sock_t fd, const pc_rules_t *r
 int kfilter_per_source_in_kernel(const pc_server_t *s, const listener_t *l)
 {
     return l->kf.tier == PC_KERNEL_FILTER_EBPF && per_source_limits(s) && !per_source_exempts(s);
-}
-
-uint64_t kfilter_kernel_bytes(const listener_t *l)
-{
-    uint64_t n = 0;
-    if (l->kf.tier != PC_KERNEL_FILTER_EBPF || kf_ebpf_kernel_bytes(l->kf.ebpf, &n) != 0) return 0;
-    return n;
 }
 
 void kfilter_reload(pc_server_t *s, listener_t *l, pc_rules_t *old, const pc_rules_t *rules)

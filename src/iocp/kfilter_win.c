@@ -33,12 +33,6 @@ int kfilter_per_source_in_kernel(const pc_server_t *s, const listener_t *l)
     return 0;
 }
 
-uint64_t kfilter_kernel_bytes(const listener_t *l)
-{
-    (void)l;
-    return 0;
-}
-
 void kfilter_collect_hits(pc_server_t *s)
 {
     (void)s;

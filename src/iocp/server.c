@@ -750,7 +750,7 @@ int pc_server_listener_filter(const pc_server_t *s, int idx, pc_listener_filter_
     out->insns = kf->insns;
     memcpy(out->why, kf->why, sizeof out->why);
     out->per_source = kfilter_per_source_in_kernel(s, &s->listeners[idx]);
-    out->kernel_bytes = kfilter_kernel_bytes(&s->listeners[idx]);
+    out->kernel_bytes = kf->kernel_bytes;
     pc__mutex_unlock(&ms->kf_lock);
     return 0;
 }

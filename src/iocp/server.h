@@ -88,6 +88,9 @@ typedef struct kfilter_s {
     int logged;              /* the state below was logged */
     char why[160];           /* why lower than asked, "" if as asked */
     struct kf_ebpf_s *ebpf;  /* EBPF tier */
+    uint64_t kernel_bytes;   /* EBPF: kernel memory of its program and maps, read
+                              * when it was installed (constant until the next
+                              * swap: every map is preallocated); 0 otherwise */
 } kfilter_t;
 
 /* The send side of a connection: what only a connection with bytes to send
@@ -739,9 +742,6 @@ void kfilter_detach(pc_server_t *s, listener_t *l);
  * the eBPF tier, limits configured, and no source exempt from them (trusted
  * PROXY sources, allow_exempts). kf_lock held. */
 int kfilter_per_source_in_kernel(const pc_server_t *s, const listener_t *l);
-/* Kernel memory held by listener l's eBPF filter (program and maps), 0 with
- * another tier or when the kernel does not say. kf_lock held. */
-uint64_t kfilter_kernel_bytes(const listener_t *l);
 /* A connection from peer was accepted or closed: with per_source_max and the
  * eBPF tier, mark the source in the kernel while it holds its maximum (its
  * SYNs are dropped) and unmark it below. Re-reads the count under kf_mu, so
