@@ -33,9 +33,10 @@
  * system call (lookup_dep_ns reports that: each address depends on the
  * previous result; one pass, on tables the batched passes pushed out of the
  * caches. lookup_dep_warm_ns is the best of three more passes over the same
- * addresses: the tables as warm as this machine's caches keep them, as a
- * busy accept thread finds them; --mem-curve gives the floor under it). It
- * measures; it never fails on a time. */
+ * addresses: the tables as warm as this machine's caches keep them when
+ * nothing else runs between two lookups, a lower bound for an accept
+ * thread; --mem-curve gives the floor under it). It measures; it never
+ * fails on a time. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -238,9 +239,8 @@ static double time_dependent(const pc_rules_t *r, const addr_t *addrs, size_t n)
     return (double)(t1 - t0) / (double)n;
 }
 
-/* The same, the best of three passes over the same addresses (the first
- * of them after the caller's cold pass): the tables are then as warm as the
- * caches keep them. */
+/* The same, the best of three passes in a row over the same addresses:
+ * from the second on, the tables are as warm as the caches keep them. */
 static double time_dependent_warm(const pc_rules_t *r, const addr_t *addrs, size_t n)
 {
     double best = 0;
