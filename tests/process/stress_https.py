@@ -136,14 +136,23 @@ def tls_flood(port, ca, n):
     return ok, len(statuses) - ok
 
 
+def tls_http(a, data, *extra):
+    """pc-http over TLS with the test certificate on a free port, with extra flags."""
+    return Server([os.path.join(a.bin_dir, "pc-http"), "--listen", "127.0.0.1:0", "--threads", "2",
+                   "--backend", a.backend, "--tls-cert", os.path.join(data, "server.pem"),
+                   "--tls-key", os.path.join(data, "server.key")] + list(extra))
+
+
+def write_file(d, name, text):
+    path = os.path.join(d, name)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
 def proxy_v2(a, data, ca, common, check):
     d = tempfile.mkdtemp()
-    trusted = os.path.join(d, "trusted")
-    with open(trusted, "w") as f:
-        f.write("allow 127.0.0.4\n")
-    srv = Server([os.path.join(a.bin_dir, "pc-http"), "--listen", "127.0.0.1:0", "--threads", "2",
-                  "--backend", a.backend, "--tls-cert", os.path.join(data, "server.pem"),
-                  "--tls-key", os.path.join(data, "server.key"), "--proxy-protocol", trusted])
+    srv = tls_http(a, data, "--proxy-protocol", write_file(d, "trusted", "allow 127.0.0.4\n"))
     try:
         port = srv.wait_listening(10)
         url = "https://localhost:%d/" % port
@@ -172,13 +181,8 @@ def rejected(a, data, common, check):
     the server resets it during the TLS handshake, and pc-stress counts a
     reset, as it does without TLS, not a TLS failure."""
     d = tempfile.mkdtemp()
-    rules = os.path.join(d, "rules")
-    with open(rules, "w") as f:
-        f.write("deny 127.0.0.5\nallow 127.0.0.0/8\n")
-    srv = Server([os.path.join(a.bin_dir, "pc-http"), "--listen", "127.0.0.1:0", "--threads", "2",
-                  "--backend", a.backend, "--tls-cert", os.path.join(data, "server.pem"),
-                  "--tls-key", os.path.join(data, "server.key"), "--rules", rules,
-                  "--kernel-filter", "off"])
+    rules = write_file(d, "rules", "deny 127.0.0.5\nallow 127.0.0.0/8\n")
+    srv = tls_http(a, data, "--rules", rules, "--kernel-filter", "off")
     try:
         port = srv.wait_listening(10)
         j = stress_json(a.bin_dir, ["https://127.0.0.1:%d/" % port, "--insecure", "--source",
@@ -212,9 +216,7 @@ def main():
 
     check = Checks()
 
-    srv = Server([os.path.join(a.bin_dir, "pc-http"), "--listen", "127.0.0.1:0", "--threads", "2",
-                  "--backend", a.backend, "--tls-cert", os.path.join(data, "server.pem"),
-                  "--tls-key", os.path.join(data, "server.key")])
+    srv = tls_http(a, data)
     try:
         port = srv.wait_listening(10)
         url = "https://localhost:%d/" % port
