@@ -12,9 +12,10 @@
  * TCP SYNs through BPF_PROG_TEST_RUN: "hot" is the kernel's mean over --repeat runs of the same
  * packet (caches warm), "single" one run per packet (the kernel's timer around one run included, so
  * it is an upper bound), both averaged over --probes packets (half inside a prefix, half anywhere).
- * Also: a small set, no rules, a non-SYN packet (what an accepted socket
- * pays), and a SYN of a new attempt with a per-source rate on and off. Needs CAP_BPF; without it
- * prints "skipped" and exits 0. It measures; it never fails on a time (only on a verdict mismatch).
+ * Also: a small set, no rules, a non-SYN packet of each family (what an accepted socket
+ * pays: the ack and ack_v6 lines), and a SYN of a new attempt with a per-source rate on and off.
+ * Needs CAP_BPF; without it prints "skipped" and exits 0. It measures; it never fails on a time
+ * (only on a verdict mismatch).
  */
 #include <errno.h>
 #include <stdint.h>
@@ -380,6 +381,13 @@ static void measure(const char *label, const opts_t *o, size_t n4, size_t n6)
     printf("%s ack flat_hot_ns=%.1f lpm_hot_ns=%.1f pass_all_ns=%.1f (test-run baseline) "
            "flat_program_insns=%u\n",
            label, fa, run_all(lp.fd, &ack, 1, o->repeat * 50, NULL, NULL), base, insns);
+    pkt_t ack6;
+    probe_addr(g6, n6, 6, &a);
+    packet(&ack6, &a, 0x10);
+    printf("%s ack_v6 flat_hot_ns=%.1f lpm_hot_ns=%.1f pass_all_ns=%.1f (test-run baseline)\n",
+           label, run_all(ff, &ack6, 1, o->repeat * 50, NULL, NULL),
+           run_all(lp.fd, &ack6, 1, o->repeat * 50, NULL, NULL),
+           run_all(lp.pass_fd, &ack6, 1, o->repeat * 50, NULL, NULL));
     printf("%s load v4=%zu v6=%zu rules_compile_ms=%.0f flat_load_ms=%.0f lpm_load_ms=%.0f "
            "lpm_updates=%s ratio_lpm_over_flat=%.1f\n",
            label, n4, n6, compile_ms, flat_ms, lpm_ms, lp.batch ? "batch" : "single",

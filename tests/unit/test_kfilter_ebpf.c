@@ -359,6 +359,49 @@ static void edges_and_exceptions(void **state)
     pc_rules_free(r);
 }
 
+/* The IPv6 headers' two reads: one for a packet the kernel marked IPv6
+ * (its Ethernet type here; the IP layer on a real socket), the IPv4-sized
+ * read and a second one for IPv6 in a packet marked otherwise. Either way a
+ * denied source's SYN drops and its ACK passes; a packet too short for TCP,
+ * one that is not TCP, and TCP behind an extension header pass (the accept
+ * thread judges what gets through). */
+static void ipv6_header_reads(void **state)
+{
+    pc_rules_t *r = rules("deny 2001:db8::/32\n");
+    kf_ebpf_t *k = open_or_skip(&plain, r, -1);
+    addr_t bad = addr("2001:db8::1"), good = addr("2001:db9::1");
+    uint8_t pkt[128];
+    for (int marked = 1; marked >= 0; marked--) {
+        size_t n = packet(pkt, &bad, TCP_SYN);
+        if (!marked) pkt[12] = 0x08, pkt[13] = 0x00; /* IPv6 inside, marked IPv4 */
+        if (run_pkt(k, pkt, n)) fail_msg("a denied IPv6 SYN (marked %d) passed", marked);
+        n = packet(pkt, &bad, TCP_SYN | TCP_ACK);
+        if (!marked) pkt[12] = 0x08, pkt[13] = 0x00;
+        if (!run_pkt(k, pkt, n)) fail_msg("an IPv6 SYN-ACK (marked %d) dropped", marked);
+        n = packet(pkt, &good, TCP_SYN);
+        if (!marked) pkt[12] = 0x08, pkt[13] = 0x00;
+        if (!run_pkt(k, pkt, n)) fail_msg("an allowed IPv6 SYN (marked %d) dropped", marked);
+    }
+    /* 13 bytes after the fixed header: shorter than the TCP flags */
+    size_t n = packet(pkt, &bad, TCP_SYN);
+    pkt[14 + 5] = 13;
+    assert_true(run_pkt(k, pkt, 14 + 40 + 13));
+    /* next header UDP, the same bytes after it */
+    n = packet(pkt, &bad, TCP_SYN);
+    pkt[14 + 6] = 17;
+    assert_true(run_pkt(k, pkt, n));
+    /* a hop-by-hop header (8 bytes) before TCP */
+    n = packet(pkt, &bad, TCP_SYN);
+    memmove(pkt + 14 + 48, pkt + 14 + 40, n - 14 - 40);
+    memset(pkt + 14 + 40, 0, 8);
+    pkt[14 + 40] = 6; /* its next header: TCP */
+    pkt[14 + 6] = 0;  /* hop-by-hop */
+    pkt[14 + 5] = 28;
+    assert_true(run_pkt(k, pkt, n + 8));
+    kf_ebpf_close(k, -1);
+    pc_rules_free(r);
+}
+
 /* A prefix that ends just below ::ffff:0:0/96 puts a range boundary at
  * ::ffff:0:0. The loader gives every range starting in the mapped /96 the
  * value 0 ("moot": mapped sources go to the IPv4 table), but that range runs
@@ -1045,6 +1088,7 @@ int main(void)
         cmocka_unit_test(blocked_sources),
         cmocka_unit_test(source_maps_sized_by_use),
         cmocka_unit_test(kernel_bytes_follow_maps),
+        cmocka_unit_test(ipv6_header_reads),
         cmocka_unit_test(shadow_mode),
         cmocka_unit_test(swap_rules),
         cmocka_unit_test(real_listener),

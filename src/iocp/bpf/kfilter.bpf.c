@@ -9,6 +9,7 @@
  * on a TCP socket skb->data already points at the TCP header, under
  * BPF_PROG_TEST_RUN at the IP header; relative loads work in both. */
 #include <linux/bpf.h>
+#include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
 #include "kfilter_shared.h"
@@ -208,19 +209,29 @@ static __always_inline int load(struct __sk_buff *skb, __u32 off, void *to, __u3
     return bpf_skb_load_bytes_relative(skb, off, to, len, BPF_HDR_START_NET);
 }
 
-/* The first bytes of a packet: an IPv4 header without options and the TCP
- * header up to its flags, or the IPv6 header and its source address. One
- * helper call reads them for the common case. */
-#define KF_HEAD 34
+/* The first bytes of a packet, read with one helper call in the common
+ * cases: an IPv4 header without options and the TCP header up to its flags
+ * (KF_HEAD); the IPv6 fixed header and the TCP header up to its flags
+ * (KF_HEAD6), for a packet the kernel marked IPv6 (every IPv6 TCP packet is
+ * longer). */
+#define KF_HEAD     34
+#define KF_HEAD6    54
+#define KF_ETH_P_V6 0x86DD /* __sk_buff.protocol of IPv6 (network byte order) */
 
 SEC("socket")
 int kfilter(struct __sk_buff *skb)
 {
-    __u8 h[KF_HEAD], t[14];
+    __u8 h[KF_HEAD6], t[14];
     const __u8 *th; /* the TCP header's first 14 bytes: in h, or read into t */
-    if (load(skb, 0, h, KF_HEAD)) return skb->len; /* no TCP packet is this short */
-    int v4 = (h[0] >> 4) == 4;
-    if (v4) {
+    int v4;
+    if (skb->protocol == bpf_htons(KF_ETH_P_V6)) {
+        /* shorter: not TCP; TCP not right after the fixed header: passed below */
+        if (load(skb, 0, h, KF_HEAD6) || (h[0] >> 4) != 6) return skb->len;
+        v4 = 0;
+        th = h + 40;
+    } else if (load(skb, 0, h, KF_HEAD)) {
+        return skb->len; /* no TCP packet is this short */
+    } else if ((v4 = (h[0] >> 4) == 4)) {
         __u32 thoff = (__u32)(h[0] & 0xf) * 4;
         if (thoff == 20) {
             th = h + 20;
@@ -229,7 +240,8 @@ int kfilter(struct __sk_buff *skb)
             th = t;
         }
     } else if ((h[0] >> 4) == 6) {
-        /* TCP right after the fixed header (else: passed below) */
+        /* IPv6 in a packet not marked so (not expected): TCP right after
+         * the fixed header (else: passed below) */
         if (load(skb, 40, t, sizeof t)) return skb->len;
         th = t;
     } else {
