@@ -517,7 +517,9 @@ static void on_close(pc_conn_t *c, pc_close_reason_t reason, int err)
         if (!s->opened && is_tls_failure(reason, err)) {
             count_error(E_TLS);
         } else if (!s->opened && err == PC_ECONNRESET) {
-            count_error(E_RESET); /* reset during the TLS handshake */
+            /* reset before on_open: during the TLS handshake, or (rare) a
+             * connect that reported it */
+            count_error(E_RESET);
         } else if (!s->opened) {
             count_error(err == PC_ECONNREFUSED                                   ? E_CONNECT_REFUSED
                         : err == PC_ETIMEDOUT || reason == PC_CLOSE_IDLE_TIMEOUT ? E_CONNECT_TIMEOUT

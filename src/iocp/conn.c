@@ -595,12 +595,18 @@ static void conn_fail(pc_conn_t *c, int err)
     if (c->state == CS_CLOSED) return;
     /* a reset that follows an EOF we took for a peer close (a failed send
      * can consume the socket's error first, so recv saw 0) is a reset */
-    if (tls_cut_by_peer(c) && err == PC_ECONNRESET)
+    if (tls_cut_by_peer(c) && err == PC_ECONNRESET) {
         c->reason = PC_CLOSE_TLS;
-    else if (c->state != CS_CLOSING || c->reason == PC_CLOSE_LOCAL ||
-             (c->reason == PC_CLOSE_PEER && err == PC_ECONNRESET))
+        c->err = err;
+    } else if (c->state != CS_CLOSING || c->reason == PC_CLOSE_LOCAL ||
+               (c->reason == PC_CLOSE_PEER && err == PC_ECONNRESET)) {
         c->reason = (err == PC_ECONNRESET) ? PC_CLOSE_RESET : PC_CLOSE_ERROR;
-    c->err = err;
+        c->err = err;
+    } else if (!c->err) {
+        /* the reason stays (a failed handshake, a timeout): so does the
+         * error behind it, which a later reset must not replace */
+        c->err = err;
+    }
     conn_close_socket(c, 1);
 }
 

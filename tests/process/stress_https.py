@@ -36,6 +36,9 @@ BIN_DIR/pc-stress --json against it:
   rejected   from 127.0.0.5 to a third pc-http whose rules deny it, kernel
              filter off: no request, every failure a reset (the server resets
              the connection during the handshake), none a tls_handshake error;
+  alert      a Python server that answers every ClientHello with a fatal
+             alert and resets the connection 50 ms later: every failure a
+             tls_handshake error (the reset follows the failure);
   usage      --cacert with an http:// URL, and --cacert with --insecure: exit 2.
 
 Exit 0 on pass, 1 on failure (every failed check printed), 77 when pc-http
@@ -51,9 +54,11 @@ import select
 import shutil
 import socket
 import ssl
+import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 from proclib import Checks, Fail, Server, run_stress, set_budget, stress_json  # noqa: E402
@@ -197,6 +202,52 @@ def rejected(a, data, common, check):
         shutil.rmtree(d)
 
 
+def alert_then_reset(a, common, check):
+    """A server that fails every handshake with a fatal alert and resets the
+    connection 50 ms later, while the client lingers: the failure came first,
+    so pc-stress counts tls_handshake errors, not resets (the library keeps
+    the error behind the close's reason when a reset follows)."""
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(64)
+    ls.settimeout(0.1)
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                c, _ = ls.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            try:
+                c.settimeout(2)
+                c.recv(4096)  # the ClientHello
+                c.sendall(bytes([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28]))  # handshake_failure
+                time.sleep(0.05)
+                c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            except OSError:
+                pass
+            finally:
+                c.close()  # with SO_LINGER 0: a reset
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        j = stress_json(a.bin_dir, ["https://127.0.0.1:%d/" % ls.getsockname()[1], "--insecure",
+                                 "-c", "1", "-d", "0.5"] + common)
+        print("alert, then reset: %d requests, errors %s" % (j["requests"], j["errors"]))
+        check(j["requests"] == 0 and j["errors_total"] > 0 and
+              j["errors"]["tls_handshake"] == j["errors_total"],
+              "alert, then reset: every failure a tls_handshake error (%s)" % j["errors"])
+    finally:
+        stop.set()
+        t.join()
+        ls.close()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("bin_dir")
@@ -287,6 +338,7 @@ def main():
 
         proxy_v2(a, data, ca, common, check)
         rejected(a, data, common, check)
+        alert_then_reset(a, common, check)
 
         rc, _, err = run_stress(a.bin_dir, ["http://127.0.0.1:%d/" % port, "--cacert", ca])
         check(rc == 2 and "https://" in err, "usage: --cacert with http:// is exit 2 (%d)" % rc)

@@ -367,7 +367,7 @@ static void edges_and_exceptions(void **state)
  * thread judges what gets through). */
 static void ipv6_header_reads(void **state)
 {
-    pc_rules_t *r = rules("deny 2001:db8::/32\n");
+    pc_rules_t *r = rules("deny 2001:db8::/32\ndeny 192.0.2.0/24\n");
     kf_ebpf_t *k = open_or_skip(&plain, r, -1);
     addr_t bad = addr("2001:db8::1"), good = addr("2001:db9::1");
     uint8_t pkt[128];
@@ -382,10 +382,22 @@ static void ipv6_header_reads(void **state)
         if (!marked) pkt[12] = 0x08, pkt[13] = 0x00;
         if (!run_pkt(k, pkt, n)) fail_msg("an allowed IPv6 SYN (marked %d) dropped", marked);
     }
-    /* 13 bytes after the fixed header: shorter than the TCP flags */
+    /* the one read takes 54 bytes: a SYN that ends with the TCP flags is
+     * judged, one a byte shorter is not TCP */
     size_t n = packet(pkt, &bad, TCP_SYN);
+    pkt[14 + 5] = 14;
+    assert_false(run_pkt(k, pkt, 14 + 40 + 14));
     pkt[14 + 5] = 13;
     assert_true(run_pkt(k, pkt, 14 + 40 + 13));
+    /* marked IPv6, version 4 inside (never delivered by the kernel): the
+     * one read sees no IPv6 header and passes it; a program that never took
+     * that read would judge it as IPv4, against the IPv4 deny rule */
+    addr_t bad4 = addr("192.0.2.1");
+    n = packet(pkt, &bad4, TCP_SYN);
+    memset(pkt + n, 0, 14 + 54 - n);        /* long enough for the 54-byte read */
+    assert_false(run_pkt(k, pkt, 14 + 54)); /* marked IPv4: denied */
+    pkt[12] = 0x86, pkt[13] = 0xdd;
+    assert_true(run_pkt(k, pkt, 14 + 54));
     /* next header UDP, the same bytes after it */
     n = packet(pkt, &bad, TCP_SYN);
     pkt[14 + 6] = 17;
