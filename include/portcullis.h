@@ -986,6 +986,10 @@ typedef struct pc_server_stats_s {
     /* the weakest kernel filter tier over the listeners (OFF if any listener
      * has none, or none listens); per listener: pc_server_listener_filter */
     pc_kernel_filter_t kernel_filter;
+    /* kernel memory the listeners' eBPF programs and maps hold, in bytes
+     * (pc_listener_filter_t.kernel_bytes summed; kept as they are installed
+     * and swapped, so reading it takes no lock) */
+    uint64_t kernel_filter_bytes;
     /* SYNs the eBPF tier saw and dropped, per cause, over every listener
      * since start (0 with the classic tier, which cannot count) */
     uint64_t kernel_syn_seen;

@@ -141,6 +141,9 @@ size_t http_metrics_format(const http_metrics_src_t *src, pc_server_t *s, char *
     mput(&m, "pc_kernel_filter{tier=\"%s\",kernel_counts=\"%s\"} 1\n",
          pc_kernel_filter_name(st.kernel_filter),
          st.kernel_filter == PC_KERNEL_FILTER_EBPF ? "yes" : "no");
+    mhead(&m, "pc_kernel_filter_bytes", "gauge",
+          "Kernel memory the listeners' eBPF filter programs and maps hold (fdinfo memlock).");
+    mput(&m, "pc_kernel_filter_bytes %llu\n", (unsigned long long)st.kernel_filter_bytes);
     mhead(&m, "pc_kernel_syn_total", "counter",
           "SYNs the eBPF kernel filter judged (0 with the classic tier, which cannot count).");
     mput(&m, "pc_kernel_syn_total %llu\n", (unsigned long long)st.kernel_syn_seen);

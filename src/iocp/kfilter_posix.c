@@ -279,13 +279,16 @@ static void choose(pc_server_t *s, kfilter_t *kf, int fd, pc_rules_t *old, const
 static void kf_summary(pc_server_t *s, int nlisteners)
 {
     int n = 0;
+    uint64_t bytes = 0;
     pc_kernel_filter_t weakest = nlisteners ? PC_KERNEL_FILTER_EBPF : PC_KERNEL_FILTER_OFF;
     for (int i = 0; i < nlisteners; i++) {
         n += s->listeners[i].kf.ebpf != NULL;
+        bytes += s->listeners[i].kf.kernel_bytes;
         if (s->listeners[i].kf.tier > weakest) weakest = s->listeners[i].kf.tier;
     }
     atomic_store(&s->kf_ebpf, n);
     atomic_store(&s->kf_weakest, (int)weakest);
+    atomic_store(&s->kf_kernel_bytes, bytes);
 }
 
 /* Log when the tier or its reason changed (once per listener and change). */

@@ -819,6 +819,7 @@ void pc_server_stats(const pc_server_t *s, pc_server_stats_t *out)
     /* the weakest listener's kernel tier (kfilter_posix.c keeps it) */
     pc_kernel_filter_t kt = (pc_kernel_filter_t)atomic_load(&((pc_server_t *)s)->kf_weakest);
     out->kernel_filter = kt;
+    out->kernel_filter_bytes = atomic_load(&((pc_server_t *)s)->kf_kernel_bytes);
     if (kt != PC_KERNEL_FILTER_OFF && out->accept_mode == PC_ACCEPT_MODE_POST_HANDSHAKE)
         out->accept_mode = PC_ACCEPT_MODE_KERNEL;
     kfilter_counts((pc_server_t *)s, out);

@@ -411,10 +411,11 @@ struct pc_server_s {
     /* a rule swap or a listener's set-up wants or holds kf_lock (for a
      * compile): kfilter_collect_hits skips rather than waits */
     _Atomic int kf_long;
-    _Atomic int kf_ebpf;         /* listeners with the eBPF tier (per-source max in the kernel) */
-    _Atomic int kf_weakest;      /* the weakest listener's tier, for the stats (no lock) */
-    uint64_t kf_gone[KF_COUNTS]; /* SYN counters of closed programs (kf_mu; kfilter_counts) */
-    int kf_exempt_logged;        /* "per-source limits not on SYNs" was logged (kf_lock) */
+    _Atomic int kf_ebpf;    /* listeners with the eBPF tier (per-source max in the kernel) */
+    _Atomic int kf_weakest; /* the weakest listener's tier, for the stats (no lock) */
+    _Atomic uint64_t kf_kernel_bytes; /* the listeners' kf.kernel_bytes summed, for the stats */
+    uint64_t kf_gone[KF_COUNTS];      /* SYN counters of closed programs (kf_mu; kfilter_counts) */
+    int kf_exempt_logged;             /* "per-source limits not on SYNs" was logged (kf_lock) */
     /* the smallest accept data wait in force over the listeners (seconds,
      * as the kernel rounded it), UINT_MAX before the first listener: read
      * by pc_server_stats from any thread */

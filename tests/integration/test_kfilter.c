@@ -189,6 +189,13 @@ static void expect_tier(int idx, pc_kernel_filter_t want)
     if (kf.tier != PC_KERNEL_FILTER_EBPF && kf.kernel_bytes != 0)
         fail_msg("%s tier, kernel_bytes %llu", pc_kernel_filter_name(kf.tier),
                  (unsigned long long)kf.kernel_bytes);
+    /* the stats sum it over the listeners */
+    pc_server_stats_t st;
+    pc_server_stats(g_srv, &st);
+    if (st.kernel_filter_bytes < kf.kernel_bytes)
+        fail_msg("stats kernel_filter_bytes %llu, listener %d alone %llu",
+                 (unsigned long long)st.kernel_filter_bytes, idx,
+                 (unsigned long long)kf.kernel_bytes);
 }
 
 static const char k_issue_rules[] = "deny 127.0.0.2/32\n"

@@ -148,6 +148,12 @@ def case_rate(args, tmp, failures):
         if metric(m, "pc_kernel_dropped_total", 'cause="rate"') < unanswered:
             failures.append("rate: /metrics counts fewer kernel rate drops than %d:\n%s"
                             % (unanswered, m))
+        # a rate makes the bucket map full size: 65 536 keys and values of
+        # 64 bytes, 4 MiB at least in the kernel's account
+        kb = metric(m, "pc_kernel_filter_bytes")
+        print("rate: pc_kernel_filter_bytes %d (%.1f MiB)" % (kb, kb / 1048576.0))
+        if kb < 4 << 20:
+            failures.append("rate: pc_kernel_filter_bytes %d, under the bucket map's 4 MiB" % kb)
     finally:
         srv.kill()
 
