@@ -481,12 +481,10 @@ static void on_data(pc_conn_t *c, const void *data, size_t len)
 }
 
 /* A connection that ended in its TLS handshake (refused certificate, no
- * common version or cipher, not TLS at all). Not one the server reset
- * during it (err PC_ECONNRESET): that is how it rejects a client after the
- * accept or after a PROXY header, counted as a reset as without TLS. */
-static int is_tls_failure(pc_close_reason_t reason, int err)
+ * common version or cipher, not TLS at all). */
+static int is_tls_failure(pc_close_reason_t reason)
 {
-    return reason == PC_CLOSE_TLS && err != PC_ECONNRESET;
+    return reason == PC_CLOSE_TLS;
 }
 
 static void on_close(pc_conn_t *c, pc_close_reason_t reason, int err)
@@ -514,12 +512,14 @@ static void on_close(pc_conn_t *c, pc_close_reason_t reason, int err)
         bump(&ts->unanswered, left);
     } else {
         int pending = left > 0;
-        if (!s->opened && is_tls_failure(reason, err)) {
-            count_error(E_TLS);
-        } else if (!s->opened && err == PC_ECONNRESET) {
-            /* reset before on_open: during the TLS handshake, or (rare) a
-             * connect that reported it */
+        if (!s->opened && err == PC_ECONNRESET) {
+            /* reset before on_open, as without TLS: during the handshake
+             * (how pc-http rejects a client after the accept or a PROXY
+             * header; a handshake that failed first keeps its PC_ETLS), or
+             * (rare) a connect that reported it */
             count_error(E_RESET);
+        } else if (!s->opened && is_tls_failure(reason)) {
+            count_error(E_TLS);
         } else if (!s->opened) {
             count_error(err == PC_ECONNREFUSED                                   ? E_CONNECT_REFUSED
                         : err == PC_ETIMEDOUT || reason == PC_CLOSE_IDLE_TIMEOUT ? E_CONNECT_TIMEOUT
