@@ -60,20 +60,20 @@ static __always_inline int load(struct __sk_buff *skb, __u32 off, void *to, __u3
 SEC("socket")
 int kfilter_lpm(struct __sk_buff *skb)
 {
-    __u8 h[54], flags;
+    __u8 h[KF_HEAD6], flags;
     __u32 thoff, *val;
     int v4;
     /* the headers read as the library program reads them (one call each) */
-    if (skb->protocol == bpf_htons(0x86DD)) {
-        if (load(skb, 0, h, 54) || (h[0] >> 4) != 6) return skb->len;
+    if (skb->protocol == bpf_htons(KF_ETH_P_V6)) {
+        if (load(skb, 0, h, KF_HEAD6) || (h[0] >> 4) != 6) return skb->len;
         v4 = 0;
-        flags = h[53];
-    } else if (load(skb, 0, h, 34)) {
+        flags = h[KF_HEAD6 - 1];
+    } else if (load(skb, 0, h, KF_HEAD)) {
         return skb->len;
     } else if ((v4 = (h[0] >> 4) == 4)) {
         thoff = (__u32)(h[0] & 0xf) * 4;
         if (thoff == 20)
-            flags = h[33];
+            flags = h[KF_HEAD - 1];
         else if (load(skb, thoff + 13, &flags, 1))
             return skb->len;
     } else if ((h[0] >> 4) == 6) {

@@ -209,15 +209,6 @@ static __always_inline int load(struct __sk_buff *skb, __u32 off, void *to, __u3
     return bpf_skb_load_bytes_relative(skb, off, to, len, BPF_HDR_START_NET);
 }
 
-/* The first bytes of a packet, read with one helper call in the common
- * cases: an IPv4 header without options and the TCP header up to its flags
- * (KF_HEAD); the IPv6 fixed header and the TCP header up to its flags
- * (KF_HEAD6), for a packet the kernel marked IPv6 (every IPv6 TCP packet is
- * longer). */
-#define KF_HEAD     34
-#define KF_HEAD6    54
-#define KF_ETH_P_V6 0x86DD /* __sk_buff.protocol of IPv6 (network byte order) */
-
 SEC("socket")
 int kfilter(struct __sk_buff *skb)
 {

@@ -36,6 +36,16 @@ typedef uint64_t kf_u64;
 #define KF_TCP_ACK     0x10
 #define KF_IPPROTO_TCP 6
 
+/* The first bytes of a packet, read with one helper call in the common
+ * cases (the library's program and the benchmark's read them alike): an
+ * IPv4 header without options and the TCP header up to its flags
+ * (KF_HEAD); the IPv6 fixed header and the TCP header up to its flags
+ * (KF_HEAD6), for a packet the kernel marked IPv6 (__sk_buff.protocol
+ * KF_ETH_P_V6, network byte order; every IPv6 TCP packet is longer). */
+#define KF_HEAD     34
+#define KF_HEAD6    54
+#define KF_ETH_P_V6 0x86DD
+
 struct kf_range6 {
     kf_u64 hi, lo; /* start of the interval */
     kf_u32 val;
