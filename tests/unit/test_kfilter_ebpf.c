@@ -359,8 +359,18 @@ static void edges_and_exceptions(void **state)
     pc_rules_free(r);
 }
 
+/* Run the program on a packet from src with flags, its Ethernet type as
+ * built (IPv6 for an IPv6 source) or, with !marked, IPv4 whatever it holds. */
+static int run_marked(kf_ebpf_t *k, const addr_t *src, uint8_t flags, int marked)
+{
+    uint8_t pkt[128];
+    size_t n = packet(pkt, src, flags);
+    if (!marked) pkt[12] = 0x08, pkt[13] = 0x00;
+    return run_pkt(k, pkt, n);
+}
+
 /* The IPv6 headers' two reads: one for a packet the kernel marked IPv6
- * (its Ethernet type here; the IP layer on a real socket), the IPv4-sized
+ * (its Ethernet type here; the driver's on a real socket), the IPv4-sized
  * read and a second one for IPv6 in a packet marked otherwise. Either way a
  * denied source's SYN drops and its ACK passes; a packet too short for TCP,
  * one that is not TCP, and TCP behind an extension header pass (the accept
@@ -372,15 +382,12 @@ static void ipv6_header_reads(void **state)
     addr_t bad = addr("2001:db8::1"), good = addr("2001:db9::1");
     uint8_t pkt[128];
     for (int marked = 1; marked >= 0; marked--) {
-        size_t n = packet(pkt, &bad, TCP_SYN);
-        if (!marked) pkt[12] = 0x08, pkt[13] = 0x00; /* IPv6 inside, marked IPv4 */
-        if (run_pkt(k, pkt, n)) fail_msg("a denied IPv6 SYN (marked %d) passed", marked);
-        n = packet(pkt, &bad, TCP_SYN | TCP_ACK);
-        if (!marked) pkt[12] = 0x08, pkt[13] = 0x00;
-        if (!run_pkt(k, pkt, n)) fail_msg("an IPv6 SYN-ACK (marked %d) dropped", marked);
-        n = packet(pkt, &good, TCP_SYN);
-        if (!marked) pkt[12] = 0x08, pkt[13] = 0x00;
-        if (!run_pkt(k, pkt, n)) fail_msg("an allowed IPv6 SYN (marked %d) dropped", marked);
+        if (run_marked(k, &bad, TCP_SYN, marked))
+            fail_msg("a denied IPv6 SYN (marked %d) passed", marked);
+        if (!run_marked(k, &bad, TCP_SYN | TCP_ACK, marked))
+            fail_msg("an IPv6 SYN-ACK (marked %d) dropped", marked);
+        if (!run_marked(k, &good, TCP_SYN, marked))
+            fail_msg("an allowed IPv6 SYN (marked %d) dropped", marked);
     }
     /* the one read takes 54 bytes: a SYN that ends with the TCP flags is
      * judged, one a byte shorter is not TCP */
