@@ -173,10 +173,11 @@ typedef struct pc_allocator_s {
     void *user;
 } pc_allocator_t;
 
-/* Replace the allocator (NULL restores mimalloc). Only while no server exists
- * and no rule set is alive: memory must be freed by the allocator that
- * allocated it. Call it once, from one thread, before any other thread uses
- * the library. Returns 0, or PC_EBUSY if library objects are alive. */
+/* Replace the allocator (NULL restores mimalloc). Only while no server, rule
+ * set, rules builder, filter or TLS context is alive: memory must be freed by
+ * the allocator that allocated it. Call it once, from one thread, before any
+ * other thread uses the library. Returns 0, or PC_EBUSY if such an object is
+ * alive. */
 PC_API int pc_set_allocator(const pc_allocator_t *a);
 
 /* ------------------------------------------------------------------------ */

@@ -100,6 +100,7 @@ static void ctx_destroy(pc_tls_ctx_t *ctx)
     pc__mutex_destroy(&ctx->tk_lock);
     pc__mutex_destroy(&ctx->rs_lock);
     pc__free(ctx);
+    pc__alloc_unpin();
 }
 
 void tls_ctx_ref(pc_tls_ctx_t *ctx)
@@ -126,6 +127,7 @@ static pc_tls_ctx_t *ctx_alloc(int server, unsigned nssl)
         pc__free(ctx);
         return NULL;
     }
+    pc__alloc_pin(); /* it holds allocations until its last reference goes */
     atomic_init(&ctx->refs, 1);
     ctx->server = server;
     pc__mutex_init(&ctx->tk_lock);

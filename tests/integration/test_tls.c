@@ -1983,6 +1983,18 @@ SKIPPED(outbound_handshake_timeout)
 
 #endif
 
+/* A TLS context holds memory from the library's allocator until its last
+ * reference goes: the allocator cannot be replaced while one is alive (it
+ * would then be freed by another allocator than the one that made it). */
+static void allocator_pinned_by_tls_ctx(void **state)
+{
+    (void)state;
+    pc_tls_ctx_t *cx = client_ctx(NULL, 0);
+    assert_int_equal(pc_set_allocator(NULL), PC_EBUSY);
+    pc_tls_ctx_free(cx);
+    assert_int_equal(pc_set_allocator(NULL), 0);
+}
+
 int main(int argc, char **argv)
 {
     shim_init();
@@ -2028,6 +2040,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(close_in_handshake_flushes, teardown),
         cmocka_unit_test_teardown(stalled_handshake_default_bound, teardown),
         cmocka_unit_test_teardown(outbound_handshake_timeout, teardown),
+        cmocka_unit_test_teardown(allocator_pinned_by_tls_ctx, teardown),
     };
     if (PICK_TEST(tests, argc, argv) != 0) return 1;
     return cmocka_run_group_tests(tests, NULL, NULL);
