@@ -153,7 +153,8 @@ typedef void (*pc_log_fn)(void *user, pc_log_level_t level, const char *line);
  * the new one, never one's function with the other's pointer; a line being
  * logged as the call returns may still reach the old sink, so keep what its
  * user pointer points to alive. Each distinct pair set keeps a few bytes for
- * the life of the process. */
+ * the life of the process. If those bytes cannot be had (no memory), the old
+ * sink stays and says so at error level. */
 PC_API void pc_log_set_handler(pc_log_fn fn, void *user);
 /* Set the minimum level logged (default PC_LOG_INFO). Any thread. */
 PC_API void pc_log_set_level(pc_log_level_t level);
@@ -397,7 +398,8 @@ typedef enum pc_kernel_filter_e {
     PC_KERNEL_FILTER_OFF = 3,  /* user space decides after the handshake */
 } pc_kernel_filter_t;
 
-/* "auto", "ebpf", "cbpf", "off". Any thread. */
+/* "auto", "ebpf", "cbpf", "off"; "unknown" for any other value (never
+ * NULL). Any thread. */
 PC_API const char *pc_kernel_filter_name(pc_kernel_filter_t k);
 /* Parse one of those names; returns the value or PC_EINVAL. Any thread. */
 PC_API int pc_kernel_filter_parse(const char *name);
@@ -570,8 +572,9 @@ typedef struct pc_server_config_s {
     /* Callbacks. on_data is required. */
     pc_callbacks_t cb;
     /* ---- accept filter (steps 2-4 of the pipeline; portcullis/filter.h) ---- */
-    /* Initial rule set; the server takes ownership (freed at destroy or when
-     * replaced). NULL: no rules (everyone passes step 2). */
+    /* Initial rule set; the server takes ownership when pc_server_create
+     * succeeds (freed at destroy or when replaced); if it fails, the set
+     * stays the caller's. NULL: no rules (everyone passes step 2). */
     pc_rules_t *rules;
     /* Concurrent connections per source; 0 = unlimited (default). */
     unsigned per_source_max;
@@ -641,17 +644,23 @@ typedef struct pc_server_config_s {
 /* Fill a config with the documented defaults. Any thread. */
 PC_API void pc_server_config_init(pc_server_config_t *cfg);
 
-/* Create a server from a config (copied). Starts no thread. Errors:
- * PC_EINVAL (bad config, e.g. on_data NULL, or an enum field such as backend
- * or kernel_filter holding none of its values: logged with the field's name),
- * PC_ENOMEM, PC_ENOSYS (backend not built or not usable). */
+/* Create a server from a config (copied). Starts no thread. The thread that
+ * will own the server (see the threading contract above). Errors: PC_EINVAL
+ * (bad config, e.g. on_data NULL, or an enum field such as backend or
+ * kernel_filter holding none of its values: logged with the field's name),
+ * PC_ENOMEM, PC_ENOSYS (backend not built or not usable), or the system's
+ * error when the backend's queue cannot be made (e.g. PC_EMFILE; an io_uring
+ * backend asked for by name reports its ring's error). On failure cfg->rules
+ * stays the caller's to free. */
 PC_API int pc_server_create(const pc_server_config_t *cfg, pc_server_t **out);
 
 /* Bind and listen on an address ("127.0.0.1:7000", "[::1]:0"); port 0 picks a
  * free port, read it back with pc_server_listener_port. IPv6 listeners are
- * IPv6-only. May be called several times before pc_server_start. Returns the
- * listener index (>= 0) or PC_EINVAL, PC_EADDRINUSE, PC_EACCES, PC_EBUSY
- * (already started), ... */
+ * IPv6-only. May be called several times before pc_server_start, for at most
+ * 16 listeners. The thread that owns the server. Returns the listener index
+ * (>= 0) or PC_EINVAL, PC_EADDRINUSE, PC_EACCES, PC_EBUSY (already started),
+ * PC_ENOBUFS (16 listeners already), or another system error of bind or
+ * listen. */
 PC_API int pc_server_listen(pc_server_t *s, const char *endpoint);
 /* Same with a socket address: AF_INET (len at least sizeof(struct
  * sockaddr_in)) or AF_INET6 (at least sizeof(struct sockaddr_in6)); any
@@ -664,8 +673,10 @@ PC_API int pc_server_listen_addr(pc_server_t *s, const struct sockaddr *sa, sock
 PC_API int pc_server_listener_port(const pc_server_t *s, int idx);
 
 /* Start the worker threads and one accept thread per listener (a server
- * with no listener only runs outbound connections, see pc_connect).
- * Returns 0, PC_EBUSY (already started), PC_ENOMEM, ... */
+ * with no listener only runs outbound connections, see pc_connect). The
+ * thread that owns the server. Returns 0, PC_EINVAL (s NULL), PC_EBUSY
+ * (already started), or the system's error when a thread cannot be started
+ * (e.g. PC_ENOMEM); then no thread of the server runs. */
 PC_API int pc_server_start(pc_server_t *s);
 
 /* Stop gracefully: stop accepting, tell the application (on_shutdown per
@@ -673,7 +684,9 @@ PC_API int pc_server_start(pc_server_t *s);
  * (queued bytes are flushed, FIN, read-and-discard until the peer closes),
  * wait at most drain_ms for that, then abort what remains (reset), and join
  * all threads. on_close runs for every connection before this returns.
- * Returns 0, or PC_EDEADLK if called from one of the server's own threads
+ * The thread that owns the server (or any other thread that is not one of
+ * the server's). Returns 0, PC_EINVAL (s NULL), or PC_EDEADLK if called
+ * from one of the server's own threads
  * (a callback or posted function on a worker, the condition callback on an
  * accept thread): nothing is stopped then. Idempotent. */
 PC_API int pc_server_stop(pc_server_t *s, unsigned drain_ms);
@@ -719,10 +732,10 @@ PC_API void pc_server_destroy(pc_server_t *s);
 PC_API void *pc_server_user_data(const pc_server_t *s);
 
 /* Queue a copy of data for the connection with this id. Any thread. Small
- * sends coalesce into the connection's tail chunk. Returns 0, PC_ENOTCONN
- * (closed, closing or stale id), PC_ENOMEM, PC_ENOBUFS (the connection's
- * send_queue_limit or the server's max_buffered_bytes would be passed;
- * nothing queued). */
+ * sends coalesce into the connection's tail chunk. Returns 0, PC_EINVAL
+ * (data NULL with len > 0), PC_ENOTCONN (closed, closing or stale id),
+ * PC_ENOMEM, PC_ENOBUFS (the connection's send_queue_limit or the server's
+ * max_buffered_bytes would be passed; nothing queued). */
 PC_API int pc_server_send_to(pc_server_t *s, pc_conn_id_t id, const void *data, size_t len);
 /* Gather variant of pc_server_send_to: n buffers, one call, one copy, queued
  * as one message (all or nothing). Any thread. Same errors, and PC_EINVAL
@@ -847,16 +860,20 @@ PC_API int pc_connect_ex(pc_server_t *s, const char *endpoint, const pc_connect_
 
 /* Queue a copy of len bytes for sending. From the connection's callbacks, or
  * from any thread while the connection is known to be open. Returns 0,
- * PC_ENOTCONN (closing or closed), PC_ENOMEM, PC_ENOBUFS (max_buffered_bytes
- * or send_queue_limit reached; nothing queued). Bytes are sent in order; once the queue exceeds
+ * PC_EINVAL (c NULL, or data NULL with len > 0), PC_ENOTCONN (closing or
+ * closed), PC_ENOMEM, PC_ENOBUFS (max_buffered_bytes or send_queue_limit
+ * reached; nothing queued). Bytes are sent in order; once the queue exceeds
  * send_high_water the connection stops reading until it drains (on_drain). */
 PC_API int pc_conn_send(pc_conn_t *c, const void *data, size_t len);
-/* Gather variant: one call, one copy. Same rules and errors. */
+/* Gather variant: one call, one copy. Same rules and errors (PC_EINVAL: c
+ * NULL, or bufs NULL with n > 0). */
 PC_API int pc_conn_sendv(pc_conn_t *c, const pc_buf_t *bufs, unsigned n);
 /* Graceful close: flush queued bytes (also what other threads' sends by id
  * had queued before it: later ones are refused), send FIN, read and discard
  * until the peer closes or close_linger_ms, then close. A well-behaved peer sees no
- * reset. Idempotent. Returns 0 or PC_ENOTCONN. On a pc_connect_tls
+ * reset. Idempotent. From the connection's callbacks, or from any thread
+ * while the connection is known to be open (as pc_conn_send). Returns 0,
+ * PC_EINVAL (c NULL) or PC_ENOTCONN. On a pc_connect_tls
  * connection whose handshake is still running (a posted function runs as
  * it starts) with bytes sent to it, the close waits for the handshake (at
  * most close_linger_ms, then it is cut as a header timeout), on_open runs,
@@ -875,7 +892,9 @@ PC_API int pc_conn_close_nolinger(pc_conn_t *c);
 /* Abortive close: drop queued bytes and reset the connection (RST). Also
  * after pc_conn_close or pc_conn_close_nolinger, while that close is still
  * flushing or lingering: the graceful close becomes a reset and on_close
- * says PC_CLOSE_ABORT. Returns 0 or PC_ENOTCONN (already closed). */
+ * says PC_CLOSE_ABORT. From the connection's callbacks, or from any thread
+ * while the connection is known to be open (as pc_conn_send). Returns 0,
+ * PC_EINVAL (c NULL) or PC_ENOTCONN (already closed). */
 PC_API int pc_conn_abort(pc_conn_t *c);
 /* Arm (ms > 0) or cancel (ms == 0) the connection's header timeout: unless
  * cancelled first, the connection is closed gracefully ms from now with

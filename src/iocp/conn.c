@@ -1617,11 +1617,17 @@ int conn_connect(pc_server_t *s, const char *endpoint, const char *source, const
 /* ---- cross-thread requests ------------------------------------------------------- */
 
 /* Under the lock: may bytes from another thread be queued now? */
+/* Under the lock: may another thread still send to c (named by id, or 0:
+ * the caller holds c)? */
+static int xsend_open_locked(const pc_conn_t *c, uint64_t id)
+{
+    return !(id && (atomic_load(&c->id) != id || c->hidden)) &&
+           (c->state == CS_OPEN || c->state == CS_OPENING) && !c->inbox_close;
+}
+
 static int xsend_check_locked(pc_conn_t *c, uint64_t id, size_t total)
 {
-    if ((id && (atomic_load(&c->id) != id || c->hidden)) ||
-        (c->state != CS_OPEN && c->state != CS_OPENING) || c->inbox_close)
-        return PC_ENOTCONN;
+    if (!xsend_open_locked(c, id)) return PC_ENOTCONN;
     if (over_limit(c, total)) return PC_ENOBUFS;
     return 0;
 }
@@ -1747,7 +1753,14 @@ int pc_conn_sendv(pc_conn_t *c, const pc_buf_t *bufs, unsigned n)
     size_t total = 0;
     for (unsigned i = 0; i < n; i++)
         total += bufs[i].len;
-    if (!total) return (c->state == CS_OPEN || c->state == CS_OPENING) ? 0 : PC_ENOTCONN;
+    if (!total && tls_conn == c)
+        return (c->state == CS_OPEN || c->state == CS_OPENING) ? 0 : PC_ENOTCONN;
+    if (!total) { /* another thread: the state is the strand's, read under the lock */
+        pc__mutex_lock(conn_lock(c));
+        int open = xsend_open_locked(c, 0);
+        pc__mutex_unlock(conn_lock(c));
+        return open ? 0 : PC_ENOTCONN;
+    }
     if (tls_conn != c) return conn_xsend(c, 0, bufs, n, total);
     if (c->state != CS_OPEN) return PC_ENOTCONN;
     if (over_limit(c, total)) return PC_ENOBUFS;
@@ -1827,6 +1840,7 @@ int conn_queue_raw(pc_conn_t *c, const void *data, size_t len)
 
 int pc_conn_send(pc_conn_t *c, const void *data, size_t len)
 {
+    if (!data && len) return PC_EINVAL;
     pc_buf_t b;
     b.base = (void *)(uintptr_t)data;
     b.len = len;
@@ -2072,6 +2086,7 @@ size_t pc_conn_send_queued(const pc_conn_t *c)
 
 int pc_server_send_to(pc_server_t *s, pc_conn_id_t id, const void *data, size_t len)
 {
+    if (!data && len) return PC_EINVAL;
     pc_conn_t *c = server_conn_lookup(s, id);
     if (!c) return PC_ENOTCONN;
     pc_buf_t b;

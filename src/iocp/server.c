@@ -742,9 +742,13 @@ int pc_server_set_rules(pc_server_t *s, pc_rules_t *rules)
 
 int pc_server_listener_filter(const pc_server_t *s, int idx, pc_listener_filter_t *out)
 {
-    if (!s || !out || idx < 0 || idx >= s->nlisteners) return PC_EINVAL;
+    if (!s || !out || idx < 0) return PC_EINVAL;
     pc_server_t *ms = (pc_server_t *)s;
-    pc__mutex_lock(&ms->kf_lock);
+    pc__mutex_lock(&ms->kf_lock); /* a listener's set-up holds it, count included */
+    if (idx >= s->nlisteners) {
+        pc__mutex_unlock(&ms->kf_lock);
+        return PC_EINVAL;
+    }
     const kfilter_t *kf = &s->listeners[idx].kf;
     out->tier = kf->tier;
     out->insns = kf->insns;

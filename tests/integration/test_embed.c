@@ -329,6 +329,9 @@ static void post_resume(pc_conn_t *c, void *arg)
     assert_non_null(c);
     assert_int_equal(pc_conn_resume_read(c), 0);
     /* every pc_conn_* call is legal here: send from the strand */
+    assert_int_equal(pc_conn_send(c, NULL, 1), PC_EINVAL); /* nothing to copy from */
+    assert_int_equal(pc_conn_sendv(c, NULL, 1), PC_EINVAL);
+    assert_int_equal(pc_conn_send(c, NULL, 0), 0);
     assert_int_equal(pc_conn_send(c, "R", 1), 0);
     atomic_fetch_add(&g_post_runs, 1);
 }
@@ -441,6 +444,10 @@ static void stale_ids_every_call(void **state)
     }
     assert_int_equal(pc_server_conn_ids(g_srv, ids, 8), 1);
     assert_true(ids[0] == id2);
+    /* nothing to copy from: refused before the id is looked at */
+    assert_int_equal(pc_server_send_to(g_srv, id2, NULL, 1), PC_EINVAL);
+    assert_int_equal(pc_server_sendv_to(g_srv, id2, NULL, 1), PC_EINVAL);
+    assert_int_equal(pc_server_send_to(g_srv, id2, NULL, 0), 0);
     /* the live one still works, gather form included */
     pc_buf_t two[2];
     two[0].base = (void *)"ab";
