@@ -137,10 +137,11 @@ PC_API void pc_tls_client_config_init(pc_tls_client_config_t *cfg);
 /* Build a server context: loads every pair (the key must match its
  * certificate) and the client CA file. The files are read now; cfg is not
  * kept. Any thread. Returns 0 and *out, or PC_EINVAL (no pair, bad field),
- * PC_ENOENT (a file missing), PC_ETLS (OpenSSL refused a file or key),
- * PC_ENOMEM, PC_ENOSYS (built without TLS). */
+ * PC_ENOENT (a file missing), PC_EACCES (a file not readable; another
+ * system error if opening it failed otherwise), PC_ETLS (OpenSSL refused a
+ * file or key), PC_ENOMEM, PC_ENOSYS (built without TLS). */
 PC_API int pc_tls_ctx_new_server(const pc_tls_server_config_t *cfg, pc_tls_ctx_t **out);
-/* Build a client context (for pc_connect_tls). Same errors. */
+/* Build a client context (for pc_connect_tls). Any thread. Same errors. */
 PC_API int pc_tls_ctx_new_client(const pc_tls_client_config_t *cfg, pc_tls_ctx_t **out);
 /* Drop the caller's reference (NULL is ignored). Listeners and
  * connections using the context keep it alive. Any thread. */
@@ -148,7 +149,8 @@ PC_API void pc_tls_ctx_free(pc_tls_ctx_t *ctx);
 
 /* Listen on endpoint (as pc_server_listen) and speak TLS on every
  * connection accepted there, with ctx (a server context; the listener takes
- * a reference). Returns the listener index or the errors of
+ * a reference). The thread that owns the server, before pc_server_start, as
+ * pc_server_listen. Returns the listener index or the errors of
  * pc_server_listen, PC_EINVAL (ctx NULL or a client context), PC_ENOSYS. */
 PC_API int pc_server_listen_tls(pc_server_t *s, const char *endpoint, pc_tls_ctx_t *ctx);
 

@@ -5,6 +5,7 @@
 #include "tls/tls_int.h"
 #include "tls/tls_sess.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -15,6 +16,7 @@
 #include <openssl/x509v3.h>
 
 #include "core/alloc.h"
+#include "core/errno_map.h"
 #include "core/clock.h"
 #include "core/log.h"
 
@@ -82,12 +84,16 @@ static int alpn_wire(const char *list, unsigned char **out, unsigned *outlen)
     return 0;
 }
 
-static int file_readable(const char *path)
+/* 0 if path can be opened for reading, else why not: PC_ENOENT (missing),
+ * PC_EACCES (not allowed), or the system's other reason. */
+static int file_check(const char *path)
 {
-    FILE *f = path ? fopen(path, "rb") : NULL;
-    if (!f) return 0;
+    if (!path) return PC_EINVAL;
+    errno = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return errno == ENOENT || errno == 0 ? PC_ENOENT : pc__from_errno(errno);
     fclose(f);
-    return 1;
+    return 0;
 }
 
 static void ctx_destroy(pc_tls_ctx_t *ctx)
@@ -319,14 +325,18 @@ int pc_tls_ctx_new_server(const pc_tls_server_config_t *cfg, pc_tls_ctx_t **out)
         return PC_EINVAL;
     for (unsigned i = 0; i < cfg->ncerts; i++) {
         if (!cfg->certs[i].cert_file || !cfg->certs[i].key_file) return PC_EINVAL;
-        if (!file_readable(cfg->certs[i].cert_file) || !file_readable(cfg->certs[i].key_file)) {
-            PC_LOGW("tls: cannot read %s or %s", cfg->certs[i].cert_file, cfg->certs[i].key_file);
-            return PC_ENOENT;
+        int frc = file_check(cfg->certs[i].cert_file);
+        if (frc == 0) frc = file_check(cfg->certs[i].key_file);
+        if (frc < 0) {
+            PC_LOGW("tls: cannot read %s or %s: %s", cfg->certs[i].cert_file,
+                    cfg->certs[i].key_file, pc_strerror(frc));
+            return frc;
         }
     }
     if (cfg->verify_client != PC_TLS_VERIFY_NONE) {
         if (!cfg->client_ca_file) return PC_EINVAL;
-        if (!file_readable(cfg->client_ca_file)) return PC_ENOENT;
+        int frc = file_check(cfg->client_ca_file);
+        if (frc < 0) return frc;
     }
     int minv;
     if (version_of(cfg->min_version, &minv) < 0) return PC_EINVAL;
@@ -390,9 +400,10 @@ int pc_tls_ctx_new_client(const pc_tls_client_config_t *cfg, pc_tls_ctx_t **out)
     if (!cfg || version_of(cfg->min_version, &minv) < 0 ||
         version_of(cfg->max_version, &maxv) < 0 || (!cfg->cert_file != !cfg->key_file))
         return PC_EINVAL;
-    if (cfg->ca_file && !file_readable(cfg->ca_file)) return PC_ENOENT;
-    if (cfg->cert_file && (!file_readable(cfg->cert_file) || !file_readable(cfg->key_file)))
-        return PC_ENOENT;
+    int frc = cfg->ca_file ? file_check(cfg->ca_file) : 0;
+    if (frc == 0 && cfg->cert_file) frc = file_check(cfg->cert_file);
+    if (frc == 0 && cfg->cert_file) frc = file_check(cfg->key_file);
+    if (frc < 0) return frc;
     pc_tls_ctx_t *ctx = ctx_alloc(0, 1);
     if (!ctx) return PC_ENOMEM;
     ctx->resume = cfg->resume;

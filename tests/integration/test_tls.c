@@ -29,6 +29,9 @@
 #include <winsock2.h>
 #else
 #include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #endif
 
 #define DATA(f) PC_TLS_TEST_DATA "/" f
@@ -1983,6 +1986,49 @@ SKIPPED(outbound_handshake_timeout)
 
 #endif
 
+#ifndef _WIN32
+/* A file that exists but cannot be read is PC_EACCES, not "missing"
+ * (PC_ENOENT). Root reads any file, so the check runs in a child that
+ * drops to nobody first. */
+static void unreadable_file_is_eacces(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/pc-tls-unreadable-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(chmod(path, 0), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (geteuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0)) _exit(3);
+        pc_tls_client_config_t cc;
+        pc_tls_client_config_init(&cc);
+        pc_tls_ctx_t *cx = NULL;
+        cc.ca_file = path;
+        int unreadable = pc_tls_ctx_new_client(&cc, &cx);
+        cc.ca_file = "/nonexistent/ca.pem";
+        int missing = pc_tls_ctx_new_client(&cc, &cx);
+        pc_tls_server_config_t sc;
+        pc_tls_server_config_init(&sc);
+        pc_tls_cert_t pair = {path, path};
+        sc.certs = &pair;
+        sc.ncerts = 1;
+        int key = pc_tls_ctx_new_server(&sc, &cx);
+        if (unreadable != PC_EACCES || missing != PC_ENOENT || key != PC_EACCES) {
+            fprintf(stderr, "unreadable %d, missing %d, key %d\n", unreadable, missing, key);
+            _exit(1);
+        }
+        _exit(0);
+    }
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    unlink(path);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+}
+#endif
+
 /* A TLS context holds memory from the library's allocator until its last
  * reference goes: the allocator cannot be replaced while one is alive (it
  * would then be freed by another allocator than the one that made it). */
@@ -2041,6 +2087,9 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(stalled_handshake_default_bound, teardown),
         cmocka_unit_test_teardown(outbound_handshake_timeout, teardown),
         cmocka_unit_test_teardown(allocator_pinned_by_tls_ctx, teardown),
+#ifndef _WIN32
+        cmocka_unit_test_teardown(unreadable_file_is_eacces, teardown), /* not on Windows */
+#endif
     };
     if (PICK_TEST(tests, argc, argv) != 0) return 1;
     return cmocka_run_group_tests(tests, NULL, NULL);
