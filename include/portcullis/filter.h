@@ -102,7 +102,8 @@ typedef struct pc_rule_info_s {
  * server takes it). On failure *out is NULL and, if err is not NULL, err
  * receives a NUL-terminated message of at most errlen bytes.
  * Returns 0, PC_EPARSE (bad text: "NAME:LINE: what is wrong"), PC_EINVAL
- * (out NULL, or more than 2^26 rules), PC_ENOMEM. Any thread. */
+ * (out NULL, text NULL with len > 0, or more than 2^26 rules), PC_ENOMEM.
+ * Any thread. */
 PC_API int pc_rules_load_string(const char *text, size_t len, const char *name, pc_rules_t **out,
                                 char *err, size_t errlen);
 
