@@ -52,6 +52,14 @@ static void other_names(void **state)
     assert_int_equal(pc_backend_parse("io_uring"), PC_BACKEND_URING);
     assert_int_equal(pc_backend_parse("kqueue"), PC_EINVAL);
     assert_int_equal(pc_backend_parse(NULL), PC_EINVAL);
+    /* every kernel filter name parses back to its value */
+    for (int k = PC_KERNEL_FILTER_AUTO; k <= PC_KERNEL_FILTER_OFF; k++)
+        assert_int_equal(pc_kernel_filter_parse(pc_kernel_filter_name((pc_kernel_filter_t)k)), k);
+    assert_string_equal(pc_kernel_filter_name(PC_KERNEL_FILTER_CBPF), "cbpf");
+    assert_string_equal(pc_kernel_filter_name((pc_kernel_filter_t)99), "unknown");
+    assert_int_equal(pc_kernel_filter_parse("unknown"), PC_EINVAL);
+    assert_int_equal(pc_kernel_filter_parse("EBPF"), PC_EINVAL);
+    assert_int_equal(pc_kernel_filter_parse(NULL), PC_EINVAL);
 }
 
 int main(void)
