@@ -11,8 +11,9 @@
 #      once (or $WINEPREFIX if set);
 #   4. configures this repository with cmake/toolchain-mingw64.cmake and builds it.
 # Then `ctest --test-dir BUILD_DIR` runs the .exe tests under Wine, from any shell:
-# the toolchain writes BUILD_DIR/wine-run (the Wine environment baked in) and
-# makes it CMAKE_CROSSCOMPILING_EMULATOR.
+# the toolchain writes BUILD_DIR/wine-run (the Wine environment baked in; run
+# a program by hand with it) and BUILD_DIR/wine-test (wine-run for tests, with
+# one retry when Wine fails at exit), CMAKE_CROSSCOMPILING_EMULATOR.
 #
 # Environment: PC_DEPS_CACHE, WINEPREFIX, PC_JOBS (default nproc),
 # PC_BUILD_TYPE (default RelWithDebInfo). See docs/windows-build.md.
