@@ -56,12 +56,12 @@ void stress_report_json(FILE *out, const stress_run_t *run, const stress_result_
             "\"pipeline\":%u,\"close\":%s,\"rate\":%.1f,\"requests\":%llu,"
             "\"req_per_s\":%.1f,\"bytes\":%llu,\"bytes_per_s\":%.1f,\"connects\":%llu,"
             "\"connects_per_s\":%.1f,\"late_connects\":%llu,\"unsent\":%llu,\"unanswered\":%llu,"
-            "\"dropped\":%llu,\"latency_us\":{",
+            "\"unconnected\":%llu,\"dropped\":%llu,\"latency_us\":{",
             run->conns, run->threads, r->secs, run->pipeline, run->close_mode ? "true" : "false",
             run->rate, (unsigned long long)t->requests, rps, (unsigned long long)t->bytes, bps,
             (unsigned long long)t->connects, cps, (unsigned long long)t->late_connects,
             (unsigned long long)r->unsent, (unsigned long long)t->unanswered,
-            (unsigned long long)t->dropped);
+            (unsigned long long)t->unconnected, (unsigned long long)t->dropped);
     for (int i = 0; i < 4; i++)
         fprintf(out, "\"%s\":%.1f,", k_pname[i], (double)hist_percentile(lat, k_pct[i]) / 1e3);
     fprintf(out,
@@ -144,6 +144,11 @@ void stress_report_text(FILE *out, const stress_run_t *run, const stress_result_
                 (unsigned long long)r->unsent);
     fprintf(out, "  unanswered %llu (in flight when the run ended)\n",
             (unsigned long long)t->unanswered);
+    if (t->unconnected)
+        fprintf(out,
+                "  unconnected %llu (connects in flight when the run ended: no answer to the "
+                "SYN%s)\n",
+                (unsigned long long)t->unconnected, run->tls ? " or the handshake unfinished" : "");
     if (t->dropped)
         fprintf(out, "  dropped    %llu (pipelined behind a response that closed its connection)\n",
                 (unsigned long long)t->dropped);

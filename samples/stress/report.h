@@ -45,6 +45,9 @@ typedef struct stress_totals_s {
      * not in connects nor in the connect times */
     uint64_t late_connects;
     uint64_t unanswered, dropped;
+    /* connects neither completed nor failed when the run ended (no answer
+     * to the SYN, or a TLS handshake unfinished); not errors either */
+    uint64_t unconnected;
     uint64_t tls_full, tls_resumed;
 } stress_totals_t;
 

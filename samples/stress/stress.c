@@ -41,7 +41,9 @@
  * "dropped" when pipelined behind such a closing response (the server
  * answers none of them, RFC 9112 section 9.6); a connection that ends
  * otherwise with requests in flight is one error (reset, timeout,
- * closed_early...). Neither unanswered nor dropped is an error. */
+ * closed_early...). Neither unanswered nor dropped is an error. Connects
+ * still in flight when the run ended are "unconnected" (a server whose
+ * kernel filter drops the SYNs answers none of them), not errors either. */
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -161,8 +163,9 @@ typedef struct tstat_s {
     _Atomic uint64_t late_connects; /* completed after the run ended */
     _Atomic uint64_t opened, closed;
     _Atomic uint64_t errors[E_COUNT];
-    _Atomic uint64_t unanswered; /* in flight when the run ended */
-    _Atomic uint64_t dropped;    /* pipelined behind a response that closed */
+    _Atomic uint64_t unanswered;  /* in flight when the run ended */
+    _Atomic uint64_t unconnected; /* connects in flight when the run ended */
+    _Atomic uint64_t dropped;     /* pipelined behind a response that closed */
     _Atomic uint64_t tls_full, tls_resumed;
     hist_t latency;
     hist_t connect;
@@ -510,6 +513,9 @@ static void on_close(pc_conn_t *c, pc_close_reason_t reason, int err)
          * always ends with some), but reported, so that a server that never
          * answers does not look clean */
         bump(&ts->unanswered, left);
+        /* and connects that had not completed: a server that drops the
+         * SYNs (a kernel filter) answers none, and that must show too */
+        if (!s->opened) bump(&ts->unconnected, 1);
     } else {
         int pending = left > 0;
         if (!s->opened && err == PC_ECONNRESET) {
@@ -576,6 +582,7 @@ static void sum_counters(stress_totals_t *t)
         t->opened += atomic_load_explicit(&s->opened, memory_order_relaxed);
         t->closed += atomic_load_explicit(&s->closed, memory_order_relaxed);
         t->unanswered += atomic_load_explicit(&s->unanswered, memory_order_relaxed);
+        t->unconnected += atomic_load_explicit(&s->unconnected, memory_order_relaxed);
         t->dropped += atomic_load_explicit(&s->dropped, memory_order_relaxed);
         t->tls_full += atomic_load_explicit(&s->tls_full, memory_order_relaxed);
         t->tls_resumed += atomic_load_explicit(&s->tls_resumed, memory_order_relaxed);
@@ -658,7 +665,8 @@ static void usage(FILE *f)
            "The report counts responses (requests), errors by kind, and requests never\n"
            "answered: unanswered (in flight when the run ended) and dropped (pipelined\n"
            "behind a response that closed its connection: Connection: close, HTTP/1.0\n"
-           "without keep-alive, a body that runs to the close).\n"
+           "without keep-alive, a body that runs to the close); and unconnected, connects\n"
+           "in flight when the run ended (a server that drops the SYNs answers none).\n"
            "Exit status: 0 when the run completed, whatever it measured: errors, or no\n"
            "request answered at all (the report then says so, and so does stderr); 1 on\n"
            "a setup failure; 2 on bad arguments.\n");

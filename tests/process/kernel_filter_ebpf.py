@@ -14,7 +14,8 @@ pc-http with --kernel-filter ebpf (root), checks that:
   3. deny rules: 127.0.0.2 and 127.0.9.7 get no SYN-ACK and the per-rule hit
      counters in /metrics (pc_server_top_rules) include those kernel drops;
      SIGHUP adding "deny 127.0.0.6" drops 127.0.0.6 in the kernel and counts
-     it, the older hits kept;
+     it, the older hits kept; pc-stress from 127.0.0.2 (-c 3, 1 s) reports
+     its 3 connects as unconnected, not as 0 of everything;
   4. shadow mode: a denied source is served, the kernel counts it;
   5. a set too large for classic BPF (100000 prefixes), pc-echo as nobody
      with only CAP_NET_ADMIN (no CAP_BPF): off, with both tiers' reasons
@@ -43,7 +44,7 @@ import time
 import urllib.request
 
 import kernel_filter as kf
-from proclib import GET_ROOT, SKIP, Fail, Server, Skip, now, run_checks  # noqa: E402
+from proclib import GET_ROOT, SKIP, Fail, Server, Skip, now, run_checks, stress_json  # noqa: E402
 
 
 def http_argv(args, rules=None, extra=()):
@@ -265,6 +266,14 @@ def case_rules(args, tmp, failures):
                             % (h2, h9, m))
         if metric(m, "pc_kernel_dropped_total", 'cause="rules"') < 3:
             failures.append("rules: fewer than 3 kernel rule drops in /metrics")
+        # a client whose SYNs are dropped: its connects are neither made nor
+        # errors; the report says they were in flight
+        r = stress_json(args.bin_dir, ["http://127.0.0.1:%d/" % port, "-c", "3", "-t", "1",
+                                       "-d", "1", "--source", "127.0.0.2"])
+        if r["unconnected"] != 3 or r["connects"] != 0 or r["errors_total"] != 0:
+            failures.append("rules: pc-stress from a denied source: unconnected %s, connects %s, "
+                            "errors %s (want 3, 0, 0)" % (r["unconnected"], r["connects"],
+                                                          r["errors_total"]))
         with open(rules, "w") as f:
             f.write(kf.RULES + "deny 127.0.0.6\n")
         srv.proc.send_signal(signal.SIGHUP)
