@@ -28,7 +28,8 @@
 static void usage(FILE *f)
 {
     fprintf(f, "usage: pc-chat [options]\n"
-               "  --max-line BYTES     longest line accepted (default 1024, 16 to 1 MiB)\n"
+               "  --max-line BYTES     longest line accepted (default 1024, 16 to 1 MiB;\n"
+               "                       below --send-limit, so above 256 KiB raise that too)\n"
                "  --send-limit BYTES   per-client send queue; beyond it the client's lines\n"
                "                       wait, and it is kicked after --patience if it has not\n"
                "                       read meanwhile (default 256 KiB)\n"
