@@ -927,7 +927,9 @@ PC_API int pc_conn_pause_read(pc_conn_t *c);
 PC_API int pc_conn_resume_read(pc_conn_t *c);
 /* The connection's id (see pc_conn_id_t). From the connection's callbacks,
  * or any thread that knows the connection is open (see the contract above);
- * other threads keep the id, not the pointer. */
+ * other threads keep the id, not the pointer. This accessor and the ones
+ * below cannot fail: c must be a connection handed to a callback (not NULL,
+ * not one whose on_close has returned). */
 PC_API pc_conn_id_t pc_conn_id(const pc_conn_t *c);
 /* The server owning the connection. Threads as pc_conn_id. */
 PC_API pc_server_t *pc_conn_server(const pc_conn_t *c);
