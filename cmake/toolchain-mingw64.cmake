@@ -178,7 +178,12 @@ exec '${PC_WINE}' \"$@\"
 # (Ctrl-C, kill -INT) reaches the program.
 run='${_pc_runner}'
 err=$(mktemp) || exec \"$run\" \"$@\"
+# the file goes on every exit; a signal ends the script as it would have
+# (dash runs no EXIT trap on a signal)
 trap 'rm -f \"$err\"' EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
 \"$run\" \"$@\" 2>\"$err\"
 rc=$?
 cat \"$err\" >&2

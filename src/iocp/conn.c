@@ -1616,7 +1616,6 @@ int conn_connect(pc_server_t *s, const char *endpoint, const char *source, const
 
 /* ---- cross-thread requests ------------------------------------------------------- */
 
-/* Under the lock: may bytes from another thread be queued now? */
 /* Under the lock: may another thread still send to c (named by id, or 0:
  * the caller holds c)? */
 static int xsend_open_locked(const pc_conn_t *c, uint64_t id)
@@ -1625,6 +1624,7 @@ static int xsend_open_locked(const pc_conn_t *c, uint64_t id)
            (c->state == CS_OPEN || c->state == CS_OPENING) && !c->inbox_close;
 }
 
+/* Under the lock: may total bytes from another thread be queued now? */
 static int xsend_check_locked(pc_conn_t *c, uint64_t id, size_t total)
 {
     if (!xsend_open_locked(c, id)) return PC_ENOTCONN;

@@ -401,6 +401,33 @@ static void post_to_after_close_gets_null(void **state)
     shim_close(s);
 }
 
+/* An empty send from another thread than the connection's: 0 while it is
+ * open, PC_ENOTCONN once its close was asked for, as for a send with bytes
+ * (the state is the strand's: it is read under the connection's lock). */
+static void empty_send_from_other_thread(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.threads = 1; /* worker_hold holds the connection's worker */
+    start_server(&cfg);
+    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 10000);
+    assert_true(s != SHIM_INVALID);
+    WAIT_FOR(atomic_load(&g_last_conn) != NULL, 5000);
+    pc_conn_t *c = atomic_load(&g_last_conn);
+    assert_non_null(c);
+    assert_int_equal(pc_conn_sendv(c, NULL, 0), 0);
+    assert_int_equal(pc_conn_send(c, "", 0), 0);
+    worker_hold(g_srv);
+    assert_int_equal(pc_conn_close(c), 0); /* asked; done once the worker runs */
+    assert_int_equal(pc_conn_sendv(c, NULL, 0), PC_ENOTCONN);
+    assert_int_equal(pc_conn_send(c, "x", 1), PC_ENOTCONN);
+    worker_release();
+    shim_close(s);
+    WAIT_FOR(atomic_load(&g_closes) == 1, 5000);
+    assert_int_equal(atomic_load(&g_closes), 1);
+}
+
 /* ---- 4. stale ids for every by-id call */
 
 static void post_never(pc_conn_t *c, void *arg)
@@ -1737,6 +1764,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(post_to_pause_resume, teardown),
         cmocka_unit_test_teardown(post_to_after_close_gets_null, teardown),
         cmocka_unit_test_teardown(stale_ids_every_call, teardown),
+        cmocka_unit_test_teardown(empty_send_from_other_thread, teardown),
         cmocka_unit_test_teardown(on_sent_order, teardown),
         cmocka_unit_test_teardown(close_keeps_bytes_sent_by_id, teardown),
         cmocka_unit_test_teardown(on_sent_counts_sends_by_id, teardown),

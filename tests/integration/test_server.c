@@ -1403,7 +1403,8 @@ static void uring_slot_abort_is_prompt(void **state) /* not on Windows */
 /* pc_server_create refuses an enum field out of its range (it used to take
  * backend 77 as epoll and kernel_filter 9 as off), and pc_server_listen_addr
  * anything but an IPv4 or IPv6 address of its full size (an AF_UNIX
- * listener was taken, and its port read out of the path). */
+ * listener was taken, and its port read out of the path); a listener index
+ * that is not one is PC_EINVAL, and a 17th listener PC_ENOBUFS. */
 static void config_checked(void **state)
 {
     (void)state;
@@ -1445,6 +1446,15 @@ static void config_checked(void **state)
     assert_int_equal(idx, 0);
     assert_true(pc_server_listener_port(s, idx) > 0);
     assert_int_equal(pc_server_listener_port(s, 1), PC_EINVAL);
+    pc_listener_filter_t lf;
+    assert_int_equal(pc_server_listener_filter(s, idx, &lf), 0);
+    assert_int_equal(lf.tier, PC_KERNEL_FILTER_OFF);
+    assert_int_equal(pc_server_listener_filter(s, 1, &lf), PC_EINVAL);
+    assert_int_equal(pc_server_listener_filter(s, -1, &lf), PC_EINVAL);
+    /* the 17th listener is refused (16 at most) */
+    for (int i = 1; i < 16; i++)
+        assert_int_equal(pc_server_listen(s, "127.0.0.1:0"), i);
+    assert_int_equal(pc_server_listen(s, "127.0.0.1:0"), PC_ENOBUFS);
     pc_server_destroy(s);
 }
 
