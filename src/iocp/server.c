@@ -649,8 +649,10 @@ int pc_server_stop(pc_server_t *s, unsigned drain_ms)
     uint64_t t0 = pc__now_ms();
     close_all(s, INBOX_CLOSE_GRACEFUL);
     if (!wait_idle(s, t0 + drain_ms)) {
-        PC_LOGW("stop: %llu connection(s) still open after the %u ms drain; resetting them",
-                (unsigned long long)open_count(s), drain_ms);
+        uint64_t out = (uint64_t)atomic_load(&s->outbound);
+        PC_LOGW("stop: %llu connection(s) not closed after the %u ms drain%s; resetting them",
+                (unsigned long long)open_count(s), drain_ms,
+                out ? " (outbound ones still connecting included)" : "");
         close_all(s, INBOX_CLOSE_ABORT);
         if (!wait_idle(s, pc__now_ms() + 10000))
             PC_LOGE("stop: %llu connection(s) did not close", (unsigned long long)open_count(s));

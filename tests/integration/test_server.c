@@ -1115,7 +1115,7 @@ static void stop_counts_pending_connects(void **state)
     assert_int_equal(st.connects, 3);
     assert_int_equal(st.outbound, (uint64_t)pending);
     assert_int_equal(st.active, 0);
-    log_capture_begin("still open after");
+    log_capture_begin("not closed after");
     pc_server_stop(g_srv, 200);
     log_capture_end();
     st = stats(); /* every connection ended once: accepted + connects */
