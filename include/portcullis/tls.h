@@ -137,9 +137,9 @@ PC_API void pc_tls_client_config_init(pc_tls_client_config_t *cfg);
 /* Build a server context: loads every pair (the key must match its
  * certificate) and the client CA file. The files are read now; cfg is not
  * kept. Any thread. Returns 0 and *out, or PC_EINVAL (no pair, bad field),
- * PC_ENOENT (a file missing), PC_EACCES (a file not readable; another
- * system error if opening it failed otherwise), PC_ETLS (OpenSSL refused a
- * file or key), PC_ENOMEM, PC_ENOSYS (built without TLS). */
+ * PC_ENOENT (a file missing), PC_EACCES (a file not readable), PC_EIO (a
+ * file that could not be opened otherwise), PC_ETLS (OpenSSL refused a file
+ * or key), PC_ENOMEM, PC_ENOSYS (built without TLS). */
 PC_API int pc_tls_ctx_new_server(const pc_tls_server_config_t *cfg, pc_tls_ctx_t **out);
 /* Build a client context (for pc_connect_tls). Any thread. Same errors. */
 PC_API int pc_tls_ctx_new_client(const pc_tls_client_config_t *cfg, pc_tls_ctx_t **out);

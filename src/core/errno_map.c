@@ -75,3 +75,19 @@ int pc__from_errno(int e)
         return PC_EUNKNOWN;
     }
 }
+
+int pc__from_open_errno(int e)
+{
+    switch (e) {
+    case ENOENT:
+    case ENOTDIR:
+        return PC_ENOENT;
+    case EACCES:
+    case EPERM:
+        return PC_EACCES;
+    case ENOMEM:
+        return PC_ENOMEM;
+    default:
+        return PC_EIO;
+    }
+}

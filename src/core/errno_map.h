@@ -8,4 +8,10 @@
  * falls back to this for C runtime errno values. */
 int pc__from_errno(int e);
 
+/* errno of a file that could not be opened for reading (fopen) -> PC_ENOENT
+ * (no such file, or a part of the path that is not a directory), PC_EACCES
+ * (not allowed), PC_ENOMEM, else PC_EIO. The rules loader and the TLS
+ * contexts report a file they cannot open this way. */
+int pc__from_open_errno(int e);
+
 #endif

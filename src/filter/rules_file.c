@@ -9,22 +9,7 @@
 #include "portcullis.h"
 #include "portcullis/filter.h"
 #include "core/alloc.h"
-
-static int file_error(int e)
-{
-    switch (e) {
-    case ENOENT:
-    case ENOTDIR:
-        return PC_ENOENT;
-    case EACCES:
-    case EPERM:
-        return PC_EACCES;
-    case ENOMEM:
-        return PC_ENOMEM;
-    default:
-        return PC_EIO;
-    }
-}
+#include "core/errno_map.h"
 
 static int report(const char *path, int rc, int e, char *err, size_t errlen)
 {
@@ -45,7 +30,7 @@ static int read_all(const char *path, char **out, size_t *out_len, char *err, si
     FILE *f = fopen(path, "rb");
     if (!f) {
         int e = errno;
-        return report(path, file_error(e), e, err, errlen);
+        return report(path, pc__from_open_errno(e), e, err, errlen);
     }
     size_t cap = 64 * 1024, len = 0;
     char *buf = pc__malloc(cap);

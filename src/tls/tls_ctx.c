@@ -84,20 +84,14 @@ static int alpn_wire(const char *list, unsigned char **out, unsigned *outlen)
     return 0;
 }
 
-/* 0 if path can be opened for reading, else why not: PC_ENOENT (missing:
- * no such file, or a part of the path that is not a directory, loops or is
- * too long), PC_EACCES (not allowed), or the system's other reason. */
+/* 0 if path can be opened for reading, else why not, as the rules loader
+ * says it (pc__from_open_errno). */
 static int file_check(const char *path)
 {
     if (!path) return PC_EINVAL;
     errno = 0;
     FILE *f = fopen(path, "rb");
-    if (!f) {
-        int e = errno;
-        if (e == 0 || e == ENOENT || e == ENOTDIR || e == ELOOP || e == ENAMETOOLONG)
-            return PC_ENOENT;
-        return pc__from_errno(e);
-    }
+    if (!f) return pc__from_open_errno(errno);
     fclose(f);
     return 0;
 }

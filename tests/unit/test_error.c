@@ -38,6 +38,13 @@ static void errno_translation(void **state)
     assert_int_equal(pc__from_errno(EADDRINUSE), PC_EADDRINUSE);
     assert_int_equal(pc__from_errno(EPIPE), PC_EPIPE);
     assert_int_equal(pc__from_errno(123456), PC_EUNKNOWN);
+    /* a file that could not be opened, as the rules loader and TLS say it */
+    assert_int_equal(pc__from_open_errno(ENOENT), PC_ENOENT);
+    assert_int_equal(pc__from_open_errno(ENOTDIR), PC_ENOENT);
+    assert_int_equal(pc__from_open_errno(EACCES), PC_EACCES);
+    assert_int_equal(pc__from_open_errno(EPERM), PC_EACCES);
+    assert_int_equal(pc__from_open_errno(ENOMEM), PC_ENOMEM);
+    assert_int_equal(pc__from_open_errno(EMFILE), PC_EIO);
 }
 
 static void other_names(void **state)
