@@ -581,6 +581,7 @@ static int add_text(pc_rules_builder_t *b, pc_rules_format_t fmt, const char *te
     /* At most one rule per line: size the rule array once per source. */
     size_t lines = 1;
     const char *p = text, *end = text ? text + len : text;
+    if (len >= 3 && memcmp(p, "\xef\xbb\xbf", 3) == 0) p += 3; /* UTF-8 byte-order mark */
     for (const char *q = p; q < end && (q = memchr(q, '\n', (size_t)(end - q))) != NULL; q++)
         lines++;
     size_t want = ps->n + lines;

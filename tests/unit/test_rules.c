@@ -201,6 +201,43 @@ static void test_format_valid(void **state)
     pc_rules_free(r);
 }
 
+/* A UTF-8 byte-order mark at the start is skipped (some Windows editors
+ * write one), in every format; one anywhere else is an error. */
+static void test_format_bom(void **state)
+{
+    (void)state;
+    pc_rules_t *r = load_ok("\xef\xbb\xbf"
+                            "deny 192.0.2.0/24\r\n"
+                            "allow 192.0.2.7\r\n");
+    assert_int_equal(pc_rules_count(r), 2);
+    expect_rule(r, 0, "deny 192.0.2.0/24", 1);
+    expect_match(r, "192.0.2.9", 1, 0);
+    pc_rules_free(r);
+    r = load_ok("\xef\xbb\xbf# a comment first\n");
+    assert_int_equal(pc_rules_count(r), 0);
+    pc_rules_free(r);
+
+    pc_rules_builder_t *b = NULL;
+    char err[256];
+    const char *list = "\xef\xbb\xbf"
+                       "198.51.100.0/24\n";
+    assert_int_equal(pc_rules_builder_new(&b), 0);
+    assert_int_equal(pc_rules_builder_add_string(b, PC_RULES_DENY_LIST, list, strlen(list), "l.txt",
+                                                 err, sizeof err),
+                     0);
+    assert_int_equal(pc_rules_builder_finish(b, &r, err, sizeof err), 0);
+    expect_rule(r, 0, "deny 198.51.100.0/24", 1);
+    pc_rules_free(r);
+
+    const char *second = "deny 192.0.2.1\n\xef\xbb\xbf"
+                         "deny 192.0.2.2\n";
+    r = NULL;
+    assert_int_equal(pc_rules_load_string(second, strlen(second), "t.rules", &r, err, sizeof err),
+                     PC_EPARSE);
+    assert_null(r);
+    assert_true(strncmp(err, "t.rules:2: unknown action", 25) == 0);
+}
+
 static void test_format_empty(void **state)
 {
     (void)state;
@@ -705,8 +742,10 @@ int main(void)
         cmocka_unit_test(test_addr_valid),
         cmocka_unit_test(test_addr_invalid),
         cmocka_unit_test(test_addr_mask_normalize),
+        /* the text format */
         cmocka_unit_test(test_format_valid),
         cmocka_unit_test(test_format_empty),
+        cmocka_unit_test(test_format_bom),
         cmocka_unit_test(test_format_errors),
         cmocka_unit_test(test_format_error_details),
         cmocka_unit_test(test_match_sockaddr),
