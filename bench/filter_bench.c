@@ -541,11 +541,10 @@ int main(int argc, char **argv)
     for (int pass = 0; pass <= PASSES; pass++) {
         for (size_t b = 0; b < nb; b++) {
             const addr_t *a = mixed + (b * BATCH) % pool;
-            uint64_t now = pc__now_ms();
             uint64_t s = pc__now_ns();
             for (int i = 0; i < BATCH; i++) {
                 filter_ticket_t t;
-                if (filter_decide(f, 0, &a[i], now, 0, NULL, NULL, &t, NULL) == PC_ACCEPT) {
+                if (filter_decide(f, 0, &a[i], s, 0, NULL, NULL, &t, NULL) == PC_ACCEPT) {
                     filter_release(f, &t);
                     accepted++;
                 }

@@ -314,8 +314,10 @@ PC_API const char *pc_proxy_error_str(int cause);
 /* User condition, run on the accept thread for every connection that passed
  * the other steps: decide from the peer and local addresses. Must be fast and
  * must not block or call back into the library; returning PC_DEFER asks the
- * accept thread to retry this connection shortly (on Linux it is rejected if
- * still deferred after config.defer_timeout_ms). */
+ * accept thread to retry this connection shortly (the whole pipeline again;
+ * it is rejected if still deferred after config.defer_timeout_ms). The
+ * retries are not counted again: the connection's rule hit, its would-be
+ * rejects (shadow) and its deferral count once. */
 typedef pc_verdict_t (*pc_condition_fn)(void *user, const struct sockaddr *peer,
                                         const struct sockaddr *local);
 

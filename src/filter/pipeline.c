@@ -111,15 +111,15 @@ static inline void bump(_Atomic uint64_t *c)
                           memory_order_relaxed);
 }
 
-pc_verdict_t filter_decide(filter_t *f, int reader, const addr_t *peer_in, uint64_t now_ms,
+pc_verdict_t filter_decide(filter_t *f, int reader, const addr_t *peer_in, uint64_t now_ns,
                            int at_capacity, pc_verdict_t (*cond)(void *ud), void *cond_ud,
                            filter_ticket_t *ticket, int *step_out)
 {
-    return filter_decide_ex(f, reader, peer_in, now_ms, at_capacity, 0, cond, cond_ud, ticket,
+    return filter_decide_ex(f, reader, peer_in, now_ns, at_capacity, 0, cond, cond_ud, ticket,
                             step_out);
 }
 
-pc_verdict_t filter_decide_ex(filter_t *f, int reader, const addr_t *peer_in, uint64_t now_ms,
+pc_verdict_t filter_decide_ex(filter_t *f, int reader, const addr_t *peer_in, uint64_t now_ns,
                               int at_capacity, unsigned flags, pc_verdict_t (*cond)(void *ud),
                               void *cond_ud, filter_ticket_t *ticket, int *step_out)
 {
@@ -146,6 +146,7 @@ pc_verdict_t filter_decide_ex(filter_t *f, int reader, const addr_t *peer_in, ui
     }
 
     const int shadow = f->cfg.shadow;
+    const int retry = (flags & FILTER_RETRY) != 0;
     int first_fail = PC_STEP_COUNT;
     addr_t peer = *peer_in;
     int ip = peer.family == 4 || peer.family == 6;
@@ -157,7 +158,7 @@ pc_verdict_t filter_decide_ex(filter_t *f, int reader, const addr_t *peer_in, ui
     if (r) {
         uint32_t i = rules_lookup(r, &peer);
         if (i != RULE_NONE) {
-            rules_hit(r, i);
+            if (!retry) rules_hit(r, i);
             if (rules_action(r, i) == PC_RULE_DENY)
                 deny = 1;
             else
@@ -171,7 +172,7 @@ pc_verdict_t filter_decide_ex(filter_t *f, int reader, const addr_t *peer_in, ui
             bump(&c->rejected[PC_STEP_RULES]);
             return PC_REJECT;
         }
-        bump(&c->would_reject[PC_STEP_RULES]);
+        if (!retry) bump(&c->would_reject[PC_STEP_RULES]);
         first_fail = PC_STEP_RULES;
     }
 
@@ -179,7 +180,7 @@ pc_verdict_t filter_decide_ex(filter_t *f, int reader, const addr_t *peer_in, ui
     uint32_t slot = TRACK_NO_SLOT;
     int token_taken = 0;
     if (f->tracker && ip && !exempt && !(flags & FILTER_SKIP_SOURCE)) {
-        unsigned res = tracker_acquire(f->tracker, &peer, now_ms, shadow, &slot);
+        unsigned res = tracker_acquire(f->tracker, &peer, now_ns, shadow, &slot);
         token_taken = !(res & TRACK_OVER_RATE);
         if (res) {
             int step =
@@ -189,8 +190,9 @@ pc_verdict_t filter_decide_ex(filter_t *f, int reader, const addr_t *peer_in, ui
                 bump(&c->rejected[step]);
                 return PC_REJECT;
             }
-            if (res & (TRACK_OVER_MAX | TRACK_FULL)) bump(&c->would_reject[PC_STEP_SOURCE_MAX]);
-            if (res & TRACK_OVER_RATE) bump(&c->would_reject[PC_STEP_SOURCE_RATE]);
+            if (!retry && (res & (TRACK_OVER_MAX | TRACK_FULL)))
+                bump(&c->would_reject[PC_STEP_SOURCE_MAX]);
+            if (!retry && (res & TRACK_OVER_RATE)) bump(&c->would_reject[PC_STEP_SOURCE_RATE]);
             if (first_fail == PC_STEP_COUNT) first_fail = step;
         }
     }
@@ -208,8 +210,10 @@ pc_verdict_t filter_decide_ex(filter_t *f, int reader, const addr_t *peer_in, ui
                         tracker_release(f->tracker, slot);
                 }
                 *step_out = PC_STEP_CONDITION;
-                bump(v == PC_REJECT ? &c->rejected[PC_STEP_CONDITION]
-                                    : &c->deferred[PC_STEP_CONDITION]);
+                if (v == PC_REJECT)
+                    bump(&c->rejected[PC_STEP_CONDITION]);
+                else if (!retry)
+                    bump(&c->deferred[PC_STEP_CONDITION]);
                 return v;
             }
             if (v == PC_REJECT) {

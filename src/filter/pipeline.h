@@ -102,7 +102,7 @@ void filter_destroy(filter_t *f);
 int filter_set_rules(filter_t *f, pc_rules_t *r);
 
 /* Decide for one connection from peer (IPv4-mapped IPv6 is treated as IPv4)
- * at now_ms (a monotonic clock in milliseconds). at_capacity: the server is
+ * at now_ns (a monotonic clock in nanoseconds). at_capacity: the server is
  * at max_connections. cond (may be NULL) is the user condition, called as
  * cond(cond_ud) only for connections that passed steps 1-4 (in shadow mode
  * steps 2-4 let everything through); any value other than PC_ACCEPT or
@@ -113,7 +113,7 @@ int filter_set_rules(filter_t *f, pc_rules_t *r);
  * PC_ACCEPT it is PC_STEP_COUNT, or in shadow mode the first step that would
  * have rejected. Accept threads, reader = the caller's index; no lock, no
  * allocation. */
-pc_verdict_t filter_decide(filter_t *f, int reader, const addr_t *peer, uint64_t now_ms,
+pc_verdict_t filter_decide(filter_t *f, int reader, const addr_t *peer, uint64_t now_ns,
                            int at_capacity, pc_verdict_t (*cond)(void *ud), void *cond_ud,
                            filter_ticket_t *ticket, int *step_out);
 
@@ -121,12 +121,16 @@ pc_verdict_t filter_decide(filter_t *f, int reader, const addr_t *peer, uint64_t
 #define FILTER_SKIP_SOURCE                                           \
     1u /* skip steps 3-4: a trusted proxy's own address is shared by \
         * all its clients (the real client is judged later) */
+#define FILTER_RETRY                                                    \
+    2u /* the condition deferred this connection and it is asked again: \
+        * its rule hit and its would_reject and deferred counts were    \
+        * taken at the first ask (rejects are counted as ever) */
 
-/* filter_decide with flags (FILTER_SKIP_SOURCE). The PROXY protocol's second
+/* filter_decide with flags (FILTER_SKIP_SOURCE, FILTER_RETRY). The PROXY protocol's second
  * verdict on the real client also runs through here, on worker threads, with
  * at_capacity 0 (the connection already holds its capacity slot) and a reader
  * index of its own (readers beyond the accept threads'). */
-pc_verdict_t filter_decide_ex(filter_t *f, int reader, const addr_t *peer, uint64_t now_ms,
+pc_verdict_t filter_decide_ex(filter_t *f, int reader, const addr_t *peer, uint64_t now_ns,
                               int at_capacity, unsigned flags, pc_verdict_t (*cond)(void *ud),
                               void *cond_ud, filter_ticket_t *ticket, int *step_out);
 

@@ -345,10 +345,9 @@ static void give_token(tracker_t *t, tracker_slot_t *s)
     }
 }
 
-unsigned tracker_acquire(tracker_t *t, const addr_t *a, uint64_t now_ms, int shadow, uint32_t *slot)
+unsigned tracker_acquire(tracker_t *t, const addr_t *a, uint64_t now, int shadow, uint32_t *slot)
 {
     src_key_t k;
-    uint64_t now = now_ms * 1000000ull;
     uint32_t n = 0;
     unsigned res = 0;
     *slot = TRACK_NO_SLOT;

@@ -75,14 +75,16 @@ void tracker_config_init(tracker_config_t *c);
 int tracker_create(const tracker_config_t *c, tracker_t **out);
 void tracker_destroy(tracker_t *t);
 
-/* Count a new connection from a (normalised address) at now_ms. Enforcing
+/* Count a new connection from a (normalised address) at now_ns (a monotonic
+ * clock in nanoseconds: the rate needs finer than milliseconds above
+ * 1000/s per source with a small burst). Enforcing
  * (shadow == 0): on 0 a slot is held and stored in *slot; otherwise nothing
  * is held (*slot = TRACK_NO_SLOT) and the result says which limit refused
  * (the first one: concurrent before rate; a refused connection takes no
  * token). Shadow: every check is evaluated and returned as bits, and the slot
  * is held whenever one exists (a token is taken only if one was available).
  * Accept threads; lock-free, no allocation. */
-unsigned tracker_acquire(tracker_t *t, const addr_t *a, uint64_t now_ms, int shadow,
+unsigned tracker_acquire(tracker_t *t, const addr_t *a, uint64_t now_ns, int shadow,
                          uint32_t *slot);
 
 /* The connection counted in slot closed. Any thread. TRACK_NO_SLOT: no-op. */

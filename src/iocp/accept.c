@@ -31,7 +31,7 @@ static pc_verdict_t run_condition(void *ud)
 }
 
 pc_verdict_t accept_decide(listener_t *l, const struct sockaddr *peer, const struct sockaddr *local,
-                           int *step)
+                           int *step, int again)
 {
     pc_server_t *s = l->srv;
     int reserved = reserve_slot(s);
@@ -45,9 +45,10 @@ pc_verdict_t accept_decide(listener_t *l, const struct sockaddr *peer, const str
      * limit on it here; its clients are limited after their PROXY header */
     int proxied = server_proxy_trusted(s, &a);
     l->pending_proxy = (uint8_t)proxied;
-    pc_verdict_t v = filter_decide_ex(
-        s->filter, l->idx, &a, pc__now_ms(), !reserved, proxied ? FILTER_SKIP_SOURCE : 0,
-        s->cfg.condition ? run_condition : NULL, &cx, &l->pending_ticket, step);
+    unsigned flags = (proxied ? FILTER_SKIP_SOURCE : 0) | (again ? FILTER_RETRY : 0);
+    pc_verdict_t v =
+        filter_decide_ex(s->filter, l->idx, &a, pc__now_ns(), !reserved, flags,
+                         s->cfg.condition ? run_condition : NULL, &cx, &l->pending_ticket, step);
     if (v != PC_ACCEPT && reserved) {
         atomic_fetch_sub(&s->active, 1);
         server_capacity_changed(s); /* another listener may wait for this slot */
@@ -129,11 +130,12 @@ pc_verdict_t accept_hold_deferred(listener_t *l, const struct sockaddr *peer, in
     }
     while (v == PC_DEFER && !atomic_load(&l->stopping)) {
         if (pc__now_ms() >= deadline) break;
+        int again = *step == PC_STEP_CONDITION; /* a capacity defer stopped before the rules */
         if (*step == PC_STEP_CAPACITY)
             accept_wait_capacity_until(l, deadline);
         else
             pc__sleep_ms(ACCEPT_DEFER_RETRY_MS);
-        v = accept_decide(l, peer, local, step);
+        v = accept_decide(l, peer, local, step, again);
     }
     if (v == PC_DEFER) { /* deferred too long */
         v = PC_REJECT;

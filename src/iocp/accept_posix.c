@@ -209,7 +209,7 @@ void accept_thread_main(void *arg)
 
         int step = -1;
         pc_verdict_t v =
-            accept_decide(l, (struct sockaddr *)&peer, (struct sockaddr *)&l->addr, &step);
+            accept_decide(l, (struct sockaddr *)&peer, (struct sockaddr *)&l->addr, &step, 0);
         if (v == PC_DEFER) v = accept_hold_deferred(l, (struct sockaddr *)&peer, &step, dl);
         if (v != PC_ACCEPT) {
             sock_close_reset(fd);

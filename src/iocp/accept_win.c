@@ -38,6 +38,7 @@ typedef struct cond_ctx_s {
     /* pre-handshake defers: the request at the head of the queue */
     uint64_t defer_since; /* ms; 0 = no request deferred */
     struct sockaddr_storage defer_peer;
+    int defer_step;               /* the step that deferred it last */
     struct sockaddr_storage none; /* AF_UNSPEC stand-in for a missing caller id */
 } cond_ctx_t;
 
@@ -151,12 +152,15 @@ static int CALLBACK accept_condition(LPWSABUF caller, LPWSABUF caller_data, LPQO
     const struct sockaddr *local = wsabuf_addr(callee);
     if (!local) local = (const struct sockaddr *)&l->addr;
 
+    /* the request at the head of the queue, deferred before and asked again */
+    int same = pre && cx->defer_since && peer->sa_family == cx->defer_peer.ss_family &&
+               memcmp(peer, &cx->defer_peer, addr_len(peer)) == 0;
     int step = -1;
-    pc_verdict_t v = accept_decide(l, peer, local, &step);
+    pc_verdict_t v =
+        accept_decide(l, peer, local, &step, same && cx->defer_step == PC_STEP_CONDITION);
     if (pre && v == PC_DEFER) {
         uint64_t now = pc__now_ms();
-        int same = cx->defer_since && peer->sa_family == cx->defer_peer.ss_family &&
-                   memcmp(peer, &cx->defer_peer, addr_len(peer)) == 0;
+        cx->defer_step = step;
         if (!same) { /* a new head of the queue */
             cx->defer_since = now ? now : 1;
             memcpy(&cx->defer_peer, peer,
@@ -189,7 +193,7 @@ static int post_handshake_verdict(listener_t *l, cond_ctx_t *cx, sock_t fd,
     pc_verdict_t v = cx->verdict;
     int step = cx->step;
     if (!cx->called) /* a stack that did not call the condition */
-        v = accept_decide(l, (const struct sockaddr *)peer, (struct sockaddr *)&l->addr, &step);
+        v = accept_decide(l, (const struct sockaddr *)peer, (struct sockaddr *)&l->addr, &step, 0);
     if (v == PC_DEFER) v = accept_hold_deferred(l, (const struct sockaddr *)peer, &step, deadline);
     if (v == PC_ACCEPT && atomic_load(&l->stopping)) {
         accept_undo(l);
@@ -305,8 +309,8 @@ void accept_thread_main(void *arg)
         if (pre) {
             if (!cx.called) { /* a stack that skipped the condition: decide now */
                 int step = -1;
-                if (accept_decide(l, (struct sockaddr *)&peer, (struct sockaddr *)&l->addr,
-                                  &step) != PC_ACCEPT) {
+                if (accept_decide(l, (struct sockaddr *)&peer, (struct sockaddr *)&l->addr, &step,
+                                  0) != PC_ACCEPT) {
                     sock_close_reset(fd);
                     continue;
                 }

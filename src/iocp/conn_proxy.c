@@ -119,7 +119,7 @@ int conn_proxy_feed(worker_t *w, pc_conn_t *c, const char *data, size_t n, size_
     px_cond_t cx = {s, c};
     int step = PC_STEP_COUNT;
     pc_verdict_t v =
-        filter_decide_ex(s->filter, PX_READER(w), &h.src, pc__now_ms(), 0, 0,
+        filter_decide_ex(s->filter, PX_READER(w), &h.src, pc__now_ns(), 0, 0,
                          s->cfg.condition ? run_condition : NULL, &cx, &c->ticket, &step);
     if (v != PC_ACCEPT) {
         counter_add(&conn_worker(c)->proxy_rejected, 1);

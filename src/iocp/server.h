@@ -670,9 +670,11 @@ int conn_connect(pc_server_t *s, const char *endpoint, const char *source, const
 /* accept.c: the verdict pipeline (shared by the accept loops). On
  * PC_ACCEPT a capacity slot and a per-source ticket are held for the
  * connection: hand it over with conn_start_accepted, or give both back with
- * accept_undo if the socket cannot be had after all. */
+ * accept_undo if the socket cannot be had after all. again: the user
+ * condition deferred this same connection at its last ask (its rule hit and
+ * dry-run counts are not taken twice; FILTER_RETRY). */
 pc_verdict_t accept_decide(listener_t *l, const struct sockaddr *peer, const struct sockaddr *local,
-                           int *step);
+                           int *step, int again);
 void accept_undo(listener_t *l);
 /* Wait (on the capacity condvar) until the server is below max_connections,
  * the monotonic deadline passes or the listener stops. Returns 1 if capacity

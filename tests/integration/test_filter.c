@@ -294,6 +294,28 @@ static void shadow_keeps_condition(void **state)
     assert_int_equal(st.rejected[PC_STEP_CONDITION], 1);
 }
 
+/* A connection the condition defers is asked again until it decides; the
+ * steps before the condition are counted once for it, not once per ask: one
+ * rule hit, one would-be reject (shadow mode), one deferral. */
+static void deferred_counts_once(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.rules = rules_from("deny 127.0.0.2/32\n");
+    cfg.shadow = 1;
+    start_server(&cfg);
+    atomic_store(&g_defer_left, 10);
+    assert_int_equal(served_from("127.0.0.2"), 1);
+    assert_int_equal(atomic_load(&g_defer_left), 0); /* asked 11 times */
+    pc_server_stats_t st = stats();
+    assert_int_equal(st.deferred, 1);
+    assert_int_equal(st.would_reject[PC_STEP_RULES], 1);
+    pc_rule_info_t top[1];
+    assert_int_equal(pc_server_top_rules(g_srv, top, 1), 1);
+    assert_int_equal(top[0].hits, 1);
+}
+
 int main(int argc, char **argv)
 {
     shim_init();
@@ -309,6 +331,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(full_table_shares, teardown),
         cmocka_unit_test_teardown(shadow_condition_dry_runs, teardown),
         cmocka_unit_test_teardown(shadow_keeps_condition, teardown),
+        cmocka_unit_test_teardown(deferred_counts_once, teardown),
     };
     if (PICK_TEST(tests, argc, argv) != 0) return 1;
     return cmocka_run_group_tests_name("filter", tests, NULL, NULL);

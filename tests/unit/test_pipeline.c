@@ -53,12 +53,13 @@ static pc_verdict_t cond_fn(void *ud)
 }
 
 /* One decision; returns the verdict, fills step and ticket. */
-static pc_verdict_t decide(filter_t *f, const char *addr, uint64_t now, int at_cap, cond_t *c,
+static pc_verdict_t decide(filter_t *f, const char *addr, uint64_t now_ms, int at_cap, cond_t *c,
                            filter_ticket_t *t, int *step)
 {
     addr_t a = A(addr);
     filter_ticket_t dummy;
-    return filter_decide(f, 0, &a, now, at_cap, c ? cond_fn : NULL, c, t ? t : &dummy, step);
+    return filter_decide(f, 0, &a, now_ms * 1000000ull, at_cap, c ? cond_fn : NULL, c,
+                         t ? t : &dummy, step);
 }
 
 static uint64_t rule_hits(filter_t *f, size_t i)

@@ -17,6 +17,9 @@
 #include "filter/source_tracker.h"
 #include "xorshift.h"
 
+/* The tracker's clock is in nanoseconds; most tests think in milliseconds. */
+#define MS(ms) ((uint64_t)(ms)*1000000ull)
+
 static addr_t A(const char *text)
 {
     addr_t a;
@@ -43,13 +46,22 @@ static tracker_t *make(unsigned max, double rate, unsigned burst, unsigned capac
 static unsigned touch(tracker_t *t, const addr_t *a, uint64_t now_ms)
 {
     uint32_t slot;
-    unsigned r = tracker_acquire(t, a, now_ms, 0, &slot);
+    unsigned r = tracker_acquire(t, a, MS(now_ms), 0, &slot);
     if (r == 0) {
         assert_int_not_equal(slot, TRACK_NO_SLOT);
         tracker_release(t, slot);
     } else {
         assert_int_equal(slot, TRACK_NO_SLOT);
     }
+    return r;
+}
+
+/* touch at a time in nanoseconds */
+static unsigned touch_ns(tracker_t *t, const addr_t *a, uint64_t now_ns)
+{
+    uint32_t slot;
+    unsigned r = tracker_acquire(t, a, now_ns, 0, &slot);
+    if (r == 0) tracker_release(t, slot);
     return r;
 }
 
@@ -85,6 +97,36 @@ static void test_token_bucket(void **state)
     tracker_destroy(t);
 }
 
+/* Rates above 1000/s with a small burst: the clock is finer than a
+ * millisecond, so 5000/s with a burst of 1 lets one connection through every
+ * 200 us, five in a millisecond (a clock in milliseconds let one through). */
+static void test_token_bucket_fast_rate(void **state)
+{
+    (void)state;
+    tracker_t *t = make(0, 5000.0, 1, 64, TRACKER_FULL_REJECT);
+    addr_t a = A("192.0.2.3");
+    uint64_t now = MS(7000);
+    int passed = 0;
+    for (int i = 0; i < 100; i++) { /* 10 ms, an attempt every 100 us */
+        if (touch_ns(t, &a, now) == 0) passed++;
+        now += 100000;
+    }
+    assert_int_equal(passed, 50);
+    tracker_destroy(t);
+
+    /* a million per second, a burst of 2: of 2000 attempts 100 ns apart
+     * (0.2 ms), the burst and then one a microsecond pass */
+    t = make(0, 1e6, 2, 64, TRACKER_FULL_REJECT);
+    now = MS(9000);
+    passed = 0;
+    for (int i = 0; i < 2000; i++) {
+        if (touch_ns(t, &a, now) == 0) passed++;
+        now += 100;
+    }
+    assert_int_equal(passed, 2 + 199);
+    tracker_destroy(t);
+}
+
 /* A large window (here 1e6 tokens at one per 1000 s: ~31 700 years) keeps
  * its whole burst: every token is there, and one more is not. */
 static void test_token_bucket_long_window(void **state)
@@ -94,7 +136,7 @@ static void test_token_bucket_long_window(void **state)
     addr_t a = A("192.0.2.9");
     uint32_t slot;
     for (int i = 0; i < 1000000; i++) {
-        unsigned r = tracker_acquire(t, &a, 5000, 0, &slot);
+        unsigned r = tracker_acquire(t, &a, MS(5000), 0, &slot);
         if (r != 0) fail_msg("token %d of 1000000 refused", i + 1);
         tracker_release(t, slot);
     }
@@ -110,10 +152,10 @@ static void test_undo_returns_token(void **state)
     tracker_t *t = make(0, 1.0, 1, 64, TRACKER_FULL_REJECT);
     addr_t a = A("198.51.100.7");
     uint32_t s1, s2;
-    assert_int_equal(tracker_acquire(t, &a, 5000, 0, &s1), 0);
+    assert_int_equal(tracker_acquire(t, &a, MS(5000), 0, &s1), 0);
     tracker_undo(t, s1);
     assert_int_equal(tracker_count(t, &a), 0);
-    assert_int_equal(tracker_acquire(t, &a, 5000, 0, &s2), 0);
+    assert_int_equal(tracker_acquire(t, &a, MS(5000), 0, &s2), 0);
     assert_int_equal(s1, s2);
     assert_int_equal(touch(t, &a, 5000), TRACK_OVER_RATE);
     tracker_release(t, s2);
@@ -289,7 +331,7 @@ static void test_shadow(void **state)
     tracker_release(t, s1);
     tracker_release(t, s2);
     /* the failed rate check took no token: one is back after 1 s */
-    assert_int_equal(tracker_acquire(t, &a, 1000, 1, &s3), 0);
+    assert_int_equal(tracker_acquire(t, &a, MS(1000), 1, &s3), 0);
     tracker_release(t, s3);
     tracker_destroy(t);
 }
@@ -316,8 +358,8 @@ static void test_full_reject(void **state)
     assert_int_equal(st.active, 16);
     /* a closed source's slot is reusable only once its bucket is full again */
     tracker_release(t, s[3]);
-    assert_int_equal(tracker_acquire(t, &n, 500, 0, &s[16]), TRACK_FULL);
-    assert_int_equal(tracker_acquire(t, &n, 1000, 0, &s[16]), 0);
+    assert_int_equal(tracker_acquire(t, &n, MS(500), 0, &s[16]), TRACK_FULL);
+    assert_int_equal(tracker_acquire(t, &n, MS(1000), 0, &s[16]), 0);
     assert_int_equal(s[16], s[3]);
     assert_int_equal(tracker_count(t, &n), 1);
     addr_t old = A("10.0.0.3"); /* its slot went to n: it is a new source now */
@@ -531,7 +573,7 @@ static void churn(void *arg)
         xorshift64(&x);
         addr_t a = key_addr((int)(x % 300));
         uint32_t slot;
-        unsigned r = tracker_acquire(sh.t, &a, (uint64_t)i / 16, (x >> 40) % 7 == 0, &slot);
+        unsigned r = tracker_acquire(sh.t, &a, MS((uint64_t)i / 16), (x >> 40) % 7 == 0, &slot);
         if (slot == TRACK_NO_SLOT) continue;
         if ((x >> 20) % 5 == 0 && r == 0)
             tracker_undo(sh.t, slot);
@@ -579,6 +621,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_token_bucket),
+        cmocka_unit_test(test_token_bucket_fast_rate),
         cmocka_unit_test(test_token_bucket_long_window),
         cmocka_unit_test(test_undo_returns_token),
         cmocka_unit_test(test_concurrent_max),
