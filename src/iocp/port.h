@@ -171,6 +171,7 @@ typedef struct port_vtbl_s {
     int (*wait)(port_t *p, int q, completion_t *out, int max, int timeout_ms, int *drained);
     int (*input_held)(port_t *p, port_sock_t *s, op_t *rd); /* NULL: never */
     int (*staged)(port_t *p, int q);
+    void (*leave)(port_t *p, int q); /* NULL: nothing to do */
 } port_vtbl_t;
 
 struct port_s {
@@ -269,6 +270,13 @@ static inline int port_wait(port_t *p, int q, completion_t *out, int max, int ti
 static inline int port_staged(port_t *p, int q)
 {
     return p->vt->staged(p, q);
+}
+/* Queue q's worker is leaving (its last port call, on its own thread,
+ * before port_close runs on another): drop what the backend tied to that
+ * thread. */
+static inline void port_leave(port_t *p, int q)
+{
+    if (p->vt->leave) p->vt->leave(p, q);
 }
 /* Does the backend hold input for s that the strand has not been given:
  * its receive rd (pending from the strand's view) completed but its result

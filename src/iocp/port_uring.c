@@ -162,6 +162,7 @@ typedef struct urq_s {
     struct io_uring ring;
     int ring_ok;
     int enabled;
+    int ring_fd_registered; /* in the worker's own table (ur_enable, ur_leave) */
     unsigned setup_flags;
     uint32_t gen; /* bumped whenever the SQ ring has been emptied by a submit */
     ur_side_t *side;
@@ -837,8 +838,9 @@ static int ur_enable(urq_t *q)
             return ur_err(rc);
         }
     }
-    /* saves a file-table lookup per io_uring_enter; optional */
-    (void)io_uring_register_ring_fd(&q->ring);
+    /* saves a file-table lookup per io_uring_enter; optional. It lives in
+     * this thread's table of registered rings: ur_leave drops it here. */
+    q->ring_fd_registered = io_uring_register_ring_fd(&q->ring) == 1;
     q->enabled = 1;
     arm_wake(q);
     return 0;
@@ -940,6 +942,19 @@ static int ur_staged(port_t *p, int qi)
 
 /* ---- setup and teardown -------------------------------------------------------------- */
 
+/* The worker leaves: unregister its ring fd from its own table. Left
+ * registered, io_uring_queue_exit (ur_close, on the thread that destroys the
+ * server) would unregister the same offset in *that* thread's table, which
+ * the kernel does not check against this ring: an application ring, or
+ * another server's worker's (a worker may destroy another server), lost its
+ * registration (EBADF) unless SINGLE_ISSUER made the kernel refuse. */
+static void ur_leave(port_t *p, int qi)
+{
+    urq_t *q = &((port_uring_t *)p)->qs[qi];
+    if (q->ring_fd_registered && io_uring_unregister_ring_fd(&q->ring) == 1)
+        q->ring_fd_registered = 0;
+}
+
 static void ur_close(port_t *p)
 {
     port_uring_t *ur = (port_uring_t *)p;
@@ -979,6 +994,7 @@ static const port_vtbl_t ur_vtbl = {
     .post = ur_post,
     .wait = ur_wait,
     .staged = ur_staged,
+    .leave = ur_leave,
 };
 
 /* Ring set-ups from best to most compatible. DEFER_TASKRUN runs completion

@@ -152,6 +152,7 @@ void worker_main(void *arg)
             }
         }
     }
+    port_leave(s->port, w->idx);
 }
 
 int pc_server_post(pc_server_t *s, void (*fn)(pc_server_t *s, void *arg), void *arg)
