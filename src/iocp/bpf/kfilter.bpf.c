@@ -216,10 +216,24 @@ int kfilter(struct __sk_buff *skb)
     const __u8 *th; /* the TCP header's first 14 bytes: in h, or read into t */
     int v4;
     if (skb->protocol == bpf_htons(KF_ETH_P_V6)) {
-        /* shorter: not TCP; TCP not right after the fixed header: passed below */
+        /* shorter: not TCP */
         if (load(skb, 0, h, KF_HEAD6) || (h[0] >> 4) != 6) return skb->len;
         v4 = 0;
         th = h + 40;
+        /* Extension headers (hop-by-hop, destination options, ...) before
+         * TCP: on a TCP socket the packet is trimmed to the IPv6 payload
+         * length and skb->data is at the TCP header, so what lies between
+         * the network header and skb->data is the fixed header and those
+         * extension headers. Under BPF_PROG_TEST_RUN skb->data is the
+         * network header (nothing between): TCP is taken to follow the fixed
+         * header, and a packet that says otherwise passes below. */
+        __u32 ip_len = 40 + ((__u32)h[4] << 8 | h[5]);
+        if (ip_len > skb->len && ip_len - skb->len != 40) {
+            __u32 thoff = ip_len - skb->len;
+            if (thoff > KF_EXT6_MAX || load(skb, thoff, t, sizeof t)) return skb->len;
+            th = t;
+            h[6] = KF_IPPROTO_TCP; /* the kernel delivered it to a TCP socket */
+        }
     } else if (load(skb, 0, h, KF_HEAD)) {
         return skb->len; /* no TCP packet is this short */
     } else if ((v4 = (h[0] >> 4) == 4)) {
