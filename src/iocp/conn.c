@@ -905,6 +905,7 @@ static void conn_established(pc_conn_t *c)
 static void conn_open(pc_conn_t *c)
 {
     pc_server_t *s = conn_srv(c);
+    if (c->lst) kfilter_accepted(conn_listener(c), c->ps.fd);
     int rc = port_attach(s->port, &c->ps);
     conn_tx_t *tx = NULL;
     if (rc >= 0 && c->outbound && !(tx = tx_get(c))) rc = PC_ENOMEM; /* the connect's op */

@@ -22,6 +22,11 @@ void kfilter_detach(pc_server_t *s, listener_t *l)
     (void)s, (void)l;
 }
 
+void kfilter_accepted(listener_t *l, sock_t fd)
+{
+    (void)l, (void)fd;
+}
+
 void kfilter_source_changed(pc_server_t *s, const struct sockaddr *peer)
 {
     (void)s, (void)peer;

@@ -310,6 +310,10 @@ struct listener_s {
     int cond_err; /* why SO_CONDITIONAL_ACCEPT was refused, or 0 */
     pc_accept_mode_t mode;
     kfilter_t kf;
+    /* a kernel filter may be on the socket (set before the first attach,
+     * never cleared): the sockets accepted from it inherit the program and
+     * take it off (kfilter_accepted) */
+    _Atomic int kf_inherit;
     int specific; /* bound to one address (not 0.0.0.0 / ::): it is every
                    * accepted connection's local address */
     _Atomic int stopping;
@@ -741,6 +745,12 @@ void accept_failed(listener_t *l, accept_backoff_t *b, int err, int os_err);
 int kfilter_attach(pc_server_t *s, listener_t *l, sock_t fd, const pc_rules_t *rules);
 void kfilter_reload(pc_server_t *s, listener_t *l, pc_rules_t *old, const pc_rules_t *rules);
 void kfilter_detach(pc_server_t *s, listener_t *l);
+/* A socket accepted from l, on its worker before it is used: take off the
+ * kernel filter it inherited from the listener. Left on, the program ran on
+ * every segment the connection received, and kept the rule set it was
+ * built with (program, maps: megabytes for a large list) in kernel memory
+ * for as long as the connection lived, one set per reload. */
+void kfilter_accepted(listener_t *l, sock_t fd);
 /* 1 when listener l's kernel filter applies the per-source limits to SYNs:
  * the eBPF tier, limits configured, and no source exempt from them (trusted
  * PROXY sources, allow_exempts). kf_lock held. */

@@ -198,6 +198,42 @@ static void expect_tier(int idx, pc_kernel_filter_t want)
                  (unsigned long long)kf.kernel_bytes);
 }
 
+/* The server's socket of the connection whose client end is cfd (the server
+ * runs in this process): the fd whose peer is cfd's local address. */
+static int server_end(int cfd)
+{
+    struct sockaddr_storage me, peer;
+    socklen_t ml = sizeof me;
+    assert_int_equal(getsockname(cfd, (struct sockaddr *)&me, &ml), 0);
+    for (int fd = 3; fd < 4096; fd++) {
+        socklen_t pl = sizeof peer;
+        if (fd != cfd && getpeername(fd, (struct sockaddr *)&peer, &pl) == 0 && pl == ml &&
+            memcmp(&peer, &me, ml) == 0)
+            return fd;
+    }
+    fail_msg("no server end for the client's connection");
+    return -1;
+}
+
+/* An accepted socket took off the filter it inherited from the listener
+ * (else the program ran on each segment it received and its rule set
+ * stayed in the kernel while the connection lived): SO_GET_FILTER reports no
+ * filter (a classic one: its length; an eBPF one: EACCES). */
+static void expect_no_inherited_filter(void)
+{
+    int cfd = -1;
+    assert_int_equal(try_connect("127.0.0.1", "127.0.0.1", g_port, 5000, &cfd), C_OK);
+    shim_set_timeout(cfd, 5000);
+    assert_int_equal(shim_send_all(cfd, "x", 1), 0); /* echoed: the worker has started it */
+    char c = 0;
+    assert_int_equal(shim_recv_exact(cfd, &c, 1), 1);
+    socklen_t len = 0;
+    int rc = getsockopt(server_end(cfd), SOL_SOCKET, SO_GET_FILTER, NULL, &len);
+    if (rc != 0) fail_msg("SO_GET_FILTER on the accepted socket: %s", strerror(errno));
+    assert_int_equal(len, 0);
+    close(cfd);
+}
+
 static const char k_issue_rules[] = "deny 127.0.0.2/32\n"
                                     "deny 127.0.9.0/24\n"
                                     "allow 127.0.0.0/8\n";
@@ -227,6 +263,7 @@ static void drop_v4(void **state)
     assert_int_equal(st.accepted, 2);
     assert_int_equal(st.rejected[PC_STEP_RULES], 0);
     assert_int_equal(atomic_load(&g_opens), 2);
+    expect_no_inherited_filter();
 }
 
 /* An IPv6 listener: [::1] denied; another set leaves it served. */
