@@ -1625,6 +1625,16 @@ static int xsend_open_locked(const pc_conn_t *c, uint64_t id)
            (c->state == CS_OPEN || c->state == CS_OPENING) && !c->inbox_close;
 }
 
+/* An empty send from another thread (id 0: by pointer): nothing to queue,
+ * but the answer is a send's, so the state is read under the lock. */
+static int xsend_empty(pc_conn_t *c, uint64_t id)
+{
+    pc__mutex_lock(conn_lock(c));
+    int open = xsend_open_locked(c, id);
+    pc__mutex_unlock(conn_lock(c));
+    return open ? 0 : PC_ENOTCONN;
+}
+
 /* Under the lock: may total bytes from another thread be queued now? */
 static int xsend_check_locked(pc_conn_t *c, uint64_t id, size_t total)
 {
@@ -1756,12 +1766,7 @@ int pc_conn_sendv(pc_conn_t *c, const pc_buf_t *bufs, unsigned n)
         total += bufs[i].len;
     if (!total && tls_conn == c)
         return (c->state == CS_OPEN || c->state == CS_OPENING) ? 0 : PC_ENOTCONN;
-    if (!total) { /* another thread: the state is the strand's, read under the lock */
-        pc__mutex_lock(conn_lock(c));
-        int open = xsend_open_locked(c, 0);
-        pc__mutex_unlock(conn_lock(c));
-        return open ? 0 : PC_ENOTCONN;
-    }
+    if (!total) return xsend_empty(c, 0); /* another thread */
     if (tls_conn != c) return conn_xsend(c, 0, bufs, n, total);
     if (c->state != CS_OPEN) return PC_ENOTCONN;
     if (over_limit(c, total)) return PC_ENOBUFS;
@@ -2094,7 +2099,7 @@ int pc_server_send_to(pc_server_t *s, pc_conn_id_t id, const void *data, size_t 
     b.base = (void *)(uintptr_t)data;
     b.len = len;
     if (tls_conn == c && atomic_load(&c->id) == id) return pc_conn_sendv(c, &b, 1);
-    if (!len) return 0;
+    if (!len) return xsend_empty(c, id);
     return conn_xsend(c, id, &b, 1, len);
 }
 
@@ -2441,7 +2446,7 @@ int pc_server_sendv_to(pc_server_t *s, pc_conn_id_t id, const pc_buf_t *bufs, un
     size_t total = 0;
     for (unsigned i = 0; i < n; i++)
         total += bufs[i].len;
-    if (!total) return 0;
+    if (!total) return xsend_empty(c, id);
     return conn_xsend(c, id, bufs, n, total);
 }
 

@@ -401,9 +401,10 @@ static void post_to_after_close_gets_null(void **state)
     shim_close(s);
 }
 
-/* An empty send from another thread than the connection's: 0 while it is
- * open, PC_ENOTCONN once its close was asked for, as for a send with bytes
- * (the state is the strand's: it is read under the connection's lock). */
+/* An empty send from another thread than the connection's (by pointer or by
+ * id): 0 while it is open, PC_ENOTCONN once its close was asked for, as for
+ * a send with bytes (the state is the strand's: it is read under the
+ * connection's lock). */
 static void empty_send_from_other_thread(void **state)
 {
     (void)state;
@@ -416,12 +417,19 @@ static void empty_send_from_other_thread(void **state)
     WAIT_FOR(atomic_load(&g_last_conn) != NULL, 5000);
     pc_conn_t *c = atomic_load(&g_last_conn);
     assert_non_null(c);
+    pc_conn_id_t id = pc_conn_id(c);
     assert_int_equal(pc_conn_sendv(c, NULL, 0), 0);
     assert_int_equal(pc_conn_send(c, "", 0), 0);
+    assert_int_equal(pc_server_send_to(g_srv, id, "", 0), 0);
+    assert_int_equal(pc_server_sendv_to(g_srv, id, NULL, 0), 0);
     worker_hold(g_srv);
     assert_int_equal(pc_conn_close(c), 0); /* asked; done once the worker runs */
     assert_int_equal(pc_conn_sendv(c, NULL, 0), PC_ENOTCONN);
     assert_int_equal(pc_conn_send(c, "x", 1), PC_ENOTCONN);
+    /* by id too: an empty send is answered as a send with bytes */
+    assert_int_equal(pc_server_send_to(g_srv, id, "", 0), PC_ENOTCONN);
+    assert_int_equal(pc_server_sendv_to(g_srv, id, NULL, 0), PC_ENOTCONN);
+    assert_int_equal(pc_server_send_to(g_srv, id, "x", 1), PC_ENOTCONN);
     worker_release();
     shim_close(s);
     WAIT_FOR(atomic_load(&g_closes) == 1, 5000);
