@@ -801,8 +801,11 @@ PC_API int64_t pc_server_timer(pc_server_t *s, unsigned ms, int repeat,
                                void (*fn)(pc_server_t *s, void *arg), void *arg);
 /* Cancel a server timer: fn is not started again after this returns. Any
  * thread, including fn itself. Returns 0; PC_EBUSY when fn is running right
- * now on another thread (it finishes that run; free arg after it returned);
- * PC_ENOENT (unknown id, one-shot timer already run, already cancelled). */
+ * now on another thread (it finishes that run; free arg after it returned:
+ * calling again answers PC_EBUSY for as long as that run lasts, then
+ * PC_ENOENT, so retrying until it is not PC_EBUSY waits for it; also for a
+ * timer pc_server_stop cancelled); PC_ENOENT (unknown id, one-shot timer
+ * already run, already cancelled and not running). */
 PC_API int pc_server_timer_cancel(pc_server_t *s, int64_t id);
 
 /* Run fn(s, arg) once on a worker thread. Any thread. A post that returned

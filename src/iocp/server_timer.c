@@ -258,7 +258,10 @@ int pc_server_timer_cancel(pc_server_t *s, int64_t id)
     int rc = PC_ENOENT;
     pc__mutex_lock(&s->stimer_lock);
     stimer_t *t = stimer_find(s, id);
-    if (t && !t->cancelled) rc = stimer_cancel_locked(s, t);
+    if (t && !t->cancelled)
+        rc = stimer_cancel_locked(s, t);
+    else if (t && t->state == ST_RUNNING && !pc__thread_is_self(s->workers[t->wk].thread))
+        rc = PC_EBUSY; /* cancelled, its last run not over: the caller may wait for it so */
     pc__mutex_unlock(&s->stimer_lock);
     return rc;
 }

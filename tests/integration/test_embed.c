@@ -940,6 +940,47 @@ static void server_timers(void **state)
     assert_int_equal(pc_server_timer_cancel(g_srv, never), PC_ENOENT);
 }
 
+/* A timer cancelled while it runs on a worker: the cancel and every one after
+ * it answer PC_EBUSY until that run returns, then PC_ENOENT, so retrying
+ * until not PC_EBUSY is a wait for the run (a retry used to answer
+ * PC_ENOENT at once, and a caller freeing arg then freed it under fn). */
+static atomic_int g_slow_in, g_slow_go, g_slow_done;
+
+static void st_slow(pc_server_t *s, void *arg)
+{
+    (void)s;
+    (void)arg;
+    atomic_store(&g_slow_in, 1);
+    while (!atomic_load(&g_slow_go))
+        shim_sleep_ms(1);
+    shim_sleep_ms(50);
+    atomic_store(&g_slow_done, 1);
+}
+
+static void timer_cancel_waits_for_run(void **state)
+{
+    (void)state;
+    atomic_store(&g_slow_in, 0);
+    atomic_store(&g_slow_go, 0);
+    atomic_store(&g_slow_done, 0);
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    start_server(&cfg);
+    int64_t id = pc_server_timer(g_srv, 10, 1, st_slow, NULL);
+    assert_true(id > 0);
+    WAIT_FOR(atomic_load(&g_slow_in), 5000);
+    int first = pc_server_timer_cancel(g_srv, id);
+    int again = pc_server_timer_cancel(g_srv, id); /* still running */
+    atomic_store(&g_slow_go, 1);                   /* (before any assert: the stop waits for it) */
+    assert_int_equal(first, PC_EBUSY);
+    assert_int_equal(again, PC_EBUSY);
+    int rc, tries = 0;
+    while ((rc = pc_server_timer_cancel(g_srv, id)) == PC_EBUSY && tries++ < 5000)
+        shim_sleep_ms(1);
+    assert_int_equal(rc, PC_ENOENT);
+    assert_int_equal(atomic_load(&g_slow_done), 1); /* the run was over */
+}
+
 /* Server timers never run early: 2000 one-shot timers of 0-99 ms, each
  * timed from before its pc_server_timer call. (The deadline was now + ms
  * on a millisecond clock that truncates: about 3% ran up to 0.9 ms early.) */
@@ -1780,6 +1821,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(own_callback_by_id_acts_at_once, teardown),
         cmocka_unit_test_teardown(conn_timer_fires_and_cancelled, teardown),
         cmocka_unit_test_teardown(server_timers, teardown),
+        cmocka_unit_test_teardown(timer_cancel_waits_for_run, teardown),
         cmocka_unit_test_teardown(server_timer_never_early, teardown),
         cmocka_unit_test_teardown(server_timer_cancel_cost_flat, teardown),
         cmocka_unit_test_teardown(server_timer_memory_returns, budget_teardown),
