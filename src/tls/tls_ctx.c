@@ -225,6 +225,62 @@ static int ticket_cb(SSL *ssl, unsigned char key_name[16], unsigned char *iv, EV
     return rc;
 }
 
+/* ---- server: resumption under the name it was made for ------------------------ */
+
+/* Every ClientHello, before the ticket is opened: keep the name it asks for
+ * (server_name: a list of one host_name; anything else keeps none, and
+ * OpenSSL refuses a malformed one itself). */
+static int hello_cb(SSL *ssl, int *alert, void *arg)
+{
+    (void)arg;
+    const unsigned char *p;
+    size_t len, n = 0;
+    const char *name = NULL;
+    if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &p, &len) && len >= 5 &&
+        ((size_t)p[0] << 8 | p[1]) == len - 2 && p[2] == TLSEXT_NAMETYPE_host_name &&
+        ((size_t)p[3] << 8 | p[4]) <= len - 5) {
+        n = (size_t)p[3] << 8 | p[4];
+        name = (const char *)p + 5;
+    }
+    if (tls_sess_set_hello_name(ssl, name, n) != 0) {
+        *alert = SSL_AD_INTERNAL_ERROR;
+        return SSL_CLIENT_HELLO_ERROR;
+    }
+    return SSL_CLIENT_HELLO_SUCCESS;
+}
+
+/* ASCII case-insensitive equality (host names). */
+static int name_eq(const char *a, const char *b)
+{
+    for (; *a && *b; a++, b++) {
+        unsigned char x = (unsigned char)*a, y = (unsigned char)*b;
+        if (x >= 'A' && x <= 'Z') x = (unsigned char)(x + 32);
+        if (y >= 'A' && y <= 'Z') y = (unsigned char)(y + 32);
+        if (x != y) return 0;
+    }
+    return *a == *b;
+}
+
+/* A ticket opened: resume only when the ClientHello asks for the name the
+ * session was made under (RFC 6066, 3: a different server_name must not
+ * resume; both without a name is the same). Else a full handshake, with the
+ * certificate the name selects, and a new ticket. All of a context's
+ * certificates share its ticket keys, so without this a ticket from one
+ * name resumed a connection asking for another: no certificate for the new
+ * name, and (TLS 1.2) the old name in pc_conn_tls_info's sni. */
+static SSL_TICKET_RETURN ticket_dec_cb(SSL *ssl, SSL_SESSION *ss, const unsigned char *keyname,
+                                       size_t keyname_len, SSL_TICKET_STATUS status, void *arg)
+{
+    (void)keyname, (void)keyname_len, (void)arg;
+    if (status != SSL_TICKET_SUCCESS && status != SSL_TICKET_SUCCESS_RENEW)
+        return status == SSL_TICKET_EMPTY || status == SSL_TICKET_NO_DECRYPT
+                   ? SSL_TICKET_RETURN_IGNORE_RENEW
+                   : SSL_TICKET_RETURN_ABORT; /* OpenSSL's own answers */
+    const char *was = SSL_SESSION_get0_hostname(ss);
+    if (!name_eq(was ? was : "", tls_sess_host_of(ssl))) return SSL_TICKET_RETURN_IGNORE_RENEW;
+    return status == SSL_TICKET_SUCCESS ? SSL_TICKET_RETURN_USE : SSL_TICKET_RETURN_USE_RENEW;
+}
+
 /* ---- server: SNI and ALPN ---------------------------------------------------- */
 
 static int sni_cb(SSL *ssl, int *alert, void *arg)
@@ -287,6 +343,8 @@ static int server_ssl_setup(pc_tls_ctx_t *ctx, SSL_CTX *sc, const pc_tls_server_
         SSL_CTX_set_num_tickets(sc, 0);
     } else {
         SSL_CTX_set_tlsext_ticket_key_evp_cb(sc, ticket_cb);
+        SSL_CTX_set_client_hello_cb(sc, hello_cb, NULL);
+        SSL_CTX_set_session_ticket_cb(sc, NULL, ticket_dec_cb, NULL);
         SSL_CTX_set_timeout(sc, (long)ctx->rotate_s * 2);
         SSL_CTX_set_num_tickets(sc, 1);
     }

@@ -43,8 +43,12 @@ struct pc_tls_ctx_s {
 
 /* Log OpenSSL's error queue (and empty it) after what failed. */
 void tls_log_errors(pc_log_level_t level, const char *what);
-/* The host a client session checks ("" if none), from its SSL. */
+/* The host a client session checks, or the name a server session's
+ * ClientHello asked for ("" if none), from its SSL. */
 const char *tls_sess_host_of(const SSL *ssl);
+/* Server: keep the name the ClientHello asks for (len bytes, not
+ * terminated; len 0: none) as the session's host. 0 or PC_ENOMEM. */
+int tls_sess_set_hello_name(SSL *ssl, const char *name, size_t len);
 /* The client context's session for host, with a reference (NULL if none). */
 SSL_SESSION *tls_ctx_take_session(pc_tls_ctx_t *ctx, const char *host);
 

@@ -41,7 +41,8 @@ struct tls_sess_s {
     uint8_t established;
     uint8_t failed;
     uint8_t shut;
-    char *host; /* client: the name checked / sent; NULL otherwise */
+    char *host; /* client: the name checked / sent; server: the name the
+                 * ClientHello asked for (resumption checks it); NULL: none */
 };
 
 /* ---- the BIO ------------------------------------------------------------------ */
@@ -120,6 +121,20 @@ const char *tls_sess_host_of(const SSL *ssl)
 {
     const tls_sess_t *s = SSL_get_app_data(ssl);
     return s && s->host ? s->host : "";
+}
+
+int tls_sess_set_hello_name(SSL *ssl, const char *name, size_t len)
+{
+    tls_sess_t *s = SSL_get_app_data(ssl);
+    if (!s) return PC_ENOMEM;
+    pc__free(s->host); /* a second ClientHello (after a HelloRetryRequest) replaces it */
+    s->host = NULL;
+    if (!len) return 0;
+    s->host = pc__malloc(len + 1);
+    if (!s->host) return PC_ENOMEM;
+    memcpy(s->host, name, len);
+    s->host[len] = '\0';
+    return 0;
 }
 
 static int is_ip_literal(const char *host)
