@@ -274,8 +274,8 @@ static void tree_emit(const tree_t *t, emit_t *e)
     node_emit(t, e, 0, t->m - 1);
 }
 
-/* A tree of m ranges needs at least 2m - 1 instructions: skip the exact
- * count (O(m log m)) for sets far beyond the limit. */
+/* A tree of m ranges needs a comparison per boundary between them, and
+ * more: skip the exact count (O(m log m)) for sets far beyond the limit. */
 static int hopeless(const tree_t *t)
 {
     return t->m > CBPF_MAXINSNS;
@@ -307,7 +307,8 @@ int cbpf_compile(const pc_rules_t *rules, int family, int dual_stack, cbpf_prog_
         goto done;
     }
     if ((want4 && hopeless(&t4)) || (want6 && hopeless(&t6))) {
-        out->len = (want4 ? 2 * t4.m : 0) + (want6 ? 2 * t6.m : 0);
+        out->len = (want4 ? t4.m : 0) + (want6 ? t6.m : 0);
+        out->len_at_least = 1;
         rc = PC_ENOBUFS;
         goto done;
     }

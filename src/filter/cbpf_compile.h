@@ -70,6 +70,7 @@ enum {
 typedef struct cbpf_prog_s {
     cbpf_insn_t *insn; /* pc__malloc'ed; NULL when len does not fit */
     size_t len;        /* instructions (also set when too big: what it would need) */
+    int len_at_least;  /* too big by far: len is a lower bound (the ranges), not counted */
     size_t ranges4;    /* disjoint IPv4 ranges in the tree (0: no IPv4 tree) */
     size_t ranges6;    /* disjoint IPv6 ranges (0: no IPv6 tree) */
 } cbpf_prog_t;
@@ -80,8 +81,8 @@ typedef struct cbpf_prog_s {
  * the listener compiles to one instruction (ret pass). On success the caller
  * owns out->insn (cbpf_prog_free).
  * Returns 0, PC_ENOBUFS (more than CBPF_MAXINSNS instructions: out->len says
- * how many, out->insn is NULL), PC_ENOMEM, PC_EINVAL (bad family, out NULL).
- * Any thread. O(n log n) in the rules of the family. */
+ * how many, or with out->len_at_least at least how many, out->insn is NULL), PC_ENOMEM, PC_EINVAL
+ * (bad family, out NULL). Any thread. O(n log n) in the rules of the family. */
 int cbpf_compile(const pc_rules_t *rules, int family, int dual_stack, cbpf_prog_t *out);
 
 /* Free a compiled program (its instructions); NULL or empty is a no-op. */

@@ -89,8 +89,8 @@ static int cbpf_attach(int fd, const pc_rules_t *rules, int replacing, unsigned 
     cbpf_prog_t p;
     int rc = cbpf_compile(rules, family, dual, &p);
     if (rc == PC_ENOBUFS) {
-        snprintf(why, n, "cbpf: the rule set needs %zu instructions, more than %d", p.len,
-                 CBPF_MAXINSNS);
+        snprintf(why, n, "cbpf: the rule set needs %s%zu instructions, more than %d",
+                 p.len_at_least ? "at least " : "", p.len, CBPF_MAXINSNS);
         return rc;
     }
     if (rc < 0) {

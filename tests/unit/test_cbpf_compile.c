@@ -489,6 +489,50 @@ static size_t capacity(int fam, unsigned len, int dual)
     return lo;
 }
 
+/* n isolated IPv4 /32s (10.x.y.z, every other address) compiled for an
+ * IPv4 listener: the result, and *p. */
+static int compile_isolated(size_t n, cbpf_prog_t *p)
+{
+    gen_t *g = calloc(1, sizeof *g);
+    assert_non_null(g);
+    gen_append(g, "");
+    for (size_t i = 0; i < n; i++) {
+        char line[64];
+        uint32_t v = 0x0a000000u | (uint32_t)(i * 2);
+        snprintf(line, sizeof line, "deny %u.%u.%u.%u\n", v >> 24, (v >> 16) & 255, (v >> 8) & 255,
+                 v & 255);
+        gen_append(g, line);
+    }
+    pc_rules_t *r = NULL;
+    char err[200];
+    if (pc_rules_load_string(g->text, g->tlen, "iso", &r, err, sizeof err) != 0)
+        fail_msg("%s", err);
+    int rc = cbpf_compile(r, 4, 0, p);
+    pc_rules_free(r);
+    free(g->text);
+    free(g);
+    return rc;
+}
+
+/* A set that does not fit says how many instructions it needs: counted when
+ * it is near the limit, a lower bound (its ranges) when it is far beyond
+ * (it was reported as twice its ranges, which overstated the count). */
+static void test_too_big_reports(void **state)
+{
+    (void)state;
+    cbpf_prog_t p;
+    assert_int_equal(compile_isolated(2040, &p), PC_ENOBUFS); /* 4081 ranges: counted */
+    assert_int_equal(p.len_at_least, 0);
+    assert_true(p.len > CBPF_MAXINSNS);
+    assert_null(p.insn);
+    cbpf_prog_free(&p);
+    assert_int_equal(compile_isolated(3000, &p), PC_ENOBUFS); /* 6001 ranges: not counted */
+    assert_int_equal(p.len_at_least, 1);
+    assert_int_equal(p.ranges4, 6001);
+    assert_int_equal(p.len, 6001);
+    cbpf_prog_free(&p);
+}
+
 /* The figures docs/kernel-filter.md quotes (printed), and floors that the
  * tree's shape guarantees (two boundaries per isolated prefix, leaves shared
  * in regions: about two instructions per IPv4 prefix, 2 x (3 x words - 1)
@@ -516,7 +560,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_edges),       cmocka_unit_test(test_merge),
         cmocka_unit_test(test_random_sets), cmocka_unit_test(test_large_sets_trampolines),
-        cmocka_unit_test(test_capacity),
+        cmocka_unit_test(test_capacity),    cmocka_unit_test(test_too_big_reports),
     };
     if (argc > 1) cmocka_set_test_filter(argv[1]); /* one test by name */
     return cmocka_run_group_tests(tests, NULL, NULL);
