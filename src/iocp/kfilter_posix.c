@@ -339,11 +339,16 @@ void kfilter_reload(pc_server_t *s, listener_t *l, pc_rules_t *old, const pc_rul
 void kfilter_detach(pc_server_t *s, listener_t *l)
 {
     ebpf_drop(s, &l->kf, filter_rules_peek(s->filter), l->fd); /* fd -1: the socket is gone */
-    kf_summary(s, s->nlisteners);
     if (l->fd != SOCK_INVALID && l->kf.tier == PC_KERNEL_FILTER_CBPF) {
         int zero = 0;
         setsockopt(l->fd, SOL_SOCKET, SO_DETACH_FILTER, &zero, sizeof zero);
     }
+    /* nothing in force any more: the stats and pc_server_listener_filter say
+     * so (they went on reporting the tier after the stop) */
+    l->kf.tier = PC_KERNEL_FILTER_OFF;
+    l->kf.insns = 0;
+    l->kf.kernel_bytes = 0;
+    kf_summary(s, s->nlisteners);
 }
 
 void kfilter_accepted(listener_t *l, sock_t fd)

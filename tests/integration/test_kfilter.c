@@ -264,6 +264,13 @@ static void drop_v4(void **state)
     assert_int_equal(st.rejected[PC_STEP_RULES], 0);
     assert_int_equal(atomic_load(&g_opens), 2);
     expect_no_inherited_filter();
+    /* once stopped, no tier is in force: the stats and the listener say so */
+    assert_int_equal(pc_server_stop(g_srv, 2000), 0);
+    st = stats();
+    assert_int_equal(st.kernel_filter, PC_KERNEL_FILTER_OFF);
+    assert_int_equal(st.accept_mode, PC_ACCEPT_MODE_POST_HANDSHAKE);
+    assert_int_equal(st.kernel_filter_bytes, 0);
+    assert_int_equal(listener_filter(0).tier, PC_KERNEL_FILTER_OFF);
 }
 
 /* An IPv6 listener: [::1] denied; another set leaves it served. */
