@@ -48,6 +48,7 @@ struct kf_ebpf_s {
     int fd;                               /* listening socket, or -1 */
     int stats_fd, buckets_fd, blocked_fd; /* shared by every program (our dups) */
     int ncpu;
+    int src_shared; /* buckets and blocked came from cfg.share */
 };
 
 /* ---- errors ---------------------------------------------------------------- */
@@ -316,15 +317,13 @@ static int obj_build(kf_ebpf_t *k, const pc_rules_t *rules, kf_obj_t **out, char
     bpf_map__set_max_entries(md, o->nrules ? (uint32_t)o->nrules : 1);
     bpf_map__set_max_entries(mb, k->cfg.rate > 0 ? entries : 1);
     bpf_map__set_max_entries(mk, k->cfg.block_sources ? entries : 1);
-    if (k->stats_fd >= 0) {
-        int e = 0;
-        if (bpf_map__reuse_fd(ms, k->stats_fd) || bpf_map__reuse_fd(mb, k->buckets_fd) ||
-            bpf_map__reuse_fd(mk, k->blocked_fd))
-            e = errno;
-        if (e) {
-            rc = fail(why, whylen, e, "reusing the eBPF source maps");
-            goto done;
-        }
+    /* the maps every program of k uses (set by its first, or another
+     * listener's source maps given to kf_ebpf_open) */
+    if ((k->stats_fd >= 0 && bpf_map__reuse_fd(ms, k->stats_fd)) ||
+        (k->buckets_fd >= 0 && bpf_map__reuse_fd(mb, k->buckets_fd)) ||
+        (k->blocked_fd >= 0 && bpf_map__reuse_fd(mk, k->blocked_fd))) {
+        rc = fail(why, whylen, errno, "reusing the eBPF source maps");
+        goto done;
     }
     int err = bpf_object__load(ob);
     if (err) {
@@ -366,14 +365,12 @@ static int obj_build(kf_ebpf_t *k, const pc_rules_t *rules, kf_obj_t **out, char
         goto done;
     }
     o->prog_fd = bpf_program__fd(pg);
-    if (k->stats_fd < 0) {
-        k->stats_fd = fcntl_dup(bpf_map__fd(ms));
-        k->buckets_fd = fcntl_dup(bpf_map__fd(mb));
-        k->blocked_fd = fcntl_dup(bpf_map__fd(mk));
-        if (k->stats_fd < 0 || k->buckets_fd < 0 || k->blocked_fd < 0) {
-            rc = fail(why, whylen, errno, "dup of an eBPF map fd");
-            goto done;
-        }
+    if (k->stats_fd < 0) k->stats_fd = fcntl_dup(bpf_map__fd(ms));
+    if (k->buckets_fd < 0) k->buckets_fd = fcntl_dup(bpf_map__fd(mb));
+    if (k->blocked_fd < 0) k->blocked_fd = fcntl_dup(bpf_map__fd(mk));
+    if (k->stats_fd < 0 || k->buckets_fd < 0 || k->blocked_fd < 0) {
+        rc = fail(why, whylen, errno, "dup of an eBPF map fd");
+        goto done;
     }
     rc = 0;
 done:
@@ -426,7 +423,16 @@ int kf_ebpf_open(const kf_ebpf_config_t *cfg, const pc_rules_t *rules, int fd, k
     k->fd = fd;
     k->ncpu = ncpu;
     k->stats_fd = k->buckets_fd = k->blocked_fd = -1;
-    int rc = obj_build(k, rules, &k->cur, why, whylen);
+    k->cfg.share = NULL; /* not kept: that object may close first */
+    int rc = 0;
+    if (cfg->share) {
+        k->buckets_fd = fcntl_dup(cfg->share->buckets_fd);
+        k->blocked_fd = fcntl_dup(cfg->share->blocked_fd);
+        k->src_shared = 1;
+        if (k->buckets_fd < 0 || k->blocked_fd < 0)
+            rc = fail(why, whylen, errno, "dup of an eBPF map fd");
+    }
+    if (rc == 0) rc = obj_build(k, rules, &k->cur, why, whylen);
     if (rc == 0) rc = attach(fd, k->cur->prog_fd, why, whylen);
     if (rc) {
         obj_free(k->cur);
@@ -583,10 +589,14 @@ int kf_ebpf_kernel_bytes(const kf_ebpf_t *k, uint64_t *bytes)
     uint64_t sum, v;
     int rc = fd_memlock(k->cur->prog_fd, &sum);
     struct bpf_map *m;
-    /* the object's maps include the shared ones (reused into every object) */
+    /* the object's maps include the shared ones (reused into every object);
+     * source maps another listener's object made are counted there */
     bpf_object__for_each_map(m, k->cur->obj)
     {
         int fd = bpf_map__fd(m); /* < 0: a map the object did not create */
+        const char *name = bpf_map__name(m);
+        if (k->src_shared && name && (!strcmp(name, "buckets") || !strcmp(name, "blocked")))
+            continue;
         if (rc == 0 && fd >= 0 && (rc = fd_memlock(fd, &v)) == 0) sum += v;
     }
     if (rc == 0) *bytes = sum;

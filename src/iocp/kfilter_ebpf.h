@@ -50,6 +50,12 @@ typedef struct kf_ebpf_config_s {
                                * 8 and 6 MiB at 65536), and the program skips them. */
     int block_sources;        /* kf_ebpf_block_source will be used (per-source maximum) */
     int shadow;               /* count, never drop */
+    /* Another object (another listener's of the same server, same settings)
+     * whose source maps (buckets, blocked) this one uses too: a source's
+     * rate and mark are the server's, not a listener's. NULL: its own. Read
+     * by kf_ebpf_open only (the maps are then held through our own fds);
+     * its kernel bytes leave them out (the sharer counts them). */
+    const kf_ebpf_t *share;
 } kf_ebpf_config_t;
 
 /* Counters of SYNs the program saw (summed over CPUs). */

@@ -228,6 +228,11 @@ static void choose(pc_server_t *s, kfilter_t *kf, int fd, pc_rules_t *old, const
         } else {
             kf_ebpf_config_t c;
             ebpf_config(s, &c);
+            /* one rate and one set of marks per source for the server, as
+             * in user space: the other listeners' source maps, if any (kf_lock
+             * held: their objects stay) */
+            for (int i = 0; i < s->nlisteners && !c.share; i++)
+                if (&s->listeners[i].kf != kf) c.share = s->listeners[i].kf.ebpf;
             kf_ebpf_t *k = NULL;
             rc = kf_ebpf_open(&c, rules, fd, &k, e1, sizeof e1);
             if (rc == 0) ebpf_publish(s, kf, k);

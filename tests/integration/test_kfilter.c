@@ -554,6 +554,39 @@ static void ebpf_rate3_config(pc_server_config_t *cfg)
     cfg->per_source_burst = 3;
 }
 
+/* The kernel's per-source rate is the server's, as the accept thread's is:
+ * a source that spent its burst on one listener gets no SYN-ACK from
+ * another. Each listener's program had its own buckets, so N listeners let N
+ * bursts through, the excess reset by user space after the handshake. The
+ * second listener's kernel bytes leave out the maps it shares. */
+static void ebpf_rate_across_listeners(void **state)
+{
+    (void)state;
+    if (!need_root()) skip();
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.kernel_filter = PC_KERNEL_FILTER_EBPF;
+    cfg.per_source_rate = 0.01; /* a burst of 3, no refill during the test */
+    cfg.per_source_burst = 3;
+    create_server_on(&cfg, "127.0.0.1:0");
+    int idx = pc_server_listen(g_srv, "127.0.0.1:0");
+    assert_int_equal(idx, 1);
+    assert_int_equal(pc_server_start(g_srv), 0);
+    expect_tier(0, PC_KERNEL_FILTER_EBPF);
+    expect_tier(idx, PC_KERNEL_FILTER_EBPF);
+    int port2 = pc_server_listener_port(g_srv, idx);
+    for (int i = 0; i < 3; i++)
+        expect_served("127.0.0.21", "127.0.0.1", g_port);
+    expect_dropped("127.0.0.21", "127.0.0.1", port2);
+    expect_dropped("127.0.0.21", "127.0.0.1", g_port);
+    expect_served("127.0.0.22", "127.0.0.1", port2); /* another source: its own bucket */
+    pc_server_stats_t st = stats();
+    assert_true(st.kernel_dropped_rate >= 2);
+    assert_int_equal(st.rejected[PC_STEP_SOURCE_RATE], 0); /* none reached user space */
+    /* the shared maps counted once: the second listener holds less */
+    assert_true(listener_filter(idx).kernel_bytes < listener_filter(0).kernel_bytes);
+}
+
 /* Per-source limits with sources exempt from them. A trusted PROXY source's
  * address carries all its clients (limited one by one after the header),
  * and allow_exempts lets allowed sources past the limits: the eBPF program
@@ -876,6 +909,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(off_and_shadow, teardown),
         cmocka_unit_test_teardown(explicit_cbpf_accepted_sockets, teardown),
         cmocka_unit_test_teardown(ebpf_per_source_exempt, teardown),
+        cmocka_unit_test_teardown(ebpf_rate_across_listeners, teardown),
         TIER_TEST("reload_during_listen_ebpf", reload_during_listen, k_ebpf),
         TIER_TEST("swap_does_not_stall_ebpf", swap_does_not_stall, k_ebpf),
         TIER_TEST("swap_does_not_stall_cbpf", swap_does_not_stall, k_cbpf),
