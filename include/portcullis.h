@@ -782,8 +782,10 @@ PC_API int64_t pc_server_send_queued(pc_server_t *s, pc_conn_id_t id);
  * (closed or stale id; fn is not called), PC_ENOMEM. */
 PC_API int pc_server_post_to(pc_server_t *s, pc_conn_id_t id, void (*fn)(pc_conn_t *c, void *arg),
                              void *arg);
-/* Copy the ids of the open connections (accepted and pc_connect, once
- * on_open has run and until their close began) into out, at most max.
+/* Copy the ids of the open connections into out, at most max: accepted
+ * ones once on_open has run, pc_connect ones once connected (a TLS one from
+ * the start of its handshake, before its on_open: by-id calls reach it from
+ * its id's return on), each until its close began.
  * A snapshot: connections may open or close meanwhile. Any thread. Returns
  * how many were written (== max: there may be more; 0 when s or out is NULL
  * or max <= 0). */
