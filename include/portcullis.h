@@ -503,7 +503,10 @@ typedef struct pc_server_config_s {
      * plaintext plus each record's header and tag, 22 bytes per record
      * under TLS 1.3), a send by id its plaintext until its worker encrypts
      * it; so the same sends fill the limit a little sooner from the
-     * callbacks. 0 = 4 x send_high_water (default); SIZE_MAX = no limit. */
+     * callbacks. A send from the connection's callbacks racing sends by id
+     * from another thread may overshoot the limit by that one send (it is
+     * checked without the connection's lock). 0 = 4 x send_high_water
+     * (default); SIZE_MAX = no limit. */
     size_t send_queue_limit;
     /* Bytes read per receive (worker scratch buffer). Default 64 KiB; less
      * than 512 runs as 512. */
