@@ -217,14 +217,17 @@ static void choose(pc_server_t *s, kfilter_t *kf, int fd, pc_rules_t *old, const
     kf->tier = PC_KERNEL_FILTER_OFF;
     kf->insns = 0;
     kf->kernel_bytes = 0;
+    /* the eBPF swap failed: the old set must leave the kernel (user space
+     * swaps), but only once what replaces it is on the socket, so that no
+     * moment passes without a program (a classic attach replaces it) */
+    int drop = 0;
     if (want == PC_KERNEL_FILTER_AUTO || want == PC_KERNEL_FILTER_EBPF) {
         int rc;
         if (kf->ebpf) {
             /* the long part (new maps, program, verifier) runs beside the
              * live program; kf_mu's users go on with the object meanwhile */
             rc = kf_ebpf_set_rules(kf->ebpf, old, rules, e1, sizeof e1);
-            if (rc < 0) /* the old set would stay in the kernel, user space swaps: drop it */
-                ebpf_drop(s, kf, old, fd);
+            drop = rc < 0;
         } else {
             kf_ebpf_config_t c;
             ebpf_config(s, &c);
@@ -258,12 +261,14 @@ static void choose(pc_server_t *s, kfilter_t *kf, int fd, pc_rules_t *old, const
                      "count what it would drop)");
         } else if (cbpf_attach(fd, rules, was == PC_KERNEL_FILTER_CBPF, &kf->insns, e2,
                                sizeof e2) == 0) {
+            if (drop) ebpf_drop(s, kf, old, -1); /* replaced on the socket: no detach */
             kf->tier = PC_KERNEL_FILTER_CBPF;
             snprintf(kf->why, sizeof kf->why, "%s", want == PC_KERNEL_FILTER_AUTO ? e1 : "");
             return;
         }
     }
-    if (was == PC_KERNEL_FILTER_CBPF) { /* take the old program off (needs no privilege) */
+    if (drop) ebpf_drop(s, kf, old, fd); /* nothing replaces it: detached */
+    if (was == PC_KERNEL_FILTER_CBPF) {  /* take the old program off (needs no privilege) */
         int zero = 0;
         if (setsockopt(fd, SOL_SOCKET, SO_DETACH_FILTER, &zero, sizeof zero) != 0 &&
             errno != ENOENT) /* ENOENT: cbpf_attach took it off already */

@@ -847,6 +847,33 @@ static void top_rules_fold_beside_listener_filter(void **state)
  * holding its maximum all along must get its mark back (its next SYN
  * dropped in the kernel). It used to keep no mark until its count changed:
  * the 4th connection completed its handshake and user space refused it. */
+/* AUTO: an eBPF swap the kernel refuses falls to the classic tier with the
+ * new set, and the classic program replaces the eBPF one on the socket
+ * before that object is closed (it used to be detached first: a moment with
+ * no program, in which denied SYNs got a handshake and a reset). */
+static void auto_swap_refused_falls_to_cbpf(void **state)
+{
+    (void)state;
+    if (!need_root()) skip();
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.kernel_filter = PC_KERNEL_FILTER_AUTO;
+    cfg.rules = rules_from("deny 127.0.9.0/24\n");
+    start_server(&cfg);
+    expect_tier(0, PC_KERNEL_FILTER_EBPF); /* AUTO as root */
+    expect_dropped("127.0.9.7", "127.0.0.1", g_port);
+    atomic_store(&g_refuse_bpf, 1);
+    int rc = pc_server_set_rules(g_srv, rules_from("deny 127.0.8.0/24\n"));
+    atomic_store(&g_refuse_bpf, 0);
+    assert_int_equal(rc, 0);
+    pc_listener_filter_t kf = listener_filter(0);
+    assert_int_equal(kf.tier, PC_KERNEL_FILTER_CBPF);
+    assert_non_null(strstr(kf.why, "ebpf"));
+    expect_dropped("127.0.8.1", "127.0.0.1", g_port);
+    expect_served("127.0.9.7", "127.0.0.1", g_port);
+    assert_int_equal(stats().kernel_filter, PC_KERNEL_FILTER_CBPF);
+}
+
 static void max_marks_after_tier_returns(void **state)
 {
     (void)state;
@@ -915,6 +942,7 @@ int main(int argc, char **argv)
         TIER_TEST("swap_does_not_stall_cbpf", swap_does_not_stall, k_cbpf),
         cmocka_unit_test_teardown(top_rules_fold_beside_listener_filter, teardown),
         cmocka_unit_test_teardown(max_marks_after_tier_returns, teardown),
+        cmocka_unit_test_teardown(auto_swap_refused_falls_to_cbpf, teardown),
         TIER_TEST("reload_during_listen_cbpf", reload_during_listen, k_cbpf),
     };
     if (PICK_TEST(tests, argc, argv) != 0) return 1;
