@@ -158,11 +158,13 @@ pc_verdict_t filter_decide_ex(filter_t *f, int reader, const addr_t *peer_in, ui
     if (r) {
         uint32_t i = rules_lookup(r, &peer);
         if (i != RULE_NONE) {
-            if (!retry) rules_hit(r, i);
             if (rules_action(r, i) == PC_RULE_DENY)
                 deny = 1;
             else
                 exempt = f->cfg.allow_exempts;
+            /* a retry counted its hit at the first ask, unless this rule now
+             * rejects it (a reload between the asks: it decided) */
+            if (!retry || (deny && !shadow)) rules_hit(r, i);
         }
         rules_holder_leave(&f->rules, reader);
     }

@@ -124,7 +124,8 @@ pc_verdict_t filter_decide(filter_t *f, int reader, const addr_t *peer, uint64_t
 #define FILTER_RETRY                                                    \
     2u /* the condition deferred this connection and it is asked again: \
         * its rule hit and its would_reject and deferred counts were    \
-        * taken at the first ask (rejects are counted as ever) */
+        * taken at the first ask (rejects are counted as ever, with     \
+        * the hit of a rule that rejects it after a reload) */
 
 /* filter_decide with flags (FILTER_SKIP_SOURCE, FILTER_RETRY). The PROXY protocol's second
  * verdict on the real client also runs through here, on worker threads, with

@@ -128,9 +128,12 @@ pc_verdict_t accept_hold_deferred(listener_t *l, const struct sockaddr *peer, in
         deadline = pc__now_ms() + s->cfg.defer_timeout_ms;
         counter_add(&s->deferred, 1);
     }
+    /* once the condition was asked (it deferred), the steps before it are
+     * counted: a capacity defer between two asks stops before them */
+    int again = 0;
     while (v == PC_DEFER && !atomic_load(&l->stopping)) {
         if (pc__now_ms() >= deadline) break;
-        int again = *step == PC_STEP_CONDITION; /* a capacity defer stopped before the rules */
+        again |= *step == PC_STEP_CONDITION;
         if (*step == PC_STEP_CAPACITY)
             accept_wait_capacity_until(l, deadline);
         else

@@ -38,7 +38,7 @@ typedef struct cond_ctx_s {
     /* pre-handshake defers: the request at the head of the queue */
     uint64_t defer_since; /* ms; 0 = no request deferred */
     struct sockaddr_storage defer_peer;
-    int defer_step;               /* the step that deferred it last */
+    int defer_counted;            /* the condition deferred it: its earlier steps are counted */
     struct sockaddr_storage none; /* AF_UNSPEC stand-in for a missing caller id */
 } cond_ctx_t;
 
@@ -156,11 +156,11 @@ static int CALLBACK accept_condition(LPWSABUF caller, LPWSABUF caller_data, LPQO
     int same = pre && cx->defer_since && peer->sa_family == cx->defer_peer.ss_family &&
                memcmp(peer, &cx->defer_peer, addr_len(peer)) == 0;
     int step = -1;
-    pc_verdict_t v =
-        accept_decide(l, peer, local, &step, same && cx->defer_step == PC_STEP_CONDITION);
+    pc_verdict_t v = accept_decide(l, peer, local, &step, same && cx->defer_counted);
     if (pre && v == PC_DEFER) {
         uint64_t now = pc__now_ms();
-        cx->defer_step = step;
+        /* sticky: a capacity defer between two asks stops before the rules */
+        cx->defer_counted = (same && cx->defer_counted) || step == PC_STEP_CONDITION;
         if (!same) { /* a new head of the queue */
             cx->defer_since = now ? now : 1;
             memcpy(&cx->defer_peer, peer,

@@ -69,6 +69,38 @@ static uint64_t rule_hits(filter_t *f, size_t i)
     return info.hits;
 }
 
+/* FILTER_RETRY: a connection the condition deferred, asked again. Its rule
+ * hit and deferral were counted at the first ask; a rule that rejects it
+ * on a retry (a reload between the asks) counts its hit, as it decided. */
+static void test_retry_counts_once(void **state)
+{
+    (void)state;
+    filter_config_t cfg;
+    filter_config_init(&cfg);
+    filter_t *f = make(&cfg, "allow 192.0.2.0/24\n");
+    cond_t c = {PC_DEFER, 0};
+    addr_t a = A("192.0.2.7");
+    filter_ticket_t t;
+    int step = -1;
+    assert_int_equal(filter_decide_ex(f, 0, &a, 0, 0, 0, cond_fn, &c, &t, &step), PC_DEFER);
+    assert_int_equal(step, PC_STEP_CONDITION);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(filter_decide_ex(f, 0, &a, 0, 0, FILTER_RETRY, cond_fn, &c, &t, &step),
+                         PC_DEFER);
+    assert_int_equal(c.calls, 6);
+    assert_int_equal(rule_hits(f, 0), 1);
+    filter_stats_t st;
+    filter_stats(f, &st);
+    assert_int_equal(st.deferred[PC_STEP_CONDITION], 1);
+    /* a reload makes it denied: the retry is rejected, the deny counts it */
+    assert_int_equal(filter_set_rules(f, R("deny 192.0.2.0/24\n")), 0);
+    assert_int_equal(filter_decide_ex(f, 0, &a, 0, 0, FILTER_RETRY, cond_fn, &c, &t, &step),
+                     PC_REJECT);
+    assert_int_equal(step, PC_STEP_RULES);
+    assert_int_equal(rule_hits(f, 0), 1);
+    filter_destroy(f);
+}
+
 static void test_capacity_first(void **state)
 {
     (void)state;
@@ -739,6 +771,8 @@ int main(void)
         cmocka_unit_test(test_swap_to_null_under_load),
         cmocka_unit_test(test_config),
         cmocka_unit_test(test_skip_source),
+        /* a deferred connection asked again */
+        cmocka_unit_test(test_retry_counts_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
