@@ -78,14 +78,20 @@ typedef struct tcli_s {
 } tcli_t;
 
 /* Connect and handshake: verify against ca (NULL: no verification), send
- * sni (NULL: none) and check that name (else 127.0.0.1). 1 on success. */
-static int tcli_open_pre(tcli_t *t, const char *ca, const char *sni, const char *src,
-                         const char *pre)
+ * sni (NULL: none) and check that name (else 127.0.0.1); version: that TLS
+ * version only (0: any); sess: offered for resumption (NULL: none). 1 on
+ * success. */
+static int tcli_open_v(tcli_t *t, const char *ca, const char *sni, const char *src, const char *pre,
+                       int version, SSL_SESSION *sess)
 {
     memset(t, 0, sizeof *t);
     t->cx = SSL_CTX_new(TLS_client_method());
     assert_non_null(t->cx);
     SSL_CTX_set_mode(t->cx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    if (version) {
+        SSL_CTX_set_min_proto_version(t->cx, version);
+        SSL_CTX_set_max_proto_version(t->cx, version);
+    }
     if (ca) {
         assert_int_equal(SSL_CTX_load_verify_locations(t->cx, ca, NULL), 1);
         SSL_CTX_set_verify(t->cx, SSL_VERIFY_PEER, NULL);
@@ -103,7 +109,14 @@ static int tcli_open_pre(tcli_t *t, const char *ca, const char *sni, const char 
         X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ssl), "127.0.0.1");
     }
     SSL_set_alpn_protos(t->ssl, (const unsigned char *)"\x08http/1.1", 9);
+    if (sess) assert_int_equal(SSL_set_session(t->ssl, sess), 1);
     return SSL_connect(t->ssl) == 1;
+}
+
+static int tcli_open_pre(tcli_t *t, const char *ca, const char *sni, const char *src,
+                         const char *pre)
+{
+    return tcli_open_v(t, ca, sni, src, pre, 0, NULL);
 }
 
 static int tcli_open(tcli_t *t, const char *ca, const char *sni, const char *src)
@@ -1579,22 +1592,7 @@ static int tcli_resume(const char *sni, int v, SSL_SESSION *sess, char *cn, size
                        SSL_SESSION **out)
 {
     tcli_t t;
-    memset(&t, 0, sizeof t);
-    t.cx = SSL_CTX_new(TLS_client_method());
-    assert_non_null(t.cx);
-    SSL_CTX_set_min_proto_version(t.cx, v);
-    SSL_CTX_set_max_proto_version(t.cx, v);
-    assert_int_equal(SSL_CTX_load_verify_locations(t.cx, DATA("ca.pem"), NULL), 1);
-    SSL_CTX_set_verify(t.cx, SSL_VERIFY_PEER, NULL);
-    t.fd = shim_connect("127.0.0.1", g_port, NULL, 10000);
-    assert_true(t.fd != SHIM_INVALID);
-    shim_set_timeout(t.fd, 10000);
-    t.ssl = SSL_new(t.cx);
-    SSL_set_fd(t.ssl, (int)t.fd);
-    SSL_set_tlsext_host_name(t.ssl, sni);
-    SSL_set1_host(t.ssl, sni);
-    if (sess) assert_int_equal(SSL_set_session(t.ssl, sess), 1);
-    assert_int_equal(SSL_connect(t.ssl), 1);
+    assert_true(tcli_open_v(&t, DATA("ca.pem"), sni, NULL, NULL, v, sess));
     tcli_echo(&t, "resume?");
     int reused = SSL_session_reused(t.ssl);
     cn[0] = 0;
