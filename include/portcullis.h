@@ -1019,8 +1019,9 @@ typedef struct pc_server_stats_s {
      * has none, or none listens); per listener: pc_server_listener_filter */
     pc_kernel_filter_t kernel_filter;
     /* kernel memory the listeners' eBPF programs and maps hold, in bytes
-     * (pc_listener_filter_t.kernel_bytes summed; kept as they are installed
-     * and swapped, so reading it takes no lock) */
+     * (pc_listener_filter_t.kernel_bytes summed, the per-source maps every
+     * listener shares counted once; kept as they are installed and swapped,
+     * so reading it takes no lock) */
     uint64_t kernel_filter_bytes;
     /* SYNs the eBPF tier saw and dropped, per cause, over every listener
      * since start (0 with the classic tier, which cannot count) */
@@ -1068,7 +1069,8 @@ PC_API void pc_server_stats(const pc_server_t *s, pc_server_stats_t *out);
 typedef struct pc_listener_filter_s {
     pc_kernel_filter_t tier; /* in force: EBPF, CBPF or OFF */
     unsigned insns;          /* CBPF: instructions of the program */
-    char why[160];           /* why lower than asked ("" when as asked) */
+    char why[160];           /* why lower than asked ("" when as asked; after
+                              * pc_server_stop "the listener is closed") */
     /* 1: the per-source limits (rate, max) are also applied to SYNs in the
      * kernel (EBPF). 0: they run after the accept only: not configured, a
      * tier that cannot, or some sources are exempt from them (a trusted
@@ -1080,9 +1082,9 @@ typedef struct pc_listener_filter_s {
      * program was installed (at start and on each rule swap). Linux 6.4
      * and later count what was allocated; 5.11 to 6.3 give an estimate
      * from the maps' sizes; the program's JIT image is not included. The
-     * per-source maps are sized by the configuration
-     * (docs/kernel-filter-ebpf.md). 0 with another tier, after
-     * pc_server_stop, or when the kernel did not say. */
+     * per-source maps are sized by the configuration and shared by every
+     * listener of the server: each counts them (docs/kernel-filter-ebpf.md). 0 with another tier,
+     * after pc_server_stop, or when the kernel did not say. */
     uint64_t kernel_bytes;
 } pc_listener_filter_t;
 

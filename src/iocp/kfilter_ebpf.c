@@ -48,7 +48,6 @@ struct kf_ebpf_s {
     int fd;                               /* listening socket, or -1 */
     int stats_fd, buckets_fd, blocked_fd; /* shared by every program (our dups) */
     int ncpu;
-    int src_shared; /* buckets and blocked came from cfg.share */
 };
 
 /* ---- errors ---------------------------------------------------------------- */
@@ -428,7 +427,6 @@ int kf_ebpf_open(const kf_ebpf_config_t *cfg, const pc_rules_t *rules, int fd, k
     if (cfg->share) {
         k->buckets_fd = fcntl_dup(cfg->share->buckets_fd);
         k->blocked_fd = fcntl_dup(cfg->share->blocked_fd);
-        k->src_shared = 1;
         if (k->buckets_fd < 0 || k->blocked_fd < 0)
             rc = fail(why, whylen, errno, "dup of an eBPF map fd");
     }
@@ -589,17 +587,23 @@ int kf_ebpf_kernel_bytes(const kf_ebpf_t *k, uint64_t *bytes)
     uint64_t sum, v;
     int rc = fd_memlock(k->cur->prog_fd, &sum);
     struct bpf_map *m;
-    /* the object's maps include the shared ones (reused into every object);
-     * source maps another listener's object made are counted there */
+    /* the object's maps include the shared ones (reused into every object) */
     bpf_object__for_each_map(m, k->cur->obj)
     {
         int fd = bpf_map__fd(m); /* < 0: a map the object did not create */
-        const char *name = bpf_map__name(m);
-        if (k->src_shared && name && (!strcmp(name, "buckets") || !strcmp(name, "blocked")))
-            continue;
         if (rc == 0 && fd >= 0 && (rc = fd_memlock(fd, &v)) == 0) sum += v;
     }
     if (rc == 0) *bytes = sum;
+    return rc;
+}
+
+int kf_ebpf_source_bytes(const kf_ebpf_t *k, uint64_t *bytes)
+{
+    if (!k || !bytes) return PC_EINVAL;
+    uint64_t b = 0, v = 0;
+    int rc = fd_memlock(k->buckets_fd, &b);
+    if (rc == 0) rc = fd_memlock(k->blocked_fd, &v);
+    if (rc == 0) *bytes = b + v;
     return rc;
 }
 

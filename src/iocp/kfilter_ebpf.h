@@ -54,7 +54,7 @@ typedef struct kf_ebpf_config_s {
      * whose source maps (buckets, blocked) this one uses too: a source's
      * rate and mark are the server's, not a listener's. NULL: its own. Read
      * by kf_ebpf_open only (the maps are then held through our own fds);
-     * its kernel bytes leave them out (the sharer counts them). */
+     * kf_ebpf_kernel_bytes counts them in each object that uses them. */
     const kf_ebpf_t *share;
 } kf_ebpf_config_t;
 
@@ -120,6 +120,10 @@ int kf_ebpf_source_map_entries(const kf_ebpf_t *k, unsigned *buckets, unsigned *
  * program, bytes NULL), PC_ENOSYS (tier not built, or a kernel without the
  * line), a PC_E* code from opening fdinfo (no /proc, no descriptor left). */
 int kf_ebpf_kernel_bytes(const kf_ebpf_t *k, uint64_t *bytes);
+/* The part of that held by the source maps (buckets, blocked), which the
+ * listeners of a server share (cfg.share). Same errors (k without a program
+ * is fine here). */
+int kf_ebpf_source_bytes(const kf_ebpf_t *k, uint64_t *bytes);
 
 /* Detach (SO_DETACH_BPF on fd, if fd >= 0) and free maps and program. NULL
  * is a no-op. */

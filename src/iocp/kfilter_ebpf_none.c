@@ -49,3 +49,8 @@ int kf_ebpf_kernel_bytes(const kf_ebpf_t *k, uint64_t *bytes)
 }
 
 void kf_ebpf_close(kf_ebpf_t *k, int fd) {}
+
+int kf_ebpf_source_bytes(const kf_ebpf_t *k, uint64_t *bytes)
+{
+    return PC_ENOSYS;
+}

@@ -74,6 +74,14 @@ static void sock_family(int fd, int *family, int *dual)
     }
 }
 
+/* Take whatever filter fd has off it (classic or eBPF: one option); 0, or
+ * -1 with errno (ENOENT: it had none). Needs no privilege. */
+static int detach_filter(int fd)
+{
+    int zero = 0; /* the kernel wants an int's length, read or not */
+    return setsockopt(fd, SOL_SOCKET, SO_DETACH_FILTER, &zero, sizeof zero);
+}
+
 /* Compile rules and attach them to fd; replacing: a classic program is
  * attached now. The kernel charges the new program to the socket's option
  * memory (net.core.optmem_max) before it uncharges the old one: when the
@@ -102,8 +110,7 @@ static int cbpf_attach(int fd, const pc_rules_t *rules, int replacing, unsigned 
     fp.filter = (struct sock_filter *)(void *)p.insn;
     int ok = setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &fp, sizeof fp) == 0;
     if (!ok && errno == ENOMEM && replacing) {
-        int zero = 0;
-        if (setsockopt(fd, SOL_SOCKET, SO_DETACH_FILTER, &zero, sizeof zero) == 0)
+        if (detach_filter(fd) == 0)
             ok = setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &fp, sizeof fp) == 0;
         else
             errno = ENOMEM;
@@ -182,7 +189,7 @@ static void ebpf_drop(pc_server_t *s, kfilter_t *kf, pc_rules_t *rules, int fd)
     kf_counts_add(s->kf_gone, k);
     kf->ebpf = NULL;
     pc__mutex_unlock(&s->kf_mu);
-    kf->kernel_bytes = 0;
+    kf->kernel_bytes = kf->source_bytes = 0;
     kf_ebpf_close(k, fd);
 }
 
@@ -216,7 +223,7 @@ static void choose(pc_server_t *s, kfilter_t *kf, int fd, pc_rules_t *old, const
     char e1[160] = "", e2[160] = "";
     kf->tier = PC_KERNEL_FILTER_OFF;
     kf->insns = 0;
-    kf->kernel_bytes = 0;
+    kf->kernel_bytes = kf->source_bytes = 0;
     /* the eBPF swap failed: the old set must leave the kernel (user space
      * swaps), but only once what replaces it is on the socket, so that no
      * moment passes without a program (a classic attach replaces it) */
@@ -245,7 +252,10 @@ static void choose(pc_server_t *s, kfilter_t *kf, int fd, pc_rules_t *old, const
             kf->why[0] = 0;
             /* read once here (a few /proc reads), not by every
              * pc_server_listener_filter under kf_lock; 0 if unreadable */
-            if (kf_ebpf_kernel_bytes(kf->ebpf, &kf->kernel_bytes) != 0) kf->kernel_bytes = 0;
+            if (kf_ebpf_kernel_bytes(kf->ebpf, &kf->kernel_bytes) != 0 ||
+                kf_ebpf_source_bytes(kf->ebpf, &kf->source_bytes) != 0 ||
+                kf->source_bytes > kf->kernel_bytes)
+                kf->kernel_bytes = kf->source_bytes = 0;
             return;
         }
         if (strncmp(e1, "ebpf", 4) != 0) { /* prefix the reason with its tier */
@@ -269,9 +279,7 @@ static void choose(pc_server_t *s, kfilter_t *kf, int fd, pc_rules_t *old, const
     }
     if (drop) ebpf_drop(s, kf, old, fd); /* nothing replaces it: detached */
     if (was == PC_KERNEL_FILTER_CBPF) {  /* take the old program off (needs no privilege) */
-        int zero = 0;
-        if (setsockopt(fd, SOL_SOCKET, SO_DETACH_FILTER, &zero, sizeof zero) != 0 &&
-            errno != ENOENT) /* ENOENT: cbpf_attach took it off already */
+        if (detach_filter(fd) != 0 && errno != ENOENT) /* ENOENT: cbpf_attach took it off */
             PC_LOGE("kernel filter: the old classic program could not be detached (%s); "
                     "it stays in force with the previous rules",
                     pc_strerror(pc__from_errno(errno)));
@@ -288,14 +296,20 @@ static void choose(pc_server_t *s, kfilter_t *kf, int fd, pc_rules_t *old, const
  * listeners. nlisteners: the first ones to count (one being set up included). */
 static void kf_summary(pc_server_t *s, int nlisteners)
 {
-    int n = 0;
-    uint64_t bytes = 0;
+    int n = 0, counted = 0;
+    uint64_t bytes = 0, shared = 0;
     pc_kernel_filter_t weakest = nlisteners ? PC_KERNEL_FILTER_EBPF : PC_KERNEL_FILTER_OFF;
     for (int i = 0; i < nlisteners; i++) {
         n += s->listeners[i].kf.ebpf != NULL;
         bytes += s->listeners[i].kf.kernel_bytes;
+        if (s->listeners[i].kf.source_bytes) {
+            shared = s->listeners[i].kf.source_bytes;
+            counted++;
+        }
         if (s->listeners[i].kf.tier > weakest) weakest = s->listeners[i].kf.tier;
     }
+    /* every eBPF listener counts the source maps they share: once here */
+    if (counted > 1) bytes -= (uint64_t)(counted - 1) * shared;
     atomic_store(&s->kf_ebpf, n);
     atomic_store(&s->kf_weakest, (int)weakest);
     atomic_store(&s->kf_kernel_bytes, bytes);
@@ -349,15 +363,13 @@ void kfilter_reload(pc_server_t *s, listener_t *l, pc_rules_t *old, const pc_rul
 void kfilter_detach(pc_server_t *s, listener_t *l)
 {
     ebpf_drop(s, &l->kf, filter_rules_peek(s->filter), l->fd); /* fd -1: the socket is gone */
-    if (l->fd != SOCK_INVALID && l->kf.tier == PC_KERNEL_FILTER_CBPF) {
-        int zero = 0;
-        setsockopt(l->fd, SOL_SOCKET, SO_DETACH_FILTER, &zero, sizeof zero);
-    }
+    if (l->fd != SOCK_INVALID && l->kf.tier == PC_KERNEL_FILTER_CBPF) (void)detach_filter(l->fd);
     /* nothing in force any more: the stats and pc_server_listener_filter say
      * so (they went on reporting the tier after the stop) */
     l->kf.tier = PC_KERNEL_FILTER_OFF;
+    snprintf(l->kf.why, sizeof l->kf.why, "the listener is closed");
     l->kf.insns = 0;
-    l->kf.kernel_bytes = 0;
+    l->kf.kernel_bytes = l->kf.source_bytes = 0;
     kf_summary(s, s->nlisteners);
 }
 
@@ -366,9 +378,7 @@ void kfilter_accepted(listener_t *l, sock_t fd)
     /* one system call per connection (~0.8 us here), against the program's
      * run on each segment received and a rule set per reload kept in the
      * kernel; ENOENT: the listener had no program when it was accepted */
-    int zero = 0; /* the kernel wants an int's length, read or not */
-    if (atomic_load_explicit(&l->kf_inherit, memory_order_relaxed))
-        (void)setsockopt(fd, SOL_SOCKET, SO_DETACH_FILTER, &zero, sizeof zero);
+    if (atomic_load_explicit(&l->kf_inherit, memory_order_relaxed)) (void)detach_filter(fd);
 }
 
 void kfilter_source_changed(pc_server_t *s, const struct sockaddr *peer)

@@ -91,6 +91,8 @@ typedef struct kfilter_s {
     uint64_t kernel_bytes;   /* EBPF: kernel memory of its program and maps, read
                               * when it was installed (constant until the next
                               * swap: every map is preallocated); 0 otherwise */
+    uint64_t source_bytes;   /* EBPF: of which the source maps, shared by every
+                              * eBPF listener of the server (kf_summary) */
 } kfilter_t;
 
 /* The send side of a connection: what only a connection with bytes to send

@@ -230,7 +230,10 @@ int kfilter(struct __sk_buff *skb)
         __u32 ip_len = 40 + ((__u32)h[4] << 8 | h[5]);
         if (ip_len > skb->len && ip_len - skb->len != 40) {
             __u32 thoff = ip_len - skb->len;
-            if (thoff > KF_EXT6_MAX || load(skb, thoff, t, sizeof t)) return skb->len;
+            /* extension headers come in multiples of 8 bytes: anything else
+             * is not that layout, and passes */
+            if (thoff < 48 || (thoff & 7) || thoff > KF_EXT6_MAX || load(skb, thoff, t, sizeof t))
+                return skb->len;
             th = t;
             h[6] = KF_IPPROTO_TCP; /* the kernel delivered it to a TCP socket */
         }
