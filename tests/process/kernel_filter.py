@@ -117,6 +117,20 @@ def echo_argv(args, rules, listen="127.0.0.1:0", prefix=(), tier=None):
     return argv
 
 
+def tier_started(srv, failures, case, tier):
+    """The server's port once its start-up line names tier ("auto": any
+    kernel tier); None when the eBPF tier asked for is not built (skipped)."""
+    port = srv.wait_listening(10)
+    line = kernel_line(srv)
+    if tier == "ebpf" and "not built" in line:
+        print("no eBPF tier built: the %s ebpf case is skipped (%s)" % (case, line))
+        return None
+    want = ("cbpf", "ebpf") if tier == "auto" else (tier,)
+    if not any(line.startswith("kernel filter: " + w) for w in want):
+        failures.append("%s (%s): start-up line names another tier: %s" % (case, tier, line))
+    return port
+
+
 def case_root(args, tmp, failures, tier):
     """tier: "auto" (any kernel tier), "ebpf" or "cbpf" (that one)."""
     rules = os.path.join(tmp, "root.rules")
@@ -124,14 +138,9 @@ def case_root(args, tmp, failures, tier):
         f.write(RULES)
     srv = Server(echo_argv(args, rules, tier=tier))
     try:
-        port = srv.wait_listening(10)
-        line = kernel_line(srv)
-        if tier == "ebpf" and "not built" in line:
-            print("no eBPF tier built: the root ebpf case is skipped (%s)" % line)
+        port = tier_started(srv, failures, "root", tier)
+        if port is None:
             return
-        want = ("cbpf", "ebpf") if tier == "auto" else (tier,)
-        if not any(line.startswith("kernel filter: " + w) for w in want):
-            failures.append("root (%s): start-up line names another tier: %s" % (tier, line))
         expect(failures, "root 127.0.0.1", connect("127.0.0.1", "127.0.0.1", port, 5), "ok")
         for src in ("127.0.0.2", "127.0.9.7"):
             expect(failures, "root " + src, connect(src, "127.0.0.1", port, DENIED_WAIT), "timeout")
@@ -178,13 +187,9 @@ def case_v6(args, tmp, failures):
     for tier in ("ebpf", "cbpf"):
         srv = Server(echo_argv(args, rules, listen="[::1]:0", tier=tier))
         try:
-            port = srv.wait_listening(10)
-            line = kernel_line(srv)
-            if tier == "ebpf" and "not built" in line:
-                print("no eBPF tier built: the v6 ebpf case is skipped (%s)" % line)
+            port = tier_started(srv, failures, "v6", tier)
+            if port is None:
                 continue
-            if not line.startswith("kernel filter: " + tier):
-                failures.append("v6 (%s): start-up line names another tier: %s" % (tier, line))
             for ext in (None, "hopopts", "dstopts"):
                 expect(failures, "v6 %s [::1] %s" % (tier, ext or "plain"),
                        connect("::1", "::1", port, DENIED_WAIT, ext=ext), "timeout")
