@@ -1083,8 +1083,9 @@ typedef struct pc_listener_filter_s {
      * and later count what was allocated; 5.11 to 6.3 give an estimate
      * from the maps' sizes; the program's JIT image is not included. The
      * per-source maps are sized by the configuration and shared by every
-     * listener of the server: each counts them (docs/kernel-filter-ebpf.md). 0 with another tier,
-     * after pc_server_stop, or when the kernel did not say. */
+     * listener of the server: each counts them (docs/kernel-filter-ebpf.md).
+     * 0 with another tier, after pc_server_stop, or when the kernel did not
+     * say. */
     uint64_t kernel_bytes;
 } pc_listener_filter_t;
 

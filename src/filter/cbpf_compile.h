@@ -81,8 +81,9 @@ typedef struct cbpf_prog_s {
  * the listener compiles to one instruction (ret pass). On success the caller
  * owns out->insn (cbpf_prog_free).
  * Returns 0, PC_ENOBUFS (more than CBPF_MAXINSNS instructions: out->len says
- * how many, or with out->len_at_least at least how many, out->insn is NULL), PC_ENOMEM, PC_EINVAL
- * (bad family, out NULL). Any thread. O(n log n) in the rules of the family. */
+ * how many, or with out->len_at_least at least how many, out->insn is NULL),
+ * PC_ENOMEM, PC_EINVAL (bad family, out NULL). Any thread. O(n log n) in the
+ * rules of the family. */
 int cbpf_compile(const pc_rules_t *rules, int family, int dual_stack, cbpf_prog_t *out);
 
 /* Free a compiled program (its instructions); NULL or empty is a no-op. */

@@ -127,10 +127,11 @@ pc_verdict_t filter_decide(filter_t *f, int reader, const addr_t *peer, uint64_t
         * taken at the first ask (rejects are counted as ever, with     \
         * the hit of a rule that rejects it after a reload) */
 
-/* filter_decide with flags (FILTER_SKIP_SOURCE, FILTER_RETRY). The PROXY protocol's second
- * verdict on the real client also runs through here, on worker threads, with
- * at_capacity 0 (the connection already holds its capacity slot) and a reader
- * index of its own (readers beyond the accept threads'). */
+/* filter_decide with flags (FILTER_SKIP_SOURCE, FILTER_RETRY). The PROXY
+ * protocol's second verdict on the real client also runs through here, on
+ * worker threads, with at_capacity 0 (the connection already holds its
+ * capacity slot) and a reader index of its own (readers beyond the accept
+ * threads'). */
 pc_verdict_t filter_decide_ex(filter_t *f, int reader, const addr_t *peer, uint64_t now_ns,
                               int at_capacity, unsigned flags, pc_verdict_t (*cond)(void *ud),
                               void *cond_ud, filter_ticket_t *ticket, int *step_out);

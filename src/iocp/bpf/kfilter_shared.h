@@ -44,10 +44,10 @@ typedef uint64_t kf_u64;
  * KF_ETH_P_V6, network byte order; every IPv6 TCP packet is longer). */
 #define KF_HEAD     34
 #define KF_HEAD6    54
+#define KF_ETH_P_V6 0x86DD
 /* The furthest a TCP header may lie behind IPv6 extension headers for the
  * program to read it (else the packet passes to user space). */
 #define KF_EXT6_MAX 2048
-#define KF_ETH_P_V6 0x86DD
 
 struct kf_range6 {
     kf_u64 hi, lo; /* start of the interval */
