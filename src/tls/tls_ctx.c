@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include <openssl/core_names.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -249,18 +250,6 @@ static int hello_cb(SSL *ssl, int *alert, void *arg)
     return SSL_CLIENT_HELLO_SUCCESS;
 }
 
-/* ASCII case-insensitive equality (host names). */
-static int name_eq(const char *a, const char *b)
-{
-    for (; *a && *b; a++, b++) {
-        unsigned char x = (unsigned char)*a, y = (unsigned char)*b;
-        if (x >= 'A' && x <= 'Z') x = (unsigned char)(x + 32);
-        if (y >= 'A' && y <= 'Z') y = (unsigned char)(y + 32);
-        if (x != y) return 0;
-    }
-    return *a == *b;
-}
-
 /* A ticket opened: resume only when the ClientHello asks for the name the
  * session was made under (RFC 6066, 3: a different server_name must not
  * resume; both without a name is the same). Else a full handshake, with the
@@ -277,7 +266,9 @@ static SSL_TICKET_RETURN ticket_dec_cb(SSL *ssl, SSL_SESSION *ss, const unsigned
                    ? SSL_TICKET_RETURN_IGNORE_RENEW
                    : SSL_TICKET_RETURN_ABORT; /* OpenSSL's own answers */
     const char *was = SSL_SESSION_get0_hostname(ss);
-    if (!name_eq(was ? was : "", tls_sess_host_of(ssl))) return SSL_TICKET_RETURN_IGNORE_RENEW;
+    /* OpenSSL's comparison ignores ASCII case only, whatever the locale */
+    if (OPENSSL_strcasecmp(was ? was : "", tls_sess_host_of(ssl)) != 0)
+        return SSL_TICKET_RETURN_IGNORE_RENEW;
     return status == SSL_TICKET_SUCCESS ? SSL_TICKET_RETURN_USE : SSL_TICKET_RETURN_USE_RENEW;
 }
 
