@@ -444,74 +444,60 @@ static void test_merge(void **state)
     pc_rules_free(r);
 }
 
+/* n prefixes of length len, isolated (every other block: none adjacent),
+ * compiled for a listener of family fam (dual: dual-stack): the result, and
+ * *p (the caller frees it). */
+static int compile_isolated(int fam, unsigned len, int dual, size_t n, cbpf_prog_t *p)
+{
+    gen_t *g = calloc(1, sizeof *g);
+    assert_non_null(g);
+    gen_append(g, "");
+    for (size_t i = 0; i < n; i++) {
+        char line[96];
+        if (fam == 4) {
+            uint32_t v = (uint32_t)((i * 2 + 1) << (32 - len)); /* every other block */
+            snprintf(line, sizeof line, "deny %u.%u.%u.%u/%u\n", v >> 24, (v >> 16) & 255,
+                     (v >> 8) & 255, v & 255, len);
+        } else {
+            addr_t a;
+            uint64_t odd = (uint64_t)i * 2 + 1; /* every other block */
+            addr_set_v6(&a, 0x20010db800000000ull | (len <= 64 ? odd << (64 - len) : 0),
+                        len <= 64 ? 0 : odd << (128 - len));
+            addr_mask(&a, len);
+            char t[PC_ADDR_STRLEN];
+            addr_format(&a, t, sizeof t);
+            snprintf(line, sizeof line, "deny %s/%u\n", t, len);
+        }
+        gen_append(g, line);
+    }
+    pc_rules_t *r = NULL;
+    char err[200];
+    if (pc_rules_load_string(g->text, g->tlen, "cap", &r, err, sizeof err) != 0)
+        fail_msg("%s", err);
+    int rc = cbpf_compile(r, fam == 4 ? 4 : 6, dual, p);
+    pc_rules_free(r);
+    free(g->text);
+    free(g);
+    return rc;
+}
+
 /* Largest n such that n prefixes (isolated: not adjacent) of length len fit. */
 static size_t capacity(int fam, unsigned len, int dual)
 {
     size_t lo = 1, hi = 8192;
     while (lo < hi) {
         size_t n = (lo + hi + 1) / 2;
-        gen_t g = {0};
-        gen_append(&g, "");
-        for (size_t i = 0; i < n; i++) {
-            char line[96];
-            if (fam == 4) {
-                uint32_t v = (uint32_t)((i * 2 + 1) << (32 - len)); /* every other block */
-                snprintf(line, sizeof line, "deny %u.%u.%u.%u/%u\n", v >> 24, (v >> 16) & 255,
-                         (v >> 8) & 255, v & 255, len);
-            } else {
-                addr_t a;
-                uint64_t odd = (uint64_t)i * 2 + 1; /* every other block */
-                addr_set_v6(&a, 0x20010db800000000ull | (len <= 64 ? odd << (64 - len) : 0),
-                            len <= 64 ? 0 : odd << (128 - len));
-                addr_mask(&a, len);
-                char t[PC_ADDR_STRLEN];
-                addr_format(&a, t, sizeof t);
-                snprintf(line, sizeof line, "deny %s/%u\n", t, len);
-            }
-            gen_append(&g, line);
-        }
-        pc_rules_t *r = NULL;
-        char err[200];
-        if (pc_rules_load_string(g.text, g.tlen, "cap", &r, err, sizeof err) != 0)
-            fail_msg("%s", err);
         cbpf_prog_t p;
-        int rc = cbpf_compile(r, fam == 4 ? 4 : 6, dual, &p);
+        int rc = compile_isolated(fam, len, dual, n, &p);
         assert_true(rc == 0 || rc == PC_ENOBUFS);
         if (rc == PC_ENOBUFS) assert_true(p.len > CBPF_MAXINSNS);
         cbpf_prog_free(&p);
-        pc_rules_free(r);
-        free(g.text);
         if (rc == 0)
             lo = n;
         else
             hi = n - 1;
     }
     return lo;
-}
-
-/* n isolated IPv4 /32s (10.x.y.z, every other address) compiled for an
- * IPv4 listener: the result, and *p. */
-static int compile_isolated(size_t n, cbpf_prog_t *p)
-{
-    gen_t *g = calloc(1, sizeof *g);
-    assert_non_null(g);
-    gen_append(g, "");
-    for (size_t i = 0; i < n; i++) {
-        char line[64];
-        uint32_t v = 0x0a000000u | (uint32_t)(i * 2);
-        snprintf(line, sizeof line, "deny %u.%u.%u.%u\n", v >> 24, (v >> 16) & 255, (v >> 8) & 255,
-                 v & 255);
-        gen_append(g, line);
-    }
-    pc_rules_t *r = NULL;
-    char err[200];
-    if (pc_rules_load_string(g->text, g->tlen, "iso", &r, err, sizeof err) != 0)
-        fail_msg("%s", err);
-    int rc = cbpf_compile(r, 4, 0, p);
-    pc_rules_free(r);
-    free(g->text);
-    free(g);
-    return rc;
 }
 
 /* A set that does not fit says how many instructions it needs: counted when
@@ -521,12 +507,13 @@ static void test_too_big_reports(void **state)
 {
     (void)state;
     cbpf_prog_t p;
-    assert_int_equal(compile_isolated(2040, &p), PC_ENOBUFS); /* 4081 ranges: counted */
+    assert_int_equal(compile_isolated(4, 32, 0, 2040, &p), PC_ENOBUFS); /* 4081 ranges: counted */
     assert_int_equal(p.len_at_least, 0);
     assert_true(p.len > CBPF_MAXINSNS);
     assert_null(p.insn);
     cbpf_prog_free(&p);
-    assert_int_equal(compile_isolated(3000, &p), PC_ENOBUFS); /* 6001 ranges: not counted */
+    /* 6001 ranges: not counted */
+    assert_int_equal(compile_isolated(4, 32, 0, 3000, &p), PC_ENOBUFS);
     assert_int_equal(p.len_at_least, 1);
     assert_int_equal(p.ranges4, 6001);
     assert_int_equal(p.len, 6001);

@@ -42,11 +42,11 @@ static tracker_t *make(unsigned max, double rate, unsigned burst, unsigned capac
     return t;
 }
 
-/* Acquire and immediately release; returns the acquire result. */
-static unsigned touch(tracker_t *t, const addr_t *a, uint64_t now_ms)
+/* Acquire at now_ns and immediately release; returns the acquire result. */
+static unsigned touch_ns(tracker_t *t, const addr_t *a, uint64_t now_ns)
 {
     uint32_t slot;
-    unsigned r = tracker_acquire(t, a, MS(now_ms), 0, &slot);
+    unsigned r = tracker_acquire(t, a, now_ns, 0, &slot);
     if (r == 0) {
         assert_int_not_equal(slot, TRACK_NO_SLOT);
         tracker_release(t, slot);
@@ -56,13 +56,10 @@ static unsigned touch(tracker_t *t, const addr_t *a, uint64_t now_ms)
     return r;
 }
 
-/* touch at a time in nanoseconds */
-static unsigned touch_ns(tracker_t *t, const addr_t *a, uint64_t now_ns)
+/* touch_ns at a time in milliseconds */
+static unsigned touch(tracker_t *t, const addr_t *a, uint64_t now_ms)
 {
-    uint32_t slot;
-    unsigned r = tracker_acquire(t, a, now_ns, 0, &slot);
-    if (r == 0) tracker_release(t, slot);
-    return r;
+    return touch_ns(t, a, MS(now_ms));
 }
 
 static void test_token_bucket(void **state)
