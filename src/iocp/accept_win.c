@@ -210,6 +210,11 @@ static int post_handshake_verdict(listener_t *l, cond_ctx_t *cx, sock_t fd,
  * as accepted there. */
 static void hand_off(pc_server_t *s, listener_t *l, sock_t fd, const struct sockaddr_storage *peer)
 {
+    /* WSAAccept's socket is inheritable whatever the listener's
+     * WSA_FLAG_NO_HANDLE_INHERIT: a child process started with handle
+     * inheritance would hold the connection open after we close it. A
+     * non-IFS provider's handle may refuse; that is not fatal. */
+    SetHandleInformation((HANDLE)fd, HANDLE_FLAG_INHERIT, 0);
     int rc = sock_set_nonblock(fd); /* the shared code drains with non-blocking recv */
     if (rc == 0) rc = conn_start_accepted(s, l, fd, peer);
     if (rc < 0) {

@@ -476,6 +476,49 @@ static void overlapped_internal_pending(void **state)
     shim_close(c);
 }
 
+/* The server's end of the connection from client c: the socket handle whose
+ * local port is g_port and whose peer is c (found by trying handle values,
+ * so the test needs nothing of the engine's internals). */
+static SOCKET server_end_of(shim_sock_t c)
+{
+    struct sockaddr_in me;
+    int len = (int)sizeof me;
+    if (getsockname(c, (struct sockaddr *)&me, &len) != 0) return INVALID_SOCKET;
+    for (uintptr_t h = 4; h < (1u << 16); h += 4) {
+        SOCKET s = (SOCKET)h;
+        struct sockaddr_in local, peer;
+        int ll = (int)sizeof local, pl = (int)sizeof peer;
+        if (s == c || getsockname(s, (struct sockaddr *)&local, &ll) != 0 ||
+            local.sin_family != AF_INET || ntohs(local.sin_port) != g_port)
+            continue;
+        if (getpeername(s, (struct sockaddr *)&peer, &pl) == 0 && peer.sin_port == me.sin_port)
+            return s;
+    }
+    return INVALID_SOCKET;
+}
+
+/* Accepted connections are not inheritable, like every socket the engine
+ * makes: a child process started with handle inheritance would otherwise
+ * hold each open connection, and closing it here would not end it for the
+ * peer. WSAAccept does not carry the listener's WSA_FLAG_NO_HANDLE_INHERIT
+ * over (Wine, and Windows too), so the engine clears the flag itself. */
+static void accepted_socket_not_inheritable(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    start_server(&cfg);
+    shim_sock_t c = shim_connect("127.0.0.1", g_port, NULL, 3000);
+    assert_true(c != SHIM_INVALID);
+    expect_echo(c, "opened"); /* the worker has the socket by now */
+    SOCKET s = server_end_of(c);
+    assert_true(s != INVALID_SOCKET);
+    DWORD flags = 0;
+    assert_true(GetHandleInformation((HANDLE)s, &flags));
+    assert_int_equal(flags & HANDLE_FLAG_INHERIT, 0);
+    shim_close(c);
+}
+
 /* The IOCP variants give the same results: batches or one
  * GetQueuedCompletionStatus per packet, with and without skip-on-success
  * (synchronous successes staged on the worker's ready list). */
@@ -552,6 +595,12 @@ static void overlapped_internal_pending(void **state)
     (void)state;
     skip();
 }
+
+static void accepted_socket_not_inheritable(void **state)
+{
+    (void)state;
+    skip();
+}
 #endif
 
 int main(int argc, char **argv)
@@ -572,6 +621,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(win_error_mapping, win_teardown),
         cmocka_unit_test_teardown(iocp_variants_echo, win_teardown),
         cmocka_unit_test_teardown(overlapped_internal_pending, win_teardown),
+        cmocka_unit_test_teardown(accepted_socket_not_inheritable, win_teardown),
     };
     if (PICK_TEST(tests, argc, argv) != 0) return 1;
     return cmocka_run_group_tests_name("windows", tests, NULL, NULL);
