@@ -50,6 +50,7 @@ int accept_listener_open(pc_server_t *s, listener_t *l)
     int rc = sock_listen((struct sockaddr *)&l->addr, l->addrlen, s->cfg.backlog, want,
                          &l->cond_err, &l->fd);
     if (rc < 0) return rc;
+    kfilter_attach(s, l, l->fd, NULL); /* none on Windows: says so when one was asked for */
     l->mode =
         (want && l->cond_err == 0) ? PC_ACCEPT_MODE_PRE_HANDSHAKE : PC_ACCEPT_MODE_POST_HANDSHAKE;
     /* the server reports pre-handshake only if every listener runs it */

@@ -2,13 +2,33 @@
 /* The listener's kernel filter on Windows: there is none (no socket filter
  * in Winsock), so every listener runs with the tier off and the rules are
  * judged by the accept thread alone; pc_server_listener_filter reports
- * PC_KERNEL_FILTER_OFF. The functions are server.h's, doing nothing. */
+ * PC_KERNEL_FILTER_OFF and, when a tier was asked for, why (as on Linux when
+ * the kernel refuses one). An explicit tier asked for is logged as refused,
+ * as on Linux. The other functions are server.h's, doing nothing. */
 #include "server.h"
+
+#include <stdio.h>
+
+#include "core/log.h"
 
 int kfilter_attach(pc_server_t *s, listener_t *l, sock_t fd, const pc_rules_t *rules)
 {
-    (void)s, (void)fd, (void)rules;
+    (void)rules;
+    pc_kernel_filter_t want = s->cfg.kernel_filter;
     l->kf.tier = PC_KERNEL_FILTER_OFF;
+    l->kf.why[0] = '\0';
+    if (want == PC_KERNEL_FILTER_OFF) return 0;
+    snprintf(l->kf.why, sizeof l->kf.why,
+             "no kernel filter on Windows (conditional accept is its pre-handshake verdict)");
+    char name[64] = "?";
+    struct sockaddr_storage ss;
+    if (sock_local_addr(fd, &ss) == 0)
+        pc_format_endpoint((struct sockaddr *)&ss, name, sizeof name);
+    if (want == PC_KERNEL_FILTER_AUTO)
+        PC_LOGD("listener %s: kernel filter off; %s", name, l->kf.why);
+    else
+        PC_LOGW("listener %s: kernel filter %s refused, running off: %s", name,
+                pc_kernel_filter_name(want), l->kf.why);
     return 0;
 }
 
@@ -19,7 +39,9 @@ void kfilter_reload(pc_server_t *s, listener_t *l, pc_rules_t *old, const pc_rul
 
 void kfilter_detach(pc_server_t *s, listener_t *l)
 {
-    (void)s, (void)l;
+    (void)s;
+    l->kf.tier = PC_KERNEL_FILTER_OFF;
+    snprintf(l->kf.why, sizeof l->kf.why, "the listener is closed");
 }
 
 void kfilter_accepted(listener_t *l, sock_t fd)

@@ -519,6 +519,38 @@ static void accepted_socket_not_inheritable(void **state)
     shim_close(c);
 }
 
+/* There is no kernel filter on Windows: a listener asked for one runs
+ * without, and says so as Linux does when the kernel refuses a tier (a
+ * warning for an explicit tier, the reason in pc_server_listener_filter);
+ * after the stop, the listener is closed. */
+static void kernel_filter_refusal_reported(void **state)
+{
+    (void)state;
+    static const pc_kernel_filter_t asked[] = {PC_KERNEL_FILTER_EBPF, PC_KERNEL_FILTER_CBPF,
+                                               PC_KERNEL_FILTER_AUTO, PC_KERNEL_FILTER_OFF};
+    for (size_t i = 0; i < sizeof asked / sizeof asked[0]; i++) {
+        log_start();
+        pc_server_config_t cfg;
+        base_config(&cfg);
+        cfg.kernel_filter = asked[i];
+        start_server(&cfg);
+        int explicit_tier = asked[i] == PC_KERNEL_FILTER_EBPF || asked[i] == PC_KERNEL_FILTER_CBPF;
+        assert_int_equal(log_count("kernel filter", "refused, running off"), explicit_tier);
+        pc_listener_filter_t lf;
+        assert_int_equal(pc_server_listener_filter(g_srv, 0, &lf), 0);
+        assert_int_equal(lf.tier, PC_KERNEL_FILTER_OFF);
+        if (asked[i] == PC_KERNEL_FILTER_OFF)
+            assert_string_equal(lf.why, ""); /* as asked */
+        else
+            assert_non_null(strstr(lf.why, "no kernel filter on Windows"));
+        assert_int_equal(pc_server_stop(g_srv, 100), 0);
+        assert_int_equal(pc_server_listener_filter(g_srv, 0, &lf), 0);
+        assert_string_equal(lf.why, "the listener is closed");
+        pc_server_destroy(g_srv);
+        g_srv = NULL;
+    }
+}
+
 /* The IOCP variants give the same results: batches or one
  * GetQueuedCompletionStatus per packet, with and without skip-on-success
  * (synchronous successes staged on the worker's ready list). */
@@ -601,6 +633,12 @@ static void accepted_socket_not_inheritable(void **state)
     (void)state;
     skip();
 }
+
+static void kernel_filter_refusal_reported(void **state)
+{
+    (void)state;
+    skip();
+}
 #endif
 
 int main(int argc, char **argv)
@@ -622,6 +660,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(iocp_variants_echo, win_teardown),
         cmocka_unit_test_teardown(overlapped_internal_pending, win_teardown),
         cmocka_unit_test_teardown(accepted_socket_not_inheritable, win_teardown),
+        cmocka_unit_test_teardown(kernel_filter_refusal_reported, win_teardown),
     };
     if (PICK_TEST(tests, argc, argv) != 0) return 1;
     return cmocka_run_group_tests_name("windows", tests, NULL, NULL);
