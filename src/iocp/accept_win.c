@@ -164,8 +164,9 @@ static int CALLBACK accept_condition(LPWSABUF caller, LPWSABUF caller_data, LPQO
         cx->defer_counted = (same && cx->defer_counted) || step == PC_STEP_CONDITION;
         if (!same) { /* a new head of the queue */
             cx->defer_since = now ? now : 1;
-            memcpy(&cx->defer_peer, peer,
-                   peer->sa_family == AF_UNSPEC ? sizeof(ADDRESS_FAMILY) : addr_len(peer));
+            /* as many bytes as `same` compares (the AF_UNSPEC stand-in is
+             * a whole zeroed sockaddr_storage) */
+            memcpy(&cx->defer_peer, peer, addr_len(peer));
             counter_add(&s->deferred, 1);
         } else if (now - cx->defer_since >= s->cfg.defer_timeout_ms) {
             /* deferred too long: it blocks every request behind it */

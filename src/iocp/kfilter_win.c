@@ -25,7 +25,7 @@ int kfilter_attach(pc_server_t *s, listener_t *l, sock_t fd, const pc_rules_t *r
     if (sock_local_addr(fd, &ss) == 0)
         pc_format_endpoint((struct sockaddr *)&ss, name, sizeof name);
     if (want == PC_KERNEL_FILTER_AUTO)
-        PC_LOGD("listener %s: kernel filter off; %s", name, l->kf.why);
+        PC_LOGI("listener %s: kernel filter off; %s", name, l->kf.why);
     else
         PC_LOGW("listener %s: kernel filter %s refused, running off: %s", name,
                 pc_kernel_filter_name(want), l->kf.why);
