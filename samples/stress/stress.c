@@ -59,6 +59,7 @@
 #ifdef _WIN32
 #include <windows.h>
 #else
+#include <dirent.h>
 #include <sys/resource.h>
 #include <time.h>
 #endif
@@ -95,21 +96,32 @@ static void sleep_us(unsigned us)
 
 /* Every connection holds a descriptor: raise the soft open-file limit to
  * what -c needs (up to the hard limit), or refuse the run, rather than
- * have connects fail with EMFILE and count as errors. Returns 0 or -1. */
-static int fd_room(unsigned conns)
+ * have connects fail with EMFILE and count as errors. The need is conns
+ * plus engine (the descriptors the engine holds: its workers have two or
+ * more each, so -t 256 takes over 500; a fixed allowance of 64 let connects
+ * fail with EMFILE, counted as connect_other) plus room for a few more.
+ * quiet: raise as far as the hard limit allows, print nothing. Returns 0
+ * or -1. */
+static int fd_room(unsigned conns, unsigned long engine, int quiet)
 {
 #ifdef _WIN32
     (void)conns;
+    (void)engine;
+    (void)quiet;
     return 0;
 #else
-    const rlim_t need = (rlim_t)conns + 64; /* stdio, the engine's own descriptors */
+    const rlim_t need = (rlim_t)conns + (rlim_t)engine + 64;
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need)
         return 0;
     if (rl.rlim_max >= need) { /* RLIM_INFINITY is the largest value */
         rl.rlim_cur = need;
         if (setrlimit(RLIMIT_NOFILE, &rl) == 0) return 0;
+    } else if (quiet) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
     }
+    if (quiet) return -1;
     fprintf(stderr,
             "pc-stress: -c %u needs about %llu open files; the limit is %llu (hard %llu): "
             "raise it (ulimit -n) or use fewer connections\n",
@@ -118,6 +130,28 @@ static int fd_room(unsigned conns)
     return -1;
 #endif
 }
+
+#ifndef _WIN32
+/* Descriptors open in this process now: /proc/self/fd's entries (less the
+ * one reading them), else a guess (a few per worker). */
+static unsigned long fds_open(int threads)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (!d) return 16 + 4ul * (unsigned long)threads;
+    unsigned long n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n ? n - 1 : 0;
+}
+#else
+static unsigned long fds_open(int threads)
+{
+    (void)threads;
+    return 0;
+}
+#endif
 
 /* ---- options ------------------------------------------------------------------ */
 
@@ -975,7 +1009,9 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    if (build_requests() < 0 || fd_room(opt.conns) < 0) return 1;
+    if (build_requests() < 0) return 1;
+    /* room for the engine's workers first (counted once they run) */
+    fd_room(opt.conns, 8ul * (unsigned long)opt.threads, 1);
     uint32_t ring = 1;
     while (ring < opt.pipeline)
         ring <<= 1;
@@ -1014,6 +1050,11 @@ int main(int argc, char **argv)
     if (rc == 0) rc = pc_server_start(g_srv);
     if (rc < 0) {
         fprintf(stderr, "pc-stress: %s\n", pc_strerror(rc));
+        return 1;
+    }
+    if (fd_room(opt.conns, fds_open(opt.threads), 0) < 0) {
+        pc_server_stop(g_srv, 0);
+        pc_server_destroy(g_srv);
         return 1;
     }
     signal(SIGINT, on_signal);
