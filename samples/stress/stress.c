@@ -492,6 +492,16 @@ static int response_done(void *user, int status, int closing)
         s->closing = 1;
         atomic_store(&s->id, 0);
     }
+    if (opt.close_mode && !s->closing && !ref->ending) {
+        /* the request said Connection: close, so the connection ends after
+         * this response (RFC 9112 section 9.6) even if the server keeps it
+         * open: close it (its close brings the next one) rather than wait
+         * for --timeout with the slot idle */
+        s->closing = 1;
+        atomic_store(&s->id, 0);
+        pc_conn_close(c);
+        return 0;
+    }
     if (opt.close_mode || s->closing || ref->ending) return 0;
     if (opt.rate <= 0) {
         ring_push(s, now_ns(), id);

@@ -18,6 +18,10 @@ about 0.5 s) against it:
              no error, the 2 connections reused;
   http11     "HTTP/1.1 200" + Content-Length, --pipeline 4: no error, 2
              connections, nothing dropped;
+  http11     with --close (the server answers keep-alive, ignoring the
+             request's Connection: close): pc-stress closes after each
+             response, one connection per response, no error (it waited for
+             the server's close until --timeout: 2 requests in 0.5 s);
   close11    "HTTP/1.1 200" + Connection: close + Content-Length, then close:
              no error, one connection per response;
   toclose    "HTTP/1.1 200" with no length: the body runs to the close, which
@@ -178,6 +182,15 @@ def run(a):
               "%s: one connection per response (%d connects, %d requests)"
               % (mode, j["connects"], j["requests"]))
         check(j.get("dropped") == 0, "%s: nothing dropped without pipelining" % mode)
+
+    # --close against a server that keeps the connection: pc-stress ends it
+    j = stress(a, "http11", ["--close"])
+    check(j["requests"] >= 20 and j["errors_total"] == 0,
+          "http11 --close: the client closes after each response: requests answered (%d), "
+          "no error (%s)" % (j["requests"], nonzero(j["errors"])))
+    check(j["requests"] <= j["connects"] <= j["requests"] + 2,
+          "http11 --close: one connection per response (%d connects, %d requests)"
+          % (j["connects"], j["requests"]))
 
     # pipelined behind a closing response: dropped, counted one by one
     j = stress(a, "http10", ["--pipeline", "4"])
