@@ -53,7 +53,7 @@ void stress_report_json(FILE *out, const stress_run_t *run, const stress_result_
     json_string(out, run->url);
     fprintf(out,
             ",\"connections\":%u,\"threads\":%d,\"duration_s\":%.3f,"
-            "\"pipeline\":%u,\"close\":%s,\"rate\":%.1f,\"requests\":%llu,"
+            "\"pipeline\":%u,\"close\":%s,\"rate\":%.15g,\"requests\":%llu,"
             "\"req_per_s\":%.1f,\"bytes\":%llu,\"bytes_per_s\":%.1f,\"connects\":%llu,"
             "\"connects_per_s\":%.1f,\"late_connects\":%llu,\"unsent\":%llu,\"unanswered\":%llu,"
             "\"unconnected\":%llu,\"dropped\":%llu,\"latency_us\":{",
@@ -104,7 +104,11 @@ void stress_report_text(FILE *out, const stress_run_t *run, const stress_result_
     fprintf(out, "pc-stress %s: %u connections, %d threads, %.2fs, pipeline %u%s", run->url,
             run->conns, run->threads, r->secs, run->pipeline,
             run->close_mode ? ", close (churn)" : ", keep-alive");
-    if (run->rate > 0) fprintf(out, ", rate %.0f/s", run->rate);
+    /* --rate takes fractions: 0.5/s is not "0/s" */
+    if (run->rate >= 100)
+        fprintf(out, ", rate %.0f/s", run->rate);
+    else if (run->rate > 0)
+        fprintf(out, ", rate %.3g/s", run->rate);
     fprintf(out, "\n  requests   %llu (%.1f req/s), %.2f MB/s received\n",
             (unsigned long long)t->requests, rps, bps / 1e6);
     fprintf(out, "  latency    p50 %s  p90 %s  p99 %s  p99.9 %s  max %s\n",

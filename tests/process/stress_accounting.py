@@ -34,6 +34,9 @@ about 0.5 s) against it:
              first at once, and a latency measured from each request's
              scheduled time that is the server's time, not the 50 ms
              interval (request k was sent at (k+1)/rate, timed from k/rate);
+  ratefmt    --rate 0.5 and 0.01: the text report says "rate 0.5/s" and the
+             JSON report "rate": 0.01 (they said "rate 0/s" and 0.0, which is
+             the JSON report's closed loop);
   url        a URL path holding '"' and '\\': the JSON report parses and
              names the URL as given;
   nofile     -c 200 with an open-file limit of 100: refused at start (exit 1,
@@ -252,6 +255,24 @@ def run(a):
     p50 = j["latency_us"]["p50"]
     check(p50 < 25000, "rate 20/s: latency p50 %.0f us is the server's, not the 50 ms interval"
           % p50)
+
+    # a fractional --rate is reported as given
+    srv = TestServer("http11")
+    try:
+        url = "http://%s:%d/" % (HOST, srv.port)
+        rc, out, err = run_stress(a.bin_dir, [url, "-c", "1", "-d", "0.2", "--rate", "0.5"])
+        check(rc == 0 and "rate 0.5/s" in out.split("\n")[0],
+              "ratefmt: --rate 0.5 reported as 'rate 0.5/s' (%r)" % out.split("\n")[0])
+        rc, out, err = run_stress(a.bin_dir, [url, "-c", "1", "-d", "0.2", "--rate", "0.01",
+                                              "--json"])
+        try:
+            j = json.loads(out)
+        except ValueError:
+            j = {}
+        check(rc == 0 and j.get("rate") == 0.01,
+              "ratefmt: --rate 0.01 in the JSON report as 0.01 (%s)" % j.get("rate"))
+    finally:
+        srv.stop()
 
     # the URL in the JSON report is a JSON string whatever it holds
     srv = TestServer("http11")
