@@ -815,7 +815,16 @@ static int parse_url(const char *url)
     memcpy(opt.endpoint + strlen(host) + 1, pp, strlen(pp) + 1);
     struct sockaddr_storage ss;
     socklen_t sl;
-    return pc_parse_endpoint(opt.endpoint, &ss, &sl) == 0 ? 0 : -1;
+    if (pc_parse_endpoint(opt.endpoint, &ss, &sl) < 0) return -1;
+    /* port 0 is no server's (every connect would fail, counted as refused) */
+    if ((ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
+                                 : ((struct sockaddr_in6 *)&ss)->sin6_port) == 0)
+        return -1;
+    /* the path goes into the request line as it is: a blank or a control
+     * byte (CR LF) would break it, or add header lines */
+    for (const unsigned char *p = (const unsigned char *)opt.path; *p; p++)
+        if (*p <= 0x20 || *p == 0x7f) return -1;
+    return 0;
 }
 
 static int build_requests(void)
@@ -954,7 +963,10 @@ static int parse_args(int argc, char **argv)
         return -1;
     }
     if (parse_url(opt.url) < 0) {
-        fprintf(stderr, "pc-stress: bad URL '%s' (want http[s]://IP[:PORT][/path])\n", opt.url);
+        fprintf(stderr,
+                "pc-stress: bad URL '%s' (want http[s]://IP[:PORT][/path]: port 1 to 65535, "
+                "no blank or control byte in the path)\n",
+                opt.url);
         return -1;
     }
     if (opt.source) {

@@ -14,6 +14,9 @@ takes no fixed port; it is killed after 3 s and counted as a failure.
   source     pc-stress --source 999.1.1.1, 127.0.0.1:80, [::1], '' and ::1
              with an IPv4 URL: exit 2 naming --source, at the flag (they were
              stored unchecked: every connect failed, exit 0);
+  url        pc-stress with port 0, or a blank, CR LF or a tab in the path:
+             exit 2, "bad URL" (they ran: every connect refused, or a request
+             line split by the blank, or headers added by the CR LF);
   tls-only   --tls-client-ca FILE and --tls-alpn LIST without --tls-cert/
              --tls-key, on pc-echo, pc-http and pc-chat: exit 2, "... needs
              --tls-cert/--tls-key" (they were ignored: plain TCP);
@@ -149,6 +152,12 @@ def body(bin_dir):
                 ["--source", bad, "-c", "1", "-d", "0.3", url4], "--source needs")
     refused(check, bin_dir, "pc-stress", ["--source", "::1", "-c", "1", "-d", "0.3", url4],
             "--source ::1 is IPv6")
+
+    # 1b. pc-stress URLs that make no request: port 0, a path that breaks the
+    # request line (the server at port 9 is never reached)
+    for bad in ("http://%s:0/" % HOST, "http://%s:9/a b" % HOST, "http://%s:9/a\r\nX: y" % HOST,
+                "http://%s:9/\t" % HOST):
+        refused(check, bin_dir, "pc-stress", [bad, "-c", "1", "-d", "0.3"], "bad URL")
 
     # 2. TLS-only flags without a certificate
     for prog in SERVERS:
