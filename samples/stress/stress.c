@@ -14,7 +14,8 @@
  * from each request's scheduled time (no coordinated omission; request k is
  * scheduled at k / R from the start, and the main thread wakes for it, or
  * at least every 250 us). Each connection needs a descriptor: the soft
- * open-file limit is raised to what -c needs, and a hard limit below that
+ * open-file limit is raised to what -c needs (plus the engine's own), and
+ * a hard limit below that
  * refuses the run (exit 1). A progress
  * line goes to stderr every second; the final report (or one JSON object
  * with --json; report.c writes both) to stdout. Exit 0 when the run
@@ -36,7 +37,8 @@
  * A response after which the server closes the connection (Connection:
  * close, HTTP/1.0 without keep-alive, a body that runs to the close) ends
  * the requests on that connection: pc-stress waits for the server's close
- * and opens a new one, as with --close. Requests sent and never answered
+ * and opens a new one, as with --close (where a response that does not
+ * announce the close has pc-stress close the connection itself). Requests sent and never answered
  * are reported: "unanswered" when the run ended with them in flight,
  * "dropped" when pipelined behind such a closing response (the server
  * answers none of them, RFC 9112 section 9.6); a connection that ends
