@@ -15,9 +15,8 @@
  * scheduled at k / R from the start, and the main thread wakes for it, or
  * at least every 250 us). Each connection needs a descriptor: the soft
  * open-file limit is raised to what -c needs (plus the engine's own), and
- * a hard limit below that
- * refuses the run (exit 1). A progress
- * line goes to stderr every second; the final report (or one JSON object
+ * a hard limit below that refuses the run (exit 1). A progress line goes
+ * to stderr every second; the final report (or one JSON object
  * with --json; report.c writes both) to stdout. Exit 0 when the run
  * completed, whatever it measured (errors, or no request answered at all:
  * the report says so, and stderr too), 1 on setup failure, 2 on bad
@@ -38,12 +37,12 @@
  * close, HTTP/1.0 without keep-alive, a body that runs to the close) ends
  * the requests on that connection: pc-stress waits for the server's close
  * and opens a new one, as with --close (where a response that does not
- * announce the close has pc-stress close the connection itself). Requests sent and never answered
- * are reported: "unanswered" when the run ended with them in flight,
- * "dropped" when pipelined behind such a closing response (the server
- * answers none of them, RFC 9112 section 9.6); a connection that ends
- * otherwise with requests in flight is one error (reset, timeout,
- * closed_early...). Neither unanswered nor dropped is an error. Connects
+ * announce the close has pc-stress close the connection itself). Requests
+ * sent and never answered are reported: "unanswered" when the run ended
+ * with them in flight, "dropped" when pipelined behind such a closing
+ * response (the server answers none of them, RFC 9112 section 9.6); a
+ * connection that ends otherwise with requests in flight is one error
+ * (reset, timeout, closed_early...). Neither unanswered nor dropped is an error. Connects
  * still in flight when the run ended are "unconnected" (a server whose
  * kernel filter drops the SYNs answers none of them), not errors either. */
 #include <signal.h>
@@ -208,7 +207,7 @@ typedef struct tstat_s {
     hist_t hs_full, hs_resumed; /* https: connect + handshake, by kind */
 } tstat_t;
 
-#define MAX_TSTATS 256
+#define MAX_TSTATS (256 + 1) /* -t allows 256 workers, and the main thread records too */
 static _Atomic(tstat_t *) g_tstats[MAX_TSTATS];
 static atomic_int g_ntstats;
 static _Thread_local tstat_t *tls_stat;
