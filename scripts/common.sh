@@ -38,4 +38,5 @@ pc_base_pkgs() {
     libbpf-dev clang # libbpf-dev, clang: the eBPF tier of the kernel filter (cmake/PortcullisEbpf.cmake)
 }
 
-pc_jobs() { nproc 2>/dev/null || echo 2; }
+# build jobs: PC_JOBS, else one per CPU
+pc_jobs() { echo "${PC_JOBS:-$(nproc 2>/dev/null || echo 2)}"; }
