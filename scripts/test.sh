@@ -4,6 +4,7 @@
 # and runs CTest for each stage. Stages:
 #   linux    RelWithDebInfo build, every unit and integration test, on every
 #            Linux backend built (epoll, io_uring); a compile-only clang build;
+#            a build without TLS, io_uring and eBPF (unit, packaging tests);
 #            scripts/check-spdx.sh; shellcheck over every shell script
 #   asan     the whole suite built with -fsanitize=address,undefined
 #   tsan     the whole suite built with -fsanitize=thread
@@ -37,6 +38,14 @@ stage_linux() {
   pc_need_pkgs clang
   CC=clang cmake -S . -B "$PC_ROOT/build/test-clang" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
   cmake --build "$PC_ROOT/build/test-clang" -j"$(pc_jobs)"
+  # the optional dependencies off (what a machine without libssl-dev,
+  # liburing-dev or libbpf-dev gets): it builds, and its unit, packaging and
+  # (skipped) TLS tests pass
+  local m="$PC_ROOT/build/test-minimal"
+  cmake -S . -B "$m" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPC_TLS=OFF -DPC_EBPF=OFF \
+    -DPC_BACKEND=epoll >/dev/null
+  cmake --build "$m" -j"$(pc_jobs)"
+  ctest --test-dir "$m" --output-on-failure -j2 -R '^(unit|packaging|integration\.tls)\.'
 }
 
 sanitized() {
