@@ -5,7 +5,9 @@
  *
  * The first input byte picks the mode and a split size; the rest is the
  * peer's byte stream:
- *   - mode 0: a fresh server session (ClientHello parsing, the handshake);
+ *   - mode 0: a fresh server session (ClientHello parsing, the server_name
+ *     kept for resumption and matched against a second certificate's names,
+ *     the handshake);
  *   - mode 1: a server session whose handshake with an in-memory client has
  *     completed first (record decryption, alerts, close_notify, tickets).
  * Invariants (abort() on violation): a feed answers 0, TLS_FEED_EOF or a
@@ -83,11 +85,16 @@ static void init(void)
     if (g_srv_ctx) return;
     atexit(fini);
     pc_log_set_level(PC_LOG_OFF);
-    pc_tls_cert_t pair = {PC_TLS_TEST_DATA "/server.pem", PC_TLS_TEST_DATA "/server.key"};
+    /* two certificates, so the ClientHello's server_name is matched against
+     * the second one's names (sni_cb; with one it is never looked at) */
+    static const pc_tls_cert_t pairs[2] = {
+        {PC_TLS_TEST_DATA "/server.pem", PC_TLS_TEST_DATA "/server.key"},
+        {PC_TLS_TEST_DATA "/second.pem", PC_TLS_TEST_DATA "/second.key"},
+    };
     pc_tls_server_config_t sc;
     pc_tls_server_config_init(&sc);
-    sc.certs = &pair;
-    sc.ncerts = 1;
+    sc.certs = pairs;
+    sc.ncerts = 2;
     sc.alpn = "http/1.1";
     pc_tls_client_config_t cc;
     pc_tls_client_config_init(&cc);
