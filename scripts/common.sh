@@ -29,7 +29,8 @@ pc_need_pkgs() {
     $sudo apt-get update -qq
     PC_APT_UPDATED=1
   fi
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # through env, after sudo: sudo's env_reset would drop a variable set before it
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
 pc_base_pkgs() {
