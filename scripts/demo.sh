@@ -19,26 +19,12 @@ tls_port=8443
 
 # ---- a demo CA and a server certificate signed by it (kept across runs) -------------
 tls="$b/demo-tls"
-demo_certs() {
-  local d=$1
-  mkdir -p "$d"
-  [[ -s $d/ca.pem && -s $d/server.pem && -s $d/server.key ]] && return 0
-  openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 \
-    -subj "/CN=portcullis demo CA" -keyout "$d/ca.key" -out "$d/ca.pem" 2>/dev/null
-  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-    -subj "/CN=localhost" -keyout "$d/server.key" -out "$d/server.csr" 2>/dev/null
-  printf '%s\n' "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1" \
-    "basicConstraints=CA:FALSE" "keyUsage=digitalSignature" "extendedKeyUsage=serverAuth" \
-    >"$d/server.ext"
-  openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
-    -days 825 -extfile "$d/server.ext" -out "$d/server.crt" 2>/dev/null
-  # the chain the server sends: its certificate, then the CA's
-  cat "$d/server.crt" "$d/ca.pem" >"$d/server.pem"
-  rm -f "$d/server.csr" "$d/server.ext" "$d/ca.srl"
-  chmod 600 "$d/ca.key" "$d/server.key"
-}
 https_help="this build of pc-http has no TLS flags (--tls-cert): HTTPS is not available"
-if demo_certs "$tls" && "$b/bin/pc-http" --help 2>&1 | grep -q -- --tls-cert; then
+if ! pc_help_has "$b/bin/pc-http" --tls-cert; then
+  : # https_help as set above
+elif ! pc_demo_certs "$tls"; then
+  https_help="the demo certificates could not be made in $tls (see above): HTTPS is not available"
+else
   https_help=$(
     cat <<TLS
 HTTPS with a demo CA made for you in $tls (ECDSA P-256; the server
