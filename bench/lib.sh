@@ -23,7 +23,7 @@ bench_need_cmd() {
     $sudo apt-get update -qq >/dev/null 2>&1
     local p
     for p in "$@"; do
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$p" \
+        $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$p" \
             >/dev/null 2>&1 && break
     done
     command -v "$cmd" >/dev/null 2>&1 || PATH=$PATH:/usr/sbin command -v "$cmd" >/dev/null 2>&1
