@@ -410,6 +410,10 @@ PC_API int pc_kernel_filter_parse(const char *name);
 #define PC_ACCEPT_BATCH_MAX_US 100000u
 /* The largest pc_server_config_t.accept_data_wait_s (5 minutes). */
 #define PC_ACCEPT_DATA_WAIT_MAX_S 300u
+/* The smallest pc_server_config_t.max_buffered_bytes other than 0 (64 KiB):
+ * below it no send could take a chunk (4 KiB and its header) or a TLS
+ * session's record buffer, so every send would be refused. */
+#define PC_MAX_BUFFERED_MIN 65536u
 
 typedef struct pc_server_config_s {
     /* Worker threads. Default 0 = number of CPUs. */
@@ -491,7 +495,8 @@ typedef struct pc_server_config_s {
      * memory from the cap before allocating it, so senders on several
      * threads at once do not pass it together; on an open TLS connection,
      * the memory its records can take (docs/engine.md). 0 = no cap
-     * (default). */
+     * (default); else at least PC_MAX_BUFFERED_MIN, or pc_server_create
+     * fails with PC_EINVAL. */
     size_t max_buffered_bytes;
     /* Per-connection bound on queued bytes (sent or not yet handed over from
      * other threads): a send, from any thread, that would take a non-empty

@@ -67,7 +67,7 @@ void server_opts_usage(FILE *f, const char *default_listen)
             "                            long while output is queued (default: never)\n"
             "  --max-buffered BYTES      cap on bytes queued for sending, all connections\n"
             "                            together; sends beyond it are refused (default\n"
-            "                            268435456, 0 = no cap)\n"
+            "                            268435456, 0 = no cap, else at least 65536)\n"
             "  --backend NAME            auto, epoll, uring or iocp (default auto)\n"
             "  --accept-batch-us N       under churn, let new connections gather up to N us\n"
             "                            before the accept thread wakes (Linux; default 0)\n"
@@ -228,7 +228,8 @@ int server_opts_parse(server_opts_t *o, int argc, char **argv, int *i)
         bad = parse_uint(v, 86400000ul, &n);
         if (!bad) cfg->write_timeout_ms = (unsigned)n;
     } else if (!strcmp(a, "--max-buffered")) {
-        bad = parse_uint(v, 0xfffffffful, &n);
+        bad = parse_uint(v, 0xfffffffful, &n) || (n && n < PC_MAX_BUFFERED_MIN);
+        hint = " (0 for no cap, else at least 65536)";
         if (!bad) cfg->max_buffered_bytes = (size_t)n;
     } else if (!strcmp(a, "--accept-batch-us")) {
         bad = parse_uint(v, PC_ACCEPT_BATCH_MAX_US, &n);

@@ -313,6 +313,12 @@ int pc_server_create(const pc_server_config_t *cfg, pc_server_t **out)
         PC_LOGE("server configuration refused: %s %d is none of its values", bad_field, bad_value);
         return PC_EINVAL;
     }
+    if (cfg && cfg->max_buffered_bytes && cfg->max_buffered_bytes < PC_MAX_BUFFERED_MIN) {
+        PC_LOGE("server configuration refused: max_buffered_bytes %zu is below %u (every send "
+                "would be refused); 0 means no cap",
+                cfg->max_buffered_bytes, PC_MAX_BUFFERED_MIN);
+        return PC_EINVAL;
+    }
     if (!cfg || !out || !cfg->cb.on_data || cfg->max_connections == 0 ||
         cfg->send_low_water > cfg->send_high_water || cfg->threads < 0 || cfg->threads > 1024 ||
         cfg->accept_batch_us > PC_ACCEPT_BATCH_MAX_US ||

@@ -399,6 +399,29 @@ static void cap_on_open(pc_conn_t *c)
     assert_int_equal(pc_conn_close(c), 0);
 }
 
+/* A cap below PC_MAX_BUFFERED_MIN would refuse every send (no chunk fits):
+ * pc_server_create refuses it; 0 (no cap) and the least cap are taken. */
+static void buffered_cap_least(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    pc_server_t *s = NULL;
+    size_t caps[] = {1, 1000, PC_MAX_BUFFERED_MIN - 1};
+    for (size_t i = 0; i < sizeof caps / sizeof caps[0]; i++) {
+        cfg.max_buffered_bytes = caps[i];
+        assert_int_equal(pc_server_create(&cfg, &s), PC_EINVAL);
+        assert_null(s);
+    }
+    size_t good[] = {0, PC_MAX_BUFFERED_MIN};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        cfg.max_buffered_bytes = good[i];
+        assert_int_equal(pc_server_create(&cfg, &s), 0);
+        pc_server_destroy(s);
+        s = NULL;
+    }
+}
+
 static void buffered_cap_refuses(void **state)
 {
     (void)state;
@@ -596,6 +619,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(header_timeout_silent, teardown),
         cmocka_unit_test_teardown(write_timeout_stalled_peer, teardown),
         cmocka_unit_test_teardown(write_timeout_slow_reader_survives, teardown),
+        cmocka_unit_test(buffered_cap_least),
         cmocka_unit_test_teardown(buffered_cap_refuses, teardown),
         cmocka_unit_test_teardown(defer_timeout_bounds_wait, teardown),
         cmocka_unit_test_teardown(defer_timeout_after_empty_pause, teardown),

@@ -30,6 +30,9 @@ takes no fixed port; it is killed after 3 s and counted as a failure.
   rate       --per-source-rate nan and 1e-7: exit 2 at the flag ("bad value
              for --per-source-rate"; NaN got to the library, exit 1);
   max-line   pc-chat --max-line 8: exit 2 at the flag (it ran as 16);
+  max-buf    --max-buffered 1000 on each server: exit 2 at the flag (below
+             the library's least cap every send was refused, silently);
+             65536 starts;
   help       each server's --help gives its default listen address on the
              --listen line (pc-echo 7000, pc-http 8080, pc-chat 7001);
   good       pc-echo plain; pc-http plain (its default ALPN is no flag given);
@@ -195,6 +198,13 @@ def body(bin_dir):
         for rate in ("nan", "1e-7"):
             refused(check, bin_dir, prog, LISTEN + ["--per-source-rate", rate],
                     "bad value for --per-source-rate: '%s'" % rate)
+
+    # 7b. --max-buffered below the library's least cap (every send refused:
+    # pc-chat sent nothing, not even its welcome, and said nothing)
+    for prog in SERVERS:
+        refused(check, bin_dir, prog, LISTEN + ["--max-buffered", "1000"],
+                "bad value for --max-buffered: '1000' (0 for no cap, else at least 65536)")
+    starts(check, bin_dir, "pc-chat", LISTEN + ["--max-buffered", "65536"])
 
     # 7. pc-chat --max-line below the 16 it runs with at least
     refused(check, bin_dir, "pc-chat", LISTEN + ["--max-line", "8"],
