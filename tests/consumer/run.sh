@@ -23,7 +23,9 @@ for tool in cmake pkg-config readelf "$cc"; do
     fail "needs $tool (Debian: apt-get install cmake pkg-config binutils build-essential)"
 done
 # needs_portcullis BIN: whether BIN has libportcullis as a NEEDED entry
-needs_portcullis() { readelf -d "$1" | grep -q 'NEEDED.*\[libportcullis\.so'; }
+# readelf's output read whole (grep -q quitting early would SIGPIPE it, and
+# pipefail then reads that as "not needed")
+needs_portcullis() { local d; d=$(readelf -d "$1") && grep -q 'NEEDED.*\[libportcullis\.so' <<<"$d"; }
 run() { # run NAME BIN: the consumer must print its echo line and exit 0
   local out
   out=$("$2" 2>&1) || fail "$1: exit $?: $out"
