@@ -161,5 +161,17 @@ void accept_failed(listener_t *l, accept_backoff_t *b, int err, int os_err)
         b->suppressed++;
     }
     b->delay_ms = b->delay_ms ? (b->delay_ms * 2 > 1000 ? 1000 : b->delay_ms * 2) : 10;
-    pc__sleep_ms(b->delay_ms);
+    /* on cap_cond, not a plain sleep: the stop's broadcast ends the step
+     * (pc_server_stop would otherwise wait up to a second for it) */
+    uint64_t deadline = pc__now_ms() + b->delay_ms;
+    pc_server_t *s = l->srv;
+    pc__mutex_lock(&s->cap_lock);
+    server_cap_wait_begin(s);
+    while (!atomic_load(&l->stopping)) {
+        uint64_t t = pc__now_ms();
+        if (t >= deadline) break;
+        pc__cond_timedwait(&s->cap_cond, &s->cap_lock, (unsigned)(deadline - t));
+    }
+    server_cap_wait_end(s);
+    pc__mutex_unlock(&s->cap_lock);
 }

@@ -734,7 +734,8 @@ typedef struct accept_backoff_s {
 
 /* An accept call failed with a non-transient error (EMFILE, ENOBUFS, ...):
  * count it, log at most once a second (with the suppressed count), sleep the
- * next back-off step. err: the PC_E* code; os_err: the errno / WSA code. */
+ * next back-off step (a stop of the listener ends it early). err: the PC_E*
+ * code; os_err: the errno / WSA code. */
 void accept_failed(listener_t *l, accept_backoff_t *b, int err, int os_err);
 /* The listener's kernel filter (kfilter_posix.c; kfilter_win.c: none), all under
  * s->kf_lock (they take kf_mu for the moments an eBPF object changes

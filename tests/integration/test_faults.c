@@ -82,12 +82,52 @@ static void emfile_backs_off_and_recovers(void **state)
     pc_log_set_handler(NULL, NULL);
 }
 
+/* A stop while the accept thread backs off after EMFILE: the back-off (up to
+ * 1 s a step) ends with the stop instead of running its course. Before, the
+ * thread slept its step out, so pc_server_stop took up to a second more. */
+static void stop_during_backoff_is_prompt(void **state)
+{
+    (void)state;
+    pc_log_set_handler(count_warns, NULL);
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    start_server(&cfg);
+    int cli = socket(AF_INET, SOCK_STREAM, 0);
+    struct rlimit old;
+    getrlimit(RLIMIT_NOFILE, &old);
+    struct rlimit tight = old;
+    tight.rlim_cur = (rlim_t)next_fd();
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &tight), 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_port = htons((unsigned short)g_port);
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    if (connect(cli, (struct sockaddr *)&a, sizeof a) != 0)
+        fail_msg("connect: %s", strerror(errno));
+    /* steps of 10, 20, ... 640 ms, then 1 s: the 8th failure starts a 1 s step */
+    uint64_t t_end = shim_now_ms() + 5000;
+    while (stats().accept_errors < 8 && shim_now_ms() < t_end)
+        shim_sleep_ms(1);
+    assert_true(stats().accept_errors >= 8);
+    shim_sleep_ms(20); /* well inside that step */
+    uint64_t t0 = shim_now_ms();
+    assert_int_equal(pc_server_stop(g_srv, 0), 0);
+    uint64_t took = shim_now_ms() - t0;
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+    close(cli);
+    pc_log_set_handler(NULL, NULL);
+    if (took >= 500)
+        fail_msg("pc_server_stop took %llu ms behind an accept back-off", (unsigned long long)took);
+}
+
 int main(int argc, char **argv)
 {
     shim_init();
     pc_log_set_level(PC_LOG_WARN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(emfile_backs_off_and_recovers, teardown),
+        cmocka_unit_test_teardown(stop_during_backoff_is_prompt, teardown),
     };
     if (PICK_TEST(tests, argc, argv) != 0) return 1;
     return cmocka_run_group_tests_name("faults", tests, NULL, NULL);
