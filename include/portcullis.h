@@ -164,7 +164,9 @@ PC_API void pc_log_set_level(pc_log_level_t level);
 /* ------------------------------------------------------------------------ */
 
 /* All library allocation goes through these hooks; the default is mimalloc.
- * Any hook may be NULL to keep the default for it. calloc/realloc follow the C
+ * A set replaces malloc_fn, realloc_fn and free_fn together (a block goes
+ * back to the allocator it came from); calloc_fn may be NULL (then malloc_fn
+ * and zeroing). All four NULL: the default. calloc/realloc follow the C
  * library's semantics; free(NULL) must be a no-op. */
 typedef struct pc_allocator_s {
     void *(*malloc_fn)(void *user, size_t size);
@@ -177,8 +179,9 @@ typedef struct pc_allocator_s {
 /* Replace the allocator (NULL restores mimalloc). Only while no server, rule
  * set, rules builder, filter or TLS context is alive: memory must be freed by
  * the allocator that allocated it. Call it once, from one thread, before any
- * other thread uses the library. Returns 0, or PC_EBUSY if such an object is
- * alive. */
+ * other thread uses the library. Returns 0, PC_EBUSY if such an object is
+ * alive, or PC_EINVAL for a set that gives some of malloc_fn, realloc_fn and
+ * free_fn but not all three (the allocator in force stays). */
 PC_API int pc_set_allocator(const pc_allocator_t *a);
 
 /* ------------------------------------------------------------------------ */

@@ -3,8 +3,9 @@
  * pc_set_allocator (tests install counting or failing allocators). */
 #include "alloc.h"
 
-#include <string.h>
 #include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
 
 #include <stdlib.h>
 
@@ -48,15 +49,29 @@ static pc_allocator_t g_alloc = {mi_malloc_hook, mi_calloc_hook, mi_realloc_hook
                                  NULL};
 static atomic_int g_pins;
 
+/* calloc of a set that gives none: through its own malloc (never the
+ * default's, whose blocks the set's free cannot take) */
+static void *user_calloc_hook(void *u, size_t n, size_t sz)
+{
+    if (sz && n > SIZE_MAX / sz) return NULL;
+    void *p = g_alloc.malloc_fn(u, n * sz);
+    if (p) memset(p, 0, n * sz);
+    return p;
+}
+
 int pc_set_allocator(const pc_allocator_t *a)
 {
     if (atomic_load(&g_pins) != 0) return PC_EBUSY;
     pc_allocator_t n = {mi_malloc_hook, mi_calloc_hook, mi_realloc_hook, mi_free_hook, NULL};
-    if (a) {
-        if (a->malloc_fn) n.malloc_fn = a->malloc_fn;
-        if (a->calloc_fn) n.calloc_fn = a->calloc_fn;
-        if (a->realloc_fn) n.realloc_fn = a->realloc_fn;
-        if (a->free_fn) n.free_fn = a->free_fn;
+    if (a && (a->malloc_fn || a->calloc_fn || a->realloc_fn || a->free_fn)) {
+        /* a block must go back to the allocator it came from: a set
+         * replaces malloc, realloc and free together (calloc can be made
+         * from its malloc), never some of them */
+        if (!a->malloc_fn || !a->realloc_fn || !a->free_fn) return PC_EINVAL;
+        n.malloc_fn = a->malloc_fn;
+        n.calloc_fn = a->calloc_fn ? a->calloc_fn : user_calloc_hook;
+        n.realloc_fn = a->realloc_fn;
+        n.free_fn = a->free_fn;
         n.user = a->user;
     }
     g_alloc = n;
