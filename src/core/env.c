@@ -2,6 +2,7 @@
 /* Environment-variable knobs (env.h). */
 #include "env.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,9 +47,16 @@ unsigned pc__env_uint(const char *name, unsigned def, unsigned lo, unsigned hi)
 {
     const char *v = pc__env(name);
     if (!v) return def;
-    char *end;
-    unsigned long n = strtoul(v, &end, 10);
-    if (*end || n < lo || n > hi) {
+    /* digits only: strtoul would also take leading blanks and a sign (a
+     * negative value wraps round to a large one, or a small one) */
+    char *end = (char *)v;
+    unsigned long n = 0;
+    if (*v >= '0' && *v <= '9') {
+        errno = 0;
+        n = strtoul(v, &end, 10);
+        if (errno == ERANGE) end = (char *)v;
+    }
+    if (end == v || *end || n < lo || n > hi) {
         PC_LOGW("%s=%s ignored (allowed: %u..%u)", name, v, lo, hi);
         return def;
     }

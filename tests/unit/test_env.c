@@ -154,6 +154,21 @@ static void bounded_uint(void **state)
     assert_int_equal(pc__env_uint(VAR, 64, 1, 100), 64);
     set("many");
     assert_int_equal(pc__env_uint(VAR, 64, 1, 100), 64);
+    /* strtoul's extras are not decimal unsigneds: a sign (a negative value
+     * wraps, and -18446744073709551615 read as 1), leading blanks */
+    warns_begin();
+    set("-18446744073709551615");
+    assert_int_equal(pc__env_uint(VAR, 64, 1, 100), 64);
+    set("-0");
+    assert_int_equal(pc__env_uint(VAR, 64, 0, 100), 64);
+    set("+7");
+    assert_int_equal(pc__env_uint(VAR, 64, 1, 100), 64);
+    set(" 7");
+    assert_int_equal(pc__env_uint(VAR, 64, 1, 100), 64);
+    set("99999999999999999999999"); /* out of unsigned long's range */
+    assert_int_equal(pc__env_uint(VAR, 64, 0, 0xffffffffu), 64);
+    assert_int_equal(g_warns, 5);
+    warns_end();
     set(NULL);
 }
 
