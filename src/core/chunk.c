@@ -2,11 +2,14 @@
 /* Byte chunks of send queues (chunk.h). */
 #include "chunk.h"
 
+#include <stdint.h>
+
 #include "alloc.h"
 
 chunk_t *chunk_new(size_t need)
 {
     size_t cap = need < PC_CHUNK_MIN ? PC_CHUNK_MIN : need;
+    if (cap > SIZE_MAX - sizeof(chunk_t)) return NULL; /* the header would wrap it */
     chunk_t *c = pc__malloc(sizeof *c + cap);
     if (!c) return NULL;
     queue_init(&c->link);

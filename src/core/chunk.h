@@ -18,7 +18,8 @@ typedef struct chunk_s {
 #define PC_CHUNK_MIN 4096u
 
 /* A chunk with room for at least need bytes (rounded up to PC_CHUNK_MIN),
- * empty and unlinked; NULL when out of memory. Any thread. */
+ * empty and unlinked; NULL when out of memory (or need leaves no room for
+ * the header). Any thread. */
 chunk_t *chunk_new(size_t need);
 /* Free a chunk (NULL is a no-op). Any thread. */
 void chunk_free(chunk_t *c);

@@ -60,6 +60,10 @@ static void chunks_round_up(void **state)
     c = chunk_new(100000);
     assert_true(c->cap >= 100000);
     chunk_free(c);
+    /* no room for the header: NULL, not a block of a few bytes whose cap
+     * says SIZE_MAX (header + cap wrapped round) */
+    assert_null(chunk_new(SIZE_MAX));
+    assert_null(chunk_new(SIZE_MAX - sizeof(chunk_t) + 1));
 }
 
 /* A queue's chunks: their memory and their pending bytes (data[off, len))
