@@ -1796,12 +1796,15 @@ int pc_conn_sendv(pc_conn_t *c, const pc_buf_t *bufs, unsigned n)
 }
 
 /* total bytes went into the send queue: count them, start the write
- * timeout if it was empty, stop reading above high water. */
-static void sendq_counted(pc_conn_t *c, size_t total)
+ * timeout if the queue held no chunk before (was_empty; not sendq_bytes,
+ * which already counts the bytes sent by id after a posted function that
+ * is running now: handle_kick moves their count before their chunks),
+ * stop reading above high water. */
+static void sendq_counted(pc_conn_t *c, size_t total, int was_empty)
 {
     size_t q = atomic_fetch_add(&c->sendq_bytes, total) + total;
     counter_add(&conn_srv(c)->send_queued, total);
-    if (q == total) sendq_started(c);
+    if (was_empty) sendq_started(c);
     if (q > conn_srv(c)->cfg.send_high_water) c->paused_hw = 1;
 }
 
@@ -1812,9 +1815,10 @@ static int sendq_push(pc_conn_t *c, const pc_buf_t *bufs, unsigned n, size_t tot
 {
     conn_tx_t *tx = tx_get(c);
     if (!tx) return PC_ENOMEM;
+    int was_empty = queue_empty(&tx->sendq);
     int rc = sendq_append(conn_srv(c), &tx->sendq, bufs, n, total);
     if (rc < 0) return rc; /* an empty send side goes back in conn_after */
-    sendq_counted(c, total);
+    sendq_counted(c, total, was_empty);
     return 0;
 }
 
@@ -1828,11 +1832,12 @@ static int sendq_push_front(pc_conn_t *c, const void *data, size_t len)
     pc_buf_t b;
     b.base = (void *)(uintptr_t)data;
     b.len = len;
+    int was_empty = queue_empty(&tx->sendq);
     int rc = sendq_append(conn_srv(c), &front, &b, 1, len);
     if (rc < 0) return rc;
     queue_move_all(&front, &tx->sendq); /* the queued bytes after it */
     queue_move_all(&tx->sendq, &front);
-    sendq_counted(c, len);
+    sendq_counted(c, len, was_empty);
     return 0;
 }
 

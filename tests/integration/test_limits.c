@@ -141,6 +141,51 @@ static void write_timeout_stalled_peer(void **state)
     shim_close(s);
 }
 
+/* The send queue starts in a function posted to the connection, with bytes
+ * sent by id after it in the same kick (counted as queued before their
+ * chunks are): the write timeout still starts with the queue. It did not:
+ * the start was judged from the byte count, which the bytes sent by id
+ * after the post had already made non-zero, so no deadline was armed and a
+ * peer that never reads kept 32 MiB queued for good. */
+static void post_send_32mib(pc_conn_t *c, void *arg)
+{
+    (void)arg;
+    if (!c) return;
+    size_t n = 32u << 20;
+    unsigned char *buf = malloc(n);
+    fill_pattern(buf, 0, n);
+    assert_int_equal(pc_conn_send(c, buf, n), 0);
+    free(buf);
+}
+
+static void write_timeout_send_in_post(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.threads = 1; /* worker_hold holds the connection's worker */
+    cfg.write_timeout_ms = 300;
+    cfg.send_high_water = 64u << 20;
+    cfg.send_queue_limit = 128u << 20;
+    start_server(&cfg);
+    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 3000);
+    assert_true(s != SHIM_INVALID);
+    shim_set_rcvbuf(s, 16 << 10);
+    WAIT_FOR(atomic_load(&g_opens) == 1, 2000);
+    uint64_t id = atomic_load(&g_last_id);
+    worker_hold(g_srv); /* the post and the send by id go in one kick */
+    assert_int_equal(pc_server_post_to(g_srv, id, post_send_32mib, NULL), 0);
+    assert_int_equal(pc_server_send_to(g_srv, id, "tail", 4), 0);
+    worker_release();
+    WAIT_FOR(atomic_load(&g_closes) == 1, 5000);
+    assert_int_equal(atomic_load(&g_closes), 1);
+    assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_WRITE_TIMEOUT]), 1);
+    assert_int_equal(stats().closed[PC_CLOSE_WRITE_TIMEOUT], 1);
+    WAIT_FOR(stats().send_queued_bytes == 0, 2000);
+    assert_int_equal(stats().send_queued_bytes, 0);
+    shim_close(s);
+}
+
 /* A peer that reads slowly but steadily is not a stalled peer: 4 MiB
  * arrive exactly, at about 1 MiB/s, with a 3 s write timeout. (Progress is
  * seen when the kernel takes more bytes, and with megabytes of socket send
@@ -619,6 +664,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(header_timeout_silent, teardown),
         cmocka_unit_test_teardown(write_timeout_stalled_peer, teardown),
         cmocka_unit_test_teardown(write_timeout_slow_reader_survives, teardown),
+        cmocka_unit_test_teardown(write_timeout_send_in_post, teardown),
         cmocka_unit_test(buffered_cap_least),
         cmocka_unit_test_teardown(buffered_cap_refuses, teardown),
         cmocka_unit_test_teardown(defer_timeout_bounds_wait, teardown),
