@@ -872,7 +872,10 @@ static void conn_established(pc_conn_t *c)
     if (c->outbound || !SOCK_ACCEPT_INHERITS_NODELAY) sock_set_nodelay(c->ps.fd);
     local_learn(c);
     c->last_rx_ms = pc__now_ms();
-    c->deadline_ms = 0;                        /* an outbound connect's timeout has done its work */
+    c->deadline_ms = 0; /* an outbound connect's timeout has done its work */
+    /* bytes queued while connecting (sent by id) could not move: the write
+     * timeout judges the peer's reading, which starts now */
+    if (c->tx && !queue_empty(&c->tx->sendq)) c->tx->tx_since_ms = c->last_rx_ms;
     if (c->outbound && c->ext && c->ext->px) { /* pc_connect_ex: a PROXY header first */
         int rc = send_proxy_header(c);
         if (rc < 0) {

@@ -1185,6 +1185,84 @@ static void connect_timeout(void **state)
 }
 
 #ifdef __linux__
+/* Bytes sent by id to a pc_connect connection while it connects wait in its
+ * queue; the write timeout judges the peer's reading, so it starts once the
+ * connection is established, not when they were queued. It started at the
+ * queueing: a connect slower than write_timeout_ms (a SYN retransmitted
+ * after 1 s, the listener's backlog full) was reset with
+ * PC_CLOSE_WRITE_TIMEOUT as it connected, its peer reading at once. */
+static atomic_int g_wtc_open, g_wtc_close, g_wtc_reason;
+static void wtc_open(pc_conn_t *c)
+{
+    (void)c;
+    atomic_fetch_add(&g_wtc_open, 1);
+}
+static void wtc_data(pc_conn_t *c, const void *d, size_t n)
+{
+    (void)c;
+    (void)d;
+    (void)n;
+}
+static void wtc_close(pc_conn_t *c, pc_close_reason_t r, int err)
+{
+    (void)c;
+    (void)err;
+    atomic_store(&g_wtc_reason, (int)r);
+    atomic_fetch_add(&g_wtc_close, 1);
+}
+
+static void connect_slow_write_timeout(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.write_timeout_ms = 300;
+    start_server(&cfg);
+    full_listener_t fl;
+    full_listener_open(&fl);
+    atomic_store(&g_wtc_open, 0);
+    atomic_store(&g_wtc_close, 0);
+    pc_callbacks_t cli = {.on_open = wtc_open, .on_data = wtc_data, .on_close = wtc_close};
+    pc_conn_id_t id = 0;
+    uint64_t t0 = shim_now_ms();
+    assert_int_equal(pc_connect(g_srv, fl.ep, NULL, &cli, NULL, &id), 0);
+    size_t n = 1u << 20;
+    unsigned char *buf = malloc(n), *got = malloc(n);
+    fill_pattern(buf, 0, n);
+    assert_int_equal(pc_server_send_to(g_srv, id, buf, n), 0);
+    shim_sleep_ms(100);
+    /* room in the backlog: the connect's retransmitted SYN is answered */
+    shim_sock_t first = accept(fl.listener, NULL, NULL);
+    assert_true(first != SHIM_INVALID);
+    shim_close(first);
+    shim_set_timeout(fl.listener, 5000); /* SO_RCVTIMEO bounds accept() */
+    shim_sock_t peer = accept(fl.listener, NULL, NULL);
+    assert_true(peer != SHIM_INVALID);
+    uint64_t took = shim_now_ms() - t0;
+    shim_set_timeout(peer, 5000);
+    size_t r = shim_recv_exact(peer, got, n);
+    fprintf(stderr, "connected after %llu ms; %zu of %zu bytes; on_close %d (reason %d)\n",
+            (unsigned long long)took, r, n, atomic_load(&g_wtc_close), atomic_load(&g_wtc_reason));
+    assert_true(took > 300); /* longer than the write timeout */
+    assert_int_equal(atomic_load(&g_wtc_open), 1);
+    assert_int_equal(r, n);
+    assert_memory_equal(got, buf, n);
+    assert_int_equal(atomic_load(&g_wtc_close), 0);
+    assert_int_equal(pc_server_close_id(g_srv, id), 0);
+    size_t more;
+    assert_int_equal(shim_wait_close(peer, &more), 0); /* our FIN */
+    shim_close(peer);
+    WAIT_FOR(atomic_load(&g_wtc_close) == 1, 3000);
+    assert_int_equal(atomic_load(&g_wtc_close), 1);
+    assert_int_equal(atomic_load(&g_wtc_reason), PC_CLOSE_LOCAL);
+    assert_int_equal(stats().closed[PC_CLOSE_WRITE_TIMEOUT], 0);
+    full_listener_close(&fl);
+    free(buf);
+    free(got);
+}
+#endif
+
+#ifdef __linux__
 /* Sockets held in the registered file tables of this process's io_uring
  * rings: a ring's fdinfo lists each slot after its "UserFiles:" line as
  * "N: socket:[inode]" (before Linux 6.16 or so: "N: TCP", an empty slot
@@ -1540,6 +1618,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(local_addr_wildcard, teardown),
         cmocka_unit_test_teardown(accept_burst, teardown),
 #ifdef __linux__
+        cmocka_unit_test_teardown(connect_slow_write_timeout, teardown),       /* not on Windows */
         cmocka_unit_test_teardown(uring_file_slots, teardown),                 /* not on Windows */
         cmocka_unit_test_teardown(uring_file_slots_run_out, teardown),         /* not on Windows */
         cmocka_unit_test_teardown(uring_slot_abort_is_prompt, teardown),       /* not on Windows */
