@@ -480,7 +480,9 @@ typedef struct pc_server_config_s {
      * while the queue flushes, it bounds each stretch without progress (a
      * send completing): a peer that reads slowly gets everything, one that
      * stopped reading is reset. pc_server_stop's own deadline bounds both.
-     * Default 5000. */
+     * 0: the socket is closed at the worker's next timer tick after our
+     * FIN, whether the peer's came or not, and a flush that made no
+     * progress by its next tick is reset. Default 5000. */
     unsigned close_linger_ms;
     /* Send queue marks: above high the connection stops reading; on_drain
      * fires when it falls to low. Defaults 1 MiB and 256 KiB. */
