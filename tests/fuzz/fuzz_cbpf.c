@@ -41,6 +41,7 @@
 #include <sys/socket.h>
 
 #include "portcullis.h"
+#include "fuzz_libc_alloc.h"
 #include "portcullis/filter.h"
 #include "filter/cbpf_compile.h"
 
@@ -60,33 +61,11 @@ typedef struct fz_rule_s {
 static fz_rule_t g_rule[FZ_RULES_MAX];
 static char g_text[FZ_RULES_MAX * (PC_RULE_TEXT_MAX + 1)];
 
-static void *sys_malloc(void *u, size_t n)
-{
-    (void)u;
-    return malloc(n);
-}
-static void *sys_calloc(void *u, size_t n, size_t sz)
-{
-    (void)u;
-    return calloc(n, sz);
-}
-static void *sys_realloc(void *u, void *p, size_t n)
-{
-    (void)u;
-    return realloc(p, n);
-}
-static void sys_free(void *u, void *p)
-{
-    (void)u;
-    free(p);
-}
-
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    pc_allocator_t a = {sys_malloc, sys_calloc, sys_realloc, sys_free, NULL};
-    if (pc_set_allocator(&a) != 0) abort();
+    fuzz_use_libc_allocator();
     pc_log_set_level(PC_LOG_OFF);
     return 0;
 }

@@ -36,6 +36,7 @@
 #include <sys/socket.h>
 
 #include "portcullis.h"
+#include "fuzz_libc_alloc.h"
 #include "portcullis/filter.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -67,33 +68,11 @@ static char g_err[ERR_BUF], g_err2[ERR_BUF];
 static max_align_t g_sentinel;
 #define SENTINEL ((pc_rules_t *)(void *)&g_sentinel)
 
-static void *sys_malloc(void *u, size_t n)
-{
-    (void)u;
-    return malloc(n);
-}
-static void *sys_calloc(void *u, size_t n, size_t sz)
-{
-    (void)u;
-    return calloc(n, sz);
-}
-static void *sys_realloc(void *u, void *p, size_t n)
-{
-    (void)u;
-    return realloc(p, n);
-}
-static void sys_free(void *u, void *p)
-{
-    (void)u;
-    free(p);
-}
-
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    pc_allocator_t a = {sys_malloc, sys_calloc, sys_realloc, sys_free, NULL};
-    if (pc_set_allocator(&a) != 0) abort();
+    fuzz_use_libc_allocator();
     return 0;
 }
 
