@@ -36,6 +36,24 @@ static int next_fd(void)
     return fd;
 }
 
+/* Leave the server no descriptor for accept4 (the old limit in *old), then
+ * connect the n sockets cli to it: they wait in its backlog. */
+static void connect_without_fds(const int *cli, int n, struct rlimit *old)
+{
+    getrlimit(RLIMIT_NOFILE, old);
+    struct rlimit tight = *old;
+    tight.rlim_cur = (rlim_t)next_fd();
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &tight), 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_port = htons((unsigned short)g_port);
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    for (int i = 0; i < n; i++)
+        if (connect(cli[i], (struct sockaddr *)&a, sizeof a) != 0)
+            fail_msg("connect %d: %s", i, strerror(errno));
+}
+
 static void emfile_backs_off_and_recovers(void **state)
 {
     (void)state;
@@ -48,19 +66,7 @@ static void emfile_backs_off_and_recovers(void **state)
     for (int i = 0; i < N; i++)
         cli[i] = socket(AF_INET, SOCK_STREAM, 0);
     struct rlimit old;
-    getrlimit(RLIMIT_NOFILE, &old);
-    /* no descriptor left for accept4 */
-    struct rlimit tight = old;
-    tight.rlim_cur = (rlim_t)next_fd();
-    assert_int_equal(setrlimit(RLIMIT_NOFILE, &tight), 0);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_port = htons((unsigned short)g_port);
-    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    for (int i = 0; i < N; i++)
-        if (connect(cli[i], (struct sockaddr *)&a, sizeof a) != 0)
-            fail_msg("connect %d: %s", i, strerror(errno));
+    connect_without_fds(cli, N, &old);
     WAIT_FOR(stats().accept_errors >= 2, 3000);
     uint64_t errs = stats().accept_errors;
     assert_true(errs >= 2);
@@ -94,17 +100,7 @@ static void stop_during_backoff_is_prompt(void **state)
     start_server(&cfg);
     int cli = socket(AF_INET, SOCK_STREAM, 0);
     struct rlimit old;
-    getrlimit(RLIMIT_NOFILE, &old);
-    struct rlimit tight = old;
-    tight.rlim_cur = (rlim_t)next_fd();
-    assert_int_equal(setrlimit(RLIMIT_NOFILE, &tight), 0);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_port = htons((unsigned short)g_port);
-    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
-    if (connect(cli, (struct sockaddr *)&a, sizeof a) != 0)
-        fail_msg("connect: %s", strerror(errno));
+    connect_without_fds(&cli, 1, &old);
     /* steps of 10, 20, ... 640 ms, then 1 s: the 8th failure starts a 1 s step */
     uint64_t t_end = shim_now_ms() + 5000;
     while (stats().accept_errors < 8 && shim_now_ms() < t_end)
