@@ -609,36 +609,18 @@ static void iocp_variants_echo(void **state)
     free(out);
     free(in);
 }
-#else
-static void win_error_mapping(void **state)
-{
-    (void)state;
-    skip();
-}
-
-static void iocp_variants_echo(void **state)
-{
-    (void)state;
-    skip();
-}
-
-static void overlapped_internal_pending(void **state)
-{
-    (void)state;
-    skip();
-}
-
-static void accepted_socket_not_inheritable(void **state)
-{
-    (void)state;
-    skip();
-}
-
-static void kernel_filter_refusal_reported(void **state)
-{
-    (void)state;
-    skip();
-}
+#else /* the Windows-only tests, skipped elsewhere */
+#define SKIPPED(name)              \
+    static void name(void **state) \
+    {                              \
+        (void)state;               \
+        skip();                    \
+    }
+SKIPPED(win_error_mapping)
+SKIPPED(iocp_variants_echo)
+SKIPPED(overlapped_internal_pending)
+SKIPPED(accepted_socket_not_inheritable)
+SKIPPED(kernel_filter_refusal_reported)
 #endif
 
 int main(int argc, char **argv)
