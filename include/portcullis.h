@@ -413,9 +413,11 @@ PC_API int pc_kernel_filter_parse(const char *name);
 #define PC_ACCEPT_BATCH_MAX_US 100000u
 /* The largest pc_server_config_t.accept_data_wait_s (5 minutes). */
 #define PC_ACCEPT_DATA_WAIT_MAX_S 300u
-/* The smallest pc_server_config_t.max_buffered_bytes other than 0 (64 KiB):
- * below it no send could take a chunk (4 KiB and its header) or a TLS
- * session's record buffer, so every send would be refused. */
+/* The smallest pc_server_config_t.max_buffered_bytes other than 0 (64 KiB).
+ * A send whose new chunk (or TLS records) is larger than the cap is always
+ * refused: under a chunk (4 KiB and its header) that was every send, and a
+ * cap of a few KiB refused every send larger than it; 64 KiB leaves room
+ * for a few full TLS records (16 KiB each) or larger chunks. */
 #define PC_MAX_BUFFERED_MIN 65536u
 
 typedef struct pc_server_config_s {

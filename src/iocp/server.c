@@ -314,8 +314,8 @@ int pc_server_create(const pc_server_config_t *cfg, pc_server_t **out)
         return PC_EINVAL;
     }
     if (cfg && cfg->max_buffered_bytes && cfg->max_buffered_bytes < PC_MAX_BUFFERED_MIN) {
-        PC_LOGE("server configuration refused: max_buffered_bytes %zu is below %u (every send "
-                "would be refused); 0 means no cap",
+        PC_LOGE("server configuration refused: max_buffered_bytes %zu is below %u (room for "
+                "too few sends); 0 means no cap",
                 cfg->max_buffered_bytes, PC_MAX_BUFFERED_MIN);
         return PC_EINVAL;
     }
