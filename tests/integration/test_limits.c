@@ -444,8 +444,9 @@ static void cap_on_open(pc_conn_t *c)
     assert_int_equal(pc_conn_close(c), 0);
 }
 
-/* A cap below PC_MAX_BUFFERED_MIN would refuse every send (no chunk fits):
- * pc_server_create refuses it; 0 (no cap) and the least cap are taken. */
+/* A cap below PC_MAX_BUFFERED_MIN is refused by pc_server_create (under one
+ * chunk it refused every send, and pc-chat --max-buffered 1000 sent nothing,
+ * silently); 0 (no cap) and the least cap are taken. */
 static void buffered_cap_least(void **state)
 {
     (void)state;
