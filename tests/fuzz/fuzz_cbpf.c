@@ -41,7 +41,7 @@
 #include <sys/socket.h>
 
 #include "portcullis.h"
-#include "fuzz_libc_alloc.h"
+#include "fuzz_common.h"
 #include "portcullis/filter.h"
 #include "filter/cbpf_compile.h"
 
@@ -71,16 +71,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 }
 
 /* ---- addresses ------------------------------------------------------------ */
-
-static uint64_t g_rng;
-
-static uint64_t rng_next(void)
-{
-    uint64_t z = (g_rng += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
 
 static void set_host_bits(uint8_t *b, unsigned nbytes, unsigned len, int one)
 {
@@ -329,10 +319,7 @@ static void check_kind(const pc_rules_t *r, size_t n, int family, int dual)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a: the random probes follow the input */
-    for (size_t i = 0; i < size; i++)
-        h = (h ^ data[i]) * 0x100000001b3ull;
-    g_rng = h;
+    rng_seed(data, size); /* the random probes follow the input */
 
     size_t n = 0, tlen = 0;
     for (size_t off = 0; n < FZ_RULES_MAX && off + 2 <= size;) {

@@ -36,7 +36,7 @@
 #include <sys/socket.h>
 
 #include "portcullis.h"
-#include "fuzz_libc_alloc.h"
+#include "fuzz_common.h"
 #include "portcullis/filter.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -77,24 +77,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 }
 
 /* ---- deterministic pseudo-random addresses from the input ---------------- */
-
-static uint64_t g_rng;
-
-static uint64_t rng_next(void)
-{
-    uint64_t z = (g_rng += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static void rng_seed(const uint8_t *data, size_t size)
-{
-    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
-    for (size_t i = 0; i < size; i++)
-        h = (h ^ data[i]) * 0x100000001b3ull;
-    g_rng = h;
-}
 
 static void rng_fill(uint8_t *b, size_t n)
 {
