@@ -44,6 +44,7 @@
 #include "fuzz_common.h"
 #include "portcullis/filter.h"
 #include "filter/cbpf_compile.h"
+#include "cbpf_run.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -101,70 +102,13 @@ static int is_mapped(const uint8_t b[16])
 
 /* ---- the interpreter ---------------------------------------------------------- */
 
-typedef struct pkt_s {
-    uint8_t tcp[20];
-    uint8_t ip[40];
-    size_t iplen;
-} pkt_t;
-
-/* A classic absolute load of n bytes at k: 0 and the value, or -1 when the
- * kernel would stop the program (the packet is dropped). */
-static int load(const pkt_t *p, uint32_t k, unsigned n, uint32_t *val)
-{
-    int64_t off = (int32_t)k;
-    const uint8_t *base;
-    size_t avail;
-    if (off >= 0) {
-        base = p->tcp;
-        avail = sizeof p->tcp;
-    } else {
-        off -= CBPF_NET_OFF;
-        if (off < 0) return -1;
-        base = p->ip;
-        avail = p->iplen;
-    }
-    if ((uint64_t)off + n > avail) return -1;
-    uint32_t v = 0;
-    for (unsigned i = 0; i < n; i++)
-        v = v << 8 | base[off + i];
-    *val = v;
-    return 0;
-}
-
 /* The verdict (0: drop) and, in *steps, the instructions run. */
-static uint32_t run(const cbpf_prog_t *prog, const pkt_t *p, size_t *steps)
+static uint32_t run(const cbpf_prog_t *prog, const cbpf_pkt_t *p, size_t *steps)
 {
-    uint32_t a = 0;
-    size_t pc = 0;
-    for (*steps = 1;; ++*steps) {
-        if (pc >= prog->len || *steps > prog->len) abort();
-        const cbpf_insn_t *in = &prog->insn[pc++];
-        switch (in->code) {
-        case CBPF_LD_B_ABS:
-        case CBPF_LD_W_ABS:
-            if (load(p, in->k, in->code == CBPF_LD_B_ABS ? 1 : 4, &a) != 0) return 0;
-            break;
-        case CBPF_JA:
-            pc += in->k;
-            break;
-        case CBPF_JEQ_K:
-            pc += a == in->k ? in->jt : in->jf;
-            break;
-        case CBPF_JGT_K:
-            pc += a > in->k ? in->jt : in->jf;
-            break;
-        case CBPF_JGE_K:
-            pc += a >= in->k ? in->jt : in->jf;
-            break;
-        case CBPF_JSET_K:
-            pc += (a & in->k) ? in->jt : in->jf;
-            break;
-        case CBPF_RET_K:
-            return in->k;
-        default:
-            abort();
-        }
-    }
+    uint32_t ret = 0;
+    size_t at;
+    if (cbpf_run(prog, p, &ret, steps, &at) != CBPF_RUN_OK) abort();
+    return ret;
 }
 
 /* Every instruction's shape, whatever path reaches it. */
@@ -208,22 +152,6 @@ static void check_static(const cbpf_prog_t *p, int family, int dual)
     if (family == 6 && !dual && p->ranges4) abort();
 }
 
-static void pkt_make(pkt_t *p, int v6, const uint8_t *src, uint8_t flags)
-{
-    memset(p, 0, sizeof *p);
-    p->tcp[12] = 5 << 4;
-    p->tcp[13] = flags;
-    if (v6) {
-        p->ip[0] = 0x60;
-        memcpy(p->ip + 8, src, 16);
-        p->iplen = 40;
-    } else {
-        p->ip[0] = 0x45;
-        memcpy(p->ip + 12, src, 4);
-        p->iplen = 20;
-    }
-}
-
 static int ref_denied(const pc_rules_t *r, int v6, const uint8_t *b)
 {
     struct sockaddr_storage ss;
@@ -248,14 +176,14 @@ static void probe(const cbpf_prog_t *p, const pc_rules_t *r, int family, int dua
 {
     if (v6 ? family != 6 : !(family == 4 || dual)) return; /* not received */
     if (v6 && is_mapped(b)) return;
-    pkt_t pk;
+    cbpf_pkt_t pk;
     size_t steps;
-    pkt_make(&pk, v6, b, 0x02); /* SYN */
+    cbpf_pkt_make(&pk, v6, b, 0x02); /* SYN */
     if ((run(p, &pk, &steps) == 0) != ref_denied(r, v6, b)) abort();
     static const uint8_t acks[] = {0x10, 0x12, 0x11, 0x18, 0x14};
-    pkt_make(&pk, v6, b, acks[b[v6 ? 15 : 3] % sizeof acks]);
+    cbpf_pkt_make(&pk, v6, b, acks[b[v6 ? 15 : 3] % sizeof acks]);
     if (run(p, &pk, &steps) == 0 || steps > 3) abort();
-    pkt_make(&pk, v6, b, 0x04); /* RST: not judged */
+    cbpf_pkt_make(&pk, v6, b, 0x04); /* RST: not judged */
     if (run(p, &pk, &steps) == 0) abort();
 }
 

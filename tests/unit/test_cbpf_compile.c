@@ -19,92 +19,29 @@
 #include "filter/addr.h"
 #include "filter/cbpf_compile.h"
 #include "filter/rules.h"
+#include "cbpf_run.h"
 #include "xorshift.h"
 
 /* ---- interpreter ------------------------------------------------------------ */
 
-typedef struct pkt_s {
-    uint8_t tcp[20];
-    uint8_t net[40];
-    size_t netlen;
-} pkt_t;
-
-/* Byte at offset k as the kernel's classic loads see it; -1 out of range. */
-static int pkt_byte(const pkt_t *p, int64_t k)
-{
-    if (k >= 0) return k < (int64_t)sizeof p->tcp ? p->tcp[k] : -1;
-    if (k >= CBPF_NET_OFF && k - CBPF_NET_OFF < (int64_t)p->netlen) return p->net[k - CBPF_NET_OFF];
-    return -1;
-}
-
 /* Run prog on p; returns the verdict (0 = drop) and the instructions executed
  * in *steps. A jump out of the program or an unknown opcode fails the test. */
-static uint32_t run(const cbpf_prog_t *prog, const pkt_t *p, unsigned *steps)
+static uint32_t run(const cbpf_prog_t *prog, const cbpf_pkt_t *p, unsigned *steps)
 {
-    uint32_t a = 0;
-    size_t pc = 0;
-    unsigned n = 0;
-    for (;;) {
-        if (pc >= prog->len)
-            fail_msg("pc %lu beyond the program (%lu)", (unsigned long)pc,
-                     (unsigned long)prog->len);
-        const cbpf_insn_t *in = &prog->insn[pc++];
-        n++;
-        int64_t k = (int32_t)in->k;
-        switch (in->code) {
-        case CBPF_LD_B_ABS: {
-            int b = pkt_byte(p, k);
-            if (b < 0) return *steps = n, 0;
-            a = (uint32_t)b;
-            break;
-        }
-        case CBPF_LD_W_ABS: {
-            a = 0;
-            for (int i = 0; i < 4; i++) {
-                int b = pkt_byte(p, k + i);
-                if (b < 0) return *steps = n, 0;
-                a = a << 8 | (uint32_t)b;
-            }
-            break;
-        }
-        case CBPF_JA:
-            pc += in->k;
-            break;
-        case CBPF_JEQ_K:
-            pc += a == in->k ? in->jt : in->jf;
-            break;
-        case CBPF_JGT_K:
-            pc += a > in->k ? in->jt : in->jf;
-            break;
-        case CBPF_JGE_K:
-            pc += a >= in->k ? in->jt : in->jf;
-            break;
-        case CBPF_JSET_K:
-            pc += (a & in->k) ? in->jt : in->jf;
-            break;
-        case CBPF_RET_K:
-            *steps = n;
-            return in->k;
-        default:
-            fail_msg("unexpected opcode 0x%x at %lu", in->code, (unsigned long)(pc - 1));
-        }
-    }
+    uint32_t ret = 0;
+    size_t n = 0, at = 0;
+    int rc = cbpf_run(prog, p, &ret, &n, &at);
+    if (rc == CBPF_RUN_OUT)
+        fail_msg("pc %lu beyond the program (%lu)", (unsigned long)at, (unsigned long)prog->len);
+    if (rc == CBPF_RUN_OPCODE)
+        fail_msg("unexpected opcode 0x%x at %lu", prog->insn[at].code, (unsigned long)at);
+    *steps = (unsigned)n;
+    return ret;
 }
 
-static void pkt_make(pkt_t *p, const addr_t *src, uint8_t flags)
+static void pkt_make(cbpf_pkt_t *p, const addr_t *src, uint8_t flags)
 {
-    memset(p, 0, sizeof *p);
-    p->tcp[12] = 5 << 4;
-    p->tcp[13] = flags;
-    if (src->family == 4) {
-        p->net[0] = 0x45;
-        memcpy(p->net + 12, src->b, 4);
-        p->netlen = 20;
-    } else {
-        p->net[0] = 0x60;
-        memcpy(p->net + 8, src->b, 16);
-        p->netlen = 40;
-    }
+    cbpf_pkt_make(p, src->family == 6, src->b, flags);
 }
 
 /* ---- the reference ------------------------------------------------------------ */
@@ -248,7 +185,7 @@ static addr_t prefix_last(addr_t a, unsigned len)
 
 static void check_addr(const cbpf_prog_t *p, const pc_rules_t *r, const addr_t *a)
 {
-    pkt_t pk;
+    cbpf_pkt_t pk;
     unsigned steps;
     pkt_make(&pk, a, 0x02); /* SYN */
     int denied = run(p, &pk, &steps) == 0;
@@ -369,7 +306,7 @@ static uint32_t verdict(const cbpf_prog_t *p, const char *addr, uint8_t flags)
     addr_t a;
     const char *why;
     assert_int_equal(addr_parse(addr, strlen(addr), &a, &why), 0);
-    pkt_t pk;
+    cbpf_pkt_t pk;
     pkt_make(&pk, &a, flags);
     unsigned steps;
     return run(p, &pk, &steps);
