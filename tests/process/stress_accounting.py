@@ -155,6 +155,14 @@ def nonzero(errors):
     return {k: v for k, v in errors.items() if v}
 
 
+def report(out):
+    """pc-stress --json's report from its stdout; {} when it is not JSON."""
+    try:
+        return json.loads(out)
+    except ValueError:
+        return {}
+
+
 def stress(a, mode, extra, seconds="0.5"):
     """pc-stress --json against a TestServer in mode: the report (a dict)."""
     srv = TestServer(mode)
@@ -228,10 +236,7 @@ def run(a):
         rc, out, err = run_stress(a.bin_dir, args + ["--json"])
         print("silent: exit %d, %s; stderr %r" % (rc, out.strip(), err.strip()[-200:]))
         check(rc == 0, "silent: exit 0, as with errors (%d)" % rc)
-        try:
-            j = json.loads(out)
-        except ValueError:
-            j = {}
+        j = report(out)
         check(j.get("requests") == 0 and j.get("errors_total") == 0,
               "silent: no response and no error counted")
         check(j.get("unanswered") == 2,
@@ -265,10 +270,7 @@ def run(a):
               "ratefmt: --rate 0.5 reported as 'rate 0.5/s' (%r)" % out.split("\n")[0])
         rc, out, err = run_stress(a.bin_dir, [url, "-c", "1", "-d", "0.2", "--rate", "0.01",
                                               "--json"])
-        try:
-            j = json.loads(out)
-        except ValueError:
-            j = {}
+        j = report(out)
         check(rc == 0 and j.get("rate") == 0.01,
               "ratefmt: --rate 0.01 in the JSON report as 0.01 (%s)" % j.get("rate"))
     finally:
@@ -279,10 +281,7 @@ def run(a):
     try:
         url = 'http://%s:%d/a"b\\c' % (HOST, srv.port)
         rc, out, err = run_stress(a.bin_dir, [url, "-c", "1", "-d", "0.2", "--json"])
-        try:
-            j = json.loads(out)
-        except ValueError:
-            j = {}
+        j = report(out)
         check(rc == 0 and j.get("url") == url and j.get("requests", 0) > 0,
               "url: the JSON report parses and names %r (exit %d, %r)" % (url, rc, out[:120]))
     finally:
@@ -298,19 +297,13 @@ def run(a):
               "nofile: -c 200 under a limit of 100 refused at start (exit %d, %r)"
               % (rc, err.strip()[-200:]))
         rc, out, err = run_stress(a.bin_dir, args, nofile=(100, 1000))
-        try:
-            j = json.loads(out)
-        except ValueError:
-            j = {}
+        j = report(out)
         check(rc == 0 and j.get("connects") == 200 and j.get("errors_total") == 0,
               "nofile: soft 100, hard 1000: raised, 200 connects, no error (exit %d, %s, %s)"
               % (rc, j.get("connects"), nonzero(j.get("errors", {}))))
         rc, out, err = run_stress(a.bin_dir, [url, "-c", "200", "-t", "64", "-d", "0.5",
                                               "--json"], nofile=(100, 1000))
-        try:
-            j = json.loads(out)
-        except ValueError:
-            j = {}
+        j = report(out)
         check(rc == 0 and j.get("connects") == 200 and j.get("errors_total") == 0,
               "nofile: -t 64, soft 100, hard 1000: 200 connects, no error (exit %d, %s, %s)"
               % (rc, j.get("connects"), nonzero(j.get("errors", {}))))
