@@ -64,7 +64,10 @@ void accept_undo(listener_t *l)
     server_capacity_changed(s);
 }
 
-int accept_wait_capacity_until(listener_t *l, uint64_t deadline)
+/* Wait on cap_cond until deadline or the listener's stop, and with
+ * for_capacity until the server is under max_connections (returns 1 then,
+ * else 0). A stop broadcasts cap_cond, so no wait outlasts it. */
+static int cap_wait_until(listener_t *l, uint64_t deadline, int for_capacity)
 {
     pc_server_t *s = l->srv;
     int ok = 0;
@@ -72,7 +75,7 @@ int accept_wait_capacity_until(listener_t *l, uint64_t deadline)
     server_cap_wait_begin(s);
     for (;;) {
         if (atomic_load(&l->stopping)) break;
-        if (atomic_load(&s->active) < s->cfg.max_connections) {
+        if (for_capacity && atomic_load(&s->active) < s->cfg.max_connections) {
             ok = 1;
             break;
         }
@@ -83,6 +86,11 @@ int accept_wait_capacity_until(listener_t *l, uint64_t deadline)
     server_cap_wait_end(s);
     pc__mutex_unlock(&s->cap_lock);
     return ok;
+}
+
+int accept_wait_capacity_until(listener_t *l, uint64_t deadline)
+{
+    return cap_wait_until(l, deadline, 1);
 }
 
 /* Count the connections queued on the listener beyond the p->held already
@@ -161,17 +169,7 @@ void accept_failed(listener_t *l, accept_backoff_t *b, int err, int os_err)
         b->suppressed++;
     }
     b->delay_ms = b->delay_ms ? (b->delay_ms * 2 > 1000 ? 1000 : b->delay_ms * 2) : 10;
-    /* on cap_cond, not a plain sleep: the stop's broadcast ends the step
-     * (pc_server_stop would otherwise wait up to a second for it) */
-    uint64_t deadline = pc__now_ms() + b->delay_ms;
-    pc_server_t *s = l->srv;
-    pc__mutex_lock(&s->cap_lock);
-    server_cap_wait_begin(s);
-    while (!atomic_load(&l->stopping)) {
-        uint64_t t = pc__now_ms();
-        if (t >= deadline) break;
-        pc__cond_timedwait(&s->cap_cond, &s->cap_lock, (unsigned)(deadline - t));
-    }
-    server_cap_wait_end(s);
-    pc__mutex_unlock(&s->cap_lock);
+    /* not a plain sleep: the stop ends the step (pc_server_stop would
+     * otherwise wait up to a second for it) */
+    (void)cap_wait_until(l, pc__now_ms() + b->delay_ms, 0);
 }
