@@ -228,6 +228,7 @@ int server_opts_parse(server_opts_t *o, int argc, char **argv, int *i)
         bad = parse_uint(v, 86400000ul, &n);
         if (!bad) cfg->write_timeout_ms = (unsigned)n;
     } else if (!strcmp(a, "--max-buffered")) {
+        _Static_assert(PC_MAX_BUFFERED_MIN == 65536, "the hint below and --help say 65536");
         bad = parse_uint(v, 0xfffffffful, &n) || (n && n < PC_MAX_BUFFERED_MIN);
         hint = " (0 for no cap, else at least 65536)";
         if (!bad) cfg->max_buffered_bytes = (size_t)n;
