@@ -591,7 +591,9 @@ typedef struct pc_server_config_s {
     /* ---- accept filter (steps 2-4 of the pipeline; portcullis/filter.h) ---- */
     /* Initial rule set; the server takes ownership when pc_server_create
      * succeeds (freed at destroy or when replaced); if it fails, the set
-     * stays the caller's. NULL: no rules (everyone passes step 2). */
+     * stays the caller's. NULL: no rules (everyone passes step 2). Not the
+     * set given as proxy_trusted (each is owned and freed on its own):
+     * pc_server_create refuses that with PC_EINVAL. */
     pc_rules_t *rules;
     /* Concurrent connections per source; 0 = unlimited (default). */
     unsigned per_source_max;
@@ -721,8 +723,9 @@ PC_API int pc_server_stop(pc_server_t *s, unsigned drain_ms);
  * pc_server_top_rules go on; a second pc_server_set_rules or
  * pc_server_listener_filter waits for it. Any thread (not from the condition
  * callback).
- * Returns 0, or PC_EINVAL (s NULL, or rules is the set already in force);
- * on PC_EINVAL the server takes nothing: the caller still owns rules. */
+ * Returns 0, or PC_EINVAL (s NULL, or rules is the set already in force or
+ * the server's proxy_trusted set); on PC_EINVAL nothing changes: the
+ * server takes nothing (a set the caller owned stays the caller's). */
 PC_API int pc_server_set_rules(pc_server_t *s, pc_rules_t *rules);
 
 /* Copy up to max rules of the set in force, most hits first, into out

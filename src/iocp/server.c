@@ -313,6 +313,12 @@ int pc_server_create(const pc_server_config_t *cfg, pc_server_t **out)
         PC_LOGE("server configuration refused: %s %d is none of its values", bad_field, bad_value);
         return PC_EINVAL;
     }
+    if (cfg && cfg->rules && cfg->rules == cfg->proxy_trusted) {
+        /* the server would own (and free) one set twice */
+        PC_LOGE("server configuration refused: rules and proxy_trusted are the same rule set "
+                "(the server owns each); load the text twice for two sets");
+        return PC_EINVAL;
+    }
     if (cfg && cfg->max_buffered_bytes && cfg->max_buffered_bytes < PC_MAX_BUFFERED_MIN) {
         PC_LOGE("server configuration refused: max_buffered_bytes %zu is below %u (room for "
                 "too few sends); 0 means no cap",
@@ -734,6 +740,10 @@ void pc_server_destroy(pc_server_t *s)
 int pc_server_set_rules(pc_server_t *s, pc_rules_t *rules)
 {
     if (!s) return PC_EINVAL;
+    if (rules && rules == s->cfg.proxy_trusted) { /* owned already, fixed for the server's life */
+        PC_LOGE("pc_server_set_rules: refused, the set is the server's proxy_trusted set");
+        return PC_EINVAL;
+    }
     /* the kernel first: a SYN the new set denies is never let through by a
      * kernel program older than the user-space set */
     kf_lock_long(s);

@@ -708,6 +708,26 @@ static void pause_in_on_open_then_more(void **state)
     shim_close(s);
 }
 
+/* The trusted-proxy set is owned by the server as the rule set is: the same
+ * set given as both (or swapped in as the rules later) would be freed twice.
+ * Both calls refuse it, and the server goes on with what it had. */
+static void rules_same_as_trusted_refused(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    px_config(&cfg, "allow 127.0.0.1/32\n");
+    pc_rules_t *trusted = cfg.proxy_trusted;
+    cfg.rules = trusted;
+    pc_server_t *s = NULL;
+    assert_int_equal(pc_server_create(&cfg, &s), PC_EINVAL);
+    assert_null(s);
+    cfg.rules = NULL;
+    start_server(&cfg); /* owns trusted now */
+    assert_int_equal(pc_server_set_rules(g_srv, trusted), PC_EINVAL);
+    assert_int_equal(stats().rule_count, 0);
+    assert_int_equal(pc_rules_count(trusted), 1); /* still the server's, alive */
+}
+
 int main(int argc, char **argv)
 {
     shim_init();
@@ -725,6 +745,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(connect_ex_sends_header, teardown),
         cmocka_unit_test_teardown(pause_in_on_open_keeps_bytes, teardown),
         cmocka_unit_test_teardown(pause_in_on_open_then_more, teardown),
+        cmocka_unit_test_teardown(rules_same_as_trusted_refused, teardown),
     };
     if (PICK_TEST(all, argc, argv) != 0) return 1;
     return cmocka_run_group_tests_name("proxy", all, NULL, NULL);
