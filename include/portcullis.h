@@ -609,7 +609,9 @@ typedef struct pc_server_config_s {
     unsigned source_prefix_v6;
     /* Entries of the per-source table (bounded; default 65536). When it is
      * full, new sources share one overflow entry (limited together) and the
-     * stats count it (stats.source_table_full); see docs/filter.md. */
+     * stats count it (stats.source_table_full); see docs/filter.md. At most
+     * 2^30 when a per-source limit is set, else pc_server_create fails with
+     * PC_EINVAL. */
     unsigned source_table_size;
     /* Fail closed when the per-source table is full: a new source that finds
      * no entry is refused (counted in stats.rejected[PC_STEP_SOURCE_MAX] and
@@ -665,8 +667,10 @@ PC_API void pc_server_config_init(pc_server_config_t *cfg);
 
 /* Create a server from a config (copied). Starts no thread. The thread that
  * will own the server (see the threading contract above). Errors: PC_EINVAL
- * (bad config, e.g. on_data NULL, or an enum field such as backend or
- * kernel_filter holding none of its values: logged with the field's name),
+ * (cfg or out NULL, or a bad config: on_data NULL, a field out of its
+ * documented range, an enum field such as backend or kernel_filter holding
+ * none of its values, ...; each refused config is logged with the field's
+ * name),
  * PC_ENOMEM, PC_ENOSYS (backend not built or not usable), or the system's
  * error when the backend's queue cannot be made (e.g. PC_EMFILE; an io_uring
  * backend asked for by name reports its ring's error). On failure cfg->rules

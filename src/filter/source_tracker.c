@@ -103,7 +103,7 @@ int tracker_create(const tracker_config_t *c, tracker_t **out)
     if (c->rate > 0 && c->burst < 1) return PC_EINVAL;
     if (c->full_policy != TRACKER_FULL_REJECT && c->full_policy != TRACKER_FULL_SHARED)
         return PC_EINVAL;
-    if (c->capacity > (1u << 30)) return PC_EINVAL;
+    if (c->capacity > TRACKER_CAPACITY_MAX) return PC_EINVAL;
     uint64_t interval = 0, tau = 0;
     if (c->rate > 0) {
         /* one token per ~11.6 days at the slowest: a slower rate is refused

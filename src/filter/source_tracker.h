@@ -67,10 +67,12 @@ void tracker_config_init(tracker_config_t *c);
  * window, (burst - 1) / rate, in ns (2^62: ~146 years). */
 #define TRACKER_RATE_MIN      1e-6
 #define TRACKER_WINDOW_MAX_NS (1ull << 62)
+/* Most entries a tracker has (pc_server_config_t.source_table_size). */
+#define TRACKER_CAPACITY_MAX (1u << 30)
 
 /* Allocate a tracker. Returns 0, PC_EINVAL (bad config: a prefix too long,
  * a rate below TRACKER_RATE_MIN or not a number, no burst with a rate, a
- * window over TRACKER_WINDOW_MAX_NS, an unknown policy, capacity over 2^30),
+ * window over TRACKER_WINDOW_MAX_NS, an unknown policy, capacity over TRACKER_CAPACITY_MAX),
  * PC_ENOMEM. */
 int tracker_create(const tracker_config_t *c, tracker_t **out);
 void tracker_destroy(tracker_t *t);

@@ -13,6 +13,7 @@
 #include "core/clock.h"
 #include "core/env.h"
 #include "core/log.h"
+#include "filter/source_tracker.h"
 
 /* ---- config ------------------------------------------------------------------ */
 
@@ -289,47 +290,60 @@ static void accept_data_wait_check(const pc_server_t *s)
                 s->cfg.accept_data_wait_s);
 }
 
-/* The enum field of cfg that holds none of its values, or NULL. */
-static const char *config_enum_bad(const pc_server_config_t *cfg, int *value)
+/* Why cfg is refused, logged naming the field: 1, else 0. The filter's
+ * own checks (the per-source rate and burst) are filter_create's. */
+static int config_refused(const pc_server_config_t *cfg)
 {
-#define ENUM_CHECK(field, last)                    \
-    if ((unsigned)cfg->field > (unsigned)(last)) { \
-        *value = (int)cfg->field;                  \
-        return #field;                             \
-    }
-    ENUM_CHECK(backend, PC_BACKEND_IOCP)
-    ENUM_CHECK(conditional_accept, PC_COND_ACCEPT_OFF)
-    ENUM_CHECK(kernel_filter, PC_KERNEL_FILTER_OFF)
-    ENUM_CHECK(at_capacity, PC_CAPACITY_REJECT)
+#define REFUSE(cond, ...)                                          \
+    do {                                                           \
+        if (cond) {                                                \
+            PC_LOGE("server configuration refused: " __VA_ARGS__); \
+            return 1;                                              \
+        }                                                          \
+    } while (0)
+#define ENUM_CHECK(field, last)                                                         \
+    REFUSE((unsigned)cfg->field > (unsigned)(last), #field " %d is none of its values", \
+           (int)cfg->field)
+    ENUM_CHECK(backend, PC_BACKEND_IOCP);
+    ENUM_CHECK(conditional_accept, PC_COND_ACCEPT_OFF);
+    ENUM_CHECK(kernel_filter, PC_KERNEL_FILTER_OFF);
+    ENUM_CHECK(at_capacity, PC_CAPACITY_REJECT);
 #undef ENUM_CHECK
-    return NULL;
+    REFUSE(cfg->max_buffered_bytes && cfg->max_buffered_bytes < PC_MAX_BUFFERED_MIN,
+           "max_buffered_bytes %zu is below %u (room for too few sends); 0 means no cap",
+           cfg->max_buffered_bytes, PC_MAX_BUFFERED_MIN);
+    /* the server would own (and free) one set twice */
+    REFUSE(cfg->rules && cfg->rules == cfg->proxy_trusted,
+           "rules and proxy_trusted are the same rule set (the server owns each); load the "
+           "text twice for two sets");
+    REFUSE(!cfg->cb.on_data, "cb.on_data is NULL (it is required)");
+    REFUSE(cfg->max_connections == 0, "max_connections is 0");
+    REFUSE(cfg->send_low_water > cfg->send_high_water,
+           "send_low_water %zu is above send_high_water %zu", cfg->send_low_water,
+           cfg->send_high_water);
+    REFUSE(cfg->threads < 0 || cfg->threads > 1024, "threads %d is not within 0..1024",
+           cfg->threads);
+    REFUSE(cfg->accept_batch_us > PC_ACCEPT_BATCH_MAX_US, "accept_batch_us %u is above %u",
+           cfg->accept_batch_us, PC_ACCEPT_BATCH_MAX_US);
+    REFUSE(cfg->accept_data_wait_s > PC_ACCEPT_DATA_WAIT_MAX_S, "accept_data_wait_s %u is above %u",
+           cfg->accept_data_wait_s, PC_ACCEPT_DATA_WAIT_MAX_S);
+    REFUSE(cfg->source_prefix_v4 > 32, "source_prefix_v4 %u is above 32", cfg->source_prefix_v4);
+    REFUSE(cfg->source_prefix_v6 > 128, "source_prefix_v6 %u is above 128", cfg->source_prefix_v6);
+    REFUSE(cfg->proxy_versions & ~(unsigned)(PC_PROXY_V1 | PC_PROXY_V2),
+           "proxy_versions 0x%x holds bits other than PC_PROXY_V1 | PC_PROXY_V2",
+           cfg->proxy_versions);
+    /* the per-source table exists only with a per-source limit */
+    REFUSE((cfg->per_source_max || cfg->per_source_rate > 0) &&
+               cfg->source_table_size > TRACKER_CAPACITY_MAX,
+           "source_table_size %u is above %u", cfg->source_table_size, TRACKER_CAPACITY_MAX);
+#undef REFUSE
+    return 0;
 }
 
 int pc_server_create(const pc_server_config_t *cfg, pc_server_t **out)
 {
-    int bad_value = 0;
-    const char *bad_field = cfg ? config_enum_bad(cfg, &bad_value) : NULL;
-    if (bad_field) {
-        PC_LOGE("server configuration refused: %s %d is none of its values", bad_field, bad_value);
-        return PC_EINVAL;
-    }
-    if (cfg && cfg->rules && cfg->rules == cfg->proxy_trusted) {
-        /* the server would own (and free) one set twice */
-        PC_LOGE("server configuration refused: rules and proxy_trusted are the same rule set "
-                "(the server owns each); load the text twice for two sets");
-        return PC_EINVAL;
-    }
-    if (cfg && cfg->max_buffered_bytes && cfg->max_buffered_bytes < PC_MAX_BUFFERED_MIN) {
-        PC_LOGE("server configuration refused: max_buffered_bytes %zu is below %u (room for "
-                "too few sends); 0 means no cap",
-                cfg->max_buffered_bytes, PC_MAX_BUFFERED_MIN);
-        return PC_EINVAL;
-    }
-    if (!cfg || !out || !cfg->cb.on_data || cfg->max_connections == 0 ||
-        cfg->send_low_water > cfg->send_high_water || cfg->threads < 0 || cfg->threads > 1024 ||
-        cfg->accept_batch_us > PC_ACCEPT_BATCH_MAX_US ||
-        cfg->accept_data_wait_s > PC_ACCEPT_DATA_WAIT_MAX_S)
-        return PC_EINVAL;
+    if (!cfg || !out) return PC_EINVAL;
+    if (config_refused(cfg)) return PC_EINVAL;
     int rc = sock_lib_init();
     if (rc < 0) return rc;
     pc_server_t *s = pc__calloc(1, sizeof *s);
@@ -420,11 +434,6 @@ int pc_server_create(const pc_server_config_t *cfg, pc_server_t **out)
     fc.at_capacity = cfg->at_capacity;
     /* accept threads, then one reader per worker (the PROXY second verdict) */
     fc.max_readers = PC_MAX_LISTENERS + s->nworkers;
-    if (cfg->source_prefix_v4 > 32 || cfg->source_prefix_v6 > 128 ||
-        (cfg->proxy_versions & ~(unsigned)(PC_PROXY_V1 | PC_PROXY_V2))) {
-        rc = PC_EINVAL;
-        goto fail;
-    }
     rc = filter_create(&fc, &s->filter);
     if (rc == PC_EINVAL)
         PC_LOGE("filter configuration refused: per_source_rate %g, per_source_burst %u (a "

@@ -1582,6 +1582,67 @@ static void config_checked(void **state)
     pc_server_destroy(s);
 }
 
+/* Every config pc_server_create refuses is logged with the field to blame:
+ * it used to refuse most of these silently, and a source_table_size over
+ * its bound was blamed on per_source_rate and per_source_burst. */
+static void config_refusals_logged(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    struct {
+        const char *field;
+        pc_server_config_t c;
+    } bad[10];
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        bad[i].c = cfg;
+    bad[n].field = "cb.on_data";
+    bad[n++].c.cb.on_data = NULL;
+    bad[n].field = "max_connections";
+    bad[n++].c.max_connections = 0;
+    bad[n].field = "send_low_water";
+    bad[n].c.send_high_water = 100;
+    bad[n++].c.send_low_water = 101;
+    bad[n].field = "threads";
+    bad[n++].c.threads = 1025;
+    bad[n].field = "accept_batch_us";
+    bad[n++].c.accept_batch_us = PC_ACCEPT_BATCH_MAX_US + 1;
+    bad[n].field = "accept_data_wait_s";
+    bad[n++].c.accept_data_wait_s = PC_ACCEPT_DATA_WAIT_MAX_S + 1;
+    bad[n].field = "source_prefix_v4";
+    bad[n++].c.source_prefix_v4 = 33;
+    bad[n].field = "source_prefix_v6";
+    bad[n++].c.source_prefix_v6 = 129;
+    bad[n].field = "proxy_versions";
+    bad[n++].c.proxy_versions = 4;
+    bad[n].field = "source_table_size";
+    bad[n].c.per_source_max = 1;
+    bad[n++].c.source_table_size = (1u << 30) + 1;
+    for (size_t i = 0; i < n; i++) {
+        pc_server_t *s = NULL;
+        log_capture_begin("configuration refused");
+        int rc = pc_server_create(&bad[i].c, &s);
+        log_capture_end();
+        if (rc != PC_EINVAL || g_nstart_lines != 1 || !strstr(g_start_lines[0], bad[i].field))
+            fprintf(stderr, "%s: %s, %d line(s) '%s'\n", bad[i].field, pc_err_name(rc),
+                    g_nstart_lines, g_nstart_lines ? g_start_lines[0] : "");
+        assert_int_equal(rc, PC_EINVAL);
+        assert_null(s);
+        assert_int_equal(g_nstart_lines, 1);
+        assert_non_null(strstr(g_start_lines[0], bad[i].field));
+    }
+    /* the bounds themselves are taken */
+    pc_server_config_t c = cfg;
+    c.per_source_max = 1;
+    c.source_table_size = 1u << 30;
+    c.source_prefix_v4 = 32;
+    c.source_prefix_v6 = 128;
+    pc_server_t *s = NULL;
+    assert_int_equal(pc_server_create(&c, &s), 0);
+    pc_server_destroy(s);
+}
+
 int main(int argc, char **argv)
 {
     shim_init();
@@ -1589,6 +1650,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(echo_concurrent, teardown),
         cmocka_unit_test_teardown(config_checked, teardown),
+        cmocka_unit_test_teardown(config_refusals_logged, teardown),
         cmocka_unit_test_teardown(echo_1mib, teardown),
         cmocka_unit_test_teardown(late_reader_16mib, teardown),
         cmocka_unit_test_teardown(peer_reset_midtransfer, teardown),
