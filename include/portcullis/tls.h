@@ -118,7 +118,8 @@ typedef struct pc_tls_client_config_s {
     /* ALPN protocols offered, comma-separated; NULL = none. */
     const char *alpn;
     /* Lowest version: PC_TLS_V1_2 (default) or PC_TLS_V1_3; max_version 0 =
-     * the highest OpenSSL has. */
+     * the highest OpenSSL has. A max_version below min_version is refused
+     * (PC_EINVAL). */
     int min_version;
     int max_version;
     /* Resumption: keep the last session ticket a server gave to a

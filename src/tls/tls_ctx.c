@@ -449,6 +449,13 @@ int pc_tls_ctx_new_client(const pc_tls_client_config_t *cfg, pc_tls_ctx_t **out)
     if (!cfg || version_of(cfg->min_version, &minv) < 0 ||
         version_of(cfg->max_version, &maxv) < 0 || (!cfg->cert_file != !cfg->key_file))
         return PC_EINVAL;
+    if (maxv && maxv < (minv ? minv : TLS1_2_VERSION)) {
+        /* no version left: every handshake would fail */
+        PC_LOGW("tls: client config refused: max_version 0x%04x is below min_version 0x%04x",
+                (unsigned)cfg->max_version,
+                (unsigned)(cfg->min_version ? cfg->min_version : PC_TLS_V1_2));
+        return PC_EINVAL;
+    }
     int frc = cfg->ca_file ? file_check(cfg->ca_file) : 0;
     if (frc == 0 && cfg->cert_file) frc = file_check(cfg->cert_file);
     if (frc == 0 && cfg->cert_file) frc = file_check(cfg->key_file);
