@@ -763,7 +763,7 @@ PC_API void *pc_server_user_data(const pc_server_t *s);
 PC_API int pc_server_send_to(pc_server_t *s, pc_conn_id_t id, const void *data, size_t len);
 /* Gather variant of pc_server_send_to: n buffers, one call, one copy, queued
  * as one message (all or nothing). Any thread. Same errors, and PC_EINVAL
- * for bufs NULL with n > 0. */
+ * for bufs NULL with n > 0 or lengths whose sum passes SIZE_MAX. */
 PC_API int pc_server_sendv_to(pc_server_t *s, pc_conn_id_t id, const pc_buf_t *bufs, unsigned n);
 /* Gracefully close the connection with this id (as pc_conn_close). Any
  * thread. Returns 0 or PC_ENOTCONN. A pc_connect connection still
@@ -895,7 +895,7 @@ PC_API int pc_connect_ex(pc_server_t *s, const char *endpoint, const pc_connect_
  * send_high_water the connection stops reading until it drains (on_drain). */
 PC_API int pc_conn_send(pc_conn_t *c, const void *data, size_t len);
 /* Gather variant: one call, one copy. Same rules and errors (PC_EINVAL: c
- * NULL, or bufs NULL with n > 0). */
+ * NULL, bufs NULL with n > 0, or lengths whose sum passes SIZE_MAX). */
 PC_API int pc_conn_sendv(pc_conn_t *c, const pc_buf_t *bufs, unsigned n);
 /* Graceful close: flush queued bytes (also what other threads' sends by id
  * had queued before it: later ones are refused), send FIN, read and discard

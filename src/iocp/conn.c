@@ -1761,12 +1761,25 @@ int conn_request_close(pc_conn_t *c, uint64_t id, int how, pc_close_reason_t rea
 
 /* ---- public connection API ------------------------------------------------------- */
 
+/* The bytes of n buffers in *total. Returns 0, or PC_EINVAL when their sum
+ * passes SIZE_MAX (it would wrap to a small total, and the copy into a
+ * chunk of that size would run past it). */
+static int bufs_total(const pc_buf_t *bufs, unsigned n, size_t *total)
+{
+    size_t t = 0;
+    for (unsigned i = 0; i < n; i++) {
+        if (bufs[i].len > SIZE_MAX - t) return PC_EINVAL;
+        t += bufs[i].len;
+    }
+    *total = t;
+    return 0;
+}
+
 int pc_conn_sendv(pc_conn_t *c, const pc_buf_t *bufs, unsigned n)
 {
     if (!c || (!bufs && n)) return PC_EINVAL;
-    size_t total = 0;
-    for (unsigned i = 0; i < n; i++)
-        total += bufs[i].len;
+    size_t total;
+    if (bufs_total(bufs, n, &total) < 0) return PC_EINVAL;
     if (!total && tls_conn == c)
         return (c->state == CS_OPEN || c->state == CS_OPENING) ? 0 : PC_ENOTCONN;
     if (!total) return xsend_empty(c, 0); /* another thread */
@@ -2451,9 +2464,8 @@ int pc_server_sendv_to(pc_server_t *s, pc_conn_id_t id, const pc_buf_t *bufs, un
     pc_conn_t *c = server_conn_lookup(s, id);
     if (!c) return PC_ENOTCONN;
     if (tls_conn == c && atomic_load(&c->id) == id) return pc_conn_sendv(c, bufs, n);
-    size_t total = 0;
-    for (unsigned i = 0; i < n; i++)
-        total += bufs[i].len;
+    size_t total;
+    if (bufs_total(bufs, n, &total) < 0) return PC_EINVAL;
     if (!total) return xsend_empty(c, id);
     return conn_xsend(c, id, bufs, n, total);
 }

@@ -496,6 +496,54 @@ static void stale_ids_every_call(void **state)
     shim_close(s2);
 }
 
+/* Gather lengths whose sum passes SIZE_MAX are refused (PC_EINVAL) before
+ * anything is copied, by id and from the strand: the sum used to wrap, so
+ * a chunk for the wrapped (small) total was taken and the copy ran past
+ * it. Where pc_buf_t.len is narrower than size_t (Windows) the sum of at
+ * most UINT_MAX lengths cannot wrap. */
+static atomic_int g_wrap_rc;
+
+static void wrap_bufs(pc_buf_t b[2])
+{
+    static char byte[8];
+    size_t big = SIZE_MAX - 2;
+    b[0].base = byte;
+    b[0].len = big;
+    b[1].base = byte;
+    b[1].len = 4; /* the sum wraps to 1 */
+}
+
+static void post_sendv_wrap(pc_conn_t *c, void *arg)
+{
+    (void)arg;
+    if (!c) return;
+    pc_buf_t b[2];
+    wrap_bufs(b);
+    atomic_store(&g_wrap_rc, pc_conn_sendv(c, b, 2));
+}
+
+static void sendv_lengths_wrap_refused(void **state)
+{
+    (void)state;
+    if (sizeof(((pc_buf_t *)0)->len) < sizeof(size_t)) skip();
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    start_server(&cfg);
+    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 10000);
+    assert_true(s != SHIM_INVALID);
+    pc_conn_id_t id = wait_open_id(1);
+    pc_buf_t b[2];
+    wrap_bufs(b);
+    assert_int_equal(pc_server_sendv_to(g_srv, id, b, 2), PC_EINVAL);
+    atomic_store(&g_wrap_rc, 1);
+    assert_int_equal(pc_server_post_to(g_srv, id, post_sendv_wrap, NULL), 0);
+    WAIT_FOR(atomic_load(&g_wrap_rc) != 1, 5000);
+    assert_int_equal(atomic_load(&g_wrap_rc), PC_EINVAL);
+    assert_int_equal(pc_server_send_queued(g_srv, id), 0);
+    expect_echo(s, "still open");
+    shim_close(s);
+}
+
 /* ---- 5. on_sent order */
 
 #define EV_MAX 64
@@ -1813,6 +1861,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(post_to_pause_resume, teardown),
         cmocka_unit_test_teardown(post_to_after_close_gets_null, teardown),
         cmocka_unit_test_teardown(stale_ids_every_call, teardown),
+        cmocka_unit_test_teardown(sendv_lengths_wrap_refused, teardown),
         cmocka_unit_test_teardown(empty_send_from_other_thread, teardown),
         cmocka_unit_test_teardown(on_sent_order, teardown),
         cmocka_unit_test_teardown(close_keeps_bytes_sent_by_id, teardown),
