@@ -42,6 +42,17 @@ static pc_conn_t *timer_conn(queue_t *e)
     return pc_container_of(pc_container_of(e, wheel_timer_t, link), pc_conn_t, timer);
 }
 
+int worker_wait_ms(int conn_ms, int timer_ms)
+{
+    int t = conn_ms;
+    if (timer_ms >= 0 && (t < 0 || timer_ms < t)) t = timer_ms;
+    /* t / WAIT_SLACK_DIV rounded up, without t + WAIT_SLACK_DIV - 1: t may be
+     * INT_MAX (a deadline ~25 days or more away), and that sum overflowed
+     * into a negative wait, which the backends take as no deadline */
+    if (t > WAIT_SLACK_DIV) t -= t / WAIT_SLACK_DIV + (t % WAIT_SLACK_DIV != 0);
+    return t;
+}
+
 void worker_main(void *arg)
 {
     worker_t *w = arg;
@@ -53,8 +64,7 @@ void worker_main(void *arg)
         int timeout = wheel_timeout(&w->wheel, now);
         int stimeout = wheel_timeout(&w->swheel, now);
         pc__mutex_unlock(&w->wheel_lock);
-        if (stimeout >= 0 && (timeout < 0 || stimeout < timeout)) timeout = stimeout;
-        if (timeout > WAIT_SLACK_DIV) timeout -= (timeout + WAIT_SLACK_DIV - 1) / WAIT_SLACK_DIV;
+        timeout = worker_wait_ms(timeout, stimeout);
         /* released records are not kept from the table for long: a worker
          * holding some wakes within FREE_FLUSH_MS to hand them over */
         if (w->free_head && (timeout < 0 || timeout > FREE_FLUSH_MS)) timeout = FREE_FLUSH_MS;
