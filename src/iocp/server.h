@@ -507,12 +507,12 @@ void server_cap_wait_end(pc_server_t *s);
 /* server_worker.c: a worker thread's body (arg: its worker_t), started by
  * pc_server_start; returns after the worker's TAG_EXIT once it has nothing
  * left to wait for. */
+void worker_main(void *arg);
 /* How long a worker waits for completions: the sooner of its connection
  * wheel's and its server-timer wheel's waits (wheel_timeout: -1 none, at
  * most INT_MAX ms), cut by the slack that wakes it before the tick. -1:
  * no deadline. */
 int worker_wait_ms(int conn_ms, int timer_ms);
-void worker_main(void *arg);
 
 /* server_timer.c */
 void stimer_init(pc_server_t *s);
