@@ -29,7 +29,8 @@
  *   The same holds for every pc_server_*_id / *_to call: pc_server_sendv_to,
  *   pc_server_abort_id, pc_server_send_queued, pc_server_post_to (which runs
  *   a function inside the connection's strand, where every pc_conn_* call is
- *   legal) and pc_server_conn_ids. An accepted connection is reached by id
+ *   legal) and pc_server_conn_ids. Each of these refuses a NULL server with
+ *   PC_EINVAL (pc_server_conn_ids: 0). An accepted connection is reached by id
  *   from its on_open on (before it, while a PROXY header or a TLS handshake
  *   is awaited, these calls treat it as not open); a pc_connect one from the
  *   moment its id is returned. pc_conn_send, pc_conn_close and
@@ -757,7 +758,7 @@ PC_API void *pc_server_user_data(const pc_server_t *s);
 
 /* Queue a copy of data for the connection with this id. Any thread. Small
  * sends coalesce into the connection's tail chunk. Returns 0, PC_EINVAL
- * (data NULL with len > 0), PC_ENOTCONN (closed, closing or stale id),
+ * (s NULL, or data NULL with len > 0), PC_ENOTCONN (closed, closing or stale id),
  * PC_ENOMEM, PC_ENOBUFS (the connection's send_queue_limit or the server's
  * max_buffered_bytes would be passed; nothing queued). */
 PC_API int pc_server_send_to(pc_server_t *s, pc_conn_id_t id, const void *data, size_t len);
@@ -766,7 +767,7 @@ PC_API int pc_server_send_to(pc_server_t *s, pc_conn_id_t id, const void *data, 
  * for bufs NULL with n > 0 or lengths whose sum passes SIZE_MAX. */
 PC_API int pc_server_sendv_to(pc_server_t *s, pc_conn_id_t id, const pc_buf_t *bufs, unsigned n);
 /* Gracefully close the connection with this id (as pc_conn_close). Any
- * thread. Returns 0 or PC_ENOTCONN. A pc_connect connection still
+ * thread. Returns 0, PC_EINVAL (s NULL) or PC_ENOTCONN. A pc_connect connection still
  * connecting closes once connected (after its on_open; with TLS, as its
  * handshake starts, and once it completes if bytes were sent to it: see
  * pc_conn_close), flushing what was sent to it. */
@@ -775,12 +776,12 @@ PC_API int pc_server_close_id(pc_server_t *s, pc_conn_id_t id);
  * over by other threads are dropped at once, the connection's own queue as
  * soon as its worker runs it (at once if it is idle), and the peer gets a
  * reset; no later send is accepted. on_close runs with PC_CLOSE_ABORT. Any
- * thread. Returns 0 or PC_ENOTCONN (closed or stale id). */
+ * thread. Returns 0, PC_EINVAL (s NULL) or PC_ENOTCONN (closed or stale id). */
 PC_API int pc_server_abort_id(pc_server_t *s, pc_conn_id_t id);
 /* Bytes queued for the connection with this id and not yet handed to the
  * kernel (its send queue plus what other threads queued and its worker has
  * not taken yet; each read atomically, not one instant). Any thread.
- * Returns the count (>= 0) or PC_ENOTCONN. */
+ * Returns the count (>= 0), PC_EINVAL (s NULL) or PC_ENOTCONN. */
 PC_API int64_t pc_server_send_queued(pc_server_t *s, pc_conn_id_t id);
 /* Run fn(c, arg) inside the connection's strand: on its worker, never
  * concurrently with its callbacks, so every pc_conn_* function is legal
@@ -800,7 +801,7 @@ PC_API int64_t pc_server_send_queued(pc_server_t *s, pc_conn_id_t id);
  * freed in fn. On a pc_connect connection still connecting, fn waits for
  * the connect: after on_open (with TLS, as the handshake starts), or NULL
  * if it fails. Any thread, including the connection's own callbacks (fn
- * runs after the current callback returns). Returns 0, PC_EINVAL (fn NULL), PC_ENOTCONN
+ * runs after the current callback returns). Returns 0, PC_EINVAL (s or fn NULL), PC_ENOTCONN
  * (closed or stale id; fn is not called), PC_ENOMEM. */
 PC_API int pc_server_post_to(pc_server_t *s, pc_conn_id_t id, void (*fn)(pc_conn_t *c, void *arg),
                              void *arg);

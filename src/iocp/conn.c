@@ -415,6 +415,17 @@ static void sendq_free(pc_server_t *s, queue_t *q)
     chunks_free(q);
 }
 
+/* Append the buffers' bytes to ch (which has room). An empty buffer may
+ * have a NULL base, which memcpy must not see even for 0 bytes. */
+static void copy_bufs(chunk_t *ch, const pc_buf_t *bufs, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) {
+        if (!bufs[i].len) continue;
+        memcpy(ch->data + ch->len, bufs[i].base, bufs[i].len);
+        ch->len += bufs[i].len;
+    }
+}
+
 /* Copy bufs into the tail of q (coalescing into the last chunk when it has
  * room). Returns 0 or PC_ENOMEM (nothing appended). */
 static int sendq_append(pc_server_t *s, queue_t *q, const pc_buf_t *bufs, unsigned n, size_t total)
@@ -425,10 +436,7 @@ static int sendq_append(pc_server_t *s, queue_t *q, const pc_buf_t *bufs, unsign
         if (!tail) return PC_ENOMEM;
         queue_insert_tail(q, &tail->link);
     }
-    for (unsigned i = 0; i < n; i++) {
-        memcpy(tail->data + tail->len, bufs[i].base, bufs[i].len);
-        tail->len += bufs[i].len;
-    }
+    copy_bufs(tail, bufs, n);
     return 0;
 }
 
@@ -1657,14 +1665,6 @@ static int xsend_commit_locked(pc_conn_t *c, size_t total)
     return post;
 }
 
-static void copy_bufs(chunk_t *ch, const pc_buf_t *bufs, unsigned n)
-{
-    for (unsigned i = 0; i < n; i++) {
-        memcpy(ch->data + ch->len, bufs[i].base, bufs[i].len);
-        ch->len += bufs[i].len;
-    }
-}
-
 /* Where bytes sent by id go in an inbox: after the newest posted function,
  * if there is one (under the lock). */
 static queue_t *inbox_tail_queue(conn_tx_t *itx)
@@ -2113,7 +2113,7 @@ size_t pc_conn_send_queued(const pc_conn_t *c)
 
 int pc_server_send_to(pc_server_t *s, pc_conn_id_t id, const void *data, size_t len)
 {
-    if (!data && len) return PC_EINVAL;
+    if (!s || (!data && len)) return PC_EINVAL;
     pc_conn_t *c = server_conn_lookup(s, id);
     if (!c) return PC_ENOTCONN;
     pc_buf_t b;
@@ -2126,6 +2126,7 @@ int pc_server_send_to(pc_server_t *s, pc_conn_id_t id, const void *data, size_t 
 
 int pc_server_close_id(pc_server_t *s, pc_conn_id_t id)
 {
+    if (!s) return PC_EINVAL;
     pc_conn_t *c = server_conn_lookup(s, id);
     if (!c) return PC_ENOTCONN;
     if (tls_conn == c && atomic_load(&c->id) == id) return pc_conn_close(c);
@@ -2472,6 +2473,7 @@ int pc_server_sendv_to(pc_server_t *s, pc_conn_id_t id, const pc_buf_t *bufs, un
 
 int pc_server_abort_id(pc_server_t *s, pc_conn_id_t id)
 {
+    if (!s) return PC_EINVAL;
     pc_conn_t *c = server_conn_lookup(s, id);
     if (!c) return PC_ENOTCONN;
     if (tls_conn == c && atomic_load(&c->id) == id) return pc_conn_abort(c);
@@ -2502,6 +2504,7 @@ int pc_server_abort_id(pc_server_t *s, pc_conn_id_t id)
 
 int64_t pc_server_send_queued(pc_server_t *s, pc_conn_id_t id)
 {
+    if (!s) return PC_EINVAL;
     pc_conn_t *c = server_conn_lookup(s, id);
     if (!c) return PC_ENOTCONN;
     pc__mutex_lock(conn_lock(c));

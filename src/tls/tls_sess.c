@@ -450,6 +450,7 @@ int tls_sess_write(tls_sess_t *s, const pc_buf_t *bufs, unsigned n, const tls_io
         unsigned char one[TLS_PLAIN_CHUNK];
         size_t off = 0;
         for (unsigned i = 0; i < n; i++) {
+            if (!bufs[i].len) continue; /* its base may be NULL */
             memcpy(one + off, bufs[i].base, bufs[i].len);
             off += bufs[i].len;
         }
