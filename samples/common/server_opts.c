@@ -61,8 +61,9 @@ void server_opts_usage(FILE *f, const char *default_listen)
             "  --idle-timeout MS         close connections idle this long (0 = never;\n"
             "                            default: pc-http 75000, otherwise never)\n"
             "  --handshake-timeout MS    close TLS connections whose handshake has not\n"
-            "                            completed this long after the accept (default 10000;\n"
-            "                            0 = none; pc-http's --header-timeout covers it)\n"
+            "                            completed this long after the accept (with\n"
+            "                            --tls-cert; default 10000; 0 = none; pc-http's\n"
+            "                            --header-timeout covers it)\n"
             "  --write-timeout MS        reset connections whose peer stops reading for this\n"
             "                            long while output is queued (default: never)\n"
             "  --max-buffered BYTES      cap on bytes queued for sending, all connections\n"
@@ -224,6 +225,7 @@ int server_opts_parse(server_opts_t *o, int argc, char **argv, int *i)
     } else if (!strcmp(a, "--handshake-timeout")) {
         bad = parse_uint(v, 86400000ul, &n);
         if (!bad) cfg->handshake_timeout_ms = (unsigned)n;
+        o->handshake_timeout_given = 1;
     } else if (!strcmp(a, "--write-timeout")) {
         bad = parse_uint(v, 86400000ul, &n);
         if (!bad) cfg->write_timeout_ms = (unsigned)n;
@@ -464,9 +466,10 @@ int server_opts_check(server_opts_t *o)
     }
     /* without a certificate the listeners are plain TCP: a TLS option that
      * would be ignored is a mistake to report, not to run with */
-    const char *tls_only = o->tls_client_ca    ? "--tls-client-ca"
-                           : o->tls_alpn_given ? "--tls-alpn"
-                                               : NULL;
+    const char *tls_only = o->tls_client_ca             ? "--tls-client-ca"
+                           : o->tls_alpn_given          ? "--tls-alpn"
+                           : o->handshake_timeout_given ? "--handshake-timeout"
+                                                        : NULL;
     if (!o->ntls_cert && tls_only) {
         fprintf(stderr,
                 "%s: %s needs --tls-cert/--tls-key (without them the listeners are plain TCP)\n",

@@ -36,7 +36,8 @@ typedef struct server_opts_s {
     const char *tls_alpn;
     int tls_alpn_given; /* --tls-alpn was on the command line (not the default) */
     const char *tls_client_ca;
-    pc_tls_ctx_t *tls; /* built by server_opts_tls when certificates were given */
+    int handshake_timeout_given; /* --handshake-timeout was on the command line */
+    pc_tls_ctx_t *tls;           /* built by server_opts_tls when certificates were given */
     unsigned drain_ms;
     pc_server_config_t *cfg;
 } server_opts_t;
@@ -48,8 +49,8 @@ void server_opts_init(server_opts_t *o, const char *prog, const char *default_li
  * bad (message printed). */
 int server_opts_parse(server_opts_t *o, int argc, char **argv, int *i);
 /* After the parse loop: the checks that concern several shared options
- * (--tls-cert and --tls-key in pairs; --tls-alpn and --tls-client-ca only
- * with them). Returns 0 or 2 (message printed). */
+ * (--tls-cert and --tls-key in pairs; --tls-alpn, --tls-client-ca and
+ * --handshake-timeout only with them). Returns 0 or 2 (message printed). */
 int server_opts_check(server_opts_t *o);
 /* The shared options' usage lines; default_listen is the program's own
  * (the one given to server_opts_init). */

@@ -17,9 +17,10 @@ takes no fixed port; it is killed after 3 s and counted as a failure.
   url        pc-stress with port 0, or a blank, CR LF or a tab in the path:
              exit 2, "bad URL" (they ran: every connect refused, or a request
              line split by the blank, or headers added by the CR LF);
-  tls-only   --tls-client-ca FILE and --tls-alpn LIST without --tls-cert/
-             --tls-key, on pc-echo, pc-http and pc-chat: exit 2, "... needs
-             --tls-cert/--tls-key" (they were ignored: plain TCP);
+  tls-only   --tls-client-ca FILE, --tls-alpn LIST and --handshake-timeout MS
+             without --tls-cert/--tls-key, on pc-echo, pc-http and pc-chat:
+             exit 2, "... needs --tls-cert/--tls-key" (they were ignored: plain
+             TCP has no handshake to bound);
   tls-names  --tls-client-ca /nonexistent with a good pair: the message names
              --tls-client-ca and the file; --tls-alpn ',,,' names --tls-alpn
              (both blamed the certificate and key); skipped when the build has
@@ -35,7 +36,8 @@ takes no fixed port; it is killed after 3 s and counted as a failure.
              65536 starts;
   help       each server's --help gives its default listen address on the
              --listen line (pc-echo 7000, pc-http 8080, pc-chat 7001);
-  good       pc-echo plain; pc-http plain (its default ALPN is no flag given);
+  good       pc-echo plain; pc-echo with a certificate and --handshake-timeout;
+             pc-http plain (its default ALPN is no flag given);
              pc-http with a certificate, --tls-alpn h2,http/1.1 and
              --tls-client-ca; pc-chat with --per-source-rate 0.5/2; pc-stress
              --source 127.0.0.1 (and ::1 to [::1] when this host has IPv6)
@@ -168,6 +170,8 @@ def body(bin_dir):
                 "--tls-client-ca needs --tls-cert/--tls-key")
         refused(check, bin_dir, prog, LISTEN + ["--tls-alpn", "h2"],
                 "--tls-alpn needs --tls-cert/--tls-key")
+        refused(check, bin_dir, prog, LISTEN + ["--handshake-timeout", "5000"],
+                "--handshake-timeout needs --tls-cert/--tls-key")
 
     # 3. TLS set-up errors name the input at fault
     if tls_built(bin_dir):
@@ -228,6 +232,8 @@ def body(bin_dir):
                            ("pc-chat", LISTEN + ["--per-source-rate", "0.5/2"])):
             servers.append(starts(check, bin_dir, prog, args))
         if tls_built(bin_dir):
+            servers.append(starts(check, bin_dir, "pc-echo",
+                                  LISTEN + PAIR + ["--handshake-timeout", "5000"]))
             servers.append(starts(check, bin_dir, "pc-http", LISTEN + PAIR + [
                 "--tls-alpn", "h2,http/1.1", "--tls-client-ca", CA]))
         http = servers[1]
