@@ -94,7 +94,8 @@ void server_opts_usage(FILE *f, const char *default_listen)
             "                            trusted): their connections must start with a\n"
             "                            PROXY v1/v2 header naming the real client\n"
             "  --proxy-timeout MS        time a trusted proxy has to send it (default 3000)\n"
-            "  --proxy-versions V        versions accepted: v1, v2 or v1,v2 (default)\n"
+            "  --proxy-versions V        versions accepted: v1, v2 or v1,v2 (default); both\n"
+            "                            with --proxy-protocol\n"
             "  --conditional-accept M    on, off or auto (Windows SO_CONDITIONAL_ACCEPT)\n"
             "  --kernel-filter T         auto, ebpf, cbpf or off: drop denied SYNs in the\n"
             "                            kernel before the handshake (Linux; default auto)\n"
@@ -258,9 +259,11 @@ int server_opts_parse(server_opts_t *o, int argc, char **argv, int *i)
     } else if (!strcmp(a, "--proxy-protocol")) {
         o->proxy_path = v;
     } else if (!strcmp(a, "--proxy-timeout")) {
+        o->proxy_flag = a;
         bad = parse_uint(v, 86400000ul, &n) || n == 0;
         if (!bad) cfg->proxy_timeout_ms = (unsigned)n;
     } else if (!strcmp(a, "--proxy-versions")) {
+        o->proxy_flag = a;
         if (!strcmp(v, "v1"))
             cfg->proxy_versions = PC_PROXY_V1;
         else if (!strcmp(v, "v2"))
@@ -474,6 +477,14 @@ int server_opts_check(server_opts_t *o)
         fprintf(stderr,
                 "%s: %s needs --tls-cert/--tls-key (without them the listeners are plain TCP)\n",
                 o->prog, tls_only);
+        return 2;
+    }
+    /* without trusted proxies no connection is read for a PROXY header */
+    if (!o->proxy_path && o->proxy_flag) {
+        fprintf(stderr,
+                "%s: %s needs --proxy-protocol (without it no connection carries a PROXY "
+                "header)\n",
+                o->prog, o->proxy_flag);
         return 2;
     }
     return 0;

@@ -27,6 +27,7 @@ typedef struct server_opts_s {
     unsigned char list_allow[SERVER_OPTS_MAX_LISTS];
     int nlists;
     const char *proxy_path; /* --proxy-protocol: trusted proxies */
+    const char *proxy_flag; /* --proxy-timeout or --proxy-versions, if given */
     /* TLS: --tls-cert / --tls-key pairs (in order; the first is the default,
      * the others chosen by SNI), --tls-alpn (the program may set a default),
      * --tls-client-ca (ask for client certificates, verify them) */
@@ -50,7 +51,8 @@ void server_opts_init(server_opts_t *o, const char *prog, const char *default_li
 int server_opts_parse(server_opts_t *o, int argc, char **argv, int *i);
 /* After the parse loop: the checks that concern several shared options
  * (--tls-cert and --tls-key in pairs; --tls-alpn, --tls-client-ca and
- * --handshake-timeout only with them). Returns 0 or 2 (message printed). */
+ * --handshake-timeout only with them; --proxy-timeout and --proxy-versions
+ * only with --proxy-protocol). Returns 0 or 2 (message printed). */
 int server_opts_check(server_opts_t *o);
 /* The shared options' usage lines; default_listen is the program's own
  * (the one given to server_opts_init). */

@@ -21,6 +21,9 @@ takes no fixed port; it is killed after 3 s and counted as a failure.
              without --tls-cert/--tls-key, on pc-echo, pc-http and pc-chat:
              exit 2, "... needs --tls-cert/--tls-key" (they were ignored: plain
              TCP has no handshake to bound);
+  proxy-only --proxy-timeout MS and --proxy-versions V without --proxy-protocol,
+             on the three servers: exit 2, "... needs --proxy-protocol" (they
+             were ignored: no proxy is trusted, so no header is read);
   tls-names  --tls-client-ca /nonexistent with a good pair: the message names
              --tls-client-ca and the file; --tls-alpn ',,,' names --tls-alpn
              (both blamed the certificate and key); skipped when the build has
@@ -37,6 +40,7 @@ takes no fixed port; it is killed after 3 s and counted as a failure.
   help       each server's --help gives its default listen address on the
              --listen line (pc-echo 7000, pc-http 8080, pc-chat 7001);
   good       pc-echo plain; pc-echo with a certificate and --handshake-timeout;
+             pc-echo with --proxy-protocol, --proxy-timeout and --proxy-versions;
              pc-http plain (its default ALPN is no flag given);
              pc-http with a certificate, --tls-alpn h2,http/1.1 and
              --tls-client-ca; pc-chat with --per-source-rate 0.5/2; pc-stress
@@ -63,6 +67,8 @@ DATA = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), 
                                     "tls"))
 CERT, KEY, CA = (os.path.join(DATA, f) for f in ("server.pem", "server.key", "ca.pem"))
 PAIR = ["--tls-cert", CERT, "--tls-key", KEY]
+RULES = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                                     "samples", "http", "rules.example"))
 SERVERS = ("pc-echo", "pc-http", "pc-chat")
 
 
@@ -173,6 +179,13 @@ def body(bin_dir):
         refused(check, bin_dir, prog, LISTEN + ["--handshake-timeout", "5000"],
                 "--handshake-timeout needs --tls-cert/--tls-key")
 
+    # 2b. PROXY protocol flags without the trusted proxies' file
+    for prog in SERVERS:
+        refused(check, bin_dir, prog, LISTEN + ["--proxy-timeout", "500"],
+                "--proxy-timeout needs --proxy-protocol")
+        refused(check, bin_dir, prog, LISTEN + ["--proxy-versions", "v2"],
+                "--proxy-versions needs --proxy-protocol")
+
     # 3. TLS set-up errors name the input at fault
     if tls_built(bin_dir):
         for prog in ("pc-echo", "pc-http"):
@@ -231,6 +244,8 @@ def body(bin_dir):
                            ("pc-http", LISTEN),
                            ("pc-chat", LISTEN + ["--per-source-rate", "0.5/2"])):
             servers.append(starts(check, bin_dir, prog, args))
+        servers.append(starts(check, bin_dir, "pc-echo", LISTEN + [
+            "--proxy-protocol", RULES, "--proxy-timeout", "500", "--proxy-versions", "v2"]))
         if tls_built(bin_dir):
             servers.append(starts(check, bin_dir, "pc-echo",
                                   LISTEN + PAIR + ["--handshake-timeout", "5000"]))
