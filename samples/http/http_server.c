@@ -31,7 +31,8 @@ static void usage(FILE *f)
             "                            first byte arrived or the wait ended), from its first\n"
             "                            byte for later ones; trickled bytes do not extend it;\n"
             "                            then the connection closes without a response\n"
-            "                            (0 = none; default 60000)\n"
+            "                            (0 = none; default 60000); with TLS it bounds the\n"
+            "                            handshake too, in place of --handshake-timeout\n"
             "  --max-header-bytes N      request head limit, larger is a 431 (default 8192)\n"
             "  --max-body-bytes N        request bodies read and discarded up to N bytes,\n"
             "                            larger is a 413 (default 1048576)\n"
@@ -143,6 +144,18 @@ int main(int argc, char **argv)
     }
     int rc = server_opts_check(&o);
     if (rc) return rc;
+    /* the library bounds a TLS handshake by the header timeout when there is
+     * one (the first request's deadline runs from the accept), and by
+     * handshake_timeout_ms only without: given with the header timeout on,
+     * the flag would be ignored */
+    if (o.handshake_timeout_given && cfg.header_timeout_ms) {
+        fprintf(stderr,
+                "pc-http: --handshake-timeout has no effect while --header-timeout is on (%u ms; "
+                "it bounds the handshake too): use --header-timeout, or --header-timeout 0 "
+                "with it\n",
+                cfg.header_timeout_ms);
+        return 2;
+    }
     rc = server_opts_load_rules(&o);
     if (rc) return rc;
     rc = server_opts_tls(&o);

@@ -24,6 +24,11 @@ takes no fixed port; it is killed after 3 s and counted as a failure.
   proxy-only --proxy-timeout MS and --proxy-versions V without --proxy-protocol,
              on the three servers: exit 2, "... needs --proxy-protocol" (they
              were ignored: no proxy is trusted, so no header is read);
+  hs-header  pc-http with a certificate and --handshake-timeout while its
+             --header-timeout is on (the default 60000, or given): exit 2,
+             "--handshake-timeout has no effect while --header-timeout is on"
+             (the header timeout bounds the handshake instead: the flag was
+             ignored); with --header-timeout 0 it starts; skipped without TLS;
   tls-names  --tls-client-ca /nonexistent with a good pair: the message names
              --tls-client-ca and the file; --tls-alpn ',,,' names --tls-alpn
              (both blamed the certificate and key); skipped when the build has
@@ -39,7 +44,8 @@ takes no fixed port; it is killed after 3 s and counted as a failure.
              65536 starts;
   help       each server's --help gives its default listen address on the
              --listen line (pc-echo 7000, pc-http 8080, pc-chat 7001);
-  good       pc-echo plain; pc-echo with a certificate and --handshake-timeout;
+  good       pc-echo plain; pc-echo with a certificate and --handshake-timeout
+             (pc-http too, with --header-timeout 0);
              pc-echo with --proxy-protocol, --proxy-timeout and --proxy-versions;
              pc-http plain (its default ALPN is no flag given);
              pc-http with a certificate, --tls-alpn h2,http/1.1 and
@@ -195,6 +201,10 @@ def body(bin_dir):
                     "bad value for --tls-alpn: ',,,'")
         refused(check, bin_dir, "pc-echo", LISTEN + ["--tls-cert", CERT, "--tls-key", "/nokey"],
                 "--tls-key /nokey")
+        for extra in ([], ["--header-timeout", "2000"]):
+            refused(check, bin_dir, "pc-http",
+                    LISTEN + PAIR + ["--handshake-timeout", "5000"] + extra,
+                    "--handshake-timeout has no effect while --header-timeout is on")
     else:
         print("note: no TLS in this build: TLS file and ALPN messages not checked")
 
@@ -249,6 +259,8 @@ def body(bin_dir):
         if tls_built(bin_dir):
             servers.append(starts(check, bin_dir, "pc-echo",
                                   LISTEN + PAIR + ["--handshake-timeout", "5000"]))
+            servers.append(starts(check, bin_dir, "pc-http", LISTEN + PAIR + [
+                "--handshake-timeout", "5000", "--header-timeout", "0"]))
             servers.append(starts(check, bin_dir, "pc-http", LISTEN + PAIR + [
                 "--tls-alpn", "h2,http/1.1", "--tls-client-ca", CA]))
         http = servers[1]
