@@ -150,6 +150,10 @@ int server_opts_parse(server_opts_t *o, int argc, char **argv, int *i)
     unsigned long n;
     int bad = 0;
     const char *hint = "";
+    /* the value may be good, but the flag is given once too often: at most
+     * max of what (a message of its own, not "bad value") */
+    const char *too_many = NULL;
+    int max = 0;
     if (!strcmp(a, "--shadow")) {
         cfg->shadow = 1;
         return 1;
@@ -196,10 +200,12 @@ int server_opts_parse(server_opts_t *o, int argc, char **argv, int *i)
     if (!strcmp(a, "--tls-cert") || !strcmp(a, "--tls-key")) {
         int cert = !strcmp(a, "--tls-cert");
         int *cnt = cert ? &o->ntls_cert : &o->ntls_key;
-        if (*cnt == SERVER_OPTS_MAX_CERTS)
-            bad = 1;
-        else
+        if (*cnt == SERVER_OPTS_MAX_CERTS) {
+            too_many = "certificates";
+            max = SERVER_OPTS_MAX_CERTS;
+        } else {
             (cert ? o->tls_cert : o->tls_key)[(*cnt)++] = v;
+        }
     } else if (!strcmp(a, "--tls-alpn")) {
         bad = !alpn_ok(v);
         hint = " (protocol names of 1 to 255 bytes, comma-separated)";
@@ -210,10 +216,14 @@ int server_opts_parse(server_opts_t *o, int argc, char **argv, int *i)
     } else if (!strcmp(a, "--listen")) {
         struct sockaddr_storage ss;
         socklen_t len;
-        if (o->nlisten == SERVER_OPTS_MAX_LISTEN || pc_parse_endpoint(v, &ss, &len) < 0)
+        if (o->nlisten == SERVER_OPTS_MAX_LISTEN) {
+            too_many = "listeners";
+            max = SERVER_OPTS_MAX_LISTEN;
+        } else if (pc_parse_endpoint(v, &ss, &len) < 0) {
             bad = 1;
-        else
+        } else {
             o->listen[o->nlisten++] = v;
+        }
     } else if (!strcmp(a, "--threads")) {
         bad = parse_uint(v, 1024, &n) || n == 0;
         if (!bad) cfg->threads = (int)n;
@@ -251,8 +261,10 @@ int server_opts_parse(server_opts_t *o, int argc, char **argv, int *i)
     } else if (!strcmp(a, "--rules")) {
         o->rules_path = v;
     } else if (!strcmp(a, "--deny-list") || !strcmp(a, "--allow-list")) {
-        bad = o->nlists == SERVER_OPTS_MAX_LISTS;
-        if (!bad) {
+        if (o->nlists == SERVER_OPTS_MAX_LISTS) {
+            too_many = "list files";
+            max = SERVER_OPTS_MAX_LISTS;
+        } else {
             o->list_allow[o->nlists] = a[2] == 'a';
             o->list[o->nlists++] = v;
         }
@@ -290,6 +302,10 @@ int server_opts_parse(server_opts_t *o, int argc, char **argv, int *i)
         int k = pc_kernel_filter_parse(v);
         bad = k < 0;
         if (!bad) cfg->kernel_filter = (pc_kernel_filter_t)k;
+    }
+    if (too_many) {
+        fprintf(stderr, "%s: %s: at most %d %s\n", o->prog, a, max, too_many);
+        return -1;
     }
     if (bad) {
         fprintf(stderr, "%s: bad value for %s: '%s'%s\n", o->prog, a, v, hint);

@@ -39,6 +39,9 @@ takes no fixed port; it is killed after 3 s and counted as a failure.
   rate       --per-source-rate nan and 1e-7: exit 2 at the flag ("bad value
              for --per-source-rate"; NaN got to the library, exit 1);
   max-line   pc-chat --max-line 8: exit 2 at the flag (it ran as 16);
+  too-many   a 17th --listen, a 33rd --deny-list or a 9th --tls-cert: exit 2
+             saying how many the flag takes (it said "bad value" of a good
+             address or file);
   max-buf    --max-buffered 1000 on each server: exit 2 at the flag (below
              the library's least cap every send was refused, silently);
              65536 starts;
@@ -232,6 +235,14 @@ def body(bin_dir):
         refused(check, bin_dir, prog, LISTEN + ["--max-buffered", "1000"],
                 "bad value for --max-buffered: '1000' (0 for no cap, else at least 65536)")
     starts(check, bin_dir, "pc-chat", LISTEN + ["--max-buffered", "65536"])
+
+    # 7c. one flag too many: the message gives the limit, not "bad value"
+    refused(check, bin_dir, "pc-echo", LISTEN * 17,
+            "--listen: at most 16 listeners", unwanted="bad value")
+    refused(check, bin_dir, "pc-echo", LISTEN + ["--deny-list", os.devnull] * 33,
+            "--deny-list: at most 32 list files", unwanted="bad value")
+    refused(check, bin_dir, "pc-echo", LISTEN + PAIR * 9,
+            "--tls-cert: at most 8 certificates", unwanted="bad value")
 
     # 7. pc-chat --max-line below the 16 it runs with at least
     refused(check, bin_dir, "pc-chat", LISTEN + ["--max-line", "8"],
