@@ -19,7 +19,7 @@
 #define COUNTER_SHARDS 16
 
 /* Status codes counted for /metrics; the last entry counts the others. */
-static const int k_codes[] = {200, 400, 404, 405, 413, 414, 431, 501, 505, 0};
+static const int k_codes[] = {200, 400, 404, 405, 413, 414, 431, 500, 501, 505, 0};
 #define NCODES (sizeof k_codes / sizeof k_codes[0])
 
 /* Response counters, sharded per worker thread so the request path never
