@@ -41,14 +41,11 @@ static void usage(FILE *f)
     server_opts_usage(f, DEFAULT_LISTEN);
 }
 
-/* A whole number from 1 to max, digits only (strtoull would take "-2" as
- * 2^64 - 2, and leading blanks or a sign). */
+/* A whole number from 1 to max (server_opts_whole: digits only). */
 static int parse_size(const char *s, unsigned long long max, size_t *out)
 {
-    char *end;
-    if (*s < '0' || *s > '9') return -1;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (*end || v == 0 || v > max) return -1;
+    unsigned long long v;
+    if (server_opts_whole(s, max, &v) || v == 0) return -1;
     *out = (size_t)v;
     return 0;
 }

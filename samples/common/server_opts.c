@@ -102,13 +102,22 @@ void server_opts_usage(FILE *f, const char *default_listen)
             "  -v, --verbose             library info lines too (default: warnings, errors)\n");
 }
 
+int server_opts_whole(const char *s, unsigned long long max, unsigned long long *out)
+{
+    if (!s || *s < '0' || *s > '9') return -1;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (*end || errno == ERANGE || v > max) return -1;
+    *out = v;
+    return 0;
+}
+
 static int parse_uint(const char *s, unsigned long max, unsigned long *out)
 {
-    char *end;
-    if (!s || !*s || *s == '-' || *s == '+') return -1;
-    unsigned long v = strtoul(s, &end, 10);
-    if (*end || v > max) return -1;
-    *out = v;
+    unsigned long long v;
+    if (server_opts_whole(s, max, &v)) return -1;
+    *out = (unsigned long)v;
     return 0;
 }
 
@@ -128,7 +137,9 @@ static int alpn_ok(const char *s)
 static int parse_rate(const char *s, double *rate, unsigned *burst)
 {
     char *end;
-    if (!s || !*s || *s == '-') return -1;
+    /* decimal only: strtod would take blanks, a sign, hex and "inf" */
+    if (!s || ((*s < '0' || *s > '9') && *s != '.')) return -1;
+    if (s[strspn(s, "0123456789.eE+-/")]) return -1;
     double r = strtod(s, &end);
     if (end == s || !(r >= 1e-6 && r <= 1e9)) return -1; /* NaN too; the library's range */
     unsigned long b = 0;

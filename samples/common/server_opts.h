@@ -54,6 +54,11 @@ int server_opts_parse(server_opts_t *o, int argc, char **argv, int *i);
  * --handshake-timeout only with them; --proxy-timeout and --proxy-versions
  * only with --proxy-protocol). Returns 0 or 2 (message printed). */
 int server_opts_check(server_opts_t *o);
+/* A whole number of at most max, digits only: no sign, no blank, no hex,
+ * nothing after it, nothing that overflows (strtoul alone takes " -5" as
+ * 2^64 - 5 and clamps an out-of-range value to its maximum). Returns 0 and
+ * *out, or -1. */
+int server_opts_whole(const char *s, unsigned long long max, unsigned long long *out);
 /* The shared options' usage lines; default_listen is the program's own
  * (the one given to server_opts_init). */
 void server_opts_usage(FILE *f, const char *default_listen);

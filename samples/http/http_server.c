@@ -40,16 +40,6 @@ static void usage(FILE *f)
             "        GET|HEAD /whoami -> the client's address (and the proxy's, behind one).\n");
 }
 
-static int parse_uint(const char *s, unsigned long long max, unsigned long long *out)
-{
-    char *end;
-    if (!s || !*s || *s == '-') return -1;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (*end || v > max) return -1;
-    *out = v;
-    return 0;
-}
-
 /* /metrics: the rules with the most hits, as a labelled counter. */
 static size_t top_rules_metrics(void *user, pc_server_t *srv, char *out, size_t cap)
 {
@@ -126,13 +116,13 @@ int main(int argc, char **argv)
         } else if (!v) {
             fprintf(stderr, "pc-http: %s needs a value\n", a);
         } else if (hdr_to) {
-            bad = parse_uint(v, 86400000, &n);
+            bad = server_opts_whole(v, 86400000, &n);
             if (!bad) cfg.header_timeout_ms = (unsigned)n;
         } else if (hdr_max) {
-            bad = parse_uint(v, 1u << 30, &n) || n < 64;
+            bad = server_opts_whole(v, 1u << 30, &n) || n < 64;
             if (!bad) cfg.max_header_bytes = (size_t)n;
         } else {
-            bad = parse_uint(v, 1ull << 62, &n);
+            bad = server_opts_whole(v, 1ull << 62, &n);
             if (!bad) cfg.max_body_bytes = n;
         }
         if (bad) fprintf(stderr, "pc-http: bad value for %s: '%s'\n", a, v);

@@ -38,6 +38,9 @@ takes no fixed port; it is killed after 3 s and counted as a failure.
              flag at the end of the line: "FLAG needs a value";
   rate       --per-source-rate nan and 1e-7: exit 2 at the flag ("bad value
              for --per-source-rate"; NaN got to the library, exit 1);
+  digits     pc-http --header-timeout +5 and --max-header-bytes ' 9000',
+             pc-echo --idle-timeout ' -0' and --per-source-rate 0x10: exit 2,
+             "bad value for ..." (a sign, a blank or hex was read as a number);
   max-line   pc-chat --max-line 8: exit 2 at the flag (it ran as 16);
   too-many   a 17th --listen, a 33rd --deny-list or a 9th --tls-cert: exit 2
              saying how many the flag takes (it said "bad value" of a good
@@ -228,6 +231,17 @@ def body(bin_dir):
         for rate in ("nan", "1e-7"):
             refused(check, bin_dir, prog, LISTEN + ["--per-source-rate", rate],
                     "bad value for --per-source-rate: '%s'" % rate)
+
+    # 6b. numbers are decimal digits only: a sign or a blank in front, or hex,
+    # was taken (strtoul skips blanks and reads "+5" as 5; strtod reads hex)
+    refused(check, bin_dir, "pc-http", LISTEN + ["--header-timeout", "+5"],
+            "bad value for --header-timeout: '+5'")
+    refused(check, bin_dir, "pc-http", LISTEN + ["--max-header-bytes", " 9000"],
+            "bad value for --max-header-bytes: ' 9000'")
+    refused(check, bin_dir, "pc-echo", LISTEN + ["--idle-timeout", " -0"],
+            "bad value for --idle-timeout: ' -0'")
+    refused(check, bin_dir, "pc-echo", LISTEN + ["--per-source-rate", "0x10"],
+            "bad value for --per-source-rate: '0x10'")
 
     # 7b. --max-buffered below the library's least cap (every send refused:
     # pc-chat sent nothing, not even its welcome, and said nothing)
