@@ -90,7 +90,8 @@ typedef struct pc_tls_server_config_s {
     unsigned ncerts;
     /* ALPN protocols offered, comma-separated in preference order
      * ("h2,http/1.1"); NULL or "" = no ALPN. A client whose list shares
-     * nothing with it gets no ALPN (the handshake goes on). */
+     * nothing with it gets no ALPN (the handshake goes on). An empty name
+     * (",h2", "h2,") or one over 255 bytes is PC_EINVAL. */
     const char *alpn;
     /* Lowest version accepted: PC_TLS_V1_2 (default) or PC_TLS_V1_3.
      * Ciphers and groups are OpenSSL's defaults. */
@@ -115,7 +116,8 @@ typedef struct pc_tls_client_config_s {
     const char *ca_file;
     /* No verification at all (load generators, tests). Default 0. */
     int insecure;
-    /* ALPN protocols offered, comma-separated; NULL = none. */
+    /* ALPN protocols offered, comma-separated; NULL or "" = none. Names as
+     * for the server's list. */
     const char *alpn;
     /* Lowest version: PC_TLS_V1_2 (default) or PC_TLS_V1_3; max_version 0 =
      * the highest OpenSSL has. A max_version below min_version is refused

@@ -56,7 +56,8 @@ void pc_tls_client_config_init(pc_tls_client_config_t *cfg)
     cfg->min_version = PC_TLS_V1_2;
 }
 
-/* "h2,http/1.1" -> "\x02h2\x08http/1.1". 0, PC_EINVAL, PC_ENOMEM. */
+/* "h2,http/1.1" -> "\x02h2\x08http/1.1". 0, PC_EINVAL (an empty name or
+ * one over 255 bytes), PC_ENOMEM. */
 static int alpn_wire(const char *list, unsigned char **out, unsigned *outlen)
 {
     *out = NULL;
@@ -78,7 +79,10 @@ static int alpn_wire(const char *list, unsigned char **out, unsigned *outlen)
         memcpy(w + wl, p, len);
         wl += len;
         p += len;
-        if (*p == ',') p++;
+        if (*p == ',' && !*++p) { /* a trailing comma: an empty name */
+            pc__free(w);
+            return PC_EINVAL;
+        }
     }
     *out = w;
     *outlen = (unsigned)wl;
