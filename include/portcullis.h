@@ -1082,7 +1082,8 @@ typedef struct pc_server_stats_s {
  * of the source table, so a scrape costs the same at any table size. With
  * the eBPF kernel filter the kernel_* counters cost a few bpf() map reads
  * per listener (under a short lock a rule swap does not hold while it
- * compiles): cheap, but not for a hot loop. Any thread. */
+ * compiles): cheap, but not for a hot loop. Any thread. s NULL: all
+ * zero; out NULL: nothing is done. */
 PC_API void pc_server_stats(const pc_server_t *s, pc_server_stats_t *out);
 
 /* The kernel filter of one listener. */

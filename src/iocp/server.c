@@ -806,6 +806,7 @@ void *pc_server_user_data(const pc_server_t *s)
 
 void pc_server_stats(const pc_server_t *s, pc_server_stats_t *out)
 {
+    if (!out) return;
     memset(out, 0, sizeof *out);
     if (!s) return;
     out->accepted = counter_get(&s->accepted);
