@@ -6,6 +6,8 @@
 #include "tls/tls_sess.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -340,7 +342,10 @@ static int server_ssl_setup(pc_tls_ctx_t *ctx, SSL_CTX *sc, const pc_tls_server_
         SSL_CTX_set_tlsext_ticket_key_evp_cb(sc, ticket_cb);
         SSL_CTX_set_client_hello_cb(sc, hello_cb, NULL);
         SSL_CTX_set_session_ticket_cb(sc, NULL, ticket_dec_cb, NULL);
-        SSL_CTX_set_timeout(sc, (long)ctx->rotate_s * 2);
+        /* two periods, in a long: 32 bits on Windows, where a rotate_s
+         * near UINT_MAX would wrap negative */
+        uint64_t life = (uint64_t)ctx->rotate_s * 2;
+        SSL_CTX_set_timeout(sc, life > LONG_MAX ? LONG_MAX : (long)life);
         SSL_CTX_set_num_tickets(sc, 1);
     }
     if (ctx->alpn) SSL_CTX_set_alpn_select_cb(sc, alpn_select_cb, ctx);
