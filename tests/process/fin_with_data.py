@@ -35,14 +35,47 @@ ETH_P_ALL = 0x0003
 FIN = 0x01
 
 
+SO_ATTACH_FILTER = 26
+
+
+def port_filter(port):
+    """A classic BPF program keeping IPv4 TCP segments to or from port (what
+    tcpdump compiles for "ip and tcp port PORT" on lo's 14-byte header)."""
+    ins = [(0x28, 0, 0, 12),        # ldh [12]: ethertype
+           (0x15, 0, 10, 0x0800),   # IPv4, else drop
+           (0x30, 0, 0, 23),        # ldb [23]: protocol
+           (0x15, 0, 8, 6),         # TCP, else drop
+           (0x28, 0, 0, 20),        # ldh [20]: fragment offset
+           (0x45, 6, 0, 0x1fff),    # a later fragment: drop
+           (0xb1, 0, 0, 14),        # ldxb 4*([14]&0xf): IP header length
+           (0x48, 0, 0, 14),        # ldh [x+14]: source port
+           (0x15, 2, 0, port),      # ours: keep
+           (0x48, 0, 0, 16),        # ldh [x+16]: destination port
+           (0x15, 0, 1, port),      # ours: keep, else drop
+           (0x06, 0, 0, 0x40000),   # keep
+           (0x06, 0, 0, 0)]         # drop
+    return b"".join(struct.pack("HBBI", *i) for i in ins)
+
+
 class Capture:
     """Segments on lo to or from one TCP port: (src port, dst port, flags,
-    payload length), each once (the copy the receiving side sees)."""
+    payload length), each once (the copy the receiving side sees). The
+    kernel keeps only that port's segments (a socket filter attached before
+    the socket is bound): the rest of lo's traffic, other tests' bulk
+    transfers on a shared machine, filled the socket's buffer and segments
+    of the port were dropped, seen as none at all."""
 
     def __init__(self, port):
+        import ctypes
+
         self.port = port
-        self.s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-        self.s.bind(("lo", 0))
+        self.s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)  # nothing until bound
+        prog = port_filter(port)
+        self._prog = ctypes.create_string_buffer(prog, len(prog))
+        fprog = struct.pack("HL", len(prog) // 8, ctypes.addressof(self._prog))
+        self.s.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+        self.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        self.s.bind(("lo", ETH_P_ALL))
         self.s.settimeout(0.05)
 
     def take(self, seconds):
