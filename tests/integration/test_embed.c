@@ -162,15 +162,19 @@ static void racer_main(void *arg)
 
 /* Queue bytes to the non-reader, a MiB at a time, until the kernel's
  * buffers are full (a few MiB on loopback) and at least 256 KiB wait in its
- * send queue, which then stays still. */
+ * send queue, which then stays still: the same count over 100 ms (one
+ * 20 ms look could catch a worker that a loaded machine had not run yet,
+ * whose send then freed chunks during the race and made room for two). */
 static void fill_until_held(pc_conn_id_t id)
 {
     size_t last = 0;
+    int same = 0;
     for (int i = 0; i < 400; i++) {
         int64_t sq = pc_server_send_queued(g_srv, id);
         if (sq < 0) fail_msg("send_queued: %s", pc_err_name((int)sq));
         size_t q = (size_t)sq;
-        if (q >= (256u << 10) && q == last) return;
+        same = q == last ? same + 1 : 0;
+        if (q >= (256u << 10) && same >= 5) return;
         last = q;
         if (q < (256u << 10))
             assert_int_equal(pc_server_send_to(g_srv, id, g_race_msg, 1u << 20), 0);
