@@ -841,7 +841,9 @@ PC_API int pc_server_post(pc_server_t *s, void (*fn)(pc_server_t *s, void *arg),
 
 /* Open an outbound TCP connection to endpoint ("127.0.0.1:80", "[::1]:80")
  * on the server's workers, so clients are built on the same engine. source,
- * if not NULL, is a local IP address to bind first ("127.0.0.2"). cb, if not
+ * if not NULL, is a local IP address to bind first ("127.0.0.2"; on Linux
+ * its port is chosen by the connect, for the whole 4-tuple, so one source is
+ * not limited to the ephemeral range across different peers). cb, if not
  * NULL, replaces the server's callbacks for this connection (on_data is
  * required then); it is kept, not copied, so it must stay valid until the
  * connection's on_close has returned (a static or long-lived struct). user

@@ -46,7 +46,9 @@ int sock_listen_with(const struct sockaddr *sa, socklen_t len, int backlog,
 #endif
 /* Non-blocking TCP socket for an outbound connection of sa's family. */
 int sock_open_stream(int family, sock_t *out);
-/* Bind s to a local address (outbound connections from a chosen source). */
+/* Bind s to a local address (outbound connections from a chosen source,
+ * port 0). On Linux the port is then chosen by the connect
+ * (IP_BIND_ADDRESS_NO_PORT), not by the bind. */
 int sock_bind(sock_t s, const struct sockaddr *sa, socklen_t len);
 int sock_local_addr(sock_t s, struct sockaddr_storage *ss);
 int sock_peer_addr(sock_t s, struct sockaddr_storage *ss);

@@ -61,6 +61,14 @@ int sock_open_stream(int family, sock_t *out)
 
 int sock_bind(sock_t s, const struct sockaddr *sa, socklen_t len)
 {
+#ifdef IP_BIND_ADDRESS_NO_PORT
+    /* the port is chosen at connect, for the whole 4-tuple: a source then
+     * holds more connections than the ephemeral range when their peers
+     * differ, and reuses ports whose TIME_WAIT a connect may take over;
+     * refused (a kernel before 4.2) it is chosen here, as before */
+    int one = 1;
+    (void)setsockopt(s, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+#endif
     return bind(s, sa, len) == 0 ? 0 : sock_last_error();
 }
 
