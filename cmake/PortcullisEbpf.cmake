@@ -78,7 +78,12 @@ endif()
 
 function(pc_ebpf_link tgt)
   if(PC_HAVE_EBPF)
-    target_link_libraries(${tgt} PRIVATE pc::bpf)
+    # the libraries have it already, as one of PC_PRIVATE_DEPS: once is enough
+    # (the exported static target listed it twice)
+    get_target_property(_libs ${tgt} LINK_LIBRARIES)
+    if(NOT "pc::bpf" IN_LIST _libs)
+      target_link_libraries(${tgt} PRIVATE pc::bpf)
+    endif()
     add_dependencies(${tgt} pc_kfilter_bpf_gen)
     target_compile_definitions(${tgt} PRIVATE PC_HAVE_EBPF=1)
   endif()
