@@ -53,8 +53,10 @@ static inline int wheel_armed(const wheel_timer_t *t)
  * const: it forgets the slots it finds emptied by removals. */
 int wheel_timeout(timer_wheel_t *w, uint64_t now_ms);
 /* Move every timer whose tick has come (expire_ms <= now_ms rounded down
- * to the tick) to *expired (disarmed from the
- * wheel, linked into expired). Returns how many. */
+ * to the tick) to *expired (disarmed from the wheel, linked into expired).
+ * Returns how many. While linked into any list a timer counts as armed, so
+ * no wheel_add, wheel_del or wheel_armed may see it before it is unlinked
+ * (queue_remove): wheel_del would count it off the wheel a second time. */
 unsigned wheel_expire(timer_wheel_t *w, uint64_t now_ms, queue_t *expired);
 
 #endif
