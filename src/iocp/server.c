@@ -662,9 +662,8 @@ int pc_server_stop(pc_server_t *s, unsigned drain_ms)
         pc__mutex_lock(&s->kf_lock);
         kfilter_detach(s, l);
         if (l->fd != SOCK_INVALID) sock_close(l->fd);
-        l->fd = SOCK_INVALID;
+        l->fd = SOCK_INVALID; /* under kf_lock: pc_server_set_rules reads it */
         pc__mutex_unlock(&s->kf_lock);
-        l->fd = SOCK_INVALID;
     }
     /* 2. graceful close of every connection, bounded by drain_ms */
     uint64_t t0 = pc__now_ms();
