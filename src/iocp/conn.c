@@ -1603,9 +1603,23 @@ int conn_connect(pc_server_t *s, const char *endpoint, const char *source, const
     c->tls_phase = tls ? TLSP_HANDSHAKE : TLSP_NONE;
     atomic_fetch_add(&s->outbound, 1);
     /* a stop that began after the check above may have found no outbound
-     * connection and gone on to end the workers: look again now that this
-     * one is counted (either the stop sees the count, or this sees it) */
-    if (atomic_load(&s->stopping)) {
+     * connection and gone on to end the workers, or swept the connections
+     * (close_all) before this one was opening, so it was not asked to
+     * close: look again now that this one is counted, under the lock that
+     * publishes its state. The stop sets stopping before its sweep, whose
+     * request_close takes this lock: either the sweep finds it opening and
+     * asks it to close, or this sees stopping and refuses. (Checked before
+     * taking the lock, a sweep could fall between the check and the state:
+     * the connection opened and stayed open until the drain ran out.) */
+    pc_conn_id_t cid = atomic_load(&c->id);
+    pc__mutex_lock(conn_lock(c));
+    int stopping = atomic_load(&s->stopping);
+    if (!stopping) {
+        c->state = CS_OPENING;
+        c->kick_posted = 1;
+    }
+    pc__mutex_unlock(conn_lock(c));
+    if (stopping) {
         atomic_fetch_sub(&s->outbound, 1);
         server_capacity_changed(s);
         pc__free(px_out);
@@ -1615,11 +1629,6 @@ int conn_connect(pc_server_t *s, const char *endpoint, const char *source, const
         sock_close(fd);
         return PC_ENOTCONN;
     }
-    pc_conn_id_t cid = atomic_load(&c->id);
-    pc__mutex_lock(conn_lock(c));
-    c->state = CS_OPENING;
-    c->kick_posted = 1;
-    pc__mutex_unlock(conn_lock(c));
     counter_add(&s->connects, 1);
     if (id) *id = cid;
     conn_kick(c);

@@ -114,8 +114,9 @@ static pc_conn_t *table_fresh(pc_server_t *s)
     wheel_timer_init(&c->timer);
     c->recv_op.tag = TAG_CONN_RECV;
     atomic_store(&c->id, (uint64_t)slot); /* generation 0: never valid */
-    /* publish after the record is initialised (lookups read nslots) */
-    atomic_store_explicit(&s->nslots, slot + 1, memory_order_release);
+    /* publish after the record is initialised (lookups read nslots);
+     * seq_cst for close_all (a pc_connect racing with the stop) */
+    atomic_store(&s->nslots, slot + 1);
     return c;
 }
 
@@ -598,7 +599,9 @@ int pc_server_start(pc_server_t *s)
 /* Ask every live connection to close (gracefully or not). */
 static void close_all(pc_server_t *s, int how)
 {
-    uint32_t n = atomic_load_explicit(&s->nslots, memory_order_acquire);
+    /* seq_cst, as table_fresh's store: a pc_connect that publishes a fresh
+     * record after this read sees stopping (set before) and refuses */
+    uint32_t n = atomic_load(&s->nslots);
     for (uint32_t slot = 0; slot < n; slot++) {
         pc_conn_t *c = &s->chunks[slot / PC_CONN_CHUNK][slot % PC_CONN_CHUNK];
         uint64_t id = atomic_load(&c->id);
