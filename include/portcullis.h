@@ -800,11 +800,12 @@ PC_API int64_t pc_server_send_queued(pc_server_t *s, pc_conn_id_t id);
  * connection closed (on_close ran) before fn's turn, so arg can always be
  * freed in fn (one still queued when pc_server_destroy frees the server, on
  * a connection whose worker gave up on its backend at the stop, runs there,
- * on the destroying thread, with c == NULL). On a pc_connect connection still connecting, fn waits
- * for the connect: after on_open (with TLS, as the handshake starts), or NULL if it fails. Any
- * thread, including the connection's own callbacks (fn runs after the current callback returns).
- * Returns 0, PC_EINVAL (s or fn NULL), PC_ENOTCONN (closed or stale id; fn is not called),
- * PC_ENOMEM. */
+ * on the destroying thread, with c == NULL). On a pc_connect connection
+ * still connecting, fn waits for the connect: after on_open (with TLS, as
+ * the handshake starts), or NULL if it fails. Any thread, including the
+ * connection's own callbacks (fn runs after the current callback returns).
+ * Returns 0, PC_EINVAL (s or fn NULL), PC_ENOTCONN (closed or stale id; fn
+ * is not called), PC_ENOMEM. */
 PC_API int pc_server_post_to(pc_server_t *s, pc_conn_id_t id, void (*fn)(pc_conn_t *c, void *arg),
                              void *arg);
 /* Copy the ids of the open connections into out, at most max: accepted
