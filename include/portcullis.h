@@ -758,19 +758,19 @@ PC_API void *pc_server_user_data(const pc_server_t *s);
 
 /* Queue a copy of data for the connection with this id. Any thread. Small
  * sends coalesce into the connection's tail chunk. Returns 0, PC_EINVAL
- * (s NULL, or data NULL with len > 0), PC_ENOTCONN (closed, closing or stale id),
- * PC_ENOMEM, PC_ENOBUFS (the connection's send_queue_limit or the server's
- * max_buffered_bytes would be passed; nothing queued). */
+ * (s NULL, or data NULL with len > 0), PC_ENOTCONN (closed, closing or
+ * stale id), PC_ENOMEM, PC_ENOBUFS (the connection's send_queue_limit or
+ * the server's max_buffered_bytes would be passed; nothing queued). */
 PC_API int pc_server_send_to(pc_server_t *s, pc_conn_id_t id, const void *data, size_t len);
 /* Gather variant of pc_server_send_to: n buffers, one call, one copy, queued
  * as one message (all or nothing). Any thread. Same errors, and PC_EINVAL
  * for bufs NULL with n > 0 or lengths whose sum passes SIZE_MAX. */
 PC_API int pc_server_sendv_to(pc_server_t *s, pc_conn_id_t id, const pc_buf_t *bufs, unsigned n);
 /* Gracefully close the connection with this id (as pc_conn_close). Any
- * thread. Returns 0, PC_EINVAL (s NULL) or PC_ENOTCONN. A pc_connect connection still
- * connecting closes once connected (after its on_open; with TLS, as its
- * handshake starts, and once it completes if bytes were sent to it: see
- * pc_conn_close), flushing what was sent to it. */
+ * thread. Returns 0, PC_EINVAL (s NULL) or PC_ENOTCONN. A pc_connect
+ * connection still connecting closes once connected (after its on_open;
+ * with TLS, as its handshake starts, and once it completes if bytes were
+ * sent to it: see pc_conn_close), flushing what was sent to it. */
 PC_API int pc_server_close_id(pc_server_t *s, pc_conn_id_t id);
 /* Abort the connection with this id (as pc_conn_abort): bytes not yet handed
  * over by other threads are dropped at once, the connection's own queue as
