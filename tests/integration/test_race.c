@@ -357,7 +357,11 @@ static void hammer_main(void *arg)
             int rc = pc_server_send_to(s, id, b, 8);
             assert_true(rc == 0 || rc == PC_ENOTCONN || rc == PC_ENOBUFS);
         } else if (op < 600) {
-            pc_buf_t v[2] = {{b, 4}, {b + 4, 4}};
+            pc_buf_t v[2]; /* member order differs on Windows (WSABUF) */
+            v[0].base = (void *)b;
+            v[0].len = 4;
+            v[1].base = (void *)(b + 4);
+            v[1].len = 4;
             int rc = pc_server_sendv_to(s, id, v, 2);
             assert_true(rc == 0 || rc == PC_ENOTCONN || rc == PC_ENOBUFS);
         } else if (op < 900) {
@@ -708,8 +712,8 @@ static void pause_resume_posted_stream(void **state)
         if (rnd(&st) & 1) shim_sleep_ms(1);
     }
     pc__thread_join(th);
-    print_message("got %zu of %u bytes, %d pauses\n", (size_t)atomic_load(&g_pr_got), PR_TOTAL,
-                  atomic_load(&g_pr_toggles));
+    print_message("got %llu of %u bytes, %d pauses\n", (unsigned long long)atomic_load(&g_pr_got),
+                  (unsigned)PR_TOTAL, atomic_load(&g_pr_toggles));
     assert_int_equal(atomic_load(&g_pr_got), PR_TOTAL);
     assert_int_equal(atomic_load(&g_pr_bad), 0);
     assert_int_equal(atomic_load(&g_pr_during_pause), 0);
