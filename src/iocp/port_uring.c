@@ -1106,7 +1106,8 @@ typedef struct open_job_s {
  * process's RLIMIT_NOFILE is shared among the rings, at most UR_FIXED_MAX
  * each (the kernel spends about 8 bytes per slot); a socket past its
  * ring's table keeps its fd. PORTCULLIS_URING_FIXED_FILES sets the size,
- * up to RLIMIT_NOFILE. */
+ * up to RLIMIT_NOFILE and UR_FIXED_MAX (a larger value: a warning, the
+ * default). */
 static unsigned files_wanted(int nqueues)
 {
     struct utsname u;
