@@ -857,7 +857,9 @@ PC_API int pc_server_post(pc_server_t *s, void (*fn)(pc_server_t *s, void *arg),
  * against max_connections and skip the accept pipeline. Any thread. Returns
  * 0 and the id in *id (may be NULL), or PC_EINVAL, PC_ENOMEM, PC_EMFILE,
  * PC_ENOTCONN (server not running), or what binding source failed with
- * (PC_EADDRNOTAVAIL, PC_EADDRINUSE, PC_EACCES). */
+ * (PC_EADDRNOTAVAIL, PC_EADDRINUSE, PC_EACCES). On Linux a source with no
+ * port left for that peer is found out by the connect, on the worker:
+ * on_close with PC_CLOSE_ERROR and PC_EADDRNOTAVAIL, not this return. */
 PC_API int pc_connect(pc_server_t *s, const char *endpoint, const char *source,
                       const pc_callbacks_t *cb, void *user, pc_conn_id_t *id);
 
