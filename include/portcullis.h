@@ -822,7 +822,7 @@ PC_API int pc_server_conn_ids(pc_server_t *s, pc_conn_id_t *out, int max);
  * Runs of one timer never overlap. Timers not yet cancelled are cancelled
  * by pc_server_stop after its drain (while connections close, they still
  * run). Any thread. Returns the timer's id (> 0; ids count up from 1 in
- * each server, so keep a timer's id with its server), or PC_EINVAL (fn NULL,
+ * each server, so keep a timer's id with its server), or PC_EINVAL (s or fn NULL,
  * repeat with ms 0), PC_ENOMEM, PC_ENOTCONN (server not running or
  * stopped). */
 PC_API int64_t pc_server_timer(pc_server_t *s, unsigned ms, int repeat,
