@@ -113,14 +113,6 @@ int server_opts_whole(const char *s, unsigned long long max, unsigned long long 
     return 0;
 }
 
-static int parse_uint(const char *s, unsigned long max, unsigned long *out)
-{
-    unsigned long long v;
-    if (server_opts_whole(s, max, &v)) return -1;
-    *out = (unsigned long)v;
-    return 0;
-}
-
 /* --tls-alpn: protocol names of 1 to 255 bytes, comma-separated ("h2,http/1.1"),
  * or "" for no ALPN. */
 static int alpn_ok(const char *s)
@@ -142,9 +134,9 @@ static int parse_rate(const char *s, double *rate, unsigned *burst)
     if (s[strspn(s, "0123456789.eE+-/")]) return -1;
     double r = strtod(s, &end);
     if (end == s || !(r >= 1e-6 && r <= 1e9)) return -1; /* NaN too; the library's range */
-    unsigned long b = 0;
+    unsigned long long b = 0;
     if (*end == '/') {
-        if (parse_uint(end + 1, 1000000000ul, &b) || b == 0) return -1;
+        if (server_opts_whole(end + 1, 1000000000ul, &b) || b == 0) return -1;
     } else if (*end) {
         return -1;
     }
@@ -158,7 +150,7 @@ int server_opts_parse(server_opts_t *o, int argc, char **argv, int *i)
     const char *a = argv[*i];
     const char *v = *i + 1 < argc ? argv[*i + 1] : NULL;
     pc_server_config_t *cfg = o->cfg;
-    unsigned long n;
+    unsigned long long n;
     int bad = 0;
     const char *hint = "";
     /* the value may be good, but the flag is given once too often: at most
@@ -236,31 +228,31 @@ int server_opts_parse(server_opts_t *o, int argc, char **argv, int *i)
             o->listen[o->nlisten++] = v;
         }
     } else if (!strcmp(a, "--threads")) {
-        bad = parse_uint(v, 1024, &n) || n == 0;
+        bad = server_opts_whole(v, 1024, &n) || n == 0;
         if (!bad) cfg->threads = (int)n;
     } else if (!strcmp(a, "--max-conns")) {
-        bad = parse_uint(v, 100000000ul, &n) || n == 0;
+        bad = server_opts_whole(v, 100000000ul, &n) || n == 0;
         if (!bad) cfg->max_connections = (unsigned)n;
     } else if (!strcmp(a, "--idle-timeout")) {
-        bad = parse_uint(v, 86400000ul, &n);
+        bad = server_opts_whole(v, 86400000ul, &n);
         if (!bad) cfg->idle_timeout_ms = (unsigned)n;
     } else if (!strcmp(a, "--handshake-timeout")) {
-        bad = parse_uint(v, 86400000ul, &n);
+        bad = server_opts_whole(v, 86400000ul, &n);
         if (!bad) cfg->handshake_timeout_ms = (unsigned)n;
         o->handshake_timeout_given = 1;
     } else if (!strcmp(a, "--write-timeout")) {
-        bad = parse_uint(v, 86400000ul, &n);
+        bad = server_opts_whole(v, 86400000ul, &n);
         if (!bad) cfg->write_timeout_ms = (unsigned)n;
     } else if (!strcmp(a, "--max-buffered")) {
         _Static_assert(PC_MAX_BUFFERED_MIN == 65536, "the hint below and --help say 65536");
-        bad = parse_uint(v, 0xfffffffful, &n) || (n && n < PC_MAX_BUFFERED_MIN);
+        bad = server_opts_whole(v, 0xfffffffful, &n) || (n && n < PC_MAX_BUFFERED_MIN);
         hint = " (0 for no cap, else at least 65536)";
         if (!bad) cfg->max_buffered_bytes = (size_t)n;
     } else if (!strcmp(a, "--accept-batch-us")) {
-        bad = parse_uint(v, PC_ACCEPT_BATCH_MAX_US, &n);
+        bad = server_opts_whole(v, PC_ACCEPT_BATCH_MAX_US, &n);
         if (!bad) cfg->accept_batch_us = (unsigned)n;
     } else if (!strcmp(a, "--accept-data-wait")) {
-        bad = parse_uint(v, PC_ACCEPT_DATA_WAIT_MAX_S, &n);
+        bad = server_opts_whole(v, PC_ACCEPT_DATA_WAIT_MAX_S, &n);
         if (!bad) cfg->accept_data_wait_s = (unsigned)n;
     } else if (!strcmp(a, "--sched")) {
         bad = strcmp(v, "batch") != 0 && strcmp(v, "default") != 0;
@@ -283,7 +275,7 @@ int server_opts_parse(server_opts_t *o, int argc, char **argv, int *i)
         o->proxy_path = v;
     } else if (!strcmp(a, "--proxy-timeout")) {
         o->proxy_flag = a;
-        bad = parse_uint(v, 86400000ul, &n) || n == 0;
+        bad = server_opts_whole(v, 86400000ul, &n) || n == 0;
         if (!bad) cfg->proxy_timeout_ms = (unsigned)n;
     } else if (!strcmp(a, "--proxy-versions")) {
         o->proxy_flag = a;
@@ -296,7 +288,7 @@ int server_opts_parse(server_opts_t *o, int argc, char **argv, int *i)
         else
             bad = 1;
     } else if (!strcmp(a, "--per-source-max")) {
-        bad = parse_uint(v, 100000000ul, &n);
+        bad = server_opts_whole(v, 100000000ul, &n);
         if (!bad) cfg->per_source_max = (unsigned)n;
     } else if (!strcmp(a, "--per-source-rate")) {
         bad = parse_rate(v, &cfg->per_source_rate, &cfg->per_source_burst);
