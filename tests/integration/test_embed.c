@@ -64,12 +64,19 @@ static pc_conn_id_t wait_open_id(int n)
     return atomic_load(&g_last_id);
 }
 
+/* A client connected to the server under test. */
+static shim_sock_t connect_client(void)
+{
+    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 10000);
+    assert_true(s != SHIM_INVALID);
+    return s;
+}
+
 /* A client that never reads: tiny receive buffer, so the kernel takes
  * little of what is sent to it. */
 static shim_sock_t connect_nonreader(void)
 {
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 10000);
-    assert_true(s != SHIM_INVALID);
+    shim_sock_t s = connect_client();
     shim_set_rcvbuf(s, 4096);
     return s;
 }
@@ -255,8 +262,7 @@ static void send_queue_limit_per_connection(void **state)
     start_server(&cfg);
     shim_sock_t slow = connect_nonreader();
     pc_conn_id_t slow_id = wait_open_id(1);
-    shim_sock_t fast = shim_connect("127.0.0.1", g_port, NULL, 10000);
-    assert_true(fast != SHIM_INVALID);
+    shim_sock_t fast = connect_client();
     pc_conn_id_t fast_id = wait_open_id(2);
     assert_true(fast_id != slow_id);
     char line[1000];
@@ -347,8 +353,7 @@ static void post_to_pause_resume(void **state)
     pc_server_config_t cfg;
     base_config(&cfg);
     start_server(&cfg);
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 10000);
-    assert_true(s != SHIM_INVALID);
+    shim_sock_t s = connect_client();
     pc_conn_id_t id = wait_open_id(1);
     expect_echo(s, "before");
     assert_int_equal(pc_server_post_to(g_srv, id, post_pause, NULL), 0);
@@ -397,8 +402,7 @@ static void post_to_after_close_gets_null(void **state)
     base_config(&cfg);
     cfg.cb.on_data = abort_after_post;
     start_server(&cfg);
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 10000);
-    assert_true(s != SHIM_INVALID);
+    shim_sock_t s = connect_client();
     assert_int_equal(shim_send_all(s, "x", 1), 0);
     WAIT_FOR(atomic_load(&g_post_null) == 1, 5000);
     assert_int_equal(atomic_load(&g_post_null), 1);
@@ -416,8 +420,7 @@ static void empty_send_from_other_thread(void **state)
     base_config(&cfg);
     cfg.threads = 1; /* worker_hold holds the connection's worker */
     start_server(&cfg);
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 10000);
-    assert_true(s != SHIM_INVALID);
+    shim_sock_t s = connect_client();
     WAIT_FOR(atomic_load(&g_last_conn) != NULL, 5000);
     pc_conn_t *c = atomic_load(&g_last_conn);
     assert_non_null(c);
@@ -469,8 +472,7 @@ static void stale_ids_every_call(void **state)
     pc_server_config_t cfg;
     base_config(&cfg);
     start_server(&cfg);
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 10000);
-    assert_true(s != SHIM_INVALID);
+    shim_sock_t s = connect_client();
     pc_conn_id_t id = wait_open_id(1);
     pc_conn_id_t ids[8];
     assert_int_equal(pc_server_conn_ids(g_srv, ids, 8), 1);
@@ -479,8 +481,7 @@ static void stale_ids_every_call(void **state)
     WAIT_FOR(atomic_load(&g_closes) == 1, 5000);
     assert_int_equal(atomic_load(&g_closes), 1);
     /* a new connection may take the same slot: the old id must stay stale */
-    shim_sock_t s2 = shim_connect("127.0.0.1", g_port, NULL, 10000);
-    assert_true(s2 != SHIM_INVALID);
+    shim_sock_t s2 = connect_client();
     pc_conn_id_t id2 = wait_open_id(2);
     assert_true(id2 != id);
     pc_conn_id_t bad[] = {id, 0, id ^ ((uint64_t)7 << 32), ((uint64_t)1 << 32) | 999999u};
@@ -561,8 +562,7 @@ static void sendv_lengths_wrap_refused(void **state)
     pc_server_config_t cfg;
     base_config(&cfg);
     start_server(&cfg);
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 10000);
-    assert_true(s != SHIM_INVALID);
+    shim_sock_t s = connect_client();
     pc_conn_id_t id = wait_open_id(1);
     pc_buf_t b[2];
     wrap_bufs(b);
@@ -699,8 +699,7 @@ static void close_keeps_bytes_sent_by_id(void **state)
     start_server(&cfg);
     xsender_start();
     for (int round = 0; round < 5; round++) {
-        shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 10000);
-        assert_true(s != SHIM_INVALID);
+        shim_sock_t s = connect_client();
         assert_int_equal(shim_send_all(s, "x", 1), 0);
         size_t got = 0;
         int end = shim_wait_close(s, &got);
@@ -738,8 +737,7 @@ static void sends_and_posts_keep_order(void **state)
     base_config(&cfg);
     cfg.threads = 1;
     start_server(&cfg);
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 10000);
-    assert_true(s != SHIM_INVALID);
+    shim_sock_t s = connect_client();
     pc_conn_id_t id = wait_open_id(1);
     static char big[ORD_BIG], got[ORD_BIG + 4];
     memset(big, 'c', sizeof big);
@@ -795,8 +793,7 @@ static void own_callback_by_id_acts_at_once(void **state)
     base_config(&cfg);
     cfg.cb.on_data = own_order_data;
     start_server(&cfg);
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 10000);
-    assert_true(s != SHIM_INVALID);
+    shim_sock_t s = connect_client();
     char got[2];
     for (int round = 0; round < 10; round++) {
         assert_int_equal(shim_send_all(s, "x", 1), 0);
@@ -840,8 +837,7 @@ static void on_sent_counts_sends_by_id(void **state)
     cfg.cb.on_sent = os_on_sent;
     start_server(&cfg);
     xsender_start();
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 10000);
-    assert_true(s != SHIM_INVALID);
+    shim_sock_t s = connect_client();
     for (int round = 0; round < 20; round++) {
         char got[4];
         assert_int_equal(shim_send_all(s, "g", 1), 0);
@@ -901,8 +897,7 @@ static void conn_timer_fires_and_cancelled(void **state)
     cfg.cb.on_data = timer_on_data;
     start_server(&cfg);
     /* other threads may not arm it */
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 10000);
-    assert_true(s != SHIM_INVALID);
+    shim_sock_t s = connect_client();
     assert_int_equal(shim_send_all(s, "t", 1), 0);
     char buf[4];
     assert_int_equal(shim_recv_exact(s, buf, 3), 3);
@@ -913,8 +908,7 @@ static void conn_timer_fires_and_cancelled(void **state)
     assert_int_equal(shim_recv_exact(s, buf, 1), 1);
     assert_int_equal(buf[0], 'X');
     /* armed, then the peer closes: cancelled with the connection */
-    shim_sock_t s2 = shim_connect("127.0.0.1", g_port, NULL, 10000);
-    assert_true(s2 != SHIM_INVALID);
+    shim_sock_t s2 = connect_client();
     assert_int_equal(shim_send_all(s2, "l", 1), 0);
     shim_sleep_ms(50);
     shim_close(s2);
@@ -1243,8 +1237,7 @@ static void write_only_client_kept_alive(void **state)
     cfg.idle_timeout_ms = 800;
     cfg.cb.on_open = feed_on_open;
     start_server(&cfg);
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 10000);
-    assert_true(s != SHIM_INVALID);
+    shim_sock_t s = connect_client();
     /* the client never sends; for 2.5 idle timeouts it only reads */
     uint64_t until = shim_now_ms() + 2000;
     size_t got = 0;
@@ -1466,8 +1459,7 @@ static void abort_id_refuses_later_sends(void **state)
     pc_server_config_t cfg;
     base_config(&cfg);
     start_server(&cfg);
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 10000);
-    assert_true(s != SHIM_INVALID);
+    shim_sock_t s = connect_client();
     pc_conn_id_t id = wait_open_id(1);
     assert_int_equal(pc_server_post_to(g_srv, id, post_gate, NULL), 0);
     WAIT_FOR(atomic_load(&g_gate_in), 5000);
@@ -1510,8 +1502,7 @@ static void hidden_until_on_open(void **state)
     cfg.proxy_trusted = r;
     cfg.proxy_timeout_ms = 30000; /* the header's deadline ends nothing here */
     start_server(&cfg);
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 10000);
-    assert_true(s != SHIM_INVALID);
+    shim_sock_t s = connect_client();
     WAIT_FOR(stats().accepted == 1, 5000);
     assert_int_equal(stats().accepted, 1);
     shim_sleep_ms(100); /* on its worker, waiting for the header */
@@ -1532,8 +1523,7 @@ static void hidden_until_on_open(void **state)
     /* the server's own close reaches a hidden connection: a stop's graceful
      * close sends it a FIN, then (neither client answers) its reset ends the
      * 300 ms drain; it is not left to a 10 s wait */
-    shim_sock_t s2 = shim_connect("127.0.0.1", g_port, NULL, 10000);
-    assert_true(s2 != SHIM_INVALID);
+    shim_sock_t s2 = connect_client();
     WAIT_FOR(stats().accepted == 2, 5000);
     shim_sleep_ms(100);
     assert_int_equal(pc_server_conn_ids(g_srv, ids, 4), 1);
