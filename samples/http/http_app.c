@@ -13,6 +13,17 @@
 #include "http_parser.h"
 #include "metrics.h"
 
+/* test_http builds this file with HTTP_APP_ALLOC_SEAM to fail its
+ * allocations on demand (the 500 answers); the sample calls the C library. */
+#ifdef HTTP_APP_ALLOC_SEAM
+void *http_app_seam_malloc(size_t n);
+void *http_app_seam_calloc(size_t n, size_t size);
+void *http_app_seam_realloc(void *p, size_t n);
+#define malloc(n)     http_app_seam_malloc(n)
+#define calloc(n, s)  http_app_seam_calloc(n, s)
+#define realloc(p, n) http_app_seam_realloc(p, n)
+#endif
+
 #define OUT_CAP        16384 /* per-thread output buffer: one send per on_data */
 #define METRICS_CAP    16384
 #define PARTIAL_MIN    1024 /* first allocation for a partial head */

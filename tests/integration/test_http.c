@@ -5,6 +5,7 @@
  * its name as the first argument (CTest registers each separately). */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,40 @@
 #include "portcullis.h"
 #include "pick.h"
 #include "shim.h"
+
+/* ---- allocation seam
+ * ---------------------------------------------------------------
+ * http_app.c is built with HTTP_APP_ALLOC_SEAM: its malloc, calloc and
+ * realloc come here, and the next g_fail_allocs of them fail. */
+
+static atomic_int g_fail_allocs;
+
+static int seam_fails(void)
+{
+    int v = atomic_load(&g_fail_allocs);
+    while (v > 0)
+        if (atomic_compare_exchange_weak(&g_fail_allocs, &v, v - 1)) return 1;
+    return 0;
+}
+
+void *http_app_seam_malloc(size_t n);
+void *http_app_seam_calloc(size_t n, size_t size);
+void *http_app_seam_realloc(void *p, size_t n);
+
+void *http_app_seam_malloc(size_t n)
+{
+    return seam_fails() ? NULL : malloc(n);
+}
+
+void *http_app_seam_calloc(size_t n, size_t size)
+{
+    return seam_fails() ? NULL : calloc(n, size);
+}
+
+void *http_app_seam_realloc(void *p, size_t n)
+{
+    return seam_fails() ? NULL : realloc(p, n);
+}
 
 /* ---- server harness
  * ---------------------------------------------------------------- */
@@ -318,6 +353,31 @@ static void metrics_prometheus(void **state)
         if (*l != '#') assert_non_null(memchr(l, ' ', (size_t)(e - l)));
         l = e + 1;
     }
+    client_close(c);
+}
+
+/* The 500s: no memory for the /metrics page, or for keeping a head that
+ * came in part; each answer closes, and /metrics counts it as a 500. */
+static void no_memory_500(void **state)
+{
+    (void)state;
+    atomic_store(&g_fail_allocs, 1);
+    static const char metrics[] = "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n";
+    expect_error_close(metrics, sizeof metrics - 1, 500);
+    assert_int_equal(atomic_load(&g_fail_allocs), 0);
+
+    atomic_store(&g_fail_allocs, 1);
+    static const char part[] = "GET / HTTP/1.1\r\nHo";
+    expect_error_close(part, sizeof part - 1, 500);
+    assert_int_equal(atomic_load(&g_fail_allocs), 0);
+
+    client_t *c = client_open();
+    resp_t r;
+    client_sends(c, metrics);
+    assert_int_equal(read_response(c, &r, 0), 0);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "\npc_http_responses_total{code=\"500\"} 2\n"));
+    assert_null(strstr(r.body, "{code=\"other\"} 1"));
     client_close(c);
 }
 
@@ -895,6 +955,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(pipelined_three, setup, teardown),
         cmocka_unit_test_setup_teardown(garbage_400, setup, teardown),
         cmocka_unit_test_setup_teardown(metrics_prometheus, setup, teardown),
+        cmocka_unit_test_setup_teardown(no_memory_500, setup, teardown),
         cmocka_unit_test_setup_teardown(whoami_direct, setup, teardown),
         cmocka_unit_test_setup_teardown(not_found_404, setup, teardown),
         cmocka_unit_test_setup_teardown(http10_closes, setup, teardown),
