@@ -213,6 +213,30 @@ sleep 0.3
 NGX_PIDS="$NGX_PID $(bench_children "$NGX_PID" | tr '\n' ' ')"
 port_of() { [ "$1" = pc ] && echo "$PC_PORT" || echo "$NGX_PORT"; }
 pids_of() { [ "$1" = pc ] && echo "$PC_PID" || echo "$NGX_PIDS"; }
+logs_of() {
+    if [ "$1" = pc ]; then cat "$TMP/pc.err"; else cat "$TMP/nginx.out" "$TMP/nginx/error.log"; fi 2>/dev/null
+}
+# Exit 1 unless SRV's main process is alive: a dead server's /proc entries are
+# gone, so its CPU would read as 0 (a denied attempt costing nothing) and its
+# port would refuse every client. alive_or_exit SRV WHAT
+alive_or_exit() {
+    local pid
+    pid=$(pids_of "$1")
+    kill -0 "${pid%% *}" 2>/dev/null && return 0
+    echo "$1 died during $2: $(logs_of "$1" | tail -3)" >&2
+    exit 1
+}
+# the listener must be the server's own, not another process that took the
+# port bench_free_port gave (nginx retries its bind for seconds)
+for srv in $SERVERS; do
+    alive_or_exit "$srv" start-up
+    # shellcheck disable=SC2046 # a list of PIDs
+    bench_port_owned "$(port_of "$srv")" $(pids_of "$srv") || {
+        echo "$srv did not start: 127.0.0.1:$(port_of "$srv") is held by" \
+            "$(ss -Hltnp "sport = :$(port_of "$srv")" 2>/dev/null | grep -o 'users:.*' || echo '?')" >&2
+        exit 1
+    }
+done
 
 [ "$PC_TLS" = 1 ] && echo "pc-http said: $(cat "$TMP/pc.out" "$TMP/pc.err" | head -4 | paste -sd';')"
 for srv in $SERVERS; do
@@ -284,6 +308,7 @@ one_load() { # load server round
     m1=$(bench_machine_ticks)
     # shellcheck disable=SC2086
     c1=$(bench_cpu_ticks $pids)
+    alive_or_exit "$srv" "$load round $round"
     cpu=$(cpu_per $((c1 - c0)) "${n:-0}")
     mcpu=$(cpu_per $((m1 - m0)) "${n:-0}")
     printf '%-8s %-6s %5d %11d %12.0f %13s %13s %s\n' "$load" "$srv" "$round" "${n:-0}" "${rate:-0}" \
@@ -332,6 +357,7 @@ for srv in $SERVERS; do
     t3=$(now_s)
     # shellcheck disable=SC2086
     c1=$(bench_cpu_ticks $pids)
+    alive_or_exit "$srv" "the flood"
     att=$(sed -n 's/.*attempts=\([0-9]*\).*/\1/p' <<<"$out")
     ans=$(sed -n 's/.*answered=\([0-9]*\).*/\1/p' <<<"$out")
     hup=$(sed -n 's/.*hungup=\([0-9]*\).*/\1/p' <<<"$out")
@@ -354,6 +380,7 @@ for srv in $SERVERS; do
     echo "  $srv, flood beside wrk: $(cat "$TMP/flood2.out")" >>"$TMP/flood.raw"
     sleep 1
     read -r _ alone2 _ < <(run_wrk "$port")
+    alive_or_exit "$srv" "wrk beside the flood"
     alone=$(python3 -c "print(($alone1 + $alone2) / 2)")
     ratio=$(python3 -c "print('%.2f' % ($under / $alone) if $alone > 0 else 'nan')")
     printf '%-8s %-6s %9s %9s %9s %14s %12s %12.0f %12.0f %8s\n' flood "$srv" "${att:-0}" "${ans:-0}" \
