@@ -333,7 +333,8 @@ one_load() { # load server round
     wake=$(python3 -c "print('%.3f' % (($w1 - $w0) / $n) if $n > 0 else 'nan')")
     printf '%-9s %-8s %5d %11d %12.0f %13s %7d %12s\n' "$load" "$srv" "$round" "${n:-0}" "${rate:-0}" \
         "$cpu" "${err:-0}" "$wake"
-    record "$load.rate" "$srv" "$round" "${rate:-0}"
+    [ "${n:-0}" -gt 0 ] 2>/dev/null || rate=nan # nothing served: no figure
+    record "$load.rate" "$srv" "$round" "${rate:-nan}"
     record "$load.cpu" "$srv" "$round" "$cpu"
     record "$load.wake" "$srv" "$round" "$wake"
 }

@@ -5,7 +5,7 @@
     bench/summary.py RESULTS PEERS TABLE
 
 RESULTS: lines "metric<TAB>server<TAB>round<TAB>value" (bench_record in
-bench/lib.sh), pc-http's server name is "pc"; other pc-http set-ups, "pcb"
+bench/lib.sh; "nan": not measured), pc-http's server name is "pc"; other pc-http set-ups, "pcb"
 (http_vs_peers.sh: with accept batching), "pcn" (without the accept data
 wait) and "pcd" (default scheduling), when present, get a table each.
 PEERS: the peers' names, comma-separated ("nginx,haproxy"). TABLE: one
@@ -54,11 +54,14 @@ def main():
         return "%.1f" % m if abs(m) >= 10 else "%.3g" % m  # wake-ups per unit: 0.0xx
 
     def ratio(key, pc, peer):
-        """The per-round ratios pc / peer (empty when not measured). A zero on
-        either side is no measurement (a failed run), never a ratio of 0 that
-        would pass a lower-is-better target."""
+        """The per-round ratios pc / peer (empty when not measured). The
+        scripts record nan for a run that measured nothing (no request
+        served, a server that died stops them), so pc's 0 is a figure: less
+        than a clock tick of CPU, as for denied attempts the kernel filter
+        drops, which must meet a lower-is-better target, not drop it. A
+        peer's 0 leaves the round out (no ratio to it)."""
         return [by_round[(key, pc, r)] / by_round[(key, peer, r)] for r in rounds
-                if by_round.get((key, pc, r)) and by_round.get((key, peer, r))]
+                if by_round.get((key, pc, r)) is not None and by_round.get((key, peer, r))]
 
     print("summary: per server the median over rounds; ratio = median over rounds of")
     print("pc-http / peer within the round (back-to-back runs: background load cancels better)")

@@ -313,7 +313,8 @@ one_load() { # load server round
     mcpu=$(cpu_per $((m1 - m0)) "${n:-0}")
     printf '%-8s %-6s %5d %11d %12.0f %13s %13s %s\n' "$load" "$srv" "$round" "${n:-0}" "${rate:-0}" \
         "$cpu" "$mcpu" "$note"
-    record "$load.rate" "$srv" "$round" "${rate:-0}"
+    [ "${n:-0}" -gt 0 ] 2>/dev/null || rate=nan # nothing served: no figure
+    record "$load.rate" "$srv" "$round" "${rate:-nan}"
     record "$load.cpu" "$srv" "$round" "$cpu"
     record "$load.mcpu" "$srv" "$round" "$mcpu"
 }
