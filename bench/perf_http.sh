@@ -97,10 +97,10 @@ awk -v r="${RATE:-0}" -v s="$SECS" -v f0="$TMP/cs0" -v fs="$TMP/sys.csv" '
         printf "%-8s %-12s %12.3f %12.3f %12.3f\n", tid, $2, dv / units, dn / units, sc[tid] / units
     }' "$TMP/cs1"
 echo "-- CPU by thread"
-perf report -i "$TMP/perf.data" --stdio --no-children --sort comm,pid 2>/dev/null |
+perf report -i "$TMP/perf.data" --stdio --no-children --sort comm,pid -g none 2>/dev/null |
     grep -E '^ +[0-9]' | head -8
 echo "-- CPU by DSO"
-perf report -i "$TMP/perf.data" --stdio --no-children --sort dso 2>/dev/null |
+perf report -i "$TMP/perf.data" --stdio --no-children --sort dso -g none 2>/dev/null |
     grep -E '^ +[0-9]' | head -8
 echo "-- top symbols (self)"
 perf report -i "$TMP/perf.data" --stdio --no-children --sort symbol -g none 2>/dev/null |
