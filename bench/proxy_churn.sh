@@ -71,7 +71,7 @@ import statistics, sys
 off = [float(x) for x in sys.argv[1].split()]
 on = [float(x) for x in sys.argv[2].split()]
 mo, mn = statistics.median(off), statistics.median(on)
-pairs = sorted(b / a for a, b in zip(off, on))
+pairs = [b / a for a, b in zip(off, on)]
 print("server CPU per connection (median): off %.2f us, on (PROXY v2) %.2f us, on/off %.3f"
       % (mo, mn, mn / mo))
 print("on/off per round (each on beside the off before it): %s; median %.3f"
