@@ -126,6 +126,9 @@ def main():
         print(__doc__.strip(), file=sys.stderr)
         return 2
     bindir = args[0]
+    if not os.access(os.path.join(bindir, "pc-http"), os.X_OK):
+        print("no %s (build the pc-http target)" % os.path.join(bindir, "pc-http"), file=sys.stderr)
+        return 2
     v4 = args[1] if len(args) > 1 else "1000000"
     v6 = args[2] if len(args) > 2 else "100000"
     with tempfile.TemporaryDirectory() as d:
@@ -142,7 +145,7 @@ def main():
                 res, err = run(bindir, rules, extra)
                 if res is None:
                     print("%-9s %5d %12s %12s  pc-http did not start: %s"
-                          % (name, r + 1, "-", "-", err.strip().splitlines()[-1:] or ""))
+                          % (name, r + 1, "-", "-", "".join(err.strip().splitlines()[-1:])))
                     continue
                 worst, errors, tier = res
                 note = tier[:70] + ("; %d request errors" % len(errors) if errors else "")
