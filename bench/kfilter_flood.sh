@@ -180,6 +180,20 @@ server_pids() { echo "$SERVER_PID" $(bench_children "$SERVER_PID"); }
 # shellcheck disable=SC2086
 server_cpu() { bench_cpu_ticks $pids; }
 
+# Is the server still up after PHASE? A dead one's CPU reads as 0 and its
+# closed port refuses the flood: its row would read as a free denial. If not,
+# its row says so (with its last log line), and the caller moves on.
+# server_alive PHASE
+server_alive() {
+    kill -0 "$SERVER_PID" 2>/dev/null && return 0
+    ROWS+=("$(printf '%-9s %-5s died during %s: %s' "$kind" "$list" "$1" \
+        "$(tail -1 "$WORK/$kind-$list/out.log" 2>/dev/null)")")
+    bench_log "$kind ($list) died during $1"
+    bench_stop "$SERVER_PID"
+    SERVER_PID=""
+    return 1
+}
+
 # wrk for SECS against PORT; prints req/s
 run_wrk() {
     wrk -t1 -c"$CONNS" -d"${SECS}s" "http://127.0.0.1:$1/" 2>/dev/null |
@@ -203,6 +217,7 @@ for list in $LISTS; do
         c0=$(server_cpu)
         sleep "$SECS"
         idle=$(($(server_cpu) - c0))
+        server_alive "the idle baseline" || continue
 
         base=$(run_wrk "$port")
 
@@ -212,6 +227,7 @@ for list in $LISTS; do
         fl=$("$FLOOD" 127.0.0.1 "$port" --sources 127.0.9.1-50 --rate "$RATE" --seconds "$SECS")
         m1=$(bench_machine_ticks)
         c1=$(server_cpu)
+        server_alive "the flood" || continue
         att=$(sed -n 's/.*attempts=\([0-9]*\).*/\1/p' <<<"$fl")
         hs=$(echo "$fl" | awk '{for (i = 1; i <= NF; i++) {split($i, kv, "="); v[kv[1]] = kv[2]} print v["connected"] + v["reset"]}')
         ab=$(sed -n 's/.*abandoned=\([0-9]*\).*/\1/p' <<<"$fl")
@@ -238,6 +254,7 @@ for list in $LISTS; do
             wait "$hpid" 2>/dev/null
         fi
         base2=$(run_wrk "$port")
+        server_alive "the wrk runs" || continue
         base_mean=$(awk -v a="$base" -v b="$base2" 'BEGIN {printf "%.0f", (a + b) / 2}')
         bench_stop "$SERVER_PID"
         SERVER_PID=""
