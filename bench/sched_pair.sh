@@ -89,6 +89,12 @@ for srv in batch default; do
         >"$TMP/$srv.out" 2>"$TMP/$srv.err" &
     PID[$srv]=$!
     bench_wait_port "${PORT[$srv]}" || { echo "$srv did not start: $(tail -3 "$TMP/$srv.err")" >&2; exit 1; }
+    # the listener must be its own, not another process's on the port bench_free_port gave
+    bench_port_owned "${PORT[$srv]}" "${PID[$srv]}" || {
+        echo "$srv did not start: 127.0.0.1:${PORT[$srv]} is held by" \
+            "$(ss -Hltnp "sport = :${PORT[$srv]}" 2>/dev/null | grep -o 'users:.*' || echo '?')" >&2
+        exit 1
+    }
 done
 grep -h '^scheduling' "$TMP/batch.out" | sed 's/^/  batch: /'
 
@@ -129,6 +135,10 @@ one_load() {
         --latency "${hdr[@]}" >/dev/null
     c1=$(bench_cpu_ticks "${PID[$srv]}")
     w1=$(bench_wakeups "${PID[$srv]}")
+    if ! kill -0 "${PID[$srv]}" 2>/dev/null; then # its CPU would read as 0, its counts wrong
+        echo "$srv died during c$c $wl round $r: $(tail -3 "$TMP/$srv.err")" >&2
+        exit 1
+    fi
     [ -n "$WATCH" ] && watch_end "$srv" "$c" "$wl" "$r" "$out"
     awk -v srv="$srv" -v c="$c" -v wl="$wl" -v r="$r" -v secs="$SECS" -v tick="$(getconf CLK_TCK)" \
         -v cpu=$((c1 - c0)) -v wk=$((w1 - w0)) '
