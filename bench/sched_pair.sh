@@ -148,9 +148,10 @@ one_load() {
             if (n == 0) { printf "%s c%s %s: no requests\n", srv, c, wl > "/dev/stderr"; exit }
             printf "%s\t%s\t%s\t%s\t%.0f\t%.2f\t%.3f\t%.0f\t%.0f\n", srv, c, wl, r, n / secs,
                    cpu / tick * 1e6 / n, wk / n, p50, p99
-        }' "$out" >>"$RES"
-    tail -1 "$RES" | awk -F'\t' '{printf "  %-8s c%-4s %-6s round %s: %8s/s %7s us %6s wake p50 %6s us p99 %7s us\n",
-        $1, $2, $3, $4, $5, $6, $7, $8, $9}'
+        }' "$out" >"$TMP/row"
+    cat "$TMP/row" >>"$RES" # nothing when no request was served
+    awk -F'\t' '{printf "  %-8s c%-4s %-6s round %s: %8s/s %7s us %6s wake p50 %6s us p99 %7s us\n",
+        $1, $2, $3, $4, $5, $6, $7, $8, $9}' "$TMP/row"
 }
 
 for c in $CONNS_LIST; do
