@@ -40,7 +40,11 @@ round() {
     [ "$mode" = on ] && extra=(--proxy-protocol "$tmp/trusted") && sx=(--proxy-v2)
     "$bin/pc-http" --listen "127.0.0.1:$port" --threads 1 "${extra[@]}" >"$tmp/srv.log" 2>&1 &
     srv=$!
-    bench_wait_port "$port" || { echo "pc-http did not start" >&2; exit 1; }
+    # answering, and the listener its own (not another process's on that port)
+    if ! bench_wait_port "$port" || ! bench_port_owned "$port" "$srv"; then
+        echo "pc-http did not start: $(tail -2 "$tmp/srv.log")" >&2
+        exit 1
+    fi
     local t0 t1 n
     t0=$(bench_cpu_ticks "$srv")
     if ! "$bin/pc-stress" "http://127.0.0.1:$port/" -c "$conns" -t 1 -d "$secs" --close --json \
@@ -49,6 +53,8 @@ round() {
         exit 1
     fi
     t1=$(bench_cpu_ticks "$srv")
+    # a dead server's CPU reads as 0: the round's figure would be negative
+    kill -0 "$srv" 2>/dev/null || { echo "pc-http died during the $mode round: $(tail -2 "$tmp/srv.log")" >&2; exit 1; }
     bench_stop "$srv" || true
     srv=""
     n=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["requests"], d["errors_total"])' "$tmp/out.json")
