@@ -212,6 +212,15 @@ for list in $LISTS; do
         case $kind in pc-*) tier=$(grep -o 'kernel filter: [a-z]*' "$WORK/$kind-$list/out.log" | head -1 | sed 's/kernel filter: //') ;; esac
         [ -n "$tier" ] || tier="?"
         pids=$(server_pids)
+        # shellcheck disable=SC2086 # the listener must be the server's own, not
+        # another process's on the port bench_free_port gave
+        if ! bench_port_owned "$port" $pids; then
+            ROWS+=("$(printf '%-9s %-5s port %s held by another process: %s' "$kind" "$list" "$port" \
+                "$(ss -Hltnp "sport = :$port" 2>/dev/null | grep -o 'users:.*')")")
+            bench_stop "$SERVER_PID"
+            SERVER_PID=""
+            continue
+        fi
         sleep 1
         # idle CPU of the server over one phase (timers, ...)
         c0=$(server_cpu)
