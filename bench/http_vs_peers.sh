@@ -105,6 +105,7 @@ done
 [ "$SECS" -gt 30 ] 2>/dev/null && SECS=30
 [ "$SECS" -ge 1 ] 2>/dev/null || SECS=5
 [ "$ROUNDS" -ge 1 ] 2>/dev/null || ROUNDS=3
+[ "$IDLE" -ge 1 ] 2>/dev/null || { IDLE=0; DO_IDLE=0; } # --idle 0: as --no-idle
 
 # shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
