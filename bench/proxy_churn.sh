@@ -3,9 +3,10 @@
 # Server CPU per connection under churn with the PROXY protocol on vs off,
 # through the same client path: pc-stress --close against pc-http, once with
 # pc-http trusting 127.0.0.1 (--proxy-protocol) and pc-stress sending a v2
-# header on every connection (--proxy-v2), once without either. Rounds
-# alternate (off, on, off, on, ...) so a neighbour's load hits both alike;
-# the medians and their ratio are printed. Measures, never fails on a figure.
+# header on every connection (--proxy-v2), once without either. Each round
+# runs both, the one that goes first alternating (off-on, on-off, ...) so a
+# neighbour's load, rising or falling, hits both alike; the medians and
+# their ratio are printed. Measures, never fails on a figure.
 #
 #   bench/proxy_churn.sh BUILD_DIR [--rounds N] [--seconds S] [--conns N]
 set -euo pipefail
@@ -65,7 +66,9 @@ print(req, err, "%.2f" % (t * 1e6 / hz / max(req, 1)))' "$n" "$((t1 - t0))" "$CL
 declare -a off on
 printf '%-6s %-4s %10s %7s %12s\n' round mode requests errors "us/conn"
 for r in $(seq "$rounds"); do
-    for mode in off on; do
+    order="off on"
+    [ $((r % 2)) -eq 0 ] && order="on off"
+    for mode in $order; do
         round "$mode" >"$tmp/round"
         read -r req err us <"$tmp/round"
         printf '%-6s %-4s %10s %7s %12s\n' "$r" "$mode" "$req" "$err" "$us"
@@ -80,6 +83,6 @@ mo, mn = statistics.median(off), statistics.median(on)
 pairs = [b / a for a, b in zip(off, on)]
 print("server CPU per connection (median): off %.2f us, on (PROXY v2) %.2f us, on/off %.3f"
       % (mo, mn, mn / mo))
-print("on/off per round (each on beside the off before it): %s; median %.3f"
+print("on/off per round (each on beside the off of its round): %s; median %.3f"
       % (" ".join("%.3f" % r for r in pairs), statistics.median(pairs)))
 PY
