@@ -17,7 +17,7 @@
 #              http-request return 200 "Hello, World!", nbthread = --threads
 #   nginx      small: deny lines; big: geo $bad + "if ($bad) { return 444; }"
 #              (nginx's http module judges only once a request was read)
-# For each server and list, each phase --duration seconds (default 5):
+# For each server and list, each phase --duration seconds (default 5, at most 30):
 #   base    wrk -t1 -c CONNS keep-alive from 127.0.0.1 (allowed)       -> req/s
 #   flood   pc-connect-flood from denied 127.0.9.1-50 at --rate/s alone
 #           (full connect attempts, abandoned after 50 ms unanswered)   -> server CPU
@@ -69,7 +69,8 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
-[ "$SECS" -ge 1 ] 2>/dev/null && [ "$SECS" -le 30 ] || SECS=5
+[ "$SECS" -gt 30 ] 2>/dev/null && SECS=30 # a bounded flood: at most 30 s a phase
+[ "$SECS" -ge 1 ] 2>/dev/null || SECS=5
 
 # shellcheck source=bench/lib.sh
 source "$(dirname "$0")/lib.sh"
