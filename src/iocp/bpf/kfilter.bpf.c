@@ -244,7 +244,9 @@ int kfilter(struct __sk_buff *skb)
         if (thoff == 20) {
             th = h + 20;
         } else {
-            if (load(skb, thoff, t, sizeof t)) return skb->len;
+            /* IHL below 5 is no IPv4 header (the kernel drops it before any
+             * socket): the TCP header would be read inside the IP header */
+            if (thoff < 20 || load(skb, thoff, t, sizeof t)) return skb->len;
             th = t;
         }
     } else if ((h[0] >> 4) == 6) {
@@ -265,7 +267,10 @@ int kfilter(struct __sk_buff *skb)
     __u64 ah = 0, al = 0;
     __u32 a4 = 0;
     if (v4) {
-        if (h[9] != KF_IPPROTO_TCP) return skb->len;
+        /* TCP, and its header in this packet: a fragment past the first
+         * (offset != 0) carries payload where the flags were read (the
+         * kernel reassembles before any socket sees one) */
+        if (h[9] != KF_IPPROTO_TCP || (h[6] & 0x1f) || h[7]) return skb->len;
         a4 = (__u32)h[12] << 24 | (__u32)h[13] << 16 | (__u32)h[14] << 8 | h[15];
     } else {
         if (h[6] != KF_IPPROTO_TCP) return skb->len;
