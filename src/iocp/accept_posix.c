@@ -121,6 +121,11 @@ void accept_listener_wake(listener_t *l)
     if (l->fd != SOCK_INVALID) sock_unblock_accept(l->fd);
 }
 
+void accept_listener_close(listener_t *l)
+{
+    if (l->fd != SOCK_INVALID) sock_close(l->fd);
+}
+
 #define ACCEPT_BATCH_TAKEN 2  /* connections in one drain, */
 #define ACCEPT_BATCH_OPEN  32 /* with this many open: the server is busy */
 

@@ -18,7 +18,17 @@
  * returns CF_ACCEPT: we then reset a rejected connection ourselves (SO_LINGER
  * 0), never relying on what the stack does with CF_REJECT there (Wine closes
  * gracefully). A defer then behaves as on Linux: stop taking connections off
- * the backlog until capacity frees, bounded by defer_timeout_ms. */
+ * the backlog until capacity frees, bounded by defer_timeout_ms.
+ *
+ * Waiting and stopping: the listener is non-blocking, with FD_ACCEPT selected
+ * on an event (WSAEventSelect); the thread calls WSAAccept until
+ * WSAEWOULDBLOCK, then waits on that event, which the stop also sets. The
+ * wait is bounded (ACCEPT_WAIT_MS), as Wine may miss an FD_ACCEPT. The
+ * stop does not close the listener to unblock WSAAccept: between the
+ * thread's stop check and its call, a closed handle's value may already
+ * belong to a new socket (Wine hands it out again at once), and WSAAccept
+ * would block on, or take a connection from, someone else's listener. The
+ * listener is closed only after the thread has been joined. */
 #include "server.h"
 
 #include <string.h>
@@ -50,6 +60,17 @@ int accept_listener_open(pc_server_t *s, listener_t *l)
     int rc = sock_listen((struct sockaddr *)&l->addr, l->addrlen, s->cfg.backlog, want,
                          &l->cond_err, &l->fd);
     if (rc < 0) return rc;
+    /* FD_ACCEPT on an event (this also makes the listener non-blocking):
+     * what the accept thread waits on, and what the stop sets */
+    WSAEVENT ev = WSACreateEvent();
+    if (ev == WSA_INVALID_EVENT || WSAEventSelect(l->fd, ev, FD_ACCEPT) != 0) {
+        rc = sock_last_error();
+        if (ev != WSA_INVALID_EVENT) WSACloseEvent(ev);
+        sock_close(l->fd);
+        l->fd = SOCK_INVALID;
+        return rc;
+    }
+    l->accept_ev = ev;
     kfilter_attach(s, l, l->fd, NULL); /* none on Windows: says so when one was asked for */
     l->mode =
         (want && l->cond_err == 0) ? PC_ACCEPT_MODE_PRE_HANDSHAKE : PC_ACCEPT_MODE_POST_HANDSHAKE;
@@ -77,21 +98,18 @@ int accept_listener_open(pc_server_t *s, listener_t *l)
     return 0;
 }
 
-/* l->fd is swapped to SOCK_INVALID by accept_listener_wake (server owner's
- * thread) while the accept thread reads it: both go through interlocked
- * operations on the handle-sized field. */
-static sock_t listener_fd(listener_t *l)
-{
-    return (sock_t)InterlockedCompareExchange64((LONG64 volatile *)&l->fd, 0, 0);
-}
-
 void accept_listener_wake(listener_t *l)
 {
-    /* Closing the listener is what unblocks WSAAccept. The handle is
-     * forgotten first, so pc_server_stop does not close it a second time
-     * (a second closesocket could hit a reused handle value). */
-    LONG64 old = InterlockedExchange64((LONG64 volatile *)&l->fd, (LONG64)INVALID_SOCKET);
-    if ((sock_t)old != SOCK_INVALID) sock_unblock_accept((sock_t)old);
+    /* l->stopping is set: the thread sees it after this wake, or before it
+     * waits again */
+    if (l->accept_ev) WSASetEvent(l->accept_ev);
+}
+
+void accept_listener_close(listener_t *l)
+{
+    if (l->fd != SOCK_INVALID) sock_close(l->fd);
+    if (l->accept_ev) WSACloseEvent(l->accept_ev);
+    l->accept_ev = NULL;
 }
 
 /* ---- waiting ---------------------------------------------------------------------- */
@@ -100,7 +118,7 @@ void accept_listener_wake(listener_t *l)
  * whether one is. */
 unsigned accept_backlog_queued(listener_t *l)
 {
-    sock_t fd = listener_fd(l);
+    sock_t fd = l->fd; /* closed only after this thread ends */
     if (fd == SOCK_INVALID || atomic_load(&l->stopping)) return 0;
     fd_set rd;
     FD_ZERO(&rd);
@@ -212,6 +230,9 @@ static int post_handshake_verdict(listener_t *l, cond_ctx_t *cx, sock_t fd,
  * as accepted there. */
 static void hand_off(pc_server_t *s, listener_t *l, sock_t fd, const struct sockaddr_storage *peer)
 {
+    /* The accepted socket carries the listener's WSAEventSelect (FD_ACCEPT
+     * on its event): take it off, the completion port does the rest. */
+    WSAEventSelect(fd, NULL, 0);
     /* WSAAccept's socket is inheritable whatever the listener's
      * WSA_FLAG_NO_HANDLE_INHERIT: a child process started with handle
      * inheritance would hold the connection open after we close it. A
@@ -225,6 +246,17 @@ static void hand_off(pc_server_t *s, listener_t *l, sock_t fd, const struct sock
         sock_close_reset(fd);
     }
 }
+
+void (*volatile accept_win_gap_hook)(sock_t lfd);
+
+/* The longest wait for FD_ACCEPT before asking WSAAccept anyway. Microsoft
+ * documents every WSAAccept but one failing with WSATRY_AGAIN as re-enabling
+ * FD_ACCEPT; Wine re-enables it only at one that returns a connection, and
+ * it may post FD_ACCEPT late, for a connection a WSAAccept already took: the
+ * record stays set with the queue empty, and the next connection does not
+ * signal the event (seen under load in idle_2000_connections). Taking a
+ * connection resets Wine's record. */
+#define ACCEPT_WAIT_MS 100
 
 /* ---- the loop --------------------------------------------------------------------------- */
 
@@ -253,6 +285,11 @@ void accept_thread_main(void *arg)
     /* post-handshake: connections queued through a pause for capacity
      * (counted), not yet taken */
     accept_pause_t capwait = {0, 0};
+    /* the last WSAAccept found nothing and the thread has waited for
+     * FD_ACCEPT since: the connection that woke it is taken without a new
+     * pause, as a blocking WSAAccept after the pause would have taken it
+     * (the pause is for connections already queued) */
+    int waited = 0;
 
     while (!atomic_load(&l->stopping)) {
         /* Post-handshake: at capacity, leave connections in the backlog (as
@@ -260,15 +297,15 @@ void accept_thread_main(void *arg)
          * through it, and is rejected at once if still over capacity after
          * a pause that timed out. Pre-handshake needs no such wait: the condition
          * defers the request and we wait below, only when a request exists. */
-        if (!pre && s->cfg.at_capacity == PC_CAPACITY_DEFER) accept_wait_capacity(l, &capwait);
-        /* stop sets l->stopping before it closes the listener and forgets
-         * the handle, so the handle was still ours at this check. Closing is
-         * the documented way to unblock WSAAccept; it leaves only the few
-         * instructions between this check and the call for a stop to close
-         * the handle and for a new socket to reuse its value. */
-        sock_t lfd = listener_fd(l);
-        if (lfd == SOCK_INVALID || atomic_load(&l->stopping)) break;
+        if (!pre && s->cfg.at_capacity == PC_CAPACITY_DEFER && !waited)
+            accept_wait_capacity(l, &capwait);
+        waited = 0;
+        /* the listener stays open until this thread has been joined */
+        sock_t lfd = l->fd;
+        if (atomic_load(&l->stopping)) break;
 
+        void (*gap)(sock_t) = accept_win_gap_hook;
+        if (gap) gap(lfd);
         struct sockaddr_storage peer;
         int plen = (int)sizeof peer;
         cx.called = 0;
@@ -285,6 +322,17 @@ void accept_thread_main(void *arg)
                 cx.reserved = 0;
             }
             if (atomic_load(&l->stopping)) break;
+            if (e == WSAEWOULDBLOCK) { /* nothing queued: wait for FD_ACCEPT or the stop */
+                /* bounded: Wine can miss an FD_ACCEPT (ACCEPT_WAIT_MS) */
+                DWORD w = WaitForSingleObject(l->accept_ev, ACCEPT_WAIT_MS);
+                if (w != WAIT_OBJECT_0 && w != WAIT_TIMEOUT) pc__sleep_ms(10); /* never spins */
+                /* before the next WSAAccept: reset the event and the recorded
+                 * FD_ACCEPT; a stop's set is seen by the check at the top */
+                WSANETWORKEVENTS ne;
+                if (WSAEnumNetworkEvents(lfd, l->accept_ev, &ne) != 0) WSAResetEvent(l->accept_ev);
+                waited = 1;
+                continue;
+            }
             if (e == WSAECONNREFUSED) { /* our CF_REJECT: counted by the pipeline */
                 bo.delay_ms = 0;
                 continue;

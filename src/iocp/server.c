@@ -664,7 +664,7 @@ int pc_server_stop(pc_server_t *s, unsigned drain_ms)
         l->thread_started = 0;
         pc__mutex_lock(&s->kf_lock);
         kfilter_detach(s, l);
-        if (l->fd != SOCK_INVALID) sock_close(l->fd);
+        accept_listener_close(l);
         l->fd = SOCK_INVALID; /* under kf_lock: pc_server_set_rules reads it */
         pc__mutex_unlock(&s->kf_lock);
     }
@@ -712,7 +712,7 @@ void pc_server_destroy(pc_server_t *s)
         pc__mutex_lock(&s->kf_lock); /* kfilter_detach's contract */
         kfilter_detach(s, &s->listeners[i]);
         pc__mutex_unlock(&s->kf_lock);
-        sock_close(s->listeners[i].fd);
+        accept_listener_close(&s->listeners[i]);
     }
     uint32_t nslots = atomic_load(&s->nslots);
     for (uint32_t slot = 0; slot < nslots; slot++) {

@@ -327,6 +327,8 @@ struct listener_s {
     uint8_t pending_proxy;
     pc_tls_ctx_t *tls;    /* TLS listener (pc_server_listen_tls): its context, a reference */
     unsigned data_wait_s; /* TCP_DEFER_ACCEPT in force, as the kernel rounded it; 0: none */
+    void *accept_ev;      /* Windows: the event the accept thread waits on (FD_ACCEPT,
+                           * and the stop's wake); NULL elsewhere */
 };
 
 #define PC_MAX_LISTENERS 16
@@ -793,6 +795,18 @@ int accept_data_wait_available(void);
  * missing it (it loops over nlisteners) while it holds the set attached
  * before the swap. */
 int accept_listener_open(pc_server_t *s, listener_t *l);
+/* Make l's accept thread return (l->stopping is set first). Its listening
+ * socket stays open: close it with accept_listener_close once the thread has
+ * been joined. */
 void accept_listener_wake(listener_t *l);
+/* Close l's listening socket (and what the accept loop keeps with it); the
+ * caller then forgets l->fd. Never while l's accept thread runs. */
+void accept_listener_close(listener_t *l);
+#ifdef _WIN32
+/* Tests only (NULL otherwise): called on the accept thread after its stop
+ * check and before each WSAAccept, with the listening handle it is about to
+ * pass, so that a test can hold the thread in that gap. */
+extern void (*volatile accept_win_gap_hook)(sock_t lfd);
+#endif
 
 #endif

@@ -167,13 +167,6 @@ int sock_shutdown_write(sock_t s)
     return shutdown(s, SD_SEND) == 0 ? 0 : sock_last_error();
 }
 
-void sock_unblock_accept(sock_t s)
-{
-    /* Closing the listening socket makes a WSAAccept blocked on it return
-     * (WSAEINTR or WSAENOTSOCK). The caller forgets the handle. */
-    closesocket(s);
-}
-
 void sock_close(sock_t s)
 {
     closesocket(s);
