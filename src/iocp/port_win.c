@@ -20,7 +20,9 @@
  *   port_wait, never inside the start call (port.h contract).
  * - Completion keys: KEY_POST for port_post, KEY_STAGED for a staged result
  *   that had to travel through the port (start call from a thread that is
- *   not a worker of this port), otherwise the socket's port_sock_t.
+ *   not a worker of this port), KEY_PROBE for the dequeue self-test's
+ *   packet (dropped if a worker ever sees it), otherwise the socket's
+ *   port_sock_t.
  *
  * Ownership: an op belongs to the kernel from a successful start until its
  * packet is dequeued; the shared code keeps it alive until port_wait returns
@@ -56,6 +58,7 @@ enum { BUSY_NO = 0, BUSY_YES = 1, BUSY_CANCEL = 2 };
 
 #define KEY_POST   ((ULONG_PTR)1)
 #define KEY_STAGED ((ULONG_PTR)2)
+#define KEY_PROBE  ((ULONG_PTR)3) /* probe_gqcsex's packet: never an op */
 #define PW_BATCH   128
 #define PW_LOCKS   64
 
@@ -332,7 +335,9 @@ static int pw_post(port_t *p, int q, op_t *op)
  * filled. */
 static int take_packet(port_win_t *pw, const OVERLAPPED_ENTRY *e, completion_t *out)
 {
-    if (!e->lpOverlapped) return 0;
+    /* a self-test packet left in the port (probe_gqcsex could not take it
+     * back): its OVERLAPPED was on the prober's stack, never read it */
+    if (!e->lpOverlapped || e->lpCompletionKey == KEY_PROBE) return 0;
     op_t *op = (op_t *)(void *)e->lpOverlapped; /* the OVERLAPPED is op's first member */
     int status = 0;
     size_t bytes = 0;
@@ -462,7 +467,7 @@ static gqcsex_fn probe_gqcsex(HANDLE iocp, const char **why)
     }
     OVERLAPPED probe;
     memset(&probe, 0, sizeof probe);
-    if (!PostQueuedCompletionStatus(iocp, 7, KEY_POST, &probe)) {
+    if (!PostQueuedCompletionStatus(iocp, 7, KEY_PROBE, &probe)) {
         *why = "PostQueuedCompletionStatus failed";
         return NULL;
     }
@@ -470,7 +475,7 @@ static gqcsex_fn probe_gqcsex(HANDLE iocp, const char **why)
     ULONG got = 0;
     memset(e, 0, sizeof e);
     BOOL ok = fn(iocp, e, 2, &got, 1000, FALSE);
-    if (ok && got == 1 && e[0].lpOverlapped == &probe && e[0].lpCompletionKey == KEY_POST &&
+    if (ok && got == 1 && e[0].lpOverlapped == &probe && e[0].lpCompletionKey == KEY_PROBE &&
         e[0].dwNumberOfBytesTransferred == 7)
         return fn;
     if (!ok || got == 0) { /* take the probe back out before giving up on Ex */
