@@ -264,6 +264,9 @@ static const struct bad_case bad_cases[] = {
      "t.rules:2: unknown action 'block' (expected 'allow' or 'deny')"},
     {"Deny 1.2.3.4", "t.rules:1: unknown action 'Deny' (expected 'allow' or 'deny')"},
     {"deny10.0.0.0/8", "t.rules:1: unknown action 'deny10.0.0.0/8' (expected 'allow' or 'deny')"},
+    {"allowed 10.0.0.0/8", "t.rules:1: unknown action 'allowed' (expected 'allow' or 'deny')"},
+    {"denied 10.0.0.0/8", "t.rules:1: unknown action 'denied' (expected 'allow' or 'deny')"},
+    {"allo 10.0.0.0/8", "t.rules:1: unknown action 'allo' (expected 'allow' or 'deny')"},
     {"# c\n\ndeny\n", "t.rules:3: missing address after 'deny'"},
     {"allow   # nothing", "t.rules:1: missing address after 'allow'"},
     {"deny 1.2.3", "t.rules:1: bad IPv4 address '1.2.3': needs four dotted parts"},
@@ -277,6 +280,9 @@ static const struct bad_case bad_cases[] = {
     {"deny 1.2.3.4/33", "t.rules:1: prefix length 33 out of range for IPv4 (0-32)"},
     {"deny ::/129", "t.rules:1: prefix length 129 out of range for IPv6 (0-128)"},
     {"deny 1.2.3.4/99999", "t.rules:1: prefix length 99999 out of range for IPv4 (0-32)"},
+    /* lengths that wrap an unsigned to 24 and 0: refused, not taken modulo 2^32 */
+    {"deny 1.2.3.0/4294967320", "t.rules:1: prefix length 4294967320 out of range for IPv4 (0-32)"},
+    {"deny ::/4294967296", "t.rules:1: prefix length 4294967296 out of range for IPv6 (0-128)"},
     {"deny 1.2.3.4/", "t.rules:1: missing prefix length after '/'"},
     {"deny 1.2.3.4/x", "t.rules:1: bad prefix length 'x'"},
     {"deny 1.2.3.4/-1", "t.rules:1: bad prefix length '-1'"},
@@ -298,6 +304,13 @@ static const struct bad_case bad_cases[] = {
     {"deny ::ffff:1.2.3.0/120",
      "t.rules:1: IPv4-mapped IPv6 prefix never matches (mapped peers are matched as IPv4): "
      "write 1.2.3.0/24"},
+    /* /96 is the shortest mapped prefix refused (docs/filter.md) */
+    {"deny ::ffff:0:0/96",
+     "t.rules:1: IPv4-mapped IPv6 prefix never matches (mapped peers are matched as IPv4): "
+     "write 0.0.0.0/0"},
+    {"allow ::ffff:192.0.2.7",
+     "t.rules:1: IPv4-mapped IPv6 prefix never matches (mapped peers are matched as IPv4): "
+     "write 192.0.2.7/32"},
     {"deny 1.2.3.4 5.6.7.8", "t.rules:1: unexpected '5.6.7.8' after the address"},
     {"deny 1.2.3.4 allow # c", "t.rules:1: unexpected 'allow' after the address"},
     {"deny 10.0.0.0/8\nallow 10.0.0.0/8\n",
