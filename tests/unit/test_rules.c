@@ -714,6 +714,42 @@ static void test_builder_files(void **state)
     remove(lp);
 }
 
+/* A rule records its source in a byte: 255 sources make a set, the 256th
+ * is refused by name and leaves the builder as it was. */
+static void test_builder_source_limit(void **state)
+{
+    (void)state;
+    pc_rules_builder_t *b = NULL;
+    char err[256], name[32], line[32];
+    assert_int_equal(pc_rules_builder_new(&b), 0);
+    for (int i = 0; i < 255; i++) {
+        snprintf(name, sizeof name, "s%d.txt", i);
+        int n = snprintf(line, sizeof line, "10.%d.%d.0/24\n", i / 256, i % 256);
+        assert_int_equal(pc_rules_builder_add_string(b, PC_RULES_DENY_LIST, line, (size_t)n, name,
+                                                     err, sizeof err),
+                         0);
+    }
+    assert_int_equal(pc_rules_builder_add_string(b, PC_RULES_DENY_LIST, "192.0.2.1\n", 10,
+                                                 "one.too.many", err, sizeof err),
+                     PC_EINVAL);
+    assert_string_equal(err, "one.too.many: too many sources in one rule set (at most 255)");
+    /* and so is any further one */
+    assert_int_equal(pc_rules_builder_add_string(b, PC_RULES_ALLOW_LIST, "10.0.254.0/24\n", 14,
+                                                 "late.txt", err, sizeof err),
+                     PC_EINVAL);
+    assert_string_equal(err, "late.txt: too many sources in one rule set (at most 255)");
+    pc_rules_t *r = NULL;
+    assert_int_equal(pc_rules_builder_finish(b, &r, err, sizeof err), 0);
+    assert_int_equal(pc_rules_count(r), 255);
+    expect_match(r, "10.0.254.1", 1, 254);
+    expect_match(r, "192.0.2.1", 0, 0);
+    pc_rule_info_t info;
+    assert_int_equal(pc_rules_get(r, 254, &info), 0);
+    assert_string_equal(info.text, "deny 10.0.254.0/24");
+    assert_int_equal(info.line, 1);
+    pc_rules_free(r);
+}
+
 /* ---- allocation failures -------------------------------------------------- */
 
 static void test_alloc_failure(void **state)
@@ -770,6 +806,7 @@ int main(void)
         cmocka_unit_test(test_list_errors),
         cmocka_unit_test(test_conflict_across_sources),
         cmocka_unit_test(test_builder_files),
+        cmocka_unit_test(test_builder_source_limit),
         cmocka_unit_test(test_builder_alloc_failure),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
