@@ -259,6 +259,44 @@ static void test_source_keys(void **state)
     tracker_destroy(t);
 }
 
+/* IPv6 source prefixes past /64 mask the low half bit-exactly: /128 tells
+ * neighbours apart, /127 pairs them, /65 keys on bit 64 alone. */
+static void test_source_keys_v6_low_half(void **state)
+{
+    (void)state;
+    static const struct {
+        unsigned len;
+        const char *a, *same, *other;
+    } cases[] = {
+        {128, "2001:db8::2", NULL, "2001:db8::3"},
+        {127, "2001:db8::2", "2001:db8::3", "2001:db8::4"},
+        {96, "2001:db8::1:0:0", "2001:db8::1:ffff:ffff", "2001:db8::0:ffff:ffff"},
+        {65, "2001:db8::", "2001:db8::7fff:ffff:ffff:ffff", "2001:db8::8000:0:0:0"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        tracker_config_t c;
+        tracker_config_init(&c);
+        c.max = 1;
+        c.capacity = 64;
+        c.prefix_v6 = cases[i].len;
+        tracker_t *t;
+        assert_int_equal(tracker_create(&c, &t), 0);
+        addr_t a = A(cases[i].a), o = A(cases[i].other);
+        uint32_t s1, s2;
+        assert_int_equal(tracker_acquire(t, &a, 0, 0, &s1), 0);
+        if (cases[i].same) {
+            addr_t m = A(cases[i].same);
+            if (tracker_acquire(t, &m, 0, 0, &s2) != TRACK_OVER_MAX)
+                fail_msg("/%u: %s not counted with %s", cases[i].len, cases[i].same, cases[i].a);
+        }
+        if (tracker_acquire(t, &o, 0, 0, &s2) != 0)
+            fail_msg("/%u: %s counted with %s", cases[i].len, cases[i].other, cases[i].a);
+        tracker_release(t, s2);
+        tracker_release(t, s1);
+        tracker_destroy(t);
+    }
+}
+
 /* tracker_each_at: the sources at or above a count, as masked keys. */
 typedef struct seen_s {
     int n;
@@ -624,6 +662,7 @@ int main(void)
         cmocka_unit_test(test_concurrent_max),
         cmocka_unit_test(test_double_release),
         cmocka_unit_test(test_source_keys),
+        cmocka_unit_test(test_source_keys_v6_low_half),
         cmocka_unit_test(test_each_at),
         cmocka_unit_test(test_shadow),
         cmocka_unit_test(test_full_reject),
