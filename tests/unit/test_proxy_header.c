@@ -218,6 +218,10 @@ static void v1_malformed(void **state)
     /* a NUL inside the line */
     const char nul[] = "PROXY TCP4 1.2.3.4\0001.2.3.5 1 2\r\n";
     expect_fail(nul, sizeof nul - 1, 0, PC_PROXY_ERR_V1_SYNTAX);
+    /* ... found by the line check, not by the field it lands in (the one
+     * above also breaks the field count) */
+    const char nul_port[] = "PROXY TCP4 1.2.3.4 1.2.3.5 1 2\000\r\n";
+    expect_fail(nul_port, sizeof nul_port - 1, 0, PC_PROXY_ERR_V1_SYNTAX);
     /* incomplete: need more, every byte taken */
     expect_need_more("PROXY TCP4 1.2.3.4 1.2.3.5 1 2\r", 31);
     expect_need_more("PRO", 3);
@@ -397,8 +401,20 @@ static void v2_tlvs(void **state)
     size_t k2 = put_tlv(t2, PC_PROXY_TLV_SSL, bad_ssl, 9);
     assert_int_equal(proxy_tlv_check(t2, k2), 0);
     assert_null(proxy_tlv_find(t2, k2, PC_PROXY_TLV_SSL_CN, &vl));
-    uint8_t short_ssl[3] = {1, 0, 0};
+    uint8_t short_ssl[5] = {1, 0, 0, 0, 0};
     k2 = put_tlv(t2, PC_PROXY_TLV_SSL, short_ssl, 3);
+    assert_null(proxy_tlv_find(t2, k2, PC_PROXY_TLV_SSL_CN, &vl));
+    /* 4 bytes: one short of client and verify, with a CN sub-TLV lying just
+     * past the given length: not read */
+    memset(t2, 0, sizeof t2);
+    k2 = put_tlv(t2, PC_PROXY_TLV_SSL, short_ssl, 4);
+    t2[k2 + 1] = PC_PROXY_TLV_SSL_CN;
+    t2[k2 + 3] = 1;
+    t2[k2 + 4] = 'x';
+    assert_int_equal(proxy_tlv_check(t2, k2), 0);
+    assert_null(proxy_tlv_find(t2, k2, PC_PROXY_TLV_SSL_CN, &vl));
+    /* 5 bytes: an SSL TLV with no sub-TLV */
+    k2 = put_tlv(t2, PC_PROXY_TLV_SSL, short_ssl, 5);
     assert_null(proxy_tlv_find(t2, k2, PC_PROXY_TLV_SSL_CN, &vl));
 }
 
