@@ -143,6 +143,22 @@ static void test_token_bucket_long_window(void **state)
     tracker_destroy(t);
 }
 
+/* A rate above 1e9/s is taken as one token per nanosecond (the clock's
+ * step), not refused, and never makes a zero interval. */
+static void test_token_bucket_above_ns(void **state)
+{
+    (void)state;
+    tracker_t *t = make(0, 4e9, 3, 64, TRACKER_FULL_REJECT);
+    addr_t a = A("192.0.2.4");
+    uint64_t now = MS(3000);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(touch_ns(t, &a, now), 0);
+    assert_int_equal(touch_ns(t, &a, now), TRACK_OVER_RATE);
+    assert_int_equal(touch_ns(t, &a, now + 1), 0);
+    assert_int_equal(touch_ns(t, &a, now + 1), TRACK_OVER_RATE);
+    tracker_destroy(t);
+}
+
 static void test_undo_returns_token(void **state)
 {
     (void)state;
@@ -658,6 +674,7 @@ int main(void)
         cmocka_unit_test(test_token_bucket),
         cmocka_unit_test(test_token_bucket_fast_rate),
         cmocka_unit_test(test_token_bucket_long_window),
+        cmocka_unit_test(test_token_bucket_above_ns),
         cmocka_unit_test(test_undo_returns_token),
         cmocka_unit_test(test_concurrent_max),
         cmocka_unit_test(test_double_release),
