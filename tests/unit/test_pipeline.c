@@ -185,6 +185,16 @@ static void test_rules_step(void **state)
     filter_stats(f, &st);
     assert_int_equal(st.exempted, 5);
     filter_destroy(f);
+
+    /* no per-source limits: an allow skips nothing, so nothing is exempted */
+    cfg.per_source_max = 0;
+    f = make(&cfg, "allow 10.1.0.0/16\n");
+    assert_int_equal(decide(f, "10.1.2.3", 0, 0, NULL, &t1, &step), PC_ACCEPT);
+    filter_release(f, &t1);
+    filter_stats(f, &st);
+    assert_int_equal(st.accepted, 1);
+    assert_int_equal(st.exempted, 0);
+    filter_destroy(f);
 }
 
 static void test_source_steps(void **state)
