@@ -618,6 +618,7 @@ static const struct list_bad list_bad_cases[] = {
     {"# c\n1.2.3.4 5.6.7.8\n", "l.txt:2: unexpected '5.6.7.8' after the address"},
     {"; c\n\n10.0.0.0/33 ; x\n", "l.txt:3: prefix length 33 out of range for IPv4 (0-32)"},
     {"1.2.3.4/\n", "l.txt:1: missing prefix length after '/'"},
+    {"# c\n/24 ; no address\n", "l.txt:2: bad IPv4 address '': empty or non-decimal part"},
 };
 
 static void test_list_errors(void **state)
