@@ -1662,6 +1662,41 @@ static void stats_null_arguments(void **state)
     pc_server_destroy(s);
 }
 
+/* A queue that reaches send_high_water without passing it does not stop
+ * reading, so no on_drain follows; one byte more does (the mark is
+ * exceeded, portcullis.h: "once the queue exceeds send_high_water"). A
+ * pause at exactly the mark went unnoticed by on_drain_fires, whose burst
+ * is far above it. */
+static void high_water_is_passed_not_reached(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.send_high_water = 64u << 10;
+    cfg.send_low_water = 16u << 10;
+    g_behaviour = B_BIG_ON_OPEN; /* one send of g_big bytes from on_open */
+    g_big = cfg.send_high_water;
+    start_server(&cfg);
+    unsigned char *got = malloc(cfg.send_high_water + 1);
+    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 5000);
+    assert_true(s != SHIM_INVALID);
+    assert_int_equal(shim_recv_exact(s, got, g_big), g_big);
+    expect_echo(s, "at the mark");
+    shim_sleep_ms(50);
+    assert_int_equal(atomic_load(&g_drains), 0);
+    shim_close(s);
+    WAIT_FOR(atomic_load(&g_closes) == 1, 3000);
+    g_big = cfg.send_high_water + 1; /* read by the next on_open */
+    s = shim_connect("127.0.0.1", g_port, NULL, 5000);
+    assert_true(s != SHIM_INVALID);
+    assert_int_equal(shim_recv_exact(s, got, g_big), g_big);
+    WAIT_FOR(atomic_load(&g_drains) == 1, 2000);
+    assert_int_equal(atomic_load(&g_drains), 1);
+    expect_echo(s, "past the mark");
+    free(got);
+    shim_close(s);
+}
+
 int main(int argc, char **argv)
 {
     shim_init();
@@ -1691,6 +1726,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(graceful_close_non_reader_cut, teardown),
         cmocka_unit_test_teardown(abort_resets, teardown),
         cmocka_unit_test_teardown(on_drain_fires, teardown),
+        cmocka_unit_test_teardown(high_water_is_passed_not_reached, teardown),
         cmocka_unit_test_teardown(server_post_runs, teardown),
         cmocka_unit_test_teardown(stats_count, teardown),
         cmocka_unit_test_teardown(connect_outbound, teardown),
