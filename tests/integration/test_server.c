@@ -1697,6 +1697,32 @@ static void high_water_is_passed_not_reached(void **state)
     shim_close(s);
 }
 
+/* send_low_water 0 (allowed: at most send_high_water) means "once the
+ * queue is empty": on_drain fires when the last byte is handed over and
+ * reading resumes. Comparing "below" instead of "falls to" never fired it
+ * and left the connection paused for good. */
+static void low_water_zero_drains_when_empty(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.send_high_water = 64u << 10;
+    cfg.send_low_water = 0;
+    g_behaviour = B_BIG_ON_OPEN;
+    g_big = 4u << 20;
+    start_server(&cfg);
+    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 5000);
+    assert_true(s != SHIM_INVALID);
+    unsigned char *got = malloc(g_big);
+    assert_int_equal(shim_recv_exact(s, got, g_big), g_big);
+    free(got);
+    WAIT_FOR(atomic_load(&g_drains) == 1, 2000);
+    assert_int_equal(atomic_load(&g_drains), 1);
+    assert_int_equal(stats().send_queued_bytes, 0);
+    expect_echo(s, "reading resumed");
+    shim_close(s);
+}
+
 int main(int argc, char **argv)
 {
     shim_init();
@@ -1727,6 +1753,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(abort_resets, teardown),
         cmocka_unit_test_teardown(on_drain_fires, teardown),
         cmocka_unit_test_teardown(high_water_is_passed_not_reached, teardown),
+        cmocka_unit_test_teardown(low_water_zero_drains_when_empty, teardown),
         cmocka_unit_test_teardown(server_post_runs, teardown),
         cmocka_unit_test_teardown(stats_count, teardown),
         cmocka_unit_test_teardown(connect_outbound, teardown),
