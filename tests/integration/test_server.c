@@ -1723,6 +1723,38 @@ static void low_water_zero_drains_when_empty(void **state)
     shim_close(s);
 }
 
+/* A reset from the peer is reported as PC_CLOSE_RESET with PC_ECONNRESET
+ * (peer_reset_midtransfer accepts RESET or ERROR: a reset during a send
+ * may surface as another error there). Here the connection is idle, so
+ * nothing but the reset can end it. */
+static atomic_int g_reset_err;
+static void reset_close(pc_conn_t *c, pc_close_reason_t r, int err)
+{
+    (void)c;
+    atomic_store(&g_reset_err, err);
+    atomic_fetch_add(&g_reasons[r], 1);
+    atomic_fetch_add(&g_closes, 1);
+}
+
+static void peer_reset_is_reset(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.cb.on_close = reset_close;
+    atomic_store(&g_reset_err, 0);
+    start_server(&cfg);
+    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 3000);
+    assert_true(s != SHIM_INVALID);
+    expect_echo(s, "before the reset");
+    shim_close_reset(s);
+    WAIT_FOR(atomic_load(&g_closes) == 1, 3000);
+    assert_int_equal(atomic_load(&g_closes), 1);
+    assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_RESET]), 1);
+    assert_int_equal(atomic_load(&g_reset_err), PC_ECONNRESET);
+    assert_int_equal(stats().closed[PC_CLOSE_RESET], 1);
+}
+
 int main(int argc, char **argv)
 {
     shim_init();
@@ -1754,6 +1786,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(on_drain_fires, teardown),
         cmocka_unit_test_teardown(high_water_is_passed_not_reached, teardown),
         cmocka_unit_test_teardown(low_water_zero_drains_when_empty, teardown),
+        cmocka_unit_test_teardown(peer_reset_is_reset, teardown),
         cmocka_unit_test_teardown(server_post_runs, teardown),
         cmocka_unit_test_teardown(stats_count, teardown),
         cmocka_unit_test_teardown(connect_outbound, teardown),
