@@ -1755,6 +1755,40 @@ static void peer_reset_is_reset(void **state)
     assert_int_equal(stats().closed[PC_CLOSE_RESET], 1);
 }
 
+/* The peer half-closes while a large answer is still queued: the close that
+ * follows its FIN is graceful (portcullis.h, PC_CLOSE_PEER; "flush queued
+ * bytes, send FIN"), so every queued byte still reaches the peer, then our
+ * FIN. A close of the socket at the peer's FIN would cut the answer short.
+ * The high water is above the answer so that reading goes on and the FIN
+ * is seen while most of it is queued. */
+static void peer_fin_flushes_queue(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.send_high_water = 64u << 20;
+    g_behaviour = B_BIG_ON_OPEN;
+    g_big = 32u << 20; /* more than loopback's buffers hold */
+    start_server(&cfg);
+    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 10000);
+    assert_true(s != SHIM_INVALID);
+    shim_shutdown_write(s);
+    WAIT_FOR(atomic_load(&g_opens) == 1, 3000);
+    shim_sleep_ms(200); /* the server sees the FIN with the answer queued */
+    unsigned char *got = malloc(g_big), *want = malloc(g_big);
+    fill_pattern(want, 0, g_big);
+    assert_int_equal(shim_recv_exact(s, got, g_big), g_big);
+    assert_memory_equal(got, want, g_big);
+    free(got);
+    free(want);
+    size_t extra = 0;
+    assert_int_equal(shim_wait_close(s, &extra), 0); /* then our FIN */
+    assert_int_equal(extra, 0);
+    WAIT_FOR(atomic_load(&g_closes) == 1, 3000);
+    assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_PEER]), 1);
+    shim_close(s);
+}
+
 int main(int argc, char **argv)
 {
     shim_init();
@@ -1787,6 +1821,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(high_water_is_passed_not_reached, teardown),
         cmocka_unit_test_teardown(low_water_zero_drains_when_empty, teardown),
         cmocka_unit_test_teardown(peer_reset_is_reset, teardown),
+        cmocka_unit_test_teardown(peer_fin_flushes_queue, teardown),
         cmocka_unit_test_teardown(server_post_runs, teardown),
         cmocka_unit_test_teardown(stats_count, teardown),
         cmocka_unit_test_teardown(connect_outbound, teardown),
