@@ -1872,6 +1872,45 @@ static void outbound_slow_connect_keeps_order(void **state)
 }
 #endif
 
+/* ---- 2b. the limit itself is allowed: a send that fills the queue exactly
+ * to send_queue_limit passes, the next byte is refused */
+
+static atomic_int g_fit_rc[3];
+static void fit_open(pc_conn_t *c)
+{
+    size_t lim = 64u << 10;
+    char *buf = calloc(1, lim);
+    /* within one callback nothing leaves the queue (the send starts once
+     * it returns), so the counts are exact */
+    atomic_store(&g_fit_rc[0], pc_conn_send(c, buf, 1000));
+    atomic_store(&g_fit_rc[1], pc_conn_send(c, buf, lim - 1000));
+    atomic_store(&g_fit_rc[2], pc_conn_send(c, buf, 1));
+    free(buf);
+    atomic_fetch_add(&g_opens, 1);
+}
+
+static void send_queue_limit_exact_fit(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.send_queue_limit = 64u << 10;
+    cfg.cb.on_open = fit_open;
+    for (int i = 0; i < 3; i++)
+        atomic_store(&g_fit_rc[i], 1);
+    start_server(&cfg);
+    shim_sock_t s = connect_client();
+    wait_open_id(1);
+    assert_int_equal(atomic_load(&g_fit_rc[0]), 0);
+    assert_int_equal(atomic_load(&g_fit_rc[1]), 0); /* up to the limit: queued */
+    assert_int_equal(atomic_load(&g_fit_rc[2]), PC_ENOBUFS);
+    assert_int_equal(stats().send_limit_refused, 1);
+    char *got = malloc(cfg.send_queue_limit);
+    assert_int_equal(shim_recv_exact(s, got, cfg.send_queue_limit), cfg.send_queue_limit);
+    free(got);
+    shim_close(s);
+}
+
 int main(int argc, char **argv)
 {
     shim_init();
@@ -1880,6 +1919,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(send_to_16b_bounded, teardown),
         cmocka_unit_test_teardown(send_to_racers_cap_exact, teardown),
         cmocka_unit_test_teardown(send_queue_limit_per_connection, teardown),
+        cmocka_unit_test_teardown(send_queue_limit_exact_fit, teardown),
         cmocka_unit_test_teardown(post_to_pause_resume, teardown),
         cmocka_unit_test_teardown(post_to_after_close_gets_null, teardown),
         cmocka_unit_test_teardown(stale_ids_every_call, teardown),
