@@ -1789,6 +1789,48 @@ static void peer_fin_flushes_queue(void **state)
     shim_close(s);
 }
 
+/* A record reused for a new connection gets a new generation, so the old
+ * id reaches nothing (portcullis.h: "a stale id never reaches freed memory
+ * or another connection"). stale_id opens the next connection at once,
+ * before the closed record is back in the table (workers hand records back
+ * in batches, or after 10 ms idle), so it got a fresh slot and a release
+ * that kept the generation went unnoticed. Here one worker, one
+ * connection, and a pause make the next connection take the same slot. */
+static void stale_id_after_slot_reuse(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.threads = 1;
+    start_server(&cfg);
+    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 3000);
+    assert_true(s != SHIM_INVALID);
+    expect_echo(s, "first");
+    uint64_t old = atomic_load(&g_last_id);
+    shim_close(s);
+    WAIT_FOR(atomic_load(&g_closes) == 1, 3000);
+    shim_sleep_ms(200); /* the record goes back to the table */
+    shim_sock_t s2 = shim_connect("127.0.0.1", g_port, NULL, 3000);
+    assert_true(s2 != SHIM_INVALID);
+    expect_echo(s2, "second");
+    uint64_t nid = atomic_load(&g_last_id);
+    if ((uint32_t)nid != (uint32_t)old)
+        fail_msg("the slot was not reused (ids %llx, %llx): the test checks nothing",
+                 (unsigned long long)old, (unsigned long long)nid);
+    assert_true(nid != old);
+    pc_buf_t b;
+    b.base = (void *)"y";
+    b.len = 1;
+    assert_int_equal(pc_server_send_to(g_srv, old, "y", 1), PC_ENOTCONN);
+    assert_int_equal(pc_server_sendv_to(g_srv, old, &b, 1), PC_ENOTCONN);
+    assert_int_equal(pc_server_send_queued(g_srv, old), PC_ENOTCONN);
+    assert_int_equal(pc_server_close_id(g_srv, old), PC_ENOTCONN);
+    assert_int_equal(pc_server_abort_id(g_srv, old), PC_ENOTCONN);
+    expect_echo(s2, "still open");
+    assert_int_equal(atomic_load(&g_closes), 1);
+    shim_close(s2);
+}
+
 int main(int argc, char **argv)
 {
     shim_init();
@@ -1803,6 +1845,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(peer_reset_midtransfer, teardown),
         cmocka_unit_test_teardown(close_by_id_other_thread, teardown),
         cmocka_unit_test_teardown(stale_id, teardown),
+        cmocka_unit_test_teardown(stale_id_after_slot_reuse, teardown),
         cmocka_unit_test_teardown(send_to_other_thread, teardown),
         cmocka_unit_test_teardown(graceful_stop_under_traffic, teardown),
         cmocka_unit_test_teardown(max_conns_reject, teardown),
