@@ -1831,6 +1831,61 @@ static void stale_id_after_slot_reuse(void **state)
     shim_close(s2);
 }
 
+/* pc_server_stop waits up to drain_ms for the graceful closes: a peer that
+ * reads a large queued answer slowly gets all of it, then a FIN, and
+ * on_close says PC_CLOSE_SERVER_STOP. graceful_stop_under_traffic's queues
+ * are small enough to flush at once, so a stop that ignored drain_ms (reset
+ * right after asking for the graceful closes) passed it. */
+typedef struct slow_reader_s {
+    shim_sock_t s;
+    size_t want, got;
+    int mismatch, end;
+} slow_reader_t;
+
+static void slow_reader_main(void *arg)
+{
+    slow_reader_t *r = arg;
+    unsigned char buf[65536];
+    shim_sleep_ms(300); /* the stop begins with most of the answer queued */
+    shim_set_timeout(r->s, 5000);
+    while (r->got < r->want) {
+        int n = shim_recv_some(r->s, buf, sizeof buf);
+        if (n <= 0) break;
+        for (int i = 0; i < n; i++)
+            if (buf[i] != pattern_byte(r->got + (size_t)i)) r->mismatch = 1;
+        r->got += (size_t)n;
+    }
+    size_t extra = 0;
+    r->end = shim_wait_close(r->s, &extra);
+    shim_close(r->s); /* the server's linger ends with our FIN */
+}
+
+static void stop_drain_flushes_slow_reader(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.send_high_water = 64u << 20;
+    g_behaviour = B_BIG_ON_OPEN;
+    g_big = 16u << 20;
+    start_server(&cfg);
+    slow_reader_t r;
+    memset(&r, 0, sizeof r);
+    r.s = shim_connect("127.0.0.1", g_port, NULL, 3000);
+    assert_true(r.s != SHIM_INVALID);
+    r.want = g_big;
+    WAIT_FOR(atomic_load(&g_opens) == 1, 3000);
+    pc_thread_t t;
+    assert_int_equal(pc__thread_start(&t, slow_reader_main, &r, "slow-reader"), 0);
+    assert_int_equal(pc_server_stop(g_srv, 10000), 0);
+    pc__thread_join(t);
+    assert_int_equal(r.got, g_big);
+    assert_int_equal(r.mismatch, 0);
+    assert_int_equal(r.end, 0); /* FIN, not a reset */
+    assert_int_equal(atomic_load(&g_closes), 1);
+    assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_SERVER_STOP]), 1);
+}
+
 int main(int argc, char **argv)
 {
     shim_init();
@@ -1848,6 +1903,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(stale_id_after_slot_reuse, teardown),
         cmocka_unit_test_teardown(send_to_other_thread, teardown),
         cmocka_unit_test_teardown(graceful_stop_under_traffic, teardown),
+        cmocka_unit_test_teardown(stop_drain_flushes_slow_reader, teardown),
         cmocka_unit_test_teardown(max_conns_reject, teardown),
         cmocka_unit_test_teardown(max_conns_defer, teardown),
         cmocka_unit_test_teardown(idle_timeout, teardown),
