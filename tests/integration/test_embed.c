@@ -1911,6 +1911,50 @@ static void send_queue_limit_exact_fit(void **state)
     shim_close(s);
 }
 
+/* The same hidden connection, named by an id the application guessed (the
+ * layout is documented: slot low, generation high): every by-id call
+ * treats it as not open until on_open (portcullis.h), the closing ones
+ * included. hidden_until_on_open never names it (the application is not
+ * told the id), so a close by id that skipped the check went unnoticed: it
+ * closed the connection before on_open and returned 0. */
+static void hidden_refuses_guessed_ids(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    pc_rules_t *r = NULL;
+    const char *trusted = "allow 127.0.0.1\n";
+    assert_int_equal(pc_rules_load_string(trusted, strlen(trusted), "trusted", &r, NULL, 0), 0);
+    cfg.proxy_trusted = r;
+    cfg.proxy_timeout_ms = 30000;
+    start_server(&cfg);
+    shim_sock_t s = connect_client();
+    WAIT_FOR(stats().accepted == 1, 5000);
+    assert_int_equal(stats().accepted, 1);
+    shim_sleep_ms(100); /* on its worker, waiting for the header */
+    pc_buf_t b;
+    b.base = (void *)"x";
+    b.len = 1;
+    for (uint64_t gen = 1; gen <= 4; gen++) {
+        for (uint64_t slot = 0; slot < 8; slot++) {
+            pc_conn_id_t id = gen << 32 | slot;
+            assert_int_equal(pc_server_send_to(g_srv, id, "x", 1), PC_ENOTCONN);
+            assert_int_equal(pc_server_sendv_to(g_srv, id, &b, 1), PC_ENOTCONN);
+            assert_int_equal(pc_server_send_queued(g_srv, id), PC_ENOTCONN);
+            assert_int_equal(pc_server_post_to(g_srv, id, post_never, NULL), PC_ENOTCONN);
+            assert_int_equal(pc_server_close_id(g_srv, id), PC_ENOTCONN);
+            assert_int_equal(pc_server_abort_id(g_srv, id), PC_ENOTCONN);
+        }
+    }
+    const char *hdr = "PROXY TCP4 127.0.0.9 127.0.0.1 5555 80\r\n";
+    assert_int_equal(shim_send_all(s, hdr, strlen(hdr)), 0);
+    wait_open_id(1);
+    shim_set_timeout(s, 5000);
+    expect_echo(s, "opened untouched");
+    assert_int_equal(atomic_load(&g_closes), 0);
+    shim_close(s);
+}
+
 int main(int argc, char **argv)
 {
     shim_init();
@@ -1940,6 +1984,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(chat_broadcast, teardown),
         cmocka_unit_test_teardown(abort_id_refuses_later_sends, teardown),
         cmocka_unit_test_teardown(hidden_until_on_open, teardown),
+        cmocka_unit_test_teardown(hidden_refuses_guessed_ids, teardown),
         cmocka_unit_test_teardown(server_timer_cancels_one_due_with_it, teardown),
         cmocka_unit_test_teardown(outbound_post_and_close_wait_for_open, teardown),
         cmocka_unit_test_teardown(outbound_close_in_on_open_keeps_order, teardown),
