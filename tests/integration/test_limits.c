@@ -685,12 +685,50 @@ static void write_timeout_resets_without_linger(void **state)
     shim_close(s);
 }
 
+/* Arming the header timeout while one is pending keeps the earlier
+ * deadline (portcullis.h), so a protocol that arms it as each piece of a
+ * request comes in cannot have it pushed back by a peer that trickles
+ * them. header_timeout_trickle arms once and trickles other bytes, so an
+ * arm that replaced the pending deadline passed it; here every trickled
+ * byte is a '?' that arms 300 ms again, and the cut still comes about
+ * 300 ms after the first. */
+static void header_timeout_rearm_keeps_deadline(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.header_timeout_ms = 0;
+    cfg.cb.on_data = hdr_on_data;
+    start_server(&cfg);
+    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 2000);
+    assert_true(s != SHIM_INVALID);
+    expect_echo(s, "x"); /* open, nothing armed */
+    uint64_t t0 = shim_now_ms();
+    int cut = -1;
+    shim_set_timeout(s, 50);
+    while (cut < 0 && shim_now_ms() - t0 < 3000) {
+        if (shim_send_all(s, "?", 1) != 0) {
+            cut = (int)(shim_now_ms() - t0);
+            break;
+        }
+        char buf[64];
+        int r = shim_recv_some(s, buf, sizeof buf);
+        if (r == 0 || r == -1) cut = (int)(shim_now_ms() - t0);
+    }
+    assert_true(cut >= 250);
+    assert_true(cut <= 1200);
+    shim_close(s);
+    WAIT_FOR(atomic_load(&g_reasons[PC_CLOSE_HEADER_TIMEOUT]) == 1, 3000);
+    assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_HEADER_TIMEOUT]), 1);
+}
+
 int main(int argc, char **argv)
 {
     shim_init();
     pc_log_set_level(PC_LOG_WARN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(header_timeout_trickle, teardown),
+        cmocka_unit_test_teardown(header_timeout_rearm_keeps_deadline, teardown),
         cmocka_unit_test_teardown(header_timeout_silent, teardown),
         cmocka_unit_test_teardown(write_timeout_stalled_peer, teardown),
         cmocka_unit_test_teardown(write_timeout_slow_reader_survives, teardown),
