@@ -1955,6 +1955,60 @@ static void hidden_refuses_guessed_ids(void **state)
     shim_close(s);
 }
 
+/* A connection's own timer never runs early either (portcullis.h:
+ * pc_conn_timer, "never early"): 60 timers of 1-60 ms in turn, each timed
+ * from before its pc_conn_timer call. conn_timer_fires_and_cancelled
+ * counts runs but not their time, so a deadline of half the delay passed
+ * it. */
+static _Atomic uint64_t g_cte_armed_ns;
+static atomic_uint g_cte_ms;
+static atomic_int g_cte_early;
+static _Atomic uint64_t g_cte_worst_ns; /* the earliest run, as ns before its due time */
+
+static void cte_fire(pc_conn_t *c)
+{
+    uint64_t ran = pc__now_ns();
+    uint64_t due = atomic_load(&g_cte_armed_ns) + (uint64_t)atomic_load(&g_cte_ms) * 1000000u;
+    if (ran < due) {
+        atomic_fetch_add(&g_cte_early, 1);
+        if (due - ran > atomic_load(&g_cte_worst_ns)) atomic_store(&g_cte_worst_ns, due - ran);
+    }
+    assert_int_equal(pc_conn_send(c, "F", 1), 0);
+}
+
+static void cte_on_data(pc_conn_t *c, const void *data, size_t len)
+{
+    unsigned ms = ((const unsigned char *)data)[len - 1];
+    atomic_store(&g_cte_ms, ms);
+    atomic_store(&g_cte_armed_ns, pc__now_ns());
+    assert_int_equal(pc_conn_timer(c, ms, cte_fire), 0);
+}
+
+static void conn_timer_never_early(void **state)
+{
+    (void)state;
+    atomic_store(&g_cte_early, 0);
+    atomic_store(&g_cte_worst_ns, 0);
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.cb.on_data = cte_on_data;
+    start_server(&cfg);
+    shim_sock_t s = connect_client();
+    shim_set_timeout(s, 5000);
+    for (unsigned ms = 1; ms <= 60; ms++) {
+        unsigned char b = (unsigned char)ms;
+        assert_int_equal(shim_send_all(s, &b, 1), 0);
+        char got;
+        assert_int_equal(shim_recv_exact(s, &got, 1), 1);
+        assert_int_equal(got, 'F');
+    }
+    if (atomic_load(&g_cte_early))
+        fail_msg("%d of 60 connection timers ran early (the worst by %llu us)",
+                 atomic_load(&g_cte_early),
+                 (unsigned long long)(atomic_load(&g_cte_worst_ns) / 1000u));
+    shim_close(s);
+}
+
 int main(int argc, char **argv)
 {
     shim_init();
@@ -1975,6 +2029,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(sends_and_posts_keep_order, teardown),
         cmocka_unit_test_teardown(own_callback_by_id_acts_at_once, teardown),
         cmocka_unit_test_teardown(conn_timer_fires_and_cancelled, teardown),
+        cmocka_unit_test_teardown(conn_timer_never_early, teardown),
         cmocka_unit_test_teardown(server_timers, teardown),
         cmocka_unit_test_teardown(timer_cancel_waits_for_run, teardown),
         cmocka_unit_test_teardown(server_timer_never_early, teardown),
