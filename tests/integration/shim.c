@@ -167,6 +167,15 @@ int shim_wait_close(shim_sock_t s, size_t *nbytes)
     }
 }
 
+int shim_wait_reset(shim_sock_t s, size_t *nbytes)
+{
+    int rc = shim_wait_close(s, nbytes);
+#ifdef _WIN32
+    if (rc == 0 && shim_send_all(s, "?", 1) != 0) rc = -1;
+#endif
+    return rc;
+}
+
 void shim_close(shim_sock_t s)
 {
 #ifdef _WIN32

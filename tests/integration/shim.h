@@ -39,6 +39,11 @@ int shim_recv_some(shim_sock_t s, void *buf, size_t len);
 /* Read and discard until EOF/reset/timeout: returns 0 on FIN (EOF), -1 on
  * reset, -2 on timeout; *nbytes counts what was discarded. */
 int shim_wait_close(shim_sock_t s, size_t *nbytes);
+/* shim_wait_close, for a connection expected to end with a reset. Under
+ * Wine a client whose recv starts after the reset arrived gets EOF; the
+ * send that follows then fails at once (after a FIN it would succeed), so
+ * on Windows an EOF followed by a failing send also answers -1. */
+int shim_wait_reset(shim_sock_t s, size_t *nbytes);
 /* Set the receive timeout. */
 void shim_set_timeout(shim_sock_t s, int timeout_ms);
 /* Shrink the receive buffer (to make backpressure visible quickly). */

@@ -680,7 +680,7 @@ static void write_timeout_resets_without_linger(void **state)
     assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_WRITE_TIMEOUT]), 1);
     shim_set_timeout(s, 5000);
     size_t n = 0;
-    assert_int_equal(shim_wait_close(s, &n), -1); /* reset, not FIN */
+    assert_int_equal(shim_wait_reset(s, &n), -1); /* reset, not FIN */
     assert_true(n < g_big);
     shim_close(s);
 }

@@ -1907,7 +1907,7 @@ static void graceful_close_non_reader_reset(void **state)
     assert_int_equal(atomic_load(&g_closes), 1);
     shim_set_timeout(s, 5000);
     size_t n = 0;
-    assert_int_equal(shim_wait_close(s, &n), -1);
+    assert_int_equal(shim_wait_reset(s, &n), -1);
     assert_true(n < g_big);
     shim_close(s);
 }
