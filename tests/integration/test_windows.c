@@ -400,8 +400,9 @@ static void abort_during_big_send(void **state)
     shim_close(s2);
 }
 
-/* Stopping right after start, with the accept thread blocked in its accept
- * call: closing the listener must unblock it promptly. */
+/* Stopping right after start, with the accept thread waiting for a
+ * connection: the stop's event must wake it promptly (the listener stays
+ * open until the thread has been joined). */
 static void stop_unblocks_accept(void **state)
 {
     (void)state;
