@@ -62,9 +62,11 @@ int sock_recv(sock_t s, void *buf, size_t len);
 int sock_sendv(sock_t s, const pc_buf_t *bufs, unsigned n, int more);
 /* FIN: shutdown the send direction. */
 int sock_shutdown_write(sock_t s);
-/* Wake a thread blocked in accept() on s (POSIX: shutdown; the Windows
- * accept loop waits on an event instead, see accept_win.c). */
+#ifndef _WIN32
+/* Wake a thread blocked in accept() on s (shutdown). The Windows accept
+ * loop waits on an event instead (accept_win.c). */
 void sock_unblock_accept(sock_t s);
+#endif
 void sock_close(sock_t s);
 /* Abortive close: SO_LINGER {1, 0}, then close: the peer gets RST. */
 void sock_close_reset(sock_t s);
