@@ -41,6 +41,7 @@ import tempfile
 import time
 
 from proclib import Fail, Server, now, pdeathsig, read_response, set_budget  # noqa: E402
+from proclib import connect_from as connect  # noqa: E402
 
 HOST = "127.0.0.1"
 
@@ -51,14 +52,6 @@ def free_port():
     p = s.getsockname()[1]
     s.close()
     return p
-
-
-def connect(port, src, timeout=5.0):
-    s = socket.socket()
-    s.settimeout(timeout)
-    s.bind((src, 0))
-    s.connect((HOST, port))
-    return s
 
 
 def get(s, path):

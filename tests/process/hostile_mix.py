@@ -63,6 +63,7 @@ import threading
 import time
 
 from proclib import Checks, Server, Skip, now, run_checks  # noqa: E402
+from proclib import connect_from as connect  # noqa: E402
 
 HOST = "127.0.0.1"
 DATA = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data",
@@ -97,14 +98,6 @@ def end(s, rnd):
         reset(s)
     else:
         s.close()
-
-
-def connect(port, src, timeout=5.0):
-    s = socket.socket()
-    s.settimeout(timeout)
-    s.bind((src, 0))
-    s.connect((HOST, port))
-    return s
 
 
 def proxy_v1(real, sport=4000):

@@ -41,6 +41,15 @@ class Checks:
 GET_ROOT = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"
 
 
+def connect_from(port, src, host="127.0.0.1", timeout=5.0):
+    """A TCP connection to host:port from the source address src."""
+    s = socket.socket()
+    s.settimeout(timeout)
+    s.bind((src, 0))
+    s.connect((host, port))
+    return s
+
+
 def read_to_eof(s):
     """Everything s receives until the peer's FIN, as bytes."""
     data = b""
