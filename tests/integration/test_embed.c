@@ -1489,11 +1489,10 @@ static void abort_id_refuses_later_sends(void **state)
     shim_close(s);
 }
 
-/* A trusted proxy's connection waits for its header before on_open; until
- * then no call by id reaches it (the application has not seen its id). */
-static void hidden_until_on_open(void **state)
+/* A server whose 127.0.0.1 is a trusted proxy, and one connection from it
+ * that has not sent its header: accepted, on its worker, hidden. */
+static shim_sock_t start_hidden_connection(void)
 {
-    (void)state;
     pc_server_config_t cfg;
     base_config(&cfg);
     pc_rules_t *r = NULL;
@@ -1506,6 +1505,15 @@ static void hidden_until_on_open(void **state)
     WAIT_FOR(stats().accepted == 1, 5000);
     assert_int_equal(stats().accepted, 1);
     shim_sleep_ms(100); /* on its worker, waiting for the header */
+    return s;
+}
+
+/* A trusted proxy's connection waits for its header before on_open; until
+ * then no call by id reaches it (the application has not seen its id). */
+static void hidden_until_on_open(void **state)
+{
+    (void)state;
+    shim_sock_t s = start_hidden_connection();
     pc_conn_id_t ids[4];
     assert_int_equal(pc_server_conn_ids(g_srv, ids, 4), 0);
     assert_int_equal(atomic_load(&g_opens), 0);
@@ -1920,18 +1928,7 @@ static void send_queue_limit_exact_fit(void **state)
 static void hidden_refuses_guessed_ids(void **state)
 {
     (void)state;
-    pc_server_config_t cfg;
-    base_config(&cfg);
-    pc_rules_t *r = NULL;
-    const char *trusted = "allow 127.0.0.1\n";
-    assert_int_equal(pc_rules_load_string(trusted, strlen(trusted), "trusted", &r, NULL, 0), 0);
-    cfg.proxy_trusted = r;
-    cfg.proxy_timeout_ms = 30000;
-    start_server(&cfg);
-    shim_sock_t s = connect_client();
-    WAIT_FOR(stats().accepted == 1, 5000);
-    assert_int_equal(stats().accepted, 1);
-    shim_sleep_ms(100); /* on its worker, waiting for the header */
+    shim_sock_t s = start_hidden_connection();
     pc_buf_t b;
     b.base = (void *)"x";
     b.len = 1;
