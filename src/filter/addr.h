@@ -107,4 +107,10 @@ static inline void addr_set_v6(addr_t *a, uint64_t hi, uint64_t lo)
  * socket headers. */
 int addr_from_sockaddr(const struct sockaddr *sa, addr_t *out);
 
+/* The reverse: a's address and port (host order) as a sockaddr_in or
+ * sockaddr_in6 (IPv4-mapped IPv6 stays AF_INET6) in out, whose cap bytes
+ * are zeroed first. Returns the length written, or PC_EINVAL if cap is too
+ * small for a's family. Implemented in addr_sockaddr.c. */
+int addr_to_sockaddr(const addr_t *a, uint16_t port, struct sockaddr *out, size_t cap);
+
 #endif

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Socket address -> addr_t. The only file of src/filter that includes
+/* Socket address <-> addr_t. The only file of src/filter that includes
  * socket headers; the accept layer calls it with the peer address. */
 #include "filter/addr.h"
 
@@ -25,4 +25,28 @@ int addr_from_sockaddr(const struct sockaddr *sa, addr_t *out)
         return 0;
     }
     return PC_EINVAL;
+}
+
+int addr_to_sockaddr(const addr_t *a, uint16_t port, struct sockaddr *out, size_t cap)
+{
+    if (a->family == 4) {
+        struct sockaddr_in in;
+        if (cap < sizeof in) return PC_EINVAL;
+        memset(out, 0, cap);
+        memset(&in, 0, sizeof in);
+        in.sin_family = AF_INET;
+        in.sin_port = htons(port);
+        memcpy(&in.sin_addr, a->b, 4);
+        memcpy(out, &in, sizeof in); /* no alignment assumption on out */
+        return (int)sizeof in;
+    }
+    struct sockaddr_in6 in6;
+    if (cap < sizeof in6) return PC_EINVAL;
+    memset(out, 0, cap);
+    memset(&in6, 0, sizeof in6);
+    in6.sin6_family = AF_INET6;
+    in6.sin6_port = htons(port);
+    memcpy(&in6.sin6_addr, a->b, 16);
+    memcpy(out, &in6, sizeof in6);
+    return (int)sizeof in6;
 }

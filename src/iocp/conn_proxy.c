@@ -59,20 +59,6 @@ void conn_proxy_timed_out(pc_conn_t *c)
     counter_add(&conn_worker(c)->proxy_timeouts, 1);
 }
 
-static void to_sockaddr(const addr_t *a, uint16_t port, sockaddr_any_t *out)
-{
-    memset(out, 0, sizeof *out);
-    if (a->family == 4) {
-        out->v4.sin_family = AF_INET;
-        out->v4.sin_port = htons(port);
-        memcpy(&out->v4.sin_addr, a->b, 4);
-    } else {
-        out->v6.sin6_family = AF_INET6;
-        out->v6.sin6_port = htons(port);
-        memcpy(&out->v6.sin6_addr, a->b, 16);
-    }
-}
-
 typedef struct px_cond_s {
     pc_server_t *s;
     const pc_conn_t *c;
@@ -108,7 +94,7 @@ int conn_proxy_feed(worker_t *w, pc_conn_t *c, const char *data, size_t n, size_
         info->proxy = c->peer;
         info->tlv_len = h.tlv_len;
         if (h.tlv_len) memcpy(info->tlv, h.tlv, h.tlv_len);
-        to_sockaddr(&h.src, h.src_port, &c->peer);
+        addr_to_sockaddr(&h.src, h.src_port, &c->peer.sa, sizeof c->peer);
     }
     pc__free(p);
     c->ext->px = info;

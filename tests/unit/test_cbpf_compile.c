@@ -49,16 +49,7 @@ static void pkt_make(cbpf_pkt_t *p, const addr_t *src, uint8_t flags)
 static int ref_denied(const pc_rules_t *r, const addr_t *a)
 {
     struct sockaddr_storage ss;
-    memset(&ss, 0, sizeof ss);
-    if (a->family == 4) {
-        struct sockaddr_in *in = (struct sockaddr_in *)&ss;
-        in->sin_family = AF_INET;
-        memcpy(&in->sin_addr, a->b, 4);
-    } else {
-        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-        in6->sin6_family = AF_INET6;
-        memcpy(&in6->sin6_addr, a->b, 16);
-    }
+    assert_true(addr_to_sockaddr(a, 0, (struct sockaddr *)&ss, sizeof ss) > 0);
     pc_rule_action_t act;
     int rc = pc_rules_match(r, (struct sockaddr *)&ss, &act, NULL);
     assert_true(rc >= 0);

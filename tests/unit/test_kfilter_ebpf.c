@@ -176,16 +176,7 @@ static int syn(kf_ebpf_t *k, const char *s)
 static int reference(const pc_rules_t *r, const addr_t *a, size_t *rule)
 {
     struct sockaddr_storage ss;
-    memset(&ss, 0, sizeof ss);
-    if (a->family == 4) {
-        struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-        s4->sin_family = AF_INET;
-        memcpy(&s4->sin_addr, a->b, 4);
-    } else {
-        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-        s6->sin6_family = AF_INET6;
-        memcpy(&s6->sin6_addr, a->b, 16);
-    }
+    assert_true(addr_to_sockaddr(a, 0, (struct sockaddr *)&ss, sizeof ss) > 0);
     pc_rule_action_t act;
     int m = pc_rules_match(r, (struct sockaddr *)&ss, &act, rule);
     assert_true(m >= 0);

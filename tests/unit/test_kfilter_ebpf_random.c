@@ -145,16 +145,7 @@ static int model_lookup(const addr_t *a)
 static void check_user_space(const pc_rules_t *r, const addr_t *src, int rule)
 {
     struct sockaddr_storage ss;
-    memset(&ss, 0, sizeof ss);
-    if (src->family == 4) {
-        struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-        s4->sin_family = AF_INET;
-        memcpy(&s4->sin_addr, src->b, 4);
-    } else {
-        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-        s6->sin6_family = AF_INET6;
-        memcpy(&s6->sin6_addr, src->b, 16);
-    }
+    assert_true(addr_to_sockaddr(src, 0, (struct sockaddr *)&ss, sizeof ss) > 0);
     pc_rule_action_t act;
     size_t idx = SIZE_MAX;
     int m = pc_rules_match(r, (struct sockaddr *)&ss, &act, &idx);

@@ -123,6 +123,48 @@ static void test_addr_mask_normalize(void **state)
     assert_string_equal(f, "2001");
 }
 
+/* addr_to_sockaddr: the address and port in the family's sockaddr, and
+ * back through addr_from_sockaddr; a v4-mapped address stays AF_INET6
+ * there; too small a buffer is refused and left as it was. */
+static void test_addr_sockaddr_round_trip(void **state)
+{
+    (void)state;
+    struct sockaddr_storage ss;
+    addr_t a, b;
+    assert_int_equal(addr_parse("192.0.2.7", 9, &a, NULL), 0);
+    memset(&ss, 0xab, sizeof ss);
+    assert_int_equal(addr_to_sockaddr(&a, 8080, (struct sockaddr *)&ss, sizeof ss),
+                     (int)sizeof(struct sockaddr_in));
+    const struct sockaddr_in *in = (const struct sockaddr_in *)&ss;
+    assert_int_equal(in->sin_family, AF_INET);
+    assert_int_equal(ntohs(in->sin_port), 8080);
+    assert_memory_equal(&in->sin_addr, a.b, 4);
+    assert_int_equal(((const unsigned char *)&ss)[sizeof ss - 1], 0); /* all of it zeroed */
+    assert_int_equal(addr_from_sockaddr((struct sockaddr *)&ss, &b), 0);
+    assert_true(b.family == 4 && memcmp(a.b, b.b, 4) == 0);
+
+    assert_int_equal(addr_parse("2001:db8::1", 11, &a, NULL), 0);
+    assert_int_equal(addr_to_sockaddr(&a, 443, (struct sockaddr *)&ss, sizeof ss),
+                     (int)sizeof(struct sockaddr_in6));
+    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&ss;
+    assert_int_equal(in6->sin6_family, AF_INET6);
+    assert_int_equal(ntohs(in6->sin6_port), 443);
+    assert_int_equal(addr_from_sockaddr((struct sockaddr *)&ss, &b), 0);
+    assert_true(b.family == 6 && memcmp(a.b, b.b, 16) == 0);
+
+    assert_int_equal(addr_parse("::ffff:10.1.2.3", 15, &a, NULL), 0);
+    assert_int_equal(addr_to_sockaddr(&a, 0, (struct sockaddr *)&ss, sizeof ss),
+                     (int)sizeof(struct sockaddr_in6));
+    assert_int_equal(in6->sin6_family, AF_INET6);
+    assert_memory_equal(&in6->sin6_addr, a.b, 16);
+
+    unsigned char small[sizeof(struct sockaddr_in6) - 1];
+    memset(small, 0xab, sizeof small);
+    assert_int_equal(addr_to_sockaddr(&a, 0, (struct sockaddr *)(void *)small, sizeof small),
+                     PC_EINVAL);
+    assert_int_equal(small[0], 0xab);
+}
+
 /* ---- the text format ------------------------------------------------------ */
 
 static pc_rules_t *load_ok(const char *text)
@@ -792,6 +834,7 @@ int main(void)
         cmocka_unit_test(test_addr_valid),
         cmocka_unit_test(test_addr_invalid),
         cmocka_unit_test(test_addr_mask_normalize),
+        cmocka_unit_test(test_addr_sockaddr_round_trip),
         /* the text format */
         cmocka_unit_test(test_format_valid),
         cmocka_unit_test(test_format_empty),
