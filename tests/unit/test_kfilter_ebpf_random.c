@@ -95,13 +95,6 @@ static int bit(const uint8_t *b, unsigned i)
     return (b[i / 8] >> (7 - i % 8)) & 1;
 }
 
-static void mask_bits(addr_t *a, unsigned len)
-{
-    unsigned bits = a->family == 4 ? 32 : 128;
-    for (unsigned i = len; i < bits; i++)
-        a->b[i / 8] &= (uint8_t) ~(0x80u >> (i % 8));
-}
-
 static int same_prefix(const addr_t *p, const addr_t *a, unsigned len)
 {
     if (p->family != a->family) return 0;
@@ -110,21 +103,11 @@ static int same_prefix(const addr_t *p, const addr_t *a, unsigned len)
     return 1;
 }
 
-static int is_mapped(const uint8_t *b16)
-{
-    static const uint8_t pre[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-    return memcmp(b16, pre, 12) == 0;
-}
-
 /* The source as the filter judges it: ::ffff:a.b.c.d is IPv4. */
 static addr_t judged_source(const addr_t *a)
 {
     addr_t r = *a;
-    if (a->family == 6 && is_mapped(a->b)) {
-        memset(&r, 0, sizeof r);
-        r.family = 4;
-        memcpy(r.b, a->b + 12, 4);
-    }
+    addr_normalize(&r);
     return r;
 }
 
@@ -218,9 +201,9 @@ static char *rnd_rules(size_t n)
                 r.len = fam == 4 ? 12 + rn(21) : 32 + rn(97);
             }
         }
-        mask_bits(&r.a, r.len);
+        addr_mask(&r.a, r.len);
         /* a mapped IPv6 prefix is refused (it would never match) */
-        if (r.a.family == 6 && r.len >= 96 && is_mapped(r.a.b)) continue;
+        if (r.len >= 96 && addr_is_v4mapped(&r.a)) continue;
         int dup = 0;
         for (size_t j = 0; j < g_nrules && !dup; j++)
             dup = g_rule[j].len == r.len && memcmp(&g_rule[j].a, &r.a, sizeof r.a) == 0;
@@ -588,7 +571,7 @@ typedef struct mcount_s {
 static addr_t source_key(const mcfg_t *c, const addr_t *judged)
 {
     addr_t k = *judged;
-    mask_bits(&k, k.family == 4 ? c->p4 : c->p6);
+    addr_mask(&k, k.family == 4 ? c->p4 : c->p6);
     return k;
 }
 
@@ -833,11 +816,11 @@ static void run_socket_view(round_t *rd, const uint8_t *f, size_t n)
     /* the classic tier: the flags at skb->data, the source at the network
      * offset, whatever lies between; it judges a mapped IPv6 source by the
      * IPv6 ranges (Linux drops those SYNs anyway, cbpf_compile.h): left out */
-    if (marked && is_mapped(ip + 8)) return;
     addr_t src;
     memset(&src, 0, sizeof src);
     src.family = marked ? 6 : 4;
     memcpy(src.b, ip + (marked ? 8 : 12), marked ? 16 : 4);
+    if (addr_is_v4mapped(&src)) return;
     int rule = model_lookup(&src);
     int judged = (ip[tcp + 13] & (SYN | ACK)) == SYN;
     int want = !(judged && rule >= 0 && g_rule[rule].deny);
