@@ -63,7 +63,7 @@ import threading
 import time
 
 from proclib import Checks, Server, Skip, now, run_checks  # noqa: E402
-from proclib import connect_from as connect  # noqa: E402
+from proclib import connect_from as connect, metric_value  # noqa: E402
 
 HOST = "127.0.0.1"
 DATA = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data",
@@ -512,11 +512,6 @@ def metrics(port):
     return body.decode("utf-8", "replace")
 
 
-def value(text, name):
-    m = re.search(r"^%s (\d+)$" % re.escape(name), text, re.M)
-    return int(m.group(1)) if m else None
-
-
 def fds(pid):
     return len(os.listdir("/proc/%d/fd" % pid))
 
@@ -626,7 +621,7 @@ def run(a):
         deadline = now() + 6
         while True:
             m = metrics(port)
-            active, n = value(m, "pc_connections_active"), fds(pid)
+            active, n = metric_value(m, "pc_connections_active"), fds(pid)
             if (active == 1 and n <= fd0) or now() > deadline:
                 break
             time.sleep(0.25)
@@ -641,7 +636,7 @@ def run(a):
                      "pc_proxy_rejected_total", "pc_tls_handshake_errors_total",
                      'pc_connections_closed_total{reason="header_timeout"}',
                      'pc_connections_closed_total{reason="proxy"}'):
-            v = value(m, name)
+            v = metric_value(m, name)
             check(v is not None and v > 0, "%s counted (%s)" % (name, v))
 
         # 4. SIGTERM

@@ -69,11 +69,17 @@ def http_metrics(port, host="127.0.0.1"):
     return body.decode("utf-8", "replace")
 
 
+def metric_value(text, name):
+    """The integer value of the metric named name (with its labels, if any)
+    in a /metrics page's text, or None if the page does not have it."""
+    m = re.search(r"^%s (\d+)$" % re.escape(name), text, re.M)
+    return int(m.group(1)) if m else None
+
+
 def metric(port, name):
     """The value of an unlabelled integer metric on pc-http's /metrics, or
     None if the page does not have it."""
-    m = re.search(r"^%s (\d+)$" % re.escape(name), http_metrics(port), re.M)
-    return int(m.group(1)) if m else None
+    return metric_value(http_metrics(port), name)
 
 
 def read_response(s):
