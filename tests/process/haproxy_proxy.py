@@ -41,7 +41,7 @@ import tempfile
 import time
 
 from proclib import Fail, Server, now, pdeathsig, read_response, set_budget  # noqa: E402
-from proclib import connect_from as connect  # noqa: E402
+from proclib import connect_from as connect, metric_value  # noqa: E402
 
 HOST = "127.0.0.1"
 
@@ -70,11 +70,6 @@ def wait_port(port, limit, what, proc=None):
         except OSError:
             time.sleep(0.05)
     raise Fail("%s not listening on %d within %.0f s" % (what, port, limit))
-
-
-def metric(text, name):
-    m = re.search(r"^%s (\d+)$" % re.escape(name), text, re.M)
-    return int(m.group(1)) if m else None
 
 
 def run(args, failures):
@@ -174,10 +169,10 @@ def run(args, failures):
         if not r or r[0] != 200:
             raise Fail("/metrics not answered directly: %r" % (r,))
         text = r[1]
-        rej_rules = metric(text, 'pc_connections_rejected_total{step="rules"}')
-        rej_max = metric(text, 'pc_connections_rejected_total{step="source_max"}')
-        px_rej = metric(text, "pc_proxy_rejected_total")
-        headers = metric(text, "pc_proxy_headers_total")
+        rej_rules = metric_value(text, 'pc_connections_rejected_total{step="rules"}')
+        rej_max = metric_value(text, 'pc_connections_rejected_total{step="source_max"}')
+        px_rej = metric_value(text, "pc_proxy_rejected_total")
+        headers = metric_value(text, "pc_proxy_headers_total")
         bad = sum(int(x) for x in re.findall(r"^pc_proxy_errors_total\{[^}]*\} (\d+)$", text,
                                              re.M))
         print("metrics: headers %s, proxy rejected %s (rules %s, source_max %s), malformed %d"
