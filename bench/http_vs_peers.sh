@@ -324,10 +324,8 @@ one_load() { # load server round
     esac
     # shellcheck disable=SC2086
     c1=$(bench_cpu_ticks $pids)
-    if ! kill -0 "${PID[$srv]}" 2>/dev/null; then # its CPU and counts would be wrong
-        echo "$srv died during $load round $round: $(tail -3 "$TMP/$srv/err.log" "$TMP/$srv/error.log" 2>/dev/null)" >&2
-        exit 1
-    fi
+    bench_alive_or_exit "${PID[$srv]}" "$srv died during $load round $round" \
+        "$TMP/$srv/err.log" "$TMP/$srv/error.log"
     # shellcheck disable=SC2086
     w1=$(bench_wakeups $pids)
     cpu=$(python3 -c "print('%.2f' % (($c1 - $c0) * 1e6 / $CLK_TCK / $n) if $n > 0 else 'nan')")

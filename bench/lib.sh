@@ -45,6 +45,18 @@ bench_wait_port() {
     return 1
 }
 
+# Exit 1, saying "WHAT: " and the last lines of the LOG files, unless PID is
+# alive: a dead server's /proc entries are gone, so its CPU would read as 0
+# and its counts and ratios would be wrong.
+# bench_alive_or_exit PID WHAT LOG...
+bench_alive_or_exit() {
+    local pid=$1 what=$2
+    shift 2
+    kill -0 "$pid" 2>/dev/null && return 0
+    echo "$what: $(cat "$@" 2>/dev/null | tail -3)" >&2
+    exit 1
+}
+
 # Is the listening socket on 127.0.0.1:PORT held by one of the PIDs given?
 # (Ports come from bench_free_port, which can race with another process.)
 # Returns 0 too when ss (iproute2) is missing: the check is then skipped.

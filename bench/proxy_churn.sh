@@ -55,7 +55,7 @@ round() {
     fi
     t1=$(bench_cpu_ticks "$srv")
     # a dead server's CPU reads as 0: the round's figure would be negative
-    kill -0 "$srv" 2>/dev/null || { echo "pc-http died during the $mode round: $(tail -2 "$tmp/srv.log")" >&2; exit 1; }
+    bench_alive_or_exit "$srv" "pc-http died during the $mode round" "$tmp/srv.log"
     bench_stop "$srv" || true
     srv=""
     n=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d["requests"], d["errors_total"])' "$tmp/out.json")

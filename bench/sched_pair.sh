@@ -135,10 +135,7 @@ one_load() {
         --latency "${hdr[@]}" >/dev/null
     c1=$(bench_cpu_ticks "${PID[$srv]}")
     w1=$(bench_wakeups "${PID[$srv]}")
-    if ! kill -0 "${PID[$srv]}" 2>/dev/null; then # its CPU would read as 0, its counts wrong
-        echo "$srv died during c$c $wl round $r: $(tail -3 "$TMP/$srv.err")" >&2
-        exit 1
-    fi
+    bench_alive_or_exit "${PID[$srv]}" "$srv died during c$c $wl round $r" "$TMP/$srv.err"
     [ -n "$WATCH" ] && watch_end "$srv" "$c" "$wl" "$r" "$out"
     awk -v srv="$srv" -v c="$c" -v wl="$wl" -v r="$r" -v secs="$SECS" -v tick="$(getconf CLK_TCK)" \
         -v cpu=$((c1 - c0)) -v wk=$((w1 - w0)) '

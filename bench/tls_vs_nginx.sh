@@ -213,18 +213,15 @@ sleep 0.3
 NGX_PIDS="$NGX_PID $(bench_children "$NGX_PID" | tr '\n' ' ')"
 port_of() { [ "$1" = pc ] && echo "$PC_PORT" || echo "$NGX_PORT"; }
 pids_of() { [ "$1" = pc ] && echo "$PC_PID" || echo "$NGX_PIDS"; }
-logs_of() {
-    if [ "$1" = pc ]; then cat "$TMP/pc.err"; else cat "$TMP/nginx.out" "$TMP/nginx/error.log"; fi 2>/dev/null
-}
-# Exit 1 unless SRV's main process is alive: a dead server's /proc entries are
-# gone, so its CPU would read as 0 (a denied attempt costing nothing) and its
-# port would refuse every client. alive_or_exit SRV WHAT
+# Exit 1 unless SRV's main process is alive (bench_alive_or_exit: a denied
+# attempt would cost nothing, and its port refuse every client).
+# alive_or_exit SRV WHAT
 alive_or_exit() {
-    local pid
-    pid=$(pids_of "$1")
-    kill -0 "${pid%% *}" 2>/dev/null && return 0
-    echo "$1 died during $2: $(logs_of "$1" | tail -3)" >&2
-    exit 1
+    if [ "$1" = pc ]; then
+        bench_alive_or_exit "$PC_PID" "pc died during $2" "$TMP/pc.err"
+    else
+        bench_alive_or_exit "$NGX_PID" "nginx died during $2" "$TMP/nginx.out" "$TMP/nginx/error.log"
+    fi
 }
 # the listener must be the server's own, not another process that took the
 # port bench_free_port gave (nginx retries its bind for seconds)
