@@ -255,7 +255,7 @@ start_server() {
     if ! kill -0 "${PID[$srv]}" 2>/dev/null || ! bench_wait_port "$port" ||
         ! bench_port_owned "$port" ${PIDS[$srv]}; then
         echo "$srv did not start (listener on 127.0.0.1:$port:" \
-            "$(ss -Hltnp "sport = :$port" 2>/dev/null | grep -o 'users:.*' || echo none))" \
+            "$(bench_port_holder "$port"))" \
             "$(cat "$dir/err.log" "$dir/out.log" "$dir/error.log" 2>/dev/null | tail -5)" >&2
         exit 1
     fi

@@ -217,7 +217,7 @@ for list in $LISTS; do
         # another process's on the port bench_free_port gave
         if ! bench_port_owned "$port" $pids; then
             ROWS+=("$(printf '%-9s %-5s port %s held by another process: %s' "$kind" "$list" "$port" \
-                "$(ss -Hltnp "sport = :$port" 2>/dev/null | grep -o 'users:.*')")")
+                "$(bench_port_holder "$port")")")
             bench_stop "$SERVER_PID"
             SERVER_PID=""
             continue

@@ -57,6 +57,12 @@ bench_alive_or_exit() {
     exit 1
 }
 
+# Who holds the listening socket on PORT, as ss says ("users:((...))"), or
+# "none". bench_port_holder PORT
+bench_port_holder() {
+    ss -Hltnp "sport = :$1" 2>/dev/null | grep -o 'users:.*' || echo none
+}
+
 # Is the listening socket on 127.0.0.1:PORT held by one of the PIDs given?
 # (Ports come from bench_free_port, which can race with another process.)
 # Returns 0 too when ss (iproute2) is missing: the check is then skipped.

@@ -92,7 +92,7 @@ for srv in batch default; do
     # the listener must be its own, not another process's on the port bench_free_port gave
     bench_port_owned "${PORT[$srv]}" "${PID[$srv]}" || {
         echo "$srv did not start: 127.0.0.1:${PORT[$srv]} is held by" \
-            "$(ss -Hltnp "sport = :${PORT[$srv]}" 2>/dev/null | grep -o 'users:.*' || echo '?')" >&2
+            "$(bench_port_holder "${PORT[$srv]}")" >&2
         exit 1
     }
 done

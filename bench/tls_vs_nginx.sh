@@ -230,7 +230,7 @@ for srv in $SERVERS; do
     # shellcheck disable=SC2046 # a list of PIDs
     bench_port_owned "$(port_of "$srv")" $(pids_of "$srv") || {
         echo "$srv did not start: 127.0.0.1:$(port_of "$srv") is held by" \
-            "$(ss -Hltnp "sport = :$(port_of "$srv")" 2>/dev/null | grep -o 'users:.*' || echo '?')" >&2
+            "$(bench_port_holder "$(port_of "$srv")")" >&2
         exit 1
     }
 done
