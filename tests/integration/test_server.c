@@ -1793,8 +1793,8 @@ static void peer_fin_flushes_queue(void **state)
  * or another connection"). stale_id opens the next connection at once,
  * before the closed record is back in the table (workers hand records back
  * in batches, or after 10 ms idle), so it got a fresh slot and a release
- * that kept the generation went unnoticed. Here one worker, one
- * connection, and a pause make the next connection take the same slot. */
+ * that kept the generation went unnoticed. Here one worker, and one
+ * connection at a time until a new one takes the slot the last one left. */
 static void stale_id_after_slot_reuse(void **state)
 {
     (void)state;
