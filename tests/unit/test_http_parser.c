@@ -429,6 +429,30 @@ static void test_control_bytes_in_request_line(void **state)
     assert_int_equal(parse_n(&o, nm, sizeof(nm) - 1, 0, MAXH), -400);
 }
 
+/* Field values are scanned 8 bytes at a time when that many are buffered
+ * (word_has_ctl): a control byte or DEL anywhere in a long value is a 400
+ * there too, at every offset in the word, and every other byte is accepted
+ * (the short value above takes the byte path only). */
+static void test_control_bytes_in_long_value(void **state)
+{
+    (void)state;
+    static const char base[] = "GET / HTTP/1.1\r\nHost: h\r\nX: abcdefghijklmnopqrstuvwx\r\n\r\n";
+    const size_t v0 = 28, vn = 24; /* the value "abc...x" */
+    parsed_t o;
+    for (unsigned ch = 0; ch < 0x100; ch++) {
+        int ok = ch == '\t' || (ch >= 0x20 && ch != 0x7f);
+        for (size_t pos = v0; pos < v0 + vn; pos++) {
+            char buf[sizeof(base)];
+            memcpy(buf, base, sizeof(base));
+            buf[pos] = (char)ch;
+            int rc = parse_whole(&o, buf, sizeof(base) - 1, 0, MAXH);
+            if (rc != (ok ? (int)(sizeof(base) - 1) : -400))
+                print_error("byte 0x%02x at %u: %d\n", ch, (unsigned)pos, rc);
+            assert_int_equal(rc, ok ? (int)(sizeof(base) - 1) : -400);
+        }
+    }
+}
+
 static void test_target_chars(void **state)
 {
     (void)state;
@@ -1240,6 +1264,7 @@ int main(void)
         cmocka_unit_test(test_sticky_results_and_reset),
         cmocka_unit_test(test_bad_method),
         cmocka_unit_test(test_control_bytes_in_request_line),
+        cmocka_unit_test(test_control_bytes_in_long_value),
         cmocka_unit_test(test_target_chars),
         cmocka_unit_test(test_target_forms),
         cmocka_unit_test(test_versions),
