@@ -395,6 +395,8 @@ static void test_bad_method(void **state)
         {"GE:T / HTTP/1.1\r\nHost: h\r\n\r\n", -400},
         {"G\"T / HTTP/1.1\r\nHost: h\r\n\r\n", -400},
         {"GET  / HTTP/1.1\r\nHost: h\r\n\r\n", -400}, /* empty target */
+        {" / HTTP/1.1\r\nHost: h\r\n\r\n", -400},     /* empty method */
+        {"BREW  HTTP/1.1\r\nHost: h\r\n\r\n", -400},  /* empty target, unknown method */
         {"GET\r\n\r\n", -400},
     };
     run_cases(c, sizeof(c) / sizeof(c[0]));
