@@ -1004,6 +1004,9 @@ static void test_obs_fold_rejected(void **state)
         {"GET / HTTP/1.1\r\nHost: h\r\nX: a\r\n\tb\r\n\r\n", -400},
         {"GET / HTTP/1.1\r\n Host: h\r\n\r\n", -400}, /* whitespace before the first header */
         {"GET / HTTP/1.1\r\nHost: h\r\n \r\n\r\n", -400},
+        /* a folded line that looks like a header of its own */
+        {"GET / HTTP/1.1\r\nHost: h\r\n X: y\r\n\r\n", -400},
+        {"GET / HTTP/1.1\r\nHost: h\r\n\tX: y\r\n\r\n", -400},
     };
     run_cases(c, sizeof(c) / sizeof(c[0]));
 }
@@ -1017,6 +1020,8 @@ static void test_bare_lf_rejected(void **state)
         {"GET / HTTP/1.1\r\nHost: h\r\n\n", -400},
         {"GET / HTTP/1.0\n\n", -400},
         {"GET / HTTP/1.1\r\nHost: h\r\nX: a\nb\r\n\r\n", -400},
+        {"GET / HTTP/1.1\r\nHost: h\r\nX: a\n\n\r\n", -400},
+        {"GET / HTTP/1.1\r\nHost: h\n\nX: a\r\n\r\n", -400},
     };
     run_cases(c, sizeof(c) / sizeof(c[0]));
 }
