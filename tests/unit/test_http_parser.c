@@ -813,6 +813,9 @@ static void test_chunked_malformed(void **state)
         {"5\r\nhelloX\r\n0\r\n\r\n", -400, NULL, NULL}, /* data longer than its size */
         {"5\r\nhello\n0\r\n\r\n", -400, NULL, NULL},    /* no CRLF after the data */
         {"5\r\nhello\r0\r\n\r\n", -400, NULL, NULL},
+        {"5\r\nhelloX\n0\r\n\r\n", -400, NULL, NULL}, /* a byte other than CR, then LF */
+        {"5\r\nhello\n\n0\r\n\r\n", -400, NULL, NULL},
+        {"5\r\nhello\r\r0\r\n\r\n", -400, NULL, NULL},       /* CR, then a byte other than LF */
         {"5;a\x01\r\nhello\r\n0\r\n\r\n", -400, NULL, NULL}, /* control byte in an extension */
         {"5;a\nhello\r\n0\r\n\r\n", -400, NULL, NULL},
         {"5;a\x7f\r\nhello\r\n0\r\n\r\n", -400, NULL, NULL},
