@@ -185,6 +185,11 @@ static void test_methods(void **state)
               {"PATCH", HTTP_METHOD_UNKNOWN},
               {"get", HTTP_METHOD_UNKNOWN},
               {"GETS", HTTP_METHOD_UNKNOWN},
+              {"HEAP", HTTP_METHOD_UNKNOWN},
+              {"POSE", HTTP_METHOD_UNKNOWN},
+              {"PUX", HTTP_METHOD_UNKNOWN},
+              {"DELETA", HTTP_METHOD_UNKNOWN},
+              {"OPTIONZ", HTTP_METHOD_UNKNOWN},
               {"M-SEARCH", HTTP_METHOD_UNKNOWN},
               {"X!#$%&'*+-.^_`|~9", HTTP_METHOD_UNKNOWN}};
     for (size_t k = 0; k < sizeof(ms) / sizeof(ms[0]); k++) {
@@ -254,6 +259,9 @@ static void test_expect_upgrade_flags(void **state)
     assert_true(o.req.flags & HTTP_F_EXPECT);
     assert_true(o.req.flags & HTTP_F_EXPECT_CONTINUE);
     assert_true(parse_s(&o, "GET / HTTP/1.1\r\nHost: h\r\nExpect: 200-ok\r\n\r\n") > 0);
+    assert_true(o.req.flags & HTTP_F_EXPECT);
+    assert_false(o.req.flags & HTTP_F_EXPECT_CONTINUE);
+    assert_true(parse_s(&o, "GET / HTTP/1.1\r\nHost: h\r\nExpect: 100-continues\r\n\r\n") > 0);
     assert_true(o.req.flags & HTTP_F_EXPECT);
     assert_false(o.req.flags & HTTP_F_EXPECT_CONTINUE);
     /* HTTP/1.0: the expectation is ignored (RFC 9110 section 10.1.1) */
@@ -586,6 +594,7 @@ static void test_content_length_invalid(void **state)
                                       "0x10",
                                       "1e3",
                                       "5;",
+                                      "1:",       /* '0' + 10 */
                                       "\xd9\xa5", /* Arabic-Indic five */
                                       "9223372036854775808",
                                       "18446744073709551616",
@@ -639,6 +648,7 @@ static void test_transfer_encoding(void **state)
         {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked;x=1\r\n\r\n", -400},
         {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked x\r\n\r\n", -400},
         {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: \"chunked\"\r\n\r\n", -400},
+        {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: ;q=1\r\n\r\n", -400}, /* no name */
         /* HTTP/1.0 with Transfer-Encoding: faulty framing (RFC 9112 6.1) */
         {"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", -400},
         {"POST / HTTP/1.0\r\nTransfer-Encoding: gzip\r\n\r\n", -400},
