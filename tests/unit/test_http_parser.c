@@ -1265,6 +1265,10 @@ static void test_reason_and_status_line(void **state)
     assert_int_equal(http_status_line(line, 10, 400), 0);
     assert_int_equal(http_status_line(line, sizeof(line), 42), 0);
     assert_int_equal(http_status_line(line, sizeof(line), 1000), 0);
+    n = http_status_line(line, sizeof(line), 999);
+    assert_slice(line, n, "HTTP/1.1 999 Unknown\r\n");
+    n = http_status_line(line, sizeof(line), 100);
+    assert_slice(line, n, "HTTP/1.1 100 Continue\r\n");
 }
 
 int main(void)
