@@ -295,6 +295,36 @@ static void head_root(void **state)
     client_close(c);
 }
 
+/* HEAD on every route: the head of what GET would get (Content-Length
+ * included) and no body, whatever the status (RFC 9110 section 9.3.2).
+ * Pipelined, so a body sent after any head would be read as the next
+ * response. */
+static void head_every_route_no_body(void **state)
+{
+    (void)state;
+    static const char *const paths[] = {"/nope", "/whoami", "/metrics", "/"};
+    static const int status[] = {404, 200, 200, 200};
+    client_t *c = client_open();
+    resp_t r;
+    char v[64];
+    for (int i = 0; i < 4; i++) {
+        char req[64];
+        snprintf(req, sizeof req, "HEAD %s HTTP/1.1\r\nHost: t\r\n\r\n", paths[i]);
+        client_sends(c, req);
+    }
+    client_sends(c, GET_ROOT);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(read_response(c, &r, 1), 0);
+        assert_int_equal(r.status, status[i]);
+        assert_true(strtoul(header(&r, "Content-Length", v, sizeof v), NULL, 10) > 0);
+    }
+    assert_int_equal(read_response(c, &r, 0), 0);
+    expect_hello(&r);
+    assert_string_equal(r.body, "Hello, World!");
+    assert_int_equal(c->len, 0);
+    client_close(c);
+}
+
 static void pipelined_three(void **state)
 {
     (void)state;
@@ -952,6 +982,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(get_root, setup, teardown),
         cmocka_unit_test_setup_teardown(head_root, setup, teardown),
+        cmocka_unit_test_setup_teardown(head_every_route_no_body, setup, teardown),
         cmocka_unit_test_setup_teardown(pipelined_three, setup, teardown),
         cmocka_unit_test_setup_teardown(garbage_400, setup, teardown),
         cmocka_unit_test_setup_teardown(metrics_prometheus, setup, teardown),
