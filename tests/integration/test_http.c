@@ -429,6 +429,55 @@ static void whoami_direct(void **state)
     client_close(c);
 }
 
+/* Known methods other than GET and HEAD on a route that exists: 405 with
+ * Allow, and the connection stays. */
+static void method_not_allowed_405(void **state)
+{
+    (void)state;
+    static const char *const reqs[] = {"POST /metrics", "DELETE /", "PUT /whoami",
+                                       "OPTIONS /metrics"};
+    client_t *c = client_open();
+    resp_t r;
+    char v[64];
+    for (size_t i = 0; i < sizeof reqs / sizeof reqs[0]; i++) {
+        char req[96];
+        snprintf(req, sizeof req, "%s HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n", reqs[i]);
+        client_sends(c, req);
+        assert_int_equal(read_response(c, &r, 0), 0);
+        if (r.status != 405) print_error("%s: %d\n", reqs[i], r.status);
+        assert_int_equal(r.status, 405);
+        assert_string_equal(header(&r, "Allow", v, sizeof v), "GET, HEAD");
+        assert_null(strstr(r.head, "Connection:"));
+    }
+    client_sends(c, GET_ROOT);
+    assert_int_equal(read_response(c, &r, 0), 0);
+    expect_hello(&r);
+    client_close(c);
+}
+
+/* Routes match the path without its query, in origin- and absolute-form
+ * (RFC 9112 section 3.2.2; "http://t" with no path is "/"). */
+static void route_query_and_absolute_form(void **state)
+{
+    (void)state;
+    static const char *const targets[] = {"/?x=1", "http://t", "HTTP://t?x=1", "http://t/"};
+    client_t *c = client_open();
+    resp_t r;
+    for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++) {
+        char req[96];
+        snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: t\r\n\r\n", targets[i]);
+        client_sends(c, req);
+        assert_int_equal(read_response(c, &r, 0), 0);
+        if (r.status != 200) print_error("%s: %d\n", targets[i], r.status);
+        expect_hello(&r);
+    }
+    client_sends(c, "GET http://t/metrics?x HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_int_equal(read_response(c, &r, 0), 0);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "\npc_connections_active 1\n"));
+    client_close(c);
+}
+
 static void not_found_404(void **state)
 {
     (void)state;
@@ -988,6 +1037,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(metrics_prometheus, setup, teardown),
         cmocka_unit_test_setup_teardown(no_memory_500, setup, teardown),
         cmocka_unit_test_setup_teardown(whoami_direct, setup, teardown),
+        cmocka_unit_test_setup_teardown(method_not_allowed_405, setup, teardown),
+        cmocka_unit_test_setup_teardown(route_query_and_absolute_form, setup, teardown),
         cmocka_unit_test_setup_teardown(not_found_404, setup, teardown),
         cmocka_unit_test_setup_teardown(http10_closes, setup, teardown),
         cmocka_unit_test_setup_teardown(connection_close, setup, teardown),
