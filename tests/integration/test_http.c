@@ -830,6 +830,17 @@ static void http10_expect_ignored(void **state)
     client_close(c);
 }
 
+/* Any Expect with a Content-Length body: the answer comes as soon as the
+ * head is complete, and since the client may then skip its body, the
+ * connection closes (Connection: close, then a FIN) rather than wait for it. */
+static void expect_with_length_closes(void **state)
+{
+    (void)state;
+    static const char req[] = "PUT / HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n"
+                              "Content-Length: 4\r\n\r\n";
+    expect_error_close(req, sizeof req - 1, 405);
+}
+
 static void unknown_version_505(void **state)
 {
     (void)state;
@@ -1056,6 +1067,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(head_error_no_body, setup, teardown),
         cmocka_unit_test_setup_teardown(http10_expect_ignored, setup, teardown),
         cmocka_unit_test_setup_teardown(options_star_200, setup, teardown),
+        cmocka_unit_test_setup_teardown(expect_with_length_closes, setup, teardown),
         cmocka_unit_test_setup_teardown(unknown_version_505, setup, teardown),
         cmocka_unit_test_setup_teardown(control_bytes_400, setup, teardown),
         cmocka_unit_test_setup_teardown(body_discarded_pipelined, setup, teardown),
