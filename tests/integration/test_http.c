@@ -948,6 +948,17 @@ static void body_too_large_413(void **state)
     (void)state;
     static const char req[] = "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 2000000\r\n\r\nab";
     expect_error_close(req, sizeof req - 1, 413);
+    /* the limit (1 MiB here) is inclusive: one byte over is a 413, exactly
+     * the limit is answered at the head and the connection stays */
+    static const char over[] = "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1048577\r\n\r\n";
+    expect_error_close(over, sizeof over - 1, 413);
+    client_t *c = client_open();
+    resp_t r;
+    client_sends(c, "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1048576\r\n\r\n");
+    assert_int_equal(read_response(c, &r, 0), 0);
+    assert_int_equal(r.status, 405);
+    assert_null(strstr(r.head, "Connection:"));
+    client_close(c);
 }
 
 static void head_split_across_reads(void **state)
