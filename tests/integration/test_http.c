@@ -761,16 +761,24 @@ static void head_error_no_body(void **state)
 {
     (void)state;
     static const char *const reqs[] = {
-        "HEAD / HTTP/1.1\r\nHost: t\r\nContent-Length: 99999999\r\n\r\n", /* 413 */
-        "HEAD / HTTP/1.1\r\n\r\n",                                        /* 400: no Host */
-        POST_CHUNKED "\r\nzz\r\n",                                        /* 400, not HEAD */
+        "HEAD / HTTP/1.1\r\nHost: t\r\nContent-Length: 99999999\r\n\r\n",         /* 413 */
+        "HEAD / HTTP/1.1\r\n\r\n",                                                /* 400: no Host */
+        "HEAD / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", /* 400 */
+        "HEAD / HTTP/1.1\r\nHost: t\r\nX: \x01\r\n\r\n", /* 400, the head in two reads */
+        POST_CHUNKED "\r\nzz\r\n",                       /* 400, not HEAD */
     };
-    static const int status[] = {413, 400, 400};
-    for (int i = 0; i < 3; i++) {
+    static const int status[] = {413, 400, 400, 400, 400};
+    for (int i = 0; i < 5; i++) {
         client_t *c = client_open();
         resp_t r;
         char v[64];
-        client_sends(c, reqs[i]);
+        if (i == 3) { /* the start of the head is kept across reads */
+            client_send(c, reqs[i], 17);
+            shim_sleep_ms(20);
+            client_sends(c, reqs[i] + 17);
+        } else {
+            client_sends(c, reqs[i]);
+        }
         assert_int_equal(read_response(c, &r, 1), 0);
         assert_int_equal(r.status, status[i]);
         assert_string_equal(header(&r, "Connection", v, sizeof v), "close");
@@ -780,7 +788,7 @@ static void head_error_no_body(void **state)
         }
         assert_int_equal(c->eof, 1);
         /* HEAD: nothing after the head; otherwise the body */
-        assert_int_equal(c->len, i < 2 ? 0 : clen);
+        assert_int_equal(c->len, i < 4 ? 0 : clen);
         client_close(c);
     }
 }
