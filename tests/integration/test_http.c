@@ -541,6 +541,35 @@ static void header_1mib_431(void **state)
     expect_error_close(req, k + n + 4, 431);
 }
 
+/* The start of a head kept across reads, then one write far past the head
+ * limit: the server appends at most up to the limit (8 KiB) to what it
+ * kept, answers 431 and discards the rest. */
+static void split_head_then_flood_431(void **state)
+{
+    (void)state;
+    static char flood[256 * 1024];
+    memset(flood, 'a', sizeof flood);
+    for (int i = 0; i < 3; i++) {
+        client_t *c = client_open();
+        resp_t r;
+        char v[64];
+        client_sends(c, "GET / HTTP/1.1\r\nHost: t\r\nX-Big: ");
+        shim_sleep_ms(20); /* makes the split likely; correct code passes either way */
+        client_send(c, flood, sizeof flood);
+        assert_int_equal(read_response(c, &r, 0), 0);
+        assert_int_equal(r.status, 431);
+        assert_string_equal(header(&r, "Connection", v, sizeof v), "close");
+        expect_fin(c);
+        client_close(c);
+    }
+    client_t *c = client_open(); /* the server is still there */
+    resp_t r;
+    client_sends(c, GET_ROOT);
+    assert_int_equal(read_response(c, &r, 0), 0);
+    expect_hello(&r);
+    client_close(c);
+}
+
 static void duplicate_content_length_400(void **state)
 {
     (void)state;
@@ -1073,6 +1102,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(http10_closes, setup, teardown),
         cmocka_unit_test_setup_teardown(connection_close, setup, teardown),
         cmocka_unit_test_setup_teardown(header_1mib_431, setup, teardown),
+        cmocka_unit_test_setup_teardown(split_head_then_flood_431, setup, teardown),
         cmocka_unit_test_setup_teardown(duplicate_content_length_400, setup, teardown),
         cmocka_unit_test_setup_teardown(content_length_and_te_400, setup, teardown),
         cmocka_unit_test_setup_teardown(transfer_encoding_501, setup, teardown),
