@@ -58,11 +58,12 @@ void *http_app_seam_realloc(void *p, size_t n)
 static pc_server_t *g_srv;
 static int g_port;
 
-static void start_opts(unsigned header_timeout_ms, size_t send_high_water)
+static void start_opts(unsigned header_timeout_ms, size_t send_high_water, size_t max_header_bytes)
 {
     http_app_config_t cfg;
     http_app_config_init(&cfg);
     cfg.header_timeout_ms = header_timeout_ms;
+    if (max_header_bytes) cfg.max_header_bytes = max_header_bytes;
     if (send_high_water) {
         cfg.server.send_high_water = send_high_water;
         cfg.server.send_low_water = send_high_water / 4;
@@ -78,14 +79,14 @@ static void start_opts(unsigned header_timeout_ms, size_t send_high_water)
 static int setup(void **state)
 {
     (void)state;
-    start_opts(0, 0);
+    start_opts(0, 0, 0);
     return 0;
 }
 
 static int setup_header_timeout(void **state)
 {
     (void)state;
-    start_opts(400, 0);
+    start_opts(400, 0, 0);
     return 0;
 }
 
@@ -93,7 +94,15 @@ static int setup_header_timeout(void **state)
 static int setup_small_queue(void **state)
 {
     (void)state;
-    start_opts(0, 4096);
+    start_opts(0, 4096, 0);
+    return 0;
+}
+
+/* --max-header-bytes 1024 */
+static int setup_small_head(void **state)
+{
+    (void)state;
+    start_opts(0, 0, 1024);
     return 0;
 }
 
@@ -771,6 +780,46 @@ static void chunk_extensions_bounded_431(void **state)
     client_close(c);
 }
 
+/* --max-header-bytes bounds the head, and also a chunked body's trailer
+ * section and its chunk extensions (1 KiB here, not the decoder's default
+ * 8 KiB); within it they are served. */
+static void head_limit_bounds_chunked_body(void **state)
+{
+    (void)state;
+    static char req[4096];
+    size_t n = (size_t)snprintf(req, sizeof req, "GET / HTTP/1.1\r\nHost: t\r\nX: ");
+    memset(req + n, 'h', 1100);
+    n += 1100;
+    n += (size_t)snprintf(req + n, sizeof req - n, "\r\n\r\n");
+    expect_error_close(req, n, 431);
+
+    n = (size_t)snprintf(req, sizeof req, POST_CHUNKED "\r\n0\r\nX-T: ");
+    memset(req + n, 't', 1100);
+    n += 1100;
+    n += (size_t)snprintf(req + n, sizeof req - n, "\r\n\r\n");
+    expect_error_close(req, n, 431);
+
+    n = (size_t)snprintf(req, sizeof req, POST_CHUNKED "\r\n1;");
+    memset(req + n, 'e', 1100);
+    n += 1100;
+    n += (size_t)snprintf(req + n, sizeof req - n, "\r\nx\r\n0\r\n\r\n");
+    expect_error_close(req, n, 431);
+
+    client_t *c = client_open();
+    resp_t r;
+    n = (size_t)snprintf(req, sizeof req, POST_CHUNKED "\r\n1;");
+    memset(req + n, 'e', 900);
+    n += 900;
+    n += (size_t)snprintf(req + n, sizeof req - n, "\r\nx\r\n0\r\nX-T: ");
+    memset(req + n, 't', 900);
+    n += 900;
+    n += (size_t)snprintf(req + n, sizeof req - n, "\r\n\r\n");
+    client_send(c, req, n);
+    assert_int_equal(read_response(c, &r, 0), 0);
+    assert_int_equal(r.status, 405); /* POST /: the body was read to its end */
+    client_close(c);
+}
+
 /* A request-target longer than the head limit is a 414 (RFC 9112 section 3),
  * not a 431. */
 static void target_too_long_414(void **state)
@@ -1113,6 +1162,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(chunked_too_large_413, setup, teardown),
         cmocka_unit_test_setup_teardown(chunk_extensions_bounded_431, setup, teardown),
         cmocka_unit_test_setup_teardown(target_too_long_414, setup, teardown),
+        cmocka_unit_test_setup_teardown(head_limit_bounds_chunked_body, setup_small_head, teardown),
         cmocka_unit_test_setup_teardown(head_error_no_body, setup, teardown),
         cmocka_unit_test_setup_teardown(http10_expect_ignored, setup, teardown),
         cmocka_unit_test_setup_teardown(options_star_200, setup, teardown),
