@@ -395,6 +395,50 @@ static void metrics_prometheus(void **state)
     client_close(c);
 }
 
+/* /metrics counts every response under its status code, the canned 200s
+ * (GET and HEAD /) and the 414 included, and http_app_responses sums them by
+ * class. */
+static void metrics_counts_by_code(void **state)
+{
+    (void)state;
+    client_t *c = client_open();
+    resp_t r;
+    client_sends(c, GET_ROOT "HEAD / HTTP/1.1\r\nHost: t\r\n\r\n"
+                             "GET /nope HTTP/1.1\r\nHost: t\r\n\r\n"
+                             "BREW / HTTP/1.1\r\nHost: t\r\n\r\n");
+    static const int status[] = {200, 200, 404, 501};
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(read_response(c, &r, i == 1), 0);
+        assert_int_equal(r.status, status[i]);
+    }
+    static char req[9100];
+    memcpy(req, "GET /", 5);
+    memset(req + 5, 'a', 9000);
+    size_t n = 5 + 9000;
+    n += (size_t)snprintf(req + n, sizeof req - n, " HTTP/1.1\r\nHost: t\r\n\r\n");
+    expect_error_close(req, n, 414);
+
+    client_sends(c, "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_int_equal(read_response(c, &r, 0), 0);
+    assert_int_equal(r.status, 200);
+    static const char *const want[] = {"\npc_http_responses_total{code=\"200\"} 2\n",
+                                       "\npc_http_responses_total{code=\"404\"} 1\n",
+                                       "\npc_http_responses_total{code=\"414\"} 1\n",
+                                       "\npc_http_responses_total{code=\"501\"} 1\n",
+                                       "\npc_http_responses_total{code=\"400\"} 0\n",
+                                       "\npc_http_responses_total{code=\"other\"} 0\n"};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        if (!strstr(r.body, want[i])) print_error("missing: %s", want[i] + 1);
+        assert_non_null(strstr(r.body, want[i]));
+    }
+    /* the /metrics response is counted too, before it is sent */
+    assert_int_equal(http_app_responses(g_srv, 2), 3);
+    assert_int_equal(http_app_responses(g_srv, 4), 2);
+    assert_int_equal(http_app_responses(g_srv, 5), 1);
+    assert_int_equal(http_app_responses(g_srv, 1), 0);
+    client_close(c);
+}
+
 /* The 500s: no memory for the /metrics page, or for keeping a head that
  * came in part; each answer closes, and /metrics counts it as a 500. */
 static void no_memory_500(void **state)
@@ -1143,6 +1187,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(pipelined_three, setup, teardown),
         cmocka_unit_test_setup_teardown(garbage_400, setup, teardown),
         cmocka_unit_test_setup_teardown(metrics_prometheus, setup, teardown),
+        cmocka_unit_test_setup_teardown(metrics_counts_by_code, setup, teardown),
         cmocka_unit_test_setup_teardown(no_memory_500, setup, teardown),
         cmocka_unit_test_setup_teardown(whoami_direct, setup, teardown),
         cmocka_unit_test_setup_teardown(method_not_allowed_405, setup, teardown),
