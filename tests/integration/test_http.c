@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "http_app.h"
+#include "metrics.h"
 #include "portcullis.h"
 #include "pick.h"
 #include "shim.h"
@@ -437,6 +438,44 @@ static void metrics_counts_by_code(void **state)
     assert_int_equal(http_app_responses(g_srv, 5), 1);
     assert_int_equal(http_app_responses(g_srv, 1), 0);
     client_close(c);
+}
+
+static size_t hook_lines(void *user, pc_server_t *s, char *out, size_t cap)
+{
+    (void)user;
+    (void)s;
+    static const char line[] = "test_hook_line 1\n";
+    size_t n = sizeof line - 1 < cap ? sizeof line - 1 : cap;
+    memcpy(out, line, n);
+    return n;
+}
+
+/* http_metrics_format itself: codes with a 0 are "other", the hook's lines
+ * come last, and a page larger than cap is cut short, NUL-terminated, at
+ * every cap (the text fits METRICS_CAP in pc-http, but the hook's lines
+ * are the caller's). */
+static void metrics_format_cut_short(void **state)
+{
+    (void)state;
+    static const int codes[] = {200, 0};
+    static const uint64_t counts[] = {5, 7};
+    http_metrics_src_t src = {codes, counts, 2, hook_lines, NULL};
+    static char full[32768], part[32768 + 64];
+    size_t n = http_metrics_format(&src, g_srv, full, sizeof full);
+    assert_true(n > 0 && n < sizeof full - 1);
+    assert_int_equal(strlen(full), n);
+    assert_non_null(strstr(full, "\npc_http_responses_total{code=\"200\"} 5\n"));
+    assert_non_null(strstr(full, "\npc_http_responses_total{code=\"other\"} 7\n"));
+    assert_true(n > 17 && strcmp(full + n - 17, "test_hook_line 1\n") == 0);
+    for (size_t cap = 1; cap <= n + 1; cap += cap < 64 ? 1 : 61) {
+        memset(part, 'Z', sizeof part);
+        size_t k = http_metrics_format(&src, g_srv, part, cap);
+        if (k >= cap || strlen(part) != k) print_error("cap %u: %u\n", (unsigned)cap, (unsigned)k);
+        assert_true(k < cap);
+        assert_int_equal(strlen(part), k);
+        assert_int_equal(part[cap], 'Z'); /* nothing written past cap */
+        assert_memory_equal(part, full, k);
+    }
 }
 
 /* The 500s: no memory for the /metrics page, or for keeping a head that
@@ -1188,6 +1227,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(garbage_400, setup, teardown),
         cmocka_unit_test_setup_teardown(metrics_prometheus, setup, teardown),
         cmocka_unit_test_setup_teardown(metrics_counts_by_code, setup, teardown),
+        cmocka_unit_test_setup_teardown(metrics_format_cut_short, setup, teardown),
         cmocka_unit_test_setup_teardown(no_memory_500, setup, teardown),
         cmocka_unit_test_setup_teardown(whoami_direct, setup, teardown),
         cmocka_unit_test_setup_teardown(method_not_allowed_405, setup, teardown),
