@@ -619,6 +619,33 @@ static void connection_close(void **state)
     client_close(c);
 }
 
+/* Connection: close on a request whose body is still to come: the answer
+ * goes out at the head, and the server then reads and discards the body
+ * (the linger close) rather than closing at once, so the client can finish
+ * sending it and sees a FIN, not a reset. */
+static void close_with_body_pending_lingers(void **state)
+{
+    (void)state;
+    client_t *c = client_open();
+    resp_t r;
+    char v[64];
+    client_sends(c, "POST / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+                    "Content-Length: 200000\r\n\r\n");
+    assert_int_equal(read_response(c, &r, 0), 0);
+    assert_int_equal(r.status, 405);
+    assert_string_equal(header(&r, "Connection", v, sizeof v), "close");
+    expect_fin(c); /* the server is done sending */
+    static char chunk[10000];
+    memset(chunk, 'b', sizeof chunk);
+    for (int i = 0; i < 20; i++) /* a reset would fail these sends */
+        client_send(c, chunk, sizeof chunk);
+    shim_shutdown_write(c->s);
+    size_t extra = 0;
+    assert_int_equal(shim_wait_close(c->s, &extra), 0); /* FIN again, no reset */
+    assert_int_equal(extra, 0);
+    client_close(c);
+}
+
 static char g_big_req[(1 << 20) + 64];
 
 static void header_1mib_431(void **state)
@@ -1235,6 +1262,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(not_found_404, setup, teardown),
         cmocka_unit_test_setup_teardown(http10_closes, setup, teardown),
         cmocka_unit_test_setup_teardown(connection_close, setup, teardown),
+        cmocka_unit_test_setup_teardown(close_with_body_pending_lingers, setup, teardown),
         cmocka_unit_test_setup_teardown(header_1mib_431, setup, teardown),
         cmocka_unit_test_setup_teardown(split_head_then_flood_431, setup, teardown),
         cmocka_unit_test_setup_teardown(duplicate_content_length_400, setup, teardown),
