@@ -294,6 +294,29 @@ static void shadow_keeps_condition(void **state)
     assert_int_equal(st.rejected[PC_STEP_CONDITION], 1);
 }
 
+/* After the handshake (Linux; Windows with conditional accept off) a
+ * rejected connection is reset (SO_LINGER 0), not ended with a FIN: the
+ * client sees a refusal, not an empty answer, and the server keeps no
+ * TIME_WAIT for it. */
+static void reject_is_reset(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.conditional_accept = PC_COND_ACCEPT_OFF;
+    g_reject_src = "127.0.0.8";
+    start_server(&cfg);
+    shim_sock_t s = shim_connect("127.0.0.1", g_port, "127.0.0.8", 5000);
+    assert_true(s != SHIM_INVALID);
+    shim_set_timeout(s, 5000);
+    size_t n = 0;
+    assert_int_equal(shim_wait_reset(s, &n), -1); /* reset, not FIN (0) or timeout (-2) */
+    assert_int_equal(n, 0);
+    shim_close(s);
+    assert_int_equal(stats().rejected[PC_STEP_CONDITION], 1);
+    assert_int_equal(atomic_load(&g_opens), 0);
+}
+
 /* A connection the condition defers is asked again until it decides; the
  * steps before the condition are counted once for it, not once per ask: one
  * rule hit, one would-be reject (shadow mode), one deferral. */
@@ -332,6 +355,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(shadow_condition_dry_runs, teardown),
         cmocka_unit_test_teardown(shadow_keeps_condition, teardown),
         cmocka_unit_test_teardown(deferred_counts_once, teardown),
+        cmocka_unit_test_teardown(reject_is_reset, teardown),
     };
     if (PICK_TEST(tests, argc, argv) != 0) return 1;
     return cmocka_run_group_tests_name("filter", tests, NULL, NULL);
