@@ -690,6 +690,45 @@ static void accept_while_failing(void **state)
     af_finish();
 }
 
+/* A connection the accept thread judged and admitted, but could not start
+ * (no memory for its record), gives back what the verdict took: its slot
+ * under max_connections and its per-source count. With both at 1, a
+ * leaked slot or count would refuse every later client. */
+static void one_slot_one_source(pc_server_config_t *cfg)
+{
+    cfg->max_connections = 1;
+    cfg->per_source_max = 1;
+}
+
+static void failed_start_gives_slot_back(void **state)
+{
+    (void)state;
+    af_start_with(one_slot_one_source);
+    fa_arm(1);
+    echo_cli_t c;
+    cli_open(&c, 0, 3000);
+    if (c.state == CLI_LIVE) {
+        shim_set_timeout(c.s, 3000);
+        size_t n = 0;
+        assert_int_equal(shim_wait_reset(c.s, &n), -1); /* reset at once, not left open */
+        shim_close(c.s);
+    }
+    WAIT_FOR(stats().accept_errors >= 1, 2000);
+    fa_disarm();
+    pc_server_stats_t st = stats();
+    assert_int_equal(st.accept_errors, 1);
+    assert_int_equal(st.accepted, 0);
+    assert_int_equal(st.active, 0);
+    assert_int_equal(st.source_active, 0);
+    echo_cli_t one;
+    cli_open_live(&one, 1); /* same source, the one slot: served */
+    shim_close(one.s);
+    st = stats();
+    assert_int_equal(st.rejected[PC_STEP_CAPACITY] + st.rejected[PC_STEP_SOURCE_MAX], 0);
+    opens_and_closes_pair();
+    af_finish();
+}
+
 /* The fault-injected server with one live client open on it: the
  * connection's id. */
 static pc_conn_id_t start_with_one_open(echo_cli_t *one)
@@ -1005,6 +1044,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(fail_every_101, af_teardown),
         cmocka_unit_test_teardown(fail_all_then_recover, af_teardown),
         cmocka_unit_test_teardown(accept_while_failing, af_teardown),
+        cmocka_unit_test_teardown(failed_start_gives_slot_back, af_teardown),
         cmocka_unit_test_teardown(stop_while_failing, af_teardown),
         cmocka_unit_test_teardown(send_to_closed_id_while_failing, af_teardown),
         cmocka_unit_test_teardown(send_to_carrier_fails, af_teardown),
