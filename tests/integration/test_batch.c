@@ -155,6 +155,30 @@ static void lone_connections_not_held(void **state)
     close_all(idle, 40);
 }
 
+#ifndef _WIN32
+/* The thresholds themselves: a drain of exactly 2 connections that leaves
+ * exactly 32 open is "busy" (one sleep), where one connection fewer in the
+ * drain or open would not be (lone_connections_not_held). */
+static void two_in_a_drain_at_32_open(void **state)
+{
+    (void)state;
+    start_batched(2000);
+    shim_sock_t idle[30], c[2];
+    open_all(idle, 30); /* fewer than 32 open: never a sleep */
+    echo_all(idle, 30);
+    assert_int_equal(stats().active, 30);
+    assert_int_equal(stats().accept_batch_waits, 0);
+    open_piled(c, 2); /* one held in the condition, one queued behind it */
+    echo_all(c, 2);
+    WAIT_FOR(stats().accept_batch_waits > 0, 2000);
+    pc_server_stats_t st = stats();
+    assert_int_equal(st.accept_batch_waits, 1);
+    assert_int_equal(st.active, 32);
+    close_all(c, 2);
+    close_all(idle, 30);
+}
+#endif
+
 static void bounds(void **state)
 {
     (void)state;
@@ -170,6 +194,9 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(busy_backlog_gathers, teardown),
         cmocka_unit_test_teardown(lone_connections_not_held, teardown),
+#ifndef _WIN32
+        cmocka_unit_test_teardown(two_in_a_drain_at_32_open, teardown), /* not on Windows */
+#endif
         cmocka_unit_test(bounds),
     };
     if (PICK_TEST(tests, argc, argv) != 0) return 1;
