@@ -105,6 +105,23 @@ static void verdict_still_applies(void **state)
     shim_close(ok);
 }
 
+/* The kernel keeps the wait on its SYN-ACK retransmission schedule (1, 3,
+ * 7, 15 s, ...), rounding up: the stats report the wait in force, not the
+ * one asked for. */
+static void stats_report_kernel_rounding(void **state)
+{
+    (void)state;
+    start_waiting(2);
+#ifdef _WIN32
+    assert_int_equal(stats().accept_data_wait_s, 0);
+#else
+    assert_int_equal(stats().accept_data_wait_s, 3);
+    teardown(NULL);
+    start_waiting(4);
+    assert_int_equal(stats().accept_data_wait_s, 7);
+#endif
+}
+
 static void bounds(void **state)
 {
     (void)state;
@@ -122,6 +139,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(off_accepts_at_handshake, teardown),
         cmocka_unit_test_teardown(silent_client_accepted_after_wait, teardown),
         cmocka_unit_test_teardown(verdict_still_applies, teardown),
+        cmocka_unit_test_teardown(stats_report_kernel_rounding, teardown),
         cmocka_unit_test(bounds),
     };
     if (PICK_TEST(tests, argc, argv) != 0) return 1;
