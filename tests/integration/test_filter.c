@@ -339,6 +339,26 @@ static void deferred_counts_once(void **state)
     assert_int_equal(top[0].hits, 1);
 }
 
+/* Every ask about a deferred connection reserves a slot under
+ * max_connections and gives it back unless it admits: once the connection
+ * that was deferred three times closes, nothing is held. */
+static void deferred_asks_give_slots_back(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.conditional_accept = PC_COND_ACCEPT_OFF;
+    start_server(&cfg);
+    atomic_store(&g_defer_left, 3);
+    assert_int_equal(served_from("127.0.0.2"), 1);
+    assert_int_equal(atomic_load(&g_defer_left), 0);
+    WAIT_FOR(atomic_load(&g_closes) == 1, 5000);
+    pc_server_stats_t st = stats();
+    assert_int_equal(st.deferred, 1);
+    assert_int_equal(st.accepted, 1);
+    assert_int_equal(st.active, 0);
+}
+
 int main(int argc, char **argv)
 {
     shim_init();
@@ -356,6 +376,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(shadow_keeps_condition, teardown),
         cmocka_unit_test_teardown(deferred_counts_once, teardown),
         cmocka_unit_test_teardown(reject_is_reset, teardown),
+        cmocka_unit_test_teardown(deferred_asks_give_slots_back, teardown),
     };
     if (PICK_TEST(tests, argc, argv) != 0) return 1;
     return cmocka_run_group_tests_name("filter", tests, NULL, NULL);
