@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /* Faults the server must survive: running out of file descriptors in accept
  * (EMFILE: the accept thread backs off, counts it, logs at a bounded rate and
- * serves the waiting clients once descriptors free up). POSIX only: the
- * descriptor limit is the process's RLIMIT_NOFILE (not built for Windows). */
+ * serves the waiting clients once descriptors free up), and the errors
+ * accept(2) asks to be treated as "try again" (ECONNABORTED, EPROTO, ...:
+ * neither counted nor backed off; accept4 is wrapped to report them, see
+ * CMakeLists.txt). POSIX only: the descriptor limit is the process's
+ * RLIMIT_NOFILE (not built for Windows). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -117,6 +120,62 @@ static void stop_during_backoff_is_prompt(void **state)
         fail_msg("pc_server_stop took %llu ms behind an accept back-off", (unsigned long long)took);
 }
 
+#ifdef __linux__
+/* accept4 wrapped (only the accept thread calls it here): while errnos are
+ * queued, a connection taken off the backlog is closed and reported as the
+ * next of them, as if it had gone before it could be accepted. */
+int __real_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags);
+int __wrap_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags);
+static const int g_transient[] = {ECONNABORTED, EPROTO,      EPERM,  ENETDOWN,
+                                  ENOPROTOOPT,  EHOSTDOWN,   ENONET, EHOSTUNREACH,
+                                  EOPNOTSUPP,   ENETUNREACH, EINTR};
+enum { NTRANSIENT = sizeof g_transient / sizeof g_transient[0] };
+static atomic_int g_fail_next = NTRANSIENT; /* index of the next errno to report */
+
+int __wrap_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
+{
+    int c = __real_accept4(fd, addr, len, flags);
+    int i = atomic_load(&g_fail_next);
+    if (c < 0 || i >= NTRANSIENT) return c;
+    atomic_store(&g_fail_next, i + 1); /* before the client can see the close */
+    close(c);
+    errno = g_transient[i];
+    return -1;
+}
+
+/* Each error accept(2) documents as "treat like EAGAIN and retry", once:
+ * not an accept error (no count, no back-off, no log line), and the next
+ * client is served. */
+static void transient_errors_not_counted(void **state)
+{
+    (void)state;
+    pc_log_set_handler(count_warns, NULL);
+    g_warns = 0;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    start_server(&cfg);
+    atomic_store(&g_fail_next, 0);
+    for (int i = 0; i < NTRANSIENT; i++) {
+        shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 3000);
+        assert_true(s != SHIM_INVALID);
+        shim_set_timeout(s, 3000);
+        size_t n = 0;
+        assert_true(shim_wait_close(s, &n) != -2); /* closed by the wrapper */
+        shim_close(s);
+        assert_int_equal(atomic_load(&g_fail_next), i + 1);
+    }
+    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 3000);
+    assert_true(s != SHIM_INVALID);
+    expect_echo(s, "served");
+    shim_close(s);
+    pc_server_stats_t st = stats();
+    assert_int_equal(st.accept_errors, 0);
+    assert_int_equal(st.accepted, 1);
+    assert_int_equal(g_warns, 0);
+    pc_log_set_handler(NULL, NULL);
+}
+#endif
+
 int main(int argc, char **argv)
 {
     shim_init();
@@ -124,6 +183,9 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(emfile_backs_off_and_recovers, teardown),
         cmocka_unit_test_teardown(stop_during_backoff_is_prompt, teardown),
+#ifdef __linux__
+        cmocka_unit_test_teardown(transient_errors_not_counted, teardown),
+#endif
     };
     if (PICK_TEST(tests, argc, argv) != 0) return 1;
     return cmocka_run_group_tests_name("faults", tests, NULL, NULL);
