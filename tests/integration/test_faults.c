@@ -120,6 +120,45 @@ static void stop_during_backoff_is_prompt(void **state)
         fail_msg("pc_server_stop took %llu ms behind an accept back-off", (unsigned long long)took);
 }
 
+/* A connection accepted ends the back-off: the next run of EMFILE starts
+ * again at 10 ms, not at the 1 s step the previous run reached. */
+static void backoff_restarts_after_success(void **state)
+{
+    (void)state;
+    pc_log_set_handler(count_warns, NULL);
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    start_server(&cfg);
+    for (int run = 0; run < 2; run++) {
+        int cli = socket(AF_INET, SOCK_STREAM, 0);
+        uint64_t errs = stats().accept_errors;
+        struct rlimit old;
+        connect_without_fds(&cli, 1, &old);
+        /* steps of 10, 20, 40, 80 ms: the 5th failure within ~150 ms
+         * (the first run goes on to its 1 s steps) */
+        unsigned want = run == 0 ? 8 : 5;
+        WAIT_FOR(stats().accept_errors >= errs + want, run == 0 ? 5000 : 1000);
+        uint64_t got = stats().accept_errors - errs;
+        assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+        if (got < want)
+            fail_msg("run %d: %llu accept errors, expected %u: backing off from a stale step", run,
+                     (unsigned long long)got, want);
+        shim_set_timeout(cli, 5000);
+        expect_echo(cli, "served"); /* within the step under way (up to 1 s) */
+        /* cli may have been taken before the first failure: a client that
+         * connects now is accepted after the last one, ending the back-off */
+        shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 5000);
+        assert_true(s != SHIM_INVALID);
+        expect_echo(s, "after the back-off");
+        shim_close(s);
+        close(cli);
+        /* their descriptors are free again before the next run counts them */
+        WAIT_FOR(atomic_load(&g_closes) == 2 * run + 2, 5000);
+        assert_int_equal(atomic_load(&g_closes), 2 * run + 2);
+    }
+    pc_log_set_handler(NULL, NULL);
+}
+
 #ifdef __linux__
 /* accept4 wrapped (only the accept thread calls it here): while errnos are
  * queued, a connection taken off the backlog is closed and reported as the
@@ -183,6 +222,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(emfile_backs_off_and_recovers, teardown),
         cmocka_unit_test_teardown(stop_during_backoff_is_prompt, teardown),
+        cmocka_unit_test_teardown(backoff_restarts_after_success, teardown),
 #ifdef __linux__
         cmocka_unit_test_teardown(transient_errors_not_counted, teardown),
 #endif
