@@ -502,6 +502,41 @@ static void per_source_slots_released(void **state)
     assert_int_equal(atomic_load(&g_closes), closes);
 }
 
+/* The condition defers one real client (192.0.2.77), admits the rest. */
+static pc_verdict_t defer_77(void *user, const struct sockaddr *peer, const struct sockaddr *local)
+{
+    (void)user;
+    (void)local;
+    char ip[80];
+    fmt_addr(peer, ip, sizeof ip, 0);
+    return strcmp(ip, "192.0.2.77") == 0 ? PC_DEFER : PC_ACCEPT;
+}
+
+/* After the header the connection is established and nothing can queue it
+ * for later: the condition's PC_DEFER on the real client is a rejection,
+ * counted as one at the condition step (not as a deferral). */
+static void defer_on_real_client_rejects(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    px_config(&cfg, "allow 127.0.0.1\n");
+    cfg.condition = defer_77;
+    start_server(&cfg);
+    const char *h = "PROXY TCP4 192.0.2.77 127.0.0.1 1 80\r\n";
+    shim_sock_t s = connect_nodelay(NULL);
+    assert_int_equal(shim_send_all(s, h, strlen(h)), 0);
+    assert_true(refused(s));
+    shim_close(s);
+    h = "PROXY TCP4 192.0.2.78 127.0.0.1 1 80\r\n";
+    expect_greeting(NULL, h, strlen(h), 0, "peer=192.0.2.78:1 proxy=127.0.0.1 authority=-");
+    WAIT_FOR(stats().active == 0, 5000);
+    pc_server_stats_t st = stats();
+    assert_int_equal(st.rejected[PC_STEP_CONDITION], 1);
+    assert_int_equal(st.proxy_rejected, 1);
+    assert_int_equal(st.deferred, 0);
+    assert_int_equal(atomic_load(&g_opens), 1);
+}
+
 /* A proxy connecting over IPv6 (::1, trusted) for an IPv4 client. */
 static void proxy_over_ipv6(void **state)
 {
@@ -740,6 +775,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(header_phase_ends_count_as_proxy, teardown),
         cmocka_unit_test_teardown(malformed_headers, teardown),
         cmocka_unit_test_teardown(second_verdict_on_real_client, teardown),
+        cmocka_unit_test_teardown(defer_on_real_client_rejects, teardown),
         cmocka_unit_test_teardown(per_source_slots_released, teardown),
         cmocka_unit_test_teardown(proxy_over_ipv6, teardown),
         cmocka_unit_test_teardown(connect_ex_sends_header, teardown),
