@@ -556,6 +556,46 @@ static void ebpf_rate3_config(pc_server_config_t *cfg)
     cfg->per_source_burst = 3;
 }
 
+/* per_source_max with a trusted proxy: the kernel marks no source at its
+ * maximum, as a mark covers the source's whole prefix group (here /24),
+ * which may hold the proxy: a direct client at its maximum must not cost
+ * the proxy's clients their SYN-ACKs. */
+static void ebpf_max_exempt_shares_prefix(void **state)
+{
+    (void)state;
+    if (!need_root()) skip();
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.kernel_filter = PC_KERNEL_FILTER_EBPF;
+    cfg.per_source_max = 2;
+    cfg.source_prefix_v4 = 24;
+    cfg.proxy_trusted = rules_from("allow 127.0.0.1\n");
+    start_server(&cfg);
+    expect_tier(0, PC_KERNEL_FILTER_EBPF);
+    assert_int_equal(listener_filter(0).per_source, 0);
+    int direct[2];
+    for (int i = 0; i < 2; i++) { /* 127.0.0.0/24 at its maximum */
+        assert_int_equal(try_connect("127.0.0.5", "127.0.0.1", g_port, 2000, &direct[i]), C_OK);
+        shim_set_timeout(direct[i], 5000);
+        expect_echo(direct[i], "direct");
+    }
+    int fd = -1;
+    int r = try_connect("127.0.0.1", "127.0.0.1", g_port, DENIED_WAIT_MS, &fd);
+    if (r != C_OK) fail_msg("the proxy's SYN not answered (%d)", r);
+    const char *hdr = "PROXY TCP4 10.7.0.1 127.0.0.1 4000 80\r\n";
+    shim_set_timeout(fd, 5000);
+    assert_int_equal(shim_send_all(fd, hdr, strlen(hdr)), 0);
+    expect_echo(fd, "behind the balancer");
+    close(fd);
+    /* the third direct one is over the maximum: after the accept */
+    expect_reset_after_handshake("127.0.0.5", "127.0.0.1", g_port);
+    pc_server_stats_t st = stats();
+    assert_int_equal(st.kernel_dropped_max, 0);
+    assert_int_equal(st.rejected[PC_STEP_SOURCE_MAX], 1);
+    for (int i = 0; i < 2; i++)
+        close(direct[i]);
+}
+
 /* The kernel's per-source rate is the server's, as the accept thread's is:
  * a source that spent its burst on one listener gets no SYN-ACK from
  * another. Each listener's program had its own buckets, so N listeners let N
@@ -946,6 +986,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(off_and_shadow, teardown),
         cmocka_unit_test_teardown(explicit_cbpf_accepted_sockets, teardown),
         cmocka_unit_test_teardown(ebpf_per_source_exempt, teardown),
+        cmocka_unit_test_teardown(ebpf_max_exempt_shares_prefix, teardown),
         cmocka_unit_test_teardown(ebpf_rate_across_listeners, teardown),
         TIER_TEST("reload_during_listen_ebpf", reload_during_listen, k_ebpf),
         TIER_TEST("swap_does_not_stall_ebpf", swap_does_not_stall, k_ebpf),
