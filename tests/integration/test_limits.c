@@ -386,6 +386,36 @@ static void run_defer_counted_once_when_admitted(unsigned batch_us)
     shim_close(s[N - 1]);
 }
 
+/* Each wave of clients queued behind the one slot is counted: the client
+ * taken off the backlog after a pause leaves that pause's count, so the
+ * one queued later, behind the next holder, is counted by the next pause. */
+static void defer_counted_per_wave(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    defer_config(&cfg, 5000, 0);
+    start_server(&cfg);
+    shim_sock_t s[3];
+    for (int i = 0; i < 3; i++) {
+        s[i] = shim_connect("127.0.0.1", g_port, NULL, 5000);
+        assert_true(s[i] != SHIM_INVALID);
+        char m = (char)('0' + i), got = 0;
+        assert_int_equal(shim_send_all(s[i], &m, 1), 0);
+        if (i > 0) { /* queued behind s[i - 1]: counted while it waits */
+            WAIT_FOR(stats().deferred == (uint64_t)i, 2000);
+            assert_int_equal(stats().deferred, i);
+            shim_close(s[i - 1]); /* the slot frees: s[i] is served */
+        }
+        assert_int_equal(shim_recv_exact(s[i], &got, 1), 1);
+        assert_int_equal(got, m);
+    }
+    shim_close(s[2]);
+    pc_server_stats_t st = stats();
+    assert_int_equal(st.deferred, 2);
+    assert_int_equal(st.accepted, 3);
+    assert_int_equal(st.rejected[PC_STEP_CAPACITY], 0);
+}
+
 /* Clients that connect while the one slot is taken and reset while they wait
  * in the backlog withdrew; they are not accept errors, and the next client is
  * served at once (under Wine, WSAAccept reports such a client as WSAENOTCONN,
@@ -718,6 +748,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(defer_timeout_bounds_wait, teardown),
         cmocka_unit_test_teardown(defer_timeout_after_empty_pause, teardown),
         cmocka_unit_test_teardown(defer_counted_once_when_admitted, teardown),
+        cmocka_unit_test_teardown(defer_counted_per_wave, teardown),
         cmocka_unit_test_teardown(reset_in_backlog_not_an_error, teardown),
         cmocka_unit_test_teardown(defer_timeout_bounds_wait_batch, teardown),
         cmocka_unit_test_teardown(defer_timeout_after_empty_pause_batch, teardown),
