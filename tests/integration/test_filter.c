@@ -359,6 +359,35 @@ static void deferred_asks_give_slots_back(void **state)
     assert_int_equal(st.active, 0);
 }
 
+/* A stop while the accept thread holds a connection the condition keeps
+ * deferring ends the hold (the connection is rejected): pc_server_stop does
+ * not wait out defer_timeout_ms. */
+static void stop_ends_a_deferral(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.conditional_accept = PC_COND_ACCEPT_OFF;
+    cfg.defer_timeout_ms = 10000;
+    start_server(&cfg);
+    atomic_store(&g_defer_left, 1000000);
+    shim_sock_t s = shim_connect("127.0.0.1", g_port, "127.0.0.2", 5000);
+    assert_true(s != SHIM_INVALID);
+    WAIT_FOR(stats().deferred == 1, 5000);
+    assert_int_equal(stats().deferred, 1);
+    uint64_t t0 = shim_now_ms();
+    assert_int_equal(pc_server_stop(g_srv, 0), 0);
+    uint64_t took = shim_now_ms() - t0;
+    shim_set_timeout(s, 5000);
+    char c = 0;
+    assert_true(shim_send_all(s, "s", 1) != 0 || shim_recv_some(s, &c, 1) <= 0); /* never served */
+    shim_close(s);
+    if (took >= 2000)
+        fail_msg("pc_server_stop took %llu ms behind a deferred connection",
+                 (unsigned long long)took);
+    assert_int_equal(atomic_load(&g_opens), 0);
+}
+
 int main(int argc, char **argv)
 {
     shim_init();
@@ -377,6 +406,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(deferred_counts_once, teardown),
         cmocka_unit_test_teardown(reject_is_reset, teardown),
         cmocka_unit_test_teardown(deferred_asks_give_slots_back, teardown),
+        cmocka_unit_test_teardown(stop_ends_a_deferral, teardown),
     };
     if (PICK_TEST(tests, argc, argv) != 0) return 1;
     return cmocka_run_group_tests_name("filter", tests, NULL, NULL);
