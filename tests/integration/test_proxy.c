@@ -276,6 +276,27 @@ static void untrusted_header_is_data(void **state)
         assert_int_equal(st.proxy_errors[i], 0);
 }
 
+/* The trusted list is a rule set: a deny rule inside an allowed prefix
+ * makes that source untrusted (its header is data), the others trusted. */
+static void trust_list_deny_is_untrusted(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    px_config(&cfg, "allow 127.0.0.0/8\ndeny 127.0.0.7\n");
+    cfg.proxy_timeout_ms = 500;
+    start_server(&cfg);
+    shim_sock_t s = connect_nodelay("127.0.0.7");
+    char line[300];
+    read_line(s, line, sizeof line); /* opened at once: no header expected */
+    assert_true(strncmp(line, "peer=127.0.0.7:", 15) == 0);
+    assert_non_null(strstr(line, " proxy=- "));
+    shim_close(s);
+    const char *h = "PROXY TCP4 192.0.2.7 127.0.0.1 5555 80\r\n";
+    expect_greeting("127.0.0.8", h, strlen(h), 0,
+                    "peer=192.0.2.7:5555 proxy=127.0.0.8 authority=-");
+    assert_int_equal(stats().proxy_headers, 1);
+}
+
 static void trusted_without_header_times_out(void **state)
 {
     (void)state;
@@ -771,6 +792,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(v1_byte_by_byte, teardown),
         cmocka_unit_test_teardown(v2_ipv4_ipv6_tlv_local, teardown),
         cmocka_unit_test_teardown(untrusted_header_is_data, teardown),
+        cmocka_unit_test_teardown(trust_list_deny_is_untrusted, teardown),
         cmocka_unit_test_teardown(trusted_without_header_times_out, teardown),
         cmocka_unit_test_teardown(header_phase_ends_count_as_proxy, teardown),
         cmocka_unit_test_teardown(malformed_headers, teardown),
