@@ -558,6 +558,44 @@ static void defer_on_real_client_rejects(void **state)
     assert_int_equal(atomic_load(&g_opens), 1);
 }
 
+static atomic_int g_cond_calls;
+
+static pc_verdict_t count_calls(void *user, const struct sockaddr *peer,
+                                const struct sockaddr *local)
+{
+    (void)user;
+    (void)peer;
+    (void)local;
+    atomic_fetch_add(&g_cond_calls, 1);
+    return PC_ACCEPT;
+}
+
+/* A LOCAL header (the proxy speaking for itself, a health check) names no
+ * client: no second verdict, the condition is asked once (at accept); a
+ * proxied connection's client is asked about once more. */
+static void local_header_judged_once(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    px_config(&cfg, "allow 127.0.0.1\n");
+    cfg.condition = count_calls;
+    atomic_store(&g_cond_calls, 0);
+    start_server(&cfg);
+    const uint8_t local[16] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51,
+                               0x55, 0x49, 0x54, 0x0A, 0x20, 0x00, 0x00, 0x00};
+    shim_sock_t s = connect_nodelay(NULL);
+    assert_int_equal(shim_send_all(s, local, sizeof local), 0);
+    char line[300];
+    read_line(s, line, sizeof line);
+    assert_true(strncmp(line, "peer=127.0.0.1:", 15) == 0);
+    shim_close(s);
+    assert_int_equal(atomic_load(&g_cond_calls), 1);
+    const char *h = "PROXY TCP4 192.0.2.7 127.0.0.1 5555 80\r\n";
+    expect_greeting(NULL, h, strlen(h), 0, "peer=192.0.2.7:5555 proxy=127.0.0.1 authority=-");
+    assert_int_equal(atomic_load(&g_cond_calls), 3);
+    assert_int_equal(stats().proxy_headers, 2);
+}
+
 /* A proxy connecting over IPv6 (::1, trusted) for an IPv4 client. */
 static void proxy_over_ipv6(void **state)
 {
@@ -798,6 +836,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(malformed_headers, teardown),
         cmocka_unit_test_teardown(second_verdict_on_real_client, teardown),
         cmocka_unit_test_teardown(defer_on_real_client_rejects, teardown),
+        cmocka_unit_test_teardown(local_header_judged_once, teardown),
         cmocka_unit_test_teardown(per_source_slots_released, teardown),
         cmocka_unit_test_teardown(proxy_over_ipv6, teardown),
         cmocka_unit_test_teardown(connect_ex_sends_header, teardown),
