@@ -1180,6 +1180,30 @@ static void pc_client_verify(void **state)
     pc_server_destroy(cs);
 }
 
+/* An address as host is checked against the certificate's IP entries
+ * (server.pem has IP:127.0.0.1, not 127.0.0.2): a mismatch refuses the
+ * handshake as a name mismatch does. Without the check, any certificate the
+ * CA signed opened a connection asked to check an address. */
+static void pc_client_ip_checked(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    start_tls_server(&cfg, NULL, 0);
+    pc_server_t *cs = client_server();
+    pc_tls_ctx_t *cx = client_ctx(DATA("ca.pem"), 0);
+    pcc_t p;
+    pcc_run(cs, cx, "127.0.0.2", &p);
+    assert_int_equal(atomic_load(&p.opened), 0);
+    assert_int_equal(atomic_load(&p.reason), PC_CLOSE_TLS);
+    assert_int_equal(atomic_load(&p.err), PC_ETLS);
+    pcc_run(cs, cx, "127.0.0.1", &p); /* the address it has */
+    assert_int_equal(atomic_load(&p.echoed), 1);
+    pc_tls_ctx_free(cx);
+    pc_server_stop(cs, 1000);
+    pc_server_destroy(cs);
+}
+
 /* A host that cannot be checked is refused at the call: an empty name
  * would have skipped the name check (the connection opened to any
  * certificate the CA signed). */
@@ -2196,6 +2220,7 @@ SKIPPED(close_in_handshake_flushes)
 SKIPPED(stalled_handshake_default_bound)
 SKIPPED(outbound_handshake_timeout)
 SKIPPED(pc_client_host_invalid)
+SKIPPED(pc_client_ip_checked)
 SKIPPED(pc_client_handshake_cut)
 SKIPPED(close_keeps_bytes_sent_by_id_tls)
 SKIPPED(pause_tls_rest_without_memory)
@@ -2220,6 +2245,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(late_reader_16mib, teardown),
         cmocka_unit_test_teardown(pc_client_verify, teardown),
         cmocka_unit_test_teardown(pc_client_host_invalid, teardown),
+        cmocka_unit_test_teardown(pc_client_ip_checked, teardown),
         cmocka_unit_test_teardown(pc_client_handshake_cut, teardown),
         cmocka_unit_test_teardown(close_keeps_bytes_sent_by_id_tls, teardown),
         cmocka_unit_test_teardown(pause_tls_rest_without_memory, teardown),
