@@ -2427,12 +2427,45 @@ SKIPPED(unreadable_file_is_eacces)
 
 #endif
 
+/* Both builds: the configs' defaults; built without OpenSSL, every call
+ * that would make a context or a TLS connection answers PC_ENOSYS and
+ * leaves nothing in *out. */
+static void tls_defaults_and_enosys(void **state)
+{
+    (void)state;
+    pc_tls_server_config_t sc;
+    pc_tls_server_config_init(&sc);
+    assert_int_equal(sc.min_version, PC_TLS_V1_2);
+    assert_int_equal(sc.ticket_rotate_s, 3600);
+    assert_int_equal(sc.verify_client, PC_TLS_VERIFY_NONE);
+    assert_null(sc.certs);
+    pc_tls_client_config_t cc;
+    pc_tls_client_config_init(&cc);
+    assert_int_equal(cc.min_version, PC_TLS_V1_2);
+    assert_int_equal(cc.max_version, 0);
+    assert_int_equal(cc.resume, 0);
+    if (pc_tls_available()) return;
+    pc_tls_ctx_t *cx = (pc_tls_ctx_t *)&sc; /* not NULL: must be cleared */
+    assert_int_equal(pc_tls_ctx_new_server(&sc, &cx), PC_ENOSYS);
+    assert_null(cx);
+    cx = (pc_tls_ctx_t *)&cc;
+    assert_int_equal(pc_tls_ctx_new_client(&cc, &cx), PC_ENOSYS);
+    assert_null(cx);
+    pc_tls_ctx_free(NULL);
+    assert_int_equal(pc_server_listen_tls(NULL, "127.0.0.1:0", NULL), PC_ENOSYS);
+    assert_int_equal(pc_connect_tls(NULL, "127.0.0.1:1", NULL, NULL, NULL, NULL, NULL, NULL),
+                     PC_ENOSYS);
+    pc_tls_info_t info;
+    assert_int_equal(pc_conn_tls_info(NULL, &info), PC_ENOSYS);
+}
+
 int main(int argc, char **argv)
 {
     shim_init();
     pc_log_set_level(PC_LOG_WARN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(echo_200, teardown),
+        cmocka_unit_test(tls_defaults_and_enosys),
         cmocka_unit_test_teardown(late_reader_16mib, teardown),
         cmocka_unit_test_teardown(pc_client_verify, teardown),
         cmocka_unit_test_teardown(pc_client_host_invalid, teardown),
