@@ -279,7 +279,7 @@ static void late_reader_16mib(void **state)
 /* ---- the library's own client ---- */
 
 typedef struct pcc_s {
-    atomic_int opened, closed, reason, err, echoed, resumed, verified;
+    atomic_int opened, closed, reason, err, echoed, resumed, verified, version;
     char subject[256];
 } pcc_t;
 
@@ -290,6 +290,7 @@ static void pcc_open(pc_conn_t *c)
     assert_int_equal(pc_conn_tls_info(c, &info), 0);
     atomic_store(&p->resumed, info.resumed);
     atomic_store(&p->verified, info.peer_verified);
+    atomic_store(&p->version, info.version);
     snprintf(p->subject, sizeof p->subject, "%s", info.peer_subject);
     atomic_store(&p->opened, 1);
     pc_conn_send(c, "ping", 4);
@@ -2144,6 +2145,35 @@ static void server_tls_info(void **state)
     tcli_close(&t);
 }
 
+/* A client context's max_version holds: TLS 1.2 against a server that
+ * prefers 1.3; without it, 1.3. */
+static void client_max_version_applied(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    start_tls_server(&cfg, NULL, 0);
+    pc_server_t *cs = client_server();
+    pc_tls_client_config_t cc;
+    pc_tls_client_config_init(&cc);
+    cc.ca_file = DATA("ca.pem");
+    pc_tls_ctx_t *any, *v12;
+    assert_int_equal(pc_tls_ctx_new_client(&cc, &any), 0);
+    cc.max_version = PC_TLS_V1_2;
+    assert_int_equal(pc_tls_ctx_new_client(&cc, &v12), 0);
+    pcc_t p;
+    pcc_run(cs, v12, NULL, &p);
+    assert_int_equal(atomic_load(&p.echoed), 1);
+    assert_int_equal(atomic_load(&p.version), PC_TLS_V1_2);
+    pcc_run(cs, any, NULL, &p);
+    assert_int_equal(atomic_load(&p.echoed), 1);
+    assert_int_equal(atomic_load(&p.version), PC_TLS_V1_3);
+    pc_tls_ctx_free(any);
+    pc_tls_ctx_free(v12);
+    pc_server_stop(cs, 1000);
+    pc_server_destroy(cs);
+}
+
 /* A high water below the handshake's own flight: the connection pauses and
  * drains before the application has seen it, and on_drain waits for
  * on_open (it used to run first, for a connection not yet shown). */
@@ -2490,6 +2520,7 @@ SKIPPED(alpn_empty_name_refused)
 SKIPPED(alpn_name_length_bounds)
 SKIPPED(sendv_one_record)
 SKIPPED(server_tls_info)
+SKIPPED(client_max_version_applied)
 SKIPPED(resumption_longest_rotation)
 #ifndef _WIN32
 SKIPPED(unreadable_file_is_eacces)
@@ -2587,6 +2618,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(alpn_name_length_bounds, teardown),
         cmocka_unit_test_teardown(sendv_one_record, teardown),
         cmocka_unit_test_teardown(server_tls_info, teardown),
+        cmocka_unit_test_teardown(client_max_version_applied, teardown),
 #ifndef _WIN32
         cmocka_unit_test_teardown(unreadable_file_is_eacces, teardown), /* not on Windows */
 #endif
