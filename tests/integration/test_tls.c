@@ -2092,7 +2092,9 @@ static void sv_data(pc_conn_t *c, const void *data, size_t len)
 {
     (void)data;
     (void)len;
-    pc_buf_t b[3] = {{(void *)"head:", 5}, {NULL, 0}, {(void *)"body", 4}};
+    pc_buf_t b[3] = {{.base = (char *)"head:", .len = 5},
+                     {.base = NULL, .len = 0},
+                     {.base = (char *)"body", .len = 4}};
     atomic_store(&g_sv_rc, pc_conn_sendv(c, b, 3));
 }
 
