@@ -1926,10 +1926,10 @@ static void pause_tls_rest_without_memory(void **state)
 }
 
 /* A send whose records find no memory in the send queue fails with
- * PC_ENOMEM, and the session with it: the next send is refused. The BIO
- * used to be able to take the records as written when the queue could not
- * hold them; the send then answered 0 and the stream went on with records
- * missing. The budget allocator fails every allocation for the one send. */
+ * PC_ENOMEM, and the session with it: the next send is refused. (A BIO
+ * that took the records as written when the queue could not hold them
+ * would answer 0 and let the stream go on with records missing.) The
+ * budget allocator fails every allocation for the one send. */
 static atomic_int g_nomem_rc, g_nomem_next, g_nomem_sends;
 
 static void nomem_send_data(pc_conn_t *c, const void *data, size_t len)
