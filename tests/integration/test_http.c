@@ -269,6 +269,14 @@ static void expect_hello(const resp_t *r)
 
 #define GET_ROOT "GET / HTTP/1.1\r\nHost: t\r\n\r\n"
 
+/* GET / on c answers the canned 200 (the connection still serves). */
+static void get_root_ok(client_t *c, resp_t *r)
+{
+    client_sends(c, GET_ROOT);
+    assert_int_equal(read_response(c, r, 0), 0);
+    expect_hello(r);
+}
+
 /* ---- tests
  * ---------------------------------------------------------------------------
  */
@@ -279,9 +287,7 @@ static void get_root(void **state)
     client_t *c = client_open();
     resp_t r;
     for (int i = 0; i < 2; i++) { /* keep-alive: the same connection twice */
-        client_sends(c, GET_ROOT);
-        assert_int_equal(read_response(c, &r, 0), 0);
-        expect_hello(&r);
+        get_root_ok(c, &r);
         assert_string_equal(r.body, "Hello, World!");
         assert_null(strstr(r.head, "Connection:"));
     }
@@ -297,9 +303,7 @@ static void head_root(void **state)
     assert_int_equal(read_response(c, &r, 1), 0);
     expect_hello(&r);
     /* no body follows: the next bytes are the next response */
-    client_sends(c, GET_ROOT);
-    assert_int_equal(read_response(c, &r, 0), 0);
-    expect_hello(&r);
+    get_root_ok(c, &r);
     assert_string_equal(r.body, "Hello, World!");
     assert_int_equal(c->len, 0);
     client_close(c);
@@ -541,9 +545,7 @@ static void method_not_allowed_405(void **state)
         assert_string_equal(header(&r, "Allow", v, sizeof v), "GET, HEAD");
         assert_null(strstr(r.head, "Connection:"));
     }
-    client_sends(c, GET_ROOT);
-    assert_int_equal(read_response(c, &r, 0), 0);
-    expect_hello(&r);
+    get_root_ok(c, &r);
     client_close(c);
 }
 
@@ -683,9 +685,7 @@ static void split_head_then_flood_431(void **state)
     }
     client_t *c = client_open(); /* the server is still there */
     resp_t r;
-    client_sends(c, GET_ROOT);
-    assert_int_equal(read_response(c, &r, 0), 0);
-    expect_hello(&r);
+    get_root_ok(c, &r);
     client_close(c);
 }
 
@@ -782,9 +782,7 @@ static void chunked_expect_continue(void **state)
     assert_int_equal(read_response(c, &r, 0), 0);
     assert_int_equal(r.status, 405);
     assert_null(strstr(r.head, "Connection:"));
-    client_sends(c, GET_ROOT);
-    assert_int_equal(read_response(c, &r, 0), 0);
-    expect_hello(&r);
+    get_root_ok(c, &r);
     client_close(c);
 }
 
@@ -1189,13 +1187,9 @@ static void header_timeout_keepalive(void **state)
     (void)state;
     client_t *c = client_open();
     resp_t r;
-    client_sends(c, GET_ROOT);
-    assert_int_equal(read_response(c, &r, 0), 0);
-    expect_hello(&r);
+    get_root_ok(c, &r);
     shim_sleep_ms(600); /* past the first deadline: it was cancelled */
-    client_sends(c, GET_ROOT);
-    assert_int_equal(read_response(c, &r, 0), 0);
-    expect_hello(&r);
+    get_root_ok(c, &r);
     uint64_t t0 = shim_now_ms();
     client_sends(c, "GET / HTTP/1.1\r\n");
     shim_set_timeout(c->s, 100);
