@@ -139,6 +139,16 @@ static int refused(shim_sock_t s)
     return r == 0 || r == -1;
 }
 
+/* A client that sends these bytes (a header the server must not take) is
+ * refused: reset or closed, never served. */
+static void expect_header_refused(const void *bytes, size_t n)
+{
+    shim_sock_t s = connect_nodelay(NULL);
+    assert_int_equal(shim_send_all(s, bytes, n), 0);
+    assert_true(refused(s));
+    shim_close(s);
+}
+
 static const uint8_t v2sig[12] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D,
                                   0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A};
 
@@ -244,11 +254,8 @@ static void v2_ipv4_ipv6_tlv_local(void **state)
     expect_echo(s, "x");
     shim_close(s);
     /* v1 is not accepted here: reset, counted */
-    s = connect_nodelay(NULL);
     const char *v1 = "PROXY TCP4 192.0.2.7 127.0.0.1 5555 80\r\n";
-    assert_int_equal(shim_send_all(s, v1, strlen(v1)), 0);
-    assert_true(refused(s));
-    shim_close(s);
+    expect_header_refused(v1, strlen(v1));
     WAIT_FOR(stats().active == 0, 5000);
     pc_server_stats_t st = stats();
     assert_int_equal(st.proxy_headers, 3);
@@ -394,19 +401,13 @@ static void malformed_headers(void **state)
         {"\r\n\r\n\0\r\nQUIT\n\x21\x11\0\x02zz", 18, PC_PROXY_ERR_FAMILY},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        shim_sock_t s = connect_nodelay(NULL);
-        assert_int_equal(shim_send_all(s, cases[i].bytes, cases[i].n), 0);
-        assert_true(refused(s));
-        shim_close(s);
+        expect_header_refused(cases[i].bytes, cases[i].n);
     }
     /* a v1 line that never ends */
     char longl[200];
     memset(longl, 'x', sizeof longl);
     memcpy(longl, "PROXY ", 6);
-    shim_sock_t s = connect_nodelay(NULL);
-    assert_int_equal(shim_send_all(s, longl, sizeof longl), 0);
-    assert_true(refused(s));
-    shim_close(s);
+    expect_header_refused(longl, sizeof longl);
     WAIT_FOR(stats().active == 0, 5000);
     pc_server_stats_t st = stats();
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
@@ -435,10 +436,7 @@ static void second_verdict_on_real_client(void **state)
     assert_true(refused(s));
     shim_close(s);
     h = "PROXY TCP4 192.0.2.99 127.0.0.1 1 80\r\n";
-    s = connect_nodelay(NULL);
-    assert_int_equal(shim_send_all(s, h, strlen(h)), 0);
-    assert_true(refused(s));
-    shim_close(s);
+    expect_header_refused(h, strlen(h));
     /* the proxy itself and another client are fine */
     h = "PROXY TCP4 192.0.2.67 127.0.0.1 1 80\r\n";
     expect_greeting(NULL, h, strlen(h), 0, "peer=192.0.2.67:1 proxy=127.0.0.1 authority=-");
@@ -544,10 +542,7 @@ static void defer_on_real_client_rejects(void **state)
     cfg.condition = defer_77;
     start_server(&cfg);
     const char *h = "PROXY TCP4 192.0.2.77 127.0.0.1 1 80\r\n";
-    shim_sock_t s = connect_nodelay(NULL);
-    assert_int_equal(shim_send_all(s, h, strlen(h)), 0);
-    assert_true(refused(s));
-    shim_close(s);
+    expect_header_refused(h, strlen(h));
     h = "PROXY TCP4 192.0.2.78 127.0.0.1 1 80\r\n";
     expect_greeting(NULL, h, strlen(h), 0, "peer=192.0.2.78:1 proxy=127.0.0.1 authority=-");
     WAIT_FOR(stats().active == 0, 5000);
