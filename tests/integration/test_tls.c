@@ -1796,6 +1796,27 @@ static void pause_data(pc_conn_t *c, const void *data, size_t len)
         assert_int_equal(pc_conn_timer(c, g_pause_mode == PAUSE_EVERY ? 60 : 200, pause_resume), 0);
 }
 
+/* Write what wbio holds to the socket and empty it. */
+static void flush_mem(shim_sock_t fd, BIO *wbio)
+{
+    char *p;
+    long n = BIO_get_mem_data(wbio, &p);
+    if (n > 0) assert_int_equal(shim_send_all(fd, p, (size_t)n), 0);
+    assert_int_equal(BIO_reset(wbio), 1);
+}
+
+/* n records ("record") written to memory, then sent in one send, so that
+ * they arrive in one receive; t's session keeps writing to memory after. */
+static void send_records_at_once(tcli_t *t, int n)
+{
+    BIO *mem = BIO_new(BIO_s_mem());
+    assert_non_null(mem);
+    SSL_set0_wbio(t->ssl, mem);
+    for (int i = 0; i < n; i++)
+        assert_int_equal(SSL_write(t->ssl, "record", 6), 6);
+    flush_mem(t->fd, mem);
+}
+
 /* The client writes the records (in two flights 30 ms apart, or one) and
  * ends with close_notify in the last flight, or with a bare FIN after it. */
 static void pause_run(int mode, int two_flights, int fin)
@@ -1821,9 +1842,7 @@ static void pause_run(int mode, int two_flights, int fin)
         memset(want + i * PAUSE_RECORD, 'a' + i, PAUSE_RECORD);
         assert_int_equal(SSL_write(t.ssl, want + i * PAUSE_RECORD, PAUSE_RECORD), PAUSE_RECORD);
         if (two_flights && i == PAUSE_RECORDS / 2 - 1) {
-            long fl = BIO_get_mem_data(mem, &flight);
-            assert_int_equal(shim_send_all(t.fd, flight, (size_t)fl), 0);
-            assert_int_equal(BIO_reset(mem), 1);
+            flush_mem(t.fd, mem);
             shim_sleep_ms(30);
         }
     }
@@ -1901,14 +1920,7 @@ static void pause_tls_rest_without_memory(void **state)
     start_tls_server(&cfg, NULL, 0);
     tcli_t t;
     assert_true(tcli_open(&t, DATA("ca.pem"), NULL, NULL));
-    BIO *mem = BIO_new(BIO_s_mem()); /* three records, one send */
-    assert_non_null(mem);
-    SSL_set0_wbio(t.ssl, mem);
-    for (int i = 0; i < 3; i++)
-        assert_int_equal(SSL_write(t.ssl, "record", 6), 6);
-    char *flight;
-    long fl = BIO_get_mem_data(mem, &flight);
-    assert_int_equal(shim_send_all(t.fd, flight, (size_t)fl), 0);
+    send_records_at_once(&t, 3);
     WAIT_FOR(atomic_load(&g_closes) == 1 || atomic_load(&g_pause_calls_paused) > 0, 5000);
     long failed = budget_alloc_failed();
     budget_alloc_reset(-1);
@@ -2015,15 +2027,6 @@ static void cs_open(pc_conn_t *c)
     if (atomic_load(&g_cs_open_closes)) pc_conn_close(c);
 }
 
-/* Write what wbio holds to the socket and empty it. */
-static void flush_mem(shim_sock_t fd, BIO *wbio)
-{
-    char *p;
-    long n = BIO_get_mem_data(wbio, &p);
-    if (n > 0) assert_int_equal(shim_send_all(fd, p, (size_t)n), 0);
-    assert_int_equal(BIO_reset(wbio), 1);
-}
-
 /* A handshake through memory BIOs whose last flight (the client's
  * Finished) is held back, then goes out in one send with a record behind
  * it. */
@@ -2064,12 +2067,7 @@ static void callbacks_stop_after_close(void **state)
     start_tls_server(&cfg, NULL, 0);
     tcli_t t;
     assert_true(tcli_open(&t, DATA("ca.pem"), NULL, NULL));
-    BIO *mem = BIO_new(BIO_s_mem());
-    assert_non_null(mem);
-    SSL_set0_wbio(t.ssl, mem);
-    for (int i = 0; i < 3; i++)
-        assert_int_equal(SSL_write(t.ssl, "record", 6), 6);
-    flush_mem(t.fd, mem);
+    send_records_at_once(&t, 3);
     WAIT_FOR(atomic_load(&g_closes) == 1, 5000);
     assert_int_equal(atomic_load(&g_cs_data), 1);
     tcli_close(&t);
@@ -2215,12 +2213,7 @@ static void high_water_stops_tls_records(void **state)
     start_tls_server(&cfg, NULL, 0);
     tcli_t t;
     assert_true(tcli_open(&t, DATA("ca.pem"), NULL, NULL));
-    BIO *mem = BIO_new(BIO_s_mem()); /* the records, then one send */
-    assert_non_null(mem);
-    SSL_set0_wbio(t.ssl, mem);
-    for (int i = 0; i < HW_RECORDS; i++)
-        assert_int_equal(SSL_write(t.ssl, "record", 6), 6);
-    flush_mem(t.fd, mem);
+    send_records_at_once(&t, HW_RECORDS);
     char buf[HW_REPLY];
     size_t got = 0;
     while (got < (size_t)HW_RECORDS * HW_REPLY) {
