@@ -239,6 +239,18 @@ static void expect_fin(client_t *c)
     assert_int_equal(c->eof, 1);
 }
 
+/* Writes pre, n bytes of fill, then post into buf (cap bytes): a request
+ * with one long part. Returns its length. */
+static size_t padded(char *buf, size_t cap, const char *pre, char fill, size_t n, const char *post)
+{
+    size_t a = strlen(pre), b = strlen(post);
+    assert_true(a + n + b <= cap);
+    memcpy(buf, pre, a);
+    memset(buf + a, fill, n);
+    memcpy(buf + a + n, post, b);
+    return a + n + b;
+}
+
 /* One request on a new connection, expecting status and a close. */
 static void expect_error_close(const void *req, size_t n, int status)
 {
@@ -417,10 +429,7 @@ static void metrics_counts_by_code(void **state)
         assert_int_equal(r.status, status[i]);
     }
     static char req[9100];
-    memcpy(req, "GET /", 5);
-    memset(req + 5, 'a', 9000);
-    size_t n = 5 + 9000;
-    n += (size_t)snprintf(req + n, sizeof req - n, " HTTP/1.1\r\nHost: t\r\n\r\n");
+    size_t n = padded(req, sizeof req, "GET /", 'a', 9000, " HTTP/1.1\r\nHost: t\r\n\r\n");
     expect_error_close(req, n, 414);
 
     client_sends(c, "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n");
@@ -653,13 +662,10 @@ static char g_big_req[(1 << 20) + 64];
 static void header_1mib_431(void **state)
 {
     (void)state;
-    size_t n = 1024 * 1024;
-    char *req = g_big_req;
-    size_t k = (size_t)snprintf(req, 64, "GET / HTTP/1.1\r\nHost: t\r\nX-Big: ");
-    memset(req + k, 'a', n);
-    memcpy(req + k + n, "\r\n\r\n", 4);
+    size_t n = padded(g_big_req, sizeof g_big_req, "GET / HTTP/1.1\r\nHost: t\r\nX-Big: ", 'a',
+                      1024 * 1024, "\r\n\r\n");
     /* the server answers after 8 KiB and reads and discards the rest */
-    expect_error_close(req, k + n + 4, 431);
+    expect_error_close(g_big_req, n, 431);
 }
 
 /* The start of a head kept across reads, then one write far past the head
@@ -861,11 +867,7 @@ static void chunk_extensions_bounded_431(void **state)
 {
     (void)state;
     static char line[4096];
-    size_t n = (size_t)snprintf(line, 8, "1;");
-    memset(line + n, 'e', 4000);
-    n += 4000;
-    memcpy(line + n, "\r\nx\r\n", 5);
-    n += 5;
+    size_t n = padded(line, sizeof line, "1;", 'e', 4000, "\r\nx\r\n");
     client_t *c = client_open();
     resp_t r;
     char v[64];
@@ -895,33 +897,17 @@ static void head_limit_bounds_chunked_body(void **state)
 {
     (void)state;
     static char req[4096];
-    size_t n = (size_t)snprintf(req, sizeof req, "GET / HTTP/1.1\r\nHost: t\r\nX: ");
-    memset(req + n, 'h', 1100);
-    n += 1100;
-    n += (size_t)snprintf(req + n, sizeof req - n, "\r\n\r\n");
+    size_t n = padded(req, sizeof req, "GET / HTTP/1.1\r\nHost: t\r\nX: ", 'h', 1100, "\r\n\r\n");
     expect_error_close(req, n, 431);
-
-    n = (size_t)snprintf(req, sizeof req, POST_CHUNKED "\r\n0\r\nX-T: ");
-    memset(req + n, 't', 1100);
-    n += 1100;
-    n += (size_t)snprintf(req + n, sizeof req - n, "\r\n\r\n");
+    n = padded(req, sizeof req, POST_CHUNKED "\r\n0\r\nX-T: ", 't', 1100, "\r\n\r\n");
     expect_error_close(req, n, 431);
-
-    n = (size_t)snprintf(req, sizeof req, POST_CHUNKED "\r\n1;");
-    memset(req + n, 'e', 1100);
-    n += 1100;
-    n += (size_t)snprintf(req + n, sizeof req - n, "\r\nx\r\n0\r\n\r\n");
+    n = padded(req, sizeof req, POST_CHUNKED "\r\n1;", 'e', 1100, "\r\nx\r\n0\r\n\r\n");
     expect_error_close(req, n, 431);
 
     client_t *c = client_open();
     resp_t r;
-    n = (size_t)snprintf(req, sizeof req, POST_CHUNKED "\r\n1;");
-    memset(req + n, 'e', 900);
-    n += 900;
-    n += (size_t)snprintf(req + n, sizeof req - n, "\r\nx\r\n0\r\nX-T: ");
-    memset(req + n, 't', 900);
-    n += 900;
-    n += (size_t)snprintf(req + n, sizeof req - n, "\r\n\r\n");
+    n = padded(req, sizeof req, POST_CHUNKED "\r\n1;", 'e', 900, "\r\nx\r\n0\r\nX-T: ");
+    n += padded(req + n, sizeof req - n, "", 't', 900, "\r\n\r\n");
     client_send(c, req, n);
     assert_int_equal(read_response(c, &r, 0), 0);
     assert_int_equal(r.status, 405); /* POST /: the body was read to its end */
@@ -934,10 +920,7 @@ static void target_too_long_414(void **state)
 {
     (void)state;
     static char req[9100];
-    memcpy(req, "GET /", 5);
-    memset(req + 5, 'a', 9000);
-    size_t n = 5 + 9000;
-    n += (size_t)snprintf(req + n, sizeof req - n, " HTTP/1.1\r\nHost: t\r\n\r\n");
+    size_t n = padded(req, sizeof req, "GET /", 'a', 9000, " HTTP/1.1\r\nHost: t\r\n\r\n");
     expect_error_close(req, n, 414);
 }
 
