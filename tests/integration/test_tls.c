@@ -1906,20 +1906,37 @@ static void oom_pause_data(pc_conn_t *c, const void *data, size_t len)
     }
 }
 
-static void pause_tls_rest_without_memory(void **state)
+/* A TLS server with on_data under the budget allocator (no budget: every
+ * allocation succeeds until a test sets one), and a client connected to
+ * it; budget_tls_finish closes both and puts the default allocator back. */
+static void budget_tls_start(void (*on_data)(pc_conn_t *, const void *, size_t), tcli_t *t)
 {
-    (void)state;
     budget_alloc_reset(-1);
-    atomic_store(&g_pause_calls, 0);
-    atomic_store(&g_pause_calls_paused, 0);
-    atomic_store(&g_paused, 0);
     assert_int_equal(pc_set_allocator(&budget_allocator), 0);
     pc_server_config_t cfg;
     base_config(&cfg);
-    cfg.cb.on_data = oom_pause_data;
+    cfg.cb.on_data = on_data;
     start_tls_server(&cfg, NULL, 0);
+    assert_true(tcli_open(t, DATA("ca.pem"), NULL, NULL));
+}
+
+static void budget_tls_finish(tcli_t *t)
+{
+    tcli_close(t);
+    pc_server_stop(g_srv, 1000);
+    pc_server_destroy(g_srv);
+    g_srv = NULL;
+    assert_int_equal(pc_set_allocator(NULL), 0);
+}
+
+static void pause_tls_rest_without_memory(void **state)
+{
+    (void)state;
+    atomic_store(&g_pause_calls, 0);
+    atomic_store(&g_pause_calls_paused, 0);
+    atomic_store(&g_paused, 0);
     tcli_t t;
-    assert_true(tcli_open(&t, DATA("ca.pem"), NULL, NULL));
+    budget_tls_start(oom_pause_data, &t);
     send_records_at_once(&t, 3);
     WAIT_FOR(atomic_load(&g_closes) == 1 || atomic_load(&g_pause_calls_paused) > 0, 5000);
     long failed = budget_alloc_failed();
@@ -1930,11 +1947,7 @@ static void pause_tls_rest_without_memory(void **state)
     assert_true(failed > 0);
     WAIT_FOR(atomic_load(&g_closes) == 1, 5000);
     assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_NOMEM]), 1);
-    tcli_close(&t);
-    pc_server_stop(g_srv, 1000);
-    pc_server_destroy(g_srv);
-    g_srv = NULL;
-    assert_int_equal(pc_set_allocator(NULL), 0);
+    budget_tls_finish(&t);
 }
 
 /* A send whose records find no memory in the send queue fails with
@@ -1959,26 +1972,16 @@ static void nomem_send_data(pc_conn_t *c, const void *data, size_t len)
 static void send_without_memory_fails(void **state)
 {
     (void)state;
-    budget_alloc_reset(-1);
     atomic_store(&g_nomem_sends, 0);
     atomic_store(&g_nomem_rc, 1);
     atomic_store(&g_nomem_next, 1);
-    assert_int_equal(pc_set_allocator(&budget_allocator), 0);
-    pc_server_config_t cfg;
-    base_config(&cfg);
-    cfg.cb.on_data = nomem_send_data;
-    start_tls_server(&cfg, NULL, 0);
     tcli_t t;
-    assert_true(tcli_open(&t, DATA("ca.pem"), NULL, NULL));
+    budget_tls_start(nomem_send_data, &t);
     assert_int_equal(SSL_write(t.ssl, "go", 2), 2);
     WAIT_FOR(atomic_load(&g_nomem_next) != 1, 5000);
     assert_int_equal(atomic_load(&g_nomem_rc), PC_ENOMEM);
     assert_int_equal(atomic_load(&g_nomem_next), PC_ENOTCONN);
-    tcli_close(&t);
-    pc_server_stop(g_srv, 1000);
-    pc_server_destroy(g_srv);
-    g_srv = NULL;
-    assert_int_equal(pc_set_allocator(NULL), 0);
+    budget_tls_finish(&t);
 }
 
 /* A record that does not decrypt, after the handshake: the connection
