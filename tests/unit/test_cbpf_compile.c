@@ -93,6 +93,37 @@ static unsigned pick_len(unsigned bits)
     return bits == 32 ? edge4[rnd() % 9] : edge6[rnd() % 9];
 }
 
+/* Add the rule "deny|allow a/len" to g. */
+static void gen_put(gen_t *g, const addr_t *a, unsigned len, int deny)
+{
+    assert_true(g->n < sizeof g->addr / sizeof g->addr[0]);
+    g->addr[g->n] = *a;
+    g->len[g->n] = len;
+    g->n++;
+    char t[PC_ADDR_STRLEN], line[96];
+    addr_format(a, t, sizeof t);
+    snprintf(line, sizeof line, "%s %s/%u\n", deny ? "deny" : "allow", t, len);
+    gen_append(g, line);
+}
+
+/* Empty g (its text too). */
+static void gen_reset(gen_t *g)
+{
+    g->n = 0;
+    g->tlen = 0;
+    gen_append(g, "");
+}
+
+/* The rule set of g's text. */
+static pc_rules_t *gen_load(const gen_t *g)
+{
+    pc_rules_t *r = NULL;
+    char err[200];
+    int rc = pc_rules_load_string(g->text, g->tlen, "gen", &r, err, sizeof err);
+    if (rc != 0) fail_msg("generated rules refused: %s", err);
+    return r;
+}
+
 /* A random prefix of family fam; half of the time inside an earlier one
  * (allow inside deny, deny inside allow, ...). Returns 0 if it exists. */
 static int gen_prefix(gen_t *g, int fam)
@@ -122,30 +153,18 @@ static int gen_prefix(gen_t *g, int fam)
     if (fam == 6 && addr_is_v4mapped(&a)) return 0;
     for (size_t i = 0; i < g->n; i++)
         if (g->len[i] == len && memcmp(&g->addr[i], &a, sizeof a) == 0) return 0;
-    g->addr[g->n] = a;
-    g->len[g->n] = len;
-    g->n++;
-    char t[PC_ADDR_STRLEN], line[96];
-    addr_format(&a, t, sizeof t);
-    snprintf(line, sizeof line, "%s %s/%u\n", rnd() % 3 ? "deny" : "allow", t, len);
-    gen_append(g, line);
+    gen_put(g, &a, len, rnd() % 3 != 0);
     return 1;
 }
 
 static pc_rules_t *gen_rules(gen_t *g, size_t n, int fam4, int fam6)
 {
-    g->n = 0;
-    g->tlen = 0;
-    gen_append(g, "");
+    gen_reset(g);
     while (g->n < n) {
         int fam = fam4 && fam6 ? (rnd() % 2 ? 4 : 6) : (fam4 ? 4 : 6);
         gen_prefix(g, fam);
     }
-    pc_rules_t *r = NULL;
-    char err[200];
-    int rc = pc_rules_load_string(g->text, g->tlen, "gen", &r, err, sizeof err);
-    if (rc != 0) fail_msg("generated rules refused: %s", err);
-    return r;
+    return gen_load(g);
 }
 
 /* The address i positions (-1, 0, +1 ...) from a's value, wrapping. */
@@ -277,6 +296,37 @@ static void test_large_sets_trampolines(void **state)
             if (p.len > 600) assert_true(ja > 0);
             cbpf_prog_free(&p);
             check_set(r, &g, cases[c].family, cases[c].dual, 2000);
+            pc_rules_free(r);
+        }
+    }
+    free(g.text);
+}
+
+/* A dual-stack program jumps over the IPv4 tree to the IPv6 one: directly up
+ * to 255 instructions, through a trampoline beyond. IPv4 trees of every size
+ * around that reach (isolated /32 denies: two ranges each, plus one for a
+ * deny of 0.0.0.0; 254 ranges are a tree of exactly 256), IPv6 packets must
+ * still reach the IPv6 tree (::/1 denied). */
+static void test_dual_stack_version_jump(void **state)
+{
+    (void)state;
+    gen_t g = {0};
+    for (size_t n = 120; n <= 132; n++) {
+        for (int zero = 0; zero < 2; zero++) {
+            gen_reset(&g);
+            addr_t a;
+            if (zero) {
+                addr_set_v4(&a, 0);
+                gen_put(&g, &a, 32, 1);
+            }
+            for (size_t i = 0; i < n; i++) {
+                addr_set_v4(&a, 0x0a000000u + 2 * (uint32_t)i + 1);
+                gen_put(&g, &a, 32, 1);
+            }
+            addr_set_v6(&a, 0, 0);
+            gen_put(&g, &a, 1, 1);
+            pc_rules_t *r = gen_load(&g);
+            check_set(r, &g, 6, 1, 200);
             pc_rules_free(r);
         }
     }
@@ -473,9 +523,13 @@ static void test_capacity(void **state)
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_edges),       cmocka_unit_test(test_merge),
-        cmocka_unit_test(test_random_sets), cmocka_unit_test(test_large_sets_trampolines),
-        cmocka_unit_test(test_capacity),    cmocka_unit_test(test_too_big_reports),
+        cmocka_unit_test(test_edges),
+        cmocka_unit_test(test_merge),
+        cmocka_unit_test(test_random_sets),
+        cmocka_unit_test(test_large_sets_trampolines),
+        cmocka_unit_test(test_capacity),
+        cmocka_unit_test(test_too_big_reports),
+        cmocka_unit_test(test_dual_stack_version_jump),
     };
     if (argc > 1) cmocka_set_test_filter(argv[1]); /* one test by name */
     return cmocka_run_group_tests(tests, NULL, NULL);
