@@ -422,14 +422,15 @@ static void test_merge(void **state)
     pc_rules_free(r);
 }
 
-/* n prefixes of length len, isolated (every other block: none adjacent),
- * compiled for a listener of family fam (dual: dual-stack): the result, and
- * *p (the caller frees it). */
-static int compile_isolated(int fam, unsigned len, int dual, size_t n, cbpf_prog_t *p)
+/* The rules head (text), then n prefixes of length len, isolated (every
+ * other block: none adjacent), compiled for a listener of family fam (dual:
+ * dual-stack): the result, and *p (the caller frees it). */
+static int compile_isolated_after(const char *head, int fam, unsigned len, int dual, size_t n,
+                                  cbpf_prog_t *p)
 {
     gen_t *g = calloc(1, sizeof *g);
     assert_non_null(g);
-    gen_append(g, "");
+    gen_append(g, head);
     for (size_t i = 0; i < n; i++) {
         char line[96];
         if (fam == 4) {
@@ -457,6 +458,11 @@ static int compile_isolated(int fam, unsigned len, int dual, size_t n, cbpf_prog
     free(g->text);
     free(g);
     return rc;
+}
+
+static int compile_isolated(int fam, unsigned len, int dual, size_t n, cbpf_prog_t *p)
+{
+    return compile_isolated_after("", fam, len, dual, n, p);
 }
 
 /* Largest n such that n prefixes (isolated: not adjacent) of length len fit. */
@@ -496,6 +502,41 @@ static void test_too_big_reports(void **state)
     assert_int_equal(p.ranges4, 6001);
     assert_int_equal(p.len, 6001);
     cbpf_prog_free(&p);
+    /* 4096 ranges, a tree far longer than 4096 instructions: counted, never
+     * "at least 4096" (which would fit) */
+    assert_int_equal(compile_isolated_after("deny 0.0.0.0/32\n", 4, 32, 0, 2048, &p), PC_ENOBUFS);
+    assert_int_equal(p.ranges4, CBPF_MAXINSNS);
+    assert_true(p.len > CBPF_MAXINSNS);
+    cbpf_prog_free(&p);
+}
+
+/* The limit to the instruction: sets of every length around it (isolated
+ * /32s, two ranges each, and a deny of 0.0.0.0 for one more) fit when they
+ * take at most CBPF_MAXINSNS instructions, and only then. */
+static void test_limit_exact(void **state)
+{
+    (void)state;
+    int saw_max = 0, saw_over = 0;
+    for (size_t n = 2020; n <= 2032; n++) {
+        for (int zero = 0; zero < 2; zero++) {
+            cbpf_prog_t p;
+            int rc = compile_isolated_after(zero ? "deny 0.0.0.0/32\n" : "", 4, 32, 0, n, &p);
+            if (rc == 0) {
+                assert_true(p.len <= CBPF_MAXINSNS);
+                assert_non_null(p.insn);
+            } else {
+                assert_int_equal(rc, PC_ENOBUFS);
+                assert_int_equal(p.len_at_least, 0);
+                assert_true(p.len > CBPF_MAXINSNS);
+                assert_null(p.insn);
+            }
+            saw_max |= p.len == CBPF_MAXINSNS;
+            saw_over |= p.len == CBPF_MAXINSNS + 1;
+            cbpf_prog_free(&p);
+        }
+    }
+    /* the scan met both sides of the limit exactly (else: move it) */
+    assert_true(saw_max && saw_over);
 }
 
 /* The figures docs/kernel-filter.md quotes (printed), and floors that the
@@ -530,6 +571,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_capacity),
         cmocka_unit_test(test_too_big_reports),
         cmocka_unit_test(test_dual_stack_version_jump),
+        cmocka_unit_test(test_limit_exact),
     };
     if (argc > 1) cmocka_set_test_filter(argv[1]); /* one test by name */
     return cmocka_run_group_tests(tests, NULL, NULL);
