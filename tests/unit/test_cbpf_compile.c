@@ -333,6 +333,39 @@ static void test_dual_stack_version_jump(void **state)
     free(g.text);
 }
 
+/* IPv6 comparisons take 2, 5, 8 or 11 instructions (1 to 4 words), so the
+ * jump from a comparison over its left subtree takes every length around
+ * the 255 a conditional jump reaches (a trampoline beyond): isolated denies
+ * of /32, /64, /96 and /128 in turn, sets of every size where the tree
+ * stops being one region, every rotation of the lengths. */
+static void test_v6_trampoline_reach(void **state)
+{
+    (void)state;
+    static const unsigned lens[] = {32, 64, 96, 128};
+    gen_t g = {0};
+    for (size_t n = 16; n <= 90; n++) {
+        for (size_t rot = 0; rot < 4; rot++) {
+            gen_reset(&g);
+            for (size_t i = 0; i < n; i++) {
+                unsigned len = lens[(i + rot) % 4];
+                addr_t a;
+                /* 2001:<2i+1>::, the length's last bit set: isolated */
+                uint64_t hi = (uint64_t)(0x20010000u + 2 * (uint32_t)i + 1) << 32;
+                uint64_t lo = 0;
+                if (len == 64) hi |= 1;
+                if (len == 96) lo = 1ull << 32;
+                if (len == 128) lo = 1;
+                addr_set_v6(&a, hi, lo);
+                gen_put(&g, &a, len, 1);
+            }
+            pc_rules_t *r = gen_load(&g);
+            check_set(r, &g, 6, 0, 50);
+            pc_rules_free(r);
+        }
+    }
+    free(g.text);
+}
+
 static pc_rules_t *load(const char *text)
 {
     pc_rules_t *r = NULL;
@@ -572,6 +605,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_too_big_reports),
         cmocka_unit_test(test_dual_stack_version_jump),
         cmocka_unit_test(test_limit_exact),
+        cmocka_unit_test(test_v6_trampoline_reach),
     };
     if (argc > 1) cmocka_set_test_filter(argv[1]); /* one test by name */
     return cmocka_run_group_tests(tests, NULL, NULL);
