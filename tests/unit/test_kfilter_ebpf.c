@@ -350,6 +350,26 @@ static void edges_and_exceptions(void **state)
     pc_rules_free(r);
 }
 
+/* IPv6 prefixes in the lower half of :: whose end (start + size) carries
+ * into the upper 64 bits: the range after them begins at 0:0:0:1:: and
+ * passes (the end must not be taken for a wrap past the top). */
+static void ends_carrying_into_high_half(void **state)
+{
+    static const char *const sets[] = {"deny ::8000:0:0:0/65\n",
+                                       "deny ::ffff:ffff:ffff:ffff/128\n"};
+    for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++) {
+        pc_rules_t *r = rules(sets[i]);
+        kf_ebpf_t *k = open_or_skip(&plain, r, -1);
+        assert_false(syn(k, "::ffff:ffff:ffff:ffff"));
+        assert_true(syn(k, "0:0:0:1::"));
+        assert_true(syn(k, "0:0:0:1::1"));
+        assert_true(syn(k, "2001:db8::1"));
+        assert_true(syn(k, "::7fff:ffff:ffff:ffff"));
+        kf_ebpf_close(k, -1);
+        pc_rules_free(r);
+    }
+}
+
 /* Run the program on a packet from src with flags, its Ethernet type as
  * built (IPv6 for an IPv6 source) or, with !marked, IPv4 whatever it holds. */
 static int run_marked(kf_ebpf_t *k, const addr_t *src, uint8_t flags, int marked)
@@ -1124,6 +1144,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(bad_config),
         cmocka_unit_test(edges_and_exceptions),
+        cmocka_unit_test(ends_carrying_into_high_half),
         cmocka_unit_test(mapped_space_boundary),
         cmocka_unit_test(rules_match_reference_shapes),
         cmocka_unit_test(rules_match_reference),
