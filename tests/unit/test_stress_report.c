@@ -1,0 +1,254 @@
+/* SPDX-License-Identifier: MIT */
+/* pc-stress's histogram (samples/stress/hist.c: bucket edges, percentile
+ * ranks, merge) and its JSON report's arithmetic (samples/stress/report.c). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "hist.h"
+#include "report.h"
+
+/* ---- histogram --------------------------------------------------------------- */
+
+/* The highest value of v's bucket: exact below 2 * HIST_SUB, else v with the
+ * bits below its top HIST_SUB_BITS + 1 set; values of 2^(HIST_MAX_EXP + 1)
+ * and above share the last bucket. */
+static uint64_t expected_high(uint64_t v)
+{
+    if (v < 2 * HIST_SUB) return v;
+    unsigned e = 63;
+    while (!(v >> e))
+        e--;
+    if (e > HIST_MAX_EXP) return ((uint64_t)1 << (HIST_MAX_EXP + 1)) - 1;
+    unsigned s = e - HIST_SUB_BITS;
+    return (((v >> s) + 1) << s) - 1;
+}
+
+/* p50 of {v, UINT64_MAX}: the rank-1 value, v's bucket's highest value. */
+static uint64_t bucket_high_of(uint64_t v)
+{
+    hist_t h;
+    hist_init(&h);
+    hist_record(&h, v);
+    hist_record(&h, UINT64_MAX);
+    return hist_percentile(&h, 50);
+}
+
+static void test_bucket_edges(void **state)
+{
+    (void)state;
+    for (uint64_t v = 0; v < 4 * HIST_SUB; v++)
+        assert_int_equal(bucket_high_of(v), expected_high(v));
+    /* around every power of two up to past the clamp, and the top */
+    for (unsigned k = 8; k < 64; k++) {
+        uint64_t p = (uint64_t)1 << k;
+        uint64_t vs[] = {p - 1, p, p + 1, p + (p >> 1), p + (p >> 3) - 1, p + (p >> 3)};
+        for (size_t i = 0; i < sizeof vs / sizeof vs[0]; i++) {
+            uint64_t got = bucket_high_of(vs[i]), want = expected_high(vs[i]);
+            if (got != want)
+                fail_msg("%llu: bucket high %llu, expected %llu", (unsigned long long)vs[i],
+                         (unsigned long long)got, (unsigned long long)want);
+            /* below the clamp: within 1/HIST_SUB above the value */
+            if (k <= HIST_MAX_EXP) assert_true(got >= vs[i] && got - vs[i] <= vs[i] / HIST_SUB);
+        }
+    }
+    assert_int_equal(bucket_high_of(UINT64_MAX), expected_high(UINT64_MAX));
+}
+
+static void test_percentile_ranks(void **state)
+{
+    (void)state;
+    hist_t h;
+    hist_init(&h);
+    assert_int_equal(hist_percentile(&h, 50), 0); /* empty */
+    assert_true(hist_mean(&h) == 0.0);
+    for (uint64_t v = 1; v <= 100; v++)
+        hist_record(&h, v);
+    /* the smallest value with at least p% of the values at or below it */
+    assert_int_equal(hist_percentile(&h, 0), 1);
+    assert_int_equal(hist_percentile(&h, 1), 1);
+    assert_int_equal(hist_percentile(&h, 50), 50);
+    assert_int_equal(hist_percentile(&h, 50.5), 51);
+    assert_int_equal(hist_percentile(&h, 90), 90);
+    assert_int_equal(hist_percentile(&h, 99), 99);
+    assert_int_equal(hist_percentile(&h, 99.9), 100);
+    assert_int_equal(hist_percentile(&h, 100), 100);
+    assert_true(hist_mean(&h) == 50.5);
+
+    /* a rank between two values rounds up: 10 values, p55 is the 6th */
+    hist_init(&h);
+    for (uint64_t v = 1; v <= 10; v++)
+        hist_record(&h, v * 10);
+    assert_int_equal(hist_percentile(&h, 55), 60);
+    assert_int_equal(hist_percentile(&h, 50), 50);
+    assert_int_equal(hist_percentile(&h, 5), 10);
+
+    /* the bucket's highest value is capped at the exact maximum */
+    hist_init(&h);
+    hist_record(&h, 1001);
+    assert_int_equal(expected_high(1001), 1003);
+    assert_int_equal(hist_percentile(&h, 50), 1001);
+    hist_record(&h, 5000);
+    assert_int_equal(hist_percentile(&h, 50), 1003);
+}
+
+static void test_merge(void **state)
+{
+    (void)state;
+    hist_t a, b, empty;
+    hist_init(&a);
+    hist_init(&b);
+    hist_init(&empty);
+    hist_record(&a, 300);
+    hist_record(&a, 7);
+    hist_record(&b, 5);
+    hist_record(&b, 90000);
+    hist_merge(&a, &empty);
+    assert_int_equal(a.count, 2);
+    assert_int_equal(a.min, 7);
+    hist_merge(&a, &b);
+    assert_int_equal(a.count, 4);
+    assert_int_equal(a.min, 5);
+    assert_int_equal(a.max, 90000);
+    assert_int_equal(a.sum, 300 + 7 + 5 + 90000);
+    assert_int_equal(hist_percentile(&a, 25), 5);
+    assert_int_equal(hist_percentile(&a, 50), 7);
+    assert_int_equal(hist_percentile(&a, 75), expected_high(300));
+    assert_int_equal(hist_percentile(&a, 100), 90000);
+    /* into an empty one */
+    hist_merge(&empty, &b);
+    assert_int_equal(empty.min, 5);
+    assert_int_equal(empty.max, 90000);
+}
+
+/* ---- JSON report ------------------------------------------------------------- */
+
+/* The report of run/res as one string (the caller frees it). */
+static char *report_json(const stress_run_t *run, const stress_result_t *res)
+{
+    static const char path[] = "test_stress_report.tmp"; /* tmpfile() may not work on Windows */
+    FILE *f = fopen(path, "w+b");
+    assert_non_null(f);
+    stress_report_json(f, run, res);
+    long n = ftell(f);
+    assert_true(n > 0);
+    rewind(f);
+    char *s = malloc((size_t)n + 1);
+    assert_non_null(s);
+    assert_int_equal(fread(s, 1, (size_t)n, f), (size_t)n);
+    s[n] = 0;
+    fclose(f);
+    remove(path);
+    return s;
+}
+
+/* The number after "key": in s, where key may be a path "a.b" (the first
+ * key b after the first key a). */
+static double json_num(const char *s, const char *path)
+{
+    char key[64];
+    const char *at = s;
+    while (*path) {
+        const char *dot = strchr(path, '.');
+        size_t n = dot ? (size_t)(dot - path) : strlen(path);
+        snprintf(key, sizeof key, "\"%.*s\":", (int)n, path);
+        at = strstr(at, key);
+        if (!at) fail_msg("no %s in %s", key, s);
+        at += strlen(key);
+        path += n + (dot ? 1 : 0);
+    }
+    char *end;
+    double v = strtod(at, &end);
+    if (end == at) fail_msg("%s: not a number at %.20s", path, at);
+    return v;
+}
+
+/* A figure printed with one decimal ("%.1f") is x. */
+static int near1(double printed, double x)
+{
+    double d = printed - x;
+    return d <= 0.05 + 1e-9 && d >= -0.05 - 1e-9;
+}
+
+static void test_json_arithmetic(void **state)
+{
+    (void)state;
+    hist_t lat, con, none;
+    hist_init(&lat);
+    hist_init(&con);
+    hist_init(&none);
+    for (uint64_t i = 1; i <= 100; i++)
+        hist_record(&lat, i * 1000); /* 1..100 us */
+    hist_record(&con, 2000);
+    hist_record(&con, 4000);
+    stress_totals_t t;
+    memset(&t, 0, sizeof t);
+    t.requests = 1000;
+    t.bytes = 3000000;
+    t.connects = 40;
+    t.unanswered = 3;
+    t.dropped = 4;
+    t.unconnected = 5;
+    t.late_connects = 6;
+    t.errors[E_RESET] = 2;
+    t.errors[E_OTHER] = 1;
+    t.errors_total = 3;
+    stress_run_t run = {.url = "http://h/\"q\"", .conns = 8, .threads = 2, .pipeline = 1};
+    stress_result_t res = {.secs = 4.0,
+                           .unsent = 7,
+                           .totals = &t,
+                           .latency = &lat,
+                           .connect = &con,
+                           .hs_full = &none,
+                           .hs_resumed = &none};
+    char *s = report_json(&run, &res);
+    assert_non_null(strstr(s, "\"url\":\"http://h/\\\"q\\\"\""));
+    assert_true(json_num(s, "requests") == 1000);
+    assert_true(json_num(s, "req_per_s") == 250.0);
+    assert_true(json_num(s, "bytes_per_s") == 750000.0);
+    assert_true(json_num(s, "connects_per_s") == 10.0);
+    assert_true(json_num(s, "late_connects") == 6);
+    assert_true(json_num(s, "unsent") == 7);
+    assert_true(json_num(s, "unanswered") == 3);
+    assert_true(json_num(s, "unconnected") == 5);
+    assert_true(json_num(s, "dropped") == 4);
+    /* microseconds, from the histogram's nanoseconds */
+    assert_true(near1(json_num(s, "latency_us.p50"), (double)hist_percentile(&lat, 50) / 1e3));
+    assert_true(near1(json_num(s, "latency_us.p99"), (double)hist_percentile(&lat, 99) / 1e3));
+    assert_true(near1(json_num(s, "latency_us.p99_9"), 100.0));
+    assert_true(json_num(s, "latency_us.max") == 100.0);
+    assert_true(json_num(s, "latency_us.mean") == 50.5);
+    assert_true(json_num(s, "connect_us.p50") == 2.0);
+    assert_true(json_num(s, "connect_us.max") == 4.0);
+    assert_true(json_num(s, "errors_total") == 3);
+    assert_true(json_num(s, "errors.reset") == 2);
+    assert_true(json_num(s, "errors.other") == 1);
+    /* the error object: every kind, comma-separated, then the end */
+    const char *e = strstr(s, "\"errors\":{");
+    assert_non_null(e);
+    assert_non_null(strstr(e, "{\"connect_refused\":0,\"connect_timeout\":0,"));
+    assert_non_null(strstr(e, ",\"other\":1}}\n"));
+    free(s);
+
+    /* no time measured: rates 0, not a division by zero */
+    res.secs = 0;
+    s = report_json(&run, &res);
+    assert_true(json_num(s, "req_per_s") == 0.0);
+    free(s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bucket_edges),
+        cmocka_unit_test(test_percentile_ranks),
+        cmocka_unit_test(test_merge),
+        cmocka_unit_test(test_json_arithmetic),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
