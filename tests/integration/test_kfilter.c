@@ -956,7 +956,14 @@ static void max_marks_after_tier_returns(void **state)
     int rc = pc_server_set_rules(g_srv, rules_from("deny 127.0.8.0/24\n"));
     atomic_store(&g_refuse_bpf, 0);
     assert_int_equal(rc, 0);
-    assert_int_equal(listener_filter(0).tier, PC_KERNEL_FILTER_OFF); /* the tier went */
+    pc_listener_filter_t kf = listener_filter(0);
+    assert_int_equal(kf.tier, PC_KERNEL_FILTER_OFF); /* the tier went */
+    /* the reason is the eBPF tier's alone (no classic tier was asked for) */
+    size_t wl = strlen(kf.why);
+    assert_int_equal(strncmp(kf.why, "ebpf: ", 6), 0);
+    assert_true(wl > 6 && kf.why[wl - 1] != ' ' && kf.why[wl - 2] != ';');
+    /* and the old program with it: its set no longer drops in the kernel */
+    expect_served("127.0.9.7", "127.0.0.1", g_port);
     assert_int_equal(pc_server_set_rules(g_srv, rules_from("deny 127.0.9.0/24\n")), 0);
     expect_tier(0, PC_KERNEL_FILTER_EBPF); /* and came back, a new program */
     uint64_t rej0 = stats().rejected[PC_STEP_SOURCE_MAX];
