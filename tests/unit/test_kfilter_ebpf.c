@@ -29,6 +29,7 @@ int main(void)
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -974,6 +975,39 @@ static void bad_config(void **state)
     kf_ebpf_close(NULL, -1);
 }
 
+/* Without privilege (root dropping to nobody: no capability left) the
+ * kernel refuses bpf(): PC_EPERM with the hint, which the listener's tier
+ * choice and its log rely on; not PC_ENOSYS (no eBPF here). Skipped where
+ * the kernel lets unprivileged users load socket filters. */
+static void unprivileged_refused(void **state)
+{
+    (void)state;
+    FILE *f = fopen("/proc/sys/kernel/unprivileged_bpf_disabled", "r");
+    int disabled = 0;
+    if (f) {
+        if (fscanf(f, "%d", &disabled) != 1) disabled = 0;
+        fclose(f);
+    }
+    if (geteuid() != 0 || !disabled) skip();
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (setgid(65534) != 0 || setuid(65534) != 0) _exit(2);
+        kf_ebpf_t *k = NULL;
+        char why[200] = "";
+        int rc = kf_ebpf_open(&plain, NULL, -1, &k, why, sizeof why);
+        if (rc != PC_EPERM) {
+            fprintf(stderr, "kf_ebpf_open as nobody: %s (%s)\n", pc_err_name(rc), why);
+            _exit(1);
+        }
+        _exit(k == NULL && strstr(why, "CAP_BPF") ? 0 : 3);
+    }
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+}
+
 /* ---- a real listener ---------------------------------------------------------- */
 
 /* Connect from src to dst:port (same family); 1 = connected, 0 = no answer
@@ -1143,6 +1177,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(bad_config),
+        cmocka_unit_test(unprivileged_refused),
         cmocka_unit_test(edges_and_exceptions),
         cmocka_unit_test(ends_carrying_into_high_half),
         cmocka_unit_test(mapped_space_boundary),
