@@ -423,6 +423,12 @@ static void test_bad_status_line(void **state)
     assert_int_equal(w.n, 1);
     /* a good response first is reported before the error */
     expect_error(S("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nxHTTP/9.9 200 OK\r\n"), 1);
+    /* a short status line (bare LF) kept across calls after a line that
+     * left digits where a code would end: the kept line ends at its own
+     * length, what lies beyond it in the buffer is not read */
+    expect_error(S("HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-Pad: 0000000000\r\n\r\n"
+                   "HTTP/1.1 20\n\n"),
+                 1);
 }
 
 static void test_bad_content_length(void **state)
