@@ -644,6 +644,26 @@ static void rate_bucket(void **state)
     kf_ebpf_close(k, -1);
 }
 
+/* Source prefixes of length 0: every IPv4 source shares one bucket, every
+ * IPv6 source another. */
+static void rate_bucket_prefix_zero(void **state)
+{
+    kf_ebpf_config_t c = plain;
+    c.rate = 0.001; /* no refill during the test */
+    c.burst = 2;
+    c.source_prefix_v4 = 0;
+    c.source_prefix_v6 = 0;
+    kf_ebpf_t *k = open_or_skip(&c, NULL, -1);
+    assert_true(syn(k, "192.0.2.1"));
+    assert_true(syn(k, "198.51.100.1"));
+    assert_false(syn(k, "203.0.113.9"));
+    assert_false(syn(k, "255.255.255.255"));
+    assert_true(syn(k, "2001:db8::1"));
+    assert_true(syn(k, "fe80::2"));
+    assert_false(syn(k, "3fff::3"));
+    kf_ebpf_close(k, -1);
+}
+
 /* A retransmitted SYN (the source address, port and initial sequence
  * number of one that took a token) passes without a token, KF_RETX_MAX
  * times at most; any other attempt of the source still finds the bucket
@@ -1187,6 +1207,7 @@ int main(void)
         cmocka_unit_test(ipv4_options),
         cmocka_unit_test(ipv4_malformed),
         cmocka_unit_test(rate_bucket),
+        cmocka_unit_test(rate_bucket_prefix_zero),
         cmocka_unit_test(rate_bucket_race),
         cmocka_unit_test(rate_retransmit),
         cmocka_unit_test(blocked_sources),
