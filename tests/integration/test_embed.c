@@ -2006,6 +2006,105 @@ static void conn_timer_never_early(void **state)
     shim_close(s);
 }
 
+/* ---- 12. ids: a reused record, a table with no record yet, bounded snapshots */
+
+/* A closed connection's record is taken by a later one (same slot, the
+ * low half of the id): the new id differs in its generation, and every call
+ * by the old id is refused without touching the new connection (a
+ * generation that did not move at release let the old id reach it).
+ * stale_ids_every_call does not know whether its second connection took the
+ * first one's record; this one connects until one has. */
+static void reused_record_new_generation(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.threads = 1;
+    start_server(&cfg);
+    shim_sock_t s = SHIM_INVALID;
+    pc_conn_id_t old = 0, id = 0;
+    int n = 0;
+    for (;;) { /* bounded: 50 connections */
+        s = connect_client();
+        id = wait_open_id(++n);
+        if (old && (uint32_t)id == (uint32_t)old) break; /* the last one's record */
+        if (n == 50) fail_msg("%d connections, none took a closed one's record", n);
+        shim_close(s);
+        WAIT_FOR(atomic_load(&g_closes) == n, 5000);
+        assert_int_equal(atomic_load(&g_closes), n);
+        old = id;
+        /* a released record reaches the table's free list within 10 ms
+         * (FREE_FLUSH_MS), and the next connection takes the newest one */
+        shim_sleep_ms(30);
+    }
+    assert_true(id != old);
+    pc_buf_t b;
+    b.base = (void *)"x";
+    b.len = 1;
+    assert_int_equal(pc_server_send_to(g_srv, old, "x", 1), PC_ENOTCONN);
+    assert_int_equal(pc_server_sendv_to(g_srv, old, &b, 1), PC_ENOTCONN);
+    assert_int_equal(pc_server_send_queued(g_srv, old), PC_ENOTCONN);
+    assert_int_equal(pc_server_post_to(g_srv, old, post_never, NULL), PC_ENOTCONN);
+    assert_int_equal(pc_server_close_id(g_srv, old), PC_ENOTCONN);
+    assert_int_equal(pc_server_abort_id(g_srv, old), PC_ENOTCONN);
+    /* the new connection got none of it: its first bytes are its echo */
+    expect_echo(s, "untouched");
+    assert_true(pc_server_send_queued(g_srv, id) >= 0); /* open */
+    assert_int_equal(atomic_load(&g_closes), n - 1);
+    shim_close(s);
+}
+
+/* Before the table holds any record, an id naming its first slot is
+ * refused like any other (the lookup compared the slot with the count of
+ * records: one at the count read a chunk not yet allocated). */
+static void ids_before_any_connection(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    start_server(&cfg);
+    pc_buf_t b;
+    b.base = (void *)"x";
+    b.len = 1;
+    for (uint64_t gen = 1; gen <= 2; gen++) {
+        pc_conn_id_t id = gen << 32; /* slot 0 */
+        assert_int_equal(pc_server_send_to(g_srv, id, "x", 1), PC_ENOTCONN);
+        assert_int_equal(pc_server_sendv_to(g_srv, id, &b, 1), PC_ENOTCONN);
+        assert_int_equal(pc_server_send_queued(g_srv, id), PC_ENOTCONN);
+        assert_int_equal(pc_server_post_to(g_srv, id, post_never, NULL), PC_ENOTCONN);
+        assert_int_equal(pc_server_close_id(g_srv, id), PC_ENOTCONN);
+        assert_int_equal(pc_server_abort_id(g_srv, id), PC_ENOTCONN);
+    }
+    pc_conn_id_t ids[2];
+    assert_int_equal(pc_server_conn_ids(g_srv, ids, 2), 0);
+}
+
+/* pc_server_conn_ids writes at most max ids, and says max when there may
+ * be more: three open connections, room for two. */
+static void conn_ids_bounded_by_max(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    start_server(&cfg);
+    shim_sock_t s[3];
+    for (int i = 0; i < 3; i++)
+        s[i] = connect_client();
+    wait_open_id(3);
+    pc_conn_id_t ids[4] = {0, 0, 77, 77};
+    assert_int_equal(pc_server_conn_ids(g_srv, ids, 2), 2);
+    assert_true(ids[0] != 0 && ids[1] != 0 && ids[0] != ids[1]);
+    assert_true(ids[2] == 77); /* nothing past max */
+    assert_int_equal(pc_server_conn_ids(g_srv, ids, 1), 1);
+    assert_true(ids[1] != 77 && ids[2] == 77);
+    assert_int_equal(pc_server_conn_ids(g_srv, ids, 4), 3);
+    assert_true(ids[3] == 77);
+    assert_int_equal(pc_server_conn_ids(g_srv, ids, 0), 0);
+    assert_int_equal(pc_server_conn_ids(g_srv, NULL, 4), 0);
+    for (int i = 0; i < 3; i++)
+        shim_close(s[i]);
+}
+
 int main(int argc, char **argv)
 {
     shim_init();
@@ -2044,6 +2143,9 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(outbound_slow_connect_keeps_order, teardown), /* not on Windows */
 #endif
         cmocka_unit_test_teardown(post_racing_stop_runs_or_refused, teardown),
+        cmocka_unit_test_teardown(reused_record_new_generation, teardown),
+        cmocka_unit_test_teardown(ids_before_any_connection, teardown),
+        cmocka_unit_test_teardown(conn_ids_bounded_by_max, teardown),
     };
     if (PICK_TEST(tests, argc, argv) != 0) return 1;
     return cmocka_run_group_tests_name("embed", tests, NULL, NULL);
