@@ -2105,6 +2105,41 @@ static void conn_ids_bounded_by_max(void **state)
         shim_close(s[i]);
 }
 
+/* abort_id drops what other threads queued at once, whatever the worker is
+ * doing (the bytes leave the counts before the call returns), and a
+ * graceful close asked after it does not turn the abort back into a close
+ * that would flush: on_close runs with PC_CLOSE_ABORT and the peer gets a
+ * reset, no byte. The worker is held, so everything waits for it. */
+static void abort_id_drops_at_once_and_stays_abort(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.threads = 1;
+    start_server(&cfg);
+    shim_sock_t s = connect_client();
+    pc_conn_id_t id = wait_open_id(1);
+    worker_hold(g_srv);
+    assert_int_equal(pc_server_send_to(g_srv, id, "lost", 4), 0);
+    assert_int_equal(pc_server_send_queued(g_srv, id), 4);
+    assert_int_equal(stats().send_queued_bytes, 4);
+    assert_int_equal(pc_server_abort_id(g_srv, id), 0);
+    assert_int_equal(pc_server_send_queued(g_srv, id), 0); /* not closed yet: 0, not ENOTCONN */
+    assert_int_equal(stats().send_queued_bytes, 0);
+    assert_int_equal(pc_server_close_id(g_srv, id), 0); /* asked, after the abort */
+    worker_release();
+    WAIT_FOR(atomic_load(&g_closes) == 1, 5000);
+    assert_int_equal(atomic_load(&g_closes), 1);
+    assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_ABORT]), 1);
+    assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_LOCAL]), 0);
+    assert_int_equal(stats().send_queued_bytes, 0);
+    char buf[8];
+    shim_set_timeout(s, 5000);
+    int r = shim_recv_some(s, buf, sizeof buf);
+    assert_true(r == -1 || r == 0); /* a reset (Wine reports EOF), no byte */
+    shim_close(s);
+}
+
 int main(int argc, char **argv)
 {
     shim_init();
@@ -2146,6 +2181,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(reused_record_new_generation, teardown),
         cmocka_unit_test_teardown(ids_before_any_connection, teardown),
         cmocka_unit_test_teardown(conn_ids_bounded_by_max, teardown),
+        cmocka_unit_test_teardown(abort_id_drops_at_once_and_stays_abort, teardown),
     };
     if (PICK_TEST(tests, argc, argv) != 0) return 1;
     return cmocka_run_group_tests_name("embed", tests, NULL, NULL);
