@@ -2140,6 +2140,51 @@ static void abort_id_drops_at_once_and_stays_abort(void **state)
     shim_close(s);
 }
 
+/* ---- 13. pc_conn_timer's arguments and thread */
+
+/* pc_conn_timer refuses a function-less arming (PC_EINVAL; ms 0 cancels
+ * and needs none), and any call from a thread that is not the
+ * connection's strand, where it would race the worker (PC_EINVAL: a timer
+ * armed so never runs). */
+static atomic_int g_ta_rc[2];
+
+static void ta_on_data(pc_conn_t *c, const void *data, size_t len)
+{
+    (void)data;
+    (void)len;
+    atomic_store(&g_ta_rc[0], pc_conn_timer(c, 10, NULL));
+    atomic_store(&g_ta_rc[1], pc_conn_timer(c, 0, NULL));
+    assert_int_equal(pc_conn_send(c, "k", 1), 0);
+}
+
+static void conn_timer_refuses_bad_calls(void **state)
+{
+    (void)state;
+    atomic_store(&g_late_ticks, 0);
+    atomic_store(&g_ta_rc[0], 1);
+    atomic_store(&g_ta_rc[1], 1);
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.cb.on_data = ta_on_data;
+    start_server(&cfg);
+    shim_sock_t s = connect_client();
+    WAIT_FOR(atomic_load(&g_last_conn) != NULL, 5000);
+    pc_conn_t *c = atomic_load(&g_last_conn);
+    assert_non_null(c);
+    /* this thread is not the connection's strand */
+    assert_int_equal(pc_conn_timer(c, 10, late_tick), PC_EINVAL);
+    assert_int_equal(pc_conn_timer(c, 0, NULL), PC_EINVAL);
+    assert_int_equal(pc_conn_timer(NULL, 10, late_tick), PC_EINVAL);
+    char k;
+    assert_int_equal(shim_send_all(s, "?", 1), 0);
+    assert_int_equal(shim_recv_exact(s, &k, 1), 1);
+    assert_int_equal(atomic_load(&g_ta_rc[0]), PC_EINVAL);
+    assert_int_equal(atomic_load(&g_ta_rc[1]), 0);
+    shim_sleep_ms(100); /* ten times the refused timer's delay */
+    assert_int_equal(atomic_load(&g_late_ticks), 0);
+    shim_close(s);
+}
+
 int main(int argc, char **argv)
 {
     shim_init();
@@ -2182,6 +2227,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(ids_before_any_connection, teardown),
         cmocka_unit_test_teardown(conn_ids_bounded_by_max, teardown),
         cmocka_unit_test_teardown(abort_id_drops_at_once_and_stays_abort, teardown),
+        cmocka_unit_test_teardown(conn_timer_refuses_bad_calls, teardown),
     };
     if (PICK_TEST(tests, argc, argv) != 0) return 1;
     return cmocka_run_group_tests_name("embed", tests, NULL, NULL);
