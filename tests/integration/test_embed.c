@@ -2185,6 +2185,54 @@ static void conn_timer_refuses_bad_calls(void **state)
     shim_close(s);
 }
 
+/* ---- 14. a repeating server timer after a stall skips the missed periods */
+
+/* A 20 ms repeating timer whose first run takes 200 ms: its next run is a
+ * period after that run ended, at the earliest (portcullis.h: the next
+ * period is counted from the planned time, but never in the past: "a slow
+ * run or a stall skips the missed periods"), not the nine missed ones back
+ * to back. */
+static _Atomic uint64_t g_sk_end_ns, g_sk_next_ns;
+static atomic_int g_sk_runs;
+
+static void st_stall_once(pc_server_t *s, void *arg)
+{
+    (void)s;
+    (void)arg;
+    int n = atomic_fetch_add(&g_sk_runs, 1) + 1;
+    if (n == 1) {
+        shim_sleep_ms(200);
+        atomic_store(&g_sk_end_ns, pc__now_ns());
+    } else if (n == 2) {
+        atomic_store(&g_sk_next_ns, pc__now_ns());
+    }
+}
+
+static void server_timer_stall_skips_periods(void **state)
+{
+    (void)state;
+    atomic_store(&g_sk_runs, 0);
+    atomic_store(&g_sk_end_ns, 0);
+    atomic_store(&g_sk_next_ns, 0);
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    start_server(&cfg);
+    int64_t id = pc_server_timer(g_srv, 20, 1, st_stall_once, NULL);
+    assert_true(id > 0);
+    WAIT_FOR(atomic_load(&g_sk_runs) >= 2, 5000);
+    int rc, tries = 0;
+    while ((rc = pc_server_timer_cancel(g_srv, id)) == PC_EBUSY && tries++ < 5000)
+        shim_sleep_ms(1);
+    assert_int_equal(rc, 0);
+    uint64_t end = atomic_load(&g_sk_end_ns), next = atomic_load(&g_sk_next_ns);
+    assert_true(end > 0 && next > end);
+    /* a period after the slow run, less the wheel's millisecond clock's
+     * rounding (pc__deadline_ms never makes it early) */
+    if (next - end < 19000000u)
+        fail_msg("the run after a 200 ms one came %llu us after it (period 20 ms)",
+                 (unsigned long long)((next - end) / 1000));
+}
+
 int main(int argc, char **argv)
 {
     shim_init();
@@ -2228,6 +2276,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(conn_ids_bounded_by_max, teardown),
         cmocka_unit_test_teardown(abort_id_drops_at_once_and_stays_abort, teardown),
         cmocka_unit_test_teardown(conn_timer_refuses_bad_calls, teardown),
+        cmocka_unit_test_teardown(server_timer_stall_skips_periods, teardown),
     };
     if (PICK_TEST(tests, argc, argv) != 0) return 1;
     return cmocka_run_group_tests_name("embed", tests, NULL, NULL);
