@@ -2273,6 +2273,32 @@ static void conn_timer_not_run_by_idle_deadline(void **state)
     shim_close(s);
 }
 
+/* on_sent for bytes sent by id alone: the application queued them (by id),
+ * so the queue's emptying is told (on_sent_counts_sends_by_id queues a
+ * byte of the connection's own each round, which alone set it due). */
+static void on_sent_for_sends_by_id_alone(void **state)
+{
+    (void)state;
+    atomic_store(&g_os_bad, 0);
+    atomic_store(&g_os_runs, 0);
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.cb.on_sent = os_on_sent;
+    start_server(&cfg);
+    shim_sock_t s = connect_client();
+    pc_conn_id_t id = wait_open_id(1);
+    char got[3];
+    for (int round = 1; round <= 3; round++) {
+        assert_int_equal(pc_server_send_to(g_srv, id, "abc", 3), 0);
+        assert_int_equal(shim_recv_exact(s, got, 3), 3);
+        assert_memory_equal(got, "abc", 3);
+        WAIT_FOR(atomic_load(&g_os_runs) == round, 5000);
+        assert_int_equal(atomic_load(&g_os_runs), round);
+    }
+    assert_int_equal(atomic_load(&g_os_bad), 0);
+    shim_close(s);
+}
+
 int main(int argc, char **argv)
 {
     shim_init();
@@ -2318,6 +2344,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(conn_timer_refuses_bad_calls, teardown),
         cmocka_unit_test_teardown(server_timer_stall_skips_periods, teardown),
         cmocka_unit_test_teardown(conn_timer_not_run_by_idle_deadline, teardown),
+        cmocka_unit_test_teardown(on_sent_for_sends_by_id_alone, teardown),
     };
     if (PICK_TEST(tests, argc, argv) != 0) return 1;
     return cmocka_run_group_tests_name("embed", tests, NULL, NULL);
