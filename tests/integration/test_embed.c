@@ -2299,6 +2299,101 @@ static void on_sent_for_sends_by_id_alone(void **state)
     shim_close(s);
 }
 
+/* ---- 15. pc-chat: fan-out past the broadcaster's first snapshot, line bounds */
+
+/* A started chat server on g_srv (default chat settings but cc's max_line),
+ * and the chat; end_chat stops both. */
+static chat_t *start_chat(size_t max_line)
+{
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.send_queue_limit = 256u << 10;
+    chat_config_t cc;
+    chat_config_init(&cc);
+    cc.max_line = max_line;
+    chat_t *ch;
+    assert_int_equal(chat_create(&cc, &cfg, &ch), 0);
+    start_server(&cfg);
+    assert_int_equal(chat_start(ch, g_srv), 0);
+    return ch;
+}
+
+static void end_chat(chat_t *ch)
+{
+    pc_server_stop(g_srv, 2000);
+    chat_stop(ch);
+    pc_server_destroy(g_srv);
+    g_srv = NULL;
+    chat_destroy(ch);
+}
+
+/* A chat client, greeted. */
+static shim_sock_t chat_client(void)
+{
+    shim_sock_t s = connect_client();
+    shim_set_timeout(s, 5000);
+    char hello[10];
+    assert_int_equal(shim_recv_exact(s, hello, sizeof hello), sizeof hello);
+    assert_memory_equal(hello, "* welcome\n", sizeof hello);
+    return s;
+}
+
+/* More clients than the broadcaster's first id buffer holds (64): every
+ * one of them gets the line (a snapshot that did not grow left the rest
+ * out). */
+enum { FAN = 70 };
+
+static void chat_fan_out_past_first_snapshot(void **state)
+{
+    (void)state;
+    chat_t *ch = start_chat(1024);
+    shim_sock_t s[FAN];
+    for (int i = 0; i < FAN; i++)
+        s[i] = chat_client();
+    pc_conn_id_t ids[FAN + 1];
+    assert_int_equal(pc_server_conn_ids(g_srv, ids, FAN + 1), FAN);
+    assert_int_equal(shim_send_all(s[FAN - 1], "to all\n", 7), 0);
+    int missed = 0;
+    for (int i = 0; i < FAN; i++) {
+        char got[7];
+        if (shim_recv_exact(s[i], got, sizeof got) != sizeof got ||
+            memcmp(got, "to all\n", sizeof got) != 0)
+            missed++;
+    }
+    if (missed) fail_msg("%d of %d clients did not get the line", missed, FAN);
+    for (int i = 0; i < FAN; i++)
+        shim_close(s[i]);
+    end_chat(ch);
+}
+
+/* max_line is the longest line accepted, its newline not counted: a line
+ * of exactly max_line bytes is broadcast, one byte more gets the client
+ * told and closed. */
+static void chat_longest_line_and_one_more(void **state)
+{
+    (void)state;
+    chat_t *ch = start_chat(16);
+    shim_sock_t a = chat_client(), b = chat_client();
+    assert_int_equal(shim_send_all(a, "0123456789abcdef\n", 17), 0);
+    char got[32];
+    assert_int_equal(shim_recv_exact(b, got, 17), 17);
+    assert_memory_equal(got, "0123456789abcdef\n", 17);
+    assert_int_equal(shim_recv_exact(a, got, 17), 17); /* the talker too */
+    assert_int_equal(shim_send_all(a, "0123456789abcdefg\n", 18), 0);
+    static const char bye[] = "* line too long, bye\n";
+    assert_int_equal(shim_recv_exact(a, got, sizeof bye - 1), sizeof bye - 1);
+    assert_memory_equal(got, bye, sizeof bye - 1);
+    size_t more = 0;
+    assert_int_equal(shim_wait_close(a, &more), 0);
+    assert_int_equal(more, 0);
+    chat_stats_t cs;
+    chat_stats(ch, &cs);
+    assert_int_equal(cs.lines, 1);
+    shim_close(a);
+    shim_close(b);
+    end_chat(ch);
+}
+
 int main(int argc, char **argv)
 {
     shim_init();
@@ -2345,6 +2440,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(server_timer_stall_skips_periods, teardown),
         cmocka_unit_test_teardown(conn_timer_not_run_by_idle_deadline, teardown),
         cmocka_unit_test_teardown(on_sent_for_sends_by_id_alone, teardown),
+        cmocka_unit_test_teardown(chat_fan_out_past_first_snapshot, teardown),
+        cmocka_unit_test_teardown(chat_longest_line_and_one_more, teardown),
     };
     if (PICK_TEST(tests, argc, argv) != 0) return 1;
     return cmocka_run_group_tests_name("embed", tests, NULL, NULL);
