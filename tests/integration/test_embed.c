@@ -509,6 +509,9 @@ static void stale_ids_every_call(void **state)
     assert_int_equal(pc_server_abort_id(NULL, id2), PC_EINVAL);
     assert_int_equal(pc_server_send_queued(NULL, id2), PC_EINVAL);
     assert_int_equal(pc_server_post_to(NULL, id2, post_never, NULL), PC_EINVAL);
+    /* nothing to run: refused, whatever the id */
+    assert_int_equal(pc_server_post_to(g_srv, id2, NULL, NULL), PC_EINVAL);
+    assert_int_equal(pc_server_post_to(g_srv, id, NULL, NULL), PC_EINVAL);
     /* the live one still works, gather form included; an empty buffer may
      * have no base (nothing is copied from it: the sanitizer build checks) */
     pc_buf_t three[3];
