@@ -1823,6 +1823,70 @@ static void outbound_close_in_on_open_keeps_order(void **state)
     assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_PEER]), 1); /* a FIN */
 }
 
+/* A pc_connect connection whose peer speaks first, its bytes there before
+ * the connecting worker takes the connect's completion: the readiness that
+ * came with the completion, before any receive was pending, is not lost.
+ * epoll reports both in one event, and the receive started once the
+ * connection opens must complete from it (an edge-triggered loop sees no
+ * later edge: a backend that waited for one never delivered the greeting).
+ * The worker is held while the connect is queued, then takes the connect
+ * and, in the same batch, a gate that holds it until the greeting is sent
+ * (the connect's completion is then still to be taken). */
+static atomic_int g_greet_len, g_gate_in, g_gate_open;
+
+static void greet_data(pc_conn_t *c, const void *d, size_t n)
+{
+    (void)c, (void)d;
+    atomic_fetch_add(&g_greet_len, (int)n);
+}
+
+static void greet_gate(pc_server_t *s, void *arg)
+{
+    (void)s, (void)arg;
+    atomic_store(&g_gate_in, 1);
+    uint64_t end = shim_now_ms() + 5000;
+    while (!atomic_load(&g_gate_open) && shim_now_ms() < end)
+        shim_sleep_ms(1);
+}
+
+static void outbound_peer_speaks_before_connect_taken(void **state)
+{
+    (void)state;
+    atomic_store(&g_greet_len, 0);
+    atomic_store(&g_gate_in, 0);
+    atomic_store(&g_gate_open, 0);
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    g_behaviour = B_BIG_ON_OPEN; /* the accepted side sends g_big bytes at once */
+    g_big = 5;
+    start_server(&cfg);
+    static const pc_callbacks_t cli = {.on_data = greet_data};
+    pc_server_t *cs = start_client_server(&cli, NULL);
+    char ep[64];
+    snprintf(ep, sizeof ep, "127.0.0.1:%d", g_port);
+    pc_conn_id_t id = 0;
+    worker_hold(cs);
+    assert_int_equal(pc_connect(cs, ep, NULL, &cli, NULL, &id), 0);
+    assert_int_equal(pc_server_post(cs, greet_gate, NULL), 0); /* right after the connect */
+    worker_release();
+    WAIT_FOR(atomic_load(&g_gate_in), 5000);
+    assert_int_equal(atomic_load(&g_gate_in), 1);
+    /* io_uring submits the connect when its worker next enters the kernel,
+     * after the gate: there the gate opens at once */
+    pc_server_stats_t cst;
+    pc_server_stats(cs, &cst);
+    if (cst.backend != PC_BACKEND_URING) {
+        WAIT_FOR(stats().bytes_out == 5, 5000);
+        assert_int_equal(stats().bytes_out, 5); /* the connect started, the greeting is sent */
+    }
+    atomic_store(&g_gate_open, 1);
+    WAIT_FOR(atomic_load(&g_greet_len) == 5, 5000);
+    assert_int_equal(atomic_load(&g_greet_len), 5);
+    assert_int_equal(pc_server_abort_id(cs, id), 0);
+    pc_server_stop(cs, 1000);
+    pc_server_destroy(cs);
+}
+
 /* A pc_connect connection whose connect is slow: a function posted while
  * it connects waits for the connect, and bytes sent by id after it, even
  * those another kick takes later, still wait behind it: the accepted side
@@ -2431,6 +2495,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(server_timer_cancels_one_due_with_it, teardown),
         cmocka_unit_test_teardown(outbound_post_and_close_wait_for_open, teardown),
         cmocka_unit_test_teardown(outbound_close_in_on_open_keeps_order, teardown),
+        cmocka_unit_test_teardown(outbound_peer_speaks_before_connect_taken, teardown),
 #ifdef __linux__
         cmocka_unit_test_teardown(outbound_slow_connect_keeps_order, teardown), /* not on Windows */
 #endif
