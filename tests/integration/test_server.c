@@ -1763,6 +1763,35 @@ static void peer_reset_is_reset(void **state)
     assert_int_equal(stats().closed[PC_CLOSE_RESET], 1);
 }
 
+/* A reset from the peer while the connection's queue is above its high
+ * water: it reads nothing (paused), so only its blocked send can see the
+ * reset, and that send's error must end it. A backend that took a send's
+ * error for progress had the connection retry the send for ever. */
+static void peer_reset_while_paused_by_high_water(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.cb.on_close = reset_close;
+    cfg.send_high_water = 64u << 10;
+    cfg.send_low_water = 16u << 10;
+    g_behaviour = B_BIG_ON_OPEN;
+    g_big = 32u << 20; /* more than loopback's kernel buffers absorb */
+    atomic_store(&g_reset_err, 0);
+    start_server(&cfg);
+    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 3000);
+    assert_true(s != SHIM_INVALID);
+    WAIT_FOR(atomic_load(&g_opens) == 1 && stats().send_queued_bytes > cfg.send_high_water, 5000);
+    assert_true(stats().send_queued_bytes > cfg.send_high_water); /* paused: not reading */
+    shim_close_reset(s);
+    WAIT_FOR(atomic_load(&g_closes) == 1, 5000);
+    assert_int_equal(atomic_load(&g_closes), 1);
+    assert_int_equal(
+        atomic_load(&g_reasons[PC_CLOSE_RESET]) + atomic_load(&g_reasons[PC_CLOSE_ERROR]), 1);
+    WAIT_FOR(stats().send_queued_bytes == 0, 2000);
+    assert_int_equal(stats().send_queued_bytes, 0);
+}
+
 /* The peer half-closes while a large answer is still queued: the close that
  * follows its FIN is graceful (portcullis.h, PC_CLOSE_PEER; "flush queued
  * bytes, send FIN"), so every queued byte still reaches the peer, then our
@@ -1931,6 +1960,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(high_water_is_passed_not_reached, teardown),
         cmocka_unit_test_teardown(low_water_zero_drains_when_empty, teardown),
         cmocka_unit_test_teardown(peer_reset_is_reset, teardown),
+        cmocka_unit_test_teardown(peer_reset_while_paused_by_high_water, teardown),
         cmocka_unit_test_teardown(peer_fin_flushes_queue, teardown),
         cmocka_unit_test_teardown(server_post_runs, teardown),
         cmocka_unit_test_teardown(stats_count, teardown),
