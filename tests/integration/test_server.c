@@ -1488,6 +1488,46 @@ static void uring_slot_abort_is_prompt(void **state) /* not on Windows */
     shim_close(idle);
 }
 
+/* io_uring: a pool of 4 provided buffers of 512 bytes runs out under a
+ * 64 KiB burst, and the kernel ends the multishot receive with ENOBUFS: that
+ * is "read the socket yourself" (docs/uring.md: buffer exhaustion costs
+ * speed, never correctness), not an error that closes the connection.
+ * epoll: an echo. */
+static void uring_buffer_pool_runs_out(void **state) /* not on Windows */
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.threads = 1;
+    char *old_n = env_save("PORTCULLIS_URING_BUFFERS");
+    char *old_size = env_save("PORTCULLIS_URING_BUFFER_SIZE");
+    char *old_recv = env_save("PORTCULLIS_URING_RECV");
+    setenv("PORTCULLIS_URING_BUFFERS", "4", 1);
+    setenv("PORTCULLIS_URING_BUFFER_SIZE", "512", 1);
+    unsetenv("PORTCULLIS_URING_RECV"); /* multishot */
+    start_server(&cfg);
+    env_restore("PORTCULLIS_URING_BUFFERS", old_n);
+    env_restore("PORTCULLIS_URING_BUFFER_SIZE", old_size);
+    env_restore("PORTCULLIS_URING_RECV", old_recv);
+    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 3000);
+    assert_true(s != SHIM_INVALID);
+    enum { LEN = 64 << 10 };
+    unsigned char *out = malloc(LEN), *in = malloc(LEN);
+    for (int round = 0; round < 3; round++) {
+        fill_pattern(out, (size_t)round * LEN, LEN);
+        assert_int_equal(shim_send_all(s, out, LEN), 0);
+        assert_int_equal(shim_recv_exact(s, in, LEN), LEN);
+        assert_memory_equal(in, out, LEN);
+    }
+    free(out);
+    free(in);
+    expect_echo(s, "still open");
+    assert_int_equal(atomic_load(&g_closes), 0);
+    shim_close(s);
+    WAIT_FOR(atomic_load(&g_closes) == 1, 3000);
+    assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_PEER]), 1);
+}
+
 /* io_uring: a worker registers its ring's fd in its own thread's table of
  * registered rings. pc_server_destroy runs on the caller's thread, where
  * liburing's io_uring_queue_exit unregistered the offset the worker had
@@ -1975,6 +2015,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(uring_file_slots, teardown),                 /* not on Windows */
         cmocka_unit_test_teardown(uring_file_slots_run_out, teardown),         /* not on Windows */
         cmocka_unit_test_teardown(uring_slot_abort_is_prompt, teardown),       /* not on Windows */
+        cmocka_unit_test_teardown(uring_buffer_pool_runs_out, teardown),       /* not on Windows */
         cmocka_unit_test_teardown(uring_destroy_keeps_callers_ring, teardown), /* not on Windows */
 #endif
     };
