@@ -2352,17 +2352,17 @@ static void server_timer_stall_skips_periods(void **state)
 }
 
 /* A connection's timer is not run early by another deadline of the same
- * connection: with an idle timeout of 300 ms that the client keeps moving
- * (a byte every 100 ms), the connection's timer fires at 300 ms to find
- * the idle deadline not due; a 1000 ms user timer must still wait its
- * 1000 ms (conn_timer_never_early has no other deadline, so a user timer
+ * connection: with an idle timeout of 600 ms that the client keeps moving
+ * (a byte every 100 ms), the connection's timer fires at 600 ms to find
+ * the idle deadline not due; a 1500 ms user timer must still wait its
+ * 1500 ms (conn_timer_never_early has no other deadline, so a user timer
  * run whenever the connection's timer fired passed it). */
 static void cti_on_data(pc_conn_t *c, const void *data, size_t len)
 {
     if (((const char *)data)[0] != 'A' || len != 1) return; /* the keep-alive bytes */
-    atomic_store(&g_cte_ms, 1000);
+    atomic_store(&g_cte_ms, 1500);
     atomic_store(&g_cte_armed_ns, pc__now_ns());
-    assert_int_equal(pc_conn_timer(c, 1000, cte_fire), 0);
+    assert_int_equal(pc_conn_timer(c, 1500, cte_fire), 0);
 }
 
 static void conn_timer_not_run_by_idle_deadline(void **state)
@@ -2372,20 +2372,20 @@ static void conn_timer_not_run_by_idle_deadline(void **state)
     atomic_store(&g_cte_worst_ns, 0);
     pc_server_config_t cfg;
     base_config(&cfg);
-    cfg.idle_timeout_ms = 300;
+    cfg.idle_timeout_ms = 600; /* six of the client's 100 ms steps: a slow machine keeps it open */
     cfg.cb.on_data = cti_on_data;
     start_server(&cfg);
     shim_sock_t s = connect_client();
     assert_int_equal(shim_send_all(s, "A", 1), 0);
     shim_set_timeout(s, 100);
     char got = 0;
-    for (int i = 0; i < 30 && got != 'F'; i++) { /* bounded: 3 s */
+    for (int i = 0; i < 40 && got != 'F'; i++) { /* bounded: 4 s */
         if (shim_recv_some(s, &got, 1) == 1) break;
         assert_int_equal(shim_send_all(s, ".", 1), 0); /* keeps the idle deadline moving */
     }
     assert_int_equal(got, 'F');
     if (atomic_load(&g_cte_early))
-        fail_msg("a 1000 ms connection timer ran %llu us early",
+        fail_msg("a 1500 ms connection timer ran %llu us early",
                  (unsigned long long)(atomic_load(&g_cte_worst_ns) / 1000u));
     assert_int_equal(atomic_load(&g_closes), 0);
     shim_close(s);
