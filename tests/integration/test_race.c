@@ -577,6 +577,7 @@ static void connect_post_timer_rules_vs_stop(void **state)
 {
     (void)state;
     uint64_t worst = 0;
+    int drain_ran_out = 0;
     for (int round = 0; round < 8; round++) {
         memset(g_trec, 0, sizeof g_trec);
         atomic_store(&g_tnext, 0);
@@ -601,8 +602,14 @@ static void connect_post_timer_rules_vs_stop(void **state)
                          0);
         shim_sleep_ms(30 + round * 7 % 40);
         uint64_t t0 = shim_now_ms();
+        log_capture_begin("not closed after the"); /* the stop's warning when its drain ran out */
         assert_int_equal(pc_server_stop(g_srv, 3000), 0);
+        log_capture_end();
         uint64_t took = shim_now_ms() - t0;
+        if (g_nstart_lines) {
+            print_message("round %d: %s\n", round, g_start_lines[0]);
+            drain_ran_out++;
+        }
         if (took > worst) worst = took;
         int kclosed = atomic_load(&g_k_close), pran = atomic_load(&g_p_run);
         shim_sleep_ms(10);
@@ -628,8 +635,10 @@ static void connect_post_timer_rules_vs_stop(void **state)
     }
     print_message("worst stop: %llu ms, rules swapped %d\n", (unsigned long long)worst,
                   atomic_load(&g_rules_ok));
-    /* loopback connections close gracefully at once: none waits for the drain */
-    assert_true(worst < 2500);
+    /* loopback connections close gracefully at once: none waits for the
+     * drain. (Not the stop's time: it also runs every post queued before
+     * the drain ended, and under Wine the poster queued up to 2 s of them.) */
+    assert_int_equal(drain_ran_out, 0);
 }
 
 /* ---- 5. pause / resume from posted functions while data arrives ----------------- */
