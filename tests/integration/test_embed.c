@@ -452,6 +452,28 @@ static void post_never(pc_conn_t *c, void *arg)
     fail_msg("post_to ran for a stale id");
 }
 
+/* Every by-id call refuses id with PC_ENOTCONN: it names no open
+ * connection (post_never fails the test if a post by it ever runs). */
+static void expect_id_refused(pc_conn_id_t id)
+{
+    pc_buf_t b;
+    b.base = (void *)"x";
+    b.len = 1;
+    int64_t rc[6]; /* in this order: an initialiser list leaves it open */
+    rc[0] = pc_server_send_to(g_srv, id, "x", 1);
+    rc[1] = pc_server_sendv_to(g_srv, id, &b, 1);
+    rc[2] = pc_server_send_queued(g_srv, id);
+    rc[3] = pc_server_post_to(g_srv, id, post_never, NULL);
+    rc[4] = pc_server_close_id(g_srv, id);
+    rc[5] = pc_server_abort_id(g_srv, id);
+    static const char *const calls[6] = {"send_to", "sendv_to", "send_queued",
+                                         "post_to", "close_id", "abort_id"};
+    for (int i = 0; i < 6; i++)
+        if (rc[i] != PC_ENOTCONN)
+            fail_msg("pc_server_%s(%#llx): %lld, not PC_ENOTCONN", calls[i], (unsigned long long)id,
+                     (long long)rc[i]);
+}
+
 static void post_sendv_empty_entry(pc_conn_t *c, void *arg)
 {
     (void)arg;
@@ -488,14 +510,8 @@ static void stale_ids_every_call(void **state)
     pc_buf_t b = {0};
     b.base = (void *)"x";
     b.len = 1;
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        assert_int_equal(pc_server_send_to(g_srv, bad[i], "x", 1), PC_ENOTCONN);
-        assert_int_equal(pc_server_sendv_to(g_srv, bad[i], &b, 1), PC_ENOTCONN);
-        assert_int_equal(pc_server_close_id(g_srv, bad[i]), PC_ENOTCONN);
-        assert_int_equal(pc_server_abort_id(g_srv, bad[i]), PC_ENOTCONN);
-        assert_int_equal(pc_server_send_queued(g_srv, bad[i]), PC_ENOTCONN);
-        assert_int_equal(pc_server_post_to(g_srv, bad[i], post_never, NULL), PC_ENOTCONN);
-    }
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        expect_id_refused(bad[i]);
     assert_int_equal(pc_server_conn_ids(g_srv, ids, 8), 1);
     assert_true(ids[0] == id2);
     /* nothing to copy from: refused before the id is looked at */
@@ -2047,20 +2063,9 @@ static void hidden_refuses_guessed_ids(void **state)
 {
     (void)state;
     shim_sock_t s = start_hidden_connection();
-    pc_buf_t b;
-    b.base = (void *)"x";
-    b.len = 1;
-    for (uint64_t gen = 1; gen <= 4; gen++) {
-        for (uint64_t slot = 0; slot < 8; slot++) {
-            pc_conn_id_t id = gen << 32 | slot;
-            assert_int_equal(pc_server_send_to(g_srv, id, "x", 1), PC_ENOTCONN);
-            assert_int_equal(pc_server_sendv_to(g_srv, id, &b, 1), PC_ENOTCONN);
-            assert_int_equal(pc_server_send_queued(g_srv, id), PC_ENOTCONN);
-            assert_int_equal(pc_server_post_to(g_srv, id, post_never, NULL), PC_ENOTCONN);
-            assert_int_equal(pc_server_close_id(g_srv, id), PC_ENOTCONN);
-            assert_int_equal(pc_server_abort_id(g_srv, id), PC_ENOTCONN);
-        }
-    }
+    for (uint64_t gen = 1; gen <= 4; gen++)
+        for (uint64_t slot = 0; slot < 8; slot++)
+            expect_id_refused(gen << 32 | slot);
     const char *hdr = "PROXY TCP4 127.0.0.9 127.0.0.1 5555 80\r\n";
     assert_int_equal(shim_send_all(s, hdr, strlen(hdr)), 0);
     wait_open_id(1);
@@ -2156,15 +2161,7 @@ static void reused_record_new_generation(void **state)
         shim_sleep_ms(30);
     }
     assert_true(id != old);
-    pc_buf_t b;
-    b.base = (void *)"x";
-    b.len = 1;
-    assert_int_equal(pc_server_send_to(g_srv, old, "x", 1), PC_ENOTCONN);
-    assert_int_equal(pc_server_sendv_to(g_srv, old, &b, 1), PC_ENOTCONN);
-    assert_int_equal(pc_server_send_queued(g_srv, old), PC_ENOTCONN);
-    assert_int_equal(pc_server_post_to(g_srv, old, post_never, NULL), PC_ENOTCONN);
-    assert_int_equal(pc_server_close_id(g_srv, old), PC_ENOTCONN);
-    assert_int_equal(pc_server_abort_id(g_srv, old), PC_ENOTCONN);
+    expect_id_refused(old);
     /* the new connection got none of it: its first bytes are its echo */
     expect_echo(s, "untouched");
     assert_true(pc_server_send_queued(g_srv, id) >= 0); /* open */
@@ -2181,18 +2178,8 @@ static void ids_before_any_connection(void **state)
     pc_server_config_t cfg;
     base_config(&cfg);
     start_server(&cfg);
-    pc_buf_t b;
-    b.base = (void *)"x";
-    b.len = 1;
-    for (uint64_t gen = 1; gen <= 2; gen++) {
-        pc_conn_id_t id = gen << 32; /* slot 0 */
-        assert_int_equal(pc_server_send_to(g_srv, id, "x", 1), PC_ENOTCONN);
-        assert_int_equal(pc_server_sendv_to(g_srv, id, &b, 1), PC_ENOTCONN);
-        assert_int_equal(pc_server_send_queued(g_srv, id), PC_ENOTCONN);
-        assert_int_equal(pc_server_post_to(g_srv, id, post_never, NULL), PC_ENOTCONN);
-        assert_int_equal(pc_server_close_id(g_srv, id), PC_ENOTCONN);
-        assert_int_equal(pc_server_abort_id(g_srv, id), PC_ENOTCONN);
-    }
+    for (uint64_t gen = 1; gen <= 2; gen++)
+        expect_id_refused(gen << 32); /* slot 0 */
     pc_conn_id_t ids[2];
     assert_int_equal(pc_server_conn_ids(g_srv, ids, 2), 0);
 }
