@@ -33,10 +33,18 @@ WELCOME = b"* welcome\n"
 
 
 BACKEND = []  # --backend NAME, passed on to pc-chat
+TCP_ESTABLISHED = 1  # tcp_info.tcpi_state (linux/tcp.h)
 
 
-def run(bindir, extra, readers_n, nonreaders_n, seconds):
-    """Returns (longest gap with no reader receiving, {reader: how it was lost})."""
+def reset_by_server(s):
+    """True once the server reset s (kicked): its TCP state left ESTABLISHED."""
+    return s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] != TCP_ESTABLISHED
+
+
+def run(bindir, extra, readers_n, nonreaders_n, seconds, settle):
+    """Returns (longest gap with no reader receiving, {reader: how it was lost},
+    clients kicked). Runs for at most `seconds`, and `settle` seconds past the
+    moment every non-reader was reset (the readers must go on receiving)."""
     srv = Server([os.path.join(bindir, "pc-chat"), "--listen", HOST + ":0", "--threads", "2",
                   "--kernel-filter", "off"] + BACKEND + extra)
     socks = []
@@ -51,11 +59,13 @@ def run(bindir, extra, readers_n, nonreaders_n, seconds):
             s.setblocking(False)
             readers.append(s)
             socks.append(s)
+        nonreaders = []
         for _ in range(nonreaders_n):
             nr = socket.socket()
             nr.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             nr.connect((HOST, port))
             socks.append(nr)
+            nonreaders.append(nr)
         sel = selectors.DefaultSelector()
         for i, s in enumerate(readers):
             sel.register(s, selectors.EVENT_READ | (selectors.EVENT_WRITE if i == 0 else 0), i)
@@ -64,7 +74,13 @@ def run(bindir, extra, readers_n, nonreaders_n, seconds):
         lost = {}
         out = bytearray()
         sent = 0
+        all_kicked = None
         while now() - t0 < seconds:
+            if all_kicked is None and all(reset_by_server(nr) for nr in nonreaders):
+                all_kicked = now()
+                print("  every non-reader reset after %.1f s" % (all_kicked - t0))
+            if all_kicked is not None and now() - all_kicked >= settle:
+                break
             if not srv.alive():
                 raise Fail("pc-chat exited: %s\n%s" % (srv.proc.poll(), srv.tail()))
             for key, ev in sel.select(0.05):
@@ -95,6 +111,10 @@ def run(bindir, extra, readers_n, nonreaders_n, seconds):
                         continue
                     gap = max(gap, now() - last)
                     last = now()
+        # the clients go first: readers that stopped reading would hold the
+        # stop for its whole drain (5 s)
+        for s in socks:
+            s.close()
         srv.proc.send_signal(signal.SIGTERM)
         srv.proc.wait(30)
         for r in srv.readers:
@@ -126,13 +146,13 @@ def main():
         print("--max-line %s: exit %s" % (v, rc))
         if rc != 2:
             failures.append("--max-line %s: exit %s, expected 2 (refused)" % (v, rc))
-    gap, lost, kicked = run(bindir, ["--max-buffered", "1048576", "--patience", "200"], 5, 8, 8)
+    gap, lost, kicked = run(bindir, ["--max-buffered", "1048576", "--patience", "200"], 5, 8, 8, 2)
     print("memory cap: readers lost %s, %d kicked" % (lost or "none", kicked))
     if lost:
         failures.append("memory cap: readers kicked along with the non-readers: %s" % lost)
     if kicked != 8:
         failures.append("memory cap: %d clients kicked, expected the 8 non-readers" % kicked)
-    gap, lost, kicked = run(bindir, ["--patience", "500"], 5, 12, 10)
+    gap, lost, kicked = run(bindir, ["--patience", "500"], 5, 12, 10, 2)
     print("patience: longest silence for the readers %.1f s, readers lost %s, %d kicked"
           % (gap, lost or "none", kicked))
     if gap > 3.0:
