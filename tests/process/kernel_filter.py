@@ -73,12 +73,29 @@ except OSError:
 """
 
 
+def connect_all(probes):
+    """Runs the connects [(src, dst, port, t, netns, ext)] at once (a denied one
+    waits its whole t); their results, in order."""
+    procs = []
+    for src, dst, port, t, netns, ext in probes:
+        argv = [sys.executable, "-c", CLIENT, src, dst, str(port), str(t)] + ([ext] if ext else [])
+        if netns:
+            argv = ["ip", "netns", "exec", netns] + argv
+        procs.append((subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                       text=True), t))
+    outs = []
+    for p, t in procs:
+        try:
+            out, err = p.communicate(timeout=t + 15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, err = p.communicate()
+        outs.append(out.strip() or ("error: " + err.strip()))
+    return outs
+
+
 def connect(src, dst, port, t, netns=None, ext=None):
-    argv = [sys.executable, "-c", CLIENT, src, dst, str(port), str(t)] + ([ext] if ext else [])
-    if netns:
-        argv = ["ip", "netns", "exec", netns] + argv
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=t + 15)
-    return out.stdout.strip() or ("error: " + out.stderr.strip())
+    return connect_all([(src, dst, port, t, netns, ext)])[0]
 
 
 def expect(failures, what, got, want):
@@ -142,8 +159,10 @@ def case_root(args, tmp, failures, tier):
         if port is None:
             return
         expect(failures, "root 127.0.0.1", connect("127.0.0.1", "127.0.0.1", port, 5), "ok")
-        for src in ("127.0.0.2", "127.0.9.7"):
-            expect(failures, "root " + src, connect(src, "127.0.0.1", port, DENIED_WAIT), "timeout")
+        srcs = ("127.0.0.2", "127.0.9.7")
+        got = connect_all([(src, "127.0.0.1", port, DENIED_WAIT, None, None) for src in srcs])
+        for src, out in zip(srcs, got):
+            expect(failures, "root " + src, out, "timeout")
         expect(failures, "root 127.0.0.6 before reload",
                connect("127.0.0.6", "127.0.0.1", port, 5), "ok")
         with open(rules, "w") as f:
@@ -190,9 +209,10 @@ def case_v6(args, tmp, failures):
             port = tier_started(srv, failures, "v6", tier)
             if port is None:
                 continue
-            for ext in (None, "hopopts", "dstopts"):
-                expect(failures, "v6 %s [::1] %s" % (tier, ext or "plain"),
-                       connect("::1", "::1", port, DENIED_WAIT, ext=ext), "timeout")
+            exts = (None, "hopopts", "dstopts")
+            got = connect_all([("::1", "::1", port, DENIED_WAIT, None, ext) for ext in exts])
+            for ext, out in zip(exts, got):
+                expect(failures, "v6 %s [::1] %s" % (tier, ext or "plain"), out, "timeout")
         finally:
             srv.kill()
 
@@ -269,9 +289,8 @@ def case_netns(args, tmp, failures):
         first = connect("10.203.0.2", "10.203.0.1", port, 5, ns_c)
         expect(failures, "netns allowed 10.203.0.2", first, "ok")
         before = passive_opens(ns_s)
-        for _ in range(3):
-            expect(failures, "netns denied 10.203.0.3",
-                   connect("10.203.0.3", "10.203.0.1", port, DENIED_WAIT, ns_c), "timeout")
+        for out in connect_all([("10.203.0.3", "10.203.0.1", port, DENIED_WAIT, ns_c, None)] * 3):
+            expect(failures, "netns denied 10.203.0.3", out, "timeout")
         after = passive_opens(ns_s)
         if after != before:
             failures.append("netns: TcpPassiveOpens moved %d -> %d for denied SYNs"
