@@ -524,14 +524,16 @@ static void overlapped_internal_pending(void **state)
     shim_close(c);
 }
 
-/* The server's end of the connection from client c: the socket handle whose
- * local port is g_port and whose peer is c (found by trying handle values,
- * so the test needs nothing of the engine's internals). */
-static SOCKET server_end_of(shim_sock_t c)
+/* A socket handle of this process whose local port is g_port: the one whose
+ * peer is client c, or with c INVALID_SOCKET the listener (no peer). Found
+ * by trying handle values, so the test needs nothing of the engine's
+ * internals. */
+static SOCKET socket_on_port(shim_sock_t c)
 {
     struct sockaddr_in me;
     int len = (int)sizeof me;
-    if (getsockname(c, (struct sockaddr *)&me, &len) != 0) return INVALID_SOCKET;
+    if (c != INVALID_SOCKET && getsockname(c, (struct sockaddr *)&me, &len) != 0)
+        return INVALID_SOCKET;
     for (uintptr_t h = 4; h < (1u << 16); h += 4) {
         SOCKET s = (SOCKET)h;
         struct sockaddr_in local, peer;
@@ -539,17 +541,24 @@ static SOCKET server_end_of(shim_sock_t c)
         if (s == c || getsockname(s, (struct sockaddr *)&local, &ll) != 0 ||
             local.sin_family != AF_INET || ntohs(local.sin_port) != g_port)
             continue;
-        if (getpeername(s, (struct sockaddr *)&peer, &pl) == 0 && peer.sin_port == me.sin_port)
-            return s;
+        int connected = getpeername(s, (struct sockaddr *)&peer, &pl) == 0;
+        if (c == INVALID_SOCKET ? !connected : connected && peer.sin_port == me.sin_port) return s;
     }
     return INVALID_SOCKET;
 }
 
+/* The server's end of the connection from client c. */
+static SOCKET server_end_of(shim_sock_t c)
+{
+    return socket_on_port(c);
+}
+
 /* Accepted connections are not inheritable, like every socket the engine
- * makes: a child process started with handle inheritance would otherwise
- * hold each open connection, and closing it here would not end it for the
- * peer. WSAAccept does not carry the listener's WSA_FLAG_NO_HANDLE_INHERIT
- * over (Wine, and Windows too), so the engine clears the flag itself. */
+ * makes (the listener too): a child process started with handle
+ * inheritance would otherwise hold each open connection, and closing it
+ * here would not end it for the peer (nor free the port). WSAAccept does not
+ * carry the listener's WSA_FLAG_NO_HANDLE_INHERIT over (Wine, and Windows
+ * too), so the engine clears the flag itself. */
 static void accepted_socket_not_inheritable(void **state)
 {
     (void)state;
@@ -564,6 +573,33 @@ static void accepted_socket_not_inheritable(void **state)
     DWORD flags = 0;
     assert_true(GetHandleInformation((HANDLE)s, &flags));
     assert_int_equal(flags & HANDLE_FLAG_INHERIT, 0);
+    SOCKET l = socket_on_port(INVALID_SOCKET);
+    assert_true(l != INVALID_SOCKET);
+    flags = 0;
+    assert_true(GetHandleInformation((HANDLE)l, &flags));
+    assert_int_equal(flags & HANDLE_FLAG_INHERIT, 0);
+    shim_close(c);
+}
+
+/* Accepted connections have Nagle's algorithm off (TCP_NODELAY), as on
+ * Linux: an echo's small answer goes out at once. Winsock does not carry
+ * the option from the listener to an accepted socket, so the engine sets it
+ * on each. */
+static void accepted_socket_nodelay(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    start_server(&cfg);
+    shim_sock_t c = shim_connect("127.0.0.1", g_port, NULL, 3000);
+    assert_true(c != SHIM_INVALID);
+    expect_echo(c, "opened"); /* the worker has set up the socket by now */
+    SOCKET s = server_end_of(c);
+    assert_true(s != INVALID_SOCKET);
+    BOOL on = FALSE;
+    int len = (int)sizeof on;
+    assert_int_equal(getsockopt(s, IPPROTO_TCP, TCP_NODELAY, (char *)&on, &len), 0);
+    assert_true(on);
     shim_close(c);
 }
 
@@ -670,6 +706,7 @@ SKIPPED(overlapped_internal_pending)
 SKIPPED(accepted_socket_not_inheritable)
 SKIPPED(stop_keeps_listener_until_accept_done)
 SKIPPED(kernel_filter_refusal_reported)
+SKIPPED(accepted_socket_nodelay)
 #endif
 
 int main(int argc, char **argv)
@@ -693,6 +730,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(accepted_socket_not_inheritable, win_teardown),
         cmocka_unit_test_teardown(stop_keeps_listener_until_accept_done, win_teardown),
         cmocka_unit_test_teardown(kernel_filter_refusal_reported, win_teardown),
+        cmocka_unit_test_teardown(accepted_socket_nodelay, win_teardown),
     };
     if (PICK_TEST(tests, argc, argv) != 0) return 1;
     return cmocka_run_group_tests_name("windows", tests, NULL, NULL);
