@@ -105,6 +105,20 @@ static uint64_t resident_bytes(void)
 
 /* ---- accept mode ---------------------------------------------------------------------- */
 
+#ifdef _WIN32
+/* Does this stack take SO_CONDITIONAL_ACCEPT on a new socket (Wine refuses
+ * it: WSAENOPROTOOPT)? */
+static int stack_takes_conditional_accept(void)
+{
+    SOCKET s = socket(AF_INET, SOCK_STREAM, IPPROTO_TCP);
+    assert_true(s != INVALID_SOCKET);
+    DWORD one = 1;
+    int ok = setsockopt(s, SOL_SOCKET, SO_CONDITIONAL_ACCEPT, (const char *)&one, sizeof one) == 0;
+    closesocket(s);
+    return ok;
+}
+#endif
+
 /* The mode in force is logged once per listener and matches the stats. */
 static void check_mode_reported(pc_cond_accept_t setting)
 {
@@ -133,6 +147,10 @@ static void check_mode_reported(pc_cond_accept_t setting)
     }
 #ifdef _WIN32
     assert_int_equal(st.backend, PC_BACKEND_IOCP);
+    /* pre-handshake exactly when asked for and the stack took the option */
+    int pre = setting != PC_COND_ACCEPT_OFF && stack_takes_conditional_accept();
+    assert_int_equal(st.accept_mode,
+                     pre ? PC_ACCEPT_MODE_PRE_HANDSHAKE : PC_ACCEPT_MODE_POST_HANDSHAKE);
 #endif
     /* and the server works in that mode */
     shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 3000);
