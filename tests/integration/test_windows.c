@@ -474,6 +474,11 @@ static void win_error_mapping(void **state)
                      PC_ECONNREFUSED); /* CONNECTION_REFUSED */
     assert_int_equal(pc__from_ntstatus((long)0xC0000022L),
                      PC_EACCES); /* ACCESS_DENIED, via ntdll */
+    /* the statuses a socket's operations complete with, each to its own code */
+    assert_int_equal(pc__from_ntstatus((long)0xC0000237L), PC_EPIPE); /* GRACEFUL_DISCONNECT */
+    assert_int_equal(pc__from_ntstatus((long)0xC0000241L),
+                     PC_ECONNABORTED);                                    /* CONNECTION_ABORTED */
+    assert_int_equal(pc__from_ntstatus((long)0xC00000B5L), PC_ETIMEDOUT); /* IO_TIMEOUT */
 }
 
 /* The stop must not close the listening handle while the accept thread may
