@@ -5,7 +5,9 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <cmocka.h>
 
@@ -158,13 +160,110 @@ static void partial_allocator_never_mixes(void **state)
     assert_int_equal(g_own_frees, 1);
 }
 
+/* What a user allocator is promised, with a malloc that neither zeroes nor
+ * takes 0 bytes (a C malloc may answer 0 with NULL, which would read as out
+ * of memory): its user pointer with every call, no request of 0 bytes, no
+ * free of NULL, a calloc made from its malloc that zeroes the block, a
+ * whole string from pc__strdup. */
+static int g_tag;
+static size_t g_least; /* the fewest bytes asked of the user's malloc or realloc */
+static int g_wrong_user, g_null_frees;
+
+static void *dirty_malloc(void *u, size_t n)
+{
+    if (u != &g_tag) g_wrong_user++;
+    if (n < g_least) g_least = n;
+    if (n == 0) return NULL;
+    /* a few bytes more than asked, all dirty: a read past the n bytes
+     * (a string without its terminator) finds no zero there */
+    void *p = own_malloc(NULL, n + 8);
+    if (p) memset(p, 0xa5, n + 8);
+    return p;
+}
+static void *dirty_realloc(void *u, void *q, size_t n)
+{
+    if (u != &g_tag) g_wrong_user++;
+    if (n < g_least) g_least = n;
+    if (n == 0) return NULL;
+    return own_realloc(NULL, q, n);
+}
+static void checked_free(void *u, void *q)
+{
+    if (u != &g_tag) g_wrong_user++;
+    if (!q) {
+        g_null_frees++;
+        return;
+    }
+    own_free(NULL, q);
+}
+
+static void user_allocator_promises(void **state)
+{
+    (void)state;
+    g_own_frees = g_foreign_frees = g_wrong_user = g_null_frees = 0;
+    g_least = SIZE_MAX;
+    pc_allocator_t a = {dirty_malloc, NULL, dirty_realloc, checked_free, &g_tag};
+    assert_int_equal(pc_set_allocator(&a), 0);
+    unsigned char *p = pc__calloc(10, 10);
+    assert_non_null(p);
+    for (int i = 0; i < 100; i++)
+        assert_int_equal(p[i], 0);
+    pc__free(p);
+    char *d = pc__strdup("portcullis");
+    assert_non_null(d);
+    assert_string_equal(d, "portcullis");
+    pc__free(d);
+    void *z = pc__malloc(0);
+    assert_non_null(z);
+    z = pc__realloc(z, 0);
+    assert_non_null(z);
+    pc__free(z);
+    z = pc__calloc(0, 0);
+    assert_non_null(z);
+    pc__free(z);
+    pc__free(NULL);
+    assert_int_equal(pc_set_allocator(NULL), 0);
+    assert_int_equal(g_wrong_user, 0);
+    assert_int_equal(g_null_frees, 0);
+    assert_true(g_least >= 1);
+    assert_int_equal(g_foreign_frees, 0);
+    assert_int_equal(g_own_frees, 4);
+}
+
+/* A calloc given with the set is the one used: not the set's malloc and a
+ * memset. */
+static int g_callocs;
+static void *counting_calloc(void *u, size_t n, size_t sz)
+{
+    (void)u;
+    g_callocs++;
+    if (sz && n > SIZE_MAX / sz) return NULL;
+    void *p = own_malloc(NULL, n * sz);
+    if (p) memset(p, 0, n * sz);
+    return p;
+}
+
+static void user_calloc_used(void **state)
+{
+    (void)state;
+    g_own_frees = g_foreign_frees = g_callocs = 0;
+    pc_allocator_t a = {own_malloc, counting_calloc, own_realloc, own_free, NULL};
+    assert_int_equal(pc_set_allocator(&a), 0);
+    void *p = pc__calloc(4, 8);
+    assert_non_null(p);
+    pc__free(p);
+    assert_int_equal(pc_set_allocator(NULL), 0);
+    assert_int_equal(g_callocs, 1);
+    assert_int_equal(g_own_frees, 1);
+    assert_int_equal(g_foreign_frees, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(default_allocator_works),
-        cmocka_unit_test(counts_and_frees_everything),
-        cmocka_unit_test(every_failure_is_clean),
-        cmocka_unit_test(partial_allocator_never_mixes),
+        cmocka_unit_test(default_allocator_works), cmocka_unit_test(counts_and_frees_everything),
+        cmocka_unit_test(every_failure_is_clean),  cmocka_unit_test(partial_allocator_never_mixes),
+        cmocka_unit_test(user_allocator_promises), cmocka_unit_test(user_calloc_used),
     };
     pc_log_set_level(PC_LOG_OFF);
     return cmocka_run_group_tests_name("alloc", tests, NULL, NULL);
