@@ -16,6 +16,7 @@ static void names_and_messages(void **state)
     (void)state;
     assert_string_equal(pc_err_name(PC_ENOTCONN), "PC_ENOTCONN");
     assert_string_equal(pc_err_name(0), "PC_OK");
+    assert_string_equal(pc_strerror(0), "success");
     assert_string_equal(pc_strerror(PC_ENOMEM), "out of memory");
     assert_string_equal(pc_err_name(-12345), "PC_EUNKNOWN");
     assert_string_equal(pc_strerror(-12345), "unknown error");
@@ -47,6 +48,56 @@ static void errno_translation(void **state)
     assert_int_equal(pc__from_open_errno(EMFILE), PC_EIO);
 }
 
+/* Every errno the library maps, with its code: a code mapped to a
+ * neighbour's (ECONNABORTED as a reset, EHOSTUNREACH as ENETUNREACH) or
+ * dropped to PC_EUNKNOWN changed what callers are told. */
+static void errno_table(void **state)
+{
+    (void)state;
+    static const struct {
+        int e, pc;
+    } map[] = {
+        {EINVAL, PC_EINVAL},
+        {ENOMEM, PC_ENOMEM},
+        {EAGAIN, PC_EAGAIN},
+#ifdef EWOULDBLOCK
+        {EWOULDBLOCK, PC_EAGAIN},
+#endif
+        {ENOTCONN, PC_ENOTCONN},
+        {ECONNRESET, PC_ECONNRESET},
+        {ECONNREFUSED, PC_ECONNREFUSED},
+        {ECONNABORTED, PC_ECONNABORTED},
+        {ETIMEDOUT, PC_ETIMEDOUT},
+        {ECANCELED, PC_ECANCELED},
+        {EADDRINUSE, PC_EADDRINUSE},
+        {EADDRNOTAVAIL, PC_EADDRNOTAVAIL},
+        {EACCES, PC_EACCES},
+        {EPERM, PC_EPERM},
+        {EMFILE, PC_EMFILE},
+        {ENFILE, PC_EMFILE},
+        {ENOBUFS, PC_ENOBUFS},
+        {EPIPE, PC_EPIPE},
+        {ENOSYS, PC_ENOSYS},
+        {ENOTSUP, PC_ENOTSUP},
+#ifdef EOPNOTSUPP
+        {EOPNOTSUPP, PC_ENOTSUP},
+#endif
+        {EBUSY, PC_EBUSY},
+        {ENOENT, PC_ENOENT},
+        {EIO, PC_EIO},
+        {ENETUNREACH, PC_ENETUNREACH},
+        {EHOSTUNREACH, PC_EHOSTUNREACH},
+        {ENOPROTOOPT, PC_ENOPROTOOPT},
+        {ERANGE, PC_ERANGE},
+        {EEXIST, PC_EEXIST},
+        {EDEADLK, PC_EDEADLK},
+    };
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+        if (pc__from_errno(map[i].e) != map[i].pc)
+            fail_msg("errno %d: %s, expected %s", map[i].e, pc_err_name(pc__from_errno(map[i].e)),
+                     pc_err_name(map[i].pc));
+}
+
 static void other_names(void **state)
 {
     (void)state;
@@ -74,6 +125,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(names_and_messages),
         cmocka_unit_test(errno_translation),
+        cmocka_unit_test(errno_table),
         cmocka_unit_test(other_names),
     };
     return cmocka_run_group_tests_name("error", tests, NULL, NULL);
