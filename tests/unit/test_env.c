@@ -117,6 +117,32 @@ static void choice(void **state)
     warns_end();
 }
 
+/* The allowed words of a refused value, listed in the warning, are cut to
+ * its buffer: a list longer than that (here 12 words of 20 letters) is
+ * shortened, the value still refused; counting a word that did not fit as
+ * written took the offset past the buffer, and the next words were written
+ * beyond it. */
+static void choice_long_list(void **state)
+{
+    (void)state;
+    static const char *const words[] = {
+        "aaaaaaaaaaaaaaaaaaa1", "aaaaaaaaaaaaaaaaaaa2", "aaaaaaaaaaaaaaaaaaa3",
+        "aaaaaaaaaaaaaaaaaaa4", "aaaaaaaaaaaaaaaaaaa5", "aaaaaaaaaaaaaaaaaaa6",
+        "aaaaaaaaaaaaaaaaaaa7", "aaaaaaaaaaaaaaaaaaa8", "aaaaaaaaaaaaaaaaaaa9",
+        "aaaaaaaaaaaaaaaaaa10", "aaaaaaaaaaaaaaaaaa11", "aaaaaaaaaaaaaaaaaa12",
+    };
+    warns_begin();
+    set("aaaaaaaaaaaaaaaaaa12");
+    assert_int_equal(pc__env_choice(VAR, words, 12), 11);
+    set("b");
+    assert_int_equal(pc__env_choice(VAR, words, 12), -1);
+    assert_int_equal(g_warns, 1);
+    assert_non_null(strstr(g_last, VAR "=b ignored (allowed: aaaaaaaaaaaaaaaaaaa1, "));
+    assert_null(strstr(g_last, "aaaaaaaaaaaaaaaaaa12")); /* past the buffer: cut */
+    set(NULL);
+    warns_end();
+}
+
 static void flag(void **state)
 {
     (void)state;
@@ -175,8 +201,9 @@ static void bounded_uint(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(value), cmocka_unit_test(on_off_switch), cmocka_unit_test(choice),
-        cmocka_unit_test(flag),  cmocka_unit_test(bounded_uint),
+        cmocka_unit_test(value),  cmocka_unit_test(on_off_switch),
+        cmocka_unit_test(choice), cmocka_unit_test(choice_long_list),
+        cmocka_unit_test(flag),   cmocka_unit_test(bounded_uint),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
