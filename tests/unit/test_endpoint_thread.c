@@ -5,6 +5,9 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <string.h>
+#ifndef _WIN32
+#include <unistd.h>
+#endif
 
 #include <cmocka.h>
 
@@ -63,6 +66,14 @@ static void bump(void *arg)
     pc__mutex_unlock(&s->m);
 }
 
+/* One try at s->m: s->value is 1 if it was taken (then given back). */
+static void try_once(void *arg)
+{
+    shared_t *s = arg;
+    s->value = pc__mutex_trylock(&s->m);
+    if (s->value) pc__mutex_unlock(&s->m);
+}
+
 static void threads_and_conditions(void **state)
 {
     (void)state;
@@ -88,6 +99,20 @@ static void threads_and_conditions(void **state)
     assert_int_equal(rc, PC_ETIMEDOUT);
     assert_true(dt >= 45 && dt < 1000);
     assert_true(pc__cpu_count() >= 1);
+#ifndef _WIN32
+    assert_int_equal(pc__cpu_count(), (int)sysconf(_SC_NPROCESSORS_ONLN));
+#endif
+    /* a try at a mutex another thread holds fails, at a free one succeeds */
+    pc_thread_t tt;
+    pc__mutex_lock(&s.m);
+    s.value = -1;
+    assert_int_equal(pc__thread_start(&tt, try_once, &s, "try"), 0);
+    pc__thread_join(tt);
+    assert_int_equal(s.value, 0);
+    pc__mutex_unlock(&s.m);
+    assert_int_equal(pc__thread_start(&tt, try_once, &s, "try"), 0);
+    pc__thread_join(tt);
+    assert_int_equal(s.value, 1);
     pc__mutex_destroy(&s.m);
     pc__cond_destroy(&s.c);
 }
