@@ -48,6 +48,12 @@ takes no fixed port; it is killed after 3 s and counted as a failure.
   max-buf    --max-buffered 1000 on each server: exit 2 at the flag (below
              the library's least cap every send was refused, silently);
              65536 starts;
+  bounds     pc-echo --threads 0, --max-conns 0, --proxy-timeout 0,
+             --idle-timeout 86400001, --per-source-rate 1/0, --tls-alpn 'h2,'
+             or a 256-byte name: exit 2 at the flag; --tls-cert without
+             --tls-key: exit 2, "come in pairs"; --proxy-versions v2,v1,
+             --idle-timeout 86400000, --max-buffered 0 and
+             --conditional-accept auto start, and -v logs info lines;
   help       each server's --help gives its default listen address on the
              --listen line (pc-echo 7000, pc-http 8080, pc-chat 7001);
   good       pc-echo plain; pc-echo with a certificate and --handshake-timeout
@@ -69,6 +75,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from proclib import Checks, Server, run_checks  # noqa: E402
@@ -135,6 +142,19 @@ def starts(check, bin_dir, prog, args):
         srv.kill()
         check(False, "%s %s: starts: %s" % (prog, " ".join(args), str(e).split("\n")[0]))
         return None
+
+
+def info_logged(check, srv):
+    """srv (started with -v) logs the library's info lines: the server's
+    start is one, written before its listening line (read by another
+    thread: waited for up to 3 s)."""
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        if any(ln.startswith("[err] portcullis info:") for ln in list(srv.lines)):
+            break
+        time.sleep(0.05)
+    check(any(ln.startswith("[err] portcullis info:") for ln in list(srv.lines)),
+          "%s: -v logs the library's info lines (%r)" % (" ".join(srv.argv[1:]), srv.tail()))
 
 
 def stress_ok(check, bin_dir, url, source):
@@ -258,6 +278,17 @@ def body(bin_dir):
     refused(check, bin_dir, "pc-echo", LISTEN + PAIR * 9,
             "--tls-cert: at most 8 certificates", unwanted="bad value")
 
+    # 7d. each number on the wrong side of its bound, and values the samples'
+    # parser must refuse though each piece looks fine (checked at the flag,
+    # whatever the build has)
+    for flag, bad in (("--threads", "0"), ("--max-conns", "0"), ("--proxy-timeout", "0"),
+                      ("--idle-timeout", "86400001"), ("--per-source-rate", "1/0"),
+                      ("--tls-alpn", "h2,"), ("--tls-alpn", "a" * 256)):
+        refused(check, bin_dir, "pc-echo", LISTEN + [flag, bad],
+                "bad value for %s: '%s'" % (flag, bad))
+    refused(check, bin_dir, "pc-echo", LISTEN + ["--tls-cert", CERT],
+            "--tls-cert and --tls-key come in pairs")
+
     # 7. pc-chat --max-line below the 16 it runs with at least
     refused(check, bin_dir, "pc-chat", LISTEN + ["--max-line", "8"],
             "--max-line needs a byte count from 16 to 1048576")
@@ -281,6 +312,15 @@ def body(bin_dir):
             servers.append(starts(check, bin_dir, prog, args))
         servers.append(starts(check, bin_dir, "pc-echo", LISTEN + [
             "--proxy-protocol", RULES, "--proxy-timeout", "500", "--proxy-versions", "v2"]))
+        # the other values and the bounds themselves: accepted
+        servers.append(starts(check, bin_dir, "pc-echo", LISTEN + [
+            "--proxy-protocol", RULES, "--proxy-versions", "v2,v1"]))
+        verbose = starts(check, bin_dir, "pc-echo", LISTEN + [
+            "--idle-timeout", "86400000", "--max-buffered", "0", "--conditional-accept", "auto",
+            "-v"])
+        servers.append(verbose)
+        if verbose:
+            info_logged(check, verbose)
         if tls_built(bin_dir):
             servers.append(starts(check, bin_dir, "pc-echo",
                                   LISTEN + PAIR + ["--handshake-timeout", "5000"]))
