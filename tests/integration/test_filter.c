@@ -359,6 +359,30 @@ static void deferred_asks_give_slots_back(void **state)
     assert_int_equal(st.active, 0);
 }
 
+/* A connection the condition defers past defer_timeout_ms is rejected, and
+ * counted as a reject of the step that deferred it (the condition), not of
+ * capacity. */
+static void deferral_timeout_counts_its_step(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.conditional_accept = PC_COND_ACCEPT_OFF;
+    cfg.defer_timeout_ms = 200;
+    start_server(&cfg);
+    atomic_store(&g_defer_left, 1000000);
+    shim_sock_t s = shim_connect("127.0.0.1", g_port, "127.0.0.2", 5000);
+    assert_true(s != SHIM_INVALID);
+    WAIT_FOR(stats().rejected[PC_STEP_CONDITION] + stats().rejected[PC_STEP_CAPACITY] == 1, 5000);
+    pc_server_stats_t st = stats();
+    assert_int_equal(st.deferred, 1);
+    assert_int_equal(st.rejected[PC_STEP_CONDITION], 1);
+    assert_int_equal(st.rejected[PC_STEP_CAPACITY], 0);
+    shim_close(s);
+    assert_int_equal(atomic_load(&g_opens), 0);
+    atomic_store(&g_defer_left, 0);
+}
+
 /* A stop while the accept thread holds a connection the condition keeps
  * deferring ends the hold (the connection is rejected): pc_server_stop does
  * not wait out defer_timeout_ms. */
@@ -407,6 +431,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(reject_is_reset, teardown),
         cmocka_unit_test_teardown(deferred_asks_give_slots_back, teardown),
         cmocka_unit_test_teardown(stop_ends_a_deferral, teardown),
+        cmocka_unit_test_teardown(deferral_timeout_counts_its_step, teardown),
     };
     if (PICK_TEST(tests, argc, argv) != 0) return 1;
     return cmocka_run_group_tests_name("filter", tests, NULL, NULL);
