@@ -52,8 +52,9 @@ takes no fixed port; it is killed after 3 s and counted as a failure.
              --idle-timeout 86400001, --per-source-rate 1/0, --tls-alpn 'h2,'
              or a 256-byte name: exit 2 at the flag; --tls-cert without
              --tls-key: exit 2, "come in pairs"; --proxy-versions v2,v1,
-             --idle-timeout 86400000, --max-buffered 0 and
-             --conditional-accept auto start, and -v logs info lines;
+             --idle-timeout 86400000, --max-buffered 0, --accept-batch-us
+             100000 and --conditional-accept auto start, and -v logs info
+             lines; --help exits 0;
   help       each server's --help gives its default listen address on the
              --listen line (pc-echo 7000, pc-http 8080, pc-chat 7001);
   good       pc-echo plain; pc-echo with a certificate and --handshake-timeout
@@ -296,8 +297,10 @@ def body(bin_dir):
     # 5. --help: the default listen address on the --listen line
     for prog, addr in (("pc-echo", "127.0.0.1:7000"), ("pc-http", "127.0.0.1:8080"),
                        ("pc-chat", "127.0.0.1:7001")):
-        out = subprocess.run([os.path.join(bin_dir, prog), "--help"], stdout=subprocess.PIPE,
-                             timeout=5).stdout.decode()
+        p = subprocess.run([os.path.join(bin_dir, prog), "--help"], stdout=subprocess.PIPE,
+                           timeout=5)
+        out = p.stdout.decode()
+        check(p.returncode == 0, "%s --help: exit 0 (exit %d)" % (prog, p.returncode))
         line = [ln for ln in out.split("\n") if ln.strip().startswith("--listen")]
         check(line and ("default " + addr) in line[0],
               "%s --help: --listen line gives the default %s (%r)"
@@ -317,7 +320,7 @@ def body(bin_dir):
             "--proxy-protocol", RULES, "--proxy-versions", "v2,v1"]))
         verbose = starts(check, bin_dir, "pc-echo", LISTEN + [
             "--idle-timeout", "86400000", "--max-buffered", "0", "--conditional-accept", "auto",
-            "-v"])
+            "--accept-batch-us", "100000", "-v"])
         servers.append(verbose)
         if verbose:
             info_logged(check, verbose)
