@@ -159,6 +159,29 @@ static void backoff_restarts_after_success(void **state)
     pc_log_set_handler(NULL, NULL);
 }
 
+/* A stop wakes the accept thread out of accept(2) with an error (Linux:
+ * shutdown of the listener gives EINVAL): that is the stop, not an accept
+ * failure to count, log and back off from. */
+static void stop_is_no_accept_error(void **state)
+{
+    (void)state;
+    pc_log_set_handler(count_warns, NULL);
+    g_warns = 0;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    start_server(&cfg);
+    /* a client served: the accept thread is back in accept(2) for the next */
+    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 3000);
+    assert_true(s != SHIM_INVALID);
+    shim_set_timeout(s, 3000);
+    expect_echo(s, "served");
+    shim_close(s);
+    assert_int_equal(pc_server_stop(g_srv, 0), 0);
+    assert_int_equal(stats().accept_errors, 0);
+    assert_int_equal(g_warns, 0);
+    pc_log_set_handler(NULL, NULL);
+}
+
 #ifdef __linux__
 /* accept4 wrapped (only the accept thread calls it here): while errnos are
  * queued, a connection taken off the backlog is closed and reported as the
@@ -223,6 +246,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(emfile_backs_off_and_recovers, teardown),
         cmocka_unit_test_teardown(stop_during_backoff_is_prompt, teardown),
         cmocka_unit_test_teardown(backoff_restarts_after_success, teardown),
+        cmocka_unit_test_teardown(stop_is_no_accept_error, teardown),
 #ifdef __linux__
         cmocka_unit_test_teardown(transient_errors_not_counted, teardown),
 #endif
