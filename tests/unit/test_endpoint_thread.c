@@ -43,6 +43,21 @@ static void endpoints(void **state)
     char small[8];
     pc_parse_endpoint("127.0.0.1:7000", &ss, &len);
     assert_int_equal(pc_format_endpoint((struct sockaddr *)&ss, small, sizeof small), PC_EINVAL);
+    /* a buffer one byte short of the text and its terminator: refused, not
+     * cut; with the byte, the whole text */
+    char exact[15];
+    assert_int_equal(pc_format_endpoint((struct sockaddr *)&ss, exact, sizeof exact - 1),
+                     PC_EINVAL);
+    assert_int_equal(pc_format_endpoint((struct sockaddr *)&ss, exact, sizeof exact), 14);
+    assert_string_equal(exact, "127.0.0.1:7000");
+    /* a host text longer than any address: refused before it is copied */
+    char longer[200];
+    memset(longer, '1', sizeof longer);
+    memcpy(longer + sizeof longer - 4, ":80", 4);
+    assert_int_equal(pc_parse_endpoint(longer, &ss, &len), PC_EINVAL);
+    longer[0] = '[';
+    memcpy(longer + sizeof longer - 5, "]:80", 5);
+    assert_int_equal(pc_parse_endpoint(longer, &ss, &len), PC_EINVAL);
 }
 
 typedef struct shared_s {
