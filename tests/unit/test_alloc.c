@@ -3,6 +3,7 @@
  * server's life and every one is freed; a failing allocator makes creation
  * fail cleanly with PC_ENOMEM at every step, leaking nothing. */
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -15,12 +16,21 @@
 
 #include "portcullis.h"
 #include "core/alloc.h"
+#include "core/thread.h"
 
 static void on_data(pc_conn_t *c, const void *d, size_t n)
 {
     (void)c;
     (void)d;
     (void)n;
+}
+
+static atomic_int g_post_ran;
+static void post_fn(pc_server_t *s, void *arg)
+{
+    (void)s;
+    (void)arg;
+    atomic_store(&g_post_ran, 1);
 }
 
 static void counts_and_frees_everything(void **state)
@@ -38,7 +48,15 @@ static void counts_and_frees_everything(void **state)
     /* the allocator cannot change under a live server */
     assert_int_equal(pc_set_allocator(NULL), PC_EBUSY);
     assert_true(pc_server_listen(s, "127.0.0.1:0") >= 0);
+    /* a post before the start is refused (and holds nothing); one after it
+     * runs, and its record is freed */
+    assert_int_equal(pc_server_post(s, post_fn, NULL), PC_ENOTCONN);
     assert_int_equal(pc_server_start(s), 0);
+    atomic_store(&g_post_ran, 0);
+    assert_int_equal(pc_server_post(s, post_fn, NULL), 0);
+    for (int i = 0; i < 5000 && !atomic_load(&g_post_ran); i++)
+        pc__sleep_ms(1);
+    assert_int_equal(atomic_load(&g_post_ran), 1);
     assert_int_equal(pc_server_stop(s, 100), 0);
     pc_server_destroy(s);
     assert_int_equal(budget_alloc_live(), 0);
