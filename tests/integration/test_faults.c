@@ -182,6 +182,26 @@ static void stop_is_no_accept_error(void **state)
     pc_log_set_handler(NULL, NULL);
 }
 
+/* A listen that fails (the port is another socket's) closes the socket it
+ * made: retried, it takes no descriptor each time. */
+static void failed_listen_keeps_no_fd(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    start_server(&cfg); /* g_port: taken by this server's listener */
+    pc_server_t *other;
+    assert_int_equal(pc_server_create(&cfg, &other), 0);
+    char ep[32];
+    snprintf(ep, sizeof ep, "127.0.0.1:%d", g_port);
+    int before = next_fd();
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(pc_server_listen(other, ep), PC_EADDRINUSE);
+    int after = next_fd();
+    pc_server_destroy(other);
+    assert_int_equal(after, before);
+}
+
 #ifdef __linux__
 /* accept4 wrapped (only the accept thread calls it here): while errnos are
  * queued, a connection taken off the backlog is closed and reported as the
@@ -247,6 +267,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(stop_during_backoff_is_prompt, teardown),
         cmocka_unit_test_teardown(backoff_restarts_after_success, teardown),
         cmocka_unit_test_teardown(stop_is_no_accept_error, teardown),
+        cmocka_unit_test_teardown(failed_listen_keeps_no_fd, teardown),
 #ifdef __linux__
         cmocka_unit_test_teardown(transient_errors_not_counted, teardown),
 #endif
