@@ -24,6 +24,7 @@
 #ifdef __linux__
 #include <dirent.h>
 #include <net/if.h>
+#include <netinet/tcp.h>
 #include <sys/utsname.h>
 #include <sched.h>
 #include <sys/ioctl.h>
@@ -1528,6 +1529,48 @@ static void uring_buffer_pool_runs_out(void **state) /* not on Windows */
     assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_PEER]), 1);
 }
 
+/* The server's end of a connection from client c: the descriptor of this
+ * process whose local port is g_port and whose peer is c (-1 if none). */
+static int server_fd_of(shim_sock_t c)
+{
+    struct sockaddr_in me;
+    socklen_t len = sizeof me;
+    if (getsockname(c, (struct sockaddr *)&me, &len) != 0) return -1;
+    for (int fd = 3; fd < 20000; fd++) {
+        struct sockaddr_in local, peer;
+        socklen_t ll = sizeof local, pl = sizeof peer;
+        if (fd == c || getsockname(fd, (struct sockaddr *)&local, &ll) != 0 ||
+            local.sin_family != AF_INET || ntohs(local.sin_port) != g_port)
+            continue;
+        if (getpeername(fd, (struct sockaddr *)&peer, &pl) == 0 && peer.sin_port == me.sin_port)
+            return fd;
+    }
+    return -1;
+}
+
+/* Accepted connections have Nagle's algorithm off (TCP_NODELAY): an
+ * answer of a few bytes after an earlier unacknowledged one goes out at
+ * once instead of waiting for the peer's delayed ACK. On Linux they inherit
+ * it from the listener (sock_posix.c), so the engine sets it only there;
+ * test_windows checks the same on Windows, where it is set per socket. */
+static void accepted_socket_nodelay(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    start_server(&cfg);
+    shim_sock_t c = shim_connect("127.0.0.1", g_port, NULL, 3000);
+    assert_true(c != SHIM_INVALID);
+    expect_echo(c, "opened");
+    int fd = server_fd_of(c);
+    assert_true(fd >= 0);
+    int on = 0;
+    socklen_t len = sizeof on;
+    assert_int_equal(getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, &len), 0);
+    assert_true(on);
+    shim_close(c);
+}
+
 /* io_uring: a worker registers its ring's fd in its own thread's table of
  * registered rings. pc_server_destroy runs on the caller's thread, where
  * liburing's io_uring_queue_exit unregistered the offset the worker had
@@ -2022,6 +2065,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(uring_slot_abort_is_prompt, teardown),       /* not on Windows */
         cmocka_unit_test_teardown(uring_buffer_pool_runs_out, teardown),       /* not on Windows */
         cmocka_unit_test_teardown(uring_destroy_keeps_callers_ring, teardown), /* not on Windows */
+        cmocka_unit_test_teardown(accepted_socket_nodelay, teardown), /* test_windows there */
 #endif
     };
     if (PICK_TEST(tests, argc, argv) != 0) return 1;
