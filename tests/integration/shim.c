@@ -237,3 +237,25 @@ int shim_have_ipv6(void)
     shim_close(s);
     return ok;
 }
+
+shim_sock_t shim_socket_on_port(int port, shim_sock_t c)
+{
+    struct sockaddr_in me;
+    socklen_t len = sizeof me;
+    if (c != SHIM_INVALID && getsockname(c, (struct sockaddr *)&me, &len) != 0) return SHIM_INVALID;
+#ifdef _WIN32
+    for (uintptr_t h = 4; h < (1u << 16); h += 4) { /* handle values are multiples of 4 */
+        SOCKET s = (SOCKET)h;
+#else
+    for (int s = 3; s < (1 << 16); s++) {
+#endif
+        struct sockaddr_in local, peer;
+        socklen_t ll = sizeof local, pl = sizeof peer;
+        if (s == c || getsockname(s, (struct sockaddr *)&local, &ll) != 0 ||
+            local.sin_family != AF_INET || ntohs(local.sin_port) != port)
+            continue;
+        int connected = getpeername(s, (struct sockaddr *)&peer, &pl) == 0;
+        if (c == SHIM_INVALID ? !connected : connected && peer.sin_port == me.sin_port) return s;
+    }
+    return SHIM_INVALID;
+}

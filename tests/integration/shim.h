@@ -57,5 +57,10 @@ void shim_sleep_ms(int ms);
 uint64_t shim_now_ms(void);
 /* Is IPv6 loopback usable? */
 int shim_have_ipv6(void);
+/* A socket of this process whose local IPv4 port is port: the server's end
+ * of the connection from client c, or with c SHIM_INVALID the one with no
+ * peer (the listener); SHIM_INVALID if none. Found by trying descriptor (or
+ * handle) values, so a test needs nothing of the engine's internals. */
+shim_sock_t shim_socket_on_port(int port, shim_sock_t c);
 
 #endif

@@ -590,35 +590,6 @@ static void overlapped_internal_pending(void **state)
     shim_close(c);
 }
 
-/* A socket handle of this process whose local port is g_port: the one whose
- * peer is client c, or with c INVALID_SOCKET the listener (no peer). Found
- * by trying handle values, so the test needs nothing of the engine's
- * internals. */
-static SOCKET socket_on_port(shim_sock_t c)
-{
-    struct sockaddr_in me;
-    int len = (int)sizeof me;
-    if (c != INVALID_SOCKET && getsockname(c, (struct sockaddr *)&me, &len) != 0)
-        return INVALID_SOCKET;
-    for (uintptr_t h = 4; h < (1u << 16); h += 4) {
-        SOCKET s = (SOCKET)h;
-        struct sockaddr_in local, peer;
-        int ll = (int)sizeof local, pl = (int)sizeof peer;
-        if (s == c || getsockname(s, (struct sockaddr *)&local, &ll) != 0 ||
-            local.sin_family != AF_INET || ntohs(local.sin_port) != g_port)
-            continue;
-        int connected = getpeername(s, (struct sockaddr *)&peer, &pl) == 0;
-        if (c == INVALID_SOCKET ? !connected : connected && peer.sin_port == me.sin_port) return s;
-    }
-    return INVALID_SOCKET;
-}
-
-/* The server's end of the connection from client c. */
-static SOCKET server_end_of(shim_sock_t c)
-{
-    return socket_on_port(c);
-}
-
 /* Accepted connections are not inheritable, like every socket the engine
  * makes (the listener too): a child process started with handle
  * inheritance would otherwise hold each open connection, and closing it
@@ -634,38 +605,16 @@ static void accepted_socket_not_inheritable(void **state)
     shim_sock_t c = shim_connect("127.0.0.1", g_port, NULL, 3000);
     assert_true(c != SHIM_INVALID);
     expect_echo(c, "opened"); /* the worker has the socket by now */
-    SOCKET s = server_end_of(c);
+    SOCKET s = shim_socket_on_port(g_port, c);
     assert_true(s != INVALID_SOCKET);
     DWORD flags = 0;
     assert_true(GetHandleInformation((HANDLE)s, &flags));
     assert_int_equal(flags & HANDLE_FLAG_INHERIT, 0);
-    SOCKET l = socket_on_port(INVALID_SOCKET);
+    SOCKET l = shim_socket_on_port(g_port, SHIM_INVALID);
     assert_true(l != INVALID_SOCKET);
     flags = 0;
     assert_true(GetHandleInformation((HANDLE)l, &flags));
     assert_int_equal(flags & HANDLE_FLAG_INHERIT, 0);
-    shim_close(c);
-}
-
-/* Accepted connections have Nagle's algorithm off (TCP_NODELAY), as on
- * Linux: an echo's small answer goes out at once. Winsock does not carry
- * the option from the listener to an accepted socket, so the engine sets it
- * on each. */
-static void accepted_socket_nodelay(void **state)
-{
-    (void)state;
-    pc_server_config_t cfg;
-    base_config(&cfg);
-    start_server(&cfg);
-    shim_sock_t c = shim_connect("127.0.0.1", g_port, NULL, 3000);
-    assert_true(c != SHIM_INVALID);
-    expect_echo(c, "opened"); /* the worker has set up the socket by now */
-    SOCKET s = server_end_of(c);
-    assert_true(s != INVALID_SOCKET);
-    BOOL on = FALSE;
-    int len = (int)sizeof on;
-    assert_int_equal(getsockopt(s, IPPROTO_TCP, TCP_NODELAY, (char *)&on, &len), 0);
-    assert_true(on);
     shim_close(c);
 }
 
@@ -772,7 +721,6 @@ SKIPPED(overlapped_internal_pending)
 SKIPPED(accepted_socket_not_inheritable)
 SKIPPED(stop_keeps_listener_until_accept_done)
 SKIPPED(kernel_filter_refusal_reported)
-SKIPPED(accepted_socket_nodelay)
 SKIPPED(idle_accept_thread_sleeps)
 #endif
 
@@ -797,7 +745,6 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(accepted_socket_not_inheritable, win_teardown),
         cmocka_unit_test_teardown(stop_keeps_listener_until_accept_done, win_teardown),
         cmocka_unit_test_teardown(kernel_filter_refusal_reported, win_teardown),
-        cmocka_unit_test_teardown(accepted_socket_nodelay, win_teardown),
         cmocka_unit_test_teardown(idle_accept_thread_sleeps, win_teardown),
     };
     if (PICK_TEST(tests, argc, argv) != 0) return 1;
