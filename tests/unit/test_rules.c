@@ -66,6 +66,7 @@ static void test_addr_valid(void **state)
     expect_addr("1:0:0:1:0:0:0:1", 6, "00010000000000010000000000000001", "1:0:0:1::1");
     expect_addr("1:0:0:2:0:0:3:4", 6, "00010000000000020000000000030004", "1::2:0:0:3:4");
     expect_addr("fe80::", 6, "fe800000000000000000000000000000", "fe80::");
+    expect_addr("::FFFF:ABCD", 6, "000000000000000000000000ffffabcd", "::ffff:abcd");
 }
 
 static void test_addr_invalid(void **state)
@@ -83,6 +84,7 @@ static void test_addr_invalid(void **state)
     expect_bad_addr("1.2.3.4.", "more than four parts");
     expect_bad_addr("1.2.3.-4", "empty or non-decimal");
     expect_bad_addr("1.2.3.4x", "unexpected character");
+    expect_bad_addr("1.2.3x4", "unexpected character");
     expect_bad_addr("example.com", "empty or non-decimal");
     expect_bad_addr("1::2::3", "more than one '::'");
     expect_bad_addr(":::", "empty group");
@@ -94,6 +96,8 @@ static void test_addr_invalid(void **state)
     expect_bad_addr("1:2:3", "eight groups");
     expect_bad_addr("g::", "unexpected character");
     expect_bad_addr("fe80::1%eth0", "zone index");
+    expect_bad_addr("fe80::%eth0", "zone index");
+    expect_bad_addr("1:2g::", "unexpected character");
     expect_bad_addr("::1.2.3", "embedded IPv4");
     expect_bad_addr("::1.2.3.4:5", "embedded IPv4");
     expect_bad_addr("1:2:3:4:5:6:7:1.2.3.4", "too many groups");
@@ -160,6 +164,11 @@ static void test_addr_sockaddr_round_trip(void **state)
 
     unsigned char small[sizeof(struct sockaddr_in6) - 1];
     memset(small, 0xab, sizeof small);
+    assert_int_equal(addr_parse("192.0.2.7", 9, &b, NULL), 0);
+    assert_int_equal(
+        addr_to_sockaddr(&b, 0, (struct sockaddr *)(void *)small, sizeof(struct sockaddr_in) - 1),
+        PC_EINVAL);
+    assert_int_equal(small[0], 0xab);
     assert_int_equal(addr_to_sockaddr(&a, 0, (struct sockaddr *)(void *)small, sizeof small),
                      PC_EINVAL);
     assert_int_equal(small[0], 0xab);
