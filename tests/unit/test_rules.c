@@ -267,6 +267,10 @@ static void test_format_bom(void **state)
     r = load_ok("\xef\xbb\xbf# a comment first\n");
     assert_int_equal(pc_rules_count(r), 0);
     pc_rules_free(r);
+    /* the mark alone: what an editor saves for an empty UTF-8 file */
+    r = load_ok("\xef\xbb\xbf");
+    assert_int_equal(pc_rules_count(r), 0);
+    pc_rules_free(r);
 
     pc_rules_builder_t *b = NULL;
     char err[256];
@@ -287,6 +291,19 @@ static void test_format_bom(void **state)
                      PC_EPARSE);
     assert_null(r);
     assert_true(strncmp(err, "t.rules:2: unknown action", 25) == 0);
+}
+
+/* Every whitespace byte but the newline separates and pads: tab, CR,
+ * vertical tab, form feed. */
+static void test_format_whitespace(void **state)
+{
+    (void)state;
+    pc_rules_t *r = load_ok("\v\fdeny\v10.0.0.0/8\f\r\n"
+                            "allow\f10.1.0.0/16\v# c\n");
+    assert_int_equal(pc_rules_count(r), 2);
+    expect_rule(r, 0, "deny 10.0.0.0/8", 1);
+    expect_rule(r, 1, "allow 10.1.0.0/16", 2);
+    pc_rules_free(r);
 }
 
 static void test_format_empty(void **state)
@@ -376,6 +393,10 @@ static const struct bad_case bad_cases[] = {
     {"deny 1.2.3.4\r\ndeny x\r\n", "t.rules:2: bad IPv4 address 'x': empty or non-decimal part"},
     {"deny 1:2:3:4:5:6:7:8:9:10:11:12:13:14:15:16:17:18:19:20",
      "t.rules:1: bad IPv6 address '1:2:3:4:5:6:7:8:9:10:11:12:13:14:15:16:17:18...': more than "
+     "eight groups"},
+    /* 44 bytes, the most a message quotes whole */
+    {"deny 1:2:3:4:5:6:7:8:9:10:11:12:13:14:15:16:17:18",
+     "t.rules:1: bad IPv6 address '1:2:3:4:5:6:7:8:9:10:11:12:13:14:15:16:17:18': more than "
      "eight groups"},
 };
 
@@ -848,6 +869,7 @@ int main(void)
         cmocka_unit_test(test_format_valid),
         cmocka_unit_test(test_format_empty),
         cmocka_unit_test(test_format_bom),
+        cmocka_unit_test(test_format_whitespace),
         cmocka_unit_test(test_format_errors),
         cmocka_unit_test(test_format_error_details),
         cmocka_unit_test(test_match_sockaddr),
