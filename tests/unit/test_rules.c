@@ -553,8 +553,9 @@ static void test_builder_alloc_failure(void **state)
         budget_alloc_reset(budget);
         pc_rules_t *r = NULL;
         pc_rules_builder_t *b = NULL;
-        char err[128];
+        char err[128] = "";
         int rc = pc_rules_builder_new(&b);
+        int made = rc == 0;
         if (rc == 0)
             rc = pc_rules_builder_add_string(b, PC_RULES_TEXT, "allow 10.1.2.0/24\n", 18, "a", err,
                                              sizeof err);
@@ -573,12 +574,40 @@ static void test_builder_alloc_failure(void **state)
         } else {
             assert_int_equal(rc, PC_ENOMEM);
             assert_null(r);
+            /* a source's name while it is added, then the set's (the
+             * builder's own allocation has no message) */
+            if (made && strcmp(err, "a: out of memory") != 0 &&
+                strcmp(err, "l: out of memory") != 0 && strcmp(err, "rule set: out of memory") != 0)
+                fail_msg("budget %ld: message '%s'", budget, err);
         }
         assert_int_equal(budget_alloc_live(), 0);
     }
     assert_true(ok);
     assert_int_equal(pc_set_allocator(NULL), 0);
     free(list);
+}
+
+/* A builder reserves room for the lines of its text (one rule a line at
+ * most), not for the most rules a set may hold. */
+static void test_builder_sized_by_text(void **state)
+{
+    (void)state;
+    assert_int_equal(pc_set_allocator(&budget_allocator), 0);
+    budget_alloc_reset(-1);
+    pc_rules_builder_t *b = NULL;
+    char err[128];
+    assert_int_equal(pc_rules_builder_new(&b), 0);
+    assert_int_equal(
+        pc_rules_builder_add_string(b, PC_RULES_TEXT, "deny 192.0.2.1\n", 15, "s", err, sizeof err),
+        0);
+    long long bytes = budget_alloc_live_bytes();
+    if (bytes > 64 * 1024) fail_msg("a one-line builder holds %lld bytes", bytes);
+    pc_rules_t *r = NULL;
+    assert_int_equal(pc_rules_builder_finish(b, &r, err, sizeof err), 0);
+    assert_int_equal(pc_rules_count(r), 1);
+    pc_rules_free(r);
+    assert_int_equal(budget_alloc_live(), 0);
+    assert_int_equal(pc_set_allocator(NULL), 0);
 }
 
 /* ---- duplicates, plain lists, several sources ------------------------------ */
@@ -623,6 +652,33 @@ static void test_duplicates_folded(void **state)
     pc_rules_free(r);
     assert_int_equal(pc_rules_duplicates(NULL, NULL, NULL, msg, sizeof msg), 0);
     assert_string_equal(msg, "");
+}
+
+/* Only equal prefixes (address and length) are duplicates or conflicts:
+ * one address at several lengths, and IPv6 addresses that differ only in
+ * their low 64 bits, are distinct rules. */
+static void test_duplicates_need_equal_prefix(void **state)
+{
+    (void)state;
+    pc_rules_t *r = load_ok("deny 10.0.0.0/8\n"
+                            "deny 10.0.0.0/16\n"
+                            "allow 10.0.0.0/24\n"
+                            "deny 2001:db8::/32\n"
+                            "deny 2001:db8::/48\n"
+                            "allow 2001:db8::/64\n"
+                            "deny 2001:db8::1\n"
+                            "deny 2001:db8::2\n");
+    assert_int_equal(pc_rules_count(r), 8);
+    assert_int_equal(pc_rules_duplicates(r, NULL, NULL, NULL, 0), 0);
+    expect_match(r, "10.1.0.1", 1, 0);
+    expect_match(r, "10.0.1.1", 1, 1);
+    expect_match(r, "10.0.0.1", 1, 2);
+    expect_match(r, "2001:db8:1::1", 1, 3);
+    expect_match(r, "2001:db8:0:1::1", 1, 4);
+    expect_match(r, "2001:db8::3", 1, 5);
+    expect_match(r, "2001:db8::1", 1, 6);
+    expect_match(r, "2001:db8::2", 1, 7);
+    pc_rules_free(r);
 }
 
 static void test_plain_lists(void **state)
@@ -691,6 +747,9 @@ static const struct list_bad list_bad_cases[] = {
     {"; c\n\n10.0.0.0/33 ; x\n", "l.txt:3: prefix length 33 out of range for IPv4 (0-32)"},
     {"1.2.3.4/\n", "l.txt:1: missing prefix length after '/'"},
     {"# c\n/24 ; no address\n", "l.txt:2: bad IPv4 address '': empty or non-decimal part"},
+    /* IPv6 rules taken before the error are given back too */
+    {"2001:db8::/32\n2001:db8:1::/48\n2001:db8::1/32\n",
+     "l.txt:3: host bits set beyond /32 in '2001:db8::1/32' (the network is 2001:db8::/32)"},
 };
 
 static void test_list_errors(void **state)
@@ -707,13 +766,18 @@ static void test_list_errors(void **state)
         if (strcmp(err, c->message) != 0)
             fail_msg("case %zu:\n  got      '%s'\n  expected '%s'", i, err, c->message);
         /* a refused source leaves the builder as it was, still usable */
-        assert_int_equal(pc_rules_builder_add_string(b, PC_RULES_DENY_LIST, "9.9.9.9\n", 8, "m.txt",
-                                                     err, sizeof err),
+        assert_int_equal(pc_rules_builder_add_string(b, PC_RULES_DENY_LIST,
+                                                     "9.9.9.9\n2001:db8:9::/48\n", 24, "m.txt", err,
+                                                     sizeof err),
                          0);
         pc_rules_t *r = NULL;
         assert_int_equal(pc_rules_builder_finish(b, &r, err, sizeof err), 0);
-        assert_int_equal(pc_rules_count(r), 1);
+        assert_int_equal(pc_rules_count(r), 2);
         expect_rule(r, 0, "deny 9.9.9.9/32", 1);
+        expect_rule(r, 1, "deny 2001:db8:9::/48", 2);
+        expect_match(r, "2001:db8:9::1", 1, 1);
+        expect_match(r, "2001:db8::1", 0, 0);
+        expect_match(r, "2001:db8:1::1", 0, 0);
         pc_rules_free(r);
     }
     pc_rules_builder_t *b = NULL;
@@ -877,12 +941,14 @@ int main(void)
         cmocka_unit_test(test_allocator_pinned),
         cmocka_unit_test(test_alloc_failure),
         cmocka_unit_test(test_duplicates_folded),
+        cmocka_unit_test(test_duplicates_need_equal_prefix),
         cmocka_unit_test(test_plain_lists),
         cmocka_unit_test(test_list_errors),
         cmocka_unit_test(test_conflict_across_sources),
         cmocka_unit_test(test_builder_files),
         cmocka_unit_test(test_builder_source_limit),
         cmocka_unit_test(test_builder_alloc_failure),
+        cmocka_unit_test(test_builder_sized_by_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
