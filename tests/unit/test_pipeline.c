@@ -588,6 +588,35 @@ static void test_swap_counters(void **state)
     filter_destroy(f);
 }
 
+/* A reload carries a counter to the rule with the same prefix: the same
+ * address at another length is another rule (IPv4 and IPv6). And "no
+ * rules" may be set again. */
+static void test_swap_carries_exact_prefix(void **state)
+{
+    (void)state;
+    filter_config_t cfg;
+    filter_config_init(&cfg);
+    filter_t *f = make(&cfg, "deny 10.0.0.0/8\n"
+                             "deny 10.0.0.0/16\n"
+                             "deny 2001:db8::/32\n"
+                             "deny 2001:db8::/48\n");
+    decide(f, "10.1.2.3", 0, 0, NULL, NULL, NULL); /* /8 */
+    for (int i = 0; i < 2; i++)
+        decide(f, "10.0.1.1", 0, 0, NULL, NULL, NULL); /* /16 */
+    for (int i = 0; i < 3; i++)
+        decide(f, "2001:db8:1::1", 0, 0, NULL, NULL, NULL); /* /32 */
+    for (int i = 0; i < 4; i++)
+        decide(f, "2001:db8::1", 0, 0, NULL, NULL, NULL); /* /48 */
+    assert_int_equal(filter_set_rules(f, R("deny 10.0.0.0/16\n"
+                                           "deny 2001:db8::/32\n")),
+                     0);
+    assert_int_equal(rule_hits(f, 0), 2);
+    assert_int_equal(rule_hits(f, 1), 3);
+    assert_int_equal(filter_set_rules(f, NULL), 0);
+    assert_int_equal(filter_set_rules(f, NULL), 0);
+    filter_destroy(f);
+}
+
 /* ---- hot swap under load -------------------------------------------------- */
 
 #define SWAPS 300
@@ -777,6 +806,7 @@ int main(void)
         cmocka_unit_test(test_tracker_full),
         cmocka_unit_test(test_ipv4_mapped),
         cmocka_unit_test(test_swap_counters),
+        cmocka_unit_test(test_swap_carries_exact_prefix),
         cmocka_unit_test(test_swap_under_load),
         cmocka_unit_test(test_swap_to_null_under_load),
         cmocka_unit_test(test_config),
