@@ -313,6 +313,32 @@ static void test_source_keys_v6_low_half(void **state)
     }
 }
 
+/* Prefix length 0 keys a whole family on one source: every IPv4 peer
+ * shares one count, every IPv6 peer another. */
+static void test_source_keys_prefix_zero(void **state)
+{
+    (void)state;
+    tracker_config_t c;
+    tracker_config_init(&c);
+    c.max = 1;
+    c.capacity = 64;
+    c.prefix_v4 = 0;
+    c.prefix_v6 = 0;
+    tracker_t *t;
+    assert_int_equal(tracker_create(&c, &t), 0);
+    addr_t a = A("10.0.0.1"), b = A("192.0.2.1"), d = A("2001:db8::1"), e = A("fe80::1");
+    uint32_t s1, s2, s3;
+    assert_int_equal(tracker_acquire(t, &a, 0, 0, &s1), 0);
+    assert_int_equal(tracker_acquire(t, &b, 0, 0, &s3), TRACK_OVER_MAX);
+    assert_int_equal(tracker_acquire(t, &d, 0, 0, &s2), 0);
+    assert_int_equal(tracker_acquire(t, &e, 0, 0, &s3), TRACK_OVER_MAX);
+    assert_int_equal(tracker_count(t, &b), 1);
+    assert_int_equal(tracker_count(t, &e), 1);
+    tracker_release(t, s1);
+    tracker_release(t, s2);
+    tracker_destroy(t);
+}
+
 /* tracker_each_at: the sources at or above a count, as masked keys. */
 typedef struct seen_s {
     int n;
@@ -498,6 +524,10 @@ static void test_config_invalid(void **state)
     tracker_config_init(&c);
     c.full_policy = 7;
     assert_int_equal(tracker_create(&c, &t), PC_EINVAL);
+    /* refused before anything is sized or allocated for it */
+    tracker_config_init(&c);
+    c.capacity = TRACKER_CAPACITY_MAX + 1;
+    assert_int_equal(tracker_create(&c, &t), PC_EINVAL);
     tracker_config_init(&c);
     c.capacity = 5; /* rounded up to one window */
     assert_int_equal(tracker_create(&c, &t), 0);
@@ -680,6 +710,7 @@ int main(void)
         cmocka_unit_test(test_double_release),
         cmocka_unit_test(test_source_keys),
         cmocka_unit_test(test_source_keys_v6_low_half),
+        cmocka_unit_test(test_source_keys_prefix_zero),
         cmocka_unit_test(test_each_at),
         cmocka_unit_test(test_shadow),
         cmocka_unit_test(test_full_reject),
