@@ -24,15 +24,18 @@ static void on_data(pc_conn_t *c, const void *d, size_t n)
     (void)n;
 }
 
-/* The last "backend: ..." line logged (pc_server_create logs it). */
+/* The last "backend: ..." line logged (pc_server_create logs it), and the
+ * last warning about PORTCULLIS_BACKEND's value. */
 static char last_backend_line[256];
+static char last_env_warning[256];
 
 static void log_sink(void *user, pc_log_level_t level, const char *line)
 {
     (void)user;
-    (void)level;
     const char *b = strstr(line, "backend: ");
     if (b) snprintf(last_backend_line, sizeof last_backend_line, "%s", b);
+    b = strstr(line, "PORTCULLIS_BACKEND=");
+    if (b && level == PC_LOG_WARN) snprintf(last_env_warning, sizeof last_env_warning, "%s", b);
 }
 
 /* Create a server asking for want; *got is the backend in force and, if
@@ -62,6 +65,7 @@ static int backend_logged(pc_backend_t want, pc_backend_t *got, char *why)
     pc_log_set_handler(log_sink, NULL);
     pc_log_set_level(PC_LOG_INFO);
     last_backend_line[0] = 0;
+    last_env_warning[0] = 0;
     int rc = backend_why_of(want, got, why);
     pc_log_set_level(PC_LOG_ERROR);
     pc_log_set_handler(NULL, NULL);
@@ -108,6 +112,17 @@ static void explicit_and_env(void **state)
     setenv("PORTCULLIS_BACKEND", "auto", 1);
     assert_int_equal(backend_why_of(PC_BACKEND_AUTO, &got, why), 0);
     assert_true(strncmp(why, "auto: ", 6) == 0);
+    /* a value that names no backend: AUTO, and a warning that says so */
+    setenv("PORTCULLIS_BACKEND", "epol", 1);
+    assert_int_equal(backend_logged(PC_BACKEND_AUTO, &got, why), 0);
+    assert_true(strncmp(why, "auto: ", 6) == 0);
+    assert_string_equal(last_env_warning,
+                        "PORTCULLIS_BACKEND=epol is not a backend name; using auto");
+    /* and none for a value that does */
+    setenv("PORTCULLIS_BACKEND", "epoll", 1);
+    assert_int_equal(backend_logged(PC_BACKEND_AUTO, &got, why), 0);
+    assert_int_equal(got, PC_BACKEND_EPOLL);
+    assert_string_equal(last_env_warning, "");
     unsetenv("PORTCULLIS_BACKEND");
 #endif
 }
