@@ -121,6 +121,34 @@ static void per_source_rate(void **state)
     assert_int_equal(served_from("127.0.0.10"), 1); /* another source has its own bucket */
 }
 
+/* per_source_burst 0 is max(1, rate), rate rounded up: 2.2 a second gives
+ * a burst of 3, 0.0005 a burst of 1. Each source's bucket starts full. */
+static void per_source_burst_default(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.per_source_rate = 2.2; /* a token per 455 ms */
+    start_server(&cfg);
+    int ok = 0;
+    uint64_t t0 = shim_now_ms();
+    for (int i = 0; i < 6; i++)
+        ok += served_from("127.0.0.11");
+    uint64_t dt = shim_now_ms() - t0;
+    int upper = 3 + (int)(dt * 22 / 10000);
+    if (ok < 3 || ok > upper)
+        fail_msg("%d of 6 served in %llu ms, burst 3", ok, (unsigned long long)dt);
+    teardown(NULL);
+
+    base_config(&cfg);
+    cfg.per_source_rate = 0.0005; /* a token per 2000 s */
+    start_server(&cfg);
+    assert_int_equal(served_from("127.0.0.12"), 1);
+    assert_int_equal(served_from("127.0.0.12"), 0);
+    assert_int_equal(served_from("127.0.0.13"), 1); /* its own bucket */
+    assert_int_equal(stats().rejected[PC_STEP_SOURCE_RATE], 1);
+}
+
 static void reload_and_bad_reload(void **state)
 {
     (void)state;
@@ -420,6 +448,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(deny_by_32_and_24, teardown),
         cmocka_unit_test_teardown(per_source_max, teardown),
         cmocka_unit_test_teardown(per_source_rate, teardown),
+        cmocka_unit_test_teardown(per_source_burst_default, teardown),
         cmocka_unit_test_teardown(reload_and_bad_reload, teardown),
         cmocka_unit_test_teardown(shadow_counts_but_accepts, teardown),
         cmocka_unit_test_teardown(lists_with_duplicates, teardown),
