@@ -171,6 +171,12 @@ static void accept_mode_off_reported(void **state)
     check_mode_reported(PC_COND_ACCEPT_OFF);
 }
 
+static void accept_mode_on_reported(void **state)
+{
+    (void)state;
+    check_mode_reported(PC_COND_ACCEPT_ON);
+}
+
 /* ---- verdicts ------------------------------------------------------------------------- */
 
 /* A denied source never reaches on_open: refused before the handshake
@@ -732,6 +738,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(accept_mode_reported, win_teardown),
         cmocka_unit_test_teardown(accept_mode_off_reported, win_teardown),
+        cmocka_unit_test_teardown(accept_mode_on_reported, win_teardown),
         cmocka_unit_test_teardown(denied_source_never_opens, win_teardown),
         cmocka_unit_test_teardown(condition_defer_then_accept, win_teardown),
         cmocka_unit_test_teardown(defer_under_capacity, win_teardown),
