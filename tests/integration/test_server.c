@@ -673,6 +673,52 @@ static void accept_burst(void **state)
 #endif
 }
 
+/* More connections than io_uring's submission queue has entries (256) are
+ * served in one batch of the worker: opened while it is held, each arms its
+ * receive when it is released; then each is sent to by id while it is held
+ * again, and one kick runs every send. A full queue is submitted and the
+ * next entry taken, so none fails for want of an entry. */
+static void batch_beyond_submission_queue(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.threads = 1; /* one queue (one ring) for all of them */
+    start_server(&cfg);
+    enum { N = 300 };
+    static shim_sock_t c[N];
+    static pc_conn_id_t ids[N + 1];
+    worker_hold(g_srv);
+    for (int i = 0; i < N; i++) {
+        c[i] = shim_connect("127.0.0.1", g_port, NULL, 3000);
+        assert_true(c[i] != SHIM_INVALID);
+    }
+    WAIT_FOR(stats().accepted == N, 3000);
+    assert_int_equal(stats().accepted, N);
+    worker_release();
+    for (int i = 0; i < N; i++) { /* opened in one batch */
+        char msg[32];
+        snprintf(msg, sizeof msg, "open %d;", i);
+        expect_echo(c[i], msg);
+    }
+    assert_int_equal(atomic_load(&g_opens), N);
+    assert_int_equal(pc_server_conn_ids(g_srv, ids, N + 1), N);
+    worker_hold(g_srv);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(pc_server_send_to(g_srv, ids[i], "kicked;", 7), 0);
+    worker_release();
+    for (int i = 0; i < N; i++) { /* sent in one batch */
+        char buf[7];
+        assert_int_equal(shim_recv_exact(c[i], buf, 7), 7);
+        assert_memory_equal(buf, "kicked;", 7);
+    }
+    assert_int_equal(atomic_load(&g_closes), 0);
+    for (int i = 0; i < N; i++)
+        shim_close(c[i]);
+    WAIT_FOR(atomic_load(&g_closes) == N, 5000);
+    assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_PEER]), N);
+}
+
 static void ipv6_and_two_listeners(void **state)
 {
     (void)state;
@@ -2072,6 +2118,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(stop_destroy_from_own_threads, teardown),
         cmocka_unit_test_teardown(local_addr_wildcard, teardown),
         cmocka_unit_test_teardown(accept_burst, teardown),
+        cmocka_unit_test_teardown(batch_beyond_submission_queue, teardown),
 #ifdef __linux__
         cmocka_unit_test_teardown(connect_slow_write_timeout, teardown),       /* not on Windows */
         cmocka_unit_test_teardown(uring_file_slots, teardown),                 /* not on Windows */
