@@ -416,6 +416,34 @@ static void idle_timeout(void **state)
     shim_close(busy);
 }
 
+/* A worker's wait that ends at its deadline with nothing completed is no
+ * failure: the idle deadline below is met by such a wait, and the worker
+ * logs no error for it (io_uring answers it with ETIME, which was once
+ * taken for a failed wait, logged and slept on). */
+static void timed_out_wait_is_no_error(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.threads = 1;
+    cfg.idle_timeout_ms = 100;
+    log_capture_begin("waiting for completions failed");
+    start_server(&cfg);
+    shim_sock_t c = shim_connect("127.0.0.1", g_port, NULL, 3000);
+    assert_true(c != SHIM_INVALID);
+    expect_echo(c, "then idle");
+    shim_set_timeout(c, 3000);
+    size_t n;
+    assert_int_equal(shim_wait_close(c, &n), 0); /* closed at the deadline */
+    shim_close(c);
+    WAIT_FOR(atomic_load(&g_reasons[PC_CLOSE_IDLE_TIMEOUT]) == 1, 2000);
+    log_capture_end();
+    assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_IDLE_TIMEOUT]), 1);
+    for (int i = 0; i < g_nstart_lines; i++)
+        print_error("logged: %s\n", g_start_lines[i]);
+    assert_int_equal(g_nstart_lines, 0);
+}
+
 /* Bytes that reach a connection before its idle deadline while its worker
  * is busy with another connection arrived in time: the worker, back after
  * the deadline, takes them before it judges the deadline (it used to run the
@@ -2091,6 +2119,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(max_conns_reject, teardown),
         cmocka_unit_test_teardown(max_conns_defer, teardown),
         cmocka_unit_test_teardown(idle_timeout, teardown),
+        cmocka_unit_test_teardown(timed_out_wait_is_no_error, teardown),
         cmocka_unit_test_teardown(idle_timeout_while_worker_busy, teardown),
         cmocka_unit_test_teardown(idle_timeout_busy_with_held_buffers, teardown),
         cmocka_unit_test_teardown(header_timeout_head_in_held_buffers, teardown),
