@@ -1706,6 +1706,44 @@ static void server_timer_cancels_one_due_with_it(void **state)
     assert_int_equal(atomic_load(&g_once), 1);
 }
 
+/* A worker whose next timer is ms away sleeps until it: from 100 ms after
+ * arming to 100 ms before it is due, it wakes at most twice (the backend's
+ * wait given the whole timeout; io_uring's in a timespec, where a
+ * millisecond count taken as microseconds, or the seconds dropped, woke the
+ * worker hundreds of times, or every second); then the timer runs. */
+#ifdef __linux__
+static void sleeps_until_timer(unsigned ms)
+{
+    atomic_store(&g_once, 0);
+    static int answer = 42;
+    assert_true(pc_server_timer(g_srv, ms, 0, st_once, &answer) > 0);
+    shim_sleep_ms(100);
+    long w0 = worker_wakeups();
+    shim_sleep_ms((int)ms - 200);
+    long woke = worker_wakeups() - w0;
+    if (woke > 2) print_error("%u ms timer: the worker woke %ld times\n", ms, woke);
+    assert_true(woke <= 2);
+    assert_int_equal(atomic_load(&g_once), 0);
+    WAIT_FOR(atomic_load(&g_once) == 1, 5000);
+    assert_int_equal(atomic_load(&g_once), 1);
+}
+#endif
+
+static void worker_sleeps_until_timer(void **state)
+{
+    (void)state;
+#ifdef __linux__
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.threads = 1;
+    start_server(&cfg);
+    sleeps_until_timer(700);  /* under a second */
+    sleeps_until_timer(2700); /* seconds and a part */
+#else
+    skip(); /* counts the worker's wake-ups in /proc */
+#endif
+}
+
 static atomic_int g_posted, g_post_ran, g_poster_stop;
 
 static void post_count(pc_server_t *s, void *arg)
@@ -2545,6 +2583,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(hidden_until_on_open, teardown),
         cmocka_unit_test_teardown(hidden_refuses_guessed_ids, teardown),
         cmocka_unit_test_teardown(server_timer_cancels_one_due_with_it, teardown),
+        cmocka_unit_test_teardown(worker_sleeps_until_timer, teardown),
         cmocka_unit_test_teardown(outbound_post_and_close_wait_for_open, teardown),
         cmocka_unit_test_teardown(outbound_close_in_on_open_keeps_order, teardown),
         cmocka_unit_test_teardown(outbound_peer_speaks_before_connect_taken, teardown),
