@@ -930,6 +930,50 @@ static void posted_fn(pc_server_t *s, void *arg)
     atomic_fetch_add(&g_posted, (int)(intptr_t)arg);
 }
 
+static atomic_int g_chain_runs, g_chain_stop, g_chain_done;
+static uint64_t g_chain_end;
+
+/* Posts itself again until told to stop (or 5 s pass). */
+static void chain_fn(pc_server_t *s, void *arg)
+{
+    atomic_fetch_add(&g_chain_runs, 1);
+    if (!atomic_load(&g_chain_stop) && shim_now_ms() < g_chain_end) {
+        assert_int_equal(pc_server_post(s, chain_fn, arg), 0);
+        return;
+    }
+    atomic_store(&g_chain_done, 1);
+}
+
+/* A worker that always has posted work ready (a function that posts itself
+ * again) still serves its connections meanwhile: its backend hands it
+ * their completions and submits their operations between the posts, not
+ * only once the chain ends. */
+static void posts_without_end_starve_nothing(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.threads = 1;
+    start_server(&cfg);
+    shim_sock_t c = shim_connect("127.0.0.1", g_port, NULL, 3000);
+    assert_true(c != SHIM_INVALID);
+    expect_echo(c, "before");
+    atomic_store(&g_chain_runs, 0);
+    atomic_store(&g_chain_stop, 0);
+    atomic_store(&g_chain_done, 0);
+    g_chain_end = shim_now_ms() + 5000;
+    assert_int_equal(pc_server_post(g_srv, chain_fn, NULL), 0);
+    WAIT_FOR(atomic_load(&g_chain_runs) > 1000, 3000);
+    assert_true(atomic_load(&g_chain_runs) > 1000);
+    expect_echo(c, "during the chain");
+    assert_int_equal(atomic_load(&g_chain_done), 0); /* served while it ran */
+    atomic_store(&g_chain_stop, 1);
+    WAIT_FOR(atomic_load(&g_chain_done), 3000);
+    assert_int_equal(atomic_load(&g_chain_done), 1);
+    expect_echo(c, "after");
+    shim_close(c);
+}
+
 static void server_post_runs(void **state)
 {
     (void)state;
@@ -2140,6 +2184,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(peer_reset_while_paused_by_high_water, teardown),
         cmocka_unit_test_teardown(peer_fin_flushes_queue, teardown),
         cmocka_unit_test_teardown(server_post_runs, teardown),
+        cmocka_unit_test_teardown(posts_without_end_starve_nothing, teardown),
         cmocka_unit_test_teardown(stats_count, teardown),
         cmocka_unit_test_teardown(connect_outbound, teardown),
         cmocka_unit_test_teardown(stop_counts_pending_connects, teardown),
