@@ -5,10 +5,13 @@
  * reserves a slot in srv->active with a CAS, so max_connections holds
  * exactly even with several listeners; the filter (src/filter/pipeline.c)
  * runs steps 1-5 and any rejection gives the slot back. */
+#include <stdio.h>
+
 #include "server.h"
 
 #include "core/clock.h"
 #include "core/log.h"
+#include "sock.h"
 
 static int reserve_slot(pc_server_t *s)
 {
@@ -172,4 +175,14 @@ void accept_failed(listener_t *l, accept_backoff_t *b, int err, int os_err)
     /* not a plain sleep: the stop ends the step (pc_server_stop would
      * otherwise wait up to a second for it) */
     (void)cap_wait_until(l, pc__now_ms() + b->delay_ms, 0);
+}
+
+/* Not in endpoint.c, which the endpoint fuzzer builds alone (no sockets). */
+void listener_name(sock_t fd, const struct sockaddr *asked, char *buf, size_t n)
+{
+    struct sockaddr_storage bound;
+    if (sock_local_addr(fd, &bound) == 0 &&
+        pc_format_endpoint((struct sockaddr *)&bound, buf, n) >= 0)
+        return;
+    if (!asked || pc_format_endpoint(asked, buf, n) < 0) snprintf(buf, n, "?");
 }

@@ -105,11 +105,8 @@ int accept_listener_open(pc_server_t *s, listener_t *l)
         return rc;
     }
     l->mode = PC_ACCEPT_MODE_POST_HANDSHAKE;
-    char name[64]; /* the bound address, as the other listener lines give it */
-    struct sockaddr_storage bound;
-    if (sock_local_addr(l->fd, &bound) < 0 ||
-        pc_format_endpoint((struct sockaddr *)&bound, name, sizeof name) < 0)
-        pc_format_endpoint((struct sockaddr *)&l->addr, name, sizeof name);
+    char name[64];
+    listener_name(l->fd, (struct sockaddr *)&l->addr, name, sizeof name);
     if (want)
         PC_LOGI("listener %s: conditional accept not available on this platform; "
                 "post-handshake mode (rejects are reset after accept)",

@@ -78,10 +78,7 @@ int accept_listener_open(pc_server_t *s, listener_t *l)
     if (l->idx == 0 || l->mode == PC_ACCEPT_MODE_POST_HANDSHAKE) s->accept_mode = l->mode;
 
     char name[64];
-    struct sockaddr_storage bound;
-    if (sock_local_addr(l->fd, &bound) < 0 ||
-        pc_format_endpoint((struct sockaddr *)&bound, name, sizeof name) < 0)
-        pc_format_endpoint((struct sockaddr *)&l->addr, name, sizeof name);
+    listener_name(l->fd, (struct sockaddr *)&l->addr, name, sizeof name);
     if (l->mode == PC_ACCEPT_MODE_PRE_HANDSHAKE)
         PC_LOGI("listener %s: conditional accept: pre-handshake (SO_CONDITIONAL_ACCEPT; "
                 "connections are accepted, refused or deferred before the TCP handshake)",

@@ -127,10 +127,8 @@ static int cbpf_attach(int fd, const pc_rules_t *rules, int replacing, unsigned 
 
 static void log_state(const pc_server_t *s, int fd, const kfilter_t *kf)
 {
-    char name[64] = "?";
-    struct sockaddr_storage ss;
-    if (sock_local_addr(fd, &ss) == 0)
-        pc_format_endpoint((struct sockaddr *)&ss, name, sizeof name);
+    char name[64];
+    listener_name(fd, NULL, name, sizeof name);
     pc_kernel_filter_t want = s->cfg.kernel_filter;
     char tier[48];
     if (kf->tier == PC_KERNEL_FILTER_CBPF)

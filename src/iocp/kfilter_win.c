@@ -20,10 +20,8 @@ int kfilter_attach(pc_server_t *s, listener_t *l, sock_t fd, const pc_rules_t *r
     if (want == PC_KERNEL_FILTER_OFF) return 0;
     snprintf(l->kf.why, sizeof l->kf.why,
              "no kernel filter on Windows (conditional accept is its pre-handshake verdict)");
-    char name[64] = "?";
-    struct sockaddr_storage ss;
-    if (sock_local_addr(fd, &ss) == 0)
-        pc_format_endpoint((struct sockaddr *)&ss, name, sizeof name);
+    char name[64];
+    listener_name(fd, NULL, name, sizeof name);
     if (want == PC_KERNEL_FILTER_AUTO)
         PC_LOGI("listener %s: kernel filter off; %s", name, l->kf.why);
     else

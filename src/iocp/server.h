@@ -717,6 +717,10 @@ uint64_t accept_pause_take(accept_pause_t *p);
  * backlog holds (Linux: its accept queue's length; Windows: 1 if one is
  * queued, as Winsock does not say how many). 0 once it stops. */
 unsigned accept_backlog_queued(listener_t *l);
+/* accept.c: a listener's name for log lines, the address fd is bound to
+ * (with the port the system picked for port 0); failing that, asked
+ * formatted, or "?" if asked is NULL. */
+void listener_name(sock_t fd, const struct sockaddr *asked, char *buf, size_t n);
 
 /* The pipeline deferred a connection that is already established (Linux,
  * or Windows without conditional accept): hold it, and so the backlog behind
