@@ -185,8 +185,11 @@ void conn_tls_send_chunks(pc_conn_t *c, queue_t *q, size_t total, int in_inbox)
      * or, kept for the handshake, the plaintext stays counted as the pend */
     size_t grown = conn_tls_pend(c) - before;
     conn_inbox_count(c, grown, in_inbox ? total : 0); /* the inbox counts the pend */
-    counter_sub(&conn_srv(c)->send_queued, total);
-    counter_add(&conn_srv(c)->send_queued, grown);
+    /* one step: a stats reader never sees the kept bytes missing */
+    if (grown >= total)
+        counter_add(&conn_srv(c)->send_queued, grown - total);
+    else
+        counter_sub(&conn_srv(c)->send_queued, total - grown);
     pend_held_sync(c);
     conn_buffer_settle(&outer);
     chunks_free(q); /* no longer in send_held: handover_count */
