@@ -1115,11 +1115,14 @@ static void handle_kick(pc_conn_t *c)
     size_t counted = atomic_load(&c->inbox_send_bytes);
     size_t xbytes = counted > pend ? counted - pend : 0;
     /* the bytes move to sendq_bytes in the same critical section, so that
-     * per-connection limit checks never see them in neither (not before
-     * conn_open below, whose failure closes with sendq_bytes: the bytes
-     * are then not queued; while an outbound connect is in flight they
-     * are, as when open); kept for a handshake, they stay where they are */
-    int moved = !keep && xbytes && (c->state != CS_OPENING || c->connecting);
+     * per-connection limit checks and pc_server_send_queued never see them
+     * in neither: a pc_connect connection's also before conn_open below
+     * starts its connect (should that fail, kick_bytes drops them from
+     * sendq_bytes); not an accepted one's, whose conn_open runs on_open
+     * and must not see bytes it has no queue for (its id is not shown
+     * before on_open: only a guessed one sends so early); kept for a
+     * handshake, they stay where they are */
+    int moved = !keep && xbytes && (c->state != CS_OPENING || c->connecting || c->outbound);
     if (moved) atomic_fetch_add(&c->sendq_bytes, xbytes);
     if (!keep) atomic_store(&c->inbox_send_bytes, counted - xbytes);
     int inbox_close = c->inbox_close & INBOX_CLOSE_HOW;

@@ -1935,6 +1935,96 @@ static void outbound_close_in_on_open_keeps_order(void **state)
     assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_PEER]), 1); /* a FIN */
 }
 
+/* Bytes sent by id to a pc_connect connection before its first kick stay
+ * counted while that kick starts the connect: pc_server_send_queued (and
+ * the send_queue_limit check of a send by id, which reads the same sum
+ * under the same lock) never sees them in neither count. The kick took
+ * them off the inbox's count under the lock but added them to the send
+ * queue's only after conn_open (the port's attach and the connect call):
+ * a reader between saw 0, and a send by id then could pass the limit by
+ * up to the limit again. A sampler reads the count while the held worker
+ * is let go; the accepted side never reads, so the 32 MiB cannot all
+ * leave, and the count stays above half of them. */
+#define FK_BYTES ((size_t)32 << 20)
+static atomic_int g_fk_stop, g_fk_low;
+static atomic_uint_fast64_t g_fk_samples;
+static _Atomic uint64_t g_fk_id;
+static pc_server_t *g_fk_cs;
+
+static void fk_sampler(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&g_fk_stop)) {
+        int64_t q = pc_server_send_queued(g_fk_cs, atomic_load(&g_fk_id));
+        if (q < (int64_t)(FK_BYTES / 2)) atomic_store(&g_fk_low, 1);
+        atomic_fetch_add(&g_fk_samples, 1);
+    }
+}
+
+static void fk_pause_open(pc_conn_t *c)
+{
+    assert_int_equal(pc_conn_pause_read(c), 0);
+}
+
+static void outbound_first_kick_keeps_count(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.cb.on_open = fk_pause_open; /* the accepted side never reads */
+    start_server(&cfg);
+    pc_server_config_t ccfg;
+    pc_server_config_init(&ccfg);
+    ccfg.send_queue_limit = SIZE_MAX;
+    static const pc_callbacks_t cli = {.on_data = oc_cli_data};
+    g_fk_cs = start_client_server(&cli, &ccfg);
+    char ep[64];
+    snprintf(ep, sizeof ep, "127.0.0.1:%d", g_port);
+    char *big = calloc(1, FK_BYTES);
+    assert_non_null(big);
+    atomic_store(&g_fk_low, 0);
+    for (int trial = 0; trial < 20 && !atomic_load(&g_fk_low); trial++) {
+        pc_server_stats_t st;
+        pc_server_stats(g_fk_cs, &st);
+        uint64_t out0 = st.bytes_out;
+        pc_conn_id_t id = 0;
+        worker_hold(g_fk_cs); /* the connect's first kick waits */
+        assert_int_equal(pc_connect(g_fk_cs, ep, NULL, &cli, NULL, &id), 0);
+        assert_int_equal(pc_server_send_to(g_fk_cs, id, big, FK_BYTES), 0);
+        assert_int_equal(pc_server_send_queued(g_fk_cs, id), (int64_t)FK_BYTES);
+        atomic_store(&g_fk_id, id);
+        atomic_store(&g_fk_stop, 0);
+        atomic_store(&g_fk_samples, 0);
+        pc_thread_t t;
+        assert_int_equal(pc__thread_start(&t, fk_sampler, NULL, "sampler"), 0);
+        WAIT_FOR(atomic_load(&g_fk_samples) > 0, 5000);
+        worker_release();
+        /* the kick ran and the connection opened: bytes leave */
+        WAIT_FOR((pc_server_stats(g_fk_cs, &st), st.bytes_out > out0), 5000);
+        atomic_store(&g_fk_stop, 1);
+        pc__thread_join(t);
+        assert_true(st.bytes_out > out0);
+        assert_true(atomic_load(&g_fk_samples) > 0);
+        assert_int_equal(pc_server_abort_id(g_fk_cs, id), 0);
+        WAIT_FOR((pc_server_stats(g_fk_cs, &st), st.send_held_bytes == 0), 5000);
+    }
+    /* a connect that fails: the bytes leave every count, once */
+    pc_conn_id_t id = 0;
+    worker_hold(g_fk_cs);
+    assert_int_equal(pc_connect(g_fk_cs, "127.0.0.1:1", NULL, &cli, NULL, &id), 0);
+    assert_int_equal(pc_server_send_to(g_fk_cs, id, big, 1000), 0);
+    worker_release();
+    pc_server_stats_t st;
+    WAIT_FOR((pc_server_stats(g_fk_cs, &st), st.outbound == 0 && st.send_held_bytes == 0), 5000);
+    assert_int_equal(st.outbound, 0);
+    assert_int_equal(st.send_queued_bytes, 0);
+    assert_int_equal(st.send_held_bytes, 0);
+    free(big);
+    pc_server_stop(g_fk_cs, 1000);
+    pc_server_destroy(g_fk_cs);
+    assert_int_equal(atomic_load(&g_fk_low), 0);
+}
+
 /* A pc_connect connection whose peer speaks first, its bytes there before
  * the connecting worker takes the connect's completion: the readiness that
  * came with the completion, before any receive was pending, is not lost.
@@ -2586,6 +2676,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(worker_sleeps_until_timer, teardown),
         cmocka_unit_test_teardown(outbound_post_and_close_wait_for_open, teardown),
         cmocka_unit_test_teardown(outbound_close_in_on_open_keeps_order, teardown),
+        cmocka_unit_test_teardown(outbound_first_kick_keeps_count, teardown),
         cmocka_unit_test_teardown(outbound_peer_speaks_before_connect_taken, teardown),
 #ifdef __linux__
         cmocka_unit_test_teardown(outbound_slow_connect_keeps_order, teardown), /* not on Windows */
