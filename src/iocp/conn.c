@@ -2117,10 +2117,22 @@ const struct sockaddr *pc_conn_peer_addr(const pc_conn_t *c)
     return &c->peer.sa;
 }
 
+/* The send queue's count plus the inbox's: under the lock, or on the
+ * strand (the kick and a close move bytes from one to the other under the
+ * lock, so a reader without it could see them in neither). */
+static size_t send_queued_sum(pc_conn_t *c)
+{
+    return atomic_load(&c->sendq_bytes) + atomic_load(&c->inbox_send_bytes);
+}
+
 size_t pc_conn_send_queued(const pc_conn_t *c)
 {
     pc_conn_t *m = (pc_conn_t *)c;
-    return atomic_load(&m->sendq_bytes) + atomic_load(&m->inbox_send_bytes);
+    if (tls_conn == m) return send_queued_sum(m);
+    pc__mutex_lock(conn_lock(m)); /* another thread */
+    size_t q = send_queued_sum(m);
+    pc__mutex_unlock(conn_lock(m));
+    return q;
 }
 
 int pc_server_send_to(pc_server_t *s, pc_conn_id_t id, const void *data, size_t len)
@@ -2523,7 +2535,7 @@ int64_t pc_server_send_queued(pc_server_t *s, pc_conn_id_t id)
     /* the record may have been reused meanwhile: only a count read while the
      * id holds is this connection's */
     int open = id_open_locked(c, id);
-    size_t q = pc_conn_send_queued(c);
+    size_t q = send_queued_sum(c);
     pc__mutex_unlock(conn_lock(c));
     return open ? (int64_t)q : PC_ENOTCONN;
 }

@@ -335,6 +335,60 @@ static void send_queue_limit_per_connection(void **state)
     shim_close(fast);
 }
 
+/* ---- 2c. pc_conn_send_queued from another thread: bytes sent by id are
+ * never missing from it while the worker moves them from the inbox's count
+ * to the send queue's. Allowed from any thread that knows the connection
+ * is open (threads as pc_conn_id), it read the two counts without the
+ * lock: the queue's before the kick added the bytes, the inbox's after it
+ * took them off. The kernel's buffers are full first, so nothing leaves
+ * and a sampler sees the count only grow. */
+static atomic_int g_cq_stop, g_cq_dip;
+static atomic_uint_fast64_t g_cq_samples;
+static _Atomic(pc_conn_t *) g_cq_conn;
+
+static void cq_sampler(void *arg)
+{
+    (void)arg;
+    pc_conn_t *c = atomic_load(&g_cq_conn);
+    size_t last = 0;
+    while (!atomic_load(&g_cq_stop)) {
+        size_t q = pc_conn_send_queued(c);
+        if (q < last) atomic_store(&g_cq_dip, 1);
+        last = q;
+        atomic_fetch_add(&g_cq_samples, 1);
+    }
+}
+
+static void conn_send_queued_other_thread_no_dip(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.send_queue_limit = SIZE_MAX; /* nothing refused */
+    start_server(&cfg);
+    shim_sock_t s = connect_nonreader();
+    pc_conn_id_t id = wait_open_id(1);
+    atomic_store(&g_cq_conn, atomic_load(&g_last_conn));
+    fill_until_held(id);
+    atomic_store(&g_cq_stop, 0);
+    atomic_store(&g_cq_dip, 0);
+    atomic_store(&g_cq_samples, 0);
+    pc_thread_t t;
+    assert_int_equal(pc__thread_start(&t, cq_sampler, NULL, "sampler"), 0);
+    static const char b[64];
+    for (int i = 0; i < 40000; i++) {
+        assert_int_equal(pc_server_send_to(g_srv, id, b, sizeof b), 0);
+        if (i % 16 == 0) shim_sleep_ms(0); /* let the kicks take them */
+    }
+    atomic_store(&g_cq_stop, 1);
+    pc__thread_join(t);
+    print_message("%llu samples\n", (unsigned long long)atomic_load(&g_cq_samples));
+    assert_true(atomic_load(&g_cq_samples) > 0);
+    assert_int_equal(atomic_load(&g_cq_dip), 0);
+    assert_int_equal(pc_server_abort_id(g_srv, id), 0);
+    shim_close(s);
+}
+
 /* ---- 3. post_to: pause and resume a connection from another thread */
 
 static atomic_int g_post_runs, g_post_null;
@@ -2650,6 +2704,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(send_to_racers_cap_exact, teardown),
         cmocka_unit_test_teardown(send_queue_limit_per_connection, teardown),
         cmocka_unit_test_teardown(send_queue_limit_exact_fit, teardown),
+        cmocka_unit_test_teardown(conn_send_queued_other_thread_no_dip, teardown),
         cmocka_unit_test_teardown(post_to_pause_resume, teardown),
         cmocka_unit_test_teardown(post_to_after_close_gets_null, teardown),
         cmocka_unit_test_teardown(stale_ids_every_call, teardown),
