@@ -341,7 +341,10 @@ static void send_queue_limit_per_connection(void **state)
  * is open (threads as pc_conn_id), it read the two counts without the
  * lock: the queue's before the kick added the bytes, the inbox's after it
  * took them off. The kernel's buffers are full first, so nothing leaves
- * and a sampler sees the count only grow. */
+ * and a sampler sees the count only grow. Linux: under Wine, writes to the
+ * peer that does not read still complete after the queue has settled (a
+ * 256 KiB write left 2 s in), so there the count falls for a good reason. */
+#ifdef __linux__
 static atomic_int g_cq_stop, g_cq_dip;
 static atomic_uint_fast64_t g_cq_samples;
 static _Atomic(pc_conn_t *) g_cq_conn;
@@ -359,7 +362,7 @@ static void cq_sampler(void *arg)
     }
 }
 
-static void conn_send_queued_other_thread_no_dip(void **state)
+static void send_queued_other_thread_no_dip(void **state)
 {
     (void)state;
     pc_server_config_t cfg;
@@ -388,6 +391,7 @@ static void conn_send_queued_other_thread_no_dip(void **state)
     assert_int_equal(pc_server_abort_id(g_srv, id), 0);
     shim_close(s);
 }
+#endif
 
 /* ---- 3. post_to: pause and resume a connection from another thread */
 
@@ -2704,7 +2708,9 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(send_to_racers_cap_exact, teardown),
         cmocka_unit_test_teardown(send_queue_limit_per_connection, teardown),
         cmocka_unit_test_teardown(send_queue_limit_exact_fit, teardown),
-        cmocka_unit_test_teardown(conn_send_queued_other_thread_no_dip, teardown),
+#ifdef __linux__
+        cmocka_unit_test_teardown(send_queued_other_thread_no_dip, teardown), /* not on Windows */
+#endif
         cmocka_unit_test_teardown(post_to_pause_resume, teardown),
         cmocka_unit_test_teardown(post_to_after_close_gets_null, teardown),
         cmocka_unit_test_teardown(stale_ids_every_call, teardown),
