@@ -1042,6 +1042,20 @@ void conn_inbox_count(pc_conn_t *c, size_t add, size_t sub)
     pc__mutex_unlock(conn_lock(c));
 }
 
+/* Plaintext counted in the send queue, about to be encrypted into it
+ * (conn_tls_send_chunks): its count moves to the inbox's under the lock, so
+ * that a reader under it (send_queue_limit, pc_server_send_queued) sees it
+ * in one or the other until the records are counted; taken off the send
+ * queue's first, the bytes were in neither meanwhile. The send queue's
+ * count alone (high water) no longer has them. */
+static void count_to_inbox(pc_conn_t *c, size_t n)
+{
+    pc__mutex_lock(conn_lock(c));
+    atomic_fetch_sub(&c->sendq_bytes, n);
+    atomic_fetch_add(&c->inbox_send_bytes, n);
+    pc__mutex_unlock(conn_lock(c));
+}
+
 /* What handle_kick kept while a pc_connect connection was connecting runs
  * once it is established: right after on_open, or as its TLS handshake
  * starts (where posted functions always ran, their sends kept for the
@@ -1077,8 +1091,8 @@ static void kick_bytes(pc_conn_t *c, queue_t *q, const kick_count_t *k)
         c->state == CS_OPEN || c->state == CS_OPENING || (c->state == CS_CLOSING && !c->fin_sent);
     if (accept && c->tls_phase) {
         /* encrypted into the send queue; the plaintext leaves it */
-        if (k->counted) atomic_fetch_sub(&c->sendq_bytes, n);
-        conn_tls_send_chunks(c, q, n, k->in_inbox); /* and frees them */
+        if (k->counted) count_to_inbox(c, n);
+        conn_tls_send_chunks(c, q, n, k->counted || k->in_inbox); /* and frees them */
         c->sent_due = 1;
         return;
     }
@@ -1986,8 +2000,8 @@ static int close_queue_taken(pc_conn_t *c, queue_t *q, size_t n, conn_tx_t *spar
 {
     if (spare) tx_adopt(c, spare);
     if (c->tls_phase) {
-        atomic_fetch_sub(&c->sendq_bytes, n); /* the records are counted instead */
-        conn_tls_send_chunks(c, q, n, 0);     /* and frees them */
+        count_to_inbox(c, n);             /* the records are counted instead */
+        conn_tls_send_chunks(c, q, n, 1); /* and frees them */
         return 0;
     }
     if (!tx_get(c)) {
