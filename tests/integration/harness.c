@@ -15,6 +15,7 @@
 
 #ifndef _WIN32
 #include <arpa/inet.h>
+#include <sys/socket.h>
 #endif
 
 pc_server_t *g_srv;
@@ -302,6 +303,23 @@ void expect_echo(shim_sock_t s, const char *msg)
     assert_int_equal(shim_recv_exact(s, buf, n), n);
     assert_memory_equal(buf, msg, n);
 }
+
+#ifndef _WIN32
+int server_end(int cfd)
+{
+    struct sockaddr_storage me, peer;
+    socklen_t ml = sizeof me;
+    assert_int_equal(getsockname(cfd, (struct sockaddr *)&me, &ml), 0);
+    for (int fd = 3; fd < 4096; fd++) {
+        socklen_t pl = sizeof peer;
+        if (fd != cfd && getpeername(fd, (struct sockaddr *)&peer, &pl) == 0 && pl == ml &&
+            memcmp(&peer, &me, ml) == 0)
+            return fd;
+    }
+    fail_msg("no server end for the client's connection");
+    return -1;
+}
+#endif
 
 pc_server_stats_t stats(void)
 {

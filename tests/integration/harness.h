@@ -62,6 +62,11 @@ int teardown(void **state);
 /* Send msg and expect it echoed exactly. */
 void expect_echo(shim_sock_t s, const char *msg);
 pc_server_stats_t stats(void);
+#ifndef _WIN32
+/* The server's socket of the connection whose client end is cfd (the server
+ * runs in this process): the fd whose peer is cfd's local address. */
+int server_end(int cfd);
+#endif
 /* A connection from src (IPv4 text; NULL: any) to g_port is refused: the connect fails,
  * or a byte sent on it gets EOF or a reset, never an answer. */
 void expect_refused(const char *src);

@@ -198,23 +198,6 @@ static void expect_tier(int idx, pc_kernel_filter_t want)
                  (unsigned long long)kf.kernel_bytes);
 }
 
-/* The server's socket of the connection whose client end is cfd (the server
- * runs in this process): the fd whose peer is cfd's local address. */
-static int server_end(int cfd)
-{
-    struct sockaddr_storage me, peer;
-    socklen_t ml = sizeof me;
-    assert_int_equal(getsockname(cfd, (struct sockaddr *)&me, &ml), 0);
-    for (int fd = 3; fd < 4096; fd++) {
-        socklen_t pl = sizeof peer;
-        if (fd != cfd && getpeername(fd, (struct sockaddr *)&peer, &pl) == 0 && pl == ml &&
-            memcmp(&peer, &me, ml) == 0)
-            return fd;
-    }
-    fail_msg("no server end for the client's connection");
-    return -1;
-}
-
 /* An accepted socket took off the filter it inherited from the listener
  * (else the program ran on each segment it received and its rule set
  * stayed in the kernel while the connection lived): SO_GET_FILTER reports no

@@ -10,6 +10,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifndef _WIN32
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#endif
 
 #include <cmocka.h>
 
@@ -149,6 +154,95 @@ static void write_timeout_stalled_peer(void **state)
     assert_true(n < g_big);
     shim_close(s);
 }
+
+#ifndef _WIN32
+/* A send stalled part-way on an echo connection: the server's socket has a
+ * small send buffer, its peer s reads nothing, 128 KiB are echoed. Returns
+ * what the server's kernel took by then (the bytes in s's receive queue
+ * and in the server's send queue, and the 1 byte echoed first), part of it
+ * written by the stalled send; *inq: the bytes in s's receive queue. */
+static uint64_t stall_echo(shim_sock_t s, int *inq)
+{
+    shim_set_rcvbuf(s, 16 << 10);
+    expect_echo(s, "x");
+    int fd = server_end(s), small = 4096;
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+    enum { N = 128 << 10 };
+    unsigned char *buf = malloc(N);
+    fill_pattern(buf, 0, N);
+    assert_int_equal(shim_send_all(s, buf, N), 0);
+    free(buf);
+    /* what the kernel took so far: only grows until the connection ends */
+    int in = 0, out = 0;
+    uint64_t until = shim_now_ms() + 500;
+    while (shim_now_ms() < until && atomic_load(&g_closes) == 0) {
+        int i = 0, o = 0;
+        if (ioctl(s, FIONREAD, &i) == 0 && ioctl(fd, SIOCOUTQ, &o) == 0 && i + o > in + out) {
+            in = i;
+            out = o;
+        }
+        shim_sleep_ms(10);
+    }
+    assert_true(in > 0 && out > 0 && in + out < N); /* stalled part-way */
+    *inq = in;
+    return 1 + (uint64_t)in + (uint64_t)out;
+}
+
+/* stats.bytes_out counts at least what the kernel took (stall_echo) */
+static void expect_bytes_out_at_least(uint64_t took)
+{
+    WAIT_FOR(stats().bytes_out >= took, 2000);
+    if (stats().bytes_out < took)
+        fprintf(stderr, "bytes_out %llu, the kernel took %llu\n",
+                (unsigned long long)stats().bytes_out, (unsigned long long)took);
+    assert_true(stats().bytes_out >= took);
+}
+
+/* stats.bytes_out counts what a send wrote before the write timeout's reset
+ * cancelled it. (A backend that completed a cancelled send as having
+ * written nothing lost that part from bytes_out.) */
+static void write_timeout_counts_partial_send(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.write_timeout_ms = 1000;
+    start_server(&cfg);
+    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 3000);
+    assert_true(s != SHIM_INVALID);
+    int inq = 0;
+    uint64_t took = stall_echo(s, &inq);
+    WAIT_FOR(atomic_load(&g_closes) == 1, 5000);
+    assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_WRITE_TIMEOUT]), 1);
+    shim_set_timeout(s, 5000);
+    size_t n = 0;
+    assert_int_equal(shim_wait_reset(s, &n), -1);
+    assert_true(n >= (size_t)inq);
+    expect_bytes_out_at_least(took);
+    shim_close(s);
+}
+
+/* The same when the send fails: the peer resets the connection while the
+ * send waits for room. (A backend that failed a send as having written
+ * nothing lost its written part from bytes_out.) */
+static void peer_reset_counts_partial_send(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    start_server(&cfg);
+    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 3000);
+    assert_true(s != SHIM_INVALID);
+    int inq = 0;
+    uint64_t took = stall_echo(s, &inq);
+    shim_close_reset(s);
+    WAIT_FOR(atomic_load(&g_closes) == 1, 5000);
+    assert_int_equal(atomic_load(&g_closes), 1);
+    assert_int_equal(
+        atomic_load(&g_reasons[PC_CLOSE_RESET]) + atomic_load(&g_reasons[PC_CLOSE_ERROR]), 1);
+    expect_bytes_out_at_least(took);
+}
+#endif
 
 /* The send queue starts in a function posted to the connection, with bytes
  * sent by id after it in the same kick (counted as queued before their
@@ -743,6 +837,10 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(write_timeout_stalled_peer, teardown),
         cmocka_unit_test_teardown(write_timeout_slow_reader_survives, teardown),
         cmocka_unit_test_teardown(write_timeout_send_in_post, teardown),
+#ifndef _WIN32
+        cmocka_unit_test_teardown(write_timeout_counts_partial_send, teardown), /* not on Windows */
+        cmocka_unit_test_teardown(peer_reset_counts_partial_send, teardown),    /* not on Windows */
+#endif
         cmocka_unit_test(buffered_cap_least),
         cmocka_unit_test_teardown(buffered_cap_refuses, teardown),
         cmocka_unit_test_teardown(defer_timeout_bounds_wait, teardown),
