@@ -14,6 +14,7 @@
 #include <linux/sockios.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <time.h>
 #endif
 
 #include <cmocka.h>
@@ -326,6 +327,62 @@ static void write_timeout_slow_reader_survives(void **state)
     assert_int_equal(atomic_load(&g_closes), 0);
     shim_close(s);
 }
+
+#ifndef _WIN32
+/* CPU time of the whole process (the server's threads and ours), in ms */
+static uint64_t process_cpu_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* A peer that stops reading leaves a send waiting for room: the backend
+ * waits for writability (POLLOUT / EPOLLOUT), it does not retry at once.
+ * Measured: the process spends next to no CPU while 4 MiB stay queued for
+ * a second (a send retried at once on EAGAIN spins a worker, about a core),
+ * and once the peer reads, every byte arrives, in order. */
+static void stalled_peer_costs_no_cpu(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.send_high_water = 64u << 20; /* the whole burst is queued */
+    g_behaviour = B_BIG_ON_OPEN;
+    g_big = 4u << 20;
+    start_server(&cfg);
+    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 3000);
+    assert_true(s != SHIM_INVALID);
+    shim_set_rcvbuf(s, 16 << 10);
+    /* the socket buffers are full: nothing more leaves for 200 ms */
+    uint64_t out = 0, since = shim_now_ms(), until = since + 5000;
+    while (shim_now_ms() < until && shim_now_ms() - since < 200) {
+        pc_server_stats_t st = stats();
+        if (st.bytes_out != out || !st.send_queued_bytes) {
+            out = st.bytes_out;
+            since = shim_now_ms();
+        }
+        shim_sleep_ms(10);
+    }
+    assert_true(stats().send_queued_bytes > 0);
+    uint64_t cpu0 = process_cpu_ms(), t0 = shim_now_ms();
+    shim_sleep_ms(1000);
+    uint64_t cpu = process_cpu_ms() - cpu0, wall = shim_now_ms() - t0;
+    if (cpu * 4 >= wall)
+        fprintf(stderr, "%llu ms of CPU in %llu ms\n", (unsigned long long)cpu,
+                (unsigned long long)wall);
+    assert_true(cpu * 4 < wall); /* under a quarter of one core */
+    unsigned char *got = malloc(g_big), *want = malloc(g_big);
+    fill_pattern(want, 0, g_big);
+    shim_set_timeout(s, 10000);
+    assert_int_equal(shim_recv_exact(s, got, g_big), g_big);
+    assert_memory_equal(got, want, g_big);
+    free(got);
+    free(want);
+    assert_int_equal(atomic_load(&g_closes), 0);
+    shim_close(s);
+}
+#endif
 
 /* ---- deferral at capacity ------------------------------------------------------ */
 
@@ -840,6 +897,7 @@ int main(int argc, char **argv)
 #ifndef _WIN32
         cmocka_unit_test_teardown(write_timeout_counts_partial_send, teardown), /* not on Windows */
         cmocka_unit_test_teardown(peer_reset_counts_partial_send, teardown),    /* not on Windows */
+        cmocka_unit_test_teardown(stalled_peer_costs_no_cpu, teardown),         /* not on Windows */
 #endif
         cmocka_unit_test(buffered_cap_least),
         cmocka_unit_test_teardown(buffered_cap_refuses, teardown),
