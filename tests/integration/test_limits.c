@@ -329,6 +329,50 @@ static void write_timeout_slow_reader_survives(void **state)
 }
 
 #ifndef _WIN32
+/* The write timeout bounds a stretch without progress, not the whole
+ * send: with the server's send buffer made small, 4 MiB for a peer reading
+ * about 1 MiB/s stay queued for several write timeouts (checked: still
+ * queued after 2.5 s with a 1 s timeout), and the connection survives
+ * because every send that completes moves the deadline. */
+static void write_timeout_progress_moves(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.write_timeout_ms = 1000;
+    cfg.send_high_water = 64u << 20;
+    g_behaviour = B_BIG_ON_OPEN;
+    g_big = 4u << 20;
+    start_server(&cfg);
+    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 5000);
+    assert_true(s != SHIM_INVALID);
+    shim_set_rcvbuf(s, 32 << 10);
+    WAIT_FOR(atomic_load(&g_opens) == 1, 2000);
+    int small = 32 << 10;
+    assert_int_equal(setsockopt(server_end(s), SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+    unsigned char *got = malloc(g_big), *want = malloc(g_big);
+    fill_pattern(want, 0, g_big);
+    uint64_t t0 = shim_now_ms();
+    int queued_late = 0;
+    size_t off = 0;
+    while (off < g_big) {
+        size_t n = g_big - off < 16384 ? g_big - off : 16384;
+        assert_int_equal(shim_recv_exact(s, got + off, n), n);
+        off += n;
+        if (shim_now_ms() - t0 >= 2500 && stats().send_queued_bytes > 0) queued_late = 1;
+        shim_sleep_ms(15);
+    }
+    assert_memory_equal(got, want, g_big);
+    free(got);
+    free(want);
+    assert_true(queued_late); /* the queue outlived the write timeout more than twice */
+    assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_WRITE_TIMEOUT]), 0);
+    assert_int_equal(atomic_load(&g_closes), 0);
+    shim_close(s);
+}
+#endif
+
+#ifndef _WIN32
 /* CPU time of the whole process (the server's threads and ours), in ms */
 static uint64_t process_cpu_ms(void)
 {
@@ -898,6 +942,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(write_timeout_counts_partial_send, teardown), /* not on Windows */
         cmocka_unit_test_teardown(peer_reset_counts_partial_send, teardown),    /* not on Windows */
         cmocka_unit_test_teardown(stalled_peer_costs_no_cpu, teardown),         /* not on Windows */
+        cmocka_unit_test_teardown(write_timeout_progress_moves, teardown),      /* not on Windows */
 #endif
         cmocka_unit_test(buffered_cap_least),
         cmocka_unit_test_teardown(buffered_cap_refuses, teardown),
