@@ -2185,6 +2185,72 @@ static void stop_drain_flushes_slow_reader(void **state)
     assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_SERVER_STOP]), 1);
 }
 
+#ifdef __linux__
+#include <signal.h>
+#include <sys/syscall.h>
+
+static atomic_int g_usr1; /* SIGUSR1 handled */
+
+static void on_usr1(int sig)
+{
+    (void)sig;
+    atomic_fetch_add(&g_usr1, 1);
+}
+
+/* An application that handles a signal has it run on any thread, ours
+ * included, and a worker's wait for completions (epoll_wait,
+ * io_uring_enter) ends with EINTR whatever SA_RESTART says: that is no
+ * failure, the worker waits again. The worker gets SIGUSR1 several times
+ * while it waits: no "waiting for completions failed" line is logged, and
+ * the connection still echoes. (One worker: it logs before it echoes.) */
+static void worker_wait_interrupted(void **state) /* not on Windows */
+{
+    (void)state;
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_usr1;
+    sigemptyset(&sa.sa_mask);
+    assert_int_equal(sigaction(SIGUSR1, &sa, &old), 0);
+    atomic_store(&g_usr1, 0);
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.threads = 1;
+    start_server(&cfg);
+    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 3000);
+    assert_true(s != SHIM_INVALID);
+    expect_echo(s, "before");
+    log_capture_begin("waiting for completions failed");
+    int sent = 0;
+    for (int round = 0; round < 5; round++) {
+        DIR *d = opendir("/proc/self/task");
+        assert_non_null(d);
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL) {
+            char path[300], comm[32] = "";
+            snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+            FILE *f = fopen(path, "r");
+            if (!f) continue;
+            if (!fgets(comm, sizeof comm, f)) comm[0] = 0;
+            fclose(f);
+            if (strncmp(comm, "pc-worker", 9) != 0) continue;
+            assert_int_equal(syscall(SYS_tgkill, getpid(), atoi(e->d_name), SIGUSR1), 0);
+            sent++;
+        }
+        closedir(d);
+        shim_sleep_ms(20); /* the worker back in its wait */
+    }
+    WAIT_FOR(atomic_load(&g_usr1) == sent, 2000);
+    expect_echo(s, "after");
+    log_capture_end();
+    assert_int_equal(sigaction(SIGUSR1, &old, NULL), 0);
+    assert_int_equal(sent, 5);
+    assert_int_equal(atomic_load(&g_usr1), sent);
+    if (g_nstart_lines) fprintf(stderr, "logged: %s\n", g_start_lines[0]);
+    assert_int_equal(g_nstart_lines, 0);
+    shim_close(s);
+}
+#endif
+
 int main(int argc, char **argv)
 {
     shim_init();
@@ -2244,6 +2310,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(uring_buffer_pool_runs_out, teardown),       /* not on Windows */
         cmocka_unit_test_teardown(uring_buffer_count_rounded, teardown),       /* not on Windows */
         cmocka_unit_test_teardown(uring_destroy_keeps_callers_ring, teardown), /* not on Windows */
+        cmocka_unit_test_teardown(worker_wait_interrupted, teardown),          /* not on Windows */
 #endif
     };
     if (PICK_TEST(tests, argc, argv) != 0) return 1;
