@@ -27,8 +27,10 @@
 #include <net/if.h>
 #include <sys/utsname.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #endif
 #ifdef PC_HAVE_URING
@@ -2186,9 +2188,6 @@ static void stop_drain_flushes_slow_reader(void **state)
 }
 
 #ifdef __linux__
-#include <signal.h>
-#include <sys/syscall.h>
-
 static atomic_int g_usr1; /* SIGUSR1 handled */
 
 static void on_usr1(int sig)
