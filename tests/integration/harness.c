@@ -17,6 +17,9 @@
 #include <arpa/inet.h>
 #include <sys/socket.h>
 #endif
+#ifdef __linux__
+#include <dirent.h>
+#endif
 
 pc_server_t *g_srv;
 int g_port;
@@ -318,6 +321,28 @@ int server_end(int cfd)
     }
     fail_msg("no server end for the client's connection");
     return -1;
+}
+#endif
+
+#ifdef __linux__
+int worker_tids(int *tids, int max)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/task");
+    assert_non_null(d);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL && n < max) {
+        if (e->d_name[0] == '.') continue;
+        char path[300], comm[32] = "";
+        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f) continue;
+        if (!fgets(comm, sizeof comm, f)) comm[0] = 0;
+        fclose(f);
+        if (strncmp(comm, "pc-worker", 9) == 0) tids[n++] = atoi(e->d_name);
+    }
+    closedir(d);
+    return n;
 }
 #endif
 

@@ -67,6 +67,11 @@ pc_server_stats_t stats(void);
  * runs in this process): the fd whose peer is cfd's local address. */
 int server_end(int cfd);
 #endif
+#ifdef __linux__
+/* The thread ids of this process's pc-worker threads (at most max, into
+ * tids); their number. */
+int worker_tids(int *tids, int max);
+#endif
 /* A connection from src (IPv4 text; NULL: any) to g_port is refused: the connect fails,
  * or a byte sent on it gets EOF or a reset, never an answer. */
 void expect_refused(const char *src);

@@ -1658,28 +1658,18 @@ static void st_pair(pc_server_t *s, void *arg)
 }
 
 #ifdef __linux__
-#include <dirent.h>
 /* f's values for this process's pc-worker threads, summed; f reads the
  * thread's /proc/self/task/<tid>/ files (path: that directory). */
 static long workers_sum(long (*f)(const char *path))
 {
+    int tids[64];
+    int n = worker_tids(tids, 64);
     long total = 0;
-    DIR *d = opendir("/proc/self/task");
-    assert_non_null(d);
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.') continue;
-        char path[300], line[128] = "";
-        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
-        FILE *fc = fopen(path, "r");
-        if (!fc) continue;
-        if (!fgets(line, sizeof line, fc)) line[0] = 0;
-        fclose(fc);
-        if (strncmp(line, "pc-worker", 9) != 0) continue;
-        snprintf(path, sizeof path, "/proc/self/task/%s", e->d_name);
+    for (int i = 0; i < n; i++) {
+        char path[64];
+        snprintf(path, sizeof path, "/proc/self/task/%d", tids[i]);
         total += f(path);
     }
-    closedir(d);
     return total;
 }
 

@@ -2221,21 +2221,12 @@ static void worker_wait_interrupted(void **state) /* not on Windows */
     log_capture_begin("waiting for completions failed");
     int sent = 0;
     for (int round = 0; round < 5; round++) {
-        DIR *d = opendir("/proc/self/task");
-        assert_non_null(d);
-        struct dirent *e;
-        while ((e = readdir(d)) != NULL) {
-            char path[300], comm[32] = "";
-            snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
-            FILE *f = fopen(path, "r");
-            if (!f) continue;
-            if (!fgets(comm, sizeof comm, f)) comm[0] = 0;
-            fclose(f);
-            if (strncmp(comm, "pc-worker", 9) != 0) continue;
-            assert_int_equal(syscall(SYS_tgkill, getpid(), atoi(e->d_name), SIGUSR1), 0);
+        int tids[8];
+        int n = worker_tids(tids, 8);
+        for (int i = 0; i < n; i++) {
+            assert_int_equal(syscall(SYS_tgkill, getpid(), tids[i], SIGUSR1), 0);
             sent++;
         }
-        closedir(d);
         shim_sleep_ms(20); /* the worker back in its wait */
     }
     WAIT_FOR(atomic_load(&g_usr1) == sent, 2000);
