@@ -290,6 +290,35 @@ static void write_timeout_send_in_post(void **state)
     shim_close(s);
 }
 
+/* Read g_big bytes from s, 16 KiB at a time with pace_ms between reads,
+ * and expect them to be the pattern. Returns 1 if the server still had
+ * bytes queued at a read late_ms or more after the first (0: not looked
+ * at). */
+static int recv_pattern_paced(shim_sock_t s, unsigned pace_ms, uint64_t late_ms)
+{
+    unsigned char *got = malloc(g_big), *want = malloc(g_big);
+    fill_pattern(want, 0, g_big);
+    uint64_t t0 = shim_now_ms();
+    int queued_late = 0;
+    size_t off = 0;
+    while (off < g_big) {
+        size_t n = g_big - off < 16384 ? g_big - off : 16384;
+        size_t r = shim_recv_exact(s, got + off, n);
+        if (r != n)
+            fprintf(stderr, "short read at %zu: closes %d write-timeout %d\n", off,
+                    atomic_load(&g_closes), atomic_load(&g_reasons[PC_CLOSE_WRITE_TIMEOUT]));
+        assert_int_equal(r, n);
+        off += n;
+        if (late_ms && shim_now_ms() - t0 >= late_ms && stats().send_queued_bytes > 0)
+            queued_late = 1;
+        if (pace_ms) shim_sleep_ms(pace_ms);
+    }
+    assert_memory_equal(got, want, g_big);
+    free(got);
+    free(want);
+    return queued_late;
+}
+
 /* A peer that reads slowly but steadily is not a stalled peer: 4 MiB
  * arrive exactly, at about 1 MiB/s, with a 3 s write timeout. (Progress is
  * seen when the kernel takes more bytes, and with megabytes of socket send
@@ -307,22 +336,7 @@ static void write_timeout_slow_reader_survives(void **state)
     shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 5000);
     assert_true(s != SHIM_INVALID);
     shim_set_rcvbuf(s, 32 << 10);
-    unsigned char *got = malloc(g_big), *want = malloc(g_big);
-    fill_pattern(want, 0, g_big);
-    size_t off = 0;
-    while (off < g_big) {
-        size_t n = g_big - off < 16384 ? g_big - off : 16384;
-        size_t r = shim_recv_exact(s, got + off, n);
-        if (r != n)
-            fprintf(stderr, "short read at %zu: closes %d write-timeout %d\n", off,
-                    atomic_load(&g_closes), atomic_load(&g_reasons[PC_CLOSE_WRITE_TIMEOUT]));
-        assert_int_equal(r, n);
-        off += n;
-        shim_sleep_ms(15);
-    }
-    assert_memory_equal(got, want, g_big);
-    free(got);
-    free(want);
+    (void)recv_pattern_paced(s, 15, 0);
     assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_WRITE_TIMEOUT]), 0);
     assert_int_equal(atomic_load(&g_closes), 0);
     shim_close(s);
@@ -350,22 +364,8 @@ static void write_timeout_progress_moves(void **state)
     WAIT_FOR(atomic_load(&g_opens) == 1, 2000);
     int small = 32 << 10;
     assert_int_equal(setsockopt(server_end(s), SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
-    unsigned char *got = malloc(g_big), *want = malloc(g_big);
-    fill_pattern(want, 0, g_big);
-    uint64_t t0 = shim_now_ms();
-    int queued_late = 0;
-    size_t off = 0;
-    while (off < g_big) {
-        size_t n = g_big - off < 16384 ? g_big - off : 16384;
-        assert_int_equal(shim_recv_exact(s, got + off, n), n);
-        off += n;
-        if (shim_now_ms() - t0 >= 2500 && stats().send_queued_bytes > 0) queued_late = 1;
-        shim_sleep_ms(15);
-    }
-    assert_memory_equal(got, want, g_big);
-    free(got);
-    free(want);
-    assert_true(queued_late); /* the queue outlived the write timeout more than twice */
+    /* the queue outlives the write timeout more than twice */
+    assert_true(recv_pattern_paced(s, 15, 2500));
     assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_WRITE_TIMEOUT]), 0);
     assert_int_equal(atomic_load(&g_closes), 0);
     shim_close(s);
@@ -416,13 +416,8 @@ static void stalled_peer_costs_no_cpu(void **state)
         fprintf(stderr, "%llu ms of CPU in %llu ms\n", (unsigned long long)cpu,
                 (unsigned long long)wall);
     assert_true(cpu * 4 < wall); /* under a quarter of one core */
-    unsigned char *got = malloc(g_big), *want = malloc(g_big);
-    fill_pattern(want, 0, g_big);
     shim_set_timeout(s, 10000);
-    assert_int_equal(shim_recv_exact(s, got, g_big), g_big);
-    assert_memory_equal(got, want, g_big);
-    free(got);
-    free(want);
+    (void)recv_pattern_paced(s, 0, 0);
     assert_int_equal(atomic_load(&g_closes), 0);
     shim_close(s);
 }
