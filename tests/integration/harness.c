@@ -346,6 +346,34 @@ int worker_tids(int *tids, int max)
 }
 #endif
 
+static void sampler_run(void *arg)
+{
+    sampler_t *sp = arg;
+    while (!atomic_load(&sp->stop)) {
+        if (!sp->ok(sp->arg)) atomic_fetch_add(&sp->bad, 1);
+        atomic_fetch_add(&sp->samples, 1);
+    }
+}
+
+void sampler_start(sampler_t *sp, int (*ok)(void *arg), void *arg)
+{
+    sp->ok = ok;
+    sp->arg = arg;
+    atomic_store(&sp->stop, 0);
+    atomic_store(&sp->samples, 0);
+    atomic_store(&sp->bad, 0);
+    assert_int_equal(pc__thread_start(&sp->t, sampler_run, sp, "sampler"), 0);
+}
+
+uint64_t sampler_stop(sampler_t *sp)
+{
+    atomic_store(&sp->stop, 1);
+    pc__thread_join(sp->t);
+    print_message("%llu samples\n", (unsigned long long)atomic_load(&sp->samples));
+    assert_true(atomic_load(&sp->samples) > 0);
+    return atomic_load(&sp->bad);
+}
+
 pc_server_stats_t stats(void)
 {
     pc_server_stats_t st;

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "portcullis.h"
+#include "core/thread.h"
 #include "shim.h"
 
 enum behaviour {
@@ -72,6 +73,20 @@ int server_end(int cfd);
  * tids); their number. */
 int worker_tids(int *tids, int max);
 #endif
+/* A thread that checks a count while the test moves it: ok(arg) is called
+ * in a loop until sampler_stop; the calls are counted (samples, readable
+ * meanwhile), and those that returned 0. */
+typedef struct sampler_s {
+    pc_thread_t t;
+    int (*ok)(void *arg);
+    void *arg;
+    atomic_int stop;
+    atomic_uint_fast64_t samples, bad;
+} sampler_t;
+void sampler_start(sampler_t *sp, int (*ok)(void *arg), void *arg);
+/* Stop and join the thread; at least one sample was taken. Returns the
+ * number of samples that were not ok. */
+uint64_t sampler_stop(sampler_t *sp);
 /* A connection from src (IPv4 text; NULL: any) to g_port is refused: the connect fails,
  * or a byte sent on it gets EOF or a reset, never an answer. */
 void expect_refused(const char *src);

@@ -345,21 +345,20 @@ static void send_queue_limit_per_connection(void **state)
  * peer that does not read still complete after the queue has settled (a
  * 256 KiB write left 2 s in), so there the count falls for a good reason. */
 #ifdef __linux__
-static atomic_int g_cq_stop, g_cq_dip;
-static atomic_uint_fast64_t g_cq_samples;
-static _Atomic(pc_conn_t *) g_cq_conn;
+/* pc_conn_send_queued of the connection (arg) from this thread: not below
+ * its last look (last) */
+typedef struct cq_look_s {
+    pc_conn_t *c;
+    size_t last;
+} cq_look_t;
 
-static void cq_sampler(void *arg)
+static int cq_no_dip(void *arg)
 {
-    (void)arg;
-    pc_conn_t *c = atomic_load(&g_cq_conn);
-    size_t last = 0;
-    while (!atomic_load(&g_cq_stop)) {
-        size_t q = pc_conn_send_queued(c);
-        if (q < last) atomic_store(&g_cq_dip, 1);
-        last = q;
-        atomic_fetch_add(&g_cq_samples, 1);
-    }
+    cq_look_t *l = arg;
+    size_t q = pc_conn_send_queued(l->c);
+    int ok = q >= l->last;
+    l->last = q;
+    return ok;
 }
 
 static void send_queued_other_thread_no_dip(void **state)
@@ -371,23 +370,16 @@ static void send_queued_other_thread_no_dip(void **state)
     start_server(&cfg);
     shim_sock_t s = connect_nonreader();
     pc_conn_id_t id = wait_open_id(1);
-    atomic_store(&g_cq_conn, atomic_load(&g_last_conn));
+    cq_look_t look = {atomic_load(&g_last_conn), 0};
     fill_until_held(id);
-    atomic_store(&g_cq_stop, 0);
-    atomic_store(&g_cq_dip, 0);
-    atomic_store(&g_cq_samples, 0);
-    pc_thread_t t;
-    assert_int_equal(pc__thread_start(&t, cq_sampler, NULL, "sampler"), 0);
+    sampler_t sp;
+    sampler_start(&sp, cq_no_dip, &look);
     static const char b[64];
     for (int i = 0; i < 40000; i++) {
         assert_int_equal(pc_server_send_to(g_srv, id, b, sizeof b), 0);
         if (i % 16 == 0) shim_sleep_ms(0); /* let the kicks take them */
     }
-    atomic_store(&g_cq_stop, 1);
-    pc__thread_join(t);
-    print_message("%llu samples\n", (unsigned long long)atomic_load(&g_cq_samples));
-    assert_true(atomic_load(&g_cq_samples) > 0);
-    assert_int_equal(atomic_load(&g_cq_dip), 0);
+    assert_int_equal(sampler_stop(&sp), 0);
     assert_int_equal(pc_server_abort_id(g_srv, id), 0);
     shim_close(s);
 }
@@ -1994,19 +1986,11 @@ static void outbound_close_in_on_open_keeps_order(void **state)
  * is let go; the accepted side never reads, so the 32 MiB cannot all
  * leave, and the count stays above half of them. */
 #define FK_BYTES ((size_t)32 << 20)
-static atomic_int g_fk_stop, g_fk_low;
-static atomic_uint_fast64_t g_fk_samples;
-static _Atomic uint64_t g_fk_id;
 static pc_server_t *g_fk_cs;
 
-static void fk_sampler(void *arg)
+static int fk_above_half(void *arg)
 {
-    (void)arg;
-    while (!atomic_load(&g_fk_stop)) {
-        int64_t q = pc_server_send_queued(g_fk_cs, atomic_load(&g_fk_id));
-        if (q < (int64_t)(FK_BYTES / 2)) atomic_store(&g_fk_low, 1);
-        atomic_fetch_add(&g_fk_samples, 1);
-    }
+    return pc_server_send_queued(g_fk_cs, *(const pc_conn_id_t *)arg) >= (int64_t)(FK_BYTES / 2);
 }
 
 static void fk_pause_open(pc_conn_t *c)
@@ -2030,8 +2014,8 @@ static void outbound_first_kick_keeps_count(void **state)
     snprintf(ep, sizeof ep, "127.0.0.1:%d", g_port);
     char *big = calloc(1, FK_BYTES);
     assert_non_null(big);
-    atomic_store(&g_fk_low, 0);
-    for (int trial = 0; trial < 20 && !atomic_load(&g_fk_low); trial++) {
+    int low = 0;
+    for (int trial = 0; trial < 20 && !low; trial++) {
         pc_server_stats_t st;
         pc_server_stats(g_fk_cs, &st);
         uint64_t out0 = st.bytes_out;
@@ -2040,19 +2024,14 @@ static void outbound_first_kick_keeps_count(void **state)
         assert_int_equal(pc_connect(g_fk_cs, ep, NULL, &cli, NULL, &id), 0);
         assert_int_equal(pc_server_send_to(g_fk_cs, id, big, FK_BYTES), 0);
         assert_int_equal(pc_server_send_queued(g_fk_cs, id), (int64_t)FK_BYTES);
-        atomic_store(&g_fk_id, id);
-        atomic_store(&g_fk_stop, 0);
-        atomic_store(&g_fk_samples, 0);
-        pc_thread_t t;
-        assert_int_equal(pc__thread_start(&t, fk_sampler, NULL, "sampler"), 0);
-        WAIT_FOR(atomic_load(&g_fk_samples) > 0, 5000);
+        sampler_t sp;
+        sampler_start(&sp, fk_above_half, &id);
+        WAIT_FOR(atomic_load(&sp.samples) > 0, 5000);
         worker_release();
         /* the kick ran and the connection opened: bytes leave */
         WAIT_FOR((pc_server_stats(g_fk_cs, &st), st.bytes_out > out0), 5000);
-        atomic_store(&g_fk_stop, 1);
-        pc__thread_join(t);
+        low = sampler_stop(&sp) > 0;
         assert_true(st.bytes_out > out0);
-        assert_true(atomic_load(&g_fk_samples) > 0);
         assert_int_equal(pc_server_abort_id(g_fk_cs, id), 0);
         WAIT_FOR((pc_server_stats(g_fk_cs, &st), st.send_held_bytes == 0), 5000);
     }
@@ -2070,7 +2049,7 @@ static void outbound_first_kick_keeps_count(void **state)
     free(big);
     pc_server_stop(g_fk_cs, 1000);
     pc_server_destroy(g_fk_cs);
-    assert_int_equal(atomic_load(&g_fk_low), 0);
+    assert_int_equal(low, 0);
 }
 
 /* A pc_connect connection whose peer speaks first, its bytes there before

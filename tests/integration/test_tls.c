@@ -729,8 +729,7 @@ static void send_to_during_handshake_capped(void **state)
  * then put the kept bytes back, in two steps: a stats reader between them
  * saw the kept bytes missing (send_to_near_cap_stays_under failed so under
  * Wine). */
-static atomic_int g_dip_stop, g_dip_seen;
-static atomic_uint_fast64_t g_dip_samples, g_dip_taken;
+static atomic_uint_fast64_t g_dip_taken;
 static pc_server_t *g_dip_cs;
 static pc_conn_id_t g_dip_id; /* 0: the sampler reads stats.send_queued_bytes */
 static uint64_t g_dip_q0;     /* the count before the sends */
@@ -747,14 +746,11 @@ static uint64_t dip_count(void)
  * bytes taken before the look (TLS records count at least their
  * plaintext); above it is allowed (a count made before the one it
  * replaces is taken off). */
-static void dip_sampler(void *arg)
+static int dip_above_floor(void *arg)
 {
     (void)arg;
-    while (!atomic_load(&g_dip_stop)) {
-        uint64_t floor = g_dip_q0 + atomic_load(&g_dip_taken);
-        if (dip_count() < floor) atomic_store(&g_dip_seen, 1);
-        atomic_fetch_add(&g_dip_samples, 1);
-    }
+    uint64_t floor = g_dip_q0 + atomic_load(&g_dip_taken);
+    return dip_count() >= floor;
 }
 
 /* 40000 sends of 64 B by id to id of cs while a sampler thread reads its
@@ -766,11 +762,8 @@ static size_t sends_with_sampler(pc_server_t *cs, pc_conn_id_t id, int by_id)
     g_dip_id = by_id ? id : 0;
     g_dip_q0 = dip_count();
     atomic_store(&g_dip_taken, 0);
-    atomic_store(&g_dip_stop, 0);
-    atomic_store(&g_dip_seen, 0);
-    atomic_store(&g_dip_samples, 0);
-    pc_thread_t t;
-    assert_int_equal(pc__thread_start(&t, dip_sampler, NULL, "sampler"), 0);
+    sampler_t sp;
+    sampler_start(&sp, dip_above_floor, NULL);
     static char b[64];
     size_t taken = 0;
     for (int i = 0; i < 40000; i++) { /* 2.5 MiB: under send_queue_limit */
@@ -781,11 +774,7 @@ static size_t sends_with_sampler(pc_server_t *cs, pc_conn_id_t id, int by_id)
     }
     if (!by_id) /* the last hand-over, seen */
         WAIT_FOR(pc_server_send_queued(cs, id) == (int64_t)taken && send_held(cs) >= taken, 5000);
-    atomic_store(&g_dip_stop, 1);
-    pc__thread_join(t);
-    print_message("%llu samples\n", (unsigned long long)atomic_load(&g_dip_samples));
-    assert_true(atomic_load(&g_dip_samples) > 0);
-    assert_int_equal(atomic_load(&g_dip_seen), 0);
+    assert_int_equal(sampler_stop(&sp), 0);
     return taken;
 }
 
