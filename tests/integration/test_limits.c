@@ -124,6 +124,20 @@ static void header_timeout_silent(void **state)
 
 /* ---- write timeout -------------------------------------------------------------- */
 
+/* A server (cfg) that queues big bytes of the pattern on every connection
+ * as it opens (B_BIG_ON_OPEN), and a client to it whose receive buffer is
+ * rcvbuf bytes. */
+static shim_sock_t connect_big_sender(pc_server_config_t *cfg, size_t big, int rcvbuf)
+{
+    g_behaviour = B_BIG_ON_OPEN;
+    g_big = big;
+    start_server(cfg);
+    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 3000);
+    assert_true(s != SHIM_INVALID);
+    shim_set_rcvbuf(s, rcvbuf);
+    return s;
+}
+
 /* A peer that never reads while 32 MiB are queued for it: reset with
  * PC_CLOSE_WRITE_TIMEOUT once no progress was made for 300 ms. At once
  * (portcullis.h: "is reset"), not by a graceful close, which would wait
@@ -138,12 +152,7 @@ static void write_timeout_stalled_peer(void **state)
     cfg.write_timeout_ms = 300;
     cfg.close_linger_ms = 30000;
     cfg.send_high_water = 64u << 20; /* the whole burst is queued */
-    g_behaviour = B_BIG_ON_OPEN;
-    g_big = 32u << 20;
-    start_server(&cfg);
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 3000);
-    assert_true(s != SHIM_INVALID);
-    shim_set_rcvbuf(s, 16 << 10);
+    shim_sock_t s = connect_big_sender(&cfg, (size_t)32 << 20, 16 << 10);
     WAIT_FOR(atomic_load(&g_closes) == 1, 5000);
     assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_WRITE_TIMEOUT]), 1);
     assert_int_equal(stats().closed[PC_CLOSE_WRITE_TIMEOUT], 1);
@@ -330,12 +339,7 @@ static void write_timeout_slow_reader_survives(void **state)
     pc_server_config_t cfg;
     base_config(&cfg);
     cfg.write_timeout_ms = 3000;
-    g_behaviour = B_BIG_ON_OPEN;
-    g_big = 4u << 20;
-    start_server(&cfg);
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 5000);
-    assert_true(s != SHIM_INVALID);
-    shim_set_rcvbuf(s, 32 << 10);
+    shim_sock_t s = connect_big_sender(&cfg, (size_t)4 << 20, 32 << 10);
     (void)recv_pattern_paced(s, 15, 0);
     assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_WRITE_TIMEOUT]), 0);
     assert_int_equal(atomic_load(&g_closes), 0);
@@ -355,12 +359,7 @@ static void write_timeout_progress_moves(void **state)
     base_config(&cfg);
     cfg.write_timeout_ms = 1000;
     cfg.send_high_water = 64u << 20;
-    g_behaviour = B_BIG_ON_OPEN;
-    g_big = 4u << 20;
-    start_server(&cfg);
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 5000);
-    assert_true(s != SHIM_INVALID);
-    shim_set_rcvbuf(s, 32 << 10);
+    shim_sock_t s = connect_big_sender(&cfg, (size_t)4 << 20, 32 << 10);
     WAIT_FOR(atomic_load(&g_opens) == 1, 2000);
     int small = 32 << 10;
     assert_int_equal(setsockopt(server_end(s), SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
@@ -392,12 +391,7 @@ static void stalled_peer_costs_no_cpu(void **state)
     pc_server_config_t cfg;
     base_config(&cfg);
     cfg.send_high_water = 64u << 20; /* the whole burst is queued */
-    g_behaviour = B_BIG_ON_OPEN;
-    g_big = 4u << 20;
-    start_server(&cfg);
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 3000);
-    assert_true(s != SHIM_INVALID);
-    shim_set_rcvbuf(s, 16 << 10);
+    shim_sock_t s = connect_big_sender(&cfg, (size_t)4 << 20, 16 << 10);
     /* the socket buffers are full: nothing more leaves for 200 ms */
     uint64_t out = 0, since = shim_now_ms(), until = since + 5000;
     while (shim_now_ms() < until && shim_now_ms() - since < 200) {
