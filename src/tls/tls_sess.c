@@ -309,6 +309,10 @@ static int feed(tls_sess_t *s)
     unsigned char buf[TLS_PLAIN_CHUNK];
     for (;;) {
         size_t got = 0;
+        /* the callbacks may have left errors on this thread's queue (the
+         * application's own OpenSSL calls): SSL_get_error below would take
+         * them for this session's and fail it */
+        ERR_clear_error();
         if (SSL_read_ex(s->ssl, buf, sizeof buf, &got) == 1) {
             int r = io->data(arg, buf, got);
             if (r == TLS_IO_STOP) return TLS_FEED_STOP;

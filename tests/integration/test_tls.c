@@ -2134,6 +2134,55 @@ static void bad_record_closes(void **state)
     tcli_close(&t);
 }
 
+/* The application's own OpenSSL calls may leave errors on its thread's
+ * queue, where OpenSSL looks to tell why a call failed (SSL_get_error): a
+ * session must not take them for its own. On the only worker, an on_data
+ * that leaves one after each echo, then a pc_server_post function that
+ * leaves one between two receives: the connection goes on, and the next
+ * one's handshake completes. The feed used to read the first on_data's
+ * error as its own and close the connection with PC_CLOSE_TLS. */
+static atomic_int g_err_posted;
+
+static void err_echo_data(pc_conn_t *c, const void *data, size_t len)
+{
+    assert_int_equal(pc_conn_send(c, data, len), 0);
+    ERR_raise(ERR_LIB_USER, ERR_R_INTERNAL_ERROR);
+}
+
+static void err_post(pc_server_t *s, void *arg)
+{
+    (void)s;
+    (void)arg;
+    ERR_raise(ERR_LIB_USER, ERR_R_INTERNAL_ERROR);
+    atomic_store(&g_err_posted, 1);
+}
+
+static void openssl_errors_left_by_callbacks(void **state)
+{
+    (void)state;
+    atomic_store(&g_err_posted, 0);
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.threads = 1;
+    cfg.cb.on_data = err_echo_data;
+    start_tls_server(&cfg, NULL, 0);
+    tcli_t t;
+    assert_true(tcli_open(&t, DATA("ca.pem"), NULL, NULL));
+    tcli_echo(&t, "one");
+    tcli_echo(&t, "two");
+    assert_int_equal(pc_server_post(g_srv, err_post, NULL), 0);
+    WAIT_FOR(atomic_load(&g_err_posted), 5000);
+    tcli_echo(&t, "three");
+    tcli_close(&t);
+    assert_true(tcli_open(&t, DATA("ca.pem"), NULL, NULL));
+    tcli_echo(&t, "four");
+    tcli_close(&t);
+    pc_server_stats_t st = stats();
+    assert_int_equal(st.tls_handshakes_done, 2);
+    assert_int_equal(st.tls_handshake_errors, 0);
+    assert_int_equal(st.closed[PC_CLOSE_TLS], 0);
+}
+
 /* A callback that closes its connection ends the feed: the records behind,
  * in the same receive, reach no callback. Once from on_data (the first of
  * three records), once from on_open (a record right behind the client's
@@ -2816,6 +2865,7 @@ SKIPPED(close_keeps_bytes_sent_by_id_tls)
 SKIPPED(pause_tls_rest_without_memory)
 SKIPPED(send_without_memory_fails)
 SKIPPED(bad_record_closes)
+SKIPPED(openssl_errors_left_by_callbacks)
 SKIPPED(callbacks_stop_after_close)
 SKIPPED(open_records_near_tail_capped)
 SKIPPED(open_small_records_capped)
@@ -2884,6 +2934,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(pause_tls_rest_without_memory, teardown),
         cmocka_unit_test_teardown(send_without_memory_fails, teardown),
         cmocka_unit_test_teardown(bad_record_closes, teardown),
+        cmocka_unit_test_teardown(openssl_errors_left_by_callbacks, teardown),
         cmocka_unit_test_teardown(callbacks_stop_after_close, teardown),
         cmocka_unit_test_teardown(resumption, teardown),
         cmocka_unit_test_teardown(resumption_longest_rotation, teardown),
