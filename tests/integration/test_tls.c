@@ -2078,7 +2078,8 @@ static void pause_tls_rest_without_memory(void **state)
  * PC_ENOMEM, and the session with it: the next send is refused. (A BIO
  * that took the records as written when the queue could not hold them
  * would answer 0 and let the stream go on with records missing.) The
- * budget allocator fails every allocation for the one send. */
+ * connection closes with PC_CLOSE_NOMEM. The budget allocator fails every
+ * allocation for the one send. */
 static atomic_int g_nomem_rc, g_nomem_next, g_nomem_sends;
 
 static void nomem_send_data(pc_conn_t *c, const void *data, size_t len)
@@ -2105,6 +2106,10 @@ static void send_without_memory_fails(void **state)
     WAIT_FOR(atomic_load(&g_nomem_next) != 1, 5000);
     assert_int_equal(atomic_load(&g_nomem_rc), PC_ENOMEM);
     assert_int_equal(atomic_load(&g_nomem_next), PC_ENOTCONN);
+    /* and the connection goes, as the feed that ran on_data ends: no
+     * further receive is needed to find the session broken */
+    WAIT_FOR(atomic_load(&g_closes) == 1, 5000);
+    assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_NOMEM]), 1);
     budget_tls_finish(&t);
 }
 
