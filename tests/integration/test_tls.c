@@ -391,6 +391,8 @@ static void xc_close(pc_conn_t *c, pc_close_reason_t r, int err)
 static size_t g_xc_max_buffered;
 /* handshake_timeout_ms of the next xc_server (0: the default) */
 static unsigned g_xc_handshake_ms;
+/* header_timeout_ms of the next xc_server (0: none) */
+static unsigned g_xc_header_ms;
 
 static pc_server_t *xc_server(void)
 {
@@ -400,6 +402,7 @@ static pc_server_t *xc_server(void)
     pc_server_config_init(&cc);
     cc.max_buffered_bytes = g_xc_max_buffered;
     if (g_xc_handshake_ms) cc.handshake_timeout_ms = g_xc_handshake_ms;
+    cc.header_timeout_ms = g_xc_header_ms;
     return start_client_server(&xc_cb, &cc);
 }
 
@@ -1660,6 +1663,34 @@ static void outbound_handshake_timeout(void **state)
     shim_close(l);
 }
 
+/* Once a pc_connect_tls handshake completes, its timeout no longer
+ * applies, whatever header timeout the client's server has (outbound
+ * connections take none): a quiet connection stays past it. */
+static void outbound_open_outlives_handshake_timeout(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    start_tls_server(&cfg, NULL, 0);
+    pc_server_t *cs;
+    pc_tls_ctx_t *cx;
+    xc_t *x;
+    g_xc_handshake_ms = 300;
+    g_xc_header_ms = 300;
+    pc_conn_id_t id = xc_connect(g_port, &cs, &cx, &x, NULL, NULL, 0);
+    g_xc_handshake_ms = 0;
+    g_xc_header_ms = 0;
+    WAIT_FOR(atomic_load(&x->opened), 5000);
+    assert_int_equal(atomic_load(&x->opened), 1);
+    shim_sleep_ms(500); /* past the 300 ms from the connect */
+    assert_int_equal(atomic_load(&x->closed), 0);
+    assert_int_equal(pc_server_send_to(cs, id, "quiet", 5), 0);
+    WAIT_FOR(atomic_load(&x->got) == 5, 5000);
+    assert_int_equal(atomic_load(&x->got), 5);
+    assert_memory_equal(x->buf, "quiet", 5);
+    xc_finish(cs, id, cx, x);
+}
+
 /* pc_conn_close on a TLS connection sends close_notify before the FIN: the
  * client's SSL_read ends with SSL_ERROR_ZERO_RETURN, not a bare EOF. */
 static void close_notify(void **state)
@@ -2863,6 +2894,7 @@ SKIPPED(close_id_while_connecting_flushes)
 SKIPPED(close_in_handshake_flushes)
 SKIPPED(stalled_handshake_default_bound)
 SKIPPED(outbound_handshake_timeout)
+SKIPPED(outbound_open_outlives_handshake_timeout)
 SKIPPED(pc_client_host_invalid)
 SKIPPED(pc_client_ip_checked)
 SKIPPED(pc_client_handshake_cut)
@@ -2980,6 +3012,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(close_in_handshake_flushes, teardown),
         cmocka_unit_test_teardown(stalled_handshake_default_bound, teardown),
         cmocka_unit_test_teardown(outbound_handshake_timeout, teardown),
+        cmocka_unit_test_teardown(outbound_open_outlives_handshake_timeout, teardown),
         cmocka_unit_test_teardown(allocator_pinned_by_tls_ctx, teardown),
         cmocka_unit_test_teardown(client_versions_checked, teardown),
         cmocka_unit_test_teardown(alpn_empty_name_refused, teardown),
