@@ -2768,9 +2768,12 @@ static void expect_refused_file(const pc_tls_server_config_t *sc, const pc_tls_c
                                 const char *named)
 {
     pc_tls_ctx_t *cx = NULL;
+    ERR_clear_error();
     log_capture_begin(named);
     int rc = sc ? pc_tls_ctx_new_server(sc, &cx) : pc_tls_ctx_new_client(cc, &cx);
     log_capture_end();
+    /* OpenSSL's reasons were logged and taken off the caller's queue */
+    if (ERR_peek_error() != 0) fail_msg("%s: OpenSSL errors left on the queue", named);
     if (rc != PC_ETLS) fail_msg("%s: %d, expected PC_ETLS", named, rc);
     assert_null(cx);
     if (g_nstart_lines < 1) fail_msg("no warning names %s", named);
