@@ -40,6 +40,7 @@
 static pc_tls_ctx_t *g_tls;
 static int g_verify_client; /* start_tls_server: require client certificates */
 static unsigned g_rotate_s; /* start_tls_server: ticket key rotation period (0: default) */
+static int g_min_version;   /* start_tls_server: min_version (0: the default) */
 
 /* the harness's start_server, on a TLS listener */
 static void start_tls_server(pc_server_config_t *cfg, const char *alpn, int sni_pair)
@@ -52,6 +53,7 @@ static void start_tls_server(pc_server_config_t *cfg, const char *alpn, int sni_
     tc.ncerts = sni_pair ? 2 : 1;
     tc.alpn = alpn;
     if (g_rotate_s) tc.ticket_rotate_s = g_rotate_s;
+    if (g_min_version) tc.min_version = g_min_version;
     if (g_verify_client) {
         tc.verify_client = PC_TLS_VERIFY_REQUIRED;
         tc.client_ca_file = DATA("ca.pem");
@@ -2363,6 +2365,28 @@ static void server_tls_info(void **state)
     tcli_close(&t);
 }
 
+/* The server's min_version is applied: with TLS 1.3 as its minimum, a
+ * client limited to TLS 1.2 is refused (a handshake error), a TLS 1.3 one
+ * served. */
+static void server_min_version_applied(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    g_min_version = PC_TLS_V1_3;
+    start_tls_server(&cfg, NULL, 0);
+    g_min_version = 0;
+    tcli_t t;
+    assert_false(tcli_open_v(&t, DATA("ca.pem"), NULL, NULL, NULL, TLS1_2_VERSION, NULL));
+    tcli_close(&t);
+    WAIT_FOR(stats().tls_handshake_errors == 1, 5000);
+    assert_int_equal(stats().tls_handshake_errors, 1);
+    assert_true(tcli_open_v(&t, DATA("ca.pem"), NULL, NULL, NULL, TLS1_3_VERSION, NULL));
+    tcli_echo(&t, "TLS 1.3");
+    tcli_close(&t);
+    assert_int_equal(stats().tls_handshakes_done, 1);
+}
+
 /* A client context's max_version holds: TLS 1.2 against a server that
  * prefers 1.3; without it, 1.3. */
 static void client_max_version_applied(void **state)
@@ -2917,6 +2941,7 @@ SKIPPED(files_refused_by_openssl)
 SKIPPED(sendv_one_record)
 SKIPPED(server_tls_info)
 SKIPPED(client_max_version_applied)
+SKIPPED(server_min_version_applied)
 SKIPPED(high_water_stops_tls_records)
 SKIPPED(pause_in_on_open_holds)
 SKIPPED(resumption_longest_rotation)
@@ -3024,6 +3049,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(sendv_one_record, teardown),
         cmocka_unit_test_teardown(server_tls_info, teardown),
         cmocka_unit_test_teardown(client_max_version_applied, teardown),
+        cmocka_unit_test_teardown(server_min_version_applied, teardown),
         cmocka_unit_test_teardown(high_water_stops_tls_records, teardown),
         cmocka_unit_test_teardown(pause_in_on_open_holds, teardown),
 #ifndef _WIN32
