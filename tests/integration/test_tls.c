@@ -2387,6 +2387,31 @@ static void server_min_version_applied(void **state)
     assert_int_equal(stats().tls_handshakes_done, 1);
 }
 
+/* A client whose ALPN list shares no protocol with the server's: the
+ * handshake completes without one (the server leaves ALPN unanswered)
+ * rather than failing, and pc_conn_tls_info's alpn is empty. */
+static void alpn_no_common_protocol(void **state)
+{
+    (void)state;
+    atomic_store(&g_si_done, 0);
+    atomic_store(&g_si_rc, 1);
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.cb.on_open = si_open;
+    start_tls_server(&cfg, "h2", 0);
+    tcli_t t;
+    assert_true(tcli_open(&t, DATA("ca.pem"), NULL, NULL)); /* offers http/1.1 */
+    WAIT_FOR(atomic_load(&g_si_done), 5000);
+    assert_int_equal(atomic_load(&g_si_rc), 0);
+    assert_string_equal(g_si_info.alpn, "");
+    const unsigned char *sel = NULL;
+    unsigned len = 1;
+    SSL_get0_alpn_selected(t.ssl, &sel, &len);
+    assert_int_equal(len, 0);
+    tcli_echo(&t, "no ALPN");
+    tcli_close(&t);
+}
+
 /* A client context's max_version holds: TLS 1.2 against a server that
  * prefers 1.3; without it, 1.3. */
 static void client_max_version_applied(void **state)
@@ -2942,6 +2967,7 @@ SKIPPED(sendv_one_record)
 SKIPPED(server_tls_info)
 SKIPPED(client_max_version_applied)
 SKIPPED(server_min_version_applied)
+SKIPPED(alpn_no_common_protocol)
 SKIPPED(high_water_stops_tls_records)
 SKIPPED(pause_in_on_open_holds)
 SKIPPED(resumption_longest_rotation)
@@ -3050,6 +3076,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(server_tls_info, teardown),
         cmocka_unit_test_teardown(client_max_version_applied, teardown),
         cmocka_unit_test_teardown(server_min_version_applied, teardown),
+        cmocka_unit_test_teardown(alpn_no_common_protocol, teardown),
         cmocka_unit_test_teardown(high_water_stops_tls_records, teardown),
         cmocka_unit_test_teardown(pause_in_on_open_holds, teardown),
 #ifndef _WIN32
