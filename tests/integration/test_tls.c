@@ -1359,6 +1359,16 @@ static void pc_client_host_invalid(void **state)
     o.tls = cx;
     o.tls_host = "";
     assert_int_equal(pc_connect_ex(cs, ep, &o, &pcc_cb, &p, NULL), PC_EINVAL);
+    /* nor does a server context make an outbound connection */
+    pc_tls_cert_t pair = {DATA("server.pem"), DATA("server.key")};
+    pc_tls_server_config_t sc;
+    pc_tls_server_config_init(&sc);
+    sc.certs = &pair;
+    sc.ncerts = 1;
+    pc_tls_ctx_t *sx;
+    assert_int_equal(pc_tls_ctx_new_server(&sc, &sx), 0);
+    assert_int_equal(pc_connect_tls(cs, ep, NULL, sx, "localhost", &pcc_cb, &p, NULL), PC_EINVAL);
+    pc_tls_ctx_free(sx);
     pcc_run(cs, cx, "localhost", &p); /* the context still works */
     assert_int_equal(atomic_load(&p.echoed), 1);
     assert_int_equal(atomic_load(&g_opens), 1);
