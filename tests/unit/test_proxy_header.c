@@ -196,6 +196,9 @@ static void v1_malformed(void **state)
     expect_fail_s("proxy TCP4 1.2.3.4 1.2.3.5 1 2\r\n", PC_PROXY_ERR_SIGNATURE);
     expect_fail_s("PROXY\r\n", PC_PROXY_ERR_SIGNATURE);
     expect_fail_s("PROXY TCP5 1.2.3.4 1.2.3.5 1 2\r\n", PC_PROXY_ERR_V1_SYNTAX);
+    /* UNKNOWN is a whole field, as in HAProxy: a longer word is no protocol */
+    expect_fail_s("PROXY UNKNOWNX\r\n", PC_PROXY_ERR_V1_SYNTAX);
+    expect_fail_s("PROXY UNKNOWN6 ::1 ::1 1 2\r\n", PC_PROXY_ERR_V1_SYNTAX);
     expect_fail_s("PROXY TCP4 1.2.3.4 1.2.3.5 1 2\n", PC_PROXY_ERR_V1_SYNTAX);
     expect_fail_s("PROXY TCP4  1.2.3.4 1.2.3.5 1 2\r\n", PC_PROXY_ERR_V1_SYNTAX);
     expect_fail_s("PROXY TCP4 1.2.3.4 1.2.3.5 1 2 \r\n", PC_PROXY_ERR_V1_SYNTAX);
@@ -214,6 +217,9 @@ static void v1_malformed(void **state)
     expect_fail_s("PROXY TCP4 1.2.3.4 1.2.3.5 080 2\r\n", PC_PROXY_ERR_ADDRESS);
     expect_fail_s("PROXY TCP4 1.2.3.4 1.2.3.5 -1 2\r\n", PC_PROXY_ERR_ADDRESS);
     expect_fail_s("PROXY TCP4 1.2.3.4 1.2.3.5 1 0x2\r\n", PC_PROXY_ERR_ADDRESS);
+    /* a leading zero in a two-digit port; ':' (the byte after '9') is no digit */
+    expect_fail_s("PROXY TCP4 1.2.3.4 1.2.3.5 05 2\r\n", PC_PROXY_ERR_ADDRESS);
+    expect_fail_s("PROXY TCP4 1.2.3.4 1.2.3.5 1 2:\r\n", PC_PROXY_ERR_ADDRESS);
     expect_fail_s("PROXY TCP4 host.example 1.2.3.5 1 2\r\n", PC_PROXY_ERR_ADDRESS);
     /* a NUL inside the line */
     const char nul[] = "PROXY TCP4 1.2.3.4\0001.2.3.5 1 2\r\n";
