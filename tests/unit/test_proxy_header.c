@@ -371,6 +371,7 @@ static void v2_tlvs(void **state)
     size_t sk = 5;
     sk += put_tlv(ssl + sk, PC_PROXY_TLV_SSL_VERSION, "TLSv1.3", 7);
     sk += put_tlv(ssl + sk, PC_PROXY_TLV_SSL_CN, "alice", 5);
+    sk += put_tlv(ssl + sk, PC_PROXY_TLV_SSL_KEY_ALG, "RSA2048", 7); /* the last sub-type */
     k += put_tlv(body + k, PC_PROXY_TLV_SSL, ssl, sk);
     k += put_tlv(body + k, PC_PROXY_TLV_UNIQUE_ID, "\x01\x02\x03", 3);
     uint8_t b[600];
@@ -396,9 +397,22 @@ static void v2_tlvs(void **state)
     v = proxy_tlv_find(r.h.tlv, r.h.tlv_len, PC_PROXY_TLV_SSL_VERSION, &vl);
     assert_non_null(v);
     assert_memory_equal(v, "TLSv1.3", 7);
+    v = proxy_tlv_find(r.h.tlv, r.h.tlv_len, PC_PROXY_TLV_SSL_KEY_ALG, &vl);
+    assert_non_null(v);
+    assert_int_equal(vl, 7);
+    assert_memory_equal(v, "RSA2048", 7);
     v = proxy_tlv_find(r.h.tlv, r.h.tlv_len, PC_PROXY_TLV_UNIQUE_ID, &vl);
     assert_non_null(v);
     assert_int_equal(vl, 3);
+    /* an empty TLV (3 bytes) that ends the block is found */
+    uint8_t te[16];
+    size_t ke = put_tlv(te, PC_PROXY_TLV_ALPN, "h2", 2);
+    ke += put_tlv(te + ke, PC_PROXY_TLV_NOOP, "", 0);
+    assert_int_equal(proxy_tlv_check(te, ke), 0);
+    vl = 99;
+    v = proxy_tlv_find(te, ke, PC_PROXY_TLV_NOOP, &vl);
+    assert_ptr_equal(v, te + ke);
+    assert_int_equal(vl, 0);
     assert_null(proxy_tlv_find(r.h.tlv, r.h.tlv_len, PC_PROXY_TLV_SSL_CIPHER, &vl));
     assert_null(proxy_tlv_find(r.h.tlv, r.h.tlv_len, PC_PROXY_TLV_NETNS, &vl));
     /* a malformed SSL sub-block answers NULL, never reads past it */
