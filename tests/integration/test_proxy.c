@@ -140,12 +140,14 @@ static int refused(shim_sock_t s)
 }
 
 /* A client that sends these bytes (a header the server must not take) is
- * refused: reset or closed, never served. */
+ * refused: reset (not closed), never served. */
 static void expect_header_refused(const void *bytes, size_t n)
 {
     shim_sock_t s = connect_nodelay(NULL);
     assert_int_equal(shim_send_all(s, bytes, n), 0);
-    assert_true(refused(s));
+    size_t got = 0;
+    assert_int_equal(shim_wait_reset(s, &got), -1);
+    assert_int_equal(got, 0);
     shim_close(s);
 }
 
@@ -314,22 +316,53 @@ static void trusted_without_header_times_out(void **state)
     shim_sock_t s = connect_nodelay(NULL);
     shim_set_timeout(s, 10000);
     uint64_t t0 = shim_now_ms();
-    assert_true(refused(s));
-    assert_true(shim_now_ms() - t0 >= 250); /* not before the timeout */
+    size_t got = 0;
+    assert_int_equal(shim_wait_reset(s, &got), -1); /* a reset, not a FIN */
+    assert_true(shim_now_ms() - t0 >= 250);         /* not before the timeout */
     shim_close(s);
     /* a partial header does not push the deadline back */
     s = connect_nodelay(NULL);
     shim_set_timeout(s, 10000);
     assert_int_equal(shim_send_all(s, "PROXY TCP4 ", 11), 0);
+    assert_int_equal(shim_wait_reset(s, &got), -1);
+    shim_close(s);
+    /* nor does a header trickling in, a byte every 100 ms: it is cut at the
+     * deadline, not 300 ms after its latest byte (that would let a client
+     * hold the connection for 20 x 100 ms here, and for ever at that pace) */
+    s = connect_nodelay(NULL);
+    shim_set_timeout(s, 10000);
+    const char *slow = "PROXY TCP4 192.0.2.7"; /* 20 bytes, no CRLF */
+    t0 = shim_now_ms();
+    for (size_t i = 0; i < strlen(slow); i++) {
+        if (shim_send_all(s, slow + i, 1) != 0) break; /* reset already */
+        shim_sleep_ms(100);
+    }
     assert_true(refused(s));
+    assert_true(shim_now_ms() - t0 < 1500);
     shim_close(s);
     WAIT_FOR(stats().active == 0, 5000);
     pc_server_stats_t st = stats();
-    assert_int_equal(st.proxy_timeouts, 2);
-    assert_int_equal(st.closed[PC_CLOSE_PROXY], 2);
+    assert_int_equal(st.proxy_timeouts, 3);
+    assert_int_equal(st.closed[PC_CLOSE_PROXY], 3);
     assert_int_equal(st.active, 0);
     assert_int_equal(atomic_load(&g_opens), 0);
     assert_int_equal(atomic_load(&g_closes), 0); /* never opened: no on_close */
+    /* once the header is in, its deadline is gone: the connection outlives
+     * it (more than twice the 300 ms) and still echoes */
+    s = connect_nodelay(NULL);
+    const char *h = "PROXY TCP4 192.0.2.7 127.0.0.1 5555 80\r\n";
+    assert_int_equal(shim_send_all(s, h, strlen(h)), 0);
+    char line[300];
+    read_line(s, line, sizeof line);
+    assert_string_equal(line, "peer=192.0.2.7:5555 proxy=127.0.0.1 authority=-");
+    shim_sleep_ms(700);
+    expect_echo(s, "still here");
+    shim_close(s);
+    WAIT_FOR(stats().active == 0, 5000);
+    st = stats();
+    assert_int_equal(st.proxy_timeouts, 3);
+    assert_int_equal(st.closed[PC_CLOSE_PROXY], 3);
+    assert_int_equal(st.closed[PC_CLOSE_HEADER_TIMEOUT], 0);
 }
 
 /* Every end in the header phase that the peer causes counts as
