@@ -830,6 +830,49 @@ static void pause_in_on_open_then_more(void **state)
     shim_close(s);
 }
 
+/* on_open closes the connection (after its greeting) while the header's
+ * segment also carried "first": a closing connection reads and discards,
+ * so on_data never sees those bytes, and the client gets the greeting and
+ * a FIN. */
+static atomic_int g_px_data_calls;
+
+static void px_open_close(pc_conn_t *c)
+{
+    px_on_open(c);
+    assert_int_equal(pc_conn_close(c), 0);
+}
+
+static void px_count_data(pc_conn_t *c, const void *data, size_t len)
+{
+    (void)c;
+    (void)data;
+    (void)len;
+    atomic_fetch_add(&g_px_data_calls, 1);
+}
+
+static void close_in_on_open_drops_bytes(void **state)
+{
+    (void)state;
+    atomic_store(&g_px_data_calls, 0);
+    pc_server_config_t cfg;
+    px_config(&cfg, "allow 127.0.0.0/8\n");
+    cfg.cb.on_open = px_open_close;
+    cfg.cb.on_data = px_count_data;
+    start_server(&cfg);
+    shim_sock_t s = connect_nodelay(NULL);
+    assert_int_equal(shim_send_all(s, PX_BOTH, strlen(PX_BOTH)), 0);
+    char line[300];
+    read_line(s, line, sizeof line);
+    assert_string_equal(line, "peer=192.0.2.8:1 proxy=127.0.0.1 authority=-");
+    size_t n = 0;
+    assert_int_equal(shim_wait_close(s, &n), 0);
+    assert_int_equal(n, 0);
+    shim_close(s);
+    WAIT_FOR(stats().active == 0, 5000);
+    assert_int_equal(atomic_load(&g_px_data_calls), 0);
+    assert_int_equal(atomic_load(&g_closes), 1);
+}
+
 /* The trusted-proxy set is owned by the server as the rule set is: the same
  * set given as both (or swapped in as the rules later) would be freed twice.
  * Both calls refuse it, and the server goes on with what it had. */
@@ -871,6 +914,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(pause_in_on_open_keeps_bytes, teardown),
         cmocka_unit_test_teardown(pause_in_on_open_then_more, teardown),
         cmocka_unit_test_teardown(rules_same_as_trusted_refused, teardown),
+        cmocka_unit_test_teardown(close_in_on_open_drops_bytes, teardown),
     };
     if (PICK_TEST(all, argc, argv) != 0) return 1;
     return cmocka_run_group_tests_name("proxy", all, NULL, NULL);
