@@ -657,6 +657,7 @@ static struct {
     char buf[512];
     size_t len;
     atomic_int lines, closed;
+    atomic_int proxy_seen; /* on_close found a proxy address or TLV */
 } g_out;
 
 static void out_on_data(pc_conn_t *c, const void *data, size_t len)
@@ -668,11 +669,15 @@ static void out_on_data(pc_conn_t *c, const void *data, size_t len)
     }
 }
 
+/* An outbound connection was proxied by no one: no proxy address, no TLV,
+ * whether it sent a header or not. */
 static void out_on_close(pc_conn_t *c, pc_close_reason_t r, int err)
 {
-    (void)c;
     (void)r;
     (void)err;
+    size_t len = 0;
+    if (pc_conn_proxy_addr(c) || pc_conn_proxy_tlv(c, PC_PROXY_TLV_AUTHORITY, &len))
+        atomic_store(&g_out.proxy_seen, 1);
     atomic_store(&g_out.closed, 1);
 }
 
@@ -745,6 +750,26 @@ static void connect_ex_sends_header(void **state)
     assert_int_equal(pc_connect_ex(g_srv, ep, &o, NULL, NULL, NULL), PC_EINVAL);
     assert_int_equal(stats().proxy_headers, 3);
     assert_int_equal(atomic_load(&g_opens), 3);
+
+    /* refused (nobody listens on port 1): on_close runs while the header is
+     * still unsent, and the connection still has no proxy address or TLV
+     * (the destination's bytes, 02 00 01 'x' after 2001:db8, would read as
+     * an authority TLV were the header to send taken for one received) */
+    assert_int_equal(pc_parse_endpoint("203.0.113.9:4444", &real, &rlen), 0);
+    o.proxy_src = (const struct sockaddr *)&real;
+    struct sockaddr_storage to;
+    socklen_t tolen;
+    assert_int_equal(pc_parse_endpoint("[2001:db8:200:178::1]:443", &to, &tolen), 0);
+    o.proxy_dst = (const struct sockaddr *)&to;
+    atomic_store(&g_out.closed, 0);
+    atomic_store(&g_out.proxy_seen, 0);
+    pc_server_t *cs = start_client_server(&out_cb, NULL);
+    assert_int_equal(pc_connect_ex(cs, "127.0.0.1:1", &o, NULL, NULL, NULL), 0);
+    WAIT_FOR(atomic_load(&g_out.closed), 5000);
+    assert_int_equal(atomic_load(&g_out.closed), 1);
+    assert_int_equal(atomic_load(&g_out.proxy_seen), 0);
+    pc_server_stop(cs, 1000);
+    pc_server_destroy(cs);
 }
 
 /* on_open pauses reading (the header's segment also carries the first
