@@ -772,6 +772,66 @@ static void connect_ex_sends_header(void **state)
     pc_server_destroy(cs);
 }
 
+#ifdef __linux__
+/* The header pc_connect_ex writes, as a plain listener reads it: v2, PROXY,
+ * INET over STREAM, naming proxy_src -> proxy_dst as given, or (NULL) the
+ * connection's own local and peer addresses. The server above cannot check
+ * the destination: nothing in the API shows it. */
+static void connect_ex_header_bytes(void **state) /* not on Windows */
+{
+    (void)state;
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(l >= 0);
+    struct sockaddr_in la;
+    memset(&la, 0, sizeof la);
+    la.sin_family = AF_INET;
+    la.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t alen = sizeof la;
+    assert_int_equal(bind(l, (struct sockaddr *)&la, sizeof la), 0);
+    assert_int_equal(listen(l, 4), 0);
+    assert_int_equal(getsockname(l, (struct sockaddr *)&la, &alen), 0);
+    char ep[64];
+    snprintf(ep, sizeof ep, "127.0.0.1:%d", ntohs(la.sin_port));
+    struct sockaddr_storage src, dst;
+    socklen_t slen;
+    assert_int_equal(pc_parse_endpoint("203.0.113.9:4444", &src, &slen), 0);
+    assert_int_equal(pc_parse_endpoint("198.51.100.2:8443", &dst, &slen), 0);
+    pc_connect_opts_t o;
+    pc_connect_opts_init(&o);
+    o.proxy_v2 = 1;
+    pc_server_t *cs = start_client_server(&out_cb, NULL);
+    for (int named = 1; named >= 0; named--) {
+        o.proxy_src = named ? (const struct sockaddr *)&src : NULL;
+        o.proxy_dst = named ? (const struct sockaddr *)&dst : NULL;
+        assert_int_equal(pc_connect_ex(cs, ep, &o, NULL, NULL, NULL), 0);
+        int fd = accept(l, NULL, NULL);
+        assert_true(fd >= 0);
+        shim_set_timeout(fd, 5000);
+        uint8_t b[28], want[28];
+        assert_int_equal(shim_recv_exact(fd, b, sizeof b), sizeof b);
+        struct sockaddr_in from; /* the connection's own source */
+        alen = sizeof from;
+        assert_int_equal(getpeername(fd, (struct sockaddr *)&from, &alen), 0);
+        const uint8_t *sa =
+            named ? (const uint8_t[4]){203, 0, 113, 9} : (const uint8_t *)&from.sin_addr;
+        v2_ipv4(want, sa, named ? 4444 : ntohs(from.sin_port));
+        if (named) {
+            memcpy(want + 20, (const uint8_t[4]){198, 51, 100, 2}, 4);
+            want[26] = 8443 >> 8;
+            want[27] = 8443 & 0xff;
+        } else {
+            want[26] = la.sin_port & 0xff; /* network order in memory */
+            want[27] = la.sin_port >> 8;
+        }
+        assert_memory_equal(b, want, sizeof b);
+        shim_close(fd);
+    }
+    pc_server_stop(cs, 1000);
+    pc_server_destroy(cs);
+    shim_close(l);
+}
+#endif
+
 /* on_open pauses reading (the header's segment also carries the first
  * bytes): those bytes wait for the resume, as a receive would, and count
  * once in bytes_in. They used to go to on_data right after on_open. */
@@ -940,6 +1000,9 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(pause_in_on_open_then_more, teardown),
         cmocka_unit_test_teardown(rules_same_as_trusted_refused, teardown),
         cmocka_unit_test_teardown(close_in_on_open_drops_bytes, teardown),
+#ifdef __linux__
+        cmocka_unit_test_teardown(connect_ex_header_bytes, teardown), /* not on Windows */
+#endif
     };
     if (PICK_TEST(all, argc, argv) != 0) return 1;
     return cmocka_run_group_tests_name("proxy", all, NULL, NULL);
