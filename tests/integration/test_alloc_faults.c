@@ -940,12 +940,18 @@ static void pp_close(pc_conn_t *c, pc_close_reason_t r, int err)
     app_close(c, r, err);
 }
 
-static void pp_config(pc_server_config_t *cfg)
+/* 127.0.0.1 is a trusted proxy. */
+static void px_trusted(pc_server_config_t *cfg)
 {
     static const char trusted[] = "allow 127.0.0.1\n";
     pc_rules_t *r = NULL;
     assert_int_equal(pc_rules_load_string(trusted, strlen(trusted), "trusted", &r, NULL, 0), 0);
     cfg->proxy_trusted = r;
+}
+
+static void pp_config(pc_server_config_t *cfg)
+{
+    px_trusted(cfg);
     cfg->threads = 1;
     cfg->cb.on_open = pp_open;
     cfg->cb.on_data = pp_data;
@@ -976,6 +982,67 @@ static void proxy_pause_without_memory(void **state)
     shim_close(s);
     opens_and_closes_pair();
     af_finish();
+}
+
+/* Nothing fails here: every way the PROXY phase ends gives its memory back
+ * (the parser, the proxy's record with its TLVs, the header an outbound
+ * connection sends): a malformed header, a peer gone mid-header, no header
+ * in time, a real client rejected, a proxied connection served (the server
+ * connects to itself with pc_connect_ex and proxy_v2), a header still
+ * pending at the stop. af_finish counts what was not freed. */
+static void px_phase_config(pc_server_config_t *cfg)
+{
+    px_trusted(cfg);
+    cfg->proxy_timeout_ms = 200;
+    static const char deny[] = "deny 192.0.2.66\n";
+    assert_int_equal(pc_rules_load_string(deny, strlen(deny), "rules", &cfg->rules, NULL, 0), 0);
+}
+
+static shim_sock_t px_send(const char *bytes)
+{
+    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 3000);
+    assert_true(s != SHIM_INVALID);
+    if (*bytes) assert_int_equal(shim_send_all(s, bytes, strlen(bytes)), 0);
+    return s;
+}
+
+static void proxy_phase_frees_everything(void **state)
+{
+    (void)state;
+    af_start_with(px_phase_config);
+    const char *ends[] = {"GET / HTTP/1.1\r\n\r\n", "", "PROXY TCP4 192.0.2.66 127.0.0.1 1 2\r\n"};
+    for (size_t i = 0; i < sizeof ends / sizeof ends[0]; i++) {
+        shim_sock_t s = px_send(ends[i]); /* malformed, timed out, rejected */
+        size_t n;
+        assert_int_equal(shim_wait_reset(s, &n), -1);
+        shim_close(s);
+    }
+    shim_sock_t s = px_send("PROXY TCP4 "); /* gone mid-header */
+    WAIT_FOR(stats().active == 1, 5000);
+    shim_close_reset(s);
+    WAIT_FOR(stats().closed[PC_CLOSE_PROXY] == 4, 5000);
+    assert_int_equal(stats().closed[PC_CLOSE_PROXY], 4);
+    pc_connect_opts_t o;
+    pc_connect_opts_init(&o);
+    o.proxy_v2 = 1;
+    struct sockaddr_storage real;
+    socklen_t rlen;
+    assert_int_equal(pc_parse_endpoint("203.0.113.9:4444", &real, &rlen), 0);
+    o.proxy_src = (const struct sockaddr *)&real;
+    char ep[64];
+    snprintf(ep, sizeof ep, "127.0.0.1:%d", g_port);
+    pc_conn_id_t id = 0;
+    assert_int_equal(pc_connect_ex(g_srv, ep, &o, NULL, NULL, &id), 0);
+    WAIT_FOR(atomic_load(&app_opens) == 2, 5000); /* both ends */
+    assert_int_equal(stats().proxy_headers, 2);
+    assert_int_equal(pc_server_close_id(g_srv, id), 0);
+    WAIT_FOR(atomic_load(&app_closes) == 2, 5000);
+    s = px_send("PROXY "); /* pending at the stop */
+    WAIT_FOR(stats().active == 1, 5000);
+    assert_int_equal(stats().active, 1);
+    opens_and_closes_pair();
+    af_finish();
+    shim_close(s);
 }
 
 /* A graceful close from the strand flushes what another thread's send by
@@ -1051,6 +1118,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(post_to_carrier_fails, af_teardown),
         cmocka_unit_test_teardown(proxy_pause_without_memory, af_teardown),
         cmocka_unit_test_teardown(close_flushes_by_id_without_memory, af_teardown),
+        cmocka_unit_test_teardown(proxy_phase_frees_everything, af_teardown),
     };
     if (PICK_TEST(tests, argc, argv) != 0) return 1;
     return cmocka_run_group_tests_name("alloc_faults", tests, NULL, NULL);
