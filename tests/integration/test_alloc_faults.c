@@ -1045,6 +1045,42 @@ static void proxy_phase_frees_everything(void **state)
     shim_close(s);
 }
 
+/* No memory for the proxy's record once the header is whole: the
+ * connection is reset at once and counted as PC_CLOSE_NOMEM, not left
+ * waiting for its PROXY deadline. The header's first bytes are read
+ * (bytes_in) before every allocation is made to fail, so the parser is
+ * there and the record is the call that fails. */
+static void px_nomem_config(pc_server_config_t *cfg)
+{
+    px_trusted(cfg);
+    cfg->threads = 1;
+    cfg->proxy_timeout_ms = 2000;
+}
+
+static void proxy_record_without_memory(void **state)
+{
+    (void)state;
+    af_start_with(px_nomem_config);
+    shim_sock_t s = px_send("PROXY TCP4 ");
+    WAIT_FOR(stats().bytes_in == 11, 5000);
+    assert_int_equal(stats().bytes_in, 11);
+    fa_arm(1);
+    const char *rest = "192.0.2.7 127.0.0.1 5555 80\r\n";
+    assert_int_equal(shim_send_all(s, rest, strlen(rest)), 0);
+    size_t n;
+    assert_int_equal(shim_wait_reset(s, &n), -1);
+    fa_disarm();
+    shim_close(s);
+    WAIT_FOR(stats().active == 0, 5000);
+    pc_server_stats_t st = stats();
+    assert_int_equal(st.closed[PC_CLOSE_NOMEM], 1);
+    assert_int_equal(st.proxy_timeouts, 0);
+    assert_true(atomic_load(&fa_failed) > 0);
+    assert_int_equal(atomic_load(&app_opens), 0);
+    opens_and_closes_pair();
+    af_finish();
+}
+
 /* A graceful close from the strand flushes what another thread's send by
  * id had queued without needing memory: the inbox's own send side (its
  * sender allocated it) becomes the connection's, as when a kick takes the
@@ -1119,6 +1155,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(proxy_pause_without_memory, af_teardown),
         cmocka_unit_test_teardown(close_flushes_by_id_without_memory, af_teardown),
         cmocka_unit_test_teardown(proxy_phase_frees_everything, af_teardown),
+        cmocka_unit_test_teardown(proxy_record_without_memory, af_teardown),
     };
     if (PICK_TEST(tests, argc, argv) != 0) return 1;
     return cmocka_run_group_tests_name("alloc_faults", tests, NULL, NULL);
