@@ -202,6 +202,9 @@ static void v1_malformed(void **state)
     expect_fail_s("PROXY TCP4 1.2.3.4 1.2.3.5 1 2\n", PC_PROXY_ERR_V1_SYNTAX);
     expect_fail_s("PROXY TCP4  1.2.3.4 1.2.3.5 1 2\r\n", PC_PROXY_ERR_V1_SYNTAX);
     expect_fail_s("PROXY TCP4 1.2.3.4 1.2.3.5 1 2 \r\n", PC_PROXY_ERR_V1_SYNTAX);
+    /* an empty field is a syntax error, not an address or a port to parse */
+    expect_fail_s("PROXY TCP4  1.2.3.5 1 2\r\n", PC_PROXY_ERR_V1_SYNTAX);
+    expect_fail_s("PROXY TCP4 1.2.3.4 1.2.3.5 1 \r\n", PC_PROXY_ERR_V1_SYNTAX);
     expect_fail_s("PROXY TCP4 1.2.3.4 1.2.3.5 1\r\n", PC_PROXY_ERR_V1_SYNTAX);
     expect_fail_s("PROXY TCP4 1.2.3.4 1.2.3.5 1 2 3\r\n", PC_PROXY_ERR_V1_SYNTAX);
     expect_fail_s("PROXY TCP4 1.2.3.4\r1.2.3.5 1 2\r\n", PC_PROXY_ERR_V1_SYNTAX);
@@ -404,6 +407,23 @@ static void v2_tlvs(void **state)
     v = proxy_tlv_find(r.h.tlv, r.h.tlv_len, PC_PROXY_TLV_UNIQUE_ID, &vl);
     assert_non_null(v);
     assert_int_equal(vl, 3);
+    /* a TLV of 300 bytes (its length's high byte counts) and one after it */
+    static uint8_t big[300];
+    uint8_t tb[320];
+    memset(big, 'a', sizeof big);
+    memcpy(tb, body4, 12);
+    size_t kb = 12 + put_tlv(tb + 12, PC_PROXY_TLV_AUTHORITY, big, sizeof big);
+    kb += put_tlv(tb + kb, PC_PROXY_TLV_ALPN, "h2", 2);
+    n = v2(b, 0x21, 0x11, tb, kb);
+    r = parse_all_ways(b, n, 0);
+    assert_int_equal(r.rc, PROXY_DONE);
+    assert_int_equal(r.h.tlv_len, 3 + 300 + 5);
+    v = proxy_tlv_find(r.h.tlv, r.h.tlv_len, PC_PROXY_TLV_AUTHORITY, &vl);
+    assert_non_null(v);
+    assert_int_equal(vl, 300);
+    v = proxy_tlv_find(r.h.tlv, r.h.tlv_len, PC_PROXY_TLV_ALPN, &vl);
+    assert_non_null(v);
+    assert_memory_equal(v, "h2", 2);
     /* an empty TLV (3 bytes) that ends the block is found */
     uint8_t te[16];
     size_t ke = put_tlv(te, PC_PROXY_TLV_ALPN, "h2", 2);
