@@ -586,14 +586,19 @@ static void defer_on_real_client_rejects(void **state)
     assert_int_equal(atomic_load(&g_opens), 1);
 }
 
-static atomic_int g_cond_calls;
+static atomic_int g_cond_calls, g_cond_bad_local;
 
+/* Counts the calls, and those whose local address is not the listener's
+ * (127.0.0.1:g_port), at accept and at the second verdict alike. */
 static pc_verdict_t count_calls(void *user, const struct sockaddr *peer,
                                 const struct sockaddr *local)
 {
     (void)user;
     (void)peer;
-    (void)local;
+    char want[64], got[80];
+    snprintf(want, sizeof want, "127.0.0.1:%d", g_port);
+    fmt_addr(local, got, sizeof got, 1);
+    if (strcmp(got, want) != 0) atomic_fetch_add(&g_cond_bad_local, 1);
     atomic_fetch_add(&g_cond_calls, 1);
     return PC_ACCEPT;
 }
@@ -608,6 +613,7 @@ static void local_header_judged_once(void **state)
     px_config(&cfg, "allow 127.0.0.1\n");
     cfg.condition = count_calls;
     atomic_store(&g_cond_calls, 0);
+    atomic_store(&g_cond_bad_local, 0);
     start_server(&cfg);
     const uint8_t local[16] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51,
                                0x55, 0x49, 0x54, 0x0A, 0x20, 0x00, 0x00, 0x00};
@@ -621,6 +627,7 @@ static void local_header_judged_once(void **state)
     const char *h = "PROXY TCP4 192.0.2.7 127.0.0.1 5555 80\r\n";
     expect_greeting(NULL, h, strlen(h), 0, "peer=192.0.2.7:5555 proxy=127.0.0.1 authority=-");
     assert_int_equal(atomic_load(&g_cond_calls), 3);
+    assert_int_equal(atomic_load(&g_cond_bad_local), 0);
     assert_int_equal(stats().proxy_headers, 2);
 }
 
