@@ -10,7 +10,9 @@
  *   v1  "PROXY TCP4 <src> <dst> <sport> <dport>\r\n" (and TCP6), single
  *       spaces, strict addresses (no leading zeros in IPv4 parts), ports
  *       0..65535 without leading zeros, at most 107 bytes with the CRLF;
- *       "PROXY UNKNOWN<anything>\r\n" means: use the socket's addresses.
+ *       "PROXY UNKNOWN\r\n" or "PROXY UNKNOWN <anything>\r\n" (the word
+ *       whole: "UNKNOWNX" is a syntax error) means: use the socket's
+ *       addresses.
  *   v2  the 12-byte signature, version 2, command LOCAL (use the socket's
  *       addresses; the rest of the block is skipped) or PROXY; families
  *       INET and INET6 over STREAM (or UNSPEC transport); UNSPEC and UNIX
