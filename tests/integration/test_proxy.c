@@ -870,18 +870,15 @@ static void px_echo_data(pc_conn_t *c, const void *data, size_t len)
 
 #define PX_BOTH "PROXY TCP4 192.0.2.8 127.0.0.1 1 2\r\nfirst"
 
-/* A server whose on_open pauses (flicker: resumes and pauses again), a
- * client that sent the header and "first" in one segment and has read the
- * greeting. */
-static shim_sock_t px_pause_start(int flicker)
+/* A server with these callbacks, and a client that sent the header and
+ * "first" in one segment and has read the greeting. */
+static shim_sock_t px_both_start(void (*on_open)(pc_conn_t *),
+                                 void (*on_data)(pc_conn_t *, const void *, size_t))
 {
-    g_px_flicker = flicker;
-    atomic_store(&g_px_early, 0);
-    atomic_store(&g_px_resumed, 0);
     pc_server_config_t cfg;
     px_config(&cfg, "allow 127.0.0.0/8\n");
-    cfg.cb.on_open = px_pause_open;
-    cfg.cb.on_data = px_echo_data;
+    cfg.cb.on_open = on_open;
+    cfg.cb.on_data = on_data;
     start_server(&cfg);
     shim_sock_t s = connect_nodelay(NULL);
     assert_int_equal(shim_send_all(s, PX_BOTH, strlen(PX_BOTH)), 0);
@@ -889,6 +886,16 @@ static shim_sock_t px_pause_start(int flicker)
     read_line(s, line, sizeof line);
     assert_string_equal(line, "peer=192.0.2.8:1 proxy=127.0.0.1 authority=-");
     return s;
+}
+
+/* px_both_start with an on_open that pauses (flicker: resumes and pauses
+ * again) and an echo. */
+static shim_sock_t px_pause_start(int flicker)
+{
+    g_px_flicker = flicker;
+    atomic_store(&g_px_early, 0);
+    atomic_store(&g_px_resumed, 0);
+    return px_both_start(px_pause_open, px_echo_data);
 }
 
 static void pause_in_on_open_keeps_bytes(void **state)
@@ -946,16 +953,7 @@ static void close_in_on_open_drops_bytes(void **state)
 {
     (void)state;
     atomic_store(&g_px_data_calls, 0);
-    pc_server_config_t cfg;
-    px_config(&cfg, "allow 127.0.0.0/8\n");
-    cfg.cb.on_open = px_open_close;
-    cfg.cb.on_data = px_count_data;
-    start_server(&cfg);
-    shim_sock_t s = connect_nodelay(NULL);
-    assert_int_equal(shim_send_all(s, PX_BOTH, strlen(PX_BOTH)), 0);
-    char line[300];
-    read_line(s, line, sizeof line);
-    assert_string_equal(line, "peer=192.0.2.8:1 proxy=127.0.0.1 authority=-");
+    shim_sock_t s = px_both_start(px_open_close, px_count_data);
     size_t n = 0;
     assert_int_equal(shim_wait_close(s, &n), 0);
     assert_int_equal(n, 0);
