@@ -51,6 +51,24 @@ int shim_connect_was_reset(void)
     return g_connect_reset;
 }
 
+shim_sock_t shim_listen(int backlog, int *port)
+{
+    shim_sock_t l = socket(AF_INET, SOCK_STREAM, 0);
+    if (l == SHIM_INVALID) return SHIM_INVALID;
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t alen = sizeof a;
+    if (bind(l, (struct sockaddr *)&a, sizeof a) != 0 || listen(l, backlog) != 0 ||
+        getsockname(l, (struct sockaddr *)&a, &alen) != 0) {
+        shim_close(l);
+        return SHIM_INVALID;
+    }
+    *port = ntohs(a.sin_port);
+    return l;
+}
+
 shim_sock_t shim_connect(const char *ip, int port, const char *src, int timeout_ms)
 {
     struct sockaddr_storage ss;

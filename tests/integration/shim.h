@@ -24,6 +24,10 @@ void shim_init(void);
  * first when src is not NULL. Receive timeout set to timeout_ms. Returns
  * SHIM_INVALID on failure. */
 shim_sock_t shim_connect(const char *ip, int port, const char *src, int timeout_ms);
+/* A plain listener on 127.0.0.1 with a port of the system's choosing
+ * (*port), for tests that play the far end of an outbound connection;
+ * SHIM_INVALID if any step fails. */
+shim_sock_t shim_listen(int backlog, int *port);
 /* After shim_connect returned SHIM_INVALID on this thread: 1 when the
  * connection was made and then reset by the server before connect()
  * returned (a server that accepts and resets at once can win that race), 0
