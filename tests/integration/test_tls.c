@@ -2840,8 +2840,9 @@ static void expect_refused_file(const pc_tls_server_config_t *sc, const pc_tls_c
 }
 
 /* Files that open but are not what they are given as: a key as the
- * certificate, a certificate as the key, another certificate's key, a key
- * as the CA list; for a server and for a client context. Each is refused
+ * certificate, a certificate as the key, another certificate's key (of the
+ * same type and of another), a key as the CA list; for a server and for a
+ * client context. Each is refused
  * with PC_ETLS and a warning that names the file (what a user who swapped
  * two paths sees first); the right files are taken right after. */
 static void files_refused_by_openssl(void **state)
@@ -2853,6 +2854,9 @@ static void files_refused_by_openssl(void **state)
         {DATA("server.key"), DATA("server.key"), DATA("server.key")},
         {DATA("server.pem"), DATA("server.pem"), DATA("server.pem")},
         {DATA("server.pem"), DATA("second.key"), DATA("second.key")},
+        /* a key of another type: OpenSSL loads it for RSA certificates, so
+         * only the final check finds the ECDSA certificate without its key */
+        {DATA("server.pem"), DATA("rsa.key"), DATA("rsa.key")},
     };
     pc_tls_server_config_t sc;
     pc_tls_cert_t pair;
@@ -2880,6 +2884,8 @@ static void files_refused_by_openssl(void **state)
     cc.ca_file = DATA("ca.pem");
     cc.cert_file = DATA("client.pem");
     cc.key_file = DATA("server.key");
+    expect_refused_file(NULL, &cc, DATA("client.pem"));
+    cc.key_file = DATA("rsa.key");
     expect_refused_file(NULL, &cc, DATA("client.pem"));
 
     /* the right files, right after */

@@ -8,6 +8,8 @@
 #   second.pem/.key   second.test (the SNI test's second certificate)
 #   client.pem/.key   a client certificate (CN=pc-test-client)
 #   other-ca.pem      an unrelated CA (verification must fail with it)
+#   rsa.key           an RSA key that belongs to no certificate (a key of
+#                     another type than the certificate's must be refused)
 set -eu
 cd "$(dirname "$0")"
 days=36500
@@ -31,4 +33,5 @@ leaf server localhost "DNS:localhost,IP:127.0.0.1,IP:::1" serverAuth
 leaf second second.test "DNS:second.test" serverAuth
 leaf client pc-test-client "DNS:pc-test-client" clientAuth
 ca other-ca "some other CA"
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out rsa.key 2>/dev/null
 rm -f ca.key ca.srl other-ca.key
