@@ -298,6 +298,13 @@ void post_close(pc_conn_t *c, void *arg)
     if (c) assert_int_equal(pc_conn_close(c), 0);
 }
 
+shim_sock_t connect_server(int timeout_ms)
+{
+    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, timeout_ms);
+    assert_true(s != SHIM_INVALID);
+    return s;
+}
+
 void expect_echo(shim_sock_t s, const char *msg)
 {
     size_t n = strlen(msg);

@@ -60,6 +60,9 @@ int create_server_on(const pc_server_config_t *cfg, const char *endpoint);
 int start_server_on(const pc_server_config_t *cfg, const char *endpoint);
 /* cmocka teardown: stop and destroy g_srv, reset the behaviour. */
 int teardown(void **state);
+/* A client connected from 127.0.0.1 to the server under test (g_port),
+ * the connect given timeout_ms; fails the test when it cannot connect. */
+shim_sock_t connect_server(int timeout_ms);
 /* Send msg and expect it echoed exactly. */
 void expect_echo(shim_sock_t s, const char *msg);
 pc_server_stats_t stats(void);

@@ -963,8 +963,7 @@ static void proxy_pause_without_memory(void **state)
     (void)state;
     atomic_store(&pp_data_runs, 0);
     af_start_with(pp_config);
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 3000);
-    assert_true(s != SHIM_INVALID);
+    shim_sock_t s = connect_server(3000);
     static const char msg[] = "PROXY TCP4 192.0.2.7 127.0.0.1 5555 80\r\nhello";
     assert_int_equal(shim_send_all(s, msg, sizeof msg - 1), 0);
     WAIT_FOR(atomic_load(&app_closes) == 1 || atomic_load(&pp_data_runs) > 0, 5000);
@@ -1000,8 +999,7 @@ static void px_phase_config(pc_server_config_t *cfg)
 
 static shim_sock_t px_send(const char *bytes)
 {
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 3000);
-    assert_true(s != SHIM_INVALID);
+    shim_sock_t s = connect_server(3000);
     if (*bytes) assert_int_equal(shim_send_all(s, bytes, strlen(bytes)), 0);
     return s;
 }
@@ -1112,8 +1110,7 @@ static void close_flushes_by_id_without_memory(void **state)
     atomic_store(&cn_rc, 99);
     af_start_with(cn_config);
     xsender_start();
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 3000);
-    assert_true(s != SHIM_INVALID);
+    shim_sock_t s = connect_server(3000);
     assert_int_equal(shim_send_all(s, "x", 1), 0);
     size_t n = 0;
     shim_set_timeout(s, 5000);

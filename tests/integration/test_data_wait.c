@@ -29,8 +29,7 @@ static void held_until_first_bytes(void **state)
 {
     (void)state;
     start_waiting(3);
-    shim_sock_t c = shim_connect("127.0.0.1", g_port, NULL, 2000);
-    assert_true(c != SHIM_INVALID);
+    shim_sock_t c = connect_server(2000);
 #ifdef _WIN32
     assert_int_equal(stats().accept_data_wait_s, 0);
     assert_int_equal(g_nstart_lines, 1); /* no data wait here: said once */
@@ -59,8 +58,7 @@ static void off_accepts_at_handshake(void **state)
     (void)state;
     start_waiting(0);
     assert_int_equal(stats().accept_data_wait_s, 0);
-    shim_sock_t c = shim_connect("127.0.0.1", g_port, NULL, 2000);
-    assert_true(c != SHIM_INVALID);
+    shim_sock_t c = connect_server(2000);
     WAIT_FOR(atomic_load(&g_opens) == 1, 2000);
     assert_int_equal(atomic_load(&g_opens), 1);
     assert_int_equal(stats().accepted, 1);
@@ -75,8 +73,7 @@ static void silent_client_accepted_after_wait(void **state)
     (void)state;
     start_waiting(1);
     uint64_t t0 = shim_now_ms();
-    shim_sock_t c = shim_connect("127.0.0.1", g_port, NULL, 5000);
-    assert_true(c != SHIM_INVALID);
+    shim_sock_t c = connect_server(5000);
     WAIT_FOR(atomic_load(&g_opens) == 1, 5000);
     assert_int_equal(atomic_load(&g_opens), 1);
 #ifndef _WIN32

@@ -64,19 +64,11 @@ static pc_conn_id_t wait_open_id(int n)
     return atomic_load(&g_last_id);
 }
 
-/* A client connected to the server under test. */
-static shim_sock_t connect_client(void)
-{
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 10000);
-    assert_true(s != SHIM_INVALID);
-    return s;
-}
-
 /* A client that never reads: tiny receive buffer, so the kernel takes
  * little of what is sent to it. */
 static shim_sock_t connect_nonreader(void)
 {
-    shim_sock_t s = connect_client();
+    shim_sock_t s = connect_server(10000);
     shim_set_rcvbuf(s, 4096);
     return s;
 }
@@ -276,7 +268,7 @@ static void send_queue_limit_per_connection(void **state)
     start_server(&cfg);
     shim_sock_t slow = connect_nonreader();
     pc_conn_id_t slow_id = wait_open_id(1);
-    shim_sock_t fast = connect_client();
+    shim_sock_t fast = connect_server(10000);
     pc_conn_id_t fast_id = wait_open_id(2);
     assert_true(fast_id != slow_id);
     char line[1000];
@@ -417,7 +409,7 @@ static void post_to_pause_resume(void **state)
     pc_server_config_t cfg;
     base_config(&cfg);
     start_server(&cfg);
-    shim_sock_t s = connect_client();
+    shim_sock_t s = connect_server(10000);
     pc_conn_id_t id = wait_open_id(1);
     expect_echo(s, "before");
     assert_int_equal(pc_server_post_to(g_srv, id, post_pause, NULL), 0);
@@ -466,7 +458,7 @@ static void post_to_after_close_gets_null(void **state)
     base_config(&cfg);
     cfg.cb.on_data = abort_after_post;
     start_server(&cfg);
-    shim_sock_t s = connect_client();
+    shim_sock_t s = connect_server(10000);
     assert_int_equal(shim_send_all(s, "x", 1), 0);
     WAIT_FOR(atomic_load(&g_post_null) == 1, 5000);
     assert_int_equal(atomic_load(&g_post_null), 1);
@@ -484,7 +476,7 @@ static void empty_send_from_other_thread(void **state)
     base_config(&cfg);
     cfg.threads = 1; /* worker_hold holds the connection's worker */
     start_server(&cfg);
-    shim_sock_t s = connect_client();
+    shim_sock_t s = connect_server(10000);
     WAIT_FOR(atomic_load(&g_last_conn) != NULL, 5000);
     pc_conn_t *c = atomic_load(&g_last_conn);
     assert_non_null(c);
@@ -558,7 +550,7 @@ static void stale_ids_every_call(void **state)
     pc_server_config_t cfg;
     base_config(&cfg);
     start_server(&cfg);
-    shim_sock_t s = connect_client();
+    shim_sock_t s = connect_server(10000);
     pc_conn_id_t id = wait_open_id(1);
     pc_conn_id_t ids[8];
     assert_int_equal(pc_server_conn_ids(g_srv, ids, 8), 1);
@@ -567,7 +559,7 @@ static void stale_ids_every_call(void **state)
     WAIT_FOR(atomic_load(&g_closes) == 1, 5000);
     assert_int_equal(atomic_load(&g_closes), 1);
     /* a new connection may take the same slot: the old id must stay stale */
-    shim_sock_t s2 = connect_client();
+    shim_sock_t s2 = connect_server(10000);
     pc_conn_id_t id2 = wait_open_id(2);
     assert_true(id2 != id);
     pc_conn_id_t bad[] = {id, 0, id ^ ((uint64_t)7 << 32), ((uint64_t)1 << 32) | 999999u};
@@ -645,7 +637,7 @@ static void sendv_lengths_wrap_refused(void **state)
     pc_server_config_t cfg;
     base_config(&cfg);
     start_server(&cfg);
-    shim_sock_t s = connect_client();
+    shim_sock_t s = connect_server(10000);
     pc_conn_id_t id = wait_open_id(1);
     pc_buf_t b[2];
     wrap_bufs(b);
@@ -729,8 +721,7 @@ static void on_sent_order(void **state)
     cfg.send_high_water = 1u << 20;
     cfg.send_low_water = 256u << 10;
     start_server(&cfg);
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 20000);
-    assert_true(s != SHIM_INVALID);
+    shim_sock_t s = connect_server(20000);
     shim_set_rcvbuf(s, 64u << 10);
     WAIT_FOR(atomic_load(&g_opens) == 1, 5000);
     shim_sleep_ms(200);                       /* the queue stays non-empty: nothing is read yet */
@@ -782,7 +773,7 @@ static void close_keeps_bytes_sent_by_id(void **state)
     start_server(&cfg);
     xsender_start();
     for (int round = 0; round < 5; round++) {
-        shim_sock_t s = connect_client();
+        shim_sock_t s = connect_server(10000);
         assert_int_equal(shim_send_all(s, "x", 1), 0);
         size_t got = 0;
         int end = shim_wait_close(s, &got);
@@ -820,7 +811,7 @@ static void sends_and_posts_keep_order(void **state)
     base_config(&cfg);
     cfg.threads = 1;
     start_server(&cfg);
-    shim_sock_t s = connect_client();
+    shim_sock_t s = connect_server(10000);
     pc_conn_id_t id = wait_open_id(1);
     static char big[ORD_BIG], got[ORD_BIG + 4];
     memset(big, 'c', sizeof big);
@@ -876,7 +867,7 @@ static void own_callback_by_id_acts_at_once(void **state)
     base_config(&cfg);
     cfg.cb.on_data = own_order_data;
     start_server(&cfg);
-    shim_sock_t s = connect_client();
+    shim_sock_t s = connect_server(10000);
     char got[2];
     for (int round = 0; round < 10; round++) {
         assert_int_equal(shim_send_all(s, "x", 1), 0);
@@ -920,7 +911,7 @@ static void on_sent_counts_sends_by_id(void **state)
     cfg.cb.on_sent = os_on_sent;
     start_server(&cfg);
     xsender_start();
-    shim_sock_t s = connect_client();
+    shim_sock_t s = connect_server(10000);
     for (int round = 0; round < 20; round++) {
         char got[4];
         assert_int_equal(shim_send_all(s, "g", 1), 0);
@@ -980,7 +971,7 @@ static void conn_timer_fires_and_cancelled(void **state)
     cfg.cb.on_data = timer_on_data;
     start_server(&cfg);
     /* other threads may not arm it */
-    shim_sock_t s = connect_client();
+    shim_sock_t s = connect_server(10000);
     assert_int_equal(shim_send_all(s, "t", 1), 0);
     char buf[4];
     assert_int_equal(shim_recv_exact(s, buf, 3), 3);
@@ -991,7 +982,7 @@ static void conn_timer_fires_and_cancelled(void **state)
     assert_int_equal(shim_recv_exact(s, buf, 1), 1);
     assert_int_equal(buf[0], 'X');
     /* armed, then the peer closes: cancelled with the connection */
-    shim_sock_t s2 = connect_client();
+    shim_sock_t s2 = connect_server(10000);
     assert_int_equal(shim_send_all(s2, "l", 1), 0);
     shim_sleep_ms(50);
     shim_close(s2);
@@ -1320,7 +1311,7 @@ static void write_only_client_kept_alive(void **state)
     cfg.idle_timeout_ms = 800;
     cfg.cb.on_open = feed_on_open;
     start_server(&cfg);
-    shim_sock_t s = connect_client();
+    shim_sock_t s = connect_server(10000);
     /* the client never sends; for 2.5 idle timeouts it only reads */
     uint64_t until = shim_now_ms() + 2000;
     size_t got = 0;
@@ -1542,7 +1533,7 @@ static void abort_id_refuses_later_sends(void **state)
     pc_server_config_t cfg;
     base_config(&cfg);
     start_server(&cfg);
-    shim_sock_t s = connect_client();
+    shim_sock_t s = connect_server(10000);
     pc_conn_id_t id = wait_open_id(1);
     assert_int_equal(pc_server_post_to(g_srv, id, post_gate, NULL), 0);
     WAIT_FOR(atomic_load(&g_gate_in), 5000);
@@ -1584,7 +1575,7 @@ static shim_sock_t start_hidden_connection(void)
     cfg.proxy_trusted = r;
     cfg.proxy_timeout_ms = 30000; /* the header's deadline ends nothing here */
     start_server(&cfg);
-    shim_sock_t s = connect_client();
+    shim_sock_t s = connect_server(10000);
     WAIT_FOR(stats().accepted == 1, 5000);
     assert_int_equal(stats().accepted, 1);
     shim_sleep_ms(100); /* on its worker, waiting for the header */
@@ -1614,7 +1605,7 @@ static void hidden_until_on_open(void **state)
     /* the server's own close reaches a hidden connection: a stop's graceful
      * close sends it a FIN, then (neither client answers) its reset ends the
      * 300 ms drain; it is not left to a 10 s wait */
-    shim_sock_t s2 = connect_client();
+    shim_sock_t s2 = connect_server(10000);
     WAIT_FOR(stats().accepted == 2, 5000);
     shim_sleep_ms(100);
     assert_int_equal(pc_server_conn_ids(g_srv, ids, 4), 1);
@@ -2202,7 +2193,7 @@ static void send_queue_limit_exact_fit(void **state)
     for (int i = 0; i < 3; i++)
         atomic_store(&g_fit_rc[i], 1);
     start_server(&cfg);
-    shim_sock_t s = connect_client();
+    shim_sock_t s = connect_server(10000);
     wait_open_id(1);
     assert_int_equal(atomic_load(&g_fit_rc[0]), 0);
     assert_int_equal(atomic_load(&g_fit_rc[1]), 0); /* up to the limit: queued */
@@ -2274,7 +2265,7 @@ static void conn_timer_never_early(void **state)
     base_config(&cfg);
     cfg.cb.on_data = cte_on_data;
     start_server(&cfg);
-    shim_sock_t s = connect_client();
+    shim_sock_t s = connect_server(10000);
     shim_set_timeout(s, 5000);
     for (unsigned ms = 1; ms <= 60; ms++) {
         unsigned char b = (unsigned char)ms;
@@ -2309,7 +2300,7 @@ static void reused_record_new_generation(void **state)
     pc_conn_id_t old = 0, id = 0;
     int n = 0;
     for (;;) { /* bounded: 50 connections */
-        s = connect_client();
+        s = connect_server(10000);
         id = wait_open_id(++n);
         if (old && (uint32_t)id == (uint32_t)old) break; /* the last one's record */
         if (n == 50) fail_msg("%d connections, none took a closed one's record", n);
@@ -2355,7 +2346,7 @@ static void conn_ids_bounded_by_max(void **state)
     start_server(&cfg);
     shim_sock_t s[3];
     for (int i = 0; i < 3; i++)
-        s[i] = connect_client();
+        s[i] = connect_server(10000);
     wait_open_id(3);
     pc_conn_id_t ids[4] = {0, 0, 77, 77};
     assert_int_equal(pc_server_conn_ids(g_srv, ids, 2), 2);
@@ -2383,7 +2374,7 @@ static void abort_id_drops_at_once_and_stays_abort(void **state)
     base_config(&cfg);
     cfg.threads = 1;
     start_server(&cfg);
-    shim_sock_t s = connect_client();
+    shim_sock_t s = connect_server(10000);
     pc_conn_id_t id = wait_open_id(1);
     worker_hold(g_srv);
     assert_int_equal(pc_server_send_to(g_srv, id, "lost", 4), 0);
@@ -2433,7 +2424,7 @@ static void conn_timer_refuses_bad_calls(void **state)
     base_config(&cfg);
     cfg.cb.on_data = ta_on_data;
     start_server(&cfg);
-    shim_sock_t s = connect_client();
+    shim_sock_t s = connect_server(10000);
     WAIT_FOR(atomic_load(&g_last_conn) != NULL, 5000);
     pc_conn_t *c = atomic_load(&g_last_conn);
     assert_non_null(c);
@@ -2523,7 +2514,7 @@ static void conn_timer_not_run_by_idle_deadline(void **state)
     cfg.idle_timeout_ms = 600; /* six of the client's 100 ms steps: a slow machine keeps it open */
     cfg.cb.on_data = cti_on_data;
     start_server(&cfg);
-    shim_sock_t s = connect_client();
+    shim_sock_t s = connect_server(10000);
     assert_int_equal(shim_send_all(s, "A", 1), 0);
     shim_set_timeout(s, 100);
     char got = 0;
@@ -2551,7 +2542,7 @@ static void on_sent_for_sends_by_id_alone(void **state)
     base_config(&cfg);
     cfg.cb.on_sent = os_on_sent;
     start_server(&cfg);
-    shim_sock_t s = connect_client();
+    shim_sock_t s = connect_server(10000);
     pc_conn_id_t id = wait_open_id(1);
     char got[3];
     for (int round = 1; round <= 3; round++) {
@@ -2596,7 +2587,7 @@ static void end_chat(chat_t *ch)
 /* A chat client, greeted. */
 static shim_sock_t chat_client(void)
 {
-    shim_sock_t s = connect_client();
+    shim_sock_t s = connect_server(10000);
     shim_set_timeout(s, 5000);
     char hello[10];
     assert_int_equal(shim_recv_exact(s, hello, sizeof hello), sizeof hello);

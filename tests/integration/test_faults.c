@@ -147,8 +147,7 @@ static void backoff_restarts_after_success(void **state)
         expect_echo(cli, "served"); /* within the step under way (up to 1 s) */
         /* cli may have been taken before the first failure: a client that
          * connects now is accepted after the last one, ending the back-off */
-        shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 5000);
-        assert_true(s != SHIM_INVALID);
+        shim_sock_t s = connect_server(5000);
         expect_echo(s, "after the back-off");
         shim_close(s);
         close(cli);
@@ -171,8 +170,7 @@ static void stop_is_no_accept_error(void **state)
     base_config(&cfg);
     start_server(&cfg);
     /* a client served: the accept thread is back in accept(2) for the next */
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 3000);
-    assert_true(s != SHIM_INVALID);
+    shim_sock_t s = connect_server(3000);
     shim_set_timeout(s, 3000);
     expect_echo(s, "served");
     shim_close(s);
@@ -238,16 +236,14 @@ static void transient_errors_not_counted(void **state)
     start_server(&cfg);
     atomic_store(&g_fail_next, 0);
     for (int i = 0; i < NTRANSIENT; i++) {
-        shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 3000);
-        assert_true(s != SHIM_INVALID);
+        shim_sock_t s = connect_server(3000);
         shim_set_timeout(s, 3000);
         size_t n = 0;
         assert_true(shim_wait_close(s, &n) != -2); /* closed by the wrapper */
         shim_close(s);
         assert_int_equal(atomic_load(&g_fail_next), i + 1);
     }
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 3000);
-    assert_true(s != SHIM_INVALID);
+    shim_sock_t s = connect_server(3000);
     expect_echo(s, "served");
     shim_close(s);
     pc_server_stats_t st = stats();

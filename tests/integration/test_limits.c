@@ -67,11 +67,9 @@ static void header_timeout_trickle(void **state)
     /* a client that trickles a byte every 100 ms: bytes arrive all the
      * time, yet it is cut off once the 400 ms have passed */
     uint64_t t0 = shim_now_ms();
-    shim_sock_t slow = shim_connect("127.0.0.1", g_port, NULL, 2000);
-    assert_true(slow != SHIM_INVALID);
+    shim_sock_t slow = connect_server(2000);
     /* a client that completes its head at once stays */
-    shim_sock_t good = shim_connect("127.0.0.1", g_port, NULL, 2000);
-    assert_true(good != SHIM_INVALID);
+    shim_sock_t good = connect_server(2000);
     expect_echo(good, "head!");
     int cut = trickle_until_closed(slow, t0, 100, 3000);
     assert_true(cut >= 350);
@@ -110,8 +108,7 @@ static void header_timeout_silent(void **state)
     start_server(&cfg);
     for (int i = 0; i < ROUNDS; i++) {
         uint64_t t0 = shim_now_ms();
-        shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 3000);
-        assert_true(s != SHIM_INVALID);
+        shim_sock_t s = connect_server(3000);
         size_t n = 0;
         assert_int_equal(shim_wait_close(s, &n), 0); /* FIN: a graceful close */
         uint64_t dt = shim_now_ms() - t0;
@@ -132,8 +129,7 @@ static shim_sock_t connect_big_sender(pc_server_config_t *cfg, size_t big, int r
     g_behaviour = B_BIG_ON_OPEN;
     g_big = big;
     start_server(cfg);
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 3000);
-    assert_true(s != SHIM_INVALID);
+    shim_sock_t s = connect_server(3000);
     shim_set_rcvbuf(s, rcvbuf);
     return s;
 }
@@ -218,8 +214,7 @@ static void write_timeout_counts_partial_send(void **state)
     base_config(&cfg);
     cfg.write_timeout_ms = 1000;
     start_server(&cfg);
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 3000);
-    assert_true(s != SHIM_INVALID);
+    shim_sock_t s = connect_server(3000);
     int inq = 0;
     uint64_t took = stall_echo(s, &inq);
     WAIT_FOR(atomic_load(&g_closes) == 1, 5000);
@@ -241,8 +236,7 @@ static void peer_reset_counts_partial_send(void **state)
     pc_server_config_t cfg;
     base_config(&cfg);
     start_server(&cfg);
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 3000);
-    assert_true(s != SHIM_INVALID);
+    shim_sock_t s = connect_server(3000);
     int inq = 0;
     uint64_t took = stall_echo(s, &inq);
     shim_close_reset(s);
@@ -281,8 +275,7 @@ static void write_timeout_send_in_post(void **state)
     cfg.send_high_water = 64u << 20;
     cfg.send_queue_limit = 128u << 20;
     start_server(&cfg);
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 3000);
-    assert_true(s != SHIM_INVALID);
+    shim_sock_t s = connect_server(3000);
     shim_set_rcvbuf(s, 16 << 10);
     WAIT_FOR(atomic_load(&g_opens) == 1, 2000);
     uint64_t id = atomic_load(&g_last_id);
@@ -458,8 +451,7 @@ static void run_defer_timeout_bounds_wait(unsigned batch_us)
     pc_server_config_t cfg;
     defer_config(&cfg, 1000, batch_us);
     start_server(&cfg);
-    shim_sock_t a = shim_connect("127.0.0.1", g_port, NULL, 3000);
-    assert_true(a != SHIM_INVALID);
+    shim_sock_t a = connect_server(3000);
     expect_echo(a, "a");
     shim_sleep_ms(50); /* the accept thread pauses for capacity */
     int took = wait_rejected(shim_now_ms(), 5000);
@@ -495,8 +487,7 @@ static void run_defer_timeout_after_empty_pause(unsigned batch_us)
     pc_server_config_t cfg;
     defer_config(&cfg, 600, batch_us);
     start_server(&cfg);
-    shim_sock_t a = shim_connect("127.0.0.1", g_port, NULL, 3000);
-    assert_true(a != SHIM_INVALID);
+    shim_sock_t a = connect_server(3000);
     expect_echo(a, "a");
     shim_sleep_ms(900); /* a pause of 600 ms began and ended, nobody queued */
     assert_int_equal(stats().deferred, 0);
@@ -612,8 +603,7 @@ static void reset_in_backlog_not_an_error(void **state)
     pc_server_config_t cfg;
     defer_config(&cfg, 5000, 0);
     start_server(&cfg);
-    shim_sock_t a = shim_connect("127.0.0.1", g_port, NULL, 3000);
-    assert_true(a != SHIM_INVALID);
+    shim_sock_t a = connect_server(3000);
     expect_echo(a, "a");
     shim_sock_t gone[N];
     for (int i = 0; i < N; i++) {
@@ -627,8 +617,7 @@ static void reset_in_backlog_not_an_error(void **state)
     shim_close(a);
     WAIT_FOR(atomic_load(&g_closes) >= 1, 3000);
     uint64_t t0 = shim_now_ms();
-    shim_sock_t b = shim_connect("127.0.0.1", g_port, NULL, 10000);
-    assert_true(b != SHIM_INVALID);
+    shim_sock_t b = connect_server(10000);
     expect_echo(b, "b");
     uint64_t took = shim_now_ms() - t0;
     pc_server_stats_t st = stats();
@@ -701,8 +690,7 @@ static void buffered_cap_refuses(void **state)
     cfg.max_buffered_bytes = 256u << 10;
     cfg.cb.on_open = cap_on_open;
     start_server(&cfg);
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 5000);
-    assert_true(s != SHIM_INVALID);
+    shim_sock_t s = connect_server(5000);
     shim_set_rcvbuf(s, 16 << 10);
     shim_sleep_ms(100); /* the server has queued what it could */
     enum { A = 200 << 10 };
@@ -792,8 +780,7 @@ static shim_sock_t start_and_poke(void (*on_data)(pc_conn_t *, const void *, siz
     base_config(&cfg);
     cfg.cb.on_data = on_data;
     start_server(&cfg);
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 3000);
-    assert_true(s != SHIM_INVALID);
+    shim_sock_t s = connect_server(3000);
     assert_int_equal(shim_send_all(s, "x", 1), 0);
     return s;
 }
@@ -861,8 +848,7 @@ static void close_nolinger_unread_bytes(void **state)
     cfg.cb.on_data = nolinger_on_data;
     cfg.recv_buffer_size = 4096; /* on_data runs on the first 4 KiB */
     start_server(&cfg);
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 3000);
-    assert_true(s != SHIM_INVALID);
+    shim_sock_t s = connect_server(3000);
     /* more than the server reads before it closes (it reads up to 16 x 4 KiB
      * per wake-up and goes on discarding while closing), so bytes are left
      * unread; the reset this provokes may reach us while we are still
@@ -894,8 +880,7 @@ static void header_timeout_rearm_keeps_deadline(void **state)
     cfg.header_timeout_ms = 0;
     cfg.cb.on_data = hdr_on_data;
     start_server(&cfg);
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 2000);
-    assert_true(s != SHIM_INVALID);
+    shim_sock_t s = connect_server(2000);
     expect_echo(s, "x"); /* open, nothing armed */
     uint64_t t0 = shim_now_ms();
     int cut = -1;

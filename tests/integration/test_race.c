@@ -66,8 +66,7 @@ static void set_rules_racing_stop(void **state)
         pc_thread_t th;
         assert_int_equal(pc__thread_start(&th, rules_main, (void *)(uintptr_t)round, "rules"), 0);
         WAIT_FOR(atomic_load(&g_rules_ok) >= 3, 5000);
-        shim_sock_t cs = shim_connect("127.0.0.1", g_port, NULL, 5000);
-        assert_true(cs != SHIM_INVALID);
+        shim_sock_t cs = connect_server(5000);
         expect_echo(cs, "hi"); /* accepts go on under the swaps */
         shim_close(cs);
         assert_int_equal(pc_server_stop(g_srv, 0), 0);
@@ -786,8 +785,7 @@ static void concurrent_sends_drain_sent(void **state)
     cfg.send_low_water = 4096;
     start_server(&cfg);
     atomic_store(&g_last_id, 0); /* not an earlier test's */
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 5000);
-    assert_true(s != SHIM_INVALID);
+    shim_sock_t s = connect_server(5000);
     /* (no small SO_RCVBUF set after the connect: Linux then shrinks the
      * window under data in flight, and loopback stalls for seconds in
      * zero-window probes) */

@@ -109,8 +109,7 @@ static int start_under(int policy, int prio, int nice)
 
 static void echo_once(void)
 {
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 2000);
-    assert_true(s != SHIM_INVALID);
+    shim_sock_t s = connect_server(2000);
     expect_echo(s, "hello");
     shim_close(s);
 }

@@ -104,8 +104,7 @@ static void echo_1mib(void **state)
     pc_server_config_t cfg;
     base_config(&cfg);
     start_server(&cfg);
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 10000);
-    assert_true(s != SHIM_INVALID);
+    shim_sock_t s = connect_server(10000);
     sender_t sd = {s, 1u << 20, 0};
     pc_thread_t t;
     assert_int_equal(pc__thread_start(&t, sender_main, &sd, "sender"), 0);
@@ -131,8 +130,7 @@ static void late_reader_16mib(void **state)
     cfg.send_high_water = 256u << 10;
     cfg.send_low_water = 64u << 10;
     start_server(&cfg);
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 20000);
-    assert_true(s != SHIM_INVALID);
+    shim_sock_t s = connect_server(20000);
     shim_set_rcvbuf(s, 64 << 10);
     sender_t sd = {s, 16u << 20, 0};
     pc_thread_t t;
@@ -168,8 +166,7 @@ static void peer_reset_midtransfer(void **state)
     cfg.send_high_water = 128u << 10;
     cfg.send_low_water = 32u << 10;
     start_server(&cfg);
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 2000);
-    assert_true(s != SHIM_INVALID);
+    shim_sock_t s = connect_server(2000);
     unsigned char *buf = malloc(1u << 20);
     fill_pattern(buf, 0, 1u << 20);
     shim_send_all(s, buf, 1u << 20); /* the server echoes into a client that never reads */
@@ -184,8 +181,7 @@ static void peer_reset_midtransfer(void **state)
     assert_int_equal(stats().send_queued_bytes, 0);
     assert_int_equal(stats().active, 0);
     /* the server is unharmed */
-    shim_sock_t s2 = shim_connect("127.0.0.1", g_port, NULL, 2000);
-    assert_true(s2 != SHIM_INVALID);
+    shim_sock_t s2 = connect_server(2000);
     expect_echo(s2, "still alive");
     shim_close(s2);
 }
@@ -196,8 +192,7 @@ static void close_by_id_other_thread(void **state)
     pc_server_config_t cfg;
     base_config(&cfg);
     start_server(&cfg);
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 3000);
-    assert_true(s != SHIM_INVALID);
+    shim_sock_t s = connect_server(3000);
     expect_echo(s, "hello");
     uint64_t id = atomic_load(&g_last_id);
     assert_true(id != 0);
@@ -216,8 +211,7 @@ static void stale_id(void **state)
     pc_server_config_t cfg;
     base_config(&cfg);
     start_server(&cfg);
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 3000);
-    assert_true(s != SHIM_INVALID);
+    shim_sock_t s = connect_server(3000);
     expect_echo(s, "x");
     uint64_t old = atomic_load(&g_last_id);
     shim_close(s);
@@ -228,8 +222,7 @@ static void stale_id(void **state)
     assert_int_equal(pc_server_send_to(g_srv, 0, "y", 1), PC_ENOTCONN);
     assert_int_equal(pc_server_send_to(g_srv, 0xffffffff00001234ull, "y", 1), PC_ENOTCONN);
     /* a new connection reusing the slot gets a new id; the old one stays dead */
-    shim_sock_t s2 = shim_connect("127.0.0.1", g_port, NULL, 3000);
-    assert_true(s2 != SHIM_INVALID);
+    shim_sock_t s2 = connect_server(3000);
     expect_echo(s2, "z");
     uint64_t nid = atomic_load(&g_last_id);
     assert_true(nid != old);
@@ -247,8 +240,7 @@ static void send_to_other_thread(void **state)
     pc_server_config_t cfg;
     base_config(&cfg);
     start_server(&cfg);
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 3000);
-    assert_true(s != SHIM_INVALID);
+    shim_sock_t s = connect_server(3000);
     expect_echo(s, "a");
     uint64_t id = atomic_load(&g_last_id);
     for (int i = 0; i < 100; i++)
@@ -352,8 +344,7 @@ static void max_conns_reject(void **state)
     assert_true(stats().rejected[PC_STEP_CAPACITY] >= 3);
     shim_close(s[0]);
     WAIT_FOR(stats().active == 2, 2000);
-    shim_sock_t y = shim_connect("127.0.0.1", g_port, NULL, 3000);
-    assert_true(y != SHIM_INVALID);
+    shim_sock_t y = connect_server(3000);
     expect_echo(y, "slot came back");
     shim_close(y);
     shim_close(s[1]);
@@ -373,8 +364,7 @@ static void max_conns_defer(void **state)
     shim_sock_t b = shim_connect("127.0.0.1", g_port, NULL, 3000);
     expect_echo(a, "a");
     expect_echo(b, "b");
-    shim_sock_t c = shim_connect("127.0.0.1", g_port, NULL, 300);
-    assert_true(c != SHIM_INVALID); /* the kernel's backlog holds it */
+    shim_sock_t c = connect_server(300); /* the kernel's backlog holds it */
     assert_int_equal(shim_send_all(c, "c", 1), 0);
     char ch;
     assert_int_equal(shim_recv_some(c, &ch, 1), -2); /* not served while at capacity */
@@ -431,8 +421,7 @@ static void timed_out_wait_is_no_error(void **state)
     cfg.idle_timeout_ms = 100;
     log_capture_begin("waiting for completions failed");
     start_server(&cfg);
-    shim_sock_t c = shim_connect("127.0.0.1", g_port, NULL, 3000);
-    assert_true(c != SHIM_INVALID);
+    shim_sock_t c = connect_server(3000);
     expect_echo(c, "then idle");
     shim_set_timeout(c, 3000);
     size_t n;
@@ -562,11 +551,9 @@ static void header_timeout_head_in_held_buffers(void **state)
 #ifdef __linux__
     unsetenv("PORTCULLIS_URING_BUFFER_SIZE");
 #endif
-    shim_sock_t z = shim_connect("127.0.0.1", g_port, NULL, 3000);
-    assert_true(z != SHIM_INVALID);
+    shim_sock_t z = connect_server(3000);
     expect_echo(z, "z\n"); /* z's head: no header deadline for it */
-    shim_sock_t b = shim_connect("127.0.0.1", g_port, NULL, 3000);
-    assert_true(b != SHIM_INVALID);
+    shim_sock_t b = connect_server(3000);
     shim_set_rcvbuf(b, 1 << 20);
     WAIT_FOR(atomic_load(&g_opens) == 2, 2000); /* b's deadline runs from its open */
     assert_int_equal(atomic_load(&g_opens), 2);
@@ -803,8 +790,7 @@ static void graceful_close_flushes(void **state)
     g_behaviour = B_BIG_THEN_CLOSE;
     g_big = 2u << 20;
     start_server(&cfg);
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 5000);
-    assert_true(s != SHIM_INVALID);
+    shim_sock_t s = connect_server(5000);
     shim_sleep_ms(200); /* read late */
     unsigned char *got = malloc(g_big);
     assert_int_equal(shim_recv_exact(s, got, g_big), g_big);
@@ -824,8 +810,7 @@ static void graceful_close_slow_reader(void **state)
     g_behaviour = B_BIG_THEN_CLOSE;
     g_big = 8u << 20;
     start_server(&cfg);
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 5000);
-    assert_true(s != SHIM_INVALID);
+    shim_sock_t s = connect_server(5000);
     unsigned char *got = malloc(g_big);
     size_t n = 0;
     uint64_t t0 = shim_now_ms();
@@ -858,8 +843,7 @@ static void graceful_close_non_reader_cut(void **state)
     g_behaviour = B_BIG_THEN_CLOSE;
     g_big = 32u << 20; /* more than loopback's kernel buffers absorb */
     start_server(&cfg);
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 5000);
-    assert_true(s != SHIM_INVALID);
+    shim_sock_t s = connect_server(5000);
     WAIT_FOR(atomic_load(&g_closes) == 1, 5000);
     assert_int_equal(atomic_load(&g_closes), 1);
     assert_int_equal(stats().active, 0);
@@ -877,8 +861,7 @@ static void abort_resets(void **state)
     base_config(&cfg);
     g_behaviour = B_ABORT_ON_DATA;
     start_server(&cfg);
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 3000);
-    assert_true(s != SHIM_INVALID);
+    shim_sock_t s = connect_server(3000);
     assert_int_equal(shim_send_all(s, "boom", 4), 0);
     size_t n;
     assert_int_equal(shim_wait_close(s, &n), -1);
@@ -897,8 +880,7 @@ static void on_drain_fires(void **state)
     g_behaviour = B_BIG_ON_OPEN;
     g_big = 32u << 20; /* more than loopback's kernel buffers absorb */
     start_server(&cfg);
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 5000);
-    assert_true(s != SHIM_INVALID);
+    shim_sock_t s = connect_server(5000);
     shim_sleep_ms(100);
     assert_int_equal(atomic_load(&g_drains), 0); /* nothing drained yet: nobody read */
     /* the whole burst must come; the wait is long because a sanitizer build
@@ -957,8 +939,7 @@ static void posts_without_end_starve_nothing(void **state)
     base_config(&cfg);
     cfg.threads = 1;
     start_server(&cfg);
-    shim_sock_t c = shim_connect("127.0.0.1", g_port, NULL, 3000);
-    assert_true(c != SHIM_INVALID);
+    shim_sock_t c = connect_server(3000);
     expect_echo(c, "before");
     atomic_store(&g_chain_runs, 0);
     atomic_store(&g_chain_stop, 0);
@@ -1180,8 +1161,7 @@ static void stop_destroy_from_own_threads(void **state)
     assert_int_equal(atomic_load(&g_own_stop_rc), PC_EDEADLK);
     assert_int_equal(g_nstart_lines, 1); /* the refusal is said */
     assert_int_equal(pc_server_stopping(g_srv), 0);
-    shim_sock_t c = shim_connect("127.0.0.1", g_port, NULL, 3000);
-    assert_true(c != SHIM_INVALID);
+    shim_sock_t c = connect_server(3000);
     expect_echo(c, "still serving");
     assert_int_equal(atomic_load(&g_cond_stop_rc), PC_EDEADLK); /* from the accept thread */
     shim_close(c);
@@ -1587,11 +1567,9 @@ static void uring_slot_abort_is_prompt(void **state) /* not on Windows */
     start_server(&cfg);
     env_restore("PORTCULLIS_URING_RECV", old);
     env_restore("PORTCULLIS_URING_FIXED_FILES", old_ff);
-    shim_sock_t idle = shim_connect("127.0.0.1", g_port, NULL, 3000);
-    assert_true(idle != SHIM_INVALID);
+    shim_sock_t idle = connect_server(3000);
     echo_times(idle, 7, "idle from now on");
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 3000);
-    assert_true(s != SHIM_INVALID);
+    shim_sock_t s = connect_server(3000);
     echo_times(s, 7, "aborted soon");
     assert_int_equal(slot_sockets_become(slots_expected(2)), slots_expected(2));
     shim_sleep_ms(50); /* the idle connection's POLL_ADD is in the kernel */
@@ -1630,8 +1608,7 @@ static void uring_buffer_pool_runs_out(void **state) /* not on Windows */
     env_restore("PORTCULLIS_URING_BUFFERS", old_n);
     env_restore("PORTCULLIS_URING_BUFFER_SIZE", old_size);
     env_restore("PORTCULLIS_URING_RECV", old_recv);
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 3000);
-    assert_true(s != SHIM_INVALID);
+    shim_sock_t s = connect_server(3000);
     enum { LEN = 64 << 10 };
     unsigned char *out = malloc(LEN), *in = malloc(LEN);
     for (int round = 0; round < 3; round++) {
@@ -1679,8 +1656,7 @@ static void uring_buffer_count_rounded(void **state) /* not on Windows */
     } else {
         assert_int_equal(g_nstart_lines, 0);
     }
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 3000);
-    assert_true(s != SHIM_INVALID);
+    shim_sock_t s = connect_server(3000);
     enum { LEN = 64 << 10 };
     unsigned char *out = malloc(LEN), *in = malloc(LEN);
     fill_pattern(out, 0, LEN);
@@ -1717,8 +1693,7 @@ static void uring_destroy_keeps_callers_ring(void **state) /* not on Windows */
     start_server(&cfg);
     env_restore("PORTCULLIS_URING_TASKRUN", old);
     int uring = stats().backend == PC_BACKEND_URING;
-    shim_sock_t c = shim_connect("127.0.0.1", g_port, NULL, 3000);
-    assert_true(c != SHIM_INVALID);
+    shim_sock_t c = connect_server(3000);
     expect_echo(c, "ring");
     shim_close(c);
     teardown(NULL); /* stop and destroy, on this thread */
@@ -1885,8 +1860,7 @@ static void accepted_socket_nodelay(void **state)
     pc_server_config_t cfg;
     base_config(&cfg);
     start_server(&cfg);
-    shim_sock_t c = shim_connect("127.0.0.1", g_port, NULL, 3000);
-    assert_true(c != SHIM_INVALID);
+    shim_sock_t c = connect_server(3000);
     expect_echo(c, "opened");
     shim_sock_t fd = shim_socket_on_port(g_port, c);
     assert_true(fd != SHIM_INVALID);
@@ -1919,8 +1893,7 @@ static void cond_accept_on_falls_back(void **state)
              g_port);
     if (!strstr(g_start_lines[0], want)) fail_msg("logged: %s", g_start_lines[0]);
     assert_int_equal(stats().accept_mode, PC_ACCEPT_MODE_POST_HANDSHAKE);
-    shim_sock_t c = shim_connect("127.0.0.1", g_port, NULL, 3000);
-    assert_true(c != SHIM_INVALID);
+    shim_sock_t c = connect_server(3000);
     expect_echo(c, "post");
     shim_close(c);
 }
@@ -1942,8 +1915,7 @@ static void high_water_is_passed_not_reached(void **state)
     g_big = cfg.send_high_water;
     start_server(&cfg);
     unsigned char *got = malloc(cfg.send_high_water + 1);
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 5000);
-    assert_true(s != SHIM_INVALID);
+    shim_sock_t s = connect_server(5000);
     assert_int_equal(shim_recv_exact(s, got, g_big), g_big);
     /* the client can hold every byte before the worker has taken the send's
      * completion (IOCP); an echo queued then would join 64 KiB still counted
@@ -1980,8 +1952,7 @@ static void low_water_zero_drains_when_empty(void **state)
     g_behaviour = B_BIG_ON_OPEN;
     g_big = 4u << 20;
     start_server(&cfg);
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 5000);
-    assert_true(s != SHIM_INVALID);
+    shim_sock_t s = connect_server(5000);
     unsigned char *got = malloc(g_big);
     assert_int_equal(shim_recv_exact(s, got, g_big), g_big);
     free(got);
@@ -2013,8 +1984,7 @@ static void peer_reset_is_reset(void **state)
     cfg.cb.on_close = reset_close;
     atomic_store(&g_reset_err, 0);
     start_server(&cfg);
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 3000);
-    assert_true(s != SHIM_INVALID);
+    shim_sock_t s = connect_server(3000);
     expect_echo(s, "before the reset");
     shim_close_reset(s);
     WAIT_FOR(atomic_load(&g_closes) == 1, 3000);
@@ -2040,8 +2010,7 @@ static void peer_reset_while_paused_by_high_water(void **state)
     g_big = 32u << 20; /* more than loopback's kernel buffers absorb */
     atomic_store(&g_reset_err, 0);
     start_server(&cfg);
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 3000);
-    assert_true(s != SHIM_INVALID);
+    shim_sock_t s = connect_server(3000);
     WAIT_FOR(atomic_load(&g_opens) == 1 && stats().send_queued_bytes > cfg.send_high_water, 5000);
     assert_true(stats().send_queued_bytes > cfg.send_high_water); /* paused: not reading */
     shim_close_reset(s);
@@ -2068,8 +2037,7 @@ static void peer_fin_flushes_queue(void **state)
     g_behaviour = B_BIG_ON_OPEN;
     g_big = 32u << 20; /* more than loopback's buffers hold */
     start_server(&cfg);
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 10000);
-    assert_true(s != SHIM_INVALID);
+    shim_sock_t s = connect_server(10000);
     shim_shutdown_write(s);
     WAIT_FOR(atomic_load(&g_opens) == 1, 3000);
     shim_sleep_ms(200); /* the server sees the FIN with the answer queued */
@@ -2092,8 +2060,7 @@ static void stale_id_after_slot_reuse(void **state)
     base_config(&cfg);
     cfg.threads = 1;
     start_server(&cfg);
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 3000);
-    assert_true(s != SHIM_INVALID);
+    shim_sock_t s = connect_server(3000);
     expect_echo(s, "first");
     uint64_t old = atomic_load(&g_last_id), nid = 0;
     /* close, connect again: until the new connection takes the record the
@@ -2215,8 +2182,7 @@ static void worker_wait_interrupted(void **state) /* not on Windows */
     base_config(&cfg);
     cfg.threads = 1;
     start_server(&cfg);
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 3000);
-    assert_true(s != SHIM_INVALID);
+    shim_sock_t s = connect_server(3000);
     expect_echo(s, "before");
     log_capture_begin("waiting for completions failed");
     int sent = 0;

@@ -1587,8 +1587,7 @@ static void stalled_client_hello(void **state)
     base_config(&cfg);
     cfg.header_timeout_ms = 300;
     start_tls_server(&cfg, NULL, 0);
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 5000);
-    assert_true(s != SHIM_INVALID);
+    shim_sock_t s = connect_server(5000);
     assert_int_equal(shim_send_all(s, "\x16\x03\x01\x02\x00\x01", 6), 0); /* a record's start */
     shim_set_timeout(s, 10000);
     uint64_t t0 = shim_now_ms();
@@ -1620,8 +1619,7 @@ static void stalled_handshake_default_bound(void **state)
     assert_int_equal(cfg.header_timeout_ms, 0);
     cfg.handshake_timeout_ms = 300;
     start_tls_server(&cfg, NULL, 0);
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 5000);
-    assert_true(s != SHIM_INVALID);
+    shim_sock_t s = connect_server(5000);
     shim_sock_t silent = shim_connect("127.0.0.1", g_port, NULL, 5000); /* sends nothing */
     assert_true(silent != SHIM_INVALID);
     assert_int_equal(shim_send_all(s, "\x16\x03\x01\x02\x00\x01", 6), 0); /* a record's start */
@@ -1753,8 +1751,7 @@ static void plaintext_to_tls_port(void **state)
     pc_server_config_t cfg;
     base_config(&cfg);
     start_tls_server(&cfg, NULL, 0);
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 5000);
-    assert_true(s != SHIM_INVALID);
+    shim_sock_t s = connect_server(5000);
     const char *req = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
     assert_int_equal(shim_send_all(s, req, strlen(req)), 0);
     shim_set_timeout(s, 10000);
@@ -1894,8 +1891,7 @@ static void on_sent_application_bytes_only(void **state)
     cfg.cb.on_sent = count_sent;
     start_tls_server(&cfg, NULL, 0);
     /* a client that has not sent its ClientHello */
-    shim_sock_t raw = shim_connect("127.0.0.1", g_port, NULL, 5000);
-    assert_true(raw != SHIM_INVALID);
+    shim_sock_t raw = connect_server(5000);
     WAIT_FOR(stats().accepted == 1, 5000);
     assert_int_equal(stats().accepted, 1);
     shim_sleep_ms(100);

@@ -153,8 +153,7 @@ static void check_mode_reported(pc_cond_accept_t setting)
                      pre ? PC_ACCEPT_MODE_PRE_HANDSHAKE : PC_ACCEPT_MODE_POST_HANDSHAKE);
 #endif
     /* and the server works in that mode */
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 3000);
-    assert_true(s != SHIM_INVALID);
+    shim_sock_t s = connect_server(3000);
     expect_echo(s, "mode");
     shim_close(s);
 }
@@ -231,8 +230,7 @@ static void condition_defer_then_accept(void **state)
     cfg.max_connections = 1;
     atomic_store(&g_defer_left, 3);
     start_server(&cfg);
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 5000);
-    assert_true(s != SHIM_INVALID);
+    shim_sock_t s = connect_server(5000);
     expect_echo(s, "deferred, then served");
     assert_int_equal(atomic_load(&g_defer_left), 0);
     assert_true(stats().deferred >= 1);
@@ -273,8 +271,7 @@ static void defer_under_capacity(void **state)
     cfg.at_capacity = PC_CAPACITY_DEFER;
     cfg.defer_timeout_ms = 10000;
     start_server(&cfg);
-    shim_sock_t c1 = shim_connect("127.0.0.1", g_port, NULL, 3000);
-    assert_true(c1 != SHIM_INVALID);
+    shim_sock_t c1 = connect_server(3000);
     expect_echo(c1, "first");
     assert_int_equal(atomic_load(&g_opens), 1);
 
@@ -288,8 +285,7 @@ static void defer_under_capacity(void **state)
     pc_thread_t t;
     assert_int_equal(pc__thread_start(&t, closer_main, &cl, "closer"), 0);
 
-    shim_sock_t c2 = shim_connect("127.0.0.1", g_port, NULL, 8000);
-    assert_true(c2 != SHIM_INVALID);
+    shim_sock_t c2 = connect_server(8000);
     expect_echo(c2, "second");
     uint64_t served_at = shim_now_ms();
     pc__thread_join(t);
@@ -320,8 +316,7 @@ static void idle_2000_connections(void **state)
     shim_sock_t *cs = calloc(IDLE_CONNS, sizeof *cs);
     assert_non_null(cs);
     /* warm up allocator and stacks before measuring */
-    shim_sock_t w = shim_connect("127.0.0.1", g_port, NULL, 5000);
-    assert_true(w != SHIM_INVALID);
+    shim_sock_t w = connect_server(5000);
     expect_echo(w, "warm");
     uint64_t before = resident_bytes();
     uint64_t t0 = shim_now_ms();
@@ -346,8 +341,7 @@ static void idle_2000_connections(void **state)
         expect_echo(cs[i], "still here");
     expect_echo(cs[IDLE_CONNS - 1], "last one");
     expect_echo(w, "warm again");
-    shim_sock_t n = shim_connect("127.0.0.1", g_port, NULL, 5000);
-    assert_true(n != SHIM_INVALID);
+    shim_sock_t n = connect_server(5000);
     expect_echo(n, "newcomer");
     shim_close(n);
     shim_close(w);
@@ -369,8 +363,7 @@ static void stop_with_read_pending(void **state)
     pc_server_config_t cfg;
     base_config(&cfg);
     start_server(&cfg);
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 3000);
-    assert_true(s != SHIM_INVALID);
+    shim_sock_t s = connect_server(3000);
     WAIT_FOR(atomic_load(&g_opens) == 1, 3000);
     assert_int_equal(atomic_load(&g_opens), 1);
     shim_sleep_ms(50); /* the zero-byte read is pending now */
@@ -404,8 +397,7 @@ static void abort_during_big_send(void **state)
     g_behaviour = B_BIG_ON_OPEN; /* on_open queues g_big bytes, keeps the connection */
     g_big = 16u << 20;
     start_server(&cfg);
-    shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 5000);
-    assert_true(s != SHIM_INVALID);
+    shim_sock_t s = connect_server(5000);
     shim_set_rcvbuf(s, 8192); /* and never read: the send stays in flight */
     WAIT_FOR(atomic_load(&g_last_conn) != NULL, 3000);
     pc_conn_t *c = atomic_load(&g_last_conn);
@@ -426,8 +418,7 @@ static void abort_during_big_send(void **state)
     shim_close(s);
     /* the server is unharmed */
     g_behaviour = B_ECHO;
-    shim_sock_t s2 = shim_connect("127.0.0.1", g_port, NULL, 3000);
-    assert_true(s2 != SHIM_INVALID);
+    shim_sock_t s2 = connect_server(3000);
     expect_echo(s2, "after abort");
     shim_close(s2);
 }
@@ -552,8 +543,7 @@ static void idle_accept_thread_sleeps(void **state)
     pc_server_config_t cfg;
     base_config(&cfg);
     start_server(&cfg);
-    shim_sock_t c = shim_connect("127.0.0.1", g_port, NULL, 3000);
-    assert_true(c != SHIM_INVALID);
+    shim_sock_t c = connect_server(3000);
     expect_echo(c, "taken"); /* FD_ACCEPT was signalled, and the connection taken */
     shim_close(c);
     WAIT_FOR(stats().active == 0, 3000);
@@ -578,8 +568,7 @@ static void overlapped_internal_pending(void **state)
     pc_server_config_t cfg;
     base_config(&cfg);
     start_server(&cfg);
-    shim_sock_t c = shim_connect("127.0.0.1", g_port, NULL, 3000);
-    assert_true(c != SHIM_INVALID);
+    shim_sock_t c = connect_server(3000);
     OVERLAPPED ov;
     memset(&ov, 0, sizeof ov);
     ov.hEvent = CreateEventW(NULL, TRUE, FALSE, NULL);
@@ -608,8 +597,7 @@ static void accepted_socket_not_inheritable(void **state)
     pc_server_config_t cfg;
     base_config(&cfg);
     start_server(&cfg);
-    shim_sock_t c = shim_connect("127.0.0.1", g_port, NULL, 3000);
-    assert_true(c != SHIM_INVALID);
+    shim_sock_t c = connect_server(3000);
     expect_echo(c, "opened"); /* the worker has the socket by now */
     SOCKET s = shim_socket_on_port(g_port, c);
     assert_true(s != INVALID_SOCKET);
@@ -690,8 +678,7 @@ static void iocp_variants_echo(void **state)
         assert_int_equal(log_count("iocp:", expect[v][0]), 1);
         assert_int_equal(log_count("iocp:", expect[v][1]), 1);
         /* many small round trips: reads that find data already there */
-        shim_sock_t s = shim_connect("127.0.0.1", g_port, NULL, 5000);
-        assert_true(s != SHIM_INVALID);
+        shim_sock_t s = connect_server(5000);
         for (int i = 0; i < 200; i++)
             expect_echo(s, "ping-pong");
         /* one big stream, written and read at once */
