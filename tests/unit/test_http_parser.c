@@ -370,6 +370,29 @@ static void test_pipelined_three(void **state)
     assert_int_equal(http_parse_request(&p, s + n, 0, &req), 0);
 }
 
+/* The request object may be kept across http_parser_reset: each request
+ * starts with no header lines of its own, not after the previous ones. */
+static void test_request_reused_after_reset(void **state)
+{
+    (void)state;
+    const char *s = "GET /a HTTP/1.1\r\nHost: one\r\nX-A: 1\r\n\r\n"
+                    "GET /b HTTP/1.1\r\nHost: two\r\n\r\n";
+    http_parser_t p;
+    http_header_t hdrs[3];
+    http_request_t req;
+    http_parser_init(&p, 0);
+    http_request_init(&req, hdrs, 3);
+    int rc = http_parse_request(&p, s, strlen(s), &req);
+    assert_true(rc > 0);
+    assert_int_equal(req.num_headers, 2);
+    http_parser_reset(&p);
+    int rc2 = http_parse_request(&p, s + rc, strlen(s) - (size_t)rc, &req);
+    assert_int_equal(rc2, (int)strlen(s) - rc);
+    assert_int_equal(req.num_headers, 1);
+    assert_slice(req.headers[0].name, req.headers[0].name_len, "Host");
+    assert_slice(req.host, req.host_len, "two");
+}
+
 static void test_sticky_results_and_reset(void **state)
 {
     (void)state;
@@ -504,6 +527,8 @@ static void test_target_forms(void **state)
     assert_int_equal(o.req.target_form, HTTP_TARGET_AUTHORITY);
     static const status_case_t c[] = {
         {"GET * HTTP/1.1\r\nHost: h\r\n\r\n", -400},
+        {"OPTIONS *x HTTP/1.1\r\nHost: h\r\n\r\n", -400}, /* "*" is the whole target */
+        {"OPTIONS */ HTTP/1.1\r\nHost: h\r\n\r\n", -400},
         {"GET h:443 HTTP/1.1\r\nHost: h\r\n\r\n", -400},
         {"GET http:///x HTTP/1.1\r\nHost: h\r\n\r\n", -400},
         {"GET http:// HTTP/1.1\r\nHost: h\r\n\r\n", -400},
@@ -524,6 +549,8 @@ static void test_versions(void **state)
         {"GET / HTTP/1.2\r\nHost: h\r\n\r\n", -505},
         {"GET / HTTP/9.9\r\nHost: h\r\n\r\n", -505},
         {"GET / HTTP/0.9\r\nHost: h\r\n\r\n", -505},
+        {"GET / HTTP/0.1\r\nHost: h\r\n\r\n", -505}, /* major 0, minor in range */
+        {"GET / HTTP/0.0\r\n\r\n", -505},
         {"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", -505},
         {"GET / HTTP/x\r\nHost: h\r\n\r\n", -400},
         {"GET / HTTP/1.x\r\nHost: h\r\n\r\n", -400},
@@ -533,6 +560,9 @@ static void test_versions(void **state)
         {"GET / HTTP/11.1\r\nHost: h\r\n\r\n", -400},
         {"GET / HTTP/1.1 \r\nHost: h\r\n\r\n", -400},
         {"GET / HTTP/1.1\rHost: h\r\n\r\n", -400},
+        /* CR then a byte other than LF, the ten bytes "HTTP/1.1\rX" all here */
+        {"GET / HTTP/1.1\rXHost: h\r\n\r\n", -400},
+        {"GET / HTTP/1.1\r\tHost: h\r\n\r\n", -400},
         {"GET / HTTPS/1.1\r\nHost: h\r\n\r\n", -400},
         {"GET /\r\n\r\n", -400}, /* HTTP/0.9 simple request */
         {"GET / HTTP/1.0\r\n\r\n", OK},
@@ -1285,6 +1315,7 @@ int main(void)
         cmocka_unit_test(test_every_split_equals_whole),
         cmocka_unit_test(test_buffer_moves_between_calls),
         cmocka_unit_test(test_pipelined_three),
+        cmocka_unit_test(test_request_reused_after_reset),
         cmocka_unit_test(test_sticky_results_and_reset),
         cmocka_unit_test(test_bad_method),
         cmocka_unit_test(test_control_bytes_in_request_line),
