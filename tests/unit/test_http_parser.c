@@ -948,6 +948,12 @@ static void test_chunked_limits(void **state)
     assert_int_equal(http_chunked_parse(&c, s, strlen(s), &used, NULL, NULL), 1);
     assert_int_equal(used, strlen(s));
     assert_true(http_chunked_total(&c) == 5);
+    /* a max_trailer above INT32_MAX is clamped, not truncated to its low 32
+     * bits (0 would refuse the final CRLF) */
+    static const char tr[] = "1\r\nx\r\n0\r\nX: y\r\n\r\n";
+    http_chunked_init(&c, UINT64_MAX, (size_t)1 << 32);
+    assert_int_equal(http_chunked_parse(&c, tr, strlen(tr), &used, NULL, NULL), 1);
+    assert_int_equal(used, strlen(tr));
     /* leading zeros count against the line too */
     memset(s, '0', HTTP_CHUNK_LINE_MAX + 8);
     http_chunked_init(&c, UINT64_MAX, 0);
@@ -1254,6 +1260,10 @@ static void test_default_and_clamped_limit(void **state)
     http_parser_init(&p, (size_t)1 << 40);
     assert_true(p.max_head <= 0x7fffffff);
     parsed_t o;
+    /* clamped, not truncated to its low 32 bits (0): a request parses */
+    static const char get[] = "GET / HTTP/1.1\r\nHost: h\r\n\r\n";
+    assert_int_equal(parse_whole(&o, get, strlen(get), (size_t)1 << 40, MAXH), (int)strlen(get));
+    assert_int_equal(parse_whole(&o, get, strlen(get), (size_t)1 << 32, MAXH), (int)strlen(get));
     char *buf = malloc(HTTP_DEFAULT_MAX_HEAD + 16);
     assert_non_null(buf);
     memcpy(buf, "GET / HTTP/1.1\r\nX: ", 19);
@@ -1293,6 +1303,11 @@ static void test_reason_and_status_line(void **state)
     n = http_status_line(line, sizeof(line), 404);
     assert_slice(line, n, "HTTP/1.1 404 Not Found\r\n");
     assert_int_equal(http_status_line(line, 10, 400), 0);
+    /* "HTTP/1.1 400 Bad Request\r\n" is 26 bytes: one short is refused, not cut */
+    memset(line, '#', sizeof line);
+    assert_int_equal(http_status_line(line, 25, 400), 0);
+    assert_int_equal(line[24], '#');
+    assert_int_equal(http_status_line(line, 26, 400), 26);
     assert_int_equal(http_status_line(line, sizeof(line), 42), 0);
     assert_int_equal(http_status_line(line, sizeof(line), 1000), 0);
     n = http_status_line(line, sizeof(line), 999);
