@@ -79,7 +79,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from proclib import Checks, Server, run_checks  # noqa: E402
+from proclib import Checks, Server, read_response, run_checks  # noqa: E402
 
 HOST = "127.0.0.1"
 LISTEN = ["--listen", HOST + ":0"]
@@ -289,6 +289,37 @@ def body(bin_dir):
                 "bad value for %s: '%s'" % (flag, bad))
     refused(check, bin_dir, "pc-echo", LISTEN + ["--tls-cert", CERT],
             "--tls-cert and --tls-key come in pairs")
+
+    # 7e. pc-http's own numbers, each just past its bound (the head limit
+    # from 64, the header timeout up to a day, the body limit up to 2^62);
+    # at the bounds they start, and the limits given are the ones answered
+    for flag, bad in (("--max-header-bytes", "63"), ("--max-header-bytes", "1073741825"),
+                      ("--header-timeout", "86400001"),
+                      ("--max-body-bytes", "4611686018427387905")):
+        refused(check, bin_dir, "pc-http", LISTEN + [flag, bad],
+                "bad value for %s: '%s'" % (flag, bad))
+    srv = starts(check, bin_dir, "pc-http", LISTEN + [
+        "--max-header-bytes", "64", "--header-timeout", "86400000",
+        "--max-body-bytes", "10"])
+    if srv:
+        try:
+            port = srv.wait_listening(5)
+            for req, want in ((b"GET / HTTP/1.1\r\nHost: t\r\n\r\n", 200),
+                              (b"GET / HTTP/1.1\r\nHost: t\r\nX: " + b"x" * 40 + b"\r\n\r\n",
+                               431),
+                              (b"PUT / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n",
+                               405),
+                              (b"PUT / HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\n\r\n",
+                               413)):
+                s = socket.create_connection(("127.0.0.1", port), timeout=5)
+                s.sendall(req)
+                r = read_response(s)
+                s.close()
+                check(r is not None and r[0] == want,
+                      "pc-http --max-header-bytes 64 --max-body-bytes 10: %r answers %d (%r)"
+                      % (req[:40], want, r))
+        finally:
+            srv.kill()
 
     # 7. pc-chat --max-line below the 16 it runs with at least
     refused(check, bin_dir, "pc-chat", LISTEN + ["--max-line", "8"],
