@@ -1016,6 +1016,16 @@ static void expect_with_length_closes(void **state)
     static const char req[] = "PUT / HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n"
                               "Content-Length: 4\r\n\r\n";
     expect_error_close(req, sizeof req - 1, 405);
+    /* without a body there is nothing to skip: the connection stays */
+    client_t *c = client_open();
+    resp_t r;
+    char v[64];
+    client_sends(c, "GET / HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n\r\n");
+    assert_int_equal(read_response(c, &r, 0), 0);
+    expect_hello(&r);
+    assert_string_equal(header(&r, "Connection", v, sizeof v), "");
+    get_root_ok(c, &r);
+    client_close(c);
 }
 
 static void unknown_version_505(void **state)
