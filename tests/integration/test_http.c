@@ -1172,6 +1172,31 @@ static void head_split_across_reads(void **state)
     client_close(c);
 }
 
+/* A head kept across reads that outgrows its first buffer by more than
+ * double: its first part larger than the first allocation (1 KiB), then a
+ * part that more than doubles what is kept. */
+static void head_split_large_parts(void **state)
+{
+    (void)state;
+    static char req[8192];
+    size_t n =
+        padded(req, sizeof req, "GET / HTTP/1.1\r\nHost: t\r\nX-Long: ", 'a', 7000, "\r\n\r\n");
+    size_t cuts[][2] = {{3000, n}, {100, 6000}};
+    for (size_t k = 0; k < 2; k++) {
+        client_t *c = client_open();
+        resp_t r;
+        client_send(c, req, cuts[k][0]);
+        shim_sleep_ms(20); /* most likely a read of its own; either way the answer is the same */
+        client_send(c, req + cuts[k][0], cuts[k][1] - cuts[k][0]);
+        shim_sleep_ms(20);
+        client_send(c, req + cuts[k][1], n - cuts[k][1]);
+        assert_int_equal(read_response(c, &r, 0), 0);
+        expect_hello(&r);
+        get_root_ok(c, &r);
+        client_close(c);
+    }
+}
+
 /* --header-timeout: the first request's deadline runs from the connection,
  * a completed head ends it (an idle keep-alive connection stays), and a later
  * head trickled byte by byte is cut off 400 ms after its first byte. */
@@ -1274,6 +1299,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(pipelined_flood_small_queue, setup_small_queue, teardown),
         cmocka_unit_test_setup_teardown(body_too_large_413, setup, teardown),
         cmocka_unit_test_setup_teardown(head_split_across_reads, setup, teardown),
+        cmocka_unit_test_setup_teardown(head_split_large_parts, setup, teardown),
         cmocka_unit_test_setup_teardown(header_timeout_keepalive, setup_header_timeout, teardown),
         cmocka_unit_test_setup_teardown(header_timeout_split_head, setup_header_timeout, teardown),
     };
