@@ -383,6 +383,16 @@ static void garbage_400(void **state)
 static void metrics_prometheus(void **state)
 {
     (void)state;
+    /* a connection that came and went: accepted 2 and active 1 below */
+    client_t *gone = client_open();
+    client_close(gone);
+    pc_server_stats_t st;
+    for (int i = 0; i < 1000; i++) {
+        pc_server_stats(g_srv, &st);
+        if (st.accepted == 1 && st.active == 0) break;
+        shim_sleep_ms(5);
+    }
+    assert_true(st.accepted == 1 && st.active == 0);
     client_t *c = client_open();
     resp_t r;
     char v[64];
@@ -392,16 +402,34 @@ static void metrics_prometheus(void **state)
     assert_true(strncmp(header(&r, "Content-Type", v, sizeof v), "text/plain; version=0.0.4", 25) ==
                 0);
     assert_non_null(strstr(r.body, "# TYPE pc_connections_accepted_total counter\n"));
-    assert_non_null(strstr(r.body, "\npc_connections_accepted_total 1\n"));
+    assert_non_null(strstr(r.body, "\npc_connections_accepted_total 2\n"));
     assert_non_null(strstr(r.body, "# HELP pc_connections_rejected_total "));
     assert_non_null(strstr(r.body, "\npc_connections_rejected_total{step=\"capacity\"} 0\n"));
     assert_non_null(strstr(r.body, "\npc_connections_active 1\n"));
     assert_non_null(strstr(r.body, "# TYPE pc_conditional_accept_mode gauge\n"));
-    assert_non_null(strstr(r.body, "pc_conditional_accept_mode{mode=\"post_handshake\"} "));
+    /* 1 for the mode in force, 0 for the others; kernel_counts "yes" only
+     * with the eBPF tier */
+    pc_server_stats(g_srv, &st);
+    static const struct {
+        pc_accept_mode_t mode;
+        const char *name;
+    } modes[] = {{PC_ACCEPT_MODE_POST_HANDSHAKE, "post_handshake"},
+                 {PC_ACCEPT_MODE_PRE_HANDSHAKE, "pre_handshake"},
+                 {PC_ACCEPT_MODE_KERNEL, "kernel"}};
+    char line[160];
+    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+        snprintf(line, sizeof line, "\npc_conditional_accept_mode{mode=\"%s\"} %d\n", modes[i].name,
+                 st.accept_mode == modes[i].mode);
+        assert_non_null(strstr(r.body, line));
+    }
     assert_non_null(strstr(r.body, "# TYPE pc_kernel_filter gauge\n"));
-    assert_non_null(strstr(r.body, "\npc_kernel_filter{tier=\""));
+    snprintf(line, sizeof line, "\npc_kernel_filter{tier=\"%s\",kernel_counts=\"%s\"} 1\n",
+             pc_kernel_filter_name(st.kernel_filter),
+             st.kernel_filter == PC_KERNEL_FILTER_EBPF ? "yes" : "no");
+    assert_non_null(strstr(r.body, line));
     assert_non_null(strstr(r.body, "\npc_backend_info{backend=\""));
-    assert_non_null(strstr(r.body, "\npc_connections_closed_total{reason=\"peer\"} 0\n"));
+    assert_non_null(
+        strstr(r.body, "\npc_connections_closed_total{reason=\"peer\"} 1\n")); /* gone */
     /* every line is a comment or "name[{labels}] value" */
     for (const char *l = r.body; *l;) {
         const char *e = strchr(l, '\n');
