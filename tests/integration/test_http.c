@@ -1202,15 +1202,16 @@ static void head_split_across_reads(void **state)
 
 /* A head kept across reads that outgrows its first buffer by more than
  * double: its first part larger than the first allocation (1 KiB), then a
- * part that more than doubles what is kept. */
+ * part that more than doubles what is kept; and one that outgrows it by a
+ * single byte (1000 bytes kept, then 25 more). */
 static void head_split_large_parts(void **state)
 {
     (void)state;
     static char req[8192];
     size_t n =
         padded(req, sizeof req, "GET / HTTP/1.1\r\nHost: t\r\nX-Long: ", 'a', 7000, "\r\n\r\n");
-    size_t cuts[][2] = {{3000, n}, {100, 6000}};
-    for (size_t k = 0; k < 2; k++) {
+    size_t cuts[][2] = {{3000, n}, {100, 6000}, {1000, 1025}};
+    for (size_t k = 0; k < sizeof cuts / sizeof cuts[0]; k++) {
         client_t *c = client_open();
         resp_t r;
         client_send(c, req, cuts[k][0]);
