@@ -1282,6 +1282,41 @@ static void header_timeout_keepalive(void **state)
     assert_int_equal(st.closed[PC_CLOSE_HEADER_TIMEOUT], 1);
 }
 
+/* A connection that sends nothing at all: the first request's deadline runs
+ * from the accept, so it is closed (FIN, no response) at the header timeout. */
+static void header_timeout_silent(void **state)
+{
+    (void)state;
+    client_t *c = client_open();
+    uint64_t t0 = shim_now_ms();
+    shim_set_timeout(c->s, 3000);
+    size_t got = 99;
+    assert_int_equal(shim_wait_close(c->s, &got), 0);
+    uint64_t cut = shim_now_ms() - t0;
+    assert_int_equal(got, 0);
+    assert_true(cut >= 350 && cut <= 1500);
+    client_close(c);
+}
+
+/* http_app_create refuses a listener count outside 0..HTTP_APP_MAX_LISTEN
+ * (cfg.listen has that many entries) and leaves *out alone. */
+static void create_bad_nlisten(void **state)
+{
+    (void)state;
+    http_app_config_t cfg;
+    http_app_config_init(&cfg);
+    for (int k = 0; k < HTTP_APP_MAX_LISTEN; k++)
+        cfg.listen[k] = "127.0.0.1:0";
+    static const int bad[] = {-1, HTTP_APP_MAX_LISTEN + 1};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        cfg.nlisten = bad[i];
+        pc_server_t *s = (pc_server_t *)&cfg;
+        int failed = 99;
+        assert_int_equal(http_app_create(&cfg, &s, &failed), PC_EINVAL);
+        assert_ptr_equal(s, (pc_server_t *)&cfg);
+    }
+}
+
 /* A head that arrives in two reads with a header timeout set: the state
  * kept between them is freed once the head completes, and nothing reads it
  * after (a use after free the ASan build caught in a soak). */
@@ -1348,6 +1383,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(head_split_large_parts, setup, teardown),
         cmocka_unit_test_setup_teardown(header_timeout_keepalive, setup_header_timeout, teardown),
         cmocka_unit_test_setup_teardown(header_timeout_split_head, setup_header_timeout, teardown),
+        cmocka_unit_test_setup_teardown(header_timeout_silent, setup_header_timeout, teardown),
+        cmocka_unit_test_setup_teardown(create_bad_nlisten, setup, teardown),
     };
     if (PICK_TEST(tests, argc, argv) != 0) return 1;
     return cmocka_run_group_tests_name("http", tests, NULL, NULL);
