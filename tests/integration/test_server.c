@@ -834,12 +834,12 @@ static void graceful_close_slow_reader(void **state)
  * reading is reset"), not a FIN: with bytes still queued, a FIN would tell
  * the peer the answer was complete; the client reads after the cut and
  * must end on a reset, short of the whole answer. */
-static void graceful_close_non_reader_cut(void **state)
+static void non_reader_cut(unsigned idle_timeout_ms)
 {
-    (void)state;
     pc_server_config_t cfg;
     base_config(&cfg);
     cfg.close_linger_ms = 300;
+    cfg.idle_timeout_ms = idle_timeout_ms;
     g_behaviour = B_BIG_THEN_CLOSE;
     g_big = 32u << 20; /* more than loopback's kernel buffers absorb */
     start_server(&cfg);
@@ -852,6 +852,22 @@ static void graceful_close_non_reader_cut(void **state)
     assert_int_equal(shim_wait_reset(s, &n), -1);
     assert_true(n < g_big);
     shim_close(s);
+}
+
+static void graceful_close_non_reader_cut(void **state)
+{
+    (void)state;
+    non_reader_cut(0);
+}
+
+/* The same with an idle deadline far off armed when on_open closes: the
+ * close's nearer close_linger_ms deadline replaces it on the wheel (a
+ * timer re-armed only when none was on cut the client after the idle
+ * timeout instead). */
+static void graceful_close_cut_before_idle_deadline(void **state)
+{
+    (void)state;
+    non_reader_cut(60000);
 }
 
 static void abort_resets(void **state)
@@ -2237,6 +2253,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(graceful_close_flushes, teardown),
         cmocka_unit_test_teardown(graceful_close_slow_reader, teardown),
         cmocka_unit_test_teardown(graceful_close_non_reader_cut, teardown),
+        cmocka_unit_test_teardown(graceful_close_cut_before_idle_deadline, teardown),
         cmocka_unit_test_teardown(abort_resets, teardown),
         cmocka_unit_test_teardown(on_drain_fires, teardown),
         cmocka_unit_test_teardown(high_water_is_passed_not_reached, teardown),
