@@ -1137,6 +1137,57 @@ static void connect_outbound(void **state)
     assert_int_equal(pc_connect(g_srv, "nonsense", NULL, &cli, NULL, NULL), PC_EINVAL);
 }
 
+/* header_timeout_ms arms on accepted connections only: a pc_connect
+ * connection of a server that sets it is not cut for a request it never
+ * receives. Its own 300 ms timer, which closes it, comes first, not a
+ * header timeout at 100 ms. */
+static atomic_int g_oh_fired, g_oh_reason;
+static void oh_timer(pc_conn_t *c)
+{
+    atomic_store(&g_oh_fired, 1);
+    assert_int_equal(pc_conn_close(c), 0);
+}
+static void oh_data(pc_conn_t *c, const void *d, size_t n)
+{
+    (void)c;
+    (void)d;
+    (void)n;
+}
+static void oh_open(pc_conn_t *c)
+{
+    assert_int_equal(pc_conn_timer(c, 300, oh_timer), 0);
+}
+static void oh_close(pc_conn_t *c, pc_close_reason_t r, int err)
+{
+    (void)c;
+    (void)err;
+    atomic_store(&g_oh_reason, (int)r + 1);
+}
+
+static void outbound_has_no_header_timeout(void **state)
+{
+    (void)state;
+    atomic_store(&g_oh_fired, 0);
+    atomic_store(&g_oh_reason, 0);
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    start_server(&cfg);
+    pc_server_config_t ccfg;
+    pc_server_config_init(&ccfg);
+    ccfg.header_timeout_ms = 100;
+    static const pc_callbacks_t cli = {
+        .on_open = oh_open, .on_data = oh_data, .on_close = oh_close};
+    pc_server_t *cs = start_client_server(&cli, &ccfg);
+    char ep[64];
+    snprintf(ep, sizeof ep, "127.0.0.1:%d", g_port);
+    assert_int_equal(pc_connect(cs, ep, NULL, &cli, NULL, NULL), 0);
+    WAIT_FOR(atomic_load(&g_oh_reason) != 0, 5000);
+    assert_int_equal(atomic_load(&g_oh_reason), PC_CLOSE_LOCAL + 1);
+    assert_int_equal(atomic_load(&g_oh_fired), 1);
+    pc_server_stop(cs, 1000);
+    pc_server_destroy(cs);
+}
+
 /* pc_server_stop and pc_server_destroy from the server's own threads are
  * refused and the server goes on: from a worker (a posted function) and from
  * the accept thread (the condition callback). Destroy used to free the
@@ -2269,6 +2320,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(posts_without_end_starve_nothing, teardown),
         cmocka_unit_test_teardown(stats_count, teardown),
         cmocka_unit_test_teardown(connect_outbound, teardown),
+        cmocka_unit_test_teardown(outbound_has_no_header_timeout, teardown),
         cmocka_unit_test_teardown(stop_counts_pending_connects, teardown),
         cmocka_unit_test_teardown(connect_timeout, teardown),
         cmocka_unit_test_teardown(stop_destroy_from_own_threads, teardown),
