@@ -408,6 +408,26 @@ static void idle_timeout(void **state)
     shim_close(busy);
 }
 
+/* The idle deadline is armed when it is the nearer one: with a header
+ * timeout of 60 s pending, a silent client is still closed (FIN) after the
+ * 300 ms idle timeout, not when the header deadline fires. */
+static void idle_timeout_before_header_deadline(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.idle_timeout_ms = 300;
+    cfg.header_timeout_ms = 60000;
+    start_server(&cfg);
+    shim_sock_t s = connect_server(3000);
+    shim_set_timeout(s, 5000);
+    size_t n;
+    assert_int_equal(shim_wait_close(s, &n), 0); /* FIN, not a reset */
+    shim_close(s);
+    WAIT_FOR(atomic_load(&g_closes) == 1, 2000);
+    assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_IDLE_TIMEOUT]), 1);
+}
+
 /* A worker's wait that ends at its deadline with nothing completed is no
  * failure: the idle deadline below is met by such a wait, and the worker
  * logs no error for it (io_uring answers it with ETIME, which was once
@@ -2295,6 +2315,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(max_conns_reject, teardown),
         cmocka_unit_test_teardown(max_conns_defer, teardown),
         cmocka_unit_test_teardown(idle_timeout, teardown),
+        cmocka_unit_test_teardown(idle_timeout_before_header_deadline, teardown),
         cmocka_unit_test_teardown(timed_out_wait_is_no_error, teardown),
         cmocka_unit_test_teardown(idle_timeout_while_worker_busy, teardown),
         cmocka_unit_test_teardown(idle_timeout_busy_with_held_buffers, teardown),
