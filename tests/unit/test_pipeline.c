@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <math.h>
 #include <setjmp.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -98,6 +99,27 @@ static void test_retry_counts_once(void **state)
                      PC_REJECT);
     assert_int_equal(step, PC_STEP_RULES);
     assert_int_equal(rule_hits(f, 0), 1);
+    filter_destroy(f);
+
+    /* shadow mode: a source over its limit is counted as would-reject at
+     * the first ask only, however often the deferred connection is retried */
+    filter_config_init(&cfg);
+    cfg.shadow = 1;
+    cfg.per_source_max = 1;
+    f = make(&cfg, NULL);
+    filter_ticket_t held;
+    assert_int_equal(decide(f, "192.0.2.9", 0, 0, NULL, &held, &step), PC_ACCEPT);
+    a = A("192.0.2.9");
+    c.calls = 0;
+    assert_int_equal(filter_decide_ex(f, 0, &a, 0, 0, 0, cond_fn, &c, &t, &step), PC_DEFER);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(filter_decide_ex(f, 0, &a, 0, 0, FILTER_RETRY, cond_fn, &c, &t, &step),
+                         PC_DEFER);
+    assert_int_equal(c.calls, 4);
+    filter_stats(f, &st);
+    assert_int_equal(st.would_reject[PC_STEP_SOURCE_MAX], 1);
+    assert_int_equal(st.deferred[PC_STEP_CONDITION], 1);
+    filter_release(f, &held);
     filter_destroy(f);
 }
 
@@ -768,6 +790,16 @@ static void test_config(void **state)
     filter_config_init(&cfg);
     cfg.per_source_rate = -1;
     assert_int_equal(filter_create(&cfg, &f), PC_EINVAL);
+    cfg.per_source_rate = NAN; /* not a rate either */
+    assert_int_equal(filter_create(&cfg, &f), PC_EINVAL);
+    filter_config_init(&cfg);
+    cfg.max_readers = 4097;
+    assert_int_equal(filter_create(&cfg, &f), PC_EINVAL);
+    cfg.max_readers = 4096; /* the largest taken */
+    assert_int_equal(filter_create(&cfg, &f), 0);
+    filter_destroy(f);
+    filter_config_init(&cfg);
+    cfg.per_source_rate = -1;
     cfg.per_source_rate = 10;
     cfg.per_source_burst = 0;
     assert_int_equal(filter_create(&cfg, &f), PC_EINVAL);
