@@ -75,6 +75,11 @@ int server_end(int cfd);
 /* The thread ids of this process's pc-worker threads (at most max, into
  * tids); their number. */
 int worker_tids(int *tids, int max);
+/* Voluntary context switches of this process's pc-worker threads, summed:
+ * how often they woke up. */
+long worker_wakeups(void);
+/* CPU time this process's pc-worker threads have used, in ms. */
+long worker_cpu_ms(void);
 #endif
 /* A thread that checks a count while the test moves it: ok(arg) is called
  * in a loop until sampler_stop; the calls are counted (samples, readable

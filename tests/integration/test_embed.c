@@ -1640,69 +1640,6 @@ static void st_pair(pc_server_t *s, void *arg)
     atomic_store(&g_pair_cancel_rc, pc_server_timer_cancel(s, atomic_load(&g_pair[!me])));
 }
 
-#ifdef __linux__
-/* f's values for this process's pc-worker threads, summed; f reads the
- * thread's /proc/self/task/<tid>/ files (path: that directory). */
-static long workers_sum(long (*f)(const char *path))
-{
-    int tids[64];
-    int n = worker_tids(tids, 64);
-    long total = 0;
-    for (int i = 0; i < n; i++) {
-        char path[64];
-        snprintf(path, sizeof path, "/proc/self/task/%d", tids[i]);
-        total += f(path);
-    }
-    return total;
-}
-
-static long task_wakeups(const char *dir)
-{
-    char path[320], line[128];
-    long n = 0;
-    snprintf(path, sizeof path, "%s/status", dir);
-    FILE *f = fopen(path, "r");
-    if (!f) return 0;
-    while (fgets(line, sizeof line, f))
-        if (strncmp(line, "voluntary_ctxt_switches:", 24) == 0) n += atol(line + 24);
-    fclose(f);
-    return n;
-}
-
-/* utime + stime, in clock ticks (fields 14 and 15 of stat, the 12th and
- * 13th after the command's closing parenthesis) */
-static long task_cpu_ticks(const char *dir)
-{
-    char path[320], line[1024];
-    snprintf(path, sizeof path, "%s/stat", dir);
-    FILE *f = fopen(path, "r");
-    if (!f) return 0;
-    size_t len = fread(line, 1, sizeof line - 1, f);
-    fclose(f);
-    line[len] = 0;
-    char *p = strrchr(line, ')');
-    if (!p) return 0;
-    long ticks = 0;
-    for (int field = 3; field <= 15 && p; field++) {
-        p = strchr(p + 1, ' ');
-        if (p && field >= 14) ticks += atol(p + 1);
-    }
-    return ticks;
-}
-
-/* Voluntary context switches of this process's pc-worker threads. */
-static long worker_wakeups(void)
-{
-    return workers_sum(task_wakeups);
-}
-
-/* CPU time this process's pc-worker threads have used, in ms. */
-static long worker_cpu_ms(void)
-{
-    return workers_sum(task_cpu_ticks) * 1000 / sysconf(_SC_CLK_TCK);
-}
-#endif
-
 static void server_timer_cancels_one_due_with_it(void **state)
 {
     (void)state;

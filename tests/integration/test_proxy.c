@@ -416,6 +416,38 @@ static void header_phase_ends_count_as_proxy(void **state)
     shim_close(s);
 }
 
+/* ... nor does it wake the worker: while the header is awaited the timer
+ * is armed for the PROXY deadline, not for an idle deadline that does not
+ * apply (armed for that, the expiry found nothing to do and re-armed it in
+ * the past: the worker woke every wheel tick until the PROXY deadline). */
+static void header_phase_sleeps_past_idle_deadline(void **state)
+{
+    (void)state;
+#ifdef __linux__
+    pc_server_config_t cfg;
+    px_config(&cfg, "allow 127.0.0.0/8\n");
+    cfg.proxy_timeout_ms = 1500;
+    cfg.idle_timeout_ms = 100;
+    start_server(&cfg);
+    shim_sock_t s = connect_nodelay(NULL);
+    WAIT_FOR(stats().active == 1, 5000);
+    shim_sleep_ms(200); /* past the idle timeout */
+    long w0 = worker_wakeups();
+    shim_sleep_ms(800);
+    long woke = worker_wakeups() - w0;
+    if (woke >= 10) print_error("the workers woke %ld times in 800 ms\n", woke);
+    assert_true(woke < 10);
+    shim_set_timeout(s, 10000);
+    assert_true(refused(s)); /* reset at the PROXY deadline */
+    shim_close(s);
+    WAIT_FOR(stats().active == 0, 5000);
+    assert_int_equal(stats().closed[PC_CLOSE_PROXY], 1);
+    assert_int_equal(stats().closed[PC_CLOSE_IDLE_TIMEOUT], 0);
+#else
+    skip(); /* counts the workers' wake-ups in /proc */
+#endif
+}
+
 static void malformed_headers(void **state)
 {
     (void)state;
@@ -987,6 +1019,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(trust_list_deny_is_untrusted, teardown),
         cmocka_unit_test_teardown(trusted_without_header_times_out, teardown),
         cmocka_unit_test_teardown(header_phase_ends_count_as_proxy, teardown),
+        cmocka_unit_test_teardown(header_phase_sleeps_past_idle_deadline, teardown),
         cmocka_unit_test_teardown(malformed_headers, teardown),
         cmocka_unit_test_teardown(second_verdict_on_real_client, teardown),
         cmocka_unit_test_teardown(defer_on_real_client_rejects, teardown),
