@@ -2133,6 +2133,27 @@ static void peer_fin_flushes_queue(void **state)
     expect_pattern_then_fin(s, got, PC_CLOSE_PEER);
 }
 
+/* The peer's FIN while a graceful close still flushes: the queue still
+ * goes out whole, then the FIN (the server closing at the peer's FIN before
+ * its own was sent cut the answer short). */
+static void peer_fin_while_close_flushes(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.send_high_water = 64u << 20;
+    g_behaviour = B_BIG_THEN_CLOSE;
+    g_big = 32u << 20; /* more than loopback's buffers hold */
+    start_server(&cfg);
+    shim_sock_t s = connect_server(10000);
+    shim_shutdown_write(s);
+    WAIT_FOR(atomic_load(&g_opens) == 1, 3000);
+    shim_sleep_ms(200); /* the server sees the FIN while its close flushes */
+    unsigned char *got = malloc(g_big);
+    assert_int_equal(shim_recv_exact(s, got, g_big), g_big);
+    expect_pattern_then_fin(s, got, PC_CLOSE_LOCAL);
+}
+
 /* A record reused for a new connection gets a new generation, so the old
  * id reaches nothing (portcullis.h: "a stale id never reaches freed memory
  * or another connection"). stale_id opens the next connection at once,
@@ -2337,6 +2358,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(peer_reset_is_reset, teardown),
         cmocka_unit_test_teardown(peer_reset_while_paused_by_high_water, teardown),
         cmocka_unit_test_teardown(peer_fin_flushes_queue, teardown),
+        cmocka_unit_test_teardown(peer_fin_while_close_flushes, teardown),
         cmocka_unit_test_teardown(server_post_runs, teardown),
         cmocka_unit_test_teardown(posts_without_end_starve_nothing, teardown),
         cmocka_unit_test_teardown(stats_count, teardown),
