@@ -499,6 +499,56 @@ static void empty_send_from_other_thread(void **state)
     assert_int_equal(atomic_load(&g_closes), 1);
 }
 
+/* From the strand, once a close was asked for: a second pc_conn_close is a
+ * no-op (0), pause, resume and the header timeout are refused; once an
+ * abort closed it, a second abort and a close are refused too. The close
+ * still ends in a FIN, the abort in a reset. */
+static atomic_int g_sac_done;
+
+static void sac_on_data(pc_conn_t *c, const void *data, size_t len)
+{
+    if (len >= 5 && memcmp(data, "close", 5) == 0) {
+        assert_int_equal(pc_conn_close(c), 0);
+        assert_int_equal(pc_conn_close(c), 0); /* closing already */
+        assert_int_equal(pc_conn_pause_read(c), PC_ENOTCONN);
+        assert_int_equal(pc_conn_resume_read(c), PC_ENOTCONN);
+        assert_int_equal(pc_conn_set_header_timeout(c, 100), PC_ENOTCONN);
+        atomic_store(&g_sac_done, 1);
+    } else {
+        assert_int_equal(pc_conn_abort(c), 0);
+        assert_int_equal(pc_conn_abort(c), PC_ENOTCONN);
+        assert_int_equal(pc_conn_close(c), PC_ENOTCONN);
+        atomic_store(&g_sac_done, 2);
+    }
+}
+
+static void strand_calls_after_close(void **state)
+{
+    (void)state;
+    atomic_store(&g_sac_done, 0);
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.cb.on_data = sac_on_data;
+    start_server(&cfg);
+    shim_sock_t s = connect_server(10000);
+    assert_int_equal(shim_send_all(s, "close", 5), 0);
+    shim_set_timeout(s, 5000);
+    size_t n;
+    assert_int_equal(shim_wait_close(s, &n), 0); /* FIN */
+    assert_int_equal(atomic_load(&g_sac_done), 1);
+    shim_close(s);
+    WAIT_FOR(atomic_load(&g_closes) == 1, 5000);
+    assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_LOCAL]), 1);
+    s = connect_server(10000);
+    assert_int_equal(shim_send_all(s, "abort", 5), 0);
+    shim_set_timeout(s, 5000);
+    assert_int_equal(shim_wait_close(s, &n), -1); /* reset */
+    assert_int_equal(atomic_load(&g_sac_done), 2);
+    shim_close(s);
+    WAIT_FOR(atomic_load(&g_closes) == 2, 5000);
+    assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_ABORT]), 1);
+}
+
 /* ---- 4. stale ids for every by-id call */
 
 static void post_never(pc_conn_t *c, void *arg)
@@ -2605,6 +2655,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(stale_ids_every_call, teardown),
         cmocka_unit_test_teardown(sendv_lengths_wrap_refused, teardown),
         cmocka_unit_test_teardown(empty_send_from_other_thread, teardown),
+        cmocka_unit_test_teardown(strand_calls_after_close, teardown),
         cmocka_unit_test_teardown(on_sent_order, teardown),
         cmocka_unit_test_teardown(close_keeps_bytes_sent_by_id, teardown),
         cmocka_unit_test_teardown(on_sent_counts_sends_by_id, teardown),
