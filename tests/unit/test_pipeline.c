@@ -799,7 +799,6 @@ static void test_config(void **state)
     assert_int_equal(filter_create(&cfg, &f), 0);
     filter_destroy(f);
     filter_config_init(&cfg);
-    cfg.per_source_rate = -1;
     cfg.per_source_rate = 10;
     cfg.per_source_burst = 0;
     assert_int_equal(filter_create(&cfg, &f), PC_EINVAL);
