@@ -542,7 +542,7 @@ static void strand_calls_after_close(void **state)
     s = connect_server(10000);
     assert_int_equal(shim_send_all(s, "abort", 5), 0);
     shim_set_timeout(s, 5000);
-    assert_int_equal(shim_wait_close(s, &n), -1); /* reset */
+    assert_int_equal(shim_wait_reset(s, &n), -1); /* reset */
     assert_int_equal(atomic_load(&g_sac_done), 2);
     shim_close(s);
     WAIT_FOR(atomic_load(&g_closes) == 2, 5000);
