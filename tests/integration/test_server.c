@@ -2109,19 +2109,17 @@ static void peer_reset_while_paused_by_high_water(void **state)
     assert_int_equal(stats().send_queued_bytes, 0);
 }
 
-/* The peer half-closes while a large answer is still queued: the close that
- * follows its FIN is graceful (portcullis.h, PC_CLOSE_PEER; "flush queued
- * bytes, send FIN"), so every queued byte still reaches the peer, then our
- * FIN. A close of the socket at the peer's FIN would cut the answer short.
- * The high water is above the answer so that reading goes on and the FIN
- * is seen while most of it is queued. */
-static void peer_fin_flushes_queue(void **state)
+/* The peer half-closes while a 32 MiB answer is still queued (behaviour
+ * B_BIG_ON_OPEN) or while a graceful close flushes it (B_BIG_THEN_CLOSE):
+ * every queued byte still reaches the peer, then our FIN, and the
+ * connection closes for reason. The high water is above the answer so that
+ * reading goes on and the FIN is seen while most of it is queued. */
+static void peer_fin_during_big_answer(int behaviour, pc_close_reason_t reason)
 {
-    (void)state;
     pc_server_config_t cfg;
     base_config(&cfg);
     cfg.send_high_water = 64u << 20;
-    g_behaviour = B_BIG_ON_OPEN;
+    g_behaviour = behaviour;
     g_big = 32u << 20; /* more than loopback's buffers hold */
     start_server(&cfg);
     shim_sock_t s = connect_server(10000);
@@ -2130,28 +2128,25 @@ static void peer_fin_flushes_queue(void **state)
     shim_sleep_ms(200); /* the server sees the FIN with the answer queued */
     unsigned char *got = malloc(g_big);
     assert_int_equal(shim_recv_exact(s, got, g_big), g_big);
-    expect_pattern_then_fin(s, got, PC_CLOSE_PEER);
+    expect_pattern_then_fin(s, got, reason);
 }
 
-/* The peer's FIN while a graceful close still flushes: the queue still
- * goes out whole, then the FIN (the server closing at the peer's FIN before
- * its own was sent cut the answer short). */
+/* The close that follows the peer's FIN is graceful (portcullis.h,
+ * PC_CLOSE_PEER; "flush queued bytes, send FIN"): a close of the socket at
+ * the peer's FIN would cut the answer short. */
+static void peer_fin_flushes_queue(void **state)
+{
+    (void)state;
+    peer_fin_during_big_answer(B_BIG_ON_OPEN, PC_CLOSE_PEER);
+}
+
+/* The peer's FIN while our own graceful close still flushes: the server
+ * closing at the peer's FIN before its own FIN was sent cut the answer
+ * short. */
 static void peer_fin_while_close_flushes(void **state)
 {
     (void)state;
-    pc_server_config_t cfg;
-    base_config(&cfg);
-    cfg.send_high_water = 64u << 20;
-    g_behaviour = B_BIG_THEN_CLOSE;
-    g_big = 32u << 20; /* more than loopback's buffers hold */
-    start_server(&cfg);
-    shim_sock_t s = connect_server(10000);
-    shim_shutdown_write(s);
-    WAIT_FOR(atomic_load(&g_opens) == 1, 3000);
-    shim_sleep_ms(200); /* the server sees the FIN while its close flushes */
-    unsigned char *got = malloc(g_big);
-    assert_int_equal(shim_recv_exact(s, got, g_big), g_big);
-    expect_pattern_then_fin(s, got, PC_CLOSE_LOCAL);
+    peer_fin_during_big_answer(B_BIG_THEN_CLOSE, PC_CLOSE_LOCAL);
 }
 
 /* A record reused for a new connection gets a new generation, so the old
