@@ -66,7 +66,8 @@ typedef struct http_app_config_s {
     /* TLS context for every listener (HTTPS), or NULL. The listeners take
      * their own references. */
     pc_tls_ctx_t *tls;
-    /* Limit on a request head (request line + headers); default 8 KiB. */
+    /* Limit on a request head (request line + headers); default 8 KiB, and 0
+     * means the default. */
     size_t max_header_bytes;
     /* Largest request body read and discarded; larger is a 413. Default 1 MiB. */
     uint64_t max_body_bytes;
