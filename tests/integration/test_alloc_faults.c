@@ -508,8 +508,7 @@ static void fail_every(unsigned long every)
     static pusher_t p[NPUSH];
     memset(p, 0, sizeof p);
     for (int i = 0; i < NPUSH; i++) {
-        p[i].s = shim_connect("127.0.0.1", g_port, NULL, 5000);
-        assert_true(p[i].s != SHIM_INVALID);
+        p[i].s = connect_server(5000);
         WAIT_FOR(atomic_load(&app_opens) == i + 1, 3000);
         assert_int_equal(atomic_load(&app_opens), i + 1);
         p[i].id = atomic_load(&app_last_id);
@@ -778,8 +777,7 @@ static void stop_while_failing(void **state)
     shim_sock_t ps[NP];
     pc_conn_id_t pid[NP];
     for (int i = 0; i < NP; i++) {
-        ps[i] = shim_connect("127.0.0.1", g_port, NULL, 5000);
-        assert_true(ps[i] != SHIM_INVALID);
+        ps[i] = connect_server(5000);
         WAIT_FOR(atomic_load(&app_opens) == i + 1, 3000);
         assert_int_equal(atomic_load(&app_opens), i + 1);
         pid[i] = atomic_load(&app_last_id);

@@ -1484,8 +1484,7 @@ static void chat_broadcast(void **state)
     reader_t rd[READERS];
     pc_thread_t th[READERS];
     for (int i = 0; i < READERS; i++) {
-        rd[i].s = shim_connect("127.0.0.1", g_port, NULL, 20000);
-        assert_true(rd[i].s != SHIM_INVALID);
+        rd[i].s = connect_server(20000);
         rd[i].lines_ok = rd[i].bad = 0;
     }
     shim_sock_t nr = connect_nonreader();

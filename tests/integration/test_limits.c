@@ -525,13 +525,11 @@ static void run_defer_counted_once_when_admitted(unsigned batch_us)
     defer_config(&cfg, 5000, batch_us);
     start_server(&cfg);
     shim_sock_t s[N];
-    s[0] = shim_connect("127.0.0.1", g_port, NULL, 3000);
-    assert_true(s[0] != SHIM_INVALID);
+    s[0] = connect_server(3000);
     expect_echo(s[0], "0");
     shim_sleep_ms(50);
     for (int i = 1; i < N; i++) { /* queued behind the one slot */
-        s[i] = shim_connect("127.0.0.1", g_port, NULL, 5000);
-        assert_true(s[i] != SHIM_INVALID);
+        s[i] = connect_server(5000);
         char m = (char)('0' + i);
         assert_int_equal(shim_send_all(s[i], &m, 1), 0);
     }
@@ -572,8 +570,7 @@ static void defer_counted_per_wave(void **state)
     start_server(&cfg);
     shim_sock_t s[3];
     for (int i = 0; i < 3; i++) {
-        s[i] = shim_connect("127.0.0.1", g_port, NULL, 5000);
-        assert_true(s[i] != SHIM_INVALID);
+        s[i] = connect_server(5000);
         char m = (char)('0' + i), got = 0;
         assert_int_equal(shim_send_all(s[i], &m, 1), 0);
         if (i > 0) { /* queued behind s[i - 1]: counted while it waits */
@@ -607,8 +604,7 @@ static void reset_in_backlog_not_an_error(void **state)
     expect_echo(a, "a");
     shim_sock_t gone[N];
     for (int i = 0; i < N; i++) {
-        gone[i] = shim_connect("127.0.0.1", g_port, NULL, 3000);
-        assert_true(gone[i] != SHIM_INVALID);
+        gone[i] = connect_server(3000);
     }
     shim_sleep_ms(100);
     for (int i = 0; i < N; i++)
@@ -740,8 +736,7 @@ static void stop_notifies_application(void **state)
     enum { N = 5 };
     shim_sock_t socks[N];
     for (int i = 0; i < N; i++) {
-        socks[i] = shim_connect("127.0.0.1", g_port, NULL, 5000);
-        assert_true(socks[i] != SHIM_INVALID);
+        socks[i] = connect_server(5000);
         expect_echo(socks[i], "hello");
     }
     assert_int_equal(pc_server_stopping(g_srv), 0);

@@ -704,8 +704,7 @@ static void pause_resume_posted_stream(void **state)
     cfg.cb.on_data = pr_data;
     start_server(&cfg);
     atomic_store(&g_last_id, 0); /* not an earlier test's */
-    g_pr_sock = shim_connect("127.0.0.1", g_port, NULL, 5000);
-    assert_true(g_pr_sock != SHIM_INVALID);
+    g_pr_sock = connect_server(5000);
     pc_conn_id_t id = 0;
     WAIT_FOR((id = atomic_load(&g_last_id)) != 0, 5000);
     assert_true(id != 0);

@@ -48,8 +48,7 @@ static void echo_concurrent(void **state)
     enum { N = 200 };
     shim_sock_t socks[N];
     for (int i = 0; i < N; i++) {
-        socks[i] = shim_connect("127.0.0.1", g_port, NULL, 5000);
-        assert_true(socks[i] != SHIM_INVALID);
+        socks[i] = connect_server(5000);
     }
     char msg[N][64];
     for (int round = 0; round < 3; round++) {
@@ -303,8 +302,7 @@ static void graceful_stop_under_traffic(void **state)
     pc_thread_t th[N];
     memset(st, 0, sizeof st);
     for (int i = 0; i < N; i++) {
-        st[i].s = shim_connect("127.0.0.1", g_port, NULL, 3000);
-        assert_true(st[i].s != SHIM_INVALID);
+        st[i].s = connect_server(3000);
         assert_int_equal(pc__thread_start(&th[i], streamer_main, &st[i], "streamer"), 0);
     }
     shim_sleep_ms(300);
@@ -334,8 +332,7 @@ static void max_conns_reject(void **state)
     start_server(&cfg);
     shim_sock_t s[3];
     for (int i = 0; i < 3; i++) {
-        s[i] = shim_connect("127.0.0.1", g_port, NULL, 3000);
-        assert_true(s[i] != SHIM_INVALID);
+        s[i] = connect_server(3000);
         expect_echo(s[i], "in");
     }
     for (int k = 0; k < 3; k++)
@@ -471,9 +468,8 @@ static void idle_timeout_while_worker_busy(void **state)
     g_behaviour = B_ECHO_STALL;
     g_stall_ms = 3500;
     start_server(&cfg);
-    shim_sock_t a = shim_connect("127.0.0.1", g_port, NULL, 3000);
-    shim_sock_t b = shim_connect("127.0.0.1", g_port, NULL, 3000);
-    assert_true(a != SHIM_INVALID && b != SHIM_INVALID);
+    shim_sock_t a = connect_server(3000);
+    shim_sock_t b = connect_server(3000);
     expect_echo(b, "b");
     expect_echo(a, "first"); /* a's idle deadline: about now + 1000 */
     uint64_t t0 = shim_now_ms();
@@ -518,10 +514,9 @@ static void idle_timeout_busy_with_held_buffers(void **state)
     g_behaviour = B_ECHO_STALL;
     g_stall_ms = 1500;
     start_server(&cfg);
-    shim_sock_t a = shim_connect("127.0.0.1", g_port, NULL, 3000);
-    shim_sock_t b = shim_connect("127.0.0.1", g_port, NULL, 3000);
-    shim_sock_t z = shim_connect("127.0.0.1", g_port, NULL, 3000);
-    assert_true(a != SHIM_INVALID && b != SHIM_INVALID && z != SHIM_INVALID);
+    shim_sock_t a = connect_server(3000);
+    shim_sock_t b = connect_server(3000);
+    shim_sock_t z = connect_server(3000);
     shim_set_rcvbuf(b, 1 << 20);
     expect_echo(b, "b");
     expect_echo(z, "z");
@@ -727,8 +722,7 @@ static void batch_beyond_submission_queue(void **state)
     static pc_conn_id_t ids[N + 1];
     worker_hold(g_srv);
     for (int i = 0; i < N; i++) {
-        c[i] = shim_connect("127.0.0.1", g_port, NULL, 3000);
-        assert_true(c[i] != SHIM_INVALID);
+        c[i] = connect_server(3000);
     }
     WAIT_FOR(stats().accepted == N, 3000);
     assert_int_equal(stats().accepted, N);
@@ -1577,8 +1571,7 @@ static void uring_file_slots(void **state) /* not on Windows */
     enum { N = 6 };
     shim_sock_t s[N];
     for (int i = 0; i < N; i++) {
-        s[i] = shim_connect("127.0.0.1", g_port, NULL, 3000);
-        assert_true(s[i] != SHIM_INVALID);
+        s[i] = connect_server(3000);
         echo_times(s[i], 6, "short so far");
     }
     assert_int_equal(slot_sockets_now(), slots_expected(0));
@@ -1608,8 +1601,7 @@ static void uring_file_slots_run_out(void **state) /* not on Windows */
     enum { N = 5 };
     shim_sock_t s[N + 2];
     for (int i = 0; i < N; i++) {
-        s[i] = shim_connect("127.0.0.1", g_port, NULL, 3000);
-        assert_true(s[i] != SHIM_INVALID);
+        s[i] = connect_server(3000);
         echo_times(s[i], 7, "first seven");
     }
     assert_int_equal(slot_sockets_become(slots_expected(3)), slots_expected(3));
@@ -1621,8 +1613,7 @@ static void uring_file_slots_run_out(void **state) /* not on Windows */
     assert_int_equal(atomic_load(&g_closes), 2);
     assert_int_equal(slot_sockets_become(slots_expected(1)), slots_expected(1));
     for (int i = N; i < N + 2; i++) { /* take the freed slots */
-        s[i] = shim_connect("127.0.0.1", g_port, NULL, 3000);
-        assert_true(s[i] != SHIM_INVALID);
+        s[i] = connect_server(3000);
         echo_times(s[i], 7, "reused");
     }
     assert_int_equal(slot_sockets_become(slots_expected(3)), slots_expected(3));
@@ -2015,8 +2006,7 @@ static void high_water_is_passed_not_reached(void **state)
     shim_close(s);
     WAIT_FOR(atomic_load(&g_closes) == 1, 3000);
     g_big = cfg.send_high_water + 1; /* read by the next on_open */
-    s = shim_connect("127.0.0.1", g_port, NULL, 5000);
-    assert_true(s != SHIM_INVALID);
+    s = connect_server(5000);
     assert_int_equal(shim_recv_exact(s, got, g_big), g_big);
     WAIT_FOR(atomic_load(&g_drains) == 1, 2000);
     assert_int_equal(atomic_load(&g_drains), 1);
@@ -2176,8 +2166,7 @@ static void stale_id_after_slot_reuse(void **state)
         WAIT_FOR(atomic_load(&g_closes) == closes, 3000);
         assert_int_equal(atomic_load(&g_closes), closes);
         shim_sleep_ms(20);
-        s = shim_connect("127.0.0.1", g_port, NULL, 3000);
-        assert_true(s != SHIM_INVALID);
+        s = connect_server(3000);
         expect_echo(s, "second");
         nid = atomic_load(&g_last_id);
         if ((uint32_t)nid == (uint32_t)old)
@@ -2242,8 +2231,7 @@ static void stop_drain_flushes_slow_reader(void **state)
     start_server(&cfg);
     slow_reader_t r;
     memset(&r, 0, sizeof r);
-    r.s = shim_connect("127.0.0.1", g_port, NULL, 3000);
-    assert_true(r.s != SHIM_INVALID);
+    r.s = connect_server(3000);
     r.want = g_big;
     WAIT_FOR(atomic_load(&g_opens) == 1, 3000);
     pc_thread_t t;
