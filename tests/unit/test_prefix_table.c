@@ -283,6 +283,43 @@ static void test_edges_v6(void **state)
     lpm_free(&t);
 }
 
+/* Prefixes longer than /64 inside ::/64, the last of them ending below 2^64
+ * (adding 1 to its end carries into no high word: not past the space), and a
+ * table whose only start with low-word bits is its one prefix's. */
+static void test_edges_v6_low(void **state)
+{
+    (void)state;
+    lpm_prefix_t p[] = {
+        {0, 0, 1, 0},       /* ::/0 */
+        {0, 0x100, 2, 120}, /* ::100/120 */
+        {0, 0x180, 3, 128}, /* ::180/128, the last prefix */
+    };
+    lpm_t t;
+    assert_int_equal(lpm_build(&t, 6, p, 3), 0);
+    assert_int_equal(lpm_lookup6(&t, 0, 0), 1);
+    assert_int_equal(lpm_lookup6(&t, 0, 0xff), 1);
+    assert_int_equal(lpm_lookup6(&t, 0, 0x100), 2);
+    assert_int_equal(lpm_lookup6(&t, 0, 0x17f), 2);
+    assert_int_equal(lpm_lookup6(&t, 0, 0x180), 3);
+    assert_int_equal(lpm_lookup6(&t, 0, 0x181), 2);
+    assert_int_equal(lpm_lookup6(&t, 0, 0x1ff), 2);
+    assert_int_equal(lpm_lookup6(&t, 0, 0x200), 1);
+    assert_int_equal(lpm_lookup6(&t, 1, 0), 1);
+    assert_int_equal(lpm_lookup6(&t, ~0ull, ~0ull), 1);
+    lpm_free(&t);
+
+    /* 2001::8000:0:0:0/65: the upper half of 2001::/64 */
+    lpm_prefix_t q[] = {{0x2001000000000000ull, 0x8000000000000000ull, 7, 65}};
+    assert_int_equal(lpm_build(&t, 6, q, 1), 0);
+    assert_true(t.range_lo);
+    assert_int_equal(lpm_lookup6(&t, 0x2001000000000000ull, 0), LPM_NONE);
+    assert_int_equal(lpm_lookup6(&t, 0x2001000000000000ull, 0x7fffffffffffffffull), LPM_NONE);
+    assert_int_equal(lpm_lookup6(&t, 0x2001000000000000ull, 0x8000000000000000ull), 7);
+    assert_int_equal(lpm_lookup6(&t, 0x2001000000000000ull, ~0ull), 7);
+    assert_int_equal(lpm_lookup6(&t, 0x2001000000000001ull, 0), LPM_NONE);
+    lpm_free(&t);
+}
+
 /* One root slot cut into m intervals: m - 1 adjacent prefixes at its start
  * (values 2..m) under a prefix covering the slot (value 1). Lists of every
  * size up to the largest (16 IPv4, 32 IPv6: PC_LPM_RANGE_MAX4/6) and one
@@ -500,6 +537,11 @@ static void test_invalid_input(void **state)
     assert_int_equal(lpm_build(&t, 4, long4, 1), PC_EINVAL);
     lpm_prefix_t v6in4[] = {{0x0a00000000000001ull, 0, 1, 64}};
     assert_int_equal(lpm_build(&t, 4, v6in4, 1), PC_EINVAL);
+    lpm_prefix_t host6[] = {{0x20010db800000000ull, 1, 1, 64}}; /* 2001:db8::1/64 */
+    assert_int_equal(lpm_build(&t, 6, host6, 1), PC_EINVAL);
+    lpm_prefix_t host6_lo[] = {{0x20010db800000000ull, 0x100, 1, 120}}; /* 2001:db8::100/120 */
+    assert_int_equal(lpm_build(&t, 6, host6_lo, 1), 0);
+    lpm_free(&t);
     assert_int_equal(lpm_build(&t, 5, NULL, 0), PC_EINVAL);
     lpm_free(&t);
 }
@@ -542,6 +584,7 @@ int main(void)
         cmocka_unit_test(test_dense_v4),      cmocka_unit_test(test_invalid_input),
         cmocka_unit_test(test_alloc_failure), cmocka_unit_test(test_huge_block_v4),
         cmocka_unit_test(test_huge_block_v6), cmocka_unit_test(test_list_sizes),
+        cmocka_unit_test(test_edges_v6_low),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     free(mask_hi);
