@@ -320,6 +320,41 @@ static void test_edges_v6_low(void **state)
     lpm_free(&t);
 }
 
+/* Neighbouring intervals with equal values merge: a prefix inside one of
+ * the same value adds nothing, and two adjacent prefixes of one value are
+ * one interval. */
+static void test_merge_equal(void **state)
+{
+    (void)state;
+    lpm_prefix_t nested[] = {
+        {0x0a00000000000000ull, 0, 7, 8},  /* 10.0.0.0/8 */
+        {0x0a01020000000000ull, 0, 7, 24}, /* 10.1.2.0/24 */
+    };
+    lpm_t t;
+    lpm_shape_t sh;
+    assert_int_equal(lpm_build(&t, 4, nested, 2), 0);
+    lpm_shape(&t, &sh);
+    assert_int_equal(sh.nodes, 0); /* every root slot a leaf */
+    assert_int_equal(sh.range_lists, 0);
+    assert_int_equal(lpm_lookup4(&t, 0x0a010203), 7);
+    assert_int_equal(lpm_lookup4(&t, 0x0b000000), LPM_NONE);
+    lpm_free(&t);
+
+    lpm_prefix_t adjacent[] = {
+        {0x0a01020000000000ull, 0, 7, 24}, /* 10.1.2.0/24 */
+        {0x0a01030000000000ull, 0, 7, 24}, /* 10.1.3.0/24 */
+    };
+    assert_int_equal(lpm_build(&t, 4, adjacent, 2), 0);
+    lpm_shape(&t, &sh);
+    assert_int_equal(sh.range_lists, 1);
+    assert_int_equal(sh.range_entries, 3); /* none, 10.1.2.0-10.1.3.255, none */
+    assert_int_equal(lpm_lookup4(&t, 0x0a0101ff), LPM_NONE);
+    assert_int_equal(lpm_lookup4(&t, 0x0a010200), 7);
+    assert_int_equal(lpm_lookup4(&t, 0x0a0103ff), 7);
+    assert_int_equal(lpm_lookup4(&t, 0x0a010400), LPM_NONE);
+    lpm_free(&t);
+}
+
 /* One root slot cut into m intervals: m - 1 adjacent prefixes at its start
  * (values 2..m) under a prefix covering the slot (value 1). Lists of every
  * size up to the largest (16 IPv4, 32 IPv6: PC_LPM_RANGE_MAX4/6) and one
@@ -584,7 +619,7 @@ int main(void)
         cmocka_unit_test(test_dense_v4),      cmocka_unit_test(test_invalid_input),
         cmocka_unit_test(test_alloc_failure), cmocka_unit_test(test_huge_block_v4),
         cmocka_unit_test(test_huge_block_v6), cmocka_unit_test(test_list_sizes),
-        cmocka_unit_test(test_edges_v6_low),
+        cmocka_unit_test(test_edges_v6_low),  cmocka_unit_test(test_merge_equal),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     free(mask_hi);
