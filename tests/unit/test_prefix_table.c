@@ -355,6 +355,27 @@ static void test_merge_equal(void **state)
     lpm_free(&t);
 }
 
+/* Values reach LPM_MAX_VALUE, and so may the number of prefixes. */
+static void test_value_limits(void **state)
+{
+    (void)state;
+    lpm_t t;
+    lpm_prefix_t top[] = {{0x0a00000000000000ull, 0, LPM_MAX_VALUE, 8}};
+    assert_int_equal(lpm_build(&t, 4, top, 1), 0);
+    assert_int_equal(lpm_lookup4(&t, 0x0a000001), LPM_MAX_VALUE);
+    lpm_free(&t);
+    lpm_prefix_t over[] = {{0x0a00000000000000ull, 0, LPM_MAX_VALUE + 1, 8}};
+    assert_int_equal(lpm_build(&t, 4, over, 1), PC_EINVAL);
+    /* LPM_MAX_VALUE prefixes pass the count check and reach the allocation
+     * (refused here, before any prefix is read); one more does not. */
+    assert_int_equal(pc_set_allocator(&budget_allocator), 0);
+    budget_alloc_reset(0);
+    assert_int_equal(lpm_build(&t, 4, top, LPM_MAX_VALUE), PC_ENOMEM);
+    assert_int_equal(lpm_build(&t, 4, top, (size_t)LPM_MAX_VALUE + 1), PC_EINVAL);
+    assert_int_equal(budget_alloc_live(), 0);
+    assert_int_equal(pc_set_allocator(NULL), 0);
+}
+
 /* One root slot cut into m intervals: m - 1 adjacent prefixes at its start
  * (values 2..m) under a prefix covering the slot (value 1). Lists of every
  * size up to the largest (16 IPv4, 32 IPv6: PC_LPM_RANGE_MAX4/6) and one
@@ -620,6 +641,7 @@ int main(void)
         cmocka_unit_test(test_alloc_failure), cmocka_unit_test(test_huge_block_v4),
         cmocka_unit_test(test_huge_block_v6), cmocka_unit_test(test_list_sizes),
         cmocka_unit_test(test_edges_v6_low),  cmocka_unit_test(test_merge_equal),
+        cmocka_unit_test(test_value_limits),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     free(mask_hi);
