@@ -548,6 +548,16 @@ static void test_huge_block_v4(void **state)
     size_t blocks;
     assert_int_equal(lpm_check_lines(&t, &blocks), 0);
     assert_true(blocks > 10000);
+    /* and a wrong hint is found: one root entry's, changed */
+    size_t slot = 0;
+    while (!(t.root[slot] & 0x80000000u))
+        slot++;
+    uint32_t saved = t.root[slot];
+    t.root[slot] = saved ^ (1u << 27);
+    size_t seen;
+    assert_int_equal(lpm_check_lines(&t, &seen), 1);
+    assert_int_equal(seen, blocks);
+    t.root[slot] = saved;
     for (int i = 0; i < 1500; i++)
         check(&t, p, n, rnd(), 0);
     for (uint64_t a = 0x0a140000; a < 0x0a150000; a += 251) /* each check scans all */
