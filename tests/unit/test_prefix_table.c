@@ -604,6 +604,61 @@ static void test_huge_block_v6(void **state)
     free(p);
 }
 
+/* lpm_bytes counts what the table holds: every allocation still live once
+ * built, plus the table struct; for a table in a huge-page block too, and
+ * for one whose block could not be had (best effort: the table stays as
+ * built, in its parts). */
+static void build_counted(lpm_t *t, const lpm_prefix_t *p, size_t n, long budget)
+{
+    budget_alloc_reset(budget);
+    assert_int_equal(lpm_build(t, 6, p, n), 0);
+    assert_int_equal(lpm_bytes(t), sizeof *t + (size_t)budget_alloc_live_bytes());
+    for (size_t i = 0; i < n; i += n / 64 + 1)
+        check(t, p, n, p[i].hi, p[i].lo);
+}
+
+static void test_bytes_accounting(void **state)
+{
+    (void)state;
+    seed(4343);
+    size_t n = 150000;
+    lpm_prefix_t *p = malloc(n * sizeof *p);
+    assert_non_null(p);
+    n = random_prefixes(p, n, 6, 128);
+    set_masks(p, n);
+    assert_int_equal(pc_set_allocator(&budget_allocator), 0);
+    lpm_t t;
+    build_counted(&t, p, 400, -1); /* small: no block */
+    assert_null(t.block);
+    lpm_free(&t);
+    build_counted(&t, p, n, -1);
+    assert_non_null(t.block);
+    lpm_free(&t);
+    assert_int_equal(budget_alloc_live(), 0);
+    /* the block is the last allocation: the fewest allowed that give one,
+     * less one, refuse it alone */
+    long lo = 0, hi = 256;
+    while (lo < hi) {
+        long mid = (lo + hi) / 2;
+        budget_alloc_reset(mid);
+        int rc = lpm_build(&t, 6, p, n);
+        assert_true(rc == 0 || rc == PC_ENOMEM);
+        if (rc == 0 && t.block)
+            hi = mid;
+        else
+            lo = mid + 1;
+        lpm_free(&t);
+    }
+    assert_true(lo > 0 && lo < 256);
+    build_counted(&t, p, n, lo - 1);
+    assert_null(t.block);
+    assert_int_equal(budget_alloc_failed(), 1);
+    lpm_free(&t);
+    assert_int_equal(budget_alloc_live(), 0);
+    assert_int_equal(pc_set_allocator(NULL), 0);
+    free(p);
+}
+
 static void test_invalid_input(void **state)
 {
     (void)state;
@@ -668,7 +723,7 @@ int main(void)
         cmocka_unit_test(test_alloc_failure), cmocka_unit_test(test_huge_block_v4),
         cmocka_unit_test(test_huge_block_v6), cmocka_unit_test(test_list_sizes),
         cmocka_unit_test(test_edges_v6_low),  cmocka_unit_test(test_merge_equal),
-        cmocka_unit_test(test_value_limits),
+        cmocka_unit_test(test_value_limits),  cmocka_unit_test(test_bytes_accounting),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     free(mask_hi);
