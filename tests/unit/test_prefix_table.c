@@ -704,8 +704,13 @@ static void test_alloc_failure(void **state)
             check(&t, p, n, p[n / 2].hi, p[n / 2].lo);
         } else {
             assert_int_equal(rc, PC_ENOMEM);
+            /* left empty, of its family */
+            assert_int_equal(t.family, 6);
+            assert_null(t.root);
+            assert_int_equal(lpm_lookup6(&t, p[0].hi, p[0].lo), LPM_NONE);
         }
         lpm_free(&t);
+        assert_int_equal(t.family, 6); /* an empty table, still IPv6 */
         assert_int_equal(budget_alloc_live(), 0);
     }
     assert_true(ok);
