@@ -1924,7 +1924,65 @@ static void stats_null_arguments(void **state)
     pc_server_t *s = NULL;
     assert_int_equal(pc_server_create(&cfg, &s), 0);
     pc_server_stats(s, NULL);
+    /* no listener yet: no accept data wait */
+    memset(&st, 0xab, sizeof st);
+    pc_server_stats(s, &st);
+    assert_int_equal(st.accept_data_wait_s, 0);
+    assert_int_equal(st.active, 0);
     pc_server_destroy(s);
+}
+
+/* pc_server_config_init fills in the defaults portcullis.h documents (over
+ * whatever the struct held), and pc_server_create takes threads 0 as one
+ * worker per CPU. */
+static void config_defaults(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    memset(&cfg, 0xab, sizeof cfg);
+    pc_server_config_init(&cfg);
+    assert_int_equal(cfg.threads, 0);
+    assert_int_equal(cfg.max_connections, 10000);
+    assert_int_equal(cfg.at_capacity, PC_CAPACITY_DEFER);
+    assert_int_equal(cfg.defer_timeout_ms, 1000);
+    assert_int_equal(cfg.idle_timeout_ms, 0);
+    assert_int_equal(cfg.close_linger_ms, 5000);
+    assert_int_equal(cfg.handshake_timeout_ms, 10000);
+    assert_int_equal(cfg.connect_timeout_ms, 10000);
+    assert_int_equal(cfg.send_high_water, 1u << 20);
+    assert_int_equal(cfg.send_low_water, 256u << 10);
+    assert_int_equal(cfg.max_buffered_bytes, 0);
+    assert_int_equal(cfg.send_queue_limit, 0);
+    assert_int_equal(cfg.recv_buffer_size, 64u << 10);
+    assert_int_equal(cfg.backlog, 511);
+    assert_int_equal(cfg.backend, PC_BACKEND_AUTO);
+    assert_int_equal(cfg.conditional_accept, PC_COND_ACCEPT_AUTO);
+    assert_int_equal(cfg.kernel_filter, PC_KERNEL_FILTER_AUTO);
+    assert_int_equal(cfg.accept_batch_us, 0);
+    assert_int_equal(cfg.accept_data_wait_s, 0);
+    assert_int_equal(cfg.per_source_max, 0);
+    assert_true(cfg.per_source_rate == 0);
+    assert_int_equal(cfg.per_source_burst, 0);
+    assert_int_equal(cfg.source_prefix_v4, 32);
+    assert_int_equal(cfg.source_prefix_v6, 64);
+    assert_int_equal(cfg.source_table_size, 65536);
+    assert_int_equal(cfg.allow_exempts, 0);
+    assert_null(cfg.rules);
+    assert_null(cfg.proxy_trusted);
+    assert_int_equal(cfg.proxy_versions, PC_PROXY_V1 | PC_PROXY_V2);
+    assert_int_equal(cfg.proxy_timeout_ms, 3000);
+    assert_null(cfg.cb.on_data);
+
+#ifdef __linux__ /* pc__cpu_count's count, not on Windows */
+    base_config(&cfg);
+    cfg.threads = 0;
+    pc_server_t *s = NULL;
+    assert_int_equal(pc_server_create(&cfg, &s), 0);
+    pc_server_stats_t st;
+    pc_server_stats(s, &st);
+    assert_int_equal(st.threads, (int)sysconf(_SC_NPROCESSORS_ONLN));
+    pc_server_destroy(s);
+#endif
 }
 
 /* Accepted connections have Nagle's algorithm off (TCP_NODELAY): an
@@ -2307,6 +2365,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(config_checked, teardown),
         cmocka_unit_test_teardown(config_refusals_logged, teardown),
         cmocka_unit_test_teardown(stats_null_arguments, teardown),
+        cmocka_unit_test_teardown(config_defaults, teardown),
         cmocka_unit_test_teardown(echo_1mib, teardown),
         cmocka_unit_test_teardown(late_reader_16mib, teardown),
         cmocka_unit_test_teardown(peer_reset_midtransfer, teardown),
