@@ -1816,7 +1816,17 @@ static void config_checked(void **state)
         assert_int_equal(pc_server_create(&c, &s), PC_EINVAL);
         assert_null(s);
     }
+    assert_int_equal(pc_server_create(&cfg, NULL), PC_EINVAL);
     pc_server_config_t c = cfg; /* the last value of each is taken */
+    c.backend = PC_BACKEND_IOCP;
+#ifdef _WIN32
+    assert_int_equal(pc_server_create(&c, &s), 0);
+    pc_server_destroy(s);
+    s = NULL;
+#else
+    assert_int_equal(pc_server_create(&c, &s), PC_ENOSYS); /* in range, not built here */
+#endif
+    c = cfg;
     c.kernel_filter = PC_KERNEL_FILTER_OFF;
     c.conditional_accept = PC_COND_ACCEPT_OFF;
     c.at_capacity = PC_CAPACITY_REJECT;
@@ -1831,8 +1841,12 @@ static void config_checked(void **state)
     sin.sin_family = AF_INET;
     sin.sin_addr.s_addr = htonl(0x7f000001);
     assert_int_equal(pc_server_listen_addr(s, (struct sockaddr *)&sin, 8), PC_EINVAL);
-    int idx = pc_server_listen_addr(s, (struct sockaddr *)&sin, sizeof sin);
+    /* an IPv4 address in a sockaddr_storage, given its size: taken; a byte
+     * more than any address: refused */
+    memcpy(&ss, &sin, sizeof sin);
+    int idx = pc_server_listen_addr(s, (struct sockaddr *)&ss, sizeof ss);
     assert_int_equal(idx, 0);
+    assert_int_equal(pc_server_listen_addr(s, (struct sockaddr *)&ss, sizeof ss + 1), PC_EINVAL);
     assert_true(pc_server_listener_port(s, idx) > 0);
     assert_int_equal(pc_server_listener_port(s, 1), PC_EINVAL);
     pc_listener_filter_t lf;
@@ -1844,6 +1858,11 @@ static void config_checked(void **state)
     for (int i = 1; i < 16; i++)
         assert_int_equal(pc_server_listen(s, "127.0.0.1:0"), i);
     assert_int_equal(pc_server_listen(s, "127.0.0.1:0"), PC_ENOBUFS);
+    /* started once; stopped once, a second stop does nothing */
+    assert_int_equal(pc_server_start(s), 0);
+    assert_int_equal(pc_server_start(s), PC_EBUSY);
+    assert_int_equal(pc_server_stop(s, 0), 0);
+    assert_int_equal(pc_server_stop(s, 0), 0);
     pc_server_destroy(s);
 }
 
@@ -1858,7 +1877,7 @@ static void config_refusals_logged(void **state)
     struct {
         const char *field;
         pc_server_config_t c;
-    } bad[10];
+    } bad[13];
     size_t n = 0;
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         bad[i].c = cfg;
@@ -1871,6 +1890,10 @@ static void config_refusals_logged(void **state)
     bad[n++].c.send_low_water = 101;
     bad[n].field = "threads";
     bad[n++].c.threads = 1025;
+    bad[n].field = "threads";
+    bad[n++].c.threads = -1;
+    bad[n].field = "max_buffered_bytes";
+    bad[n++].c.max_buffered_bytes = PC_MAX_BUFFERED_MIN - 1;
     bad[n].field = "accept_batch_us";
     bad[n++].c.accept_batch_us = PC_ACCEPT_BATCH_MAX_US + 1;
     bad[n].field = "accept_data_wait_s";
@@ -1883,6 +1906,9 @@ static void config_refusals_logged(void **state)
     bad[n++].c.proxy_versions = 4;
     bad[n].field = "source_table_size";
     bad[n].c.per_source_max = 1;
+    bad[n++].c.source_table_size = (1u << 30) + 1;
+    bad[n].field = "source_table_size"; /* a rate alone has the table too */
+    bad[n].c.per_source_rate = 10;
     bad[n++].c.source_table_size = (1u << 30) + 1;
     for (size_t i = 0; i < n; i++) {
         pc_server_t *s = NULL;
@@ -1902,8 +1928,15 @@ static void config_refusals_logged(void **state)
     c.per_source_max = 1;
     c.source_prefix_v4 = 32;
     c.source_prefix_v6 = 128;
+    c.send_low_water = c.send_high_water;
+    c.max_buffered_bytes = PC_MAX_BUFFERED_MIN;
+    c.threads = 1024;
+    c.recv_buffer_size = 512; /* 1024 workers' scratch buffers: 512 KiB */
     pc_server_t *s = NULL;
     assert_int_equal(pc_server_create(&c, &s), 0);
+    pc_server_stats_t st;
+    pc_server_stats(s, &st);
+    assert_int_equal(st.threads, 1024);
     pc_server_destroy(s);
     /* (a table of exactly 2^30 sources is not tried: it does not fit in
      * memory under Wine, and ASan refuses the allocation outright) */
