@@ -101,6 +101,7 @@ static void other_names(void **state)
     assert_string_equal(pc_step_name(PC_STEP_RULES), "rules");
     assert_string_equal(pc_step_name(PC_STEP_COUNT), "unknown");
     assert_string_equal(pc_backend_name(PC_BACKEND_EPOLL), "epoll");
+    assert_string_equal(pc_backend_name((pc_backend_t)99), "unknown");
     assert_int_equal(pc_backend_parse("uring"), PC_BACKEND_URING);
     assert_int_equal(pc_backend_parse("io_uring"), PC_BACKEND_URING);
     assert_int_equal(pc_backend_parse("kqueue"), PC_EINVAL);
