@@ -182,6 +182,9 @@ static void reload_and_bad_reload(void **state)
     assert_int_equal(pc_server_set_rules(g_srv, NULL), 0);
     assert_int_equal(served_from("127.0.0.3"), 1);
     assert_int_equal(stats().rule_count, 0);
+    /* and again, with none in force: NULL is no set in force, still 0 */
+    assert_int_equal(pc_server_set_rules(g_srv, NULL), 0);
+    assert_int_equal(served_from("127.0.0.3"), 1);
 }
 
 /* A rules text plus a Spamhaus-shaped deny list with repeats, built into one
