@@ -1008,6 +1008,24 @@ static void rules_same_as_trusted_refused(void **state)
     assert_int_equal(pc_rules_count(trusted), 1); /* still the server's, alive */
 }
 
+/* proxy_versions 0 and proxy_timeout_ms 0 are the defaults (both versions,
+ * 3000 ms), not "no version" and "no time": a v1 header sent a byte at a
+ * time over some 80 ms is taken. */
+static void zero_versions_and_timeout_are_defaults(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    px_config(&cfg, "allow 127.0.0.0/8\n");
+    cfg.proxy_versions = 0;
+    cfg.proxy_timeout_ms = 0;
+    start_server(&cfg);
+    const char *h = "PROXY TCP4 192.0.2.9 127.0.0.1 5556 80\r\n";
+    expect_greeting(NULL, h, strlen(h), 1, "peer=192.0.2.9:5556 proxy=127.0.0.1 authority=-");
+    WAIT_FOR(stats().active == 0, 5000);
+    assert_int_equal(stats().proxy_headers, 1);
+    assert_int_equal(stats().proxy_timeouts, 0);
+}
+
 int main(int argc, char **argv)
 {
     shim_init();
@@ -1030,6 +1048,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(pause_in_on_open_keeps_bytes, teardown),
         cmocka_unit_test_teardown(pause_in_on_open_then_more, teardown),
         cmocka_unit_test_teardown(rules_same_as_trusted_refused, teardown),
+        cmocka_unit_test_teardown(zero_versions_and_timeout_are_defaults, teardown),
         cmocka_unit_test_teardown(close_in_on_open_drops_bytes, teardown),
 #ifdef __linux__
         cmocka_unit_test_teardown(connect_ex_header_bytes, teardown), /* not on Windows */
