@@ -1965,6 +1965,28 @@ static void stats_null_arguments(void **state)
     pc_server_destroy(s);
 }
 
+/* pc_server_destroy on a running server stops it first: its connection is
+ * closed for the stop (on_close, reason PC_CLOSE_SERVER_STOP) before the
+ * server goes, and the peer sees the end. */
+static void destroy_running_stops_first(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    start_server(&cfg);
+    shim_sock_t c = connect_server(5000);
+    expect_echo(c, "before destroy");
+    int closes = atomic_load(&g_closes), stops = atomic_load(&g_reasons[PC_CLOSE_SERVER_STOP]);
+    pc_server_destroy(g_srv);
+    g_srv = NULL;
+    assert_int_equal(atomic_load(&g_closes), closes + 1);
+    assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_SERVER_STOP]), stops + 1);
+    size_t extra = 0;
+    shim_set_timeout(c, 5000);
+    assert_int_not_equal(shim_wait_close(c, &extra), -2); /* ended: FIN or reset */
+    shim_close(c);
+}
+
 /* pc_server_config_init fills in the defaults portcullis.h documents (over
  * whatever the struct held), and pc_server_create takes threads 0 as one
  * worker per CPU. */
@@ -2399,6 +2421,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(config_refusals_logged, teardown),
         cmocka_unit_test_teardown(stats_null_arguments, teardown),
         cmocka_unit_test_teardown(config_defaults, teardown),
+        cmocka_unit_test_teardown(destroy_running_stops_first, teardown),
         cmocka_unit_test_teardown(echo_1mib, teardown),
         cmocka_unit_test_teardown(late_reader_16mib, teardown),
         cmocka_unit_test_teardown(peer_reset_midtransfer, teardown),
