@@ -448,7 +448,6 @@ int lpm_build(lpm_t *t, int family, const lpm_prefix_t *p, size_t n)
     shrink((void **)&t->nodes, t->nodes_bytes, 1);
     shrink((void **)&t->ranges, t->ranges_bytes, 1);
     move_to_huge_block(t);
-    t->nprefixes = n;
     return 0;
 }
 

@@ -65,7 +65,6 @@ typedef struct lpm_s {
     size_t ranges_bytes;   /* used bytes of ranges */
     size_t nranges;        /* range lists */
     size_t nrange;         /* entries in all range lists */
-    size_t nprefixes;
     /* A large table is moved, once built, into one block whose 2 MiB-aligned
      * part holds root, nodes and ranges (Linux: marked for transparent huge
      * pages): a random lookup then takes no TLB miss. NULL otherwise. */
