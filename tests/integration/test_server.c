@@ -1026,8 +1026,9 @@ static void stats_count(void **state)
 
 #ifdef __linux__
 /* on_close: the local address, asked for the first time there */
-static char g_wild_local[3][64];
-static const struct sockaddr *g_wild_ptr[3];
+#define WILD_MAX 260
+static char g_wild_local[WILD_MAX][64];
+static const struct sockaddr *g_wild_ptr[WILD_MAX];
 static atomic_int g_wild_n;
 static void wild_close(pc_conn_t *c, pc_close_reason_t r, int err)
 {
@@ -1036,7 +1037,7 @@ static void wild_close(pc_conn_t *c, pc_close_reason_t r, int err)
     /* the test closes one connection at a time and waits for its on_close:
      * record, then publish the count the test waits for */
     int i = atomic_load(&g_wild_n);
-    if (i < 3) {
+    if (i < WILD_MAX) {
         g_wild_ptr[i] = pc_conn_local_addr(c);
         pc_format_endpoint(g_wild_ptr[i], g_wild_local[i], sizeof g_wild_local[i]);
     }
@@ -1094,6 +1095,71 @@ static void local_addr_wildcard(void **state)
     /* the third (127.0.0.2 again) shares the first one's entry */
     assert_true(g_wild_ptr[2] == g_wild_ptr[0]);
     assert_true(g_wild_ptr[0] != g_wild_ptr[1]);
+#endif
+}
+
+#ifdef __linux__
+/* One connection to dst:port, echoed and closed; its on_close (the n-th)
+ * reported local address is dst:port (IPv6 in brackets). */
+static void wild_expect_local(const char *dst, int port, int n)
+{
+    char want[64];
+    snprintf(want, sizeof want, strchr(dst, ':') ? "[%s]:%d" : "%s:%d", dst, port);
+    shim_sock_t s = shim_connect(dst, port, NULL, 2000);
+    assert_true(s != SHIM_INVALID);
+    expect_echo(s, "local");
+    shim_close(s);
+    WAIT_FOR(atomic_load(&g_wild_n) == n + 1, 3000);
+    assert_int_equal(atomic_load(&g_wild_n), n + 1);
+    assert_string_equal(g_wild_local[n], want);
+}
+#endif
+
+/* All PC_MAX_LISTENERS (16) listeners, the last two wildcards ([::] and
+ * 0.0.0.0): a connection to a listener bound to an address reports that
+ * address; one to the wildcard listeners, the one the client reached, also
+ * for the last listener's connections (its entry is the table's 16th) and
+ * over IPv6; and past the 256 entries of the server's table (the listeners'
+ * and 240 addresses here) each connection still reports its own, kept in
+ * its record. Linux, as root (its own network namespace). */
+static void local_addr_all_listeners_table_full(void **state)
+{
+    (void)state;
+#ifndef __linux__
+    skip();
+#else
+    if (!own_loopback_namespace()) skip();
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.cb.on_close = wild_close;
+    atomic_store(&g_wild_n, 0);
+    assert_int_equal(pc_server_create(&cfg, &g_srv), 0);
+    int port[16];
+    for (int i = 0; i < 14; i++) {
+        int idx = pc_server_listen(g_srv, "127.0.0.1:0");
+        assert_int_equal(idx, i);
+        port[i] = pc_server_listener_port(g_srv, i);
+    }
+    int v6 = shim_have_ipv6();
+    assert_int_equal(pc_server_listen(g_srv, v6 ? "[::]:0" : "127.0.0.1:0"), 14);
+    assert_int_equal(pc_server_listen(g_srv, "0.0.0.0:0"), 15);
+    port[14] = pc_server_listener_port(g_srv, 14);
+    port[15] = pc_server_listener_port(g_srv, 15);
+    assert_int_equal(pc_server_start(g_srv), 0);
+    int n = 0;
+    wild_expect_local("127.0.0.1", port[0], n++);
+    wild_expect_local("127.0.0.1", port[13], n++);
+    if (v6) wild_expect_local("::1", port[14], n++);
+    /* 127.0.0.2 .. 127.0.0.241 and 127.0.1.0 .. 127.0.1.9: the table fills
+     * on the way (from entry 17: 239 of them, one fewer with IPv6) */
+    for (int i = 0; i < 250; i++) {
+        char dst[32];
+        snprintf(dst, sizeof dst, "127.0.%d.%d", i < 240 ? 0 : 1, i < 240 ? i + 2 : i - 240);
+        wild_expect_local(dst, port[15], n++);
+    }
+    /* a table entry is shared: 127.0.0.2 again */
+    wild_expect_local("127.0.0.2", port[15], n);
+    assert_true(g_wild_ptr[n] == g_wild_ptr[v6 ? 3 : 2]);
 #endif
 }
 
@@ -2466,6 +2532,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(connect_timeout, teardown),
         cmocka_unit_test_teardown(stop_destroy_from_own_threads, teardown),
         cmocka_unit_test_teardown(local_addr_wildcard, teardown),
+        cmocka_unit_test_teardown(local_addr_all_listeners_table_full, teardown),
         cmocka_unit_test_teardown(accept_burst, teardown),
         cmocka_unit_test_teardown(batch_beyond_submission_queue, teardown),
 #ifdef __linux__
