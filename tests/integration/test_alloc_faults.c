@@ -39,6 +39,7 @@ static atomic_ulong fa_calls;  /* malloc/calloc/realloc calls while armed */
 static atomic_ulong fa_failed; /* calls failed on purpose */
 static atomic_ulong fa_every;  /* 0: never fail; N: fail every Nth armed call */
 static atomic_ulong fa_hooked; /* calls of any hook, armed or not */
+static atomic_int fa_reallocs; /* set: every realloc fails, nothing else does */
 
 static int fa_should_fail(void)
 {
@@ -72,6 +73,10 @@ static void *fa_calloc(void *u, size_t n, size_t sz)
 static void *fa_realloc(void *u, void *p, size_t n)
 {
     (void)u;
+    if (atomic_load(&fa_reallocs)) {
+        atomic_fetch_add(&fa_failed, 1);
+        return NULL;
+    }
     if (fa_should_fail()) return NULL; /* p stays valid and live */
     void *q = realloc(p, n);
     if (q && !p) atomic_fetch_add(&fa_live, 1);
@@ -91,6 +96,7 @@ static const pc_allocator_t fa_allocator = {fa_malloc, fa_calloc, fa_realloc, fa
 static void fa_install(void)
 {
     atomic_store(&fa_every, 0);
+    atomic_store(&fa_reallocs, 0);
     atomic_store(&fa_calls, 0);
     atomic_store(&fa_failed, 0);
     atomic_store(&fa_live, 0);
@@ -106,6 +112,7 @@ static void fa_arm(unsigned long every)
 static void fa_disarm(void)
 {
     atomic_store(&fa_every, 0);
+    atomic_store(&fa_reallocs, 0);
 }
 
 /* Set once a client got no answer: the others then wait briefly, so that a
@@ -981,6 +988,77 @@ static void proxy_pause_without_memory(void **state)
     af_finish();
 }
 
+/* The same pause kept the header segment's bytes (a copy), and a receive
+ * started before it (on_open resumed, then paused again: io_uring) brings
+ * more: they go behind the kept ones, which takes a bigger copy. With no
+ * memory for it the pause still holds and the connection goes (PC_CLOSE_NOMEM),
+ * rather than drop those bytes and carry on. on_open makes every realloc
+ * fail (the copy's malloc still succeeds) until a timer resumes; where no
+ * receive was started (epoll) the resume delivers both, in order. */
+static atomic_int pa_resumed, pa_early;
+
+static void pa_resume(pc_conn_t *c)
+{
+    fa_disarm();
+    atomic_store(&pa_resumed, 1);
+    assert_int_equal(pc_conn_resume_read(c), 0);
+}
+
+static void pa_open(pc_conn_t *c)
+{
+    app_open(c);
+    assert_int_equal(pc_conn_pause_read(c), 0);
+    assert_int_equal(pc_conn_resume_read(c), 0);
+    assert_int_equal(pc_conn_pause_read(c), 0);
+    assert_int_equal(pc_conn_timer(c, 1500, pa_resume), 0);
+    atomic_store(&fa_reallocs, 1);
+}
+
+static void pa_data(pc_conn_t *c, const void *data, size_t len)
+{
+    if (!atomic_load(&pa_resumed)) atomic_fetch_add(&pa_early, 1);
+    assert_int_equal(pc_conn_send(c, data, len), 0);
+}
+
+static void pa_config(pc_server_config_t *cfg)
+{
+    pp_config(cfg);
+    cfg->cb.on_open = pa_open;
+    cfg->cb.on_data = pa_data;
+}
+
+static void proxy_pause_append_without_memory(void **state)
+{
+    (void)state;
+    atomic_store(&pa_resumed, 0);
+    atomic_store(&pa_early, 0);
+    af_start_with(pa_config);
+    shim_sock_t s = connect_server(3000);
+    static const char msg[] = "PROXY TCP4 192.0.2.7 127.0.0.1 5555 80\r\nhello";
+    assert_int_equal(shim_send_all(s, msg, sizeof msg - 1), 0);
+    /* "hello" is kept in the event that ran on_open: "second" comes after */
+    WAIT_FOR(atomic_load(&app_opens) == 1, 5000);
+    assert_int_equal(atomic_load(&app_opens), 1);
+    assert_int_equal(shim_send_all(s, "second", 6), 0);
+    shim_set_timeout(s, 10000);
+    char echo[11];
+    size_t got = shim_recv_exact(s, echo, sizeof echo);
+    if (got == sizeof echo) { /* no receive was pending: nothing to append */
+        assert_memory_equal(echo, "hellosecond", sizeof echo);
+        assert_int_equal(atomic_load(&app_closes), 0);
+    } else {
+        if (got) fail_msg("%zu of 11 bytes echoed (the rest lost?)", got);
+        WAIT_FOR(atomic_load(&app_closes) == 1, 5000);
+        assert_int_equal(atomic_load(&app_closes), 1);
+        assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_NOMEM]), 1);
+        assert_true(atomic_load(&fa_failed) > 0);
+    }
+    assert_int_equal(atomic_load(&pa_early), 0);
+    shim_close(s);
+    opens_and_closes_pair();
+    af_finish();
+}
+
 /* Nothing fails here: every way the PROXY phase ends gives its memory back
  * (the parser, the proxy's record with its TLVs, the header an outbound
  * connection sends): a malformed header, a peer gone mid-header, no header
@@ -1148,6 +1226,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(send_to_carrier_fails, af_teardown),
         cmocka_unit_test_teardown(post_to_carrier_fails, af_teardown),
         cmocka_unit_test_teardown(proxy_pause_without_memory, af_teardown),
+        cmocka_unit_test_teardown(proxy_pause_append_without_memory, af_teardown),
         cmocka_unit_test_teardown(close_flushes_by_id_without_memory, af_teardown),
         cmocka_unit_test_teardown(proxy_phase_frees_everything, af_teardown),
         cmocka_unit_test_teardown(proxy_record_without_memory, af_teardown),
