@@ -727,6 +727,39 @@ static void pause_resume_posted_stream(void **state)
     shim_close(g_pr_sock);
 }
 
+/* A stream sent as fast as the client can, never paused, arrives whole and
+ * in order: after each receive, reading goes on from the backend's own
+ * buffers (io_uring: those its multishot receive queued, ahead of what the
+ * socket still holds), not from the socket; reading the socket first
+ * delivered newer bytes ahead of older ones. */
+#define FS_TOTAL (64u << 20)
+
+static void fast_stream_in_order(void **state)
+{
+    (void)state;
+    atomic_store(&g_pr_paused, 0);
+    atomic_store(&g_pr_bad, 0);
+    atomic_store(&g_pr_during_pause, 0);
+    atomic_store(&g_pr_got, 0);
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.cb.on_data = pr_data;
+    start_server(&cfg);
+    shim_sock_t s = connect_server(5000);
+    size_t chunk = 256u << 10;
+    unsigned char *buf = malloc(chunk);
+    assert_non_null(buf);
+    for (size_t off = 0; off < FS_TOTAL; off += chunk) {
+        fill_pattern(buf, off, chunk);
+        assert_int_equal(shim_send_all(s, buf, chunk), 0);
+    }
+    free(buf);
+    WAIT_FOR(atomic_load(&g_pr_got) == FS_TOTAL, 20000);
+    assert_int_equal(atomic_load(&g_pr_got), FS_TOTAL);
+    assert_int_equal(atomic_load(&g_pr_bad), 0);
+    shim_close(s);
+}
+
 /* ---- 6. concurrent sends by id, on_drain and on_sent ---------------------------- */
 
 #define SD_THREADS 3
@@ -840,6 +873,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(byid_churn_and_stop, teardown),
         cmocka_unit_test_teardown(connect_post_timer_rules_vs_stop, teardown),
         cmocka_unit_test_teardown(pause_resume_posted_stream, teardown),
+        cmocka_unit_test_teardown(fast_stream_in_order, teardown),
         cmocka_unit_test_teardown(concurrent_sends_drain_sent, teardown),
     };
     if (PICK_TEST(tests, argc, argv) != 0) return 1;
