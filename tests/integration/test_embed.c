@@ -430,6 +430,47 @@ static void post_to_pause_resume(void **state)
     shim_close(s);
 }
 
+/* A posted function pauses and resumes at once while the connection waits
+ * for input (its receive pending): nothing changes, reading goes on with
+ * that same receive (a second one, started for the resume while the first
+ * was pending, was never given back: the closed connection stayed
+ * unreleased, and the stop said so after waiting for it). */
+static void post_pause_resume_at_once(pc_conn_t *c, void *arg)
+{
+    (void)arg;
+    assert_non_null(c);
+    assert_int_equal(pc_conn_pause_read(c), 0);
+    assert_int_equal(pc_conn_resume_read(c), 0);
+    atomic_fetch_add(&g_post_runs, 1);
+}
+
+static void post_to_pause_resume_at_once(void **state)
+{
+    (void)state;
+    atomic_store(&g_post_runs, 0);
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    start_server(&cfg);
+    shim_sock_t s = connect_server(10000);
+    pc_conn_id_t id = wait_open_id(1);
+    expect_echo(s, "before");
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(pc_server_post_to(g_srv, id, post_pause_resume_at_once, NULL), 0);
+        WAIT_FOR(atomic_load(&g_post_runs) == i + 1, 5000);
+        assert_int_equal(atomic_load(&g_post_runs), i + 1);
+    }
+    expect_echo(s, "after");
+    shim_close(s);
+    WAIT_FOR(stats().active == 0, 5000);
+    assert_int_equal(stats().active, 0);
+    log_capture_begin("not released");
+    assert_int_equal(pc_server_stop(g_srv, 2000), 0);
+    log_capture_end();
+    pc_server_destroy(g_srv);
+    g_srv = NULL;
+    if (g_nstart_lines) fail_msg("%s", g_start_lines[0]);
+}
+
 /* A post queued before the connection closed runs with c == NULL. */
 static void post_null(pc_conn_t *c, void *arg)
 {
@@ -2654,6 +2695,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(send_queued_other_thread_no_dip, teardown), /* not on Windows */
 #endif
         cmocka_unit_test_teardown(post_to_pause_resume, teardown),
+        cmocka_unit_test_teardown(post_to_pause_resume_at_once, teardown),
         cmocka_unit_test_teardown(post_to_after_close_gets_null, teardown),
         cmocka_unit_test_teardown(stale_ids_every_call, teardown),
         cmocka_unit_test_teardown(sendv_lengths_wrap_refused, teardown),
