@@ -734,9 +734,11 @@ static void pause_resume_posted_stream(void **state)
  * delivered newer bytes ahead of older ones. */
 #define FS_TOTAL (64u << 20)
 
-static void fast_stream_in_order(void **state)
+/* total bytes of the pattern sent at once to a pr_data server with
+ * receives of recv_buffer bytes (0: the default); all of them arrive, in
+ * order. */
+static void stream_in_order(size_t total, size_t recv_buffer)
 {
-    (void)state;
     atomic_store(&g_pr_paused, 0);
     atomic_store(&g_pr_bad, 0);
     atomic_store(&g_pr_during_pause, 0);
@@ -744,20 +746,36 @@ static void fast_stream_in_order(void **state)
     pc_server_config_t cfg;
     base_config(&cfg);
     cfg.cb.on_data = pr_data;
+    if (recv_buffer) cfg.recv_buffer_size = recv_buffer;
     start_server(&cfg);
     shim_sock_t s = connect_server(5000);
     size_t chunk = 256u << 10;
     unsigned char *buf = malloc(chunk);
     assert_non_null(buf);
-    for (size_t off = 0; off < FS_TOTAL; off += chunk) {
+    for (size_t off = 0; off < total; off += chunk) {
         fill_pattern(buf, off, chunk);
         assert_int_equal(shim_send_all(s, buf, chunk), 0);
     }
     free(buf);
-    WAIT_FOR(atomic_load(&g_pr_got) == FS_TOTAL, 20000);
-    assert_int_equal(atomic_load(&g_pr_got), FS_TOTAL);
+    WAIT_FOR(atomic_load(&g_pr_got) == total, 20000);
+    assert_int_equal(atomic_load(&g_pr_got), total);
     assert_int_equal(atomic_load(&g_pr_bad), 0);
     shim_close(s);
+}
+
+static void fast_stream_in_order(void **state)
+{
+    (void)state;
+    stream_in_order(FS_TOTAL, 0);
+}
+
+/* A burst far past what one readable event reads (16 receives of 512
+ * bytes here), then nothing more: the reading goes on by itself, without
+ * waiting for a new readable edge that no new byte brings (epoll). */
+static void burst_past_read_budget(void **state)
+{
+    (void)state;
+    stream_in_order(2u << 20, 512);
 }
 
 /* ---- 6. concurrent sends by id, on_drain and on_sent ---------------------------- */
@@ -874,6 +892,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(connect_post_timer_rules_vs_stop, teardown),
         cmocka_unit_test_teardown(pause_resume_posted_stream, teardown),
         cmocka_unit_test_teardown(fast_stream_in_order, teardown),
+        cmocka_unit_test_teardown(burst_past_read_budget, teardown),
         cmocka_unit_test_teardown(concurrent_sends_drain_sent, teardown),
     };
     if (PICK_TEST(tests, argc, argv) != 0) return 1;
