@@ -2318,6 +2318,57 @@ static void peer_fin_while_close_flushes(void **state)
     peer_fin_during_big_answer(B_BIG_THEN_CLOSE, PC_CLOSE_LOCAL);
 }
 
+/* A reset from the peer while a close flushes a 32 MiB answer the peer does
+ * not read: after our own graceful close (B_BIG_THEN_CLOSE), or after the
+ * peer's FIN (peer_fin; B_BIG_ON_OPEN), the connection ends for the reset
+ * (or, if the socket reported another error first, for that error; after
+ * the peer's FIN that one leaves PC_CLOSE_PEER), never for the close it
+ * was flushing as if nothing had happened. */
+static void reset_while_close_flushes(int behaviour, int peer_fin)
+{
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.cb.on_close = reset_close;
+    cfg.send_high_water = 64u << 20; /* reading goes on: the FIN is seen */
+    g_behaviour = behaviour;
+    g_big = 32u << 20; /* more than loopback's buffers hold */
+    atomic_store(&g_reset_err, 0);
+    start_server(&cfg);
+    shim_sock_t s = connect_server(10000);
+    if (peer_fin) shim_shutdown_write(s);
+    WAIT_FOR(atomic_load(&g_opens) == 1 && stats().send_queued_bytes > 0, 5000);
+    assert_true(stats().send_queued_bytes > 0);
+    if (peer_fin) shim_sleep_ms(200); /* the server sees the FIN with the answer queued */
+    shim_close_reset(s);
+    WAIT_FOR(atomic_load(&g_closes) == 1, 5000);
+    assert_int_equal(atomic_load(&g_closes), 1);
+    int err = atomic_load(&g_reset_err);
+    int reset = atomic_load(&g_reasons[PC_CLOSE_RESET]);
+    assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_LOCAL]), 0);
+    if (reset) assert_int_equal(err, PC_ECONNRESET);
+    if (peer_fin) {
+        assert_int_equal(reset + atomic_load(&g_reasons[PC_CLOSE_PEER]), 1);
+        if (!reset) assert_true(err < 0 && err != PC_ECONNRESET);
+    } else {
+        assert_int_equal(reset + atomic_load(&g_reasons[PC_CLOSE_ERROR]), 1);
+        if (!reset) assert_true(err < 0);
+    }
+    WAIT_FOR(stats().send_queued_bytes == 0, 2000);
+    assert_int_equal(stats().send_queued_bytes, 0);
+}
+
+static void reset_while_local_close_flushes(void **state)
+{
+    (void)state;
+    reset_while_close_flushes(B_BIG_THEN_CLOSE, 0);
+}
+
+static void reset_after_peer_fin(void **state)
+{
+    (void)state;
+    reset_while_close_flushes(B_BIG_ON_OPEN, 1);
+}
+
 /* A record reused for a new connection gets a new generation, so the old
  * id reaches nothing (portcullis.h: "a stale id never reaches freed memory
  * or another connection"). stale_id opens the next connection at once,
@@ -2523,6 +2574,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(peer_reset_while_paused_by_high_water, teardown),
         cmocka_unit_test_teardown(peer_fin_flushes_queue, teardown),
         cmocka_unit_test_teardown(peer_fin_while_close_flushes, teardown),
+        cmocka_unit_test_teardown(reset_while_local_close_flushes, teardown),
+        cmocka_unit_test_teardown(reset_after_peer_fin, teardown),
         cmocka_unit_test_teardown(server_post_runs, teardown),
         cmocka_unit_test_teardown(posts_without_end_starve_nothing, teardown),
         cmocka_unit_test_teardown(stats_count, teardown),
