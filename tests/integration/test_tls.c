@@ -1442,6 +1442,50 @@ static void pc_client_handshake_cut(void **state)
     shim_close(l);
 }
 
+/* A peer that answers the ClientHello with bytes that are no TLS record:
+ * the handshake fails (PC_CLOSE_TLS, PC_ETLS), the client's alert and FIN
+ * go out, and the peer, having read them, resets. The connection was
+ * closing for the failed handshake: on_close still says PC_ETLS, the
+ * error behind that reason, which the later reset does not replace. */
+static void pc_client_bad_answer_then_reset(void **state)
+{
+    (void)state;
+    shim_sock_t l;
+    int port = silent_listener(&l);
+    pc_server_t *cs = client_server();
+    pc_tls_ctx_t *cx = client_ctx(DATA("ca.pem"), 0);
+    char ep[64];
+    snprintf(ep, sizeof ep, "127.0.0.1:%d", port);
+    pcc_t p;
+    memset(&p, 0, sizeof p);
+    assert_int_equal(pc_connect_tls(cs, ep, NULL, cx, NULL, &pcc_cb, &p, NULL), 0);
+    shim_sock_t a = accept(l, NULL, NULL);
+    assert_true(a != SHIM_INVALID);
+    shim_set_timeout(a, 5000);
+    static char body[1 << 14];
+    unsigned char rec[5];
+    assert_int_equal(shim_recv_exact(a, rec, sizeof rec), sizeof rec);
+    assert_int_equal(rec[0], 22); /* the ClientHello */
+    size_t len = (size_t)rec[3] << 8 | rec[4];
+    assert_true(len <= sizeof body);
+    assert_int_equal(shim_recv_exact(a, body, len), len);
+    static const char bad[] = "HTTP/1.1 400 Bad Request\r\n\r\n";
+    assert_int_equal(shim_send_all(a, bad, sizeof bad - 1), 0);
+    size_t n = 0;
+    assert_int_equal(shim_wait_close(a, &n), 0); /* the alert, then the FIN */
+    assert_int_equal(atomic_load(&p.closed), 0); /* closing: it waits for us */
+    shim_close_reset(a);
+    WAIT_FOR(atomic_load(&p.closed), 10000);
+    assert_int_equal(atomic_load(&p.closed), 1);
+    assert_int_equal(atomic_load(&p.opened), 0);
+    assert_int_equal(atomic_load(&p.reason), PC_CLOSE_TLS);
+    assert_int_equal(atomic_load(&p.err), PC_ETLS);
+    pc_tls_ctx_free(cx);
+    pc_server_stop(cs, 1000);
+    pc_server_destroy(cs);
+    shim_close(l);
+}
+
 /* Bytes sent by id before a close from the strand go out before
  * close_notify and the FIN: the harness's xsender sends XSENDER_MAX bytes
  * by id and the callback closes once that send returned (they were
@@ -3031,6 +3075,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(pc_client_host_invalid, teardown),
         cmocka_unit_test_teardown(pc_client_ip_checked, teardown),
         cmocka_unit_test_teardown(pc_client_handshake_cut, teardown),
+        cmocka_unit_test_teardown(pc_client_bad_answer_then_reset, teardown),
         cmocka_unit_test_teardown(close_keeps_bytes_sent_by_id_tls, teardown),
         cmocka_unit_test_teardown(pause_tls_rest_without_memory, teardown),
         cmocka_unit_test_teardown(send_without_memory_fails, teardown),
