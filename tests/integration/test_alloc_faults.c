@@ -914,6 +914,45 @@ static void post_to_carrier_fails(void **state)
     af_finish();
 }
 
+/* Under max_buffered_bytes a send takes its chunk's memory from the cap
+ * before allocating it; when that allocation fails (PC_ENOMEM) the take is
+ * given back: send_held_bytes is 0 again at once (the connection holds
+ * nothing), and the cap is not eaten away by failed sends. */
+static void cap_1mib(pc_server_config_t *cfg)
+{
+    cfg->max_buffered_bytes = 1u << 20;
+}
+
+static void send_to_chunk_fails_under_cap(void **state)
+{
+    (void)state;
+    echo_cli_t one;
+    af_start_with(cap_1mib);
+    cli_open_live(&one, 0);
+    WAIT_FOR(atomic_load(&app_opens) == 1, 2000);
+    pc_conn_id_t id = atomic_load(&app_last_id);
+    /* the echo of cli_open_live's round is sent (its chunk freed) */
+    WAIT_FOR(stats().send_held_bytes == 0, 2000);
+    assert_int_equal(stats().send_held_bytes, 0);
+    for (int i = 0; i < 3; i++) {
+        fa_arm(1); /* the chunk: the first allocation */
+        int rc = pc_server_send_to(g_srv, id, "refused\n", 8);
+        fa_disarm();
+        assert_int_equal(rc, PC_ENOMEM);
+        assert_int_equal(stats().send_held_bytes, 0);
+    }
+    assert_int_equal(pc_server_send_to(g_srv, id, "accepted\n", 9), 0);
+    char got[9];
+    assert_int_equal(shim_recv_exact(one.s, got, sizeof got), sizeof got);
+    assert_memory_equal(got, "accepted\n", sizeof got);
+    WAIT_FOR(stats().send_held_bytes == 0, 2000);
+    assert_int_equal(stats().send_held_bytes, 0);
+    assert_int_equal(stats().send_refused, 0);
+    shim_close(one.s);
+    opens_and_closes_pair();
+    af_finish();
+}
+
 /* A trusted proxy's client sends its first bytes in the segment of its
  * PROXY header, and on_open pauses: those bytes must wait for the resume.
  * Keeping them takes a copy; with no memory for it the connection goes
@@ -1225,6 +1264,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(send_to_closed_id_while_failing, af_teardown),
         cmocka_unit_test_teardown(send_to_carrier_fails, af_teardown),
         cmocka_unit_test_teardown(post_to_carrier_fails, af_teardown),
+        cmocka_unit_test_teardown(send_to_chunk_fails_under_cap, af_teardown),
         cmocka_unit_test_teardown(proxy_pause_without_memory, af_teardown),
         cmocka_unit_test_teardown(proxy_pause_append_without_memory, af_teardown),
         cmocka_unit_test_teardown(close_flushes_by_id_without_memory, af_teardown),
