@@ -1166,7 +1166,7 @@ static void local_addr_all_listeners_table_full(void **state)
 /* Outbound connections on the same engine: a client connection (its own
  * callbacks) talks to this server's echo listener; a refused connect reports
  * on_close(ERROR, PC_ECONNREFUSED) and never on_open. */
-static atomic_int g_cli_open, g_cli_close, g_cli_err, g_cli_bytes;
+static atomic_int g_cli_open, g_cli_close, g_cli_err, g_cli_bytes, g_cli_reason;
 static atomic_int g_cli_keep; /* set: the client does not close after the echo */
 static void cli_open(pc_conn_t *c)
 {
@@ -1182,7 +1182,7 @@ static void cli_data(pc_conn_t *c, const void *d, size_t n)
 static void cli_close(pc_conn_t *c, pc_close_reason_t r, int err)
 {
     (void)c;
-    (void)r;
+    atomic_store(&g_cli_reason, (int)r);
     atomic_store(&g_cli_err, err);
     atomic_fetch_add(&g_cli_close, 1);
 }
@@ -1203,6 +1203,7 @@ static void connect_outbound(void **state)
     assert_int_equal(atomic_load(&g_cli_open), 1);
     assert_int_equal(atomic_load(&g_cli_bytes), 9);
     assert_int_equal(atomic_load(&g_cli_err), 0);
+    assert_int_equal(atomic_load(&g_cli_reason), PC_CLOSE_LOCAL);
     WAIT_FOR(atomic_load(&g_closes) == 1, 3000);
     assert_int_equal(atomic_load(&g_opens), 1); /* the accepted side */
     assert_int_equal(pc_server_send_to(g_srv, id, "x", 1), PC_ENOTCONN);
@@ -1214,6 +1215,7 @@ static void connect_outbound(void **state)
     assert_int_equal(atomic_load(&g_cli_close), 1);
     assert_int_equal(atomic_load(&g_cli_open), 0);
     assert_int_equal(atomic_load(&g_cli_err), PC_ECONNREFUSED);
+    assert_int_equal(atomic_load(&g_cli_reason), PC_CLOSE_ERROR);
     assert_int_equal(pc_connect(g_srv, "nonsense", NULL, &cli, NULL, NULL), PC_EINVAL);
 }
 
