@@ -707,6 +707,68 @@ static void buffered_cap_refuses(void **state)
     assert_int_equal(stats().send_queued_bytes, 0);
 }
 
+/* A send the cap refuses while the connection's own queue holds bytes
+ * stops its reading (what it reads would make more output) until that
+ * queue has drained to the low water: each byte the client sends makes the
+ * server send 1 MiB, and the client reads nothing until a send is refused;
+ * the byte it sends then is read only once it has read enough. */
+#define CR_BLOCK (1u << 20)
+static atomic_int g_cr_calls, g_cr_refused, g_cr_early;
+static atomic_int g_cr_after_refusal; /* set by the refusal, cleared by a send */
+
+static void cr_data(pc_conn_t *c, const void *data, size_t len)
+{
+    (void)data;
+    (void)len;
+    static unsigned char block[CR_BLOCK];
+    if (atomic_load(&g_cr_after_refusal) && pc_conn_send_queued(c) > (16u << 10))
+        atomic_fetch_add(&g_cr_early, 1);
+    int rc = pc_conn_send(c, block, sizeof block);
+    if (rc == PC_ENOBUFS) atomic_fetch_add(&g_cr_refused, 1);
+    atomic_store(&g_cr_after_refusal, rc == PC_ENOBUFS);
+    atomic_fetch_add(&g_cr_calls, 1);
+}
+
+static void buffered_cap_refusal_pauses_reading(void **state)
+{
+    (void)state;
+    atomic_store(&g_cr_calls, 0);
+    atomic_store(&g_cr_refused, 0);
+    atomic_store(&g_cr_early, 0);
+    atomic_store(&g_cr_after_refusal, 0);
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.max_buffered_bytes = 8u << 20;
+    cfg.send_high_water = 64u << 20; /* only the refusal pauses */
+    cfg.send_low_water = 16u << 10;
+    cfg.cb.on_data = cr_data;
+    start_server(&cfg);
+    shim_sock_t s = connect_server(5000);
+    shim_set_rcvbuf(s, 16 << 10);
+    int n = 0;
+    while (!atomic_load(&g_cr_refused) && n < 100) {
+        assert_int_equal(shim_send_all(s, "x", 1), 0);
+        n++;
+        WAIT_FOR(atomic_load(&g_cr_calls) == n, 5000);
+        assert_int_equal(atomic_load(&g_cr_calls), n);
+    }
+    assert_int_equal(atomic_load(&g_cr_refused), 1);
+    assert_int_equal(shim_send_all(s, "y", 1), 0);
+    /* not read while the queue holds megabytes (a reading server would
+     * take the byte at once) */
+    WAIT_FOR(atomic_load(&g_cr_calls) > n, 1000);
+    assert_int_equal(atomic_load(&g_cr_calls), n);
+    /* the client reads: the queue drains, then the byte is read */
+    static char sink[1 << 16];
+    shim_set_timeout(s, 10000);
+    while (atomic_load(&g_cr_calls) == n)
+        if (shim_recv_some(s, sink, sizeof sink) <= 0) break;
+    WAIT_FOR(atomic_load(&g_cr_calls) == n + 1, 5000);
+    assert_int_equal(atomic_load(&g_cr_calls), n + 1);
+    assert_int_equal(atomic_load(&g_cr_early), 0);
+    shim_close(s);
+}
+
 /* ---- graceful stop tells the application -------------------------------------- */
 
 static atomic_int g_shutdowns, g_stopping_seen;
@@ -915,6 +977,7 @@ int main(int argc, char **argv)
 #endif
         cmocka_unit_test(buffered_cap_least),
         cmocka_unit_test_teardown(buffered_cap_refuses, teardown),
+        cmocka_unit_test_teardown(buffered_cap_refusal_pauses_reading, teardown),
         cmocka_unit_test_teardown(defer_timeout_bounds_wait, teardown),
         cmocka_unit_test_teardown(defer_timeout_after_empty_pause, teardown),
         cmocka_unit_test_teardown(defer_counted_once_when_admitted, teardown),
