@@ -769,6 +769,55 @@ static void buffered_cap_refusal_pauses_reading(void **state)
     shim_close(s);
 }
 
+/* A send that fits the room left in the queue's tail chunk needs no new
+ * memory, so max_buffered_bytes takes nothing for it: it is taken even when
+ * the cap has less left than a new chunk would need. on_open (the sends
+ * start once it returns, so nothing leaves the queue meanwhile) fills the
+ * 1 MiB cap with two big chunks and a 4 KiB one holding 1000 bytes, up to
+ * 100 bytes short of the cap (the chunk header's size learned from
+ * send_held_bytes), then sends exactly the tail's room. */
+#define FIT_CAP (1u << 20)
+static atomic_int g_fit_rc[4], g_fit_done;
+static _Atomic uint64_t g_fit_held;
+
+static void fit_open(pc_conn_t *c)
+{
+    static unsigned char buf[FIT_CAP];
+    pc_server_stats_t st;
+    size_t b = FIT_CAP / 2;
+    atomic_store(&g_fit_rc[0], pc_conn_send(c, buf, b));
+    pc_server_stats(pc_conn_server(c), &st);
+    size_t hdr = (size_t)st.send_held_bytes - b;
+    size_t d = FIT_CAP - 3 * hdr - b - 4096 - 100;
+    atomic_store(&g_fit_rc[1], pc_conn_send(c, buf, d));
+    atomic_store(&g_fit_rc[2], pc_conn_send(c, buf, 1000));
+    atomic_store(&g_fit_rc[3], pc_conn_send(c, buf, 4096 - 1000)); /* the tail's room */
+    pc_server_stats(pc_conn_server(c), &st);
+    atomic_store(&g_fit_held, st.send_held_bytes);
+    atomic_store(&g_fit_done, 1);
+    pc_conn_abort(c);
+}
+
+static void buffered_cap_tail_fit_takes_nothing(void **state)
+{
+    (void)state;
+    atomic_store(&g_fit_done, 0);
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.max_buffered_bytes = FIT_CAP;
+    cfg.send_queue_limit = 64u << 20;
+    cfg.cb.on_open = fit_open;
+    start_server(&cfg);
+    shim_sock_t s = connect_server(5000);
+    WAIT_FOR(atomic_load(&g_fit_done), 5000);
+    assert_int_equal(atomic_load(&g_fit_done), 1);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(atomic_load(&g_fit_rc[i]), 0);
+    assert_int_equal(atomic_load(&g_fit_held), FIT_CAP - 100);
+    assert_int_equal(stats().send_refused, 0);
+    shim_close(s);
+}
+
 /* ---- graceful stop tells the application -------------------------------------- */
 
 static atomic_int g_shutdowns, g_stopping_seen;
@@ -978,6 +1027,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(buffered_cap_least),
         cmocka_unit_test_teardown(buffered_cap_refuses, teardown),
         cmocka_unit_test_teardown(buffered_cap_refusal_pauses_reading, teardown),
+        cmocka_unit_test_teardown(buffered_cap_tail_fit_takes_nothing, teardown),
         cmocka_unit_test_teardown(defer_timeout_bounds_wait, teardown),
         cmocka_unit_test_teardown(defer_timeout_after_empty_pause, teardown),
         cmocka_unit_test_teardown(defer_counted_once_when_admitted, teardown),
