@@ -1061,6 +1061,21 @@ static int own_loopback_namespace(void)
     close(fd);
     return ok;
 }
+
+/* One connection to dst:port, echoed and closed; its on_close (the n-th)
+ * reported local address is dst:port (IPv6 in brackets). */
+static void wild_expect_local(const char *dst, int port, int n)
+{
+    char want[64];
+    snprintf(want, sizeof want, strchr(dst, ':') ? "[%s]:%d" : "%s:%d", dst, port);
+    shim_sock_t s = shim_connect(dst, port, NULL, 2000);
+    assert_true(s != SHIM_INVALID);
+    expect_echo(s, "local");
+    shim_close(s);
+    WAIT_FOR(atomic_load(&g_wild_n) == n + 1, 3000);
+    assert_int_equal(atomic_load(&g_wild_n), n + 1);
+    assert_string_equal(g_wild_local[n], want);
+}
 #endif
 
 /* A wildcard listener: the local address of each connection is the one the
@@ -1081,39 +1096,13 @@ static void local_addr_wildcard(void **state)
     atomic_store(&g_wild_n, 0);
     int port = start_server_on(&cfg, "0.0.0.0:0");
     const char *dst[3] = {"127.0.0.2", "127.0.0.3", "127.0.0.2"};
-    char want[3][64];
-    for (int i = 0; i < 3; i++) {
-        snprintf(want[i], sizeof want[i], "%s:%d", dst[i], port);
-        shim_sock_t s = shim_connect(dst[i], port, NULL, 2000);
-        assert_true(s != SHIM_INVALID);
-        expect_echo(s, "local");
-        shim_close(s);
-        WAIT_FOR(atomic_load(&g_wild_n) == i + 1, 3000);
-        assert_int_equal(atomic_load(&g_wild_n), i + 1);
-        assert_string_equal(g_wild_local[i], want[i]);
-    }
+    for (int i = 0; i < 3; i++)
+        wild_expect_local(dst[i], port, i);
     /* the third (127.0.0.2 again) shares the first one's entry */
     assert_true(g_wild_ptr[2] == g_wild_ptr[0]);
     assert_true(g_wild_ptr[0] != g_wild_ptr[1]);
 #endif
 }
-
-#ifdef __linux__
-/* One connection to dst:port, echoed and closed; its on_close (the n-th)
- * reported local address is dst:port (IPv6 in brackets). */
-static void wild_expect_local(const char *dst, int port, int n)
-{
-    char want[64];
-    snprintf(want, sizeof want, strchr(dst, ':') ? "[%s]:%d" : "%s:%d", dst, port);
-    shim_sock_t s = shim_connect(dst, port, NULL, 2000);
-    assert_true(s != SHIM_INVALID);
-    expect_echo(s, "local");
-    shim_close(s);
-    WAIT_FOR(atomic_load(&g_wild_n) == n + 1, 3000);
-    assert_int_equal(atomic_load(&g_wild_n), n + 1);
-    assert_string_equal(g_wild_local[n], want);
-}
-#endif
 
 /* All PC_MAX_LISTENERS (16) listeners, the last two wildcards ([::] and
  * 0.0.0.0): a connection to a listener bound to an address reports that

@@ -575,17 +575,26 @@ static void test_huge_block_v4(void **state)
     free(p);
 }
 
+/* 150000 random IPv6 prefixes (fewer once repeats are dropped: *n), the
+ * same every call: a table over the huge-page threshold. free() them. */
+static lpm_prefix_t *huge_v6_prefixes(size_t *n)
+{
+    seed(4343);
+    *n = 150000;
+    lpm_prefix_t *p = malloc(*n * sizeof *p);
+    assert_non_null(p);
+    *n = random_prefixes(p, *n, 6, 128);
+    set_masks(p, *n);
+    return p;
+}
+
 /* The same for IPv6 (keys of 128 bits: range lists up to 640 bytes, more
  * lines than a hint can say): a table over the huge-page threshold. */
 static void test_huge_block_v6(void **state)
 {
     (void)state;
-    seed(4343);
-    size_t n = 150000;
-    lpm_prefix_t *p = malloc(n * sizeof *p);
-    assert_non_null(p);
-    n = random_prefixes(p, n, 6, 128);
-    set_masks(p, n);
+    size_t n;
+    lpm_prefix_t *p = huge_v6_prefixes(&n);
     lpm_t t;
     assert_int_equal(lpm_build(&t, 6, p, n), 0);
     assert_non_null(t.block);
@@ -620,12 +629,8 @@ static void build_counted(lpm_t *t, const lpm_prefix_t *p, size_t n, long budget
 static void test_bytes_accounting(void **state)
 {
     (void)state;
-    seed(4343);
-    size_t n = 150000;
-    lpm_prefix_t *p = malloc(n * sizeof *p);
-    assert_non_null(p);
-    n = random_prefixes(p, n, 6, 128);
-    set_masks(p, n);
+    size_t n;
+    lpm_prefix_t *p = huge_v6_prefixes(&n);
     assert_int_equal(pc_set_allocator(&budget_allocator), 0);
     lpm_t t;
     build_counted(&t, p, 400, -1); /* small: no block */
