@@ -675,6 +675,22 @@ static void pr_resume(pc_conn_t *c, void *arg)
     pc_conn_resume_read(c);
 }
 
+/* A pr_data server, receiving recv_buffer bytes at a time (0: the
+ * default), with every count of this section back at 0. */
+static void pr_start(size_t recv_buffer)
+{
+    atomic_store(&g_pr_paused, 0);
+    atomic_store(&g_pr_bad, 0);
+    atomic_store(&g_pr_during_pause, 0);
+    atomic_store(&g_pr_toggles, 0);
+    atomic_store(&g_pr_got, 0);
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.cb.on_data = pr_data;
+    if (recv_buffer) cfg.recv_buffer_size = recv_buffer;
+    start_server(&cfg);
+}
+
 #define PR_TOTAL (4u << 20)
 static shim_sock_t g_pr_sock;
 
@@ -694,15 +710,7 @@ static void pr_sender(void *arg)
 static void pause_resume_posted_stream(void **state)
 {
     (void)state;
-    atomic_store(&g_pr_paused, 0);
-    atomic_store(&g_pr_bad, 0);
-    atomic_store(&g_pr_during_pause, 0);
-    atomic_store(&g_pr_toggles, 0);
-    atomic_store(&g_pr_got, 0);
-    pc_server_config_t cfg;
-    base_config(&cfg);
-    cfg.cb.on_data = pr_data;
-    start_server(&cfg);
+    pr_start(0);
     atomic_store(&g_last_id, 0); /* not an earlier test's */
     g_pr_sock = connect_server(5000);
     pc_conn_id_t id = 0;
@@ -739,15 +747,7 @@ static void pause_resume_posted_stream(void **state)
  * order. */
 static void stream_in_order(size_t total, size_t recv_buffer)
 {
-    atomic_store(&g_pr_paused, 0);
-    atomic_store(&g_pr_bad, 0);
-    atomic_store(&g_pr_during_pause, 0);
-    atomic_store(&g_pr_got, 0);
-    pc_server_config_t cfg;
-    base_config(&cfg);
-    cfg.cb.on_data = pr_data;
-    if (recv_buffer) cfg.recv_buffer_size = recv_buffer;
-    start_server(&cfg);
+    pr_start(recv_buffer);
     shim_sock_t s = connect_server(5000);
     size_t chunk = 256u << 10;
     unsigned char *buf = malloc(chunk);

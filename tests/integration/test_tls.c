@@ -1377,6 +1377,24 @@ static void pc_client_host_invalid(void **state)
     pc_server_destroy(cs);
 }
 
+/* The next connection on l (a silent_listener), once its first record,
+ * a handshake record (the ClientHello), is read whole: a close with bytes
+ * unread would reset, not FIN. Reads time out after 5 s. */
+static shim_sock_t accept_client_hello(shim_sock_t l)
+{
+    shim_sock_t a = accept(l, NULL, NULL);
+    assert_true(a != SHIM_INVALID);
+    shim_set_timeout(a, 5000);
+    unsigned char rec[5];
+    static char body[1 << 14];
+    assert_int_equal(shim_recv_exact(a, rec, sizeof rec), sizeof rec);
+    assert_int_equal(rec[0], 22); /* a handshake record */
+    size_t len = (size_t)rec[3] << 8 | rec[4];
+    assert_true(len <= sizeof body);
+    assert_int_equal(shim_recv_exact(a, body, len), len);
+    return a;
+}
+
 /* A peer that reads the ClientHello and hangs up, with a FIN, then with a
  * reset: the handshake failed, and on_close says so (PC_CLOSE_TLS with
  * PC_ETLS, or PC_ECONNRESET for the reset). It said PC_CLOSE_PEER with 0
@@ -1399,21 +1417,11 @@ static void pc_client_handshake_cut(void **state)
         memset(&p, 0, sizeof p);
         pc_conn_id_t id = 0;
         assert_int_equal(pc_connect_tls(cs, ep, NULL, cx, NULL, &pcc_cb, &p, &id), 0);
-        shim_sock_t a = accept(l, NULL, NULL);
-        assert_true(a != SHIM_INVALID);
-        shim_set_timeout(a, 5000);
-        /* the ClientHello record, all of it (a close with bytes unread
-         * would reset, not FIN) */
-        unsigned char rec[5];
-        static char body[1 << 14];
-        assert_int_equal(shim_recv_exact(a, rec, sizeof rec), sizeof rec);
-        assert_int_equal(rec[0], 22); /* a handshake record */
-        size_t len = (size_t)rec[3] << 8 | rec[4];
-        assert_true(len <= sizeof body);
-        assert_int_equal(shim_recv_exact(a, body, len), len);
+        shim_sock_t a = accept_client_hello(l);
         if (app_first) { /* its FIN first */
+            char fin[16];
             assert_int_equal(pc_server_close_id(cs, id), 0);
-            assert_int_equal(shim_recv_some(a, body, sizeof body), 0);
+            assert_int_equal(shim_recv_some(a, fin, sizeof fin), 0);
         }
         if (reset)
             shim_close_reset(a);
@@ -1459,16 +1467,7 @@ static void pc_client_bad_answer_then_reset(void **state)
     pcc_t p;
     memset(&p, 0, sizeof p);
     assert_int_equal(pc_connect_tls(cs, ep, NULL, cx, NULL, &pcc_cb, &p, NULL), 0);
-    shim_sock_t a = accept(l, NULL, NULL);
-    assert_true(a != SHIM_INVALID);
-    shim_set_timeout(a, 5000);
-    static char body[1 << 14];
-    unsigned char rec[5];
-    assert_int_equal(shim_recv_exact(a, rec, sizeof rec), sizeof rec);
-    assert_int_equal(rec[0], 22); /* the ClientHello */
-    size_t len = (size_t)rec[3] << 8 | rec[4];
-    assert_true(len <= sizeof body);
-    assert_int_equal(shim_recv_exact(a, body, len), len);
+    shim_sock_t a = accept_client_hello(l);
     static const char bad[] = "HTTP/1.1 400 Bad Request\r\n\r\n";
     assert_int_equal(shim_send_all(a, bad, sizeof bad - 1), 0);
     size_t n = 0;
