@@ -71,6 +71,7 @@ static void test_percentile_ranks(void **state)
         hist_record(&h, v);
     /* the smallest value with at least p% of the values at or below it */
     assert_int_equal(hist_percentile(&h, 0), 1);
+    assert_int_equal(hist_percentile(&h, 4.9e-324), 1); /* p% of the count rounds to 0 */
     assert_int_equal(hist_percentile(&h, 1), 1);
     assert_int_equal(hist_percentile(&h, 50), 50);
     assert_int_equal(hist_percentile(&h, 50.5), 51);
@@ -95,6 +96,8 @@ static void test_percentile_ranks(void **state)
     assert_int_equal(hist_percentile(&h, 50), 1001);
     hist_record(&h, 5000);
     assert_int_equal(hist_percentile(&h, 50), 1003);
+    /* p0 is the exact minimum, not its bucket's highest value */
+    assert_int_equal(hist_percentile(&h, 0), 1001);
 }
 
 static void test_merge(void **state)
@@ -124,6 +127,15 @@ static void test_merge(void **state)
     hist_merge(&empty, &b);
     assert_int_equal(empty.min, 5);
     assert_int_equal(empty.max, 90000);
+    /* values past the clamp: the last bucket is merged too */
+    hist_t big, sum;
+    hist_init(&big);
+    hist_init(&sum);
+    hist_record(&big, (uint64_t)1 << 50);
+    hist_record(&big, UINT64_MAX);
+    hist_merge(&sum, &big);
+    assert_int_equal(hist_percentile(&sum, 50), expected_high((uint64_t)1 << 50));
+    assert_int_equal(hist_percentile(&sum, 50), hist_percentile(&big, 50));
 }
 
 /* ---- JSON report ------------------------------------------------------------- */
