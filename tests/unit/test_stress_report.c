@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* pc-stress's histogram (samples/stress/hist.c: bucket edges, percentile
- * ranks, merge) and its JSON report's arithmetic (samples/stress/report.c). */
+ * ranks, merge) and its reports, JSON and text (samples/stress/report.c). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -140,13 +140,15 @@ static void test_merge(void **state)
 
 /* ---- JSON report ------------------------------------------------------------- */
 
-/* The report of run/res as one string (the caller frees it). */
-static char *report_json(const stress_run_t *run, const stress_result_t *res)
+typedef void (*report_fn)(FILE *, const stress_run_t *, const stress_result_t *);
+
+/* What emit(run, res) wrote, as one string (the caller frees it). */
+static char *report_str(report_fn emit, const stress_run_t *run, const stress_result_t *res)
 {
     static const char path[] = "test_stress_report.tmp"; /* tmpfile() may not work on Windows */
     FILE *f = fopen(path, "w+b");
     assert_non_null(f);
-    stress_report_json(f, run, res);
+    emit(f, run, res);
     long n = ftell(f);
     assert_true(n > 0);
     rewind(f);
@@ -157,6 +159,11 @@ static char *report_json(const stress_run_t *run, const stress_result_t *res)
     fclose(f);
     remove(path);
     return s;
+}
+
+static char *report_json(const stress_run_t *run, const stress_result_t *res)
+{
+    return report_str(stress_report_json, run, res);
 }
 
 /* The number after "key": in s, where key may be a path "a.b" (the first
@@ -187,6 +194,23 @@ static int near1(double printed, double x)
     return d <= 0.05 + 1e-9 && d >= -0.05 - 1e-9;
 }
 
+/* Totals with every counter distinct and non-zero (over 4 s: 250 req/s,
+ * 0.75 MB/s, 10 connects/s), and two kinds of error. */
+static void sample_totals(stress_totals_t *t)
+{
+    memset(t, 0, sizeof *t);
+    t->requests = 1000;
+    t->bytes = 3000000;
+    t->connects = 40;
+    t->unanswered = 3;
+    t->dropped = 4;
+    t->unconnected = 5;
+    t->late_connects = 6;
+    t->errors[E_RESET] = 2;
+    t->errors[E_OTHER] = 1;
+    t->errors_total = 3;
+}
+
 static void test_json_arithmetic(void **state)
 {
     (void)state;
@@ -199,17 +223,7 @@ static void test_json_arithmetic(void **state)
     hist_record(&con, 2000);
     hist_record(&con, 4000);
     stress_totals_t t;
-    memset(&t, 0, sizeof t);
-    t.requests = 1000;
-    t.bytes = 3000000;
-    t.connects = 40;
-    t.unanswered = 3;
-    t.dropped = 4;
-    t.unconnected = 5;
-    t.late_connects = 6;
-    t.errors[E_RESET] = 2;
-    t.errors[E_OTHER] = 1;
-    t.errors_total = 3;
+    sample_totals(&t);
     stress_run_t run = {.url = "http://h/\"q\"", .conns = 8, .threads = 2, .pipeline = 1};
     stress_result_t res = {.secs = 4.0,
                            .unsent = 7,
@@ -220,6 +234,12 @@ static void test_json_arithmetic(void **state)
                            .hs_resumed = &none};
     char *s = report_json(&run, &res);
     assert_non_null(strstr(s, "\"url\":\"http://h/\\\"q\\\"\""));
+    assert_true(json_num(s, "connections") == 8);
+    assert_true(json_num(s, "threads") == 2);
+    assert_true(json_num(s, "duration_s") == 4.0);
+    assert_true(json_num(s, "pipeline") == 1);
+    assert_non_null(strstr(s, ",\"close\":false,"));
+    assert_null(strstr(s, "\"tls\":")); /* http:// */
     assert_true(json_num(s, "requests") == 1000);
     assert_true(json_num(s, "req_per_s") == 250.0);
     assert_true(json_num(s, "bytes_per_s") == 750000.0);
@@ -231,11 +251,13 @@ static void test_json_arithmetic(void **state)
     assert_true(json_num(s, "dropped") == 4);
     /* microseconds, from the histogram's nanoseconds */
     assert_true(near1(json_num(s, "latency_us.p50"), (double)hist_percentile(&lat, 50) / 1e3));
+    assert_true(near1(json_num(s, "latency_us.p90"), (double)hist_percentile(&lat, 90) / 1e3));
     assert_true(near1(json_num(s, "latency_us.p99"), (double)hist_percentile(&lat, 99) / 1e3));
     assert_true(near1(json_num(s, "latency_us.p99_9"), 100.0));
     assert_true(json_num(s, "latency_us.max") == 100.0);
     assert_true(json_num(s, "latency_us.mean") == 50.5);
     assert_true(json_num(s, "connect_us.p50") == 2.0);
+    assert_true(json_num(s, "connect_us.p99") == 4.0);
     assert_true(json_num(s, "connect_us.max") == 4.0);
     assert_true(json_num(s, "errors_total") == 3);
     assert_true(json_num(s, "errors.reset") == 2);
@@ -251,6 +273,156 @@ static void test_json_arithmetic(void **state)
     res.secs = 0;
     s = report_json(&run, &res);
     assert_true(json_num(s, "req_per_s") == 0.0);
+    assert_true(json_num(s, "bytes_per_s") == 0.0);
+    assert_true(json_num(s, "connects_per_s") == 0.0);
+    free(s);
+}
+
+/* The URL as a JSON string: control bytes (and DEL) as \\u escapes. */
+static void test_json_url_control_bytes(void **state)
+{
+    (void)state;
+    hist_t none;
+    hist_init(&none);
+    stress_totals_t t;
+    memset(&t, 0, sizeof t);
+    stress_run_t run = {
+        .url = "http://h/\x01\x1f \x7f~\\", .conns = 1, .threads = 1, .pipeline = 1};
+    stress_result_t res = {.secs = 1.0,
+                           .totals = &t,
+                           .latency = &none,
+                           .connect = &none,
+                           .hs_full = &none,
+                           .hs_resumed = &none};
+    char *s = report_json(&run, &res);
+    assert_non_null(strstr(s, "{\"url\":\"http://h/\\u0001\\u001f \\u007f~\\\\\","));
+    free(s);
+}
+
+/* https://: the tls object, each handshake kind with its own counts and
+ * percentiles. */
+static void test_json_tls(void **state)
+{
+    (void)state;
+    hist_t none, full, resumed;
+    hist_init(&none);
+    hist_init(&full);
+    hist_init(&resumed);
+    hist_record(&full, 3000);
+    hist_record(&resumed, 1000);
+    stress_totals_t t;
+    memset(&t, 0, sizeof t);
+    t.connects = 8;
+    t.tls_full = 3;
+    t.tls_resumed = 5;
+    stress_run_t run = {.url = "https://h/",
+                        .conns = 1,
+                        .threads = 1,
+                        .pipeline = 1,
+                        .close_mode = 1,
+                        .rate = 0.01,
+                        .tls = 1,
+                        .tls_resume = 1};
+    stress_result_t res = {.secs = 1.0,
+                           .totals = &t,
+                           .latency = &none,
+                           .connect = &none,
+                           .hs_full = &full,
+                           .hs_resumed = &resumed};
+    char *s = report_json(&run, &res);
+    assert_non_null(strstr(s, ",\"close\":true,"));
+    assert_true(json_num(s, "rate") == 0.01); /* as given, not rounded */
+    assert_non_null(strstr(s, "\"tls\":{\"resume\":true,\"verify\":true,"));
+    assert_true(json_num(s, "tls.full") == 3);
+    assert_true(json_num(s, "tls.resumed") == 5);
+    assert_true(json_num(s, "tls.full_handshake_us.p50") == 3.0);
+    assert_true(json_num(s, "tls.full_handshake_us.max") == 3.0);
+    assert_true(json_num(s, "tls.resumed_handshake_us.p50") == 1.0);
+    assert_true(json_num(s, "tls.resumed_handshake_us.p99_9") == 1.0);
+    assert_true(json_num(s, "tls.resumed_handshake_us.mean") == 1.0);
+    free(s);
+}
+
+/* ---- text report ------------------------------------------------------------- */
+
+/* s holds line (a whole line, its newline included). */
+static void assert_line(const char *s, const char *line)
+{
+    const char *at = strstr(s, line);
+    if (!at || (at != s && at[-1] != '\n')) fail_msg("no line %s in:\n%s", line, s);
+}
+
+static void test_text_report(void **state)
+{
+    (void)state;
+    /* values at their buckets' highest value, so that the percentiles are
+     * exact; each percentile's rank well inside one run of values */
+    hist_t lat, con;
+    hist_init(&lat);
+    hist_init(&con);
+    static const struct {
+        uint64_t v;
+        int n;
+    } runs[] = {{9983, 1200},      /* p50 */
+                {20479, 700},      /* p90 */
+                {1048575, 90},     /* p99 */
+                {12582911, 9},     /* p99.9 */
+                {20000000000, 1}}; /* max */
+    for (size_t k = 0; k < sizeof runs / sizeof runs[0]; k++)
+        for (int i = 0; i < runs[k].n; i++)
+            hist_record(&lat, runs[k].v);
+    hist_record(&con, 10000);
+    stress_totals_t t;
+    sample_totals(&t);
+    stress_run_t run = {.url = "http://h/", .conns = 8, .threads = 2, .pipeline = 1};
+    stress_result_t res = {.secs = 4.0,
+                           .unsent = 7,
+                           .totals = &t,
+                           .latency = &lat,
+                           .connect = &con,
+                           .hs_full = &con,
+                           .hs_resumed = &con};
+    char *s = report_str(stress_report_text, &run, &res);
+    assert_line(s,
+                "pc-stress http://h/: 8 connections, 2 threads, 4.00s, pipeline 1, keep-alive\n");
+    assert_line(s, "  requests   1000 (250.0 req/s), 0.75 MB/s received\n");
+    assert_line(s,
+                "  latency    p50 9983ns  p90 20.5us  p99 1048.6us  p99.9 12.58ms  max 20.00s\n");
+    assert_line(s, "  connects   40 (10.0/s), connect time p50 10.0us  p99 10.0us\n");
+    assert_line(s, "             6 more completed after the end (not counted)\n");
+    assert_line(s, "  unsent     7 (scheduled, no connection free)\n");
+    assert_line(s, "  unanswered 3 (in flight when the run ended)\n");
+    assert_line(s,
+                "  unconnected 5 (connects in flight when the run ended: no answer to the SYN)\n");
+    assert_line(s, "  dropped    4 (pipelined behind a response that closed its connection)\n");
+    assert_line(s, "  errors     3  reset 2  other 1\n");
+    assert_null(strstr(s, "no request was answered"));
+    free(s);
+
+    /* --close and a rate; nothing of what is printed only when non-zero */
+    memset(&t, 0, sizeof t);
+    t.unanswered = 2;
+    run.close_mode = 1;
+    run.rate = 100;
+    res.unsent = 0;
+    s = report_str(stress_report_text, &run, &res);
+    assert_line(s,
+                "pc-stress http://h/: 8 connections, 2 threads, 4.00s, pipeline 1, close (churn), "
+                "rate 100/s\n");
+    assert_line(s, "  unanswered 2 (in flight when the run ended)\n");
+    assert_line(s, "  errors     0\n");
+    assert_line(s, "  no request was answered\n");
+    assert_null(strstr(s, "more completed"));
+    assert_null(strstr(s, "unsent"));
+    assert_null(strstr(s, "unconnected"));
+    assert_null(strstr(s, "dropped"));
+    free(s);
+
+    /* closed loop: no rate */
+    run.rate = 0;
+    s = report_str(stress_report_text, &run, &res);
+    assert_non_null(strstr(s, "close (churn)\n"));
+    assert_null(strstr(s, "rate"));
     free(s);
 }
 
@@ -261,6 +433,9 @@ int main(void)
         cmocka_unit_test(test_percentile_ranks),
         cmocka_unit_test(test_merge),
         cmocka_unit_test(test_json_arithmetic),
+        cmocka_unit_test(test_json_url_control_bytes),
+        cmocka_unit_test(test_json_tls),
+        cmocka_unit_test(test_text_report),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
