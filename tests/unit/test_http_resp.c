@@ -192,6 +192,7 @@ static void test_interim_then_final(void **state)
                              "Content-Length: 9\r\n"     /* ignored in a 1xx */
                              "Transfer-Encoding: x\r\n"  /* ignored in a 1xx */
                              "Connection: close\r\n\r\n" /* ignored in a 1xx */
+                             "HTTP/1.1 199 Last\r\n\r\n" /* the last interim code */
                              "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
     got_t w;
     run_whole(&w, S(in));
@@ -227,6 +228,25 @@ static void test_no_body_statuses(void **state)
     assert_int_equal(w.status[4], 503);
     assert_int_equal(w.close[4], 1);
     assert_int_equal(w.eof, 0);
+    assert_split_invariant(S(in), &w);
+}
+
+/* The status code is the three digits, each in its place. */
+static void test_status_codes(void **state)
+{
+    (void)state;
+    static const char in[] = "HTTP/1.1 226 IM Used\r\nContent-Length: 0\r\n\r\n"
+                             "HTTP/1.1 429 Too Many\r\nContent-Length: 0\r\n\r\n"
+                             "HTTP/1.1 418 Teapot\r\nContent-Length: 0\r\n\r\n"
+                             "HTTP/1.1 599 Last\r\nContent-Length: 0\r\n\r\n"
+                             "HTTP/1.1 250 Odd\r\nContent-Length: 0\r\n\r\n";
+    static const int status[] = {226, 429, 418, 599, 250};
+    got_t w;
+    run_whole(&w, S(in));
+    assert_int_equal(w.error, 0);
+    assert_int_equal(w.n, 5);
+    for (int k = 0; k < 5; k++)
+        assert_int_equal(w.status[k], status[k]);
     assert_split_invariant(S(in), &w);
 }
 
@@ -509,6 +529,7 @@ static void test_long_lines(void **state)
     run_whole(&w, buf, (size_t)n);
     assert_int_equal(w.n, 1);
     assert_int_equal(w.close[0], 1); /* ends exactly at the limit */
+    assert_split_invariant(buf, (size_t)n, &w);
 
     /* a Content-Length line cut inside its digits: the kept digits count */
     char zeros[101];
@@ -527,6 +548,7 @@ int main(void)
         cmocka_unit_test(test_pipelined_stream),
         cmocka_unit_test(test_interim_then_final),
         cmocka_unit_test(test_no_body_statuses),
+        cmocka_unit_test(test_status_codes),
         cmocka_unit_test(test_which_responses_end_the_connection),
         cmocka_unit_test(test_content_length_zero),
         cmocka_unit_test(test_read_to_close),
