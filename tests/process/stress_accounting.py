@@ -26,6 +26,8 @@ about 0.5 s) against it:
              no error, one connection per response;
   toclose    "HTTP/1.1 200" with no length: the body runs to the close, which
              completes it: no error, one connection per response;
+  notfound   "HTTP/1.1 404" + Content-Length: every response answered and
+             counted as a bad_status error, one each;
   silent     reads requests, never answers (--timeout longer than the run):
              exit 0 (as with errors), but the report is not clean: the 2
              requests in flight at the end are "unanswered", the text report
@@ -33,7 +35,8 @@ about 0.5 s) against it:
   rate       --rate 20 -c 1 against http11: about 20 requests a second, the
              first at once, and a latency measured from each request's
              scheduled time that is the server's time, not the 50 ms
-             interval (request k was sent at (k+1)/rate, timed from k/rate);
+             interval (request k was sent at (k+1)/rate, timed from k/rate),
+             and not 0 either (timed from its send, not from a later time);
   ratefmt    --rate 0.5 and 0.01: the text report says "rate 0.5/s" and the
              JSON report "rate": 0.01 (they said "rate 0/s" and 0.0, which is
              the JSON report's closed loop);
@@ -76,6 +79,7 @@ ANSWER = {
     "http11": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
     "close11": b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
     "toclose": b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nbody to the close",
+    "notfound": b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\nno",
     "silent": None,
 }
 CLOSES = ("http10", "close11", "toclose")
@@ -228,6 +232,13 @@ def run(a):
         check(j.get("unanswered", -1) <= inflight,
               "%s: at most %d unanswered at the end (%s)" % (what, inflight, j.get("unanswered")))
 
+    # a 4xx answer is a response and an error
+    j = stress(a, "notfound", [])
+    check(j["requests"] > 0 and j["errors"]["bad_status"] == j["requests"] and
+          j["errors_total"] == j["requests"],
+          "notfound: every 404 answered and counted as bad_status (%d requests, %s)"
+          % (j["requests"], nonzero(j["errors"])))
+
     # a server that never answers: not a clean report
     srv = TestServer("silent")
     try:
@@ -258,8 +269,8 @@ def run(a):
     check(15 <= j["requests"] <= 23, "rate 20/s for 1 s: 21 scheduled, %d answered"
           % j["requests"])
     p50 = j["latency_us"]["p50"]
-    check(p50 < 25000, "rate 20/s: latency p50 %.0f us is the server's, not the 50 ms interval"
-          % p50)
+    check(0 < p50 < 25000, "rate 20/s: latency p50 %.0f us is the server's, not the 50 ms interval"
+          " nor 0" % p50)
 
     # a fractional --rate is reported as given
     srv = TestServer("http11")
