@@ -51,7 +51,8 @@ about 0.5 s) against it:
   numbers    -c 1.5, -t 1.9, --timeout 0.9, --timeout ' -5' (a blank, then a
              sign: was an out-of-range double to unsigned conversion),
              --timeout +5, -c 0, --pipeline 0x10, -d ' 1', -d nan: exit 2 with
-             the flag named on stderr; --timeout 0 (never) is accepted.
+             the flag named on stderr; --timeout 0 (never) is accepted, and
+             so are --rate 1e9, --timeout 86400000 and --pipeline 1024.
 
 A closing server shuts its side down after the response and reads until the
 client closes (RFC 9112 section 9.6's staged close), so that pipelined
@@ -329,6 +330,13 @@ def run(a):
         rc, out, err = run_stress(a.bin_dir, [url, "-d", "0.1", flag, value], timeout=10)
         check(rc == 2 and ("pc-stress: %s needs" % flag) in err,
               "numbers: %s %r refused with exit 2 (exit %d, %r)"
+              % (flag, value, rc, err.strip().split("\n")[0]))
+    # the upper bounds themselves are accepted (nothing listens on port 9:
+    # the run only fails its connects)
+    for flag, value in (("--rate", "1e9"), ("--timeout", "86400000"), ("--pipeline", "1024")):
+        rc, out, err = run_stress(a.bin_dir, [url, "-c", "1", "-d", "0.1", flag, value],
+                                  timeout=10)
+        check(rc == 0, "numbers: %s %s, the largest allowed, accepted (exit %d, %r)"
               % (flag, value, rc, err.strip().split("\n")[0]))
     return check.failures
 
