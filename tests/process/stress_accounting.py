@@ -27,11 +27,16 @@ about 0.5 s) against it:
   toclose    "HTTP/1.1 200" with no length: the body runs to the close, which
              completes it: no error, one connection per response;
   notfound   "HTTP/1.1 404" + Content-Length: every response answered and
-             counted as a bad_status error, one each;
+             counted as a bad_status error, one each; "HTTP/1.1 302"
+             (moved): answered, no error;
   silent     reads requests, never answers (--timeout longer than the run):
              exit 0 (as with errors), but the report is not clean: the 2
              requests in flight at the end are "unanswered", the text report
-             and stderr say no request was answered;
+             and stderr say no request was answered; with --pipeline 3, all 6
+             are (each request, not each connection);
+  backlog    a listener with a backlog of 0 that never accepts: the kernel
+             drops the SYNs past the first (-c 3, 0.5 s, before the SYN is
+             sent again): those connects are "unconnected", not errors;
   rate       --rate 20 -c 1 against http11: about 20 requests a second, the
              first at once, and a latency measured from each request's
              scheduled time that is the server's time, not the 50 ms
@@ -81,6 +86,7 @@ ANSWER = {
     "close11": b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
     "toclose": b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nbody to the close",
     "notfound": b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\nno",
+    "moved": b"HTTP/1.1 302 Found\r\nLocation: /x\r\nContent-Length: 0\r\n\r\n",
     "silent": None,
 }
 CLOSES = ("http10", "close11", "toclose")
@@ -239,6 +245,10 @@ def run(a):
           j["errors_total"] == j["requests"],
           "notfound: every 404 answered and counted as bad_status (%d requests, %s)"
           % (j["requests"], nonzero(j["errors"])))
+    j = stress(a, "moved", [])
+    check(j["requests"] > 0 and j["errors_total"] == 0,
+          "moved: a 302 is an answer, not an error (%d requests, %s)"
+          % (j["requests"], nonzero(j["errors"])))
 
     # a server that never answers: not a clean report
     srv = TestServer("silent")
@@ -257,6 +267,9 @@ def run(a):
         rc, out, err = run_stress(a.bin_dir, args)
         check(rc == 0 and "unanswered 2" in out and "no request was answered" in out,
               "silent: the text report says unanswered 2 and no request was answered:\n" + out)
+        j = stress_json(a.bin_dir, args + ["--pipeline", "3"])
+        check(j["unanswered"] == 6 and j["errors_total"] == 0,
+              "silent --pipeline 3: the 6 requests in flight unanswered (%s)" % j["unanswered"])
         # --timeout 0 is "never": accepted, and the run still ends on time
         rc, out, err = run_stress(a.bin_dir, [url, "-c", "1", "-d", "0.3", "--timeout", "0",
                                               "--json"], timeout=10)
@@ -264,6 +277,23 @@ def run(a):
               "silent: --timeout 0 runs, 1 unanswered (exit %d, %s)" % (rc, out.strip()[-120:]))
     finally:
         srv.stop()
+
+    # connects the server never answered (SYNs dropped: a full accept
+    # queue), in flight at the end: unconnected, not errors
+    ls = socket.socket()
+    try:
+        ls.bind((HOST, 0))
+        ls.listen(0)
+        j = stress_json(a.bin_dir, ["http://%s:%d/" % (HOST, ls.getsockname()[1]), "-c", "3",
+                                    "-t", "1", "-d", "0.5", "--timeout", "10000"])
+    finally:
+        ls.close()
+    print("backlog: connects %d unconnected %d errors %d"
+          % (j["connects"], j["unconnected"], j["errors_total"]))
+    check(j["unconnected"] >= 1 and j["connects"] + j["unconnected"] == 3 and
+          j["errors_total"] == 0,
+          "backlog: connects without an answer are unconnected, not errors (%d connects, "
+          "%d unconnected, %s)" % (j["connects"], j["unconnected"], nonzero(j["errors"])))
 
     # --rate: request k goes out at k / rate and is timed from there
     j = stress(a, "http11", ["-c", "1", "--rate", "20"], seconds="1.0")
