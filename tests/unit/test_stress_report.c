@@ -299,16 +299,25 @@ static void test_json_url_control_bytes(void **state)
     free(s);
 }
 
-/* https://: the tls object, each handshake kind with its own counts and
- * percentiles. */
-static void test_json_tls(void **state)
+/* s holds line (a whole line, its newline included). */
+static void assert_line(const char *s, const char *line)
+{
+    const char *at = strstr(s, line);
+    if (!at || (at != s && at[-1] != '\n')) fail_msg("no line %s in:\n%s", line, s);
+}
+
+/* https://: the JSON report's tls object and the text report's lines, each
+ * handshake kind with its own counts and percentiles. */
+static void test_tls_reports(void **state)
 {
     (void)state;
     hist_t none, full, resumed;
     hist_init(&none);
     hist_init(&full);
     hist_init(&resumed);
-    hist_record(&full, 3000);
+    /* at their buckets' highest values: p50 and p90 3007, p99 5119, max 8000 */
+    for (int i = 0; i < 100; i++)
+        hist_record(&full, i < 90 ? 3007 : i < 99 ? 5119 : 8000);
     hist_record(&resumed, 1000);
     stress_totals_t t;
     memset(&t, 0, sizeof t);
@@ -336,21 +345,43 @@ static void test_json_tls(void **state)
     assert_true(json_num(s, "tls.full") == 3);
     assert_true(json_num(s, "tls.resumed") == 5);
     assert_true(json_num(s, "tls.full_handshake_us.p50") == 3.0);
-    assert_true(json_num(s, "tls.full_handshake_us.max") == 3.0);
+    assert_true(json_num(s, "tls.full_handshake_us.p99") == 5.1);
+    assert_true(json_num(s, "tls.full_handshake_us.max") == 8.0);
     assert_true(json_num(s, "tls.resumed_handshake_us.p50") == 1.0);
     assert_true(json_num(s, "tls.resumed_handshake_us.p99_9") == 1.0);
     assert_true(json_num(s, "tls.resumed_handshake_us.mean") == 1.0);
     free(s);
+
+    s = report_str(stress_report_text, &run, &res);
+    assert_line(s, "  connects   8 (8.0/s), connect time p50 0ns  p99 0ns (TCP connect + TLS "
+                   "handshake)\n");
+    assert_line(s, "  full hs    3 (3.0/s), handshake p50 3007ns  p90 3007ns  p99 5119ns  max "
+                   "8000ns\n");
+    assert_line(s, "  resumed    5 (5.0/s), handshake p50 1000ns  p90 1000ns  p99 1000ns  max "
+                   "1000ns\n");
+    assert_line(s, "  tls        verified against the system store, resumption offered "
+                   "(--tls-resume)\n");
+    free(s);
+
+    /* no resumption, --cacert; then --insecure */
+    t.tls_full = 8;
+    t.tls_resumed = 0;
+    run.tls_resume = 0;
+    run.cacert = "ca.pem";
+    s = report_str(stress_report_text, &run, &res);
+    assert_line(s, "  resumed    0\n");
+    assert_line(s, "  tls        verified against --cacert, every handshake full\n");
+    free(s);
+    run.insecure = 1;
+    s = report_str(stress_report_text, &run, &res);
+    assert_line(s, "  tls        no verification (--insecure), every handshake full\n");
+    free(s);
+    s = report_json(&run, &res);
+    assert_non_null(strstr(s, "\"tls\":{\"resume\":false,\"verify\":false,"));
+    free(s);
 }
 
 /* ---- text report ------------------------------------------------------------- */
-
-/* s holds line (a whole line, its newline included). */
-static void assert_line(const char *s, const char *line)
-{
-    const char *at = strstr(s, line);
-    if (!at || (at != s && at[-1] != '\n')) fail_msg("no line %s in:\n%s", line, s);
-}
 
 static void test_text_report(void **state)
 {
@@ -434,7 +465,7 @@ int main(void)
         cmocka_unit_test(test_merge),
         cmocka_unit_test(test_json_arithmetic),
         cmocka_unit_test(test_json_url_control_bytes),
-        cmocka_unit_test(test_json_tls),
+        cmocka_unit_test(test_tls_reports),
         cmocka_unit_test(test_text_report),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
