@@ -250,6 +250,24 @@ static void test_status_codes(void **state)
     assert_split_invariant(S(in), &w);
 }
 
+/* Header lines of one byte or of a colon alone are header lines (ignored),
+ * not the end of the head. */
+static void test_short_header_lines(void **state)
+{
+    (void)state;
+    static const char in[] = "HTTP/1.1 200 OK\r\nX\r\n:\nContent-Length: 2\r\n\r\nok"
+                             "HTTP/1.1 201 Created\r\nY\nContent-Length: 0\r\n\r\n";
+    got_t w;
+    run_whole(&w, S(in));
+    assert_int_equal(w.error, 0);
+    assert_int_equal(w.n, 2);
+    assert_int_equal(w.status[0], 200);
+    assert_int_equal(w.status[1], 201);
+    assert_int_equal(w.close[0], 0);
+    assert_int_equal(w.eof, 0);
+    assert_split_invariant(S(in), &w);
+}
+
 /* Whether the connection ends after a response: the version's default, and
  * the Connection options (whole tokens, any case, any line, close wins). */
 static void test_which_responses_end_the_connection(void **state)
@@ -549,6 +567,7 @@ int main(void)
         cmocka_unit_test(test_interim_then_final),
         cmocka_unit_test(test_no_body_statuses),
         cmocka_unit_test(test_status_codes),
+        cmocka_unit_test(test_short_header_lines),
         cmocka_unit_test(test_which_responses_end_the_connection),
         cmocka_unit_test(test_content_length_zero),
         cmocka_unit_test(test_read_to_close),
