@@ -19,6 +19,7 @@
 #include "filter/addr.h"
 #include "filter/cbpf_compile.h"
 #include "filter/rules.h"
+#include "budget_alloc.h"
 #include "cbpf_run.h"
 #include "xorshift.h"
 
@@ -594,6 +595,41 @@ static void test_capacity(void **state)
     assert_true(c4 < 8192 && c4d < 8192 && c6h < 8192 && c6n < 8192 && c6s < 8192);
 }
 
+/* Every allocation of a dual-stack compile failing in turn (both trees, the
+ * program): PC_ENOMEM, no program and nothing leaked, until the budget
+ * suffices; then the program is the one an unlimited compile gives. */
+static void test_alloc_failure(void **state)
+{
+    (void)state;
+    assert_int_equal(pc_set_allocator(&budget_allocator), 0);
+    budget_alloc_reset(-1);
+    pc_rules_t *r = load("deny 10.0.0.0/8\nallow 10.1.0.0/16\ndeny 2001:db8::/32\n");
+    cbpf_prog_t want;
+    assert_int_equal(cbpf_compile(r, 6, 1, &want), 0);
+    int ok = 0;
+    long budget;
+    for (budget = 0; budget < 100 && !ok; budget++) {
+        budget_alloc_reset(budget);
+        cbpf_prog_t p;
+        int rc = cbpf_compile(r, 6, 1, &p);
+        if (rc == 0) {
+            ok = 1;
+            assert_int_equal(p.len, want.len);
+            assert_memory_equal(p.insn, want.insn, want.len * sizeof *want.insn);
+            cbpf_prog_free(&p);
+        } else {
+            assert_int_equal(rc, PC_ENOMEM);
+            assert_null(p.insn);
+        }
+        assert_int_equal(budget_alloc_live(), 0);
+    }
+    assert_true(ok);
+    assert_true(budget > 4); /* two trees of two arrays each, then the program */
+    cbpf_prog_free(&want);
+    pc_rules_free(r);
+    assert_int_equal(pc_set_allocator(NULL), 0);
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -606,6 +642,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_dual_stack_version_jump),
         cmocka_unit_test(test_limit_exact),
         cmocka_unit_test(test_v6_trampoline_reach),
+        cmocka_unit_test(test_alloc_failure),
     };
     if (argc > 1) cmocka_set_test_filter(argv[1]); /* one test by name */
     return cmocka_run_group_tests(tests, NULL, NULL);
