@@ -624,6 +624,14 @@ static void rate_bucket(void **state)
     c.burst = 5;
     c.source_prefix_v4 = 24;
     kf_ebpf_t *k = open_or_skip(&c, NULL, -1);
+    /* a bucket of one: an idle source restarts from now, which leaves it
+     * no time ahead to spare */
+    kf_ebpf_config_t c1 = plain;
+    c1.rate = 1;
+    c1.burst = 1;
+    kf_ebpf_t *k1 = open_or_skip(&c1, NULL, -1);
+    assert_true(syn(k1, "192.0.2.7"));
+    assert_false(syn(k1, "192.0.2.7"));
     int passed = 0;
     for (int i = 0; i < 5; i++)
         passed += syn(k, i % 2 ? "192.0.2.1" : "192.0.2.200"); /* same /24 */
@@ -636,6 +644,8 @@ static void rate_bucket(void **state)
     struct timespec ts = {.tv_sec = 1, .tv_nsec = 300 * 1000 * 1000};
     nanosleep(&ts, NULL);
     assert_true(syn(k, "192.0.2.7")); /* refilled: >= 1 token after 1.3 s */
+    assert_true(syn(k1, "192.0.2.7"));
+    kf_ebpf_close(k1, -1);
     kf_ebpf_stats_t st;
     kf_ebpf_stats(k, &st);
     assert_int_equal(st.dropped_rate, 2);
@@ -728,6 +738,24 @@ static void rate_retransmit(void **state)
     kf_ebpf_stats(k, &st);
     assert_int_equal(st.syn_retransmits, KF_SLOTS);
     assert_int_equal(st.dropped_rate, NA - KF_SLOTS);
+    kf_ebpf_close(k, -1);
+
+    /* an attempt whose free repeats are used up takes a token again in its
+     * own slot: the source's other attempts stay remembered, the oldest too */
+    c.burst = KF_SLOTS + 1;
+    k = open_or_skip(&c, NULL, -1);
+    for (int i = 0; i < KF_SLOTS; i++) {
+        n = packet_id(att[i], &a, TCP_SYN, (uint16_t)(50000 + i), 777);
+        assert_true(run_pkt(k, att[i], n));
+    }
+    int last = KF_SLOTS - 1; /* the newest */
+    for (unsigned i = 0; i < KF_RETX_MAX; i++)
+        assert_true(run_pkt(k, att[last], n));
+    assert_true(run_pkt(k, att[last], n)); /* used up: takes the last token */
+    if (!run_pkt(k, att[0], n)) fail_msg("the oldest attempt was forgotten");
+    kf_ebpf_stats(k, &st);
+    assert_int_equal(st.syn_retransmits, KF_RETX_MAX + 1);
+    assert_int_equal(st.dropped_rate, 0);
     kf_ebpf_close(k, -1);
 }
 
