@@ -44,6 +44,7 @@ int main(void)
 #include "filter/rules.h"
 #include "iocp/bpf/kfilter_shared.h"
 #include "iocp/kfilter_ebpf.h"
+#include "bpf_caps.h"
 #include "xorshift.h"
 
 #define TCP_SYN 0x02
@@ -59,7 +60,7 @@ static kf_ebpf_t *open_or_skip(const kf_ebpf_config_t *cfg, const pc_rules_t *r,
     kf_ebpf_t *k = NULL;
     char why[200] = "";
     int rc = kf_ebpf_open(cfg, r, fd, &k, why, sizeof why);
-    if (rc == PC_EPERM) {
+    if (rc == PC_EPERM && !bpf_caps_held()) {
         printf("skipped: needs CAP_BPF (%s)\n", why);
         skip();
     }
