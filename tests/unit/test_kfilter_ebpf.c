@@ -823,9 +823,15 @@ static void blocked_sources(void **state)
     assert_int_equal(kf_ebpf_block_source(k, &a, 0), 0);
     assert_true(syn(k, "198.51.100.77"));
     assert_int_equal(kf_ebpf_block_source(k, &a, 0), 0); /* unblocking twice is fine */
+    /* no rate: no bucket, so a repeated SYN is no retransmission passed free */
+    uint8_t pkt[128];
+    size_t n = packet_id(pkt, &ack, TCP_SYN, 40000, 0x12345678);
+    for (int i = 0; i < 3; i++)
+        assert_true(run_pkt(k, pkt, n));
     kf_ebpf_stats_t st;
     kf_ebpf_stats(k, &st);
     assert_int_equal(st.dropped_max, 2);
+    assert_int_equal(st.syn_retransmits, 0);
     kf_ebpf_close(k, -1);
 }
 
