@@ -536,6 +536,13 @@ static void test_too_big_reports(void **state)
     assert_int_equal(p.ranges4, 6001);
     assert_int_equal(p.len, 6001);
     cbpf_prog_free(&p);
+    /* the same for IPv6 */
+    assert_int_equal(compile_isolated(6, 128, 0, 3000, &p), PC_ENOBUFS);
+    assert_int_equal(p.len_at_least, 1);
+    assert_int_equal(p.ranges6, 6001);
+    assert_int_equal(p.len, 6001);
+    assert_null(p.insn);
+    cbpf_prog_free(&p);
     /* 4096 ranges, a tree far longer than 4096 instructions: counted, never
      * "at least 4096" (which would fit) */
     assert_int_equal(compile_isolated_after("deny 0.0.0.0/32\n", 4, 32, 0, 2048, &p), PC_ENOBUFS);
