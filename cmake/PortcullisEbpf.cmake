@@ -37,11 +37,13 @@ endif()
 
 # pc_bpf_embed(SRC NAME OUTVAR [DEPS...]): compile SRC with clang -target bpf
 # and generate a C file defining NAME[] / NAME_len with the object's bytes;
-# OUTVAR receives the generated file (add it to a target's sources).
+# OUTVAR receives the generated file (add it to a target's sources). Files are
+# named after SRC, so two sources may embed under one NAME (a test's program
+# standing in for the library's: tests/CMakeLists.txt).
 function(pc_bpf_embed src name outvar)
   get_filename_component(_base ${src} NAME_WE)
   set(_obj ${CMAKE_BINARY_DIR}/bpf/${_base}.bpf.o)
-  set(_c ${CMAKE_BINARY_DIR}/bpf/${name}.c)
+  set(_c ${CMAKE_BINARY_DIR}/bpf/${_base}_embed.c)
   add_custom_command(OUTPUT ${_obj}
     COMMAND ${CMAKE_COMMAND} -E make_directory ${CMAKE_BINARY_DIR}/bpf
     COMMAND ${PC_BPF_CLANG} ${PC_BPF_CFLAGS} -c ${src} -o ${_obj}

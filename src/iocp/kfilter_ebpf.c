@@ -79,18 +79,39 @@ static int fail(char *why, size_t whylen, int e, const char *what)
     return map_errno(e);
 }
 
-/* libbpf's messages, at debug level. The format attribute tells the compiler
- * that fmt is a printf format checked at libbpf's call sites. */
+/* Set when libbpf prints the verifier's log of a program it failed to load
+ * (the calling thread's load: libbpf prints from it). The verifier refuses
+ * with EACCES, as a missing capability does: this tells them apart. */
+static _Thread_local int t_verifier_refused;
+
+/* libbpf's messages, at debug level, one log line per line: the verifier's
+ * log comes as one message of many lines, kilobytes long, its verdict at the
+ * end. The format attribute tells the compiler that fmt is a printf format
+ * checked at libbpf's call sites. */
 static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap) PC__PRINTF(2, 0);
 static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
+    if (strstr(fmt, "PROG LOAD LOG")) t_verifier_refused = 1;
     if (!pc__log_enabled(PC_LOG_DEBUG)) return 0;
-    char line[512];
-    vsnprintf(line, sizeof line, fmt, ap);
-    size_t n = strlen(line);
-    if (n && line[n - 1] == '\n') line[n - 1] = 0;
-    /* most of libbpf's lines already begin with "libbpf: " */
-    PC_LOGD("%s%s", strncmp(line, "libbpf: ", 8) ? "libbpf: " : "", line);
+    char small[512], *text = small;
+    va_list again;
+    va_copy(again, ap);
+    int n = vsnprintf(small, sizeof small, fmt, ap);
+    /* no memory for the whole message: its first bytes */
+    if (n >= (int)sizeof small && (text = pc__malloc((size_t)n + 1)) != NULL)
+        vsnprintf(text, (size_t)n + 1, fmt, again);
+    else
+        text = small;
+    va_end(again);
+    for (char *p = text; n > 0 && *p;) {
+        char *end = strchr(p, '\n');
+        if (end) *end = 0;
+        /* most of libbpf's own lines already begin with "libbpf: " */
+        if (*p) PC_LOGD("%s%s", strncmp(p, "libbpf: ", 8) ? "libbpf: " : "", p);
+        if (!end) break;
+        p = end + 1;
+    }
+    if (text != small) pc__free(text);
     return 0;
 }
 
@@ -324,7 +345,17 @@ static int obj_build(kf_ebpf_t *k, const pc_rules_t *rules, kf_obj_t **out, char
         rc = fail(why, whylen, errno, "reusing the eBPF source maps");
         goto done;
     }
+    t_verifier_refused = 0;
     int err = bpf_object__load(ob);
+    if (err && t_verifier_refused && (-err == EACCES || -err == EPERM)) {
+        /* not a privilege: this kernel cannot run the program */
+        rc = PC_ENOSYS;
+        if (why && whylen)
+            snprintf(why, whylen,
+                     "bpf(): loading the eBPF filter: the kernel's verifier "
+                     "refused it (its log: debug level)");
+        goto done;
+    }
     if (err) {
         rc = fail(why, whylen, -err, "bpf(): loading the eBPF filter");
         goto done;

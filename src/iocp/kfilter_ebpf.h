@@ -70,10 +70,12 @@ typedef struct kf_ebpf_stats_s {
 
 /* Build maps and program for rules (NULL: no rules) and attach them to the
  * listening socket fd (SO_ATTACH_BPF); fd < 0 builds without attaching (tests
- * and the benchmark drive the program with BPF_PROG_TEST_RUN). Returns 0, or: PC_EPERM (bpf() or
- * the attach refused: no CAP_BPF / CAP_NET_ADMIN), PC_ENOSYS (no eBPF support, or the tier not
- * built), PC_ENOMEM, PC_EINVAL. On failure nothing stays attached or allocated, *out is NULL and
- * why (if not NULL) receives a one-line reason ("bpf(BPF_MAP_CREATE): Operation not permitted"). */
+ * and the benchmark drive the program with BPF_PROG_TEST_RUN). Returns 0, or:
+ * PC_EPERM (bpf() or the attach refused: no CAP_BPF / CAP_NET_ADMIN),
+ * PC_ENOSYS (no eBPF support, the kernel's verifier refused the program, or
+ * the tier not built), PC_ENOMEM, PC_EINVAL. On failure nothing stays
+ * attached or allocated, *out is NULL and why (if not NULL) receives a
+ * one-line reason ("bpf(BPF_MAP_CREATE): Operation not permitted"). */
 int kf_ebpf_open(const kf_ebpf_config_t *cfg, const pc_rules_t *rules, int fd, kf_ebpf_t **out,
                  char *why, size_t whylen);
 
