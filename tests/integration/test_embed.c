@@ -64,6 +64,18 @@ static pc_conn_id_t wait_open_id(int n)
     return atomic_load(&g_last_id);
 }
 
+/* A server with the base config and one client connected to it: the
+ * client's socket, and the connection's id in *id. */
+static shim_sock_t start_one_client(pc_conn_id_t *id)
+{
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    start_server(&cfg);
+    shim_sock_t s = connect_server(10000);
+    *id = wait_open_id(1);
+    return s;
+}
+
 /* A client that never reads: tiny receive buffer, so the kernel takes
  * little of what is sent to it. */
 static shim_sock_t connect_nonreader(void)
@@ -406,11 +418,8 @@ static void post_to_pause_resume(void **state)
 {
     (void)state;
     atomic_store(&g_post_runs, 0);
-    pc_server_config_t cfg;
-    base_config(&cfg);
-    start_server(&cfg);
-    shim_sock_t s = connect_server(10000);
-    pc_conn_id_t id = wait_open_id(1);
+    pc_conn_id_t id;
+    shim_sock_t s = start_one_client(&id);
     expect_echo(s, "before");
     assert_int_equal(pc_server_post_to(g_srv, id, post_pause, NULL), 0);
     WAIT_FOR(atomic_load(&g_post_runs) == 1, 5000);
@@ -448,11 +457,8 @@ static void post_to_pause_resume_at_once(void **state)
 {
     (void)state;
     atomic_store(&g_post_runs, 0);
-    pc_server_config_t cfg;
-    base_config(&cfg);
-    start_server(&cfg);
-    shim_sock_t s = connect_server(10000);
-    pc_conn_id_t id = wait_open_id(1);
+    pc_conn_id_t id;
+    shim_sock_t s = start_one_client(&id);
     expect_echo(s, "before");
     for (int i = 0; i < 3; i++) {
         assert_int_equal(pc_server_post_to(g_srv, id, post_pause_resume_at_once, NULL), 0);
@@ -642,11 +648,8 @@ static void post_sendv_empty_entry(pc_conn_t *c, void *arg)
 static void stale_ids_every_call(void **state)
 {
     (void)state;
-    pc_server_config_t cfg;
-    base_config(&cfg);
-    start_server(&cfg);
-    shim_sock_t s = connect_server(10000);
-    pc_conn_id_t id = wait_open_id(1);
+    pc_conn_id_t id;
+    shim_sock_t s = start_one_client(&id);
     pc_conn_id_t ids[8];
     assert_int_equal(pc_server_conn_ids(g_srv, ids, 8), 1);
     assert_true(ids[0] == id);
@@ -729,11 +732,8 @@ static void sendv_lengths_wrap_refused(void **state)
 {
     (void)state;
     if (sizeof(((pc_buf_t *)0)->len) < sizeof(size_t)) skip();
-    pc_server_config_t cfg;
-    base_config(&cfg);
-    start_server(&cfg);
-    shim_sock_t s = connect_server(10000);
-    pc_conn_id_t id = wait_open_id(1);
+    pc_conn_id_t id;
+    shim_sock_t s = start_one_client(&id);
     pc_buf_t b[2];
     wrap_bufs(b);
     assert_int_equal(pc_server_sendv_to(g_srv, id, b, 2), PC_EINVAL);
@@ -1624,11 +1624,8 @@ static void abort_id_refuses_later_sends(void **state)
     atomic_store(&g_gate_in, 0);
     atomic_store(&g_gate_open, 0);
     atomic_store(&g_second_in, 0);
-    pc_server_config_t cfg;
-    base_config(&cfg);
-    start_server(&cfg);
-    shim_sock_t s = connect_server(10000);
-    pc_conn_id_t id = wait_open_id(1);
+    pc_conn_id_t id;
+    shim_sock_t s = start_one_client(&id);
     assert_int_equal(pc_server_post_to(g_srv, id, post_gate, NULL), 0);
     WAIT_FOR(atomic_load(&g_gate_in), 5000);
     assert_true(atomic_load(&g_gate_in));
