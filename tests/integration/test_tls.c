@@ -1395,6 +1395,31 @@ static shim_sock_t accept_client_hello(shim_sock_t l)
     return a;
 }
 
+/* The pc_client_* tests' set-up: a client server and context, and a
+ * silent_listener at ep, whose peer the test plays by hand. */
+typedef struct pcc_peer_s {
+    shim_sock_t l;
+    pc_server_t *cs;
+    pc_tls_ctx_t *cx;
+    char ep[64];
+} pcc_peer_t;
+
+static void pcc_peer_open(pcc_peer_t *pp)
+{
+    int port = silent_listener(&pp->l);
+    pp->cs = client_server();
+    pp->cx = client_ctx(DATA("ca.pem"), 0);
+    snprintf(pp->ep, sizeof pp->ep, "127.0.0.1:%d", port);
+}
+
+static void pcc_peer_close(pcc_peer_t *pp)
+{
+    pc_tls_ctx_free(pp->cx);
+    pc_server_stop(pp->cs, 1000);
+    pc_server_destroy(pp->cs);
+    shim_close(pp->l);
+}
+
 /* A peer that reads the ClientHello and hangs up, with a FIN, then with a
  * reset: the handshake failed, and on_close says so (PC_CLOSE_TLS with
  * PC_ETLS, or PC_ECONNRESET for the reset). It said PC_CLOSE_PEER with 0
@@ -1405,22 +1430,18 @@ static shim_sock_t accept_client_hello(shim_sock_t l)
 static void pc_client_handshake_cut(void **state)
 {
     (void)state;
-    shim_sock_t l;
-    int port = silent_listener(&l);
-    pc_server_t *cs = client_server();
-    pc_tls_ctx_t *cx = client_ctx(DATA("ca.pem"), 0);
-    char ep[64];
-    snprintf(ep, sizeof ep, "127.0.0.1:%d", port);
+    pcc_peer_t pp;
+    pcc_peer_open(&pp);
     for (int round = 0; round < 3; round++) {
         int reset = round > 0, app_first = round == 2;
         pcc_t p;
         memset(&p, 0, sizeof p);
         pc_conn_id_t id = 0;
-        assert_int_equal(pc_connect_tls(cs, ep, NULL, cx, NULL, &pcc_cb, &p, &id), 0);
-        shim_sock_t a = accept_client_hello(l);
+        assert_int_equal(pc_connect_tls(pp.cs, pp.ep, NULL, pp.cx, NULL, &pcc_cb, &p, &id), 0);
+        shim_sock_t a = accept_client_hello(pp.l);
         if (app_first) { /* its FIN first */
             char fin[16];
-            assert_int_equal(pc_server_close_id(cs, id), 0);
+            assert_int_equal(pc_server_close_id(pp.cs, id), 0);
             assert_int_equal(shim_recv_some(a, fin, sizeof fin), 0);
         }
         if (reset)
@@ -1441,13 +1462,10 @@ static void pc_client_handshake_cut(void **state)
         assert_int_equal(atomic_load(&p.err), reset ? PC_ECONNRESET : PC_ETLS);
     }
     pc_server_stats_t st;
-    pc_server_stats(cs, &st);
+    pc_server_stats(pp.cs, &st);
     assert_int_equal(st.closed[PC_CLOSE_TLS], 2);
     assert_int_equal(st.closed[PC_CLOSE_PEER], 0);
-    pc_tls_ctx_free(cx);
-    pc_server_stop(cs, 1000);
-    pc_server_destroy(cs);
-    shim_close(l);
+    pcc_peer_close(&pp);
 }
 
 /* A peer that answers the ClientHello with bytes that are no TLS record:
@@ -1458,16 +1476,12 @@ static void pc_client_handshake_cut(void **state)
 static void pc_client_bad_answer_then_reset(void **state)
 {
     (void)state;
-    shim_sock_t l;
-    int port = silent_listener(&l);
-    pc_server_t *cs = client_server();
-    pc_tls_ctx_t *cx = client_ctx(DATA("ca.pem"), 0);
-    char ep[64];
-    snprintf(ep, sizeof ep, "127.0.0.1:%d", port);
+    pcc_peer_t pp;
+    pcc_peer_open(&pp);
     pcc_t p;
     memset(&p, 0, sizeof p);
-    assert_int_equal(pc_connect_tls(cs, ep, NULL, cx, NULL, &pcc_cb, &p, NULL), 0);
-    shim_sock_t a = accept_client_hello(l);
+    assert_int_equal(pc_connect_tls(pp.cs, pp.ep, NULL, pp.cx, NULL, &pcc_cb, &p, NULL), 0);
+    shim_sock_t a = accept_client_hello(pp.l);
     static const char bad[] = "HTTP/1.1 400 Bad Request\r\n\r\n";
     assert_int_equal(shim_send_all(a, bad, sizeof bad - 1), 0);
     size_t n = 0;
@@ -1479,10 +1493,7 @@ static void pc_client_bad_answer_then_reset(void **state)
     assert_int_equal(atomic_load(&p.opened), 0);
     assert_int_equal(atomic_load(&p.reason), PC_CLOSE_TLS);
     assert_int_equal(atomic_load(&p.err), PC_ETLS);
-    pc_tls_ctx_free(cx);
-    pc_server_stop(cs, 1000);
-    pc_server_destroy(cs);
-    shim_close(l);
+    pcc_peer_close(&pp);
 }
 
 /* Bytes sent by id before a close from the strand go out before
