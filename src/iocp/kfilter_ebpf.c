@@ -5,6 +5,7 @@
  * docs/kernel-filter-ebpf.md. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,6 +84,13 @@ static int fail(char *why, size_t whylen, int e, const char *what)
  * (the calling thread's load: libbpf prints from it). The verifier refuses
  * with EACCES, as a missing capability does: this tells them apart. */
 static _Thread_local int t_verifier_refused;
+
+/* libbpf's print function is global to the process, and each load swaps
+ * ours in and puts the previous one back: loads hold this lock from the swap
+ * to the put-back, or one would put back the application's handler while
+ * another is loading, and that load's verifier log (and the refusal it
+ * tells) would go there. Loads are rare (start, rule swaps). */
+static pthread_mutex_t g_load_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* libbpf's messages, at debug level, one log line per line: the verifier's
  * log comes as one message of many lines, kilobytes long, its verdict at the
@@ -299,7 +307,9 @@ static int obj_build(kf_ebpf_t *k, const pc_rules_t *rules, kf_obj_t **out, char
         return rc;
     }
     /* libbpf's messages go to our debug log while we load (its default
-     * prints to stderr); the previous handler is put back afterwards */
+     * prints to stderr); the previous handler is put back afterwards, both
+     * under g_load_lock */
+    pthread_mutex_lock(&g_load_lock);
     libbpf_print_fn_t prev_print = libbpf_set_print(libbpf_log);
     kf_obj_t *o = pc__calloc(1, sizeof *o);
     if (!o) {
@@ -405,6 +415,7 @@ static int obj_build(kf_ebpf_t *k, const pc_rules_t *rules, kf_obj_t **out, char
     rc = 0;
 done:
     libbpf_set_print(prev_print);
+    pthread_mutex_unlock(&g_load_lock);
     pc__free(r4);
     pc__free(r6);
     if (rc) {

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -27,6 +28,8 @@ int main(void)
 #include "portcullis/filter.h"
 #include "iocp/kfilter_ebpf.h"
 #include "bpf_caps.h"
+
+#include <bpf/libbpf.h>
 
 static void need_caps(void)
 {
@@ -68,6 +71,74 @@ static void verifier_refusal_named(void **state)
     pc_log_set_level(PC_LOG_INFO);
     pc_log_set_handler(NULL, NULL);
     assert_int_equal(g_verdict_lines, 1);
+}
+
+/* Loads that run at once (two servers starting, a rule swap while another
+ * starts): each must see its own refusal, and the application's libbpf print
+ * function must be back in place afterwards, having printed nothing of ours.
+ * libbpf's print function is global to the process and each load swaps it in
+ * and puts the previous one back; unserialised, one load puts back the
+ * application's handler while the other is loading, the verifier's log goes
+ * there, and that refusal reads as a missing privilege. Each round sets the
+ * application's handler again and starts both loads together. */
+enum { LOADERS = 2, ROUNDS = 16 };
+
+static pthread_barrier_t g_round;
+static int g_app_prints;
+
+static int app_print(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+    (void)level;
+    (void)fmt;
+    (void)ap;
+    __atomic_add_fetch(&g_app_prints, 1, __ATOMIC_RELAXED);
+    return 0;
+}
+
+static void *load_refused(void *arg)
+{
+    int *wrong = arg;
+    const kf_ebpf_config_t c = {
+        .source_prefix_v4 = 32, .source_prefix_v6 = 128, .source_entries = 1024};
+    for (int i = 0; i < ROUNDS; i++) {
+        pthread_barrier_wait(&g_round); /* the handler is the application's */
+        kf_ebpf_t *k = NULL;
+        char why[200] = "";
+        int rc = kf_ebpf_open(&c, NULL, -1, &k, why, sizeof why);
+        if (rc != PC_ENOSYS || k || !strstr(why, "verifier")) {
+            printf("round %d: %s (%s)\n", i, pc_err_name(rc), why);
+            (*wrong)++;
+        }
+        if (k) kf_ebpf_close(k, -1);
+        pthread_barrier_wait(&g_round); /* both loads done */
+    }
+    return NULL;
+}
+
+static void concurrent_refusals_named(void **state)
+{
+    (void)state;
+    need_caps();
+    assert_int_equal(pthread_barrier_init(&g_round, NULL, LOADERS + 1), 0);
+    pthread_t t[LOADERS];
+    int wrong[LOADERS] = {0};
+    for (int i = 0; i < LOADERS; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, load_refused, &wrong[i]), 0);
+    libbpf_print_fn_t before = libbpf_set_print(app_print);
+    int restored = 0;
+    for (int i = 0; i < ROUNDS; i++) {
+        pthread_barrier_wait(&g_round);
+        pthread_barrier_wait(&g_round);
+        if (libbpf_set_print(app_print) == app_print) restored++;
+    }
+    libbpf_set_print(before);
+    for (int i = 0; i < LOADERS; i++)
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+    pthread_barrier_destroy(&g_round);
+    for (int i = 0; i < LOADERS; i++)
+        assert_int_equal(wrong[i], 0);
+    assert_int_equal(g_app_prints, 0);
+    assert_int_equal(restored, ROUNDS);
 }
 
 static void on_data(pc_conn_t *c, const void *data, size_t len)
@@ -113,6 +184,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(verifier_refusal_named),
         cmocka_unit_test(server_falls_back_naming_verifier),
+        cmocka_unit_test(concurrent_refusals_named),
     };
     return cmocka_run_group_tests_name("kfilter_ebpf_refused", tests, NULL, NULL);
 }
