@@ -27,7 +27,10 @@
  * serialises the calls on one kf_ebpf_t, with one exception: those two use
  * only the maps shared by every program, fixed by kf_ebpf_open, and may run
  * while kf_ebpf_set_rules builds and swaps in a new program (the server does
- * not make a swap wait for them, nor them for a swap). */
+ * not make a swap wait for them, nor them for a swap). Loads of different
+ * kf_ebpf_t (kf_ebpf_open, kf_ebpf_set_rules) may run at once: the step that
+ * swaps in libbpf's print function, global to the process, is serialised
+ * inside. */
 #ifndef PC_IOCP_KFILTER_EBPF_H
 #define PC_IOCP_KFILTER_EBPF_H
 
