@@ -4,8 +4,12 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <string.h>
 #ifndef _WIN32
+#include <pthread.h>
+#include <signal.h>
 #include <unistd.h>
 #endif
 
@@ -132,6 +136,124 @@ static void threads_and_conditions(void **state)
     pc__cond_destroy(&s.c);
 }
 
+/* A thread is itself and no other: pc__thread_is_self of its handle is 1
+ * on the thread and 0 on the one that started it. The thread waits for
+ * its handle to be published (pc__thread_start writes it on return). */
+typedef struct self_s {
+    pc_mutex_t m;
+    pc_cond_t c;
+    pc_thread_t t;
+    int published;
+    int self;
+} self_t;
+
+static void check_self(void *arg)
+{
+    self_t *s = arg;
+    pc__mutex_lock(&s->m);
+    while (!s->published)
+        pc__cond_wait(&s->c, &s->m);
+    s->self = pc__thread_is_self(s->t);
+    pc__mutex_unlock(&s->m);
+}
+
+static void thread_knows_itself(void **state)
+{
+    (void)state;
+    self_t s = {0};
+    s.self = -1;
+    pc__mutex_init(&s.m);
+    pc__cond_init(&s.c);
+    pc_thread_t t;
+    assert_int_equal(pc__thread_start(&t, check_self, &s, "self"), 0);
+    pc__mutex_lock(&s.m);
+    s.t = t;
+    s.published = 1;
+    pc__cond_signal(&s.c);
+    pc__mutex_unlock(&s.m);
+    assert_int_equal(pc__thread_is_self(t), 0);
+    pc__thread_join(t);
+    assert_int_equal(s.self, 1);
+    pc__mutex_destroy(&s.m);
+    pc__cond_destroy(&s.c);
+}
+
+/* A broadcast wakes every waiter, not one: two threads wait on go (5 s at
+ * most) for a flag the main thread sets and broadcasts once both are
+ * waiting (a waiter counts itself under the mutex, which the wait gives up,
+ * and tells the main thread on counted: on go, its signal could wake the
+ * other waiter instead). */
+typedef struct crowd_s {
+    pc_mutex_t m;
+    pc_cond_t counted, go_cond;
+    int waiting;
+    int go;
+    int timed_out;
+} crowd_t;
+
+static void wait_for_go(void *arg)
+{
+    crowd_t *s = arg;
+    pc__mutex_lock(&s->m);
+    s->waiting++;
+    pc__cond_signal(&s->counted);
+    while (!s->go) {
+        /* a time-out, go set or not: the broadcast did not wake it */
+        if (pc__cond_timedwait(&s->go_cond, &s->m, 5000) == PC_ETIMEDOUT) {
+            s->timed_out++;
+            break;
+        }
+    }
+    pc__mutex_unlock(&s->m);
+}
+
+static void broadcast_wakes_all(void **state)
+{
+    (void)state;
+    crowd_t s = {0};
+    pc__mutex_init(&s.m);
+    pc__cond_init(&s.counted);
+    pc__cond_init(&s.go_cond);
+    pc_thread_t t[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pc__thread_start(&t[i], wait_for_go, &s, "waiter"), 0);
+    pc__mutex_lock(&s.m);
+    while (s.waiting < 2)
+        pc__cond_wait(&s.counted, &s.m);
+    s.go = 1;
+    pc__cond_broadcast(&s.go_cond);
+    pc__mutex_unlock(&s.m);
+    for (int i = 0; i < 2; i++)
+        pc__thread_join(t[i]);
+    assert_int_equal(s.timed_out, 0);
+    pc__mutex_destroy(&s.m);
+    pc__cond_destroy(&s.counted);
+    pc__cond_destroy(&s.go_cond);
+}
+
+/* A timed wait of more than a second, with a fraction of a second that
+ * takes the deadline's nanoseconds past a whole second (unless the clock
+ * reads less than 1 ms into its second), waits all of it: its whole
+ * seconds counted, the deadline carried into the next second (else an
+ * invalid deadline returned at once). */
+static void long_timed_wait(void **state)
+{
+    (void)state;
+    pc_mutex_t m;
+    pc_cond_t c;
+    pc__mutex_init(&m);
+    pc__cond_init(&c);
+    uint64_t t0 = pc__now_ms();
+    pc__mutex_lock(&m);
+    int rc = pc__cond_timedwait(&c, &m, 1999);
+    pc__mutex_unlock(&m);
+    uint64_t dt = pc__now_ms() - t0;
+    assert_int_equal(rc, PC_ETIMEDOUT);
+    assert_true(dt >= 1950 && dt < 10000); /* a Windows wait may end a tick early */
+    pc__mutex_destroy(&m);
+    pc__cond_destroy(&c);
+}
+
 static void clock_is_monotonic(void **state)
 {
     (void)state;
@@ -141,6 +263,48 @@ static void clock_is_monotonic(void **state)
     assert_true(b - a >= 19000000ull);
     assert_true(pc__now_ms() >= a / 1000000ull);
 }
+
+#ifndef _WIN32
+/* A sleep of more than a second lasts all of it, signals or not: its whole
+ * seconds counted, and a signal that interrupts it (EINTR) does not end it.
+ * A helper thread signals the sleeping thread every few ms until it
+ * wakes. Not on Windows (no signals). */
+static atomic_int g_slept;
+static pthread_t g_sleeper;
+static void on_usr1(int sig)
+{
+    (void)sig;
+}
+static void interrupt_sleeper(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&g_slept)) {
+        pthread_kill(g_sleeper, SIGUSR1);
+        pc__sleep_ms(5);
+    }
+}
+
+static void sleep_through_signals(void **state)
+{
+    (void)state;
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_usr1; /* no SA_RESTART: nanosleep says EINTR anyway */
+    sigemptyset(&sa.sa_mask);
+    assert_int_equal(sigaction(SIGUSR1, &sa, &old), 0);
+    atomic_store(&g_slept, 0);
+    g_sleeper = pthread_self();
+    pc_thread_t t;
+    assert_int_equal(pc__thread_start(&t, interrupt_sleeper, NULL, "interrupt"), 0);
+    uint64_t t0 = pc__now_ms();
+    pc__sleep_ms(1001);
+    uint64_t dt = pc__now_ms() - t0;
+    atomic_store(&g_slept, 1);
+    pc__thread_join(t);
+    sigaction(SIGUSR1, &old, NULL);
+    assert_true(dt >= 1000);
+}
+#endif
 
 static char g_line[256];
 static int g_lines;
@@ -172,6 +336,12 @@ int main(void)
         cmocka_unit_test(endpoints),
         cmocka_unit_test(threads_and_conditions),
         cmocka_unit_test(clock_is_monotonic),
+        cmocka_unit_test(thread_knows_itself),
+        cmocka_unit_test(broadcast_wakes_all),
+        cmocka_unit_test(long_timed_wait),
+#ifndef _WIN32
+        cmocka_unit_test(sleep_through_signals),
+#endif
         cmocka_unit_test(log_sink_and_level),
     };
     return cmocka_run_group_tests_name("endpoint_thread", tests, NULL, NULL);
