@@ -185,12 +185,14 @@ static void partial_allocator_never_mixes(void **state)
  * whole string from pc__strdup. */
 static int g_tag;
 static size_t g_least; /* the fewest bytes asked of the user's malloc or realloc */
+static size_t g_asked; /* the bytes asked of the user's malloc last */
 static int g_wrong_user, g_null_frees;
 
 static void *dirty_malloc(void *u, size_t n)
 {
     if (u != &g_tag) g_wrong_user++;
     if (n < g_least) g_least = n;
+    g_asked = n;
     if (n == 0) return NULL;
     /* a few bytes more than asked, all dirty: a read past the n bytes
      * (a string without its terminator) finds no zero there */
@@ -224,6 +226,7 @@ static void user_allocator_promises(void **state)
     assert_int_equal(pc_set_allocator(&a), 0);
     unsigned char *p = pc__calloc(10, 10);
     assert_non_null(p);
+    assert_int_equal(g_asked, 100); /* all of it asked for, not one of the 10 */
     for (int i = 0; i < 100; i++)
         assert_int_equal(p[i], 0);
     pc__free(p);
@@ -249,7 +252,8 @@ static void user_allocator_promises(void **state)
 }
 
 /* A calloc given with the set is the one used: not the set's malloc and a
- * memset. */
+ * memset. A calloc alone is no set (nothing to free its blocks with): it is
+ * refused, not taken for "all NULL", the default. */
 static int g_callocs;
 static void *counting_calloc(void *u, size_t n, size_t sz)
 {
@@ -274,6 +278,8 @@ static void user_calloc_used(void **state)
     assert_int_equal(g_callocs, 1);
     assert_int_equal(g_own_frees, 1);
     assert_int_equal(g_foreign_frees, 0);
+    pc_allocator_t alone = {NULL, counting_calloc, NULL, NULL, NULL};
+    assert_int_equal(pc_set_allocator(&alone), PC_EINVAL);
 }
 
 int main(void)
