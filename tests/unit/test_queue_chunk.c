@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -12,6 +13,7 @@
 #include "core/chunk.h"
 #include "core/queue.h"
 #include "core/stats.h"
+#include "portcullis.h"
 #include "tls/tls_sess.h"
 #include "xorshift.h"
 
@@ -64,6 +66,40 @@ static void chunks_round_up(void **state)
      * says SIZE_MAX (header + cap wrapped round) */
     assert_null(chunk_new(SIZE_MAX));
     assert_null(chunk_new(SIZE_MAX - sizeof(chunk_t) + 1));
+}
+
+/* A new chunk is empty and unlinked whatever its block held before: an
+ * allocator that hands out dirty blocks (every byte 0xa5). */
+static void *dirty_malloc(void *u, size_t n)
+{
+    (void)u;
+    void *p = malloc(n);
+    if (p) memset(p, 0xa5, n);
+    return p;
+}
+static void *plain_realloc(void *u, void *p, size_t n)
+{
+    (void)u;
+    return realloc(p, n);
+}
+static void plain_free(void *u, void *p)
+{
+    (void)u;
+    free(p);
+}
+
+static void chunk_new_is_empty_and_unlinked(void **state)
+{
+    (void)state;
+    const pc_allocator_t dirty = {dirty_malloc, NULL, plain_realloc, plain_free, NULL};
+    assert_int_equal(pc_set_allocator(&dirty), 0);
+    chunk_t *c = chunk_new(10);
+    assert_non_null(c);
+    assert_int_equal(c->off, 0);
+    assert_int_equal(c->len, 0);
+    assert_false(queue_linked(&c->link));
+    chunk_free(c);
+    assert_int_equal(pc_set_allocator(NULL), 0);
 }
 
 /* A queue's chunks: their memory and their pending bytes (data[off, len))
@@ -298,6 +334,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(queue_order_and_remove),
         cmocka_unit_test(chunks_round_up),
+        cmocka_unit_test(chunk_new_is_empty_and_unlinked),
         cmocka_unit_test(chunks_of_a_queue),
         cmocka_unit_test(counter_within_limit),
         cmocka_unit_test(tls_write_bound_by_case),
