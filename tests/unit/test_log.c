@@ -129,6 +129,19 @@ static void same_function_other_pointer(void **state)
     assert_int_equal(atomic_load(&s2.lines), 1);
 }
 
+/* The level in force before any pc_log_set_level is info: info lines are
+ * logged, debug ones are not. (First in the list: no test has set one.) */
+static void info_by_default(void **state)
+{
+    (void)state;
+    atomic_store(&s1.lines, 0);
+    pc_log_set_handler(count_user, &s1);
+    PC_LOGD("debug: below the default");
+    PC_LOGI("info: the default");
+    pc_log_set_handler(NULL, NULL);
+    assert_int_equal(atomic_load(&s1.lines), 1);
+}
+
 /* PC_LOG_OFF is a threshold, not a level a line has: a line given it is
  * dropped whatever the level in force (the default sink has no name for
  * it: it read past its table). */
@@ -183,8 +196,9 @@ static void default_sink_names_levels(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(switch_while_logging),        cmocka_unit_test(set_and_restore),
-        cmocka_unit_test(same_function_other_pointer), cmocka_unit_test(off_is_no_level),
+        cmocka_unit_test(info_by_default),           cmocka_unit_test(switch_while_logging),
+        cmocka_unit_test(set_and_restore),           cmocka_unit_test(same_function_other_pointer),
+        cmocka_unit_test(off_is_no_level),
 #ifndef _WIN32
         cmocka_unit_test(default_sink_names_levels),
 #endif
