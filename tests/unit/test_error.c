@@ -100,6 +100,11 @@ static void other_names(void **state)
     assert_string_equal(pc_close_reason_str(PC_CLOSE_REASON_COUNT), "unknown");
     assert_string_equal(pc_step_name(PC_STEP_RULES), "rules");
     assert_string_equal(pc_step_name(PC_STEP_COUNT), "unknown");
+    /* below the table too: a negative value is no index */
+    assert_string_equal(pc_close_reason_str((pc_close_reason_t)-1), "unknown");
+    assert_string_equal(pc_step_name((pc_step_t)-1), "unknown");
+    assert_string_equal(pc_proxy_error_str(-1), "unknown");
+    assert_string_equal(pc_proxy_error_str(PC_PROXY_ERR_COUNT), "unknown");
     assert_string_equal(pc_backend_name(PC_BACKEND_EPOLL), "epoll");
     assert_string_equal(pc_backend_name((pc_backend_t)99), "unknown");
     assert_int_equal(pc_backend_parse("uring"), PC_BACKEND_URING);
