@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Environment-variable knobs: the one parser (core/env.c). */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -172,6 +173,9 @@ static void bounded_uint(void **state)
     assert_int_equal(pc__env_uint(VAR, 64, 1, 100), 1);
     set("100");
     assert_int_equal(pc__env_uint(VAR, 64, 1, 100), 100);
+    errno = ERANGE; /* left by an earlier call: not this value's */
+    set("7");
+    assert_int_equal(pc__env_uint(VAR, 64, 1, 100), 7);
     set("0"); /* below the range */
     assert_int_equal(pc__env_uint(VAR, 64, 1, 100), 64);
     set("101"); /* above it */
