@@ -49,6 +49,13 @@ static void queue_order_and_remove(void **state)
     k = 0;
     queue_foreach(e, &h2) assert_int_equal(pc_container_of(e, item_t, link)->v, expect2[k++]);
     assert_int_equal(k, 5);
+    /* the moved elements' last is dst's tail now: one added goes after it */
+    item_t last = {5, {NULL, NULL}};
+    queue_insert_tail(&h2, &last.link);
+    int expect3[] = {2, 0, 1, 3, 4, 5};
+    k = 0;
+    queue_foreach(e, &h2) assert_int_equal(pc_container_of(e, item_t, link)->v, expect3[k++]);
+    assert_int_equal(k, 6);
 }
 
 static void chunks_round_up(void **state)
