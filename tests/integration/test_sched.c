@@ -186,6 +186,22 @@ static void other_policy_kept(void **state)
     expect_server_threads(policy, 0);
     echo_once();
 }
+/* A server started from a thread already under SCHED_BATCH: its threads
+ * inherit batch scheduling, which is what was asked, not another policy to
+ * keep: nothing said, the stats report it on. */
+static void batch_inherited(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.sched_batch = 1;
+    create_server_on(&cfg, "127.0.0.1:0");
+    assert_int_equal(start_under(SCHED_BATCH, 0, 0), 0);
+    assert_int_equal(g_nstart_lines, 0);
+    assert_int_equal(stats().sched_batch, 1);
+    expect_server_threads(SCHED_BATCH, 0);
+    echo_once();
+}
 #endif
 
 int main(int argc, char **argv)
@@ -197,6 +213,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(off_by_default, teardown),
 #ifdef __linux__
         cmocka_unit_test_teardown(other_policy_kept, teardown), /* not on Windows */
+        cmocka_unit_test_teardown(batch_inherited, teardown),   /* not on Windows */
 #endif
     };
     if (PICK_TEST(tests, argc, argv) != 0) return 1;
