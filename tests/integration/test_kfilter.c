@@ -182,6 +182,10 @@ static void expect_tier(int idx, pc_kernel_filter_t want)
         fail_msg("asked %s, running %s: %s", pc_kernel_filter_name(want),
                  pc_kernel_filter_name(kf.tier), kf.why);
     }
+    /* a tier in force as asked (or eBPF, the best) has no reason to give:
+     * one left over from an earlier failed reload would be stale */
+    if ((kf.tier == want || kf.tier == PC_KERNEL_FILTER_EBPF) && kf.why[0])
+        fail_msg("%s in force, yet the reason says: %s", pc_kernel_filter_name(kf.tier), kf.why);
     /* the eBPF tier's maps and program hold kernel memory; no other tier
      * reports any */
     if (kf.tier == PC_KERNEL_FILTER_EBPF && kf.kernel_bytes == 0)
@@ -256,6 +260,13 @@ static void drop_v4(void **state)
     kf = listener_filter(0);
     assert_int_equal(kf.tier, PC_KERNEL_FILTER_OFF);
     assert_string_equal(kf.why, "the listener is closed");
+    /* a reload after the stop reaches no closed listener: nothing tried on
+     * its socket, the tier and the reason stay */
+    assert_int_equal(pc_server_set_rules(g_srv, rules_from("deny 127.0.0.3\n")), 0);
+    kf = listener_filter(0);
+    assert_int_equal(kf.tier, PC_KERNEL_FILTER_OFF);
+    assert_string_equal(kf.why, "the listener is closed");
+    assert_int_equal(stats().kernel_filter, PC_KERNEL_FILTER_OFF);
 }
 
 /* An IPv6 listener: [::1] denied; another set leaves it served. */
@@ -945,6 +956,15 @@ static void max_marks_after_tier_returns(void **state)
     size_t wl = strlen(kf.why);
     assert_int_equal(strncmp(kf.why, "ebpf: ", 6), 0);
     assert_true(wl > 6 && kf.why[wl - 1] != ' ' && kf.why[wl - 2] != ';');
+    /* refused again: the reason is this reload's, not added to the last */
+    atomic_store(&g_refuse_bpf, 1);
+    rc = pc_server_set_rules(g_srv, rules_from("deny 127.0.7.0/24\n"));
+    atomic_store(&g_refuse_bpf, 0);
+    assert_int_equal(rc, 0);
+    kf = listener_filter(0);
+    assert_int_equal(kf.tier, PC_KERNEL_FILTER_OFF);
+    assert_int_equal(strncmp(kf.why, "ebpf: ", 6), 0);
+    if (strstr(kf.why + 1, "ebpf: ")) fail_msg("the reasons piled up: %s", kf.why);
     /* and the old program with it: its set no longer drops in the kernel */
     expect_served("127.0.9.7", "127.0.0.1", g_port);
     assert_int_equal(pc_server_set_rules(g_srv, rules_from("deny 127.0.9.0/24\n")), 0);
