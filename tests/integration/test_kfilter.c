@@ -1008,6 +1008,45 @@ static void max_marks_after_tier_returns(void **state)
     expect_served("127.0.0.3", "127.0.0.1", g_port); /* below its maximum: unmarked */
 }
 
+/* per_source_max with a source prefix (/24): the sources of one group share
+ * the maximum, and the mark the accept thread puts in the kernel covers the
+ * group, so a third address of 127.0.0.0/24 gets no SYN-ACK once two others
+ * hold the group's two connections. */
+static void ebpf_max_marks_prefix_group(void **state)
+{
+    (void)state;
+    if (!need_root()) skip();
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.kernel_filter = PC_KERNEL_FILTER_EBPF;
+    cfg.per_source_max = 2;
+    cfg.source_prefix_v4 = 24;
+    start_server(&cfg);
+    expect_tier(0, PC_KERNEL_FILTER_EBPF);
+    assert_int_equal(listener_filter(0).per_source, 1);
+    int held[2];
+    const char *src[2] = {"127.0.0.3", "127.0.0.4"};
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(try_connect(src[i], "127.0.0.1", g_port, 5000, &held[i]), C_OK);
+        shim_set_timeout(held[i], 5000);
+        expect_echo(held[i], "group");
+    }
+    /* the group is marked once the accept thread has handed the 2nd over
+     * (its echo can come first): try for up to 5 s */
+    int dropped = 0;
+    for (uint64_t end = shim_now_ms() + 5000; !dropped && shim_now_ms() < end;) {
+        dropped = try_connect("127.0.0.5", "127.0.0.1", g_port, 50, NULL) == C_TIMEOUT;
+        if (!dropped) shim_sleep_ms(10);
+    }
+    if (!dropped) fail_msg("127.0.0.5 of a /24 at its maximum: its SYNs answered");
+    assert_true(stats().kernel_dropped_max >= 1);
+    expect_served("127.0.1.5", "127.0.0.1", g_port); /* another group */
+    for (int i = 0; i < 2; i++)
+        close(held[i]);
+    WAIT_FOR(stats().active == 0, 5000);
+    expect_served("127.0.0.5", "127.0.0.1", g_port); /* below its maximum: unmarked */
+}
+
 int main(int argc, char **argv)
 {
     shim_init();
@@ -1033,6 +1072,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(top_rules_fold_beside_listener_filter, teardown),
         cmocka_unit_test_teardown(max_marks_after_tier_returns, teardown),
         cmocka_unit_test_teardown(auto_swap_refused_falls_to_cbpf, teardown),
+        cmocka_unit_test_teardown(ebpf_max_marks_prefix_group, teardown),
         TIER_TEST("reload_during_listen_cbpf", reload_during_listen, k_cbpf),
     };
     if (PICK_TEST(tests, argc, argv) != 0) return 1;
