@@ -806,8 +806,9 @@ int __wrap_setsockopt(int fd, int level, int name, const void *val, socklen_t le
         atomic_store(&g_in_attach, 1);
         shim_sleep_ms(1000);
     }
-    if (level == SOL_SOCKET && name == SO_ATTACH_BPF && atomic_load(&g_refuse_bpf)) {
-        errno = EPERM; /* as without CAP_NET_ADMIN */
+    int refuse = atomic_load(&g_refuse_bpf);
+    if (level == SOL_SOCKET && name == SO_ATTACH_BPF && refuse) {
+        errno = refuse > 1 ? refuse : EPERM; /* 1: as without CAP_NET_ADMIN; else that errno */
         return -1;
     }
     if (level == SOL_SOCKET && name == SO_DETACH_FILTER && atomic_load(&g_refuse_bpf))
@@ -1008,6 +1009,79 @@ static void max_marks_after_tier_returns(void **state)
     expect_served("127.0.0.3", "127.0.0.1", g_port); /* below its maximum: unmarked */
 }
 
+/* pc_server_set_rules(text) with the eBPF attach refused: 1 with EPERM, else
+ * with that errno. */
+static int set_rules_refused(int refuse, const char *text)
+{
+    atomic_store(&g_refuse_bpf, refuse);
+    int rc = pc_server_set_rules(g_srv, rules_from(text));
+    atomic_store(&g_refuse_bpf, 0);
+    return rc;
+}
+
+/* The listener's tier is logged once per change of tier or reason: at
+ * start, not again for a reload that changes neither, again when only the
+ * reason changes. A tier asked for and refused is a refusal; AUTO settling
+ * for the classic tier is not, and says why. A trusted PROXY source without
+ * per-source limits exempts nothing: no word about limits on SYNs. */
+static void tier_logged_once_per_change(void **state)
+{
+    (void)state;
+    if (!need_root()) skip();
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.kernel_filter = PC_KERNEL_FILTER_EBPF;
+    cfg.rules = rules_from("deny 127.0.9.0/24\n");
+    cfg.proxy_trusted = rules_from("allow 127.0.0.1\n");
+    pc_log_set_level(PC_LOG_INFO);
+    log_capture_begin("kernel filter");
+    start_server(&cfg);
+    expect_tier(0, PC_KERNEL_FILTER_EBPF);
+    assert_int_equal(g_nstart_lines, 1);
+    assert_non_null(strstr(g_start_lines[0], "kernel filter ebpf"));
+    assert_null(strstr(g_start_lines[0], "refused"));
+    /* the same tier, no reason: nothing to say */
+    assert_int_equal(pc_server_set_rules(g_srv, rules_from("deny 127.0.8.0/24\n")), 0);
+    assert_int_equal(g_nstart_lines, 1);
+    /* refused: said once, as the refusal of the tier asked */
+    assert_int_equal(set_rules_refused(1, "deny 127.0.7.0/24\n"), 0);
+    assert_int_equal(listener_filter(0).tier, PC_KERNEL_FILTER_OFF);
+    assert_int_equal(g_nstart_lines, 2);
+    assert_non_null(strstr(g_start_lines[1], "kernel filter ebpf refused, running off"));
+    assert_int_equal(set_rules_refused(1, "deny 127.0.6.0/24\n"), 0); /* the same way */
+    assert_int_equal(g_nstart_lines, 2);
+    /* refused for another reason: the tier is the same, the reason is news */
+    assert_int_equal(set_rules_refused(ENOMEM, "deny 127.0.5.0/24\n"), 0);
+    assert_int_equal(listener_filter(0).tier, PC_KERNEL_FILTER_OFF);
+    assert_int_equal(g_nstart_lines, 3);
+    assert_non_null(strstr(g_start_lines[2], "kernel filter ebpf refused, running off"));
+    assert_true(strcmp(g_start_lines[1], g_start_lines[2]) != 0);
+    /* and back */
+    assert_int_equal(pc_server_set_rules(g_srv, rules_from("deny 127.0.4.0/24\n")), 0);
+    expect_tier(0, PC_KERNEL_FILTER_EBPF);
+    assert_int_equal(g_nstart_lines, 4);
+    assert_null(strstr(g_start_lines[3], "refused"));
+    log_capture_end();
+    pc_log_set_level(PC_LOG_WARN);
+    teardown(NULL);
+
+    base_config(&cfg);
+    cfg.kernel_filter = PC_KERNEL_FILTER_AUTO;
+    cfg.rules = rules_from("deny 127.0.9.0/24\n");
+    pc_log_set_level(PC_LOG_INFO);
+    log_capture_begin("kernel filter");
+    atomic_store(&g_refuse_bpf, 1);
+    start_server(&cfg);
+    atomic_store(&g_refuse_bpf, 0);
+    log_capture_end();
+    pc_log_set_level(PC_LOG_WARN);
+    assert_int_equal(listener_filter(0).tier, PC_KERNEL_FILTER_CBPF);
+    assert_int_equal(g_nstart_lines, 1);
+    assert_non_null(strstr(g_start_lines[0], "kernel filter cbpf ("));
+    assert_non_null(strstr(g_start_lines[0], "; ebpf: "));
+    assert_null(strstr(g_start_lines[0], "refused"));
+}
+
 /* per_source_max with a source prefix (/24): the sources of one group share
  * the maximum, and the mark the accept thread puts in the kernel covers the
  * group, so a third address of 127.0.0.0/24 gets no SYN-ACK once two others
@@ -1073,6 +1147,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(max_marks_after_tier_returns, teardown),
         cmocka_unit_test_teardown(auto_swap_refused_falls_to_cbpf, teardown),
         cmocka_unit_test_teardown(ebpf_max_marks_prefix_group, teardown),
+        cmocka_unit_test_teardown(tier_logged_once_per_change, teardown),
         TIER_TEST("reload_during_listen_cbpf", reload_during_listen, k_cbpf),
     };
     if (PICK_TEST(tests, argc, argv) != 0) return 1;
