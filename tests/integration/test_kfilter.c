@@ -296,6 +296,23 @@ static void drop_v6(void **state)
     expect_dropped("::1", "::1", port);
 }
 
+/* head, then n isolated /32 denies in 10.0.0.0/8 (n < 62500): 2n + 1
+ * ranges, each a few classic BPF instructions. */
+static pc_rules_t *isolated_v4_denies(unsigned n, const char *head)
+{
+    size_t cap = strlen(head) + (size_t)n * 24 + 1, len = 0;
+    char *text = malloc(cap);
+    assert_non_null(text);
+    len += (size_t)snprintf(text, cap, "%s", head);
+    for (unsigned i = 0; i < n; i++)
+        len += (size_t)snprintf(text + len, cap - len, "deny 10.%u.%u.1\n", i / 250, i % 250);
+    pc_rules_t *r = NULL;
+    char err[256];
+    if (pc_rules_load_string(text, len, "big", &r, err, sizeof err) != 0) fail_msg("%s", err);
+    free(text);
+    return r;
+}
+
 /* Reload: a new deny takes effect in the kernel; a bad file changes nothing;
  * a set too big for classic BPF drops the kernel tier (user space judges
  * after the handshake, reported) and a small one brings it back. */
@@ -330,16 +347,7 @@ static void reload(void **state)
     assert_int_equal(listener_filter(0).tier, before.tier);
 
     /* too big for classic BPF (without the eBPF tier): AUTO runs without */
-    size_t cap = 3000 * 24 + 64, len = 0;
-    char *big = malloc(cap);
-    assert_non_null(big);
-    len += (size_t)snprintf(big + len, cap - len, "deny 127.0.0.6\n");
-    for (unsigned i = 0; i < 3000; i++)
-        len += (size_t)snprintf(big + len, cap - len, "deny 10.%u.%u.1\n", i / 250, i % 250);
-    pc_rules_t *bigr = NULL;
-    assert_int_equal(pc_rules_load_string(big, len, "big", &bigr, err, sizeof err), 0);
-    free(big);
-    assert_int_equal(pc_server_set_rules(g_srv, bigr), 0);
+    assert_int_equal(pc_server_set_rules(g_srv, isolated_v4_denies(3000, "deny 127.0.0.6\n")), 0);
     pc_listener_filter_t kf = listener_filter(0);
     if (kf.tier == PC_KERNEL_FILTER_CBPF) fail_msg("3001 isolated /32s fitted classic BPF");
     if (cfg.kernel_filter == PC_KERNEL_FILTER_EBPF) {
@@ -363,14 +371,7 @@ static void reload(void **state)
     }
     if (cfg.kernel_filter == PC_KERNEL_FILTER_CBPF) {
         /* 2047 /32s, 4095 ranges: counted exactly, and over */
-        len = 0;
-        big = malloc(cap);
-        assert_non_null(big);
-        for (unsigned i = 0; i < 2047; i++)
-            len += (size_t)snprintf(big + len, cap - len, "deny 10.%u.%u.1\n", i / 250, i % 250);
-        assert_int_equal(pc_rules_load_string(big, len, "big", &bigr, err, sizeof err), 0);
-        free(big);
-        assert_int_equal(pc_server_set_rules(g_srv, bigr), 0);
+        assert_int_equal(pc_server_set_rules(g_srv, isolated_v4_denies(2047, "")), 0);
         kf = listener_filter(0);
         assert_int_equal(kf.tier, PC_KERNEL_FILTER_OFF);
         if (!strstr(kf.why, "needs ") || strstr(kf.why, "at least"))
@@ -941,6 +942,18 @@ static void auto_swap_refused_falls_to_cbpf(void **state)
     expect_dropped("127.0.8.1", "127.0.0.1", g_port);
     expect_served("127.0.9.7", "127.0.0.1", g_port);
     assert_int_equal(stats().kernel_filter, PC_KERNEL_FILTER_CBPF);
+    /* both tiers refused: both reasons, cut to the reason's room (never
+     * past it: the copy is a terminated string) */
+    atomic_store(&g_refuse_bpf, 1);
+    rc = pc_server_set_rules(g_srv, isolated_v4_denies(3000, ""));
+    atomic_store(&g_refuse_bpf, 0);
+    assert_int_equal(rc, 0);
+    kf = listener_filter(0);
+    assert_int_equal(kf.tier, PC_KERNEL_FILTER_OFF);
+    if (!memchr(kf.why, 0, sizeof kf.why)) fail_msg("the reason is not terminated in its room");
+    assert_int_equal(strncmp(kf.why, "ebpf: ", 6), 0);
+    assert_non_null(strstr(kf.why, "; cbpf: "));
+    assert_int_equal(strlen(kf.why), sizeof kf.why - 1); /* cut: the two do not fit */
 }
 
 /* A reload that drops the eBPF tier (the attach refused) and a later one
