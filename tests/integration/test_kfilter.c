@@ -23,6 +23,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "budget_alloc.h"
 #include "harness.h"
 #include "pick.h"
 
@@ -469,6 +470,40 @@ static void off_and_shadow(void **state)
     expect_served("127.0.0.2", "127.0.0.1", g_port); /* shadow: counted, let through */
     WAIT_FOR(stats().would_reject[PC_STEP_RULES] == 1, 2000);
     assert_int_equal(stats().would_reject[PC_STEP_RULES], 1);
+}
+
+/* The classic program's compile runs out of memory on a reload: the tier
+ * goes off with that reason (nothing is attached: the compile's error is
+ * not taken to the kernel), and the old program goes with it. */
+static void cbpf_compile_out_of_memory(void **state)
+{
+    (void)state;
+    if (!need_root()) skip();
+    budget_alloc_reset(-1);
+    assert_int_equal(pc_set_allocator(&budget_allocator), 0);
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.kernel_filter = PC_KERNEL_FILTER_CBPF;
+    cfg.rules = rules_from(k_issue_rules);
+    start_server(&cfg);
+    expect_tier(0, PC_KERNEL_FILTER_CBPF);
+    expect_dropped("127.0.0.2", "127.0.0.1", g_port);
+    pc_rules_t *next = rules_from("deny 127.0.0.3\n");
+    budget_alloc_reset(0); /* no allocation succeeds from here */
+    int rc = pc_server_set_rules(g_srv, next);
+    long failed = budget_alloc_failed();
+    budget_alloc_reset(-1);
+    assert_int_equal(rc, 0); /* the server took the set: user space judges with it */
+    assert_true(failed >= 1);
+    pc_listener_filter_t kf = listener_filter(0);
+    assert_int_equal(kf.tier, PC_KERNEL_FILTER_OFF);
+    char want[160];
+    snprintf(want, sizeof want, "cbpf: %s", pc_strerror(PC_ENOMEM));
+    assert_string_equal(kf.why, want);
+    if (rc != 0) pc_rules_free(next);                /* refused: still the caller's */
+    expect_served("127.0.0.2", "127.0.0.1", g_port); /* the old program is off */
+    teardown(NULL);
+    assert_int_equal(pc_set_allocator(NULL), 0);
 }
 
 /* Explicit classic tier: in force, and an accepted connection (which
@@ -1150,6 +1185,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(ebpf_counts, teardown),
         cmocka_unit_test_teardown(off_and_shadow, teardown),
         cmocka_unit_test_teardown(explicit_cbpf_accepted_sockets, teardown),
+        cmocka_unit_test_teardown(cbpf_compile_out_of_memory, teardown),
         cmocka_unit_test_teardown(ebpf_per_source_exempt, teardown),
         cmocka_unit_test_teardown(ebpf_max_exempt_shares_prefix, teardown),
         cmocka_unit_test_teardown(ebpf_rate_across_listeners, teardown),
