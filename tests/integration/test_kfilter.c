@@ -588,6 +588,13 @@ static void ebpf_counts(void **state)
     assert_true(rule_hits("127.0.0.6") >= 1);
     assert_true(rule_hits("127.0.0.2") >= h2 + 1);
     assert_true(stats().kernel_dropped_rules >= st.kernel_dropped_rules + 2);
+    /* drops not folded yet when the listener closes: folded by the close */
+    expect_dropped("127.0.0.6", "127.0.0.1", g_port);
+    assert_int_equal(pc_server_stop(g_srv, 2000), 0);
+    uint64_t all = rule_hits("127.0.0.2") + rule_hits("127.0.9.0/24") + rule_hits("127.0.0.6");
+    if (all != stats().kernel_dropped_rules)
+        fail_msg("after the stop: %llu hits, %llu kernel drops", (unsigned long long)all,
+                 (unsigned long long)stats().kernel_dropped_rules);
     teardown(NULL);
 
     /* shadow: the kernel counts and passes; user space counts the verdict */
