@@ -1137,6 +1137,32 @@ static void tier_logged_once_per_change(void **state)
     assert_null(strstr(g_start_lines[0], "refused"));
 }
 
+/* AUTO, an eBPF swap refused, the classic tier in its place: the kernel
+ * drops of the eBPF program that went are folded into the set it was built
+ * from at that moment, and carried over to the new set by rule, whatever
+ * the rule's place in it. */
+static void auto_swap_refused_keeps_hits(void **state)
+{
+    (void)state;
+    if (!need_root()) skip();
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.kernel_filter = PC_KERNEL_FILTER_AUTO;
+    cfg.rules = rules_from("deny 127.0.9.0/24\n");
+    start_server(&cfg);
+    expect_tier(0, PC_KERNEL_FILTER_EBPF); /* AUTO as root */
+    expect_dropped("127.0.9.7", "127.0.0.1", g_port);
+    uint64_t d = stats().kernel_dropped_rules;
+    assert_true(d >= 1);
+    assert_int_equal(set_rules_refused(1, "deny 127.0.8.0/24\ndeny 127.0.9.0/24\n"), 0);
+    assert_int_equal(listener_filter(0).tier, PC_KERNEL_FILTER_CBPF);
+    assert_int_equal(stats().kernel_dropped_rules, d);
+    uint64_t h9 = rule_hits("127.0.9.0/24"), h8 = rule_hits("127.0.8.0/24");
+    if (h9 != d || h8 != 0)
+        fail_msg("%llu kernel drops of 127.0.9.0/24; its hits %llu, 127.0.8.0/24's %llu",
+                 (unsigned long long)d, (unsigned long long)h9, (unsigned long long)h8);
+}
+
 /* per_source_max with a source prefix (/24): the sources of one group share
  * the maximum, and the mark the accept thread puts in the kernel covers the
  * group, so a third address of 127.0.0.0/24 gets no SYN-ACK once two others
@@ -1204,6 +1230,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(auto_swap_refused_falls_to_cbpf, teardown),
         cmocka_unit_test_teardown(ebpf_max_marks_prefix_group, teardown),
         cmocka_unit_test_teardown(tier_logged_once_per_change, teardown),
+        cmocka_unit_test_teardown(auto_swap_refused_keeps_hits, teardown),
         TIER_TEST("reload_during_listen_cbpf", reload_during_listen, k_cbpf),
     };
     if (PICK_TEST(tests, argc, argv) != 0) return 1;
