@@ -782,6 +782,7 @@ static void ebpf_per_source_exempt(void **state)
 int __real_listen(int fd, int backlog);
 int __wrap_listen(int fd, int backlog);
 static atomic_int g_slow_listen, g_in_listen;
+static atomic_int g_fail_listen; /* while set, listen(2) fails (EADDRINUSE) */
 
 int __wrap_listen(int fd, int backlog)
 {
@@ -789,7 +790,40 @@ int __wrap_listen(int fd, int backlog)
         atomic_store(&g_in_listen, 1);
         shim_sleep_ms(200);
     }
+    if (atomic_load(&g_fail_listen)) {
+        errno = EADDRINUSE; /* as when another socket listens on the port */
+        return -1;
+    }
     return __real_listen(fd, backlog);
+}
+
+/* A listener whose listen(2) fails after its filter was attached: the
+ * server, with no listener, reports no kernel tier and no kernel memory;
+ * the next listener gets its own tier. */
+static void failed_listen_leaves_no_tier(void **state)
+{
+    (void)state;
+    if (!need_root()) skip();
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.kernel_filter = PC_KERNEL_FILTER_AUTO;
+    cfg.rules = rules_from(k_issue_rules);
+    assert_int_equal(pc_server_create(&cfg, &g_srv), 0);
+    atomic_store(&g_fail_listen, 1);
+    int idx = pc_server_listen(g_srv, "127.0.0.1:0");
+    atomic_store(&g_fail_listen, 0);
+    assert_true(idx < 0);
+    pc_server_stats_t st = stats();
+    assert_int_equal(st.kernel_filter, PC_KERNEL_FILTER_OFF);
+    assert_int_equal(st.kernel_filter_bytes, 0);
+    assert_int_equal(st.accept_mode, PC_ACCEPT_MODE_POST_HANDSHAKE);
+    idx = pc_server_listen(g_srv, "127.0.0.1:0");
+    assert_int_equal(idx, 0);
+    g_port = pc_server_listener_port(g_srv, idx);
+    assert_int_equal(pc_server_start(g_srv), 0);
+    expect_tier(0, PC_KERNEL_FILTER_AUTO);
+    expect_dropped("127.0.0.2", "127.0.0.1", g_port);
+    expect_served("127.0.0.1", "127.0.0.1", g_port);
 }
 
 static void *reload_when_listening(void *arg)
@@ -1231,6 +1265,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(ebpf_max_marks_prefix_group, teardown),
         cmocka_unit_test_teardown(tier_logged_once_per_change, teardown),
         cmocka_unit_test_teardown(auto_swap_refused_keeps_hits, teardown),
+        cmocka_unit_test_teardown(failed_listen_leaves_no_tier, teardown),
         TIER_TEST("reload_during_listen_cbpf", reload_during_listen, k_cbpf),
     };
     if (PICK_TEST(tests, argc, argv) != 0) return 1;
