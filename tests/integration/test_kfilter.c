@@ -261,6 +261,8 @@ static void drop_v4(void **state)
     kf = listener_filter(0);
     assert_int_equal(kf.tier, PC_KERNEL_FILTER_OFF);
     assert_string_equal(kf.why, "the listener is closed");
+    assert_int_equal(kf.insns, 0);
+    assert_int_equal(kf.kernel_bytes, 0);
     /* a reload after the stop reaches no closed listener: nothing tried on
      * its socket, the tier and the reason stay */
     assert_int_equal(pc_server_set_rules(g_srv, rules_from("deny 127.0.0.3\n")), 0);
@@ -918,6 +920,8 @@ static void swap_does_not_stall(void **state)
     cfg.rules = rules_from("deny 127.0.9.0/24\n");
     start_server(&cfg);
     expect_tier(0, cfg.kernel_filter);
+    /* only the eBPF tier applies per-source limits in the kernel */
+    assert_int_equal(listener_filter(0).per_source, cfg.kernel_filter == PC_KERNEL_FILTER_EBPF);
     atomic_store(&g_in_attach, 0);
     atomic_store(&g_swap_done, 0);
     atomic_store(&g_slow_attach, 1);
