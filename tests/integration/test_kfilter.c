@@ -1240,6 +1240,39 @@ static void ebpf_max_marks_prefix_group(void **state)
     expect_served("127.0.0.5", "127.0.0.1", g_port); /* below its maximum: unmarked */
 }
 
+/* per_source_max on an IPv6 listener, each address its own source (/128):
+ * ::1 holding its maximum gets its next SYN dropped in the kernel. */
+static void ebpf_max_marks_v6(void **state)
+{
+    (void)state;
+    if (!need_root()) skip();
+    if (!shim_have_ipv6()) {
+        print_message("SKIPPED: no IPv6 loopback\n");
+        skip();
+    }
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.kernel_filter = PC_KERNEL_FILTER_EBPF;
+    cfg.per_source_max = 1;
+    cfg.source_prefix_v6 = 128;
+    int port = start_server_on(&cfg, "[::1]:0");
+    expect_tier(0, PC_KERNEL_FILTER_EBPF);
+    int held = -1;
+    assert_int_equal(try_connect("::1", "::1", port, 5000, &held), C_OK);
+    shim_set_timeout(held, 5000);
+    expect_echo(held, "held");
+    int dropped = 0; /* marked once the accept thread handed it over: up to 5 s */
+    for (uint64_t end = shim_now_ms() + 5000; !dropped && shim_now_ms() < end;) {
+        dropped = try_connect("::1", "::1", port, 50, NULL) == C_TIMEOUT;
+        if (!dropped) shim_sleep_ms(10);
+    }
+    if (!dropped) fail_msg("::1 at its maximum: its SYNs answered");
+    assert_true(stats().kernel_dropped_max >= 1);
+    close(held);
+    WAIT_FOR(stats().active == 0, 5000);
+    expect_served("::1", "::1", port); /* below its maximum: unmarked */
+}
+
 int main(int argc, char **argv)
 {
     shim_init();
@@ -1270,6 +1303,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(tier_logged_once_per_change, teardown),
         cmocka_unit_test_teardown(auto_swap_refused_keeps_hits, teardown),
         cmocka_unit_test_teardown(failed_listen_leaves_no_tier, teardown),
+        cmocka_unit_test_teardown(ebpf_max_marks_v6, teardown),
         TIER_TEST("reload_during_listen_cbpf", reload_during_listen, k_cbpf),
     };
     if (PICK_TEST(tests, argc, argv) != 0) return 1;
