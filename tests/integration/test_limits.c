@@ -588,6 +588,39 @@ static void defer_counted_per_wave(void **state)
     assert_int_equal(st.rejected[PC_STEP_CAPACITY], 0);
 }
 
+#ifndef _WIN32
+/* A client joining the backlog during a pause that has counted another one
+ * already is counted once: each look at the backlog counts only the clients
+ * beyond those it counted (not on Windows: without conditional accept it
+ * sees one queued connection at a time). */
+static void defer_counted_once_across_looks(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    defer_config(&cfg, 5000, 0);
+    start_server(&cfg);
+    shim_sock_t s[3];
+    s[0] = connect_server(3000);
+    expect_echo(s[0], "0"); /* holds the one slot */
+    s[1] = connect_server(5000);
+    WAIT_FOR(stats().deferred == 1, 2000);
+    assert_int_equal(stats().deferred, 1);
+    s[2] = connect_server(5000); /* behind it, in the same pause */
+    WAIT_FOR(stats().deferred >= 2, 2000);
+    shim_sleep_ms(200); /* the pause looks at the backlog a few more times */
+    assert_int_equal(stats().deferred, 2);
+    assert_int_equal(atomic_load(&g_opens), 1);
+    for (int i = 1; i < 3; i++) { /* served in turn as the slot frees */
+        shim_close(s[i - 1]);
+        expect_echo(s[i], "next");
+    }
+    shim_close(s[2]);
+    assert_int_equal(stats().accepted, 3);
+    assert_int_equal(stats().deferred, 2);
+    assert_int_equal(stats().rejected[PC_STEP_CAPACITY], 0);
+}
+#endif
+
 /* Clients that connect while the one slot is taken and reset while they wait
  * in the backlog withdrew; they are not accept errors, and the next client is
  * served at once (under Wine, WSAAccept reports such a client as WSAENOTCONN,
@@ -1032,6 +1065,9 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(defer_timeout_after_empty_pause, teardown),
         cmocka_unit_test_teardown(defer_counted_once_when_admitted, teardown),
         cmocka_unit_test_teardown(defer_counted_per_wave, teardown),
+#ifndef _WIN32
+        cmocka_unit_test_teardown(defer_counted_once_across_looks, teardown), /* not on Windows */
+#endif
         cmocka_unit_test_teardown(reset_in_backlog_not_an_error, teardown),
         cmocka_unit_test_teardown(defer_timeout_bounds_wait_batch, teardown),
         cmocka_unit_test_teardown(defer_timeout_after_empty_pause_batch, teardown),
