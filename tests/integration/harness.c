@@ -475,6 +475,19 @@ void expect_bound(pc_server_config_t *cfg, unsigned *field, unsigned max)
 int pick_test(const struct CMUnitTest *tests, size_t n, int argc, char **argv)
 {
     if (argc < 2) return 0;
+    if (strcmp(argv[1], "--registered") == 0 && argc > 2) {
+        unsigned long named = 0;
+        for (size_t i = 0; i < n; i++)
+            named += tests[i].name != NULL;
+        unsigned long want = strtoul(argv[2], NULL, 10);
+        if (named != want) {
+            fprintf(stderr, "%s: %lu tests in the table, %lu registered with CTest\n", argv[0],
+                    named, want);
+            exit(1);
+        }
+        printf("%s: all %lu tests of the table registered\n", argv[0], named);
+        exit(0);
+    }
     for (size_t i = 0; i < n; i++) {
         if (tests[i].name && strcmp(tests[i].name, argv[1]) == 0) {
             cmocka_set_test_filter(argv[1]);

@@ -11,8 +11,11 @@ struct CMUnitTest;
  * runs: sets cmocka's filter to it. A name that no line of the table
  * carries is an error (printed, -1): CTest registers one test per line of
  * the table, and a filter that matches nothing would let it pass without
- * running anything. Without an argument every test runs (0). Call from
- * main, before cmocka_run_group_tests. */
+ * running anything. Without an argument every test runs (0).
+ * "--registered N" runs no test: it checks that CTest registered all of the
+ * table, N being the number of tests it registered from this file, and
+ * exits (0 if the table holds N tests, else 1 with both counts printed).
+ * Call from main, before cmocka_run_group_tests. */
 int pick_test(const struct CMUnitTest *tests, size_t n, int argc, char **argv);
 
 #define PICK_TEST(tests, argc, argv) \
