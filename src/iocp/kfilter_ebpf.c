@@ -307,10 +307,11 @@ static int obj_build(kf_ebpf_t *k, const pc_rules_t *rules, kf_obj_t **out, char
         return rc;
     }
     /* libbpf's messages go to our debug log while we load (its default
-     * prints to stderr); the previous handler is put back afterwards, both
-     * under g_load_lock */
+     * prints to stderr); the previous handler is put back after the load,
+     * both under g_load_lock */
     pthread_mutex_lock(&g_load_lock);
     libbpf_print_fn_t prev_print = libbpf_set_print(libbpf_log);
+    int printing = 1;
     kf_obj_t *o = pc__calloc(1, sizeof *o);
     if (!o) {
         rc = PC_ENOMEM;
@@ -357,6 +358,11 @@ static int obj_build(kf_ebpf_t *k, const pc_rules_t *rules, kf_obj_t **out, char
     }
     t_verifier_refused = 0;
     int err = bpf_object__load(ob);
+    /* libbpf's part is done: the rest is maps written through mmap and
+     * bpf(), nothing libbpf prints about */
+    libbpf_set_print(prev_print);
+    pthread_mutex_unlock(&g_load_lock);
+    printing = 0;
     if (err && t_verifier_refused && (-err == EACCES || -err == EPERM)) {
         /* not a privilege: this kernel cannot run the program */
         rc = PC_ENOSYS;
@@ -414,8 +420,10 @@ static int obj_build(kf_ebpf_t *k, const pc_rules_t *rules, kf_obj_t **out, char
     }
     rc = 0;
 done:
-    libbpf_set_print(prev_print);
-    pthread_mutex_unlock(&g_load_lock);
+    if (printing) {
+        libbpf_set_print(prev_print);
+        pthread_mutex_unlock(&g_load_lock);
+    }
     pc__free(r4);
     pc__free(r6);
     if (rc) {
