@@ -26,12 +26,23 @@ int pc__env_choice(const char *name, const char *const *choices, int n)
 {
     const char *v = pc__env(name);
     if (!v) return -1;
+    /* the allowed words, whole: a list too long for the line ends with
+     * ", ..." after the last word that fits (room for it is kept) */
+    static const char more[] = ", ...";
     char allowed[128] = "";
     size_t used = 0;
+    int cut = 0;
     for (int i = 0; i < n; i++) {
         if (strcmp(v, choices[i]) == 0) return i;
-        int w = snprintf(allowed + used, sizeof allowed - used, "%s%s", i ? ", " : "", choices[i]);
-        if (w > 0 && (size_t)w < sizeof allowed - used) used += (size_t)w;
+        if (cut) continue;
+        size_t w = (i ? 2 : 0) + strlen(choices[i]);
+        if (used + w + sizeof more > sizeof allowed) {
+            memcpy(allowed + used, used ? more : more + 2, sizeof more - (used ? 0 : 2));
+            cut = 1;
+            continue;
+        }
+        snprintf(allowed + used, sizeof allowed - used, "%s%s", i ? ", " : "", choices[i]);
+        used += w;
     }
     PC_LOGW("%s=%s ignored (allowed: %s)", name, v, allowed);
     return -1;

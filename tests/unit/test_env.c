@@ -122,7 +122,10 @@ static void choice(void **state)
  * its buffer: a list longer than that (here 12 words of 20 letters) is
  * shortened, the value still refused; counting a word that did not fit as
  * written took the offset past the buffer, and the next words were written
- * beyond it. */
+ * beyond it. The list is cut after a whole word and says so with ", ..."
+ * (each word that did not fit overwrote the last one's piece: the list
+ * ended in a piece of the last word, those between skipped unsaid). A first
+ * word too long for the line gives "...". */
 static void choice_long_list(void **state)
 {
     (void)state;
@@ -140,6 +143,15 @@ static void choice_long_list(void **state)
     assert_int_equal(g_warns, 1);
     assert_non_null(strstr(g_last, VAR "=b ignored (allowed: aaaaaaaaaaaaaaaaaaa1, "));
     assert_null(strstr(g_last, "aaaaaaaaaaaaaaaaaa12")); /* past the buffer: cut */
+    /* five words of 20 letters and their commas, then ", ..." fit 128 bytes */
+    assert_non_null(strstr(g_last, "aaaaaaaaaaaaaaaaaaa4, aaaaaaaaaaaaaaaaaaa5, ...)"));
+    assert_null(strstr(g_last, "aaaaaaaaaaaaaaaaaaa6"));
+    static const char *const one[] = {
+        "a-word-longer-than-the-line-a-word-longer-than-the-line-a-word-longer-than-the-line-"
+        "a-word-longer-than-the-line-a-word-longer-than-the-line"};
+    assert_int_equal(pc__env_choice(VAR, one, 1), -1);
+    assert_int_equal(g_warns, 2);
+    assert_non_null(strstr(g_last, VAR "=b ignored (allowed: ...)"));
     set(NULL);
     warns_end();
 }
