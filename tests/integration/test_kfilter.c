@@ -894,6 +894,16 @@ int __wrap_setsockopt(int fd, int level, int name, const void *val, socklen_t le
     return __real_setsockopt(fd, level, name, val, len);
 }
 
+/* pc_server_set_rules(r) with the eBPF attach refused: 1 with EPERM, else
+ * with that errno. */
+static int set_rules_refused(int refuse, pc_rules_t *r)
+{
+    atomic_store(&g_refuse_bpf, refuse);
+    int rc = pc_server_set_rules(g_srv, r);
+    atomic_store(&g_refuse_bpf, 0);
+    return rc;
+}
+
 static void *swap_slowly(void *arg)
 {
     (void)arg;
@@ -1010,9 +1020,7 @@ static void auto_swap_refused_falls_to_cbpf(void **state)
     expect_tier(0, PC_KERNEL_FILTER_EBPF); /* AUTO as root */
     expect_dropped("127.0.9.7", "127.0.0.1", g_port);
     atomic_store(&g_detached, 0);
-    atomic_store(&g_refuse_bpf, 1);
-    int rc = pc_server_set_rules(g_srv, rules_from("deny 127.0.8.0/24\n"));
-    atomic_store(&g_refuse_bpf, 0);
+    int rc = set_rules_refused(1, rules_from("deny 127.0.8.0/24\n"));
     assert_int_equal(rc, 0);
     assert_int_equal(atomic_load(&g_detached), 0); /* replaced, never taken off */
     pc_listener_filter_t kf = listener_filter(0);
@@ -1023,9 +1031,7 @@ static void auto_swap_refused_falls_to_cbpf(void **state)
     assert_int_equal(stats().kernel_filter, PC_KERNEL_FILTER_CBPF);
     /* both tiers refused: both reasons, cut to the reason's room (never
      * past it: the copy is a terminated string) */
-    atomic_store(&g_refuse_bpf, 1);
-    rc = pc_server_set_rules(g_srv, isolated_v4_denies(3000, ""));
-    atomic_store(&g_refuse_bpf, 0);
+    rc = set_rules_refused(1, isolated_v4_denies(3000, ""));
     assert_int_equal(rc, 0);
     kf = listener_filter(0);
     assert_int_equal(kf.tier, PC_KERNEL_FILTER_OFF);
@@ -1068,9 +1074,7 @@ static void max_marks_after_tier_returns(void **state)
     assert_true(dropped);
     uint64_t max0 = stats().kernel_dropped_max;
     assert_true(max0 >= 1);
-    atomic_store(&g_refuse_bpf, 1);
-    int rc = pc_server_set_rules(g_srv, rules_from("deny 127.0.8.0/24\n"));
-    atomic_store(&g_refuse_bpf, 0);
+    int rc = set_rules_refused(1, rules_from("deny 127.0.8.0/24\n"));
     assert_int_equal(rc, 0);
     pc_listener_filter_t kf = listener_filter(0);
     assert_int_equal(kf.tier, PC_KERNEL_FILTER_OFF); /* the tier went */
@@ -1079,9 +1083,7 @@ static void max_marks_after_tier_returns(void **state)
     assert_int_equal(strncmp(kf.why, "ebpf: ", 6), 0);
     assert_true(wl > 6 && kf.why[wl - 1] != ' ' && kf.why[wl - 2] != ';');
     /* refused again: the reason is this reload's, not added to the last */
-    atomic_store(&g_refuse_bpf, 1);
-    rc = pc_server_set_rules(g_srv, rules_from("deny 127.0.7.0/24\n"));
-    atomic_store(&g_refuse_bpf, 0);
+    rc = set_rules_refused(1, rules_from("deny 127.0.7.0/24\n"));
     assert_int_equal(rc, 0);
     kf = listener_filter(0);
     assert_int_equal(kf.tier, PC_KERNEL_FILTER_OFF);
@@ -1099,16 +1101,6 @@ static void max_marks_after_tier_returns(void **state)
         close(held[i]);
     WAIT_FOR(stats().active == 0, 5000);
     expect_served("127.0.0.3", "127.0.0.1", g_port); /* below its maximum: unmarked */
-}
-
-/* pc_server_set_rules(text) with the eBPF attach refused: 1 with EPERM, else
- * with that errno. */
-static int set_rules_refused(int refuse, const char *text)
-{
-    atomic_store(&g_refuse_bpf, refuse);
-    int rc = pc_server_set_rules(g_srv, rules_from(text));
-    atomic_store(&g_refuse_bpf, 0);
-    return rc;
 }
 
 /* The listener's tier is logged once per change of tier or reason: at
@@ -1136,14 +1128,14 @@ static void tier_logged_once_per_change(void **state)
     assert_int_equal(pc_server_set_rules(g_srv, rules_from("deny 127.0.8.0/24\n")), 0);
     assert_int_equal(g_nstart_lines, 1);
     /* refused: said once, as the refusal of the tier asked */
-    assert_int_equal(set_rules_refused(1, "deny 127.0.7.0/24\n"), 0);
+    assert_int_equal(set_rules_refused(1, rules_from("deny 127.0.7.0/24\n")), 0);
     assert_int_equal(listener_filter(0).tier, PC_KERNEL_FILTER_OFF);
     assert_int_equal(g_nstart_lines, 2);
     assert_non_null(strstr(g_start_lines[1], "kernel filter ebpf refused, running off"));
-    assert_int_equal(set_rules_refused(1, "deny 127.0.6.0/24\n"), 0); /* the same way */
+    assert_int_equal(set_rules_refused(1, rules_from("deny 127.0.6.0/24\n")), 0); /* the same way */
     assert_int_equal(g_nstart_lines, 2);
     /* refused for another reason: the tier is the same, the reason is news */
-    assert_int_equal(set_rules_refused(ENOMEM, "deny 127.0.5.0/24\n"), 0);
+    assert_int_equal(set_rules_refused(ENOMEM, rules_from("deny 127.0.5.0/24\n")), 0);
     assert_int_equal(listener_filter(0).tier, PC_KERNEL_FILTER_OFF);
     assert_int_equal(g_nstart_lines, 3);
     assert_non_null(strstr(g_start_lines[2], "kernel filter ebpf refused, running off"));
@@ -1191,7 +1183,7 @@ static void auto_swap_refused_keeps_hits(void **state)
     expect_dropped("127.0.9.7", "127.0.0.1", g_port);
     uint64_t d = stats().kernel_dropped_rules;
     assert_true(d >= 1);
-    assert_int_equal(set_rules_refused(1, "deny 127.0.8.0/24\ndeny 127.0.9.0/24\n"), 0);
+    assert_int_equal(set_rules_refused(1, rules_from("deny 127.0.8.0/24\ndeny 127.0.9.0/24\n")), 0);
     assert_int_equal(listener_filter(0).tier, PC_KERNEL_FILTER_CBPF);
     assert_int_equal(stats().kernel_dropped_rules, d);
     uint64_t h9 = rule_hits("127.0.9.0/24"), h8 = rule_hits("127.0.8.0/24");
