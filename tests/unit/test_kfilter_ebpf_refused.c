@@ -39,6 +39,10 @@ static void need_caps(void)
     }
 }
 
+/* The loader's config in the tests that load the refused program. */
+static const kf_ebpf_config_t k_cfg = {
+    .source_prefix_v4 = 32, .source_prefix_v6 = 128, .source_entries = 1024};
+
 /* Debug lines that hold the verifier's verdict on the refused program. */
 static int g_verdict_lines;
 
@@ -58,11 +62,9 @@ static void verifier_refusal_named(void **state)
     need_caps();
     pc_log_set_handler(on_log, NULL);
     pc_log_set_level(PC_LOG_DEBUG);
-    const kf_ebpf_config_t c = {
-        .source_prefix_v4 = 32, .source_prefix_v6 = 128, .source_entries = 1024};
     kf_ebpf_t *k = NULL;
     char why[200] = "";
-    int rc = kf_ebpf_open(&c, NULL, -1, &k, why, sizeof why);
+    int rc = kf_ebpf_open(&k_cfg, NULL, -1, &k, why, sizeof why);
     printf("kf_ebpf_open: %s (%s)\n", pc_err_name(rc), why);
     assert_int_equal(rc, PC_ENOSYS);
     assert_null(k);
@@ -98,13 +100,11 @@ static int app_print(enum libbpf_print_level level, const char *fmt, va_list ap)
 static void *load_refused(void *arg)
 {
     int *wrong = arg;
-    const kf_ebpf_config_t c = {
-        .source_prefix_v4 = 32, .source_prefix_v6 = 128, .source_entries = 1024};
     for (int i = 0; i < ROUNDS; i++) {
         pthread_barrier_wait(&g_round); /* the handler is the application's */
         kf_ebpf_t *k = NULL;
         char why[200] = "";
-        int rc = kf_ebpf_open(&c, NULL, -1, &k, why, sizeof why);
+        int rc = kf_ebpf_open(&k_cfg, NULL, -1, &k, why, sizeof why);
         if (rc != PC_ENOSYS || k || !strstr(why, "verifier")) {
             printf("round %d: %s (%s)\n", i, pc_err_name(rc), why);
             (*wrong)++;
