@@ -64,6 +64,108 @@ static void endpoints(void **state)
     assert_int_equal(pc_parse_endpoint(longer, &ss, &len), PC_EINVAL);
 }
 
+/* The port's digits and bounds: every digit counts (9 too), 0 and 65535
+ * are the ends of the range, and a number past 65535 is refused however
+ * many digits it has, one that an unsigned would wrap back into the range
+ * included (4294967376 is 2^32 + 80): the bound is checked digit by
+ * digit, not once at the end. */
+static void endpoint_ports(void **state)
+{
+    (void)state;
+    roundtrip("127.0.0.1:65535", "127.0.0.1:65535");
+    roundtrip("[::1]:65535", "[::1]:65535");
+    roundtrip("127.0.0.1:9", "127.0.0.1:9");
+    roundtrip("127.0.0.1:19999", "127.0.0.1:19999");
+    roundtrip("127.0.0.1:0", "127.0.0.1:0");
+    struct sockaddr_storage ss;
+    socklen_t len;
+    const char *bad[] = {"127.0.0.1:4294967376",
+                         "[::1]:4294967376",
+                         "127.0.0.1:18446744073709551696",
+                         "127.0.0.1:-1",
+                         "127.0.0.1:+80",
+                         "127.0.0.1: 80",
+                         "[::1]:",
+                         NULL};
+    for (int i = 0; bad[i]; i++)
+        assert_int_equal(pc_parse_endpoint(bad[i], &ss, &len), PC_EINVAL);
+}
+
+/* The parsed address is all a bind or connect needs, whatever the caller's
+ * storage held before: its length is its family's sockaddr's (an IPv6
+ * address given the IPv4 length is cut short by the kernel), and what the
+ * text does not say is zero (the IPv4 padding; the IPv6 flow label and
+ * scope id: a stale scope id makes a bind to ::1 fail or picks an
+ * interface). */
+static void endpoint_parsed_whole(void **state)
+{
+    (void)state;
+    struct sockaddr_storage ss;
+    socklen_t len = 0;
+    memset(&ss, 0xa5, sizeof ss);
+    assert_int_equal(pc_parse_endpoint("127.0.0.1:80", &ss, &len), 0);
+    assert_int_equal(len, sizeof(struct sockaddr_in));
+    struct sockaddr_in w4;
+    memset(&w4, 0, sizeof w4);
+    w4.sin_family = AF_INET;
+    w4.sin_port = htons(80);
+    w4.sin_addr.s_addr = htonl(0x7f000001);
+    assert_memory_equal(&ss, &w4, sizeof w4);
+
+    memset(&ss, 0xa5, sizeof ss);
+    len = 0;
+    assert_int_equal(pc_parse_endpoint("[::1]:443", &ss, &len), 0);
+    assert_int_equal(len, sizeof(struct sockaddr_in6));
+    struct sockaddr_in6 w6;
+    memset(&w6, 0, sizeof w6);
+    w6.sin6_family = AF_INET6;
+    w6.sin6_port = htons(443);
+    w6.sin6_addr.s6_addr[15] = 1;
+    assert_memory_equal(&ss, &w6, sizeof w6);
+}
+
+/* What neither call can work with is refused, not dereferenced: a missing
+ * text, result or length; a missing address or buffer, a buffer of no
+ * size, an address neither IPv4 nor IPv6. */
+static void endpoint_refuses_missing(void **state)
+{
+    (void)state;
+    struct sockaddr_storage ss;
+    socklen_t len;
+    assert_int_equal(pc_parse_endpoint(NULL, &ss, &len), PC_EINVAL);
+    assert_int_equal(pc_parse_endpoint("127.0.0.1:80", NULL, &len), PC_EINVAL);
+    assert_int_equal(pc_parse_endpoint("127.0.0.1:80", &ss, NULL), PC_EINVAL);
+    assert_int_equal(pc_parse_endpoint("127.0.0.1:80", &ss, &len), 0);
+    char buf[64];
+    assert_int_equal(pc_format_endpoint(NULL, buf, sizeof buf), PC_EINVAL);
+    assert_int_equal(pc_format_endpoint((struct sockaddr *)&ss, NULL, sizeof buf), PC_EINVAL);
+    assert_int_equal(pc_format_endpoint((struct sockaddr *)&ss, buf, 0), PC_EINVAL);
+    memset(&ss, 0, sizeof ss);
+    ss.ss_family = AF_UNSPEC;
+    assert_int_equal(pc_format_endpoint((struct sockaddr *)&ss, buf, sizeof buf), PC_EINVAL);
+}
+
+/* Host texts at the size of the copy the parser makes of them (63, 64 and
+ * 65 characters, bracketed or not; no address is that long): refused, and
+ * the 64-character one not copied with its terminator one byte past the
+ * copy (what a sanitizer build would catch). */
+static void endpoint_host_at_copy_size(void **state)
+{
+    (void)state;
+    struct sockaddr_storage ss;
+    socklen_t len;
+    for (int n = 63; n <= 65; n++) {
+        char text[80];
+        memset(text, '1', (size_t)n);
+        memcpy(text + n, ":80", 4);
+        assert_int_equal(pc_parse_endpoint(text, &ss, &len), PC_EINVAL);
+        text[0] = '[';
+        memset(text + 1, '1', (size_t)n);
+        memcpy(text + 1 + n, "]:80", 5);
+        assert_int_equal(pc_parse_endpoint(text, &ss, &len), PC_EINVAL);
+    }
+}
+
 typedef struct shared_s {
     pc_mutex_t m;
     pc_cond_t c;
@@ -334,6 +436,10 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(endpoints),
+        cmocka_unit_test(endpoint_ports),
+        cmocka_unit_test(endpoint_parsed_whole),
+        cmocka_unit_test(endpoint_refuses_missing),
+        cmocka_unit_test(endpoint_host_at_copy_size),
         cmocka_unit_test(threads_and_conditions),
         cmocka_unit_test(clock_is_monotonic),
         cmocka_unit_test(thread_knows_itself),
