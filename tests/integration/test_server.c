@@ -24,6 +24,7 @@
 #endif
 #ifdef __linux__
 #include <dirent.h>
+#include <fcntl.h>
 #include <net/if.h>
 #include <sys/utsname.h>
 #include <sched.h>
@@ -1089,6 +1090,35 @@ static void wild_expect_local(const char *dst, int port, int n)
 }
 #endif
 
+/* An IPv6 listener takes IPv6 only (IPV6_V6ONLY), whatever the system's
+ * default (net.ipv6.bindv6only, 0 on most): a listener on [::] leaves the
+ * port free for one on 0.0.0.0, and each serves its own family (dual-stack,
+ * [::] would hold the IPv4 port too and the second listen would fail with
+ * PC_EADDRINUSE). Linux, as root (its own network namespace, as
+ * local_addr_wildcard). */
+static void v6_wildcard_leaves_v4_port(void **state)
+{
+    (void)state;
+#ifndef __linux__
+    skip();
+#else
+    pc_server_config_t cfg;
+    wild_config(&cfg);
+    if (!shim_have_ipv6()) skip();
+    assert_int_equal(pc_server_create(&cfg, &g_srv), 0);
+    int i6 = pc_server_listen(g_srv, "[::]:0");
+    assert_true(i6 >= 0);
+    int port = pc_server_listener_port(g_srv, i6);
+    assert_true(port > 0);
+    char ep[32];
+    snprintf(ep, sizeof ep, "0.0.0.0:%d", port);
+    assert_true(pc_server_listen(g_srv, ep) >= 0);
+    assert_int_equal(pc_server_start(g_srv), 0);
+    wild_expect_local("::1", port, 0);
+    wild_expect_local("127.0.0.1", port, 1);
+#endif
+}
+
 /* A wildcard listener: the local address of each connection is the one the
  * client reached (127.0.0.2 or 127.0.0.3 here), known in on_close even when
  * asked for the first time there; connections accepted on the same address
@@ -1211,6 +1241,9 @@ static void connect_outbound(void **state)
     assert_int_equal(atomic_load(&g_cli_err), PC_ECONNREFUSED);
     assert_int_equal(atomic_load(&g_cli_reason), PC_CLOSE_ERROR);
     assert_int_equal(pc_connect(g_srv, "nonsense", NULL, &cli, NULL, NULL), PC_EINVAL);
+    /* a source address this host does not have (TEST-NET-1): the bind's
+     * error is the return (no connection was made) */
+    assert_int_equal(pc_connect(g_srv, ep, "192.0.2.1", &cli, NULL, NULL), PC_EADDRNOTAVAIL);
 }
 
 /* header_timeout_ms arms on accepted connections only: a pc_connect
@@ -2524,6 +2557,157 @@ static void worker_wait_interrupted(void **state) /* not on Windows */
 }
 #endif
 
+#ifdef __linux__
+/* ---- the server's own sockets ---- */
+
+static int close_on_exec(int fd)
+{
+    int f = fcntl(fd, F_GETFD);
+    assert_true(f >= 0);
+    return (f & FD_CLOEXEC) != 0;
+}
+
+/* The client end of a pc_connect connection from 127.0.0.5 to g_port (in
+ * this process): the fd bound to 127.0.0.5 whose peer port is g_port. */
+static int outbound_end(void)
+{
+    for (int fd = 3; fd < 4096; fd++) {
+        struct sockaddr_in me, peer;
+        socklen_t ml = sizeof me, pl = sizeof peer;
+        if (getsockname(fd, (struct sockaddr *)&me, &ml) == 0 && me.sin_family == AF_INET &&
+            me.sin_addr.s_addr == htonl(0x7f000005) &&
+            getpeername(fd, (struct sockaddr *)&peer, &pl) == 0 && ntohs(peer.sin_port) == g_port)
+            return fd;
+    }
+    fail_msg("no socket of the outbound connection");
+    return -1;
+}
+
+static atomic_int g_so_open;
+static void so_open(pc_conn_t *c)
+{
+    (void)c;
+    atomic_store(&g_so_open, 1);
+}
+static void so_data(pc_conn_t *c, const void *d, size_t n)
+{
+    (void)c;
+    (void)d;
+    (void)n;
+}
+
+/* Every socket the server opens is close-on-exec: the listener, an
+ * accepted connection, an outbound one. A child the application starts
+ * (a CGI, a helper) inherits none of them: a listener held by a child
+ * keeps the port after the server stopped, a connection held by one is
+ * not closed when the server closes it. An outbound connection also has
+ * Nagle's algorithm off, as an accepted one (accepted_socket_nodelay):
+ * the engine sets it there itself (Linux carries the option only from a
+ * listener to the sockets it accepts). Not on Windows: close-on-exec is a
+ * POSIX descriptor flag (sock_win.c makes its handles non-inheritable). */
+static void sockets_close_on_exec(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    start_server(&cfg);
+    int lfd = shim_socket_on_port(g_port, SHIM_INVALID);
+    assert_true(lfd >= 0);
+    assert_true(close_on_exec(lfd));
+    shim_sock_t c = connect_server(3000);
+    expect_echo(c, "opened");
+    assert_true(close_on_exec(server_end(c)));
+    shim_close(c);
+
+    atomic_store(&g_so_open, 0);
+    /* kept by the connection until its on_close returned (in the teardown) */
+    static const pc_callbacks_t cli = {.on_open = so_open, .on_data = so_data};
+    char ep[64];
+    snprintf(ep, sizeof ep, "127.0.0.1:%d", g_port);
+    pc_conn_id_t id = 0;
+    assert_int_equal(pc_connect(g_srv, ep, "127.0.0.5", &cli, NULL, &id), 0);
+    WAIT_FOR(atomic_load(&g_so_open) == 1, 3000);
+    assert_int_equal(atomic_load(&g_so_open), 1);
+    int ofd = outbound_end();
+    assert_true(close_on_exec(ofd));
+    int on = 0;
+    socklen_t len = sizeof on;
+    assert_int_equal(getsockopt(ofd, IPPROTO_TCP, TCP_NODELAY, &on, &len), 0);
+    assert_true(on);
+    assert_int_equal(pc_server_close_id(g_srv, id), 0);
+}
+
+/* A server restarted on the port it had, right after it closed a
+ * connection itself, listens again at once: the side that closes first
+ * keeps the connection in TIME_WAIT on that port for a minute, and
+ * without SO_REUSEADDR on the listener (and so on the sockets it accepts)
+ * that keeps the port from being bound again. Not on Windows: there
+ * TIME_WAIT does not keep a port from a new listener, and the listener has
+ * SO_EXCLUSIVEADDRUSE instead (sock_win.c). */
+static void restart_on_port_in_time_wait(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    g_behaviour = B_BIG_THEN_CLOSE; /* 16 bytes, then the server closes */
+    g_big = 16;
+    start_server(&cfg);
+    int port = g_port;
+    shim_sock_t c = connect_server(3000);
+    unsigned char got[16];
+    assert_int_equal(shim_recv_exact(c, got, sizeof got), sizeof got);
+    size_t extra = 1;
+    assert_int_equal(shim_wait_close(c, &extra), 0); /* the server's FIN came first */
+    assert_int_equal(extra, 0);
+    shim_close(c); /* our FIN: the server's end goes to TIME_WAIT */
+    WAIT_FOR(atomic_load(&g_closes) == 1, 3000);
+    assert_int_equal(atomic_load(&g_closes), 1);
+    pc_server_stop(g_srv, 2000);
+    pc_server_destroy(g_srv);
+    g_srv = NULL;
+    char ep[32];
+    snprintf(ep, sizeof ep, "127.0.0.1:%d", port);
+    assert_int_equal(start_server_on(&cfg, ep), port);
+    shim_sock_t d = connect_server(3000);
+    assert_int_equal(shim_recv_exact(d, got, sizeof got), sizeof got); /* served */
+    shim_close(d);
+}
+
+/* The descriptors open in this process. */
+static int open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    assert_non_null(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+/* A server created, started, serving a connection, stopped and destroyed
+ * leaves no descriptor behind: its listener, its connections and its
+ * backend's own (the epoll set, the rings, the wake-up event) are all
+ * closed, so a process that makes servers in turn does not run out. */
+static void destroy_closes_every_fd(void **state)
+{
+    (void)state;
+    int before = open_fds();
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    start_server(&cfg);
+    shim_sock_t c = connect_server(3000);
+    expect_echo(c, "served");
+    shim_close(c);
+    WAIT_FOR(atomic_load(&g_closes) == 1, 3000);
+    pc_server_stop(g_srv, 2000);
+    pc_server_destroy(g_srv);
+    g_srv = NULL;
+    assert_int_equal(open_fds(), before);
+}
+#endif
+
 int main(int argc, char **argv)
 {
     shim_init();
@@ -2581,6 +2765,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(connect_timeout, teardown),
         cmocka_unit_test_teardown(stop_destroy_from_own_threads, teardown),
         cmocka_unit_test_teardown(local_addr_wildcard, teardown),
+        cmocka_unit_test_teardown(v6_wildcard_leaves_v4_port, teardown),
         cmocka_unit_test_teardown(local_addr_all_listeners_table_full, teardown),
         cmocka_unit_test_teardown(accept_burst, teardown),
         cmocka_unit_test_teardown(batch_beyond_submission_queue, teardown),
@@ -2593,6 +2778,9 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(uring_buffer_count_rounded, teardown),       /* not on Windows */
         cmocka_unit_test_teardown(uring_destroy_keeps_callers_ring, teardown), /* not on Windows */
         cmocka_unit_test_teardown(worker_wait_interrupted, teardown),          /* not on Windows */
+        cmocka_unit_test_teardown(sockets_close_on_exec, teardown),            /* not on Windows */
+        cmocka_unit_test_teardown(restart_on_port_in_time_wait, teardown),     /* not on Windows */
+        cmocka_unit_test_teardown(destroy_closes_every_fd, teardown),          /* not on Windows */
 #endif
     };
     if (PICK_TEST(tests, argc, argv) != 0) return 1;
