@@ -66,6 +66,73 @@ static void counts_and_frees_everything(void **state)
     assert_int_equal(pc_set_allocator(NULL), 0);
 }
 
+static void st_fn(pc_server_t *s, void *arg)
+{
+    (void)s;
+    (void)arg;
+}
+
+/* Server timers out of memory, counted by the budget allocator (whose
+ * reset zeroes its live count: what was live before each reset is added
+ * up in live, so the total at the end covers the server's whole life):
+ * - a post or a timer without a function is refused, holding nothing;
+ * - the first timer needs its record and the table of chains by id: with
+ *   the record's allocation alone allowed, the call answers PC_ENOMEM and
+ *   holds nothing; with none allowed, the same;
+ * - a table that cannot grow stays as it is: with 128 timers (two per
+ *   chain of the first table) the next one's growth fails, and the timer
+ *   is armed all the same, in longer chains, and cancellable;
+ * - after the stop and the destroy nothing is left, the table included. */
+static void server_timers_without_memory(void **state)
+{
+    (void)state;
+    budget_alloc_reset(-1);
+    assert_int_equal(pc_set_allocator(&budget_allocator), 0);
+    pc_server_config_t cfg;
+    pc_server_config_init(&cfg);
+    cfg.threads = 2;
+    cfg.cb.on_data = on_data;
+    pc_server_t *s;
+    assert_int_equal(pc_server_create(&cfg, &s), 0);
+    assert_int_equal(pc_server_start(s), 0);
+    pc__sleep_ms(50); /* the workers settled: nothing else allocates meanwhile */
+    long live = budget_alloc_live();
+    /* a post or timer without a function is refused before it takes memory */
+    assert_int_equal(pc_server_post(s, NULL, NULL), PC_EINVAL);
+    assert_int_equal(pc_server_timer(s, 10, 0, NULL, NULL), PC_EINVAL);
+    assert_int_equal(budget_alloc_live(), live);
+    budget_alloc_reset(1); /* the record, not the table */
+    assert_int_equal(pc_server_timer(s, 60000, 0, st_fn, NULL), PC_ENOMEM);
+    assert_int_equal(budget_alloc_failed(), 1);
+    assert_int_equal(budget_alloc_live(), 0);
+    budget_alloc_reset(0);
+    assert_int_equal(pc_server_timer(s, 60000, 0, st_fn, NULL), PC_ENOMEM);
+    assert_int_equal(budget_alloc_live(), 0);
+    budget_alloc_reset(-1);
+    enum { N = 128 };
+    int64_t ids[N + 1];
+    for (int i = 0; i < N; i++) {
+        ids[i] = pc_server_timer(s, 60000, 0, st_fn, NULL);
+        assert_true(ids[i] > 0);
+    }
+    live += budget_alloc_live();
+    budget_alloc_reset(1); /* the record, not the larger table */
+    ids[N] = pc_server_timer(s, 60000, 0, st_fn, NULL);
+    assert_true(ids[N] > 0);
+    assert_int_equal(budget_alloc_failed(), 1);
+    live += budget_alloc_live();
+    budget_alloc_reset(-1);
+    for (int i = 0; i <= N; i += 2)
+        assert_int_equal(pc_server_timer_cancel(s, ids[i]), 0);
+    assert_int_equal(pc_server_timer_cancel(s, ids[N]), PC_ENOENT); /* cancelled above */
+    /* the odd ones are left for the stop */
+    assert_int_equal(pc_server_stop(s, 100), 0);
+    pc_server_destroy(s);
+    live += budget_alloc_live();
+    assert_int_equal(live, 0);
+    assert_int_equal(pc_set_allocator(NULL), 0);
+}
+
 static void every_failure_is_clean(void **state)
 {
     (void)state;
@@ -323,6 +390,7 @@ int main(void)
         cmocka_unit_test(default_allocator_works),
         cmocka_unit_test(counts_and_frees_everything),
         cmocka_unit_test(every_failure_is_clean),
+        cmocka_unit_test(server_timers_without_memory),
         cmocka_unit_test(partial_allocator_never_mixes),
         cmocka_unit_test(user_allocator_promises),
         cmocka_unit_test(user_calloc_used),
