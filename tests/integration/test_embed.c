@@ -2679,6 +2679,34 @@ static void chat_longest_line_and_one_more(void **state)
     end_chat(ch);
 }
 
+/* ---- 16. server timers: ids, cancels that free at once, schedules, stop */
+
+/* A fresh server's timer ids count up from 1 (portcullis.h: "ids count up
+ * from 1 in each server"), and a cancel before the server's first timer
+ * answers PC_ENOENT, before the start as after it: the registry has no
+ * table of chains yet, and the lookup must not read one. */
+static void server_timer_ids_count_from_one(void **state)
+{
+    (void)state;
+    atomic_store(&g_never, 0);
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    assert_true(create_server_on(&cfg, "127.0.0.1:0") > 0);
+    assert_int_equal(pc_server_timer_cancel(g_srv, 1), PC_ENOENT);
+    assert_int_equal(pc_server_timer(g_srv, 10, 0, st_never, NULL), PC_ENOTCONN);
+    assert_int_equal(pc_server_start(g_srv), 0);
+    assert_int_equal(pc_server_timer_cancel(g_srv, 1), PC_ENOENT);
+    int64_t a = pc_server_timer(g_srv, 60000, 0, st_never, NULL);
+    int64_t b = pc_server_timer(g_srv, 60000, 1, st_never, NULL);
+    assert_int_equal(a, 1);
+    assert_int_equal(b, 2);
+    assert_int_equal(pc_server_timer_cancel(g_srv, a), 0);
+    assert_int_equal(pc_server_timer_cancel(g_srv, b), 0);
+    assert_int_equal(pc_server_timer_cancel(g_srv, a), PC_ENOENT);
+    assert_int_equal(pc_server_timer(g_srv, 60000, 0, st_never, NULL), 3);
+    assert_int_equal(atomic_load(&g_never), 0);
+}
+
 int main(int argc, char **argv)
 {
     shim_init();
@@ -2735,6 +2763,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(on_sent_for_sends_by_id_alone, teardown),
         cmocka_unit_test_teardown(chat_fan_out_past_first_snapshot, teardown),
         cmocka_unit_test_teardown(chat_longest_line_and_one_more, teardown),
+        cmocka_unit_test_teardown(server_timer_ids_count_from_one, teardown),
     };
     if (PICK_TEST(tests, argc, argv) != 0) return 1;
     return cmocka_run_group_tests_name("embed", tests, NULL, NULL);
