@@ -2707,6 +2707,126 @@ static void server_timer_ids_count_from_one(void **state)
     assert_int_equal(atomic_load(&g_never), 0);
 }
 
+/* Timers cancelled on their way to a worker (the worker is busy, so their
+ * records wait behind the busy function: state ARMING) are gone for the
+ * caller at once: a second cancel answers PC_ENOENT, not 0 again. The
+ * worker that receives them frees them instead of arming them: with 100
+ * such one-minute timers, the library holds what it held before them once
+ * the worker is free (armed, each record stayed a minute). */
+#define OW_TIMERS 100
+static atomic_int g_hold_in, g_hold_go;
+
+static void hold_worker(pc_server_t *s, void *arg)
+{
+    (void)s;
+    (void)arg;
+    atomic_store(&g_hold_in, 1);
+    while (!atomic_load(&g_hold_go))
+        shim_sleep_ms(1);
+}
+
+static void server_timer_cancelled_on_its_way(void **state)
+{
+    (void)state;
+    atomic_store(&g_never, 0);
+    atomic_store(&g_hold_in, 0);
+    atomic_store(&g_hold_go, 0);
+    budget_alloc_reset(-1);
+    assert_int_equal(pc_set_allocator(&budget_allocator), 0);
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.threads = 1;
+    start_server(&cfg);
+    /* one timer first, so the table of chains is in the baseline */
+    int64_t keep = pc_server_timer(g_srv, 60000, 0, st_never, NULL);
+    assert_true(keep > 0);
+    assert_int_equal(pc_server_post(g_srv, hold_worker, NULL), 0);
+    WAIT_FOR(atomic_load(&g_hold_in), 5000);
+    long long before = budget_alloc_live_bytes();
+    static int64_t ids[OW_TIMERS];
+    static int first[OW_TIMERS], again[OW_TIMERS];
+    for (int i = 0; i < OW_TIMERS; i++) {
+        ids[i] = pc_server_timer(g_srv, 60000, 0, st_never, NULL);
+        first[i] = pc_server_timer_cancel(g_srv, ids[i]);
+        again[i] = pc_server_timer_cancel(g_srv, ids[i]);
+    }
+    long long held = budget_alloc_live_bytes();
+    int was_held = atomic_load(&g_hold_in);
+    atomic_store(&g_hold_go, 1); /* (before any assert: the stop waits for it) */
+    assert_true(was_held);
+    for (int i = 0; i < OW_TIMERS; i++) {
+        assert_true(ids[i] > 0);
+        assert_int_equal(first[i], 0);
+        assert_int_equal(again[i], PC_ENOENT);
+    }
+    assert_true(held - before >= (long long)OW_TIMERS * 64); /* their records, not yet freed */
+    long long after = budget_alloc_live_bytes();
+    for (int i = 0; i < 100 && after - before > 0; i++) {
+        shim_sleep_ms(20);
+        after = budget_alloc_live_bytes();
+    }
+    if (after - before > 0)
+        fail_msg("%lld bytes still held after %d timers cancelled before they were armed",
+                 after - before, OW_TIMERS);
+    assert_int_equal(pc_server_timer_cancel(g_srv, keep), 0);
+    assert_int_equal(pc_server_stop(g_srv, 1000), 0);
+    assert_int_equal(atomic_load(&g_never), 0);
+}
+
+/* A repeating timer that cancels itself from its run is gone when the run
+ * returns: its record is freed then (not kept on the wheel until the next
+ * period, 1.5 s here), and a second cancel in the same run answers
+ * PC_ENOENT (cancelled, and the run is the caller's own, so nothing to
+ * wait for), not PC_EBUSY. */
+static atomic_int g_sc_runs, g_sc_first, g_sc_again, g_sc_done;
+static _Atomic int64_t g_sc_id;
+
+static void st_cancel_twice(pc_server_t *s, void *arg)
+{
+    (void)arg;
+    atomic_fetch_add(&g_sc_runs, 1);
+    atomic_store(&g_sc_first, pc_server_timer_cancel(s, atomic_load(&g_sc_id)));
+    atomic_store(&g_sc_again, pc_server_timer_cancel(s, atomic_load(&g_sc_id)));
+    atomic_store(&g_sc_done, 1);
+}
+
+static void server_timer_self_cancel_frees_at_once(void **state)
+{
+    (void)state;
+    atomic_store(&g_sc_runs, 0);
+    atomic_store(&g_sc_first, 1);
+    atomic_store(&g_sc_again, 1);
+    atomic_store(&g_sc_done, 0);
+    budget_alloc_reset(-1);
+    assert_int_equal(pc_set_allocator(&budget_allocator), 0);
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    start_server(&cfg);
+    /* one timer first, so the table of chains is in the baseline */
+    int64_t keep = pc_server_timer(g_srv, 60000, 0, st_never, NULL);
+    assert_true(keep > 0);
+    shim_sleep_ms(50);
+    long long before = budget_alloc_live_bytes();
+    /* the id is stored before the first run can look for it (1.5 s) */
+    int64_t id = pc_server_timer(g_srv, 1500, 1, st_cancel_twice, NULL);
+    atomic_store(&g_sc_id, id);
+    assert_true(id > 0);
+    WAIT_FOR(atomic_load(&g_sc_done), 5000);
+    assert_int_equal(atomic_load(&g_sc_first), 0);
+    assert_int_equal(atomic_load(&g_sc_again), PC_ENOENT);
+    /* freed as the run returned; a record kept for its next period would
+     * be held 1.5 s more: look for up to 1 s */
+    long long after = budget_alloc_live_bytes();
+    for (int i = 0; i < 100 && after - before > 0; i++) {
+        shim_sleep_ms(10);
+        after = budget_alloc_live_bytes();
+    }
+    assert_true(after - before <= 0);
+    assert_int_equal(pc_server_timer_cancel(g_srv, id), PC_ENOENT);
+    assert_int_equal(atomic_load(&g_sc_runs), 1);
+    assert_int_equal(pc_server_timer_cancel(g_srv, keep), 0);
+}
+
 int main(int argc, char **argv)
 {
     shim_init();
@@ -2764,6 +2884,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(chat_fan_out_past_first_snapshot, teardown),
         cmocka_unit_test_teardown(chat_longest_line_and_one_more, teardown),
         cmocka_unit_test_teardown(server_timer_ids_count_from_one, teardown),
+        cmocka_unit_test_teardown(server_timer_cancelled_on_its_way, budget_teardown),
+        cmocka_unit_test_teardown(server_timer_self_cancel_frees_at_once, budget_teardown),
     };
     if (PICK_TEST(tests, argc, argv) != 0) return 1;
     return cmocka_run_group_tests_name("embed", tests, NULL, NULL);
