@@ -2827,6 +2827,45 @@ static void server_timer_self_cancel_frees_at_once(void **state)
     assert_int_equal(pc_server_timer_cancel(g_srv, keep), 0);
 }
 
+/* A repeating timer keeps to its planned times: each period is counted
+ * from the previous deadline, not from the end of the run (portcullis.h:
+ * "the next period from the planned time"), so a run that takes 30 ms of
+ * a 100 ms period does not push the next ones back. Ten periods take
+ * about 1000 ms (each run late by up to 70 ms keeps the plan), where
+ * counting from the runs' ends took 1300 ms or more. */
+#define KS_RUNS 11
+static _Atomic uint64_t g_ks_ns[KS_RUNS];
+static atomic_int g_ks_runs;
+
+static void st_keeps_schedule(pc_server_t *s, void *arg)
+{
+    (void)s;
+    (void)arg;
+    int n = atomic_fetch_add(&g_ks_runs, 1);
+    if (n < KS_RUNS) atomic_store(&g_ks_ns[n], pc__now_ns());
+    shim_sleep_ms(30);
+}
+
+static void server_timer_repeat_keeps_schedule(void **state)
+{
+    (void)state;
+    atomic_store(&g_ks_runs, 0);
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    start_server(&cfg);
+    int64_t id = pc_server_timer(g_srv, 100, 1, st_keeps_schedule, NULL);
+    assert_true(id > 0);
+    WAIT_FOR(atomic_load(&g_ks_runs) >= KS_RUNS, 10000);
+    int rc, tries = 0;
+    while ((rc = pc_server_timer_cancel(g_srv, id)) == PC_EBUSY && tries++ < 5000)
+        shim_sleep_ms(1);
+    assert_true(rc == 0 || rc == PC_ENOENT); /* PC_ENOENT: after a PC_EBUSY */
+    uint64_t span = atomic_load(&g_ks_ns[KS_RUNS - 1]) - atomic_load(&g_ks_ns[0]);
+    print_message("%d periods of 100 ms (30 ms runs) took %llu ms\n", KS_RUNS - 1,
+                  (unsigned long long)(span / 1000000u));
+    assert_true(span < 1200000000u);
+}
+
 int main(int argc, char **argv)
 {
     shim_init();
@@ -2886,6 +2925,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(server_timer_ids_count_from_one, teardown),
         cmocka_unit_test_teardown(server_timer_cancelled_on_its_way, budget_teardown),
         cmocka_unit_test_teardown(server_timer_self_cancel_frees_at_once, budget_teardown),
+        cmocka_unit_test_teardown(server_timer_repeat_keeps_schedule, teardown),
     };
     if (PICK_TEST(tests, argc, argv) != 0) return 1;
     return cmocka_run_group_tests_name("embed", tests, NULL, NULL);
