@@ -2866,6 +2866,93 @@ static void server_timer_repeat_keeps_schedule(void **state)
     assert_true(span < 1200000000u);
 }
 
+/* pc_server_stop cancels every timer, however many: with 1000 one-minute
+ * timers armed, each is unknown after the stop (PC_ENOENT), none ran. The
+ * table of chains must not shrink under the stop's walk of it (each
+ * cancel frees a record): a shrink mid-walk moved records into chains
+ * already walked, and those stayed armed, found by a cancel after the
+ * stop. */
+#define SC_TIMERS 1000
+
+static void stop_cancels_every_timer(void **state)
+{
+    (void)state;
+    atomic_store(&g_never, 0);
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    start_server(&cfg);
+    static int64_t ids[SC_TIMERS];
+    for (int i = 0; i < SC_TIMERS; i++) {
+        ids[i] = pc_server_timer(g_srv, 60000, i & 1, st_never, NULL);
+        assert_true(ids[i] > 0);
+    }
+    assert_int_equal(pc_server_stop(g_srv, 1000), 0);
+    int left = 0;
+    for (int i = 0; i < SC_TIMERS; i++)
+        if (pc_server_timer_cancel(g_srv, ids[i]) != PC_ENOENT) left++;
+    if (left) fail_msg("%d of %d timers not cancelled by the stop", left, SC_TIMERS);
+    assert_int_equal(atomic_load(&g_never), 0);
+}
+
+static atomic_int g_ct_posts;
+
+static void ct_post(pc_server_t *s, void *arg)
+{
+    (void)s;
+    (void)arg;
+    atomic_fetch_add(&g_ct_posts, 1);
+}
+
+/* Timers cancelled on every worker leave the workers asleep: a cancel
+ * takes the record off the wheel of the worker that armed it (the record
+ * says which; a cancel that took it off another worker's left both
+ * wheels' counts wrong, and the workers spun on waits of 0 ms, as if a
+ * timer were due). Two workers, timers posted to each in turn. */
+static void cancelled_timers_leave_workers_asleep(void **state)
+{
+    (void)state;
+    atomic_store(&g_never, 0);
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.threads = 2;
+    start_server(&cfg);
+    int64_t ids[8];
+    for (int i = 0; i < 8; i++) {
+        ids[i] = pc_server_timer(g_srv, 60000, 0, st_never, NULL);
+        assert_true(ids[i] > 0);
+    }
+    shim_sleep_ms(100); /* armed on their workers' wheels */
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(pc_server_timer_cancel(g_srv, ids[i]), 0);
+    /* a cancel does not wake the worker: posts to each, in turn, make them
+     * compute their next wait with what their wheels now hold */
+    atomic_store(&g_ct_posts, 0);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pc_server_post(g_srv, ct_post, NULL), 0);
+    WAIT_FOR(atomic_load(&g_ct_posts) == 4, 5000);
+    assert_int_equal(atomic_load(&g_ct_posts), 4);
+#ifdef __linux__
+    /* nothing left to wait for: a few wake-ups at most in half a second
+     * (a wheel counting a timer it does not hold: one every pass), and no
+     * CPU (a wheel whose count says armed with no timer on it: waits of 0
+     * ms, a spin, which wakes nothing) */
+    shim_sleep_ms(50);
+    long w0 = worker_wakeups(), cpu0 = worker_cpu_ms();
+    shim_sleep_ms(1000);
+    long woke = worker_wakeups() - w0, busy = worker_cpu_ms() - cpu0;
+    if (woke >= 20 || busy >= 150)
+        fail_msg("with no timer the workers woke %ld times and used %ld ms of CPU in 1 s", woke,
+                 busy);
+#endif
+    /* and timers still work */
+    atomic_store(&g_once, 0);
+    static int answer = 42;
+    assert_true(pc_server_timer(g_srv, 10, 0, st_once, &answer) > 0);
+    WAIT_FOR(atomic_load(&g_once) == 1, 5000);
+    assert_int_equal(atomic_load(&g_once), 1);
+    assert_int_equal(atomic_load(&g_never), 0);
+}
+
 int main(int argc, char **argv)
 {
     shim_init();
@@ -2926,6 +3013,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(server_timer_cancelled_on_its_way, budget_teardown),
         cmocka_unit_test_teardown(server_timer_self_cancel_frees_at_once, budget_teardown),
         cmocka_unit_test_teardown(server_timer_repeat_keeps_schedule, teardown),
+        cmocka_unit_test_teardown(stop_cancels_every_timer, teardown),
+        cmocka_unit_test_teardown(cancelled_timers_leave_workers_asleep, teardown),
     };
     if (PICK_TEST(tests, argc, argv) != 0) return 1;
     return cmocka_run_group_tests_name("embed", tests, NULL, NULL);
