@@ -2953,6 +2953,106 @@ static void cancelled_timers_leave_workers_asleep(void **state)
     assert_int_equal(atomic_load(&g_never), 0);
 }
 
+/* ---- 17. a worker's loop: an overloaded worker, released records */
+
+/* A worker that never finds its port empty (120 posted functions that each
+ * post themselves again: every wait leaves some staged, so none counts as
+ * having seen everything) still runs server timers by the clock and still
+ * judges its connections' deadlines, at most JUDGE_LAG_MS (1 s) behind
+ * its waits: a 50 ms timer runs within 600 ms (judged by what the worker
+ * had seen, it waited that second), and a connection idle for 300 ms is
+ * closed by the idle timeout within 5 s (never, if what the worker has
+ * seen were not brought to within that second). */
+#define FL_CHAINS 120
+static atomic_int g_fl_stop, g_fl_live;
+static _Atomic uint64_t g_fl_ran_ns;
+
+static void fl_chain(pc_server_t *s, void *arg)
+{
+    if (!atomic_load(&g_fl_stop) && pc_server_post(s, fl_chain, arg) == 0) return;
+    atomic_fetch_sub(&g_fl_live, 1);
+}
+
+static void fl_timer(pc_server_t *s, void *arg)
+{
+    (void)s;
+    (void)arg;
+    atomic_store(&g_fl_ran_ns, pc__now_ns());
+}
+
+static void overloaded_worker_keeps_time(void **state)
+{
+    (void)state;
+    atomic_store(&g_fl_stop, 0);
+    atomic_store(&g_fl_live, FL_CHAINS);
+    atomic_store(&g_fl_ran_ns, 0);
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.threads = 1;
+    cfg.idle_timeout_ms = 300;
+    start_server(&cfg);
+    shim_sock_t c = connect_server(3000);
+    expect_echo(c, "then idle");
+    for (int i = 0; i < FL_CHAINS; i++)
+        assert_int_equal(pc_server_post(g_srv, fl_chain, NULL), 0);
+    uint64_t t0 = pc__now_ns();
+    assert_true(pc_server_timer(g_srv, 50, 0, fl_timer, NULL) > 0);
+    WAIT_FOR(atomic_load(&g_fl_ran_ns) != 0, 5000);
+    shim_set_timeout(c, 5000);
+    size_t n = 0;
+    int closed = shim_wait_close(c, &n);
+    uint64_t t1 = pc__now_ns();
+    atomic_store(&g_fl_stop, 1); /* (before any assert: the stop would wait for them) */
+    WAIT_FOR(atomic_load(&g_fl_live) == 0, 5000);
+    assert_int_equal(atomic_load(&g_fl_live), 0);
+    uint64_t ran = atomic_load(&g_fl_ran_ns);
+    assert_true(ran != 0);
+    if (ran - t0 >= 600000000u)
+        fail_msg("a 50 ms timer ran %llu ms after it was armed, on an overloaded worker",
+                 (unsigned long long)((ran - t0) / 1000000u));
+    if (closed != 0)
+        fail_msg("a connection idle for 300 ms still open %llu ms later, on an overloaded worker",
+                 (unsigned long long)((t1 - t0) / 1000000u));
+    shim_close(c); /* (its on_close waits for this FIN) */
+    WAIT_FOR(atomic_load(&g_reasons[PC_CLOSE_IDLE_TIMEOUT]) == 1, 2000);
+    assert_int_equal(atomic_load(&g_reasons[PC_CLOSE_IDLE_TIMEOUT]), 1);
+}
+
+/* A worker holding a closed connection's record hands it to the table
+ * within FREE_FLUSH_MS, and then sleeps: the next connection takes that
+ * record (the same slot, the id's low half), and the worker does not wake
+ * every 10 ms meanwhile (a flush skipped after the waits that found
+ * nothing kept it waking, and the record from the table). */
+static void released_record_handed_back_then_sleeps(void **state)
+{
+    (void)state;
+    pc_server_config_t cfg;
+    base_config(&cfg);
+    cfg.threads = 1;
+    start_server(&cfg);
+    shim_sock_t a = connect_server(3000);
+    pc_conn_id_t ida = wait_open_id(1);
+    expect_echo(a, "a");
+    shim_close(a);
+    WAIT_FOR(atomic_load(&g_closes) == 1, 5000);
+    assert_int_equal(atomic_load(&g_closes), 1);
+    shim_sleep_ms(100); /* released (io_uring: its cancelled receive back), then handed */
+#ifdef __linux__
+    long w0 = worker_wakeups();
+    shim_sleep_ms(500);
+    long woke = worker_wakeups() - w0;
+    if (woke >= 10) fail_msg("the worker woke %ld times in 500 ms with nothing to do", woke);
+#else
+    shim_sleep_ms(500);
+#endif
+    shim_sock_t b = connect_server(3000);
+    pc_conn_id_t idb = wait_open_id(2);
+    expect_echo(b, "b");
+    assert_int_equal((uint32_t)idb, (uint32_t)ida);
+    assert_true(idb != ida);
+    shim_close(b);
+}
+
 int main(int argc, char **argv)
 {
     shim_init();
@@ -3015,6 +3115,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(server_timer_repeat_keeps_schedule, teardown),
         cmocka_unit_test_teardown(stop_cancels_every_timer, teardown),
         cmocka_unit_test_teardown(cancelled_timers_leave_workers_asleep, teardown),
+        cmocka_unit_test_teardown(overloaded_worker_keeps_time, teardown),
+        cmocka_unit_test_teardown(released_record_handed_back_then_sleeps, teardown),
     };
     if (PICK_TEST(tests, argc, argv) != 0) return 1;
     return cmocka_run_group_tests_name("embed", tests, NULL, NULL);
