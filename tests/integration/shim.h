@@ -59,6 +59,9 @@ void shim_close_reset(shim_sock_t s);
 void shim_shutdown_write(shim_sock_t s);
 void shim_sleep_ms(int ms);
 uint64_t shim_now_ms(void);
+/* CPU time of the whole process (the server's threads and the test's),
+ * user and kernel, in ms. */
+uint64_t shim_process_cpu_ms(void);
 /* Is IPv6 loopback usable? */
 int shim_have_ipv6(void);
 /* A socket of this process whose local IPv4 port is port: the server's end

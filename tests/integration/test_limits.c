@@ -365,14 +365,6 @@ static void write_timeout_progress_moves(void **state)
 #endif
 
 #ifndef _WIN32
-/* CPU time of the whole process (the server's threads and ours), in ms */
-static uint64_t process_cpu_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* A peer that stops reading leaves a send waiting for room: the backend
  * waits for writability (POLLOUT / EPOLLOUT), it does not retry at once.
  * Measured: the process spends next to no CPU while 4 MiB stay queued for
@@ -396,9 +388,9 @@ static void stalled_peer_costs_no_cpu(void **state)
         shim_sleep_ms(10);
     }
     assert_true(stats().send_queued_bytes > 0);
-    uint64_t cpu0 = process_cpu_ms(), t0 = shim_now_ms();
+    uint64_t cpu0 = shim_process_cpu_ms(), t0 = shim_now_ms();
     shim_sleep_ms(1000);
-    uint64_t cpu = process_cpu_ms() - cpu0, wall = shim_now_ms() - t0;
+    uint64_t cpu = shim_process_cpu_ms() - cpu0, wall = shim_now_ms() - t0;
     if (cpu * 4 >= wall)
         fprintf(stderr, "%llu ms of CPU in %llu ms\n", (unsigned long long)cpu,
                 (unsigned long long)wall);

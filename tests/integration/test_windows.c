@@ -526,15 +526,6 @@ static void stop_keeps_listener_until_accept_done(void **state)
  * it resets the listener's event and recorded FD_ACCEPT before it waits
  * again. One that left the event set would find it signalled at every wait
  * and call WSAAccept in a loop, a core's worth of CPU while nobody connects. */
-static uint64_t process_cpu_ms(void)
-{
-    FILETIME created, exited, kernel, user;
-    assert_true(GetProcessTimes(GetCurrentProcess(), &created, &exited, &kernel, &user));
-    uint64_t k = ((uint64_t)kernel.dwHighDateTime << 32) | kernel.dwLowDateTime;
-    uint64_t u = ((uint64_t)user.dwHighDateTime << 32) | user.dwLowDateTime;
-    return (k + u) / 10000; /* 100 ns units */
-}
-
 static void idle_accept_thread_sleeps(void **state)
 {
     (void)state;
@@ -546,9 +537,9 @@ static void idle_accept_thread_sleeps(void **state)
     shim_close(c);
     WAIT_FOR(stats().active == 0, 3000);
     assert_int_equal(stats().active, 0);
-    uint64_t cpu0 = process_cpu_ms(), t0 = shim_now_ms();
+    uint64_t cpu0 = shim_process_cpu_ms(), t0 = shim_now_ms();
     shim_sleep_ms(1000);
-    uint64_t cpu = process_cpu_ms() - cpu0, wall = shim_now_ms() - t0;
+    uint64_t cpu = shim_process_cpu_ms() - cpu0, wall = shim_now_ms() - t0;
     print_message("idle for %llu ms: %llu ms of CPU\n", (unsigned long long)wall,
                   (unsigned long long)cpu);
     /* idle: next to nothing (0 ms here); spinning under Wine took ~300 ms,
