@@ -28,6 +28,21 @@ static void on_data(pc_conn_t *c, const void *d, size_t n)
     (void)n;
 }
 
+/* A server of two workers created with every allocation counted (the
+ * budget allocator, no limit). */
+static pc_server_t *budget_server(void)
+{
+    budget_alloc_reset(-1);
+    assert_int_equal(pc_set_allocator(&budget_allocator), 0);
+    pc_server_config_t cfg;
+    pc_server_config_init(&cfg);
+    cfg.threads = 2;
+    cfg.cb.on_data = on_data;
+    pc_server_t *s;
+    assert_int_equal(pc_server_create(&cfg, &s), 0);
+    return s;
+}
+
 static atomic_int g_post_ran;
 static void post_fn(pc_server_t *s, void *arg)
 {
@@ -39,14 +54,7 @@ static void post_fn(pc_server_t *s, void *arg)
 static void counts_and_frees_everything(void **state)
 {
     (void)state;
-    budget_alloc_reset(-1);
-    assert_int_equal(pc_set_allocator(&budget_allocator), 0);
-    pc_server_config_t cfg;
-    pc_server_config_init(&cfg);
-    cfg.threads = 2;
-    cfg.cb.on_data = on_data;
-    pc_server_t *s;
-    assert_int_equal(pc_server_create(&cfg, &s), 0);
+    pc_server_t *s = budget_server();
     assert_true(budget_alloc_live() > 0);
     /* the allocator cannot change under a live server */
     assert_int_equal(pc_set_allocator(NULL), PC_EBUSY);
@@ -86,14 +94,7 @@ static void st_fn(pc_server_t *s, void *arg)
 static void server_timers_without_memory(void **state)
 {
     (void)state;
-    budget_alloc_reset(-1);
-    assert_int_equal(pc_set_allocator(&budget_allocator), 0);
-    pc_server_config_t cfg;
-    pc_server_config_init(&cfg);
-    cfg.threads = 2;
-    cfg.cb.on_data = on_data;
-    pc_server_t *s;
-    assert_int_equal(pc_server_create(&cfg, &s), 0);
+    pc_server_t *s = budget_server();
     assert_int_equal(pc_server_start(s), 0);
     pc__sleep_ms(50); /* the workers settled: nothing else allocates meanwhile */
     long live = budget_alloc_live();
