@@ -113,6 +113,19 @@ static void expect_dropped(const char *src, const char *dst, int port)
                                   : "an error");
 }
 
+/* src has reached its per-source maximum: its next SYN is dropped in the
+ * kernel once the accept thread has marked it, which it does after handing
+ * the last connection over (so that connection's echo can come first, and
+ * a busy machine can hold the thread back): tried again for up to 5 s. */
+static void expect_marked(const char *src, const char *dst, int port)
+{
+    for (uint64_t end = shim_now_ms() + 5000; shim_now_ms() < end;) {
+        if (try_connect(src, dst, port, 50, NULL) == C_TIMEOUT) return;
+        shim_sleep_ms(10);
+    }
+    fail_msg("%s at its maximum: its SYNs to %s still answered after 5 s", src, dst);
+}
+
 /* Denied after the handshake (no kernel filter): connected, then reset or
  * closed without an echo. */
 static void expect_reset_after_handshake(const char *src, const char *dst, int port)
@@ -1063,15 +1076,7 @@ static void max_marks_after_tier_returns(void **state)
         shim_set_timeout(held[i], 5000);
         expect_echo(held[i], "held");
     }
-    /* marked: dropped in the kernel (the accept thread marks after it hands
-     * the 3rd connection over, so its echo can come first, and a busy
-     * machine can hold that thread back: try again for up to 5 s) */
-    int dropped = 0;
-    for (uint64_t end = shim_now_ms() + 5000; !dropped && shim_now_ms() < end;) {
-        dropped = try_connect("127.0.0.3", "127.0.0.1", g_port, 50, NULL) == C_TIMEOUT;
-        if (!dropped) shim_sleep_ms(10);
-    }
-    assert_true(dropped);
+    expect_marked("127.0.0.3", "127.0.0.1", g_port); /* dropped in the kernel */
     uint64_t max0 = stats().kernel_dropped_max;
     assert_true(max0 >= 1);
     int rc = set_rules_refused(1, rules_from("deny 127.0.8.0/24\n"));
@@ -1215,14 +1220,8 @@ static void ebpf_max_marks_prefix_group(void **state)
         shim_set_timeout(held[i], 5000);
         expect_echo(held[i], "group");
     }
-    /* the group is marked once the accept thread has handed the 2nd over
-     * (its echo can come first): try for up to 5 s */
-    int dropped = 0;
-    for (uint64_t end = shim_now_ms() + 5000; !dropped && shim_now_ms() < end;) {
-        dropped = try_connect("127.0.0.5", "127.0.0.1", g_port, 50, NULL) == C_TIMEOUT;
-        if (!dropped) shim_sleep_ms(10);
-    }
-    if (!dropped) fail_msg("127.0.0.5 of a /24 at its maximum: its SYNs answered");
+    /* the group's mark covers a third address of it */
+    expect_marked("127.0.0.5", "127.0.0.1", g_port);
     assert_true(stats().kernel_dropped_max >= 1);
     expect_served("127.0.1.5", "127.0.0.1", g_port); /* another group */
     for (int i = 0; i < 2; i++)
@@ -1252,12 +1251,7 @@ static void ebpf_max_marks_v6(void **state)
     assert_int_equal(try_connect("::1", "::1", port, 5000, &held), C_OK);
     shim_set_timeout(held, 5000);
     expect_echo(held, "held");
-    int dropped = 0; /* marked once the accept thread handed it over: up to 5 s */
-    for (uint64_t end = shim_now_ms() + 5000; !dropped && shim_now_ms() < end;) {
-        dropped = try_connect("::1", "::1", port, 50, NULL) == C_TIMEOUT;
-        if (!dropped) shim_sleep_ms(10);
-    }
-    if (!dropped) fail_msg("::1 at its maximum: its SYNs answered");
+    expect_marked("::1", "::1", port);
     assert_true(stats().kernel_dropped_max >= 1);
     close(held);
     WAIT_FOR(stats().active == 0, 5000);
