@@ -472,6 +472,16 @@ void expect_bound(pc_server_config_t *cfg, unsigned *field, unsigned max)
     pc_server_destroy(s);
 }
 
+void expect_idle_cpu(unsigned part)
+{
+    uint64_t cpu0 = shim_process_cpu_ms(), t0 = shim_now_ms();
+    shim_sleep_ms(1000);
+    uint64_t cpu = shim_process_cpu_ms() - cpu0, wall = shim_now_ms() - t0;
+    if (cpu * part >= wall)
+        fail_msg("%llu ms of CPU in %llu ms: not under 1/%u of a core", (unsigned long long)cpu,
+                 (unsigned long long)wall, part);
+}
+
 int pick_test(const struct CMUnitTest *tests, size_t n, int argc, char **argv)
 {
     if (argc < 2) return 0;

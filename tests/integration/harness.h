@@ -101,6 +101,10 @@ void expect_refused(const char *src);
 /* pc_server_create refuses *field = max + 1 (PC_EINVAL, nothing created)
  * and accepts max; field points into cfg. */
 void expect_bound(pc_server_config_t *cfg, unsigned *field, unsigned max);
+/* Over the next second the whole process (the server's threads and the
+ * test's) uses under 1/part of one core: what an idle server, or one
+ * waiting on its peers, costs. The figures are printed when it does not. */
+void expect_idle_cpu(unsigned part);
 /* A started one-worker server without listeners, for pc_connect clients
  * whose connections run cb; base: the other settings (NULL: defaults). */
 pc_server_t *start_client_server(const pc_callbacks_t *cb, const pc_server_config_t *base);
