@@ -1246,6 +1246,14 @@ static void connect_outbound(void **state)
     assert_int_equal(pc_connect(g_srv, ep, "192.0.2.1", &cli, NULL, NULL), PC_EADDRNOTAVAIL);
 }
 
+/* on_data of clients whose bytes do not matter to the test */
+static void ignore_data(pc_conn_t *c, const void *d, size_t n)
+{
+    (void)c;
+    (void)d;
+    (void)n;
+}
+
 /* header_timeout_ms arms on accepted connections only: a pc_connect
  * connection of a server that sets it is not cut for a request it never
  * receives. Its own 300 ms timer, which closes it, comes first, not a
@@ -1255,12 +1263,6 @@ static void oh_timer(pc_conn_t *c)
 {
     atomic_store(&g_oh_fired, 1);
     assert_int_equal(pc_conn_close(c), 0);
-}
-static void oh_data(pc_conn_t *c, const void *d, size_t n)
-{
-    (void)c;
-    (void)d;
-    (void)n;
 }
 static void oh_open(pc_conn_t *c)
 {
@@ -1285,7 +1287,7 @@ static void outbound_has_no_header_timeout(void **state)
     pc_server_config_init(&ccfg);
     ccfg.header_timeout_ms = 100;
     static const pc_callbacks_t cli = {
-        .on_open = oh_open, .on_data = oh_data, .on_close = oh_close};
+        .on_open = oh_open, .on_data = ignore_data, .on_close = oh_close};
     pc_server_t *cs = start_client_server(&cli, &ccfg);
     char ep[64];
     snprintf(ep, sizeof ep, "127.0.0.1:%d", g_port);
@@ -1482,12 +1484,6 @@ static void wtc_open(pc_conn_t *c)
     (void)c;
     atomic_fetch_add(&g_wtc_open, 1);
 }
-static void wtc_data(pc_conn_t *c, const void *d, size_t n)
-{
-    (void)c;
-    (void)d;
-    (void)n;
-}
 static void wtc_close(pc_conn_t *c, pc_close_reason_t r, int err)
 {
     (void)c;
@@ -1507,7 +1503,7 @@ static void connect_slow_write_timeout(void **state)
     full_listener_open(&fl);
     atomic_store(&g_wtc_open, 0);
     atomic_store(&g_wtc_close, 0);
-    pc_callbacks_t cli = {.on_open = wtc_open, .on_data = wtc_data, .on_close = wtc_close};
+    pc_callbacks_t cli = {.on_open = wtc_open, .on_data = ignore_data, .on_close = wtc_close};
     pc_conn_id_t id = 0;
     uint64_t t0 = shim_now_ms();
     assert_int_equal(pc_connect(g_srv, fl.ep, NULL, &cli, NULL, &id), 0);
@@ -2589,12 +2585,6 @@ static void so_open(pc_conn_t *c)
     (void)c;
     atomic_store(&g_so_open, 1);
 }
-static void so_data(pc_conn_t *c, const void *d, size_t n)
-{
-    (void)c;
-    (void)d;
-    (void)n;
-}
 
 /* Every socket the server opens is close-on-exec: the listener, an
  * accepted connection, an outbound one. A child the application starts
@@ -2621,7 +2611,7 @@ static void sockets_close_on_exec(void **state)
 
     atomic_store(&g_so_open, 0);
     /* kept by the connection until its on_close returned (in the teardown) */
-    static const pc_callbacks_t cli = {.on_open = so_open, .on_data = so_data};
+    static const pc_callbacks_t cli = {.on_open = so_open, .on_data = ignore_data};
     char ep[64];
     snprintf(ep, sizeof ep, "127.0.0.1:%d", g_port);
     pc_conn_id_t id = 0;
